@@ -1,0 +1,143 @@
+//! The typed arguments of `#[aggregate(...)]`, as written by the user.
+
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Ident, LitStr, Path, Token, parenthesized};
+
+use crate::errors::Errors;
+
+mod kw {
+    syn::custom_keyword!(events);
+    syn::custom_keyword!(event);
+    syn::custom_keyword!(event_enum);
+}
+
+/// What to write instead of an argument the derive does not know.
+pub(crate) const USAGE: &str = "#[aggregate] takes `type = \"Order\"`, `events(OrderPlaced, OrderShipped, ..)`, \
+     `event_enum = OrderEvent` or `event = HandWrittenEnum`";
+
+/// Every `#[aggregate(...)]` argument, each given at most once.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// The attributes' own tokens, to point at when an argument is missing.
+    pub(crate) attributes: Vec<Attribute>,
+    /// `type = "Order"`.
+    pub(crate) type_name: Option<LitStr>,
+    /// `events(A, B)`.
+    pub(crate) events: Option<EventList>,
+    /// `event = HandWrittenEnum`.
+    pub(crate) event: Option<(kw::event, Path)>,
+    /// `event_enum = OrderEvent`.
+    pub(crate) event_enum: Option<(kw::event_enum, Ident)>,
+}
+
+/// `events(A, B, ...)`.
+pub(crate) struct EventList {
+    pub(crate) keyword: kw::events,
+    pub(crate) paths: Punctuated<Path, Token![,]>,
+}
+
+enum Arg {
+    Type(Token![type], LitStr),
+    Events(EventList),
+    Event(kw::event, Path),
+    EventEnum(kw::event_enum, Ident),
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(Token![type]) {
+            let keyword = input.parse::<Token![type]>()?;
+            input.parse::<Token![=]>()?;
+            let name = input.parse::<LitStr>().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected the aggregate type name as a string, e.g. `type = \"Order\"`",
+                )
+            })?;
+            Ok(Self::Type(keyword, name))
+        } else if lookahead.peek(kw::events) {
+            let keyword = input.parse::<kw::events>()?;
+            if !input.peek(syn::token::Paren) {
+                return Err(syn::Error::new(
+                    keyword.span,
+                    "expected the event types in parentheses, e.g. `events(OrderPlaced, OrderShipped)`",
+                ));
+            }
+            let content;
+            parenthesized!(content in input);
+            let paths = content.parse_terminated(Path::parse, Token![,])?;
+            Ok(Self::Events(EventList { keyword, paths }))
+        } else if lookahead.peek(kw::event_enum) {
+            let keyword = input.parse::<kw::event_enum>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Self::EventEnum(keyword, input.parse()?))
+        } else if lookahead.peek(kw::event) {
+            let keyword = input.parse::<kw::event>()?;
+            input.parse::<Token![=]>()?;
+            Ok(Self::Event(keyword, input.parse()?))
+        } else if input.peek(Ident) {
+            let unknown: Ident = input.parse()?;
+            Err(syn::Error::new(
+                unknown.span(),
+                format!("unknown argument `{unknown}`: {USAGE}"),
+            ))
+        } else {
+            Err(lookahead.error())
+        }
+    }
+}
+
+impl Args {
+    /// Parses every `#[aggregate(...)]` attribute, recording unknown and duplicate
+    /// arguments in `errors`.
+    pub(crate) fn from_attributes(attrs: &[Attribute], errors: &mut Errors) -> Self {
+        let mut args = Self::default();
+        for attr in attrs.iter().filter(|a| a.path().is_ident("aggregate")) {
+            args.attributes.push(attr.clone());
+            let parsed = attr.parse_args_with(Punctuated::<Arg, Token![,]>::parse_terminated);
+            match parsed {
+                Ok(list) => list.into_iter().for_each(|arg| args.add(arg, errors)),
+                Err(e) => errors.push(e),
+            }
+        }
+        args
+    }
+
+    fn add(&mut self, arg: Arg, errors: &mut Errors) {
+        fn set<T>(
+            slot: &mut Option<T>,
+            value: T,
+            keyword: impl quote::ToTokens,
+            name: &str,
+            errors: &mut Errors,
+        ) {
+            if slot.is_some() {
+                errors.at(
+                    keyword,
+                    format!("duplicate argument `{name}`: give it once"),
+                );
+            } else {
+                *slot = Some(value);
+            }
+        }
+        match arg {
+            Arg::Type(keyword, name) => set(&mut self.type_name, name, keyword, "type", errors),
+            Arg::Events(list) => {
+                let keyword = list.keyword;
+                set(&mut self.events, list, keyword, "events", errors);
+            }
+            Arg::Event(keyword, path) => {
+                set(&mut self.event, (keyword, path), keyword, "event", errors)
+            }
+            Arg::EventEnum(keyword, ident) => set(
+                &mut self.event_enum,
+                (keyword, ident),
+                keyword,
+                "event_enum",
+                errors,
+            ),
+        }
+    }
+}

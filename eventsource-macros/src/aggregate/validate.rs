@@ -1,0 +1,148 @@
+//! Checks the arguments against the item and turns them into an expansion plan.
+
+use quote::format_ident;
+use syn::{Data, DeriveInput, Ident, Path, PathArguments};
+
+use super::args::Args;
+use crate::errors::Errors;
+
+/// What to generate.
+pub(crate) struct Plan {
+    /// The stored aggregate type name.
+    pub(crate) type_name: String,
+    /// Where the events come from.
+    pub(crate) events: Events,
+}
+
+/// The aggregate's event set.
+pub(crate) enum Events {
+    /// Generate an enum with one variant per listed event type.
+    Generated {
+        enum_ident: Ident,
+        variants: Vec<Variant>,
+    },
+    /// Use the user's own enum.
+    HandWritten(Path),
+}
+
+/// One listed event type.
+pub(crate) struct Variant {
+    /// The event type as the user wrote it (errors about it point here).
+    pub(crate) path: Path,
+    /// The variant name: the type's last path segment.
+    pub(crate) ident: Ident,
+}
+
+/// The name of the generated event enum: `event_enum = ...`, else `{Struct}Event`.
+pub(crate) fn enum_ident(input: &DeriveInput, args: &Args) -> Ident {
+    args.event_enum.as_ref().map_or_else(
+        || format_ident!("{}Event", input.ident),
+        |(_, ident)| ident.clone(),
+    )
+}
+
+/// Validates `args` for `input`, recording every problem in `errors`.
+pub(crate) fn validate(input: &DeriveInput, args: &Args, errors: &mut Errors) -> Option<Plan> {
+    match &input.data {
+        Data::Struct(_) => {}
+        Data::Enum(e) => errors.at(
+            e.enum_token,
+            "#[derive(Aggregate)] goes on the aggregate's state struct, not on an enum: \
+             write `struct Order { .. }` and list the event types in `#[aggregate(events(..))]`",
+        ),
+        Data::Union(u) => errors.at(
+            u.union_token,
+            "#[derive(Aggregate)] goes on the aggregate's state struct, not on a union",
+        ),
+    }
+
+    let type_name = match &args.type_name {
+        Some(lit) if lit.value().trim().is_empty() => {
+            errors.at(
+                lit,
+                "the aggregate type name is empty: write e.g. `type = \"Order\"`",
+            );
+            None
+        }
+        Some(lit) => Some(lit.value()),
+        None => Some(input.ident.to_string()),
+    };
+
+    let events = match (&args.events, &args.event) {
+        (Some(_), Some((keyword, _))) => {
+            errors.at(
+                keyword,
+                "`event = ..` and `events(..)` exclude each other: list the event types in `events(..)` \
+                 to have the enum generated, or name your own enum with `event = ..`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            let message = "missing `events(..)`: list the events this aggregate applies, e.g. \
+                 `#[aggregate(events(OrderPlaced, OrderShipped))]`, or name a hand-written event enum with \
+                 `#[aggregate(event = OrderEvent)]`";
+            match args.attributes.first() {
+                Some(attr) => errors.at(attr, message),
+                None => errors.push(syn::Error::new(
+                    input.ident.span(),
+                    format!("{message} (in an `#[aggregate(..)]` attribute under the derive)"),
+                )),
+            }
+            None
+        }
+        (None, Some((_, path))) => {
+            if let Some((keyword, _)) = &args.event_enum {
+                errors.at(
+                    keyword,
+                    "`event_enum = ..` names the generated enum, but `event = ..` uses your own: remove `event_enum`",
+                );
+            }
+            Some(Events::HandWritten(path.clone()))
+        }
+        (Some(list), None) => {
+            if list.paths.is_empty() {
+                errors.at(
+                    list.keyword,
+                    "`events()` is empty: list at least one event type, e.g. `events(OrderPlaced)`",
+                );
+            }
+            let mut variants: Vec<Variant> = Vec::with_capacity(list.paths.len());
+            for path in &list.paths {
+                let Some(last) = path.segments.last() else {
+                    continue;
+                };
+                if !matches!(last.arguments, PathArguments::None) {
+                    errors.at(
+                        &last.arguments,
+                        "an event type with generic arguments cannot name an enum variant: \
+                         wrap it in a non-generic struct, or write the enum yourself and use `event = ..`",
+                    );
+                    continue;
+                }
+                if variants.iter().any(|v| v.ident == last.ident) {
+                    errors.at(
+                        path,
+                        format!(
+                            "`{}` is listed twice in `events(..)`: list each event type once",
+                            last.ident
+                        ),
+                    );
+                    continue;
+                }
+                variants.push(Variant {
+                    path: path.clone(),
+                    ident: last.ident.clone(),
+                });
+            }
+            Some(Events::Generated {
+                enum_ident: enum_ident(input, args),
+                variants,
+            })
+        }
+    };
+
+    Some(Plan {
+        type_name: type_name?,
+        events: events?,
+    })
+}

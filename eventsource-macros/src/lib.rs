@@ -1,0 +1,24 @@
+//! Procedural macros of the eventsource workspace.
+//!
+//! Do not depend on this crate directly: depend on `eventsource-runtime`, which re-exports
+//! these macros and holds the code they expand to (`::eventsource_runtime::...`).
+//!
+//! Each macro lives in a module of its own, split into parsing (typed arguments),
+//! validation and expansion. On invalid input a macro reports every error it found and
+//! still emits a minimal item, so the user sees those errors and not a cascade.
+#![deny(missing_docs)]
+
+mod aggregate;
+mod errors;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Derives `eventsource_runtime::Aggregate` and generates the aggregate's event enum.
+///
+/// See `eventsource_runtime::Aggregate` (the derive's re-export) for the arguments.
+#[proc_macro_derive(Aggregate, attributes(aggregate))]
+pub fn derive_aggregate(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    aggregate::derive(&input).into()
+}

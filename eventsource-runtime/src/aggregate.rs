@@ -1,0 +1,180 @@
+//! Aggregates: state rebuilt from events, and the root that tracks version and
+//! uncommitted events.
+
+use crate::event::{DomainEvent, StreamId};
+
+/// An event-sourced aggregate's state.
+///
+/// Usually derived: `#[derive(Aggregate)]` generates the event enum and an
+/// [`apply_event`](Self::apply_event) that dispatches each event to the matching [`Apply`] impl.
+///
+/// ```
+/// use eventsource_runtime::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Opened { pub owner: String }
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Closed;
+///
+/// #[derive(Default, Aggregate)]
+/// #[aggregate(type = "Account", events(Opened, Closed))]
+/// pub struct Account { owner: String, open: bool }
+///
+/// impl Apply<Opened> for Account {
+///     fn apply(&mut self, event: &Opened) {
+///         self.owner = event.owner.clone();
+///         self.open = true;
+///     }
+/// }
+/// impl Apply<Closed> for Account {
+///     fn apply(&mut self, _: &Closed) { self.open = false; }
+/// }
+///
+/// let mut account = Account::default();
+/// account.apply_event(&AccountEvent::from(Opened { owner: "ada".into() }));
+/// assert!(account.open);
+/// assert_eq!(Account::TYPE, "Account");
+/// ```
+pub trait Aggregate: Default + Send + Sync + 'static {
+    /// The aggregate type name stored with every event (e.g. `"Order"`).
+    const TYPE: &'static str;
+    /// The aggregate's event set.
+    type Event: DomainEvent;
+    /// Applies one event to the state. Must not fail: an event is a fact.
+    fn apply_event(&mut self, event: &Self::Event);
+}
+
+/// How an aggregate's state changes when event `E` happens.
+///
+/// Write one impl per event listed in `#[aggregate(events(...))]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not say how it applies `{E}`",
+    label = "no `impl Apply<{E}> for {Self}`",
+    note = "add `impl eventsource_runtime::Apply<{E}> for {Self} {{ fn apply(&mut self, event: &{E}) {{ /* change the state */ }} }}`"
+)]
+pub trait Apply<E> {
+    /// Changes the state to reflect `event`.
+    fn apply(&mut self, event: &E);
+}
+
+/// An event was offered to an aggregate out of sequence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event out of sequence on {stream}: expected version {expected}, got {actual}")]
+pub struct OutOfSequence {
+    /// The aggregate's stream.
+    pub stream: StreamId,
+    /// The version the next event must carry.
+    pub expected: u64,
+    /// The version it carried.
+    pub actual: u64,
+}
+
+/// An aggregate's state together with its identity, its version and the events recorded
+/// since it was loaded.
+#[derive(Debug, Clone)]
+pub struct AggregateRoot<A: Aggregate> {
+    stream: StreamId,
+    version: u64,
+    state: A,
+    uncommitted: Vec<A::Event>,
+}
+
+impl<A: Aggregate> AggregateRoot<A> {
+    /// A new aggregate with no history (version 0).
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            stream: StreamId::new(A::TYPE, id),
+            version: 0,
+            state: A::default(),
+            uncommitted: Vec::new(),
+        }
+    }
+
+    /// The aggregate's id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        self.stream.aggregate_id()
+    }
+
+    /// The aggregate's stream (type and id).
+    #[must_use]
+    pub fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
+    /// The version of the last event applied, recorded ones included (0 for none).
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The version the store holds: [`version`](Self::version) less the uncommitted events.
+    #[must_use]
+    pub fn persisted_version(&self) -> u64 {
+        self.version - self.uncommitted.len() as u64
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn state(&self) -> &A {
+        &self.state
+    }
+
+    /// The events recorded since the last load or save.
+    #[must_use]
+    pub fn uncommitted(&self) -> &[A::Event] {
+        &self.uncommitted
+    }
+
+    /// Applies a new event to the state and queues it for the next save.
+    pub fn record(&mut self, event: impl Into<A::Event>) {
+        let event = event.into();
+        self.state.apply_event(&event);
+        self.version += 1;
+        self.uncommitted.push(event);
+    }
+
+    /// Applies an event read back from the store, checking that it is the next one.
+    ///
+    /// # Errors
+    /// [`OutOfSequence`] when `version` is not exactly one more than the current version; the
+    /// state is left untouched.
+    pub fn replay_one(&mut self, version: u64, event: &A::Event) -> Result<(), OutOfSequence> {
+        let expected = self.version + 1;
+        if version != expected {
+            return Err(OutOfSequence {
+                stream: self.stream.clone(),
+                expected,
+                actual: version,
+            });
+        }
+        self.state.apply_event(event);
+        self.version = version;
+        Ok(())
+    }
+
+    /// Rebuilds the state from stored `(version, event)` pairs, in order.
+    ///
+    /// # Errors
+    /// [`OutOfSequence`] at the first event whose version is not the next one; the events
+    /// before it stay applied.
+    pub fn replay<'e, I>(&mut self, events: I) -> Result<(), OutOfSequence>
+    where
+        I: IntoIterator<Item = (u64, &'e A::Event)>,
+    {
+        events
+            .into_iter()
+            .try_for_each(|(version, event)| self.replay_one(version, event))
+    }
+
+    /// Takes the uncommitted events out, as a save does once the store accepted them.
+    pub fn take_uncommitted(&mut self) -> Vec<A::Event> {
+        std::mem::take(&mut self.uncommitted)
+    }
+
+    /// Consumes the root, returning the state.
+    pub fn into_state(self) -> A {
+        self.state
+    }
+}

@@ -1,0 +1,244 @@
+//! Commands: load -> decide -> record -> save -> deliver, in one call.
+
+use crate::aggregate::{Aggregate, AggregateRoot};
+use crate::event::{EventEnvelope, Metadata};
+use crate::projection::{DeliveryFailure, Projection, ProjectionRegistry, SharedProjection};
+use crate::repository::{Repository, RepositoryError};
+use crate::store::{EventStore, VersionConflict};
+
+/// A request to change one aggregate.
+pub trait Command: Send + 'static {
+    /// The command's type name, e.g. `"PlaceOrder"` (used in telemetry and metrics).
+    const TYPE: &'static str;
+    /// The id of the aggregate the command is for.
+    fn aggregate_id(&self) -> String;
+}
+
+/// An aggregate's decision on command `C`: the events it produces, or why it refuses.
+///
+/// The decision only reads the state; the events are applied by the caller. Write the
+/// decision as a plain method and delegate to it.
+pub trait Handle<C>: Aggregate {
+    /// Why the aggregate refuses the command.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Decides which events the command produces.
+    ///
+    /// # Errors
+    /// The domain's reason to refuse the command.
+    fn handle(&self, command: C) -> Result<Vec<Self::Event>, Self::Error>;
+}
+
+/// Why a command did not produce stored events.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError<E> {
+    /// The aggregate refused the command; nothing was stored.
+    #[error("command rejected: {0}")]
+    Rejected(#[source] E),
+    /// Loading or saving failed; nothing was stored.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+impl<E> CommandError<E> {
+    /// The version conflict, when another writer saved first.
+    #[must_use]
+    pub fn as_conflict(&self) -> Option<&VersionConflict> {
+        match self {
+            Self::Repository(e) => e.as_conflict(),
+            Self::Rejected(_) => None,
+        }
+    }
+
+    /// The domain error, when the aggregate refused the command.
+    #[must_use]
+    pub fn as_rejection(&self) -> Option<&E> {
+        match self {
+            Self::Rejected(e) => Some(e),
+            Self::Repository(_) => None,
+        }
+    }
+}
+
+/// What a successful command did.
+#[derive(Debug)]
+pub struct CommandOutcome<A: Aggregate> {
+    /// The aggregate after the command, with no uncommitted event.
+    pub aggregate: AggregateRoot<A>,
+    /// The events the command stored (empty when it decided on none).
+    pub events: Vec<EventEnvelope>,
+    /// Projections that failed on these events. The events are stored regardless.
+    pub delivery_failures: Vec<DeliveryFailure>,
+}
+
+impl<A: Aggregate> CommandOutcome<A> {
+    /// The aggregate's version after the command.
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.aggregate.version()
+    }
+}
+
+/// Runs commands against aggregates of type `A`: load, decide, record, save, deliver.
+///
+/// Cheap to clone; clones share the store and the projections.
+///
+/// ```
+/// use eventsource_runtime::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Deposited { pub amount: u64 }
+///
+/// #[derive(Default, Aggregate)]
+/// #[aggregate(type = "Account", events(Deposited))]
+/// pub struct Account { balance: u64 }
+///
+/// impl Apply<Deposited> for Account {
+///     fn apply(&mut self, e: &Deposited) { self.balance += e.amount; }
+/// }
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("nothing to deposit")]
+/// pub struct ZeroAmount;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let accounts = CommandService::<Account>::new(InMemoryEventStore::new());
+/// let outcome = accounts
+///     .execute_with("acc-1", |_account| match 25 {
+///         0 => Err(ZeroAmount),
+///         amount => Ok(vec![Deposited { amount }.into()]),
+///     })
+///     .await
+///     .unwrap();
+/// assert_eq!(outcome.version(), 1);
+/// assert_eq!(outcome.aggregate.state().balance, 25);
+/// # });
+/// ```
+pub struct CommandService<A: Aggregate> {
+    repository: Repository<A>,
+    projections: ProjectionRegistry,
+}
+
+impl<A: Aggregate> Clone for CommandService<A> {
+    fn clone(&self) -> Self {
+        Self {
+            repository: self.repository.clone(),
+            projections: self.projections.clone(),
+        }
+    }
+}
+
+impl<A: Aggregate> std::fmt::Debug for CommandService<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandService")
+            .field("repository", &self.repository)
+            .field("projections", &self.projections)
+            .finish()
+    }
+}
+
+impl<A: Aggregate> CommandService<A> {
+    /// A service over `store`, with no projection.
+    pub fn new(store: impl EventStore) -> Self {
+        Self::with_repository(Repository::new(store), ProjectionRegistry::new())
+    }
+
+    /// A service from a repository and the projections to deliver to (which other
+    /// services may share).
+    #[must_use]
+    pub fn with_repository(repository: Repository<A>, projections: ProjectionRegistry) -> Self {
+        Self {
+            repository,
+            projections,
+        }
+    }
+
+    /// The repository the service loads and saves through.
+    #[must_use]
+    pub fn repository(&self) -> &Repository<A> {
+        &self.repository
+    }
+
+    /// The projections the service delivers to.
+    #[must_use]
+    pub fn projections(&self) -> &ProjectionRegistry {
+        &self.projections
+    }
+
+    /// Registers a projection to receive every event this service saves.
+    pub fn register<P: Projection>(&self, projection: P) -> SharedProjection<P> {
+        self.projections.register(projection)
+    }
+
+    /// Runs `command` through the aggregate's [`Handle`] impl.
+    ///
+    /// # Errors
+    /// [`CommandError::Rejected`] with the aggregate's error, or
+    /// [`CommandError::Repository`] (a [`VersionConflict`] when another writer saved first).
+    pub async fn execute<C>(&self, command: C) -> Result<CommandOutcome<A>, CommandError<A::Error>>
+    where
+        C: Command,
+        A: Handle<C>,
+    {
+        self.execute_with_metadata(command, Metadata::new()).await
+    }
+
+    /// As [`execute`](Self::execute), storing `metadata` with each produced event.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn execute_with_metadata<C>(
+        &self,
+        command: C,
+        metadata: Metadata,
+    ) -> Result<CommandOutcome<A>, CommandError<A::Error>>
+    where
+        C: Command,
+        A: Handle<C>,
+    {
+        let id = command.aggregate_id();
+        self.run(id, metadata, |state| state.handle(command)).await
+    }
+
+    /// Runs a decision given as a closure over the current state, for the aggregate `id`.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn execute_with<F, E>(
+        &self,
+        id: impl Into<String>,
+        decide: F,
+    ) -> Result<CommandOutcome<A>, CommandError<E>>
+    where
+        F: FnOnce(&A) -> Result<Vec<A::Event>, E>,
+    {
+        self.run(id.into(), Metadata::new(), decide).await
+    }
+
+    async fn run<F, E>(
+        &self,
+        id: String,
+        metadata: Metadata,
+        decide: F,
+    ) -> Result<CommandOutcome<A>, CommandError<E>>
+    where
+        F: FnOnce(&A) -> Result<Vec<A::Event>, E>,
+    {
+        let mut aggregate = self.repository.load(id).await?;
+        let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
+        for event in decided {
+            aggregate.record(event);
+        }
+        let events = self
+            .repository
+            .save_with_metadata(&mut aggregate, &metadata)
+            .await?;
+        let delivery_failures = self.projections.deliver(&events).await;
+        Ok(CommandOutcome {
+            aggregate,
+            events,
+            delivery_failures,
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! # eventsource-runtime
+//!
+//! Event-sourced domain code in plain Rust: aggregates whose state is rebuilt from events,
+//! event stores with optimistic concurrency, repositories, command handling and
+//! projections. The macros (`#[derive(Aggregate)]`, re-exported here with the default
+//! `macros` feature) generate the repetitive parts; the code they generate calls this
+//! crate.
+//!
+//! The map of the crate follows the domain:
+//! - [`event`]: [`DomainEvent`], the stored [`EventEnvelope`](event::EventEnvelope) and its
+//!   [`Metadata`](event::Metadata);
+//! - [`aggregate`]: [`Aggregate`], [`Apply`], [`AggregateRoot`];
+//! - [`store`]: [`EventStore`] and the [`InMemoryEventStore`];
+//! - [`repository`]: [`Repository`];
+//! - [`command`]: [`Command`], [`Handle`] and the [`CommandService`] that runs
+//!   load -> decide -> record -> save -> deliver;
+//! - [`projection`]: [`Projection`] and in-process delivery;
+//! - `testing` (feature `testing`): given/when/then for aggregates.
+//!
+//! ```
+//! use eventsource_runtime::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! pub struct OrderPlaced { pub total_cents: u64 }
+//! #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+//! pub struct OrderShipped;
+//!
+//! // The state; the derive generates `OrderEvent` and the event application.
+//! #[derive(Debug, Default, Aggregate)]
+//! #[aggregate(type = "Order", events(OrderPlaced, OrderShipped))]
+//! pub struct Order { placed: bool, shipped: bool }
+//!
+//! // The user writes only the state transitions...
+//! impl Apply<OrderPlaced> for Order {
+//!     fn apply(&mut self, _: &OrderPlaced) { self.placed = true; }
+//! }
+//! impl Apply<OrderShipped> for Order {
+//!     fn apply(&mut self, _: &OrderShipped) { self.shipped = true; }
+//! }
+//!
+//! // ...and the decisions.
+//! #[derive(Debug, thiserror::Error)]
+//! #[error("order {0} was never placed")]
+//! pub struct NotPlaced(String);
+//!
+//! pub struct ShipOrder { pub order_id: String }
+//! impl Command for ShipOrder {
+//!     const TYPE: &'static str = "ShipOrder";
+//!     fn aggregate_id(&self) -> String { self.order_id.clone() }
+//! }
+//! impl Handle<ShipOrder> for Order {
+//!     type Error = NotPlaced;
+//!     fn handle(&self, cmd: ShipOrder) -> Result<Vec<OrderEvent>, NotPlaced> {
+//!         if !self.placed { return Err(NotPlaced(cmd.order_id)); }
+//!         Ok(vec![OrderShipped.into()])
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+//! let refused = orders.execute(ShipOrder { order_id: "o-1".into() }).await;
+//! assert!(matches!(refused, Err(CommandError::Rejected(NotPlaced(_)))));
+//! # });
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod aggregate;
+pub mod command;
+pub mod event;
+pub mod projection;
+pub mod repository;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use aggregate::{Aggregate, AggregateRoot, Apply};
+pub use async_trait::async_trait;
+pub use command::{Command, CommandError, CommandOutcome, CommandService, Handle};
+pub use event::{DomainEvent, EventEnvelope, EventType, Metadata, StreamId};
+pub use projection::{Projection, ProjectionRegistry};
+pub use repository::{Repository, RepositoryError};
+pub use store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
+
+/// Derives [`Aggregate`] for an aggregate's state struct and generates its event enum.
+///
+/// ```text
+/// #[derive(Default, Aggregate)]
+/// #[aggregate(type = "Order", events(OrderPlaced, OrderShipped))]
+/// pub struct Order { .. }
+/// ```
+///
+/// Arguments of `#[aggregate(...)]`:
+/// - `events(A, B, ...)`: the event types. Generates `pub enum {Struct}Event` with one
+///   variant per type (serde-tagged by event type name), `From<A>` for it, [`DomainEvent`],
+///   [`EventType`] for each listed type (named after the type), and an `apply` that calls
+///   your `impl Apply<A> for {Struct}`. Each event type must be `Debug + Clone + PartialEq`
+///   and serde-serializable.
+/// - `type = "Order"`: the stored aggregate type name (default: the struct's name).
+/// - `event_enum = OrderEvent`: the generated enum's name (default: `{Struct}Event`).
+/// - `event = MyEvents`: instead of `events(...)`, use a hand-written enum implementing
+///   [`DomainEvent`]; you then write `impl Apply<MyEvents> for {Struct}`.
+#[cfg(feature = "macros")]
+pub use eventsource_macros::Aggregate;
+
+/// The names most code needs: `use eventsource_runtime::prelude::*;`.
+pub mod prelude {
+    pub use crate::Aggregate;
+    pub use crate::aggregate::{AggregateRoot, Apply};
+    pub use crate::command::{Command, CommandError, CommandOutcome, CommandService, Handle};
+    pub use crate::event::{DomainEvent, EventEnvelope, EventType, Metadata, StreamId};
+    pub use crate::projection::{Projection, ProjectionError, ProjectionRegistry};
+    pub use crate::repository::{Repository, RepositoryError};
+    pub use crate::store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
+}

@@ -1,0 +1,58 @@
+//! Support for the code the macros generate. Not a public API: it may change in any
+//! release.
+
+pub use serde;
+pub use serde_json::Error as JsonError;
+
+pub use crate::event::Payload;
+
+use crate::event::{DecodeError, EventType};
+
+/// Serializes one event's payload.
+///
+/// # Errors
+/// When the payload cannot be represented as JSON.
+#[inline]
+pub fn to_payload<T: EventType>(event: &T) -> Result<Payload, serde_json::Error> {
+    serde_json::to_value(event)
+}
+
+/// Deserializes one event's payload.
+///
+/// # Errors
+/// [`DecodeError::Payload`] when it does not fit `T`.
+#[inline]
+pub fn from_payload<T: EventType>(payload: &Payload) -> Result<T, DecodeError> {
+    T::deserialize(payload).map_err(|source| DecodeError::Payload {
+        event_type: T::EVENT_TYPE.to_owned(),
+        source,
+    })
+}
+
+/// The error for a type name no variant carries.
+#[cold]
+#[must_use]
+pub fn unknown_event_type(event_type: &str, known: &'static [&'static str]) -> DecodeError {
+    DecodeError::UnknownEventType {
+        event_type: event_type.to_owned(),
+        known,
+    }
+}
+
+/// Stands in for the event enum when `#[derive(Aggregate)]` reported an error, so the user
+/// sees that error alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Unexpanded {}
+
+impl crate::event::DomainEvent for Unexpanded {
+    const EVENT_TYPES: &'static [&'static str] = &[];
+    fn event_type(&self) -> &'static str {
+        match *self {}
+    }
+    fn to_payload(&self) -> Result<Payload, serde_json::Error> {
+        match *self {}
+    }
+    fn from_payload(event_type: &str, _: &Payload) -> Result<Self, DecodeError> {
+        Err(unknown_event_type(event_type, Self::EVENT_TYPES))
+    }
+}

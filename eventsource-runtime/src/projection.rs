@@ -1,0 +1,164 @@
+//! Projections: read models built from stored events, and their in-process delivery.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use crate::event::{DecodeError, EventEnvelope};
+
+/// A projection could not handle an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// The event could not be decoded into the type the projection expects.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The projection's own failure (its read store is down, ...).
+    #[error("{0}")]
+    Handler(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ProjectionError {
+    /// Wraps a projection's own error.
+    pub fn handler(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Handler(error.into())
+    }
+}
+
+/// A read model fed with stored events.
+///
+/// ```
+/// use eventsource_runtime::event::EventEnvelope;
+/// use eventsource_runtime::projection::{Projection, ProjectionError};
+///
+/// #[derive(Default)]
+/// struct EventCounter { seen: u64 }
+///
+/// #[eventsource_runtime::async_trait]
+/// impl Projection for EventCounter {
+///     fn name(&self) -> &str { "EventCounter" }
+///     async fn handle(&mut self, _event: &EventEnvelope) -> Result<(), ProjectionError> {
+///         self.seen += 1;
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Projection: Send + 'static {
+    /// A stable name (used in telemetry and for checkpoints).
+    fn name(&self) -> &str;
+
+    /// Whether the projection wants events of this type; others are not delivered.
+    fn handles(&self, event_type: &str) -> bool {
+        let _ = event_type;
+        true
+    }
+
+    /// Updates the read model with one event. Events of a stream arrive in version order.
+    ///
+    /// # Errors
+    /// Whatever keeps the projection from applying the event.
+    async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError>;
+}
+
+/// A projection registered for delivery, shared with whoever reads its model.
+pub type SharedProjection<P> = Arc<Mutex<P>>;
+
+/// One projection failed to handle one delivered event.
+#[derive(Debug, thiserror::Error)]
+#[error("projection `{projection}` failed on event at position {position}: {error}")]
+pub struct DeliveryFailure {
+    /// The projection's name.
+    pub projection: String,
+    /// The event's global position.
+    pub position: u64,
+    /// What went wrong.
+    #[source]
+    pub error: ProjectionError,
+}
+
+/// Projections that receive events in process as soon as they are saved.
+///
+/// Delivery is synchronous with the save: when the command call returns, every registered
+/// projection has seen its events (or reported a failure). A failing projection does not
+/// stop delivery to the others, and never undoes the save: the events are stored.
+/// Cheap to clone; clones share the registrations.
+#[derive(Clone, Default)]
+pub struct ProjectionRegistry {
+    projections: Arc<RwLock<Vec<Arc<Mutex<dyn Projection>>>>>,
+}
+
+impl std::fmt::Debug for ProjectionRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionRegistry")
+            .field("projections", &self.snapshot().len())
+            .finish()
+    }
+}
+
+impl ProjectionRegistry {
+    /// A registry with no projection.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `projection` and returns a handle to read its model.
+    pub fn register<P: Projection>(&self, projection: P) -> SharedProjection<P> {
+        let shared = Arc::new(Mutex::new(projection));
+        self.register_shared(Arc::clone(&shared) as Arc<Mutex<dyn Projection>>);
+        shared
+    }
+
+    /// Registers a projection that is already shared.
+    pub fn register_shared(&self, projection: Arc<Mutex<dyn Projection>>) {
+        self.projections
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(projection);
+    }
+
+    /// How many projections are registered.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    /// Whether no projection is registered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Mutex<dyn Projection>>> {
+        self.projections
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Delivers `events`, in order, to every projection that handles their type.
+    ///
+    /// Returns the failures; a projection that failed on an event still receives the
+    /// following ones (each event is independent for it to retry or skip).
+    pub async fn deliver(&self, events: &[EventEnvelope]) -> Vec<DeliveryFailure> {
+        let mut failures = Vec::new();
+        for projection in self.snapshot() {
+            let mut projection = projection.lock().await;
+            for event in events {
+                if !projection.handles(&event.event_type) {
+                    continue;
+                }
+                if let Err(error) = projection.handle(event).await {
+                    failures.push(DeliveryFailure {
+                        projection: projection.name().to_owned(),
+                        position: event.position,
+                        error,
+                    });
+                }
+            }
+        }
+        failures
+    }
+}

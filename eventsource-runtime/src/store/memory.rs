@@ -1,0 +1,242 @@
+//! The in-memory event store: real semantics, no persistence.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{AppendResult, EventStore, ExpectedVersion, StoreError, VersionConflict};
+use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
+
+/// An event store in process memory, for tests, demos and single-process tools.
+///
+/// It keeps each event in serialized (JSON text) form, exactly as a database would, so an
+/// event that cannot be serialized or read back fails here too instead of only in
+/// production. Cloning is cheap and every clone shares the same log; it is safe to use from
+/// many tasks at once.
+///
+/// ```
+/// use eventsource_runtime::event::{NewEvent, StreamId};
+/// use eventsource_runtime::store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
+///
+/// # tokio_test_block_on(async {
+/// let store = InMemoryEventStore::new();
+/// let stream = StreamId::new("Order", "o-1");
+/// let placed = NewEvent::new("OrderPlaced", 1, serde_json::json!({ "total": 12 }));
+///
+/// let appended = store.append(&stream, ExpectedVersion::NoStream, vec![placed.clone()]).await?;
+/// assert_eq!(appended.version, 1);
+///
+/// // A second writer that also expected an empty stream loses.
+/// let err = store.append(&stream, ExpectedVersion::NoStream, vec![placed]).await.unwrap_err();
+/// assert!(matches!(err, StoreError::Conflict(c) if c.actual == 1));
+/// # Ok::<(), StoreError>(()) }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct InMemoryEventStore {
+    log: Arc<RwLock<Log>>,
+}
+
+impl std::fmt::Debug for InMemoryEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let log = self.log.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("InMemoryEventStore")
+            .field("events", &log.rows.len())
+            .field("streams", &log.streams.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    /// All events in global order; an event's position is its index + 1.
+    rows: Vec<StoredRow>,
+    /// Each stream's events as indices into `rows`, in version order.
+    streams: HashMap<StreamId, Vec<usize>>,
+}
+
+/// One event as kept in memory: serialized, like a database row.
+struct StoredRow {
+    event_id: Uuid,
+    stream: StreamId,
+    version: u64,
+    event_type: String,
+    schema_version: u32,
+    timestamp: DateTime<Utc>,
+    payload: String,
+    metadata: String,
+}
+
+impl StoredRow {
+    fn envelope(&self, position: u64) -> Result<EventEnvelope, StoreError> {
+        let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt {
+            stream: self.stream.clone(),
+            version: self.version,
+            reason: format!("{what}: {e}"),
+        };
+        Ok(EventEnvelope {
+            event_id: self.event_id,
+            stream: self.stream.clone(),
+            version: self.version,
+            position,
+            event_type: self.event_type.clone(),
+            schema_version: self.schema_version,
+            timestamp: self.timestamp,
+            payload: serde_json::from_str(&self.payload).map_err(|e| corrupt("payload", e))?,
+            metadata: serde_json::from_str::<Metadata>(&self.metadata)
+                .map_err(|e| corrupt("metadata", e))?,
+        })
+    }
+}
+
+impl InMemoryEventStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many events the store holds, all streams together.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.read().rows.len()
+    }
+
+    /// Whether the store holds no event.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    // A panic cannot happen while the lock is held (nothing in the critical sections
+    // panics), so a poisoned lock still guards a consistent log.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Log> {
+        self.log.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
+        self.log.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn serialize(event: &NewEvent) -> Result<(String, String), StoreError> {
+    let err = |source| StoreError::Serialize {
+        event_type: event.event_type.to_string(),
+        source,
+    };
+    Ok((
+        serde_json::to_string(&event.payload).map_err(err)?,
+        serde_json::to_string(&event.metadata).map_err(err)?,
+    ))
+}
+
+#[async_trait]
+impl EventStore for InMemoryEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        // Serialize before taking the lock: a failure appends nothing.
+        let serialized = events
+            .iter()
+            .map(serialize)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut log = self.write();
+        let actual = log.streams.get(stream).map_or(0, |v| v.len() as u64);
+        if !expected.matches(actual) {
+            return Err(VersionConflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            }
+            .into());
+        }
+
+        let mut appended = Vec::with_capacity(events.len());
+        for (offset, (event, (payload, metadata))) in events.into_iter().zip(serialized).enumerate()
+        {
+            let index = log.rows.len();
+            let version = actual + offset as u64 + 1;
+            log.rows.push(StoredRow {
+                event_id: event.event_id,
+                stream: stream.clone(),
+                version,
+                event_type: event.event_type.to_string(),
+                schema_version: event.schema_version,
+                timestamp: event.timestamp,
+                payload,
+                metadata,
+            });
+            log.streams.entry(stream.clone()).or_default().push(index);
+            appended.push(EventEnvelope {
+                event_id: event.event_id,
+                stream: stream.clone(),
+                version,
+                position: index as u64 + 1,
+                event_type: event.event_type.into_owned(),
+                schema_version: event.schema_version,
+                timestamp: event.timestamp,
+                payload: event.payload,
+                metadata: event.metadata,
+            });
+        }
+        Ok(AppendResult {
+            version: actual + appended.len() as u64,
+            events: appended,
+        })
+    }
+
+    async fn load(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let log = self.read();
+        let Some(indices) = log.streams.get(stream) else {
+            return Ok(Vec::new());
+        };
+        // Versions are 1-based and gapless, so version v sits at indices[v - 1].
+        let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
+        indices
+            .iter()
+            .skip(skip)
+            .map(|&i| log.rows[i].envelope(i as u64 + 1))
+            .collect()
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let log = self.read();
+        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
+        log.rows
+            .iter()
+            .enumerate()
+            .skip(start)
+            .take(limit)
+            .map(|(i, row)| row.envelope(i as u64 + 1))
+            .collect()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        Ok(self
+            .read()
+            .streams
+            .get(stream)
+            .map_or(0, |v| v.len() as u64))
+    }
+
+    fn system_name(&self) -> &'static str {
+        "in_memory"
+    }
+}

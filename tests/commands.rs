@@ -1,0 +1,164 @@
+//! Command handling end to end: load -> decide -> record -> save -> deliver.
+
+#[path = "../examples/domain/order.rs"]
+mod domain;
+
+use domain::{
+    CancelOrder, Order, OrderError, OrderReadModel, OrderStatus, ShipOrder, sample_order,
+};
+use eventsource_runtime::prelude::*;
+use eventsource_runtime::projection::DeliveryFailure;
+
+fn ship(id: &str) -> ShipOrder {
+    ShipOrder {
+        order_id: id.into(),
+        carrier: "dhl".into(),
+    }
+}
+
+#[tokio::test]
+async fn commands_store_events_and_feed_projections() {
+    let store = InMemoryEventStore::new();
+    let orders = CommandService::<Order>::new(store.clone());
+    let model = orders.register(OrderReadModel::default());
+
+    let placed = orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    assert_eq!(placed.version(), 1);
+    assert_eq!(placed.events.len(), 1);
+    assert_eq!(placed.events[0].event_type, "OrderPlaced");
+    assert!(placed.delivery_failures.is_empty());
+    assert_eq!(model.lock().await.orders["o-1"].status, OrderStatus::Placed);
+
+    let shipped = orders.execute(ship("o-1")).await.unwrap();
+    assert_eq!(shipped.version(), 2);
+    assert_eq!(shipped.aggregate.state().status, OrderStatus::Shipped);
+    let view = model.lock().await.orders["o-1"].clone();
+    assert_eq!(view.status, OrderStatus::Shipped);
+    assert_eq!(view.last_position, shipped.events[0].position);
+
+    // The events really are in the store, in order.
+    let stored = store.read_all(0, 10).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["OrderPlaced", "OrderShipped"]
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_command_stores_and_delivers_nothing() {
+    let store = InMemoryEventStore::new();
+    let orders = CommandService::<Order>::new(store.clone());
+    let model = orders.register(OrderReadModel::default());
+    match orders.execute(ship("o-1")).await {
+        Err(CommandError::Rejected(OrderError::NotPlaced)) => {}
+        other => panic!("expected NotPlaced, got {other:?}"),
+    }
+    assert!(store.is_empty());
+    assert!(model.lock().await.orders.is_empty());
+}
+
+#[tokio::test]
+async fn metadata_is_stored_with_each_event() {
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let metadata = Metadata::new().with(Metadata::CORRELATION_ID, "req-7");
+    let outcome = orders
+        .execute_with_metadata(sample_order("o-1", "ada"), metadata.clone())
+        .await
+        .unwrap();
+    let stored = orders
+        .repository()
+        .store()
+        .load(outcome.aggregate.stream(), 1)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].metadata.correlation_id(), Some("req-7"));
+}
+
+#[tokio::test]
+async fn a_failing_projection_is_reported_and_the_others_still_run() {
+    struct Broken;
+    #[eventsource_runtime::async_trait]
+    impl Projection for Broken {
+        fn name(&self) -> &str {
+            "Broken"
+        }
+        async fn handle(&mut self, _: &EventEnvelope) -> Result<(), ProjectionError> {
+            Err(ProjectionError::handler("read store is down"))
+        }
+    }
+
+    let store = InMemoryEventStore::new();
+    let orders = CommandService::<Order>::new(store.clone());
+    orders.register(Broken);
+    let model = orders.register(OrderReadModel::default());
+    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    let [
+        DeliveryFailure {
+            projection,
+            position,
+            error,
+        },
+    ] = outcome.delivery_failures.as_slice()
+    else {
+        panic!("expected one failure, got {:?}", outcome.delivery_failures);
+    };
+    assert_eq!(projection, "Broken");
+    assert_eq!(*position, outcome.events[0].position);
+    assert_eq!(error.to_string(), "read store is down");
+    assert_eq!(store.len(), 1, "the events stay stored");
+    assert!(model.lock().await.orders.contains_key("o-1"));
+}
+
+#[tokio::test]
+async fn projections_only_receive_the_types_they_handle() {
+    #[derive(Default)]
+    struct CancellationsOnly {
+        seen: Vec<String>,
+    }
+    #[eventsource_runtime::async_trait]
+    impl Projection for CancellationsOnly {
+        fn name(&self) -> &str {
+            "CancellationsOnly"
+        }
+        fn handles(&self, event_type: &str) -> bool {
+            event_type == <domain::OrderCancelled as EventType>::EVENT_TYPE
+        }
+        async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
+            self.seen.push(event.event_type.clone());
+            Ok(())
+        }
+    }
+
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let cancellations = orders.register(CancellationsOnly::default());
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    orders
+        .execute(CancelOrder {
+            order_id: "o-1".into(),
+            reason: "changed mind".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(cancellations.lock().await.seen, ["OrderCancelled"]);
+}
+
+#[tokio::test]
+async fn closures_decide_too() {
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let outcome = orders
+        .execute_with("o-1", |order| order.place(sample_order("o-1", "ada")))
+        .await
+        .unwrap();
+    assert_eq!(outcome.aggregate.state().customer_id, "ada");
+    let err = orders
+        .execute_with("o-1", |order| order.place(sample_order("o-1", "ada")))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err.as_rejection(),
+        Some(OrderError::AlreadyPlaced)
+    ));
+}

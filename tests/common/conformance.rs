@@ -1,0 +1,383 @@
+//! The behaviour every `EventStore` must have. Each store's test file calls [`run_all`]
+//! (or single checks) with a factory for fresh, empty stores.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use eventsource_runtime::event::{Metadata, NewEvent, StreamId};
+use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError};
+use serde_json::json;
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::new("Counted", 1, json!({ "n": n }))
+}
+
+fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
+    range.map(event).collect()
+}
+
+fn conflict(result: Result<impl std::fmt::Debug, StoreError>) -> (ExpectedVersion, u64) {
+    match result {
+        Err(StoreError::Conflict(c)) => (c.expected, c.actual),
+        other => panic!("expected a version conflict, got {other:?}"),
+    }
+}
+
+/// Versions start at 1 and follow each other; positions increase across streams.
+pub async fn versions_and_positions(store: Arc<dyn EventStore>) {
+    let a = StreamId::new("Counter", "a");
+    let b = StreamId::new("Counter", "b");
+    let first = store
+        .append(&a, ExpectedVersion::NoStream, events(0..3))
+        .await
+        .unwrap();
+    assert_eq!(first.version, 3);
+    assert_eq!(
+        first.events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let second = store
+        .append(&b, ExpectedVersion::NoStream, events(0..1))
+        .await
+        .unwrap();
+    let third = store
+        .append(&a, ExpectedVersion::Exact(3), events(3..5))
+        .await
+        .unwrap();
+    assert_eq!(third.version, 5);
+
+    let positions: Vec<u64> = first
+        .events
+        .iter()
+        .chain(&second.events)
+        .chain(&third.events)
+        .map(|e| e.position)
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "positions {positions:?} must increase"
+    );
+
+    let loaded = store.load(&a, 1).await.unwrap();
+    assert_eq!(
+        loaded.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        loaded
+            .iter()
+            .map(|e| e.payload["n"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(store.stream_version(&a).await.unwrap(), 5);
+    assert_eq!(store.stream_version(&b).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .stream_version(&StreamId::new("Counter", "none"))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// Every expectation is checked, a failed one appends nothing and says what it found.
+pub async fn expected_versions(store: Arc<dyn EventStore>) {
+    let s = StreamId::new("Counter", "x");
+    // Exact on a missing stream.
+    assert_eq!(
+        conflict(
+            store
+                .append(&s, ExpectedVersion::Exact(1), events(0..1))
+                .await
+        ),
+        (ExpectedVersion::Exact(1), 0)
+    );
+    store
+        .append(&s, ExpectedVersion::NoStream, events(0..2))
+        .await
+        .unwrap();
+    assert_eq!(
+        conflict(
+            store
+                .append(&s, ExpectedVersion::NoStream, events(2..3))
+                .await
+        ),
+        (ExpectedVersion::NoStream, 2)
+    );
+    assert_eq!(
+        conflict(
+            store
+                .append(&s, ExpectedVersion::Exact(1), events(2..3))
+                .await
+        ),
+        (ExpectedVersion::Exact(1), 2)
+    );
+    assert_eq!(
+        store.stream_version(&s).await.unwrap(),
+        2,
+        "a failed append must append nothing"
+    );
+    assert_eq!(
+        store
+            .append(&s, ExpectedVersion::Any, events(2..3))
+            .await
+            .unwrap()
+            .version,
+        3
+    );
+    assert_eq!(
+        store
+            .append(&s, ExpectedVersion::Exact(3), events(3..4))
+            .await
+            .unwrap()
+            .version,
+        4
+    );
+    // Exact(0) means "no event yet", like NoStream.
+    let fresh = StreamId::new("Counter", "fresh");
+    assert_eq!(
+        store
+            .append(&fresh, ExpectedVersion::Exact(0), events(0..1))
+            .await
+            .unwrap()
+            .version,
+        1
+    );
+    // An empty append checks the expectation and changes nothing.
+    assert_eq!(
+        store
+            .append(&s, ExpectedVersion::Exact(4), Vec::new())
+            .await
+            .unwrap()
+            .version,
+        4
+    );
+    conflict(
+        store
+            .append(&s, ExpectedVersion::Exact(9), Vec::new())
+            .await,
+    );
+    assert_eq!(store.load(&s, 1).await.unwrap().len(), 4);
+}
+
+/// Streams are keyed by aggregate type and id together.
+pub async fn streams_are_typed(store: Arc<dyn EventStore>) {
+    let order = StreamId::new("Order", "42");
+    let invoice = StreamId::new("Invoice", "42");
+    store
+        .append(&order, ExpectedVersion::NoStream, events(0..2))
+        .await
+        .unwrap();
+    store
+        .append(&invoice, ExpectedVersion::NoStream, events(0..1))
+        .await
+        .unwrap();
+    let loaded = store.load(&invoice, 1).await.unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].aggregate_type(), "Invoice");
+    assert_eq!(loaded[0].aggregate_id(), "42");
+}
+
+/// `load` from a version, and everything stored comes back as it went in.
+pub async fn round_trip(store: Arc<dyn EventStore>) {
+    let s = StreamId::new("Order", "rt");
+    let metadata = Metadata::new()
+        .with(Metadata::CORRELATION_ID, "corr-1")
+        .with(
+            Metadata::TRACEPARENT,
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        );
+    let mut sent = events(0..3);
+    sent[1] = NewEvent::new(
+        "Renamed",
+        7,
+        json!({ "nested": { "list": [1, 2, 3], "text": "é ü \u{1F600}" } }),
+    )
+    .with_metadata(metadata.clone());
+    let appended = store
+        .append(&s, ExpectedVersion::NoStream, sent.clone())
+        .await
+        .unwrap();
+
+    let tail = store.load(&s, 2).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.version).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(
+        tail,
+        appended.events[1..],
+        "load must return what append reported"
+    );
+    let renamed = &tail[0];
+    assert_eq!(renamed.event_id, sent[1].event_id);
+    assert_eq!(renamed.event_type, "Renamed");
+    assert_eq!(renamed.schema_version, 7);
+    assert_eq!(renamed.payload, sent[1].payload);
+    assert_eq!(renamed.metadata, metadata);
+    assert_eq!(renamed.timestamp, sent[1].timestamp);
+    assert!(store.load(&s, 4).await.unwrap().is_empty());
+    assert!(
+        store
+            .load(&StreamId::new("Order", "missing"), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// `read_all` returns all streams in global order, from a position, in pages.
+pub async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
+    let a = StreamId::new("Counter", "ra-a");
+    let b = StreamId::new("Counter", "ra-b");
+    for i in 0..5 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        store
+            .append(s, ExpectedVersion::Any, events(i..i + 1))
+            .await
+            .unwrap();
+    }
+    let all = store.read_all(0, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert_eq!(
+        all.iter()
+            .map(|e| e.payload["n"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    // Paging by position, as a projection does with its checkpoint.
+    let mut paged = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.read_all(from, 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        from = page.last().unwrap().position + 1;
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    assert!(
+        store
+            .read_all(all.last().unwrap().position + 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Many writers on one stream, each expecting the version it read: exactly one wins per
+/// version, the others get the typed conflict; the stream ends gapless and duplicate-free.
+pub async fn concurrent_writers_on_one_stream(
+    store: Arc<dyn EventStore>,
+    writers: u64,
+    rounds: u64,
+) {
+    let s = StreamId::new("Counter", "contended");
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let store = Arc::clone(&store);
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut wins = Vec::new();
+            let mut conflicts = 0u64;
+            for round in 0..rounds {
+                let version = store.stream_version(&s).await.unwrap();
+                let e = NewEvent::new("Counted", 1, json!({ "writer": writer, "round": round }));
+                match store
+                    .append(&s, ExpectedVersion::from_version(version), vec![e])
+                    .await
+                {
+                    Ok(r) => wins.push(r.version),
+                    Err(StoreError::Conflict(c)) => {
+                        assert_eq!(c.expected, ExpectedVersion::from_version(version));
+                        assert!(c.actual > version, "a conflict reports a newer version");
+                        conflicts += 1;
+                    }
+                    Err(other) => panic!("unexpected error {other}"),
+                }
+                tokio::task::yield_now().await;
+            }
+            (wins, conflicts)
+        }));
+    }
+    let mut won_versions = Vec::new();
+    for task in tasks {
+        let (wins, _) = task.await.unwrap();
+        won_versions.extend(wins);
+    }
+    won_versions.sort_unstable();
+    let unique: HashSet<u64> = won_versions.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        won_versions.len(),
+        "two writers won the same version"
+    );
+
+    let stored = store.load(&s, 1).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        won_versions.len(),
+        "every win is stored, nothing else"
+    );
+    for (i, e) in stored.iter().enumerate() {
+        assert_eq!(e.version, i as u64 + 1, "gap or duplicate in the stream");
+    }
+    let ids: HashSet<_> = stored.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), stored.len(), "an event was stored twice");
+}
+
+/// Many writers on different streams: nothing lost, `read_all` has each event once, in order.
+pub async fn concurrent_writers_on_many_streams(
+    store: Arc<dyn EventStore>,
+    streams: u64,
+    per_stream: u64,
+) {
+    let mut tasks = Vec::new();
+    for n in 0..streams {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let s = StreamId::new("Counter", format!("many-{n}"));
+            for v in 0..per_stream {
+                store
+                    .append(&s, ExpectedVersion::Exact(v), events(v..v + 1))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let all = store.read_all(0, usize::MAX).await.unwrap();
+    assert_eq!(all.len() as u64, streams * per_stream);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    let ids: HashSet<_> = all.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), all.len());
+    for n in 0..streams {
+        let s = StreamId::new("Counter", format!("many-{n}"));
+        let versions: Vec<u64> = store
+            .load(&s, 1)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(versions, (1..=per_stream).collect::<Vec<_>>());
+    }
+}
+
+/// Runs every check, each on a fresh store from `fresh`.
+pub async fn run_all<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn EventStore>>,
+{
+    versions_and_positions(fresh().await).await;
+    expected_versions(fresh().await).await;
+    streams_are_typed(fresh().await).await;
+    round_trip(fresh().await).await;
+    read_all_in_global_order(fresh().await).await;
+    concurrent_writers_on_one_stream(fresh().await, 16, 20).await;
+    concurrent_writers_on_many_streams(fresh().await, 16, 25).await;
+}

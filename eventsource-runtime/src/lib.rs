@@ -108,6 +108,11 @@ pub use store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
 #[cfg(feature = "macros")]
 pub use eventsource_macros::Aggregate;
 
+// The README's examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// The names most code needs: `use eventsource_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::Aggregate;

@@ -29,6 +29,9 @@ pub(crate) struct Args {
     pub(crate) event: Option<(kw::event, Path)>,
     /// `event_enum = OrderEvent`.
     pub(crate) event_enum: Option<(kw::event_enum, Ident)>,
+    /// An argument failed to parse (and was reported): it may be the one that looks
+    /// missing, so missing arguments are not reported on top of it.
+    pub(crate) malformed: bool,
 }
 
 /// `events(A, B, ...)`.
@@ -90,19 +93,47 @@ impl Parse for Arg {
 }
 
 impl Args {
-    /// Parses every `#[aggregate(...)]` attribute, recording unknown and duplicate
-    /// arguments in `errors`.
+    /// Parses every `#[aggregate(...)]` attribute, recording unknown, malformed and
+    /// duplicate arguments in `errors`.
+    ///
+    /// An argument that fails to parse is skipped up to the next top-level `,`, so the
+    /// arguments after it are still read and only its own error is reported.
     pub(crate) fn from_attributes(attrs: &[Attribute], errors: &mut Errors) -> Self {
         let mut args = Self::default();
         for attr in attrs.iter().filter(|a| a.path().is_ident("aggregate")) {
             args.attributes.push(attr.clone());
-            let parsed = attr.parse_args_with(Punctuated::<Arg, Token![,]>::parse_terminated);
-            match parsed {
-                Ok(list) => list.into_iter().for_each(|arg| args.add(arg, errors)),
-                Err(e) => errors.push(e),
+            let parsed =
+                attr.parse_args_with(|input: ParseStream<'_>| args.parse_list(input, errors));
+            if let Err(e) = parsed {
+                args.malformed = true;
+                errors.push(e);
             }
         }
         args
+    }
+
+    /// Parses `arg, arg, ...`, recovering after each argument that fails.
+    fn parse_list(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
+        while !input.is_empty() {
+            match input.parse::<Arg>() {
+                Ok(arg) => self.add(arg, errors),
+                Err(e) => {
+                    self.malformed = true;
+                    errors.push(e);
+                    skip_to_comma(input)?;
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            if let Err(e) = input.parse::<Token![,]>() {
+                self.malformed = true;
+                errors.push(e);
+                skip_to_comma(input)?;
+                input.parse::<Option<Token![,]>>()?;
+            }
+        }
+        Ok(())
     }
 
     fn add(&mut self, arg: Arg, errors: &mut Errors) {
@@ -140,4 +171,12 @@ impl Args {
             ),
         }
     }
+}
+
+/// Skips what is left of a malformed argument: every token tree up to the next `,`.
+fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        input.parse::<proc_macro2::TokenTree>()?;
+    }
+    Ok(())
 }

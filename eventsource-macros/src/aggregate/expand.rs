@@ -80,6 +80,15 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
             }
         });
 
+    // Every bound on the event types goes through their `EventType` impls (below): a type
+    // that is not serde-serializable is then reported once, at that impl, pointing at the
+    // type in `events(..)`, and not again by each serde and `DomainEvent` use of it.
+    let event_type_bounds = paths
+        .iter()
+        .map(|path| quote!(for<'__event> #path: ::eventsource_runtime::EventType).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+
     quote! {
         #[doc = #enum_doc]
         #[derive(
@@ -89,8 +98,19 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
             ::eventsource_runtime::__private::serde::Serialize,
             ::eventsource_runtime::__private::serde::Deserialize,
         )]
-        #[serde(crate = "::eventsource_runtime::__private::serde", tag = "type", content = "data")]
-        #[allow(clippy::large_enum_variant)]
+        #[serde(
+            crate = "::eventsource_runtime::__private::serde",
+            tag = "type",
+            content = "data",
+            bound = #event_type_bounds,
+        )]
+        // The enum's shape follows the user's event types: its variants may share a prefix
+        // (`OrderPlaced`, `OrderShipped`, ...), and it can only be `Eq` if every event type is.
+        #[allow(
+            clippy::large_enum_variant,
+            clippy::enum_variant_names,
+            clippy::derive_partial_eq_without_eq
+        )]
         #vis enum #enum_ident {
             #(
                 #[doc = #variant_docs]
@@ -112,7 +132,10 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
         #(#event_type_impls)*
 
         #[automatically_derived]
-        impl ::eventsource_runtime::DomainEvent for #enum_ident {
+        impl ::eventsource_runtime::DomainEvent for #enum_ident
+        where
+            #(for<'__event> #paths: ::eventsource_runtime::EventType,)*
+        {
             const EVENT_TYPES: &'static [&'static str] = &[#(#names),*];
 
             #[inline]

@@ -52,7 +52,8 @@ pub(crate) fn validate(input: &DeriveInput, args: &Args, errors: &mut Errors) ->
         ),
         Data::Union(u) => errors.at(
             u.union_token,
-            "#[derive(Aggregate)] goes on the aggregate's state struct, not on a union",
+            "#[derive(Aggregate)] goes on the aggregate's state struct, not on a union: \
+             write `struct Order { .. }` and list the event types in `#[aggregate(events(..))]`",
         ),
     }
 
@@ -77,15 +78,21 @@ pub(crate) fn validate(input: &DeriveInput, args: &Args, errors: &mut Errors) ->
             );
             None
         }
+        // An argument that failed to parse was reported already, and may be the missing one.
+        (None, None) if args.malformed => None,
         (None, None) => {
-            let message = "missing `events(..)`: list the events this aggregate applies, e.g. \
-                 `#[aggregate(events(OrderPlaced, OrderShipped))]`, or name a hand-written event enum with \
-                 `#[aggregate(event = OrderEvent)]`";
             match args.attributes.first() {
-                Some(attr) => errors.at(attr, message),
+                Some(attr) => errors.at(
+                    attr,
+                    "missing `events(..)`: list the events this aggregate applies, e.g. \
+                     `#[aggregate(events(OrderPlaced, OrderShipped))]`, or name a hand-written event enum with \
+                     `#[aggregate(event = OrderEvent)]`",
+                ),
                 None => errors.push(syn::Error::new(
                     input.ident.span(),
-                    format!("{message} (in an `#[aggregate(..)]` attribute under the derive)"),
+                    "missing `#[aggregate(events(..))]`: under `#[derive(Aggregate)]`, list the events this \
+                     aggregate applies, e.g. `#[aggregate(events(OrderPlaced, OrderShipped))]`, or name a \
+                     hand-written event enum with `#[aggregate(event = OrderEvent)]`",
                 )),
             }
             None

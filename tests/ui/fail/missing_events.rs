@@ -1,0 +1,17 @@
+use eventsource_runtime::{Aggregate, Apply};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderPlaced;
+
+#[derive(Default, Aggregate)]
+#[aggregate(type = "Order")]
+pub struct Order {
+    pub placed: bool,
+}
+
+impl Apply<OrderPlaced> for Order {
+    fn apply(&mut self, _: &OrderPlaced) {}
+}
+
+fn main() {}

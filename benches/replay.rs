@@ -80,8 +80,14 @@ fn history() -> Vec<AccountEvent> {
             x ^= x >> 7;
             x ^= x << 17;
             match x % 8 {
-                0..=3 => Deposited { amount: (x % 1000) as i64 }.into(),
-                4..=5 => Withdrawn { amount: (x % 500) as i64 }.into(),
+                0..=3 => Deposited {
+                    amount: (x % 1000) as i64,
+                }
+                .into(),
+                4..=5 => Withdrawn {
+                    amount: (x % 500) as i64,
+                }
+                .into(),
                 6 => Frozen.into(),
                 _ => Unfrozen.into(),
             }
@@ -126,7 +132,10 @@ fn replay(c: &mut Criterion) {
     let (mut a, mut b) = (Account::default(), Account::default());
     events.iter().for_each(|e| a.apply_event(e));
     events.iter().for_each(|e| apply_by_hand(&mut b, e));
-    assert_eq!((a.balance, a.frozen, a.transactions), (b.balance, b.frozen, b.transactions));
+    assert_eq!(
+        (a.balance, a.frozen, a.transactions),
+        (b.balance, b.frozen, b.transactions)
+    );
 }
 
 criterion_group!(benches, replay);

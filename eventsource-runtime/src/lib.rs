@@ -7,11 +7,11 @@
 //! crate.
 //!
 //! The map of the crate follows the domain:
-//! - [`event`]: [`DomainEvent`], the stored [`EventEnvelope`](event::EventEnvelope) and its
-//!   [`Metadata`](event::Metadata);
+//! - [`event`]: [`DomainEvent`], the stored [`EventEnvelope`] and its
+//!   [`Metadata`];
 //! - [`aggregate`]: [`Aggregate`], [`Apply`], [`AggregateRoot`];
 //! - [`store`]: [`EventStore`] and the [`InMemoryEventStore`];
-//! - [`repository`]: [`Repository`];
+//! - [`repository`]: [`Repository`] loads and saves aggregates;
 //! - [`command`]: [`Command`], [`Handle`] and the [`CommandService`] that runs
 //!   load -> decide -> record -> save -> deliver;
 //! - [`projection`]: [`Projection`] and in-process delivery;

@@ -65,6 +65,9 @@ pub trait Projection: Send + 'static {
 /// A projection registered for delivery, shared with whoever reads its model.
 pub type SharedProjection<P> = Arc<Mutex<P>>;
 
+/// A registered projection of any type.
+pub type DynProjection = Arc<Mutex<dyn Projection>>;
+
 /// One projection failed to handle one delivered event.
 #[derive(Debug, thiserror::Error)]
 #[error("projection `{projection}` failed on event at position {position}: {error}")]
@@ -86,7 +89,7 @@ pub struct DeliveryFailure {
 /// Cheap to clone; clones share the registrations.
 #[derive(Clone, Default)]
 pub struct ProjectionRegistry {
-    projections: Arc<RwLock<Vec<Arc<Mutex<dyn Projection>>>>>,
+    projections: Arc<RwLock<Vec<DynProjection>>>,
 }
 
 impl std::fmt::Debug for ProjectionRegistry {
@@ -107,12 +110,12 @@ impl ProjectionRegistry {
     /// Registers `projection` and returns a handle to read its model.
     pub fn register<P: Projection>(&self, projection: P) -> SharedProjection<P> {
         let shared = Arc::new(Mutex::new(projection));
-        self.register_shared(Arc::clone(&shared) as Arc<Mutex<dyn Projection>>);
+        self.register_shared(Arc::clone(&shared) as DynProjection);
         shared
     }
 
     /// Registers a projection that is already shared.
-    pub fn register_shared(&self, projection: Arc<Mutex<dyn Projection>>) {
+    pub fn register_shared(&self, projection: DynProjection) {
         self.projections
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -131,7 +134,7 @@ impl ProjectionRegistry {
         self.len() == 0
     }
 
-    fn snapshot(&self) -> Vec<Arc<Mutex<dyn Projection>>> {
+    fn snapshot(&self) -> Vec<DynProjection> {
         self.projections
             .read()
             .unwrap_or_else(PoisonError::into_inner)

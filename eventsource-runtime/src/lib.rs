@@ -72,11 +72,11 @@ pub mod event;
 pub mod projection;
 pub mod repository;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 #[doc(hidden)]
-#[path = "private.rs"]
 pub mod __private;
 
 pub use aggregate::{Aggregate, AggregateRoot, Apply};

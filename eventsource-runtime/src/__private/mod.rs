@@ -56,3 +56,6 @@ impl crate::event::DomainEvent for Unexpanded {
         Err(unknown_event_type(event_type, Self::EVENT_TYPES))
     }
 }
+
+#[cfg(feature = "tracing")]
+pub use tracing;

@@ -1,4 +1,6 @@
-//! Test helpers (feature `testing`): given/when/then for aggregates.
+//! Test helpers (feature `testing`): given/when/then for aggregates and, with the
+//! `tracing` feature, in-process capture of spans and metrics ([`capture`],
+//! [`capture_metrics`]).
 //!
 //! ```
 //! use eventsource_runtime::prelude::*;
@@ -33,6 +35,13 @@
 //! ```
 
 use std::fmt::Debug;
+
+#[cfg(feature = "tracing")]
+mod telemetry;
+#[cfg(feature = "tracing")]
+pub use telemetry::{
+    CapturedSpans, MetricCapture, SpanCapture, attribute, capture, capture_metrics, events, kind,
+};
 
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::command::Handle;

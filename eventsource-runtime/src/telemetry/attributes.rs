@@ -1,0 +1,118 @@
+//! Every attribute key, span name, span event name and metric name of the telemetry
+//! contract, as constants: code (generated or hand-written) never spells them twice.
+//!
+//! `eventsource.*` and `cqrs.*` keys are this crate's; `db.*`, `server.*`, `messaging.*`
+//! and `exception.*` come from `opentelemetry-semantic-conventions`.
+
+pub use opentelemetry_semantic_conventions::attribute::{
+    DB_COLLECTION_NAME, DB_OPERATION_NAME, DB_QUERY_TEXT, DB_SYSTEM_NAME, EXCEPTION_MESSAGE,
+    EXCEPTION_TYPE, MESSAGING_DESTINATION_NAME, MESSAGING_MESSAGE_ID, MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM, SERVER_ADDRESS, SERVER_PORT,
+};
+
+// ---- eventsource.* span attributes ---------------------------------------------------------
+
+/// The command's type name (`PlaceOrder`).
+pub const COMMAND_TYPE: &str = "eventsource.command.type";
+/// The aggregate's type name (`Order`).
+pub const AGGREGATE_TYPE: &str = "eventsource.aggregate.type";
+/// The aggregate's id.
+pub const AGGREGATE_ID: &str = "eventsource.aggregate.id";
+/// How many events a command produced, or an append carried (integer).
+pub const EVENT_COUNT: &str = "eventsource.event.count";
+/// The produced events' type names (string array).
+pub const EVENT_TYPES: &str = "eventsource.event.types";
+/// One event's type name.
+pub const EVENT_TYPE: &str = "eventsource.event.type";
+/// One event's version in its stream (integer).
+pub const EVENT_SEQUENCE: &str = "eventsource.event.sequence";
+/// One event's global position (integer).
+pub const EVENT_POSITION: &str = "eventsource.event.position";
+/// How many events a load replayed (integer).
+pub const EVENTS_REPLAYED: &str = "eventsource.events.replayed";
+/// How many events a store read returned (integer).
+pub const EVENTS_LOADED: &str = "eventsource.events.loaded";
+/// An aggregate's version (integer).
+pub const VERSION: &str = "eventsource.version";
+/// The version an append expected (integer; -1 for any, 0 for no stream).
+pub const EXPECTED_VERSION: &str = "eventsource.expected_version";
+/// The first version a stream read asked for (integer).
+pub const FROM_VERSION: &str = "eventsource.from_version";
+/// Whether a load started from a snapshot (bool).
+pub const SNAPSHOT_USED: &str = "eventsource.snapshot.used";
+/// A projection's name.
+pub const PROJECTION_NAME: &str = "eventsource.projection.name";
+/// Milliseconds from an event's timestamp to its projection (integer).
+pub const PROJECTION_LAG_MS: &str = "eventsource.projection.lag_ms";
+/// An event handler's name.
+pub const HANDLER_NAME: &str = "eventsource.handler.name";
+/// A query's type name.
+pub const QUERY_TYPE: &str = "eventsource.query.type";
+/// How many items a query returned (integer).
+pub const QUERY_RESULT_COUNT: &str = "eventsource.query.result_count";
+/// The CQRS side of a span: [`SIDE_WRITE`], [`SIDE_READ`] or [`SIDE_PROJECTION`].
+pub const CQRS_SIDE: &str = "cqrs.side";
+/// [`CQRS_SIDE`] of command handling.
+pub const SIDE_WRITE: &str = "write";
+/// [`CQRS_SIDE`] of queries.
+pub const SIDE_READ: &str = "read";
+/// [`CQRS_SIDE`] of projections.
+pub const SIDE_PROJECTION: &str = "projection";
+
+// ---- span names ------------------------------------------------------------------------------
+
+/// Prefix of a command span's default name (`command.PlaceOrder`).
+pub const SPAN_COMMAND_PREFIX: &str = "command.";
+/// Prefix of a projection span's default name (`projection.OrderReadModel`).
+pub const SPAN_PROJECTION_PREFIX: &str = "projection.";
+/// Repository load.
+pub const SPAN_REPOSITORY_LOAD: &str = "eventsource.repository.load";
+/// Repository save.
+pub const SPAN_REPOSITORY_SAVE: &str = "eventsource.repository.save";
+/// Repository exists.
+pub const SPAN_REPOSITORY_EXISTS: &str = "eventsource.repository.exists";
+/// Event store stream read.
+pub const SPAN_STORE_LOAD: &str = "eventsource.event_store.load";
+/// Event store append.
+pub const SPAN_STORE_APPEND: &str = "eventsource.event_store.append";
+/// Event store global read.
+pub const SPAN_STORE_READ_ALL: &str = "eventsource.event_store.read_all";
+/// Aggregate replay (opt-in).
+pub const SPAN_AGGREGATE_REPLAY: &str = "eventsource.aggregate.replay";
+
+// ---- span event names -----------------------------------------------------------------------
+
+/// Span event per event a command produced.
+pub const SPAN_EVENT_DOMAIN_EVENT_PRODUCED: &str = "domain_event_produced";
+/// Span event per event an append stored.
+pub const SPAN_EVENT_EVENT_PERSISTED: &str = "event_persisted";
+/// Span event of an error or panic.
+pub const SPAN_EVENT_EXCEPTION: &str = "exception";
+
+// ---- metrics ---------------------------------------------------------------------------------
+
+/// Histogram of command durations, seconds.
+pub const METRIC_COMMAND_DURATION: &str = "cqrs.command.duration";
+/// Counter of commands.
+pub const METRIC_COMMAND_TOTAL: &str = "cqrs.command.total";
+/// Counter of events produced by commands.
+pub const METRIC_EVENTS_PRODUCED: &str = "cqrs.events.produced";
+/// Histogram of projection lag, seconds.
+pub const METRIC_PROJECTION_LAG: &str = "cqrs.projection.lag";
+/// Counter of consumed events whose stored trace context was missing or malformed.
+pub const METRIC_TRACE_CONTEXT_INVALID: &str = "eventsource.trace_context.invalid";
+
+/// Metric attribute: command type.
+pub const METRIC_ATTR_COMMAND_TYPE: &str = "command.type";
+/// Metric attribute: `success` or `error`.
+pub const METRIC_ATTR_COMMAND_STATUS: &str = "command.status";
+/// Metric attribute: projection name.
+pub const METRIC_ATTR_PROJECTION_NAME: &str = "projection.name";
+/// Metric attribute: event type.
+pub const METRIC_ATTR_EVENT_TYPE: &str = "event.type";
+/// Metric attribute of [`METRIC_TRACE_CONTEXT_INVALID`]: `missing` or `malformed`.
+pub const METRIC_ATTR_REASON: &str = "reason";
+/// [`METRIC_ATTR_COMMAND_STATUS`] value.
+pub const STATUS_SUCCESS: &str = "success";
+/// [`METRIC_ATTR_COMMAND_STATUS`] value.
+pub const STATUS_ERROR: &str = "error";

@@ -1,0 +1,122 @@
+//! The contract's metric instruments, created from the global meter provider.
+//!
+//! Instruments are created on first use and re-created when [`rebind`] is called, which
+//! `telemetry::init()` and the test capture do after installing a meter provider: metrics
+//! recorded before any provider is installed go nowhere, as with any OpenTelemetry API.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram};
+
+use super::attributes as attr;
+
+/// The meter (instrumentation scope) name of every instrument.
+pub const METER_NAME: &str = "eventsource";
+
+/// The contract's instruments.
+#[derive(Debug)]
+pub(crate) struct Instruments {
+    pub(crate) command_duration: Histogram<f64>,
+    pub(crate) command_total: Counter<u64>,
+    pub(crate) events_produced: Counter<u64>,
+    pub(crate) projection_lag: Histogram<f64>,
+    pub(crate) trace_context_invalid: Counter<u64>,
+}
+
+static INSTRUMENTS: RwLock<Option<Arc<Instruments>>> = RwLock::new(None);
+
+impl Instruments {
+    fn new() -> Self {
+        let meter = opentelemetry::global::meter(METER_NAME);
+        Self {
+            command_duration: meter
+                .f64_histogram(attr::METRIC_COMMAND_DURATION)
+                .with_unit("s")
+                .with_description("Duration of command handling: load, decide, save, deliver")
+                .build(),
+            command_total: meter
+                .u64_counter(attr::METRIC_COMMAND_TOTAL)
+                .with_unit("{command}")
+                .with_description("Commands handled")
+                .build(),
+            events_produced: meter
+                .u64_counter(attr::METRIC_EVENTS_PRODUCED)
+                .with_unit("{event}")
+                .with_description("Events produced by commands")
+                .build(),
+            projection_lag: meter
+                .f64_histogram(attr::METRIC_PROJECTION_LAG)
+                .with_unit("s")
+                .with_description("Time from an event's timestamp to its projection")
+                .build(),
+            trace_context_invalid: meter
+                .u64_counter(attr::METRIC_TRACE_CONTEXT_INVALID)
+                .with_unit("{event}")
+                .with_description(
+                    "Consumed events whose stored trace context was missing or malformed",
+                )
+                .build(),
+        }
+    }
+}
+
+/// The instruments, created from the global meter provider on first use.
+pub(crate) fn instruments() -> Arc<Instruments> {
+    if let Some(existing) = INSTRUMENTS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+    {
+        return Arc::clone(existing);
+    }
+    let mut slot = INSTRUMENTS.write().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(slot.get_or_insert_with(|| Arc::new(Instruments::new())))
+}
+
+/// Re-creates the instruments from the current global meter provider. Call it after
+/// `opentelemetry::global::set_meter_provider` if anything was recorded before.
+pub fn rebind() {
+    *INSTRUMENTS.write().unwrap_or_else(PoisonError::into_inner) = None;
+}
+
+/// Records one handled command.
+pub(crate) fn record_command(
+    command_type: &'static str,
+    success: bool,
+    events: usize,
+    elapsed: Duration,
+) {
+    let instruments = instruments();
+    let status = if success {
+        attr::STATUS_SUCCESS
+    } else {
+        attr::STATUS_ERROR
+    };
+    let attributes = [
+        KeyValue::new(attr::METRIC_ATTR_COMMAND_TYPE, command_type),
+        KeyValue::new(attr::METRIC_ATTR_COMMAND_STATUS, status),
+    ];
+    instruments
+        .command_duration
+        .record(elapsed.as_secs_f64(), &attributes);
+    instruments.command_total.add(1, &attributes);
+    if events > 0 {
+        instruments.events_produced.add(
+            events as u64,
+            &[KeyValue::new(attr::METRIC_ATTR_COMMAND_TYPE, command_type)],
+        );
+    }
+}
+
+/// Records one projected event's lag.
+pub(crate) fn record_projection_lag(projection: &str, event_type: &str, lag: Duration) {
+    instruments().projection_lag.record(
+        lag.as_secs_f64(),
+        &[
+            KeyValue::new(attr::METRIC_ATTR_PROJECTION_NAME, projection.to_owned()),
+            KeyValue::new(attr::METRIC_ATTR_EVENT_TYPE, event_type.to_owned()),
+        ],
+    );
+}

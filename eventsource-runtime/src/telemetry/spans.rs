@@ -1,0 +1,405 @@
+//! The spans of the runtime's own components (command handling, repository, event store,
+//! projections), and the status/exception recording every span shares.
+//!
+//! Each constructor returns `Span::none()` when the caller's switch or the process switch
+//! is off, so nothing is formatted or evaluated then.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use opentelemetry::trace::Status;
+use opentelemetry::{Array, KeyValue, StringValue, Value};
+use tracing::Span;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use super::attributes as attr;
+use super::propagation;
+use super::toggles;
+use crate::event::{EventEnvelope, StreamId};
+use crate::store::ExpectedVersion;
+
+/// The `tracing` target of every span and log line of the runtime.
+pub const TARGET: &str = "eventsource";
+
+/// Counts, versions and positions travel as OTel integers (a u64 would arrive as a string).
+#[inline]
+pub(crate) fn int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+/// Whether a component whose own switch says `own` should emit spans now.
+#[inline]
+pub(crate) fn on(own: bool) -> bool {
+    own && toggles::is_enabled()
+}
+
+/// Ends `span` with status ERROR described by `error`'s `Display`, and adds exactly one
+/// `exception` span event with `exception.type` and `exception.message`.
+pub fn record_error(span: &Span, error_type: &str, error: &(impl Display + ?Sized)) {
+    if span.is_disabled() {
+        return;
+    }
+    let message = error.to_string();
+    span.add_event(
+        attr::SPAN_EVENT_EXCEPTION,
+        vec![
+            KeyValue::new(attr::EXCEPTION_TYPE, error_type.to_owned()),
+            KeyValue::new(attr::EXCEPTION_MESSAGE, message.clone()),
+        ],
+    );
+    span.set_status(Status::error(message));
+}
+
+/// Records a panic on `span` as an error (type `panic`).
+pub fn record_panic(span: &Span, payload: &(dyn std::any::Any + Send)) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".to_owned());
+    record_error(span, "panic", &message);
+}
+
+/// Names the span when it was created with `otel.name = Empty` (before it starts).
+#[inline]
+pub(crate) fn name(span: &Span, name: &str) {
+    span.record("otel.name", name);
+}
+
+// ---- command -------------------------------------------------------------------------------
+
+/// `command.{CommandType}` (or `name`), INTERNAL, child of the current span.
+pub(crate) fn command(
+    name_override: Option<&'static str>,
+    command_type: &'static str,
+    stream: &StreamId,
+) -> Span {
+    if !toggles::is_enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        target: TARGET,
+        "command",
+        otel.name = Empty,
+        { attr::COMMAND_TYPE } = command_type,
+        { attr::AGGREGATE_TYPE } = stream.aggregate_type(),
+        { attr::AGGREGATE_ID } = stream.aggregate_id(),
+        { attr::CQRS_SIDE } = attr::SIDE_WRITE,
+        { attr::EVENT_COUNT } = Empty,
+    );
+    if !span.is_disabled() {
+        match name_override {
+            Some(n) => name(&span, n),
+            None => name(
+                &span,
+                &format!("{}{command_type}", attr::SPAN_COMMAND_PREFIX),
+            ),
+        }
+    }
+    span
+}
+
+/// After the decision: the event count, the event types (a string array) and one
+/// `domain_event_produced` span event per event.
+pub(crate) fn command_decided(span: &Span, event_types: &[&'static str]) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record(attr::EVENT_COUNT, int(event_types.len()));
+    let types: Vec<StringValue> = event_types.iter().map(|t| StringValue::from(*t)).collect();
+    span.set_attribute(attr::EVENT_TYPES, Value::Array(Array::String(types)));
+    for event_type in event_types {
+        span.add_event(
+            attr::SPAN_EVENT_DOMAIN_EVENT_PRODUCED,
+            vec![KeyValue::new(attr::EVENT_TYPE, *event_type)],
+        );
+    }
+}
+
+// ---- repository ----------------------------------------------------------------------------
+
+/// Repository load, INTERNAL.
+pub(crate) fn repository_load(
+    own: bool,
+    name_override: Option<&'static str>,
+    stream: &StreamId,
+) -> Span {
+    if !on(own) {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        target: TARGET,
+        attr::SPAN_REPOSITORY_LOAD,
+        otel.name = Empty,
+        { attr::AGGREGATE_ID } = stream.aggregate_id(),
+        { attr::AGGREGATE_TYPE } = stream.aggregate_type(),
+        { attr::EVENTS_REPLAYED } = Empty,
+        { attr::VERSION } = Empty,
+        { attr::SNAPSHOT_USED } = Empty,
+    );
+    name(&span, name_override.unwrap_or(attr::SPAN_REPOSITORY_LOAD));
+    span
+}
+
+/// After a load: how many events were replayed, the resulting version, snapshot use.
+pub(crate) fn repository_loaded(span: &Span, replayed: usize, version: u64, snapshot_used: bool) {
+    span.record(attr::EVENTS_REPLAYED, int(replayed));
+    span.record(attr::VERSION, int(version));
+    span.record(attr::SNAPSHOT_USED, snapshot_used);
+}
+
+/// Repository save, INTERNAL.
+pub(crate) fn repository_save(
+    own: bool,
+    name_override: Option<&'static str>,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: usize,
+) -> Span {
+    if !on(own) {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        target: TARGET,
+        attr::SPAN_REPOSITORY_SAVE,
+        otel.name = Empty,
+        { attr::AGGREGATE_ID } = stream.aggregate_id(),
+        { attr::AGGREGATE_TYPE } = stream.aggregate_type(),
+        { attr::EXPECTED_VERSION } = expected.as_i64(),
+        { attr::EVENT_COUNT } = int(events),
+        { attr::VERSION } = Empty,
+    );
+    name(&span, name_override.unwrap_or(attr::SPAN_REPOSITORY_SAVE));
+    span
+}
+
+/// Repository exists, INTERNAL.
+pub(crate) fn repository_exists(
+    own: bool,
+    name_override: Option<&'static str>,
+    stream: &StreamId,
+) -> Span {
+    if !on(own) {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        target: TARGET,
+        attr::SPAN_REPOSITORY_EXISTS,
+        otel.name = Empty,
+        { attr::AGGREGATE_ID } = stream.aggregate_id(),
+        { attr::AGGREGATE_TYPE } = stream.aggregate_type(),
+    );
+    name(&span, name_override.unwrap_or(attr::SPAN_REPOSITORY_EXISTS));
+    span
+}
+
+// ---- event store ---------------------------------------------------------------------------
+
+/// What a store tells about itself for its spans.
+#[derive(Debug, Clone)]
+pub struct StoreSpanInfo {
+    /// Whether the store's spans are on (its `enable_tracing`).
+    pub enabled: bool,
+    /// `db.system.name`.
+    pub system: &'static str,
+    /// `db.collection.name` (the events table), if the store has one.
+    pub collection: Option<&'static str>,
+    /// `server.address` and `server.port`, for networked stores.
+    pub server: Option<(String, u16)>,
+    /// Overrides of the span names for load and append.
+    pub names: StoreSpanNames,
+}
+
+/// Span names of an event store's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSpanNames {
+    /// Reading one stream (default `eventsource.event_store.load`).
+    pub load: &'static str,
+    /// Appending (default `eventsource.event_store.append`).
+    pub append: &'static str,
+    /// Reading all streams (default `eventsource.event_store.read_all`).
+    pub read_all: &'static str,
+}
+
+impl Default for StoreSpanNames {
+    fn default() -> Self {
+        Self {
+            load: attr::SPAN_STORE_LOAD,
+            append: attr::SPAN_STORE_APPEND,
+            read_all: attr::SPAN_STORE_READ_ALL,
+        }
+    }
+}
+
+impl StoreSpanInfo {
+    /// Spans on, for a store of `system`, with the default names.
+    #[must_use]
+    pub fn new(system: &'static str) -> Self {
+        Self {
+            enabled: true,
+            system,
+            collection: None,
+            server: None,
+            names: StoreSpanNames::default(),
+        }
+    }
+
+    fn decorate(&self, span: &Span) {
+        if span.is_disabled() {
+            return;
+        }
+        if let Some(collection) = self.collection {
+            span.set_attribute(attr::DB_COLLECTION_NAME, collection);
+        }
+        if let Some((address, port)) = &self.server {
+            span.set_attribute(attr::SERVER_ADDRESS, address.clone());
+            span.set_attribute(attr::SERVER_PORT, i64::from(*port));
+        }
+    }
+
+    /// Stream read, CLIENT, child of the current span.
+    #[must_use]
+    pub fn load_span(&self, stream: &StreamId, from_version: u64, operation: &'static str) -> Span {
+        if !on(self.enabled) {
+            return Span::none();
+        }
+        let span = tracing::info_span!(
+            target: TARGET,
+            attr::SPAN_STORE_LOAD,
+            otel.name = Empty,
+            otel.kind = "client",
+            { attr::AGGREGATE_ID } = stream.aggregate_id(),
+            { attr::AGGREGATE_TYPE } = stream.aggregate_type(),
+            { attr::FROM_VERSION } = int(from_version),
+            { attr::DB_SYSTEM_NAME } = self.system,
+            { attr::DB_OPERATION_NAME } = operation,
+            { attr::EVENTS_LOADED } = Empty,
+        );
+        name(&span, self.names.load);
+        self.decorate(&span);
+        span
+    }
+
+    /// Append, CLIENT, child of the current span.
+    #[must_use]
+    pub fn append_span(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: usize,
+        operation: &'static str,
+    ) -> Span {
+        if !on(self.enabled) {
+            return Span::none();
+        }
+        let span = tracing::info_span!(
+            target: TARGET,
+            attr::SPAN_STORE_APPEND,
+            otel.name = Empty,
+            otel.kind = "client",
+            { attr::AGGREGATE_ID } = stream.aggregate_id(),
+            { attr::AGGREGATE_TYPE } = stream.aggregate_type(),
+            { attr::EXPECTED_VERSION } = expected.as_i64(),
+            { attr::EVENT_COUNT } = int(events),
+            { attr::DB_SYSTEM_NAME } = self.system,
+            { attr::DB_OPERATION_NAME } = operation,
+            { attr::VERSION } = Empty,
+        );
+        name(&span, self.names.append);
+        self.decorate(&span);
+        span
+    }
+
+    /// Global read, CLIENT, child of the current span.
+    #[must_use]
+    pub fn read_all_span(&self, from_position: u64, limit: usize, operation: &'static str) -> Span {
+        if !on(self.enabled) {
+            return Span::none();
+        }
+        let span = tracing::info_span!(
+            target: TARGET,
+            attr::SPAN_STORE_READ_ALL,
+            otel.name = Empty,
+            otel.kind = "client",
+            { attr::EVENT_POSITION } = int(from_position),
+            "eventsource.limit" = int(limit),
+            { attr::DB_SYSTEM_NAME } = self.system,
+            { attr::DB_OPERATION_NAME } = operation,
+            { attr::EVENTS_LOADED } = Empty,
+        );
+        name(&span, self.names.read_all);
+        self.decorate(&span);
+        span
+    }
+}
+
+/// After a read: how many events came back.
+pub fn store_loaded(span: &Span, count: usize) {
+    span.record(attr::EVENTS_LOADED, int(count));
+}
+
+/// After an append: the new version and one `event_persisted` span event per event.
+pub fn store_appended(span: &Span, version: u64, events: &[EventEnvelope]) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record(attr::VERSION, int(version));
+    for event in events {
+        span.add_event(
+            attr::SPAN_EVENT_EVENT_PERSISTED,
+            vec![
+                KeyValue::new(attr::EVENT_TYPE, event.event_type.clone()),
+                KeyValue::new(attr::EVENT_SEQUENCE, int(event.version)),
+            ],
+        );
+    }
+}
+
+// ---- projections ---------------------------------------------------------------------------
+
+/// `projection.{Name}` (or `name`), CONSUMER, a new root **linked** to the context stored in
+/// the event; also records the lag metric.
+pub fn projection(
+    own: bool,
+    projection_name: &str,
+    name_override: Option<&str>,
+    event: &EventEnvelope,
+) -> Span {
+    if !toggles::projection_enabled(own) {
+        return Span::none();
+    }
+    let lag = chrono::Utc::now()
+        .signed_duration_since(event.timestamp)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    super::metrics::record_projection_lag(projection_name, &event.event_type, lag);
+    let span = tracing::info_span!(
+        target: TARGET,
+        parent: None,
+        "projection",
+        otel.name = Empty,
+        otel.kind = "consumer",
+        { attr::PROJECTION_NAME } = projection_name,
+        { attr::CQRS_SIDE } = attr::SIDE_PROJECTION,
+        { attr::EVENT_TYPE } = event.event_type.as_str(),
+        { attr::AGGREGATE_ID } = event.aggregate_id(),
+        { attr::EVENT_SEQUENCE } = int(event.version),
+        { attr::EVENT_POSITION } = int(event.position),
+        { attr::PROJECTION_LAG_MS } = int(lag.as_millis()),
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    match name_override {
+        Some(n) => name(&span, n),
+        None => name(
+            &span,
+            &format!("{}{projection_name}", attr::SPAN_PROJECTION_PREFIX),
+        ),
+    }
+    if let Some(producer) = propagation::stored_span_context(&event.metadata) {
+        span.add_link(producer);
+    }
+    span
+}

@@ -1,0 +1,328 @@
+//! Capture spans and metrics in process and assert on them.
+
+use std::fmt::Write as _;
+
+use opentelemetry::trace::{SpanId, SpanKind, Status, TracerProvider as _};
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{
+    InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor, SpanData,
+};
+use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+/// Spans captured on this thread while the capture lives.
+///
+/// The capture installs a thread-local `tracing` subscriber (registry + the same
+/// OpenTelemetry layer settings as `telemetry::init()`) exporting to memory. Use it from a
+/// current-thread runtime (`#[tokio::test]`'s default) so every span is recorded on the
+/// test's thread.
+///
+/// ```
+/// use eventsource_runtime::testing::capture;
+///
+/// let capture = capture();
+/// tracing::info_span!("outer").in_scope(|| tracing::info_span!("inner").in_scope(|| {}));
+/// let spans = capture.spans();
+/// spans.assert_child_of("inner", "outer");
+/// assert!(spans.is_root(spans.get("outer")));
+/// ```
+#[must_use = "spans are captured only while the capture lives"]
+pub struct SpanCapture {
+    exporter: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+    _guard: DefaultGuard,
+}
+
+impl std::fmt::Debug for SpanCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanCapture").finish_non_exhaustive()
+    }
+}
+
+/// Starts capturing the spans of this thread.
+pub fn capture() -> SpanCapture {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(SimpleSpanProcessor::new(exporter.clone()))
+        .build();
+    let layer = crate::telemetry::layer(provider.tracer("eventsource-test"));
+    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    SpanCapture {
+        exporter,
+        provider,
+        _guard: guard,
+    }
+}
+
+impl SpanCapture {
+    /// The spans finished so far, in the order they ended.
+    #[must_use]
+    pub fn spans(&self) -> CapturedSpans {
+        let _ = self.provider.force_flush();
+        CapturedSpans(self.exporter.get_finished_spans().unwrap_or_default())
+    }
+
+    /// Forgets the spans captured so far.
+    pub fn clear(&self) {
+        self.exporter.reset();
+    }
+}
+
+/// Finished spans, with lookups and assertions for tests. Lookups panic with the list of
+/// captured span names when nothing matches, which is what a failing test wants to see.
+#[derive(Debug, Clone)]
+pub struct CapturedSpans(pub Vec<SpanData>);
+
+impl CapturedSpans {
+    /// The names of all spans, in the order they ended.
+    #[must_use]
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|s| s.name.as_ref()).collect()
+    }
+
+    /// How many spans were captured.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no span was captured.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every span named `name`.
+    #[must_use]
+    pub fn all(&self, name: &str) -> Vec<&SpanData> {
+        self.0.iter().filter(|s| s.name == name).collect()
+    }
+
+    /// The one span named `name`.
+    ///
+    /// # Panics
+    /// When there is none or several.
+    #[track_caller]
+    #[must_use]
+    pub fn get(&self, name: &str) -> &SpanData {
+        match self.all(name).as_slice() {
+            [one] => one,
+            [] => panic!("no span named `{name}`; captured:\n{}", self.tree()),
+            many => panic!(
+                "{} spans named `{name}`; captured:\n{}",
+                many.len(),
+                self.tree()
+            ),
+        }
+    }
+
+    /// The parent of `span`, if it was captured.
+    #[must_use]
+    pub fn parent(&self, span: &SpanData) -> Option<&SpanData> {
+        self.0
+            .iter()
+            .find(|p| p.span_context.span_id() == span.parent_span_id)
+    }
+
+    /// The direct children of `span`.
+    #[must_use]
+    pub fn children(&self, span: &SpanData) -> Vec<&SpanData> {
+        self.0
+            .iter()
+            .filter(|c| c.parent_span_id == span.span_context.span_id())
+            .collect()
+    }
+
+    /// Whether `span` has no parent.
+    #[must_use]
+    pub fn is_root(&self, span: &SpanData) -> bool {
+        span.parent_span_id == SpanId::INVALID
+    }
+
+    /// Asserts that the span named `child` is a direct child of the span named `parent`.
+    ///
+    /// # Panics
+    /// When it is not.
+    #[track_caller]
+    pub fn assert_child_of(&self, child: &str, parent: &str) {
+        let (c, p) = (self.get(child), self.get(parent));
+        assert!(
+            c.parent_span_id == p.span_context.span_id()
+                && c.span_context.trace_id() == p.span_context.trace_id(),
+            "`{child}` is not a child of `{parent}`; captured:\n{}",
+            self.tree()
+        );
+    }
+
+    /// Asserts that the span named `name` is a root with a link to the span named `target`.
+    ///
+    /// # Panics
+    /// When it is not.
+    #[track_caller]
+    pub fn assert_linked_root(&self, name: &str, target: &str) {
+        let (s, t) = (self.get(name), self.get(target));
+        assert!(
+            self.is_root(s),
+            "`{name}` is not a root; captured:\n{}",
+            self.tree()
+        );
+        assert!(
+            s.links
+                .links
+                .iter()
+                .any(|l| l.span_context.span_id() == t.span_context.span_id()
+                    && l.span_context.trace_id() == t.span_context.trace_id()),
+            "`{name}` has no link to `{target}`: {:?}",
+            s.links.links
+        );
+    }
+
+    /// The spans as an indented tree (roots in the order they ended), for failure messages.
+    #[must_use]
+    pub fn tree(&self) -> String {
+        let mut out = String::new();
+        for root in self.0.iter().filter(|s| self.parent(s).is_none()) {
+            self.write_tree(&mut out, root, 0);
+        }
+        out
+    }
+
+    fn write_tree(&self, out: &mut String, span: &SpanData, depth: usize) {
+        let _ = writeln!(
+            out,
+            "{:indent$}{} [{:?}{}]{}",
+            "",
+            span.name,
+            span.span_kind,
+            match &span.status {
+                Status::Error { description } => format!(", ERROR {description}"),
+                _ => String::new(),
+            },
+            if span.links.links.is_empty() {
+                ""
+            } else {
+                " (linked)"
+            },
+            indent = depth * 2
+        );
+        let mut children = self.children(span);
+        children.sort_by_key(|c| c.start_time);
+        for child in children {
+            self.write_tree(out, child, depth + 1);
+        }
+    }
+}
+
+/// The value of attribute `key` on `span`.
+#[must_use]
+pub fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+/// The span's kind.
+#[must_use]
+pub fn kind(span: &SpanData) -> SpanKind {
+    span.span_kind.clone()
+}
+
+/// The span's events named `name`, each as its attributes.
+#[must_use]
+pub fn events<'a>(span: &'a SpanData, name: &str) -> Vec<&'a [KeyValue]> {
+    span.events
+        .events
+        .iter()
+        .filter(|e| e.name == name)
+        .map(|e| e.attributes.as_slice())
+        .collect()
+}
+
+/// Metrics captured process-wide, from the global meter provider this installs.
+pub struct MetricCapture {
+    exporter: InMemoryMetricExporter,
+    provider: SdkMeterProvider,
+}
+
+impl std::fmt::Debug for MetricCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricCapture").finish_non_exhaustive()
+    }
+}
+
+/// Installs an in-memory global meter provider and re-binds the runtime's instruments to
+/// it. Global: use one per test binary, and tell tests apart by their attributes.
+#[must_use]
+pub fn capture_metrics() -> MetricCapture {
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    opentelemetry::global::set_meter_provider(provider.clone());
+    crate::telemetry::metrics::rebind();
+    MetricCapture { exporter, provider }
+}
+
+impl MetricCapture {
+    /// The sum of counter `name` over the data points having every attribute in `having`
+    /// (cumulative since the capture started). Histograms count their recordings.
+    #[must_use]
+    pub fn total(&self, name: &str, having: &[(&str, &str)]) -> u64 {
+        let _ = self.provider.force_flush();
+        let Ok(batches) = self.exporter.get_finished_metrics() else {
+            return 0;
+        };
+        let Some(latest) = batches.last() else {
+            return 0;
+        };
+        let matches = |attrs: &mut dyn Iterator<Item = &KeyValue>| {
+            let attrs: Vec<&KeyValue> = attrs.collect();
+            having.iter().all(|(k, v)| {
+                attrs
+                    .iter()
+                    .any(|kv| kv.key.as_str() == *k && kv.value.as_str() == *v)
+            })
+        };
+        let mut total = 0;
+        for metric in latest
+            .scope_metrics()
+            .flat_map(|s| s.metrics())
+            .filter(|m| m.name() == name)
+        {
+            match metric.data() {
+                AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                    total += sum
+                        .data_points()
+                        .filter(|dp| matches(&mut dp.attributes()))
+                        .map(|dp| dp.value())
+                        .sum::<u64>();
+                }
+                AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                    total += h
+                        .data_points()
+                        .filter(|dp| matches(&mut dp.attributes()))
+                        .map(|dp| dp.count())
+                        .sum::<u64>();
+                }
+                _ => {}
+            }
+        }
+        total
+    }
+
+    /// The unit of metric `name`, if it was recorded.
+    #[must_use]
+    pub fn unit(&self, name: &str) -> Option<String> {
+        let _ = self.provider.force_flush();
+        let batches = self.exporter.get_finished_metrics().ok()?;
+        batches
+            .last()?
+            .scope_metrics()
+            .flat_map(|s| s.metrics())
+            .find(|m| m.name() == name)
+            .map(|m| m.unit().to_owned())
+    }
+}

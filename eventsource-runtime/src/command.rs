@@ -5,6 +5,14 @@ use crate::event::{EventEnvelope, Metadata};
 use crate::projection::{DeliveryFailure, Projection, ProjectionRegistry, SharedProjection};
 use crate::repository::{Repository, RepositoryError};
 use crate::store::{EventStore, VersionConflict};
+use crate::telemetry::config::HandlerTelemetry;
+#[cfg(feature = "tracing")]
+use crate::telemetry::{metrics, spans};
+#[cfg(feature = "tracing")]
+use tracing::Instrument as _;
+
+/// The command type recorded for [`CommandService::execute_with`] decisions.
+pub const ANONYMOUS_COMMAND: &str = "anonymous";
 
 /// A request to change one aggregate.
 pub trait Command: Send + 'static {
@@ -21,6 +29,11 @@ pub trait Command: Send + 'static {
 pub trait Handle<C>: Aggregate {
     /// Why the aggregate refuses the command.
     type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The handler's telemetry settings (span switch and name); `#[command_handler]` sets
+    /// them.
+    const TELEMETRY: HandlerTelemetry = HandlerTelemetry::DEFAULT;
+
     /// Decides which events the command produces.
     ///
     /// # Errors
@@ -198,7 +211,11 @@ impl<A: Aggregate> CommandService<A> {
         A: Handle<C>,
     {
         let id = command.aggregate_id();
-        self.run(id, metadata, |state| state.handle(command)).await
+        let settings = <A as Handle<C>>::TELEMETRY;
+        self.traced_run(C::TYPE, settings, id, metadata, |state| {
+            state.handle(command)
+        })
+        .await
     }
 
     /// Runs a decision given as a closure over the current state, for the aggregate `id`.
@@ -212,8 +229,71 @@ impl<A: Aggregate> CommandService<A> {
     ) -> Result<CommandOutcome<A>, CommandError<E>>
     where
         F: FnOnce(&A) -> Result<Vec<A::Event>, E>,
+        E: std::error::Error,
     {
-        self.run(id.into(), Metadata::new(), decide).await
+        self.traced_run(
+            ANONYMOUS_COMMAND,
+            HandlerTelemetry::DEFAULT,
+            id.into(),
+            Metadata::new(),
+            decide,
+        )
+        .await
+    }
+
+    /// Runs the command inside its span (the command's whole lifecycle: load, decide,
+    /// save, deliver) and records its metrics.
+    async fn traced_run<F, E>(
+        &self,
+        command_type: &'static str,
+        settings: HandlerTelemetry,
+        id: String,
+        metadata: Metadata,
+        decide: F,
+    ) -> Result<CommandOutcome<A>, CommandError<E>>
+    where
+        F: FnOnce(&A) -> Result<Vec<A::Event>, E>,
+        E: std::error::Error,
+    {
+        #[cfg(feature = "tracing")]
+        {
+            if !crate::telemetry::toggles::is_enabled() {
+                return self.run(id, metadata, decide, |_| {}).await;
+            }
+            let started = std::time::Instant::now();
+            let stream = crate::event::StreamId::new(A::TYPE, id.as_str());
+            let span = if settings.enabled {
+                spans::command(settings.span_name, command_type, &stream)
+            } else {
+                tracing::Span::none()
+            };
+            let on_decided = |events: &[A::Event]| {
+                let types: Vec<&'static str> = events
+                    .iter()
+                    .map(crate::event::DomainEvent::event_type)
+                    .collect();
+                spans::command_decided(&span, &types);
+            };
+            let result = self
+                .run(id, metadata, decide, on_decided)
+                .instrument(span.clone())
+                .await;
+            let produced = result.as_ref().map_or(0, |outcome| outcome.events.len());
+            metrics::record_command(command_type, result.is_ok(), produced, started.elapsed());
+            if let Err(error) = &result {
+                let error_type = match error {
+                    CommandError::Rejected(_) => std::any::type_name::<E>(),
+                    CommandError::Repository(_) => "RepositoryError",
+                };
+                spans::record_error(&span, error_type, error);
+            }
+            result
+        }
+        #[cfg(not(feature = "tracing"))]
+        {
+            let _ = (command_type, settings);
+            self.run(id, metadata, decide, |_| {}).await
+        }
     }
 
     async fn run<F, E>(
@@ -221,12 +301,14 @@ impl<A: Aggregate> CommandService<A> {
         id: String,
         metadata: Metadata,
         decide: F,
+        on_decided: impl FnOnce(&[A::Event]),
     ) -> Result<CommandOutcome<A>, CommandError<E>>
     where
         F: FnOnce(&A) -> Result<Vec<A::Event>, E>,
     {
         let mut aggregate = self.repository.load(id).await?;
         let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
+        on_decided(&decided);
         for event in decided {
             aggregate.record(event);
         }

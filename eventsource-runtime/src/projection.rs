@@ -55,6 +55,17 @@ pub trait Projection: Send + 'static {
         true
     }
 
+    /// Whether this projection's spans are on (projections are off by default; see
+    /// `telemetry::toggles::set_projection_tracing` for the process-wide override).
+    fn tracing_enabled(&self) -> bool {
+        false
+    }
+
+    /// Overrides the projection span's name (default `projection.{name}`).
+    fn span_name(&self) -> Option<&str> {
+        None
+    }
+
     /// Updates the read model with one event. Events of a stream arrive in version order.
     ///
     /// # Errors
@@ -153,7 +164,7 @@ impl ProjectionRegistry {
                 if !projection.handles(&event.event_type) {
                     continue;
                 }
-                if let Err(error) = projection.handle(event).await {
+                if let Err(error) = handle_one(&mut *projection, event).await {
                     failures.push(DeliveryFailure {
                         projection: projection.name().to_owned(),
                         position: event.position,
@@ -164,4 +175,29 @@ impl ProjectionRegistry {
         }
         failures
     }
+}
+
+/// Hands one event to a projection inside its span: a new root linked to the context
+/// stored in the event.
+pub async fn handle_one(
+    projection: &mut dyn Projection,
+    event: &EventEnvelope,
+) -> Result<(), ProjectionError> {
+    #[cfg(feature = "tracing")]
+    {
+        use tracing::Instrument as _;
+        let span = crate::telemetry::spans::projection(
+            projection.tracing_enabled(),
+            projection.name(),
+            projection.span_name(),
+            event,
+        );
+        let result = projection.handle(event).instrument(span.clone()).await;
+        if let Err(error) = &result {
+            crate::telemetry::spans::record_error(&span, "ProjectionError", error);
+        }
+        result
+    }
+    #[cfg(not(feature = "tracing"))]
+    projection.handle(event).await
 }

@@ -6,6 +6,11 @@ use std::sync::Arc;
 use crate::aggregate::{Aggregate, AggregateRoot, OutOfSequence};
 use crate::event::{DecodeError, DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::store::{EventStore, ExpectedVersion, StoreError, VersionConflict};
+use crate::telemetry::config::{RepositorySpanNames, RepositoryTelemetry};
+#[cfg(feature = "tracing")]
+use crate::telemetry::spans;
+#[cfg(feature = "tracing")]
+use tracing::Instrument as _;
 
 /// What loading or saving an aggregate can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,7 @@ impl RepositoryError {
 /// Cheap to clone; clones share the store.
 pub struct Repository<A> {
     store: Arc<dyn EventStore>,
+    telemetry: RepositoryTelemetry,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -64,6 +70,7 @@ impl<A> Clone for Repository<A> {
     fn clone(&self) -> Self {
         Self {
             store: Arc::clone(&self.store),
+            telemetry: self.telemetry,
             _aggregate: PhantomData,
         }
     }
@@ -89,8 +96,37 @@ impl<A: Aggregate> Repository<A> {
     pub fn from_arc(store: Arc<dyn EventStore>) -> Self {
         Self {
             store,
+            telemetry: RepositoryTelemetry::default(),
             _aggregate: PhantomData,
         }
+    }
+
+    /// The component switch: `false` stops this repository's own spans (the store's are
+    /// the store's to switch).
+    #[must_use]
+    pub fn enable_tracing(mut self, enabled: bool) -> Self {
+        self.telemetry.enabled = enabled;
+        self
+    }
+
+    /// Opts in to a span around each aggregate replay (`eventsource.aggregate.replay`).
+    #[must_use]
+    pub fn trace_replay(mut self, enabled: bool) -> Self {
+        self.telemetry.replay_span = enabled;
+        self
+    }
+
+    /// Overrides the span names (e.g. `load_aggregate` / `persist_events`).
+    #[must_use]
+    pub fn with_span_names(mut self, names: RepositorySpanNames) -> Self {
+        self.telemetry.names = names;
+        self
+    }
+
+    /// The repository's telemetry settings.
+    #[must_use]
+    pub fn telemetry(&self) -> &RepositoryTelemetry {
+        &self.telemetry
     }
 
     /// The store behind this repository.
@@ -114,8 +150,31 @@ impl<A: Aggregate> Repository<A> {
     /// be decoded (unknown type, payload that does not fit), the store's errors, and
     /// [`RepositoryError::OutOfSequence`] if the store broke its versioning guarantee.
     pub async fn load(&self, id: impl Into<String>) -> Result<AggregateRoot<A>, RepositoryError> {
-        let mut root = AggregateRoot::<A>::new(id);
+        let root = AggregateRoot::<A>::new(id);
+        #[cfg(feature = "tracing")]
+        {
+            let span = spans::repository_load(&self.telemetry, root.stream());
+            let result = self.replay_stream(root).instrument(span.clone()).await;
+            match &result {
+                Ok(root) => {
+                    spans::repository_loaded(&span, as_usize(root.version()), root.version(), false)
+                }
+                Err(e) => spans::record_error(&span, "RepositoryError", e),
+            }
+            result
+        }
+        #[cfg(not(feature = "tracing"))]
+        self.replay_stream(root).await
+    }
+
+    async fn replay_stream(
+        &self,
+        mut root: AggregateRoot<A>,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
         let stored = self.store.load(root.stream(), 1).await?;
+        #[cfg(feature = "tracing")]
+        let _replay =
+            spans::aggregate_replay(&self.telemetry, root.stream(), stored.len()).entered();
         for envelope in &stored {
             let event = decode::<A>(envelope)?;
             root.replay_one(envelope.version, &event)?;
@@ -128,7 +187,19 @@ impl<A: Aggregate> Repository<A> {
     /// # Errors
     /// The store's errors.
     pub async fn exists(&self, id: impl Into<String>) -> Result<bool, RepositoryError> {
-        Ok(self.store.stream_version(&Self::stream(id)).await? > 0)
+        let stream = Self::stream(id);
+        let check = async { Ok(self.store.stream_version(&stream).await? > 0) };
+        #[cfg(feature = "tracing")]
+        {
+            let span = spans::repository_exists(&self.telemetry, &stream);
+            let result = check.instrument(span.clone()).await;
+            if let Err(e) = &result {
+                spans::record_error(&span, "RepositoryError", e);
+            }
+            result
+        }
+        #[cfg(not(feature = "tracing"))]
+        check.await
     }
 
     /// Appends the root's uncommitted events, expecting the stream to be at the version the
@@ -173,10 +244,32 @@ impl<A: Aggregate> Repository<A> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let expected = ExpectedVersion::from_version(root.persisted_version());
-        let appended = self.store.append(root.stream(), expected, events).await?;
+        let append = self.store.append(root.stream(), expected, events);
+        #[cfg(feature = "tracing")]
+        let appended = {
+            let span = spans::repository_save(
+                &self.telemetry,
+                root.stream(),
+                expected,
+                root.uncommitted().len(),
+            );
+            let result = append.instrument(span.clone()).await;
+            match &result {
+                Ok(appended) => spans::record_version(&span, appended.version),
+                Err(e) => spans::record_error(&span, "StoreError", e),
+            }
+            result?
+        };
+        #[cfg(not(feature = "tracing"))]
+        let appended = append.await?;
         root.take_uncommitted();
         Ok(appended.events)
     }
+}
+
+#[cfg(feature = "tracing")]
+fn as_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 fn decode<A: Aggregate>(envelope: &EventEnvelope) -> Result<A::Event, RepositoryError> {

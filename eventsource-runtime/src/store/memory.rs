@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{AppendResult, EventStore, ExpectedVersion, StoreError, VersionConflict};
+use super::{AppendResult, EventStore, ExpectedVersion, StoreError, VersionConflict, instrument};
 use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
+use crate::telemetry::config::{StoreSpanNames, StoreTelemetry};
 
 /// An event store in process memory, for tests, demos and single-process tools.
 ///
@@ -37,10 +38,23 @@ use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct InMemoryEventStore {
     log: Arc<RwLock<Log>>,
+    telemetry: Arc<StoreTelemetry>,
 }
+
+impl Default for InMemoryEventStore {
+    fn default() -> Self {
+        Self {
+            log: Arc::default(),
+            telemetry: Arc::new(StoreTelemetry::new(SYSTEM)),
+        }
+    }
+}
+
+/// `db.system.name` of the in-memory store.
+const SYSTEM: &str = "in_memory";
 
 impl std::fmt::Debug for InMemoryEventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,6 +115,21 @@ impl InMemoryEventStore {
         Self::default()
     }
 
+    /// The component switch: `false` stops this store's spans (this clone's; other clones
+    /// keep their own setting while sharing the log).
+    #[must_use]
+    pub fn enable_tracing(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.telemetry).enabled = enabled;
+        self
+    }
+
+    /// Overrides the span names (e.g. `event_store.load` / `event_store.append`).
+    #[must_use]
+    pub fn with_span_names(mut self, names: StoreSpanNames) -> Self {
+        Arc::make_mut(&mut self.telemetry).names = names;
+        self
+    }
+
     /// How many events the store holds, all streams together.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -138,6 +167,59 @@ fn serialize(event: &NewEvent) -> Result<(String, String), StoreError> {
 #[async_trait]
 impl EventStore for InMemoryEventStore {
     async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        instrument::append(
+            &self.telemetry,
+            stream,
+            expected,
+            events,
+            "append",
+            |events| async move { self.append_now(stream, expected, events) },
+        )
+        .await
+    }
+
+    async fn load(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        instrument::load(&self.telemetry, stream, from_version, "load", async {
+            self.load_now(stream, from_version)
+        })
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        instrument::read_all(&self.telemetry, from_position, limit, "read_all", async {
+            self.read_all_now(from_position, limit)
+        })
+        .await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        Ok(self
+            .read()
+            .streams
+            .get(stream)
+            .map_or(0, |v| v.len() as u64))
+    }
+
+    fn system_name(&self) -> &'static str {
+        SYSTEM
+    }
+}
+
+impl InMemoryEventStore {
+    fn append_now(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
@@ -194,7 +276,7 @@ impl EventStore for InMemoryEventStore {
         })
     }
 
-    async fn load(
+    fn load_now(
         &self,
         stream: &StreamId,
         from_version: u64,
@@ -212,7 +294,7 @@ impl EventStore for InMemoryEventStore {
             .collect()
     }
 
-    async fn read_all(
+    fn read_all_now(
         &self,
         from_position: u64,
         limit: usize,
@@ -226,17 +308,5 @@ impl EventStore for InMemoryEventStore {
             .take(limit)
             .map(|(i, row)| row.envelope(i as u64 + 1))
             .collect()
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        Ok(self
-            .read()
-            .streams
-            .get(stream)
-            .map_or(0, |v| v.len() as u64))
-    }
-
-    fn system_name(&self) -> &'static str {
-        "in_memory"
     }
 }

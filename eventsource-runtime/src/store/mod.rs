@@ -6,6 +6,7 @@
 //! - an append states the version it expects the stream to be at and is all-or-nothing;
 //! - the global position increases with every appended event, across all streams.
 
+pub mod instrument;
 mod memory;
 
 use std::fmt;

@@ -65,20 +65,10 @@ pub const SIDE_PROJECTION: &str = "projection";
 pub const SPAN_COMMAND_PREFIX: &str = "command.";
 /// Prefix of a projection span's default name (`projection.OrderReadModel`).
 pub const SPAN_PROJECTION_PREFIX: &str = "projection.";
-/// Repository load.
-pub const SPAN_REPOSITORY_LOAD: &str = "eventsource.repository.load";
-/// Repository save.
-pub const SPAN_REPOSITORY_SAVE: &str = "eventsource.repository.save";
-/// Repository exists.
-pub const SPAN_REPOSITORY_EXISTS: &str = "eventsource.repository.exists";
-/// Event store stream read.
-pub const SPAN_STORE_LOAD: &str = "eventsource.event_store.load";
-/// Event store append.
-pub const SPAN_STORE_APPEND: &str = "eventsource.event_store.append";
-/// Event store global read.
-pub const SPAN_STORE_READ_ALL: &str = "eventsource.event_store.read_all";
-/// Aggregate replay (opt-in).
-pub const SPAN_AGGREGATE_REPLAY: &str = "eventsource.aggregate.replay";
+pub use super::config::{
+    SPAN_AGGREGATE_REPLAY, SPAN_REPOSITORY_EXISTS, SPAN_REPOSITORY_LOAD, SPAN_REPOSITORY_SAVE,
+    SPAN_STORE_APPEND, SPAN_STORE_LOAD, SPAN_STORE_READ_ALL,
+};
 
 // ---- span event names -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@
 //!
 //! Everything but [`toggles`] needs the `tracing` feature (on by default).
 
+pub mod config;
 pub mod toggles;
 
 #[cfg(feature = "tracing")]

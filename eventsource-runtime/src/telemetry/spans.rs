@@ -14,6 +14,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::attributes as attr;
+use super::config::{RepositoryTelemetry, StoreTelemetry};
 use super::propagation;
 use super::toggles;
 use crate::event::{EventEnvelope, StreamId};
@@ -120,12 +121,8 @@ pub(crate) fn command_decided(span: &Span, event_types: &[&'static str]) {
 // ---- repository ----------------------------------------------------------------------------
 
 /// Repository load, INTERNAL.
-pub(crate) fn repository_load(
-    own: bool,
-    name_override: Option<&'static str>,
-    stream: &StreamId,
-) -> Span {
-    if !on(own) {
+pub(crate) fn repository_load(t: &RepositoryTelemetry, stream: &StreamId) -> Span {
+    if !on(t.enabled) {
         return Span::none();
     }
     let span = tracing::info_span!(
@@ -138,7 +135,7 @@ pub(crate) fn repository_load(
         { attr::VERSION } = Empty,
         { attr::SNAPSHOT_USED } = Empty,
     );
-    name(&span, name_override.unwrap_or(attr::SPAN_REPOSITORY_LOAD));
+    name(&span, t.names.load);
     span
 }
 
@@ -149,15 +146,28 @@ pub(crate) fn repository_loaded(span: &Span, replayed: usize, version: u64, snap
     span.record(attr::SNAPSHOT_USED, snapshot_used);
 }
 
+/// Aggregate replay, INTERNAL, when the repository opted in.
+pub(crate) fn aggregate_replay(t: &RepositoryTelemetry, stream: &StreamId, events: usize) -> Span {
+    if !t.replay_span || !on(t.enabled) {
+        return Span::none();
+    }
+    tracing::info_span!(
+        target: TARGET,
+        attr::SPAN_AGGREGATE_REPLAY,
+        { attr::AGGREGATE_ID } = stream.aggregate_id(),
+        { attr::AGGREGATE_TYPE } = stream.aggregate_type(),
+        { attr::EVENTS_REPLAYED } = int(events),
+    )
+}
+
 /// Repository save, INTERNAL.
 pub(crate) fn repository_save(
-    own: bool,
-    name_override: Option<&'static str>,
+    t: &RepositoryTelemetry,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: usize,
 ) -> Span {
-    if !on(own) {
+    if !on(t.enabled) {
         return Span::none();
     }
     let span = tracing::info_span!(
@@ -170,17 +180,18 @@ pub(crate) fn repository_save(
         { attr::EVENT_COUNT } = int(events),
         { attr::VERSION } = Empty,
     );
-    name(&span, name_override.unwrap_or(attr::SPAN_REPOSITORY_SAVE));
+    name(&span, t.names.save);
     span
 }
 
+/// After a save or append: the stream's new version.
+pub(crate) fn record_version(span: &Span, version: u64) {
+    span.record(attr::VERSION, int(version));
+}
+
 /// Repository exists, INTERNAL.
-pub(crate) fn repository_exists(
-    own: bool,
-    name_override: Option<&'static str>,
-    stream: &StreamId,
-) -> Span {
-    if !on(own) {
+pub(crate) fn repository_exists(t: &RepositoryTelemetry, stream: &StreamId) -> Span {
+    if !on(t.enabled) {
         return Span::none();
     }
     let span = tracing::info_span!(
@@ -190,61 +201,13 @@ pub(crate) fn repository_exists(
         { attr::AGGREGATE_ID } = stream.aggregate_id(),
         { attr::AGGREGATE_TYPE } = stream.aggregate_type(),
     );
-    name(&span, name_override.unwrap_or(attr::SPAN_REPOSITORY_EXISTS));
+    name(&span, t.names.exists);
     span
 }
 
 // ---- event store ---------------------------------------------------------------------------
 
-/// What a store tells about itself for its spans.
-#[derive(Debug, Clone)]
-pub struct StoreSpanInfo {
-    /// Whether the store's spans are on (its `enable_tracing`).
-    pub enabled: bool,
-    /// `db.system.name`.
-    pub system: &'static str,
-    /// `db.collection.name` (the events table), if the store has one.
-    pub collection: Option<&'static str>,
-    /// `server.address` and `server.port`, for networked stores.
-    pub server: Option<(String, u16)>,
-    /// Overrides of the span names for load and append.
-    pub names: StoreSpanNames,
-}
-
-/// Span names of an event store's operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreSpanNames {
-    /// Reading one stream (default `eventsource.event_store.load`).
-    pub load: &'static str,
-    /// Appending (default `eventsource.event_store.append`).
-    pub append: &'static str,
-    /// Reading all streams (default `eventsource.event_store.read_all`).
-    pub read_all: &'static str,
-}
-
-impl Default for StoreSpanNames {
-    fn default() -> Self {
-        Self {
-            load: attr::SPAN_STORE_LOAD,
-            append: attr::SPAN_STORE_APPEND,
-            read_all: attr::SPAN_STORE_READ_ALL,
-        }
-    }
-}
-
-impl StoreSpanInfo {
-    /// Spans on, for a store of `system`, with the default names.
-    #[must_use]
-    pub fn new(system: &'static str) -> Self {
-        Self {
-            enabled: true,
-            system,
-            collection: None,
-            server: None,
-            names: StoreSpanNames::default(),
-        }
-    }
-
+impl StoreTelemetry {
     fn decorate(&self, span: &Span) {
         if span.is_disabled() {
             return;

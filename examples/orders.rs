@@ -1,7 +1,8 @@
 //! The order flow: place, ship and cancel orders against an in-memory event store, with an
 //! `OrderReadModel` projection fed as events are saved.
 //!
-//! Run it with `cargo run --example orders`.
+//! Run it with `cargo run --example orders` (traces on stderr), or send them to a
+//! collector: `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 cargo run --example orders`.
 
 #[path = "domain/order.rs"]
 mod domain;
@@ -11,6 +12,8 @@ use eventsource_runtime::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Each command's trace on stderr; with OTEL_EXPORTER_OTLP_ENDPOINT set, to a collector.
+    let _telemetry = eventsource_runtime::telemetry::init();
     let store = InMemoryEventStore::new();
     let orders = CommandService::<Order>::new(store.clone());
     let read_model = orders.register(OrderReadModel::default());

@@ -22,6 +22,16 @@ pub mod propagation;
 #[cfg(feature = "tracing")]
 pub mod spans;
 
+#[cfg(feature = "tracing")]
+mod console;
+#[cfg(feature = "tracing")]
+mod init;
+
+#[cfg(feature = "tracing")]
+pub use console::ConsoleExporter;
+#[cfg(feature = "tracing")]
+pub use init::{InitError, Telemetry, TelemetryBuilder, TelemetryGuard, init};
+
 pub use toggles::{is_enabled, set_enabled};
 
 /// Sets an attribute on the current span, whether or not its key was declared when the

@@ -10,6 +10,7 @@
 
 mod aggregate;
 mod errors;
+mod projection;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -21,4 +22,12 @@ use syn::{DeriveInput, parse_macro_input};
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     aggregate::derive(&input).into()
+}
+
+/// Generates `eventsource_runtime::Projection` from an impl block of event handler methods.
+///
+/// See `eventsource_runtime::projection` (the re-export) for the arguments.
+#[proc_macro_attribute]
+pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
+    projection::projection(args.into(), item.into()).into()
 }

@@ -14,7 +14,7 @@
 //! - [`repository`]: [`Repository`] loads and saves aggregates;
 //! - [`command`]: [`Command`], [`Handle`] and the [`CommandService`] that runs
 //!   load -> decide -> record -> save -> deliver;
-//! - [`projection`]: [`Projection`] and in-process delivery;
+//! - [`projection`](mod@projection): [`Projection`] and in-process delivery;
 //! - `testing` (feature `testing`): given/when/then for aggregates.
 //!
 //! ```
@@ -108,6 +108,107 @@ pub use store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
 #[cfg(feature = "macros")]
 pub use eventsource_macros::Aggregate;
 
+/// Writes the [`Projection`] impl of a read model from its event handler methods.
+///
+/// Put it on the read model's inherent `impl` block. Every method there taking `&mut self`
+/// is an event handler, `fn on_order_placed(&mut self, event: &OrderPlaced)`:
+/// - its event parameter names the [`EventType`] it handles (such as a type listed in
+///   `#[aggregate(events(..))]`); one handler per event type;
+/// - an optional second parameter receives the stored event, `envelope: &EventEnvelope`
+///   (aggregate id, version, position, metadata);
+/// - it may be `async`;
+/// - it returns `()` or `Result<(), E>`, `E` converting into
+///   `Box<dyn Error + Send + Sync>`; an `Err` fails that event's delivery with
+///   [`ProjectionError::Handler`](projection::ProjectionError::Handler).
+///
+/// Methods taking `&self`, or no `self`, are left alone; other `&mut self` methods go in a
+/// separate `impl` block. The block itself is kept as written, so the handlers stay
+/// callable.
+///
+/// The generated impl receives only the handled event types ([`Projection::handles`]; the
+/// others are neither delivered nor traced), decodes each event into its handler's type (a
+/// payload that does not fit fails the delivery with
+/// [`ProjectionError::Decode`](projection::ProjectionError::Decode)) and calls the handler.
+///
+/// Arguments, all optional:
+/// - `projection_name = "OrderList"`: [`Projection::name`], used in telemetry (default: the
+///   type's name);
+/// - `name = "projection.orders"`: the span name (default `projection.{projection name}`);
+/// - `enable_tracing = true`: the projection's span switch. Projections are not traced by
+///   default; the value is any `bool` expression and may read `self`
+///   (`enable_tracing = self.trace`) for a switch per instance.
+///   [`telemetry::toggles::set_projection_tracing`] overrides it for the whole process.
+///
+/// Traced, each delivered event runs in a CONSUMER span that is a new root *linked* to the
+/// span that appended the event, with the projection name, `cqrs.side = projection`, the
+/// event type, aggregate id, sequence and lag; a failed delivery ends it with status ERROR
+/// and one `exception` event.
+///
+/// ```
+/// use std::collections::BTreeMap;
+///
+/// use eventsource_runtime::event::NewEvent;
+/// use eventsource_runtime::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct OrderPlaced { pub total_cents: u64 }
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct OrderShipped;
+///
+/// #[derive(Default, Aggregate)]
+/// #[aggregate(type = "Order", events(OrderPlaced, OrderShipped))]
+/// pub struct Order { placed: bool }
+/// impl Apply<OrderPlaced> for Order {
+///     fn apply(&mut self, _: &OrderPlaced) { self.placed = true; }
+/// }
+/// impl Apply<OrderShipped> for Order {
+///     fn apply(&mut self, _: &OrderShipped) {}
+/// }
+///
+/// /// Open orders and their totals.
+/// #[derive(Default)]
+/// pub struct OpenOrders { totals: BTreeMap<String, u64>, trace: bool }
+///
+/// #[projection(projection_name = "OpenOrders", enable_tracing = self.trace)]
+/// impl OpenOrders {
+///     fn on_placed(&mut self, event: &OrderPlaced, envelope: &EventEnvelope) {
+///         self.totals.insert(envelope.aggregate_id().to_owned(), event.total_cents);
+///     }
+///
+///     async fn on_shipped(
+///         &mut self,
+///         _: &OrderShipped,
+///         envelope: &EventEnvelope,
+///     ) -> Result<(), String> {
+///         self.totals
+///             .remove(envelope.aggregate_id())
+///             .map(drop)
+///             .ok_or_else(|| format!("order {} was not open", envelope.aggregate_id()))
+///     }
+///
+///     /// Not a handler (`&self`): left alone.
+///     pub fn total(&self, order_id: &str) -> Option<u64> {
+///         self.totals.get(order_id).copied()
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryEventStore::new();
+/// let registry = ProjectionRegistry::new();
+/// let open = registry.register(OpenOrders::default());
+/// let placed = NewEvent::from_event(&OrderEvent::from(OrderPlaced { total_cents: 1250 })).unwrap();
+/// let saved = store
+///     .append(&StreamId::new("Order", "o-1"), ExpectedVersion::NoStream, vec![placed])
+///     .await
+///     .unwrap();
+/// assert!(registry.deliver(&saved.events).await.is_empty());
+/// assert_eq!(open.lock().await.total("o-1"), Some(1250));
+/// # });
+/// ```
+#[cfg(feature = "macros")]
+pub use eventsource_macros::projection;
+
 // The README's examples compile and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
@@ -122,4 +223,6 @@ pub mod prelude {
     pub use crate::projection::{Projection, ProjectionError, ProjectionRegistry};
     pub use crate::repository::{Repository, RepositoryError};
     pub use crate::store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
+    #[cfg(feature = "macros")]
+    pub use eventsource_macros::projection;
 }

@@ -228,46 +228,37 @@ pub struct OrderReadModel {
     pub orders: BTreeMap<String, OrderView>,
 }
 
-#[eventsource_runtime::async_trait]
-impl Projection for OrderReadModel {
-    fn name(&self) -> &str {
-        "OrderReadModel"
+// `#[projection]` writes the `Projection` impl: each `&mut self` method handles the events of
+// its parameter's type, and only those types are delivered.
+#[projection]
+impl OrderReadModel {
+    fn on_placed(&mut self, placed: &OrderPlaced, envelope: &EventEnvelope) {
+        self.orders.insert(
+            envelope.aggregate_id().to_owned(),
+            OrderView {
+                customer_id: placed.customer_id.clone(),
+                status: OrderStatus::Placed,
+                total_cents: placed.total_cents,
+                last_position: envelope.position,
+            },
+        );
     }
 
-    fn handles(&self, event_type: &str) -> bool {
-        <OrderEvent as DomainEvent>::EVENT_TYPES.contains(&event_type)
+    fn on_shipped(&mut self, _: &OrderShipped, envelope: &EventEnvelope) {
+        self.set_status(envelope, OrderStatus::Shipped);
     }
 
-    async fn handle(&mut self, envelope: &EventEnvelope) -> Result<(), ProjectionError> {
-        let id = envelope.aggregate_id().to_owned();
-        match envelope.decode::<OrderEvent>()? {
-            OrderEvent::OrderPlaced(placed) => {
-                self.orders.insert(
-                    id,
-                    OrderView {
-                        customer_id: placed.customer_id,
-                        status: OrderStatus::Placed,
-                        total_cents: placed.total_cents,
-                        last_position: envelope.position,
-                    },
-                );
-            }
-            OrderEvent::OrderShipped(_) => {
-                self.set_status(&id, OrderStatus::Shipped, envelope.position)
-            }
-            OrderEvent::OrderCancelled(_) => {
-                self.set_status(&id, OrderStatus::Cancelled, envelope.position)
-            }
-        }
-        Ok(())
+    fn on_cancelled(&mut self, _: &OrderCancelled, envelope: &EventEnvelope) {
+        self.set_status(envelope, OrderStatus::Cancelled);
     }
 }
 
+// Helpers taking `&mut self` live outside the `#[projection]` block.
 impl OrderReadModel {
-    fn set_status(&mut self, id: &str, status: OrderStatus, position: u64) {
-        if let Some(view) = self.orders.get_mut(id) {
+    fn set_status(&mut self, envelope: &EventEnvelope, status: OrderStatus) {
+        if let Some(view) = self.orders.get_mut(envelope.aggregate_id()) {
             view.status = status;
-            view.last_position = position;
+            view.last_position = envelope.position;
         }
     }
 }

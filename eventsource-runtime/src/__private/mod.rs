@@ -6,6 +6,8 @@ pub use serde_json::Error as JsonError;
 
 pub use crate::event::Payload;
 
+pub mod projection;
+
 use crate::event::{DecodeError, EventType};
 
 /// Serializes one event's payload.

@@ -1,0 +1,167 @@
+//! The typed arguments of `#[projection(...)]`, as written by the user.
+
+use proc_macro2::TokenStream;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::{Expr, Ident, LitStr, Token};
+
+use crate::errors::Errors;
+
+mod kw {
+    syn::custom_keyword!(name);
+    syn::custom_keyword!(projection_name);
+    syn::custom_keyword!(enable_tracing);
+}
+
+/// What to write instead of an argument the macro does not know.
+pub(crate) const USAGE: &str = "#[projection] takes `name = \"projection.orders\"` (the span name), \
+     `projection_name = \"OrderList\"` (the projection's name) and `enable_tracing = true` \
+     (or an expression such as `self.trace`)";
+
+/// Every `#[projection(...)]` argument, each given at most once.
+#[derive(Default)]
+pub(crate) struct Args {
+    /// `name = "..."`: the span name (`Projection::span_name`).
+    pub(crate) name: Option<LitStr>,
+    /// `projection_name = "..."`: `Projection::name` (default: the type's name).
+    pub(crate) projection_name: Option<LitStr>,
+    /// `enable_tracing = <expr>`: `Projection::tracing_enabled`, may read `self`.
+    pub(crate) enable_tracing: Option<Expr>,
+}
+
+enum Arg {
+    Name(kw::name, LitStr),
+    ProjectionName(kw::projection_name, LitStr),
+    EnableTracing(kw::enable_tracing, Expr),
+}
+
+/// A string literal, or an error saying which one to write.
+fn string(input: ParseStream<'_>, example: &str) -> syn::Result<LitStr> {
+    input.parse::<LitStr>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("expected a string literal, e.g. `{example}`"),
+        )
+    })
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::name) {
+            let keyword = input.parse()?;
+            input.parse::<Token![=]>()?;
+            Ok(Self::Name(
+                keyword,
+                string(input, "name = \"projection.orders\"")?,
+            ))
+        } else if lookahead.peek(kw::projection_name) {
+            let keyword = input.parse()?;
+            input.parse::<Token![=]>()?;
+            Ok(Self::ProjectionName(
+                keyword,
+                string(input, "projection_name = \"OrderList\"")?,
+            ))
+        } else if lookahead.peek(kw::enable_tracing) {
+            let keyword = input.parse()?;
+            input.parse::<Token![=]>()?;
+            let expr = input.parse::<Expr>().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected a `bool` expression, e.g. `enable_tracing = true` or \
+                     `enable_tracing = self.trace`",
+                )
+            })?;
+            Ok(Self::EnableTracing(keyword, expr))
+        } else if input.peek(Ident) {
+            let unknown: Ident = input.parse()?;
+            Err(syn::Error::new(
+                unknown.span(),
+                format!("unknown argument `{unknown}`: {USAGE}"),
+            ))
+        } else {
+            Err(lookahead.error())
+        }
+    }
+}
+
+impl Args {
+    /// Parses the attribute's arguments, recording unknown, malformed and duplicate ones in
+    /// `errors`.
+    ///
+    /// An argument that fails to parse is skipped up to the next top-level `,`, so the
+    /// arguments after it are still read and only its own error is reported.
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
+        let mut args = Self::default();
+        let parsed = (|input: ParseStream<'_>| args.parse_list(input, errors)).parse2(tokens);
+        if let Err(e) = parsed {
+            errors.push(e);
+        }
+        args
+    }
+
+    /// Parses `arg, arg, ...`, recovering after each argument that fails.
+    fn parse_list(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
+        while !input.is_empty() {
+            match input.parse::<Arg>() {
+                Ok(arg) => self.add(arg, errors),
+                Err(e) => {
+                    errors.push(e);
+                    skip_to_comma(input)?;
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            if let Err(e) = input.parse::<Token![,]>() {
+                errors.push(e);
+                skip_to_comma(input)?;
+                input.parse::<Option<Token![,]>>()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, arg: Arg, errors: &mut Errors) {
+        fn set<T>(
+            slot: &mut Option<T>,
+            value: T,
+            keyword: impl quote::ToTokens,
+            name: &str,
+            errors: &mut Errors,
+        ) {
+            if slot.is_some() {
+                errors.at(
+                    keyword,
+                    format!("duplicate argument `{name}`: give it once"),
+                );
+            } else {
+                *slot = Some(value);
+            }
+        }
+        match arg {
+            Arg::Name(keyword, name) => set(&mut self.name, name, keyword, "name", errors),
+            Arg::ProjectionName(keyword, name) => set(
+                &mut self.projection_name,
+                name,
+                keyword,
+                "projection_name",
+                errors,
+            ),
+            Arg::EnableTracing(keyword, expr) => set(
+                &mut self.enable_tracing,
+                expr,
+                keyword,
+                "enable_tracing",
+                errors,
+            ),
+        }
+    }
+}
+
+/// Skips what is left of a malformed argument: every token tree up to the next `,`.
+fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        input.parse::<proc_macro2::TokenTree>()?;
+    }
+    Ok(())
+}

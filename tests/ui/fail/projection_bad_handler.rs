@@ -1,0 +1,26 @@
+use eventsource_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub struct OrderPlaced;
+impl EventType for OrderPlaced {
+    const EVENT_TYPE: &'static str = "OrderPlaced";
+}
+
+#[derive(Default)]
+pub struct OrderList {
+    count: usize,
+}
+
+#[projection]
+impl OrderList {
+    fn on_placed(&mut self, _: &OrderPlaced) {
+        self.count += 1;
+    }
+
+    fn reset(&mut self, count: usize) {
+        self.count = count;
+    }
+}
+
+fn main() {}

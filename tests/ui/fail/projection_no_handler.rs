@@ -1,0 +1,22 @@
+use eventsource_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub struct OrderPlaced;
+impl EventType for OrderPlaced {
+    const EVENT_TYPE: &'static str = "OrderPlaced";
+}
+
+#[derive(Default)]
+pub struct OrderList {
+    count: usize,
+}
+
+#[projection]
+impl OrderList {
+    fn count(&self) -> usize {
+        self.count
+    }
+}
+
+fn main() {}

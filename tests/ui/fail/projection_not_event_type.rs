@@ -1,0 +1,28 @@
+use eventsource_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+pub struct OrderPlaced;
+impl EventType for OrderPlaced {
+    const EVENT_TYPE: &'static str = "OrderPlaced";
+}
+
+#[derive(Default)]
+pub struct OrderList {
+    count: usize,
+}
+
+pub struct NotAnEvent;
+
+#[projection]
+impl OrderList {
+    fn on_placed(&mut self, _: &OrderPlaced) {
+        self.count += 1;
+    }
+
+    fn on_other(&mut self, _: &NotAnEvent) {
+        self.count += 1;
+    }
+}
+
+fn main() {}

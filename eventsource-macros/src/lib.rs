@@ -11,6 +11,7 @@
 mod aggregate;
 mod errors;
 mod projection;
+mod traced;
 
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
@@ -30,4 +31,12 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
     projection::projection(args.into(), item.into()).into()
+}
+
+/// Traces a function or method: a span around each call, with its errors and panics.
+///
+/// See `eventsource_runtime::traced` (the re-export) for the arguments.
+#[proc_macro_attribute]
+pub fn traced(args: TokenStream, item: TokenStream) -> TokenStream {
+    traced::traced(args.into(), item.into()).into()
 }

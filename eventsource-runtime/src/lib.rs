@@ -214,6 +214,85 @@ pub use eventsource_macros::projection;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+/// Traces a function or method: each call runs inside a span.
+///
+/// Goes on free functions, inherent and trait-impl methods, sync or `async` (including
+/// `async fn` in traits), generic or not. Arguments, all optional:
+/// - `name = "orders.place"`: the span's name (a string, or a `&str` constant). Default:
+///   `{Type}.{method}` for a method with a `self` receiver (`{Type}` is the short name of
+///   `Self`, found only when the span is recorded), else the function's name.
+/// - `kind = client`: the span kind, one of `internal` (the default), `client`, `server`,
+///   `producer`, `consumer`.
+/// - `attributes("channel" = "email", retries = 3)`: static attributes (literals or
+///   constants). Keys are `a.b`, `"a.b"` or `{ CONSTANT }`.
+/// - `fields(customer.id = customer_id, items.count = items.len(), order = %order_id, dbg = ?x)`:
+///   attributes read from the arguments (and `self`) when the call starts. A plain value
+///   must be an integer (recorded as an OTel `i64`, whatever its Rust type), a float, a
+///   `bool` or a string; `%value` records any `Display`, `?value` any `Debug`. `fields(arg)`
+///   is `fields(arg = arg)`. Arguments are never recorded unless named here.
+/// - `enabled = self.tracing`: a switch for this instance or call; it may read `self` and
+///   the arguments. Off (or with the process switch [`telemetry::set_enabled`] off), no span
+///   is built and no field expression is evaluated.
+/// - `ret`: records the return value's `Debug` as the attribute `return.value`.
+/// - `err`: treats the return type as a `Result` even when its name does not end in
+///   `Result` (an alias, say); a return type named `...Result` is treated so already.
+///
+/// An `Err` return, or a panic (which then goes on unwinding), ends the span with status
+/// ERROR, the error's `Display` as description, and one `exception` span event
+/// (`exception.type`, `exception.message`). Success leaves the status unset. In an `async
+/// fn` the span is current across every `.await`. Inside the body,
+/// [`telemetry::set_attribute`] adds attributes to the span.
+///
+/// Without the `tracing` feature the function is left unchanged.
+///
+/// ```
+/// use eventsource_runtime::telemetry;
+/// use eventsource_runtime::traced;
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("no stock for {0}")]
+/// pub struct OutOfStock(String);
+///
+/// pub struct OrderService { tracing: bool }
+///
+/// impl OrderService {
+///     // Span `OrderService.place_order`, attributes `customer.id`, `items.count` (i64),
+///     // `order` (Display) and `channel`; ERROR status when it returns `Err`.
+///     #[traced(
+///         fields(customer.id = customer_id, items.count = items.len(), order = %order_id),
+///         attributes("channel" = "web"),
+///         enabled = self.tracing,
+///     )]
+///     pub async fn place_order(
+///         &self,
+///         order_id: u64,
+///         customer_id: &str,
+///         items: &[&str],
+///     ) -> Result<usize, OutOfStock> {
+///         if items.is_empty() {
+///             return Err(OutOfStock("nothing".into()));
+///         }
+///         telemetry::set_attribute("order.priority", "express");
+///         Ok(items.len())
+///     }
+/// }
+///
+/// // A client span with its own name, recording the return value.
+/// #[traced(name = "pricing.quote", kind = client, ret)]
+/// fn quote(cents: u64) -> u64 {
+///     cents * 2
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let service = OrderService { tracing: true };
+/// assert_eq!(service.place_order(7, "c-1", &["book"]).await.unwrap(), 1);
+/// assert!(service.place_order(8, "c-1", &[]).await.is_err());
+/// assert_eq!(quote(100), 200);
+/// # });
+/// ```
+#[cfg(feature = "macros")]
+pub use eventsource_macros::traced;
+
 /// The names most code needs: `use eventsource_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::Aggregate;
@@ -223,6 +302,8 @@ pub mod prelude {
     pub use crate::projection::{Projection, ProjectionError, ProjectionRegistry};
     pub use crate::repository::{Repository, RepositoryError};
     pub use crate::store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
+    #[cfg(feature = "macros")]
+    pub use crate::traced;
     #[cfg(feature = "macros")]
     pub use eventsource_macros::projection;
 }

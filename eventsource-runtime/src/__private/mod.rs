@@ -61,3 +61,6 @@ impl crate::event::DomainEvent for Unexpanded {
 
 #[cfg(feature = "tracing")]
 pub use tracing;
+
+#[cfg(feature = "tracing")]
+pub mod traced;

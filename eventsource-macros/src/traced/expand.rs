@@ -1,0 +1,266 @@
+//! The code `#[traced]` generates.
+//!
+//! ```text
+//! #[attrs] vis fn f(args) -> R {
+//!     let span = if ::eventsource_runtime::telemetry::toggles::is_enabled() && (enabled) {
+//!         ::eventsource_runtime::__private::tracing::span!(INFO, "f", otel.kind = .., key = value, ..)
+//!     } else {
+//!         ::eventsource_runtime::__private::tracing::Span::none()
+//!     };
+//!     ::eventsource_runtime::__private::traced::run_sync::<R, _, _>(span, move || { body }, outcome)
+//!     // async fn: run_async::<R, _, _>(span, async move { body }, outcome).await
+//! }
+//! ```
+//!
+//! The span is built by a `tracing::span!` in the user's crate: its callsite is static, and
+//! `tracing` evaluates the field expressions only when the callsite is enabled. `R` is the
+//! declared return type (with `impl Trait` as `_`), so `?` and `return` in the body keep
+//! their meaning. `outcome` records an `Err` (and the return value for `ret`).
+
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, GenericArgument, ItemFn, LitStr, PathArguments, ReturnType, Type, TypeInfer};
+
+use super::args::{Sigil, SpanName};
+use super::validate::{AsyncTraitBody, Name, Plan, async_trait_body};
+
+/// The function, instrumented (or unchanged without the `tracing` feature).
+pub(crate) fn expand(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
+    if !cfg!(feature = "tracing") {
+        return function.to_token_stream();
+    }
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    let span = Ident::new("traced_span", Span::mixed_site());
+    let span_expr = span_expr(function, plan);
+    let outcome = outcome(plan);
+    if let Some(body) = async_trait_body(function) {
+        // `#[async_trait]` ran first: instrument the future it boxes. The span is built when
+        // the method is called (where `#[async_trait]` evaluates the arguments too).
+        let AsyncTraitBody {
+            before,
+            pin,
+            block,
+            output,
+        } = body;
+        let output = output.map_or_else(|| quote!(_), turbofish);
+        return quote! {
+            #(#attrs)*
+            #vis #sig {
+                let #span = #span_expr;
+                #(#before)*
+                #pin(::eventsource_runtime::__private::traced::run_async::<#output, _, _>(
+                    #span,
+                    #block,
+                    #outcome,
+                ))
+            }
+        };
+    }
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => turbofish(ty),
+    };
+    let run = if sig.asyncness.is_some() {
+        quote! {
+            ::eventsource_runtime::__private::traced::run_async::<#output, _, _>(
+                #span,
+                async move #block,
+                #outcome,
+            )
+            .await
+        }
+    } else {
+        quote! {
+            ::eventsource_runtime::__private::traced::run_sync::<#output, _, _>(
+                #span,
+                move || #block,
+                #outcome,
+            )
+        }
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            let #span = #span_expr;
+            #run
+        }
+    }
+}
+
+/// `if switches { span!(..) } else { Span::none() }`.
+fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
+    let tracing = quote!(::eventsource_runtime::__private::tracing);
+    let (name, otel_name) = match &plan.name {
+        Name::Given(SpanName::Lit(lit)) => (lit.to_token_stream(), None),
+        Name::Given(SpanName::Const(path)) => (path.to_token_stream(), None),
+        Name::Function(name) => (
+            LitStr::new(name, function.sig.ident.span()).into_token_stream(),
+            None,
+        ),
+        Name::Method(name) => {
+            let method = LitStr::new(name, function.sig.ident.span());
+            (
+                method.to_token_stream(),
+                Some(quote! {
+                    otel.name = %::eventsource_runtime::__private::traced::MethodName::<Self>::new(#method),
+                }),
+            )
+        }
+    };
+    let kind = plan.kind.as_ref().map(|kind| quote!(otel.kind = #kind,));
+    let attributes = plan.attributes.iter().map(|attribute| {
+        let key = &attribute.key;
+        let value = plain(&attribute.value);
+        quote!(#key = #value,)
+    });
+    let fields = plan.fields.iter().map(|field| {
+        let key = &field.key;
+        let value = grouped(&field.value);
+        match &field.sigil {
+            Sigil::Plain => {
+                let value = plain(&field.value);
+                quote!(#key = #value,)
+            }
+            Sigil::Display(sigil) => quote!(#key = #sigil #value,),
+            Sigil::Debug(sigil) => quote!(#key = #sigil #value,),
+        }
+    });
+    // Through `switch`, so a non-`bool` is reported at the expression with what to write.
+    let enabled = plan.enabled.map(|expr| {
+        let grouped = grouped(expr);
+        let switch = quote_spanned! {expr.span()=>
+            ::eventsource_runtime::__private::traced::switch(#grouped)
+        };
+        quote!(&& #switch)
+    });
+    quote! {
+        if ::eventsource_runtime::telemetry::toggles::is_enabled() #enabled {
+            #tracing::span!(
+                #tracing::Level::INFO,
+                #name,
+                #otel_name
+                #kind
+                #(#attributes)*
+                #(#fields)*
+            )
+        } else {
+            #tracing::Span::none()
+        }
+    }
+}
+
+/// A value recorded as it is, through `FieldValue` (integers as i64, strings as `&str`);
+/// spanned at the value, where a type that cannot be recorded so is reported.
+fn plain(value: &Expr) -> TokenStream {
+    let grouped = grouped(value);
+    quote_spanned! {value.span()=>
+        ::eventsource_runtime::__private::traced::FieldValue::field_value(&#grouped)
+    }
+}
+
+/// The user's expression in an invisible group, so it keeps its precedence wherever it is
+/// put (without parentheses a lint could call unnecessary).
+fn grouped(expr: &Expr) -> TokenStream {
+    Group::new(Delimiter::None, expr.to_token_stream()).into_token_stream()
+}
+
+/// The closure that records the return value on the span, or `no_outcome`.
+fn outcome(plan: &Plan<'_>) -> TokenStream {
+    if !plan.result && plan.ret.is_none() {
+        return quote!(::eventsource_runtime::__private::traced::no_outcome);
+    }
+    let ret = Ident::new("traced_ret", Span::mixed_site());
+    let span = Ident::new("traced_span", Span::mixed_site());
+    // The checks are spanned at `err` / `ret`, their argument too (where rustc points): it is
+    // wrapped in a call spanned there, as the hygienic binding alone would be shown at the
+    // whole attribute.
+    let assert = plan.err.map(|err| {
+        quote_spanned! {err.span=>
+            ::eventsource_runtime::__private::traced::assert_result(
+                ::eventsource_runtime::__private::traced::at(#ret),
+            );
+        }
+    });
+    let probe = plan.result.then(|| {
+        quote! {
+            #[allow(unused_imports)]
+            use ::eventsource_runtime::__private::traced::probe::{
+                NotAResult as _, ViaAnyResult as _, ViaDebug as _, ViaDisplay as _,
+            };
+            (&&&&::eventsource_runtime::__private::traced::probe::Probe(#ret)).traced_outcome(#span);
+        }
+    });
+    let record_ret = plan.ret.map(|keyword| {
+        quote_spanned! {keyword.span=>
+            ::eventsource_runtime::__private::traced::record_return(
+                #span,
+                ::eventsource_runtime::__private::traced::at(#ret),
+            );
+        }
+    });
+    quote! {
+        |#ret, #span| {
+            #assert
+            #probe
+            #record_ret
+        }
+    }
+}
+
+/// The return type as `run_*::<R, _, _>` takes it.
+fn turbofish(ty: &Type) -> TokenStream {
+    let mut ty = ty.clone();
+    infer_opaque(&mut ty);
+    ty.into_token_stream()
+}
+
+/// Replaces every `impl Trait` (and `!`) in a return type by `_`: the body's type is then
+/// inferred there, and the rest of the type still guides `?` and `return`.
+fn infer_opaque(ty: &mut Type) {
+    match ty {
+        Type::ImplTrait(_) | Type::Never(_) => {
+            *ty = Type::Infer(TypeInfer {
+                underscore_token: syn::Token![_](ty.span()),
+            });
+        }
+        Type::Path(path) => {
+            if let Some(qself) = &mut path.qself {
+                infer_opaque(&mut qself.ty);
+            }
+            for segment in &mut path.path.segments {
+                match &mut segment.arguments {
+                    PathArguments::AngleBracketed(args) => {
+                        for arg in &mut args.args {
+                            match arg {
+                                GenericArgument::Type(ty) => infer_opaque(ty),
+                                GenericArgument::AssocType(assoc) => infer_opaque(&mut assoc.ty),
+                                _ => {}
+                            }
+                        }
+                    }
+                    PathArguments::Parenthesized(args) => {
+                        args.inputs.iter_mut().for_each(infer_opaque);
+                        if let ReturnType::Type(_, ty) = &mut args.output {
+                            infer_opaque(ty);
+                        }
+                    }
+                    PathArguments::None => {}
+                }
+            }
+        }
+        Type::Reference(r) => infer_opaque(&mut r.elem),
+        Type::Ptr(p) => infer_opaque(&mut p.elem),
+        Type::Slice(s) => infer_opaque(&mut s.elem),
+        Type::Array(a) => infer_opaque(&mut a.elem),
+        Type::Paren(p) => infer_opaque(&mut p.elem),
+        Type::Group(g) => infer_opaque(&mut g.elem),
+        Type::Tuple(t) => t.elems.iter_mut().for_each(infer_opaque),
+        _ => {}
+    }
+}

@@ -16,7 +16,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _telemetry = eventsource_runtime::telemetry::init();
     let store = InMemoryEventStore::new();
     let orders = CommandService::<Order>::new(store.clone());
-    let read_model = orders.register(OrderReadModel::default());
+    let read_model = orders.register(OrderReadModel {
+        trace: true,
+        ..OrderReadModel::default()
+    });
 
     // Place two orders, ship one, cancel the other.
     for (order_id, customer) in [("order-1", "ada"), ("order-2", "grace")] {

@@ -26,15 +26,26 @@ fn cargo(args: &[&str]) -> String {
 
 #[test]
 fn without_the_tracing_feature_nothing_of_telemetry_is_built() {
-    let tree = cargo(&["tree", "-e", "normal", "--prefix", "none", "--format", "{p}"]);
-    let crates: Vec<&str> = tree.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    assert!(crates.contains(&"eventsource-runtime"), "not the graph expected:\n{tree}");
+    let tree = cargo(&[
+        "tree", "-e", "normal", "--prefix", "none", "--format", "{p}",
+    ]);
+    let crates: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        crates.contains(&"eventsource-runtime"),
+        "not the graph expected:\n{tree}"
+    );
     assert!(crates.contains(&"eventsource-macros"));
     let telemetry: Vec<&&str> = crates
         .iter()
         .filter(|c| c.starts_with("tracing") || c.starts_with("opentelemetry"))
         .collect();
-    assert!(telemetry.is_empty(), "telemetry crates in the graph: {telemetry:?}");
+    assert!(
+        telemetry.is_empty(),
+        "telemetry crates in the graph: {telemetry:?}"
+    );
 
     let run = cargo(&["run", "--quiet"]);
     assert_eq!(run.trim(), "ok");

@@ -6,18 +6,17 @@
 mod domain;
 
 use std::process::Command;
-use std::sync::Mutex;
 
 use domain::{Order, sample_order};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::{self, toggles};
 use eventsource_runtime::testing::capture;
 
-static GLOBAL: Mutex<()> = Mutex::new(());
+static GLOBAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn the_process_switch_in_code() {
-    let _lock = GLOBAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _lock = GLOBAL.lock().await;
     let capture = capture();
     let orders = CommandService::<Order>::new(InMemoryEventStore::new());
 
@@ -34,7 +33,7 @@ async fn the_process_switch_in_code() {
 
 #[tokio::test]
 async fn the_projection_override() {
-    let _lock = GLOBAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _lock = GLOBAL.lock().await;
     let capture = capture();
     let orders = CommandService::<Order>::new(InMemoryEventStore::new());
     orders.register(domain::OrderReadModel::default()); // its own switch: off
@@ -52,17 +51,26 @@ async fn the_projection_override() {
 
 #[test]
 fn the_environment_switch() {
-    let _lock = GLOBAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _lock = GLOBAL.blocking_lock();
     for (value, expect_spans) in [("off", false), ("OFF", false), ("0", false), ("on", true)] {
         let output = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_reports_spans", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_reports_spans",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(toggles::ENV_SWITCH, value)
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "child failed: {stdout}");
         let expected = format!("CHILD spans={expect_spans}");
-        assert!(stdout.contains(&expected), "{value}: expected `{expected}` in\n{stdout}");
+        assert!(
+            stdout.contains(&expected),
+            "{value}: expected `{expected}` in\n{stdout}"
+        );
     }
 }
 

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+mod command_handler;
 mod errors;
 mod projection;
 mod traced;
@@ -23,6 +24,14 @@ use syn::{DeriveInput, parse_macro_input};
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     aggregate::derive(&input).into()
+}
+
+/// Marks a command handler: `impl Handle<Command> for Aggregate` or a free decision function.
+///
+/// See `eventsource_runtime::command_handler` (the re-export) for the arguments.
+#[proc_macro_attribute]
+pub fn command_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    command_handler::command_handler(args.into(), item.into()).into()
 }
 
 /// Generates `eventsource_runtime::Projection` from an impl block of event handler methods.

@@ -214,6 +214,63 @@ pub use eventsource_macros::projection;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+/// Marks a command handler, so its command span carries the handler's settings.
+///
+/// Put it on an `impl Handle<Command> for Aggregate` block, or on a free decision function
+/// `fn decide(state: &Aggregate, command: Command) -> Result<Vec<AggregateEvent>, Error>`
+/// (for which it generates the `Handle` impl). [`CommandService::execute`] then runs the
+/// command inside the span `command.{CommandType}`: load, decide, save and delivery are
+/// its children, a caller's span is its parent, and it records the event count, the event
+/// types, one `domain_event_produced` span event per event, and errors.
+///
+/// Arguments, all optional:
+/// - `name = "handle_command"`: the span's name (default `command.{CommandType}`);
+/// - `enabled = false`: a constant switch for this handler's span;
+/// - `aggregate_id = cmd.order_id`: generates `impl Command for {Command}`, the expression
+///   reading the command through the handler's command parameter;
+/// - `command_type = "PlaceOrder"`: the generated impl's `Command::TYPE` (default: the
+///   command type's name).
+///
+/// ```
+/// use eventsource_runtime::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Opened { pub owner: String }
+///
+/// #[derive(Default, Aggregate)]
+/// #[aggregate(type = "Account", events(Opened))]
+/// pub struct Account { open: bool }
+/// impl Apply<Opened> for Account {
+///     fn apply(&mut self, _: &Opened) { self.open = true; }
+/// }
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("already open")]
+/// pub struct AlreadyOpen;
+///
+/// pub struct Open { pub account_id: String, pub owner: String }
+///
+/// // A free decision function; the macro writes `impl Handle<Open> for Account` and, from
+/// // `aggregate_id`, `impl Command for Open`.
+/// #[command_handler(aggregate_id = command.account_id, name = "open_account")]
+/// fn open(account: &Account, command: Open) -> Result<Vec<AccountEvent>, AlreadyOpen> {
+///     if account.open {
+///         return Err(AlreadyOpen);
+///     }
+///     Ok(vec![Opened { owner: command.owner }.into()])
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let accounts = CommandService::<Account>::new(InMemoryEventStore::new());
+/// let opened = accounts.execute(Open { account_id: "a-1".into(), owner: "ada".into() }).await;
+/// assert_eq!(opened.unwrap().version(), 1);
+/// assert_eq!(<Open as Command>::TYPE, "Open");
+/// # });
+/// ```
+#[cfg(feature = "macros")]
+pub use eventsource_macros::command_handler;
+
 /// Traces a function or method: each call runs inside a span.
 ///
 /// Goes on free functions, inherent and trait-impl methods, sync or `async` (including
@@ -298,6 +355,8 @@ pub mod prelude {
     pub use crate::Aggregate;
     pub use crate::aggregate::{AggregateRoot, Apply};
     pub use crate::command::{Command, CommandError, CommandOutcome, CommandService, Handle};
+    #[cfg(feature = "macros")]
+    pub use crate::command_handler;
     pub use crate::event::{DomainEvent, EventEnvelope, EventType, Metadata, StreamId};
     pub use crate::projection::{Projection, ProjectionError, ProjectionRegistry};
     pub use crate::repository::{Repository, RepositoryError};

@@ -82,6 +82,9 @@ impl Apply<OrderCancelled> for Order {
 }
 
 // ---- Commands and decisions. -----------------------------------------------------------
+//
+// The decisions are plain methods; `#[command_handler]` on each `Handle` impl marks it for
+// telemetry and, from `aggregate_id`, writes the `Command` impl of the command type.
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OrderError {
@@ -115,27 +118,6 @@ pub struct ShipOrder {
 pub struct CancelOrder {
     pub order_id: String,
     pub reason: String,
-}
-
-impl Command for PlaceOrder {
-    const TYPE: &'static str = "PlaceOrder";
-    fn aggregate_id(&self) -> String {
-        self.order_id.clone()
-    }
-}
-
-impl Command for ShipOrder {
-    const TYPE: &'static str = "ShipOrder";
-    fn aggregate_id(&self) -> String {
-        self.order_id.clone()
-    }
-}
-
-impl Command for CancelOrder {
-    const TYPE: &'static str = "CancelOrder";
-    fn aggregate_id(&self) -> String {
-        self.order_id.clone()
-    }
 }
 
 impl Order {
@@ -190,6 +172,7 @@ impl Order {
     }
 }
 
+#[command_handler(aggregate_id = cmd.order_id)]
 impl Handle<PlaceOrder> for Order {
     type Error = OrderError;
     fn handle(&self, cmd: PlaceOrder) -> Result<Vec<OrderEvent>, OrderError> {
@@ -197,6 +180,7 @@ impl Handle<PlaceOrder> for Order {
     }
 }
 
+#[command_handler(aggregate_id = cmd.order_id)]
 impl Handle<ShipOrder> for Order {
     type Error = OrderError;
     fn handle(&self, cmd: ShipOrder) -> Result<Vec<OrderEvent>, OrderError> {
@@ -204,6 +188,7 @@ impl Handle<ShipOrder> for Order {
     }
 }
 
+#[command_handler(aggregate_id = cmd.order_id)]
 impl Handle<CancelOrder> for Order {
     type Error = OrderError;
     fn handle(&self, cmd: CancelOrder) -> Result<Vec<OrderEvent>, OrderError> {
@@ -226,11 +211,14 @@ pub struct OrderView {
 #[derive(Debug, Default)]
 pub struct OrderReadModel {
     pub orders: BTreeMap<String, OrderView>,
+    /// Whether this instance's projection spans are on (projections are off by default).
+    pub trace: bool,
 }
 
 // `#[projection]` writes the `Projection` impl: each `&mut self` method handles the events of
-// its parameter's type, and only those types are delivered.
-#[projection]
+// its parameter's type, and only those types are delivered. `enable_tracing` reads the
+// instance's own switch.
+#[projection(enable_tracing = self.trace)]
 impl OrderReadModel {
     fn on_placed(&mut self, placed: &OrderPlaced, envelope: &EventEnvelope) {
         self.orders.insert(

@@ -1,0 +1,250 @@
+//! `#[command_handler]`: span names and switches, the decision-function form, and seed 000's
+//! six-span trace reproduced with name overrides.
+
+#[path = "../examples/domain/order.rs"]
+mod domain;
+
+use domain::{OrderReadModel, sample_order};
+use eventsource_runtime::prelude::*;
+use eventsource_runtime::telemetry::attributes as attr;
+use eventsource_runtime::telemetry::config::{RepositorySpanNames, StoreSpanNames};
+use eventsource_runtime::testing::{attribute, capture, kind};
+use opentelemetry::Value;
+use opentelemetry::trace::SpanKind;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
+
+// ---- a small aggregate whose handlers use every form and argument -------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registered {
+    pub email: String,
+}
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Renamed {
+    pub name: String,
+}
+
+#[derive(Debug, Default, Aggregate)]
+#[aggregate(type = "User", events(Registered, Renamed))]
+pub struct User {
+    registered: bool,
+}
+impl Apply<Registered> for User {
+    fn apply(&mut self, _: &Registered) {
+        self.registered = true;
+    }
+}
+impl Apply<Renamed> for User {
+    fn apply(&mut self, _: &Renamed) {}
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("already registered")]
+    AlreadyRegistered,
+    #[error("unknown user")]
+    Unknown,
+}
+
+pub struct Register {
+    pub user_id: u32,
+    pub email: String,
+}
+pub struct Rename {
+    pub user_id: String,
+    pub name: String,
+}
+pub struct Touch {
+    pub user_id: String,
+}
+
+/// Free decision function with a renamed span and a generated `Command` impl whose id is
+/// not a `String` field.
+#[command_handler(aggregate_id = register.user_id, name = "user.register", command_type = "RegisterUser")]
+fn register(user: &User, register: Register) -> Result<Vec<UserEvent>, UserError> {
+    if user.registered {
+        return Err(UserError::AlreadyRegistered);
+    }
+    Ok(vec![
+        Registered {
+            email: register.email,
+        }
+        .into(),
+    ])
+}
+
+#[command_handler(aggregate_id = cmd.user_id)]
+impl Handle<Rename> for User {
+    type Error = UserError;
+    fn handle(&self, cmd: Rename) -> Result<Vec<UserEvent>, UserError> {
+        if !self.registered {
+            return Err(UserError::Unknown);
+        }
+        Ok(vec![Renamed { name: cmd.name }.into()])
+    }
+}
+
+const TOUCH_TRACED: bool = false;
+
+#[command_handler(aggregate_id = cmd.user_id, enabled = TOUCH_TRACED)]
+impl Handle<Touch> for User {
+    type Error = UserError;
+    fn handle(&self, cmd: Touch) -> Result<Vec<UserEvent>, UserError> {
+        drop(cmd);
+        Ok(vec![])
+    }
+}
+
+#[test]
+fn generated_command_impls() {
+    assert_eq!(<Register as Command>::TYPE, "RegisterUser");
+    assert_eq!(
+        Register {
+            user_id: 7,
+            email: String::new()
+        }
+        .aggregate_id(),
+        "7"
+    );
+    assert_eq!(<Rename as Command>::TYPE, "Rename");
+    assert_eq!(<User as Handle<Rename>>::TELEMETRY.span_name, None);
+    assert_eq!(
+        <User as Handle<Register>>::TELEMETRY.span_name,
+        Some("user.register")
+    );
+    const { assert!(!<User as Handle<Touch>>::TELEMETRY.enabled) };
+}
+
+#[tokio::test]
+async fn span_names_and_the_handler_switch() {
+    let capture = capture();
+    let users = CommandService::<User>::new(InMemoryEventStore::new());
+    users
+        .execute(Register {
+            user_id: 7,
+            email: "a@b.c".into(),
+        })
+        .await
+        .unwrap();
+    users
+        .execute(Rename {
+            user_id: "7".into(),
+            name: "Ada".into(),
+        })
+        .await
+        .unwrap();
+    async {
+        users
+            .execute(Touch {
+                user_id: "7".into(),
+            })
+            .await
+            .unwrap();
+    }
+    .instrument(tracing::info_span!("caller"))
+    .await;
+
+    let spans = capture.spans();
+    let register = spans.get("user.register");
+    assert_eq!(
+        attribute(register, attr::COMMAND_TYPE),
+        Some(&Value::from("RegisterUser"))
+    );
+    assert_eq!(
+        attribute(register, attr::AGGREGATE_ID),
+        Some(&Value::from("7"))
+    );
+    assert_eq!(
+        attribute(register, attr::AGGREGATE_TYPE),
+        Some(&Value::from("User"))
+    );
+    let rename = spans.get("command.Rename");
+    assert_eq!(attribute(rename, attr::EVENT_COUNT), Some(&Value::I64(1)));
+    // The switched-off handler has no span: its repository spans hang under the caller.
+    assert!(spans.all("command.Touch").is_empty(), "{}", spans.tree());
+    let caller = spans.get("caller");
+    let under_caller: Vec<&str> = spans
+        .children(caller)
+        .iter()
+        .map(|s| s.name.as_ref())
+        .collect();
+    assert!(
+        under_caller.contains(&"eventsource.repository.load"),
+        "{under_caller:?}"
+    );
+}
+
+/// Seed 000's trace, with its exact names: `handle_command` (root) -> `load_aggregate` ->
+/// `event_store.load`, `persist_events` -> `event_store.append`, and `projection.update`
+/// linked, not parented.
+#[tokio::test]
+async fn seed_000_six_span_trace() {
+    #[derive(Default)]
+    struct SeedProjection(OrderReadModel);
+    #[eventsource_runtime::async_trait]
+    impl Projection for SeedProjection {
+        fn name(&self) -> &str {
+            "OrderReadModel"
+        }
+        fn tracing_enabled(&self) -> bool {
+            true
+        }
+        fn span_name(&self) -> Option<&str> {
+            Some("projection.update")
+        }
+        async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
+            self.0.handle(event).await
+        }
+    }
+
+    let capture = capture();
+    let store = InMemoryEventStore::new().with_span_names(StoreSpanNames {
+        load: "event_store.load",
+        append: "event_store.append",
+        ..StoreSpanNames::default()
+    });
+    let repository = Repository::<SeedOrder>::new(store).with_span_names(RepositorySpanNames {
+        load: "load_aggregate",
+        save: "persist_events",
+        ..RepositorySpanNames::default()
+    });
+    let orders = CommandService::with_repository(repository, ProjectionRegistry::new());
+    orders.register(SeedProjection::default());
+    orders
+        .execute(SeedPlace(sample_order("o-1", "ada")))
+        .await
+        .unwrap();
+
+    let spans = capture.spans();
+    assert_eq!(spans.len(), 6, "{}", spans.tree());
+    assert!(spans.is_root(spans.get("handle_command")));
+    spans.assert_child_of("load_aggregate", "handle_command");
+    spans.assert_child_of("event_store.load", "load_aggregate");
+    spans.assert_child_of("persist_events", "handle_command");
+    spans.assert_child_of("event_store.append", "persist_events");
+    spans.assert_linked_root("projection.update", "event_store.append");
+    assert_eq!(kind(spans.get("event_store.load")), SpanKind::Client);
+    assert_eq!(kind(spans.get("projection.update")), SpanKind::Consumer);
+}
+
+// Seed 000 names its command span `handle_command`: a handler of its own for the order
+// aggregate, with that name.
+#[derive(Debug, Default)]
+pub struct SeedOrder(domain::Order);
+impl Aggregate for SeedOrder {
+    const TYPE: &'static str = "Order";
+    type Event = domain::OrderEvent;
+    fn apply_event(&mut self, event: &Self::Event) {
+        self.0.apply_event(event);
+    }
+}
+pub struct SeedPlace(domain::PlaceOrder);
+
+#[command_handler(aggregate_id = cmd.0.order_id, name = "handle_command", command_type = "PlaceOrder")]
+impl Handle<SeedPlace> for SeedOrder {
+    type Error = domain::OrderError;
+    fn handle(&self, cmd: SeedPlace) -> Result<Vec<domain::OrderEvent>, domain::OrderError> {
+        self.0.place(cmd.0)
+    }
+}

@@ -28,7 +28,7 @@ use super::validate::{AsyncTraitBody, Name, Plan, async_trait_body};
 /// The function, instrumented (or unchanged without the `tracing` feature).
 pub(crate) fn expand(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
     if !cfg!(feature = "tracing") {
-        return function.to_token_stream();
+        return untraced(function, plan);
     }
     let ItemFn {
         attrs,
@@ -263,4 +263,21 @@ fn infer_opaque(ty: &mut Type) {
         Type::Tuple(t) => t.elems.iter_mut().for_each(infer_opaque),
         _ => {}
     }
+}
+
+/// Without the `tracing` feature: the function as written, plus a never-called closure
+/// naming the `fields(..)` values, so a parameter read only there is not reported unused.
+fn untraced(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
+    if plan.fields.is_empty() {
+        return function.to_token_stream();
+    }
+    let values = plan.fields.iter().map(|field| &field.value);
+    let mut function = function.clone();
+    let mention: syn::Stmt = syn::parse_quote! {
+        let _ = || {
+            let _ = (#(&(#values),)*);
+        };
+    };
+    function.block.stmts.insert(0, mention);
+    function.to_token_stream()
 }

@@ -37,9 +37,54 @@ fn open(account: &Account, command: Open) -> Result<Vec<AccountEvent>, AlreadyOp
     Ok(vec![Opened { owner: command.owner }.into()])
 }
 
+/// A read model: counts openings.
+#[derive(Default)]
+pub struct Openings {
+    pub count: usize,
+    pub trace: bool,
+}
+
+#[projection(enable_tracing = self.trace, name = "projection.update")]
+impl Openings {
+    fn on_opened(&mut self, _: &Opened) {
+        self.count += 1;
+    }
+}
+
+pub struct Notifier {
+    pub tracing: bool,
+}
+
+impl Notifier {
+    #[traced(name = "notifier.send", kind = client, attributes("channel" = "email"),
+             fields(recipient = recipient, length = message.len()), enabled = self.tracing, err)]
+    pub async fn send(&self, recipient: &str, message: &str) -> Result<usize, std::io::Error> {
+        Ok(recipient.len() + message.len())
+    }
+}
+
+#[traced]
+fn plain(x: u32) -> u32 {
+    x + 1
+}
+
+// `order_id` is read only by `fields(..)`: without telemetry it must not be reported unused.
+#[traced(fields(order.id = order_id))]
+fn recorded_only(order_id: &str) -> u8 {
+    7
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    assert_eq!(plain(1), 2);
+    assert_eq!(recorded_only("o-1"), 7);
+    let sent = Notifier { tracing: true }.send("ada", "hi").await.unwrap();
+    assert_eq!(sent, 5);
     let accounts = CommandService::<Account>::new(InMemoryEventStore::new());
+    let openings = accounts.register(Openings {
+        trace: true,
+        ..Openings::default()
+    });
     let outcome = accounts
         .execute(Open {
             id: "a-1".into(),
@@ -48,5 +93,6 @@ async fn main() {
         .await
         .expect("the command runs without telemetry");
     assert_eq!(outcome.version(), 1);
+    assert_eq!(openings.lock().await.count, 1);
     println!("ok");
 }

@@ -71,6 +71,7 @@ pub mod command;
 pub mod event;
 pub mod projection;
 pub mod repository;
+pub mod snapshot;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]

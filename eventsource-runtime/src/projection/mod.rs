@@ -1,4 +1,7 @@
-//! Projections: read models built from stored events, and their in-process delivery.
+//! Projections: read models built from stored events, their in-process delivery, and
+//! the checkpoints of projection runners.
+
+pub mod checkpoint;
 
 use std::sync::{Arc, PoisonError, RwLock};
 

@@ -1,0 +1,60 @@
+//! Snapshots: an aggregate's serialized state at a version, so a load can start there and
+//! replay only the later events.
+//!
+//! A snapshot is an optimisation, never the source of truth: one that cannot be read (the
+//! state type changed since it was taken) is ignored with a warning and the aggregate is
+//! rebuilt from all its events.
+
+mod memory;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::event::{Payload, StreamId};
+use crate::store::StoreError;
+
+pub use memory::InMemorySnapshotStore;
+
+/// An aggregate's state after the event at `version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The aggregate's stream.
+    pub stream: StreamId,
+    /// The version of the last event the state includes.
+    pub version: u64,
+    /// The state, serialized.
+    pub state: Payload,
+    /// When the snapshot was taken.
+    pub taken_at: DateTime<Utc>,
+}
+
+/// Where snapshots are kept: at most one (the newest) per stream.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// Stores `snapshot`, replacing an older one of the same stream (a snapshot older than
+    /// the one stored is ignored).
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn save(&self, snapshot: Snapshot) -> Result<(), StoreError>;
+
+    /// The newest snapshot of `stream`.
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn get(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Removes the snapshot of `stream`, if any.
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn delete(&self, stream: &StreamId) -> Result<(), StoreError>;
+
+    /// Whether `stream` has a snapshot.
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn exists(&self, stream: &StreamId) -> Result<bool, StoreError> {
+        Ok(self.get(stream).await?.is_some())
+    }
+}

@@ -170,7 +170,17 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The store's database system, as in OpenTelemetry's `db.system.name` (e.g. `"sqlite"`).
     fn system_name(&self) -> &'static str;
+
+    /// A signal that events were appended (its value: the newest global position the store
+    /// knows of), so followers such as projection runners wake before their next poll.
+    /// `None` when the store cannot tell; followers then only poll.
+    fn appended_signal(&self) -> Option<AppendSignal> {
+        None
+    }
 }
+
+/// See [`EventStore::appended_signal`].
+pub type AppendSignal = tokio::sync::watch::Receiver<u64>;
 
 #[async_trait]
 impl<S: EventStore + ?Sized> EventStore for Arc<S> {
@@ -205,5 +215,9 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
 
     fn system_name(&self) -> &'static str {
         (**self).system_name()
+    }
+
+    fn appended_signal(&self) -> Option<AppendSignal> {
+        (**self).appended_signal()
     }
 }

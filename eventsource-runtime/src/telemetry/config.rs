@@ -14,6 +14,14 @@ pub const SPAN_STORE_LOAD: &str = "eventsource.event_store.load";
 pub const SPAN_STORE_APPEND: &str = "eventsource.event_store.append";
 /// Default span name of an event store global read.
 pub const SPAN_STORE_READ_ALL: &str = "eventsource.event_store.read_all";
+/// Default span name of a snapshot store save.
+pub const SPAN_SNAPSHOT_STORE_SAVE: &str = "eventsource.snapshot_store.save";
+/// Default span name of a snapshot store read.
+pub const SPAN_SNAPSHOT_STORE_GET: &str = "eventsource.snapshot_store.get";
+/// Default span name of a snapshot store removal.
+pub const SPAN_SNAPSHOT_STORE_DELETE: &str = "eventsource.snapshot_store.delete";
+/// Default span name of a snapshot store existence check.
+pub const SPAN_SNAPSHOT_STORE_EXISTS: &str = "eventsource.snapshot_store.exists";
 /// Span name of an aggregate replay (opt-in, see [`RepositoryTelemetry::replay_span`]).
 pub const SPAN_AGGREGATE_REPLAY: &str = "eventsource.aggregate.replay";
 

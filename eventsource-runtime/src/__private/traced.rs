@@ -19,6 +19,7 @@
 
 use std::any::{Any, type_name};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt::{self, Debug, Display};
 use std::future::Future;
 use std::marker::PhantomData;
@@ -40,7 +41,8 @@ pub const RETURN_VALUE: &str = "return.value";
 /// value. A panic is recorded on the span as an error and then resumed.
 ///
 /// When the span is disabled (a switch is off, or no subscriber wants it), the body is
-/// simply called.
+/// simply called, with [`telemetry::set_attribute`](crate::telemetry::set_attribute) kept
+/// off the caller's span (see `is_untraced_caller`).
 #[inline]
 pub fn run_sync<R, B, O>(span: Span, body: B, outcome: O) -> R
 where
@@ -48,6 +50,10 @@ where
     O: FnOnce(&R, &Span),
 {
     if span.is_disabled() {
+        if !tracing::dispatcher::has_been_set() {
+            return body();
+        }
+        let _caller = UntracedCaller::enter();
         return body();
     }
     let caught = {
@@ -67,14 +73,19 @@ where
 /// body is polled, across every `.await`), then calls `outcome` with its output. A panic
 /// while polling is recorded on the span as an error and then resumed.
 ///
-/// When the span is disabled, the body is simply awaited.
+/// When the span is disabled, the body is simply awaited, with
+/// [`telemetry::set_attribute`](crate::telemetry::set_attribute) kept off the caller's span
+/// (see `is_untraced_caller`).
 pub async fn run_async<R, F, O>(span: Span, body: F, outcome: O) -> R
 where
     F: Future<Output = R>,
     O: FnOnce(&R, &Span),
 {
     if span.is_disabled() {
-        return body.await;
+        if !tracing::dispatcher::has_been_set() {
+            return body.await;
+        }
+        return Untraced(pin!(body)).await;
     }
     let body = pin!(body.instrument(span.clone()));
     match CatchUnwind(body).await {
@@ -83,6 +94,56 @@ where
             ret
         }
         Err(payload) => panicked(&span, payload),
+    }
+}
+
+thread_local! {
+    /// While the body of a `#[traced]` function whose span is off runs on this thread: the
+    /// id (`Id::into_u64`) of the span that was current when it started (0: none).
+    static UNTRACED_CALLER: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether `span` is the caller of a switched-off `#[traced]` body running now on this
+/// thread, with no span of its own in between: `telemetry::set_attribute` called there
+/// means the function's own span, which does not exist, so it must not land on the
+/// caller's.
+#[inline]
+pub(crate) fn is_untraced_caller(span: &tracing::Id) -> bool {
+    let caller = UNTRACED_CALLER.with(Cell::get);
+    caller != 0 && caller == span.into_u64()
+}
+
+/// Marks the current span as an untraced body's caller until dropped (panics included).
+struct UntracedCaller(u64);
+
+impl UntracedCaller {
+    #[inline]
+    fn enter() -> Self {
+        let current = tracing::dispatcher::get_default(|d| {
+            d.current_span().id().map_or(0, tracing::Id::into_u64)
+        });
+        Self(UNTRACED_CALLER.with(|c| c.replace(current)))
+    }
+}
+
+impl Drop for UntracedCaller {
+    #[inline]
+    fn drop(&mut self) {
+        UNTRACED_CALLER.with(|c| c.set(self.0));
+    }
+}
+
+/// Polls a switched-off `#[traced]` body, marking the span current at each poll (the
+/// caller's) as [`UntracedCaller`].
+struct Untraced<'a, F>(Pin<&'a mut F>);
+
+impl<F: Future> Future for Untraced<'_, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _caller = UntracedCaller::enter();
+        self.0.as_mut().poll(cx)
     }
 }
 

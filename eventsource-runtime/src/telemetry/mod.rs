@@ -37,6 +37,9 @@ pub use toggles::{is_enabled, set_enabled};
 /// Sets an attribute on the current span, whether or not its key was declared when the
 /// span was created. Does nothing when no span is being recorded.
 ///
+/// In the body of a `#[traced]` function whose span is switched off, it does nothing
+/// either: the attribute was meant for that function's span, not for its caller's.
+///
 /// ```
 /// eventsource_runtime::telemetry::set_attribute("order.priority", "express");
 /// eventsource_runtime::telemetry::set_attribute("order.lines", 3_i64);
@@ -45,9 +48,14 @@ pub use toggles::{is_enabled, set_enabled};
 pub fn set_attribute(key: &'static str, value: impl Into<opentelemetry::Value>) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     let span = tracing::Span::current();
-    if !span.is_disabled() {
-        span.set_attribute(key, value);
+    if span.is_disabled()
+        || span
+            .id()
+            .is_some_and(|id| crate::__private::traced::is_untraced_caller(&id))
+    {
+        return;
     }
+    span.set_attribute(key, value);
 }
 
 /// The `tracing-opentelemetry` layer with this crate's settings, for a custom subscriber.

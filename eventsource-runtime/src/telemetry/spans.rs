@@ -323,13 +323,17 @@ pub fn store_appended(span: &Span, version: u64, events: &[EventEnvelope]) {
 
 /// `projection.{Name}` (or `name`), CONSUMER, a new root **linked** to the context stored in
 /// the event; also records the lag metric.
+///
+/// The lag is recorded whenever the process switch is on, even when the projection's own
+/// span is off (projections are not traced by default): like the command metrics, the
+/// metric does not depend on the component's span switch.
 pub fn projection(
     own: bool,
     projection_name: &str,
     name_override: Option<&str>,
     event: &EventEnvelope,
 ) -> Span {
-    if !toggles::projection_enabled(own) {
+    if !toggles::is_enabled() {
         return Span::none();
     }
     let lag = chrono::Utc::now()
@@ -337,6 +341,9 @@ pub fn projection(
         .to_std()
         .unwrap_or(Duration::ZERO);
     super::metrics::record_projection_lag(projection_name, &event.event_type, lag);
+    if !toggles::projection_enabled(own) {
+        return Span::none();
+    }
     let span = tracing::info_span!(
         target: TARGET,
         parent: None,

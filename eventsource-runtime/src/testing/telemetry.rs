@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use opentelemetry::trace::{SpanId, SpanKind, Status, TracerProvider as _};
 use opentelemetry::{KeyValue, Value};
-use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::data::{
+    AggregatedMetrics, Metric, MetricData, ResourceMetrics, ScopeMetrics,
+};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{
     InMemorySpanExporter, SdkTracerProvider, SimpleSpanProcessor, SpanData,
@@ -325,4 +327,111 @@ impl MetricCapture {
             .find(|m| m.name() == name)
             .map(|m| m.unit().to_owned())
     }
+
+    /// The names of every metric recorded so far, sorted, without duplicates.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        let latest = self.latest_export();
+        let mut names: Vec<String> = metrics_of(latest.as_ref())
+            .map(|m| m.name().to_owned())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The attribute sets of metric `name`'s data points (one per distinct set of
+    /// attributes recorded), whatever the instrument: to check which attributes a metric
+    /// carries, and that none is unbounded (an aggregate id, say).
+    ///
+    /// ```
+    /// use eventsource_runtime::testing::capture_metrics;
+    ///
+    /// let metrics = capture_metrics();
+    /// opentelemetry::global::meter("doc")
+    ///     .u64_counter("doc.calls")
+    ///     .build()
+    ///     .add(1, &[opentelemetry::KeyValue::new("call.kind", "read")]);
+    /// assert_eq!(metrics.attribute_keys("doc.calls"), ["call.kind"]);
+    /// assert_eq!(metrics.data_point_attributes("doc.calls")[0][0].value.as_str(), "read");
+    /// ```
+    #[must_use]
+    pub fn data_point_attributes(&self, name: &str) -> Vec<Vec<KeyValue>> {
+        fn points<T>(data: &MetricData<T>) -> Vec<Vec<KeyValue>> {
+            fn collect<'a>(attrs: impl Iterator<Item = &'a KeyValue>) -> Vec<KeyValue> {
+                attrs.cloned().collect()
+            }
+            match data {
+                MetricData::Gauge(g) => g.data_points().map(|p| collect(p.attributes())).collect(),
+                MetricData::Sum(s) => s.data_points().map(|p| collect(p.attributes())).collect(),
+                MetricData::Histogram(h) => {
+                    h.data_points().map(|p| collect(p.attributes())).collect()
+                }
+                MetricData::ExponentialHistogram(h) => {
+                    h.data_points().map(|p| collect(p.attributes())).collect()
+                }
+            }
+        }
+        let latest = self.latest_export();
+        metrics_of(latest.as_ref())
+            .filter(|m| m.name() == name)
+            .flat_map(|m| match m.data() {
+                AggregatedMetrics::F64(data) => points(data),
+                AggregatedMetrics::U64(data) => points(data),
+                AggregatedMetrics::I64(data) => points(data),
+            })
+            .collect()
+    }
+
+    /// Every attribute key found on metric `name`'s data points, sorted, without
+    /// duplicates.
+    #[must_use]
+    pub fn attribute_keys(&self, name: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .data_point_attributes(name)
+            .iter()
+            .flatten()
+            .map(|kv| kv.key.to_string())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// The sum of the values recorded by `f64` histogram `name` over the data points having
+    /// every attribute in `having` (cumulative since the capture started); 0 if none.
+    #[must_use]
+    pub fn histogram_sum(&self, name: &str, having: &[(&str, &str)]) -> f64 {
+        let latest = self.latest_export();
+        metrics_of(latest.as_ref())
+            .filter(|m| m.name() == name)
+            .map(|m| match m.data() {
+                AggregatedMetrics::F64(MetricData::Histogram(h)) => h
+                    .data_points()
+                    .filter(|dp| {
+                        having.iter().all(|(k, v)| {
+                            dp.attributes()
+                                .any(|kv| kv.key.as_str() == *k && kv.value.as_str() == *v)
+                        })
+                    })
+                    .map(|dp| dp.sum())
+                    .sum::<f64>(),
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// The latest export (each metric in it holds its cumulative data).
+    fn latest_export(&self) -> Option<ResourceMetrics> {
+        let _ = self.provider.force_flush();
+        self.exporter.get_finished_metrics().ok()?.pop()
+    }
+}
+
+/// The metrics of an export, if any.
+fn metrics_of(export: Option<&ResourceMetrics>) -> impl Iterator<Item = &Metric> {
+    export
+        .into_iter()
+        .flat_map(ResourceMetrics::scope_metrics)
+        .flat_map(ScopeMetrics::metrics)
 }

@@ -13,6 +13,9 @@ use chrono::{DateTime, Utc};
 use crate::event::{Payload, StreamId};
 use crate::store::StoreError;
 
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use crate::store::sqlite::SqliteSnapshotStore;
 pub use memory::InMemorySnapshotStore;
 
 /// An aggregate's state after the event at `version`.

@@ -8,6 +8,9 @@
 
 pub mod instrument;
 mod memory;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +20,9 @@ use async_trait::async_trait;
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 pub use memory::InMemoryEventStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::{SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore};
 
 /// The version an append expects the stream to be at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

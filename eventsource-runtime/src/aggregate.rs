@@ -91,6 +91,32 @@ impl<A: Aggregate> AggregateRoot<A> {
         }
     }
 
+    /// An aggregate restored from a snapshot: `state` is its state after the event at
+    /// `version`; the events after it are then [replayed](Self::replay_one) from
+    /// `version + 1`.
+    ///
+    /// ```
+    /// # use eventsource_runtime::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// # pub struct Ticked;
+    /// # #[derive(Default, Aggregate)]
+    /// # #[aggregate(type = "Clock", events(Ticked))]
+    /// # pub struct Clock { ticks: u64 }
+    /// # impl Apply<Ticked> for Clock { fn apply(&mut self, _: &Ticked) { self.ticks += 1; } }
+    /// let mut clock = AggregateRoot::from_snapshot("c-1", 10, Clock { ticks: 10 });
+    /// clock.replay_one(11, &Ticked.into()).unwrap();
+    /// assert_eq!((clock.version(), clock.state().ticks), (11, 11));
+    /// ```
+    pub fn from_snapshot(id: impl Into<String>, version: u64, state: A) -> Self {
+        Self {
+            stream: StreamId::new(A::TYPE, id),
+            version,
+            state,
+            uncommitted: Vec::new(),
+        }
+    }
+
     /// The aggregate's id.
     #[must_use]
     pub fn id(&self) -> &str {

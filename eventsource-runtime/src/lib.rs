@@ -11,10 +11,13 @@
 //!   [`Metadata`];
 //! - [`aggregate`]: [`Aggregate`], [`Apply`], [`AggregateRoot`];
 //! - [`store`]: [`EventStore`] and the [`InMemoryEventStore`];
-//! - [`repository`]: [`Repository`] loads and saves aggregates;
+//! - [`repository`]: [`Repository`] loads and saves aggregates, optionally from
+//!   [`snapshot`]s;
 //! - [`command`]: [`Command`], [`Handle`] and the [`CommandService`] that runs
 //!   load -> decide -> record -> save -> deliver;
-//! - [`projection`](mod@projection): [`Projection`] and in-process delivery;
+//! - [`projection`](mod@projection): [`Projection`], in-process delivery, and the
+//!   checkpointed [`ProjectionRunner`](projection::runner::ProjectionRunner) that feeds a
+//!   projection from a store;
 //! - `testing` (feature `testing`): given/when/then for aggregates.
 //!
 //! ```
@@ -359,8 +362,10 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::command_handler;
     pub use crate::event::{DomainEvent, EventEnvelope, EventType, Metadata, StreamId};
+    pub use crate::projection::runner::ProjectionRunner;
     pub use crate::projection::{Projection, ProjectionError, ProjectionRegistry};
     pub use crate::repository::{Repository, RepositoryError};
+    pub use crate::snapshot::InMemorySnapshotStore;
     pub use crate::store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
     #[cfg(feature = "macros")]
     pub use crate::traced;

@@ -1,7 +1,8 @@
 //! Projections: read models built from stored events, their in-process delivery, and
-//! the checkpoints of projection runners.
+//! the checkpointed [`runner`] that feeds them from a store.
 
 pub mod checkpoint;
+pub mod runner;
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -71,9 +72,24 @@ pub trait Projection: Send + 'static {
 
     /// Updates the read model with one event. Events of a stream arrive in version order.
     ///
+    /// A [runner](runner::ProjectionRunner) delivers at least once: after a crash or a
+    /// retry an event may come again, so a handler should be idempotent (upsert by
+    /// aggregate id, or skip events at or below a position the read model stores).
+    ///
     /// # Errors
     /// Whatever keeps the projection from applying the event.
     async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError>;
+
+    /// Clears the read model, before a [rebuild](runner::ProjectionRunner::rebuild)
+    /// replays every event into it. The default does nothing: a projection whose model
+    /// lives elsewhere (a database table) clears it here, or its owner clears it before
+    /// the rebuild.
+    ///
+    /// # Errors
+    /// Whatever keeps the model from being cleared; the rebuild then stops.
+    async fn reset(&mut self) -> Result<(), ProjectionError> {
+        Ok(())
+    }
 }
 
 /// A projection registered for delivery, shared with whoever reads its model.

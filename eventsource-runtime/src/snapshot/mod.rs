@@ -4,8 +4,15 @@
 //! A snapshot is an optimisation, never the source of truth: one that cannot be read (the
 //! state type changed since it was taken) is ignored with a warning and the aggregate is
 //! rebuilt from all its events.
+//!
+//! [`Repository::with_snapshots`](crate::repository::Repository::with_snapshots) takes
+//! them and loads from them; every implementation wraps its operations in
+//! [`instrument::run`] for the contract's spans.
 
+pub mod instrument;
 mod memory;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -59,5 +66,24 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// The backend's errors.
     async fn exists(&self, stream: &StreamId) -> Result<bool, StoreError> {
         Ok(self.get(stream).await?.is_some())
+    }
+}
+
+#[async_trait]
+impl<S: SnapshotStore + ?Sized> SnapshotStore for Arc<S> {
+    async fn save(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        (**self).save(snapshot).await
+    }
+
+    async fn get(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        (**self).get(stream).await
+    }
+
+    async fn delete(&self, stream: &StreamId) -> Result<(), StoreError> {
+        (**self).delete(stream).await
+    }
+
+    async fn exists(&self, stream: &StreamId) -> Result<bool, StoreError> {
+        (**self).exists(stream).await
     }
 }

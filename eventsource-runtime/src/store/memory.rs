@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{AppendResult, EventStore, ExpectedVersion, StoreError, VersionConflict, instrument};
+use super::{
+    AppendResult, AppendSignal, EventStore, ExpectedVersion, StoreError, VersionConflict,
+    instrument,
+};
 use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::telemetry::config::{StoreSpanNames, StoreTelemetry};
 
@@ -42,6 +45,8 @@ use crate::telemetry::config::{StoreSpanNames, StoreTelemetry};
 pub struct InMemoryEventStore {
     log: Arc<RwLock<Log>>,
     telemetry: Arc<StoreTelemetry>,
+    /// The newest global position, for [`EventStore::appended_signal`].
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Default for InMemoryEventStore {
@@ -49,6 +54,7 @@ impl Default for InMemoryEventStore {
         Self {
             log: Arc::default(),
             telemetry: Arc::new(StoreTelemetry::new(SYSTEM)),
+            appended: Arc::new(tokio::sync::watch::channel(0).0),
         }
     }
 }
@@ -216,6 +222,11 @@ impl EventStore for InMemoryEventStore {
     fn system_name(&self) -> &'static str {
         SYSTEM
     }
+
+    /// Changes with every successful append (shared by all clones).
+    fn appended_signal(&self) -> Option<AppendSignal> {
+        Some(self.appended.subscribe())
+    }
 }
 
 impl InMemoryEventStore {
@@ -270,6 +281,13 @@ impl InMemoryEventStore {
                 metadata: event.metadata,
             });
         }
+        // Still under the lock, so the signalled position never goes back.
+        let newest = log.rows.len() as u64;
+        self.appended.send_if_modified(|position| {
+            let newer = newest > *position;
+            *position = newest.max(*position);
+            newer
+        });
         Ok(AppendResult {
             version: actual + appended.len() as u64,
             events: appended,

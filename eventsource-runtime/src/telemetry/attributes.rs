@@ -69,6 +69,10 @@ pub use super::config::{
     SPAN_AGGREGATE_REPLAY, SPAN_REPOSITORY_EXISTS, SPAN_REPOSITORY_LOAD, SPAN_REPOSITORY_SAVE,
     SPAN_STORE_APPEND, SPAN_STORE_LOAD, SPAN_STORE_READ_ALL,
 };
+pub use super::config::{
+    SPAN_SNAPSHOT_STORE_DELETE, SPAN_SNAPSHOT_STORE_EXISTS, SPAN_SNAPSHOT_STORE_GET,
+    SPAN_SNAPSHOT_STORE_SAVE,
+};
 
 // ---- span event names -----------------------------------------------------------------------
 

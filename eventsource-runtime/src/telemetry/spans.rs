@@ -18,6 +18,7 @@ use super::config::{RepositoryTelemetry, StoreTelemetry};
 use super::propagation;
 use super::toggles;
 use crate::event::{EventEnvelope, StreamId};
+use crate::snapshot::instrument::SnapshotOperation;
 use crate::store::ExpectedVersion;
 
 /// The `tracing` target of every span and log line of the runtime.
@@ -292,6 +293,49 @@ impl StoreTelemetry {
             { attr::EVENTS_LOADED } = Empty,
         );
         name(&span, self.names.read_all);
+        self.decorate(&span);
+        span
+    }
+}
+
+// ---- snapshot store ------------------------------------------------------------------------
+
+impl StoreTelemetry {
+    /// Snapshot store operation (`eventsource.snapshot_store.{save,get,delete,exists}`),
+    /// CLIENT, child of the current span; `version` (if known) as `eventsource.version`.
+    #[must_use]
+    pub fn snapshot_span(
+        &self,
+        operation: SnapshotOperation,
+        stream: &StreamId,
+        version: Option<u64>,
+    ) -> Span {
+        if !on(self.enabled) {
+            return Span::none();
+        }
+        macro_rules! span {
+            ($name:expr) => {
+                tracing::info_span!(
+                    target: TARGET,
+                    $name,
+                    otel.kind = "client",
+                    { attr::AGGREGATE_ID } = stream.aggregate_id(),
+                    { attr::AGGREGATE_TYPE } = stream.aggregate_type(),
+                    { attr::DB_SYSTEM_NAME } = self.system,
+                    { attr::DB_OPERATION_NAME } = operation.as_str(),
+                    { attr::VERSION } = Empty,
+                )
+            };
+        }
+        let span = match operation {
+            SnapshotOperation::Save => span!(attr::SPAN_SNAPSHOT_STORE_SAVE),
+            SnapshotOperation::Get => span!(attr::SPAN_SNAPSHOT_STORE_GET),
+            SnapshotOperation::Delete => span!(attr::SPAN_SNAPSHOT_STORE_DELETE),
+            SnapshotOperation::Exists => span!(attr::SPAN_SNAPSHOT_STORE_EXISTS),
+        };
+        if let Some(version) = version {
+            record_version(&span, version);
+        }
         self.decorate(&span);
         span
     }

@@ -8,6 +8,9 @@
 
 pub mod instrument;
 mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
@@ -20,6 +23,9 @@ use async_trait::async_trait;
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 pub use memory::InMemoryEventStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PostgresCheckpointStore, PostgresEventStore, PostgresSnapshotStore};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::{SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore};

@@ -1,0 +1,1300 @@
+//! The PostgreSQL stores against a real server: the event-store conformance suite,
+//! migrations, the high-water mark (events that commit late are never passed over),
+//! concurrency stress, typed conflicts, damaged rows, faults, notifications, spans, and the
+//! snapshot and checkpoint stores (leases across pools).
+//!
+//! The server comes from `DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`).
+//! Without it each test prints `skipped: DATABASE_URL not set` and passes, unless
+//! `EVENTSOURCE_REQUIRE_POSTGRES=1` (CI sets it): then each one fails. Every store lives in
+//! a fresh schema of its own, dropped when the test succeeds.
+
+#[path = "common/conformance.rs"]
+mod conformance;
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::projection::checkpoint::CheckpointStore;
+use eventsource_runtime::snapshot::{Snapshot, SnapshotStore};
+use eventsource_runtime::store::postgres::InvalidSchemaName;
+use eventsource_runtime::store::postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use eventsource_runtime::store::postgres::sqlx::types::chrono::{DateTime, Utc};
+use eventsource_runtime::store::postgres::sqlx::{self, PgPool};
+use eventsource_runtime::store::{
+    EventStore, ExpectedVersion, PostgresCheckpointStore, PostgresEventStore,
+    PostgresSnapshotStore, StoreError, VersionConflict,
+};
+use eventsource_runtime::telemetry::attributes as attr;
+use eventsource_runtime::telemetry::config::{
+    SPAN_SNAPSHOT_STORE_GET, SPAN_SNAPSHOT_STORE_SAVE, SPAN_STORE_APPEND, SPAN_STORE_LOAD,
+    SPAN_STORE_READ_ALL,
+};
+use eventsource_runtime::testing::{attribute, capture, kind};
+use opentelemetry::Value;
+use opentelemetry::trace::SpanKind;
+use serde_json::json;
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/// The test database, or `None` (with a visible message) when there is none and none is
+/// required.
+fn database_url(test: &str) -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var("EVENTSOURCE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                panic!(
+                    "{test}: EVENTSOURCE_REQUIRE_POSTGRES=1 but DATABASE_URL is not set; \
+                     the PostgreSQL tests must run"
+                );
+            }
+            // Straight to the process's stderr, past the test harness's capture, in one
+            // write so that parallel tests do not interleave.
+            let line =
+                format!("{test}: skipped: DATABASE_URL not set (PostgreSQL tests need a server)\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
+/// One test's database access: unique schemas and an application name of its own (so a
+/// fault test terminates only its own connections), schemas dropped on success.
+struct TestDb {
+    url: String,
+    /// `application_name` of this test's pools.
+    app: String,
+    admin: PgPool,
+    schemas: Mutex<Vec<String>>,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestDb {
+    async fn open(test: &str) -> Option<Self> {
+        let url = database_url(test)?;
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{test}: cannot connect to DATABASE_URL: {e}"));
+        Some(Self {
+            url,
+            app: unique("es_test"),
+            admin,
+            schemas: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A new schema name, dropped at the end.
+    fn schema(&self) -> String {
+        let name = unique("es_t");
+        self.schemas.lock().unwrap().push(name.clone());
+        name
+    }
+
+    /// A new pool of `size` connections, named after the test.
+    async fn pool(&self, size: u32) -> PgPool {
+        let options: PgConnectOptions = self.url.parse().unwrap();
+        PgPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.application_name(&self.app))
+            .await
+            .unwrap()
+    }
+
+    /// A migrated event store on `pool`, in a new schema.
+    async fn store_on(&self, pool: &PgPool) -> PostgresEventStore {
+        let store = PostgresEventStore::from_pool(pool.clone())
+            .with_schema(&self.schema())
+            .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// Terminates every backend of this test's pools; returns how many.
+    async fn terminate_backends(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.app)
+        .fetch_one(&self.admin)
+        .await
+        .unwrap()
+    }
+
+    async fn cleanup(self) {
+        let schemas = std::mem::take(&mut *self.schemas.lock().unwrap());
+        for schema in schemas {
+            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(&self.admin)
+                .await
+                .unwrap();
+        }
+        self.admin.close().await;
+    }
+}
+
+/// `let Some(db) = db!("name") else { return };`
+macro_rules! db {
+    ($test:literal) => {
+        TestDb::open($test).await
+    };
+}
+
+fn event(n: u64) -> NewEvent {
+    NewEvent::new("Counted", 1, json!({ "n": n }))
+}
+
+fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
+    range.map(event).collect()
+}
+
+fn positions(events: &[EventEnvelope]) -> Vec<u64> {
+    events.iter().map(|e| e.position).collect()
+}
+
+fn string(v: &str) -> Value {
+    Value::String(v.to_owned().into())
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+// ---- conformance and migrations -------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_conforms() {
+    let Some(db) = db!("postgres_store_conforms") else {
+        return;
+    };
+    let pool = db.pool(10).await;
+    let (db_ref, pool_ref) = (&db, &pool);
+    conformance::run_all(move || async move {
+        Arc::new(db_ref.store_on(pool_ref).await) as Arc<dyn EventStore>
+    })
+    .await;
+    pool.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
+    let Some(db) = db!("migrate_is_idempotent_and_safe_to_run_concurrently") else {
+        return;
+    };
+    let pool = db.pool(6).await;
+    let schema = db.schema();
+    let stores: Vec<PostgresEventStore> = (0..4)
+        .map(|_| {
+            PostgresEventStore::from_pool(pool.clone())
+                .with_schema(&schema)
+                .unwrap()
+        })
+        .collect();
+    // Four processes starting at once on a new schema.
+    let tasks: Vec<_> = stores
+        .iter()
+        .map(|store| {
+            let store = store.clone();
+            tokio::spawn(async move { store.migrate().await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+
+    let store = &stores[0];
+    let s = StreamId::new("Counter", "m");
+    store
+        .append(&s, ExpectedVersion::NoStream, events(0..2))
+        .await
+        .unwrap();
+    // Again, from every kind of store: nothing changes, nothing is lost.
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store.snapshot_store().migrate().await.unwrap();
+    store.checkpoint_store().migrate().await.unwrap();
+    assert_eq!(store.load(&s, 1).await.unwrap().len(), 2);
+    let applied: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT version FROM \"{schema}\".eventsource_schema_migrations"
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(applied, [1]);
+    pool.close().await;
+    db.cleanup().await;
+}
+
+#[test]
+fn schema_names_are_checked() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _in_runtime = runtime.enter();
+    let options: PgConnectOptions = "postgres://nobody@127.0.0.1:1/none".parse().unwrap();
+    let pool = PgPoolOptions::new().connect_lazy_with(options);
+    for bad in [
+        "",
+        "Public",
+        "1st",
+        "a-b",
+        "x\"; DROP TABLE y; --",
+        &"a".repeat(64),
+    ] {
+        let refused = PostgresEventStore::from_pool(pool.clone())
+            .with_schema(bad)
+            .unwrap_err();
+        assert_eq!(refused, InvalidSchemaName(bad.to_owned()));
+        assert!(
+            PostgresSnapshotStore::from_pool(pool.clone())
+                .with_schema(bad)
+                .is_err()
+        );
+        assert!(
+            PostgresCheckpointStore::from_pool(pool.clone())
+                .with_schema(bad)
+                .is_err()
+        );
+    }
+    let ok = PostgresEventStore::from_pool(pool)
+        .with_schema("billing_2")
+        .unwrap();
+    assert_eq!(ok.schema(), "billing_2");
+}
+
+// ---- the high-water mark ----------------------------------------------------------------------
+
+/// An append that holds a lower position and commits late is never passed over: `read_all`
+/// stops below it (so a reader checkpointing after the later event cannot exist), then
+/// returns both in order once it commits.
+#[tokio::test]
+async fn read_all_never_passes_over_an_event_that_commits_late() {
+    let Some(db) = db!("read_all_never_passes_over_an_event_that_commits_late") else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_on(&pool).await;
+    let early = store
+        .append(
+            &StreamId::new("S", "early"),
+            ExpectedVersion::NoStream,
+            events(0..1),
+        )
+        .await
+        .unwrap();
+
+    // Transaction A appends (position p_a) and holds.
+    let mut a = pool.begin().await.unwrap();
+    let held = store
+        .append_in_transaction(
+            &mut a,
+            &StreamId::new("S", "late"),
+            ExpectedVersion::NoStream,
+            events(1..3),
+        )
+        .await
+        .unwrap();
+    // B appends after it (position p_b > p_a) and commits at once.
+    let later = store
+        .append(
+            &StreamId::new("S", "later"),
+            ExpectedVersion::NoStream,
+            events(3..4),
+        )
+        .await
+        .unwrap();
+    let (p_a, p_b) = (held.events[0].position, later.events[0].position);
+    assert!(
+        p_a < p_b,
+        "positions {p_a} < {p_b}: B commits out of position order"
+    );
+
+    // The situation is real: B is committed and visible, A is not.
+    let visible: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT position FROM \"{}\".events ORDER BY position",
+        store.schema()
+    ))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(visible.contains(&(p_b as i64)) && !visible.contains(&(p_a as i64)));
+
+    // A reader sees the events below A only, however it asks.
+    let seen = store.read_all(0, 100).await.unwrap();
+    assert_eq!(positions(&seen), positions(&early.events));
+    assert!(store.read_all(p_a, 100).await.unwrap().is_empty());
+    assert!(store.read_all(p_b, 100).await.unwrap().is_empty());
+    // (load is per stream and unaffected)
+    assert_eq!(
+        store.load(&StreamId::new("S", "later"), 1).await.unwrap(),
+        later.events
+    );
+
+    a.commit().await.unwrap();
+    let seen = store.read_all(0, 100).await.unwrap();
+    let expected: Vec<u64> = early
+        .events
+        .iter()
+        .chain(&held.events)
+        .chain(&later.events)
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(positions(&seen), expected, "both, in position order");
+    // A reader whose checkpoint was after the early event now gets A's events before B's.
+    let resumed = store
+        .read_all(early.events[0].position + 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(resumed[0].position, p_a);
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// An aborted late append leaves a gap that never fills; the reader moves past it.
+#[tokio::test]
+async fn an_aborted_append_is_a_gap_and_releases_the_readers() {
+    let Some(db) = db!("an_aborted_append_is_a_gap_and_releases_the_readers") else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_on(&pool).await;
+    let mut a = pool.begin().await.unwrap();
+    let held = store
+        .append_in_transaction(
+            &mut a,
+            &StreamId::new("S", "aborted"),
+            ExpectedVersion::NoStream,
+            events(0..1),
+        )
+        .await
+        .unwrap();
+    let later = store
+        .append(
+            &StreamId::new("S", "b"),
+            ExpectedVersion::NoStream,
+            events(1..2),
+        )
+        .await
+        .unwrap();
+    assert!(store.read_all(0, 100).await.unwrap().is_empty());
+    a.rollback().await.unwrap();
+    let seen = store.read_all(0, 100).await.unwrap();
+    assert_eq!(positions(&seen), positions(&later.events));
+    assert!(held.events[0].position < seen[0].position);
+    assert_eq!(
+        store
+            .stream_version(&StreamId::new("S", "aborted"))
+            .await
+            .unwrap(),
+        0
+    );
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// Only appends to the same store hold readers back: not a long transaction elsewhere in
+/// the cluster, nor an append in flight in another schema.
+#[tokio::test]
+async fn unrelated_transactions_do_not_hold_readers_back() {
+    let Some(db) = db!("unrelated_transactions_do_not_hold_readers_back") else {
+        return;
+    };
+    let pool = db.pool(6).await;
+    let store = db.store_on(&pool).await;
+    let other = db.store_on(&pool).await;
+
+    // A transaction with a transaction id, open for the whole test...
+    let mut long = pool.begin().await.unwrap();
+    let xid: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *long)
+        .await
+        .unwrap();
+    assert!(xid > 0);
+    // ...and an append in flight in another store.
+    let mut elsewhere = pool.begin().await.unwrap();
+    other
+        .append_in_transaction(
+            &mut elsewhere,
+            &StreamId::new("S", "x"),
+            ExpectedVersion::Any,
+            events(0..1),
+        )
+        .await
+        .unwrap();
+
+    let appended = store
+        .append(&StreamId::new("S", "y"), ExpectedVersion::Any, events(1..3))
+        .await
+        .unwrap();
+    let seen = store.read_all(0, 100).await.unwrap();
+    assert_eq!(positions(&seen), positions(&appended.events));
+
+    elsewhere.rollback().await.unwrap();
+    long.rollback().await.unwrap();
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// A follower tailing `read_all` while many writers append (single events and batches)
+/// gets every event exactly once, in order, without ever going back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tailing_reader_gets_every_event_once_under_concurrent_writers() {
+    let Some(db) = db!("a_tailing_reader_gets_every_event_once_under_concurrent_writers") else {
+        return;
+    };
+    let pool = db.pool(12).await;
+    let store = db.store_on(&pool).await;
+    let writers = 8u64;
+    let appends = 40u64;
+    let done = Arc::new(AtomicBool::new(false));
+
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = StreamId::new("Tail", format!("w{w}"));
+            let mut count = 0;
+            for a in 0..appends {
+                let batch = 1 + (a + w) % 4;
+                let sent = events(count..count + batch);
+                store
+                    .append(&s, ExpectedVersion::Exact(count), sent)
+                    .await
+                    .unwrap();
+                count += batch;
+            }
+            count
+        }));
+    }
+    let reader = {
+        let store = store.clone();
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut seen: Vec<EventEnvelope> = Vec::new();
+            let mut from = 0;
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let page = store.read_all(from, 7).await.unwrap();
+                if page.is_empty() && finished {
+                    return seen;
+                }
+                for e in &page {
+                    assert!(e.position >= from, "read_all went back");
+                }
+                if let Some(last) = page.last() {
+                    from = last.position + 1; // the checkpoint
+                }
+                seen.extend(page);
+            }
+        })
+    };
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+
+    let all = store.read_all(0, usize::MAX).await.unwrap();
+    assert_eq!(all.len() as u64, total);
+    assert_eq!(seen, all, "the tail saw exactly what is stored, in order");
+    let ids: HashSet<_> = seen.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), seen.len(), "an event was seen twice");
+    pool.close().await;
+    db.cleanup().await;
+}
+
+// ---- concurrency, conflicts, damaged rows ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_stress() {
+    let Some(db) = db!("concurrency_stress") else {
+        return;
+    };
+    let pool = db.pool(16).await;
+    conformance::concurrent_writers_on_one_stream(Arc::new(db.store_on(&pool).await), 32, 25).await;
+    conformance::concurrent_writers_on_many_streams(Arc::new(db.store_on(&pool).await), 48, 30)
+        .await;
+
+    // Writers that expect nothing never conflict, and nothing is lost or doubled.
+    let store = db.store_on(&pool).await;
+    let s = StreamId::new("Counter", "any");
+    let mut tasks = Vec::new();
+    for w in 0..16u64 {
+        let store = store.clone();
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                store
+                    .append(
+                        &s,
+                        ExpectedVersion::Any,
+                        events(w * 100 + i..w * 100 + i + 2),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stored = store.load(&s, 1).await.unwrap();
+    assert_eq!(stored.len(), 16 * 10 * 2);
+    assert!(
+        stored
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.version == i as u64 + 1)
+    );
+    // Each batch of two is contiguous in the stream.
+    for pair in stored.chunks(2) {
+        assert_eq!(
+            pair[0].payload["n"].as_u64().unwrap() + 1,
+            pair[1].payload["n"].as_u64().unwrap()
+        );
+    }
+    let all = store.read_all(0, usize::MAX).await.unwrap();
+    assert_eq!(all, stored);
+    pool.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn conflicts_are_typed_with_expected_and_actual() {
+    let Some(db) = db!("conflicts_are_typed_with_expected_and_actual") else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_on(&pool).await;
+    let s = StreamId::new("Order", "c-1");
+    store
+        .append(&s, ExpectedVersion::NoStream, events(0..3))
+        .await
+        .unwrap();
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(2),
+        ExpectedVersion::Exact(4),
+        ExpectedVersion::Exact(u64::MAX),
+    ] {
+        match store.append(&s, expected, events(3..4)).await {
+            Err(StoreError::Conflict(conflict)) => assert_eq!(
+                conflict,
+                VersionConflict {
+                    stream: s.clone(),
+                    expected,
+                    actual: 3
+                }
+            ),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(store.stream_version(&s).await.unwrap(), 3);
+
+    // A writer that goes around the store (a plain INSERT, uncommitted) takes version 4
+    // while our append waits for it: the unique violation comes back as the same typed
+    // conflict, with the actual version read again, and the store is not left locked.
+    let mut raw = pool.begin().await.unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO \"{}\".events (stream_type, stream_id, version, event_id, event_type, \
+         schema_version, recorded_at, payload) \
+         VALUES ('Order', 'c-1', 4, gen_random_uuid(), 'Raw', 1, now(), '{{}}')",
+        store.schema()
+    ))
+    .execute(&mut *raw)
+    .await
+    .unwrap();
+    let racing = {
+        let store = store.clone();
+        let s = s.clone();
+        tokio::spawn(async move {
+            store
+                .append(&s, ExpectedVersion::Exact(3), events(9..10))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw.commit().await.unwrap();
+    match racing.await.unwrap() {
+        Err(StoreError::Conflict(conflict)) => {
+            assert_eq!(conflict.expected, ExpectedVersion::Exact(3));
+            assert_eq!(conflict.actual, 4);
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    store
+        .append(&s, ExpectedVersion::Exact(4), events(4..5))
+        .await
+        .unwrap();
+    assert_eq!(store.read_all(0, 100).await.unwrap().len(), 5);
+    pool.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn unreadable_rows_are_corrupt_errors_and_unstorable_values_serialize_errors() {
+    let Some(db) = db!("unreadable_rows_are_corrupt_errors_and_unstorable_values_serialize_errors")
+    else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_on(&pool).await;
+    let s = StreamId::new("Order", "d-1");
+    store
+        .append(&s, ExpectedVersion::NoStream, events(0..2))
+        .await
+        .unwrap();
+
+    // NUL characters: PostgreSQL cannot store them; nothing is appended.
+    for bad in [
+        NewEvent::new("Bad", 1, json!({ "text": "a\u{0}b" })),
+        NewEvent::new("Bad", 1, json!({ "k\u{0}": 1 })),
+        NewEvent::new("Bad\u{0}", 1, json!({})),
+        NewEvent::new("Bad", 1, json!({})).with_metadata(
+            eventsource_runtime::event::Metadata::new().with("correlation_id", "x\u{0}"),
+        ),
+    ] {
+        let refused = store
+            .append(&s, ExpectedVersion::Exact(2), vec![event(2), bad])
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Serialize { .. })),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(store.stream_version(&s).await.unwrap(), 2);
+
+    let damage = |sql: &str| {
+        let sql = sql.replace("__events__", &format!("\"{}\".events", store.schema()));
+        let pool = pool.clone();
+        async move { sqlx::query(&sql).execute(&pool).await.unwrap() }
+    };
+    damage("UPDATE __events__ SET metadata = '[1, 2]' WHERE version = 2").await;
+    let err = store.load(&s, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { stream, version: 2, reason }
+            if *stream == s && reason.starts_with("metadata")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        store.read_all(0, 10).await,
+        Err(StoreError::Corrupt { version: 2, .. })
+    ));
+    // The event before the damaged one is still readable.
+    assert!(store.load(&s, 1).await.is_err());
+    assert_eq!(store.read_all(0, 1).await.unwrap().len(), 1);
+
+    damage("UPDATE __events__ SET metadata = '{}', schema_version = -1 WHERE version = 2").await;
+    assert!(matches!(
+        store.load(&s, 2).await,
+        Err(StoreError::Corrupt { version: 2, ref reason, .. }) if reason.starts_with("schema_version")
+    ));
+    damage("UPDATE __events__ SET schema_version = 1, payload = '\"x\"' WHERE version = 2").await;
+    assert_eq!(store.load(&s, 2).await.unwrap()[0].payload, json!("x"));
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// Appending in the caller's transaction commits and rolls back with it.
+#[tokio::test]
+async fn append_in_transaction_follows_the_callers_transaction() {
+    let Some(db) = db!("append_in_transaction_follows_the_callers_transaction") else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_on(&pool).await;
+    let s = StreamId::new("Order", "tx");
+
+    let mut tx = pool.begin().await.unwrap();
+    store
+        .append_in_transaction(&mut tx, &s, ExpectedVersion::NoStream, events(0..3))
+        .await
+        .unwrap();
+    // Its own transaction sees the events; nobody else does yet.
+    let inside: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".events",
+        store.schema()
+    ))
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(inside, 3);
+    assert_eq!(store.stream_version(&s).await.unwrap(), 0);
+    tx.rollback().await.unwrap();
+    assert_eq!(store.stream_version(&s).await.unwrap(), 0);
+    assert!(store.read_all(0, 10).await.unwrap().is_empty());
+
+    let mut tx = pool.begin().await.unwrap();
+    store
+        .append_in_transaction(&mut tx, &s, ExpectedVersion::NoStream, events(0..2))
+        .await
+        .unwrap();
+    // A conflict inside the transaction is typed too.
+    let conflict = store
+        .append_in_transaction(&mut tx, &s, ExpectedVersion::NoStream, events(2..3))
+        .await;
+    assert!(matches!(
+        conflict,
+        Err(StoreError::Conflict(VersionConflict { actual: 2, .. }))
+    ));
+    store
+        .append_in_transaction(&mut tx, &s, ExpectedVersion::Exact(2), events(2..3))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.load(&s, 1).await.unwrap().len(), 3);
+    pool.close().await;
+    db.cleanup().await;
+}
+
+// ---- faults ---------------------------------------------------------------------------------
+
+/// The database goes away under running writers (their backends are terminated, then the
+/// pool is closed): appends fail with `Unavailable`, no batch is ever half stored, and a
+/// new pool carries on where the data left off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_are_unavailable_errors_and_never_leave_half_a_batch() {
+    let Some(db) = db!("faults_are_unavailable_errors_and_never_leave_half_a_batch") else {
+        return;
+    };
+    const BATCH: u64 = 10;
+    let pool = db.pool(6).await;
+    let store = db.store_on(&pool).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let store = store.clone();
+        let stop = Arc::clone(&stop);
+        writers.push(tokio::spawn(async move {
+            let s = StreamId::new("Fault", format!("w{w}"));
+            let (mut ok, mut unavailable) = (Vec::new(), 0u64);
+            let mut batch = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let sent: Vec<NewEvent> = (0..BATCH)
+                    .map(|i| NewEvent::new("Counted", 1, json!({ "batch": batch, "i": i })))
+                    .collect();
+                match store.append(&s, ExpectedVersion::Any, sent).await {
+                    Ok(_) => ok.push(batch),
+                    Err(StoreError::Unavailable(_)) => {
+                        unavailable += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(other) => panic!("a fault must be Unavailable, got {other:?}"),
+                }
+                batch += 1;
+            }
+            (s, ok, unavailable)
+        }));
+    }
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        db.terminate_backends().await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    store.close().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Closed: every operation is Unavailable, none hangs.
+    assert!(matches!(
+        store
+            .append(
+                &StreamId::new("Fault", "closed"),
+                ExpectedVersion::Any,
+                events(0..1)
+            )
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.read_all(0, 1).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    stop.store(true, Ordering::SeqCst);
+
+    let mut results = Vec::new();
+    for writer in writers {
+        results.push(writer.await.unwrap());
+    }
+    let failures: u64 = results.iter().map(|r| r.2).sum();
+    assert!(failures > 0, "the faults did not hit any append");
+
+    // A new pool, as after the database came back.
+    let pool = db.pool(4).await;
+    let back = PostgresEventStore::from_pool(pool.clone())
+        .with_schema(store.schema())
+        .unwrap();
+    back.migrate().await.unwrap();
+    let mut total = 0;
+    for (s, ok, _) in &results {
+        let stored = back.load(s, 1).await.unwrap();
+        assert_eq!(stored.len() as u64 % BATCH, 0, "half a batch in {s}");
+        assert!(
+            stored
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.version == i as u64 + 1)
+        );
+        let mut batches = Vec::new();
+        for chunk in stored.chunks(BATCH as usize) {
+            let batch = chunk[0].payload["batch"].as_u64().unwrap();
+            for (i, e) in chunk.iter().enumerate() {
+                assert_eq!(
+                    e.payload,
+                    json!({ "batch": batch, "i": i }),
+                    "mixed batches"
+                );
+            }
+            batches.push(batch);
+        }
+        // Every acknowledged batch is there (and an unacknowledged one may be, when the
+        // connection died during its commit).
+        for b in ok {
+            assert!(batches.contains(b), "acknowledged batch {b} of {s} lost");
+        }
+        total += stored.len();
+    }
+    let all = back.read_all(0, usize::MAX).await.unwrap();
+    assert_eq!(all.len(), total);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    let s = StreamId::new("Fault", "w0");
+    let version = back.stream_version(&s).await.unwrap();
+    back.append(&s, ExpectedVersion::Exact(version), events(0..1))
+        .await
+        .unwrap();
+    pool.close().await;
+    db.cleanup().await;
+}
+
+// ---- notifications --------------------------------------------------------------------------
+
+/// `appended_signal` hears other processes' appends (LISTEN/NOTIFY) and keeps hearing them
+/// after its connection is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_signal_follows_other_processes_and_reconnects() {
+    let Some(db) = db!("appended_signal_follows_other_processes_and_reconnects") else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let follower = db.store_on(&pool).await;
+    // "Another process": its own pool, same schema.
+    let other_pool = db.pool(2).await;
+    let writer = PostgresEventStore::from_pool(other_pool.clone())
+        .with_schema(follower.schema())
+        .unwrap();
+    let mut signal = follower.appended_signal().expect("postgres has a signal");
+    // The listener wakes the followers once it listens.
+    tokio::time::timeout(Duration::from_secs(10), signal.changed())
+        .await
+        .expect("the listener did not start")
+        .unwrap();
+
+    let s = StreamId::new("Signal", "1");
+    let appended = writer
+        .append(&s, ExpectedVersion::Any, events(0..3))
+        .await
+        .unwrap();
+    let last = appended.events[2].position;
+    tokio::time::timeout(Duration::from_secs(10), signal.wait_for(|&p| p >= last))
+        .await
+        .expect("no notification")
+        .unwrap();
+
+    // Kill every connection of the follower's side, the listener's included.
+    assert!(db.terminate_backends().await > 0);
+    let mut newest = last;
+    let heard = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            newest = writer
+                .append(&s, ExpectedVersion::Any, events(0..1))
+                .await
+                .unwrap()
+                .events[0]
+                .position;
+            let target = newest;
+            if tokio::time::timeout(
+                Duration::from_millis(500),
+                signal.wait_for(|&p| p >= target),
+            )
+            .await
+            .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        heard.is_ok(),
+        "no notification after the listener's connection died"
+    );
+
+    // Local appends signal too, and closing the pool stops the listener without a panic.
+    follower.close().await;
+    other_pool.close().await;
+    pool.close().await;
+    db.cleanup().await;
+}
+
+// ---- spans ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn spans_are_client_spans_with_the_database_attributes() {
+    let Some(db) = db!("spans_are_client_spans_with_the_database_attributes") else {
+        return;
+    };
+    let pool = db.pool(2).await;
+    let store = db.store_on(&pool).await;
+    let options: PgConnectOptions = db.url.parse().unwrap();
+    let s = StreamId::new("Order", "span-1");
+
+    let capture = capture();
+    store
+        .append(&s, ExpectedVersion::NoStream, events(0..2))
+        .await
+        .unwrap();
+    store.load(&s, 1).await.unwrap();
+    store.read_all(0, 10).await.unwrap();
+    let _ = store
+        .append(&s, ExpectedVersion::NoStream, events(2..3))
+        .await;
+    let spans = capture.spans();
+
+    for (name, operation) in [
+        (SPAN_STORE_APPEND, "append"),
+        (SPAN_STORE_LOAD, "load"),
+        (SPAN_STORE_READ_ALL, "read_all"),
+    ] {
+        let span = spans.all(name)[0];
+        assert_eq!(kind(span), SpanKind::Client, "{name}");
+        assert_eq!(
+            attribute(span, attr::DB_SYSTEM_NAME),
+            Some(&string("postgresql"))
+        );
+        assert_eq!(
+            attribute(span, attr::DB_OPERATION_NAME),
+            Some(&string(operation))
+        );
+        assert_eq!(
+            attribute(span, attr::DB_COLLECTION_NAME),
+            Some(&string("events"))
+        );
+        assert_eq!(
+            attribute(span, attr::SERVER_ADDRESS),
+            Some(&string(options.get_host()))
+        );
+        assert_eq!(
+            attribute(span, attr::SERVER_PORT),
+            Some(&Value::I64(i64::from(options.get_port())))
+        );
+        assert_eq!(
+            attribute(span, attr::DB_QUERY_TEXT),
+            None,
+            "query text is opt-in"
+        );
+    }
+    let appends = spans.all(SPAN_STORE_APPEND);
+    assert_eq!(appends.len(), 2);
+    assert_eq!(attribute(appends[0], attr::VERSION), Some(&Value::I64(2)));
+    assert_eq!(
+        appends[1].status,
+        opentelemetry::trace::Status::error(
+            "version conflict on Order-span-1: expected no stream, stream is at version 2"
+        ),
+        "a conflict is an error on the span"
+    );
+    assert_eq!(
+        attribute(spans.get(SPAN_STORE_READ_ALL), attr::EVENTS_LOADED),
+        Some(&Value::I64(2))
+    );
+    capture.clear();
+
+    // Opt-in query text; the switch.
+    let verbose = store.clone().record_query_text(true);
+    verbose.load(&s, 1).await.unwrap();
+    verbose.read_all(0, 1).await.unwrap();
+    let spans = capture.spans();
+    let text = attribute(spans.get(SPAN_STORE_LOAD), attr::DB_QUERY_TEXT)
+        .expect("query text when opted in")
+        .to_string();
+    assert!(text.starts_with("SELECT") && text.contains("$1"), "{text}");
+    let text = attribute(spans.get(SPAN_STORE_READ_ALL), attr::DB_QUERY_TEXT)
+        .unwrap()
+        .to_string();
+    assert!(text.contains("eventsource_read_all($1, $2)"), "{text}");
+    capture.clear();
+    let quiet = store.clone().enable_tracing(false);
+    quiet.load(&s, 1).await.unwrap();
+    assert!(capture.spans().is_empty());
+
+    // The snapshot store's spans.
+    let snapshots = store.snapshot_store();
+    snapshots
+        .save(Snapshot {
+            stream: s.clone(),
+            version: 2,
+            state: json!({ "n": 2 }),
+            taken_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    snapshots.get(&s).await.unwrap();
+    let spans = capture.spans();
+    for name in [SPAN_SNAPSHOT_STORE_SAVE, SPAN_SNAPSHOT_STORE_GET] {
+        let span = spans.get(name);
+        assert_eq!(kind(span), SpanKind::Client, "{name}");
+        assert_eq!(
+            attribute(span, attr::DB_SYSTEM_NAME),
+            Some(&string("postgresql"))
+        );
+        assert_eq!(
+            attribute(span, attr::DB_COLLECTION_NAME),
+            Some(&string("snapshots"))
+        );
+        assert_eq!(
+            attribute(span, attr::SERVER_PORT),
+            Some(&Value::I64(i64::from(options.get_port())))
+        );
+        assert_eq!(attribute(span, attr::VERSION), Some(&Value::I64(2)));
+    }
+    drop(capture);
+    pool.close().await;
+    db.cleanup().await;
+}
+
+// ---- snapshots ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn snapshot_store_keeps_the_newest_per_stream() {
+    let Some(db) = db!("snapshot_store_keeps_the_newest_per_stream") else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let schema = db.schema();
+    let snapshots = PostgresSnapshotStore::from_pool(pool.clone())
+        .with_schema(&schema)
+        .unwrap();
+    snapshots.migrate().await.unwrap();
+    let s = StreamId::new("Order", "snap-1");
+    // Nanoseconds below the microsecond come back too.
+    let taken_at = DateTime::<Utc>::from_timestamp(1_700_000_000, 123_456_789).unwrap();
+    let at = |version: u64| Snapshot {
+        stream: s.clone(),
+        version,
+        state: json!({ "lines": version, "note": "é ü \u{1F600}" }),
+        taken_at,
+    };
+
+    assert_eq!(snapshots.get(&s).await.unwrap(), None);
+    assert!(!snapshots.exists(&s).await.unwrap());
+    snapshots.save(at(20)).await.unwrap();
+    snapshots.save(at(10)).await.unwrap(); // older: ignored
+    assert_eq!(snapshots.get(&s).await.unwrap(), Some(at(20)));
+    let mut same = at(20);
+    same.state = json!({ "replaced": true });
+    snapshots.save(same.clone()).await.unwrap(); // same version: replaces
+    assert_eq!(snapshots.get(&s).await.unwrap(), Some(same));
+    snapshots.save(at(30)).await.unwrap();
+    assert_eq!(snapshots.get(&s).await.unwrap().unwrap().version, 30);
+    assert!(snapshots.exists(&s).await.unwrap());
+
+    // Another stream, another store on another pool sharing the table.
+    let other = StreamId::new("Invoice", "snap-1");
+    let elsewhere_pool = db.pool(2).await;
+    let elsewhere = PostgresSnapshotStore::from_pool(elsewhere_pool.clone())
+        .with_schema(&schema)
+        .unwrap();
+    assert_eq!(elsewhere.get(&other).await.unwrap(), None);
+    assert_eq!(elsewhere.get(&s).await.unwrap().unwrap().version, 30);
+
+    // A damaged snapshot is no snapshot (a full replay), not an error.
+    sqlx::query(&format!(
+        "UPDATE \"{schema}\".snapshots SET version = -1 WHERE stream_id = 'snap-1'"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(snapshots.get(&s).await.unwrap(), None);
+
+    snapshots.delete(&s).await.unwrap();
+    assert!(!snapshots.exists(&s).await.unwrap());
+    snapshots.delete(&s).await.unwrap(); // deleting nothing is fine
+
+    // Concurrent savers: the newest wins whatever the order.
+    let mut tasks = Vec::new();
+    for v in 1..=20u64 {
+        let store = snapshots.clone();
+        let snapshot = at(v);
+        tasks.push(tokio::spawn(
+            async move { store.save(snapshot).await.unwrap() },
+        ));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(snapshots.get(&s).await.unwrap().unwrap().version, 20);
+    elsewhere_pool.close().await;
+    pool.close().await;
+    db.cleanup().await;
+}
+
+// ---- checkpoints and leases -----------------------------------------------------------------
+
+#[tokio::test]
+async fn checkpoint_store_saves_positions_and_leases_exclude_other_pools() {
+    let Some(db) = db!("checkpoint_store_saves_positions_and_leases_exclude_other_pools") else {
+        return;
+    };
+    let schema = db.schema();
+    // Two "processes": two pools (each of one connection: leases use their own).
+    let (pool_a, pool_b) = (db.pool(1).await, db.pool(1).await);
+    let a = PostgresCheckpointStore::from_pool(pool_a.clone())
+        .with_schema(&schema)
+        .unwrap();
+    let b = PostgresCheckpointStore::from_pool(pool_b.clone())
+        .with_schema(&schema)
+        .unwrap();
+    a.migrate().await.unwrap();
+
+    assert_eq!(a.load("orders").await.unwrap(), 0);
+    a.save("orders", 5).await.unwrap();
+    a.save("orders", 42).await.unwrap();
+    assert_eq!(b.load("orders").await.unwrap(), 42);
+    b.save("orders", 0).await.unwrap(); // a rebuild moves it back
+    assert_eq!(a.load("orders").await.unwrap(), 0);
+
+    let lease = a.try_acquire("orders").await.unwrap().expect("free");
+    assert!(
+        b.try_acquire("orders").await.unwrap().is_none(),
+        "held by a"
+    );
+    assert!(
+        a.try_acquire("orders").await.unwrap().is_none(),
+        "held, even for a"
+    );
+    // The pools still work: the lease has its own connection.
+    a.save("orders", 7).await.unwrap();
+    let other = b
+        .try_acquire("invoices")
+        .await
+        .unwrap()
+        .expect("another projection");
+    lease.release().await;
+    let lease = b
+        .try_acquire("orders")
+        .await
+        .unwrap()
+        .expect("released by a");
+    assert!(a.try_acquire("orders").await.unwrap().is_none());
+
+    // Dropping a lease frees it too (the session ends).
+    drop(lease);
+    eventually("the dropped lease to be freed", async || {
+        match a.try_acquire("orders").await.unwrap() {
+            Some(lease) => {
+                lease.release().await;
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    other.release().await;
+
+    // The same projection name in another schema is another store's.
+    let elsewhere = PostgresCheckpointStore::from_pool(pool_b.clone())
+        .with_schema(&db.schema())
+        .unwrap();
+    let mut here = a.try_acquire_lease("orders").await.unwrap().expect("free");
+    let there = elsewhere.try_acquire("orders").await.unwrap();
+    assert!(there.is_some(), "schemas do not share leases");
+
+    // A lease whose session dies is lost, and says so; another runner can take over.
+    assert!(here.is_held().await);
+    assert_eq!(here.projection(), "orders");
+    db.terminate_backends().await;
+    assert!(!here.is_held().await);
+    eventually("the dead lease to be taken over", async || {
+        b.try_acquire("orders").await.ok().flatten().is_some()
+    })
+    .await;
+    drop(there);
+
+    // Closed pool: typed error.
+    pool_a.close().await;
+    assert!(matches!(
+        a.try_acquire("x").await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(a.load("x").await, Err(StoreError::Unavailable(_))));
+    pool_b.close().await;
+    db.cleanup().await;
+}
+
+/// Leases exclude runners in the sense that matters: of many racing for one projection,
+/// exactly one wins at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_lease_at_a_time_among_racing_runners() {
+    let Some(db) = db!("one_lease_at_a_time_among_racing_runners") else {
+        return;
+    };
+    let schema = db.schema();
+    let holders = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let pool = db.pool(2).await;
+        let store = PostgresCheckpointStore::from_pool(pool.clone())
+            .with_schema(&schema)
+            .unwrap();
+        store.migrate().await.unwrap();
+        let holders = Arc::clone(&holders);
+        tasks.push(tokio::spawn(async move {
+            let mut held = 0;
+            for _ in 0..30 {
+                if let Some(lease) = store.try_acquire("race").await.unwrap() {
+                    assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    holders.fetch_sub(1, Ordering::SeqCst);
+                    lease.release().await;
+                    held += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            pool.close().await;
+            held
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    assert!(total > 0);
+    db.cleanup().await;
+}

@@ -1,65 +1,91 @@
-//! The order flow: place, ship and cancel orders against an in-memory event store, with an
-//! `OrderReadModel` projection fed as events are saved.
+//! The order flow: place, ship and cancel orders, with an `OrderReadModel` projection fed
+//! as events are saved.
 //!
-//! Run it with `cargo run --example orders` (traces on stderr), or send them to a
-//! collector: `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 cargo run --example orders`.
+//! Run it with `cargo run --example orders` (in memory; each command's trace on stderr).
+//! - `EVENTSOURCE_STORE` picks the store: `memory` (default), `sqlite:orders.db` (run it
+//!   twice: the second run sees the first run's orders) or `postgres://user@host/db`.
+//! - `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318` sends the traces to a collector.
 
 #[path = "domain/order.rs"]
 mod domain;
 
+use std::error::Error;
+use std::sync::Arc;
+
 use domain::{CancelOrder, Order, OrderReadModel, ShipOrder, sample_order};
 use eventsource_runtime::prelude::*;
+use eventsource_runtime::store::{PostgresEventStore, SqliteEventStore};
+
+/// The variable that picks the store.
+const STORE_VAR: &str = "EVENTSOURCE_STORE";
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn Error>> {
     // Each command's trace on stderr; with OTEL_EXPORTER_OTLP_ENDPOINT set, to a collector.
     let _telemetry = eventsource_runtime::telemetry::init();
-    let store = InMemoryEventStore::new();
-    let orders = CommandService::<Order>::new(store.clone());
+    let store = store_from_env().await?;
+    let orders = CommandService::with_repository(
+        Repository::<Order>::from_arc(Arc::clone(&store)),
+        ProjectionRegistry::new(),
+    );
     let read_model = orders.register(OrderReadModel {
         trace: true,
         ..OrderReadModel::default()
     });
 
+    // Catch the read model up with what earlier runs stored (nothing, in memory).
+    let earlier = store.read_all(1, usize::MAX).await?;
+    orders.projections().deliver(&earlier).await;
+    let known = read_model.lock().await.orders.len();
+    println!(
+        "{} store: {} events and {known} orders from earlier runs",
+        store.system_name(),
+        earlier.len()
+    );
+
     // Place two orders, ship one, cancel the other.
-    for (order_id, customer) in [("order-1", "ada"), ("order-2", "grace")] {
+    let (first, second) = (
+        format!("order-{}", known + 1),
+        format!("order-{}", known + 2),
+    );
+    for (order_id, customer) in [(&first, "ada"), (&second, "grace")] {
         let outcome = orders.execute(sample_order(order_id, customer)).await?;
         report(&format!("PlaceOrder {order_id}"), &outcome.events);
     }
     let shipped = orders
         .execute(ShipOrder {
-            order_id: "order-1".into(),
+            order_id: first.clone(),
             carrier: "dhl".into(),
         })
         .await?;
-    report("ShipOrder order-1", &shipped.events);
+    report(&format!("ShipOrder {first}"), &shipped.events);
     let cancelled = orders
         .execute(CancelOrder {
-            order_id: "order-2".into(),
+            order_id: second.clone(),
             reason: "customer changed their mind".into(),
         })
         .await?;
-    report("CancelOrder order-2", &cancelled.events);
+    report(&format!("CancelOrder {second}"), &cancelled.events);
 
     // A command the aggregate refuses: nothing is stored.
     match orders
         .execute(ShipOrder {
-            order_id: "order-2".into(),
+            order_id: second.clone(),
             carrier: "ups".into(),
         })
         .await
     {
-        Err(CommandError::Rejected(reason)) => println!("ShipOrder order-2 -> rejected: {reason}"),
-        other => println!("ShipOrder order-2 -> unexpected: {other:?}"),
+        Err(CommandError::Rejected(reason)) => println!("ShipOrder {second} -> rejected: {reason}"),
+        other => println!("ShipOrder {second} -> unexpected: {other:?}"),
     }
 
     // Rebuild an aggregate from its stream.
-    let order_1 = orders.repository().load("order-1").await?;
+    let replayed = orders.repository().load(first.as_str()).await?;
     println!(
-        "\norder-1 replayed: version {}, status {:?}, total {} cents",
-        order_1.version(),
-        order_1.state().status,
-        order_1.state().total_cents
+        "\n{first} replayed: version {}, status {:?}, total {} cents",
+        replayed.version(),
+        replayed.state().status,
+        replayed.state().total_cents
     );
 
     println!("\nread model (OrderReadModel):");
@@ -69,8 +95,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             view.status, view.customer_id, view.total_cents, view.last_position
         );
     }
-    println!("\nthe store holds {} events", store.len());
+    let stored = store.read_all(1, usize::MAX).await?.len();
+    println!("\nthe store holds {stored} events");
     Ok(())
+}
+
+/// The store `EVENTSOURCE_STORE` names, migrated and ready.
+async fn store_from_env() -> Result<Arc<dyn EventStore>, Box<dyn Error>> {
+    let spec = std::env::var(STORE_VAR).unwrap_or_default();
+    let spec = spec.trim();
+    if spec.is_empty() || spec == "memory" {
+        return Ok(Arc::new(InMemoryEventStore::new()));
+    }
+    if spec.starts_with("sqlite:") {
+        let store = SqliteEventStore::connect(spec).await?;
+        store.migrate().await?;
+        return Ok(Arc::new(store));
+    }
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        let store = PostgresEventStore::connect(spec).await?;
+        store.migrate().await?;
+        return Ok(Arc::new(store));
+    }
+    Err(format!("{STORE_VAR}={spec}: expected `memory`, `sqlite:PATH` or `postgres://...`").into())
 }
 
 fn report(what: &str, events: &[EventEnvelope]) {

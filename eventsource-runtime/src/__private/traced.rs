@@ -50,9 +50,6 @@ where
     O: FnOnce(&R, &Span),
 {
     if span.is_disabled() {
-        if !tracing::dispatcher::has_been_set() {
-            return body();
-        }
         let _caller = UntracedCaller::enter();
         return body();
     }
@@ -82,9 +79,6 @@ where
     O: FnOnce(&R, &Span),
 {
     if span.is_disabled() {
-        if !tracing::dispatcher::has_been_set() {
-            return body.await;
-        }
         return Untraced(pin!(body)).await;
     }
     let body = pin!(body.instrument(span.clone()));
@@ -114,22 +108,35 @@ pub(crate) fn is_untraced_caller(span: &tracing::Id) -> bool {
 }
 
 /// Marks the current span as an untraced body's caller until dropped (panics included).
-struct UntracedCaller(u64);
+/// Costs one relaxed atomic load when no `tracing` subscriber was ever set.
+struct UntracedCaller(Option<u64>);
 
 impl UntracedCaller {
     #[inline]
     fn enter() -> Self {
+        if tracing::dispatcher::has_been_set() {
+            Self(Some(Self::mark()))
+        } else {
+            Self(None)
+        }
+    }
+
+    /// Marks the current span; returns the previous mark.
+    #[inline(never)]
+    fn mark() -> u64 {
         let current = tracing::dispatcher::get_default(|d| {
             d.current_span().id().map_or(0, tracing::Id::into_u64)
         });
-        Self(UNTRACED_CALLER.with(|c| c.replace(current)))
+        UNTRACED_CALLER.with(|c| c.replace(current))
     }
 }
 
 impl Drop for UntracedCaller {
     #[inline]
     fn drop(&mut self) {
-        UNTRACED_CALLER.with(|c| c.set(self.0));
+        if let Some(previous) = self.0 {
+            UNTRACED_CALLER.with(|c| c.set(previous));
+        }
     }
 }
 

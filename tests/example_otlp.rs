@@ -314,10 +314,11 @@ fn example_binary() -> PathBuf {
 fn run_example(endpoint: &str) -> Output {
     let mut command = Command::new(example_binary());
     for (key, _) in std::env::vars() {
+        // `EVENTSOURCE_*`: the process switch, and the store (in memory by default).
         if key.starts_with("OTEL_")
+            || key.starts_with("EVENTSOURCE_")
             || key == "RUST_LOG"
             || key == "NO_COLOR"
-            || key == "EVENTSOURCE_TRACING"
         {
             command.env_remove(key);
         }

@@ -4,6 +4,7 @@
 //! #[attrs] vis fn f(args) -> R {
 //!     let span = if ::eventsource_runtime::telemetry::toggles::is_enabled() && (enabled) {
 //!         ::eventsource_runtime::__private::tracing::span!(INFO, "f", otel.kind = .., key = value, ..)
+//!         // a method adds `otel.name = %{ static NAMES: MethodNames; NAMES.get::<Self>("f") }`
 //!     } else {
 //!         ::eventsource_runtime::__private::tracing::Span::none()
 //!     };
@@ -104,11 +105,18 @@ fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
             None,
         ),
         Name::Method(name) => {
+            // `{Self}.{method}`, formatted once per `Self` type (not per span) and kept in a
+            // `static` here.
             let method = LitStr::new(name, function.sig.ident.span());
+            let names = Ident::new("TRACED_METHOD_NAMES", Span::mixed_site());
             (
                 method.to_token_stream(),
                 Some(quote! {
-                    otel.name = %::eventsource_runtime::__private::traced::MethodName::<Self>::new(#method),
+                    otel.name = %{
+                        static #names: ::eventsource_runtime::__private::traced::MethodNames =
+                            ::eventsource_runtime::__private::traced::MethodNames::new();
+                        #names.get::<Self>(#method)
+                    },
                 }),
             )
         }

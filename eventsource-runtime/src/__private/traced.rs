@@ -25,7 +25,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tracing::Instrument as _;
@@ -360,6 +360,64 @@ impl<T: ?Sized> Debug for MethodName<T> {
     }
 }
 
+/// The span names `{Type}.{method}` of one `#[traced]` method, each formatted the first
+/// time a span of it is recorded and then kept for the life of the process: the attribute
+/// puts one in a `static` at the method, so a span costs a lookup instead of formatting
+/// [`MethodName`] again.
+///
+/// There is one name per `Self` type that reaches the method, several only for a trait's
+/// default method or a blanket impl (the monomorphizations share the `static`): a short
+/// list, looked up by `type_name::<Self>()`, which is all the name depends on.
+pub struct MethodNames {
+    first: OnceLock<&'static MethodNameEntry>,
+}
+
+/// One `Self` type's name in [`MethodNames`]; never freed (there is at most one per
+/// method and type in the program).
+struct MethodNameEntry {
+    ty: &'static str,
+    name: &'static str,
+    next: OnceLock<&'static MethodNameEntry>,
+}
+
+impl MethodNames {
+    /// No name yet.
+    #[inline]
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            first: OnceLock::new(),
+        }
+    }
+
+    /// The name of `method` on `T`, the same as `MethodName::<T>::new(method)` displays.
+    #[inline]
+    #[must_use]
+    pub fn get<T: ?Sized>(&self, method: &'static str) -> &'static str {
+        let ty = type_name::<T>();
+        let mut slot = &self.first;
+        loop {
+            let entry = *slot.get_or_init(|| {
+                Box::leak(Box::new(MethodNameEntry {
+                    ty,
+                    name: MethodName::<T>::new(method).to_string().leak(),
+                    next: OnceLock::new(),
+                }))
+            });
+            if std::ptr::eq(entry.ty, ty) || entry.ty == ty {
+                return entry.name;
+            }
+            slot = &entry.next;
+        }
+    }
+}
+
+impl Default for MethodNames {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// `my_crate::orders::OrderService<alloc::string::String>` -> `OrderService`.
 #[must_use]
 pub fn short_type_name(full: &str) -> &str {
@@ -476,7 +534,7 @@ impl<T: FieldValue> FieldValue for Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{FieldValue, MethodName, short_type_name};
+    use super::{FieldValue, MethodName, MethodNames, short_type_name};
 
     #[test]
     fn short_type_names() {
@@ -489,6 +547,24 @@ mod tests {
         assert_eq!(short_type_name("Local"), "Local");
         struct Svc;
         assert_eq!(MethodName::<Svc>::new("run").to_string(), "Svc.run");
+    }
+
+    #[test]
+    fn method_names_are_kept_per_self_type() {
+        struct Svc;
+        struct Repo<T>(T);
+        static NAMES: MethodNames = MethodNames::new();
+        let first = NAMES.get::<Svc>("run");
+        assert_eq!(first, "Svc.run");
+        assert!(
+            std::ptr::eq(first, NAMES.get::<Svc>("run")),
+            "formatted once"
+        );
+        assert_eq!(NAMES.get::<Repo<u8>>("run"), "Repo.run");
+        assert_eq!(NAMES.get::<&mut Svc>("run"), "Svc.run");
+        assert_eq!(NAMES.get::<Repo<String>>("run"), "Repo.run");
+        assert_eq!(NAMES.get::<Svc>("run"), "Svc.run");
+        assert_eq!(NAMES.get::<Repo<u8>>("run"), "Repo.run");
     }
 
     #[test]

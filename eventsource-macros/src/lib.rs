@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 mod aggregate;
+mod args;
 mod command_handler;
 mod errors;
 mod projection;

@@ -102,57 +102,22 @@ impl Args {
         let mut args = Self::default();
         for attr in attrs.iter().filter(|a| a.path().is_ident("aggregate")) {
             args.attributes.push(attr.clone());
-            let parsed =
-                attr.parse_args_with(|input: ParseStream<'_>| args.parse_list(input, errors));
-            if let Err(e) = parsed {
-                args.malformed = true;
-                errors.push(e);
+            let parsed = attr.parse_args_with(|input: ParseStream<'_>| {
+                crate::args::parse_list(input, errors, |arg, errors| args.add(arg, errors))
+            });
+            match parsed {
+                Ok(malformed) => args.malformed |= malformed,
+                Err(e) => {
+                    args.malformed = true;
+                    errors.push(e);
+                }
             }
         }
         args
     }
 
-    /// Parses `arg, arg, ...`, recovering after each argument that fails.
-    fn parse_list(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
-        while !input.is_empty() {
-            match input.parse::<Arg>() {
-                Ok(arg) => self.add(arg, errors),
-                Err(e) => {
-                    self.malformed = true;
-                    errors.push(e);
-                    skip_to_comma(input)?;
-                }
-            }
-            if input.is_empty() {
-                break;
-            }
-            if let Err(e) = input.parse::<Token![,]>() {
-                self.malformed = true;
-                errors.push(e);
-                skip_to_comma(input)?;
-                input.parse::<Option<Token![,]>>()?;
-            }
-        }
-        Ok(())
-    }
-
     fn add(&mut self, arg: Arg, errors: &mut Errors) {
-        fn set<T>(
-            slot: &mut Option<T>,
-            value: T,
-            keyword: impl quote::ToTokens,
-            name: &str,
-            errors: &mut Errors,
-        ) {
-            if slot.is_some() {
-                errors.at(
-                    keyword,
-                    format!("duplicate argument `{name}`: give it once"),
-                );
-            } else {
-                *slot = Some(value);
-            }
-        }
+        use crate::args::set_once as set;
         match arg {
             Arg::Type(keyword, name) => set(&mut self.type_name, name, keyword, "type", errors),
             Arg::Events(list) => {
@@ -171,12 +136,4 @@ impl Args {
             ),
         }
     }
-}
-
-/// Skips what is left of a malformed argument: every token tree up to the next `,`.
-fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
-    while !input.is_empty() && !input.peek(Token![,]) {
-        input.parse::<proc_macro2::TokenTree>()?;
-    }
-    Ok(())
 }

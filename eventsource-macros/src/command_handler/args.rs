@@ -2,7 +2,6 @@
 
 use proc_macro2::TokenStream;
 use syn::parse::{Parse, ParseStream, Parser};
-use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, LitStr, Token};
 
 use crate::errors::Errors;
@@ -85,39 +84,27 @@ impl Args {
     /// Parses the attribute's arguments, recording errors.
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let mut args = Self::default();
-        match Punctuated::<Arg, Token![,]>::parse_terminated.parse2(tokens) {
-            Ok(list) => {
-                for arg in list {
-                    args.add(arg, errors);
-                }
-            }
-            Err(e) => errors.push(e),
+        let parsed = (|input: ParseStream<'_>| {
+            crate::args::parse_list(input, errors, |arg, errors| args.add(arg, errors))
+        })
+        .parse2(tokens);
+        if let Err(e) = parsed {
+            errors.push(e);
         }
         args
     }
 
     fn add(&mut self, arg: Arg, errors: &mut Errors) {
-        fn set<T>(
-            slot: &mut Option<T>,
-            value: T,
-            keyword: impl quote::ToTokens,
-            errors: &mut Errors,
-        ) {
-            if slot.is_some() {
-                let name = keyword.to_token_stream().to_string();
-                errors.at(
-                    keyword,
-                    format!("duplicate argument `{name}`: give it once"),
-                );
-            } else {
-                *slot = Some(value);
-            }
-        }
+        use crate::args::set_once;
         match arg {
-            Arg::Name(k, v) => set(&mut self.name, v, k, errors),
-            Arg::Enabled(k, v) => set(&mut self.enabled, v, k, errors),
-            Arg::AggregateId(k, v) => set(&mut self.aggregate_id, (k, v), k, errors),
-            Arg::CommandType(k, v) => set(&mut self.command_type, (k, v), k, errors),
+            Arg::Name(k, v) => set_once(&mut self.name, v, k, "name", errors),
+            Arg::Enabled(k, v) => set_once(&mut self.enabled, v, k, "enabled", errors),
+            Arg::AggregateId(k, v) => {
+                set_once(&mut self.aggregate_id, (k, v), k, "aggregate_id", errors)
+            }
+            Arg::CommandType(k, v) => {
+                set_once(&mut self.command_type, (k, v), k, "command_type", errors)
+            }
         }
     }
 }

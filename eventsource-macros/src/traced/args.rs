@@ -356,51 +356,18 @@ impl Args {
     /// so the arguments after it are still read and only its own error is reported.
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let mut args = Self::default();
-        let parsed = (|input: ParseStream<'_>| args.parse_list(input, errors)).parse2(tokens);
+        let parsed = (|input: ParseStream<'_>| {
+            crate::args::parse_list(input, errors, |arg, errors| args.add(arg, errors))
+        })
+        .parse2(tokens);
         if let Err(e) = parsed {
             errors.push(e);
         }
         args
     }
 
-    fn parse_list(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
-        while !input.is_empty() {
-            match input.parse::<Arg>() {
-                Ok(arg) => self.add(arg, errors),
-                Err(e) => {
-                    errors.push(e);
-                    skip_to_comma(input)?;
-                }
-            }
-            if input.is_empty() {
-                break;
-            }
-            if let Err(e) = input.parse::<Token![,]>() {
-                errors.push(e);
-                skip_to_comma(input)?;
-                input.parse::<Option<Token![,]>>()?;
-            }
-        }
-        Ok(())
-    }
-
     fn add(&mut self, arg: Arg, errors: &mut Errors) {
-        fn set<T>(
-            slot: &mut Option<T>,
-            value: T,
-            keyword: impl quote::ToTokens,
-            name: &str,
-            errors: &mut Errors,
-        ) {
-            if slot.is_some() {
-                errors.at(
-                    keyword,
-                    format!("duplicate argument `{name}`: give it once"),
-                );
-            } else {
-                *slot = Some(value);
-            }
-        }
+        use crate::args::set_once as set;
         match arg {
             Arg::Name(k, v) => set(&mut self.name, (k, v), k, "name", errors),
             Arg::Kind(k, v, at) => set(&mut self.kind, (k, v, at), k, "kind", errors),
@@ -411,12 +378,4 @@ impl Args {
             Arg::Err(k) => set(&mut self.err, k, k, "err", errors),
         }
     }
-}
-
-/// Skips what is left of a malformed argument: every token tree up to the next `,`.
-fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
-    while !input.is_empty() && !input.peek(Token![,]) {
-        input.parse::<proc_macro2::TokenTree>()?;
-    }
-    Ok(())
 }

@@ -101,11 +101,12 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Executor as _, PgExecutor, Row};
 use uuid::Uuid;
 
+use super::sql_row::StoredRow;
 use super::{
     AppendResult, AppendSignal, EventStore, ExpectedVersion, StoreError, VersionConflict,
     instrument,
 };
-use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
+use crate::event::{EventEnvelope, NewEvent, Payload, StreamId};
 use crate::telemetry::config::{StoreSpanNames, StoreTelemetry};
 
 pub use checkpoint::{PostgresCheckpointStore, PostgresLease};
@@ -445,73 +446,13 @@ fn is_version_taken(error: &sqlx::Error) -> bool {
 
 /// Reads one stored event; anything unreadable is [`StoreError::Corrupt`], never a panic.
 fn decode(row: &PgRow) -> Result<EventEnvelope, StoreError> {
-    let stream_type = row.try_get::<String, _>("stream_type");
-    let stream_id = row.try_get::<String, _>("stream_id");
-    let version = row.try_get::<i64, _>("version");
-    let position = row.try_get::<i64, _>("position");
-    let stream = StreamId::new(
-        stream_type.as_deref().unwrap_or("?").to_owned(),
-        match &stream_id {
-            Ok(id) => id.clone(),
-            Err(_) => format!("?@{}", position.as_ref().copied().unwrap_or(0)),
-        },
-    );
-    let known_version = version
-        .as_ref()
-        .ok()
-        .and_then(|&v| u64::try_from(v).ok())
-        .unwrap_or(0);
-    let corrupt = |what: &str, reason: &dyn std::fmt::Display| StoreError::Corrupt {
-        stream: stream.clone(),
-        version: known_version,
-        reason: format!("{what}: {reason}"),
-    };
-
-    stream_type.map_err(|e| corrupt("stream_type", &e))?;
-    stream_id.map_err(|e| corrupt("stream_id", &e))?;
-    let version = version.map_err(|e| corrupt("version", &e))?;
-    let version = u64::try_from(version).map_err(|e| corrupt("version", &e))?;
-    let position = position.map_err(|e| corrupt("position", &e))?;
-    let position = u64::try_from(position).map_err(|e| corrupt("position", &e))?;
-    let event_id = row
-        .try_get::<Uuid, _>("event_id")
-        .map_err(|e| corrupt("event_id", &e))?;
-    let event_type = row
-        .try_get::<String, _>("event_type")
-        .map_err(|e| corrupt("event_type", &e))?;
-    let schema_version = row
-        .try_get::<i64, _>("schema_version")
-        .map_err(|e| corrupt("schema_version", &e))?;
-    let schema_version =
-        u32::try_from(schema_version).map_err(|e| corrupt("schema_version", &e))?;
-    let micros = row
-        .try_get::<DateTime<Utc>, _>("recorded_at")
-        .map_err(|e| corrupt("recorded_at", &e))?;
-    let nanos = row
-        .try_get::<i32, _>("recorded_at_nanos")
-        .map_err(|e| corrupt("recorded_at_nanos", &e))?;
-    let timestamp =
-        join_timestamp(micros, nanos).ok_or_else(|| corrupt("recorded_at_nanos", &nanos))?;
-    let payload = row
-        .try_get::<String, _>("payload")
-        .map_err(|e| corrupt("payload", &e))?;
-    let payload = serde_json::from_str(&payload).map_err(|e| corrupt("payload", &e))?;
-    let metadata = row
-        .try_get::<String, _>("metadata")
-        .map_err(|e| corrupt("metadata", &e))?;
-    let metadata =
-        serde_json::from_str::<Metadata>(&metadata).map_err(|e| corrupt("metadata", &e))?;
-
-    Ok(EventEnvelope {
-        event_id,
-        stream,
-        version,
-        position,
-        event_type,
-        schema_version,
-        timestamp,
-        payload,
-        metadata,
+    StoredRow::new(row).envelope(|stored| {
+        let event_id = stored.get::<Uuid>("event_id")?;
+        let micros = stored.get::<DateTime<Utc>>("recorded_at")?;
+        let nanos = stored.get::<i32>("recorded_at_nanos")?;
+        let timestamp = join_timestamp(micros, nanos)
+            .ok_or_else(|| stored.corrupt("recorded_at_nanos", &nanos))?;
+        Ok((event_id, timestamp))
     })
 }
 

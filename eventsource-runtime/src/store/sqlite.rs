@@ -61,15 +61,16 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
+use super::sql_row::StoredRow;
 use super::{
     AppendResult, AppendSignal, EventStore, ExpectedVersion, StoreError, VersionConflict,
     instrument,
 };
-use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
+use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::telemetry::config::{StoreSpanNames, StoreTelemetry};
 
 pub use checkpoint::{SqliteCheckpointStore, SqliteLease};
@@ -434,70 +435,12 @@ async fn current_version(
 
 /// Reads one stored event; anything unreadable is [`StoreError::Corrupt`], never a panic.
 fn decode(row: &SqliteRow) -> Result<EventEnvelope, StoreError> {
-    let stream_type = row.try_get::<String, _>("stream_type");
-    let stream_id = row.try_get::<String, _>("stream_id");
-    let version = row.try_get::<i64, _>("version");
-    let position = row.try_get::<i64, _>("position");
-    let stream = StreamId::new(
-        stream_type.as_deref().unwrap_or("?").to_owned(),
-        match &stream_id {
-            Ok(id) => id.clone(),
-            Err(_) => format!("?@{}", position.as_ref().copied().unwrap_or(0)),
-        },
-    );
-    let known_version = version
-        .as_ref()
-        .ok()
-        .and_then(|&v| u64::try_from(v).ok())
-        .unwrap_or(0);
-    let corrupt = |what: &str, reason: &dyn std::fmt::Display| StoreError::Corrupt {
-        stream: stream.clone(),
-        version: known_version,
-        reason: format!("{what}: {reason}"),
-    };
-
-    stream_type.map_err(|e| corrupt("stream_type", &e))?;
-    stream_id.map_err(|e| corrupt("stream_id", &e))?;
-    let version = version.map_err(|e| corrupt("version", &e))?;
-    let version = u64::try_from(version).map_err(|e| corrupt("version", &e))?;
-    let position = position.map_err(|e| corrupt("position", &e))?;
-    let position = u64::try_from(position).map_err(|e| corrupt("position", &e))?;
-    let event_id = row
-        .try_get::<String, _>("event_id")
-        .map_err(|e| corrupt("event_id", &e))?;
-    let event_id = Uuid::parse_str(&event_id).map_err(|e| corrupt("event_id", &e))?;
-    let event_type = row
-        .try_get::<String, _>("event_type")
-        .map_err(|e| corrupt("event_type", &e))?;
-    let schema_version = row
-        .try_get::<i64, _>("schema_version")
-        .map_err(|e| corrupt("schema_version", &e))?;
-    let schema_version =
-        u32::try_from(schema_version).map_err(|e| corrupt("schema_version", &e))?;
-    let timestamp = row
-        .try_get::<String, _>("timestamp")
-        .map_err(|e| corrupt("timestamp", &e))?;
-    let timestamp = parse_timestamp(&timestamp).map_err(|e| corrupt("timestamp", &e))?;
-    let payload = row
-        .try_get::<String, _>("payload")
-        .map_err(|e| corrupt("payload", &e))?;
-    let payload = serde_json::from_str(&payload).map_err(|e| corrupt("payload", &e))?;
-    let metadata = row
-        .try_get::<String, _>("metadata")
-        .map_err(|e| corrupt("metadata", &e))?;
-    let metadata =
-        serde_json::from_str::<Metadata>(&metadata).map_err(|e| corrupt("metadata", &e))?;
-
-    Ok(EventEnvelope {
-        event_id,
-        stream,
-        version,
-        position,
-        event_type,
-        schema_version,
-        timestamp,
-        payload,
-        metadata,
+    StoredRow::new(row).envelope(|stored| {
+        let event_id = stored.get::<String>("event_id")?;
+        let event_id = Uuid::parse_str(&event_id).map_err(|e| stored.corrupt("event_id", &e))?;
+        let timestamp = stored.get::<String>("timestamp")?;
+        let timestamp = parse_timestamp(&timestamp).map_err(|e| stored.corrupt("timestamp", &e))?;
+        Ok((event_id, timestamp))
     })
 }
 

@@ -6,12 +6,13 @@
 //! up to date; `cargo test --test example_otlp` does not build examples by itself) and run
 //! from `target/<profile>/examples/`, next to this test's executable.
 
+#[path = "common/otlp_collector.rs"]
+mod otlp_collector;
+
+use otlp_collector::{Request, collector};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
 use eventsource_runtime::telemetry::attributes as attr;
 use serde_json::Value as Json;
@@ -527,79 +528,4 @@ fn tree(spans: &[Span]) -> String {
         write(&mut out, spans, root, 0);
     }
     out
-}
-
-// ---- a collector that records OTLP/HTTP requests (as in tests/telemetry_init.rs) ---------
-
-#[derive(Debug, Clone)]
-struct Request {
-    path: String,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-fn collector() -> (String, Arc<Mutex<Vec<Request>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let recorded = Arc::clone(&requests);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let recorded = Arc::clone(&recorded);
-            std::thread::spawn(move || serve(stream, &recorded));
-        }
-    });
-    (endpoint, requests)
-}
-
-/// HTTP/1.1 with keep-alive: records each request, answers 200 with an empty message.
-fn serve(stream: TcpStream, recorded: &Mutex<Vec<Request>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let (mut length, mut content_type) = (0, String::new());
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().unwrap_or(0),
-                "content-type" => content_type = value.trim().to_owned(),
-                _ => {}
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let json = content_type.contains("json");
-        recorded.lock().unwrap().push(Request {
-            path,
-            content_type: content_type.clone(),
-            body,
-        });
-        let reply = if json { "{}" } else { "" };
-        let _ = write!(
-            writer,
-            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{reply}",
-            reply.len()
-        );
-    }
 }

@@ -5,10 +5,15 @@
 //! scenario; the parent sets the child's environment (never its own) and reads what the child
 //! printed, or what it sent to a tiny HTTP collector the parent runs.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+#[path = "common/otlp_collector.rs"]
+mod otlp_collector;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
+
+use otlp_collector::{Request, collector};
 use std::time::Duration;
 
 use eventsource_runtime::telemetry::{InitError, Telemetry};
@@ -199,73 +204,6 @@ fn a_malformed_endpoint_disables_telemetry_with_one_warning() {
 }
 
 // ---- OTLP over HTTP, against a collector that records the requests ----------------------
-
-#[derive(Debug, Clone)]
-struct Request {
-    path: String,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-fn collector() -> (String, Arc<Mutex<Vec<Request>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(Mutex::new(Vec::new()));
-    let recorded = Arc::clone(&requests);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let recorded = Arc::clone(&recorded);
-            std::thread::spawn(move || serve(stream, &recorded));
-        }
-    });
-    (endpoint, requests)
-}
-
-/// HTTP/1.1 with keep-alive: records each request, answers 200 with an empty message.
-fn serve(stream: TcpStream, recorded: &Mutex<Vec<Request>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        let (mut length, mut content_type) = (0, String::new());
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap();
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().unwrap(),
-                "content-type" => content_type = value.trim().to_owned(),
-                _ => {}
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        let json = content_type.contains("json");
-        recorded.lock().unwrap().push(Request {
-            path,
-            content_type: content_type.clone(),
-            body,
-        });
-        let reply = if json { "{}" } else { "" };
-        let _ = write!(
-            writer,
-            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{reply}",
-            reply.len()
-        );
-    }
-}
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)

@@ -1,6 +1,9 @@
 //! Commands: load -> decide -> record -> save -> deliver, in one call.
 
+use std::sync::Arc;
+
 use crate::aggregate::{Aggregate, AggregateRoot};
+use crate::bus::{BusError, EventBus, PublishReport};
 use crate::event::{EventEnvelope, Metadata};
 use crate::projection::{DeliveryFailure, Projection, ProjectionRegistry, SharedProjection};
 use crate::repository::{Repository, RepositoryError};
@@ -82,6 +85,10 @@ pub struct CommandOutcome<A: Aggregate> {
     pub events: Vec<EventEnvelope>,
     /// Projections that failed on these events. The events are stored regardless.
     pub delivery_failures: Vec<DeliveryFailure>,
+    /// What publishing the events on the service's [bus](CommandService::with_bus) did:
+    /// `None` without a bus or without events. An `Err` never undoes the save: the events
+    /// are stored, and can be published again from the store.
+    pub publish: Option<Result<PublishReport, BusError>>,
 }
 
 impl<A: Aggregate> CommandOutcome<A> {
@@ -90,11 +97,20 @@ impl<A: Aggregate> CommandOutcome<A> {
     pub fn version(&self) -> u64 {
         self.aggregate.version()
     }
+
+    /// The bus's error, when publishing the stored events failed.
+    #[must_use]
+    pub fn publish_error(&self) -> Option<&BusError> {
+        self.publish.as_ref().and_then(|p| p.as_ref().err())
+    }
 }
 
 /// Runs commands against aggregates of type `A`: load, decide, record, save, deliver.
 ///
-/// Cheap to clone; clones share the store and the projections.
+/// With a bus ([`with_bus`](Self::with_bus)), the stored events are then published, inside
+/// the command's span.
+///
+/// Cheap to clone; clones share the store, the projections and the bus.
 ///
 /// ```
 /// use eventsource_runtime::prelude::*;
@@ -131,6 +147,7 @@ impl<A: Aggregate> CommandOutcome<A> {
 pub struct CommandService<A: Aggregate> {
     repository: Repository<A>,
     projections: ProjectionRegistry,
+    bus: Option<Arc<dyn EventBus>>,
 }
 
 impl<A: Aggregate> Clone for CommandService<A> {
@@ -138,6 +155,7 @@ impl<A: Aggregate> Clone for CommandService<A> {
         Self {
             repository: self.repository.clone(),
             projections: self.projections.clone(),
+            bus: self.bus.clone(),
         }
     }
 }
@@ -147,6 +165,7 @@ impl<A: Aggregate> std::fmt::Debug for CommandService<A> {
         f.debug_struct("CommandService")
             .field("repository", &self.repository)
             .field("projections", &self.projections)
+            .field("bus", &self.bus.is_some())
             .finish()
     }
 }
@@ -164,7 +183,40 @@ impl<A: Aggregate> CommandService<A> {
         Self {
             repository,
             projections,
+            bus: None,
         }
+    }
+
+    /// Builder: after each save (and the projections), publish the stored events on `bus`,
+    /// inside the command's span: each publish span is a child of the command span.
+    ///
+    /// A failed publish never undoes the save; it is logged and reported in
+    /// [`CommandOutcome::publish`].
+    ///
+    /// ```
+    /// use eventsource_runtime::bus::InMemoryEventBus;
+    /// use eventsource_runtime::prelude::*;
+    /// # #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    /// # pub struct Opened;
+    /// # #[derive(Default, Aggregate)]
+    /// # #[aggregate(type = "Account", events(Opened))]
+    /// # pub struct Account;
+    /// # impl Apply<Opened> for Account { fn apply(&mut self, _: &Opened) {} }
+    ///
+    /// let bus = InMemoryEventBus::new();
+    /// let accounts = CommandService::<Account>::new(InMemoryEventStore::new()).with_bus(bus.clone());
+    /// assert!(accounts.bus().is_some());
+    /// ```
+    #[must_use]
+    pub fn with_bus(mut self, bus: impl EventBus) -> Self {
+        self.bus = Some(Arc::new(bus));
+        self
+    }
+
+    /// The bus the service publishes stored events on, if any.
+    #[must_use]
+    pub fn bus(&self) -> Option<&Arc<dyn EventBus>> {
+        self.bus.as_ref()
     }
 
     /// The repository the service loads and saves through.
@@ -317,10 +369,30 @@ impl<A: Aggregate> CommandService<A> {
             .save_with_metadata(&mut aggregate, &metadata)
             .await?;
         let delivery_failures = self.projections.deliver(&events).await;
+        let publish = match &self.bus {
+            Some(bus) if !events.is_empty() => Some(publish(&**bus, &events).await),
+            _ => None,
+        };
         Ok(CommandOutcome {
             aggregate,
             events,
             delivery_failures,
+            publish,
         })
     }
+}
+
+/// Publishes stored events on the bus; a failure is logged (the events stay stored).
+async fn publish(bus: &dyn EventBus, events: &[EventEnvelope]) -> Result<PublishReport, BusError> {
+    let result = bus.publish(events).await;
+    #[cfg(feature = "tracing")]
+    if let Err(error) = &result {
+        tracing::warn!(
+            target: spans::TARGET,
+            error = %error,
+            events = events.len(),
+            "publishing stored events failed; they stay stored"
+        );
+    }
+    result
 }

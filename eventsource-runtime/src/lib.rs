@@ -18,6 +18,10 @@
 //! - [`projection`](mod@projection): [`Projection`], in-process delivery, and the
 //!   checkpointed [`ProjectionRunner`](projection::runner::ProjectionRunner) that feeds a
 //!   projection from a store;
+//! - [`bus`]: [`EventBus`], [`EventHandler`](bus::EventHandler) and the
+//!   [`InMemoryEventBus`] that publish stored events to handlers
+//!   ([`CommandService::with_bus`]), and the [`Dispatcher`](bus::Dispatcher) any transport
+//!   consumes through;
 //! - `testing` (feature `testing`): given/when/then for aggregates.
 //!
 //! ```
@@ -70,6 +74,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;
+pub mod bus;
 pub mod command;
 pub mod event;
 pub mod projection;
@@ -85,6 +90,7 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, AggregateRoot, Apply};
 pub use async_trait::async_trait;
+pub use bus::{EventBus, InMemoryEventBus};
 pub use command::{Command, CommandError, CommandOutcome, CommandService, Handle};
 pub use event::{DomainEvent, EventEnvelope, EventType, Metadata, StreamId};
 pub use projection::{Projection, ProjectionRegistry};
@@ -358,6 +364,7 @@ pub use eventsource_macros::traced;
 pub mod prelude {
     pub use crate::Aggregate;
     pub use crate::aggregate::{AggregateRoot, Apply};
+    pub use crate::bus::{EventBus, EventHandler, HandlerError, InMemoryEventBus, handler_fn};
     pub use crate::command::{Command, CommandError, CommandOutcome, CommandService, Handle};
     #[cfg(feature = "macros")]
     pub use crate::command_handler;

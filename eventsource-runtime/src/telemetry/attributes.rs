@@ -6,9 +6,15 @@
 
 pub use opentelemetry_semantic_conventions::attribute::{
     DB_COLLECTION_NAME, DB_OPERATION_NAME, DB_QUERY_TEXT, DB_SYSTEM_NAME, EXCEPTION_MESSAGE,
-    EXCEPTION_TYPE, MESSAGING_DESTINATION_NAME, MESSAGING_MESSAGE_ID, MESSAGING_OPERATION_TYPE,
-    MESSAGING_SYSTEM, SERVER_ADDRESS, SERVER_PORT,
+    EXCEPTION_TYPE, MESSAGING_BATCH_MESSAGE_COUNT, MESSAGING_DESTINATION_NAME,
+    MESSAGING_MESSAGE_ID, MESSAGING_OPERATION_TYPE, MESSAGING_SYSTEM, SERVER_ADDRESS, SERVER_PORT,
 };
+
+/// [`MESSAGING_OPERATION_TYPE`] of a publish span.
+pub const MESSAGING_OPERATION_PUBLISH: &str = "publish";
+/// [`MESSAGING_OPERATION_TYPE`] of a consume span.
+pub const MESSAGING_OPERATION_PROCESS: &str = "process";
+pub use super::config::MESSAGING_SYSTEM_IN_MEMORY;
 
 // ---- eventsource.* span attributes ---------------------------------------------------------
 
@@ -46,6 +52,20 @@ pub const PROJECTION_NAME: &str = "eventsource.projection.name";
 pub const PROJECTION_LAG_MS: &str = "eventsource.projection.lag_ms";
 /// An event handler's name.
 pub const HANDLER_NAME: &str = "eventsource.handler.name";
+/// How a bus delivery reached the handlers: [`DELIVERY_LIVE`], [`DELIVERY_REDELIVERY`],
+/// [`DELIVERY_REPLAY`] or [`DELIVERY_BATCH`] (on consume spans).
+pub const DELIVERY_MODE: &str = "eventsource.delivery.mode";
+/// [`DELIVERY_MODE`] of a first delivery: the consume span is a child of the publish span.
+pub const DELIVERY_LIVE: &str = "live";
+/// [`DELIVERY_MODE`] of a redelivery after a handler failed: a new root, linked.
+pub const DELIVERY_REDELIVERY: &str = "redelivery";
+/// [`DELIVERY_MODE`] of stored events replayed: a new root, linked to the append.
+pub const DELIVERY_REPLAY: &str = "replay";
+/// [`DELIVERY_MODE`] of several messages in one delivery: a new root, one link each.
+pub const DELIVERY_BATCH: &str = "batch";
+/// Which delivery of a message this is: 1 for the first, 2 for the first redelivery, ...
+/// (integer, on redelivery consume spans).
+pub const DELIVERY_ATTEMPT: &str = "eventsource.delivery.attempt";
 /// A query's type name.
 pub const QUERY_TYPE: &str = "eventsource.query.type";
 /// How many items a query returned (integer).
@@ -69,6 +89,7 @@ pub use super::config::{
     SPAN_AGGREGATE_REPLAY, SPAN_REPOSITORY_EXISTS, SPAN_REPOSITORY_LOAD, SPAN_REPOSITORY_SAVE,
     SPAN_STORE_APPEND, SPAN_STORE_LOAD, SPAN_STORE_READ_ALL,
 };
+pub use super::config::{SPAN_BUS_CONSUME, SPAN_BUS_HANDLE, SPAN_BUS_PUBLISH};
 pub use super::config::{
     SPAN_SNAPSHOT_STORE_DELETE, SPAN_SNAPSHOT_STORE_EXISTS, SPAN_SNAPSHOT_STORE_GET,
     SPAN_SNAPSHOT_STORE_SAVE,
@@ -95,6 +116,13 @@ pub const METRIC_EVENTS_PRODUCED: &str = "cqrs.events.produced";
 pub const METRIC_PROJECTION_LAG: &str = "cqrs.projection.lag";
 /// Counter of consumed events whose stored trace context was missing or malformed.
 pub const METRIC_TRACE_CONTEXT_INVALID: &str = "eventsource.trace_context.invalid";
+/// Counter of messages an event bus published.
+pub const METRIC_BUS_MESSAGES_PUBLISHED: &str = "eventsource.bus.messages.published";
+/// Counter of messages an event bus delivered to its handlers (each delivery, replay and
+/// redelivery counts; a batch counts each of its messages).
+pub const METRIC_BUS_MESSAGES_CONSUMED: &str = "eventsource.bus.messages.consumed";
+/// Histogram of event handler durations, seconds.
+pub const METRIC_BUS_HANDLER_DURATION: &str = "eventsource.bus.handler.duration";
 
 /// Metric attribute: command type.
 pub const METRIC_ATTR_COMMAND_TYPE: &str = "command.type";
@@ -104,6 +132,8 @@ pub const METRIC_ATTR_COMMAND_STATUS: &str = "command.status";
 pub const METRIC_ATTR_PROJECTION_NAME: &str = "projection.name";
 /// Metric attribute: event type.
 pub const METRIC_ATTR_EVENT_TYPE: &str = "event.type";
+/// Metric attribute: event handler name.
+pub const METRIC_ATTR_HANDLER_NAME: &str = "handler.name";
 /// Metric attribute of [`METRIC_TRACE_CONTEXT_INVALID`]: `missing` or `malformed`.
 pub const METRIC_ATTR_REASON: &str = "reason";
 /// [`METRIC_ATTR_COMMAND_STATUS`] value.

@@ -24,6 +24,16 @@ pub const SPAN_SNAPSHOT_STORE_DELETE: &str = "eventsource.snapshot_store.delete"
 pub const SPAN_SNAPSHOT_STORE_EXISTS: &str = "eventsource.snapshot_store.exists";
 /// Span name of an aggregate replay (opt-in, see [`RepositoryTelemetry::replay_span`]).
 pub const SPAN_AGGREGATE_REPLAY: &str = "eventsource.aggregate.replay";
+/// Default span name of an event bus publish (PRODUCER).
+pub const SPAN_BUS_PUBLISH: &str = "eventsource.event_bus.publish";
+/// Default span name of an event bus delivery (CONSUMER).
+pub const SPAN_BUS_CONSUME: &str = "eventsource.event_bus.consume";
+/// Default span name of one handler's share of a delivery (INTERNAL).
+pub const SPAN_BUS_HANDLE: &str = "eventsource.event_bus.handle";
+/// `messaging.system` of the in-process [`InMemoryEventBus`](crate::bus::InMemoryEventBus).
+/// OpenTelemetry lists no value for an in-process bus; this one matches the in-memory
+/// store's `db.system.name`.
+pub const MESSAGING_SYSTEM_IN_MEMORY: &str = "in_memory";
 
 /// Span names of an event store's operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,5 +148,51 @@ impl HandlerTelemetry {
 impl Default for HandlerTelemetry {
     fn default() -> Self {
         Self::DEFAULT
+    }
+}
+
+/// Span names of an event bus's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusSpanNames {
+    /// Publishing one message (PRODUCER).
+    pub publish: &'static str,
+    /// Delivering messages to the handlers (CONSUMER).
+    pub consume: &'static str,
+    /// One handler handling one message (INTERNAL).
+    pub handle: &'static str,
+}
+
+impl Default for BusSpanNames {
+    fn default() -> Self {
+        Self {
+            publish: SPAN_BUS_PUBLISH,
+            consume: SPAN_BUS_CONSUME,
+            handle: SPAN_BUS_HANDLE,
+        }
+    }
+}
+
+/// An event bus's telemetry settings. The destination is not here: each
+/// [`BusMessage`](crate::bus::BusMessage) names its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusTelemetry {
+    /// The component switch for the bus's spans (on by default). The bus metrics follow
+    /// the process switch only, like the command metrics.
+    pub enabled: bool,
+    /// `messaging.system` (`in_memory`, `rabbitmq`, `nats`, ...).
+    pub system: &'static str,
+    /// Span names.
+    pub names: BusSpanNames,
+}
+
+impl BusTelemetry {
+    /// Spans on, for a bus of `system`, with the default names.
+    #[must_use]
+    pub fn new(system: &'static str) -> Self {
+        Self {
+            enabled: true,
+            system,
+            names: BusSpanNames::default(),
+        }
     }
 }

@@ -23,6 +23,9 @@ pub(crate) struct Instruments {
     pub(crate) events_produced: Counter<u64>,
     pub(crate) projection_lag: Histogram<f64>,
     pub(crate) trace_context_invalid: Counter<u64>,
+    pub(crate) bus_published: Counter<u64>,
+    pub(crate) bus_consumed: Counter<u64>,
+    pub(crate) bus_handler_duration: Histogram<f64>,
 }
 
 static INSTRUMENTS: RwLock<Option<Arc<Instruments>>> = RwLock::new(None);
@@ -57,6 +60,21 @@ impl Instruments {
                 .with_description(
                     "Consumed events whose stored trace context was missing or malformed",
                 )
+                .build(),
+            bus_published: meter
+                .u64_counter(attr::METRIC_BUS_MESSAGES_PUBLISHED)
+                .with_unit("{message}")
+                .with_description("Messages published on an event bus")
+                .build(),
+            bus_consumed: meter
+                .u64_counter(attr::METRIC_BUS_MESSAGES_CONSUMED)
+                .with_unit("{message}")
+                .with_description("Messages an event bus delivered to its handlers")
+                .build(),
+            bus_handler_duration: meter
+                .f64_histogram(attr::METRIC_BUS_HANDLER_DURATION)
+                .with_unit("s")
+                .with_description("Duration of one event handler handling one message")
                 .build(),
         }
     }
@@ -116,6 +134,44 @@ pub(crate) fn record_projection_lag(projection: &str, event_type: &str, lag: Dur
         lag.as_secs_f64(),
         &[
             KeyValue::new(attr::METRIC_ATTR_PROJECTION_NAME, projection.to_owned()),
+            KeyValue::new(attr::METRIC_ATTR_EVENT_TYPE, event_type.to_owned()),
+        ],
+    );
+}
+
+/// The attributes of the bus message counters: system, destination, event type.
+fn bus_message_attributes(
+    system: &'static str,
+    destination: &Arc<str>,
+    event_type: &str,
+) -> [KeyValue; 3] {
+    [
+        KeyValue::new(attr::MESSAGING_SYSTEM, system),
+        KeyValue::new(attr::MESSAGING_DESTINATION_NAME, Arc::clone(destination)),
+        KeyValue::new(attr::METRIC_ATTR_EVENT_TYPE, event_type.to_owned()),
+    ]
+}
+
+/// Records one message published on an event bus.
+pub(crate) fn record_bus_published(system: &'static str, destination: &Arc<str>, event_type: &str) {
+    instruments()
+        .bus_published
+        .add(1, &bus_message_attributes(system, destination, event_type));
+}
+
+/// Records one message delivered to an event bus's handlers.
+pub(crate) fn record_bus_consumed(system: &'static str, destination: &Arc<str>, event_type: &str) {
+    instruments()
+        .bus_consumed
+        .add(1, &bus_message_attributes(system, destination, event_type));
+}
+
+/// Records how long one handler took with one message (failed or not).
+pub(crate) fn record_bus_handler(handler: &str, event_type: &str, elapsed: Duration) {
+    instruments().bus_handler_duration.record(
+        elapsed.as_secs_f64(),
+        &[
+            KeyValue::new(attr::METRIC_ATTR_HANDLER_NAME, handler.to_owned()),
             KeyValue::new(attr::METRIC_ATTR_EVENT_TYPE, event_type.to_owned()),
         ],
     );

@@ -1,5 +1,6 @@
 //! The order flow: place, ship and cancel orders, with an `OrderReadModel` projection fed
-//! as events are saved.
+//! as events are saved, and an in-memory event bus on which a `send-confirmation` handler
+//! confirms each placed order (command -> publish -> consume -> handle, in one trace).
 //!
 //! Run it with `cargo run --example orders` (in memory; each command's trace on stderr).
 //! - `EVENTSOURCE_STORE` picks the store: `memory` (default), `sqlite:orders.db` (run it
@@ -12,7 +13,8 @@ mod domain;
 use std::error::Error;
 use std::sync::Arc;
 
-use domain::{CancelOrder, Order, OrderReadModel, ShipOrder, sample_order};
+use domain::{CancelOrder, Order, OrderPlaced, OrderReadModel, ShipOrder, sample_order};
+use eventsource_runtime::bus::HandlerError;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::store::{PostgresEventStore, SqliteEventStore};
 
@@ -24,10 +26,31 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // Each command's trace on stderr; with OTEL_EXPORTER_OTLP_ENDPOINT set, to a collector.
     let _telemetry = eventsource_runtime::telemetry::init();
     let store = store_from_env().await?;
+
+    // The bus: each saved event is published after the save; the handler reacts to new
+    // orders (here it prints; a real one would send an e-mail).
+    let bus = InMemoryEventBus::new().with_destination("orders");
+    bus.subscribe(
+        handler_fn("send-confirmation", |event| async move {
+            let placed = event
+                .decode_as::<OrderPlaced>()
+                .expect("only OrderPlaced")?;
+            println!(
+                "  confirmation sent to {} for {} ({} cents)",
+                placed.customer_id,
+                event.aggregate_id(),
+                placed.total_cents
+            );
+            Ok::<(), HandlerError>(())
+        })
+        .only(["OrderPlaced"]),
+    );
+
     let orders = CommandService::with_repository(
         Repository::<Order>::from_arc(Arc::clone(&store)),
         ProjectionRegistry::new(),
-    );
+    )
+    .with_bus(bus.clone());
     let read_model = orders.register(OrderReadModel {
         trace: true,
         ..OrderReadModel::default()
@@ -97,6 +120,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     let stored = store.read_all(1, usize::MAX).await?.len();
     println!("\nthe store holds {stored} events");
+    println!("dead letters on the bus: {}", bus.dead_letters().len());
     Ok(())
 }
 

@@ -265,6 +265,30 @@ async fn fan_out_gives_one_handle_span_per_interested_handler() {
     assert!(shipped_only.types().is_empty(), "not a type it handles");
 }
 
+#[tokio::test]
+async fn a_message_no_handler_wants_is_published_but_not_consumed() {
+    let _global = GLOBAL.read().await;
+    let capture = capture();
+    let bus = InMemoryEventBus::new();
+    let carrier = Recorder::default();
+    {
+        let seen = Arc::clone(&carrier.seen);
+        bus.subscribe(
+            handler_fn("notify-carrier", move |event| {
+                seen.lock().unwrap().push(event);
+                async { Ok::<(), HandlerError>(()) }
+            })
+            .only(["OrderShipped"]),
+        );
+    }
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.execute(place("o-1")).await.unwrap();
+    let spans = capture.spans();
+    assert_eq!(spans.all(PUBLISH).len(), 1);
+    assert!(spans.all(CONSUME).is_empty(), "{}", spans.tree());
+    assert!(carrier.types().is_empty());
+}
+
 // ---- failures, redeliveries, dead letters --------------------------------------------------
 
 #[tokio::test]

@@ -20,6 +20,7 @@ use serde_json::Value as Json;
 // OTLP enums, as numbers (`SpanKind`, `StatusCode`).
 const KIND_INTERNAL: i64 = 1;
 const KIND_CLIENT: i64 = 3;
+const KIND_PRODUCER: i64 = 4;
 const KIND_CONSUMER: i64 = 5;
 const STATUS_UNSET: i64 = 0;
 const STATUS_ERROR: i64 = 2;
@@ -31,6 +32,10 @@ fn the_orders_example_exports_the_contract_traces_over_otlp_http_json() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("ShipOrder order-2 -> rejected: order was cancelled"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("confirmation sent to ada for order-1"),
         "{stdout}"
     );
 
@@ -78,7 +83,7 @@ fn the_orders_example_exports_the_contract_traces_over_otlp_http_json() {
         }
     }
 
-    // ---- the first PlaceOrder: exactly five spans in its trace ----------------------------
+    // ---- the first PlaceOrder: exactly eight spans in its trace ---------------------------
     let command = spans
         .iter()
         .filter(|s| s.name == "command.PlaceOrder")
@@ -94,6 +99,9 @@ fn the_orders_example_exports_the_contract_traces_over_otlp_http_json() {
         names,
         [
             "command.PlaceOrder",
+            "eventsource.event_bus.consume",
+            "eventsource.event_bus.handle",
+            "eventsource.event_bus.publish",
             "eventsource.event_store.append",
             "eventsource.event_store.load",
             "eventsource.repository.load",
@@ -173,9 +181,50 @@ fn the_orders_example_exports_the_contract_traces_over_otlp_http_json() {
         Some(&AttrValue::Int(1)),
         "an intValue"
     );
+
+    // publish -> consume -> handle: the event on the bus, the handler confirming the order
+    let publish = named(attr::SPAN_BUS_PUBLISH);
+    assert_eq!(publish.parent_span_id, command.span_id, "{dump}");
+    assert_eq!(publish.kind, KIND_PRODUCER);
+    assert_eq!(publish.str(attr::MESSAGING_SYSTEM), "in_memory");
+    assert_eq!(publish.str(attr::MESSAGING_DESTINATION_NAME), "orders");
+    assert_eq!(publish.str(attr::MESSAGING_OPERATION_TYPE), "publish");
+    assert_eq!(publish.str(attr::EVENT_TYPE), "OrderPlaced");
+    let message_id = publish.str(attr::MESSAGING_MESSAGE_ID);
+    assert_eq!(message_id.len(), 36, "the event id: {message_id}");
+    let consume = named(attr::SPAN_BUS_CONSUME);
+    assert_eq!(consume.parent_span_id, publish.span_id, "{dump}");
+    assert_eq!(consume.kind, KIND_CONSUMER);
+    assert!(consume.links.is_empty());
+    assert_eq!(consume.str(attr::MESSAGING_SYSTEM), "in_memory");
+    assert_eq!(consume.str(attr::MESSAGING_DESTINATION_NAME), "orders");
+    assert_eq!(consume.str(attr::MESSAGING_OPERATION_TYPE), "process");
+    assert_eq!(consume.str(attr::MESSAGING_MESSAGE_ID), message_id);
+    assert_eq!(consume.str(attr::EVENT_TYPE), "OrderPlaced");
+    let handle = named(attr::SPAN_BUS_HANDLE);
+    assert_eq!(handle.parent_span_id, consume.span_id, "{dump}");
+    assert_eq!(handle.kind, KIND_INTERNAL);
+    assert_eq!(handle.str(attr::HANDLER_NAME), "send-confirmation");
     for span in &trace {
         assert_eq!(span.status_code, STATUS_UNSET, "`{}`", span.name);
     }
+    // The handler confirms placed orders only: the other commands publish, nobody consumes.
+    assert_eq!(
+        spans
+            .iter()
+            .filter(|s| s.name == attr::SPAN_BUS_PUBLISH)
+            .count(),
+        4,
+        "{dump}"
+    );
+    assert_eq!(
+        spans
+            .iter()
+            .filter(|s| s.name == attr::SPAN_BUS_HANDLE)
+            .count(),
+        2,
+        "{dump}"
+    );
 
     // ---- the projection of that event: a CONSUMER root of its own trace, linked -----------
     let projection = spans
@@ -265,6 +314,9 @@ fn the_orders_example_exports_the_contract_traces_over_otlp_http_json() {
         attr::METRIC_COMMAND_TOTAL,
         attr::METRIC_EVENTS_PRODUCED,
         attr::METRIC_PROJECTION_LAG,
+        attr::METRIC_BUS_MESSAGES_PUBLISHED,
+        attr::METRIC_BUS_MESSAGES_CONSUMED,
+        attr::METRIC_BUS_HANDLER_DURATION,
     ] {
         assert!(
             metrics.contains(&format!("\"{name}\"")),

@@ -17,7 +17,8 @@ use crate::telemetry::config::{BusSpanNames, BusTelemetry};
 /// [`replay`](Self::replay) for stored events read back from a store (those three start a
 /// new trace linked to each source message). Each interested handler runs in a handle span
 /// under the consume span; handlers run one after the other, in subscription order, and a
-/// failing (or panicking) handler does not keep the others from the message.
+/// failing (or panicking) handler does not keep the others from the message. A message no
+/// handler is interested in is left alone: no consume span, not counted as consumed.
 ///
 /// Cheap to clone; clones share the handlers.
 ///
@@ -136,6 +137,9 @@ impl Dispatcher {
     /// (the context in its headers); missing or malformed context starts a new trace and is
     /// counted, never an error. Returns the handlers' failures.
     pub async fn deliver(&self, message: &BusMessage) -> Vec<HandlerFailure> {
+        if self.interested(message, None).is_empty() {
+            return Vec::new();
+        }
         let work = self.dispatch(std::slice::from_ref(message), None);
         instrument::consume(&self.telemetry, Delivery::Live(message), work).await
     }
@@ -149,6 +153,9 @@ impl Dispatcher {
         attempt: u32,
         handlers: &[String],
     ) -> Vec<HandlerFailure> {
+        if self.interested(message, Some(handlers)).is_empty() {
+            return Vec::new();
+        }
         let work = self.dispatch(std::slice::from_ref(message), Some(handlers));
         instrument::consume(
             &self.telemetry,
@@ -162,11 +169,16 @@ impl Dispatcher {
     /// message and `messaging.batch.message_count`; a handle span per message and handler
     /// under it.
     pub async fn deliver_batch(&self, messages: &[BusMessage]) -> Vec<HandlerFailure> {
-        if messages.is_empty() {
+        let wanted: Vec<BusMessage> = messages
+            .iter()
+            .filter(|m| !self.interested(m, None).is_empty())
+            .cloned()
+            .collect();
+        if wanted.is_empty() {
             return Vec::new();
         }
-        let work = self.dispatch(messages, None);
-        instrument::consume(&self.telemetry, Delivery::Batch(messages), work).await
+        let work = self.dispatch(&wanted, None);
+        instrument::consume(&self.telemetry, Delivery::Batch(&wanted), work).await
     }
 
     /// Delivers stored events (read back from a store, days later maybe) to every
@@ -176,6 +188,9 @@ impl Dispatcher {
         let mut failures = Vec::new();
         for event in events {
             let message = BusMessage::new(Arc::clone(&self.destination), event.clone());
+            if self.interested(&message, None).is_empty() {
+                continue;
+            }
             let work = self.dispatch(std::slice::from_ref(&message), None);
             failures.extend(
                 instrument::consume(&self.telemetry, Delivery::Replay(&message), work).await,
@@ -184,22 +199,31 @@ impl Dispatcher {
         failures
     }
 
+    /// The handlers interested in `message` (among those named, if `only`).
+    fn interested(
+        &self,
+        message: &BusMessage,
+        only: Option<&[String]>,
+    ) -> Vec<Arc<dyn EventHandler>> {
+        self.snapshot()
+            .into_iter()
+            .filter(|handler| {
+                handler.handles(&message.event.event_type)
+                    && only.is_none_or(|only| only.iter().any(|n| n == handler.name()))
+            })
+            .collect()
+    }
+
     /// Runs every interested handler (or only those named) on each message.
     async fn dispatch(
         &self,
         messages: &[BusMessage],
         only: Option<&[String]>,
     ) -> Vec<HandlerFailure> {
-        let handlers = self.snapshot();
         let mut failures = Vec::new();
         for message in messages {
-            for handler in &handlers {
+            for handler in self.interested(message, only) {
                 let name = handler.name();
-                if !handler.handles(&message.event.event_type)
-                    || only.is_some_and(|only| !only.iter().any(|n| n == name))
-                {
-                    continue;
-                }
                 let run = CatchUnwind(handler.handle(&message.event));
                 if let Err(error) = instrument::handle(&self.telemetry, name, message, run).await {
                     failures.push(HandlerFailure {

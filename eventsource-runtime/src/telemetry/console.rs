@@ -258,9 +258,11 @@ impl State {
         let id = span.span_context.span_id();
         let parent = span.parent_span_id;
         // A span starts a print when nothing in this process will end above it: a root, a
-        // span continuing a remote parent, or a late child of an already printed span.
+        // span continuing a remote parent (unless that parent ended here and waits in the
+        // buffer: an in-process bus's consume span under its publish span), or a late child
+        // of an already printed span.
         let print_now = parent == SpanId::INVALID
-            || span.parent_span_is_remote
+            || (span.parent_span_is_remote && !self.is_buffered(trace, parent))
             || self.names.get(&parent).is_some_and(|(t, _)| *t == trace);
         let pending = self.traces.entry(trace).or_insert_with(|| {
             let seq = self.next_seq;
@@ -276,6 +278,13 @@ impl State {
         if print_now {
             self.print_subtree(trace, id, out);
         }
+    }
+
+    /// Whether span `id` of `trace` ended and waits in the buffer.
+    fn is_buffered(&self, trace: TraceId, id: SpanId) -> bool {
+        self.traces
+            .get(&trace)
+            .is_some_and(|p| p.spans.iter().any(|s| s.span_context.span_id() == id))
     }
 
     /// Takes the spans of `trace` below `root` (inclusive) out of the buffer.
@@ -1044,6 +1053,39 @@ command.PlaceOrder  internal  <d>  aggregate.type=Order aggregate.id=order-1 eve
             text.starts_with(
                 "trace 4bf92f3577b34da6a3ce929d0e0e4736 (continues remote parent 00f067aa0ba902b7)\n\
                  eventsource.event_bus.consume  consumer  "
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_remote_child_of_a_buffered_span_prints_in_its_tree() {
+        // An in-process bus: the consume span continues the publish span's context read
+        // from the message headers (a remote parent), after the publish span ended, while
+        // the command still runs.
+        let p = pipeline();
+        let tracer = p.tracer();
+        let command = tracer.start("command.PlaceOrder");
+        let command_cx = Context::new().with_span(command);
+        let publish = tracer
+            .span_builder("eventsource.event_bus.publish")
+            .with_kind(SpanKind::Producer)
+            .start_with_context(&tracer, &command_cx);
+        let headers = Context::new().with_remote_span_context(publish.span_context().clone());
+        drop(publish);
+        tracer
+            .span_builder("eventsource.event_bus.consume")
+            .with_kind(SpanKind::Consumer)
+            .start_with_context(&tracer, &headers)
+            .end();
+        assert_eq!(p.out.text(), "", "nothing before the command ends");
+        command_cx.span().end();
+        let text = normalize(&p.out.text());
+        assert!(
+            text.trim_end().ends_with(
+                "command.PlaceOrder  internal  <d>\n\
+                 └─ eventsource.event_bus.publish  producer  <d>\n   \
+                 └─ eventsource.event_bus.consume  consumer  <d>"
             ),
             "{text}"
         );

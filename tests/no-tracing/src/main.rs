@@ -1,5 +1,8 @@
 //! Every macro, expanded without telemetry.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use eventsource_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +37,12 @@ fn open(account: &Account, command: Open) -> Result<Vec<AccountEvent>, AlreadyOp
     if account.open {
         return Err(AlreadyOpen);
     }
-    Ok(vec![Opened { owner: command.owner }.into()])
+    Ok(vec![
+        Opened {
+            owner: command.owner,
+        }
+        .into(),
+    ])
 }
 
 /// A read model: counts openings.
@@ -80,7 +88,21 @@ async fn main() {
     assert_eq!(recorded_only("o-1"), 7);
     let sent = Notifier { tracing: true }.send("ada", "hi").await.unwrap();
     assert_eq!(sent, 5);
-    let accounts = CommandService::<Account>::new(InMemoryEventStore::new());
+    // The event bus, without telemetry: handlers run, failures are redelivered, then
+    // dead-lettered.
+    let bus = InMemoryEventBus::new()
+        .enable_tracing(true)
+        .with_max_deliveries(2);
+    let welcomed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&welcomed);
+    bus.subscribe_fn("welcome", move |_event| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), HandlerError>(()) }
+    });
+    bus.subscribe(handler_fn("broken", |_event| async {
+        Err::<(), _>(HandlerError::new("down"))
+    }));
+    let accounts = CommandService::<Account>::new(InMemoryEventStore::new()).with_bus(bus.clone());
     let openings = accounts.register(Openings {
         trace: true,
         ..Openings::default()
@@ -94,5 +116,10 @@ async fn main() {
         .expect("the command runs without telemetry");
     assert_eq!(outcome.version(), 1);
     assert_eq!(openings.lock().await.count, 1);
+    assert_eq!(welcomed.load(Ordering::SeqCst), 1);
+    let report = outcome.publish.expect("a bus").expect("published");
+    assert_eq!(report.dead_letters.len(), 1);
+    assert_eq!(bus.dead_letters()[0].attempts, 2);
+    assert_eq!(bus.replay(&outcome.events).await.len(), 1);
     println!("ok");
 }

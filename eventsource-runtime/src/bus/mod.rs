@@ -71,7 +71,7 @@ use uuid::Uuid;
 use crate::event::{DecodeError, EventEnvelope, Metadata};
 
 pub use dispatcher::Dispatcher;
-pub use memory::InMemoryEventBus;
+pub use memory::{DEFAULT_MAX_DELIVERIES, InMemoryEventBus};
 
 /// The destination an [`InMemoryEventBus`] publishes to unless told otherwise.
 pub const DEFAULT_DESTINATION: &str = "events";
@@ -230,6 +230,39 @@ pub struct HandlerFailure {
 /// [`instrument::publish`], which gives it the contract's PRODUCER span and puts that span's
 /// context in the message headers; its consumer hands received messages to a
 /// [`Dispatcher`].
+///
+/// ```
+/// use eventsource_runtime::bus::{BusError, BusMessage, EventBus, PublishReport, instrument};
+/// use eventsource_runtime::event::EventEnvelope;
+/// use eventsource_runtime::telemetry::config::BusTelemetry;
+///
+/// /// The skeleton of a broker adapter.
+/// struct Broker { telemetry: BusTelemetry }
+///
+/// impl Broker {
+///     async fn send(&self, message: BusMessage) -> Result<(), BusError> {
+///         // Serialize `message.event`, copy `message.headers` into the broker's headers...
+///         let _ = message;
+///         Ok(())
+///     }
+/// }
+///
+/// #[eventsource_runtime::async_trait]
+/// impl EventBus for Broker {
+///     async fn publish(&self, events: &[EventEnvelope]) -> Result<PublishReport, BusError> {
+///         let mut ids = Vec::new();
+///         for event in events {
+///             let message = BusMessage::new("orders", event.clone());
+///             ids.push(message.message_id);
+///             instrument::publish(&self.telemetry, message, |m| self.send(m)).await?;
+///         }
+///         Ok(PublishReport::new(ids))
+///     }
+/// }
+///
+/// let broker: Box<dyn EventBus> = Box::new(Broker { telemetry: BusTelemetry::new("rabbitmq") });
+/// # drop(broker);
+/// ```
 ///
 /// [`CommandService::with_bus`]: crate::command::CommandService::with_bus
 #[async_trait]

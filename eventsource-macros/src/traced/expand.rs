@@ -3,18 +3,25 @@
 //! ```text
 //! #[attrs] vis fn f(args) -> R {
 //!     let span = if ::eventsource_runtime::telemetry::toggles::is_enabled() && (enabled) {
-//!         ::eventsource_runtime::__private::tracing::span!(INFO, "f", otel.kind = .., key = value, ..)
-//!         // a method adds `otel.name = %{ static NAMES: MethodNames; NAMES.get::<Self>("f") }`
+//!         if traced::has_direct() {
+//!             // eventsource's layer is installed: the span on the SDK directly
+//!             if tracing::enabled!(kind: SPAN, INFO) {
+//!                 traced::start_direct("f", SpanKind::Internal, [("key", value), ..])
+//!             } else { TracedSpan::none() }
+//!         } else {
+//!             TracedSpan::from(tracing::span!(INFO, "f", otel.kind = .., key = value, ..))
+//!         }
+//!         // a method names its span `{ static NAMES: MethodNames; NAMES.get::<Self>("f") }`
 //!     } else {
-//!         ::eventsource_runtime::__private::tracing::Span::none()
+//!         TracedSpan::none()
 //!     };
 //!     ::eventsource_runtime::__private::traced::run_sync::<R, _, _>(span, move || { body }, outcome)
 //!     // async fn: run_async::<R, _, _>(span, async move { body }, outcome).await
 //! }
 //! ```
 //!
-//! The span is built by a `tracing::span!` in the user's crate: its callsite is static, and
-//! `tracing` evaluates the field expressions only when the callsite is enabled. `R` is the
+//! Either way the field expressions are only evaluated when the span is recorded: on the
+//! `tracing` path `tracing` evaluates them only when the callsite is enabled. `R` is the
 //! declared return type (with `impl Trait` as `_`), so `?` and `return` in the body keep
 //! their meaning. `outcome` records an `Err` (and the return value for `ret`).
 
@@ -23,7 +30,7 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Expr, GenericArgument, ItemFn, LitStr, PathArguments, ReturnType, Type, TypeInfer};
 
-use super::args::{Sigil, SpanName};
+use super::args::{Key, Sigil, SpanName};
 use super::validate::{AsyncTraitBody, Name, Plan, async_trait_body};
 
 /// The function, instrumented (or unchanged without the `tracing` feature).
@@ -94,34 +101,38 @@ pub(crate) fn expand(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
     }
 }
 
-/// `if switches { span!(..) } else { Span::none() }`.
+/// `if switches { direct span, or span!(..) } else { none }`: see the module docs of
+/// `eventsource_runtime::__private::traced`.
 fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
     let tracing = quote!(::eventsource_runtime::__private::tracing);
-    let (name, otel_name) = match &plan.name {
-        Name::Given(SpanName::Lit(lit)) => (lit.to_token_stream(), None),
-        Name::Given(SpanName::Const(path)) => (path.to_token_stream(), None),
-        Name::Function(name) => (
-            LitStr::new(name, function.sig.ident.span()).into_token_stream(),
-            None,
-        ),
+    let traced = quote!(::eventsource_runtime::__private::traced);
+    let (name, otel_name, direct_name) = match &plan.name {
+        Name::Given(SpanName::Lit(lit)) => (lit.to_token_stream(), None, lit.to_token_stream()),
+        Name::Given(SpanName::Const(path)) => {
+            (path.to_token_stream(), None, path.to_token_stream())
+        }
+        Name::Function(name) => {
+            let lit = LitStr::new(name, function.sig.ident.span()).into_token_stream();
+            (lit.clone(), None, lit)
+        }
         Name::Method(name) => {
             // `{Self}.{method}`, formatted once per `Self` type (not per span) and kept in a
             // `static` here.
             let method = LitStr::new(name, function.sig.ident.span());
             let names = Ident::new("TRACED_METHOD_NAMES", Span::mixed_site());
+            let lookup = quote! {{
+                static #names: #traced::MethodNames = #traced::MethodNames::new();
+                #names.get::<Self>(#method)
+            }};
             (
                 method.to_token_stream(),
-                Some(quote! {
-                    otel.name = %{
-                        static #names: ::eventsource_runtime::__private::traced::MethodNames =
-                            ::eventsource_runtime::__private::traced::MethodNames::new();
-                        #names.get::<Self>(#method)
-                    },
-                }),
+                Some(quote!(otel.name = %#lookup,)),
+                lookup,
             )
         }
     };
     let kind = plan.kind.as_ref().map(|kind| quote!(otel.kind = #kind,));
+    let direct_kind = direct_kind(plan.kind.as_deref());
     let attributes = plan.attributes.iter().map(|attribute| {
         let key = &attribute.key;
         let value = plain(&attribute.value);
@@ -139,6 +150,30 @@ fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
             Sigil::Debug(sigil) => quote!(#key = #sigil #value,),
         }
     });
+    let direct_attributes = plan
+        .attributes
+        .iter()
+        .map(|attribute| {
+            let key = direct_key(&attribute.key);
+            let value = match &attribute.value {
+                Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(lit),
+                    ..
+                }) => quote!(#traced::static_str(#lit)),
+                value => direct_plain(value),
+            };
+            quote!((#key, #value),)
+        })
+        .chain(plan.fields.iter().map(|field| {
+            let key = direct_key(&field.key);
+            let value = grouped(&field.value);
+            let value = match &field.sigil {
+                Sigil::Plain => direct_plain(&field.value),
+                Sigil::Display(_) => quote!(#traced::display(&#value)),
+                Sigil::Debug(_) => quote!(#traced::debug(&#value)),
+            };
+            quote!((#key, #value),)
+        }));
     // Through `switch`, so a non-`bool` is reported at the expression with what to write.
     let enabled = plan.enabled.map(|expr| {
         let grouped = grouped(expr);
@@ -149,17 +184,57 @@ fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
     });
     quote! {
         if ::eventsource_runtime::telemetry::toggles::is_enabled() #enabled {
-            #tracing::span!(
-                #tracing::Level::INFO,
-                #name,
-                #otel_name
-                #kind
-                #(#attributes)*
-                #(#fields)*
-            )
+            if #traced::has_direct() {
+                if #tracing::enabled!(kind: #tracing::metadata::Kind::SPAN, #tracing::Level::INFO) {
+                    #traced::start_direct(#direct_name, #direct_kind, [#(#direct_attributes)*])
+                } else {
+                    #traced::TracedSpan::none()
+                }
+            } else {
+                #traced::TracedSpan::from(#tracing::span!(
+                    #tracing::Level::INFO,
+                    #name,
+                    #otel_name
+                    #kind
+                    #(#attributes)*
+                    #(#fields)*
+                ))
+            }
         } else {
-            #tracing::Span::none()
+            #traced::TracedSpan::none()
         }
+    }
+}
+
+/// `SpanKind::..` for `kind = ..` (validated already: one of the five).
+fn direct_kind(kind: Option<&str>) -> TokenStream {
+    let variant = match kind {
+        Some("client") => "Client",
+        Some("server") => "Server",
+        Some("producer") => "Producer",
+        Some("consumer") => "Consumer",
+        _ => "Internal",
+    };
+    let variant = Ident::new(variant, Span::call_site());
+    quote!(::eventsource_runtime::__private::traced::SpanKind::#variant)
+}
+
+/// An attribute key as a `&'static str`.
+fn direct_key(key: &Key) -> TokenStream {
+    match key {
+        Key::Const(_, expr) => grouped(expr),
+        key => {
+            let text = key.text().unwrap_or_default();
+            LitStr::new(&text, key.span()).into_token_stream()
+        }
+    }
+}
+
+/// A value recorded as it is on the direct path, through `FieldValue::otel_value`.
+fn direct_plain(value: &Expr) -> TokenStream {
+    let grouped = grouped(value);
+    quote_spanned! {value.span()=>
+        ::eventsource_runtime::__private::traced::FieldValue::otel_value(&#grouped)
     }
 }
 

@@ -15,7 +15,6 @@ use opentelemetry::propagation::{
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::attributes as attr;
 use crate::event::Metadata;
@@ -59,9 +58,10 @@ pub fn inject(cx: &Context, metadata: &mut Metadata) {
     }
 }
 
-/// Writes the current `tracing` span's context into `metadata`.
+/// Writes the current span's context into `metadata` (the innermost `tracing` or
+/// `#[traced]` span, see [`current_context`](super::current_context)).
 pub fn inject_current(metadata: &mut Metadata) {
-    inject(&tracing::Span::current().context(), metadata);
+    inject(&super::current_context(), metadata);
 }
 
 /// The context stored in `metadata`, as a remote parent (empty when there is none).

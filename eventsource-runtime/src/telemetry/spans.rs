@@ -42,25 +42,41 @@ pub fn record_error(span: &Span, error_type: &str, error: &(impl Display + ?Size
     if span.is_disabled() {
         return;
     }
+    let (event, status) = exception(error_type, error);
+    span.add_event(EXCEPTION_EVENT, event);
+    span.set_status(status);
+}
+
+/// The name of the span event an error adds.
+pub(crate) const EXCEPTION_EVENT: &str = attr::SPAN_EVENT_EXCEPTION;
+
+/// The `exception` span event's attributes and the ERROR status for `error`.
+pub(crate) fn exception(
+    error_type: &str,
+    error: &(impl Display + ?Sized),
+) -> (Vec<KeyValue>, Status) {
     let message = error.to_string();
-    span.add_event(
-        attr::SPAN_EVENT_EXCEPTION,
+    (
         vec![
             KeyValue::new(attr::EXCEPTION_TYPE, error_type.to_owned()),
             KeyValue::new(attr::EXCEPTION_MESSAGE, message.clone()),
         ],
-    );
-    span.set_status(Status::error(message));
+        Status::error(message),
+    )
 }
 
 /// Records a panic on `span` as an error (type `panic`).
 pub fn record_panic(span: &Span, payload: &(dyn std::any::Any + Send)) {
-    let message = payload
+    record_error(span, "panic", &panic_message(payload));
+}
+
+/// A panic's message (`panicked` when it is not a string).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panicked".to_owned());
-    record_error(span, "panic", &message);
+        .unwrap_or_else(|| "panicked".to_owned())
 }
 
 /// Names the span when it was created with `otel.name = Empty` (before it starts).

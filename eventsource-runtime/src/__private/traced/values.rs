@@ -1,0 +1,188 @@
+//! Values `#[traced]` records: as `tracing` fields, or as OpenTelemetry attribute values
+//! on the direct path.
+
+use std::borrow::Cow;
+use std::fmt::{Debug, Display};
+use std::sync::Arc;
+
+use opentelemetry::{StringValue, Value};
+
+/// A value `#[traced(fields(key = value))]` records as it is. Integers become OTel
+/// integers (`i64`; a `u64` would otherwise arrive as a string, and values beyond `i64`
+/// saturate), floats `f64`, `bool` stays, and strings are recorded as `&str`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be recorded as a span attribute as it is",
+    label = "write `%` before the value to record its `Display`, or `?` to record its `Debug`",
+    note = "`fields(..)` records integers, floats, bools and strings as they are; \
+            for any other type write e.g. `fields(order = %order_id, items = ?items)`"
+)]
+pub trait FieldValue {
+    /// The `tracing` value recorded.
+    type Out<'a>: tracing::Value
+    where
+        Self: 'a;
+
+    /// The value to record through `tracing`.
+    fn field_value(&self) -> Self::Out<'_>;
+
+    /// The same value as an OpenTelemetry attribute value (`None` records nothing), for a
+    /// span made on the direct path.
+    fn otel_value(&self) -> Option<Value>;
+}
+
+macro_rules! int_field_value {
+    ($($int:ty),*) => {$(
+        impl FieldValue for $int {
+            type Out<'a> = i64;
+            #[inline]
+            fn field_value(&self) -> i64 {
+                i64::try_from(*self).unwrap_or(if *self > 0 { i64::MAX } else { i64::MIN })
+            }
+            #[inline]
+            fn otel_value(&self) -> Option<Value> {
+                Some(Value::I64(self.field_value()))
+            }
+        }
+    )*};
+}
+
+int_field_value!(
+    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize
+);
+
+macro_rules! copy_field_value {
+    ($($ty:ty => $out:ty),*) => {$(
+        impl FieldValue for $ty {
+            type Out<'a> = $out;
+            #[inline]
+            fn field_value(&self) -> $out {
+                <$out>::from(*self)
+            }
+            #[inline]
+            fn otel_value(&self) -> Option<Value> {
+                Some(Value::from(self.field_value()))
+            }
+        }
+    )*};
+}
+
+copy_field_value!(f32 => f64, f64 => f64, bool => bool);
+
+macro_rules! str_field_value {
+    ($($ty:ty),*) => {$(
+        impl FieldValue for $ty {
+            type Out<'a>
+                = &'a str
+            where
+                Self: 'a;
+            #[inline]
+            fn field_value(&self) -> &str {
+                self
+            }
+            #[inline]
+            fn otel_value(&self) -> Option<Value> {
+                Some(Value::String(StringValue::from(<str as ToOwned>::to_owned(self))))
+            }
+        }
+    )*};
+}
+
+str_field_value!(str, String, Box<str>, Arc<str>, Cow<'_, str>);
+
+impl<T: FieldValue + ?Sized> FieldValue for &T {
+    type Out<'a>
+        = T::Out<'a>
+    where
+        Self: 'a;
+
+    #[inline]
+    fn field_value(&self) -> Self::Out<'_> {
+        (**self).field_value()
+    }
+
+    #[inline]
+    fn otel_value(&self) -> Option<Value> {
+        (**self).otel_value()
+    }
+}
+
+impl<T: FieldValue + ?Sized> FieldValue for &mut T {
+    type Out<'a>
+        = T::Out<'a>
+    where
+        Self: 'a;
+
+    #[inline]
+    fn field_value(&self) -> Self::Out<'_> {
+        (**self).field_value()
+    }
+
+    #[inline]
+    fn otel_value(&self) -> Option<Value> {
+        (**self).otel_value()
+    }
+}
+
+/// `None` records nothing.
+impl<T: FieldValue> FieldValue for Option<T> {
+    type Out<'a>
+        = Option<T::Out<'a>>
+    where
+        Self: 'a;
+
+    #[inline]
+    fn field_value(&self) -> Self::Out<'_> {
+        self.as_ref().map(FieldValue::field_value)
+    }
+
+    #[inline]
+    fn otel_value(&self) -> Option<Value> {
+        self.as_ref().and_then(FieldValue::otel_value)
+    }
+}
+
+/// `fields(key = %value)` on the direct path: the value's `Display`.
+#[inline]
+pub fn display<T: Display + ?Sized>(value: &T) -> Option<Value> {
+    Some(Value::String(value.to_string().into()))
+}
+
+/// `fields(key = ?value)` on the direct path: the value's `Debug`.
+#[inline]
+pub fn debug<T: Debug + ?Sized>(value: &T) -> Option<Value> {
+    Some(Value::String(format!("{value:?}").into()))
+}
+
+/// A string literal of `attributes(..)` on the direct path, kept without a copy.
+#[inline]
+#[must_use]
+pub fn static_str(value: &'static str) -> Option<Value> {
+    Some(Value::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FieldValue, Value, debug, display};
+
+    #[test]
+    fn integers_become_i64() {
+        assert_eq!(7_u64.field_value(), 7_i64);
+        assert_eq!(u64::MAX.field_value(), i64::MAX);
+        assert_eq!(i128::MIN.field_value(), i64::MIN);
+        assert_eq!((&&3_usize).field_value(), 3_i64);
+        assert_eq!(String::from("x").field_value(), "x");
+        assert_eq!(Some(2_u8).field_value(), Some(2_i64));
+    }
+
+    #[test]
+    fn otel_values_match_the_tracing_ones() {
+        assert_eq!(u64::MAX.otel_value(), Some(Value::I64(i64::MAX)));
+        assert_eq!((&&3_usize).otel_value(), Some(Value::I64(3)));
+        assert_eq!(1.5_f32.otel_value(), Some(Value::F64(1.5)));
+        assert_eq!(true.otel_value(), Some(Value::Bool(true)));
+        assert_eq!("x".otel_value(), Some(Value::from("x".to_owned())));
+        assert_eq!(None::<u8>.otel_value(), None);
+        assert_eq!(display(&7), Some(Value::from("7".to_owned())));
+        assert_eq!(debug("a"), Some(Value::from("\"a\"".to_owned())));
+    }
+}

@@ -39,7 +39,28 @@ use tracing_subscriber::layer::Context as LayerContext;
 use tracing_subscriber::registry::LookupSpan;
 
 /// The `tracing-opentelemetry` layer with this crate's settings, plus the direct path of
-/// `#[traced]` spans (see the [module](self) docs). Made by [`layer`](super::layer()).
+/// `#[traced]` spans. Made by [`layer`](super::layer()); `telemetry::init()` and
+/// `testing::capture()` install it.
+///
+/// Under this layer, `#[traced]` starts its span on the OpenTelemetry SDK tracer directly
+/// and makes it the current OpenTelemetry context while the body runs, instead of creating
+/// a `tracing` span: that costs about half as much per span (the `overhead` bench).
+/// Nesting holds both ways, through the OpenTelemetry context the layer activates on each
+/// `tracing` span's entry:
+///
+/// - a `#[traced]` span's parent is the innermost entered `tracing` span or `#[traced]`
+///   span, whichever is newer;
+/// - a `tracing` span created in a `#[traced]` body is a child of the `#[traced]` span;
+/// - a `tracing` event in a `#[traced]` body is a span event of the `#[traced]` span, and
+///   log lines carry its trace and span ids;
+/// - `RUST_LOG`-style filters on the layer apply to `#[traced]` spans as to others.
+///
+/// What differs: `tracing::Span::current()` in a `#[traced]` body is the caller's `tracing`
+/// span. Use [`telemetry::set_attribute`](super::set_attribute) and
+/// [`telemetry::current_context`](super::current_context) there (or
+/// `opentelemetry::Context::current()`), which see the innermost span of either kind.
+/// Without this layer (an application's own `tracing-opentelemetry` setup, or only a log
+/// subscriber), `#[traced]` makes ordinary `tracing` spans.
 pub struct OtelLayer<S, T> {
     inner: OpenTelemetryLayer<S, T>,
     direct: DirectTracer,

@@ -109,7 +109,7 @@ impl From<Span> for TracedSpan {
 #[inline]
 #[must_use]
 pub fn has_direct() -> bool {
-    DirectTracer::with_current(|direct| direct.is_some())
+    tracing::dispatcher::has_been_set() && DirectTracer::with_current(|direct| direct.is_some())
 }
 
 /// Starts a span on the SDK, a child of the current OpenTelemetry context, with the
@@ -121,10 +121,13 @@ pub fn start_direct<const N: usize>(
     kind: SpanKind,
     attributes: [(&'static str, Option<Value>); N],
 ) -> TracedSpan {
-    let mut attributes: Vec<KeyValue> = attributes
-        .into_iter()
-        .filter_map(|(key, value)| Some(KeyValue::new(key, value?)))
-        .collect();
+    let mut kept = Vec::with_capacity(N);
+    for (key, value) in attributes {
+        if let Some(value) = value {
+            kept.push(KeyValue::new(key, value));
+        }
+    }
+    let mut attributes = kept;
     DirectTracer::with_current(|direct| match direct {
         Some(direct) => {
             let cx = direct.start(name, kind.clone(), std::mem::take(&mut attributes));

@@ -158,21 +158,103 @@ fn current_context_and_stored_context_see_the_traced_span() {
     );
 }
 
+/// A filter on the subscriber (`RUST_LOG` style) drops `#[traced]` spans on the direct path
+/// too. (A per-layer filter is consulted through the callsite's interest, which a test
+/// binary with many subscribers alive at once blurs; `telemetry::init()` has one.)
 #[test]
-fn a_span_filter_applies_to_the_direct_path() {
-    use tracing_subscriber::Layer as _;
+fn a_subscriber_filter_applies_to_the_direct_path() {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    let filter = tracing_subscriber::EnvFilter::new("info,traced_nesting=off");
     let subscriber = tracing_subscriber::registry()
-        .with(telemetry::layer(provider.tracer("filtered")).with_filter(filter));
+        .with(tracing_subscriber::EnvFilter::new(
+            "info,traced_nesting=off",
+        ))
+        .with(telemetry::layer(provider.tracer("filtered")));
     tracing::subscriber::with_default(subscriber, || {
+        assert!(eventsource_runtime::__private::traced::has_direct());
         reserve("o-9", &[1]);
     });
+    let names: Vec<_> = exporter
+        .get_finished_spans()
+        .expect("spans")
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert!(
-        exporter.get_finished_spans().expect("spans").is_empty(),
-        "`traced_nesting=off` drops this crate's spans"
+        names.is_empty(),
+        "`traced_nesting=off` drops them: {names:?}"
+    );
+}
+
+// ---- the runtime's own spans under a `#[traced]` caller ------------------------------------
+
+mod ledger {
+    use eventsource_runtime::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Credited {
+        pub amount: u64,
+    }
+
+    #[derive(Default, Aggregate)]
+    #[aggregate(type = "Ledger", events(Credited))]
+    pub struct Ledger {
+        pub balance: u64,
+    }
+
+    impl Apply<Credited> for Ledger {
+        fn apply(&mut self, e: &Credited) {
+            self.balance += e.amount;
+        }
+    }
+}
+
+#[traced(name = "http.post_credit")]
+async fn post_credit(
+    service: &eventsource_runtime::prelude::CommandService<ledger::Ledger>,
+) -> Result<u64, String> {
+    let outcome = service
+        .execute_with("ledger-1", |_| {
+            Ok::<_, std::fmt::Error>(vec![ledger::Credited { amount: 5 }.into()])
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(outcome.version())
+}
+
+#[tokio::test]
+async fn a_command_run_in_a_traced_function_is_its_child_down_to_the_bus() {
+    use eventsource_runtime::prelude::*;
+    let capture = capture();
+    let bus = InMemoryEventBus::new();
+    bus.subscribe_fn("audit", |_event| async { Ok::<(), HandlerError>(()) });
+    let service = CommandService::<ledger::Ledger>::new(InMemoryEventStore::new()).with_bus(bus);
+    assert_eq!(post_credit(&service).await, Ok(1));
+    let spans = capture.spans();
+    let command = spans
+        .0
+        .iter()
+        .find(|s| s.name.starts_with("command."))
+        .expect("the command span");
+    assert_eq!(
+        spans.parent(command).map(|p| p.name.as_ref()),
+        Some("http.post_credit")
+    );
+    spans.assert_child_of("eventsource.repository.save", command.name.as_ref());
+    spans.assert_child_of(
+        "eventsource.event_store.append",
+        "eventsource.repository.save",
+    );
+    spans.assert_child_of("eventsource.event_bus.publish", command.name.as_ref());
+    spans.assert_child_of(
+        "eventsource.event_bus.consume",
+        "eventsource.event_bus.publish",
+    );
+    spans.assert_child_of(
+        "eventsource.event_bus.handle",
+        "eventsource.event_bus.consume",
     );
 }

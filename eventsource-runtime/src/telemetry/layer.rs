@@ -53,7 +53,10 @@ use tracing_subscriber::registry::LookupSpan;
 /// - a `tracing` span created in a `#[traced]` body is a child of the `#[traced]` span;
 /// - a `tracing` event in a `#[traced]` body is a span event of the `#[traced]` span, and
 ///   log lines carry its trace and span ids;
-/// - `RUST_LOG`-style filters on the layer apply to `#[traced]` spans as to others.
+/// - filters apply: a `#[traced]` span is made only when the subscriber is interested in
+///   an INFO span at its callsite (`tracing::enabled!`). A per-layer filter counts through
+///   the callsite's interest: with `telemetry::init()`'s filters, `RUST_LOG` directives
+///   drop `#[traced]` spans as they drop other spans.
 ///
 /// What differs: `tracing::Span::current()` in a `#[traced]` body is the caller's `tracing`
 /// span. Use [`telemetry::set_attribute`](super::set_attribute) and

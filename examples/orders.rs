@@ -111,8 +111,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
         replayed.state().total_cents
     );
 
+    // The read side: a query span `query.ListOrders` and the `cqrs.query.*` metrics.
+    let listed = eventsource_runtime::query::run_collection("ListOrders", async {
+        Ok::<_, std::convert::Infallible>(read_model.lock().await.orders.clone())
+    })
+    .await?;
     println!("\nread model (OrderReadModel):");
-    for (id, view) in &read_model.lock().await.orders {
+    for (id, view) in &listed {
         println!(
             "  {id}: {:?}, customer {}, {} cents (position {})",
             view.status, view.customer_id, view.total_cents, view.last_position

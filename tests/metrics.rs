@@ -1,6 +1,7 @@
 //! The contract's metrics, read back from an in-memory meter provider: names, units,
 //! attributes and values of `cqrs.command.duration`, `cqrs.command.total`,
-//! `cqrs.events.produced` and `cqrs.projection.lag`, and no unbounded attribute anywhere.
+//! `cqrs.events.produced`, `cqrs.projection.lag` and `cqrs.query.*`, and no unbounded
+//! attribute anywhere.
 //!
 //! A test binary of its own: the meter provider is global. Its tests run in parallel, so
 //! each one uses command types and projection names no other test here uses.
@@ -346,6 +347,44 @@ async fn projection_lag_by_projection_and_event_type_in_seconds() {
 }
 
 #[tokio::test]
+async fn queries_are_counted_timed_and_sized_by_type_and_status() {
+    use eventsource_runtime::query;
+    let m = metrics();
+    let ty = attr::METRIC_ATTR_QUERY_TYPE;
+    let status = attr::METRIC_ATTR_QUERY_STATUS;
+    for size in [2, 5] {
+        query::run_collection("MetricsOpenCarts", async move {
+            Ok::<_, std::fmt::Error>(vec![0_u8; size])
+        })
+        .await
+        .unwrap();
+    }
+    query::run("MetricsOpenCarts", async {
+        Err::<Vec<u8>, _>(std::fmt::Error)
+    })
+    .await
+    .unwrap_err();
+    let ok = [(ty, "MetricsOpenCarts"), (status, attr::STATUS_SUCCESS)];
+    let failed = [(ty, "MetricsOpenCarts"), (status, attr::STATUS_ERROR)];
+    assert_eq!(m.total(attr::METRIC_QUERY_TOTAL, &ok), 2);
+    assert_eq!(m.total(attr::METRIC_QUERY_TOTAL, &failed), 1);
+    assert_eq!(m.total(attr::METRIC_QUERY_DURATION, &ok), 2);
+    assert_eq!(m.unit(attr::METRIC_QUERY_DURATION).as_deref(), Some("s"));
+    assert_eq!(m.unit(attr::METRIC_QUERY_TOTAL).as_deref(), Some("{query}"));
+    assert_eq!(
+        m.unit(attr::METRIC_QUERY_RESULT_SIZE).as_deref(),
+        Some("{item}")
+    );
+    assert_eq!(
+        m.histogram_sum(attr::METRIC_QUERY_RESULT_SIZE, &[(ty, "MetricsOpenCarts")]),
+        7.0,
+        "2 + 5 items; the failed query records no size"
+    );
+    assert_eq!(m.attribute_keys(attr::METRIC_QUERY_TOTAL), [status, ty]);
+    assert_eq!(m.attribute_keys(attr::METRIC_QUERY_RESULT_SIZE), [ty]);
+}
+
+#[tokio::test]
 async fn no_metric_carries_an_unbounded_attribute() {
     let m = metrics();
     let carts = CommandService::<Cart>::new(InMemoryEventStore::new());
@@ -376,8 +415,8 @@ async fn no_metric_carries_an_unbounded_attribute() {
         attr::METRIC_ATTR_PROJECTION_NAME,
         attr::METRIC_ATTR_EVENT_TYPE,
         attr::METRIC_ATTR_REASON,
-        "query.type",
-        "query.status",
+        attr::METRIC_ATTR_QUERY_TYPE,
+        attr::METRIC_ATTR_QUERY_STATUS,
         "handler.name",
         attr::MESSAGING_SYSTEM,
         attr::MESSAGING_DESTINATION_NAME,

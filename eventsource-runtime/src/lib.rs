@@ -22,6 +22,8 @@
 //!   [`InMemoryEventBus`] that publish stored events to handlers
 //!   ([`CommandService::with_bus`]), and the [`Dispatcher`](bus::Dispatcher) any transport
 //!   consumes through;
+//! - [`query`]: the read side, run through [`query::run`] for the contract's query span and
+//!   metrics;
 //! - `testing` (feature `testing`): given/when/then for aggregates.
 //!
 //! ```
@@ -78,6 +80,7 @@ pub mod bus;
 pub mod command;
 pub mod event;
 pub mod projection;
+pub mod query;
 pub mod repository;
 pub mod snapshot;
 pub mod store;

@@ -83,6 +83,8 @@ pub const SIDE_PROJECTION: &str = "projection";
 
 /// Prefix of a command span's default name (`command.PlaceOrder`).
 pub const SPAN_COMMAND_PREFIX: &str = "command.";
+/// Prefix of a query span's default name (`query.OrderSummary`).
+pub const SPAN_QUERY_PREFIX: &str = "query.";
 /// Prefix of a projection span's default name (`projection.OrderReadModel`).
 pub const SPAN_PROJECTION_PREFIX: &str = "projection.";
 pub use super::config::{
@@ -114,6 +116,12 @@ pub const METRIC_COMMAND_TOTAL: &str = "cqrs.command.total";
 pub const METRIC_EVENTS_PRODUCED: &str = "cqrs.events.produced";
 /// Histogram of projection lag, seconds.
 pub const METRIC_PROJECTION_LAG: &str = "cqrs.projection.lag";
+/// Histogram of query durations (s).
+pub const METRIC_QUERY_DURATION: &str = "cqrs.query.duration";
+/// Counter of queries run.
+pub const METRIC_QUERY_TOTAL: &str = "cqrs.query.total";
+/// Histogram of the number of items a collection query returned.
+pub const METRIC_QUERY_RESULT_SIZE: &str = "cqrs.query.result_size";
 /// Counter of consumed events whose stored trace context was missing or malformed.
 pub const METRIC_TRACE_CONTEXT_INVALID: &str = "eventsource.trace_context.invalid";
 /// Counter of messages an event bus published.
@@ -134,6 +142,10 @@ pub const METRIC_ATTR_PROJECTION_NAME: &str = "projection.name";
 pub const METRIC_ATTR_EVENT_TYPE: &str = "event.type";
 /// Metric attribute: event handler name.
 pub const METRIC_ATTR_HANDLER_NAME: &str = "handler.name";
+/// Metric attribute: the query type.
+pub const METRIC_ATTR_QUERY_TYPE: &str = "query.type";
+/// Metric attribute: [`STATUS_SUCCESS`] or [`STATUS_ERROR`].
+pub const METRIC_ATTR_QUERY_STATUS: &str = "query.status";
 /// Metric attribute of [`METRIC_TRACE_CONTEXT_INVALID`]: `missing` or `malformed`.
 pub const METRIC_ATTR_REASON: &str = "reason";
 /// [`METRIC_ATTR_COMMAND_STATUS`] value.

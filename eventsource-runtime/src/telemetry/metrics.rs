@@ -21,6 +21,9 @@ pub(crate) struct Instruments {
     pub(crate) command_duration: Histogram<f64>,
     pub(crate) command_total: Counter<u64>,
     pub(crate) events_produced: Counter<u64>,
+    pub(crate) query_duration: Histogram<f64>,
+    pub(crate) query_total: Counter<u64>,
+    pub(crate) query_result_size: Histogram<u64>,
     pub(crate) projection_lag: Histogram<f64>,
     pub(crate) trace_context_invalid: Counter<u64>,
     pub(crate) bus_published: Counter<u64>,
@@ -48,6 +51,21 @@ impl Instruments {
                 .u64_counter(attr::METRIC_EVENTS_PRODUCED)
                 .with_unit("{event}")
                 .with_description("Events produced by commands")
+                .build(),
+            query_duration: meter
+                .f64_histogram(attr::METRIC_QUERY_DURATION)
+                .with_unit("s")
+                .with_description("Duration of queries")
+                .build(),
+            query_total: meter
+                .u64_counter(attr::METRIC_QUERY_TOTAL)
+                .with_unit("{query}")
+                .with_description("Queries run")
+                .build(),
+            query_result_size: meter
+                .u64_histogram(attr::METRIC_QUERY_RESULT_SIZE)
+                .with_unit("{item}")
+                .with_description("Items returned by collection queries")
                 .build(),
             projection_lag: meter
                 .f64_histogram(attr::METRIC_PROJECTION_LAG)
@@ -124,6 +142,35 @@ pub(crate) fn record_command(
         instruments.events_produced.add(
             events as u64,
             &[KeyValue::new(attr::METRIC_ATTR_COMMAND_TYPE, command_type)],
+        );
+    }
+}
+
+/// Records one query (and its result size, for a collection).
+pub(crate) fn record_query(
+    query_type: &'static str,
+    success: bool,
+    elapsed: Duration,
+    result_size: Option<usize>,
+) {
+    let instruments = instruments();
+    let status = if success {
+        attr::STATUS_SUCCESS
+    } else {
+        attr::STATUS_ERROR
+    };
+    let attributes = [
+        KeyValue::new(attr::METRIC_ATTR_QUERY_TYPE, query_type),
+        KeyValue::new(attr::METRIC_ATTR_QUERY_STATUS, status),
+    ];
+    instruments
+        .query_duration
+        .record(elapsed.as_secs_f64(), &attributes);
+    instruments.query_total.add(1, &attributes);
+    if let Some(size) = result_size {
+        instruments.query_result_size.record(
+            size as u64,
+            &[KeyValue::new(attr::METRIC_ATTR_QUERY_TYPE, query_type)],
         );
     }
 }

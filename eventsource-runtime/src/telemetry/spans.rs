@@ -135,6 +135,32 @@ pub(crate) fn command_decided(span: &Span, event_types: &[&'static str]) {
     }
 }
 
+// ---- query -------------------------------------------------------------------------------
+
+/// `query.{QueryType}`, INTERNAL, child of the current span.
+pub(crate) fn query(query_type: &'static str) -> Span {
+    if !toggles::is_enabled() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        target: TARGET,
+        "query",
+        otel.name = Empty,
+        { attr::QUERY_TYPE } = query_type,
+        { attr::CQRS_SIDE } = attr::SIDE_READ,
+        { attr::QUERY_RESULT_COUNT } = Empty,
+    );
+    if !span.is_disabled() {
+        name(&span, &format!("{}{query_type}", attr::SPAN_QUERY_PREFIX));
+    }
+    span
+}
+
+/// After a collection query: how many items it returned.
+pub(crate) fn query_result_count(span: &Span, count: usize) {
+    span.record(attr::QUERY_RESULT_COUNT, int(count));
+}
+
 // ---- repository ----------------------------------------------------------------------------
 
 /// Repository load, INTERNAL.

@@ -282,11 +282,7 @@ impl MetricCapture {
         };
         let matches = |attrs: &mut dyn Iterator<Item = &KeyValue>| {
             let attrs: Vec<&KeyValue> = attrs.collect();
-            having.iter().all(|(k, v)| {
-                attrs
-                    .iter()
-                    .any(|kv| kv.key.as_str() == *k && kv.value.as_str() == *v)
-            })
+            has_all(&attrs, having)
         };
         let mut total = 0;
         for metric in latest
@@ -398,7 +394,7 @@ impl MetricCapture {
         keys
     }
 
-    /// The sum of the values recorded by `f64` histogram `name` over the data points having
+    /// The sum of the values recorded by histogram `name` (`f64` or `u64`) over the data points having
     /// every attribute in `having` (cumulative since the capture started); 0 if none.
     #[must_use]
     pub fn histogram_sum(&self, name: &str, having: &[(&str, &str)]) -> f64 {
@@ -408,13 +404,13 @@ impl MetricCapture {
             .map(|m| match m.data() {
                 AggregatedMetrics::F64(MetricData::Histogram(h)) => h
                     .data_points()
-                    .filter(|dp| {
-                        having.iter().all(|(k, v)| {
-                            dp.attributes()
-                                .any(|kv| kv.key.as_str() == *k && kv.value.as_str() == *v)
-                        })
-                    })
+                    .filter(|dp| has_all(&dp.attributes().collect::<Vec<_>>(), having))
                     .map(|dp| dp.sum())
+                    .sum::<f64>(),
+                AggregatedMetrics::U64(MetricData::Histogram(h)) => h
+                    .data_points()
+                    .filter(|dp| has_all(&dp.attributes().collect::<Vec<_>>(), having))
+                    .map(|dp| dp.sum() as f64)
                     .sum::<f64>(),
                 _ => 0.0,
             })
@@ -426,6 +422,15 @@ impl MetricCapture {
         let _ = self.provider.force_flush();
         self.exporter.get_finished_metrics().ok()?.pop()
     }
+}
+
+/// Whether `attributes` has every `(key, value)` of `having`.
+fn has_all(attributes: &[&KeyValue], having: &[(&str, &str)]) -> bool {
+    having.iter().all(|(k, v)| {
+        attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == *k && kv.value.as_str() == *v)
+    })
 }
 
 /// The metrics of an export, if any.

@@ -41,6 +41,31 @@ pub(crate) fn parse_list<A: Parse>(
     Ok(malformed)
 }
 
+/// Parses an attribute's whole argument list with [`parse_list`], recording every error
+/// (malformed, unknown, duplicate) in `errors`.
+pub(crate) fn parse_tokens<A: Parse>(
+    tokens: proc_macro2::TokenStream,
+    errors: &mut Errors,
+    add: impl FnMut(A, &mut Errors),
+) {
+    use syn::parse::Parser as _;
+    let parsed = (|input: ParseStream<'_>| parse_list(input, errors, add)).parse2(tokens);
+    if let Err(e) = parsed {
+        errors.push(e);
+    }
+}
+
+/// The error for an argument name the macro does not take, at that name, with the usage.
+pub(crate) fn unknown(input: ParseStream<'_>, usage: &str) -> syn::Error {
+    match input.parse::<syn::Ident>() {
+        Ok(unknown) => syn::Error::new(
+            unknown.span(),
+            format!("unknown argument `{unknown}`: {usage}"),
+        ),
+        Err(e) => e,
+    }
+}
+
 /// Skips what is left of a malformed argument: every token tree up to the next `,`.
 fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
     while !input.is_empty() && !input.peek(Token![,]) {

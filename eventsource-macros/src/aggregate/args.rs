@@ -81,11 +81,7 @@ impl Parse for Arg {
             input.parse::<Token![=]>()?;
             Ok(Self::Event(keyword, input.parse()?))
         } else if input.peek(Ident) {
-            let unknown: Ident = input.parse()?;
-            Err(syn::Error::new(
-                unknown.span(),
-                format!("unknown argument `{unknown}`: {USAGE}"),
-            ))
+            Err(crate::args::unknown(input, USAGE))
         } else {
             Err(lookahead.error())
         }

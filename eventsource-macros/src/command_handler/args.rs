@@ -1,7 +1,7 @@
 //! The typed arguments of `#[command_handler(...)]`.
 
 use proc_macro2::TokenStream;
-use syn::parse::{Parse, ParseStream, Parser};
+use syn::parse::{Parse, ParseStream};
 use syn::{Expr, Ident, LitStr, Token};
 
 use crate::errors::Errors;
@@ -69,11 +69,7 @@ impl Parse for Arg {
                 string(input, "command_type = \"PlaceOrder\"")?,
             ))
         } else if input.peek(Ident) {
-            let unknown: Ident = input.parse()?;
-            Err(syn::Error::new(
-                unknown.span(),
-                format!("unknown argument `{unknown}`: {USAGE}"),
-            ))
+            Err(crate::args::unknown(input, USAGE))
         } else {
             Err(lookahead.error())
         }
@@ -84,13 +80,7 @@ impl Args {
     /// Parses the attribute's arguments, recording errors.
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let mut args = Self::default();
-        let parsed = (|input: ParseStream<'_>| {
-            crate::args::parse_list(input, errors, |arg, errors| args.add(arg, errors))
-        })
-        .parse2(tokens);
-        if let Err(e) = parsed {
-            errors.push(e);
-        }
+        crate::args::parse_tokens(tokens, errors, |arg, errors| args.add(arg, errors));
         args
     }
 

@@ -1,7 +1,7 @@
 //! The typed arguments of `#[traced(...)]`, as written by the user.
 
 use proc_macro2::{Span, TokenStream};
-use syn::parse::{Parse, ParseStream, Parser};
+use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, LitStr, Path, Token, braced, parenthesized};
 
@@ -329,11 +329,7 @@ impl Parse for Arg {
             flag(input, keyword.span, "err")?;
             Ok(Self::Err(keyword))
         } else if input.peek(Ident) {
-            let unknown: Ident = input.parse()?;
-            Err(syn::Error::new(
-                unknown.span(),
-                format!("unknown argument `{unknown}`: {USAGE}"),
-            ))
+            Err(crate::args::unknown(input, USAGE))
         } else {
             Err(syn::Error::new(
                 input.span(),
@@ -356,13 +352,7 @@ impl Args {
     /// so the arguments after it are still read and only its own error is reported.
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
         let mut args = Self::default();
-        let parsed = (|input: ParseStream<'_>| {
-            crate::args::parse_list(input, errors, |arg, errors| args.add(arg, errors))
-        })
-        .parse2(tokens);
-        if let Err(e) = parsed {
-            errors.push(e);
-        }
+        crate::args::parse_tokens(tokens, errors, |arg, errors| args.add(arg, errors));
         args
     }
 

@@ -42,8 +42,10 @@ async fn place(id: &str) -> usize {
 }
 
 #[traced]
-fn context_inside() -> opentelemetry::Context {
-    telemetry::current_context()
+fn context_inside() -> (opentelemetry::Context, eventsource_runtime::event::Metadata) {
+    let mut stored = eventsource_runtime::event::Metadata::new();
+    telemetry::propagation::inject_current(&mut stored);
+    (telemetry::current_context(), stored)
 }
 
 fn story() {
@@ -142,12 +144,17 @@ async fn the_span_stays_current_across_awaits_and_interleaved_tasks() {
 #[test]
 fn current_context_and_stored_context_see_the_traced_span() {
     let capture = capture();
-    let cx = tracing::info_span!("user.request").in_scope(context_inside);
+    let (cx, stored) = tracing::info_span!("user.request").in_scope(context_inside);
     let spans = capture.spans();
     let traced = spans.get("context_inside");
     assert_eq!(
         cx.span().span_context().span_id(),
         traced.span_context.span_id()
+    );
+    let traceparent = stored.traceparent().expect("a stored traceparent");
+    assert!(
+        traceparent.contains(&traced.span_context.span_id().to_string()),
+        "the stored context is the traced span's: {traceparent}"
     );
     // Outside of any span again: no context.
     assert!(

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use eventsource_runtime::event::{NewEvent, StreamId};
-use eventsource_runtime::store::postgres::sqlx;
-use eventsource_runtime::store::{
-    EventStore, ExpectedVersion, InMemoryEventStore, PostgresEventStore, SqliteEventStore,
-};
+use eventsource_runtime::postgres::PostgresEventStore;
+use eventsource_runtime::sqlite::SqliteEventStore;
+use eventsource_runtime::sqlx;
+use eventsource_runtime::store::{EventStore, ExpectedVersion, InMemoryEventStore};
 use serde_json::json;
 use tokio::runtime::Runtime;
 

@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use domain::{CancelOrder, Order, OrderPlaced, OrderReadModel, ShipOrder, sample_order};
 use eventsource_runtime::bus::HandlerError;
+use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
-use eventsource_runtime::store::{PostgresEventStore, SqliteEventStore};
+use eventsource_runtime::sqlite::SqliteEventStore;
 
 /// The variable that picks the store.
 const STORE_VAR: &str = "EVENTSOURCE_STORE";

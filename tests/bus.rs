@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use domain::{Order, OrderEvent, OrderPlaced, OrderShipped, sample_order};
+use eventsource_runtime::bus::BusTelemetry;
 use eventsource_runtime::bus::{
     BusError, BusMessage, Dispatcher, EventBus, HandlerError, InMemoryEventBus, PublishReport,
     handler_fn, instrument,
@@ -25,7 +26,6 @@ use eventsource_runtime::bus::{
 use eventsource_runtime::event::Metadata;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
-use eventsource_runtime::telemetry::config::BusTelemetry;
 use eventsource_runtime::telemetry::{self, propagation, toggles};
 use eventsource_runtime::testing::{
     MetricCapture, attribute, capture, capture_metrics, events, kind,
@@ -148,7 +148,7 @@ async fn a_command_publishes_and_the_handler_consumes_in_the_same_trace() {
     );
     assert_eq!(
         attribute(publish, attr::MESSAGING_OPERATION_TYPE),
-        Some(&string("publish"))
+        Some(&string("send"))
     );
     assert_eq!(
         attribute(publish, attr::MESSAGING_MESSAGE_ID),

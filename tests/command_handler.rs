@@ -6,8 +6,9 @@ mod domain;
 
 use domain::{OrderReadModel, sample_order};
 use eventsource_runtime::prelude::*;
+use eventsource_runtime::repository::RepositorySpanNames;
+use eventsource_runtime::store::StoreSpanNames;
 use eventsource_runtime::telemetry::attributes as attr;
-use eventsource_runtime::telemetry::config::{RepositorySpanNames, StoreSpanNames};
 use eventsource_runtime::testing::{attribute, capture, kind};
 use opentelemetry::Value;
 use opentelemetry::trace::SpanKind;

@@ -6,24 +6,22 @@
 //! up to date; `cargo test --test example_otlp` does not build examples by itself) and run
 //! from `target/<profile>/examples/`, next to this test's executable.
 
+#[path = "common/otlp.rs"]
+mod otlp;
 #[path = "common/otlp_collector.rs"]
 mod otlp_collector;
 
+use otlp::{
+    AttrValue, KIND_CLIENT, KIND_CONSUMER, KIND_INTERNAL, KIND_PRODUCER, STATUS_ERROR,
+    STATUS_UNSET, Span, array, attributes, decode, example_binary, example_command, tree,
+};
 use otlp_collector::{Request, collector};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use eventsource_runtime::telemetry::attributes as attr;
 use serde_json::Value as Json;
 
 // OTLP enums, as numbers (`SpanKind`, `StatusCode`).
-const KIND_INTERNAL: i64 = 1;
-const KIND_CLIENT: i64 = 3;
-const KIND_PRODUCER: i64 = 4;
-const KIND_CONSUMER: i64 = 5;
-const STATUS_UNSET: i64 = 0;
-const STATUS_ERROR: i64 = 2;
 
 #[test]
 fn the_orders_example_exports_the_contract_traces_over_otlp_http_json() {
@@ -188,7 +186,7 @@ fn the_orders_example_exports_the_contract_traces_over_otlp_http_json() {
     assert_eq!(publish.kind, KIND_PRODUCER);
     assert_eq!(publish.str(attr::MESSAGING_SYSTEM), "in_memory");
     assert_eq!(publish.str(attr::MESSAGING_DESTINATION_NAME), "orders");
-    assert_eq!(publish.str(attr::MESSAGING_OPERATION_TYPE), "publish");
+    assert_eq!(publish.str(attr::MESSAGING_OPERATION_TYPE), "send");
     assert_eq!(publish.str(attr::EVENT_TYPE), "OrderPlaced");
     let message_id = publish.str(attr::MESSAGING_MESSAGE_ID);
     assert_eq!(message_id.len(), 36, "the event id: {message_id}");
@@ -327,59 +325,10 @@ fn the_orders_example_exports_the_contract_traces_over_otlp_http_json() {
 
 // ---- running the example -----------------------------------------------------------------
 
-/// `target/<profile>/examples/orders`, built (or found up to date) by cargo.
-fn example_binary() -> PathBuf {
-    // The test runs as target/<profile>/deps/example_otlp-<hash>.
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap();
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_owned(),
-        Some(other) => other.to_owned(),
-    };
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("orders{}", std::env::consts::EXE_SUFFIX));
-    let build = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", "orders", "--profile"])
-        .arg(&profile)
-        .arg("--manifest-path")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir)
-        .output()
-        .expect("cargo runs");
-    assert!(
-        build.status.success() || binary.exists(),
-        "cargo build --example orders failed:\n{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    if !build.status.success() {
-        eprintln!(
-            "cargo build --example orders failed; running the binary already built:\n{}",
-            String::from_utf8_lossy(&build.stderr)
-        );
-    }
-    assert!(binary.exists(), "no example at {}", binary.display());
-    binary
-}
-
 fn run_example(endpoint: &str) -> Output {
-    let mut command = Command::new(example_binary());
-    for (key, _) in std::env::vars() {
-        // `EVENTSOURCE_*`: the process switch, and the store (in memory by default).
-        if key.starts_with("OTEL_")
-            || key.starts_with("EVENTSOURCE_")
-            || key == "RUST_LOG"
-            || key == "NO_COLOR"
-        {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json");
-    let output = command.output().expect("the example runs");
+    let output = example_command(&example_binary("orders", &[]), endpoint)
+        .output()
+        .expect("the example runs");
     assert!(
         output.status.success(),
         "the example failed\nstdout:\n{}\nstderr:\n{}",
@@ -387,197 +336,4 @@ fn run_example(endpoint: &str) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-// ---- decoding OTLP/JSON --------------------------------------------------------------------
-
-/// An attribute value, by its OTLP `AnyValue` variant.
-#[derive(Debug, Clone, PartialEq)]
-enum AttrValue {
-    Str(String),
-    Int(i64),
-    Double(f64),
-    Bool(bool),
-    StrArray(Vec<String>),
-    Other(Json),
-}
-
-#[derive(Debug)]
-struct Span {
-    trace_id: String,
-    span_id: String,
-    parent_span_id: String,
-    name: String,
-    kind: i64,
-    start: u128,
-    attributes: BTreeMap<String, AttrValue>,
-    events: Vec<(String, BTreeMap<String, AttrValue>)>,
-    links: Vec<(String, String)>,
-    status_code: i64,
-    status_message: String,
-}
-
-impl Span {
-    #[track_caller]
-    fn str(&self, key: &str) -> &str {
-        match self.attributes.get(key) {
-            Some(AttrValue::Str(s)) => s,
-            other => panic!("`{}`.{key} is not a stringValue: {other:?}", self.name),
-        }
-    }
-
-    #[track_caller]
-    fn int(&self, key: &str) -> i64 {
-        match self.attributes.get(key) {
-            Some(AttrValue::Int(i)) => *i,
-            other => panic!("`{}`.{key} is not an intValue: {other:?}", self.name),
-        }
-    }
-}
-
-fn array(json: &Json) -> &[Json] {
-    json.as_array().map_or(&[], Vec::as_slice)
-}
-
-fn text(json: &Json) -> String {
-    json.as_str().unwrap_or_default().to_owned()
-}
-
-/// An OTLP/JSON 64-bit integer: a number, or (proto3 JSON) a string of digits.
-fn integer(json: &Json) -> Option<i128> {
-    json.as_i64()
-        .map(i128::from)
-        .or_else(|| json.as_u64().map(i128::from))
-        .or_else(|| json.as_str().and_then(|s| s.parse().ok()))
-}
-
-/// An enum: a number, or its proto name.
-fn enumeration(json: &Json, names: &[&str]) -> i64 {
-    if let Some(n) = json.as_i64() {
-        return n;
-    }
-    let name = json.as_str().unwrap_or_default();
-    names
-        .iter()
-        .position(|n| *n == name)
-        .map_or(-1, |i| i as i64)
-}
-
-fn any_value(json: &Json) -> AttrValue {
-    if let Some(s) = json.get("stringValue") {
-        AttrValue::Str(text(s))
-    } else if let Some(i) = json.get("intValue") {
-        AttrValue::Int(integer(i).and_then(|i| i64::try_from(i).ok()).unwrap())
-    } else if let Some(d) = json.get("doubleValue") {
-        AttrValue::Double(d.as_f64().unwrap())
-    } else if let Some(b) = json.get("boolValue") {
-        AttrValue::Bool(b.as_bool().unwrap())
-    } else if let Some(values) = json.get("arrayValue") {
-        let values = array(&values["values"]);
-        let strings: Vec<String> = values
-            .iter()
-            .filter_map(|v| v.get("stringValue").map(text))
-            .collect();
-        if strings.len() == values.len() {
-            AttrValue::StrArray(strings)
-        } else {
-            AttrValue::Other(json.clone())
-        }
-    } else {
-        AttrValue::Other(json.clone())
-    }
-}
-
-fn attributes(json: &Json) -> BTreeMap<String, AttrValue> {
-    array(json)
-        .iter()
-        .map(|kv| (text(&kv["key"]), any_value(&kv["value"])))
-        .collect()
-}
-
-fn decode(bodies: &[Json]) -> Vec<Span> {
-    const KINDS: [&str; 6] = [
-        "SPAN_KIND_UNSPECIFIED",
-        "SPAN_KIND_INTERNAL",
-        "SPAN_KIND_SERVER",
-        "SPAN_KIND_CLIENT",
-        "SPAN_KIND_PRODUCER",
-        "SPAN_KIND_CONSUMER",
-    ];
-    const CODES: [&str; 3] = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"];
-    let mut spans = Vec::new();
-    for body in bodies {
-        for resource_spans in array(&body["resourceSpans"]) {
-            for scope_spans in array(&resource_spans["scopeSpans"]) {
-                for span in array(&scope_spans["spans"]) {
-                    let status = &span["status"];
-                    spans.push(Span {
-                        trace_id: text(&span["traceId"]),
-                        span_id: text(&span["spanId"]),
-                        parent_span_id: text(&span["parentSpanId"]),
-                        name: text(&span["name"]),
-                        kind: enumeration(&span["kind"], &KINDS),
-                        start: integer(&span["startTimeUnixNano"]).unwrap_or(0) as u128,
-                        attributes: attributes(&span["attributes"]),
-                        events: array(&span["events"])
-                            .iter()
-                            .map(|e| (text(&e["name"]), attributes(&e["attributes"])))
-                            .collect(),
-                        links: array(&span["links"])
-                            .iter()
-                            .map(|l| (text(&l["traceId"]), text(&l["spanId"])))
-                            .collect(),
-                        status_code: if status.get("code").is_some() {
-                            enumeration(&status["code"], &CODES)
-                        } else {
-                            STATUS_UNSET
-                        },
-                        status_message: text(&status["message"]),
-                    });
-                }
-            }
-        }
-    }
-    spans
-}
-
-/// The spans as indented trees, for failure messages.
-fn tree(spans: &[Span]) -> String {
-    fn write(out: &mut String, spans: &[Span], span: &Span, depth: usize) {
-        out.push_str(&format!(
-            "{:indent$}{} kind={} status={}{}\n",
-            "",
-            span.name,
-            span.kind,
-            span.status_code,
-            if span.links.is_empty() {
-                ""
-            } else {
-                " (linked)"
-            },
-            indent = depth * 2
-        ));
-        let mut children: Vec<&Span> = spans
-            .iter()
-            .filter(|c| c.parent_span_id == span.span_id && c.trace_id == span.trace_id)
-            .collect();
-        children.sort_by_key(|c| c.start);
-        for child in children {
-            write(out, spans, child, depth + 1);
-        }
-    }
-    let mut roots: Vec<&Span> = spans
-        .iter()
-        .filter(|s| {
-            !spans
-                .iter()
-                .any(|p| p.span_id == s.parent_span_id && p.trace_id == s.trace_id)
-        })
-        .collect();
-    roots.sort_by_key(|s| s.start);
-    let mut out = String::new();
-    for root in roots {
-        write(&mut out, spans, root, 0);
-    }
-    out
 }

@@ -19,8 +19,9 @@
 pub mod domain {
     use std::marker::PhantomData;
 
-    use eventsource_runtime::event::{DecodeError, Payload};
-    use eventsource_runtime::{Aggregate, Apply, DomainEvent};
+    use eventsource_runtime::Aggregate;
+    use eventsource_runtime::aggregate::Apply;
+    use eventsource_runtime::event::{DecodeError, DomainEvent, Payload};
     use serde::{Deserialize, Serialize};
 
     /// An order was placed.
@@ -236,7 +237,8 @@ use domain::{
     Account, Counter, Incremented, Light, LightEvent, Movement, Order, OrderCancelled, OrderEvent,
     OrderPlaced, OrderShipped,
 };
-use eventsource_runtime::{Aggregate, AggregateRoot, DomainEvent};
+use eventsource_runtime::aggregate::{Aggregate, AggregateRoot};
+use eventsource_runtime::event::DomainEvent;
 
 #[test]
 fn derived_aggregates_record_events() {
@@ -289,7 +291,7 @@ pub mod read_side {
     use std::error::Error;
     use std::fmt;
 
-    use eventsource_runtime::EventEnvelope;
+    use eventsource_runtime::event::EventEnvelope;
 
     use crate::domain::{OrderCancelled, OrderPlaced, OrderShipped};
 
@@ -370,10 +372,9 @@ pub mod read_side {
 
 #[tokio::test]
 async fn projections_are_fed() {
-    use eventsource_runtime::event::NewEvent;
-    use eventsource_runtime::{
-        EventStore, ExpectedVersion, InMemoryEventStore, Projection, ProjectionRegistry, StreamId,
-    };
+    use eventsource_runtime::event::{NewEvent, StreamId};
+    use eventsource_runtime::projection::{Projection, ProjectionRegistry};
+    use eventsource_runtime::store::{EventStore, ExpectedVersion, InMemoryEventStore};
     use read_side::OrderTotals;
 
     assert!(OrderTotals::traced().tracing_enabled());

@@ -11,32 +11,34 @@
 #[path = "common/conformance.rs"]
 mod conformance;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
-use eventsource_runtime::projection::checkpoint::CheckpointStore;
-use eventsource_runtime::snapshot::{Snapshot, SnapshotStore};
-use eventsource_runtime::store::postgres::InvalidSchemaName;
-use eventsource_runtime::store::postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use eventsource_runtime::store::postgres::sqlx::types::chrono::{DateTime, Utc};
-use eventsource_runtime::store::postgres::sqlx::{self, PgPool};
-use eventsource_runtime::store::{
-    EventStore, ExpectedVersion, PostgresCheckpointStore, PostgresEventStore,
-    PostgresSnapshotStore, StoreError, VersionConflict,
+use eventsource_runtime::postgres::{
+    InvalidSchemaName, PostgresCheckpointStore, PostgresEventStore, PostgresSnapshotStore,
 };
+use eventsource_runtime::projection::checkpoint::{CheckpointStore, ProjectionLease};
+use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError, UnreadablePolicy};
+use eventsource_runtime::projection::{Projection, ProjectionError};
+use eventsource_runtime::snapshot::{Snapshot, SnapshotStore};
+use eventsource_runtime::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use eventsource_runtime::sqlx::types::chrono::{DateTime, Utc};
+use eventsource_runtime::sqlx::{self, PgPool};
+use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError, VersionConflict};
 use eventsource_runtime::telemetry::attributes as attr;
-use eventsource_runtime::telemetry::config::{
+use eventsource_runtime::telemetry::attributes::{
     SPAN_SNAPSHOT_STORE_GET, SPAN_SNAPSHOT_STORE_SAVE, SPAN_STORE_APPEND, SPAN_STORE_LOAD,
     SPAN_STORE_READ_ALL,
 };
-use eventsource_runtime::testing::{attribute, capture, kind};
+use eventsource_runtime::testing::{attribute, capture, capture_metrics, kind};
 use opentelemetry::Value;
 use opentelemetry::trace::SpanKind;
 use serde_json::json;
+use tokio::sync::oneshot;
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -118,6 +120,42 @@ impl TestDb {
             .connect_with(options.application_name(&self.app))
             .await
             .unwrap()
+    }
+
+    /// A new pool of `size` connections whose application name is this test's with
+    /// `suffix` (so its backends can be told apart; `terminate_backends` spares them).
+    async fn pool_named(&self, size: u32, suffix: &str) -> PgPool {
+        let options: PgConnectOptions = self.url.parse().unwrap();
+        PgPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.application_name(&format!("{}_{suffix}", self.app)))
+            .await
+            .unwrap()
+    }
+
+    /// The backend holding a projection lease (a session-level advisory lock on one
+    /// bigint key) for the pools named with `suffix`, if any.
+    async fn lease_backend(&self, suffix: &str) -> Option<i32> {
+        sqlx::query_scalar(
+            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted \
+               AND a.application_name = $1",
+        )
+        .bind(format!("{}_{suffix}", self.app))
+        .fetch_optional(&self.admin)
+        .await
+        .unwrap()
+    }
+
+    /// Terminates one backend, as an administrator (or a failover) would.
+    async fn terminate(&self, pid: i32) {
+        let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&self.admin)
+            .await
+            .unwrap();
+        assert!(done, "backend {pid} terminated");
     }
 
     /// A migrated event store on `pool`, in a new schema.
@@ -242,12 +280,12 @@ async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
     store.checkpoint_store().migrate().await.unwrap();
     assert_eq!(store.load(&s, 1).await.unwrap().len(), 2);
     let applied: Vec<i64> = sqlx::query_scalar(&format!(
-        "SELECT version FROM \"{schema}\".eventsource_schema_migrations"
+        "SELECT version FROM \"{schema}\".eventsource_schema_migrations ORDER BY version"
     ))
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(applied, [1]);
+    assert_eq!(applied, [1, 2, 3], "each version once");
     pool.close().await;
     db.cleanup().await;
 }
@@ -701,15 +739,20 @@ async fn unreadable_rows_are_corrupt_errors_and_unstorable_values_serialize_erro
     damage("UPDATE __events__ SET metadata = '[1, 2]' WHERE version = 2").await;
     let err = store.load(&s, 1).await.unwrap_err();
     assert!(
-        matches!(&err, StoreError::Corrupt { stream, version: 2, reason }
+        matches!(&err, StoreError::Corrupt { stream, version: 2, position: 2, reason }
             if *stream == s && reason.starts_with("metadata")),
         "{err:?}"
     );
+    // `read_all` returns the event before the damaged one, then names the damaged one.
+    assert_eq!(positions(&store.read_all(0, 10).await.unwrap()), [1]);
     assert!(matches!(
-        store.read_all(0, 10).await,
-        Err(StoreError::Corrupt { version: 2, .. })
+        store.read_all(2, 10).await,
+        Err(StoreError::Corrupt {
+            version: 2,
+            position: 2,
+            ..
+        })
     ));
-    // The event before the damaged one is still readable.
     assert!(store.load(&s, 1).await.is_err());
     assert_eq!(store.read_all(0, 1).await.unwrap().len(), 1);
 
@@ -720,6 +763,207 @@ async fn unreadable_rows_are_corrupt_errors_and_unstorable_values_serialize_erro
     ));
     damage("UPDATE __events__ SET schema_version = 1, payload = '\"x\"' WHERE version = 2").await;
     assert_eq!(store.load(&s, 2).await.unwrap()[0].payload, json!("x"));
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// A projection that records the positions it handled.
+struct Seen {
+    name: String,
+    positions: Arc<Mutex<Vec<u64>>>,
+}
+
+#[eventsource_runtime::async_trait]
+impl Projection for Seen {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
+        self.positions.lock().unwrap().push(event.position);
+        Ok(())
+    }
+}
+
+/// Issue 9's damaged database: eight good events, one whose metadata holds values that are
+/// not strings (readable: they come back as JSON text), one with a negative schema version
+/// (unreadable), two good ones after it, inserted with raw SQL. `read_all` returns the nine
+/// before the unreadable one and then names it; a runner handles them and stops there
+/// (`Stop`), or parks it in `parked_events` and goes on (`Park`), and handles it once the
+/// row is repaired.
+#[tokio::test]
+async fn an_unreadable_row_after_good_ones_is_stopped_at_or_parked() {
+    let Some(db) = db!("an_unreadable_row_after_good_ones_is_stopped_at_or_parked") else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_on(&pool).await;
+    store
+        .append(
+            &StreamId::new("Order", "o-1"),
+            ExpectedVersion::NoStream,
+            events(0..8),
+        )
+        .await
+        .unwrap();
+    let raw = |sql: &str| {
+        let sql = sql.replace("__events__", &format!("\"{}\".events", store.schema()));
+        let pool = pool.clone();
+        async move { sqlx::raw_sql(&sql).execute(&pool).await.unwrap() }
+    };
+    raw(
+        "INSERT INTO __events__ (stream_type, stream_id, version, event_id, event_type, \
+         schema_version, recorded_at, payload, metadata) VALUES \
+         ('Order', 'legacy', 1, gen_random_uuid(), 'Imported', 1, now(), '{\"n\": 9}', \
+          '{\"attempt\": 7, \"origin\": {\"app\": \"legacy\"}, \"gone\": null}'), \
+         ('Order', 'legacy', 2, gen_random_uuid(), 'Imported', -1, now(), '{}', '{}')",
+    )
+    .await;
+    store
+        .append(
+            &StreamId::new("Order", "o-2"),
+            ExpectedVersion::NoStream,
+            events(0..2),
+        )
+        .await
+        .unwrap();
+
+    // A metadata value that is not a string is read as its JSON text.
+    let nine = &store.read_all(9, 1).await.unwrap()[0];
+    assert_eq!(nine.metadata.get("attempt"), Some("7"));
+    assert_eq!(nine.metadata.get("origin"), Some(r#"{"app":"legacy"}"#));
+    assert_eq!(nine.metadata.get("gone"), Some("null"));
+
+    // `read_all`: the nine good events, then the unreadable one named, then the rest.
+    assert_eq!(
+        positions(&store.read_all(0, 100).await.unwrap()),
+        (1..=9).collect::<Vec<_>>()
+    );
+    let error = store.read_all(10, 100).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { position: 10, version: 2, reason, .. }
+            if reason.starts_with("schema_version")),
+        "{error:?}"
+    );
+    assert_eq!(positions(&store.read_all(11, 100).await.unwrap()), [11, 12]);
+
+    // Stop (the default): the nine are handled, then a typed stop naming the event.
+    let checkpoints = store.checkpoint_store();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runner = |policy| {
+        ProjectionRunner::new(
+            Arc::new(store.clone()),
+            Arc::new(checkpoints.clone()),
+            Seen {
+                name: "Seen".into(),
+                positions: Arc::clone(&seen),
+            },
+        )
+        .batch_size(4)
+        .on_unreadable(policy)
+    };
+    let stopped = runner(UnreadablePolicy::Stop)
+        .run_until_caught_up()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&stopped, RunnerError::UnreadableEvent { position: 10, .. }),
+        "{stopped:?}"
+    );
+    assert_eq!(*seen.lock().unwrap(), (1..=9).collect::<Vec<_>>());
+    assert_eq!(checkpoints.load("Seen").await.unwrap(), 9);
+
+    // Park: kept in the parked_events table with its error; the rest is handled.
+    let parking = runner(UnreadablePolicy::Park);
+    assert_eq!(parking.run_until_caught_up().await.unwrap(), 12);
+    assert_eq!(*seen.lock().unwrap(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12]);
+    let parked = parking.parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].position, 10);
+    assert!(
+        parked[0].error.contains("schema_version"),
+        "{}",
+        parked[0].error
+    );
+    // Listed by another process too.
+    let elsewhere = PostgresCheckpointStore::from_pool(db.pool(1).await)
+        .with_schema(store.schema())
+        .unwrap();
+    assert_eq!(elsewhere.parked("Seen").await.unwrap(), parked);
+    assert!(elsewhere.parked("Other").await.unwrap().is_empty());
+
+    // Repaired, the parked event is handed over and unparked.
+    raw("UPDATE __events__ SET schema_version = 1 WHERE position = 10").await;
+    assert!(parking.retry_parked().await.unwrap().is_empty());
+    assert_eq!(seen.lock().unwrap().last(), Some(&10));
+    assert!(elsewhere.parked("Seen").await.unwrap().is_empty());
+    assert!(!elsewhere.unpark("Seen", 10).await.unwrap());
+    assert_eq!(checkpoints.load("Seen").await.unwrap(), 12);
+    elsewhere.pool().close().await;
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// A NUL character in a stream id is one typed, non-transient error everywhere: loads and
+/// version checks (which PostgreSQL used to refuse as `Unavailable`), appends (which were
+/// `Serialize`), appends in the caller's transaction and the snapshot store. A NUL in the
+/// event itself is still `Serialize`.
+#[tokio::test]
+async fn nul_in_a_stream_id_is_invalid_everywhere() {
+    let Some(db) = db!("nul_in_a_stream_id_is_invalid_everywhere") else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_on(&pool).await;
+    let stream = StreamId::new("Order", "o\u{0}1");
+    let invalid = |result: Result<(), StoreError>, what: &str| {
+        assert!(
+            matches!(result, Err(StoreError::InvalidStreamId { .. })),
+            "{what}: {result:?}"
+        );
+    };
+    invalid(store.load(&stream, 1).await.map(drop), "load");
+    invalid(store.stream_version(&stream).await.map(drop), "version");
+    invalid(
+        store
+            .append(&stream, ExpectedVersion::Any, events(0..1))
+            .await
+            .map(drop),
+        "append",
+    );
+    let mut tx = pool.begin().await.unwrap();
+    invalid(
+        store
+            .append_in_transaction(&mut tx, &stream, ExpectedVersion::Any, events(0..1))
+            .await
+            .map(drop),
+        "append in a transaction",
+    );
+    tx.rollback().await.unwrap();
+    let snapshots = store.snapshot_store();
+    let snapshot = Snapshot {
+        stream: stream.clone(),
+        version: 1,
+        state: json!({}),
+        taken_at: Utc::now(),
+    };
+    invalid(snapshots.save(snapshot).await, "snapshot save");
+    invalid(snapshots.get(&stream).await.map(drop), "snapshot get");
+    invalid(snapshots.exists(&stream).await.map(drop), "snapshot exists");
+    invalid(snapshots.delete(&stream).await, "snapshot delete");
+
+    let fine = StreamId::new("Order", "o-1");
+    let refused = store
+        .append(
+            &fine,
+            ExpectedVersion::Any,
+            vec![NewEvent::new("Bad", 1, json!({ "text": "a\u{0}b" }))],
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Serialize { .. })),
+        "{refused:?}"
+    );
+    assert!(store.read_all(0, 10).await.unwrap().is_empty());
     pool.close().await;
     db.cleanup().await;
 }
@@ -1019,6 +1263,12 @@ async fn spans_are_client_spans_with_the_database_attributes() {
             None,
             "query text is opt-in"
         );
+        let database = options.get_database().unwrap_or(options.get_username());
+        assert_eq!(
+            attribute(span, attr::DB_NAMESPACE),
+            Some(&string(&format!("{database}.{}", store.schema()))),
+            "the database and the store's schema"
+        );
     }
     let appends = spans.all(SPAN_STORE_APPEND);
     assert_eq!(appends.len(), 2);
@@ -1030,6 +1280,12 @@ async fn spans_are_client_spans_with_the_database_attributes() {
         ),
         "a conflict is an error on the span"
     );
+    assert_eq!(
+        attribute(appends[1], attr::ERROR_TYPE),
+        Some(&string("VersionConflict")),
+        "the class of error, as on the exception event"
+    );
+    assert_eq!(attribute(appends[0], attr::ERROR_TYPE), None);
     assert_eq!(
         attribute(spans.get(SPAN_STORE_READ_ALL), attr::EVENTS_LOADED),
         Some(&Value::I64(2))
@@ -1232,15 +1488,19 @@ async fn checkpoint_store_saves_positions_and_leases_exclude_other_pools() {
     let elsewhere = PostgresCheckpointStore::from_pool(pool_b.clone())
         .with_schema(&db.schema())
         .unwrap();
-    let mut here = a.try_acquire_lease("orders").await.unwrap().expect("free");
+    let here = a.try_acquire_lease("orders").await.unwrap().expect("free");
     let there = elsewhere.try_acquire("orders").await.unwrap();
     assert!(there.is_some(), "schemas do not share leases");
 
-    // A lease whose session dies is lost, and says so; another runner can take over.
-    assert!(here.is_held().await);
+    // A lease whose session dies is lost, and says so (without a query); another runner
+    // can take over.
+    assert!(here.is_held());
     assert_eq!(here.projection(), "orders");
     db.terminate_backends().await;
-    assert!(!here.is_held().await);
+    eventually("the lease to notice its session ended", async || {
+        !here.is_held()
+    })
+    .await;
     eventually("the dead lease to be taken over", async || {
         b.try_acquire("orders").await.ok().flatten().is_some()
     })
@@ -1296,5 +1556,279 @@ async fn one_lease_at_a_time_among_racing_runners() {
         total += task.await.unwrap();
     }
     assert!(total > 0);
+    db.cleanup().await;
+}
+
+// ---- projection runners: lost leases ------------------------------------------------------
+
+/// What every instance of a [`Tracker`] shares.
+#[derive(Default)]
+struct Tracks {
+    /// Handler calls in flight, per event position.
+    in_flight: Mutex<HashMap<u64, u32>>,
+    /// Calls that found another call on the same event in flight.
+    same_event_overlaps: AtomicU64,
+    /// Calls in flight, whatever the event, and the most ever at once.
+    running: AtomicU64,
+    most_running: AtomicU64,
+    /// Every call: (runner, position).
+    calls: Mutex<Vec<(&'static str, u64)>>,
+}
+
+impl Tracks {
+    fn calls_of(&self, runner: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| *r == runner)
+            .count()
+    }
+
+    fn handled(&self) -> HashSet<u64> {
+        self.calls.lock().unwrap().iter().map(|(_, p)| *p).collect()
+    }
+}
+
+/// A projection that tracks its handler calls across runners; each call does a little
+/// work (100 µs).
+struct Tracker {
+    name: String,
+    runner: &'static str,
+    tracks: Arc<Tracks>,
+}
+
+#[eventsource_runtime::async_trait]
+impl Projection for Tracker {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
+        let tracks = &self.tracks;
+        {
+            let mut in_flight = tracks.in_flight.lock().unwrap();
+            let calls = in_flight.entry(event.position).or_default();
+            *calls += 1;
+            if *calls > 1 {
+                tracks.same_event_overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let running = tracks.running.fetch_add(1, Ordering::SeqCst) + 1;
+        tracks.most_running.fetch_max(running, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_micros(100));
+        tracks
+            .calls
+            .lock()
+            .unwrap()
+            .push((self.runner, event.position));
+        tracks.running.fetch_sub(1, Ordering::SeqCst);
+        *tracks
+            .in_flight
+            .lock()
+            .unwrap()
+            .get_mut(&event.position)
+            .unwrap() -= 1;
+        Ok(())
+    }
+}
+
+/// Waits (up to 30 s) until `check` holds.
+async fn eventually_long(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The fault of issue 9: the first runner's lease session is terminated
+/// (`pg_terminate_backend`) while it works through a backlog under load and its process
+/// lives on, with a second runner waiting. The first stops before its next handler call
+/// and says so; the second takes over; no event is ever handled by both at once; every
+/// event is handled. Then the second's session is terminated while it follows: it takes
+/// the lease again and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runner_whose_lease_session_is_terminated_stops_and_another_takes_over() {
+    let Some(db) = db!("a_runner_whose_lease_session_is_terminated_stops_and_another_takes_over")
+    else {
+        return;
+    };
+    let metrics = capture_metrics();
+    let writer_pool = db.pool(4).await;
+    let store = db.store_on(&writer_pool).await;
+    let schema = store.schema().to_owned();
+    for batch in 0..40_u64 {
+        let stream = StreamId::new("Order", format!("o-{}", batch % 20));
+        store
+            .append(&stream, ExpectedVersion::Any, events(0..50))
+            .await
+            .unwrap();
+    }
+
+    let tracks = Arc::new(Tracks::default());
+    let projection = unique("Tracked");
+    let runner = |runner: &'static str, pool: &PgPool| {
+        let events = PostgresEventStore::from_pool(pool.clone())
+            .with_schema(&schema)
+            .unwrap()
+            .enable_tracing(false);
+        let checkpoints = events.checkpoint_store();
+        let tracker = Tracker {
+            name: projection.clone(),
+            runner,
+            tracks: Arc::clone(&tracks),
+        };
+        ProjectionRunner::new(Arc::new(events), Arc::new(checkpoints), tracker)
+            .batch_size(100)
+            .poll_interval(Duration::from_millis(20))
+            .lease_retry_interval(Duration::from_millis(20))
+            .backoff(Duration::from_millis(5), Duration::from_millis(50))
+    };
+    let (pool_a, pool_b) = (db.pool_named(4, "a").await, db.pool_named(4, "b").await);
+
+    // The first runner works through the backlog...
+    let first = runner("a", &pool_a);
+    let first = tokio::spawn(async move { first.run_until_caught_up().await });
+    eventually_long("the first runner under way", || tracks.calls_of("a") >= 300).await;
+    // ...the second waits for the lease while writers keep appending.
+    let second = runner("b", &pool_b);
+    let (stop_second, second_stopped) = oneshot::channel::<()>();
+    let second = tokio::spawn(async move { second.run(second_stopped).await });
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for batch in 0..100_u64 {
+                let stream = StreamId::new("Order", format!("w-{}", batch % 7));
+                store
+                    .append(&stream, ExpectedVersion::Any, events(0..10))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    eventually_long("the first runner deep in the backlog", || {
+        tracks.calls_of("a") >= 800
+    })
+    .await;
+    assert_eq!(tracks.calls_of("b"), 0, "the second waits");
+
+    // The first runner's lease session is terminated; its process lives on.
+    let lease = db
+        .lease_backend("a")
+        .await
+        .expect("the first holds the lease");
+    db.terminate(lease).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("the first runner stops by itself")
+        .unwrap();
+    let calls_of_first = tracks.calls_of("a");
+    match stopped {
+        Err(RunnerError::LeaseLost { projection: name }) => assert_eq!(name, projection),
+        other => panic!("expected RunnerError::LeaseLost, got {other:?}"),
+    }
+    assert!(
+        calls_of_first < 3_000,
+        "stopped mid-stream: {calls_of_first}"
+    );
+
+    // The second takes over; then its own session is terminated while it follows.
+    eventually_long("the second runner to take over", || {
+        tracks.calls_of("b") > 0
+    })
+    .await;
+    let lease = db
+        .lease_backend("b")
+        .await
+        .expect("the second holds the lease");
+    db.terminate(lease).await;
+    writer.await.unwrap();
+    let all: HashSet<u64> = store
+        .read_all(0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(all.len(), 3_000);
+    eventually_long("every event handled", || tracks.handled() == all).await;
+    stop_second.send(()).unwrap();
+    second.await.unwrap().unwrap();
+
+    assert_eq!(
+        tracks.same_event_overlaps.load(Ordering::SeqCst),
+        0,
+        "no event handled by both runners at once"
+    );
+    assert_eq!(
+        tracks.most_running.load(Ordering::SeqCst),
+        1,
+        "never two handler calls at once"
+    );
+    assert_eq!(
+        tracks.calls_of("a"),
+        calls_of_first,
+        "the first made no call after it stopped"
+    );
+    assert_eq!(
+        metrics.total(
+            attr::METRIC_PROJECTION_LEASE_LOST,
+            &[(attr::METRIC_ATTR_PROJECTION_NAME, &projection)]
+        ),
+        2,
+        "both losses reported"
+    );
+    let checkpoints = store.checkpoint_store();
+    assert_eq!(
+        checkpoints.load(&projection).await.unwrap(),
+        *all.iter().max().unwrap()
+    );
+    let total = tracks.calls.lock().unwrap().len();
+    let line = format!(
+        "lease loss under load: {total} handler calls for 3000 events \
+         (first runner {calls_of_first}, then the second, whose lease was lost once too)\n"
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    for pool in [pool_a, pool_b, writer_pool] {
+        pool.close().await;
+    }
+    db.cleanup().await;
+}
+
+/// A checkpoint save as the lease's holder goes through the lease's own session, so it
+/// fails once that session is gone, even before the lease has noticed.
+#[tokio::test]
+async fn a_leased_save_fails_once_the_session_is_gone() {
+    let Some(db) = db!("a_leased_save_fails_once_the_session_is_gone") else {
+        return;
+    };
+    let pool = db.pool_named(2, "saver").await;
+    let checkpoints = PostgresCheckpointStore::from_pool(pool.clone())
+        .with_schema(&db.schema())
+        .unwrap();
+    checkpoints.migrate().await.unwrap();
+    let lease = checkpoints.try_acquire("orders").await.unwrap().unwrap();
+    checkpoints.save_leased(&*lease, "orders", 5).await.unwrap();
+    assert_eq!(checkpoints.load("orders").await.unwrap(), 5);
+
+    let backend = db.lease_backend("saver").await.unwrap();
+    db.terminate(backend).await;
+    // Whether or not the lease has noticed yet, nothing is saved.
+    let refused = checkpoints.save_leased(&*lease, "orders", 9).await;
+    assert!(
+        matches!(&refused, Err(StoreError::LeaseLost { projection }) if projection == "orders"),
+        "{refused:?}"
+    );
+    assert!(!lease.is_held());
+    assert_eq!(checkpoints.load("orders").await.unwrap(), 5);
+    // A plain save (no lease) still works: the store's pool is not the lease's session.
+    checkpoints.save("orders", 6).await.unwrap();
+    lease.release().await;
+    pool.close().await;
     db.cleanup().await;
 }

@@ -1,23 +1,28 @@
 //! The projection runner against the in-memory event and checkpoint stores: catch-up from a
 //! persisted checkpoint, live follow, at-least-once delivery with retries, a typed stop
-//! after N failures, rebuild, one runner at a time per projection, and the linked
-//! projection span after a restart.
+//! after N failures, rebuild, one runner at a time per projection (also when a lease is
+//! lost), unreadable events stopped at or parked, and the linked projection span after a
+//! restart.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, LazyLock, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use eventsource_runtime::event::NewEvent;
 use eventsource_runtime::prelude::*;
-use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
-use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError};
+use eventsource_runtime::projection::checkpoint::{
+    CheckpointStore, InMemoryCheckpointStore, ParkedEvent, ProjectionLease,
+};
+use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError, UnreadablePolicy};
 use eventsource_runtime::store::{AppendResult, AppendSignal};
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::telemetry::propagation;
-use eventsource_runtime::testing::{attribute, capture, kind};
+use eventsource_runtime::testing::{
+    MetricCapture, attribute, capture, capture_metrics, events, kind,
+};
 use opentelemetry::Value;
-use opentelemetry::trace::SpanKind;
+use opentelemetry::trace::{SpanKind, Status};
 use tokio::sync::oneshot;
 use tracing::Instrument as _;
 
@@ -814,4 +819,452 @@ async fn after_a_restart_the_projection_span_is_a_new_root_linked_to_the_append(
     assert!(
         matches!(attribute(projection, attr::PROJECTION_LAG_MS), Some(Value::I64(lag)) if *lag >= 0)
     );
+}
+
+// ---- Lost leases. --------------------------------------------------------------------------
+
+static METRICS: LazyLock<MetricCapture> = LazyLock::new(capture_metrics);
+
+/// One lease of [`Losable`]: held until the test takes it away.
+#[derive(Default)]
+struct LeaseState {
+    lost: AtomicBool,
+    /// The real in-process lease, dropped when the lease is lost (as a database lock goes
+    /// with its session), so that another runner can take the projection.
+    inner: StdMutex<Option<Box<dyn ProjectionLease>>>,
+}
+
+struct LosableLease(Arc<LeaseState>);
+
+#[eventsource_runtime::async_trait]
+impl ProjectionLease for LosableLease {
+    fn is_held(&self) -> bool {
+        !self.0.lost.load(Ordering::SeqCst)
+    }
+    async fn release(self: Box<Self>) {
+        let inner = self.0.inner.lock().unwrap().take();
+        if let Some(inner) = inner {
+            inner.release().await;
+        }
+    }
+}
+
+/// The in-memory checkpoint store whose leases the test can take away, as a database
+/// session that ends takes its lock; it records every checkpoint save.
+#[derive(Clone, Default)]
+struct Losable {
+    inner: InMemoryCheckpointStore,
+    leases: Arc<StdMutex<Vec<Arc<LeaseState>>>>,
+    saves: Arc<StdMutex<Vec<u64>>>,
+}
+
+impl Losable {
+    /// Takes the newest lease away.
+    fn lose_newest(&self) {
+        let newest = self.leases.lock().unwrap().last().cloned().unwrap();
+        newest.lost.store(true, Ordering::SeqCst);
+        drop(newest.inner.lock().unwrap().take());
+    }
+
+    fn saves(&self) -> Vec<u64> {
+        self.saves.lock().unwrap().clone()
+    }
+}
+
+#[eventsource_runtime::async_trait]
+impl CheckpointStore for Losable {
+    async fn load(&self, projection: &str) -> Result<u64, StoreError> {
+        self.inner.load(projection).await
+    }
+    async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError> {
+        self.saves.lock().unwrap().push(position);
+        self.inner.save(projection, position).await
+    }
+    async fn try_acquire(
+        &self,
+        projection: &str,
+    ) -> Result<Option<Box<dyn ProjectionLease>>, StoreError> {
+        let Some(inner) = self.inner.try_acquire(projection).await? else {
+            return Ok(None);
+        };
+        let state = Arc::new(LeaseState {
+            lost: AtomicBool::new(false),
+            inner: StdMutex::new(Some(inner)),
+        });
+        self.leases.lock().unwrap().push(Arc::clone(&state));
+        Ok(Some(Box::new(LosableLease(state))))
+    }
+    async fn park(&self, projection: &str, event: &ParkedEvent) -> Result<(), StoreError> {
+        self.inner.park(projection, event).await
+    }
+    async fn parked(&self, projection: &str) -> Result<Vec<ParkedEvent>, StoreError> {
+        self.inner.parked(projection).await
+    }
+    async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
+        self.inner.unpark(projection, position).await
+    }
+}
+
+fn losable_runner(
+    store: &InMemoryEventStore,
+    checkpoints: &Losable,
+    projection: Recorder,
+) -> ProjectionRunner<Recorder> {
+    ProjectionRunner::new(
+        Arc::new(store.clone()),
+        Arc::new(checkpoints.clone()),
+        projection,
+    )
+    .poll_interval(Duration::from_millis(10))
+    .lease_retry_interval(Duration::from_millis(10))
+    .backoff(Duration::from_millis(1), Duration::from_millis(4))
+}
+
+#[tokio::test]
+async fn a_lost_lease_stops_the_runner_before_its_next_handler_call_and_save() {
+    LazyLock::force(&METRICS);
+    let store = InMemoryEventStore::new();
+    append(&store, "o-1", 6).await;
+    let checkpoints = Losable::default();
+    let losing = checkpoints.clone();
+    // The lease is lost while event 3 is being handled.
+    let recorder = Recorder::new("LostOrders").failing(move |e, _| {
+        if e.position == 3 {
+            losing.lose_newest();
+        }
+        false
+    });
+
+    let error = losable_runner(&store, &checkpoints, recorder.clone())
+        .batch_size(2)
+        .run_until_caught_up()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, RunnerError::LeaseLost { projection } if projection == "LostOrders"),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "projection `LostOrders` stopped: its lease was lost"
+    );
+    assert_eq!(
+        recorder.handled(),
+        positions(1..=3),
+        "the handler running when the lease went finishes; no further call"
+    );
+    assert_eq!(
+        checkpoints.saves(),
+        [2],
+        "no checkpoint saved after the loss (event 3 comes again to whoever takes over)"
+    );
+    assert_eq!(
+        METRICS.total(
+            attr::METRIC_PROJECTION_LEASE_LOST,
+            &[(attr::METRIC_ATTR_PROJECTION_NAME, "LostOrders")]
+        ),
+        1
+    );
+    assert_eq!(
+        METRICS.unit(attr::METRIC_PROJECTION_LEASE_LOST).as_deref(),
+        Some("{lease}")
+    );
+
+    // The next runner takes the lease and carries on from the saved checkpoint.
+    let next = Recorder::new("LostOrders");
+    let reached = losable_runner(&store, &checkpoints, next.clone())
+        .run_until_caught_up()
+        .await
+        .unwrap();
+    assert_eq!(reached, 6);
+    assert_eq!(next.handled(), positions(3..=6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_runner_that_loses_its_lease_waits_for_it_again() {
+    LazyLock::force(&METRICS);
+    let store = InMemoryEventStore::new();
+    let checkpoints = Losable::default();
+    let mut recorder = Recorder::new("Followers");
+    recorder.delay = Duration::from_millis(1);
+    let lose_once = Arc::new(AtomicBool::new(false));
+    let losing = checkpoints.clone();
+    let recorder = recorder.failing(move |e, _| {
+        if e.position == 10 && !lose_once.swap(true, Ordering::SeqCst) {
+            losing.lose_newest();
+        }
+        false
+    });
+    let (first, second) = (recorder.instance(), recorder.instance());
+    let all_handled = |last: u64| {
+        let handled = recorder.handled();
+        (1..=last).all(|p| handled.contains(&p))
+    };
+
+    // The first runner holds the lease; after losing it, it waits a whole retry interval
+    // before trying again, so the second (polling every 10 ms) takes over.
+    let a = losable_runner(&store, &checkpoints, first.clone())
+        .batch_size(5)
+        .lease_retry_interval(Duration::from_secs(30));
+    let (stop_a, a_stopped) = oneshot::channel::<()>();
+    let a = tokio::spawn(async move { a.run(a_stopped).await });
+    eventually("the first runner to hold the lease", || {
+        !checkpoints.leases.lock().unwrap().is_empty()
+    })
+    .await;
+    let b = losable_runner(&store, &checkpoints, second.clone()).batch_size(5);
+    let (stop_b, b_stopped) = oneshot::channel::<()>();
+    let b = tokio::spawn(async move { b.run(b_stopped).await });
+    append(&store, "o-1", 30).await;
+    eventually("30 events", || all_handled(30)).await;
+
+    let first_calls: Vec<u64> = first.calls.lock().unwrap().iter().map(|c| c.0).collect();
+    assert_eq!(
+        first_calls,
+        positions(1..=10),
+        "the first makes no handler call after losing its lease (during event 10)"
+    );
+    let second_calls: Vec<u64> = second.calls.lock().unwrap().iter().map(|c| c.0).collect();
+    let from = second_calls[0];
+    assert_eq!(
+        second_calls,
+        positions(from..=30),
+        "the second takes over from the last checkpoint the first saved"
+    );
+    assert!(
+        from <= 10,
+        "the first could not save its checkpoint after event 10: {from}"
+    );
+
+    // Lost while idle: noticed at the next wake-up; the runner takes the lease again and
+    // follows on.
+    checkpoints.lose_newest();
+    eventually(
+        "the idle loss to be noticed and the lease taken again",
+        || checkpoints.leases.lock().unwrap().len() == 3,
+    )
+    .await;
+    append(&store, "o-2", 5).await;
+    eventually("35 events", || all_handled(35)).await;
+    assert_eq!(
+        METRICS.total(
+            attr::METRIC_PROJECTION_LEASE_LOST,
+            &[(attr::METRIC_ATTR_PROJECTION_NAME, "Followers")]
+        ),
+        2
+    );
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+    assert_eq!(checkpoints.inner.load("Followers").await.unwrap(), 35);
+    // (Whether the first instance's last handler call, running when its lease went, could
+    // overlap the second's first ones depends on how long the takeover takes: here an
+    // in-memory lease is taken at once. The PostgreSQL store's tests check it with a real
+    // session terminated under load.)
+}
+
+// ---- Unreadable events. --------------------------------------------------------------------
+
+/// The in-memory store with events the test declares unreadable (as damaged rows are).
+/// `read_all` follows the stores' rule (the events before an unreadable one; its error when
+/// it comes first), or, `whole_batch`, fails any batch holding one, as a store written
+/// before the rule might.
+#[derive(Clone, Default)]
+struct Damaged {
+    store: InMemoryEventStore,
+    unreadable: Arc<StdMutex<Vec<u64>>>,
+    whole_batch: bool,
+}
+
+impl Damaged {
+    fn damage(&self, position: u64) {
+        self.unreadable.lock().unwrap().push(position);
+    }
+    fn repair(&self, position: u64) {
+        self.unreadable.lock().unwrap().retain(|p| *p != position);
+    }
+}
+
+#[eventsource_runtime::async_trait]
+impl EventStore for Damaged {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.store.append(stream, expected, events).await
+    }
+    async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.store.load(stream, from).await
+    }
+    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
+        let unreadable = self.unreadable.lock().unwrap().clone();
+        let mut readable = Vec::new();
+        for event in self.store.read_all(from, limit).await? {
+            if unreadable.contains(&event.position) {
+                if readable.is_empty() || self.whole_batch {
+                    return Err(StoreError::Corrupt {
+                        stream: event.stream,
+                        version: event.version,
+                        position: event.position,
+                        reason: "schema_version: out of range integral type conversion".into(),
+                    });
+                }
+                break;
+            }
+            readable.push(event);
+        }
+        Ok(readable)
+    }
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.store.stream_version(stream).await
+    }
+    fn system_name(&self) -> &'static str {
+        "in_memory"
+    }
+}
+
+fn damaged_runner(
+    store: &Damaged,
+    checkpoints: &InMemoryCheckpointStore,
+    projection: Recorder,
+) -> ProjectionRunner<Recorder> {
+    ProjectionRunner::new(
+        Arc::new(store.clone()),
+        Arc::new(checkpoints.clone()),
+        projection,
+    )
+    .batch_size(4)
+    .poll_interval(Duration::from_millis(10))
+    .backoff(Duration::from_millis(1), Duration::from_millis(4))
+}
+
+#[tokio::test]
+async fn an_unreadable_event_stops_the_runner_after_the_events_before_it() {
+    for whole_batch in [false, true] {
+        let damaged = Damaged {
+            whole_batch,
+            ..Damaged::default()
+        };
+        append(&damaged.store, "o-1", 12).await;
+        damaged.damage(10);
+        let checkpoints = InMemoryCheckpointStore::new();
+        let recorder = Recorder::new("Stopped");
+
+        let error = damaged_runner(&damaged, &checkpoints, recorder.clone())
+            .run_until_caught_up()
+            .await
+            .unwrap_err();
+        let RunnerError::UnreadableEvent {
+            projection,
+            position,
+            source,
+        } = &error
+        else {
+            panic!("unexpected error {error:?}");
+        };
+        assert_eq!((projection.as_str(), *position), ("Stopped", 10));
+        assert!(
+            matches!(source, StoreError::Corrupt { position: 10, reason, .. } if reason.starts_with("schema_version")),
+            "{source:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "projection `Stopped` stopped: the stored event at position 10 is unreadable"
+        );
+        assert_eq!(
+            recorder.handled(),
+            positions(1..=9),
+            "every event before the unreadable one (whole batch failing: {whole_batch})"
+        );
+        assert_eq!(checkpoints.load("Stopped").await.unwrap(), 9);
+        assert!(checkpoints.parked("Stopped").await.unwrap().is_empty());
+
+        // `run` stops the same way instead of following.
+        let (_stop, stopped) = oneshot::channel::<()>();
+        let again = tokio::time::timeout(
+            Duration::from_secs(5),
+            damaged_runner(&damaged, &checkpoints, recorder.instance()).run(stopped),
+        )
+        .await
+        .expect("stops by itself")
+        .unwrap_err();
+        assert!(
+            matches!(again, RunnerError::UnreadableEvent { position: 10, .. }),
+            "{again:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_parked_event_is_listed_and_retried_and_the_rest_is_handled() {
+    LazyLock::force(&METRICS);
+    register_callsites();
+    let capture = capture();
+    let damaged = Damaged::default();
+    append(&damaged.store, "o-1", 12).await;
+    damaged.damage(10);
+    let checkpoints = InMemoryCheckpointStore::new();
+    let recorder = Recorder::new("Parking");
+    let runner = damaged_runner(&damaged, &checkpoints, recorder.clone())
+        .on_unreadable(UnreadablePolicy::Park);
+
+    assert_eq!(runner.run_until_caught_up().await.unwrap(), 12);
+    assert_eq!(recorder.handled(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12]);
+    let parked = runner.parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].position, 10);
+    assert!(
+        parked[0].error.contains("position 10")
+            && parked[0].error.contains("schema_version: out of range"),
+        "{}",
+        parked[0].error
+    );
+    assert_eq!(checkpoints.load("Parking").await.unwrap(), 12);
+    assert_eq!(
+        METRICS.total(
+            attr::METRIC_PROJECTION_EVENTS_PARKED,
+            &[(attr::METRIC_ATTR_PROJECTION_NAME, "Parking")]
+        ),
+        1
+    );
+
+    // An ERROR span, a root, says which event and why (projection spans being off).
+    let spans = capture.spans();
+    let park = spans.get(attr::SPAN_PROJECTION_PARK);
+    assert!(spans.is_root(park), "{}", spans.tree());
+    assert_eq!(kind(park), SpanKind::Internal);
+    assert!(
+        matches!(&park.status, Status::Error { description } if description.contains("position 10")),
+        "{:?}",
+        park.status
+    );
+    assert_eq!(attribute(park, attr::EVENT_POSITION), Some(&Value::I64(10)));
+    assert_eq!(
+        attribute(park, attr::PROJECTION_NAME),
+        Some(&Value::String("Parking".into()))
+    );
+    assert_eq!(attribute(park, attr::EVENT_SEQUENCE), Some(&Value::I64(10)));
+    assert_eq!(events(park, attr::SPAN_EVENT_EXCEPTION).len(), 1);
+
+    // Still unreadable: a retry keeps it parked.
+    let still = runner.retry_parked().await.unwrap();
+    assert_eq!(still.iter().map(|p| p.position).collect::<Vec<_>>(), [10]);
+    assert!(!recorder.handled().contains(&10));
+
+    // Repaired: the retry hands it over and unparks it; the checkpoint stays.
+    damaged.repair(10);
+    assert!(runner.retry_parked().await.unwrap().is_empty());
+    assert_eq!(recorder.handled().last(), Some(&10));
+    assert!(runner.parked().await.unwrap().is_empty());
+    assert_eq!(checkpoints.load("Parking").await.unwrap(), 12);
+
+    // A parked event that is gone from the store is simply unparked.
+    checkpoints
+        .park("Parking", &ParkedEvent::new(99, "lost"))
+        .await
+        .unwrap();
+    assert!(runner.retry_parked().await.unwrap().is_empty());
 }

@@ -15,22 +15,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use domain::{Order, ShipOrder, sample_order};
-use eventsource_runtime::event::{NewEvent, StreamId};
-use eventsource_runtime::projection::checkpoint::CheckpointStore;
+use eventsource_runtime::command::{CommandError, CommandService};
+use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
+use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError, UnreadablePolicy};
+use eventsource_runtime::projection::{Projection, ProjectionError};
+use eventsource_runtime::repository::{Repository, RepositoryError};
 use eventsource_runtime::snapshot::{Snapshot, SnapshotStore};
-use eventsource_runtime::store::sqlite::{SCHEMA, sqlx};
-use eventsource_runtime::store::{
-    EventStore, ExpectedVersion, SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore,
-    StoreError,
+use eventsource_runtime::sqlite::{
+    SCHEMA, SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore,
 };
+use eventsource_runtime::sqlx;
+use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError, StoreSpanNames};
 use eventsource_runtime::telemetry::attributes as attr;
-use eventsource_runtime::telemetry::config::{
+use eventsource_runtime::telemetry::attributes::{
     SPAN_SNAPSHOT_STORE_DELETE, SPAN_SNAPSHOT_STORE_EXISTS, SPAN_SNAPSHOT_STORE_GET,
     SPAN_SNAPSHOT_STORE_SAVE, SPAN_STORE_APPEND, SPAN_STORE_LOAD, SPAN_STORE_READ_ALL,
-    StoreSpanNames,
 };
 use eventsource_runtime::testing::{attribute, events, kind};
-use eventsource_runtime::{CommandError, CommandService, Repository, RepositoryError};
 use opentelemetry::Value;
 use opentelemetry::trace::SpanKind;
 use serde_json::json;
@@ -217,15 +219,17 @@ async fn migrate_is_idempotent_and_creates_every_table() {
             "checkpoints",
             "events",
             "eventsource_schema_migrations",
+            "parked_events",
+            "processed_messages",
             "snapshots"
         ]
     );
     let versions: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM eventsource_schema_migrations")
+        sqlx::query_scalar("SELECT version FROM eventsource_schema_migrations ORDER BY version")
             .fetch_all(store.pool())
             .await
             .unwrap();
-    assert_eq!(versions, [1], "recorded once");
+    assert_eq!(versions, [1, 2, 3], "each recorded once");
     assert!(SCHEMA.contains("UNIQUE (stream_type, stream_id, version)"));
 
     // Concurrent migrations of a fresh database serialize.
@@ -332,13 +336,16 @@ async fn a_damaged_row_is_a_typed_error_not_a_panic() {
             stream,
             version,
             reason,
+            ..
         }) => (stream, version, reason),
         other => panic!("expected StoreError::Corrupt, got {other:?}"),
     };
     let (stream, version, reason) = corrupt(store.load(&s, 1).await);
     assert_eq!((stream, version), (s.clone(), 2));
     assert!(reason.starts_with("payload"), "{reason}");
-    assert_eq!(corrupt(store.read_all(0, 100).await).1, 2);
+    // `read_all` returns the event before the damaged one, then names the damaged one.
+    assert_eq!(store.read_all(0, 100).await.unwrap().len(), 1);
+    assert_eq!(corrupt(store.read_all(2, 100).await).1, 2);
     // Reads that do not touch the damaged row work.
     assert_eq!(store.load(&s, 3).await.unwrap().len(), 2);
     assert_eq!(store.read_all(3, 100).await.unwrap().len(), 2);
@@ -409,6 +416,198 @@ async fn a_damaged_row_reaches_the_repository_as_a_typed_error() {
         1,
         "nothing appended"
     );
+}
+
+/// A projection that records the positions it handled.
+struct Seen {
+    positions: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+#[eventsource_runtime::async_trait]
+impl Projection for Seen {
+    fn name(&self) -> &str {
+        "Seen"
+    }
+    async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
+        self.positions.lock().unwrap().push(event.position);
+        Ok(())
+    }
+}
+
+/// Issue 9's damaged database: good events, one whose metadata holds values that are not
+/// strings (readable: they come back as JSON text), one with a negative schema version
+/// (unreadable), and good events after it. `read_all` returns every event before the
+/// unreadable one, then names it; a runner handles them and stops there (`Stop`), or parks
+/// it and goes on (`Park`), and handles it once the row is repaired.
+#[tokio::test]
+async fn an_unreadable_row_after_good_ones_is_stopped_at_or_parked() {
+    let store = open(":memory:").await;
+    store
+        .append(
+            &StreamId::new("Order", "o-1"),
+            ExpectedVersion::NoStream,
+            batch(0..8),
+        )
+        .await
+        .unwrap();
+    execute(
+        &store,
+        "INSERT INTO events (stream_type, stream_id, version, event_id, event_type, \
+         schema_version, timestamp, payload, metadata) VALUES \
+         ('Order', 'legacy', 1, '0190a000-0000-7000-8000-000000000001', 'Imported', 1, \
+          '2025-01-31T12:00:00.000000000Z', '{\"n\": 9}', \
+          '{\"attempt\": 7, \"origin\": {\"app\": \"legacy\"}, \"gone\": null}'), \
+         ('Order', 'legacy', 2, '0190a000-0000-7000-8000-000000000002', 'Imported', -1, \
+          '2025-01-31T12:00:01.000000000Z', '{}', '{}')",
+    )
+    .await;
+    store
+        .append(
+            &StreamId::new("Order", "o-2"),
+            ExpectedVersion::NoStream,
+            batch(0..2),
+        )
+        .await
+        .unwrap();
+
+    // A metadata value that is not a string is read as its JSON text.
+    let legacy = store
+        .load(&StreamId::new("Order", "legacy"), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(legacy, StoreError::Corrupt { version: 2, .. }));
+    let nine = &store.read_all(9, 1).await.unwrap()[0];
+    assert_eq!(nine.metadata.get("attempt"), Some("7"));
+    assert_eq!(nine.metadata.get("origin"), Some(r#"{"app":"legacy"}"#));
+    assert_eq!(nine.metadata.get("gone"), Some("null"));
+
+    // `read_all`: the nine good events, then the unreadable one named, then the rest.
+    let before: Vec<u64> = store
+        .read_all(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(before, (1..=9).collect::<Vec<_>>());
+    let error = store.read_all(10, 100).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Corrupt { position: 10, version: 2, reason, .. }
+            if reason.starts_with("schema_version")),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("at position 10"), "{error}");
+    assert_eq!(store.read_all(11, 100).await.unwrap().len(), 2);
+
+    // Stop (the default): the nine are handled, then a typed stop naming the event.
+    let checkpoints = store.checkpoint_store();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let runner = |policy| {
+        ProjectionRunner::new(
+            Arc::new(store.clone()),
+            Arc::new(checkpoints.clone()),
+            Seen {
+                positions: Arc::clone(&seen),
+            },
+        )
+        .batch_size(4)
+        .on_unreadable(policy)
+    };
+    let stopped = runner(UnreadablePolicy::Stop)
+        .run_until_caught_up()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&stopped, RunnerError::UnreadableEvent { position: 10, .. }),
+        "{stopped:?}"
+    );
+    assert_eq!(*seen.lock().unwrap(), (1..=9).collect::<Vec<_>>());
+    assert_eq!(checkpoints.load("Seen").await.unwrap(), 9);
+
+    // Park: kept in the parked_events table with its error; the rest is handled.
+    let parking = runner(UnreadablePolicy::Park);
+    assert_eq!(parking.run_until_caught_up().await.unwrap(), 12);
+    assert_eq!(*seen.lock().unwrap(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12]);
+    let parked = parking.parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].position, 10);
+    assert!(
+        parked[0].error.contains("schema_version"),
+        "{}",
+        parked[0].error
+    );
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM parked_events WHERE projection = 'Seen'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(rows, 1);
+
+    // Repaired, the parked event is handed over and unparked.
+    execute(
+        &store,
+        "UPDATE events SET schema_version = 1 WHERE position = 10",
+    )
+    .await;
+    assert!(parking.retry_parked().await.unwrap().is_empty());
+    assert_eq!(seen.lock().unwrap().last(), Some(&10));
+    assert!(checkpoints.parked("Seen").await.unwrap().is_empty());
+    assert_eq!(checkpoints.load("Seen").await.unwrap(), 12);
+}
+
+/// Parked events per projection: replaced at the same position, listed by position,
+/// removed one by one; they survive reopening the file.
+#[tokio::test]
+async fn parked_events_are_kept_per_projection() {
+    let dir = TempDir::new("parked");
+    let path = dir.file("events.db");
+    let checkpoints = open(&path).await.checkpoint_store();
+    checkpoints
+        .park("a", &ParkedEvent::new(7, "first"))
+        .await
+        .unwrap();
+    checkpoints
+        .park("a", &ParkedEvent::new(3, "other"))
+        .await
+        .unwrap();
+    checkpoints
+        .park("a", &ParkedEvent::new(7, "again"))
+        .await
+        .unwrap();
+    checkpoints
+        .park("b", &ParkedEvent::new(7, "b's"))
+        .await
+        .unwrap();
+    checkpoints.pool().close().await;
+
+    let checkpoints = open(&path).await.checkpoint_store();
+    let a = checkpoints.parked("a").await.unwrap();
+    let listed: Vec<(u64, &str)> = a.iter().map(|p| (p.position, p.error.as_str())).collect();
+    assert_eq!(listed, [(3, "other"), (7, "again")]);
+    assert!(checkpoints.unpark("a", 7).await.unwrap());
+    assert!(!checkpoints.unpark("a", 7).await.unwrap());
+    assert_eq!(checkpoints.parked("a").await.unwrap().len(), 1);
+    assert_eq!(checkpoints.parked("b").await.unwrap()[0].error, "b's");
+    assert!(checkpoints.parked("c").await.unwrap().is_empty());
+}
+
+/// A NUL character in a stream id is the same typed error for the snapshot store as for
+/// the event store (the conformance suite checks the event store).
+#[tokio::test]
+async fn nul_in_a_stream_id_is_invalid_for_snapshots_too() {
+    let store = open(":memory:").await;
+    let snapshots = store.snapshot_store();
+    let stream = StreamId::new("Order", "o\u{0}1");
+    let invalid = |result: Result<(), StoreError>| {
+        assert!(
+            matches!(result, Err(StoreError::InvalidStreamId { .. })),
+            "{result:?}"
+        );
+    };
+    invalid(snapshots.save(snapshot(&stream, 1)).await);
+    invalid(snapshots.get(&stream).await.map(drop));
+    invalid(snapshots.exists(&stream).await.map(drop));
+    invalid(snapshots.delete(&stream).await);
 }
 
 // ---- concurrency -----------------------------------------------------------------------------

@@ -206,6 +206,10 @@ async fn a_rejected_command_ends_with_error_and_one_exception() {
             .any(|kv| kv.key.as_str() == attr::EXCEPTION_TYPE
                 && kv.value.as_str().ends_with("OrderError"))
     );
+    // The same class of error as a span attribute.
+    assert!(
+        attribute(command, attr::ERROR_TYPE).is_some_and(|t| t.as_str().ends_with("OrderError"))
+    );
     assert!(
         exceptions[0]
             .iter()

@@ -1,11 +1,45 @@
-//! Argument-list parsing shared by every macro: recovery after a malformed argument, and
-//! the once-only rule.
+//! Argument-list parsing shared by every macro: the list itself (with recovery after a
+//! malformed argument), `keyword = value`, the messages for an unknown argument or a
+//! value of the wrong kind, and the once-only rule.
 
+use std::fmt::Display;
+
+use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::Token;
-use syn::parse::{Parse, ParseStream};
+use syn::parse::{Parse, ParseStream, Parser as _};
+use syn::{LitStr, Token};
 
 use crate::errors::Errors;
+
+/// A macro's arguments, each given at most once: what one argument parses into, and how it
+/// is recorded.
+pub(crate) trait Arguments: Default {
+    /// One argument as written (`keyword = value`, `keyword(..)` or a flag).
+    type Arg: Parse;
+
+    /// Records one parsed argument (with [`set_once`], so a repeated one is reported).
+    fn add(&mut self, arg: Self::Arg, errors: &mut Errors);
+
+    /// Parses `arg, arg, ...` from `input` into `self`: see [`parse_list`].
+    ///
+    /// # Errors
+    /// Only when the input cannot even be skipped through (never for ordinary token trees).
+    fn parse_into(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<bool> {
+        parse_list(input, errors, |arg, errors| self.add(arg, errors))
+    }
+
+    /// Parses an attribute macro's whole argument list, recording every error (malformed,
+    /// unknown, duplicate) in `errors`.
+    ///
+    /// An argument that fails to parse is skipped up to the next top-level `,`, so the
+    /// arguments after it are still read and only its own error is reported.
+    fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
+        let mut args = Self::default();
+        let parsed = (|input: ParseStream<'_>| args.parse_into(input, errors)).parse2(tokens);
+        errors.record(parsed);
+        args
+    }
+}
 
 /// Parses `arg, arg, ...`, handing each argument to `add`. An argument that fails to parse
 /// is reported and skipped up to the next top-level `,`, so the arguments after it are
@@ -13,7 +47,7 @@ use crate::errors::Errors;
 ///
 /// # Errors
 /// Only when the input cannot even be skipped through (never for ordinary token trees).
-pub(crate) fn parse_list<A: Parse>(
+fn parse_list<A: Parse>(
     input: ParseStream<'_>,
     errors: &mut Errors,
     mut add: impl FnMut(A, &mut Errors),
@@ -41,31 +75,6 @@ pub(crate) fn parse_list<A: Parse>(
     Ok(malformed)
 }
 
-/// Parses an attribute's whole argument list with [`parse_list`], recording every error
-/// (malformed, unknown, duplicate) in `errors`.
-pub(crate) fn parse_tokens<A: Parse>(
-    tokens: proc_macro2::TokenStream,
-    errors: &mut Errors,
-    add: impl FnMut(A, &mut Errors),
-) {
-    use syn::parse::Parser as _;
-    let parsed = (|input: ParseStream<'_>| parse_list(input, errors, add)).parse2(tokens);
-    if let Err(e) = parsed {
-        errors.push(e);
-    }
-}
-
-/// The error for an argument name the macro does not take, at that name, with the usage.
-pub(crate) fn unknown(input: ParseStream<'_>, usage: &str) -> syn::Error {
-    match input.parse::<syn::Ident>() {
-        Ok(unknown) => syn::Error::new(
-            unknown.span(),
-            format!("unknown argument `{unknown}`: {usage}"),
-        ),
-        Err(e) => e,
-    }
-}
-
 /// Skips what is left of a malformed argument: every token tree up to the next `,`.
 fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
     while !input.is_empty() && !input.peek(Token![,]) {
@@ -74,15 +83,59 @@ fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-/// Stores `value` in `slot`, or reports a duplicate at its keyword.
+/// `keyword = value`: the keyword `K`, `=` (syn's own error when it is missing), then what
+/// `value` reads; returned as `variant(keyword, value)`.
+pub(crate) fn assign<K: Parse, V, A>(
+    input: ParseStream<'_>,
+    variant: fn(K, V) -> A,
+    value: impl FnOnce(ParseStream<'_>) -> syn::Result<V>,
+) -> syn::Result<A> {
+    let keyword = input.parse()?;
+    input.parse::<Token![=]>()?;
+    Ok(variant(keyword, value(input)?))
+}
+
+/// Parses a `T`; when that fails, the error is `message`, where syn's would have been.
+pub(crate) fn parse_or<T: Parse>(input: ParseStream<'_>, message: impl Display) -> syn::Result<T> {
+    input
+        .parse::<T>()
+        .map_err(|e| syn::Error::new(e.span(), message))
+}
+
+/// A string literal, or an error giving `example` (`name = "..."`) to write instead.
+pub(crate) fn string(input: ParseStream<'_>, example: &str) -> syn::Result<LitStr> {
+    parse_or(
+        input,
+        format!("expected a string literal, e.g. `{example}`"),
+    )
+}
+
+/// The error for an argument none of the macro's keywords matched: at an identifier, that
+/// it is an argument the macro does not take, with the usage; at anything else,
+/// `otherwise()` (what was expected there).
+pub(crate) fn unknown(
+    input: ParseStream<'_>,
+    usage: &str,
+    otherwise: impl FnOnce() -> syn::Error,
+) -> syn::Error {
+    match input.parse::<syn::Ident>() {
+        Ok(unknown) => syn::Error::new(
+            unknown.span(),
+            format!("unknown argument `{unknown}`: {usage}"),
+        ),
+        Err(_) => otherwise(),
+    }
+}
+
+/// Stores `value` in `slot`, or reports a duplicate at `keyword` (named as written).
 pub(crate) fn set_once<T>(
     slot: &mut Option<T>,
     value: T,
     keyword: impl ToTokens,
-    name: &str,
     errors: &mut Errors,
 ) {
     if slot.is_some() {
+        let name = keyword.to_token_stream().to_string();
         errors.at(
             keyword,
             format!("duplicate argument `{name}`: give it once"),

@@ -1,5 +1,7 @@
-//! Collects every error a macro finds, to report them all at once.
+//! Collects every error a macro finds, to report them all at once, and turns them into the
+//! macro's output.
 
+use proc_macro2::TokenStream;
 use quote::ToTokens;
 use std::fmt::Display;
 
@@ -21,8 +23,27 @@ impl Errors {
         }
     }
 
-    /// `Ok` when nothing was recorded, else every error as one.
-    pub(crate) fn finish(self) -> Result<(), syn::Error> {
-        self.0.map_or(Ok(()), Err)
+    /// The value of `result`, or `None` with its error recorded.
+    pub(crate) fn record<T>(&mut self, result: syn::Result<T>) -> Option<T> {
+        result.map_err(|e| self.push(e)).ok()
+    }
+
+    /// The macro's output: `expand(plan)` when there is a plan and nothing was recorded,
+    /// else every error followed by `fallback()`, a minimal item that lets the user's other
+    /// code resolve, so these errors show and not a cascade.
+    pub(crate) fn expand_or<P>(
+        self,
+        plan: Option<P>,
+        expand: impl FnOnce(P) -> TokenStream,
+        fallback: impl FnOnce() -> TokenStream,
+    ) -> TokenStream {
+        match (plan, self.0) {
+            (Some(plan), None) => expand(plan),
+            (_, errors) => {
+                let mut tokens = errors.map(|e| e.to_compile_error()).unwrap_or_default();
+                tokens.extend(fallback());
+                tokens
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Procedural macros of the eventsource workspace.
 //!
 //! Do not depend on this crate directly: depend on `eventsource-runtime`, which re-exports
-//! these macros and holds the code they expand to (`::eventsource_runtime::...`).
+//! these macros and holds the code they expand to, which reaches it only through
+//! `::eventsource_runtime::__private::...`.
 //!
 //! Each macro lives in a module of its own, split into parsing (typed arguments),
 //! validation and expansion. On invalid input a macro reports every error it found and
@@ -13,6 +14,7 @@ mod args;
 mod command_handler;
 mod errors;
 mod projection;
+mod syntax;
 mod traced;
 
 use proc_macro::TokenStream;

@@ -51,7 +51,7 @@ pub trait Aggregate: Default + Send + Sync + 'static {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not say how it applies `{E}`",
     label = "no `impl Apply<{E}> for {Self}`",
-    note = "add `impl eventsource_runtime::Apply<{E}> for {Self} {{ fn apply(&mut self, event: &{E}) {{ /* change the state */ }} }}`"
+    note = "add `impl eventsource_runtime::aggregate::Apply<{E}> for {Self} {{ fn apply(&mut self, event: &{E}) {{ /* change the state */ }} }}`"
 )]
 pub trait Apply<E> {
     /// Changes the state to reflect `event`.

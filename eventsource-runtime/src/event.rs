@@ -61,6 +61,7 @@ pub trait EventType: Serialize + for<'de> Deserialize<'de> + Send + Sync + 'stat
 
 /// A stored event could not be turned back into a Rust value.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The stored type name is not one the event set knows.
     #[error("unknown event type `{event_type}` (this event set knows: {})", known.join(", "))]
@@ -71,7 +72,7 @@ pub enum DecodeError {
         known: &'static [&'static str],
     },
     /// The payload does not deserialize into the type its name says.
-    #[error("payload of `{event_type}` does not match its type: {source}")]
+    #[error("payload of `{event_type}` does not match its type")]
     Payload {
         /// The type name found in the store.
         event_type: String,
@@ -87,15 +88,63 @@ pub enum DecodeError {
 /// (`traceparent`, `tracestate`, `baggage`) written at append time, so that whoever reads
 /// the event later can link back to the command that produced it. Keys are kept sorted so
 /// the stored form is stable.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Read back from JSON, a value that is not a string (written by another tool, say) is kept
+/// as its JSON text instead of making the event unreadable: the number `7` reads as `"7"`,
+/// an object as its compact JSON.
+///
+/// ```
+/// use eventsource_runtime::event::Metadata;
+///
+/// let stored = r#"{"correlation_id": "c-1", "retries": 7, "origin": {"app": "legacy"}}"#;
+/// let metadata: Metadata = serde_json::from_str(stored).unwrap();
+/// assert_eq!(metadata.correlation_id(), Some("c-1"));
+/// assert_eq!(metadata.get("retries"), Some("7"));
+/// assert_eq!(metadata.get("origin"), Some(r#"{"app":"legacy"}"#));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Metadata(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// One value: a string as it is, anything else as its JSON text.
+        struct Text(String);
+
+        impl<'de> Deserialize<'de> for Text {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Ok(Self(match serde_json::Value::deserialize(deserializer)? {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                }))
+            }
+        }
+
+        let entries = BTreeMap::<String, Text>::deserialize(deserializer)?;
+        Ok(Self(
+            entries.into_iter().map(|(k, Text(v))| (k, v)).collect(),
+        ))
+    }
+}
 
 impl Metadata {
     /// Key of the correlation id: the id shared by everything one request caused.
     pub const CORRELATION_ID: &'static str = "correlation_id";
     /// Key of the causation id: the id of the message (command or event) that caused this one.
     pub const CAUSATION_ID: &'static str = "causation_id";
+    /// Key of the id of the command that produced the event, stored by
+    /// [`CommandService::execute_once`](crate::command::CommandService::execute_once) (or
+    /// given in the metadata of
+    /// [`execute_with_metadata`](crate::command::CommandService::execute_with_metadata)),
+    /// so that a retry of the same command is recognised.
+    ///
+    /// ```
+    /// use eventsource_runtime::event::Metadata;
+    ///
+    /// let metadata = Metadata::new().with(Metadata::COMMAND_ID, "req-42");
+    /// assert_eq!(metadata.command_id(), Some("req-42"));
+    /// ```
+    pub const COMMAND_ID: &'static str = "command_id";
     /// Key of the W3C `traceparent` of the span that appended the event.
     pub const TRACEPARENT: &'static str = "traceparent";
     /// Key of the W3C `tracestate` that travels with [`TRACEPARENT`](Self::TRACEPARENT).
@@ -164,6 +213,13 @@ impl Metadata {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The id of the command that produced the event, if it was run with one (see
+    /// [`COMMAND_ID`](Self::COMMAND_ID)).
+    #[must_use]
+    pub fn command_id(&self) -> Option<&str> {
+        self.get(Self::COMMAND_ID)
     }
 }
 

@@ -6,25 +6,41 @@
 //! `macros` feature) generate the repetitive parts; the code they generate calls this
 //! crate.
 //!
-//! The map of the crate follows the domain:
-//! - [`event`]: [`DomainEvent`], the stored [`EventEnvelope`] and its
-//!   [`Metadata`];
-//! - [`aggregate`]: [`Aggregate`], [`Apply`], [`AggregateRoot`];
-//! - [`store`]: [`EventStore`] and the [`InMemoryEventStore`];
-//! - [`repository`]: [`Repository`] loads and saves aggregates, optionally from
-//!   [`snapshot`]s;
-//! - [`command`]: [`Command`], [`Handle`] and the [`CommandService`] that runs
+//! The map of the crate follows the domain, with the ground floor at the bottom:
+//! - [`event`]: [`DomainEvent`](event::DomainEvent), the stored
+//!   [`EventEnvelope`](event::EventEnvelope) and its [`Metadata`](event::Metadata);
+//! - [`aggregate`]: [`Aggregate`](aggregate::Aggregate), [`Apply`](aggregate::Apply),
+//!   [`AggregateRoot`](aggregate::AggregateRoot);
+//! - [`store`]: [`EventStore`](store::EventStore) and the
+//!   [`InMemoryEventStore`](store::InMemoryEventStore);
+//! - [`snapshot`]: [`SnapshotStore`](snapshot::SnapshotStore) and the in-memory one;
+//! - [`repository`]: [`Repository`](repository::Repository) loads and saves aggregates,
+//!   optionally from snapshots;
+//! - [`command`]: [`Command`](command::Command), [`Handle`](command::Handle) and the
+//!   [`CommandService`](command::CommandService) that runs
 //!   load -> decide -> record -> save -> deliver;
-//! - [`projection`](mod@projection): [`Projection`], in-process delivery, and the
-//!   checkpointed [`ProjectionRunner`](projection::runner::ProjectionRunner) that feeds a
-//!   projection from a store;
-//! - [`bus`]: [`EventBus`], [`EventHandler`](bus::EventHandler) and the
-//!   [`InMemoryEventBus`] that publish stored events to handlers
-//!   ([`CommandService::with_bus`]), and the [`Dispatcher`](bus::Dispatcher) any transport
-//!   consumes through;
+//! - [`projection`](mod@projection): [`Projection`](projection::Projection), in-process
+//!   delivery, and the checkpointed [`ProjectionRunner`](projection::runner::ProjectionRunner)
+//!   that feeds a projection from a store;
+//! - [`bus`]: [`EventBus`](bus::EventBus), [`EventHandler`](bus::EventHandler) and the
+//!   [`InMemoryEventBus`](bus::InMemoryEventBus) that publish stored events to handlers, and
+//!   the [`Dispatcher`](bus::Dispatcher) any transport consumes through;
+//! - [`relay`]: the store as the outbox: every stored event published on a bus, at least
+//!   once;
 //! - [`query`]: the read side, run through [`query::run`] for the contract's query span and
 //!   metrics;
-//! - `testing` (feature `testing`): given/when/then for aggregates.
+//! - `sqlite` and `postgres` (features of those names): everything each database does
+//!   (events, snapshots, checkpoints, leases and parked events, idempotent handlers'
+//!   processed messages, its schema and SQL);
+//! - `rabbitmq` (feature of that name): the event bus over RabbitMQ (publisher, consumer
+//!   groups, retries, dead letters);
+//! - [`telemetry`]: the ground floor every component records with (keys, switches,
+//!   propagation, application setup); each component builds its own spans in its own
+//!   `instrument` module;
+//! - `testing` (feature `testing`): given/when/then for aggregates, span and metric capture.
+//!
+//! Each type has one path (plus the [`prelude`]). The telemetry contract the spans and
+//! metrics follow is `docs/telemetry.md` in the repository.
 //!
 //! ```
 //! use eventsource_runtime::prelude::*;
@@ -79,10 +95,25 @@ pub mod aggregate;
 pub mod bus;
 pub mod command;
 pub mod event;
+mod panic;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 pub mod projection;
 pub mod query;
+#[cfg(feature = "rabbitmq")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rabbitmq")))]
+pub mod rabbitmq;
+pub mod relay;
 pub mod repository;
 pub mod snapshot;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_row;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_schema;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -91,16 +122,17 @@ pub mod testing;
 #[doc(hidden)]
 pub mod __private;
 
-pub use aggregate::{Aggregate, AggregateRoot, Apply};
+/// Re-exported for implementing this crate's async traits
+/// ([`EventStore`](store::EventStore), [`Projection`](projection::Projection),
+/// [`EventHandler`](bus::EventHandler), ...).
 pub use async_trait::async_trait;
-pub use bus::{EventBus, InMemoryEventBus};
-pub use command::{Command, CommandError, CommandOutcome, CommandService, Handle};
-pub use event::{DomainEvent, EventEnvelope, EventType, Metadata, StreamId};
-pub use projection::{Projection, ProjectionRegistry};
-pub use repository::{Repository, RepositoryError};
-pub use store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
+/// The sqlx the SQL stores are built on, to make pools and transactions with the same
+/// version (`PostgresEventStore::from_pool`, `append_in_transaction`, ...).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sqlx;
 
-/// Derives [`Aggregate`] for an aggregate's state struct and generates its event enum.
+/// Derives [`Aggregate`](aggregate::Aggregate) for an aggregate's state struct and generates
+/// its event enum.
 ///
 /// ```text
 /// #[derive(Default, Aggregate)]
@@ -110,22 +142,24 @@ pub use store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
 ///
 /// Arguments of `#[aggregate(...)]`:
 /// - `events(A, B, ...)`: the event types. Generates `pub enum {Struct}Event` with one
-///   variant per type (serde-tagged by event type name), `From<A>` for it, [`DomainEvent`],
-///   [`EventType`] for each listed type (named after the type), and an `apply` that calls
-///   your `impl Apply<A> for {Struct}`. Each event type must be `Debug + Clone + PartialEq`
+///   variant per type (serde-tagged by event type name), `From<A>` for it,
+///   [`DomainEvent`](event::DomainEvent), [`EventType`](event::EventType) for each listed
+///   type (named after the type), and an `apply` that calls your `impl Apply<A> for
+///   {Struct}`. Each event type must be `Debug + Clone + PartialEq`
 ///   and serde-serializable.
 /// - `type = "Order"`: the stored aggregate type name (default: the struct's name).
 /// - `event_enum = OrderEvent`: the generated enum's name (default: `{Struct}Event`).
 /// - `event = MyEvents`: instead of `events(...)`, use a hand-written enum implementing
-///   [`DomainEvent`]; you then write `impl Apply<MyEvents> for {Struct}`.
+///   [`DomainEvent`](event::DomainEvent); you then write `impl Apply<MyEvents> for {Struct}`.
 #[cfg(feature = "macros")]
 pub use eventsource_macros::Aggregate;
 
-/// Writes the [`Projection`] impl of a read model from its event handler methods.
+/// Writes the [`Projection`](projection::Projection) impl of a read model from its event
+/// handler methods.
 ///
 /// Put it on the read model's inherent `impl` block. Every method there taking `&mut self`
 /// is an event handler, `fn on_order_placed(&mut self, event: &OrderPlaced)`:
-/// - its event parameter names the [`EventType`] it handles (such as a type listed in
+/// - its event parameter names the [`EventType`](event::EventType) it handles (such as a type listed in
 ///   `#[aggregate(events(..))]`); one handler per event type;
 /// - an optional second parameter receives the stored event, `envelope: &EventEnvelope`
 ///   (aggregate id, version, position, metadata);
@@ -138,13 +172,15 @@ pub use eventsource_macros::Aggregate;
 /// separate `impl` block. The block itself is kept as written, so the handlers stay
 /// callable.
 ///
-/// The generated impl receives only the handled event types ([`Projection::handles`]; the
+/// The generated impl receives only the handled event types
+/// ([`Projection::handles`](projection::Projection::handles); the
 /// others are neither delivered nor traced), decodes each event into its handler's type (a
 /// payload that does not fit fails the delivery with
 /// [`ProjectionError::Decode`](projection::ProjectionError::Decode)) and calls the handler.
 ///
 /// Arguments, all optional:
-/// - `projection_name = "OrderList"`: [`Projection::name`], used in telemetry (default: the
+/// - `projection_name = "OrderList"`: [`Projection::name`](projection::Projection::name),
+///   used in telemetry (default: the
 ///   type's name);
 /// - `name = "projection.orders"`: the span name (default `projection.{projection name}`);
 /// - `enable_tracing = true`: the projection's span switch. Projections are not traced by
@@ -231,7 +267,8 @@ struct ReadmeDoctests;
 ///
 /// Put it on an `impl Handle<Command> for Aggregate` block, or on a free decision function
 /// `fn decide(state: &Aggregate, command: Command) -> Result<Vec<AggregateEvent>, Error>`
-/// (for which it generates the `Handle` impl). [`CommandService::execute`] then runs the
+/// (for which it generates the `Handle` impl).
+/// [`CommandService::execute`](command::CommandService::execute) then runs the
 /// command inside the span `command.{CommandType}`: load, decide, save and delivery are
 /// its children, a caller's span is its parent, and it records the event count, the event
 /// types, one `domain_event_produced` span event per event, and errors.
@@ -365,8 +402,9 @@ pub use eventsource_macros::traced;
 
 /// The names most code needs: `use eventsource_runtime::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "macros")]
     pub use crate::Aggregate;
-    pub use crate::aggregate::{AggregateRoot, Apply};
+    pub use crate::aggregate::{Aggregate, AggregateRoot, Apply};
     pub use crate::bus::{EventBus, EventHandler, HandlerError, InMemoryEventBus, handler_fn};
     pub use crate::command::{Command, CommandError, CommandOutcome, CommandService, Handle};
     #[cfg(feature = "macros")]

@@ -367,6 +367,52 @@ pub async fn concurrent_writers_on_many_streams(
     }
 }
 
+/// A stream id with a NUL character (in the aggregate id or type) is refused by every
+/// operation with the same typed error, `InvalidStreamId`: never `Unavailable`, which
+/// callers (the projection runner) retry as transient. Nothing is stored.
+pub async fn nul_in_stream_ids_is_invalid(store: Arc<dyn EventStore>) {
+    let invalid = |result: Result<(), StoreError>, what: &str| match result {
+        Err(StoreError::InvalidStreamId { reason, .. }) => {
+            assert!(reason.contains("NUL"), "{what}: {reason}");
+        }
+        other => panic!("{what}: expected InvalidStreamId, got {other:?}"),
+    };
+    for stream in [
+        StreamId::new("Counter", "a\u{0}b"),
+        StreamId::new("Coun\u{0}ter", "a"),
+    ] {
+        let appended = store
+            .append(&stream, ExpectedVersion::Any, events(0..1))
+            .await;
+        invalid(appended.map(drop), "append");
+        let checked = store.append(&stream, ExpectedVersion::Any, vec![]).await;
+        invalid(checked.map(drop), "empty append");
+        invalid(store.load(&stream, 1).await.map(drop), "load");
+        invalid(
+            store.stream_version(&stream).await.map(drop),
+            "stream_version",
+        );
+        let error = store.load(&stream, 1).await.unwrap_err();
+        assert!(
+            error.to_string().contains("\\0"),
+            "the message shows the NUL escaped: {error}"
+        );
+    }
+    assert!(
+        store.read_all(0, 10).await.unwrap().is_empty(),
+        "nothing stored"
+    );
+    // The same stream without the NUL is fine.
+    store
+        .append(
+            &StreamId::new("Counter", "ab"),
+            ExpectedVersion::NoStream,
+            events(0..1),
+        )
+        .await
+        .unwrap();
+}
+
 /// Runs every check, each on a fresh store from `fresh`.
 pub async fn run_all<F, Fut>(fresh: F)
 where
@@ -380,4 +426,5 @@ where
     read_all_in_global_order(fresh().await).await;
     concurrent_writers_on_one_stream(fresh().await, 16, 20).await;
     concurrent_writers_on_many_streams(fresh().await, 16, 25).await;
+    nul_in_stream_ids_is_invalid(fresh().await).await;
 }

@@ -4,6 +4,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Ident, LitStr, Path, Token, parenthesized};
 
+use crate::args::{Arguments, assign, parse_or, set_once, unknown};
 use crate::errors::Errors;
 
 mod kw {
@@ -40,7 +41,7 @@ pub(crate) struct EventList {
     pub(crate) paths: Punctuated<Path, Token![,]>,
 }
 
-enum Arg {
+pub(crate) enum Arg {
     Type(Token![type], LitStr),
     Events(EventList),
     Event(kw::event, Path),
@@ -51,15 +52,12 @@ impl Parse for Arg {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let lookahead = input.lookahead1();
         if lookahead.peek(Token![type]) {
-            let keyword = input.parse::<Token![type]>()?;
-            input.parse::<Token![=]>()?;
-            let name = input.parse::<LitStr>().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
+            assign(input, Self::Type, |input| {
+                parse_or(
+                    input,
                     "expected the aggregate type name as a string, e.g. `type = \"Order\"`",
                 )
-            })?;
-            Ok(Self::Type(keyword, name))
+            })
         } else if lookahead.peek(kw::events) {
             let keyword = input.parse::<kw::events>()?;
             if !input.peek(syn::token::Paren) {
@@ -73,63 +71,46 @@ impl Parse for Arg {
             let paths = content.parse_terminated(Path::parse, Token![,])?;
             Ok(Self::Events(EventList { keyword, paths }))
         } else if lookahead.peek(kw::event_enum) {
-            let keyword = input.parse::<kw::event_enum>()?;
-            input.parse::<Token![=]>()?;
-            Ok(Self::EventEnum(keyword, input.parse()?))
+            assign(input, Self::EventEnum, Ident::parse)
         } else if lookahead.peek(kw::event) {
-            let keyword = input.parse::<kw::event>()?;
-            input.parse::<Token![=]>()?;
-            Ok(Self::Event(keyword, input.parse()?))
-        } else if input.peek(Ident) {
-            Err(crate::args::unknown(input, USAGE))
+            assign(input, Self::Event, Path::parse)
         } else {
-            Err(lookahead.error())
+            Err(unknown(input, USAGE, || lookahead.error()))
         }
     }
 }
 
 impl Args {
     /// Parses every `#[aggregate(...)]` attribute, recording unknown, malformed and
-    /// duplicate arguments in `errors`.
-    ///
-    /// An argument that fails to parse is skipped up to the next top-level `,`, so the
-    /// arguments after it are still read and only its own error is reported.
+    /// duplicate arguments in `errors` (see [`Arguments::parse_into`]).
     pub(crate) fn from_attributes(attrs: &[Attribute], errors: &mut Errors) -> Self {
         let mut args = Self::default();
         for attr in attrs.iter().filter(|a| a.path().is_ident("aggregate")) {
             args.attributes.push(attr.clone());
-            let parsed = attr.parse_args_with(|input: ParseStream<'_>| {
-                crate::args::parse_list(input, errors, |arg, errors| args.add(arg, errors))
-            });
-            match parsed {
-                Ok(malformed) => args.malformed |= malformed,
-                Err(e) => {
-                    args.malformed = true;
-                    errors.push(e);
-                }
-            }
+            let parsed =
+                attr.parse_args_with(|input: ParseStream<'_>| args.parse_into(input, errors));
+            args.malformed |= errors.record(parsed).unwrap_or(true);
         }
         args
     }
+}
+
+impl Arguments for Args {
+    type Arg = Arg;
 
     fn add(&mut self, arg: Arg, errors: &mut Errors) {
-        use crate::args::set_once as set;
         match arg {
-            Arg::Type(keyword, name) => set(&mut self.type_name, name, keyword, "type", errors),
+            Arg::Type(keyword, name) => set_once(&mut self.type_name, name, keyword, errors),
             Arg::Events(list) => {
                 let keyword = list.keyword;
-                set(&mut self.events, list, keyword, "events", errors);
+                set_once(&mut self.events, list, keyword, errors);
             }
             Arg::Event(keyword, path) => {
-                set(&mut self.event, (keyword, path), keyword, "event", errors)
+                set_once(&mut self.event, (keyword, path), keyword, errors)
             }
-            Arg::EventEnum(keyword, ident) => set(
-                &mut self.event_enum,
-                (keyword, ident),
-                keyword,
-                "event_enum",
-                errors,
-            ),
+            Arg::EventEnum(keyword, ident) => {
+                set_once(&mut self.event_enum, (keyword, ident), keyword, errors);
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan) -> TokenStream {
         } => {
             let arms = variants.iter().map(|Variant { path, ident: variant }| {
                 // Spanned at the user's event type: a missing `Apply` impl is reported there.
-                let apply = quote_spanned!(path.span()=> <Self as ::eventsource_runtime::Apply<#path>>::apply);
+                let apply = quote_spanned!(path.span()=> <Self as ::eventsource_runtime::__private::Apply<#path>>::apply);
                 quote!(#enum_ident::#variant(event) => #apply(self, event),)
             });
             (
@@ -31,8 +31,7 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan) -> TokenStream {
             )
         }
         Events::HandWritten(path) => {
-            let apply =
-                quote_spanned!(path.span()=> <Self as ::eventsource_runtime::Apply<#path>>::apply);
+            let apply = quote_spanned!(path.span()=> <Self as ::eventsource_runtime::__private::Apply<#path>>::apply);
             (
                 quote!(#path),
                 quote!(#apply(self, event)),
@@ -45,7 +44,7 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan) -> TokenStream {
         #event_items
 
         #[automatically_derived]
-        impl #impl_generics ::eventsource_runtime::Aggregate for #ident #ty_generics #where_clause {
+        impl #impl_generics ::eventsource_runtime::__private::Aggregate for #ident #ty_generics #where_clause {
             const TYPE: &'static str = #type_name;
             type Event = #event_type;
 
@@ -74,7 +73,7 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
         .map(|(Variant { path, .. }, name)| {
             quote_spanned! {path.span()=>
                 #[automatically_derived]
-                impl ::eventsource_runtime::EventType for #path {
+                impl ::eventsource_runtime::__private::EventType for #path {
                     const EVENT_TYPE: &'static str = #name;
                 }
             }
@@ -85,7 +84,9 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
     // type in `events(..)`, and not again by each serde and `DomainEvent` use of it.
     let event_type_bounds = paths
         .iter()
-        .map(|path| quote!(for<'__event> #path: ::eventsource_runtime::EventType).to_string())
+        .map(|path| {
+            quote!(for<'__event> #path: ::eventsource_runtime::__private::EventType).to_string()
+        })
         .collect::<Vec<_>>()
         .join(", ");
 
@@ -132,23 +133,23 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
         #(#event_type_impls)*
 
         #[automatically_derived]
-        impl ::eventsource_runtime::DomainEvent for #enum_ident
+        impl ::eventsource_runtime::__private::DomainEvent for #enum_ident
         where
-            #(for<'__event> #paths: ::eventsource_runtime::EventType,)*
+            #(for<'__event> #paths: ::eventsource_runtime::__private::EventType,)*
         {
             const EVENT_TYPES: &'static [&'static str] = &[#(#names),*];
 
             #[inline]
             fn event_type(&self) -> &'static str {
                 match self {
-                    #(Self::#idents(_) => <#paths as ::eventsource_runtime::EventType>::EVENT_TYPE,)*
+                    #(Self::#idents(_) => <#paths as ::eventsource_runtime::__private::EventType>::EVENT_TYPE,)*
                 }
             }
 
             #[inline]
             fn schema_version(&self) -> u32 {
                 match self {
-                    #(Self::#idents(_) => <#paths as ::eventsource_runtime::EventType>::SCHEMA_VERSION,)*
+                    #(Self::#idents(_) => <#paths as ::eventsource_runtime::__private::EventType>::SCHEMA_VERSION,)*
                 }
             }
 
@@ -163,7 +164,7 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
             fn from_payload(
                 event_type: &str,
                 payload: &::eventsource_runtime::__private::Payload,
-            ) -> ::core::result::Result<Self, ::eventsource_runtime::event::DecodeError> {
+            ) -> ::core::result::Result<Self, ::eventsource_runtime::__private::DecodeError> {
                 match event_type {
                     #(#names => ::eventsource_runtime::__private::from_payload::<#paths>(payload).map(Self::#idents),)*
                     _ => ::core::result::Result::Err(
@@ -196,7 +197,7 @@ pub(crate) fn fallback(input: &DeriveInput, args: &Args) -> TokenStream {
         #alias
 
         #[automatically_derived]
-        impl #impl_generics ::eventsource_runtime::Aggregate for #ident #ty_generics #where_clause {
+        impl #impl_generics ::eventsource_runtime::__private::Aggregate for #ident #ty_generics #where_clause {
             const TYPE: &'static str = #type_name;
             type Event = ::eventsource_runtime::__private::Unexpanded;
 

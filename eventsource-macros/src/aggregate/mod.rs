@@ -14,15 +14,9 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let args = args::Args::from_attributes(&input.attrs, &mut errors);
     let plan = validate::validate(input, &args, &mut errors);
-    match (plan, errors.finish()) {
-        (Some(plan), Ok(())) => expand::expand(input, &plan),
-        (_, result) => {
-            let mut tokens = result
-                .err()
-                .map(|e| e.to_compile_error())
-                .unwrap_or_default();
-            tokens.extend(expand::fallback(input, &args));
-            tokens
-        }
-    }
+    errors.expand_or(
+        plan,
+        |plan| expand::expand(input, &plan),
+        || expand::fallback(input, &args),
+    )
 }

@@ -1,9 +1,9 @@
 //! The typed arguments of `#[command_handler(...)]`.
 
-use proc_macro2::TokenStream;
 use syn::parse::{Parse, ParseStream};
-use syn::{Expr, Ident, LitStr, Token};
+use syn::{Expr, LitStr};
 
+use crate::args::{Arguments, assign, set_once, string, unknown};
 use crate::errors::Errors;
 
 mod kw {
@@ -30,71 +30,43 @@ pub(crate) struct Args {
     pub(crate) command_type: Option<(kw::command_type, LitStr)>,
 }
 
-enum Arg {
+pub(crate) enum Arg {
     Name(kw::name, LitStr),
     Enabled(kw::enabled, Expr),
     AggregateId(kw::aggregate_id, Expr),
     CommandType(kw::command_type, LitStr),
 }
 
-fn string(input: ParseStream<'_>, example: &str) -> syn::Result<LitStr> {
-    input.parse::<LitStr>().map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            format!("expected a string literal, e.g. `{example}`"),
-        )
-    })
-}
-
 impl Parse for Arg {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::name) {
-            let k = input.parse()?;
-            input.parse::<Token![=]>()?;
-            Ok(Self::Name(k, string(input, "name = \"handle_command\"")?))
+            assign(input, Self::Name, |input| {
+                string(input, "name = \"handle_command\"")
+            })
         } else if lookahead.peek(kw::enabled) {
-            let k = input.parse()?;
-            input.parse::<Token![=]>()?;
-            Ok(Self::Enabled(k, input.parse()?))
+            assign(input, Self::Enabled, Expr::parse)
         } else if lookahead.peek(kw::aggregate_id) {
-            let k = input.parse()?;
-            input.parse::<Token![=]>()?;
-            Ok(Self::AggregateId(k, input.parse()?))
+            assign(input, Self::AggregateId, Expr::parse)
         } else if lookahead.peek(kw::command_type) {
-            let k = input.parse()?;
-            input.parse::<Token![=]>()?;
-            Ok(Self::CommandType(
-                k,
-                string(input, "command_type = \"PlaceOrder\"")?,
-            ))
-        } else if input.peek(Ident) {
-            Err(crate::args::unknown(input, USAGE))
+            assign(input, Self::CommandType, |input| {
+                string(input, "command_type = \"PlaceOrder\"")
+            })
         } else {
-            Err(lookahead.error())
+            Err(unknown(input, USAGE, || lookahead.error()))
         }
     }
 }
 
-impl Args {
-    /// Parses the attribute's arguments, recording errors.
-    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
-        let mut args = Self::default();
-        crate::args::parse_tokens(tokens, errors, |arg, errors| args.add(arg, errors));
-        args
-    }
+impl Arguments for Args {
+    type Arg = Arg;
 
     fn add(&mut self, arg: Arg, errors: &mut Errors) {
-        use crate::args::set_once;
         match arg {
-            Arg::Name(k, v) => set_once(&mut self.name, v, k, "name", errors),
-            Arg::Enabled(k, v) => set_once(&mut self.enabled, v, k, "enabled", errors),
-            Arg::AggregateId(k, v) => {
-                set_once(&mut self.aggregate_id, (k, v), k, "aggregate_id", errors)
-            }
-            Arg::CommandType(k, v) => {
-                set_once(&mut self.command_type, (k, v), k, "command_type", errors)
-            }
+            Arg::Name(k, v) => set_once(&mut self.name, v, k, errors),
+            Arg::Enabled(k, v) => set_once(&mut self.enabled, v, k, errors),
+            Arg::AggregateId(k, v) => set_once(&mut self.aggregate_id, (k, v), k, errors),
+            Arg::CommandType(k, v) => set_once(&mut self.command_type, (k, v), k, errors),
         }
     }
 }

@@ -29,7 +29,7 @@ pub(crate) fn expand(target: Target, args: &Args) -> TokenStream {
                 #item
 
                 #[automatically_derived]
-                impl ::eventsource_runtime::Handle<#command> for #aggregate {
+                impl ::eventsource_runtime::__private::Handle<#command> for #aggregate {
                     type Error = #error;
                     #telemetry
 
@@ -56,8 +56,8 @@ fn telemetry_const(args: &Args) -> TokenStream {
         |name| quote!(::core::option::Option::Some(#name)),
     );
     quote! {
-        const TELEMETRY: ::eventsource_runtime::telemetry::config::HandlerTelemetry =
-            ::eventsource_runtime::telemetry::config::HandlerTelemetry {
+        const TELEMETRY: ::eventsource_runtime::__private::HandlerTelemetry =
+            ::eventsource_runtime::__private::HandlerTelemetry {
                 enabled: #enabled,
                 span_name: #span_name,
             };
@@ -86,7 +86,7 @@ fn command_impl(target: &Target, args: &Args) -> TokenStream {
     );
     quote! {
         #[automatically_derived]
-        impl ::eventsource_runtime::Command for #command {
+        impl ::eventsource_runtime::__private::Command for #command {
             const TYPE: &'static str = #command_type;
 
             #[allow(unused_variables, clippy::redundant_locals)]

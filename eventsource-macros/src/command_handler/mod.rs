@@ -6,28 +6,19 @@ mod validate;
 
 use proc_macro2::TokenStream;
 
+use crate::args::Arguments as _;
 use crate::errors::Errors;
 
 /// Expands the attribute, or its errors plus the item as written.
 pub(crate) fn command_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = args::Args::parse(args, &mut errors);
-    let target = match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(parsed) => validate::validate(parsed, &args, &mut errors),
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    };
-    match (target, errors.finish()) {
-        (Some(target), Ok(())) => expand::expand(target, &args),
-        (_, result) => {
-            let mut tokens = result
-                .err()
-                .map(|e| e.to_compile_error())
-                .unwrap_or_default();
-            tokens.extend(expand::fallback(item));
-            tokens
-        }
-    }
+    let target = errors
+        .record(syn::parse2::<syn::Item>(item.clone()))
+        .and_then(|parsed| validate::validate(parsed, &args, &mut errors));
+    errors.expand_or(
+        target,
+        |target| expand::expand(target, &args),
+        || expand::fallback(item),
+    )
 }

@@ -1,10 +1,7 @@
 //! Recognises where `#[command_handler]` was put and checks the decision's shape.
 
 use syn::spanned::Spanned as _;
-use syn::{
-    FnArg, GenericArgument, Ident, ImplItem, Item, ItemFn, ItemImpl, Pat, PathArguments,
-    ReturnType, Type,
-};
+use syn::{FnArg, GenericArgument, Ident, ImplItem, Item, ItemFn, ItemImpl, Pat, ReturnType, Type};
 
 use super::args::Args;
 use crate::errors::Errors;
@@ -48,8 +45,13 @@ pub(crate) fn validate(item: Item, args: &Args, errors: &mut Errors) -> Option<T
     let target = match item {
         Item::Impl(item) => handle_impl(item, errors),
         Item::Fn(item) => decision_fn(item, errors),
+        // At the keyword of a struct, enum, trait or module; at the start of anything else.
+        other @ (Item::Struct(_) | Item::Enum(_) | Item::Trait(_) | Item::Mod(_)) => {
+            errors.at(crate::syntax::describe(&other).1, PLACEMENT);
+            None
+        }
         other => {
-            errors.push(syn::Error::new(item_keyword_span(&other), PLACEMENT));
+            errors.push(syn::Error::new(other.span(), PLACEMENT));
             None
         }
     }?;
@@ -72,16 +74,6 @@ pub(crate) fn validate(item: Item, args: &Args, errors: &mut Errors) -> Option<T
     Some(target)
 }
 
-fn item_keyword_span(item: &Item) -> proc_macro2::Span {
-    match item {
-        Item::Struct(s) => s.struct_token.span,
-        Item::Enum(e) => e.enum_token.span,
-        Item::Trait(t) => t.trait_token.span,
-        Item::Mod(m) => m.mod_token.span,
-        other => other.span(),
-    }
-}
-
 fn handle_impl(item: ItemImpl, errors: &mut Errors) -> Option<Target> {
     let Some((_, trait_path, _)) = &item.trait_ else {
         errors.at(
@@ -90,22 +82,19 @@ fn handle_impl(item: ItemImpl, errors: &mut Errors) -> Option<Target> {
         );
         return None;
     };
-    let last = trait_path.segments.last()?;
-    let command = match (&last.arguments, last.ident == "Handle") {
-        (PathArguments::AngleBracketed(generic), true) => match generic.args.first() {
-            Some(GenericArgument::Type(command)) if generic.args.len() == 1 => command.clone(),
-            _ => {
-                errors.at(
-                    &last.arguments,
-                    "expected one command type: `Handle<PlaceOrder>`",
-                );
-                return None;
-            }
-        },
+    let Some(generic) = crate::syntax::generic_args(trait_path, "Handle") else {
+        errors.at(
+            trait_path,
+            format!("this impl is not of `Handle<Command>`: {PLACEMENT}"),
+        );
+        return None;
+    };
+    let command = match generic.first() {
+        Some(GenericArgument::Type(command)) if generic.len() == 1 => command.clone(),
         _ => {
             errors.at(
-                trait_path,
-                format!("this impl is not of `Handle<Command>`: {PLACEMENT}"),
+                &trait_path.segments.last()?.arguments,
+                "expected one command type: `Handle<PlaceOrder>`",
             );
             return None;
         }
@@ -218,14 +207,8 @@ fn result_error(output: &ReturnType) -> Option<Type> {
     let Type::Path(path) = ty.as_ref() else {
         return None;
     };
-    let last = path.path.segments.last()?;
-    if last.ident != "Result" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(generic) = &last.arguments else {
-        return None;
-    };
-    match generic.args.iter().collect::<Vec<_>>().as_slice() {
+    let generic = crate::syntax::generic_args(&path.path, "Result")?;
+    match generic.iter().collect::<Vec<_>>().as_slice() {
         [
             GenericArgument::Type(Type::Path(ok)),
             GenericArgument::Type(error),

@@ -24,12 +24,12 @@ pub(crate) fn expand(plan: &Plan, args: &Args) -> TokenStream {
         .flatten();
     let bounds = plan.handlers.iter().map(|h| {
         let event = &h.event;
-        quote_spanned!(event.span()=> #event: ::eventsource_runtime::EventType)
+        quote_spanned!(event.span()=> #event: ::eventsource_runtime::__private::EventType)
     });
 
     let handles = plan.handlers.iter().map(|h| {
         let event = &h.event;
-        quote!(event_type == <#event as ::eventsource_runtime::EventType>::EVENT_TYPE)
+        quote!(event_type == <#event as ::eventsource_runtime::__private::EventType>::EVENT_TYPE)
     });
     let arms = plan.handlers.iter().map(dispatch);
 
@@ -54,8 +54,8 @@ pub(crate) fn expand(plan: &Plan, args: &Args) -> TokenStream {
         #item
 
         #[automatically_derived]
-        #[::eventsource_runtime::async_trait]
-        impl #impl_generics ::eventsource_runtime::Projection for #self_ty
+        #[::eventsource_runtime::__private::async_trait]
+        impl #impl_generics ::eventsource_runtime::__private::Projection for #self_ty
         where
             #(#existing,)*
             #(#bounds,)*
@@ -76,8 +76,8 @@ pub(crate) fn expand(plan: &Plan, args: &Args) -> TokenStream {
 
             async fn handle(
                 &mut self,
-                envelope: &::eventsource_runtime::EventEnvelope,
-            ) -> ::core::result::Result<(), ::eventsource_runtime::projection::ProjectionError> {
+                envelope: &::eventsource_runtime::__private::EventEnvelope,
+            ) -> ::core::result::Result<(), ::eventsource_runtime::__private::ProjectionError> {
                 #(#arms else)* {
                     ::core::result::Result::Ok(())
                 }
@@ -177,8 +177,8 @@ pub(crate) fn fallback(item: TokenStream, parsed: Option<&Item>, args: &Args) ->
         #item
 
         #[automatically_derived]
-        #[::eventsource_runtime::async_trait]
-        impl #impl_generics ::eventsource_runtime::Projection for #self_ty #where_clause {
+        #[::eventsource_runtime::__private::async_trait]
+        impl #impl_generics ::eventsource_runtime::__private::Projection for #self_ty #where_clause {
             fn name(&self) -> &str {
                 #name
             }
@@ -189,8 +189,8 @@ pub(crate) fn fallback(item: TokenStream, parsed: Option<&Item>, args: &Args) ->
 
             async fn handle(
                 &mut self,
-                _: &::eventsource_runtime::EventEnvelope,
-            ) -> ::core::result::Result<(), ::eventsource_runtime::projection::ProjectionError> {
+                _: &::eventsource_runtime::__private::EventEnvelope,
+            ) -> ::core::result::Result<(), ::eventsource_runtime::__private::ProjectionError> {
                 ::core::result::Result::Ok(())
             }
         }

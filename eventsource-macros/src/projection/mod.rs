@@ -6,6 +6,7 @@ mod validate;
 
 use proc_macro2::TokenStream;
 
+use crate::args::Arguments as _;
 use crate::errors::Errors;
 
 /// Expands the attribute, or its errors plus the item as written and a minimal
@@ -13,25 +14,13 @@ use crate::errors::Errors;
 pub(crate) fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = args::Args::parse(args, &mut errors);
-    let parsed = match syn::parse2::<syn::Item>(item.clone()) {
-        Ok(parsed) => Some(parsed),
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    };
+    let parsed = errors.record(syn::parse2::<syn::Item>(item.clone()));
     let plan = parsed
         .as_ref()
         .and_then(|parsed| validate::validate(parsed, &args, &mut errors));
-    match (plan, errors.finish()) {
-        (Some(plan), Ok(())) => expand::expand(&plan, &args),
-        (_, result) => {
-            let mut tokens = result
-                .err()
-                .map(|e| e.to_compile_error())
-                .unwrap_or_default();
-            tokens.extend(expand::fallback(item, parsed.as_ref(), &args));
-            tokens
-        }
-    }
+    errors.expand_or(
+        plan,
+        |plan| expand::expand(&plan, &args),
+        || expand::fallback(item, parsed.as_ref(), &args),
+    )
 }

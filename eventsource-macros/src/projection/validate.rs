@@ -79,45 +79,17 @@ pub(crate) fn validate(item: &Item, args: &Args, errors: &mut Errors) -> Option<
 
     let item = match item {
         Item::Impl(item) => item,
-        Item::Fn(f) => {
-            errors.at(
-                f.sig.fn_token,
-                format!("#[projection] does not go on a function: {PLACEMENT}"),
-            );
-            return None;
-        }
-        Item::Struct(s) => {
-            errors.at(
-                s.struct_token,
-                format!("#[projection] does not go on the struct: {PLACEMENT}"),
-            );
-            return None;
-        }
-        Item::Enum(e) => {
-            errors.at(
-                e.enum_token,
-                format!("#[projection] does not go on the enum: {PLACEMENT}"),
-            );
-            return None;
-        }
-        Item::Trait(t) => {
-            errors.at(
-                t.trait_token,
-                format!("#[projection] does not go on a trait: {PLACEMENT}"),
-            );
-            return None;
-        }
-        Item::Mod(m) => {
-            errors.at(
-                m.mod_token,
-                format!("#[projection] does not go on a module: {PLACEMENT}"),
-            );
-            return None;
-        }
         other => {
+            let (what, at): (&str, &dyn ToTokens) = match other {
+                Item::Fn(_) | Item::Trait(_) | Item::Mod(_) => crate::syntax::describe(other),
+                // The projection's own struct or enum, most likely.
+                Item::Struct(s) => ("the struct", &s.struct_token),
+                Item::Enum(e) => ("the enum", &e.enum_token),
+                _ => ("this item", other),
+            };
             errors.at(
-                other,
-                format!("#[projection] does not go on this item: {PLACEMENT}"),
+                at,
+                format!("#[projection] does not go on {what}: {PLACEMENT}"),
             );
             return None;
         }

@@ -5,6 +5,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, LitStr, Path, Token, braced, parenthesized};
 
+use crate::args::{Arguments, parse_or, set_once, unknown};
 use crate::errors::Errors;
 
 pub(crate) mod kw {
@@ -162,13 +163,11 @@ impl Parse for Field {
         if input.peek(Token![%]) || input.peek(Token![?]) {
             // `%arg` / `?arg`: the key is the argument's name.
             let sigil = input.parse()?;
-            let ident: Ident = input.parse().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
-                    "expected an argument name after the sigil, e.g. `fields(%order_id)`, \
-                     or a key: `fields(order = %order.id)`",
-                )
-            })?;
+            let ident: Ident = parse_or(
+                input,
+                "expected an argument name after the sigil, e.g. `fields(%order_id)`, \
+                 or a key: `fields(order = %order.id)`",
+            )?;
             return Ok(Self {
                 key: Key::Dotted(std::iter::once(ident.clone()).collect()),
                 sigil,
@@ -195,12 +194,10 @@ impl Parse for Field {
         }
         input.parse::<Token![=]>()?;
         let sigil = input.parse()?;
-        let value = input.parse().map_err(|e| {
-            syn::Error::new(
-                e.span(),
-                "expected an expression reading the arguments, e.g. `fields(items.count = items.len())`",
-            )
-        })?;
+        let value = parse_or(
+            input,
+            "expected an expression reading the arguments, e.g. `fields(items.count = items.len())`",
+        )?;
         Ok(Self { key, sigil, value })
     }
 }
@@ -213,7 +210,7 @@ fn ident_expr(ident: Ident) -> Expr {
     })
 }
 
-enum Arg {
+pub(crate) enum Arg {
     Name(kw::name, SpanName),
     Kind(kw::kind, String, Span),
     Attributes(kw::attributes, Vec<Attribute>),
@@ -307,19 +304,12 @@ impl Parse for Arg {
                 keyword.span,
                 "enabled = <bool expression>`, e.g. `enabled = self.tracing",
             )?;
+            let expected =
+                "expected a bool expression after `enabled =`, e.g. `enabled = self.tracing`";
             if input.is_empty() || input.peek(Token![,]) {
-                return Err(syn::Error::new(
-                    keyword.span,
-                    "expected a bool expression after `enabled =`, e.g. `enabled = self.tracing`",
-                ));
+                return Err(syn::Error::new(keyword.span, expected));
             }
-            let expr = input.parse().map_err(|e| {
-                syn::Error::new(
-                    e.span(),
-                    "expected a bool expression after `enabled =`, e.g. `enabled = self.tracing`",
-                )
-            })?;
-            Ok(Self::Enabled(keyword, expr))
+            Ok(Self::Enabled(keyword, parse_or(input, expected)?))
         } else if lookahead.peek(kw::ret) {
             let keyword = input.parse::<kw::ret>()?;
             flag(input, keyword.span, "ret")?;
@@ -328,13 +318,10 @@ impl Parse for Arg {
             let keyword = input.parse::<kw::err>()?;
             flag(input, keyword.span, "err")?;
             Ok(Self::Err(keyword))
-        } else if input.peek(Ident) {
-            Err(crate::args::unknown(input, USAGE))
         } else {
-            Err(syn::Error::new(
-                input.span(),
-                format!("expected an argument: {USAGE}"),
-            ))
+            Err(unknown(input, USAGE, || {
+                syn::Error::new(input.span(), format!("expected an argument: {USAGE}"))
+            }))
         }
     }
 }
@@ -346,26 +333,18 @@ pub(crate) fn kinds() -> String {
     format!("{} or {last}", rest.join(", "))
 }
 
-impl Args {
-    /// Parses the attribute's arguments, recording unknown, malformed and duplicate ones in
-    /// `errors`. An argument that fails to parse is skipped up to the next top-level `,`,
-    /// so the arguments after it are still read and only its own error is reported.
-    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Self {
-        let mut args = Self::default();
-        crate::args::parse_tokens(tokens, errors, |arg, errors| args.add(arg, errors));
-        args
-    }
+impl Arguments for Args {
+    type Arg = Arg;
 
     fn add(&mut self, arg: Arg, errors: &mut Errors) {
-        use crate::args::set_once as set;
         match arg {
-            Arg::Name(k, v) => set(&mut self.name, (k, v), k, "name", errors),
-            Arg::Kind(k, v, at) => set(&mut self.kind, (k, v, at), k, "kind", errors),
-            Arg::Attributes(k, v) => set(&mut self.attributes, (k, v), k, "attributes", errors),
-            Arg::Fields(k, v) => set(&mut self.fields, (k, v), k, "fields", errors),
-            Arg::Enabled(k, v) => set(&mut self.enabled, (k, v), k, "enabled", errors),
-            Arg::Ret(k) => set(&mut self.ret, k, k, "ret", errors),
-            Arg::Err(k) => set(&mut self.err, k, k, "err", errors),
+            Arg::Name(k, v) => set_once(&mut self.name, (k, v), k, errors),
+            Arg::Kind(k, v, at) => set_once(&mut self.kind, (k, v, at), k, errors),
+            Arg::Attributes(k, v) => set_once(&mut self.attributes, (k, v), k, errors),
+            Arg::Fields(k, v) => set_once(&mut self.fields, (k, v), k, errors),
+            Arg::Enabled(k, v) => set_once(&mut self.enabled, (k, v), k, errors),
+            Arg::Ret(k) => set_once(&mut self.ret, k, k, errors),
+            Arg::Err(k) => set_once(&mut self.err, k, k, errors),
         }
     }
 }

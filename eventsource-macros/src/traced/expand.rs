@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! #[attrs] vis fn f(args) -> R {
-//!     let span = if ::eventsource_runtime::telemetry::toggles::is_enabled() && (enabled) {
+//!     let span = if ::eventsource_runtime::__private::is_enabled() && (enabled) {
 //!         if traced::has_direct() {
 //!             // eventsource's layer is installed: the span on the SDK directly
 //!             if tracing::enabled!(kind: SPAN, INFO) {
@@ -104,7 +104,7 @@ pub(crate) fn expand(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
 /// `if switches { direct span, or span!(..) } else { none }`: see the module docs of
 /// `eventsource_runtime::__private::traced`.
 fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
-    let tracing = quote!(::eventsource_runtime::__private::tracing);
+    let tracing = quote!(::eventsource_runtime::__private::traced::tracing);
     let traced = quote!(::eventsource_runtime::__private::traced);
     let (name, otel_name, direct_name) = match &plan.name {
         Name::Given(SpanName::Lit(lit)) => (lit.to_token_stream(), None, lit.to_token_stream()),
@@ -183,7 +183,7 @@ fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
         quote!(&& #switch)
     });
     quote! {
-        if ::eventsource_runtime::telemetry::toggles::is_enabled() #enabled {
+        if ::eventsource_runtime::__private::is_enabled() #enabled {
             if #traced::has_direct() {
                 if #tracing::enabled!(kind: #tracing::metadata::Kind::SPAN, #tracing::Level::INFO) {
                     #traced::start_direct(#direct_name, #direct_kind, [#(#direct_attributes)*])

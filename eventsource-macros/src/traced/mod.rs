@@ -5,9 +5,9 @@ mod expand;
 mod validate;
 
 use proc_macro2::TokenStream;
-use quote::ToTokens;
 use syn::{Item, ItemFn, TraitItemFn};
 
+use crate::args::Arguments as _;
 use crate::errors::Errors;
 
 /// Expands the attribute, or its errors plus the function unchanged (so the user sees those
@@ -19,29 +19,17 @@ pub(crate) fn traced(args: TokenStream, item: TokenStream) -> TokenStream {
     let plan = function
         .as_ref()
         .map(|function| validate::validate(function, &args, &mut errors));
-    match (&function, plan, errors.finish()) {
-        (Some(function), Some(plan), Ok(())) => expand::expand(function, &plan),
-        (_, _, result) => {
-            let mut tokens = result
-                .err()
-                .map(|e| e.to_compile_error())
-                .unwrap_or_default();
-            tokens.extend(item);
-            tokens
-        }
-    }
+    errors.expand_or(
+        function.as_ref().zip(plan),
+        |(function, plan)| expand::expand(function, &plan),
+        || item,
+    )
 }
 
 /// The function the attribute is on, or an error saying where it goes instead.
 fn function(item: TokenStream, errors: &mut Errors) -> Option<ItemFn> {
-    let parsed = match syn::parse2::<Item>(item.clone()) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            errors.push(e);
-            return None;
-        }
-    };
-    let (what, at): (&str, &dyn ToTokens) = match &parsed {
+    let parsed = errors.record(syn::parse2::<Item>(item))?;
+    match &parsed {
         Item::Fn(function) => return Some(function.clone()),
         Item::Verbatim(tokens) => {
             if let Ok(declaration) = syn::parse2::<TraitItemFn>(tokens.clone())
@@ -54,11 +42,7 @@ fn function(item: TokenStream, errors: &mut Errors) -> Option<ItemFn> {
                 );
                 return None;
             }
-            ("this item", tokens)
         }
-        Item::Struct(s) => ("a struct", &s.struct_token),
-        Item::Enum(e) => ("an enum", &e.enum_token),
-        Item::Union(u) => ("a union", &u.union_token),
         Item::Impl(i) => {
             errors.at(
                 i.impl_token,
@@ -66,16 +50,9 @@ fn function(item: TokenStream, errors: &mut Errors) -> Option<ItemFn> {
             );
             return None;
         }
-        Item::Trait(t) => ("a trait", &t.trait_token),
-        Item::Mod(m) => ("a module", &m.mod_token),
-        Item::Const(c) => ("a constant", &c.const_token),
-        Item::Static(s) => ("a static", &s.static_token),
-        Item::Type(t) => ("a type alias", &t.type_token),
-        Item::Use(u) => ("a `use`", &u.use_token),
-        Item::Macro(m) => ("a macro", &m.mac.path),
-        Item::ForeignMod(f) => ("an `extern` block", &f.abi),
-        _ => ("this item", &parsed),
-    };
+        _ => {}
+    }
+    let (what, at) = crate::syntax::describe(&parsed);
     errors.at(
         at,
         format!(

@@ -3,12 +3,13 @@
 use std::collections::{BTreeSet, HashSet};
 
 use syn::{
-    Expr, ExprAsync, FnArg, GenericArgument, Ident, ItemFn, Lit, Pat, PathArguments, ReturnType,
-    Stmt, Type, TypeParamBound, UnOp,
+    Expr, ExprAsync, FnArg, GenericArgument, Ident, ItemFn, Lit, Pat, ReturnType, Stmt, Type,
+    TypeParamBound, UnOp,
 };
 
 use super::args::{Args, Attribute, Field, KINDS, Key, SpanName, kinds, kw};
 use crate::errors::Errors;
+use crate::syntax::generic_args;
 
 /// What to generate.
 pub(crate) struct Plan<'a> {
@@ -347,17 +348,12 @@ fn future_output(output: &ReturnType) -> Option<&Type> {
         let Type::Path(path) = ungroup(ty) else {
             return None;
         };
-        let last = path.path.segments.last()?;
-        if last.ident != name {
-            return None;
-        }
-        let PathArguments::AngleBracketed(args) = &last.arguments else {
-            return None;
-        };
-        args.args.iter().find_map(|arg| match arg {
-            GenericArgument::Type(ty) => Some(ty),
-            _ => None,
-        })
+        generic_args(&path.path, name)?
+            .iter()
+            .find_map(|arg| match arg {
+                GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
     }
     let ReturnType::Type(_, ty) = output else {
         return None;
@@ -370,16 +366,11 @@ fn future_output(output: &ReturnType) -> Option<&Type> {
         let TypeParamBound::Trait(bound) = bound else {
             return None;
         };
-        let last = bound.path.segments.last()?;
-        if last.ident != "Future" {
-            return None;
-        }
-        let PathArguments::AngleBracketed(args) = &last.arguments else {
-            return None;
-        };
-        args.args.iter().find_map(|arg| match arg {
-            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
-            _ => None,
-        })
+        generic_args(&bound.path, "Future")?
+            .iter()
+            .find_map(|arg| match arg {
+                GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+                _ => None,
+            })
     })
 }

@@ -6,9 +6,17 @@ pub use serde_json::Error as JsonError;
 
 pub use crate::event::Payload;
 
-pub mod projection;
+// The runtime items the macros' expansions name, so that generated code reaches the
+// runtime only through `::eventsource_runtime::__private::...` and does not depend on where
+// the public API keeps them. The `#[traced]` support (tracing feature) is `traced`.
+pub use crate::aggregate::{Aggregate, Apply};
+pub use crate::command::{Command, Handle, HandlerTelemetry};
+pub use crate::event::{DecodeError, DomainEvent, EventEnvelope, EventType};
+pub use crate::projection::{Projection, ProjectionError};
+pub use crate::telemetry::toggles::is_enabled;
+pub use async_trait::async_trait;
 
-use crate::event::{DecodeError, EventType};
+pub mod projection;
 
 /// Serializes one event's payload.
 ///
@@ -58,9 +66,6 @@ impl crate::event::DomainEvent for Unexpanded {
         Err(unknown_event_type(event_type, Self::EVENT_TYPES))
     }
 }
-
-#[cfg(feature = "tracing")]
-pub use tracing;
 
 #[cfg(feature = "tracing")]
 pub mod traced;

@@ -3,10 +3,12 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
+use std::pin::pin;
+
 use super::instrument::{self, Delivery};
-use super::{BusMessage, CatchUnwind, EventHandler, HandlerFailure};
+use super::{BusMessage, BusSpanNames, BusTelemetry, EventHandler, HandlerFailure};
 use crate::event::EventEnvelope;
-use crate::telemetry::config::{BusSpanNames, BusTelemetry};
+use crate::panic::CatchUnwind;
 
 /// Hands messages to handlers: the consuming side every transport shares.
 ///
@@ -23,9 +25,8 @@ use crate::telemetry::config::{BusSpanNames, BusTelemetry};
 /// Cheap to clone; clones share the handlers.
 ///
 /// ```
-/// use eventsource_runtime::bus::{BusMessage, Dispatcher, HandlerError, handler_fn};
+/// use eventsource_runtime::bus::{BusMessage, BusTelemetry, Dispatcher, HandlerError, handler_fn};
 /// use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
-/// use eventsource_runtime::telemetry::config::BusTelemetry;
 ///
 /// // The consuming side of a (pretend) broker adapter.
 /// let dispatcher = Dispatcher::new("orders", BusTelemetry::new("rabbitmq"));
@@ -224,7 +225,7 @@ impl Dispatcher {
         for message in messages {
             for handler in self.interested(message, only) {
                 let name = handler.name();
-                let run = CatchUnwind(handler.handle(&message.event));
+                let run = CatchUnwind(pin!(handler.process(&message.event)));
                 if let Err(error) = instrument::handle(&self.telemetry, name, message, run).await {
                     failures.push(HandlerFailure {
                         handler: name.to_owned(),

@@ -9,23 +9,13 @@
 
 use std::future::Future;
 
-use super::{BusError, BusMessage, HandlerError, HandlerFailure, PanicPayload};
-use crate::telemetry::config::BusTelemetry;
-
-#[cfg(feature = "tracing")]
-use crate::telemetry::{attributes as attr, metrics, propagation, spans, toggles};
-#[cfg(feature = "tracing")]
-use opentelemetry::KeyValue;
-#[cfg(feature = "tracing")]
-use opentelemetry::trace::{SpanContext, Status};
-#[cfg(feature = "tracing")]
-use tracing::Instrument as _;
-#[cfg(feature = "tracing")]
-use tracing::Span;
-#[cfg(feature = "tracing")]
-use tracing::field::Empty;
-#[cfg(feature = "tracing")]
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use super::{
+    AttributeValue, BusError, BusMessage, BusTelemetry, HandlerError, HandlerFailure, Handling,
+};
+use crate::panic;
+use crate::telemetry::attributes as attr;
+use crate::telemetry::otel::{self, Span, SpanStart, Stopwatch, metrics};
+use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
 
 /// Publishes one message: runs `send` (the transport's enqueue) inside the PRODUCER span
 /// `eventsource.event_bus.publish`, a child of the current span, after writing **that
@@ -37,9 +27,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 /// carry nothing.
 ///
 /// ```
-/// use eventsource_runtime::bus::{BusError, BusMessage, instrument};
+/// use eventsource_runtime::bus::{BusError, BusMessage, BusTelemetry, instrument};
 /// use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
-/// use eventsource_runtime::telemetry::config::BusTelemetry;
 ///
 /// # let event = EventEnvelope {
 /// #     event_id: uuid::Uuid::now_v7(), stream: StreamId::new("Order", "o-1"), version: 1,
@@ -62,45 +51,139 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 /// Whatever `send` returns.
 pub async fn publish<T, F, Fut>(
     telemetry: &BusTelemetry,
-    message: BusMessage,
+    mut message: BusMessage,
     send: F,
 ) -> Result<T, BusError>
 where
     F: FnOnce(BusMessage) -> Fut,
     Fut: Future<Output = Result<T, BusError>>,
 {
-    #[cfg(feature = "tracing")]
-    {
-        if !toggles::is_enabled() {
-            return send(message).await;
-        }
-        let mut message = message;
-        let span = publish_span(telemetry, &message);
-        if span.is_disabled() {
-            propagation::inject_current(&mut message.headers);
-        } else {
-            propagation::inject(&span.context(), &mut message.headers);
-        }
-        let destination = std::sync::Arc::clone(&message.destination);
-        let event_type = message.event.event_type.clone();
-        let result = send(message).instrument(span.clone()).await;
-        match &result {
-            Ok(_) => metrics::record_bus_published(telemetry.system, &destination, &event_type),
-            Err(error) => spans::record_error(&span, bus_error_type(error), error),
-        }
-        result
+    let publishing = start_publish(telemetry, &mut message);
+    let result = publishing.run(send(message)).await;
+    publishing.end(&result);
+    result
+}
+
+/// Starts the publish span of `message` (as [`publish`] does) and writes its context into
+/// the message [`headers`](BusMessage::headers), for a transport that sends several
+/// messages before their confirmations come back: it sends inside
+/// [`run`](Publishing::run), then ends the span with the confirmation's outcome
+/// ([`end`](Publishing::end)), so the span covers the send and the wait for the broker.
+///
+/// ```
+/// use eventsource_runtime::bus::{BusError, BusMessage, BusTelemetry, instrument};
+/// use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
+///
+/// # let event = EventEnvelope {
+/// #     event_id: uuid::Uuid::now_v7(), stream: StreamId::new("Order", "o-1"), version: 1,
+/// #     position: 1, event_type: "OrderPlaced".into(), schema_version: 1,
+/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}), metadata: Metadata::new(),
+/// # };
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let telemetry = BusTelemetry::new("rabbitmq");
+/// let mut message = BusMessage::new("orders", event);
+/// let publishing = instrument::start_publish(&telemetry, &mut message);
+/// // Send now (the headers carry the span's context) ...
+/// let sent = publishing.run(async { Ok::<_, BusError>(()) }).await;
+/// // ... send the next messages, then wait for this one's confirmation and end its span.
+/// publishing.end(&sent);
+/// # });
+/// ```
+pub fn start_publish(telemetry: &BusTelemetry, message: &mut BusMessage) -> Publishing {
+    if !otel::enabled() {
+        return Publishing { recorded: None };
     }
-    #[cfg(not(feature = "tracing"))]
-    {
-        let _ = telemetry;
-        send(message).await
+    let name = SpanName::Static(telemetry.names.publish);
+    let span = SpanStart::new(telemetry.enabled, name, Kind::Producer);
+    let span = describe(span, telemetry, message, attr::MESSAGING_OPERATION_SEND).start();
+    span.inject(&mut message.headers);
+    Publishing {
+        recorded: Some(Recorded {
+            span,
+            system: telemetry.system,
+            destination: std::sync::Arc::clone(&message.destination),
+            event_type: message.event.event_type.clone(),
+        }),
     }
 }
 
+/// A message's publish span, started by [`start_publish`], ended by
+/// [`end`](Publishing::end) (or, if dropped, ended without a status).
+#[must_use = "end the span with the publish's outcome"]
+pub struct Publishing {
+    /// `None` with the process switch off: nothing to record.
+    recorded: Option<Recorded>,
+}
+
+impl std::fmt::Debug for Publishing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publishing")
+            .field("recording", &self.recorded.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Recorded {
+    span: Span,
+    system: &'static str,
+    destination: std::sync::Arc<str>,
+    event_type: String,
+}
+
+impl Publishing {
+    /// Runs `work` (the transport's send) inside the span.
+    pub async fn run<F: Future>(&self, work: F) -> F::Output {
+        match &self.recorded {
+            Some(recorded) => recorded.span.run(work).await,
+            None => work.await,
+        }
+    }
+
+    /// Ends the span: counts the message when `outcome` is `Ok`; an `Err` ends it with
+    /// ERROR and one `exception` event.
+    pub fn end<T>(self, outcome: &Result<T, BusError>) {
+        let Some(recorded) = self.recorded else {
+            return;
+        };
+        match outcome {
+            Ok(_) => count_message(
+                Counter::BusPublished,
+                recorded.system,
+                &recorded.destination,
+                &recorded.event_type,
+            ),
+            Err(error) => {
+                let error_type = match error {
+                    BusError::Unavailable(_) => "BusError::Unavailable",
+                    BusError::Rejected { .. } => "BusError::Rejected",
+                    BusError::Unconfirmed { .. } => "BusError::Unconfirmed",
+                };
+                recorded.span.record_error(error_type, &Chain(error));
+            }
+        }
+    }
+}
+
+/// Counts one message on a bus counter.
+fn count(counter: Counter, telemetry: &BusTelemetry, destination: &str, event_type: &str) {
+    count_message(counter, telemetry.system, destination, event_type);
+}
+
+/// Counts one message of `system` on a bus counter.
+fn count_message(counter: Counter, system: &'static str, destination: &str, event_type: &str) {
+    metrics::add(
+        counter,
+        1,
+        [
+            (attr::MESSAGING_SYSTEM, Attr::Static(system)),
+            (attr::MESSAGING_DESTINATION_NAME, Attr::Str(destination)),
+            (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(event_type)),
+        ],
+    );
+}
+
 /// How messages reach the handlers; decides the consume span's parent and links.
-/// (Read only by the telemetry: without the `tracing` feature it is carried and dropped.)
 #[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) enum Delivery<'a> {
     /// First delivery: child of the producer's context (in the headers).
     Live(&'a BusMessage),
@@ -113,7 +196,6 @@ pub(crate) enum Delivery<'a> {
 }
 
 impl<'a> Delivery<'a> {
-    #[cfg(feature = "tracing")]
     fn messages(self) -> &'a [BusMessage] {
         match self {
             Self::Live(m) | Self::Redelivery(m, _) | Self::Replay(m) => std::slice::from_ref(m),
@@ -134,222 +216,193 @@ pub(crate) async fn consume<Fut>(
 where
     Fut: Future<Output = Vec<HandlerFailure>>,
 {
-    #[cfg(feature = "tracing")]
-    {
-        if !toggles::is_enabled() {
-            return work.await;
-        }
-        for message in delivery.messages() {
-            metrics::record_bus_consumed(
-                telemetry.system,
-                &message.destination,
-                &message.event.event_type,
-            );
-        }
-        let span = consume_span(telemetry, delivery);
-        let failures = work.instrument(span.clone()).await;
-        if let Some(first) = failures.first()
-            && !span.is_disabled()
-        {
-            let description = match failures.len() {
-                1 => first.to_string(),
-                n => format!("{n} handler failures; the first: {first}"),
-            };
-            span.set_status(Status::error(description));
-        }
-        failures
+    if !otel::enabled() {
+        return work.await;
     }
-    #[cfg(not(feature = "tracing"))]
-    {
-        let _ = (telemetry, delivery);
-        work.await
+    for message in delivery.messages() {
+        let event_type = &message.event.event_type;
+        count(
+            Counter::BusConsumed,
+            telemetry,
+            &message.destination,
+            event_type,
+        );
     }
+    let span = consume_span(telemetry, delivery);
+    let failures = span.run(work).await;
+    match failures.as_slice() {
+        [] => {}
+        [only] => span.set_error(&Chain(only)),
+        [first, ..] => span.set_error(&format_args!(
+            "{} handler failures; the first: {}",
+            failures.len(),
+            Chain(first)
+        )),
+    }
+    failures
 }
 
 /// Runs one handler on one message (`run`, which caught any panic) inside the handle span;
-/// records the handler's duration; a failure (or a panic, turned into a [`HandlerError`])
-/// ends the span with ERROR and one `exception` event.
+/// records the handler's duration; a message the handler skipped as a duplicate gets
+/// `eventsource.handler.duplicate = true`; a failure (or a panic, turned into a
+/// [`HandlerError`]) ends the span with ERROR and one `exception` event.
 pub(crate) async fn handle<Fut>(
     telemetry: &BusTelemetry,
     handler: &str,
     message: &BusMessage,
     run: Fut,
-) -> Result<(), HandlerError>
+) -> Result<Handling, HandlerError>
 where
-    Fut: Future<Output = Result<Result<(), HandlerError>, PanicPayload>>,
+    Fut: Future<Output = Result<Result<Handling, HandlerError>, panic::Payload>>,
 {
-    #[cfg(feature = "tracing")]
-    {
-        if !toggles::is_enabled() {
-            return flatten(run.await);
-        }
-        let span = handle_span(telemetry, handler, message);
-        let started = std::time::Instant::now();
-        let outcome = run.instrument(span.clone()).await;
-        metrics::record_bus_handler(handler, &message.event.event_type, started.elapsed());
-        match &outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => spans::record_error(&span, "HandlerError", error),
-            Err(payload) => spans::record_panic(&span, &**payload),
-        }
-        flatten(outcome)
-    }
-    #[cfg(not(feature = "tracing"))]
-    {
-        let _ = (telemetry, handler, message);
-        flatten(run.await)
-    }
-}
-
-fn flatten(outcome: Result<Result<(), HandlerError>, PanicPayload>) -> Result<(), HandlerError> {
-    outcome.unwrap_or_else(|payload| Err(HandlerError::panicked(&*payload)))
-}
-
-#[cfg(feature = "tracing")]
-fn bus_error_type(error: &BusError) -> &'static str {
-    match error {
-        BusError::Unavailable(_) => "BusError::Unavailable",
-        BusError::Rejected { .. } => "BusError::Rejected",
-    }
-}
-
-// ---- spans -----------------------------------------------------------------------------------
-
-/// `eventsource.event_bus.publish`, PRODUCER, child of the current span.
-#[cfg(feature = "tracing")]
-fn publish_span(telemetry: &BusTelemetry, message: &BusMessage) -> Span {
-    if !spans::on(telemetry.enabled) {
-        return Span::none();
-    }
-    let span = tracing::info_span!(
-        target: spans::TARGET,
-        attr::SPAN_BUS_PUBLISH,
-        otel.name = Empty,
-        otel.kind = "producer",
-        { attr::MESSAGING_SYSTEM } = telemetry.system,
-        { attr::MESSAGING_DESTINATION_NAME } = &*message.destination,
-        { attr::MESSAGING_OPERATION_TYPE } = attr::MESSAGING_OPERATION_PUBLISH,
-        { attr::MESSAGING_MESSAGE_ID } = tracing::field::display(&message.message_id),
-        { attr::EVENT_TYPE } = message.event.event_type.as_str(),
-        { attr::AGGREGATE_TYPE } = message.event.aggregate_type(),
-        { attr::AGGREGATE_ID } = message.event.aggregate_id(),
+    let event_type = &message.event.event_type;
+    let span = SpanStart::new(
+        telemetry.enabled,
+        SpanName::Static(telemetry.names.handle),
+        Kind::Internal,
+    )
+    .str(attr::HANDLER_NAME, handler)
+    .str(attr::EVENT_TYPE, event_type)
+    .attr(
+        attr::MESSAGING_MESSAGE_ID,
+        Attr::Display(&message.message_id),
+    )
+    .start();
+    let timer = Stopwatch::start();
+    let outcome = span.run(run).await;
+    metrics::record_seconds(
+        Timing::BusHandler,
+        timer.elapsed(),
+        [
+            (attr::METRIC_ATTR_HANDLER_NAME, Attr::Str(handler)),
+            (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(event_type)),
+        ],
     );
-    spans::name(&span, telemetry.names.publish);
-    span
+    match outcome {
+        Ok(Ok(Handling::Duplicate)) => {
+            span.set(attr::HANDLER_DUPLICATE, Attr::Bool(true));
+            Ok(Handling::Duplicate)
+        }
+        Ok(Ok(handling)) => Ok(handling),
+        Ok(Err(error)) => {
+            span.record_error("HandlerError", &Chain(&error));
+            Err(error)
+        }
+        Err(payload) => {
+            span.record_panic(&*payload);
+            Err(HandlerError::panicked(&*payload))
+        }
+    }
 }
 
 /// `eventsource.event_bus.consume`, CONSUMER; its parent or links by delivery.
-#[cfg(feature = "tracing")]
 fn consume_span(telemetry: &BusTelemetry, delivery: Delivery<'_>) -> Span {
-    if !spans::on(telemetry.enabled) {
-        return Span::none();
+    let name = SpanName::Static(telemetry.names.consume);
+    let mut span = with_bus(
+        SpanStart::new(telemetry.enabled, name, Kind::Consumer),
+        telemetry,
+    );
+    if let Some(group) = &telemetry.consumer_group {
+        span = span.str(attr::MESSAGING_CONSUMER_GROUP_NAME, group);
     }
-    let span = match delivery {
-        Delivery::Batch(messages) => tracing::info_span!(
-            target: spans::TARGET,
-            parent: None,
-            attr::SPAN_BUS_CONSUME,
-            otel.name = Empty,
-            otel.kind = "consumer",
-            { attr::MESSAGING_SYSTEM } = telemetry.system,
-            { attr::MESSAGING_DESTINATION_NAME } = messages.first().map(|m| &*m.destination),
-            { attr::MESSAGING_OPERATION_TYPE } = attr::MESSAGING_OPERATION_PROCESS,
-            { attr::MESSAGING_BATCH_MESSAGE_COUNT } = spans::int(messages.len()),
-            { attr::DELIVERY_MODE } = attr::DELIVERY_BATCH,
-        ),
+    let message = match delivery {
+        Delivery::Batch(messages) => {
+            let mut span = span.root();
+            if let Some(first) = messages.first() {
+                span = span.str(attr::MESSAGING_DESTINATION_NAME, &first.destination);
+            }
+            span = span
+                .static_str(
+                    attr::MESSAGING_OPERATION_TYPE,
+                    attr::MESSAGING_OPERATION_PROCESS,
+                )
+                .int(attr::MESSAGING_BATCH_MESSAGE_COUNT, messages.len())
+                .static_str(attr::DELIVERY_MODE, attr::DELIVERY_BATCH);
+            for message in messages {
+                span = link(span, &message.headers, message);
+            }
+            return span.start();
+        }
         Delivery::Live(message) | Delivery::Redelivery(message, _) | Delivery::Replay(message) => {
-            let (mode, attempt) = match delivery {
-                Delivery::Redelivery(_, attempt) => {
-                    (attr::DELIVERY_REDELIVERY, Some(i64::from(attempt)))
-                }
-                Delivery::Replay(_) => (attr::DELIVERY_REPLAY, None),
-                _ => (attr::DELIVERY_LIVE, None),
-            };
-            tracing::info_span!(
-                target: spans::TARGET,
-                parent: None,
-                attr::SPAN_BUS_CONSUME,
-                otel.name = Empty,
-                otel.kind = "consumer",
-                { attr::MESSAGING_SYSTEM } = telemetry.system,
-                { attr::MESSAGING_DESTINATION_NAME } = &*message.destination,
-                { attr::MESSAGING_OPERATION_TYPE } = attr::MESSAGING_OPERATION_PROCESS,
-                { attr::MESSAGING_MESSAGE_ID } = tracing::field::display(&message.message_id),
-                { attr::EVENT_TYPE } = message.event.event_type.as_str(),
-                { attr::AGGREGATE_TYPE } = message.event.aggregate_type(),
-                { attr::AGGREGATE_ID } = message.event.aggregate_id(),
-                { attr::DELIVERY_MODE } = mode,
-                { attr::DELIVERY_ATTEMPT } = attempt,
-            )
+            message
         }
     };
-    if span.is_disabled() {
-        return span;
+    let span = match delivery {
+        // Validated (and counted when missing or malformed), then extracted whole, baggage
+        // included, as the parent.
+        Delivery::Live(_) => span.remote_parent(&message.headers),
+        _ => span.root(),
+    };
+    let span = describe_message(span, message, attr::MESSAGING_OPERATION_PROCESS);
+    let span = match delivery {
+        Delivery::Redelivery(_, attempt) => {
+            let span = span
+                .static_str(attr::DELIVERY_MODE, attr::DELIVERY_REDELIVERY)
+                .int(attr::DELIVERY_ATTEMPT, attempt);
+            link(span, &message.headers, message)
+        }
+        Delivery::Replay(_) => {
+            let span = span.static_str(attr::DELIVERY_MODE, attr::DELIVERY_REPLAY);
+            link(span, &message.event.metadata, message)
+        }
+        _ => span.static_str(attr::DELIVERY_MODE, attr::DELIVERY_LIVE),
+    };
+    span.start()
+}
+
+/// The bus's own attributes: `messaging.system` and the broker's `server.*`.
+fn with_bus<'a>(span: SpanStart<'a>, telemetry: &BusTelemetry) -> SpanStart<'a> {
+    let span = span.static_str(attr::MESSAGING_SYSTEM, telemetry.system);
+    match &telemetry.server {
+        Some((address, port)) => span
+            .str(attr::SERVER_ADDRESS, address)
+            .int(attr::SERVER_PORT, *port),
+        None => span,
     }
-    spans::name(&span, telemetry.names.consume);
-    match delivery {
-        Delivery::Live(message) => {
-            // Validated (and counted when missing or malformed) once, then extracted whole,
-            // baggage included, as the parent.
-            if propagation::stored_span_context(&message.headers).is_some() {
-                let _ = span.set_parent(propagation::extract(&message.headers));
-            }
-        }
-        Delivery::Redelivery(message, _) => {
-            link(
-                &span,
-                message,
-                propagation::stored_span_context(&message.headers),
-            );
-        }
-        Delivery::Replay(message) => {
-            link(
-                &span,
-                message,
-                propagation::stored_span_context(&message.event.metadata),
-            );
-        }
-        Delivery::Batch(messages) => {
-            for message in messages {
-                link(
-                    &span,
-                    message,
-                    propagation::stored_span_context(&message.headers),
-                );
-            }
-        }
+}
+
+/// The attributes of a publish span: the bus's, then the message's.
+fn describe<'a>(
+    span: SpanStart<'a>,
+    telemetry: &BusTelemetry,
+    message: &BusMessage,
+    operation: &'static str,
+) -> SpanStart<'a> {
+    describe_message(with_bus(span, telemetry), message, operation)
+}
+
+/// The attributes of a span about one message: destination, operation, message id, event
+/// type, aggregate type and id, and the transport's own.
+fn describe_message<'a>(
+    span: SpanStart<'a>,
+    message: &BusMessage,
+    operation: &'static str,
+) -> SpanStart<'a> {
+    let id = Attr::Display(&message.message_id);
+    let mut span = span
+        .str(attr::MESSAGING_DESTINATION_NAME, &message.destination)
+        .static_str(attr::MESSAGING_OPERATION_TYPE, operation)
+        .attr(attr::MESSAGING_MESSAGE_ID, id)
+        .str(attr::EVENT_TYPE, &message.event.event_type)
+        .str(attr::AGGREGATE_TYPE, message.event.aggregate_type())
+        .str(attr::AGGREGATE_ID, message.event.aggregate_id());
+    for (key, value) in &message.attributes {
+        let value = match value {
+            AttributeValue::String(s) => Attr::Str(s),
+            AttributeValue::Int(n) => Attr::Int(*n),
+        };
+        span = span.attr(key, value);
     }
     span
 }
 
-/// Links `span` to a source message's context, naming the message on the link.
-#[cfg(feature = "tracing")]
-fn link(span: &Span, message: &BusMessage, context: Option<SpanContext>) {
-    if let Some(context) = context {
-        span.add_link_with_attributes(
-            context,
-            vec![KeyValue::new(
-                attr::MESSAGING_MESSAGE_ID,
-                message.message_id.to_string(),
-            )],
-        );
-    }
-}
-
-/// `eventsource.event_bus.handle`, INTERNAL, child of the current (consume) span.
-#[cfg(feature = "tracing")]
-fn handle_span(telemetry: &BusTelemetry, handler: &str, message: &BusMessage) -> Span {
-    if !spans::on(telemetry.enabled) {
-        return Span::none();
-    }
-    let span = tracing::info_span!(
-        target: spans::TARGET,
-        attr::SPAN_BUS_HANDLE,
-        otel.name = Empty,
-        { attr::HANDLER_NAME } = handler,
-        { attr::EVENT_TYPE } = message.event.event_type.as_str(),
-        { attr::MESSAGING_MESSAGE_ID } = tracing::field::display(&message.message_id),
-    );
-    spans::name(&span, telemetry.names.handle);
-    span
+/// Links the span to a source message's context (in `carrier`), naming the message on the
+/// link.
+fn link<'a>(
+    span: SpanStart<'a>,
+    carrier: &crate::event::Metadata,
+    message: &BusMessage,
+) -> SpanStart<'a> {
+    let id = Attr::Display(&message.message_id);
+    span.link(carrier, &[(attr::MESSAGING_MESSAGE_ID, id)])
 }

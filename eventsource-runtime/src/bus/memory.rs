@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 
 use super::{
-    BusError, BusMessage, DEFAULT_DESTINATION, DeadLetter, Dispatcher, EventBus, EventHandler,
-    HandlerError, HandlerFailure, PublishReport, handler_fn, instrument,
+    BusError, BusMessage, BusSpanNames, BusTelemetry, DEFAULT_DESTINATION, DeadLetter, Dispatcher,
+    EventBus, EventHandler, HandlerError, HandlerFailure, PublishReport, handler_fn, instrument,
 };
 use crate::event::EventEnvelope;
-use crate::telemetry::config::{BusSpanNames, BusTelemetry, MESSAGING_SYSTEM_IN_MEMORY};
+use crate::telemetry::attributes::MESSAGING_SYSTEM_IN_MEMORY;
+use crate::telemetry::otel::log::log_warn;
 
 /// How many times a message is delivered to a failing handler, by default, before it is
 /// dead-lettered.
@@ -254,9 +255,7 @@ impl EventBus for InMemoryEventBus {
         };
         let dead = self.redeliver(&messages, failures).await;
         for letter in &dead {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(
-                target: crate::telemetry::spans::TARGET,
+            log_warn!(
                 handler = letter.handler.as_str(),
                 message_id = %letter.message.message_id,
                 event_type = letter.message.event.event_type.as_str(),
@@ -264,8 +263,6 @@ impl EventBus for InMemoryEventBus {
                 error = letter.error.as_str(),
                 "message dead-lettered: the handler failed on every delivery"
             );
-            #[cfg(not(feature = "tracing"))]
-            let _ = letter;
         }
         if !dead.is_empty() {
             self.lock_dead_letters().extend(dead.iter().cloned());

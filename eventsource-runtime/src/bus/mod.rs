@@ -5,7 +5,8 @@
 //!   [`InMemoryEventBus`] delivers in process, and a broker adapter (RabbitMQ, NATS, ...)
 //!   would implement it too;
 //! - [`EventHandler`] (or a closure through [`handler_fn`]): reacts to one message at a
-//!   time;
+//!   time; [`Idempotent`] runs one at most once per message, recording the messages it
+//!   handled in a [`ProcessedMessages`] store (in memory, SQLite, PostgreSQL);
 //! - [`Dispatcher`]: the consuming side any transport reuses: it hands received messages to
 //!   the handlers inside the contract's spans (live, redelivery, replay, batch);
 //! - [`instrument`]: the producing side's telemetry for transports (the publish span and
@@ -54,23 +55,31 @@
 //! ```
 
 mod dispatcher;
+mod handler;
+mod idempotent;
 pub mod instrument;
 mod memory;
 
-use std::any::Any;
-use std::borrow::Cow;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::event::{DecodeError, EventEnvelope, Metadata};
+use crate::event::{EventEnvelope, Metadata};
+use crate::telemetry::attributes::{SPAN_BUS_CONSUME, SPAN_BUS_HANDLE, SPAN_BUS_PUBLISH};
+use crate::telemetry::otel::in_stored_context;
+use crate::telemetry::values::span_names;
 
 pub use dispatcher::Dispatcher;
+pub use handler::{EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, handler_fn};
+// For the database modules' idempotent handlers.
+#[cfg(feature = "postgres")]
+pub(crate) use idempotent::wrapped_identity;
+#[cfg(feature = "sqlite")]
+pub(crate) use idempotent::{ClaimGuard, ClaimLocks};
+pub use idempotent::{
+    IdempotencyError, Idempotent, InMemoryProcessedMessages, MessageClaim, ProcessedMessages,
+};
 pub use memory::{DEFAULT_MAX_DELIVERIES, InMemoryEventBus};
 
 /// The destination an [`InMemoryEventBus`] publishes to unless told otherwise.
@@ -78,6 +87,7 @@ pub const DEFAULT_DESTINATION: &str = "events";
 
 /// One stored event on its way through a bus.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct BusMessage {
     /// The message's id: the event's id, so a consumer can deduplicate redeliveries.
     pub message_id: Uuid,
@@ -89,6 +99,45 @@ pub struct BusMessage {
     /// Transport headers. The publish span writes its own W3C context (`traceparent`,
     /// `tracestate`, `baggage`) here; a consumer reads it back.
     pub headers: Metadata,
+    /// What the transport knows of this message and wants on its spans (a routing key, a
+    /// delivery tag, a partition), under the OpenTelemetry key of the transport's own
+    /// conventions.
+    pub attributes: Vec<(&'static str, AttributeValue)>,
+}
+
+/// The value of one of a transport's own attributes ([`BusMessage::attributes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttributeValue {
+    /// A string.
+    String(String),
+    /// An integer (a tag, an offset, a count).
+    Int(i64),
+}
+
+impl From<String> for AttributeValue {
+    fn from(value: String) -> Self {
+        Self::String(value)
+    }
+}
+
+impl From<&str> for AttributeValue {
+    fn from(value: &str) -> Self {
+        Self::String(value.to_owned())
+    }
+}
+
+impl From<i64> for AttributeValue {
+    fn from(value: i64) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl From<u64> for AttributeValue {
+    /// Saturating at `i64::MAX`.
+    fn from(value: u64) -> Self {
+        Self::Int(i64::try_from(value).unwrap_or(i64::MAX))
+    }
 }
 
 impl BusMessage {
@@ -99,6 +148,7 @@ impl BusMessage {
             destination: destination.into(),
             event,
             headers: Metadata::new(),
+            attributes: Vec::new(),
         }
     }
 
@@ -108,6 +158,13 @@ impl BusMessage {
         self.headers = headers;
         self
     }
+
+    /// Builder: one of the transport's own attributes for the message's spans.
+    #[must_use]
+    pub fn with_attribute(mut self, key: &'static str, value: impl Into<AttributeValue>) -> Self {
+        self.attributes.push((key, value.into()));
+        self
+    }
 }
 
 /// Why a bus could not publish.
@@ -115,15 +172,24 @@ impl BusMessage {
 #[non_exhaustive]
 pub enum BusError {
     /// The transport is down or refused the connection; nothing more was published.
-    #[error("event bus unavailable: {0}")]
+    #[error("event bus unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The transport refused one message (too large, no such destination, ...).
+    /// The transport refused one message (too large, no route, nacked, ...).
     #[error("message {message_id} rejected: {reason}")]
     Rejected {
         /// The refused message's id.
         message_id: Uuid,
         /// What the transport said.
         reason: String,
+    },
+    /// The transport took the message but did not confirm it in time: it may or may not
+    /// have been stored; publish it again (consumers deduplicate by message id).
+    #[error("message {message_id} not confirmed within {waited:?}")]
+    Unconfirmed {
+        /// The unconfirmed message's id.
+        message_id: Uuid,
+        /// How long the publisher waited.
+        waited: std::time::Duration,
     },
 }
 
@@ -176,53 +242,6 @@ pub struct DeadLetter {
     pub error: String,
 }
 
-/// An event handler's failure.
-///
-/// Wraps any error: `HandlerError::new(e)`, `.map_err(HandlerError::new)`, or `?` on a
-/// [`DecodeError`].
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct HandlerError(Box<dyn std::error::Error + Send + Sync>);
-
-impl HandlerError {
-    /// Wraps a handler's error (or a message: `HandlerError::new("smtp down")`).
-    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self(error.into())
-    }
-
-    /// The wrapped error.
-    #[must_use]
-    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        &*self.0
-    }
-
-    /// A panic in a handler, as an error.
-    fn panicked(payload: &(dyn Any + Send)) -> Self {
-        Self::new(format!("handler panicked: {}", panic_message(payload)))
-    }
-}
-
-impl From<DecodeError> for HandlerError {
-    fn from(error: DecodeError) -> Self {
-        Self::new(error)
-    }
-}
-
-/// One handler failed on one message.
-#[derive(Debug, thiserror::Error)]
-#[error("handler `{handler}` failed on message {message_id} ({event_type}): {error}")]
-pub struct HandlerFailure {
-    /// The handler's name.
-    pub handler: String,
-    /// The message's id.
-    pub message_id: Uuid,
-    /// The event's type.
-    pub event_type: String,
-    /// What the handler returned (or the panic, as an error).
-    #[source]
-    pub error: HandlerError,
-}
-
 /// A publisher of stored events: what [`CommandService::with_bus`] publishes through after
 /// a save.
 ///
@@ -232,9 +251,8 @@ pub struct HandlerFailure {
 /// [`Dispatcher`].
 ///
 /// ```
-/// use eventsource_runtime::bus::{BusError, BusMessage, EventBus, PublishReport, instrument};
+/// use eventsource_runtime::bus::{BusError, BusMessage, BusTelemetry, EventBus, PublishReport, instrument};
 /// use eventsource_runtime::event::EventEnvelope;
-/// use eventsource_runtime::telemetry::config::BusTelemetry;
 ///
 /// /// The skeleton of a broker adapter.
 /// struct Broker { telemetry: BusTelemetry }
@@ -273,6 +291,57 @@ pub trait EventBus: Send + Sync + 'static {
     /// [`BusError`] when the transport could not take a message; the messages before it
     /// may have been published.
     async fn publish(&self, events: &[EventEnvelope]) -> Result<PublishReport, BusError>;
+
+    /// Publishes `events` read back from the store (what a [`Relay`] does): each message's
+    /// publish span is a child of the trace context stored with its event, not of the
+    /// current span, so the consumers continue the trace of the command that stored it.
+    ///
+    /// The default publishes the events one at a time through [`publish`](Self::publish),
+    /// each inside its stored context; a transport that can have several messages in
+    /// flight overrides it.
+    ///
+    /// # Errors
+    /// A [`PublishFailure`]: the first message that could not be published, and the
+    /// messages before it that were (the relay moves its checkpoint past those).
+    ///
+    /// [`Relay`]: crate::relay::Relay
+    async fn publish_stored(
+        &self,
+        events: &[EventEnvelope],
+    ) -> Result<PublishReport, PublishFailure> {
+        let mut report = PublishReport::default();
+        for event in events {
+            let one = std::slice::from_ref(event);
+            match in_stored_context(&event.metadata, self.publish(one)).await {
+                Ok(published) => {
+                    report.message_ids.extend(published.message_ids);
+                    report.dead_letters.extend(published.dead_letters);
+                }
+                Err(error) => return Err(PublishFailure::new(report, error)),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A publish of several messages that failed part-way.
+#[derive(Debug, thiserror::Error)]
+#[error("publishing failed after {} message(s)", published.message_ids.len())]
+#[non_exhaustive]
+pub struct PublishFailure {
+    /// The messages published before the failure, in order.
+    pub published: PublishReport,
+    /// Why the next message was not published (later ones may have been).
+    #[source]
+    pub error: BusError,
+}
+
+impl PublishFailure {
+    /// `published` went out, then `error` stopped the publish.
+    #[must_use]
+    pub fn new(published: PublishReport, error: BusError) -> Self {
+        Self { published, error }
+    }
 }
 
 #[async_trait]
@@ -280,151 +349,55 @@ impl<B: EventBus + ?Sized> EventBus for Arc<B> {
     async fn publish(&self, events: &[EventEnvelope]) -> Result<PublishReport, BusError> {
         (**self).publish(events).await
     }
-}
 
-/// Reacts to published events, one message at a time.
-///
-/// A bus may deliver a message more than once (after a failure, or a replay): a handler
-/// should be idempotent (the message id is the event id).
-///
-/// ```
-/// use eventsource_runtime::bus::{EventHandler, HandlerError};
-/// use eventsource_runtime::event::EventEnvelope;
-///
-/// struct AuditLog;
-///
-/// #[eventsource_runtime::async_trait]
-/// impl EventHandler for AuditLog {
-///     fn name(&self) -> &str { "audit-log" }
-///     fn handles(&self, event_type: &str) -> bool { event_type.starts_with("Order") }
-///     async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
-///         println!("{} {} v{}", event.event_type, event.aggregate_id(), event.version);
-///         Ok(())
-///     }
-/// }
-/// ```
-#[async_trait]
-pub trait EventHandler: Send + Sync + 'static {
-    /// A stable name (in telemetry, failures and dead letters).
-    fn name(&self) -> &str;
-
-    /// Whether the handler wants events of this type; others are not delivered to it.
-    fn handles(&self, event_type: &str) -> bool {
-        let _ = event_type;
-        true
-    }
-
-    /// Handles one event.
-    ///
-    /// # Errors
-    /// Whatever kept the handler from doing its work; the bus may deliver the message
-    /// again.
-    async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError>;
-}
-
-/// A handler made of a name and an async closure: see [`handler_fn`].
-pub struct FnHandler<F> {
-    name: Cow<'static, str>,
-    event_types: Option<Vec<String>>,
-    handle: F,
-}
-
-impl<F> std::fmt::Debug for FnHandler<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FnHandler")
-            .field("name", &self.name)
-            .field("event_types", &self.event_types)
-            .finish_non_exhaustive()
+    async fn publish_stored(
+        &self,
+        events: &[EventEnvelope],
+    ) -> Result<PublishReport, PublishFailure> {
+        (**self).publish_stored(events).await
     }
 }
 
-/// A handler named `name` that runs `handle` with (a clone of) each event.
-///
-/// The closure returns a future of `Result<(), E>`, `E` converting into [`HandlerError`]
-/// (`HandlerError` itself, or a [`DecodeError`]).
-///
-/// ```
-/// use eventsource_runtime::bus::{HandlerError, InMemoryEventBus, handler_fn};
-///
-/// let bus = InMemoryEventBus::new();
-/// bus.subscribe(
-///     handler_fn("send-confirmation", |event| async move {
-///         println!("confirming order {}", event.aggregate_id());
-///         Ok::<(), HandlerError>(())
-///     })
-///     .only(["OrderPlaced"]),
-/// );
-/// ```
-pub fn handler_fn<F, Fut, E>(name: impl Into<Cow<'static, str>>, handle: F) -> FnHandler<F>
-where
-    F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Into<HandlerError>,
-{
-    FnHandler {
-        name: name.into(),
-        event_types: None,
-        handle,
+span_names! {
+    /// Span names of an event bus's operations.
+    pub struct BusSpanNames {
+        /// Publishing one message (PRODUCER).
+        publish = SPAN_BUS_PUBLISH,
+        /// Delivering messages to the handlers (CONSUMER).
+        consume = SPAN_BUS_CONSUME,
+        /// One handler handling one message (INTERNAL).
+        handle = SPAN_BUS_HANDLE,
     }
 }
 
-impl<F> FnHandler<F> {
-    /// Builder: the handler receives only events of these types (default: all).
+/// An event bus's telemetry settings. The destination is not here: each [`BusMessage`]
+/// names its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BusTelemetry {
+    /// The component switch for the bus's spans (on by default). The bus metrics follow
+    /// the process switch only, like the command metrics.
+    pub enabled: bool,
+    /// `messaging.system` (`in_memory`, `rabbitmq`, `nats`, ...).
+    pub system: &'static str,
+    /// `server.address` and `server.port` of a networked broker, on every span.
+    pub server: Option<(String, u16)>,
+    /// `messaging.consumer.group.name`, on consume spans.
+    pub consumer_group: Option<String>,
+    /// Span names.
+    pub names: BusSpanNames,
+}
+
+impl BusTelemetry {
+    /// Spans on, for a bus of `system`, with the default names.
     #[must_use]
-    pub fn only(mut self, event_types: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.event_types = Some(event_types.into_iter().map(Into::into).collect());
-        self
-    }
-}
-
-#[async_trait]
-impl<F, Fut, E> EventHandler for FnHandler<F>
-where
-    F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: Into<HandlerError>,
-{
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn handles(&self, event_type: &str) -> bool {
-        self.event_types
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|t| t == event_type))
-    }
-
-    async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {
-        (self.handle)(event.clone()).await.map_err(Into::into)
-    }
-}
-
-/// The panic payload of a handler that panicked.
-pub(crate) type PanicPayload = Box<dyn Any + Send>;
-
-/// Polls a future, turning a panic into an `Err` with the panic's payload: a handler that
-/// panics fails its delivery like one returning `Err`, without unwinding through the bus
-/// (and the command that published: its events are stored already).
-pub(crate) struct CatchUnwind<F>(pub(crate) F);
-
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, PanicPayload>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(payload) => Poll::Ready(Err(payload)),
+    pub fn new(system: &'static str) -> Self {
+        Self {
+            enabled: true,
+            system,
+            server: None,
+            consumer_group: None,
+            names: BusSpanNames::default(),
         }
     }
-}
-
-/// A panic payload's message (`&str` or `String`), else `"panicked"`.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("panicked")
 }

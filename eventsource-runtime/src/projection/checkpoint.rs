@@ -1,10 +1,12 @@
-//! Checkpoints: how far each projection got in the store's global order, and the lease
-//! that keeps two runners from processing the same projection at once.
+//! Checkpoints: how far each projection got in the store's global order, the lease that
+//! keeps two runners from processing the same projection at once, and the events a
+//! projection parked because they could not be read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::store::StoreError;
 
@@ -12,11 +14,76 @@ use crate::store::StoreError;
 /// lets another runner take over.
 #[async_trait]
 pub trait ProjectionLease: Send + Sync {
+    /// Whether the lease is still held. A lease on a database session (PostgreSQL's) is
+    /// lost when that session ends (the connection breaks, the server restarts, an
+    /// administrator terminates it) although its holder lives on: from then on another
+    /// runner may take the projection, so a runner asks before every handler call and
+    /// stops once it is `false`. Cheap (no I/O). The default, `true`, suits leases that
+    /// last as long as their value (the in-process ones).
+    fn is_held(&self) -> bool {
+        true
+    }
+
+    /// Saves the projection's checkpoint through the lease itself, for a lease that can (a
+    /// database lease, on its own session, so that no save lands once the lease is lost):
+    /// `Some` with the outcome, [`StoreError::LeaseLost`] once the lease is lost. `None`
+    /// (the default) when it cannot, or `projection` is not the one it holds: the
+    /// checkpoint store saves then ([`CheckpointStore::save_leased`]).
+    async fn save_checkpoint(
+        &self,
+        projection: &str,
+        position: u64,
+    ) -> Option<Result<(), StoreError>> {
+        let _ = (projection, position);
+        None
+    }
+
     /// Gives the projection up now (instead of on drop).
     async fn release(self: Box<Self>);
 }
 
-/// Where projection runners keep their checkpoints.
+/// An event a projection runner could not read from the store and set aside (its
+/// [`UnreadablePolicy::Park`](super::runner::UnreadablePolicy::Park)) to go on with the
+/// following ones.
+///
+/// ```
+/// use eventsource_runtime::projection::checkpoint::ParkedEvent;
+///
+/// let parked = ParkedEvent::new(10, "metadata: invalid type: sequence, expected a map");
+/// assert_eq!(parked.position, 10);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    /// The event's global position.
+    pub position: u64,
+    /// Why it could not be read (the store's error, with its sources).
+    pub error: String,
+    /// When it was parked (to the store's precision: microseconds on PostgreSQL).
+    pub parked_at: DateTime<Utc>,
+}
+
+impl ParkedEvent {
+    /// The event at `position`, parked now because of `error`.
+    pub fn new(position: u64, error: impl Into<String>) -> Self {
+        Self {
+            position,
+            error: error.into(),
+            parked_at: Utc::now(),
+        }
+    }
+
+    /// A parked event as a SQL store keeps it (a position is never negative).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn stored(position: i64, error: String, parked_at: DateTime<Utc>) -> Self {
+        Self {
+            position: u64::try_from(position).unwrap_or(0),
+            error,
+            parked_at,
+        }
+    }
+}
+
+/// Where projection runners keep their checkpoints, and the events they parked.
 ///
 /// A checkpoint is the global position of the last event a projection has handled
 /// successfully (0: none yet); the runner resumes after it.
@@ -34,6 +101,34 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// The backend's errors.
     async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError>;
 
+    /// Records the checkpoint as [`save`](Self::save) does, as the holder of `lease`: once
+    /// the lease is lost nothing is saved. Runners save this way, so a runner that lost
+    /// its lease cannot move the checkpoint of the runner that took over.
+    ///
+    /// The default lets a lease that can save through itself do so
+    /// ([`ProjectionLease::save_checkpoint`]: the PostgreSQL lease, on its own session, so
+    /// the save cannot land after the lock is gone); otherwise it checks
+    /// [`ProjectionLease::is_held`], then calls [`save`](Self::save).
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the lease is lost, else as [`save`](Self::save).
+    async fn save_leased(
+        &self,
+        lease: &dyn ProjectionLease,
+        projection: &str,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(saved) = lease.save_checkpoint(projection, position).await {
+            return saved;
+        }
+        if !lease.is_held() {
+            return Err(StoreError::LeaseLost {
+                projection: projection.to_owned(),
+            });
+        }
+        self.save(projection, position).await
+    }
+
     /// Takes the projection for this runner, or `None` when another runner holds it.
     ///
     /// # Errors
@@ -42,13 +137,49 @@ pub trait CheckpointStore: Send + Sync + 'static {
         &self,
         projection: &str,
     ) -> Result<Option<Box<dyn ProjectionLease>>, StoreError>;
+
+    /// Adds `event` to the projection's parked events (replacing one parked at the same
+    /// position).
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn park(&self, projection: &str, event: &ParkedEvent) -> Result<(), StoreError>;
+
+    /// The projection's parked events, by position.
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn parked(&self, projection: &str) -> Result<Vec<ParkedEvent>, StoreError>;
+
+    /// Removes the event parked at `position`; whether there was one.
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError>;
 }
 
-/// Checkpoints in process memory; leases exclude runners of this process only.
+/// Checkpoints and parked events in process memory; leases exclude runners of this
+/// process only.
+///
+/// ```
+/// use eventsource_runtime::projection::checkpoint::{
+///     CheckpointStore, InMemoryCheckpointStore, ParkedEvent,
+/// };
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let checkpoints = InMemoryCheckpointStore::new();
+/// checkpoints.save("orders", 9).await?;
+/// checkpoints.park("orders", &ParkedEvent::new(10, "unreadable")).await?;
+/// assert_eq!(checkpoints.parked("orders").await?[0].position, 10);
+/// assert!(checkpoints.unpark("orders", 10).await?);
+/// assert!(checkpoints.parked("orders").await?.is_empty());
+/// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryCheckpointStore {
     positions: Arc<Mutex<HashMap<String, u64>>>,
     held: Arc<Mutex<HashSet<String>>>,
+    parked: Arc<Mutex<HashMap<String, BTreeMap<u64, ParkedEvent>>>>,
 }
 
 impl InMemoryCheckpointStore {
@@ -56,6 +187,13 @@ impl InMemoryCheckpointStore {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    // Nothing panics while these locks are held, so a poisoned map is still consistent.
+    fn parked_events(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<u64, ParkedEvent>>> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -89,6 +227,30 @@ impl CheckpointStore for InMemoryCheckpointStore {
             held: Arc::clone(&self.held),
             projection: projection.to_owned(),
         })))
+    }
+
+    async fn park(&self, projection: &str, event: &ParkedEvent) -> Result<(), StoreError> {
+        self.parked_events()
+            .entry(projection.to_owned())
+            .or_default()
+            .insert(event.position, event.clone());
+        Ok(())
+    }
+
+    async fn parked(&self, projection: &str) -> Result<Vec<ParkedEvent>, StoreError> {
+        let parked = self.parked_events();
+        Ok(parked
+            .get(projection)
+            .map(|events| events.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
+        let mut parked = self.parked_events();
+        Ok(parked
+            .get_mut(projection)
+            .and_then(|events| events.remove(&position))
+            .is_some())
     }
 }
 

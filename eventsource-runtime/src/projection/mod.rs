@@ -2,6 +2,7 @@
 //! the checkpointed [`runner`] that feeds them from a store.
 
 pub mod checkpoint;
+mod instrument;
 pub mod runner;
 
 use std::sync::{Arc, PoisonError, RwLock};
@@ -19,14 +20,33 @@ pub enum ProjectionError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
     /// The projection's own failure (its read store is down, ...).
-    #[error("{0}")]
-    Handler(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Handler(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ProjectionError {
     /// Wraps a projection's own error.
     pub fn handler(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Handler(error.into())
+    }
+}
+
+/// A batch of events was applied only in part: the first [`handled`](Self::handled) of them,
+/// then the next one failed with [`error`](Self::error).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct BatchFailure {
+    /// How many events, from the first of the batch, were applied.
+    pub handled: usize,
+    /// Why the next one was not.
+    pub error: ProjectionError,
+}
+
+impl BatchFailure {
+    /// The first `handled` events were applied; the next one failed with `error`.
+    #[must_use]
+    pub fn new(handled: usize, error: ProjectionError) -> Self {
+        Self { handled, error }
     }
 }
 
@@ -80,6 +100,32 @@ pub trait Projection: Send + 'static {
     /// Whatever keeps the projection from applying the event.
     async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError>;
 
+    /// The most events a [runner](runner::ProjectionRunner) hands over in one
+    /// [`handle_batch`](Self::handle_batch) call (bounded by the runner's read batch size).
+    /// The default, 1, has it call [`handle`](Self::handle) once per event; a projection
+    /// that gains from writing many events at once (one statement, one round trip: the
+    /// [relay](crate::relay) keeps a batch of messages in flight) returns more.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Updates the read model with `events`, in order: consecutive stored events of types
+    /// this projection [handles](Self::handles), at most [`max_batch`](Self::max_batch).
+    /// The default hands them to [`handle`](Self::handle) one after the other.
+    ///
+    /// # Errors
+    /// A [`BatchFailure`]: how many of `events`, from the first, were applied (the runner
+    /// moves its checkpoint past them) and what kept the next one from being applied (the
+    /// runner retries from it).
+    async fn handle_batch(&mut self, events: &[EventEnvelope]) -> Result<(), BatchFailure> {
+        for (handled, event) in events.iter().enumerate() {
+            self.handle(event)
+                .await
+                .map_err(|error| BatchFailure::new(handled, error))?;
+        }
+        Ok(())
+    }
+
     /// Clears the read model, before a [rebuild](runner::ProjectionRunner::rebuild)
     /// replays every event into it. The default does nothing: a projection whose model
     /// lives elsewhere (a database table) clears it here, or its owner clears it before
@@ -100,7 +146,7 @@ pub type DynProjection = Arc<Mutex<dyn Projection>>;
 
 /// One projection failed to handle one delivered event.
 #[derive(Debug, thiserror::Error)]
-#[error("projection `{projection}` failed on event at position {position}: {error}")]
+#[error("projection `{projection}` failed on event at position {position}")]
 pub struct DeliveryFailure {
     /// The projection's name.
     pub projection: String,
@@ -125,7 +171,7 @@ pub struct ProjectionRegistry {
 impl std::fmt::Debug for ProjectionRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProjectionRegistry")
-            .field("projections", &self.snapshot().len())
+            .field("projections", &self.len())
             .finish()
     }
 }
@@ -155,20 +201,23 @@ impl ProjectionRegistry {
     /// How many projections are registered.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.snapshot().len()
+        self.read().len()
     }
 
     /// Whether no projection is registered.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.read().is_empty()
     }
 
-    fn snapshot(&self) -> Vec<DynProjection> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<DynProjection>> {
         self.projections
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    }
+
+    fn snapshot(&self) -> Vec<DynProjection> {
+        self.read().clone()
     }
 
     /// Delivers `events`, in order, to every projection that handles their type.
@@ -196,27 +245,31 @@ impl ProjectionRegistry {
     }
 }
 
+/// Hands consecutive events to a projection in one [`Projection::handle_batch`] call,
+/// inside one span: a new root with a link to the context stored with each event.
+///
+/// # Errors
+/// The projection's [`BatchFailure`].
+pub async fn handle_many(
+    projection: &mut dyn Projection,
+    events: &[EventEnvelope],
+) -> Result<(), BatchFailure> {
+    let span = instrument::batch_span(projection, events);
+    let result = span.run(projection.handle_batch(events)).await;
+    if let Err(failure) = &result {
+        instrument::handled(&span, &Err(&failure.error));
+    }
+    result
+}
+
 /// Hands one event to a projection inside its span: a new root linked to the context
 /// stored in the event.
 pub async fn handle_one(
     projection: &mut dyn Projection,
     event: &EventEnvelope,
 ) -> Result<(), ProjectionError> {
-    #[cfg(feature = "tracing")]
-    {
-        use tracing::Instrument as _;
-        let span = crate::telemetry::spans::projection(
-            projection.tracing_enabled(),
-            projection.name(),
-            projection.span_name(),
-            event,
-        );
-        let result = projection.handle(event).instrument(span.clone()).await;
-        if let Err(error) = &result {
-            crate::telemetry::spans::record_error(&span, "ProjectionError", error);
-        }
-        result
-    }
-    #[cfg(not(feature = "tracing"))]
-    projection.handle(event).await
+    let span = instrument::span(projection, event);
+    let result = span.run(projection.handle(event)).await;
+    instrument::handled(&span, &result.as_ref().map(drop));
+    result
 }

@@ -7,12 +7,14 @@
 //!
 //! Without the `tracing` feature [`run`] runs the work and nothing else.
 //!
+//! The SQL snapshot stores pass their statement along
+//! ([`SnapshotOperation::with_query_text`]) for `db.query.text`.
+//!
 //! ```
 //! use eventsource_runtime::event::StreamId;
 //! use eventsource_runtime::snapshot::instrument::{self, SnapshotOperation};
 //! use eventsource_runtime::snapshot::Snapshot;
-//! use eventsource_runtime::store::StoreError;
-//! use eventsource_runtime::telemetry::config::StoreTelemetry;
+//! use eventsource_runtime::store::{StoreError, StoreTelemetry};
 //!
 //! // In a store's `get`: the span records the found snapshot's version.
 //! async fn get(telemetry: &StoreTelemetry, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
@@ -32,15 +34,13 @@ use std::future::Future;
 
 use super::Snapshot;
 use crate::event::StreamId;
-use crate::store::StoreError;
-use crate::telemetry::config::{
+use crate::store::instrument::{Operation, client_span, record_error, start};
+use crate::store::{StoreError, StoreTelemetry};
+use crate::telemetry::attributes::{
     SPAN_SNAPSHOT_STORE_DELETE, SPAN_SNAPSHOT_STORE_EXISTS, SPAN_SNAPSHOT_STORE_GET,
-    SPAN_SNAPSHOT_STORE_SAVE, StoreTelemetry,
+    SPAN_SNAPSHOT_STORE_SAVE, VERSION,
 };
-#[cfg(feature = "tracing")]
-use crate::telemetry::spans;
-#[cfg(feature = "tracing")]
-use tracing::Instrument as _;
+use crate::telemetry::values::Attr;
 
 /// A snapshot store operation: which span it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,6 +98,36 @@ impl SnapshotOutcome for Option<Snapshot> {
     }
 }
 
+/// A snapshot store operation as its span describes it: which one, and the statement it
+/// runs, recorded as `db.query.text` when the store's
+/// [`StoreTelemetry::query_text`] is on. A [`SnapshotOperation`] converts into one without
+/// a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotCall<'a> {
+    operation: SnapshotOperation,
+    query_text: Option<&'a str>,
+}
+
+impl From<SnapshotOperation> for SnapshotCall<'_> {
+    fn from(operation: SnapshotOperation) -> Self {
+        Self {
+            operation,
+            query_text: None,
+        }
+    }
+}
+
+impl SnapshotOperation {
+    /// The operation with the statement it runs (placeholders only, never bound values).
+    #[must_use]
+    pub fn with_query_text(self, text: &str) -> SnapshotCall<'_> {
+        SnapshotCall {
+            operation: self,
+            query_text: Some(text),
+        }
+    }
+}
+
 /// Runs one snapshot store operation on `stream` inside its span.
 ///
 /// `version` is recorded as `eventsource.version` up front (the saved snapshot's version;
@@ -106,9 +136,9 @@ impl SnapshotOutcome for Option<Snapshot> {
 ///
 /// # Errors
 /// Whatever `work` returns.
-pub async fn run<T, Fut>(
+pub async fn run<'a, T, Fut>(
     telemetry: &StoreTelemetry,
-    operation: SnapshotOperation,
+    operation: impl Into<SnapshotCall<'a>>,
     stream: &StreamId,
     version: Option<u64>,
     work: Fut,
@@ -117,33 +147,27 @@ where
     T: SnapshotOutcome,
     Fut: Future<Output = Result<T, StoreError>>,
 {
-    #[cfg(feature = "tracing")]
-    {
-        let span = telemetry.snapshot_span(operation, stream, version);
-        let result = work.instrument(span.clone()).await;
-        match &result {
-            Ok(outcome) => {
-                if let Some(found) = outcome.found_version() {
-                    spans::record_version(&span, found);
-                }
+    let SnapshotCall {
+        operation,
+        query_text,
+    } = operation.into();
+    let span = client_span(telemetry, operation.span_name(), Some(stream));
+    let mut database = Operation::new(operation.as_str());
+    if let Some(text) = query_text {
+        database = database.with_query_text(text);
+    }
+    let span = start(span, telemetry, database);
+    if let Some(version) = version {
+        span.set(VERSION, Attr::int(version));
+    }
+    let result = span.run(work).await;
+    match &result {
+        Ok(outcome) => {
+            if let Some(found) = outcome.found_version() {
+                span.set(VERSION, Attr::int(found));
             }
-            Err(e) => spans::record_error(&span, error_type(e), e),
         }
-        result
+        Err(error) => record_error(&span, error),
     }
-    #[cfg(not(feature = "tracing"))]
-    {
-        let _ = (telemetry, operation, stream, version);
-        work.await
-    }
-}
-
-#[cfg(feature = "tracing")]
-fn error_type(error: &StoreError) -> &'static str {
-    match error {
-        StoreError::Conflict(_) => "VersionConflict",
-        StoreError::Corrupt { .. } => "StoreError::Corrupt",
-        StoreError::Serialize { .. } => "StoreError::Serialize",
-        StoreError::Unavailable(_) => "StoreError::Unavailable",
-    }
+    result
 }

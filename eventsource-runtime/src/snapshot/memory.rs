@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use super::instrument::{self, SnapshotOperation};
 use super::{Snapshot, SnapshotStore};
 use crate::event::StreamId;
-use crate::store::StoreError;
-use crate::telemetry::config::StoreTelemetry;
+use crate::store::settings::telemetry_builders;
+use crate::store::{StoreError, StoreTelemetry};
 
 /// `db.system.name` of the in-memory snapshot store.
 const SYSTEM: &str = "in_memory";
@@ -63,13 +63,7 @@ impl InMemorySnapshotStore {
         Self::default()
     }
 
-    /// The component switch: `false` stops this store's spans (this clone's; other clones
-    /// keep their own setting while sharing the snapshots).
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).enabled = enabled;
-        self
-    }
+    telemetry_builders!(enable_tracing);
 
     /// How many snapshots the store holds.
     #[must_use]

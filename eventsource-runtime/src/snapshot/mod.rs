@@ -7,7 +7,8 @@
 //!
 //! [`Repository::with_snapshots`](crate::repository::Repository::with_snapshots) takes
 //! them and loads from them; every implementation wraps its operations in
-//! [`instrument::run`] for the contract's spans.
+//! [`instrument::run`] for the contract's spans. The [`InMemorySnapshotStore`] is here; the
+//! SQLite and PostgreSQL snapshot stores live in their databases' modules.
 
 pub mod instrument;
 mod memory;
@@ -20,9 +21,6 @@ use chrono::{DateTime, Utc};
 use crate::event::{Payload, StreamId};
 use crate::store::StoreError;
 
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use crate::store::sqlite::SqliteSnapshotStore;
 pub use memory::InMemorySnapshotStore;
 
 /// An aggregate's state after the event at `version`.

@@ -1,31 +1,124 @@
 //! The telemetry every [`EventStore`](super::EventStore) implementation shares: one call
-//! per operation wraps the store's own work in the contract's CLIENT span, stores the
-//! current trace context in each appended event, and records the outcome.
+//! per operation wraps the store's own work in the contract's CLIENT span (child of the
+//! current span), stores the trace context in each appended event, and records the
+//! outcome. Without the `tracing` feature these calls run the work and nothing else.
 //!
-//! Without the `tracing` feature these calls run the work and nothing else.
+//! ```
+//! use eventsource_runtime::event::{EventEnvelope, StreamId};
+//! use eventsource_runtime::store::instrument::{self, Operation};
+//! use eventsource_runtime::store::{StoreError, StoreTelemetry};
+//!
+//! // In a store's `load`: the span records how many events came back.
+//! async fn load(
+//!     telemetry: &StoreTelemetry,
+//!     stream: &StreamId,
+//! ) -> Result<Vec<EventEnvelope>, StoreError> {
+//!     let operation = Operation::new("load").with_query_text("SELECT * FROM events WHERE ...");
+//!     instrument::load(telemetry, stream, 1, operation, async {
+//!         Ok(Vec::new()) // the store's own query
+//!     })
+//!     .await
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let telemetry = StoreTelemetry::new("my_database");
+//! assert!(load(&telemetry, &StreamId::new("Order", "o-1")).await.unwrap().is_empty());
+//! # });
+//! ```
 
 use std::future::Future;
 
-use super::{AppendResult, ExpectedVersion, StoreError};
+use super::{AppendResult, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::telemetry::config::StoreTelemetry;
-#[cfg(feature = "tracing")]
-use crate::telemetry::{propagation, spans};
-#[cfg(feature = "tracing")]
-use tracing::Instrument as _;
+use crate::telemetry::attributes as attr;
+use crate::telemetry::otel::{Span, SpanStart};
+use crate::telemetry::values::{Attr, Chain, Kind, SpanName};
 
-#[cfg(feature = "tracing")]
-fn error_type(error: &StoreError) -> &'static str {
-    match error {
+/// A store operation as its span describes it: `db.operation.name`, and the statement,
+/// recorded as `db.query.text` when the store's [`StoreTelemetry::query_text`] is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operation<'a> {
+    name: &'static str,
+    query_text: Option<&'a str>,
+}
+
+impl<'a> Operation<'a> {
+    /// The operation `name` (`append`, `load`, `read_all`, ...).
+    #[must_use]
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            query_text: None,
+        }
+    }
+
+    /// The statement the operation runs (with its placeholders, never the bound values).
+    #[must_use]
+    pub const fn with_query_text(mut self, text: &'a str) -> Self {
+        self.query_text = Some(text);
+        self
+    }
+}
+
+/// A CLIENT span named `name`, with the stream's id and type.
+pub(crate) fn client_span<'a>(
+    telemetry: &StoreTelemetry,
+    name: &'static str,
+    stream: Option<&'a StreamId>,
+) -> SpanStart<'a> {
+    let span = SpanStart::new(telemetry.enabled, SpanName::Static(name), Kind::Client);
+    match stream {
+        Some(stream) => span
+            .str(attr::AGGREGATE_ID, stream.aggregate_id())
+            .str(attr::AGGREGATE_TYPE, stream.aggregate_type()),
+        None => span,
+    }
+}
+
+/// Adds the database attributes and starts the span.
+pub(crate) fn start(
+    span: SpanStart<'_>,
+    telemetry: &StoreTelemetry,
+    operation: Operation<'_>,
+) -> Span {
+    let mut span = span
+        .static_str(attr::DB_SYSTEM_NAME, telemetry.system)
+        .static_str(attr::DB_OPERATION_NAME, operation.name);
+    if let Some(collection) = telemetry.collection {
+        span = span.static_str(attr::DB_COLLECTION_NAME, collection);
+    }
+    if let Some(namespace) = &telemetry.namespace {
+        span = span.str(attr::DB_NAMESPACE, namespace);
+    }
+    if let Some((address, port)) = &telemetry.server {
+        span = span
+            .str(attr::SERVER_ADDRESS, address)
+            .int(attr::SERVER_PORT, *port);
+    }
+    if telemetry.query_text
+        && let Some(text) = operation.query_text
+    {
+        span = span.str(attr::DB_QUERY_TEXT, text);
+    }
+    span.start()
+}
+
+/// Ends `span` with status ERROR and one `exception` event for a store's error.
+pub(crate) fn record_error(span: &Span, error: &StoreError) {
+    let error_type = match error {
         StoreError::Conflict(_) => "VersionConflict",
         StoreError::Corrupt { .. } => "StoreError::Corrupt",
         StoreError::Serialize { .. } => "StoreError::Serialize",
         StoreError::Unavailable(_) => "StoreError::Unavailable",
-    }
+        StoreError::InvalidStreamId { .. } => "StoreError::InvalidStreamId",
+        StoreError::LeaseLost { .. } => "StoreError::LeaseLost",
+    };
+    span.record_error(error_type, &Chain(error));
 }
 
-/// Runs an append: span, W3C context into each event's metadata (unless the caller put
-/// one there), `event_persisted` span events, status.
+/// Runs an append (`append` receives the events to store): the span, the W3C context into
+/// each event's metadata (unless the caller put one there), one `event_persisted` span
+/// event per stored event, the new version, the status.
 ///
 /// # Errors
 /// Whatever `append` returns.
@@ -33,40 +126,43 @@ pub async fn append<F, Fut>(
     telemetry: &StoreTelemetry,
     stream: &StreamId,
     expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-    operation: &'static str,
+    mut events: Vec<NewEvent>,
+    operation: Operation<'_>,
     append: F,
 ) -> Result<AppendResult, StoreError>
 where
     F: FnOnce(Vec<NewEvent>) -> Fut,
     Fut: Future<Output = Result<AppendResult, StoreError>>,
 {
-    #[cfg(feature = "tracing")]
-    {
-        let mut events = events;
-        let span = telemetry.append_span(stream, expected, events.len(), operation);
-        span.in_scope(|| {
-            for event in &mut events {
-                if event.metadata.traceparent().is_none() {
-                    propagation::inject_current(&mut event.metadata);
-                }
-            }
-        });
-        let result = append(events).instrument(span.clone()).await;
-        match &result {
-            Ok(appended) => spans::store_appended(&span, appended.version, &appended.events),
-            Err(e) => spans::record_error(&span, error_type(e), e),
+    let span = client_span(telemetry, telemetry.names.append, Some(stream))
+        .int(attr::EXPECTED_VERSION, expected.as_i64())
+        .int(attr::EVENT_COUNT, events.len());
+    let span = start(span, telemetry, operation);
+    for event in &mut events {
+        if event.metadata.traceparent().is_none() {
+            span.inject(&mut event.metadata);
         }
-        result
     }
-    #[cfg(not(feature = "tracing"))]
-    {
-        let _ = (telemetry, stream, expected, operation);
-        append(events).await
+    let result = span.run(append(events)).await;
+    match &result {
+        Ok(appended) => {
+            span.set(attr::VERSION, Attr::int(appended.version));
+            for event in &appended.events {
+                span.add_event(
+                    attr::SPAN_EVENT_EVENT_PERSISTED,
+                    &[
+                        (attr::EVENT_TYPE, Attr::Str(&event.event_type)),
+                        (attr::EVENT_SEQUENCE, Attr::int(event.version)),
+                    ],
+                );
+            }
+        }
+        Err(error) => record_error(&span, error),
     }
+    result
 }
 
-/// Runs a stream read: span, loaded count, status.
+/// Runs a stream read: the span, how many events came back, the status.
 ///
 /// # Errors
 /// Whatever `load` returns.
@@ -74,30 +170,18 @@ pub async fn load<Fut>(
     telemetry: &StoreTelemetry,
     stream: &StreamId,
     from_version: u64,
-    operation: &'static str,
+    operation: Operation<'_>,
     load: Fut,
 ) -> Result<Vec<EventEnvelope>, StoreError>
 where
     Fut: Future<Output = Result<Vec<EventEnvelope>, StoreError>>,
 {
-    #[cfg(feature = "tracing")]
-    {
-        let span = telemetry.load_span(stream, from_version, operation);
-        let result = load.instrument(span.clone()).await;
-        match &result {
-            Ok(events) => spans::store_loaded(&span, events.len()),
-            Err(e) => spans::record_error(&span, error_type(e), e),
-        }
-        result
-    }
-    #[cfg(not(feature = "tracing"))]
-    {
-        let _ = (telemetry, stream, from_version, operation);
-        load.await
-    }
+    let span = client_span(telemetry, telemetry.names.load, Some(stream))
+        .int(attr::FROM_VERSION, from_version);
+    read(start(span, telemetry, operation), load).await
 }
 
-/// Runs a global read: span, loaded count, status.
+/// Runs a global read: the span, how many events came back, the status.
 ///
 /// # Errors
 /// Whatever `read` returns.
@@ -105,25 +189,27 @@ pub async fn read_all<Fut>(
     telemetry: &StoreTelemetry,
     from_position: u64,
     limit: usize,
-    operation: &'static str,
-    read: Fut,
+    operation: Operation<'_>,
+    read_all: Fut,
 ) -> Result<Vec<EventEnvelope>, StoreError>
 where
     Fut: Future<Output = Result<Vec<EventEnvelope>, StoreError>>,
 {
-    #[cfg(feature = "tracing")]
-    {
-        let span = telemetry.read_all_span(from_position, limit, operation);
-        let result = read.instrument(span.clone()).await;
-        match &result {
-            Ok(events) => spans::store_loaded(&span, events.len()),
-            Err(e) => spans::record_error(&span, error_type(e), e),
-        }
-        result
+    let span = client_span(telemetry, telemetry.names.read_all, None)
+        .int(attr::EVENT_POSITION, from_position)
+        .int(attr::READ_LIMIT, limit);
+    read(start(span, telemetry, operation), read_all).await
+}
+
+/// A read inside `span`: how many events came back, or the error.
+async fn read<Fut>(span: Span, read: Fut) -> Result<Vec<EventEnvelope>, StoreError>
+where
+    Fut: Future<Output = Result<Vec<EventEnvelope>, StoreError>>,
+{
+    let result = span.run(read).await;
+    match &result {
+        Ok(events) => span.set(attr::EVENTS_LOADED, Attr::int(events.len())),
+        Err(error) => record_error(&span, error),
     }
-    #[cfg(not(feature = "tracing"))]
-    {
-        let _ = (telemetry, from_position, limit, operation);
-        read.await
-    }
+    result
 }

@@ -7,12 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{
-    AppendResult, AppendSignal, EventStore, ExpectedVersion, StoreError, VersionConflict,
-    instrument,
-};
+use super::backend::{Append, Appended, Backend, Events, readable_prefix, serialize};
+use super::settings::telemetry_builders;
+use super::{AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
-use crate::telemetry::config::{StoreSpanNames, StoreTelemetry};
 
 /// An event store in process memory, for tests, demos and single-process tools.
 ///
@@ -97,6 +95,7 @@ impl StoredRow {
         let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt {
             stream: self.stream.clone(),
             version: self.version,
+            position,
             reason: format!("{what}: {e}"),
         };
         Ok(EventEnvelope {
@@ -121,20 +120,7 @@ impl InMemoryEventStore {
         Self::default()
     }
 
-    /// The component switch: `false` stops this store's spans (this clone's; other clones
-    /// keep their own setting while sharing the log).
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).enabled = enabled;
-        self
-    }
-
-    /// Overrides the span names (e.g. `event_store.load` / `event_store.append`).
-    #[must_use]
-    pub fn with_span_names(mut self, names: StoreSpanNames) -> Self {
-        Arc::make_mut(&mut self.telemetry).names = names;
-        self
-    }
+    telemetry_builders!(enable_tracing, span_names);
 
     /// How many events the store holds, all streams together.
     #[must_use]
@@ -145,7 +131,7 @@ impl InMemoryEventStore {
     /// Whether the store holds no event.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.read().rows.is_empty()
     }
 
     // A panic cannot happen while the lock is held (nothing in the critical sections
@@ -159,72 +145,44 @@ impl InMemoryEventStore {
     }
 }
 
-fn serialize(event: &NewEvent) -> Result<(String, String), StoreError> {
-    let err = |source| StoreError::Serialize {
-        event_type: event.event_type.to_string(),
-        source,
-    };
-    Ok((
-        serde_json::to_string(&event.payload).map_err(err)?,
-        serde_json::to_string(&event.metadata).map_err(err)?,
-    ))
-}
-
 #[async_trait]
-impl EventStore for InMemoryEventStore {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        instrument::append(
-            &self.telemetry,
-            stream,
-            expected,
-            events,
-            "append",
-            |events| async move { self.append_now(stream, expected, events) },
-        )
-        .await
+impl Backend for InMemoryEventStore {
+    fn telemetry(&self) -> &StoreTelemetry {
+        &self.telemetry
     }
 
-    async fn load(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        instrument::load(&self.telemetry, stream, from_version, "load", async {
-            self.load_now(stream, from_version)
-        })
-        .await
+    async fn append_events(&self, append: Append<'_>) -> Appended {
+        self.append_now(append.stream, append.expected, append.events)
     }
 
-    async fn read_all(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        instrument::read_all(&self.telemetry, from_position, limit, "read_all", async {
-            self.read_all_now(from_position, limit)
-        })
-        .await
+    async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
+        let log = self.read();
+        let Some(indices) = log.streams.get(stream) else {
+            return Ok(Vec::new());
+        };
+        // Versions are 1-based and gapless, so version v sits at indices[v - 1].
+        let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
+        indices
+            .iter()
+            .skip(skip)
+            .map(|&i| log.rows[i].envelope(i as u64 + 1))
+            .collect()
     }
 
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        Ok(self
-            .read()
-            .streams
-            .get(stream)
-            .map_or(0, |v| v.len() as u64))
+    async fn read_events(&self, from_position: u64, limit: usize) -> Events {
+        let log = self.read();
+        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
+        let rows = log.rows.iter().enumerate().skip(start).take(limit);
+        readable_prefix(rows.map(|(i, row)| row.envelope(i as u64 + 1)))
     }
 
-    fn system_name(&self) -> &'static str {
-        SYSTEM
+    async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let log = self.read();
+        Ok(log.streams.get(stream).map_or(0, |v| v.len() as u64))
     }
 
     /// Changes with every successful append (shared by all clones).
-    fn appended_signal(&self) -> Option<AppendSignal> {
+    fn signal(&self) -> Option<AppendSignal> {
         Some(self.appended.subscribe())
     }
 }
@@ -244,14 +202,7 @@ impl InMemoryEventStore {
 
         let mut log = self.write();
         let actual = log.streams.get(stream).map_or(0, |v| v.len() as u64);
-        if !expected.matches(actual) {
-            return Err(VersionConflict {
-                stream: stream.clone(),
-                expected,
-                actual,
-            }
-            .into());
-        }
+        expected.check(stream, actual)?;
 
         let mut appended = Vec::with_capacity(events.len());
         for (offset, (event, (payload, metadata))) in events.into_iter().zip(serialized).enumerate()
@@ -292,39 +243,5 @@ impl InMemoryEventStore {
             version: actual + appended.len() as u64,
             events: appended,
         })
-    }
-
-    fn load_now(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        let log = self.read();
-        let Some(indices) = log.streams.get(stream) else {
-            return Ok(Vec::new());
-        };
-        // Versions are 1-based and gapless, so version v sits at indices[v - 1].
-        let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
-        indices
-            .iter()
-            .skip(skip)
-            .map(|&i| log.rows[i].envelope(i as u64 + 1))
-            .collect()
-    }
-
-    fn read_all_now(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        let log = self.read();
-        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
-        log.rows
-            .iter()
-            .enumerate()
-            .skip(start)
-            .take(limit)
-            .map(|(i, row)| row.envelope(i as u64 + 1))
-            .collect()
     }
 }

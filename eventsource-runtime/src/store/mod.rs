@@ -5,17 +5,16 @@
 //! - each stream's versions start at 1 and have no gap;
 //! - an append states the version it expects the stream to be at and is all-or-nothing;
 //! - the global position increases with every appended event, across all streams.
+//!
+//! The [`InMemoryEventStore`] is here; the SQLite and PostgreSQL stores live in their
+//! databases' modules (`eventsource_runtime::sqlite`, `eventsource_runtime::postgres`).
+//! [`instrument`] gives any store the contract's spans, [`StoreTelemetry`] holds its
+//! telemetry settings.
 
+pub(crate) mod backend;
 pub mod instrument;
 mod memory;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub mod postgres;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod sql_row;
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub mod sqlite;
+pub(crate) mod settings;
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,12 +24,7 @@ use async_trait::async_trait;
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 pub use memory::InMemoryEventStore;
-#[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::{PostgresCheckpointStore, PostgresEventStore, PostgresSnapshotStore};
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sqlite::{SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore};
+pub use settings::{StoreSpanNames, StoreTelemetry};
 
 /// The version an append expects the stream to be at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +55,22 @@ impl ExpectedVersion {
             Self::Any => true,
             Self::NoStream => actual == 0,
             Self::Exact(expected) => actual == expected,
+        }
+    }
+
+    /// Checks a stream of `stream` currently at `actual` against the expectation.
+    ///
+    /// # Errors
+    /// The [`VersionConflict`] to report when the expectation fails.
+    pub fn check(self, stream: &StreamId, actual: u64) -> Result<(), VersionConflict> {
+        if self.matches(actual) {
+            Ok(())
+        } else {
+            Err(VersionConflict {
+                stream: stream.clone(),
+                expected: self,
+                actual,
+            })
         }
     }
 
@@ -105,17 +115,40 @@ pub enum StoreError {
     #[error(transparent)]
     Conflict(#[from] VersionConflict),
     /// A stored event cannot be read back (its stored form is damaged).
-    #[error("stored event {stream} version {version} is unreadable: {reason}")]
+    #[error(
+        "stored event {stream} version {version} at position {position} is unreadable: {reason}"
+    )]
     Corrupt {
         /// The event's stream.
         stream: StreamId,
         /// The event's version.
         version: u64,
+        /// The event's global position (0 when even that cannot be read).
+        position: u64,
         /// What is wrong with it.
         reason: String,
     },
+    /// A stream id the stores refuse: its aggregate type or id contains a NUL character,
+    /// which PostgreSQL cannot hold, so no store takes it (the same rule everywhere, so
+    /// code tested on one store behaves alike on another). Nothing was read or written;
+    /// trying again fails the same way, so it is not transient.
+    #[error("invalid stream id \"{}\": {reason}", .stream.to_string().escape_debug())]
+    InvalidStreamId {
+        /// The stream as given.
+        stream: StreamId,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A checkpoint was not saved because the projection's lease is lost (its session
+    /// ended): another runner may hold the projection now. See
+    /// [`CheckpointStore::save_leased`](crate::projection::checkpoint::CheckpointStore::save_leased).
+    #[error("the lease on projection `{projection}` is lost")]
+    LeaseLost {
+        /// The projection's name.
+        projection: String,
+    },
     /// An event's payload or metadata could not be serialized; nothing was appended.
-    #[error("event of type `{event_type}` cannot be serialized: {source}")]
+    #[error("event of type `{event_type}` cannot be serialized")]
     Serialize {
         /// The event's type name.
         event_type: String,
@@ -124,7 +157,7 @@ pub enum StoreError {
         source: serde_json::Error,
     },
     /// The backend failed (connection lost, disk full, ...); nothing was appended.
-    #[error("event store unavailable: {0}")]
+    #[error("event store unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -146,6 +179,7 @@ pub trait EventStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::Conflict`] with the actual version when the expectation fails;
+    /// [`StoreError::InvalidStreamId`] for a stream id no store takes (a NUL character);
     /// [`StoreError::Unavailable`] when the backend does.
     async fn append(
         &self,
@@ -158,7 +192,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// (empty for a stream that does not exist).
     ///
     /// # Errors
-    /// [`StoreError::Corrupt`] for an unreadable stored event, [`StoreError::Unavailable`].
+    /// [`StoreError::Corrupt`] for an unreadable stored event, [`StoreError::InvalidStreamId`]
+    /// for a stream id no store takes (a NUL character), [`StoreError::Unavailable`].
     async fn load(
         &self,
         stream: &StreamId,
@@ -168,8 +203,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// Up to `limit` events of all streams whose global position is `from_position` or later,
     /// in global order.
     ///
+    /// An unreadable stored event ends the batch: the events before it are returned, and
+    /// the next read (starting at it) fails with its [`StoreError::Corrupt`], which names
+    /// its position. A reader thus gets every good event up to a damaged one, and can then
+    /// decide what to do with it (a [projection runner](crate::projection::runner) stops or
+    /// parks it). Every store of this crate follows this rule.
+    ///
     /// # Errors
-    /// As [`load`](Self::load).
+    /// [`StoreError::Corrupt`] when the first event asked for is unreadable,
+    /// [`StoreError::Unavailable`].
     async fn read_all(
         &self,
         from_position: u64,
@@ -179,7 +221,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// The stream's current version (0 when it has no event).
     ///
     /// # Errors
-    /// As [`load`](Self::load).
+    /// [`StoreError::InvalidStreamId`], [`StoreError::Unavailable`].
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError>;
 
     /// The store's database system, as in OpenTelemetry's `db.system.name` (e.g. `"sqlite"`).

@@ -1,25 +1,75 @@
 //! Every attribute key, span name, span event name and metric name of the telemetry
-//! contract, as constants: code (generated or hand-written) never spells them twice.
+//! contract (`docs/telemetry.md`), as constants: code (generated or hand-written) never
+//! spells them twice. Present with or without the `tracing` feature.
 //!
 //! `eventsource.*` and `cqrs.*` keys are this crate's; `db.*`, `server.*`, `messaging.*`
-//! and `exception.*` come from `opentelemetry-semantic-conventions`.
+//! and `exception.*` are OpenTelemetry's semantic conventions (checked against
+//! `opentelemetry-semantic-conventions` by a test, so that crate is not a dependency).
 
-pub use opentelemetry_semantic_conventions::attribute::{
-    DB_COLLECTION_NAME, DB_OPERATION_NAME, DB_QUERY_TEXT, DB_SYSTEM_NAME, EXCEPTION_MESSAGE,
-    EXCEPTION_TYPE, MESSAGING_BATCH_MESSAGE_COUNT, MESSAGING_DESTINATION_NAME,
-    MESSAGING_MESSAGE_ID, MESSAGING_OPERATION_TYPE, MESSAGING_SYSTEM, SERVER_ADDRESS, SERVER_PORT,
-};
+// ---- OpenTelemetry semantic conventions -----------------------------------------------------
 
-/// [`MESSAGING_OPERATION_TYPE`] of a publish span.
-pub const MESSAGING_OPERATION_PUBLISH: &str = "publish";
+/// `db.collection.name`: the table a store operation works on.
+pub const DB_COLLECTION_NAME: &str = "db.collection.name";
+/// `db.namespace`: the database (and schema) a store works in, where known without a
+/// network call: PostgreSQL's `{database}.{schema}`.
+pub const DB_NAMESPACE: &str = "db.namespace";
+/// `db.operation.name`: what a store operation does (`append`, `load`, ...).
+pub const DB_OPERATION_NAME: &str = "db.operation.name";
+/// `db.query.text`: the statement of a store operation (opt-in, never the bound values).
+pub const DB_QUERY_TEXT: &str = "db.query.text";
+/// `db.system.name`: the store's database system (`postgresql`, `sqlite`, `in_memory`).
+pub const DB_SYSTEM_NAME: &str = "db.system.name";
+/// `error.type`: the class of error a failed operation ended with (on every span that
+/// ends with status ERROR; the same value as its `exception` event's `exception.type`).
+pub const ERROR_TYPE: &str = "error.type";
+/// `exception.message`: an error's message, on the `exception` span event.
+pub const EXCEPTION_MESSAGE: &str = "exception.message";
+/// `exception.type`: an error's type, on the `exception` span event.
+pub const EXCEPTION_TYPE: &str = "exception.type";
+/// `messaging.batch.message_count`: how many messages a batch delivery carries.
+pub const MESSAGING_BATCH_MESSAGE_COUNT: &str = "messaging.batch.message_count";
+/// `messaging.destination.name`: where a message is published or consumed from.
+pub const MESSAGING_DESTINATION_NAME: &str = "messaging.destination.name";
+/// `messaging.consumer.group.name`: the consumer group a consume span belongs to.
+pub const MESSAGING_CONSUMER_GROUP_NAME: &str = "messaging.consumer.group.name";
+/// `messaging.message.id`: a message's id (the event id).
+pub const MESSAGING_MESSAGE_ID: &str = "messaging.message.id";
+/// `messaging.operation.type`: [`MESSAGING_OPERATION_SEND`] or
+/// [`MESSAGING_OPERATION_PROCESS`].
+pub const MESSAGING_OPERATION_TYPE: &str = "messaging.operation.type";
+/// `messaging.rabbitmq.destination.routing_key`: a RabbitMQ message's routing key.
+pub const MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY: &str =
+    "messaging.rabbitmq.destination.routing_key";
+/// `messaging.rabbitmq.message.delivery_tag`: a RabbitMQ delivery's tag (integer).
+pub const MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG: &str = "messaging.rabbitmq.message.delivery_tag";
+/// `messaging.system`: the bus's transport ([`MESSAGING_SYSTEM_IN_MEMORY`], `rabbitmq`, ...).
+pub const MESSAGING_SYSTEM: &str = "messaging.system";
+/// `server.address`: a networked store's host.
+pub const SERVER_ADDRESS: &str = "server.address";
+/// `server.port`: a networked store's port (integer).
+pub const SERVER_PORT: &str = "server.port";
+
+/// [`MESSAGING_OPERATION_TYPE`] of a publish span (the current conventions dropped
+/// `publish` for `send`).
+pub const MESSAGING_OPERATION_SEND: &str = "send";
 /// [`MESSAGING_OPERATION_TYPE`] of a consume span.
 pub const MESSAGING_OPERATION_PROCESS: &str = "process";
-pub use super::config::MESSAGING_SYSTEM_IN_MEMORY;
+/// [`MESSAGING_SYSTEM`] of the in-process [`InMemoryEventBus`](crate::bus::InMemoryEventBus).
+/// OpenTelemetry lists no value for an in-process bus; this one matches the in-memory
+/// store's [`DB_SYSTEM_NAME`].
+pub const MESSAGING_SYSTEM_IN_MEMORY: &str = "in_memory";
 
 // ---- eventsource.* span attributes ---------------------------------------------------------
 
 /// The command's type name (`PlaceOrder`).
 pub const COMMAND_TYPE: &str = "eventsource.command.type";
+/// The id of a command run with
+/// [`CommandService::execute_once`](crate::command::CommandService::execute_once).
+pub const COMMAND_ID: &str = "eventsource.command.id";
+/// `true` on a command span when the command id was recognised: the events its first
+/// execution stored were returned, nothing was decided or appended (bool; absent
+/// otherwise).
+pub const COMMAND_DUPLICATE: &str = "eventsource.command.duplicate";
 /// The aggregate's type name (`Order`).
 pub const AGGREGATE_TYPE: &str = "eventsource.aggregate.type";
 /// The aggregate's id.
@@ -52,6 +102,10 @@ pub const PROJECTION_NAME: &str = "eventsource.projection.name";
 pub const PROJECTION_LAG_MS: &str = "eventsource.projection.lag_ms";
 /// An event handler's name.
 pub const HANDLER_NAME: &str = "eventsource.handler.name";
+/// `true` on a handle span when the handler recognised the message as one it had already
+/// handled and acknowledged it without running again (bool; absent otherwise). See
+/// [`Idempotent`](crate::bus::Idempotent).
+pub const HANDLER_DUPLICATE: &str = "eventsource.handler.duplicate";
 /// How a bus delivery reached the handlers: [`DELIVERY_LIVE`], [`DELIVERY_REDELIVERY`],
 /// [`DELIVERY_REPLAY`] or [`DELIVERY_BATCH`] (on consume spans).
 pub const DELIVERY_MODE: &str = "eventsource.delivery.mode";
@@ -87,15 +141,38 @@ pub const SPAN_COMMAND_PREFIX: &str = "command.";
 pub const SPAN_QUERY_PREFIX: &str = "query.";
 /// Prefix of a projection span's default name (`projection.OrderReadModel`).
 pub const SPAN_PROJECTION_PREFIX: &str = "projection.";
-pub use super::config::{
-    SPAN_AGGREGATE_REPLAY, SPAN_REPOSITORY_EXISTS, SPAN_REPOSITORY_LOAD, SPAN_REPOSITORY_SAVE,
-    SPAN_STORE_APPEND, SPAN_STORE_LOAD, SPAN_STORE_READ_ALL,
-};
-pub use super::config::{SPAN_BUS_CONSUME, SPAN_BUS_HANDLE, SPAN_BUS_PUBLISH};
-pub use super::config::{
-    SPAN_SNAPSHOT_STORE_DELETE, SPAN_SNAPSHOT_STORE_EXISTS, SPAN_SNAPSHOT_STORE_GET,
-    SPAN_SNAPSHOT_STORE_SAVE,
-};
+/// Default span name of a repository load.
+pub const SPAN_REPOSITORY_LOAD: &str = "eventsource.repository.load";
+/// Default span name of a repository save.
+pub const SPAN_REPOSITORY_SAVE: &str = "eventsource.repository.save";
+/// Default span name of a repository existence check.
+pub const SPAN_REPOSITORY_EXISTS: &str = "eventsource.repository.exists";
+/// Span name of an aggregate replay (opt-in, see
+/// [`Repository::trace_replay`](crate::repository::Repository::trace_replay)).
+pub const SPAN_AGGREGATE_REPLAY: &str = "eventsource.aggregate.replay";
+/// Default span name of an event store stream read.
+pub const SPAN_STORE_LOAD: &str = "eventsource.event_store.load";
+/// Default span name of an event store append.
+pub const SPAN_STORE_APPEND: &str = "eventsource.event_store.append";
+/// Default span name of an event store global read.
+pub const SPAN_STORE_READ_ALL: &str = "eventsource.event_store.read_all";
+/// Span name of a snapshot store save.
+pub const SPAN_SNAPSHOT_STORE_SAVE: &str = "eventsource.snapshot_store.save";
+/// Span name of a snapshot store read.
+pub const SPAN_SNAPSHOT_STORE_GET: &str = "eventsource.snapshot_store.get";
+/// Span name of a snapshot store removal.
+pub const SPAN_SNAPSHOT_STORE_DELETE: &str = "eventsource.snapshot_store.delete";
+/// Span name of a snapshot store existence check.
+pub const SPAN_SNAPSHOT_STORE_EXISTS: &str = "eventsource.snapshot_store.exists";
+/// Default span name of an event bus publish (PRODUCER).
+pub const SPAN_BUS_PUBLISH: &str = "eventsource.event_bus.publish";
+/// Default span name of an event bus delivery (CONSUMER).
+pub const SPAN_BUS_CONSUME: &str = "eventsource.event_bus.consume";
+/// Default span name of one handler's share of a delivery (INTERNAL).
+pub const SPAN_BUS_HANDLE: &str = "eventsource.event_bus.handle";
+/// Span name of a projection runner parking an event it could not read (INTERNAL, a root,
+/// status ERROR).
+pub const SPAN_PROJECTION_PARK: &str = "eventsource.projection.park";
 
 // ---- span event names -----------------------------------------------------------------------
 
@@ -106,7 +183,13 @@ pub const SPAN_EVENT_EVENT_PERSISTED: &str = "event_persisted";
 /// Span event of an error or panic.
 pub const SPAN_EVENT_EXCEPTION: &str = "exception";
 
+/// The `exception.type` of a panic.
+pub const EXCEPTION_TYPE_PANIC: &str = "panic";
+
 // ---- metrics ---------------------------------------------------------------------------------
+
+/// The meter (instrumentation scope) name of every instrument.
+pub const METER_NAME: &str = "eventsource";
 
 /// Histogram of command durations, seconds.
 pub const METRIC_COMMAND_DURATION: &str = "cqrs.command.duration";
@@ -131,6 +214,10 @@ pub const METRIC_BUS_MESSAGES_PUBLISHED: &str = "eventsource.bus.messages.publis
 pub const METRIC_BUS_MESSAGES_CONSUMED: &str = "eventsource.bus.messages.consumed";
 /// Histogram of event handler durations, seconds.
 pub const METRIC_BUS_HANDLER_DURATION: &str = "eventsource.bus.handler.duration";
+/// Counter of leases projection runners lost while processing (their session ended).
+pub const METRIC_PROJECTION_LEASE_LOST: &str = "eventsource.projection.lease_lost";
+/// Counter of unreadable events projection runners parked.
+pub const METRIC_PROJECTION_EVENTS_PARKED: &str = "eventsource.projection.events_parked";
 
 /// Metric attribute: command type.
 pub const METRIC_ATTR_COMMAND_TYPE: &str = "command.type";
@@ -152,3 +239,47 @@ pub const METRIC_ATTR_REASON: &str = "reason";
 pub const STATUS_SUCCESS: &str = "success";
 /// [`METRIC_ATTR_COMMAND_STATUS`] value.
 pub const STATUS_ERROR: &str = "error";
+
+/// The attribute `#[traced(ret)]` records the return value's `Debug` under.
+pub const RETURN_VALUE: &str = "return.value";
+
+/// The non-contract `eventsource.limit` of a global read: how many events it asked for.
+pub const READ_LIMIT: &str = "eventsource.limit";
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_semantic_conventions::attribute as semconv;
+
+    use super::*;
+
+    /// Each of our constants equals the semantic conventions' constant of the same name.
+    macro_rules! match_semconv {
+        ($($key:ident),+ $(,)?) => {
+            $(assert_eq!($key, semconv::$key, stringify!($key));)+
+        };
+    }
+
+    #[test]
+    fn semantic_convention_keys_match_opentelemetry() {
+        match_semconv!(
+            DB_COLLECTION_NAME,
+            DB_NAMESPACE,
+            DB_OPERATION_NAME,
+            DB_QUERY_TEXT,
+            DB_SYSTEM_NAME,
+            ERROR_TYPE,
+            EXCEPTION_MESSAGE,
+            EXCEPTION_TYPE,
+            MESSAGING_BATCH_MESSAGE_COUNT,
+            MESSAGING_CONSUMER_GROUP_NAME,
+            MESSAGING_DESTINATION_NAME,
+            MESSAGING_MESSAGE_ID,
+            MESSAGING_OPERATION_TYPE,
+            MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
+            MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
+            MESSAGING_SYSTEM,
+            SERVER_ADDRESS,
+            SERVER_PORT,
+        );
+    }
+}

@@ -9,14 +9,16 @@
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use opentelemetry::Context;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
 use opentelemetry::trace::{SpanContext, TraceContextExt};
-use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use super::attributes as attr;
+use super::otel::metrics;
+use super::values::{Attr, Counter};
 use crate::event::Metadata;
 
 // Our own propagator, not the global one: the global default is a no-op until an
@@ -87,6 +89,7 @@ pub fn stored_span_context(metadata: &Metadata) -> Option<SpanContext> {
         Some(span_context)
     } else {
         tracing::debug!(
+            target: super::TARGET,
             traceparent = raw,
             "malformed stored trace context; starting a new root"
         );
@@ -97,9 +100,11 @@ pub fn stored_span_context(metadata: &Metadata) -> Option<SpanContext> {
 
 fn count_invalid(counter: &AtomicU64, reason: &'static str) {
     counter.fetch_add(1, Ordering::Relaxed);
-    super::metrics::instruments()
-        .trace_context_invalid
-        .add(1, &[KeyValue::new(attr::METRIC_ATTR_REASON, reason)]);
+    metrics::add(
+        Counter::TraceContextInvalid,
+        1,
+        [(attr::METRIC_ATTR_REASON, Attr::Static(reason))],
+    );
 }
 
 /// How many consumed events had no stored trace context, since the process started.

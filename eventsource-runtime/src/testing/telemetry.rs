@@ -264,7 +264,7 @@ pub fn capture_metrics() -> MetricCapture {
         .with_reader(PeriodicReader::builder(exporter.clone()).build())
         .build();
     opentelemetry::global::set_meter_provider(provider.clone());
-    crate::telemetry::metrics::rebind();
+    crate::telemetry::otel::metrics::rebind();
     MetricCapture { exporter, provider }
 }
 
@@ -290,23 +290,21 @@ impl MetricCapture {
             .flat_map(|s| s.metrics())
             .filter(|m| m.name() == name)
         {
-            match metric.data() {
-                AggregatedMetrics::U64(MetricData::Sum(sum)) => {
-                    total += sum
-                        .data_points()
-                        .filter(|dp| matches(&mut dp.attributes()))
-                        .map(|dp| dp.value())
-                        .sum::<u64>();
-                }
-                AggregatedMetrics::F64(MetricData::Histogram(h)) => {
-                    total += h
-                        .data_points()
-                        .filter(|dp| matches(&mut dp.attributes()))
-                        .map(|dp| dp.count())
-                        .sum::<u64>();
-                }
-                _ => {}
-            }
+            // A counter's value, or how many values a histogram recorded.
+            let counts: Vec<u64> = match metric.data() {
+                AggregatedMetrics::U64(MetricData::Sum(sum)) => sum
+                    .data_points()
+                    .filter(|dp| matches(&mut dp.attributes()))
+                    .map(|dp| dp.value())
+                    .collect(),
+                AggregatedMetrics::F64(MetricData::Histogram(h)) => h
+                    .data_points()
+                    .filter(|dp| matches(&mut dp.attributes()))
+                    .map(|dp| dp.count())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            total += counts.iter().sum::<u64>();
         }
         total
     }

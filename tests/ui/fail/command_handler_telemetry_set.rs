@@ -23,8 +23,8 @@ pub struct Open {
 #[command_handler(aggregate_id = cmd.id)]
 impl Handle<Open> for Account {
     type Error = Refused;
-    const TELEMETRY: eventsource_runtime::telemetry::config::HandlerTelemetry =
-        eventsource_runtime::telemetry::config::HandlerTelemetry::DEFAULT;
+    const TELEMETRY: eventsource_runtime::command::HandlerTelemetry =
+        eventsource_runtime::command::HandlerTelemetry::DEFAULT;
     fn handle(&self, cmd: Open) -> Result<Vec<AccountEvent>, Refused> {
         drop(cmd);
         Ok(vec![Opened.into()])

@@ -1,4 +1,4 @@
-use eventsource_runtime::{Aggregate, Apply};
+use eventsource_runtime::{Aggregate, aggregate::Apply};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! `type` omitted: the stored aggregate type name is the struct's name.
 
-use eventsource_runtime::{Aggregate, Apply};
+use eventsource_runtime::{Aggregate, aggregate::{Aggregate, Apply}};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! `event_enum = ..` names the generated enum.
 
-use eventsource_runtime::{Aggregate, AggregateRoot, Apply, DomainEvent};
+use eventsource_runtime::{Aggregate, aggregate::{Aggregate, AggregateRoot, Apply}, event::DomainEvent};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Events defined in another module, listed by path.
 
-use eventsource_runtime::{Aggregate, Apply, DomainEvent, EventType};
+use eventsource_runtime::{Aggregate, aggregate::{Aggregate, Apply}, event::{DomainEvent, EventType}};
 
 mod events {
     use serde::{Deserialize, Serialize};

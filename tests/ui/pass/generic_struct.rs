@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use eventsource_runtime::{Aggregate, AggregateRoot, Apply};
+use eventsource_runtime::{Aggregate, aggregate::{Aggregate, AggregateRoot, Apply}};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

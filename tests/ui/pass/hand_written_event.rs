@@ -1,7 +1,7 @@
 //! `event = ..`: the escape hatch for a hand-written event enum.
 
 use eventsource_runtime::event::{DecodeError, Payload};
-use eventsource_runtime::{Aggregate, AggregateRoot, Apply, DomainEvent};
+use eventsource_runtime::{Aggregate, aggregate::{Aggregate, AggregateRoot, Apply}, event::DomainEvent};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LightEvent {

@@ -30,38 +30,36 @@
 //! }
 //! ```
 
-use std::any::{Any, type_name};
-use std::cell::Cell;
+use std::any::type_name;
 use std::fmt::{Debug, Display};
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 
-use opentelemetry::trace::SpanId;
-use tracing::Instrument as _;
-
 mod names;
 pub mod probe;
 mod span;
 mod values;
 
+pub use crate::telemetry::attributes::RETURN_VALUE;
+pub use crate::telemetry::otel::Span as TracedSpan;
 pub use names::{MethodName, MethodNames, short_type_name};
 pub use opentelemetry::trace::SpanKind;
-pub use span::{TracedSpan, has_direct, start_direct};
+pub use span::{has_direct, start_direct};
+/// The `tracing` the expansions name (`span!`, `enabled!`), the runtime's own version.
+pub use tracing;
 pub use values::{FieldValue, debug, display, static_str};
 
-use span::Kind;
-
-/// The attribute `#[traced(ret)]` records the return value's `Debug` under.
-pub const RETURN_VALUE: &str = "return.value";
+use crate::panic::{CatchUnwind, Payload};
+use crate::telemetry::current::UntracedCaller;
 
 /// Runs a synchronous body inside `span` (entered), then calls `outcome` with its return
 /// value. A panic is recorded on the span as an error and then resumed.
 ///
 /// When the span is disabled (a switch is off, or no subscriber wants it), the body is
 /// simply called, with [`telemetry::set_attribute`](crate::telemetry::set_attribute) kept
-/// off the caller's span (see `is_untraced_caller`).
+/// off the caller's span.
 #[inline]
 pub fn run_sync<R, B, O>(span: TracedSpan, body: B, outcome: O) -> R
 where
@@ -73,15 +71,9 @@ where
         let _caller = UntracedCaller::enter();
         return body();
     }
-    let caught = match &span.kind {
-        Kind::Tracing(tracing_span) => {
-            let _entered = tracing_span.enter();
-            panic::catch_unwind(AssertUnwindSafe(body))
-        }
-        Kind::Direct(direct) => {
-            let _attached = direct.attach();
-            panic::catch_unwind(AssertUnwindSafe(body))
-        }
+    let caught = {
+        let _entered = span.enter();
+        panic::catch_unwind(AssertUnwindSafe(body))
     };
     match caught {
         Ok(ret) => {
@@ -97,8 +89,8 @@ where
 /// polling is recorded on the span as an error and then resumed.
 ///
 /// When the span is disabled, the body is simply awaited, with
-/// [`telemetry::set_attribute`](crate::telemetry::set_attribute) kept off the caller's span
-/// (see `is_untraced_caller`).
+/// [`telemetry::set_attribute`](crate::telemetry::set_attribute) kept off the caller's
+/// span.
 pub async fn run_async<R, F, O>(span: TracedSpan, body: F, outcome: O) -> R
 where
     F: Future<Output = R>,
@@ -108,81 +100,12 @@ where
         span.release_disabled();
         return Untraced(pin!(body)).await;
     }
-    let caught = match &span.kind {
-        Kind::Tracing(tracing_span) => {
-            CatchUnwind(pin!(body.instrument(tracing_span.clone()))).await
-        }
-        Kind::Direct(direct) => CatchUnwind(pin!(span::WithDirect::new(direct, pin!(body)))).await,
-    };
-    match caught {
+    match CatchUnwind(pin!(span.run(body))).await {
         Ok(ret) => {
             outcome(&ret, &span);
             ret
         }
         Err(payload) => panicked(&span, payload),
-    }
-}
-
-thread_local! {
-    /// While the body of a `#[traced]` function whose span is off runs on this thread: the
-    /// id (`Id::into_u64`) of the `tracing` span that was current when it started (0: none).
-    static UNTRACED_CALLER: Cell<u64> = const { Cell::new(0) };
-    /// The same for a `#[traced]` span made on the direct path (invalid: none).
-    static UNTRACED_DIRECT_CALLER: Cell<SpanId> = const { Cell::new(SpanId::INVALID) };
-}
-
-/// Whether `span` is the caller of a switched-off `#[traced]` body running now on this
-/// thread, with no span of its own in between: `telemetry::set_attribute` called there
-/// means the function's own span, which does not exist, so it must not land on the
-/// caller's.
-#[inline]
-pub(crate) fn is_untraced_caller(span: &tracing::Id) -> bool {
-    let caller = UNTRACED_CALLER.with(Cell::get);
-    caller != 0 && caller == span.into_u64()
-}
-
-/// [`is_untraced_caller`] for a span made on the direct path.
-#[inline]
-pub(crate) fn is_untraced_direct_caller(span: SpanId) -> bool {
-    let caller = UNTRACED_DIRECT_CALLER.with(Cell::get);
-    caller != SpanId::INVALID && caller == span
-}
-
-/// Marks the current span as an untraced body's caller until dropped (panics included).
-/// Costs one relaxed atomic load when no `tracing` subscriber was ever set.
-struct UntracedCaller(Option<(u64, SpanId)>);
-
-impl UntracedCaller {
-    #[inline]
-    fn enter() -> Self {
-        if tracing::dispatcher::has_been_set() {
-            Self(Some(Self::mark()))
-        } else {
-            Self(None)
-        }
-    }
-
-    /// Marks the current spans; returns the previous marks.
-    #[inline(never)]
-    fn mark() -> (u64, SpanId) {
-        let current = tracing::dispatcher::get_default(|d| {
-            d.current_span().id().map_or(0, tracing::Id::into_u64)
-        });
-        let direct = crate::telemetry::layer::direct_current_id();
-        (
-            UNTRACED_CALLER.with(|c| c.replace(current)),
-            UNTRACED_DIRECT_CALLER.with(|c| c.replace(direct)),
-        )
-    }
-}
-
-impl Drop for UntracedCaller {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some((previous, previous_direct)) = self.0 {
-            UNTRACED_CALLER.with(|c| c.set(previous));
-            UNTRACED_DIRECT_CALLER.with(|c| c.set(previous_direct));
-        }
     }
 }
 
@@ -202,25 +125,9 @@ impl<F: Future> Future for Untraced<'_, F> {
 
 /// Records a panic on `span`, ends the span, and resumes unwinding.
 #[cold]
-fn panicked(span: &TracedSpan, payload: Box<dyn Any + Send>) -> ! {
+fn panicked(span: &TracedSpan, payload: Payload) -> ! {
     span.record_panic(&*payload);
     panic::resume_unwind(payload)
-}
-
-/// Polls a pinned future, turning a panic into `Err(payload)`.
-struct CatchUnwind<'a, F>(Pin<&'a mut F>);
-
-impl<F: Future> Future for CatchUnwind<'_, F> {
-    type Output = std::thread::Result<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(ret)) => Poll::Ready(Ok(ret)),
-            Err(payload) => Poll::Ready(Err(payload)),
-        }
-    }
 }
 
 /// The `outcome` of a function whose return value needs no recording.
@@ -231,7 +138,7 @@ pub fn no_outcome<R: ?Sized>(_: &R, _: &TracedSpan) {}
 /// when the span is recorded).
 pub fn record_return<R: TracedReturn + ?Sized>(span: &TracedSpan, value: &R) {
     if span.is_recording() {
-        span.set_attribute(RETURN_VALUE, format!("{value:?}"));
+        span.set_value(RETURN_VALUE, format!("{value:?}").into());
     }
 }
 

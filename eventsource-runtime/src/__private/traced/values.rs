@@ -89,39 +89,29 @@ macro_rules! str_field_value {
 
 str_field_value!(str, String, Box<str>, Arc<str>, Cow<'_, str>);
 
-impl<T: FieldValue + ?Sized> FieldValue for &T {
-    type Out<'a>
-        = T::Out<'a>
-    where
-        Self: 'a;
+/// A reference records what it points to.
+macro_rules! deref_field_value {
+    ($($reference:ty),*) => {$(
+        impl<T: FieldValue + ?Sized> FieldValue for $reference {
+            type Out<'a>
+                = T::Out<'a>
+            where
+                Self: 'a;
 
-    #[inline]
-    fn field_value(&self) -> Self::Out<'_> {
-        (**self).field_value()
-    }
+            #[inline]
+            fn field_value(&self) -> Self::Out<'_> {
+                (**self).field_value()
+            }
 
-    #[inline]
-    fn otel_value(&self) -> Option<Value> {
-        (**self).otel_value()
-    }
+            #[inline]
+            fn otel_value(&self) -> Option<Value> {
+                (**self).otel_value()
+            }
+        }
+    )*};
 }
 
-impl<T: FieldValue + ?Sized> FieldValue for &mut T {
-    type Out<'a>
-        = T::Out<'a>
-    where
-        Self: 'a;
-
-    #[inline]
-    fn field_value(&self) -> Self::Out<'_> {
-        (**self).field_value()
-    }
-
-    #[inline]
-    fn otel_value(&self) -> Option<Value> {
-        (**self).otel_value()
-    }
-}
+deref_field_value!(&T, &mut T);
 
 /// `None` records nothing.
 impl<T: FieldValue> FieldValue for Option<T> {

@@ -1,0 +1,342 @@
+//! The order workload through `CommandService` over the in-memory store, in one run, so the
+//! ratios compare like with like:
+//!
+//! - `w1_orders`: independent orders, each `PlaceOrder` then `ShipOrder` (one iteration is
+//!   one order, two commands; the throughput is given per command, so criterion's
+//!   `thrpt` line reads commands per second and `time` / 2 is the time per command);
+//! - `w2_hot_aggregate`: one aggregate already holding [`W2_EVENTS`] events (stored before
+//!   the timing), one more command per iteration: every command replays the whole stream,
+//!   which grows by one per iteration (by about a tenth over a run).
+//!
+//! Each workload three ways:
+//! - `tracing_off`: `telemetry::set_enabled(false)`;
+//! - `tracing_on`: eventsource's layer (`telemetry::layer`) on a registry, a simple span
+//!   processor and an exporter that drops the spans (and counts them): what tracing costs
+//!   the command path, without the network;
+//! - `hand_written`: the same rules without the framework: a `HashMap` of JSON-encoded event
+//!   vectors behind a lock; each command decodes the stream, folds it into the state,
+//!   decides, encodes the new events, checks the expected version and appends.
+//!
+//! Goal (issue 8): tracing on adds at most 5 µs per W1 command.
+//!
+//! `cargo bench --bench command` (about two minutes here).
+
+mod common;
+#[path = "../examples/domain/order.rs"]
+mod domain;
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use common::{DroppingExporter, traced_dispatch};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use domain::{Order, OrderError, ShipOrder, sample_order};
+use eventsource_runtime::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+use tracing::Dispatch;
+
+/// Events already in the hot aggregate's stream when W2 starts timing.
+const W2_EVENTS: usize = 10_000;
+
+// ---- W2's aggregate: one notebook, one note per command ----------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoteAdded {
+    pub text: String,
+}
+
+#[derive(Debug, Default, Aggregate)]
+#[aggregate(type = "Notebook", events(NoteAdded))]
+pub struct Notebook {
+    notes: usize,
+}
+
+impl Apply<NoteAdded> for Notebook {
+    fn apply(&mut self, _: &NoteAdded) {
+        self.notes += 1;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a note cannot be empty")]
+pub struct EmptyNote;
+
+pub struct AddNote {
+    pub notebook_id: String,
+    pub text: String,
+}
+
+impl Command for AddNote {
+    const TYPE: &'static str = "AddNote";
+    fn aggregate_id(&self) -> String {
+        self.notebook_id.clone()
+    }
+}
+
+impl Handle<AddNote> for Notebook {
+    type Error = EmptyNote;
+    fn handle(&self, cmd: AddNote) -> Result<Vec<NotebookEvent>, EmptyNote> {
+        if cmd.text.is_empty() {
+            return Err(EmptyNote);
+        }
+        Ok(vec![NoteAdded { text: cmd.text }.into()])
+    }
+}
+
+fn note(n: u64) -> AddNote {
+    AddNote {
+        notebook_id: "hot".into(),
+        text: format!("note {n}"),
+    }
+}
+
+// ---- the hand-written baseline -----------------------------------------------------------
+
+/// Streams of JSON-encoded events, keyed by aggregate id.
+#[derive(Default)]
+struct Baseline {
+    streams: Mutex<HashMap<String, Vec<String>>>,
+}
+
+impl Baseline {
+    /// Loads the stream, folds it into `A`'s state, decides, and appends if the stream is
+    /// still at the version it was read at.
+    fn execute<A, E>(
+        &self,
+        id: &str,
+        decide: impl FnOnce(&A) -> Result<Vec<A::Event>, E>,
+    ) -> Result<usize, E>
+    where
+        A: Aggregate,
+        A::Event: Serialize + for<'de> Deserialize<'de>,
+    {
+        let (mut state, version) = {
+            let streams = self.lock();
+            let mut state = A::default();
+            let stored = streams.get(id).map_or(&[][..], Vec::as_slice);
+            for json in stored {
+                let event: A::Event = serde_json::from_str(json).expect("stored by us");
+                state.apply_event(&event);
+            }
+            (state, stored.len())
+        };
+        let events = decide(&state)?;
+        let encoded: Vec<String> = events
+            .iter()
+            .map(|event| serde_json::to_string(event).expect("serializable"))
+            .collect();
+        for event in &events {
+            state.apply_event(event);
+        }
+        let mut streams = self.lock();
+        let stream = streams.entry(id.to_owned()).or_default();
+        assert_eq!(stream.len(), version, "a single writer");
+        stream.extend(encoded);
+        Ok(stream.len())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+// ---- the tracing pipeline ----------------------------------------------------------------
+
+// ---- the variants ----------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Variant {
+    TracingOff,
+    TracingOn,
+    HandWritten,
+}
+
+impl Variant {
+    const ALL: [Self; 3] = [Self::TracingOff, Self::TracingOn, Self::HandWritten];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::TracingOff => "tracing_off",
+            Self::TracingOn => "tracing_on",
+            Self::HandWritten => "hand_written",
+        }
+    }
+}
+
+/// Runs `iters` iterations of `work` on `runtime`, under the variant's telemetry, and
+/// returns the time they took.
+fn timed<F, Fut>(runtime: &Runtime, dispatch: Option<&Dispatch>, iters: u64, work: F) -> Duration
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let run = || {
+        runtime.block_on(async {
+            let started = Instant::now();
+            for i in 0..iters {
+                work(i).await;
+            }
+            started.elapsed()
+        })
+    };
+    match dispatch {
+        Some(dispatch) => tracing::dispatcher::with_default(dispatch, run),
+        None => run(),
+    }
+}
+
+/// The dispatcher and process switch of a variant.
+fn telemetry_for(variant: Variant, traced: &Dispatch) -> Option<&Dispatch> {
+    eventsource_runtime::telemetry::set_enabled(matches!(variant, Variant::TracingOn));
+    matches!(variant, Variant::TracingOn).then_some(traced)
+}
+
+fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(6));
+}
+
+// ---- W1 ----------------------------------------------------------------------------------
+
+fn w1_orders(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let exporter = DroppingExporter::default();
+    let (traced, _provider) = traced_dispatch(&exporter);
+    let next = AtomicU64::new(0);
+    let order_id = || format!("order-{}", next.fetch_add(1, Ordering::Relaxed));
+
+    let mut group = c.benchmark_group("w1_orders");
+    configure(&mut group);
+    group.throughput(Throughput::Elements(2));
+    for variant in Variant::ALL {
+        group.bench_function(variant.name(), |b| {
+            let dispatch = telemetry_for(variant, &traced);
+            match variant {
+                Variant::TracingOff | Variant::TracingOn => {
+                    let service = CommandService::<Order>::new(InMemoryEventStore::new());
+                    b.iter_custom(|iters| {
+                        timed(&runtime, dispatch, iters, |_| {
+                            let id = order_id();
+                            let service = &service;
+                            async move {
+                                let placed = service.execute(sample_order(&id, "c-1")).await;
+                                let shipped = service
+                                    .execute(ShipOrder {
+                                        order_id: id,
+                                        carrier: "dhl".into(),
+                                    })
+                                    .await;
+                                black_box((placed.is_ok(), shipped.is_ok()));
+                            }
+                        })
+                    });
+                }
+                Variant::HandWritten => {
+                    let baseline = Baseline::default();
+                    b.iter_custom(|iters| {
+                        timed(&runtime, None, iters, |_| {
+                            let id = order_id();
+                            let baseline = &baseline;
+                            async move {
+                                let place = sample_order(&id, "c-1");
+                                let placed =
+                                    baseline.execute::<Order, OrderError>(&id, |o| o.place(place));
+                                let ship = ShipOrder {
+                                    order_id: id.clone(),
+                                    carrier: "dhl".into(),
+                                };
+                                let shipped =
+                                    baseline.execute::<Order, OrderError>(&id, |o| o.ship(ship));
+                                black_box((placed.is_ok(), shipped.is_ok()));
+                            }
+                        })
+                    });
+                }
+            }
+        });
+    }
+    group.finish();
+    eventsource_runtime::telemetry::set_enabled(true);
+    assert!(
+        exporter.exported.load(Ordering::Relaxed) > 0,
+        "the traced variant exported spans"
+    );
+}
+
+// ---- W2 ----------------------------------------------------------------------------------
+
+fn w2_hot_aggregate(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let exporter = DroppingExporter::default();
+    let (traced, _provider) = traced_dispatch(&exporter);
+
+    let mut group = c.benchmark_group("w2_hot_aggregate");
+    configure(&mut group);
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1));
+    for variant in Variant::ALL {
+        // Filled with the process switch off: the fill is not what is measured.
+        eventsource_runtime::telemetry::set_enabled(false);
+        match variant {
+            Variant::TracingOff | Variant::TracingOn => {
+                let service = CommandService::<Notebook>::new(InMemoryEventStore::new());
+                runtime.block_on(async {
+                    for n in 0..W2_EVENTS as u64 {
+                        service.execute(note(n)).await.expect("a note");
+                    }
+                });
+                group.bench_function(variant.name(), |b| {
+                    let dispatch = telemetry_for(variant, &traced);
+                    b.iter_custom(|iters| {
+                        timed(&runtime, dispatch, iters, |n| {
+                            let service = &service;
+                            async move {
+                                black_box(service.execute(note(n)).await.is_ok());
+                            }
+                        })
+                    });
+                });
+            }
+            Variant::HandWritten => {
+                let baseline = Baseline::default();
+                for n in 0..W2_EVENTS as u64 {
+                    let text = note(n).text;
+                    let added = baseline.execute::<Notebook, EmptyNote>("hot", |_| {
+                        Ok(vec![NoteAdded { text }.into()])
+                    });
+                    added.expect("a note");
+                }
+                group.bench_function(variant.name(), |b| {
+                    b.iter_custom(|iters| {
+                        timed(&runtime, None, iters, |n| {
+                            let baseline = &baseline;
+                            async move {
+                                let cmd = note(n);
+                                let added = baseline
+                                    .execute::<Notebook, EmptyNote>("hot", |notebook| {
+                                        notebook.handle(cmd)
+                                    });
+                                black_box(added.is_ok());
+                            }
+                        })
+                    });
+                });
+            }
+        }
+    }
+    group.finish();
+    eventsource_runtime::telemetry::set_enabled(true);
+}
+
+criterion_group!(benches, w1_orders, w2_hot_aggregate);
+criterion_main!(benches);

@@ -1,0 +1,112 @@
+//! A command's telemetry: the span `command.{CommandType}` (INTERNAL, child of the current
+//! span, enclosing load, decide, save and delivery) and the `cqrs.command.*` metrics.
+
+use super::{CommandError, HandlerTelemetry};
+use crate::event::DomainEvent;
+use crate::telemetry::attributes as attr;
+use crate::telemetry::otel::metrics;
+use crate::telemetry::otel::{Span, SpanStart, Stopwatch};
+use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
+
+/// One command's span and timer.
+pub(super) struct CommandSpan {
+    pub(super) span: Span,
+    command_type: &'static str,
+    timer: Stopwatch,
+}
+
+/// Starts the command's span (unless its handler's switch or the process switch is off)
+/// and timer; with `eventsource.command.id` when the command has one.
+pub(super) fn start(
+    settings: HandlerTelemetry,
+    command_type: &'static str,
+    aggregate_type: &'static str,
+    aggregate_id: &str,
+    command_id: Option<&str>,
+) -> CommandSpan {
+    let name = match settings.span_name {
+        Some(name) => SpanName::Static(name),
+        None => SpanName::Prefixed(attr::SPAN_COMMAND_PREFIX, command_type),
+    };
+    let mut span = SpanStart::new(settings.enabled, name, Kind::Internal)
+        .static_str(attr::COMMAND_TYPE, command_type)
+        .static_str(attr::AGGREGATE_TYPE, aggregate_type)
+        .str(attr::AGGREGATE_ID, aggregate_id)
+        .static_str(attr::CQRS_SIDE, attr::SIDE_WRITE);
+    if let Some(command_id) = command_id {
+        span = span.str(attr::COMMAND_ID, command_id);
+    }
+    let span = span.start();
+    CommandSpan {
+        span,
+        command_type,
+        timer: Stopwatch::start(),
+    }
+}
+
+impl CommandSpan {
+    /// After the decision: the event count, the event types (a string array) and one
+    /// `domain_event_produced` span event per event.
+    pub(super) fn decided<E: DomainEvent>(&self, events: &[E]) {
+        if !self.span.is_recording() {
+            return;
+        }
+        let types: Vec<&'static str> = events.iter().map(DomainEvent::event_type).collect();
+        self.span.set(attr::EVENT_COUNT, Attr::int(types.len()));
+        self.span.set(attr::EVENT_TYPES, Attr::Strs(&types));
+        for &event_type in &types {
+            self.span.add_event(
+                attr::SPAN_EVENT_DOMAIN_EVENT_PRODUCED,
+                &[(attr::EVENT_TYPE, Attr::Static(event_type))],
+            );
+        }
+    }
+
+    /// A recognised command id: `eventsource.command.duplicate` and the count of the first
+    /// execution's events (no `domain_event_produced` event: nothing was decided).
+    pub(super) fn duplicate(&self, events: usize) {
+        self.span.set(attr::COMMAND_DUPLICATE, Attr::Bool(true));
+        self.span.set(attr::EVENT_COUNT, Attr::int(events));
+    }
+
+    /// The outcome: `cqrs.command.duration`, `cqrs.command.total` and
+    /// `cqrs.events.produced`; an error ends the span with ERROR and one `exception` event.
+    pub(super) fn finish<T, E: std::error::Error>(
+        &self,
+        result: &Result<T, CommandError<E>>,
+        produced: usize,
+    ) {
+        let status = if result.is_ok() {
+            attr::STATUS_SUCCESS
+        } else {
+            attr::STATUS_ERROR
+        };
+        let attributes = [
+            (
+                attr::METRIC_ATTR_COMMAND_TYPE,
+                Attr::Static(self.command_type),
+            ),
+            (attr::METRIC_ATTR_COMMAND_STATUS, Attr::Static(status)),
+        ];
+        metrics::record_seconds(Timing::Command, self.timer.elapsed(), attributes);
+        metrics::add(Counter::Commands, 1, attributes);
+        if produced > 0 {
+            let command_type = [(
+                attr::METRIC_ATTR_COMMAND_TYPE,
+                Attr::Static(self.command_type),
+            )];
+            metrics::add(Counter::EventsProduced, produced as u64, command_type);
+        }
+        match result {
+            Ok(_) => {}
+            // The domain's error is the rejection's source; `E` need not be `'static`.
+            Err(rejected @ CommandError::Rejected(error)) => self.span.record_error(
+                std::any::type_name::<E>(),
+                &format_args!("{rejected}: {}", Chain(error)),
+            ),
+            Err(CommandError::Repository(error)) => {
+                self.span.record_error("RepositoryError", &Chain(error));
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Projection checkpoints in the PostgreSQL `checkpoints` table, with leases that exclude
+//! runners of every process (session-level advisory locks, see [`PostgresLease`]), and the
+//! events projections parked (`parked_events`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgPool;
+
+use super::lease::PostgresLease;
+use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
+use super::{pool_store, to_i64, unavailable};
+use crate::projection::checkpoint::{CheckpointStore, ParkedEvent, ProjectionLease};
+use crate::store::StoreError;
+
+const LOAD: &str = "SELECT position FROM __schema__.checkpoints WHERE projection = $1";
+const SAVE: &str = "INSERT INTO __schema__.checkpoints (projection, position) VALUES ($1, $2) \
+     ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = now()";
+const PARK: &str = "INSERT INTO __schema__.parked_events (projection, position, error, parked_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (projection, position) \
+     DO UPDATE SET error = excluded.error, parked_at = excluded.parked_at";
+const PARKED: &str = "SELECT position, error, parked_at FROM __schema__.parked_events \
+     WHERE projection = $1 ORDER BY position";
+const UNPARK: &str = "DELETE FROM __schema__.parked_events WHERE projection = $1 AND position = $2";
+
+#[derive(Debug)]
+struct Statements {
+    schema: String,
+    load: String,
+    save: String,
+    park: String,
+    parked: String,
+    unpark: String,
+}
+
+impl Statements {
+    fn new(schema: &str) -> Self {
+        Self {
+            schema: schema.to_owned(),
+            load: qualify(LOAD, schema),
+            save: qualify(SAVE, schema),
+            park: qualify(PARK, schema),
+            parked: qualify(PARKED, schema),
+            unpark: qualify(UNPARK, schema),
+        }
+    }
+}
+
+/// A [`CheckpointStore`] in the PostgreSQL `checkpoints` table, whose leases exclude the
+/// runners of **every process** on the database.
+///
+/// [`save`](CheckpointStore::save) overwrites (a checkpoint may move back, as when a
+/// projection is rebuilt). [`try_acquire`](CheckpointStore::try_acquire) opens a connection
+/// of its own (outside the pool) and takes a session-level advisory lock keyed by the
+/// schema and the projection's name (`pg_try_advisory_lock`, 64-bit FNV-1a of both); the
+/// returned [`PostgresLease`] keeps that connection, and the lock, until it is released or
+/// dropped. If the connection dies (the server restarts, the backend is terminated), the
+/// lock goes with it: the lease's [`is_held`](ProjectionLease::is_held) turns `false` at
+/// once, and [`save_leased`](CheckpointStore::save_leased), which runs on the lease's own
+/// session, fails with [`StoreError::LeaseLost`] instead of saving.
+///
+/// Parked events are kept in the `parked_events` table (schema version 2).
+///
+/// ```no_run
+/// use eventsource_runtime::projection::checkpoint::CheckpointStore;
+/// use eventsource_runtime::postgres::PostgresCheckpointStore;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let url = "postgres://postgres@127.0.0.1/app";
+/// let here = PostgresCheckpointStore::connect(url).await?;
+/// let elsewhere = PostgresCheckpointStore::connect(url).await?; // say, another process
+/// here.migrate().await?;
+///
+/// let lease = here.try_acquire("orders").await?.expect("free");
+/// assert!(elsewhere.try_acquire("orders").await?.is_none(), "held");
+/// here.save("orders", 42).await?;
+/// lease.release().await;
+///
+/// assert_eq!(elsewhere.load("orders").await?, 42);
+/// assert!(elsewhere.try_acquire("orders").await?.is_some(), "released");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PostgresCheckpointStore {
+    pool: PgPool,
+    sql: Arc<Statements>,
+}
+
+pool_store!(PostgresCheckpointStore, "checkpoint store");
+
+impl PostgresCheckpointStore {
+    pub(super) fn on(pool: PgPool, schema: &str) -> Self {
+        Self {
+            pool,
+            sql: Arc::new(Statements::new(schema)),
+        }
+    }
+
+    /// Keeps the checkpoints (and keys the leases) in `schema` instead of `public`.
+    ///
+    /// # Errors
+    /// [`InvalidSchemaName`], as for
+    /// [`PostgresEventStore::with_schema`](super::PostgresEventStore::with_schema).
+    pub fn with_schema(mut self, schema: &str) -> Result<Self, InvalidSchemaName> {
+        self.sql = Arc::new(Statements::new(&check_schema(schema)?));
+        Ok(self)
+    }
+
+    /// Creates the schema and the tables of all three PostgreSQL stores where missing (see
+    /// [`SCHEMA`](super::SCHEMA)). Idempotent.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrate(&self.pool, &self.sql.schema).await
+    }
+
+    /// The connection pool.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// [`try_acquire`](CheckpointStore::try_acquire), with the lease as its own type.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the store's pool is closed or no connection can be
+    /// opened.
+    pub async fn try_acquire_lease(
+        &self,
+        projection: &str,
+    ) -> Result<Option<PostgresLease>, StoreError> {
+        if self.pool.is_closed() {
+            return Err(unavailable(sqlx::Error::PoolClosed));
+        }
+        let options = (*self.pool.connect_options()).clone();
+        let key = self.lease_key(projection);
+        PostgresLease::try_take(options, projection, key, self.sql.save.clone()).await
+    }
+
+    /// The advisory lock key of `projection`'s lease.
+    fn lease_key(&self, projection: &str) -> i64 {
+        lock_key(&["eventsource.projection", &self.sql.schema, projection])
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for PostgresCheckpointStore {
+    async fn load(&self, projection: &str) -> Result<u64, StoreError> {
+        let position: Option<i64> = sqlx::query_scalar(&self.sql.load)
+            .bind(projection)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(position.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+    }
+
+    async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.save)
+            .bind(projection)
+            .bind(to_i64(position))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn try_acquire(
+        &self,
+        projection: &str,
+    ) -> Result<Option<Box<dyn ProjectionLease>>, StoreError> {
+        Ok(self
+            .try_acquire_lease(projection)
+            .await?
+            .map(|lease| Box::new(lease) as Box<dyn ProjectionLease>))
+    }
+
+    async fn park(&self, projection: &str, event: &ParkedEvent) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.park)
+            .bind(projection)
+            .bind(to_i64(event.position))
+            .bind(&event.error)
+            .bind(event.parked_at)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn parked(&self, projection: &str) -> Result<Vec<ParkedEvent>, StoreError> {
+        let rows: Vec<(i64, String, DateTime<Utc>)> = sqlx::query_as(&self.sql.parked)
+            .bind(projection)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let parked = rows
+            .into_iter()
+            .map(|(p, e, at)| ParkedEvent::stored(p, e, at));
+        Ok(parked.collect())
+    }
+
+    async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.sql.unpark)
+            .bind(projection)
+            .bind(to_i64(position))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,447 @@
+//! The PostgreSQL event store: appends through `eventsource_append`, reads below the
+//! high-water mark, notifications.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{PgExecutor, Row};
+
+use super::rows::{Batch, decode, is_version_taken};
+use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
+use super::{
+    DEFAULT_SCHEMA, EVENTS_TABLE, PostgresCheckpointStore, PostgresProcessedMessages,
+    PostgresSnapshotStore, listen, namespace_of, open_pool, store_telemetry, to_i64, unavailable,
+};
+use crate::event::{EventEnvelope, NewEvent, StreamId};
+use crate::store::backend::{Append, Appended, Backend, Events, append_traced, readable_prefix};
+use crate::store::settings::telemetry_builders;
+use crate::store::{
+    AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict,
+};
+
+/// The event store's statements, for one schema.
+#[derive(Debug)]
+struct Statements {
+    schema: String,
+    /// The `NOTIFY` channel of the schema's appends.
+    channel: String,
+    append: String,
+    load: String,
+    read_all: String,
+    version: String,
+    max_position: String,
+}
+
+const COLUMNS: &str = "position, stream_type, stream_id, version, event_id, event_type, \
+     schema_version, recorded_at, recorded_at_nanos, payload::text AS payload, \
+     metadata::text AS metadata";
+
+impl Statements {
+    fn new(schema: &str) -> Self {
+        let channel = format!("eventsource_{schema}");
+        let channel = if channel.len() < 64 {
+            channel
+        } else {
+            format!(
+                "eventsource_{:016x}",
+                u64::from_ne_bytes(lock_key(&[schema]).to_ne_bytes())
+            )
+        };
+        Self {
+            schema: schema.to_owned(),
+            channel,
+            append: qualify(
+                "SELECT actual, conflict, positions FROM __schema__.eventsource_append(\
+                     $1, $2, $3, $4, $5, $6, $7, $8, $9::text[]::jsonb[], $10::text[]::jsonb[], $11)",
+                schema,
+            ),
+            load: qualify(
+                &format!(
+                    "SELECT {COLUMNS} FROM __schema__.events \
+                     WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 ORDER BY version"
+                ),
+                schema,
+            ),
+            read_all: qualify(
+                &format!("SELECT {COLUMNS} FROM __schema__.eventsource_read_all($1, $2)"),
+                schema,
+            ),
+            version: qualify(
+                "SELECT coalesce(max(version), 0) FROM __schema__.events \
+                 WHERE stream_type = $1 AND stream_id = $2",
+                schema,
+            ),
+            max_position: qualify(
+                "SELECT coalesce(max(position), 0) FROM __schema__.events",
+                schema,
+            ),
+        }
+    }
+}
+
+/// An [`EventStore`](crate::store::EventStore) in a PostgreSQL database, shared by as many processes as you like.
+///
+/// Cloning is cheap; clones share the pool and the
+/// [`appended_signal`](crate::store::EventStore::appended_signal). See the [module](super) for the
+/// schema, how appends stay all-or-nothing, and the high-water mark that keeps `read_all`
+/// from passing over an event that commits late.
+///
+/// Errors: a failed expectation (or a unique violation on the stream's version) is
+/// [`StoreError::Conflict`] with the expected and actual versions; a stream id with a NUL
+/// character (which PostgreSQL cannot hold) is [`StoreError::InvalidStreamId`] for every
+/// operation, and an event holding one (in its type, payload or metadata)
+/// [`StoreError::Serialize`]; an unreadable row is [`StoreError::Corrupt`]; everything else the database or the connection reports
+/// (refused, lost, pool closed or exhausted) is [`StoreError::Unavailable`], and appended
+/// nothing (unless the connection was lost during the commit itself, which no client can
+/// tell apart).
+///
+/// Spans: the contract's CLIENT spans with `db.system.name` = `postgresql`,
+/// `db.collection.name` = `events`, `db.operation.name` = `append`, `load` or `read_all`,
+/// `server.address` and `server.port`; `db.query.text` only after
+/// [`record_query_text(true)`](Self::record_query_text).
+///
+/// ```no_run
+/// use eventsource_runtime::postgres::PostgresEventStore;
+/// use eventsource_runtime::sqlx::PgPool;
+/// use eventsource_runtime::store::EventStore;
+///
+/// # async fn run(pool: PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// // On a pool you configured, in a schema of its own, with the SQL on the spans.
+/// let store = PostgresEventStore::from_pool(pool)
+///     .with_schema("billing")?
+///     .record_query_text(true);
+/// store.migrate().await?;
+/// assert_eq!(store.system_name(), "postgresql");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresEventStore {
+    pool: PgPool,
+    sql: Arc<Statements>,
+    telemetry: Arc<StoreTelemetry>,
+    signal: Arc<listen::Signal>,
+}
+
+impl std::fmt::Debug for PostgresEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEventStore")
+            .field("server", &self.telemetry.server)
+            .field("schema", &self.sql.schema)
+            .field("connections", &self.pool.size())
+            .field("closed", &self.pool.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresEventStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:5432/database`,
+    /// any option sqlx's `PgConnectOptions` reads) with a pool of [`POOL_SIZE`](super::POOL_SIZE) connections
+    /// that waits up to [`ACQUIRE_TIMEOUT`](super::ACQUIRE_TIMEOUT) for one. Call [`migrate`](Self::migrate) before
+    /// the first use.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the URL is invalid or the database cannot be
+    /// reached.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Ok(Self::from_pool(open_pool(url).await?))
+    }
+
+    /// A store on an existing pool, in the `public` schema.
+    ///
+    /// The pool must leave transactions at PostgreSQL's default isolation level, READ
+    /// COMMITTED (`read_all` refuses to run under another one).
+    #[must_use]
+    pub fn from_pool(pool: PgPool) -> Self {
+        let telemetry = store_telemetry(&pool, EVENTS_TABLE, DEFAULT_SCHEMA);
+        let sql = Statements::new(DEFAULT_SCHEMA);
+        Self {
+            signal: Arc::new(listen::Signal::new(sql.channel.clone())),
+            sql: Arc::new(sql),
+            pool,
+            telemetry: Arc::new(telemetry),
+        }
+    }
+
+    /// Keeps the tables in `schema` instead of `public` (created by
+    /// [`migrate`](Self::migrate) when missing). Each schema is a separate store: its own
+    /// events, positions, notifications and leases.
+    ///
+    /// # Errors
+    /// [`InvalidSchemaName`] unless `schema` is 1 to 63 of `a-z`, `0-9`, `_`, not starting
+    /// with a digit.
+    pub fn with_schema(mut self, schema: &str) -> Result<Self, InvalidSchemaName> {
+        let schema = check_schema(schema)?;
+        let sql = Statements::new(&schema);
+        Arc::make_mut(&mut self.telemetry).namespace =
+            Some(namespace_of(&self.pool.connect_options(), &schema));
+        self.signal = Arc::new(listen::Signal::new(sql.channel.clone()));
+        self.sql = Arc::new(sql);
+        Ok(self)
+    }
+
+    /// Creates the schema, the tables of all three PostgreSQL stores and the functions
+    /// (see [`SCHEMA`](super::SCHEMA)) where missing, in one transaction. Idempotent, and safe to run
+    /// from several processes at once.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrate(&self.pool, &self.sql.schema).await?;
+        let newest: i64 = sqlx::query_scalar(&self.sql.max_position)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        self.signal.advance(u64::try_from(newest).unwrap_or(0));
+        Ok(())
+    }
+
+    telemetry_builders!(enable_tracing, span_names, query_text);
+
+    /// The connection pool, e.g. to share it with other stores or close it.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The PostgreSQL schema the tables are in.
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        &self.sql.schema
+    }
+
+    /// A snapshot store on the same pool and schema.
+    #[must_use]
+    pub fn snapshot_store(&self) -> PostgresSnapshotStore {
+        PostgresSnapshotStore::on(self.pool.clone(), &self.sql.schema)
+    }
+
+    /// A checkpoint store on the same pool and schema.
+    #[must_use]
+    pub fn checkpoint_store(&self) -> PostgresCheckpointStore {
+        PostgresCheckpointStore::on(self.pool.clone(), &self.sql.schema)
+    }
+
+    /// A store of [idempotent handlers](crate::bus::Idempotent)' handled messages on the
+    /// same pool and schema.
+    #[must_use]
+    pub fn processed_messages(&self) -> PostgresProcessedMessages {
+        PostgresProcessedMessages::on(self.pool.clone(), &self.sql.schema)
+    }
+
+    /// Closes the pool (of every clone) and waits for its connections to close. Every
+    /// operation fails with [`StoreError::Unavailable`] afterwards, and the
+    /// notification listener stops.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Appends as [`EventStore::append`](crate::store::EventStore::append) does, but as part of the caller's transaction (or
+    /// connection): the events commit or roll back with whatever else it writes, e.g. a
+    /// read model or an outbox row.
+    ///
+    /// Until that transaction ends, other writers of the stream wait for it, and
+    /// `read_all` stops before the events' positions (they would otherwise be passed over
+    /// if they committed after later events). Keep such transactions short. The
+    /// connection must be one of this database's, at the READ COMMITTED isolation level.
+    ///
+    /// ```no_run
+    /// use eventsource_runtime::event::{NewEvent, StreamId};
+    /// use eventsource_runtime::postgres::PostgresEventStore;
+    /// use eventsource_runtime::sqlx;
+    /// use eventsource_runtime::store::ExpectedVersion;
+    ///
+    /// # async fn run(store: PostgresEventStore) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tx = store.pool().begin().await?;
+    /// let stream = StreamId::new("Order", "o-1");
+    /// let placed = NewEvent::new("OrderPlaced", 1, serde_json::json!({ "total": 12 }));
+    /// store
+    ///     .append_in_transaction(&mut tx, &stream, ExpectedVersion::NoStream, vec![placed])
+    ///     .await?;
+    /// sqlx::query("INSERT INTO order_summaries (id, total) VALUES ($1, $2)")
+    ///     .bind("o-1")
+    ///     .bind(12)
+    ///     .execute(&mut *tx)
+    ///     .await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`EventStore::append`](crate::store::EventStore::append). After an error the transaction is aborted (PostgreSQL
+    /// refuses further statements until it is rolled back).
+    pub async fn append_in_transaction(
+        &self,
+        connection: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        append_traced(self, stream, expected, events, |events| {
+            self.append_now(Some(connection), stream, expected, events)
+        })
+        .await
+    }
+
+    async fn call_append<'e>(
+        &self,
+        executor: impl PgExecutor<'e>,
+        stream: &StreamId,
+        expected: i64,
+        batch: &Batch,
+    ) -> Result<(i64, bool, Option<Vec<i64>>), sqlx::Error> {
+        let row = sqlx::query(&self.sql.append)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(expected)
+            .bind(&batch.ids)
+            .bind(&batch.types)
+            .bind(&batch.schema_versions)
+            .bind(&batch.recorded_at)
+            .bind(&batch.nanos)
+            .bind(&batch.payloads)
+            .bind(&batch.metadata)
+            .bind(&self.sql.channel)
+            .fetch_one(executor)
+            .await?;
+        Ok((
+            row.try_get("actual")?,
+            row.try_get("conflict")?,
+            row.try_get("positions")?,
+        ))
+    }
+
+    async fn append_now(
+        &self,
+        mut connection: Option<&mut PgConnection>,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let batch = Batch::new(stream, &events)?;
+        let conflict = |actual: u64| -> StoreError {
+            VersionConflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            }
+            .into()
+        };
+        let mut retries = 0;
+        let (actual, positions) = loop {
+            let called = match connection.as_deref_mut() {
+                Some(connection) => {
+                    self.call_append(connection, stream, expected.as_i64(), &batch)
+                        .await
+                }
+                None => {
+                    self.call_append(&self.pool, stream, expected.as_i64(), &batch)
+                        .await
+                }
+            };
+            match called {
+                Ok((actual, true, _)) => return Err(conflict(u64::try_from(actual).unwrap_or(0))),
+                Ok((actual, false, positions)) => break (actual, positions.unwrap_or_default()),
+                // A writer that went around `eventsource_append` took the version (or the
+                // caller's transaction reads an old snapshot): a conflict, unless no
+                // version was expected and the append can simply be tried again.
+                Err(e) if is_version_taken(&e) => {
+                    if expected == ExpectedVersion::Any && connection.is_none() && retries < 10 {
+                        retries += 1;
+                        continue;
+                    }
+                    return Err(conflict(self.version(stream).await?));
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        };
+        let actual = u64::try_from(actual).unwrap_or(0);
+        if positions.len() != events.len() {
+            return Err(StoreError::Unavailable(
+                format!(
+                    "eventsource_append returned {} positions for {} events",
+                    positions.len(),
+                    events.len()
+                )
+                .into(),
+            ));
+        }
+        let appended: Vec<EventEnvelope> = events
+            .into_iter()
+            .zip(positions)
+            .enumerate()
+            .map(|(offset, (event, position))| EventEnvelope {
+                event_id: event.event_id,
+                stream: stream.clone(),
+                version: actual + offset as u64 + 1,
+                position: u64::try_from(position).unwrap_or(0),
+                event_type: event.event_type.into_owned(),
+                schema_version: event.schema_version,
+                timestamp: event.timestamp,
+                payload: event.payload,
+                metadata: event.metadata,
+            })
+            .collect();
+        if connection.is_none()
+            && let Some(last) = appended.last()
+        {
+            self.signal.advance(last.position);
+        }
+        Ok(AppendResult {
+            version: actual + appended.len() as u64,
+            events: appended,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for PostgresEventStore {
+    fn telemetry(&self) -> &StoreTelemetry {
+        &self.telemetry
+    }
+
+    fn query_text(&self, operation: &'static str) -> Option<&str> {
+        match operation {
+            "append" => Some(&self.sql.append),
+            "load" => Some(&self.sql.load),
+            "read_all" => Some(&self.sql.read_all),
+            _ => None,
+        }
+    }
+
+    async fn append_events(&self, append: Append<'_>) -> Appended {
+        self.append_now(None, append.stream, append.expected, append.events)
+            .await
+    }
+
+    async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
+        let query = sqlx::query(&self.sql.load)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(to_i64(from_version));
+        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_events(&self, from_position: u64, limit: usize) -> Events {
+        let query = sqlx::query(&self.sql.read_all)
+            .bind(to_i64(from_position))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+        readable_prefix(rows.iter().map(decode))
+    }
+
+    async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar(&self.sql.version)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::try_from(version).unwrap_or(0))
+    }
+
+    fn signal(&self) -> Option<AppendSignal> {
+        Some(self.signal.subscribe(&self.pool))
+    }
+}

@@ -1,0 +1,215 @@
+//! PostgreSQL (feature `postgres`): everything this database does for the runtime. Events,
+//! snapshots, projection checkpoints and their leases in one database that several
+//! processes share, through [sqlx](https://docs.rs/sqlx) with runtime queries (re-exported
+//! as `eventsource_runtime::sqlx`, to make pools and transactions with the same version):
+//!
+//! - [`PostgresEventStore`] (`events`), with the high-water mark and LISTEN/NOTIFY (`listen`);
+//! - [`PostgresSnapshotStore`] (`snapshots`);
+//! - [`PostgresCheckpointStore`] (`checkpoints`) and its [`PostgresLease`] (`lease`);
+//! - [`PostgresProcessedMessages`], the messages [idempotent handlers](crate::bus::Idempotent)
+//!   handled (`processed`), and [`TransactionalIdempotent`], a handler writing in the
+//!   transaction that records its message (`transactional`);
+//! - the schema and its migration (`schema`), the rows' encoding and decoding (`rows`).
+//!
+//! # Schema
+//!
+//! The stores share one schema ([`SCHEMA`], then [`SCHEMA_V2`] and [`SCHEMA_V3`]), which
+//! `migrate()` on any of them applies as a whole, in one transaction (idempotent: run it at
+//! every start, from any store and any number of processes at once). Its tables live in a
+//! PostgreSQL schema of your choice (`public` unless you call `with_schema`, which also lets
+//! tests isolate themselves):
+//!
+//! | table | key | holds |
+//! |---|---|---|
+//! | `events` | `position bigint GENERATED ALWAYS AS IDENTITY`, `UNIQUE (stream_type, stream_id, version)` | event id (`uuid`), event type, schema version, `recorded_at timestamptz` (+ `recorded_at_nanos`, so timestamps round-trip to the nanosecond), `payload jsonb`, `metadata jsonb` |
+//! | `snapshots` | `(stream_type, stream_id)` | the newest snapshot per stream (`state jsonb`) |
+//! | `checkpoints` | `projection` | each projection's checkpoint |
+//! | `parked_events` | `(projection, position)` | the events each projection parked, with the error (version 2, [`SCHEMA_V2`]) |
+//! | `processed_messages` | `(handler, message_id uuid)` | the messages each idempotent handler handled, `handled_at` (version 3, [`SCHEMA_V3`]) |
+//!
+//! Applied versions are recorded in `eventsource_schema_migrations`. The schema also holds
+//! three functions: `eventsource_append` (an append, in one statement),
+//! `eventsource_read_all` and `eventsource_high_water_mark`. PostgreSQL 13 or later.
+//!
+//! # Appends
+//!
+//! An append is one statement, hence one transaction: all of the batch or none of it. It
+//! takes a transaction-level advisory lock on its stream, so concurrent writers of one
+//! stream take turns, reads the stream's version, and fails with the typed
+//! [`VersionConflict`](crate::store::VersionConflict) (expected and actual) when it is not the expected one. A unique
+//! violation on `(stream_type, stream_id, version)` (from a writer that went around these
+//! functions) is reported the same way, with the actual version read again.
+//!
+//! # `read_all` and transactions that commit late
+//!
+//! Positions come from a sequence, so they are handed out in the order appends *start*
+//! inserting, not the order they commit: an append can hold position 7, still
+//! uncommitted, while position 8 is committed and visible. A projection that read 8 and
+//! saved it as its checkpoint would never see 7. `read_all` therefore stops at a
+//! **high-water mark**: the lowest position held by an append still in flight (or the
+//! next position to be handed out when none is), and only returns events below it.
+//!
+//! - Each append allocates its positions under a short advisory lock (the sequencing
+//!   lock, held only for the `INSERT`, released before the commit) and, in the same
+//!   critical section, takes a shared transaction-level advisory lock whose key carries its
+//!   first position: a registration that lasts until it commits or aborts.
+//! - A reader takes the sequencing lock shared (so no append is between allocating and
+//!   registering), reads the registrations from `pg_locks` and the sequence's last value,
+//!   releases the lock, and then reads the events with a fresh snapshot.
+//!
+//! Every position below the mark belongs to a transaction that had finished when the mark
+//! was computed, so the later snapshot sees it, unless it aborted (a gap that never
+//! fills). Only appends to the same `events` table delay a reader, and only while they are
+//! in flight: unrelated transactions (long reports, other schemas) do not.
+//!
+//! (A common shortcut, storing each row's transaction id and returning only rows whose id
+//! is below `pg_snapshot_xmin(pg_current_snapshot())`, is not enough on its own: a
+//! transaction gets its id when it first writes, not when it takes its position, so an
+//! older transaction can take a *higher* position than a younger one, commit first, and be
+//! returned while the younger one, holding the lower position, is still in flight. It also
+//! lets any long transaction anywhere in the cluster hold every reader back.)
+//!
+//! Everything must be written through these functions (the stores do): a plain `INSERT`
+//! into `events` bypasses the registration.
+//!
+//! # Notifications
+//!
+//! Each append sends `NOTIFY` (in its transaction, so on commit) on a channel per schema,
+//! with its last position. [`appended_signal`](crate::store::EventStore::appended_signal) starts a task
+//! that `LISTEN`s on its own connection and feeds a watch channel; when the connection is
+//! lost it reconnects with backoff (and wakes the followers, who may have missed
+//! notifications meanwhile), and it stops when the pool is closed or the store dropped.
+//!
+//! ```no_run
+//! use eventsource_runtime::event::{NewEvent, StreamId};
+//! use eventsource_runtime::postgres::PostgresEventStore;
+//! use eventsource_runtime::store::{EventStore, ExpectedVersion};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+//! store.migrate().await?;
+//!
+//! let stream = StreamId::new("Order", "o-1");
+//! let placed = NewEvent::new("OrderPlaced", 1, serde_json::json!({ "total": 12 }));
+//! store.append(&stream, ExpectedVersion::NoStream, vec![placed]).await?;
+//! assert_eq!(store.stream_version(&stream).await?, 1);
+//!
+//! // The snapshot and checkpoint stores share the event store's pool and schema.
+//! let snapshots = store.snapshot_store();
+//! let checkpoints = store.checkpoint_store();
+//! # let _ = (snapshots, checkpoints);
+//! # Ok(()) }
+//! ```
+
+mod checkpoints;
+mod events;
+mod lease;
+mod listen;
+mod processed;
+mod rows;
+mod schema;
+mod snapshots;
+mod transactional;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::store::{StoreError, StoreTelemetry};
+
+pub use checkpoints::PostgresCheckpointStore;
+pub use events::PostgresEventStore;
+pub use lease::PostgresLease;
+pub use processed::PostgresProcessedMessages;
+pub use schema::{InvalidSchemaName, SCHEMA, SCHEMA_V2, SCHEMA_V3};
+pub use snapshots::PostgresSnapshotStore;
+pub use transactional::{TransactionalHandler, TransactionalIdempotent};
+
+/// `db.system.name` of the PostgreSQL stores.
+pub const SYSTEM: &str = "postgresql";
+
+/// `db.collection.name` of the event store: the events table.
+pub const EVENTS_TABLE: &str = "events";
+
+/// The schema the stores use unless told otherwise.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// Connections of a pool opened by `connect`.
+pub const POOL_SIZE: u32 = 10;
+
+/// How long `connect`'s pool waits for a connection before an operation fails with
+/// [`StoreError::Unavailable`].
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `connect` and `from_pool` of a store made by `on(pool, schema)` (`$what` names it in
+/// the docs).
+macro_rules! pool_store {
+    ($store:ident, $what:literal) => {
+        impl $store {
+            /// Connects to the database at `url`, as
+            /// [`PostgresEventStore::connect`](super::PostgresEventStore::connect) does.
+            ///
+            /// # Errors
+            /// [`StoreError::Unavailable`] when the database cannot be reached.
+            pub async fn connect(url: &str) -> Result<Self, StoreError> {
+                Ok(Self::from_pool(super::open_pool(url).await?))
+            }
+
+            #[doc = concat!("A ", $what, " on an existing pool (e.g. the event store's), in the `public` schema.")]
+            #[must_use]
+            pub fn from_pool(pool: PgPool) -> Self {
+                Self::on(pool, super::DEFAULT_SCHEMA)
+            }
+        }
+    };
+}
+use pool_store;
+
+/// The backend failed.
+pub(crate) fn unavailable(error: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+/// A count, version or position as PostgreSQL's bigint (saturating).
+pub(crate) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The telemetry settings of a store on `pool` keeping its rows in `table` of `schema`.
+pub(crate) fn store_telemetry(pool: &PgPool, table: &'static str, schema: &str) -> StoreTelemetry {
+    let options = pool.connect_options();
+    let mut telemetry = StoreTelemetry::new(SYSTEM);
+    telemetry.collection = Some(table);
+    telemetry.server = Some(server_of(&options));
+    telemetry.namespace = Some(namespace_of(&options, schema));
+    telemetry
+}
+
+/// `db.namespace`: `{database}.{schema}` (the database defaults to the user's name, as
+/// PostgreSQL's does).
+pub(crate) fn namespace_of(options: &PgConnectOptions, schema: &str) -> String {
+    let database = options
+        .get_database()
+        .unwrap_or_else(|| options.get_username());
+    format!("{database}.{schema}")
+}
+
+/// `server.address` and `server.port` of a pool's database.
+pub(crate) fn server_of(options: &PgConnectOptions) -> (String, u16) {
+    let address = options.get_socket().map_or_else(
+        || options.get_host().to_owned(),
+        |socket| socket.display().to_string(),
+    );
+    (address, options.get_port())
+}
+
+/// Opens a pool as `connect` describes.
+pub(crate) async fn open_pool(url: &str) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = url.parse().map_err(unavailable)?;
+    PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(unavailable)
+}

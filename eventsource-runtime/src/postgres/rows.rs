@@ -1,0 +1,126 @@
+//! Rows of the `events` table: a batch of new events encoded for one append call, and a
+//! stored row decoded back into an event (anything unreadable is `Corrupt`, never a panic).
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use crate::event::{EventEnvelope, NewEvent, Payload, StreamId};
+use crate::sql_row::StoredRow;
+use crate::store::StoreError;
+use crate::store::backend::check_stream;
+
+/// A timestamp as stored: whole microseconds (what `timestamptz` holds) and the
+/// nanoseconds below them.
+pub(super) fn split_timestamp(timestamp: DateTime<Utc>) -> (DateTime<Utc>, i32) {
+    let nanos = timestamp.timestamp_subsec_nanos() % 1000;
+    let micros = timestamp - TimeDelta::nanoseconds(i64::from(nanos));
+    (micros, i32::try_from(nanos).unwrap_or(0))
+}
+
+/// A stored timestamp, if its nanoseconds are in range.
+pub(super) fn join_timestamp(micros: DateTime<Utc>, nanos: i32) -> Option<DateTime<Utc>> {
+    (0..1000)
+        .contains(&nanos)
+        .then(|| micros + TimeDelta::nanoseconds(i64::from(nanos)))
+}
+
+/// Whether `value` holds a NUL character, which PostgreSQL's `jsonb` and `text` refuse.
+pub(super) fn has_nul(value: &Payload) -> bool {
+    match value {
+        Payload::String(s) => s.contains('\0'),
+        Payload::Array(items) => items.iter().any(has_nul),
+        Payload::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// The error for a value PostgreSQL cannot store, as a serialization failure.
+pub(super) fn unstorable(event_type: &str, what: &str) -> StoreError {
+    StoreError::Serialize {
+        event_type: event_type.to_owned(),
+        source: <serde_json::Error as serde::ser::Error>::custom(format!(
+            "{what} contains a NUL character, which PostgreSQL cannot store"
+        )),
+    }
+}
+
+/// A batch ready to bind: one array per column.
+pub(super) struct Batch {
+    pub(super) ids: Vec<Uuid>,
+    pub(super) types: Vec<String>,
+    pub(super) schema_versions: Vec<i64>,
+    pub(super) recorded_at: Vec<DateTime<Utc>>,
+    pub(super) nanos: Vec<i32>,
+    pub(super) payloads: Vec<String>,
+    pub(super) metadata: Vec<String>,
+}
+
+impl Batch {
+    /// Serializes `events`; a failure (or a value PostgreSQL cannot hold) appends nothing.
+    pub(super) fn new(stream: &StreamId, events: &[NewEvent]) -> Result<Self, StoreError> {
+        let mut batch = Self {
+            ids: Vec::with_capacity(events.len()),
+            types: Vec::with_capacity(events.len()),
+            schema_versions: Vec::with_capacity(events.len()),
+            recorded_at: Vec::with_capacity(events.len()),
+            nanos: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+        };
+        // Also checked before every append's span starts; kept here, next to the other
+        // values PostgreSQL cannot hold.
+        check_stream(stream)?;
+        for event in events {
+            let event_type = event.event_type.as_ref();
+            let err = |source| StoreError::Serialize {
+                event_type: event_type.to_owned(),
+                source,
+            };
+            if event_type.contains('\0') {
+                return Err(unstorable(event_type, "the event type"));
+            }
+            if has_nul(&event.payload) {
+                return Err(unstorable(event_type, "the payload"));
+            }
+            if event
+                .metadata
+                .iter()
+                .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+            {
+                return Err(unstorable(event_type, "the metadata"));
+            }
+            let (micros, nanos) = split_timestamp(event.timestamp);
+            batch.ids.push(event.event_id);
+            batch.types.push(event_type.to_owned());
+            batch.schema_versions.push(i64::from(event.schema_version));
+            batch.recorded_at.push(micros);
+            batch.nanos.push(nanos);
+            batch
+                .payloads
+                .push(serde_json::to_string(&event.payload).map_err(err)?);
+            batch
+                .metadata
+                .push(serde_json::to_string(&event.metadata).map_err(err)?);
+        }
+        Ok(batch)
+    }
+}
+
+/// Whether `error` is the unique violation of a stream's version.
+pub(super) fn is_version_taken(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e)
+        if e.is_unique_violation() && e.constraint() == Some("events_stream_version_key"))
+}
+
+/// Reads one stored event; anything unreadable is [`StoreError::Corrupt`], never a panic.
+pub(super) fn decode(row: &PgRow) -> Result<EventEnvelope, StoreError> {
+    StoredRow::new(row).envelope(|stored| {
+        let event_id = stored.get::<Uuid>("event_id")?;
+        let micros = stored.get::<DateTime<Utc>>("recorded_at")?;
+        let nanos = stored.get::<i32>("recorded_at_nanos")?;
+        let timestamp = join_timestamp(micros, nanos)
+            .ok_or_else(|| stored.corrupt("recorded_at_nanos", &nanos))?;
+        Ok((event_id, timestamp))
+    })
+}

@@ -1,0 +1,136 @@
+//! The schema the PostgreSQL stores share ([`SCHEMA`]) and its idempotent migration, in a
+//! PostgreSQL schema of the user's choice; the advisory-lock keys.
+
+use sqlx::Executor as _;
+use sqlx::postgres::PgPool;
+
+use super::unavailable;
+use crate::sql_schema::pending;
+use crate::store::StoreError;
+
+/// The schema of the PostgreSQL stores (tables `events`, `snapshots`, `checkpoints` and
+/// the functions appends and reads go through), version 1, as applied by `migrate()`, with
+/// `__schema__` standing for the quoted schema name.
+pub const SCHEMA: &str = include_str!("schema.sql");
+
+/// Version 2 of the schema: the `parked_events` table, applied by `migrate()` after
+/// [`SCHEMA`].
+pub const SCHEMA_V2: &str = include_str!("schema_v2.sql");
+
+/// Version 3 of the schema: the table `processed_messages` of
+/// [`PostgresProcessedMessages`](super::PostgresProcessedMessages), applied by
+/// `migrate()` after [`SCHEMA_V2`].
+pub const SCHEMA_V3: &str = include_str!("schema_v3.sql");
+
+/// The schema's versions, in order; `migrate()` applies those not yet recorded.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA),
+    (2, SCHEMA_V2), // parked events
+    (3, SCHEMA_V3), // idempotent handlers' processed messages
+];
+
+/// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.
+const PLACEHOLDER: &str = "__schema__";
+
+/// A schema name the stores refuse: one to 63 of `a-z`, `0-9` and `_`, not starting with a
+/// digit (a plain identifier, so it means the same quoted or not).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid PostgreSQL schema name `{0}`: use 1 to 63 characters among a-z, 0-9 and _, \
+     not starting with a digit"
+)]
+pub struct InvalidSchemaName(pub String);
+
+/// A checked schema name.
+pub(crate) fn check_schema(name: &str) -> Result<String, InvalidSchemaName> {
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if plain {
+        Ok(name.to_owned())
+    } else {
+        Err(InvalidSchemaName(name.to_owned()))
+    }
+}
+
+/// `template` with its placeholder replaced by the quoted `schema`.
+pub(crate) fn qualify(template: &str, schema: &str) -> String {
+    template.replace(PLACEHOLDER, &format!("\"{schema}\""))
+}
+
+/// A stable 64-bit key (FNV-1a) for advisory locks, from `parts` separated by NUL.
+pub(crate) fn lock_key(parts: &[&str]) -> i64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hash = hash.wrapping_mul(PRIME); // a 0 byte between parts
+        }
+        for byte in part.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Applies the schema's missing versions in one transaction. Concurrent migrations of one
+/// database take turns.
+pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(&["eventsource.migrate"]))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(schema)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    if !exists {
+        (&mut *tx)
+            .execute(qualify("CREATE SCHEMA __schema__", schema).as_str())
+            .await
+            .map_err(unavailable)?;
+    }
+    (&mut *tx)
+        .execute(
+            qualify(
+                "CREATE TABLE IF NOT EXISTS __schema__.eventsource_schema_migrations (\
+                 version bigint NOT NULL PRIMARY KEY, \
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+                schema,
+            )
+            .as_str(),
+        )
+        .await
+        .map_err(unavailable)?;
+    let applied: Vec<i64> = sqlx::query_scalar(&qualify(
+        "SELECT version FROM __schema__.eventsource_schema_migrations",
+        schema,
+    ))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    for (version, sql) in pending(MIGRATIONS, &applied) {
+        // No parameters: the simple query protocol, which runs several statements.
+        (&mut *tx)
+            .execute(qualify(sql, schema).as_str())
+            .await
+            .map_err(unavailable)?;
+        sqlx::query(&qualify(
+            "INSERT INTO __schema__.eventsource_schema_migrations (version) VALUES ($1)",
+            schema,
+        ))
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    tx.commit().await.map_err(unavailable)
+}

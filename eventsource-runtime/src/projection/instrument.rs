@@ -1,0 +1,144 @@
+//! A projection's telemetry: the span `projection.{Name}` (CONSUMER, a new root **linked**
+//! to the span that appended the event, from the context stored with it) and the
+//! `cqrs.projection.lag` metric; for its runner, the `eventsource.projection.park` span and
+//! the `eventsource.projection.events_parked` and `eventsource.projection.lease_lost`
+//! counters.
+
+use std::time::Duration;
+
+use super::{Projection, ProjectionError};
+use crate::event::EventEnvelope;
+use crate::store::StoreError;
+use crate::telemetry::attributes as attr;
+use crate::telemetry::otel::log::log_error;
+use crate::telemetry::otel::{self, Span, SpanStart, metrics};
+use crate::telemetry::toggles;
+use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
+
+/// The span of `projection` handling `event`, and its lag recorded.
+///
+/// The lag is recorded whenever the process switch is on, even when the projection's own
+/// span is off (projections are not traced by default): like the command metrics, the
+/// metric does not depend on the component's span switch.
+pub(super) fn span(projection: &dyn Projection, event: &EventEnvelope) -> Span {
+    if !otel::enabled() {
+        return Span::none();
+    }
+    let lag = record_lag(projection.name(), event);
+    start(projection)
+        .str(attr::EVENT_TYPE, &event.event_type)
+        .str(attr::AGGREGATE_ID, event.aggregate_id())
+        .int(attr::EVENT_SEQUENCE, event.version)
+        .int(attr::EVENT_POSITION, event.position)
+        .int(attr::PROJECTION_LAG_MS, lag.as_millis())
+        .link(&event.metadata, &[])
+        .start()
+}
+
+/// The span of `projection` handling `events` in one call (a new root, the number of
+/// events, the first one's position, a link to each event's stored context), and the lag
+/// of each event recorded.
+pub(super) fn batch_span(projection: &dyn Projection, events: &[EventEnvelope]) -> Span {
+    if !otel::enabled() {
+        return Span::none();
+    }
+    let mut span = start(projection).int(attr::EVENT_COUNT, events.len());
+    if let Some(first) = events.first() {
+        span = span.int(attr::EVENT_POSITION, first.position);
+    }
+    for event in events {
+        record_lag(projection.name(), event);
+        span = span.link(&event.metadata, &[]);
+    }
+    span.start()
+}
+
+/// A projection span, before what it is about: name, kind, parent, the projection's
+/// attributes.
+fn start(projection: &dyn Projection) -> SpanStart<'_> {
+    let projection_name = projection.name();
+    let name = match projection.span_name() {
+        Some(name) => SpanName::Borrowed(name),
+        None => SpanName::Prefixed(attr::SPAN_PROJECTION_PREFIX, projection_name),
+    };
+    let enabled = toggles::projection_enabled(projection.tracing_enabled());
+    SpanStart::new(enabled, name, Kind::Consumer)
+        .root()
+        .str(attr::PROJECTION_NAME, projection_name)
+        .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)
+}
+
+/// Records how long ago `event` was stored, as `cqrs.projection.lag`; returns it.
+fn record_lag(projection_name: &str, event: &EventEnvelope) -> Duration {
+    let lag = chrono::Utc::now()
+        .signed_duration_since(event.timestamp)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    metrics::record_seconds(
+        Timing::ProjectionLag,
+        lag,
+        [
+            (
+                attr::METRIC_ATTR_PROJECTION_NAME,
+                Attr::Str(projection_name),
+            ),
+            (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(&event.event_type)),
+        ],
+    );
+    lag
+}
+
+/// A failed delivery ends the span with ERROR and one `exception` event.
+pub(super) fn handled(span: &Span, result: &Result<(), &ProjectionError>) {
+    if let Err(error) = result {
+        span.record_error("ProjectionError", &Chain(error));
+    }
+}
+
+/// A runner lost the projection's lease while processing: the counter and a log line.
+pub(super) fn lease_lost(projection: &str) {
+    metrics::add(
+        Counter::LeaseLost,
+        1,
+        [(attr::METRIC_ATTR_PROJECTION_NAME, Attr::Str(projection))],
+    );
+    log_error!(
+        projection,
+        "projection runner lost its lease and stopped handling events: another runner may \
+         hold the projection now"
+    );
+}
+
+/// The span of a runner parking the unreadable event at `position` (a root, status ERROR
+/// from `error`), and the counter. The span is recorded whatever the projection's own
+/// switch (it is rare, and what an operator looks for), unless projection tracing is
+/// switched off for the process.
+pub(super) fn parking(projection: &str, position: u64, error: &StoreError) -> Span {
+    metrics::add(
+        Counter::EventsParked,
+        1,
+        [(attr::METRIC_ATTR_PROJECTION_NAME, Attr::Str(projection))],
+    );
+    let enabled = toggles::projection_enabled(true);
+    let mut span = SpanStart::new(
+        enabled,
+        SpanName::Static(attr::SPAN_PROJECTION_PARK),
+        Kind::Internal,
+    )
+    .root()
+    .str(attr::PROJECTION_NAME, projection)
+    .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)
+    .int(attr::EVENT_POSITION, position);
+    if let StoreError::Corrupt {
+        stream, version, ..
+    } = error
+    {
+        span = span
+            .str(attr::AGGREGATE_TYPE, stream.aggregate_type())
+            .str(attr::AGGREGATE_ID, stream.aggregate_id())
+            .int(attr::EVENT_SEQUENCE, *version);
+    }
+    let span = span.start();
+    span.record_error("StoreError::Corrupt", &Chain(error));
+    span
+}

@@ -1,0 +1,84 @@
+//! Store operations retried while the store is unavailable, and the runner's log lines
+//! about retries and stops.
+
+use std::time::Duration;
+
+use super::shutdown::Shutdown;
+use super::{Halt, ProjectionRunner, RunnerError};
+use crate::projection::Projection;
+use crate::store::StoreError;
+use crate::telemetry::otel::log::{log_error, log_warn};
+use crate::telemetry::values::Chain;
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// A store operation, retried with backoff while the store is unavailable;
+    /// `Halt::LeaseLost` when the checkpoint store says the lease is lost.
+    ///
+    /// The operation itself is never cut short by shutdown (a checkpoint save must land);
+    /// the waits between attempts are.
+    pub(super) async fn retrying<T, Fut>(
+        &self,
+        name: &str,
+        operation: &'static str,
+        shutdown: &mut Shutdown<'_>,
+        mut attempt_once: impl FnMut() -> Fut,
+    ) -> Result<T, Halt>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let error = match attempt_once().await {
+                Ok(value) => return Ok(value),
+                Err(StoreError::LeaseLost { .. }) => return Err(Halt::LeaseLost),
+                Err(error) => error,
+            };
+            let transient = matches!(error, StoreError::Unavailable(_));
+            let exhausted = self
+                .settings
+                .max_store_attempts
+                .is_some_and(|max| attempt >= max);
+            if !transient || exhausted || shutdown.requested() {
+                let error = RunnerError::Store {
+                    projection: name.to_owned(),
+                    operation,
+                    source: error,
+                };
+                log_stopped(&error);
+                return Err(error.into());
+            }
+            let delay = self.settings.backoff(attempt);
+            log_retry(name, operation, 0, attempt, delay, &Chain(&error));
+            shutdown
+                .or(tokio::time::sleep(delay))
+                .await
+                .ok_or(Halt::Shutdown)?;
+            attempt = attempt.saturating_add(1);
+        }
+    }
+}
+
+/// A failed attempt that the runner retries after `delay`.
+pub(super) fn log_retry(
+    projection: &str,
+    operation: &str,
+    position: u64,
+    attempt: u32,
+    delay: Duration,
+    error: &dyn std::fmt::Display,
+) {
+    log_warn!(
+        projection,
+        operation,
+        position,
+        attempt,
+        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        error = %error,
+        "projection runner: attempt failed; retrying"
+    );
+}
+
+/// The error the runner stops with.
+pub(super) fn log_stopped(error: &RunnerError) {
+    log_error!(error = %Chain(error), "projection runner stopped");
+}

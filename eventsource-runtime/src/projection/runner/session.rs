@@ -1,0 +1,336 @@
+//! What a runner does while it holds the lease: load the checkpoint, read batches, hand
+//! their events over one at a time, save the checkpoint, wait for new events; and how it
+//! gets the lease.
+
+use super::retry::{log_retry, log_stopped};
+use super::shutdown::Shutdown;
+use super::unreadable::Read;
+use super::{Halt, Mode, ProjectionRunner, RunnerError};
+use crate::event::EventEnvelope;
+use crate::projection::checkpoint::ProjectionLease;
+use crate::projection::{Projection, ProjectionError, handle_many, handle_one};
+use crate::store::AppendSignal;
+use crate::telemetry::otel::log::log_info;
+use crate::telemetry::values::Chain;
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// The work done while holding the lease.
+    pub(super) async fn hold(
+        &self,
+        name: &str,
+        mode: Mode,
+        lease: &dyn ProjectionLease,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<u64, Halt> {
+        if mode == Mode::Rebuild {
+            self.save_checkpoint(name, lease, 0, shutdown).await?;
+            self.projection
+                .lock()
+                .await
+                .reset()
+                .await
+                .map_err(|source| RunnerError::ResetFailed {
+                    projection: name.to_owned(),
+                    source,
+                })?;
+        }
+        let mut position = self
+            .retrying(name, "load checkpoint", shutdown, || {
+                self.checkpoints.load(name)
+            })
+            .await?;
+        let mut signal = match mode {
+            Mode::Follow => self.store.appended_signal(),
+            Mode::CatchUp | Mode::Rebuild => None,
+        };
+        loop {
+            if let Some(signal) = &mut signal {
+                // Seen: a later append wakes the wait below, even one made during the read.
+                signal.borrow_and_update();
+            }
+            let batch = match self.read(name, position + 1, shutdown).await? {
+                Read::Events(batch) => batch,
+                Read::Unreadable {
+                    position: at,
+                    error,
+                } => {
+                    self.unreadable(name, lease, at, error, shutdown).await?;
+                    position = at;
+                    self.save_checkpoint(name, lease, position, shutdown)
+                        .await?;
+                    continue;
+                }
+            };
+            let checkpoint = position;
+            let handled = self
+                .handle_batch(name, lease, &batch, &mut position, shutdown)
+                .await;
+            if position > checkpoint && !matches!(handled, Err(Halt::LeaseLost)) {
+                // Saved whatever stopped the batch: the failing event stays the next one.
+                self.save_checkpoint(name, lease, position, shutdown)
+                    .await?;
+            }
+            handled?;
+            if batch.len() >= self.settings.batch_size {
+                continue;
+            }
+            if mode != Mode::Follow {
+                if batch.is_empty() {
+                    return Ok(position);
+                }
+                // A short batch may have stopped before an unreadable event: read on.
+                continue;
+            }
+            self.wait_for_events(&mut signal, lease, shutdown).await?;
+        }
+    }
+
+    /// Saves the checkpoint as the lease's holder; `Halt::LeaseLost` once it is lost.
+    pub(super) async fn save_checkpoint(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        position: u64,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<(), Halt> {
+        self.retrying(name, "save checkpoint", shutdown, || {
+            self.checkpoints.save_leased(lease, name, position)
+        })
+        .await
+    }
+
+    /// Waits for the lease; `Halt::Shutdown` if shutdown comes first.
+    pub(super) async fn acquire(
+        &self,
+        name: &str,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<Box<dyn ProjectionLease>, Halt> {
+        let mut waiting = false;
+        loop {
+            let lease = self
+                .retrying(name, "acquire lease", shutdown, || {
+                    self.checkpoints.try_acquire(name)
+                })
+                .await?;
+            if let Some(lease) = lease {
+                if waiting {
+                    log_info!(
+                        projection = name,
+                        "lease acquired; taking over the projection"
+                    );
+                }
+                return Ok(lease);
+            }
+            if !waiting {
+                log_info!(
+                    projection = name,
+                    "another runner holds the projection; waiting for it"
+                );
+                waiting = true;
+            }
+            shutdown
+                .or(tokio::time::sleep(self.settings.lease_retry_interval))
+                .await
+                .ok_or(Halt::Shutdown)?;
+        }
+    }
+
+    /// Hands the batch's events over in order, moving `position` past each success: one at
+    /// a time, or in runs of up to [`Projection::max_batch`] events the projection handles.
+    async fn handle_batch(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        batch: &[EventEnvelope],
+        position: &mut u64,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<(), Halt> {
+        let max_batch = self.projection.lock().await.max_batch();
+        if max_batch > 1 {
+            return self
+                .handle_runs(name, lease, batch, max_batch, position, shutdown)
+                .await;
+        }
+        for event in batch {
+            if shutdown.requested() {
+                return Err(Halt::Shutdown);
+            }
+            self.deliver(name, lease, event, shutdown).await?;
+            *position = event.position;
+        }
+        Ok(())
+    }
+
+    /// Hands the batch over in runs: each run the longest stretch (up to `max_batch`) of
+    /// consecutive events the projection handles; the others are passed over.
+    async fn handle_runs(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        batch: &[EventEnvelope],
+        max_batch: usize,
+        position: &mut u64,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<(), Halt> {
+        let mut rest = batch;
+        while let Some(first) = rest.first() {
+            if shutdown.requested() {
+                return Err(Halt::Shutdown);
+            }
+            let run = {
+                let projection = self.projection.lock().await;
+                rest.iter()
+                    .take(max_batch)
+                    .take_while(|event| projection.handles(&event.event_type))
+                    .count()
+            };
+            if run == 0 {
+                *position = first.position;
+                rest = &rest[1..];
+                continue;
+            }
+            let (events, after) = rest.split_at(run);
+            self.deliver_run(name, lease, events, position, shutdown)
+                .await?;
+            rest = after;
+        }
+        Ok(())
+    }
+
+    /// A run of events in one call, retried from the first one not applied, with backoff,
+    /// until all are applied or attempts run out (counted per event: progress starts the
+    /// count again); never handed over once the lease is lost.
+    async fn deliver_run(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        mut events: &[EventEnvelope],
+        position: &mut u64,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<(), Halt> {
+        let mut attempt = 1;
+        while !events.is_empty() {
+            let result = {
+                let mut projection = self.projection.lock().await;
+                if !lease.is_held() {
+                    return Err(Halt::LeaseLost);
+                }
+                handle_many(&mut *projection, events).await
+            };
+            let failure = match result {
+                Ok(()) => {
+                    *position = events[events.len() - 1].position;
+                    return Ok(());
+                }
+                Err(failure) => failure,
+            };
+            let handled = failure.handled.min(events.len() - 1);
+            if handled > 0 {
+                *position = events[handled - 1].position;
+                events = &events[handled..];
+                attempt = 1;
+            }
+            self.retry_or_stop(name, &events[0], attempt, failure.error, shutdown)
+                .await?;
+            attempt += 1;
+        }
+        Ok(())
+    }
+
+    /// One event, retried with backoff until it succeeds or attempts run out; never
+    /// handed over once the lease is lost.
+    pub(super) async fn deliver(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        event: &EventEnvelope,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<(), Halt> {
+        let mut attempt = 1;
+        loop {
+            let result = {
+                let mut projection = self.projection.lock().await;
+                if !projection.handles(&event.event_type) {
+                    return Ok(());
+                }
+                // Asked with the projection locked, right before the call.
+                if !lease.is_held() {
+                    return Err(Halt::LeaseLost);
+                }
+                handle_one(&mut *projection, event).await
+            };
+            let Err(error) = result else {
+                return Ok(());
+            };
+            self.retry_or_stop(name, event, attempt, error, shutdown)
+                .await?;
+            attempt += 1;
+        }
+    }
+
+    /// After attempt number `attempt` at `event` failed with `error`: stops with
+    /// [`RunnerError::HandlerFailed`] once the attempts ran out, else waits the backoff.
+    async fn retry_or_stop(
+        &self,
+        name: &str,
+        event: &EventEnvelope,
+        attempt: u32,
+        error: ProjectionError,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<(), Halt> {
+        if attempt >= self.settings.max_attempts {
+            let error = RunnerError::HandlerFailed {
+                projection: name.to_owned(),
+                position: event.position,
+                event_type: event.event_type.clone(),
+                attempts: attempt,
+                source: error,
+            };
+            log_stopped(&error);
+            return Err(error.into());
+        }
+        let delay = self.settings.backoff(attempt);
+        let position = event.position;
+        log_retry(name, "handler", position, attempt, delay, &Chain(&error));
+        // Not held across the wait: an error need not be `Sync`.
+        drop(error);
+        shutdown
+            .or(tokio::time::sleep(delay))
+            .await
+            .ok_or(Halt::Shutdown)
+    }
+
+    /// Caught up: waits for the poll interval, an append signal, or shutdown; then
+    /// `Halt::LeaseLost` if the lease was lost meanwhile.
+    async fn wait_for_events(
+        &self,
+        signal: &mut Option<AppendSignal>,
+        lease: &dyn ProjectionLease,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<(), Halt> {
+        let interval = self.settings.poll_interval;
+        let woken = shutdown
+            .or(async {
+                match signal.as_mut() {
+                    None => {
+                        tokio::time::sleep(interval).await;
+                        true
+                    }
+                    Some(signal) => tokio::select! {
+                        () = tokio::time::sleep(interval) => true,
+                        changed = signal.changed() => changed.is_ok(),
+                    },
+                }
+            })
+            .await
+            .ok_or(Halt::Shutdown)?;
+        if !woken {
+            // The store is gone or stopped signalling: poll only.
+            *signal = None;
+        }
+        if !lease.is_held() {
+            return Err(Halt::LeaseLost);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! Events the store cannot read back: how a runner reads around them, stops at them or
+//! parks them, and retries parked ones.
+
+use super::retry::log_stopped;
+use super::shutdown::Shutdown;
+use super::{Halt, ProjectionRunner, RunnerError};
+use crate::event::EventEnvelope;
+use crate::projection::checkpoint::{ParkedEvent, ProjectionLease};
+use crate::projection::{Projection, instrument};
+use crate::store::StoreError;
+use crate::telemetry::otel::log::log_error;
+use crate::telemetry::values::Chain;
+
+/// What a [`ProjectionRunner`] does with an event the store cannot read back (a damaged
+/// row, [`StoreError::Corrupt`]). The events before it are handled either way.
+///
+/// ```
+/// use eventsource_runtime::projection::runner::UnreadablePolicy;
+///
+/// assert_eq!(UnreadablePolicy::default(), UnreadablePolicy::Stop);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnreadablePolicy {
+    /// Stop with [`RunnerError::UnreadableEvent`] (its position and the reason), the
+    /// checkpoint just before the event: nothing is skipped, and the next run stops there
+    /// again until the row is repaired or removed.
+    #[default]
+    Stop,
+    /// Keep the event's position and error in the checkpoint store's parked list
+    /// ([`CheckpointStore::park`](crate::projection::checkpoint::CheckpointStore::park)),
+    /// record an ERROR span and a counter, and go on with the next event. See
+    /// [`ProjectionRunner::parked`] and [`ProjectionRunner::retry_parked`].
+    Park,
+}
+
+/// What a read gave the runner.
+pub(super) enum Read {
+    /// Events to hand over, in order (maybe none).
+    Events(Vec<EventEnvelope>),
+    /// The first event at or after the position asked for is unreadable.
+    Unreadable { position: u64, error: StoreError },
+}
+
+/// The position an unreadable-event error names, if it is one.
+fn unreadable_at(error: &StoreError) -> Option<u64> {
+    match error {
+        StoreError::Corrupt { position, .. } => Some(*position),
+        _ => None,
+    }
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// Reads up to `limit` events from `from`, retried while the store is unavailable;
+    /// an unreadable event comes back as `Err` for the caller to deal with.
+    async fn read_some(
+        &self,
+        name: &str,
+        from: u64,
+        limit: usize,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<Result<Vec<EventEnvelope>, StoreError>, Halt> {
+        self.retrying(name, "read_all", shutdown, || async move {
+            match self.store.read_all(from, limit).await {
+                Err(error) if unreadable_at(&error).is_some() => Ok(Err(error)),
+                read => read.map(Ok),
+            }
+        })
+        .await
+    }
+
+    /// The next batch from `from`, or the unreadable event that comes first.
+    pub(super) async fn read(
+        &self,
+        name: &str,
+        from: u64,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<Read, Halt> {
+        let limit = self.settings.batch_size;
+        let error = match self.read_some(name, from, limit, shutdown).await? {
+            Ok(batch) => return Ok(Read::Events(batch)),
+            Err(error) => error,
+        };
+        // The stores of this crate fail a read only when its first event is unreadable; a
+        // store that fails a whole batch instead is read one event at a time up to it.
+        let error = match (limit, unreadable_at(&error)) {
+            (1, _) | (_, Some(0)) => error,
+            (_, Some(at)) if at == from => error,
+            _ => match self.read_some(name, from, 1, shutdown).await? {
+                Ok(batch) => return Ok(Read::Events(batch)),
+                Err(error) => error,
+            },
+        };
+        match unreadable_at(&error) {
+            Some(position) if position >= from => Ok(Read::Unreadable { position, error }),
+            // Where it is cannot be told: stop, whatever the policy.
+            _ => Err(self.stop_at(name, from, error)),
+        }
+    }
+
+    /// Stops at the unreadable event at `position`, or parks it, as the policy says.
+    pub(super) async fn unreadable(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        position: u64,
+        error: StoreError,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<(), Halt> {
+        if self.settings.on_unreadable == UnreadablePolicy::Stop {
+            return Err(self.stop_at(name, position, error));
+        }
+        if !lease.is_held() {
+            return Err(Halt::LeaseLost);
+        }
+        let reason = Chain(&error).to_string();
+        log_error!(
+            projection = name,
+            position,
+            error = %reason,
+            "projection runner parked an unreadable event and goes on with the next one"
+        );
+        let span = instrument::parking(name, position, &error);
+        let parked = ParkedEvent::new(position, reason);
+        span.run(self.retrying(name, "park event", shutdown, || {
+            self.checkpoints.park(name, &parked)
+        }))
+        .await
+    }
+
+    fn stop_at(&self, name: &str, position: u64, error: StoreError) -> Halt {
+        let error = RunnerError::UnreadableEvent {
+            projection: name.to_owned(),
+            position,
+            source: error,
+        };
+        log_stopped(&error);
+        error.into()
+    }
+
+    /// Hands the parked events that can now be read (the row was repaired) to the
+    /// projection, oldest first, and returns those still parked.
+    ///
+    /// Waits for the lease first, like every run (stop the projection's running runner, or
+    /// call this on a runner that is not running). An event handled here is unparked; one
+    /// still unreadable stays parked with its latest error; one no longer in the store is
+    /// unparked. The handler sees these events late, after later ones: it must not rely on
+    /// their order. The checkpoint does not move.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use eventsource_runtime::prelude::*;
+    /// use eventsource_runtime::projection::checkpoint::{
+    ///     CheckpointStore, InMemoryCheckpointStore, ParkedEvent,
+    /// };
+    /// use eventsource_runtime::projection::runner::{ProjectionRunner, UnreadablePolicy};
+    ///
+    /// #[derive(Default)]
+    /// struct Seen(Vec<u64>);
+    ///
+    /// #[eventsource_runtime::async_trait]
+    /// impl Projection for Seen {
+    ///     fn name(&self) -> &str { "Seen" }
+    ///     async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
+    ///         self.0.push(event.position);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryEventStore::new();
+    /// let event = eventsource_runtime::event::NewEvent::new("Placed", 1, serde_json::json!({}));
+    /// store.append(&StreamId::new("Order", "o-1"), ExpectedVersion::Any, vec![event]).await?;
+    /// let checkpoints = InMemoryCheckpointStore::new();
+    /// // Say event 1 was parked while its row was damaged, and has been repaired since.
+    /// checkpoints.park("Seen", &ParkedEvent::new(1, "schema_version: out of range")).await?;
+    /// checkpoints.save("Seen", 1).await?;
+    ///
+    /// let runner = ProjectionRunner::new(Arc::new(store), Arc::new(checkpoints), Seen::default())
+    ///     .on_unreadable(UnreadablePolicy::Park);
+    /// assert_eq!(runner.parked().await?.len(), 1);
+    /// assert!(runner.retry_parked().await?.is_empty(), "handled, so no longer parked");
+    /// assert_eq!(runner.projection().lock().await.0, [1]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`RunnerError::HandlerFailed`] when the handler keeps failing on one (it stays
+    /// parked), [`RunnerError::LeaseLost`], [`RunnerError::Store`].
+    pub async fn retry_parked(&self) -> Result<Vec<ParkedEvent>, RunnerError> {
+        let mut shutdown = Shutdown::never();
+        let name = self.name().await;
+        let result = match self.acquire(&name, &mut shutdown).await {
+            Ok(lease) => {
+                let result = self.retry_held(&name, &*lease, &mut shutdown).await;
+                lease.release().await;
+                result
+            }
+            Err(halt) => Err(halt),
+        };
+        result.map_err(|halt| match halt {
+            Halt::Failed(error) => error,
+            Halt::LeaseLost => {
+                instrument::lease_lost(&name);
+                RunnerError::LeaseLost { projection: name }
+            }
+            Halt::Shutdown => unreachable!("no shutdown signal"),
+        })
+    }
+
+    async fn retry_held(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<Vec<ParkedEvent>, Halt> {
+        let parked = self
+            .retrying(name, "list parked events", shutdown, || {
+                self.checkpoints.parked(name)
+            })
+            .await?;
+        for parked in parked {
+            let at = parked.position;
+            match self.read_some(name, at, 1, shutdown).await? {
+                Ok(events) => {
+                    if let Some(event) = events.first().filter(|e| e.position == at) {
+                        self.deliver(name, lease, event, shutdown).await?;
+                    }
+                    // Handled, or no longer in the store: nothing left to retry.
+                }
+                Err(error) if unreadable_at(&error) == Some(at) => {
+                    let again = ParkedEvent::new(at, Chain(&error).to_string());
+                    self.retrying(name, "park event", shutdown, || {
+                        self.checkpoints.park(name, &again)
+                    })
+                    .await?;
+                    continue;
+                }
+                // Another event is unreadable: this one is gone.
+                Err(_) => {}
+            }
+            self.retrying(name, "unpark event", shutdown, || {
+                self.checkpoints.unpark(name, at)
+            })
+            .await?;
+        }
+        self.retrying(name, "list parked events", shutdown, || {
+            self.checkpoints.parked(name)
+        })
+        .await
+    }
+}

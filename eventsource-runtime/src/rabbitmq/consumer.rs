@@ -1,0 +1,427 @@
+//! A consumer group: its queue, its handlers, and how each delivery is settled (ack after
+//! every handler succeeded; a failure retried after a delay, then dead-lettered).
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Connection};
+
+use super::codec::{self, DeliveryState};
+use super::error::unavailable;
+use super::topology::{self, GroupQueues};
+use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
+use crate::bus::{BusError, BusMessage, Dispatcher, EventHandler, HandlerError, handler_fn};
+use crate::event::EventEnvelope;
+use crate::telemetry::attributes::{
+    MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
+};
+use crate::telemetry::otel::log::{log_info, log_warn};
+use crate::telemetry::values::Chain;
+
+/// How many unacknowledged messages the broker hands a group's consumer at once, by
+/// default.
+pub const DEFAULT_PREFETCH: u16 = 16;
+
+/// The waits before the redeliveries of a failed message, by default: 1 s, 5 s, 30 s
+/// (four deliveries in all, then the dead letters).
+pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+];
+
+/// The first wait before reconnecting after the connection was lost; it doubles up to
+/// [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest wait between reconnections.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A consumer group on a [`RabbitMqBus`]: one durable queue, the handlers that consume it,
+/// and its retry and dead-letter queues (see the [module](super) for the topology).
+///
+/// Every message is handed to each interested handler in turn (a
+/// [`Dispatcher`]: consume and handle spans, bus metrics) and acknowledged only when every
+/// one succeeded. When one fails (or panics), the message goes to the retry queue of its
+/// attempt with the failed handlers' names, comes back after the delay, and is handed to
+/// those handlers only; after the last allowed delivery it goes to the
+/// [dead letters](Self::dead_letters) with the error. A message the broker hands over again
+/// because its consumer died unacknowledged counts as a redelivery. Handlers should be
+/// idempotent: delivery is at least once.
+///
+/// The builder methods configure the group before it is shared; clones share the handlers.
+#[derive(Clone)]
+pub struct ConsumerGroup {
+    bus: RabbitMqBus,
+    name: Arc<str>,
+    patterns: Vec<String>,
+    prefetch: u16,
+    delays: Vec<Duration>,
+    queues: GroupQueues,
+    dispatcher: Dispatcher,
+}
+
+impl std::fmt::Debug for ConsumerGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerGroup")
+            .field("name", &self.name)
+            .field("queue", &self.queues.live)
+            .field("patterns", &self.patterns)
+            .field("prefetch", &self.prefetch)
+            .field("retry_delays", &self.delays)
+            .field("handlers", &self.dispatcher.handler_names())
+            .finish()
+    }
+}
+
+impl ConsumerGroup {
+    pub(super) fn new(bus: RabbitMqBus, name: &str) -> Self {
+        let mut telemetry = bus.telemetry().clone();
+        telemetry.consumer_group = Some(name.to_owned());
+        let delays = DEFAULT_RETRY_DELAYS.to_vec();
+        let queues = GroupQueues::new(bus.exchange(), name, &delays);
+        Self {
+            dispatcher: Dispatcher::new(queues.live.as_str(), telemetry),
+            name: name.into(),
+            patterns: Vec::new(),
+            prefetch: DEFAULT_PREFETCH,
+            delays,
+            queues,
+            bus,
+        }
+    }
+
+    /// Builder: binds the group's queue with a topic pattern over the routing keys
+    /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Without any,
+    /// the group receives every event (`#`).
+    #[must_use]
+    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.push(pattern.into());
+        self
+    }
+
+    /// Builder: how many unacknowledged messages the broker hands over at once (default
+    /// [`DEFAULT_PREFETCH`], at least 1). Messages are handled one at a time, in order.
+    #[must_use]
+    pub fn prefetch(mut self, messages: u16) -> Self {
+        self.prefetch = messages.max(1);
+        self
+    }
+
+    /// Builder: the waits before each redelivery of a failed message (default
+    /// [`DEFAULT_RETRY_DELAYS`]); a message is delivered at most once more than there are
+    /// delays, then dead-lettered. No delay: no retry.
+    #[must_use]
+    pub fn retry_delays(mut self, delays: impl IntoIterator<Item = Duration>) -> Self {
+        self.delays = delays.into_iter().collect();
+        self.queues = GroupQueues::new(self.bus.exchange(), &self.name, &self.delays);
+        self
+    }
+
+    /// The group's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The queue the group consumes.
+    #[must_use]
+    pub fn queue(&self) -> &str {
+        &self.queues.live
+    }
+
+    /// How many times a message is delivered to a failing handler before it is
+    /// dead-lettered.
+    #[must_use]
+    pub fn max_deliveries(&self) -> u32 {
+        u32::try_from(self.delays.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
+    }
+
+    /// The handlers' side: subscriptions, telemetry settings.
+    #[must_use]
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Adds a handler.
+    pub fn subscribe(&self, handler: impl EventHandler) {
+        self.dispatcher.subscribe(handler);
+    }
+
+    /// Adds a handler made of a name and an async closure (see [`handler_fn`]).
+    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
+    where
+        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError>,
+    {
+        self.dispatcher.subscribe(handler_fn(name, handle));
+    }
+
+    /// The group's dead letters.
+    #[must_use]
+    pub fn dead_letters(&self) -> super::DeadLetters {
+        super::DeadLetters::new(self.bus.clone(), self.queues.clone())
+    }
+
+    /// The patterns the queue is bound with.
+    fn patterns(&self) -> Vec<String> {
+        if self.patterns.is_empty() {
+            vec!["#".to_owned()]
+        } else {
+            self.patterns.clone()
+        }
+    }
+
+    /// Declares the group's queues and bindings (idempotent): from then on the broker keeps
+    /// every matching message for the group, whether it runs or not.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the broker cannot be reached or refuses (a queue
+    /// declared before with other arguments, say).
+    pub async fn declare(&self) -> Result<(), BusError> {
+        let connection = self.bus.connect().await?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        let declared = topology::declare_group(
+            &channel,
+            self.bus.exchange(),
+            &self.queues,
+            &self.patterns(),
+        )
+        .await;
+        let _ = connection.close(200, "declared".into()).await;
+        declared
+    }
+
+    /// Consumes until `shutdown` completes: declares the topology, then handles each
+    /// delivery. When the connection is lost it logs a warning and connects again, with
+    /// backoff.
+    ///
+    /// On shutdown it stops taking deliveries, lets the message being handled finish and be
+    /// settled, returns the ones the broker had handed over but no handler had started to
+    /// the queue, and closes its connection.
+    ///
+    /// # Errors
+    /// None so far: every failure is retried; the `Result` leaves room for giving up.
+    pub async fn run<F>(&self, shutdown: F) -> Result<(), BusError>
+    where
+        F: Future + Send,
+    {
+        let mut shutdown = pin!(async move {
+            shutdown.await;
+        });
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            match self.session(shutdown.as_mut()).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    log_warn!(
+                        group = &*self.name,
+                        error = %Chain(&error),
+                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                        "consumer group disconnected; connecting again"
+                    );
+                }
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.as_mut() => return Ok(()),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection's worth of consuming: `Ok` on shutdown, the error that ended it
+    /// otherwise.
+    async fn session(
+        &self,
+        mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
+    ) -> Result<(), BusError> {
+        let connection = self.bus.connect().await?;
+        let channel = confirming_channel(&connection).await?;
+        topology::declare_group(
+            &channel,
+            self.bus.exchange(),
+            &self.queues,
+            &self.patterns(),
+        )
+        .await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let tag: ShortString = format!("{}-{}", self.name, uuid::Uuid::now_v7()).into();
+        let mut consumer = channel
+            .basic_consume(
+                self.queues.live.as_str().into(),
+                tag.clone(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        log_info!(
+            group = &*self.name,
+            queue = self.queues.live.as_str(),
+            "consuming"
+        );
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.as_mut() => {
+                    close(&connection, &channel, tag).await;
+                    return Ok(());
+                }
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => self.settle(&channel, delivery).await?,
+                    Some(Err(error)) => return Err(unavailable(error)),
+                    None => return Err(BusError::unavailable("the broker cancelled the consumer")),
+                },
+            }
+        }
+    }
+
+    /// Hands one delivery to the handlers, then acknowledges it, or sends it to its retry
+    /// queue or the dead letters (confirmed first, so nothing is lost in between).
+    async fn settle(&self, channel: &Channel, delivery: Delivery) -> Result<(), BusError> {
+        let (trace, mut state) = codec::read_headers(delivery.properties.headers().as_ref());
+        if delivery.redelivered {
+            // Its consumer died before settling it: this is one more delivery.
+            state.attempt = state.attempt.saturating_add(1);
+        }
+        let event = match codec::event(&delivery.data) {
+            Ok(event) => event,
+            Err(error) => return self.undecodable(channel, &delivery, &error).await,
+        };
+        let key = routing_key(&event);
+        let destination = format!("{}:{key}:{}", self.bus.exchange(), self.queues.live);
+        let message = BusMessage::new(destination, event)
+            .with_headers(trace)
+            .with_attribute(MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, key)
+            .with_attribute(
+                MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
+                delivery.delivery_tag,
+            );
+        let failures = if state.attempt > 1 || !state.handlers.is_empty() {
+            let handlers = if state.handlers.is_empty() {
+                self.dispatcher.handler_names()
+            } else {
+                std::mem::take(&mut state.handlers)
+            };
+            let attempt = state.attempt.max(2);
+            self.dispatcher
+                .redeliver(&message, attempt, &handlers)
+                .await
+        } else {
+            self.dispatcher.deliver(&message).await
+        };
+        if let Some(first) = failures.first() {
+            let error = Chain(first).to_string();
+            let handlers = failures.iter().map(|f| f.handler.clone()).collect();
+            let retry = (state.attempt < self.max_deliveries())
+                .then(|| self.queues.retry_after(state.attempt))
+                .flatten();
+            let (queue, next) = match retry {
+                Some(queue) => {
+                    let next = DeliveryState {
+                        attempt: state.attempt.saturating_add(1),
+                        handlers,
+                        error: Some(error),
+                    };
+                    (queue, next)
+                }
+                None => {
+                    log_warn!(
+                        group = &*self.name,
+                        message_id = %message.message_id,
+                        attempts = state.attempt,
+                        error = error.as_str(),
+                        "message dead-lettered: a handler failed on every delivery"
+                    );
+                    let next = DeliveryState {
+                        attempt: state.attempt,
+                        handlers,
+                        error: Some(error),
+                    };
+                    (self.queues.dead.as_str(), next)
+                }
+            };
+            self.forward(channel, queue, &message, &next).await?;
+        }
+        delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    /// Sends a copy of `message` with `state` to `queue` (through the default exchange),
+    /// confirmed.
+    async fn forward(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        message: &BusMessage,
+        state: &DeliveryState,
+    ) -> Result<(), BusError> {
+        let timeout = self.bus.shared.confirm_timeout;
+        let key = codec::short(message, "the queue name", queue.to_owned())?;
+        publish_confirmed(channel, "", key, message, state, timeout).await
+    }
+
+    /// A message whose body is not a stored event: straight to the dead letters, as it
+    /// came, with the reason.
+    async fn undecodable(
+        &self,
+        channel: &Channel,
+        delivery: &Delivery,
+        error: &codec::Undecodable,
+    ) -> Result<(), BusError> {
+        log_warn!(
+            group = &*self.name,
+            delivery_tag = delivery.delivery_tag,
+            error = %Chain(error),
+            "undecodable message dead-lettered"
+        );
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            codec::HEADER_ERROR.into(),
+            lapin::types::AMQPValue::LongString(Chain(error).to_string().into()),
+        );
+        let properties = delivery.properties.clone().with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                self.queues.dead.as_str().into(),
+                lapin::options::BasicPublishOptions::default(),
+                &delivery.data,
+                properties,
+            )
+            .await
+            .map_err(unavailable)?;
+        confirm.await.map_err(unavailable)?;
+        delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+}
+
+/// Stops the consumer and closes the channel (what the broker had handed over and nobody
+/// started goes back to the queue) and the connection.
+async fn close(connection: &Connection, channel: &Channel, tag: ShortString) {
+    let _ = channel
+        .basic_cancel(tag, BasicCancelOptions::default())
+        .await;
+    let _ = channel.close(200, "shutdown".into()).await;
+    let _ = connection.close(200, "shutdown".into()).await;
+}

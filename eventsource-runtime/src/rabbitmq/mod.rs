@@ -1,0 +1,516 @@
+//! RabbitMQ (feature `rabbitmq`): everything the event bus does over a RabbitMQ broker,
+//! through [lapin](https://docs.rs/lapin) on tokio.
+//!
+//! - [`RabbitMqBus`] publishes stored events ([`EventBus`]): publisher confirms on,
+//!   persistent messages, message id = the event id, routing key
+//!   `{aggregate_type}.{event_type}`; a nack, a return (no queue bound) or no confirm within
+//!   the timeout is a typed [`BusError`], never a silent drop;
+//! - [`ConsumerGroup`] consumes them: one durable queue per group, bound by patterns, its
+//!   handlers run through a [`Dispatcher`](crate::bus::Dispatcher), an ack only after every
+//!   handler succeeded, a failure retried after a delay, then dead-lettered;
+//! - [`DeadLetters`] lists, counts, moves back and purges a group's dead letters, from Rust
+//!   (no management plugin needed).
+//!
+//! # Topology
+//!
+//! Declared idempotently by whichever side starts first (declare the groups from the
+//! producer too, so that nothing published before a consumer first started is unroutable):
+//!
+//! | name | what |
+//! |---|---|
+//! | `{exchange}` (default `eventsource`) | durable topic exchange |
+//! | `{exchange}.{group}` | the group's durable queue, bound with its patterns (default `#`) |
+//! | `{exchange}.{group}.retry.{delay}ms` | a message waits its delay there, then returns to the group's queue (TTL and dead-lettering through the default exchange) |
+//! | `{exchange}.{group}.dead` | messages that failed on every allowed delivery, with the last error in `x-eventsource-error` |
+//!
+//! # Messages
+//!
+//! The body is the stored event as JSON. The headers carry the W3C context of the publish
+//! span (`traceparent`, `tracestate`, `baggage`), the event's type, schema version,
+//! aggregate type and id, version and position (`eventsource-*`), and the delivery state of a
+//! retried message (`x-eventsource-attempt`, `x-eventsource-handlers`: those that failed).
+//!
+//! # Telemetry
+//!
+//! The bus's spans are the contract's (`docs/telemetry.md`) with `messaging.system` =
+//! `rabbitmq`, `server.address`/`server.port`, `messaging.destination.name` =
+//! `{exchange}:{routing_key}` when sending and `{exchange}:{routing_key}:{queue}` when
+//! processing, `messaging.rabbitmq.destination.routing_key`, and on consume spans
+//! `messaging.rabbitmq.message.delivery_tag` and `messaging.consumer.group.name`. A first
+//! delivery's consume span continues the producer's trace; a retry, or a message the broker
+//! redelivered (its consumer died), is a new root linked to the producer's span.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use eventsource_runtime::bus::{EventBus, HandlerError};
+//! use eventsource_runtime::rabbitmq::RabbitMqBus;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus = RabbitMqBus::new("amqp://guest:guest@127.0.0.1:5672/%2f")?.with_exchange("shop");
+//!
+//! // A consumer group: its own queue, retries after 1 s and 10 s, then the dead letters.
+//! let mailer = bus
+//!     .consumer_group("mailer")
+//!     .bind("Order.OrderPlaced")
+//!     .retry_delays([Duration::from_secs(1), Duration::from_secs(10)]);
+//! mailer.subscribe_fn("send-confirmation", |event| async move {
+//!     println!("confirming {}", event.aggregate_id());
+//!     Ok::<(), HandlerError>(())
+//! });
+//! mailer.declare().await?; // so that what is published now is kept for it
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let consuming = tokio::spawn(async move { mailer.run(async { let _ = stopped.await; }).await });
+//!
+//! // ... `CommandService::with_bus(bus.clone())`, or a relay, publishes ...
+//! let _ = stop.send(());
+//! consuming.await??;
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod consumer;
+mod dead_letters;
+mod error;
+mod topology;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
+use lapin::uri::AMQPUri;
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::bus::instrument;
+use crate::bus::{
+    BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus, PublishFailure, PublishReport,
+};
+use crate::event::EventEnvelope;
+use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
+use crate::telemetry::otel::in_stored_context;
+use crate::telemetry::otel::log::log_warn;
+use codec::DeliveryState;
+use error::unavailable;
+
+pub use codec::{
+    HEADER_AGGREGATE_ID, HEADER_AGGREGATE_TYPE, HEADER_ATTEMPT, HEADER_ERROR, HEADER_EVENT_TYPE,
+    HEADER_HANDLERS, HEADER_POSITION, HEADER_SCHEMA_VERSION, HEADER_VERSION,
+};
+pub use consumer::{ConsumerGroup, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS};
+pub use dead_letters::DeadLetters;
+
+/// `messaging.system` of the RabbitMQ bus.
+pub const SYSTEM: &str = "rabbitmq";
+
+/// The exchange a bus publishes to unless told otherwise.
+pub const DEFAULT_EXCHANGE: &str = "eventsource";
+
+/// What a publish does with a message that no queue is bound for (the broker returns it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unroutable {
+    /// A typed error, [`BusError::Rejected`] (the default): nobody would have received the
+    /// message. A [relay](crate::relay) retries it until a consumer group is bound for it,
+    /// and publishes nothing after it meanwhile.
+    #[default]
+    Fail,
+    /// Published to nobody: the publish succeeds and a warning names the message and the
+    /// exchange. Fits a relay publishing event types that no service consumes yet: the
+    /// store keeps every event, so a group added later can be fed from it.
+    Skip,
+}
+
+/// How long a publish waits for the broker's confirm by default.
+pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An [`EventBus`] over a RabbitMQ broker; see the [module](self) for the topology, the
+/// messages and the telemetry.
+///
+/// It connects on first use (or [`declare`](Self::declare)) and again after the connection
+/// was lost: a publish while the broker is down fails with [`BusError::Unavailable`], the
+/// next one tries again. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RabbitMqBus {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    url: String,
+    exchange: String,
+    confirm_timeout: Duration,
+    unroutable: Unroutable,
+    telemetry: BusTelemetry,
+    /// The publishing connection and its channel (confirms on), once connected.
+    publisher: Mutex<Option<(Connection, Channel)>>,
+}
+
+impl std::fmt::Debug for RabbitMqBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitMqBus")
+            .field("server", &self.shared.telemetry.server)
+            .field("exchange", &self.shared.exchange)
+            .field("confirm_timeout", &self.shared.confirm_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RabbitMqBus {
+    /// A bus on the broker at `url` (`amqp://user:password@host:5672/vhost`, the vhost
+    /// URL-encoded: `%2f` for `/`), publishing to [`DEFAULT_EXCHANGE`]. Nothing is
+    /// connected yet.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when `url` is not an AMQP URL.
+    pub fn new(url: &str) -> Result<Self, BusError> {
+        let uri: AMQPUri = url.parse().map_err(|e: String| BusError::unavailable(e))?;
+        let mut telemetry = BusTelemetry::new(SYSTEM);
+        telemetry.server = Some((uri.authority.host.clone(), uri.authority.port));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                url: url.to_owned(),
+                exchange: DEFAULT_EXCHANGE.to_owned(),
+                confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
+                unroutable: Unroutable::Fail,
+                telemetry,
+                publisher: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Builder: the exchange to publish to (and the prefix of the groups' queues).
+    #[must_use]
+    pub fn with_exchange(self, exchange: impl Into<String>) -> Self {
+        self.configure(|shared| shared.exchange = exchange.into())
+    }
+
+    /// Builder: how long a publish waits for the broker's confirm before failing with
+    /// [`BusError::Unconfirmed`] (default [`DEFAULT_CONFIRM_TIMEOUT`]).
+    #[must_use]
+    pub fn with_confirm_timeout(self, timeout: Duration) -> Self {
+        self.configure(|shared| shared.confirm_timeout = timeout)
+    }
+
+    /// Builder: what a publish does with a message no queue is bound for (default
+    /// [`Unroutable::Fail`]).
+    #[must_use]
+    pub fn on_unroutable(self, unroutable: Unroutable) -> Self {
+        self.configure(|shared| shared.unroutable = unroutable)
+    }
+
+    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
+    /// or off (on by default). The bus metrics follow the process switch only.
+    #[must_use]
+    pub fn enable_tracing(self, enabled: bool) -> Self {
+        self.configure(|shared| shared.telemetry.enabled = enabled)
+    }
+
+    /// Builder: overrides the span names.
+    #[must_use]
+    pub fn with_span_names(self, names: BusSpanNames) -> Self {
+        self.configure(|shared| shared.telemetry.names = names)
+    }
+
+    fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
+            url: shared.url.clone(),
+            exchange: shared.exchange.clone(),
+            confirm_timeout: shared.confirm_timeout,
+            unroutable: shared.unroutable,
+            telemetry: shared.telemetry.clone(),
+            publisher: Mutex::new(None),
+        });
+        change(&mut shared);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The exchange messages are published to.
+    #[must_use]
+    pub fn exchange(&self) -> &str {
+        &self.shared.exchange
+    }
+
+    /// The bus's telemetry settings.
+    #[must_use]
+    pub fn telemetry(&self) -> &BusTelemetry {
+        &self.shared.telemetry
+    }
+
+    /// Connects now and declares the exchange (idempotent).
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the broker cannot be reached or refuses.
+    pub async fn declare(&self) -> Result<(), BusError> {
+        self.channel().await.map(drop)
+    }
+
+    /// A consumer group named `name` on this bus: its own queue (bound to every event
+    /// until [`bind`](ConsumerGroup::bind) says otherwise), retries and dead letters.
+    #[must_use]
+    pub fn consumer_group(&self, name: &str) -> ConsumerGroup {
+        ConsumerGroup::new(self.clone(), name)
+    }
+
+    /// A new connection to the broker.
+    async fn connect(&self) -> Result<Connection, BusError> {
+        Connection::connect(&self.shared.url, ConnectionProperties::default())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The publishing channel, connected (and the exchange declared) if it was not.
+    async fn channel(&self) -> Result<Channel, BusError> {
+        let mut publisher = self.shared.publisher.lock().await;
+        if let Some((_, channel)) = publisher.as_ref()
+            && channel.status().connected()
+        {
+            return Ok(channel.clone());
+        }
+        *publisher = None;
+        let connection = self.connect().await?;
+        let channel = confirming_channel(&connection).await?;
+        topology::declare_exchange(&channel, &self.shared.exchange).await?;
+        *publisher = Some((connection, channel.clone()));
+        Ok(channel)
+    }
+
+    /// A returned message (no queue bound), by the bus's [`Unroutable`] policy.
+    fn unroutable(&self, message_id: Uuid, reason: String) -> Result<(), BusError> {
+        match self.shared.unroutable {
+            Unroutable::Fail => Err(BusError::Rejected { message_id, reason }),
+            Unroutable::Skip => {
+                log_warn!(
+                    exchange = &*self.shared.exchange,
+                    message_id = %message_id,
+                    reason = &*reason,
+                    "no queue is bound for the message: published to nobody (the store keeps the event)"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets the publishing connection, so the next publish connects again.
+    async fn reset(&self) {
+        if let Some((connection, _)) = self.shared.publisher.lock().await.take() {
+            let _ = connection.close(200, "reconnecting".into()).await;
+        }
+    }
+}
+
+/// A channel with publisher confirms on.
+async fn confirming_channel(connection: &Connection) -> Result<Channel, BusError> {
+    let channel = connection.create_channel().await.map_err(unavailable)?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(unavailable)?;
+    Ok(channel)
+}
+
+/// Publishes `message` on `channel` to `exchange` with `routing_key` and waits for the
+/// broker's confirmation.
+async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: ShortString,
+    message: &BusMessage,
+    state: &DeliveryState,
+    timeout: Duration,
+) -> Result<(), BusError> {
+    let confirm = send(channel, exchange, routing_key, message, state).await?;
+    let deadline = Instant::now() + timeout;
+    match confirmed(confirm, message.message_id, deadline, timeout).await? {
+        Confirmed::Routed => Ok(()),
+        Confirmed::Returned(reason) => Err(BusError::Rejected {
+            message_id: message.message_id,
+            reason,
+        }),
+    }
+}
+
+/// Sends `message` on `channel` to `exchange` with `routing_key` (mandatory: an unroutable
+/// message comes back as an error); the confirmation is awaited by [`confirmed`].
+async fn send(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: ShortString,
+    message: &BusMessage,
+    state: &DeliveryState,
+) -> Result<PublisherConfirm, BusError> {
+    let body = codec::body(message)?;
+    let properties = codec::properties(message, state)?;
+    let options = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    channel
+        .basic_publish(exchange.into(), routing_key, options, &body, properties)
+        .await
+        .map_err(unavailable)
+}
+
+/// What the broker did with a message it confirmed.
+enum Confirmed {
+    /// Routed to at least one queue.
+    Routed,
+    /// No queue is bound for it: returned (with this reason), then confirmed.
+    Returned(String),
+}
+
+/// Waits until `deadline` for the broker's confirmation of the message `message_id`.
+async fn confirmed(
+    confirm: PublisherConfirm,
+    message_id: Uuid,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Confirmed, BusError> {
+    match tokio::time::timeout_at(deadline, confirm).await {
+        Err(_) => Err(BusError::Unconfirmed {
+            message_id,
+            waited: timeout,
+        }),
+        Ok(Err(error)) => Err(unavailable(error)),
+        Ok(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => Ok(Confirmed::Routed),
+        Ok(Ok(Confirmation::Ack(Some(returned)))) => Ok(Confirmed::Returned(format!(
+            "returned by the broker: {} {}",
+            returned.reply_code, returned.reply_text
+        ))),
+        Ok(Ok(Confirmation::Nack(_))) => Err(BusError::Rejected {
+            message_id,
+            reason: "nacked by the broker".to_owned(),
+        }),
+    }
+}
+
+/// Whose child a message's publish span is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpanParent {
+    /// The current span (a command publishing what it just stored).
+    Current,
+    /// The trace context stored with the event (a relay).
+    Stored,
+}
+
+/// A message sent and not yet confirmed.
+struct InFlight {
+    message_id: Uuid,
+    publishing: instrument::Publishing,
+    confirm: PublisherConfirm,
+    deadline: Instant,
+}
+
+/// The routing key of an event: `{aggregate_type}.{event_type}`.
+fn routing_key(event: &EventEnvelope) -> String {
+    format!("{}.{}", event.aggregate_type(), event.event_type)
+}
+
+impl RabbitMqBus {
+    /// Sends every event, in order, without waiting between them, then waits for the
+    /// confirmations; each publish span lasts until its message's confirmation. Stops
+    /// sending at the first failure, which names the messages confirmed before the first
+    /// one that failed (later ones may have been published too).
+    async fn publish_all(
+        &self,
+        events: &[EventEnvelope],
+        parent: SpanParent,
+    ) -> Result<PublishReport, PublishFailure> {
+        let channel = &self
+            .channel()
+            .await
+            .map_err(|error| PublishFailure::new(PublishReport::default(), error))?;
+        let shared = &self.shared;
+        let mut in_flight = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for event in events {
+            let sending = async {
+                let key = routing_key(event);
+                let destination = format!("{}:{key}", shared.exchange);
+                let mut message = BusMessage::new(destination, event.clone())
+                    .with_attribute(MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, key.as_str());
+                let publishing = instrument::start_publish(&shared.telemetry, &mut message);
+                let sent = match codec::short(&message, "the routing key", key) {
+                    Ok(key) => {
+                        let state = DeliveryState::default();
+                        let sending = send(channel, &shared.exchange, key, &message, &state);
+                        publishing.run(sending).await
+                    }
+                    Err(error) => Err(error),
+                };
+                (message.message_id, publishing, sent)
+            };
+            let (message_id, publishing, sent) = match parent {
+                SpanParent::Current => sending.await,
+                SpanParent::Stored => in_stored_context(&event.metadata, sending).await,
+            };
+            match sent {
+                Ok(confirm) => in_flight.push(InFlight {
+                    message_id,
+                    publishing,
+                    confirm,
+                    deadline: Instant::now() + shared.confirm_timeout,
+                }),
+                Err(error) => {
+                    let outcome = Err::<(), _>(error);
+                    publishing.end(&outcome);
+                    failure = outcome.err();
+                    break;
+                }
+            }
+        }
+        let mut ids = Vec::with_capacity(in_flight.len());
+        for sent in in_flight {
+            let timeout = shared.confirm_timeout;
+            let confirmation = confirmed(sent.confirm, sent.message_id, sent.deadline, timeout);
+            let outcome = match confirmation.await {
+                Ok(Confirmed::Routed) => Ok(()),
+                Ok(Confirmed::Returned(reason)) => self.unroutable(sent.message_id, reason),
+                Err(error) => Err(error),
+            };
+            sent.publishing.end(&outcome);
+            match outcome {
+                Ok(()) if failure.is_none() => ids.push(sent.message_id),
+                Ok(()) => {}
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        match failure {
+            None => Ok(PublishReport::new(ids)),
+            Some(error) => {
+                if matches!(error, BusError::Unavailable(_)) {
+                    self.reset().await;
+                }
+                Err(PublishFailure::new(PublishReport::new(ids), error))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventBus for RabbitMqBus {
+    /// Publishes each event as one message, in order, several in flight at once; each
+    /// publish span is a child of the current span and lasts until the broker confirmed.
+    /// Fails with the first message that failed (the messages before it are published,
+    /// later ones may be).
+    async fn publish(&self, events: &[EventEnvelope]) -> Result<PublishReport, BusError> {
+        let published = self.publish_all(events, SpanParent::Current).await;
+        published.map_err(|failure| failure.error)
+    }
+
+    /// As [`publish`](Self::publish), each publish span a child of the context stored with
+    /// its event.
+    async fn publish_stored(
+        &self,
+        events: &[EventEnvelope],
+    ) -> Result<PublishReport, PublishFailure> {
+        self.publish_all(events, SpanParent::Stored).await
+    }
+}

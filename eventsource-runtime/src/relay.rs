@@ -1,0 +1,207 @@
+//! The store as the outbox: a [`Relay`] publishes every stored event on a bus, at least
+//! once, whichever process dies when.
+//!
+//! Publishing from the command's own process after the save ([`CommandService::with_bus`])
+//! loses the message when that process dies in between, or when the broker is down at that
+//! moment. A relay instead follows the store's global order ([`EventStore::read_all`]) from a
+//! checkpoint, publishes each event with the bus's confirms, and advances the checkpoint only
+//! after the bus confirmed: an event is published at least once, and again after a crash
+//! between the confirm and the checkpoint (consumers deduplicate by message id, the event
+//! id). It is a [`ProjectionRunner`] whose projection publishes, so it has the runner's
+//! guarantees: one relay at a time per name (the checkpoint store's lease), in order, retries
+//! with backoff (here without limit: a broker that is down is waited for), graceful shutdown.
+//!
+//! | publish with | when |
+//! |---|---|
+//! | [`CommandService::with_bus`] | in-process buses ([`InMemoryEventBus`](crate::bus::InMemoryEventBus)): handlers in the command's process, when it returns |
+//! | a `Relay` | brokers: every stored event reaches other services, even if the command's process dies or the broker is down |
+//!
+//! Telemetry: each publish span is a child of the trace context stored with the event (the
+//! append span of the command that stored it), so the consumers' spans, in other services,
+//! continue the command's trace. The relay's lag (from the event's timestamp to its
+//! publishing) is `cqrs.projection.lag` with `projection.name` = the relay's
+//! [name](Relay::named) (default [`DEFAULT_NAME`]); the relay's own projection span is off
+//! unless `telemetry::toggles::set_projection_tracing(Some(true))`.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use eventsource_runtime::bus::InMemoryEventBus;
+//! use eventsource_runtime::prelude::*;
+//! use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
+//! use eventsource_runtime::relay::Relay;
+//! # #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+//! # pub struct Opened;
+//! # #[derive(Default, Aggregate)]
+//! # #[aggregate(type = "Account", events(Opened))]
+//! # pub struct Account;
+//! # impl Apply<Opened> for Account { fn apply(&mut self, _: &Opened) {} }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let store = InMemoryEventStore::new();
+//! let bus = InMemoryEventBus::new(); // a broker's bus in production
+//! let accounts = CommandService::<Account>::new(store.clone()); // no bus: the relay publishes
+//! accounts.execute_with("a-1", |_| Ok::<_, std::convert::Infallible>(vec![Opened.into()])).await.unwrap();
+//!
+//! let relay = Relay::new(Arc::new(store), Arc::new(InMemoryCheckpointStore::new()), Arc::new(bus));
+//! assert_eq!(relay.run_until_caught_up().await.unwrap(), 1, "published up to position 1");
+//! # });
+//! ```
+//!
+//! [`CommandService::with_bus`]: crate::command::CommandService::with_bus
+//! [`EventStore::read_all`]: crate::store::EventStore::read_all
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::bus::EventBus;
+use crate::event::EventEnvelope;
+use crate::projection::checkpoint::CheckpointStore;
+use crate::projection::runner::{ProjectionRunner, RunnerError};
+use crate::projection::{BatchFailure, Projection, ProjectionError};
+use crate::store::{EventStore, StoreError};
+
+/// The name (checkpoint and lease key) of a relay unless told otherwise.
+pub const DEFAULT_NAME: &str = "eventsource.relay";
+
+/// Publishes every stored event on a bus, at least once; see the [module](self).
+pub struct Relay {
+    runner: ProjectionRunner<Forward>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("runner", &self.runner)
+            .finish()
+    }
+}
+
+/// The relay's projection: publishes each event, in its stored trace context.
+struct Forward {
+    name: String,
+    bus: Arc<dyn EventBus>,
+}
+
+#[async_trait]
+impl Projection for Forward {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
+        self.handle_batch(std::slice::from_ref(event))
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// As many as the runner reads: the bus keeps them in flight together.
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
+
+    async fn handle_batch(&mut self, events: &[EventEnvelope]) -> Result<(), BatchFailure> {
+        match self.bus.publish_stored(events).await {
+            Ok(_) => Ok(()),
+            Err(failure) => {
+                let handled = failure.published.message_ids.len();
+                Err(BatchFailure::new(
+                    handled,
+                    ProjectionError::handler(failure.error),
+                ))
+            }
+        }
+    }
+}
+
+impl Relay {
+    /// A relay from `store` to `bus`, keeping its checkpoint and lease in `checkpoints`
+    /// under [`DEFAULT_NAME`]. It waits for an unavailable bus or store as long as it takes
+    /// (backoff from 100 ms to 10 s).
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        checkpoints: Arc<dyn CheckpointStore>,
+        bus: Arc<dyn EventBus>,
+    ) -> Self {
+        let forward = Forward {
+            name: DEFAULT_NAME.to_owned(),
+            bus,
+        };
+        Self {
+            runner: ProjectionRunner::new(store, checkpoints, forward).max_attempts(u32::MAX),
+        }
+    }
+
+    /// Builder: the relay's name, its checkpoint and lease key (one relay per name runs at
+    /// a time; give each bus its own).
+    ///
+    /// # Panics
+    /// When the relay is running (the name is read under the projection's lock).
+    #[must_use]
+    pub fn named(self, name: impl Into<String>) -> Self {
+        self.runner
+            .projection()
+            .try_lock()
+            .expect("a relay is named before it runs")
+            .name = name.into();
+        self
+    }
+
+    /// Builder: how many events one `read_all` asks for (default 256).
+    #[must_use]
+    pub fn batch_size(self, events: usize) -> Self {
+        Self {
+            runner: self.runner.batch_size(events),
+        }
+    }
+
+    /// Builder: how long a caught-up relay waits before reading again when the store does
+    /// not signal an append first (default 100 ms).
+    #[must_use]
+    pub fn poll_interval(self, interval: Duration) -> Self {
+        Self {
+            runner: self.runner.poll_interval(interval),
+        }
+    }
+
+    /// Builder: the waits between attempts to publish while the bus fails (doubling from
+    /// `initial` up to `max`).
+    #[must_use]
+    pub fn backoff(self, initial: Duration, max: Duration) -> Self {
+        Self {
+            runner: self.runner.backoff(initial, max),
+        }
+    }
+
+    /// The global position of the last event the bus confirmed (0: none yet).
+    ///
+    /// # Errors
+    /// The checkpoint store's.
+    pub async fn checkpoint(&self) -> Result<u64, StoreError> {
+        self.runner.checkpoint().await
+    }
+
+    /// Publishes from the checkpoint on, then follows new events, until `shutdown`
+    /// completes (the event being published is finished and confirmed first).
+    ///
+    /// # Errors
+    /// [`RunnerError::Store`] for a store that cannot be worked around.
+    pub async fn run<F>(&self, shutdown: F) -> Result<(), RunnerError>
+    where
+        F: Future + Send,
+    {
+        self.runner.run(shutdown).await
+    }
+
+    /// Publishes everything stored after the checkpoint and returns the position reached
+    /// (for batch jobs and tests).
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_until_caught_up(&self) -> Result<u64, RunnerError> {
+        self.runner.run_until_caught_up().await
+    }
+}

@@ -1,0 +1,111 @@
+//! The repository's spans: `eventsource.repository.{load,save,exists}` (INTERNAL, children
+//! of the current span: the command's) and the opt-in `eventsource.aggregate.replay`.
+
+use std::future::Future;
+
+use super::{Loaded, RepositoryError, RepositoryTelemetry};
+use crate::aggregate::Aggregate;
+use crate::event::StreamId;
+use crate::store::{AppendResult, ExpectedVersion, StoreError};
+use crate::telemetry::attributes as attr;
+use crate::telemetry::otel::{Span, SpanStart};
+use crate::telemetry::values::{Attr, Chain, Kind, SpanName};
+
+/// The `exception.type` of the repository's errors.
+const ERROR_TYPE: &str = "RepositoryError";
+
+/// An INTERNAL span named `name` about the aggregate `id` of type `aggregate_type`.
+fn span<'a>(
+    enabled: bool,
+    name: &'static str,
+    aggregate_type: &'a str,
+    id: &'a str,
+) -> SpanStart<'a> {
+    SpanStart::new(enabled, SpanName::Static(name), Kind::Internal)
+        .str(attr::AGGREGATE_ID, id)
+        .str(attr::AGGREGATE_TYPE, aggregate_type)
+}
+
+/// The load span of the aggregate `id`.
+pub(super) fn load(telemetry: &RepositoryTelemetry, aggregate_type: &str, id: &str) -> Span {
+    span(telemetry.enabled, telemetry.names.load, aggregate_type, id).start()
+}
+
+/// After a load: how many events were replayed, the resulting version and whether a
+/// snapshot was used; or the error.
+pub(super) fn loaded<A: Aggregate>(span: &Span, result: &Result<Loaded<A>, RepositoryError>) {
+    match result {
+        Ok(loaded) => {
+            span.set(attr::EVENTS_REPLAYED, Attr::int(loaded.replayed));
+            span.set(attr::VERSION, Attr::int(loaded.root.version()));
+            span.set(attr::SNAPSHOT_USED, Attr::Bool(loaded.snapshot_used));
+        }
+        Err(error) => span.record_error(ERROR_TYPE, &Chain(error)),
+    }
+}
+
+/// The opt-in span around one aggregate replay; ended when dropped.
+pub(super) fn replay(telemetry: &RepositoryTelemetry, stream: &StreamId, events: usize) -> Span {
+    let enabled = telemetry.enabled && telemetry.replay_span;
+    let name = attr::SPAN_AGGREGATE_REPLAY;
+    span(
+        enabled,
+        name,
+        stream.aggregate_type(),
+        stream.aggregate_id(),
+    )
+    .int(attr::EVENTS_REPLAYED, events)
+    .start()
+}
+
+/// Runs an existence check inside its span.
+pub(super) async fn exists<Fut>(
+    telemetry: &RepositoryTelemetry,
+    stream: &StreamId,
+    check: Fut,
+) -> Result<bool, RepositoryError>
+where
+    Fut: Future<Output = Result<bool, RepositoryError>>,
+{
+    let name = telemetry.names.exists;
+    let span = span(
+        telemetry.enabled,
+        name,
+        stream.aggregate_type(),
+        stream.aggregate_id(),
+    );
+    let span = span.start();
+    let result = span.run(check).await;
+    if let Err(error) = &result {
+        span.record_error(ERROR_TYPE, &Chain(error));
+    }
+    result
+}
+
+/// The save span: the expected version and how many events are saved; the store's
+/// append and the snapshot run inside it ([`Span::run`]).
+pub(super) fn save(
+    telemetry: &RepositoryTelemetry,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: usize,
+) -> Span {
+    let name = telemetry.names.save;
+    span(
+        telemetry.enabled,
+        name,
+        stream.aggregate_type(),
+        stream.aggregate_id(),
+    )
+    .int(attr::EXPECTED_VERSION, expected.as_i64())
+    .int(attr::EVENT_COUNT, events)
+    .start()
+}
+
+/// After the append: the stream's new version, or the error.
+pub(super) fn appended(span: &Span, result: &Result<AppendResult, StoreError>) {
+    match result {
+        Ok(appended) => span.set(attr::VERSION, Attr::int(appended.version)),
+        Err(error) => span.record_error("StoreError", &Chain(error)),
+    }
+}

@@ -1,0 +1,469 @@
+//! Repositories: load an aggregate from its stream (or from its newest snapshot and the
+//! later events), save its new events.
+
+mod instrument;
+mod snapshots;
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::aggregate::{Aggregate, AggregateRoot, OutOfSequence};
+use crate::event::{DecodeError, DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
+use crate::snapshot::SnapshotStore;
+use crate::store::{EventStore, ExpectedVersion, StoreError, VersionConflict};
+use crate::telemetry::attributes::{
+    SPAN_REPOSITORY_EXISTS, SPAN_REPOSITORY_LOAD, SPAN_REPOSITORY_SAVE,
+};
+use crate::telemetry::values::span_names;
+use snapshots::{SnapshotRead, Snapshots};
+
+/// What loading or saving an aggregate can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepositoryError {
+    /// The store failed, or another writer saved first ([`StoreError::Conflict`]).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event could not be decoded into the aggregate's event type.
+    #[error("cannot decode stored event {stream} version {version}")]
+    Decode {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The undecodable event's version.
+        version: u64,
+        /// Why: unknown type name, or a payload that does not fit.
+        #[source]
+        source: DecodeError,
+    },
+    /// The stream's versions are not the gapless sequence a store guarantees.
+    #[error(transparent)]
+    OutOfSequence(#[from] OutOfSequence),
+    /// A recorded event could not be serialized; nothing was saved.
+    #[error("cannot serialize a `{event_type}` event of {stream}")]
+    Encode {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The event's type name.
+        event_type: &'static str,
+        /// What serde reported.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl RepositoryError {
+    /// The version conflict, when that is what this error is.
+    #[must_use]
+    pub fn as_conflict(&self) -> Option<&VersionConflict> {
+        match self {
+            Self::Store(StoreError::Conflict(c)) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Loads and saves aggregates of type `A` through an event store, optionally with
+/// [snapshots](Self::with_snapshots).
+///
+/// Cheap to clone; clones share the store.
+pub struct Repository<A> {
+    store: Arc<dyn EventStore>,
+    telemetry: RepositoryTelemetry,
+    snapshots: Option<Arc<Snapshots<A>>>,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for Repository<A> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            telemetry: self.telemetry,
+            snapshots: self.snapshots.clone(),
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A> std::fmt::Debug for Repository<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("aggregate", &std::any::type_name::<A>())
+            .field("store", &self.store.system_name())
+            .field("snapshot_every", &self.snapshots.as_ref().map(|s| s.every))
+            .finish()
+    }
+}
+
+span_names! {
+    /// Span names of a repository's operations.
+    pub struct RepositorySpanNames {
+        /// Loading an aggregate.
+        load = SPAN_REPOSITORY_LOAD,
+        /// Saving an aggregate.
+        save = SPAN_REPOSITORY_SAVE,
+        /// Checking an aggregate exists.
+        exists = SPAN_REPOSITORY_EXISTS,
+    }
+}
+
+/// A repository's telemetry settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RepositoryTelemetry {
+    /// The component switch (on by default).
+    pub enabled: bool,
+    /// A span around each aggregate replay (off by default: the count and resulting version
+    /// are on the load span anyway).
+    pub replay_span: bool,
+    /// Span names.
+    pub names: RepositorySpanNames,
+}
+
+impl Default for RepositoryTelemetry {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            replay_span: false,
+            names: RepositorySpanNames::default(),
+        }
+    }
+}
+
+impl<A: Aggregate> Repository<A> {
+    /// A repository over `store` (any [`EventStore`], or an `Arc<dyn EventStore>`).
+    pub fn new(store: impl EventStore) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// A repository over a shared store.
+    #[must_use]
+    pub fn from_arc(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            telemetry: RepositoryTelemetry::default(),
+            snapshots: None,
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// Takes snapshots into `store` and loads from them.
+    ///
+    /// - **Taking**: after a [`save`](Self::save) that brings the stream across a multiple
+    ///   of `every` events (from version 9 to 11 with `every = 10`, say), the state at the
+    ///   new version is serialized (serde JSON) and saved in `store`, inside the save span.
+    /// - **Loading**: [`load`](Self::load) starts from the newest snapshot and replays only
+    ///   the events after it; the load span says `eventsource.snapshot.used = true` and
+    ///   `eventsource.events.replayed` counts only those events.
+    ///
+    /// A snapshot is only an optimisation, so snapshot trouble is never an error for the
+    /// caller: a snapshot that no longer deserializes into `A` (the state type changed), or
+    /// a snapshot store that fails to read, gives a `tracing` warning and a full replay (an
+    /// unreadable snapshot is then replaced by one of the replayed state); a snapshot that
+    /// cannot be serialized or saved after the events were stored gives a warning, and the
+    /// save succeeds (the events are stored). The snapshot store must belong with the
+    /// event store: a snapshot of a stream that another store holds would be trusted.
+    ///
+    /// # Panics
+    /// When `every` is 0.
+    ///
+    /// ```
+    /// use eventsource_runtime::prelude::*;
+    /// use eventsource_runtime::snapshot::{InMemorySnapshotStore, SnapshotStore};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// pub struct Ticked;
+    ///
+    /// // The state is serde-serializable: snapshots store it as JSON.
+    /// #[derive(Default, Aggregate, Serialize, Deserialize)]
+    /// #[aggregate(type = "Clock", events(Ticked))]
+    /// pub struct Clock { ticks: u64 }
+    /// impl Apply<Ticked> for Clock {
+    ///     fn apply(&mut self, _: &Ticked) { self.ticks += 1; }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let snapshots = InMemorySnapshotStore::new();
+    /// let clocks = Repository::<Clock>::new(InMemoryEventStore::new())
+    ///     .with_snapshots(snapshots.clone(), 10);
+    ///
+    /// let mut clock = clocks.load("c-1").await?;
+    /// for _ in 0..12 {
+    ///     clock.record(Ticked);
+    /// }
+    /// clocks.save(&mut clock).await?; // 0 -> 12 crosses 10: snapshot at version 12
+    /// let stream = Repository::<Clock>::stream("c-1");
+    /// assert_eq!(snapshots.get(&stream).await?.unwrap().version, 12);
+    ///
+    /// let mut clock = clocks.load("c-1").await?; // from the snapshot, nothing to replay
+    /// clock.record(Ticked);
+    /// clocks.save(&mut clock).await?; // 12 -> 13: no new snapshot
+    /// let clock = clocks.load("c-1").await?; // snapshot at 12 + 1 event
+    /// assert_eq!((clock.version(), clock.state().ticks), (13, 13));
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn with_snapshots(mut self, store: impl SnapshotStore, every: u64) -> Self
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        assert!(every > 0, "a snapshot every 0 events");
+        self.snapshots = Some(Arc::new(Snapshots::new(Arc::new(store), every)));
+        self
+    }
+
+    /// The snapshot store and interval set by [`with_snapshots`](Self::with_snapshots).
+    #[must_use]
+    pub fn snapshots(&self) -> Option<(&Arc<dyn SnapshotStore>, u64)> {
+        self.snapshots.as_deref().map(|s| (&s.store, s.every))
+    }
+
+    /// The component switch: `false` stops this repository's own spans (the store's are
+    /// the store's to switch).
+    #[must_use]
+    pub fn enable_tracing(mut self, enabled: bool) -> Self {
+        self.telemetry.enabled = enabled;
+        self
+    }
+
+    /// Opts in to a span around each aggregate replay (`eventsource.aggregate.replay`).
+    #[must_use]
+    pub fn trace_replay(mut self, enabled: bool) -> Self {
+        self.telemetry.replay_span = enabled;
+        self
+    }
+
+    /// Overrides the span names (e.g. `load_aggregate` / `persist_events`).
+    #[must_use]
+    pub fn with_span_names(mut self, names: RepositorySpanNames) -> Self {
+        self.telemetry.names = names;
+        self
+    }
+
+    /// The repository's telemetry settings.
+    #[must_use]
+    pub fn telemetry(&self) -> &RepositoryTelemetry {
+        &self.telemetry
+    }
+
+    /// The store behind this repository.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// The stream of the aggregate `id`.
+    pub fn stream(id: impl Into<String>) -> StreamId {
+        StreamId::new(A::TYPE, id)
+    }
+
+    /// Loads the aggregate `id` by replaying its stream, or, with
+    /// [snapshots](Self::with_snapshots), from its newest snapshot and the events after it.
+    ///
+    /// An aggregate with no event comes back at version 0 in its default state, ready for
+    /// its first command; use [`exists`](Self::exists) to tell the two apart.
+    ///
+    /// # Errors
+    /// [`RepositoryError::Decode`] naming the stream and version of an event that cannot
+    /// be decoded (unknown type, payload that does not fit), the store's errors, and
+    /// [`RepositoryError::OutOfSequence`] if the store broke its versioning guarantee.
+    /// Snapshot trouble is never an error (see [`with_snapshots`](Self::with_snapshots)).
+    pub async fn load(&self, id: impl Into<String>) -> Result<AggregateRoot<A>, RepositoryError> {
+        let id = id.into();
+        let span = instrument::load(&self.telemetry, A::TYPE, &id);
+        let loaded = span.run(self.load_root(id, None)).await;
+        instrument::loaded(&span, &loaded);
+        loaded.map(|loaded| loaded.root)
+    }
+
+    /// Loads the aggregate `id` as [`load`](Self::load) does, and finds the stored events
+    /// whose metadata carries `command_id` ([`Metadata::COMMAND_ID`]) among those the
+    /// load reads: the whole stream without snapshots; with them, the events after the
+    /// newest snapshot and the `every` events up to it (read in the same query), so that
+    /// the command whose save took the snapshot is found too. (An older command id is not
+    /// recognised.)
+    pub(crate) async fn load_for_command(
+        &self,
+        id: &str,
+        command_id: &str,
+    ) -> Result<(AggregateRoot<A>, Vec<EventEnvelope>), RepositoryError> {
+        let id = id.to_owned();
+        let span = instrument::load(&self.telemetry, A::TYPE, &id);
+        let loaded = span.run(self.load_root(id, Some(command_id))).await;
+        instrument::loaded(&span, &loaded);
+        loaded.map(|loaded| (loaded.root, loaded.command_events))
+    }
+
+    async fn load_root(
+        &self,
+        id: String,
+        command_id: Option<&str>,
+    ) -> Result<Loaded<A>, RepositoryError> {
+        let Some(snapshots) = self.snapshots.as_deref() else {
+            return self
+                .replay_stream(AggregateRoot::new(id), None, command_id)
+                .await;
+        };
+        let stream = Self::stream(id.as_str());
+        match snapshots.read(&stream).await {
+            SnapshotRead::Found { version, state } => {
+                let root = AggregateRoot::from_snapshot(id, version, state);
+                self.replay_stream(root, Some(snapshots.every), command_id)
+                    .await
+            }
+            SnapshotRead::None => {
+                self.replay_stream(AggregateRoot::new(id), None, command_id)
+                    .await
+            }
+            SnapshotRead::Unreadable => {
+                let root = AggregateRoot::new(id);
+                let loaded = self.replay_stream(root, None, command_id).await?;
+                // Replace it, so the next loads do not warn and replay in full again.
+                if loaded.root.version() > 0 {
+                    snapshots.take(&loaded.root).await;
+                }
+                Ok(loaded)
+            }
+        }
+    }
+
+    /// Applies the stored events after the root's version (restored from a snapshot taken
+    /// `every` events apart, if `snapshot_every`), and collects those carrying
+    /// `command_id`: after a snapshot, the read starts up to `every` events before it.
+    async fn replay_stream(
+        &self,
+        mut root: AggregateRoot<A>,
+        snapshot_every: Option<u64>,
+        command_id: Option<&str>,
+    ) -> Result<Loaded<A>, RepositoryError> {
+        let restored = root.version();
+        let from = match (command_id, snapshot_every) {
+            (Some(_), Some(every)) => (restored + 1).saturating_sub(every).max(1),
+            _ => restored + 1,
+        };
+        let stored = self.store.load(root.stream(), from).await?;
+        let newer = || stored.iter().filter(|e| e.version > restored);
+        let replayed = newer().count();
+        let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
+        for envelope in newer() {
+            let event = decode::<A>(envelope)?;
+            root.replay_one(envelope.version, &event)?;
+        }
+        let mut command_events = Vec::new();
+        if let Some(command_id) = command_id {
+            let carries = |e: &EventEnvelope| e.metadata.command_id() == Some(command_id);
+            command_events.extend(stored.into_iter().filter(carries));
+            // One command's events are one append, consecutive: found from the first
+            // event read on, the command may have appended earlier ones (rarely: a batch
+            // larger than the snapshot interval).
+            if from > 1 && command_events.first().is_some_and(|e| e.version == from) {
+                let earlier = self.store.load(root.stream(), 1).await?;
+                let earlier = earlier.into_iter().filter(|e| e.version < from);
+                command_events.splice(0..0, earlier.filter(carries));
+            }
+        }
+        Ok(Loaded {
+            root,
+            replayed,
+            snapshot_used: snapshot_every.is_some(),
+            command_events,
+        })
+    }
+
+    /// Whether the aggregate `id` has at least one event.
+    ///
+    /// # Errors
+    /// The store's errors.
+    pub async fn exists(&self, id: impl Into<String>) -> Result<bool, RepositoryError> {
+        let stream = Self::stream(id);
+        let check = async { Ok(self.store.stream_version(&stream).await? > 0) };
+        instrument::exists(&self.telemetry, &stream, check).await
+    }
+
+    /// Appends the root's uncommitted events, expecting the stream to be at the version the
+    /// root was loaded at, and returns them as stored.
+    ///
+    /// On success the root has no uncommitted event left; on failure (a
+    /// [`VersionConflict`] included) it keeps them and nothing was appended.
+    ///
+    /// # Errors
+    /// See [`RepositoryError`].
+    pub async fn save(
+        &self,
+        root: &mut AggregateRoot<A>,
+    ) -> Result<Vec<EventEnvelope>, RepositoryError> {
+        self.save_with_metadata(root, &Metadata::new()).await
+    }
+
+    /// As [`save`](Self::save), storing `metadata` (correlation, causation, ...) with each
+    /// event.
+    ///
+    /// # Errors
+    /// See [`RepositoryError`].
+    pub async fn save_with_metadata(
+        &self,
+        root: &mut AggregateRoot<A>,
+        metadata: &Metadata,
+    ) -> Result<Vec<EventEnvelope>, RepositoryError> {
+        if root.uncommitted().is_empty() {
+            return Ok(Vec::new());
+        }
+        let events = root
+            .uncommitted()
+            .iter()
+            .map(|event| {
+                NewEvent::from_event(event)
+                    .map(|new| new.with_metadata(metadata.clone()))
+                    .map_err(|source| RepositoryError::Encode {
+                        stream: root.stream().clone(),
+                        event_type: event.event_type(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let previous = root.persisted_version();
+        let expected = ExpectedVersion::from_version(previous);
+        let span = instrument::save(
+            &self.telemetry,
+            root.stream(),
+            expected,
+            root.uncommitted().len(),
+        );
+        let appended = span
+            .run(self.store.append(root.stream(), expected, events))
+            .await;
+        instrument::appended(&span, &appended);
+        let appended = appended?;
+        root.take_uncommitted();
+        if let Some(snapshots) = self.snapshots.as_deref() {
+            // A snapshot when the save crossed a multiple of `every`.
+            if appended.version / snapshots.every > previous / snapshots.every {
+                span.run(snapshots.take(root)).await;
+            }
+        }
+        Ok(appended.events)
+    }
+}
+
+/// A loaded root, and how it was loaded (for the load span).
+struct Loaded<A: Aggregate> {
+    root: AggregateRoot<A>,
+    /// The events applied after the snapshot (all of them without one).
+    replayed: usize,
+    snapshot_used: bool,
+    /// The stored events of the command id looked for, if any.
+    command_events: Vec<EventEnvelope>,
+}
+
+fn decode<A: Aggregate>(envelope: &EventEnvelope) -> Result<A::Event, RepositoryError> {
+    A::Event::from_payload(&envelope.event_type, &envelope.payload).map_err(|source| {
+        RepositoryError::Decode {
+            stream: envelope.stream.clone(),
+            version: envelope.version,
+            source,
+        }
+    })
+}

@@ -1,0 +1,181 @@
+//! Projection checkpoints in the SQLite `checkpoints` table, with in-process leases, and
+//! the events projections parked (`parked_events`).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::sqlite::SqlitePool;
+
+use super::{
+    database_file, detached, format_timestamp, parse_timestamp, pool_store, to_i64, unavailable,
+};
+use crate::projection::checkpoint::{CheckpointStore, ParkedEvent, ProjectionLease};
+use crate::store::StoreError;
+
+const LOAD: &str = "SELECT position FROM checkpoints WHERE projection = ?1";
+const SAVE: &str = "INSERT INTO checkpoints (projection, position, updated_at) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at";
+const PARK: &str = "INSERT INTO parked_events (projection, position, error, parked_at) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (projection, position) \
+     DO UPDATE SET error = excluded.error, parked_at = excluded.parked_at";
+const PARKED: &str = "SELECT position, error, parked_at FROM parked_events \
+     WHERE projection = ?1 ORDER BY position";
+const UNPARK: &str = "DELETE FROM parked_events WHERE projection = ?1 AND position = ?2";
+
+/// The projections held in this process, per database file.
+static HELD: LazyLock<Mutex<HashSet<(PathBuf, String)>>> = LazyLock::new(Mutex::default);
+
+fn held() -> std::sync::MutexGuard<'static, HashSet<(PathBuf, String)>> {
+    // Nothing panics while the lock is held, so a poisoned set is still consistent.
+    HELD.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A [`CheckpointStore`] in the SQLite `checkpoints` table.
+///
+/// [`save`](CheckpointStore::save) overwrites (a checkpoint may move back, as when a
+/// projection is rebuilt). Leases are **in-process**: SQLite serves one process, so
+/// [`try_acquire`](CheckpointStore::try_acquire) excludes the other runners of this
+/// process on the same database file (whichever store or pool they use), not runners of
+/// another process. Run the projections of one SQLite database in one process.
+///
+/// ```
+/// use eventsource_runtime::projection::checkpoint::CheckpointStore;
+/// use eventsource_runtime::sqlite::SqliteCheckpointStore;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let checkpoints = SqliteCheckpointStore::connect(":memory:").await?;
+/// checkpoints.migrate().await?;
+/// assert_eq!(checkpoints.load("orders").await?, 0);
+///
+/// let lease = checkpoints.try_acquire("orders").await?.expect("free");
+/// assert!(checkpoints.try_acquire("orders").await?.is_none(), "held");
+/// checkpoints.save("orders", 42).await?;
+/// lease.release().await;
+///
+/// assert_eq!(checkpoints.load("orders").await?, 42);
+/// assert!(checkpoints.try_acquire("orders").await?.is_some(), "released");
+/// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteCheckpointStore {
+    pool: SqlitePool,
+}
+
+pool_store!(SqliteCheckpointStore, "checkpoint store");
+
+#[async_trait]
+impl CheckpointStore for SqliteCheckpointStore {
+    async fn load(&self, projection: &str) -> Result<u64, StoreError> {
+        let (pool, projection) = (self.pool.clone(), projection.to_owned());
+        detached(async move {
+            let position: Option<i64> = sqlx::query_scalar(LOAD)
+                .bind(projection)
+                .fetch_optional(&pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(position.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+        })
+        .await
+    }
+
+    async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError> {
+        let (pool, projection) = (self.pool.clone(), projection.to_owned());
+        detached(async move {
+            sqlx::query(SAVE)
+                .bind(projection)
+                .bind(to_i64(position))
+                .bind(format_timestamp(Utc::now()))
+                .execute(&pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn try_acquire(
+        &self,
+        projection: &str,
+    ) -> Result<Option<Box<dyn ProjectionLease>>, StoreError> {
+        if self.pool.is_closed() {
+            return Err(unavailable(sqlx::Error::PoolClosed));
+        }
+        let key = (database_file(&self.pool), projection.to_owned());
+        if !held().insert(key.clone()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SqliteLease { key })))
+    }
+
+    async fn park(&self, projection: &str, event: &ParkedEvent) -> Result<(), StoreError> {
+        let query = sqlx::query(PARK)
+            .bind(projection.to_owned())
+            .bind(to_i64(event.position))
+            .bind(event.error.clone())
+            .bind(format_timestamp(event.parked_at));
+        let pool = self.pool.clone();
+        detached(async move {
+            query.execute(&pool).await.map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn parked(&self, projection: &str) -> Result<Vec<ParkedEvent>, StoreError> {
+        let (pool, projection) = (self.pool.clone(), projection.to_owned());
+        detached(async move {
+            let rows: Vec<(i64, String, String)> = sqlx::query_as(PARKED)
+                .bind(projection)
+                .fetch_all(&pool)
+                .await
+                .map_err(unavailable)?;
+            // Dates written by `park`; a row edited by hand still lists, dated now.
+            let date = |at: &str| parse_timestamp(at).unwrap_or_else(|_| Utc::now());
+            let parked = rows
+                .into_iter()
+                .map(|(p, e, at)| ParkedEvent::stored(p, e, date(&at)));
+            Ok(parked.collect())
+        })
+        .await
+    }
+
+    async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
+        let query = sqlx::query(UNPARK)
+            .bind(projection.to_owned())
+            .bind(to_i64(position));
+        let pool = self.pool.clone();
+        detached(async move {
+            let done = query.execute(&pool).await.map_err(unavailable)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+}
+
+/// A [`SqliteCheckpointStore`] lease: held until dropped or released.
+#[derive(Debug)]
+pub struct SqliteLease {
+    key: (PathBuf, String),
+}
+
+impl SqliteLease {
+    /// The projection held.
+    #[must_use]
+    pub fn projection(&self) -> &str {
+        &self.key.1
+    }
+}
+
+impl Drop for SqliteLease {
+    fn drop(&mut self) {
+        held().remove(&self.key);
+    }
+}
+
+#[async_trait]
+impl ProjectionLease for SqliteLease {
+    async fn release(self: Box<Self>) {}
+}

@@ -1,0 +1,189 @@
+//! The crate's own event stores (in memory, SQLite, PostgreSQL) implement [`Backend`]: the
+//! raw operations, each store its own way. [`EventStore`] is implemented once for all of
+//! them, around those operations, with the contract's spans ([`instrument`]).
+
+use async_trait::async_trait;
+
+use super::instrument::{self, Operation};
+use super::{AppendResult, AppendSignal, EventStore, ExpectedVersion, StoreError, StoreTelemetry};
+use crate::event::{EventEnvelope, NewEvent, StreamId};
+
+/// What an append returns.
+pub(crate) type Appended = Result<AppendResult, StoreError>;
+/// What a read returns.
+pub(crate) type Events = Result<Vec<EventEnvelope>, StoreError>;
+
+/// One append's arguments, with the trace context already in each event's metadata.
+pub(crate) struct Append<'a> {
+    pub(crate) stream: &'a StreamId,
+    pub(crate) expected: ExpectedVersion,
+    pub(crate) events: Vec<NewEvent>,
+}
+
+/// An event store of this crate, below its telemetry: the semantics of [`EventStore`],
+/// without spans.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// The store's telemetry settings.
+    fn telemetry(&self) -> &StoreTelemetry;
+
+    /// The statement `operation` (`append`, `load`, `read_all`) runs, for `db.query.text`.
+    fn query_text(&self, operation: &'static str) -> Option<&str> {
+        let _ = operation;
+        None
+    }
+
+    /// Appends, as [`EventStore::append`].
+    async fn append_events(&self, append: Append<'_>) -> Appended;
+
+    /// Reads one stream, as [`EventStore::load`].
+    async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events;
+
+    /// Reads all streams, as [`EventStore::read_all`].
+    async fn read_events(&self, from_position: u64, limit: usize) -> Events;
+
+    /// The stream's version, as [`EventStore::stream_version`].
+    async fn version(&self, stream: &StreamId) -> Result<u64, StoreError>;
+
+    /// As [`EventStore::appended_signal`].
+    fn signal(&self) -> Option<AppendSignal>;
+}
+
+/// The operation `name` as `backend`'s span describes it.
+pub(crate) fn operation<'a, B>(backend: &'a B, name: &'static str) -> Operation<'a>
+where
+    B: Backend + ?Sized,
+{
+    let operation = Operation::new(name);
+    match backend.query_text(name) {
+        Some(text) => operation.with_query_text(text),
+        None => operation,
+    }
+}
+
+/// An append of `backend`'s in the contract's span: the trace context goes into each
+/// event's metadata, a stream id no store takes is refused, then `work` stores the events.
+pub(crate) async fn append_traced<B, F, Fut>(
+    backend: &B,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    work: F,
+) -> Appended
+where
+    B: Backend + ?Sized,
+    F: FnOnce(Vec<NewEvent>) -> Fut,
+    Fut: Future<Output = Appended>,
+{
+    let operation = operation(backend, "append");
+    let telemetry = backend.telemetry();
+    instrument::append(
+        telemetry,
+        stream,
+        expected,
+        events,
+        operation,
+        |events| async move {
+            check_stream(stream)?;
+            work(events).await
+        },
+    )
+    .await
+}
+
+#[async_trait]
+impl<B: Backend> EventStore for B {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        append_traced(self, stream, expected, events, |events| {
+            self.append_events(Append {
+                stream,
+                expected,
+                events,
+            })
+        })
+        .await
+    }
+
+    async fn load(&self, stream: &StreamId, from_version: u64) -> Events {
+        let operation = operation(self, "load");
+        let load = async {
+            check_stream(stream)?;
+            self.load_events(stream, from_version).await
+        };
+        instrument::load(self.telemetry(), stream, from_version, operation, load).await
+    }
+
+    async fn read_all(&self, from_position: u64, limit: usize) -> Events {
+        let operation = operation(self, "read_all");
+        let read = self.read_events(from_position, limit);
+        instrument::read_all(self.telemetry(), from_position, limit, operation, read).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        check_stream(stream)?;
+        self.version(stream).await
+    }
+
+    fn system_name(&self) -> &'static str {
+        self.telemetry().system
+    }
+
+    fn appended_signal(&self) -> Option<AppendSignal> {
+        self.signal()
+    }
+}
+
+/// An event's payload and metadata as JSON text, as the stores keep them; a failure
+/// appends nothing.
+pub(crate) fn serialize(event: &NewEvent) -> Result<(String, String), StoreError> {
+    let err = |source| StoreError::Serialize {
+        event_type: event.event_type.to_string(),
+        source,
+    };
+    Ok((
+        serde_json::to_string(&event.payload).map_err(err)?,
+        serde_json::to_string(&event.metadata).map_err(err)?,
+    ))
+}
+
+/// The stores' rule for stream ids: no NUL character in the aggregate type or id
+/// (PostgreSQL cannot hold one; every store refuses it alike, so that code tested on one
+/// store behaves the same on another).
+///
+/// # Errors
+/// [`StoreError::InvalidStreamId`].
+pub(crate) fn check_stream(stream: &StreamId) -> Result<(), StoreError> {
+    let reason = if stream.aggregate_type().contains('\0') {
+        "the aggregate type contains a NUL character"
+    } else if stream.aggregate_id().contains('\0') {
+        "the aggregate id contains a NUL character"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidStreamId {
+        stream: stream.clone(),
+        reason,
+    })
+}
+
+/// `read_all`'s rule for unreadable events: the events before the first unreadable one, or
+/// its error when it is the first (so a reader gets everything up to it, then the error
+/// naming its position on the next read).
+pub(crate) fn readable_prefix(
+    events: impl IntoIterator<Item = Result<EventEnvelope, StoreError>>,
+) -> Events {
+    let mut readable = Vec::new();
+    for event in events {
+        match event {
+            Ok(event) => readable.push(event),
+            Err(error) if readable.is_empty() => return Err(error),
+            Err(_) => break,
+        }
+    }
+    Ok(readable)
+}

@@ -1,0 +1,104 @@
+//! The telemetry settings every store embeds (event stores and snapshot stores alike), and
+//! the builder methods over them, written once.
+
+use crate::telemetry::attributes::{SPAN_STORE_APPEND, SPAN_STORE_LOAD, SPAN_STORE_READ_ALL};
+use crate::telemetry::values::span_names;
+
+span_names! {
+    /// Span names of an event store's operations.
+    pub struct StoreSpanNames {
+        /// Reading one stream.
+        load = SPAN_STORE_LOAD,
+        /// Appending.
+        append = SPAN_STORE_APPEND,
+        /// Reading all streams.
+        read_all = SPAN_STORE_READ_ALL,
+    }
+}
+
+/// A store's telemetry settings, as its spans describe it (see
+/// [`instrument`](super::instrument)).
+///
+/// ```
+/// use eventsource_runtime::store::StoreTelemetry;
+///
+/// let mut telemetry = StoreTelemetry::new("my_database");
+/// telemetry.collection = Some("events");
+/// assert!(telemetry.enabled && !telemetry.query_text);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreTelemetry {
+    /// The component switch (on by default).
+    pub enabled: bool,
+    /// `db.system.name`.
+    pub system: &'static str,
+    /// `db.collection.name` (the events table), if the store has one.
+    pub collection: Option<&'static str>,
+    /// `server.address` and `server.port`, for networked stores.
+    pub server: Option<(String, u16)>,
+    /// `db.namespace` (PostgreSQL: `{database}.{schema}`), where known.
+    pub namespace: Option<String>,
+    /// Span names (of an event store's operations).
+    pub names: StoreSpanNames,
+    /// Whether each operation records its statement as `db.query.text` (off by default;
+    /// never the bound values).
+    pub query_text: bool,
+}
+
+impl StoreTelemetry {
+    /// Spans on, for a store of `system`, with the default names.
+    #[must_use]
+    pub fn new(system: &'static str) -> Self {
+        Self {
+            enabled: true,
+            system,
+            collection: None,
+            server: None,
+            namespace: None,
+            names: StoreSpanNames::default(),
+            query_text: false,
+        }
+    }
+}
+
+/// Writes a store's telemetry builder methods over its `telemetry: Arc<StoreTelemetry>`
+/// field: `telemetry_builders!(enable_tracing, span_names, query_text)`, any of the three.
+macro_rules! telemetry_builders {
+    ($($option:ident),+ $(,)?) => {
+        $($crate::store::settings::telemetry_builder!($option);)+
+    };
+}
+
+/// One builder method of [`telemetry_builders`].
+macro_rules! telemetry_builder {
+    (enable_tracing) => {
+        /// The component switch: `false` stops this store's spans (this clone's; other
+        /// clones keep their own setting).
+        #[must_use]
+        pub fn enable_tracing(mut self, enabled: bool) -> Self {
+            ::std::sync::Arc::make_mut(&mut self.telemetry).enabled = enabled;
+            self
+        }
+    };
+    (span_names) => {
+        /// Overrides the span names (e.g. `event_store.load` / `event_store.append`).
+        #[must_use]
+        pub fn with_span_names(mut self, names: $crate::store::StoreSpanNames) -> Self {
+            ::std::sync::Arc::make_mut(&mut self.telemetry).names = names;
+            self
+        }
+    };
+    (query_text) => {
+        /// Opt-in: record the SQL of each operation as `db.query.text` on its span (off by
+        /// default). Only the statement with its placeholders is recorded, never the bound
+        /// values.
+        #[must_use]
+        pub fn record_query_text(mut self, record: bool) -> Self {
+            ::std::sync::Arc::make_mut(&mut self.telemetry).query_text = record;
+            self
+        }
+    };
+}
+
+pub(crate) use {telemetry_builder, telemetry_builders};

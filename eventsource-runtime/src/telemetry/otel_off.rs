@@ -1,0 +1,171 @@
+//! Without the `tracing` feature: the names of `otel/`, recording nothing. Every call is an
+//! empty inline function, so the components' telemetry compiles away.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::event::Metadata;
+use crate::telemetry::values::{Attr, Kind, SpanName};
+
+/// Stands for a span about to start.
+pub(crate) struct SpanStart<'a>(PhantomData<&'a ()>);
+
+impl<'a> SpanStart<'a> {
+    #[inline(always)]
+    pub(crate) fn new(_: bool, _: SpanName<'a>, _: Kind) -> Self {
+        Self(PhantomData)
+    }
+
+    #[inline(always)]
+    pub(crate) fn root(self) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    pub(crate) fn remote_parent(self, _: &Metadata) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    pub(crate) fn link(self, _: &Metadata, _: &[(&'static str, Attr<'_>)]) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    pub(crate) fn attr(self, _: &'static str, _: Attr<'_>) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    pub(crate) fn str(self, _: &'static str, _: &str) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    pub(crate) fn static_str(self, _: &'static str, _: &'static str) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    pub(crate) fn int(self, _: &'static str, _: impl TryInto<i64>) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    pub(crate) fn start(self) -> Span {
+        Span
+    }
+}
+
+/// Stands for a span.
+pub(crate) struct Span;
+
+impl Span {
+    #[inline(always)]
+    pub(crate) fn none() -> Self {
+        Self
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_recording(&self) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    pub(crate) fn set(&self, _: &'static str, _: Attr<'_>) {}
+
+    #[inline(always)]
+    pub(crate) fn add_event(&self, _: &'static str, _: &[(&'static str, Attr<'_>)]) {}
+
+    #[inline(always)]
+    pub(crate) fn record_error(&self, _: &str, _: &(impl std::fmt::Display + ?Sized)) {}
+
+    #[inline(always)]
+    pub(crate) fn record_panic(&self, _: &(dyn std::any::Any + Send)) {}
+
+    #[inline(always)]
+    pub(crate) fn set_error(&self, _: &(impl std::fmt::Display + ?Sized)) {}
+
+    #[inline(always)]
+    pub(crate) fn inject(&self, _: &mut Metadata) {}
+
+    #[inline(always)]
+    pub(crate) async fn run<F: Future>(&self, work: F) -> F::Output {
+        work.await
+    }
+}
+
+#[inline(always)]
+pub(crate) fn enabled() -> bool {
+    false
+}
+
+#[inline(always)]
+pub(crate) async fn in_stored_context<F: Future>(_: &Metadata, work: F) -> F::Output {
+    work.await
+}
+
+/// Stands for a duration measurement.
+pub(crate) struct Stopwatch;
+
+impl Stopwatch {
+    #[inline(always)]
+    pub(crate) fn start() -> Self {
+        Self
+    }
+
+    #[inline(always)]
+    pub(crate) fn elapsed(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+pub(crate) mod metrics {
+    use std::time::Duration;
+
+    use crate::telemetry::values::{Attr, Counter, Timing};
+
+    #[inline(always)]
+    pub(crate) fn add<const N: usize>(_: Counter, _: u64, _: [(&'static str, Attr<'_>); N]) {}
+
+    #[inline(always)]
+    pub(crate) fn record_seconds<const N: usize>(
+        _: Timing,
+        _: Duration,
+        _: [(&'static str, Attr<'_>); N],
+    ) {
+    }
+
+    #[inline(always)]
+    pub(crate) fn record_result_size<const N: usize>(_: u64, _: [(&'static str, Attr<'_>); N]) {}
+}
+
+pub(crate) mod log {
+    //! The log macros, writing nothing. Their arguments are still type-checked and
+    //! borrowed, so a value only logged is not reported unused.
+
+    /// Borrows every value of a `tracing`-style argument list.
+    macro_rules! consume {
+        () => {};
+        ($message:literal $(, $arg:expr)* $(,)?) => {{ let _ = format_args!($message $(, $arg)*); }};
+        ($key:ident = % $value:expr $(, $($rest:tt)*)?) => {{ let _ = &$value; $($crate::telemetry::otel::log::consume!($($rest)*);)? }};
+        ($key:ident = ? $value:expr $(, $($rest:tt)*)?) => {{ let _ = &$value; $($crate::telemetry::otel::log::consume!($($rest)*);)? }};
+        ($key:ident = $value:expr $(, $($rest:tt)*)?) => {{ let _ = &$value; $($crate::telemetry::otel::log::consume!($($rest)*);)? }};
+        ($key:ident $(, $($rest:tt)*)?) => {{ let _ = &$key; $($crate::telemetry::otel::log::consume!($($rest)*);)? }};
+    }
+
+    macro_rules! log_info {
+        ($($arg:tt)+) => { $crate::telemetry::otel::log::consume!($($arg)+) };
+    }
+
+    macro_rules! log_warn {
+        ($($arg:tt)+) => { $crate::telemetry::otel::log::consume!($($arg)+) };
+    }
+
+    macro_rules! log_error {
+        ($($arg:tt)+) => { $crate::telemetry::otel::log::consume!($($arg)+) };
+    }
+
+    pub(crate) use {consume, log_error, log_info, log_warn};
+}

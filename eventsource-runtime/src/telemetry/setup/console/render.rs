@@ -1,0 +1,300 @@
+//! Rendering: one trace's spans as indented trees, with kind, duration, the attributes worth
+//! a glance, links and errors.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceId};
+use opentelemetry::{Array, Value};
+use opentelemetry_sdk::trace::SpanData;
+
+use super::{MAX_ARRAY_ITEMS, MAX_ATTRIBUTES, MAX_VALUE_CHARS};
+
+/// What the renderer asks about spans outside the ones it renders.
+pub(super) trait SeenSpans {
+    /// Whether span `id` of `trace` was printed already.
+    fn printed(&self, trace: TraceId, id: SpanId) -> bool;
+    /// The name of span `id` of `trace`, if this process has seen it (printed or buffered).
+    fn name(&self, trace: TraceId, id: SpanId) -> Option<&str>;
+}
+
+/// Renders `spans` (of one trace) as trees: one per span whose parent is not among them.
+pub(super) fn render(trace: TraceId, spans: &[SpanData], seen: &dyn SeenSpans) -> String {
+    let ids: HashSet<SpanId> = spans.iter().map(|s| s.span_context.span_id()).collect();
+    let mut children: HashMap<SpanId, Vec<&SpanData>> = HashMap::new();
+    let mut roots = Vec::new();
+    for span in spans {
+        let id = span.span_context.span_id();
+        if span.parent_span_id != id && ids.contains(&span.parent_span_id) {
+            children.entry(span.parent_span_id).or_default().push(span);
+        } else {
+            roots.push(span);
+        }
+    }
+    for list in children.values_mut() {
+        list.sort_by_key(|s| s.start_time);
+    }
+    roots.sort_by_key(|s| s.start_time);
+
+    let mut out = String::new();
+    let mut visited = HashSet::new();
+    let render_root = |out: &mut String, root: &SpanData, visited: &mut HashSet<SpanId>| {
+        let parent = root.parent_span_id;
+        let _ = write!(out, "trace {trace}");
+        if parent != SpanId::INVALID {
+            let _ = if root.parent_span_is_remote {
+                write!(out, " (continues remote parent {parent})")
+            } else if seen.printed(trace, parent) {
+                write!(out, " (continued, below {parent})")
+            } else {
+                write!(out, " (incomplete: parent {parent} had not ended)")
+            };
+        }
+        out.push('\n');
+        let node = Node {
+            seen,
+            spans,
+            children: &children,
+        };
+        node.write(out, root, None, "", "", true, visited);
+        out.push('\n');
+    };
+    for root in roots {
+        render_root(&mut out, root, &mut visited);
+    }
+    // Spans in a parent cycle (never produced by the SDK) are not lost either.
+    while let Some(rest) = spans
+        .iter()
+        .filter(|s| !visited.contains(&s.span_context.span_id()))
+        .min_by_key(|s| s.start_time)
+    {
+        render_root(&mut out, rest, &mut visited);
+    }
+    out
+}
+
+/// What rendering a node needs.
+struct Node<'a> {
+    seen: &'a dyn SeenSpans,
+    spans: &'a [SpanData],
+    children: &'a HashMap<SpanId, Vec<&'a SpanData>>,
+}
+
+impl Node<'_> {
+    /// The name of a linked span: one of this trace's, or one seen before.
+    fn link_name(&self, cx: &SpanContext) -> Option<&str> {
+        let (trace, id) = (cx.trace_id(), cx.span_id());
+        self.spans
+            .iter()
+            .find(|s| s.span_context.trace_id() == trace && s.span_context.span_id() == id)
+            .map(|s| s.name.as_ref())
+            .or_else(|| self.seen.name(trace, id))
+    }
+
+    /// Writes `span` and its subtree. `prefix` is the indentation of `span`'s line,
+    /// `connector` its branch (`├─ `, `└─ `, or empty for a root).
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        out: &mut String,
+        span: &SpanData,
+        parent: Option<&SpanData>,
+        prefix: &str,
+        connector: &str,
+        last: bool,
+        visited: &mut HashSet<SpanId>,
+    ) {
+        let id = span.span_context.span_id();
+        if !visited.insert(id) {
+            return;
+        }
+        let _ = write!(
+            out,
+            "{prefix}{connector}{}  {}  {}",
+            span.name,
+            kind(&span.span_kind),
+            duration(span),
+        );
+        let attributes = attributes(span, parent);
+        if !attributes.is_empty() {
+            let _ = write!(out, "  {}", attributes.join(" "));
+        }
+        out.push('\n');
+
+        let child_prefix = if parent.is_none() {
+            String::new()
+        } else if last {
+            format!("{prefix}   ")
+        } else {
+            format!("{prefix}│  ")
+        };
+        let kids = self.children.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        let detail = format!(
+            "{child_prefix}{}",
+            if kids.is_empty() { "   " } else { "│  " }
+        );
+        for link in &span.links.links {
+            let cx = &link.span_context;
+            let _ = write!(
+                out,
+                "{detail}↳ linked to {}/{}",
+                cx.trace_id(),
+                cx.span_id()
+            );
+            if let Some(name) = self.link_name(cx) {
+                let _ = write!(out, " ({name})");
+            }
+            out.push('\n');
+        }
+        if let Status::Error { description } = &span.status {
+            let _ = writeln!(out, "{detail}✗ error{}", error_text(span, description));
+        }
+        for (i, kid) in kids.iter().enumerate() {
+            let last_kid = i + 1 == kids.len();
+            let branch = if last_kid { "└─ " } else { "├─ " };
+            self.write(
+                out,
+                kid,
+                Some(span),
+                &child_prefix,
+                branch,
+                last_kid,
+                visited,
+            );
+        }
+    }
+}
+
+/// `: description [exception.type]`, from the status and the `exception` span event.
+fn error_text(span: &SpanData, description: &str) -> String {
+    let exception = span
+        .events
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .map(|e| &e.attributes);
+    let find = |key: &str| {
+        exception
+            .into_iter()
+            .flatten()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.as_str().into_owned())
+    };
+    let message = if description.is_empty() {
+        find("exception.message").unwrap_or_default()
+    } else {
+        description.to_owned()
+    };
+    let mut text = String::new();
+    if !message.is_empty() {
+        let _ = write!(text, ": {message}");
+    }
+    if let Some(ty) = find("exception.type") {
+        let _ = write!(text, " [{ty}]");
+    }
+    text
+}
+
+fn kind(kind: &SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Client => "client",
+        SpanKind::Server => "server",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+        SpanKind::Internal => "internal",
+    }
+}
+
+fn duration(span: &SpanData) -> String {
+    let d = span
+        .end_time
+        .duration_since(span.start_time)
+        .unwrap_or_default();
+    if d < Duration::from_micros(1) {
+        format!("{}ns", d.as_nanos())
+    } else if d < Duration::from_millis(1) {
+        format!("{}µs", d.as_micros())
+    } else if d < Duration::from_secs(1) {
+        format!("{:.2}ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
+}
+
+/// Keys never shown: tracing-opentelemetry's bookkeeping, and what other lines show.
+fn hidden(key: &str) -> bool {
+    const PREFIXES: [&str; 4] = ["code.", "thread.", "exception.", "otel."];
+    const KEYS: [&str; 5] = ["target", "busy_ns", "idle_ns", "cqrs.side", "error.chain"];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
+}
+
+/// `key=value` of the attributes worth a glance.
+fn attributes(span: &SpanData, parent: Option<&SpanData>) -> Vec<String> {
+    let mut shown = Vec::new();
+    let mut more = 0;
+    for kv in &span.attributes {
+        let key = kv.key.as_str();
+        if hidden(key) {
+            continue;
+        }
+        // The parent already says it (the aggregate id on every repository/store span).
+        if parent.is_some_and(|p| p.attributes.iter().any(|pkv| pkv == kv)) {
+            continue;
+        }
+        // The name already says it (`command.type` on `command.PlaceOrder`).
+        if let Value::String(s) = &kv.value
+            && key.starts_with("eventsource.")
+            && span.name.split('.').any(|segment| segment == s.as_str())
+        {
+            continue;
+        }
+        if shown.len() == MAX_ATTRIBUTES {
+            more += 1;
+            continue;
+        }
+        let key = key.strip_prefix("eventsource.").unwrap_or(key);
+        shown.push(format!("{key}={}", value(&kv.value)));
+    }
+    if more > 0 {
+        shown.push(format!("(+{more} more)"));
+    }
+    shown
+}
+
+fn value(value: &Value) -> String {
+    match value {
+        Value::String(s) => text(s.as_str()),
+        Value::Array(Array::String(items)) => list(items.iter().map(|s| text(s.as_str()))),
+        Value::Array(Array::I64(items)) => list(items.iter().map(i64::to_string)),
+        Value::Array(Array::F64(items)) => list(items.iter().map(f64::to_string)),
+        Value::Array(Array::Bool(items)) => list(items.iter().map(bool::to_string)),
+        other => text(&other.to_string()),
+    }
+}
+
+fn list(items: impl ExactSizeIterator<Item = String>) -> String {
+    let total = items.len();
+    let mut shown: Vec<String> = items.take(MAX_ARRAY_ITEMS).collect();
+    if total > MAX_ARRAY_ITEMS {
+        shown.push(format!("…+{}", total - MAX_ARRAY_ITEMS));
+    }
+    format!("[{}]", shown.join(", "))
+}
+
+/// A string value, cut to [`MAX_VALUE_CHARS`] and quoted when it would not read as one token.
+fn text(s: &str) -> String {
+    let cut: String = if s.chars().count() > MAX_VALUE_CHARS {
+        s.chars()
+            .take(MAX_VALUE_CHARS - 1)
+            .chain(std::iter::once('…'))
+            .collect()
+    } else {
+        s.to_owned()
+    };
+    if cut.is_empty() || cut.contains(|c: char| c.is_whitespace() || matches!(c, '=' | '"' | ',')) {
+        format!("{cut:?}")
+    } else {
+        cut
+    }
+}

@@ -1,0 +1,149 @@
+//! The log lines and the spans' filter: which events become lines and which spans are
+//! recorded (both from `RUST_LOG`), and the lines' format, with the current trace and span ids.
+
+use std::fmt;
+
+use opentelemetry::trace::TraceContextExt as _;
+use tracing::Subscriber;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime as _;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Targets whose spans are never exported: the exporters' own HTTP/gRPC stack (exporting
+/// them would feed the exporter with its own work), OpenTelemetry's internal logs, and the
+/// AMQP client's connection loop (one long span per connection, not the application's).
+const UNTRACED_TARGETS: [&str; 8] = [
+    "opentelemetry",
+    "h2",
+    "hyper",
+    "tonic",
+    "tower",
+    "reqwest",
+    "lapin",
+    "amq_protocol",
+];
+
+/// The log lines' filter: `RUST_LOG`, without OpenTelemetry's internal logs unless asked.
+pub(super) fn log_filter(directives: &str) -> EnvFilter {
+    let filter = EnvFilter::builder().parse_lossy(directives);
+    if directives.contains("opentelemetry") {
+        return filter;
+    }
+    match "opentelemetry=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
+/// The spans' filter: [`span_directives`], never the exporters' own stack.
+pub(super) fn span_filter(log_directives: &str) -> EnvFilter {
+    UNTRACED_TARGETS
+        .iter()
+        .filter_map(|target| format!("{target}=off").parse().ok())
+        .fold(
+            EnvFilter::builder().parse_lossy(span_directives(log_directives)),
+            |filter, d| filter.add_directive(d),
+        )
+}
+
+/// The spans' directives: `RUST_LOG`'s, with the default level at least `info`, so that
+/// `RUST_LOG=warn` quiets the log lines without dropping the (info-level) spans. Directives
+/// naming a target are kept as they are.
+fn span_directives(log_directives: &str) -> String {
+    use std::str::FromStr as _;
+    use tracing::level_filters::LevelFilter;
+
+    let mut default = LevelFilter::INFO;
+    let mut targeted = Vec::new();
+    for directive in log_directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        match LevelFilter::from_str(directive) {
+            Ok(level) => default = default.max(level),
+            Err(_) => targeted.push(directive),
+        }
+    }
+    std::iter::once(default.to_string().to_ascii_lowercase())
+        .chain(targeted.into_iter().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Log lines as `<time> <LEVEL> <target>: <message> <fields> trace_id=… span_id=…`, the ids
+/// of the span the event happened in (its OpenTelemetry context, made current when a span is
+/// entered).
+pub(super) struct LineFormat;
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let ansi = w.has_ansi_escapes();
+        let (dim, reset) = if ansi {
+            ("\x1b[2m", "\x1b[0m")
+        } else {
+            ("", "")
+        };
+        w.write_str(dim)?;
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut w)?;
+        w.write_str(reset)?;
+        let level = *meta.level();
+        if ansi {
+            let color = match level {
+                tracing::Level::ERROR => "\x1b[31m",
+                tracing::Level::WARN => "\x1b[33m",
+                tracing::Level::INFO => "\x1b[32m",
+                tracing::Level::DEBUG => "\x1b[34m",
+                tracing::Level::TRACE => "\x1b[35m",
+            };
+            write!(w, " {color}{level:>5}{reset} ")?;
+        } else {
+            write!(w, " {level:>5} ")?;
+        }
+        write!(w, "{dim}{}:{reset} ", meta.target())?;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        let cx = opentelemetry::Context::current();
+        let span = cx.span();
+        let sc = span.span_context();
+        if sc.is_valid() {
+            write!(
+                w,
+                " {dim}trace_id={} span_id={}{reset}",
+                sc.trace_id(),
+                sc.span_id()
+            )?;
+        }
+        writeln!(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_are_recorded_at_info_at_least() {
+        assert_eq!(span_directives("info"), "info");
+        assert_eq!(span_directives("warn"), "info");
+        assert_eq!(span_directives("off"), "info");
+        assert_eq!(span_directives("debug"), "debug");
+        assert_eq!(span_directives("warn,sqlx=off"), "info,sqlx=off");
+        assert_eq!(
+            span_directives("eventsource=debug"),
+            "info,eventsource=debug"
+        );
+        assert_eq!(span_directives("trace, hyper=info"), "trace,hyper=info");
+    }
+}

@@ -1,0 +1,491 @@
+//! Application setup: `telemetry::init()`, one call that sets up spans, metrics and log
+//! lines for an application, configured from the standard OpenTelemetry environment
+//! variables (the table is on [`init`]), and the pieces it installs.
+//!
+//! This module holds the public API (the builder, the guard, the error) and the
+//! installation of the global subscriber and providers. The work is split by job:
+//!
+//! - `settings`: what to set up, decided from the builder's options and the environment;
+//! - `logs`: the log lines (their filter and format) and the spans' filter;
+//! - `layer`: eventsource's `tracing` layer ([`OtelLayer`]), also for custom subscribers;
+//! - `console`: finished traces printed as trees ([`ConsoleExporter`]);
+//! - `export` (with the `otlp` feature): the OTLP exporters and the runtime they run on.
+
+use std::fmt;
+use std::io::{IsTerminal as _, Write};
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime as _;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use console::SharedWriter;
+use logs::{LineFormat, log_filter, span_filter};
+use settings::{Options, Settings};
+
+pub use console::ConsoleExporter;
+pub use layer::{OtelLayer, layer};
+
+mod console;
+#[cfg(feature = "otlp")]
+mod export;
+mod layer;
+mod logs;
+mod settings;
+
+/// The instrumentation scope of the spans recorded through the `tracing` layer.
+const SCOPE: &str = "eventsource";
+
+/// Sets up telemetry for the whole process and returns the guard that flushes it.
+///
+/// The same as `Telemetry::builder().init()` (see [`Telemetry::builder`] for the options,
+/// which win over the environment). Without `OTEL_EXPORTER_OTLP_ENDPOINT`, each finished
+/// trace is printed as a tree on stderr ([`ConsoleExporter`]); with it, spans and metrics go
+/// to the collector. Log lines go to stderr, with the `trace_id`/`span_id` of the span they
+/// are in. The global tracer provider, meter provider (when metrics are exported) and W3C
+/// propagator (`traceparent`, `baggage`) are set too.
+///
+/// | variable | effect |
+/// |---|---|
+/// | (none) | each finished trace printed as a tree on stderr |
+/// | `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_TRACES_` / `_METRICS_ENDPOINT`) | OTLP export of spans and metrics instead (for HTTP, `/v1/traces` and `/v1/metrics` are appended to the generic endpoint only) |
+/// | `OTEL_EXPORTER_OTLP_PROTOCOL` (or `_TRACES_` / `_METRICS_PROTOCOL`) | `grpc`, `http/protobuf` (default) or `http/json` |
+/// | `OTEL_TRACES_EXPORTER` | `otlp`, `console`, both (`otlp,console`) or `none` (no span export, no console) |
+/// | `OTEL_METRICS_EXPORTER` | `otlp` or `none` |
+/// | `OTEL_SDK_DISABLED=true` | no span or metric export (log lines stay) |
+/// | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the resource; the service name defaults to the executable's name |
+/// | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (read by the SDK; default `parentbased_always_on`) |
+/// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the OTLP batch span processor (which ignores `OTEL_BSP_EXPORT_TIMEOUT`: the export timeout is `OTEL_EXPORTER_OTLP_TIMEOUT`) |
+/// | `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, `OTEL_METRIC_EXPORT_INTERVAL`, … | read by the exporters themselves |
+/// | `RUST_LOG` | the log lines, default `info` (OpenTelemetry's own targets are off unless named). Spans are recorded at `info` and above whatever its default level says (more when it is more verbose); its per-target directives apply to spans too |
+///
+/// A bad value never panics: it is reported as one warning line and the default is used.
+///
+/// Never panics: if telemetry cannot be set up (another global `tracing` subscriber, an
+/// exporter that fails to build), it prints one warning line and returns a guard that
+/// does nothing. Use [`TelemetryBuilder::try_init`] to handle the error.
+///
+/// Keep the guard alive for the life of the program: dropping it flushes the spans still
+/// buffered and shuts the exporters down.
+///
+/// ```no_run
+/// #[tokio::main]
+/// async fn main() {
+///     let _telemetry = eventsource_runtime::telemetry::init();
+///     tracing::info!("ready");
+///     // ... the application ...
+/// } // spans flushed here
+/// ```
+#[must_use = "telemetry is shut down when the guard is dropped"]
+pub fn init() -> TelemetryGuard {
+    Telemetry::builder().init()
+}
+
+/// The entry point of the telemetry setup: [`Telemetry::builder`].
+///
+/// ```
+/// let guard = eventsource_runtime::telemetry::Telemetry::builder()
+///     .service_name("orders")
+///     .writer(std::io::sink())
+///     .init();
+/// # drop(guard);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Telemetry;
+
+impl Telemetry {
+    /// Options for [`init`]: service name, console on or off, where the console output
+    /// goes. Options given in code win over the environment.
+    ///
+    /// ```
+    /// use eventsource_runtime::telemetry::Telemetry;
+    ///
+    /// let guard = Telemetry::builder()
+    ///     .service_name("orders")
+    ///     .console(true)
+    ///     .writer(std::io::sink())
+    ///     .try_init();
+    /// # drop(guard);
+    /// ```
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder::default()
+    }
+}
+
+/// Options of the telemetry setup, from [`Telemetry::builder`].
+///
+/// ```
+/// let builder = eventsource_runtime::telemetry::Telemetry::builder().service_name("orders");
+/// # drop(builder);
+/// ```
+#[derive(Default)]
+#[must_use = "nothing is set up until `init` or `try_init` is called"]
+pub struct TelemetryBuilder {
+    options: Options,
+    writer: Option<SharedWriter>,
+}
+
+impl fmt::Debug for TelemetryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelemetryBuilder")
+            .field("service_name", &self.options.service_name)
+            .field("console", &self.options.console)
+            .field("writer", &self.writer.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+impl TelemetryBuilder {
+    /// The `service.name` resource attribute. Without it: `OTEL_SERVICE_NAME`, then
+    /// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, then the executable's name.
+    ///
+    /// ```
+    /// let builder = eventsource_runtime::telemetry::Telemetry::builder().service_name("orders");
+    /// # drop(builder);
+    /// ```
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.options.service_name = Some(name.into());
+        self
+    }
+
+    /// Prints finished traces as trees (`true`) or not (`false`), whatever
+    /// `OTEL_TRACES_EXPORTER` and the OTLP endpoint say. By default the console is on when
+    /// no OTLP endpoint is configured.
+    ///
+    /// ```
+    /// // Traces to the collector *and* on the console.
+    /// let builder = eventsource_runtime::telemetry::Telemetry::builder().console(true);
+    /// # drop(builder);
+    /// ```
+    pub fn console(mut self, on: bool) -> Self {
+        self.options.console = Some(on);
+        self
+    }
+
+    /// Where the console traces, the log lines and the setup warnings go (default: stderr).
+    ///
+    /// ```
+    /// let builder = eventsource_runtime::telemetry::Telemetry::builder().writer(std::io::stdout());
+    /// # drop(builder);
+    /// ```
+    pub fn writer(mut self, writer: impl Write + Send + 'static) -> Self {
+        self.writer = Some(SharedWriter::new(writer));
+        self
+    }
+
+    /// Sets telemetry up; on failure prints one warning line and returns a guard that does
+    /// nothing. Never panics.
+    ///
+    /// ```
+    /// let _telemetry = eventsource_runtime::telemetry::Telemetry::builder()
+    ///     .service_name("orders")
+    ///     .writer(std::io::sink())
+    ///     .init();
+    /// tracing::info_span!("work").in_scope(|| tracing::info!("done"));
+    /// ```
+    #[must_use = "telemetry is shut down when the guard is dropped"]
+    pub fn init(self) -> TelemetryGuard {
+        let mut out = self.writer.clone().unwrap_or_else(SharedWriter::stderr);
+        match self.try_init() {
+            Ok(guard) => guard,
+            Err(error) => {
+                let mut line = format!("telemetry disabled: {error}");
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    line.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                warn(&mut out, &line);
+                TelemetryGuard { inner: None }
+            }
+        }
+    }
+
+    /// Sets telemetry up: the global `tracing` subscriber (OpenTelemetry layer and log
+    /// lines), the global tracer and meter providers and the W3C propagator.
+    ///
+    /// # Errors
+    /// [`InitError::SubscriberAlreadySet`] when a global `tracing` subscriber is already
+    /// set (by an earlier call, or by the application); an exporter or runtime error when
+    /// OTLP export cannot be set up. Nothing global is changed then.
+    ///
+    /// ```
+    /// use eventsource_runtime::telemetry::{InitError, Telemetry};
+    ///
+    /// let first = Telemetry::builder().writer(std::io::sink()).try_init();
+    /// assert!(first.is_ok());
+    /// let second = Telemetry::builder().writer(std::io::sink()).try_init();
+    /// assert!(matches!(second, Err(InitError::SubscriberAlreadySet(_))));
+    /// ```
+    pub fn try_init(self) -> Result<TelemetryGuard, InitError> {
+        let env = |key: &str| std::env::var(key).ok();
+        let settings = Settings::resolve(&self.options, &env, executable_name().as_deref());
+        let (out, ansi) = match self.writer {
+            Some(writer) => (writer, false),
+            None => (
+                SharedWriter::stderr(),
+                std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ),
+        };
+        install(settings, out, ansi)
+    }
+}
+
+/// What [`TelemetryBuilder::try_init`] can fail with.
+///
+/// ```
+/// use eventsource_runtime::telemetry::{InitError, Telemetry};
+///
+/// match Telemetry::builder().writer(std::io::sink()).try_init() {
+///     Ok(_guard) => {}
+///     Err(InitError::SubscriberAlreadySet(_)) => { /* the application set its own */ }
+///     Err(other) => eprintln!("no telemetry: {other}"),
+/// }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A global `tracing` subscriber is already set.
+    #[error("a global tracing subscriber is already set")]
+    SubscriberAlreadySet(#[source] tracing_subscriber::util::TryInitError),
+    /// The OTLP span exporter could not be built (a malformed endpoint, for instance).
+    #[cfg(feature = "otlp")]
+    #[error("the OTLP span exporter cannot be built")]
+    SpanExporter(#[source] opentelemetry_otlp::ExporterBuildError),
+    /// The OTLP metric exporter could not be built.
+    #[cfg(feature = "otlp")]
+    #[error("the OTLP metric exporter cannot be built")]
+    MetricExporter(#[source] opentelemetry_otlp::ExporterBuildError),
+    /// The Tokio runtime that runs the gRPC exporters could not be started.
+    #[cfg(feature = "otlp")]
+    #[error("the runtime of the gRPC exporters cannot be started")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Keeps telemetry running; dropping it flushes what is buffered (console traces, OTLP
+/// batches, metrics) and shuts the providers down.
+///
+/// ```
+/// let guard = eventsource_runtime::telemetry::Telemetry::builder()
+///     .writer(std::io::sink())
+///     .init();
+/// tracing::info_span!("work").in_scope(|| {});
+/// guard.force_flush();
+/// drop(guard); // shut down
+/// ```
+#[must_use = "telemetry is shut down when the guard is dropped"]
+pub struct TelemetryGuard {
+    inner: Option<Installed>,
+}
+
+struct Installed {
+    tracer_provider: SdkTracerProvider,
+    meter_provider: Option<SdkMeterProvider>,
+    console: Option<ConsoleExporter>,
+    #[cfg(feature = "otlp")]
+    _runtime: Option<export::ExportRuntime>,
+}
+
+impl fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("TelemetryGuard");
+        s.field("active", &self.inner.is_some());
+        if let Some(inner) = &self.inner {
+            s.field("console", &inner.console.is_some())
+                .field("metrics", &inner.meter_provider.is_some());
+        }
+        s.finish()
+    }
+}
+
+impl TelemetryGuard {
+    /// Whether telemetry was set up (`false` for the guard [`init`] returns after a
+    /// failure).
+    ///
+    /// ```
+    /// let guard = eventsource_runtime::telemetry::Telemetry::builder()
+    ///     .writer(std::io::sink())
+    ///     .init();
+    /// println!("telemetry on: {}", guard.is_active());
+    /// ```
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Exports what is buffered now: OTLP batches, metrics, and the console traces whose
+    /// root has not ended yet (printed as incomplete).
+    ///
+    /// ```
+    /// let guard = eventsource_runtime::telemetry::Telemetry::builder()
+    ///     .writer(std::io::sink())
+    ///     .init();
+    /// guard.force_flush();
+    /// ```
+    pub fn force_flush(&self) {
+        let Some(inner) = &self.inner else { return };
+        let _ = inner.tracer_provider.force_flush();
+        if let Some(console) = &inner.console {
+            let _ = opentelemetry_sdk::trace::SpanExporter::force_flush(console);
+        }
+        if let Some(meters) = &inner.meter_provider {
+            let _ = meters.force_flush();
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.shutdown();
+        }
+    }
+}
+
+impl Installed {
+    fn shutdown(self) {
+        // The batch processor and the periodic reader export from their own threads and
+        // the gRPC transport runs on its own runtime, so this is safe on any thread,
+        // async or not. The runtime goes last (`shutdown_background`, never a blocking drop).
+        let _ = self.tracer_provider.shutdown();
+        if let Some(meters) = self.meter_provider {
+            let _ = meters.shutdown();
+        }
+    }
+}
+
+// ---- installation ---------------------------------------------------------------------------
+
+fn install(
+    settings: Settings,
+    mut out: SharedWriter,
+    ansi: bool,
+) -> Result<TelemetryGuard, InitError> {
+    for warning in &settings.warnings {
+        warn(&mut out, warning);
+    }
+
+    let mut resource = Resource::builder();
+    if let Some(name) = &settings.service_name {
+        resource = resource.with_service_name(name.clone());
+    }
+    let resource = resource.build();
+
+    #[cfg(feature = "otlp")]
+    let runtime = if settings.traces_otlp == Some(settings::OtlpProtocol::Grpc)
+        || settings.metrics_otlp == Some(settings::OtlpProtocol::Grpc)
+    {
+        Some(export::ExportRuntime::start().map_err(InitError::Runtime)?)
+    } else {
+        None
+    };
+
+    // The sampler (OTEL_TRACES_SAMPLER) and span limits are read by the builder itself.
+    let mut tracer_provider = SdkTracerProvider::builder().with_resource(resource.clone());
+    let console = settings
+        .console
+        .then(|| ConsoleExporter::with_shared(out.clone()));
+    if let Some(console) = &console {
+        tracer_provider =
+            tracer_provider.with_span_processor(SimpleSpanProcessor::new(console.clone()));
+    }
+    #[cfg(feature = "otlp")]
+    if let Some(protocol) = settings.traces_otlp {
+        let exporter =
+            export::span_exporter(protocol, runtime.as_ref()).map_err(InitError::SpanExporter)?;
+        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+            .with_batch_config(settings.batch.config())
+            .build();
+        tracer_provider = tracer_provider.with_span_processor(processor);
+    }
+    let tracer_provider = tracer_provider.build();
+
+    #[cfg(feature = "otlp")]
+    let meter_provider = match settings.metrics_otlp {
+        Some(protocol) => match export::metric_exporter(protocol, runtime.as_ref()) {
+            Ok(exporter) => Some(
+                SdkMeterProvider::builder()
+                    .with_resource(resource)
+                    .with_periodic_exporter(exporter)
+                    .build(),
+            ),
+            Err(error) => {
+                let _ = tracer_provider.shutdown();
+                return Err(InitError::MetricExporter(error));
+            }
+        },
+        None => None,
+    };
+    #[cfg(not(feature = "otlp"))]
+    let meter_provider: Option<SdkMeterProvider> = {
+        drop(resource);
+        None
+    };
+
+    let scope = InstrumentationScope::builder(SCOPE)
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build();
+    let otel_layer = layer(tracer_provider.tracer_with_scope(scope))
+        .with_filter(span_filter(&settings.log_directives));
+    let fmt_layer = tracing_subscriber::fmt::layer()
+        .event_format(LineFormat)
+        .with_writer(BoxMakeWriter::new(out))
+        .with_ansi(ansi)
+        .with_filter(log_filter(&settings.log_directives));
+    let installed = tracing_subscriber::registry()
+        .with(otel_layer)
+        .with(fmt_layer)
+        .try_init();
+    if let Err(error) = installed {
+        let _ = tracer_provider.shutdown();
+        if let Some(meters) = meter_provider {
+            let _ = meters.shutdown();
+        }
+        return Err(InitError::SubscriberAlreadySet(error));
+    }
+
+    opentelemetry::global::set_tracer_provider(tracer_provider.clone());
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry::propagation::TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ]),
+    );
+    if let Some(meters) = &meter_provider {
+        opentelemetry::global::set_meter_provider(meters.clone());
+    }
+    crate::telemetry::otel::metrics::rebind();
+
+    Ok(TelemetryGuard {
+        inner: Some(Installed {
+            tracer_provider,
+            meter_provider,
+            console,
+            #[cfg(feature = "otlp")]
+            _runtime: runtime,
+        }),
+    })
+}
+
+/// A warning line shaped like the log lines, written directly (whatever `RUST_LOG` says).
+fn warn(out: &mut SharedWriter, message: &str) {
+    let mut now = String::new();
+    let _ = tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut now));
+    let _ = out.write_all(format!("{now}  WARN eventsource::telemetry: {message}\n").as_bytes());
+    let _ = out.flush();
+}
+
+fn executable_name() -> Option<String> {
+    let path = std::env::current_exe()
+        .ok()
+        .or_else(|| std::env::args_os().next().map(Into::into))?;
+    Some(path.file_stem()?.to_string_lossy().into_owned())
+}

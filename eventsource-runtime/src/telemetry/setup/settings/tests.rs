@@ -1,0 +1,267 @@
+//! The settings resolved from the environment and the builder's options.
+
+use std::collections::HashMap;
+
+use super::*;
+
+fn resolve(vars: &[(&str, &str)], options: Options) -> Settings {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Settings::resolve(&options, &|k| map.get(k).cloned(), Some("orders"))
+}
+
+fn env(vars: &[(&str, &str)]) -> Settings {
+    resolve(vars, Options::default())
+}
+
+#[test]
+fn no_endpoint_means_console_only() {
+    let s = env(&[]);
+    assert!(s.console);
+    assert_eq!(s.traces_otlp, None);
+    assert_eq!(s.metrics_otlp, None);
+    assert_eq!(s.service_name.as_deref(), Some("orders"));
+    assert_eq!(s.log_directives, "info");
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn endpoint_means_otlp_http_protobuf_without_console() {
+    let s = env(&[(OTEL_EXPORTER_OTLP_ENDPOINT, "http://collector:4318")]);
+    assert!(!s.console);
+    assert_eq!(s.traces_otlp, Some(OtlpProtocol::HttpProtobuf));
+    assert_eq!(s.metrics_otlp, Some(OtlpProtocol::HttpProtobuf));
+    assert_eq!(s.batch, BatchSettings::default());
+}
+
+#[test]
+fn signal_endpoints_enable_their_signal_only() {
+    let s = env(&[(
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        "http://c:4318/v1/traces",
+    )]);
+    assert!(s.traces_otlp.is_some() && s.metrics_otlp.is_none() && !s.console);
+    let s = env(&[(
+        OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+        "http://c:4318/v1/metrics",
+    )]);
+    assert!(s.traces_otlp.is_none() && s.metrics_otlp.is_some() && s.console);
+}
+
+#[test]
+fn empty_values_count_as_unset() {
+    let s = env(&[(OTEL_EXPORTER_OTLP_ENDPOINT, " "), (RUST_LOG, "")]);
+    assert!(s.console && s.traces_otlp.is_none());
+    assert_eq!(s.log_directives, "info");
+}
+
+#[test]
+fn protocols_signal_specific_first() {
+    let endpoint = (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4317");
+    let s = env(&[endpoint, (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc")]);
+    assert_eq!(s.traces_otlp, Some(OtlpProtocol::Grpc));
+    assert_eq!(s.metrics_otlp, Some(OtlpProtocol::Grpc));
+    let s = env(&[
+        endpoint,
+        (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
+        (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "HTTP/JSON"),
+    ]);
+    assert_eq!(s.traces_otlp, Some(OtlpProtocol::HttpJson));
+    assert_eq!(s.metrics_otlp, Some(OtlpProtocol::Grpc));
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn bad_protocol_warns_and_uses_http_protobuf() {
+    let s = env(&[
+        (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
+        (OTEL_EXPORTER_OTLP_PROTOCOL, "carrier-pigeon"),
+    ]);
+    assert_eq!(s.traces_otlp, Some(OtlpProtocol::HttpProtobuf));
+    assert!(s.warnings.iter().any(|w| w.contains("carrier-pigeon")));
+}
+
+#[test]
+fn traces_exporter_none_disables_spans_and_console() {
+    let s = env(&[(OTEL_TRACES_EXPORTER, "none")]);
+    assert!(!s.console && s.traces_otlp.is_none());
+    let s = env(&[
+        (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
+        (OTEL_TRACES_EXPORTER, "none"),
+    ]);
+    assert!(!s.console && s.traces_otlp.is_none());
+    assert!(s.metrics_otlp.is_some(), "metrics are not traces");
+}
+
+#[test]
+fn traces_exporter_lists() {
+    let s = env(&[(OTEL_TRACES_EXPORTER, "otlp, console")]);
+    assert!(s.console);
+    assert_eq!(s.traces_otlp, Some(OtlpProtocol::HttpProtobuf));
+    let s = env(&[
+        (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
+        (OTEL_TRACES_EXPORTER, "console"),
+    ]);
+    assert!(s.console && s.traces_otlp.is_none());
+}
+
+#[test]
+fn unknown_traces_exporter_warns_and_keeps_the_default() {
+    let s = env(&[(OTEL_TRACES_EXPORTER, "zipkin")]);
+    assert!(s.console && s.traces_otlp.is_none());
+    assert!(s.warnings.iter().any(|w| w.contains("zipkin")));
+}
+
+#[test]
+fn metrics_exporter() {
+    let endpoint = (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318");
+    assert!(
+        env(&[endpoint, (OTEL_METRICS_EXPORTER, "none")])
+            .metrics_otlp
+            .is_none()
+    );
+    assert!(
+        env(&[(OTEL_METRICS_EXPORTER, "otlp")])
+            .metrics_otlp
+            .is_some()
+    );
+    let s = env(&[endpoint, (OTEL_METRICS_EXPORTER, "prometheus")]);
+    assert!(s.metrics_otlp.is_some());
+    assert!(s.warnings.iter().any(|w| w.contains("prometheus")));
+}
+
+#[test]
+fn sdk_disabled() {
+    let s = env(&[
+        (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
+        (OTEL_SDK_DISABLED, "TRUE"),
+    ]);
+    assert!(!s.console && s.traces_otlp.is_none() && s.metrics_otlp.is_none());
+    let s = env(&[(OTEL_SDK_DISABLED, "yes please")]);
+    assert!(s.console);
+    assert!(s.warnings.iter().any(|w| w.contains(OTEL_SDK_DISABLED)));
+}
+
+#[test]
+fn code_wins_over_environment() {
+    let options = Options {
+        service_name: Some("billing".into()),
+        console: Some(true),
+    };
+    let s = resolve(
+        &[
+            (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
+            (OTEL_SERVICE_NAME, "from-env"),
+        ],
+        options,
+    );
+    assert!(s.console && s.traces_otlp.is_some());
+    assert_eq!(s.service_name.as_deref(), Some("billing"));
+    let s = resolve(
+        &[],
+        Options {
+            console: Some(false),
+            ..Options::default()
+        },
+    );
+    assert!(!s.console);
+}
+
+#[test]
+fn service_name_precedence() {
+    assert_eq!(
+        service_name(Some("a"), Some("b"), None, Some("exe")).as_deref(),
+        Some("a")
+    );
+    assert_eq!(service_name(None, Some("b"), None, Some("exe")), None);
+    assert_eq!(
+        service_name(None, None, Some("team=x, service.name = c"), Some("exe")),
+        None
+    );
+    assert_eq!(
+        service_name(None, None, Some("team=x,service.name="), Some("exe")).as_deref(),
+        Some("exe")
+    );
+    assert_eq!(service_name(None, None, None, None), None);
+}
+
+#[test]
+fn batch_settings_from_env() {
+    let s = env(&[
+        (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "500"),
+    ]);
+    assert_eq!(
+        s.batch,
+        BatchSettings {
+            scheduled_delay: Duration::from_millis(250),
+            max_queue_size: 100,
+            max_export_batch_size: 100, // never above the queue
+        }
+    );
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn bad_batch_settings_warn_and_use_defaults() {
+    let s = env(&[
+        (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "soon"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-3"),
+    ]);
+    assert_eq!(s.batch, BatchSettings::default());
+    assert_eq!(s.warnings.len(), 3, "{:?}", s.warnings);
+}
+
+#[test]
+fn sampler_checks() {
+    assert!(check_sampler(None, Some("0.5")).is_empty());
+    assert!(check_sampler(Some("always_off"), None).is_empty());
+    assert!(check_sampler(Some("parentbased_traceidratio"), Some("0.25")).is_empty());
+    assert_eq!(check_sampler(Some("traceidratio"), None).len(), 1);
+    assert_eq!(check_sampler(Some("traceidratio"), Some("half")).len(), 1);
+    assert_eq!(check_sampler(Some("traceidratio"), Some("1.5")).len(), 1);
+    assert_eq!(check_sampler(Some("AlwaysOn"), None).len(), 1);
+    assert_eq!(check_sampler(Some("xray"), None).len(), 1);
+    let s = env(&[(OTEL_TRACES_SAMPLER, "sometimes")]);
+    assert!(s.warnings.iter().any(|w| w.contains("sometimes")));
+}
+
+#[test]
+fn rust_log() {
+    assert_eq!(log_directives(None), ("info".to_owned(), None));
+    assert_eq!(
+        log_directives(Some("warn,eventsource=debug")),
+        ("warn,eventsource=debug".to_owned(), None)
+    );
+    let (directives, warning) = log_directives(Some("eventsource=loud"));
+    assert_eq!(directives, "info");
+    assert!(warning.is_some_and(|w| w.contains("eventsource=loud")));
+}
+
+#[test]
+fn exporter_lists() {
+    let mut w = Vec::new();
+    let all = ["otlp", "console"];
+    assert_eq!(parse_exporters("X", None, &all, &mut w), None);
+    assert_eq!(
+        parse_exporters("X", Some("none"), &all, &mut w),
+        Some(vec![])
+    );
+    assert_eq!(
+        parse_exporters("X", Some("Console,otlp,console"), &all, &mut w),
+        Some(vec!["console", "otlp"])
+    );
+    assert_eq!(
+        parse_exporters("X", Some("logging"), &all, &mut w),
+        Some(vec!["console"])
+    );
+    assert!(w.is_empty());
+    assert_eq!(parse_exporters("X", Some("jaeger"), &all, &mut w), None);
+    assert_eq!(w.len(), 1);
+}

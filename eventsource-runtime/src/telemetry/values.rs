@@ -1,0 +1,240 @@
+//! What the runtime records, as plain data that both builds share (with and without the
+//! `tracing` feature): attribute values, span names and kinds, metric instruments. The
+//! components describe their telemetry with these; [`otel`](super::otel) turns them into
+//! OpenTelemetry's types, and its no-op twin ignores them.
+
+// Without the `tracing` feature nothing reads them: the twin takes and drops them.
+#![cfg_attr(not(feature = "tracing"), allow(dead_code))]
+
+use std::fmt::{self, Display};
+
+use super::attributes as attr;
+
+/// An attribute value, borrowed until a span or a metric records it (then converted).
+#[derive(Clone, Copy)]
+pub(crate) enum Attr<'a> {
+    /// A string, copied when recorded.
+    Str(&'a str),
+    /// A string that lives for the whole program, kept without a copy.
+    Static(&'static str),
+    /// An integer: counts, versions, positions, lags (OpenTelemetry integers, never strings).
+    Int(i64),
+    /// A flag.
+    Bool(bool),
+    /// A string array.
+    Strs(&'a [&'static str]),
+    /// Anything `Display`, formatted when recorded.
+    Display(&'a dyn Display),
+}
+
+impl Attr<'_> {
+    /// A count, version or position (saturating at `i64::MAX`).
+    #[inline]
+    pub(crate) fn int(n: impl TryInto<i64>) -> Self {
+        Self::Int(n.try_into().unwrap_or(i64::MAX))
+    }
+}
+
+/// A span's name: fixed, or a prefix and a type name (`command.PlaceOrder`) put together
+/// only when the span is recorded.
+#[derive(Clone, Copy)]
+pub(crate) enum SpanName<'a> {
+    /// A constant (the defaults, and the `&'static str` overrides).
+    Static(&'static str),
+    /// A name known only at run time (a projection's override).
+    Borrowed(&'a str),
+    /// `{prefix}{name}`.
+    Prefixed(&'static str, &'a str),
+}
+
+/// How a span relates to its caller, as OpenTelemetry's span kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Work inside the process.
+    Internal,
+    /// A call to a database or another service.
+    Client,
+    /// A message sent.
+    Producer,
+    /// A message (or stored event) received.
+    Consumer,
+}
+
+/// The contract's counters.
+#[derive(Clone, Copy, Debug)]
+#[repr(usize)]
+pub(crate) enum Counter {
+    /// `cqrs.command.total`.
+    Commands,
+    /// `cqrs.events.produced`.
+    EventsProduced,
+    /// `cqrs.query.total`.
+    Queries,
+    /// `eventsource.trace_context.invalid`.
+    TraceContextInvalid,
+    /// `eventsource.bus.messages.published`.
+    BusPublished,
+    /// `eventsource.bus.messages.consumed`.
+    BusConsumed,
+    /// `eventsource.projection.lease_lost`.
+    LeaseLost,
+    /// `eventsource.projection.events_parked`.
+    EventsParked,
+}
+
+impl Counter {
+    /// Every counter, in declaration order (their index).
+    pub(crate) const ALL: [Self; 8] = [
+        Self::Commands,
+        Self::EventsProduced,
+        Self::Queries,
+        Self::TraceContextInvalid,
+        Self::BusPublished,
+        Self::BusConsumed,
+        Self::LeaseLost,
+        Self::EventsParked,
+    ];
+
+    /// The counter's name, unit and description.
+    pub(crate) const fn describe(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Commands => (attr::METRIC_COMMAND_TOTAL, "{command}", "Commands handled"),
+            Self::EventsProduced => (
+                attr::METRIC_EVENTS_PRODUCED,
+                "{event}",
+                "Events produced by commands",
+            ),
+            Self::Queries => (attr::METRIC_QUERY_TOTAL, "{query}", "Queries run"),
+            Self::TraceContextInvalid => (
+                attr::METRIC_TRACE_CONTEXT_INVALID,
+                "{event}",
+                "Consumed events whose stored trace context was missing or malformed",
+            ),
+            Self::BusPublished => (
+                attr::METRIC_BUS_MESSAGES_PUBLISHED,
+                "{message}",
+                "Messages published on an event bus",
+            ),
+            Self::BusConsumed => (
+                attr::METRIC_BUS_MESSAGES_CONSUMED,
+                "{message}",
+                "Messages an event bus delivered to its handlers",
+            ),
+            Self::LeaseLost => (
+                attr::METRIC_PROJECTION_LEASE_LOST,
+                "{lease}",
+                "Leases projection runners lost while processing",
+            ),
+            Self::EventsParked => (
+                attr::METRIC_PROJECTION_EVENTS_PARKED,
+                "{event}",
+                "Unreadable events projection runners parked",
+            ),
+        }
+    }
+}
+
+/// The contract's histograms of durations, in seconds.
+#[derive(Clone, Copy, Debug)]
+#[repr(usize)]
+pub(crate) enum Timing {
+    /// `cqrs.command.duration`.
+    Command,
+    /// `cqrs.query.duration`.
+    Query,
+    /// `cqrs.projection.lag`.
+    ProjectionLag,
+    /// `eventsource.bus.handler.duration`.
+    BusHandler,
+}
+
+impl Timing {
+    /// Every histogram of durations, in declaration order (their index).
+    pub(crate) const ALL: [Self; 4] = [
+        Self::Command,
+        Self::Query,
+        Self::ProjectionLag,
+        Self::BusHandler,
+    ];
+
+    /// The histogram's name and description (the unit is `s`).
+    pub(crate) const fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Command => (
+                attr::METRIC_COMMAND_DURATION,
+                "Duration of command handling: load, decide, save, deliver",
+            ),
+            Self::Query => (attr::METRIC_QUERY_DURATION, "Duration of queries"),
+            Self::ProjectionLag => (
+                attr::METRIC_PROJECTION_LAG,
+                "Time from an event's timestamp to its projection",
+            ),
+            Self::BusHandler => (
+                attr::METRIC_BUS_HANDLER_DURATION,
+                "Duration of one event handler handling one message",
+            ),
+        }
+    }
+}
+
+/// Defines a component's span names: a struct with one `&'static str` field per operation
+/// (public, so a team can reproduce its own naming scheme), each defaulting to the
+/// contract's name.
+macro_rules! span_names {
+    (
+        $(#[$meta:meta])*
+        pub struct $names:ident {
+            $($(#[$field_meta:meta])* $field:ident = $default:expr),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $names {
+            $($(#[$field_meta])* pub $field: &'static str,)+
+        }
+
+        impl Default for $names {
+            fn default() -> Self {
+                Self { $($field: $default,)+ }
+            }
+        }
+    };
+}
+
+pub(crate) use span_names;
+
+/// An error with its sources, `outer: inner: innermost`: how the runtime describes its own
+/// errors on spans and in log lines. Each of its error types names its source in its
+/// `Display` or exposes it through `source()`, never both, so nothing is said twice.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'a));
+
+impl Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner")]
+    struct Inner;
+
+    #[test]
+    fn a_chain_reads_outer_to_inner() {
+        assert_eq!(Chain(&Outer(Inner)).to_string(), "outer: inner");
+        assert_eq!(Chain(&Inner).to_string(), "inner");
+    }
+}

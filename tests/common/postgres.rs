@@ -1,0 +1,98 @@
+//! A test's PostgreSQL database: the server from `DATABASE_URL`, a fresh schema per store,
+//! dropped when the test succeeds. Without `DATABASE_URL` a test prints
+//! `skipped: DATABASE_URL not set` and passes, unless `EVENTSOURCE_REQUIRE_POSTGRES=1`.
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use eventsource_runtime::postgres::PostgresEventStore;
+use eventsource_runtime::sqlx::postgres::PgPoolOptions;
+use eventsource_runtime::sqlx::{self, PgPool};
+
+pub struct TestDb {
+    url: String,
+    admin: PgPool,
+    schemas: Mutex<Vec<String>>,
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl TestDb {
+    /// The test database, or `None` (with a visible message) when there is none and none
+    /// is required.
+    pub async fn open(test: &str) -> Option<Self> {
+        let url = match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => url,
+            _ => {
+                assert!(
+                    std::env::var("EVENTSOURCE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                    "{test}: EVENTSOURCE_REQUIRE_POSTGRES=1 but DATABASE_URL is not set"
+                );
+                let line = format!(
+                    "{test}: skipped: DATABASE_URL not set (PostgreSQL tests need a server)\n"
+                );
+                let _ = std::io::stderr().write_all(line.as_bytes());
+                return None;
+            }
+        };
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{test}: cannot connect to DATABASE_URL: {e}"));
+        Some(Self {
+            url,
+            admin,
+            schemas: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A new schema name, dropped at the end.
+    pub fn schema(&self) -> String {
+        let name = format!(
+            "es_once_{}_{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        self.schemas.lock().unwrap().push(name.clone());
+        name
+    }
+
+    /// A new pool of `size` connections (one per "process" of a test).
+    pub async fn pool(&self, size: u32) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&self.url)
+            .await
+            .unwrap()
+    }
+
+    /// A migrated event store on `pool`, in `schema`.
+    pub async fn store_in(&self, pool: &PgPool, schema: &str) -> PostgresEventStore {
+        let store = PostgresEventStore::from_pool(pool.clone())
+            .with_schema(schema)
+            .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// The admin pool, to read rows back.
+    pub fn admin(&self) -> &PgPool {
+        &self.admin
+    }
+
+    pub async fn cleanup(self) {
+        let schemas = std::mem::take(&mut *self.schemas.lock().unwrap());
+        for schema in schemas {
+            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .execute(&self.admin)
+                .await
+                .unwrap();
+        }
+        self.admin.close().await;
+    }
+}

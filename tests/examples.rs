@@ -1,0 +1,216 @@
+//! The seed examples run as child processes, as a user runs them: `cart` (seed 002) and
+//! `cqrs` (seed 001) export over OTLP/HTTP JSON to a collector on 127.0.0.1, and the
+//! traces, log lines and metrics they send are the ones their docs describe. `cqrs` also
+//! runs without a collector, printing its metrics summary.
+
+#[path = "common/otlp.rs"]
+mod otlp;
+#[path = "common/otlp_collector.rs"]
+mod otlp_collector;
+
+use std::process::Output;
+
+use eventsource_runtime::telemetry::attributes as attr;
+use otlp::{
+    AttrValue, KIND_CONSUMER, KIND_INTERNAL, STATUS_ERROR, Span, decode, example_binary,
+    example_command, tree,
+};
+use otlp_collector::collector;
+use serde_json::Value as Json;
+
+/// Runs example `name` against a fresh collector: its output, its spans, and the bodies of
+/// its metric exports.
+fn run(name: &str) -> (Output, Vec<Span>, Vec<Json>) {
+    let (endpoint, requests) = collector();
+    let output = example_command(&example_binary(name, &[]), &endpoint)
+        .output()
+        .expect("the example runs");
+    assert!(
+        output.status.success(),
+        "the {name} example failed\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let requests = requests.lock().unwrap().clone();
+    let bodies = |path: &str| -> Vec<Json> {
+        requests
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| serde_json::from_slice(&r.body).expect("an OTLP/JSON body"))
+            .collect()
+    };
+    let spans = decode(&bodies("/v1/traces"));
+    (output, spans, bodies("/v1/metrics"))
+}
+
+fn named<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+fn parent<'a>(spans: &'a [Span], span: &Span) -> Option<&'a Span> {
+    spans.iter().find(|s| s.span_id == span.parent_span_id)
+}
+
+#[test]
+fn the_cart_example_traces_its_services_projection_and_logs() {
+    let (output, spans, _) = run("cart");
+    let dump = tree(&spans);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("cart-1 again -> rejected: the cart was checked out already"),
+        "{stdout}"
+    );
+
+    // The service spans: static and dynamic attributes, the runtime's spans under them.
+    let adds = named(&spans, "cart_service.add_item");
+    assert_eq!(adds.len(), 2, "only the traced instance's calls\n{dump}");
+    for add in &adds {
+        assert_eq!(add.kind, KIND_INTERNAL);
+        assert_eq!(add.str("service"), "cart");
+        assert_eq!(add.str("cart.id"), "cart-1");
+        assert!(matches!(
+            add.attributes.get("quantity"),
+            Some(AttrValue::Int(_))
+        ));
+    }
+    for command in named(&spans, "command.AddItem") {
+        let parent = parent(&spans, command).map(|p| p.name.as_str());
+        match command.str(attr::AGGREGATE_ID) {
+            "cart-1" => assert_eq!(parent, Some("cart_service.add_item"), "{dump}"),
+            // The importer's own spans are off: its command is a root.
+            _ => assert_eq!(parent, None, "{dump}"),
+        }
+    }
+    let email = named(&spans, "notification_service.send_email");
+    assert_eq!(email.len(), 1, "{dump}");
+    assert_eq!(email[0].str("channel"), "email");
+    let checkout = parent(&spans, email[0]).expect("a parent");
+    assert_eq!(checkout.name, "cart_service.check_out");
+
+    // The refused checkout: both spans ERROR, with the class of error.
+    let checkouts = named(&spans, "cart_service.check_out");
+    let refused = checkouts
+        .iter()
+        .find(|s| s.status_code == STATUS_ERROR)
+        .unwrap_or_else(|| panic!("a failed checkout\n{dump}"));
+    let command = spans
+        .iter()
+        .find(|s| s.parent_span_id == refused.span_id)
+        .expect("its command span");
+    assert_eq!(command.status_code, STATUS_ERROR);
+    assert!(
+        command.str(attr::ERROR_TYPE).ends_with("CartError"),
+        "{dump}"
+    );
+
+    // The projection's spans are on: roots linked to the appends.
+    let projections = named(&spans, "projection.CartSummary");
+    assert_eq!(
+        projections.len(),
+        4,
+        "three events of cart-1, one of cart-2\n{dump}"
+    );
+    for projection in projections {
+        assert_eq!(projection.kind, KIND_CONSUMER);
+        assert!(projection.parent_span_id.is_empty());
+        let (trace, span) = &projection.links[0];
+        let linked = spans
+            .iter()
+            .find(|s| &s.trace_id == trace && &s.span_id == span);
+        assert_eq!(
+            linked.map(|s| s.name.as_str()),
+            Some(attr::SPAN_STORE_APPEND),
+            "{dump}"
+        );
+    }
+
+    // Log lines inside the spans carry their trace id.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let added = stderr
+        .lines()
+        .find(|l| l.contains("item added") && l.contains("cart-1"))
+        .unwrap_or_else(|| panic!("an `item added` log line\n{stderr}"));
+    assert!(
+        adds.iter()
+            .any(|a| added.contains(&format!("trace_id={}", a.trace_id))),
+        "{added}\n{dump}"
+    );
+}
+
+#[test]
+fn the_cqrs_example_separates_the_write_and_read_paths() {
+    let (output, spans, metrics) = run("cqrs");
+    let dump = tree(&spans);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("no handler for RevenueByCustomer"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("metrics at exit"),
+        "a collector gets the metrics"
+    );
+
+    for command in spans.iter().filter(|s| s.name.starts_with("command.")) {
+        assert_eq!(command.str(attr::CQRS_SIDE), "write", "{dump}");
+    }
+    let queries: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("query."))
+        .collect();
+    assert_eq!(queries.len(), 4, "{dump}");
+    for query in &queries {
+        assert_eq!(query.str(attr::CQRS_SIDE), "read", "{dump}");
+    }
+    let unhandled = named(&spans, "query.RevenueByCustomer");
+    assert_eq!(unhandled.len(), 1, "{dump}");
+    assert_eq!(unhandled[0].status_code, STATUS_ERROR);
+    assert!(unhandled[0].status_message.contains("no handler"), "{dump}");
+    assert_eq!(
+        unhandled[0]
+            .events
+            .iter()
+            .filter(|(name, _)| name == attr::SPAN_EVENT_EXCEPTION)
+            .count(),
+        1
+    );
+    let open = named(&spans, "query.OpenOrders");
+    assert_eq!(open[0].int(attr::QUERY_RESULT_COUNT), 1);
+
+    let metrics = serde_json::to_string(&metrics).unwrap();
+    for name in [
+        attr::METRIC_COMMAND_TOTAL,
+        attr::METRIC_QUERY_TOTAL,
+        attr::METRIC_QUERY_DURATION,
+        attr::METRIC_PROJECTION_LAG,
+    ] {
+        assert!(
+            metrics.contains(&format!("\"{name}\"")),
+            "no {name}: {metrics}"
+        );
+    }
+}
+
+#[test]
+fn without_a_collector_the_cqrs_example_prints_its_metrics_at_exit() {
+    let mut command = example_command(&example_binary("cqrs", &[]), "unused");
+    command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    command.env_remove("OTEL_EXPORTER_OTLP_PROTOCOL");
+    let output = command.output().expect("the example runs");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout
+        .split("metrics at exit:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a summary\n{stdout}"));
+    for line in [
+        "cqrs.command.total{command.status=success, command.type=PlaceOrder} = 2",
+        "cqrs.query.total{query.status=error, query.type=RevenueByCustomer} = 1",
+        "cqrs.query.result_size{query.type=OpenOrders} count=1 sum=1",
+    ] {
+        assert!(summary.contains(line), "no `{line}` in\n{summary}");
+    }
+    assert!(summary.contains(
+        "cqrs.projection.lag{event.type=OrderPlaced, projection.name=OrderReadModel} count=2"
+    ));
+}

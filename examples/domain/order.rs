@@ -51,7 +51,7 @@ pub enum OrderStatus {
     Cancelled,
 }
 
-#[derive(Debug, Default, Aggregate, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Aggregate, Serialize, Deserialize)]
 #[aggregate(type = "Order", events(OrderPlaced, OrderShipped, OrderCancelled))]
 pub struct Order {
     pub status: OrderStatus,

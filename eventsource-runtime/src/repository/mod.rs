@@ -1,6 +1,7 @@
 //! Repositories: load an aggregate from its stream (or from its newest snapshot and the
 //! later events), save its new events.
 
+mod cache;
 mod instrument;
 mod snapshots;
 
@@ -18,6 +19,7 @@ use crate::telemetry::attributes::{
     SPAN_REPOSITORY_EXISTS, SPAN_REPOSITORY_LOAD, SPAN_REPOSITORY_SAVE,
 };
 use crate::telemetry::values::span_names;
+use cache::StateCache;
 use snapshots::{SnapshotRead, Snapshots};
 
 /// What loading or saving an aggregate can fail with.
@@ -73,6 +75,7 @@ pub struct Repository<A> {
     store: Arc<dyn EventStore>,
     telemetry: RepositoryTelemetry,
     snapshots: Option<Arc<Snapshots<A>>>,
+    cache: Option<Arc<StateCache<A>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -82,6 +85,7 @@ impl<A> Clone for Repository<A> {
             store: Arc::clone(&self.store),
             telemetry: self.telemetry,
             snapshots: self.snapshots.clone(),
+            cache: self.cache.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -93,6 +97,7 @@ impl<A> std::fmt::Debug for Repository<A> {
             .field("aggregate", &std::any::type_name::<A>())
             .field("store", &self.store.system_name())
             .field("snapshot_every", &self.snapshots.as_ref().map(|s| s.every))
+            .field("cache_capacity", &self.cache.as_ref().map(|c| c.capacity()))
             .finish()
     }
 }
@@ -145,6 +150,7 @@ impl<A: Aggregate> Repository<A> {
             store,
             telemetry: RepositoryTelemetry::default(),
             snapshots: None,
+            cache: None,
             _aggregate: PhantomData,
         }
     }
@@ -213,6 +219,75 @@ impl<A: Aggregate> Repository<A> {
         assert!(every > 0, "a snapshot every 0 events");
         self.snapshots = Some(Arc::new(Snapshots::new(Arc::new(store), every)));
         self
+    }
+
+    /// Keeps the state and version of up to `capacity` recently used aggregates in memory,
+    /// so that loading one reads and applies only the events stored after its cached
+    /// version instead of its whole stream.
+    ///
+    /// - **Always current**: a load still asks the store for the events after the cached
+    ///   version, so what other writers (other processes included) appended meanwhile is
+    ///   applied before the command decides; a save racing another writer meets the usual
+    ///   [`VersionConflict`], and the next load catches up. Streams are append-only, so a
+    ///   cached state is never wrong, only possibly behind.
+    /// - **Memory**: at most `capacity` states (and their ids), the least recently used
+    ///   dropped first (two generations of `capacity / 2`); one clone of the state is kept
+    ///   per aggregate, made after each load and save.
+    /// - Commands with an id ([`CommandService::execute_once`](crate::command::CommandService::execute_once))
+    ///   read the stream as without a cache (the ids are searched in the events), and
+    ///   refresh the cache.
+    /// - With [snapshots](Self::with_snapshots) too, the cache is asked first; snapshots
+    ///   serve the aggregates it does not hold (a cold start, an evicted aggregate).
+    ///
+    /// # Panics
+    /// When `capacity` is 0.
+    ///
+    /// ```
+    /// use eventsource_runtime::prelude::*;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// pub struct Ticked;
+    ///
+    /// #[derive(Clone, Default, Aggregate)]
+    /// #[aggregate(type = "Clock", events(Ticked))]
+    /// pub struct Clock { ticks: u64 }
+    /// impl Apply<Ticked> for Clock {
+    ///     fn apply(&mut self, _: &Ticked) { self.ticks += 1; }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryEventStore::new();
+    /// let clocks = Repository::<Clock>::new(store.clone()).with_cache(10_000);
+    /// let mut clock = clocks.load("c-1").await?;
+    /// clock.record(Ticked);
+    /// clocks.save(&mut clock).await?; // cached at version 1
+    ///
+    /// // Another writer (a repository without this cache) appends meanwhile.
+    /// let other = Repository::<Clock>::new(store);
+    /// let mut theirs = other.load("c-1").await?;
+    /// theirs.record(Ticked);
+    /// other.save(&mut theirs).await?;
+    ///
+    /// let clock = clocks.load("c-1").await?; // version 1 from the cache + 1 event read
+    /// assert_eq!((clock.version(), clock.state().ticks), (2, 2));
+    /// assert_eq!(clocks.cached(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn with_cache(mut self, capacity: usize) -> Self
+    where
+        A: Clone,
+    {
+        assert!(capacity > 0, "a cache of 0 aggregates");
+        self.cache = Some(Arc::new(StateCache::new(capacity)));
+        self
+    }
+
+    /// How many aggregates the [cache](Self::with_cache) holds (0 without one).
+    #[must_use]
+    pub fn cached(&self) -> usize {
+        self.cache.as_deref().map_or(0, StateCache::len)
     }
 
     /// The snapshot store and interval set by [`with_snapshots`](Self::with_snapshots).
@@ -298,6 +373,30 @@ impl<A: Aggregate> Repository<A> {
     }
 
     async fn load_root(
+        &self,
+        id: String,
+        command_id: Option<&str>,
+    ) -> Result<Loaded<A>, RepositoryError> {
+        let Some(cache) = self.cache.as_deref() else {
+            return self.load_uncached(id, command_id).await;
+        };
+        let cached = match command_id {
+            None => cache.take(&id),
+            // The command id is searched in the stream's events: read them all.
+            Some(_) => None,
+        };
+        let loaded = match cached {
+            Some(root) => self.replay_stream(root, None, None).await,
+            None => self.load_uncached(id, command_id).await,
+        };
+        if let Ok(loaded) = &loaded {
+            cache.put(&loaded.root);
+        }
+        loaded
+    }
+
+    /// Loads from the newest snapshot, if any, else from the stream's start.
+    async fn load_uncached(
         &self,
         id: String,
         command_id: Option<&str>,
@@ -438,6 +537,9 @@ impl<A: Aggregate> Repository<A> {
         instrument::appended(&span, &appended);
         let appended = appended?;
         root.take_uncommitted();
+        if let Some(cache) = self.cache.as_deref() {
+            cache.put(root);
+        }
         if let Some(snapshots) = self.snapshots.as_deref() {
             // A snapshot when the save crossed a multiple of `every`.
             if appended.version / snapshots.every > previous / snapshots.every {

@@ -8,13 +8,11 @@
 #[path = "common/otlp_collector.rs"]
 mod otlp_collector;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use otlp_collector::{Request, collector};
-use std::time::Duration;
 
 use eventsource_runtime::telemetry::{InitError, Telemetry};
 use opentelemetry::trace::TraceContextExt as _;
@@ -310,40 +308,51 @@ fn traces_sampler_from_the_environment() {
 
 // ---- OTLP over gRPC: the exporter connects (HTTP/2) from its own runtime ------------------
 
-#[test]
-fn otlp_grpc_connects_from_any_thread() {
-    for scenario in ["plain", "current_thread"] {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let preface = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&preface);
-        std::thread::spawn(move || {
-            if let Ok((mut stream, _)) = listener.accept() {
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
-                let mut buf = [0_u8; 24];
-                if stream.read_exact(&mut buf).is_ok() {
-                    seen.lock().unwrap().extend_from_slice(&buf);
+/// OTLP over gRPC: the `otlp-grpc` feature.
+#[cfg(feature = "otlp-grpc")]
+mod grpc {
+    use std::io::Read as _;
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::{run_child, stdout_value};
+
+    #[test]
+    fn otlp_grpc_connects_from_any_thread() {
+        for scenario in ["plain", "current_thread"] {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let endpoint = format!("http://{}", listener.local_addr().unwrap());
+            let preface = Arc::new(Mutex::new(Vec::new()));
+            let seen = Arc::clone(&preface);
+            std::thread::spawn(move || {
+                if let Ok((mut stream, _)) = listener.accept() {
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    let mut buf = [0_u8; 24];
+                    if stream.read_exact(&mut buf).is_ok() {
+                        seen.lock().unwrap().extend_from_slice(&buf);
+                    }
                 }
-            }
-        });
-        let output = run_child(
-            scenario,
-            &[
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
-                ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
-                ("OTEL_METRICS_EXPORTER", "none"),
-            ],
-        );
-        assert_eq!(stdout_value(&output, "active"), "true");
-        assert_eq!(
-            preface.lock().unwrap().as_slice(),
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            "{scenario}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+            });
+            let output = run_child(
+                scenario,
+                &[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                    ("OTEL_EXPORTER_OTLP_TIMEOUT", "500"),
+                    ("OTEL_METRICS_EXPORTER", "none"),
+                ],
+            );
+            assert_eq!(stdout_value(&output, "active"), "true");
+            assert_eq!(
+                preface.lock().unwrap().as_slice(),
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+                "{scenario}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 }
 

@@ -13,10 +13,13 @@
 
 use std::fmt;
 use std::io::{IsTerminal as _, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
@@ -28,6 +31,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use console::SharedWriter;
+use health::{ExportHealth, SpanCounter};
 use logs::{LineFormat, log_filter, span_filter};
 use settings::{Options, Settings};
 
@@ -37,6 +41,7 @@ pub use layer::{OtelLayer, layer};
 mod console;
 #[cfg(feature = "otlp")]
 mod export;
+mod health;
 mod layer;
 mod logs;
 mod settings;
@@ -170,6 +175,22 @@ impl TelemetryBuilder {
         self
     }
 
+    /// How long dropping the [guard](TelemetryGuard) waits, at most, for the last spans and
+    /// metrics to be exported (default 2 s; also `EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT`, in
+    /// milliseconds). When it runs out, one line says how many spans were not confirmed
+    /// sent, and the program goes on exiting.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = eventsource_runtime::telemetry::Telemetry::builder()
+    ///     .shutdown_timeout(Duration::from_millis(500));
+    /// # drop(builder);
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.options.shutdown_timeout = Some(timeout);
+        self
+    }
+
     /// Where the console traces, the log lines and the setup warnings go (default: stderr).
     ///
     /// ```
@@ -290,6 +311,9 @@ struct Installed {
     tracer_provider: SdkTracerProvider,
     meter_provider: Option<SdkMeterProvider>,
     console: Option<ConsoleExporter>,
+    health: Arc<ExportHealth>,
+    shutdown_timeout: Duration,
+    installed_at: Instant,
     #[cfg(feature = "otlp")]
     _runtime: Option<export::ExportRuntime>,
 }
@@ -350,15 +374,65 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// A guard dropped this soon after `init`, before any span ended, was most likely never
+/// kept (`let _ = telemetry::init();`).
+const DROPPED_AT_ONCE: Duration = Duration::from_secs(1);
+
 impl Installed {
     fn shutdown(self) {
-        // The batch processor and the periodic reader export from their own threads and
-        // the gRPC transport runs on its own runtime, so this is safe on any thread,
-        // async or not. The runtime goes last (`shutdown_background`, never a blocking drop).
-        let _ = self.tracer_provider.shutdown();
-        if let Some(meters) = self.meter_provider {
-            let _ = meters.shutdown();
+        let health = Arc::clone(&self.health);
+        if health.spans_ended() == 0 && self.installed_at.elapsed() < DROPPED_AT_ONCE {
+            health.line(
+                "the telemetry guard was dropped right after init, before any span ended, so \
+                 telemetry is off from here on: `let _ = telemetry::init();` drops it at once; \
+                 keep it for the life of the program (`let _telemetry = telemetry::init();`)",
+            );
         }
+        // The batch processor and the periodic reader export from their own threads and
+        // the gRPC transport runs on its own runtime, so this is safe on any thread, async
+        // or not. It runs on a thread of its own, waited for at most `shutdown_timeout`: a
+        // collector that never answers must not hold the program's exit. The export runtime
+        // goes last (`shutdown_background`, never a blocking drop).
+        let timeout = self.shutdown_timeout;
+        let deadline = Instant::now() + timeout;
+        let (done, finished) = std::sync::mpsc::channel();
+        let mut waiting = 0;
+        // Each shutdown reports whether it ran out of time itself.
+        let mut spawn = |name: &str, shutdown: Box<dyn FnOnce() -> bool + Send>| {
+            let done = done.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("eventsource-{name}-shutdown"))
+                .spawn(move || {
+                    let _ = done.send(shutdown());
+                });
+            // No thread to spare: nothing waited for there.
+            waiting += usize::from(spawned.is_ok());
+        };
+        // Spans and metrics shut down side by side, each within the same limit.
+        let tracer_provider = self.tracer_provider;
+        let ran_out = |result: OTelSdkResult| matches!(result, Err(OTelSdkError::Timeout(_)));
+        spawn(
+            "traces",
+            Box::new(move || ran_out(tracer_provider.shutdown_with_timeout(timeout))),
+        );
+        if let Some(meters) = self.meter_provider {
+            spawn(
+                "metrics",
+                Box::new(move || ran_out(meters.shutdown_with_timeout(timeout))),
+            );
+        }
+        let mut timed_out = None;
+        for _ in 0..waiting {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match finished.recv_timeout(left) {
+                Ok(false) => {}
+                Ok(true) | Err(_) => {
+                    timed_out = Some(timeout);
+                    break;
+                }
+            }
+        }
+        health.at_shutdown(timed_out);
     }
 }
 
@@ -388,8 +462,11 @@ fn install(
         None
     };
 
+    let health = ExportHealth::new(out.clone(), settings.traces_otlp.is_some());
     // The sampler (OTEL_TRACES_SAMPLER) and span limits are read by the builder itself.
-    let mut tracer_provider = SdkTracerProvider::builder().with_resource(resource.clone());
+    let mut tracer_provider = SdkTracerProvider::builder()
+        .with_resource(resource.clone())
+        .with_span_processor(SpanCounter(Arc::clone(&health)));
     let console = settings
         .console
         .then(|| ConsoleExporter::with_shared(out.clone()));
@@ -399,8 +476,12 @@ fn install(
     }
     #[cfg(feature = "otlp")]
     if let Some(protocol) = settings.traces_otlp {
-        let exporter =
-            export::span_exporter(protocol, runtime.as_ref()).map_err(InitError::SpanExporter)?;
+        let exporter = health::Watched {
+            inner: export::span_exporter(protocol, runtime.as_ref())
+                .map_err(InitError::SpanExporter)?,
+            health: Arc::clone(&health),
+            target: export::target(protocol, health::Signal::Spans),
+        };
         let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
             .with_batch_config(settings.batch.config())
             .build();
@@ -414,7 +495,11 @@ fn install(
             Ok(exporter) => Some(
                 SdkMeterProvider::builder()
                     .with_resource(resource)
-                    .with_periodic_exporter(exporter)
+                    .with_periodic_exporter(health::Watched {
+                        inner: exporter,
+                        health: Arc::clone(&health),
+                        target: export::target(protocol, health::Signal::Metrics),
+                    })
                     .build(),
             ),
             Err(error) => {
@@ -469,6 +554,9 @@ fn install(
             tracer_provider,
             meter_provider,
             console,
+            health,
+            shutdown_timeout: settings.shutdown_timeout,
+            installed_at: Instant::now(),
             #[cfg(feature = "otlp")]
             _runtime: runtime,
         }),

@@ -14,7 +14,11 @@ const DEFAULT_LOG_FILTER: &str = "info";
 pub(super) struct Options {
     pub(super) service_name: Option<String>,
     pub(super) console: Option<bool>,
+    pub(super) shutdown_timeout: Option<Duration>,
 }
+
+/// How long dropping the guard waits for the last export, by default.
+pub(super) const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +71,8 @@ pub(super) struct Settings {
     pub(super) service_name: Option<String>,
     pub(super) log_directives: String,
     pub(super) batch: BatchSettings,
+    /// How long dropping the guard waits for the last export.
+    pub(super) shutdown_timeout: Duration,
     pub(super) warnings: Vec<String>,
 }
 
@@ -91,6 +97,7 @@ const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
 const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 const RUST_LOG: &str = "RUST_LOG";
+const EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT: &str = "EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT";
 
 impl Settings {
     /// `env` looks a variable up (empty counts as unset); `exe` is the executable's name.
@@ -143,16 +150,19 @@ impl Settings {
             };
         }
         let console = options.console.unwrap_or(exporters.console);
-        let traces_otlp = exporters.otlp.then(|| {
-            protocol(
-                &[
-                    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-                    OTEL_EXPORTER_OTLP_PROTOCOL,
-                ],
-                &env,
-                &mut warnings,
-            )
-        });
+        let traces_otlp = exporters
+            .otlp
+            .then(|| {
+                protocol(
+                    &[
+                        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+                        OTEL_EXPORTER_OTLP_PROTOCOL,
+                    ],
+                    &env,
+                    &mut warnings,
+                )
+            })
+            .and_then(|protocol| built(protocol, "spans", &mut warnings));
         let batch = if traces_otlp.is_some() {
             batch_settings(&env, &mut warnings)
         } else {
@@ -177,17 +187,35 @@ impl Settings {
             )
             .map_or(metrics_endpoint, |set| set.contains(&"otlp"))
             && cfg!(feature = "otlp");
-        let metrics_otlp = metrics.then(|| {
-            protocol(
-                &[
-                    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
-                    OTEL_EXPORTER_OTLP_PROTOCOL,
-                ],
-                &env,
-                &mut warnings,
-            )
-        });
+        let metrics_otlp = metrics
+            .then(|| {
+                protocol(
+                    &[
+                        OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+                        OTEL_EXPORTER_OTLP_PROTOCOL,
+                    ],
+                    &env,
+                    &mut warnings,
+                )
+            })
+            .and_then(|protocol| built(protocol, "metrics", &mut warnings));
 
+        let shutdown_timeout = options.shutdown_timeout.unwrap_or_else(|| {
+            match env(EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT) {
+                None => DEFAULT_SHUTDOWN_TIMEOUT,
+                Some(value) => value.trim().parse::<u64>().map_or_else(
+                    |_| {
+                        warnings.push(format!(
+                            "{EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT}={value:?} is not a number \
+                             of milliseconds; using {}",
+                            DEFAULT_SHUTDOWN_TIMEOUT.as_millis()
+                        ));
+                        DEFAULT_SHUTDOWN_TIMEOUT
+                    },
+                    Duration::from_millis,
+                ),
+            }
+        });
         let (log_directives, log_warning) = log_directives(env(RUST_LOG).as_deref());
         warnings.extend(log_warning);
 
@@ -203,6 +231,7 @@ impl Settings {
             ),
             log_directives,
             batch,
+            shutdown_timeout,
             warnings,
         }
     }
@@ -280,6 +309,20 @@ fn protocol(
         }
     }
     OtlpProtocol::HttpProtobuf
+}
+
+/// The protocol, when this build can export over it: gRPC needs the `otlp-grpc` feature
+/// (one warning line per signal otherwise, and nothing exported over OTLP).
+fn built(protocol: OtlpProtocol, signal: &str, warnings: &mut Vec<String>) -> Option<OtlpProtocol> {
+    if protocol == OtlpProtocol::Grpc && !cfg!(feature = "otlp-grpc") {
+        warnings.push(format!(
+            "OTLP over grpc needs the `otlp-grpc` feature of eventsource-runtime, which this \
+             build lacks; {signal} are not exported (enable the feature, or set \
+             OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf and the collector's HTTP port, 4318)"
+        ));
+        return None;
+    }
+    Some(protocol)
 }
 
 fn parse_protocol(value: &str) -> Option<OtlpProtocol> {

@@ -58,6 +58,7 @@ fn empty_values_count_as_unset() {
 }
 
 #[test]
+#[cfg(feature = "otlp-grpc")]
 fn protocols_signal_specific_first() {
     let endpoint = (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4317");
     let s = env(&[endpoint, (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc")]);
@@ -71,6 +72,48 @@ fn protocols_signal_specific_first() {
     assert_eq!(s.traces_otlp, Some(OtlpProtocol::HttpJson));
     assert_eq!(s.metrics_otlp, Some(OtlpProtocol::Grpc));
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+/// Without the `otlp-grpc` feature, asking for gRPC is one warning naming the feature, and
+/// that signal is not exported; the other keeps its protocol.
+#[test]
+#[cfg(all(feature = "otlp", not(feature = "otlp-grpc")))]
+fn grpc_without_its_feature_warns_naming_it() {
+    let s = env(&[
+        (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4317"),
+        (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
+        (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "http/protobuf"),
+    ]);
+    assert_eq!(s.traces_otlp, Some(OtlpProtocol::HttpProtobuf));
+    assert_eq!(s.metrics_otlp, None);
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(
+        s.warnings[0].contains("`otlp-grpc` feature"),
+        "{}",
+        s.warnings[0]
+    );
+}
+
+#[test]
+fn shutdown_timeout_from_code_then_environment_then_two_seconds() {
+    use std::time::Duration;
+    assert_eq!(env(&[]).shutdown_timeout, Duration::from_secs(2));
+    let var = "EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT";
+    assert_eq!(
+        env(&[(var, "250")]).shutdown_timeout,
+        Duration::from_millis(250)
+    );
+    let s = env(&[(var, "soon")]);
+    assert_eq!(s.shutdown_timeout, Duration::from_secs(2));
+    assert!(s.warnings[0].contains("soon"), "{:?}", s.warnings);
+    let s = resolve(
+        &[(var, "250")],
+        Options {
+            shutdown_timeout: Some(Duration::from_secs(7)),
+            ..Options::default()
+        },
+    );
+    assert_eq!(s.shutdown_timeout, Duration::from_secs(7));
 }
 
 #[test]
@@ -149,6 +192,7 @@ fn code_wins_over_environment() {
     let options = Options {
         service_name: Some("billing".into()),
         console: Some(true),
+        shutdown_timeout: None,
     };
     let s = resolve(
         &[

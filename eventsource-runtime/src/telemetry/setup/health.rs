@@ -1,0 +1,333 @@
+//! Export you can see fail: the OTLP exporters are wrapped to count what they sent and
+//! what they dropped. The first failure of each kind (signal, endpoint, protocol, error)
+//! is one WARN line; after that, at most one summary line a minute; at shutdown, one line
+//! if anything was lost or the flush ran out of time. A guard dropped before any span
+//! ended (`let _ = telemetry::init();`) says so too.
+
+// Without the `otlp` feature nothing is exported, so only the span count and the
+// shutdown lines are used.
+#![cfg_attr(not(feature = "otlp"), allow(dead_code))]
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use opentelemetry::Context;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+
+use super::console::SharedWriter;
+
+/// How often, at most, a summary of continued failures is printed.
+const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// What the process's telemetry export did: shared by the wrapped exporters, the span
+/// counter and the guard.
+pub(super) struct ExportHealth {
+    out: Mutex<SharedWriter>,
+    /// Whether spans go to an OTLP exporter (else none is "sent", and none is lost).
+    exporting_spans: bool,
+    /// Spans handed to the exporters (ended and sampled).
+    spans_ended: AtomicU64,
+    spans_sent: AtomicU64,
+    spans_dropped: AtomicU64,
+    metric_exports_failed: AtomicU64,
+    seen: Mutex<HashSet<String>>,
+    summary: Mutex<Summary>,
+}
+
+/// What was dropped since the last line printed about it.
+struct Summary {
+    last_line: Instant,
+    spans: u64,
+    metric_exports: u64,
+    last_error: String,
+}
+
+/// Which signal an exporter carries.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Signal {
+    Spans,
+    Metrics,
+}
+
+impl ExportHealth {
+    pub(super) fn new(out: SharedWriter, exporting_spans: bool) -> Arc<Self> {
+        Arc::new(Self {
+            out: Mutex::new(out),
+            exporting_spans,
+            spans_ended: AtomicU64::new(0),
+            spans_sent: AtomicU64::new(0),
+            spans_dropped: AtomicU64::new(0),
+            metric_exports_failed: AtomicU64::new(0),
+            seen: Mutex::new(HashSet::new()),
+            summary: Mutex::new(Summary {
+                last_line: Instant::now(),
+                spans: 0,
+                metric_exports: 0,
+                last_error: String::new(),
+            }),
+        })
+    }
+
+    pub(super) fn line(&self, message: &str) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        super::warn(&mut out, message);
+        let _ = out.flush();
+    }
+
+    /// Spans that ended since `init`.
+    pub(super) fn spans_ended(&self) -> u64 {
+        self.spans_ended.load(Ordering::Relaxed)
+    }
+
+    fn sent(&self, signal: Signal, spans: u64) {
+        if let Signal::Spans = signal {
+            self.spans_sent.fetch_add(spans, Ordering::Relaxed);
+        }
+    }
+
+    /// An export failed: `spans` spans lost (0 for a metric export).
+    fn failed(&self, signal: Signal, target: &Target, spans: u64, error: &str) {
+        match signal {
+            Signal::Spans => self.spans_dropped.fetch_add(spans, Ordering::Relaxed),
+            Signal::Metrics => self.metric_exports_failed.fetch_add(1, Ordering::Relaxed),
+        };
+        let what = match signal {
+            Signal::Spans => format!("{spans} span(s)"),
+            Signal::Metrics => "a metric export".to_owned(),
+        };
+        let kind = format!(
+            "{signal:?} {} {} {}",
+            target.endpoint,
+            target.protocol,
+            class(error)
+        );
+        let first = self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind);
+        let mut summary = self.summary.lock().unwrap_or_else(PoisonError::into_inner);
+        summary.last_error = short(error);
+        if first {
+            summary.last_line = Instant::now();
+            drop(summary);
+            self.line(&format!(
+                "OTLP export of {} to {} ({}) failed, {what} dropped: {} (further failures \
+                 like this one are summarised once a minute)",
+                signal.name(),
+                target.endpoint,
+                target.protocol,
+                short(error)
+            ));
+            return;
+        }
+        match signal {
+            Signal::Spans => summary.spans += spans,
+            Signal::Metrics => summary.metric_exports += 1,
+        }
+        if summary.last_line.elapsed() >= SUMMARY_EVERY {
+            let line = format!(
+                "OTLP export still failing: {} span(s) and {} metric export(s) dropped in the \
+                 last {} s (last error: {})",
+                summary.spans,
+                summary.metric_exports,
+                summary.last_line.elapsed().as_secs(),
+                summary.last_error
+            );
+            summary.spans = 0;
+            summary.metric_exports = 0;
+            summary.last_line = Instant::now();
+            drop(summary);
+            self.line(&line);
+        }
+    }
+
+    /// The line printed at shutdown, if anything was lost or the flush ran out of time.
+    pub(super) fn at_shutdown(&self, timed_out: Option<Duration>) {
+        let ended = self.spans_ended.load(Ordering::Relaxed);
+        let sent = self.spans_sent.load(Ordering::Relaxed);
+        let dropped = self.spans_dropped.load(Ordering::Relaxed);
+        let metrics = self.metric_exports_failed.load(Ordering::Relaxed);
+        let unsent = if self.exporting_spans {
+            ended.saturating_sub(sent)
+        } else {
+            0
+        };
+        let last_error = self
+            .summary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_error
+            .clone();
+        let cause = if last_error.is_empty() {
+            String::new()
+        } else {
+            format!(" (last error: {last_error})")
+        };
+        if !self.exporting_spans && metrics == 0 && timed_out.is_none() {
+            return;
+        }
+        if let Some(limit) = timed_out {
+            self.line(&format!(
+                "telemetry shutdown gave up after {} ms: {unsent} of {ended} span(s) not \
+                 confirmed sent, {metrics} metric export(s) failed{cause}",
+                limit.as_millis()
+            ));
+        } else if dropped > 0 || metrics > 0 || unsent > 0 {
+            self.line(&format!(
+                "telemetry shut down: {unsent} of {ended} span(s) not sent, {metrics} metric \
+                 export(s) failed{cause}"
+            ));
+        }
+    }
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Spans => "spans",
+            Self::Metrics => "metrics",
+        }
+    }
+}
+
+/// The failure's kind for "first of its kind": the cause, not the varying details.
+fn class(error: &str) -> String {
+    let lower = error.to_ascii_lowercase();
+    for (needle, class) in [
+        ("connection refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("timeout", "timed out"),
+        ("dns", "name resolution"),
+        ("certificate", "tls"),
+        ("tls", "tls"),
+        ("connection reset", "connection reset"),
+        ("status", "http status"),
+    ] {
+        if lower.contains(needle) {
+            return class.to_owned();
+        }
+    }
+    short(error)
+}
+
+/// The error text on one line, at most 300 characters.
+fn short(error: &str) -> String {
+    let one_line: String = error.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 300 {
+        let cut: String = one_line.chars().take(300).collect();
+        format!("{cut}...")
+    } else {
+        one_line
+    }
+}
+
+/// Where an exporter sends (for the warning lines).
+#[derive(Debug, Clone)]
+pub(super) struct Target {
+    pub(super) endpoint: String,
+    pub(super) protocol: &'static str,
+}
+
+/// Counts the spans that end (and are sampled), ahead of the exporters' processors.
+#[derive(Debug)]
+pub(super) struct SpanCounter(pub(super) Arc<ExportHealth>);
+
+impl std::fmt::Debug for ExportHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportHealth")
+            .field("spans_ended", &self.spans_ended.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpanProcessor for SpanCounter {
+    fn on_start(&self, _: &mut Span, _: &Context) {}
+
+    fn on_end(&self, _: SpanData) {
+        self.0.spans_ended.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// An OTLP exporter whose results are counted and reported.
+#[derive(Debug)]
+#[cfg(feature = "otlp")]
+pub(super) struct Watched<E> {
+    pub(super) inner: E,
+    pub(super) health: Arc<ExportHealth>,
+    pub(super) target: Target,
+}
+
+#[cfg(feature = "otlp")]
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Watched<E>
+{
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len() as u64;
+        let result = self.inner.export(batch).await;
+        match &result {
+            Ok(()) => self.health.sent(Signal::Spans, spans),
+            Err(error) => {
+                self.health
+                    .failed(Signal::Spans, &self.target, spans, &error.to_string());
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(feature = "otlp")]
+impl<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>
+    opentelemetry_sdk::metrics::exporter::PushMetricExporter for Watched<E>
+{
+    async fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> OTelSdkResult {
+        let result = self.inner.export(metrics).await;
+        match &result {
+            Ok(()) => self.health.sent(Signal::Metrics, 0),
+            Err(error) => {
+                self.health
+                    .failed(Signal::Metrics, &self.target, 0, &error.to_string());
+            }
+        }
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        self.inner.temporality()
+    }
+}

@@ -31,8 +31,8 @@ const MAX_BUFFERED_SPANS: usize = 10_000;
 const MAX_REMEMBERED_NAMES: usize = 4_096;
 /// How long a trace linked to a trace still in progress waits to be printed after it.
 const MAX_DEFER: Duration = Duration::from_secs(5);
-/// Attributes shown per span; the rest are counted.
-const MAX_ATTRIBUTES: usize = 8;
+/// Attributes on a span's line; more wrap onto lines of their own below it.
+const ATTRIBUTES_PER_LINE: usize = 8;
 /// Characters shown of one attribute value.
 const MAX_VALUE_CHARS: usize = 48;
 /// Items shown of an array value.
@@ -50,15 +50,16 @@ const MAX_ARRAY_ITEMS: usize = 6;
 ///
 /// ```text
 /// trace 4bf92f3577b34da6a3ce929d0e0e4736
-/// command.ShipOrder  internal  1.42ms  aggregate.id=order-2 aggregate.type=Order
+/// command.ShipOrder  internal  1.42ms  eventsource.aggregate.id=order-2
 /// │  ✗ error: order order-2 is cancelled
-/// ├─ eventsource.repository.load  internal  310µs  events.replayed=2 version=2
-/// │  └─ eventsource.event_store.load  client  120µs  from_version=1 db.system.name=in_memory
+/// ├─ eventsource.repository.load  internal  310µs  eventsource.events.replayed=2 eventsource.version=2
+/// │  └─ eventsource.event_store.load  client  120µs  eventsource.from_version=1 db.system.name=in_memory
 /// └─ …
 /// ```
 ///
-/// Attributes: `eventsource.*` (shown without the prefix), `db.*`, `messaging.*` and the
-/// application's own; `code.*`, `thread.*`, `exception.*` (shown as the error line) and
+/// Attributes, with their full keys (as `testing::attribute` and a backend take them), all
+/// of them, eight to a line: `eventsource.*`, `db.*`, `messaging.*` and the application's
+/// own; `code.*`, `thread.*`, `exception.*` (shown as the error line) and
 /// `cqrs.side` are left out, as is an attribute equal to the parent span's, or an
 /// `eventsource.*` one already spelled in the span name (`command.type` on
 /// `command.PlaceOrder`). A link reads

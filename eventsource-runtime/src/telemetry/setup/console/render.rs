@@ -9,7 +9,7 @@ use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{Array, Value};
 use opentelemetry_sdk::trace::SpanData;
 
-use super::{MAX_ARRAY_ITEMS, MAX_ATTRIBUTES, MAX_VALUE_CHARS};
+use super::{ATTRIBUTES_PER_LINE, MAX_ARRAY_ITEMS, MAX_VALUE_CHARS};
 
 /// What the renderer asks about spans outside the ones it renders.
 pub(super) trait SeenSpans {
@@ -116,12 +116,6 @@ impl Node<'_> {
             kind(&span.span_kind),
             duration(span),
         );
-        let attributes = attributes(span, parent);
-        if !attributes.is_empty() {
-            let _ = write!(out, "  {}", attributes.join(" "));
-        }
-        out.push('\n');
-
         let child_prefix = if parent.is_none() {
             String::new()
         } else if last {
@@ -134,6 +128,16 @@ impl Node<'_> {
             "{child_prefix}{}",
             if kids.is_empty() { "   " } else { "│  " }
         );
+        // Every attribute is shown: a span with many wraps them onto lines of their own.
+        let attributes = attributes(span, parent);
+        let mut lines = attributes.chunks(ATTRIBUTES_PER_LINE);
+        if let Some(first) = lines.next() {
+            let _ = write!(out, "  {}", first.join(" "));
+        }
+        out.push('\n');
+        for more in lines {
+            let _ = writeln!(out, "{detail}  {}", more.join(" "));
+        }
         for link in &span.links.links {
             let cx = &link.span_context;
             let _ = write!(
@@ -229,10 +233,10 @@ fn hidden(key: &str) -> bool {
     PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
 }
 
-/// `key=value` of the attributes worth a glance.
+/// `key=value` of the attributes worth a glance, with their full keys (what
+/// `testing::attribute` and a backend's query take).
 fn attributes(span: &SpanData, parent: Option<&SpanData>) -> Vec<String> {
     let mut shown = Vec::new();
-    let mut more = 0;
     for kv in &span.attributes {
         let key = kv.key.as_str();
         if hidden(key) {
@@ -249,15 +253,7 @@ fn attributes(span: &SpanData, parent: Option<&SpanData>) -> Vec<String> {
         {
             continue;
         }
-        if shown.len() == MAX_ATTRIBUTES {
-            more += 1;
-            continue;
-        }
-        let key = key.strip_prefix("eventsource.").unwrap_or(key);
         shown.push(format!("{key}={}", value(&kv.value)));
-    }
-    if more > 0 {
-        shown.push(format!("(+{more} more)"));
     }
     shown
 }

@@ -164,10 +164,10 @@ fn a_command_prints_as_one_tree_when_its_root_ends() {
         "{text}"
     );
     let expected = "\
-command.PlaceOrder  internal  <d>  aggregate.type=Order aggregate.id=order-1 event.count=1 event.types=[OrderPlaced]
-├─ eventsource.repository.load  internal  <d>  events.replayed=0 version=0
-│  └─ eventsource.event_store.load  client  <d>  db.system.name=in_memory db.operation.name=load events.loaded=0
-└─ eventsource.repository.save  internal  <d>  version=1
+command.PlaceOrder  internal  <d>  eventsource.aggregate.type=Order eventsource.aggregate.id=order-1 eventsource.event.count=1 eventsource.event.types=[OrderPlaced]
+├─ eventsource.repository.load  internal  <d>  eventsource.events.replayed=0 eventsource.version=0
+│  └─ eventsource.event_store.load  client  <d>  db.system.name=in_memory db.operation.name=load eventsource.events.loaded=0
+└─ eventsource.repository.save  internal  <d>  eventsource.version=1
    └─ eventsource.event_store.append  client  <d>  db.system.name=in_memory customer.note=\"leave at the door\"
 ";
     let body: String = normalize(&text)
@@ -274,9 +274,9 @@ fn a_projection_linked_to_its_command_prints_after_it_with_the_linked_name() {
         text.contains("projection.OrderReadModel  consumer  "),
         "kind shown: {text}"
     );
-    assert!(text.contains("event.sequence=1"), "{text}");
+    assert!(text.contains("eventsource.event.sequence=1"), "{text}");
     assert!(
-        !text.contains("projection.name="),
+        !text.contains("eventsource.projection.name="),
         "the name already says it: {text}"
     );
 
@@ -406,6 +406,38 @@ fn shutdown_prints_what_is_buffered() {
     assert!(text.contains("\nchild  internal  "), "{text}");
     // The root span itself is never exported: it did not end.
     assert!(!text.contains("never-ends  internal"), "{text}");
+}
+
+/// Issue 12: attributes after the 8th were hidden behind "(+2 more)"; they are the user's
+/// own dynamic fields, so they wrap onto a line of their own, under the span.
+#[test]
+fn every_attribute_is_shown_wrapping_after_eight() {
+    let p = pipeline();
+    p.with_tracing(|| {
+        let span = tracing::info_span!(
+            "checkout",
+            a1 = 1_i64,
+            a2 = 2_i64,
+            a3 = 3_i64,
+            a4 = 4_i64,
+            a5 = 5_i64,
+            a6 = 6_i64,
+            a7 = 7_i64,
+            a8 = 8_i64,
+            a9 = 9_i64,
+            a10 = 10_i64,
+        );
+        span.in_scope(|| {});
+    });
+    let text = p.out.text();
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert!(
+        lines[0].starts_with("checkout  internal")
+            && lines[0].ends_with("a1=1 a2=2 a3=3 a4=4 a5=5 a6=6 a7=7 a8=8"),
+        "{text}"
+    );
+    assert_eq!(lines[1].trim(), "a9=9 a10=10", "{text}");
+    assert!(!text.contains("more)"), "{text}");
 }
 
 #[test]

@@ -259,10 +259,19 @@ fn integer_fields_arrive_as_i64() {
     integers(1, 2, 3, u64::MAX, 5, -6, "ada".into(), true);
     let spans = capture.spans();
     let span = spans.get("integers");
+    // Beyond i64: its decimal string, never a wrong number.
+    assert_eq!(
+        attribute(span, "d"),
+        Some(&Value::from("18446744073709551615"))
+    );
+    capture.clear();
+    integers(1, 2, 3, 4, 5, -6, "ada".into(), true);
+    let spans = capture.spans();
+    let span = spans.get("integers");
+    assert_eq!(attribute(span, "d"), Some(&Value::I64(4)));
     assert_eq!(attribute(span, "a"), Some(&Value::I64(1)));
     assert_eq!(attribute(span, "b"), Some(&Value::I64(2)));
     assert_eq!(attribute(span, "c"), Some(&Value::I64(3)));
-    assert_eq!(attribute(span, "d"), Some(&Value::I64(i64::MAX)));
     assert_eq!(attribute(span, "e"), Some(&Value::I64(5)));
     assert_eq!(attribute(span, "f"), Some(&Value::I64(-6)));
     assert_eq!(attribute(span, "name"), Some(&Value::from("ada")));

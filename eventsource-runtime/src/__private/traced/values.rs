@@ -8,8 +8,9 @@ use std::sync::Arc;
 use opentelemetry::{StringValue, Value};
 
 /// A value `#[traced(fields(key = value))]` records as it is. Integers become OTel
-/// integers (`i64`; a `u64` would otherwise arrive as a string, and values beyond `i64`
-/// saturate), floats `f64`, `bool` stays, and strings are recorded as `&str`.
+/// integers (`i64`; a `u64` would otherwise arrive as a string), except a value beyond
+/// `i64` (a `u64` above `i64::MAX`, say), which is recorded as its decimal string rather
+/// than changed; floats `f64`, `bool` stays, and strings are recorded as `&str`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be recorded as a span attribute as it is",
     label = "write `%` before the value to record its `Display`, or `?` to record its `Debug`",
@@ -36,7 +37,7 @@ macro_rules! int_field_value {
             type Out<'a> = i64;
             #[inline]
             fn field_value(&self) -> i64 {
-                i64::try_from(*self).unwrap_or(if *self > 0 { i64::MAX } else { i64::MIN })
+                i64::from(*self)
             }
             #[inline]
             fn otel_value(&self) -> Option<Value> {
@@ -46,9 +47,34 @@ macro_rules! int_field_value {
     )*};
 }
 
-int_field_value!(
-    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize
-);
+int_field_value!(i8, i16, i32, i64, u8, u16, u32);
+
+/// Integer types with values beyond `i64`: such a value is recorded as its decimal string
+/// (never a wrong number). `tracing`'s value trait is sealed, so on the `tracing` path the
+/// value is boxed as one or the other.
+macro_rules! wide_int_field_value {
+    ($($int:ty),*) => {$(
+        impl FieldValue for $int {
+            type Out<'a> = Box<dyn tracing::Value>;
+            #[inline]
+            fn field_value(&self) -> Box<dyn tracing::Value> {
+                match i64::try_from(*self) {
+                    Ok(fits) => Box::new(fits),
+                    Err(_) => Box::new(self.to_string()),
+                }
+            }
+            #[inline]
+            fn otel_value(&self) -> Option<Value> {
+                Some(match i64::try_from(*self) {
+                    Ok(fits) => Value::I64(fits),
+                    Err(_) => Value::String(self.to_string().into()),
+                })
+            }
+        }
+    )*};
+}
+
+wide_int_field_value!(i128, isize, u64, u128, usize);
 
 macro_rules! copy_field_value {
     ($($ty:ty => $out:ty),*) => {$(
@@ -156,17 +182,23 @@ mod tests {
 
     #[test]
     fn integers_become_i64() {
-        assert_eq!(7_u64.field_value(), 7_i64);
-        assert_eq!(u64::MAX.field_value(), i64::MAX);
-        assert_eq!(i128::MIN.field_value(), i64::MIN);
-        assert_eq!((&&3_usize).field_value(), 3_i64);
+        assert_eq!(7_u32.field_value(), 7_i64);
+        assert_eq!(i8::MIN.field_value(), -128_i64);
         assert_eq!(String::from("x").field_value(), "x");
         assert_eq!(Some(2_u8).field_value(), Some(2_i64));
     }
 
     #[test]
     fn otel_values_match_the_tracing_ones() {
-        assert_eq!(u64::MAX.otel_value(), Some(Value::I64(i64::MAX)));
+        assert_eq!(7_u64.otel_value(), Some(Value::I64(7)));
+        assert_eq!(
+            u64::MAX.otel_value(),
+            Some(Value::from("18446744073709551615".to_owned()))
+        );
+        assert_eq!(
+            i128::MIN.otel_value(),
+            Some(Value::from(i128::MIN.to_string()))
+        );
         assert_eq!((&&3_usize).otel_value(), Some(Value::I64(3)));
         assert_eq!(1.5_f32.otel_value(), Some(Value::F64(1.5)));
         assert_eq!(true.otel_value(), Some(Value::Bool(true)));

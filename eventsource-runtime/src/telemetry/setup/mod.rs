@@ -62,7 +62,7 @@ const SCOPE: &str = "eventsource";
 /// |---|---|
 /// | (none) | each finished trace printed as a tree on stderr |
 /// | `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_TRACES_` / `_METRICS_ENDPOINT`) | OTLP export of spans and metrics instead (for HTTP, `/v1/traces` and `/v1/metrics` are appended to the generic endpoint only) |
-/// | `OTEL_EXPORTER_OTLP_PROTOCOL` (or `_TRACES_` / `_METRICS_PROTOCOL`) | `grpc`, `http/protobuf` (default) or `http/json` |
+/// | `OTEL_EXPORTER_OTLP_PROTOCOL` (or `_TRACES_` / `_METRICS_PROTOCOL`) | `http/protobuf` (default), `http/json`, or `grpc` (with the `otlp-grpc` feature; without it, one warning line and that signal is not exported) |
 /// | `OTEL_TRACES_EXPORTER` | `otlp`, `console`, both (`otlp,console`) or `none` (no span export, no console) |
 /// | `OTEL_METRICS_EXPORTER` | `otlp` or `none` |
 /// | `OTEL_SDK_DISABLED=true` | no span or metric export (log lines stay) |
@@ -70,6 +70,7 @@ const SCOPE: &str = "eventsource";
 /// | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (read by the SDK; default `parentbased_always_on`) |
 /// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the OTLP batch span processor (which ignores `OTEL_BSP_EXPORT_TIMEOUT`: the export timeout is `OTEL_EXPORTER_OTLP_TIMEOUT`) |
 /// | `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, `OTEL_METRIC_EXPORT_INTERVAL`, … | read by the exporters themselves |
+/// | `EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT` | milliseconds dropping the guard waits, at most, for the last export (default 2000; [`TelemetryBuilder::shutdown_timeout`] in code) |
 /// | `RUST_LOG` | the log lines, default `info` (OpenTelemetry's own targets are off unless named). Spans are recorded at `info` and above whatever its default level says (more when it is more verbose); its per-target directives apply to spans too |
 ///
 /// A bad value never panics: it is reported as one warning line and the default is used.
@@ -79,7 +80,15 @@ const SCOPE: &str = "eventsource";
 /// does nothing. Use [`TelemetryBuilder::try_init`] to handle the error.
 ///
 /// Keep the guard alive for the life of the program: dropping it flushes the spans still
-/// buffered and shuts the exporters down.
+/// buffered and shuts the exporters down, waiting at most the shutdown timeout (2 s by
+/// default). A guard dropped right after `init`, before any span ended (`let _ =
+/// telemetry::init();`), prints a warning saying so.
+///
+/// Export failures are never silent: the first failure of each kind (signal, endpoint,
+/// protocol, cause) is one WARN line on the writer, further ones are summarised at most
+/// once a minute, and at shutdown one line says how many spans and metric exports were not
+/// sent (or that the flush ran out of time). The OpenTelemetry crates' own log lines show
+/// when `RUST_LOG` names their targets (`RUST_LOG=info,opentelemetry_sdk=debug`).
 ///
 /// ```no_run
 /// #[tokio::main]

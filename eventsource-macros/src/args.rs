@@ -83,14 +83,32 @@ fn skip_to_comma(input: ParseStream<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-/// `keyword = value`: the keyword `K`, `=` (syn's own error when it is missing), then what
-/// `value` reads; returned as `variant(keyword, value)`.
-pub(crate) fn assign<K: Parse, V, A>(
+/// `keyword = value`: the keyword `K`, `=`, then what `value` reads; returned as
+/// `variant(keyword, value)`. A missing `=` is reported at the keyword with `keyword = ..`.
+pub(crate) fn assign<K: Parse + ToTokens, V, A>(
     input: ParseStream<'_>,
     variant: fn(K, V) -> A,
     value: impl FnOnce(ParseStream<'_>) -> syn::Result<V>,
 ) -> syn::Result<A> {
-    let keyword = input.parse()?;
+    assign_example(input, variant, None, value)
+}
+
+/// As [`assign`], with the example a missing `=` shows (`type = "Order"`).
+pub(crate) fn assign_example<K: Parse + ToTokens, V, A>(
+    input: ParseStream<'_>,
+    variant: fn(K, V) -> A,
+    example: Option<&str>,
+    value: impl FnOnce(ParseStream<'_>) -> syn::Result<V>,
+) -> syn::Result<A> {
+    let keyword: K = input.parse()?;
+    if !input.peek(Token![=]) {
+        let name = keyword.to_token_stream().to_string();
+        let example = example.map_or_else(|| format!("{name} = .."), str::to_owned);
+        return Err(syn::Error::new_spanned(
+            &keyword,
+            format!("`{name}` takes a value: write `{example}`"),
+        ));
+    }
     input.parse::<Token![=]>()?;
     Ok(variant(keyword, value(input)?))
 }

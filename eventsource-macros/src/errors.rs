@@ -15,6 +15,11 @@ impl Errors {
         self.push(syn::Error::new_spanned(tokens, message));
     }
 
+    /// Whether nothing was recorded so far.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// Records an error (possibly several combined).
     pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
@@ -29,19 +34,20 @@ impl Errors {
     }
 
     /// The macro's output: `expand(plan)` when there is a plan and nothing was recorded,
-    /// else every error followed by `fallback()`, a minimal item that lets the user's other
-    /// code resolve, so these errors show and not a cascade.
+    /// else every error followed by `fallback(plan)`: a minimal item that lets the user's
+    /// other code resolve (built from the plan when there is one), so these errors show and
+    /// not a cascade.
     pub(crate) fn expand_or<P>(
         self,
         plan: Option<P>,
         expand: impl FnOnce(P) -> TokenStream,
-        fallback: impl FnOnce() -> TokenStream,
+        fallback: impl FnOnce(Option<P>) -> TokenStream,
     ) -> TokenStream {
         match (plan, self.0) {
             (Some(plan), None) => expand(plan),
-            (_, errors) => {
+            (plan, errors) => {
                 let mut tokens = errors.map(|e| e.to_compile_error()).unwrap_or_default();
-                tokens.extend(fallback());
+                tokens.extend(fallback(plan));
                 tokens
             }
         }

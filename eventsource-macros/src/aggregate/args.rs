@@ -4,7 +4,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Ident, LitStr, Path, Token, parenthesized};
 
-use crate::args::{Arguments, assign, parse_or, set_once, unknown};
+use crate::args::{Arguments, assign, assign_example, parse_or, set_once, unknown};
 use crate::errors::Errors;
 
 mod kw {
@@ -52,7 +52,7 @@ impl Parse for Arg {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let lookahead = input.lookahead1();
         if lookahead.peek(Token![type]) {
-            assign(input, Self::Type, |input| {
+            assign_example(input, Self::Type, Some("type = \"Order\""), |input| {
                 parse_or(
                     input,
                     "expected the aggregate type name as a string, e.g. `type = \"Order\"`",

@@ -17,6 +17,6 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     errors.expand_or(
         plan,
         |plan| expand::expand(input, &plan),
-        || expand::fallback(input, &args),
+        |_| expand::fallback(input, &args),
     )
 }

@@ -105,7 +105,22 @@ fn last_ident(ty: &Type) -> Option<&syn::Ident> {
     }
 }
 
-/// After an error: the item as written (so its own code still type-checks) and nothing else.
-pub(crate) fn fallback(item: TokenStream) -> TokenStream {
-    item
+/// After an error: with a recognised placement, the expansion with placeholders for the
+/// arguments in question (no switch, an empty aggregate id), so the handler and its
+/// command keep their impls and only the error shows; else the item as written (so its own
+/// code still type-checks).
+pub(crate) fn fallback(item: TokenStream, target: Option<Target>, args: &Args) -> TokenStream {
+    let Some(target) = target else {
+        return item;
+    };
+    let placeholders = Args {
+        name: args.name.clone(),
+        enabled: None,
+        aggregate_id: args
+            .aggregate_id
+            .as_ref()
+            .map(|(keyword, _)| (*keyword, syn::parse_quote!(::std::string::String::new()))),
+        command_type: args.command_type.clone(),
+    };
+    expand(target, &placeholders)
 }

@@ -1,7 +1,11 @@
 //! Recognises where `#[command_handler]` was put and checks the decision's shape.
 
+use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens as _;
 use syn::spanned::Spanned as _;
-use syn::{FnArg, GenericArgument, Ident, ImplItem, Item, ItemFn, ItemImpl, Pat, ReturnType, Type};
+use syn::{
+    Expr, FnArg, GenericArgument, Ident, ImplItem, Item, ItemFn, ItemImpl, Pat, ReturnType, Type,
+};
 
 use super::args::Args;
 use crate::errors::Errors;
@@ -213,6 +217,83 @@ fn result_error(output: &ReturnType) -> Option<Type> {
             GenericArgument::Type(Type::Path(ok)),
             GenericArgument::Type(error),
         ] if ok.path.segments.last().is_some_and(|s| s.ident == "Vec") => Some(error.clone()),
+        _ => None,
+    }
+}
+
+/// Checks the arguments' expressions against a well-formed target: what is reported here
+/// still leaves an expansion (with placeholders) that the rest of the program can use.
+pub(crate) fn check_arguments(target: &Target, args: &Args, errors: &mut Errors) {
+    if let Some(enabled) = &args.enabled {
+        check_constant_switch(enabled, errors);
+    }
+    if let (
+        Some((_, aggregate_id)),
+        Target::HandleImpl {
+            param: Some(param), ..
+        }
+        | Target::DecisionFn { param, .. },
+    ) = (&args.aggregate_id, target)
+    {
+        check_aggregate_id(aggregate_id, param, errors);
+    }
+}
+
+/// `enabled = ..` becomes the handler's `const TELEMETRY`: it cannot read `self` (the
+/// service calls the handler on a state, and switches are per type).
+fn check_constant_switch(enabled: &Expr, errors: &mut Errors) {
+    let Some(self_token) = find_self(enabled.to_token_stream()) else {
+        return;
+    };
+    errors.push(syn::Error::new(
+        self_token.span(),
+        "`enabled` of #[command_handler] is a constant (the handler's `TELEMETRY`), so it \
+         cannot read `self`: write a constant expression (`enabled = false`, \
+         `enabled = cfg!(feature = \"trace-commands\")`); to switch at run time, use the \
+         process switch `telemetry::set_enabled(..)` or a component's `enable_tracing(..)` \
+         (repository, store, bus)",
+    ));
+}
+
+fn find_self(tokens: TokenStream) -> Option<Ident> {
+    tokens.into_iter().find_map(|token| match token {
+        TokenTree::Ident(ident) if ident == "self" => Some(ident),
+        TokenTree::Group(group) => find_self(group.stream()),
+        _ => None,
+    })
+}
+
+/// `aggregate_id = ..` reads the command through the handler's parameter: a root that names
+/// something else (`command.id` when the parameter is `cmd`) is reported at that name.
+fn check_aggregate_id(aggregate_id: &Expr, param: &Ident, errors: &mut Errors) {
+    let Some(root) = root_ident(aggregate_id) else {
+        return;
+    };
+    let name = root.to_string();
+    // A constant or a unit struct (`ID`, `Default`) is not a parameter mix-up.
+    if root == param || name == "self" || name.starts_with(|c: char| c.is_ascii_uppercase()) {
+        return;
+    }
+    let written = aggregate_id.to_token_stream().to_string().replace(' ', "");
+    let instead = format!("{param}{}", written.strip_prefix(&name).unwrap_or(""));
+    errors.at(
+        root,
+        format!(
+            "`{name}` is not the handler's parameter: `aggregate_id` reads the command through \
+             the parameter of `handle`, here `{param}`; write `aggregate_id = {instead}`"
+        ),
+    );
+}
+
+/// The variable a field or method chain starts from: `cmd` in `cmd.order.id.clone()`.
+fn root_ident(expr: &Expr) -> Option<&Ident> {
+    match expr {
+        Expr::Field(field) => root_ident(&field.base),
+        Expr::MethodCall(call) => root_ident(&call.receiver),
+        Expr::Reference(reference) => root_ident(&reference.expr),
+        Expr::Paren(paren) => root_ident(&paren.expr),
+        Expr::Index(index) => root_ident(&index.expr),
+        Expr::Path(path) if path.qself.is_none() => path.path.get_ident(),
         _ => None,
     }
 }

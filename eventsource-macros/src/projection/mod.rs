@@ -21,6 +21,6 @@ pub(crate) fn projection(args: TokenStream, item: TokenStream) -> TokenStream {
     errors.expand_or(
         plan,
         |plan| expand::expand(&plan, &args),
-        || expand::fallback(item, parsed.as_ref(), &args),
+        |_| expand::fallback(item, parsed.as_ref(), &args),
     )
 }

@@ -267,7 +267,18 @@ impl Parse for Arg {
             let name = if input.peek(LitStr) {
                 SpanName::Lit(input.parse()?)
             } else if input.peek(Ident) || input.peek(Token![::]) || input.peek(Token![crate]) {
-                SpanName::Const(input.parse()?)
+                let path: Path = input.parse()?;
+                if !input.is_empty() && !input.peek(Token![,]) {
+                    // `format!(..)`, `make_name(..)`, `prefix + ".x"`: computed per call.
+                    return Err(syn::Error::new_spanned(
+                        &path,
+                        "a span name is fixed: a string literal (`name = \"orders.place\"`) or \
+                         the path of a `&'static str` constant; for what varies per call, record \
+                         an attribute instead: `fields(order = %order_id)`, or \
+                         `eventsource_runtime::telemetry::set_attribute(..)` in the body",
+                    ));
+                }
+                SpanName::Const(path)
             } else {
                 return Err(input
                     .error("expected the span name as a string, e.g. `name = \"orders.place\"`"));

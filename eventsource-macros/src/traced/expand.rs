@@ -138,16 +138,38 @@ fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
         let value = plain(&attribute.value);
         quote!(#key = #value,)
     });
-    let fields = plan.fields.iter().map(|field| {
+    // `%value` / `?value`: borrowed once as `&dyn Display` / `&dyn Debug`, spanned at the
+    // user's expression, and that borrow is what both paths record: a type without the
+    // trait is one error at the value, not one per use inside `tracing`'s macros.
+    let bindings: Vec<TokenStream> = plan
+        .fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, field)| {
+            let value = grouped(&field.value);
+            let format = match &field.sigil {
+                Sigil::Plain => return None,
+                Sigil::Display(_) => quote!(::core::fmt::Display),
+                Sigil::Debug(_) => quote!(::core::fmt::Debug),
+            };
+            let name = Ident::new(&format!("__eventsource_field_{i}"), Span::mixed_site());
+            Some(quote_spanned! {field.value.span()=>
+                let #name: &dyn #format = &#value;
+            })
+        })
+        .collect();
+    let formatted_name =
+        |i: usize| Ident::new(&format!("__eventsource_field_{i}"), Span::mixed_site());
+    let fields = plan.fields.iter().enumerate().map(|(i, field)| {
         let key = &field.key;
-        let value = grouped(&field.value);
+        let name = formatted_name(i);
         match &field.sigil {
             Sigil::Plain => {
                 let value = plain(&field.value);
                 quote!(#key = #value,)
             }
-            Sigil::Display(sigil) => quote!(#key = #sigil #value,),
-            Sigil::Debug(sigil) => quote!(#key = #sigil #value,),
+            Sigil::Display(sigil) => quote!(#key = #sigil #name,),
+            Sigil::Debug(sigil) => quote!(#key = #sigil #name,),
         }
     });
     let direct_attributes = plan
@@ -164,13 +186,13 @@ fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
             };
             quote!((#key, #value),)
         })
-        .chain(plan.fields.iter().map(|field| {
+        .chain(plan.fields.iter().enumerate().map(|(i, field)| {
             let key = direct_key(&field.key);
-            let value = grouped(&field.value);
+            let name = formatted_name(i);
             let value = match &field.sigil {
                 Sigil::Plain => direct_plain(&field.value),
-                Sigil::Display(_) => quote!(#traced::display(&#value)),
-                Sigil::Debug(_) => quote!(#traced::debug(&#value)),
+                Sigil::Display(_) => quote!(#traced::display(#name)),
+                Sigil::Debug(_) => quote!(#traced::debug(#name)),
             };
             quote!((#key, #value),)
         }));
@@ -178,12 +200,13 @@ fn span_expr(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
     let enabled = plan.enabled.map(|expr| {
         let grouped = grouped(expr);
         let switch = quote_spanned! {expr.span()=>
-            ::eventsource_runtime::__private::traced::switch(#grouped)
+            ::eventsource_runtime::__private::traced::Switch::into_bool(#grouped)
         };
         quote!(&& #switch)
     });
     quote! {
         if ::eventsource_runtime::__private::is_enabled() #enabled {
+            #(#bindings)*
             if #traced::has_direct() {
                 if #tracing::enabled!(kind: #tracing::metadata::Kind::SPAN, #tracing::Level::INFO) {
                     #traced::start_direct(#direct_name, #direct_kind, [#(#direct_attributes)*])
@@ -265,7 +288,7 @@ fn outcome(plan: &Plan<'_>) -> TokenStream {
     // whole attribute.
     let assert = plan.err.map(|err| {
         quote_spanned! {err.span=>
-            ::eventsource_runtime::__private::traced::assert_result(
+            ::eventsource_runtime::__private::traced::IsResult::assert_result(
                 ::eventsource_runtime::__private::traced::at(#ret),
             );
         }
@@ -281,9 +304,9 @@ fn outcome(plan: &Plan<'_>) -> TokenStream {
     });
     let record_ret = plan.ret.map(|keyword| {
         quote_spanned! {keyword.span=>
-            ::eventsource_runtime::__private::traced::record_return(
-                #span,
+            ::eventsource_runtime::__private::traced::TracedReturn::record_return(
                 ::eventsource_runtime::__private::traced::at(#ret),
+                #span,
             );
         }
     });

@@ -22,7 +22,7 @@ pub(crate) fn traced(args: TokenStream, item: TokenStream) -> TokenStream {
     errors.expand_or(
         function.as_ref().zip(plan),
         |(function, plan)| expand::expand(function, &plan),
-        || item,
+        |_| item,
     )
 }
 

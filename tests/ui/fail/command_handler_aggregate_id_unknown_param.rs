@@ -29,4 +29,11 @@ impl Handle<Open> for Account {
     }
 }
 
-fn main() {}
+// The rest of the program still sees `Open` as a command: one error, no cascade.
+async fn open(accounts: &CommandService<Account>) {
+    let _ = accounts.execute(Open { id: "a-1".into() }).await;
+}
+
+fn main() {
+    drop(open);
+}

@@ -134,29 +134,25 @@ fn panicked(span: &TracedSpan, payload: Payload) -> ! {
 #[inline]
 pub fn no_outcome<R: ?Sized>(_: &R, _: &TracedSpan) {}
 
-/// `#[traced(ret)]`: records the return value's `Debug` as [`RETURN_VALUE`] (formatted only
-/// when the span is recorded).
-pub fn record_return<R: TracedReturn + ?Sized>(span: &TracedSpan, value: &R) {
-    if span.is_recording() {
-        span.set_value(RETURN_VALUE, format!("{value:?}").into());
-    }
-}
-
 /// A return value `#[traced(ret)]` can record: anything `Debug`.
 #[diagnostic::on_unimplemented(
     message = "`#[traced(ret)]` records the return value's `Debug`, and `{Self}` does not implement `Debug`",
     label = "`{Self}` is not `Debug`",
     note = "derive or implement `Debug` for the return type, or remove `ret`"
 )]
-pub trait TracedReturn: Debug {}
+pub trait TracedReturn {
+    /// Records the value's `Debug` on `span` (formatted only when it is recorded).
+    fn record_return(&self, span: &TracedSpan);
+}
 
-impl<T: Debug + ?Sized> TracedReturn for T {}
-
-/// The value of `#[traced(enabled = ..)]`.
-#[inline]
-#[must_use]
-pub fn switch(on: impl Switch) -> bool {
-    on.into_bool()
+// Not offered as a candidate in errors: the message says what to write.
+#[diagnostic::do_not_recommend]
+impl<T: Debug + ?Sized> TracedReturn for T {
+    fn record_return(&self, span: &TracedSpan) {
+        if span.is_recording() {
+            span.set_value(RETURN_VALUE, format!("{self:?}").into());
+        }
+    }
 }
 
 /// What `#[traced(enabled = ..)]` takes: a `bool`.
@@ -170,6 +166,7 @@ pub trait Switch {
     fn into_bool(self) -> bool;
 }
 
+#[diagnostic::do_not_recommend]
 impl Switch for bool {
     #[inline]
     fn into_bool(self) -> bool {
@@ -177,6 +174,7 @@ impl Switch for bool {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl Switch for &bool {
     #[inline]
     fn into_bool(self) -> bool {
@@ -192,16 +190,17 @@ pub const fn at<T: ?Sized>(value: &T) -> &T {
     value
 }
 
-/// `#[traced(err)]` checks that the function returns a `Result`.
-#[inline]
-pub fn assert_result<R: IsResult + ?Sized>(_: &R) {}
-
 /// Implemented by `Result` only.
 #[diagnostic::on_unimplemented(
     message = "`#[traced(err)]` records the `Err` of a function returning a `Result`, and `{Self}` is not a `Result`",
     label = "`err` needs a `Result` return type",
     note = "remove `err`, or return a `Result` (an alias of one is fine)"
 )]
-pub trait IsResult {}
+pub trait IsResult {
+    /// Nothing: the call only checks the type.
+    #[inline]
+    fn assert_result(&self) {}
+}
 
+#[diagnostic::do_not_recommend]
 impl<T, E> IsResult for Result<T, E> {}

@@ -33,6 +33,7 @@ pub trait FieldValue {
 
 macro_rules! int_field_value {
     ($($int:ty),*) => {$(
+        #[diagnostic::do_not_recommend]
         impl FieldValue for $int {
             type Out<'a> = i64;
             #[inline]
@@ -54,6 +55,7 @@ int_field_value!(i8, i16, i32, i64, u8, u16, u32);
 /// value is boxed as one or the other.
 macro_rules! wide_int_field_value {
     ($($int:ty),*) => {$(
+        #[diagnostic::do_not_recommend]
         impl FieldValue for $int {
             type Out<'a> = Box<dyn tracing::Value>;
             #[inline]
@@ -78,6 +80,7 @@ wide_int_field_value!(i128, isize, u64, u128, usize);
 
 macro_rules! copy_field_value {
     ($($ty:ty => $out:ty),*) => {$(
+        #[diagnostic::do_not_recommend]
         impl FieldValue for $ty {
             type Out<'a> = $out;
             #[inline]
@@ -96,6 +99,7 @@ copy_field_value!(f32 => f64, f64 => f64, bool => bool);
 
 macro_rules! str_field_value {
     ($($ty:ty),*) => {$(
+        #[diagnostic::do_not_recommend]
         impl FieldValue for $ty {
             type Out<'a>
                 = &'a str
@@ -118,6 +122,7 @@ str_field_value!(str, String, Box<str>, Arc<str>, Cow<'_, str>);
 /// A reference records what it points to.
 macro_rules! deref_field_value {
     ($($reference:ty),*) => {$(
+        #[diagnostic::do_not_recommend]
         impl<T: FieldValue + ?Sized> FieldValue for $reference {
             type Out<'a>
                 = T::Out<'a>
@@ -140,6 +145,7 @@ macro_rules! deref_field_value {
 deref_field_value!(&T, &mut T);
 
 /// `None` records nothing.
+#[diagnostic::do_not_recommend]
 impl<T: FieldValue> FieldValue for Option<T> {
     type Out<'a>
         = Option<T::Out<'a>>

@@ -167,6 +167,11 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
+        // The OpenTelemetry crates' own log lines (their `internal-logs`) are about the
+        // pipeline, not the user's work: they go to the log lines, never onto a span.
+        if event.metadata().target().starts_with("opentelemetry") {
+            return;
+        }
         // An event while a direct span runs belongs to that span, which `tracing` does not
         // know about; an explicit parent is the caller's choice.
         if event.is_contextual() && with_direct_current(|cx| record_event(cx, event)).is_some() {

@@ -38,9 +38,19 @@ use std::fmt::Debug;
 
 #[cfg(feature = "tracing")]
 mod telemetry;
+/// The types a test needs to write its expectations, so it needs no `opentelemetry`
+/// dependency of its own: attribute values and pairs, span kinds and statuses, and the
+/// captured span.
+#[cfg(feature = "tracing")]
+pub use opentelemetry::trace::{SpanKind, Status};
+#[cfg(feature = "tracing")]
+pub use opentelemetry::{Array, KeyValue, Value};
+#[cfg(feature = "tracing")]
+pub use opentelemetry_sdk::trace::SpanData;
 #[cfg(feature = "tracing")]
 pub use telemetry::{
-    CapturedSpans, MetricCapture, SpanCapture, attribute, capture, capture_metrics, events, kind,
+    CapturedSpans, MetricCapture, SpanCapture, assert_attribute, attribute, capture,
+    capture_metrics, events, kind,
 };
 
 use crate::aggregate::{Aggregate, AggregateRoot};
@@ -129,20 +139,25 @@ where
         }
     }
 
-    /// Asserts that the command failed with `expected`.
+    /// Asserts that the command failed with `expected`: the same message (`Display`) and
+    /// the same `Debug`, so the error type needs no `PartialEq`.
     ///
     /// # Panics
     /// When the command succeeded or failed otherwise.
     #[track_caller]
     pub fn then_error(self, expected: E)
     where
-        E: PartialEq,
+        E: std::fmt::Display,
     {
         match self.result {
             Ok(events) => {
                 panic!("expected error {expected:?}, but the command produced {events:?}")
             }
-            Err(error) => assert_eq!(error, expected, "the command failed with another error"),
+            Err(error) => assert!(
+                error.to_string() == expected.to_string()
+                    && format!("{error:?}") == format!("{expected:?}"),
+                "the command failed with another error\n  actual: {error} ({error:?})\n  expected: {expected} ({expected:?})"
+            ),
         }
     }
 

@@ -102,6 +102,98 @@ impl CapturedSpans {
         self.0.iter().filter(|s| s.name == name).collect()
     }
 
+    /// The first span (in the order they ended) named `name`, if any.
+    #[must_use]
+    pub fn find(&self, name: &str) -> Option<&SpanData> {
+        self.0.iter().find(|s| s.name == name)
+    }
+
+    /// Every span for which `predicate` holds.
+    ///
+    /// ```
+    /// use eventsource_runtime::testing::{SpanKind, capture};
+    ///
+    /// let capture = capture();
+    /// tracing::info_span!("work").in_scope(|| {});
+    /// let spans = capture.spans();
+    /// assert_eq!(spans.find_all(|s| s.span_kind == SpanKind::Internal).len(), 1);
+    /// ```
+    #[must_use]
+    pub fn find_all(&self, predicate: impl Fn(&SpanData) -> bool) -> Vec<&SpanData> {
+        self.0.iter().filter(|s| predicate(s)).collect()
+    }
+
+    /// Every span carrying the attribute `key` = `value`.
+    ///
+    /// ```
+    /// use eventsource_runtime::testing::capture;
+    ///
+    /// let capture = capture();
+    /// tracing::info_span!("load", order.id = "o-1").in_scope(|| {});
+    /// tracing::info_span!("load", order.id = "o-2").in_scope(|| {});
+    /// let spans = capture.spans();
+    /// assert_eq!(spans.with_attribute("order.id", "o-2").len(), 1);
+    /// ```
+    #[must_use]
+    pub fn with_attribute(&self, key: &str, value: impl Into<Value>) -> Vec<&SpanData> {
+        let value = value.into();
+        self.find_all(|s| attribute(s, key) == Some(&value))
+    }
+
+    /// Asserts that no span is named `name`.
+    ///
+    /// # Panics
+    /// When one is, with the captured tree.
+    #[track_caller]
+    pub fn assert_no_span(&self, name: &str) {
+        let found = self.all(name).len();
+        assert!(
+            found == 0,
+            "expected no span named `{name}`, found {found}; captured:\n{}",
+            self.tree()
+        );
+    }
+
+    /// Asserts that the one span named `name` ended with status ERROR whose description
+    /// contains `message`, and carries exactly one `exception` event.
+    ///
+    /// # Panics
+    /// When it did not, with the span's status and events.
+    #[track_caller]
+    pub fn assert_error(&self, name: &str, message: &str) {
+        let span = self.get(name);
+        let described =
+            matches!(&span.status, Status::Error { description } if description.contains(message));
+        let exceptions = events(span, "exception").len();
+        assert!(
+            described && exceptions == 1,
+            "span `{name}`: expected status ERROR containing {message:?} and one `exception` \
+             event; status is {:?}, {exceptions} exception event(s)",
+            span.status
+        );
+    }
+
+    /// Asserts that the one span named `descendant` is below the one named `ancestor`,
+    /// at any depth.
+    ///
+    /// # Panics
+    /// When it is not, with the captured tree.
+    #[track_caller]
+    pub fn assert_descendant_of(&self, descendant: &str, ancestor: &str) {
+        let target = self.get(ancestor).span_context.span_id();
+        let mut current = self.parent(self.get(descendant));
+        while let Some(span) = current {
+            if span.span_context.span_id() == target {
+                return;
+            }
+            current = self.parent(span);
+        }
+        panic!(
+            "`{descendant}` is not below `{ancestor}`; captured:\n{}",
+            self.tree()
+        );
+    }
+
     /// The one span named `name`.
     ///
     /// # Panics
@@ -224,6 +316,53 @@ pub fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
         .iter()
         .find(|kv| kv.key.as_str() == key)
         .map(|kv| &kv.value)
+}
+
+/// Asserts that `span` carries `key` = `expected` (typed: `Value::I64(2)` is not
+/// `"2"`); the failure names the span and lists its attributes.
+///
+/// ```
+/// use eventsource_runtime::testing::{assert_attribute, capture};
+///
+/// let capture = capture();
+/// tracing::info_span!("load", order.id = "o-1", lines = 2_i64).in_scope(|| {});
+/// let spans = capture.spans();
+/// let load = spans.get("load");
+/// assert_attribute(load, "order.id", "o-1");
+/// assert_attribute(load, "lines", 2_i64);
+/// ```
+///
+/// # Panics
+/// When the attribute is missing or has another value.
+#[track_caller]
+pub fn assert_attribute(span: &SpanData, key: &str, expected: impl Into<Value>) {
+    let expected = expected.into();
+    let actual = attribute(span, key);
+    if actual != Some(&expected) {
+        let listed: Vec<String> = span
+            .attributes
+            .iter()
+            .map(|kv| format!("{} = {}", kv.key, typed(&kv.value)))
+            .collect();
+        panic!(
+            "span `{}`: expected `{key}` = {}, found {}\n  its attributes:\n    {}",
+            span.name,
+            typed(&expected),
+            actual.map_or_else(|| "no such attribute".to_owned(), typed),
+            listed.join("\n    ")
+        );
+    }
+}
+
+/// A value with its type, as a failure shows it: `"o-1"`, `2 (i64)`, `true`, `[a, b]`.
+fn typed(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("{:?}", s.as_str()),
+        Value::I64(n) => format!("{n} (i64)"),
+        Value::F64(x) => format!("{x} (f64)"),
+        Value::Bool(b) => b.to_string(),
+        other => format!("{other} (array)"),
+    }
 }
 
 /// The span's kind.

@@ -187,7 +187,7 @@ impl ExportHealth {
 }
 
 impl Signal {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::Spans => "spans",
             Self::Metrics => "metrics",
@@ -231,6 +231,15 @@ fn short(error: &str) -> String {
 pub(super) struct Target {
     pub(super) endpoint: String,
     pub(super) protocol: &'static str,
+}
+
+impl Target {
+    /// Whether the endpoint asks for TLS.
+    pub(super) fn is_https(&self) -> bool {
+        self.endpoint
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    }
 }
 
 /// Counts the spans that end (and are sampled), ahead of the exporters' processors.

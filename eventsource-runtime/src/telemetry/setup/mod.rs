@@ -45,6 +45,8 @@ mod health;
 mod layer;
 mod logs;
 mod settings;
+#[cfg(feature = "otlp")]
+mod tls;
 
 /// The instrumentation scope of the spans recorded through the `tracing` layer.
 const SCOPE: &str = "eventsource";
@@ -294,6 +296,17 @@ pub enum InitError {
     #[cfg(feature = "otlp")]
     #[error("the OTLP metric exporter cannot be built")]
     MetricExporter(#[source] opentelemetry_otlp::ExporterBuildError),
+    /// A TLS file named by `variable` (`OTEL_EXPORTER_OTLP_CERTIFICATE`,
+    /// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` or a per-signal
+    /// variant) cannot be read or used, or a client certificate comes without its key.
+    #[cfg(feature = "otlp")]
+    #[error("{variable}: {problem}")]
+    Tls {
+        /// The variable that named the file.
+        variable: String,
+        /// What is wrong, and with which file.
+        problem: String,
+    },
     /// The Tokio runtime that runs the gRPC exporters could not be started.
     #[cfg(feature = "otlp")]
     #[error("the runtime of the gRPC exporters cannot be started")]
@@ -485,11 +498,23 @@ fn install(
     }
     #[cfg(feature = "otlp")]
     if let Some(protocol) = settings.traces_otlp {
+        let target = export::target(protocol, health::Signal::Spans);
+        let mut warnings = Vec::new();
+        let inner = export::ExporterSetup {
+            protocol,
+            runtime: runtime.as_ref(),
+            target: &target,
+            signal: health::Signal::Spans,
+            tls: &settings.traces_tls,
+        }
+        .span_exporter(&mut warnings)?;
+        for warning in &warnings {
+            warn(&mut out, warning);
+        }
         let exporter = health::Watched {
-            inner: export::span_exporter(protocol, runtime.as_ref())
-                .map_err(InitError::SpanExporter)?,
+            inner,
             health: Arc::clone(&health),
-            target: export::target(protocol, health::Signal::Spans),
+            target,
         };
         let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
             .with_batch_config(settings.batch.config())
@@ -500,22 +525,37 @@ fn install(
 
     #[cfg(feature = "otlp")]
     let meter_provider = match settings.metrics_otlp {
-        Some(protocol) => match export::metric_exporter(protocol, runtime.as_ref()) {
-            Ok(exporter) => Some(
-                SdkMeterProvider::builder()
-                    .with_resource(resource)
-                    .with_periodic_exporter(health::Watched {
-                        inner: exporter,
-                        health: Arc::clone(&health),
-                        target: export::target(protocol, health::Signal::Metrics),
-                    })
-                    .build(),
-            ),
-            Err(error) => {
-                let _ = tracer_provider.shutdown();
-                return Err(InitError::MetricExporter(error));
+        Some(protocol) => {
+            let target = export::target(protocol, health::Signal::Metrics);
+            let mut warnings = Vec::new();
+            let built = export::ExporterSetup {
+                protocol,
+                runtime: runtime.as_ref(),
+                target: &target,
+                signal: health::Signal::Metrics,
+                tls: &settings.metrics_tls,
             }
-        },
+            .metric_exporter(&mut warnings);
+            for warning in &warnings {
+                warn(&mut out, warning);
+            }
+            match built {
+                Ok(inner) => Some(
+                    SdkMeterProvider::builder()
+                        .with_resource(resource)
+                        .with_periodic_exporter(health::Watched {
+                            inner,
+                            health: Arc::clone(&health),
+                            target,
+                        })
+                        .build(),
+                ),
+                Err(error) => {
+                    let _ = tracer_provider.shutdown();
+                    return Err(error);
+                }
+            }
+        }
         None => None,
     };
     #[cfg(not(feature = "otlp"))]

@@ -104,6 +104,11 @@ fn a_collector_that_is_down_is_one_warning_per_signal_and_a_line_at_shutdown() {
             && spans[0].contains(&format!("{endpoint}/v1/traces (http/protobuf) failed")),
         "{text}"
     );
+    // The cause, not only the exporter's "network error".
+    assert!(
+        spans[0].to_ascii_lowercase().contains("connection refused"),
+        "{text}"
+    );
     let metrics = lines_with(&text, "OTLP export of metrics");
     assert_eq!(metrics.len(), 1, "{text}");
     assert!(

@@ -2,12 +2,13 @@
 //! HTTP client they send with (TLS with the `tls` feature), and the dedicated runtime the gRPC
 //! ones are built in and run on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 
 use super::InitError;
-use super::health::{Signal, Target};
+use super::health::{Signal, Target, TransportCause};
 use super::settings::{OtlpProtocol, TlsFiles};
 use super::tls::TlsMaterial;
 
@@ -139,6 +140,8 @@ pub(super) struct ExporterSetup<'a> {
     pub(super) target: &'a Target,
     pub(super) signal: Signal,
     pub(super) tls: &'a TlsFiles,
+    /// Where the HTTP client keeps the cause of its last failure.
+    pub(super) cause: &'a Arc<TransportCause>,
 }
 
 impl ExporterSetup<'_> {
@@ -213,7 +216,10 @@ impl ExporterSetup<'_> {
         };
         #[cfg(not(feature = "tls"))]
         let _ = (material, warnings);
-        Ok(HttpClient(ureq::Agent::new_with_config(config.build())))
+        Ok(HttpClient {
+            agent: ureq::Agent::new_with_config(config.build()),
+            cause: Arc::clone(self.cause),
+        })
     }
 }
 
@@ -239,7 +245,10 @@ const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The OTLP/HTTP client (ureq: blocking and small, no async runtime of its own).
 #[derive(Debug)]
-pub(super) struct HttpClient(ureq::Agent);
+pub(super) struct HttpClient {
+    agent: ureq::Agent,
+    cause: Arc<TransportCause>,
+}
 
 #[async_trait::async_trait]
 impl opentelemetry_http::HttpClient for HttpClient {
@@ -252,8 +261,9 @@ impl opentelemetry_http::HttpClient for HttpClient {
     > {
         let (parts, body) = request.into_parts();
         let response = self
-            .0
-            .run(ureq::http::Request::from_parts(parts, body.to_vec()))?;
+            .agent
+            .run(ureq::http::Request::from_parts(parts, body.to_vec()))
+            .inspect_err(|error| self.cause.set(error.to_string()))?;
         let (parts, mut body) = response.into_parts();
         let bytes = body.with_config().limit(MAX_RESPONSE_BYTES).read_to_vec()?;
         Ok(opentelemetry_http::Response::from_parts(

@@ -499,6 +499,7 @@ fn install(
     #[cfg(feature = "otlp")]
     if let Some(protocol) = settings.traces_otlp {
         let target = export::target(protocol, health::Signal::Spans);
+        let cause = Arc::default();
         let mut warnings = Vec::new();
         let inner = export::ExporterSetup {
             protocol,
@@ -506,6 +507,7 @@ fn install(
             target: &target,
             signal: health::Signal::Spans,
             tls: &settings.traces_tls,
+            cause: &cause,
         }
         .span_exporter(&mut warnings)?;
         for warning in &warnings {
@@ -515,6 +517,7 @@ fn install(
             inner,
             health: Arc::clone(&health),
             target,
+            cause,
         };
         let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
             .with_batch_config(settings.batch.config())
@@ -527,6 +530,7 @@ fn install(
     let meter_provider = match settings.metrics_otlp {
         Some(protocol) => {
             let target = export::target(protocol, health::Signal::Metrics);
+            let cause = Arc::default();
             let mut warnings = Vec::new();
             let built = export::ExporterSetup {
                 protocol,
@@ -534,6 +538,7 @@ fn install(
                 target: &target,
                 signal: health::Signal::Metrics,
                 tls: &settings.metrics_tls,
+                cause: &cause,
             }
             .metric_exporter(&mut warnings);
             for warning in &warnings {
@@ -547,6 +552,7 @@ fn install(
                             inner,
                             health: Arc::clone(&health),
                             target,
+                            cause,
                         })
                         .build(),
                 ),

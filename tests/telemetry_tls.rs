@@ -192,7 +192,11 @@ fn run_child(endpoint: &str, env: &[(&str, String)]) -> Output {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args(["--exact", "child", "--nocapture", "--test-threads=1"]);
     for (key, _) in std::env::vars() {
-        if key.starts_with("OTEL_") || key.starts_with("EVENTSOURCE_") || key == "RUST_LOG" {
+        if key.starts_with("OTEL_")
+            || key.starts_with("EVENTSOURCE_")
+            || key == "RUST_LOG"
+            || key.to_ascii_uppercase().ends_with("_PROXY")
+        {
             command.env_remove(key);
         }
     }

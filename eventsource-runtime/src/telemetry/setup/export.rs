@@ -197,7 +197,8 @@ impl ExporterSetup<'_> {
     }
 
     /// The HTTP client: blocking (the exporters call it from their own threads), with the
-    /// export timeout, no redirects, no proxy, and TLS for an `https` endpoint.
+    /// export timeout, no redirects, the proxy the usual variables name (`HTTPS_PROXY`,
+    /// `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`), and TLS for an `https` endpoint.
     fn http_client(
         &self,
         material: &TlsMaterial,
@@ -206,8 +207,7 @@ impl ExporterSetup<'_> {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(export_timeout(self.signal)))
             .http_status_as_error(false)
-            .max_redirects(0)
-            .proxy(None);
+            .max_redirects(0);
         #[cfg(feature = "tls")]
         let config = if self.target.is_https() {
             config.tls_config(super::tls::http_config(material, warnings)?)

@@ -71,9 +71,17 @@ const SCOPE: &str = "eventsource";
 /// | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the resource; the service name defaults to the executable's name |
 /// | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (read by the SDK; default `parentbased_always_on`) |
 /// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the OTLP batch span processor (which ignores `OTEL_BSP_EXPORT_TIMEOUT`: the export timeout is `OTEL_EXPORTER_OTLP_TIMEOUT`) |
+/// | `OTEL_EXPORTER_OTLP_CERTIFICATE` (or `_TRACES_` / `_METRICS_CERTIFICATE`) | for an `https` endpoint: a PEM file of the CA certificates the collector's certificate must chain to, *instead of* the system's roots (the default) |
+/// | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` (or their `_TRACES_` / `_METRICS_` variants) | mutual TLS: the client's PEM certificate (chain) and private key, both or neither |
 /// | `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, `OTEL_METRIC_EXPORT_INTERVAL`, … | read by the exporters themselves |
 /// | `EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT` | milliseconds dropping the guard waits, at most, for the last export (default 2000; [`TelemetryBuilder::shutdown_timeout`] in code) |
 /// | `RUST_LOG` | the log lines, default `info` (OpenTelemetry's own targets are off unless named). Spans are recorded at `info` and above whatever its default level says (more when it is more verbose); its per-target directives apply to spans too |
+///
+/// HTTPS needs the `tls` feature (on by default) for `http/protobuf` and `http/json`: rustls
+/// with *ring*; gRPC's TLS comes with the `otlp-grpc` feature. A TLS file that cannot be read
+/// or used, or a client certificate without its key, is [`InitError::Tls`] (with `init`: one
+/// warning line, no telemetry). HTTP exports follow no redirects and go through the proxy
+/// named by `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` unless `NO_PROXY` lists the host.
 ///
 /// A bad value never panics: it is reported as one warning line and the default is used.
 ///

@@ -94,6 +94,16 @@ struct Seen {
 /// `pki`; with `require_client_certificate`, only clients with a certificate of its CA are
 /// let in. Returns its endpoint (`https://localhost:PORT`).
 fn https_collector(pki: &Pki, require_client_certificate: bool) -> (String, Arc<Mutex<Seen>>) {
+    tls_collector(pki, require_client_certificate, false)
+}
+
+/// [`https_collector`], or with `grpc` a server that offers HTTP/2 and records `PREFACE` when
+/// the client's HTTP/2 preface arrives through the TLS connection (gRPC's first bytes).
+fn tls_collector(
+    pki: &Pki,
+    require_client_certificate: bool,
+    grpc: bool,
+) -> (String, Arc<Mutex<Seen>>) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let read_pem = |file: &str| std::fs::read(pki.dir.join(file)).unwrap();
     let chain: Vec<CertificateDer<'static>> =
@@ -117,7 +127,11 @@ fn https_collector(pki: &Pki, require_client_certificate: bool) -> (String, Arc<
     } else {
         builder.with_no_client_auth()
     };
-    let config = Arc::new(builder.with_single_cert(chain, key).unwrap());
+    let mut config = builder.with_single_cert(chain, key).unwrap();
+    if grpc {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+    }
+    let config = Arc::new(config);
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!(
@@ -139,6 +153,15 @@ fn https_collector(pki: &Pki, require_client_certificate: bool) -> (String, Arc<
                         recorded.lock().unwrap().failed_handshakes += 1;
                         return;
                     }
+                }
+                if grpc {
+                    let mut preface = [0_u8; 24];
+                    if tls.read_exact(&mut preface).is_ok()
+                        && &preface == b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                    {
+                        recorded.lock().unwrap().paths.push("PREFACE".to_owned());
+                    }
+                    return;
                 }
                 serve(tls, &recorded);
             });
@@ -339,4 +362,36 @@ fn an_unreadable_ca_file_names_its_variable_and_path() {
         )),
         "{text}"
     );
+}
+
+/// gRPC over TLS: the `otlp-grpc` feature.
+#[cfg(feature = "otlp-grpc")]
+mod grpc {
+    use super::{Pki, run_child, tls_collector};
+
+    #[test]
+    fn grpc_connects_over_tls_with_a_custom_ca_and_a_client_certificate() {
+        let pki = Pki::new("grpc");
+        let (endpoint, seen) = tls_collector(&pki, true, true);
+        let output = run_child(
+            &endpoint,
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_owned()),
+                ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", pki.path("ca.pem")),
+                (
+                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                    pki.path("client.pem"),
+                ),
+                ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.path("client-key.pem")),
+            ],
+        );
+        let text = String::from_utf8_lossy(&output.stderr);
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.paths.contains(&"PREFACE".to_owned()),
+            "{seen:?}\n{text}"
+        );
+        assert_eq!(seen.failed_handshakes, 0, "{text}");
+    }
 }

@@ -13,10 +13,17 @@ use super::settings::{TlsFile, TlsFiles};
 /// The PEM contents of one signal's TLS files.
 #[derive(Debug, Default)]
 pub(super) struct TlsMaterial {
-    /// The CA certificates, and the variable that named them.
-    ca: Option<(String, Vec<u8>)>,
-    /// The client certificate and its key, each with its variable.
-    identity: Option<((String, Vec<u8>), (String, Vec<u8>))>,
+    /// The CA certificates.
+    ca: Option<Pem>,
+    /// The client certificate and its key.
+    identity: Option<(Pem, Pem)>,
+}
+
+/// A file's PEM contents, and the variable that named the file.
+#[derive(Debug)]
+struct Pem {
+    variable: String,
+    contents: Vec<u8>,
 }
 
 impl TlsMaterial {
@@ -25,7 +32,10 @@ impl TlsMaterial {
     pub(super) fn read(files: &TlsFiles) -> Result<Self, InitError> {
         let read = |file: &TlsFile| {
             std::fs::read(&file.path)
-                .map(|pem| (file.variable.clone(), pem))
+                .map(|contents| Pem {
+                    variable: file.variable.clone(),
+                    contents,
+                })
                 .map_err(|error| InitError::Tls {
                     variable: file.variable.clone(),
                     problem: format!("cannot read {}: {error}", file.path.display()),
@@ -91,7 +101,7 @@ pub(super) fn http_config(
         };
 
     let roots = match &material.ca {
-        Some((variable, pem)) => RootCerts::new_with_certs(&certificates(variable, pem)?),
+        Some(ca) => RootCerts::new_with_certs(&certificates(&ca.variable, &ca.contents)?),
         None => {
             let found = rustls_native_certs::load_native_certs();
             let roots: Vec<_> = found
@@ -112,9 +122,10 @@ pub(super) fn http_config(
     };
     let client = match &material.identity {
         None => None,
-        Some(((certificate_variable, certificate_pem), (key_variable, key_pem))) => {
-            let chain = certificates(certificate_variable, certificate_pem)?;
-            let key = pem_items(key_variable, key_pem)?
+        Some((certificate, key)) => {
+            let chain = certificates(&certificate.variable, &certificate.contents)?;
+            let key_variable = &key.variable;
+            let key = pem_items(key_variable, &key.contents)?
                 .into_iter()
                 .find_map(|item| match item {
                     PemItem::PrivateKey(key) => Some(key),
@@ -146,11 +157,13 @@ pub(super) fn grpc_config(
 
     let config = ClientTlsConfig::new();
     let config = match &material.ca {
-        Some((_, pem)) => config.ca_certificate(Certificate::from_pem(pem)),
+        Some(ca) => config.ca_certificate(Certificate::from_pem(&ca.contents)),
         None => config.with_native_roots(),
     };
     match &material.identity {
-        Some(((_, certificate), (_, key))) => config.identity(Identity::from_pem(certificate, key)),
+        Some((certificate, key)) => {
+            config.identity(Identity::from_pem(&certificate.contents, &key.contents))
+        }
         None => config,
     }
 }

@@ -190,3 +190,25 @@ fn a_kept_guard_with_a_working_console_says_nothing_at_shutdown() {
         "the console printed the trace: {text}"
     );
 }
+
+#[test]
+fn opentelemetry_s_own_log_lines_show_when_rust_log_names_them() {
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_METRICS_EXPORTER", "none"),
+    ];
+    let (quiet, _) = run_child("work", &env);
+    let text = stderr(&quiet);
+    assert!(lines_with(&text, " opentelemetry").is_empty(), "{text}");
+
+    let mut named = env.to_vec();
+    named.push(("RUST_LOG", "info,opentelemetry_sdk=debug"));
+    let (output, _) = run_child("work", &named);
+    let text = stderr(&output);
+    assert!(
+        !lines_with(&text, " opentelemetry_sdk:").is_empty(),
+        "no line of opentelemetry_sdk's own: {text}"
+    );
+}

@@ -22,6 +22,8 @@ pub(super) struct TlsMaterial {
 /// A file's PEM contents, and the variable that named the file.
 #[derive(Debug)]
 struct Pem {
+    /// For the HTTP client's errors (tonic checks the PEM itself, in its own words).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     variable: String,
     contents: Vec<u8>,
 }

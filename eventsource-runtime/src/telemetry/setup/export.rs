@@ -265,7 +265,11 @@ impl opentelemetry_http::HttpClient for HttpClient {
             .run(ureq::http::Request::from_parts(parts, body.to_vec()))
             .inspect_err(|error| self.cause.set(error.to_string()))?;
         let (parts, mut body) = response.into_parts();
-        let bytes = body.with_config().limit(MAX_RESPONSE_BYTES).read_to_vec()?;
+        let bytes = body
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .inspect_err(|error| self.cause.set(format!("reading the answer: {error}")))?;
         Ok(opentelemetry_http::Response::from_parts(
             parts,
             opentelemetry_http::Bytes::from(bytes),

@@ -51,7 +51,11 @@ fn run_child(scenario: &str, env: &[(&str, &str)]) -> (Output, Duration) {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args(["--exact", "child", "--nocapture", "--test-threads=1"]);
     for (key, _) in std::env::vars() {
-        if key.starts_with("OTEL_") || key.starts_with("EVENTSOURCE_") || key == "RUST_LOG" {
+        if key.starts_with("OTEL_")
+            || key.starts_with("EVENTSOURCE_")
+            || key == "RUST_LOG"
+            || key.to_ascii_uppercase().ends_with("_PROXY")
+        {
             command.env_remove(key);
         }
     }
@@ -102,6 +106,11 @@ fn a_collector_that_is_down_is_one_warning_per_signal_and_a_line_at_shutdown() {
     assert!(
         spans[0].contains("WARN")
             && spans[0].contains(&format!("{endpoint}/v1/traces (http/protobuf) failed")),
+        "{text}"
+    );
+    // The cause, not only the exporter's "network error".
+    assert!(
+        spans[0].to_ascii_lowercase().contains("connection refused"),
         "{text}"
     );
     let metrics = lines_with(&text, "OTLP export of metrics");
@@ -179,5 +188,27 @@ fn a_kept_guard_with_a_working_console_says_nothing_at_shutdown() {
     assert!(
         text.contains("outer"),
         "the console printed the trace: {text}"
+    );
+}
+
+#[test]
+fn opentelemetry_s_own_log_lines_show_when_rust_log_names_them() {
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_METRICS_EXPORTER", "none"),
+    ];
+    let (quiet, _) = run_child("work", &env);
+    let text = stderr(&quiet);
+    assert!(lines_with(&text, " opentelemetry").is_empty(), "{text}");
+
+    let mut named = env.to_vec();
+    named.push(("RUST_LOG", "info,opentelemetry_sdk=debug"));
+    let (output, _) = run_child("work", &named);
+    let text = stderr(&output);
+    assert!(
+        !lines_with(&text, " opentelemetry_sdk:").is_empty(),
+        "no line of opentelemetry_sdk's own: {text}"
     );
 }

@@ -1,10 +1,16 @@
-//! OTLP export (the `otlp` feature): the span and metric exporters for each protocol, and the
-//! dedicated runtime the gRPC ones are built in and run on.
+//! OTLP export (the `otlp` feature): the span and metric exporters for each protocol, the
+//! HTTP client they send with (TLS with the `tls` feature), and the dedicated runtime the gRPC
+//! ones are built in and run on.
 
-use opentelemetry_otlp::{ExporterBuildError, Protocol, WithExportConfig as _};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::health::{Signal, Target};
-use super::settings::OtlpProtocol;
+use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
+
+use super::InitError;
+use super::health::{Signal, Target, TransportCause};
+use super::settings::{OtlpProtocol, TlsFiles};
+use super::tls::TlsMaterial;
 
 pub(super) use grpc::ExportRuntime;
 use grpc::in_runtime;
@@ -81,60 +87,194 @@ mod grpc {
     }
 }
 
-/// Builds an exporter from its builder for `protocol`: gRPC inside the export runtime,
-/// HTTP with an explicit protocol (with `http-json` compiled in, the exporter's own default
-/// would be JSON). The endpoint, headers, timeout and compression come from the standard
-/// variables, which the exporter reads itself (for HTTP it appends `/v1/traces` or
-/// `/v1/metrics` to the generic endpoint).
+/// Builds an exporter from its builder for `protocol`: gRPC inside the export runtime (with
+/// the TLS settings for an `https` endpoint), HTTP with an explicit protocol (with `http-json`
+/// compiled in, the exporter's own default would be JSON) and eventsource's HTTP client. The
+/// endpoint, headers, timeout and compression come from the standard variables, which the
+/// exporter reads itself (for HTTP it appends `/v1/traces` or `/v1/metrics` to the generic
+/// endpoint).
 #[cfg(feature = "otlp-grpc")]
 macro_rules! grpc {
-    ($builder:expr) => {
-        $builder.with_tonic().build()
-    };
+    ($builder:expr, $target:expr, $material:expr) => {{
+        use opentelemetry_otlp::WithTonicConfig as _;
+        let builder = $builder.with_tonic();
+        if $target.is_https() {
+            builder
+                .with_tls_config(super::tls::grpc_config($material))
+                .build()
+        } else {
+            builder.build()
+        }
+    }};
 }
 #[cfg(not(feature = "otlp-grpc"))]
 macro_rules! grpc {
-    ($builder:expr) => {
+    ($builder:expr, $target:expr, $material:expr) => {{
+        let _ = (&$target, &$material);
         unreachable!("in_runtime never builds without the `otlp-grpc` feature")
-    };
+    }};
 }
 
 macro_rules! build_exporter {
-    ($builder:expr, $protocol:expr, $runtime:expr) => {
+    ($builder:expr, $protocol:expr, $runtime:expr, $target:expr, $material:expr, $client:expr) => {
         match $protocol {
-            OtlpProtocol::Grpc => in_runtime($runtime, || grpc!($builder)),
+            OtlpProtocol::Grpc => in_runtime($runtime, || grpc!($builder, $target, $material)),
             OtlpProtocol::HttpProtobuf => $builder
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
+                .with_http_client($client()?)
                 .build(),
             OtlpProtocol::HttpJson => $builder
                 .with_http()
                 .with_protocol(Protocol::HttpJson)
+                .with_http_client($client()?)
                 .build(),
         }
     };
 }
 
-pub(super) fn span_exporter(
-    protocol: OtlpProtocol,
-    runtime: Option<&ExportRuntime>,
-) -> Result<opentelemetry_otlp::SpanExporter, ExporterBuildError> {
-    build_exporter!(
-        opentelemetry_otlp::SpanExporter::builder(),
-        protocol,
-        runtime
-    )
+/// What building one signal's exporter needs.
+pub(super) struct ExporterSetup<'a> {
+    pub(super) protocol: OtlpProtocol,
+    pub(super) runtime: Option<&'a ExportRuntime>,
+    pub(super) target: &'a Target,
+    pub(super) signal: Signal,
+    pub(super) tls: &'a TlsFiles,
+    /// Where the HTTP client keeps the cause of its last failure.
+    pub(super) cause: &'a Arc<TransportCause>,
 }
 
-pub(super) fn metric_exporter(
-    protocol: OtlpProtocol,
-    runtime: Option<&ExportRuntime>,
-) -> Result<opentelemetry_otlp::MetricExporter, ExporterBuildError> {
-    build_exporter!(
-        opentelemetry_otlp::MetricExporter::builder(),
-        protocol,
-        runtime
-    )
+impl ExporterSetup<'_> {
+    pub(super) fn span_exporter(
+        &self,
+        warnings: &mut Vec<String>,
+    ) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
+        let material = self.tls_material(warnings)?;
+        let mut client = || self.http_client(&material, warnings);
+        build_exporter!(
+            opentelemetry_otlp::SpanExporter::builder(),
+            self.protocol,
+            self.runtime,
+            self.target,
+            &material,
+            client
+        )
+        .map_err(InitError::SpanExporter)
+    }
+
+    pub(super) fn metric_exporter(
+        &self,
+        warnings: &mut Vec<String>,
+    ) -> Result<opentelemetry_otlp::MetricExporter, InitError> {
+        let material = self.tls_material(warnings)?;
+        let mut client = || self.http_client(&material, warnings);
+        build_exporter!(
+            opentelemetry_otlp::MetricExporter::builder(),
+            self.protocol,
+            self.runtime,
+            self.target,
+            &material,
+            client
+        )
+        .map_err(InitError::MetricExporter)
+    }
+
+    /// The TLS files, read when the endpoint is `https` (else they do not matter).
+    fn tls_material(&self, warnings: &mut Vec<String>) -> Result<TlsMaterial, InitError> {
+        if !self.target.is_https() {
+            return Ok(TlsMaterial::default());
+        }
+        if self.protocol != OtlpProtocol::Grpc && !cfg!(feature = "tls") {
+            warnings.push(format!(
+                "{} is https, which needs the `tls` feature of eventsource-runtime (this build \
+                 lacks it): {} will not be exported",
+                self.target.endpoint,
+                self.signal.name()
+            ));
+            return Ok(TlsMaterial::default());
+        }
+        TlsMaterial::read(self.tls)
+    }
+
+    /// The HTTP client: blocking (the exporters call it from their own threads), with the
+    /// export timeout, no redirects, the proxy the usual variables name (`HTTPS_PROXY`,
+    /// `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`), and TLS for an `https` endpoint.
+    fn http_client(
+        &self,
+        material: &TlsMaterial,
+        warnings: &mut Vec<String>,
+    ) -> Result<HttpClient, InitError> {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(export_timeout(self.signal)))
+            .http_status_as_error(false)
+            .max_redirects(0);
+        #[cfg(feature = "tls")]
+        let config = if self.target.is_https() {
+            config.tls_config(super::tls::http_config(material, warnings)?)
+        } else {
+            config
+        };
+        #[cfg(not(feature = "tls"))]
+        let _ = (material, warnings);
+        Ok(HttpClient {
+            agent: ureq::Agent::new_with_config(config.build()),
+            cause: Arc::clone(self.cause),
+        })
+    }
+}
+
+/// The export timeout, as the exporter resolves it: the per-signal variable, the generic
+/// one, else 10 s.
+fn export_timeout(signal: Signal) -> Duration {
+    let specific = match signal {
+        Signal::Spans => "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        Signal::Metrics => "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+    };
+    [specific, "OTEL_EXPORTER_OTLP_TIMEOUT"]
+        .into_iter()
+        .find_map(|key| std::env::var(key).ok()?.trim().parse::<u64>().ok())
+        .map_or(
+            opentelemetry_otlp::OTEL_EXPORTER_OTLP_TIMEOUT_DEFAULT,
+            Duration::from_millis,
+        )
+}
+
+/// The largest collector answer read (the OTLP answers are small; a partial-success message
+/// at most).
+const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The OTLP/HTTP client (ureq: blocking and small, no async runtime of its own).
+#[derive(Debug)]
+pub(super) struct HttpClient {
+    agent: ureq::Agent,
+    cause: Arc<TransportCause>,
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for HttpClient {
+    async fn send_bytes(
+        &self,
+        request: opentelemetry_http::Request<opentelemetry_http::Bytes>,
+    ) -> Result<
+        opentelemetry_http::Response<opentelemetry_http::Bytes>,
+        opentelemetry_http::HttpError,
+    > {
+        let (parts, body) = request.into_parts();
+        let response = self
+            .agent
+            .run(ureq::http::Request::from_parts(parts, body.to_vec()))
+            .inspect_err(|error| self.cause.set(error.to_string()))?;
+        let (parts, mut body) = response.into_parts();
+        let bytes = body
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec()
+            .inspect_err(|error| self.cause.set(format!("reading the answer: {error}")))?;
+        Ok(opentelemetry_http::Response::from_parts(
+            parts,
+            opentelemetry_http::Bytes::from(bytes),
+        ))
+    }
 }
 
 /// Where `protocol` sends `signal`, as the exporter resolves it from the standard variables

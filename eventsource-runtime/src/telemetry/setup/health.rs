@@ -187,7 +187,7 @@ impl ExportHealth {
 }
 
 impl Signal {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::Spans => "spans",
             Self::Metrics => "metrics",
@@ -233,6 +233,15 @@ pub(super) struct Target {
     pub(super) protocol: &'static str,
 }
 
+impl Target {
+    /// Whether the endpoint asks for TLS.
+    pub(super) fn is_https(&self) -> bool {
+        self.endpoint
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    }
+}
+
 /// Counts the spans that end (and are sampled), ahead of the exporters' processors.
 #[derive(Debug)]
 pub(super) struct SpanCounter(pub(super) Arc<ExportHealth>);
@@ -261,6 +270,26 @@ impl SpanProcessor for SpanCounter {
     }
 }
 
+/// The cause of the last failed HTTP request, kept by eventsource's HTTP client: the OTLP
+/// exporter reports any transport failure as "network error", whatever it was (refused, timed
+/// out, a certificate not trusted).
+#[derive(Debug, Default)]
+pub(super) struct TransportCause(Mutex<Option<String>>);
+
+impl TransportCause {
+    pub(super) fn set(&self, cause: String) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(cause);
+    }
+
+    /// `error`, with the transport's cause when there is one.
+    fn explain(&self, error: &dyn std::fmt::Display) -> String {
+        match self.0.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            Some(cause) => format!("{error} ({cause})"),
+            None => error.to_string(),
+        }
+    }
+}
+
 /// An OTLP exporter whose results are counted and reported.
 #[derive(Debug)]
 #[cfg(feature = "otlp")]
@@ -268,6 +297,7 @@ pub(super) struct Watched<E> {
     pub(super) inner: E,
     pub(super) health: Arc<ExportHealth>,
     pub(super) target: Target,
+    pub(super) cause: Arc<TransportCause>,
 }
 
 #[cfg(feature = "otlp")]
@@ -280,8 +310,9 @@ impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanEx
         match &result {
             Ok(()) => self.health.sent(Signal::Spans, spans),
             Err(error) => {
+                let error = self.cause.explain(error);
                 self.health
-                    .failed(Signal::Spans, &self.target, spans, &error.to_string());
+                    .failed(Signal::Spans, &self.target, spans, &error);
             }
         }
         result
@@ -312,8 +343,8 @@ impl<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>
         match &result {
             Ok(()) => self.health.sent(Signal::Metrics, 0),
             Err(error) => {
-                self.health
-                    .failed(Signal::Metrics, &self.target, 0, &error.to_string());
+                let error = self.cause.explain(error);
+                self.health.failed(Signal::Metrics, &self.target, 0, &error);
             }
         }
         result

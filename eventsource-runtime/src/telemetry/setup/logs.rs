@@ -20,7 +20,7 @@ const UNTRACED_TARGETS: [&str; 8] = [
     "hyper",
     "tonic",
     "tower",
-    "reqwest",
+    "ureq",
     "lapin",
     "amq_protocol",
 ];

@@ -45,6 +45,8 @@ mod health;
 mod layer;
 mod logs;
 mod settings;
+#[cfg(feature = "otlp")]
+mod tls;
 
 /// The instrumentation scope of the spans recorded through the `tracing` layer.
 const SCOPE: &str = "eventsource";
@@ -69,9 +71,17 @@ const SCOPE: &str = "eventsource";
 /// | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` | the resource; the service name defaults to the executable's name |
 /// | `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG` | the sampler (read by the SDK; default `parentbased_always_on`) |
 /// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the OTLP batch span processor (which ignores `OTEL_BSP_EXPORT_TIMEOUT`: the export timeout is `OTEL_EXPORTER_OTLP_TIMEOUT`) |
+/// | `OTEL_EXPORTER_OTLP_CERTIFICATE` (or `_TRACES_` / `_METRICS_CERTIFICATE`) | for an `https` endpoint: a PEM file of the CA certificates the collector's certificate must chain to, *instead of* the system's roots (the default) |
+/// | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` (or their `_TRACES_` / `_METRICS_` variants) | mutual TLS: the client's PEM certificate (chain) and private key, both or neither |
 /// | `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, `OTEL_METRIC_EXPORT_INTERVAL`, … | read by the exporters themselves |
 /// | `EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT` | milliseconds dropping the guard waits, at most, for the last export (default 2000; [`TelemetryBuilder::shutdown_timeout`] in code) |
 /// | `RUST_LOG` | the log lines, default `info` (OpenTelemetry's own targets are off unless named). Spans are recorded at `info` and above whatever its default level says (more when it is more verbose); its per-target directives apply to spans too |
+///
+/// HTTPS needs the `tls` feature (on by default) for `http/protobuf` and `http/json`: rustls
+/// with *ring*; gRPC's TLS comes with the `otlp-grpc` feature. A TLS file that cannot be read
+/// or used, or a client certificate without its key, is [`InitError::Tls`] (with `init`: one
+/// warning line, no telemetry). HTTP exports follow no redirects and go through the proxy
+/// named by `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` unless `NO_PROXY` lists the host.
 ///
 /// A bad value never panics: it is reported as one warning line and the default is used.
 ///
@@ -294,6 +304,17 @@ pub enum InitError {
     #[cfg(feature = "otlp")]
     #[error("the OTLP metric exporter cannot be built")]
     MetricExporter(#[source] opentelemetry_otlp::ExporterBuildError),
+    /// A TLS file named by `variable` (`OTEL_EXPORTER_OTLP_CERTIFICATE`,
+    /// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` or a per-signal
+    /// variant) cannot be read or used, or a client certificate comes without its key.
+    #[cfg(feature = "otlp")]
+    #[error("{variable}: {problem}")]
+    Tls {
+        /// The variable that named the file.
+        variable: String,
+        /// What is wrong, and with which file.
+        problem: String,
+    },
     /// The Tokio runtime that runs the gRPC exporters could not be started.
     #[cfg(feature = "otlp")]
     #[error("the runtime of the gRPC exporters cannot be started")]
@@ -485,11 +506,26 @@ fn install(
     }
     #[cfg(feature = "otlp")]
     if let Some(protocol) = settings.traces_otlp {
+        let target = export::target(protocol, health::Signal::Spans);
+        let cause = Arc::default();
+        let mut warnings = Vec::new();
+        let inner = export::ExporterSetup {
+            protocol,
+            runtime: runtime.as_ref(),
+            target: &target,
+            signal: health::Signal::Spans,
+            tls: &settings.traces_tls,
+            cause: &cause,
+        }
+        .span_exporter(&mut warnings)?;
+        for warning in &warnings {
+            warn(&mut out, warning);
+        }
         let exporter = health::Watched {
-            inner: export::span_exporter(protocol, runtime.as_ref())
-                .map_err(InitError::SpanExporter)?,
+            inner,
             health: Arc::clone(&health),
-            target: export::target(protocol, health::Signal::Spans),
+            target,
+            cause,
         };
         let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
             .with_batch_config(settings.batch.config())
@@ -500,22 +536,40 @@ fn install(
 
     #[cfg(feature = "otlp")]
     let meter_provider = match settings.metrics_otlp {
-        Some(protocol) => match export::metric_exporter(protocol, runtime.as_ref()) {
-            Ok(exporter) => Some(
-                SdkMeterProvider::builder()
-                    .with_resource(resource)
-                    .with_periodic_exporter(health::Watched {
-                        inner: exporter,
-                        health: Arc::clone(&health),
-                        target: export::target(protocol, health::Signal::Metrics),
-                    })
-                    .build(),
-            ),
-            Err(error) => {
-                let _ = tracer_provider.shutdown();
-                return Err(InitError::MetricExporter(error));
+        Some(protocol) => {
+            let target = export::target(protocol, health::Signal::Metrics);
+            let cause = Arc::default();
+            let mut warnings = Vec::new();
+            let built = export::ExporterSetup {
+                protocol,
+                runtime: runtime.as_ref(),
+                target: &target,
+                signal: health::Signal::Metrics,
+                tls: &settings.metrics_tls,
+                cause: &cause,
             }
-        },
+            .metric_exporter(&mut warnings);
+            for warning in &warnings {
+                warn(&mut out, warning);
+            }
+            match built {
+                Ok(inner) => Some(
+                    SdkMeterProvider::builder()
+                        .with_resource(resource)
+                        .with_periodic_exporter(health::Watched {
+                            inner,
+                            health: Arc::clone(&health),
+                            target,
+                            cause,
+                        })
+                        .build(),
+                ),
+                Err(error) => {
+                    let _ = tracer_provider.shutdown();
+                    return Err(error);
+                }
+            }
+        }
         None => None,
     };
     #[cfg(not(feature = "otlp"))]

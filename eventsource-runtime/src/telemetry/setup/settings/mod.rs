@@ -2,6 +2,7 @@
 //! (`OTEL_*`, `RUST_LOG`): every variable is parsed and validated here, and a bad value becomes
 //! a warning and the default.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
@@ -61,12 +62,37 @@ impl BatchSettings {
     }
 }
 
+/// The TLS files of one signal's OTLP export (`OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]CERTIFICATE`,
+/// `_CLIENT_CERTIFICATE`, `_CLIENT_KEY`: the per-signal variable wins), each with the variable
+/// that named it. Read when the exporter is built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+pub(super) struct TlsFiles {
+    /// The CA certificates the collector's certificate is checked against, instead of the
+    /// system's roots.
+    pub(super) ca: Option<TlsFile>,
+    /// The client certificate (chain) for mutual TLS.
+    pub(super) client_certificate: Option<TlsFile>,
+    /// Its private key.
+    pub(super) client_key: Option<TlsFile>,
+}
+
+/// A file named by a variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+pub(super) struct TlsFile {
+    pub(super) variable: String,
+    pub(super) path: PathBuf,
+}
+
 /// Everything `init` does, decided from the options and the environment.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Settings {
     pub(super) console: bool,
     pub(super) traces_otlp: Option<OtlpProtocol>,
     pub(super) metrics_otlp: Option<OtlpProtocol>,
+    pub(super) traces_tls: TlsFiles,
+    pub(super) metrics_tls: TlsFiles,
     /// Set explicitly on the resource; `None` leaves it to the SDK's detectors.
     pub(super) service_name: Option<String>,
     pub(super) log_directives: String,
@@ -223,6 +249,8 @@ impl Settings {
             console,
             traces_otlp,
             metrics_otlp,
+            traces_tls: tls_files("TRACES", &env),
+            metrics_tls: tls_files("METRICS", &env),
             service_name: service_name(
                 options.service_name.as_deref(),
                 env(OTEL_SERVICE_NAME).as_deref(),
@@ -234,6 +262,29 @@ impl Settings {
             shutdown_timeout,
             warnings,
         }
+    }
+}
+
+/// The TLS files for `signal` (`TRACES` or `METRICS`): each per-signal variable, else the
+/// generic one.
+fn tls_files(signal: &str, env: &dyn Fn(&str) -> Option<String>) -> TlsFiles {
+    let file = |suffix: &str| {
+        [
+            format!("OTEL_EXPORTER_OTLP_{signal}_{suffix}"),
+            format!("OTEL_EXPORTER_OTLP_{suffix}"),
+        ]
+        .into_iter()
+        .find_map(|variable| {
+            env(&variable).map(|path| TlsFile {
+                path: PathBuf::from(path.trim()),
+                variable,
+            })
+        })
+    };
+    TlsFiles {
+        ca: file("CERTIFICATE"),
+        client_certificate: file("CLIENT_CERTIFICATE"),
+        client_key: file("CLIENT_KEY"),
     }
 }
 

@@ -309,3 +309,38 @@ fn exporter_lists() {
     assert_eq!(parse_exporters("X", Some("jaeger"), &all, &mut w), None);
     assert_eq!(w.len(), 1);
 }
+
+#[test]
+fn tls_files_per_signal_first_then_generic() {
+    let s = env(&[
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+        ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", " /traces-ca.pem "),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/client.pem"),
+        ("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "/metrics-key.pem"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", ""),
+    ]);
+    let file = |variable: &str, path: &str| {
+        Some(TlsFile {
+            variable: variable.to_owned(),
+            path: PathBuf::from(path),
+        })
+    };
+    assert_eq!(
+        s.traces_tls,
+        TlsFiles {
+            ca: file("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/traces-ca.pem"),
+            client_certificate: file("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/client.pem"),
+            // Empty counts as unset.
+            client_key: None,
+        }
+    );
+    assert_eq!(
+        s.metrics_tls,
+        TlsFiles {
+            ca: file("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem"),
+            client_certificate: file("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/client.pem"),
+            client_key: file("OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY", "/metrics-key.pem"),
+        }
+    );
+    assert_eq!(env(&[]).traces_tls, TlsFiles::default());
+}

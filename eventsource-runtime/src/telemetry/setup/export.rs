@@ -184,16 +184,24 @@ impl ExporterSetup<'_> {
         if !self.target.is_https() {
             return Ok(TlsMaterial::default());
         }
-        if self.protocol != OtlpProtocol::Grpc && !cfg!(feature = "tls") {
-            warnings.push(format!(
+        if let Some(warning) = self.tls_missing(cfg!(feature = "tls")) {
+            warnings.push(warning);
+            return Ok(TlsMaterial::default());
+        }
+        TlsMaterial::read(self.tls)
+    }
+
+    /// The warning for an `https` endpoint over HTTP in a build without `tls` (gRPC's TLS
+    /// comes with `otlp-grpc`).
+    fn tls_missing(&self, tls_built: bool) -> Option<String> {
+        (self.target.is_https() && self.protocol != OtlpProtocol::Grpc && !tls_built).then(|| {
+            format!(
                 "{} is https, which needs the `tls` feature of eventsource-runtime (this build \
                  lacks it): {} will not be exported",
                 self.target.endpoint,
                 self.signal.name()
-            ));
-            return Ok(TlsMaterial::default());
-        }
-        TlsMaterial::read(self.tls)
+            )
+        })
     }
 
     /// The HTTP client: blocking (the exporters call it from their own threads), with the
@@ -307,5 +315,41 @@ pub(super) fn target(protocol: OtlpProtocol, signal: Signal) -> Target {
             OtlpProtocol::HttpProtobuf => "http/protobuf",
             OtlpProtocol::HttpJson => "http/json",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_over_http_without_the_tls_feature_is_one_warning_naming_it() {
+        let setup = |endpoint: &str, protocol| {
+            let target = Target {
+                endpoint: endpoint.to_owned(),
+                protocol: "http/protobuf",
+            };
+            ExporterSetup {
+                protocol,
+                runtime: None,
+                target: &target,
+                signal: Signal::Spans,
+                tls: &TlsFiles::default(),
+                cause: &Arc::default(),
+            }
+            .tls_missing(false)
+        };
+        assert_eq!(
+            setup("HTTPS://collector/v1/traces", OtlpProtocol::HttpProtobuf).as_deref(),
+            Some(
+                "HTTPS://collector/v1/traces is https, which needs the `tls` feature of \
+                 eventsource-runtime (this build lacks it): spans will not be exported"
+            )
+        );
+        assert_eq!(
+            setup("http://collector/v1/traces", OtlpProtocol::HttpJson),
+            None
+        );
+        assert_eq!(setup("https://collector", OtlpProtocol::Grpc), None);
     }
 }

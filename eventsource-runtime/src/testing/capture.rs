@@ -256,6 +256,10 @@ fn installed() -> &'static Installed {
 ///   `spawn_blocking` threads;
 /// - by a span linked to a trace it owns (a projection's or redelivery's new root).
 ///
+/// A runtime or `#[traced]` span starts when it is made; a `tracing` span is handed to
+/// OpenTelemetry when first entered (or when it closes, if never entered), and the thread
+/// doing that is the one that counts for a new trace.
+///
 /// Other tests' spans never reach it, and it does not depend on which tests of the binary
 /// ran before or beside it. A span of the test's traces still running when the spans are
 /// read is listed in failure messages ([`CapturedSpans::open`]); [`wait_spans`](Self::wait_spans)
@@ -356,7 +360,8 @@ impl SpanCapture {
     ///
     /// let capture = capture();
     /// let span = tracing::info_span!("job");
-    /// let worker = std::thread::spawn(move || drop(span));
+    /// span.in_scope(|| {}); // started here: this test's
+    /// let worker = std::thread::spawn(move || drop(span)); // ended there
     /// let spans = capture.wait_spans(Duration::from_secs(5));
     /// assert_eq!(spans.names(), ["job"]);
     /// # worker.join().unwrap();

@@ -220,8 +220,16 @@ where
     /// When the command succeeded or failed otherwise.
     #[track_caller]
     pub fn then_error(self, expected: E) -> A {
-        let expected = format!("{expected:?}");
-        self.then_error_matches(|error| format!("{error:?}") == expected)
+        match &self.result {
+            Ok(events) => {
+                panic!("expected the error {expected:?}, but the command produced {events:?}")
+            }
+            Err(error) => assert!(
+                format!("{error:?}") == format!("{expected:?}"),
+                "expected the error {expected:?}, but the command failed with {error:?}"
+            ),
+        }
+        self.root.into_state()
     }
 
     /// Asserts that the command failed with an error whose message (`Display`) is

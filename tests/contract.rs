@@ -755,3 +755,35 @@ async fn the_contract_and_the_exported_telemetry_agree() {
         capture.spans().tree()
     );
 }
+
+/// The table's "relation" and "kind" columns for one command with a bus handler and a traced
+/// projection, written as the harness's own shape assertion (what a user's test would
+/// write): the command encloses load (store read), save (append) and the publish, whose
+/// consume and handle spans continue it; the projection is a new root linked to the append.
+#[tokio::test]
+async fn one_command_has_the_documented_trace_shape() {
+    let capture = capture();
+    let bus = InMemoryEventBus::new().with_destination("orders");
+    bus.subscribe_fn("send-confirmation", |_event| async {
+        Ok::<(), HandlerError>(())
+    });
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.register(TracedReadModel::default());
+    orders
+        .execute(domain::sample_order("o-shape", "ada"))
+        .await
+        .unwrap();
+    capture.spans().assert_shape(
+        "
+        command.PlaceOrder [internal] eventsource.aggregate.id=o-shape cqrs.side=write
+          eventsource.repository.load [internal]
+            eventsource.event_store.load [client] db.operation.name=load
+          eventsource.repository.save [internal] eventsource.version=1
+            eventsource.event_store.append [client] eventsource.event.count=1
+          eventsource.event_bus.publish [producer] messaging.destination.name=orders
+            eventsource.event_bus.consume [consumer] eventsource.delivery.mode=live
+              eventsource.event_bus.handle [internal] eventsource.handler.name=send-confirmation
+        projection.OrderReadModel [consumer] cqrs.side=projection -> eventsource.event_store.append
+        ",
+    );
+}

@@ -87,7 +87,7 @@ fn under_a_plain_tracing_opentelemetry_layer_the_tree_is_the_same() {
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("plain")));
     tracing::subscriber::with_default(subscriber, story);
-    let spans = CapturedSpans(exporter.get_finished_spans().expect("spans"));
+    let spans = CapturedSpans::from(exporter.get_finished_spans().expect("spans"));
     assert_story(&spans);
 }
 

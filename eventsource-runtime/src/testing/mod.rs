@@ -37,21 +37,72 @@
 use std::fmt::Debug;
 
 #[cfg(feature = "tracing")]
-mod telemetry;
-/// The types a test needs to write its expectations, so it needs no `opentelemetry`
-/// dependency of its own: attribute values and pairs, span kinds and statuses, and the
-/// captured span.
+mod capture;
 #[cfg(feature = "tracing")]
-pub use opentelemetry::trace::{SpanKind, Status};
+mod metrics;
 #[cfg(feature = "tracing")]
-pub use opentelemetry::{Array, KeyValue, Value};
+mod shape;
+#[cfg(feature = "tracing")]
+mod spans;
+#[cfg(feature = "tracing")]
+pub use capture::{SpanCapture, capture};
+#[cfg(feature = "tracing")]
+pub use metrics::{METRIC_CAPTURE_WAIT, MetricCapture, capture_metrics};
+#[cfg(feature = "tracing")]
+pub use spans::{
+    CapturedSpans, ExpectedValue, OpenSpan, attribute, event_attribute, events, kind,
+};
+
+/// OpenTelemetry's attribute value, re-exported so that tests need no `opentelemetry`
+/// dependency of their own.
+///
+/// ```
+/// use eventsource_runtime::testing::Value;
+/// assert_eq!(Value::from("cart-1").as_str(), "cart-1");
+/// ```
+#[cfg(feature = "tracing")]
+pub use opentelemetry::Value;
+/// OpenTelemetry's key-value pair (a span event's or a metric point's attributes).
+///
+/// ```
+/// use eventsource_runtime::testing::KeyValue;
+/// assert_eq!(KeyValue::new("cart.id", "cart-1").key.as_str(), "cart.id");
+/// ```
+#[cfg(feature = "tracing")]
+pub use opentelemetry::KeyValue;
+/// OpenTelemetry's span kind.
+///
+/// ```
+/// use eventsource_runtime::testing::{SpanKind, capture, kind};
+/// let capture = capture();
+/// tracing::info_span!("work").in_scope(|| {});
+/// assert_eq!(kind(capture.spans().get("work")), SpanKind::Internal);
+/// ```
+#[cfg(feature = "tracing")]
+pub use opentelemetry::trace::SpanKind;
+/// OpenTelemetry's span status.
+///
+/// ```
+/// use eventsource_runtime::testing::{Status, capture};
+/// let capture = capture();
+/// tracing::info_span!("work").in_scope(|| {});
+/// assert_eq!(capture.spans().get("work").status, Status::Unset);
+/// ```
+#[cfg(feature = "tracing")]
+pub use opentelemetry::trace::Status;
+/// A captured span, as the OpenTelemetry SDK exports it (`name`, `span_kind`, `attributes`,
+/// `events`, `links`, `status`, ...).
+///
+/// ```
+/// use eventsource_runtime::testing::{SpanData, capture};
+/// let capture = capture();
+/// tracing::info_span!("work").in_scope(|| {});
+/// let spans = capture.spans();
+/// let work: &SpanData = spans.get("work");
+/// assert_eq!(work.name, "work");
+/// ```
 #[cfg(feature = "tracing")]
 pub use opentelemetry_sdk::trace::SpanData;
-#[cfg(feature = "tracing")]
-pub use telemetry::{
-    CapturedSpans, MetricCapture, SpanCapture, assert_attribute, attribute, capture,
-    capture_metrics, events, kind,
-};
 
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::command::Handle;
@@ -139,40 +190,100 @@ where
         }
     }
 
-    /// Asserts that the command failed with `expected`: the same message (`Display`) and
-    /// the same `Debug`, so the error type needs no `PartialEq`.
+    /// Asserts that the command failed with an error equal to `expected` by its `Debug`
+    /// form (variant and fields; the error needs no `PartialEq`), and returns the state,
+    /// which a refused command leaves as the history built it.
+    ///
+    /// ```
+    /// # use eventsource_runtime::prelude::*;
+    /// # use eventsource_runtime::testing::given;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// # pub struct Opened;
+    /// # #[derive(Default, Aggregate)]
+    /// # #[aggregate(type = "Door", events(Opened))]
+    /// # pub struct Door { open: bool }
+    /// # impl Apply<Opened> for Door { fn apply(&mut self, _: &Opened) { self.open = true; } }
+    /// // No `PartialEq`: an I/O error inside, say.
+    /// #[derive(Debug, thiserror::Error)]
+    /// pub enum DoorError {
+    ///     #[error("the door is already open")]
+    ///     AlreadyOpen,
+    /// }
+    /// let state = given::<Door>([Opened.into()])
+    ///     .when_fn(|door| if door.open { Err(DoorError::AlreadyOpen) } else { Ok(vec![]) })
+    ///     .then_error(DoorError::AlreadyOpen);
+    /// assert!(state.open);
+    /// ```
     ///
     /// # Panics
     /// When the command succeeded or failed otherwise.
     #[track_caller]
-    pub fn then_error(self, expected: E)
+    pub fn then_error(self, expected: E) -> A {
+        match &self.result {
+            Ok(events) => {
+                panic!("expected the error {expected:?}, but the command produced {events:?}")
+            }
+            Err(error) => assert!(
+                format!("{error:?}") == format!("{expected:?}"),
+                "expected the error {expected:?}, but the command failed with {error:?}"
+            ),
+        }
+        self.root.into_state()
+    }
+
+    /// Asserts that the command failed with an error whose message (`Display`) is
+    /// `message`, and returns the state.
+    ///
+    /// ```
+    /// # use eventsource_runtime::prelude::*;
+    /// # use eventsource_runtime::testing::given;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    /// # pub struct Opened;
+    /// # #[derive(Default, Aggregate)]
+    /// # #[aggregate(type = "Door", events(Opened))]
+    /// # pub struct Door { open: bool }
+    /// # impl Apply<Opened> for Door { fn apply(&mut self, _: &Opened) { self.open = true; } }
+    /// given::<Door>([Opened.into()])
+    ///     .when_fn(|_| Err::<Vec<DoorEvent>, _>(std::io::Error::other("jammed")))
+    ///     .then_error_message("jammed");
+    /// ```
+    ///
+    /// # Panics
+    /// When the command succeeded or failed with another message.
+    #[track_caller]
+    pub fn then_error_message(self, message: &str) -> A
     where
         E: std::fmt::Display,
     {
-        match self.result {
+        match &self.result {
             Ok(events) => {
-                panic!("expected error {expected:?}, but the command produced {events:?}")
+                panic!("expected the error {message:?}, but the command produced {events:?}")
             }
-            Err(error) => assert!(
-                error.to_string() == expected.to_string()
-                    && format!("{error:?}") == format!("{expected:?}"),
-                "the command failed with another error\n  actual: {error} ({error:?})\n  expected: {expected} ({expected:?})"
+            Err(error) => assert_eq!(
+                error.to_string(),
+                message,
+                "the command failed with another message"
             ),
         }
+        self.root.into_state()
     }
 
-    /// Asserts that the command failed with an error for which `check` holds.
+    /// Asserts that the command failed with an error for which `check` holds (a
+    /// `matches!` on the variant, say), and returns the state.
     ///
     /// # Panics
     /// When the command succeeded or `check` returns false.
     #[track_caller]
-    pub fn then_error_matches(self, check: impl FnOnce(&E) -> bool) {
-        match self.result {
+    pub fn then_error_matches(self, check: impl FnOnce(&E) -> bool) -> A {
+        match &self.result {
             Ok(events) => panic!("expected an error, but the command produced {events:?}"),
             Err(error) => assert!(
-                check(&error),
+                check(error),
                 "the command failed with an unexpected error: {error:?}"
             ),
         }
+        self.root.into_state()
     }
 }

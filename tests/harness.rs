@@ -162,8 +162,9 @@ fn a_second_metric_capture_on_the_same_thread_says_why() {
         let _second = capture_metrics();
     });
     assert!(
-        message.contains("is still alive (on this thread, it would never be dropped while this one waits)")
-            && message.contains("tests/harness.rs:"),
+        message.contains(
+            "is still alive (on this thread, it would never be dropped while this one waits)"
+        ) && message.contains("tests/harness.rs:"),
         "{message}"
     );
 }

@@ -241,7 +241,10 @@ async fn a_rejection_is_an_error_with_one_exception() {
             cart_id: "cart-3".into(),
         })
         .await;
-    assert!(matches!(refused, Err(CommandError::Rejected(CartError::Empty(_)))));
+    assert!(matches!(
+        refused,
+        Err(CommandError::Rejected(CartError::Empty(_)))
+    ));
     let spans = spans_capture.spans();
     spans.assert_error(
         spans.get("command.CheckOut"),
@@ -360,7 +363,10 @@ async fn the_projection_is_a_linked_root() {
         projection.Revenue [consumer] -> eventsource.event_store.append
         ",
     );
-    assert_eq!(spans.link_names(projection), ["eventsource.event_store.append"]);
+    assert_eq!(
+        spans.link_names(projection),
+        ["eventsource.event_store.append"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,9 +399,7 @@ async fn a_spawned_task_in_the_users_span_joins_its_trace() {
     let request = tracing::info_span!("http.add");
     let task = {
         let carts = Arc::clone(&carts);
-        tokio::spawn(
-            async move { carts.execute(add("cart-9", "tea")).await }.instrument(request),
-        )
+        tokio::spawn(async move { carts.execute(add("cart-9", "tea")).await }.instrument(request))
     };
     task.await.unwrap().unwrap();
     let spans = spans_capture.wait_spans(Duration::from_secs(10));
@@ -436,7 +440,10 @@ async fn metrics_of_another_test_are_not_mixed_in() {
     assert_eq!(
         metrics.total(
             "cqrs.command.total",
-            &[("command.type", "ApplyCoupon"), ("command.status", "success")]
+            &[
+                ("command.type", "ApplyCoupon"),
+                ("command.status", "success")
+            ]
         ),
         3,
         "{:?}",

@@ -21,8 +21,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use opentelemetry::trace::{Span as _, SpanId, TraceId, TracerProvider as _};
 use opentelemetry::Context;
+use opentelemetry::trace::{Span as _, SpanId, TraceId, TracerProvider as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
 use tracing::subscriber::DefaultGuard;
@@ -51,7 +51,9 @@ struct Owner {
 
 impl Owner {
     fn lock(&self) -> MutexGuard<'_, Sink> {
-        self.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -113,7 +115,10 @@ impl Router {
         if let (Some(owner), Some(runtime)) = (&owner, runtime) {
             // A capture made before its test built a runtime claims it on first use.
             let claimants = routes.runtimes.entry(runtime).or_default();
-            if !claimants.iter().any(|c| Weak::ptr_eq(c, &Arc::downgrade(owner))) {
+            if !claimants
+                .iter()
+                .any(|c| Weak::ptr_eq(c, &Arc::downgrade(owner)))
+            {
                 claimants.push(Arc::downgrade(owner));
             }
         }

@@ -49,10 +49,16 @@ pub use capture::{SpanCapture, capture};
 #[cfg(feature = "tracing")]
 pub use metrics::{METRIC_CAPTURE_WAIT, MetricCapture, capture_metrics};
 #[cfg(feature = "tracing")]
-pub use spans::{
-    CapturedSpans, ExpectedValue, OpenSpan, attribute, event_attribute, events, kind,
-};
+pub use spans::{CapturedSpans, ExpectedValue, OpenSpan, attribute, event_attribute, events, kind};
 
+/// OpenTelemetry's key-value pair (a span event's or a metric point's attributes).
+///
+/// ```
+/// use eventsource_runtime::testing::KeyValue;
+/// assert_eq!(KeyValue::new("cart.id", "cart-1").key.as_str(), "cart.id");
+/// ```
+#[cfg(feature = "tracing")]
+pub use opentelemetry::KeyValue;
 /// OpenTelemetry's attribute value, re-exported so that tests need no `opentelemetry`
 /// dependency of their own.
 ///
@@ -62,14 +68,6 @@ pub use spans::{
 /// ```
 #[cfg(feature = "tracing")]
 pub use opentelemetry::Value;
-/// OpenTelemetry's key-value pair (a span event's or a metric point's attributes).
-///
-/// ```
-/// use eventsource_runtime::testing::KeyValue;
-/// assert_eq!(KeyValue::new("cart.id", "cart-1").key.as_str(), "cart.id");
-/// ```
-#[cfg(feature = "tracing")]
-pub use opentelemetry::KeyValue;
 /// OpenTelemetry's span kind.
 ///
 /// ```

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
 
-use super::spans::{CapturedSpans, kind_name, show_value};
 use super::ExpectedValue as _;
+use super::spans::{CapturedSpans, kind_name, show_value};
 
 /// One line of an expected shape.
 #[derive(Debug)]
@@ -57,13 +57,19 @@ fn tokens(line: &str) -> Vec<String> {
 fn parse_value(text: &str) -> Value {
     if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') {
         let inner = &text[1..text.len() - 1];
-        return inner.replace("\\\"", "\"").replace("\\\\", "\\").into_value();
+        return inner
+            .replace("\\\"", "\"")
+            .replace("\\\\", "\\")
+            .into_value();
     }
     if let Some(items) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
         let items: Vec<&str> = if items.is_empty() {
             Vec::new()
         } else {
-            items.split(',').map(|s| s.trim().trim_matches('"')).collect()
+            items
+                .split(',')
+                .map(|s| s.trim().trim_matches('"'))
+                .collect()
         };
         return items.as_slice().into_value();
     }
@@ -226,9 +232,10 @@ fn pair<'s, 'e>(
             node.attributes
                 .iter()
                 .all(|(k, v)| super::attribute(captured[i], k) == Some(v))
-                && node.links.as_ref().is_none_or(|links| {
-                    *links == spans.link_names(captured[i])
-                })
+                && node
+                    .links
+                    .as_ref()
+                    .is_none_or(|links| *links == spans.link_names(captured[i]))
         });
         if let Some(i) = exact.or_else(|| (0..captured.len()).find(same_name)) {
             used.insert(i);
@@ -364,7 +371,10 @@ mod tests {
     #[test]
     fn a_bad_line_names_itself() {
         let error = parse("a\n  b [sideways]").unwrap_err();
-        assert!(error.starts_with("line 2: unknown kind `[sideways]`"), "{error}");
+        assert!(
+            error.starts_with("line 2: unknown kind `[sideways]`"),
+            "{error}"
+        );
         let error = parse("a ->").unwrap_err();
         assert!(error.contains("`->` needs"), "{error}");
     }

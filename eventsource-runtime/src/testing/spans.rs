@@ -631,7 +631,11 @@ pub(super) fn show_value(value: &Value) -> String {
                 && s != "true"
                 && s != "false"
                 && !s.contains(|c: char| c.is_whitespace() || "\"[],".contains(c));
-            if plain { s.to_owned() } else { format!("{s:?}") }
+            if plain {
+                s.to_owned()
+            } else {
+                format!("{s:?}")
+            }
         }
         Value::Array(Array::String(items)) => format!(
             "[{}]",

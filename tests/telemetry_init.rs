@@ -253,6 +253,7 @@ fn otlp_http_protobuf_sends_spans_and_metrics() {
 }
 
 #[test]
+#[cfg(feature = "otlp-json")]
 fn otlp_http_json_and_signal_settings() {
     let (endpoint, requests) = collector();
     run_child(

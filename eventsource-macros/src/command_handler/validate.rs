@@ -79,7 +79,7 @@ pub(crate) fn validate(item: Item, args: &Args, errors: &mut Errors) -> Option<T
 }
 
 fn handle_impl(item: ItemImpl, errors: &mut Errors) -> Option<Target> {
-    let Some((_, trait_path, _)) = &item.trait_ else {
+    let Some((trait_path, _)) = &item.trait_ else {
         errors.at(
             item.self_ty.as_ref(),
             format!("this is an inherent impl: {PLACEMENT}"),

@@ -141,7 +141,7 @@ pub(crate) fn fallback(item: TokenStream, parsed: Option<&Item>, args: &Args) ->
             let self_ty: &Type = &i.self_ty;
             match &i.trait_ {
                 None => {}
-                Some((_, path, _))
+                Some((path, _))
                     if path
                         .segments
                         .last()

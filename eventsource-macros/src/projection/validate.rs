@@ -95,7 +95,7 @@ pub(crate) fn validate(item: &Item, args: &Args, errors: &mut Errors) -> Option<
         }
     };
 
-    if let Some((_, path, _)) = &item.trait_ {
+    if let Some((path, _)) = &item.trait_ {
         errors.at(
             path,
             format!(
@@ -168,7 +168,11 @@ fn takes_mut_self(sig: &Signature) -> bool {
     matches!(
         sig.inputs.first(),
         Some(FnArg::Receiver(receiver))
-            if matches!(&*receiver.ty, Type::Reference(r) if r.mutability.is_some())
+            if match &receiver.kind {
+                syn::ReceiverKind::Reference(_, _, mutability) => mutability.is_some(),
+                syn::ReceiverKind::Typed(_, ty) => matches!(&**ty, Type::Reference(r) if r.mutability.is_some()),
+                _ => false,
+            }
     )
 }
 
@@ -176,7 +180,7 @@ fn takes_mut_self(sig: &Signature) -> bool {
 fn handler(method: &ImplItemFn) -> syn::Result<Handler> {
     let sig = &method.sig;
     let method_name = &sig.ident;
-    if let Some(unsafety) = &sig.unsafety {
+    if let syn::Safety::Unsafe(unsafety) = &sig.safety {
         return Err(syn::Error::new_spanned(
             unsafety,
             format!("`{method_name}` is not an event handler: it cannot be `unsafe`; {SHAPE}"),

@@ -43,6 +43,7 @@ pub(crate) fn expand(function: &ItemFn, plan: &Plan<'_>) -> TokenStream {
         vis,
         sig,
         block,
+        ..
     } = function;
     let span = Ident::new("traced_span", Span::mixed_site());
     let span_expr = span_expr(function, plan);
@@ -332,6 +333,7 @@ fn infer_opaque(ty: &mut Type) {
     match ty {
         Type::ImplTrait(_) | Type::Never(_) => {
             *ty = Type::Infer(TypeInfer {
+                attrs: Vec::new(),
                 underscore_token: syn::Token![_](ty.span()),
             });
         }
@@ -351,7 +353,9 @@ fn infer_opaque(ty: &mut Type) {
                         }
                     }
                     PathArguments::Parenthesized(args) => {
-                        args.inputs.iter_mut().for_each(infer_opaque);
+                        args.inputs
+                            .iter_mut()
+                            .for_each(|arg| infer_opaque(&mut arg.ty));
                         if let ReturnType::Type(_, ty) = &mut args.output {
                             infer_opaque(ty);
                         }

@@ -115,18 +115,23 @@ macro_rules! grpc {
     }};
 }
 
+/// The exporter's encoding for an HTTP protocol. The settings only ask for `http/json` in a
+/// build with the `otlp-json` feature (they fall back to `http/protobuf` otherwise).
+fn http_encoding(protocol: OtlpProtocol) -> Protocol {
+    match protocol {
+        #[cfg(feature = "otlp-json")]
+        OtlpProtocol::HttpJson => Protocol::HttpJson,
+        _ => Protocol::HttpBinary,
+    }
+}
+
 macro_rules! build_exporter {
     ($builder:expr, $protocol:expr, $runtime:expr, $target:expr, $material:expr, $client:expr) => {
         match $protocol {
             OtlpProtocol::Grpc => in_runtime($runtime, || grpc!($builder, $target, $material)),
-            OtlpProtocol::HttpProtobuf => $builder
+            http @ (OtlpProtocol::HttpProtobuf | OtlpProtocol::HttpJson) => $builder
                 .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_http_client($client()?)
-                .build(),
-            OtlpProtocol::HttpJson => $builder
-                .with_http()
-                .with_protocol(Protocol::HttpJson)
+                .with_protocol(http_encoding(http))
                 .with_http_client($client()?)
                 .build(),
         }

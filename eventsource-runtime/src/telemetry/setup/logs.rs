@@ -1,11 +1,17 @@
 //! The log lines and the spans' filter: which events become lines and which spans are
 //! recorded (both from `RUST_LOG`), and the lines' format, with the current trace and span ids.
+//!
+//! `RUST_LOG` is read as `tracing-subscriber`'s [`Targets`]: `level`, `target` and
+//! `target=level` directives. `EnvFilter`'s span and field filters (`target[span{f=v}]=level`)
+//! are not supported: its regex engine would be a fifth of a clean build, for a syntax an
+//! application that needs it gets by composing `OtelLayer` with its own `EnvFilter`.
 
 use std::fmt;
 
 use opentelemetry::trace::TraceContextExt as _;
 use tracing::Subscriber;
-use tracing_subscriber::EnvFilter;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime as _;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -25,27 +31,54 @@ const UNTRACED_TARGETS: [&str; 8] = [
     "amq_protocol",
 ];
 
+/// `RUST_LOG`'s directives, parsed; the error says what is wrong with the first bad one.
+pub(super) fn parse_directives(directives: &str) -> Result<Targets, String> {
+    let mut parsed = Vec::new();
+    for directive in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        if directive.contains('[') {
+            return Err(format!(
+                "`{directive}`: span and field filters are not supported by telemetry::init() \
+                 (use `target=level`, or compose OtelLayer with your own EnvFilter)"
+            ));
+        }
+        match directive.parse::<Targets>() {
+            Ok(_) => parsed.push(directive),
+            Err(error) => return Err(format!("`{directive}`: {error}")),
+        }
+    }
+    if parsed.is_empty() {
+        return Ok(Targets::new());
+    }
+    parsed
+        .join(",")
+        .parse::<Targets>()
+        .map_err(|error| error.to_string())
+}
+
+/// Directives the settings have checked, parsed; anything else records at `info`.
+fn targets(directives: &str) -> Targets {
+    parse_directives(directives).unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
+}
+
 /// The log lines' filter: `RUST_LOG`, without OpenTelemetry's internal logs unless asked.
-pub(super) fn log_filter(directives: &str) -> EnvFilter {
-    let filter = EnvFilter::builder().parse_lossy(directives);
+pub(super) fn log_filter(directives: &str) -> Targets {
+    let filter = targets(directives);
     if directives.contains("opentelemetry") {
         return filter;
     }
-    match "opentelemetry=off".parse() {
-        Ok(directive) => filter.add_directive(directive),
-        Err(_) => filter,
-    }
+    filter.with_target("opentelemetry", LevelFilter::OFF)
 }
 
 /// The spans' filter: [`span_directives`], never the exporters' own stack.
-pub(super) fn span_filter(log_directives: &str) -> EnvFilter {
-    UNTRACED_TARGETS
-        .iter()
-        .filter_map(|target| format!("{target}=off").parse().ok())
-        .fold(
-            EnvFilter::builder().parse_lossy(span_directives(log_directives)),
-            |filter, d| filter.add_directive(d),
-        )
+pub(super) fn span_filter(log_directives: &str) -> Targets {
+    UNTRACED_TARGETS.iter().fold(
+        targets(&span_directives(log_directives)),
+        |filter, target| filter.with_target(*target, LevelFilter::OFF),
+    )
 }
 
 /// The spans' directives: `RUST_LOG`'s, with the default level at least `info`, so that
@@ -53,7 +86,6 @@ pub(super) fn span_filter(log_directives: &str) -> EnvFilter {
 /// naming a target are kept as they are.
 fn span_directives(log_directives: &str) -> String {
     use std::str::FromStr as _;
-    use tracing::level_filters::LevelFilter;
 
     let mut default = LevelFilter::INFO;
     let mut targeted = Vec::new();
@@ -145,5 +177,35 @@ mod tests {
             "info,eventsource=debug"
         );
         assert_eq!(span_directives("trace, hyper=info"), "trace,hyper=info");
+    }
+
+    #[test]
+    fn directives_are_targets_and_levels() {
+        let filter = parse_directives("warn, sqlx=off,eventsource=debug,").unwrap();
+        assert_eq!(filter.default_level(), Some(LevelFilter::WARN));
+        assert_eq!(filter.iter().count(), 2);
+        assert!(parse_directives("").unwrap().default_level().is_none());
+        let error = parse_directives("info,eventsource[load{id=7}]=debug").unwrap_err();
+        assert!(error.contains("span and field filters"), "{error}");
+        let error = parse_directives("eventsource=loud").unwrap_err();
+        assert!(error.starts_with("`eventsource=loud`: "), "{error}");
+    }
+
+    #[test]
+    fn the_exporters_own_stack_is_never_traced() {
+        let filter = span_filter("trace");
+        assert_eq!(filter.default_level(), Some(LevelFilter::TRACE));
+        for target in UNTRACED_TARGETS {
+            assert!(
+                !filter.would_enable(target, &tracing::Level::ERROR),
+                "{target}"
+            );
+        }
+        assert!(filter.would_enable("eventsource", &tracing::Level::TRACE));
+        assert!(!log_filter("debug").would_enable("opentelemetry_sdk", &tracing::Level::WARN));
+        assert!(
+            log_filter("opentelemetry_sdk=warn")
+                .would_enable("opentelemetry_sdk", &tracing::Level::WARN)
+        );
     }
 }

@@ -5,8 +5,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
-
 /// The directives used when `RUST_LOG` is unset, empty or invalid.
 const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -362,9 +360,18 @@ fn protocol(
     OtlpProtocol::HttpProtobuf
 }
 
-/// The protocol, when this build can export over it: gRPC needs the `otlp-grpc` feature
-/// (one warning line per signal otherwise, and nothing exported over OTLP).
+/// The protocol, when this build can export over it: gRPC needs the `otlp-grpc` feature (one
+/// warning line per signal otherwise, and nothing exported over OTLP, since gRPC's port does
+/// not take HTTP); `http/json` needs `otlp-json` (one warning line per signal otherwise, and
+/// `http/protobuf` to the same endpoint, which every OTLP/HTTP receiver takes too).
 fn built(protocol: OtlpProtocol, signal: &str, warnings: &mut Vec<String>) -> Option<OtlpProtocol> {
+    if protocol == OtlpProtocol::HttpJson && !cfg!(feature = "otlp-json") {
+        warnings.push(format!(
+            "OTLP over http/json needs the `otlp-json` feature of eventsource-runtime, which \
+             this build lacks; {signal} are exported over http/protobuf to the same endpoint"
+        ));
+        return Some(OtlpProtocol::HttpProtobuf);
+    }
     if protocol == OtlpProtocol::Grpc && !cfg!(feature = "otlp-grpc") {
         warnings.push(format!(
             "OTLP over grpc needs the `otlp-grpc` feature of eventsource-runtime, which this \
@@ -472,7 +479,7 @@ fn check_sampler(sampler: Option<&str>, arg: Option<&str>) -> Vec<String> {
 fn log_directives(value: Option<&str>) -> (String, Option<String>) {
     match value.map(str::trim) {
         None | Some("") => (DEFAULT_LOG_FILTER.to_owned(), None),
-        Some(directives) => match EnvFilter::builder().parse(directives) {
+        Some(directives) => match super::logs::parse_directives(directives) {
             Ok(_) => (directives.to_owned(), None),
             Err(error) => (
                 DEFAULT_LOG_FILTER.to_owned(),

@@ -58,7 +58,7 @@ fn empty_values_count_as_unset() {
 }
 
 #[test]
-#[cfg(feature = "otlp-grpc")]
+#[cfg(all(feature = "otlp-grpc", feature = "otlp-json"))]
 fn protocols_signal_specific_first() {
     let endpoint = (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4317");
     let s = env(&[endpoint, (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc")]);
@@ -89,6 +89,25 @@ fn grpc_without_its_feature_warns_naming_it() {
     assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
     assert!(
         s.warnings[0].contains("`otlp-grpc` feature"),
+        "{}",
+        s.warnings[0]
+    );
+}
+
+/// Without the `otlp-json` feature, asking for http/json is one warning naming the feature,
+/// and that signal is exported over http/protobuf to the same endpoint.
+#[test]
+#[cfg(all(feature = "otlp", not(feature = "otlp-json")))]
+fn json_without_its_feature_falls_back_to_protobuf_naming_it() {
+    let s = env(&[
+        (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
+        (OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, "http/json"),
+    ]);
+    assert_eq!(s.traces_otlp, Some(OtlpProtocol::HttpProtobuf));
+    assert_eq!(s.metrics_otlp, Some(OtlpProtocol::HttpProtobuf));
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(
+        s.warnings[0].contains("`otlp-json` feature") && s.warnings[0].contains("metrics"),
         "{}",
         s.warnings[0]
     );

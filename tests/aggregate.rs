@@ -65,14 +65,14 @@ fn derived_enum_names_types_and_converts() {
 
 #[test]
 fn from_payload_rejects_unknown_types_and_bad_payloads() {
-    match OrderEvent::from_payload("OrderLost", &json!({})) {
+    match OrderEvent::from_payload("OrderLost", &json!({}).into()) {
         Err(DecodeError::UnknownEventType { event_type, known }) => {
             assert_eq!(event_type, "OrderLost");
             assert_eq!(known, <OrderEvent as DomainEvent>::EVENT_TYPES);
         }
         other => panic!("expected UnknownEventType, got {other:?}"),
     }
-    match OrderEvent::from_payload("OrderShipped", &json!({ "carrier": 5 })) {
+    match OrderEvent::from_payload("OrderShipped", &json!({ "carrier": 5 }).into()) {
         Err(DecodeError::Payload { event_type, .. }) => assert_eq!(event_type, "OrderShipped"),
         other => panic!("expected a payload error, got {other:?}"),
     }

@@ -42,7 +42,7 @@ fn envelope(order: &str) -> EventEnvelope {
         event_type: "OrderPlaced".into(),
         schema_version: 1,
         timestamp: chrono::Utc::now(),
-        payload: serde_json::json!({ "total": 12 }),
+        payload: serde_json::json!({ "total": 12 }).into(),
         metadata: Metadata::new(),
     }
 }

@@ -616,8 +616,8 @@ async fn concurrency_stress() {
     // Each batch of two is contiguous in the stream.
     for pair in stored.chunks(2) {
         assert_eq!(
-            pair[0].payload["n"].as_u64().unwrap() + 1,
-            pair[1].payload["n"].as_u64().unwrap()
+            pair[0].payload.to_value()["n"].as_u64().unwrap() + 1,
+            pair[1].payload.to_value()["n"].as_u64().unwrap()
         );
     }
     let all = store.read_all(0, usize::MAX).await.unwrap();
@@ -943,7 +943,7 @@ async fn nul_in_a_stream_id_is_invalid_everywhere() {
     let snapshot = Snapshot {
         stream: stream.clone(),
         version: 1,
-        state: json!({}),
+        state: json!({}).into(),
         taken_at: Utc::now(),
     };
     invalid(snapshots.save(snapshot).await, "snapshot save");
@@ -1108,7 +1108,7 @@ async fn faults_are_unavailable_errors_and_never_leave_half_a_batch() {
         );
         let mut batches = Vec::new();
         for chunk in stored.chunks(BATCH as usize) {
-            let batch = chunk[0].payload["batch"].as_u64().unwrap();
+            let batch = chunk[0].payload.to_value()["batch"].as_u64().unwrap();
             for (i, e) in chunk.iter().enumerate() {
                 assert_eq!(
                     e.payload,
@@ -1316,7 +1316,7 @@ async fn spans_are_client_spans_with_the_database_attributes() {
         .save(Snapshot {
             stream: s.clone(),
             version: 2,
-            state: json!({ "n": 2 }),
+            state: json!({ "n": 2 }).into(),
             taken_at: Utc::now(),
         })
         .await
@@ -1364,7 +1364,7 @@ async fn snapshot_store_keeps_the_newest_per_stream() {
     let at = |version: u64| Snapshot {
         stream: s.clone(),
         version,
-        state: json!({ "lines": version, "note": "é ü \u{1F600}" }),
+        state: json!({ "lines": version, "note": "é ü \u{1F600}" }).into(),
         taken_at,
     };
 
@@ -1374,7 +1374,7 @@ async fn snapshot_store_keeps_the_newest_per_stream() {
     snapshots.save(at(10)).await.unwrap(); // older: ignored
     assert_eq!(snapshots.get(&s).await.unwrap(), Some(at(20)));
     let mut same = at(20);
-    same.state = json!({ "replaced": true });
+    same.state = json!({ "replaced": true }).into();
     snapshots.save(same.clone()).await.unwrap(); // same version: replaces
     assert_eq!(snapshots.get(&s).await.unwrap(), Some(same));
     snapshots.save(at(30)).await.unwrap();

@@ -213,11 +213,7 @@ async fn concurrent_writers_with_caches_of_their_own_never_decide_on_a_stale_sta
         .unwrap();
     let counts: Vec<u64> = stored
         .iter()
-        .map(|e| {
-            serde_json::from_value::<Counted>(e.payload.clone())
-                .unwrap()
-                .to
-        })
+        .map(|e| e.payload.decode::<Counted>().unwrap().to)
         .collect();
     assert_eq!(counts, (1..=4 * PER_TASK).collect::<Vec<_>>());
     let versions: Vec<u64> = stored.iter().map(|e| e.version).collect();

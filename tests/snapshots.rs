@@ -148,7 +148,7 @@ async fn a_snapshot_is_taken_when_a_save_crosses_a_multiple_of_every() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(stored.state["total"], 10);
+    assert_eq!(stored.state.to_value()["total"], 10);
     assert_eq!(snapshots.len(), 2);
 
     // Without `with_snapshots`, nothing is taken.
@@ -284,7 +284,7 @@ async fn a_snapshot_that_no_longer_deserializes_is_ignored_and_replaced() {
         .save(Snapshot {
             stream: stream.clone(),
             version: 3,
-            state: serde_json::json!({ "sum": 6, "schema": "v0" }),
+            state: serde_json::json!({ "sum": 6, "schema": "v0" }).into(),
             taken_at: "2025-01-01T00:00:00Z".parse().unwrap(),
         })
         .await
@@ -313,7 +313,7 @@ async fn a_snapshot_that_no_longer_deserializes_is_ignored_and_replaced() {
     // Replaced by a readable snapshot of the replayed state: the next load uses it.
     let replaced = snapshots.get(&stream).await.unwrap().unwrap();
     assert_eq!(replaced.version, 4);
-    assert_eq!(replaced.state["total"], 10);
+    assert_eq!(replaced.state.to_value()["total"], 10);
     capture.clear();
     assert_eq!(repo.load("t-1").await.unwrap().state().total, 10);
     let spans = capture.spans();
@@ -386,7 +386,7 @@ async fn snapshot_store_operations_are_client_spans_under_the_current_span() {
             .save(Snapshot {
                 stream: stream.clone(),
                 version: 42,
-                state: serde_json::json!({ "total": 1 }),
+                state: serde_json::json!({ "total": 1 }).into(),
                 taken_at: "2025-01-01T00:00:00Z".parse().unwrap(),
             })
             .await

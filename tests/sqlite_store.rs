@@ -1062,7 +1062,7 @@ fn snapshot(stream: &StreamId, version: u64) -> Snapshot {
     Snapshot {
         stream: stream.clone(),
         version,
-        state: json!({ "version": version, "text": "é \u{1F600}" }),
+        state: json!({ "version": version, "text": "é \u{1F600}" }).into(),
         taken_at: std::time::SystemTime::now().into(),
     }
 }
@@ -1095,7 +1095,7 @@ async fn snapshots_keep_the_newest_per_stream() {
     let twenty = snapshot(&a, 20);
     snapshots.save(twenty.clone()).await.unwrap();
     let again = Snapshot {
-        state: json!("retaken"),
+        state: json!("retaken").into(),
         ..twenty.clone()
     };
     snapshots.save(again.clone()).await.unwrap();

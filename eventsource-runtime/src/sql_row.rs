@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
-use crate::event::{EventEnvelope, Metadata, StreamId};
+use crate::event::{EventEnvelope, Metadata, Payload, StreamId};
 use crate::store::StoreError;
 
 /// One events-table row being decoded.
@@ -98,7 +98,8 @@ where
         let schema_version = self.get::<i64>("schema_version")?;
         let schema_version =
             u32::try_from(schema_version).map_err(|e| self.corrupt("schema_version", &e))?;
-        let payload = self.json("payload")?;
+        let payload = self.get::<String>("payload")?;
+        let payload = Payload::from_json(payload).map_err(|e| self.corrupt("payload", &e))?;
         let metadata = self.json::<Metadata>("metadata")?;
         Ok(EventEnvelope {
             event_id,

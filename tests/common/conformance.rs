@@ -67,7 +67,7 @@ pub async fn versions_and_positions(store: Arc<dyn EventStore>) {
     assert_eq!(
         loaded
             .iter()
-            .map(|e| e.payload["n"].as_u64().unwrap())
+            .map(|e| e.payload.to_value()["n"].as_u64().unwrap())
             .collect::<Vec<_>>(),
         [0, 1, 2, 3, 4]
     );
@@ -240,7 +240,7 @@ pub async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
     assert_eq!(all.len(), 5);
     assert_eq!(
         all.iter()
-            .map(|e| e.payload["n"].as_u64().unwrap())
+            .map(|e| e.payload.to_value()["n"].as_u64().unwrap())
             .collect::<Vec<_>>(),
         [0, 1, 2, 3, 4]
     );

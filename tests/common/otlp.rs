@@ -15,7 +15,8 @@ pub const KIND_CONSUMER: i64 = 5;
 pub const STATUS_UNSET: i64 = 0;
 pub const STATUS_ERROR: i64 = 2;
 
-/// `target/<profile>/examples/<name>`, built (or found up to date) by cargo with `features`.
+/// `target/<profile>/examples/<name>`, built (or found up to date) by cargo with `features`
+/// and `otlp-json`.
 pub fn example_binary(name: &str, features: &[&str]) -> PathBuf {
     // The test runs as target/<profile>/deps/<test>-<hash>.
     let exe = std::env::current_exe().unwrap();
@@ -36,9 +37,9 @@ pub fn example_binary(name: &str, features: &[&str]) -> PathBuf {
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
-    if !features.is_empty() {
-        build.arg("--features").arg(features.join(","));
-    }
+    // The collector here decodes OTLP/JSON, which the runtime exports with `otlp-json`.
+    let features: Vec<&str> = features.iter().copied().chain(["otlp-json"]).collect();
+    build.arg("--features").arg(features.join(","));
     let build = build.output().expect("cargo runs");
     assert!(
         build.status.success() || binary.exists(),

@@ -24,7 +24,7 @@ pub mod projection;
 /// When the payload cannot be represented as JSON.
 #[inline]
 pub fn to_payload<T: EventType>(event: &T) -> Result<Payload, serde_json::Error> {
-    serde_json::to_value(event)
+    Payload::from_serialize(event)
 }
 
 /// Deserializes one event's payload.
@@ -33,10 +33,12 @@ pub fn to_payload<T: EventType>(event: &T) -> Result<Payload, serde_json::Error>
 /// [`DecodeError::Payload`] when it does not fit `T`.
 #[inline]
 pub fn from_payload<T: EventType>(payload: &Payload) -> Result<T, DecodeError> {
-    T::deserialize(payload).map_err(|source| DecodeError::Payload {
-        event_type: T::EVENT_TYPE.to_owned(),
-        source,
-    })
+    payload
+        .decode::<T>()
+        .map_err(|source| DecodeError::Payload {
+            event_type: T::EVENT_TYPE.to_owned(),
+            source,
+        })
 }
 
 /// The error for a type name no variant carries.

@@ -35,7 +35,7 @@ use crate::panic::CatchUnwind;
 /// # let event = EventEnvelope {
 /// #     event_id: uuid::Uuid::now_v7(), stream: StreamId::new("Order", "o-1"), version: 1,
 /// #     position: 1, event_type: "OrderPlaced".into(), schema_version: 1,
-/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}), metadata: Metadata::new(),
+/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}).into(), metadata: Metadata::new(),
 /// # };
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// // A message received from the broker, its headers as sent by the producer.

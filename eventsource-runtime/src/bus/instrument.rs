@@ -33,7 +33,7 @@ use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
 /// # let event = EventEnvelope {
 /// #     event_id: uuid::Uuid::now_v7(), stream: StreamId::new("Order", "o-1"), version: 1,
 /// #     position: 1, event_type: "OrderPlaced".into(), schema_version: 1,
-/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}), metadata: Metadata::new(),
+/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}).into(), metadata: Metadata::new(),
 /// # };
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let telemetry = BusTelemetry::new("rabbitmq");
@@ -77,7 +77,7 @@ where
 /// # let event = EventEnvelope {
 /// #     event_id: uuid::Uuid::now_v7(), stream: StreamId::new("Order", "o-1"), version: 1,
 /// #     position: 1, event_type: "OrderPlaced".into(), schema_version: 1,
-/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}), metadata: Metadata::new(),
+/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}).into(), metadata: Metadata::new(),
 /// # };
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let telemetry = BusTelemetry::new("rabbitmq");

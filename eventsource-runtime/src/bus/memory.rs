@@ -39,7 +39,7 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 3;
 /// # let event = EventEnvelope {
 /// #     event_id: uuid::Uuid::now_v7(), stream: StreamId::new("Order", "o-1"), version: 1,
 /// #     position: 1, event_type: "OrderPlaced".into(), schema_version: 1,
-/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}), metadata: Metadata::new(),
+/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}).into(), metadata: Metadata::new(),
 /// # };
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let bus = InMemoryEventBus::new().with_destination("orders").with_max_deliveries(2);

@@ -25,14 +25,15 @@ pub(super) fn join_timestamp(micros: DateTime<Utc>, nanos: i32) -> Option<DateTi
         .then(|| micros + TimeDelta::nanoseconds(i64::from(nanos)))
 }
 
-/// Whether `value` holds a NUL character, which PostgreSQL's `jsonb` and `text` refuse.
+/// Whether `value` holds a NUL character, which PostgreSQL's `jsonb` and `text` refuse. In
+/// JSON text a NUL is always escaped, as `\u0000`, and that escape is one when an even number
+/// of backslashes comes before it (`\\u0000` is a backslash, then `u0000`).
 pub(super) fn has_nul(value: &Payload) -> bool {
-    match value {
-        Payload::String(s) => s.contains('\0'),
-        Payload::Array(items) => items.iter().any(has_nul),
-        Payload::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
-    }
+    let json = value.as_str();
+    json.match_indices("\\u0000").any(|(at, _)| {
+        let backslashes = json[..at].bytes().rev().take_while(|&b| b == b'\\').count();
+        backslashes % 2 == 0
+    })
 }
 
 /// The error for a value PostgreSQL cannot store, as a serialization failure.
@@ -96,9 +97,7 @@ impl Batch {
             batch.schema_versions.push(i64::from(event.schema_version));
             batch.recorded_at.push(micros);
             batch.nanos.push(nanos);
-            batch
-                .payloads
-                .push(serde_json::to_string(&event.payload).map_err(err)?);
+            batch.payloads.push(event.payload.as_str().to_owned());
             batch
                 .metadata
                 .push(serde_json::to_string(&event.metadata).map_err(err)?);
@@ -123,4 +122,20 @@ pub(super) fn decode(row: &PgRow) -> Result<EventEnvelope, StoreError> {
             .ok_or_else(|| stored.corrupt("recorded_at_nanos", &nanos))?;
         Ok((event_id, timestamp))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_is_found_in_json_text_and_an_escaped_backslash_is_not_one() {
+        let nul = |value: serde_json::Value| has_nul(&Payload::from(value));
+        assert!(nul(serde_json::json!({ "a": "x\u{0}y" })));
+        assert!(nul(serde_json::json!({ "key\u{0}": 1 })));
+        assert!(nul(serde_json::json!(["ok", ["\\\u{0}"]])));
+        assert!(!nul(serde_json::json!({ "a": "\\u0000" })));
+        assert!(!nul(serde_json::json!({ "a": "\\\\u0000", "b": 7 })));
+        assert!(!nul(serde_json::json!({ "a": "plain" })));
+    }
 }

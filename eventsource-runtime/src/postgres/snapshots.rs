@@ -79,7 +79,7 @@ impl Statements {
 /// let at = |version| Snapshot {
 ///     stream: stream.clone(),
 ///     version,
-///     state: serde_json::json!({ "lines": version }),
+///     state: serde_json::json!({ "lines": version }).into(),
 ///     taken_at: chrono::Utc::now(),
 /// };
 /// snapshots.save(at(20)).await?;

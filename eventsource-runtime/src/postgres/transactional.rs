@@ -29,7 +29,8 @@ use crate::event::EventEnvelope;
 ///         event: &EventEnvelope,
 ///         transaction: &mut PgConnection,
 ///     ) -> Result<(), HandlerError> {
-///         let customer = event.payload["customer"].as_str().unwrap_or("unknown");
+///         let payload = event.payload.to_value();
+///         let customer = payload["customer"].as_str().unwrap_or("unknown");
 ///         sqlx::query(
 ///             "INSERT INTO order_counts (customer, orders) VALUES ($1, 1) \
 ///              ON CONFLICT (customer) DO UPDATE SET orders = order_counts.orders + 1",

@@ -259,7 +259,7 @@ mod tests {
             event_type: "OrderPlaced".into(),
             schema_version: 2,
             timestamp: Utc::now(),
-            payload: serde_json::json!({ "total": 12 }),
+            payload: serde_json::json!({ "total": 12 }).into(),
             metadata: Metadata::new().with("correlation_id", "c-1"),
         };
         let headers = Metadata::new().with(

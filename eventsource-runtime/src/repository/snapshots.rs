@@ -27,8 +27,8 @@ impl<A: Serialize + DeserializeOwned> Snapshots<A> {
         Self {
             store,
             every,
-            encode: |state| serde_json::to_value(state),
-            decode: |state| A::deserialize(state),
+            encode: |state| Payload::from_serialize(state),
+            decode: Payload::decode,
         }
     }
 }

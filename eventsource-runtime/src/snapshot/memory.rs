@@ -31,7 +31,7 @@ const SYSTEM: &str = "in_memory";
 /// let at = |version| Snapshot {
 ///     stream: stream.clone(),
 ///     version,
-///     state: serde_json::json!({ "lines": version }),
+///     state: serde_json::json!({ "lines": version }).into(),
 ///     taken_at: chrono::Utc::now(),
 /// };
 /// snapshots.save(at(20)).await?;

@@ -15,7 +15,9 @@ use super::{
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql_row::StoredRow;
-use crate::store::backend::{Append, Appended, Backend, Events, readable_prefix, serialize};
+use crate::store::backend::{
+    Append, Appended, Backend, Events, readable_prefix, serialize_metadata,
+};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict,
@@ -298,9 +300,9 @@ impl SqliteEventStore {
     ) -> Result<AppendResult, StoreError> {
         let stream = &stream;
         // Serialize before touching the database: a failure appends nothing.
-        let serialized = events
+        let metadata = events
             .iter()
-            .map(serialize)
+            .map(serialize_metadata)
             .collect::<Result<Vec<_>, _>>()?;
 
         let _writer = self.shared.writer.lock().await;
@@ -314,8 +316,7 @@ impl SqliteEventStore {
         expected.check(stream, actual)?;
 
         let mut appended = Vec::with_capacity(events.len());
-        for (offset, (event, (payload, metadata))) in events.into_iter().zip(serialized).enumerate()
-        {
+        for (offset, (event, metadata)) in events.into_iter().zip(metadata).enumerate() {
             let version = actual + offset as u64 + 1;
             let inserted = sqlx::query(INSERT_EVENT)
                 .bind(stream.aggregate_type())
@@ -325,7 +326,7 @@ impl SqliteEventStore {
                 .bind(event.event_type.as_ref())
                 .bind(i64::from(event.schema_version))
                 .bind(format_timestamp(event.timestamp))
-                .bind(payload)
+                .bind(event.payload.as_str())
                 .bind(metadata)
                 .execute(&mut *tx)
                 .await;

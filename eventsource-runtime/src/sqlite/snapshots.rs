@@ -52,7 +52,7 @@ const EXISTS: &str =
 /// let at = |version| Snapshot {
 ///     stream: stream.clone(),
 ///     version,
-///     state: serde_json::json!({ "lines": version }),
+///     state: serde_json::json!({ "lines": version }).into(),
 ///     taken_at: chrono::Utc::now(),
 /// };
 /// snapshots.save(at(20)).await?;

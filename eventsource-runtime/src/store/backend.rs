@@ -138,17 +138,13 @@ impl<B: Backend> EventStore for B {
     }
 }
 
-/// An event's payload and metadata as JSON text, as the stores keep them; a failure
-/// appends nothing.
-pub(crate) fn serialize(event: &NewEvent) -> Result<(String, String), StoreError> {
-    let err = |source| StoreError::Serialize {
+/// An event's metadata as JSON text, as the stores keep it (its payload is JSON text
+/// already); a failure appends nothing.
+pub(crate) fn serialize_metadata(event: &NewEvent) -> Result<String, StoreError> {
+    serde_json::to_string(&event.metadata).map_err(|source| StoreError::Serialize {
         event_type: event.event_type.to_string(),
         source,
-    };
-    Ok((
-        serde_json::to_string(&event.payload).map_err(err)?,
-        serde_json::to_string(&event.metadata).map_err(err)?,
-    ))
+    })
 }
 
 /// The stores' rule for stream ids: no NUL character in the aggregate type or id

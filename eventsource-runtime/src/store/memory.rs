@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, readable_prefix, serialize};
+use super::backend::{Append, Appended, Backend, Events, readable_prefix, serialize_metadata};
 use super::settings::telemetry_builders;
 use super::{AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry};
-use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
+use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
 
 /// An event store in process memory, for tests, demos and single-process tools.
 ///
@@ -96,7 +96,8 @@ struct StoredRow {
     event_type: Cow<'static, str>,
     schema_version: u32,
     timestamp: DateTime<Utc>,
-    payload: Box<str>,
+    /// The payload's JSON text, shared with the envelopes read back.
+    payload: Payload,
     /// The metadata's JSON, `None` for empty metadata (`{}`).
     metadata: Option<Box<str>>,
 }
@@ -123,7 +124,7 @@ impl StoredRow {
             event_type: self.event_type.to_string(),
             schema_version: self.schema_version,
             timestamp: self.timestamp,
-            payload: serde_json::from_str(&self.payload).map_err(|e| corrupt("payload", e))?,
+            payload: self.payload.clone(),
             metadata,
         })
     }
@@ -215,13 +216,14 @@ impl InMemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        // Serialize before taking the lock: a failure appends nothing.
+        // Serialize before taking the lock: a failure appends nothing. (A payload is JSON
+        // text already.)
         let serialized = events
             .iter()
             .map(|event| {
-                let (payload, metadata) = serialize(event)?;
+                let metadata = serialize_metadata(event)?;
                 let metadata = (!event.metadata.is_empty()).then(|| metadata.into_boxed_str());
-                Ok((payload.into_boxed_str(), metadata))
+                Ok((event.payload.clone(), metadata))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
 

@@ -20,7 +20,7 @@ impl DomainEvent for LightEvent {
     }
 
     fn to_payload(&self) -> Result<Payload, serde_json::Error> {
-        Ok(Payload::Null)
+        Ok(Payload::from(serde_json::Value::Null))
     }
 
     fn from_payload(event_type: &str, _: &Payload) -> Result<Self, DecodeError> {

@@ -154,7 +154,7 @@ pub enum IdempotencyError {
 /// # let event = EventEnvelope {
 /// #     event_id: uuid::Uuid::now_v7(), stream: StreamId::new("Order", "o-1"), version: 1,
 /// #     position: 1, event_type: "OrderPlaced".into(), schema_version: 1,
-/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}), metadata: Metadata::new(),
+/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}).into(), metadata: Metadata::new(),
 /// # };
 ///
 /// let sent = Arc::new(AtomicUsize::new(0));

@@ -1,9 +1,10 @@
--- 100 events per transaction, the payload of benches/store.rs's `event(n)`.
+-- 100 events per transaction, the payload of benches/store.rs's `event(n)`, each made as JSON
+-- text and parsed into jsonb as the store's are.
 INSERT INTO pgbench_events.events
     (stream_type, stream_id, version, event_id, event_type, schema_version, recorded_at,
      recorded_at_nanos, payload, metadata)
 SELECT 'BenchAppend', 'pgbench', nextval('pgbench_events.versions'), gen_random_uuid(),
        'AmountDeposited', 1, now(), 0,
-       jsonb_build_object('n', n, 'amount', 1250, 'currency', 'EUR', 'reference', 'bench'),
+       format('{"n": %s, "amount": 1250, "currency": "EUR", "reference": "bench"}', n)::jsonb,
        '{}'
 FROM generate_series(1, 100) AS n;

@@ -68,12 +68,16 @@ impl Statements {
                 schema,
             ),
             version: qualify(
-                "SELECT coalesce(max(version), 0) FROM __schema__.events \
-                 WHERE stream_type = $1 AND stream_id = $2",
+                // The newest index entry, not max(version), which a plan made with stale
+                // statistics computes by reading the whole stream (see schema_v4.sql).
+                "SELECT coalesce((SELECT version FROM __schema__.events \
+                 WHERE stream_type = $1 AND stream_id = $2 \
+                 ORDER BY version DESC LIMIT 1), 0)",
                 schema,
             ),
             max_position: qualify(
-                "SELECT coalesce(max(position), 0) FROM __schema__.events",
+                "SELECT coalesce((SELECT position FROM __schema__.events \
+                 ORDER BY position DESC LIMIT 1), 0)",
                 schema,
             ),
         }

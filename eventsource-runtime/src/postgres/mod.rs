@@ -13,7 +13,7 @@
 //!
 //! # Schema
 //!
-//! The stores share one schema ([`SCHEMA`], then [`SCHEMA_V2`] and [`SCHEMA_V3`]), which
+//! The stores share one schema ([`SCHEMA`], then [`SCHEMA_V2`], [`SCHEMA_V3`] and [`SCHEMA_V4`]), which
 //! `migrate()` on any of them applies as a whole, in one transaction (idempotent: run it at
 //! every start, from any store and any number of processes at once). Its tables live in a
 //! PostgreSQL schema of your choice (`public` unless you call `with_schema`, which also lets
@@ -121,7 +121,7 @@ pub use checkpoints::PostgresCheckpointStore;
 pub use events::PostgresEventStore;
 pub use lease::PostgresLease;
 pub use processed::PostgresProcessedMessages;
-pub use schema::{InvalidSchemaName, SCHEMA, SCHEMA_V2, SCHEMA_V3};
+pub use schema::{InvalidSchemaName, SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4};
 pub use snapshots::PostgresSnapshotStore;
 pub use transactional::{TransactionalHandler, TransactionalIdempotent};
 

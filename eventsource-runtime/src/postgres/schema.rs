@@ -22,11 +22,17 @@ pub const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 /// `migrate()` after [`SCHEMA_V2`].
 pub const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 
+/// Version 4 of the schema: `eventsource_append` reads the stream's version from the newest
+/// index entry (version 1's `max(version)` could read the whole stream under a plan made
+/// with stale statistics), applied by `migrate()` after [`SCHEMA_V3`].
+pub const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA),
     (2, SCHEMA_V2), // parked events
     (3, SCHEMA_V3), // idempotent handlers' processed messages
+    (4, SCHEMA_V4), // appends read the stream's version from its newest index entry
 ];
 
 /// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.

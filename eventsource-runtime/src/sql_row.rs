@@ -1,4 +1,4 @@
-//! Reading a stored event back from a SQL row, shared by the SQLite and PostgreSQL stores:
+//! Reading stored events back from SQL rows, shared by the SQLite and PostgreSQL stores:
 //! every unreadable column is [`StoreError::Corrupt`] naming the stream, version and position
 //! (as far as they can be read), never a panic.
 
@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::event::{EventEnvelope, Metadata, Payload, StreamId};
 use crate::store::StoreError;
+use crate::store::backend::Events;
 
 /// One events-table row being decoded.
 pub(crate) struct StoredRow<'r, R> {
@@ -78,11 +79,6 @@ where
         u64::try_from(value).map_err(|e| self.corrupt(column, &e))
     }
 
-    fn json<T: serde::de::DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
-        let text = self.get::<String>(column)?;
-        serde_json::from_str(&text).map_err(|e| self.corrupt(column, &e))
-    }
-
     /// The envelope, from the columns both stores share plus the event id and timestamp,
     /// which each store keeps in its own way (`stored` reads those).
     pub(crate) fn envelope(
@@ -100,7 +96,8 @@ where
             u32::try_from(schema_version).map_err(|e| self.corrupt("schema_version", &e))?;
         let payload = self.get::<String>("payload")?;
         let payload = Payload::from_json(payload).map_err(|e| self.corrupt("payload", &e))?;
-        let metadata = self.json::<Metadata>("metadata")?;
+        let metadata = self.get::<String>("metadata")?;
+        let metadata = Metadata::from_json(metadata).map_err(|e| self.corrupt("metadata", &e))?;
         Ok(EventEnvelope {
             event_id,
             stream: self.stream,
@@ -113,4 +110,21 @@ where
             metadata,
         })
     }
+}
+
+/// `read_all`'s rule for unreadable events: the events before the first unreadable one, or
+/// its error when it is the first (so a reader gets everything up to it, then the error
+/// naming its position on the next read).
+pub(crate) fn readable_prefix(
+    events: impl IntoIterator<Item = Result<EventEnvelope, StoreError>>,
+) -> Events {
+    let mut readable = Vec::new();
+    for event in events {
+        match event {
+            Ok(event) => readable.push(event),
+            Err(error) if readable.is_empty() => return Err(error),
+            Err(_) => break,
+        }
+    }
+    Ok(readable)
 }

@@ -14,7 +14,8 @@ use super::{
     PostgresSnapshotStore, listen, namespace_of, open_pool, store_telemetry, to_i64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::store::backend::{Append, Appended, Backend, Events, append_traced, readable_prefix};
+use crate::sql_row::readable_prefix;
+use crate::store::backend::{Append, Appended, Backend, Events, append_traced};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict,

@@ -14,10 +14,8 @@ use super::{
     detached, format_timestamp, migrate, open_pool, parse_timestamp, to_i64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql_row::StoredRow;
-use crate::store::backend::{
-    Append, Appended, Backend, Events, readable_prefix, serialize_metadata,
-};
+use crate::sql_row::{StoredRow, readable_prefix};
+use crate::store::backend::{Append, Appended, Backend, Events};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict,
@@ -302,7 +300,12 @@ impl SqliteEventStore {
         // Serialize before touching the database: a failure appends nothing.
         let metadata = events
             .iter()
-            .map(serialize_metadata)
+            .map(|event| {
+                serde_json::to_string(&event.metadata).map_err(|source| StoreError::Serialize {
+                    event_type: event.event_type.to_string(),
+                    source,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
 
         let _writer = self.shared.writer.lock().await;

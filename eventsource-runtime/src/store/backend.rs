@@ -138,15 +138,6 @@ impl<B: Backend> EventStore for B {
     }
 }
 
-/// An event's metadata as JSON text, as the stores keep it (its payload is JSON text
-/// already); a failure appends nothing.
-pub(crate) fn serialize_metadata(event: &NewEvent) -> Result<String, StoreError> {
-    serde_json::to_string(&event.metadata).map_err(|source| StoreError::Serialize {
-        event_type: event.event_type.to_string(),
-        source,
-    })
-}
-
 /// The stores' rule for stream ids: no NUL character in the aggregate type or id
 /// (PostgreSQL cannot hold one; every store refuses it alike, so that code tested on one
 /// store behaves the same on another).
@@ -165,21 +156,4 @@ pub(crate) fn check_stream(stream: &StreamId) -> Result<(), StoreError> {
         stream: stream.clone(),
         reason,
     })
-}
-
-/// `read_all`'s rule for unreadable events: the events before the first unreadable one, or
-/// its error when it is the first (so a reader gets everything up to it, then the error
-/// naming its position on the next read).
-pub(crate) fn readable_prefix(
-    events: impl IntoIterator<Item = Result<EventEnvelope, StoreError>>,
-) -> Events {
-    let mut readable = Vec::new();
-    for event in events {
-        match event {
-            Ok(event) => readable.push(event),
-            Err(error) if readable.is_empty() => return Err(error),
-            Err(_) => break,
-        }
-    }
-    Ok(readable)
 }

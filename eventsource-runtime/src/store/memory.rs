@@ -6,9 +6,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, readable_prefix, serialize_metadata};
+use super::backend::{Append, Appended, Backend, Events};
 use super::settings::telemetry_builders;
 use super::{AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
@@ -98,25 +99,18 @@ struct StoredRow {
     timestamp: DateTime<Utc>,
     /// The payload's JSON text, shared with the envelopes read back.
     payload: Payload,
-    /// The metadata's JSON, `None` for empty metadata (`{}`).
-    metadata: Option<Box<str>>,
+    /// The metadata's JSON object, `None` for empty metadata (`{}`).
+    metadata: Option<Arc<RawValue>>,
 }
 
 impl StoredRow {
-    fn envelope(&self, position: u64) -> Result<EventEnvelope, StoreError> {
-        let corrupt = |what: &str, e: serde_json::Error| StoreError::Corrupt {
-            stream: StreamId::clone(&self.stream),
-            version: self.version,
-            position,
-            reason: format!("{what}: {e}"),
-        };
-        let metadata = match &self.metadata {
-            None => Metadata::new(),
-            Some(json) => {
-                serde_json::from_str::<Metadata>(json).map_err(|e| corrupt("metadata", e))?
-            }
-        };
-        Ok(EventEnvelope {
+    /// The event as read back. Its payload and metadata are shared, not parsed: this store
+    /// wrote them itself, from a payload and metadata that serialized.
+    fn envelope(&self, position: u64) -> EventEnvelope {
+        let metadata = self.metadata.as_ref().map_or_else(Metadata::new, |json| {
+            Metadata::from_checked(Arc::clone(json))
+        });
+        EventEnvelope {
             event_id: self.event_id,
             stream: StreamId::clone(&self.stream),
             version: self.version,
@@ -126,7 +120,7 @@ impl StoredRow {
             timestamp: self.timestamp,
             payload: self.payload.clone(),
             metadata,
-        })
+        }
     }
 }
 
@@ -182,7 +176,7 @@ impl Backend for InMemoryEventStore {
         indices
             .iter()
             .skip(skip)
-            .map(|&i| log.rows[i].envelope(i as u64 + 1))
+            .map(|&i| Ok(log.rows[i].envelope(i as u64 + 1)))
             .collect()
     }
 
@@ -190,7 +184,7 @@ impl Backend for InMemoryEventStore {
         let log = self.read();
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
         let rows = log.rows.iter().enumerate().skip(start).take(limit);
-        readable_prefix(rows.map(|(i, row)| row.envelope(i as u64 + 1)))
+        Ok(rows.map(|(i, row)| row.envelope(i as u64 + 1)).collect())
     }
 
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
@@ -221,8 +215,15 @@ impl InMemoryEventStore {
         let serialized = events
             .iter()
             .map(|event| {
-                let metadata = serialize_metadata(event)?;
-                let metadata = (!event.metadata.is_empty()).then(|| metadata.into_boxed_str());
+                let metadata = if event.metadata.is_empty() {
+                    None
+                } else {
+                    let json = serde_json::value::to_raw_value(&event.metadata);
+                    Some(Arc::from(json.map_err(|source| StoreError::Serialize {
+                        event_type: event.event_type.to_string(),
+                        source,
+                    })?))
+                };
                 Ok((event.payload.clone(), metadata))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

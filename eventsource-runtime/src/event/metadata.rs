@@ -1,0 +1,298 @@
+//! [`Metadata`]: the string entries stored with each event.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Free-form string metadata stored with each event.
+///
+/// It carries the correlation and causation ids and the W3C trace context
+/// (`traceparent`, `tracestate`, `baggage`) written at append time, so that whoever reads
+/// the event later can link back to the command that produced it. Keys are kept sorted so
+/// the stored form is stable.
+///
+/// Read back from JSON, a value that is not a string (written by another tool, say) is kept
+/// as its JSON text instead of making the event unreadable: the number `7` reads as `"7"`,
+/// an object as its compact JSON.
+///
+/// ```
+/// use eventsource_runtime::event::Metadata;
+///
+/// let stored = r#"{"correlation_id": "c-1", "retries": 7, "origin": {"app": "legacy"}}"#;
+/// let metadata: Metadata = serde_json::from_str(stored).unwrap();
+/// assert_eq!(metadata.correlation_id(), Some("c-1"));
+/// assert_eq!(metadata.get("retries"), Some("7"));
+/// assert_eq!(metadata.get("origin"), Some(r#"{"app":"legacy"}"#));
+/// ```
+///
+/// Metadata read from a store keeps its JSON text and reads it into entries on first use:
+/// loading a stream does not pay for metadata nobody looks at.
+#[derive(Clone, Default)]
+pub struct Metadata {
+    /// The entries, once read (from `stored`, or given); sorted by key.
+    entries: OnceLock<BTreeMap<String, String>>,
+    /// The stored JSON object the entries are read from on first use, until one changes.
+    stored: Option<Arc<RawValue>>,
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read_entries(deserializer).map(Self::from_entries)
+    }
+}
+
+/// A JSON object's entries, a value that is not a string as its JSON text.
+fn read_entries<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    /// One value: a string as it is, anything else as its JSON text.
+    struct Text(String);
+
+    impl<'de> Deserialize<'de> for Text {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            Ok(Self(match serde_json::Value::deserialize(deserializer)? {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            }))
+        }
+    }
+
+    let entries = BTreeMap::<String, Text>::deserialize(deserializer)?;
+    Ok(entries.into_iter().map(|(k, Text(v))| (k, v)).collect())
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self.entries.get(), &self.stored) {
+            (None, Some(stored)) => stored.serialize(serializer),
+            _ => self.entries().serialize(serializer),
+        }
+    }
+}
+
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries() == other.entries()
+    }
+}
+
+impl Eq for Metadata {}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Metadata").field(self.entries()).finish()
+    }
+}
+
+impl Metadata {
+    /// Key of the correlation id: the id shared by everything one request caused.
+    pub const CORRELATION_ID: &'static str = "correlation_id";
+    /// Key of the causation id: the id of the message (command or event) that caused this one.
+    pub const CAUSATION_ID: &'static str = "causation_id";
+    /// Key of the id of the command that produced the event, stored by
+    /// [`CommandService::execute_once`](crate::command::CommandService::execute_once) (or
+    /// given in the metadata of
+    /// [`execute_with_metadata`](crate::command::CommandService::execute_with_metadata)),
+    /// so that a retry of the same command is recognised.
+    ///
+    /// ```
+    /// use eventsource_runtime::event::Metadata;
+    ///
+    /// let metadata = Metadata::new().with(Metadata::COMMAND_ID, "req-42");
+    /// assert_eq!(metadata.command_id(), Some("req-42"));
+    /// ```
+    pub const COMMAND_ID: &'static str = "command_id";
+    /// Key of the W3C `traceparent` of the span that appended the event.
+    pub const TRACEPARENT: &'static str = "traceparent";
+    /// Key of the W3C `tracestate` that travels with [`TRACEPARENT`](Self::TRACEPARENT).
+    pub const TRACESTATE: &'static str = "tracestate";
+    /// Key of the W3C `baggage` in force when the event was appended.
+    pub const BAGGAGE: &'static str = "baggage";
+
+    /// Empty metadata.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn from_entries(entries: BTreeMap<String, String>) -> Self {
+        Self {
+            entries: OnceLock::from(entries),
+            stored: None,
+        }
+    }
+
+    /// Metadata kept as JSON text (an object), as a store reads it back: checked now, read
+    /// into entries on first use. A store of your own can give its envelopes metadata this
+    /// way, so that loads do not pay for entries nobody reads.
+    ///
+    /// ```
+    /// use eventsource_runtime::event::Metadata;
+    ///
+    /// let metadata = Metadata::from_json(r#"{"correlation_id": "c-1"}"#)?;
+    /// assert_eq!(metadata.correlation_id(), Some("c-1"));
+    /// assert!(Metadata::from_json("[1, 2]").is_err());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When `json` is not JSON, or not an object.
+    pub fn from_json(json: impl Into<String>) -> Result<Self, serde_json::Error> {
+        let json = json.into();
+        let raw = RawValue::from_string(json)?;
+        if !raw.get().trim_start().starts_with('{') {
+            return Err(<serde_json::Error as serde::de::Error>::custom(
+                "metadata is not a JSON object",
+            ));
+        }
+        Ok(Self::from_checked(Arc::from(raw)))
+    }
+
+    /// Metadata from JSON text known to be an object (what this crate stored itself).
+    pub(crate) fn from_checked(stored: Arc<RawValue>) -> Self {
+        Self {
+            entries: OnceLock::new(),
+            stored: Some(stored),
+        }
+    }
+
+    /// The entries, read from the stored text on first use. That text is a JSON object
+    /// (checked when it was read from the store), so reading it cannot fail.
+    fn entries(&self) -> &BTreeMap<String, String> {
+        self.entries.get_or_init(|| match &self.stored {
+            Some(stored) => {
+                let mut json = serde_json::Deserializer::from_str(stored.get());
+                read_entries(&mut json).unwrap_or_default()
+            }
+            None => BTreeMap::new(),
+        })
+    }
+
+    /// The entries, to change: the stored text no longer says what they are.
+    fn take_entries(&mut self) -> BTreeMap<String, String> {
+        self.entries();
+        self.stored = None;
+        self.entries.take().unwrap_or_default()
+    }
+
+    /// The value stored under `key`.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries().get(key).map(String::as_str)
+    }
+
+    /// Stores `value` under `key`, returning the value it replaces.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
+        let mut entries = self.take_entries();
+        let replaced = entries.insert(key.into(), value.into());
+        self.entries = OnceLock::from(entries);
+        replaced
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let mut entries = self.take_entries();
+        let removed = entries.remove(key);
+        self.entries = OnceLock::from(entries);
+        removed
+    }
+
+    /// Builder form of [`insert`](Self::insert).
+    #[must_use]
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.insert(key, value);
+        self
+    }
+
+    /// The correlation id, if any.
+    #[must_use]
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.get(Self::CORRELATION_ID)
+    }
+
+    /// The causation id, if any.
+    #[must_use]
+    pub fn causation_id(&self) -> Option<&str> {
+        self.get(Self::CAUSATION_ID)
+    }
+
+    /// The stored W3C `traceparent`, if any.
+    #[must_use]
+    pub fn traceparent(&self) -> Option<&str> {
+        self.get(Self::TRACEPARENT)
+    }
+
+    /// All entries, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// All keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries().keys().map(String::as_str)
+    }
+
+    /// Whether there is no entry.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        match (self.entries.get(), &self.stored) {
+            (None, Some(stored)) => stored.get().trim() == "{}",
+            _ => self.entries().is_empty(),
+        }
+    }
+
+    /// The id of the command that produced the event, if it was run with one (see
+    /// [`COMMAND_ID`](Self::COMMAND_ID)).
+    #[must_use]
+    pub fn command_id(&self) -> Option<&str> {
+        self.get(Self::COMMAND_ID)
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
+    fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
+        Self::from_entries(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_metadata_is_read_on_first_use_and_changes_drop_the_stored_text() {
+        let stored = r#"{"b": "2", "a": 7, "c": {"x": [1]}}"#;
+        let mut metadata = Metadata::from_json(stored.to_owned()).unwrap();
+        assert!(metadata.entries.get().is_none(), "not read yet");
+        assert!(!metadata.is_empty());
+        assert_eq!(
+            serde_json::to_string(&metadata).unwrap(),
+            stored,
+            "kept as stored"
+        );
+        assert_eq!(metadata.get("a"), Some("7"));
+        assert_eq!(metadata.get("c"), Some(r#"{"x":[1]}"#));
+        assert_eq!(
+            metadata,
+            Metadata::from_iter([("a", "7"), ("b", "2"), ("c", r#"{"x":[1]}"#)])
+        );
+        metadata.insert("d", "4");
+        assert_eq!(metadata.remove("b").as_deref(), Some("2"));
+        assert_eq!(metadata.keys().collect::<Vec<_>>(), ["a", "c", "d"]);
+        assert_eq!(
+            serde_json::to_string(&metadata).unwrap(),
+            r#"{"a":"7","c":"{\"x\":[1]}","d":"4"}"#
+        );
+
+        assert!(Metadata::from_json(" {} ".to_owned()).unwrap().is_empty());
+        assert!(Metadata::from_json("[1]".to_owned()).is_err());
+        assert!(Metadata::from_json("{".to_owned()).is_err());
+    }
+}

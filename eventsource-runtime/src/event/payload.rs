@@ -1,0 +1,165 @@
+//! [`Payload`]: an event's JSON text.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// An event's (or a snapshot's) payload: its JSON text, always valid JSON.
+///
+/// A typed event is serialized straight into it and decoded straight out of it, and the stores
+/// keep the text as it is: one serialization on the way in, one parse on the way out, no
+/// `serde_json::Value` in between. Cloning shares the text.
+///
+/// ```
+/// use eventsource_runtime::event::Payload;
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+/// struct Deposited { amount: u64 }
+///
+/// let payload = Payload::from_serialize(&Deposited { amount: 12 })?;
+/// assert_eq!(payload.as_str(), r#"{"amount":12}"#);
+/// assert_eq!(payload.decode::<Deposited>()?, Deposited { amount: 12 });
+/// assert_eq!(payload.to_value()["amount"], 12);
+///
+/// // From a `serde_json::Value`, or from text (checked).
+/// assert_eq!(Payload::from(serde_json::json!({ "amount": 12 })), payload);
+/// assert!(Payload::from_json("{\"amount\": 12").is_err());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+///
+/// Two payloads are equal when they hold the same JSON value: a database may give back the
+/// text with other spacing or key order (PostgreSQL's `jsonb` does).
+#[derive(Clone)]
+pub struct Payload(Arc<RawValue>);
+
+impl Payload {
+    /// Serializes `value`.
+    ///
+    /// # Errors
+    /// When `value` cannot be represented as JSON (a map with non-string keys, say).
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(|raw| Self(Arc::from(raw)))
+    }
+
+    /// Takes JSON text, checking that it is JSON.
+    ///
+    /// # Errors
+    /// When `json` is not valid JSON.
+    pub fn from_json(json: impl Into<String>) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(json.into()).map(|raw| Self(Arc::from(raw)))
+    }
+
+    /// The JSON text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Deserializes the payload into `T`.
+    ///
+    /// # Errors
+    /// When the payload does not fit `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The payload as a `serde_json::Value`, for code that walks it.
+    #[must_use]
+    pub fn to_value(&self) -> serde_json::Value {
+        // Valid JSON always parses into a `Value`.
+        self.decode().unwrap_or_default()
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(value: serde_json::Value) -> Self {
+        Self::from(&value)
+    }
+}
+
+impl From<&serde_json::Value> for Payload {
+    fn from(value: &serde_json::Value) -> Self {
+        // A `Value` always serializes (its keys are strings); `null` is never reached.
+        Self(Arc::from(
+            serde_json::value::to_raw_value(value).unwrap_or_default(),
+        ))
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str() || self.to_value() == other.to_value()
+    }
+}
+
+impl PartialEq<serde_json::Value> for Payload {
+    fn eq(&self, other: &serde_json::Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+impl PartialEq<Payload> for serde_json::Value {
+    fn eq(&self, other: &Payload) -> bool {
+        *self == other.to_value()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(|raw| Self(Arc::from(raw)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_compare_as_json_values_and_travel_as_raw_json() {
+        let compact = Payload::from_json(r#"{"a":1,"b":[true,null]}"#).unwrap();
+        let spaced = Payload::from_json("{\"b\": [true, null],\n \"a\": 1}").unwrap();
+        assert_eq!(compact, spaced);
+        assert_ne!(
+            compact,
+            Payload::from(serde_json::json!({ "a": 2, "b": [true, null] }))
+        );
+        assert_eq!(spaced, serde_json::json!({ "a": 1, "b": [true, null] }));
+
+        // Inside another document it is the JSON itself, not a string holding it.
+        #[derive(Serialize, Deserialize)]
+        struct Wrapper {
+            payload: Payload,
+        }
+        let text = serde_json::to_string(&Wrapper {
+            payload: compact.clone(),
+        })
+        .unwrap();
+        assert_eq!(text, r#"{"payload":{"a":1,"b":[true,null]}}"#);
+        let back: Wrapper = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.payload.as_str(), compact.as_str());
+
+        assert!(Payload::from_json("{").is_err());
+        assert!(Payload::from_serialize(&std::collections::HashMap::from([((1, 2), 3)])).is_err());
+    }
+}

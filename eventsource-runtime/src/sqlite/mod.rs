@@ -212,10 +212,26 @@ pub(crate) async fn open_pool(target: &str) -> Result<SqlitePool, StoreError> {
             .connect_with(options)
             .await
     } else {
-        SqlitePoolOptions::new()
-            .max_connections(FILE_POOL_SIZE)
-            .connect_with(options.journal_mode(SqliteJournalMode::Wal))
-            .await
+        // Switching a fresh file to WAL takes an exclusive lock, and SQLite answers "database
+        // is locked" at once (no busy handler) to a connection that meets another one doing
+        // it: try again, within the busy timeout.
+        let options = options.journal_mode(SqliteJournalMode::Wal);
+        let deadline = tokio::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            let pool = SqlitePoolOptions::new()
+                .max_connections(FILE_POOL_SIZE)
+                .connect_with(options.clone())
+                .await;
+            match pool {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("5")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                pool => break pool,
+            }
+        }
     };
     pool.map_err(unavailable)
 }

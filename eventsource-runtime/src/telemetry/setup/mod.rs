@@ -64,7 +64,7 @@ const SCOPE: &str = "eventsource";
 /// |---|---|
 /// | (none) | each finished trace printed as a tree on stderr |
 /// | `OTEL_EXPORTER_OTLP_ENDPOINT` (or `_TRACES_` / `_METRICS_ENDPOINT`) | OTLP export of spans and metrics instead (for HTTP, `/v1/traces` and `/v1/metrics` are appended to the generic endpoint only) |
-/// | `OTEL_EXPORTER_OTLP_PROTOCOL` (or `_TRACES_` / `_METRICS_PROTOCOL`) | `http/protobuf` (default), `http/json`, or `grpc` (with the `otlp-grpc` feature; without it, one warning line and that signal is not exported) |
+/// | `OTEL_EXPORTER_OTLP_PROTOCOL` (or `_TRACES_` / `_METRICS_PROTOCOL`) | `http/protobuf` (default), `http/json` (with the `otlp-json` feature; without it, one warning line and `http/protobuf` to the same endpoint), or `grpc` (with the `otlp-grpc` feature; without it, one warning line and that signal is not exported) |
 /// | `OTEL_TRACES_EXPORTER` | `otlp`, `console`, both (`otlp,console`) or `none` (no span export, no console) |
 /// | `OTEL_METRICS_EXPORTER` | `otlp` or `none` |
 /// | `OTEL_SDK_DISABLED=true` | no span or metric export (log lines stay) |

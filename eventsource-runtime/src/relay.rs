@@ -104,7 +104,7 @@ impl Projection for Forward {
     }
 
     async fn handle_batch(&mut self, events: &[EventEnvelope]) -> Result<(), BatchFailure> {
-        match self.bus.publish_stored(events).await {
+        match (*self.bus).publish_stored(events).await {
             Ok(_) => Ok(()),
             Err(failure) => {
                 let handled = failure.published.message_ids.len();

@@ -155,6 +155,12 @@ impl<A: Aggregate> Repository<A> {
         }
     }
 
+    /// The store, called directly: through the `Arc`'s own `EventStore` impl every call
+    /// would box its future twice.
+    fn dyn_store(&self) -> &dyn EventStore {
+        &*self.store
+    }
+
     /// Takes snapshots into `store` and loads from them.
     ///
     /// - **Taking**: after a [`save`](Self::save) that brings the stream across a multiple
@@ -443,7 +449,7 @@ impl<A: Aggregate> Repository<A> {
             (Some(_), Some(every)) => (restored + 1).saturating_sub(every).max(1),
             _ => restored + 1,
         };
-        let stored = self.store.load(root.stream(), from).await?;
+        let stored = self.dyn_store().load(root.stream(), from).await?;
         let newer = || stored.iter().filter(|e| e.version > restored);
         let replayed = newer().count();
         let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
@@ -459,7 +465,7 @@ impl<A: Aggregate> Repository<A> {
             // event read on, the command may have appended earlier ones (rarely: a batch
             // larger than the snapshot interval).
             if from > 1 && command_events.first().is_some_and(|e| e.version == from) {
-                let earlier = self.store.load(root.stream(), 1).await?;
+                let earlier = self.dyn_store().load(root.stream(), 1).await?;
                 let earlier = earlier.into_iter().filter(|e| e.version < from);
                 command_events.splice(0..0, earlier.filter(carries));
             }
@@ -478,7 +484,7 @@ impl<A: Aggregate> Repository<A> {
     /// The store's errors.
     pub async fn exists(&self, id: impl Into<String>) -> Result<bool, RepositoryError> {
         let stream = Self::stream(id);
-        let check = async { Ok(self.store.stream_version(&stream).await? > 0) };
+        let check = async { Ok(self.dyn_store().stream_version(&stream).await? > 0) };
         instrument::exists(&self.telemetry, &stream, check).await
     }
 
@@ -532,7 +538,7 @@ impl<A: Aggregate> Repository<A> {
             root.uncommitted().len(),
         );
         let appended = span
-            .run(self.store.append(root.stream(), expected, events))
+            .run(self.dyn_store().append(root.stream(), expected, events))
             .await;
         instrument::appended(&span, &appended);
         let appended = appended?;

@@ -46,7 +46,7 @@ pub(super) enum SnapshotRead<A> {
 impl<A: Aggregate> Snapshots<A> {
     /// The newest snapshot of `stream`, decoded; trouble is warned about and reads as none.
     pub(super) async fn read(&self, stream: &StreamId) -> SnapshotRead<A> {
-        match self.store.get(stream).await {
+        match (*self.store).get(stream).await {
             Ok(None) => SnapshotRead::None,
             Ok(Some(snapshot)) => match (self.decode)(&snapshot.state) {
                 Ok(state) => SnapshotRead::Found {
@@ -92,7 +92,7 @@ impl<A: Aggregate> Snapshots<A> {
             state,
             taken_at: chrono::Utc::now(),
         };
-        if let Err(error) = self.store.save(snapshot).await {
+        if let Err(error) = (*self.store).save(snapshot).await {
             log_warn!(
                 stream = %root.stream(),
                 error = %Chain(&error),

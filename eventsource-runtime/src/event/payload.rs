@@ -32,6 +32,10 @@ use serde_json::value::RawValue;
 ///
 /// Two payloads are equal when they hold the same JSON value: a database may give back the
 /// text with other spacing or key order (PostgreSQL's `jsonb` does).
+///
+/// Serialized, a payload is its JSON itself (not a string holding it). It deserializes from
+/// JSON text (`serde_json::from_str`, `from_slice`, `from_reader`), as `RawValue` does; not
+/// from a `serde_json::Value` (use `Payload::from` there).
 #[derive(Clone)]
 pub struct Payload(Arc<RawValue>);
 

@@ -33,9 +33,9 @@ use serde_json::value::RawValue;
 /// Two payloads are equal when they hold the same JSON value: a database may give back the
 /// text with other spacing or key order (PostgreSQL's `jsonb` does).
 ///
-/// Serialized, a payload is its JSON itself (not a string holding it). It deserializes from
-/// JSON text (`serde_json::from_str`, `from_slice`, `from_reader`), as `RawValue` does; not
-/// from a `serde_json::Value` (use `Payload::from` there).
+/// Serialized, a payload is its JSON itself (not a string holding it). It deserializes
+/// through serde_json, from text or from a `serde_json::Value`, as `RawValue` does; formats
+/// other than JSON have no raw JSON to give it.
 #[derive(Clone)]
 pub struct Payload(Arc<RawValue>);
 
@@ -162,6 +162,10 @@ mod tests {
         assert_eq!(text, r#"{"payload":{"a":1,"b":[true,null]}}"#);
         let back: Wrapper = serde_json::from_str(&text).unwrap();
         assert_eq!(back.payload.as_str(), compact.as_str());
+
+        let from_value: Wrapper =
+            serde_json::from_value(serde_json::json!({ "payload": { "a": 1 } })).unwrap();
+        assert_eq!(from_value.payload.as_str(), r#"{"a":1}"#);
 
         assert!(Payload::from_json("{").is_err());
         assert!(Payload::from_serialize(&std::collections::HashMap::from([((1, 2), 3)])).is_err());

@@ -9,6 +9,7 @@
 //! - `logs`: the log lines (their filter and format) and the spans' filter;
 //! - `layer`: eventsource's `tracing` layer ([`OtelLayer`]), also for custom subscribers;
 //! - `console`: finished traces printed as trees ([`ConsoleExporter`]);
+//! - `guard`: the guard [`init`] returns, and the bounded shutdown it runs when dropped;
 //! - `export` (with the `otlp` feature): the OTLP exporters and the runtime they run on.
 
 use std::fmt;
@@ -19,7 +20,6 @@ use std::time::{Duration, Instant};
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
@@ -31,16 +31,19 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use console::SharedWriter;
+use guard::Installed;
 use health::{ExportHealth, SpanCounter};
 use logs::{LineFormat, log_filter, span_filter};
 use settings::{Options, Settings};
 
 pub use console::ConsoleExporter;
+pub use guard::TelemetryGuard;
 pub use layer::{OtelLayer, layer};
 
 mod console;
 #[cfg(feature = "otlp")]
 mod export;
+mod guard;
 mod health;
 mod layer;
 mod logs;
@@ -319,151 +322,6 @@ pub enum InitError {
     #[cfg(feature = "otlp")]
     #[error("the runtime of the gRPC exporters cannot be started")]
     Runtime(#[source] std::io::Error),
-}
-
-/// Keeps telemetry running; dropping it flushes what is buffered (console traces, OTLP
-/// batches, metrics) and shuts the providers down.
-///
-/// ```
-/// let guard = eventsource_runtime::telemetry::Telemetry::builder()
-///     .writer(std::io::sink())
-///     .init();
-/// tracing::info_span!("work").in_scope(|| {});
-/// guard.force_flush();
-/// drop(guard); // shut down
-/// ```
-#[must_use = "telemetry is shut down when the guard is dropped"]
-pub struct TelemetryGuard {
-    inner: Option<Installed>,
-}
-
-struct Installed {
-    tracer_provider: SdkTracerProvider,
-    meter_provider: Option<SdkMeterProvider>,
-    console: Option<ConsoleExporter>,
-    health: Arc<ExportHealth>,
-    shutdown_timeout: Duration,
-    installed_at: Instant,
-    #[cfg(feature = "otlp")]
-    _runtime: Option<export::ExportRuntime>,
-}
-
-impl fmt::Debug for TelemetryGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("TelemetryGuard");
-        s.field("active", &self.inner.is_some());
-        if let Some(inner) = &self.inner {
-            s.field("console", &inner.console.is_some())
-                .field("metrics", &inner.meter_provider.is_some());
-        }
-        s.finish()
-    }
-}
-
-impl TelemetryGuard {
-    /// Whether telemetry was set up (`false` for the guard [`init`] returns after a
-    /// failure).
-    ///
-    /// ```
-    /// let guard = eventsource_runtime::telemetry::Telemetry::builder()
-    ///     .writer(std::io::sink())
-    ///     .init();
-    /// println!("telemetry on: {}", guard.is_active());
-    /// ```
-    #[must_use]
-    pub fn is_active(&self) -> bool {
-        self.inner.is_some()
-    }
-
-    /// Exports what is buffered now: OTLP batches, metrics, and the console traces whose
-    /// root has not ended yet (printed as incomplete).
-    ///
-    /// ```
-    /// let guard = eventsource_runtime::telemetry::Telemetry::builder()
-    ///     .writer(std::io::sink())
-    ///     .init();
-    /// guard.force_flush();
-    /// ```
-    pub fn force_flush(&self) {
-        let Some(inner) = &self.inner else { return };
-        let _ = inner.tracer_provider.force_flush();
-        if let Some(console) = &inner.console {
-            let _ = opentelemetry_sdk::trace::SpanExporter::force_flush(console);
-        }
-        if let Some(meters) = &inner.meter_provider {
-            let _ = meters.force_flush();
-        }
-    }
-}
-
-impl Drop for TelemetryGuard {
-    fn drop(&mut self) {
-        if let Some(inner) = self.inner.take() {
-            inner.shutdown();
-        }
-    }
-}
-
-/// A guard dropped this soon after `init`, before any span ended, was most likely never
-/// kept (`let _ = telemetry::init();`).
-const DROPPED_AT_ONCE: Duration = Duration::from_secs(1);
-
-impl Installed {
-    fn shutdown(self) {
-        let health = Arc::clone(&self.health);
-        if health.spans_ended() == 0 && self.installed_at.elapsed() < DROPPED_AT_ONCE {
-            health.line(
-                "the telemetry guard was dropped right after init, before any span ended, so \
-                 telemetry is off from here on: `let _ = telemetry::init();` drops it at once; \
-                 keep it for the life of the program (`let _telemetry = telemetry::init();`)",
-            );
-        }
-        // The batch processor and the periodic reader export from their own threads and
-        // the gRPC transport runs on its own runtime, so this is safe on any thread, async
-        // or not. It runs on a thread of its own, waited for at most `shutdown_timeout`: a
-        // collector that never answers must not hold the program's exit. The export runtime
-        // goes last (`shutdown_background`, never a blocking drop).
-        let timeout = self.shutdown_timeout;
-        let deadline = Instant::now() + timeout;
-        let (done, finished) = std::sync::mpsc::channel();
-        let mut waiting = 0;
-        // Each shutdown reports whether it ran out of time itself.
-        let mut spawn = |name: &str, shutdown: Box<dyn FnOnce() -> bool + Send>| {
-            let done = done.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("eventsource-{name}-shutdown"))
-                .spawn(move || {
-                    let _ = done.send(shutdown());
-                });
-            // No thread to spare: nothing waited for there.
-            waiting += usize::from(spawned.is_ok());
-        };
-        // Spans and metrics shut down side by side, each within the same limit.
-        let tracer_provider = self.tracer_provider;
-        let ran_out = |result: OTelSdkResult| matches!(result, Err(OTelSdkError::Timeout(_)));
-        spawn(
-            "traces",
-            Box::new(move || ran_out(tracer_provider.shutdown_with_timeout(timeout))),
-        );
-        if let Some(meters) = self.meter_provider {
-            spawn(
-                "metrics",
-                Box::new(move || ran_out(meters.shutdown_with_timeout(timeout))),
-            );
-        }
-        let mut timed_out = None;
-        for _ in 0..waiting {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match finished.recv_timeout(left) {
-                Ok(false) => {}
-                Ok(true) | Err(_) => {
-                    timed_out = Some(timeout);
-                    break;
-                }
-            }
-        }
-        health.at_shutdown(timed_out);
-    }
 }
 
 // ---- installation ---------------------------------------------------------------------------

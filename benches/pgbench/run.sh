@@ -13,8 +13,19 @@ cd "$(dirname "$0")/../.."
 seconds="${1:-10}"
 dir=benches/pgbench
 
+# pgbench's table: the events table of the store's own schema (same columns, key and unique
+# constraint), in a schema of its own, and a sequence for the versions each append takes.
+pgbench_table() {
+    {
+        echo "DROP SCHEMA IF EXISTS pgbench_events CASCADE; CREATE SCHEMA pgbench_events;"
+        sed -n '/^CREATE TABLE IF NOT EXISTS __schema__.events (/,/^);/p' \
+            eventsource-runtime/src/postgres/schema.sql | sed 's/__schema__/pgbench_events/g'
+        echo "CREATE SEQUENCE pgbench_events.versions;"
+    } | psql -q -v ON_ERROR_STOP=1 "$DATABASE_URL" >/dev/null 2>&1
+}
+
 pgbench_rate() { # script, events per transaction -> events/s
-    psql -q "$DATABASE_URL" -f "$dir/schema.sql" >/dev/null 2>&1
+    pgbench_table
     local tps
     tps=$(pgbench -n -c 1 -T "$seconds" -f "$dir/$1" "$DATABASE_URL" 2>/dev/null \
         | sed -n 's/^tps = \([0-9.]*\).*/\1/p')

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::event::{EventEnvelope, NewEvent, Payload, StreamId};
 use crate::sql_row::StoredRow;
 use crate::store::StoreError;
-use crate::store::backend::check_stream;
+use crate::store::backend::{check_stream, metadata_json};
 
 /// A timestamp as stored: whole microseconds (what `timestamptz` holds) and the
 /// nanoseconds below them.
@@ -74,10 +74,6 @@ impl Batch {
         check_stream(stream)?;
         for event in events {
             let event_type = event.event_type.as_ref();
-            let err = |source| StoreError::Serialize {
-                event_type: event_type.to_owned(),
-                source,
-            };
             if event_type.contains('\0') {
                 return Err(unstorable(event_type, "the event type"));
             }
@@ -98,9 +94,10 @@ impl Batch {
             batch.recorded_at.push(micros);
             batch.nanos.push(nanos);
             batch.payloads.push(event.payload.as_str().to_owned());
+            let metadata = metadata_json(event)?;
             batch
                 .metadata
-                .push(serde_json::to_string(&event.metadata).map_err(err)?);
+                .push(String::from(Box::<str>::from(metadata)));
         }
         Ok(batch)
     }

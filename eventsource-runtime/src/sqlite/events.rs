@@ -15,7 +15,7 @@ use super::{
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql_row::{StoredRow, readable_prefix};
-use crate::store::backend::{Append, Appended, Backend, Events};
+use crate::store::backend::{Append, Appended, Backend, Events, metadata_json};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict,
@@ -300,12 +300,7 @@ impl SqliteEventStore {
         // Serialize before touching the database: a failure appends nothing.
         let metadata = events
             .iter()
-            .map(|event| {
-                serde_json::to_string(&event.metadata).map_err(|source| StoreError::Serialize {
-                    event_type: event.event_type.to_string(),
-                    source,
-                })
-            })
+            .map(|event| metadata_json(event).map(|json| String::from(Box::<str>::from(json))))
             .collect::<Result<Vec<_>, _>>()?;
 
         let _writer = self.shared.writer.lock().await;

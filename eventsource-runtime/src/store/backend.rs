@@ -3,6 +3,7 @@
 //! them, around those operations, with the contract's spans ([`instrument`]).
 
 use async_trait::async_trait;
+use serde_json::value::RawValue;
 
 use super::instrument::{self, Operation};
 use super::{AppendResult, AppendSignal, EventStore, ExpectedVersion, StoreError, StoreTelemetry};
@@ -136,6 +137,14 @@ impl<B: Backend> EventStore for B {
     fn appended_signal(&self) -> Option<AppendSignal> {
         self.signal()
     }
+}
+
+/// An event's metadata as the stores keep it, its JSON object; a failure appends nothing.
+pub(crate) fn metadata_json(event: &NewEvent) -> Result<Box<RawValue>, StoreError> {
+    serde_json::value::to_raw_value(&event.metadata).map_err(|source| StoreError::Serialize {
+        event_type: event.event_type.to_string(),
+        source,
+    })
 }
 
 /// The stores' rule for stream ids: no NUL character in the aggregate type or id

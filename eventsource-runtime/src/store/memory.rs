@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events};
+use super::backend::{Append, Appended, Backend, Events, metadata_json};
 use super::settings::telemetry_builders;
 use super::{AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
@@ -218,11 +218,7 @@ impl InMemoryEventStore {
                 let metadata = if event.metadata.is_empty() {
                     None
                 } else {
-                    let json = serde_json::value::to_raw_value(&event.metadata);
-                    Some(Arc::from(json.map_err(|source| StoreError::Serialize {
-                        event_type: event.event_type.to_string(),
-                        source,
-                    })?))
+                    Some(Arc::from(metadata_json(event)?))
                 };
                 Ok((event.payload.clone(), metadata))
             })

@@ -239,7 +239,13 @@ impl Metadata {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         match (self.entries.get(), &self.stored) {
-            (None, Some(stored)) => stored.get().trim() == "{}",
+            // A stored object is empty when nothing but blanks stands between its braces.
+            (None, Some(stored)) => stored
+                .get()
+                .trim()
+                .strip_prefix('{')
+                .and_then(|inner| inner.strip_suffix('}'))
+                .is_some_and(|inner| inner.trim().is_empty()),
             _ => self.entries().is_empty(),
         }
     }
@@ -292,6 +298,12 @@ mod tests {
         );
 
         assert!(Metadata::from_json(" {} ".to_owned()).unwrap().is_empty());
+        assert!(Metadata::from_json("{ \n }".to_owned()).unwrap().is_empty());
+        assert!(
+            !Metadata::from_json(r#"{"a":"{}"}"#.to_owned())
+                .unwrap()
+                .is_empty()
+        );
         assert!(Metadata::from_json("[1]".to_owned()).is_err());
         assert!(Metadata::from_json("{".to_owned()).is_err());
     }

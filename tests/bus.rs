@@ -71,7 +71,7 @@ impl Recorder {
             .lock()
             .unwrap()
             .iter()
-            .map(|e| e.event_type.clone())
+            .map(|e| e.event_type.to_string())
             .collect()
     }
 }

@@ -39,10 +39,7 @@ async fn commands_store_events_and_feed_projections() {
     // The events really are in the store, in order.
     let stored = store.read_all(0, 10).await.unwrap();
     assert_eq!(
-        stored
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
+        stored.iter().map(|e| &*e.event_type).collect::<Vec<_>>(),
         ["OrderPlaced", "OrderShipped"]
     );
 }
@@ -127,7 +124,7 @@ async fn projections_only_receive_the_types_they_handle() {
             event_type == <domain::OrderCancelled as EventType>::EVENT_TYPE
         }
         async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
-            self.seen.push(event.event_type.clone());
+            self.seen.push(event.event_type.to_string());
             Ok(())
         }
     }

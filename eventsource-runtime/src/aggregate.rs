@@ -161,6 +161,20 @@ impl<A: Aggregate> AggregateRoot<A> {
         self.uncommitted.push(event);
     }
 
+    /// Records a decision's events, in order, as [`record`](Self::record) does one by one;
+    /// the decision's list becomes the uncommitted list when that is empty (no copy).
+    pub(crate) fn record_decided(&mut self, events: Vec<A::Event>) {
+        for event in &events {
+            self.state.apply_event(event);
+        }
+        self.version += events.len() as u64;
+        if self.uncommitted.is_empty() {
+            self.uncommitted = events;
+        } else {
+            self.uncommitted.extend(events);
+        }
+    }
+
     /// Applies an event read back from the store, checking that it is the next one.
     ///
     /// # Errors

@@ -103,7 +103,7 @@ where
             stream: self.stream,
             version,
             position,
-            event_type,
+            event_type: event_type.into(),
             schema_version,
             timestamp,
             payload,

@@ -230,7 +230,7 @@ impl Dispatcher {
                     failures.push(HandlerFailure {
                         handler: name.to_owned(),
                         message_id: message.message_id,
-                        event_type: message.event.event_type.clone(),
+                        event_type: message.event.event_type.to_string(),
                         error,
                     });
                 }

@@ -102,7 +102,7 @@ pub fn start_publish(telemetry: &BusTelemetry, message: &mut BusMessage) -> Publ
             span,
             system: telemetry.system,
             destination: std::sync::Arc::clone(&message.destination),
-            event_type: message.event.event_type.clone(),
+            event_type: message.event.event_type.to_string(),
         }),
     }
 }

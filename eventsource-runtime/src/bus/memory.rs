@@ -258,7 +258,7 @@ impl EventBus for InMemoryEventBus {
             log_warn!(
                 handler = letter.handler.as_str(),
                 message_id = %letter.message.message_id,
-                event_type = letter.message.event.event_type.as_str(),
+                event_type = letter.message.event.event_type.as_ref(),
                 attempts = letter.attempts,
                 error = letter.error.as_str(),
                 "message dead-lettered: the handler failed on every delivery"

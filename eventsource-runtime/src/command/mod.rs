@@ -464,9 +464,7 @@ impl<A: Aggregate> CommandService<A> {
     {
         let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
         command.decided(&decided);
-        for event in decided {
-            aggregate.record(event);
-        }
+        aggregate.record_decided(decided);
         let events = self
             .repository
             .save_with_metadata(&mut aggregate, metadata)

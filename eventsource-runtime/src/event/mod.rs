@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -87,10 +88,13 @@ pub enum DecodeError {
 /// Identifies one aggregate's stream: its type and its id.
 ///
 /// Versions are counted per stream, so `Order`/`42` and `Invoice`/`42` never conflict.
+///
+/// Cheap to clone: the id is shared (every envelope of a stream carries its stream id), and an
+/// aggregate type given as a `&'static str` is not copied.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StreamId {
     aggregate_type: Cow<'static, str>,
-    aggregate_id: String,
+    aggregate_id: Arc<str>,
 }
 
 impl StreamId {
@@ -101,7 +105,7 @@ impl StreamId {
     ) -> Self {
         Self {
             aggregate_type: aggregate_type.into(),
-            aggregate_id: aggregate_id.into(),
+            aggregate_id: Arc::from(aggregate_id.into()),
         }
     }
 
@@ -201,8 +205,9 @@ pub struct EventEnvelope {
     pub version: u64,
     /// Position in the store's global order: increasing, starting at 1.
     pub position: u64,
-    /// The stable event type name.
-    pub event_type: String,
+    /// The stable event type name: borrowed from the event type's own `&'static str` when
+    /// the envelope comes from this process's save, so delivering it copies no name.
+    pub event_type: Cow<'static, str>,
     /// The payload's schema version.
     pub schema_version: u32,
     /// When the event was recorded (UTC).
@@ -243,7 +248,7 @@ impl EventEnvelope {
             self.payload
                 .decode::<T>()
                 .map_err(|source| DecodeError::Payload {
-                    event_type: self.event_type.clone(),
+                    event_type: self.event_type.to_string(),
                     source,
                 })
         })

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{PgExecutor, Row};
 
@@ -380,7 +379,7 @@ impl PostgresEventStore {
                 stream: stream.clone(),
                 version: actual + offset as u64 + 1,
                 position: u64::try_from(position).unwrap_or(0),
-                event_type: event.event_type.into_owned(),
+                event_type: event.event_type,
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
                 payload: event.payload,
@@ -399,7 +398,6 @@ impl PostgresEventStore {
     }
 }
 
-#[async_trait]
 impl Backend for PostgresEventStore {
     fn telemetry(&self) -> &StoreTelemetry {
         &self.telemetry

@@ -165,7 +165,9 @@ pub struct DeliveryFailure {
 /// Cheap to clone; clones share the registrations.
 #[derive(Clone, Default)]
 pub struct ProjectionRegistry {
-    projections: Arc<RwLock<Vec<DynProjection>>>,
+    /// Replaced, not changed, by a registration: a delivery takes the current list by
+    /// reference count instead of copying it.
+    projections: Arc<RwLock<Arc<[DynProjection]>>>,
 }
 
 impl std::fmt::Debug for ProjectionRegistry {
@@ -192,10 +194,12 @@ impl ProjectionRegistry {
 
     /// Registers a projection that is already shared.
     pub fn register_shared(&self, projection: DynProjection) {
-        self.projections
+        let mut projections = self
+            .projections
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(projection);
+            .unwrap_or_else(PoisonError::into_inner);
+        let registered = projections.iter().cloned().chain([projection]).collect();
+        *projections = registered;
     }
 
     /// How many projections are registered.
@@ -210,14 +214,14 @@ impl ProjectionRegistry {
         self.read().is_empty()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<DynProjection>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Arc<[DynProjection]>> {
         self.projections
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn snapshot(&self) -> Vec<DynProjection> {
-        self.read().clone()
+    fn snapshot(&self) -> Arc<[DynProjection]> {
+        Arc::clone(&self.read())
     }
 
     /// Delivers `events`, in order, to every projection that handles their type.
@@ -226,7 +230,7 @@ impl ProjectionRegistry {
     /// following ones (each event is independent for it to retry or skip).
     pub async fn deliver(&self, events: &[EventEnvelope]) -> Vec<DeliveryFailure> {
         let mut failures = Vec::new();
-        for projection in self.snapshot() {
+        for projection in self.snapshot().iter() {
             let mut projection = projection.lock().await;
             for event in events {
                 if !projection.handles(&event.event_type) {

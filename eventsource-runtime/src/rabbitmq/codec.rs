@@ -156,7 +156,7 @@ pub(super) fn properties(
             AMQPValue::FieldArray(FieldArray::from(names)),
         );
     }
-    let event_type = short(message, "the event type", event.event_type.clone())?;
+    let event_type = short(message, "the event type", event.event_type.to_string())?;
     Ok(BasicProperties::default()
         .with_content_type(CONTENT_TYPE.into())
         .with_delivery_mode(2)
@@ -179,7 +179,7 @@ pub(super) fn event(body: &[u8]) -> Result<EventEnvelope, Undecodable> {
         stream: incoming.stream,
         version: incoming.version,
         position: incoming.position,
-        event_type: incoming.event_type,
+        event_type: incoming.event_type.into(),
         schema_version: incoming.schema_version,
         timestamp: incoming.timestamp,
         payload: incoming.payload,

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, watch};
@@ -241,7 +240,6 @@ async fn version_of(pool: SqlitePool, stream: StreamId) -> Result<u64, StoreErro
     Ok(u64::try_from(version).unwrap_or(0))
 }
 
-#[async_trait]
 impl Backend for SqliteEventStore {
     fn telemetry(&self) -> &StoreTelemetry {
         &self.telemetry
@@ -349,7 +347,7 @@ impl SqliteEventStore {
                 stream: stream.clone(),
                 version,
                 position,
-                event_type: event.event_type.into_owned(),
+                event_type: event.event_type,
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
                 payload: event.payload,

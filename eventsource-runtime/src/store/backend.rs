@@ -23,7 +23,9 @@ pub(crate) struct Append<'a> {
 
 /// An event store of this crate, below its telemetry: the semantics of [`EventStore`],
 /// without spans.
-#[async_trait]
+///
+/// Its futures are returned as they are (implemented with `async fn`), not boxed: only
+/// [`EventStore`] is used as a trait object, so a call pays one boxed future, not two.
 pub(crate) trait Backend: Send + Sync + 'static {
     /// The store's telemetry settings.
     fn telemetry(&self) -> &StoreTelemetry;
@@ -35,16 +37,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
 
     /// Appends, as [`EventStore::append`].
-    async fn append_events(&self, append: Append<'_>) -> Appended;
+    fn append_events(&self, append: Append<'_>) -> impl Future<Output = Appended> + Send;
 
     /// Reads one stream, as [`EventStore::load`].
-    async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events;
+    fn load_events(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> impl Future<Output = Events> + Send;
 
     /// Reads all streams, as [`EventStore::read_all`].
-    async fn read_events(&self, from_position: u64, limit: usize) -> Events;
+    fn read_events(&self, from_position: u64, limit: usize) -> impl Future<Output = Events> + Send;
 
     /// The stream's version, as [`EventStore::stream_version`].
-    async fn version(&self, stream: &StreamId) -> Result<u64, StoreError>;
+    fn version(&self, stream: &StreamId) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// As [`EventStore::appended_signal`].
     fn signal(&self) -> Option<AppendSignal>;

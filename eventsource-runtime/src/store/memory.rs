@@ -4,7 +4,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -82,9 +81,8 @@ struct Log {
     streams: HashMap<StreamId, Stream, foldhash::fast::RandomState>,
 }
 
-/// One stream: its id, shared by its rows, and its events' indices into [`Log::rows`].
+/// One stream: its events' indices into [`Log::rows`].
 struct Stream {
-    id: Arc<StreamId>,
     rows: Vec<usize>,
 }
 
@@ -92,7 +90,7 @@ struct Stream {
 /// or type would repeat is shared: the stream id, a static event type name, empty metadata.
 struct StoredRow {
     event_id: Uuid,
-    stream: Arc<StreamId>,
+    stream: StreamId,
     version: u64,
     event_type: Cow<'static, str>,
     schema_version: u32,
@@ -112,10 +110,10 @@ impl StoredRow {
         });
         EventEnvelope {
             event_id: self.event_id,
-            stream: StreamId::clone(&self.stream),
+            stream: self.stream.clone(),
             version: self.version,
             position,
-            event_type: self.event_type.to_string(),
+            event_type: self.event_type.clone(),
             schema_version: self.schema_version,
             timestamp: self.timestamp,
             payload: self.payload.clone(),
@@ -156,7 +154,6 @@ impl InMemoryEventStore {
     }
 }
 
-#[async_trait]
 impl Backend for InMemoryEventStore {
     fn telemetry(&self) -> &StoreTelemetry {
         &self.telemetry
@@ -210,19 +207,23 @@ impl InMemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        // Serialize before taking the lock: a failure appends nothing. (A payload is JSON
-        // text already.)
-        let serialized = events
-            .iter()
-            .map(|event| {
-                let metadata = if event.metadata.is_empty() {
-                    None
-                } else {
-                    Some(Arc::from(metadata_json(event)?))
-                };
-                Ok((event.payload.clone(), metadata))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Serialize the metadata before taking the lock: a failure appends nothing. (A
+        // payload is JSON text already; empty metadata is stored as none.)
+        let metadata = if events.iter().all(|event| event.metadata.is_empty()) {
+            Vec::new()
+        } else {
+            events
+                .iter()
+                .map(|event| {
+                    if event.metadata.is_empty() {
+                        Ok(None)
+                    } else {
+                        metadata_json(event).map(|json| Some(Arc::from(json)))
+                    }
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?
+        };
+        let mut metadata = metadata.into_iter();
 
         let mut log = self.write();
         let log = &mut *log;
@@ -230,26 +231,25 @@ impl InMemoryEventStore {
         expected.check(stream, actual)?;
         let entry = match log.streams.get_mut(stream) {
             Some(entry) => entry,
-            None => log.streams.entry(stream.clone()).or_insert_with(|| Stream {
-                id: Arc::new(stream.clone()),
-                rows: Vec::new(),
-            }),
+            None => log
+                .streams
+                .entry(stream.clone())
+                .or_insert_with(|| Stream { rows: Vec::new() }),
         };
 
         let mut appended = Vec::with_capacity(events.len());
-        for (offset, (event, (payload, metadata))) in events.into_iter().zip(serialized).enumerate()
-        {
+        for (offset, event) in events.into_iter().enumerate() {
             let index = log.rows.len();
             let version = actual + offset as u64 + 1;
             log.rows.push(StoredRow {
                 event_id: event.event_id,
-                stream: Arc::clone(&entry.id),
+                stream: stream.clone(),
                 version,
                 event_type: event.event_type.clone(),
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
-                payload,
-                metadata,
+                payload: event.payload.clone(),
+                metadata: metadata.next().flatten(),
             });
             entry.rows.push(index);
             appended.push(EventEnvelope {
@@ -257,7 +257,7 @@ impl InMemoryEventStore {
                 stream: stream.clone(),
                 version,
                 position: index as u64 + 1,
-                event_type: event.event_type.into_owned(),
+                event_type: event.event_type,
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
                 payload: event.payload,

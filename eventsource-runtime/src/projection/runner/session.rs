@@ -282,7 +282,7 @@ impl<P: Projection> ProjectionRunner<P> {
             let error = RunnerError::HandlerFailed {
                 projection: name.to_owned(),
                 position: event.position,
-                event_type: event.event_type.clone(),
+                event_type: event.event_type.to_string(),
                 attempts: attempt,
                 source: error,
             };

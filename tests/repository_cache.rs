@@ -1,8 +1,9 @@
-//! `Repository::with_cache`: a load reads only the events after the cached version (read
-//! back from the load span), catches up with what other writers appended, keeps at most
-//! its capacity, and never lets a command decide on a state the store has moved past:
-//! concurrent writers through caches of their own meet version conflicts and retry, and
-//! the stream comes out gapless, each event deciding on the one before.
+//! The repository's cache (`Repository::with_cache`, on by default for a derived aggregate
+//! that is `Clone`): a load reads only the events after the cached version (read back from
+//! the load span), catches up with what other writers appended, keeps at most its capacity,
+//! and never lets a command decide on a state the store has moved past: concurrent writers
+//! through caches of their own meet version conflicts and retry, and the stream comes out
+//! gapless, each event deciding on the one before.
 
 #[path = "../examples/domain/order.rs"]
 mod domain;
@@ -58,6 +59,7 @@ async fn a_cached_aggregate_is_loaded_without_replaying_its_stream() {
         shipped.aggregate.state().status,
         domain::OrderStatus::Shipped
     );
+    drop(shipped); // its root goes back to the cache
     let rejected = orders
         .execute(CancelOrder {
             order_id: "o-1".into(),
@@ -70,63 +72,130 @@ async fn a_cached_aggregate_is_loaded_without_replaying_its_stream() {
     ));
 
     // The first load finds nothing; the next ones start from the cache: nothing replayed.
-    assert_eq!(loads(&capture.spans()), [(0, 0), (0, 1), (0, 2)]);
+    // The rejected command put its aggregate back: the next load starts from it too.
+    assert!(orders.execute(ship("o-1")).await.is_err());
+    assert_eq!(loads(&capture.spans()), [(0, 0), (0, 1), (0, 2), (0, 2)]);
     assert_eq!(orders.repository().cached(), 1);
 
     // Without a cache, the same loads replay the stream.
     capture.clear();
-    let uncached = CommandService::<Order>::new(store.clone());
-    assert!(uncached.execute(ship("o-1")).await.is_err());
-    assert_eq!(loads(&capture.spans()), [(2, 2)]);
-}
-
-#[tokio::test]
-async fn a_cached_state_catches_up_with_another_writer_before_deciding() {
-    let capture = capture();
-    let store = InMemoryEventStore::new();
-    let ours = cached_service(&store, 100);
-    let theirs = cached_service(&store, 100);
-
-    ours.execute(sample_order("o-1", "ada")).await.unwrap(); // ours caches version 1
-    theirs.execute(ship("o-1")).await.unwrap(); // the store is at version 2
-    capture.clear();
-
-    // Ours decides on the state at version 2 (shipped), not on its cached version 1.
-    let cancel = ours
-        .execute(CancelOrder {
-            order_id: "o-1".into(),
-            reason: "changed my mind".into(),
-        })
-        .await;
-    assert!(
-        matches!(
-            cancel,
-            Err(CommandError::Rejected(OrderError::AlreadyShipped))
-        ),
-        "{cancel:?}"
+    let uncached = CommandService::with_repository(
+        Repository::<Order>::new(store.clone()).with_cache(0),
+        ProjectionRegistry::new(),
     );
-    // From the cache at version 1, one event read and applied.
-    assert_eq!(loads(&capture.spans()), [(1, 2)]);
-    assert_eq!(store.len(), 2, "nothing appended");
+    assert!(uncached.execute(ship("o-1")).await.is_err());
+    assert!(uncached.execute(ship("o-1")).await.is_err());
+    assert_eq!(loads(&capture.spans()), [(2, 2), (2, 2)]);
+    assert_eq!(uncached.repository().cached(), 0);
 }
 
 #[tokio::test]
-async fn the_cache_keeps_at_most_its_capacity_and_the_recently_used() {
+async fn a_repository_caches_by_default() {
     let capture = capture();
     let store = InMemoryEventStore::new();
-    let orders = cached_service(&store, 4);
-    for i in 0..10 {
-        orders
-            .execute(sample_order(&format!("o-{i}"), "ada"))
-            .await
-            .unwrap();
-        assert!(orders.repository().cached() <= 4);
+    let orders = CommandService::<Order>::new(store.clone());
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    orders.execute(ship("o-1")).await.unwrap();
+    assert_eq!(loads(&capture.spans()), [(0, 0), (0, 1)]);
+    assert_eq!(orders.repository().cached(), 1);
+    let repository = format!("{:?}", orders.repository());
+    assert!(
+        repository.contains(&format!(
+            "cache_capacity: Some({})",
+            eventsource_runtime::repository::DEFAULT_CACHE_CAPACITY
+        )),
+        "{repository}"
+    );
+}
+
+/// An event any order state takes (the test records it directly, deciding nothing).
+fn note() -> domain::OrderCancelled {
+    domain::OrderCancelled {
+        reason: "noted".into(),
     }
+}
+
+/// A root in use is not in the cache; it comes back when dropped, unless its state was
+/// changed other than by recording and saving.
+#[tokio::test]
+async fn a_root_comes_back_when_dropped_at_a_stored_version_only() {
+    let capture = capture();
+    let store = InMemoryEventStore::new();
+    let orders = CommandService::<Order>::new(store.clone());
+    let placed = orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    // The outcome still holds the root: the next load reads the stream.
+    assert_eq!(orders.repository().cached(), 0);
+    let shipped = orders.execute(ship("o-1")).await.unwrap();
+    drop(placed); // version 1 comes back ...
+    drop(shipped); // ... and version 2 replaces it.
+    assert_eq!(orders.repository().cached(), 1);
+    assert!(orders.execute(ship("o-1")).await.is_err()); // from the cache, at version 2
+
+    // Roots dropped in any order: the newest state stays.
+    let repository = orders.repository();
+    let older = repository.load("o-1").await.unwrap(); // from the cache
+    let mut newer = repository.load("o-1").await.unwrap(); // from the stream
+    newer.record(note());
+    repository.save(&mut newer).await.unwrap();
+    drop(newer);
+    drop(older);
+    assert_eq!(repository.load("o-1").await.unwrap().version(), 3);
+
+    // Recorded but not saved: the root does not come back.
+    let mut unsaved = repository.load("o-1").await.unwrap();
+    unsaved.record(note());
+    drop(unsaved);
+    assert_eq!(repository.cached(), 0);
+    // Taken out unsaved: neither.
+    let mut taken = repository.load("o-1").await.unwrap();
+    taken.record(note());
+    taken.take_uncommitted();
+    drop(taken);
+    assert_eq!(repository.cached(), 0);
+
     capture.clear();
-    // The last one placed is still cached; the first was dropped long ago.
-    orders.execute(ship("o-9")).await.unwrap();
-    orders.execute(ship("o-0")).await.unwrap();
-    assert_eq!(loads(&capture.spans()), [(0, 1), (1, 1)]);
+    repository.load("o-1").await.unwrap();
+    repository.load("o-1").await.unwrap();
+    assert_eq!(loads(&capture.spans()), [(3, 3), (0, 3)]);
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lined {
+    pub line: u64,
+}
+
+/// A state that cannot be copied (no `Clone`).
+#[derive(Debug, Default, Aggregate)]
+#[aggregate(type = "Ledger", events(Lined))]
+pub struct Ledger {
+    lines: Vec<u64>,
+}
+
+impl Apply<Lined> for Ledger {
+    fn apply(&mut self, event: &Lined) {
+        self.lines.push(event.line);
+    }
+}
+
+impl Handle<Increment> for Ledger {
+    type Error = std::convert::Infallible;
+    fn handle(&self, _: Increment) -> Result<Vec<LedgerEvent>, Self::Error> {
+        let line = self.lines.len() as u64 + 1;
+        Ok(vec![Lined { line }.into()])
+    }
+}
+
+#[tokio::test]
+async fn a_state_need_not_be_clone_to_be_cached() {
+    let capture = capture();
+    let ledgers = CommandService::<Ledger>::new(InMemoryEventStore::new());
+    for _ in 0..3 {
+        ledgers.execute(Increment("l-1".into())).await.unwrap();
+    }
+    assert_eq!(loads(&capture.spans()), [(0, 0), (0, 1), (0, 2)]);
+    assert_eq!(ledgers.repository().cached(), 1);
+    let ledger = ledgers.repository().load("l-1").await.unwrap();
+    assert_eq!(ledger.state().lines, [1, 2, 3]);
 }
 
 // ---- concurrent writers ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Repository snapshots: taken every N events, loaded from (the newest snapshot plus the
 //! later events equals a full replay), never an error when unreadable or unavailable, and
-//! the snapshot store's spans.
+//! the snapshot store's spans. The repositories have no cache (`with_cache(0)`): it would
+//! serve the reloads these tests make of aggregates they just saved.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -115,8 +116,9 @@ async fn a_snapshot_is_taken_when_a_save_crosses_a_multiple_of_every() {
     // Captures, as every test here does (see the note before `int`).
     let _capture = capture();
     let snapshots = InMemorySnapshotStore::new();
-    let repo =
-        Repository::<Tally>::new(InMemoryEventStore::new()).with_snapshots(snapshots.clone(), 3);
+    let repo = Repository::<Tally>::new(InMemoryEventStore::new())
+        .with_cache(0)
+        .with_snapshots(snapshots.clone(), 3);
     assert_eq!(repo.snapshots().map(|(_, every)| every), Some(3));
 
     assert_eq!(add(&repo, "t-1", &[1, 2]).await, 2);
@@ -153,7 +155,7 @@ async fn a_snapshot_is_taken_when_a_save_crosses_a_multiple_of_every() {
 
     // Without `with_snapshots`, nothing is taken.
     let plain_snapshots = InMemorySnapshotStore::new();
-    let plain = Repository::<Tally>::new(InMemoryEventStore::new());
+    let plain = Repository::<Tally>::new(InMemoryEventStore::new()).with_cache(0);
     assert!(plain.snapshots().is_none());
     add(&plain, "t-3", &[1; 10]).await;
     assert!(plain_snapshots.is_empty());
@@ -165,8 +167,10 @@ async fn loading_from_a_snapshot_equals_a_full_replay() {
     let _capture = capture();
     let store = InMemoryEventStore::new();
     let snapshots = InMemorySnapshotStore::new();
-    let with = Repository::<Tally>::new(store.clone()).with_snapshots(snapshots.clone(), 4);
-    let without = Repository::<Tally>::new(store.clone());
+    let with = Repository::<Tally>::new(store.clone())
+        .with_cache(0)
+        .with_snapshots(snapshots.clone(), 4);
+    let without = Repository::<Tally>::new(store.clone()).with_cache(0);
 
     // Saves of different sizes, resets included, each loading through the snapshot.
     for amounts in [
@@ -205,7 +209,9 @@ async fn loading_from_a_snapshot_equals_a_full_replay() {
 async fn the_load_span_says_whether_a_snapshot_was_used_and_what_was_replayed() {
     let store = InMemoryEventStore::new();
     let snapshots = InMemorySnapshotStore::new();
-    let repo = Repository::<Tally>::new(store.clone()).with_snapshots(snapshots.clone(), 5);
+    let repo = Repository::<Tally>::new(store.clone())
+        .with_cache(0)
+        .with_snapshots(snapshots.clone(), 5);
     add(&repo, "t-1", &[1, 2, 3]).await;
 
     let capture = capture();
@@ -275,7 +281,9 @@ async fn the_load_span_says_whether_a_snapshot_was_used_and_what_was_replayed() 
 async fn a_snapshot_that_no_longer_deserializes_is_ignored_and_replaced() {
     let store = InMemoryEventStore::new();
     let snapshots = InMemorySnapshotStore::new();
-    let repo = Repository::<Tally>::new(store.clone()).with_snapshots(snapshots.clone(), 100);
+    let repo = Repository::<Tally>::new(store.clone())
+        .with_cache(0)
+        .with_snapshots(snapshots.clone(), 100);
     add(&repo, "t-1", &[1, 2, 3, 4]).await;
 
     // A snapshot taken by an older version of the state type.
@@ -329,7 +337,9 @@ async fn a_snapshot_that_no_longer_deserializes_is_ignored_and_replaced() {
 async fn a_failing_snapshot_store_never_fails_the_repository() {
     let store = InMemoryEventStore::new();
     let down = DownSnapshotStore::default();
-    let repo = Repository::<Tally>::new(store.clone()).with_snapshots(down.clone(), 2);
+    let repo = Repository::<Tally>::new(store.clone())
+        .with_cache(0)
+        .with_snapshots(down.clone(), 2);
 
     let capture = capture();
     // Loads warn and replay everything; saves that cross a multiple warn and succeed.
@@ -481,10 +491,12 @@ impl SnapshotStore for FailingBackend {
 async fn a_failing_snapshot_operation_ends_its_span_with_an_error() {
     let mut telemetry = StoreTelemetry::new("other_db");
     telemetry.collection = Some("snapshots");
-    let repo = Repository::<Tally>::new(InMemoryEventStore::new()).with_snapshots(
-        Arc::new(FailingBackend(telemetry)) as Arc<dyn SnapshotStore>,
-        1,
-    );
+    let repo = Repository::<Tally>::new(InMemoryEventStore::new())
+        .with_cache(0)
+        .with_snapshots(
+            Arc::new(FailingBackend(telemetry)) as Arc<dyn SnapshotStore>,
+            1,
+        );
     let capture = capture();
     add(&repo, "t-1", &[1]).await;
     let spans = capture.spans();

@@ -1,6 +1,8 @@
 //! Aggregates: state rebuilt from events, and the root that tracks version and
 //! uncommitted events.
 
+use std::sync::Arc;
+
 use crate::event::{DomainEvent, StreamId};
 
 /// An event-sourced aggregate's state.
@@ -72,12 +74,52 @@ pub struct OutOfSequence {
 
 /// An aggregate's state together with its identity, its version and the events recorded
 /// since it was loaded.
-#[derive(Debug, Clone)]
+///
+/// A root loaded or saved through a [`Repository`](crate::repository::Repository) with a
+/// cache goes back into that cache when it is dropped, with nothing uncommitted: the next
+/// load of the aggregate starts from it instead of replaying the stream. Roots are not
+/// copied for the cache, so an aggregate state need not be `Clone`.
+#[derive(Clone)]
 pub struct AggregateRoot<A: Aggregate> {
     stream: StreamId,
     version: u64,
     state: A,
     uncommitted: Vec<A::Event>,
+    /// Where the root goes back when dropped: set by a repository's load and save, cleared
+    /// by whatever changes the state other than through them (see [`Home`]).
+    home: Option<Home<A>>,
+}
+
+/// A cache the root goes back to when dropped (a repository's).
+pub(crate) type Home<A> = Arc<dyn Keep<A>>;
+
+/// Keeps the state of a root dropped at a stored version.
+pub(crate) trait Keep<A>: Send + Sync {
+    /// `state` is the aggregate's state after the event at `version` of `stream`.
+    fn keep(&self, stream: StreamId, version: u64, state: A);
+}
+
+impl<A: Aggregate + std::fmt::Debug> std::fmt::Debug for AggregateRoot<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateRoot")
+            .field("stream", &self.stream)
+            .field("version", &self.version)
+            .field("state", &self.state)
+            .field("uncommitted", &self.uncommitted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Aggregate> Drop for AggregateRoot<A> {
+    fn drop(&mut self) {
+        // Only a state that is exactly the stored one at `version` goes back.
+        if let Some(home) = self.home.take()
+            && self.uncommitted.is_empty()
+        {
+            let state = std::mem::take(&mut self.state);
+            home.keep(self.stream.clone(), self.version, state);
+        }
+    }
 }
 
 impl<A: Aggregate> AggregateRoot<A> {
@@ -88,6 +130,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             version: 0,
             state: A::default(),
             uncommitted: Vec::new(),
+            home: None,
         }
     }
 
@@ -114,6 +157,7 @@ impl<A: Aggregate> AggregateRoot<A> {
             version,
             state,
             uncommitted: Vec::new(),
+            home: None,
         }
     }
 
@@ -161,6 +205,27 @@ impl<A: Aggregate> AggregateRoot<A> {
         self.uncommitted.push(event);
     }
 
+    /// A root at `version` of `stream`, in `state`, with nothing uncommitted.
+    pub(crate) fn restore(stream: StreamId, version: u64, state: A) -> Self {
+        Self {
+            stream,
+            version,
+            state,
+            uncommitted: Vec::new(),
+            home: None,
+        }
+    }
+
+    /// Sends the root back to `home` when it is dropped at a stored version.
+    pub(crate) fn set_home(&mut self, home: Home<A>) {
+        self.home = Some(home);
+    }
+
+    /// Drops the uncommitted events a save stored: the state is the stored one now.
+    pub(crate) fn committed(&mut self) {
+        self.uncommitted.clear();
+    }
+
     /// Records a decision's events, in order, as [`record`](Self::record) does one by one;
     /// the decision's list becomes the uncommitted list when that is empty (no copy).
     pub(crate) fn record_decided(&mut self, events: Vec<A::Event>) {
@@ -181,6 +246,17 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// [`OutOfSequence`] when `version` is not exactly one more than the current version; the
     /// state is left untouched.
     pub fn replay_one(&mut self, version: u64, event: &A::Event) -> Result<(), OutOfSequence> {
+        // The caller vouches for the event: the root no longer goes back to a cache.
+        self.home = None;
+        self.replay_stored(version, event)
+    }
+
+    /// [`replay_one`](Self::replay_one) for an event the repository read from the store.
+    pub(crate) fn replay_stored(
+        &mut self,
+        version: u64,
+        event: &A::Event,
+    ) -> Result<(), OutOfSequence> {
         let expected = self.version + 1;
         if version != expected {
             return Err(OutOfSequence {
@@ -209,12 +285,19 @@ impl<A: Aggregate> AggregateRoot<A> {
     }
 
     /// Takes the uncommitted events out, as a save does once the store accepted them.
+    ///
+    /// The state keeps them applied, so the root no longer goes back to a repository's
+    /// cache when dropped.
     pub fn take_uncommitted(&mut self) -> Vec<A::Event> {
+        if !self.uncommitted.is_empty() {
+            self.home = None;
+        }
         std::mem::take(&mut self.uncommitted)
     }
 
     /// Consumes the root, returning the state.
-    pub fn into_state(self) -> A {
-        self.state
+    pub fn into_state(mut self) -> A {
+        self.home = None;
+        std::mem::take(&mut self.state)
     }
 }

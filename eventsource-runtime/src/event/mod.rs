@@ -120,6 +120,11 @@ impl StreamId {
     pub fn aggregate_id(&self) -> &str {
         &self.aggregate_id
     }
+
+    /// The aggregate id, shared: a clone of it copies no text.
+    pub(crate) fn shared_id(&self) -> &Arc<str> {
+        &self.aggregate_id
+    }
 }
 
 impl fmt::Display for StreamId {

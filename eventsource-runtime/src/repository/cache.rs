@@ -1,87 +1,59 @@
-//! A repository's cache of recently used aggregates: the state and version each had after
-//! its last load or save, so the next load reads only the events after that version.
+//! A repository's cache of recently used aggregates: the state and version each had when
+//! its root was last dropped at a stored version, so the next load reads only the events
+//! after that version.
 //!
-//! Bounded by two generations of at most `capacity / 2` entries each: a lookup moves an
-//! entry from the old generation to the new one; when the new one is full it becomes the
-//! old one (dropping the previous old one). So at most `capacity` entries are kept, the
-//! recently used ones survive, and no operation scans the cache.
+//! Nothing is copied: a load takes the aggregate out, and its root comes back when dropped
+//! (see [`AggregateRoot`]'s `Drop`), so a root in use is not in the cache.
+//!
+//! Bounded by two generations of at most `capacity / 2` entries each: an aggregate that
+//! comes back joins the new generation; when the new one is full it becomes the old one
+//! (dropping the previous old one). So at most `capacity` entries are kept, the recently
+//! used ones survive, and no operation scans the cache.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::collections::hash_map::Entry as Slot;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::aggregate::{Aggregate, AggregateRoot};
+use crate::aggregate::{Aggregate, AggregateRoot, Keep};
+use crate::event::StreamId;
 
 /// One cached aggregate: its state after the event at `version`.
 struct Entry<A> {
+    stream: StreamId,
     version: u64,
     state: A,
 }
 
+/// Keyed by the aggregate id its stream id shares, hashed with foldhash (the ids are the
+/// process's own, not an attacker's).
+type Generation<A> = HashMap<Arc<str>, Entry<A>, foldhash::fast::RandomState>;
+
 struct Generations<A> {
-    new: HashMap<String, Entry<A>>,
-    old: HashMap<String, Entry<A>>,
+    new: Generation<A>,
+    old: Generation<A>,
 }
 
-/// The cache of a repository. The state is cloned through a function pointer taken where
-/// `A: Clone` is known, so that loading and saving need no such bound.
+/// The cache of a repository.
 pub(super) struct StateCache<A> {
     generations: Mutex<Generations<A>>,
     /// Entries per generation.
     generation_size: usize,
-    clone: fn(&A) -> A,
-}
-
-impl<A: Clone> StateCache<A> {
-    pub(super) fn new(capacity: usize) -> Self {
-        Self {
-            generations: Mutex::new(Generations {
-                new: HashMap::new(),
-                old: HashMap::new(),
-            }),
-            generation_size: (capacity / 2).max(1),
-            clone: A::clone,
-        }
-    }
 }
 
 impl<A> StateCache<A> {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            generations: Mutex::new(Generations {
+                new: HashMap::default(),
+                old: HashMap::default(),
+            }),
+            generation_size: (capacity / 2).max(1),
+        }
+    }
+
     /// At most this many aggregates are kept.
     pub(super) fn capacity(&self) -> usize {
         self.generation_size * 2
-    }
-}
-
-impl<A: Aggregate> StateCache<A> {
-    /// Takes the aggregate `id` out of the cache, as a root at its cached version: the
-    /// caller replays the events after it. Taken, not copied: a concurrent command on the
-    /// same aggregate loads it from the store (and one of the two saves meets a version
-    /// conflict, as without a cache).
-    pub(super) fn take(&self, id: &str) -> Option<AggregateRoot<A>> {
-        let mut generations = self.lock();
-        let entry = match generations.new.remove(id) {
-            Some(entry) => entry,
-            None => generations.old.remove(id)?,
-        };
-        Some(AggregateRoot::from_snapshot(id, entry.version, entry.state))
-    }
-
-    /// Keeps a copy of `root`'s state at its persisted version (its uncommitted events, if
-    /// any, are not part of it).
-    pub(super) fn put(&self, root: &AggregateRoot<A>) {
-        if !root.uncommitted().is_empty() {
-            return;
-        }
-        let entry = Entry {
-            version: root.version(),
-            state: (self.clone)(root.state()),
-        };
-        let mut generations = self.lock();
-        if generations.new.len() >= self.generation_size && !generations.new.contains_key(root.id())
-        {
-            generations.old = std::mem::take(&mut generations.new);
-        }
-        generations.old.remove(root.id());
-        generations.new.insert(root.id().to_owned(), entry);
     }
 
     /// How many aggregates are cached.
@@ -95,5 +67,56 @@ impl<A: Aggregate> StateCache<A> {
         self.generations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<A: Aggregate> StateCache<A> {
+    /// Takes the aggregate `id` out of the cache, as a root at its cached version: the
+    /// caller replays the events after it. A concurrent command on the same aggregate
+    /// loads it from the store (and one of the two saves meets a version conflict, as
+    /// without a cache).
+    pub(super) fn take(&self, id: &str) -> Option<AggregateRoot<A>> {
+        let mut generations = self.lock();
+        let entry = match generations.new.remove(id) {
+            Some(entry) => entry,
+            None => generations.old.remove(id)?,
+        };
+        Some(AggregateRoot::restore(
+            entry.stream,
+            entry.version,
+            entry.state,
+        ))
+    }
+}
+
+impl<A: Aggregate> Keep<A> for StateCache<A> {
+    fn keep(&self, stream: StreamId, version: u64, state: A) {
+        let key = Arc::clone(stream.shared_id());
+        let entry = Entry {
+            stream,
+            version,
+            state,
+        };
+        let mut generations = self.lock();
+        let generations = &mut *generations;
+        // Two roots of one aggregate (two loads, a clone) come back in any order: the
+        // newest state stays.
+        let newer = |kept: &Entry<A>| kept.version > entry.version;
+        if generations.old.get(&key).is_some_and(newer) {
+            return;
+        }
+        generations.old.remove(&key);
+        if generations.new.len() >= self.generation_size && !generations.new.contains_key(&key) {
+            generations.old = std::mem::take(&mut generations.new);
+        }
+        match generations.new.entry(key) {
+            Slot::Occupied(kept) if newer(kept.get()) => {}
+            Slot::Occupied(mut kept) => {
+                kept.insert(entry);
+            }
+            Slot::Vacant(slot) => {
+                slot.insert(entry);
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aggregate::{Aggregate, AggregateRoot, OutOfSequence};
+use crate::aggregate::{Aggregate, AggregateRoot, Home, OutOfSequence};
 use crate::event::{DecodeError, DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::snapshot::SnapshotStore;
 use crate::store::{EventStore, ExpectedVersion, StoreError, VersionConflict};
@@ -66,6 +66,9 @@ impl RepositoryError {
         }
     }
 }
+
+/// How many aggregates a repository caches by default (see [`Repository::with_cache`]).
+pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 
 /// Loads and saves aggregates of type `A` through an event store, optionally with
 /// [snapshots](Self::with_snapshots).
@@ -150,7 +153,7 @@ impl<A: Aggregate> Repository<A> {
             store,
             telemetry: RepositoryTelemetry::default(),
             snapshots: None,
-            cache: None,
+            cache: Some(Arc::new(StateCache::new(DEFAULT_CACHE_CAPACITY))),
             _aggregate: PhantomData,
         }
     }
@@ -229,24 +232,29 @@ impl<A: Aggregate> Repository<A> {
 
     /// Keeps the state and version of up to `capacity` recently used aggregates in memory,
     /// so that loading one reads and applies only the events stored after its cached
-    /// version instead of its whole stream.
+    /// version instead of its whole stream; 0 keeps none.
+    ///
+    /// **On by default**, with room for [`DEFAULT_CACHE_CAPACITY`] aggregates.
     ///
     /// - **Always current**: a load still asks the store for the events after the cached
     ///   version, so what other writers (other processes included) appended meanwhile is
     ///   applied before the command decides; a save racing another writer meets the usual
     ///   [`VersionConflict`], and the next load catches up. Streams are append-only, so a
     ///   cached state is never wrong, only possibly behind.
+    /// - **Nothing copied**: a load takes the aggregate out of the cache, and the
+    ///   [`AggregateRoot`] comes back when it is dropped with nothing uncommitted (after its
+    ///   save, or unchanged), so the state need not be `Clone`. A root still in use (held in
+    ///   a [`CommandOutcome`](crate::command::CommandOutcome), say) is not in the cache: a
+    ///   load meanwhile reads the stream. A root whose state was changed other than by
+    ///   recording and saving ([`AggregateRoot::replay_one`],
+    ///   [`AggregateRoot::take_uncommitted`]) does not come back.
     /// - **Memory**: at most `capacity` states (and their ids), the least recently used
-    ///   dropped first (two generations of `capacity / 2`); one clone of the state is kept
-    ///   per aggregate, made after each load and save.
+    ///   dropped first (two generations of `capacity / 2`).
     /// - Commands with an id ([`CommandService::execute_once`](crate::command::CommandService::execute_once))
     ///   read the stream as without a cache (the ids are searched in the events), and
     ///   refresh the cache.
     /// - With [snapshots](Self::with_snapshots) too, the cache is asked first; snapshots
     ///   serve the aggregates it does not hold (a cold start, an evicted aggregate).
-    ///
-    /// # Panics
-    /// When `capacity` is 0.
     ///
     /// ```
     /// use eventsource_runtime::prelude::*;
@@ -255,7 +263,7 @@ impl<A: Aggregate> Repository<A> {
     /// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     /// pub struct Ticked;
     ///
-    /// #[derive(Clone, Default, Aggregate)]
+    /// #[derive(Default, Aggregate)] // no `Clone` needed
     /// #[aggregate(type = "Clock", events(Ticked))]
     /// pub struct Clock { ticks: u64 }
     /// impl Apply<Ticked> for Clock {
@@ -267,26 +275,27 @@ impl<A: Aggregate> Repository<A> {
     /// let clocks = Repository::<Clock>::new(store.clone()).with_cache(10_000);
     /// let mut clock = clocks.load("c-1").await?;
     /// clock.record(Ticked);
-    /// clocks.save(&mut clock).await?; // cached at version 1
+    /// clocks.save(&mut clock).await?;
+    /// drop(clock); // back in the cache, at version 1
+    /// assert_eq!(clocks.cached(), 1);
     ///
-    /// // Another writer (a repository without this cache) appends meanwhile.
-    /// let other = Repository::<Clock>::new(store);
+    /// // Another writer appends meanwhile.
+    /// let other = Repository::<Clock>::new(store.clone());
     /// let mut theirs = other.load("c-1").await?;
     /// theirs.record(Ticked);
     /// other.save(&mut theirs).await?;
     ///
     /// let clock = clocks.load("c-1").await?; // version 1 from the cache + 1 event read
     /// assert_eq!((clock.version(), clock.state().ticks), (2, 2));
-    /// assert_eq!(clocks.cached(), 1);
+    /// assert_eq!(clocks.cached(), 0, "in use, not in the cache");
+    ///
+    /// // No cache: every load reads the whole stream.
+    /// assert_eq!(Repository::<Clock>::new(store).with_cache(0).cached(), 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
     /// ```
     #[must_use]
-    pub fn with_cache(mut self, capacity: usize) -> Self
-    where
-        A: Clone,
-    {
-        assert!(capacity > 0, "a cache of 0 aggregates");
-        self.cache = Some(Arc::new(StateCache::new(capacity)));
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = (capacity > 0).then(|| Arc::new(StateCache::new(capacity)));
         self
     }
 
@@ -383,7 +392,7 @@ impl<A: Aggregate> Repository<A> {
         id: String,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
-        let Some(cache) = self.cache.as_deref() else {
+        let Some(cache) = &self.cache else {
             return self.load_uncached(id, command_id).await;
         };
         let cached = match command_id {
@@ -391,14 +400,12 @@ impl<A: Aggregate> Repository<A> {
             // The command id is searched in the stream's events: read them all.
             Some(_) => None,
         };
-        let loaded = match cached {
-            Some(root) => self.replay_stream(root, None, None).await,
-            None => self.load_uncached(id, command_id).await,
+        let mut loaded = match cached {
+            Some(root) => self.replay_stream(root, None, None).await?,
+            None => self.load_uncached(id, command_id).await?,
         };
-        if let Ok(loaded) = &loaded {
-            cache.put(&loaded.root);
-        }
-        loaded
+        loaded.root.set_home(Arc::clone(cache) as Home<A>);
+        Ok(loaded)
     }
 
     /// Loads from the newest snapshot, if any, else from the stream's start.
@@ -455,7 +462,7 @@ impl<A: Aggregate> Repository<A> {
         let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
         for envelope in newer() {
             let event = decode::<A>(envelope)?;
-            root.replay_one(envelope.version, &event)?;
+            root.replay_stored(envelope.version, &event)?;
         }
         let mut command_events = Vec::new();
         if let Some(command_id) = command_id {
@@ -542,9 +549,11 @@ impl<A: Aggregate> Repository<A> {
             .await;
         instrument::appended(&span, &appended);
         let appended = appended?;
-        root.take_uncommitted();
-        if let Some(cache) = self.cache.as_deref() {
-            cache.put(root);
+        root.committed();
+        // The root holds the stored state now: dropped, it goes back to this cache
+        // (whichever repository loaded it).
+        if let Some(cache) = &self.cache {
+            root.set_home(Arc::clone(cache) as Home<A>);
         }
         if let Some(snapshots) = self.snapshots.as_deref() {
             // A snapshot when the save crossed a multiple of `every`.

@@ -221,9 +221,9 @@ impl<A: Aggregate> AggregateRoot<A> {
         self.home = Some(home);
     }
 
-    /// Drops the uncommitted events a save stored: the state is the stored one now.
-    pub(crate) fn committed(&mut self) {
-        self.uncommitted.clear();
+    /// Takes out the uncommitted events a save stored: the state is the stored one now.
+    pub(crate) fn take_committed(&mut self) -> Vec<A::Event> {
+        std::mem::take(&mut self.uncommitted)
     }
 
     /// Records a decision's events, in order, as [`record`](Self::record) does one by one;

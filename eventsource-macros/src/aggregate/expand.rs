@@ -172,6 +172,12 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
                     ),
                 }
             }
+
+            fn into_recorded(self) -> ::eventsource_runtime::__private::Recorded {
+                match self {
+                    #(Self::#idents(event) => ::eventsource_runtime::__private::recorded(event),)*
+                }
+            }
         }
     }
 }

@@ -27,18 +27,31 @@ pub fn to_payload<T: EventType>(event: &T) -> Result<Payload, serde_json::Error>
     Payload::from_serialize(event)
 }
 
-/// Deserializes one event's payload.
+/// Deserializes one event's payload, or clones the event it was serialized from when this
+/// process recorded it (see [`EventEnvelope::decode`]).
 ///
 /// # Errors
 /// [`DecodeError::Payload`] when it does not fit `T`.
 #[inline]
-pub fn from_payload<T: EventType>(payload: &Payload) -> Result<T, DecodeError> {
+pub fn from_payload<T: EventType + Clone>(payload: &Payload) -> Result<T, DecodeError> {
+    if let Some(event) = payload.recorded::<T>() {
+        return Ok(event.clone());
+    }
     payload
         .decode::<T>()
         .map_err(|source| DecodeError::Payload {
             event_type: T::EVENT_TYPE.to_owned(),
             source,
         })
+}
+
+/// An event as its saved envelope carries it: what [`from_payload`] looks for.
+pub type Recorded = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// One variant's event, as its saved envelope carries it.
+#[inline]
+pub fn recorded<T: EventType>(event: T) -> Recorded {
+    std::sync::Arc::new(event)
 }
 
 /// The error for a type name no variant carries.

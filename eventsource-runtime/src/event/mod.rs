@@ -49,6 +49,14 @@ pub trait DomainEvent: std::fmt::Debug + Clone + Send + Sync + 'static {
     /// [`EVENT_TYPES`](Self::EVENT_TYPES), [`DecodeError::Payload`] when the payload does not
     /// fit the type.
     fn from_payload(event_type: &str, payload: &Payload) -> Result<Self, DecodeError>;
+
+    /// The event as its saved envelope carries it for in-process decoding (see
+    /// [`EventEnvelope::decode`]): the event itself. `#[derive(Aggregate)]` hands over the
+    /// variant's own event, which its `from_payload` looks for.
+    #[doc(hidden)]
+    fn into_recorded(self) -> Arc<dyn std::any::Any + Send + Sync> {
+        Arc::new(self)
+    }
 }
 
 /// A single event type: its stable name and schema version.
@@ -238,9 +246,18 @@ impl EventEnvelope {
 
     /// Decodes the payload into an aggregate's event set.
     ///
+    /// An envelope this process has just saved (from a repository's save: what a
+    /// [`CommandService`](crate::command::CommandService) delivers to its projections and
+    /// returns in its outcome) carries the event as it was recorded: decoding it clones that
+    /// event instead of parsing the JSON serialized from it. The two are equal for an event
+    /// type that serde reads back as it wrote it (no `#[serde(skip)]` field, say).
+    ///
     /// # Errors
     /// See [`DomainEvent::from_payload`].
     pub fn decode<E: DomainEvent>(&self) -> Result<E, DecodeError> {
+        if let Some(event) = self.payload.recorded::<E>() {
+            return Ok(event.clone());
+        }
         E::from_payload(&self.event_type, &self.payload)
     }
 

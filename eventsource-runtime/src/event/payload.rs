@@ -1,5 +1,6 @@
 //! [`Payload`]: an event's JSON text.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -36,8 +37,18 @@ use serde_json::value::RawValue;
 /// Serialized, a payload is its JSON itself (not a string holding it). It deserializes
 /// through serde_json, from text or from a `serde_json::Value`, as `RawValue` does; formats
 /// other than JSON have no raw JSON to give it.
+///
+/// The payload of an event this process has just saved also carries the event as it was
+/// recorded (see [`EventEnvelope::decode`](super::EventEnvelope::decode)).
 #[derive(Clone)]
-pub struct Payload(Arc<RawValue>);
+pub struct Payload {
+    json: Arc<RawValue>,
+    /// The value the JSON was serialized from, when this process recorded it.
+    recorded: Option<Recorded>,
+}
+
+/// A recorded event, shared by the clones of its envelope.
+type Recorded = Arc<dyn Any + Send + Sync>;
 
 impl Payload {
     /// Serializes `value`.
@@ -45,7 +56,37 @@ impl Payload {
     /// # Errors
     /// When `value` cannot be represented as JSON (a map with non-string keys, say).
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(|raw| Self(Arc::from(raw)))
+        serde_json::value::to_raw_value(value).map(Self::from_raw)
+    }
+
+    fn from_raw(raw: Box<RawValue>) -> Self {
+        Self {
+            json: Arc::from(raw),
+            recorded: None,
+        }
+    }
+
+    /// Shared JSON text a store wrote itself (so known to be valid).
+    pub(crate) fn from_checked(json: Arc<RawValue>) -> Self {
+        Self {
+            json,
+            recorded: None,
+        }
+    }
+
+    /// The shared JSON text, for a store to keep.
+    pub(crate) fn shared_json(&self) -> &Arc<RawValue> {
+        &self.json
+    }
+
+    /// Attaches the value the JSON was serialized from.
+    pub(crate) fn set_recorded(&mut self, recorded: Recorded) {
+        self.recorded = Some(recorded);
+    }
+
+    /// The value the JSON was serialized from, if this process recorded it as a `T`.
+    pub(crate) fn recorded<T: Any>(&self) -> Option<&T> {
+        self.recorded.as_deref()?.downcast_ref()
     }
 
     /// Takes JSON text, checking that it is JSON.
@@ -53,13 +94,13 @@ impl Payload {
     /// # Errors
     /// When `json` is not valid JSON.
     pub fn from_json(json: impl Into<String>) -> Result<Self, serde_json::Error> {
-        RawValue::from_string(json.into()).map(|raw| Self(Arc::from(raw)))
+        RawValue::from_string(json.into()).map(Self::from_raw)
     }
 
     /// The JSON text.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        self.0.get()
+        self.json.get()
     }
 
     /// Deserializes the payload into `T`.
@@ -67,7 +108,7 @@ impl Payload {
     /// # Errors
     /// When the payload does not fit `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.0.get())
+        serde_json::from_str(self.json.get())
     }
 
     /// The payload as a `serde_json::Value`, for code that walks it.
@@ -87,9 +128,7 @@ impl From<serde_json::Value> for Payload {
 impl From<&serde_json::Value> for Payload {
     fn from(value: &serde_json::Value) -> Self {
         // A `Value` always serializes (its keys are strings); `null` is never reached.
-        Self(Arc::from(
-            serde_json::value::to_raw_value(value).unwrap_or_default(),
-        ))
+        Self::from_raw(serde_json::value::to_raw_value(value).unwrap_or_default())
     }
 }
 
@@ -125,13 +164,13 @@ impl fmt::Display for Payload {
 
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        self.json.serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(deserializer).map(|raw| Self(Arc::from(raw)))
+        Box::<RawValue>::deserialize(deserializer).map(Self::from_raw)
     }
 }
 

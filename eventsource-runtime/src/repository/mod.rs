@@ -548,8 +548,13 @@ impl<A: Aggregate> Repository<A> {
             .run(self.dyn_store().append(root.stream(), expected, events))
             .await;
         instrument::appended(&span, &appended);
-        let appended = appended?;
-        root.committed();
+        let mut appended = appended?;
+        // The stored envelopes carry the events as recorded: decoding them in process
+        // (projections, the outcome) clones them instead of parsing their JSON.
+        let committed = root.take_committed();
+        for (envelope, event) in appended.events.iter_mut().zip(committed) {
+            envelope.payload.set_recorded(event.into_recorded());
+        }
         // The root holds the stored state now: dropped, it goes back to this cache
         // (whichever repository loaded it).
         if let Some(cache) = &self.cache {

@@ -96,7 +96,7 @@ struct StoredRow {
     schema_version: u32,
     timestamp: DateTime<Utc>,
     /// The payload's JSON text, shared with the envelopes read back.
-    payload: Payload,
+    payload: Arc<RawValue>,
     /// The metadata's JSON object, `None` for empty metadata (`{}`).
     metadata: Option<Arc<RawValue>>,
 }
@@ -116,7 +116,7 @@ impl StoredRow {
             event_type: self.event_type.clone(),
             schema_version: self.schema_version,
             timestamp: self.timestamp,
-            payload: self.payload.clone(),
+            payload: Payload::from_checked(Arc::clone(&self.payload)),
             metadata,
         }
     }
@@ -248,7 +248,7 @@ impl InMemoryEventStore {
                 event_type: event.event_type.clone(),
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
-                payload: event.payload.clone(),
+                payload: Arc::clone(event.payload.shared_json()),
                 metadata: metadata.next().flatten(),
             });
             entry.rows.push(index);

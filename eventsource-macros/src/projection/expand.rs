@@ -123,7 +123,9 @@ fn dispatch(handler: &Handler) -> TokenStream {
         }
     };
     quote! {
-        if let ::core::option::Option::Some(decoded) = envelope.decode_as::<#event>() {
+        if let ::core::option::Option::Some(decoded) =
+            ::eventsource_runtime::__private::projection::decode::<#event>(envelope)
+        {
             let event = decoded?;
             #result
         }

@@ -1,5 +1,6 @@
 //! Support for the code `#[projection]` generates.
 
+use crate::event::{DecodeError, EventEnvelope, EventType};
 use crate::projection::ProjectionError;
 
 /// What a `#[projection]` handler may return: `()` or `Result<(), E>`, where `E` converts
@@ -33,5 +34,46 @@ where
     #[inline]
     fn into_projection_result(self) -> Result<(), ProjectionError> {
         self.map_err(ProjectionError::handler)
+    }
+}
+
+/// An envelope's event for a `#[projection]` handler: the recorded event the envelope
+/// carries (see [`EventEnvelope::decode`]), borrowed, or the parsed payload. The handler
+/// takes `&T`, which `&Decoded<T>` coerces to.
+pub enum Decoded<'a, T> {
+    /// Recorded by this process.
+    Recorded(&'a T),
+    /// Parsed from the payload.
+    Parsed(T),
+}
+
+impl<T> std::ops::Deref for Decoded<'_, T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        match self {
+            Self::Recorded(event) => event,
+            Self::Parsed(event) => event,
+        }
+    }
+}
+
+/// The envelope's event as a `T`, `None` when it holds another type.
+///
+/// # Errors
+/// As [`EventEnvelope::decode_as`].
+#[inline]
+pub fn decode<T: EventType>(
+    envelope: &EventEnvelope,
+) -> Option<Result<Decoded<'_, T>, DecodeError>> {
+    if envelope.event_type != T::EVENT_TYPE {
+        return None;
+    }
+    match envelope.payload.recorded::<T>() {
+        Some(event) => Some(Ok(Decoded::Recorded(event))),
+        None => envelope
+            .decode_as::<T>()
+            .map(|parsed| parsed.map(Decoded::Parsed)),
     }
 }

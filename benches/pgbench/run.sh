@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PostgreSQL appends beside pgbench, interleaved: pgbench, the store bench, pgbench again, for
 # 1 and for 100 events per append, one client, same server. pgbench's rate varies from run to
-# run, so the store's rate is compared with the mean of the two pgbench runs around it.
+# run, so the store's rate is compared with the mean of the two pgbench runs around it. For
+# 100 events pgbench runs two scripts: rows made in the server, and rows sent by the client.
 #
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/eventsource_test benches/pgbench/run.sh [seconds]
 #
@@ -44,19 +45,32 @@ for line in sys.stdin:
         break'
 }
 
-cargo bench -q --bench store --no-run 2>/dev/null
-for per in 1 100; do
-    group=append_1_event script=append_1.sql
-    [ "$per" = 100 ] && group=append_100_events script=append_100.sql
-    before=$(pgbench_rate "$script" "$per")
-    store=$(store_rate "$group")
-    after=$(pgbench_rate "$script" "$per")
-    python3 - "$per" "$before" "$store" "$after" <<'PY'
+compare() { # events per append, what pgbench ran, its rate before, the store's, its rate after
+    python3 - "$@" <<'PY'
 import sys
-per, before, store, after = sys.argv[1], *map(float, sys.argv[2:])
+per, what, before, store, after = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
 mean = (before + after) / 2
-print(f"{per:>3} event(s)/append: pgbench {before:,.0f} and {after:,.0f} events/s (mean {mean:,.0f}); "
-      f"eventsource {store:,.0f} events/s = {store / mean:.2f}x pgbench ({mean / store:.2f}x slower)")
+print(f"{per:>3} event(s)/append, pgbench {what}: {before:,.0f} and {after:,.0f} events/s "
+      f"(mean {mean:,.0f}); eventsource {store:,.0f} events/s = {store / mean:.2f}x pgbench "
+      f"({mean / store:.2f}x slower)")
 PY
-done
+}
+
+cargo bench -q --bench store --no-run 2>/dev/null
+
+before=$(pgbench_rate append_1.sql 1)
+store=$(store_rate append_1_event)
+after=$(pgbench_rate append_1.sql 1)
+compare 1 "the row sent by the client" "$before" "$store" "$after"
+
+# For 100 events, two pgbench scripts: append_100.sql makes the rows in the server
+# (generate_series), append_100_sent.sql sends them in the statement, as a client sends its
+# events (and as the store does, as bound arrays).
+made_before=$(pgbench_rate append_100.sql 100)
+sent_before=$(pgbench_rate append_100_sent.sql 100)
+store=$(store_rate append_100_events)
+sent_after=$(pgbench_rate append_100_sent.sql 100)
+made_after=$(pgbench_rate append_100.sql 100)
+compare 100 "rows made by the server" "$made_before" "$store" "$made_after"
+compare 100 "rows sent by the client" "$sent_before" "$store" "$sent_after"
 psql -q "$DATABASE_URL" -c "DROP SCHEMA IF EXISTS pgbench_events CASCADE" >/dev/null 2>&1

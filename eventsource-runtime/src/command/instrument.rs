@@ -2,7 +2,7 @@
 //! span, enclosing load, decide, save and delivery) and the `cqrs.command.*` metrics.
 
 use super::{CommandError, HandlerTelemetry};
-use crate::event::DomainEvent;
+use crate::event::{DomainEvent, StreamId};
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::metrics;
 use crate::telemetry::otel::{Span, SpanStart, Stopwatch};
@@ -20,8 +20,7 @@ pub(super) struct CommandSpan {
 pub(super) fn start(
     settings: HandlerTelemetry,
     command_type: &'static str,
-    aggregate_type: &'static str,
-    aggregate_id: &str,
+    stream: &StreamId,
     command_id: Option<&str>,
 ) -> CommandSpan {
     let name = match settings.span_name {
@@ -30,8 +29,7 @@ pub(super) fn start(
     };
     let mut span = SpanStart::new(settings.enabled, name, Kind::Internal)
         .static_str(attr::COMMAND_TYPE, command_type)
-        .static_str(attr::AGGREGATE_TYPE, aggregate_type)
-        .str(attr::AGGREGATE_ID, aggregate_id)
+        .stream(stream)
         .static_str(attr::CQRS_SIDE, attr::SIDE_WRITE);
     if let Some(command_id) = command_id {
         span = span.str(attr::COMMAND_ID, command_id);

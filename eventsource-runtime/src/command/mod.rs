@@ -424,11 +424,14 @@ impl<A: Aggregate> CommandService<A> {
             metadata,
         } = run;
         let command_id = metadata.command_id();
-        let command = instrument::start(settings, command_type, A::TYPE, &id, command_id);
+        // The aggregate id, shared from here on by the spans, the root and its envelopes.
+        let stream = Repository::<A>::stream(id);
+        let id = stream.aggregate_id();
+        let command = instrument::start(settings, command_type, &stream, command_id);
         let work = async {
             let aggregate = match command_id {
-                None => self.repository.load(id.as_str()).await?,
-                Some(command_id) => match self.recall(&id, command_id, &command).await? {
+                None => self.repository.load_stream(stream.clone()).await?,
+                Some(command_id) => match self.recall(id, command_id, &command).await? {
                     Recall::First(outcome) => return Ok(outcome),
                     Recall::New(aggregate) => aggregate,
                 },
@@ -436,7 +439,7 @@ impl<A: Aggregate> CommandService<A> {
             let saved = self.decide_and_save(aggregate, &metadata, decide, &command);
             match (saved.await, command_id) {
                 (Err(error), Some(command_id)) if error.as_conflict().is_some() => {
-                    self.after_conflict(&id, command_id, error, &command).await
+                    self.after_conflict(id, command_id, error, &command).await
                 }
                 (result, _) => result,
             }

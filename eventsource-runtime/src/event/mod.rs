@@ -133,6 +133,16 @@ impl StreamId {
     pub(crate) fn shared_id(&self) -> &Arc<str> {
         &self.aggregate_id
     }
+
+    /// The aggregate type, when it was given as a `&'static str` (for span attributes: unused
+    /// without the `tracing` feature).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn static_aggregate_type(&self) -> Option<&'static str> {
+        match self.aggregate_type {
+            Cow::Borrowed(aggregate_type) => Some(aggregate_type),
+            Cow::Owned(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for StreamId {

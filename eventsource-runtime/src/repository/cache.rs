@@ -107,7 +107,10 @@ impl<A: Aggregate> Keep<A> for StateCache<A> {
         }
         generations.old.remove(&key);
         if generations.new.len() >= self.generation_size && !generations.new.contains_key(&key) {
-            generations.old = std::mem::take(&mut generations.new);
+            // The new generation becomes the old one; the old one's entries go, and its
+            // table, grown already, is the new one's.
+            std::mem::swap(&mut generations.new, &mut generations.old);
+            generations.new.clear();
         }
         match generations.new.entry(key) {
             Slot::Occupied(kept) if newer(kept.get()) => {}

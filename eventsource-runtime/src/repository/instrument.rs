@@ -14,21 +14,14 @@ use crate::telemetry::values::{Attr, Chain, Kind, SpanName};
 /// The `exception.type` of the repository's errors.
 const ERROR_TYPE: &str = "RepositoryError";
 
-/// An INTERNAL span named `name` about the aggregate `id` of type `aggregate_type`.
-fn span<'a>(
-    enabled: bool,
-    name: &'static str,
-    aggregate_type: &'a str,
-    id: &'a str,
-) -> SpanStart<'a> {
-    SpanStart::new(enabled, SpanName::Static(name), Kind::Internal)
-        .str(attr::AGGREGATE_ID, id)
-        .str(attr::AGGREGATE_TYPE, aggregate_type)
+/// An INTERNAL span named `name` about the aggregate of `stream`.
+fn span<'a>(enabled: bool, name: &'static str, stream: &'a StreamId) -> SpanStart<'a> {
+    SpanStart::new(enabled, SpanName::Static(name), Kind::Internal).stream(stream)
 }
 
-/// The load span of the aggregate `id`.
-pub(super) fn load(telemetry: &RepositoryTelemetry, aggregate_type: &str, id: &str) -> Span {
-    span(telemetry.enabled, telemetry.names.load, aggregate_type, id).start()
+/// The load span of the aggregate of `stream`.
+pub(super) fn load(telemetry: &RepositoryTelemetry, stream: &StreamId) -> Span {
+    span(telemetry.enabled, telemetry.names.load, stream).start()
 }
 
 /// After a load: how many events were replayed, the resulting version and whether a
@@ -48,14 +41,9 @@ pub(super) fn loaded<A: Aggregate>(span: &Span, result: &Result<Loaded<A>, Repos
 pub(super) fn replay(telemetry: &RepositoryTelemetry, stream: &StreamId, events: usize) -> Span {
     let enabled = telemetry.enabled && telemetry.replay_span;
     let name = attr::SPAN_AGGREGATE_REPLAY;
-    span(
-        enabled,
-        name,
-        stream.aggregate_type(),
-        stream.aggregate_id(),
-    )
-    .int(attr::EVENTS_REPLAYED, events)
-    .start()
+    span(enabled, name, stream)
+        .int(attr::EVENTS_REPLAYED, events)
+        .start()
 }
 
 /// Runs an existence check inside its span.
@@ -68,12 +56,7 @@ where
     Fut: Future<Output = Result<bool, RepositoryError>>,
 {
     let name = telemetry.names.exists;
-    let span = span(
-        telemetry.enabled,
-        name,
-        stream.aggregate_type(),
-        stream.aggregate_id(),
-    );
+    let span = span(telemetry.enabled, name, stream);
     let span = span.start();
     let result = span.run(check).await;
     if let Err(error) = &result {
@@ -91,15 +74,10 @@ pub(super) fn save(
     events: usize,
 ) -> Span {
     let name = telemetry.names.save;
-    span(
-        telemetry.enabled,
-        name,
-        stream.aggregate_type(),
-        stream.aggregate_id(),
-    )
-    .int(attr::EXPECTED_VERSION, expected.as_i64())
-    .int(attr::EVENT_COUNT, events)
-    .start()
+    span(telemetry.enabled, name, stream)
+        .int(attr::EXPECTED_VERSION, expected.as_i64())
+        .int(attr::EVENT_COUNT, events)
+        .start()
 }
 
 /// After the append: the stream's new version, or the error.

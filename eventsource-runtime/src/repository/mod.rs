@@ -362,9 +362,16 @@ impl<A: Aggregate> Repository<A> {
     /// [`RepositoryError::OutOfSequence`] if the store broke its versioning guarantee.
     /// Snapshot trouble is never an error (see [`with_snapshots`](Self::with_snapshots)).
     pub async fn load(&self, id: impl Into<String>) -> Result<AggregateRoot<A>, RepositoryError> {
-        let id = id.into();
-        let span = instrument::load(&self.telemetry, A::TYPE, &id);
-        let loaded = span.run(self.load_root(id, None)).await;
+        self.load_stream(Self::stream(id)).await
+    }
+
+    /// [`load`](Self::load), given the aggregate's stream (its id shared, not copied).
+    pub(crate) async fn load_stream(
+        &self,
+        stream: StreamId,
+    ) -> Result<AggregateRoot<A>, RepositoryError> {
+        let span = instrument::load(&self.telemetry, &stream);
+        let loaded = span.run(self.load_root(&stream, None)).await;
         instrument::loaded(&span, &loaded);
         loaded.map(|loaded| loaded.root)
     }
@@ -380,29 +387,29 @@ impl<A: Aggregate> Repository<A> {
         id: &str,
         command_id: &str,
     ) -> Result<(AggregateRoot<A>, Vec<EventEnvelope>), RepositoryError> {
-        let id = id.to_owned();
-        let span = instrument::load(&self.telemetry, A::TYPE, &id);
-        let loaded = span.run(self.load_root(id, Some(command_id))).await;
+        let stream = Self::stream(id);
+        let span = instrument::load(&self.telemetry, &stream);
+        let loaded = span.run(self.load_root(&stream, Some(command_id))).await;
         instrument::loaded(&span, &loaded);
         loaded.map(|loaded| (loaded.root, loaded.command_events))
     }
 
     async fn load_root(
         &self,
-        id: String,
+        stream: &StreamId,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
         let Some(cache) = &self.cache else {
-            return self.load_uncached(id, command_id).await;
+            return self.load_uncached(stream, command_id).await;
         };
         let cached = match command_id {
-            None => cache.take(&id),
+            None => cache.take(stream.aggregate_id()),
             // The command id is searched in the stream's events: read them all.
             Some(_) => None,
         };
         let mut loaded = match cached {
             Some(root) => self.replay_stream(root, None, None).await?,
-            None => self.load_uncached(id, command_id).await?,
+            None => self.load_uncached(stream, command_id).await?,
         };
         loaded.root.set_home(Arc::clone(cache) as Home<A>);
         Ok(loaded)
@@ -411,28 +418,22 @@ impl<A: Aggregate> Repository<A> {
     /// Loads from the newest snapshot, if any, else from the stream's start.
     async fn load_uncached(
         &self,
-        id: String,
+        stream: &StreamId,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
+        let new_root = || AggregateRoot::restore(stream.clone(), 0, A::default());
         let Some(snapshots) = self.snapshots.as_deref() else {
-            return self
-                .replay_stream(AggregateRoot::new(id), None, command_id)
-                .await;
+            return self.replay_stream(new_root(), None, command_id).await;
         };
-        let stream = Self::stream(id.as_str());
-        match snapshots.read(&stream).await {
+        match snapshots.read(stream).await {
             SnapshotRead::Found { version, state } => {
-                let root = AggregateRoot::from_snapshot(id, version, state);
+                let root = AggregateRoot::restore(stream.clone(), version, state);
                 self.replay_stream(root, Some(snapshots.every), command_id)
                     .await
             }
-            SnapshotRead::None => {
-                self.replay_stream(AggregateRoot::new(id), None, command_id)
-                    .await
-            }
+            SnapshotRead::None => self.replay_stream(new_root(), None, command_id).await,
             SnapshotRead::Unreadable => {
-                let root = AggregateRoot::new(id);
-                let loaded = self.replay_stream(root, None, command_id).await?;
+                let loaded = self.replay_stream(new_root(), None, command_id).await?;
                 // Replace it, so the next loads do not warn and replay in full again.
                 if loaded.root.version() > 0 {
                     snapshots.take(&loaded.root).await;

@@ -68,9 +68,7 @@ pub(crate) fn client_span<'a>(
 ) -> SpanStart<'a> {
     let span = SpanStart::new(telemetry.enabled, SpanName::Static(name), Kind::Client);
     match stream {
-        Some(stream) => span
-            .str(attr::AGGREGATE_ID, stream.aggregate_id())
-            .str(attr::AGGREGATE_TYPE, stream.aggregate_type()),
+        Some(stream) => span.stream(stream),
         None => span,
     }
 }

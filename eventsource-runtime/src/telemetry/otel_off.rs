@@ -48,6 +48,11 @@ impl<'a> SpanStart<'a> {
     }
 
     #[inline(always)]
+    pub(crate) fn stream(self, _: &crate::event::StreamId) -> Self {
+        self
+    }
+
+    #[inline(always)]
     pub(crate) fn int(self, _: &'static str, _: impl TryInto<i64>) -> Self {
         self
     }

@@ -17,6 +17,8 @@ pub(crate) enum Attr<'a> {
     Str(&'a str),
     /// A string that lives for the whole program, kept without a copy.
     Static(&'static str),
+    /// A string shared by reference count (a stream's aggregate id), kept without a copy.
+    Shared(&'a std::sync::Arc<str>),
     /// An integer: counts, versions, positions, lags (OpenTelemetry integers, never strings).
     Int(i64),
     /// A flag.

@@ -26,7 +26,7 @@ use tracing::metadata::Kind as CallsiteKind;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::direct::{Attached, DirectTracer, Parent};
-use crate::event::Metadata;
+use crate::event::{Metadata, StreamId};
 use crate::telemetry::values::{Attr, Kind, SpanName};
 use crate::telemetry::{TARGET, attributes as attr, propagation, toggles};
 
@@ -165,6 +165,17 @@ impl<'a> SpanStart<'a> {
         self.attr(key, Attr::Str(value))
     }
 
+    /// The stream's aggregate id and type (`aggregate.id`, `aggregate.type`), shared or
+    /// static, not copied.
+    #[inline]
+    pub(crate) fn stream(self, stream: &'a StreamId) -> Self {
+        let with_id = self.attr(attr::AGGREGATE_ID, Attr::Shared(stream.shared_id()));
+        match stream.static_aggregate_type() {
+            Some(aggregate_type) => with_id.static_str(attr::AGGREGATE_TYPE, aggregate_type),
+            None => with_id.str(attr::AGGREGATE_TYPE, stream.aggregate_type()),
+        }
+    }
+
     /// A string attribute that lives for the whole program (not copied).
     #[inline]
     pub(crate) fn static_str(self, key: &'static str, value: &'static str) -> Self {
@@ -259,6 +270,7 @@ pub(crate) fn otel_value(value: Attr<'_>) -> Value {
     match value {
         Attr::Str(s) => Value::String(s.to_owned().into()),
         Attr::Static(s) => Value::from(s),
+        Attr::Shared(s) => Value::from(std::sync::Arc::clone(s)),
         Attr::Int(n) => Value::I64(n),
         Attr::Bool(b) => Value::Bool(b),
         Attr::Strs(items) => Value::Array(Array::String(

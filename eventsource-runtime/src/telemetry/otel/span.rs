@@ -168,12 +168,21 @@ impl<'a> SpanStart<'a> {
     /// The stream's aggregate id and type (`aggregate.id`, `aggregate.type`), shared or
     /// static, not copied.
     #[inline]
-    pub(crate) fn stream(self, stream: &'a StreamId) -> Self {
-        let with_id = self.attr(attr::AGGREGATE_ID, Attr::Shared(stream.shared_id()));
-        match stream.static_aggregate_type() {
-            Some(aggregate_type) => with_id.static_str(attr::AGGREGATE_TYPE, aggregate_type),
-            None => with_id.str(attr::AGGREGATE_TYPE, stream.aggregate_type()),
+    pub(crate) fn stream(mut self, stream: &'a StreamId) -> Self {
+        if let Some(pending) = &mut self.pending {
+            let aggregate_type = match stream.static_aggregate_type() {
+                Some(aggregate_type) => Attr::Static(aggregate_type),
+                None => Attr::Str(stream.aggregate_type()),
+            };
+            pending.attributes.extend([
+                KeyValue::new(
+                    attr::AGGREGATE_ID,
+                    otel_value(Attr::Shared(stream.shared_id())),
+                ),
+                KeyValue::new(attr::AGGREGATE_TYPE, otel_value(aggregate_type)),
+            ]);
         }
+        self
     }
 
     /// A string attribute that lives for the whole program (not copied).

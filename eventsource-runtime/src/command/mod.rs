@@ -104,9 +104,12 @@ impl<E> CommandError<E> {
 /// What a successful command did.
 #[derive(Debug)]
 pub struct CommandOutcome<A: Aggregate> {
-    /// The aggregate after the command, with no uncommitted event.
+    /// The aggregate after the command, with no uncommitted event. Dropped, it goes back to
+    /// the repository's [cache](crate::repository::Repository::with_cache): drop the outcome
+    /// (or this root) before the aggregate's next command, or that command reads its stream.
     pub aggregate: AggregateRoot<A>,
-    /// The events the command stored (empty when it decided on none).
+    /// The events the command stored (empty when it decided on none); they carry the events
+    /// as recorded (see [`EventEnvelope::decode`]).
     pub events: Vec<EventEnvelope>,
     /// Projections that failed on these events. The events are stored regardless.
     pub delivery_failures: Vec<DeliveryFailure>,

@@ -3,10 +3,14 @@
 //!
 //! - `w1_orders`: independent orders, each `PlaceOrder` then `ShipOrder` (one iteration is
 //!   one order, two commands; the throughput is given per command, so criterion's
-//!   `thrpt` line reads commands per second and `time` / 2 is the time per command);
+//!   `thrpt` line reads commands per second and `time` / 2 is the time per command); the
+//!   repository as `CommandService::new` makes it, so `ShipOrder` starts from the cached
+//!   state;
 //! - `w2_hot_aggregate`: one aggregate already holding [`W2_EVENTS`] events (stored before
-//!   the timing), one more command per iteration: every command replays the whole stream,
-//!   which grows by one per iteration (by about a tenth over a run).
+//!   the timing), one more command per iteration, with the repository's cache off
+//!   (`with_cache(0)`): every command replays the whole stream, which grows by one per
+//!   iteration (by about a tenth over a run). This measures replay; with the cache, a
+//!   command replays nothing (see `../shared/peerbench`'s W2).
 //!
 //! Each workload three ways:
 //! - `tracing_off`: `telemetry::set_enabled(false)`;
@@ -289,7 +293,10 @@ fn w2_hot_aggregate(c: &mut Criterion) {
         eventsource_runtime::telemetry::set_enabled(false);
         match variant {
             Variant::TracingOff | Variant::TracingOn => {
-                let service = CommandService::<Notebook>::new(InMemoryEventStore::new());
+                let service = CommandService::with_repository(
+                    Repository::<Notebook>::new(InMemoryEventStore::new()).with_cache(0),
+                    eventsource_runtime::projection::ProjectionRegistry::new(),
+                );
                 runtime.block_on(async {
                     for n in 0..W2_EVENTS as u64 {
                         service.execute(note(n)).await.expect("a note");

@@ -157,6 +157,14 @@ async fn a_root_comes_back_when_dropped_at_a_stored_version_only() {
     repository.load("o-1").await.unwrap();
     repository.load("o-1").await.unwrap();
     assert_eq!(loads(&capture.spans()), [(3, 3), (0, 3)]);
+
+    // Saved through a repository without a cache: the root goes back nowhere.
+    let uncached = Repository::<Order>::new(store.clone()).with_cache(0);
+    let mut elsewhere = repository.load("o-1").await.unwrap(); // from the cache
+    elsewhere.record(note());
+    uncached.save(&mut elsewhere).await.unwrap();
+    drop(elsewhere);
+    assert_eq!(repository.cached(), 0);
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -216,9 +216,10 @@ impl<A: Aggregate> AggregateRoot<A> {
         }
     }
 
-    /// Sends the root back to `home` when it is dropped at a stored version.
-    pub(crate) fn set_home(&mut self, home: Home<A>) {
-        self.home = Some(home);
+    /// Sends the root back to `home` when it is dropped at a stored version (nowhere with
+    /// `None`).
+    pub(crate) fn set_home(&mut self, home: Option<Home<A>>) {
+        self.home = home;
     }
 
     /// Takes out the uncommitted events a save stored: the state is the stored one now.

@@ -411,7 +411,7 @@ impl<A: Aggregate> Repository<A> {
             Some(root) => self.replay_stream(root, None, None).await?,
             None => self.load_uncached(stream, command_id).await?,
         };
-        loaded.root.set_home(Arc::clone(cache) as Home<A>);
+        loaded.root.set_home(Some(Arc::clone(cache) as Home<A>));
         Ok(loaded)
     }
 
@@ -556,11 +556,9 @@ impl<A: Aggregate> Repository<A> {
         for (envelope, event) in appended.events.iter_mut().zip(committed) {
             envelope.payload.set_recorded(event.into_recorded());
         }
-        // The root holds the stored state now: dropped, it goes back to this cache
-        // (whichever repository loaded it).
-        if let Some(cache) = &self.cache {
-            root.set_home(Arc::clone(cache) as Home<A>);
-        }
+        // The root holds the state stored in this repository's store now: dropped, it goes
+        // back to this repository's cache (whichever loaded it), or nowhere without one.
+        root.set_home(self.cache.clone().map(|cache| cache as Home<A>));
         if let Some(snapshots) = self.snapshots.as_deref() {
             // A snapshot when the save crossed a multiple of `every`.
             if appended.version / snapshots.every > previous / snapshots.every {

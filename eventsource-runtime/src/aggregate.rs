@@ -125,13 +125,7 @@ impl<A: Aggregate> Drop for AggregateRoot<A> {
 impl<A: Aggregate> AggregateRoot<A> {
     /// A new aggregate with no history (version 0).
     pub fn new(id: impl Into<String>) -> Self {
-        Self {
-            stream: StreamId::new(A::TYPE, id),
-            version: 0,
-            state: A::default(),
-            uncommitted: Vec::new(),
-            home: None,
-        }
+        Self::restore(StreamId::new(A::TYPE, id), 0, A::default())
     }
 
     /// An aggregate restored from a snapshot: `state` is its state after the event at
@@ -152,13 +146,7 @@ impl<A: Aggregate> AggregateRoot<A> {
     /// assert_eq!((clock.version(), clock.state().ticks), (11, 11));
     /// ```
     pub fn from_snapshot(id: impl Into<String>, version: u64, state: A) -> Self {
-        Self {
-            stream: StreamId::new(A::TYPE, id),
-            version,
-            state,
-            uncommitted: Vec::new(),
-            home: None,
-        }
+        Self::restore(StreamId::new(A::TYPE, id), version, state)
     }
 
     /// The aggregate's id.

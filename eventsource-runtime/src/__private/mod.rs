@@ -46,7 +46,7 @@ pub fn from_payload<T: EventType + Clone>(payload: &Payload) -> Result<T, Decode
 }
 
 /// An event as its saved envelope carries it: what [`from_payload`] looks for.
-pub type Recorded = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+pub use crate::event::payload::Recorded;
 
 /// One variant's event, as its saved envelope carries it.
 #[inline]

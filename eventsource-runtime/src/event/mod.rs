@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 mod metadata;
-mod payload;
+pub(crate) mod payload;
 
 pub use metadata::Metadata;
 pub use payload::Payload;
@@ -54,7 +54,7 @@ pub trait DomainEvent: std::fmt::Debug + Clone + Send + Sync + 'static {
     /// [`EventEnvelope::decode`]): the event itself. `#[derive(Aggregate)]` hands over the
     /// variant's own event, which its `from_payload` looks for.
     #[doc(hidden)]
-    fn into_recorded(self) -> Arc<dyn std::any::Any + Send + Sync> {
+    fn into_recorded(self) -> payload::Recorded {
         Arc::new(self)
     }
 }

@@ -47,8 +47,9 @@ pub struct Payload {
     recorded: Option<Recorded>,
 }
 
-/// A recorded event, shared by the clones of its envelope.
-type Recorded = Arc<dyn Any + Send + Sync>;
+/// A recorded event, shared by the clones of its envelope (named by the derive's expansion
+/// through `__private`; this module is private).
+pub type Recorded = Arc<dyn Any + Send + Sync>;
 
 impl Payload {
     /// Serializes `value`.

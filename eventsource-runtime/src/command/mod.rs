@@ -434,7 +434,9 @@ impl<A: Aggregate> CommandService<A> {
         let work = async {
             let aggregate = match command_id {
                 None => self.repository.load_stream(stream.clone()).await?,
-                Some(command_id) => match self.recall(id, command_id, &command).await? {
+                // Boxed, as below: commands with an id are the rare path, and their load is
+                // as large as the common one; inline, every command's future would carry both.
+                Some(command_id) => match Box::pin(self.recall(id, command_id, &command)).await? {
                     Recall::First(outcome) => return Ok(outcome),
                     Recall::New(aggregate) => aggregate,
                 },
@@ -442,7 +444,7 @@ impl<A: Aggregate> CommandService<A> {
             let saved = self.decide_and_save(aggregate, &metadata, decide, &command);
             match (saved.await, command_id) {
                 (Err(error), Some(command_id)) if error.as_conflict().is_some() => {
-                    self.after_conflict(id, command_id, error, &command).await
+                    Box::pin(self.after_conflict(id, command_id, error, &command)).await
                 }
                 (result, _) => result,
             }

@@ -162,13 +162,17 @@ impl Metadata {
     /// The entries, read from the stored text on first use. That text is a JSON object
     /// (checked when it was read from the store), so reading it cannot fail.
     fn entries(&self) -> &BTreeMap<String, String> {
-        self.entries.get_or_init(|| match &self.stored {
-            Some(stored) => {
+        // Nothing stored and nothing set: no entries, without initializing the cell (every
+        // command without metadata asks for its command id).
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        match (self.entries.get(), &self.stored) {
+            (Some(entries), _) => entries,
+            (None, None) => &NONE,
+            (None, Some(stored)) => self.entries.get_or_init(|| {
                 let mut json = serde_json::Deserializer::from_str(stored.get());
                 read_entries(&mut json).unwrap_or_default()
-            }
-            None => BTreeMap::new(),
-        })
+            }),
+        }
     }
 
     /// The entries, to change: the stored text no longer says what they are.

@@ -399,32 +399,42 @@ impl<A: Aggregate> Repository<A> {
         stream: &StreamId,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
-        let Some(cache) = &self.cache else {
-            return self.load_uncached(stream, command_id).await;
-        };
-        let cached = match command_id {
-            None => cache.take(stream.aggregate_id()),
+        let cached = match (&self.cache, command_id) {
+            (Some(cache), None) => cache.take(stream.aggregate_id()),
             // The command id is searched in the stream's events: read them all.
-            Some(_) => None,
+            _ => None,
         };
-        let mut loaded = match cached {
-            Some(root) => self.replay_stream(root, None, None).await?,
-            None => self.load_uncached(stream, command_id).await?,
+        // One replay below for the cached and the fresh root alike: the load's future (in
+        // every command's) holds one replay's state, not one per way of loading.
+        let root = match (cached, self.snapshots.as_deref()) {
+            (Some(root), _) => root,
+            (None, None) => AggregateRoot::restore(stream.clone(), 0, A::default()),
+            (None, Some(snapshots)) => {
+                // Boxed: the snapshot path's replays stay out of the common load's future.
+                let loaded = Box::pin(self.load_from_snapshot(snapshots, stream, command_id));
+                return Ok(self.cached_home(loaded.await?));
+            }
         };
-        loaded.root.set_home(Some(Arc::clone(cache) as Home<A>));
-        Ok(loaded)
+        let loaded = self.replay_stream(root, None, command_id).await?;
+        Ok(self.cached_home(loaded))
     }
 
-    /// Loads from the newest snapshot, if any, else from the stream's start.
-    async fn load_uncached(
+    /// A loaded root goes back to this repository's cache when dropped, if it has one.
+    fn cached_home(&self, mut loaded: Loaded<A>) -> Loaded<A> {
+        if let Some(cache) = &self.cache {
+            loaded.root.set_home(Some(Arc::clone(cache) as Home<A>));
+        }
+        loaded
+    }
+
+    /// Loads from the newest snapshot in `snapshots`, if any, else from the stream's start.
+    async fn load_from_snapshot(
         &self,
+        snapshots: &Snapshots<A>,
         stream: &StreamId,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
         let new_root = || AggregateRoot::restore(stream.clone(), 0, A::default());
-        let Some(snapshots) = self.snapshots.as_deref() else {
-            return self.replay_stream(new_root(), None, command_id).await;
-        };
         match snapshots.read(stream).await {
             SnapshotRead::Found { version, state } => {
                 let root = AggregateRoot::restore(stream.clone(), version, state);
@@ -524,19 +534,16 @@ impl<A: Aggregate> Repository<A> {
         if root.uncommitted().is_empty() {
             return Ok(Vec::new());
         }
-        let events = root
-            .uncommitted()
-            .iter()
-            .map(|event| {
-                NewEvent::from_event(event)
-                    .map(|new| new.with_metadata(metadata.clone()))
-                    .map_err(|source| RepositoryError::Encode {
-                        stream: root.stream().clone(),
-                        event_type: event.event_type(),
-                        source,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // Sized to the events (collecting through `Result` would start at four).
+        let mut events = Vec::with_capacity(root.uncommitted().len());
+        for event in root.uncommitted() {
+            let new = NewEvent::from_event(event).map_err(|source| RepositoryError::Encode {
+                stream: root.stream().clone(),
+                event_type: event.event_type(),
+                source,
+            })?;
+            events.push(new.with_metadata(metadata.clone()));
+        }
         let previous = root.persisted_version();
         let expected = ExpectedVersion::from_version(previous);
         let span = instrument::save(

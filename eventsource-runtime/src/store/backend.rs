@@ -160,9 +160,11 @@ pub(crate) fn metadata_json(event: &NewEvent) -> Result<Box<RawValue>, StoreErro
 /// # Errors
 /// [`StoreError::InvalidStreamId`].
 pub(crate) fn check_stream(stream: &StreamId) -> Result<(), StoreError> {
-    let reason = if stream.aggregate_type().contains('\0') {
+    // A byte loop: ids are short, and `str::contains` set up a substring search per call.
+    let has_nul = |s: &str| s.bytes().any(|b| b == 0);
+    let reason = if has_nul(stream.aggregate_type()) {
         "the aggregate type contains a NUL character"
-    } else if stream.aggregate_id().contains('\0') {
+    } else if has_nul(stream.aggregate_id()) {
         "the aggregate id contains a NUL character"
     } else {
         return Ok(());

@@ -198,10 +198,18 @@ impl<'a> SpanStart<'a> {
     }
 
     /// Starts the span (nothing when inert).
+    #[inline]
     pub(crate) fn start(self) -> Span {
-        let Some(pending) = self.pending else {
-            return Span::none();
-        };
+        match self.pending {
+            None => Span::none(),
+            Some(pending) => pending.start(),
+        }
+    }
+}
+
+impl Pending<'_> {
+    fn start(self) -> Span {
+        let pending = self;
         let name = match pending.name {
             SpanName::Static(name) => Cow::Borrowed(name),
             SpanName::Borrowed(name) => Cow::Owned(name.to_owned()),
@@ -467,18 +475,9 @@ impl Span {
     }
 
     /// Runs `work` inside the span: the span is current whenever `work` is polled.
-    pub(crate) async fn run<F: Future>(&self, work: F) -> F::Output {
-        match &self.0 {
-            Inner::Off => work.await,
-            Inner::Tracing(span) => tracing::Instrument::instrument(work, span.clone()).await,
-            Inner::Direct(direct) => {
-                WithDirect {
-                    span: direct,
-                    work: pin!(work),
-                }
-                .await
-            }
-        }
+    #[inline]
+    pub(crate) fn run<F: Future>(&self, work: F) -> InSpan<'_, F> {
+        InSpan { span: self, work }
     }
 
     /// Makes the span current until the guard is dropped.
@@ -507,19 +506,24 @@ pub(crate) struct Entered<'a> {
     _direct: Option<Attached>,
 }
 
-/// Polls a pinned future with a direct span current.
-struct WithDirect<'a, F> {
-    span: &'a DirectSpan,
-    work: Pin<&'a mut F>,
+pin_project_lite::pin_project! {
+    /// [`Span::run`]'s future: `work`, polled with the span current. (One struct holding
+    /// `work` once, rather than an `async fn` whose every branch kept its own copy of it.)
+    pub(crate) struct InSpan<'a, F> {
+        span: &'a Span,
+        #[pin]
+        work: F,
+    }
 }
 
-impl<F: Future> Future for WithDirect<'_, F> {
+impl<F: Future> Future for InSpan<'_, F> {
     type Output = F::Output;
 
     #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let _attached = Attached::new(&self.span.cx, self.span.id);
-        self.work.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        this.work.poll(cx)
     }
 }
 

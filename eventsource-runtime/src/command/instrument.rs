@@ -25,7 +25,7 @@ pub(super) fn start(
 ) -> CommandSpan {
     let name = match settings.span_name {
         Some(name) => SpanName::Static(name),
-        None => SpanName::Prefixed(attr::SPAN_COMMAND_PREFIX, command_type),
+        None => SpanName::PrefixedStatic(attr::SPAN_COMMAND_PREFIX, command_type),
     };
     let mut span = SpanStart::new(settings.enabled, name, Kind::Internal)
         .static_str(attr::COMMAND_TYPE, command_type)

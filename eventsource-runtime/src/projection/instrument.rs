@@ -26,8 +26,8 @@ pub(super) fn span(projection: &dyn Projection, event: &EventEnvelope) -> Span {
     }
     let lag = record_lag(projection.name(), event);
     start(projection)
-        .str(attr::EVENT_TYPE, &event.event_type)
-        .str(attr::AGGREGATE_ID, event.aggregate_id())
+        .attr(attr::EVENT_TYPE, Attr::name(&event.event_type))
+        .attr(attr::AGGREGATE_ID, Attr::Shared(event.stream.shared_id()))
         .int(attr::EVENT_SEQUENCE, event.version)
         .int(attr::EVENT_POSITION, event.position)
         .int(attr::PROJECTION_LAG_MS, lag.as_millis())
@@ -82,7 +82,7 @@ fn record_lag(projection_name: &str, event: &EventEnvelope) -> Duration {
                 attr::METRIC_ATTR_PROJECTION_NAME,
                 Attr::Str(projection_name),
             ),
-            (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(&event.event_type)),
+            (attr::METRIC_ATTR_EVENT_TYPE, Attr::name(&event.event_type)),
         ],
     );
     lag

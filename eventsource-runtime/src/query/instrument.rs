@@ -19,7 +19,7 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: Display,
 {
-    let name = SpanName::Prefixed(attr::SPAN_QUERY_PREFIX, query_type);
+    let name = SpanName::PrefixedStatic(attr::SPAN_QUERY_PREFIX, query_type);
     let span = SpanStart::new(true, name, Kind::Internal)
         .static_str(attr::QUERY_TYPE, query_type)
         .static_str(attr::CQRS_SIDE, attr::SIDE_READ)

@@ -149,7 +149,7 @@ where
                 span.add_event(
                     attr::SPAN_EVENT_EVENT_PERSISTED,
                     &[
-                        (attr::EVENT_TYPE, Attr::Str(&event.event_type)),
+                        (attr::EVENT_TYPE, Attr::name(&event.event_type)),
                         (attr::EVENT_SEQUENCE, Attr::int(event.version)),
                     ],
                 );

@@ -29,11 +29,21 @@ pub(crate) enum Attr<'a> {
     Display(&'a dyn Display),
 }
 
-impl Attr<'_> {
+impl<'a> Attr<'a> {
     /// A count, version or position (saturating at `i64::MAX`).
     #[inline]
     pub(crate) fn int(n: impl TryInto<i64>) -> Self {
         Self::Int(n.try_into().unwrap_or(i64::MAX))
+    }
+
+    /// A name that is usually static (an event type): kept without a copy when it is.
+    #[inline]
+    #[allow(clippy::ptr_arg, reason = "whether the name is borrowed is the point")]
+    pub(crate) fn name(name: &'a std::borrow::Cow<'static, str>) -> Self {
+        match name {
+            std::borrow::Cow::Borrowed(name) => Self::Static(name),
+            std::borrow::Cow::Owned(name) => Self::Str(name),
+        }
     }
 }
 
@@ -47,6 +57,9 @@ pub(crate) enum SpanName<'a> {
     Borrowed(&'a str),
     /// `{prefix}{name}`.
     Prefixed(&'static str, &'a str),
+    /// `{prefix}{name}` of two program-long strings (`command.PlaceOrder`): put together
+    /// once per process, not once per span.
+    PrefixedStatic(&'static str, &'static str),
 }
 
 /// How a span relates to its caller, as OpenTelemetry's span kinds.

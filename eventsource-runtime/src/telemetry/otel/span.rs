@@ -10,9 +10,11 @@
 //! - With no subscriber, or a switch off, nothing is built and no attribute is formatted.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::{LazyLock, PoisonError, RwLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -214,6 +216,7 @@ impl Pending<'_> {
             SpanName::Static(name) => Cow::Borrowed(name),
             SpanName::Borrowed(name) => Cow::Owned(name.to_owned()),
             SpanName::Prefixed(prefix, name) => Cow::Owned(format!("{prefix}{name}")),
+            SpanName::PrefixedStatic(prefix, name) => Cow::Borrowed(joined(prefix, name)),
         };
         match pending.mode {
             Mode::Direct => Span::start_direct(
@@ -232,6 +235,25 @@ impl Pending<'_> {
             ),
         }
     }
+}
+
+/// `{prefix}{name}`, made once per process and kept: the pairs are program-long strings
+/// (span prefixes and command or query type names), so there are only ever a few.
+fn joined(prefix: &'static str, name: &'static str) -> &'static str {
+    type Names = HashMap<(&'static str, &'static str), &'static str, foldhash::fast::FixedState>;
+    static NAMES: LazyLock<RwLock<Names>> = LazyLock::new(RwLock::default);
+    let key = (prefix, name);
+    if let Some(&joined) = NAMES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+    {
+        return joined;
+    }
+    let mut names = NAMES.write().unwrap_or_else(PoisonError::into_inner);
+    names
+        .entry(key)
+        .or_insert_with(|| String::leak(format!("{prefix}{name}")))
 }
 
 /// The `tracing` span standing for a runtime span under a subscriber without eventsource's

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{
@@ -266,10 +267,23 @@ async fn keep(mut keeper: Keeper) {
             }
         }
     };
-    let Keeper { listener, own, .. } = keeper;
+    let Keeper {
+        listener,
+        own,
+        requests,
+        ..
+    } = keeper;
+    // Nothing more is asked of the keeper: a release from now on returns at once (the lock
+    // is unlocked or went with the session), whatever the close below takes.
+    drop(requests);
     drop(listener);
-    own.close().await;
+    // Bounded: the pool waits for its connection to close, and a connection whose peer
+    // vanished must not keep a release waiting. Dropped, the pool closes it all the same.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, own.close()).await;
     if let Some(reply) = released {
         let _ = reply.send(());
     }
 }
+
+/// How long a lease's keeper waits for its connection to close before letting it go.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -10,9 +10,11 @@ pub(crate) mod direct;
 pub(crate) mod log;
 pub(crate) mod metrics;
 mod span;
+mod start;
 
 pub use span::Span;
-pub(crate) use span::{SpanStart, Stopwatch, in_stored_context};
+pub(crate) use span::{Stopwatch, in_stored_context};
+pub(crate) use start::SpanStart;
 
 /// Whether the process switch lets telemetry through (for work that only feeds it).
 #[inline]

@@ -1,0 +1,295 @@
+//! How a span of the runtime is started: [`SpanStart`] gathers its name, kind, parent,
+//! attributes and links, and starts it the way the current subscriber records spans (on
+//! the SDK directly under eventsource's layer, as a `tracing` span under any other). When
+//! nothing will record it, nothing is gathered.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{LazyLock, PoisonError, RwLock};
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Link, SpanKind};
+use tracing::Level;
+use tracing::callsite::{DefaultCallsite, Identifier};
+use tracing::field::FieldSet;
+use tracing::level_filters::LevelFilter;
+use tracing::metadata::Kind as CallsiteKind;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::direct::{DirectTracer, Parent};
+use super::span::{Span, key_values, otel_value};
+use crate::event::{Metadata, StreamId};
+use crate::telemetry::values::{Attr, Kind, SpanName};
+use crate::telemetry::{TARGET, attributes as attr, propagation, toggles};
+
+/// What the subscriber's filter is asked about before a span is started on the direct
+/// path. Asked directly rather than through a callsite's cached interest, which `tracing`
+/// keeps for the whole process and can fix at "never" while another thread installs its
+/// subscriber.
+static CALLSITE: DefaultCallsite = DefaultCallsite::new(&META);
+static META: tracing::Metadata<'static> = tracing::Metadata::new(
+    "eventsource",
+    TARGET,
+    Level::INFO,
+    Some(file!()),
+    Some(line!()),
+    Some(module_path!()),
+    FieldSet::new(&[], Identifier(&CALLSITE)),
+    CallsiteKind::SPAN,
+);
+
+/// How a span will be made, decided before its attributes are.
+#[derive(Clone, Copy)]
+enum Mode {
+    Direct,
+    Tracing,
+}
+
+/// Which way the current subscriber records a span of the runtime, if it does.
+fn mode() -> Option<Mode> {
+    if !tracing::dispatcher::has_been_set() || Level::INFO > LevelFilter::current() {
+        return None;
+    }
+    let direct = tracing::dispatcher::get_default(|dispatch| {
+        dispatch.downcast_ref::<DirectTracer>().map(|_| {
+            let _ = CALLSITE.interest(); // registered once, for filters that look it up
+            dispatch.enabled(&META)
+        })
+    });
+    match direct {
+        Some(true) => Some(Mode::Direct),
+        Some(false) => None,
+        None => tracing::span_enabled!(target: TARGET, Level::INFO).then_some(Mode::Tracing),
+    }
+}
+
+/// A span about to start: its name, kind, parent, attributes and links. Inert (every
+/// method a no-op) when the span will not be recorded.
+#[must_use = "a span starts with `start()`"]
+pub(crate) struct SpanStart<'a> {
+    pending: Option<Pending<'a>>,
+}
+
+struct Pending<'a> {
+    mode: Mode,
+    name: SpanName<'a>,
+    kind: Kind,
+    parent: Parent,
+    attributes: Vec<KeyValue>,
+    links: Vec<Link>,
+}
+
+impl<'a> SpanStart<'a> {
+    /// A span named `name`, a child of the current span, if the component's own switch
+    /// (`enabled`), the process switch and the subscriber all want it.
+    #[inline]
+    pub(crate) fn new(enabled: bool, name: SpanName<'a>, kind: Kind) -> Self {
+        let mode = if enabled && toggles::is_enabled() {
+            mode()
+        } else {
+            None
+        };
+        Self {
+            pending: mode.map(|mode| Pending {
+                mode,
+                name,
+                kind,
+                parent: Parent::Current,
+                attributes: Vec::with_capacity(8),
+                links: Vec::new(),
+            }),
+        }
+    }
+
+    /// A new trace instead of a child of the current span.
+    #[inline]
+    pub(crate) fn root(mut self) -> Self {
+        if let Some(pending) = &mut self.pending {
+            pending.parent = Parent::Root;
+        }
+        self
+    }
+
+    /// A child of the trace context in `carrier` (a message's headers), with its baggage; a
+    /// new trace when the context is missing or malformed (counted, never an error).
+    pub(crate) fn remote_parent(mut self, carrier: &Metadata) -> Self {
+        if let Some(pending) = &mut self.pending {
+            pending.parent = match propagation::stored_span_context(carrier) {
+                Some(_) => Parent::Remote(propagation::extract(carrier)),
+                None => Parent::Root,
+            };
+        }
+        self
+    }
+
+    /// A link to the trace context in `carrier` (an event's metadata, a message's
+    /// headers), with `attributes` on the link; none when the context is missing or
+    /// malformed (counted, never an error).
+    pub(crate) fn link(
+        mut self,
+        carrier: &Metadata,
+        attributes: &[(&'static str, Attr<'_>)],
+    ) -> Self {
+        if let Some(pending) = &mut self.pending
+            && let Some(context) = propagation::stored_span_context(carrier)
+        {
+            pending
+                .links
+                .push(Link::new(context, key_values(attributes), 0));
+        }
+        self
+    }
+
+    /// An attribute.
+    #[inline]
+    pub(crate) fn attr(mut self, key: &'static str, value: Attr<'_>) -> Self {
+        if let Some(pending) = &mut self.pending {
+            pending
+                .attributes
+                .push(KeyValue::new(key, otel_value(value)));
+        }
+        self
+    }
+
+    /// A string attribute (copied).
+    #[inline]
+    pub(crate) fn str(self, key: &'static str, value: &str) -> Self {
+        self.attr(key, Attr::Str(value))
+    }
+
+    /// The stream's aggregate id and type (`aggregate.id`, `aggregate.type`), shared or
+    /// static, not copied.
+    #[inline]
+    pub(crate) fn stream(mut self, stream: &'a StreamId) -> Self {
+        if let Some(pending) = &mut self.pending {
+            let aggregate_type = match stream.static_aggregate_type() {
+                Some(aggregate_type) => Attr::Static(aggregate_type),
+                None => Attr::Str(stream.aggregate_type()),
+            };
+            pending.attributes.extend([
+                KeyValue::new(
+                    attr::AGGREGATE_ID,
+                    otel_value(Attr::Shared(stream.shared_id())),
+                ),
+                KeyValue::new(attr::AGGREGATE_TYPE, otel_value(aggregate_type)),
+            ]);
+        }
+        self
+    }
+
+    /// A string attribute that lives for the whole program (not copied).
+    #[inline]
+    pub(crate) fn static_str(self, key: &'static str, value: &'static str) -> Self {
+        self.attr(key, Attr::Static(value))
+    }
+
+    /// An integer attribute (a count, version or position).
+    #[inline]
+    pub(crate) fn int(self, key: &'static str, value: impl TryInto<i64>) -> Self {
+        self.attr(key, Attr::int(value))
+    }
+
+    /// Starts the span (nothing when inert).
+    #[inline]
+    pub(crate) fn start(self) -> Span {
+        match self.pending {
+            None => Span::none(),
+            Some(pending) => pending.start(),
+        }
+    }
+}
+
+impl Pending<'_> {
+    fn start(self) -> Span {
+        let pending = self;
+        let name = match pending.name {
+            SpanName::Static(name) => Cow::Borrowed(name),
+            SpanName::Borrowed(name) => Cow::Owned(name.to_owned()),
+            SpanName::Prefixed(prefix, name) => Cow::Owned(format!("{prefix}{name}")),
+            SpanName::PrefixedStatic(prefix, name) => Cow::Borrowed(joined(prefix, name)),
+        };
+        match pending.mode {
+            Mode::Direct => Span::start_direct(
+                name,
+                span_kind(pending.kind),
+                pending.attributes,
+                pending.links,
+                &pending.parent,
+            ),
+            Mode::Tracing => start_tracing(
+                &name,
+                pending.kind,
+                pending.parent,
+                pending.attributes,
+                pending.links,
+            ),
+        }
+    }
+}
+
+/// `{prefix}{name}`, made once per process and kept: the pairs are program-long strings
+/// (span prefixes and command or query type names), so there are only ever a few.
+fn joined(prefix: &'static str, name: &'static str) -> &'static str {
+    type Names = HashMap<(&'static str, &'static str), &'static str, foldhash::fast::FixedState>;
+    static NAMES: LazyLock<RwLock<Names>> = LazyLock::new(RwLock::default);
+    let key = (prefix, name);
+    if let Some(&joined) = NAMES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+    {
+        return joined;
+    }
+    let mut names = NAMES.write().unwrap_or_else(PoisonError::into_inner);
+    names
+        .entry(key)
+        .or_insert_with(|| String::leak(format!("{prefix}{name}")))
+}
+
+/// The `tracing` span standing for a runtime span under a subscriber without eventsource's
+/// layer: its OpenTelemetry name, kind, parent, attributes and links go through
+/// `tracing-opentelemetry`'s fields and span extension.
+fn start_tracing(
+    name: &str,
+    kind: Kind,
+    parent: Parent,
+    attributes: Vec<KeyValue>,
+    links: Vec<Link>,
+) -> Span {
+    let kind = match kind {
+        Kind::Internal => "internal",
+        Kind::Client => "client",
+        Kind::Producer => "producer",
+        Kind::Consumer => "consumer",
+    };
+    let span = match parent {
+        Parent::Current => {
+            tracing::info_span!(target: TARGET, "eventsource", otel.name = name, otel.kind = kind)
+        }
+        Parent::Root | Parent::Remote(_) => tracing::info_span!(
+            target: TARGET, parent: None, "eventsource", otel.name = name, otel.kind = kind
+        ),
+    };
+    if span.is_disabled() {
+        return Span::none();
+    }
+    if let Parent::Remote(cx) = parent {
+        let _ = span.set_parent(cx);
+    }
+    for kv in attributes {
+        span.set_attribute(kv.key, kv.value);
+    }
+    for link in links {
+        span.add_link_with_attributes(link.span_context, link.attributes);
+    }
+    Span::from(span)
+}
+
+fn span_kind(kind: Kind) -> SpanKind {
+    match kind {
+        Kind::Internal => SpanKind::Internal,
+        Kind::Client => SpanKind::Client,
+        Kind::Producer => SpanKind::Producer,
+        Kind::Consumer => SpanKind::Consumer,
+    }
+}

@@ -200,29 +200,26 @@ impl<'a> SpanStart<'a> {
 }
 
 impl Pending<'_> {
+    /// Starts the span gathered (kept out of line: [`SpanStart::start`] is inlined where
+    /// spans are made, and mostly finds nothing to start).
     fn start(self) -> Span {
-        let pending = self;
-        let name = match pending.name {
+        let name = match self.name {
             SpanName::Static(name) => Cow::Borrowed(name),
             SpanName::Borrowed(name) => Cow::Owned(name.to_owned()),
             SpanName::Prefixed(prefix, name) => Cow::Owned(format!("{prefix}{name}")),
             SpanName::PrefixedStatic(prefix, name) => Cow::Borrowed(joined(prefix, name)),
         };
-        match pending.mode {
+        match self.mode {
             Mode::Direct => Span::start_direct(
                 name,
-                span_kind(pending.kind),
-                pending.attributes,
-                pending.links,
-                &pending.parent,
+                span_kind(self.kind),
+                self.attributes,
+                self.links,
+                &self.parent,
             ),
-            Mode::Tracing => start_tracing(
-                &name,
-                pending.kind,
-                pending.parent,
-                pending.attributes,
-                pending.links,
-            ),
+            Mode::Tracing => {
+                start_tracing(&name, self.kind, self.parent, self.attributes, self.links)
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`Payload`]: an event's JSON text.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -42,9 +43,20 @@ use serde_json::value::RawValue;
 /// recorded (see [`EventEnvelope::decode`](super::EventEnvelope::decode)).
 #[derive(Clone)]
 pub struct Payload {
-    json: Arc<RawValue>,
+    /// Always valid JSON, without surrounding blanks.
+    json: Arc<str>,
     /// The value the JSON was serialized from, when this process recorded it.
     recorded: Option<Recorded>,
+}
+
+/// Payloads up to this size keep the scratch buffer they were serialized in for the next
+/// one; a larger payload's buffer is freed, so a thread never holds more than this.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    /// Where [`Payload::from_serialize`] serializes. Taken while in use, so a `Serialize`
+    /// impl that itself serializes a payload gets a buffer of its own.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// A recorded event, shared by the clones of its envelope (named by the derive's expansion
@@ -57,18 +69,29 @@ impl Payload {
     /// # Errors
     /// When `value` cannot be represented as JSON (a map with non-string keys, say).
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(Self::from_raw)
+        // Serialized into this thread's scratch buffer, then copied once into the shared
+        // text: a fresh `String` per payload would be allocated, grown, shrunk to fit and
+        // then copied into the `Arc` all the same.
+        let mut buffer = SCRATCH.take();
+        buffer.clear();
+        let serialized = serde_json::to_writer(&mut buffer, value);
+        let payload = serialized.map(|()| {
+            // serde_json writes UTF-8; the check is one pass over the bytes.
+            let text = std::str::from_utf8(&buffer).unwrap_or_default();
+            Self::from_checked(Arc::from(text))
+        });
+        if buffer.capacity() <= SCRATCH_KEPT {
+            SCRATCH.set(buffer);
+        }
+        payload
     }
 
     fn from_raw(raw: Box<RawValue>) -> Self {
-        Self {
-            json: Arc::from(raw),
-            recorded: None,
-        }
+        Self::from_checked(Arc::from(raw.get()))
     }
 
-    /// Shared JSON text a store wrote itself (so known to be valid).
-    pub(crate) fn from_checked(json: Arc<RawValue>) -> Self {
+    /// Shared JSON text a store wrote itself, or serde_json did (so known to be valid).
+    pub(crate) fn from_checked(json: Arc<str>) -> Self {
         Self {
             json,
             recorded: None,
@@ -76,7 +99,7 @@ impl Payload {
     }
 
     /// The shared JSON text, for a store to keep.
-    pub(crate) fn shared_json(&self) -> &Arc<RawValue> {
+    pub(crate) fn shared_json(&self) -> &Arc<str> {
         &self.json
     }
 
@@ -101,7 +124,7 @@ impl Payload {
     /// The JSON text.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        self.json.get()
+        &self.json
     }
 
     /// Deserializes the payload into `T`.
@@ -109,7 +132,7 @@ impl Payload {
     /// # Errors
     /// When the payload does not fit `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.json.get())
+        serde_json::from_str(&self.json)
     }
 
     /// The payload as a `serde_json::Value`, for code that walks it.
@@ -165,7 +188,11 @@ impl fmt::Display for Payload {
 
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.json.serialize(serializer)
+        // Borrowed as a `RawValue`, the text goes out as the JSON itself. serde_json has no
+        // unchecked way to borrow one, so the text is parsed through once more (it is valid
+        // JSON, so this never fails); payloads are serialized only to leave the process.
+        let raw: &RawValue = serde_json::from_str(&self.json).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
     }
 }
 

@@ -4,6 +4,7 @@
 mod cache;
 mod instrument;
 mod snapshots;
+mod store;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::telemetry::attributes::{
 use crate::telemetry::values::span_names;
 use cache::StateCache;
 use snapshots::{SnapshotRead, Snapshots};
+use store::Store;
 
 /// What loading or saving an aggregate can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +77,7 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 ///
 /// Cheap to clone; clones share the store.
 pub struct Repository<A> {
-    store: Arc<dyn EventStore>,
+    store: Store,
     telemetry: RepositoryTelemetry,
     snapshots: Option<Arc<Snapshots<A>>>,
     cache: Option<Arc<StateCache<A>>>,
@@ -85,7 +87,7 @@ pub struct Repository<A> {
 impl<A> Clone for Repository<A> {
     fn clone(&self) -> Self {
         Self {
-            store: Arc::clone(&self.store),
+            store: self.store.clone(),
             telemetry: self.telemetry,
             snapshots: self.snapshots.clone(),
             cache: self.cache.clone(),
@@ -98,7 +100,7 @@ impl<A> std::fmt::Debug for Repository<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Repository")
             .field("aggregate", &std::any::type_name::<A>())
-            .field("store", &self.store.system_name())
+            .field("store", &self.store.as_dyn().system_name())
             .field("snapshot_every", &self.snapshots.as_ref().map(|s| s.every))
             .field("cache_capacity", &self.cache.as_ref().map(|c| c.capacity()))
             .finish()
@@ -143,12 +145,16 @@ impl Default for RepositoryTelemetry {
 impl<A: Aggregate> Repository<A> {
     /// A repository over `store` (any [`EventStore`], or an `Arc<dyn EventStore>`).
     pub fn new(store: impl EventStore) -> Self {
-        Self::from_arc(Arc::new(store))
+        Self::with_store(Store::new(store))
     }
 
     /// A repository over a shared store.
     #[must_use]
     pub fn from_arc(store: Arc<dyn EventStore>) -> Self {
+        Self::with_store(Store::from_arc(store))
+    }
+
+    fn with_store(store: Store) -> Self {
         Self {
             store,
             telemetry: RepositoryTelemetry::default(),
@@ -156,12 +162,6 @@ impl<A: Aggregate> Repository<A> {
             cache: Some(Arc::new(StateCache::new(DEFAULT_CACHE_CAPACITY))),
             _aggregate: PhantomData,
         }
-    }
-
-    /// The store, called directly: through the `Arc`'s own `EventStore` impl every call
-    /// would box its future twice.
-    fn dyn_store(&self) -> &dyn EventStore {
-        &*self.store
     }
 
     /// Takes snapshots into `store` and loads from them.
@@ -342,7 +342,7 @@ impl<A: Aggregate> Repository<A> {
     /// The store behind this repository.
     #[must_use]
     pub fn store(&self) -> &Arc<dyn EventStore> {
-        &self.store
+        self.store.shared()
     }
 
     /// The stream of the aggregate `id`.
@@ -467,7 +467,7 @@ impl<A: Aggregate> Repository<A> {
             (Some(_), Some(every)) => (restored + 1).saturating_sub(every).max(1),
             _ => restored + 1,
         };
-        let stored = self.dyn_store().load(root.stream(), from).await?;
+        let stored = self.store.load(root.stream(), from).await?;
         let newer = || stored.iter().filter(|e| e.version > restored);
         let replayed = newer().count();
         let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
@@ -483,7 +483,7 @@ impl<A: Aggregate> Repository<A> {
             // event read on, the command may have appended earlier ones (rarely: a batch
             // larger than the snapshot interval).
             if from > 1 && command_events.first().is_some_and(|e| e.version == from) {
-                let earlier = self.dyn_store().load(root.stream(), 1).await?;
+                let earlier = self.store.load(root.stream(), 1).await?;
                 let earlier = earlier.into_iter().filter(|e| e.version < from);
                 command_events.splice(0..0, earlier.filter(carries));
             }
@@ -502,7 +502,7 @@ impl<A: Aggregate> Repository<A> {
     /// The store's errors.
     pub async fn exists(&self, id: impl Into<String>) -> Result<bool, RepositoryError> {
         let stream = Self::stream(id);
-        let check = async { Ok(self.dyn_store().stream_version(&stream).await? > 0) };
+        let check = async { Ok(self.store.as_dyn().stream_version(&stream).await? > 0) };
         instrument::exists(&self.telemetry, &stream, check).await
     }
 
@@ -553,7 +553,7 @@ impl<A: Aggregate> Repository<A> {
             root.uncommitted().len(),
         );
         let appended = span
-            .run(self.dyn_store().append(root.stream(), expected, events))
+            .run(self.store.append(root.stream(), expected, events))
             .await;
         instrument::appended(&span, &appended);
         let mut appended = appended?;

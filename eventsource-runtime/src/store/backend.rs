@@ -98,6 +98,33 @@ where
     .await
 }
 
+/// [`EventStore::append`] of a backend, unboxed.
+pub(crate) async fn append<B: Backend>(
+    backend: &B,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Appended {
+    append_traced(backend, stream, expected, events, |events| {
+        backend.append_events(Append {
+            stream,
+            expected,
+            events,
+        })
+    })
+    .await
+}
+
+/// [`EventStore::load`] of a backend, unboxed.
+pub(crate) async fn load<B: Backend>(backend: &B, stream: &StreamId, from_version: u64) -> Events {
+    let operation = operation(backend, "load");
+    let load = async {
+        check_stream(stream)?;
+        backend.load_events(stream, from_version).await
+    };
+    instrument::load(backend.telemetry(), stream, from_version, operation, load).await
+}
+
 #[async_trait]
 impl<B: Backend> EventStore for B {
     async fn append(
@@ -106,23 +133,11 @@ impl<B: Backend> EventStore for B {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        append_traced(self, stream, expected, events, |events| {
-            self.append_events(Append {
-                stream,
-                expected,
-                events,
-            })
-        })
-        .await
+        append(self, stream, expected, events).await
     }
 
     async fn load(&self, stream: &StreamId, from_version: u64) -> Events {
-        let operation = operation(self, "load");
-        let load = async {
-            check_stream(stream)?;
-            self.load_events(stream, from_version).await
-        };
-        instrument::load(self.telemetry(), stream, from_version, operation, load).await
+        load(self, stream, from_version).await
     }
 
     async fn read_all(&self, from_position: u64, limit: usize) -> Events {

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::backend::{Append, Appended, Backend, Events, metadata_json};
@@ -96,9 +95,9 @@ struct StoredRow {
     schema_version: u32,
     timestamp: DateTime<Utc>,
     /// The payload's JSON text, shared with the envelopes read back.
-    payload: Arc<RawValue>,
+    payload: Arc<str>,
     /// The metadata's JSON object, `None` for empty metadata (`{}`).
-    metadata: Option<Arc<RawValue>>,
+    metadata: Option<Arc<serde_json::value::RawValue>>,
 }
 
 impl StoredRow {

@@ -1,0 +1,73 @@
+//! The event store as a repository calls it.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::event::{EventEnvelope, NewEvent, StreamId};
+use crate::store::backend;
+use crate::store::{AppendResult, EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
+
+/// A repository's event store. Through `dyn EventStore` every call boxes its future; the
+/// in-memory store, whose calls are over in a few hundred instructions, is called directly
+/// instead (the same code, with the same spans, unboxed).
+#[derive(Clone)]
+pub(super) struct Store {
+    shared: Arc<dyn EventStore>,
+    in_memory: Option<InMemoryEventStore>,
+}
+
+impl Store {
+    /// `store`, called directly if it is an [`InMemoryEventStore`].
+    pub(super) fn new<S: EventStore>(store: S) -> Self {
+        let in_memory = (&store as &dyn Any)
+            .downcast_ref::<InMemoryEventStore>()
+            .cloned();
+        Self {
+            shared: Arc::new(store),
+            in_memory,
+        }
+    }
+
+    /// A shared store, always called through its trait object.
+    pub(super) fn from_arc(shared: Arc<dyn EventStore>) -> Self {
+        Self {
+            shared,
+            in_memory: None,
+        }
+    }
+
+    pub(super) fn shared(&self) -> &Arc<dyn EventStore> {
+        &self.shared
+    }
+
+    /// The store as a trait object. Called through the `Arc`'s own `EventStore` impl,
+    /// every call would box its future twice.
+    pub(super) fn as_dyn(&self) -> &dyn EventStore {
+        &*self.shared
+    }
+
+    /// As [`EventStore::load`].
+    pub(super) async fn load(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        match &self.in_memory {
+            Some(store) => backend::load(store, stream, from_version).await,
+            None => self.as_dyn().load(stream, from_version).await,
+        }
+    }
+
+    /// As [`EventStore::append`].
+    pub(super) async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        match &self.in_memory {
+            Some(store) => backend::append(store, stream, expected, events).await,
+            None => self.as_dyn().append(stream, expected, events).await,
+        }
+    }
+}

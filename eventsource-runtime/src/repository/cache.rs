@@ -102,10 +102,12 @@ impl<A: Aggregate> Keep<A> for StateCache<A> {
         // Two roots of one aggregate (two loads, a clone) come back in any order: the
         // newest state stays.
         let newer = |kept: &Entry<A>| kept.version > entry.version;
-        if generations.old.get(&key).is_some_and(newer) {
-            return;
+        if let Some(kept) = generations.old.get(&key) {
+            if newer(kept) {
+                return;
+            }
+            generations.old.remove(&key);
         }
-        generations.old.remove(&key);
         if generations.new.len() >= self.generation_size && !generations.new.contains_key(&key) {
             // The new generation becomes the old one; the old one's entries go, and its
             // table, grown already, is the new one's.

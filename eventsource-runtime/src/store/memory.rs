@@ -1,13 +1,13 @@
 //! The in-memory event store: real semantics, no persistence.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, hash_map};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, metadata_json};
+use super::backend::{Append, Appended, Backend, Events, check_stream, metadata_json};
 use super::settings::telemetry_builders;
 use super::{AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
@@ -158,6 +158,8 @@ impl Backend for InMemoryEventStore {
         &self.telemetry
     }
 
+    const CHECKS_NEW_STREAMS: bool = true;
+
     async fn append_events(&self, append: Append<'_>) -> Appended {
         self.append_now(append.stream, append.expected, append.events)
     }
@@ -165,10 +167,15 @@ impl Backend for InMemoryEventStore {
     async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
         let log = self.read();
         let Some(Stream { rows: indices, .. }) = log.streams.get(stream) else {
+            check_stream(stream)?;
             return Ok(Vec::new());
         };
         // Versions are 1-based and gapless, so version v sits at indices[v - 1].
         let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
+        if skip >= indices.len() {
+            // Nothing newer: the common answer to a load from a cached version.
+            return Ok(Vec::new());
+        }
         indices
             .iter()
             .skip(skip)
@@ -185,7 +192,10 @@ impl Backend for InMemoryEventStore {
 
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let log = self.read();
-        Ok(log.streams.get(stream).map_or(0, |s| s.rows.len() as u64))
+        match log.streams.get(stream) {
+            Some(held) => Ok(held.rows.len() as u64),
+            None => check_stream(stream).map(|()| 0),
+        }
     }
 
     /// Changes with every successful append (shared by all clones).
@@ -226,15 +236,17 @@ impl InMemoryEventStore {
 
         let mut log = self.write();
         let log = &mut *log;
-        let actual = log.streams.get(stream).map_or(0, |s| s.rows.len() as u64);
-        expected.check(stream, actual)?;
-        let entry = match log.streams.get_mut(stream) {
-            Some(entry) => entry,
-            None => log
-                .streams
-                .entry(stream.clone())
-                .or_insert_with(|| Stream { rows: Vec::new() }),
+        // One lookup for the check and the append (the key costs a reference count).
+        let slot = log.streams.entry(stream.clone());
+        let actual = match &slot {
+            hash_map::Entry::Occupied(held) => held.get().rows.len() as u64,
+            hash_map::Entry::Vacant(_) => {
+                check_stream(stream)?;
+                0
+            }
         };
+        expected.check(stream, actual)?;
+        let entry = slot.or_insert_with(|| Stream { rows: Vec::new() });
 
         let mut appended = Vec::with_capacity(events.len());
         for (offset, event) in events.into_iter().enumerate() {

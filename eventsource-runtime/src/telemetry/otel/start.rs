@@ -65,9 +65,12 @@ fn mode() -> Option<Mode> {
 
 /// A span about to start: its name, kind, parent, attributes and links. Inert (every
 /// method a no-op) when the span will not be recorded.
+///
+/// What is gathered is boxed: an inert span is then one null pointer, however its builder
+/// calls are inlined, where the gathered fields inline would be copied through each of them.
 #[must_use = "a span starts with `start()`"]
 pub(crate) struct SpanStart<'a> {
-    pending: Option<Pending<'a>>,
+    pending: Option<Box<Pending<'a>>>,
 }
 
 struct Pending<'a> {
@@ -90,13 +93,15 @@ impl<'a> SpanStart<'a> {
             None
         };
         Self {
-            pending: mode.map(|mode| Pending {
-                mode,
-                name,
-                kind,
-                parent: Parent::Current,
-                attributes: Vec::with_capacity(8),
-                links: Vec::new(),
+            pending: mode.map(|mode| {
+                Box::new(Pending {
+                    mode,
+                    name,
+                    kind,
+                    parent: Parent::Current,
+                    attributes: Vec::with_capacity(8),
+                    links: Vec::new(),
+                })
             }),
         }
     }
@@ -202,7 +207,7 @@ impl<'a> SpanStart<'a> {
 impl Pending<'_> {
     /// Starts the span gathered (kept out of line: [`SpanStart::start`] is inlined where
     /// spans are made, and mostly finds nothing to start).
-    fn start(self) -> Span {
+    fn start(self: Box<Self>) -> Span {
         let name = match self.name {
             SpanName::Static(name) => Cow::Borrowed(name),
             SpanName::Borrowed(name) => Cow::Owned(name.to_owned()),

@@ -35,7 +35,7 @@ pub struct Metadata {
     /// The entries, once read (from `stored`, or given); sorted by key.
     entries: OnceLock<BTreeMap<String, String>>,
     /// The stored JSON object the entries are read from on first use, until one changes.
-    stored: Option<Arc<RawValue>>,
+    stored: Option<Arc<str>>,
 }
 
 impl<'de> Deserialize<'de> for Metadata {
@@ -67,7 +67,7 @@ fn read_entries<'de, D: serde::Deserializer<'de>>(
 impl Serialize for Metadata {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match (self.entries.get(), &self.stored) {
-            (None, Some(stored)) => stored.serialize(serializer),
+            (None, Some(stored)) => super::payload::serialize_raw(stored, serializer),
             _ => self.entries().serialize(serializer),
         }
     }
@@ -148,11 +148,11 @@ impl Metadata {
                 "metadata is not a JSON object",
             ));
         }
-        Ok(Self::from_checked(Arc::from(raw)))
+        Ok(Self::from_checked(Arc::from(raw.get())))
     }
 
     /// Metadata from JSON text known to be an object (what this crate stored itself).
-    pub(crate) fn from_checked(stored: Arc<RawValue>) -> Self {
+    pub(crate) fn from_checked(stored: Arc<str>) -> Self {
         Self {
             entries: OnceLock::new(),
             stored: Some(stored),
@@ -169,7 +169,7 @@ impl Metadata {
             (Some(entries), _) => entries,
             (None, None) => &NONE,
             (None, Some(stored)) => self.entries.get_or_init(|| {
-                let mut json = serde_json::Deserializer::from_str(stored.get());
+                let mut json = serde_json::Deserializer::from_str(stored);
                 read_entries(&mut json).unwrap_or_default()
             }),
         }
@@ -245,7 +245,6 @@ impl Metadata {
         match (self.entries.get(), &self.stored) {
             // A stored object is empty when nothing but blanks stands between its braces.
             (None, Some(stored)) => stored
-                .get()
                 .trim()
                 .strip_prefix('{')
                 .and_then(|inner| inner.strip_suffix('}'))

@@ -59,6 +59,34 @@ thread_local! {
     static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
+/// `value` as shared JSON text. Serialized into this thread's scratch buffer, then copied
+/// once into the shared text: a fresh `String` would be allocated, grown, shrunk to fit and
+/// then copied into the `Arc` all the same.
+pub(crate) fn to_shared_json<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<Arc<str>, serde_json::Error> {
+    let mut buffer = SCRATCH.take();
+    buffer.clear();
+    let serialized = serde_json::to_writer(&mut buffer, value);
+    // serde_json writes UTF-8; the check is one pass over the bytes.
+    let shared = serialized.map(|()| Arc::from(std::str::from_utf8(&buffer).unwrap_or_default()));
+    if buffer.capacity() <= SCRATCH_KEPT {
+        SCRATCH.set(buffer);
+    }
+    shared
+}
+
+/// Serializes JSON text as the JSON itself (not a string holding it). serde_json has no
+/// unchecked way to borrow text as a `RawValue`, so it is parsed through once more (it is
+/// valid JSON, so this never fails); stored text is serialized only to leave the process.
+pub(crate) fn serialize_raw<S: serde::Serializer>(
+    json: &str,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let raw: &RawValue = serde_json::from_str(json).map_err(serde::ser::Error::custom)?;
+    raw.serialize(serializer)
+}
+
 /// A recorded event, shared by the clones of its envelope (named by the derive's expansion
 /// through `__private`; this module is private).
 pub type Recorded = Arc<dyn Any + Send + Sync>;
@@ -69,21 +97,7 @@ impl Payload {
     /// # Errors
     /// When `value` cannot be represented as JSON (a map with non-string keys, say).
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        // Serialized into this thread's scratch buffer, then copied once into the shared
-        // text: a fresh `String` per payload would be allocated, grown, shrunk to fit and
-        // then copied into the `Arc` all the same.
-        let mut buffer = SCRATCH.take();
-        buffer.clear();
-        let serialized = serde_json::to_writer(&mut buffer, value);
-        let payload = serialized.map(|()| {
-            // serde_json writes UTF-8; the check is one pass over the bytes.
-            let text = std::str::from_utf8(&buffer).unwrap_or_default();
-            Self::from_checked(Arc::from(text))
-        });
-        if buffer.capacity() <= SCRATCH_KEPT {
-            SCRATCH.set(buffer);
-        }
-        payload
+        to_shared_json(value).map(Self::from_checked)
     }
 
     fn from_raw(raw: Box<RawValue>) -> Self {
@@ -188,11 +202,7 @@ impl fmt::Display for Payload {
 
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Borrowed as a `RawValue`, the text goes out as the JSON itself. serde_json has no
-        // unchecked way to borrow one, so the text is parsed through once more (it is valid
-        // JSON, so this never fails); payloads are serialized only to leave the process.
-        let raw: &RawValue = serde_json::from_str(&self.json).map_err(serde::ser::Error::custom)?;
-        raw.serialize(serializer)
+        serialize_raw(&self.json, serializer)
     }
 }
 

@@ -95,9 +95,7 @@ impl Batch {
             batch.nanos.push(nanos);
             batch.payloads.push(event.payload.as_str().to_owned());
             let metadata = metadata_json(event)?;
-            batch
-                .metadata
-                .push(String::from(Box::<str>::from(metadata)));
+            batch.metadata.push(String::from(&*metadata));
         }
         Ok(batch)
     }

@@ -3,10 +3,11 @@
 //! them, around those operations, with the contract's spans ([`instrument`]).
 
 use async_trait::async_trait;
-use serde_json::value::RawValue;
+use std::sync::Arc;
 
 use super::instrument::{self, Operation};
 use super::{AppendResult, AppendSignal, EventStore, ExpectedVersion, StoreError, StoreTelemetry};
+use crate::event::payload::to_shared_json;
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 /// What an append returns.
@@ -172,8 +173,8 @@ impl<B: Backend> EventStore for B {
 }
 
 /// An event's metadata as the stores keep it, its JSON object; a failure appends nothing.
-pub(crate) fn metadata_json(event: &NewEvent) -> Result<Box<RawValue>, StoreError> {
-    serde_json::value::to_raw_value(&event.metadata).map_err(|source| StoreError::Serialize {
+pub(crate) fn metadata_json(event: &NewEvent) -> Result<Arc<str>, StoreError> {
+    to_shared_json(&event.metadata).map_err(|source| StoreError::Serialize {
         event_type: event.event_type.to_string(),
         source,
     })

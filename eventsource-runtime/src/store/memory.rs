@@ -97,7 +97,7 @@ struct StoredRow {
     /// The payload's JSON text, shared with the envelopes read back.
     payload: Arc<str>,
     /// The metadata's JSON object, `None` for empty metadata (`{}`).
-    metadata: Option<Arc<serde_json::value::RawValue>>,
+    metadata: Option<Arc<str>>,
 }
 
 impl StoredRow {
@@ -227,7 +227,7 @@ impl InMemoryEventStore {
                     if event.metadata.is_empty() {
                         Ok(None)
                     } else {
-                        metadata_json(event).map(|json| Some(Arc::from(json)))
+                        metadata_json(event).map(Some)
                     }
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?

@@ -2,7 +2,9 @@
 //!
 //! At append time the current span's context is written into each event's [`Metadata`];
 //! whoever consumes the event later (a projection, a bus consumer, after a restart) links to
-//! it. The format is OpenTelemetry's own propagators', not a hand-written one. Missing or
+//! it. The format is OpenTelemetry's own propagators'. Reading it and writing `baggage` go
+//! through them; the `traceparent` is written here, the same text (tested) for a twentieth
+//! of the cost: the SDK's `format!` of it was a tenth of a traced command. Missing or
 //! malformed context is no error: the consumer starts a new root and the
 //! `eventsource.trace_context.invalid` counter goes up.
 
@@ -13,7 +15,7 @@ use opentelemetry::Context;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use super::attributes as attr;
@@ -55,8 +57,39 @@ impl Extractor for Metadata {
 /// Writes `cx`'s trace context and baggage into `metadata` (nothing when `cx` has no valid
 /// span).
 pub fn inject(cx: &Context, metadata: &mut Metadata) {
-    if cx.span().span_context().is_valid() {
-        PROPAGATOR.inject_context(cx, metadata);
+    let span = cx.span();
+    let span_context = span.span_context();
+    if !span_context.is_valid() {
+        return;
+    }
+    // What `TraceContextPropagator` writes (an empty tracestate is left out, as `set` does).
+    metadata.insert(Metadata::TRACEPARENT, traceparent(span_context));
+    let trace_state = span_context.trace_state().header();
+    if !trace_state.is_empty() {
+        metadata.insert(Metadata::TRACESTATE, trace_state);
+    }
+    BaggagePropagator::new().inject_context(cx, metadata);
+}
+
+/// The W3C `traceparent` of a valid span context: version 00, trace id, span id and the
+/// sampled flag, in lower-case hex (`00-{32}-{16}-{2}`), as `TraceContextPropagator` writes it.
+fn traceparent(span_context: &SpanContext) -> String {
+    let flags = span_context.trace_flags() & TraceFlags::SAMPLED;
+    let mut text = String::with_capacity(55);
+    text.push_str("00-");
+    push_hex(&mut text, &span_context.trace_id().to_bytes());
+    text.push('-');
+    push_hex(&mut text, &span_context.span_id().to_bytes());
+    text.push('-');
+    push_hex(&mut text, &[flags.to_u8()]);
+    text
+}
+
+fn push_hex(text: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
 }
 
@@ -117,4 +150,72 @@ pub fn missing_context_count() -> u64 {
 #[must_use]
 pub fn malformed_context_count() -> u64 {
     MALFORMED.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use opentelemetry::KeyValue;
+    use opentelemetry::baggage::BaggageExt as _;
+    use opentelemetry::trace::{SpanId, TraceId, TraceState};
+
+    use super::*;
+
+    /// What OpenTelemetry's own propagators write for `cx`, empty values left out.
+    fn written_by_opentelemetry(cx: &Context) -> HashMap<String, String> {
+        let mut headers = HashMap::new();
+        PROPAGATOR.inject_context(cx, &mut headers);
+        headers.retain(|_, value| !value.is_empty());
+        headers
+    }
+
+    fn written_here(cx: &Context) -> HashMap<String, String> {
+        let mut metadata = Metadata::new();
+        inject(cx, &mut metadata);
+        metadata
+            .iter()
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_injected_context_is_what_opentelemetrys_propagators_write() {
+        let state = TraceState::from_key_value([("vendor", "a1"), ("other", "b2")]).unwrap();
+        let ids = [
+            (
+                0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c,
+                0x00f0_67aa_0ba9_02b7,
+            ),
+            (1, u64::MAX),
+            (u128::MAX, 1),
+        ];
+        for (trace_id, span_id) in ids {
+            for flags in [
+                TraceFlags::SAMPLED,
+                TraceFlags::NOT_SAMPLED,
+                TraceFlags::new(0xff),
+            ] {
+                for state in [TraceState::default(), state.clone()] {
+                    let span_context = SpanContext::new(
+                        TraceId::from(trace_id),
+                        SpanId::from(span_id),
+                        flags,
+                        true,
+                        state,
+                    );
+                    let cx = Context::new().with_remote_span_context(span_context);
+                    let with_baggage = cx.with_baggage([KeyValue::new("tenant", "t 1")]);
+                    for cx in [cx, with_baggage] {
+                        let written = written_here(&cx);
+                        assert_eq!(written, written_by_opentelemetry(&cx));
+                        assert_eq!(written["traceparent"].len(), 55);
+                    }
+                }
+            }
+        }
+        // No valid span: nothing, as theirs.
+        assert!(written_here(&Context::new()).is_empty());
+        assert!(written_by_opentelemetry(&Context::new()).is_empty());
+    }
 }

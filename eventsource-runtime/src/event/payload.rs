@@ -100,7 +100,7 @@ impl Payload {
         to_shared_json(value).map(Self::from_checked)
     }
 
-    fn from_raw(raw: Box<RawValue>) -> Self {
+    fn from_raw(raw: &RawValue) -> Self {
         Self::from_checked(Arc::from(raw.get()))
     }
 
@@ -132,7 +132,7 @@ impl Payload {
     /// # Errors
     /// When `json` is not valid JSON.
     pub fn from_json(json: impl Into<String>) -> Result<Self, serde_json::Error> {
-        RawValue::from_string(json.into()).map(Self::from_raw)
+        RawValue::from_string(json.into()).map(|raw| Self::from_raw(&raw))
     }
 
     /// The JSON text.
@@ -166,7 +166,8 @@ impl From<serde_json::Value> for Payload {
 impl From<&serde_json::Value> for Payload {
     fn from(value: &serde_json::Value) -> Self {
         // A `Value` always serializes (its keys are strings); `null` is never reached.
-        Self::from_raw(serde_json::value::to_raw_value(value).unwrap_or_default())
+        let json = to_shared_json(value).unwrap_or_else(|_| Arc::from("null"));
+        Self::from_checked(json)
     }
 }
 
@@ -208,7 +209,7 @@ impl Serialize for Payload {
 
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(deserializer).map(Self::from_raw)
+        Box::<RawValue>::deserialize(deserializer).map(|raw| Self::from_raw(&raw))
     }
 }
 

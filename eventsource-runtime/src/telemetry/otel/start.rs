@@ -199,7 +199,7 @@ impl<'a> SpanStart<'a> {
     pub(crate) fn start(self) -> Span {
         match self.pending {
             None => Span::none(),
-            Some(pending) => pending.start(),
+            Some(pending) => (*pending).start(),
         }
     }
 }
@@ -207,7 +207,7 @@ impl<'a> SpanStart<'a> {
 impl Pending<'_> {
     /// Starts the span gathered (kept out of line: [`SpanStart::start`] is inlined where
     /// spans are made, and mostly finds nothing to start).
-    fn start(self: Box<Self>) -> Span {
+    fn start(self) -> Span {
         let name = match self.name {
             SpanName::Static(name) => Cow::Borrowed(name),
             SpanName::Borrowed(name) => Cow::Owned(name.to_owned()),

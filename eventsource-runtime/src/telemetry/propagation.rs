@@ -75,21 +75,20 @@ pub fn inject(cx: &Context, metadata: &mut Metadata) {
 /// sampled flag, in lower-case hex (`00-{32}-{16}-{2}`), as `TraceContextPropagator` writes it.
 fn traceparent(span_context: &SpanContext) -> String {
     let flags = span_context.trace_flags() & TraceFlags::SAMPLED;
-    let mut text = String::with_capacity(55);
-    text.push_str("00-");
-    push_hex(&mut text, &span_context.trace_id().to_bytes());
-    text.push('-');
-    push_hex(&mut text, &span_context.span_id().to_bytes());
-    text.push('-');
-    push_hex(&mut text, &[flags.to_u8()]);
-    text
+    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    write_hex(&mut text[3..35], &span_context.trace_id().to_bytes());
+    write_hex(&mut text[36..52], &span_context.span_id().to_bytes());
+    write_hex(&mut text[53..55], &[flags.to_u8()]);
+    // Hex digits and dashes: ASCII, so this never falls back to the empty string.
+    String::from(std::str::from_utf8(&text).unwrap_or_default())
 }
 
-fn push_hex(text: &mut String, bytes: &[u8]) {
+/// Writes `bytes` as lower-case hex into `out` (two digits a byte).
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    for (pair, &byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
 }
 

@@ -144,6 +144,10 @@ impl Default for RepositoryTelemetry {
 
 impl<A: Aggregate> Repository<A> {
     /// A repository over `store` (any [`EventStore`], or an `Arc<dyn EventStore>`).
+    ///
+    /// An [`InMemoryEventStore`](crate::store::InMemoryEventStore) given here is called
+    /// directly, without the boxed future of a `dyn EventStore` call (same code, same
+    /// spans); given through [`from_arc`](Self::from_arc), it is called as any store.
     pub fn new(store: impl EventStore) -> Self {
         Self::with_store(Store::new(store))
     }

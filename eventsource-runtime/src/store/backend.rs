@@ -97,9 +97,7 @@ where
         events,
         operation,
         |events| async move {
-            if !B::CHECKS_NEW_STREAMS {
-                check_stream(stream)?;
-            }
+            check_unless_held::<B>(stream)?;
             work(events).await
         },
     )
@@ -127,12 +125,61 @@ pub(crate) async fn append<B: Backend>(
 pub(crate) async fn load<B: Backend>(backend: &B, stream: &StreamId, from_version: u64) -> Events {
     let operation = operation(backend, "load");
     let load = async {
-        if !B::CHECKS_NEW_STREAMS {
-            check_stream(stream)?;
-        }
+        check_unless_held::<B>(stream)?;
         backend.load_events(stream, from_version).await
     };
     instrument::load(backend.telemetry(), stream, from_version, operation, load).await
+}
+
+/// A backend that answers at once (the in-memory store): its append and load as plain
+/// calls, so that a caller who knows its type runs them without a future at every layer.
+pub(crate) trait Immediate: Backend {
+    /// As [`Backend::append_events`].
+    fn append_at_once(&self, append: Append<'_>) -> Appended;
+
+    /// As [`Backend::load_events`].
+    fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events;
+}
+
+/// [`append`] of a backend that answers at once: the same checks and spans, no future.
+pub(crate) fn append_at_once<B: Immediate>(
+    backend: &B,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Appended {
+    let operation = operation(backend, "append");
+    let telemetry = backend.telemetry();
+    instrument::append_now(telemetry, stream, expected, events, operation, |events| {
+        check_unless_held::<B>(stream)?;
+        backend.append_at_once(Append {
+            stream,
+            expected,
+            events,
+        })
+    })
+}
+
+/// [`load`] of a backend that answers at once: the same checks and spans, no future.
+pub(crate) fn load_at_once<B: Immediate>(
+    backend: &B,
+    stream: &StreamId,
+    from_version: u64,
+) -> Events {
+    let operation = operation(backend, "load");
+    instrument::load_now(backend.telemetry(), stream, from_version, operation, || {
+        check_unless_held::<B>(stream)?;
+        backend.load_at_once(stream, from_version)
+    })
+}
+
+/// [`check_stream`], unless the backend applies it itself ([`Backend::CHECKS_NEW_STREAMS`]).
+fn check_unless_held<B: Backend + ?Sized>(stream: &StreamId) -> Result<(), StoreError> {
+    if B::CHECKS_NEW_STREAMS {
+        Ok(())
+    } else {
+        check_stream(stream)
+    }
 }
 
 #[async_trait]
@@ -157,9 +204,7 @@ impl<B: Backend> EventStore for B {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        if !B::CHECKS_NEW_STREAMS {
-            check_stream(stream)?;
-        }
+        check_unless_held::<B>(stream)?;
         self.version(stream).await
     }
 

@@ -124,7 +124,7 @@ pub async fn append<F, Fut>(
     telemetry: &StoreTelemetry,
     stream: &StreamId,
     expected: ExpectedVersion,
-    mut events: Vec<NewEvent>,
+    events: Vec<NewEvent>,
     operation: Operation<'_>,
     append: F,
 ) -> Result<AppendResult, StoreError>
@@ -132,6 +132,35 @@ where
     F: FnOnce(Vec<NewEvent>) -> Fut,
     Fut: Future<Output = Result<AppendResult, StoreError>>,
 {
+    let (span, events) = append_started(telemetry, stream, expected, events, operation);
+    let result = span.run(append(events)).await;
+    appended(&span, &result);
+    result
+}
+
+/// [`append`] for a store that appends without waiting (the in-memory store): no future.
+pub(crate) fn append_now(
+    telemetry: &StoreTelemetry,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    operation: Operation<'_>,
+    append: impl FnOnce(Vec<NewEvent>) -> Result<AppendResult, StoreError>,
+) -> Result<AppendResult, StoreError> {
+    let (span, events) = append_started(telemetry, stream, expected, events, operation);
+    let result = span.in_scope(|| append(events));
+    appended(&span, &result);
+    result
+}
+
+/// The append span, started, and the events with its trace context.
+fn append_started(
+    telemetry: &StoreTelemetry,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    mut events: Vec<NewEvent>,
+    operation: Operation<'_>,
+) -> (Span, Vec<NewEvent>) {
     let span = client_span(telemetry, telemetry.names.append, Some(stream))
         .int(attr::EXPECTED_VERSION, expected.as_i64())
         .int(attr::EVENT_COUNT, events.len());
@@ -141,8 +170,13 @@ where
             span.inject(&mut event.metadata);
         }
     }
-    let result = span.run(append(events)).await;
-    match &result {
+    (span, events)
+}
+
+/// After an append: the new version and one `event_persisted` span event per stored event,
+/// or the error.
+fn appended(span: &Span, result: &Result<AppendResult, StoreError>) {
+    match result {
         Ok(appended) => {
             span.set(attr::VERSION, Attr::int(appended.version));
             for event in &appended.events {
@@ -155,9 +189,8 @@ where
                 );
             }
         }
-        Err(error) => record_error(&span, error),
+        Err(error) => record_error(span, error),
     }
-    result
 }
 
 /// Runs a stream read: the span, how many events came back, the status.
@@ -174,9 +207,35 @@ pub async fn load<Fut>(
 where
     Fut: Future<Output = Result<Vec<EventEnvelope>, StoreError>>,
 {
+    let span = load_started(telemetry, stream, from_version, operation);
+    let result = span.run(load).await;
+    read_finished(&span, &result);
+    result
+}
+
+/// [`load`] for a store that reads without waiting (the in-memory store): no future.
+pub(crate) fn load_now(
+    telemetry: &StoreTelemetry,
+    stream: &StreamId,
+    from_version: u64,
+    operation: Operation<'_>,
+    load: impl FnOnce() -> Result<Vec<EventEnvelope>, StoreError>,
+) -> Result<Vec<EventEnvelope>, StoreError> {
+    let span = load_started(telemetry, stream, from_version, operation);
+    let result = span.in_scope(load);
+    read_finished(&span, &result);
+    result
+}
+
+fn load_started(
+    telemetry: &StoreTelemetry,
+    stream: &StreamId,
+    from_version: u64,
+    operation: Operation<'_>,
+) -> Span {
     let span = client_span(telemetry, telemetry.names.load, Some(stream))
         .int(attr::FROM_VERSION, from_version);
-    read(start(span, telemetry, operation), load).await
+    start(span, telemetry, operation)
 }
 
 /// Runs a global read: the span, how many events came back, the status.
@@ -196,18 +255,16 @@ where
     let span = client_span(telemetry, telemetry.names.read_all, None)
         .int(attr::EVENT_POSITION, from_position)
         .int(attr::READ_LIMIT, limit);
-    read(start(span, telemetry, operation), read_all).await
+    let span = start(span, telemetry, operation);
+    let result = span.run(read_all).await;
+    read_finished(&span, &result);
+    result
 }
 
-/// A read inside `span`: how many events came back, or the error.
-async fn read<Fut>(span: Span, read: Fut) -> Result<Vec<EventEnvelope>, StoreError>
-where
-    Fut: Future<Output = Result<Vec<EventEnvelope>, StoreError>>,
-{
-    let result = span.run(read).await;
-    match &result {
+/// After a read: how many events came back, or the error.
+fn read_finished(span: &Span, result: &Result<Vec<EventEnvelope>, StoreError>) {
+    match result {
         Ok(events) => span.set(attr::EVENTS_LOADED, Attr::int(events.len())),
-        Err(error) => record_error(&span, error),
+        Err(error) => record_error(span, error),
     }
-    result
 }

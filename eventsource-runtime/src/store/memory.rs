@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, check_stream, metadata_json};
+use super::backend::{Append, Appended, Backend, Events, Immediate, check_stream, metadata_json};
 use super::settings::telemetry_builders;
 use super::{AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
@@ -216,29 +216,12 @@ impl Backend for InMemoryEventStore {
     const CHECKS_NEW_STREAMS: bool = true;
 
     async fn append_events(&self, append: Append<'_>) -> Appended {
-        self.append_now(append.stream, append.expected, append.events)
+        self.append_at_once(append)
     }
 
     async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
-        let log = self.read();
-        let Some((stream, Stream { rows: indices, .. })) = log.streams.get_key_value(stream) else {
-            check_stream(stream)?;
-            return Ok(Vec::new());
-        };
-        // Versions are 1-based and gapless, so version v sits at indices[v - 1].
-        let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
-        if skip >= indices.len() {
-            // Nothing newer: the common answer to a load from a cached version.
-            return Ok(Vec::new());
-        }
-        indices
-            .iter()
-            .skip(skip)
-            .filter_map(|&i| log.rows.get(i).map(|row| (i, row)))
-            .map(|(i, row)| Ok(row.envelope(stream, i as u64 + 1)))
-            .collect()
+        self.load_at_once(stream, from_version)
     }
-
     async fn read_events(&self, from_position: u64, limit: usize) -> Events {
         let log = self.read();
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -267,6 +250,32 @@ impl Backend for InMemoryEventStore {
         self.appended
             .send_if_modified(|position| advance(position, log.rows.len()));
         Some(self.appended.subscribe())
+    }
+}
+
+impl Immediate for InMemoryEventStore {
+    fn append_at_once(&self, append: Append<'_>) -> Appended {
+        self.append_now(append.stream, append.expected, append.events)
+    }
+
+    fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events {
+        let log = self.read();
+        let Some((stream, Stream { rows: indices, .. })) = log.streams.get_key_value(stream) else {
+            check_stream(stream)?;
+            return Ok(Vec::new());
+        };
+        // Versions are 1-based and gapless, so version v sits at indices[v - 1].
+        let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
+        if skip >= indices.len() {
+            // Nothing newer: the common answer to a load from a cached version.
+            return Ok(Vec::new());
+        }
+        indices
+            .iter()
+            .skip(skip)
+            .filter_map(|&i| log.rows.get(i).map(|row| (i, row)))
+            .map(|(i, row)| Ok(row.envelope(stream, i as u64 + 1)))
+            .collect()
     }
 }
 

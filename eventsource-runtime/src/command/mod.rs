@@ -442,11 +442,12 @@ impl<A: Aggregate> CommandService<A> {
                 },
             };
             let saved = self.decide_and_save(aggregate, &metadata, decide, &command);
-            match (saved.await, command_id) {
-                (Err(error), Some(command_id)) if error.as_conflict().is_some() => {
+            match saved.await {
+                Err(error) if command_id.is_some() && error.as_conflict().is_some() => {
+                    let command_id = command_id.unwrap_or_default();
                     Box::pin(self.after_conflict(id, command_id, error, &command)).await
                 }
-                (result, _) => result,
+                result => result,
             }
         };
         let result = command.span.run(work).await;

@@ -238,26 +238,23 @@ impl Span {
     #[inline]
     pub(crate) fn enter(&self) -> Entered<'_> {
         match &self.0 {
-            Inner::Off => Entered {
-                _tracing: None,
-                _direct: None,
+            Inner::Off => Entered::Off,
+            Inner::Tracing(span) => Entered::Tracing {
+                _guard: span.enter(),
             },
-            Inner::Tracing(span) => Entered {
-                _tracing: Some(span.enter()),
-                _direct: None,
-            },
-            Inner::Direct(direct) => Entered {
-                _tracing: None,
-                _direct: Some(Attached::new(&direct.cx, direct.id)),
+            Inner::Direct(direct) => Entered::Direct {
+                _guard: Attached::new(&direct.cx, direct.id),
             },
         }
     }
 }
 
-/// The guard of [`Span::enter`].
-pub(crate) struct Entered<'a> {
-    _tracing: Option<tracing::span::Entered<'a>>,
-    _direct: Option<Attached>,
+/// The guard of [`Span::enter`]: nothing to undo for no span (entered at every poll of
+/// every span's work, so the case without a span owns nothing to drop).
+pub(crate) enum Entered<'a> {
+    Off,
+    Tracing { _guard: tracing::span::Entered<'a> },
+    Direct { _guard: Attached },
 }
 
 pin_project_lite::pin_project! {

@@ -231,7 +231,11 @@ impl ProjectionRegistry {
     pub async fn deliver(&self, events: &[EventEnvelope]) -> Vec<DeliveryFailure> {
         let mut failures = Vec::new();
         for projection in self.snapshot().iter() {
-            let mut projection = projection.lock().await;
+            // Uncontended (the usual case), without making and polling a lock future.
+            let mut projection = match projection.try_lock() {
+                Ok(projection) => projection,
+                Err(_) => projection.lock().await,
+            };
             for event in events {
                 if !projection.handles(&event.event_type) {
                     continue;

@@ -97,7 +97,7 @@ where
         events,
         operation,
         |events| async move {
-            check_unless_held::<B>(stream)?;
+            check_stream_unless_backend_does::<B>(stream)?;
             work(events).await
         },
     )
@@ -125,7 +125,7 @@ pub(crate) async fn append<B: Backend>(
 pub(crate) async fn load<B: Backend>(backend: &B, stream: &StreamId, from_version: u64) -> Events {
     let operation = operation(backend, "load");
     let load = async {
-        check_unless_held::<B>(stream)?;
+        check_stream_unless_backend_does::<B>(stream)?;
         backend.load_events(stream, from_version).await
     };
     instrument::load(backend.telemetry(), stream, from_version, operation, load).await
@@ -151,7 +151,7 @@ pub(crate) fn append_at_once<B: Immediate>(
     let operation = operation(backend, "append");
     let telemetry = backend.telemetry();
     instrument::append_now(telemetry, stream, expected, events, operation, |events| {
-        check_unless_held::<B>(stream)?;
+        check_stream_unless_backend_does::<B>(stream)?;
         backend.append_at_once(Append {
             stream,
             expected,
@@ -168,13 +168,15 @@ pub(crate) fn load_at_once<B: Immediate>(
 ) -> Events {
     let operation = operation(backend, "load");
     instrument::load_now(backend.telemetry(), stream, from_version, operation, || {
-        check_unless_held::<B>(stream)?;
+        check_stream_unless_backend_does::<B>(stream)?;
         backend.load_at_once(stream, from_version)
     })
 }
 
 /// [`check_stream`], unless the backend applies it itself ([`Backend::CHECKS_NEW_STREAMS`]).
-fn check_unless_held<B: Backend + ?Sized>(stream: &StreamId) -> Result<(), StoreError> {
+fn check_stream_unless_backend_does<B: Backend + ?Sized>(
+    stream: &StreamId,
+) -> Result<(), StoreError> {
     if B::CHECKS_NEW_STREAMS {
         Ok(())
     } else {
@@ -204,7 +206,7 @@ impl<B: Backend> EventStore for B {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        check_unless_held::<B>(stream)?;
+        check_stream_unless_backend_does::<B>(stream)?;
         self.version(stream).await
     }
 

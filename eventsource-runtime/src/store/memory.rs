@@ -89,8 +89,9 @@ struct Stream {
 }
 
 /// Rows in segments of [`Rows::SEGMENT`]: a full segment never moves, so the log grows
-/// without copying what it holds (a doubling `Vec` copied, and touched anew, up to all of it
-/// at once: a tenth of an append's time at 200,000 events).
+/// without copying what it holds. A doubling `Vec` copied all of it at each growth, onto
+/// pages touched anew: about 4% of a command's time over 200,000 in-memory commands. (A
+/// segment's capacity is reserved whole; its pages are only touched as rows are written.)
 #[derive(Default)]
 struct Rows {
     segments: Vec<Vec<StoredRow>>,

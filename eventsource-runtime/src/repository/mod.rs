@@ -2,7 +2,9 @@
 //! later events), save its new events.
 
 mod cache;
+mod error;
 mod instrument;
+mod settings;
 mod snapshots;
 mod store;
 
@@ -12,62 +14,15 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aggregate::{Aggregate, AggregateRoot, Home, OutOfSequence};
-use crate::event::{DecodeError, DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
+use crate::aggregate::{Aggregate, AggregateRoot, Home};
+use crate::event::{DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::snapshot::SnapshotStore;
-use crate::store::{EventStore, ExpectedVersion, StoreError, VersionConflict};
-use crate::telemetry::attributes::{
-    SPAN_REPOSITORY_EXISTS, SPAN_REPOSITORY_LOAD, SPAN_REPOSITORY_SAVE,
-};
-use crate::telemetry::values::span_names;
+use crate::store::{EventStore, ExpectedVersion};
 use cache::StateCache;
+pub use error::RepositoryError;
+pub use settings::{RepositorySpanNames, RepositoryTelemetry};
 use snapshots::{SnapshotRead, Snapshots};
 use store::Store;
-
-/// What loading or saving an aggregate can fail with.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RepositoryError {
-    /// The store failed, or another writer saved first ([`StoreError::Conflict`]).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A stored event could not be decoded into the aggregate's event type.
-    #[error("cannot decode stored event {stream} version {version}")]
-    Decode {
-        /// The aggregate's stream.
-        stream: StreamId,
-        /// The undecodable event's version.
-        version: u64,
-        /// Why: unknown type name, or a payload that does not fit.
-        #[source]
-        source: DecodeError,
-    },
-    /// The stream's versions are not the gapless sequence a store guarantees.
-    #[error(transparent)]
-    OutOfSequence(#[from] OutOfSequence),
-    /// A recorded event could not be serialized; nothing was saved.
-    #[error("cannot serialize a `{event_type}` event of {stream}")]
-    Encode {
-        /// The aggregate's stream.
-        stream: StreamId,
-        /// The event's type name.
-        event_type: &'static str,
-        /// What serde reported.
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-impl RepositoryError {
-    /// The version conflict, when that is what this error is.
-    #[must_use]
-    pub fn as_conflict(&self) -> Option<&VersionConflict> {
-        match self {
-            Self::Store(StoreError::Conflict(c)) => Some(c),
-            _ => None,
-        }
-    }
-}
 
 /// How many aggregates a repository caches by default (see [`Repository::with_cache`]).
 pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
@@ -104,41 +59,6 @@ impl<A> std::fmt::Debug for Repository<A> {
             .field("snapshot_every", &self.snapshots.as_ref().map(|s| s.every))
             .field("cache_capacity", &self.cache.as_ref().map(|c| c.capacity()))
             .finish()
-    }
-}
-
-span_names! {
-    /// Span names of a repository's operations.
-    pub struct RepositorySpanNames {
-        /// Loading an aggregate.
-        load = SPAN_REPOSITORY_LOAD,
-        /// Saving an aggregate.
-        save = SPAN_REPOSITORY_SAVE,
-        /// Checking an aggregate exists.
-        exists = SPAN_REPOSITORY_EXISTS,
-    }
-}
-
-/// A repository's telemetry settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RepositoryTelemetry {
-    /// The component switch (on by default).
-    pub enabled: bool,
-    /// A span around each aggregate replay (off by default: the count and resulting version
-    /// are on the load span anyway).
-    pub replay_span: bool,
-    /// Span names.
-    pub names: RepositorySpanNames,
-}
-
-impl Default for RepositoryTelemetry {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            replay_span: false,
-            names: RepositorySpanNames::default(),
-        }
     }
 }
 

@@ -163,8 +163,8 @@ impl<A: Aggregate> Repository<A> {
     /// - **Always current**: a load still asks the store for the events after the cached
     ///   version, so what other writers (other processes included) appended meanwhile is
     ///   applied before the command decides; a save racing another writer meets the usual
-    ///   [`VersionConflict`](crate::store::VersionConflict), and the next load catches up. Streams are append-only, so a
-    ///   cached state is never wrong, only possibly behind.
+    ///   [`VersionConflict`](crate::store::VersionConflict), and the next load catches up.
+    ///   Streams are append-only, so a cached state is never wrong, only possibly behind.
     /// - **Nothing copied**: a load takes the aggregate out of the cache, and the
     ///   [`AggregateRoot`] comes back when it is dropped with nothing uncommitted (after its
     ///   save, or unchanged), so the state need not be `Clone`. A root still in use (held in
@@ -434,7 +434,8 @@ impl<A: Aggregate> Repository<A> {
     /// root was loaded at, and returns them as stored.
     ///
     /// On success the root has no uncommitted event left; on failure (a
-    /// [`VersionConflict`](crate::store::VersionConflict) included) it keeps them and nothing was appended.
+    /// [`VersionConflict`](crate::store::VersionConflict) included) it keeps them and nothing
+    /// was appended.
     ///
     /// # Errors
     /// See [`RepositoryError`].

@@ -443,8 +443,10 @@ impl<A: Aggregate> CommandService<A> {
             };
             let saved = self.decide_and_save(aggregate, &metadata, decide, &command);
             match saved.await {
-                Err(error) if command_id.is_some() && error.as_conflict().is_some() => {
-                    let command_id = command_id.unwrap_or_default();
+                Err(error)
+                    if let Some(command_id) = command_id
+                        && error.as_conflict().is_some() =>
+                {
                     Box::pin(self.after_conflict(id, command_id, error, &command)).await
                 }
                 result => result,

@@ -104,33 +104,6 @@ where
     .await
 }
 
-/// [`EventStore::append`] of a backend, unboxed.
-pub(crate) async fn append<B: Backend>(
-    backend: &B,
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-) -> Appended {
-    append_traced(backend, stream, expected, events, |events| {
-        backend.append_events(Append {
-            stream,
-            expected,
-            events,
-        })
-    })
-    .await
-}
-
-/// [`EventStore::load`] of a backend, unboxed.
-pub(crate) async fn load<B: Backend>(backend: &B, stream: &StreamId, from_version: u64) -> Events {
-    let operation = operation(backend, "load");
-    let load = async {
-        check_stream_unless_backend_does::<B>(stream)?;
-        backend.load_events(stream, from_version).await
-    };
-    instrument::load(backend.telemetry(), stream, from_version, operation, load).await
-}
-
 /// A backend that answers at once (the in-memory store): its append and load as plain
 /// calls, so that a caller who knows its type runs them without a future at every layer.
 pub(crate) trait Immediate: Backend {
@@ -141,7 +114,8 @@ pub(crate) trait Immediate: Backend {
     fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events;
 }
 
-/// [`append`] of a backend that answers at once: the same checks and spans, no future.
+/// [`EventStore::append`] of a backend that answers at once: the same checks and spans, no
+/// future.
 pub(crate) fn append_at_once<B: Immediate>(
     backend: &B,
     stream: &StreamId,
@@ -160,7 +134,8 @@ pub(crate) fn append_at_once<B: Immediate>(
     })
 }
 
-/// [`load`] of a backend that answers at once: the same checks and spans, no future.
+/// [`EventStore::load`] of a backend that answers at once: the same checks and spans, no
+/// future.
 pub(crate) fn load_at_once<B: Immediate>(
     backend: &B,
     stream: &StreamId,
@@ -192,11 +167,23 @@ impl<B: Backend> EventStore for B {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        append(self, stream, expected, events).await
+        append_traced(self, stream, expected, events, |events| {
+            self.append_events(Append {
+                stream,
+                expected,
+                events,
+            })
+        })
+        .await
     }
 
     async fn load(&self, stream: &StreamId, from_version: u64) -> Events {
-        load(self, stream, from_version).await
+        let operation = operation(self, "load");
+        let load = async {
+            check_stream_unless_backend_does::<B>(stream)?;
+            self.load_events(stream, from_version).await
+        };
+        instrument::load(self.telemetry(), stream, from_version, operation, load).await
     }
 
     async fn read_all(&self, from_position: u64, limit: usize) -> Events {

@@ -159,6 +159,12 @@ impl Metadata {
         }
     }
 
+    /// The JSON object the entries are read from, while no change has made it stale: what
+    /// a store keeps as it is instead of serializing the entries again.
+    pub(crate) fn stored_json(&self) -> Option<&Arc<str>> {
+        self.stored.as_ref()
+    }
+
     /// The entries, read from the stored text on first use. That text is a JSON object
     /// (checked when it was read from the store), so reading it cannot fail.
     fn entries(&self) -> &BTreeMap<String, String> {

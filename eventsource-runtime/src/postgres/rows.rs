@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use crate::event::{EventEnvelope, NewEvent, Payload, StreamId};
+use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql_row::StoredRow;
 use crate::store::StoreError;
 use crate::store::backend::{check_stream, metadata_json};
@@ -28,8 +28,7 @@ pub(super) fn join_timestamp(micros: DateTime<Utc>, nanos: i32) -> Option<DateTi
 /// Whether `value` holds a NUL character, which PostgreSQL's `jsonb` and `text` refuse. In
 /// JSON text a NUL is always escaped, as `\u0000`, and that escape is one when an even number
 /// of backslashes comes before it (`\\u0000` is a backslash, then `u0000`).
-pub(super) fn has_nul(value: &Payload) -> bool {
-    let json = value.as_str();
+pub(super) fn has_nul(json: &str) -> bool {
     json.match_indices("\\u0000").any(|(at, _)| {
         let backslashes = json[..at].bytes().rev().take_while(|&b| b == b'\\').count();
         backslashes % 2 == 0
@@ -77,14 +76,12 @@ impl Batch {
             if event_type.contains('\0') {
                 return Err(unstorable(event_type, "the event type"));
             }
-            if has_nul(&event.payload) {
+            if has_nul(event.payload.as_str()) {
                 return Err(unstorable(event_type, "the payload"));
             }
-            if event
-                .metadata
-                .iter()
-                .any(|(k, v)| k.contains('\0') || v.contains('\0'))
-            {
+            // The text sent, which may be the metadata's stored form rather than its entries.
+            let metadata = metadata_json(event)?;
+            if has_nul(&metadata) {
                 return Err(unstorable(event_type, "the metadata"));
             }
             let (micros, nanos) = split_timestamp(event.timestamp);
@@ -94,7 +91,6 @@ impl Batch {
             batch.recorded_at.push(micros);
             batch.nanos.push(nanos);
             batch.payloads.push(event.payload.as_str().to_owned());
-            let metadata = metadata_json(event)?;
             batch.metadata.push(String::from(&*metadata));
         }
         Ok(batch)
@@ -125,7 +121,7 @@ mod tests {
 
     #[test]
     fn a_nul_is_found_in_json_text_and_an_escaped_backslash_is_not_one() {
-        let nul = |value: serde_json::Value| has_nul(&Payload::from(value));
+        let nul = |value: serde_json::Value| has_nul(&value.to_string());
         assert!(nul(serde_json::json!({ "a": "x\u{0}y" })));
         assert!(nul(serde_json::json!({ "key\u{0}": 1 })));
         assert!(nul(serde_json::json!(["ok", ["\\\u{0}"]])));

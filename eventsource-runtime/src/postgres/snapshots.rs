@@ -182,7 +182,7 @@ impl SnapshotStore for PostgresSnapshotStore {
             async {
                 check_stream(&stream)?;
                 let what = format!("snapshot of {}", snapshot.stream.aggregate_type());
-                if has_nul(&snapshot.state) {
+                if has_nul(snapshot.state.as_str()) {
                     return Err(unstorable(&what, "the state"));
                 }
                 let state = serde_json::to_string(&snapshot.state).map_err(|source| {

@@ -208,6 +208,11 @@ impl<B: Backend> EventStore for B {
 
 /// An event's metadata as the stores keep it, its JSON object; a failure appends nothing.
 pub(crate) fn metadata_json(event: &NewEvent) -> Result<Arc<str>, StoreError> {
+    // Metadata written in its stored form (the trace context alone, see
+    // `telemetry::propagation::inject`) or read from a store is kept as it is.
+    if let Some(json) = event.metadata.stored_json() {
+        return Ok(Arc::clone(json));
+    }
     to_shared_json(&event.metadata).map_err(|source| StoreError::Serialize {
         event_type: event.event_type.to_string(),
         source,

@@ -8,10 +8,11 @@
 //! malformed context is no error: the consumer starts a new root and the
 //! `eventsource.trace_context.invalid` counter goes up.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::Context;
+use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
@@ -62,9 +63,18 @@ pub fn inject(cx: &Context, metadata: &mut Metadata) {
     if !span_context.is_valid() {
         return;
     }
+    let traceparent = traceparent(span_context);
     // What `TraceContextPropagator` writes (an empty tracestate is left out, as `set` does).
-    metadata.insert(Metadata::TRACEPARENT, traceparent(span_context));
     let trace_state = span_context.trace_state().header();
+    if trace_state.is_empty() && cx.baggage().is_empty() && metadata.is_empty() {
+        // The common case, an event with no metadata of its own: its stored form is written
+        // at once, and stores keep it as it is instead of building entries to serialize.
+        *metadata = Metadata::from_checked(traceparent_only(&traceparent));
+        return;
+    }
+    // Hex digits and dashes: ASCII, so this never falls back to the empty string.
+    let text = std::str::from_utf8(&traceparent).unwrap_or_default();
+    metadata.insert(Metadata::TRACEPARENT, text);
     if !trace_state.is_empty() {
         metadata.insert(Metadata::TRACESTATE, trace_state);
     }
@@ -73,14 +83,24 @@ pub fn inject(cx: &Context, metadata: &mut Metadata) {
 
 /// The W3C `traceparent` of a valid span context: version 00, trace id, span id and the
 /// sampled flag, in lower-case hex (`00-{32}-{16}-{2}`), as `TraceContextPropagator` writes it.
-fn traceparent(span_context: &SpanContext) -> String {
+fn traceparent(span_context: &SpanContext) -> [u8; 55] {
     let flags = span_context.trace_flags() & TraceFlags::SAMPLED;
     let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
     write_hex(&mut text[3..35], &span_context.trace_id().to_bytes());
     write_hex(&mut text[36..52], &span_context.span_id().to_bytes());
     write_hex(&mut text[53..55], &[flags.to_u8()]);
-    // Hex digits and dashes: ASCII, so this never falls back to the empty string.
-    String::from(std::str::from_utf8(&text).unwrap_or_default())
+    text
+}
+
+/// Metadata holding only `traceparent`, as the JSON object stores keep (no character of a
+/// `traceparent` needs escaping).
+fn traceparent_only(traceparent: &[u8; 55]) -> Arc<str> {
+    const HEAD: &[u8] = br#"{"traceparent":""#;
+    let mut json = [0u8; HEAD.len() + 55 + 2];
+    json[..HEAD.len()].copy_from_slice(HEAD);
+    json[HEAD.len()..HEAD.len() + 55].copy_from_slice(traceparent);
+    json[HEAD.len() + 55..].copy_from_slice(br#""}"#);
+    Arc::from(std::str::from_utf8(&json).unwrap_or("{}"))
 }
 
 /// Writes `bytes` as lower-case hex into `out` (two digits a byte).
@@ -216,5 +236,30 @@ mod tests {
         // No valid span: nothing, as theirs.
         assert!(written_here(&Context::new()).is_empty());
         assert!(written_by_opentelemetry(&Context::new()).is_empty());
+    }
+
+    #[test]
+    fn a_context_alone_is_written_in_the_form_stores_keep() {
+        let span_context = SpanContext::new(
+            TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c),
+            SpanId::from(0x00f0_67aa_0ba9_02b7),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let cx = Context::new().with_remote_span_context(span_context);
+        let theirs = written_by_opentelemetry(&cx);
+
+        let mut metadata = Metadata::new();
+        inject(&cx, &mut metadata);
+        let stored = metadata.stored_json().expect("the stored form").to_string();
+        assert_eq!(stored, serde_json::to_string(&theirs).unwrap());
+
+        // Metadata of the event's own keeps its entries and gains the context.
+        let mut own = Metadata::new().with(Metadata::CORRELATION_ID, "c-1");
+        inject(&cx, &mut own);
+        assert!(own.stored_json().is_none());
+        assert_eq!(own.correlation_id(), Some("c-1"));
+        assert_eq!(own.traceparent(), Some(theirs["traceparent"].as_str()));
     }
 }

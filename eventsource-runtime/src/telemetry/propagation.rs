@@ -8,8 +8,8 @@
 //! malformed context is no error: the consumer starts a new root and the
 //! `eventsource.trace_context.invalid` counter goes up.
 
-use std::sync::{Arc, LazyLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt as _;

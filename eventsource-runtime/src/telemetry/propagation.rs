@@ -4,8 +4,9 @@
 //! whoever consumes the event later (a projection, a bus consumer, after a restart) links to
 //! it. The format is OpenTelemetry's own propagators'. Reading it and writing `baggage` go
 //! through them; the `traceparent` is written here, the same text (tested) for a twentieth
-//! of the cost: the SDK's `format!` of it was a tenth of a traced command. Missing or
-//! malformed context is no error: the consumer starts a new root and the
+//! of the cost: the SDK's `format!` of it was a tenth of a traced command. An event with no
+//! metadata of its own gets the context as the JSON object stores keep, so that no store
+//! builds and serializes entries for it. Missing or malformed context is no error: the consumer starts a new root and the
 //! `eventsource.trace_context.invalid` counter goes up.
 
 use std::sync::atomic::{AtomicU64, Ordering};

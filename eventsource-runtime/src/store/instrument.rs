@@ -31,7 +31,7 @@ use std::future::Future;
 use super::{AppendResult, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::telemetry::attributes as attr;
-use crate::telemetry::otel::{Span, SpanStart};
+use crate::telemetry::otel::{self, Span, SpanStart};
 use crate::telemetry::values::{Attr, Chain, Kind, SpanName};
 
 /// A store operation as its span describes it: `db.operation.name`, and the statement,
@@ -165,9 +165,12 @@ fn append_started(
         .int(attr::EXPECTED_VERSION, expected.as_i64())
         .int(attr::EVENT_COUNT, events.len());
     let span = start(span, telemetry, operation);
-    for event in &mut events {
-        if event.metadata.traceparent().is_none() {
-            span.inject(&mut event.metadata);
+    // With the process switch off no context is written: the events are not looked at.
+    if otel::enabled() {
+        for event in &mut events {
+            if event.metadata.traceparent().is_none() {
+                span.inject(&mut event.metadata);
+            }
         }
     }
     (span, events)

@@ -6,8 +6,8 @@
 //! through them; the `traceparent` is written here, the same text (tested) for a twentieth
 //! of the cost: the SDK's `format!` of it was a tenth of a traced command. An event with no
 //! metadata of its own gets the context as the JSON object stores keep, so that no store
-//! builds and serializes entries for it. Missing or malformed context is no error: the consumer starts a new root and the
-//! `eventsource.trace_context.invalid` counter goes up.
+//! builds and serializes entries for it. Missing or malformed context is no error: the
+//! consumer starts a new root and the `eventsource.trace_context.invalid` counter goes up.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};

@@ -720,6 +720,11 @@ async fn unreadable_rows_are_corrupt_errors_and_unstorable_values_serialize_erro
         NewEvent::new("Bad", 1, json!({})).with_metadata(
             eventsource_runtime::event::Metadata::new().with("correlation_id", "x\u{0}"),
         ),
+        // Metadata kept in its stored form (read from another tool): sent as it is.
+        NewEvent::new("Bad", 1, json!({})).with_metadata(
+            eventsource_runtime::event::Metadata::from_json(r#"{"origin": {"note": "a\u0000b"}}"#)
+                .unwrap(),
+        ),
     ] {
         let refused = store
             .append(&s, ExpectedVersion::Exact(2), vec![event(2), bad])

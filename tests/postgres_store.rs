@@ -720,10 +720,15 @@ async fn unreadable_rows_are_corrupt_errors_and_unstorable_values_serialize_erro
         NewEvent::new("Bad", 1, json!({})).with_metadata(
             eventsource_runtime::event::Metadata::new().with("correlation_id", "x\u{0}"),
         ),
-        // Metadata kept in its stored form (read from another tool): sent as it is.
+        // Metadata kept in its stored form (read from another tool): sent as it is. It
+        // carries its trace context already, so no context written at append (with tracing
+        // on) turns it into entries.
         NewEvent::new("Bad", 1, json!({})).with_metadata(
-            eventsource_runtime::event::Metadata::from_json(r#"{"origin": {"note": "a\u0000b"}}"#)
-                .unwrap(),
+            eventsource_runtime::event::Metadata::from_json(
+                r#"{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                    "origin": {"note": "a\u0000b"}}"#,
+            )
+            .unwrap(),
         ),
     ] {
         let refused = store

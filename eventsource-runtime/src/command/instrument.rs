@@ -4,7 +4,7 @@
 use super::{CommandError, HandlerTelemetry};
 use crate::event::{DomainEvent, StreamId};
 use crate::telemetry::attributes as attr;
-use crate::telemetry::otel::metrics;
+use crate::telemetry::otel::{self, metrics};
 use crate::telemetry::otel::{Span, SpanStart, Stopwatch};
 use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
 
@@ -74,6 +74,10 @@ impl CommandSpan {
         result: &Result<T, CommandError<E>>,
         produced: usize,
     ) {
+        // Metrics need the process switch, the span's error a recording span.
+        if !otel::enabled() && !self.span.is_recording() {
+            return;
+        }
         let status = if result.is_ok() {
             attr::STATUS_SUCCESS
         } else {

@@ -27,6 +27,9 @@ pub(super) fn load(telemetry: &RepositoryTelemetry, stream: &StreamId) -> Span {
 /// After a load: how many events were replayed, the resulting version and whether a
 /// snapshot was used; or the error.
 pub(super) fn loaded<A: Aggregate>(span: &Span, result: &Result<Loaded<A>, RepositoryError>) {
+    if !span.is_recording() {
+        return;
+    }
     match result {
         Ok(loaded) => {
             span.set(attr::EVENTS_REPLAYED, Attr::int(loaded.replayed));
@@ -82,6 +85,9 @@ pub(super) fn save(
 
 /// After the append: the stream's new version, or the error.
 pub(super) fn appended(span: &Span, result: &Result<AppendResult, StoreError>) {
+    if !span.is_recording() {
+        return;
+    }
     match result {
         Ok(appended) => span.set(attr::VERSION, Attr::int(appended.version)),
         Err(error) => span.record_error("StoreError", &Chain(error)),

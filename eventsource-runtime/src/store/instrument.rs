@@ -79,6 +79,9 @@ pub(crate) fn start(
     telemetry: &StoreTelemetry,
     operation: Operation<'_>,
 ) -> Span {
+    if span.is_inert() {
+        return Span::none();
+    }
     let mut span = span
         .static_str(attr::DB_SYSTEM_NAME, telemetry.system)
         .static_str(attr::DB_OPERATION_NAME, operation.name);
@@ -147,6 +150,10 @@ pub(crate) fn append_now(
     operation: Operation<'_>,
     append: impl FnOnce(Vec<NewEvent>) -> Result<AppendResult, StoreError>,
 ) -> Result<AppendResult, StoreError> {
+    // With the process switch off there is no span and no context to write.
+    if !otel::enabled() {
+        return append(events);
+    }
     let (span, events) = append_started(telemetry, stream, expected, events, operation);
     let result = span.in_scope(|| append(events));
     appended(&span, &result);
@@ -179,6 +186,9 @@ fn append_started(
 /// After an append: the new version and one `event_persisted` span event per stored event,
 /// or the error.
 fn appended(span: &Span, result: &Result<AppendResult, StoreError>) {
+    if !span.is_recording() {
+        return;
+    }
     match result {
         Ok(appended) => {
             span.set(attr::VERSION, Attr::int(appended.version));
@@ -224,6 +234,9 @@ pub(crate) fn load_now(
     operation: Operation<'_>,
     load: impl FnOnce() -> Result<Vec<EventEnvelope>, StoreError>,
 ) -> Result<Vec<EventEnvelope>, StoreError> {
+    if !otel::enabled() {
+        return load();
+    }
     let span = load_started(telemetry, stream, from_version, operation);
     let result = span.in_scope(load);
     read_finished(&span, &result);

@@ -58,6 +58,11 @@ impl<'a> SpanStart<'a> {
     }
 
     #[inline(always)]
+    pub(crate) fn is_inert(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
     pub(crate) fn start(self) -> Span {
         Span
     }

@@ -22,7 +22,15 @@ pub(crate) struct DirectTracer {
 
 /// A tracer with its span type erased.
 trait StartSpan: Send + Sync {
-    fn start(&self, builder: SpanBuilder, parent: &Context) -> Context;
+    fn start(&self, builder: SpanBuilder, parent: &Context) -> Started;
+}
+
+/// A span started: the context holding it, its id, and whether it records (read before
+/// the span is shared, so without taking its lock).
+pub(crate) struct Started {
+    pub(crate) cx: Context,
+    pub(crate) id: SpanId,
+    pub(crate) recording: bool,
 }
 
 impl<T> StartSpan for T
@@ -31,8 +39,16 @@ where
     T::Span: Send + Sync + 'static,
 {
     #[inline]
-    fn start(&self, builder: SpanBuilder, parent: &Context) -> Context {
-        parent.with_span(self.build_with_context(builder, parent))
+    fn start(&self, builder: SpanBuilder, parent: &Context) -> Started {
+        use opentelemetry::trace::Span as _;
+        let span = self.build_with_context(builder, parent);
+        let id = span.span_context().span_id();
+        let recording = span.is_recording();
+        Started {
+            cx: parent.with_span(span),
+            id,
+            recording,
+        }
     }
 }
 
@@ -57,7 +73,7 @@ impl DirectTracer {
         }
     }
 
-    /// Starts a span and returns the context holding it.
+    /// Starts a span.
     #[inline]
     pub(crate) fn start(
         &self,
@@ -66,7 +82,7 @@ impl DirectTracer {
         attributes: Vec<KeyValue>,
         links: Vec<opentelemetry::trace::Link>,
         parent: &Parent,
-    ) -> Context {
+    ) -> Started {
         let builder = SpanBuilder {
             name,
             span_kind: Some(kind),

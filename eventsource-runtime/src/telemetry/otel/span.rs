@@ -23,7 +23,7 @@ use opentelemetry::trace::{Link, SpanId, SpanKind, Status, TraceContextExt as _}
 use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use super::direct::{Attached, DirectTracer, Parent};
+use super::direct::{Attached, DirectTracer, Parent, Started};
 use crate::event::Metadata;
 use crate::telemetry::values::Attr;
 use crate::telemetry::{attributes as attr, propagation, toggles};
@@ -66,6 +66,9 @@ enum Inner {
 struct DirectSpan {
     cx: Context,
     id: SpanId,
+    /// Whether the span records (sampled): fixed when it starts, and asked of the span
+    /// itself only through its lock.
+    recording: bool,
 }
 
 impl Drop for DirectSpan {
@@ -102,9 +105,9 @@ impl Span {
         let mut start = Some((name, kind, attributes, links));
         DirectTracer::with_current(|direct| match (direct, start.take()) {
             (Some(direct), Some((name, kind, attributes, links))) => {
-                let cx = direct.start(name, kind, attributes, links, parent);
-                let id = cx.span().span_context().span_id();
-                Self(Inner::Direct(DirectSpan { cx, id }))
+                let Started { cx, id, recording } =
+                    direct.start(name, kind, attributes, links, parent);
+                Self(Inner::Direct(DirectSpan { cx, id, recording }))
             }
             _ => Self::none(),
         })
@@ -125,7 +128,7 @@ impl Span {
     pub(crate) fn is_recording(&self) -> bool {
         match &self.0 {
             Inner::Off => false,
-            Inner::Direct(direct) => direct.cx.span().is_recording(),
+            Inner::Direct(direct) => direct.recording,
             Inner::Tracing(span) => !span.is_disabled(),
         }
     }

@@ -87,13 +87,26 @@ impl<'a> SpanStart<'a> {
     /// (`enabled`), the process switch and the subscriber all want it.
     #[inline]
     pub(crate) fn new(enabled: bool, name: SpanName<'a>, kind: Kind) -> Self {
-        let mode = if enabled && toggles::is_enabled() {
-            mode()
+        // Only the switches are asked inline: with one off, the span is inert and every
+        // builder call after this one is a test of a null pointer.
+        if enabled && toggles::is_enabled() {
+            Self::gather(name, kind)
         } else {
-            None
-        };
+            Self { pending: None }
+        }
+    }
+
+    /// Whether the span will not be recorded (so its attributes need not be worked out).
+    #[inline]
+    pub(crate) fn is_inert(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    /// The subscriber asked, and the gathering started if it records the span.
+    #[inline(never)]
+    fn gather(name: SpanName<'a>, kind: Kind) -> Self {
         Self {
-            pending: mode.map(|mode| {
+            pending: mode().map(|mode| {
                 Box::new(Pending {
                     mode,
                     name,
@@ -149,9 +162,7 @@ impl<'a> SpanStart<'a> {
     #[inline]
     pub(crate) fn attr(mut self, key: &'static str, value: Attr<'_>) -> Self {
         if let Some(pending) = &mut self.pending {
-            pending
-                .attributes
-                .push(KeyValue::new(key, otel_value(value)));
+            pending.push(key, value);
         }
         self
     }
@@ -167,17 +178,7 @@ impl<'a> SpanStart<'a> {
     #[inline]
     pub(crate) fn stream(mut self, stream: &'a StreamId) -> Self {
         if let Some(pending) = &mut self.pending {
-            let aggregate_type = match stream.static_aggregate_type() {
-                Some(aggregate_type) => Attr::Static(aggregate_type),
-                None => Attr::Str(stream.aggregate_type()),
-            };
-            pending.attributes.extend([
-                KeyValue::new(
-                    attr::AGGREGATE_ID,
-                    otel_value(Attr::Shared(stream.shared_id())),
-                ),
-                KeyValue::new(attr::AGGREGATE_TYPE, otel_value(aggregate_type)),
-            ]);
+            pending.push_stream(stream);
         }
         self
     }
@@ -205,6 +206,26 @@ impl<'a> SpanStart<'a> {
 }
 
 impl Pending<'_> {
+    #[inline]
+    fn push(&mut self, key: &'static str, value: Attr<'_>) {
+        self.attributes.push(KeyValue::new(key, otel_value(value)));
+    }
+
+    #[inline]
+    fn push_stream(&mut self, stream: &StreamId) {
+        let aggregate_type = match stream.static_aggregate_type() {
+            Some(aggregate_type) => Attr::Static(aggregate_type),
+            None => Attr::Str(stream.aggregate_type()),
+        };
+        self.attributes.extend([
+            KeyValue::new(
+                attr::AGGREGATE_ID,
+                otel_value(Attr::Shared(stream.shared_id())),
+            ),
+            KeyValue::new(attr::AGGREGATE_TYPE, otel_value(aggregate_type)),
+        ]);
+    }
+
     /// Starts the span gathered (kept out of line: [`SpanStart::start`] is inlined where
     /// spans are made, and mostly finds nothing to start).
     fn start(self) -> Span {

@@ -17,12 +17,20 @@ pub(super) struct CommandSpan {
 
 /// Starts the command's span (unless its handler's switch or the process switch is off)
 /// and timer; with `eventsource.command.id` when the command has one.
+#[inline]
 pub(super) fn start(
     settings: HandlerTelemetry,
     command_type: &'static str,
     stream: &StreamId,
     command_id: Option<&str>,
 ) -> CommandSpan {
+    if !otel::enabled() {
+        return CommandSpan {
+            span: Span::none(),
+            command_type,
+            timer: Stopwatch::start(),
+        };
+    }
     let name = match settings.span_name {
         Some(name) => SpanName::Static(name),
         None => SpanName::PrefixedStatic(attr::SPAN_COMMAND_PREFIX, command_type),
@@ -45,6 +53,7 @@ pub(super) fn start(
 impl CommandSpan {
     /// After the decision: the event count, the event types (a string array) and one
     /// `domain_event_produced` span event per event.
+    #[inline]
     pub(super) fn decided<E: DomainEvent>(&self, events: &[E]) {
         if !self.span.is_recording() {
             return;

@@ -249,12 +249,13 @@ impl Metadata {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         match (self.entries.get(), &self.stored) {
-            // A stored object is empty when nothing but blanks stands between its braces.
+            // A stored object is empty when nothing but blanks stands between its braces
+            // (JSON's blanks are ASCII).
             (None, Some(stored)) => stored
-                .trim()
+                .trim_ascii()
                 .strip_prefix('{')
                 .and_then(|inner| inner.strip_suffix('}'))
-                .is_some_and(|inner| inner.trim().is_empty()),
+                .is_some_and(|inner| inner.trim_ascii().is_empty()),
             _ => self.entries().is_empty(),
         }
     }

@@ -8,7 +8,7 @@ use crate::aggregate::Aggregate;
 use crate::event::StreamId;
 use crate::store::{AppendResult, ExpectedVersion, StoreError};
 use crate::telemetry::attributes as attr;
-use crate::telemetry::otel::{Span, SpanStart};
+use crate::telemetry::otel::{self, Span, SpanStart};
 use crate::telemetry::values::{Attr, Chain, Kind, SpanName};
 
 /// The `exception.type` of the repository's errors.
@@ -20,12 +20,17 @@ fn span<'a>(enabled: bool, name: &'static str, stream: &'a StreamId) -> SpanStar
 }
 
 /// The load span of the aggregate of `stream`.
+#[inline]
 pub(super) fn load(telemetry: &RepositoryTelemetry, stream: &StreamId) -> Span {
+    if !otel::enabled() {
+        return Span::none();
+    }
     span(telemetry.enabled, telemetry.names.load, stream).start()
 }
 
 /// After a load: how many events were replayed, the resulting version and whether a
 /// snapshot was used; or the error.
+#[inline]
 pub(super) fn loaded<A: Aggregate>(span: &Span, result: &Result<Loaded<A>, RepositoryError>) {
     if !span.is_recording() {
         return;
@@ -41,7 +46,11 @@ pub(super) fn loaded<A: Aggregate>(span: &Span, result: &Result<Loaded<A>, Repos
 }
 
 /// The opt-in span around one aggregate replay; ended when dropped.
+#[inline]
 pub(super) fn replay(telemetry: &RepositoryTelemetry, stream: &StreamId, events: usize) -> Span {
+    if !(telemetry.replay_span && otel::enabled()) {
+        return Span::none();
+    }
     let enabled = telemetry.enabled && telemetry.replay_span;
     let name = attr::SPAN_AGGREGATE_REPLAY;
     span(enabled, name, stream)
@@ -70,12 +79,16 @@ where
 
 /// The save span: the expected version and how many events are saved; the store's
 /// append and the snapshot run inside it ([`Span::run`]).
+#[inline]
 pub(super) fn save(
     telemetry: &RepositoryTelemetry,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: usize,
 ) -> Span {
+    if !otel::enabled() {
+        return Span::none();
+    }
     let name = telemetry.names.save;
     span(telemetry.enabled, name, stream)
         .int(attr::EXPECTED_VERSION, expected.as_i64())
@@ -84,6 +97,7 @@ pub(super) fn save(
 }
 
 /// After the append: the stream's new version, or the error.
+#[inline]
 pub(super) fn appended(span: &Span, result: &Result<AppendResult, StoreError>) {
     if !span.is_recording() {
         return;

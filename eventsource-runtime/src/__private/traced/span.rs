@@ -33,11 +33,16 @@ pub fn start_direct<const N: usize>(
             kept.push(KeyValue::new(key, value));
         }
     }
-    TracedSpan::start_direct(
-        Cow::Borrowed(name),
-        kind,
-        kept,
-        Vec::new(),
-        &Parent::Current,
-    )
+    let mut start = Some((kind, kept));
+    tracing::dispatcher::get_default(|dispatch| match start.take() {
+        Some((kind, kept)) => TracedSpan::start_direct(
+            dispatch,
+            Cow::Borrowed(name),
+            kind,
+            kept,
+            Vec::new(),
+            &Parent::Current,
+        ),
+        None => TracedSpan::none(),
+    })
 }

@@ -93,24 +93,24 @@ impl Span {
         Self(Inner::Off)
     }
 
-    /// Starts a span on the current subscriber's direct tracer (nothing if it has none).
+    /// Starts a span on the direct tracer of `dispatch` (nothing if it has none).
     #[inline]
     pub(crate) fn start_direct(
+        dispatch: &tracing::Dispatch,
         name: Cow<'static, str>,
         kind: SpanKind,
         attributes: Vec<KeyValue>,
         links: Vec<Link>,
         parent: &Parent,
     ) -> Self {
-        let mut start = Some((name, kind, attributes, links));
-        DirectTracer::with_current(|direct| match (direct, start.take()) {
-            (Some(direct), Some((name, kind, attributes, links))) => {
+        match dispatch.downcast_ref::<DirectTracer>() {
+            Some(direct) => {
                 let Started { cx, id, recording } =
                     direct.start(name, kind, attributes, links, parent);
                 Self(Inner::Direct(DirectSpan { cx, id, recording }))
             }
-            _ => Self::none(),
-        })
+            None => Self::none(),
+        }
     }
 
     /// Whether nothing is recorded: no span, or a disabled `tracing` span.

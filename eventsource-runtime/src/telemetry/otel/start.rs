@@ -9,11 +9,11 @@ use std::sync::{LazyLock, PoisonError, RwLock};
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Link, SpanKind};
-use tracing::Level;
 use tracing::callsite::{DefaultCallsite, Identifier};
 use tracing::field::FieldSet;
 use tracing::level_filters::LevelFilter;
 use tracing::metadata::Kind as CallsiteKind;
+use tracing::{Dispatch, Level};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::direct::{DirectTracer, Parent};
@@ -39,9 +39,10 @@ static META: tracing::Metadata<'static> = tracing::Metadata::new(
 );
 
 /// How a span will be made, decided before its attributes are.
-#[derive(Clone, Copy)]
 enum Mode {
-    Direct,
+    /// On the SDK, through the direct tracer of this subscriber (held, so the span starts
+    /// without looking the subscriber up again).
+    Direct(Dispatch),
     Tracing,
 }
 
@@ -53,12 +54,12 @@ fn mode() -> Option<Mode> {
     let direct = tracing::dispatcher::get_default(|dispatch| {
         dispatch.downcast_ref::<DirectTracer>().map(|_| {
             let _ = CALLSITE.interest(); // registered once, for filters that look it up
-            dispatch.enabled(&META)
+            dispatch.enabled(&META).then(|| dispatch.clone())
         })
     });
     match direct {
-        Some(true) => Some(Mode::Direct),
-        Some(false) => None,
+        Some(Some(dispatch)) => Some(Mode::Direct(dispatch)),
+        Some(None) => None,
         None => tracing::span_enabled!(target: TARGET, Level::INFO).then_some(Mode::Tracing),
     }
 }
@@ -236,7 +237,8 @@ impl Pending<'_> {
             SpanName::PrefixedStatic(prefix, name) => Cow::Borrowed(joined(prefix, name)),
         };
         match self.mode {
-            Mode::Direct => Span::start_direct(
+            Mode::Direct(dispatch) => Span::start_direct(
+                &dispatch,
                 name,
                 span_kind(self.kind),
                 self.attributes,

@@ -48,10 +48,10 @@ pub(super) fn loaded<A: Aggregate>(span: &Span, result: &Result<Loaded<A>, Repos
 /// The opt-in span around one aggregate replay; ended when dropped.
 #[inline]
 pub(super) fn replay(telemetry: &RepositoryTelemetry, stream: &StreamId, events: usize) -> Span {
-    if !(telemetry.replay_span && otel::enabled()) {
+    let enabled = telemetry.enabled && telemetry.replay_span;
+    if !(enabled && otel::enabled()) {
         return Span::none();
     }
-    let enabled = telemetry.enabled && telemetry.replay_span;
     let name = attr::SPAN_AGGREGATE_REPLAY;
     span(enabled, name, stream)
         .int(attr::EVENTS_REPLAYED, events)

@@ -163,7 +163,9 @@ impl<'a> SpanStart<'a> {
     #[inline]
     pub(crate) fn attr(mut self, key: &'static str, value: Attr<'_>) -> Self {
         if let Some(pending) = &mut self.pending {
-            pending.push(key, value);
+            pending
+                .attributes
+                .push(KeyValue::new(key, otel_value(value)));
         }
         self
     }
@@ -179,7 +181,17 @@ impl<'a> SpanStart<'a> {
     #[inline]
     pub(crate) fn stream(mut self, stream: &'a StreamId) -> Self {
         if let Some(pending) = &mut self.pending {
-            pending.push_stream(stream);
+            let aggregate_type = match stream.static_aggregate_type() {
+                Some(aggregate_type) => Attr::Static(aggregate_type),
+                None => Attr::Str(stream.aggregate_type()),
+            };
+            pending.attributes.extend([
+                KeyValue::new(
+                    attr::AGGREGATE_ID,
+                    otel_value(Attr::Shared(stream.shared_id())),
+                ),
+                KeyValue::new(attr::AGGREGATE_TYPE, otel_value(aggregate_type)),
+            ]);
         }
         self
     }
@@ -207,26 +219,6 @@ impl<'a> SpanStart<'a> {
 }
 
 impl Pending<'_> {
-    #[inline]
-    fn push(&mut self, key: &'static str, value: Attr<'_>) {
-        self.attributes.push(KeyValue::new(key, otel_value(value)));
-    }
-
-    #[inline]
-    fn push_stream(&mut self, stream: &StreamId) {
-        let aggregate_type = match stream.static_aggregate_type() {
-            Some(aggregate_type) => Attr::Static(aggregate_type),
-            None => Attr::Str(stream.aggregate_type()),
-        };
-        self.attributes.extend([
-            KeyValue::new(
-                attr::AGGREGATE_ID,
-                otel_value(Attr::Shared(stream.shared_id())),
-            ),
-            KeyValue::new(attr::AGGREGATE_TYPE, otel_value(aggregate_type)),
-        ]);
-    }
-
     /// Starts the span gathered (kept out of line: [`SpanStart::start`] is inlined where
     /// spans are made, and mostly finds nothing to start).
     fn start(self) -> Span {

@@ -285,7 +285,7 @@ async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4], "each version once");
+    assert_eq!(applied, [1, 2, 3, 4, 5], "each version once");
     pool.close().await;
     db.cleanup().await;
 }
@@ -520,16 +520,18 @@ async fn a_tailing_reader_gets_every_event_once_under_concurrent_writers() {
         tasks.push(tokio::spawn(async move {
             let s = StreamId::new("Tail", format!("w{w}"));
             let mut count = 0;
+            let mut appended = Vec::new();
             for a in 0..appends {
                 let batch = 1 + (a + w) % 4;
                 let sent = events(count..count + batch);
-                store
+                let result = store
                     .append(&s, ExpectedVersion::Exact(count), sent)
                     .await
                     .unwrap();
+                appended.extend(result.events);
                 count += batch;
             }
-            count
+            appended
         }));
     }
     let reader = {
@@ -554,16 +556,20 @@ async fn a_tailing_reader_gets_every_event_once_under_concurrent_writers() {
             }
         })
     };
-    let mut total = 0;
+    let mut appended = Vec::new();
     for task in tasks {
-        total += task.await.unwrap();
+        appended.extend(task.await.unwrap());
     }
     done.store(true, Ordering::SeqCst);
     let seen = reader.await.unwrap();
 
     let all = store.read_all(0, usize::MAX).await.unwrap();
-    assert_eq!(all.len() as u64, total);
+    assert_eq!(all.len(), appended.len());
     assert_eq!(seen, all, "the tail saw exactly what is stored, in order");
+    // Each append reported the positions its events were stored at (each batch takes one
+    // range of positions while other writers take theirs).
+    appended.sort_by_key(|e| e.position);
+    assert_eq!(appended, all, "the positions appends returned are the stored ones");
     let ids: HashSet<_> = seen.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), seen.len(), "an event was seen twice");
     pool.close().await;

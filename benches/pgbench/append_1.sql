@@ -5,5 +5,5 @@ INSERT INTO pgbench_events.events
      recorded_at_nanos, payload, metadata)
 VALUES ('BenchAppend', 'pgbench', nextval('pgbench_events.versions'), gen_random_uuid(),
         'AmountDeposited', 1, now(), 0,
-        format('{"n": %s, "amount": 1250, "currency": "EUR", "reference": "bench"}', :client_id)::jsonb,
+        format('{"n": %s, "amount": 1250, "currency": "EUR", "reference": "bench"}', :client_id::int)::jsonb,
         '{}');

@@ -25,10 +25,10 @@ pgbench_table() {
     } | psql -q -v ON_ERROR_STOP=1 "$DATABASE_URL" >/dev/null 2>&1
 }
 
-pgbench_rate() { # script, events per transaction -> events/s
+pgbench_rate() { # script, events per transaction[, protocol] -> events/s
     pgbench_table
     local tps
-    tps=$(pgbench -n -c 1 -T "$seconds" -f "$dir/$1" "$DATABASE_URL" 2>/dev/null \
+    tps=$(pgbench -n -c 1 -T "$seconds" -M "${3:-simple}" -f "$dir/$1" "$DATABASE_URL" 2>/dev/null \
         | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
     python3 -c "print(round($tps * $2))"
 }
@@ -59,18 +59,27 @@ PY
 cargo bench -q --bench store --no-run 2>/dev/null
 
 before=$(pgbench_rate append_1.sql 1)
+prepared_before=$(pgbench_rate append_1.sql 1 prepared)
 store=$(store_rate append_1_event)
+prepared_after=$(pgbench_rate append_1.sql 1 prepared)
 after=$(pgbench_rate append_1.sql 1)
 compare 1 "the row sent by the client" "$before" "$store" "$after"
+compare 1 "the row sent, prepared" "$prepared_before" "$store" "$prepared_after"
 
 # For 100 events, two pgbench scripts: append_100.sql makes the rows in the server
 # (generate_series), append_100_sent.sql sends them in the statement, as a client sends its
-# events (and as the store does, as bound arrays).
+# events (and as the store does, as bound arrays). The sent rows run twice: as one query
+# text parsed and planned at every run (pgbench's simple protocol), and as a statement
+# prepared once (`-M prepared`, as the store's statements are), the fastest a client can
+# send them.
 made_before=$(pgbench_rate append_100.sql 100)
 sent_before=$(pgbench_rate append_100_sent.sql 100)
+prepared_before=$(pgbench_rate append_100_sent.sql 100 prepared)
 store=$(store_rate append_100_events)
+prepared_after=$(pgbench_rate append_100_sent.sql 100 prepared)
 sent_after=$(pgbench_rate append_100_sent.sql 100)
 made_after=$(pgbench_rate append_100.sql 100)
 compare 100 "rows made by the server" "$made_before" "$store" "$made_after"
 compare 100 "rows sent by the client" "$sent_before" "$store" "$sent_after"
+compare 100 "rows sent, prepared" "$prepared_before" "$store" "$prepared_after"
 psql -q "$DATABASE_URL" -c "DROP SCHEMA IF EXISTS pgbench_events CASCADE" >/dev/null 2>&1

@@ -13,7 +13,7 @@
 //!
 //! # Schema
 //!
-//! The stores share one schema ([`SCHEMA`], then [`SCHEMA_V2`], [`SCHEMA_V3`] and [`SCHEMA_V4`]), which
+//! The stores share one schema ([`SCHEMA`], then [`SCHEMA_V2`] to [`SCHEMA_V5`]), which
 //! `migrate()` on any of them applies as a whole, in one transaction (idempotent: run it at
 //! every start, from any store and any number of processes at once). Its tables live in a
 //! PostgreSQL schema of your choice (`public` unless you call `with_schema`, which also lets
@@ -49,8 +49,9 @@
 //! **high-water mark**: the lowest position held by an append still in flight (or the
 //! next position to be handed out when none is), and only returns events below it.
 //!
-//! - Each append allocates its positions under a short advisory lock (the sequencing
-//!   lock, held only for the `INSERT`, released before the commit) and, in the same
+//! - Each append allocates its positions, one consecutive range, under a short advisory
+//!   lock (the sequencing lock, held only for the `INSERT`, released before the commit)
+//!   and, in the same
 //!   critical section, takes a shared transaction-level advisory lock whose key carries its
 //!   first position: a registration that lasts until it commits or aborts.
 //! - A reader takes the sequencing lock shared (so no append is between allocating and
@@ -121,7 +122,7 @@ pub use checkpoints::PostgresCheckpointStore;
 pub use events::PostgresEventStore;
 pub use lease::PostgresLease;
 pub use processed::PostgresProcessedMessages;
-pub use schema::{InvalidSchemaName, SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4};
+pub use schema::{InvalidSchemaName, SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5};
 pub use snapshots::PostgresSnapshotStore;
 pub use transactional::{TransactionalHandler, TransactionalIdempotent};
 

@@ -27,12 +27,18 @@ pub const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// with stale statistics), applied by `migrate()` after [`SCHEMA_V3`].
 pub const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 
+/// Version 5 of the schema: `eventsource_append` takes a batch's positions from the
+/// sequence as one range instead of one value per row read back through `RETURNING`,
+/// applied by `migrate()` after [`SCHEMA_V4`].
+pub const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA),
     (2, SCHEMA_V2), // parked events
     (3, SCHEMA_V3), // idempotent handlers' processed messages
     (4, SCHEMA_V4), // appends read the stream's version from its newest index entry
+    (5, SCHEMA_V5), // appends take their positions as one range
 ];
 
 /// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.

@@ -569,7 +569,10 @@ async fn a_tailing_reader_gets_every_event_once_under_concurrent_writers() {
     // Each append reported the positions its events were stored at (each batch takes one
     // range of positions while other writers take theirs).
     appended.sort_by_key(|e| e.position);
-    assert_eq!(appended, all, "the positions appends returned are the stored ones");
+    assert_eq!(
+        appended, all,
+        "the positions appends returned are the stored ones"
+    );
     let ids: HashSet<_> = seen.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), seen.len(), "an event was seen twice");
     pool.close().await;

@@ -51,9 +51,9 @@
 //!
 //! - Each append allocates its positions, one consecutive range, under a short advisory
 //!   lock (the sequencing lock, held only for the `INSERT`, released before the commit)
-//!   and, in the same
-//!   critical section, takes a shared transaction-level advisory lock whose key carries its
-//!   first position: a registration that lasts until it commits or aborts.
+//!   and, in the same critical section, takes a shared transaction-level advisory lock
+//!   whose key carries its first position: a registration that lasts until it commits or
+//!   aborts.
 //! - A reader takes the sequencing lock shared (so no append is between allocating and
 //!   registering), reads the registrations from `pg_locks` and the sequence's last value,
 //!   releases the lock, and then reads the events with a fresh snapshot.

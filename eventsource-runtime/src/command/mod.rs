@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::bus::{BusError, EventBus, PublishReport};
-use crate::event::{EventEnvelope, Metadata};
+use crate::event::{EventEnvelope, Metadata, StreamId};
 use crate::projection::{DeliveryFailure, Projection, ProjectionRegistry, SharedProjection};
 use crate::repository::{Repository, RepositoryError};
 use crate::store::{EventStore, VersionConflict};
@@ -411,6 +411,10 @@ impl<A: Aggregate> CommandService<A> {
     /// Runs the command inside its span (the command's whole lifecycle: load, decide,
     /// save, deliver) and records its metrics. With a command id in the metadata, a stored
     /// outcome of it is recognised (see [`execute_once`](Self::execute_once)).
+    ///
+    /// Only this shell is generic over the decision: the load and the save (with delivery
+    /// and publishing) are generic over the aggregate alone, so a service's command types
+    /// share one copy of them, and a workload mixing commands runs the same code.
     async fn traced_run<F, E>(
         &self,
         run: Run,
@@ -429,28 +433,39 @@ impl<A: Aggregate> CommandService<A> {
         let command_id = metadata.command_id();
         // The aggregate id, shared from here on by the spans, the root and its envelopes.
         let stream = Repository::<A>::stream(id);
-        let id = stream.aggregate_id();
         let command = instrument::start(settings, command_type, &stream, command_id);
         let work = async {
-            let aggregate = match command_id {
-                None => self.repository.load_stream(stream.clone()).await?,
-                // Boxed, as below: commands with an id are the rare path, and their load is
-                // as large as the common one; inline, every command's future would carry both.
-                Some(command_id) => match Box::pin(self.recall(id, command_id, &command)).await? {
-                    Recall::First(outcome) => return Ok(outcome),
-                    Recall::New(aggregate) => aggregate,
-                },
-            };
-            let saved = self.decide_and_save(aggregate, &metadata, decide, &command);
-            match saved.await {
-                Err(error)
-                    if let Some(command_id) = command_id
-                        && error.as_conflict().is_some() =>
-                {
-                    Box::pin(self.after_conflict(id, command_id, error, &command)).await
+            let (aggregate, events) = match self.repository.in_memory() {
+                // A store that answers at once: no future until the delivery.
+                Some(store) if command_id.is_none() => {
+                    let mut aggregate = self.repository.load_now(store, &stream)?;
+                    let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
+                    command.decided(&decided);
+                    aggregate.record_decided(decided);
+                    let events = self.repository.save_now(store, &mut aggregate, &metadata)?;
+                    (aggregate, events)
                 }
-                result => result,
-            }
+                _ => {
+                    let aggregate = match self.load(&stream, command_id, &command).await? {
+                        Recall::First(outcome) => return Ok(outcome),
+                        Recall::New(aggregate) => aggregate,
+                    };
+                    let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
+                    let saved = self.save(aggregate, decided, &metadata, command_id, &command);
+                    match saved.await? {
+                        Saved::Stored(aggregate, events) => (aggregate, events),
+                        Saved::Before(outcome) => return Ok(outcome),
+                    }
+                }
+            };
+            let (delivery_failures, publish) = self.deliver(&events).await;
+            Ok(CommandOutcome {
+                aggregate,
+                events,
+                delivery_failures,
+                publish,
+                duplicate: false,
+            })
         };
         let result = command.span.run(work).await;
         let produced = match &result {
@@ -461,38 +476,78 @@ impl<A: Aggregate> CommandService<A> {
         result
     }
 
-    /// Decides on the loaded aggregate, records the events, saves them with `metadata`,
-    /// delivers and publishes them.
-    async fn decide_and_save<F, E>(
+    /// Loads the aggregate of `stream` for a command, or, for a command id already
+    /// executed, that execution's outcome.
+    async fn load(
+        &self,
+        stream: &StreamId,
+        command_id: Option<&str>,
+        command: &CommandSpan,
+    ) -> Result<Recall<A>, RepositoryError> {
+        match command_id {
+            None => Ok(Recall::New(
+                self.repository.load_stream(stream.clone()).await?,
+            )),
+            // Boxed, as below: commands with an id are the rare path, and their load is
+            // as large as the common one; inline, every command's future would carry both.
+            Some(command_id) => {
+                Box::pin(self.recall(stream.aggregate_id(), command_id, command)).await
+            }
+        }
+    }
+
+    /// Records the decided events on the loaded aggregate and saves them with `metadata`.
+    /// A command id's version conflict is answered with the outcome of the execution that
+    /// saved first, if it had the same id.
+    async fn save(
         &self,
         mut aggregate: AggregateRoot<A>,
+        decided: Vec<A::Event>,
         metadata: &Metadata,
-        decide: F,
+        command_id: Option<&str>,
         command: &CommandSpan,
-    ) -> Result<CommandOutcome<A>, CommandError<E>>
-    where
-        F: FnOnce(&A) -> Result<Vec<A::Event>, E>,
-    {
-        let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
+    ) -> Result<Saved<A>, RepositoryError> {
         command.decided(&decided);
         aggregate.record_decided(decided);
-        let events = self
+        let saved = self
             .repository
             .save_with_metadata(&mut aggregate, metadata)
-            .await?;
-        let delivery_failures = self.projections.deliver(&events).await;
+            .await;
+        match saved {
+            Ok(events) => Ok(Saved::Stored(aggregate, events)),
+            Err(error)
+                if let Some(command_id) = command_id
+                    && error.as_conflict().is_some() =>
+            {
+                let id = aggregate.stream().aggregate_id();
+                let first = Box::pin(self.after_conflict(id, command_id, error, command));
+                Ok(Saved::Before(first.await?))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Delivers the stored events to the projections and publishes them: what failed to
+    /// receive them, and what the bus did.
+    async fn deliver(&self, events: &[EventEnvelope]) -> (Vec<DeliveryFailure>, Published) {
+        let delivery_failures = self.projections.deliver(events).await;
         let publish = match &self.bus {
-            Some(bus) if !events.is_empty() => Some(publish(&**bus, &events).await),
+            Some(bus) if !events.is_empty() => Some(publish(&**bus, events).await),
             _ => None,
         };
-        Ok(CommandOutcome {
-            aggregate,
-            events,
-            delivery_failures,
-            publish,
-            duplicate: false,
-        })
+        (delivery_failures, publish)
     }
+}
+
+/// What publishing the events did (see [`CommandOutcome::publish`]).
+type Published = Option<Result<PublishReport, BusError>>;
+
+/// What a save did.
+enum Saved<A: Aggregate> {
+    /// The events are stored.
+    Stored(AggregateRoot<A>, Vec<EventEnvelope>),
+    /// Another execution of the command id stored its events first: its outcome.
+    Before(CommandOutcome<A>),
 }
 
 /// One command run: what its span and its events say about it.

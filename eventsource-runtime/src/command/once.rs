@@ -2,7 +2,7 @@
 //! the events its first execution stored.
 
 use super::instrument::CommandSpan;
-use super::{CommandError, CommandOutcome, CommandService};
+use super::{CommandOutcome, CommandService};
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::EventEnvelope;
 use crate::repository::RepositoryError;
@@ -34,13 +34,13 @@ impl<A: Aggregate> CommandService<A> {
     /// The save of `command_id` met a version conflict: another execution of the same id
     /// may have saved first (then its outcome is the answer), or another command (then the
     /// conflict stands, as it does when the second look fails).
-    pub(super) async fn after_conflict<E>(
+    pub(super) async fn after_conflict(
         &self,
         id: &str,
         command_id: &str,
-        conflict: CommandError<E>,
+        conflict: RepositoryError,
         command: &CommandSpan,
-    ) -> Result<CommandOutcome<A>, CommandError<E>> {
+    ) -> Result<CommandOutcome<A>, RepositoryError> {
         match self.recall(id, command_id, command).await {
             Ok(Recall::First(outcome)) => Ok(outcome),
             Ok(Recall::New(_)) | Err(_) => Err(conflict),

@@ -1,6 +1,7 @@
 //! Repositories: load an aggregate from its stream (or from its newest snapshot and the
 //! later events), save its new events.
 
+mod at_once;
 mod cache;
 mod error;
 mod instrument;
@@ -17,7 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::aggregate::{Aggregate, AggregateRoot, Home};
 use crate::event::{DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::snapshot::SnapshotStore;
-use crate::store::{EventStore, ExpectedVersion};
+use crate::store::{AppendResult, EventStore, ExpectedVersion};
 use cache::StateCache;
 pub use error::RepositoryError;
 pub use settings::{RepositorySpanNames, RepositoryTelemetry};
@@ -294,6 +295,9 @@ impl<A: Aggregate> Repository<A> {
         &self,
         stream: StreamId,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
+        if let Some(store) = self.in_memory() {
+            return self.load_now(store, &stream);
+        }
         let span = instrument::load(&self.telemetry, &stream);
         let loaded = span.run(self.load_root(&stream, None)).await;
         instrument::loaded(&span, &loaded);
@@ -382,7 +386,7 @@ impl<A: Aggregate> Repository<A> {
     /// `command_id`: after a snapshot, the read starts up to `every` events before it.
     async fn replay_stream(
         &self,
-        mut root: AggregateRoot<A>,
+        root: AggregateRoot<A>,
         snapshot_every: Option<u64>,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
@@ -392,6 +396,32 @@ impl<A: Aggregate> Repository<A> {
             _ => restored + 1,
         };
         let stored = self.store.load(root.stream(), from).await?;
+        let mut loaded = self.apply_stored(root, stored, snapshot_every, command_id)?;
+        if let Some(command_id) = command_id {
+            let from_first = loaded
+                .command_events
+                .first()
+                .is_some_and(|e| e.version == from);
+            if from > 1 && from_first {
+                let carries = |e: &EventEnvelope| e.metadata.command_id() == Some(command_id);
+                let earlier = self.store.load(loaded.root.stream(), 1).await?;
+                let earlier = earlier.into_iter().filter(|e| e.version < from);
+                loaded.command_events.splice(0..0, earlier.filter(carries));
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Applies `stored`, the events read after the root's version (and up to `every`
+    /// before it, to find `command_id`'s), and collects those carrying `command_id`.
+    fn apply_stored(
+        &self,
+        mut root: AggregateRoot<A>,
+        stored: Vec<EventEnvelope>,
+        snapshot_every: Option<u64>,
+        command_id: Option<&str>,
+    ) -> Result<Loaded<A>, RepositoryError> {
+        let restored = root.version();
         let newer = || stored.iter().filter(|e| e.version > restored);
         let replayed = newer().count();
         let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
@@ -403,14 +433,6 @@ impl<A: Aggregate> Repository<A> {
         if let Some(command_id) = command_id {
             let carries = |e: &EventEnvelope| e.metadata.command_id() == Some(command_id);
             command_events.extend(stored.into_iter().filter(carries));
-            // One command's events are one append, consecutive: found from the first
-            // event read on, the command may have appended earlier ones (rarely: a batch
-            // larger than the snapshot interval).
-            if from > 1 && command_events.first().is_some_and(|e| e.version == from) {
-                let earlier = self.store.load(root.stream(), 1).await?;
-                let earlier = earlier.into_iter().filter(|e| e.version < from);
-                command_events.splice(0..0, earlier.filter(carries));
-            }
         }
         Ok(Loaded {
             root,
@@ -459,46 +481,59 @@ impl<A: Aggregate> Repository<A> {
         if root.uncommitted().is_empty() {
             return Ok(Vec::new());
         }
-        // Sized to the events (collecting through `Result` would start at four).
-        let mut events = Vec::with_capacity(root.uncommitted().len());
-        for event in root.uncommitted() {
-            let new = NewEvent::from_event(event).map_err(|source| RepositoryError::Encode {
-                stream: root.stream().clone(),
-                event_type: event.event_type(),
-                source,
-            })?;
-            events.push(new.with_metadata(metadata.clone()));
+        if let Some(store) = self.in_memory() {
+            return self.save_now(store, root, metadata);
         }
+        let events = new_events(root, metadata)?;
         let previous = root.persisted_version();
         let expected = ExpectedVersion::from_version(previous);
-        let span = instrument::save(
-            &self.telemetry,
-            root.stream(),
-            expected,
-            root.uncommitted().len(),
-        );
+        let span = instrument::save(&self.telemetry, root.stream(), expected, events.len());
         let appended = span
             .run(self.store.append(root.stream(), expected, events))
             .await;
         instrument::appended(&span, &appended);
-        let mut appended = appended?;
+        let events = self.committed(root, appended?);
+        if let Some(snapshots) = self.snapshots.as_deref() {
+            // A snapshot when the save crossed a multiple of `every`.
+            if root.version() / snapshots.every > previous / snapshots.every {
+                span.run(snapshots.take(root)).await;
+            }
+        }
+        Ok(events)
+    }
+
+    /// After the append: the root's events are stored; they are returned as stored.
+    fn committed(&self, root: &mut AggregateRoot<A>, appended: AppendResult) -> Vec<EventEnvelope> {
+        let mut events = appended.events;
         // The stored envelopes carry the events as recorded: decoding them in process
         // (projections, the outcome) clones them instead of parsing their JSON.
         let committed = root.take_committed();
-        for (envelope, event) in appended.events.iter_mut().zip(committed) {
+        for (envelope, event) in events.iter_mut().zip(committed) {
             envelope.payload.set_recorded(event.into_recorded());
         }
         // The root holds the state stored in this repository's store now: dropped, it goes
         // back to this repository's cache (whichever loaded it), or nowhere without one.
         root.set_home(self.cache.clone().map(|cache| cache as Home<A>));
-        if let Some(snapshots) = self.snapshots.as_deref() {
-            // A snapshot when the save crossed a multiple of `every`.
-            if appended.version / snapshots.every > previous / snapshots.every {
-                span.run(snapshots.take(root)).await;
-            }
-        }
-        Ok(appended.events)
+        events
     }
+}
+
+/// The root's uncommitted events, serialized, each with `metadata`.
+fn new_events<A: Aggregate>(
+    root: &AggregateRoot<A>,
+    metadata: &Metadata,
+) -> Result<Vec<NewEvent>, RepositoryError> {
+    // Sized to the events (collecting through `Result` would start at four).
+    let mut events = Vec::with_capacity(root.uncommitted().len());
+    for event in root.uncommitted() {
+        let new = NewEvent::from_event(event).map_err(|source| RepositoryError::Encode {
+            stream: root.stream().clone(),
+            event_type: event.event_type(),
+            source,
+        })?;
+        events.push(new.with_metadata(metadata.clone()));
+    }
+    Ok(events)
 }
 
 /// A loaded root, and how it was loaded (for the load span).

@@ -36,6 +36,10 @@ impl Store {
         }
     }
 
+    pub(super) fn in_memory(&self) -> Option<&InMemoryEventStore> {
+        self.in_memory.as_ref()
+    }
+
     pub(super) fn shared(&self) -> &Arc<dyn EventStore> {
         &self.shared
     }

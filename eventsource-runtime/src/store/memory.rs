@@ -1,10 +1,11 @@
 //! The in-memory event store: real semantics, no persistence.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, hash_map};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use indexmap::map::Entry;
 use uuid::Uuid;
 
 use super::backend::{Append, Appended, Backend, Events, Immediate, check_stream, metadata_json};
@@ -74,18 +75,32 @@ impl std::fmt::Debug for InMemoryEventStore {
 struct Log {
     /// All events in global order; an event's position is its index + 1.
     rows: Rows,
-    /// Each stream's events, keyed by its id. Stream keys are hashed with foldhash:
-    /// SipHash's resistance to chosen keys buys nothing for a process's own streams and cost
-    /// a twentieth of a command.
-    streams: HashMap<StreamId, Stream, foldhash::fast::RandomState>,
-    /// The stream ids, by the index the rows keep (a row keeps 4 bytes, not the 40 of an id).
-    stream_ids: Vec<StreamId>,
+    /// Each stream's newest event, keyed by its id, in the order the streams began: a row
+    /// names its stream by that index. Stream keys are hashed with foldhash: SipHash's
+    /// resistance to chosen keys buys nothing for a process's own streams and cost a
+    /// twentieth of a command. (An index map: its entries are dense, its index table small,
+    /// so a new stream writes a few bytes at a random place, not a whole entry.)
+    streams: IndexMap<StreamId, Stream, foldhash::fast::RandomState>,
 }
 
-/// One stream: its index in [`Log::stream_ids`], and its events' indices into [`Log::rows`].
+/// One stream: its newest event, from which its rows link back to its first.
+#[derive(Clone, Copy)]
 struct Stream {
-    index: u32,
-    rows: Vec<usize>,
+    /// The stream's version: how many events it holds.
+    version: u64,
+    /// The index into [`Log::rows`] of its newest event.
+    last: usize,
+}
+
+impl Log {
+    /// The indices into [`Log::rows`] of `stream`'s events from version `from` on, newest
+    /// first.
+    fn stream_rows(&self, stream: Stream, from: u64) -> impl Iterator<Item = usize> + '_ {
+        let count = stream.version.saturating_sub(from.max(1) - 1);
+        let newest = (count > 0).then_some(stream.last);
+        let newest = std::iter::successors(newest, |&row| self.rows.get(row)?.previous);
+        newest.take(usize::try_from(count).unwrap_or(usize::MAX))
+    }
 }
 
 /// Rows in segments of [`Rows::SEGMENT`]: a full segment never moves, so the log grows
@@ -144,8 +159,10 @@ impl Rows {
 /// empty metadata.
 struct StoredRow {
     event_id: Uuid,
-    /// The stream's index in [`Log::stream_ids`].
+    /// The stream's index in [`Log::streams`].
     stream: u32,
+    /// The index of the stream's previous event, `None` for its first.
+    previous: Option<usize>,
     schema_version: u32,
     version: u64,
     event_type: Cow<'static, str>,
@@ -228,7 +245,7 @@ impl Backend for InMemoryEventStore {
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
         let rows = log.rows.from(start).take(limit);
         let envelope = |(i, row): (usize, &StoredRow)| {
-            let stream = log.stream_ids.get(row.stream as usize)?;
+            let (stream, _) = log.streams.get_index(row.stream as usize)?;
             Some(row.envelope(stream, i as u64 + 1))
         };
         // Every row's stream index is one of `stream_ids`: nothing is skipped.
@@ -238,7 +255,7 @@ impl Backend for InMemoryEventStore {
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let log = self.read();
         match log.streams.get(stream) {
-            Some(held) => Ok(held.rows.len() as u64),
+            Some(held) => Ok(held.version),
             None => check_stream(stream).map(|()| 0),
         }
     }
@@ -261,22 +278,24 @@ impl Immediate for InMemoryEventStore {
 
     fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events {
         let log = self.read();
-        let Some((stream, Stream { rows: indices, .. })) = log.streams.get_key_value(stream) else {
+        let Some((stream, &held)) = log.streams.get_key_value(stream) else {
             check_stream(stream)?;
             return Ok(Vec::new());
         };
-        // Versions are 1-based and gapless, so version v sits at indices[v - 1].
-        let skip = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
-        if skip >= indices.len() {
+        if from_version > held.version {
             // Nothing newer: the common answer to a load from a cached version.
             return Ok(Vec::new());
         }
-        indices
-            .iter()
-            .skip(skip)
-            .filter_map(|&i| log.rows.get(i).map(|row| (i, row)))
-            .map(|(i, row)| Ok(row.envelope(stream, i as u64 + 1)))
-            .collect()
+        let rows = log.stream_rows(held, from_version);
+        let mut events: Vec<EventEnvelope> = rows
+            .filter_map(|i| {
+                log.rows
+                    .get(i)
+                    .map(|row| row.envelope(stream, i as u64 + 1))
+            })
+            .collect();
+        events.reverse();
+        Ok(events)
     }
 }
 
@@ -309,35 +328,27 @@ impl InMemoryEventStore {
         let log = &mut *log;
         // One lookup for the check and the append (the key costs a reference count).
         let slot = log.streams.entry(stream.clone());
-        let actual = match &slot {
-            hash_map::Entry::Occupied(held) => held.get().rows.len() as u64,
-            hash_map::Entry::Vacant(_) => {
+        let held = match &slot {
+            Entry::Occupied(held) => Some(*held.get()),
+            Entry::Vacant(_) => {
                 check_stream(stream)?;
-                0
+                None
             }
         };
+        let actual = held.map_or(0, |held| held.version);
         expected.check(stream, actual)?;
-        let entry = match slot {
-            hash_map::Entry::Occupied(held) => held.into_mut(),
-            hash_map::Entry::Vacant(new) => {
-                // 4 billion streams would not fit in memory anyway: refused, not wrapped.
-                let index = u32::try_from(log.stream_ids.len())
-                    .map_err(|_| StoreError::Unavailable("the in-memory store is full".into()))?;
-                log.stream_ids.push(stream.clone());
-                new.insert(Stream {
-                    index,
-                    rows: Vec::new(),
-                })
-            }
-        };
-
+        // 4 billion streams would not fit in memory anyway: refused, not wrapped.
+        let index = u32::try_from(slot.index())
+            .map_err(|_| StoreError::Unavailable("the in-memory store is full".into()))?;
+        let mut previous = held.map(|held| held.last);
         let mut appended = Vec::with_capacity(events.len());
         for (offset, event) in events.into_iter().enumerate() {
-            let index = log.rows.len();
+            let row = log.rows.len();
             let version = actual + offset as u64 + 1;
             log.rows.push(StoredRow {
                 event_id: event.event_id,
-                stream: entry.index,
+                stream: index,
+                previous,
                 version,
                 event_type: event.event_type.clone(),
                 schema_version: event.schema_version,
@@ -345,18 +356,28 @@ impl InMemoryEventStore {
                 payload: Arc::clone(event.payload.shared_json()),
                 metadata: metadata.next().flatten(),
             });
-            entry.rows.push(index);
+            previous = Some(row);
             appended.push(EventEnvelope {
                 event_id: event.event_id,
                 stream: stream.clone(),
                 version,
-                position: index as u64 + 1,
+                position: row as u64 + 1,
                 event_type: event.event_type,
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
                 payload: event.payload,
                 metadata: event.metadata,
             });
+        }
+        if let Some(last) = previous {
+            let version = actual + appended.len() as u64;
+            let stream = Stream { version, last };
+            match slot {
+                Entry::Occupied(mut held) => *held.get_mut() = stream,
+                Entry::Vacant(new) => {
+                    new.insert(stream);
+                }
+            }
         }
         // Still under the lock, so the signalled position never goes back. Nobody listening,
         // no signal: `signal` catches up when someone subscribes.
@@ -436,6 +457,17 @@ mod tests {
                 assert_eq!(event.version, v as u64 + 1);
                 assert_eq!(event.position, (v * streams.len() + i) as u64 + 1);
                 assert_eq!(&event.stream, stream);
+            }
+            // From every version: the stream's rows link back across the others' rows.
+            for from in 1..=count as u64 {
+                let versions: Vec<u64> = store
+                    .load(stream, from)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.version)
+                    .collect();
+                assert_eq!(versions, (from..=count as u64).collect::<Vec<_>>());
             }
             let tail = store.load(stream, count as u64).await.unwrap();
             assert_eq!(tail.len(), 1);

@@ -283,7 +283,9 @@ impl<A: Aggregate> CommandService<A> {
         C: Command,
         A: Handle<C>,
     {
-        self.execute_with_metadata(command, Metadata::new()).await
+        // Not through `execute_with_metadata`: one future less around every command's.
+        let run = Run::of::<A, C>(&command, Metadata::new());
+        self.traced_run(run, |state| state.handle(command)).await
     }
 
     /// As [`execute`](Self::execute), storing `metadata` with each produced event. With a
@@ -301,12 +303,7 @@ impl<A: Aggregate> CommandService<A> {
         C: Command,
         A: Handle<C>,
     {
-        let run = Run {
-            command_type: C::TYPE,
-            settings: <A as Handle<C>>::TELEMETRY,
-            id: command.aggregate_id(),
-            metadata,
-        };
+        let run = Run::of::<A, C>(&command, metadata);
         self.traced_run(run, |state| state.handle(command)).await
     }
 
@@ -434,40 +431,44 @@ impl<A: Aggregate> CommandService<A> {
         // The aggregate id, shared from here on by the spans, the root and its envelopes.
         let stream = Repository::<A>::stream(id);
         let command = instrument::start(settings, command_type, &stream, command_id);
-        let work = async {
-            let (aggregate, events) = match self.repository.in_memory() {
-                // A store that answers at once: no future until the delivery.
-                Some(store) if command_id.is_none() => {
-                    let mut aggregate = self.repository.load_now(store, &stream)?;
-                    let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
-                    command.decided(&decided);
-                    aggregate.record_decided(decided);
-                    let events = self.repository.save_now(store, &mut aggregate, &metadata)?;
-                    (aggregate, events)
-                }
-                _ => {
+        let saved = match self.repository.in_memory() {
+            // A store that answers at once: no future until the delivery.
+            Some(store) if command_id.is_none() => command.span.in_scope(|| {
+                let mut aggregate = self.repository.load_now(store, &stream)?;
+                let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
+                command.decided(&decided);
+                aggregate.record_decided(decided);
+                let events = self.repository.save_now(store, &mut aggregate, &metadata)?;
+                Ok(Saved::Stored(aggregate, events))
+            }),
+            _ => {
+                let work = async {
                     let aggregate = match self.load(&stream, command_id, &command).await? {
-                        Recall::First(outcome) => return Ok(outcome),
+                        Recall::First(outcome) => return Ok(Saved::Before(outcome)),
                         Recall::New(aggregate) => aggregate,
                     };
                     let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
                     let saved = self.save(aggregate, decided, &metadata, command_id, &command);
-                    match saved.await? {
-                        Saved::Stored(aggregate, events) => (aggregate, events),
-                        Saved::Before(outcome) => return Ok(outcome),
-                    }
-                }
-            };
-            let (delivery_failures, publish) = self.deliver(&events).await;
-            Ok(CommandOutcome {
-                aggregate,
-                events,
-                delivery_failures,
-                publish,
-                duplicate: false,
-            })
+                    Ok(saved.await?)
+                };
+                command.span.run(work).await
+            }
         };
-        let result = command.span.run(work).await;
+        let result = match saved {
+            Ok(Saved::Stored(aggregate, events)) => {
+                let delivered = command.span.run(self.deliver(&events)).await;
+                let (delivery_failures, publish) = delivered;
+                Ok(CommandOutcome {
+                    aggregate,
+                    events,
+                    delivery_failures,
+                    publish,
+                    duplicate: false,
+                })
+            }
+            Ok(Saved::Before(outcome)) => Ok(outcome),
+            Err(error) => Err(error),
+        };
         let produced = match &result {
             Ok(outcome) if !outcome.duplicate => outcome.events.len(),
             _ => 0,
@@ -559,6 +560,18 @@ struct Run {
     /// Stored with each event; its command id, if any, makes the run
     /// [`CommandService::execute_once`].
     metadata: Metadata,
+}
+
+impl Run {
+    /// The run of `command`, storing `metadata` with its events.
+    fn of<A: Handle<C>, C: Command>(command: &C, metadata: Metadata) -> Self {
+        Self {
+            command_type: C::TYPE,
+            settings: <A as Handle<C>>::TELEMETRY,
+            id: command.aggregate_id(),
+            metadata,
+        }
+    }
 }
 
 /// Publishes stored events on the bus; a failure is logged (the events stay stored).

@@ -30,10 +30,17 @@ use serde_json::value::RawValue;
 ///
 /// Metadata read from a store keeps its JSON text and reads it into entries on first use:
 /// loading a stream does not pay for metadata nobody looks at.
+///
+/// Cheap to clone: clones share the entries until one of them changes.
 #[derive(Clone, Default)]
-pub struct Metadata {
+pub struct Metadata(Option<Arc<Entries>>);
+
+/// What non-empty metadata holds. (Empty metadata holds nothing: every event of a command
+/// without metadata carries and clones one null pointer.)
+#[derive(Clone, Default)]
+struct Entries {
     /// The entries, once read (from `stored`, or given); sorted by key.
-    entries: OnceLock<BTreeMap<String, String>>,
+    read: OnceLock<BTreeMap<String, String>>,
     /// The stored JSON object the entries are read from on first use, until one changes.
     stored: Option<Arc<str>>,
 }
@@ -66,8 +73,11 @@ fn read_entries<'de, D: serde::Deserializer<'de>>(
 
 impl Serialize for Metadata {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match (self.entries.get(), &self.stored) {
-            (None, Some(stored)) => super::payload::serialize_raw(stored, serializer),
+        match self.0.as_deref() {
+            Some(Entries {
+                read,
+                stored: Some(stored),
+            }) if read.get().is_none() => super::payload::serialize_raw(stored, serializer),
             _ => self.entries().serialize(serializer),
         }
     }
@@ -119,10 +129,13 @@ impl Metadata {
     }
 
     fn from_entries(entries: BTreeMap<String, String>) -> Self {
-        Self {
-            entries: OnceLock::from(entries),
-            stored: None,
+        if entries.is_empty() {
+            return Self::new();
         }
+        Self(Some(Arc::new(Entries {
+            read: OnceLock::from(entries),
+            stored: None,
+        })))
     }
 
     /// Metadata kept as JSON text (an object), as a store reads it back: checked now, read
@@ -153,39 +166,37 @@ impl Metadata {
 
     /// Metadata from JSON text known to be an object (what this crate stored itself).
     pub(crate) fn from_checked(stored: Arc<str>) -> Self {
-        Self {
-            entries: OnceLock::new(),
+        Self(Some(Arc::new(Entries {
+            read: OnceLock::new(),
             stored: Some(stored),
-        }
+        })))
     }
 
     /// The JSON object the entries are read from, while no change has made it stale: what
-    /// a store keeps as it is instead of serializing the entries again.
+    /// an SQL store keeps as it is instead of serializing the entries again.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(crate) fn stored_json(&self) -> Option<&Arc<str>> {
-        self.stored.as_ref()
+        self.0.as_deref()?.stored.as_ref()
     }
 
-    /// The entries, read from the stored text on first use. That text is a JSON object
-    /// (checked when it was read from the store), so reading it cannot fail.
+    /// The entries, read from the stored text on first use.
     fn entries(&self) -> &BTreeMap<String, String> {
-        // Nothing stored and nothing set: no entries, without initializing the cell (every
-        // command without metadata asks for its command id).
         static NONE: BTreeMap<String, String> = BTreeMap::new();
-        match (self.entries.get(), &self.stored) {
-            (Some(entries), _) => entries,
-            (None, None) => &NONE,
-            (None, Some(stored)) => self.entries.get_or_init(|| {
-                let mut json = serde_json::Deserializer::from_str(stored);
-                read_entries(&mut json).unwrap_or_default()
-            }),
+        match self.0.as_deref() {
+            None => &NONE,
+            Some(entries) => entries.read.get_or_init(|| entries.read_stored()),
         }
     }
 
-    /// The entries, to change: the stored text no longer says what they are.
-    fn take_entries(&mut self) -> BTreeMap<String, String> {
-        self.entries();
-        self.stored = None;
-        self.entries.take().unwrap_or_default()
+    /// Changes the entries: the stored text no longer says what they are. (Shared entries
+    /// are copied first; metadata left empty holds nothing again.)
+    fn change<R>(&mut self, change: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> R {
+        let mut entries = self.0.take().map_or_else(BTreeMap::new, |shared| {
+            Arc::unwrap_or_clone(shared).into_read()
+        });
+        let changed = change(&mut entries);
+        *self = Self::from_entries(entries);
+        changed
     }
 
     /// The value stored under `key`.
@@ -196,18 +207,15 @@ impl Metadata {
 
     /// Stores `value` under `key`, returning the value it replaces.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
-        let mut entries = self.take_entries();
-        let replaced = entries.insert(key.into(), value.into());
-        self.entries = OnceLock::from(entries);
-        replaced
+        let (key, value) = (key.into(), value.into());
+        self.change(|entries| entries.insert(key, value))
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
-        let mut entries = self.take_entries();
-        let removed = entries.remove(key);
-        self.entries = OnceLock::from(entries);
-        removed
+        // Nothing to remove from empty metadata (and nothing to copy).
+        self.0.as_ref()?;
+        self.change(|entries| entries.remove(key))
     }
 
     /// Builder form of [`insert`](Self::insert).
@@ -248,15 +256,19 @@ impl Metadata {
     /// Whether there is no entry.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        match (self.entries.get(), &self.stored) {
+        match self.0.as_deref() {
+            None => true,
             // A stored object is empty when nothing but blanks stands between its braces
             // (JSON's blanks are ASCII).
-            (None, Some(stored)) => stored
+            Some(Entries {
+                read,
+                stored: Some(stored),
+            }) if read.get().is_none() => stored
                 .trim_ascii()
                 .strip_prefix('{')
                 .and_then(|inner| inner.strip_suffix('}'))
                 .is_some_and(|inner| inner.trim_ascii().is_empty()),
-            _ => self.entries().is_empty(),
+            Some(_) => self.entries().is_empty(),
         }
     }
 
@@ -265,6 +277,20 @@ impl Metadata {
     #[must_use]
     pub fn command_id(&self) -> Option<&str> {
         self.get(Self::COMMAND_ID)
+    }
+}
+
+impl Entries {
+    /// The stored text's entries. That text is a JSON object (checked when it was read from
+    /// the store, or written by this crate), so reading it cannot fail.
+    fn read_stored(&self) -> BTreeMap<String, String> {
+        let stored = self.stored.as_deref().unwrap_or("{}");
+        read_entries(&mut serde_json::Deserializer::from_str(stored)).unwrap_or_default()
+    }
+
+    /// The entries, read from the stored text if they were not yet.
+    fn into_read(mut self) -> BTreeMap<String, String> {
+        self.read.take().unwrap_or_else(|| self.read_stored())
     }
 }
 
@@ -286,7 +312,8 @@ mod tests {
     fn stored_metadata_is_read_on_first_use_and_changes_drop_the_stored_text() {
         let stored = r#"{"b": "2", "a": 7, "c": {"x": [1]}}"#;
         let mut metadata = Metadata::from_json(stored.to_owned()).unwrap();
-        assert!(metadata.entries.get().is_none(), "not read yet");
+        let unread = |metadata: &Metadata| metadata.0.as_ref().unwrap().read.get().is_none();
+        assert!(unread(&metadata), "not read yet");
         assert!(!metadata.is_empty());
         assert_eq!(
             serde_json::to_string(&metadata).unwrap(),

@@ -1,7 +1,7 @@
 //! Loads and saves that answer at once: through the in-memory store, which never waits,
 //! without a future at any layer (the same steps and spans as the async ones).
 
-use super::{Repository, RepositoryError, instrument, new_events};
+use super::{LoadReport, Repository, RepositoryError, instrument, new_events};
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::{EventEnvelope, Metadata, StreamId};
 use crate::store::backend::{append_at_once, load_at_once};
@@ -25,18 +25,23 @@ impl<A: Aggregate> Repository<A> {
     ) -> Result<AggregateRoot<A>, RepositoryError> {
         let span = instrument::load(&self.telemetry, stream);
         let loaded = span.in_scope(|| {
-            let root = self
+            let mut root = self
                 .cache
                 .as_ref()
                 .and_then(|cache| cache.take(stream.aggregate_id()))
                 .unwrap_or_else(|| AggregateRoot::restore(stream.clone(), 0, A::default()));
-            let from = root.version() + 1;
-            let stored = load_at_once(store, root.stream(), from)?;
-            let loaded = self.apply_stored(root, stored, None, None)?;
-            Ok(self.cached_home(loaded))
+            let stored = load_at_once(store, root.stream(), root.version() + 1)?;
+            let replayed = self.replay(&mut root, &stored)?;
+            self.set_cache_home(&mut root);
+            Ok((root, replayed))
         });
-        instrument::loaded(&span, &loaded);
-        loaded.map(|loaded| loaded.root)
+        let report = |(root, replayed): &(AggregateRoot<A>, usize)| LoadReport {
+            replayed: *replayed,
+            version: root.version(),
+            snapshot_used: false,
+        };
+        instrument::loaded(&span, loaded.as_ref().map(report));
+        loaded.map(|(root, _)| root)
     }
 
     /// The save into [`in_memory`](Self::in_memory)'s store: no future.

@@ -3,8 +3,7 @@
 
 use std::future::Future;
 
-use super::{Loaded, RepositoryError, RepositoryTelemetry};
-use crate::aggregate::Aggregate;
+use super::{LoadReport, RepositoryError, RepositoryTelemetry};
 use crate::event::StreamId;
 use crate::store::{AppendResult, ExpectedVersion, StoreError};
 use crate::telemetry::attributes as attr;
@@ -31,14 +30,14 @@ pub(super) fn load(telemetry: &RepositoryTelemetry, stream: &StreamId) -> Span {
 /// After a load: how many events were replayed, the resulting version and whether a
 /// snapshot was used; or the error.
 #[inline]
-pub(super) fn loaded<A: Aggregate>(span: &Span, result: &Result<Loaded<A>, RepositoryError>) {
+pub(super) fn loaded(span: &Span, result: Result<LoadReport, &RepositoryError>) {
     if !span.is_recording() {
         return;
     }
     match result {
         Ok(loaded) => {
             span.set(attr::EVENTS_REPLAYED, Attr::int(loaded.replayed));
-            span.set(attr::VERSION, Attr::int(loaded.root.version()));
+            span.set(attr::VERSION, Attr::int(loaded.version));
             span.set(attr::SNAPSHOT_USED, Attr::Bool(loaded.snapshot_used));
         }
         Err(error) => span.record_error(ERROR_TYPE, &Chain(error)),

@@ -300,7 +300,7 @@ impl<A: Aggregate> Repository<A> {
         }
         let span = instrument::load(&self.telemetry, &stream);
         let loaded = span.run(self.load_root(&stream, None)).await;
-        instrument::loaded(&span, &loaded);
+        instrument::loaded(&span, loaded.as_ref().map(Loaded::report));
         loaded.map(|loaded| loaded.root)
     }
 
@@ -318,7 +318,7 @@ impl<A: Aggregate> Repository<A> {
         let stream = Self::stream(id);
         let span = instrument::load(&self.telemetry, &stream);
         let loaded = span.run(self.load_root(&stream, Some(command_id))).await;
-        instrument::loaded(&span, &loaded);
+        instrument::loaded(&span, loaded.as_ref().map(Loaded::report));
         loaded.map(|loaded| (loaded.root, loaded.command_events))
     }
 
@@ -340,19 +340,21 @@ impl<A: Aggregate> Repository<A> {
             (None, Some(snapshots)) => {
                 // Boxed: the snapshot path's replays stay out of the common load's future.
                 let loaded = Box::pin(self.load_from_snapshot(snapshots, stream, command_id));
-                return Ok(self.cached_home(loaded.await?));
+                let mut loaded = loaded.await?;
+                self.set_cache_home(&mut loaded.root);
+                return Ok(loaded);
             }
         };
-        let loaded = self.replay_stream(root, None, command_id).await?;
-        Ok(self.cached_home(loaded))
+        let mut loaded = self.replay_stream(root, None, command_id).await?;
+        self.set_cache_home(&mut loaded.root);
+        Ok(loaded)
     }
 
     /// A loaded root goes back to this repository's cache when dropped, if it has one.
-    fn cached_home(&self, mut loaded: Loaded<A>) -> Loaded<A> {
+    fn set_cache_home(&self, root: &mut AggregateRoot<A>) {
         if let Some(cache) = &self.cache {
-            loaded.root.set_home(Some(Arc::clone(cache) as Home<A>));
+            root.set_home(Some(Arc::clone(cache) as Home<A>));
         }
-        loaded
     }
 
     /// Loads from the newest snapshot in `snapshots`, if any, else from the stream's start.
@@ -421,14 +423,7 @@ impl<A: Aggregate> Repository<A> {
         snapshot_every: Option<u64>,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
-        let restored = root.version();
-        let newer = || stored.iter().filter(|e| e.version > restored);
-        let replayed = newer().count();
-        let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
-        for envelope in newer() {
-            let event = decode::<A>(envelope)?;
-            root.replay_stored(envelope.version, &event)?;
-        }
+        let replayed = self.replay(&mut root, &stored)?;
         let mut command_events = Vec::new();
         if let Some(command_id) = command_id {
             let carries = |e: &EventEnvelope| e.metadata.command_id() == Some(command_id);
@@ -440,6 +435,23 @@ impl<A: Aggregate> Repository<A> {
             snapshot_used: snapshot_every.is_some(),
             command_events,
         })
+    }
+
+    /// Applies the events of `stored` after the root's version; how many.
+    fn replay(
+        &self,
+        root: &mut AggregateRoot<A>,
+        stored: &[EventEnvelope],
+    ) -> Result<usize, RepositoryError> {
+        let restored = root.version();
+        let newer = || stored.iter().filter(|e| e.version > restored);
+        let replayed = newer().count();
+        let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
+        for envelope in newer() {
+            let event = decode::<A>(envelope)?;
+            root.replay_stored(envelope.version, &event)?;
+        }
+        Ok(replayed)
     }
 
     /// Whether the aggregate `id` has at least one event.
@@ -534,6 +546,26 @@ fn new_events<A: Aggregate>(
         events.push(new.with_metadata(metadata.clone()));
     }
     Ok(events)
+}
+
+impl<A: Aggregate> Loaded<A> {
+    /// What the load span says of the load.
+    fn report(&self) -> LoadReport {
+        LoadReport {
+            replayed: self.replayed,
+            version: self.root.version(),
+            snapshot_used: self.snapshot_used,
+        }
+    }
+}
+
+/// What the load span says of a load.
+struct LoadReport {
+    /// The events applied after the snapshot (all of them without one).
+    replayed: usize,
+    /// The aggregate's version after the load.
+    version: u64,
+    snapshot_used: bool,
 }
 
 /// A loaded root, and how it was loaded (for the load span).

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use indexmap::map::Entry;
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, Immediate, check_stream, metadata_json};
+use super::backend::{Append, Appended, Backend, Events, Immediate, check_stream};
 use super::settings::telemetry_builders;
 use super::{AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
@@ -154,9 +154,9 @@ impl Rows {
     }
 }
 
-/// One event as kept in memory: serialized, like a database row. What every row of a stream
-/// or type would repeat is shared: the stream id (by index), a static event type name,
-/// empty metadata.
+/// One event as kept in memory: its payload serialized, like a database row. What every
+/// row of a stream or type would repeat is shared: the stream id (by index), a static event
+/// type name, metadata.
 struct StoredRow {
     event_id: Uuid,
     /// The stream's index in [`Log::streams`].
@@ -169,17 +169,15 @@ struct StoredRow {
     timestamp: DateTime<Utc>,
     /// The payload's JSON text, shared with the envelopes read back.
     payload: Arc<str>,
-    /// The metadata's JSON object, `None` for empty metadata (`{}`).
-    metadata: Option<Arc<str>>,
+    /// The metadata, shared with the envelopes (kept as given: string entries always
+    /// serialize, and a reader's change copies them first).
+    metadata: Metadata,
 }
 
 impl StoredRow {
     /// The event as read back, in `stream`. Its payload and metadata are shared, not parsed:
-    /// this store wrote them itself, from a payload and metadata that serialized.
+    /// this store wrote the payload itself, from a payload that serialized.
     fn envelope(&self, stream: &StreamId, position: u64) -> EventEnvelope {
-        let metadata = self.metadata.as_ref().map_or_else(Metadata::new, |json| {
-            Metadata::from_checked(Arc::clone(json))
-        });
         EventEnvelope {
             event_id: self.event_id,
             stream: stream.clone(),
@@ -189,7 +187,7 @@ impl StoredRow {
             schema_version: self.schema_version,
             timestamp: self.timestamp,
             payload: Payload::from_checked(Arc::clone(&self.payload)),
-            metadata,
+            metadata: self.metadata.clone(),
         }
     }
 }
@@ -306,24 +304,6 @@ impl InMemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        // Serialize the metadata before taking the lock: a failure appends nothing. (A
-        // payload is JSON text already; empty metadata is stored as none.)
-        let metadata = if events.iter().all(|event| event.metadata.is_empty()) {
-            Vec::new()
-        } else {
-            events
-                .iter()
-                .map(|event| {
-                    if event.metadata.is_empty() {
-                        Ok(None)
-                    } else {
-                        metadata_json(event).map(Some)
-                    }
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?
-        };
-        let mut metadata = metadata.into_iter();
-
         let mut log = self.write();
         let log = &mut *log;
         // One lookup for the check and the append (the key costs a reference count).
@@ -354,7 +334,7 @@ impl InMemoryEventStore {
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
                 payload: Arc::clone(event.payload.shared_json()),
-                metadata: metadata.next().flatten(),
+                metadata: event.metadata.clone(),
             });
             previous = Some(row);
             appended.push(EventEnvelope {

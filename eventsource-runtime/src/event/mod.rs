@@ -6,10 +6,12 @@
 //! events of every aggregate and a projection can read events it has no Rust type for.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -176,9 +178,9 @@ impl NewEvent {
         schema_version: u32,
         payload: impl Into<Payload>,
     ) -> Self {
-        let timestamp = Utc::now();
+        let (timestamp, millis) = now();
         Self {
-            event_id: event_id(&timestamp),
+            event_id: event_id(millis),
             event_type: event_type.into(),
             schema_version,
             timestamp,
@@ -207,11 +209,44 @@ impl NewEvent {
     }
 }
 
-/// A UUID v7 for an event recorded at `timestamp`: its millisecond, then 74 random bits
-/// from a per-thread generator seeded once (`fastrand`), where `Uuid::now_v7` makes a system
-/// call for every id. Ids still sort by their millisecond; within one they are random.
-fn event_id(timestamp: &DateTime<Utc>) -> Uuid {
-    let millis = u64::try_from(timestamp.timestamp_millis()).unwrap_or(0);
+/// The current time, as an event's timestamp and in milliseconds since the Unix epoch (for
+/// its id). The date is worked out once a day (per thread), not at every event as
+/// `Utc::now` does; a clock before 1970 reads as 1970.
+fn now() -> (DateTime<Utc>, u64) {
+    const DAY: u64 = 86_400;
+    thread_local! {
+        static TODAY: Cell<Option<(u64, NaiveDate)>> = const { Cell::new(None) };
+    }
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let (secs, nanos) = (since_epoch.as_secs(), since_epoch.subsec_nanos());
+    let day = secs / DAY;
+    let date = TODAY.with(|today| match today.get() {
+        Some((today, date)) if today == day => date,
+        _ => {
+            let midnight = i64::try_from(day * DAY).unwrap_or(i64::MAX);
+            let date = DateTime::from_timestamp(midnight, 0)
+                .unwrap_or_default()
+                .date_naive();
+            today.set(Some((day, date)));
+            date
+        }
+    });
+    // Seconds of the day fit in a u32; `nanos` is below one second.
+    let time = u32::try_from(secs % DAY)
+        .ok()
+        .and_then(|secs| NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos))
+        .unwrap_or_default();
+    let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
+    (date.and_time(time).and_utc(), millis)
+}
+
+/// A UUID v7 for an event recorded at `millis` since the Unix epoch: its millisecond, then
+/// 74 random bits from a per-thread generator seeded once (`fastrand`), where
+/// `Uuid::now_v7` makes a system call for every id. Ids still sort by their millisecond;
+/// within one they are random.
+fn event_id(millis: u64) -> Uuid {
     let mut random = [0; 10];
     random.copy_from_slice(&fastrand::u128(..).to_le_bytes()[..10]);
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
@@ -284,5 +319,33 @@ impl EventEnvelope {
                     source,
                 })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The day's date, worked out once, and the time of day make the same timestamp as
+    /// `Utc::now`, and the id's milliseconds are the timestamp's.
+    #[test]
+    fn event_timestamps_are_the_current_time() {
+        for _ in 0..3 {
+            let before = Utc::now();
+            let (timestamp, millis) = now();
+            let after = Utc::now();
+            assert!(
+                before <= timestamp && timestamp <= after,
+                "{before} {timestamp} {after}"
+            );
+            assert_eq!(millis, u64::try_from(timestamp.timestamp_millis()).unwrap());
+        }
+        let event = NewEvent::new("Ticked", 1, serde_json::json!({}));
+        let id_millis = event.event_id.get_timestamp().unwrap().to_unix();
+        let id_millis = id_millis.0 * 1000 + u64::from(id_millis.1) / 1_000_000;
+        assert_eq!(
+            id_millis,
+            u64::try_from(event.timestamp.timestamp_millis()).unwrap()
+        );
     }
 }

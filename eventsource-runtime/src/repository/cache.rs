@@ -10,23 +10,33 @@
 //! (dropping the previous old one). So at most `capacity` entries are kept, the recently
 //! used ones survive, and no operation scans the cache.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry as Slot;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::hash::BuildHasher;
+use std::sync::{Mutex, PoisonError};
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry as Slot;
 
 use crate::aggregate::{Aggregate, AggregateRoot, Keep};
 use crate::event::StreamId;
 
 /// One cached aggregate: its state after the event at `version`.
 struct Entry<A> {
+    /// The hash of its aggregate id (kept for the table's growth).
+    hash: u64,
     stream: StreamId,
     version: u64,
     state: A,
 }
 
-/// Keyed by the aggregate id its stream id shares, hashed with foldhash (the ids are the
+impl<A> Entry<A> {
+    fn is(&self, id: &str) -> bool {
+        self.stream.aggregate_id() == id
+    }
+}
+
+/// Keyed by the aggregate id, hashed once per operation with foldhash (the ids are the
 /// process's own, not an attacker's).
-type Generation<A> = HashMap<Arc<str>, Entry<A>, foldhash::fast::RandomState>;
+type Generation<A> = HashTable<Entry<A>>;
 
 struct Generations<A> {
     new: Generation<A>,
@@ -38,16 +48,18 @@ pub(super) struct StateCache<A> {
     generations: Mutex<Generations<A>>,
     /// Entries per generation.
     generation_size: usize,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl<A> StateCache<A> {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             generations: Mutex::new(Generations {
-                new: HashMap::default(),
-                old: HashMap::default(),
+                new: HashTable::new(),
+                old: HashTable::new(),
             }),
             generation_size: (capacity / 2).max(1),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -76,10 +88,19 @@ impl<A: Aggregate> StateCache<A> {
     /// loads it from the store (and one of the two saves meets a version conflict, as
     /// without a cache).
     pub(super) fn take(&self, id: &str) -> Option<AggregateRoot<A>> {
+        let hash = self.hasher.hash_one(id);
         let mut generations = self.lock();
-        let entry = match generations.new.remove(id) {
-            Some(entry) => entry,
-            None => generations.old.remove(id)?,
+        let generations = &mut *generations;
+        let entry = match generations.new.find_entry(hash, |entry| entry.is(id)) {
+            Ok(found) => found.remove().0,
+            Err(_) => {
+                generations
+                    .old
+                    .find_entry(hash, |entry| entry.is(id))
+                    .ok()?
+                    .remove()
+                    .0
+            }
         };
         Some(AggregateRoot::restore(
             entry.stream,
@@ -91,34 +112,36 @@ impl<A: Aggregate> StateCache<A> {
 
 impl<A: Aggregate> Keep<A> for StateCache<A> {
     fn keep(&self, stream: StreamId, version: u64, state: A) {
-        let key = Arc::clone(stream.shared_id());
+        let hash = self.hasher.hash_one(stream.aggregate_id());
         let entry = Entry {
+            hash,
             stream,
             version,
             state,
         };
+        let id = entry.stream.aggregate_id();
         let mut generations = self.lock();
         let generations = &mut *generations;
         // Two roots of one aggregate (two loads, a clone) come back in any order: the
         // newest state stays.
-        let newer = |kept: &Entry<A>| kept.version > entry.version;
-        if let Some(kept) = generations.old.get(&key) {
-            if newer(kept) {
+        if let Ok(kept) = generations.old.find_entry(hash, |kept| kept.is(id)) {
+            if kept.get().version > entry.version {
                 return;
             }
-            generations.old.remove(&key);
+            kept.remove();
         }
-        if generations.new.len() >= self.generation_size && !generations.new.contains_key(&key) {
+        let rehash = |kept: &Entry<A>| kept.hash;
+        if generations.new.len() >= self.generation_size
+            && generations.new.find(hash, |kept| kept.is(id)).is_none()
+        {
             // The new generation becomes the old one; the old one's entries go, and its
             // table, grown already, is the new one's.
             std::mem::swap(&mut generations.new, &mut generations.old);
             generations.new.clear();
         }
-        match generations.new.entry(key) {
-            Slot::Occupied(kept) if newer(kept.get()) => {}
-            Slot::Occupied(mut kept) => {
-                kept.insert(entry);
-            }
+        match generations.new.entry(hash, |kept| kept.is(id), rehash) {
+            Slot::Occupied(kept) if kept.get().version > entry.version => {}
+            Slot::Occupied(mut kept) => *kept.get_mut() = entry,
             Slot::Vacant(slot) => {
                 slot.insert(entry);
             }

@@ -451,7 +451,7 @@ impl<A: Aggregate> CommandService<A> {
                     let saved = self.save(aggregate, decided, &metadata, command_id, &command);
                     Ok(saved.await?)
                 };
-                command.span.run(work).await
+                command.span.run(OutOfLine { work }).await
             }
         };
         let result = match saved {
@@ -537,6 +537,28 @@ impl<A: Aggregate> CommandService<A> {
             _ => None,
         };
         (delivery_failures, publish)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled out of line: its code stays out of the function that awaits it. The
+    /// path through a store that waits is compiled into every command's own future, beside
+    /// the in-memory path, which then spread over more of the instruction cache.
+    struct OutOfLine<F> {
+        #[pin]
+        work: F,
+    }
+}
+
+impl<F: Future> Future for OutOfLine<F> {
+    type Output = F::Output;
+
+    #[inline(never)]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.project().work.poll(cx)
     }
 }
 

@@ -101,10 +101,34 @@ pub enum DecodeError {
 ///
 /// Cheap to clone: the id is shared (every envelope of a stream carries its stream id), and an
 /// aggregate type given as a `&'static str` is not copied.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StreamId {
     aggregate_type: Cow<'static, str>,
     aggregate_id: Arc<str>,
+}
+
+/// Equal text, told at once when both are the same text in memory: a stream id's clones
+/// share their text, so a store or cache looking up the id it was given back compares no
+/// byte.
+fn same_text(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+impl PartialEq for StreamId {
+    fn eq(&self, other: &Self) -> bool {
+        same_text(&self.aggregate_id, &other.aggregate_id)
+            && same_text(&self.aggregate_type, &other.aggregate_type)
+    }
+}
+
+impl Eq for StreamId {}
+
+impl std::hash::Hash for StreamId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As derived: the text of each, not where it is (equal ids hash alike).
+        self.aggregate_type.hash(state);
+        self.aggregate_id.hash(state);
+    }
 }
 
 impl StreamId {

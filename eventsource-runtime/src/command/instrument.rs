@@ -24,6 +24,7 @@ pub(super) fn start(
     stream: &StreamId,
     command_id: Option<&str>,
 ) -> CommandSpan {
+    // With the process switch off: no span, no timer, no call.
     if !otel::enabled() {
         return CommandSpan {
             span: Span::none(),
@@ -31,6 +32,17 @@ pub(super) fn start(
             timer: Stopwatch::start(),
         };
     }
+    started(settings, command_type, stream, command_id)
+}
+
+/// [`start`] with the process switch on.
+#[inline(never)]
+fn started(
+    settings: HandlerTelemetry,
+    command_type: &'static str,
+    stream: &StreamId,
+    command_id: Option<&str>,
+) -> CommandSpan {
     let name = match settings.span_name {
         Some(name) => SpanName::Static(name),
         None => SpanName::PrefixedStatic(attr::SPAN_COMMAND_PREFIX, command_type),
@@ -55,9 +67,14 @@ impl CommandSpan {
     /// `domain_event_produced` span event per event.
     #[inline]
     pub(super) fn decided<E: DomainEvent>(&self, events: &[E]) {
-        if !self.span.is_recording() {
-            return;
+        if self.span.is_recording() {
+            self.record_decided(events);
         }
+    }
+
+    /// [`decided`](Self::decided), on a recording span.
+    #[inline(never)]
+    fn record_decided<E: DomainEvent>(&self, events: &[E]) {
         let types: Vec<&'static str> = events.iter().map(DomainEvent::event_type).collect();
         self.span.set(attr::EVENT_COUNT, Attr::int(types.len()));
         self.span.set(attr::EVENT_TYPES, Attr::Strs(&types));
@@ -78,15 +95,25 @@ impl CommandSpan {
 
     /// The outcome: `cqrs.command.duration`, `cqrs.command.total` and
     /// `cqrs.events.produced`; an error ends the span with ERROR and one `exception` event.
+    #[inline]
     pub(super) fn finish<T, E: std::error::Error>(
         &self,
         result: &Result<T, CommandError<E>>,
         produced: usize,
     ) {
         // Metrics need the process switch, the span's error a recording span.
-        if !otel::enabled() && !self.span.is_recording() {
-            return;
+        if otel::enabled() || self.span.is_recording() {
+            self.finished(result, produced);
         }
+    }
+
+    /// [`finish`](Self::finish), when there is something to record.
+    #[inline(never)]
+    fn finished<T, E: std::error::Error>(
+        &self,
+        result: &Result<T, CommandError<E>>,
+        produced: usize,
+    ) {
         let status = if result.is_ok() {
             attr::STATUS_SUCCESS
         } else {

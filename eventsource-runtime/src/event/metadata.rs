@@ -201,7 +201,10 @@ impl Metadata {
 
     /// The value stored under `key`.
     #[must_use]
+    #[inline]
     pub fn get(&self, key: &str) -> Option<&str> {
+        // Empty metadata (every event's of a command without any) answers at once.
+        self.0.as_ref()?;
         self.entries().get(key).map(String::as_str)
     }
 
@@ -275,6 +278,7 @@ impl Metadata {
     /// The id of the command that produced the event, if it was run with one (see
     /// [`COMMAND_ID`](Self::COMMAND_ID)).
     #[must_use]
+    #[inline]
     pub fn command_id(&self) -> Option<&str> {
         self.get(Self::COMMAND_ID)
     }

@@ -20,10 +20,17 @@ use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
 /// The lag is recorded whenever the process switch is on, even when the projection's own
 /// span is off (projections are not traced by default): like the command metrics, the
 /// metric does not depend on the component's span switch.
+#[inline]
 pub(super) fn span(projection: &dyn Projection, event: &EventEnvelope) -> Span {
     if !otel::enabled() {
         return Span::none();
     }
+    started(projection, event)
+}
+
+/// [`span`] with the process switch on.
+#[inline(never)]
+fn started(projection: &dyn Projection, event: &EventEnvelope) -> Span {
     let lag = record_lag(projection.name(), event);
     start(projection)
         .attr(attr::EVENT_TYPE, Attr::name(&event.event_type))

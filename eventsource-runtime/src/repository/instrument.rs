@@ -31,9 +31,14 @@ pub(super) fn load(telemetry: &RepositoryTelemetry, stream: &StreamId) -> Span {
 /// snapshot was used; or the error.
 #[inline]
 pub(super) fn loaded(span: &Span, result: Result<LoadReport, &RepositoryError>) {
-    if !span.is_recording() {
-        return;
+    if span.is_recording() {
+        record_loaded(span, result);
     }
+}
+
+/// [`loaded`], on a recording span.
+#[inline(never)]
+fn record_loaded(span: &Span, result: Result<LoadReport, &RepositoryError>) {
     match result {
         Ok(loaded) => {
             span.set(attr::EVENTS_REPLAYED, Attr::int(loaded.replayed));

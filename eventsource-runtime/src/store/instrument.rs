@@ -142,6 +142,7 @@ where
 }
 
 /// [`append`] for a store that appends without waiting (the in-memory store): no future.
+#[inline]
 pub(crate) fn append_now(
     telemetry: &StoreTelemetry,
     stream: &StreamId,
@@ -161,6 +162,7 @@ pub(crate) fn append_now(
 }
 
 /// The append span, started, and the events with its trace context.
+#[inline(never)]
 fn append_started(
     telemetry: &StoreTelemetry,
     stream: &StreamId,
@@ -227,6 +229,7 @@ where
 }
 
 /// [`load`] for a store that reads without waiting (the in-memory store): no future.
+#[inline]
 pub(crate) fn load_now(
     telemetry: &StoreTelemetry,
     stream: &StreamId,
@@ -243,6 +246,7 @@ pub(crate) fn load_now(
     result
 }
 
+#[inline(never)]
 fn load_started(
     telemetry: &StoreTelemetry,
     stream: &StreamId,

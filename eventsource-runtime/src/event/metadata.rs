@@ -1,5 +1,6 @@
 //! [`Metadata`]: the string entries stored with each event.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -41,8 +42,38 @@ pub struct Metadata(Option<Arc<Entries>>);
 struct Entries {
     /// The entries, once read (from `stored`, or given); sorted by key.
     read: OnceLock<BTreeMap<String, String>>,
-    /// The stored JSON object the entries are read from on first use, until one changes.
-    stored: Option<Arc<str>>,
+    /// What the entries are read from on first use, until one changes.
+    stored: Stored,
+}
+
+/// Metadata as it came, before it is read into entries.
+#[derive(Clone, Default)]
+enum Stored {
+    /// Nothing: the entries were given.
+    #[default]
+    Nothing,
+    /// A JSON object (read from a store).
+    Json(Arc<str>),
+    /// A W3C `traceparent` alone: what a traced append writes into an event with no
+    /// metadata of its own, kept inline (no text to allocate for every traced event).
+    Traceparent([u8; TRACEPARENT_LEN]),
+}
+
+/// The length of a version-00 `traceparent` (`00-{32}-{16}-{2}`).
+pub(crate) const TRACEPARENT_LEN: usize = 55;
+
+impl Stored {
+    /// The JSON object, if any. (A `traceparent` needs no escaping.)
+    fn json(&self) -> Option<Cow<'_, str>> {
+        match self {
+            Self::Nothing => None,
+            Self::Json(json) => Some(Cow::Borrowed(json)),
+            Self::Traceparent(traceparent) => {
+                let traceparent = std::str::from_utf8(traceparent).unwrap_or_default();
+                Some(Cow::Owned(format!(r#"{{"traceparent":"{traceparent}"}}"#)))
+            }
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Metadata {
@@ -74,10 +105,10 @@ fn read_entries<'de, D: serde::Deserializer<'de>>(
 impl Serialize for Metadata {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0.as_deref() {
-            Some(Entries {
-                read,
-                stored: Some(stored),
-            }) if read.get().is_none() => super::payload::serialize_raw(stored, serializer),
+            Some(Entries { read, stored }) if read.get().is_none() => match stored.json() {
+                Some(json) => super::payload::serialize_raw(&json, serializer),
+                None => self.entries().serialize(serializer),
+            },
             _ => self.entries().serialize(serializer),
         }
     }
@@ -134,7 +165,7 @@ impl Metadata {
         }
         Self(Some(Arc::new(Entries {
             read: OnceLock::from(entries),
-            stored: None,
+            stored: Stored::Nothing,
         })))
     }
 
@@ -166,17 +197,34 @@ impl Metadata {
 
     /// Metadata from JSON text known to be an object (what this crate stored itself).
     pub(crate) fn from_checked(stored: Arc<str>) -> Self {
+        Self::stored(Stored::Json(stored))
+    }
+
+    /// Metadata holding only `traceparent` (a valid one, written by this crate).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn from_traceparent(traceparent: [u8; TRACEPARENT_LEN]) -> Self {
+        Self::stored(Stored::Traceparent(traceparent))
+    }
+
+    fn stored(stored: Stored) -> Self {
         Self(Some(Arc::new(Entries {
             read: OnceLock::new(),
-            stored: Some(stored),
+            stored,
         })))
     }
 
     /// The JSON object the entries are read from, while no change has made it stale: what
     /// an SQL store keeps as it is instead of serializing the entries again.
-    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-    pub(crate) fn stored_json(&self) -> Option<&Arc<str>> {
-        self.0.as_deref()?.stored.as_ref()
+    #[cfg_attr(
+        not(any(
+            feature = "sqlite",
+            feature = "postgres",
+            all(test, feature = "tracing")
+        )),
+        allow(dead_code)
+    )]
+    pub(crate) fn stored_json(&self) -> Option<Cow<'_, str>> {
+        self.0.as_deref()?.stored.json()
     }
 
     /// The entries, read from the stored text on first use.
@@ -261,16 +309,17 @@ impl Metadata {
     pub fn is_empty(&self) -> bool {
         match self.0.as_deref() {
             None => true,
-            // A stored object is empty when nothing but blanks stands between its braces
-            // (JSON's blanks are ASCII).
-            Some(Entries {
-                read,
-                stored: Some(stored),
-            }) if read.get().is_none() => stored
-                .trim_ascii()
-                .strip_prefix('{')
-                .and_then(|inner| inner.strip_suffix('}'))
-                .is_some_and(|inner| inner.trim_ascii().is_empty()),
+            Some(Entries { read, stored }) if read.get().is_none() => match stored {
+                Stored::Nothing => true,
+                // A stored object is empty when nothing but blanks stands between its
+                // braces (JSON's blanks are ASCII).
+                Stored::Json(json) => json
+                    .trim_ascii()
+                    .strip_prefix('{')
+                    .and_then(|inner| inner.strip_suffix('}'))
+                    .is_some_and(|inner| inner.trim_ascii().is_empty()),
+                Stored::Traceparent(_) => false,
+            },
             Some(_) => self.entries().is_empty(),
         }
     }
@@ -288,8 +337,16 @@ impl Entries {
     /// The stored text's entries. That text is a JSON object (checked when it was read from
     /// the store, or written by this crate), so reading it cannot fail.
     fn read_stored(&self) -> BTreeMap<String, String> {
-        let stored = self.stored.as_deref().unwrap_or("{}");
-        read_entries(&mut serde_json::Deserializer::from_str(stored)).unwrap_or_default()
+        match &self.stored {
+            Stored::Nothing => BTreeMap::new(),
+            Stored::Json(json) => {
+                read_entries(&mut serde_json::Deserializer::from_str(json)).unwrap_or_default()
+            }
+            Stored::Traceparent(traceparent) => {
+                let traceparent = String::from_utf8_lossy(traceparent).into_owned();
+                BTreeMap::from([(Metadata::TRACEPARENT.to_owned(), traceparent)])
+            }
+        }
     }
 
     /// The entries, read from the stored text if they were not yet.
@@ -347,5 +404,32 @@ mod tests {
         );
         assert!(Metadata::from_json("[1]".to_owned()).is_err());
         assert!(Metadata::from_json("{".to_owned()).is_err());
+    }
+
+    #[test]
+    fn a_traceparent_alone_reads_writes_and_changes_as_its_json_object() {
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
+        let mut bytes = [0; TRACEPARENT_LEN];
+        bytes.copy_from_slice(traceparent.as_bytes());
+        let metadata = Metadata::from_traceparent(bytes);
+        let json = format!(r#"{{"traceparent":"{traceparent}"}}"#);
+        assert!(!metadata.is_empty());
+        assert_eq!(metadata.stored_json().as_deref(), Some(json.as_str()));
+        assert_eq!(serde_json::to_string(&metadata).unwrap(), json);
+        assert_eq!(metadata.traceparent(), Some(traceparent));
+        assert_eq!(metadata, Metadata::from_json(json.clone()).unwrap());
+
+        // A change copies the shared entries; the original keeps its stored form.
+        let mut changed = metadata.clone().with(Metadata::CORRELATION_ID, "c-1");
+        assert_eq!(
+            changed.keys().collect::<Vec<_>>(),
+            ["correlation_id", "traceparent"]
+        );
+        assert!(changed.stored_json().is_none());
+        assert_eq!(metadata.stored_json().as_deref(), Some(json.as_str()));
+        changed.remove(Metadata::CORRELATION_ID);
+        changed.remove(Metadata::TRACEPARENT);
+        assert!(changed.is_empty());
+        assert!(changed.0.is_none(), "empty again holds nothing");
     }
 }

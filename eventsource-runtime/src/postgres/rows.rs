@@ -91,7 +91,7 @@ impl Batch {
             batch.recorded_at.push(micros);
             batch.nanos.push(nanos);
             batch.payloads.push(event.payload.as_str().to_owned());
-            batch.metadata.push(String::from(&*metadata));
+            batch.metadata.push(metadata);
         }
         Ok(batch)
     }

@@ -298,7 +298,7 @@ impl SqliteEventStore {
         // Serialize before touching the database: a failure appends nothing.
         let metadata = events
             .iter()
-            .map(|event| metadata_json(event).map(|json| String::from(&*json)))
+            .map(metadata_json)
             .collect::<Result<Vec<_>, _>>()?;
 
         let _writer = self.shared.writer.lock().await;

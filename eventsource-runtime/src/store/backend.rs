@@ -3,11 +3,9 @@
 //! them, around those operations, with the contract's spans ([`instrument`]).
 
 use async_trait::async_trait;
-use std::sync::Arc;
 
 use super::instrument::{self, Operation};
 use super::{AppendResult, AppendSignal, EventStore, ExpectedVersion, StoreError, StoreTelemetry};
-use crate::event::payload::to_shared_json;
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 /// What an append returns.
@@ -209,13 +207,13 @@ impl<B: Backend> EventStore for B {
 /// An event's metadata as the SQL stores keep it, its JSON object; a failure appends
 /// nothing. (The in-memory store keeps the metadata itself.)
 #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-pub(crate) fn metadata_json(event: &NewEvent) -> Result<Arc<str>, StoreError> {
+pub(crate) fn metadata_json(event: &NewEvent) -> Result<String, StoreError> {
     // Metadata written in its stored form (the trace context alone, see
     // `telemetry::propagation::inject`) or read from a store is kept as it is.
     if let Some(json) = event.metadata.stored_json() {
-        return Ok(Arc::clone(json));
+        return Ok(json.into_owned());
     }
-    to_shared_json(&event.metadata).map_err(|source| StoreError::Serialize {
+    serde_json::to_string(&event.metadata).map_err(|source| StoreError::Serialize {
         event_type: event.event_type.to_string(),
         source,
     })

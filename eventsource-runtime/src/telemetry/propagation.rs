@@ -9,8 +9,8 @@
 //! builds and serializes entries for it. Missing or malformed context is no error: the
 //! consumer starts a new root and the `eventsource.trace_context.invalid` counter goes up.
 
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
 
 use opentelemetry::Context;
 use opentelemetry::baggage::BaggageExt as _;
@@ -23,7 +23,7 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use super::attributes as attr;
 use super::otel::metrics;
 use super::values::{Attr, Counter};
-use crate::event::Metadata;
+use crate::event::{Metadata, TRACEPARENT_LEN};
 
 // Our own propagator, not the global one: the global default is a no-op until an
 // application installs one, and stored context must not depend on that.
@@ -70,7 +70,7 @@ pub fn inject(cx: &Context, metadata: &mut Metadata) {
     if trace_state.is_empty() && cx.baggage().is_empty() && metadata.is_empty() {
         // The common case, an event with no metadata of its own: its stored form is written
         // at once, and stores keep it as it is instead of building entries to serialize.
-        *metadata = Metadata::from_checked(traceparent_only(&traceparent));
+        *metadata = Metadata::from_traceparent(traceparent);
         return;
     }
     // Hex digits and dashes: ASCII, so this never falls back to the empty string.
@@ -84,24 +84,13 @@ pub fn inject(cx: &Context, metadata: &mut Metadata) {
 
 /// The W3C `traceparent` of a valid span context: version 00, trace id, span id and the
 /// sampled flag, in lower-case hex (`00-{32}-{16}-{2}`), as `TraceContextPropagator` writes it.
-fn traceparent(span_context: &SpanContext) -> [u8; 55] {
+fn traceparent(span_context: &SpanContext) -> [u8; TRACEPARENT_LEN] {
     let flags = span_context.trace_flags() & TraceFlags::SAMPLED;
     let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
     write_hex(&mut text[3..35], &span_context.trace_id().to_bytes());
     write_hex(&mut text[36..52], &span_context.span_id().to_bytes());
     write_hex(&mut text[53..55], &[flags.to_u8()]);
     text
-}
-
-/// Metadata holding only `traceparent`, as the JSON object stores keep (no character of a
-/// `traceparent` needs escaping).
-fn traceparent_only(traceparent: &[u8; 55]) -> Arc<str> {
-    const HEAD: &[u8] = br#"{"traceparent":""#;
-    let mut json = [0u8; HEAD.len() + 55 + 2];
-    json[..HEAD.len()].copy_from_slice(HEAD);
-    json[HEAD.len()..HEAD.len() + 55].copy_from_slice(traceparent);
-    json[HEAD.len() + 55..].copy_from_slice(br#""}"#);
-    Arc::from(std::str::from_utf8(&json).unwrap_or("{}"))
 }
 
 /// Writes `bytes` as lower-case hex into `out` (two digits a byte).

@@ -127,8 +127,8 @@ impl Eq for StreamId {}
 
 impl std::hash::Hash for StreamId {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // As derived: the text of each, not where it is (equal ids hash alike).
-        self.aggregate_type.hash(state);
+        // The id's text alone: equal stream ids have equal ids, and the type, which every
+        // stream of an aggregate shares, would only hash a second string per lookup.
         self.aggregate_id.hash(state);
     }
 }

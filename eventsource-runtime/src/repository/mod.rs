@@ -443,6 +443,10 @@ impl<A: Aggregate> Repository<A> {
         root: &mut AggregateRoot<A>,
         stored: &[EventEnvelope],
     ) -> Result<usize, RepositoryError> {
+        if stored.is_empty() {
+            // Nothing newer: the common answer to a load from a cached version.
+            return Ok(0);
+        }
         let restored = root.version();
         let newer = || stored.iter().filter(|e| e.version > restored);
         let replayed = newer().count();

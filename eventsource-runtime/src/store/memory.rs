@@ -15,10 +15,11 @@ use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
 
 /// An event store in process memory, for tests, demos and single-process tools.
 ///
-/// It keeps each event in serialized (JSON text) form, exactly as a database would, so an
-/// event that cannot be serialized or read back fails here too instead of only in
-/// production. Cloning is cheap and every clone shares the same log; it is safe to use from
-/// many tasks at once.
+/// It keeps each event's payload in serialized (JSON text) form, exactly as a database
+/// would, so an event that cannot be serialized or read back fails here too instead of only
+/// in production. (Metadata, string entries that always serialize, is kept as given and
+/// shared with the envelopes read back.) Cloning is cheap and every clone shares the same
+/// log; it is safe to use from many tasks at once.
 ///
 /// ```
 /// use eventsource_runtime::event::{NewEvent, StreamId};

@@ -239,11 +239,15 @@ impl Metadata {
     /// Changes the entries: the stored text no longer says what they are. (Shared entries
     /// are copied first; metadata left empty holds nothing again.)
     fn change<R>(&mut self, change: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> R {
-        let mut entries = self.0.take().map_or_else(BTreeMap::new, |shared| {
-            Arc::unwrap_or_clone(shared).into_read()
-        });
-        let changed = change(&mut entries);
-        *self = Self::from_entries(entries);
+        let entries = Arc::make_mut(self.0.get_or_insert_default());
+        let mut read = entries.read.take().unwrap_or_else(|| entries.read_stored());
+        entries.stored = Stored::Nothing;
+        let changed = change(&mut read);
+        if read.is_empty() {
+            self.0 = None;
+        } else {
+            entries.read = OnceLock::from(read);
+        }
         changed
     }
 
@@ -347,11 +351,6 @@ impl Entries {
                 BTreeMap::from([(Metadata::TRACEPARENT.to_owned(), traceparent)])
             }
         }
-    }
-
-    /// The entries, read from the stored text if they were not yet.
-    fn into_read(mut self) -> BTreeMap<String, String> {
-        self.read.take().unwrap_or_else(|| self.read_stored())
     }
 }
 

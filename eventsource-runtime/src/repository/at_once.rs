@@ -1,7 +1,7 @@
 //! Loads and saves that answer at once: through the in-memory store, which never waits,
 //! without a future at any layer (the same steps and spans as the async ones).
 
-use super::{LoadReport, Repository, RepositoryError, instrument, new_events};
+use super::{Loaded, Repository, RepositoryError, instrument, new_events};
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::{EventEnvelope, Metadata, StreamId};
 use crate::store::backend::{append_at_once, load_at_once};
@@ -33,15 +33,15 @@ impl<A: Aggregate> Repository<A> {
             let stored = load_at_once(store, root.stream(), root.version() + 1)?;
             let replayed = self.replay(&mut root, &stored)?;
             self.set_cache_home(&mut root);
-            Ok((root, replayed))
+            Ok(Loaded {
+                root,
+                replayed,
+                snapshot_used: false,
+                command_events: Vec::new(),
+            })
         });
-        let report = |(root, replayed): &(AggregateRoot<A>, usize)| LoadReport {
-            replayed: *replayed,
-            version: root.version(),
-            snapshot_used: false,
-        };
-        instrument::loaded(&span, loaded.as_ref().map(report));
-        loaded.map(|(root, _)| root)
+        instrument::loaded(&span, loaded.as_ref().map(Loaded::report));
+        loaded.map(|loaded| loaded.root)
     }
 
     /// The save into [`in_memory`](Self::in_memory)'s store: no future.

@@ -141,7 +141,9 @@ where
     result
 }
 
-/// [`append`] for a store that appends without waiting (the in-memory store): no future.
+/// [`append`] for a store that appends without waiting (the in-memory store): no future,
+/// and the span is not made current: that work is the runtime's own, which starts no span
+/// and reads no context, so attaching it would only cost time.
 #[inline]
 pub(crate) fn append_now(
     telemetry: &StoreTelemetry,
@@ -156,7 +158,7 @@ pub(crate) fn append_now(
         return append(events);
     }
     let (span, events) = append_started(telemetry, stream, expected, events, operation);
-    let result = span.in_scope(|| append(events));
+    let result = append(events);
     appended(&span, &result);
     result
 }
@@ -228,7 +230,8 @@ where
     result
 }
 
-/// [`load`] for a store that reads without waiting (the in-memory store): no future.
+/// [`load`] for a store that reads without waiting (the in-memory store): no future, and
+/// the span is not made current (as in [`append_now`]).
 #[inline]
 pub(crate) fn load_now(
     telemetry: &StoreTelemetry,
@@ -241,7 +244,7 @@ pub(crate) fn load_now(
         return load();
     }
     let span = load_started(telemetry, stream, from_version, operation);
-    let result = span.in_scope(load);
+    let result = load();
     read_finished(&span, &result);
     result
 }

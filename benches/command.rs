@@ -124,6 +124,15 @@ struct Stored {
     trace_context: Option<HashMap<String, String>>,
 }
 
+impl Stored {
+    fn new(event: &impl Serialize, trace_context: Option<HashMap<String, String>>) -> Self {
+        Self {
+            json: serde_json::to_string(event).expect("serializable"),
+            trace_context,
+        }
+    }
+}
+
 impl Baseline {
     /// Loads the stream, folds it into `A`'s state, decides, and appends if the stream is
     /// still at the version it was read at.
@@ -136,32 +145,41 @@ impl Baseline {
         A: Aggregate,
         A::Event: Serialize + for<'de> Deserialize<'de>,
     {
-        let (mut state, version) = {
-            let streams = self.lock();
-            let mut state = A::default();
-            let stored = streams.get(id).map_or(&[][..], Vec::as_slice);
-            for stored in stored {
-                let event: A::Event = serde_json::from_str(&stored.json).expect("stored by us");
-                state.apply_event(&event);
-            }
-            (state, stored.len())
-        };
+        let (mut state, version) = self.load::<A>(id);
         let events = decide(&state)?;
-        let encoded: Vec<String> = events
+        let encoded: Vec<Stored> = events
             .iter()
-            .map(|event| serde_json::to_string(event).expect("serializable"))
+            .map(|event| Stored::new(event, None))
             .collect();
         for event in &events {
             state.apply_event(event);
         }
+        Ok(self.append(id, version, encoded))
+    }
+
+    /// The stream's events folded into `A`'s state, and its version.
+    fn load<A>(&self, id: &str) -> (A, usize)
+    where
+        A: Aggregate,
+        A::Event: for<'de> Deserialize<'de>,
+    {
+        let streams = self.lock();
+        let mut state = A::default();
+        let stored = streams.get(id).map_or(&[][..], Vec::as_slice);
+        for stored in stored {
+            let event: A::Event = serde_json::from_str(&stored.json).expect("stored by us");
+            state.apply_event(&event);
+        }
+        (state, stored.len())
+    }
+
+    /// Appends `encoded` to a stream read at `version`; the new version.
+    fn append(&self, id: &str, version: usize, encoded: Vec<Stored>) -> usize {
         let mut streams = self.lock();
         let stream = streams.entry(id.to_owned()).or_default();
         assert_eq!(stream.len(), version, "a single writer");
-        stream.extend(encoded.into_iter().map(|json| Stored {
-            json,
-            trace_context: None,
-        }));
-        Ok(stream.len())
+        stream.extend(encoded);
+        stream.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Stored>>> {
@@ -246,20 +264,11 @@ impl TracedBaseline {
                 ],
                 &load,
             );
-            let streams = self.baseline.lock();
-            let mut state = A::default();
-            let stored = streams.get(id).map_or(&[][..], Vec::as_slice);
-            for stored in stored {
-                let event: A::Event = serde_json::from_str(&stored.json).expect("stored by us");
-                state.apply_event(&event);
-            }
+            let (state, version) = self.baseline.load::<A>(id);
             let span = store_load.span();
-            span.set_attribute(KeyValue::new(
-                "eventsource.events.loaded",
-                stored.len() as i64,
-            ));
+            span.set_attribute(KeyValue::new("eventsource.events.loaded", version as i64));
             span.end();
-            (state, stored.len())
+            (state, version)
         };
         let span_of_load = load.span();
         span_of_load.set_attribute(KeyValue::new("eventsource.events.replayed", version as i64));
@@ -314,22 +323,13 @@ impl TracedBaseline {
             .map(|event| {
                 let mut trace_context = HashMap::new();
                 self.propagator.inject_context(&append, &mut trace_context);
-                Stored {
-                    json: serde_json::to_string(event).expect("serializable"),
-                    trace_context: Some(trace_context),
-                }
+                Stored::new(event, Some(trace_context))
             })
             .collect();
         for event in &events {
             state.apply_event(event);
         }
-        let new_version = {
-            let mut streams = self.baseline.lock();
-            let stream = streams.entry(id.to_owned()).or_default();
-            assert_eq!(stream.len(), version, "a single writer");
-            stream.extend(encoded);
-            stream.len()
-        };
+        let new_version = self.baseline.append(id, version, encoded);
         let append_span = append.span();
         for (sequence, &event_type) in (version + 1..).zip(&types) {
             append_span.add_event(

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
 use eventsource_runtime::postgres::{
-    InvalidSchemaName, PostgresCheckpointStore, PostgresEventStore, PostgresSnapshotStore,
+    InvalidSchemaName, PING_AFTER_IDLE, PostgresCheckpointStore, PostgresEventStore,
+    PostgresSnapshotStore,
 };
 use eventsource_runtime::projection::checkpoint::{CheckpointStore, ProjectionLease};
 use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError, UnreadablePolicy};
@@ -1040,6 +1041,40 @@ async fn append_in_transaction_follows_the_callers_transaction() {
 }
 
 // ---- faults ---------------------------------------------------------------------------------
+
+/// `connect`'s pool pings a connection that sat idle for `PING_AFTER_IDLE` or longer before
+/// handing it out: one the server dropped meanwhile (a restart, an administrator) is
+/// replaced, and the append goes through.
+#[tokio::test]
+async fn connect_replaces_a_connection_the_server_dropped_while_it_sat_idle() {
+    let Some(db) = db!("connect_replaces_a_connection_the_server_dropped_while_it_sat_idle") else {
+        return;
+    };
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}application_name={}", db.url, db.app);
+    let store = PostgresEventStore::connect(&url)
+        .await
+        .unwrap()
+        .with_schema(&db.schema())
+        .unwrap();
+    store.migrate().await.unwrap();
+    let s = StreamId::new("Idle", "1");
+    store
+        .append(&s, ExpectedVersion::Exact(0), events(0..1))
+        .await
+        .unwrap();
+
+    assert!(db.terminate_backends().await > 0, "the pool's connections");
+    tokio::time::sleep(PING_AFTER_IDLE + Duration::from_millis(100)).await;
+    let appended = store
+        .append(&s, ExpectedVersion::Exact(1), events(1..2))
+        .await
+        .expect("a dropped idle connection is replaced, not used");
+    assert_eq!(appended.version, 2);
+    assert_eq!(store.load(&s, 1).await.unwrap().len(), 2);
+    store.close().await;
+    db.cleanup().await;
+}
 
 /// The database goes away under running writers (their backends are terminated, then the
 /// pool is closed): appends fail with `Unavailable`, no batch is ever half stored, and a

@@ -141,8 +141,9 @@ impl std::fmt::Debug for PostgresEventStore {
 impl PostgresEventStore {
     /// Connects to the database at `url` (`postgres://user:password@host:5432/database`,
     /// any option sqlx's `PgConnectOptions` reads) with a pool of [`POOL_SIZE`](super::POOL_SIZE) connections
-    /// that waits up to [`ACQUIRE_TIMEOUT`](super::ACQUIRE_TIMEOUT) for one. Call [`migrate`](Self::migrate) before
-    /// the first use.
+    /// that waits up to [`ACQUIRE_TIMEOUT`](super::ACQUIRE_TIMEOUT) for one and pings a connection
+    /// that sat idle for [`PING_AFTER_IDLE`](super::PING_AFTER_IDLE) or longer before handing it
+    /// out. Call [`migrate`](Self::migrate) before the first use.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the URL is invalid or the database cannot be

@@ -149,8 +149,12 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection is checked when it goes back to the pool, so one used this recently was
 /// alive a moment ago. Pinging every connection on every acquire (sqlx's default) costs an
 /// append one more round trip: about 50 µs, a tenth of a one-event append, on a local
-/// server. The window is HikariCP's (`aliveBypassWindowMs`). Pass your own pool to
-/// `from_pool` to choose otherwise.
+/// server. The window is HikariCP's (`aliveBypassWindowMs`).
+///
+/// The price: a connection the server drops within this window of its last use (an
+/// administrator's `pg_terminate_backend`, a restart faster than the window) fails the
+/// next operation on it with [`StoreError::Unavailable`], having stored nothing, where a
+/// ping would have replaced it. Pass your own pool to `from_pool` to choose otherwise.
 pub const PING_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// `connect` and `from_pool` of a store made by `on(pool, schema)` (`$what` names it in

@@ -46,6 +46,7 @@ use common::{DroppingExporter, traced_dispatch};
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use domain::{Order, OrderError, ShipOrder, sample_order};
 use eventsource_runtime::prelude::*;
+use eventsource_runtime::telemetry::attributes as attr;
 use opentelemetry::propagation::TextMapPropagator as _;
 use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _};
 use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
@@ -222,8 +223,8 @@ impl TracedBaseline {
         let id_value = StringValue::from(std::sync::Arc::<str>::from(id));
         let stream = || {
             [
-                KeyValue::new("eventsource.aggregate.id", Value::String(id_value.clone())),
-                KeyValue::new("eventsource.aggregate.type", aggregate_type),
+                KeyValue::new(attr::AGGREGATE_ID, Value::String(id_value.clone())),
+                KeyValue::new(attr::AGGREGATE_TYPE, aggregate_type),
             ]
         };
         let span = |name: &'static str, kind, mut attributes: Vec<KeyValue>, parent: &Context| {
@@ -240,80 +241,77 @@ impl TracedBaseline {
             span_name,
             SpanKind::Internal,
             vec![
-                KeyValue::new("eventsource.command.type", command_type),
-                KeyValue::new("cqrs.side", "write"),
+                KeyValue::new(attr::COMMAND_TYPE, command_type),
+                KeyValue::new(attr::CQRS_SIDE, attr::SIDE_WRITE),
             ],
             &Context::new(),
         );
 
         // Load: the repository's span, the store's inside it.
         let load = span(
-            "eventsource.repository.load",
+            attr::SPAN_REPOSITORY_LOAD,
             SpanKind::Internal,
             Vec::new(),
             &command,
         );
         let (mut state, version) = {
             let store_load = span(
-                "eventsource.event_store.load",
+                attr::SPAN_STORE_LOAD,
                 SpanKind::Client,
                 vec![
-                    KeyValue::new("eventsource.from_version", 1_i64),
-                    KeyValue::new("db.system.name", "in_memory"),
-                    KeyValue::new("db.operation.name", "load"),
+                    KeyValue::new(attr::FROM_VERSION, 1_i64),
+                    KeyValue::new(attr::DB_SYSTEM_NAME, "in_memory"),
+                    KeyValue::new(attr::DB_OPERATION_NAME, "load"),
                 ],
                 &load,
             );
             let (state, version) = self.baseline.load::<A>(id);
             let span = store_load.span();
-            span.set_attribute(KeyValue::new("eventsource.events.loaded", version as i64));
+            span.set_attribute(KeyValue::new(attr::EVENTS_LOADED, version as i64));
             span.end();
             (state, version)
         };
         let span_of_load = load.span();
-        span_of_load.set_attribute(KeyValue::new("eventsource.events.replayed", version as i64));
-        span_of_load.set_attribute(KeyValue::new("eventsource.version", version as i64));
-        span_of_load.set_attribute(KeyValue::new("eventsource.snapshot.used", false));
+        span_of_load.set_attribute(KeyValue::new(attr::EVENTS_REPLAYED, version as i64));
+        span_of_load.set_attribute(KeyValue::new(attr::VERSION, version as i64));
+        span_of_load.set_attribute(KeyValue::new(attr::SNAPSHOT_USED, false));
         span_of_load.end();
 
         let events = decide(&state)?;
         let types: Vec<&'static str> = events.iter().map(A::Event::event_type).collect();
         let command_span = command.span();
+        command_span.set_attribute(KeyValue::new(attr::EVENT_COUNT, events.len() as i64));
         command_span.set_attribute(KeyValue::new(
-            "eventsource.event.count",
-            events.len() as i64,
-        ));
-        command_span.set_attribute(KeyValue::new(
-            "eventsource.event.types",
+            attr::EVENT_TYPES,
             Value::Array(Array::String(types.iter().map(|&t| t.into()).collect())),
         ));
         for &event_type in &types {
             command_span.add_event(
-                "domain_event_produced",
-                vec![KeyValue::new("eventsource.event.type", event_type)],
+                attr::SPAN_EVENT_DOMAIN_EVENT_PRODUCED,
+                vec![KeyValue::new(attr::EVENT_TYPE, event_type)],
             );
         }
 
         // Save: the repository's span, the store's inside it.
         let counts = || {
             vec![
-                KeyValue::new("eventsource.expected_version", version as i64),
-                KeyValue::new("eventsource.event.count", events.len() as i64),
+                KeyValue::new(attr::EXPECTED_VERSION, version as i64),
+                KeyValue::new(attr::EVENT_COUNT, events.len() as i64),
             ]
         };
         let save = span(
-            "eventsource.repository.save",
+            attr::SPAN_REPOSITORY_SAVE,
             SpanKind::Internal,
             counts(),
             &command,
         );
         let mut append_attributes = counts();
         append_attributes.extend([
-            KeyValue::new("db.system.name", "in_memory"),
-            KeyValue::new("db.operation.name", "append"),
+            KeyValue::new(attr::DB_SYSTEM_NAME, "in_memory"),
+            KeyValue::new(attr::DB_OPERATION_NAME, "append"),
         ]);
         let append = span(
-            "eventsource.event_store.append",
+            attr::SPAN_STORE_APPEND,
             SpanKind::Client,
             append_attributes,
             &save,
@@ -333,17 +331,17 @@ impl TracedBaseline {
         let append_span = append.span();
         for (sequence, &event_type) in (version + 1..).zip(&types) {
             append_span.add_event(
-                "event_persisted",
+                attr::SPAN_EVENT_EVENT_PERSISTED,
                 vec![
-                    KeyValue::new("eventsource.event.type", event_type),
-                    KeyValue::new("eventsource.event.sequence", sequence as i64),
+                    KeyValue::new(attr::EVENT_TYPE, event_type),
+                    KeyValue::new(attr::EVENT_SEQUENCE, sequence as i64),
                 ],
             );
         }
-        append_span.set_attribute(KeyValue::new("eventsource.version", new_version as i64));
+        append_span.set_attribute(KeyValue::new(attr::VERSION, new_version as i64));
         append_span.end();
         let save_span = save.span();
-        save_span.set_attribute(KeyValue::new("eventsource.version", new_version as i64));
+        save_span.set_attribute(KeyValue::new(attr::VERSION, new_version as i64));
         save_span.end();
         command_span.end();
         Ok(new_version)

@@ -117,6 +117,35 @@ fn generated_command_impls() {
     const { assert!(!<User as Handle<Touch>>::TELEMETRY.enabled) };
 }
 
+/// The generated impl writes the id straight into the runtime's shared text: the events go
+/// to the stream its `Display` names, as `aggregate_id()` says, and the span says the same.
+#[tokio::test]
+async fn a_generated_command_stores_its_events_under_its_aggregate_id() {
+    let capture = capture();
+    let store = InMemoryEventStore::new();
+    let users = CommandService::<User>::new(store.clone());
+    let command = Register {
+        user_id: 70_001,
+        email: "a@b.c".into(),
+    };
+    assert_eq!(command.aggregate_id(), "70001");
+    let outcome = users.execute(command).await.unwrap();
+    assert_eq!(outcome.events[0].aggregate_id(), "70001");
+    assert_eq!(outcome.aggregate.id(), "70001");
+    let stored = store
+        .load(&StreamId::new("User", "70001"), 1)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event_type, "Registered");
+    drop(outcome);
+    let spans = capture.spans();
+    assert_eq!(
+        attribute(spans.get("user.register"), attr::AGGREGATE_ID),
+        Some(&Value::from("70001"))
+    );
+}
+
 #[tokio::test]
 async fn span_names_and_the_handler_switch() {
     let capture = capture();

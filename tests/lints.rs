@@ -1,4 +1,4 @@
-//! The code `#[derive(Aggregate)]` expands to fires no lint in a user's crate.
+//! The code the macros expand to fires no lint in a user's crate.
 //!
 //! Every rustc and clippy lint group below is denied for this whole crate, so
 //! `cargo clippy --all-targets --all-features -- -D warnings` fails if the expansion (the
@@ -284,6 +284,104 @@ fn derived_aggregates_record_events() {
     counter.record(Incremented);
     counter.record(Incremented);
     assert_eq!(counter.into_state().count(), 2);
+}
+
+/// Command handlers written as a user's crate would write them, with ids of every kind.
+pub mod commands {
+    use std::fmt;
+
+    use eventsource_runtime::command::Handle;
+    use eventsource_runtime::command_handler;
+
+    use crate::domain::movements::Deposited;
+    use crate::domain::{Account, Movement, Order, OrderEvent, OrderShipped};
+
+    /// The order was shipped already.
+    #[derive(Debug, thiserror::Error)]
+    #[error("shipped already")]
+    pub struct ShippedAlready;
+
+    /// Ships an order: the id is a `String` field.
+    pub struct Ship {
+        /// The order.
+        pub order_id: String,
+    }
+
+    #[command_handler(aggregate_id = cmd.order_id)]
+    impl Handle<Ship> for Order {
+        type Error = ShippedAlready;
+        fn handle(&self, cmd: Ship) -> Result<Vec<OrderEvent>, ShippedAlready> {
+            drop(cmd);
+            if self.is_shipped() {
+                return Err(ShippedAlready);
+            }
+            Ok(vec![OrderShipped.into()])
+        }
+    }
+
+    /// An account number, shown with its branch.
+    #[derive(Debug, Clone, Copy)]
+    pub struct AccountNumber(pub u32);
+
+    impl fmt::Display for AccountNumber {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "acc-{}", self.0)
+        }
+    }
+
+    /// Deposits into an account: the id is a `Display` type.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Deposit {
+        /// The account.
+        pub account: AccountNumber,
+        /// The amount, in cents.
+        pub cents: u64,
+    }
+
+    /// A deposit of nothing.
+    #[derive(Debug, thiserror::Error)]
+    #[error("nothing to deposit")]
+    pub struct NothingToDeposit;
+
+    /// A decision function whose command's id is a `Display` type.
+    ///
+    /// # Errors
+    /// [`NothingToDeposit`] for zero cents.
+    #[command_handler(aggregate_id = deposit.account, command_type = "MakeDeposit")]
+    pub fn deposit(_: &Account, deposit: Deposit) -> Result<Vec<Movement>, NothingToDeposit> {
+        let cents = deposit.cents;
+        if cents == 0 {
+            return Err(NothingToDeposit);
+        }
+        Ok(vec![Deposited { cents }.into()])
+    }
+}
+
+#[tokio::test]
+async fn command_handlers_run() {
+    use commands::{AccountNumber, Deposit, Ship};
+    use eventsource_runtime::command::{Command, CommandService};
+    use eventsource_runtime::store::InMemoryEventStore;
+
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let ship = || Ship {
+        order_id: "o-1".to_owned(),
+    };
+    let shipped = orders.execute(ship()).await.expect("first shipment");
+    assert_eq!(shipped.events[0].aggregate_id(), "o-1");
+    drop(shipped);
+    assert!(orders.execute(ship()).await.is_err());
+
+    let accounts = CommandService::<Account>::new(InMemoryEventStore::new());
+    let deposit = Deposit {
+        account: AccountNumber(7),
+        cents: 250,
+    };
+    assert_eq!(deposit.aggregate_id(), "acc-7");
+    assert_eq!(<Deposit as Command>::TYPE, "MakeDeposit");
+    let deposited = accounts.execute(deposit).await.expect("a deposit");
+    assert_eq!(deposited.events[0].aggregate_id(), "acc-7");
+    assert_eq!(deposited.aggregate.state().balance_cents(), 250);
 }
 
 /// A read model kept by `#[projection]`, written as a user's crate would write it.

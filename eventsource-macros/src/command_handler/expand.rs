@@ -94,6 +94,15 @@ fn command_impl(target: &Target, args: &Args) -> TokenStream {
                 let #param = self;
                 ::std::string::ToString::to_string(&(#aggregate_id))
             }
+
+            #[allow(unused_variables, unused_imports, clippy::redundant_locals)]
+            fn shared_aggregate_id(&self) -> ::std::sync::Arc<str> {
+                use ::eventsource_runtime::__private::aggregate_id::{
+                    SharedDisplay as _, SharedText as _,
+                };
+                let #param = self;
+                (&::eventsource_runtime::__private::aggregate_id::IdOf(&(#aggregate_id))).shared_id()
+            }
         }
     }
 }

@@ -45,6 +45,8 @@ pub fn from_payload<T: EventType + Clone>(payload: &Payload) -> Result<T, Decode
         })
 }
 
+pub mod aggregate_id;
+
 /// An event as its saved envelope carries it: what [`from_payload`] looks for.
 pub use crate::event::payload::Recorded;
 

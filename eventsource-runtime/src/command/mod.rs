@@ -23,6 +23,14 @@ pub trait Command: Send + 'static {
     const TYPE: &'static str;
     /// The id of the aggregate the command is for.
     fn aggregate_id(&self) -> String;
+
+    /// The same id, as the runtime keeps it (shared by the command's spans, its aggregate
+    /// and its events). `#[command_handler]` writes it straight from its `aggregate_id`
+    /// expression; by default, [`aggregate_id`](Self::aggregate_id)'s text, copied.
+    #[doc(hidden)]
+    fn shared_aggregate_id(&self) -> Arc<str> {
+        Arc::from(self.aggregate_id())
+    }
 }
 
 /// An aggregate's decision on command `C`: the events it produces, or why it refuses.

@@ -6,11 +6,13 @@ use super::{
     ANONYMOUS_COMMAND, Command, CommandError, CommandOutcome, CommandService, Handle,
     HandlerTelemetry,
 };
+use std::sync::Arc;
+
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::bus::{BusError, EventBus, PublishReport};
 use crate::event::{EventEnvelope, Metadata, StreamId};
 use crate::projection::DeliveryFailure;
-use crate::repository::{Repository, RepositoryError};
+use crate::repository::RepositoryError;
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
 
@@ -39,7 +41,7 @@ impl<A: Aggregate> CommandService<A> {
         } = run;
         let command_id = metadata.command_id();
         // The aggregate id, shared from here on by the spans, the root and its envelopes.
-        let stream = Repository::<A>::stream(id);
+        let stream = StreamId::from_shared(A::TYPE, id);
         let command = instrument::start(settings, command_type, &stream, command_id);
         let saved = match self.repository.in_memory() {
             // A store that answers at once: no future until the delivery.
@@ -187,7 +189,7 @@ pub(super) struct Run {
     command_type: &'static str,
     settings: HandlerTelemetry,
     /// The aggregate's id.
-    id: String,
+    id: Arc<str>,
     /// Stored with each event; its command id, if any, makes the run
     /// [`CommandService::execute_once`].
     metadata: Metadata,
@@ -199,7 +201,7 @@ impl Run {
         Self {
             command_type: C::TYPE,
             settings: <A as Handle<C>>::TELEMETRY,
-            id: command.aggregate_id(),
+            id: command.shared_aggregate_id(),
             metadata,
         }
     }
@@ -209,7 +211,7 @@ impl Run {
         Self {
             command_type: ANONYMOUS_COMMAND,
             settings: HandlerTelemetry::DEFAULT,
-            id,
+            id: Arc::from(id),
             metadata: Metadata::new(),
         }
     }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 mod metadata;
 pub(crate) mod payload;
+pub(crate) mod shared_text;
 
 pub use metadata::Metadata;
 #[cfg_attr(not(feature = "tracing"), allow(unused_imports))]
@@ -142,6 +143,14 @@ impl StreamId {
         Self {
             aggregate_type: aggregate_type.into(),
             aggregate_id: Arc::from(aggregate_id.into()),
+        }
+    }
+
+    /// The stream of the aggregate `aggregate_id`, given as shared text (kept, not copied).
+    pub(crate) fn from_shared(aggregate_type: &'static str, aggregate_id: Arc<str>) -> Self {
+        Self {
+            aggregate_type: Cow::Borrowed(aggregate_type),
+            aggregate_id,
         }
     }
 

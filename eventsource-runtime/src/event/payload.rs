@@ -1,13 +1,14 @@
 //! [`Payload`]: an event's JSON text.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+
+use super::shared_text::write_shared;
 
 /// An event's (or a snapshot's) payload: its JSON text, always valid JSON.
 ///
@@ -49,31 +50,11 @@ pub struct Payload {
     recorded: Option<Recorded>,
 }
 
-/// Payloads up to this size keep the scratch buffer they were serialized in for the next
-/// one; a larger payload's buffer is freed, so a thread never holds more than this.
-const SCRATCH_KEPT: usize = 64 * 1024;
-
-thread_local! {
-    /// Where [`Payload::from_serialize`] serializes. Taken while in use, so a `Serialize`
-    /// impl that itself serializes a payload gets a buffer of its own.
-    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
-/// `value` as shared JSON text. Serialized into this thread's scratch buffer, then copied
-/// once into the shared text: a fresh `String` would be allocated, grown, shrunk to fit and
-/// then copied into the `Arc` all the same.
+/// `value` as shared JSON text, serialized once (see [`write_shared`]).
 pub(crate) fn to_shared_json<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<Arc<str>, serde_json::Error> {
-    let mut buffer = SCRATCH.take();
-    buffer.clear();
-    let serialized = serde_json::to_writer(&mut buffer, value);
-    // serde_json writes UTF-8; the check is one pass over the bytes.
-    let shared = serialized.map(|()| Arc::from(std::str::from_utf8(&buffer).unwrap_or_default()));
-    if buffer.capacity() <= SCRATCH_KEPT {
-        SCRATCH.set(buffer);
-    }
-    shared
+    write_shared(|buffer| serde_json::to_writer(buffer, value))
 }
 
 /// Serializes JSON text as the JSON itself (not a string holding it). serde_json has no

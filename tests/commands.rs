@@ -16,6 +16,50 @@ fn ship(id: &str) -> ShipOrder {
     }
 }
 
+/// A command's events come back as the store holds them: the in-memory save fills in the
+/// envelopes it returns (versions and positions included), interleaved with other streams,
+/// after a rejected command and after a save refused for its version.
+#[tokio::test]
+async fn a_command_returns_its_events_as_the_store_holds_them() {
+    let store = InMemoryEventStore::new();
+    let orders = CommandService::<Order>::new(store.clone());
+    let mut returned = Vec::new();
+    for id in ["o-1", "o-2"] {
+        returned.extend(
+            orders
+                .execute(sample_order(id, "ada"))
+                .await
+                .unwrap()
+                .events,
+        );
+    }
+    // Nothing is stored for either, and the next event takes the next position.
+    assert!(orders.execute(sample_order("o-1", "ada")).await.is_err());
+    let mut stale = AggregateRoot::<Order>::new("o-1");
+    stale.record(domain::OrderCancelled {
+        reason: "stale".into(),
+    });
+    let refused = orders.repository().save(&mut stale).await.unwrap_err();
+    assert!(refused.as_conflict().is_some(), "{refused}");
+    returned.extend(orders.execute(ship("o-1")).await.unwrap().events);
+    returned.extend(orders.execute(ship("o-2")).await.unwrap().events);
+
+    let positions: Vec<(&str, u64, u64)> = returned
+        .iter()
+        .map(|e| (e.aggregate_id(), e.version, e.position))
+        .collect();
+    assert_eq!(
+        positions,
+        [("o-1", 1, 1), ("o-2", 1, 2), ("o-1", 2, 3), ("o-2", 2, 4)]
+    );
+    assert_eq!(store.read_all(1, 10).await.unwrap(), returned);
+    let o1 = StreamId::new("Order", "o-1");
+    assert_eq!(
+        store.load(&o1, 1).await.unwrap(),
+        [returned[0].clone(), returned[2].clone()]
+    );
+}
+
 #[tokio::test]
 async fn commands_store_events_and_feed_projections() {
     let store = InMemoryEventStore::new();

@@ -312,6 +312,22 @@ pub struct EventEnvelope {
 }
 
 impl EventEnvelope {
+    /// `event` on its way into `stream`, its version and position not yet set (0): for a
+    /// store that sets them in the envelope it returns.
+    pub(crate) fn outgoing(event: NewEvent, stream: &StreamId) -> Self {
+        Self {
+            event_id: event.event_id,
+            stream: stream.clone(),
+            version: 0,
+            position: 0,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            timestamp: event.timestamp,
+            payload: event.payload,
+            metadata: event.metadata,
+        }
+    }
+
     /// The id of the aggregate the event belongs to.
     #[must_use]
     pub fn aggregate_id(&self) -> &str {

@@ -54,7 +54,8 @@ impl<A: Aggregate> Repository<A> {
         if root.uncommitted().is_empty() {
             return Ok(Vec::new());
         }
-        new_events(root, metadata).and_then(|events| {
+        // Built as the envelopes the store returns: no second list of the same events.
+        new_events::<A, EventEnvelope>(root, metadata).and_then(|events| {
             let expected = ExpectedVersion::from_version(root.persisted_version());
             let span = instrument::save(&self.telemetry, root.stream(), expected, events.len());
             let appended = span.in_scope(|| append_at_once(store, root.stream(), expected, events));

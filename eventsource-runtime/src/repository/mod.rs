@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use crate::aggregate::{Aggregate, AggregateRoot, Home};
 use crate::event::{DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::snapshot::SnapshotStore;
+use crate::store::backend::Outgoing;
 use crate::store::{AppendResult, EventStore, ExpectedVersion};
 use cache::StateCache;
 pub use error::RepositoryError;
@@ -500,7 +501,7 @@ impl<A: Aggregate> Repository<A> {
         if let Some(store) = self.in_memory() {
             return self.save_now(store, root, metadata);
         }
-        let events = new_events(root, metadata)?;
+        let events = new_events::<A, NewEvent>(root, metadata)?;
         let previous = root.persisted_version();
         let expected = ExpectedVersion::from_version(previous);
         let span = instrument::save(&self.telemetry, root.stream(), expected, events.len());
@@ -534,11 +535,12 @@ impl<A: Aggregate> Repository<A> {
     }
 }
 
-/// The root's uncommitted events, serialized, each with `metadata`.
-fn new_events<A: Aggregate>(
+/// The root's uncommitted events, serialized, each with `metadata`: as [`NewEvent`]s, or
+/// already as the envelopes the in-memory store fills in (see [`Outgoing`]).
+fn new_events<A: Aggregate, E: Outgoing>(
     root: &AggregateRoot<A>,
     metadata: &Metadata,
-) -> Result<Vec<NewEvent>, RepositoryError> {
+) -> Result<Vec<E>, RepositoryError> {
     // Sized to the events (collecting through `Result` would start at four).
     let mut events = Vec::with_capacity(root.uncommitted().len());
     for event in root.uncommitted() {
@@ -547,7 +549,10 @@ fn new_events<A: Aggregate>(
             event_type: event.event_type(),
             source,
         })?;
-        events.push(new.with_metadata(metadata.clone()));
+        events.push(E::outgoing(
+            new.with_metadata(metadata.clone()),
+            root.stream(),
+        ));
     }
     Ok(events)
 }

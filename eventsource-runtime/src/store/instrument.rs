@@ -28,6 +28,7 @@
 
 use std::future::Future;
 
+use super::backend::Outgoing;
 use super::{AppendResult, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::telemetry::attributes as attr;
@@ -145,13 +146,13 @@ where
 /// and the span is not made current: that work is the runtime's own, which starts no span
 /// and reads no context, so attaching it would only cost time.
 #[inline]
-pub(crate) fn append_now(
+pub(crate) fn append_now<E: Outgoing>(
     telemetry: &StoreTelemetry,
     stream: &StreamId,
     expected: ExpectedVersion,
-    events: Vec<NewEvent>,
+    events: Vec<E>,
     operation: Operation<'_>,
-    append: impl FnOnce(Vec<NewEvent>) -> Result<AppendResult, StoreError>,
+    append: impl FnOnce(Vec<E>) -> Result<AppendResult, StoreError>,
 ) -> Result<AppendResult, StoreError> {
     // With the process switch off there is no span and no context to write.
     if !otel::enabled() {
@@ -165,13 +166,13 @@ pub(crate) fn append_now(
 
 /// The append span, started, and the events with its trace context.
 #[inline(never)]
-fn append_started(
+fn append_started<E: Outgoing>(
     telemetry: &StoreTelemetry,
     stream: &StreamId,
     expected: ExpectedVersion,
-    mut events: Vec<NewEvent>,
+    mut events: Vec<E>,
     operation: Operation<'_>,
-) -> (Span, Vec<NewEvent>) {
+) -> (Span, Vec<E>) {
     let span = client_span(telemetry, telemetry.names.append, Some(stream))
         .int(attr::EXPECTED_VERSION, expected.as_i64())
         .int(attr::EVENT_COUNT, events.len());
@@ -179,8 +180,9 @@ fn append_started(
     // With the process switch off no context is written: the events are not looked at.
     if otel::enabled() {
         for event in &mut events {
-            if event.metadata.traceparent().is_none() {
-                span.inject(&mut event.metadata);
+            let metadata = event.metadata_mut();
+            if metadata.traceparent().is_none() {
+                span.inject(metadata);
             }
         }
     }

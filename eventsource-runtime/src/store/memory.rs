@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use indexmap::map::Entry;
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, Immediate, check_stream};
+use super::backend::{Append, Appended, Backend, Events, Immediate, Outgoing, check_stream};
 use super::settings::telemetry_builders;
 use super::{AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
@@ -233,7 +233,8 @@ impl Backend for InMemoryEventStore {
     const CHECKS_NEW_STREAMS: bool = true;
 
     async fn append_events(&self, append: Append<'_>) -> Appended {
-        self.append_at_once(append)
+        let envelopes = NewEvent::into_envelopes(append.events, append.stream);
+        self.append_envelopes(append.stream, append.expected, envelopes)
     }
 
     async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
@@ -271,8 +272,13 @@ impl Backend for InMemoryEventStore {
 }
 
 impl Immediate for InMemoryEventStore {
-    fn append_at_once(&self, append: Append<'_>) -> Appended {
-        self.append_now(append.stream, append.expected, append.events)
+    fn append_envelopes(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventEnvelope>,
+    ) -> Appended {
+        self.append_now(stream, expected, events)
     }
 
     fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events {
@@ -299,11 +305,12 @@ impl Immediate for InMemoryEventStore {
 }
 
 impl InMemoryEventStore {
+    /// Stores `events` (envelopes of `stream`), setting their versions and positions.
     fn append_now(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<EventEnvelope>,
     ) -> Result<AppendResult, StoreError> {
         let mut log = self.write();
         let log = &mut *log;
@@ -322,10 +329,8 @@ impl InMemoryEventStore {
         let index = u32::try_from(slot.index())
             .map_err(|_| StoreError::Unavailable("the in-memory store is full".into()))?;
         let mut previous = held.map(|held| held.last);
-        let mut appended = Vec::with_capacity(events.len());
-        for (offset, event) in events.into_iter().enumerate() {
+        for (version, event) in (actual + 1..).zip(&mut events) {
             let row = log.rows.len();
-            let version = actual + offset as u64 + 1;
             log.rows.push(StoredRow {
                 event_id: event.event_id,
                 stream: index,
@@ -338,20 +343,11 @@ impl InMemoryEventStore {
                 metadata: event.metadata.clone(),
             });
             previous = Some(row);
-            appended.push(EventEnvelope {
-                event_id: event.event_id,
-                stream: stream.clone(),
-                version,
-                position: row as u64 + 1,
-                event_type: event.event_type,
-                schema_version: event.schema_version,
-                timestamp: event.timestamp,
-                payload: event.payload,
-                metadata: event.metadata,
-            });
+            event.version = version;
+            event.position = row as u64 + 1;
         }
         if let Some(last) = previous {
-            let version = actual + appended.len() as u64;
+            let version = actual + events.len() as u64;
             let stream = Stream { version, last };
             match slot {
                 Entry::Occupied(mut held) => *held.get_mut() = stream,
@@ -367,8 +363,8 @@ impl InMemoryEventStore {
                 .send_if_modified(|position| advance(position, log.rows.len()));
         }
         Ok(AppendResult {
-            version: actual + appended.len() as u64,
-            events: appended,
+            version: actual + events.len() as u64,
+            events,
         })
     }
 }

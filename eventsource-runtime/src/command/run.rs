@@ -1,13 +1,13 @@
 //! How a command runs: load, decide, record, save, deliver, publish, inside its span.
 
+use std::sync::Arc;
+
 use super::instrument::{self, CommandSpan};
 use super::once::Recall;
 use super::{
     ANONYMOUS_COMMAND, Command, CommandError, CommandOutcome, CommandService, Handle,
     HandlerTelemetry,
 };
-use std::sync::Arc;
-
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::bus::{BusError, EventBus, PublishReport};
 use crate::event::{EventEnvelope, Metadata, StreamId};

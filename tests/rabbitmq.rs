@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use domain::{Order, ShipOrder, sample_order};
-use eventsource_runtime::bus::{BusError, EventBus, HandlerError};
+use eventsource_runtime::bus::{BusError, EventBus, HandlerError, wire};
 use eventsource_runtime::event::Metadata;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::rabbitmq::{ConsumerGroup, RabbitMqBus, Unroutable};
@@ -386,7 +386,8 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved
         "only the failed handler again"
     );
 
-    let letters = dead.list(10).await.unwrap();
+    let letters: Vec<_> = dead.list(10).await.unwrap();
+    let letters: Vec<_> = letters.iter().filter_map(|e| e.as_failed()).collect();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].message.message_id, outcome.events[0].event_id);
     assert_eq!(letters[0].handler, "send-confirmation");
@@ -656,9 +657,78 @@ async fn an_undecodable_message_goes_to_the_dead_letters_with_the_reason() {
     running.stop().await;
     assert_eq!(dead.count().await.unwrap(), 1);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let listed = dead.list(10).await.unwrap();
+    assert_eq!(listed.len(), 1, "listed, with its reason");
+    let letter = listed[0].as_undecodable().expect("an undecodable letter");
+    assert_eq!(letter.body, b"{ not an event");
     assert!(
-        dead.list(1).await.unwrap().is_empty(),
-        "not a stored event: not listed"
+        letter.reason.contains("undecodable message body"),
+        "{}",
+        letter.reason
+    );
+    assert_eq!(dead.count().await.unwrap(), 1, "listing leaves it there");
+    broker.clean().await;
+}
+
+#[tokio::test]
+async fn a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason() {
+    let Some(broker) = Broker::open("unknown_handler") else {
+        return;
+    };
+    let capture = capture();
+    let bus = broker.bus();
+    let group = broker.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+    // A retry written before a deploy renamed the handler `send-mail`.
+    let event = eventsource_runtime::event::EventEnvelope {
+        event_id: uuid::Uuid::now_v7(),
+        stream: eventsource_runtime::event::StreamId::new("Order", "o-1"),
+        version: 1,
+        position: 1,
+        event_type: "OrderPlaced".into(),
+        schema_version: 1,
+        timestamp: chrono::Utc::now(),
+        payload: serde_json::json!({}).into(),
+        metadata: Metadata::new(),
+    };
+    let body = wire::encode(&event).unwrap();
+    let mut headers = FieldTable::default();
+    headers.insert(wire::HEADER_ATTEMPT.into(), AMQPValue::LongLongInt(2));
+    headers.insert(
+        wire::HEADER_HANDLERS.into(),
+        AMQPValue::FieldArray(vec![AMQPValue::LongString(LongString::from("send-mail"))].into()),
+    );
+    raw(&broker, &group, headers, &body).await;
+    let dead = group.dead_letters();
+    for _ in 0..500 {
+        if dead.count().await.unwrap() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running.stop().await;
+    assert_eq!(
+        dead.count().await.unwrap(),
+        1,
+        "dead-lettered, not acknowledged"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no other handler ran");
+    let listed = dead.list(10).await.unwrap();
+    let letter = listed[0].as_failed().expect("a failed letter");
+    assert_eq!(letter.message.message_id, event.event_id);
+    assert_eq!(letter.handler, "send-mail");
+    assert!(
+        letter.error.contains("no handler named `send-mail`"),
+        "{}",
+        letter.error
+    );
+    let spans = capture.spans();
+    let consume = spans.get(CONSUME);
+    assert!(
+        matches!(&consume.status, Status::Error { description } if description.contains("send-mail")),
+        "{:?}",
+        consume.status
     );
     broker.clean().await;
 }

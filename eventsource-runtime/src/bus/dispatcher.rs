@@ -6,7 +6,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::pin::pin;
 
 use super::instrument::{self, Delivery};
-use super::{BusMessage, BusSpanNames, BusTelemetry, EventHandler, HandlerFailure};
+use super::wire::DeliveryState;
+use super::{
+    BusMessage, BusSpanNames, BusTelemetry, EventHandler, HandlerError, HandlerFailure,
+    UnknownHandler,
+};
 use crate::event::EventEnvelope;
 use crate::panic::CatchUnwind;
 
@@ -158,6 +162,58 @@ impl Dispatcher {
             return Vec::new();
         }
         let work = self.dispatch(std::slice::from_ref(message), Some(handlers));
+        instrument::consume(
+            &self.telemetry,
+            Delivery::Redelivery(message, attempt),
+            work,
+        )
+        .await
+    }
+
+    /// Delivers a message received with its [`DeliveryState`] (read from the wire): a first
+    /// delivery as [`deliver`](Self::deliver) does, a later one as
+    /// [`redeliver`](Self::redeliver) does, to the handlers it names (all of them when it
+    /// names none).
+    ///
+    /// A name the group does not have (a handler renamed or removed since the message
+    /// failed) is a failure of its own, [`UnknownHandler`], and the consume span ends with
+    /// ERROR: such a message is never acknowledged unhandled. [`DeliveryState::after`]
+    /// dead-letters it at once.
+    pub async fn receive(
+        &self,
+        message: &BusMessage,
+        state: &DeliveryState,
+    ) -> Vec<HandlerFailure> {
+        if !state.is_redelivery() {
+            return self.deliver(message).await;
+        }
+        let attempt = state.attempt.max(2);
+        if state.handlers.is_empty() {
+            return self
+                .redeliver(message, attempt, &self.handler_names())
+                .await;
+        }
+        let subscribed = self.handler_names();
+        let unknown: Vec<HandlerFailure> = state
+            .handlers
+            .iter()
+            .filter(|name| !subscribed.contains(name))
+            .map(|name| HandlerFailure {
+                handler: name.clone(),
+                message_id: message.message_id,
+                event_type: message.event.event_type.to_string(),
+                error: HandlerError::new(UnknownHandler::new(name.as_str())),
+            })
+            .collect();
+        if unknown.is_empty() {
+            return self.redeliver(message, attempt, &state.handlers).await;
+        }
+        let work = async {
+            let only = Some(state.handlers.as_slice());
+            let mut failures = self.dispatch(std::slice::from_ref(message), only).await;
+            failures.extend(unknown);
+            failures
+        };
         instrument::consume(
             &self.telemetry,
             Delivery::Redelivery(message, attempt),

@@ -45,6 +45,25 @@ impl From<DecodeError> for HandlerError {
     }
 }
 
+/// A message named a handler its group does not have: a retry for a handler that was
+/// renamed or removed in a deploy. No retry can help, so the adapters dead-letter the
+/// message at once with this reason (see [`DeliveryState::after`](super::wire::DeliveryState::after)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no handler named `{handler}` in this consumer group (renamed or removed?)")]
+pub struct UnknownHandler {
+    /// The name the message carried.
+    pub handler: String,
+}
+
+impl UnknownHandler {
+    /// The handler named `handler` is not subscribed.
+    pub fn new(handler: impl Into<String>) -> Self {
+        Self {
+            handler: handler.into(),
+        }
+    }
+}
+
 /// One handler failed on one message.
 #[derive(Debug, thiserror::Error)]
 #[error("handler `{handler}` failed on message {message_id} ({event_type})")]
@@ -58,6 +77,14 @@ pub struct HandlerFailure {
     /// What the handler returned (or the panic, as an error).
     #[source]
     pub error: HandlerError,
+}
+
+impl HandlerFailure {
+    /// Whether the failure is a handler the group does not have ([`UnknownHandler`]).
+    #[must_use]
+    pub fn is_unknown_handler(&self) -> bool {
+        self.error.inner().is::<UnknownHandler>()
+    }
 }
 
 /// What a handler did with a message it was given: see [`EventHandler::process`].

@@ -164,6 +164,42 @@ impl Publishing {
     }
 }
 
+/// Runs `work` with the trace context stored with `event` (in its metadata) as the current
+/// context, so that a publish span started in it ([`start_publish`]) is a child of the span
+/// that appended the event: what a relay's [`EventBus::publish_stored`] does for each
+/// message it sends. Without a valid stored context, or with telemetry off, `work` simply
+/// runs.
+///
+/// ```
+/// use eventsource_runtime::bus::{BusError, BusMessage, BusTelemetry, instrument};
+/// use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
+///
+/// # let event = EventEnvelope {
+/// #     event_id: uuid::Uuid::now_v7(), stream: StreamId::new("Order", "o-1"), version: 1,
+/// #     position: 1, event_type: "OrderPlaced".into(), schema_version: 1,
+/// #     timestamp: chrono::Utc::now(), payload: serde_json::json!({}).into(), metadata: Metadata::new(),
+/// # };
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let telemetry = BusTelemetry::new("my-broker");
+/// let mut message = BusMessage::new("orders", event.clone());
+/// // Several messages in flight: start each publish span in its event's stored context...
+/// let publishing = instrument::in_stored_context(&event, async {
+///     instrument::start_publish(&telemetry, &mut message)
+/// })
+/// .await;
+/// // ... send, and end each span when the broker acknowledged its message.
+/// publishing.end(&Ok::<(), BusError>(()));
+/// # });
+/// ```
+///
+/// [`EventBus::publish_stored`]: super::EventBus::publish_stored
+pub async fn in_stored_context<F: Future>(
+    event: &crate::event::EventEnvelope,
+    work: F,
+) -> F::Output {
+    otel::in_stored_context(&event.metadata, work).await
+}
+
 /// Counts one message on a bus counter.
 fn count(counter: Counter, telemetry: &BusTelemetry, destination: &str, event_type: &str) {
     count_message(counter, telemetry.system, destination, event_type);

@@ -10,7 +10,9 @@
 //! - [`Dispatcher`]: the consuming side any transport reuses: it hands received messages to
 //!   the handlers inside the contract's spans (live, redelivery, replay, batch);
 //! - [`instrument`]: the producing side's telemetry for transports (the publish span and
-//!   the W3C context in the message headers).
+//!   the W3C context in the message headers);
+//! - [`wire`]: the one wire format of every broker adapter (body, headers, delivery state,
+//!   how a delivery is settled), for the adapters here and any written outside this crate.
 //!
 //! Telemetry (with the `tracing` feature): each message is published inside a PRODUCER
 //! span `eventsource.event_bus.publish`, child of the current span (the command's), whose
@@ -54,11 +56,13 @@
 //! # });
 //! ```
 
+mod dead_letter;
 mod dispatcher;
 mod handler;
 mod idempotent;
 pub mod instrument;
 mod memory;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -70,8 +74,12 @@ use crate::telemetry::attributes::{SPAN_BUS_CONSUME, SPAN_BUS_HANDLE, SPAN_BUS_P
 use crate::telemetry::otel::in_stored_context;
 use crate::telemetry::values::span_names;
 
+pub(crate) use dead_letter::log_dead_letter;
+pub use dead_letter::{DeadLetter, DeadLetterEntry, UndecodableLetter};
 pub use dispatcher::Dispatcher;
-pub use handler::{EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, handler_fn};
+pub use handler::{
+    EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, UnknownHandler, handler_fn,
+};
 // For the database modules' idempotent handlers.
 #[cfg(feature = "postgres")]
 pub(crate) use idempotent::wrapped_identity;
@@ -227,19 +235,6 @@ impl PublishReport {
         self.dead_letters = dead_letters;
         self
     }
-}
-
-/// A message one handler kept failing on, set aside after the last allowed delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetter {
-    /// The message, as published (headers included).
-    pub message: BusMessage,
-    /// The handler that failed.
-    pub handler: String,
-    /// How many times it was delivered to that handler.
-    pub attempts: u32,
-    /// The last error's `Display`.
-    pub error: String,
 }
 
 /// A publisher of stored events: what [`CommandService::with_bus`] publishes through after

@@ -1,71 +1,16 @@
-//! Messages on the wire: a stored event as a JSON body, its identity, delivery state and
-//! trace context in the AMQP properties and headers; and back.
+//! The wire format ([`crate::bus::wire`]) in AMQP terms: the body as it is, the identity,
+//! delivery state and trace context in the AMQP properties and typed headers; and back.
 
-use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
-use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
+use crate::bus::wire::{
+    self, CONTENT_TYPE, DeliveryState, HEADER_AGGREGATE_ID, HEADER_AGGREGATE_TYPE, HEADER_ATTEMPT,
+    HEADER_ERROR, HEADER_EVENT_TYPE, HEADER_HANDLERS, HEADER_POSITION, HEADER_SCHEMA_VERSION,
+    HEADER_VERSION, TRACE_HEADERS,
+};
 use crate::bus::{BusError, BusMessage};
-use crate::event::{EventEnvelope, Metadata, Payload, StreamId};
-
-/// The content type of every message body.
-pub(super) const CONTENT_TYPE: &str = "application/json";
-
-/// Header: the event's type name.
-pub const HEADER_EVENT_TYPE: &str = "eventsource-event-type";
-/// Header: the event's schema version (integer).
-pub const HEADER_SCHEMA_VERSION: &str = "eventsource-schema-version";
-/// Header: the aggregate's type.
-pub const HEADER_AGGREGATE_TYPE: &str = "eventsource-aggregate-type";
-/// Header: the aggregate's id.
-pub const HEADER_AGGREGATE_ID: &str = "eventsource-aggregate-id";
-/// Header: the event's version in its stream (integer).
-pub const HEADER_VERSION: &str = "eventsource-version";
-/// Header: the event's global position in its store (integer).
-pub const HEADER_POSITION: &str = "eventsource-position";
-/// Header: which delivery of the message this is, 1 for the first (integer).
-pub const HEADER_ATTEMPT: &str = "x-eventsource-attempt";
-/// Header: the handlers a retried message is for (the ones that failed; array of strings).
-pub const HEADER_HANDLERS: &str = "x-eventsource-handlers";
-/// Header: why a dead-lettered message is there (the last failure).
-pub const HEADER_ERROR: &str = "x-eventsource-error";
-
-/// The W3C trace headers copied between a message's headers and the AMQP headers.
-const TRACE_HEADERS: [&str; 3] = [
-    Metadata::TRACEPARENT,
-    Metadata::TRACESTATE,
-    Metadata::BAGGAGE,
-];
-
-/// The body: the stored event, whole.
-#[derive(Serialize)]
-struct Outgoing<'a> {
-    event_id: Uuid,
-    stream: &'a StreamId,
-    version: u64,
-    position: u64,
-    event_type: &'a str,
-    schema_version: u32,
-    timestamp: DateTime<Utc>,
-    payload: &'a Payload,
-    metadata: &'a Metadata,
-}
-
-#[derive(Deserialize)]
-struct Incoming {
-    event_id: Uuid,
-    stream: StreamId,
-    version: u64,
-    position: u64,
-    event_type: String,
-    schema_version: u32,
-    timestamp: DateTime<Utc>,
-    payload: Payload,
-    #[serde(default)]
-    metadata: Metadata,
-}
+use crate::event::Metadata;
 
 /// A short string the broker accepts (at most 255 bytes), or the message's rejection.
 pub(super) fn short(
@@ -79,35 +24,12 @@ pub(super) fn short(
     })
 }
 
-/// The body of `message`.
+/// The body of `message` ([`wire::encode`]).
 pub(super) fn body(message: &BusMessage) -> Result<Vec<u8>, BusError> {
-    let event = &message.event;
-    serde_json::to_vec(&Outgoing {
-        event_id: event.event_id,
-        stream: &event.stream,
-        version: event.version,
-        position: event.position,
-        event_type: &event.event_type,
-        schema_version: event.schema_version,
-        timestamp: event.timestamp,
-        payload: &event.payload,
-        metadata: &event.metadata,
-    })
-    .map_err(|error| BusError::Rejected {
+    wire::encode(&message.event).map_err(|error| BusError::Rejected {
         message_id: message.message_id,
         reason: format!("cannot serialize the event: {error}"),
     })
-}
-
-/// The delivery state a message carries on the wire.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct DeliveryState {
-    /// Which delivery this is (1: the first).
-    pub(super) attempt: u32,
-    /// The handlers to run (empty: all of the group's).
-    pub(super) handlers: Vec<String>,
-    /// The last failure, for dead letters.
-    pub(super) error: Option<String>,
 }
 
 /// The properties of `message`: persistent, its id, its type, its timestamp, and the
@@ -166,35 +88,11 @@ pub(super) fn properties(
         .with_headers(headers))
 }
 
-/// Why a received message cannot be handled: kept with it in the dead-letter queue.
-#[derive(Debug, thiserror::Error)]
-#[error("undecodable message body")]
-pub(super) struct Undecodable(#[source] pub(super) serde_json::Error);
-
-/// A received body as the stored event it carries.
-pub(super) fn event(body: &[u8]) -> Result<EventEnvelope, Undecodable> {
-    let incoming: Incoming = serde_json::from_slice(body).map_err(Undecodable)?;
-    Ok(EventEnvelope {
-        event_id: incoming.event_id,
-        stream: incoming.stream,
-        version: incoming.version,
-        position: incoming.position,
-        event_type: incoming.event_type.into(),
-        schema_version: incoming.schema_version,
-        timestamp: incoming.timestamp,
-        payload: incoming.payload,
-        metadata: incoming.metadata,
-    })
-}
-
 /// The trace headers and the delivery state of a received message's headers. Anything
 /// missing or of another type reads as absent (a first delivery, no trace context).
 pub(super) fn read_headers(headers: Option<&FieldTable>) -> (Metadata, DeliveryState) {
     let mut trace = Metadata::new();
-    let mut state = DeliveryState {
-        attempt: 1,
-        ..DeliveryState::default()
-    };
+    let mut state = DeliveryState::first();
     let Some(headers) = headers else {
         return (trace, state);
     };
@@ -249,6 +147,9 @@ fn as_int(value: &AMQPValue) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{EventEnvelope, StreamId};
+    use chrono::Utc;
+    use uuid::Uuid;
 
     fn message() -> BusMessage {
         let event = EventEnvelope {
@@ -278,7 +179,7 @@ mod tests {
             error: Some("smtp down".into()),
         };
         let properties = properties(&message, &state).unwrap();
-        let decoded = event(&body(&message).unwrap()).unwrap();
+        let decoded = wire::decode(&body(&message).unwrap()).unwrap();
         assert_eq!(decoded, message.event);
         let (trace, read) = read_headers(properties.headers().as_ref());
         assert_eq!(read, state);
@@ -298,6 +199,5 @@ mod tests {
         let (trace, state) = read_headers(Some(&headers));
         assert!(trace.is_empty());
         assert_eq!(state.attempt, 1);
-        assert!(event(b"{not json").is_err());
     }
 }

@@ -12,10 +12,11 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 
-use super::codec::{self, DeliveryState};
+use super::codec;
 use super::error::unavailable;
 use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
+use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher, EventHandler, HandlerError, handler_fn};
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::{
@@ -295,9 +296,9 @@ impl ConsumerGroup {
         let (trace, mut state) = codec::read_headers(delivery.properties.headers().as_ref());
         if delivery.redelivered {
             // Its consumer died before settling it: this is one more delivery.
-            state.attempt = state.attempt.saturating_add(1);
+            state = state.redelivered();
         }
-        let event = match codec::event(&delivery.data) {
+        let event = match wire::decode(&delivery.data) {
             Ok(event) => event,
             Err(error) => return self.undecodable(channel, &delivery, &error).await,
         };
@@ -310,51 +311,20 @@ impl ConsumerGroup {
                 MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
                 delivery.delivery_tag,
             );
-        let failures = if state.attempt > 1 || !state.handlers.is_empty() {
-            let handlers = if state.handlers.is_empty() {
-                self.dispatcher.handler_names()
-            } else {
-                std::mem::take(&mut state.handlers)
-            };
-            let attempt = state.attempt.max(2);
-            self.dispatcher
-                .redeliver(&message, attempt, &handlers)
-                .await
-        } else {
-            self.dispatcher.deliver(&message).await
-        };
-        if let Some(first) = failures.first() {
-            let error = Chain(first).to_string();
-            let handlers = failures.iter().map(|f| f.handler.clone()).collect();
-            let retry = (state.attempt < self.max_deliveries())
-                .then(|| self.queues.retry_after(state.attempt))
-                .flatten();
-            let (queue, next) = match retry {
-                Some(queue) => {
-                    let next = DeliveryState {
-                        attempt: state.attempt.saturating_add(1),
-                        handlers,
-                        error: Some(error),
-                    };
-                    (queue, next)
-                }
-                None => {
-                    log_warn!(
-                        group = &*self.name,
-                        message_id = %message.message_id,
-                        attempts = state.attempt,
-                        error = error.as_str(),
-                        "message dead-lettered: a handler failed on every delivery"
-                    );
-                    let next = DeliveryState {
-                        attempt: state.attempt,
-                        handlers,
-                        error: Some(error),
-                    };
-                    (self.queues.dead.as_str(), next)
-                }
-            };
-            self.forward(channel, queue, &message, &next).await?;
+        let failures = self.dispatcher.receive(&message, &state).await;
+        match state.after(&failures, self.max_deliveries()) {
+            Settle::Ack => {}
+            Settle::Retry(next) => {
+                // No retry queue (no delay configured) means no retry: the dead letters.
+                let queue = self.queues.retry_after(state.attempt);
+                let queue = queue.unwrap_or(self.queues.dead.as_str());
+                self.forward(channel, queue, &message, &next).await?;
+            }
+            Settle::DeadLetter(next) => {
+                crate::bus::log_dead_letter(&self.name, &message, &next);
+                self.forward(channel, &self.queues.dead, &message, &next)
+                    .await?;
+            }
         }
         delivery
             .ack(BasicAckOptions::default())
@@ -383,7 +353,7 @@ impl ConsumerGroup {
         &self,
         channel: &Channel,
         delivery: &Delivery,
-        error: &codec::Undecodable,
+        error: &wire::Undecodable,
     ) -> Result<(), BusError> {
         log_warn!(
             group = &*self.name,
@@ -393,7 +363,7 @@ impl ConsumerGroup {
         );
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(
-            codec::HEADER_ERROR.into(),
+            wire::HEADER_ERROR.into(),
             lapin::types::AMQPValue::LongString(Chain(error).to_string().into()),
         );
         let properties = delivery.properties.clone().with_headers(headers);

@@ -3,11 +3,12 @@
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueuePurgeOptions};
 use lapin::types::FieldTable;
 
-use super::codec::{self, DeliveryState};
+use super::codec;
 use super::error::unavailable;
 use super::topology::{GroupQueues, declare_queue};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed};
-use crate::bus::{BusError, BusMessage, DeadLetter};
+use crate::bus::wire::{self, DeliveryState};
+use crate::bus::{BusError, BusMessage, DeadLetter, DeadLetterEntry, UndecodableLetter};
 
 /// The dead letters of one [`ConsumerGroup`](super::ConsumerGroup): messages a handler
 /// failed on at every allowed delivery, each with the handlers that failed and the last
@@ -16,8 +17,10 @@ use crate::bus::{BusError, BusMessage, DeadLetter};
 /// ```no_run
 /// # async fn run(group: eventsource_runtime::rabbitmq::ConsumerGroup) -> Result<(), eventsource_runtime::bus::BusError> {
 /// let dead = group.dead_letters();
-/// for letter in dead.list(10).await? {
-///     println!("{} failed {} times: {}", letter.handler, letter.attempts, letter.error);
+/// for entry in dead.list(10).await? {
+///     if let Some(letter) = entry.as_failed() {
+///         println!("{} failed {} times: {}", letter.handler, letter.attempts, letter.error);
+///     }
 /// }
 /// // The bug is fixed: back to the group's queue, for the handlers that failed.
 /// let moved = dead.requeue().await?;
@@ -64,12 +67,12 @@ impl DeadLetters {
         Ok(queue.message_count())
     }
 
-    /// The first `max` dead letters, oldest first, left in the queue. A message whose body is
-    /// not a stored event is skipped (it stays there too).
+    /// The first `max` dead letters, oldest first, left in the queue: the messages a handler
+    /// failed on, and those whose body is not a stored event, with the reason.
     ///
     /// # Errors
     /// [`BusError::Unavailable`] when the broker cannot be reached.
-    pub async fn list(&self, max: usize) -> Result<Vec<DeadLetter>, BusError> {
+    pub async fn list(&self, max: usize) -> Result<Vec<DeadLetterEntry>, BusError> {
         let connection = self.bus.connect().await?;
         let channel = connection.create_channel().await.map_err(unavailable)?;
         declare_queue(&channel, &self.queues.dead, FieldTable::default()).await?;
@@ -85,16 +88,27 @@ impl DeadLetters {
             };
             let delivery = got.delivery;
             last_tag = Some(delivery.delivery_tag);
-            let Ok(event) = codec::event(&delivery.data) else {
-                continue;
-            };
             let (trace, state) = codec::read_headers(delivery.properties.headers().as_ref());
-            letters.push(DeadLetter {
-                message: BusMessage::new(self.queues.live.as_str(), event).with_headers(trace),
-                handler: state.handlers.join(", "),
-                attempts: state.attempt,
-                error: state.error.unwrap_or_default(),
-            });
+            let entry = match wire::decode(&delivery.data) {
+                Ok(event) => DeadLetterEntry::Failed(DeadLetter {
+                    message: BusMessage::new(self.queues.live.as_str(), event).with_headers(trace),
+                    handler: state.handlers.join(", "),
+                    attempts: state.attempt,
+                    error: state.error.unwrap_or_default(),
+                }),
+                Err(error) => DeadLetterEntry::Undecodable(UndecodableLetter::new(
+                    delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|id| id.to_string()),
+                    delivery.data,
+                    state
+                        .error
+                        .unwrap_or_else(|| crate::telemetry::values::Chain(&error).to_string()),
+                )),
+            };
+            letters.push(entry);
         }
         if let Some(tag) = last_tag {
             // Back where they were, in order.
@@ -131,7 +145,7 @@ impl DeadLetters {
         {
             let delivery = got.delivery;
             let (trace, state) = codec::read_headers(delivery.properties.headers().as_ref());
-            let Ok(event) = codec::event(&delivery.data) else {
+            let Ok(event) = wire::decode(&delivery.data) else {
                 // Not a stored event: it stays a dead letter.
                 let options = BasicNackOptions {
                     multiple: false,

@@ -25,7 +25,8 @@
 //!
 //! # Messages
 //!
-//! The body is the stored event as JSON. The headers carry the W3C context of the publish
+//! The bus's [wire format](crate::bus::wire), in AMQP terms: the body is the stored event
+//! as JSON, the message id the event id. The headers carry the W3C context of the publish
 //! span (`traceparent`, `tracestate`, `baggage`), the event's type, schema version,
 //! aggregate type and id, version and position (`eventsource-*`), and the delivery state of a
 //! retried message (`x-eventsource-attempt`, `x-eventsource-handlers`: those that failed).
@@ -87,20 +88,15 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::bus::instrument;
+use crate::bus::wire::DeliveryState;
 use crate::bus::{
     BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus, PublishFailure, PublishReport,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
-use crate::telemetry::otel::in_stored_context;
 use crate::telemetry::otel::log::log_warn;
-use codec::DeliveryState;
 use error::unavailable;
 
-pub use codec::{
-    HEADER_AGGREGATE_ID, HEADER_AGGREGATE_TYPE, HEADER_ATTEMPT, HEADER_ERROR, HEADER_EVENT_TYPE,
-    HEADER_HANDLERS, HEADER_POSITION, HEADER_SCHEMA_VERSION, HEADER_VERSION,
-};
 pub use consumer::{ConsumerGroup, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS};
 pub use dead_letters::DeadLetters;
 
@@ -447,7 +443,7 @@ impl RabbitMqBus {
             };
             let (message_id, publishing, sent) = match parent {
                 SpanParent::Current => sending.await,
-                SpanParent::Stored => in_stored_context(&event.metadata, sending).await,
+                SpanParent::Stored => instrument::in_stored_context(event, sending).await,
             };
             match sent {
                 Ok(confirm) => in_flight.push(InFlight {

@@ -1,0 +1,86 @@
+//! Dead letters: messages set aside because a handler kept failing on them, or because
+//! they could not be read at all.
+
+use super::BusMessage;
+use super::wire::DeliveryState;
+use crate::telemetry::otel::log::log_warn;
+
+/// A message one handler kept failing on, set aside after the last allowed delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The message, as published (headers included).
+    pub message: BusMessage,
+    /// The handler that failed.
+    pub handler: String,
+    /// How many times it was delivered to that handler.
+    pub attempts: u32,
+    /// The last error's `Display`.
+    pub error: String,
+}
+
+/// A dead-lettered message whose body is not a stored event: it never reached a handler.
+/// Kept as it came, with the reason, so that it can be inspected (and purged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UndecodableLetter {
+    /// The message id the broker or the headers gave it, if any.
+    pub message_id: Option<String>,
+    /// The body, as received.
+    pub body: Vec<u8>,
+    /// Why it could not be decoded (the decoding error's chain).
+    pub reason: String,
+}
+
+impl UndecodableLetter {
+    /// A body that could not be decoded, and why.
+    #[must_use]
+    pub fn new(message_id: Option<String>, body: Vec<u8>, reason: impl Into<String>) -> Self {
+        Self {
+            message_id,
+            body,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One entry of a broker's dead letters, as a `DeadLetters::list` returns it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DeadLetterEntry {
+    /// A stored event a handler failed on at every allowed delivery.
+    Failed(DeadLetter),
+    /// A message that is not a stored event.
+    Undecodable(UndecodableLetter),
+}
+
+impl DeadLetterEntry {
+    /// The failed delivery, if this entry is one.
+    #[must_use]
+    pub fn as_failed(&self) -> Option<&DeadLetter> {
+        match self {
+            Self::Failed(letter) => Some(letter),
+            Self::Undecodable(_) => None,
+        }
+    }
+
+    /// The undecodable message, if this entry is one.
+    #[must_use]
+    pub fn as_undecodable(&self) -> Option<&UndecodableLetter> {
+        match self {
+            Self::Undecodable(letter) => Some(letter),
+            Self::Failed(_) => None,
+        }
+    }
+}
+
+/// The warning a dead-lettered message gets: why, after how many deliveries.
+pub(crate) fn log_dead_letter(group: &str, message: &BusMessage, state: &DeliveryState) {
+    log_warn!(
+        group = group,
+        message_id = %message.message_id,
+        attempts = state.attempt,
+        handlers = state.handlers.join(", ").as_str(),
+        error = state.error.as_deref().unwrap_or_default(),
+        "message dead-lettered"
+    );
+}

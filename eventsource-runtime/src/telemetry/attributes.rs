@@ -32,6 +32,12 @@ pub const MESSAGING_BATCH_MESSAGE_COUNT: &str = "messaging.batch.message_count";
 pub const MESSAGING_DESTINATION_NAME: &str = "messaging.destination.name";
 /// `messaging.consumer.group.name`: the consumer group a consume span belongs to.
 pub const MESSAGING_CONSUMER_GROUP_NAME: &str = "messaging.consumer.group.name";
+/// `messaging.destination.partition.id`: the partition a Kafka record is in.
+pub const MESSAGING_DESTINATION_PARTITION_ID: &str = "messaging.destination.partition.id";
+/// `messaging.kafka.message.key`: a Kafka record's key (the aggregate id).
+pub const MESSAGING_KAFKA_MESSAGE_KEY: &str = "messaging.kafka.message.key";
+/// `messaging.kafka.offset`: a Kafka record's offset in its partition (integer).
+pub const MESSAGING_KAFKA_OFFSET: &str = "messaging.kafka.offset";
 /// `messaging.message.id`: a message's id (the event id).
 pub const MESSAGING_MESSAGE_ID: &str = "messaging.message.id";
 /// `messaging.operation.type`: [`MESSAGING_OPERATION_SEND`] or
@@ -273,6 +279,9 @@ mod tests {
             MESSAGING_BATCH_MESSAGE_COUNT,
             MESSAGING_CONSUMER_GROUP_NAME,
             MESSAGING_DESTINATION_NAME,
+            MESSAGING_DESTINATION_PARTITION_ID,
+            MESSAGING_KAFKA_MESSAGE_KEY,
+            MESSAGING_KAFKA_OFFSET,
             MESSAGING_MESSAGE_ID,
             MESSAGING_OPERATION_TYPE,
             MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,

@@ -1,0 +1,704 @@
+//! A consumer group: the topics it reads, its handlers, and how each record is settled
+//! (committed after every handler succeeded; a failure handed to a retry topic, then to the
+//! dead letters).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use super::KafkaBus;
+use super::codec;
+use super::error::unavailable;
+use super::topology::{GroupTopics, Topics, matches};
+use crate::bus::wire::{self, DeliveryState, Settle};
+use crate::bus::{
+    BusError, BusMessage, Dispatcher, EventHandler, HandlerError, HandlerFailure, handler_fn,
+};
+use crate::event::EventEnvelope;
+use crate::telemetry::attributes::{
+    MESSAGING_DESTINATION_PARTITION_ID, MESSAGING_KAFKA_MESSAGE_KEY, MESSAGING_KAFKA_OFFSET,
+};
+use crate::telemetry::otel::log::{log_info, log_warn};
+use crate::telemetry::values::Chain;
+
+/// The waits before the redeliveries of a failed record, by default: 1 s, 5 s, 30 s (four
+/// deliveries in all, then the dead letters).
+pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+];
+
+/// The commit metadata of a record handed to the handlers and not settled yet.
+const STARTED: &str = "eventsource:started";
+
+/// The first wait before connecting again after a failure; it doubles up to
+/// [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest wait between reconnections.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a blocking broker call (committed offsets, a final commit) may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A consumer group on a [`KafkaBus`] (see the [module](super) for the topics).
+///
+/// Records are handed to each interested handler in turn (a [`Dispatcher`]: consume and
+/// handle spans, bus metrics), one record at a time, a partition's records in order, and
+/// committed only once every handler succeeded. When one fails (or panics), a copy goes to
+/// the retry topic of its attempt with the failed handlers' names, and the original is
+/// committed, so that the partition moves on; the copy is handed to those handlers only once
+/// its delay has passed; after the last allowed delivery it goes to the
+/// [dead letters](Self::dead_letters) with the error. Handlers should be idempotent:
+/// delivery is at least once.
+///
+/// The builder methods configure the group before it is shared; clones share the handlers.
+#[derive(Clone)]
+pub struct ConsumerGroup {
+    bus: KafkaBus,
+    name: Arc<str>,
+    patterns: Vec<String>,
+    delays: Vec<Duration>,
+    batch: Option<usize>,
+    topics: GroupTopics,
+    dispatcher: Dispatcher,
+}
+
+impl std::fmt::Debug for ConsumerGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerGroup")
+            .field("name", &self.name)
+            .field("group_id", &self.topics.group_id)
+            .field("patterns", &self.patterns)
+            .field("retry_delays", &self.delays)
+            .field("batch", &self.batch)
+            .field("handlers", &self.dispatcher.handler_names())
+            .finish()
+    }
+}
+
+/// Where a loop reads from.
+#[derive(Debug, Clone)]
+enum Source {
+    /// The events' topics, as the group itself.
+    Live,
+    /// A retry (or the requeue) topic: a record is handed over once `delay` has passed
+    /// since it was written.
+    Delayed { topic: String, delay: Duration },
+}
+
+impl ConsumerGroup {
+    pub(super) fn new(bus: KafkaBus, name: &str) -> Self {
+        let mut telemetry = bus.telemetry().clone();
+        telemetry.consumer_group = Some(name.to_owned());
+        let delays = DEFAULT_RETRY_DELAYS.to_vec();
+        let topics = GroupTopics::new(bus.topic_prefix(), name, &delays);
+        Self {
+            dispatcher: Dispatcher::new(topics.group_id.as_str(), telemetry),
+            name: name.into(),
+            patterns: Vec::new(),
+            delays,
+            batch: None,
+            topics,
+            bus,
+        }
+    }
+
+    /// Builder: the events the group wants, as a topic-exchange pattern over
+    /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Records of other
+    /// events are committed without a span. Without any, the group receives every event.
+    /// When every pattern names its aggregate type, the group reads those types' topics
+    /// only; otherwise every topic of the bus's prefix.
+    #[must_use]
+    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.push(pattern.into());
+        self
+    }
+
+    /// Builder: the waits before each redelivery of a failed record (default
+    /// [`DEFAULT_RETRY_DELAYS`]); a record is delivered at most once more than there are
+    /// delays, then dead-lettered. No delay: no retry.
+    #[must_use]
+    pub fn retry_delays(mut self, delays: impl IntoIterator<Item = Duration>) -> Self {
+        self.delays = delays.into_iter().collect();
+        self.topics = GroupTopics::new(self.bus.topic_prefix(), &self.name, &self.delays);
+        self
+    }
+
+    /// Builder: hands up to `max` records that are ready at once to the handlers in one
+    /// consume span (a new root with a link per record and `messaging.batch.message_count`,
+    /// seed 003's batch consumer); a failed record of a batch is retried alone.
+    #[must_use]
+    pub fn batch(mut self, max: usize) -> Self {
+        self.batch = (max > 1).then_some(max);
+        self
+    }
+
+    /// The group's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The group's id on the broker: `{prefix}.{group}`.
+    #[must_use]
+    pub fn group_id(&self) -> &str {
+        &self.topics.group_id
+    }
+
+    /// How many times a record is delivered to a failing handler before it is
+    /// dead-lettered.
+    #[must_use]
+    pub fn max_deliveries(&self) -> u32 {
+        u32::try_from(self.delays.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
+    }
+
+    /// The handlers' side: subscriptions, telemetry settings.
+    #[must_use]
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Adds a handler.
+    pub fn subscribe(&self, handler: impl EventHandler) {
+        self.dispatcher.subscribe(handler);
+    }
+
+    /// Adds a handler made of a name and an async closure (see [`handler_fn`]).
+    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
+    where
+        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError>,
+    {
+        self.dispatcher.subscribe(handler_fn(name, handle));
+    }
+
+    /// The group's dead letters.
+    #[must_use]
+    pub fn dead_letters(&self) -> super::DeadLetters {
+        super::DeadLetters::new(self.bus.clone(), self.topics.clone())
+    }
+
+    /// The aggregate types every pattern names, or `None` when some pattern takes any.
+    fn aggregate_types(&self) -> Option<Vec<String>> {
+        if self.patterns.is_empty() {
+            return None;
+        }
+        self.patterns
+            .iter()
+            .map(|p| {
+                let first = p.split('.').next().unwrap_or_default();
+                (first != "*" && first != "#").then(|| first.to_owned())
+            })
+            .collect()
+    }
+
+    /// Whether the group wants `event`.
+    fn wants(&self, event: &EventEnvelope) -> bool {
+        let key = format!("{}.{}", event.aggregate_type(), event.event_type);
+        self.patterns.is_empty() || self.patterns.iter().any(|p| matches(p, &key))
+    }
+
+    /// Creates the group's topics and those of the aggregate types its patterns name
+    /// (idempotent): from then on what is published is kept for the group, whether it runs
+    /// or not (a group that never committed starts at the beginning of its topics).
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the cluster cannot be reached or refuses.
+    pub async fn declare(&self) -> Result<(), BusError> {
+        let mut topics = self.topics.all();
+        match (&self.bus.shared.topics, self.aggregate_types()) {
+            (Topics::One(name), _) => topics.push(name.clone()),
+            (Topics::PerAggregateType, Some(types)) => {
+                topics.extend(types.iter().map(|t| self.bus.topic_of(t)));
+            }
+            (Topics::PerAggregateType, None) => {}
+        }
+        self.bus.ensure_topics(topics).await
+    }
+
+    /// Consumes until `shutdown` completes: creates the topics, then reads the events'
+    /// topics and the group's retry topics, each in a loop of its own. When the cluster
+    /// cannot be reached it logs a warning and tries again, with backoff.
+    ///
+    /// On shutdown it stops taking records, lets the record being handled finish and be
+    /// settled, commits, and leaves the group: records it had fetched but not started are
+    /// handed to the next consumer as first deliveries.
+    ///
+    /// # Errors
+    /// None so far: every failure is retried; the `Result` leaves room for giving up.
+    pub async fn run<F>(&self, shutdown: F) -> Result<(), BusError>
+    where
+        F: Future + Send,
+    {
+        let (stop, stopped) = watch::channel(false);
+        let mut loops = vec![self.keep_consuming(Source::Live, stopped.clone())];
+        for (delay, topic) in self.topics.delayed() {
+            let source = Source::Delayed { topic, delay };
+            loops.push(self.keep_consuming(source, stopped.clone()));
+        }
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let ((), _) = tokio::join!(signal, futures_util::future::join_all(loops));
+        Ok(())
+    }
+
+    /// One source's loop: sessions, again after each failure, until stopped.
+    fn keep_consuming(
+        &self,
+        source: Source,
+        mut stopped: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        async move {
+            let mut backoff = MIN_BACKOFF;
+            let mut handled = HashMap::new();
+            loop {
+                if *stopped.borrow() {
+                    return;
+                }
+                match self.session(&source, &mut stopped, &mut handled).await {
+                    Ok(()) => return,
+                    Err(error) => log_warn!(
+                        group = &*self.name,
+                        error = %Chain(&error),
+                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                        "kafka consumer failed; starting again"
+                    ),
+                }
+                tokio::select! {
+                    biased;
+                    _ = stopped.wait_for(|stop| *stop) => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    /// A consumer for `source`, subscribed.
+    fn consumer(&self, source: &Source) -> Result<Arc<StreamConsumer>, BusError> {
+        let mut config = rdkafka::ClientConfig::new();
+        let group_id = match source {
+            Source::Live => self.topics.group_id.clone(),
+            Source::Delayed { topic, .. } => topic.clone(),
+        };
+        config
+            .set("group.id", &group_id)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("topic.metadata.refresh.interval.ms", "5000");
+        if let Source::Delayed { delay, .. } = source {
+            // A record waiting out its delay is not a stuck consumer.
+            let interval = delay.saturating_add(Duration::from_secs(300)).as_millis();
+            config.set("max.poll.interval.ms", interval.to_string());
+        }
+        for (key, value) in self.bus.client_config().config_map() {
+            config.set(key, value);
+        }
+        let consumer: StreamConsumer = config.create().map_err(unavailable)?;
+        let prefix = regex_escape(self.bus.topic_prefix());
+        let subscription: Vec<String> = match (source, &self.bus.shared.topics) {
+            (Source::Delayed { topic, .. }, _) => vec![topic.clone()],
+            (Source::Live, Topics::One(name)) => vec![name.clone()],
+            (Source::Live, Topics::PerAggregateType) => match self.aggregate_types() {
+                Some(types) => types.iter().map(|t| self.bus.topic_of(t)).collect(),
+                // Every aggregate type's topic: one name after the prefix.
+                None => vec![format!("^{prefix}\\.[A-Za-z0-9_-]+$")],
+            },
+        };
+        let names: Vec<&str> = subscription.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).map_err(unavailable)?;
+        log_info!(group = &*self.name, group_id = group_id.as_str(), "consuming");
+        Ok(Arc::new(consumer))
+    }
+
+    /// One consumer's worth of consuming: `Ok` once stopped, the error that ended it
+    /// otherwise.
+    async fn session(
+        &self,
+        source: &Source,
+        stopped: &mut watch::Receiver<bool>,
+        handled: &mut HashMap<(String, i32), i64>,
+    ) -> Result<(), BusError> {
+        self.declare().await?;
+        let consumer = self.consumer(source)?;
+        let mut resumed = ResumePoints::default();
+        let outcome = loop {
+            let record = tokio::select! {
+                biased;
+                _ = stopped.wait_for(|stop| *stop) => break Ok(()),
+                record = consumer.recv() => record,
+            };
+            let record = match record {
+                Ok(record) => record,
+                Err(error) => {
+                    log_warn!(group = &*self.name, error = %Chain(&error), "kafka consumer error");
+                    continue;
+                }
+            };
+            let settled = match source {
+                Source::Live => match self.batch {
+                    Some(max) => {
+                        let batch = more(&consumer, record, max).await;
+                        self.settle_batch(&consumer, batch, handled, &mut resumed)
+                            .await
+                    }
+                    None => {
+                        self.settle_live(&consumer, &record, handled, &mut resumed)
+                            .await
+                    }
+                },
+                Source::Delayed { delay, .. } => {
+                    if !wait_until_due(&record, *delay, stopped).await {
+                        break Ok(());
+                    }
+                    self.settle(&consumer, &record, false)
+                        .await
+                }
+            };
+            if let Err(error) = settled {
+                break Err(error);
+            }
+        };
+        // Whatever was settled is committed before the group is left.
+        let closing = Arc::clone(&consumer);
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = closing.commit_consumer_state(CommitMode::Sync);
+            closing.unsubscribe();
+        })
+        .await;
+        outcome
+    }
+
+    /// A live record: a redelivery if this process handled its offset before, or if the
+    /// group's commit says a consumer started it and never finished.
+    async fn settle_live(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+        record: &BorrowedMessage<'_>,
+        handled: &mut HashMap<(String, i32), i64>,
+        resumed: &mut ResumePoints,
+    ) -> Result<(), BusError> {
+        let partition = (record.topic().to_owned(), record.partition());
+        let offset = record.offset();
+        let seen = handled.get(&partition).is_some_and(|last| offset <= *last);
+        let started = resumed.started_at(consumer, &partition, offset).await;
+        mark(consumer, record, Offset::Offset(offset), STARTED);
+        let settled = self
+            .settle(consumer, record, seen || started)
+            .await;
+        handled.insert(partition, offset);
+        settled
+    }
+
+    /// Reads `record`, hands it to the handlers (as a redelivery if `redelivered`),
+    /// forwards it if they failed, and commits past it.
+    async fn settle(
+        &self,
+        consumer: &StreamConsumer,
+        record: &BorrowedMessage<'_>,
+        redelivered: bool,
+    ) -> Result<(), BusError> {
+        let Some(message) = self.message(record).await? else {
+            commit(consumer, record);
+            return Ok(());
+        };
+        let (_, mut state) = codec::read(record);
+        if redelivered {
+            state = state.redelivered();
+        }
+        let failures = self.dispatcher.receive(&message, &state).await;
+        self.after(&message, &state, &failures).await?;
+        commit(consumer, record);
+        Ok(())
+    }
+
+    /// Several live records in one consume span; each failed one settled alone.
+    async fn settle_batch(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+        records: Vec<BorrowedMessage<'_>>,
+        handled: &mut HashMap<(String, i32), i64>,
+        resumed: &mut ResumePoints,
+    ) -> Result<(), BusError> {
+        let mut messages = Vec::with_capacity(records.len());
+        for record in &records {
+            let partition = (record.topic().to_owned(), record.partition());
+            let seen = handled.get(&partition).is_some_and(|last| record.offset() <= *last);
+            let started = resumed.started_at(consumer, &partition, record.offset()).await;
+            mark(consumer, record, Offset::Offset(record.offset()), STARTED);
+            if seen || started {
+                // A redelivery keeps its own span: linked, with its attempt.
+                self.settle(consumer, record, true)
+                    .await?;
+            } else if let Some(message) = self.message(record).await? {
+                messages.push(message);
+            }
+            handled.insert(partition, record.offset());
+        }
+        let failures = self.dispatcher.deliver_batch(&messages).await;
+        for message in &messages {
+            let own: Vec<HandlerFailure> = failures
+                .iter()
+                .filter(|f| f.message_id == message.message_id)
+                .map(copy_failure)
+                .collect();
+            self.after(message, &DeliveryState::first(), &own).await?;
+        }
+        for record in &records {
+            commit(consumer, record);
+        }
+        Ok(())
+    }
+
+    /// The message a record carries, or `None` when there is nothing to hand over: not an
+    /// event the group wants, or not a stored event at all (then dead-lettered with the
+    /// reason).
+    async fn message(&self, record: &BorrowedMessage<'_>) -> Result<Option<BusMessage>, BusError> {
+        let body = record.payload().unwrap_or_default();
+        let event = match wire::decode(body) {
+            Ok(event) => event,
+            Err(error) => {
+                self.undecodable(record, &error).await?;
+                return Ok(None);
+            }
+        };
+        if !self.wants(&event) {
+            return Ok(None);
+        }
+        let (trace, _) = codec::read(record);
+        let mut message = BusMessage::new(record.topic(), event)
+            .with_headers(trace)
+            .with_attribute(
+                MESSAGING_DESTINATION_PARTITION_ID,
+                record.partition().to_string(),
+            )
+            .with_attribute(MESSAGING_KAFKA_OFFSET, record.offset());
+        if let Some(key) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            message = message.with_attribute(MESSAGING_KAFKA_MESSAGE_KEY, key);
+        }
+        Ok(Some(message))
+    }
+
+    /// Forwards a message whose handlers failed, as [`DeliveryState::after`] says.
+    async fn after(
+        &self,
+        message: &BusMessage,
+        state: &DeliveryState,
+        failures: &[HandlerFailure],
+    ) -> Result<(), BusError> {
+        match state.after(failures, self.max_deliveries()) {
+            Settle::Ack => Ok(()),
+            Settle::Retry(next) => {
+                let topic = self.topics.retry_after(state.attempt);
+                let topic = topic.unwrap_or(self.topics.dead.as_str());
+                self.bus.forward(topic, message, &next).await
+            }
+            Settle::DeadLetter(next) => {
+                crate::bus::log_dead_letter(&self.name, message, &next);
+                self.bus.forward(&self.topics.dead, message, &next).await
+            }
+        }
+    }
+
+    /// A record whose value is not a stored event: to the dead letters as it came, with the
+    /// reason.
+    async fn undecodable(
+        &self,
+        record: &BorrowedMessage<'_>,
+        error: &wire::Undecodable,
+    ) -> Result<(), BusError> {
+        let reason = Chain(error).to_string();
+        log_warn!(
+            group = &*self.name,
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+            error = reason.as_str(),
+            "undecodable record dead-lettered"
+        );
+        let mut headers: Vec<(&str, &[u8])> = codec::header_pairs(record);
+        headers.retain(|(key, _)| *key != wire::HEADER_ERROR);
+        headers.push((wire::HEADER_ERROR, reason.as_bytes()));
+        let headers = headers.into_iter().fold(
+            rdkafka::message::OwnedHeaders::new(),
+            |all, (key, value)| {
+                all.insert(rdkafka::message::Header {
+                    key,
+                    value: Some(value),
+                })
+            },
+        );
+        let producer = self.bus.producer()?;
+        let mut copy = rdkafka::producer::FutureRecord::to(&self.topics.dead)
+            .payload(record.payload().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = record.key() {
+            copy = copy.key(key);
+        }
+        let delivery = producer
+            .send_result(copy)
+            .map_err(|(error, _)| unavailable(error))?;
+        let id = wire::read_message_id(codec::header_pairs(record)).unwrap_or_default();
+        self.bus.delivered(delivery, id, self.bus.deadline()).await
+    }
+}
+
+/// A failure's copy (the error as its text), for settling one message of a batch.
+fn copy_failure(failure: &HandlerFailure) -> HandlerFailure {
+    HandlerFailure {
+        handler: failure.handler.clone(),
+        message_id: failure.message_id,
+        event_type: failure.event_type.clone(),
+        error: if failure.is_unknown_handler() {
+            HandlerError::new(crate::bus::UnknownHandler::new(failure.handler.as_str()))
+        } else {
+            HandlerError::new(Chain(&failure.error).to_string())
+        },
+    }
+}
+
+/// `first` and the records that are ready right after it, up to `max`.
+async fn more<'c>(
+    consumer: &'c StreamConsumer,
+    first: BorrowedMessage<'c>,
+    max: usize,
+) -> Vec<BorrowedMessage<'c>> {
+    let mut records = vec![first];
+    while records.len() < max {
+        match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
+            Ok(Ok(record)) => records.push(record),
+            _ => break,
+        }
+    }
+    records
+}
+
+/// Waits until `record`'s delay has passed since it was written; `false` when stopped
+/// first (the record stays uncommitted, for the next consumer).
+async fn wait_until_due(
+    record: &BorrowedMessage<'_>,
+    delay: Duration,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
+    let written = record.timestamp().to_millis().unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let wait = written.saturating_add(delay_ms).saturating_sub(now);
+    if wait <= 0 {
+        return true;
+    }
+    let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+    tokio::select! {
+        biased;
+        _ = stopped.wait_for(|stop| *stop) => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}
+
+/// Commits past `record` (asynchronously: commits are sent in order, and the session's
+/// end commits what is left synchronously).
+fn commit(consumer: &StreamConsumer, record: &BorrowedMessage<'_>) {
+    mark(consumer, record, Offset::Offset(record.offset() + 1), "");
+}
+
+/// Commits `offset` of `record`'s partition with `metadata`.
+fn mark(consumer: &StreamConsumer, record: &BorrowedMessage<'_>, offset: Offset, metadata: &str) {
+    let mut list = TopicPartitionList::new();
+    if list
+        .add_partition_offset(record.topic(), record.partition(), offset)
+        .is_err()
+    {
+        return;
+    }
+    if let Some(mut entry) = list.find_partition(record.topic(), record.partition()) {
+        entry.set_metadata(metadata);
+    }
+    if let Err(error) = consumer.commit(&list, CommitMode::Async) {
+        log_warn!(error = %Chain(&error), "kafka commit failed; the record may come again");
+    }
+}
+
+/// What the group's committed offsets said of each partition when this consumer first read
+/// from it: the offset a consumer had started and not finished.
+#[derive(Default)]
+struct ResumePoints {
+    checked: HashMap<(String, i32), Option<i64>>,
+}
+
+impl ResumePoints {
+    /// Whether `offset` of `partition` was started by a consumer that never settled it.
+    async fn started_at(
+        &mut self,
+        consumer: &Arc<StreamConsumer>,
+        partition: &(String, i32),
+        offset: i64,
+    ) -> bool {
+        if !self.checked.contains_key(partition) {
+            let started = started_offset(consumer, partition).await;
+            self.checked.insert(partition.clone(), started);
+        }
+        self.checked.get(partition).copied().flatten() == Some(offset)
+    }
+}
+
+/// The offset committed for `partition` with the [`STARTED`] mark, if any.
+async fn started_offset(consumer: &Arc<StreamConsumer>, partition: &(String, i32)) -> Option<i64> {
+    let consumer = Arc::clone(consumer);
+    let (topic, number) = partition.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&topic, number);
+        let committed = consumer.committed_offsets(list, CALL_TIMEOUT).ok()?;
+        let entry = committed.find_partition(&topic, number)?;
+        // librdkafka's metadata accessor panics on text that is not UTF-8: another client
+        // may have committed anything.
+        let marked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            entry.metadata() == STARTED
+        }))
+        .unwrap_or(false);
+        match (marked, entry.offset()) {
+            (true, Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// `text` with the characters a regular expression treats specially escaped.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_escaped_for_the_subscription_pattern() {
+        assert_eq!(regex_escape("shop.v1"), "shop\\.v1");
+        assert_eq!(regex_escape("a+b"), "a\\+b");
+    }
+}

@@ -1,0 +1,178 @@
+//! Topic names: where an event is published, which topics a consumer group reads, its retry,
+//! requeue and dead-letter topics; and their creation, idempotent.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::error::unavailable;
+use crate::bus::BusError;
+
+/// Which topics a [`KafkaBus`](super::KafkaBus) publishes to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Topics {
+    /// One topic per aggregate type, `{prefix}.{aggregate_type}` (the default): a group
+    /// interested in orders reads the order topic only.
+    #[default]
+    PerAggregateType,
+    /// Every event on one topic of this name.
+    One(String),
+}
+
+/// A name Kafka accepts as (part of) a topic or group name: ASCII letters, digits, `_` and
+/// `-`; anything else (dots included, which separate our names' parts) becomes `_`.
+pub(super) fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Topics {
+    /// The topic of an event of `aggregate_type`.
+    pub(super) fn topic(&self, prefix: &str, aggregate_type: &str) -> String {
+        match self {
+            Self::PerAggregateType => format!("{prefix}.{}", sanitize(aggregate_type)),
+            Self::One(name) => name.clone(),
+        }
+    }
+}
+
+/// A consumer group's own topics and consumer-group ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct GroupTopics {
+    /// The group's id on the broker: `{prefix}.{group}`.
+    pub(super) group_id: String,
+    /// One per retry delay: `{prefix}.{group}.retry.{delay}ms`.
+    pub(super) retries: Vec<(Duration, String)>,
+    /// Dead letters moved back: `{prefix}.{group}.requeue`, read at once.
+    pub(super) requeue: String,
+    /// The dead letters: `{prefix}.{group}.dead`.
+    pub(super) dead: String,
+}
+
+impl GroupTopics {
+    pub(super) fn new(prefix: &str, group: &str, delays: &[Duration]) -> Self {
+        let group_id = format!("{prefix}.{}", sanitize(group));
+        Self {
+            retries: delays
+                .iter()
+                .map(|delay| (*delay, format!("{group_id}.retry.{}ms", delay.as_millis())))
+                .collect(),
+            requeue: format!("{group_id}.requeue"),
+            dead: format!("{group_id}.dead"),
+            group_id,
+        }
+    }
+
+    /// The retry topic of the redelivery after `attempt` (1-based): the first delay after
+    /// the first failure, the last one for every later failure.
+    pub(super) fn retry_after(&self, attempt: u32) -> Option<&str> {
+        let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+        self.retries
+            .get(index)
+            .or(self.retries.last())
+            .map(|(_, topic)| topic.as_str())
+    }
+
+    /// The group's topics that wait before handing a record over, with their wait: the
+    /// retry topics and the requeue topic (no wait).
+    pub(super) fn delayed(&self) -> Vec<(Duration, String)> {
+        let mut topics = self.retries.clone();
+        topics.push((Duration::ZERO, self.requeue.clone()));
+        topics
+    }
+
+    /// Every topic of the group's own.
+    pub(super) fn all(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.delayed().into_iter().map(|(_, t)| t).collect();
+        topics.push(self.dead.clone());
+        topics
+    }
+}
+
+/// Whether a topic-exchange style `pattern` (`*` one word, `#` zero or more, words
+/// separated by dots) matches `key` (`{aggregate_type}.{event_type}`).
+pub(super) fn matches(pattern: &str, key: &str) -> bool {
+    fn go(pattern: &[&str], key: &[&str]) -> bool {
+        match (pattern.first(), key.first()) {
+            (None, None) => true,
+            (Some(&"#"), _) => go(&pattern[1..], key) || (!key.is_empty() && go(pattern, &key[1..])),
+            (Some(&"*"), Some(_)) => go(&pattern[1..], &key[1..]),
+            (Some(word), Some(part)) => word == part && go(&pattern[1..], &key[1..]),
+            _ => false,
+        }
+    }
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let key: Vec<&str> = key.split('.').collect();
+    go(&pattern, &key)
+}
+
+/// Creates `topics` unless they exist, with the broker's default partition count and
+/// replication (`-1` for both, KIP-464) unless `partitions` says otherwise.
+pub(super) async fn create(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[String],
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), BusError> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(-1)))
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let results = admin.create_topics(&new, &options).await.map_err(unavailable)?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(BusError::unavailable(format!(
+                    "cannot create topic `{topic}`: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_kept_apart_by_dots_and_sanitized() {
+        assert_eq!(Topics::PerAggregateType.topic("shop", "Order"), "shop.Order");
+        assert_eq!(Topics::PerAggregateType.topic("shop", "a.b c"), "shop.a_b_c");
+        assert_eq!(Topics::One("all".into()).topic("shop", "Order"), "all");
+        let topics = GroupTopics::new("shop", "mail.er", &[Duration::from_millis(100)]);
+        assert_eq!(topics.group_id, "shop.mail_er");
+        assert_eq!(topics.retry_after(1), Some("shop.mail_er.retry.100ms"));
+        assert_eq!(topics.retry_after(5), Some("shop.mail_er.retry.100ms"));
+        assert_eq!(topics.dead, "shop.mail_er.dead");
+        assert_eq!(GroupTopics::new("s", "g", &[]).retry_after(1), None);
+    }
+
+    #[test]
+    fn patterns_match_as_a_topic_exchange_does() {
+        assert!(matches("#", "Order.OrderPlaced"));
+        assert!(matches("Order.*", "Order.OrderPlaced"));
+        assert!(matches("*.OrderPlaced", "Order.OrderPlaced"));
+        assert!(matches("Order.#", "Order.OrderPlaced"));
+        assert!(!matches("Order.*", "Cart.OrderPlaced"));
+        assert!(!matches("Order", "Order.OrderPlaced"));
+        assert!(matches("Order.OrderPlaced", "Order.OrderPlaced"));
+    }
+}

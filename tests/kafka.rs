@@ -1,1 +1,822 @@
-//! Kafka tests.
+//! The Kafka bus against a real Kafka-API broker: one trace from the command to the handlers,
+//! fan-out to two groups, retries through retry topics then dead letters (listed, moved
+//! back, purged), a batch with a link per record, a consumer that died mid-record, a
+//! graceful stop, bad trace context, undecodable records, unknown handlers, the relay.
+//!
+//! The broker comes from `EVENTSOURCE_KAFKA_BROKERS` (e.g. `127.0.0.1:9092`). Without it
+//! each test prints `skipped: EVENTSOURCE_KAFKA_BROKERS not set` and passes, unless
+//! `EVENTSOURCE_REQUIRE_KAFKA=1` (CI sets it): then each one fails. Every test works under a
+//! topic prefix of its own.
+
+#[path = "../examples/domain/order.rs"]
+mod domain;
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use domain::{Order, ShipOrder, sample_order};
+use eventsource_runtime::bus::{BusError, EventBus, HandlerError, wire};
+use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
+use eventsource_runtime::kafka::{ConsumerGroup, KafkaBus};
+use eventsource_runtime::prelude::*;
+use eventsource_runtime::telemetry::attributes as attr;
+use eventsource_runtime::testing::{
+    CapturedSpans, MetricCapture, attribute, capture, capture_metrics, kind,
+};
+use opentelemetry::Value;
+use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry_sdk::trace::SpanData;
+use tokio::sync::oneshot;
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/// The broker, or `None` (with a visible message) when there is none and none is required.
+fn brokers(test: &str) -> Option<String> {
+    match std::env::var("EVENTSOURCE_KAFKA_BROKERS") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("EVENTSOURCE_REQUIRE_KAFKA").as_deref() != Ok("1"),
+                "{test}: EVENTSOURCE_REQUIRE_KAFKA=1 but EVENTSOURCE_KAFKA_BROKERS is not set; \
+                 the Kafka tests must run"
+            );
+            let line = format!("{test}: skipped: EVENTSOURCE_KAFKA_BROKERS not set\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
+/// One test's broker: a topic prefix of its own.
+struct Broker {
+    url: String,
+    prefix: String,
+}
+
+impl Broker {
+    fn open(test: &str) -> Option<Self> {
+        let url = brokers(test)?;
+        let prefix = format!("es-{test}-{}", uuid::Uuid::now_v7().simple());
+        Some(Self { url, prefix })
+    }
+
+    fn bus(&self) -> KafkaBus {
+        KafkaBus::new(&self.url)
+            .expect("a Kafka address")
+            .with_topic_prefix(&self.prefix)
+            .with_delivery_timeout(Duration::from_secs(10))
+    }
+
+    /// A group with short retry delays, bound to orders.
+    fn group(&self, bus: &KafkaBus, name: &str, delays: &[u64]) -> ConsumerGroup {
+        bus.consumer_group(name)
+            .bind("Order.*")
+            .retry_delays(delays.iter().map(|ms| Duration::from_millis(*ms)))
+    }
+}
+
+/// A running consumer group, stopped (gracefully) by [`Running::stop`].
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), BusError>>,
+}
+
+impl Running {
+    async fn start(group: &ConsumerGroup) -> Self {
+        group.declare().await.expect("the group's topics");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let group = group.clone();
+        let task = tokio::spawn(async move {
+            group
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("joined").expect("stopped cleanly");
+    }
+
+    /// Ends the consumer the hard way: no commit, no goodbye to the group.
+    async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Waits (up to 60 s: a group's first join takes seconds) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Waits (up to 60 s) until the group has `n` dead letters.
+async fn dead_letters(group: &ConsumerGroup, n: u64) {
+    let dead = group.dead_letters();
+    for _ in 0..600 {
+        if dead.count().await.unwrap() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {n} dead letter(s)");
+}
+
+/// A handler that counts its calls and fails the first `failures` of them.
+fn counting(group: &ConsumerGroup, name: &'static str, failures: usize) -> Arc<AtomicUsize> {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    group.subscribe_fn(name, move |_event| {
+        let call = seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if call < failures {
+                Err(HandlerError::new(format!("{name} failed (call {call})")))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    calls
+}
+
+fn string(v: &str) -> Value {
+    Value::String(v.to_owned().into())
+}
+
+fn named<'a>(spans: &'a CapturedSpans, name: &str) -> Vec<&'a SpanData> {
+    spans.all(name)
+}
+
+fn linked_to(span: &SpanData, target: &SpanData) -> bool {
+    span.links
+        .iter()
+        .any(|l| l.span_context.span_id() == target.span_context.span_id())
+}
+
+fn stored_event(aggregate_id: &str) -> EventEnvelope {
+    EventEnvelope {
+        event_id: uuid::Uuid::now_v7(),
+        stream: StreamId::new("Order", aggregate_id),
+        version: 1,
+        position: 1,
+        event_type: "OrderPlaced".into(),
+        schema_version: 1,
+        timestamp: chrono::Utc::now(),
+        payload: serde_json::json!({}).into(),
+        metadata: Metadata::new(),
+    }
+}
+
+/// Writes a raw record with `headers` and `body` to the orders topic.
+async fn raw(bus: &KafkaBus, key: &str, headers: &[(&str, &[u8])], body: &[u8]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let brokers = std::env::var("EVENTSOURCE_KAFKA_BROKERS").unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let headers = headers
+        .iter()
+        .fold(OwnedHeaders::new(), |all, (key, value)| {
+            all.insert(Header {
+                key,
+                value: Some(*value),
+            })
+        });
+    let topic = bus.topic_of("Order");
+    let record = FutureRecord::to(&topic)
+        .key(key)
+        .payload(body)
+        .headers(headers);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .expect("delivered");
+}
+
+/// The bus metrics, captured for the whole binary (tests tell theirs apart by destination).
+static METRICS: LazyLock<MetricCapture> = LazyLock::new(capture_metrics);
+
+const PUBLISH: &str = attr::SPAN_BUS_PUBLISH;
+const CONSUME: &str = attr::SPAN_BUS_CONSUME;
+const HANDLE: &str = attr::SPAN_BUS_HANDLE;
+
+// ---- the trace across the broker -----------------------------------------------------------
+
+#[tokio::test]
+async fn a_command_reaches_the_handlers_through_kafka_as_one_trace() {
+    let Some(broker) = Broker::open("one_trace") else {
+        return;
+    };
+    LazyLock::force(&METRICS);
+    let capture = capture();
+    let bus = broker.bus();
+    let group = broker.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
+    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    assert!(outcome.publish_error().is_none(), "{:?}", outcome.publish);
+    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
+    running.stop().await;
+
+    let spans = capture.spans();
+    let command = spans.get("command.PlaceOrder");
+    let publish = spans.get(PUBLISH);
+    let consume = spans.get(CONSUME);
+    let handle = spans.get(HANDLE);
+    spans.assert_child_of(PUBLISH, "command.PlaceOrder");
+    spans.assert_child_of(CONSUME, PUBLISH);
+    spans.assert_child_of(HANDLE, CONSUME);
+    assert_eq!(
+        consume.span_context.trace_id(),
+        command.span_context.trace_id()
+    );
+    assert_eq!(kind(publish), SpanKind::Producer);
+    assert_eq!(kind(consume), SpanKind::Consumer);
+
+    let topic = bus.topic_of("Order");
+    assert_eq!(topic, format!("{}.Order", broker.prefix));
+    for span in [publish, consume] {
+        assert_eq!(
+            attribute(span, attr::MESSAGING_SYSTEM),
+            Some(&string("kafka"))
+        );
+        assert_eq!(
+            attribute(span, attr::MESSAGING_DESTINATION_NAME),
+            Some(&string(&topic))
+        );
+        assert_eq!(
+            attribute(span, attr::MESSAGING_KAFKA_MESSAGE_KEY),
+            Some(&string("o-1")),
+            "the key is the aggregate id"
+        );
+        assert_eq!(
+            attribute(span, attr::MESSAGING_MESSAGE_ID),
+            Some(&string(&outcome.events[0].event_id.to_string()))
+        );
+        assert_eq!(attribute(span, attr::SERVER_PORT), Some(&Value::I64(9092)));
+    }
+    assert_eq!(
+        attribute(publish, attr::MESSAGING_OPERATION_TYPE),
+        Some(&string("send"))
+    );
+    assert_eq!(
+        attribute(consume, attr::MESSAGING_OPERATION_TYPE),
+        Some(&string("process"))
+    );
+    assert_eq!(
+        attribute(consume, attr::MESSAGING_CONSUMER_GROUP_NAME),
+        Some(&string("mailer"))
+    );
+    assert!(matches!(
+        attribute(consume, attr::MESSAGING_DESTINATION_PARTITION_ID),
+        Some(Value::String(_))
+    ));
+    assert_eq!(
+        attribute(consume, attr::MESSAGING_KAFKA_OFFSET),
+        Some(&Value::I64(0))
+    );
+    assert_eq!(
+        attribute(handle, attr::HANDLER_NAME),
+        Some(&string("send-confirmation"))
+    );
+
+    let system = (attr::MESSAGING_SYSTEM, "kafka");
+    let event_type = (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced");
+    let labels = [
+        (attr::MESSAGING_DESTINATION_NAME, topic.as_str()),
+        system,
+        event_type,
+    ];
+    assert_eq!(
+        METRICS.total(attr::METRIC_BUS_MESSAGES_PUBLISHED, &labels),
+        1
+    );
+    assert_eq!(
+        METRICS.total(attr::METRIC_BUS_MESSAGES_CONSUMED, &labels),
+        1
+    );
+}
+
+#[tokio::test]
+async fn fan_out_to_two_groups_shows_as_two_branches_of_one_trace() {
+    let Some(broker) = Broker::open("fan_out") else {
+        return;
+    };
+    let capture = capture();
+    let bus = broker.bus();
+    let mailer = broker.group(&bus, "mailer", &[50]);
+    let shipping = broker.group(&bus, "shipping", &[50]);
+    let mails = counting(&mailer, "send-confirmation", 0);
+    let shipments = counting(&shipping, "notify-shipping", 0);
+    let first = Running::start(&mailer).await;
+    let second = Running::start(&shipping).await;
+
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    until("both groups handled it", || {
+        mails.load(Ordering::SeqCst) == 1 && shipments.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    first.stop().await;
+    second.stop().await;
+
+    let spans = capture.spans();
+    let publish = spans.get(PUBLISH);
+    let consumes = named(&spans, CONSUME);
+    assert_eq!(consumes.len(), 2, "{}", spans.tree());
+    for consume in consumes {
+        assert_eq!(consume.parent_span_id, publish.span_context.span_id());
+    }
+}
+
+// ---- failures ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved_back() {
+    let Some(broker) = Broker::open("dead_letters") else {
+        return;
+    };
+    let capture = capture();
+    let bus = broker.bus();
+    // Three deliveries in all; the first three calls fail.
+    let group = broker.group(&bus, "mailer", &[100, 200]);
+    let mails = counting(&group, "send-confirmation", 3);
+    let steady = counting(&group, "audit", 0);
+    let running = Running::start(&group).await;
+
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    until("three deliveries", || mails.load(Ordering::SeqCst) == 3).await;
+    dead_letters(&group, 1).await;
+    assert_eq!(
+        steady.load(Ordering::SeqCst),
+        1,
+        "only the failed handler again"
+    );
+
+    let dead = group.dead_letters();
+    let listed = dead.list(10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let letter = listed[0].as_failed().expect("a failed letter");
+    assert_eq!(letter.message.message_id, outcome.events[0].event_id);
+    assert_eq!(letter.handler, "send-confirmation");
+    assert_eq!(letter.attempts, 3);
+    assert!(letter.error.contains("call 2"), "{}", letter.error);
+    assert_eq!(dead.count().await.unwrap(), 1, "listing leaves them there");
+
+    // Moved back: the handler (now working) gets it, alone, and nothing is left.
+    assert_eq!(dead.requeue().await.unwrap(), 1);
+    assert_eq!(dead.count().await.unwrap(), 0);
+    until("the fourth call", || mails.load(Ordering::SeqCst) == 4).await;
+    running.stop().await;
+    assert_eq!(steady.load(Ordering::SeqCst), 1);
+
+    // The retries are new roots linked to the publish span.
+    let spans = capture.spans();
+    let publish = spans.get(PUBLISH);
+    let consumes = named(&spans, CONSUME);
+    assert_eq!(consumes.len(), 4, "{}", spans.tree());
+    let retries: Vec<_> = consumes
+        .iter()
+        .filter(|c| c.parent_span_id == SpanId::INVALID)
+        .collect();
+    assert_eq!(retries.len(), 3);
+    for retry in retries {
+        assert!(linked_to(retry, publish), "linked to the publish span");
+        assert_eq!(
+            attribute(retry, attr::DELIVERY_MODE),
+            Some(&string(attr::DELIVERY_REDELIVERY))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_poison_record_does_not_block_its_partition() {
+    let Some(broker) = Broker::open("poison") else {
+        return;
+    };
+    let bus = broker.bus().with_partitions(1);
+    let group = broker.group(&bus, "mailer", &[30_000]);
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&handled);
+    group.subscribe_fn("picky", move |event: EventEnvelope| {
+        let seen = Arc::clone(&seen);
+        async move {
+            if event.aggregate_id() == "poison" {
+                return Err(HandlerError::new("cannot handle this one"));
+            }
+            seen.lock().unwrap().push(event.aggregate_id().to_owned());
+            Ok(())
+        }
+    });
+    let running = Running::start(&group).await;
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    for id in ["poison", "a", "b"] {
+        orders.execute(sample_order(id, "ada")).await.unwrap();
+    }
+    // The records after it are handled long before its 30 s retry is due.
+    until("the records after the poison one", || {
+        handled.lock().unwrap().len() == 2
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(*handled.lock().unwrap(), ["a", "b"]);
+}
+
+#[tokio::test]
+async fn purge_empties_the_dead_letters() {
+    let Some(broker) = Broker::open("purge") else {
+        return;
+    };
+    let bus = broker.bus();
+    let group = broker.group(&bus, "mailer", &[]);
+    let _calls = counting(&group, "always-fails", usize::MAX);
+    let running = Running::start(&group).await;
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    orders.execute(sample_order("o-2", "bob")).await.unwrap();
+    dead_letters(&group, 2).await;
+    running.stop().await;
+    let dead = group.dead_letters();
+    assert_eq!(dead.purge().await.unwrap(), 2);
+    assert_eq!(dead.count().await.unwrap(), 0);
+    assert!(dead.list(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_undecodable_record_goes_to_the_dead_letters_with_the_reason() {
+    let Some(broker) = Broker::open("undecodable") else {
+        return;
+    };
+    let bus = broker.bus();
+    let group = broker.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+    bus.declare(["Order"]).await.unwrap();
+    raw(&bus, "o-1", &[], b"{ not an event").await;
+    dead_letters(&group, 1).await;
+    running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let listed = group.dead_letters().list(10).await.unwrap();
+    assert_eq!(listed.len(), 1, "listed, with its reason");
+    let letter = listed[0].as_undecodable().expect("an undecodable letter");
+    assert_eq!(letter.body, b"{ not an event");
+    assert!(
+        letter.reason.contains("undecodable message body"),
+        "{}",
+        letter.reason
+    );
+}
+
+#[tokio::test]
+async fn a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason() {
+    let Some(broker) = Broker::open("unknown_handler") else {
+        return;
+    };
+    let capture = capture();
+    let bus = broker.bus();
+    let group = broker.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+    let event = stored_event("o-1");
+    let body = wire::encode(&event).unwrap();
+    bus.declare(["Order"]).await.unwrap();
+    raw(
+        &bus,
+        "o-1",
+        &[
+            (wire::HEADER_ATTEMPT, b"2"),
+            (wire::HEADER_HANDLERS, br#"["send-mail"]"#),
+        ],
+        &body,
+    )
+    .await;
+    dead_letters(&group, 1).await;
+    running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no other handler ran");
+    let listed = group.dead_letters().list(10).await.unwrap();
+    let letter = listed[0].as_failed().expect("a failed letter");
+    assert_eq!(letter.message.message_id, event.event_id);
+    assert_eq!(letter.handler, "send-mail");
+    assert!(
+        letter.error.contains("no handler named `send-mail`"),
+        "{}",
+        letter.error
+    );
+    let spans = capture.spans();
+    let consume = spans.get(CONSUME);
+    assert!(
+        matches!(&consume.status, Status::Error { description } if description.contains("send-mail")),
+        "{:?}",
+        consume.status
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_traceparent_starts_a_new_root_and_the_record_is_handled() {
+    let Some(broker) = Broker::open("bad_context") else {
+        return;
+    };
+    let capture = capture();
+    let bus = broker.bus();
+    let group = broker.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+    bus.declare(["Order"]).await.unwrap();
+    let body = wire::encode(&stored_event("o-1")).unwrap();
+    raw(
+        &bus,
+        "o-1",
+        &[(Metadata::TRACEPARENT, b"00-zzzz-not-a-context")],
+        &body,
+    )
+    .await;
+    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
+    running.stop().await;
+    let spans = capture.spans();
+    assert_eq!(
+        spans.get(CONSUME).parent_span_id,
+        SpanId::INVALID,
+        "a new root"
+    );
+}
+
+// ---- batches, crashes, stops -----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_batch_is_one_consume_span_with_a_link_per_record() {
+    let Some(broker) = Broker::open("batch") else {
+        return;
+    };
+    let capture = capture();
+    let bus = broker.bus().with_partitions(1);
+    // Three orders published before the group starts: ready together.
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
+    for id in ["o-1", "o-2", "o-3"] {
+        orders.execute(sample_order(id, "ada")).await.unwrap();
+    }
+    let group = broker.group(&bus, "reporting", &[50]).batch(10);
+    let calls = counting(&group, "report", 0);
+    let running = Running::start(&group).await;
+    until("three records handled", || {
+        calls.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    running.stop().await;
+
+    let spans = capture.spans();
+    let publishes = named(&spans, PUBLISH);
+    let consumes = named(&spans, CONSUME);
+    assert_eq!(consumes.len(), 1, "one batch: {}", spans.tree());
+    let batch = consumes[0];
+    assert_eq!(batch.parent_span_id, SpanId::INVALID, "a new root");
+    assert_eq!(
+        attribute(batch, attr::MESSAGING_BATCH_MESSAGE_COUNT),
+        Some(&Value::I64(3))
+    );
+    assert_eq!(batch.links.len(), 3);
+    for publish in publishes {
+        assert!(linked_to(batch, publish), "a link per record");
+    }
+    assert_eq!(named(&spans, HANDLE).len(), 3);
+}
+
+#[tokio::test]
+async fn a_record_its_consumer_died_on_comes_back_as_a_redelivery_and_the_rest_as_first_deliveries()
+{
+    let Some(broker) = Broker::open("crash") else {
+        return;
+    };
+    let capture = capture();
+    let bus = broker.bus().with_partitions(1);
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    orders.execute(sample_order("o-2", "bob")).await.unwrap();
+
+    // The first consumer hangs in its handler on the first record, and is killed there.
+    let stuck = broker.group(&bus, "mailer", &[50]);
+    let started = Arc::new(AtomicUsize::new(0));
+    let entered = Arc::clone(&started);
+    stuck.subscribe_fn("send-confirmation", move |_| {
+        entered.fetch_add(1, Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let first = Running::start(&stuck).await;
+    until("the first record started", || {
+        started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The `started` mark is committed asynchronously: give it a moment to land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill().await;
+    let killed_at = std::time::SystemTime::now();
+    let marked = started_mark_kept(&bus, &stuck).await;
+
+    // The next consumer of the group (the first one's session must time out first).
+    let next = broker.group(&bus, "mailer", &[50]);
+    let calls = counting(&next, "send-confirmation", 0);
+    let second = Running::start(&next).await;
+    until("both records handled", || calls.load(Ordering::SeqCst) == 2).await;
+    second.stop().await;
+
+    let spans = capture.spans();
+    let publishes = named(&spans, PUBLISH);
+    // The killed consumer's consume span ended when its task was dropped; the next
+    // consumer's are those that ended after the kill.
+    let completed: Vec<_> = named(&spans, CONSUME)
+        .into_iter()
+        .filter(|c| c.end_time > killed_at)
+        .collect();
+    assert_eq!(completed.len(), 2, "nothing lost: {}", spans.tree());
+    if !marked {
+        // tansu 0.6 stores commit metadata but does not return it (its offset fetch selects
+        // the offset alone): the mark cannot be read back there.
+        eprintln!(
+            "crash: the broker does not return commit metadata; the redelivery mark is not checked"
+        );
+        return;
+    }
+    let redelivered: Vec<_> = completed
+        .iter()
+        .filter(|c| c.parent_span_id == SpanId::INVALID)
+        .collect();
+    assert_eq!(
+        redelivered.len(),
+        1,
+        "the record in the killed handler: {}",
+        spans.tree()
+    );
+    assert_eq!(
+        attribute(redelivered[0], attr::DELIVERY_MODE),
+        Some(&string(attr::DELIVERY_REDELIVERY))
+    );
+    assert!(publishes.iter().any(|p| linked_to(redelivered[0], p)));
+    let first_deliveries = completed
+        .iter()
+        .filter(|c| {
+            publishes
+                .iter()
+                .any(|p| c.parent_span_id == p.span_context.span_id())
+        })
+        .count();
+    assert_eq!(
+        first_deliveries, 1,
+        "the record nobody started: a first delivery"
+    );
+}
+
+/// Whether the broker returns the `started` mark the killed consumer committed.
+async fn started_mark_kept(bus: &KafkaBus, group: &ConsumerGroup) -> bool {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let brokers = std::env::var("EVENTSOURCE_KAFKA_BROKERS").unwrap();
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", group.group_id())
+        .create()
+        .unwrap();
+    let topic = bus.topic_of("Order");
+    tokio::task::spawn_blocking(move || {
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition(&topic, 0);
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .unwrap();
+        let entry = committed.find_partition(&topic, 0).unwrap();
+        entry.metadata() == "eventsource:started"
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_the_record_in_hand_and_leaves_the_rest_as_first_deliveries() {
+    let Some(broker) = Broker::open("graceful") else {
+        return;
+    };
+    let capture = capture();
+    let bus = broker.bus().with_partitions(1);
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
+    for id in ["o-1", "o-2", "o-3"] {
+        orders.execute(sample_order(id, "ada")).await.unwrap();
+    }
+    let slow = broker.group(&bus, "mailer", &[50]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let done = Arc::clone(&calls);
+    let starting = Arc::clone(&entered);
+    slow.subscribe_fn("send-confirmation", move |_| {
+        let done = Arc::clone(&done);
+        starting.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let first = Running::start(&slow).await;
+    until("the first record in hand", || {
+        entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    first.stop().await;
+    let finished = calls.load(Ordering::SeqCst);
+    assert!(finished >= 1, "the record in hand finished");
+
+    let next = broker.group(&bus, "mailer", &[50]);
+    let rest = counting(&next, "send-confirmation", 0);
+    let second = Running::start(&next).await;
+    until("the rest handled", || {
+        finished + rest.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    second.stop().await;
+    let spans = capture.spans();
+    for consume in named(&spans, CONSUME) {
+        assert_eq!(
+            attribute(consume, attr::DELIVERY_MODE),
+            Some(&string(attr::DELIVERY_LIVE)),
+            "nothing failed, nothing reads as a retry: {}",
+            spans.tree()
+        );
+    }
+}
+
+// ---- publishing ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_broker_that_does_not_answer_is_a_typed_error() {
+    let bus = KafkaBus::new("kafka://127.0.0.1:1")
+        .unwrap()
+        .with_delivery_timeout(Duration::from_secs(2));
+    let event = stored_event("o-1");
+    let started = std::time::Instant::now();
+    let error = bus.publish(std::slice::from_ref(&event)).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            BusError::Unavailable(_) | BusError::Unconfirmed { .. }
+        ),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+}
+
+#[tokio::test]
+async fn the_relay_carries_the_commands_trace_through_kafka() {
+    use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
+    use eventsource_runtime::relay::Relay;
+    let Some(broker) = Broker::open("relay") else {
+        return;
+    };
+    let capture = capture();
+    let bus = broker.bus();
+    let group = broker.group(&bus, "shipping", &[50]);
+    let calls = counting(&group, "notify", 0);
+    let running = Running::start(&group).await;
+
+    let store = InMemoryEventStore::new();
+    let orders = CommandService::<Order>::new(store.clone());
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    orders
+        .execute(ShipOrder {
+            order_id: "o-1".into(),
+            carrier: "dhl".into(),
+        })
+        .await
+        .unwrap();
+    let relay = Relay::new(
+        Arc::new(store),
+        Arc::new(InMemoryCheckpointStore::new()),
+        Arc::new(bus),
+    );
+    assert_eq!(relay.run_until_caught_up().await.unwrap(), 2);
+    until("both handled", || calls.load(Ordering::SeqCst) == 2).await;
+    running.stop().await;
+
+    let spans = capture.spans();
+    for command in ["command.PlaceOrder", "command.ShipOrder"] {
+        let command = spans.get(command);
+        let consume = named(&spans, CONSUME)
+            .into_iter()
+            .find(|c| c.span_context.trace_id() == command.span_context.trace_id());
+        assert!(consume.is_some(), "{}", spans.tree());
+    }
+}

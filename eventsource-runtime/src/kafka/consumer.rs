@@ -319,7 +319,11 @@ impl ConsumerGroup {
         };
         let names: Vec<&str> = subscription.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(unavailable)?;
-        log_info!(group = &*self.name, group_id = group_id.as_str(), "consuming");
+        log_info!(
+            group = &*self.name,
+            group_id = group_id.as_str(),
+            "consuming"
+        );
         Ok(Arc::new(consumer))
     }
 
@@ -363,8 +367,7 @@ impl ConsumerGroup {
                     if !wait_until_due(&record, *delay, stopped).await {
                         break Ok(());
                     }
-                    self.settle(&consumer, &record, false)
-                        .await
+                    self.settle(&consumer, &record, false).await
                 }
             };
             if let Err(error) = settled {
@@ -395,9 +398,7 @@ impl ConsumerGroup {
         let seen = handled.get(&partition).is_some_and(|last| offset <= *last);
         let started = resumed.started_at(consumer, &partition, offset).await;
         mark(consumer, record, Offset::Offset(offset), STARTED);
-        let settled = self
-            .settle(consumer, record, seen || started)
-            .await;
+        let settled = self.settle(consumer, record, seen || started).await;
         handled.insert(partition, offset);
         settled
     }
@@ -435,13 +436,16 @@ impl ConsumerGroup {
         let mut messages = Vec::with_capacity(records.len());
         for record in &records {
             let partition = (record.topic().to_owned(), record.partition());
-            let seen = handled.get(&partition).is_some_and(|last| record.offset() <= *last);
-            let started = resumed.started_at(consumer, &partition, record.offset()).await;
+            let seen = handled
+                .get(&partition)
+                .is_some_and(|last| record.offset() <= *last);
+            let started = resumed
+                .started_at(consumer, &partition, record.offset())
+                .await;
             mark(consumer, record, Offset::Offset(record.offset()), STARTED);
             if seen || started {
                 // A redelivery keeps its own span: linked, with its attempt.
-                self.settle(consumer, record, true)
-                    .await?;
+                self.settle(consumer, record, true).await?;
             } else if let Some(message) = self.message(record).await? {
                 messages.push(message);
             }
@@ -666,10 +670,9 @@ async fn started_offset(consumer: &Arc<StreamConsumer>, partition: &(String, i32
         let entry = committed.find_partition(&topic, number)?;
         // librdkafka's metadata accessor panics on text that is not UTF-8: another client
         // may have committed anything.
-        let marked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            entry.metadata() == STARTED
-        }))
-        .unwrap_or(false);
+        let marked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.metadata() == STARTED))
+                .unwrap_or(false);
         match (marked, entry.offset()) {
             (true, Offset::Offset(offset)) => Some(offset),
             _ => None,

@@ -118,10 +118,13 @@ impl DeadLetters {
             let topic = record.topic().to_owned();
             let (partition, offset) = (record.partition(), record.offset());
             let consumer = Arc::clone(&consumer);
-            let copy = (record.payload().map(<[u8]>::to_vec), codec::header_pairs(record)
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_vec()))
-                .collect::<Vec<_>>());
+            let copy = (
+                record.payload().map(<[u8]>::to_vec),
+                codec::header_pairs(record)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_vec()))
+                    .collect::<Vec<_>>(),
+            );
             if decoded.is_ok() {
                 moved += 1;
             }
@@ -159,7 +162,9 @@ impl DeadLetters {
 
     /// The dead letters' extent, through a consumer of the cursor group.
     async fn window(&self) -> Result<Window, BusError> {
-        self.bus.ensure_topics(vec![self.topics.dead.clone()]).await?;
+        self.bus
+            .ensure_topics(vec![self.topics.dead.clone()])
+            .await?;
         let mut config = rdkafka::ClientConfig::new();
         config
             .set("group.id", format!("{}.dead-letters", self.topics.group_id))
@@ -193,7 +198,10 @@ impl DeadLetters {
                 let (low, high) = reading
                     .fetch_watermarks(&topic, partition, CALL_TIMEOUT)
                     .map_err(unavailable)?;
-                let cursor = match committed.find_partition(&topic, partition).map(|e| e.offset()) {
+                let cursor = match committed
+                    .find_partition(&topic, partition)
+                    .map(|e| e.offset())
+                {
                     Some(Offset::Offset(offset)) => offset.max(low),
                     _ => low,
                 };
@@ -272,8 +280,8 @@ impl DeadLetters {
             },
         );
         let producer = self.bus.producer()?;
-        let mut record = rdkafka::producer::FutureRecord::<(), [u8]>::to(&self.topics.dead)
-            .headers(headers);
+        let mut record =
+            rdkafka::producer::FutureRecord::<(), [u8]>::to(&self.topics.dead).headers(headers);
         if let Some(payload) = &payload {
             record = record.payload(payload);
         }
@@ -299,7 +307,9 @@ async fn move_cursor(
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(&topic, partition, Offset::Offset(offset))
             .map_err(unavailable)?;
-        consumer.commit(&list, CommitMode::Sync).map_err(unavailable)
+        consumer
+            .commit(&list, CommitMode::Sync)
+            .map_err(unavailable)
     })
     .await
     .map_err(BusError::unavailable)?

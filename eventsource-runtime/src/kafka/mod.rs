@@ -164,7 +164,10 @@ impl std::fmt::Debug for KafkaBus {
 
 /// The bootstrap servers of `url`: `kafka://host:port[,host:port...]` or the list alone.
 fn bootstrap(url: &str) -> Result<(String, (String, u16)), BusError> {
-    let list = url.strip_prefix("kafka://").unwrap_or(url).trim_end_matches('/');
+    let list = url
+        .strip_prefix("kafka://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
     if list.contains('@') {
         return Err(BusError::unavailable(
             "a Kafka URL takes no credentials: give them as librdkafka settings \
@@ -288,7 +291,9 @@ impl KafkaBus {
     /// The topic events of `aggregate_type` are published to.
     #[must_use]
     pub fn topic_of(&self, aggregate_type: &str) -> String {
-        self.shared.topics.topic(&self.shared.prefix, aggregate_type)
+        self.shared
+            .topics
+            .topic(&self.shared.prefix, aggregate_type)
     }
 
     /// The bus's telemetry settings.
@@ -381,8 +386,10 @@ impl KafkaBus {
                 .created
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let mut missing: Vec<String> =
-                topics.into_iter().filter(|t| !created.contains(t)).collect();
+            let mut missing: Vec<String> = topics
+                .into_iter()
+                .filter(|t| !created.contains(t))
+                .collect();
             missing.sort();
             missing.dedup();
             missing
@@ -578,7 +585,10 @@ mod tests {
         let (list, server) = bootstrap("kafka://k1:9093,k2:9093").unwrap();
         assert_eq!(list, "k1:9093,k2:9093");
         assert_eq!(server, ("k1".to_owned(), 9093));
-        assert_eq!(bootstrap("localhost").unwrap().1, ("localhost".to_owned(), 9092));
+        assert_eq!(
+            bootstrap("localhost").unwrap().1,
+            ("localhost".to_owned(), 9092)
+        );
         assert!(bootstrap("kafka://:x").is_err());
         let refused = bootstrap("kafka://user:secret@k1:9092").unwrap_err();
         assert!(!refused.to_string().contains("secret"));

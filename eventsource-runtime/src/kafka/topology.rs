@@ -105,7 +105,9 @@ pub(super) fn matches(pattern: &str, key: &str) -> bool {
     fn go(pattern: &[&str], key: &[&str]) -> bool {
         match (pattern.first(), key.first()) {
             (None, None) => true,
-            (Some(&"#"), _) => go(&pattern[1..], key) || (!key.is_empty() && go(pattern, &key[1..])),
+            (Some(&"#"), _) => {
+                go(&pattern[1..], key) || (!key.is_empty() && go(pattern, &key[1..]))
+            }
             (Some(&"*"), Some(_)) => go(&pattern[1..], &key[1..]),
             (Some(word), Some(part)) => word == part && go(&pattern[1..], &key[1..]),
             _ => false,
@@ -134,7 +136,10 @@ pub(super) async fn create(
     let options = AdminOptions::new()
         .operation_timeout(Some(timeout))
         .request_timeout(Some(timeout));
-    let results = admin.create_topics(&new, &options).await.map_err(unavailable)?;
+    let results = admin
+        .create_topics(&new, &options)
+        .await
+        .map_err(unavailable)?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -154,8 +159,14 @@ mod tests {
 
     #[test]
     fn names_are_kept_apart_by_dots_and_sanitized() {
-        assert_eq!(Topics::PerAggregateType.topic("shop", "Order"), "shop.Order");
-        assert_eq!(Topics::PerAggregateType.topic("shop", "a.b c"), "shop.a_b_c");
+        assert_eq!(
+            Topics::PerAggregateType.topic("shop", "Order"),
+            "shop.Order"
+        );
+        assert_eq!(
+            Topics::PerAggregateType.topic("shop", "a.b c"),
+            "shop.a_b_c"
+        );
         assert_eq!(Topics::One("all".into()).topic("shop", "Order"), "all");
         let topics = GroupTopics::new("shop", "mail.er", &[Duration::from_millis(100)]);
         assert_eq!(topics.group_id, "shop.mail_er");

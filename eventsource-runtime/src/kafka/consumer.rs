@@ -254,34 +254,28 @@ impl ConsumerGroup {
     }
 
     /// One source's loop: sessions, again after each failure, until stopped.
-    fn keep_consuming(
-        &self,
-        source: Source,
-        mut stopped: watch::Receiver<bool>,
-    ) -> impl Future<Output = ()> + Send + '_ {
-        async move {
-            let mut backoff = MIN_BACKOFF;
-            let mut handled = HashMap::new();
-            loop {
-                if *stopped.borrow() {
-                    return;
-                }
-                match self.session(&source, &mut stopped, &mut handled).await {
-                    Ok(()) => return,
-                    Err(error) => log_warn!(
-                        group = &*self.name,
-                        error = %Chain(&error),
-                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-                        "kafka consumer failed; starting again"
-                    ),
-                }
-                tokio::select! {
-                    biased;
-                    _ = stopped.wait_for(|stop| *stop) => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+    async fn keep_consuming(&self, source: Source, mut stopped: watch::Receiver<bool>) {
+        let mut backoff = MIN_BACKOFF;
+        let mut handled = HashMap::new();
+        loop {
+            if *stopped.borrow() {
+                return;
             }
+            match self.session(&source, &mut stopped, &mut handled).await {
+                Ok(()) => return,
+                Err(error) => log_warn!(
+                    group = &*self.name,
+                    error = %Chain(&error),
+                    retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                    "kafka consumer failed; starting again"
+                ),
+            }
+            tokio::select! {
+                biased;
+                _ = stopped.wait_for(|stop| *stop) => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

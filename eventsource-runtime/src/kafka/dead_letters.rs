@@ -20,6 +20,9 @@ use crate::bus::wire::{self, DeliveryState};
 use crate::bus::{BusError, BusMessage, DeadLetter, DeadLetterEntry, UndecodableLetter};
 use crate::telemetry::values::Chain;
 
+/// A record kept as it came: its value and its headers.
+type RawRecord = (Option<Vec<u8>>, Vec<(String, Vec<u8>)>);
+
 /// How long a broker call (metadata, offsets, a read) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -266,10 +269,7 @@ impl DeadLetters {
     }
 
     /// Appends a copy of an undecodable dead letter to the dead-letter topic.
-    async fn recopy(
-        &self,
-        (payload, headers): (Option<Vec<u8>>, Vec<(String, Vec<u8>)>),
-    ) -> Result<(), BusError> {
+    async fn recopy(&self, (payload, headers): RawRecord) -> Result<(), BusError> {
         let headers = headers.iter().fold(
             rdkafka::message::OwnedHeaders::new(),
             |all, (key, value)| {

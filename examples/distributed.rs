@@ -1,40 +1,40 @@
 //! One trace across processes: orders placed and shipped in a producer, their events
-//! published through RabbitMQ by a relay (the store is the outbox), handled in a consumer by
-//! two consumer groups: `confirmations` (sends an order confirmation) and `shipping`
-//! (notifies the shipping department).
+//! published through a broker (RabbitMQ, Kafka) by a relay (the store is the outbox),
+//! handled in a consumer by two consumer groups: `confirmations` (sends an order
+//! confirmation) and `shipping` (notifies the shipping department).
 //!
 //! ```text
-//! cargo run --example distributed --features rabbitmq -- --role both
-//! cargo run --example distributed --features rabbitmq -- --role consumer &
-//! cargo run --example distributed --features rabbitmq -- --role producer
+//! cargo run --example distributed --features rabbitmq,kafka -- --help
+//! cargo run --example distributed --features rabbitmq,kafka -- --role both
+//! cargo run --example distributed --features rabbitmq -- --role consumer --broker amqp://guest:guest@127.0.0.1:5672/%2f &
+//! cargo run --example distributed --features rabbitmq -- --role producer --broker amqp://guest:guest@127.0.0.1:5672/%2f
+//! cargo run --example distributed --features kafka -- --role consumer --broker kafka://127.0.0.1:9092 &
+//! cargo run --example distributed --features kafka -- --role producer --broker kafka://127.0.0.1:9092
 //! ```
 //!
-//! Options: `--role producer|consumer|both` (default `both`), `--amqp URL` (default
-//! `EVENTSOURCE_AMQP_URL`, then `amqp://guest:guest@127.0.0.1:5672/%2f`), `--exchange NAME`
-//! (default `eventsource`), `--orders N` (default 3), `--store memory|sqlite:PATH|postgres://..`
-//! (the producer's store, default `memory`), `--no-relay` (the producer only stores: run it
-//! again with `--relay-only` to publish what is stored), `--processed
-//! memory|sqlite:PATH|postgres://..` (where the consumer records the messages its idempotent
-//! confirmation handler handled, default `memory`: enough in one process; consumers that
-//! replace each other need a shared database to recognise what another one handled), `--slow-ms MS` (the CRM update, the
-//! confirmation group's second handler, takes that long).
+//! `--help` lists every option with its default and the environment variables that matter.
 //!
 //! - `producer` runs the commands on its store, then relays every stored event to the broker
 //!   and exits once the broker confirmed them all.
 //! - `consumer` consumes until SIGTERM or SIGINT, then shuts down gracefully (the message
 //!   being handled finishes and is settled).
-//! - `both` does both in one process and stops once every event was handled.
+//! - `both` does both in one process and stops once every event was handled; with
+//!   `--broker memory` (the default) on the in-memory bus, without any server.
+//!
+//! A role that needs a broker and cannot use the one named exits with status 1 and one line
+//! saying what failed and where (the URL's password shown as `***`).
 //!
 //! Effectively once: the producer gives each command an id (`execute_once`), so running a
-//! command again after an uncertain outcome returns its first events; the confirmation is
-//! sent by an idempotent handler (`bus::Idempotent`), so a message redelivered after the
-//! consumer died (between the confirmation and the acknowledgement, say during the slow CRM
-//! update) is acknowledged without a second confirmation: its handle span says
-//! `eventsource.handler.duplicate=true`.
+//! command again after an uncertain outcome returns its first events (the producer says how
+//! many were new and how many already stored); the confirmation is sent by an idempotent
+//! handler (`bus::Idempotent`), so a message redelivered after the consumer died (between
+//! the confirmation and the acknowledgement, say during the slow CRM update) is acknowledged
+//! without a second confirmation: its handle span says `eventsource.handler.duplicate=true`.
+//! Consumers that replace each other must share the database named by `--processed` to
+//! recognise what another one handled.
 //!
 //! Each process calls `telemetry::init()`: `OTEL_SERVICE_NAME` (default
-//! `distributed-{role}`) and `OTEL_EXPORTER_OTLP_*` apply. Without a reachable broker it says
-//! so in one line and runs on the in-memory bus, in one process.
+//! `distributed-{role}`) and `OTEL_EXPORTER_OTLP_*` apply.
 
 #[path = "domain/order.rs"]
 mod domain;
@@ -48,10 +48,13 @@ use domain::{Order, OrderPlaced, OrderShipped, ShipOrder, sample_order};
 use eventsource_runtime::bus::{
     EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, ProcessedMessages, handler_fn,
 };
+#[cfg(feature = "kafka")]
+use eventsource_runtime::kafka::{self, KafkaBus};
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
-use eventsource_runtime::rabbitmq::{ConsumerGroup, RabbitMqBus};
+#[cfg(feature = "rabbitmq")]
+use eventsource_runtime::rabbitmq::{self, RabbitMqBus};
 use eventsource_runtime::relay::Relay;
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::telemetry::Telemetry;
@@ -59,78 +62,73 @@ use eventsource_runtime::telemetry::Telemetry;
 /// Any error, from any task.
 type AnyError = Box<dyn Error + Send + Sync>;
 
-const DEFAULT_AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What this process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Role {
+    /// Store the orders, relay them to the broker, exit.
     Producer,
+    /// Consume until SIGTERM or SIGINT.
     Consumer,
+    /// Both in one process, until every event was handled.
     Both,
 }
 
-#[derive(Debug)]
+/// Orders placed in one process, confirmed and shipped in another: one trace across them.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "distributed",
+    after_help = "Environment:\n  EVENTSOURCE_BROKER_URL       the default of --broker\n  \
+                  OTEL_SERVICE_NAME            the service name (default distributed-{role})\n  \
+                  OTEL_EXPORTER_OTLP_ENDPOINT  where spans and metrics go (default: the console)\n  \
+                  OTEL_EXPORTER_OTLP_*         the other OTLP settings (headers, protocol, TLS)"
+)]
 struct Options {
+    /// What this process does.
+    #[arg(long, value_enum, default_value_t = Role::Both)]
     role: Role,
-    amqp: String,
-    exchange: String,
+    /// The broker: `amqp://user:password@host:5672/%2f` (RabbitMQ), `kafka://host:9092`
+    /// (Kafka), or `memory` (no broker: everything in this process, role `both` only).
+    #[arg(
+        long,
+        alias = "amqp",
+        env = "EVENTSOURCE_BROKER_URL",
+        hide_env_values = true,
+        default_value = "memory"
+    )]
+    broker: String,
+    /// The RabbitMQ exchange, or the prefix of the Kafka topics and groups.
+    #[arg(long, alias = "exchange", default_value = "eventsource")]
+    prefix: String,
+    /// How many orders the producer places (every other one is shipped).
+    #[arg(long, default_value_t = 3)]
     orders: usize,
+    /// The producer's event store: `memory`, `sqlite:PATH` or `postgres://...`.
+    #[arg(long, default_value = "memory")]
     store: String,
+    /// Where the consumer records the messages its idempotent handler handled: `memory`,
+    /// `sqlite:PATH` or `postgres://...` (consumers replacing each other need a shared one).
+    #[arg(long, default_value = "memory")]
     processed: String,
-    relay: bool,
-    produce: bool,
-    slow: Duration,
+    /// The producer only stores; run it again with `--relay-only` to publish what is stored.
+    #[arg(long)]
+    no_relay: bool,
+    /// The producer only publishes what is stored.
+    #[arg(long)]
+    relay_only: bool,
+    /// How long the CRM update (the confirmation group's second handler) takes, in ms.
+    #[arg(long, default_value_t = 0)]
+    slow_ms: u64,
 }
 
-fn options() -> Result<Options, String> {
-    let mut options = Options {
-        role: Role::Both,
-        amqp: std::env::var("EVENTSOURCE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP.to_owned()),
-        exchange: "eventsource".to_owned(),
-        orders: 3,
-        store: "memory".to_owned(),
-        processed: "memory".to_owned(),
-        relay: true,
-        produce: true,
-        slow: Duration::ZERO,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--role" => {
-                options.role = match value("--role")?.as_str() {
-                    "producer" => Role::Producer,
-                    "consumer" => Role::Consumer,
-                    "both" => Role::Both,
-                    other => return Err(format!("unknown role `{other}`: producer|consumer|both")),
-                }
-            }
-            "--amqp" => options.amqp = value("--amqp")?,
-            "--exchange" => options.exchange = value("--exchange")?,
-            "--orders" => {
-                options.orders = value("--orders")?
-                    .parse()
-                    .map_err(|e| format!("--orders: {e}"))?;
-            }
-            "--store" => options.store = value("--store")?,
-            "--processed" => options.processed = value("--processed")?,
-            "--no-relay" => options.relay = false,
-            "--relay-only" => options.produce = false,
-            "--slow-ms" => {
-                let ms: u64 = value("--slow-ms")?
-                    .parse()
-                    .map_err(|e| format!("--slow-ms: {e}"))?;
-                options.slow = Duration::from_millis(ms);
-            }
-            other => return Err(format!("unknown argument `{other}`")),
-        }
+impl Options {
+    fn slow(&self) -> Duration {
+        Duration::from_millis(self.slow_ms)
     }
-    Ok(options)
 }
 
 #[tokio::main]
-async fn main() -> Result<(), AnyError> {
-    let options = options()?;
+async fn main() -> std::process::ExitCode {
+    let options = <Options as clap::Parser>::parse();
     let role = match options.role {
         Role::Producer => "producer",
         Role::Consumer => "consumer",
@@ -140,26 +138,211 @@ async fn main() -> Result<(), AnyError> {
     if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
         telemetry = telemetry.service_name(format!("distributed-{role}"));
     }
-    let _telemetry = telemetry.init();
-
-    let bus = RabbitMqBus::new(&options.amqp)?.with_exchange(&options.exchange);
-    if let Err(error) = bus.declare().await {
-        println!(
-            "no broker at {} ({error}): running on the in-memory bus",
-            options.amqp
-        );
-        return in_memory(&options).await;
+    let telemetry = telemetry.init();
+    let outcome = run(&options).await;
+    // Exported before exiting, on success and failure alike.
+    telemetry.shutdown();
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", chain(&*error));
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+/// An error and its sources, `outer: inner: ...`, each once.
+fn chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// `url` with its password shown as `***`.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            let hidden = if user_info.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The broker named by `--broker`, connected.
+enum Broker {
+    /// Built without any broker feature: no broker can be named.
+    #[allow(dead_code)]
+    Without(std::convert::Infallible),
+    #[cfg(feature = "rabbitmq")]
+    RabbitMq(RabbitMqBus),
+    #[cfg(feature = "kafka")]
+    Kafka(KafkaBus),
+}
+
+/// A consumer group on one of the brokers.
+#[derive(Clone)]
+enum Group {
+    /// Built without any broker feature.
+    #[allow(dead_code)]
+    Without(std::convert::Infallible),
+    #[cfg(feature = "rabbitmq")]
+    RabbitMq(rabbitmq::ConsumerGroup),
+    #[cfg(feature = "kafka")]
+    Kafka(kafka::ConsumerGroup),
+}
+
+impl Broker {
+    /// The broker of `url`, reachable, or why not (in one line, the password hidden).
+    async fn connect(options: &Options) -> Result<Self, AnyError> {
+        let url = options.broker.as_str();
+        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+        let failed = |error: AnyError| -> AnyError {
+            format!(
+                "cannot use the broker at {}: {}",
+                redacted(url),
+                chain(&*error)
+            )
+            .into()
+        };
+        match scheme {
+            #[cfg(feature = "rabbitmq")]
+            "amqp" | "amqps" => {
+                let bus = RabbitMqBus::new(url)
+                    .map_err(|e| failed(e.into()))?
+                    .with_exchange(&options.prefix);
+                bus.declare().await.map_err(|e| failed(e.into()))?;
+                Ok(Self::RabbitMq(bus))
+            }
+            #[cfg(feature = "kafka")]
+            "kafka" => {
+                let bus = KafkaBus::new(url)
+                    .map_err(|e| failed(e.into()))?
+                    .with_topic_prefix(&options.prefix);
+                bus.declare(["Order"]).await.map_err(|e| failed(e.into()))?;
+                Ok(Self::Kafka(bus))
+            }
+            // Reached only in builds without that broker's feature.
+            #[allow(unreachable_patterns)]
+            "amqp" | "amqps" | "kafka" => Err(format!(
+                "--broker {}: this build has no {scheme} support: run it with \
+                 `--features {}`",
+                redacted(url),
+                if scheme == "kafka" {
+                    "kafka"
+                } else {
+                    "rabbitmq"
+                }
+            )
+            .into()),
+            _ => Err(format!(
+                "--broker {}: expected `amqp://...`, `kafka://host:port` or `memory`",
+                redacted(url)
+            )
+            .into()),
+        }
+    }
+
+    fn consumer_group(&self, name: &str, pattern: &str) -> Group {
+        match self {
+            Self::Without(never) => match *never {},
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq(bus) => Group::RabbitMq(bus.consumer_group(name).bind(pattern)),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(bus) => Group::Kafka(bus.consumer_group(name).bind(pattern)),
+        }
+    }
+
+    fn event_bus(&self) -> Arc<dyn EventBus> {
+        match self {
+            Self::Without(never) => match *never {},
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq(bus) => Arc::new(bus.clone()),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(bus) => Arc::new(bus.clone()),
+        }
+    }
+}
+
+impl Group {
+    fn subscribe(&self, handler: impl EventHandler) {
+        match self {
+            Self::Without(never) => match *never {},
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq(group) => group.subscribe(handler),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(group) => group.subscribe(handler),
+        }
+    }
+
+    async fn declare(&self) -> Result<(), AnyError> {
+        match self {
+            Self::Without(never) => match *never {},
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq(group) => group.declare().await.map_err(Into::into),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(group) => group.declare().await.map_err(Into::into),
+        }
+    }
+
+    async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), AnyError> {
+        match self {
+            Self::Without(never) => match never {},
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq(group) => group.run(shutdown).await.map_err(Into::into),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(group) => group.run(shutdown).await.map_err(Into::into),
+        }
+    }
+}
+
+// Without a broker feature, nothing after the (uninhabited) broker is reachable.
+#[cfg_attr(
+    not(any(feature = "rabbitmq", feature = "kafka")),
+    allow(unused_variables, unreachable_code)
+)]
+async fn run(options: &Options) -> Result<(), AnyError> {
+    if options.broker == "memory" {
+        if options.role != Role::Both {
+            return Err(
+                "--broker memory runs everything in one process: use --role both, \
+                        or name a broker (`--broker amqp://...`, `--broker kafka://host:9092`)"
+                    .into(),
+            );
+        }
+        println!("no broker asked for (--broker memory): running on the in-memory bus");
+        return in_memory(options).await;
+    }
+    let broker = Broker::connect(options).await?;
     let handled = Arc::new(AtomicUsize::new(0));
     let processed = processed_messages(&options.processed).await?;
-    let groups = consumer_groups(&bus, &handled, &processed, options.slow);
+    let groups = consumer_groups(&broker, &handled, &processed, options.slow());
     for group in &groups {
         // Declared by the producer too: nothing it publishes before a consumer starts is
-        // unroutable.
+        // lost to it.
         group.declare().await?;
     }
     match options.role {
-        Role::Producer => produce(&options, Arc::new(bus)).await,
+        Role::Producer => produce(options, broker.event_bus()).await,
         Role::Consumer => consume(groups, shutdown_signal()).await,
         Role::Both => {
             let expected = expected_messages(options.orders);
@@ -172,7 +355,7 @@ async fn main() -> Result<(), AnyError> {
                 }
             };
             let consuming = tokio::spawn(consume(groups, done));
-            produce(&options, Arc::new(bus)).await?;
+            produce(options, broker.event_bus()).await?;
             consuming.await??;
             println!("every event handled: {}", handled.load(Ordering::SeqCst));
             Ok(())
@@ -187,19 +370,17 @@ fn expected_messages(orders: usize) -> usize {
 
 /// The two consumer groups and their handlers; each handled message counts in `handled`.
 fn consumer_groups(
-    bus: &RabbitMqBus,
+    broker: &Broker,
     handled: &Arc<AtomicUsize>,
     processed: &Arc<dyn ProcessedMessages>,
     slow: Duration,
-) -> [ConsumerGroup; 2] {
-    let confirmations = bus
-        .consumer_group("confirmations")
-        .bind("Order.OrderPlaced");
+) -> [Group; 2] {
+    let confirmations = broker.consumer_group("confirmations", "Order.OrderPlaced");
     // In this order: the message is acknowledged once both succeeded.
     let confirmation = confirmation_handler(handled);
     confirmations.subscribe(Idempotent::new(confirmation, Arc::clone(processed)));
     confirmations.subscribe(crm_handler(slow));
-    let shipping = bus.consumer_group("shipping").bind("Order.OrderShipped");
+    let shipping = broker.consumer_group("shipping", "Order.OrderShipped");
     shipping.subscribe(shipping_handler(handled));
     [confirmations, shipping]
 }
@@ -271,24 +452,40 @@ fn shipping_handler(handled: &Arc<AtomicUsize>) -> impl EventHandler {
 /// Runs the commands on the store, then relays what is stored to `bus`.
 async fn produce(options: &Options, bus: Arc<dyn EventBus>) -> Result<(), AnyError> {
     let (store, checkpoints) = stores(&options.store).await?;
-    if options.produce {
+    if !options.relay_only {
         let orders = CommandService::<Order>::new(Arc::clone(&store));
+        let (mut placed, mut new, mut repeated) = (0, 0, 0);
+        let mut count = |duplicate: bool| {
+            if duplicate {
+                repeated += 1;
+            } else {
+                new += 1;
+            }
+            !duplicate
+        };
         for n in 1..=options.orders {
             let id = format!("order-{n}");
             // Each command with an id: run again, it returns its first events.
             let place = sample_order(&id, "ada");
-            orders.execute_once(format!("place-{id}"), place).await?;
+            let outcome = orders.execute_once(format!("place-{id}"), place).await?;
+            if count(outcome.duplicate) {
+                placed += 1;
+            }
             if n % 2 == 1 {
                 let ship = ShipOrder {
                     order_id: id.clone(),
                     carrier: "dhl".into(),
                 };
-                orders.execute_once(format!("ship-{id}"), ship).await?;
+                let outcome = orders.execute_once(format!("ship-{id}"), ship).await?;
+                count(outcome.duplicate);
             }
         }
-        println!("stored {} orders", options.orders);
+        println!(
+            "stored {placed} orders ({} commands: {new} new, {repeated} already stored)",
+            new + repeated
+        );
     }
-    if !options.relay {
+    if options.no_relay {
         return Ok(());
     }
     let relay = Relay::new(store, checkpoints, bus);
@@ -354,7 +551,7 @@ async fn processed_messages(spec: &str) -> Result<Arc<dyn ProcessedMessages>, An
 
 /// Runs the groups until `shutdown`, each stopping gracefully.
 async fn consume(
-    groups: [ConsumerGroup; 2],
+    groups: [Group; 2],
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AnyError> {
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -400,7 +597,7 @@ async fn in_memory(options: &Options) -> Result<(), AnyError> {
     let bus = InMemoryEventBus::new().with_destination("orders");
     let processed = InMemoryProcessedMessages::new();
     bus.subscribe(Idempotent::new(confirmation_handler(&handled), processed));
-    bus.subscribe(crm_handler(options.slow));
+    bus.subscribe(crm_handler(options.slow()));
     bus.subscribe(shipping_handler(&handled));
     produce(options, Arc::new(bus)).await?;
     println!("every event handled: {}", handled.load(Ordering::SeqCst));

@@ -2,8 +2,6 @@
 //! they could not be read at all.
 
 use super::BusMessage;
-use super::wire::DeliveryState;
-use crate::telemetry::otel::log::log_warn;
 
 /// A message one handler kept failing on, set aside after the last allowed delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,8 +71,14 @@ impl DeadLetterEntry {
     }
 }
 
+#[cfg(any(feature = "rabbitmq", feature = "kafka"))]
 /// The warning a dead-lettered message gets: why, after how many deliveries.
-pub(crate) fn log_dead_letter(group: &str, message: &BusMessage, state: &DeliveryState) {
+pub(crate) fn log_dead_letter(
+    group: &str,
+    message: &BusMessage,
+    state: &super::wire::DeliveryState,
+) {
+    use crate::telemetry::otel::log::log_warn;
     log_warn!(
         group = group,
         message_id = %message.message_id,

@@ -87,10 +87,30 @@ impl TelemetryGuard {
     }
 }
 
+impl TelemetryGuard {
+    /// Exports what is left and shuts telemetry down now, on purpose: what dropping the
+    /// guard does, without the warning a guard dropped right after `init` gets (a program
+    /// that stops early, on a bad argument or an unreachable server, says so by calling
+    /// this).
+    ///
+    /// ```
+    /// let guard = eventsource_runtime::telemetry::Telemetry::builder()
+    ///     .writer(std::io::sink())
+    ///     .init();
+    /// // ... the program found nothing to do ...
+    /// guard.shutdown();
+    /// ```
+    pub fn shutdown(mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.shutdown(false);
+        }
+    }
+}
+
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.take() {
-            inner.shutdown();
+            inner.shutdown(true);
         }
     }
 }
@@ -100,9 +120,11 @@ impl Drop for TelemetryGuard {
 const DROPPED_AT_ONCE: Duration = Duration::from_secs(1);
 
 impl Installed {
-    fn shutdown(self) {
+    /// Shuts every exporter down; `dropped`: by the guard's drop, which warns when it came
+    /// right after `init`.
+    fn shutdown(self, dropped: bool) {
         let health = Arc::clone(&self.health);
-        if health.spans_ended() == 0 && self.installed_at.elapsed() < DROPPED_AT_ONCE {
+        if dropped && health.spans_ended() == 0 && self.installed_at.elapsed() < DROPPED_AT_ONCE {
             health.line(
                 "the telemetry guard was dropped right after init, before any span ended, so \
                  telemetry is off from here on: `let _ = telemetry::init();` drops it at once; \

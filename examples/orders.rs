@@ -18,6 +18,7 @@ use eventsource_runtime::bus::HandlerError;
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::sqlite::SqliteEventStore;
+use eventsource_runtime::store::UNBOUNDED;
 
 /// The variable that picks the store.
 const STORE_VAR: &str = "EVENTSOURCE_STORE";
@@ -58,7 +59,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     });
 
     // Catch the read model up with what earlier runs stored (nothing, in memory).
-    let earlier = store.read_all(1, usize::MAX).await?;
+    let earlier = store.read_all(1, UNBOUNDED).await?;
     orders.projections().deliver(&earlier).await;
     let known = read_model.lock().await.orders.len();
     println!(
@@ -124,7 +125,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             view.status, view.customer_id, view.total_cents, view.last_position
         );
     }
-    let stored = store.read_all(1, usize::MAX).await?.len();
+    let stored = store.read_all(1, UNBOUNDED).await?.len();
     println!("\nthe store holds {stored} events");
     println!("dead letters on the bus: {}", bus.dead_letters().len());
     Ok(())

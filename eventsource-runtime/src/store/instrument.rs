@@ -277,9 +277,11 @@ pub async fn read_all<Fut>(
 where
     Fut: Future<Output = Result<Vec<EventEnvelope>, StoreError>>,
 {
-    let span = client_span(telemetry, telemetry.names.read_all, None)
-        .int(attr::EVENT_POSITION, from_position)
-        .int(attr::READ_LIMIT, limit);
+    let mut span = client_span(telemetry, telemetry.names.read_all, None)
+        .int(attr::EVENT_POSITION, from_position);
+    if limit != super::UNBOUNDED {
+        span = span.int(attr::READ_LIMIT, limit);
+    }
     let span = start(span, telemetry, operation);
     let result = span.run(read_all).await;
     read_finished(&span, &result);

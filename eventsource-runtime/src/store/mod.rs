@@ -24,6 +24,11 @@ use async_trait::async_trait;
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 pub use memory::InMemoryEventStore;
+
+/// The `limit` of a [`read_all`](EventStore::read_all) that wants every event from its
+/// position on: `store.read_all(1, store::UNBOUNDED)`. Its span records no
+/// `eventsource.limit`.
+pub const UNBOUNDED: usize = usize::MAX;
 pub use settings::{StoreSpanNames, StoreTelemetry};
 
 /// The version an append expects the stream to be at.
@@ -201,7 +206,8 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<EventEnvelope>, StoreError>;
 
     /// Up to `limit` events of all streams whose global position is `from_position` or later,
-    /// in global order.
+    /// in global order ([`UNBOUNDED`] for all of them: the read span then records no
+    /// limit).
     ///
     /// An unreadable stored event ends the batch: the events before it are returned, and
     /// the next read (starting at it) fails with its [`StoreError::Corrupt`], which names

@@ -1886,3 +1886,48 @@ async fn a_leased_save_fails_once_the_session_is_gone() {
     pool.close().await;
     db.cleanup().await;
 }
+
+/// Collects what is logged, as text.
+#[derive(Clone, Default)]
+struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_migration_with_nothing_to_do_logs_nothing() {
+    let Some(db) = db!("a_migration_with_nothing_to_do_logs_nothing") else {
+        return;
+    };
+    let pool = db.pool(2).await;
+    let store = PostgresEventStore::from_pool(pool.clone())
+        .with_schema(&db.schema())
+        .unwrap();
+    store.migrate().await.unwrap();
+    let logged = Logged::default();
+    let writer = logged.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    {
+        let _default = tracing::subscriber::set_default(subscriber);
+        // A second process starting on the same database: every table exists.
+        store.migrate().await.unwrap();
+        store.snapshot_store().migrate().await.unwrap();
+        store.checkpoint_store().migrate().await.unwrap();
+    }
+    let text = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains("already exists"), "{text}");
+    assert!(!text.contains("sqlx::postgres::notice"), "{text}");
+    pool.close().await;
+    db.cleanup().await;
+}

@@ -93,6 +93,13 @@ pub(crate) fn lock_key(parts: &[&str]) -> i64 {
 /// database take turns.
 pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(unavailable)?;
+    // A migration with nothing to do is silent: no `relation ... already exists, skipping`
+    // notice (sqlx logs each at INFO) from every process after the first. For this
+    // transaction only; warnings and errors still come through.
+    (&mut *tx)
+        .execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(unavailable)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(lock_key(&["eventsource.migrate"]))
         .execute(&mut *tx)

@@ -777,6 +777,22 @@ async fn a_broker_that_does_not_answer_is_a_typed_error() {
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+    let said = bus.declare(["Order"]).await.unwrap_err();
+    assert_eq!(
+        said.unavailable_reason(),
+        Some(eventsource_runtime::bus::UnavailableReason::TimedOut),
+        "{said:?}"
+    );
+    assert!(
+        std::error::Error::source(&said)
+            .is_some_and(|source| source.to_string().contains("127.0.0.1:1"))
+    );
+    let invalid = KafkaBus::new("kafka://user:s3cret@host:9092").unwrap_err();
+    assert_eq!(
+        invalid.unavailable_reason(),
+        Some(eventsource_runtime::bus::UnavailableReason::InvalidUrl)
+    );
+    assert!(!format!("{invalid:?}").contains("s3cret"));
 }
 
 #[tokio::test]
@@ -843,7 +859,10 @@ async fn the_kafka_spans_carry_the_documented_keys_and_no_other() {
     let running = Running::start(&group).await;
     let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
     orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    until("a failure, then the retry", || calls.load(Ordering::SeqCst) == 2).await;
+    until("a failure, then the retry", || {
+        calls.load(Ordering::SeqCst) == 2
+    })
+    .await;
     running.stop().await;
 
     let spans = capture.spans();

@@ -17,7 +17,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use domain::{Order, ShipOrder, sample_order};
-use eventsource_runtime::bus::{BusError, EventBus, HandlerError, wire};
+use eventsource_runtime::bus::{BusError, EventBus, HandlerError, UnavailableReason, wire};
 use eventsource_runtime::event::Metadata;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::rabbitmq::{ConsumerGroup, RabbitMqBus, Unroutable};
@@ -564,14 +564,59 @@ async fn a_broker_that_does_not_answer_is_unavailable() {
         .await
         .unwrap()
         .events;
-    assert!(matches!(
-        bus.publish(&events).await,
-        Err(BusError::Unavailable(_))
-    ));
-    assert!(matches!(
-        RabbitMqBus::new("not a url"),
-        Err(BusError::Unavailable(_))
-    ));
+    let refused = bus.publish(&events).await.unwrap_err();
+    assert!(matches!(refused, BusError::Unavailable(_)));
+    assert_eq!(
+        refused.unavailable_reason(),
+        Some(UnavailableReason::ConnectionRefused)
+    );
+    let said = chain(&refused);
+    assert!(
+        said.contains(&format!("connection refused at 127.0.0.1:{port}")),
+        "{said}"
+    );
+    let invalid = RabbitMqBus::new("not a url").unwrap_err();
+    assert_eq!(
+        invalid.unavailable_reason(),
+        Some(UnavailableReason::InvalidUrl)
+    );
+}
+
+/// An error and its sources, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+#[tokio::test]
+async fn refused_credentials_are_told_apart_and_the_password_is_never_shown() {
+    let Some(url) = broker_url("credentials") else {
+        return;
+    };
+    let secret = "s3cret-planted-4711";
+    let (_, rest) = url.split_once('@').expect("a URL with credentials");
+    let wrong = format!("amqp://guest:{secret}@{rest}");
+    let bus = RabbitMqBus::new(&wrong).unwrap();
+    let error = bus.declare().await.unwrap_err();
+    assert_eq!(
+        error.unavailable_reason(),
+        Some(UnavailableReason::AuthenticationFailed),
+        "{}",
+        chain(&error)
+    );
+    for shown in [chain(&error), format!("{error:?}"), format!("{bus:?}")] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    let bad = format!("amqp://guest:{secret}@127.0.0.1:notaport/%2f");
+    let invalid = RabbitMqBus::new(&bad).unwrap_err();
+    for shown in [chain(&invalid), format!("{invalid:?}")] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
 }
 
 // ---- foreign and damaged messages ----------------------------------------------------------

@@ -207,6 +207,88 @@ impl BusError {
     pub fn unavailable(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Unavailable(error.into())
     }
+
+    /// Why the broker could not be used, when the adapter could tell: a refused connection,
+    /// refused credentials, a failed TLS handshake, no answer in time, an address that is
+    /// not one ([`BrokerUnreachable`] is then the error's source).
+    ///
+    /// ```
+    /// use eventsource_runtime::bus::{BrokerUnreachable, BusError, UnavailableReason};
+    ///
+    /// let error = BusError::unavailable(BrokerUnreachable::new(
+    ///     UnavailableReason::AuthenticationFailed,
+    ///     "127.0.0.1:5672",
+    ///     None,
+    /// ));
+    /// assert_eq!(error.unavailable_reason(), Some(UnavailableReason::AuthenticationFailed));
+    /// ```
+    #[must_use]
+    pub fn unavailable_reason(&self) -> Option<UnavailableReason> {
+        match self {
+            Self::Unavailable(source) => source
+                .downcast_ref::<BrokerUnreachable>()
+                .map(|unreachable| unreachable.reason),
+            _ => None,
+        }
+    }
+}
+
+/// What kept a broker from being used: see [`BusError::unavailable_reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnavailableReason {
+    /// Nothing accepts connections at the address.
+    ConnectionRefused,
+    /// The broker refused the credentials.
+    AuthenticationFailed,
+    /// The TLS handshake failed.
+    Tls,
+    /// The broker did not answer in time.
+    TimedOut,
+    /// The address is not one this broker's URLs take.
+    InvalidUrl,
+}
+
+impl std::fmt::Display for UnavailableReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ConnectionRefused => "connection refused",
+            Self::AuthenticationFailed => "authentication refused",
+            Self::Tls => "TLS handshake failed",
+            Self::TimedOut => "no answer in time",
+            Self::InvalidUrl => "not a valid broker URL",
+        })
+    }
+}
+
+/// A broker that could not be used: why, and where (`host:port`, never a password). The
+/// source of a [`BusError::Unavailable`] when the adapter could tell why.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason} at {server}")]
+#[non_exhaustive]
+pub struct BrokerUnreachable {
+    /// Why.
+    pub reason: UnavailableReason,
+    /// Where: the broker's `host:port`.
+    pub server: String,
+    /// The client's own error, if any.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl BrokerUnreachable {
+    /// The broker at `server` could not be used, for `reason`.
+    pub fn new(
+        reason: UnavailableReason,
+        server: impl Into<String>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            reason,
+            server: server.into(),
+            source,
+        }
+    }
 }
 
 /// What a publish did.

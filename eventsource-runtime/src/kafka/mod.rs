@@ -168,10 +168,18 @@ fn bootstrap(url: &str) -> Result<(String, (String, u16)), BusError> {
         .strip_prefix("kafka://")
         .unwrap_or(url)
         .trim_end_matches('/');
+    let invalid = |why: String| {
+        BusError::unavailable(crate::bus::BrokerUnreachable::new(
+            crate::bus::UnavailableReason::InvalidUrl,
+            "the URL given",
+            Some(why.into()),
+        ))
+    };
     if list.contains('@') {
-        return Err(BusError::unavailable(
+        return Err(invalid(
             "a Kafka URL takes no credentials: give them as librdkafka settings \
-             (`with_setting(\"sasl.username\", ..)`)",
+             (`with_setting(\"sasl.username\", ..)`)"
+                .to_owned(),
         ));
     }
     let first = list.split(',').next().unwrap_or_default();
@@ -181,7 +189,7 @@ fn bootstrap(url: &str) -> Result<(String, (String, u16)), BusError> {
     };
     match port {
         Some(port) if !host.is_empty() => Ok((list.to_owned(), (host.to_owned(), port))),
-        _ => Err(BusError::unavailable(format!(
+        _ => Err(invalid(format!(
             "not a Kafka address: `{list}` (want `kafka://host:port`)"
         ))),
     }
@@ -326,6 +334,14 @@ impl KafkaBus {
         ConsumerGroup::new(self.clone(), name)
     }
 
+    /// The first bootstrap server's `host:port`, for errors.
+    fn server(&self) -> String {
+        match &self.shared.telemetry.server {
+            Some((host, port)) => format!("{host}:{port}"),
+            None => self.shared.bootstrap.clone(),
+        }
+    }
+
     /// The settings every client of this bus starts from.
     fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
@@ -399,7 +415,8 @@ impl KafkaBus {
         }
         let admin = self.admin()?;
         let timeout = self.shared.delivery_timeout;
-        topology::create(&admin, &missing, self.shared.partitions, timeout).await?;
+        let server = self.server();
+        topology::create(&admin, &missing, self.shared.partitions, timeout, &server).await?;
         self.shared
             .created
             .lock()

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::error::unavailable;
-use crate::bus::BusError;
+use crate::bus::{BrokerUnreachable, BusError, UnavailableReason};
 
 /// Which topics a [`KafkaBus`](super::KafkaBus) publishes to.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -125,6 +126,7 @@ pub(super) async fn create(
     topics: &[String],
     partitions: i32,
     timeout: Duration,
+    server: &str,
 ) -> Result<(), BusError> {
     if topics.is_empty() {
         return Ok(());
@@ -139,7 +141,14 @@ pub(super) async fn create(
     let results = admin
         .create_topics(&new, &options)
         .await
-        .map_err(unavailable)?;
+        .map_err(|error| match error {
+            // No broker answered: the usual face of a wrong address or a broker down.
+            KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)
+            | KafkaError::AdminOp(RDKafkaErrorCode::MessageTimedOut) => BusError::unavailable(
+                BrokerUnreachable::new(UnavailableReason::TimedOut, server, Some(Box::new(error))),
+            ),
+            _ => unavailable(error),
+        })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

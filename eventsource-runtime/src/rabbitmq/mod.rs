@@ -90,7 +90,8 @@ use uuid::Uuid;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
-    BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus, PublishFailure, PublishReport,
+    BrokerUnreachable, BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus, PublishFailure,
+    PublishReport,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
@@ -163,7 +164,13 @@ impl RabbitMqBus {
     /// # Errors
     /// [`BusError::Unavailable`] when `url` is not an AMQP URL.
     pub fn new(url: &str) -> Result<Self, BusError> {
-        let uri: AMQPUri = url.parse().map_err(|e: String| BusError::unavailable(e))?;
+        let uri: AMQPUri = url.parse().map_err(|e: String| {
+            BusError::unavailable(BrokerUnreachable::new(
+                crate::bus::UnavailableReason::InvalidUrl,
+                "the URL given",
+                Some(e.into()),
+            ))
+        })?;
         let mut telemetry = BusTelemetry::new(SYSTEM);
         telemetry.server = Some((uri.authority.host.clone(), uri.authority.port));
         Ok(Self {
@@ -257,7 +264,15 @@ impl RabbitMqBus {
     async fn connect(&self) -> Result<Connection, BusError> {
         Connection::connect(&self.shared.url, ConnectionProperties::default())
             .await
-            .map_err(unavailable)
+            .map_err(|error| error::connect_failed(error, &self.server()))
+    }
+
+    /// The broker's `host:port`, for errors (never the URL: it holds the password).
+    fn server(&self) -> String {
+        match &self.shared.telemetry.server {
+            Some((host, port)) => format!("{host}:{port}"),
+            None => "the broker".to_owned(),
+        }
     }
 
     /// The publishing channel, connected (and the exchange declared) if it was not.

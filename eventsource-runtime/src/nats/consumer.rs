@@ -166,6 +166,13 @@ impl ConsumerGroup {
         &self.names.durable
     }
 
+    /// The subject of the group's retry copies (`{prefix}-retry.{group}`, on the bus's
+    /// `{stream}_RETRY` stream).
+    #[must_use]
+    pub fn retry_subject(&self) -> &str {
+        &self.names.retry_subject
+    }
+
     /// How many times a message is delivered to a failing handler before it is
     /// dead-lettered.
     #[must_use]
@@ -449,22 +456,13 @@ impl ConsumerGroup {
         );
         let mut headers = delivery.headers.clone().unwrap_or_default();
         headers.insert(wire::HEADER_ERROR, Chain(error).to_string().as_str());
-        // Not the original's `Nats-Msg-Id`: the dead-letter stream keeps every copy.
-        let mut copy = async_nats::HeaderMap::new();
-        let dedup: &str = async_nats::header::NATS_MESSAGE_ID.as_ref();
-        for (name, values) in headers.iter() {
-            let name_text: &str = name.as_ref();
-            if name_text != dedup {
-                for value in values {
-                    copy.append(name.clone(), value.clone());
-                }
-            }
-        }
+        // With the original's `Nats-Msg-Id`, if any: the same message dead-lettered twice
+        // within the duplicate window (its acknowledgement was lost) is kept once.
         let timeout = self.bus.shared.ack_timeout;
         let ack_future = context
             .publish_with_headers(
                 self.names.dead_subject.clone(),
-                copy,
+                headers,
                 delivery.payload.clone(),
             )
             .await

@@ -871,6 +871,77 @@ async fn shutdown_lets_the_handler_in_flight_finish_and_settles_it() {
     server.clean().await;
 }
 
+#[tokio::test]
+async fn messages_handed_over_but_not_started_at_shutdown_come_back_as_redeliveries() {
+    let Some(server) = Server::open("given_back") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let finished = Arc::new(AtomicUsize::new(0));
+    {
+        let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
+        group.subscribe_fn("slow", move |_event| {
+            let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
+            async move {
+                started.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        });
+    }
+    group.declare().await.unwrap();
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let mut events = Vec::new();
+    for id in ["o-1", "o-2", "o-3"] {
+        events.extend(
+            orders
+                .execute(sample_order(id, "ada"))
+                .await
+                .unwrap()
+                .events,
+        );
+    }
+    bus.publish(&events).await.unwrap();
+    let running = Running::start(&group).await;
+    started.notified().await;
+    let stopping = std::time::Instant::now();
+    running.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "a bounded shutdown"
+    );
+    assert_eq!(finished.load(Ordering::SeqCst), 1, "only the one in hand");
+
+    // The two others were given back: delivered again, as redeliveries.
+    capture.clear();
+    let again = server.group(&bus, "mailer", &[50]);
+    let calls = counting(&again, "count", 0);
+    let running = Running::start(&again).await;
+    until("the two others", || calls.load(Ordering::SeqCst) == 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let spans = capture.spans();
+    let consumes = named(&spans, CONSUME);
+    assert_eq!(consumes.len(), 2, "{}", spans.tree());
+    for consume in consumes {
+        assert_eq!(consume.parent_span_id, SpanId::INVALID, "a new root");
+        assert_eq!(
+            attribute(consume, attr::DELIVERY_MODE),
+            Some(&string(attr::DELIVERY_REDELIVERY))
+        );
+        assert_eq!(
+            attribute(consume, attr::DELIVERY_ATTEMPT),
+            Some(&Value::I64(2))
+        );
+    }
+    server.clean().await;
+}
+
 // ---- the relay --------------------------------------------------------------------------------
 
 #[tokio::test]

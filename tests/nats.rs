@@ -682,6 +682,23 @@ async fn messages_of_one_publish_are_in_flight_together_and_each_span_ends_with_
 }
 
 #[tokio::test]
+async fn a_large_publish_keeps_a_bounded_window_in_flight_and_stores_everything() {
+    let Some(server) = Server::open("large") else {
+        return;
+    };
+    let bus = server.bus().enable_tracing(false);
+    bus.declare().await.unwrap();
+    let events: Vec<EventEnvelope> = (0..1500).map(|_| order_placed()).collect();
+    let report = bus.publish(&events).await.unwrap();
+    assert_eq!(report.message_ids.len(), 1500);
+    assert_eq!(report.message_ids[1499], events[1499].event_id);
+    let js = server.jetstream().await;
+    let mut stream = js.get_stream(&server.stream).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1500);
+    server.clean().await;
+}
+
+#[tokio::test]
 async fn a_server_that_does_not_answer_is_unavailable() {
     if server_url("down").is_none() {
         return;

@@ -283,9 +283,10 @@ impl ConsumerGroup {
     /// again, with backoff.
     ///
     /// On shutdown it stops pulling, lets the message being handled finish and be settled,
-    /// and gives back (`-NAK`) the messages its open pull requests still bring in, within
-    /// about two seconds: JetStream delivers those again at once, as redeliveries (a
-    /// negative acknowledgement does not count as a delivery, but the next delivery does).
+    /// and gives back (`-NAK`, two seconds' delay) the messages its open pull requests
+    /// still bring in, which takes up to about two seconds. JetStream delivers those again
+    /// to the group's next consumer as redeliveries: a negative acknowledgement is not a
+    /// delivery, but the next delivery is (`delivered` = 2).
     ///
     /// # Errors
     /// None so far: every failure is retried; the `Result` leaves room for giving up.

@@ -18,7 +18,7 @@ pub(super) fn unavailable(error: impl std::error::Error + Send + Sync + 'static)
 /// No acknowledgement within `waited` is [`BusError::Unconfirmed`].
 pub(super) fn publish_error(message_id: Uuid, error: PublishError, waited: Duration) -> BusError {
     match error.kind() {
-        PublishErrorKind::BrokenPipe => unavailable(error),
+        PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => unavailable(error),
         PublishErrorKind::TimedOut => BusError::Unconfirmed { message_id, waited },
         PublishErrorKind::StreamNotFound => BusError::Rejected {
             message_id,

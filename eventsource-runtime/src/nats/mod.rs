@@ -84,12 +84,13 @@ mod dead_letters;
 mod error;
 mod topology;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::Context;
-use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::{Client, ConnectOptions, ServerAddr};
 use async_trait::async_trait;
 use tokio::sync::Mutex;
@@ -120,6 +121,10 @@ pub const DEFAULT_SUBJECT_PREFIX: &str = "eventsource";
 
 /// How long a publish waits for JetStream's acknowledgement by default.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many messages of one publish may wait for their acknowledgement at once (async-nats
+/// holds a permit, of 5,000 per connection, for each).
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// How long connecting to the server may take before a publish fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -339,10 +344,7 @@ async fn send(
     context
         .publish_with_headers(subject.to_owned(), headers, body.into())
         .await
-        .map_err(|error| match error.kind() {
-            PublishErrorKind::BrokenPipe => unavailable(error),
-            _ => publish_error(message.message_id, error, Duration::ZERO),
-        })
+        .map_err(|error| publish_error(message.message_id, error, Duration::ZERO))
 }
 
 /// Waits until `deadline` for JetStream's acknowledgement of the message `message_id`.
@@ -393,10 +395,11 @@ struct InFlight {
 }
 
 impl NatsBus {
-    /// Sends every event, in order, without waiting between them, then waits for the
-    /// acknowledgements; each publish span lasts until its message's acknowledgement. Stops
-    /// sending at the first failure, which names the messages acknowledged before the first
-    /// one that failed (later ones may have been stored too).
+    /// Sends every event, in order, without waiting between them (up to
+    /// [`MAX_IN_FLIGHT`] unacknowledged), then waits for the acknowledgements; each publish
+    /// span lasts until its message's acknowledgement. Stops sending at the first failure,
+    /// which names the messages acknowledged before the first one that failed (later ones
+    /// may have been stored too).
     async fn publish_all(
         &self,
         events: &[EventEnvelope],
@@ -407,9 +410,13 @@ impl NatsBus {
             .await
             .map_err(|error| PublishFailure::new(PublishReport::default(), error))?;
         let shared = &self.shared;
-        let mut in_flight = Vec::with_capacity(events.len());
+        let mut in_flight = VecDeque::with_capacity(events.len().min(MAX_IN_FLIGHT));
+        let mut ids = Vec::with_capacity(events.len());
         let mut failure = None;
         for event in events {
+            if failure.is_some() {
+                break;
+            }
             let sending = async {
                 let subject = subject(&shared.streams.prefix, event);
                 let mut message = BusMessage::new(subject.as_str(), event.clone());
@@ -424,39 +431,51 @@ impl NatsBus {
                 SpanParent::Stored => instrument::in_stored_context(event, sending).await,
             };
             match sent {
-                Ok(ack) => in_flight.push(InFlight {
-                    message_id,
-                    publishing,
-                    ack,
-                    deadline: Instant::now() + shared.ack_timeout,
-                }),
+                Ok(ack) => {
+                    in_flight.push_back(InFlight {
+                        message_id,
+                        publishing,
+                        ack,
+                        deadline: Instant::now() + shared.ack_timeout,
+                    });
+                    if in_flight.len() >= MAX_IN_FLIGHT
+                        && let Some(oldest) = in_flight.pop_front()
+                    {
+                        self.settle(oldest, &mut ids, &mut failure).await;
+                    }
+                }
                 Err(error) => {
                     let outcome = Err::<(), _>(error);
                     publishing.end(&outcome);
                     failure = outcome.err();
-                    break;
                 }
             }
         }
-        let mut ids = Vec::with_capacity(in_flight.len());
-        for sent in in_flight {
-            let timeout = shared.ack_timeout;
-            let mut outcome = acknowledged(sent.ack, sent.message_id, sent.deadline, timeout).await;
-            if let Err(BusError::Unconfirmed { message_id, .. }) = outcome {
-                outcome = Err(self.late(message_id).await);
-            }
-            sent.publishing.end(&outcome);
-            match outcome {
-                Ok(()) if failure.is_none() => ids.push(sent.message_id),
-                Ok(()) => {}
-                Err(error) => {
-                    failure.get_or_insert(error);
-                }
-            }
+        while let Some(sent) = in_flight.pop_front() {
+            self.settle(sent, &mut ids, &mut failure).await;
         }
         match failure {
             None => Ok(PublishReport::new(ids)),
             Some(error) => Err(PublishFailure::new(PublishReport::new(ids), error)),
+        }
+    }
+
+    /// Waits for the acknowledgement of a message sent, ends its publish span with the
+    /// outcome, and records it: its id while nothing failed before it, else the first
+    /// failure.
+    async fn settle(&self, sent: InFlight, ids: &mut Vec<Uuid>, failure: &mut Option<BusError>) {
+        let timeout = self.shared.ack_timeout;
+        let mut outcome = acknowledged(sent.ack, sent.message_id, sent.deadline, timeout).await;
+        if let Err(BusError::Unconfirmed { message_id, .. }) = outcome {
+            outcome = Err(self.late(message_id).await);
+        }
+        sent.publishing.end(&outcome);
+        match outcome {
+            Ok(()) if failure.is_none() => ids.push(sent.message_id),
+            Ok(()) => {}
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
         }
     }
 }

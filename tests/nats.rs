@@ -521,6 +521,70 @@ async fn purge_empties_the_dead_letters() {
     server.clean().await;
 }
 
+#[tokio::test]
+async fn batch_mode_hands_messages_pulled_together_to_one_consume_span() {
+    let Some(server) = Server::open("batch") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]).batch(10);
+    // The first call fails: its message alone is retried.
+    let calls = counting(&group, "send-confirmation", 1);
+    group.declare().await.unwrap();
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let mut events = Vec::new();
+    for id in ["o-1", "o-2", "o-3"] {
+        events.extend(
+            orders
+                .execute(sample_order(id, "ada"))
+                .await
+                .unwrap()
+                .events,
+        );
+    }
+    bus.publish(&events).await.unwrap();
+    let running = Running::start(&group).await;
+    until("three messages and a retry", || {
+        calls.load(Ordering::SeqCst) == 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+    let spans = capture.spans();
+    let consumes = named(&spans, CONSUME);
+    let batches: Vec<_> = consumes
+        .iter()
+        .filter(|c| attribute(c, attr::DELIVERY_MODE) == Some(&string(attr::DELIVERY_BATCH)))
+        .collect();
+    let counted: i64 = batches
+        .iter()
+        .map(
+            |c| match attribute(c, attr::MESSAGING_BATCH_MESSAGE_COUNT) {
+                Some(Value::I64(n)) => *n,
+                other => panic!("a batch count, got {other:?}"),
+            },
+        )
+        .sum();
+    assert_eq!(counted, 3, "{}", spans.tree());
+    assert!(
+        batches.iter().any(|c| c.links.len() > 1),
+        "{}",
+        spans.tree()
+    );
+    for batch in &batches {
+        assert_eq!(batch.parent_span_id, SpanId::INVALID, "a new root");
+    }
+    let retries = consumes
+        .iter()
+        .filter(|c| attribute(c, attr::DELIVERY_MODE) == Some(&string(attr::DELIVERY_REDELIVERY)))
+        .count();
+    assert_eq!(retries, 1, "{}", spans.tree());
+    server.clean().await;
+}
+
 // ---- redelivery: not acknowledged in time ----------------------------------------------------
 
 #[tokio::test]

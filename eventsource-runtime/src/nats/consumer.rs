@@ -17,7 +17,9 @@ use super::error::unavailable;
 use super::topology::{self, GroupNames};
 use super::{NatsBus, publish_copy, subject};
 use crate::bus::wire::{self, DeliveryState, Settle};
-use crate::bus::{BusError, BusMessage, Dispatcher, EventHandler, HandlerError, handler_fn};
+use crate::bus::{
+    BusError, BusMessage, Dispatcher, EventHandler, HandlerError, HandlerFailure, handler_fn,
+};
 use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
@@ -70,6 +72,7 @@ pub struct ConsumerGroup {
     patterns: Vec<String>,
     prefetch: u16,
     ack_wait: Duration,
+    batch: Option<u16>,
     names: GroupNames,
     dispatcher: Dispatcher,
 }
@@ -82,6 +85,7 @@ impl std::fmt::Debug for ConsumerGroup {
             .field("patterns", &self.patterns)
             .field("prefetch", &self.prefetch)
             .field("ack_wait", &self.ack_wait)
+            .field("batch", &self.batch)
             .field("retry_delays", &self.names.delays)
             .field("handlers", &self.dispatcher.handler_names())
             .finish()
@@ -109,6 +113,7 @@ impl ConsumerGroup {
             patterns: Vec::new(),
             prefetch: DEFAULT_PREFETCH,
             ack_wait: DEFAULT_ACK_WAIT,
+            batch: None,
             names,
             bus,
         }
@@ -141,6 +146,20 @@ impl ConsumerGroup {
     #[must_use]
     pub fn ack_wait(mut self, wait: Duration) -> Self {
         self.ack_wait = wait;
+        self
+    }
+
+    /// Builder: batch mode. Up to `max_messages` live messages that arrive together
+    /// (pulled at once, or within a few milliseconds of the first) are handed to the
+    /// handlers in one consume span, [`Dispatcher::deliver_batch`]: a new root with a link
+    /// per message and `messaging.batch.message_count`. Each message is still settled by
+    /// its own failures (retried or dead-lettered alone); retries are delivered one by one.
+    /// The prefetch is raised to `max_messages` if it is lower.
+    #[must_use]
+    pub fn batch(mut self, max_messages: u16) -> Self {
+        let max_messages = max_messages.max(1);
+        self.batch = Some(max_messages);
+        self.prefetch = self.prefetch.max(max_messages);
         self
     }
 
@@ -343,7 +362,13 @@ impl ConsumerGroup {
                     return Ok(());
                 }
                 next = live.next() => match next {
-                    Some(Ok(message)) => self.settle(&context, Source::Live, message).await?,
+                    Some(Ok(message)) => match self.batch {
+                        None => self.settle(&context, Source::Live, message).await?,
+                        Some(max) => {
+                            let messages = gather(&mut live, message, usize::from(max)).await;
+                            self.settle_batch(&context, messages).await?;
+                        }
+                    },
                     Some(Err(error)) => return Err(BusError::Unavailable(error)),
                     None => live = self.pull(&live_consumer).await?,
                 },
@@ -376,6 +401,50 @@ impl ConsumerGroup {
         source: Source,
         delivery: Message,
     ) -> Result<(), BusError> {
+        let Some((delivery, message, state)) = self.prepare(context, source, delivery).await?
+        else {
+            return Ok(());
+        };
+        let failures = self.dispatcher.receive(&message, &state).await;
+        self.finish(context, &delivery, &message, &state, &failures)
+            .await
+    }
+
+    /// Hands several live deliveries to the handlers in one consume span
+    /// ([`Dispatcher::deliver_batch`]), then settles each as [`settle`](Self::settle) does,
+    /// by its own failures.
+    async fn settle_batch(
+        &self,
+        context: &Context,
+        deliveries: Vec<Message>,
+    ) -> Result<(), BusError> {
+        let mut prepared = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            if let Some(ready) = self.prepare(context, Source::Live, delivery).await? {
+                prepared.push(ready);
+            }
+        }
+        let messages: Vec<BusMessage> = prepared.iter().map(|(_, m, _)| m.clone()).collect();
+        let mut failures = self.dispatcher.deliver_batch(&messages).await;
+        for (delivery, message, state) in &prepared {
+            let (own, others): (Vec<_>, Vec<_>) = failures
+                .into_iter()
+                .partition(|f| f.message_id == message.message_id);
+            failures = others;
+            self.finish(context, delivery, message, state, &own).await?;
+        }
+        Ok(())
+    }
+
+    /// A delivery ready for the handlers: its message and delivery state. `None` when it
+    /// was settled already: not one of the group's subjects (acknowledged), a retry copy
+    /// not due yet (given back until it is), an undecodable body (dead-lettered).
+    async fn prepare(
+        &self,
+        context: &Context,
+        source: Source,
+        delivery: Message,
+    ) -> Result<Option<(Message, BusMessage, DeliveryState)>, BusError> {
         let (trace, mut state) = codec::read_headers(delivery.headers.as_ref());
         let (delivered, published) = match delivery.info() {
             Ok(info) => (info.delivered, info.published.unix_timestamp_nanos()),
@@ -384,7 +453,7 @@ impl ConsumerGroup {
         match source {
             Source::Live => {
                 if !self.wants(delivery.subject.as_str()) {
-                    return ack(&delivery).await;
+                    return ack(&delivery).await.map(|()| None);
                 }
                 if delivered > 1 {
                     // Not acknowledged in time (its consumer died or stopped): this is one
@@ -396,37 +465,55 @@ impl ConsumerGroup {
             Source::Retry => {
                 // Held back until its delay has passed since it was stored.
                 let delay = self.names.delay_before(state.attempt);
-                let due =
-                    published.saturating_add(i128::try_from(delay.as_nanos()).unwrap_or(i128::MAX));
+                let delay = i128::try_from(delay.as_nanos()).unwrap_or(i128::MAX);
+                let due = published.saturating_add(delay);
                 let now = chrono::Utc::now()
                     .timestamp_nanos_opt()
                     .map_or(0, i128::from);
                 if now < due {
                     let wait = u64::try_from(due - now).unwrap_or(u64::MAX);
-                    return nak(&delivery, Some(Duration::from_nanos(wait))).await;
+                    let wait = Some(Duration::from_nanos(wait));
+                    return nak(&delivery, wait).await.map(|()| None);
                 }
             }
         }
         let event = match wire::decode(&delivery.payload) {
             Ok(event) => event,
-            Err(error) => return self.undecodable(context, &delivery, &error).await,
+            Err(error) => {
+                return self
+                    .undecodable(context, &delivery, &error)
+                    .await
+                    .map(|()| None);
+            }
         };
         let message =
             BusMessage::new(subject(self.bus.subject_prefix(), &event), event).with_headers(trace);
-        let failures = self.dispatcher.receive(&message, &state).await;
-        match state.after(&failures, self.max_deliveries()) {
+        Ok(Some((delivery, message, state)))
+    }
+
+    /// Settles a delivery its handlers ended with `failures`: acknowledged, or a copy to the
+    /// retry subject or the dead letters first.
+    async fn finish(
+        &self,
+        context: &Context,
+        delivery: &Message,
+        message: &BusMessage,
+        state: &DeliveryState,
+        failures: &[HandlerFailure],
+    ) -> Result<(), BusError> {
+        match state.after(failures, self.max_deliveries()) {
             Settle::Ack => {}
             Settle::Retry(next) if !self.names.delays.is_empty() => {
                 let subject = &self.names.retry_subject;
-                self.forward(context, subject, &message, &next).await?;
+                self.forward(context, subject, message, &next).await?;
             }
             Settle::Retry(next) | Settle::DeadLetter(next) => {
-                crate::bus::log_dead_letter(&self.name, &message, &next);
+                crate::bus::log_dead_letter(&self.name, message, &next);
                 let subject = &self.names.dead_subject;
-                self.forward(context, subject, &message, &next).await?;
+                self.forward(context, subject, message, &next).await?;
             }
         }
-        ack(&delivery).await
+        ack(delivery).await
     }
 
     /// Sends a copy of `message` with `state` to `subject`, acknowledged by JetStream.
@@ -476,6 +563,23 @@ impl ConsumerGroup {
             .map_err(unavailable)?;
         ack(delivery).await
     }
+}
+
+/// How long batch mode waits for more messages after the first of a batch.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
+
+/// `first` and the messages of `pull` that follow it within [`BATCH_LINGER`] of each
+/// other, up to `max` in all. A message that arrives with an error ends the batch (the pull
+/// reports it next).
+async fn gather(pull: &mut Batch, first: Message, max: usize) -> Vec<Message> {
+    let mut messages = vec![first];
+    while messages.len() < max {
+        match tokio::time::timeout(BATCH_LINGER, pull.next()).await {
+            Ok(Some(Ok(message))) => messages.push(message),
+            _ => break,
+        }
+    }
+    messages
 }
 
 /// Acknowledges `delivery` and waits for JetStream to confirm it.

@@ -396,6 +396,30 @@ async fn a_group_bound_by_patterns_gets_only_the_matching_events() {
     server.clean().await;
 }
 
+#[tokio::test]
+async fn a_group_declared_again_with_other_patterns_takes_them() {
+    let Some(server) = Server::open("rebind") else {
+        return;
+    };
+    let bus = server.bus();
+    server
+        .group(&bus, "mailer", &[50])
+        .bind("Order.OrderShipped")
+        .declare()
+        .await
+        .unwrap();
+    let group = server
+        .group(&bus, "mailer", &[50])
+        .bind("Order.OrderPlaced");
+    let calls = counting(&group, "count", 0);
+    let running = Running::start(&group).await;
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    until("the placed order", || calls.load(Ordering::SeqCst) == 1).await;
+    running.stop().await;
+    server.clean().await;
+}
+
 // ---- failures: retries, dead letters -------------------------------------------------------
 
 #[tokio::test]

@@ -34,6 +34,8 @@
 //!   processed messages, its schema and SQL);
 //! - `rabbitmq` (feature of that name): the event bus over RabbitMQ (publisher, consumer
 //!   groups, retries, dead letters);
+//! - `nats` (feature of that name): the event bus over NATS JetStream (publisher, consumer
+//!   groups, retries, dead letters);
 //! - [`telemetry`]: the ground floor every component records with (keys, switches,
 //!   propagation, application setup); each component builds its own spans in its own
 //!   `instrument` module;
@@ -98,6 +100,9 @@ pub mod event;
 #[cfg(feature = "kafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
 pub mod kafka;
+#[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
+pub mod nats;
 mod panic;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

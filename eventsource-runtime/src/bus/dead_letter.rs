@@ -71,7 +71,7 @@ impl DeadLetterEntry {
     }
 }
 
-#[cfg(any(feature = "rabbitmq", feature = "kafka"))]
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 /// The warning a dead-lettered message gets: why, after how many deliveries.
 pub(crate) fn log_dead_letter(
     group: &str,

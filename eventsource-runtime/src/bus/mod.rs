@@ -74,7 +74,7 @@ use crate::telemetry::attributes::{SPAN_BUS_CONSUME, SPAN_BUS_HANDLE, SPAN_BUS_P
 use crate::telemetry::otel::in_stored_context;
 use crate::telemetry::values::span_names;
 
-#[cfg(any(feature = "rabbitmq", feature = "kafka"))]
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 pub(crate) use dead_letter::log_dead_letter;
 pub use dead_letter::{DeadLetter, DeadLetterEntry, UndecodableLetter};
 pub use dispatcher::Dispatcher;

@@ -1,0 +1,638 @@
+//! A consumer group: its durable consumers, its handlers, and how each delivery is settled
+//! (ack after every handler succeeded; a failure retried after a delay, then
+//! dead-lettered).
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::Consumer;
+use async_nats::jetstream::consumer::pull::{Batch, Config as PullConfig};
+use async_nats::jetstream::{AckKind, Context, Message};
+use futures_util::StreamExt as _;
+
+use super::codec;
+use super::error::unavailable;
+use super::topology::{self, GroupNames};
+use super::{NatsBus, publish_copy, subject};
+use crate::bus::wire::{self, DeliveryState, Settle};
+use crate::bus::{
+    BusError, BusMessage, Dispatcher, EventHandler, HandlerError, HandlerFailure, handler_fn,
+};
+use crate::event::EventEnvelope;
+use crate::telemetry::otel::log::{log_info, log_warn};
+use crate::telemetry::values::Chain;
+
+/// How many unacknowledged messages JetStream hands a group's consumer at once, by default
+/// (`max_ack_pending`, and the size of each pull).
+pub const DEFAULT_PREFETCH: u16 = 16;
+
+/// The waits before the redeliveries of a failed message, by default: 1 s, 5 s, 30 s
+/// (four deliveries in all, then the dead letters).
+pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+];
+
+/// How long JetStream waits for a delivered message's acknowledgement, by default, before
+/// it delivers the message again (the consumer is presumed dead).
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// How long one pull request waits for messages; also the longest a shutdown waits for the
+/// messages of its open pull requests.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
+/// The first wait before reconnecting after the connection was lost; it doubles up to
+/// [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest wait between reconnections.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A consumer group on a [`NatsBus`]: one durable pull consumer of the events, one of its
+/// retry copies, the handlers that consume them, and its dead letters (see the
+/// [module](super) for the topology).
+///
+/// Every message is handed to each interested handler in turn (a [`Dispatcher`]: consume
+/// and handle spans, bus metrics) and acknowledged only when every one succeeded. When one
+/// fails (or panics), a copy naming the failed handlers goes to the group's retry subject
+/// (stored and acknowledged by JetStream before the original is acknowledged), is held
+/// back until its delay has passed since it was stored, and is handed to those handlers
+/// only; after the last allowed delivery it goes to the [dead letters](Self::dead_letters)
+/// with the error. A message JetStream delivers again because its consumer did not
+/// acknowledge it in time (it died, or stopped) counts as a redelivery. Handlers should be
+/// idempotent: delivery is at least once.
+///
+/// The builder methods configure the group before it is shared; clones share the handlers.
+#[derive(Clone)]
+pub struct ConsumerGroup {
+    bus: NatsBus,
+    name: Arc<str>,
+    patterns: Vec<String>,
+    prefetch: u16,
+    ack_wait: Duration,
+    batch: Option<u16>,
+    names: GroupNames,
+    dispatcher: Dispatcher,
+}
+
+impl std::fmt::Debug for ConsumerGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerGroup")
+            .field("name", &self.name)
+            .field("consumer", &self.names.durable)
+            .field("patterns", &self.patterns)
+            .field("prefetch", &self.prefetch)
+            .field("ack_wait", &self.ack_wait)
+            .field("batch", &self.batch)
+            .field("retry_delays", &self.names.delays)
+            .field("handlers", &self.dispatcher.handler_names())
+            .finish()
+    }
+}
+
+/// Where a delivery comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The live stream: a first delivery, or JetStream's redelivery of it.
+    Live,
+    /// The group's retry copies: the state is in the headers.
+    Retry,
+}
+
+impl ConsumerGroup {
+    pub(super) fn new(bus: NatsBus, name: &str) -> Self {
+        let mut telemetry = bus.telemetry().clone();
+        telemetry.consumer_group = Some(name.to_owned());
+        let names = GroupNames::new(bus.subject_prefix(), name, &DEFAULT_RETRY_DELAYS);
+        let destination = format!("{}.>", bus.subject_prefix());
+        Self {
+            dispatcher: Dispatcher::new(destination, telemetry),
+            name: name.into(),
+            patterns: Vec::new(),
+            prefetch: DEFAULT_PREFETCH,
+            ack_wait: DEFAULT_ACK_WAIT,
+            batch: None,
+            names,
+            bus,
+        }
+    }
+
+    /// Builder: the group consumes the events whose `{aggregate_type}.{event_type}` match
+    /// this NATS subject pattern (`Order.*`, `*.OrderPlaced`, `>`); the consumer's filter is
+    /// `{prefix}.{pattern}`. Without any, the group receives every event. JetStream 2.9
+    /// filters a consumer by one subject: with several patterns the consumer takes every
+    /// event and the group acknowledges, unhandled and without spans, those no pattern
+    /// matches.
+    #[must_use]
+    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.push(pattern.into());
+        self
+    }
+
+    /// Builder: how many unacknowledged messages JetStream hands over at once
+    /// (`max_ack_pending`; default [`DEFAULT_PREFETCH`], at least 1). Messages are handled
+    /// one at a time, in order.
+    #[must_use]
+    pub fn prefetch(mut self, messages: u16) -> Self {
+        self.prefetch = messages.max(1);
+        self
+    }
+
+    /// Builder: how long JetStream waits for a message's acknowledgement before it
+    /// delivers the message again (default [`DEFAULT_ACK_WAIT`]): longer than the slowest
+    /// handling of a message, or the message is handled twice.
+    #[must_use]
+    pub fn ack_wait(mut self, wait: Duration) -> Self {
+        self.ack_wait = wait;
+        self
+    }
+
+    /// Builder: batch mode. Up to `max_messages` live messages that arrive together
+    /// (pulled at once, or within a few milliseconds of the first) are handed to the
+    /// handlers in one consume span, [`Dispatcher::deliver_batch`]: a new root with a link
+    /// per message and `messaging.batch.message_count`. Each message is still settled by
+    /// its own failures (retried or dead-lettered alone); retries are delivered one by one.
+    /// The prefetch is raised to `max_messages` if it is lower.
+    #[must_use]
+    pub fn batch(mut self, max_messages: u16) -> Self {
+        let max_messages = max_messages.max(1);
+        self.batch = Some(max_messages);
+        self.prefetch = self.prefetch.max(max_messages);
+        self
+    }
+
+    /// Builder: the waits before each redelivery of a failed message (default
+    /// [`DEFAULT_RETRY_DELAYS`]); a message is delivered at most once more than there are
+    /// delays, then dead-lettered. No delay: no retry.
+    #[must_use]
+    pub fn retry_delays(mut self, delays: impl IntoIterator<Item = Duration>) -> Self {
+        let delays: Vec<Duration> = delays.into_iter().collect();
+        self.names = GroupNames::new(self.bus.subject_prefix(), &self.name, &delays);
+        self
+    }
+
+    /// The group's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name of the group's durable consumer on the bus's stream (`{prefix}-{group}`).
+    #[must_use]
+    pub fn consumer_name(&self) -> &str {
+        &self.names.durable
+    }
+
+    /// The subject of the group's retry copies (`{prefix}-retry.{group}`, on the bus's
+    /// `{stream}_RETRY` stream).
+    #[must_use]
+    pub fn retry_subject(&self) -> &str {
+        &self.names.retry_subject
+    }
+
+    /// How many times a message is delivered to a failing handler before it is
+    /// dead-lettered.
+    #[must_use]
+    pub fn max_deliveries(&self) -> u32 {
+        u32::try_from(self.names.delays.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
+    }
+
+    /// The handlers' side: subscriptions, telemetry settings.
+    #[must_use]
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Adds a handler.
+    pub fn subscribe(&self, handler: impl EventHandler) {
+        self.dispatcher.subscribe(handler);
+    }
+
+    /// Adds a handler made of a name and an async closure (see [`handler_fn`]).
+    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
+    where
+        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError>,
+    {
+        self.dispatcher.subscribe(handler_fn(name, handle));
+    }
+
+    /// The group's dead letters.
+    #[must_use]
+    pub fn dead_letters(&self) -> super::DeadLetters {
+        super::DeadLetters::new(self.bus.clone(), self.names.clone())
+    }
+
+    /// The live consumer's filter: `{prefix}.{pattern}` for one pattern, every event
+    /// otherwise.
+    fn filter(&self) -> String {
+        let prefix = self.bus.subject_prefix();
+        match self.patterns.as_slice() {
+            [pattern] => format!("{prefix}.{pattern}"),
+            _ => format!("{prefix}.>"),
+        }
+    }
+
+    /// Whether `subject` is one of the group's (always, with fewer than two patterns: the
+    /// server filtered).
+    fn wants(&self, subject: &str) -> bool {
+        if self.patterns.len() < 2 {
+            return true;
+        }
+        let prefix = self.bus.subject_prefix();
+        let Some(rest) = subject
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+        else {
+            return false;
+        };
+        self.patterns.iter().any(|pattern| matches(pattern, rest))
+    }
+
+    /// Declares the streams and the group's two durable consumers (created, or updated to
+    /// this configuration): from then on JetStream keeps every matching message for the
+    /// group, whether it runs or not.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the server cannot be reached or refuses.
+    pub async fn declare(&self) -> Result<(), BusError> {
+        let context = self.bus.context().await?;
+        self.consumers(&context).await.map(drop)
+    }
+
+    /// The streams and the group's consumers, declared: (live, retry).
+    async fn consumers(
+        &self,
+        context: &Context,
+    ) -> Result<(Consumer<PullConfig>, Consumer<PullConfig>), BusError> {
+        let streams = &self.bus.shared.streams;
+        streams.declare(context).await?;
+        let live_stream = context
+            .get_stream(&streams.live)
+            .await
+            .map_err(unavailable)?;
+        let live = topology::consumer_config(
+            &self.names.durable,
+            self.filter(),
+            self.ack_wait,
+            self.prefetch,
+        );
+        let live = topology::declare_consumer(&live_stream, live).await?;
+        let retry_stream = context
+            .get_stream(&streams.retry)
+            .await
+            .map_err(unavailable)?;
+        let retry = topology::consumer_config(
+            &self.names.retry_durable,
+            self.names.retry_subject.clone(),
+            self.ack_wait,
+            self.prefetch,
+        );
+        let retry = topology::declare_consumer(&retry_stream, retry).await?;
+        Ok((live, retry))
+    }
+
+    /// Consumes until `shutdown` completes: declares the topology, then handles each
+    /// delivery. When the connection or a consumer is lost it logs a warning and starts
+    /// again, with backoff.
+    ///
+    /// On shutdown it stops pulling, lets the message being handled finish and be settled,
+    /// and gives back (`-NAK`, two seconds' delay) the messages its open pull requests
+    /// still bring in, which takes up to about two seconds. JetStream delivers those again
+    /// to the group's next consumer as redeliveries: a negative acknowledgement is not a
+    /// delivery, but the next delivery is (`delivered` = 2).
+    ///
+    /// # Errors
+    /// None so far: every failure is retried; the `Result` leaves room for giving up.
+    pub async fn run<F>(&self, shutdown: F) -> Result<(), BusError>
+    where
+        F: Future + Send,
+    {
+        let mut shutdown = pin!(async move {
+            shutdown.await;
+        });
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            match self.session(shutdown.as_mut()).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    log_warn!(
+                        group = &*self.name,
+                        error = %Chain(&error),
+                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                        "consumer group disconnected; connecting again"
+                    );
+                }
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.as_mut() => return Ok(()),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One session's worth of consuming: `Ok` on shutdown, the error that ended it
+    /// otherwise.
+    async fn session(
+        &self,
+        mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
+    ) -> Result<(), BusError> {
+        let context = self.bus.context().await?;
+        let (live_consumer, retry_consumer) = self.consumers(&context).await?;
+        let mut live = self.pull(&live_consumer).await?;
+        let mut retry = self.pull(&retry_consumer).await?;
+        log_info!(
+            group = &*self.name,
+            consumer = self.names.durable.as_str(),
+            "consuming"
+        );
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.as_mut() => {
+                    give_back(live).await;
+                    give_back(retry).await;
+                    return Ok(());
+                }
+                next = live.next() => match next {
+                    Some(Ok(message)) => match self.batch {
+                        None => self.settle(&context, Source::Live, message).await?,
+                        Some(max) => {
+                            let messages = gather(&mut live, message, usize::from(max)).await;
+                            self.settle_batch(&context, messages).await?;
+                        }
+                    },
+                    Some(Err(error)) => return Err(BusError::Unavailable(error)),
+                    None => live = self.pull(&live_consumer).await?,
+                },
+                next = retry.next() => match next {
+                    Some(Ok(message)) => self.settle(&context, Source::Retry, message).await?,
+                    Some(Err(error)) => return Err(BusError::Unavailable(error)),
+                    None => retry = self.pull(&retry_consumer).await?,
+                },
+            }
+        }
+    }
+
+    /// A pull request for up to a prefetch of messages, open for [`PULL_EXPIRES`].
+    async fn pull(&self, consumer: &Consumer<PullConfig>) -> Result<Batch, BusError> {
+        consumer
+            .batch()
+            .max_messages(usize::from(self.prefetch))
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Hands one delivery to the handlers, then acknowledges it, or sends a copy to the
+    /// retry subject or the dead letters (acknowledged by JetStream first, so nothing is
+    /// lost in between).
+    async fn settle(
+        &self,
+        context: &Context,
+        source: Source,
+        delivery: Message,
+    ) -> Result<(), BusError> {
+        let Some((delivery, message, state)) = self.prepare(context, source, delivery).await?
+        else {
+            return Ok(());
+        };
+        let failures = self.dispatcher.receive(&message, &state).await;
+        self.finish(context, &delivery, &message, &state, &failures)
+            .await
+    }
+
+    /// Hands several live deliveries to the handlers in one consume span
+    /// ([`Dispatcher::deliver_batch`]), then settles each as [`settle`](Self::settle) does,
+    /// by its own failures.
+    async fn settle_batch(
+        &self,
+        context: &Context,
+        deliveries: Vec<Message>,
+    ) -> Result<(), BusError> {
+        let mut prepared = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            if let Some(ready) = self.prepare(context, Source::Live, delivery).await? {
+                prepared.push(ready);
+            }
+        }
+        let messages: Vec<BusMessage> = prepared.iter().map(|(_, m, _)| m.clone()).collect();
+        let mut failures = self.dispatcher.deliver_batch(&messages).await;
+        for (delivery, message, state) in &prepared {
+            let (own, others): (Vec<_>, Vec<_>) = failures
+                .into_iter()
+                .partition(|f| f.message_id == message.message_id);
+            failures = others;
+            self.finish(context, delivery, message, state, &own).await?;
+        }
+        Ok(())
+    }
+
+    /// A delivery ready for the handlers: its message and delivery state. `None` when it
+    /// was settled already: not one of the group's subjects (acknowledged), a retry copy
+    /// not due yet (given back until it is), an undecodable body (dead-lettered).
+    async fn prepare(
+        &self,
+        context: &Context,
+        source: Source,
+        delivery: Message,
+    ) -> Result<Option<(Message, BusMessage, DeliveryState)>, BusError> {
+        let (trace, mut state) = codec::read_headers(delivery.headers.as_ref());
+        let (delivered, published) = match delivery.info() {
+            Ok(info) => (info.delivered, info.published.unix_timestamp_nanos()),
+            Err(_) => (1, 0),
+        };
+        match source {
+            Source::Live => {
+                if !self.wants(delivery.subject.as_str()) {
+                    return ack(&delivery).await.map(|()| None);
+                }
+                if delivered > 1 {
+                    // Not acknowledged in time (its consumer died or stopped): this is one
+                    // more delivery, for every handler.
+                    let delivered = u32::try_from(delivered).unwrap_or(u32::MAX);
+                    state.attempt = state.attempt.saturating_add(1).max(delivered);
+                }
+            }
+            Source::Retry => {
+                // Held back until its delay has passed since it was stored.
+                let delay = self.names.delay_before(state.attempt);
+                let delay = i128::try_from(delay.as_nanos()).unwrap_or(i128::MAX);
+                let due = published.saturating_add(delay);
+                let now = chrono::Utc::now()
+                    .timestamp_nanos_opt()
+                    .map_or(0, i128::from);
+                if now < due {
+                    let wait = u64::try_from(due - now).unwrap_or(u64::MAX);
+                    let wait = Some(Duration::from_nanos(wait));
+                    return nak(&delivery, wait).await.map(|()| None);
+                }
+            }
+        }
+        let event = match wire::decode(&delivery.payload) {
+            Ok(event) => event,
+            Err(error) => {
+                return self
+                    .undecodable(context, &delivery, &error)
+                    .await
+                    .map(|()| None);
+            }
+        };
+        let message =
+            BusMessage::new(subject(self.bus.subject_prefix(), &event), event).with_headers(trace);
+        Ok(Some((delivery, message, state)))
+    }
+
+    /// Settles a delivery its handlers ended with `failures`: acknowledged, or a copy to the
+    /// retry subject or the dead letters first.
+    async fn finish(
+        &self,
+        context: &Context,
+        delivery: &Message,
+        message: &BusMessage,
+        state: &DeliveryState,
+        failures: &[HandlerFailure],
+    ) -> Result<(), BusError> {
+        match state.after(failures, self.max_deliveries()) {
+            Settle::Ack => {}
+            Settle::Retry(next) if !self.names.delays.is_empty() => {
+                let subject = &self.names.retry_subject;
+                self.forward(context, subject, message, &next).await?;
+            }
+            Settle::Retry(next) | Settle::DeadLetter(next) => {
+                crate::bus::log_dead_letter(&self.name, message, &next);
+                let subject = &self.names.dead_subject;
+                self.forward(context, subject, message, &next).await?;
+            }
+        }
+        ack(delivery).await
+    }
+
+    /// Sends a copy of `message` with `state` to `subject`, acknowledged by JetStream.
+    async fn forward(
+        &self,
+        context: &Context,
+        subject: &str,
+        message: &BusMessage,
+        state: &DeliveryState,
+    ) -> Result<(), BusError> {
+        let timeout = self.bus.shared.ack_timeout;
+        publish_copy(context, subject, message, state, timeout).await
+    }
+
+    /// A message whose body is not a stored event: straight to the dead letters, as it
+    /// came, with the reason.
+    async fn undecodable(
+        &self,
+        context: &Context,
+        delivery: &Message,
+        error: &wire::Undecodable,
+    ) -> Result<(), BusError> {
+        log_warn!(
+            group = &*self.name,
+            subject = delivery.subject.as_str(),
+            error = %Chain(error),
+            "undecodable message dead-lettered"
+        );
+        let mut headers = delivery.headers.clone().unwrap_or_default();
+        headers.insert(wire::HEADER_ERROR, Chain(error).to_string().as_str());
+        // With the original's `Nats-Msg-Id`, if any: the same message dead-lettered twice
+        // within the duplicate window (its acknowledgement was lost) is kept once.
+        let timeout = self.bus.shared.ack_timeout;
+        let ack_future = context
+            .publish_with_headers(
+                self.names.dead_subject.clone(),
+                headers,
+                delivery.payload.clone(),
+            )
+            .await
+            .map_err(unavailable)?;
+        tokio::time::timeout(timeout, ack_future.into_future())
+            .await
+            .map_err(|_| {
+                BusError::unavailable("the dead-letter copy was not acknowledged in time")
+            })?
+            .map_err(unavailable)?;
+        ack(delivery).await
+    }
+}
+
+/// How long batch mode waits for more messages after the first of a batch.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
+
+/// `first` and the messages of `pull` that follow it within [`BATCH_LINGER`] of each
+/// other, up to `max` in all. A message that arrives with an error ends the batch (the pull
+/// reports it next).
+async fn gather(pull: &mut Batch, first: Message, max: usize) -> Vec<Message> {
+    let mut messages = vec![first];
+    while messages.len() < max {
+        match tokio::time::timeout(BATCH_LINGER, pull.next()).await {
+            Ok(Some(Ok(message))) => messages.push(message),
+            _ => break,
+        }
+    }
+    messages
+}
+
+/// Acknowledges `delivery` and waits for JetStream to confirm it.
+async fn ack(delivery: &Message) -> Result<(), BusError> {
+    delivery.double_ack().await.map_err(BusError::Unavailable)
+}
+
+/// Gives `delivery` back to JetStream, to be delivered again after `delay` (at once
+/// without one).
+async fn nak(delivery: &Message, delay: Option<Duration>) -> Result<(), BusError> {
+    delivery
+        .ack_with(AckKind::Nak(delay))
+        .await
+        .map_err(BusError::Unavailable)
+}
+
+/// Gives back every message an open pull request still brings in (it ends within
+/// [`PULL_EXPIRES`]). A message given back goes to the next pull, not this one: it is held
+/// back for as long as this request may still be open.
+async fn give_back(mut batch: Batch) {
+    let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_millis(500);
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, batch.next()).await {
+        let _ = nak(&message, Some(PULL_EXPIRES)).await;
+    }
+}
+
+/// Whether a NATS subject pattern (`*`: one token, `>`: one or more trailing tokens)
+/// matches `subject`.
+fn matches(pattern: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for expected in pattern.split('.') {
+        match (expected, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (expected, Some(token)) if expected == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn patterns_match_as_nats_subjects_do() {
+        assert!(matches("Order.*", "Order.OrderPlaced"));
+        assert!(matches("*.OrderPlaced", "Order.OrderPlaced"));
+        assert!(matches(">", "Order.OrderPlaced"));
+        assert!(matches("Order.>", "Order.OrderPlaced"));
+        assert!(!matches("Order.*", "Cart.OrderPlaced"));
+        assert!(!matches("Order", "Order.OrderPlaced"));
+        assert!(!matches("Order.OrderPlaced.x", "Order.OrderPlaced"));
+    }
+}

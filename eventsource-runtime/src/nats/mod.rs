@@ -1,0 +1,502 @@
+//! NATS JetStream (feature `nats`): everything the event bus does over a NATS server with
+//! JetStream, through [async-nats](https://docs.rs/async-nats) on tokio.
+//!
+//! - [`NatsBus`] publishes stored events ([`EventBus`]): each message stored in a
+//!   file-backed stream and acknowledged by JetStream before the publish succeeds, subject
+//!   `{prefix}.{aggregate_type}.{event_type}`, `Nats-Msg-Id` = the event id (JetStream's
+//!   duplicate window drops a relay's republish); an error acknowledgement (no stream for
+//!   the subject, say), a lost connection or no acknowledgement within the timeout is a
+//!   typed [`BusError`], never a silent drop;
+//! - [`ConsumerGroup`] consumes them: one durable pull consumer per group, filtered by
+//!   patterns, its handlers run through a [`Dispatcher`](crate::bus::Dispatcher), an
+//!   acknowledgement only after every handler succeeded, a failure retried after a delay
+//!   (for the failed handlers only, even across restarts), then dead-lettered;
+//! - [`DeadLetters`] lists, counts, moves back and purges a group's dead letters.
+//!
+//! # Topology
+//!
+//! Declared idempotently by whichever side starts first ([`NatsBus::declare`] for the
+//! streams, [`ConsumerGroup::declare`] for a group's consumers: declare the groups from the
+//! producer too, so that a group sees what was published before it first ran):
+//!
+//! | name | what |
+//! |---|---|
+//! | stream `{stream}` (default `EVENTSOURCE`), subjects `{prefix}.>` (default `eventsource`) | the events, file storage, limits retention, a two-minute duplicate window |
+//! | stream `{stream}_RETRY`, subjects `{prefix}-retry.>` | retry copies, work-queue retention (gone once acknowledged) |
+//! | stream `{stream}_DEAD`, subjects `{prefix}-dead.>` | dead letters, limits retention |
+//! | consumer `{prefix}-{group}` on `{stream}` | the group's durable pull consumer, explicit acks, filtered by its pattern (default `{prefix}.>`) |
+//! | consumer `{prefix}-{group}-retry` on `{stream}_RETRY`, subject `{prefix}-retry.{group}` | the group's retry copies |
+//! | subject `{prefix}-dead.{group}` on `{stream}_DEAD` | the group's dead letters, with the last error in `x-eventsource-error` |
+//!
+//! (`{group}` with `.`, `*`, `>` and whitespace replaced by `_`.)
+//!
+//! # Messages
+//!
+//! The bus's [wire format](crate::bus::wire), every header as text: the body is the stored
+//! event as JSON; the headers carry the message id (`eventsource-message-id`, and
+//! `Nats-Msg-Id` on the first publish), the W3C context of the publish span
+//! (`traceparent`, `tracestate`, `baggage`), the event's identity (`eventsource-*`), and
+//! the delivery state of a retried or dead-lettered copy (`x-eventsource-attempt`,
+//! `x-eventsource-handlers`: those that failed, `x-eventsource-error`).
+//!
+//! # Telemetry
+//!
+//! The bus's spans are the contract's (`docs/telemetry.md`) with `messaging.system` =
+//! `nats` ([`SYSTEM`]), `server.address`/`server.port`, `messaging.destination.name` = the
+//! subject (`{prefix}.{aggregate_type}.{event_type}`, on a retry too), and on consume spans
+//! `messaging.consumer.group.name`. A first delivery's consume span continues the
+//! producer's trace; a retry, or a message JetStream delivered again (its consumer died or
+//! stopped before acknowledging it), is a new root linked to the producer's span.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use eventsource_runtime::bus::{EventBus, HandlerError};
+//! use eventsource_runtime::nats::NatsBus;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus = NatsBus::new("nats://127.0.0.1:4222")?.with_stream("SHOP").with_subject_prefix("shop");
+//! bus.declare().await?;
+//!
+//! // A consumer group: its own durable consumer, retries after 1 s and 10 s, then the
+//! // dead letters.
+//! let mailer = bus
+//!     .consumer_group("mailer")
+//!     .bind("Order.OrderPlaced")
+//!     .retry_delays([Duration::from_secs(1), Duration::from_secs(10)]);
+//! mailer.subscribe_fn("send-confirmation", |event| async move {
+//!     println!("confirming {}", event.aggregate_id());
+//!     Ok::<(), HandlerError>(())
+//! });
+//! mailer.declare().await?; // so that what is published now is kept for it
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let consuming = tokio::spawn(async move { mailer.run(async { let _ = stopped.await; }).await });
+//!
+//! // ... `CommandService::with_bus(bus.clone())`, or a relay, publishes ...
+//! let _ = stop.send(());
+//! consuming.await??;
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod consumer;
+mod dead_letters;
+mod error;
+mod topology;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::Context;
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::{Client, ConnectOptions, ServerAddr};
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::bus::instrument;
+use crate::bus::wire::DeliveryState;
+use crate::bus::{
+    BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus, PublishFailure, PublishReport,
+};
+use crate::event::EventEnvelope;
+use error::{publish_error, unavailable};
+use topology::Streams;
+
+pub use consumer::{ConsumerGroup, DEFAULT_ACK_WAIT, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS};
+pub use dead_letters::DeadLetters;
+
+/// `messaging.system` of the NATS bus. Not (yet) among the OpenTelemetry messaging
+/// conventions' `messaging.system` values; the conventional name of the system.
+pub const SYSTEM: &str = "nats";
+
+/// The stream a bus publishes to unless told otherwise.
+pub const DEFAULT_STREAM: &str = "EVENTSOURCE";
+
+/// The first token of every subject a bus publishes to, unless told otherwise.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "eventsource";
+
+/// How long a publish waits for JetStream's acknowledgement by default.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many messages of one publish may wait for their acknowledgement at once (async-nats
+/// holds a permit, of 5,000 per connection, for each).
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// How long connecting to the server may take before a publish fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An [`EventBus`] over a NATS server with JetStream; see the [module](self) for the
+/// topology, the messages and the telemetry.
+///
+/// It connects on first use (or [`declare`](Self::declare)); async-nats reconnects by
+/// itself after the connection was lost: a publish meanwhile fails with
+/// [`BusError::Unavailable`], a later one goes through once the connection is back. Cheap
+/// to clone; clones share the connection. Its `Debug` shows the server, never a password.
+#[derive(Clone)]
+pub struct NatsBus {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The server's address (it may hold a user and password: never printed).
+    addr: ServerAddr,
+    streams: Streams,
+    ack_timeout: Duration,
+    telemetry: BusTelemetry,
+    /// The connection and its JetStream context, once connected.
+    connection: Mutex<Option<(Client, Context)>>,
+}
+
+impl std::fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("server", &self.shared.telemetry.server)
+            .field("stream", &self.shared.streams.live)
+            .field("subject_prefix", &self.shared.streams.prefix)
+            .field("ack_timeout", &self.shared.ack_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsBus {
+    /// A bus on the server at `url` (`nats://host:4222`, `nats://user:password@host:4222`,
+    /// `tls://...`), publishing to [`DEFAULT_STREAM`] under [`DEFAULT_SUBJECT_PREFIX`].
+    /// Nothing is connected yet.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when `url` is not a NATS URL.
+    pub fn new(url: &str) -> Result<Self, BusError> {
+        let addr: ServerAddr = url.parse().map_err(unavailable)?;
+        let mut telemetry = BusTelemetry::new(SYSTEM);
+        telemetry.server = Some((addr.host().to_owned(), addr.port()));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                addr,
+                streams: Streams::new(DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX),
+                ack_timeout: DEFAULT_ACK_TIMEOUT,
+                telemetry,
+                connection: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Builder: the stream to publish to (and the prefix of the retry and dead-letter
+    /// streams' names).
+    #[must_use]
+    pub fn with_stream(self, stream: impl Into<String>) -> Self {
+        let stream = stream.into();
+        self.configure(|shared| shared.streams = Streams::new(&stream, &shared.streams.prefix))
+    }
+
+    /// Builder: the first token of every subject (`{prefix}.{aggregate_type}.{event_type}`;
+    /// the stream takes `{prefix}.>`).
+    #[must_use]
+    pub fn with_subject_prefix(self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        self.configure(|shared| shared.streams = Streams::new(&shared.streams.live, &prefix))
+    }
+
+    /// Builder: how long a publish waits for JetStream's acknowledgement before failing
+    /// with [`BusError::Unconfirmed`] (default [`DEFAULT_ACK_TIMEOUT`]).
+    #[must_use]
+    pub fn with_ack_timeout(self, timeout: Duration) -> Self {
+        self.configure(|shared| shared.ack_timeout = timeout)
+    }
+
+    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
+    /// or off (on by default). The bus metrics follow the process switch only.
+    #[must_use]
+    pub fn enable_tracing(self, enabled: bool) -> Self {
+        self.configure(|shared| shared.telemetry.enabled = enabled)
+    }
+
+    /// Builder: overrides the span names.
+    #[must_use]
+    pub fn with_span_names(self, names: BusSpanNames) -> Self {
+        self.configure(|shared| shared.telemetry.names = names)
+    }
+
+    fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
+            addr: shared.addr.clone(),
+            streams: shared.streams.clone(),
+            ack_timeout: shared.ack_timeout,
+            telemetry: shared.telemetry.clone(),
+            connection: Mutex::new(None),
+        });
+        change(&mut shared);
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The stream messages are published to.
+    #[must_use]
+    pub fn stream(&self) -> &str {
+        &self.shared.streams.live
+    }
+
+    /// The first token of every subject.
+    #[must_use]
+    pub fn subject_prefix(&self) -> &str {
+        &self.shared.streams.prefix
+    }
+
+    /// The subject of `event`: `{prefix}.{aggregate_type}.{event_type}`.
+    #[must_use]
+    pub fn subject(&self, event: &EventEnvelope) -> String {
+        subject(&self.shared.streams.prefix, event)
+    }
+
+    /// The bus's telemetry settings.
+    #[must_use]
+    pub fn telemetry(&self) -> &BusTelemetry {
+        &self.shared.telemetry
+    }
+
+    /// Connects now and declares the streams (the live one, the retry copies', the dead
+    /// letters'; created, or updated to this configuration).
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the server cannot be reached or refuses (JetStream
+    /// off, say).
+    pub async fn declare(&self) -> Result<(), BusError> {
+        let context = self.context().await?;
+        self.shared.streams.declare(&context).await
+    }
+
+    /// A consumer group named `name` on this bus: its own durable consumer (of every event
+    /// until [`bind`](ConsumerGroup::bind) says otherwise), retries and dead letters.
+    #[must_use]
+    pub fn consumer_group(&self, name: &str) -> ConsumerGroup {
+        ConsumerGroup::new(self.clone(), name)
+    }
+
+    /// The JetStream context, connected if it was not.
+    async fn context(&self) -> Result<Context, BusError> {
+        let mut connection = self.shared.connection.lock().await;
+        if let Some((client, context)) = connection.as_ref() {
+            return match client.connection_state() {
+                State::Disconnected => Err(BusError::unavailable(
+                    "the connection to the NATS server is lost (reconnecting)",
+                )),
+                State::Connected | State::Pending => Ok(context.clone()),
+            };
+        }
+        let client = ConnectOptions::new()
+            .connection_timeout(CONNECT_TIMEOUT)
+            .connect(self.shared.addr.clone())
+            .await
+            .map_err(unavailable)?;
+        // Our own deadline ends a publish's wait; async-nats's is a backstop behind it.
+        let context = async_nats::jetstream::ContextBuilder::new()
+            .timeout(self.shared.ack_timeout + Duration::from_secs(1))
+            .build(client.clone());
+        *connection = Some((client, context.clone()));
+        Ok(context)
+    }
+
+    /// Whether the connection is lost (async-nats is reconnecting).
+    async fn disconnected(&self) -> bool {
+        let connection = self.shared.connection.lock().await;
+        connection
+            .as_ref()
+            .is_some_and(|(client, _)| client.connection_state() == State::Disconnected)
+    }
+
+    /// The error of a message whose acknowledgement did not come within the timeout: the
+    /// connection is lost ([`BusError::Unavailable`]), or it is just late
+    /// ([`BusError::Unconfirmed`]).
+    async fn late(&self, message_id: Uuid) -> BusError {
+        if self.disconnected().await {
+            BusError::unavailable(
+                "the connection to the NATS server was lost before the acknowledgement",
+            )
+        } else {
+            BusError::Unconfirmed {
+                message_id,
+                waited: self.shared.ack_timeout,
+            }
+        }
+    }
+}
+
+/// The subject of `event` under `prefix`.
+fn subject(prefix: &str, event: &EventEnvelope) -> String {
+    format!("{prefix}.{}.{}", event.aggregate_type(), event.event_type)
+}
+
+/// Sends `message` with `state` to `subject` (`Nats-Msg-Id` set when `dedup`); the
+/// acknowledgement is awaited by [`acknowledged`].
+async fn send(
+    context: &Context,
+    subject: &str,
+    message: &BusMessage,
+    state: &DeliveryState,
+    dedup: bool,
+) -> Result<PublishAckFuture, BusError> {
+    let body = codec::body(message)?;
+    let headers = codec::headers(message, state, dedup);
+    context
+        .publish_with_headers(subject.to_owned(), headers, body.into())
+        .await
+        .map_err(|error| publish_error(message.message_id, error, Duration::ZERO))
+}
+
+/// Waits until `deadline` for JetStream's acknowledgement of the message `message_id`.
+async fn acknowledged(
+    ack: PublishAckFuture,
+    message_id: Uuid,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), BusError> {
+    match tokio::time::timeout_at(deadline, ack.into_future()).await {
+        Err(_) => Err(BusError::Unconfirmed {
+            message_id,
+            waited: timeout,
+        }),
+        Ok(Err(error)) => Err(publish_error(message_id, error, timeout)),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// Publishes a copy of `message` with `state` to `subject` (no `Nats-Msg-Id`: a retry or
+/// a dead letter is a copy of its own) and waits for JetStream's acknowledgement.
+async fn publish_copy(
+    context: &Context,
+    subject: &str,
+    message: &BusMessage,
+    state: &DeliveryState,
+    timeout: Duration,
+) -> Result<(), BusError> {
+    let ack = send(context, subject, message, state, false).await?;
+    acknowledged(ack, message.message_id, Instant::now() + timeout, timeout).await
+}
+
+/// Whose child a message's publish span is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpanParent {
+    /// The current span (a command publishing what it just stored).
+    Current,
+    /// The trace context stored with the event (a relay).
+    Stored,
+}
+
+/// A message sent and not yet acknowledged.
+struct InFlight {
+    message_id: Uuid,
+    publishing: instrument::Publishing,
+    ack: PublishAckFuture,
+    deadline: Instant,
+}
+
+impl NatsBus {
+    /// Sends every event, in order, without waiting between them (up to
+    /// [`MAX_IN_FLIGHT`] unacknowledged), then waits for the acknowledgements; each publish
+    /// span lasts until its message's acknowledgement. Stops sending at the first failure,
+    /// which names the messages acknowledged before the first one that failed (later ones
+    /// may have been stored too).
+    async fn publish_all(
+        &self,
+        events: &[EventEnvelope],
+        parent: SpanParent,
+    ) -> Result<PublishReport, PublishFailure> {
+        let context = &self
+            .context()
+            .await
+            .map_err(|error| PublishFailure::new(PublishReport::default(), error))?;
+        let shared = &self.shared;
+        let mut in_flight = VecDeque::with_capacity(events.len().min(MAX_IN_FLIGHT));
+        let mut ids = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for event in events {
+            if failure.is_some() {
+                break;
+            }
+            let sending = async {
+                let subject = subject(&shared.streams.prefix, event);
+                let mut message = BusMessage::new(subject.as_str(), event.clone());
+                let publishing = instrument::start_publish(&shared.telemetry, &mut message);
+                let state = DeliveryState::default();
+                let sending = send(context, &subject, &message, &state, true);
+                let sent = publishing.run(sending).await;
+                (message.message_id, publishing, sent)
+            };
+            let (message_id, publishing, sent) = match parent {
+                SpanParent::Current => sending.await,
+                SpanParent::Stored => instrument::in_stored_context(event, sending).await,
+            };
+            match sent {
+                Ok(ack) => {
+                    in_flight.push_back(InFlight {
+                        message_id,
+                        publishing,
+                        ack,
+                        deadline: Instant::now() + shared.ack_timeout,
+                    });
+                    if in_flight.len() >= MAX_IN_FLIGHT
+                        && let Some(oldest) = in_flight.pop_front()
+                    {
+                        self.settle(oldest, &mut ids, &mut failure).await;
+                    }
+                }
+                Err(error) => {
+                    let outcome = Err::<(), _>(error);
+                    publishing.end(&outcome);
+                    failure = outcome.err();
+                }
+            }
+        }
+        while let Some(sent) = in_flight.pop_front() {
+            self.settle(sent, &mut ids, &mut failure).await;
+        }
+        match failure {
+            None => Ok(PublishReport::new(ids)),
+            Some(error) => Err(PublishFailure::new(PublishReport::new(ids), error)),
+        }
+    }
+
+    /// Waits for the acknowledgement of a message sent, ends its publish span with the
+    /// outcome, and records it: its id while nothing failed before it, else the first
+    /// failure.
+    async fn settle(&self, sent: InFlight, ids: &mut Vec<Uuid>, failure: &mut Option<BusError>) {
+        let timeout = self.shared.ack_timeout;
+        let mut outcome = acknowledged(sent.ack, sent.message_id, sent.deadline, timeout).await;
+        if let Err(BusError::Unconfirmed { message_id, .. }) = outcome {
+            outcome = Err(self.late(message_id).await);
+        }
+        sent.publishing.end(&outcome);
+        match outcome {
+            Ok(()) if failure.is_none() => ids.push(sent.message_id),
+            Ok(()) => {}
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventBus for NatsBus {
+    /// Publishes each event as one message, in order, several in flight at once; each
+    /// publish span is a child of the current span and lasts until JetStream acknowledged
+    /// the message. Fails with the first message that failed (the messages before it are
+    /// published, later ones may be).
+    async fn publish(&self, events: &[EventEnvelope]) -> Result<PublishReport, BusError> {
+        let published = self.publish_all(events, SpanParent::Current).await;
+        published.map_err(|failure| failure.error)
+    }
+
+    /// As [`publish`](Self::publish), each publish span a child of the context stored with
+    /// its event.
+    async fn publish_stored(
+        &self,
+        events: &[EventEnvelope],
+    ) -> Result<PublishReport, PublishFailure> {
+        self.publish_all(events, SpanParent::Stored).await
+    }
+}

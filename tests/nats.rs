@@ -1,0 +1,1094 @@
+//! The NATS JetStream bus against a real server: one trace from the command to the
+//! handlers, fan-out to two groups, retries then dead letters (listed, moved back, purged),
+//! a message not acknowledged in time, typed publish errors, bad trace context, undecodable
+//! messages, graceful shutdown, the relay.
+//!
+//! The server comes from `EVENTSOURCE_NATS_URL` (e.g. `nats://127.0.0.1:4222`, JetStream
+//! on). Without it each test prints `skipped: EVENTSOURCE_NATS_URL not set` and passes,
+//! unless `EVENTSOURCE_REQUIRE_NATS=1` (CI sets it): then each one fails. Every test works
+//! on streams and subjects of its own and deletes them when it passes.
+
+#[path = "../examples/domain/order.rs"]
+mod domain;
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, Context};
+use domain::{Order, ShipOrder, sample_order};
+use eventsource_runtime::bus::{
+    BusError, EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, handler_fn, wire,
+};
+use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
+use eventsource_runtime::nats::{ConsumerGroup, NatsBus};
+use eventsource_runtime::prelude::*;
+use eventsource_runtime::telemetry::attributes as attr;
+use eventsource_runtime::telemetry::propagation;
+use eventsource_runtime::testing::{
+    CapturedSpans, MetricCapture, attribute, capture, capture_metrics, kind,
+};
+use futures_util::StreamExt as _;
+use opentelemetry::Value;
+use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry_sdk::trace::SpanData;
+use tokio::sync::oneshot;
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/// The server, or `None` (with a visible message) when there is none and none is required.
+fn server_url(test: &str) -> Option<String> {
+    match std::env::var("EVENTSOURCE_NATS_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("EVENTSOURCE_REQUIRE_NATS").as_deref() != Ok("1"),
+                "{test}: EVENTSOURCE_REQUIRE_NATS=1 but EVENTSOURCE_NATS_URL is not set; \
+                 the NATS tests must run"
+            );
+            let line = format!("{test}: skipped: EVENTSOURCE_NATS_URL not set\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
+/// One test's server: streams and a subject prefix of its own, deleted on success.
+struct Server {
+    url: String,
+    stream: String,
+    prefix: String,
+}
+
+impl Server {
+    fn open(test: &str) -> Option<Self> {
+        let url = server_url(test)?;
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        Some(Self {
+            url,
+            stream: format!("ES_TEST_{test}_{id}"),
+            prefix: format!("es-test-{test}-{id}"),
+        })
+    }
+
+    fn bus(&self) -> NatsBus {
+        NatsBus::new(&self.url)
+            .expect("a NATS URL")
+            .with_stream(&self.stream)
+            .with_subject_prefix(&self.prefix)
+            .with_ack_timeout(Duration::from_secs(5))
+    }
+
+    /// A group with short retry delays.
+    fn group(&self, bus: &NatsBus, name: &str, delays: &[u64]) -> ConsumerGroup {
+        bus.consumer_group(name)
+            .retry_delays(delays.iter().map(|ms| Duration::from_millis(*ms)))
+    }
+
+    /// A JetStream context of the test's own.
+    async fn jetstream(&self) -> Context {
+        let client = async_nats::connect(&self.url).await.expect("the server");
+        jetstream::new(client)
+    }
+
+    /// The live subject of an `Order.{event_type}` event.
+    fn subject(&self, event_type: &str) -> String {
+        format!("{}.Order.{event_type}", self.prefix)
+    }
+
+    /// Deletes the test's streams (their consumers go with them).
+    async fn clean(self) {
+        let js = self.jetstream().await;
+        for suffix in ["", "_RETRY", "_DEAD"] {
+            let _ = js.delete_stream(format!("{}{suffix}", self.stream)).await;
+        }
+    }
+}
+
+/// A running consumer group, stopped (gracefully) by [`Running::stop`].
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), BusError>>,
+}
+
+impl Running {
+    async fn start(group: &ConsumerGroup) -> Self {
+        group.declare().await.expect("the group's consumers");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let group = group.clone();
+        let task = tokio::spawn(async move {
+            group
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("joined").expect("stopped cleanly");
+    }
+}
+
+/// Waits (up to 10 s) until `done` holds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Waits (up to 10 s) until `group` has `count` dead letters.
+async fn dead_count(group: &ConsumerGroup, count: u32) {
+    let dead = group.dead_letters();
+    for _ in 0..500 {
+        if dead.count().await.unwrap() == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A handler that counts its calls and fails the first `failures` of them.
+fn counting(group: &ConsumerGroup, name: &'static str, failures: usize) -> Arc<AtomicUsize> {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    group.subscribe_fn(name, move |_event| {
+        let call = seen.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if call < failures {
+                Err(HandlerError::new(format!("{name} failed (call {call})")))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    calls
+}
+
+fn string(v: &str) -> Value {
+    Value::String(v.to_owned().into())
+}
+
+fn named<'a>(spans: &'a CapturedSpans, name: &str) -> Vec<&'a SpanData> {
+    spans.all(name)
+}
+
+fn order_placed() -> EventEnvelope {
+    EventEnvelope {
+        event_id: uuid::Uuid::now_v7(),
+        stream: StreamId::new("Order", "o-1"),
+        version: 1,
+        position: 1,
+        event_type: "OrderPlaced".into(),
+        schema_version: 1,
+        timestamp: chrono::Utc::now(),
+        payload: serde_json::json!({}).into(),
+        metadata: Metadata::new(),
+    }
+}
+
+/// Publishes a raw message with `headers` and `body` to `subject`, acknowledged.
+async fn raw(server: &Server, subject: String, headers: HeaderMap, body: Vec<u8>) {
+    let js = server.jetstream().await;
+    js.publish_with_headers(subject, headers, body.into())
+        .await
+        .expect("sent")
+        .await
+        .expect("stored");
+}
+
+/// The bus metrics, captured for the whole binary (tests tell theirs apart by destination).
+static METRICS: LazyLock<MetricCapture> = LazyLock::new(capture_metrics);
+
+const PUBLISH: &str = attr::SPAN_BUS_PUBLISH;
+const CONSUME: &str = attr::SPAN_BUS_CONSUME;
+const HANDLE: &str = attr::SPAN_BUS_HANDLE;
+
+// ---- the trace across the server -----------------------------------------------------------
+
+#[tokio::test]
+async fn a_command_reaches_the_handlers_through_jetstream_as_one_trace() {
+    let Some(server) = Server::open("one_trace") else {
+        return;
+    };
+    LazyLock::force(&METRICS);
+    let capture = capture();
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
+    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    assert!(outcome.publish_error().is_none(), "{:?}", outcome.publish);
+    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
+    running.stop().await;
+
+    let spans = capture.spans();
+    let command = spans.get("command.PlaceOrder");
+    let publish = spans.get(PUBLISH);
+    let consume = spans.get(CONSUME);
+    let handle = spans.get(HANDLE);
+    spans.assert_child_of(PUBLISH, "command.PlaceOrder");
+    spans.assert_child_of(CONSUME, PUBLISH);
+    spans.assert_child_of(HANDLE, CONSUME);
+    assert_eq!(
+        consume.span_context.trace_id(),
+        command.span_context.trace_id()
+    );
+    assert_eq!(kind(publish), SpanKind::Producer);
+    assert_eq!(kind(consume), SpanKind::Consumer);
+
+    // The messaging conventions.
+    let subject = server.subject("OrderPlaced");
+    assert_eq!(
+        attribute(publish, attr::MESSAGING_SYSTEM),
+        Some(&string("nats"))
+    );
+    assert_eq!(
+        attribute(publish, attr::MESSAGING_OPERATION_TYPE),
+        Some(&string("send"))
+    );
+    assert_eq!(
+        attribute(publish, attr::MESSAGING_DESTINATION_NAME),
+        Some(&string(&subject))
+    );
+    assert_eq!(
+        attribute(publish, attr::MESSAGING_MESSAGE_ID),
+        Some(&string(&outcome.events[0].event_id.to_string()))
+    );
+    assert!(attribute(publish, attr::SERVER_ADDRESS).is_some());
+    assert!(matches!(
+        attribute(publish, attr::SERVER_PORT),
+        Some(Value::I64(_))
+    ));
+    assert_eq!(
+        attribute(consume, attr::MESSAGING_SYSTEM),
+        Some(&string("nats"))
+    );
+    assert_eq!(
+        attribute(consume, attr::MESSAGING_OPERATION_TYPE),
+        Some(&string("process"))
+    );
+    assert_eq!(
+        attribute(consume, attr::MESSAGING_DESTINATION_NAME),
+        Some(&string(&subject))
+    );
+    assert_eq!(
+        attribute(consume, attr::MESSAGING_CONSUMER_GROUP_NAME),
+        Some(&string("mailer"))
+    );
+    assert_eq!(
+        attribute(handle, attr::HANDLER_NAME),
+        Some(&string("send-confirmation"))
+    );
+
+    // The contract's bus metrics, with `messaging.system` = `nats` (the destination is this
+    // test's own).
+    let system = (attr::MESSAGING_SYSTEM, "nats");
+    let event_type = (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced");
+    let destination = [
+        (attr::MESSAGING_DESTINATION_NAME, subject.as_str()),
+        system,
+        event_type,
+    ];
+    assert_eq!(
+        METRICS.total(attr::METRIC_BUS_MESSAGES_PUBLISHED, &destination),
+        1
+    );
+    assert_eq!(
+        METRICS.total(attr::METRIC_BUS_MESSAGES_CONSUMED, &destination),
+        1
+    );
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn fan_out_to_two_groups_shows_as_two_branches_of_one_trace() {
+    let Some(server) = Server::open("fan_out") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    let mailer = server.group(&bus, "mailer", &[50]);
+    let shipping = server.group(&bus, "shipping", &[50]).bind("Order.*");
+    let mails = counting(&mailer, "send-confirmation", 0);
+    let notes = counting(&shipping, "notify-shipping", 0);
+    let running = [
+        Running::start(&mailer).await,
+        Running::start(&shipping).await,
+    ];
+
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    until("both groups handled it", || {
+        mails.load(Ordering::SeqCst) == 1 && notes.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for group in running {
+        group.stop().await;
+    }
+
+    let spans = capture.spans();
+    let publish = spans.get(PUBLISH);
+    let consumes = named(&spans, CONSUME);
+    assert_eq!(consumes.len(), 2, "{}", spans.tree());
+    for consume in &consumes {
+        assert_eq!(consume.parent_span_id, publish.span_context.span_id());
+        assert_eq!(
+            consume.span_context.trace_id(),
+            publish.span_context.trace_id()
+        );
+    }
+    let mut groups: Vec<String> = consumes
+        .iter()
+        .filter_map(|c| attribute(c, attr::MESSAGING_CONSUMER_GROUP_NAME))
+        .map(|v| v.as_str().into_owned())
+        .collect();
+    groups.sort();
+    assert_eq!(groups, ["mailer", "shipping"]);
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn a_group_bound_by_patterns_gets_only_the_matching_events() {
+    let Some(server) = Server::open("patterns") else {
+        return;
+    };
+    let bus = server.bus();
+    // Two patterns: JetStream 2.9 filters by one subject, the group by the rest.
+    let placed = server
+        .group(&bus, "placed", &[50])
+        .bind("Order.OrderPlaced")
+        .bind("Cart.*");
+    let shipped = server.group(&bus, "shipped", &[50]).bind("*.OrderShipped");
+    let placed_calls = counting(&placed, "count", 0);
+    let shipped_calls = counting(&shipped, "count", 0);
+    let running = [
+        Running::start(&placed).await,
+        Running::start(&shipped).await,
+    ];
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    let shipment = ShipOrder {
+        order_id: "o-1".into(),
+        carrier: "ups".into(),
+    };
+    orders.execute(shipment).await.unwrap();
+    until("each group got its event", || {
+        placed_calls.load(Ordering::SeqCst) == 1 && shipped_calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for group in running {
+        group.stop().await;
+    }
+    assert_eq!(placed_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(shipped_calls.load(Ordering::SeqCst), 1);
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn a_group_declared_again_with_other_patterns_takes_them() {
+    let Some(server) = Server::open("rebind") else {
+        return;
+    };
+    let bus = server.bus();
+    server
+        .group(&bus, "mailer", &[50])
+        .bind("Order.OrderShipped")
+        .declare()
+        .await
+        .unwrap();
+    let group = server
+        .group(&bus, "mailer", &[50])
+        .bind("Order.OrderPlaced");
+    let calls = counting(&group, "count", 0);
+    let running = Running::start(&group).await;
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    until("the placed order", || calls.load(Ordering::SeqCst) == 1).await;
+    running.stop().await;
+    server.clean().await;
+}
+
+// ---- failures: retries, dead letters -------------------------------------------------------
+
+#[tokio::test]
+async fn a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved_back() {
+    let Some(server) = Server::open("dead_letters") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    // Three deliveries in all; the first three calls fail.
+    let group = server.group(&bus, "mailer", &[30, 60]);
+    let mails = counting(&group, "send-confirmation", 3);
+    let steady = counting(&group, "audit", 0);
+    let running = Running::start(&group).await;
+
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    let dead = group.dead_letters();
+    until("three deliveries", || mails.load(Ordering::SeqCst) == 3).await;
+    dead_count(&group, 1).await;
+    assert_eq!(dead.count().await.unwrap(), 1);
+    assert_eq!(
+        steady.load(Ordering::SeqCst),
+        1,
+        "only the failed handler again"
+    );
+
+    let letters: Vec<_> = dead.list(10).await.unwrap();
+    let letters: Vec<_> = letters.iter().filter_map(|e| e.as_failed()).collect();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].message.message_id, outcome.events[0].event_id);
+    assert_eq!(letters[0].handler, "send-confirmation");
+    assert_eq!(letters[0].attempts, 3);
+    assert!(letters[0].error.contains("call 2"), "{}", letters[0].error);
+    assert_eq!(dead.count().await.unwrap(), 1, "listing leaves them there");
+
+    // Moved back: the handler (now working) gets it, alone, and nothing is left.
+    assert_eq!(dead.requeue().await.unwrap(), 1);
+    until("the fourth call", || mails.load(Ordering::SeqCst) == 4).await;
+    running.stop().await;
+    assert_eq!(dead.count().await.unwrap(), 0);
+    assert_eq!(steady.load(Ordering::SeqCst), 1);
+
+    // The retries are new roots linked to the publish span.
+    let spans = capture.spans();
+    let publish = spans.get(PUBLISH);
+    let consumes = named(&spans, CONSUME);
+    assert_eq!(consumes.len(), 4, "{}", spans.tree());
+    let live: Vec<_> = consumes
+        .iter()
+        .filter(|c| c.parent_span_id == publish.span_context.span_id())
+        .collect();
+    assert_eq!(live.len(), 1, "one live delivery");
+    let retries: Vec<_> = consumes
+        .iter()
+        .filter(|c| c.parent_span_id == SpanId::INVALID)
+        .collect();
+    assert_eq!(retries.len(), 3);
+    for retry in retries {
+        assert!(
+            retry
+                .links
+                .iter()
+                .any(|l| l.span_context.span_id() == publish.span_context.span_id()),
+            "linked to the publish span"
+        );
+        assert_eq!(
+            attribute(retry, attr::DELIVERY_MODE),
+            Some(&string(attr::DELIVERY_REDELIVERY))
+        );
+    }
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn a_failed_handler_is_retried_alone_by_a_group_started_again() {
+    let Some(server) = Server::open("retry_restart") else {
+        return;
+    };
+    let bus = server.bus();
+    // A long delay: the group stops while the retry waits, another one takes it.
+    let group = server.group(&bus, "mailer", &[1500]);
+    let mails = counting(&group, "send-confirmation", 1);
+    let steady = counting(&group, "audit", 0);
+    let running = Running::start(&group).await;
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    until("the first delivery", || mails.load(Ordering::SeqCst) == 1).await;
+    running.stop().await;
+
+    let again = server.group(&bus, "mailer", &[1500]);
+    let mails_again = counting(&again, "send-confirmation", 0);
+    let steady_again = counting(&again, "audit", 0);
+    let running = Running::start(&again).await;
+    until("the retry", || mails_again.load(Ordering::SeqCst) == 1).await;
+    running.stop().await;
+    assert_eq!(steady.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        steady_again.load(Ordering::SeqCst),
+        0,
+        "only the failed handler"
+    );
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn purge_empties_the_dead_letters() {
+    let Some(server) = Server::open("purge") else {
+        return;
+    };
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[]);
+    let _always = counting(&group, "broken", usize::MAX);
+    let running = Running::start(&group).await;
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    orders.execute(sample_order("o-2", "bob")).await.unwrap();
+    dead_count(&group, 2).await;
+    running.stop().await;
+    let dead = group.dead_letters();
+    assert_eq!(dead.purge().await.unwrap(), 2);
+    assert_eq!(dead.count().await.unwrap(), 0);
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn batch_mode_hands_messages_pulled_together_to_one_consume_span() {
+    let Some(server) = Server::open("batch") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]).batch(10);
+    // The first call fails: its message alone is retried.
+    let calls = counting(&group, "send-confirmation", 1);
+    group.declare().await.unwrap();
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let mut events = Vec::new();
+    for id in ["o-1", "o-2", "o-3"] {
+        events.extend(
+            orders
+                .execute(sample_order(id, "ada"))
+                .await
+                .unwrap()
+                .events,
+        );
+    }
+    bus.publish(&events).await.unwrap();
+    let running = Running::start(&group).await;
+    until("three messages and a retry", || {
+        calls.load(Ordering::SeqCst) == 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+    let spans = capture.spans();
+    let consumes = named(&spans, CONSUME);
+    let batches: Vec<_> = consumes
+        .iter()
+        .filter(|c| attribute(c, attr::DELIVERY_MODE) == Some(&string(attr::DELIVERY_BATCH)))
+        .collect();
+    let counted: i64 = batches
+        .iter()
+        .map(
+            |c| match attribute(c, attr::MESSAGING_BATCH_MESSAGE_COUNT) {
+                Some(Value::I64(n)) => *n,
+                other => panic!("a batch count, got {other:?}"),
+            },
+        )
+        .sum();
+    assert_eq!(counted, 3, "{}", spans.tree());
+    assert!(
+        batches.iter().any(|c| c.links.len() > 1),
+        "{}",
+        spans.tree()
+    );
+    for batch in &batches {
+        assert_eq!(batch.parent_span_id, SpanId::INVALID, "a new root");
+    }
+    let retries = consumes
+        .iter()
+        .filter(|c| attribute(c, attr::DELIVERY_MODE) == Some(&string(attr::DELIVERY_REDELIVERY)))
+        .count();
+    assert_eq!(retries, 1, "{}", spans.tree());
+    server.clean().await;
+}
+
+// ---- redelivery: not acknowledged in time ----------------------------------------------------
+
+#[tokio::test]
+async fn a_message_not_acknowledged_comes_back_as_a_linked_root_and_is_handled_once() {
+    let Some(server) = Server::open("redelivered") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    let group = server
+        .group(&bus, "mailer", &[50])
+        .ack_wait(Duration::from_millis(500));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let sending = handler_fn("send-confirmation", move |_event| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), HandlerError>(()) }
+    });
+    group.subscribe(Idempotent::new(sending, InMemoryProcessedMessages::new()));
+    group.declare().await.unwrap();
+
+    // Published twice (a relay restarted before its checkpoint): JetStream keeps one.
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let events = orders
+        .execute(sample_order("o-1", "ada"))
+        .await
+        .unwrap()
+        .events;
+    bus.publish(&events).await.unwrap();
+    bus.publish(&events).await.unwrap();
+
+    // A consumer of the group takes it and dies without acknowledging it.
+    let js = server.jetstream().await;
+    let stream = js.get_stream(&server.stream).await.unwrap();
+    let consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer(group.consumer_name()).await.unwrap();
+    let mut batch = consumer.fetch().max_messages(10).messages().await.unwrap();
+    let mut taken = 0;
+    while let Some(message) = batch.next().await {
+        message.unwrap();
+        taken += 1;
+    }
+    assert_eq!(taken, 1, "the duplicate was dropped");
+    drop(batch);
+
+    let running = Running::start(&group).await;
+    until("handled", || calls.load(Ordering::SeqCst) == 1).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "handled once");
+
+    let spans = capture.spans();
+    let publishes = named(&spans, PUBLISH);
+    let consume = spans.get(CONSUME);
+    assert_eq!(consume.parent_span_id, SpanId::INVALID, "a new root");
+    assert!(
+        consume.links.iter().any(|l| publishes
+            .iter()
+            .any(|p| p.span_context.span_id() == l.span_context.span_id())),
+        "linked to the publish span"
+    );
+    assert_eq!(
+        attribute(consume, attr::DELIVERY_MODE),
+        Some(&string(attr::DELIVERY_REDELIVERY))
+    );
+    server.clean().await;
+}
+
+// ---- publishing errors ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_subject_no_stream_takes_is_a_typed_rejection() {
+    let Some(server) = Server::open("no_stream") else {
+        return;
+    };
+    let capture = capture();
+    // Nothing declared: no stream takes the subject, JetStream has no responder.
+    let bus = server.bus();
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    let Some(BusError::Rejected { message_id, reason }) = outcome.publish_error() else {
+        panic!("expected a rejection, got {:?}", outcome.publish);
+    };
+    assert_eq!(*message_id, outcome.events[0].event_id);
+    assert!(reason.contains("no stream"), "{reason}");
+    assert!(matches!(
+        capture.spans().get(PUBLISH).status,
+        Status::Error { .. }
+    ));
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn messages_of_one_publish_are_in_flight_together_and_each_span_ends_with_its_outcome() {
+    let Some(server) = Server::open("in_flight") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    // A stream that only takes placed orders: the shipment in the middle is refused.
+    let js = server.jetstream().await;
+    js.create_stream(jetstream::stream::Config {
+        name: server.stream.clone(),
+        subjects: vec![server.subject("OrderPlaced")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let mut events = orders
+        .execute(sample_order("o-1", "ada"))
+        .await
+        .unwrap()
+        .events;
+    let shipment = ShipOrder {
+        order_id: "o-1".into(),
+        carrier: "ups".into(),
+    };
+    events.extend(orders.execute(shipment).await.unwrap().events);
+    events.extend(
+        orders
+            .execute(sample_order("o-2", "bob"))
+            .await
+            .unwrap()
+            .events,
+    );
+    assert_eq!(events.len(), 3);
+
+    let failure = bus.publish_stored(&events).await.unwrap_err();
+    let BusError::Rejected { message_id, .. } = failure.error else {
+        panic!("the shipment has no stream: {:?}", failure.error);
+    };
+    assert_eq!(
+        message_id, events[1].event_id,
+        "the failure names the shipment"
+    );
+    assert_eq!(
+        failure.published.message_ids,
+        [events[0].event_id],
+        "only the messages acknowledged before the failure"
+    );
+    // The message after it was already sent: both placed orders are stored.
+    let mut stream = js.get_stream(&server.stream).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 2);
+
+    let spans = capture.spans();
+    let publishes = named(&spans, PUBLISH);
+    assert_eq!(publishes.len(), 3);
+    for (event, expected_error) in events.iter().zip([false, true, false]) {
+        let id = string(&event.event_id.to_string());
+        let span = publishes
+            .iter()
+            .find(|span| attribute(span, attr::MESSAGING_MESSAGE_ID) == Some(&id))
+            .expect("a publish span per message");
+        let is_error = matches!(span.status, Status::Error { .. });
+        assert_eq!(is_error, expected_error, "{}", event.event_type);
+    }
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn a_large_publish_keeps_a_bounded_window_in_flight_and_stores_everything() {
+    let Some(server) = Server::open("large") else {
+        return;
+    };
+    let bus = server.bus().enable_tracing(false);
+    bus.declare().await.unwrap();
+    let events: Vec<EventEnvelope> = (0..1500).map(|_| order_placed()).collect();
+    let report = bus.publish(&events).await.unwrap();
+    assert_eq!(report.message_ids.len(), 1500);
+    assert_eq!(report.message_ids[1499], events[1499].event_id);
+    let js = server.jetstream().await;
+    let mut stream = js.get_stream(&server.stream).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1500);
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_answer_is_unavailable() {
+    if server_url("down").is_none() {
+        return;
+    }
+    let bus = NatsBus::new("nats://user:secret@127.0.0.1:1").unwrap();
+    assert!(!format!("{bus:?}").contains("secret"), "{bus:?}");
+    let events = CommandService::<Order>::new(InMemoryEventStore::new())
+        .execute(sample_order("o-1", "ada"))
+        .await
+        .unwrap()
+        .events;
+    let published = tokio::time::timeout(Duration::from_secs(10), bus.publish(&events))
+        .await
+        .expect("a bounded wait");
+    let Err(BusError::Unavailable(source)) = published else {
+        panic!("expected unavailable, got {published:?}");
+    };
+    let mut chain = source.to_string();
+    let mut next = source.source();
+    while let Some(error) = next {
+        chain.push_str(&format!(": {error}"));
+        next = error.source();
+    }
+    assert!(!chain.contains("secret"), "{chain}");
+    assert!(matches!(
+        NatsBus::new("nats://no host:4222"),
+        Err(BusError::Unavailable(_))
+    ));
+}
+
+// ---- foreign and damaged messages ----------------------------------------------------------
+
+#[tokio::test]
+async fn a_malformed_traceparent_starts_a_new_root_and_the_message_is_handled() {
+    let Some(server) = Server::open("bad_context") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+
+    let mut headers = HeaderMap::new();
+    headers.insert(Metadata::TRACEPARENT, "00-not-a-trace-01");
+    let before = propagation::malformed_context_count();
+    let body = wire::encode(&order_placed()).unwrap();
+    raw(&server, server.subject("OrderPlaced"), headers, body).await;
+    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
+    running.stop().await;
+
+    assert!(propagation::malformed_context_count() > before, "counted");
+    let spans = capture.spans();
+    let consume = spans.get(CONSUME);
+    assert_eq!(consume.parent_span_id, SpanId::INVALID, "a new root");
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_message_goes_to_the_dead_letters_with_the_reason() {
+    let Some(server) = Server::open("undecodable") else {
+        return;
+    };
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "garbage-1");
+    let body = b"{ not an event".to_vec();
+    raw(&server, server.subject("OrderPlaced"), headers, body).await;
+    dead_count(&group, 1).await;
+    running.stop().await;
+    let dead = group.dead_letters();
+    assert_eq!(dead.count().await.unwrap(), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let listed = dead.list(10).await.unwrap();
+    assert_eq!(listed.len(), 1, "listed, with its reason");
+    let letter = listed[0].as_undecodable().expect("an undecodable letter");
+    assert_eq!(letter.body, b"{ not an event");
+    assert_eq!(letter.message_id.as_deref(), Some("garbage-1"));
+    assert!(
+        letter.reason.contains("undecodable message body"),
+        "{}",
+        letter.reason
+    );
+    assert_eq!(dead.count().await.unwrap(), 1, "listing leaves it there");
+    assert_eq!(dead.requeue().await.unwrap(), 0, "it is not moved back");
+    assert_eq!(dead.count().await.unwrap(), 1);
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason() {
+    let Some(server) = Server::open("unknown_handler") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+    // A retry written before a deploy renamed the handler `send-mail`.
+    let event = order_placed();
+    let mut headers = HeaderMap::new();
+    headers.insert(wire::HEADER_ATTEMPT, "2");
+    headers.insert(wire::HEADER_HANDLERS, r#"["send-mail"]"#);
+    let body = wire::encode(&event).unwrap();
+    raw(&server, group.retry_subject().to_owned(), headers, body).await;
+    dead_count(&group, 1).await;
+    running.stop().await;
+    let dead = group.dead_letters();
+    assert_eq!(
+        dead.count().await.unwrap(),
+        1,
+        "dead-lettered, not acknowledged"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no other handler ran");
+    let listed = dead.list(10).await.unwrap();
+    let letter = listed[0].as_failed().expect("a failed letter");
+    assert_eq!(letter.message.message_id, event.event_id);
+    assert_eq!(letter.handler, "send-mail");
+    assert!(
+        letter.error.contains("no handler named `send-mail`"),
+        "{}",
+        letter.error
+    );
+    let spans = capture.spans();
+    let consume = spans.get(CONSUME);
+    assert!(
+        matches!(&consume.status, Status::Error { description } if description.contains("send-mail")),
+        "{:?}",
+        consume.status
+    );
+    server.clean().await;
+}
+
+// ---- shutdown ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn shutdown_lets_the_handler_in_flight_finish_and_settles_it() {
+    let Some(server) = Server::open("shutdown") else {
+        return;
+    };
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let finished = Arc::new(AtomicUsize::new(0));
+    {
+        let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
+        group.subscribe_fn("slow", move |_event| {
+            let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
+            async move {
+                started.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        });
+    }
+    let running = Running::start(&group).await;
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    started.notified().await;
+    running.stop().await;
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "finished before stopping"
+    );
+
+    // Settled: a new consumer of the group gets nothing more.
+    let again = server.group(&bus, "mailer", &[50]);
+    let calls = counting(&again, "count", 0);
+    let running = Running::start(&again).await;
+    orders
+        .execute(ShipOrder {
+            order_id: "o-1".into(),
+            carrier: "dhl".into(),
+        })
+        .await
+        .unwrap();
+    until("the next message", || calls.load(Ordering::SeqCst) >= 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "only the new message");
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn messages_handed_over_but_not_started_at_shutdown_come_back_as_redeliveries() {
+    let Some(server) = Server::open("given_back") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let started = Arc::new(tokio::sync::Notify::new());
+    let finished = Arc::new(AtomicUsize::new(0));
+    {
+        let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
+        group.subscribe_fn("slow", move |_event| {
+            let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
+            async move {
+                started.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        });
+    }
+    group.declare().await.unwrap();
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new());
+    let mut events = Vec::new();
+    for id in ["o-1", "o-2", "o-3"] {
+        events.extend(
+            orders
+                .execute(sample_order(id, "ada"))
+                .await
+                .unwrap()
+                .events,
+        );
+    }
+    bus.publish(&events).await.unwrap();
+    let running = Running::start(&group).await;
+    started.notified().await;
+    let stopping = std::time::Instant::now();
+    running.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "a bounded shutdown"
+    );
+    assert_eq!(finished.load(Ordering::SeqCst), 1, "only the one in hand");
+
+    // The two others were given back: delivered again, as redeliveries.
+    capture.clear();
+    let again = server.group(&bus, "mailer", &[50]);
+    let calls = counting(&again, "count", 0);
+    let running = Running::start(&again).await;
+    until("the two others", || calls.load(Ordering::SeqCst) == 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let spans = capture.spans();
+    let consumes = named(&spans, CONSUME);
+    assert_eq!(consumes.len(), 2, "{}", spans.tree());
+    for consume in consumes {
+        assert_eq!(consume.parent_span_id, SpanId::INVALID, "a new root");
+        assert_eq!(
+            attribute(consume, attr::DELIVERY_MODE),
+            Some(&string(attr::DELIVERY_REDELIVERY))
+        );
+        assert_eq!(
+            attribute(consume, attr::DELIVERY_ATTEMPT),
+            Some(&Value::I64(2))
+        );
+    }
+    server.clean().await;
+}
+
+// ---- the relay --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_relay_carries_the_commands_trace_through_jetstream() {
+    use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
+    use eventsource_runtime::relay::Relay;
+
+    let Some(server) = Server::open("relay") else {
+        return;
+    };
+    let capture = capture();
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start(&group).await;
+
+    // The command only stores; the relay publishes.
+    let store = InMemoryEventStore::new();
+    let orders = CommandService::<Order>::new(store.clone());
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    orders.execute(sample_order("o-2", "bob")).await.unwrap();
+    let relay = Relay::new(
+        Arc::new(store),
+        Arc::new(InMemoryCheckpointStore::new()),
+        Arc::new(bus),
+    );
+    assert_eq!(relay.run_until_caught_up().await.unwrap(), 2);
+    until("both handled", || calls.load(Ordering::SeqCst) == 2).await;
+    running.stop().await;
+
+    let spans = capture.spans();
+    for command in spans.all("command.PlaceOrder") {
+        let trace = command.span_context.trace_id();
+        let in_trace: Vec<&str> = spans
+            .0
+            .iter()
+            .filter(|s| s.span_context.trace_id() == trace)
+            .map(|s| s.name.as_ref())
+            .collect();
+        for name in [attr::SPAN_STORE_APPEND, PUBLISH, CONSUME, HANDLE] {
+            assert!(in_trace.contains(&name), "{name} in {in_trace:?}");
+        }
+    }
+    server.clean().await;
+}

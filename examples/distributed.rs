@@ -1,15 +1,17 @@
 //! One trace across processes: orders placed and shipped in a producer, their events
-//! published through a broker (RabbitMQ, Kafka) by a relay (the store is the outbox),
+//! published through a broker (RabbitMQ, Kafka, NATS JetStream) by a relay (the store is the outbox),
 //! handled in a consumer by two consumer groups: `confirmations` (sends an order
 //! confirmation) and `shipping` (notifies the shipping department).
 //!
 //! ```text
-//! cargo run --example distributed --features rabbitmq,kafka -- --help
-//! cargo run --example distributed --features rabbitmq,kafka -- --role both
+//! cargo run --example distributed --features rabbitmq,kafka,nats -- --help
+//! cargo run --example distributed -- --role both
 //! cargo run --example distributed --features rabbitmq -- --role consumer --broker amqp://guest:guest@127.0.0.1:5672/%2f &
 //! cargo run --example distributed --features rabbitmq -- --role producer --broker amqp://guest:guest@127.0.0.1:5672/%2f
 //! cargo run --example distributed --features kafka -- --role consumer --broker kafka://127.0.0.1:9092 &
 //! cargo run --example distributed --features kafka -- --role producer --broker kafka://127.0.0.1:9092
+//! cargo run --example distributed --features nats -- --role consumer --broker nats://127.0.0.1:4222 &
+//! cargo run --example distributed --features nats -- --role producer --broker nats://127.0.0.1:4222
 //! ```
 //!
 //! `--help` lists every option with its default and the environment variables that matter.
@@ -38,7 +40,10 @@
 
 // Built without a broker feature, only `--broker memory` works: the broker code is there
 // but unreachable.
-#![cfg_attr(not(any(feature = "rabbitmq", feature = "kafka")), allow(unused))]
+#![cfg_attr(
+    not(any(feature = "rabbitmq", feature = "kafka", feature = "nats")),
+    allow(unused)
+)]
 
 #[path = "domain/order.rs"]
 mod domain;
@@ -54,6 +59,8 @@ use eventsource_runtime::bus::{
 };
 #[cfg(feature = "kafka")]
 use eventsource_runtime::kafka::{self, KafkaBus};
+#[cfg(feature = "nats")]
+use eventsource_runtime::nats::{self, NatsBus};
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
@@ -91,7 +98,8 @@ struct Options {
     #[arg(long, value_enum, default_value_t = Role::Both)]
     role: Role,
     /// The broker: `amqp://user:password@host:5672/%2f` (RabbitMQ), `kafka://host:9092`
-    /// (Kafka), or `memory` (no broker: everything in this process, role `both` only).
+    /// (Kafka), `nats://host:4222` (NATS JetStream), or `memory` (no broker: everything in
+    /// this process, role `both` only).
     #[arg(
         long,
         alias = "amqp",
@@ -100,7 +108,8 @@ struct Options {
         default_value = "memory"
     )]
     broker: String,
-    /// The RabbitMQ exchange, or the prefix of the Kafka topics and groups.
+    /// The RabbitMQ exchange, the prefix of the Kafka topics and groups, or the NATS subject
+    /// prefix (its stream: the prefix in capitals).
     #[arg(long, alias = "exchange", default_value = "eventsource")]
     prefix: String,
     /// How many orders the producer places (every other one is shipped).
@@ -198,6 +207,8 @@ enum Broker {
     RabbitMq(RabbitMqBus),
     #[cfg(feature = "kafka")]
     Kafka(KafkaBus),
+    #[cfg(feature = "nats")]
+    Nats(NatsBus),
 }
 
 /// A consumer group on one of the brokers.
@@ -210,6 +221,8 @@ enum Group {
     RabbitMq(rabbitmq::ConsumerGroup),
     #[cfg(feature = "kafka")]
     Kafka(kafka::ConsumerGroup),
+    #[cfg(feature = "nats")]
+    Nats(nats::ConsumerGroup),
 }
 
 impl Broker {
@@ -242,21 +255,33 @@ impl Broker {
                 bus.declare(["Order"]).await.map_err(|e| failed(e.into()))?;
                 Ok(Self::Kafka(bus))
             }
+            #[cfg(feature = "nats")]
+            "nats" | "tls" => {
+                // One stream per prefix: `eventsource` -> `EVENTSOURCE`.
+                let stream = options.prefix.to_uppercase().replace(['.', '-', ' '], "_");
+                let bus = NatsBus::new(url)
+                    .map_err(|e| failed(e.into()))?
+                    .with_subject_prefix(&options.prefix)
+                    .with_stream(stream);
+                bus.declare().await.map_err(|e| failed(e.into()))?;
+                Ok(Self::Nats(bus))
+            }
             // Reached only in builds without that broker's feature.
             #[allow(unreachable_patterns)]
-            "amqp" | "amqps" | "kafka" => Err(format!(
+            "amqp" | "amqps" | "kafka" | "nats" | "tls" => Err(format!(
                 "--broker {}: this build has no {scheme} support: run it with \
                  `--features {}`",
                 redacted(url),
-                if scheme == "kafka" {
-                    "kafka"
-                } else {
-                    "rabbitmq"
+                match scheme {
+                    "kafka" => "kafka",
+                    "nats" | "tls" => "nats",
+                    _ => "rabbitmq",
                 }
             )
             .into()),
             _ => Err(format!(
-                "--broker {}: expected `amqp://...`, `kafka://host:port` or `memory`",
+                "--broker {}: expected `amqp://...`, `kafka://host:port`, `nats://host:port` \
+                 or `memory`",
                 redacted(url)
             )
             .into()),
@@ -270,6 +295,8 @@ impl Broker {
             Self::RabbitMq(bus) => Group::RabbitMq(bus.consumer_group(name).bind(pattern)),
             #[cfg(feature = "kafka")]
             Self::Kafka(bus) => Group::Kafka(bus.consumer_group(name).bind(pattern)),
+            #[cfg(feature = "nats")]
+            Self::Nats(bus) => Group::Nats(bus.consumer_group(name).bind(pattern)),
         }
     }
 
@@ -280,6 +307,8 @@ impl Broker {
             Self::RabbitMq(bus) => Arc::new(bus.clone()),
             #[cfg(feature = "kafka")]
             Self::Kafka(bus) => Arc::new(bus.clone()),
+            #[cfg(feature = "nats")]
+            Self::Nats(bus) => Arc::new(bus.clone()),
         }
     }
 }
@@ -292,6 +321,8 @@ impl Group {
             Self::RabbitMq(group) => group.subscribe(handler),
             #[cfg(feature = "kafka")]
             Self::Kafka(group) => group.subscribe(handler),
+            #[cfg(feature = "nats")]
+            Self::Nats(group) => group.subscribe(handler),
         }
     }
 
@@ -302,6 +333,8 @@ impl Group {
             Self::RabbitMq(group) => group.declare().await.map_err(Into::into),
             #[cfg(feature = "kafka")]
             Self::Kafka(group) => group.declare().await.map_err(Into::into),
+            #[cfg(feature = "nats")]
+            Self::Nats(group) => group.declare().await.map_err(Into::into),
         }
     }
 
@@ -315,6 +348,8 @@ impl Group {
             Self::RabbitMq(group) => group.run(shutdown).await.map_err(Into::into),
             #[cfg(feature = "kafka")]
             Self::Kafka(group) => group.run(shutdown).await.map_err(Into::into),
+            #[cfg(feature = "nats")]
+            Self::Nats(group) => group.run(shutdown).await.map_err(Into::into),
         }
     }
 }
@@ -324,7 +359,7 @@ async fn run(options: &Options) -> Result<(), AnyError> {
         if options.role != Role::Both {
             return Err(
                 "--broker memory runs everything in one process: use --role both, \
-                        or name a broker (`--broker amqp://...`, `--broker kafka://host:9092`)"
+                        or name a broker (`--broker amqp://...`, `kafka://host:9092`, `nats://host:4222`)"
                     .into(),
             );
         }

@@ -15,7 +15,7 @@ mod common {
 use std::time::Duration;
 
 use common::processes::{self, BrokerKind, Setup};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use eventsource_runtime::kafka::rdkafka::consumer::{BaseConsumer, Consumer as _};
 
 #[test]
 fn a_producer_and_a_consumer_process_form_one_trace() {
@@ -41,13 +41,13 @@ fn a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_it_l
 /// started (tansu 0.6 keeps commit metadata but does not return it).
 fn started_mark_kept(setup: &Setup) -> bool {
     let brokers = setup.broker.trim_start_matches("kafka://");
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    let consumer: BaseConsumer = eventsource_runtime::kafka::rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{}.confirmations", setup.exchange))
         .create()
         .expect("a consumer");
     let topic = format!("{}.Order", setup.exchange);
-    let mut list = rdkafka::TopicPartitionList::new();
+    let mut list = eventsource_runtime::kafka::rdkafka::TopicPartitionList::new();
     list.add_partition(&topic, 0);
     consumer
         .committed_offsets(list, Duration::from_secs(10))

@@ -180,10 +180,10 @@ fn stored_event(aggregate_id: &str) -> EventEnvelope {
 
 /// Writes a raw record with `headers` and `body` to the orders topic.
 async fn raw(bus: &KafkaBus, key: &str, headers: &[(&str, &[u8])], body: &[u8]) {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use eventsource_runtime::kafka::rdkafka::message::{Header, OwnedHeaders};
+    use eventsource_runtime::kafka::rdkafka::producer::{FutureProducer, FutureRecord};
     let brokers = std::env::var("EVENTSOURCE_KAFKA_BROKERS").unwrap();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
+    let producer: FutureProducer = eventsource_runtime::kafka::rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()
         .unwrap();
@@ -685,16 +685,16 @@ async fn a_record_its_consumer_died_on_comes_back_as_a_redelivery_and_the_rest_a
 
 /// Whether the broker returns the `started` mark the killed consumer committed.
 async fn started_mark_kept(bus: &KafkaBus, group: &ConsumerGroup) -> bool {
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use eventsource_runtime::kafka::rdkafka::consumer::{BaseConsumer, Consumer as _};
     let brokers = std::env::var("EVENTSOURCE_KAFKA_BROKERS").unwrap();
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    let consumer: BaseConsumer = eventsource_runtime::kafka::rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", group.group_id())
         .create()
         .unwrap();
     let topic = bus.topic_of("Order");
     tokio::task::spawn_blocking(move || {
-        let mut list = rdkafka::TopicPartitionList::new();
+        let mut list = eventsource_runtime::kafka::rdkafka::TopicPartitionList::new();
         list.add_partition(&topic, 0);
         let committed = consumer
             .committed_offsets(list, Duration::from_secs(10))

@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::{self, Context};
 use domain::{Order, ShipOrder, sample_order};
 use eventsource_runtime::bus::{
     BusError, EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, handler_fn, wire,
 };
 use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
+use eventsource_runtime::nats::async_nats::HeaderMap;
+use eventsource_runtime::nats::async_nats::jetstream::{self, Context};
 use eventsource_runtime::nats::{ConsumerGroup, NatsBus};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
@@ -89,7 +89,9 @@ impl Server {
 
     /// A JetStream context of the test's own.
     async fn jetstream(&self) -> Context {
-        let client = async_nats::connect(&self.url).await.expect("the server");
+        let client = eventsource_runtime::nats::async_nats::connect(&self.url)
+            .await
+            .expect("the server");
         jetstream::new(client)
     }
 

@@ -29,6 +29,7 @@ use super::otlp_collector::{self, collector};
 pub enum BrokerKind {
     RabbitMq,
     Kafka,
+    Nats,
 }
 
 impl BrokerKind {
@@ -38,10 +39,11 @@ impl BrokerKind {
         let (variable, required) = match self {
             Self::RabbitMq => ("EVENTSOURCE_AMQP_URL", "EVENTSOURCE_REQUIRE_RABBITMQ"),
             Self::Kafka => ("EVENTSOURCE_KAFKA_BROKERS", "EVENTSOURCE_REQUIRE_KAFKA"),
+            Self::Nats => ("EVENTSOURCE_NATS_URL", "EVENTSOURCE_REQUIRE_NATS"),
         };
         match std::env::var(variable) {
             Ok(url) if !url.trim().is_empty() => Some(match self {
-                Self::RabbitMq => url,
+                Self::RabbitMq | Self::Nats => url,
                 Self::Kafka => format!("kafka://{}", url.trim_start_matches("kafka://")),
             }),
             _ => {
@@ -72,7 +74,7 @@ impl Setup {
         let broker = kind.url(test)?;
         let (endpoint, requests) = collector();
         Some(Self {
-            binary: example_binary("distributed", &["rabbitmq", "kafka"]),
+            binary: example_binary("distributed", &["rabbitmq", "kafka", "nats"]),
             endpoint,
             requests,
             kind,
@@ -155,8 +157,10 @@ impl Setup {
     /// Deletes the test's queues and exchange (RabbitMQ; Kafka topics stay, under a prefix
     /// of their own).
     pub fn clean(&self) {
-        if self.kind != BrokerKind::RabbitMq {
-            return;
+        match self.kind {
+            BrokerKind::RabbitMq => {}
+            BrokerKind::Kafka => return,
+            BrokerKind::Nats => return self.clean_nats(),
         }
         use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -188,6 +192,35 @@ impl Setup {
                 .exchange_delete(exchange, ExchangeDeleteOptions::default())
                 .await;
             let _ = connection.close(200, "clean".into()).await;
+        });
+    }
+}
+
+impl Setup {
+    /// The stream the example made for this test's prefix.
+    pub fn nats_stream(&self) -> String {
+        self.exchange.to_uppercase().replace(['.', '-', ' '], "_")
+    }
+
+    /// Deletes the test's streams (the example's, its retries and dead letters).
+    fn clean_nats(&self) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let client = eventsource_runtime::nats::async_nats::connect(&self.broker)
+                .await
+                .expect("the server");
+            let jetstream = eventsource_runtime::nats::async_nats::jetstream::new(client);
+            let stream = self.nats_stream();
+            for name in [
+                stream.clone(),
+                format!("{stream}_RETRY"),
+                format!("{stream}_DEAD"),
+            ] {
+                let _ = jetstream.delete_stream(&name).await;
+            }
         });
     }
 }

@@ -113,6 +113,9 @@ use error::{unavailable, undelivered};
 
 pub use consumer::{ConsumerGroup, DEFAULT_RETRY_DELAYS};
 pub use dead_letters::DeadLetters;
+/// The Kafka client this module is built on, for settings and tools of your own (and so
+/// that they match its version).
+pub use rdkafka;
 pub use topology::Topics;
 
 /// `messaging.system` of the Kafka bus.

@@ -106,6 +106,9 @@ use crate::event::EventEnvelope;
 use error::{publish_error, unavailable};
 use topology::Streams;
 
+/// The NATS client this module is built on, for tools of your own (and so that they match
+/// its version).
+pub use async_nats;
 pub use consumer::{ConsumerGroup, DEFAULT_ACK_WAIT, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS};
 pub use dead_letters::DeadLetters;
 

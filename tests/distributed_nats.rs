@@ -1,0 +1,36 @@
+//! Across processes through NATS JetStream: the scenarios of `tests/common/processes.rs`.
+//!
+//! Needs `EVENTSOURCE_NATS_URL` (skipped visibly without it, unless
+//! `EVENTSOURCE_REQUIRE_NATS=1`).
+
+mod common {
+    #[path = "../common/otlp.rs"]
+    pub mod otlp;
+    #[path = "../common/otlp_collector.rs"]
+    pub mod otlp_collector;
+    #[path = "../common/processes.rs"]
+    pub mod processes;
+}
+
+use common::processes::{self, BrokerKind};
+
+#[test]
+fn a_producer_and_a_consumer_process_form_one_trace() {
+    processes::a_producer_and_a_consumer_process_form_one_trace(BrokerKind::Nats);
+}
+
+#[test]
+fn a_consumer_killed_mid_handler_hands_the_message_to_the_next_one_as_a_redelivery() {
+    // JetStream counts the deliveries of a message it hands over again.
+    processes::a_consumer_killed_mid_handler_hands_the_message_to_the_next_one_as_a_redelivery(
+        BrokerKind::Nats,
+        |_| true,
+    );
+}
+
+#[test]
+fn a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_it_later() {
+    processes::a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_it_later(
+        BrokerKind::Nats,
+    );
+}

@@ -218,6 +218,10 @@ fn relay_throughput(c: &mut Criterion, runtime: &Runtime, server: &Server) {
         });
     }
     eventsource_runtime::telemetry::set_enabled(false);
+    println!(
+        "nats relay: {} spans exported with tracing on",
+        exporter.exported.load(Ordering::Relaxed)
+    );
     bench.bench_function("raw_in_flight", |b| {
         b.iter_custom(|iters| {
             timed(
@@ -334,6 +338,10 @@ fn consumer_throughput(c: &mut Criterion, runtime: &Runtime, server: &Server) {
         });
     }
     eventsource_runtime::telemetry::set_enabled(false);
+    println!(
+        "nats consumer: {} spans exported with tracing on",
+        exporter.exported.load(Ordering::Relaxed)
+    );
     let consumers = AtomicUsize::new(0);
     let stream = runtime.block_on(async {
         js.get_stream(&server.consume_stream)

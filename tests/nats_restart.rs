@@ -218,7 +218,7 @@ impl NatsServer {
             return Err(format!("kill -KILL {} failed: {killed}", self.pid));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !(self.gone() && !listening(self.addr)) {
+        while !self.gone() || listening(self.addr) {
             if Instant::now() > deadline {
                 return Err(format!("nats-server (pid {}) did not go away", self.pid));
             }
@@ -272,10 +272,10 @@ struct StartAgainOnDrop(NatsServer);
 
 impl Drop for StartAgainOnDrop {
     fn drop(&mut self) {
-        if !listening(self.0.addr) {
-            if let Err(error) = self.0.start() {
-                eprintln!("nats restart: could not start nats-server again: {error}");
-            }
+        if !listening(self.0.addr)
+            && let Err(error) = self.0.start()
+        {
+            eprintln!("nats restart: could not start nats-server again: {error}");
         }
     }
 }

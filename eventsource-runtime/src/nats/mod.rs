@@ -103,7 +103,7 @@ use crate::bus::{
     BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus, PublishFailure, PublishReport,
 };
 use crate::event::EventEnvelope;
-use error::{publish_error, unavailable};
+use error::{connect_failed, invalid_url, publish_error};
 use topology::Streams;
 
 /// The NATS client this module is built on, for tools of your own (and so that they match
@@ -171,9 +171,10 @@ impl NatsBus {
     /// Nothing is connected yet.
     ///
     /// # Errors
-    /// [`BusError::Unavailable`] when `url` is not a NATS URL.
+    /// [`BusError::Unavailable`] when `url` is not a NATS URL
+    /// ([`UnavailableReason::InvalidUrl`](crate::bus::UnavailableReason::InvalidUrl)).
     pub fn new(url: &str) -> Result<Self, BusError> {
-        let addr: ServerAddr = url.parse().map_err(unavailable)?;
+        let addr: ServerAddr = url.parse().map_err(invalid_url)?;
         let mut telemetry = BusTelemetry::new(SYSTEM);
         telemetry.server = Some((addr.host().to_owned(), addr.port()));
         Ok(Self {
@@ -290,17 +291,27 @@ impl NatsBus {
                 State::Connected | State::Pending => Ok(context.clone()),
             };
         }
-        let client = ConnectOptions::new()
+        let client = credentials(&self.shared.addr, ConnectOptions::new())
             .connection_timeout(CONNECT_TIMEOUT)
             .connect(self.shared.addr.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| connect_failed(error, &self.server()))?;
         // Our own deadline ends a publish's wait; async-nats's is a backstop behind it.
         let context = async_nats::jetstream::ContextBuilder::new()
             .timeout(self.shared.ack_timeout + Duration::from_secs(1))
             .build(client.clone());
         *connection = Some((client, context.clone()));
         Ok(context)
+    }
+
+    /// The server's `host:port`, for errors (never the URL: it may hold a password).
+    fn server(&self) -> String {
+        let (host, port) = (self.shared.addr.host(), self.shared.addr.port());
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
     }
 
     /// Whether the connection is lost (async-nats is reconnecting).
@@ -326,6 +337,47 @@ impl NatsBus {
             }
         }
     }
+}
+
+/// `options` with the credentials of `addr`'s URL: `nats://user:password@host` a user and
+/// password, `nats://token@host` a token. async-nats (0.50) reads the host and port of a
+/// URL, never its credentials: without this they would not be sent, and a server with
+/// users would refuse every connection.
+fn credentials(addr: &ServerAddr, options: ConnectOptions) -> ConnectOptions {
+    let Some(user) = addr.username() else {
+        return options;
+    };
+    match addr.password() {
+        Some(password) => {
+            options.user_and_password(percent_decoded(user), percent_decoded(password))
+        }
+        None => options.token(percent_decoded(user)),
+    }
+}
+
+/// `text` with its `%XX` escapes decoded (a URL's user and password are kept escaped).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// The subject of `event` under `prefix`.
@@ -501,5 +553,25 @@ impl EventBus for NatsBus {
         events: &[EventEnvelope],
     ) -> Result<PublishReport, PublishFailure> {
         self.publish_all(events, SpanParent::Stored).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_urls_credentials_are_percent_decoded() {
+        assert_eq!(percent_decoded("p%40ss%2Fword"), "p@ss/word");
+        assert_eq!(percent_decoded("plain"), "plain");
+        assert_eq!(percent_decoded("100%"), "100%");
+        assert_eq!(percent_decoded("%zz%4"), "%zz%4");
+        assert_eq!(percent_decoded("caf%C3%A9"), "café");
+        let addr: ServerAddr = "nats://es:p%40ss@127.0.0.1:4222".parse().unwrap();
+        assert_eq!(addr.username(), Some("es"));
+        assert_eq!(
+            addr.password().map(percent_decoded).as_deref(),
+            Some("p@ss")
+        );
     }
 }

@@ -549,7 +549,8 @@ impl ConsumerGroup {
             .send_result(copy)
             .map_err(|(error, _)| unavailable(error))?;
         let id = wire::read_message_id(codec::header_pairs(record)).unwrap_or_default();
-        self.bus.delivered(delivery, id, self.bus.deadline()).await
+        let deadline = self.bus.deadline();
+        self.bus.delivered(&producer, delivery, id, deadline).await
     }
 }
 

@@ -195,7 +195,7 @@ impl Tansu {
             return Err(format!("kill -KILL {} failed: {killed}", self.pid));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !(self.gone() && !listening(self.addr)) {
+        while !self.gone() || listening(self.addr) {
             if Instant::now() > deadline {
                 return Err(format!("tansu (pid {}) did not go away", self.pid));
             }
@@ -244,10 +244,10 @@ struct StartAgainOnDrop(Tansu);
 
 impl Drop for StartAgainOnDrop {
     fn drop(&mut self) {
-        if !listening(self.0.addr) {
-            if let Err(error) = self.0.start() {
-                eprintln!("kafka restart: could not start tansu again: {error}");
-            }
+        if !listening(self.0.addr)
+            && let Err(error) = self.0.start()
+        {
+            eprintln!("kafka restart: could not start tansu again: {error}");
         }
     }
 }

@@ -289,6 +289,10 @@ impl ConsumerGroup {
         config
             .set("group.id", &group_id)
             .set("enable.auto.commit", "false")
+            // Only settled records are stored (`commit`): the session's last commit must
+            // not pass a record received and not settled (a retry waiting out its delay
+            // when the group stops, a record whose retry could not be written).
+            .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("topic.metadata.refresh.interval.ms", "5000");
@@ -608,10 +612,13 @@ async fn wait_until_due(
     }
 }
 
-/// Commits past `record` (asynchronously: commits are sent in order, and the session's
-/// end commits what is left synchronously).
+/// Commits past `record` (asynchronously: commits are sent in order) and stores that
+/// offset for the session's last, synchronous commit.
 fn commit(consumer: &StreamConsumer, record: &BorrowedMessage<'_>) {
     mark(consumer, record, Offset::Offset(record.offset() + 1), "");
+    // Fails only when the partition was revoked meanwhile: its next owner starts from
+    // what was committed.
+    let _ = consumer.store_offset_from_message(record);
 }
 
 /// Commits `offset` of `record`'s partition with `metadata`.

@@ -759,6 +759,35 @@ async fn a_graceful_stop_finishes_the_record_in_hand_and_leaves_the_rest_as_firs
     }
 }
 
+#[tokio::test]
+async fn a_graceful_stop_while_a_retry_waits_out_its_delay_keeps_the_retry() {
+    let Some(broker) = Broker::open("stop-retry") else {
+        return;
+    };
+    let bus = broker.bus().with_partitions(1);
+    let first = broker.group(&bus, "mailer", &[6000]);
+    let calls = counting(&first, "flaky", 1);
+    let running = Running::start(&first).await;
+    bus.publish(&[stored_event("o-1")]).await.unwrap();
+    until("the first delivery failed", || {
+        calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The copy is in the retry topic: its consumer takes it and waits out the delay.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    running.stop().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "not due yet");
+
+    let next = broker.group(&bus, "mailer", &[6000]);
+    let again = counting(&next, "flaky", 0);
+    let running = Running::start(&next).await;
+    until("the retry handled after the restart", || {
+        again.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    running.stop().await;
+}
+
 // ---- publishing ------------------------------------------------------------------------------
 
 #[tokio::test]

@@ -288,8 +288,9 @@ impl DeadLetters {
         let delivery = producer
             .send_result(record)
             .map_err(|(error, _)| unavailable(error))?;
+        let deadline = self.bus.deadline();
         self.bus
-            .delivered(delivery, uuid::Uuid::nil(), self.bus.deadline())
+            .delivered(&producer, delivery, uuid::Uuid::nil(), deadline)
             .await
     }
 }

@@ -149,7 +149,7 @@ struct Shared {
     /// librdkafka settings given by the user (security, tuning), applied last.
     settings: Vec<(String, String)>,
     telemetry: BusTelemetry,
-    producer: Mutex<Option<FutureProducer>>,
+    producer: Mutex<ProducerSlot>,
     /// Topics known to exist.
     created: Mutex<HashSet<String>>,
 }
@@ -162,6 +162,48 @@ impl std::fmt::Debug for KafkaBus {
             .field("topics", &self.shared.topics)
             .field("delivery_timeout", &self.shared.delivery_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// The bus's producer, if made yet, and how many were made before it.
+#[derive(Default)]
+struct ProducerSlot {
+    generation: u64,
+    current: Option<Arc<Client>>,
+}
+
+/// A producer handed out by [`KafkaBus::producer`]: the client and which one it was, so
+/// that a failure forgets that producer only (not one made since by another publish).
+#[derive(Clone)]
+struct Producer {
+    generation: u64,
+    client: Arc<Client>,
+}
+
+impl std::ops::Deref for Producer {
+    type Target = FutureProducer;
+
+    fn deref(&self) -> &FutureProducer {
+        self.client
+            .0
+            .as_ref()
+            .expect("a client holds its producer until dropped")
+    }
+}
+
+/// The one handle on a librdkafka producer. Dropping a producer blocks (it purges, flushes
+/// for up to half a second and waits for librdkafka's threads): the last clone's drop
+/// hands that to a thread of its own rather than holding up an async task's thread.
+struct Client(Option<FutureProducer>);
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(producer) = self.0.take() {
+            // No thread to be had: the failed spawn dropped it here, the blocking way.
+            let _ = std::thread::Builder::new()
+                .name("eventsource-kafka-drop".to_owned())
+                .spawn(move || drop(producer));
+        }
     }
 }
 
@@ -218,7 +260,7 @@ impl KafkaBus {
                 delivery_timeout: DEFAULT_DELIVERY_TIMEOUT,
                 settings: Vec::new(),
                 telemetry,
-                producer: Mutex::new(None),
+                producer: Mutex::default(),
                 created: Mutex::default(),
             }),
         })
@@ -284,7 +326,7 @@ impl KafkaBus {
             delivery_timeout: shared.delivery_timeout,
             settings: shared.settings.clone(),
             telemetry: shared.telemetry.clone(),
-            producer: Mutex::new(None),
+            producer: Mutex::default(),
             created: Mutex::default(),
         });
         change(&mut shared);
@@ -359,14 +401,17 @@ impl KafkaBus {
     }
 
     /// The producer, created if it was not (librdkafka connects in the background).
-    fn producer(&self) -> Result<FutureProducer, BusError> {
-        let mut producer = self
+    fn producer(&self) -> Result<Producer, BusError> {
+        let mut slot = self
             .shared
             .producer
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(producer) = producer.as_ref() {
-            return Ok(producer.clone());
+        if let Some(client) = slot.current.as_ref() {
+            return Ok(Producer {
+                generation: slot.generation,
+                client: Arc::clone(client),
+            });
         }
         let timeout = self.shared.delivery_timeout.as_millis().to_string();
         let mut config = ClientConfig::new();
@@ -379,17 +424,39 @@ impl KafkaBus {
             config.set(key, value);
         }
         let created: FutureProducer = config.create().map_err(unavailable)?;
-        *producer = Some(created.clone());
-        Ok(created)
+        let client = Arc::new(Client(Some(created)));
+        slot.generation += 1;
+        slot.current = Some(Arc::clone(&client));
+        Ok(Producer {
+            generation: slot.generation,
+            client,
+        })
     }
 
-    /// Forgets the producer (after a fatal error), so the next publish creates another.
-    fn reset(&self) {
-        self.shared
-            .producer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+    /// Forgets `producer` if it is still the bus's, so that the next publish creates
+    /// another (with a producer id of its own); the last handle's drop purges what it still
+    /// held.
+    ///
+    /// After a record timed out, librdkafka's idempotent producer bumps its epoch by itself
+    /// (legal in Kafka, KIP-360) and goes on with that epoch. Some Kafka-API brokers never
+    /// issued it and fail on it (tansu 0.6 panics, and its storage stops answering anything
+    /// until it is restarted): a new producer asks the broker for a fresh id and epoch
+    /// instead. So a producer is forgotten after any delivery that failed or was not
+    /// confirmed in time, never reused.
+    fn reset(&self, producer: &Producer) {
+        let forgotten = {
+            let mut slot = self
+                .shared
+                .producer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if slot.generation == producer.generation {
+                slot.current.take()
+            } else {
+                None
+            }
+        };
+        drop(forgotten);
     }
 
     /// An admin client for creating topics.
@@ -432,7 +499,7 @@ impl KafkaBus {
     /// [`delivered`].
     fn send(
         &self,
-        producer: &FutureProducer,
+        producer: &Producer,
         topic: &str,
         message: &BusMessage,
         state: &DeliveryState,
@@ -447,14 +514,16 @@ impl KafkaBus {
             .map_err(|(error, _)| unavailable(error))
     }
 
-    /// Waits until `deadline` for a record's delivery report.
+    /// Waits until `deadline` for the delivery report of a record `producer` sent; a
+    /// producer whose record was not delivered (or not confirmed) is [reset](Self::reset).
     async fn delivered(
         &self,
+        producer: &Producer,
         delivery: DeliveryFuture,
         message_id: Uuid,
         deadline: Instant,
     ) -> Result<(), BusError> {
-        match tokio::time::timeout_at(deadline, delivery).await {
+        let outcome = match tokio::time::timeout_at(deadline, delivery).await {
             Err(_) => Err(BusError::Unconfirmed {
                 message_id,
                 waited: self.shared.delivery_timeout,
@@ -462,7 +531,11 @@ impl KafkaBus {
             Ok(Err(_canceled)) => Err(BusError::unavailable("the producer was closed")),
             Ok(Ok(Err((error, _)))) => Err(undelivered(error, message_id)),
             Ok(Ok(Ok(_))) => Ok(()),
+        };
+        if let Err(BusError::Unavailable(_) | BusError::Unconfirmed { .. }) = &outcome {
+            self.reset(producer);
         }
+        outcome
     }
 
     /// When a report is overdue: the delivery timeout and a second.
@@ -479,7 +552,7 @@ impl KafkaBus {
     ) -> Result<(), BusError> {
         let producer = self.producer()?;
         let delivery = self.send(&producer, topic, message, state)?;
-        self.delivered(delivery, message.message_id, self.deadline())
+        self.delivered(&producer, delivery, message.message_id, self.deadline())
             .await
     }
 }
@@ -552,7 +625,7 @@ impl KafkaBus {
         let mut ids = Vec::with_capacity(in_flight.len());
         for sent in in_flight {
             let outcome = self
-                .delivered(sent.delivery, sent.message_id, sent.deadline)
+                .delivered(&producer, sent.delivery, sent.message_id, sent.deadline)
                 .await;
             sent.publishing.end(&outcome);
             match outcome {
@@ -567,7 +640,7 @@ impl KafkaBus {
             None => Ok(PublishReport::new(ids)),
             Some(error) => {
                 if matches!(error, BusError::Unavailable(_)) {
-                    self.reset();
+                    self.reset(&producer);
                 }
                 Err(PublishFailure::new(PublishReport::new(ids), error))
             }

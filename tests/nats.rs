@@ -1291,3 +1291,62 @@ async fn the_relay_carries_the_commands_trace_through_jetstream() {
     }
     server.clean().await;
 }
+
+// ---- the contract ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_nats_spans_carry_the_documented_keys_and_no_other() {
+    let Some(server) = Server::open("contract") else {
+        return;
+    };
+    let contract = include_str!("../docs/telemetry.md");
+    // Every key the contract names, in backticks.
+    let documented: std::collections::BTreeSet<&str> = contract
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| word.contains('.') && !word.contains(' '))
+        .collect();
+    let capture = capture();
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let calls = counting(&group, "send-confirmation", 1);
+    let running = Running::start(&group).await;
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    orders.execute(sample_order("o-1", "ada")).await.unwrap();
+    until("a failure, then the retry", || {
+        calls.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    running.stop().await;
+
+    let spans = capture.spans();
+    let mut seen = std::collections::BTreeSet::new();
+    for name in [PUBLISH, CONSUME, HANDLE] {
+        for span in named(&spans, name) {
+            assert_eq!(
+                attribute(span, attr::MESSAGING_SYSTEM).is_some(),
+                name != HANDLE
+            );
+            for kv in &span.attributes {
+                let key = kv.key.as_str().to_owned();
+                assert!(
+                    documented.contains(key.as_str()),
+                    "`{key}` on `{name}` is not in docs/telemetry.md"
+                );
+                seen.insert(key);
+            }
+        }
+    }
+    for key in [
+        attr::MESSAGING_DESTINATION_NAME,
+        attr::MESSAGING_CONSUMER_GROUP_NAME,
+        attr::MESSAGING_MESSAGE_ID,
+        attr::DELIVERY_ATTEMPT,
+        attr::SERVER_ADDRESS,
+    ] {
+        assert!(documented.contains(key), "`{key}` documented");
+        assert!(seen.contains(key), "`{key}` seen on the NATS spans");
+    }
+    server.clean().await;
+}

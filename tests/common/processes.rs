@@ -233,9 +233,10 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Waits (up to 30 s) until the printed lines satisfy `done`.
+    /// Waits (up to 60 s: a Kafka group hands a dead member's partitions on only after its
+    /// session timed out) until the printed lines satisfy `done`.
     pub fn wait_for(&mut self, done: impl Fn(&[String]) -> bool, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !done(&self.seen) {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {

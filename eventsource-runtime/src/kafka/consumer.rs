@@ -294,7 +294,10 @@ impl ConsumerGroup {
             // when the group stops, a record whose retry could not be written).
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
+            // A consumer that died hands its partitions on after 6 s (Kafka's smallest
+            // allowed session by default), not 45.
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "2000")
             .set("topic.metadata.refresh.interval.ms", "5000");
         if let Source::Delayed { delay, .. } = source {
             // A record waiting out its delay is not a stuck consumer.

@@ -5,25 +5,18 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message as _};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::KafkaBus;
-use super::codec;
 use super::error::unavailable;
+use super::offsets::ResumePoints;
+use super::settle::{more, wait_until_due};
 use super::topology::{GroupTopics, Topics, matches};
-use crate::bus::wire::{self, DeliveryState, Settle};
-use crate::bus::{
-    BusError, BusMessage, Dispatcher, EventHandler, HandlerError, HandlerFailure, handler_fn,
-};
+use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
 use crate::event::EventEnvelope;
-use crate::telemetry::attributes::{
-    MESSAGING_DESTINATION_PARTITION_ID, MESSAGING_KAFKA_MESSAGE_KEY, MESSAGING_KAFKA_OFFSET,
-};
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
 
@@ -35,17 +28,11 @@ pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
     Duration::from_secs(30),
 ];
 
-/// The commit metadata of a record handed to the handlers and not settled yet.
-const STARTED: &str = "eventsource:started";
-
 /// The first wait before connecting again after a failure; it doubles up to
 /// [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest wait between reconnections.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// How long a blocking broker call (committed offsets, a final commit) may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A consumer group on a [`KafkaBus`] (see the [module](super) for the topics).
 ///
 /// Records are handed to each interested handler in turn (a [`Dispatcher`]: consume and
@@ -60,13 +47,13 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The builder methods configure the group before it is shared; clones share the handlers.
 #[derive(Clone)]
 pub struct ConsumerGroup {
-    bus: KafkaBus,
-    name: Arc<str>,
-    patterns: Vec<String>,
-    delays: Vec<Duration>,
-    batch: Option<usize>,
-    topics: GroupTopics,
-    dispatcher: Dispatcher,
+    pub(super) bus: KafkaBus,
+    pub(super) name: Arc<str>,
+    pub(super) patterns: Vec<String>,
+    pub(super) delays: Vec<Duration>,
+    pub(super) batch: Option<usize>,
+    pub(super) topics: GroupTopics,
+    pub(super) dispatcher: Dispatcher,
 }
 
 impl std::fmt::Debug for ConsumerGroup {
@@ -188,7 +175,7 @@ impl ConsumerGroup {
     }
 
     /// The aggregate types every pattern names, or `None` when some pattern takes any.
-    fn aggregate_types(&self) -> Option<Vec<String>> {
+    pub(super) fn aggregate_types(&self) -> Option<Vec<String>> {
         if self.patterns.is_empty() {
             return None;
         }
@@ -202,7 +189,7 @@ impl ConsumerGroup {
     }
 
     /// Whether the group wants `event`.
-    fn wants(&self, event: &EventEnvelope) -> bool {
+    pub(super) fn wants(&self, event: &EventEnvelope) -> bool {
         let key = format!("{}.{}", event.aggregate_type(), event.event_type);
         self.patterns.is_empty() || self.patterns.iter().any(|p| matches(p, &key))
     }
@@ -384,344 +371,6 @@ impl ConsumerGroup {
         .await;
         outcome
     }
-
-    /// A live record: a redelivery if this process handled its offset before, or if the
-    /// group's commit says a consumer started it and never finished.
-    async fn settle_live(
-        &self,
-        consumer: &Arc<StreamConsumer>,
-        record: &BorrowedMessage<'_>,
-        handled: &mut HashMap<(String, i32), i64>,
-        resumed: &mut ResumePoints,
-    ) -> Result<(), BusError> {
-        let partition = (record.topic().to_owned(), record.partition());
-        let offset = record.offset();
-        let seen = handled.get(&partition).is_some_and(|last| offset <= *last);
-        let started = resumed.started_at(consumer, &partition, offset).await;
-        mark(consumer, record, Offset::Offset(offset), STARTED);
-        let settled = self.settle(consumer, record, seen || started).await;
-        handled.insert(partition, offset);
-        settled
-    }
-
-    /// Reads `record`, hands it to the handlers (as a redelivery if `redelivered`),
-    /// forwards it if they failed, and commits past it.
-    async fn settle(
-        &self,
-        consumer: &StreamConsumer,
-        record: &BorrowedMessage<'_>,
-        redelivered: bool,
-    ) -> Result<(), BusError> {
-        let Some(message) = self.message(record).await? else {
-            commit(consumer, record);
-            return Ok(());
-        };
-        let (_, mut state) = codec::read(record);
-        if redelivered {
-            state = state.redelivered();
-        }
-        let failures = self.dispatcher.receive(&message, &state).await;
-        self.after(&message, &state, &failures).await?;
-        commit(consumer, record);
-        Ok(())
-    }
-
-    /// Several live records in one consume span; each failed one settled alone.
-    async fn settle_batch(
-        &self,
-        consumer: &Arc<StreamConsumer>,
-        records: Vec<BorrowedMessage<'_>>,
-        handled: &mut HashMap<(String, i32), i64>,
-        resumed: &mut ResumePoints,
-    ) -> Result<(), BusError> {
-        let mut messages = Vec::with_capacity(records.len());
-        for record in &records {
-            let partition = (record.topic().to_owned(), record.partition());
-            let seen = handled
-                .get(&partition)
-                .is_some_and(|last| record.offset() <= *last);
-            let started = resumed
-                .started_at(consumer, &partition, record.offset())
-                .await;
-            mark(consumer, record, Offset::Offset(record.offset()), STARTED);
-            if seen || started {
-                // A redelivery keeps its own span: linked, with its attempt.
-                self.settle(consumer, record, true).await?;
-            } else if let Some(message) = self.message(record).await? {
-                messages.push(message);
-            }
-            handled.insert(partition, record.offset());
-        }
-        let failures = self.dispatcher.deliver_batch(&messages).await;
-        for message in &messages {
-            let own: Vec<HandlerFailure> = failures
-                .iter()
-                .filter(|f| f.message_id == message.message_id)
-                .map(copy_failure)
-                .collect();
-            self.after(message, &DeliveryState::first(), &own).await?;
-        }
-        for record in &records {
-            commit(consumer, record);
-        }
-        Ok(())
-    }
-
-    /// The message a record carries, or `None` when there is nothing to hand over: not an
-    /// event the group wants, or not a stored event at all (then dead-lettered with the
-    /// reason).
-    async fn message(&self, record: &BorrowedMessage<'_>) -> Result<Option<BusMessage>, BusError> {
-        let body = record.payload().unwrap_or_default();
-        let event = match wire::decode(body) {
-            Ok(event) => event,
-            Err(error) => {
-                self.undecodable(record, &error).await?;
-                return Ok(None);
-            }
-        };
-        if !self.wants(&event) {
-            return Ok(None);
-        }
-        let (trace, _) = codec::read(record);
-        let mut message = BusMessage::new(record.topic(), event)
-            .with_headers(trace)
-            .with_attribute(
-                MESSAGING_DESTINATION_PARTITION_ID,
-                record.partition().to_string(),
-            )
-            .with_attribute(MESSAGING_KAFKA_OFFSET, record.offset());
-        if let Some(key) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
-            message = message.with_attribute(MESSAGING_KAFKA_MESSAGE_KEY, key);
-        }
-        Ok(Some(message))
-    }
-
-    /// Forwards a message whose handlers failed, as [`DeliveryState::after`] says.
-    async fn after(
-        &self,
-        message: &BusMessage,
-        state: &DeliveryState,
-        failures: &[HandlerFailure],
-    ) -> Result<(), BusError> {
-        match state.after(failures, self.max_deliveries()) {
-            Settle::Ack => Ok(()),
-            Settle::Retry(next) => {
-                let topic = self.topics.retry_after(state.attempt);
-                let topic = topic.unwrap_or(self.topics.dead.as_str());
-                self.bus.forward(topic, message, &next).await
-            }
-            Settle::DeadLetter(next) => {
-                crate::bus::log_dead_letter(&self.name, message, &next);
-                self.bus.forward(&self.topics.dead, message, &next).await
-            }
-        }
-    }
-
-    /// A record whose value is not a stored event: to the dead letters as it came, with the
-    /// reason.
-    async fn undecodable(
-        &self,
-        record: &BorrowedMessage<'_>,
-        error: &wire::Undecodable,
-    ) -> Result<(), BusError> {
-        let reason = Chain(error).to_string();
-        log_warn!(
-            group = &*self.name,
-            topic = record.topic(),
-            partition = record.partition(),
-            offset = record.offset(),
-            error = reason.as_str(),
-            "undecodable record dead-lettered"
-        );
-        let mut headers: Vec<(&str, &[u8])> = codec::header_pairs(record);
-        headers.retain(|(key, _)| *key != wire::HEADER_ERROR);
-        headers.push((wire::HEADER_ERROR, reason.as_bytes()));
-        let headers = headers.into_iter().fold(
-            rdkafka::message::OwnedHeaders::new(),
-            |all, (key, value)| {
-                all.insert(rdkafka::message::Header {
-                    key,
-                    value: Some(value),
-                })
-            },
-        );
-        let producer = self.bus.producer()?;
-        let mut copy = rdkafka::producer::FutureRecord::to(&self.topics.dead)
-            .payload(record.payload().unwrap_or_default())
-            .headers(headers);
-        if let Some(key) = record.key() {
-            copy = copy.key(key);
-        }
-        let delivery = producer
-            .send_result(copy)
-            .map_err(|(error, _)| unavailable(error))?;
-        let id = wire::read_message_id(codec::header_pairs(record)).unwrap_or_default();
-        let deadline = self.bus.deadline();
-        self.bus.delivered(&producer, delivery, id, deadline).await
-    }
-}
-
-/// A failure's copy (the error as its text), for settling one message of a batch.
-fn copy_failure(failure: &HandlerFailure) -> HandlerFailure {
-    HandlerFailure {
-        handler: failure.handler.clone(),
-        message_id: failure.message_id,
-        event_type: failure.event_type.clone(),
-        error: if failure.is_unknown_handler() {
-            HandlerError::new(crate::bus::UnknownHandler::new(failure.handler.as_str()))
-        } else {
-            HandlerError::new(Chain(&failure.error).to_string())
-        },
-    }
-}
-
-/// `first` and the records that are ready right after it, up to `max`.
-async fn more<'c>(
-    consumer: &'c StreamConsumer,
-    first: BorrowedMessage<'c>,
-    max: usize,
-) -> Vec<BorrowedMessage<'c>> {
-    let mut records = vec![first];
-    while records.len() < max {
-        match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
-            Ok(Ok(record)) => records.push(record),
-            _ => break,
-        }
-    }
-    records
-}
-
-/// Waits until `record`'s delay has passed since it was written; `false` when stopped
-/// first (the record stays uncommitted, for the next consumer).
-async fn wait_until_due(
-    record: &BorrowedMessage<'_>,
-    delay: Duration,
-    stopped: &mut watch::Receiver<bool>,
-) -> bool {
-    let written = record.timestamp().to_millis().unwrap_or(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-    let wait = written.saturating_add(delay_ms).saturating_sub(now);
-    if wait <= 0 {
-        return true;
-    }
-    let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
-    tokio::select! {
-        biased;
-        _ = stopped.wait_for(|stop| *stop) => false,
-        () = tokio::time::sleep(wait) => true,
-    }
-}
-
-/// Commits past `record` (asynchronously: commits are sent in order) and stores that
-/// offset for the session's last, synchronous commit.
-fn commit(consumer: &StreamConsumer, record: &BorrowedMessage<'_>) {
-    mark(consumer, record, Offset::Offset(record.offset() + 1), "");
-    // Fails only when the partition was revoked meanwhile: its next owner starts from
-    // what was committed.
-    let _ = consumer.store_offset_from_message(record);
-}
-
-/// Commits `offset` of `record`'s partition with `metadata`.
-fn mark(consumer: &StreamConsumer, record: &BorrowedMessage<'_>, offset: Offset, metadata: &str) {
-    let mut list = TopicPartitionList::new();
-    if list
-        .add_partition_offset(record.topic(), record.partition(), offset)
-        .is_err()
-    {
-        return;
-    }
-    if let Some(mut entry) = list.find_partition(record.topic(), record.partition()) {
-        entry.set_metadata(metadata);
-    }
-    if let Err(error) = consumer.commit(&list, CommitMode::Async) {
-        log_warn!(error = %Chain(&error), "kafka commit failed; the record may come again");
-    }
-}
-
-/// What the group's committed offsets said of each partition when this consumer first read
-/// from it: the offset a consumer had started and not finished.
-#[derive(Default)]
-struct ResumePoints {
-    checked: HashMap<(String, i32), Option<i64>>,
-}
-
-impl ResumePoints {
-    /// Whether `offset` of `partition` was started by a consumer that never settled it.
-    ///
-    /// The first time, it asks for every partition assigned then, in one call: the broker
-    /// answers a committed-offsets request only after the commits this consumer sent
-    /// before it on the same connection (two per record), so asking once per partition,
-    /// as each one's first record came, waited behind every commit of the partitions read
-    /// before it (0.6 s per partition for 700 records on tansu).
-    async fn started_at(
-        &mut self,
-        consumer: &Arc<StreamConsumer>,
-        partition: &(String, i32),
-        offset: i64,
-    ) -> bool {
-        if !self.checked.contains_key(partition) {
-            let mut wanted = assigned(consumer);
-            wanted.push(partition.clone());
-            wanted.retain(|p| !self.checked.contains_key(p));
-            wanted.sort();
-            wanted.dedup();
-            let mut started = started_offsets(consumer, wanted.clone()).await;
-            for partition in wanted {
-                let offset = started.remove(&partition);
-                self.checked.insert(partition, offset);
-            }
-        }
-        self.checked.get(partition).copied().flatten() == Some(offset)
-    }
-}
-
-/// The partitions assigned to `consumer` now (none when it cannot say).
-fn assigned(consumer: &StreamConsumer) -> Vec<(String, i32)> {
-    consumer
-        .assignment()
-        .map(|list| {
-            list.elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The offsets committed for `partitions` with the [`STARTED`] mark, by partition (those
-/// without the mark, or that could not be read, left out).
-async fn started_offsets(
-    consumer: &Arc<StreamConsumer>,
-    partitions: Vec<(String, i32)>,
-) -> HashMap<(String, i32), i64> {
-    let consumer = Arc::clone(consumer);
-    tokio::task::spawn_blocking(move || {
-        let mut list = TopicPartitionList::new();
-        for (topic, number) in &partitions {
-            list.add_partition(topic, *number);
-        }
-        let Ok(committed) = consumer.committed_offsets(list, CALL_TIMEOUT) else {
-            return HashMap::new();
-        };
-        let mut started = HashMap::new();
-        for entry in committed.elements() {
-            // librdkafka's metadata accessor panics on text that is not UTF-8: another
-            // client may have committed anything.
-            let marked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                entry.metadata() == STARTED
-            }))
-            .unwrap_or(false);
-            if let (true, Offset::Offset(offset)) = (marked, entry.offset()) {
-                started.insert((entry.topic().to_owned(), entry.partition()), offset);
-            }
-        }
-        started
-    })
-    .await
-    .unwrap_or_default()
 }
 
 /// `text` with the characters a regular expression treats specially escaped.

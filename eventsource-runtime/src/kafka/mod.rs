@@ -88,28 +88,23 @@ mod codec;
 mod consumer;
 mod dead_letters;
 mod error;
+mod offsets;
+mod producer;
+mod publish;
+mod settle;
 mod topology;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use tokio::time::Instant;
-use uuid::Uuid;
 
-use crate::bus::instrument;
-use crate::bus::wire::DeliveryState;
-use crate::bus::{
-    BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus, PublishFailure, PublishReport,
-};
-use crate::event::EventEnvelope;
-use crate::telemetry::attributes::MESSAGING_KAFKA_MESSAGE_KEY;
-use error::{unavailable, undelivered};
+use crate::bus::{BusError, BusSpanNames, BusTelemetry};
+use error::unavailable;
+use producer::ProducerSlot;
 
 pub use consumer::{ConsumerGroup, DEFAULT_RETRY_DELAYS};
 pub use dead_letters::DeadLetters;
@@ -162,48 +157,6 @@ impl std::fmt::Debug for KafkaBus {
             .field("topics", &self.shared.topics)
             .field("delivery_timeout", &self.shared.delivery_timeout)
             .finish_non_exhaustive()
-    }
-}
-
-/// The bus's producer, if made yet, and how many were made before it.
-#[derive(Default)]
-struct ProducerSlot {
-    generation: u64,
-    current: Option<Arc<Client>>,
-}
-
-/// A producer handed out by [`KafkaBus::producer`]: the client and which one it was, so
-/// that a failure forgets that producer only (not one made since by another publish).
-#[derive(Clone)]
-struct Producer {
-    generation: u64,
-    client: Arc<Client>,
-}
-
-impl std::ops::Deref for Producer {
-    type Target = FutureProducer;
-
-    fn deref(&self) -> &FutureProducer {
-        self.client
-            .0
-            .as_ref()
-            .expect("a client holds its producer until dropped")
-    }
-}
-
-/// The one handle on a librdkafka producer. Dropping a producer blocks (it purges, flushes
-/// for up to half a second and waits for librdkafka's threads): the last clone's drop
-/// hands that to a thread of its own rather than holding up an async task's thread.
-struct Client(Option<FutureProducer>);
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        if let Some(producer) = self.0.take() {
-            // No thread to be had: the failed spawn dropped it here, the blocking way.
-            let _ = std::thread::Builder::new()
-                .name("eventsource-kafka-drop".to_owned())
-                .spawn(move || drop(producer));
-        }
     }
 }
 
@@ -400,65 +353,6 @@ impl KafkaBus {
         config
     }
 
-    /// The producer, created if it was not (librdkafka connects in the background).
-    fn producer(&self) -> Result<Producer, BusError> {
-        let mut slot = self
-            .shared
-            .producer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(client) = slot.current.as_ref() {
-            return Ok(Producer {
-                generation: slot.generation,
-                client: Arc::clone(client),
-            });
-        }
-        let timeout = self.shared.delivery_timeout.as_millis().to_string();
-        let mut config = ClientConfig::new();
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", &timeout)
-            .set("linger.ms", "1");
-        for (key, value) in self.client_config().config_map() {
-            config.set(key, value);
-        }
-        let created: FutureProducer = config.create().map_err(unavailable)?;
-        let client = Arc::new(Client(Some(created)));
-        slot.generation += 1;
-        slot.current = Some(Arc::clone(&client));
-        Ok(Producer {
-            generation: slot.generation,
-            client,
-        })
-    }
-
-    /// Forgets `producer` if it is still the bus's, so that the next publish creates
-    /// another (with a producer id of its own); the last handle's drop purges what it still
-    /// held.
-    ///
-    /// After a record timed out, librdkafka's idempotent producer bumps its epoch by itself
-    /// (legal in Kafka, KIP-360) and goes on with that epoch. Some Kafka-API brokers never
-    /// issued it and fail on it (tansu 0.6 panics, and its storage stops answering anything
-    /// until it is restarted): a new producer asks the broker for a fresh id and epoch
-    /// instead. So a producer is forgotten after any delivery that failed or was not
-    /// confirmed in time, never reused.
-    fn reset(&self, producer: &Producer) {
-        let forgotten = {
-            let mut slot = self
-                .shared
-                .producer
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if slot.generation == producer.generation {
-                slot.current.take()
-            } else {
-                None
-            }
-        };
-        drop(forgotten);
-    }
-
     /// An admin client for creating topics.
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>, BusError> {
         self.client_config().create().map_err(unavailable)
@@ -493,179 +387,6 @@ impl KafkaBus {
             .unwrap_or_else(PoisonError::into_inner)
             .extend(missing);
         Ok(())
-    }
-
-    /// Sends `message` to `topic` with `state`; the delivery report is awaited by
-    /// [`delivered`].
-    fn send(
-        &self,
-        producer: &Producer,
-        topic: &str,
-        message: &BusMessage,
-        state: &DeliveryState,
-    ) -> Result<DeliveryFuture, BusError> {
-        let body = codec::body(message)?;
-        let record = FutureRecord::to(topic)
-            .key(message.event.aggregate_id())
-            .payload(&body)
-            .headers(codec::headers(message, state));
-        producer
-            .send_result(record)
-            .map_err(|(error, _)| unavailable(error))
-    }
-
-    /// Waits until `deadline` for the delivery report of a record `producer` sent; a
-    /// producer whose record was not delivered (or not confirmed) is [reset](Self::reset).
-    async fn delivered(
-        &self,
-        producer: &Producer,
-        delivery: DeliveryFuture,
-        message_id: Uuid,
-        deadline: Instant,
-    ) -> Result<(), BusError> {
-        let outcome = match tokio::time::timeout_at(deadline, delivery).await {
-            Err(_) => Err(BusError::Unconfirmed {
-                message_id,
-                waited: self.shared.delivery_timeout,
-            }),
-            Ok(Err(_canceled)) => Err(BusError::unavailable("the producer was closed")),
-            Ok(Ok(Err((error, _)))) => Err(undelivered(error, message_id)),
-            Ok(Ok(Ok(_))) => Ok(()),
-        };
-        if let Err(BusError::Unavailable(_) | BusError::Unconfirmed { .. }) = &outcome {
-            self.reset(producer);
-        }
-        outcome
-    }
-
-    /// When a report is overdue: the delivery timeout and a second.
-    fn deadline(&self) -> Instant {
-        Instant::now() + self.shared.delivery_timeout + Duration::from_secs(1)
-    }
-
-    /// Sends a copy of `message` with `state` to `topic` and waits for its delivery.
-    async fn forward(
-        &self,
-        topic: &str,
-        message: &BusMessage,
-        state: &DeliveryState,
-    ) -> Result<(), BusError> {
-        let producer = self.producer()?;
-        let delivery = self.send(&producer, topic, message, state)?;
-        self.delivered(&producer, delivery, message.message_id, self.deadline())
-            .await
-    }
-}
-
-/// Whose child a message's publish span is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SpanParent {
-    /// The current span (a command publishing what it just stored).
-    Current,
-    /// The trace context stored with the event (a relay).
-    Stored,
-}
-
-/// A record sent and not yet reported delivered.
-struct InFlight {
-    message_id: Uuid,
-    publishing: instrument::Publishing,
-    delivery: DeliveryFuture,
-    deadline: Instant,
-}
-
-impl KafkaBus {
-    /// Sends every event, in order, without waiting between them, then waits for the
-    /// delivery reports; each publish span lasts until its record's report. Stops sending
-    /// at the first failure, which names the records delivered before the first one that
-    /// failed (later ones may have been delivered too).
-    async fn publish_all(
-        &self,
-        events: &[EventEnvelope],
-        parent: SpanParent,
-    ) -> Result<PublishReport, PublishFailure> {
-        let fail = |error| PublishFailure::new(PublishReport::default(), error);
-        let producer = self.producer().map_err(fail)?;
-        let topics = events.iter().map(|e| self.topic_of(e.aggregate_type()));
-        self.ensure_topics(topics.collect()).await.map_err(fail)?;
-        let telemetry = &self.shared.telemetry;
-        let mut in_flight = Vec::with_capacity(events.len());
-        let mut failure = None;
-        for event in events {
-            let sending = async {
-                let topic = self.topic_of(event.aggregate_type());
-                let mut message = BusMessage::new(topic.as_str(), event.clone())
-                    .with_attribute(MESSAGING_KAFKA_MESSAGE_KEY, event.aggregate_id());
-                let publishing = instrument::start_publish(telemetry, &mut message);
-                let state = DeliveryState::first();
-                let sent = publishing
-                    .run(async { self.send(&producer, &topic, &message, &state) })
-                    .await;
-                (message.message_id, publishing, sent)
-            };
-            let (message_id, publishing, sent) = match parent {
-                SpanParent::Current => sending.await,
-                SpanParent::Stored => instrument::in_stored_context(event, sending).await,
-            };
-            match sent {
-                Ok(delivery) => in_flight.push(InFlight {
-                    message_id,
-                    publishing,
-                    delivery,
-                    deadline: self.deadline(),
-                }),
-                Err(error) => {
-                    let outcome = Err::<(), _>(error);
-                    publishing.end(&outcome);
-                    failure = outcome.err();
-                    break;
-                }
-            }
-        }
-        let mut ids = Vec::with_capacity(in_flight.len());
-        for sent in in_flight {
-            let outcome = self
-                .delivered(&producer, sent.delivery, sent.message_id, sent.deadline)
-                .await;
-            sent.publishing.end(&outcome);
-            match outcome {
-                Ok(()) if failure.is_none() => ids.push(sent.message_id),
-                Ok(()) => {}
-                Err(error) => {
-                    failure.get_or_insert(error);
-                }
-            }
-        }
-        match failure {
-            None => Ok(PublishReport::new(ids)),
-            Some(error) => {
-                if matches!(error, BusError::Unavailable(_)) {
-                    self.reset(&producer);
-                }
-                Err(PublishFailure::new(PublishReport::new(ids), error))
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl EventBus for KafkaBus {
-    /// Publishes each event as one record, in order, several in flight at once; each
-    /// publish span is a child of the current span and lasts until the record's delivery
-    /// report. Fails with the first record that failed (the records before it are
-    /// delivered, later ones may be).
-    async fn publish(&self, events: &[EventEnvelope]) -> Result<PublishReport, BusError> {
-        let published = self.publish_all(events, SpanParent::Current).await;
-        published.map_err(|failure| failure.error)
-    }
-
-    /// As [`publish`](Self::publish), each publish span a child of the context stored with
-    /// its event.
-    async fn publish_stored(
-        &self,
-        events: &[EventEnvelope],
-    ) -> Result<PublishReport, PublishFailure> {
-        self.publish_all(events, SpanParent::Stored).await
     }
 }
 

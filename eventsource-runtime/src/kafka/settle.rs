@@ -1,0 +1,258 @@
+//! How a consumer group settles what it received: each record (or batch) handed to the
+//! handlers as a first delivery or a redelivery, then committed, after a copy went to a
+//! retry topic or the dead letters when a handler failed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rdkafka::Offset;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::{BorrowedMessage, Message as _};
+use tokio::sync::watch;
+
+use super::codec;
+use super::consumer::ConsumerGroup;
+use super::error::unavailable;
+use super::offsets::{ResumePoints, STARTED, commit, mark};
+use crate::bus::wire::{self, DeliveryState, Settle};
+use crate::bus::{BusError, BusMessage, HandlerError, HandlerFailure};
+use crate::telemetry::attributes::{
+    MESSAGING_DESTINATION_PARTITION_ID, MESSAGING_KAFKA_MESSAGE_KEY, MESSAGING_KAFKA_OFFSET,
+};
+use crate::telemetry::otel::log::log_warn;
+use crate::telemetry::values::Chain;
+
+impl ConsumerGroup {
+    /// A live record: a redelivery if this process handled its offset before, or if the
+    /// group's commit says a consumer started it and never finished.
+    pub(super) async fn settle_live(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+        record: &BorrowedMessage<'_>,
+        handled: &mut HashMap<(String, i32), i64>,
+        resumed: &mut ResumePoints,
+    ) -> Result<(), BusError> {
+        let partition = (record.topic().to_owned(), record.partition());
+        let offset = record.offset();
+        let seen = handled.get(&partition).is_some_and(|last| offset <= *last);
+        let started = resumed.started_at(consumer, &partition, offset).await;
+        mark(consumer, record, Offset::Offset(offset), STARTED);
+        let settled = self.settle(consumer, record, seen || started).await;
+        handled.insert(partition, offset);
+        settled
+    }
+
+    /// Reads `record`, hands it to the handlers (as a redelivery if `redelivered`),
+    /// forwards it if they failed, and commits past it.
+    pub(super) async fn settle(
+        &self,
+        consumer: &StreamConsumer,
+        record: &BorrowedMessage<'_>,
+        redelivered: bool,
+    ) -> Result<(), BusError> {
+        let Some(message) = self.message(record).await? else {
+            commit(consumer, record);
+            return Ok(());
+        };
+        let (_, mut state) = codec::read(record);
+        if redelivered {
+            state = state.redelivered();
+        }
+        let failures = self.dispatcher.receive(&message, &state).await;
+        self.after(&message, &state, &failures).await?;
+        commit(consumer, record);
+        Ok(())
+    }
+
+    /// Several live records in one consume span; each failed one settled alone.
+    pub(super) async fn settle_batch(
+        &self,
+        consumer: &Arc<StreamConsumer>,
+        records: Vec<BorrowedMessage<'_>>,
+        handled: &mut HashMap<(String, i32), i64>,
+        resumed: &mut ResumePoints,
+    ) -> Result<(), BusError> {
+        let mut messages = Vec::with_capacity(records.len());
+        for record in &records {
+            let partition = (record.topic().to_owned(), record.partition());
+            let seen = handled
+                .get(&partition)
+                .is_some_and(|last| record.offset() <= *last);
+            let started = resumed
+                .started_at(consumer, &partition, record.offset())
+                .await;
+            mark(consumer, record, Offset::Offset(record.offset()), STARTED);
+            if seen || started {
+                // A redelivery keeps its own span: linked, with its attempt.
+                self.settle(consumer, record, true).await?;
+            } else if let Some(message) = self.message(record).await? {
+                messages.push(message);
+            }
+            handled.insert(partition, record.offset());
+        }
+        let failures = self.dispatcher.deliver_batch(&messages).await;
+        for message in &messages {
+            let own: Vec<HandlerFailure> = failures
+                .iter()
+                .filter(|f| f.message_id == message.message_id)
+                .map(copy_failure)
+                .collect();
+            self.after(message, &DeliveryState::first(), &own).await?;
+        }
+        for record in &records {
+            commit(consumer, record);
+        }
+        Ok(())
+    }
+
+    /// The message a record carries, or `None` when there is nothing to hand over: not an
+    /// event the group wants, or not a stored event at all (then dead-lettered with the
+    /// reason).
+    pub(super) async fn message(
+        &self,
+        record: &BorrowedMessage<'_>,
+    ) -> Result<Option<BusMessage>, BusError> {
+        let body = record.payload().unwrap_or_default();
+        let event = match wire::decode(body) {
+            Ok(event) => event,
+            Err(error) => {
+                self.undecodable(record, &error).await?;
+                return Ok(None);
+            }
+        };
+        if !self.wants(&event) {
+            return Ok(None);
+        }
+        let (trace, _) = codec::read(record);
+        let mut message = BusMessage::new(record.topic(), event)
+            .with_headers(trace)
+            .with_attribute(
+                MESSAGING_DESTINATION_PARTITION_ID,
+                record.partition().to_string(),
+            )
+            .with_attribute(MESSAGING_KAFKA_OFFSET, record.offset());
+        if let Some(key) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
+            message = message.with_attribute(MESSAGING_KAFKA_MESSAGE_KEY, key);
+        }
+        Ok(Some(message))
+    }
+
+    /// Forwards a message whose handlers failed, as [`DeliveryState::after`] says.
+    pub(super) async fn after(
+        &self,
+        message: &BusMessage,
+        state: &DeliveryState,
+        failures: &[HandlerFailure],
+    ) -> Result<(), BusError> {
+        match state.after(failures, self.max_deliveries()) {
+            Settle::Ack => Ok(()),
+            Settle::Retry(next) => {
+                let topic = self.topics.retry_after(state.attempt);
+                let topic = topic.unwrap_or(self.topics.dead.as_str());
+                self.bus.forward(topic, message, &next).await
+            }
+            Settle::DeadLetter(next) => {
+                crate::bus::log_dead_letter(&self.name, message, &next);
+                self.bus.forward(&self.topics.dead, message, &next).await
+            }
+        }
+    }
+
+    /// A record whose value is not a stored event: to the dead letters as it came, with the
+    /// reason.
+    pub(super) async fn undecodable(
+        &self,
+        record: &BorrowedMessage<'_>,
+        error: &wire::Undecodable,
+    ) -> Result<(), BusError> {
+        let reason = Chain(error).to_string();
+        log_warn!(
+            group = &*self.name,
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+            error = reason.as_str(),
+            "undecodable record dead-lettered"
+        );
+        let mut headers: Vec<(&str, &[u8])> = codec::header_pairs(record);
+        headers.retain(|(key, _)| *key != wire::HEADER_ERROR);
+        headers.push((wire::HEADER_ERROR, reason.as_bytes()));
+        let headers = headers.into_iter().fold(
+            rdkafka::message::OwnedHeaders::new(),
+            |all, (key, value)| {
+                all.insert(rdkafka::message::Header {
+                    key,
+                    value: Some(value),
+                })
+            },
+        );
+        let producer = self.bus.producer()?;
+        let mut copy = rdkafka::producer::FutureRecord::to(&self.topics.dead)
+            .payload(record.payload().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = record.key() {
+            copy = copy.key(key);
+        }
+        let delivery = producer
+            .send_result(copy)
+            .map_err(|(error, _)| unavailable(error))?;
+        let id = wire::read_message_id(codec::header_pairs(record)).unwrap_or_default();
+        let deadline = self.bus.deadline();
+        self.bus.delivered(&producer, delivery, id, deadline).await
+    }
+}
+
+/// A failure's copy (the error as its text), for settling one message of a batch.
+pub(super) fn copy_failure(failure: &HandlerFailure) -> HandlerFailure {
+    HandlerFailure {
+        handler: failure.handler.clone(),
+        message_id: failure.message_id,
+        event_type: failure.event_type.clone(),
+        error: if failure.is_unknown_handler() {
+            HandlerError::new(crate::bus::UnknownHandler::new(failure.handler.as_str()))
+        } else {
+            HandlerError::new(Chain(&failure.error).to_string())
+        },
+    }
+}
+
+/// `first` and the records that are ready right after it, up to `max`.
+pub(super) async fn more<'c>(
+    consumer: &'c StreamConsumer,
+    first: BorrowedMessage<'c>,
+    max: usize,
+) -> Vec<BorrowedMessage<'c>> {
+    let mut records = vec![first];
+    while records.len() < max {
+        match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
+            Ok(Ok(record)) => records.push(record),
+            _ => break,
+        }
+    }
+    records
+}
+
+/// Waits until `record`'s delay has passed since it was written; `false` when stopped
+/// first (the record stays uncommitted, for the next consumer).
+pub(super) async fn wait_until_due(
+    record: &BorrowedMessage<'_>,
+    delay: Duration,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
+    let written = record.timestamp().to_millis().unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let wait = written.saturating_add(delay_ms).saturating_sub(now);
+    if wait <= 0 {
+        return true;
+    }
+    let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+    tokio::select! {
+        biased;
+        _ = stopped.wait_for(|stop| *stop) => false,
+        () = tokio::time::sleep(wait) => true,
+    }
+}

@@ -7,19 +7,16 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::Context;
 use async_nats::jetstream::consumer::Consumer;
 use async_nats::jetstream::consumer::pull::{Batch, Config as PullConfig};
-use async_nats::jetstream::{AckKind, Context, Message};
 use futures_util::StreamExt as _;
 
-use super::codec;
+use super::NatsBus;
 use super::error::unavailable;
+use super::settle::{gather, give_back};
 use super::topology::{self, GroupNames};
-use super::{NatsBus, publish_copy, subject};
-use crate::bus::wire::{self, DeliveryState, Settle};
-use crate::bus::{
-    BusError, BusMessage, Dispatcher, EventHandler, HandlerError, HandlerFailure, handler_fn,
-};
+use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
 use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
@@ -42,7 +39,7 @@ pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// How long one pull request waits for messages; also the longest a shutdown waits for the
 /// messages of its open pull requests.
-const PULL_EXPIRES: Duration = Duration::from_secs(2);
+pub(super) const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
 /// The first wait before reconnecting after the connection was lost; it doubles up to
 /// [`MAX_BACKOFF`].
@@ -67,14 +64,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The builder methods configure the group before it is shared; clones share the handlers.
 #[derive(Clone)]
 pub struct ConsumerGroup {
-    bus: NatsBus,
-    name: Arc<str>,
-    patterns: Vec<String>,
-    prefetch: u16,
-    ack_wait: Duration,
-    batch: Option<u16>,
-    names: GroupNames,
-    dispatcher: Dispatcher,
+    pub(super) bus: NatsBus,
+    pub(super) name: Arc<str>,
+    pub(super) patterns: Vec<String>,
+    pub(super) prefetch: u16,
+    pub(super) ack_wait: Duration,
+    pub(super) batch: Option<u16>,
+    pub(super) names: GroupNames,
+    pub(super) dispatcher: Dispatcher,
 }
 
 impl std::fmt::Debug for ConsumerGroup {
@@ -94,7 +91,7 @@ impl std::fmt::Debug for ConsumerGroup {
 
 /// Where a delivery comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+pub(super) enum Source {
     /// The live stream: a first delivery, or JetStream's redelivery of it.
     Live,
     /// The group's retry copies: the state is in the headers.
@@ -230,7 +227,7 @@ impl ConsumerGroup {
 
     /// The live consumer's filter: `{prefix}.{pattern}` for one pattern, every event
     /// otherwise.
-    fn filter(&self) -> String {
+    pub(super) fn filter(&self) -> String {
         let prefix = self.bus.subject_prefix();
         match self.patterns.as_slice() {
             [pattern] => format!("{prefix}.{pattern}"),
@@ -240,7 +237,7 @@ impl ConsumerGroup {
 
     /// Whether `subject` is one of the group's (always, with fewer than two patterns: the
     /// server filtered).
-    fn wants(&self, subject: &str) -> bool {
+    pub(super) fn wants(&self, subject: &str) -> bool {
         if self.patterns.len() < 2 {
             return true;
         }
@@ -390,219 +387,6 @@ impl ConsumerGroup {
             .messages()
             .await
             .map_err(unavailable)
-    }
-
-    /// Hands one delivery to the handlers, then acknowledges it, or sends a copy to the
-    /// retry subject or the dead letters (acknowledged by JetStream first, so nothing is
-    /// lost in between).
-    async fn settle(
-        &self,
-        context: &Context,
-        source: Source,
-        delivery: Message,
-    ) -> Result<(), BusError> {
-        let Some((delivery, message, state)) = self.prepare(context, source, delivery).await?
-        else {
-            return Ok(());
-        };
-        let failures = self.dispatcher.receive(&message, &state).await;
-        self.finish(context, &delivery, &message, &state, &failures)
-            .await
-    }
-
-    /// Hands several live deliveries to the handlers in one consume span
-    /// ([`Dispatcher::deliver_batch`]), then settles each as [`settle`](Self::settle) does,
-    /// by its own failures.
-    async fn settle_batch(
-        &self,
-        context: &Context,
-        deliveries: Vec<Message>,
-    ) -> Result<(), BusError> {
-        let mut prepared = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            if let Some(ready) = self.prepare(context, Source::Live, delivery).await? {
-                prepared.push(ready);
-            }
-        }
-        let messages: Vec<BusMessage> = prepared.iter().map(|(_, m, _)| m.clone()).collect();
-        let mut failures = self.dispatcher.deliver_batch(&messages).await;
-        for (delivery, message, state) in &prepared {
-            let (own, others): (Vec<_>, Vec<_>) = failures
-                .into_iter()
-                .partition(|f| f.message_id == message.message_id);
-            failures = others;
-            self.finish(context, delivery, message, state, &own).await?;
-        }
-        Ok(())
-    }
-
-    /// A delivery ready for the handlers: its message and delivery state. `None` when it
-    /// was settled already: not one of the group's subjects (acknowledged), a retry copy
-    /// not due yet (given back until it is), an undecodable body (dead-lettered).
-    async fn prepare(
-        &self,
-        context: &Context,
-        source: Source,
-        delivery: Message,
-    ) -> Result<Option<(Message, BusMessage, DeliveryState)>, BusError> {
-        let (trace, mut state) = codec::read_headers(delivery.headers.as_ref());
-        let (delivered, published) = match delivery.info() {
-            Ok(info) => (info.delivered, info.published.unix_timestamp_nanos()),
-            Err(_) => (1, 0),
-        };
-        match source {
-            Source::Live => {
-                if !self.wants(delivery.subject.as_str()) {
-                    return ack(&delivery).await.map(|()| None);
-                }
-                if delivered > 1 {
-                    // Not acknowledged in time (its consumer died or stopped): this is one
-                    // more delivery, for every handler.
-                    let delivered = u32::try_from(delivered).unwrap_or(u32::MAX);
-                    state.attempt = state.attempt.saturating_add(1).max(delivered);
-                }
-            }
-            Source::Retry => {
-                // Held back until its delay has passed since it was stored.
-                let delay = self.names.delay_before(state.attempt);
-                let delay = i128::try_from(delay.as_nanos()).unwrap_or(i128::MAX);
-                let due = published.saturating_add(delay);
-                let now = chrono::Utc::now()
-                    .timestamp_nanos_opt()
-                    .map_or(0, i128::from);
-                if now < due {
-                    let wait = u64::try_from(due - now).unwrap_or(u64::MAX);
-                    let wait = Some(Duration::from_nanos(wait));
-                    return nak(&delivery, wait).await.map(|()| None);
-                }
-            }
-        }
-        let event = match wire::decode(&delivery.payload) {
-            Ok(event) => event,
-            Err(error) => {
-                return self
-                    .undecodable(context, &delivery, &error)
-                    .await
-                    .map(|()| None);
-            }
-        };
-        let message =
-            BusMessage::new(subject(self.bus.subject_prefix(), &event), event).with_headers(trace);
-        Ok(Some((delivery, message, state)))
-    }
-
-    /// Settles a delivery its handlers ended with `failures`: acknowledged, or a copy to the
-    /// retry subject or the dead letters first.
-    async fn finish(
-        &self,
-        context: &Context,
-        delivery: &Message,
-        message: &BusMessage,
-        state: &DeliveryState,
-        failures: &[HandlerFailure],
-    ) -> Result<(), BusError> {
-        match state.after(failures, self.max_deliveries()) {
-            Settle::Ack => {}
-            Settle::Retry(next) if !self.names.delays.is_empty() => {
-                let subject = &self.names.retry_subject;
-                self.forward(context, subject, message, &next).await?;
-            }
-            Settle::Retry(next) | Settle::DeadLetter(next) => {
-                crate::bus::log_dead_letter(&self.name, message, &next);
-                let subject = &self.names.dead_subject;
-                self.forward(context, subject, message, &next).await?;
-            }
-        }
-        ack(delivery).await
-    }
-
-    /// Sends a copy of `message` with `state` to `subject`, acknowledged by JetStream.
-    async fn forward(
-        &self,
-        context: &Context,
-        subject: &str,
-        message: &BusMessage,
-        state: &DeliveryState,
-    ) -> Result<(), BusError> {
-        let timeout = self.bus.shared.ack_timeout;
-        publish_copy(context, subject, message, state, timeout).await
-    }
-
-    /// A message whose body is not a stored event: straight to the dead letters, as it
-    /// came, with the reason.
-    async fn undecodable(
-        &self,
-        context: &Context,
-        delivery: &Message,
-        error: &wire::Undecodable,
-    ) -> Result<(), BusError> {
-        log_warn!(
-            group = &*self.name,
-            subject = delivery.subject.as_str(),
-            error = %Chain(error),
-            "undecodable message dead-lettered"
-        );
-        let mut headers = delivery.headers.clone().unwrap_or_default();
-        headers.insert(wire::HEADER_ERROR, Chain(error).to_string().as_str());
-        // With the original's `Nats-Msg-Id`, if any: the same message dead-lettered twice
-        // within the duplicate window (its acknowledgement was lost) is kept once.
-        let timeout = self.bus.shared.ack_timeout;
-        let ack_future = context
-            .publish_with_headers(
-                self.names.dead_subject.clone(),
-                headers,
-                delivery.payload.clone(),
-            )
-            .await
-            .map_err(unavailable)?;
-        tokio::time::timeout(timeout, ack_future.into_future())
-            .await
-            .map_err(|_| {
-                BusError::unavailable("the dead-letter copy was not acknowledged in time")
-            })?
-            .map_err(unavailable)?;
-        ack(delivery).await
-    }
-}
-
-/// How long batch mode waits for more messages after the first of a batch.
-const BATCH_LINGER: Duration = Duration::from_millis(20);
-
-/// `first` and the messages of `pull` that follow it within [`BATCH_LINGER`] of each
-/// other, up to `max` in all. A message that arrives with an error ends the batch (the pull
-/// reports it next).
-async fn gather(pull: &mut Batch, first: Message, max: usize) -> Vec<Message> {
-    let mut messages = vec![first];
-    while messages.len() < max {
-        match tokio::time::timeout(BATCH_LINGER, pull.next()).await {
-            Ok(Some(Ok(message))) => messages.push(message),
-            _ => break,
-        }
-    }
-    messages
-}
-
-/// Acknowledges `delivery` and waits for JetStream to confirm it.
-async fn ack(delivery: &Message) -> Result<(), BusError> {
-    delivery.double_ack().await.map_err(BusError::Unavailable)
-}
-
-/// Gives `delivery` back to JetStream, to be delivered again after `delay` (at once
-/// without one).
-async fn nak(delivery: &Message, delay: Option<Duration>) -> Result<(), BusError> {
-    delivery
-        .ack_with(AckKind::Nak(delay))
-        .await
-        .map_err(BusError::Unavailable)
-}
-
-/// Gives back every message an open pull request still brings in (it ends within
-/// [`PULL_EXPIRES`]). A message given back goes to the next pull, not this one: it is held
-/// back for as long as this request may still be open.
-async fn give_back(mut batch: Batch) {
-    let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_millis(500);
-    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, batch.next()).await {
-        let _ = nak(&message, Some(PULL_EXPIRES)).await;
     }
 }
 

@@ -82,6 +82,7 @@ mod codec;
 mod consumer;
 mod dead_letters;
 mod error;
+mod settle;
 mod topology;
 
 use std::collections::VecDeque;

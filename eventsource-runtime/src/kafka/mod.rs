@@ -2,7 +2,7 @@
 //! Kafka-API broker, through [rdkafka](https://docs.rs/rdkafka) (librdkafka, built from its
 //! bundled sources) on tokio.
 //!
-//! - [`KafkaBus`] publishes stored events ([`EventBus`]): an idempotent producer with
+//! - [`KafkaBus`] publishes stored events ([`EventBus`](crate::bus::EventBus)): an idempotent producer with
 //!   `acks=all`, several records in flight, each publish span ended by its own delivery
 //!   report; the record's key is the aggregate id, so a stream's events stay in one
 //!   partition, in order; a refusal or no report in time is a typed [`BusError`];
@@ -123,7 +123,7 @@ pub const DEFAULT_TOPIC_PREFIX: &str = "eventsource";
 /// included) by default.
 pub const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An [`EventBus`] over a Kafka cluster; see the [module](self) for the topics, the records
+/// An [`EventBus`](crate::bus::EventBus) over a Kafka cluster; see the [module](self) for the topics, the records
 /// and the telemetry.
 ///
 /// The producer connects in the background on first use and reconnects by itself; a

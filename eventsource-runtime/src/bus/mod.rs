@@ -62,6 +62,8 @@ mod handler;
 mod idempotent;
 pub mod instrument;
 mod memory;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) mod reconnect;
 pub mod wire;
 
 use std::sync::Arc;

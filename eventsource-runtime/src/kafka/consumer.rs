@@ -15,6 +15,7 @@ use super::error::unavailable;
 use super::offsets::ResumePoints;
 use super::settle::{more, wait_until_due};
 use super::topology::{GroupTopics, Topics, matches};
+use crate::bus::reconnect::Backoff;
 use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
 use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::{log_info, log_warn};
@@ -28,11 +29,6 @@ pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
     Duration::from_secs(30),
 ];
 
-/// The first wait before connecting again after a failure; it doubles up to
-/// [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-/// The longest wait between reconnections.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// A consumer group on a [`KafkaBus`] (see the [module](super) for the topics).
 ///
 /// Records are handed to each interested handler in turn (a [`Dispatcher`]: consume and
@@ -242,27 +238,22 @@ impl ConsumerGroup {
 
     /// One source's loop: sessions, again after each failure, until stopped.
     async fn keep_consuming(&self, source: Source, mut stopped: watch::Receiver<bool>) {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         let mut handled = HashMap::new();
         loop {
             if *stopped.borrow() {
                 return;
             }
-            match self.session(&source, &mut stopped, &mut handled).await {
+            let error = match self.session(&source, &mut stopped, &mut handled).await {
                 Ok(()) => return,
-                Err(error) => log_warn!(
-                    group = &*self.name,
-                    error = %Chain(&error),
-                    retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-                    "kafka consumer failed; starting again"
-                ),
+                Err(error) => error,
+            };
+            let stop = std::pin::pin!(async {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            });
+            if !backoff.wait(&self.name, &error, stop).await {
+                return;
             }
-            tokio::select! {
-                biased;
-                _ = stopped.wait_for(|stop| *stop) => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

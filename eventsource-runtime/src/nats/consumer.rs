@@ -16,10 +16,10 @@ use super::NatsBus;
 use super::error::unavailable;
 use super::settle::{gather, give_back};
 use super::topology::{self, GroupNames};
+use crate::bus::reconnect::Backoff;
 use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
 use crate::event::EventEnvelope;
-use crate::telemetry::otel::log::{log_info, log_warn};
-use crate::telemetry::values::Chain;
+use crate::telemetry::otel::log::log_info;
 
 /// How many unacknowledged messages JetStream hands a group's consumer at once, by default
 /// (`max_ack_pending`, and the size of each pull).
@@ -40,12 +40,6 @@ pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 /// How long one pull request waits for messages; also the longest a shutdown waits for the
 /// messages of its open pull requests.
 pub(super) const PULL_EXPIRES: Duration = Duration::from_secs(2);
-
-/// The first wait before reconnecting after the connection was lost; it doubles up to
-/// [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-/// The longest wait between reconnections.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A consumer group on a [`NatsBus`]: one durable pull consumer of the events, one of its
 /// retry copies, the handlers that consume them, and its dead letters (see the
@@ -313,25 +307,16 @@ impl ConsumerGroup {
         let mut shutdown = pin!(async move {
             shutdown.await;
         });
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         loop {
             match self.session(shutdown.as_mut()).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
-                    log_warn!(
-                        group = &*self.name,
-                        error = %Chain(&error),
-                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-                        "consumer group disconnected; connecting again"
-                    );
+                    if !backoff.wait(&self.name, &error, shutdown.as_mut()).await {
+                        return Ok(());
+                    }
                 }
             }
-            tokio::select! {
-                biased;
-                () = shutdown.as_mut() => return Ok(()),
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

@@ -16,6 +16,7 @@ use super::codec;
 use super::error::unavailable;
 use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
+use crate::bus::reconnect::Backoff;
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher, EventHandler, HandlerError, handler_fn};
 use crate::event::EventEnvelope;
@@ -36,12 +37,6 @@ pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
     Duration::from_secs(5),
     Duration::from_secs(30),
 ];
-
-/// The first wait before reconnecting after the connection was lost; it doubles up to
-/// [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(200);
-/// The longest wait between reconnections.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A consumer group on a [`RabbitMqBus`]: one durable queue, the handlers that consume it,
 /// and its retry and dead-letter queues (see the [module](super) for the topology).
@@ -218,25 +213,16 @@ impl ConsumerGroup {
         let mut shutdown = pin!(async move {
             shutdown.await;
         });
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         loop {
             match self.session(shutdown.as_mut()).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
-                    log_warn!(
-                        group = &*self.name,
-                        error = %Chain(&error),
-                        retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-                        "consumer group disconnected; connecting again"
-                    );
+                    if !backoff.wait(&self.name, &error, shutdown.as_mut()).await {
+                        return Ok(());
+                    }
                 }
             }
-            tokio::select! {
-                biased;
-                () = shutdown.as_mut() => return Ok(()),
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

@@ -127,10 +127,13 @@ fn by_default_traces_print_as_trees_and_log_lines_carry_the_ids() {
         let trace_id = stdout_value(&output, "trace_id");
         assert_eq!(stdout_value(&output, "active"), "true");
 
-        let tree = format!("trace {trace_id}\nouter  internal  ");
+        // Compact by default: one line per span, no kind.
+        let tree = format!("trace {trace_id}\nouter  ");
         assert!(stderr.contains(&tree), "{scenario}: no tree in\n{stderr}");
-        assert!(stderr.contains("order.id=o-1"), "{stderr}");
-        assert!(stderr.contains("└─ inner  internal  "), "{stderr}");
+        let outer = stderr.lines().find(|l| l.starts_with("outer  ")).unwrap();
+        assert!(outer.ends_with("  order.id=o-1"), "{outer}");
+        assert!(stderr.contains("\n└─ inner  "), "{stderr}");
+        assert!(!stderr.contains("internal"), "{stderr}");
 
         let inside = stderr
             .lines()
@@ -150,10 +153,21 @@ fn by_default_traces_print_as_trees_and_log_lines_carry_the_ids() {
 }
 
 #[test]
+fn eventsource_console_full_prints_every_attribute_and_the_kind() {
+    let output = run_child("plain", &[("EVENTSOURCE_CONSOLE", "full")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("\nouter  internal  ") && stderr.contains("\n└─ inner  internal  "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WARN"), "{stderr}");
+}
+
+#[test]
 fn traces_exporter_none_prints_no_tree_but_keeps_log_lines() {
     let output = run_child("plain", &[("OTEL_TRACES_EXPORTER", "none")]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("\nouter  internal"), "{stderr}");
+    assert!(!stderr.contains("\nouter  "), "{stderr}");
     let trace_id = stdout_value(&output, "trace_id");
     assert!(
         stderr.contains(&format!("trace_id={trace_id}")),
@@ -187,7 +201,7 @@ fn bad_values_warn_and_fall_back() {
     assert_eq!(warnings.len(), 4, "{stderr}");
     assert_eq!(stdout_value(&output, "active"), "true");
     // The defaults: console on, `info` lines.
-    assert!(stderr.contains("\nouter  internal  "), "{stderr}");
+    assert!(stderr.contains("\nouter  "), "{stderr}");
     assert!(stderr.contains("inside the span"), "{stderr}");
 }
 

@@ -35,7 +35,8 @@ mod setup;
 pub use current::{current_context, set_attribute};
 #[cfg(feature = "tracing")]
 pub use setup::{
-    ConsoleExporter, InitError, OtelLayer, Telemetry, TelemetryBuilder, TelemetryGuard, init, layer,
+    ConsoleDetail, ConsoleExporter, InitError, OtelLayer, Telemetry, TelemetryBuilder,
+    TelemetryGuard, init, layer,
 };
 pub use toggles::{is_enabled, set_enabled};
 

@@ -36,7 +36,7 @@ use health::{ExportHealth, SpanCounter};
 use logs::{LineFormat, log_filter, span_filter};
 use settings::{Options, Settings};
 
-pub use console::ConsoleExporter;
+pub use console::{ConsoleDetail, ConsoleExporter};
 pub use guard::TelemetryGuard;
 pub use layer::{OtelLayer, layer};
 
@@ -77,6 +77,7 @@ const SCOPE: &str = "eventsource";
 /// | `OTEL_EXPORTER_OTLP_CERTIFICATE` (or `_TRACES_` / `_METRICS_CERTIFICATE`) | for an `https` endpoint: a PEM file of the CA certificates the collector's certificate must chain to, *instead of* the system's roots (the default) |
 /// | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` (or their `_TRACES_` / `_METRICS_` variants) | mutual TLS: the client's PEM certificate (chain) and private key, both or neither |
 /// | `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, `OTEL_METRIC_EXPORT_INTERVAL`, … | read by the exporters themselves |
+/// | `EVENTSOURCE_CONSOLE` | how much of each span the console shows: `compact` (the default: one line per span, at most three attributes) or `full` (every attribute, the kind, links and errors on lines of their own); [`TelemetryBuilder::console_detail`] in code |
 /// | `EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT` | milliseconds dropping the guard waits, at most, for the last export (default 2000; [`TelemetryBuilder::shutdown_timeout`] in code) |
 /// | `RUST_LOG` | the log lines, default `info`: `level`, `target` and `target=level` directives, comma-separated (span and field filters are not read; an invalid value is one warning and `info`). OpenTelemetry's own targets are off unless named. Spans are recorded at `info` and above whatever its default level says (more when it is more verbose); its per-target directives apply to spans too |
 ///
@@ -165,6 +166,7 @@ impl fmt::Debug for TelemetryBuilder {
         f.debug_struct("TelemetryBuilder")
             .field("service_name", &self.options.service_name)
             .field("console", &self.options.console)
+            .field("console_detail", &self.options.console_detail)
             .field("writer", &self.writer.as_ref().map(|_| "custom"))
             .finish()
     }
@@ -194,6 +196,20 @@ impl TelemetryBuilder {
     /// ```
     pub fn console(mut self, on: bool) -> Self {
         self.options.console = Some(on);
+        self
+    }
+
+    /// How much of each span the console shows, whatever `EVENTSOURCE_CONSOLE` says:
+    /// [`ConsoleDetail::Compact`] (the default, one line per span) or [`ConsoleDetail::Full`]
+    /// (every attribute).
+    ///
+    /// ```
+    /// use eventsource_runtime::telemetry::{ConsoleDetail, Telemetry};
+    /// let builder = Telemetry::builder().console_detail(ConsoleDetail::Full);
+    /// # drop(builder);
+    /// ```
+    pub fn console_detail(mut self, detail: ConsoleDetail) -> Self {
+        self.options.console_detail = Some(detail);
         self
     }
 
@@ -357,7 +373,7 @@ fn install(
         .with_span_processor(SpanCounter(Arc::clone(&health)));
     let console = settings
         .console
-        .then(|| ConsoleExporter::with_shared(out.clone()));
+        .then(|| ConsoleExporter::with_shared(out.clone()).detail(settings.console_detail));
     if let Some(console) = &console {
         tracer_provider =
             tracer_provider.with_span_processor(SimpleSpanProcessor::new(console.clone()));

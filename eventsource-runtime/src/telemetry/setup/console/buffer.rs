@@ -11,7 +11,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::SpanData;
 
 use super::render::{SeenSpans, render};
-use super::{MAX_BUFFERED_SPANS, MAX_DEFER, MAX_REMEMBERED_NAMES, SharedWriter};
+use super::{ConsoleDetail, MAX_BUFFERED_SPANS, MAX_DEFER, MAX_REMEMBERED_NAMES, SharedWriter};
 
 /// The spans of one trace waiting for their root.
 struct Pending {
@@ -42,6 +42,7 @@ pub(super) struct TraceBuffer {
     deferred: Vec<Deferred>,
     /// Set by `shutdown`: later exports are refused.
     pub(super) shut_down: bool,
+    pub(super) detail: ConsoleDetail,
 }
 
 impl TraceBuffer {
@@ -56,6 +57,7 @@ impl TraceBuffer {
             names_fifo: VecDeque::new(),
             deferred: Vec::new(),
             shut_down: false,
+            detail: ConsoleDetail::default(),
         }
     }
 
@@ -144,7 +146,7 @@ impl TraceBuffer {
         if spans.is_empty() {
             return;
         }
-        let text = render(trace, &spans, self);
+        let text = render(trace, &spans, self, self.detail);
         self.remember(trace, &spans);
         // A trace linked to a trace still in progress comes out right after it.
         let after = spans
@@ -212,7 +214,7 @@ impl TraceBuffer {
         };
         self.order.remove(&pending.seq);
         self.buffered -= pending.spans.len();
-        let text = render(trace, &pending.spans, self);
+        let text = render(trace, &pending.spans, self, self.detail);
         self.remember(trace, &pending.spans);
         out.push_str(&text);
         self.release_after(trace, out);

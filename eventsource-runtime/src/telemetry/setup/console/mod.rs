@@ -19,6 +19,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use buffer::TraceBuffer;
 pub(crate) use writer::SharedWriter;
 
+mod attributes;
 mod buffer;
 mod render;
 #[cfg(test)]
@@ -31,48 +32,68 @@ const MAX_BUFFERED_SPANS: usize = 10_000;
 const MAX_REMEMBERED_NAMES: usize = 4_096;
 /// How long a trace linked to a trace still in progress waits to be printed after it.
 const MAX_DEFER: Duration = Duration::from_secs(5);
-/// Attributes on a span's line; more wrap onto lines of their own below it.
+/// Attributes on a span's line in the full view; more wrap onto lines of their own below it.
 const ATTRIBUTES_PER_LINE: usize = 8;
+/// Attributes on a span's line in the compact view.
+const STORY_ATTRIBUTES: usize = 3;
 /// Characters shown of one attribute value.
 const MAX_VALUE_CHARS: usize = 48;
 /// Items shown of an array value.
 const MAX_ARRAY_ITEMS: usize = 6;
 
-/// A [`SpanExporter`] that prints each finished trace as an indented tree, with durations,
-/// span kinds, the key attributes, links and errors. `telemetry::init()` installs it when no
-/// OTLP endpoint is configured.
+/// A [`SpanExporter`] that prints each finished trace as an indented tree, one line per span:
+/// its name, duration, the attributes that tell its story, its links and its error.
+/// `telemetry::init()` installs it when no OTLP endpoint is configured.
 ///
 /// Use it with a `SimpleSpanProcessor` (spans reach it as they end). Clones share the
 /// buffer, so keep one to call [`SpanExporter::force_flush`] on: the simple processor does
 /// not forward its own `force_flush`.
 ///
-/// A trace looks like this:
+/// A trace looks like this in the compact view, the default:
 ///
 /// ```text
 /// trace 4bf92f3577b34da6a3ce929d0e0e4736
-/// command.ShipOrder  internal  1.42ms  eventsource.aggregate.id=order-2
+/// command.ShipOrder  1.42ms  eventsource.aggregate.id=order-2  ✗ error: order order-2 is cancelled
+/// ├─ eventsource.repository.load  310µs  eventsource.events.replayed=2 eventsource.version=2
+/// │  └─ eventsource.event_store.load  120µs  eventsource.events.loaded=2
+/// └─ …
+/// ```
+///
+/// A span's line shows at most three attributes, the first it has of
+/// `eventsource.aggregate.id`, `.handler.name`, `.projection.name`, `.event.type`,
+/// `.delivery.mode`, `.delivery.attempt`, the flags `.command.duplicate` and
+/// `.handler.duplicate` when set, `.event.count`, `.events.replayed`, `.events.loaded`,
+/// `.query.result_count`, `.version`, `.expected_version`, `messaging.destination.name` and
+/// `messaging.batch.message_count`, then the application's own (keys outside the
+/// `eventsource.`, `db.`, `messaging.`, `cqrs.`, `server.`, `network.`, `error.` namespaces).
+/// Not repeated: an attribute equal to the parent span's, or an `eventsource.*` one already
+/// spelled in the span name (`command.type` on `command.PlaceOrder`). A link reads
+/// `↳ linked to <name> in trace <trace_id>` when the linked span was seen,
+/// `↳ linked to <trace_id>/<span_id>` when it was not. A
+/// trace linked to a trace still in progress (a projection run inside its command) is
+/// printed right after that trace.
+///
+/// [`ConsoleDetail::Full`] (`EVENTSOURCE_CONSOLE=full` for `init()`) shows every attribute
+/// with its full key (as `testing::attribute` and a backend take them), eight to a line, and
+/// the span kind, with links (`↳ linked to <trace_id>/<span_id> (<name>)`) and the error on
+/// lines of their own; `code.*`, `thread.*`,
+/// `exception.*` (shown as the error line) and `cqrs.side` are left out there too:
+///
+/// ```text
+/// command.ShipOrder  internal  1.42ms  eventsource.aggregate.type=Order eventsource.aggregate.id=order-2 eventsource.event.count=0
 /// │  ✗ error: order order-2 is cancelled
 /// ├─ eventsource.repository.load  internal  310µs  eventsource.events.replayed=2 eventsource.version=2
 /// │  └─ eventsource.event_store.load  client  120µs  eventsource.from_version=1 db.system.name=in_memory
 /// └─ …
 /// ```
 ///
-/// Attributes, with their full keys (as `testing::attribute` and a backend take them), all
-/// of them, eight to a line: `eventsource.*`, `db.*`, `messaging.*` and the application's
-/// own; `code.*`, `thread.*`, `exception.*` (shown as the error line) and
-/// `cqrs.side` are left out, as is an attribute equal to the parent span's, or an
-/// `eventsource.*` one already spelled in the span name (`command.type` on
-/// `command.PlaceOrder`). A link reads
-/// `↳ linked to <trace_id>/<span_id> (<name>)`, the name when the linked span was seen. A
-/// trace linked to a trace still in progress (a projection run inside its command) is
-/// printed right after that trace.
-///
 /// ```
-/// use eventsource_runtime::telemetry::ConsoleExporter;
+/// use eventsource_runtime::telemetry::{ConsoleDetail, ConsoleExporter};
 /// use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 /// use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
 ///
-/// let console = ConsoleExporter::with_writer(std::io::sink()); // or ConsoleExporter::new()
+/// let console = ConsoleExporter::with_writer(std::io::sink()) // or ConsoleExporter::new()
+///     .detail(ConsoleDetail::Full);
 /// let provider = SdkTracerProvider::builder()
 ///     .with_span_processor(SimpleSpanProcessor::new(console.clone()))
 ///     .build();
@@ -82,6 +103,21 @@ const MAX_ARRAY_ITEMS: usize = 6;
 #[derive(Clone)]
 pub struct ConsoleExporter {
     buffer: Arc<Mutex<TraceBuffer>>,
+}
+
+/// How much of each span [`ConsoleExporter`] prints.
+///
+/// `telemetry::init()` reads it from `EVENTSOURCE_CONSOLE` (`compact` or `full`) unless
+/// [`TelemetryBuilder::console_detail`](super::TelemetryBuilder::console_detail) sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsoleDetail {
+    /// One line per span: name, duration, at most three attributes that tell the story,
+    /// links and error.
+    #[default]
+    Compact,
+    /// Every attribute (eight to a line), the span kind, and a line per link and error.
+    Full,
 }
 
 impl std::fmt::Debug for ConsoleExporter {
@@ -130,6 +166,21 @@ impl ConsoleExporter {
     #[must_use]
     pub fn with_writer(writer: impl Write + Send + 'static) -> Self {
         Self::with_shared(SharedWriter::new(writer))
+    }
+
+    /// How much each span's line shows: [`ConsoleDetail::Compact`] (the default) or
+    /// [`ConsoleDetail::Full`].
+    ///
+    /// ```
+    /// use eventsource_runtime::telemetry::{ConsoleDetail, ConsoleExporter};
+    ///
+    /// let console = ConsoleExporter::new().detail(ConsoleDetail::Full);
+    /// # drop(console);
+    /// ```
+    #[must_use]
+    pub fn detail(self, detail: ConsoleDetail) -> Self {
+        self.lock().detail = detail;
+        self
     }
 
     pub(crate) fn with_shared(out: SharedWriter) -> Self {

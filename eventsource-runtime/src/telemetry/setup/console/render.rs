@@ -1,15 +1,16 @@
-//! Rendering: one trace's spans as indented trees, with kind, duration, the attributes worth
-//! a glance, links and errors.
+//! Rendering: one trace's spans as indented trees, one line per span in the compact view
+//! (name, duration, the attributes that tell the story, links, error), every attribute, the
+//! kind, links and errors on lines of their own in the full one.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceId};
-use opentelemetry::{Array, Value};
 use opentelemetry_sdk::trace::SpanData;
 
-use super::{ATTRIBUTES_PER_LINE, MAX_ARRAY_ITEMS, MAX_VALUE_CHARS};
+use super::attributes;
+use super::{ATTRIBUTES_PER_LINE, ConsoleDetail};
 
 /// What the renderer asks about spans outside the ones it renders.
 pub(super) trait SeenSpans {
@@ -20,7 +21,12 @@ pub(super) trait SeenSpans {
 }
 
 /// Renders `spans` (of one trace) as trees: one per span whose parent is not among them.
-pub(super) fn render(trace: TraceId, spans: &[SpanData], seen: &dyn SeenSpans) -> String {
+pub(super) fn render(
+    trace: TraceId,
+    spans: &[SpanData],
+    seen: &dyn SeenSpans,
+    detail: ConsoleDetail,
+) -> String {
     let ids: HashSet<SpanId> = spans.iter().map(|s| s.span_context.span_id()).collect();
     let mut children: HashMap<SpanId, Vec<&SpanData>> = HashMap::new();
     let mut roots = Vec::new();
@@ -54,6 +60,7 @@ pub(super) fn render(trace: TraceId, spans: &[SpanData], seen: &dyn SeenSpans) -
         out.push('\n');
         let node = Node {
             seen,
+            detail,
             spans,
             children: &children,
         };
@@ -77,6 +84,7 @@ pub(super) fn render(trace: TraceId, spans: &[SpanData], seen: &dyn SeenSpans) -
 /// What rendering a node needs.
 struct Node<'a> {
     seen: &'a dyn SeenSpans,
+    detail: ConsoleDetail,
     spans: &'a [SpanData],
     children: &'a HashMap<SpanId, Vec<&'a SpanData>>,
 }
@@ -109,13 +117,6 @@ impl Node<'_> {
         if !visited.insert(id) {
             return;
         }
-        let _ = write!(
-            out,
-            "{prefix}{connector}{}  {}  {}",
-            span.name,
-            kind(&span.span_kind),
-            duration(span),
-        );
         let child_prefix = if parent.is_none() {
             String::new()
         } else if last {
@@ -124,35 +125,15 @@ impl Node<'_> {
             format!("{prefix}│  ")
         };
         let kids = self.children.get(&id).map(Vec::as_slice).unwrap_or(&[]);
-        let detail = format!(
-            "{child_prefix}{}",
-            if kids.is_empty() { "   " } else { "│  " }
-        );
-        // Every attribute is shown: a span with many wraps them onto lines of their own.
-        let attributes = attributes(span, parent);
-        let mut lines = attributes.chunks(ATTRIBUTES_PER_LINE);
-        if let Some(first) = lines.next() {
-            let _ = write!(out, "  {}", first.join(" "));
-        }
-        out.push('\n');
-        for more in lines {
-            let _ = writeln!(out, "{detail}  {}", more.join(" "));
-        }
-        for link in &span.links.links {
-            let cx = &link.span_context;
-            let _ = write!(
-                out,
-                "{detail}↳ linked to {}/{}",
-                cx.trace_id(),
-                cx.span_id()
-            );
-            if let Some(name) = self.link_name(cx) {
-                let _ = write!(out, " ({name})");
+        match self.detail {
+            ConsoleDetail::Compact => self.write_line(out, span, parent, prefix, connector),
+            ConsoleDetail::Full => {
+                let detail = format!(
+                    "{child_prefix}{}",
+                    if kids.is_empty() { "   " } else { "│  " }
+                );
+                self.write_lines(out, span, parent, &format!("{prefix}{connector}"), &detail);
             }
-            out.push('\n');
-        }
-        if let Status::Error { description } = &span.status {
-            let _ = writeln!(out, "{detail}✗ error{}", error_text(span, description));
         }
         for (i, kid) in kids.iter().enumerate() {
             let last_kid = i + 1 == kids.len();
@@ -167,6 +148,79 @@ impl Node<'_> {
                 visited,
             );
         }
+    }
+
+    /// The compact view: `span` on one line, with the attributes that tell its story, its
+    /// links and its error.
+    fn write_line(
+        &self,
+        out: &mut String,
+        span: &SpanData,
+        parent: Option<&SpanData>,
+        prefix: &str,
+        connector: &str,
+    ) {
+        let _ = write!(out, "{prefix}{connector}{}  {}", span.name, duration(span));
+        let story = attributes::story(span, parent);
+        if !story.is_empty() {
+            let _ = write!(out, "  {}", story.join(" "));
+        }
+        for link in &span.links.links {
+            // The name says what it is; the trace id (printed above it) where to find it.
+            let cx = &link.span_context;
+            let _ = match self.link_name(cx) {
+                Some(name) => write!(out, "  ↳ linked to {name} in trace {}", cx.trace_id()),
+                None => write!(out, "  ↳ {}", self.link_text(cx)),
+            };
+        }
+        if let Status::Error { description } = &span.status {
+            let _ = write!(out, "  ✗ error{}", error_text(span, description));
+        }
+        out.push('\n');
+    }
+
+    /// The full view: `span`'s line with its kind and every attribute, wrapping after
+    /// [`ATTRIBUTES_PER_LINE`], then a line per link and one for its error. `lead` starts
+    /// the span's line, `detail` the lines below it.
+    fn write_lines(
+        &self,
+        out: &mut String,
+        span: &SpanData,
+        parent: Option<&SpanData>,
+        lead: &str,
+        detail: &str,
+    ) {
+        let _ = write!(
+            out,
+            "{lead}{}  {}  {}",
+            span.name,
+            kind(&span.span_kind),
+            duration(span),
+        );
+        let all = attributes::all(span, parent);
+        let mut lines = all.chunks(ATTRIBUTES_PER_LINE);
+        if let Some(first) = lines.next() {
+            let _ = write!(out, "  {}", first.join(" "));
+        }
+        out.push('\n');
+        for more in lines {
+            let _ = writeln!(out, "{detail}  {}", more.join(" "));
+        }
+        for link in &span.links.links {
+            let _ = writeln!(out, "{detail}↳ {}", self.link_text(&link.span_context));
+        }
+        if let Status::Error { description } = &span.status {
+            let _ = writeln!(out, "{detail}✗ error{}", error_text(span, description));
+        }
+    }
+
+    /// `linked to <trace_id>/<span_id> (<name>)`, the name when the linked span was seen.
+    fn link_text(&self, cx: &SpanContext) -> String {
+        let mut text = format!("linked to {}/{}", cx.trace_id(), cx.span_id());
+        if let Some(name) = self.link_name(cx) {
+            let _ = write!(text, " ({name})");
+        }
+        text
     }
 }
 
@@ -223,74 +277,5 @@ fn duration(span: &SpanData) -> String {
         format!("{:.2}ms", d.as_secs_f64() * 1e3)
     } else {
         format!("{:.3}s", d.as_secs_f64())
-    }
-}
-
-/// Keys never shown: tracing-opentelemetry's bookkeeping, and what other lines show.
-fn hidden(key: &str) -> bool {
-    const PREFIXES: [&str; 4] = ["code.", "thread.", "exception.", "otel."];
-    const KEYS: [&str; 5] = ["target", "busy_ns", "idle_ns", "cqrs.side", "error.chain"];
-    PREFIXES.iter().any(|p| key.starts_with(p)) || KEYS.contains(&key)
-}
-
-/// `key=value` of the attributes worth a glance, with their full keys (what
-/// `testing::attribute` and a backend's query take).
-fn attributes(span: &SpanData, parent: Option<&SpanData>) -> Vec<String> {
-    let mut shown = Vec::new();
-    for kv in &span.attributes {
-        let key = kv.key.as_str();
-        if hidden(key) {
-            continue;
-        }
-        // The parent already says it (the aggregate id on every repository/store span).
-        if parent.is_some_and(|p| p.attributes.iter().any(|pkv| pkv == kv)) {
-            continue;
-        }
-        // The name already says it (`command.type` on `command.PlaceOrder`).
-        if let Value::String(s) = &kv.value
-            && key.starts_with("eventsource.")
-            && span.name.split('.').any(|segment| segment == s.as_str())
-        {
-            continue;
-        }
-        shown.push(format!("{key}={}", value(&kv.value)));
-    }
-    shown
-}
-
-fn value(value: &Value) -> String {
-    match value {
-        Value::String(s) => text(s.as_str()),
-        Value::Array(Array::String(items)) => list(items.iter().map(|s| text(s.as_str()))),
-        Value::Array(Array::I64(items)) => list(items.iter().map(i64::to_string)),
-        Value::Array(Array::F64(items)) => list(items.iter().map(f64::to_string)),
-        Value::Array(Array::Bool(items)) => list(items.iter().map(bool::to_string)),
-        other => text(&other.to_string()),
-    }
-}
-
-fn list(items: impl ExactSizeIterator<Item = String>) -> String {
-    let total = items.len();
-    let mut shown: Vec<String> = items.take(MAX_ARRAY_ITEMS).collect();
-    if total > MAX_ARRAY_ITEMS {
-        shown.push(format!("…+{}", total - MAX_ARRAY_ITEMS));
-    }
-    format!("[{}]", shown.join(", "))
-}
-
-/// A string value, cut to [`MAX_VALUE_CHARS`] and quoted when it would not read as one token.
-fn text(s: &str) -> String {
-    let cut: String = if s.chars().count() > MAX_VALUE_CHARS {
-        s.chars()
-            .take(MAX_VALUE_CHARS - 1)
-            .chain(std::iter::once('…'))
-            .collect()
-    } else {
-        s.to_owned()
-    };
-    if cut.is_empty() || cut.contains(|c: char| c.is_whitespace() || matches!(c, '=' | '"' | ',')) {
-        format!("{cut:?}")
-    } else {
-        cut
     }
 }

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::console::ConsoleDetail;
+
 /// The directives used when `RUST_LOG` is unset, empty or invalid.
 const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -13,6 +15,7 @@ const DEFAULT_LOG_FILTER: &str = "info";
 pub(super) struct Options {
     pub(super) service_name: Option<String>,
     pub(super) console: Option<bool>,
+    pub(super) console_detail: Option<ConsoleDetail>,
     pub(super) shutdown_timeout: Option<Duration>,
 }
 
@@ -87,6 +90,7 @@ pub(super) struct TlsFile {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Settings {
     pub(super) console: bool,
+    pub(super) console_detail: ConsoleDetail,
     pub(super) traces_otlp: Option<OtlpProtocol>,
     pub(super) metrics_otlp: Option<OtlpProtocol>,
     pub(super) traces_tls: TlsFiles,
@@ -122,6 +126,7 @@ const OTEL_TRACES_SAMPLER: &str = "OTEL_TRACES_SAMPLER";
 const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 const RUST_LOG: &str = "RUST_LOG";
 const EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT: &str = "EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT";
+const EVENTSOURCE_CONSOLE: &str = "EVENTSOURCE_CONSOLE";
 
 impl Settings {
     /// `env` looks a variable up (empty counts as unset); `exe` is the executable's name.
@@ -240,11 +245,26 @@ impl Settings {
                 ),
             }
         });
+        let console_detail = options.console_detail.unwrap_or_else(|| {
+            match env(EVENTSOURCE_CONSOLE).map(|v| v.trim().to_ascii_lowercase()) {
+                None => ConsoleDetail::default(),
+                Some(v) if v == "compact" => ConsoleDetail::Compact,
+                Some(v) if v == "full" => ConsoleDetail::Full,
+                Some(v) => {
+                    warnings.push(format!(
+                        "{EVENTSOURCE_CONSOLE}={v:?} is neither `compact` nor `full`; using \
+                         `compact`"
+                    ));
+                    ConsoleDetail::Compact
+                }
+            }
+        });
         let (log_directives, log_warning) = log_directives(env(RUST_LOG).as_deref());
         warnings.extend(log_warning);
 
         Settings {
             console,
+            console_detail,
             traces_otlp,
             metrics_otlp,
             traces_tls: tls_files("TRACES", &env),

@@ -211,17 +211,20 @@ fn code_wins_over_environment() {
     let options = Options {
         service_name: Some("billing".into()),
         console: Some(true),
+        console_detail: Some(ConsoleDetail::Full),
         shutdown_timeout: None,
     };
     let s = resolve(
         &[
             (OTEL_EXPORTER_OTLP_ENDPOINT, "http://c:4318"),
             (OTEL_SERVICE_NAME, "from-env"),
+            (EVENTSOURCE_CONSOLE, "compact"),
         ],
         options,
     );
     assert!(s.console && s.traces_otlp.is_some());
     assert_eq!(s.service_name.as_deref(), Some("billing"));
+    assert_eq!(s.console_detail, ConsoleDetail::Full);
     let s = resolve(
         &[],
         Options {
@@ -230,6 +233,23 @@ fn code_wins_over_environment() {
         },
     );
     assert!(!s.console);
+}
+
+#[test]
+fn the_console_is_compact_unless_asked_for_full_detail() {
+    assert_eq!(
+        resolve(&[], Options::default()).console_detail,
+        ConsoleDetail::Compact
+    );
+    let s = resolve(&[(EVENTSOURCE_CONSOLE, " Full ")], Options::default());
+    assert_eq!(s.console_detail, ConsoleDetail::Full);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    let s = resolve(&[(EVENTSOURCE_CONSOLE, "verbose")], Options::default());
+    assert_eq!(s.console_detail, ConsoleDetail::Compact);
+    assert_eq!(
+        s.warnings,
+        ["EVENTSOURCE_CONSOLE=\"verbose\" is neither `compact` nor `full`; using `compact`"]
+    );
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The console exporter's tests: what a developer sees for commands, links, errors and leftovers.
+//! The console exporter's tests: what a developer sees for commands, links, errors and
+//! leftovers, in the full view here and in the compact one (the default) in [`compact`].
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,9 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SimpleSpanProcessor
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use super::ConsoleExporter;
+use super::{ConsoleDetail, ConsoleExporter};
+
+mod compact;
 
 /// A `Write` whose bytes the test reads back.
 #[derive(Clone, Default)]
@@ -42,9 +45,15 @@ struct Pipeline {
     out: Buffer,
 }
 
+/// A pipeline printing the full view.
 fn pipeline() -> Pipeline {
+    pipeline_with(|out| ConsoleExporter::with_writer(out).detail(ConsoleDetail::Full))
+}
+
+/// A pipeline whose console `console(writer)` builds.
+fn pipeline_with(console: impl FnOnce(Buffer) -> ConsoleExporter) -> Pipeline {
     let out = Buffer::default();
-    let console = ConsoleExporter::with_writer(out.clone());
+    let console = console(out.clone());
     let provider = SdkTracerProvider::builder()
         .with_span_processor(SimpleSpanProcessor::new(console.clone()))
         .build();
@@ -85,6 +94,15 @@ fn consume(tracer: &SdkTracer, headers: &Context) {
         .with_kind(SpanKind::Consumer)
         .start_with_context(tracer, headers)
         .end();
+}
+
+/// Replaces a compact span line's duration (its second field) with `<d>`.
+fn normalize_compact(line: &str) -> String {
+    let mut fields: Vec<&str> = line.split("  ").collect();
+    if fields.len() > 1 {
+        fields[1] = "<d>";
+    }
+    fields.join("  ")
 }
 
 /// Replaces each span line's duration (the field after the kind) with `<d>`.

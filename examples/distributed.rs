@@ -69,6 +69,7 @@ use eventsource_runtime::rabbitmq::{self, RabbitMqBus};
 use eventsource_runtime::relay::Relay;
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::telemetry::Telemetry;
+use eventsource_runtime::telemetry::secrets::redact_url;
 
 /// Any error, from any task.
 type AnyError = Box<dyn Error + Send + Sync>;
@@ -179,25 +180,6 @@ fn chain(error: &(dyn Error + 'static)) -> String {
     text
 }
 
-/// `url` with its password shown as `***`.
-fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info
-                .split_once(':')
-                .map_or(user_info, |(user, _)| user);
-            let hidden = if user_info.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 /// The broker named by `--broker`, connected.
 enum Broker {
     /// Built without any broker feature: no broker can be named.
@@ -233,7 +215,7 @@ impl Broker {
         let failed = |error: AnyError| -> AnyError {
             format!(
                 "cannot use the broker at {}: {}",
-                redacted(url),
+                redact_url(url),
                 chain(&*error)
             )
             .into()
@@ -271,7 +253,7 @@ impl Broker {
             "amqp" | "amqps" | "kafka" | "nats" | "tls" => Err(format!(
                 "--broker {}: this build has no {scheme} support: run it with \
                  `--features {}`",
-                redacted(url),
+                redact_url(url),
                 match scheme {
                     "kafka" => "kafka",
                     "nats" | "tls" => "nats",
@@ -282,7 +264,7 @@ impl Broker {
             _ => Err(format!(
                 "--broker {}: expected `amqp://...`, `kafka://host:port`, `nats://host:port` \
                  or `memory`",
-                redacted(url)
+                redact_url(url)
             )
             .into()),
         }
@@ -537,21 +519,29 @@ enum Database {
 
 impl Database {
     /// `memory`, `sqlite:PATH` or `postgres://...`, opened and migrated.
+    /// Fails with one line naming the option and the database (its password as `***`).
     async fn open(option: &str, spec: &str) -> Result<Self, AnyError> {
+        let failed = |error: eventsource_runtime::store::StoreError| -> AnyError {
+            format!("{option} {}: {}", redact_url(spec), chain(&error)).into()
+        };
         if spec == "memory" {
             return Ok(Self::Memory);
         }
         if spec.starts_with("sqlite:") {
-            let store = SqliteEventStore::connect(spec).await?;
-            store.migrate().await?;
+            let store = SqliteEventStore::connect(spec).await.map_err(failed)?;
+            store.migrate().await.map_err(failed)?;
             return Ok(Self::Sqlite(store));
         }
         if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            let store = PostgresEventStore::connect(spec).await?;
-            store.migrate().await?;
+            let store = PostgresEventStore::connect(spec).await.map_err(failed)?;
+            store.migrate().await.map_err(failed)?;
             return Ok(Self::Postgres(store));
         }
-        Err(format!("{option} {spec}: expected `memory`, `sqlite:PATH` or `postgres://...`").into())
+        Err(format!(
+            "{option} {}: expected `memory`, `sqlite:PATH` or `postgres://...`",
+            redact_url(spec)
+        )
+        .into())
     }
 }
 

@@ -251,10 +251,18 @@ impl KafkaBus {
     /// Builder: a librdkafka setting for every client of this bus (producer, consumers,
     /// admin), applied after the bus's own: `security.protocol`, `ssl.*`, `sasl.*`,
     /// `session.timeout.ms`, ... Settings the bus relies on (`enable.idempotence`, `acks`,
-    /// `enable.auto.commit`) can be overridden too, at the cost of its guarantees.
+    /// `enable.auto.commit`) can be overridden too, at the cost of its guarantees. The value
+    /// of a setting whose name says `password` or `secret` is hidden from every log line
+    /// (see [`telemetry::secrets`](crate::telemetry::secrets)).
     #[must_use]
     pub fn with_setting(self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.configure(|shared| shared.settings.push((key.into(), value.into())))
+        let (key, value) = (key.into(), value.into());
+        // `sasl.password`, `ssl.key.password`, `sasl.oauthbearer.client.secret`: out of every
+        // log line `telemetry::init()` writes.
+        if key.contains("password") || key.contains("secret") {
+            crate::telemetry::secrets::hide(&value);
+        }
+        self.configure(|shared| shared.settings.push((key, value)))
     }
 
     /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on

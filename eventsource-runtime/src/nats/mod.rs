@@ -176,6 +176,14 @@ impl NatsBus {
     /// ([`UnavailableReason::InvalidUrl`](crate::bus::UnavailableReason::InvalidUrl)).
     pub fn new(url: &str) -> Result<Self, BusError> {
         let addr: ServerAddr = url.parse().map_err(invalid_url)?;
+        // The password (or a token, `nats://token@host`) stays out of every log line.
+        crate::telemetry::secrets::hide_url_password(url);
+        if addr.password().is_none()
+            && let Some(token) = addr.username()
+        {
+            crate::telemetry::secrets::hide(token);
+            crate::telemetry::secrets::hide(&percent_decoded(token));
+        }
         let mut telemetry = BusTelemetry::new(SYSTEM);
         telemetry.server = Some((addr.host().to_owned(), addr.port()));
         Ok(Self {
@@ -294,7 +302,7 @@ impl NatsBus {
         }
         let client = credentials(&self.shared.addr, ConnectOptions::new())
             .connection_timeout(CONNECT_TIMEOUT)
-            .connect(self.shared.addr.clone())
+            .connect(without_credentials(&self.shared.addr))
             .await
             .map_err(|error| connect_failed(error, &self.server()))?;
         // Our own deadline ends a publish's wait; async-nats's is a backstop behind it.
@@ -358,27 +366,17 @@ fn credentials(addr: &ServerAddr, options: ConnectOptions) -> ConnectOptions {
 
 /// `text` with its `%XX` escapes decoded (a URL's user and password are kept escaped).
 fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            None => {
-                decoded.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
+    crate::telemetry::secrets::decoded(text)
+}
+
+/// `addr` without its user info: what async-nats is given, so that its own log lines (the
+/// address at `DEBUG`) never hold the password; [`credentials`] sends them.
+fn without_credentials(addr: &ServerAddr) -> ServerAddr {
+    let mut url = addr.clone().into_inner();
+    // Both only fail for URLs that cannot have user info, which then has none to remove.
+    let _ = url.set_password(None);
+    let _ = url.set_username("");
+    ServerAddr::from_url(url).unwrap_or_else(|_| addr.clone())
 }
 
 /// The subject of `event` under `prefix`.

@@ -219,9 +219,49 @@ pub(crate) fn server_of(options: &PgConnectOptions) -> (String, u16) {
     (address, options.get_port())
 }
 
+/// A database that could not be reached, and where (`host:port` or the socket, never the
+/// password): the source of the [`StoreError::Unavailable`] a store's `connect` returns, with
+/// the driver's error (connection refused, password authentication failed, TLS, ...) as its
+/// own source.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to PostgreSQL at {server}")]
+#[non_exhaustive]
+pub struct DatabaseUnreachable {
+    /// The server's `host:port`, or its Unix socket.
+    pub server: String,
+    /// What the driver said.
+    #[source]
+    pub source: sqlx::Error,
+}
+
 /// Opens a pool as `connect` describes.
 pub(crate) async fn open_pool(url: &str) -> Result<PgPool, StoreError> {
+    // Out of every log line `telemetry::init()` writes, whatever the driver logs.
+    crate::telemetry::secrets::hide_url_password(url);
     let options: PgConnectOptions = url.parse().map_err(unavailable)?;
+    // One connection first: its error says why (refused, a wrong password, TLS) where the
+    // pool's would only say that it timed out waiting.
+    let unreachable = |source| {
+        let (host, port) = server_of(&options);
+        let server = if options.get_socket().is_some() {
+            host
+        } else {
+            format!("{host}:{port}")
+        };
+        StoreError::Unavailable(Box::new(DatabaseUnreachable { server, source }))
+    };
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::PgConnection::connect_with(&options)).await {
+        Ok(Ok(probe)) => {
+            let _ = probe.close().await;
+        }
+        Ok(Err(error)) => return Err(unreachable(error)),
+        Err(_) => {
+            return Err(unreachable(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {}s", ACQUIRE_TIMEOUT.as_secs()),
+            ))));
+        }
+    }
     PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .acquire_timeout(ACQUIRE_TIMEOUT)

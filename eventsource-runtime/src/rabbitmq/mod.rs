@@ -164,6 +164,8 @@ impl RabbitMqBus {
     /// # Errors
     /// [`BusError::Unavailable`] when `url` is not an AMQP URL.
     pub fn new(url: &str) -> Result<Self, BusError> {
+        // Out of every log line `telemetry::init()` writes, whatever the client logs.
+        crate::telemetry::secrets::hide_url_password(url);
         let uri: AMQPUri = url.parse().map_err(|e: String| {
             BusError::unavailable(BrokerUnreachable::new(
                 crate::bus::UnavailableReason::InvalidUrl,

@@ -17,6 +17,7 @@
 //! telemetry compiles to nothing.
 
 pub mod attributes;
+pub mod secrets;
 pub mod toggles;
 pub(crate) mod values;
 

@@ -64,13 +64,19 @@ fn targets(directives: &str) -> Targets {
     parse_directives(directives).unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
 }
 
-/// The log lines' filter: `RUST_LOG`, without OpenTelemetry's internal logs unless asked.
+/// Targets whose log lines show only when `RUST_LOG` names them: OpenTelemetry's internal
+/// logs, and the AMQP client's, whose every failure reaches the caller as the RabbitMQ
+/// adapter's own error or WARN line (a refused login was three ERROR lines before it).
+const QUIET_TARGETS: [&str; 3] = ["opentelemetry", "lapin", "amq_protocol"];
+
+/// The log lines' filter: `RUST_LOG`, without [`QUIET_TARGETS`] unless it names them.
 pub(super) fn log_filter(directives: &str) -> Targets {
-    let filter = targets(directives);
-    if directives.contains("opentelemetry") {
-        return filter;
-    }
-    filter.with_target("opentelemetry", LevelFilter::OFF)
+    QUIET_TARGETS
+        .iter()
+        .filter(|target| !directives.contains(*target))
+        .fold(targets(directives), |filter, target| {
+            filter.with_target(*target, LevelFilter::OFF)
+        })
 }
 
 /// The spans' filter: [`span_directives`], never the exporters' own stack.
@@ -206,6 +212,19 @@ mod tests {
         assert!(
             log_filter("opentelemetry_sdk=warn")
                 .would_enable("opentelemetry_sdk", &tracing::Level::WARN)
+        );
+    }
+
+    #[test]
+    fn the_amqp_clients_lines_show_only_when_named() {
+        for directives in ["info", "trace"] {
+            let filter = log_filter(directives);
+            assert!(!filter.would_enable("lapin::channel", &tracing::Level::ERROR));
+            assert!(!filter.would_enable("amq_protocol", &tracing::Level::ERROR));
+            assert!(filter.would_enable("eventsource", &tracing::Level::WARN));
+        }
+        assert!(
+            log_filter("info,lapin=error").would_enable("lapin::channel", &tracing::Level::ERROR)
         );
     }
 }

@@ -79,7 +79,7 @@ const SCOPE: &str = "eventsource";
 /// | `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, `OTEL_METRIC_EXPORT_INTERVAL`, … | read by the exporters themselves |
 /// | `EVENTSOURCE_CONSOLE` | how much of each span the console shows: `compact` (the default: one line per span, at most three attributes) or `full` (every attribute, the kind, links and errors on lines of their own); [`TelemetryBuilder::console_detail`] in code |
 /// | `EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT` | milliseconds dropping the guard waits, at most, for the last export (default 2000; [`TelemetryBuilder::shutdown_timeout`] in code) |
-/// | `RUST_LOG` | the log lines, default `info`: `level`, `target` and `target=level` directives, comma-separated (span and field filters are not read; an invalid value is one warning and `info`). OpenTelemetry's own targets are off unless named. Spans are recorded at `info` and above whatever its default level says (more when it is more verbose); its per-target directives apply to spans too |
+/// | `RUST_LOG` | the log lines, default `info`: `level`, `target` and `target=level` directives, comma-separated (span and field filters are not read; an invalid value is one warning and `info`). The log lines of OpenTelemetry's own targets and of the AMQP client (`lapin`, `amq_protocol`: the RabbitMQ adapter reports its failures itself) are off unless named. Passwords the process was given are written as `***` ([`secrets`](super::secrets)). Spans are recorded at `info` and above whatever its default level says (more when it is more verbose); its per-target directives apply to spans too |
 ///
 /// HTTPS needs the `tls` feature (on by default) for `http/protobuf` and `http/json`: rustls
 /// with *ring*; gRPC's TLS comes with the `otlp-grpc` feature. A TLS file that cannot be read
@@ -286,6 +286,7 @@ impl TelemetryBuilder {
     /// ```
     pub fn try_init(self) -> Result<TelemetryGuard, InitError> {
         let env = |key: &str| std::env::var(key).ok();
+        settings::hide_secrets(&env);
         let settings = Settings::resolve(&self.options, &env, executable_name().as_deref());
         let (out, ansi) = match self.writer {
             Some(writer) => (writer, false),

@@ -1,7 +1,10 @@
-//! The output the console renderer and the log lines share, so their lines never interleave.
+//! The output the console renderer and the log lines share, so their lines never interleave,
+//! with the process's hidden secrets (`telemetry::secrets`) written as `***`.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::telemetry::secrets;
 
 /// A `std::io::Write` shared by the console renderer and the log lines.
 #[derive(Clone)]
@@ -19,18 +22,18 @@ impl SharedWriter {
 
 impl Write for SharedWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .write(buf)
+        self.write_all(buf).map(|()| buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        // Whole lines and traces come here (the formatter writes a line at once), so a
+        // secret is never split between two writes.
+        let shown = secrets::scrub(buf);
         // One lock for the whole buffer: a trace or a log line is never interleaved.
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .write_all(buf)
+            .write_all(&shown)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -37,6 +37,10 @@ pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
 /// it delivers the message again (the consumer is presumed dead).
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a graceful stop keeps handling the messages its open pull request brings in
+/// (after the message in hand), by default: see [`ConsumerGroup::drain_on_stop`].
+pub const DEFAULT_DRAIN_ON_STOP: Duration = Duration::from_secs(5);
+
 /// How long one pull request waits for messages; also the longest a shutdown waits for the
 /// messages of its open pull requests.
 pub(super) const PULL_EXPIRES: Duration = Duration::from_secs(2);
@@ -63,6 +67,7 @@ pub struct ConsumerGroup {
     pub(super) patterns: Vec<String>,
     pub(super) prefetch: u16,
     pub(super) ack_wait: Duration,
+    pub(super) drain: Duration,
     pub(super) batch: Option<u16>,
     pub(super) names: GroupNames,
     pub(super) dispatcher: Dispatcher,
@@ -76,6 +81,7 @@ impl std::fmt::Debug for ConsumerGroup {
             .field("patterns", &self.patterns)
             .field("prefetch", &self.prefetch)
             .field("ack_wait", &self.ack_wait)
+            .field("drain_on_stop", &self.drain)
             .field("batch", &self.batch)
             .field("retry_delays", &self.names.delays)
             .field("handlers", &self.dispatcher.handler_names())
@@ -104,6 +110,7 @@ impl ConsumerGroup {
             patterns: Vec::new(),
             prefetch: DEFAULT_PREFETCH,
             ack_wait: DEFAULT_ACK_WAIT,
+            drain: DEFAULT_DRAIN_ON_STOP,
             batch: None,
             names,
             bus,
@@ -137,6 +144,18 @@ impl ConsumerGroup {
     #[must_use]
     pub fn ack_wait(mut self, wait: Duration) -> Self {
         self.ack_wait = wait;
+        self
+    }
+
+    /// Builder: how long a graceful stop keeps handling the messages its open pull request
+    /// brings in (default [`DEFAULT_DRAIN_ON_STOP`]), counted from the end of the message in
+    /// hand. Those are then first deliveries, as they are for any consumer; what is not
+    /// started by then is given back (`-NAK`), and JetStream hands it to the next consumer
+    /// with `delivered` = 2 (a linked root, attempt 2, in the trace). `Duration::ZERO` gives
+    /// every one back at once.
+    #[must_use]
+    pub fn drain_on_stop(mut self, window: Duration) -> Self {
+        self.drain = window;
         self
     }
 
@@ -293,10 +312,16 @@ impl ConsumerGroup {
     /// again, with backoff.
     ///
     /// On shutdown it stops pulling, lets the message being handled finish and be settled,
-    /// and gives back (`-NAK`, two seconds' delay) the messages its open pull requests
-    /// still bring in, which takes up to about two seconds. JetStream delivers those again
-    /// to the group's next consumer as redeliveries: a negative acknowledgement is not a
-    /// delivery, but the next delivery is (`delivered` = 2).
+    /// then handles the messages its open pull request still brings in (it ends within two
+    /// seconds of being sent), for up to [`drain_on_stop`](Self::drain_on_stop); it gives
+    /// back (`-NAK`, two seconds' delay) what it did not start by then, and the retry
+    /// copies pulled meanwhile (they carry their own attempt).
+    ///
+    /// Why it does not give those back at once: JetStream counts every delivery of a
+    /// message (`delivered`), and a message given back is delivered again, whether it was
+    /// naked (with or without a delay) or its ack wait expired (with or without
+    /// `+WPI` before): the next consumer would see `delivered` = 2, as for a message whose
+    /// handler died, and its trace would read as a retry (seen on server 2.9).
     ///
     /// # Errors
     /// None so far: every failure is retried; the `Result` leaves room for giving up.
@@ -339,8 +364,7 @@ impl ConsumerGroup {
             tokio::select! {
                 biased;
                 () = shutdown.as_mut() => {
-                    give_back(live).await;
-                    give_back(retry).await;
+                    tokio::join!(self.drain(&context, live), give_back(retry));
                     return Ok(());
                 }
                 next = live.next() => match next {

@@ -110,7 +110,9 @@ use topology::Streams;
 /// The NATS client this module is built on, for tools of your own (and so that they match
 /// its version).
 pub use async_nats;
-pub use consumer::{ConsumerGroup, DEFAULT_ACK_WAIT, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS};
+pub use consumer::{
+    ConsumerGroup, DEFAULT_ACK_WAIT, DEFAULT_DRAIN_ON_STOP, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS,
+};
 pub use dead_letters::DeadLetters;
 
 /// `messaging.system` of the NATS bus. Not (yet) among the OpenTelemetry messaging

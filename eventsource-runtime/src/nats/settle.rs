@@ -189,6 +189,38 @@ impl ConsumerGroup {
             .map_err(unavailable)?;
         ack(delivery).await
     }
+
+    /// After a shutdown: handles the live messages the open pull request `live` brings in,
+    /// while the drain window lasts, then gives back the rest.
+    pub(super) async fn drain(&self, context: &Context, mut live: Batch) {
+        let until = tokio::time::Instant::now() + self.drain;
+        while tokio::time::Instant::now() < until {
+            let message = match tokio::time::timeout_at(until, live.next()).await {
+                Ok(Some(Ok(message))) => message,
+                // The window is over: give back what is still coming.
+                Err(_) => break,
+                // The pull request ended (or failed): nothing more comes.
+                Ok(_) => return,
+            };
+            let settled = match self.batch {
+                None => self.settle(context, Source::Live, message).await,
+                Some(max) => {
+                    let messages = gather(&mut live, message, usize::from(max)).await;
+                    self.settle_batch(context, messages).await
+                }
+            };
+            if let Err(error) = settled {
+                // JetStream delivers what was not acknowledged again after its ack wait.
+                log_warn!(
+                    group = &*self.name,
+                    error = %Chain(&error),
+                    "a message could not be settled while stopping; JetStream delivers it again"
+                );
+                return;
+            }
+        }
+        give_back(live).await;
+    }
 }
 
 /// How long batch mode waits for more messages after the first of a batch.

@@ -30,6 +30,10 @@ use crate::telemetry::values::Chain;
 /// default.
 pub const DEFAULT_PREFETCH: u16 = 16;
 
+/// How long a graceful stop keeps handling the messages the broker had already handed over
+/// (after the message in hand), by default: see [`ConsumerGroup::drain_on_stop`].
+pub const DEFAULT_DRAIN_ON_STOP: Duration = Duration::from_secs(5);
+
 /// The waits before the redeliveries of a failed message, by default: 1 s, 5 s, 30 s
 /// (four deliveries in all, then the dead letters).
 pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
@@ -57,6 +61,7 @@ pub struct ConsumerGroup {
     name: Arc<str>,
     patterns: Vec<String>,
     prefetch: u16,
+    drain: Duration,
     delays: Vec<Duration>,
     queues: GroupQueues,
     dispatcher: Dispatcher,
@@ -69,6 +74,7 @@ impl std::fmt::Debug for ConsumerGroup {
             .field("queue", &self.queues.live)
             .field("patterns", &self.patterns)
             .field("prefetch", &self.prefetch)
+            .field("drain_on_stop", &self.drain)
             .field("retry_delays", &self.delays)
             .field("handlers", &self.dispatcher.handler_names())
             .finish()
@@ -86,6 +92,7 @@ impl ConsumerGroup {
             name: name.into(),
             patterns: Vec::new(),
             prefetch: DEFAULT_PREFETCH,
+            drain: DEFAULT_DRAIN_ON_STOP,
             delays,
             queues,
             bus,
@@ -106,6 +113,18 @@ impl ConsumerGroup {
     #[must_use]
     pub fn prefetch(mut self, messages: u16) -> Self {
         self.prefetch = messages.max(1);
+        self
+    }
+
+    /// Builder: how long a graceful stop keeps handling the messages the broker had already
+    /// handed over when it was asked to stop (default [`DEFAULT_DRAIN_ON_STOP`]), counted
+    /// from the end of the message in hand. Those are then first deliveries, as they are for
+    /// any consumer; what is not started by then goes back to the queue, and RabbitMQ hands
+    /// it to the next consumer as `redelivered` (a linked root, attempt 2, in the trace).
+    /// `Duration::ZERO` hands every one back at once.
+    #[must_use]
+    pub fn drain_on_stop(mut self, window: Duration) -> Self {
+        self.drain = window;
         self
     }
 
@@ -200,9 +219,16 @@ impl ConsumerGroup {
     /// delivery. When the connection is lost it logs a warning and connects again, with
     /// backoff.
     ///
-    /// On shutdown it stops taking deliveries, lets the message being handled finish and be
-    /// settled, returns the ones the broker had handed over but no handler had started to
-    /// the queue, and closes its connection.
+    /// On shutdown it cancels its consumer at once (the broker hands over nothing more), lets
+    /// the message being handled finish and be settled, then handles the messages the broker
+    /// had already handed over, for up to [`drain_on_stop`](Self::drain_on_stop), and
+    /// closes its connection: what was not started by then goes back to the queue.
+    ///
+    /// Why it does not hand those back at once: RabbitMQ (3.10, classic and quorum queues)
+    /// marks every message it takes back `redelivered`, whether the consumer cancelled,
+    /// closed its channel or nacked it (a quorum queue also counts it in
+    /// `x-delivery-count`), so the next consumer could not tell it from a message whose
+    /// handler died, and its trace would read as a retry.
     ///
     /// # Errors
     /// None so far: every failure is retried; the `Result` leaves room for giving up.
@@ -261,19 +287,66 @@ impl ConsumerGroup {
             "consuming"
         );
         loop {
-            tokio::select! {
+            let delivery = tokio::select! {
                 biased;
                 () = shutdown.as_mut() => {
-                    close(&connection, &channel, tag).await;
+                    cancel(&channel, tag).await;
+                    self.drain(&channel, &mut consumer).await;
+                    close(&connection, &channel).await;
                     return Ok(());
                 }
                 next = consumer.next() => match next {
-                    Some(Ok(delivery)) => self.settle(&channel, delivery).await?,
+                    Some(Ok(delivery)) => delivery,
                     Some(Err(error)) => return Err(unavailable(error)),
                     None => return Err(BusError::unavailable("the broker cancelled the consumer")),
                 },
+            };
+            let mut in_hand = pin!(self.settle(&channel, delivery));
+            tokio::select! {
+                biased;
+                settled = in_hand.as_mut() => settled?,
+                () = shutdown.as_mut() => {
+                    // Cancelled while the message is in its handler, before its ack frees a
+                    // place in the prefetch: the broker hands over nothing more.
+                    let ((), settled) = tokio::join!(cancel(&channel, tag), in_hand);
+                    if let Err(error) = settled {
+                        self.stop_failed(&error);
+                    } else {
+                        self.drain(&channel, &mut consumer).await;
+                    }
+                    close(&connection, &channel).await;
+                    return Ok(());
+                }
             }
         }
+    }
+
+    /// After a shutdown, once the consumer is cancelled: handles the deliveries the broker
+    /// had already handed over (the cancelled consumer's stream ends after them), while
+    /// the drain window lasts.
+    async fn drain(&self, channel: &Channel, consumer: &mut lapin::Consumer) {
+        let until = tokio::time::Instant::now() + self.drain;
+        while tokio::time::Instant::now() < until {
+            let delivery = match tokio::time::timeout_at(until, consumer.next()).await {
+                Ok(Some(Ok(delivery))) => delivery,
+                // The stream ended (cancelled), failed, or the window is over.
+                _ => return,
+            };
+            if let Err(error) = self.settle(channel, delivery).await {
+                self.stop_failed(&error);
+                return;
+            }
+        }
+    }
+
+    /// A message could not be settled while stopping: the connection is closed anyway, and
+    /// the broker hands what was not acknowledged to the next consumer.
+    fn stop_failed(&self, error: &BusError) {
+        log_warn!(
+            group = &*self.name,
+            error = %Chain(error),
+            "a message could not be settled while stopping; the broker delivers it again"
+        );
     }
 
     /// Hands one delivery to the handlers, then acknowledges it, or sends it to its retry
@@ -372,12 +445,17 @@ impl ConsumerGroup {
     }
 }
 
-/// Stops the consumer and closes the channel (what the broker had handed over and nobody
-/// started goes back to the queue) and the connection.
-async fn close(connection: &Connection, channel: &Channel, tag: ShortString) {
+/// Cancels the consumer: the broker hands it nothing more (the consumer's stream ends after
+/// the deliveries already sent).
+async fn cancel(channel: &Channel, tag: ShortString) {
     let _ = channel
         .basic_cancel(tag, BasicCancelOptions::default())
         .await;
+}
+
+/// Closes the channel (what the broker had handed over and nobody started goes back to the
+/// queue, marked `redelivered`) and the connection.
+async fn close(connection: &Connection, channel: &Channel) {
     let _ = channel.close(200, "shutdown".into()).await;
     let _ = connection.close(200, "shutdown".into()).await;
 }

@@ -98,7 +98,7 @@ use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
 use crate::telemetry::otel::log::log_warn;
 use error::unavailable;
 
-pub use consumer::{ConsumerGroup, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS};
+pub use consumer::{ConsumerGroup, DEFAULT_DRAIN_ON_STOP, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS};
 pub use dead_letters::DeadLetters;
 
 /// `messaging.system` of the RabbitMQ bus.

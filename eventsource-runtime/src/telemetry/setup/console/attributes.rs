@@ -86,13 +86,13 @@ fn shown<'a>(
 ) -> impl Iterator<Item = &'a KeyValue> {
     span.attributes.iter().filter(move |kv| {
         let key = kv.key.as_str();
-        // The parent already says it (the aggregate id on every repository/store span);
-        // the name already says it (`command.type` on `command.PlaceOrder`).
-        !hidden(key)
-            && !parent.is_some_and(|p| p.attributes.iter().any(|pkv| pkv == *kv))
-            && !(key.starts_with("eventsource.")
-                && matches!(&kv.value, Value::String(s)
-                    if span.name.split('.').any(|segment| segment == s.as_str())))
+        // The parent already says it (the aggregate id on every repository/store span).
+        let said_by_parent = parent.is_some_and(|p| p.attributes.iter().any(|pkv| pkv == *kv));
+        // The name already says it (`command.type` on `command.PlaceOrder`).
+        let said_by_name = key.starts_with("eventsource.")
+            && matches!(&kv.value, Value::String(s)
+                if span.name.split('.').any(|segment| segment == s.as_str()));
+        !hidden(key) && !said_by_parent && !said_by_name
     })
 }
 

@@ -24,6 +24,11 @@ fn child() {
     }
     let guard = eventsource_runtime::telemetry::init();
     tracing::info_span!("over_tls").in_scope(|| tracing::info_span!("inner").in_scope(|| {}));
+    // A metric export at shutdown, when the parent turns metrics on.
+    opentelemetry::global::meter("child")
+        .u64_counter("child.work")
+        .build()
+        .add(1, &[]);
     drop(guard);
 }
 
@@ -324,6 +329,70 @@ fn mutual_tls_sends_the_client_certificate() {
     assert_eq!(seen.lock().unwrap().paths.len(), 1, "{text}");
 }
 
+/// What a child that a collector requiring client certificates turned away printed: exactly
+/// one WARN line about the refused handshake, naming the collector's endpoint and the client
+/// certificate variables, with the transport's own words (a broken pipe, an alert) at most
+/// once and never as the only explanation. Returns the warning lines.
+fn assert_one_named_refusal<'a>(text: &'a str, endpoint: &str) -> Vec<&'a str> {
+    let lines = warnings(text);
+    let refusals: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("TLS handshake"))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{text}");
+    let refusal = refusals[0];
+    assert!(refusal.contains(endpoint), "{text}");
+    assert!(
+        refusal.contains("wants a client certificate")
+            && refusal.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+            && refusal.contains("OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+        "{text}"
+    );
+    // The raw chain is shown once (in the refusal line), not repeated by every line.
+    for noise in [
+        "Broken pipe",
+        "broken pipe",
+        "os error",
+        "CertificateRequired",
+    ] {
+        assert!(
+            text.matches(noise).count() <= 1,
+            "{noise} repeated:\n{text}"
+        );
+    }
+    // Spans, metrics and the shutdown line: the refusal and one shutdown line, which refers
+    // to the same cause.
+    assert_eq!(lines.len(), 2, "{text}");
+    let shutdown = lines
+        .iter()
+        .find(|l| l.contains("telemetry shut down"))
+        .unwrap_or_else(|| panic!("no shutdown line:\n{text}"));
+    assert!(
+        shutdown.contains("client certificate") && !shutdown.contains("os error"),
+        "{text}"
+    );
+    lines
+}
+
+#[test]
+fn a_collector_that_wants_a_client_certificate_is_one_warning_naming_the_variables() {
+    let pki = Pki::new("mtls-refused");
+    let (endpoint, seen) = https_collector(&pki, true);
+    let output = run_child(
+        &endpoint,
+        &[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("ca.pem")),
+            ("OTEL_METRICS_EXPORTER", "otlp".to_owned()),
+        ],
+    );
+    let text = stderr(&output);
+    eprintln!("child stderr:\n{text}");
+    assert_one_named_refusal(&text, &endpoint);
+    let seen = seen.lock().unwrap();
+    assert!(seen.paths.is_empty(), "{text}");
+    assert!(seen.failed_handshakes >= 1, "{text}");
+}
+
 #[test]
 fn a_client_certificate_without_its_key_disables_telemetry_in_one_line() {
     let pki = Pki::new("nokey");
@@ -367,7 +436,7 @@ fn an_unreadable_ca_file_names_its_variable_and_path() {
 /// gRPC over TLS: the `otlp-grpc` feature.
 #[cfg(feature = "otlp-grpc")]
 mod grpc {
-    use super::{Pki, run_child, tls_collector};
+    use super::{Pki, assert_one_named_refusal, run_child, stderr, tls_collector};
 
     #[test]
     fn grpc_connects_over_tls_with_a_custom_ca_and_a_client_certificate() {
@@ -393,5 +462,26 @@ mod grpc {
             "{seen:?}\n{text}"
         );
         assert_eq!(seen.failed_handshakes, 0, "{text}");
+    }
+
+    #[test]
+    fn a_grpc_collector_that_wants_a_client_certificate_is_one_warning_naming_the_variables() {
+        let pki = Pki::new("grpc-mtls-refused");
+        let (endpoint, seen) = tls_collector(&pki, true, true);
+        let output = run_child(
+            &endpoint,
+            &[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000".to_owned()),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.path("ca.pem")),
+                ("OTEL_METRICS_EXPORTER", "otlp".to_owned()),
+            ],
+        );
+        let text = stderr(&output);
+        eprintln!("child stderr:\n{text}");
+        assert_one_named_refusal(&text, &endpoint);
+        let seen = seen.lock().unwrap();
+        assert!(seen.paths.is_empty(), "{text}");
+        assert!(seen.failed_handshakes >= 1, "{text}");
     }
 }

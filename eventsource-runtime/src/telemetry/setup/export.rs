@@ -290,9 +290,9 @@ impl opentelemetry_http::HttpClient for HttpClient {
     }
 }
 
-/// Where `protocol` sends `signal`, as the exporter resolves it from the standard variables
-/// (for the warning lines).
-pub(super) fn target(protocol: OtlpProtocol, signal: Signal) -> Target {
+/// Where `protocol` sends `signal`, as the exporter resolves it from the standard variables,
+/// and whether `tls` names a client certificate (for the warning lines).
+pub(super) fn target(protocol: OtlpProtocol, signal: Signal, tls: &TlsFiles) -> Target {
     let env = |key: &str| std::env::var(key).ok().filter(|v| !v.trim().is_empty());
     let (specific, path) = match signal {
         Signal::Spans => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "/v1/traces"),
@@ -320,6 +320,7 @@ pub(super) fn target(protocol: OtlpProtocol, signal: Signal) -> Target {
             OtlpProtocol::HttpProtobuf => "http/protobuf",
             OtlpProtocol::HttpJson => "http/json",
         },
+        client_certificate: tls.client_certificate.is_some(),
     }
 }
 
@@ -333,6 +334,7 @@ mod tests {
             let target = Target {
                 endpoint: endpoint.to_owned(),
                 protocol: "http/protobuf",
+                client_certificate: false,
             };
             ExporterSetup {
                 protocol,

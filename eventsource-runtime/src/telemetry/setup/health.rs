@@ -1,14 +1,18 @@
 //! Export you can see fail: the OTLP exporters are wrapped to count what they sent and
-//! what they dropped. The first failure of each kind (signal, endpoint, protocol, error)
-//! is one WARN line; after that, at most one summary line a minute; at shutdown, one line
-//! if anything was lost or the flush ran out of time. A guard dropped before any span
-//! ended (`let _ = telemetry::init();`) says so too.
+//! what they dropped. The first failure of each kind is one WARN line naming its cause
+//! (`cause`): a cause of the collector as a whole (refused, a TLS handshake it refused, a
+//! certificate not trusted, ...) is one line for spans and metrics together; an error status
+//! or an unnamed error, one per endpoint. After that, at most one summary line a minute; at
+//! shutdown, one line if anything was lost or the flush ran out of time, referring to the
+//! cause by name. A guard dropped before any span ended (`let _ = telemetry::init();`) says
+//! so too.
 
 // Without the `otlp` feature nothing is exported, so only the span count and the
 // shutdown lines are used.
 #![cfg_attr(not(feature = "otlp"), allow(dead_code))]
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +23,9 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
 use super::console::SharedWriter;
+use cause::{Cause, Circumstances, Sign};
+
+mod cause;
 
 /// How often, at most, a summary of continued failures is printed.
 const SUMMARY_EVERY: Duration = Duration::from_secs(60);
@@ -33,8 +40,11 @@ pub(super) struct ExportHealth {
     spans_ended: AtomicU64,
     spans_sent: AtomicU64,
     spans_dropped: AtomicU64,
+    metric_exports_sent: AtomicU64,
     metric_exports_failed: AtomicU64,
-    seen: Mutex<HashSet<String>>,
+    /// The kinds of failure warned about, with the cause each line named (or a surer
+    /// reading of it that came later).
+    seen: Mutex<HashMap<String, Cause>>,
     summary: Mutex<Summary>,
 }
 
@@ -43,7 +53,8 @@ struct Summary {
     last_line: Instant,
     spans: u64,
     metric_exports: u64,
-    last_error: String,
+    /// The last failure's cause, by name (empty before any).
+    last_cause: String,
 }
 
 /// Which signal an exporter carries.
@@ -61,13 +72,14 @@ impl ExportHealth {
             spans_ended: AtomicU64::new(0),
             spans_sent: AtomicU64::new(0),
             spans_dropped: AtomicU64::new(0),
+            metric_exports_sent: AtomicU64::new(0),
             metric_exports_failed: AtomicU64::new(0),
-            seen: Mutex::new(HashSet::new()),
+            seen: Mutex::new(HashMap::new()),
             summary: Mutex::new(Summary {
                 last_line: Instant::now(),
                 spans: 0,
                 metric_exports: 0,
-                last_error: String::new(),
+                last_cause: String::new(),
             }),
         })
     }
@@ -84,13 +96,31 @@ impl ExportHealth {
     }
 
     fn sent(&self, signal: Signal, spans: u64) {
-        if let Signal::Spans = signal {
-            self.spans_sent.fetch_add(spans, Ordering::Relaxed);
+        match signal {
+            Signal::Spans => self.spans_sent.fetch_add(spans, Ordering::Relaxed),
+            Signal::Metrics => self.metric_exports_sent.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    /// Whether an export of `signal` got through before.
+    fn delivered(&self, signal: Signal) -> bool {
+        match signal {
+            Signal::Spans => self.spans_sent.load(Ordering::Relaxed) > 0,
+            Signal::Metrics => self.metric_exports_sent.load(Ordering::Relaxed) > 0,
         }
     }
 
-    /// An export failed: `spans` spans lost (0 for a metric export).
+    /// An export failed with `error` (the exporter's whole error text): `spans` spans lost
+    /// (0 for a metric export).
     fn failed(&self, signal: Signal, target: &Target, spans: u64, error: &str) {
+        let cause = Cause::of(
+            error,
+            Circumstances {
+                https: target.is_https(),
+                client_certificate: target.client_certificate,
+                delivered_before: self.delivered(signal),
+            },
+        );
         match signal {
             Signal::Spans => self.spans_dropped.fetch_add(spans, Ordering::Relaxed),
             Signal::Metrics => self.metric_exports_failed.fetch_add(1, Ordering::Relaxed),
@@ -99,28 +129,53 @@ impl ExportHealth {
             Signal::Spans => format!("{spans} span(s)"),
             Signal::Metrics => "a metric export".to_owned(),
         };
-        let kind = format!(
-            "{signal:?} {} {} {}",
-            target.endpoint,
-            target.protocol,
-            class(error)
-        );
-        let first = self
+        // A cause of the collector's is one line for both signals; another, one per endpoint.
+        let kind = if cause.of_the_collector() {
+            format!("{} {} {}", target.origin(), target.protocol, cause.kind())
+        } else {
+            format!(
+                "{signal:?} {} {} {}",
+                target.endpoint,
+                target.protocol,
+                cause.kind()
+            )
+        };
+        let (first, named) = match self
             .seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(kind);
+            .entry(kind)
+        {
+            Entry::Vacant(entry) => (true, entry.insert(cause.clone()).label()),
+            Entry::Occupied(mut entry) => {
+                // The collector's alert confirms what the first line called most likely.
+                if let Cause::ClientCertificateWanted {
+                    sign: Sign::CertificateRequired,
+                } = cause
+                {
+                    entry.insert(cause.clone());
+                }
+                (false, entry.get().label())
+            }
+        };
         let mut summary = self.summary.lock().unwrap_or_else(PoisonError::into_inner);
-        summary.last_error = short(error);
+        summary.last_cause = named;
         if first {
             summary.last_line = Instant::now();
             drop(summary);
+            let others = if cause.of_the_collector() {
+                "further failures with this cause, of spans or metrics, are summarised once a \
+                 minute"
+            } else {
+                "further failures like this one are summarised once a minute"
+            };
+            // The transport's own words, once: the whole chain, on one line.
             self.line(&format!(
-                "OTLP export of {} to {} ({}) failed, {what} dropped: {} (further failures \
-                 like this one are summarised once a minute)",
+                "OTLP export of {} to {} ({}) failed, {what} dropped: {} [{}] ({others})",
                 signal.name(),
                 target.endpoint,
                 target.protocol,
+                cause.explanation(),
                 short(error)
             ));
             return;
@@ -132,11 +187,11 @@ impl ExportHealth {
         if summary.last_line.elapsed() >= SUMMARY_EVERY {
             let line = format!(
                 "OTLP export still failing: {} span(s) and {} metric export(s) dropped in the \
-                 last {} s (last error: {})",
+                 last {} s (last cause: {})",
                 summary.spans,
                 summary.metric_exports,
                 summary.last_line.elapsed().as_secs(),
-                summary.last_error
+                summary.last_cause
             );
             summary.spans = 0;
             summary.metric_exports = 0;
@@ -157,16 +212,17 @@ impl ExportHealth {
         } else {
             0
         };
-        let last_error = self
+        let last_cause = self
             .summary
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .last_error
+            .last_cause
             .clone();
-        let cause = if last_error.is_empty() {
+        // The cause by name: the warning above showed the transport's words.
+        let cause = if last_cause.is_empty() {
             String::new()
         } else {
-            format!(" (last error: {last_error})")
+            format!(" (last cause: {last_cause}; see the warning above)")
         };
         if !self.exporting_spans && metrics == 0 && timed_out.is_none() {
             return;
@@ -195,26 +251,6 @@ impl Signal {
     }
 }
 
-/// The failure's kind for "first of its kind": the cause, not the varying details.
-fn class(error: &str) -> String {
-    let lower = error.to_ascii_lowercase();
-    for (needle, class) in [
-        ("connection refused", "connection refused"),
-        ("timed out", "timed out"),
-        ("timeout", "timed out"),
-        ("dns", "name resolution"),
-        ("certificate", "tls"),
-        ("tls", "tls"),
-        ("connection reset", "connection reset"),
-        ("status", "http status"),
-    ] {
-        if lower.contains(needle) {
-            return class.to_owned();
-        }
-    }
-    short(error)
-}
-
 /// The error text on one line, at most 300 characters.
 fn short(error: &str) -> String {
     let one_line: String = error.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -231,6 +267,8 @@ fn short(error: &str) -> String {
 pub(super) struct Target {
     pub(super) endpoint: String,
     pub(super) protocol: &'static str,
+    /// Whether a client certificate (mutual TLS) is configured for the signal.
+    pub(super) client_certificate: bool,
 }
 
 impl Target {
@@ -239,6 +277,16 @@ impl Target {
         self.endpoint
             .get(..8)
             .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+    }
+
+    /// The collector: the endpoint's scheme, host and port, without the path (the HTTP
+    /// signals' endpoints differ only there).
+    fn origin(&self) -> &str {
+        let after_scheme = self.endpoint.find("://").map_or(0, |at| at + 3);
+        match self.endpoint[after_scheme..].find('/') {
+            Some(slash) => &self.endpoint[..after_scheme + slash],
+            None => &self.endpoint,
+        }
     }
 }
 

@@ -98,10 +98,14 @@ const SCOPE: &str = "eventsource";
 /// default). A guard dropped right after `init`, before any span ended (`let _ =
 /// telemetry::init();`), prints a warning saying so.
 ///
-/// Export failures are never silent: the first failure of each kind (signal, endpoint,
-/// protocol, cause) is one WARN line on the writer, further ones are summarised at most
-/// once a minute, and at shutdown one line says how many spans and metric exports were not
-/// sent (or that the flush ran out of time). The OpenTelemetry crates' own log lines show
+/// Export failures are never silent: the first failure of each cause is one WARN line on the
+/// writer naming the collector's endpoint and the cause (a collector that refuses the TLS
+/// handshake for want of a client certificate says so, and names
+/// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` / `_CLIENT_KEY`), with the transport's own error
+/// text once; a cause of the collector's (refused, unreachable, TLS) is one line for spans and
+/// metrics together. Further failures are summarised at most once a minute, and at shutdown
+/// one line says how many spans and metric exports were not sent (or that the flush ran out
+/// of time) and names the last cause. The OpenTelemetry crates' own log lines show
 /// when `RUST_LOG` names their targets (`RUST_LOG=info,opentelemetry_sdk=debug`).
 ///
 /// ```no_run
@@ -381,7 +385,7 @@ fn install(
     }
     #[cfg(feature = "otlp")]
     if let Some(protocol) = settings.traces_otlp {
-        let target = export::target(protocol, health::Signal::Spans);
+        let target = export::target(protocol, health::Signal::Spans, &settings.traces_tls);
         let cause = Arc::default();
         let mut warnings = Vec::new();
         let inner = export::ExporterSetup {
@@ -412,7 +416,7 @@ fn install(
     #[cfg(feature = "otlp")]
     let meter_provider = match settings.metrics_otlp {
         Some(protocol) => {
-            let target = export::target(protocol, health::Signal::Metrics);
+            let target = export::target(protocol, health::Signal::Metrics, &settings.metrics_tls);
             let cause = Arc::default();
             let mut warnings = Vec::new();
             let built = export::ExporterSetup {

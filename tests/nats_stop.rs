@@ -13,13 +13,10 @@ mod graceful_stop;
 use std::io::Write as _;
 use std::time::Duration;
 
-use domain::{Order, sample_order};
 use eventsource_runtime::bus::BusError;
 use eventsource_runtime::nats::async_nats::jetstream;
 use eventsource_runtime::nats::{ConsumerGroup, NatsBus};
-use eventsource_runtime::prelude::*;
-use eventsource_runtime::testing::capture;
-use graceful_stop::{Gate, Read, consume_spans_read, each_handled_once, until};
+use graceful_stop::Gate;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -79,102 +76,36 @@ impl Server {
     }
 }
 
-/// A running consumer group.
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), BusError>>,
-}
-
-impl Running {
-    fn start(group: &ConsumerGroup) -> Self {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let group = group.clone();
-        let task = tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        Self { stop, task }
+impl graceful_stop::Group for ConsumerGroup {
+    fn subscribe(&self, gate: &Gate) {
+        self.subscribe_fn("send-confirmation", gate.handler());
     }
 
-    /// Asks for a graceful stop; the returned task ends when the group stopped.
-    fn stop(self) -> tokio::task::JoinHandle<Result<(), BusError>> {
-        let _ = self.stop.send(());
-        self.task
+    fn without_drain(self) -> Self {
+        self.drain_on_stop(Duration::ZERO)
     }
-}
 
-/// Five orders placed (and published) before any consumer runs: their event ids, in order.
-async fn five_orders(bus: &NatsBus) -> Vec<Uuid> {
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
-    let mut ids = Vec::new();
-    for id in ["o-1", "o-2", "o-3", "o-4", "o-5"] {
-        let outcome = orders.execute(sample_order(id, "ada")).await.unwrap();
-        ids.extend(outcome.events.iter().map(|e| e.event_id));
+    async fn declare(&self) -> Result<(), BusError> {
+        ConsumerGroup::declare(self).await
     }
-    ids
-}
 
-/// Starts `first` (its first message held in the handler), stops it gracefully while that
-/// message is in hand, lets it go, then runs `next` until it handled `rest` messages: the
-/// messages each group handled.
-async fn stop_then_restart(
-    first: &ConsumerGroup,
-    next: &ConsumerGroup,
-    rest: usize,
-) -> (Gate, Gate) {
-    let held = Gate::held();
-    first.subscribe_fn("send-confirmation", held.handler());
-    let running = Running::start(first);
-    held.entered().await;
-    let stopping = running.stop();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    held.release();
-    stopping.await.expect("joined").expect("stopped cleanly");
-
-    let open = Gate::open();
-    next.subscribe_fn("send-confirmation", open.handler());
-    let running = Running::start(next);
-    until("the rest handled", || open.handled().len() >= rest).await;
-    // Time for a duplicate to show up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    running
-        .stop()
+    async fn run(self, stop: oneshot::Receiver<()>) -> Result<(), BusError> {
+        ConsumerGroup::run(&self, async move {
+            let _ = stop.await;
+        })
         .await
-        .expect("joined")
-        .expect("stopped cleanly");
-    (held, open)
+    }
 }
 
-/// A group with a prefetch of three is stopped while the first message is in its handler:
-/// the first group finishes that one and the two it had pulled, in order, a new group gets
-/// the last two; all five are first deliveries (children of their publish spans), handled
-/// once.
+/// The group stopped while the first message is in its handler finishes that one and the
+/// two it had pulled; nothing comes back as a retry.
 #[tokio::test]
 async fn a_graceful_stop_handles_what_was_pulled_so_nothing_comes_back_as_a_retry() {
     let Some(server) = Server::open("stop_drain") else {
         return;
     };
-    let capture = capture();
     let bus = server.bus();
-    let first = server.group(&bus);
-    first.declare().await.expect("the group");
-    let published = five_orders(&bus).await;
-
-    let (held, open) = stop_then_restart(&first, &server.group(&bus), 2).await;
-    assert_eq!(
-        held.handled(),
-        published[..3],
-        "the one in hand, then the two pulled"
-    );
-    each_handled_once(&published, &held, &open);
-    let expected: Vec<_> = published
-        .iter()
-        .map(|id| (*id, Read::FirstDelivery))
-        .collect();
-    consume_spans_read(&capture.spans(), &expected);
+    graceful_stop::a_stop_handles_what_was_prefetched(bus.clone(), || server.group(&bus)).await;
     server.clean().await;
 }
 
@@ -186,23 +117,11 @@ async fn without_a_drain_window_the_pulled_messages_come_back_as_redeliveries() 
     let Some(server) = Server::open("stop_zero") else {
         return;
     };
-    let capture = capture();
     let bus = server.bus();
-    let first = server.group(&bus).drain_on_stop(Duration::ZERO);
-    first.declare().await.expect("the group");
-    let published = five_orders(&bus).await;
-
-    let (held, open) = stop_then_restart(&first, &server.group(&bus), 4).await;
-    assert_eq!(held.handled(), published[..1], "only the one in hand");
-    each_handled_once(&published, &held, &open);
-    let read = [
-        Read::FirstDelivery,
-        Read::Redelivery,
-        Read::Redelivery,
-        Read::FirstDelivery,
-        Read::FirstDelivery,
-    ];
-    let expected: Vec<_> = published.iter().copied().zip(read).collect();
-    consume_spans_read(&capture.spans(), &expected);
+    graceful_stop::without_a_drain_window_the_prefetched_come_back_as_redeliveries(
+        bus.clone(),
+        || server.group(&bus),
+    )
+    .await;
     server.clean().await;
 }

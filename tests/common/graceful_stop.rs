@@ -1,6 +1,7 @@
-//! What the graceful-stop tests of the brokers share (`tests/rabbitmq_stop.rs`,
-//! `tests/nats_stop.rs`): a handler that holds the first message until the test lets it go,
-//! and the checks on the spans read back afterwards.
+//! The graceful-stop scenarios, run by each broker's test (`tests/rabbitmq_stop.rs`,
+//! `tests/nats_stop.rs`) on its own consumer groups: five messages published before any
+//! consumer runs, a group with a prefetch of three stopped while its first message is held
+//! in the handler, a new group for the rest, and the spans read back afterwards.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,15 +9,140 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventsource_runtime::bus::HandlerError;
+use eventsource_runtime::bus::{BusError, EventBus, HandlerError};
 use eventsource_runtime::event::EventEnvelope;
+use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
-use eventsource_runtime::testing::{CapturedSpans, attribute};
+use eventsource_runtime::testing::{CapturedSpans, attribute, capture};
 use opentelemetry::Value;
 use opentelemetry::trace::SpanId;
 use opentelemetry_sdk::trace::SpanData;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
+
+use crate::domain::{Order, sample_order};
+
+/// What the scenarios need of a broker's consumer group (prefetch 3, set by the test).
+pub trait Group: Clone + Send + Sync + 'static {
+    /// Subscribes `gate`'s handler.
+    fn subscribe(&self, gate: &Gate);
+    /// The group with no drain window.
+    #[must_use]
+    fn without_drain(self) -> Self;
+    /// Declares the group's queues or consumers.
+    fn declare(&self) -> impl Future<Output = Result<(), BusError>> + Send;
+    /// Runs the group until `stop` resolves.
+    fn run(self, stop: oneshot::Receiver<()>) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+/// The default drain window: the group stopped while its first message is in hand handles
+/// the two it had prefetched, in order; a new group gets the last two; all five are first
+/// deliveries (children of their publish spans), handled once.
+pub async fn a_stop_handles_what_was_prefetched<G: Group>(
+    bus: impl EventBus + Clone,
+    group: impl Fn() -> G,
+) {
+    let capture = capture();
+    let first = group();
+    first.declare().await.expect("the group");
+    let published = five_orders(bus).await;
+    let (held, open) = stop_then_restart(&first, &group(), 2).await;
+    assert_eq!(
+        held.handled(),
+        published[..3],
+        "the one in hand, then the two prefetched"
+    );
+    each_handled_once(&published, &held, &open);
+    let expected: Vec<_> = published
+        .iter()
+        .map(|id| (*id, Read::FirstDelivery))
+        .collect();
+    consume_spans_read(&capture.spans(), &expected);
+}
+
+/// No drain window: the two prefetched messages go back at once, and come to the next
+/// consumer as retries (linked roots, attempt 2); the two never handed over stay first
+/// deliveries.
+pub async fn without_a_drain_window_the_prefetched_come_back_as_redeliveries<G: Group>(
+    bus: impl EventBus + Clone,
+    group: impl Fn() -> G,
+) {
+    let capture = capture();
+    let first = group().without_drain();
+    first.declare().await.expect("the group");
+    let published = five_orders(bus).await;
+    let (held, open) = stop_then_restart(&first, &group(), 4).await;
+    assert_eq!(held.handled(), published[..1], "only the one in hand");
+    each_handled_once(&published, &held, &open);
+    let read = [
+        Read::FirstDelivery,
+        Read::Redelivery,
+        Read::Redelivery,
+        Read::FirstDelivery,
+        Read::FirstDelivery,
+    ];
+    let expected: Vec<_> = published.iter().copied().zip(read).collect();
+    consume_spans_read(&capture.spans(), &expected);
+}
+
+/// A running consumer group.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), BusError>>,
+}
+
+impl Running {
+    fn start(group: &impl Group) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(group.clone().run(stopped));
+        Self { stop, task }
+    }
+
+    /// Asks for a graceful stop; the returned task ends when the group stopped.
+    fn stop(self) -> tokio::task::JoinHandle<Result<(), BusError>> {
+        let _ = self.stop.send(());
+        self.task
+    }
+}
+
+/// Five orders placed (and published) before any consumer runs: their event ids, in order.
+async fn five_orders(bus: impl EventBus) -> Vec<Uuid> {
+    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
+    let mut ids = Vec::new();
+    for id in ["o-1", "o-2", "o-3", "o-4", "o-5"] {
+        let outcome = orders.execute(sample_order(id, "ada")).await.unwrap();
+        ids.extend(outcome.events.iter().map(|e| e.event_id));
+    }
+    ids
+}
+
+/// Starts `first` (its first message held in the handler), stops it gracefully while that
+/// message is in hand, lets it go, then runs `next` until it handled `rest` messages: the
+/// messages each group handled.
+async fn stop_then_restart(first: &impl Group, next: &impl Group, rest: usize) -> (Gate, Gate) {
+    let held = Gate::held();
+    first.subscribe(&held);
+    let running = Running::start(first);
+    held.entered().await;
+    let stopping = running.stop();
+    // The stop reaches the broker while the first message is still in its handler.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    held.release();
+    stopping.await.expect("joined").expect("stopped cleanly");
+
+    let open = Gate::open();
+    next.subscribe(&open);
+    let running = Running::start(next);
+    until("the rest handled", || open.handled().len() >= rest).await;
+    // Time for a duplicate to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running
+        .stop()
+        .await
+        .expect("joined")
+        .expect("stopped cleanly");
+    (held, open)
+}
 
 /// The handler's future.
 pub type Handled = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
@@ -34,12 +160,12 @@ pub struct Gate {
 
 impl Gate {
     /// The first call waits for [`release`](Self::release).
-    pub fn held() -> Self {
+    fn held() -> Self {
         Self::new(true)
     }
 
     /// No call waits.
-    pub fn open() -> Self {
+    fn open() -> Self {
         Self::new(false)
     }
 
@@ -71,25 +197,25 @@ impl Gate {
     }
 
     /// Waits until the first call is in the handler.
-    pub async fn entered(&self) {
+    async fn entered(&self) {
         tokio::time::timeout(Duration::from_secs(10), self.entered.notified())
             .await
             .expect("the first message reached the handler");
     }
 
     /// Lets the first call finish.
-    pub fn release(&self) {
+    fn release(&self) {
         self.go.notify_one();
     }
 
     /// The events handled to the end, in order.
-    pub fn handled(&self) -> Vec<Uuid> {
+    fn handled(&self) -> Vec<Uuid> {
         self.handled.lock().unwrap().clone()
     }
 }
 
 /// Waits (up to 20 s) until `done` holds.
-pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..2000 {
         if done() {
             return;
@@ -100,7 +226,7 @@ pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// Every event of `published` handled exactly once, by one gate or the other.
-pub fn each_handled_once(published: &[Uuid], first: &Gate, second: &Gate) {
+fn each_handled_once(published: &[Uuid], first: &Gate, second: &Gate) {
     let mut handled = first.handled();
     handled.extend(second.handled());
     let mut expected = published.to_vec();
@@ -111,7 +237,7 @@ pub fn each_handled_once(published: &[Uuid], first: &Gate, second: &Gate) {
 
 /// How the consume span of one message reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Read {
+enum Read {
     /// A child of its publish span, `eventsource.delivery.mode=live`, no attempt.
     FirstDelivery,
     /// A new root linked to its publish span, `redelivery`, attempt 2.
@@ -120,7 +246,7 @@ pub enum Read {
 
 /// The consume span of each message of `expected` (the event id, how it must read): one
 /// per message, no other.
-pub fn consume_spans_read(spans: &CapturedSpans, expected: &[(Uuid, Read)]) {
+fn consume_spans_read(spans: &CapturedSpans, expected: &[(Uuid, Read)]) {
     let consumes = spans.all(attr::SPAN_BUS_CONSUME);
     assert_eq!(consumes.len(), expected.len(), "{}", spans.tree());
     let publishes = spans.all(attr::SPAN_BUS_PUBLISH);

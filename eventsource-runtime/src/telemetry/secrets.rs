@@ -18,6 +18,10 @@
 //! secrets::hide("s3cret-4711"); // log lines written by telemetry::init() show `***` instead
 //! ```
 
+// Without the `tracing` feature there is no writer to scrub, and without a broker or
+// PostgreSQL no URL to hide: what only those use is unused.
+#![cfg_attr(not(feature = "tracing"), allow(dead_code))]
+
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{PoisonError, RwLock};

@@ -30,8 +30,11 @@ pub struct Pki {
     pub dir: PathBuf,
 }
 
-fn ca() -> CertifiedIssuer<'static, KeyPair> {
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
 }
@@ -56,7 +59,7 @@ impl Pki {
             write(&format!("{file}.pem"), certificate.pem());
             write(&format!("{file}-key.pem"), key.serialize_pem());
         };
-        let trusted = ca();
+        let trusted = ca("eventsource test CA");
         leaf(
             &trusted,
             vec!["localhost".to_owned()],
@@ -70,7 +73,7 @@ impl Pki {
             "client",
         );
         write("ca.pem", trusted.pem());
-        let other = ca();
+        let other = ca("another CA");
         leaf(
             &other,
             vec!["eventsource".to_owned()],

@@ -164,7 +164,7 @@ fn client_certificate_refused(alert: Option<&str>) -> String {
 impl TlsFailure {
     /// What a connection closed by the server right after the TLS handshake means, with
     /// (`presented`) or without a client certificate.
-    #[cfg(any(all(feature = "tls", feature = "rabbitmq"), feature = "nats"))]
+    #[cfg(all(feature = "tls", feature = "rabbitmq"))]
     pub(crate) fn closed_after_handshake(presented: bool) -> Self {
         if presented {
             Self::ClientCertificateRefused { alert: None }
@@ -174,6 +174,7 @@ impl TlsFailure {
     }
 }
 
+#[cfg(any(feature = "rabbitmq", feature = "nats"))]
 /// The first error of type `T` in `error`'s chain, looking into I/O errors too (whose
 /// `source()` skips the error they wrap).
 pub(crate) fn find_in_chain<'a, T: std::error::Error + 'static>(

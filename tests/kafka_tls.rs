@@ -12,9 +12,7 @@ mod pki;
 
 use std::time::Duration;
 
-use eventsource_runtime::bus::{
-    BrokerTls, BrokerUnreachable, BusError, TlsFailure, UnavailableReason,
-};
+use eventsource_runtime::bus::{BrokerTls, UnavailableReason};
 use eventsource_runtime::kafka::KafkaBus;
 
 /// An error and its sources, as one line.
@@ -65,6 +63,7 @@ async fn tls_settings_without_kafka_ssl_name_the_feature() {
         "{said}"
     );
     assert!(said.contains("`kafka-ssl`"), "{said}");
+    use eventsource_runtime::bus::{BrokerUnreachable, BusError, TlsFailure};
     let BusError::Unavailable(source) = &error else {
         panic!("{said}")
     };

@@ -164,7 +164,7 @@ fn client_certificate_refused(alert: Option<&str>) -> String {
 impl TlsFailure {
     /// What a connection closed by the server right after the TLS handshake means, with
     /// (`presented`) or without a client certificate.
-    #[cfg(all(feature = "tls", feature = "rabbitmq"))]
+    #[cfg(feature = "rabbitmq")]
     pub(crate) fn closed_after_handshake(presented: bool) -> Self {
         if presented {
             Self::ClientCertificateRefused { alert: None }

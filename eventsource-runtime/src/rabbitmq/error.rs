@@ -51,19 +51,10 @@ pub(super) fn connect_failed(
 /// Why a connection failed, in TLS terms, when it failed for a TLS reason: over TLS
 /// (`tls`: the host name and whether a client certificate was presented), a failed
 /// handshake, or a connection closed right after it (what a server that wants a client
-/// certificate, or refuses the one presented, does over TLS 1.3); in plain, an answer that
-/// is not AMQP (what RabbitMQ's TLS listener sends a plain client: a TLS alert).
+/// certificate, or refuses the one presented, does over TLS 1.3). (A plain connection to a
+/// TLS listener is told by asking it, in `tls::connect`.)
 fn tls_failure(error: &lapin::Error, tls: Option<(&str, bool)>) -> Option<TlsFailure> {
-    let Some((host, presented)) = tls else {
-        return matches!(error.kind(), ErrorKind::ParsingError(_)).then(|| {
-            TlsFailure::PlainRefused {
-                scheme: "amqps",
-                detail: "the server's answer to an AMQP connection is not AMQP: a TLS alert, \
-                         most likely"
-                    .to_owned(),
-            }
-        });
-    };
+    let (host, presented) = tls?;
     if let Some(failure) = find_in_chain::<TlsFailure>(error) {
         return Some(failure.clone());
     }

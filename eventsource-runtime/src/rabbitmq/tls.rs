@@ -43,12 +43,64 @@ pub(super) async fn connect(
                     ),
                 ));
             }
-            Connection::connect_uri(uri, ConnectionProperties::default())
-                .await
-                .map_err(|error| super::error::connect_failed(error, server, None))
+            let (host, port) = (uri.authority.host.clone(), uri.authority.port);
+            match Connection::connect_uri(uri, ConnectionProperties::default()).await {
+                Ok(connection) => Ok(connection),
+                Err(error) if opening_failed(&error) && speaks_tls(host, port).await => {
+                    Err(tls_failed(
+                        server,
+                        TlsFailure::PlainRefused {
+                            scheme: "amqps",
+                            detail: "it answers a TLS hello, and ended the AMQP one".to_owned(),
+                        },
+                    ))
+                }
+                Err(error) => Err(super::error::connect_failed(error, server, None)),
+            }
         }
         AMQPScheme::AMQPS => connect_tls(uri, tls, server).await,
     }
+}
+
+/// Whether a plain connection failed the way a TLS listener makes it fail: an answer that is
+/// no AMQP frame (a TLS alert record), or the connection closed.
+fn opening_failed(error: &lapin::Error) -> bool {
+    match error.kind() {
+        lapin::ErrorKind::ParsingError(_) => true,
+        lapin::ErrorKind::IOError(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::BrokenPipe
+        ),
+        _ => false,
+    }
+}
+
+/// Whether the server at `host:port` answers a TLS hello in TLS (a handshake or an alert
+/// record), within two seconds: asked only after a plain connection failed.
+async fn speaks_tls(host: String, port: u16) -> bool {
+    use std::io::{Read as _, Write as _};
+    use std::net::ToSocketAddrs as _;
+
+    let probe = move || -> std::io::Result<bool> {
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        let Some(addr) = (host.as_str(), port).to_socket_addrs()?.next() else {
+            return Ok(false);
+        };
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, WAIT)?;
+        stream.set_read_timeout(Some(WAIT))?;
+        // A TLS handshake record holding a truncated ClientHello: a TLS server answers with
+        // a record of its own (an alert), an AMQP server with its protocol header.
+        stream.write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00])?;
+        let mut first = [0_u8; 2];
+        stream.read_exact(&mut first)?;
+        Ok(matches!(first, [0x15 | 0x16, 0x03]))
+    };
+    tokio::task::spawn_blocking(probe)
+        .await
+        .is_ok_and(|answer| answer.unwrap_or(false))
 }
 
 /// Over TLS: the handshake made here with rustls, the AMQP connection by lapin over it.

@@ -17,8 +17,12 @@
 //! - `tracing::info!` lines inside the spans: `telemetry::init()` prints them with their
 //!   `trace_id` and `span_id`.
 
+#[path = "support/exit.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::error::Error;
+use std::process::ExitCode;
 
 use eventsource_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -248,8 +252,14 @@ impl CartService {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
-    let _telemetry = eventsource_runtime::telemetry::init();
+async fn main() -> ExitCode {
+    let telemetry = eventsource_runtime::telemetry::init();
+    let outcome = run().await;
+    // Exported before exiting; an error printed as one line, its causes once.
+    support::finish(telemetry, outcome)
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     let store = InMemoryEventStore::new();
     let carts = CommandService::<Cart>::new(store.clone());
     let summary = carts.register(CartSummary::default());

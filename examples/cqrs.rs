@@ -11,9 +11,12 @@
 
 #[path = "domain/order.rs"]
 mod domain;
+#[path = "support/exit.rs"]
+mod support;
 
 use std::error::Error;
 use std::fmt::Write as _;
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -163,7 +166,7 @@ fn describe<T: Copy + std::fmt::Display>(out: &mut String, name: &str, data: &Me
 // ---- The application. --------------------------------------------------------------------
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> ExitCode {
     // Without a collector, the metrics go to the summary printed at exit (installed before
     // the first command, as any meter provider must be).
     let meters = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -175,7 +178,19 @@ async fn main() -> Result<(), Box<dyn Error>> {
             provider
         });
     let telemetry = eventsource_runtime::telemetry::init();
+    let outcome = run().await;
+    // Exports the traces (an error printed as one line), then prints the metrics summary.
+    let code = support::finish(telemetry, outcome);
+    if let Some(meters) = meters
+        && let Err(error) = meters.shutdown()
+    {
+        eprintln!("error: {}", support::chain(&error));
+        return ExitCode::FAILURE;
+    }
+    code
+}
 
+async fn run() -> Result<(), Box<dyn Error>> {
     // The write path.
     let orders = CommandService::<domain::Order>::new(InMemoryEventStore::new());
     let read_model = orders.register(OrderReadModel::default());
@@ -208,12 +223,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
             println!("read path: no handler for {query_type} (an ERROR span, a typed error)");
         }
         other => println!("read path: unexpected {other:?}"),
-    }
-
-    // Exports the traces, then prints the metrics summary.
-    drop(telemetry);
-    if let Some(meters) = meters {
-        meters.shutdown()?;
     }
     Ok(())
 }

@@ -47,6 +47,8 @@
 
 #[path = "domain/order.rs"]
 mod domain;
+#[path = "support/exit.rs"]
+mod support;
 
 use std::error::Error;
 use std::sync::Arc;
@@ -153,31 +155,11 @@ async fn main() -> std::process::ExitCode {
         telemetry = telemetry.service_name(format!("distributed-{role}"));
     }
     let telemetry = telemetry.init();
-    let outcome = run(&options).await;
-    // Exported before exiting, on success and failure alike.
-    telemetry.shutdown();
-    match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {}", chain(&*error));
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-/// An error and its sources, `outer: inner: ...`, each once.
-fn chain(error: &(dyn Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    let outcome = run(&options)
+        .await
+        .map_err(|error| -> Box<dyn Error> { error });
+    // Exported before exiting, on success and failure alike; an error as one line.
+    support::finish(telemetry, outcome)
 }
 
 /// The broker named by `--broker`, connected.
@@ -216,7 +198,7 @@ impl Broker {
             format!(
                 "cannot use the broker at {}: {}",
                 redact_url(url),
-                chain(&*error)
+                support::chain(&*error)
             )
             .into()
         };
@@ -522,7 +504,7 @@ impl Database {
     /// Fails with one line naming the option and the database (its password as `***`).
     async fn open(option: &str, spec: &str) -> Result<Self, AnyError> {
         let failed = |error: eventsource_runtime::store::StoreError| -> AnyError {
-            format!("{option} {}: {}", redact_url(spec), chain(&error)).into()
+            format!("{option} {}: {}", redact_url(spec), support::chain(&error)).into()
         };
         if spec == "memory" {
             return Ok(Self::Memory);

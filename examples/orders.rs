@@ -9,8 +9,11 @@
 
 #[path = "domain/order.rs"]
 mod domain;
+#[path = "support/exit.rs"]
+mod support;
 
 use std::error::Error;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use domain::{CancelOrder, Order, OrderPlaced, OrderReadModel, ShipOrder, sample_order};
@@ -18,15 +21,22 @@ use eventsource_runtime::bus::HandlerError;
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::sqlite::SqliteEventStore;
-use eventsource_runtime::store::UNBOUNDED;
+use eventsource_runtime::store::{StoreError, UNBOUNDED};
+use eventsource_runtime::telemetry::secrets::redact_url;
 
 /// The variable that picks the store.
 const STORE_VAR: &str = "EVENTSOURCE_STORE";
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> ExitCode {
     // Each command's trace on stderr; with OTEL_EXPORTER_OTLP_ENDPOINT set, to a collector.
-    let _telemetry = eventsource_runtime::telemetry::init();
+    let telemetry = eventsource_runtime::telemetry::init();
+    let outcome = run().await;
+    // Exported before exiting; an error printed as one line, its causes once.
+    support::finish(telemetry, outcome)
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     let store = store_from_env().await?;
 
     // The bus: each saved event is published after the save; the handler reacts to new
@@ -135,20 +145,33 @@ async fn main() -> Result<(), Box<dyn Error>> {
 async fn store_from_env() -> Result<Arc<dyn EventStore>, Box<dyn Error>> {
     let spec = std::env::var(STORE_VAR).unwrap_or_default();
     let spec = spec.trim();
+    // Which store failed, its password shown as `***`.
+    let failed = |error: StoreError| -> Box<dyn Error> {
+        format!(
+            "{STORE_VAR}={}: {}",
+            redact_url(spec),
+            support::chain(&error)
+        )
+        .into()
+    };
     if spec.is_empty() || spec == "memory" {
         return Ok(Arc::new(InMemoryEventStore::new()));
     }
     if spec.starts_with("sqlite:") {
-        let store = SqliteEventStore::connect(spec).await?;
-        store.migrate().await?;
+        let store = SqliteEventStore::connect(spec).await.map_err(failed)?;
+        store.migrate().await.map_err(failed)?;
         return Ok(Arc::new(store));
     }
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        let store = PostgresEventStore::connect(spec).await?;
-        store.migrate().await?;
+        let store = PostgresEventStore::connect(spec).await.map_err(failed)?;
+        store.migrate().await.map_err(failed)?;
         return Ok(Arc::new(store));
     }
-    Err(format!("{STORE_VAR}={spec}: expected `memory`, `sqlite:PATH` or `postgres://...`").into())
+    Err(format!(
+        "{STORE_VAR}={}: expected `memory`, `sqlite:PATH` or `postgres://...`",
+        redact_url(spec)
+    )
+    .into())
 }
 
 fn report(what: &str, events: &[EventEnvelope]) {

@@ -65,6 +65,8 @@ struct MetricRow {
     name: String,
     unit: String,
     keys: BTreeSet<String>,
+    /// A histogram's bucket boundaries; none for a counter.
+    boundaries: Option<Vec<f64>>,
 }
 
 /// The table under the heading `heading`, one `Vec` of cells per body row.
@@ -218,7 +220,7 @@ fn metric_rows() -> Vec<MetricRow> {
     let rows: Vec<MetricRow> = table("Metrics")
         .into_iter()
         .map(|cells| {
-            assert_eq!(cells.len(), 4, "a metric row has four cells: {cells:?}");
+            assert_eq!(cells.len(), 5, "a metric row has five cells: {cells:?}");
             let code = |cell: &str| {
                 let spans = code_spans(cell);
                 assert_eq!(spans.len(), 1, "one name or unit per cell: `{cell}`");
@@ -228,6 +230,11 @@ fn metric_rows() -> Vec<MetricRow> {
                 name: code(&cells[1]),
                 unit: code(&cells[2]),
                 keys: metric_keys_of(&cells[3]),
+                boundaries: code_spans(&cells[4]).first().map(|(list, _)| {
+                    list.split(',')
+                        .map(|n| n.trim().parse::<f64>().expect("a number"))
+                        .collect()
+                }),
             }
         })
         .collect();
@@ -717,6 +724,15 @@ async fn the_contract_and_the_exported_telemetry_agree() {
             problems.push(format!(
                 "metric `{name}`: unit `{unit}`, the contract says `{}`",
                 row.unit
+            ));
+        }
+        let exported = metrics
+            .histogram_buckets(&name, &[])
+            .map(|buckets| buckets.bounds);
+        if exported != row.boundaries {
+            problems.push(format!(
+                "metric `{name}`: bucket boundaries {exported:?}, the contract says {:?}",
+                row.boundaries
             ));
         }
         for point in metrics.data_point_attributes(&name) {

@@ -214,3 +214,37 @@ fn without_a_collector_the_cqrs_example_prints_its_metrics_at_exit() {
         "cqrs.projection.lag{event.type=OrderPlaced, projection.name=OrderReadModel} count=2"
     ));
 }
+
+/// The README's first command with a store that cannot be used: one line for a person (the
+/// variable, the URL with its password as `***`, what failed and where, each cause once),
+/// exit status 1, and no other line: no `Error: Unavailable(..)` Debug dump, no warning
+/// that the telemetry guard was dropped right after `init`.
+#[test]
+fn an_example_that_fails_says_why_in_one_line() {
+    let binary = example_binary("orders", &[]);
+    let mut command = std::process::Command::new(&binary);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OTEL_") || key.starts_with("EVENTSOURCE_") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    let output = command
+        .env(
+            "EVENTSOURCE_STORE",
+            "postgres://orders:pw-4711@127.0.0.1:1/orders",
+        )
+        .output()
+        .expect("the example runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(
+            "error: EVENTSOURCE_STORE=postgres://orders:***@127.0.0.1:1/orders: event store \
+             unavailable: cannot connect to PostgreSQL at 127.0.0.1:1: error communicating \
+             with database: Connection refused"
+        ),
+        "{stderr}"
+    );
+}

@@ -65,6 +65,11 @@ fn child() {
             .build()
             .unwrap()
             .block_on(async { work_with_guard() }),
+        "query" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(a_query_then_a_pause()),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -85,6 +90,16 @@ fn work_with_guard() {
         .u64_counter("child.work")
         .build();
     counter.add(1, &[]);
+    drop(guard);
+}
+
+/// One query (a `cqrs.query.duration` histogram), then 400 ms for periodic exports.
+async fn a_query_then_a_pause() {
+    let guard = Telemetry::builder().service_name("child-svc").init();
+    eventsource_runtime::query::run("ChildQuery", async { Ok::<_, std::io::Error>(()) })
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     drop(guard);
 }
 
@@ -389,4 +404,60 @@ impl SharedBuf {
     fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
+}
+
+/// The metric exports of the `query` scenario under `env`, as OTLP/JSON bodies.
+#[cfg(feature = "otlp-json")]
+fn metric_exports(env: &[(&str, &str)]) -> Vec<String> {
+    let (endpoint, requests) = collector();
+    let mut all = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_TRACES_EXPORTER", "none"),
+    ];
+    all.extend_from_slice(env);
+    let output = run_child("query", &all);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    let requests = requests.lock().unwrap().clone();
+    requests
+        .iter()
+        .filter(|r| r.path == "/v1/metrics")
+        .map(|r| String::from_utf8_lossy(&r.body).replace([' ', '\n'], ""))
+        .collect()
+}
+
+/// The OpenTelemetry variables an operator sets for metrics: the contract's buckets and
+/// cumulative temporality by default; exponential histograms, delta temporality and the
+/// export interval when asked.
+#[test]
+#[cfg(feature = "otlp-json")]
+fn the_metrics_variables_are_honoured() {
+    let defaults = metric_exports(&[]);
+    assert_eq!(defaults.len(), 1, "one export, at shutdown: {defaults:?}");
+    let body = &defaults[0];
+    assert!(
+        body.contains(r#""explicitBounds":[0.00001,0.000025,0.00005,0.0001,0.00025"#)
+            && body.contains(r#""aggregationTemporality":2"#),
+        "the contract's buckets, cumulative: {body}"
+    );
+
+    let exponential = metric_exports(&[(
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+        "base2_exponential_bucket_histogram",
+    )]);
+    assert!(
+        exponential[0].contains(r#""exponentialHistogram""#)
+            && !exponential[0].contains(r#""explicitBounds""#),
+        "{exponential:?}"
+    );
+
+    let delta = metric_exports(&[("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")]);
+    assert!(
+        delta[0].contains(r#""aggregationTemporality":1"#),
+        "{delta:?}"
+    );
+
+    let often = metric_exports(&[("OTEL_METRIC_EXPORT_INTERVAL", "100")]);
+    assert!(often.len() >= 3, "an export every 100 ms: {}", often.len());
 }

@@ -13,7 +13,7 @@
 //!
 //! # Schema
 //!
-//! The stores share one schema ([`SCHEMA`], then [`SCHEMA_V2`] to [`SCHEMA_V5`]), which
+//! The stores share one schema ([`SCHEMA`], then [`SCHEMA_V2`] to [`SCHEMA_V6`]), which
 //! `migrate()` on any of them applies as a whole, in one transaction (idempotent: run it at
 //! every start, from any store and any number of processes at once). Its tables live in a
 //! PostgreSQL schema of your choice (`public` unless you call `with_schema`, which also lets
@@ -29,7 +29,20 @@
 //!
 //! Applied versions are recorded in `eventsource_schema_migrations`. The schema also holds
 //! three functions: `eventsource_append` (an append, in one statement),
-//! `eventsource_read_all` and `eventsource_high_water_mark`. PostgreSQL 13 or later.
+//! `eventsource_read_all` and `eventsource_high_water_mark`, and (version 6, [`SCHEMA_V6`])
+//! a trigger that refuses `UPDATE`, `DELETE` and `TRUNCATE` of stored events to every role
+//! but the events table's owner. PostgreSQL 13 or later.
+//!
+//! # Roles and TLS
+//!
+//! Migrate as the owner role; run as a role granted [`RUNTIME_GRANTS`] only (no DDL, no
+//! `UPDATE` or `DELETE` of events): its `migrate()` with nothing left to do only reads which
+//! versions are applied, and with something to do fails with [`MigrationRefused`]. With the
+//! `tls` feature (default) `connect` speaks TLS as libpq's `sslmode`, `sslrootcert`,
+//! `sslcert` and `sslkey` say (in the URL, or `PGSSLMODE` and the other `PG*` variables); a
+//! connection that fails is a [`DatabaseUnreachable`] naming the server and, for TLS and
+//! authentication, the [`ConnectFailure`]. The PostgreSQL guide (`docs/postgres.md`) has
+//! the `GRANT`s and what sqlx reads.
 //!
 //! # Appends
 //!
@@ -103,6 +116,7 @@
 //! ```
 
 mod checkpoints;
+mod connect;
 mod events;
 mod lease;
 mod listen;
@@ -114,16 +128,20 @@ mod transactional;
 
 use std::time::Duration;
 
-use sqlx::Connection as _;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 
 use crate::store::{StoreError, StoreTelemetry};
 
 pub use checkpoints::PostgresCheckpointStore;
+pub(crate) use connect::open_pool;
+pub use connect::{ConnectFailure, DatabaseUnreachable};
 pub use events::PostgresEventStore;
 pub use lease::PostgresLease;
 pub use processed::PostgresProcessedMessages;
-pub use schema::{InvalidSchemaName, SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5};
+pub use schema::{
+    InvalidSchemaName, MigrationRefused, RUNTIME_GRANTS, SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
+    SCHEMA_V5, SCHEMA_V6,
+};
 pub use snapshots::PostgresSnapshotStore;
 pub use transactional::{TransactionalHandler, TransactionalIdempotent};
 
@@ -217,64 +235,4 @@ pub(crate) fn server_of(options: &PgConnectOptions) -> (String, u16) {
         |socket| socket.display().to_string(),
     );
     (address, options.get_port())
-}
-
-/// A database that could not be reached, and where (`host:port` or the socket, never the
-/// password): the source of the [`StoreError::Unavailable`] a store's `connect` returns, with
-/// the driver's error (connection refused, password authentication failed, TLS, ...) as its
-/// own source.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot connect to PostgreSQL at {server}")]
-#[non_exhaustive]
-pub struct DatabaseUnreachable {
-    /// The server's `host:port`, or its Unix socket.
-    pub server: String,
-    /// What the driver said.
-    #[source]
-    pub source: sqlx::Error,
-}
-
-/// Opens a pool as `connect` describes.
-pub(crate) async fn open_pool(url: &str) -> Result<PgPool, StoreError> {
-    // Out of every log line `telemetry::init()` writes, whatever the driver logs.
-    crate::telemetry::secrets::hide_url_password(url);
-    let options: PgConnectOptions = url.parse().map_err(unavailable)?;
-    // One connection first: its error says why (refused, a wrong password, TLS) where the
-    // pool's would only say that it timed out waiting.
-    let unreachable = |source| {
-        let (host, port) = server_of(&options);
-        let server = if options.get_socket().is_some() {
-            host
-        } else {
-            format!("{host}:{port}")
-        };
-        StoreError::Unavailable(Box::new(DatabaseUnreachable { server, source }))
-    };
-    match tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::PgConnection::connect_with(&options)).await {
-        Ok(Ok(probe)) => {
-            let _ = probe.close().await;
-        }
-        Ok(Err(error)) => return Err(unreachable(error)),
-        Err(_) => {
-            return Err(unreachable(sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no answer within {}s", ACQUIRE_TIMEOUT.as_secs()),
-            ))));
-        }
-    }
-    PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .test_before_acquire(false)
-        .before_acquire(|connection, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_AFTER_IDLE {
-                    connection.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_with(options)
-        .await
-        .map_err(unavailable)
 }

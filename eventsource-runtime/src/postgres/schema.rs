@@ -32,6 +32,18 @@ pub const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 /// applied by `migrate()` after [`SCHEMA_V4`].
 pub const SCHEMA_V5: &str = include_str!("schema_v5.sql");
 
+/// Version 6 of the schema: a trigger refuses `UPDATE`, `DELETE` and `TRUNCATE` of stored
+/// events to every role but the events table's owner (history nobody rewrites), applied by
+/// `migrate()` after [`SCHEMA_V5`].
+pub const SCHEMA_V6: &str = include_str!("schema_v6.sql");
+
+/// The privileges the runtime role needs on a schema the owner role has migrated, with
+/// `__schema__` standing for the quoted schema name and `__role__` for the quoted role:
+/// `USAGE` on the schema, `SELECT, INSERT` on `events` (no `UPDATE`, no `DELETE`), `USAGE,
+/// UPDATE` on its position sequence, what the other tables need, `EXECUTE` on the
+/// functions. See the PostgreSQL guide (`docs/postgres.md`).
+pub const RUNTIME_GRANTS: &str = include_str!("grants.sql");
+
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA),
@@ -39,6 +51,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3), // idempotent handlers' processed messages
     (4, SCHEMA_V4), // appends read the stream's version from its newest index entry
     (5, SCHEMA_V5), // appends take their positions as one range
+    (6, SCHEMA_V6), // stored events are never rewritten
 ];
 
 /// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.
@@ -89,33 +102,132 @@ pub(crate) fn lock_key(parts: &[&str]) -> i64 {
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
 
+/// `migrate()` met a permission it lacks: the role it connects as may not read which
+/// versions are applied, or may not apply those missing (`permission denied for schema
+/// public` and the like, as the driver's error, the source). Migrate as the owner role; the
+/// runtime role's `migrate()` succeeds without DDL once nothing is left to do.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct MigrationRefused {
+    /// The PostgreSQL schema.
+    pub schema: String,
+    /// The role `migrate()` connected as.
+    pub role: String,
+    /// The versions left to apply (empty when they could not be read).
+    pub pending: Vec<i64>,
+    /// What the server said.
+    pub source: sqlx::Error,
+}
+
+impl std::fmt::Display for MigrationRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { schema, role, .. } = self;
+        if self.pending.is_empty() {
+            write!(
+                f,
+                "role {role} cannot read the schema versions of `{schema}` (grant it the \
+                 runtime role's privileges)"
+            )
+        } else {
+            let pending: Vec<String> = self.pending.iter().map(i64::to_string).collect();
+            write!(
+                f,
+                "role {role} cannot migrate `{schema}` (versions {} to apply): run migrate() \
+                 as the owner role",
+                pending.join(", ")
+            )
+        }
+    }
+}
+
+impl std::error::Error for MigrationRefused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The versions recorded in `schema` (none when it or its record does not exist). Reads
+/// only: what the runtime role may do.
+async fn applied_versions<'c, E>(executor: E, schema: &str) -> Result<Vec<i64>, sqlx::Error>
+where
+    E: sqlx::PgExecutor<'c> + Copy,
+{
+    let recorded: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(qualify("__schema__.eventsource_schema_migrations", schema))
+        .fetch_one(executor)
+        .await?;
+    if recorded.is_none() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(&qualify(
+        "SELECT version FROM __schema__.eventsource_schema_migrations",
+        schema,
+    ))
+    .fetch_all(executor)
+    .await
+}
+
+/// The versions of the schema not among `applied`.
+fn missing(applied: &[i64]) -> Vec<i64> {
+    pending(MIGRATIONS, applied)
+        .map(|(version, _)| version)
+        .collect()
+}
+
 /// Applies the schema's missing versions in one transaction. Concurrent migrations of one
-/// database take turns.
+/// database take turns. With nothing to do it only reads which versions are applied: no
+/// lock, no DDL, so the runtime role may call it.
 pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(unavailable)?;
+    let refused = |source: sqlx::Error, pending: Vec<i64>| -> StoreError {
+        let denied = source
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "42501");
+        if denied {
+            StoreError::Unavailable(Box::new(MigrationRefused {
+                schema: schema.to_owned(),
+                role: pool.connect_options().get_username().to_owned(),
+                pending,
+                source,
+            }))
+        } else {
+            unavailable(source)
+        }
+    };
+    let pending = match applied_versions(pool, schema).await {
+        Ok(applied) => missing(&applied),
+        Err(error) => return Err(refused(error, Vec::new())),
+    };
+    if pending.is_empty() {
+        return Ok(());
+    }
+    apply(pool, schema)
+        .await
+        .map_err(|error| refused(error, pending))
+}
+
+/// Applies what is missing, under the migration lock.
+async fn apply(pool: &PgPool, schema: &str) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
     // A migration with nothing to do is silent: no `relation ... already exists, skipping`
     // notice (sqlx logs each at INFO) from every process after the first. For this
     // transaction only; warnings and errors still come through.
     (&mut *tx)
         .execute("SET LOCAL client_min_messages = warning")
-        .await
-        .map_err(unavailable)?;
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(lock_key(&["eventsource.migrate"]))
         .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        .await?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
             .bind(schema)
             .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            .await?;
     if !exists {
         (&mut *tx)
             .execute(qualify("CREATE SCHEMA __schema__", schema).as_str())
-            .await
-            .map_err(unavailable)?;
+            .await?;
     }
     (&mut *tx)
         .execute(
@@ -127,29 +239,23 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<(), StoreErro
             )
             .as_str(),
         )
-        .await
-        .map_err(unavailable)?;
+        .await?;
     let applied: Vec<i64> = sqlx::query_scalar(&qualify(
         "SELECT version FROM __schema__.eventsource_schema_migrations",
         schema,
     ))
     .fetch_all(&mut *tx)
-    .await
-    .map_err(unavailable)?;
+    .await?;
     for (version, sql) in pending(MIGRATIONS, &applied) {
         // No parameters: the simple query protocol, which runs several statements.
-        (&mut *tx)
-            .execute(qualify(sql, schema).as_str())
-            .await
-            .map_err(unavailable)?;
+        (&mut *tx).execute(qualify(sql, schema).as_str()).await?;
         sqlx::query(&qualify(
             "INSERT INTO __schema__.eventsource_schema_migrations (version) VALUES ($1)",
             schema,
         ))
         .bind(version)
         .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        .await?;
     }
-    tx.commit().await.map_err(unavailable)
+    tx.commit().await
 }

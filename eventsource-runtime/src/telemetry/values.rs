@@ -149,6 +149,27 @@ impl Counter {
     }
 }
 
+/// The buckets of a command's, a query's or a handler's duration, in seconds: from tens of
+/// microseconds (an in-memory command) through milliseconds (a database) to ten seconds, in
+/// steps of 2 and 2.5.
+pub(crate) const DURATION_BOUNDARIES: [f64; 19] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The buckets of a projection's lag, in seconds: from a millisecond (in step) to hours (a
+/// runner catching up after a deploy).
+pub(crate) const LAG_BOUNDARIES: [f64; 22] = [
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0, 1_800.0, 3_600.0, 7_200.0, 14_400.0,
+];
+
+/// The buckets of a collection query's result size, in items.
+pub(crate) const RESULT_SIZE_BOUNDARIES: [f64; 16] = [
+    0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0, 10_000.0,
+    20_000.0, 50_000.0,
+];
+
 /// The contract's histograms of durations, in seconds.
 #[derive(Clone, Copy, Debug)]
 #[repr(usize)]
@@ -171,6 +192,15 @@ impl Timing {
         Self::ProjectionLag,
         Self::BusHandler,
     ];
+
+    /// The histogram's bucket boundaries, in seconds: the contract's (`docs/telemetry.md`),
+    /// given as the instrument's advice, so that an application's own view still wins.
+    pub(crate) const fn boundaries(self) -> &'static [f64] {
+        match self {
+            Self::Command | Self::Query | Self::BusHandler => &DURATION_BOUNDARIES,
+            Self::ProjectionLag => &LAG_BOUNDARIES,
+        }
+    }
 
     /// The histogram's name and description (the unit is `s`).
     pub(crate) const fn describe(self) -> (&'static str, &'static str) {

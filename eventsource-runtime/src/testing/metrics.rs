@@ -248,11 +248,80 @@ impl MetricCapture {
             .sum()
     }
 
+    /// The buckets of histogram `name` (`f64` or `u64`) over the data points having every
+    /// attribute in `having`, added up (cumulative since the capture started): what a
+    /// backend computes quantiles from. `None` when nothing was recorded.
+    ///
+    /// ```
+    /// use eventsource_runtime::testing::capture_metrics;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let metrics = capture_metrics();
+    /// eventsource_runtime::query::run("CountOrders", async { Ok::<_, std::io::Error>(3) })
+    ///     .await
+    ///     .unwrap();
+    /// let buckets = metrics
+    ///     .histogram_buckets("cqrs.query.duration", &[("query.type", "CountOrders")])
+    ///     .unwrap();
+    /// assert_eq!(buckets.counts.iter().sum::<u64>(), 1);
+    /// assert_eq!(buckets.counts.len(), buckets.bounds.len() + 1); // and one above the last
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn histogram_buckets(
+        &self,
+        name: &str,
+        having: &[(&str, &str)],
+    ) -> Option<HistogramBuckets> {
+        let latest = self.latest_export();
+        let mut found: Option<HistogramBuckets> = None;
+        let mut add = |bounds: Vec<f64>, counts: Vec<u64>| match &mut found {
+            Some(sum) if sum.bounds == bounds => {
+                for (total, count) in sum.counts.iter_mut().zip(counts) {
+                    *total += count;
+                }
+            }
+            Some(_) => {}
+            None => found = Some(HistogramBuckets { bounds, counts }),
+        };
+        for metric in metrics_of(latest.as_ref()).filter(|m| m.name() == name) {
+            match metric.data() {
+                AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                    for dp in h.data_points() {
+                        if has_all(&dp.attributes().collect::<Vec<_>>(), having) {
+                            add(dp.bounds().collect(), dp.bucket_counts().collect());
+                        }
+                    }
+                }
+                AggregatedMetrics::U64(MetricData::Histogram(h)) => {
+                    for dp in h.data_points() {
+                        if has_all(&dp.attributes().collect::<Vec<_>>(), having) {
+                            add(dp.bounds().collect(), dp.bucket_counts().collect());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+
     /// The latest export (each metric in it holds its cumulative data).
     fn latest_export(&self) -> Option<ResourceMetrics> {
         let _ = self.provider.force_flush();
         self.exporter.get_finished_metrics().ok()?.pop()
     }
+}
+
+/// A histogram's buckets, as exported: `counts[i]` measurements were at most `bounds[i]`
+/// (and above `bounds[i - 1]`); the last count is of those above every bound.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct HistogramBuckets {
+    /// The upper bounds, ascending.
+    pub bounds: Vec<f64>,
+    /// The measurements per bucket: one more than there are bounds.
+    pub counts: Vec<u64>,
 }
 
 /// Whether `attributes` has every `(key, value)` of `having`.

@@ -47,7 +47,7 @@ mod spans;
 #[cfg(feature = "tracing")]
 pub use capture::{SpanCapture, capture};
 #[cfg(feature = "tracing")]
-pub use metrics::{METRIC_CAPTURE_WAIT, MetricCapture, capture_metrics};
+pub use metrics::{HistogramBuckets, METRIC_CAPTURE_WAIT, MetricCapture, capture_metrics};
 #[cfg(feature = "tracing")]
 pub use spans::{CapturedSpans, ExpectedValue, OpenSpan, attribute, event_attribute, events, kind};
 

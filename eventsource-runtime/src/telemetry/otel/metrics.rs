@@ -17,7 +17,7 @@ use opentelemetry::metrics::{Counter as OtelCounter, Histogram};
 use super::span::otel_value;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::toggles;
-use crate::telemetry::values::{Attr, Counter, Timing};
+use crate::telemetry::values::{Attr, Counter, RESULT_SIZE_BOUNDARIES, Timing};
 
 /// The contract's instruments, indexed by [`Counter`] and [`Timing`].
 struct Instruments {
@@ -46,12 +46,14 @@ impl Instruments {
                     .f64_histogram(name)
                     .with_unit("s")
                     .with_description(description)
+                    .with_boundaries(timing.boundaries().to_vec())
                     .build()
             }),
             query_result_size: meter
                 .u64_histogram(attr::METRIC_QUERY_RESULT_SIZE)
                 .with_unit("{item}")
                 .with_description("Items returned by collection queries")
+                .with_boundaries(RESULT_SIZE_BOUNDARIES.to_vec())
                 .build(),
         }
     }

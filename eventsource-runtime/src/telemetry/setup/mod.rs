@@ -76,7 +76,10 @@ const SCOPE: &str = "eventsource";
 /// | `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` | the OTLP batch span processor (which ignores `OTEL_BSP_EXPORT_TIMEOUT`: the export timeout is `OTEL_EXPORTER_OTLP_TIMEOUT`) |
 /// | `OTEL_EXPORTER_OTLP_CERTIFICATE` (or `_TRACES_` / `_METRICS_CERTIFICATE`) | for an `https` endpoint: a PEM file of the CA certificates the collector's certificate must chain to, *instead of* the system's roots (the default) |
 /// | `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY` (or their `_TRACES_` / `_METRICS_` variants) | mutual TLS: the client's PEM certificate (chain) and private key, both or neither |
-/// | `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, `OTEL_METRIC_EXPORT_INTERVAL`, … | read by the exporters themselves |
+/// | `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` | `explicit_bucket_histogram` (default: the contract's bucket boundaries, `docs/telemetry.md`) or `base2_exponential_bucket_histogram` (exponential buckets, for backends with native histograms) |
+/// | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative` (default), `delta` or `lowmemory` (read by the exporter) |
+/// | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds between metric exports (default 60000; read by the SDK's reader) |
+/// | `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, … | read by the exporters themselves |
 /// | `EVENTSOURCE_CONSOLE` | how much of each span the console shows: `compact` (the default: one line per span, at most three attributes) or `full` (every attribute, the kind, links and errors on lines of their own); [`TelemetryBuilder::console_detail`] in code |
 /// | `EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT` | milliseconds dropping the guard waits, at most, for the last export (default 2000; [`TelemetryBuilder::shutdown_timeout`] in code) |
 /// | `RUST_LOG` | the log lines, default `info`: `level`, `target` and `target=level` directives, comma-separated (span and field filters are not read; an invalid value is one warning and `info`). The log lines of OpenTelemetry's own targets and of the AMQP client (`lapin`, `amq_protocol`: the RabbitMQ adapter reports its failures itself) are off unless named. Passwords the process was given are written as `***` ([`secrets`](super::secrets)). Spans are recorded at `info` and above whatever its default level says (more when it is more verbose); its per-target directives apply to spans too |
@@ -303,6 +306,28 @@ impl TelemetryBuilder {
     }
 }
 
+/// The view of `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=
+/// base2_exponential_bucket_histogram`: every histogram with exponential buckets (the SDK's
+/// defaults: 160 buckets, scale 20), instead of the contract's boundaries.
+#[cfg(feature = "otlp")]
+fn exponential_histograms(
+    instrument: &opentelemetry_sdk::metrics::Instrument,
+) -> Option<opentelemetry_sdk::metrics::Stream> {
+    use opentelemetry_sdk::metrics::{Aggregation, InstrumentKind, Stream};
+    (instrument.kind() == InstrumentKind::Histogram)
+        .then(|| {
+            Stream::builder()
+                .with_aggregation(Aggregation::Base2ExponentialHistogram {
+                    max_size: 160,
+                    max_scale: 20,
+                    record_min_max: true,
+                })
+                .build()
+                .ok()
+        })
+        .flatten()
+}
+
 /// What [`TelemetryBuilder::try_init`] can fail with.
 ///
 /// ```
@@ -432,17 +457,22 @@ fn install(
                 warn(&mut out, warning);
             }
             match built {
-                Ok(inner) => Some(
-                    SdkMeterProvider::builder()
+                Ok(inner) => {
+                    let builder = SdkMeterProvider::builder()
                         .with_resource(resource)
                         .with_periodic_exporter(health::Watched {
                             inner,
                             health: Arc::clone(&health),
                             target,
                             cause,
-                        })
-                        .build(),
-                ),
+                        });
+                    Some(match settings.histogram_aggregation {
+                        settings::HistogramAggregation::ExplicitBuckets => builder.build(),
+                        settings::HistogramAggregation::Base2Exponential => {
+                            builder.with_view(exponential_histograms).build()
+                        }
+                    })
+                }
                 Err(error) => {
                     let _ = tracer_provider.shutdown();
                     return Err(error);

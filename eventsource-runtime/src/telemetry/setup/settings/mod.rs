@@ -31,6 +31,19 @@ pub(super) enum OtlpProtocol {
     HttpJson,
 }
 
+/// How histograms are aggregated for export
+/// (`OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+pub(super) enum HistogramAggregation {
+    /// Buckets with the contract's boundaries (`explicit_bucket_histogram`, the default).
+    #[default]
+    ExplicitBuckets,
+    /// Exponential buckets (`base2_exponential_bucket_histogram`), for backends with native
+    /// histograms.
+    Base2Exponential,
+}
+
 /// The batch span processor's settings, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct BatchSettings {
@@ -93,6 +106,7 @@ pub(super) struct Settings {
     pub(super) console_detail: ConsoleDetail,
     pub(super) traces_otlp: Option<OtlpProtocol>,
     pub(super) metrics_otlp: Option<OtlpProtocol>,
+    pub(super) histogram_aggregation: HistogramAggregation,
     pub(super) traces_tls: TlsFiles,
     pub(super) metrics_tls: TlsFiles,
     /// Set explicitly on the resource; `None` leaves it to the SDK's detectors.
@@ -127,6 +141,24 @@ const OTEL_TRACES_SAMPLER_ARG: &str = "OTEL_TRACES_SAMPLER_ARG";
 const RUST_LOG: &str = "RUST_LOG";
 const EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT: &str = "EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT";
 const EVENTSOURCE_CONSOLE: &str = "EVENTSOURCE_CONSOLE";
+const OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION: &str =
+    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
+
+/// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`, or a warning and the default.
+fn histogram_aggregation(value: Option<&str>, warnings: &mut Vec<String>) -> HistogramAggregation {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("explicit_bucket_histogram") => HistogramAggregation::ExplicitBuckets,
+        Some("base2_exponential_bucket_histogram") => HistogramAggregation::Base2Exponential,
+        Some(other) => {
+            warnings.push(format!(
+                "{OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION}={other:?} is neither \
+                 `explicit_bucket_histogram` nor `base2_exponential_bucket_histogram`; using \
+                 `explicit_bucket_histogram`"
+            ));
+            HistogramAggregation::ExplicitBuckets
+        }
+    }
+}
 
 /// Hides what the OTLP settings hold for the collector alone from the log lines: the values
 /// of `OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]HEADERS` (an API key, `Bearer <token>`) and the
@@ -263,6 +295,15 @@ impl Settings {
             })
             .and_then(|protocol| built(protocol, "metrics", &mut warnings));
 
+        let histogram_aggregation = if metrics_otlp.is_some() {
+            histogram_aggregation(
+                env(OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION).as_deref(),
+                &mut warnings,
+            )
+        } else {
+            HistogramAggregation::default()
+        };
+
         let shutdown_timeout = options.shutdown_timeout.unwrap_or_else(|| {
             match env(EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT) {
                 None => DEFAULT_SHUTDOWN_TIMEOUT,
@@ -301,6 +342,7 @@ impl Settings {
             console_detail,
             traces_otlp,
             metrics_otlp,
+            histogram_aggregation,
             traces_tls: tls_files("TRACES", &env),
             metrics_tls: tls_files("METRICS", &env),
             service_name: service_name(

@@ -64,6 +64,8 @@ pub mod instrument;
 mod memory;
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 pub(crate) mod reconnect;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) mod tls;
 pub mod wire;
 
 use std::sync::Arc;
@@ -92,6 +94,8 @@ pub use idempotent::{
     IdempotencyError, Idempotent, InMemoryProcessedMessages, MessageClaim, ProcessedMessages,
 };
 pub use memory::{DEFAULT_MAX_DELIVERIES, InMemoryEventBus};
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub use tls::{BrokerTls, TlsFailure};
 
 /// The destination an [`InMemoryEventBus`] publishes to unless told otherwise.
 pub const DEFAULT_DESTINATION: &str = "events";
@@ -243,7 +247,10 @@ pub enum UnavailableReason {
     ConnectionRefused,
     /// The broker refused the credentials.
     AuthenticationFailed,
-    /// The TLS handshake failed.
+    /// The TLS connection failed (`TLS connection failed at host:port`): an untrusted certificate, a host-name mismatch, a client
+    /// certificate wanted or refused, a plain connection to a TLS-only server; the
+    /// [`BrokerUnreachable`]'s source is then a `bus::TlsFailure` saying which, when the adapter
+    /// could tell (with a broker adapter's feature).
     Tls,
     /// The broker did not answer in time.
     TimedOut,
@@ -256,7 +263,7 @@ impl std::fmt::Display for UnavailableReason {
         f.write_str(match self {
             Self::ConnectionRefused => "connection refused",
             Self::AuthenticationFailed => "authentication refused",
-            Self::Tls => "TLS handshake failed",
+            Self::Tls => "TLS connection failed",
             Self::TimedOut => "no answer in time",
             Self::InvalidUrl => "not a valid broker URL",
         })

@@ -285,7 +285,7 @@ impl ConsumerGroup {
         for (key, value) in self.bus.client_config().config_map() {
             config.set(key, value);
         }
-        let consumer: StreamConsumer = config.create().map_err(unavailable)?;
+        let consumer: StreamConsumer = config.create().map_err(|e| self.bus.creation_failed(e))?;
         let prefix = regex_escape(self.bus.topic_prefix());
         let subscription: Vec<String> = match (source, &self.bus.shared.topics) {
             (Source::Delayed { topic, .. }, _) => vec![topic.clone()],

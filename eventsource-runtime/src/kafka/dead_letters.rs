@@ -176,7 +176,8 @@ impl DeadLetters {
         for (key, value) in self.bus.client_config().config_map() {
             config.set(key, value);
         }
-        let consumer: Arc<StreamConsumer> = Arc::new(config.create().map_err(unavailable)?);
+        let created = config.create().map_err(|e| self.bus.creation_failed(e))?;
+        let consumer: Arc<StreamConsumer> = Arc::new(created);
         let topic = self.topics.dead.clone();
         let reading = Arc::clone(&consumer);
         let ranges = tokio::task::spawn_blocking(move || -> Result<_, BusError> {

@@ -4,11 +4,35 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use uuid::Uuid;
 
-use crate::bus::BusError;
+use crate::bus::{BrokerUnreachable, BusError, TlsFailure, UnavailableReason};
 
 /// The broker (or the connection to it) failed.
 pub(super) fn unavailable(error: KafkaError) -> BusError {
     BusError::Unavailable(Box::new(error))
+}
+
+/// A client of the brokers at `server` that could not be created: a TLS setting
+/// (`security.protocol=ssl`, `sasl_ssl`) that librdkafka cannot take, built without
+/// OpenSSL, is [`UnavailableReason::Tls`] naming the `kafka-ssl` feature.
+pub(super) fn creation_failed(error: KafkaError, server: &str) -> BusError {
+    // `ClientConfig` for an `ssl.*` setting, `ClientCreation` for `security.protocol`.
+    if matches!(
+        error,
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
+    ) && error.to_string().contains("OpenSSL not available")
+    {
+        let failure = TlsFailure::Settings(
+            "librdkafka is built without OpenSSL here: TLS to Kafka (`security.protocol=ssl` or \
+             `sasl_ssl`) needs eventsource-runtime's `kafka-ssl` feature"
+                .to_owned(),
+        );
+        return BusError::unavailable(BrokerUnreachable::new(
+            UnavailableReason::Tls,
+            server,
+            Some(Box::new(failure)),
+        ));
+    }
+    unavailable(error)
 }
 
 /// A record the producer could not deliver: refused for good (too large, invalid, not

@@ -103,7 +103,6 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 
 use crate::bus::{BusError, BusSpanNames, BusTelemetry};
-use error::unavailable;
 use producer::ProducerSlot;
 
 pub use consumer::{ConsumerGroup, DEFAULT_RETRY_DELAYS};
@@ -265,6 +264,43 @@ impl KafkaBus {
         self.configure(|shared| shared.settings.push((key, value)))
     }
 
+    /// Builder: TLS to the brokers, through librdkafka's OpenSSL (the `kafka-ssl` feature):
+    /// `security.protocol=ssl`, the CA file as `ssl.ca.location` (else OpenSSL's default
+    /// roots), the client certificate as `ssl.certificate.location` and
+    /// `ssl.key.location`. Host names are verified (librdkafka's default
+    /// `ssl.endpoint.identification.algorithm=https`). For SASL over TLS, follow it with
+    /// `with_setting("security.protocol", "sasl_ssl")` and the `sasl.*` settings; any other
+    /// `ssl.*` setting goes through [`with_setting`](Self::with_setting) too. Without
+    /// `kafka-ssl`, connecting fails with
+    /// [`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls) naming the feature.
+    ///
+    /// ```no_run
+    /// use eventsource_runtime::bus::BrokerTls;
+    /// use eventsource_runtime::kafka::KafkaBus;
+    ///
+    /// # fn run() -> Result<(), eventsource_runtime::bus::BusError> {
+    /// let bus = KafkaBus::new("kafka://kafka.internal:9093")?.with_tls(
+    ///     BrokerTls::new()
+    ///         .with_ca_file("/etc/kafka-client/ca.pem")
+    ///         .with_client_certificate("/etc/kafka-client/app.pem", "/etc/kafka-client/app-key.pem"),
+    /// );
+    /// # drop(bus); Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_tls(self, tls: crate::bus::BrokerTls) -> Self {
+        let path = |p: &std::path::Path| p.display().to_string();
+        let mut bus = self.with_setting("security.protocol", "ssl");
+        if let Some(ca) = tls.ca_file() {
+            bus = bus.with_setting("ssl.ca.location", path(ca));
+        }
+        if let Some((certificate, key)) = tls.client_certificate() {
+            bus = bus
+                .with_setting("ssl.certificate.location", path(certificate))
+                .with_setting("ssl.key.location", path(key));
+        }
+        bus
+    }
+
     /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
     /// or off (on by default). The bus metrics follow the process switch only.
     #[must_use]
@@ -361,9 +397,17 @@ impl KafkaBus {
         config
     }
 
+    /// A client that could not be created: a TLS setting in a build without OpenSSL is named
+    /// as such ([`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls)).
+    pub(crate) fn creation_failed(&self, error: rdkafka::error::KafkaError) -> BusError {
+        error::creation_failed(error, &self.server())
+    }
+
     /// An admin client for creating topics.
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>, BusError> {
-        self.client_config().create().map_err(unavailable)
+        self.client_config()
+            .create()
+            .map_err(|e| self.creation_failed(e))
     }
 
     /// Creates those of `topics` not known to exist yet.

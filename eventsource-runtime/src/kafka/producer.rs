@@ -81,7 +81,7 @@ impl KafkaBus {
         for (key, value) in self.client_config().config_map() {
             config.set(key, value);
         }
-        let created: FutureProducer = config.create().map_err(unavailable)?;
+        let created: FutureProducer = config.create().map_err(|e| self.creation_failed(e))?;
         let client = Arc::new(Client(Some(created)));
         slot.generation += 1;
         slot.current = Some(Arc::clone(&client));

@@ -18,7 +18,19 @@ pub(super) fn unavailable(error: impl std::error::Error + Send + Sync + 'static)
 /// error tells it (refused, credentials, TLS, time-out, an address it cannot use), so that a
 /// caller can match on [`BusError::unavailable_reason`]. async-nats's error is the source;
 /// it names neither the URL nor the password.
-pub(super) fn connect_failed(error: ConnectError, server: &str) -> BusError {
+/// `tls`: what went wrong in TLS terms, when rustls said (the source then, in its stead).
+pub(super) fn connect_failed(
+    error: ConnectError,
+    server: &str,
+    tls: Option<crate::bus::TlsFailure>,
+) -> BusError {
+    if let Some(failure) = tls {
+        return BusError::unavailable(BrokerUnreachable::new(
+            UnavailableReason::Tls,
+            server,
+            Some(Box::new(failure)),
+        ));
+    }
     match connect_reason(&error) {
         Some(reason) => BusError::unavailable(BrokerUnreachable::new(
             reason,
@@ -140,7 +152,7 @@ mod tests {
         ];
         for (error, reason) in cases {
             let kind = error.kind();
-            let mapped = connect_failed(error, "nats.example:4222");
+            let mapped = connect_failed(error, "nats.example:4222", None);
             assert!(matches!(mapped, BusError::Unavailable(_)), "{kind:?}");
             assert_eq!(mapped.unavailable_reason(), reason, "{kind:?}");
             let said = chain(&mapped);

@@ -83,6 +83,7 @@ mod consumer;
 mod dead_letters;
 mod error;
 mod settle;
+mod tls;
 mod topology;
 
 use std::collections::VecDeque;
@@ -152,6 +153,8 @@ struct Shared {
     addr: ServerAddr,
     streams: Streams,
     ack_timeout: Duration,
+    /// TLS settings (async-nats's defaults when `None`).
+    tls: Option<crate::bus::BrokerTls>,
     telemetry: BusTelemetry,
     /// The connection and its JetStream context, once connected.
     connection: Mutex<Option<(Client, Context)>>,
@@ -170,7 +173,7 @@ impl std::fmt::Debug for NatsBus {
 
 impl NatsBus {
     /// A bus on the server at `url` (`nats://host:4222`, `nats://user:password@host:4222`,
-    /// `tls://...`), publishing to [`DEFAULT_STREAM`] under [`DEFAULT_SUBJECT_PREFIX`].
+    /// `tls://...`, see [`with_tls`](Self::with_tls)), publishing to [`DEFAULT_STREAM`] under [`DEFAULT_SUBJECT_PREFIX`].
     /// Nothing is connected yet.
     ///
     /// # Errors
@@ -193,6 +196,7 @@ impl NatsBus {
                 addr,
                 streams: Streams::new(DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX),
                 ack_timeout: DEFAULT_ACK_TIMEOUT,
+                tls: None,
                 telemetry,
                 connection: Mutex::new(None),
             }),
@@ -240,6 +244,7 @@ impl NatsBus {
             addr: shared.addr.clone(),
             streams: shared.streams.clone(),
             ack_timeout: shared.ack_timeout,
+            tls: shared.tls.clone(),
             telemetry: shared.telemetry.clone(),
             connection: Mutex::new(None),
         });
@@ -302,11 +307,19 @@ impl NatsBus {
                 State::Connected | State::Pending => Ok(context.clone()),
             };
         }
-        let client = credentials(&self.shared.addr, ConnectOptions::new())
+        let server = self.server();
+        let options = credentials(&self.shared.addr, ConnectOptions::new());
+        let client = tls::apply(self.shared.tls.as_ref(), options, &server)?
             .connection_timeout(CONNECT_TIMEOUT)
             .connect(without_credentials(&self.shared.addr))
             .await
-            .map_err(|error| connect_failed(error, &self.server()))?;
+            .map_err(|error| {
+                let tls = self.shared.tls.as_ref();
+                let presented = tls.is_some_and(|tls| tls.client_certificate().is_some());
+                let host = self.shared.addr.host();
+                let failure = tls::failure(&error, host, presented);
+                connect_failed(error, &server, failure)
+            })?;
         // Our own deadline ends a publish's wait; async-nats's is a backstop behind it.
         let context = async_nats::jetstream::ContextBuilder::new()
             .timeout(self.shared.ack_timeout + Duration::from_secs(1))

@@ -73,6 +73,7 @@ mod codec;
 mod consumer;
 mod dead_letters;
 mod error;
+mod tls;
 mod topology;
 
 use std::sync::Arc;
@@ -82,7 +83,7 @@ use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 use lapin::uri::AMQPUri;
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::{Channel, Confirmation, Connection, PublisherConfirm};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -90,8 +91,8 @@ use uuid::Uuid;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
-    BrokerUnreachable, BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus, PublishFailure,
-    PublishReport,
+    BrokerTls, BrokerUnreachable, BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus,
+    PublishFailure, PublishReport,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
@@ -141,6 +142,8 @@ struct Shared {
     exchange: String,
     confirm_timeout: Duration,
     unroutable: Unroutable,
+    /// The TLS settings of an `amqps://` URL (the system's roots when `None`).
+    tls: Option<BrokerTls>,
     telemetry: BusTelemetry,
     /// The publishing connection and its channel (confirms on), once connected.
     publisher: Mutex<Option<(Connection, Channel)>>,
@@ -158,7 +161,8 @@ impl std::fmt::Debug for RabbitMqBus {
 
 impl RabbitMqBus {
     /// A bus on the broker at `url` (`amqp://user:password@host:5672/vhost`, the vhost
-    /// URL-encoded: `%2f` for `/`), publishing to [`DEFAULT_EXCHANGE`]. Nothing is
+    /// URL-encoded: `%2f` for `/`; `amqps://...:5671/...` over TLS, see
+    /// [`with_tls`](Self::with_tls)), publishing to [`DEFAULT_EXCHANGE`]. Nothing is
     /// connected yet.
     ///
     /// # Errors
@@ -181,6 +185,7 @@ impl RabbitMqBus {
                 exchange: DEFAULT_EXCHANGE.to_owned(),
                 confirm_timeout: DEFAULT_CONFIRM_TIMEOUT,
                 unroutable: Unroutable::Fail,
+                tls: None,
                 telemetry,
                 publisher: Mutex::new(None),
             }),
@@ -207,6 +212,30 @@ impl RabbitMqBus {
         self.configure(|shared| shared.unroutable = unroutable)
     }
 
+    /// Builder: the TLS settings of an `amqps://` URL: a CA to trust instead of the system's
+    /// roots, a client certificate for a broker that wants one (RabbitMQ's
+    /// `ssl_options.fail_if_no_peer_cert`). Without it, an `amqps://` URL connects with the
+    /// system's roots and no client certificate (Amazon MQ, CloudAMQP); with it, an `amqp://`
+    /// URL fails to connect ([`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls))
+    /// rather than connect in plain. Needs the `tls` feature (on by default).
+    ///
+    /// ```no_run
+    /// use eventsource_runtime::bus::BrokerTls;
+    /// use eventsource_runtime::rabbitmq::RabbitMqBus;
+    ///
+    /// # fn run() -> Result<(), eventsource_runtime::bus::BusError> {
+    /// let bus = RabbitMqBus::new("amqps://app:secret@rabbit.internal:5671/%2f")?.with_tls(
+    ///     BrokerTls::new()
+    ///         .with_ca_file("/etc/rabbitmq-client/ca.pem")
+    ///         .with_client_certificate("/etc/rabbitmq-client/app.pem", "/etc/rabbitmq-client/app-key.pem"),
+    /// );
+    /// # drop(bus); Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_tls(self, tls: BrokerTls) -> Self {
+        self.configure(|shared| shared.tls = Some(tls))
+    }
+
     /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
     /// or off (on by default). The bus metrics follow the process switch only.
     #[must_use]
@@ -226,6 +255,7 @@ impl RabbitMqBus {
             exchange: shared.exchange.clone(),
             confirm_timeout: shared.confirm_timeout,
             unroutable: shared.unroutable,
+            tls: shared.tls.clone(),
             telemetry: shared.telemetry.clone(),
             publisher: Mutex::new(None),
         });
@@ -264,9 +294,7 @@ impl RabbitMqBus {
 
     /// A new connection to the broker.
     async fn connect(&self) -> Result<Connection, BusError> {
-        Connection::connect(&self.shared.url, ConnectionProperties::default())
-            .await
-            .map_err(|error| error::connect_failed(error, &self.server()))
+        tls::connect(&self.shared.url, self.shared.tls.as_ref(), &self.server()).await
     }
 
     /// The broker's `host:port`, for errors (never the URL: it holds the password).

@@ -1,0 +1,97 @@
+//! Throwaway certificates for the TLS tests, made at run time with rcgen and written as PEM
+//! files in a directory of their own (removed on drop): a CA, a server certificate for
+//! `localhost` only (so that `127.0.0.1` is a host-name mismatch), a client certificate it
+//! signed, and another CA with a client certificate of its own, which the servers do not
+//! trust. Also: the skip-or-fail rule of the TLS tests.
+
+#![allow(dead_code)]
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+};
+
+/// `None` (with a visible `skipped:` line) when a TLS server is missing, or a failure
+/// when `EVENTSOURCE_REQUIRE_TLS_SERVERS=1` (CI sets it).
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var("EVENTSOURCE_REQUIRE_TLS_SERVERS").as_deref() != Ok("1"),
+        "{test}: EVENTSOURCE_REQUIRE_TLS_SERVERS=1 but {why}; the TLS tests must run"
+    );
+    let line = format!("{test}: skipped: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// The PEM files of a test PKI: `ca.pem`, `server.pem`, `server-key.pem`, `client.pem`,
+/// `client-key.pem`, `other-ca.pem`, `other-client.pem`, `other-client-key.pem`.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+impl Pki {
+    /// A new PKI in a directory of its own, named after `name`.
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "eventsource-broker-tls-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |file: &str, pem: String| std::fs::write(dir.join(file), pem).unwrap();
+        let leaf = |ca: &CertifiedIssuer<'static, KeyPair>,
+                    names: Vec<String>,
+                    purpose: ExtendedKeyUsagePurpose,
+                    file: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params.extended_key_usages = vec![purpose];
+            let certificate = params.signed_by(&key, ca).unwrap();
+            write(&format!("{file}.pem"), certificate.pem());
+            write(&format!("{file}-key.pem"), key.serialize_pem());
+        };
+        let trusted = ca("eventsource test CA");
+        leaf(
+            &trusted,
+            vec!["localhost".to_owned()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            "server",
+        );
+        leaf(
+            &trusted,
+            vec!["eventsource".to_owned()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            "client",
+        );
+        write("ca.pem", trusted.pem());
+        let other = ca("another CA");
+        leaf(
+            &other,
+            vec!["eventsource".to_owned()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            "other-client",
+        );
+        write("other-ca.pem", other.pem());
+        Self { dir }
+    }
+
+    /// A file of the PKI.
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -99,3 +99,82 @@ async fn with_kafka_ssl_librdkafka_takes_the_tls_settings() {
         "{said}"
     );
 }
+
+/// A TLS listener with the test PKI's server certificate (for `localhost`), accepting
+/// handshakes until the test ends: its port.
+#[cfg(feature = "kafka-ssl")]
+fn tls_listener(pki: &pki::Pki) -> u16 {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Read as _;
+    use std::sync::Arc;
+
+    let certificates: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(pki.path("server.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(pki.path("server-key.pem")).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut socket in listener.incoming().flatten() {
+            let config = Arc::clone(&config);
+            std::thread::spawn(move || {
+                let mut connection = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::Stream::new(&mut connection, &mut socket);
+                let _ = tls.read(&mut [0; 64]);
+            });
+        }
+    });
+    port
+}
+
+/// A broker whose certificate is not signed by a CA trusted here: `declare` says so, in one
+/// line with the server, instead of timing out without a word (librdkafka reports a failed
+/// handshake only to its error callback).
+#[cfg(feature = "kafka-ssl")]
+#[tokio::test]
+async fn an_untrusted_certificate_is_named() {
+    use eventsource_runtime::bus::{BrokerUnreachable, BusError, TlsFailure};
+    let pki = pki::Pki::new("kafka-untrusted");
+    let port = tls_listener(&pki);
+    // The system's roots only: the test CA is not among them.
+    let bus = KafkaBus::new(&format!("kafka://localhost:{port}"))
+        .unwrap()
+        .with_topic_prefix("es-test-tls")
+        .with_delivery_timeout(Duration::from_secs(3))
+        .with_tls(BrokerTls::new());
+    let error = bus.declare(["Order"]).await.unwrap_err();
+    let said = chain(&error);
+    assert_eq!(
+        error.unavailable_reason(),
+        Some(UnavailableReason::Tls),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("TLS connection failed at localhost:{port}")),
+        "{said}"
+    );
+    let BusError::Unavailable(source) = &error else {
+        panic!("{said}")
+    };
+    let failure = source
+        .downcast_ref::<BrokerUnreachable>()
+        .and_then(|unreachable| unreachable.source.as_ref())
+        .and_then(|s| s.downcast_ref::<TlsFailure>());
+    assert!(
+        matches!(failure, Some(TlsFailure::UntrustedCertificate { .. })),
+        "{said}"
+    );
+}

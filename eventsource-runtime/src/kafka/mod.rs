@@ -86,6 +86,7 @@
 
 mod codec;
 mod consumer;
+mod context;
 mod dead_letters;
 mod error;
 mod offsets;
@@ -100,7 +101,6 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 
 use crate::bus::{BusError, BusSpanNames, BusTelemetry};
 use producer::ProducerSlot;
@@ -146,6 +146,8 @@ struct Shared {
     producer: Mutex<ProducerSlot>,
     /// Topics known to exist.
     created: Mutex<HashSet<String>>,
+    /// Why librdkafka last could not connect, as its clients reported it.
+    last_error: context::LastError,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -214,6 +216,7 @@ impl KafkaBus {
                 telemetry,
                 producer: Mutex::default(),
                 created: Mutex::default(),
+                last_error: context::LastError::default(),
             }),
         })
     }
@@ -325,6 +328,7 @@ impl KafkaBus {
             telemetry: shared.telemetry.clone(),
             producer: Mutex::default(),
             created: Mutex::default(),
+            last_error: context::LastError::default(),
         });
         change(&mut shared);
         Self {
@@ -403,10 +407,10 @@ impl KafkaBus {
         error::creation_failed(error, &self.server())
     }
 
-    /// An admin client for creating topics.
-    fn admin(&self) -> Result<AdminClient<DefaultClientContext>, BusError> {
+    /// An admin client for creating topics, recording librdkafka's connection errors.
+    fn admin(&self) -> Result<AdminClient<context::LastError>, BusError> {
         self.client_config()
-            .create()
+            .create_with_context(self.shared.last_error.clone())
             .map_err(|e| self.creation_failed(e))
     }
 
@@ -429,10 +433,22 @@ impl KafkaBus {
         if missing.is_empty() {
             return Ok(());
         }
+        // The producer, made now if it was not: its polling thread hears why librdkafka
+        // cannot connect, which the admin client keeps to itself.
+        let _producer = self.producer()?;
         let admin = self.admin()?;
         let timeout = self.shared.delivery_timeout;
         let server = self.server();
-        topology::create(&admin, &missing, self.shared.partitions, timeout, &server).await?;
+        let why = &self.shared.last_error;
+        topology::create(
+            &admin,
+            &missing,
+            self.shared.partitions,
+            timeout,
+            &server,
+            why,
+        )
+        .await?;
         self.shared
             .created
             .lock()

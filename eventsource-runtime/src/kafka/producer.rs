@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::KafkaBus;
 use super::codec;
+use super::context::LastError;
 use super::error::{unavailable, undelivered};
 use crate::bus::wire::DeliveryState;
 use crate::bus::{BusError, BusMessage};
@@ -31,9 +32,9 @@ pub(super) struct Producer {
 }
 
 impl std::ops::Deref for Producer {
-    type Target = FutureProducer;
+    type Target = FutureProducer<LastError>;
 
-    fn deref(&self) -> &FutureProducer {
+    fn deref(&self) -> &FutureProducer<LastError> {
         self.client
             .0
             .as_ref()
@@ -44,7 +45,7 @@ impl std::ops::Deref for Producer {
 /// The one handle on a librdkafka producer. Dropping a producer blocks (it purges, flushes
 /// for up to half a second and waits for librdkafka's threads): the last clone's drop
 /// hands that to a thread of its own rather than holding up an async task's thread.
-pub(super) struct Client(Option<FutureProducer>);
+pub(super) struct Client(Option<FutureProducer<LastError>>);
 
 impl Drop for Client {
     fn drop(&mut self) {
@@ -81,7 +82,11 @@ impl KafkaBus {
         for (key, value) in self.client_config().config_map() {
             config.set(key, value);
         }
-        let created: FutureProducer = config.create().map_err(|e| self.creation_failed(e))?;
+        // Its polling thread serves the main queue, where librdkafka reports why it cannot
+        // connect: the bus's `LastError` keeps that.
+        let created: FutureProducer<LastError> = config
+            .create_with_context(self.shared.last_error.clone())
+            .map_err(|e| self.creation_failed(e))?;
         let client = Arc::new(Client(Some(created)));
         slot.generation += 1;
         slot.current = Some(Arc::clone(&client));

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::context::LastError;
 use super::error::unavailable;
 use crate::bus::{BrokerUnreachable, BusError, UnavailableReason};
 
@@ -122,11 +122,12 @@ pub(super) fn matches(pattern: &str, key: &str) -> bool {
 /// Creates `topics` unless they exist, with the broker's default partition count and
 /// replication (`-1` for both, KIP-464) unless `partitions` says otherwise.
 pub(super) async fn create(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &AdminClient<LastError>,
     topics: &[String],
     partitions: i32,
     timeout: Duration,
     server: &str,
+    why: &LastError,
 ) -> Result<(), BusError> {
     if topics.is_empty() {
         return Ok(());
@@ -142,11 +143,18 @@ pub(super) async fn create(
         .create_topics(&new, &options)
         .await
         .map_err(|error| match error {
-            // No broker answered: the usual face of a wrong address or a broker down.
+            // No broker answered: what librdkafka said of the connection (a refused
+            // connection, a failed TLS handshake), else a wrong address or a broker down.
             KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)
-            | KafkaError::AdminOp(RDKafkaErrorCode::MessageTimedOut) => BusError::unavailable(
-                BrokerUnreachable::new(UnavailableReason::TimedOut, server, Some(Box::new(error))),
-            ),
+            | KafkaError::AdminOp(RDKafkaErrorCode::MessageTimedOut) => {
+                BusError::unavailable(why.unreachable(server).unwrap_or_else(|| {
+                    BrokerUnreachable::new(
+                        UnavailableReason::TimedOut,
+                        server,
+                        Some(Box::new(error)),
+                    )
+                }))
+            }
             _ => unavailable(error),
         })?;
     for result in results {

@@ -27,12 +27,16 @@ use crate::event::{Metadata, TRACEPARENT_LEN};
 
 // Our own propagator, not the global one: the global default is a no-op until an
 // application installs one, and stored context must not depend on that.
-static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(|| {
+static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(w3c);
+
+/// The W3C propagators, trace context and baggage: what the runtime stores and sends, and
+/// what `telemetry::init()` installs as the global propagator.
+pub(crate) fn w3c() -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
         Box::new(BaggagePropagator::new()),
     ])
-});
+}
 
 static MISSING: AtomicU64 = AtomicU64::new(0);
 static MALFORMED: AtomicU64 = AtomicU64::new(0);
@@ -121,14 +125,19 @@ pub fn extract(metadata: &Metadata) -> Context {
 /// it is missing or malformed.
 #[must_use]
 pub fn stored_span_context(metadata: &Metadata) -> Option<SpanContext> {
+    stored_context(metadata).map(|cx| cx.span().span_context().clone())
+}
+
+/// The context stored in `metadata` (its span context and baggage), extracted once; `None`
+/// (and the counter goes up) when the trace context is missing or malformed.
+pub(crate) fn stored_context(metadata: &Metadata) -> Option<Context> {
     let Some(raw) = metadata.traceparent() else {
         count_invalid(&MISSING, "missing");
         return None;
     };
     let cx = extract(metadata);
-    let span_context = cx.span().span_context().clone();
-    if span_context.is_valid() {
-        Some(span_context)
+    if cx.span().span_context().is_valid() {
+        Some(cx)
     } else {
         tracing::debug!(
             target: super::TARGET,

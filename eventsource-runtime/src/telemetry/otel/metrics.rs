@@ -14,7 +14,7 @@ use arc_swap::ArcSwapOption;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter as OtelCounter, Histogram};
 
-use super::span::otel_value;
+use super::value::otel_value;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::toggles;
 use crate::telemetry::values::{Attr, Counter, RESULT_SIZE_BOUNDARIES, Timing};

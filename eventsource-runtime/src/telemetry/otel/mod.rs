@@ -11,6 +11,7 @@ pub(crate) mod log;
 pub(crate) mod metrics;
 mod span;
 mod start;
+mod value;
 
 pub use span::Span;
 pub(crate) use span::{Stopwatch, in_stored_context};

@@ -20,36 +20,14 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{Link, SpanId, SpanKind, Status, TraceContextExt as _};
-use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
+use opentelemetry::{Context, KeyValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::direct::{Attached, DirectTracer, Parent, Started};
+use super::value::{key_values, otel_value};
 use crate::event::Metadata;
 use crate::telemetry::values::Attr;
 use crate::telemetry::{attributes as attr, propagation, toggles};
-
-/// An attribute value as OpenTelemetry's.
-pub(crate) fn otel_value(value: Attr<'_>) -> Value {
-    match value {
-        Attr::Str(s) => Value::String(s.to_owned().into()),
-        Attr::Static(s) => Value::from(s),
-        Attr::Shared(s) => Value::from(std::sync::Arc::clone(s)),
-        Attr::Int(n) => Value::I64(n),
-        Attr::Bool(b) => Value::Bool(b),
-        Attr::Strs(items) => Value::Array(Array::String(
-            items.iter().map(|s| StringValue::from(*s)).collect(),
-        )),
-        Attr::Display(d) => Value::String(d.to_string().into()),
-    }
-}
-
-/// Attributes as OpenTelemetry's.
-pub(crate) fn key_values(attributes: &[(&'static str, Attr<'_>)]) -> Vec<KeyValue> {
-    attributes
-        .iter()
-        .map(|&(key, value)| KeyValue::new(key, otel_value(value)))
-        .collect()
-}
 
 /// A span of the runtime or of `#[traced]`: made on the SDK directly, a `tracing` span, or
 /// nothing. Ended when dropped.

@@ -17,7 +17,8 @@ use tracing::{Dispatch, Level};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::direct::{DirectTracer, Parent};
-use super::span::{Span, key_values, otel_value};
+use super::span::Span;
+use super::value::{key_values, otel_value};
 use crate::event::{Metadata, StreamId};
 use crate::telemetry::values::{Attr, Kind, SpanName};
 use crate::telemetry::{TARGET, attributes as attr, propagation, toggles};
@@ -133,8 +134,8 @@ impl<'a> SpanStart<'a> {
     /// new trace when the context is missing or malformed (counted, never an error).
     pub(crate) fn remote_parent(mut self, carrier: &Metadata) -> Self {
         if let Some(pending) = &mut self.pending {
-            pending.parent = match propagation::stored_span_context(carrier) {
-                Some(_) => Parent::Remote(propagation::extract(carrier)),
+            pending.parent = match propagation::stored_context(carrier) {
+                Some(cx) => Parent::Remote(cx),
                 None => Parent::Root,
             };
         }

@@ -14,15 +14,11 @@
 
 use std::fmt;
 use std::io::{IsTerminal as _, Write};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime as _;
@@ -32,8 +28,9 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use console::SharedWriter;
 use guard::Installed;
-use health::{ExportHealth, SpanCounter};
+use health::ExportHealth;
 use logs::{LineFormat, log_filter, span_filter};
+use pipelines::Exporting;
 use settings::{Options, Settings};
 
 pub use console::{ConsoleDetail, ConsoleExporter};
@@ -47,6 +44,7 @@ mod guard;
 mod health;
 mod layer;
 mod logs;
+mod pipelines;
 mod settings;
 #[cfg(feature = "otlp")]
 mod tls;
@@ -306,28 +304,6 @@ impl TelemetryBuilder {
     }
 }
 
-/// The view of `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=
-/// base2_exponential_bucket_histogram`: every histogram with exponential buckets (the SDK's
-/// defaults: 160 buckets, scale 20), instead of the contract's boundaries.
-#[cfg(feature = "otlp")]
-fn exponential_histograms(
-    instrument: &opentelemetry_sdk::metrics::Instrument,
-) -> Option<opentelemetry_sdk::metrics::Stream> {
-    use opentelemetry_sdk::metrics::{Aggregation, InstrumentKind, Stream};
-    (instrument.kind() == InstrumentKind::Histogram)
-        .then(|| {
-            Stream::builder()
-                .with_aggregation(Aggregation::Base2ExponentialHistogram {
-                    max_size: 160,
-                    max_scale: 20,
-                    record_min_max: true,
-                })
-                .build()
-                .ok()
-        })
-        .flatten()
-}
-
 /// What [`TelemetryBuilder::try_init`] can fail with.
 ///
 /// ```
@@ -397,94 +373,24 @@ fn install(
     };
 
     let health = ExportHealth::new(out.clone(), settings.traces_otlp.is_some());
-    // The sampler (OTEL_TRACES_SAMPLER) and span limits are read by the builder itself.
-    let mut tracer_provider = SdkTracerProvider::builder()
-        .with_resource(resource.clone())
-        .with_span_processor(SpanCounter(Arc::clone(&health)));
     let console = settings
         .console
         .then(|| ConsoleExporter::with_shared(out.clone()).detail(settings.console_detail));
-    if let Some(console) = &console {
-        tracer_provider =
-            tracer_provider.with_span_processor(SimpleSpanProcessor::new(console.clone()));
-    }
-    #[cfg(feature = "otlp")]
-    if let Some(protocol) = settings.traces_otlp {
-        let target = export::target(protocol, health::Signal::Spans, &settings.traces_tls);
-        let cause = Arc::default();
-        let mut warnings = Vec::new();
-        let inner = export::ExporterSetup {
-            protocol,
-            runtime: runtime.as_ref(),
-            target: &target,
-            signal: health::Signal::Spans,
-            tls: &settings.traces_tls,
-            cause: &cause,
-        }
-        .span_exporter(&mut warnings)?;
-        for warning in &warnings {
-            warn(&mut out, warning);
-        }
-        let exporter = health::Watched {
-            inner,
-            health: Arc::clone(&health),
-            target,
-            cause,
-        };
-        let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
-            .with_batch_config(settings.batch.config())
-            .build();
-        tracer_provider = tracer_provider.with_span_processor(processor);
-    }
-    let tracer_provider = tracer_provider.build();
-
-    #[cfg(feature = "otlp")]
-    let meter_provider = match settings.metrics_otlp {
-        Some(protocol) => {
-            let target = export::target(protocol, health::Signal::Metrics, &settings.metrics_tls);
-            let cause = Arc::default();
-            let mut warnings = Vec::new();
-            let built = export::ExporterSetup {
-                protocol,
-                runtime: runtime.as_ref(),
-                target: &target,
-                signal: health::Signal::Metrics,
-                tls: &settings.metrics_tls,
-                cause: &cause,
-            }
-            .metric_exporter(&mut warnings);
-            for warning in &warnings {
-                warn(&mut out, warning);
-            }
-            match built {
-                Ok(inner) => {
-                    let builder = SdkMeterProvider::builder()
-                        .with_resource(resource)
-                        .with_periodic_exporter(health::Watched {
-                            inner,
-                            health: Arc::clone(&health),
-                            target,
-                            cause,
-                        });
-                    Some(match settings.histogram_aggregation {
-                        settings::HistogramAggregation::ExplicitBuckets => builder.build(),
-                        settings::HistogramAggregation::Base2Exponential => {
-                            builder.with_view(exponential_histograms).build()
-                        }
-                    })
-                }
-                Err(error) => {
-                    let _ = tracer_provider.shutdown();
-                    return Err(error);
-                }
-            }
-        }
-        None => None,
+    let mut exporting = Exporting {
+        #[cfg(feature = "otlp")]
+        runtime: runtime.as_ref(),
+        health: &health,
+        #[cfg(feature = "otlp")]
+        out: out.clone(),
     };
-    #[cfg(not(feature = "otlp"))]
-    let meter_provider: Option<SdkMeterProvider> = {
-        drop(resource);
-        None
+    let tracer_provider =
+        exporting.tracer_provider(&settings, resource.clone(), console.as_ref())?;
+    let meter_provider = match exporting.meter_provider(&settings, resource) {
+        Ok(meters) => meters,
+        Err(error) => {
+            let _ = tracer_provider.shutdown();
+            return Err(error);
+        }
     };
 
     let scope = InstrumentationScope::builder(SCOPE)
@@ -510,12 +416,7 @@ fn install(
     }
 
     opentelemetry::global::set_tracer_provider(tracer_provider.clone());
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry::propagation::TextMapCompositePropagator::new(vec![
-            Box::new(TraceContextPropagator::new()),
-            Box::new(BaggagePropagator::new()),
-        ]),
-    );
+    opentelemetry::global::set_text_map_propagator(crate::telemetry::propagation::w3c());
     if let Some(meters) = &meter_provider {
         opentelemetry::global::set_meter_provider(meters.clone());
     }

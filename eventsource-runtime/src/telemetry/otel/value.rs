@@ -1,0 +1,29 @@
+//! The runtime's attribute values ([`Attr`]) as OpenTelemetry's: what spans, links and
+//! metrics record. A leaf: it imports no other recorder module.
+
+use opentelemetry::{Array, KeyValue, StringValue, Value};
+
+use crate::telemetry::values::Attr;
+
+/// An attribute value as OpenTelemetry's.
+pub(crate) fn otel_value(value: Attr<'_>) -> Value {
+    match value {
+        Attr::Str(s) => Value::String(s.to_owned().into()),
+        Attr::Static(s) => Value::from(s),
+        Attr::Shared(s) => Value::from(std::sync::Arc::clone(s)),
+        Attr::Int(n) => Value::I64(n),
+        Attr::Bool(b) => Value::Bool(b),
+        Attr::Strs(items) => Value::Array(Array::String(
+            items.iter().map(|s| StringValue::from(*s)).collect(),
+        )),
+        Attr::Display(d) => Value::String(d.to_string().into()),
+    }
+}
+
+/// Attributes as OpenTelemetry's.
+pub(crate) fn key_values(attributes: &[(&'static str, Attr<'_>)]) -> Vec<KeyValue> {
+    attributes
+        .iter()
+        .map(|&(key, value)| KeyValue::new(key, otel_value(value)))
+        .collect()
+}

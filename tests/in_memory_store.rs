@@ -1,10 +1,15 @@
-//! The in-memory store passes the event-store conformance suite.
+//! The in-memory stores pass the conformance suites: events, snapshots, checkpoints (with
+//! leases and parked events) and processed messages.
 
-#[path = "common/conformance.rs"]
+#[path = "common/conformance/mod.rs"]
 mod conformance;
 
 use std::sync::Arc;
 
+use conformance::checkpoints::DroppedLease;
+use eventsource_runtime::bus::{InMemoryProcessedMessages, ProcessedMessages};
+use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
+use eventsource_runtime::snapshot::{InMemorySnapshotStore, SnapshotStore};
 use eventsource_runtime::store::{EventStore, InMemoryEventStore};
 
 async fn fresh() -> Arc<dyn EventStore> {
@@ -13,15 +18,58 @@ async fn fresh() -> Arc<dyn EventStore> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_memory_store_conforms() {
-    conformance::run_all(fresh).await;
+    conformance::events::run_all(fresh).await;
 }
 
 #[tokio::test]
 async fn clones_share_one_log() {
     let store = InMemoryEventStore::new();
     let clone = store.clone();
-    conformance::versions_and_positions(Arc::new(clone)).await;
+    conformance::events::versions_and_positions(Arc::new(clone)).await;
     assert_eq!(store.len(), 6);
+}
+
+/// Two handles (clones) on one in-memory snapshot store.
+fn snapshot_store() -> (Arc<dyn SnapshotStore>, Arc<dyn SnapshotStore>) {
+    let store = InMemorySnapshotStore::new();
+    (Arc::new(store.clone()), Arc::new(store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_snapshot_store_conforms() {
+    conformance::snapshots::run_all(async || snapshot_store()).await;
+}
+
+/// Two handles (clones) on one in-memory checkpoint store.
+fn checkpoint_store() -> (Arc<dyn CheckpointStore>, Arc<dyn CheckpointStore>) {
+    let store = InMemoryCheckpointStore::new();
+    (Arc::new(store.clone()), Arc::new(store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_checkpoint_store_conforms() {
+    use conformance::checkpoints as suite;
+    let (first, second) = checkpoint_store();
+    suite::saves_and_loads_positions(first, second).await;
+    let (first, second) = checkpoint_store();
+    let elsewhere = checkpoint_store().0;
+    suite::leases_exclude_other_runners(first, second, elsewhere, DroppedLease::FreeAtOnce).await;
+    suite::one_winner_among_concurrent_takers(checkpoint_store().0).await;
+    let store = InMemoryCheckpointStore::new();
+    let racers = (0..6)
+        .map(|_| Arc::new(store.clone()) as Arc<dyn CheckpointStore>)
+        .collect();
+    suite::one_lease_at_a_time_among_racing_runners(racers).await;
+    let (first, second) = checkpoint_store();
+    suite::parked_events_are_kept_per_projection(first, async |_| second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_processed_messages_conform() {
+    let store = InMemoryProcessedMessages::new();
+    let (first, second): (Arc<dyn ProcessedMessages>, Arc<dyn ProcessedMessages>) =
+        (Arc::new(store.clone()), Arc::new(store));
+    conformance::processed::run_all(first, second).await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 //! Without `DATABASE_URL` each test prints `skipped: DATABASE_URL not set` and passes,
 //! unless `EVENTSOURCE_REQUIRE_POSTGRES=1`.
 
-#[path = "common/conformance.rs"]
+#[path = "common/conformance/mod.rs"]
 mod conformance;
 #[path = "common/pg_roles.rs"]
 mod pg_roles;

@@ -1,15 +1,19 @@
-//! The PostgreSQL stores against a real server: the event-store conformance suite,
-//! migrations, the high-water mark (events that commit late are never passed over),
-//! concurrency stress, typed conflicts, damaged rows, faults, notifications, spans, and the
-//! snapshot and checkpoint stores (leases across pools).
+//! The PostgreSQL stores against a real server: the conformance suites of the event,
+//! snapshot and checkpoint stores (leases across pools, parked events) and processed
+//! messages; migrations, the high-water mark (events that commit late are never passed
+//! over), concurrency stress, typed conflicts, damaged rows, faults, notifications, spans,
+//! and leases whose session ends.
 //!
 //! The server comes from `DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`).
 //! Without it each test prints `skipped: DATABASE_URL not set` and passes, unless
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1` (CI sets it): then each one fails. Every store lives in
 //! a fresh schema of its own, dropped when the test succeeds.
 
-#[path = "common/conformance.rs"]
+#[path = "common/conformance/mod.rs"]
 mod conformance;
+
+use conformance::checkpoints::DroppedLease;
+use conformance::eventually;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
@@ -27,7 +31,7 @@ use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError, Unr
 use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::snapshot::{Snapshot, SnapshotStore};
 use eventsource_runtime::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use eventsource_runtime::sqlx::types::chrono::{DateTime, Utc};
+use eventsource_runtime::sqlx::types::chrono::Utc;
 use eventsource_runtime::sqlx::{self, PgPool};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError, VersionConflict};
 use eventsource_runtime::telemetry::attributes as attr;
@@ -215,16 +219,6 @@ fn string(v: &str) -> Value {
     Value::String(v.to_owned().into())
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 // ---- conformance and migrations -------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -234,7 +228,7 @@ async fn postgres_store_conforms() {
     };
     let pool = db.pool(10).await;
     let (db_ref, pool_ref) = (&db, &pool);
-    conformance::run_all(move || async move {
+    conformance::events::run_all(move || async move {
         Arc::new(db_ref.store_on(pool_ref).await) as Arc<dyn EventStore>
     })
     .await;
@@ -588,9 +582,18 @@ async fn concurrency_stress() {
         return;
     };
     let pool = db.pool(16).await;
-    conformance::concurrent_writers_on_one_stream(Arc::new(db.store_on(&pool).await), 32, 25).await;
-    conformance::concurrent_writers_on_many_streams(Arc::new(db.store_on(&pool).await), 48, 30)
-        .await;
+    conformance::events::concurrent_writers_on_one_stream(
+        Arc::new(db.store_on(&pool).await),
+        32,
+        25,
+    )
+    .await;
+    conformance::events::concurrent_writers_on_many_streams(
+        Arc::new(db.store_on(&pool).await),
+        48,
+        30,
+    )
+    .await;
 
     // Writers that expect nothing never conflict, and nothing is lost or doubled.
     let store = db.store_on(&pool).await;
@@ -959,17 +962,7 @@ async fn nul_in_a_stream_id_is_invalid_everywhere() {
         "append in a transaction",
     );
     tx.rollback().await.unwrap();
-    let snapshots = store.snapshot_store();
-    let snapshot = Snapshot {
-        stream: stream.clone(),
-        version: 1,
-        state: json!({}).into(),
-        taken_at: Utc::now(),
-    };
-    invalid(snapshots.save(snapshot).await, "snapshot save");
-    invalid(snapshots.get(&stream).await.map(drop), "snapshot get");
-    invalid(snapshots.exists(&stream).await.map(drop), "snapshot exists");
-    invalid(snapshots.delete(&stream).await, "snapshot delete");
+    conformance::snapshots::nul_in_a_stream_id_is_invalid(Arc::new(store.snapshot_store())).await;
 
     let fine = StreamId::new("Order", "o-1");
     let refused = store
@@ -1403,6 +1396,7 @@ async fn spans_are_client_spans_with_the_database_attributes() {
 
 #[tokio::test]
 async fn snapshot_store_keeps_the_newest_per_stream() {
+    use conformance::snapshots as suite;
     let Some(db) = db!("snapshot_store_keeps_the_newest_per_stream") else {
         return;
     };
@@ -1412,64 +1406,29 @@ async fn snapshot_store_keeps_the_newest_per_stream() {
         .with_schema(&schema)
         .unwrap();
     snapshots.migrate().await.unwrap();
-    let s = StreamId::new("Order", "snap-1");
-    // Nanoseconds below the microsecond come back too.
-    let taken_at = DateTime::<Utc>::from_timestamp(1_700_000_000, 123_456_789).unwrap();
-    let at = |version: u64| Snapshot {
-        stream: s.clone(),
-        version,
-        state: json!({ "lines": version, "note": "é ü \u{1F600}" }).into(),
-        taken_at,
-    };
+    suite::keeps_the_newest_per_stream(Arc::new(snapshots.clone())).await;
 
-    assert_eq!(snapshots.get(&s).await.unwrap(), None);
-    assert!(!snapshots.exists(&s).await.unwrap());
-    snapshots.save(at(20)).await.unwrap();
-    snapshots.save(at(10)).await.unwrap(); // older: ignored
-    assert_eq!(snapshots.get(&s).await.unwrap(), Some(at(20)));
-    let mut same = at(20);
-    same.state = json!({ "replaced": true }).into();
-    snapshots.save(same.clone()).await.unwrap(); // same version: replaces
-    assert_eq!(snapshots.get(&s).await.unwrap(), Some(same));
-    snapshots.save(at(30)).await.unwrap();
-    assert_eq!(snapshots.get(&s).await.unwrap().unwrap().version, 30);
-    assert!(snapshots.exists(&s).await.unwrap());
-
-    // Another stream, another store on another pool sharing the table.
-    let other = StreamId::new("Invoice", "snap-1");
+    // Another store on another pool sharing the table.
     let elsewhere_pool = db.pool(2).await;
     let elsewhere = PostgresSnapshotStore::from_pool(elsewhere_pool.clone())
         .with_schema(&schema)
         .unwrap();
-    assert_eq!(elsewhere.get(&other).await.unwrap(), None);
-    assert_eq!(elsewhere.get(&s).await.unwrap().unwrap().version, 30);
+    suite::shared_by_every_handle(Arc::new(snapshots.clone()), Arc::new(elsewhere)).await;
 
     // A damaged snapshot is no snapshot (a full replay), not an error.
-    sqlx::query(&format!(
-        "UPDATE \"{schema}\".snapshots SET version = -1 WHERE stream_id = 'snap-1'"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
-    assert_eq!(snapshots.get(&s).await.unwrap(), None);
+    let table = format!("\"{schema}\".snapshots");
+    suite::an_unreadable_snapshot_is_no_snapshot(Arc::new(snapshots.clone()), async |s| {
+        sqlx::query(&format!(
+            "UPDATE {table} SET version = -1 WHERE stream_id = $1"
+        ))
+        .bind(s.aggregate_id())
+        .execute(&pool)
+        .await
+        .unwrap();
+    })
+    .await;
 
-    snapshots.delete(&s).await.unwrap();
-    assert!(!snapshots.exists(&s).await.unwrap());
-    snapshots.delete(&s).await.unwrap(); // deleting nothing is fine
-
-    // Concurrent savers: the newest wins whatever the order.
-    let mut tasks = Vec::new();
-    for v in 1..=20u64 {
-        let store = snapshots.clone();
-        let snapshot = at(v);
-        tasks.push(tokio::spawn(
-            async move { store.save(snapshot).await.unwrap() },
-        ));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    assert_eq!(snapshots.get(&s).await.unwrap().unwrap().version, 20);
+    suite::the_newest_wins_among_concurrent_savers(Arc::new(snapshots)).await;
     elsewhere_pool.close().await;
     pool.close().await;
     db.cleanup().await;
@@ -1492,56 +1451,24 @@ async fn checkpoint_store_saves_positions_and_leases_exclude_other_pools() {
         .with_schema(&schema)
         .unwrap();
     a.migrate().await.unwrap();
-
-    assert_eq!(a.load("orders").await.unwrap(), 0);
-    a.save("orders", 5).await.unwrap();
-    a.save("orders", 42).await.unwrap();
-    assert_eq!(b.load("orders").await.unwrap(), 42);
-    b.save("orders", 0).await.unwrap(); // a rebuild moves it back
-    assert_eq!(a.load("orders").await.unwrap(), 0);
-
-    let lease = a.try_acquire("orders").await.unwrap().expect("free");
-    assert!(
-        b.try_acquire("orders").await.unwrap().is_none(),
-        "held by a"
-    );
-    assert!(
-        a.try_acquire("orders").await.unwrap().is_none(),
-        "held, even for a"
-    );
-    // The pools still work: the lease has its own connection.
-    a.save("orders", 7).await.unwrap();
-    let other = b
-        .try_acquire("invoices")
-        .await
-        .unwrap()
-        .expect("another projection");
-    lease.release().await;
-    let lease = b
-        .try_acquire("orders")
-        .await
-        .unwrap()
-        .expect("released by a");
-    assert!(a.try_acquire("orders").await.unwrap().is_none());
-
-    // Dropping a lease frees it too (the session ends).
-    drop(lease);
-    eventually("the dropped lease to be freed", async || {
-        match a.try_acquire("orders").await.unwrap() {
-            Some(lease) => {
-                lease.release().await;
-                true
-            }
-            None => false,
-        }
-    })
-    .await;
-    other.release().await;
-
     // The same projection name in another schema is another store's.
     let elsewhere = PostgresCheckpointStore::from_pool(pool_b.clone())
         .with_schema(&db.schema())
         .unwrap();
+    elsewhere.migrate().await.unwrap();
+
+    conformance::checkpoints::saves_and_loads_positions(Arc::new(a.clone()), Arc::new(b.clone()))
+        .await;
+    // A dropped lease is freed once its session ends.
+    conformance::checkpoints::leases_exclude_other_runners(
+        Arc::new(a.clone()),
+        Arc::new(b.clone()),
+        Arc::new(elsewhere.clone()),
+        DroppedLease::FreeSoon,
+    )
+    .await;
+    conformance::checkpoints::one_winner_among_concurrent_takers(Arc::new(a.clone())).await;
+
     let here = a.try_acquire_lease("orders").await.unwrap().expect("free");
     let there = elsewhere.try_acquire("orders").await.unwrap();
     assert!(there.is_some(), "schemas do not share leases");
@@ -1573,43 +1500,79 @@ async fn checkpoint_store_saves_positions_and_leases_exclude_other_pools() {
 }
 
 /// Leases exclude runners in the sense that matters: of many racing for one projection,
-/// exactly one wins at a time.
+/// each on a pool of its own, exactly one wins at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_lease_at_a_time_among_racing_runners() {
     let Some(db) = db!("one_lease_at_a_time_among_racing_runners") else {
         return;
     };
     let schema = db.schema();
-    let holders = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
+    let mut pools = Vec::new();
+    let mut racers: Vec<Arc<dyn CheckpointStore>> = Vec::new();
     for _ in 0..6 {
         let pool = db.pool(2).await;
         let store = PostgresCheckpointStore::from_pool(pool.clone())
             .with_schema(&schema)
             .unwrap();
         store.migrate().await.unwrap();
-        let holders = Arc::clone(&holders);
-        tasks.push(tokio::spawn(async move {
-            let mut held = 0;
-            for _ in 0..30 {
-                if let Some(lease) = store.try_acquire("race").await.unwrap() {
-                    assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders");
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    holders.fetch_sub(1, Ordering::SeqCst);
-                    lease.release().await;
-                    held += 1;
-                }
-                tokio::task::yield_now().await;
-            }
-            pool.close().await;
-            held
-        }));
+        racers.push(Arc::new(store));
+        pools.push(pool);
     }
-    let mut total = 0;
-    for task in tasks {
-        total += task.await.unwrap();
+    conformance::checkpoints::one_lease_at_a_time_among_racing_runners(racers).await;
+    for pool in pools {
+        pool.close().await;
     }
-    assert!(total > 0);
+    db.cleanup().await;
+}
+
+/// Parked events per projection (the suite's), read back through another pool.
+#[tokio::test]
+async fn parked_events_are_kept_per_projection() {
+    let Some(db) = db!("parked_events_are_kept_per_projection") else {
+        return;
+    };
+    let schema = db.schema();
+    let (pool_a, pool_b) = (db.pool(2).await, db.pool(2).await);
+    let a = PostgresCheckpointStore::from_pool(pool_a.clone())
+        .with_schema(&schema)
+        .unwrap();
+    a.migrate().await.unwrap();
+    let b = PostgresCheckpointStore::from_pool(pool_b.clone())
+        .with_schema(&schema)
+        .unwrap();
+    conformance::checkpoints::parked_events_are_kept_per_projection(Arc::new(a), async |_| {
+        Arc::new(b) as Arc<dyn CheckpointStore>
+    })
+    .await;
+    pool_a.close().await;
+    pool_b.close().await;
+    db.cleanup().await;
+}
+
+// ---- processed messages ---------------------------------------------------------------------
+
+/// Two stores, each on a pool of its own (two processes, say), sharing the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processed_messages_conform() {
+    let Some(db) = db!("processed_messages_conform") else {
+        return;
+    };
+    let schema = db.schema();
+    let (pool_a, pool_b) = (db.pool(4).await, db.pool(4).await);
+    let store = |pool: &PgPool| {
+        PostgresEventStore::from_pool(pool.clone())
+            .with_schema(&schema)
+            .unwrap()
+    };
+    let first = store(&pool_a);
+    first.migrate().await.unwrap();
+    let (first, second) = (
+        first.processed_messages(),
+        store(&pool_b).processed_messages(),
+    );
+    conformance::processed::run_all(Arc::new(first), Arc::new(second)).await;
+    pool_a.close().await;
+    pool_b.close().await;
     db.cleanup().await;
 }
 

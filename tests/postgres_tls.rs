@@ -13,7 +13,7 @@
 //! `EVENTSOURCE_PG_TLS_CLIENT_KEY` and `EVENTSOURCE_PG_TLS_CERT_USER`. Without it each test
 //! prints `skipped: ...` and passes, unless `EVENTSOURCE_REQUIRE_TLS_SERVERS=1` (CI).
 
-#[path = "common/conformance.rs"]
+#[path = "common/conformance/mod.rs"]
 mod conformance;
 #[path = "common/pg_roles.rs"]
 mod pg_roles;
@@ -158,7 +158,7 @@ async fn verify_full_with_the_ca_runs_the_conformance_suite() {
     assert!(encrypted(&store).await);
     let schemas = std::sync::Mutex::new(Vec::new());
     let (pool, schemas_ref) = (store.pool().clone(), &schemas);
-    conformance::run_all(move || {
+    conformance::events::run_all(move || {
         let pool = pool.clone();
         async move {
             let schema = format!("es_tls_{}", uuid::Uuid::now_v7().simple());

@@ -1,8 +1,8 @@
-//! The SQLite stores: the event-store conformance suite (file and in-memory databases),
-//! migrations, durability, damaged rows, concurrency stress, faults, spans, and the
-//! snapshot and checkpoint stores.
+//! The SQLite stores: the conformance suites of the event store (file and in-memory
+//! databases), the snapshot and checkpoint stores (leases, parked events) and processed
+//! messages; migrations, durability, damaged rows, concurrency stress, faults and spans.
 
-#[path = "common/conformance.rs"]
+#[path = "common/conformance/mod.rs"]
 mod conformance;
 
 #[path = "../examples/domain/order.rs"]
@@ -14,16 +14,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use conformance::checkpoints::DroppedLease;
 use domain::{Order, ShipOrder, sample_order};
+use eventsource_runtime::bus::ProcessedMessages;
 use eventsource_runtime::command::{CommandError, CommandService};
 use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
-use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
+use eventsource_runtime::projection::checkpoint::CheckpointStore;
 use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError, UnreadablePolicy};
 use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::repository::{Repository, RepositoryError};
-use eventsource_runtime::snapshot::{Snapshot, SnapshotStore};
+use eventsource_runtime::snapshot::SnapshotStore;
 use eventsource_runtime::sqlite::{
-    SCHEMA, SqliteCheckpointStore, SqliteEventStore, SqliteSnapshotStore,
+    SCHEMA, SqliteCheckpointStore, SqliteEventStore, SqliteProcessedMessages, SqliteSnapshotStore,
 };
 use eventsource_runtime::sqlx;
 use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError, StoreSpanNames};
@@ -124,7 +126,7 @@ async fn assert_consistent(store: &dyn EventStore) -> usize {
 async fn file_store_conforms() {
     let dir = TempDir::new("conformance");
     let seq = AtomicUsize::new(0);
-    conformance::run_all(|| {
+    conformance::events::run_all(|| {
         let path = dir.file(&format!("{}.db", seq.fetch_add(1, Ordering::Relaxed)));
         async move { Arc::new(open(&path).await) as Arc<dyn EventStore> }
     })
@@ -133,8 +135,10 @@ async fn file_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_conforms() {
-    conformance::run_all(|| async { Arc::new(open(":memory:").await) as Arc<dyn EventStore> })
-        .await;
+    conformance::events::run_all(|| async {
+        Arc::new(open(":memory:").await) as Arc<dyn EventStore>
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -560,40 +564,21 @@ async fn an_unreadable_row_after_good_ones_is_stopped_at_or_parked() {
     assert_eq!(checkpoints.load("Seen").await.unwrap(), 12);
 }
 
-/// Parked events per projection: replaced at the same position, listed by position,
-/// removed one by one; they survive reopening the file.
+/// Parked events per projection (the suite's): they survive reopening the file.
 #[tokio::test]
 async fn parked_events_are_kept_per_projection() {
     let dir = TempDir::new("parked");
     let path = dir.file("events.db");
     let checkpoints = open(&path).await.checkpoint_store();
-    checkpoints
-        .park("a", &ParkedEvent::new(7, "first"))
-        .await
-        .unwrap();
-    checkpoints
-        .park("a", &ParkedEvent::new(3, "other"))
-        .await
-        .unwrap();
-    checkpoints
-        .park("a", &ParkedEvent::new(7, "again"))
-        .await
-        .unwrap();
-    checkpoints
-        .park("b", &ParkedEvent::new(7, "b's"))
-        .await
-        .unwrap();
-    checkpoints.pool().close().await;
-
-    let checkpoints = open(&path).await.checkpoint_store();
-    let a = checkpoints.parked("a").await.unwrap();
-    let listed: Vec<(u64, &str)> = a.iter().map(|p| (p.position, p.error.as_str())).collect();
-    assert_eq!(listed, [(3, "other"), (7, "again")]);
-    assert!(checkpoints.unpark("a", 7).await.unwrap());
-    assert!(!checkpoints.unpark("a", 7).await.unwrap());
-    assert_eq!(checkpoints.parked("a").await.unwrap().len(), 1);
-    assert_eq!(checkpoints.parked("b").await.unwrap()[0].error, "b's");
-    assert!(checkpoints.parked("c").await.unwrap().is_empty());
+    let parking = checkpoints.clone();
+    conformance::checkpoints::parked_events_are_kept_per_projection(
+        Arc::new(checkpoints),
+        async |_| {
+            parking.pool().close().await;
+            Arc::new(open(&path).await.checkpoint_store()) as Arc<dyn CheckpointStore>
+        },
+    )
+    .await;
 }
 
 /// A NUL character in a stream id is the same typed error for the snapshot store as for
@@ -601,18 +586,7 @@ async fn parked_events_are_kept_per_projection() {
 #[tokio::test]
 async fn nul_in_a_stream_id_is_invalid_for_snapshots_too() {
     let store = open(":memory:").await;
-    let snapshots = store.snapshot_store();
-    let stream = StreamId::new("Order", "o\u{0}1");
-    let invalid = |result: Result<(), StoreError>| {
-        assert!(
-            matches!(result, Err(StoreError::InvalidStreamId { .. })),
-            "{result:?}"
-        );
-    };
-    invalid(snapshots.save(snapshot(&stream, 1)).await);
-    invalid(snapshots.get(&stream).await.map(drop));
-    invalid(snapshots.exists(&stream).await.map(drop));
-    invalid(snapshots.delete(&stream).await);
+    conformance::snapshots::nul_in_a_stream_id_is_invalid(Arc::new(store.snapshot_store())).await;
 }
 
 // ---- concurrency -----------------------------------------------------------------------------
@@ -621,7 +595,7 @@ async fn nul_in_a_stream_id_is_invalid_for_snapshots_too() {
 async fn stress_many_writers_on_one_stream() {
     let dir = TempDir::new("stress-one");
     let store = Arc::new(open(&dir.file("events.db")).await);
-    conformance::concurrent_writers_on_one_stream(store.clone(), 32, 40).await;
+    conformance::events::concurrent_writers_on_one_stream(store.clone(), 32, 40).await;
     assert!(assert_consistent(&*store).await > 0);
 }
 
@@ -629,7 +603,7 @@ async fn stress_many_writers_on_one_stream() {
 async fn stress_many_writers_on_many_streams() {
     let dir = TempDir::new("stress-many");
     let store = Arc::new(open(&dir.file("events.db")).await);
-    conformance::concurrent_writers_on_many_streams(store.clone(), 64, 40).await;
+    conformance::events::concurrent_writers_on_many_streams(store.clone(), 64, 40).await;
     assert_eq!(assert_consistent(&*store).await, 64 * 40);
 }
 
@@ -667,7 +641,7 @@ async fn stress_both_at_once_through_two_pools_on_one_file() {
     let path = dir.file("events.db");
     let first: Arc<dyn EventStore> = Arc::new(open(&path).await);
     let second: Arc<dyn EventStore> = Arc::new(open(&path).await);
-    let contended_first = tokio::spawn(conformance::concurrent_writers_on_one_stream(
+    let contended_first = tokio::spawn(conformance::events::concurrent_writers_on_one_stream(
         first.clone(),
         16,
         30,
@@ -714,7 +688,7 @@ async fn stress_both_at_once_through_two_pools_on_one_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stress_memory_database() {
     let store: Arc<dyn EventStore> = Arc::new(open(":memory:").await);
-    let contended = tokio::spawn(conformance::concurrent_writers_on_one_stream(
+    let contended = tokio::spawn(conformance::events::concurrent_writers_on_one_stream(
         store.clone(),
         16,
         30,
@@ -1063,59 +1037,20 @@ async fn query_text_names_and_switch() {
 
 // ---- snapshots -------------------------------------------------------------------------------
 
-fn snapshot(stream: &StreamId, version: u64) -> Snapshot {
-    Snapshot {
-        stream: stream.clone(),
-        version,
-        state: json!({ "version": version, "text": "é \u{1F600}" }).into(),
-        taken_at: std::time::SystemTime::now().into(),
-    }
-}
-
 #[tokio::test]
 async fn snapshots_keep_the_newest_per_stream() {
+    use conformance::snapshots as suite;
     let dir = TempDir::new("snapshots");
     let path = dir.file("events.db");
     let snapshots = SqliteSnapshotStore::connect(&path).await.unwrap();
     snapshots.migrate().await.unwrap();
     snapshots.migrate().await.unwrap();
-    let a = StreamId::new("Order", "a");
-    let b = StreamId::new("Invoice", "a");
-
-    assert_eq!(snapshots.get(&a).await.unwrap(), None);
-    assert!(!snapshots.exists(&a).await.unwrap());
-
-    let ten = snapshot(&a, 10);
-    snapshots.save(ten.clone()).await.unwrap();
-    assert_eq!(snapshots.get(&a).await.unwrap(), Some(ten.clone()));
-    assert!(snapshots.exists(&a).await.unwrap());
-    assert!(!snapshots.exists(&b).await.unwrap(), "keyed by type and id");
-
-    snapshots.save(snapshot(&a, 5)).await.unwrap();
-    assert_eq!(
-        snapshots.get(&a).await.unwrap(),
-        Some(ten),
-        "an older snapshot is ignored"
-    );
-    let twenty = snapshot(&a, 20);
-    snapshots.save(twenty.clone()).await.unwrap();
-    let again = Snapshot {
-        state: json!("retaken").into(),
-        ..twenty.clone()
-    };
-    snapshots.save(again.clone()).await.unwrap();
-    assert_eq!(
-        snapshots.get(&a).await.unwrap(),
-        Some(again.clone()),
-        "same version replaces"
-    );
-    snapshots.save(snapshot(&b, 1)).await.unwrap();
-
-    snapshots.delete(&a).await.unwrap();
-    snapshots.delete(&a).await.unwrap();
-    assert_eq!(snapshots.get(&a).await.unwrap(), None);
-    assert!(!snapshots.exists(&a).await.unwrap());
-    assert!(snapshots.exists(&b).await.unwrap());
+    suite::keeps_the_newest_per_stream(Arc::new(snapshots.clone())).await;
+    // Another pool on the same file.
+    let second = SqliteSnapshotStore::connect(&path).await.unwrap();
+    suite::shared_by_every_handle(Arc::new(snapshots.clone()), Arc::new(second.clone())).await;
+    suite::the_newest_wins_among_concurrent_savers(Arc::new(snapshots.clone())).await;
+    second.pool().close().await;
 
     // Durable, and shared with an event store on the same file.
     snapshots.pool().close().await;
@@ -1123,7 +1058,7 @@ async fn snapshots_keep_the_newest_per_stream() {
     assert_eq!(
         store
             .snapshot_store()
-            .get(&b)
+            .get(&StreamId::new("Invoice", "snap-1"))
             .await
             .unwrap()
             .unwrap()
@@ -1136,17 +1071,15 @@ async fn snapshots_keep_the_newest_per_stream() {
 async fn an_unreadable_snapshot_is_no_snapshot() {
     let store = open(":memory:").await;
     let snapshots = store.snapshot_store();
-    let s = StreamId::new("Order", "bad");
-    snapshots.save(snapshot(&s, 3)).await.unwrap();
-    execute(&store, "UPDATE snapshots SET state = '{oops'").await;
-    assert_eq!(snapshots.get(&s).await.unwrap(), None);
-    // A new snapshot replaces it.
-    snapshots.save(snapshot(&s, 4)).await.unwrap();
-    assert_eq!(snapshots.get(&s).await.unwrap().unwrap().version, 4);
+    conformance::snapshots::an_unreadable_snapshot_is_no_snapshot(
+        Arc::new(snapshots.clone()),
+        async |_| execute(&store, "UPDATE snapshots SET state = '{oops'").await,
+    )
+    .await;
 
     store.close().await;
     assert!(matches!(
-        snapshots.get(&s).await,
+        snapshots.get(&StreamId::new("Order", "bad")).await,
         Err(StoreError::Unavailable(_))
     ));
 }
@@ -1157,7 +1090,10 @@ async fn snapshot_spans() {
     let snapshots = store.snapshot_store();
     let s = StreamId::new("Order", "o-9");
     let capture = eventsource_runtime::testing::capture();
-    snapshots.save(snapshot(&s, 7)).await.unwrap();
+    snapshots
+        .save(conformance::snapshots::snapshot(&s, 7))
+        .await
+        .unwrap();
     snapshots.get(&s).await.unwrap();
     snapshots.exists(&s).await.unwrap();
     snapshots.delete(&s).await.unwrap();
@@ -1217,15 +1153,15 @@ async fn checkpoints_load_and_save() {
     let path = dir.file("events.db");
     let checkpoints = SqliteCheckpointStore::connect(&path).await.unwrap();
     checkpoints.migrate().await.unwrap();
-    assert_eq!(checkpoints.load("orders").await.unwrap(), 0);
-    checkpoints.save("orders", 17).await.unwrap();
-    checkpoints.save("invoices", 3).await.unwrap();
+    // Another pool on the same file.
+    let second = SqliteCheckpointStore::connect(&path).await.unwrap();
+    conformance::checkpoints::saves_and_loads_positions(
+        Arc::new(checkpoints.clone()),
+        Arc::new(second.clone()),
+    )
+    .await;
+    second.pool().close().await;
     checkpoints.save("orders", 42).await.unwrap();
-    assert_eq!(checkpoints.load("orders").await.unwrap(), 42);
-    assert_eq!(checkpoints.load("invoices").await.unwrap(), 3);
-    // A rebuild moves a checkpoint back.
-    checkpoints.save("invoices", 0).await.unwrap();
-    assert_eq!(checkpoints.load("invoices").await.unwrap(), 0);
 
     checkpoints.pool().close().await;
     assert!(matches!(
@@ -1242,8 +1178,9 @@ async fn checkpoints_load_and_save() {
     assert_eq!(reopened.load("orders").await.unwrap(), 42, "durable");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leases_exclude_runners_of_this_process() {
+    use conformance::checkpoints as suite;
     let dir = TempDir::new("leases");
     let path = dir.file("events.db");
     let checkpoints = open(&path).await.checkpoint_store();
@@ -1252,42 +1189,40 @@ async fn leases_exclude_runners_of_this_process() {
         .await
         .unwrap();
     let elsewhere = open(":memory:").await.checkpoint_store();
-
-    let lease = checkpoints
-        .try_acquire("orders")
-        .await
-        .unwrap()
-        .expect("free");
-    assert!(checkpoints.try_acquire("orders").await.unwrap().is_none());
-    assert!(
-        other.try_acquire("orders").await.unwrap().is_none(),
-        "same database, other pool"
-    );
-    let invoices = other.try_acquire("invoices").await.unwrap();
-    assert!(invoices.is_some(), "another projection is free");
-    assert!(
-        elsewhere.try_acquire("orders").await.unwrap().is_some(),
-        "another database is free"
-    );
-
-    lease.release().await;
-    let taken = other
-        .try_acquire("orders")
-        .await
-        .unwrap()
-        .expect("released");
-    assert!(checkpoints.try_acquire("orders").await.unwrap().is_none());
-    drop(taken);
-    assert!(
-        checkpoints.try_acquire("orders").await.unwrap().is_some(),
-        "dropped"
-    );
-
-    // Concurrent takers: exactly one wins.
-    let winners = futures_join_all((0..16).map(|_| {
-        let checkpoints = checkpoints.clone();
-        async move { checkpoints.try_acquire("race").await.unwrap() }
-    }))
+    suite::leases_exclude_other_runners(
+        Arc::new(checkpoints.clone()),
+        Arc::new(other),
+        Arc::new(elsewhere),
+        DroppedLease::FreeAtOnce,
+    )
     .await;
-    assert_eq!(winners.iter().filter(|l| l.is_some()).count(), 1);
+    suite::one_winner_among_concurrent_takers(Arc::new(checkpoints.clone())).await;
+
+    // Racing runners, each on a pool of its own.
+    let mut racers: Vec<Arc<dyn CheckpointStore>> = Vec::new();
+    for _ in 0..6 {
+        racers.push(Arc::new(
+            SqliteCheckpointStore::connect(&path).await.unwrap(),
+        ));
+    }
+    suite::one_lease_at_a_time_among_racing_runners(racers).await;
+}
+
+// ---- processed messages ----------------------------------------------------------------------
+
+/// Two stores (two pools) on one file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processed_messages_conform() {
+    let dir = TempDir::new("processed");
+    let path = dir.file("handled.db");
+    let first = SqliteProcessedMessages::connect(&path).await.unwrap();
+    first.migrate().await.unwrap();
+    let second = SqliteProcessedMessages::connect(&path).await.unwrap();
+    conformance::processed::run_all(
+        Arc::new(first.clone()) as Arc<dyn ProcessedMessages>,
+        Arc::new(second.clone()),
+    )
+    .await;
+    first.pool().close().await;
+    second.pool().close().await;
 }

@@ -115,9 +115,9 @@ pub mod rabbitmq;
 pub mod relay;
 pub mod repository;
 pub mod snapshot;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(feature = "sql")]
 mod sql_row;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(feature = "sql")]
 mod sql_schema;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
@@ -136,7 +136,7 @@ pub mod __private;
 pub use async_trait::async_trait;
 /// The sqlx the SQL stores are built on, to make pools and transactions with the same
 /// version (`PostgresEventStore::from_pool`, `append_in_transaction`, ...).
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(feature = "sql")]
 pub use sqlx;
 
 /// Derives [`Aggregate`](aggregate::Aggregate) for an aggregate's state struct and generates

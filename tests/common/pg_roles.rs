@@ -510,7 +510,7 @@ pub async fn stored_events_are_never_rewritten(roles: &Roles) {
 pub async fn the_runtime_role_passes_the_conformance_suite(roles: &Roles) {
     let pool = roles.pool(&roles.runtime, 10).await;
     let (roles_ref, pool_ref) = (roles, &pool);
-    super::conformance::run_all(move || async move {
+    super::conformance::events::run_all(move || async move {
         Arc::new(roles_ref.runtime_store(pool_ref).await) as Arc<dyn EventStore>
     })
     .await;

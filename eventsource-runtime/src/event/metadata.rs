@@ -216,11 +216,7 @@ impl Metadata {
     /// The JSON object the entries are read from, while no change has made it stale: what
     /// an SQL store keeps as it is instead of serializing the entries again.
     #[cfg_attr(
-        not(any(
-            feature = "sqlite",
-            feature = "postgres",
-            all(test, feature = "tracing")
-        )),
+        not(any(feature = "sql", all(test, feature = "tracing"))),
         allow(dead_code)
     )]
     pub(crate) fn stored_json(&self) -> Option<Cow<'_, str>> {

@@ -73,7 +73,7 @@ impl ParkedEvent {
     }
 
     /// A parked event as a SQL store keeps it (a position is never negative).
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg(feature = "sql")]
     pub(crate) fn stored(position: i64, error: String, parked_at: DateTime<Utc>) -> Self {
         Self {
             position: u64::try_from(position).unwrap_or(0),

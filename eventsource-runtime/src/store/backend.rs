@@ -259,7 +259,7 @@ impl<B: Backend> EventStore for B {
 
 /// An event's metadata as the SQL stores keep it, its JSON object; a failure appends
 /// nothing. (The in-memory store keeps the metadata itself.)
-#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+#[cfg_attr(not(feature = "sql"), allow(dead_code))]
 pub(crate) fn metadata_json(event: &NewEvent) -> Result<String, StoreError> {
     // Metadata written in its stored form (the trace context alone, see
     // `telemetry::propagation::inject`) or read from a store is kept as it is.

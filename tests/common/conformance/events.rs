@@ -1,6 +1,5 @@
 //! The behaviour every `EventStore` must have. Each store's test file calls [`run_all`]
 //! (or single checks) with a factory for fresh, empty stores.
-#![allow(dead_code)]
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,0 +1,186 @@
+//! The behaviour every `CheckpointStore` must have: checkpoints per projection, shared by
+//! every handle on the same data (a rebuild moves one back); leases that exclude every
+//! other runner on the same data, one at a time among racing ones, and no runner on other
+//! data; parked events per projection, replaced at the same position, listed by position,
+//! removed one by one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
+
+/// How soon a dropped lease is free again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DroppedLease {
+    /// At once (a lease in the process).
+    FreeAtOnce,
+    /// Once its holder's session has ended in the background (a database session's lock).
+    FreeSoon,
+}
+
+/// Checkpoints per projection (0 before the first save), the latest save wins, seen by
+/// `second`, a handle on the same checkpoints; a rebuild moves one back.
+pub async fn saves_and_loads_positions(
+    first: Arc<dyn CheckpointStore>,
+    second: Arc<dyn CheckpointStore>,
+) {
+    assert_eq!(first.load("orders").await.unwrap(), 0);
+    first.save("orders", 5).await.unwrap();
+    first.save("invoices", 3).await.unwrap();
+    first.save("orders", 42).await.unwrap();
+    assert_eq!(first.load("orders").await.unwrap(), 42);
+    assert_eq!(second.load("orders").await.unwrap(), 42);
+    assert_eq!(second.load("invoices").await.unwrap(), 3);
+    // A rebuild moves a checkpoint back.
+    second.save("orders", 0).await.unwrap();
+    assert_eq!(first.load("orders").await.unwrap(), 0);
+    assert_eq!(first.load("invoices").await.unwrap(), 3);
+    second.save("invoices", 0).await.unwrap();
+    assert_eq!(first.load("invoices").await.unwrap(), 0);
+}
+
+/// A lease excludes every runner on the same checkpoints (`first`, `second`: two handles,
+/// two pools), even its own store's, but not another projection nor the same one on
+/// `elsewhere` (other data); checkpoints are still saved while it is held; released or
+/// dropped, it is free again.
+pub async fn leases_exclude_other_runners(
+    first: Arc<dyn CheckpointStore>,
+    second: Arc<dyn CheckpointStore>,
+    elsewhere: Arc<dyn CheckpointStore>,
+    dropped: DroppedLease,
+) {
+    let lease = first.try_acquire("orders").await.unwrap().expect("free");
+    assert!(
+        second.try_acquire("orders").await.unwrap().is_none(),
+        "held by the first: same database, other pool"
+    );
+    assert!(
+        first.try_acquire("orders").await.unwrap().is_none(),
+        "held, even for the first"
+    );
+    // The store still works: a database lease has a connection of its own.
+    first.save("orders", 7).await.unwrap();
+    assert_eq!(second.load("orders").await.unwrap(), 7);
+    let invoices = second
+        .try_acquire("invoices")
+        .await
+        .unwrap()
+        .expect("another projection is free");
+    let there = elsewhere
+        .try_acquire("orders")
+        .await
+        .unwrap()
+        .expect("another database is free");
+    there.release().await;
+
+    lease.release().await;
+    let taken = second
+        .try_acquire("orders")
+        .await
+        .unwrap()
+        .expect("released by the first");
+    assert!(first.try_acquire("orders").await.unwrap().is_none());
+
+    // Dropping a lease frees it too.
+    drop(taken);
+    match dropped {
+        DroppedLease::FreeAtOnce => {
+            let lease = first.try_acquire("orders").await.unwrap();
+            assert!(lease.is_some(), "dropped");
+        }
+        DroppedLease::FreeSoon => {
+            super::eventually("the dropped lease to be freed", async || {
+                match first.try_acquire("orders").await.unwrap() {
+                    Some(lease) => {
+                        lease.release().await;
+                        true
+                    }
+                    None => false,
+                }
+            })
+            .await;
+        }
+    }
+    invoices.release().await;
+}
+
+/// Concurrent takers of one projection on one store: exactly one wins.
+pub async fn one_winner_among_concurrent_takers(checkpoints: Arc<dyn CheckpointStore>) {
+    let takers: Vec<_> = (0..16)
+        .map(|_| {
+            let checkpoints = Arc::clone(&checkpoints);
+            tokio::spawn(async move { checkpoints.try_acquire("race").await.unwrap() })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for taker in takers {
+        winners.push(taker.await.unwrap());
+    }
+    assert_eq!(winners.iter().filter(|l| l.is_some()).count(), 1);
+}
+
+/// Leases exclude runners in the sense that matters: of many racing for one projection,
+/// each on a handle of its own (`stores`, on the same checkpoints), exactly one holds it
+/// at a time. Returns how often each won (some did).
+pub async fn one_lease_at_a_time_among_racing_runners(
+    stores: Vec<Arc<dyn CheckpointStore>>,
+) -> Vec<u64> {
+    let holders = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for store in stores {
+        let holders = Arc::clone(&holders);
+        tasks.push(tokio::spawn(async move {
+            let mut held = 0;
+            for _ in 0..30 {
+                if let Some(lease) = store.try_acquire("race").await.unwrap() {
+                    assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    holders.fetch_sub(1, Ordering::SeqCst);
+                    lease.release().await;
+                    held += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            held
+        }));
+    }
+    let mut wins = Vec::new();
+    for task in tasks {
+        wins.push(task.await.unwrap());
+    }
+    assert!(wins.iter().sum::<u64>() > 0);
+    wins
+}
+
+/// Parked events per projection: replaced at the same position, listed by position,
+/// removed one by one. `reopen` gets the store that parked them and gives the one to
+/// read them back from (the same database reopened, another pool on it): they are kept.
+pub async fn parked_events_are_kept_per_projection(
+    checkpoints: Arc<dyn CheckpointStore>,
+    reopen: impl AsyncFnOnce(Arc<dyn CheckpointStore>) -> Arc<dyn CheckpointStore>,
+) {
+    assert!(checkpoints.parked("a").await.unwrap().is_empty());
+    for (projection, position, error) in [
+        ("a", 7, "first"),
+        ("a", 3, "other"),
+        ("a", 7, "again"),
+        ("b", 7, "b's"),
+    ] {
+        checkpoints
+            .park(projection, &ParkedEvent::new(position, error))
+            .await
+            .unwrap();
+    }
+
+    let checkpoints = reopen(checkpoints).await;
+    let a = checkpoints.parked("a").await.unwrap();
+    let listed: Vec<(u64, &str)> = a.iter().map(|p| (p.position, p.error.as_str())).collect();
+    assert_eq!(listed, [(3, "other"), (7, "again")]);
+    assert!(checkpoints.unpark("a", 7).await.unwrap());
+    assert!(!checkpoints.unpark("a", 7).await.unwrap());
+    assert_eq!(checkpoints.parked("a").await.unwrap().len(), 1);
+    assert_eq!(checkpoints.parked("b").await.unwrap()[0].error, "b's");
+    assert!(checkpoints.parked("c").await.unwrap().is_empty());
+    assert!(!checkpoints.unpark("c", 3).await.unwrap());
+}

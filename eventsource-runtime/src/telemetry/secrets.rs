@@ -109,6 +109,39 @@ fn user_info(url: &str) -> Option<(&str, Option<&str>)> {
     })
 }
 
+/// Hides what the OTLP settings hold for the collector alone from the log lines: the values
+/// of `OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]HEADERS` (an API key, `Bearer <token>`) and the
+/// password of an endpoint URL. Header values shorter than eight characters are
+/// flags (`x-debug=true`), not keys: hiding them would garble every line that says `true`.
+pub(crate) fn hide_otlp_secrets(env: &dyn Fn(&str) -> Option<String>) {
+    const MIN_HIDDEN_HEADER_CHARS: usize = 8;
+    let hide_long = |secret: &str| {
+        if secret.chars().count() >= MIN_HIDDEN_HEADER_CHARS {
+            hide(secret);
+        }
+    };
+    for signal in ["", "TRACES_", "METRICS_"] {
+        if let Some(headers) = env(&format!("OTEL_EXPORTER_OTLP_{signal}HEADERS")) {
+            for value in headers
+                .split(',')
+                .filter_map(|h| h.split_once('='))
+                .map(|h| h.1)
+            {
+                for form in [value.trim().to_owned(), decoded(value.trim())] {
+                    hide_long(&form);
+                    // `Bearer <token>`: the token alone too.
+                    if let Some((_, token)) = form.rsplit_once(' ') {
+                        hide_long(token);
+                    }
+                }
+            }
+        }
+        if let Some(endpoint) = env(&format!("OTEL_EXPORTER_OTLP_{signal}ENDPOINT")) {
+            hide_url_password(&endpoint);
+        }
+    }
+}
+
 /// `bytes` (a log line, a rendered trace) with every hidden secret replaced by `***`;
 /// borrowed when there is nothing to replace.
 pub(crate) fn scrub(bytes: &[u8]) -> Cow<'_, [u8]> {
@@ -132,6 +165,23 @@ pub(crate) fn scrub(bytes: &[u8]) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn otlp_header_values_and_an_endpoints_password_are_hidden_but_short_flags_are_not() {
+        let env = |key: &str| match key {
+            "OTEL_EXPORTER_OTLP_HEADERS" => {
+                Some("authorization=Bearer%20t0ken-4711-xyz,x-debug=true".into())
+            }
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some("https://u:endp0int-pw@c:4318".into()),
+            _ => None,
+        };
+        hide_otlp_secrets(&env);
+        let line = b"sent Bearer t0ken-4711-xyz to https://u:endp0int-pw@c:4318 (x-debug=true)";
+        assert_eq!(
+            String::from_utf8_lossy(&scrub(line)),
+            "sent *** to https://u:***@c:4318 (x-debug=true)"
+        );
+    }
 
     #[test]
     fn urls_show_their_password_as_stars() {

@@ -291,7 +291,7 @@ impl TelemetryBuilder {
     /// ```
     pub fn try_init(self) -> Result<TelemetryGuard, InitError> {
         let env = |key: &str| std::env::var(key).ok();
-        settings::hide_secrets(&env);
+        crate::telemetry::secrets::hide_otlp_secrets(&env);
         let settings = Settings::resolve(&self.options, &env, executable_name().as_deref());
         let (out, ansi) = match self.writer {
             Some(writer) => (writer, false),

@@ -160,40 +160,6 @@ fn histogram_aggregation(value: Option<&str>, warnings: &mut Vec<String>) -> His
     }
 }
 
-/// Hides what the OTLP settings hold for the collector alone from the log lines: the values
-/// of `OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]HEADERS` (an API key, `Bearer <token>`) and the
-/// password of an endpoint URL. Header values shorter than eight characters are
-/// flags (`x-debug=true`), not keys: hiding them would garble every line that says `true`.
-pub(super) fn hide_secrets(env: &dyn Fn(&str) -> Option<String>) {
-    use crate::telemetry::secrets;
-    const MIN_HIDDEN_HEADER_CHARS: usize = 8;
-    let hide = |secret: &str| {
-        if secret.chars().count() >= MIN_HIDDEN_HEADER_CHARS {
-            secrets::hide(secret);
-        }
-    };
-    for signal in ["", "TRACES_", "METRICS_"] {
-        if let Some(headers) = env(&format!("OTEL_EXPORTER_OTLP_{signal}HEADERS")) {
-            for value in headers
-                .split(',')
-                .filter_map(|h| h.split_once('='))
-                .map(|h| h.1)
-            {
-                for form in [value.trim().to_owned(), secrets::decoded(value.trim())] {
-                    hide(&form);
-                    // `Bearer <token>`: the token alone too.
-                    if let Some((_, token)) = form.rsplit_once(' ') {
-                        hide(token);
-                    }
-                }
-            }
-        }
-        if let Some(endpoint) = env(&format!("OTEL_EXPORTER_OTLP_{signal}ENDPOINT")) {
-            secrets::hide_url_password(&endpoint);
-        }
-    }
-}
-
 impl Settings {
     /// `env` looks a variable up (empty counts as unset); `exe` is the executable's name.
     pub(super) fn resolve(

@@ -421,15 +421,12 @@ fn w1_orders(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    // What a traced command records goes to an SDK meter provider (read never here, as a
-    // collector would once a minute), so recording the metrics is timed too.
-    let exporter_of_metrics = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
-    let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-        .with_reader(
-            opentelemetry_sdk::metrics::PeriodicReader::builder(exporter_of_metrics).build(),
-        )
-        .build();
-    opentelemetry::global::set_meter_provider(meters);
+    // A traced command's metrics go to an SDK meter provider (read once a minute): timed too.
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    let reader = PeriodicReader::builder(InMemoryMetricExporter::default()).build();
+    opentelemetry::global::set_meter_provider(
+        SdkMeterProvider::builder().with_reader(reader).build(),
+    );
     let exporter = DroppingExporter::default();
     let (traced, provider) = traced_dispatch(&exporter);
     let next = AtomicU64::new(0);

@@ -424,9 +424,8 @@ fn w1_orders(c: &mut Criterion) {
     // A traced command's metrics go to an SDK meter provider (read once a minute): timed too.
     use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
     let reader = PeriodicReader::builder(InMemoryMetricExporter::default()).build();
-    opentelemetry::global::set_meter_provider(
-        SdkMeterProvider::builder().with_reader(reader).build(),
-    );
+    let meters = SdkMeterProvider::builder().with_reader(reader).build();
+    opentelemetry::global::set_meter_provider(meters);
     let exporter = DroppingExporter::default();
     let (traced, provider) = traced_dispatch(&exporter);
     let next = AtomicU64::new(0);

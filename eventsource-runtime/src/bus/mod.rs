@@ -63,6 +63,8 @@ mod idempotent;
 pub mod instrument;
 mod memory;
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) mod publish;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 pub(crate) mod reconnect;
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 pub(crate) mod tls;

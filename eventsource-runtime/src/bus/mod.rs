@@ -84,6 +84,9 @@ use crate::telemetry::values::span_names;
 pub(crate) use dead_letter::log_dead_letter;
 pub use dead_letter::{DeadLetter, DeadLetterEntry, UndecodableLetter};
 pub use dispatcher::Dispatcher;
+pub(crate) use dispatcher::dispatcher_methods;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) use dispatcher::group_methods;
 pub use handler::{
     EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, UnknownHandler, handler_fn,
 };

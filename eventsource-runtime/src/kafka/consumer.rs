@@ -16,7 +16,7 @@ use super::offsets::ResumePoints;
 use super::settle::{more, wait_until_due};
 use super::topology::{GroupTopics, Topics, matches};
 use crate::bus::reconnect::Backoff;
-use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
+use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
@@ -122,47 +122,13 @@ impl ConsumerGroup {
         self
     }
 
-    /// The group's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The group's id on the broker: `{prefix}.{group}`.
     #[must_use]
     pub fn group_id(&self) -> &str {
         &self.topics.group_id
     }
 
-    /// How many times a record is delivered to a failing handler before it is
-    /// dead-lettered.
-    #[must_use]
-    pub fn max_deliveries(&self) -> u32 {
-        u32::try_from(self.delays.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1)
-    }
-
-    /// The handlers' side: subscriptions, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure (see [`handler_fn`]).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
-    }
+    crate::bus::group_methods!("record", delays: delays);
 
     /// The group's dead letters.
     #[must_use]

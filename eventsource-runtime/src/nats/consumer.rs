@@ -17,8 +17,7 @@ use super::error::unavailable;
 use super::settle::{gather, give_back};
 use super::topology::{self, GroupNames};
 use crate::bus::reconnect::Backoff;
-use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
-use crate::event::EventEnvelope;
+use crate::bus::{BusError, Dispatcher};
 use crate::telemetry::otel::log::log_info;
 
 /// How many unacknowledged messages JetStream hands a group's consumer at once, by default
@@ -183,12 +182,6 @@ impl ConsumerGroup {
         self
     }
 
-    /// The group's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The name of the group's durable consumer on the bus's stream (`{prefix}-{group}`).
     #[must_use]
     pub fn consumer_name(&self) -> &str {
@@ -202,35 +195,7 @@ impl ConsumerGroup {
         &self.names.retry_subject
     }
 
-    /// How many times a message is delivered to a failing handler before it is
-    /// dead-lettered.
-    #[must_use]
-    pub fn max_deliveries(&self) -> u32 {
-        u32::try_from(self.names.delays.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1)
-    }
-
-    /// The handlers' side: subscriptions, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure (see [`handler_fn`]).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
-    }
+    crate::bus::group_methods!("message", delays: names.delays);
 
     /// The group's dead letters.
     #[must_use]

@@ -18,8 +18,7 @@ use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
 use crate::bus::reconnect::Backoff;
 use crate::bus::wire::{self, DeliveryState, Settle};
-use crate::bus::{BusError, BusMessage, Dispatcher, EventHandler, HandlerError, handler_fn};
-use crate::event::EventEnvelope;
+use crate::bus::{BusError, BusMessage, Dispatcher};
 use crate::telemetry::attributes::{
     MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
 };
@@ -138,47 +137,13 @@ impl ConsumerGroup {
         self
     }
 
-    /// The group's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The queue the group consumes.
     #[must_use]
     pub fn queue(&self) -> &str {
         &self.queues.live
     }
 
-    /// How many times a message is delivered to a failing handler before it is
-    /// dead-lettered.
-    #[must_use]
-    pub fn max_deliveries(&self) -> u32 {
-        u32::try_from(self.delays.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1)
-    }
-
-    /// The handlers' side: subscriptions, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure (see [`handler_fn`]).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
-    }
+    crate::bus::group_methods!("message", delays: delays);
 
     /// The group's dead letters.
     #[must_use]

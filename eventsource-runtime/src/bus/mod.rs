@@ -56,6 +56,8 @@
 //! # });
 //! ```
 
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) mod broker;
 mod dead_letter;
 mod dispatcher;
 mod handler;

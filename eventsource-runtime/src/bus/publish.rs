@@ -25,7 +25,7 @@ pub(crate) enum SpanParent {
 impl SpanParent {
     /// Runs `sending` (which starts the publish span of `event`'s message) under this
     /// parent.
-    pub(crate) async fn run<F: Future>(self, event: &EventEnvelope, sending: F) -> F::Output {
+    async fn run<F: Future>(self, event: &EventEnvelope, sending: F) -> F::Output {
         match self {
             Self::Current => sending.await,
             Self::Stored => instrument::in_stored_context(event, sending).await,
@@ -68,6 +68,31 @@ impl Outcomes {
     #[cfg(any(feature = "rabbitmq", feature = "kafka"))]
     pub(crate) fn unavailable(&self) -> bool {
         matches!(self.failure, Some(BusError::Unavailable(_)))
+    }
+
+    /// Sends one message under `parent`: `sending` starts the publish span of `event`'s
+    /// message and sends it. The message in flight until `deadline()` (taken once sent),
+    /// or `None` when the send failed (its span ended, the failure recorded).
+    pub(crate) async fn sent<P>(
+        &mut self,
+        parent: SpanParent,
+        event: &EventEnvelope,
+        sending: impl Future<Output = (Uuid, Publishing, Result<P, BusError>)>,
+        deadline: impl FnOnce() -> Instant,
+    ) -> Option<InFlight<P>> {
+        let (message_id, publishing, sent) = parent.run(event, sending).await;
+        match sent {
+            Ok(pending) => Some(InFlight {
+                message_id,
+                publishing,
+                pending,
+                deadline: deadline(),
+            }),
+            Err(error) => {
+                self.record(message_id, publishing, Err(error));
+                None
+            }
+        }
     }
 
     /// Ends the publish span of `message_id` with `outcome` and records it: its id while

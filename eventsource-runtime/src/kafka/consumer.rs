@@ -15,6 +15,7 @@ use super::error::unavailable;
 use super::offsets::ResumePoints;
 use super::settle::{more, wait_until_due};
 use super::topology::{GroupTopics, Topics, matches};
+use crate::bus::broker;
 use crate::bus::reconnect::Backoff;
 use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
@@ -23,11 +24,7 @@ use crate::telemetry::values::Chain;
 
 /// The waits before the redeliveries of a failed record, by default: 1 s, 5 s, 30 s (four
 /// deliveries in all, then the dead letters).
-pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-];
+pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = broker::DEFAULT_RETRY_DELAYS;
 
 /// A consumer group on a [`KafkaBus`] (see the [module](super) for the topics).
 ///
@@ -77,8 +74,7 @@ enum Source {
 
 impl ConsumerGroup {
     pub(super) fn new(bus: KafkaBus, name: &str) -> Self {
-        let mut telemetry = bus.telemetry().clone();
-        telemetry.consumer_group = Some(name.to_owned());
+        let telemetry = broker::group_telemetry(bus.telemetry(), name);
         let delays = DEFAULT_RETRY_DELAYS.to_vec();
         let topics = GroupTopics::new(bus.topic_prefix(), name, &delays);
         Self {

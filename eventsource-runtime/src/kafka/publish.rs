@@ -40,19 +40,11 @@ impl KafkaBus {
                     .await;
                 (message.message_id, publishing, sent)
             };
-            let (message_id, publishing, sent) = parent.run(event, sending).await;
-            match sent {
-                Ok(pending) => in_flight.push(InFlight {
-                    message_id,
-                    publishing,
-                    pending,
-                    deadline: self.deadline(),
-                }),
-                Err(error) => {
-                    outcomes.record(message_id, publishing, Err(error));
-                    break;
-                }
-            }
+            let deadline = || self.deadline();
+            let Some(sent) = outcomes.sent(parent, event, sending, deadline).await else {
+                break;
+            };
+            in_flight.push(sent);
         }
         for sent in in_flight {
             let outcome = self

@@ -16,6 +16,7 @@ use super::NatsBus;
 use super::error::unavailable;
 use super::settle::{gather, give_back};
 use super::topology::{self, GroupNames};
+use crate::bus::broker;
 use crate::bus::reconnect::Backoff;
 use crate::bus::{BusError, Dispatcher};
 use crate::telemetry::otel::log::log_info;
@@ -26,11 +27,7 @@ pub const DEFAULT_PREFETCH: u16 = 16;
 
 /// The waits before the redeliveries of a failed message, by default: 1 s, 5 s, 30 s
 /// (four deliveries in all, then the dead letters).
-pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-];
+pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = broker::DEFAULT_RETRY_DELAYS;
 
 /// How long JetStream waits for a delivered message's acknowledgement, by default, before
 /// it delivers the message again (the consumer is presumed dead).
@@ -99,8 +96,7 @@ pub(super) enum Source {
 
 impl ConsumerGroup {
     pub(super) fn new(bus: NatsBus, name: &str) -> Self {
-        let mut telemetry = bus.telemetry().clone();
-        telemetry.consumer_group = Some(name.to_owned());
+        let telemetry = broker::group_telemetry(bus.telemetry(), name);
         let names = GroupNames::new(bus.subject_prefix(), name, &DEFAULT_RETRY_DELAYS);
         let destination = format!("{}.>", bus.subject_prefix());
         Self {

@@ -98,10 +98,11 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::bus::broker::configured;
 use crate::bus::instrument;
 use crate::bus::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::bus::wire::DeliveryState;
-use crate::bus::{BusError, BusMessage, BusSpanNames, BusTelemetry, PublishFailure, PublishReport};
+use crate::bus::{BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport};
 use crate::event::EventEnvelope;
 use error::{connect_failed, invalid_url, publish_error};
 use topology::Streams;
@@ -224,31 +225,20 @@ impl NatsBus {
         self.configure(|shared| shared.ack_timeout = timeout)
     }
 
-    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
-    /// or off (on by default). The bus metrics follow the process switch only.
-    #[must_use]
-    pub fn enable_tracing(self, enabled: bool) -> Self {
-        self.configure(|shared| shared.telemetry.enabled = enabled)
-    }
+    crate::bus::broker::telemetry_builders!();
 
-    /// Builder: overrides the span names.
-    #[must_use]
-    pub fn with_span_names(self, names: BusSpanNames) -> Self {
-        self.configure(|shared| shared.telemetry.names = names)
-    }
-
+    /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
+        let fresh = |shared: &Shared| Shared {
             addr: shared.addr.clone(),
             streams: shared.streams.clone(),
             ack_timeout: shared.ack_timeout,
             tls: shared.tls.clone(),
             telemetry: shared.telemetry.clone(),
             connection: Mutex::new(None),
-        });
-        change(&mut shared);
+        };
         Self {
-            shared: Arc::new(shared),
+            shared: configured(self.shared, fresh, change),
         }
     }
 
@@ -476,22 +466,14 @@ impl NatsBus {
                 let sent = publishing.run(sending).await;
                 (message.message_id, publishing, sent)
             };
-            let (message_id, publishing, sent) = parent.run(event, sending).await;
-            match sent {
-                Ok(pending) => {
-                    in_flight.push_back(InFlight {
-                        message_id,
-                        publishing,
-                        pending,
-                        deadline: Instant::now() + shared.ack_timeout,
-                    });
-                    if in_flight.len() >= MAX_IN_FLIGHT
-                        && let Some(oldest) = in_flight.pop_front()
-                    {
-                        self.settle(oldest, &mut outcomes).await;
-                    }
+            let deadline = || Instant::now() + shared.ack_timeout;
+            if let Some(sent) = outcomes.sent(parent, event, sending, deadline).await {
+                in_flight.push_back(sent);
+                if in_flight.len() >= MAX_IN_FLIGHT
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    self.settle(oldest, &mut outcomes).await;
                 }
-                Err(error) => outcomes.record(message_id, publishing, Err(error)),
             }
         }
         while let Some(sent) = in_flight.pop_front() {

@@ -16,6 +16,7 @@ use super::codec;
 use super::error::unavailable;
 use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
+use crate::bus::broker;
 use crate::bus::reconnect::Backoff;
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher};
@@ -35,11 +36,7 @@ pub const DEFAULT_DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
 /// The waits before the redeliveries of a failed message, by default: 1 s, 5 s, 30 s
 /// (four deliveries in all, then the dead letters).
-pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-];
+pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = broker::DEFAULT_RETRY_DELAYS;
 
 /// A consumer group on a [`RabbitMqBus`]: one durable queue, the handlers that consume it,
 /// and its retry and dead-letter queues (see the [module](super) for the topology).
@@ -82,8 +79,7 @@ impl std::fmt::Debug for ConsumerGroup {
 
 impl ConsumerGroup {
     pub(super) fn new(bus: RabbitMqBus, name: &str) -> Self {
-        let mut telemetry = bus.telemetry().clone();
-        telemetry.consumer_group = Some(name.to_owned());
+        let telemetry = broker::group_telemetry(bus.telemetry(), name);
         let delays = DEFAULT_RETRY_DELAYS.to_vec();
         let queues = GroupQueues::new(bus.exchange(), name, &delays);
         Self {

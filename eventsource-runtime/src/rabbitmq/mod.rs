@@ -87,12 +87,12 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::bus::broker::configured;
 use crate::bus::instrument;
 use crate::bus::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
-    BrokerTls, BrokerUnreachable, BusError, BusMessage, BusSpanNames, BusTelemetry, PublishFailure,
-    PublishReport,
+    BrokerTls, BrokerUnreachable, BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
@@ -236,21 +236,11 @@ impl RabbitMqBus {
         self.configure(|shared| shared.tls = Some(tls))
     }
 
-    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
-    /// or off (on by default). The bus metrics follow the process switch only.
-    #[must_use]
-    pub fn enable_tracing(self, enabled: bool) -> Self {
-        self.configure(|shared| shared.telemetry.enabled = enabled)
-    }
+    crate::bus::broker::telemetry_builders!();
 
-    /// Builder: overrides the span names.
-    #[must_use]
-    pub fn with_span_names(self, names: BusSpanNames) -> Self {
-        self.configure(|shared| shared.telemetry.names = names)
-    }
-
+    /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
+        let fresh = |shared: &Shared| Shared {
             url: shared.url.clone(),
             exchange: shared.exchange.clone(),
             confirm_timeout: shared.confirm_timeout,
@@ -258,10 +248,9 @@ impl RabbitMqBus {
             tls: shared.tls.clone(),
             telemetry: shared.telemetry.clone(),
             publisher: Mutex::new(None),
-        });
-        change(&mut shared);
+        };
         Self {
-            shared: Arc::new(shared),
+            shared: configured(self.shared, fresh, change),
         }
     }
 
@@ -469,19 +458,11 @@ impl RabbitMqBus {
                 };
                 (message.message_id, publishing, sent)
             };
-            let (message_id, publishing, sent) = parent.run(event, sending).await;
-            match sent {
-                Ok(pending) => in_flight.push(InFlight {
-                    message_id,
-                    publishing,
-                    pending,
-                    deadline: Instant::now() + shared.confirm_timeout,
-                }),
-                Err(error) => {
-                    outcomes.record(message_id, publishing, Err(error));
-                    break;
-                }
-            }
+            let deadline = || Instant::now() + shared.confirm_timeout;
+            let Some(sent) = outcomes.sent(parent, event, sending, deadline).await else {
+                break;
+            };
+            in_flight.push(sent);
         }
         for sent in in_flight {
             let timeout = shared.confirm_timeout;

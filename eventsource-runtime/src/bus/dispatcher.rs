@@ -328,12 +328,20 @@ macro_rules! dispatcher_methods {
 }
 pub(crate) use dispatcher_methods;
 
-/// The methods every broker's consumer group has alike, over its `name`, its retry delays
-/// (the field path given) and its `dispatcher`: `name`, `max_deliveries` (of a `$what`, a
-/// message or a record), `dispatcher`, `subscribe` and `subscribe_fn`.
+/// The methods every broker's consumer group has alike, over its `name`, its `patterns`,
+/// its retry delays (the field path given) and its `dispatcher`: `bind` (with the
+/// documentation given: what a pattern matches is the broker's), `name`, `max_deliveries`
+/// (of a `$what`, a message or a record), `dispatcher`, `subscribe` and `subscribe_fn`.
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 macro_rules! group_methods {
-    ($what:literal, delays: $($delays:ident).+) => {
+    ($what:literal, delays: $($delays:ident).+; $(#[$bind:meta])* fn bind;) => {
+        $(#[$bind])*
+        #[must_use]
+        pub fn bind(mut self, pattern: impl Into<String>) -> Self {
+            self.patterns.push(pattern.into());
+            self
+        }
+
         /// The group's name.
         #[must_use]
         pub fn name(&self) -> &str {

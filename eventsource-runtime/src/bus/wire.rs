@@ -333,6 +333,18 @@ pub(crate) fn test_message(destination: &str) -> BusMessage {
     BusMessage::new(destination, event).with_headers(headers)
 }
 
+/// A message to `destination` and the delivery state the codecs' round-trip tests send it
+/// with: a second attempt after the handler `mailer` failed.
+#[cfg(all(test, any(feature = "rabbitmq", feature = "nats")))]
+pub(crate) fn test_delivery(destination: &str) -> (BusMessage, DeliveryState) {
+    let state = DeliveryState {
+        attempt: 2,
+        handlers: vec!["mailer".into()],
+        error: Some("smtp down".into()),
+    };
+    (test_message(destination), state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,15 +88,14 @@ impl ConsumerGroup {
         }
     }
 
-    /// Builder: the events the group wants, as a topic-exchange pattern over
-    /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Records of other
-    /// events are committed without a span. Without any, the group receives every event.
-    /// When every pattern names its aggregate type, the group reads those types' topics
-    /// only; otherwise every topic of the bus's prefix.
-    #[must_use]
-    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
-        self.patterns.push(pattern.into());
-        self
+    crate::bus::group_methods! {
+        "record", delays: delays;
+        /// Builder: the events the group wants, as a topic-exchange pattern over
+        /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Records of other
+        /// events are committed without a span. Without any, the group receives every event.
+        /// When every pattern names its aggregate type, the group reads those types' topics
+        /// only; otherwise every topic of the bus's prefix.
+        fn bind;
     }
 
     /// Builder: the waits before each redelivery of a failed record (default
@@ -123,8 +122,6 @@ impl ConsumerGroup {
     pub fn group_id(&self) -> &str {
         &self.topics.group_id
     }
-
-    crate::bus::group_methods!("record", delays: delays);
 
     /// The group's dead letters.
     #[must_use]

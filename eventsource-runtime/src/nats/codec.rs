@@ -52,18 +52,9 @@ pub(super) fn read_headers(headers: Option<&HeaderMap>) -> (Metadata, DeliverySt
 mod tests {
     use super::*;
 
-    fn message() -> BusMessage {
-        wire::test_message("eventsource.Order.OrderPlaced")
-    }
-
     #[test]
     fn a_message_round_trips() {
-        let message = message();
-        let state = DeliveryState {
-            attempt: 2,
-            handlers: vec!["mailer".into()],
-            error: Some("smtp down".into()),
-        };
+        let (message, state) = wire::test_delivery("eventsource.Order.OrderPlaced");
         let headers = headers(&message, &state, true);
         let (trace, read) = read_headers(Some(&headers));
         assert_eq!(read, state);

@@ -112,16 +112,15 @@ impl ConsumerGroup {
         }
     }
 
-    /// Builder: the group consumes the events whose `{aggregate_type}.{event_type}` match
-    /// this NATS subject pattern (`Order.*`, `*.OrderPlaced`, `>`); the consumer's filter is
-    /// `{prefix}.{pattern}`. Without any, the group receives every event. JetStream 2.9
-    /// filters a consumer by one subject: with several patterns the consumer takes every
-    /// event and the group acknowledges, unhandled and without spans, those no pattern
-    /// matches.
-    #[must_use]
-    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
-        self.patterns.push(pattern.into());
-        self
+    crate::bus::group_methods! {
+        "message", delays: names.delays;
+        /// Builder: the group consumes the events whose `{aggregate_type}.{event_type}` match
+        /// this NATS subject pattern (`Order.*`, `*.OrderPlaced`, `>`); the consumer's filter is
+        /// `{prefix}.{pattern}`. Without any, the group receives every event. JetStream 2.9
+        /// filters a consumer by one subject: with several patterns the consumer takes every
+        /// event and the group acknowledges, unhandled and without spans, those no pattern
+        /// matches.
+        fn bind;
     }
 
     /// Builder: how many unacknowledged messages JetStream hands over at once
@@ -190,8 +189,6 @@ impl ConsumerGroup {
     pub fn retry_subject(&self) -> &str {
         &self.names.retry_subject
     }
-
-    crate::bus::group_methods!("message", delays: names.delays);
 
     /// The group's dead letters.
     #[must_use]

@@ -148,18 +148,9 @@ fn as_int(value: &AMQPValue) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn message() -> BusMessage {
-        wire::test_message("eventsource:Order.OrderPlaced")
-    }
-
     #[test]
     fn a_message_round_trips() {
-        let message = message();
-        let state = DeliveryState {
-            attempt: 2,
-            handlers: vec!["mailer".into()],
-            error: Some("smtp down".into()),
-        };
+        let (message, state) = wire::test_delivery("eventsource:Order.OrderPlaced");
         let properties = properties(&message, &state).unwrap();
         let decoded = wire::decode(&body(&message).unwrap()).unwrap();
         assert_eq!(decoded, message.event);

@@ -94,13 +94,12 @@ impl ConsumerGroup {
         }
     }
 
-    /// Builder: binds the group's queue with a topic pattern over the routing keys
-    /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Without any,
-    /// the group receives every event (`#`).
-    #[must_use]
-    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
-        self.patterns.push(pattern.into());
-        self
+    crate::bus::group_methods! {
+        "message", delays: delays;
+        /// Builder: binds the group's queue with a topic pattern over the routing keys
+        /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Without any,
+        /// the group receives every event (`#`).
+        fn bind;
     }
 
     /// Builder: how many unacknowledged messages the broker hands over at once (default
@@ -138,8 +137,6 @@ impl ConsumerGroup {
     pub fn queue(&self) -> &str {
         &self.queues.live
     }
-
-    crate::bus::group_methods!("message", delays: delays);
 
     /// The group's dead letters.
     #[must_use]

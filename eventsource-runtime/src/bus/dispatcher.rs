@@ -295,3 +295,78 @@ impl Dispatcher {
         failures
     }
 }
+
+/// The methods of a type that hands the messages it receives to its `dispatcher` field:
+/// `dispatcher`, `subscribe` and `subscribe_fn`, each with the documentation given.
+macro_rules! dispatcher_methods {
+    (
+        $(#[$dispatcher:meta])* fn dispatcher;
+        $(#[$subscribe:meta])* fn subscribe;
+        $(#[$subscribe_fn:meta])* fn subscribe_fn;
+    ) => {
+        $(#[$dispatcher])*
+        #[must_use]
+        pub fn dispatcher(&self) -> &$crate::bus::Dispatcher {
+            &self.dispatcher
+        }
+
+        $(#[$subscribe])*
+        pub fn subscribe(&self, handler: impl $crate::bus::EventHandler) {
+            self.dispatcher.subscribe(handler);
+        }
+
+        $(#[$subscribe_fn])*
+        pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
+        where
+            F: Fn($crate::event::EventEnvelope) -> Fut + Send + Sync + 'static,
+            Fut: ::std::future::Future<Output = Result<(), E>> + Send + 'static,
+            E: Into<$crate::bus::HandlerError>,
+        {
+            self.dispatcher.subscribe($crate::bus::handler_fn(name, handle));
+        }
+    };
+}
+pub(crate) use dispatcher_methods;
+
+/// The methods every broker's consumer group has alike, over its `name`, its `patterns`,
+/// its retry delays (the field path given) and its `dispatcher`: `bind` (with the
+/// documentation given: what a pattern matches is the broker's), `name`, `max_deliveries`
+/// (of a `$what`, a message or a record), `dispatcher`, `subscribe` and `subscribe_fn`.
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+macro_rules! group_methods {
+    ($what:literal, delays: $($delays:ident).+; $(#[$bind:meta])* fn bind;) => {
+        $(#[$bind])*
+        #[must_use]
+        pub fn bind(mut self, pattern: impl Into<String>) -> Self {
+            self.patterns.push(pattern.into());
+            self
+        }
+
+        /// The group's name.
+        #[must_use]
+        pub fn name(&self) -> &str {
+            &self.name
+        }
+
+        #[doc = concat!(" How many times a ", $what, " is delivered to a failing handler before it is")]
+        /// dead-lettered.
+        #[must_use]
+        pub fn max_deliveries(&self) -> u32 {
+            u32::try_from(self.$($delays).+.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1)
+        }
+
+        $crate::bus::dispatcher_methods! {
+            /// The handlers' side: subscriptions, telemetry settings.
+            fn dispatcher;
+            /// Adds a handler.
+            fn subscribe;
+            /// Adds a handler made of a name and an async closure (see
+            /// [`handler_fn`](crate::bus::handler_fn)).
+            fn subscribe_fn;
+        }
+    };
+}
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) use group_methods;

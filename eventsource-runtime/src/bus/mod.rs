@@ -56,12 +56,16 @@
 //! # });
 //! ```
 
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) mod broker;
 mod dead_letter;
 mod dispatcher;
 mod handler;
 mod idempotent;
 pub mod instrument;
 mod memory;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) mod publish;
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 pub(crate) mod reconnect;
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
@@ -82,6 +86,9 @@ use crate::telemetry::values::span_names;
 pub(crate) use dead_letter::log_dead_letter;
 pub use dead_letter::{DeadLetter, DeadLetterEntry, UndecodableLetter};
 pub use dispatcher::Dispatcher;
+pub(crate) use dispatcher::dispatcher_methods;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) use dispatcher::group_methods;
 pub use handler::{
     EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, UnknownHandler, handler_fn,
 };

@@ -311,28 +311,47 @@ pub fn read_message_id<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])
         .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse().ok())
 }
 
+/// A message as the codecs' tests send it, to `destination`: an event with a payload and
+/// metadata, a trace context in its headers.
+#[cfg(test)]
+pub(crate) fn test_message(destination: &str) -> BusMessage {
+    let event = EventEnvelope {
+        event_id: Uuid::now_v7(),
+        stream: StreamId::new("Order", "o-1"),
+        version: 3,
+        position: 42,
+        event_type: "OrderPlaced".into(),
+        schema_version: 2,
+        timestamp: Utc::now(),
+        payload: serde_json::json!({ "total": 12 }).into(),
+        metadata: Metadata::new().with("correlation_id", "c-1"),
+    };
+    let headers = Metadata::new().with(
+        Metadata::TRACEPARENT,
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    );
+    BusMessage::new(destination, event).with_headers(headers)
+}
+
+/// A message to `destination` and the delivery state the codecs' round-trip tests send it
+/// with: a second attempt after the handler `mailer` failed.
+#[cfg(all(test, any(feature = "rabbitmq", feature = "nats")))]
+pub(crate) fn test_delivery(destination: &str) -> (BusMessage, DeliveryState) {
+    let state = DeliveryState {
+        attempt: 2,
+        handlers: vec!["mailer".into()],
+        error: Some("smtp down".into()),
+    };
+    (test_message(destination), state)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bus::{HandlerError, UnknownHandler};
 
     fn message() -> BusMessage {
-        let event = EventEnvelope {
-            event_id: Uuid::now_v7(),
-            stream: StreamId::new("Order", "o-1"),
-            version: 3,
-            position: 42,
-            event_type: "OrderPlaced".into(),
-            schema_version: 2,
-            timestamp: Utc::now(),
-            payload: serde_json::json!({ "total": 12 }).into(),
-            metadata: Metadata::new().with("correlation_id", "c-1"),
-        };
-        let headers = Metadata::new().with(
-            Metadata::TRACEPARENT,
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        );
-        BusMessage::new("orders", event).with_headers(headers)
+        test_message("orders")
     }
 
     fn failure(handler: &str, error: HandlerError) -> HandlerFailure {

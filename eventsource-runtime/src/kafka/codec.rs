@@ -9,12 +9,24 @@ use crate::event::Metadata;
 
 /// The headers of `message` with `state`.
 pub(super) fn headers(message: &BusMessage, state: &DeliveryState) -> OwnedHeaders {
-    wire::text_headers(message, state)
-        .iter()
+    let headers = wire::text_headers(message, state);
+    owned_headers(
+        headers
+            .iter()
+            .map(|(key, value)| (&**key, value.as_bytes())),
+    )
+}
+
+/// A record's headers made of (key, value) pairs.
+pub(super) fn owned_headers<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> OwnedHeaders {
+    pairs
+        .into_iter()
         .fold(OwnedHeaders::new(), |headers, (key, value)| {
             headers.insert(Header {
                 key,
-                value: Some(value.as_bytes()),
+                value: Some(value),
             })
         })
 }

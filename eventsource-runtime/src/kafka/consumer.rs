@@ -15,19 +15,16 @@ use super::error::unavailable;
 use super::offsets::ResumePoints;
 use super::settle::{more, wait_until_due};
 use super::topology::{GroupTopics, Topics, matches};
+use crate::bus::broker;
 use crate::bus::reconnect::Backoff;
-use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
+use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
 
 /// The waits before the redeliveries of a failed record, by default: 1 s, 5 s, 30 s (four
 /// deliveries in all, then the dead letters).
-pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-];
+pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = broker::DEFAULT_RETRY_DELAYS;
 
 /// A consumer group on a [`KafkaBus`] (see the [module](super) for the topics).
 ///
@@ -77,8 +74,7 @@ enum Source {
 
 impl ConsumerGroup {
     pub(super) fn new(bus: KafkaBus, name: &str) -> Self {
-        let mut telemetry = bus.telemetry().clone();
-        telemetry.consumer_group = Some(name.to_owned());
+        let telemetry = broker::group_telemetry(bus.telemetry(), name);
         let delays = DEFAULT_RETRY_DELAYS.to_vec();
         let topics = GroupTopics::new(bus.topic_prefix(), name, &delays);
         Self {
@@ -92,15 +88,14 @@ impl ConsumerGroup {
         }
     }
 
-    /// Builder: the events the group wants, as a topic-exchange pattern over
-    /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Records of other
-    /// events are committed without a span. Without any, the group receives every event.
-    /// When every pattern names its aggregate type, the group reads those types' topics
-    /// only; otherwise every topic of the bus's prefix.
-    #[must_use]
-    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
-        self.patterns.push(pattern.into());
-        self
+    crate::bus::group_methods! {
+        "record", delays: delays;
+        /// Builder: the events the group wants, as a topic-exchange pattern over
+        /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Records of other
+        /// events are committed without a span. Without any, the group receives every event.
+        /// When every pattern names its aggregate type, the group reads those types' topics
+        /// only; otherwise every topic of the bus's prefix.
+        fn bind;
     }
 
     /// Builder: the waits before each redelivery of a failed record (default
@@ -122,46 +117,10 @@ impl ConsumerGroup {
         self
     }
 
-    /// The group's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The group's id on the broker: `{prefix}.{group}`.
     #[must_use]
     pub fn group_id(&self) -> &str {
         &self.topics.group_id
-    }
-
-    /// How many times a record is delivered to a failing handler before it is
-    /// dead-lettered.
-    #[must_use]
-    pub fn max_deliveries(&self) -> u32 {
-        u32::try_from(self.delays.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1)
-    }
-
-    /// The handlers' side: subscriptions, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure (see [`handler_fn`]).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// The group's dead letters.

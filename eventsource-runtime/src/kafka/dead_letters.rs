@@ -271,15 +271,10 @@ impl DeadLetters {
 
     /// Appends a copy of an undecodable dead letter to the dead-letter topic.
     async fn recopy(&self, (payload, headers): RawRecord) -> Result<(), BusError> {
-        let headers = headers.iter().fold(
-            rdkafka::message::OwnedHeaders::new(),
-            |all, (key, value)| {
-                all.insert(rdkafka::message::Header {
-                    key,
-                    value: Some(value),
-                })
-            },
-        );
+        let pairs = headers
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_slice()));
+        let headers = codec::owned_headers(pairs);
         let producer = self.bus.producer()?;
         let mut record =
             rdkafka::producer::FutureRecord::<(), [u8]>::to(&self.topics.dead).headers(headers);

@@ -102,7 +102,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 
-use crate::bus::{BusError, BusSpanNames, BusTelemetry};
+use crate::bus::broker::configured;
+use crate::bus::{BusError, BusTelemetry};
 use producer::ProducerSlot;
 
 pub use consumer::{ConsumerGroup, DEFAULT_RETRY_DELAYS};
@@ -304,21 +305,11 @@ impl KafkaBus {
         bus
     }
 
-    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
-    /// or off (on by default). The bus metrics follow the process switch only.
-    #[must_use]
-    pub fn enable_tracing(self, enabled: bool) -> Self {
-        self.configure(|shared| shared.telemetry.enabled = enabled)
-    }
+    crate::bus::broker::telemetry_builders!();
 
-    /// Builder: overrides the span names.
-    #[must_use]
-    pub fn with_span_names(self, names: BusSpanNames) -> Self {
-        self.configure(|shared| shared.telemetry.names = names)
-    }
-
+    /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
+        let fresh = |shared: &Shared| Shared {
             bootstrap: shared.bootstrap.clone(),
             prefix: shared.prefix.clone(),
             topics: shared.topics.clone(),
@@ -329,10 +320,9 @@ impl KafkaBus {
             producer: Mutex::default(),
             created: Mutex::default(),
             last_error: context::LastError::default(),
-        });
-        change(&mut shared);
+        };
         Self {
-            shared: Arc::new(shared),
+            shared: configured(self.shared, fresh, change),
         }
     }
 

@@ -178,15 +178,7 @@ impl ConsumerGroup {
         let mut headers: Vec<(&str, &[u8])> = codec::header_pairs(record);
         headers.retain(|(key, _)| *key != wire::HEADER_ERROR);
         headers.push((wire::HEADER_ERROR, reason.as_bytes()));
-        let headers = headers.into_iter().fold(
-            rdkafka::message::OwnedHeaders::new(),
-            |all, (key, value)| {
-                all.insert(rdkafka::message::Header {
-                    key,
-                    value: Some(value),
-                })
-            },
-        );
+        let headers = codec::owned_headers(headers);
         let producer = self.bus.producer()?;
         let mut copy = rdkafka::producer::FutureRecord::to(&self.topics.dead)
             .payload(record.payload().unwrap_or_default())

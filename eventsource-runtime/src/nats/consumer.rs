@@ -16,9 +16,9 @@ use super::NatsBus;
 use super::error::unavailable;
 use super::settle::{gather, give_back};
 use super::topology::{self, GroupNames};
+use crate::bus::broker;
 use crate::bus::reconnect::Backoff;
-use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
-use crate::event::EventEnvelope;
+use crate::bus::{BusError, Dispatcher};
 use crate::telemetry::otel::log::log_info;
 
 /// How many unacknowledged messages JetStream hands a group's consumer at once, by default
@@ -27,11 +27,7 @@ pub const DEFAULT_PREFETCH: u16 = 16;
 
 /// The waits before the redeliveries of a failed message, by default: 1 s, 5 s, 30 s
 /// (four deliveries in all, then the dead letters).
-pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-];
+pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = broker::DEFAULT_RETRY_DELAYS;
 
 /// How long JetStream waits for a delivered message's acknowledgement, by default, before
 /// it delivers the message again (the consumer is presumed dead).
@@ -100,8 +96,7 @@ pub(super) enum Source {
 
 impl ConsumerGroup {
     pub(super) fn new(bus: NatsBus, name: &str) -> Self {
-        let mut telemetry = bus.telemetry().clone();
-        telemetry.consumer_group = Some(name.to_owned());
+        let telemetry = broker::group_telemetry(bus.telemetry(), name);
         let names = GroupNames::new(bus.subject_prefix(), name, &DEFAULT_RETRY_DELAYS);
         let destination = format!("{}.>", bus.subject_prefix());
         Self {
@@ -117,16 +112,15 @@ impl ConsumerGroup {
         }
     }
 
-    /// Builder: the group consumes the events whose `{aggregate_type}.{event_type}` match
-    /// this NATS subject pattern (`Order.*`, `*.OrderPlaced`, `>`); the consumer's filter is
-    /// `{prefix}.{pattern}`. Without any, the group receives every event. JetStream 2.9
-    /// filters a consumer by one subject: with several patterns the consumer takes every
-    /// event and the group acknowledges, unhandled and without spans, those no pattern
-    /// matches.
-    #[must_use]
-    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
-        self.patterns.push(pattern.into());
-        self
+    crate::bus::group_methods! {
+        "message", delays: names.delays;
+        /// Builder: the group consumes the events whose `{aggregate_type}.{event_type}` match
+        /// this NATS subject pattern (`Order.*`, `*.OrderPlaced`, `>`); the consumer's filter is
+        /// `{prefix}.{pattern}`. Without any, the group receives every event. JetStream 2.9
+        /// filters a consumer by one subject: with several patterns the consumer takes every
+        /// event and the group acknowledges, unhandled and without spans, those no pattern
+        /// matches.
+        fn bind;
     }
 
     /// Builder: how many unacknowledged messages JetStream hands over at once
@@ -183,12 +177,6 @@ impl ConsumerGroup {
         self
     }
 
-    /// The group's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The name of the group's durable consumer on the bus's stream (`{prefix}-{group}`).
     #[must_use]
     pub fn consumer_name(&self) -> &str {
@@ -200,36 +188,6 @@ impl ConsumerGroup {
     #[must_use]
     pub fn retry_subject(&self) -> &str {
         &self.names.retry_subject
-    }
-
-    /// How many times a message is delivered to a failing handler before it is
-    /// dead-lettered.
-    #[must_use]
-    pub fn max_deliveries(&self) -> u32 {
-        u32::try_from(self.names.delays.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1)
-    }
-
-    /// The handlers' side: subscriptions, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure (see [`handler_fn`]).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// The group's dead letters.

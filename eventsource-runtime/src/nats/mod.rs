@@ -1,7 +1,7 @@
 //! NATS JetStream (feature `nats`): everything the event bus does over a NATS server with
 //! JetStream, through [async-nats](https://docs.rs/async-nats) on tokio.
 //!
-//! - [`NatsBus`] publishes stored events ([`EventBus`]): each message stored in a
+//! - [`NatsBus`] publishes stored events ([`EventBus`](crate::bus::EventBus)): each message stored in a
 //!   file-backed stream and acknowledged by JetStream before the publish succeeds, subject
 //!   `{prefix}.{aggregate_type}.{event_type}`, `Nats-Msg-Id` = the event id (JetStream's
 //!   duplicate window drops a relay's republish); an error acknowledgement (no stream for
@@ -94,16 +94,15 @@ use async_nats::connection::State;
 use async_nats::jetstream::Context;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::{Client, ConnectOptions, ServerAddr};
-use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::bus::broker::configured;
 use crate::bus::instrument;
+use crate::bus::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::bus::wire::DeliveryState;
-use crate::bus::{
-    BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus, PublishFailure, PublishReport,
-};
+use crate::bus::{BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport};
 use crate::event::EventEnvelope;
 use error::{connect_failed, invalid_url, publish_error};
 use topology::Streams;
@@ -136,7 +135,7 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// How long connecting to the server may take before a publish fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An [`EventBus`] over a NATS server with JetStream; see the [module](self) for the
+/// An [`EventBus`](crate::bus::EventBus) over a NATS server with JetStream; see the [module](self) for the
 /// topology, the messages and the telemetry.
 ///
 /// It connects on first use (or [`declare`](Self::declare)); async-nats reconnects by
@@ -226,31 +225,20 @@ impl NatsBus {
         self.configure(|shared| shared.ack_timeout = timeout)
     }
 
-    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
-    /// or off (on by default). The bus metrics follow the process switch only.
-    #[must_use]
-    pub fn enable_tracing(self, enabled: bool) -> Self {
-        self.configure(|shared| shared.telemetry.enabled = enabled)
-    }
+    crate::bus::broker::telemetry_builders!();
 
-    /// Builder: overrides the span names.
-    #[must_use]
-    pub fn with_span_names(self, names: BusSpanNames) -> Self {
-        self.configure(|shared| shared.telemetry.names = names)
-    }
-
+    /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
+        let fresh = |shared: &Shared| Shared {
             addr: shared.addr.clone(),
             streams: shared.streams.clone(),
             ack_timeout: shared.ack_timeout,
             tls: shared.tls.clone(),
             telemetry: shared.telemetry.clone(),
             connection: Mutex::new(None),
-        });
-        change(&mut shared);
+        };
         Self {
-            shared: Arc::new(shared),
+            shared: configured(self.shared, fresh, change),
         }
     }
 
@@ -446,23 +434,6 @@ async fn publish_copy(
     acknowledged(ack, message.message_id, Instant::now() + timeout, timeout).await
 }
 
-/// Whose child a message's publish span is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SpanParent {
-    /// The current span (a command publishing what it just stored).
-    Current,
-    /// The trace context stored with the event (a relay).
-    Stored,
-}
-
-/// A message sent and not yet acknowledged.
-struct InFlight {
-    message_id: Uuid,
-    publishing: instrument::Publishing,
-    ack: PublishAckFuture,
-    deadline: Instant,
-}
-
 impl NatsBus {
     /// Sends every event, in order, without waiting between them (up to
     /// [`MAX_IN_FLIGHT`] unacknowledged), then waits for the acknowledgements; each publish
@@ -479,11 +450,11 @@ impl NatsBus {
             .await
             .map_err(|error| PublishFailure::new(PublishReport::default(), error))?;
         let shared = &self.shared;
-        let mut in_flight = VecDeque::with_capacity(events.len().min(MAX_IN_FLIGHT));
-        let mut ids = Vec::with_capacity(events.len());
-        let mut failure = None;
+        let mut in_flight: VecDeque<InFlight<PublishAckFuture>> =
+            VecDeque::with_capacity(events.len().min(MAX_IN_FLIGHT));
+        let mut outcomes = Outcomes::with_capacity(events.len());
         for event in events {
-            if failure.is_some() {
+            if outcomes.failed() {
                 break;
             }
             let sending = async {
@@ -495,79 +466,39 @@ impl NatsBus {
                 let sent = publishing.run(sending).await;
                 (message.message_id, publishing, sent)
             };
-            let (message_id, publishing, sent) = match parent {
-                SpanParent::Current => sending.await,
-                SpanParent::Stored => instrument::in_stored_context(event, sending).await,
-            };
-            match sent {
-                Ok(ack) => {
-                    in_flight.push_back(InFlight {
-                        message_id,
-                        publishing,
-                        ack,
-                        deadline: Instant::now() + shared.ack_timeout,
-                    });
-                    if in_flight.len() >= MAX_IN_FLIGHT
-                        && let Some(oldest) = in_flight.pop_front()
-                    {
-                        self.settle(oldest, &mut ids, &mut failure).await;
-                    }
-                }
-                Err(error) => {
-                    let outcome = Err::<(), _>(error);
-                    publishing.end(&outcome);
-                    failure = outcome.err();
+            let deadline = || Instant::now() + shared.ack_timeout;
+            if let Some(sent) = outcomes.sent(parent, event, sending, deadline).await {
+                in_flight.push_back(sent);
+                if in_flight.len() >= MAX_IN_FLIGHT
+                    && let Some(oldest) = in_flight.pop_front()
+                {
+                    self.settle(oldest, &mut outcomes).await;
                 }
             }
         }
         while let Some(sent) = in_flight.pop_front() {
-            self.settle(sent, &mut ids, &mut failure).await;
+            self.settle(sent, &mut outcomes).await;
         }
-        match failure {
-            None => Ok(PublishReport::new(ids)),
-            Some(error) => Err(PublishFailure::new(PublishReport::new(ids), error)),
-        }
+        outcomes.report()
     }
 
-    /// Waits for the acknowledgement of a message sent, ends its publish span with the
-    /// outcome, and records it: its id while nothing failed before it, else the first
-    /// failure.
-    async fn settle(&self, sent: InFlight, ids: &mut Vec<Uuid>, failure: &mut Option<BusError>) {
+    /// Waits for the acknowledgement of a message sent and records its outcome.
+    async fn settle(&self, sent: InFlight<PublishAckFuture>, outcomes: &mut Outcomes) {
         let timeout = self.shared.ack_timeout;
-        let mut outcome = acknowledged(sent.ack, sent.message_id, sent.deadline, timeout).await;
+        let mut outcome = acknowledged(sent.pending, sent.message_id, sent.deadline, timeout).await;
         if let Err(BusError::Unconfirmed { message_id, .. }) = outcome {
             outcome = Err(self.late(message_id).await);
         }
-        sent.publishing.end(&outcome);
-        match outcome {
-            Ok(()) if failure.is_none() => ids.push(sent.message_id),
-            Ok(()) => {}
-            Err(error) => {
-                failure.get_or_insert(error);
-            }
-        }
+        outcomes.record(sent.message_id, sent.publishing, outcome);
     }
 }
 
-#[async_trait]
-impl EventBus for NatsBus {
+event_bus_by_publish_all! {
     /// Publishes each event as one message, in order, several in flight at once; each
     /// publish span is a child of the current span and lasts until JetStream acknowledged
     /// the message. Fails with the first message that failed (the messages before it are
     /// published, later ones may be).
-    async fn publish(&self, events: &[EventEnvelope]) -> Result<PublishReport, BusError> {
-        let published = self.publish_all(events, SpanParent::Current).await;
-        published.map_err(|failure| failure.error)
-    }
-
-    /// As [`publish`](Self::publish), each publish span a child of the context stored with
-    /// its event.
-    async fn publish_stored(
-        &self,
-        events: &[EventEnvelope],
-    ) -> Result<PublishReport, PublishFailure> {
-        self.publish_all(events, SpanParent::Stored).await
-    }
+    NatsBus
 }
 
 #[cfg(test)]

@@ -147,37 +147,10 @@ fn as_int(value: &AMQPValue) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventEnvelope, StreamId};
-    use chrono::Utc;
-    use uuid::Uuid;
-
-    fn message() -> BusMessage {
-        let event = EventEnvelope {
-            event_id: Uuid::now_v7(),
-            stream: StreamId::new("Order", "o-1"),
-            version: 3,
-            position: 42,
-            event_type: "OrderPlaced".into(),
-            schema_version: 2,
-            timestamp: Utc::now(),
-            payload: serde_json::json!({ "total": 12 }).into(),
-            metadata: Metadata::new().with("correlation_id", "c-1"),
-        };
-        let headers = Metadata::new().with(
-            Metadata::TRACEPARENT,
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        );
-        BusMessage::new("eventsource:Order.OrderPlaced", event).with_headers(headers)
-    }
 
     #[test]
     fn a_message_round_trips() {
-        let message = message();
-        let state = DeliveryState {
-            attempt: 2,
-            handlers: vec!["mailer".into()],
-            error: Some("smtp down".into()),
-        };
+        let (message, state) = wire::test_delivery("eventsource:Order.OrderPlaced");
         let properties = properties(&message, &state).unwrap();
         let decoded = wire::decode(&body(&message).unwrap()).unwrap();
         assert_eq!(decoded, message.event);

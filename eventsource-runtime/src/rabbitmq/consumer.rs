@@ -16,10 +16,10 @@ use super::codec;
 use super::error::unavailable;
 use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
+use crate::bus::broker;
 use crate::bus::reconnect::Backoff;
 use crate::bus::wire::{self, DeliveryState, Settle};
-use crate::bus::{BusError, BusMessage, Dispatcher, EventHandler, HandlerError, handler_fn};
-use crate::event::EventEnvelope;
+use crate::bus::{BusError, BusMessage, Dispatcher};
 use crate::telemetry::attributes::{
     MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
 };
@@ -36,11 +36,7 @@ pub const DEFAULT_DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
 /// The waits before the redeliveries of a failed message, by default: 1 s, 5 s, 30 s
 /// (four deliveries in all, then the dead letters).
-pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-];
+pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = broker::DEFAULT_RETRY_DELAYS;
 
 /// A consumer group on a [`RabbitMqBus`]: one durable queue, the handlers that consume it,
 /// and its retry and dead-letter queues (see the [module](super) for the topology).
@@ -83,8 +79,7 @@ impl std::fmt::Debug for ConsumerGroup {
 
 impl ConsumerGroup {
     pub(super) fn new(bus: RabbitMqBus, name: &str) -> Self {
-        let mut telemetry = bus.telemetry().clone();
-        telemetry.consumer_group = Some(name.to_owned());
+        let telemetry = broker::group_telemetry(bus.telemetry(), name);
         let delays = DEFAULT_RETRY_DELAYS.to_vec();
         let queues = GroupQueues::new(bus.exchange(), name, &delays);
         Self {
@@ -99,13 +94,12 @@ impl ConsumerGroup {
         }
     }
 
-    /// Builder: binds the group's queue with a topic pattern over the routing keys
-    /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Without any,
-    /// the group receives every event (`#`).
-    #[must_use]
-    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
-        self.patterns.push(pattern.into());
-        self
+    crate::bus::group_methods! {
+        "message", delays: delays;
+        /// Builder: binds the group's queue with a topic pattern over the routing keys
+        /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Without any,
+        /// the group receives every event (`#`).
+        fn bind;
     }
 
     /// Builder: how many unacknowledged messages the broker hands over at once (default
@@ -138,46 +132,10 @@ impl ConsumerGroup {
         self
     }
 
-    /// The group's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The queue the group consumes.
     #[must_use]
     pub fn queue(&self) -> &str {
         &self.queues.live
-    }
-
-    /// How many times a message is delivered to a failing handler before it is
-    /// dead-lettered.
-    #[must_use]
-    pub fn max_deliveries(&self) -> u32 {
-        u32::try_from(self.delays.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1)
-    }
-
-    /// The handlers' side: subscriptions, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure (see [`handler_fn`]).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// The group's dead letters.

@@ -1,7 +1,7 @@
 //! RabbitMQ (feature `rabbitmq`): everything the event bus does over a RabbitMQ broker,
 //! through [lapin](https://docs.rs/lapin) on tokio.
 //!
-//! - [`RabbitMqBus`] publishes stored events ([`EventBus`]): publisher confirms on,
+//! - [`RabbitMqBus`] publishes stored events ([`EventBus`](crate::bus::EventBus)): publisher confirms on,
 //!   persistent messages, message id = the event id, routing key
 //!   `{aggregate_type}.{event_type}`; a nack, a return (no queue bound) or no confirm within
 //!   the timeout is a typed [`BusError`], never a silent drop;
@@ -79,7 +79,6 @@ mod topology;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 use lapin::uri::AMQPUri;
@@ -88,11 +87,12 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::bus::broker::configured;
 use crate::bus::instrument;
+use crate::bus::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
-    BrokerTls, BrokerUnreachable, BusError, BusMessage, BusSpanNames, BusTelemetry, EventBus,
-    PublishFailure, PublishReport,
+    BrokerTls, BrokerUnreachable, BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
@@ -126,7 +126,7 @@ pub enum Unroutable {
 /// How long a publish waits for the broker's confirm by default.
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An [`EventBus`] over a RabbitMQ broker; see the [module](self) for the topology, the
+/// An [`EventBus`](crate::bus::EventBus) over a RabbitMQ broker; see the [module](self) for the topology, the
 /// messages and the telemetry.
 ///
 /// It connects on first use (or [`declare`](Self::declare)) and again after the connection
@@ -236,21 +236,11 @@ impl RabbitMqBus {
         self.configure(|shared| shared.tls = Some(tls))
     }
 
-    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
-    /// or off (on by default). The bus metrics follow the process switch only.
-    #[must_use]
-    pub fn enable_tracing(self, enabled: bool) -> Self {
-        self.configure(|shared| shared.telemetry.enabled = enabled)
-    }
+    crate::bus::broker::telemetry_builders!();
 
-    /// Builder: overrides the span names.
-    #[must_use]
-    pub fn with_span_names(self, names: BusSpanNames) -> Self {
-        self.configure(|shared| shared.telemetry.names = names)
-    }
-
+    /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|shared| Shared {
+        let fresh = |shared: &Shared| Shared {
             url: shared.url.clone(),
             exchange: shared.exchange.clone(),
             confirm_timeout: shared.confirm_timeout,
@@ -258,10 +248,9 @@ impl RabbitMqBus {
             tls: shared.tls.clone(),
             telemetry: shared.telemetry.clone(),
             publisher: Mutex::new(None),
-        });
-        change(&mut shared);
+        };
         Self {
-            shared: Arc::new(shared),
+            shared: configured(self.shared, fresh, change),
         }
     }
 
@@ -430,23 +419,6 @@ async fn confirmed(
     }
 }
 
-/// Whose child a message's publish span is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SpanParent {
-    /// The current span (a command publishing what it just stored).
-    Current,
-    /// The trace context stored with the event (a relay).
-    Stored,
-}
-
-/// A message sent and not yet confirmed.
-struct InFlight {
-    message_id: Uuid,
-    publishing: instrument::Publishing,
-    confirm: PublisherConfirm,
-    deadline: Instant,
-}
-
 /// The routing key of an event: `{aggregate_type}.{event_type}`.
 fn routing_key(event: &EventEnvelope) -> String {
     format!("{}.{}", event.aggregate_type(), event.event_type)
@@ -467,8 +439,8 @@ impl RabbitMqBus {
             .await
             .map_err(|error| PublishFailure::new(PublishReport::default(), error))?;
         let shared = &self.shared;
-        let mut in_flight = Vec::with_capacity(events.len());
-        let mut failure = None;
+        let mut in_flight: Vec<InFlight<PublisherConfirm>> = Vec::with_capacity(events.len());
+        let mut outcomes = Outcomes::with_capacity(events.len());
         for event in events {
             let sending = async {
                 let key = routing_key(event);
@@ -486,72 +458,33 @@ impl RabbitMqBus {
                 };
                 (message.message_id, publishing, sent)
             };
-            let (message_id, publishing, sent) = match parent {
-                SpanParent::Current => sending.await,
-                SpanParent::Stored => instrument::in_stored_context(event, sending).await,
+            let deadline = || Instant::now() + shared.confirm_timeout;
+            let Some(sent) = outcomes.sent(parent, event, sending, deadline).await else {
+                break;
             };
-            match sent {
-                Ok(confirm) => in_flight.push(InFlight {
-                    message_id,
-                    publishing,
-                    confirm,
-                    deadline: Instant::now() + shared.confirm_timeout,
-                }),
-                Err(error) => {
-                    let outcome = Err::<(), _>(error);
-                    publishing.end(&outcome);
-                    failure = outcome.err();
-                    break;
-                }
-            }
+            in_flight.push(sent);
         }
-        let mut ids = Vec::with_capacity(in_flight.len());
         for sent in in_flight {
             let timeout = shared.confirm_timeout;
-            let confirmation = confirmed(sent.confirm, sent.message_id, sent.deadline, timeout);
+            let confirmation = confirmed(sent.pending, sent.message_id, sent.deadline, timeout);
             let outcome = match confirmation.await {
                 Ok(Confirmed::Routed) => Ok(()),
                 Ok(Confirmed::Returned(reason)) => self.unroutable(sent.message_id, reason),
                 Err(error) => Err(error),
             };
-            sent.publishing.end(&outcome);
-            match outcome {
-                Ok(()) if failure.is_none() => ids.push(sent.message_id),
-                Ok(()) => {}
-                Err(error) => {
-                    failure.get_or_insert(error);
-                }
-            }
+            outcomes.record(sent.message_id, sent.publishing, outcome);
         }
-        match failure {
-            None => Ok(PublishReport::new(ids)),
-            Some(error) => {
-                if matches!(error, BusError::Unavailable(_)) {
-                    self.reset().await;
-                }
-                Err(PublishFailure::new(PublishReport::new(ids), error))
-            }
+        if outcomes.unavailable() {
+            self.reset().await;
         }
+        outcomes.report()
     }
 }
 
-#[async_trait]
-impl EventBus for RabbitMqBus {
+event_bus_by_publish_all! {
     /// Publishes each event as one message, in order, several in flight at once; each
     /// publish span is a child of the current span and lasts until the broker confirmed.
     /// Fails with the first message that failed (the messages before it are published,
     /// later ones may be).
-    async fn publish(&self, events: &[EventEnvelope]) -> Result<PublishReport, BusError> {
-        let published = self.publish_all(events, SpanParent::Current).await;
-        published.map_err(|failure| failure.error)
-    }
-
-    /// As [`publish`](Self::publish), each publish span a child of the context stored with
-    /// its event.
-    async fn publish_stored(
-        &self,
-        events: &[EventEnvelope],
-    ) -> Result<PublishReport, PublishFailure> {
-        self.publish_all(events, SpanParent::Stored).await
-    }
+    RabbitMqBus
 }

@@ -1,0 +1,54 @@
+//! What the broker buses' builders share: their settings behind one `Arc`, copied when a
+//! clone of the bus holds them too, and the telemetry switches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::BusTelemetry;
+
+/// The waits before the redeliveries of a failed message every broker's consumer groups
+/// start with: 1 s, 5 s, 30 s (four deliveries in all, then the dead letters).
+pub(crate) const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+];
+
+/// The telemetry of the consumer group `name`: its bus's, naming the group.
+pub(crate) fn group_telemetry(bus: &BusTelemetry, name: &str) -> BusTelemetry {
+    let mut telemetry = bus.clone();
+    telemetry.consumer_group = Some(name.to_owned());
+    telemetry
+}
+
+/// `shared` changed by `change`: itself when no other handle holds it, else a `fresh`
+/// copy of it (made by the bus: its settings, none of its connections).
+pub(crate) fn configured<S>(
+    shared: Arc<S>,
+    fresh: impl FnOnce(&S) -> S,
+    change: impl FnOnce(&mut S),
+) -> Arc<S> {
+    let mut shared = Arc::try_unwrap(shared).unwrap_or_else(|shared| fresh(&shared));
+    change(&mut shared);
+    Arc::new(shared)
+}
+
+/// The telemetry builders of a broker bus whose `configure` changes a `Shared` with a
+/// `telemetry` field: `enable_tracing` and `with_span_names`.
+macro_rules! telemetry_builders {
+    () => {
+        /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
+        /// or off (on by default). The bus metrics follow the process switch only.
+        #[must_use]
+        pub fn enable_tracing(self, enabled: bool) -> Self {
+            self.configure(|shared| shared.telemetry.enabled = enabled)
+        }
+
+        /// Builder: overrides the span names.
+        #[must_use]
+        pub fn with_span_names(self, names: $crate::bus::BusSpanNames) -> Self {
+            self.configure(|shared| shared.telemetry.names = names)
+        }
+    };
+}
+pub(crate) use telemetry_builders;

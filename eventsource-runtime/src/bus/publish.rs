@@ -140,8 +140,8 @@ macro_rules! event_bus_by_publish_all {
                 published.map_err(|failure| failure.error)
             }
 
-            /// As [`publish`](Self::publish), each publish span a child of the context
-            /// stored with its event.
+            /// As [`publish`](crate::bus::EventBus::publish), each publish span a child of the
+            /// context stored with its event.
             async fn publish_stored(
                 &self,
                 events: &[$crate::event::EventEnvelope],

@@ -12,19 +12,8 @@ mod pki;
 
 use std::time::Duration;
 
-use eventsource_runtime::bus::{BrokerTls, UnavailableReason};
+use eventsource_runtime::bus::BrokerTls;
 use eventsource_runtime::kafka::KafkaBus;
-
-/// An error and its sources, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
 
 /// A bus on a port nothing listens on, with the test PKI's CA and client certificate.
 fn bus(pki: &pki::Pki) -> (KafkaBus, String) {
@@ -48,41 +37,25 @@ fn bus(pki: &pki::Pki) -> (KafkaBus, String) {
 #[cfg(not(feature = "kafka-ssl"))]
 #[tokio::test]
 async fn tls_settings_without_kafka_ssl_name_the_feature() {
+    use eventsource_runtime::bus::TlsFailure;
     let pki = pki::Pki::new("kafka-no-ssl");
     let (bus, server) = bus(&pki);
     let error = bus.declare(["Order"]).await.unwrap_err();
-    let said = chain(&error);
-    eprintln!("refused as: {said}");
-    assert_eq!(
-        error.unavailable_reason(),
-        Some(UnavailableReason::Tls),
-        "{said}"
-    );
-    assert!(
-        said.contains(&format!("TLS connection failed at {server}")),
-        "{said}"
-    );
-    assert!(said.contains("`kafka-ssl`"), "{said}");
-    use eventsource_runtime::bus::{BrokerUnreachable, BusError, TlsFailure};
-    let BusError::Unavailable(source) = &error else {
-        panic!("{said}")
-    };
-    let failure = source
-        .downcast_ref::<BrokerUnreachable>()
-        .and_then(|unreachable| unreachable.source.as_ref())
-        .and_then(|s| s.downcast_ref::<TlsFailure>());
-    assert!(matches!(failure, Some(TlsFailure::Settings(_))), "{said}");
+    let failure = pki::tls_failure_of(&error, &server, None, &format!("{bus:?}"));
+    assert!(pki::chain(&error).contains("`kafka-ssl`"), "{failure}");
+    assert!(matches!(failure, TlsFailure::Settings(_)), "{failure:?}");
 }
 
 #[cfg(feature = "kafka-ssl")]
 #[tokio::test]
 async fn with_kafka_ssl_librdkafka_takes_the_tls_settings() {
+    use eventsource_runtime::bus::UnavailableReason;
     let pki = pki::Pki::new("kafka-ssl");
     let (bus, _) = bus(&pki);
     // Nothing listens: the clients are made (OpenSSL is there, the files are taken) and the
     // wait ends without a broker, not with a refusal of the settings.
     let error = bus.declare(["Order"]).await.unwrap_err();
-    let said = chain(&error);
+    let said = pki::chain(&error);
     assert!(!said.contains("kafka-ssl"), "{said}");
     assert_ne!(
         error.unavailable_reason(),
@@ -93,7 +66,7 @@ async fn with_kafka_ssl_librdkafka_takes_the_tls_settings() {
     let broken = KafkaBus::new("kafka://localhost:9").unwrap().with_tls(
         BrokerTls::new().with_client_certificate(pki.path("client.pem"), "/nonexistent/key.pem"),
     );
-    let said = chain(&broken.declare(["Order"]).await.unwrap_err());
+    let said = pki::chain(&broken.declare(["Order"]).await.unwrap_err());
     assert!(
         said.contains("/nonexistent/key.pem") || said.contains("ssl.key"),
         "{said}"
@@ -146,7 +119,7 @@ fn tls_listener(pki: &pki::Pki) -> u16 {
 #[cfg(feature = "kafka-ssl")]
 #[tokio::test]
 async fn an_untrusted_certificate_is_named() {
-    use eventsource_runtime::bus::{BrokerUnreachable, BusError, TlsFailure};
+    use eventsource_runtime::bus::TlsFailure;
     let pki = pki::Pki::new("kafka-untrusted");
     let port = tls_listener(&pki);
     // The system's roots only: the test CA is not among them.
@@ -156,25 +129,10 @@ async fn an_untrusted_certificate_is_named() {
         .with_delivery_timeout(Duration::from_secs(3))
         .with_tls(BrokerTls::new());
     let error = bus.declare(["Order"]).await.unwrap_err();
-    let said = chain(&error);
-    assert_eq!(
-        error.unavailable_reason(),
-        Some(UnavailableReason::Tls),
-        "{said}"
-    );
+    let server = format!("localhost:{port}");
+    let failure = pki::tls_failure_of(&error, &server, None, &format!("{bus:?}"));
     assert!(
-        said.contains(&format!("TLS connection failed at localhost:{port}")),
-        "{said}"
-    );
-    let BusError::Unavailable(source) = &error else {
-        panic!("{said}")
-    };
-    let failure = source
-        .downcast_ref::<BrokerUnreachable>()
-        .and_then(|unreachable| unreachable.source.as_ref())
-        .and_then(|s| s.downcast_ref::<TlsFailure>());
-    assert!(
-        matches!(failure, Some(TlsFailure::UntrustedCertificate { .. })),
-        "{said}"
+        matches!(failure, TlsFailure::UntrustedCertificate { .. }),
+        "{failure:?}"
     );
 }

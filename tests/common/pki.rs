@@ -2,13 +2,15 @@
 //! files in a directory of their own (removed on drop): a CA, a server certificate for
 //! `localhost` only (so that `127.0.0.1` is a host-name mismatch), a client certificate it
 //! signed, and another CA with a client certificate of its own, which the servers do not
-//! trust. Also: the skip-or-fail rule of the TLS tests.
+//! trust. Also: the skip-or-fail rule of the TLS tests, and the checks every broker's TLS
+//! failure must pass.
 
 #![allow(dead_code)]
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
+use eventsource_runtime::bus::{BrokerUnreachable, BusError, TlsFailure, UnavailableReason};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
@@ -22,6 +24,59 @@ pub fn skip(test: &str, why: &str) {
     );
     let line = format!("{test}: skipped: {why}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// An error and its sources, as one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// `error`, a bus's failure to connect to `server`, checked: a TLS failure at `server`, on
+/// one line, in which neither the `secret` planted (if any) nor key material shows, nor in
+/// `bus`, the bus's `Debug`; the [`TlsFailure`] it carries.
+pub fn tls_failure_of(
+    error: &BusError,
+    server: &str,
+    secret: Option<&str>,
+    bus: &str,
+) -> TlsFailure {
+    let said = chain(error);
+    eprintln!("refused as: {said}");
+    assert_eq!(
+        error.unavailable_reason(),
+        Some(UnavailableReason::Tls),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("TLS connection failed at {server}")),
+        "{said}"
+    );
+    assert!(!said.contains('\n'), "one line: {said}");
+    for shown in [&said, &format!("{error:?}"), bus] {
+        assert!(
+            secret.is_none_or(|secret| !shown.contains(secret)),
+            "{shown}"
+        );
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    }
+    let BusError::Unavailable(source) = error else {
+        panic!("{said}")
+    };
+    let unreachable = source
+        .downcast_ref::<BrokerUnreachable>()
+        .unwrap_or_else(|| panic!("{said}"));
+    unreachable
+        .source
+        .as_ref()
+        .and_then(|s| s.downcast_ref::<TlsFailure>())
+        .cloned()
+        .unwrap_or_else(|| panic!("a TlsFailure: {said}"))
 }
 
 /// The PEM files of a test PKI: `ca.pem`, `server.pem`, `server-key.pem`, `client.pem`,

@@ -8,7 +8,8 @@
 //!
 //! The map of the crate follows the domain, with the ground floor at the bottom:
 //! - [`event`]: [`DomainEvent`](event::DomainEvent), the stored
-//!   [`EventEnvelope`](event::EventEnvelope) and its [`Metadata`](event::Metadata);
+//!   [`EventEnvelope`](event::EventEnvelope) and its [`Metadata`](event::Metadata); [`event::upcast`]:
+//!   events that change shape (versions, upcasters, renames, splits);
 //! - [`aggregate`]: [`Aggregate`](aggregate::Aggregate), [`Apply`](aggregate::Apply),
 //!   [`AggregateRoot`](aggregate::AggregateRoot);
 //! - [`store`]: [`EventStore`](store::EventStore) and the
@@ -154,7 +155,15 @@ pub use sqlx;
 ///   [`DomainEvent`](event::DomainEvent), [`EventType`](event::EventType) for each listed
 ///   type (named after the type), and an `apply` that calls your `impl Apply<A> for
 ///   {Struct}`. Each event type must be `Debug + Clone + PartialEq`
-///   and serde-serializable.
+///   and serde-serializable. `events(A, B(version = 3))`: `B`'s payload is at schema
+///   version 3 (default 1), stored with each event; older stored versions are brought up
+///   to it by the set's upcasters.
+/// - `upcasters = order_upcasters`: a `fn() -> Upcasters` registering how events stored by
+///   older code become current ones (see [`event::upcast`]); checked against the versions
+///   in `events(..)` on first use (`OrderEvent::upcasters().check()` at start).
+/// - `snapshot_version = 2`: the schema version of the state's serialized form, kept with
+///   each snapshot (default 1); a snapshot of another version is ignored and the aggregate
+///   replayed from its events.
 /// - `type = "Order"`: the stored aggregate type name (default: the struct's name).
 /// - `event_enum = OrderEvent`: the generated enum's name (default: `{Struct}Event`).
 /// - `event = MyEvents`: instead of `events(...)`, use a hand-written enum implementing

@@ -68,7 +68,11 @@ impl Parse for EventItem {
         let parens = parenthesized!(content in input);
         if content.is_empty() || !content.peek(kw::version) {
             return Err(syn::Error::new(
-                if content.is_empty() { parens.span.join() } else { content.span() },
+                if content.is_empty() {
+                    parens.span.join()
+                } else {
+                    content.span()
+                },
                 "inside an event type's parentheses write its schema version, e.g. `OrderPlaced(version = 2)`",
             ));
         }
@@ -197,7 +201,12 @@ impl Arguments for Args {
                 set_once(&mut self.upcasters, (keyword, path), keyword, errors);
             }
             Arg::SnapshotVersion(keyword, value) => {
-                set_once(&mut self.snapshot_version, (keyword, value), keyword, errors);
+                set_once(
+                    &mut self.snapshot_version,
+                    (keyword, value),
+                    keyword,
+                    errors,
+                );
             }
         }
     }

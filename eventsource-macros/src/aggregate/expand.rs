@@ -78,10 +78,8 @@ fn event_enum(
     let paths: Vec<&syn::Path> = variants.iter().map(|v| &v.path).collect();
     let variant_docs = names.iter().map(|name| format!("A `{name}` event."));
     let versions: Vec<u32> = variants.iter().map(|v| v.version).collect();
-    let event_type_impls = variants
-        .iter()
-        .zip(&names)
-        .map(|(Variant { path, version, .. }, name)| {
+    let event_type_impls = variants.iter().zip(&names).map(
+        |(Variant { path, version, .. }, name)| {
             quote_spanned! {path.span()=>
                 #[automatically_derived]
                 impl ::eventsource_runtime::__private::EventType for #path {
@@ -94,7 +92,8 @@ fn event_enum(
                     }
                 }
             }
-        });
+        },
+    );
     // The user's registry, spanned at their path: a function of another signature is
     // reported there.
     let registry = upcasters.map_or_else(

@@ -302,7 +302,9 @@ impl Dispatcher {
                         continue;
                     }
                     let run = CatchUnwind(pin!(handler.process(event)));
-                    if let Err(error) = instrument::handle(&self.telemetry, name, message, run).await {
+                    if let Err(error) =
+                        instrument::handle(&self.telemetry, name, message, run).await
+                    {
                         dispatched.failures.push(failure(error));
                         // The split's later events wait for the redelivery.
                         break;

@@ -422,6 +422,9 @@ impl EventEnvelope {
     /// # Errors
     /// As [`decode`](Self::decode), without [`DecodeError::Split`].
     pub fn decode_all<E: DomainEvent>(&self) -> Result<Vec<E>, DecodeError> {
+        if let Some(event) = self.payload.recorded::<E>() {
+            return Ok(vec![event.clone()]);
+        }
         let mut events = Vec::with_capacity(1);
         upcast::door::decode_set::<E>(self, |event| events.push(event))?;
         Ok(events)

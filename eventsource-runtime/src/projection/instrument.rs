@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{Projection, ProjectionError};
 use crate::event::upcast::UpcastError;
-use crate::event::{EventEnvelope, StreamId};
 use crate::event::upcast::instrument::UpcastTally;
+use crate::event::{EventEnvelope, StreamId};
 use crate::store::StoreError;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::log_error;

@@ -1,9 +1,9 @@
 //! Loads and saves that answer at once: through the in-memory store, which never waits,
 //! without a future at any layer (the same steps and spans as the async ones).
 
-use crate::event::upcast::instrument::UpcastTally;
 use super::{Loaded, Repository, RepositoryError, instrument, new_events};
 use crate::aggregate::{Aggregate, AggregateRoot};
+use crate::event::upcast::instrument::UpcastTally;
 use crate::event::{EventEnvelope, Metadata, StreamId};
 use crate::store::backend::{append_at_once, load_at_once};
 use crate::store::{ExpectedVersion, InMemoryEventStore};

@@ -16,9 +16,7 @@ pub type UpcasterFailure = Box<dyn std::error::Error + Send + Sync>;
 #[non_exhaustive]
 pub enum RegistrationError {
     /// Two upcasters for one step.
-    #[error(
-        "two upcasters for `{event_type}` from version {from}: register one function per step"
-    )]
+    #[error("two upcasters for `{event_type}` from version {from}: register one function per step")]
     DuplicateStep {
         /// The event type.
         event_type: String,

@@ -20,7 +20,9 @@
 //! event, its type and both versions; it is never skipped.
 //!
 //! ```
+//! use eventsource_runtime::event::NewEvent;
 //! use eventsource_runtime::event::upcast::Upcasters;
+//! use eventsource_runtime::store::ExpectedVersion;
 //! use eventsource_runtime::prelude::*;
 //! use serde::{Deserialize, Serialize};
 //!
@@ -45,15 +47,18 @@
 //!     fn apply(&mut self, event: &AddressChanged) { self.city = event.city.clone(); }
 //! }
 //!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! // At start: a misregistered chain is an error naming the fix, before any event is read.
 //! CustomerEvent::upcasters().check()?;
 //!
-//! let old = EventEnvelope::for_test("AddressChanged", 1, serde_json::json!({"address": "1 Main St, Springfield"}));
-//! let event: CustomerEvent = old.decode()?;
-//! assert_eq!(event, CustomerEvent::AddressChanged(AddressChanged {
-//!     street: "1 Main St".into(), city: "Springfield".into(),
-//! }));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! // An event the older code stored, at version 1.
+//! let store = InMemoryEventStore::new();
+//! let old = NewEvent::new("AddressChanged", 1, serde_json::json!({"address": "1 Main St, Springfield"}));
+//! store.append(&StreamId::new("Customer", "c-1"), ExpectedVersion::Any, vec![old]).await?;
+//!
+//! let customers = Repository::<Customer>::new(store);
+//! assert_eq!(customers.load("c-1").await?.state().city, "Springfield");
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
 pub(crate) mod door;
@@ -300,7 +305,11 @@ impl Upcasters {
             };
             match &mut merged {
                 None => merged = Some(upcasters.clone()),
-                Some(into) if into.registry.as_ref().is_some_and(|r| Arc::ptr_eq(r, registry)) => {}
+                Some(into)
+                    if into
+                        .registry
+                        .as_ref()
+                        .is_some_and(|r| Arc::ptr_eq(r, registry)) => {}
                 Some(into) => {
                     let target = into.registry_mut();
                     for (name, version) in &registry.current {
@@ -354,11 +363,15 @@ fn validate(registry: &Registry) -> Result<(), RegistrationError> {
         let event_type = name.to_string();
         if let Some(new) = &rules.rename {
             let why = if current.is_some() {
-                Some("the event set still has the old name: remove it from `events(..)` or remove the rename")
+                Some(
+                    "the event set still has the old name: remove it from `events(..)` or remove the rename",
+                )
             } else if !registry.current.contains_key(new.as_ref()) {
                 Some("the event set has no type of the new name: list it in `events(..)`")
             } else if !rules.steps.is_empty() {
-                Some("a renamed type's steps belong to its new name: register them for the new name")
+                Some(
+                    "a renamed type's steps belong to its new name: register them for the new name",
+                )
             } else {
                 None
             };
@@ -408,3 +421,6 @@ fn validate(registry: &Registry) -> Result<(), RegistrationError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

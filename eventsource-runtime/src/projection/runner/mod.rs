@@ -46,6 +46,13 @@
 //!   [`retry_parked`](ProjectionRunner::retry_parked) hands those that can now be read to
 //!   the projection (late, out of order).
 //!
+//! An event that cannot be brought up to its type's current schema version (see
+//! [`upcast`](crate::event::upcast): the runner upcasts every event it reads with
+//! [`Projection::upcasters`] before [`handles`](Projection::handles) and the handler see
+//! it) is unreadable too, and follows the same policy: it stops with
+//! [`RunnerError::UpcastFailed`] (the event id, its type, both versions and the reason), or
+//! it is parked with that reason.
+//!
 //! # Delivery guarantees
 //! - **In order**: events are handed over one at a time in global order (so each stream's
 //!   in version order); the next one only after the previous one succeeded.
@@ -58,6 +65,9 @@
 //!   [`max_attempts`](ProjectionRunner::max_attempts) failures on one event the runner stops
 //!   with [`RunnerError::HandlerFailed`], its checkpoint just before that event. Events the
 //!   projection does not [handle](Projection::handles) only move the checkpoint.
+//! - **Splits**: the events an upcaster's [split](crate::event::upcast::Upcasters::split)
+//!   makes of one stored event share its position; a runner stopped among them saves the
+//!   position before it, so the next run hands the whole stored event over again.
 //! - **Stopping**: [`run`](ProjectionRunner::run)'s shutdown future lets the event being
 //!   handled finish, then saves the checkpoint and releases the lease. Dropping a runner's
 //!   future instead (a timeout, an aborted task) is safe too: the lease goes with it and the

@@ -66,6 +66,9 @@ impl<P: Projection> ProjectionRunner<P> {
             let handled = self
                 .handle_batch(name, lease, &batch, &mut position, shutdown)
                 .await;
+            if handled.is_err() {
+                position = before_unfinished_split(&batch, position, checkpoint);
+            }
             if position > checkpoint && !matches!(handled, Err(Halt::LeaseLost)) {
                 // Saved whatever stopped the batch: the failing event stays the next one.
                 self.save_checkpoint(name, lease, position, shutdown)
@@ -334,4 +337,24 @@ impl<P: Projection> ProjectionRunner<P> {
         }
         Ok(())
     }
+}
+
+/// The position to save after a batch stopped at `position`: the events a split made of
+/// one stored event share its position, so a batch that stopped among them saves the
+/// position before it (the next run hands the whole stored event over again).
+fn before_unfinished_split(batch: &[EventEnvelope], position: u64, checkpoint: u64) -> u64 {
+    if batch
+        .iter()
+        .filter(|e| e.position == position)
+        .nth(1)
+        .is_none()
+    {
+        return position;
+    }
+    batch
+        .iter()
+        .map(|e| e.position)
+        .filter(|&p| p < position)
+        .max()
+        .unwrap_or(checkpoint)
 }

@@ -100,10 +100,7 @@ fn event_enum(
         || quote!(::eventsource_runtime::__private::Upcasters::new()),
         |path| {
             quote_spanned! {path.span()=>
-                {
-                    let upcasters: ::eventsource_runtime::__private::Upcasters = #path();
-                    upcasters
-                }
+                ::eventsource_runtime::__private::registered_upcasters(#path)
             }
         },
     );

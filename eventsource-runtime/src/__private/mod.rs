@@ -59,6 +59,13 @@ pub fn from_value<T: EventType>(payload: serde_json::Value) -> Result<T, DecodeE
     })
 }
 
+/// The upcasters `upcasters = path` names: a `fn() -> Upcasters` (the path is spanned at
+/// the user's token, so a function of another signature is reported there).
+#[inline]
+pub fn registered_upcasters(register: fn() -> Upcasters) -> Upcasters {
+    register()
+}
+
 pub mod aggregate_id;
 
 /// An event as its saved envelope carries it: what [`from_payload`] looks for.

@@ -5,6 +5,7 @@ mod at_once;
 mod cache;
 mod error;
 mod instrument;
+mod loaded;
 mod settings;
 mod snapshots;
 mod store;
@@ -16,7 +17,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::aggregate::{Aggregate, AggregateRoot, Home};
-use crate::event::upcast::door;
 use crate::event::upcast::instrument::UpcastTally;
 use crate::event::{DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::snapshot::SnapshotStore;
@@ -26,6 +26,7 @@ use cache::StateCache;
 pub use error::RepositoryError;
 pub use settings::{RepositorySpanNames, RepositoryTelemetry};
 use snapshots::{SnapshotRead, Snapshots};
+use loaded::{LoadReport, Loaded, replay_one};
 use store::Store;
 
 /// How many aggregates a repository caches by default (see [`Repository::with_cache`]).
@@ -560,55 +561,4 @@ fn new_events<A: Aggregate, E: Outgoing>(
         ));
     }
     Ok(events)
-}
-
-impl<A: Aggregate> Loaded<A> {
-    /// What the load span says of the load.
-    fn report(&self) -> LoadReport<'_> {
-        LoadReport {
-            replayed: self.replayed,
-            version: self.root.version(),
-            snapshot_used: self.snapshot_used,
-            upcasts: &self.upcasts,
-        }
-    }
-}
-
-/// What the load span says of a load.
-struct LoadReport<'a> {
-    /// The events applied after the snapshot (all of them without one).
-    replayed: usize,
-    /// The aggregate's version after the load.
-    version: u64,
-    snapshot_used: bool,
-    /// Those events that were upcast.
-    upcasts: &'a UpcastTally,
-}
-
-/// A loaded root, and how it was loaded (for the load span).
-struct Loaded<A: Aggregate> {
-    root: AggregateRoot<A>,
-    /// The events applied after the snapshot (all of them without one).
-    replayed: usize,
-    snapshot_used: bool,
-    /// The stored events of the command id looked for, if any.
-    command_events: Vec<EventEnvelope>,
-    /// The replayed events that were upcast.
-    upcasts: UpcastTally,
-}
-
-/// Applies one stored event, through the decoding door (upcast, renamed or split when its
-/// set says so). Returns the stored schema version when it was upcast.
-fn replay_one<A: Aggregate>(
-    root: &mut AggregateRoot<A>,
-    envelope: &EventEnvelope,
-) -> Result<Option<u32>, RepositoryError> {
-    root.advance_stored(envelope.version)?;
-    door::decode_set::<A::Event>(envelope, |event| root.apply_part(&event)).map_err(|source| {
-        RepositoryError::Decode {
-            stream: envelope.stream.clone(),
-            version: envelope.version,
-            source,
-        }
-    })
 }

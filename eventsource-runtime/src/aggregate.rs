@@ -43,6 +43,11 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     const TYPE: &'static str;
     /// The aggregate's event set.
     type Event: DomainEvent;
+    /// The schema version of the state's serialized form, kept with each snapshot (1 unless
+    /// `#[aggregate(snapshot_version = N)]` says otherwise). Bump it when the state's shape
+    /// changes: a snapshot of another version is ignored with one warning and the aggregate
+    /// is replayed from its events.
+    const SNAPSHOT_VERSION: u32 = 1;
     /// Applies one event to the state. Must not fail: an event is a fact.
     fn apply_event(&mut self, event: &Self::Event);
 }

@@ -251,6 +251,15 @@ impl<A: Aggregate> AggregateRoot<A> {
         version: u64,
         event: &A::Event,
     ) -> Result<(), OutOfSequence> {
+        self.advance_stored(version)?;
+        self.state.apply_event(event);
+        Ok(())
+    }
+
+    /// Moves to the stored event at `version`, the next one, without applying anything: a
+    /// stored event that is no event now (split into none), or whose events are applied by
+    /// [`apply_part`](Self::apply_part).
+    pub(crate) fn advance_stored(&mut self, version: u64) -> Result<(), OutOfSequence> {
         let expected = self.version + 1;
         if version != expected {
             return Err(OutOfSequence {
@@ -259,9 +268,14 @@ impl<A: Aggregate> AggregateRoot<A> {
                 actual: version,
             });
         }
-        self.state.apply_event(event);
         self.version = version;
         Ok(())
+    }
+
+    /// Applies one more event made of the stored event at the root's version (the later
+    /// events of a split).
+    pub(crate) fn apply_part(&mut self, event: &A::Event) {
+        self.state.apply_event(event);
     }
 
     /// Rebuilds the state from stored `(version, event)` pairs, in order.

@@ -2,20 +2,23 @@
 
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Ident, LitStr, Path, Token, parenthesized};
+use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, parenthesized};
 
 use crate::args::{Arguments, assign, assign_example, parse_or, set_once, unknown};
 use crate::errors::Errors;
 
-mod kw {
+pub(crate) mod kw {
     syn::custom_keyword!(events);
     syn::custom_keyword!(event);
     syn::custom_keyword!(event_enum);
+    syn::custom_keyword!(upcasters);
+    syn::custom_keyword!(snapshot_version);
+    syn::custom_keyword!(version);
 }
 
 /// What to write instead of an argument the derive does not know.
-pub(crate) const USAGE: &str = "#[aggregate] takes `type = \"Order\"`, `events(OrderPlaced, OrderShipped, ..)`, \
-     `event_enum = OrderEvent` or `event = HandWrittenEnum`";
+pub(crate) const USAGE: &str = "#[aggregate] takes `type = \"Order\"`, `events(OrderPlaced, OrderShipped(version = 2), ..)`, \
+     `event_enum = OrderEvent`, `event = HandWrittenEnum`, `upcasters = order_upcasters` or `snapshot_version = 2`";
 
 /// Every `#[aggregate(...)]` argument, each given at most once.
 #[derive(Default)]
@@ -30,6 +33,10 @@ pub(crate) struct Args {
     pub(crate) event: Option<(kw::event, Path)>,
     /// `event_enum = OrderEvent`.
     pub(crate) event_enum: Option<(kw::event_enum, Ident)>,
+    /// `upcasters = order_upcasters` (a `fn() -> Upcasters`).
+    pub(crate) upcasters: Option<(kw::upcasters, Path)>,
+    /// `snapshot_version = 2`.
+    pub(crate) snapshot_version: Option<(kw::snapshot_version, LitInt)>,
     /// An argument failed to parse (and was reported): it may be the one that looks
     /// missing, so missing arguments are not reported on top of it.
     pub(crate) malformed: bool,
@@ -38,7 +45,56 @@ pub(crate) struct Args {
 /// `events(A, B, ...)`.
 pub(crate) struct EventList {
     pub(crate) keyword: kw::events,
-    pub(crate) paths: Punctuated<Path, Token![,]>,
+    pub(crate) items: Punctuated<EventItem, Token![,]>,
+}
+
+/// One event type in `events(..)`: `OrderPlaced` or `OrderPlaced(version = 2)`.
+pub(crate) struct EventItem {
+    pub(crate) path: Path,
+    /// `version = 2`.
+    pub(crate) version: Option<(kw::version, LitInt)>,
+}
+
+impl Parse for EventItem {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let path: Path = input.parse()?;
+        if !input.peek(syn::token::Paren) {
+            return Ok(Self {
+                path,
+                version: None,
+            });
+        }
+        let content;
+        let parens = parenthesized!(content in input);
+        if content.is_empty() || !content.peek(kw::version) {
+            return Err(syn::Error::new(
+                if content.is_empty() { parens.span.join() } else { content.span() },
+                "inside an event type's parentheses write its schema version, e.g. `OrderPlaced(version = 2)`",
+            ));
+        }
+        let keyword: kw::version = content.parse()?;
+        if !content.peek(Token![=]) {
+            return Err(syn::Error::new(
+                keyword.span,
+                "`version` takes a value: write `version = 2`",
+            ));
+        }
+        content.parse::<Token![=]>()?;
+        let value: LitInt = parse_or(
+            &content,
+            "expected the schema version as a whole number, e.g. `version = 2`",
+        )?;
+        if !content.is_empty() {
+            return Err(syn::Error::new(
+                content.span(),
+                "an event type takes only `version = N` in its parentheses",
+            ));
+        }
+        Ok(Self {
+            path,
+            version: Some((keyword, value)),
+        })
+    }
 }
 
 pub(crate) enum Arg {
@@ -46,6 +102,8 @@ pub(crate) enum Arg {
     Events(EventList),
     Event(kw::event, Path),
     EventEnum(kw::event_enum, Ident),
+    Upcasters(kw::upcasters, Path),
+    SnapshotVersion(kw::snapshot_version, LitInt),
 }
 
 impl Parse for Arg {
@@ -68,8 +126,32 @@ impl Parse for Arg {
             }
             let content;
             parenthesized!(content in input);
-            let paths = content.parse_terminated(Path::parse, Token![,])?;
-            Ok(Self::Events(EventList { keyword, paths }))
+            let items = content.parse_terminated(EventItem::parse, Token![,])?;
+            Ok(Self::Events(EventList { keyword, items }))
+        } else if lookahead.peek(kw::upcasters) {
+            assign_example(
+                input,
+                Self::Upcasters,
+                Some("upcasters = order_upcasters"),
+                |input| {
+                    parse_or(
+                        input,
+                        "expected the path of a `fn() -> Upcasters`, e.g. `upcasters = order_upcasters`",
+                    )
+                },
+            )
+        } else if lookahead.peek(kw::snapshot_version) {
+            assign_example(
+                input,
+                Self::SnapshotVersion,
+                Some("snapshot_version = 2"),
+                |input| {
+                    parse_or(
+                        input,
+                        "expected the snapshot version as a whole number, e.g. `snapshot_version = 2`",
+                    )
+                },
+            )
         } else if lookahead.peek(kw::event_enum) {
             assign(input, Self::EventEnum, Ident::parse)
         } else if lookahead.peek(kw::event) {
@@ -110,6 +192,12 @@ impl Arguments for Args {
             }
             Arg::EventEnum(keyword, ident) => {
                 set_once(&mut self.event_enum, (keyword, ident), keyword, errors);
+            }
+            Arg::Upcasters(keyword, path) => {
+                set_once(&mut self.upcasters, (keyword, path), keyword, errors);
+            }
+            Arg::SnapshotVersion(keyword, value) => {
+                set_once(&mut self.snapshot_version, (keyword, value), keyword, errors);
             }
         }
     }

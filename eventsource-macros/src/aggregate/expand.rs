@@ -19,7 +19,7 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan) -> TokenStream {
             enum_ident,
             variants,
         } => {
-            let arms = variants.iter().map(|Variant { path, ident: variant }| {
+            let arms = variants.iter().map(|Variant { path, ident: variant, .. }| {
                 // Spanned at the user's event type: a missing `Apply` impl is reported there.
                 let apply = quote_spanned!(path.span()=> <Self as ::eventsource_runtime::__private::Apply<#path>>::apply);
                 quote!(#enum_ident::#variant(event) => #apply(self, event),)
@@ -27,7 +27,7 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan) -> TokenStream {
             (
                 quote!(#enum_ident),
                 quote!(match event { #(#arms)* }),
-                event_enum(input, enum_ident, variants),
+                event_enum(input, enum_ident, variants, plan.upcasters.as_ref()),
             )
         }
         Events::HandWritten(path) => {
@@ -40,6 +40,10 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan) -> TokenStream {
         }
     };
 
+    let snapshot_version = plan
+        .snapshot_version
+        .map(|version| quote!(const SNAPSHOT_VERSION: u32 = #version;));
+
     quote! {
         #event_items
 
@@ -47,6 +51,7 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan) -> TokenStream {
         impl #impl_generics ::eventsource_runtime::__private::Aggregate for #ident #ty_generics #where_clause {
             const TYPE: &'static str = #type_name;
             type Event = #event_type;
+            #snapshot_version
 
             #[inline]
             fn apply_event(&mut self, event: &Self::Event) {
@@ -57,7 +62,12 @@ pub(crate) fn expand(input: &DeriveInput, plan: &Plan) -> TokenStream {
 }
 
 /// `enum {Struct}Event`, its `From` impls, `EventType` for each event and `DomainEvent`.
-fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]) -> TokenStream {
+fn event_enum(
+    input: &DeriveInput,
+    enum_ident: &syn::Ident,
+    variants: &[Variant],
+    upcasters: Option<&syn::Path>,
+) -> TokenStream {
     let vis = &input.vis;
     let aggregate = &input.ident;
     let enum_doc = format!(
@@ -67,17 +77,37 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
     let idents: Vec<&syn::Ident> = variants.iter().map(|v| &v.ident).collect();
     let paths: Vec<&syn::Path> = variants.iter().map(|v| &v.path).collect();
     let variant_docs = names.iter().map(|name| format!("A `{name}` event."));
+    let versions: Vec<u32> = variants.iter().map(|v| v.version).collect();
     let event_type_impls = variants
         .iter()
         .zip(&names)
-        .map(|(Variant { path, .. }, name)| {
+        .map(|(Variant { path, version, .. }, name)| {
             quote_spanned! {path.span()=>
                 #[automatically_derived]
                 impl ::eventsource_runtime::__private::EventType for #path {
                     const EVENT_TYPE: &'static str = #name;
+                    const SCHEMA_VERSION: u32 = #version;
+
+                    #[inline]
+                    fn upcasters() -> &'static ::eventsource_runtime::__private::Upcasters {
+                        <#enum_ident as ::eventsource_runtime::__private::DomainEvent>::upcasters()
+                    }
                 }
             }
         });
+    // The user's registry, spanned at their path: a function of another signature is
+    // reported there.
+    let registry = upcasters.map_or_else(
+        || quote!(::eventsource_runtime::__private::Upcasters::new()),
+        |path| {
+            quote_spanned! {path.span()=>
+                {
+                    let upcasters: ::eventsource_runtime::__private::Upcasters = #path();
+                    upcasters
+                }
+            }
+        },
+    );
 
     // Every bound on the event types goes through their `EventType` impls (below): a type
     // that is not serde-serializable is then reported once, at that impl, pointing at the
@@ -153,6 +183,20 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
                 }
             }
 
+            #[inline]
+            fn schema_version_of(event_type: &str) -> ::core::option::Option<u32> {
+                match event_type {
+                    #(#names => ::core::option::Option::Some(#versions),)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+
+            fn upcasters() -> &'static ::eventsource_runtime::__private::Upcasters {
+                static UPCASTERS: ::std::sync::OnceLock<::eventsource_runtime::__private::Upcasters> =
+                    ::std::sync::OnceLock::new();
+                UPCASTERS.get_or_init(|| #registry.for_event_types(&[#((#names, #versions)),*]))
+            }
+
             fn to_payload(
                 &self,
             ) -> ::core::result::Result<::eventsource_runtime::__private::Payload, ::eventsource_runtime::__private::JsonError> {
@@ -167,6 +211,18 @@ fn event_enum(input: &DeriveInput, enum_ident: &syn::Ident, variants: &[Variant]
             ) -> ::core::result::Result<Self, ::eventsource_runtime::__private::DecodeError> {
                 match event_type {
                     #(#names => ::eventsource_runtime::__private::from_payload::<#paths>(payload).map(Self::#idents),)*
+                    _ => ::core::result::Result::Err(
+                        ::eventsource_runtime::__private::unknown_event_type(event_type, Self::EVENT_TYPES),
+                    ),
+                }
+            }
+
+            fn from_value(
+                event_type: &str,
+                payload: ::eventsource_runtime::__private::JsonValue,
+            ) -> ::core::result::Result<Self, ::eventsource_runtime::__private::DecodeError> {
+                match event_type {
+                    #(#names => ::eventsource_runtime::__private::from_value::<#paths>(payload).map(Self::#idents),)*
                     _ => ::core::result::Result::Err(
                         ::eventsource_runtime::__private::unknown_event_type(event_type, Self::EVENT_TYPES),
                     ),

@@ -1,7 +1,7 @@
 //! Checks the arguments against the item and turns them into an expansion plan.
 
 use quote::format_ident;
-use syn::{Data, DeriveInput, Ident, Path, PathArguments};
+use syn::{Data, DeriveInput, Ident, LitInt, Path, PathArguments};
 
 use super::args::Args;
 use crate::errors::Errors;
@@ -12,6 +12,10 @@ pub(crate) struct Plan {
     pub(crate) type_name: String,
     /// Where the events come from.
     pub(crate) events: Events,
+    /// `upcasters = path`: the `fn() -> Upcasters` of the generated set.
+    pub(crate) upcasters: Option<Path>,
+    /// `snapshot_version = N`.
+    pub(crate) snapshot_version: Option<u32>,
 }
 
 /// The aggregate's event set.
@@ -31,6 +35,33 @@ pub(crate) struct Variant {
     pub(crate) path: Path,
     /// The variant name: the type's last path segment.
     pub(crate) ident: Ident,
+    /// Its schema version (`Name(version = N)`, else 1).
+    pub(crate) version: u32,
+}
+
+/// A schema version written as `lit`: a whole number from 1, else an error at it saying
+/// what to write (`what` is `version` or `snapshot_version`).
+fn schema_version(lit: &LitInt, what: &str, errors: &mut Errors) -> Option<u32> {
+    match lit.base10_parse::<u32>() {
+        Ok(0) => {
+            errors.at(
+                lit,
+                format!("schema versions start at 1: write `{what} = 1`, or leave it out for 1"),
+            );
+            None
+        }
+        Ok(version) => Some(version),
+        Err(_) => {
+            errors.at(
+                lit,
+                format!(
+                    "a schema version is a whole number from 1 to {}, without suffix, e.g. `{what} = 2`",
+                    u32::MAX
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// The name of the generated event enum: `event_enum = ...`, else `{Struct}Event`.
@@ -107,14 +138,22 @@ pub(crate) fn validate(input: &DeriveInput, args: &Args, errors: &mut Errors) ->
             Some(Events::HandWritten(path.clone()))
         }
         (Some(list), None) => {
-            if list.paths.is_empty() {
+            if list.items.is_empty() {
                 errors.at(
                     list.keyword,
                     "`events()` is empty: list at least one event type, e.g. `events(OrderPlaced)`",
                 );
             }
-            let mut variants: Vec<Variant> = Vec::with_capacity(list.paths.len());
-            for path in &list.paths {
+            let mut variants: Vec<Variant> = Vec::with_capacity(list.items.len());
+            for item in &list.items {
+                let path = &item.path;
+                let version = match &item.version {
+                    Some((_, lit)) => match schema_version(lit, "version", errors) {
+                        Some(version) => version,
+                        None => continue,
+                    },
+                    None => 1,
+                };
                 let Some(last) = path.segments.last() else {
                     continue;
                 };
@@ -139,6 +178,7 @@ pub(crate) fn validate(input: &DeriveInput, args: &Args, errors: &mut Errors) ->
                 variants.push(Variant {
                     path: path.clone(),
                     ident: last.ident.clone(),
+                    version,
                 });
             }
             Some(Events::Generated {
@@ -148,8 +188,22 @@ pub(crate) fn validate(input: &DeriveInput, args: &Args, errors: &mut Errors) ->
         }
     };
 
+    if let (Some((keyword, _)), Some(_)) = (&args.upcasters, &args.event) {
+        errors.at(
+            keyword,
+            "`upcasters = ..` registers the upcasters of the generated enum; with `event = ..`, \
+             implement `DomainEvent::upcasters` on your own enum instead",
+        );
+    }
+    let snapshot_version = match &args.snapshot_version {
+        Some((_, lit)) => Some(schema_version(lit, "snapshot_version", errors)?),
+        None => None,
+    };
+
     Some(Plan {
         type_name: type_name?,
         events: events?,
+        upcasters: args.upcasters.as_ref().map(|(_, path)| path.clone()),
+        snapshot_version,
     })
 }

@@ -32,6 +32,10 @@ pub(crate) fn expand(plan: &Plan, args: &Args) -> TokenStream {
         quote!(event_type == <#event as ::eventsource_runtime::__private::EventType>::EVENT_TYPE)
     });
     let arms = plan.handlers.iter().map(dispatch);
+    let registries = plan.handlers.iter().map(|h| {
+        let event = &h.event;
+        quote!(<#event as ::eventsource_runtime::__private::EventType>::upcasters())
+    });
 
     let tracing_enabled = args.enable_tracing.as_ref().map(|expr| {
         quote! {
@@ -68,6 +72,10 @@ pub(crate) fn expand(plan: &Plan, args: &Args) -> TokenStream {
             #[inline]
             fn handles(&self, event_type: &str) -> bool {
                 #(#handles)||*
+            }
+
+            fn upcasters(&self) -> ::eventsource_runtime::__private::Upcasters {
+                ::eventsource_runtime::__private::Upcasters::merge([#(#registries),*])
             }
 
             #tracing_enabled

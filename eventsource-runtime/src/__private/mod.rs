@@ -3,6 +3,7 @@
 
 pub use serde;
 pub use serde_json::Error as JsonError;
+pub use serde_json::Value as JsonValue;
 
 pub use crate::event::Payload;
 
@@ -11,6 +12,7 @@ pub use crate::event::Payload;
 // the public API keeps them. The `#[traced]` support (tracing feature) is `traced`.
 pub use crate::aggregate::{Aggregate, Apply};
 pub use crate::command::{Command, Handle, HandlerTelemetry};
+pub use crate::event::upcast::Upcasters;
 pub use crate::event::{DecodeError, DomainEvent, EventEnvelope, EventType};
 pub use crate::projection::{Projection, ProjectionError};
 pub use crate::telemetry::toggles::is_enabled;
@@ -43,6 +45,18 @@ pub fn from_payload<T: EventType + Clone>(payload: &Payload) -> Result<T, Decode
             event_type: T::EVENT_TYPE.to_owned(),
             source,
         })
+}
+
+/// Deserializes one event's payload parsed already (by an upcaster).
+///
+/// # Errors
+/// [`DecodeError::Payload`] when it does not fit `T`.
+#[inline]
+pub fn from_value<T: EventType>(payload: serde_json::Value) -> Result<T, DecodeError> {
+    serde_json::from_value(payload).map_err(|source| DecodeError::Payload {
+        event_type: T::EVENT_TYPE.to_owned(),
+        source,
+    })
 }
 
 pub mod aggregate_id;

@@ -67,13 +67,10 @@ impl<T> std::ops::Deref for Decoded<'_, T> {
 pub fn decode<T: EventType>(
     envelope: &EventEnvelope,
 ) -> Option<Result<Decoded<'_, T>, DecodeError>> {
-    if envelope.event_type != T::EVENT_TYPE {
-        return None;
+    if let Some(event) = envelope.payload.recorded::<T>() {
+        return Some(Ok(Decoded::Recorded(event)));
     }
-    match envelope.payload.recorded::<T>() {
-        Some(event) => Some(Ok(Decoded::Recorded(event))),
-        None => envelope
-            .decode_as::<T>()
-            .map(|parsed| parsed.map(Decoded::Parsed)),
-    }
+    envelope
+        .decode_as::<T>()
+        .map(|parsed| parsed.map(Decoded::Parsed))
 }

@@ -11,7 +11,8 @@ use super::{
     BusMessage, BusSpanNames, BusTelemetry, EventHandler, HandlerError, HandlerFailure,
     UnknownHandler,
 };
-use crate::event::EventEnvelope;
+use crate::event::upcast::instrument::UpcastTally;
+use crate::event::{DecodeError, EventEnvelope};
 use crate::panic::CatchUnwind;
 
 /// Hands messages to handlers: the consuming side every transport shares.
@@ -210,9 +211,9 @@ impl Dispatcher {
         }
         let work = async {
             let only = Some(state.handlers.as_slice());
-            let mut failures = self.dispatch(std::slice::from_ref(message), only).await;
-            failures.extend(unknown);
-            failures
+            let mut dispatched = self.dispatch(std::slice::from_ref(message), only).await;
+            dispatched.failures.extend(unknown);
+            dispatched
         };
         instrument::consume(
             &self.telemetry,
@@ -265,35 +266,61 @@ impl Dispatcher {
         self.snapshot()
             .into_iter()
             .filter(|handler| {
-                handler.handles(&message.event.event_type)
+                let event_type = &message.event.event_type;
+                (handler.handles(event_type) || handler.upcasters().renames_or_splits(event_type))
                     && only.is_none_or(|only| only.iter().any(|n| n == handler.name()))
             })
             .collect()
     }
 
-    /// Runs every interested handler (or only those named) on each message.
-    async fn dispatch(
-        &self,
-        messages: &[BusMessage],
-        only: Option<&[String]>,
-    ) -> Vec<HandlerFailure> {
-        let mut failures = Vec::new();
+    /// Runs every interested handler (or only those named) on each message, upcast by the
+    /// handler's upcasters: a message that cannot be upcast fails for that handler.
+    async fn dispatch(&self, messages: &[BusMessage], only: Option<&[String]>) -> Dispatched {
+        let mut dispatched = Dispatched::default();
         for message in messages {
+            let mut upcast_from = None;
             for handler in self.interested(message, only) {
                 let name = handler.name();
-                let run = CatchUnwind(pin!(handler.process(&message.event)));
-                if let Err(error) = instrument::handle(&self.telemetry, name, message, run).await {
-                    failures.push(HandlerFailure {
-                        handler: name.to_owned(),
-                        message_id: message.message_id,
-                        event_type: message.event.event_type.to_string(),
-                        error,
-                    });
+                let failure = |error| HandlerFailure {
+                    handler: name.to_owned(),
+                    message_id: message.message_id,
+                    event_type: message.event.event_type.to_string(),
+                    error,
+                };
+                let upcasters = handler.upcasters();
+                let upcasted = match upcasters.upcast(&message.event) {
+                    Ok(upcasted) => upcasted,
+                    Err(error) => {
+                        let error = HandlerError::new(DecodeError::Upcast(error));
+                        dispatched.failures.push(failure(error));
+                        continue;
+                    }
+                };
+                upcast_from = upcast_from.or(upcasted.from_version());
+                for event in upcasted.events() {
+                    if !handler.handles(&event.event_type) {
+                        continue;
+                    }
+                    let run = CatchUnwind(pin!(handler.process(event)));
+                    if let Err(error) = instrument::handle(&self.telemetry, name, message, run).await {
+                        dispatched.failures.push(failure(error));
+                        // The split's later events wait for the redelivery.
+                        break;
+                    }
                 }
             }
+            dispatched.upcasts.add(upcast_from);
         }
-        failures
+        dispatched
     }
+}
+
+/// What a delivery did: the handlers' failures, and the messages it upcast (for the consume
+/// span).
+#[derive(Default)]
+pub(crate) struct Dispatched {
+    pub(crate) failures: Vec<HandlerFailure>,
+    pub(crate) upcasts: UpcastTally,
 }
 
 /// The methods of a type that hands the messages it receives to its `dispatcher` field:

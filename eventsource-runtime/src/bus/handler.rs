@@ -1,6 +1,7 @@
 //! Event handlers: what reacts to published events, one message at a time, and how they
 //! fail.
 
+use crate::event::upcast::Upcasters;
 use std::any::Any;
 use std::borrow::Cow;
 use std::future::Future;
@@ -159,6 +160,16 @@ pub trait EventHandler: Send + Sync + 'static {
         true
     }
 
+    /// How events published by older code become the events this handler reads (see
+    /// [`upcast`](crate::event::upcast)): the [`Dispatcher`](super::Dispatcher) upcasts a
+    /// message with them before [`handles`](Self::handles) and the handler see it, and a
+    /// message that cannot be upcast fails for this handler (and is dead-lettered like any
+    /// failure). None by default: `EventEnvelope::decode`/`decode_as` still upcast by the
+    /// event types' own registries, without the consume span saying so.
+    fn upcasters(&self) -> Upcasters {
+        Upcasters::default()
+    }
+
     /// Handles one event.
     ///
     /// # Errors
@@ -182,6 +193,7 @@ pub trait EventHandler: Send + Sync + 'static {
 pub struct FnHandler<F> {
     name: Cow<'static, str>,
     event_types: Option<Vec<String>>,
+    upcasters: Upcasters,
     handle: F,
 }
 
@@ -220,6 +232,7 @@ where
     FnHandler {
         name: name.into(),
         event_types: None,
+        upcasters: Upcasters::default(),
         handle,
     }
 }
@@ -229,6 +242,15 @@ impl<F> FnHandler<F> {
     #[must_use]
     pub fn only(mut self, event_types: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.event_types = Some(event_types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Builder: messages are upcast with `upcasters` (usually an event set's,
+    /// `OrderEvent::upcasters()`) before the handler sees them; see
+    /// [`EventHandler::upcasters`].
+    #[must_use]
+    pub fn upcasting(mut self, upcasters: &Upcasters) -> Self {
+        self.upcasters = upcasters.clone();
         self
     }
 }
@@ -248,6 +270,10 @@ where
         self.event_types
             .as_ref()
             .is_none_or(|types| types.iter().any(|t| t == event_type))
+    }
+
+    fn upcasters(&self) -> Upcasters {
+        self.upcasters.clone()
     }
 
     async fn handle(&self, event: &EventEnvelope) -> Result<(), HandlerError> {

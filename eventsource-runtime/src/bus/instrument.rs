@@ -9,6 +9,7 @@
 
 use std::future::Future;
 
+use super::dispatcher::Dispatched;
 use super::{
     AttributeValue, BusError, BusMessage, BusTelemetry, HandlerError, HandlerFailure, Handling,
 };
@@ -250,10 +251,10 @@ pub(crate) async fn consume<Fut>(
     work: Fut,
 ) -> Vec<HandlerFailure>
 where
-    Fut: Future<Output = Vec<HandlerFailure>>,
+    Fut: Future<Output = Dispatched>,
 {
     if !otel::enabled() {
-        return work.await;
+        return work.await.failures;
     }
     for message in delivery.messages() {
         let event_type = &message.event.event_type;
@@ -265,7 +266,8 @@ where
         );
     }
     let span = consume_span(telemetry, delivery);
-    let failures = span.run(work).await;
+    let Dispatched { failures, upcasts } = span.run(work).await;
+    upcasts.record(&span);
     match failures.as_slice() {
         [] => {}
         [only] => span.set_error(&Chain(only)),

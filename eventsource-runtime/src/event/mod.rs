@@ -18,6 +18,7 @@ use uuid::Uuid;
 mod metadata;
 pub(crate) mod payload;
 pub(crate) mod shared_text;
+pub mod upcast;
 
 pub use metadata::Metadata;
 #[cfg_attr(not(feature = "tracing"), allow(unused_imports))]
@@ -41,6 +42,22 @@ pub trait DomainEvent: std::fmt::Debug + Clone + Send + Sync + 'static {
         1
     }
 
+    /// The current schema version of the event type named `event_type`, `None` when the
+    /// set has no such type (or does not say: a hand-written set may leave it, and its
+    /// events are then decoded by name alone). `#[derive(Aggregate)]` implements it.
+    fn schema_version_of(event_type: &str) -> Option<u32> {
+        let _ = event_type;
+        None
+    }
+
+    /// How events stored by older code become this set's events (see [`upcast`]): none
+    /// unless `#[aggregate(upcasters = ..)]` names them. A hand-written set returns a
+    /// registry bound with [`Upcasters::for_event_types`](upcast::Upcasters::for_event_types),
+    /// kept in a `static`.
+    fn upcasters() -> &'static upcast::Upcasters {
+        upcast::Upcasters::none()
+    }
+
     /// Serializes the event's own payload (without any tag) for storage.
     ///
     /// # Errors
@@ -54,6 +71,16 @@ pub trait DomainEvent: std::fmt::Debug + Clone + Send + Sync + 'static {
     /// [`EVENT_TYPES`](Self::EVENT_TYPES), [`DecodeError::Payload`] when the payload does not
     /// fit the type.
     fn from_payload(event_type: &str, payload: &Payload) -> Result<Self, DecodeError>;
+
+    /// Rebuilds an event from a type name and a payload already parsed (by an upcaster).
+    /// The default writes the payload out and reads it with
+    /// [`from_payload`](Self::from_payload); `#[derive(Aggregate)]` reads it directly.
+    ///
+    /// # Errors
+    /// As [`from_payload`](Self::from_payload).
+    fn from_value(event_type: &str, payload: serde_json::Value) -> Result<Self, DecodeError> {
+        Self::from_payload(event_type, &Payload::from(payload))
+    }
 
     /// The event as its saved envelope carries it for in-process decoding (see
     /// [`EventEnvelope::decode`]): the event itself. `#[derive(Aggregate)]` hands over the
@@ -71,8 +98,14 @@ pub trait DomainEvent: std::fmt::Debug + Clone + Send + Sync + 'static {
 pub trait EventType: Serialize + for<'de> Deserialize<'de> + Send + Sync + 'static {
     /// The stable name stored with each event of this type.
     const EVENT_TYPE: &'static str;
-    /// The schema version of this type's payload.
+    /// The schema version of this type's payload (`events(Name(version = N))`).
     const SCHEMA_VERSION: u32 = 1;
+
+    /// The upcasters of the event set this type belongs to (see [`upcast`]), which decoding
+    /// one stored event as this type goes through.
+    fn upcasters() -> &'static upcast::Upcasters {
+        upcast::Upcasters::none()
+    }
 }
 
 /// A stored event could not be turned back into a Rust value.
@@ -95,6 +128,20 @@ pub enum DecodeError {
         /// What serde reported.
         #[source]
         source: serde_json::Error,
+    },
+    /// The stored event could not be brought up to its type's current schema version.
+    #[error(transparent)]
+    Upcast(#[from] upcast::UpcastError),
+    /// The stored event is several events now (a split): read it with
+    /// [`EventEnvelope::decode_all`].
+    #[error(
+        "`{event_type}` is split into {parts} events: read it with `EventEnvelope::decode_all`"
+    )]
+    Split {
+        /// The stored type name.
+        event_type: String,
+        /// How many events it is now.
+        parts: usize,
     },
 }
 
@@ -350,26 +397,46 @@ impl EventEnvelope {
     ///
     /// # Errors
     /// See [`DomainEvent::from_payload`].
-    pub fn decode<E: DomainEvent>(&self) -> Result<E, DecodeError> {
-        if let Some(event) = self.payload.recorded::<E>() {
-            return Ok(event.clone());
-        }
-        E::from_payload(&self.event_type, &self.payload)
-    }
-
-    /// Decodes the payload as one event type, or `None` when the event is of another type.
+    ///
+    /// An event stored at an older schema version, or under an old name, is brought up to
+    /// date by the set's [upcasters](DomainEvent::upcasters) first.
     ///
     /// # Errors
-    /// [`DecodeError::Payload`] when the type name matches but the payload does not fit.
+    /// See [`DomainEvent::from_payload`]; [`DecodeError::Upcast`] when upcasting fails,
+    /// [`DecodeError::Split`] when the event is several now (use
+    /// [`decode_all`](Self::decode_all)).
+    pub fn decode<E: DomainEvent>(&self) -> Result<E, DecodeError> {
+        let mut events = self.decode_all::<E>()?;
+        match events.len() {
+            1 => Ok(events.remove(0)),
+            parts => Err(DecodeError::Split {
+                event_type: self.event_type.to_string(),
+                parts,
+            }),
+        }
+    }
+
+    /// Decodes the payload into an aggregate's event set: one event, or several when the
+    /// set's upcasters [split](upcast::Upcasters::split) the stored one.
+    ///
+    /// # Errors
+    /// As [`decode`](Self::decode), without [`DecodeError::Split`].
+    pub fn decode_all<E: DomainEvent>(&self) -> Result<Vec<E>, DecodeError> {
+        let mut events = Vec::with_capacity(1);
+        upcast::door::decode_set::<E>(self, |event| events.push(event))?;
+        Ok(events)
+    }
+
+    /// Decodes the payload as one event type, or `None` when the event holds no event of
+    /// that type. An event stored at an older version, under an old name or split is
+    /// upcast by the type's [upcasters](EventType::upcasters) first (a split into several
+    /// of that type gives the first).
+    ///
+    /// # Errors
+    /// [`DecodeError::Payload`] when the type name matches but the payload does not fit,
+    /// [`DecodeError::Upcast`] when upcasting fails.
     pub fn decode_as<T: EventType>(&self) -> Option<Result<T, DecodeError>> {
-        (self.event_type == T::EVENT_TYPE).then(|| {
-            self.payload
-                .decode::<T>()
-                .map_err(|source| DecodeError::Payload {
-                    event_type: self.event_type.to_string(),
-                    source,
-                })
-        })
+        upcast::door::decode_type::<T>(self)
     }
 }
 

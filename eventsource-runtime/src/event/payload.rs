@@ -48,6 +48,9 @@ pub struct Payload {
     json: Arc<str>,
     /// The value the JSON was serialized from, when this process recorded it.
     recorded: Option<Recorded>,
+    /// The stored schema version, when an upcaster made this payload (for the spans of the
+    /// code it is handed to).
+    upcast_from: Option<u32>,
 }
 
 /// `value` as shared JSON text, serialized once (see [`write_shared`]).
@@ -90,7 +93,18 @@ impl Payload {
         Self {
             json,
             recorded: None,
+            upcast_from: None,
         }
+    }
+
+    /// The stored schema version, when an upcaster made this payload.
+    pub(crate) fn upcast_from(&self) -> Option<u32> {
+        self.upcast_from
+    }
+
+    /// Marks the payload as made by an upcaster from stored version `version`.
+    pub(crate) fn set_upcast_from(&mut self, version: u32) {
+        self.upcast_from = Some(version);
     }
 
     /// The shared JSON text, for a store to keep.

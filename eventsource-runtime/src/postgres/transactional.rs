@@ -54,6 +54,12 @@ pub trait TransactionalHandler: Send + Sync + 'static {
         true
     }
 
+    /// How messages published by older code become the events this handler reads (see
+    /// [`EventHandler::upcasters`]). None by default.
+    fn upcasters(&self) -> crate::event::upcast::Upcasters {
+        crate::event::upcast::Upcasters::default()
+    }
+
     /// Handles one event, writing through `transaction` (an open transaction: do not
     /// commit or roll it back). Returning `Err` rolls back its writes.
     ///

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use super::{Projection, ProjectionError};
-use crate::event::EventEnvelope;
+use crate::event::upcast::UpcastError;
+use crate::event::{EventEnvelope, StreamId};
+use crate::event::upcast::instrument::UpcastTally;
 use crate::store::StoreError;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::log_error;
@@ -32,14 +34,25 @@ pub(super) fn span(projection: &dyn Projection, event: &EventEnvelope) -> Span {
 #[inline(never)]
 fn started(projection: &dyn Projection, event: &EventEnvelope) -> Span {
     let lag = record_lag(projection.name(), event);
-    start(projection)
+    let span = start(projection)
         .attr(attr::EVENT_TYPE, Attr::name(&event.event_type))
         .attr(attr::AGGREGATE_ID, Attr::Shared(event.stream.shared_id()))
         .int(attr::EVENT_SEQUENCE, event.version)
         .int(attr::EVENT_POSITION, event.position)
         .int(attr::PROJECTION_LAG_MS, lag.as_millis())
         .link(&event.metadata, &[])
-        .start()
+        .start();
+    record_upcasts(&span, std::slice::from_ref(event));
+    span
+}
+
+/// Says on `span` which of `events` were upcast, if any.
+fn record_upcasts(span: &Span, events: &[EventEnvelope]) {
+    let mut upcasts = UpcastTally::default();
+    for event in events {
+        upcasts.add(event.payload.upcast_from());
+    }
+    upcasts.record(span);
 }
 
 /// The span of `projection` handling `events` in one call (a new root, the number of
@@ -57,7 +70,9 @@ pub(super) fn batch_span(projection: &dyn Projection, events: &[EventEnvelope]) 
         record_lag(projection.name(), event);
         span = span.link(&event.metadata, &[]);
     }
-    span.start()
+    let span = span.start();
+    record_upcasts(&span, events);
+    span
 }
 
 /// A projection span, before what it is about: name, kind, parent, the projection's
@@ -147,5 +162,38 @@ pub(super) fn parking(projection: &str, position: u64, error: &StoreError) -> Sp
     }
     let span = span.start();
     span.record_error("StoreError::Corrupt", &Chain(error));
+    span
+}
+
+/// The span of a runner parking the event at `position` (`version` of `stream`) that
+/// cannot be upcast, as [`parking`] does for an unreadable one, and the counter.
+pub(super) fn parking_upcast(
+    projection: &str,
+    position: u64,
+    stream: &StreamId,
+    version: u64,
+    error: &UpcastError,
+) -> Span {
+    metrics::add(
+        Counter::EventsParked,
+        1,
+        [(attr::METRIC_ATTR_PROJECTION_NAME, Attr::Str(projection))],
+    );
+    let enabled = toggles::projection_enabled(true);
+    let span = SpanStart::new(
+        enabled,
+        SpanName::Static(attr::SPAN_PROJECTION_PARK),
+        Kind::Internal,
+    )
+    .root()
+    .str(attr::PROJECTION_NAME, projection)
+    .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)
+    .int(attr::EVENT_POSITION, position)
+    .str(attr::AGGREGATE_TYPE, stream.aggregate_type())
+    .str(attr::AGGREGATE_ID, stream.aggregate_id())
+    .int(attr::EVENT_SEQUENCE, version)
+    .str(attr::EVENT_TYPE, &error.event_type)
+    .start();
+    span.record_error("UpcastError", &Chain(error));
     span
 }

@@ -79,6 +79,15 @@ pub trait Projection: Send + 'static {
         true
     }
 
+    /// How events stored by older code become the events this projection reads (see
+    /// [`upcast`](crate::event::upcast)): a [runner](runner::ProjectionRunner) upcasts
+    /// every event it reads with them before [`handles`](Self::handles) and the handler
+    /// see it. None by default; `#[projection]` merges the upcasters of the event sets its
+    /// handlers' types belong to.
+    fn upcasters(&self) -> crate::event::upcast::Upcasters {
+        crate::event::upcast::Upcasters::default()
+    }
+
     /// Whether this projection's spans are on (projections are off by default; see
     /// `telemetry::toggles::set_projection_tracing` for the process-wide override).
     fn tracing_enabled(&self) -> bool {

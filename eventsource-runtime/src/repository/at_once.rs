@@ -1,6 +1,7 @@
 //! Loads and saves that answer at once: through the in-memory store, which never waits,
 //! without a future at any layer (the same steps and spans as the async ones).
 
+use crate::event::upcast::instrument::UpcastTally;
 use super::{Loaded, Repository, RepositoryError, instrument, new_events};
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::{EventEnvelope, Metadata, StreamId};
@@ -31,13 +32,15 @@ impl<A: Aggregate> Repository<A> {
                 .and_then(|cache| cache.take(stream.aggregate_id()))
                 .unwrap_or_else(|| AggregateRoot::restore(stream.clone(), 0, A::default()));
             let stored = load_at_once(store, root.stream(), root.version() + 1)?;
-            let replayed = self.replay(&mut root, &stored)?;
+            let mut upcasts = UpcastTally::default();
+            let replayed = self.replay(&mut root, &stored, &mut upcasts)?;
             self.set_cache_home(&mut root);
             Ok(Loaded {
                 root,
                 replayed,
                 snapshot_used: false,
                 command_events: Vec::new(),
+                upcasts,
             })
         });
         instrument::loaded(&span, loaded.as_ref().map(Loaded::report));

@@ -44,6 +44,7 @@ fn record_loaded(span: &Span, result: Result<LoadReport, &RepositoryError>) {
             span.set(attr::EVENTS_REPLAYED, Attr::int(loaded.replayed));
             span.set(attr::VERSION, Attr::int(loaded.version));
             span.set(attr::SNAPSHOT_USED, Attr::Bool(loaded.snapshot_used));
+            loaded.upcasts.record(span);
         }
         Err(error) => span.record_error(ERROR_TYPE, &Chain(error)),
     }

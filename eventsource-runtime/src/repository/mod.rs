@@ -16,6 +16,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::aggregate::{Aggregate, AggregateRoot, Home};
+use crate::event::upcast::door;
+use crate::event::upcast::instrument::UpcastTally;
 use crate::event::{DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::snapshot::SnapshotStore;
 use crate::store::backend::Outgoing;
@@ -425,7 +427,8 @@ impl<A: Aggregate> Repository<A> {
         snapshot_every: Option<u64>,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
-        let replayed = self.replay(&mut root, &stored)?;
+        let mut upcasts = UpcastTally::default();
+        let replayed = self.replay(&mut root, &stored, &mut upcasts)?;
         let mut command_events = Vec::new();
         if let Some(command_id) = command_id {
             let carries = |e: &EventEnvelope| e.metadata.command_id() == Some(command_id);
@@ -436,6 +439,7 @@ impl<A: Aggregate> Repository<A> {
             replayed,
             snapshot_used: snapshot_every.is_some(),
             command_events,
+            upcasts,
         })
     }
 
@@ -444,6 +448,7 @@ impl<A: Aggregate> Repository<A> {
         &self,
         root: &mut AggregateRoot<A>,
         stored: &[EventEnvelope],
+        upcasts: &mut UpcastTally,
     ) -> Result<usize, RepositoryError> {
         if stored.is_empty() {
             // Nothing newer: the common answer to a load from a cached version.
@@ -454,8 +459,8 @@ impl<A: Aggregate> Repository<A> {
         let replayed = newer().count();
         let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
         for envelope in newer() {
-            let event = decode::<A>(envelope)?;
-            root.replay_stored(envelope.version, &event)?;
+            let upcast_from = replay_one(root, envelope)?;
+            upcasts.add(upcast_from);
         }
         Ok(replayed)
     }
@@ -560,22 +565,25 @@ fn new_events<A: Aggregate, E: Outgoing>(
 
 impl<A: Aggregate> Loaded<A> {
     /// What the load span says of the load.
-    fn report(&self) -> LoadReport {
+    fn report(&self) -> LoadReport<'_> {
         LoadReport {
             replayed: self.replayed,
             version: self.root.version(),
             snapshot_used: self.snapshot_used,
+            upcasts: &self.upcasts,
         }
     }
 }
 
 /// What the load span says of a load.
-struct LoadReport {
+struct LoadReport<'a> {
     /// The events applied after the snapshot (all of them without one).
     replayed: usize,
     /// The aggregate's version after the load.
     version: u64,
     snapshot_used: bool,
+    /// Those events that were upcast.
+    upcasts: &'a UpcastTally,
 }
 
 /// A loaded root, and how it was loaded (for the load span).
@@ -586,10 +594,18 @@ struct Loaded<A: Aggregate> {
     snapshot_used: bool,
     /// The stored events of the command id looked for, if any.
     command_events: Vec<EventEnvelope>,
+    /// The replayed events that were upcast.
+    upcasts: UpcastTally,
 }
 
-fn decode<A: Aggregate>(envelope: &EventEnvelope) -> Result<A::Event, RepositoryError> {
-    A::Event::from_payload(&envelope.event_type, &envelope.payload).map_err(|source| {
+/// Applies one stored event, through the decoding door (upcast, renamed or split when its
+/// set says so). Returns the stored schema version when it was upcast.
+fn replay_one<A: Aggregate>(
+    root: &mut AggregateRoot<A>,
+    envelope: &EventEnvelope,
+) -> Result<Option<u32>, RepositoryError> {
+    root.advance_stored(envelope.version)?;
+    door::decode_set::<A::Event>(envelope, |event| root.apply_part(&event)).map_err(|source| {
         RepositoryError::Decode {
             stream: envelope.stream.clone(),
             version: envelope.version,

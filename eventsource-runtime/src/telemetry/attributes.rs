@@ -100,6 +100,12 @@ pub const VERSION: &str = "eventsource.version";
 pub const EXPECTED_VERSION: &str = "eventsource.expected_version";
 /// The first version a stream read asked for (integer).
 pub const FROM_VERSION: &str = "eventsource.from_version";
+/// How many of the events a load, a projection runner's batch or a consumed message read
+/// were upcast from an older schema version, renamed or split (integer; absent when none).
+pub const UPCAST_COUNT: &str = "eventsource.upcast.count";
+/// The stored schema versions those events were upcast from, distinct, ascending (integer
+/// array; absent when none).
+pub const UPCAST_FROM_VERSIONS: &str = "eventsource.upcast.from_versions";
 /// Whether a load started from a snapshot (bool).
 pub const SNAPSHOT_USED: &str = "eventsource.snapshot.used";
 /// A projection's name.
@@ -224,6 +230,10 @@ pub const METRIC_BUS_HANDLER_DURATION: &str = "eventsource.bus.handler.duration"
 pub const METRIC_PROJECTION_LEASE_LOST: &str = "eventsource.projection.lease_lost";
 /// Counter of unreadable events projection runners parked.
 pub const METRIC_PROJECTION_EVENTS_PARKED: &str = "eventsource.projection.events_parked";
+/// Counter of stored events brought up to their type's current schema version (by stored
+/// event type and from/to version): when it stops counting an upcaster's versions, the
+/// upcaster may be deleted.
+pub const METRIC_EVENTS_UPCAST: &str = "eventsource.events.upcast";
 
 /// Metric attribute: command type.
 pub const METRIC_ATTR_COMMAND_TYPE: &str = "command.type";
@@ -233,6 +243,10 @@ pub const METRIC_ATTR_COMMAND_STATUS: &str = "command.status";
 pub const METRIC_ATTR_PROJECTION_NAME: &str = "projection.name";
 /// Metric attribute: event type.
 pub const METRIC_ATTR_EVENT_TYPE: &str = "event.type";
+/// Metric attribute: the stored schema version an event was upcast from (integer).
+pub const METRIC_ATTR_UPCAST_FROM: &str = "upcast.from_version";
+/// Metric attribute: the schema version an event was upcast to (integer).
+pub const METRIC_ATTR_UPCAST_TO: &str = "upcast.to_version";
 /// Metric attribute: event handler name.
 pub const METRIC_ATTR_HANDLER_NAME: &str = "handler.name";
 /// Metric attribute: the query type.

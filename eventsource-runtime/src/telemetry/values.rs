@@ -25,6 +25,8 @@ pub(crate) enum Attr<'a> {
     Bool(bool),
     /// A string array.
     Strs(&'a [&'static str]),
+    /// An integer array.
+    Ints(&'a [i64]),
     /// Anything `Display`, formatted when recorded.
     Display(&'a dyn Display),
 }
@@ -95,11 +97,13 @@ pub(crate) enum Counter {
     LeaseLost,
     /// `eventsource.projection.events_parked`.
     EventsParked,
+    /// `eventsource.events.upcast`.
+    EventsUpcast,
 }
 
 impl Counter {
     /// Every counter, in declaration order (their index).
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Commands,
         Self::EventsProduced,
         Self::Queries,
@@ -108,6 +112,7 @@ impl Counter {
         Self::BusConsumed,
         Self::LeaseLost,
         Self::EventsParked,
+        Self::EventsUpcast,
     ];
 
     /// The counter's name, unit and description.
@@ -144,6 +149,11 @@ impl Counter {
                 attr::METRIC_PROJECTION_EVENTS_PARKED,
                 "{event}",
                 "Unreadable events projection runners parked",
+            ),
+            Self::EventsUpcast => (
+                attr::METRIC_EVENTS_UPCAST,
+                "{event}",
+                "Stored events brought up to their type's current schema version",
             ),
         }
     }

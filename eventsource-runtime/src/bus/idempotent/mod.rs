@@ -25,6 +25,10 @@ macro_rules! wrapped_identity {
         fn handles(&self, event_type: &str) -> bool {
             self.handler.handles(event_type)
         }
+
+        fn upcasters(&self) -> $crate::event::upcast::Upcasters {
+            self.handler.upcasters()
+        }
     };
 }
 pub use memory::InMemoryProcessedMessages;

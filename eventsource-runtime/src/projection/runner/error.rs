@@ -56,6 +56,20 @@ pub enum RunnerError {
         #[source]
         source: StoreError,
     },
+    /// A stored event cannot be brought up to its type's current schema version (see
+    /// [`upcast`](crate::event::upcast)) and the runner's policy is
+    /// [`UnreadablePolicy::Stop`](super::UnreadablePolicy::Stop). The checkpoint is just
+    /// before that event, as for [`UnreadableEvent`](Self::UnreadableEvent).
+    #[error("projection `{projection}` stopped at the stored event at position {position}")]
+    UpcastFailed {
+        /// The projection's name.
+        projection: String,
+        /// The event's global position.
+        position: u64,
+        /// Why it could not be upcast: the event id, its type, both versions and the reason.
+        #[source]
+        source: crate::event::upcast::UpcastError,
+    },
     /// The runner lost the projection's lease while processing (its database session
     /// ended): it stopped before the next handler call and saved nothing, since another
     /// runner may hold the projection now. Only the runs that end by themselves return

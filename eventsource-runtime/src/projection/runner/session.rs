@@ -39,6 +39,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 self.checkpoints.load(name)
             })
             .await?;
+        let upcasters = self.projection.lock().await.upcasters();
         let mut signal = match mode {
             Mode::Follow => self.store.appended_signal(),
             Mode::CatchUp | Mode::Rebuild => None,
@@ -48,7 +49,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 // Seen: a later append wakes the wait below, even one made during the read.
                 signal.borrow_and_update();
             }
-            let batch = match self.read(name, position + 1, shutdown).await? {
+            let batch = match self.read(name, position + 1, &upcasters, shutdown).await? {
                 Read::Events(batch) => batch,
                 Read::Unreadable {
                     position: at,

@@ -4,7 +4,8 @@
 use super::retry::log_stopped;
 use super::shutdown::Shutdown;
 use super::{Halt, ProjectionRunner, RunnerError};
-use crate::event::EventEnvelope;
+use crate::event::upcast::{UpcastError, Upcasted, Upcasters};
+use crate::event::{EventEnvelope, StreamId};
 use crate::projection::checkpoint::{ParkedEvent, ProjectionLease};
 use crate::projection::{Projection, instrument};
 use crate::store::StoreError;
@@ -36,10 +37,83 @@ pub enum UnreadablePolicy {
 
 /// What a read gave the runner.
 pub(super) enum Read {
-    /// Events to hand over, in order (maybe none).
+    /// Events to hand over, in order (maybe none), upcast: the events a split made share
+    /// their stored event's position.
     Events(Vec<EventEnvelope>),
     /// The first event at or after the position asked for is unreadable.
-    Unreadable { position: u64, error: StoreError },
+    Unreadable { position: u64, error: Unreadable },
+}
+
+/// Why a stored event cannot be handed over.
+pub(super) enum Unreadable {
+    /// The store cannot read it back ([`StoreError::Corrupt`]).
+    Row(StoreError),
+    /// It cannot be brought up to date.
+    Upcast {
+        /// Its stream and version there.
+        stream: StreamId,
+        version: u64,
+        error: UpcastError,
+    },
+}
+
+impl Unreadable {
+    /// The runner's error when it stops at the event at `position`.
+    fn stop(self, projection: &str, position: u64) -> RunnerError {
+        let projection = projection.to_owned();
+        match self {
+            Self::Row(source) => RunnerError::UnreadableEvent {
+                projection,
+                position,
+                source,
+            },
+            Self::Upcast { error, .. } => RunnerError::UpcastFailed {
+                projection,
+                position,
+                source: error,
+            },
+        }
+    }
+
+    /// The whole reason, for the parked list and the log.
+    fn reason(&self) -> String {
+        match self {
+            Self::Row(error) => Chain(error).to_string(),
+            Self::Upcast { error, .. } => Chain(error).to_string(),
+        }
+    }
+}
+
+/// `batch` upcast by `upcasters`, up to the first event that cannot be: when that is the
+/// first, it is what the read gives.
+fn upcast_batch(upcasters: &Upcasters, batch: Vec<EventEnvelope>) -> Read {
+    if upcasters.is_empty() {
+        return Read::Events(batch);
+    }
+    let mut events = Vec::with_capacity(batch.len());
+    for event in batch {
+        let made = match upcasters.upcast(&event) {
+            Ok(Upcasted::Unchanged(_)) => None,
+            Ok(Upcasted::Changed { events, .. }) => Some(events),
+            Err(error) if events.is_empty() => {
+                return Read::Unreadable {
+                    position: event.position,
+                    error: Unreadable::Upcast {
+                        stream: event.stream,
+                        version: event.version,
+                        error,
+                    },
+                };
+            }
+            // The events before it are handed over first; the next read starts at it.
+            Err(_) => break,
+        };
+        match made {
+            None => events.push(event),
+            Some(made) => events.extend(made),
+        }
+    }
+    Read::Events(events)
 }
 
 /// The position an unreadable-event error names, if it is one.
@@ -69,16 +143,17 @@ impl<P: Projection> ProjectionRunner<P> {
         .await
     }
 
-    /// The next batch from `from`, or the unreadable event that comes first.
+    /// The next batch from `from`, upcast, or the unreadable event that comes first.
     pub(super) async fn read(
         &self,
         name: &str,
         from: u64,
+        upcasters: &Upcasters,
         shutdown: &mut Shutdown<'_>,
     ) -> Result<Read, Halt> {
         let limit = self.settings.batch_size;
         let error = match self.read_some(name, from, limit, shutdown).await? {
-            Ok(batch) => return Ok(Read::Events(batch)),
+            Ok(batch) => return Ok(upcast_batch(upcasters, batch)),
             Err(error) => error,
         };
         // The stores of this crate fail a read only when its first event is unreadable; a
@@ -87,14 +162,17 @@ impl<P: Projection> ProjectionRunner<P> {
             (1, _) | (_, Some(0)) => error,
             (_, Some(at)) if at == from => error,
             _ => match self.read_some(name, from, 1, shutdown).await? {
-                Ok(batch) => return Ok(Read::Events(batch)),
+                Ok(batch) => return Ok(upcast_batch(upcasters, batch)),
                 Err(error) => error,
             },
         };
         match unreadable_at(&error) {
-            Some(position) if position >= from => Ok(Read::Unreadable { position, error }),
+            Some(position) if position >= from => Ok(Read::Unreadable {
+                position,
+                error: Unreadable::Row(error),
+            }),
             // Where it is cannot be told: stop, whatever the policy.
-            _ => Err(self.stop_at(name, from, error)),
+            _ => Err(self.stop_at(name, from, Unreadable::Row(error))),
         }
     }
 
@@ -104,7 +182,7 @@ impl<P: Projection> ProjectionRunner<P> {
         name: &str,
         lease: &dyn ProjectionLease,
         position: u64,
-        error: StoreError,
+        error: Unreadable,
         shutdown: &mut Shutdown<'_>,
     ) -> Result<(), Halt> {
         if self.settings.on_unreadable == UnreadablePolicy::Stop {
@@ -113,14 +191,21 @@ impl<P: Projection> ProjectionRunner<P> {
         if !lease.is_held() {
             return Err(Halt::LeaseLost);
         }
-        let reason = Chain(&error).to_string();
+        let reason = error.reason();
         log_error!(
             projection = name,
             position,
             error = %reason,
             "projection runner parked an unreadable event and goes on with the next one"
         );
-        let span = instrument::parking(name, position, &error);
+        let span = match &error {
+            Unreadable::Row(error) => instrument::parking(name, position, error),
+            Unreadable::Upcast {
+                stream,
+                version,
+                error,
+            } => instrument::parking_upcast(name, position, stream, *version, error),
+        };
         let parked = ParkedEvent::new(position, reason);
         span.run(self.retrying(name, "park event", shutdown, || {
             self.checkpoints.park(name, &parked)
@@ -128,12 +213,8 @@ impl<P: Projection> ProjectionRunner<P> {
         .await
     }
 
-    fn stop_at(&self, name: &str, position: u64, error: StoreError) -> Halt {
-        let error = RunnerError::UnreadableEvent {
-            projection: name.to_owned(),
-            position,
-            source: error,
-        };
+    fn stop_at(&self, name: &str, position: u64, error: Unreadable) -> Halt {
+        let error = error.stop(name, position);
         log_stopped(&error);
         error.into()
     }
@@ -220,25 +301,34 @@ impl<P: Projection> ProjectionRunner<P> {
                 self.checkpoints.parked(name)
             })
             .await?;
+        let upcasters = self.projection.lock().await.upcasters();
         for parked in parked {
             let at = parked.position;
-            match self.read_some(name, at, 1, shutdown).await? {
-                Ok(events) => {
-                    if let Some(event) = events.first().filter(|e| e.position == at) {
+            let read = match self.read_some(name, at, 1, shutdown).await? {
+                Ok(events) => upcast_batch(&upcasters, events),
+                Err(error) if unreadable_at(&error) == Some(at) => Read::Unreadable {
+                    position: at,
+                    error: Unreadable::Row(error),
+                },
+                // Another event is unreadable: this one is gone.
+                Err(_) => Read::Events(Vec::new()),
+            };
+            match read {
+                Read::Events(events) => {
+                    for event in events.iter().filter(|e| e.position == at) {
                         self.deliver(name, lease, event, shutdown).await?;
                     }
                     // Handled, or no longer in the store: nothing left to retry.
                 }
-                Err(error) if unreadable_at(&error) == Some(at) => {
-                    let again = ParkedEvent::new(at, Chain(&error).to_string());
+                Read::Unreadable { position, error } if position == at => {
+                    let again = ParkedEvent::new(at, error.reason());
                     self.retrying(name, "park event", shutdown, || {
                         self.checkpoints.park(name, &again)
                     })
                     .await?;
                     continue;
                 }
-                // Another event is unreadable: this one is gone.
-                Err(_) => {}
+                Read::Unreadable { .. } => {}
             }
             self.retrying(name, "unpark event", shutdown, || {
                 self.checkpoints.unpark(name, at)

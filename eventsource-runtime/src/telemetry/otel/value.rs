@@ -16,6 +16,7 @@ pub(crate) fn otel_value(value: Attr<'_>) -> Value {
         Attr::Strs(items) => Value::Array(Array::String(
             items.iter().map(|s| StringValue::from(*s)).collect(),
         )),
+        Attr::Ints(items) => Value::Array(Array::I64(items.to_vec())),
         Attr::Display(d) => Value::String(d.to_string().into()),
     }
 }

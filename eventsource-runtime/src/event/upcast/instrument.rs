@@ -1,0 +1,49 @@
+//! Upcasting's telemetry: the `eventsource.events.upcast` counter, and what a load, a
+//! runner's batch or a consumed message says on its span of the events it upcast.
+
+use crate::telemetry::attributes as attr;
+use crate::telemetry::otel::{Span, metrics};
+use crate::telemetry::values::{Attr, Counter};
+
+/// One stored event of `event_type` upcast from version `from` to `to`.
+pub(super) fn upcast(event_type: &str, from: u32, to: u32) {
+    metrics::add(
+        Counter::EventsUpcast,
+        1,
+        [
+            (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(event_type)),
+            (attr::METRIC_ATTR_UPCAST_FROM, Attr::int(from)),
+            (attr::METRIC_ATTR_UPCAST_TO, Attr::int(to)),
+        ],
+    );
+}
+
+/// The events a span's work upcast: how many, and from which stored versions.
+#[derive(Debug, Default)]
+pub(crate) struct UpcastTally {
+    count: u64,
+    /// Distinct, ascending.
+    from_versions: Vec<i64>,
+}
+
+impl UpcastTally {
+    /// Counts one event, when it was upcast from `from`.
+    #[inline]
+    pub(crate) fn add(&mut self, from: Option<u32>) {
+        if let Some(from) = from {
+            self.count += 1;
+            let from = i64::from(from);
+            if let Err(at) = self.from_versions.binary_search(&from) {
+                self.from_versions.insert(at, from);
+            }
+        }
+    }
+
+    /// Says so on `span`, when anything was upcast.
+    pub(crate) fn record(&self, span: &Span) {
+        if self.count > 0 {
+            span.set(attr::UPCAST_COUNT, Attr::int(self.count));
+            span.set(attr::UPCAST_FROM_VERSIONS, Attr::Ints(&self.from_versions));
+        }
+    }
+}

@@ -29,9 +29,8 @@ use eventsource_runtime::postgres::{
 use eventsource_runtime::projection::checkpoint::{CheckpointStore, ProjectionLease};
 use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError, UnreadablePolicy};
 use eventsource_runtime::projection::{Projection, ProjectionError};
-use eventsource_runtime::snapshot::{Snapshot, SnapshotStore};
+use eventsource_runtime::snapshot::SnapshotStore;
 use eventsource_runtime::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use eventsource_runtime::sqlx::types::chrono::Utc;
 use eventsource_runtime::sqlx::{self, PgPool};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError, VersionConflict};
 use eventsource_runtime::telemetry::attributes as attr;
@@ -280,7 +279,7 @@ async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6], "each version once");
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7], "each version once");
     pool.close().await;
     db.cleanup().await;
 }
@@ -1360,12 +1359,7 @@ async fn spans_are_client_spans_with_the_database_attributes() {
     // The snapshot store's spans.
     let snapshots = store.snapshot_store();
     snapshots
-        .save(Snapshot {
-            stream: s.clone(),
-            version: 2,
-            state: json!({ "n": 2 }).into(),
-            taken_at: Utc::now(),
-        })
+        .save(conformance::snapshots::snapshot(&s, 2))
         .await
         .unwrap();
     snapshots.get(&s).await.unwrap();

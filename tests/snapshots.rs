@@ -293,6 +293,7 @@ async fn a_snapshot_that_no_longer_deserializes_is_ignored_and_replaced() {
             stream: stream.clone(),
             version: 3,
             state: serde_json::json!({ "sum": 6, "schema": "v0" }).into(),
+            schema_version: 1,
             taken_at: "2025-01-01T00:00:00Z".parse().unwrap(),
         })
         .await
@@ -397,6 +398,7 @@ async fn snapshot_store_operations_are_client_spans_under_the_current_span() {
                 stream: stream.clone(),
                 version: 42,
                 state: serde_json::json!({ "total": 1 }).into(),
+                schema_version: 1,
                 taken_at: "2025-01-01T00:00:00Z".parse().unwrap(),
             })
             .await

@@ -37,6 +37,11 @@ pub const SCHEMA_V5: &str = include_str!("schema_v5.sql");
 /// `migrate()` after [`SCHEMA_V5`].
 pub const SCHEMA_V6: &str = include_str!("schema_v6.sql");
 
+/// Version 7 of the schema: the column `snapshots.schema_version` (the aggregate's
+/// `SNAPSHOT_VERSION` a snapshot was taken at; 1 for the snapshots stored before), applied
+/// by `migrate()` after [`SCHEMA_V6`].
+pub const SCHEMA_V7: &str = include_str!("schema_v7.sql");
+
 /// The privileges the runtime role needs on a schema the owner role has migrated, with
 /// `__schema__` standing for the quoted schema name and `__role__` for the quoted role:
 /// `USAGE` on the schema, `SELECT, INSERT` on `events` (no `UPDATE`, no `DELETE`), `USAGE,
@@ -52,6 +57,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, SCHEMA_V4), // appends read the stream's version from its newest index entry
     (5, SCHEMA_V5), // appends take their positions as one range
     (6, SCHEMA_V6), // stored events are never rewritten
+    (7, SCHEMA_V7), // snapshots' schema version
 ];
 
 /// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.

@@ -22,13 +22,14 @@ use crate::telemetry::otel::log::log_warn;
 const TABLE: &str = "snapshots";
 
 const SAVE: &str = "INSERT INTO __schema__.snapshots AS s \
-         (stream_type, stream_id, version, state, taken_at, taken_at_nanos) \
-     VALUES ($1, $2, $3, $4::jsonb, $5, $6) \
+         (stream_type, stream_id, version, state, taken_at, taken_at_nanos, schema_version) \
+     VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7) \
      ON CONFLICT (stream_type, stream_id) DO UPDATE SET \
          version = excluded.version, state = excluded.state, \
-         taken_at = excluded.taken_at, taken_at_nanos = excluded.taken_at_nanos \
+         taken_at = excluded.taken_at, taken_at_nanos = excluded.taken_at_nanos, \
+         schema_version = excluded.schema_version \
      WHERE excluded.version >= s.version";
-const GET: &str = "SELECT version, state::text AS state, taken_at, taken_at_nanos \
+const GET: &str = "SELECT version, state::text AS state, taken_at, taken_at_nanos, schema_version \
      FROM __schema__.snapshots WHERE stream_type = $1 AND stream_id = $2";
 const DELETE: &str = "DELETE FROM __schema__.snapshots WHERE stream_type = $1 AND stream_id = $2";
 const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM __schema__.snapshots \
@@ -80,6 +81,7 @@ impl Statements {
 ///     stream: stream.clone(),
 ///     version,
 ///     state: serde_json::json!({ "lines": version }).into(),
+///     schema_version: 1,
 ///     taken_at: chrono::Utc::now(),
 /// };
 /// snapshots.save(at(20)).await?;
@@ -152,10 +154,15 @@ impl PostgresSnapshotStore {
             let state: String = row.try_get("state").map_err(|e| e.to_string())?;
             let taken_at: DateTime<Utc> = row.try_get("taken_at").map_err(|e| e.to_string())?;
             let nanos: i32 = row.try_get("taken_at_nanos").map_err(|e| e.to_string())?;
+            let schema_version: i64 = row
+                .try_get("schema_version")
+                .map_err(|e| format!("schema_version: {e}"))?;
             Ok(Snapshot {
                 stream: stream.clone(),
                 version: u64::try_from(version).map_err(|e| format!("version: {e}"))?,
                 state: serde_json::from_str(&state).map_err(|e| format!("state: {e}"))?,
+                schema_version: u32::try_from(schema_version)
+                    .map_err(|e| format!("schema_version: {e}"))?,
                 taken_at: join_timestamp(taken_at, nanos)
                     .ok_or_else(|| format!("taken_at_nanos: {nanos}"))?,
             })
@@ -199,6 +206,7 @@ impl SnapshotStore for PostgresSnapshotStore {
                     .bind(state)
                     .bind(taken_at)
                     .bind(nanos)
+                    .bind(i64::from(snapshot.schema_version))
                     .execute(&self.pool)
                     .await
                     .map_err(unavailable)?;

@@ -103,11 +103,11 @@ impl<A: Aggregate> Repository<A> {
     ///   `eventsource.events.replayed` counts only those events.
     ///
     /// A snapshot is only an optimisation, so snapshot trouble is never an error for the
-    /// caller: a snapshot that no longer deserializes into `A` (the state type changed), or
-    /// a snapshot store that fails to read, gives a `tracing` warning and a full replay (an
-    /// unreadable snapshot is then replaced by one of the replayed state); a snapshot that
-    /// cannot be serialized or saved after the events were stored gives a warning, and the
-    /// save succeeds (the events are stored). The snapshot store must belong with the
+    /// caller: a snapshot of another [`A::SNAPSHOT_VERSION`](Aggregate::SNAPSHOT_VERSION) or
+    /// that no longer deserializes into `A`, or a snapshot store that fails to read, gives a
+    /// `tracing` warning and a full replay (such a snapshot is then replaced by one of the
+    /// replayed state); a snapshot that cannot be serialized or saved after the events were
+    /// stored gives a warning, and the save succeeds. The snapshot store must belong with the
     /// event store: a snapshot of a stream that another store holds would be trusted.
     ///
     /// # Panics

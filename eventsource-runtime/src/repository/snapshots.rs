@@ -37,17 +37,30 @@ impl<A: Serialize + DeserializeOwned> Snapshots<A> {
 pub(super) enum SnapshotRead<A> {
     /// No snapshot (none taken yet, or the snapshot store failed: warned).
     None,
-    /// A snapshot that does not deserialize into the state type (warned).
+    /// A snapshot of another [`Aggregate::SNAPSHOT_VERSION`], or one that does not
+    /// deserialize into the state type (warned): the replayed state replaces it.
     Unreadable,
     /// The state after the event at `version`.
     Found { version: u64, state: A },
 }
 
 impl<A: Aggregate> Snapshots<A> {
-    /// The newest snapshot of `stream`, decoded; trouble is warned about and reads as none.
+    /// The newest snapshot of `stream`, decoded; trouble is warned about and reads as none,
+    /// a snapshot of another schema version than `A::SNAPSHOT_VERSION` as unreadable.
     pub(super) async fn read(&self, stream: &StreamId) -> SnapshotRead<A> {
         match (*self.store).get(stream).await {
             Ok(None) => SnapshotRead::None,
+            Ok(Some(snapshot)) if snapshot.schema_version != A::SNAPSHOT_VERSION => {
+                log_warn!(
+                    stream = %stream,
+                    snapshot_version = snapshot.schema_version,
+                    aggregate_version = A::SNAPSHOT_VERSION,
+                    "ignoring a snapshot of schema version {} (the aggregate's SNAPSHOT_VERSION is {}); the aggregate is replayed from its events",
+                    snapshot.schema_version,
+                    A::SNAPSHOT_VERSION
+                );
+                SnapshotRead::Unreadable
+            }
             Ok(Some(snapshot)) => match (self.decode)(&snapshot.state) {
                 Ok(state) => SnapshotRead::Found {
                     version: snapshot.version,
@@ -90,6 +103,7 @@ impl<A: Aggregate> Snapshots<A> {
             stream: root.stream().clone(),
             version: root.version(),
             state,
+            schema_version: A::SNAPSHOT_VERSION,
             taken_at: chrono::Utc::now(),
         };
         if let Err(error) = (*self.store).save(snapshot).await {

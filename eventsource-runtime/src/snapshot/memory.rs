@@ -32,6 +32,7 @@ const SYSTEM: &str = "in_memory";
 ///     stream: stream.clone(),
 ///     version,
 ///     state: serde_json::json!({ "lines": version }).into(),
+///     schema_version: 1,
 ///     taken_at: chrono::Utc::now(),
 /// };
 /// snapshots.save(at(20)).await?;

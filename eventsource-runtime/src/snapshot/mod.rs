@@ -2,8 +2,9 @@
 //! replay only the later events.
 //!
 //! A snapshot is an optimisation, never the source of truth: one that cannot be read (the
-//! state type changed since it was taken) is ignored with a warning and the aggregate is
-//! rebuilt from all its events.
+//! state type changed since it was taken), or that was taken at another
+//! [`SNAPSHOT_VERSION`](crate::aggregate::Aggregate::SNAPSHOT_VERSION) than the aggregate's,
+//! is ignored with a warning and the aggregate is rebuilt from all its events.
 //!
 //! [`Repository::with_snapshots`](crate::repository::Repository::with_snapshots) takes
 //! them and loads from them; every implementation wraps its operations in
@@ -32,6 +33,10 @@ pub struct Snapshot {
     pub version: u64,
     /// The state, serialized.
     pub state: Payload,
+    /// The schema version of the state's serialized form: the aggregate's
+    /// [`SNAPSHOT_VERSION`](crate::aggregate::Aggregate::SNAPSHOT_VERSION) when it was taken.
+    /// A repository ignores a snapshot of another version than its aggregate's.
+    pub schema_version: u32,
     /// When the snapshot was taken.
     pub taken_at: DateTime<Utc>,
 }

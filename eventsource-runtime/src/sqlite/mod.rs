@@ -11,14 +11,14 @@
 //! - here: opening a database, the schema and its migration.
 //!
 //! SQLite fits when one process on one machine is enough. The stores share one schema
-//! ([`SCHEMA`], then [`SCHEMA_V2`] and [`SCHEMA_V3`]), which `migrate()` on any of them
+//! ([`SCHEMA`], then [`SCHEMA_V2`] to [`SCHEMA_V4`]), which `migrate()` on any of them
 //! applies as a whole (idempotent: run it at every start, from any of the stores, as often
 //! as you like):
 //!
 //! | table | key | holds |
 //! |---|---|---|
 //! | `events` | `position INTEGER PRIMARY KEY AUTOINCREMENT`, `UNIQUE (stream_type, stream_id, version)` | event id, event type, schema version, timestamp (RFC 3339 text), JSON payload and metadata |
-//! | `snapshots` | `(stream_type, stream_id)` | the newest snapshot per stream |
+//! | `snapshots` | `(stream_type, stream_id)` | the newest snapshot per stream, with its `schema_version` (version 4, [`SCHEMA_V4`]) |
 //! | `checkpoints` | `projection` | each projection's checkpoint |
 //! | `parked_events` | `(projection, position)` | the events each projection parked, with the error (version 2, [`SCHEMA_V2`]) |
 //! | `processed_messages` | `(handler, message_id)` | the messages each idempotent handler handled (version 3, [`SCHEMA_V3`]) |
@@ -95,11 +95,17 @@ pub const SCHEMA_V2: &str = include_str!("schema_v2.sql");
 /// [`SqliteProcessedMessages`], applied by `migrate()` after [`SCHEMA_V2`].
 pub const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 
+/// Version 4 of the schema: the column `snapshots.schema_version` (the aggregate's
+/// `SNAPSHOT_VERSION` a snapshot was taken at; 1 for the snapshots stored before), applied
+/// by `migrate()` after [`SCHEMA_V3`].
+pub const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA),
     (2, SCHEMA_V2), // parked events
     (3, SCHEMA_V3), // idempotent handlers' processed messages
+    (4, SCHEMA_V4), // snapshots' schema version
 ];
 
 /// `db.system.name` of the SQLite stores.

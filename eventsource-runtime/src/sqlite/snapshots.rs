@@ -18,12 +18,14 @@ use crate::telemetry::otel::log::log_warn;
 /// `db.collection.name` of the snapshot store.
 const TABLE: &str = "snapshots";
 
-const SAVE: &str = "INSERT INTO snapshots (stream_type, stream_id, version, state, taken_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5) \
+const SAVE: &str = "INSERT INTO snapshots \
+         (stream_type, stream_id, version, state, taken_at, schema_version) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (stream_type, stream_id) DO UPDATE SET \
-     version = excluded.version, state = excluded.state, taken_at = excluded.taken_at \
+     version = excluded.version, state = excluded.state, taken_at = excluded.taken_at, \
+     schema_version = excluded.schema_version \
      WHERE excluded.version >= snapshots.version";
-const GET: &str = "SELECT version, state, taken_at FROM snapshots \
+const GET: &str = "SELECT version, state, taken_at, schema_version FROM snapshots \
      WHERE stream_type = ?1 AND stream_id = ?2";
 const DELETE: &str = "DELETE FROM snapshots WHERE stream_type = ?1 AND stream_id = ?2";
 const EXISTS: &str =
@@ -53,6 +55,7 @@ const EXISTS: &str =
 ///     stream: stream.clone(),
 ///     version,
 ///     state: serde_json::json!({ "lines": version }).into(),
+///     schema_version: 1,
 ///     taken_at: chrono::Utc::now(),
 /// };
 /// snapshots.save(at(20)).await?;
@@ -129,10 +132,15 @@ async fn get_now(
         let taken_at: String = row
             .try_get("taken_at")
             .map_err(|e| format!("taken_at: {e}"))?;
+        let schema_version: i64 = row
+            .try_get("schema_version")
+            .map_err(|e| format!("schema_version: {e}"))?;
         Ok(Snapshot {
             stream: stream.clone(),
             version: u64::try_from(version).map_err(|e| format!("version: {e}"))?,
             state: serde_json::from_str(&state).map_err(|e| format!("state: {e}"))?,
+            schema_version: u32::try_from(schema_version)
+                .map_err(|e| format!("schema_version: {e}"))?,
             taken_at: parse_timestamp(&taken_at).map_err(|e| format!("taken_at: {e}"))?,
         })
     };
@@ -151,6 +159,7 @@ async fn save_now(pool: SqlitePool, snapshot: Snapshot) -> Result<(), StoreError
         .bind(to_i64(snapshot.version))
         .bind(state)
         .bind(format_timestamp(snapshot.taken_at))
+        .bind(i64::from(snapshot.schema_version))
         .execute(&pool)
         .await
         .map_err(unavailable)?;

@@ -1,6 +1,7 @@
 //! The behaviour every `SnapshotStore` must have: the newest snapshot per stream, kept as
-//! it was given (to the nanosecond), shared by every handle on the same data, the newest
-//! winning among concurrent savers; an unreadable one is no snapshot, not an error.
+//! it was given (to the nanosecond, with its schema version), shared by every handle on the
+//! same data, the newest winning among concurrent savers; an unreadable one is no snapshot,
+//! not an error.
 
 use std::sync::Arc;
 
@@ -10,13 +11,14 @@ use eventsource_runtime::snapshot::{Snapshot, SnapshotStore};
 use eventsource_runtime::store::StoreError;
 use serde_json::json;
 
-/// A snapshot of `stream` at `version`, taken at a time with nanoseconds below the
-/// microsecond (they come back too), its state with text beyond ASCII.
+/// A snapshot of `stream` at `version` (schema version 1), taken at a time with nanoseconds
+/// below the microsecond (they come back too), its state with text beyond ASCII.
 pub fn snapshot(stream: &StreamId, version: u64) -> Snapshot {
     Snapshot {
         stream: stream.clone(),
         version,
         state: json!({ "lines": version, "note": "é ü \u{1F600}" }).into(),
+        schema_version: 1,
         taken_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 123_456_789).unwrap(),
     }
 }
@@ -56,12 +58,42 @@ pub async fn keeps_the_newest_per_stream(snapshots: Arc<dyn SnapshotStore>) {
     assert_eq!(snapshots.get(&a).await.unwrap().unwrap().version, 30);
     assert!(snapshots.exists(&a).await.unwrap());
     snapshots.save(snapshot(&b, 1)).await.unwrap();
+    keeps_the_schema_version(&*snapshots).await;
 
     snapshots.delete(&a).await.unwrap();
     snapshots.delete(&a).await.unwrap(); // deleting nothing is fine
     assert_eq!(snapshots.get(&a).await.unwrap(), None);
     assert!(!snapshots.exists(&a).await.unwrap());
     assert!(snapshots.exists(&b).await.unwrap());
+}
+
+/// The schema version comes back as saved (every `u32`); a newer snapshot replaces it with
+/// its own, an older one (of whatever schema version) changes nothing.
+async fn keeps_the_schema_version(snapshots: &dyn SnapshotStore) {
+    let s = StreamId::new("Order", "snap-versioned");
+    let three = Snapshot {
+        schema_version: 3,
+        ..snapshot(&s, 5)
+    };
+    snapshots.save(three.clone()).await.unwrap();
+    assert_eq!(snapshots.get(&s).await.unwrap(), Some(three.clone()));
+    assert_eq!(snapshots.get(&s).await.unwrap().unwrap().schema_version, 3);
+
+    let newer = snapshot(&s, 6);
+    snapshots.save(newer.clone()).await.unwrap();
+    assert_eq!(
+        snapshots.get(&s).await.unwrap(),
+        Some(newer),
+        "a newer snapshot replaces it with its own schema version"
+    );
+    let highest = Snapshot {
+        schema_version: u32::MAX,
+        ..snapshot(&s, 7)
+    };
+    snapshots.save(highest.clone()).await.unwrap();
+    snapshots.save(three).await.unwrap(); // older (5 < 7): ignored
+    assert_eq!(snapshots.get(&s).await.unwrap(), Some(highest));
+    snapshots.delete(&s).await.unwrap();
 }
 
 /// Two handles on the same snapshots (another pool, a clone) see each other's saves and

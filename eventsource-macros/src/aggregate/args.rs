@@ -55,6 +55,42 @@ pub(crate) struct EventItem {
     pub(crate) version: Option<(kw::version, LitInt)>,
 }
 
+/// `version = N` inside an event type's parentheses.
+fn version_in_parens(
+    content: ParseStream<'_>,
+    parens: &syn::token::Paren,
+) -> syn::Result<(kw::version, LitInt)> {
+    if content.is_empty() || !content.peek(kw::version) {
+        return Err(syn::Error::new(
+            if content.is_empty() {
+                parens.span.join()
+            } else {
+                content.span()
+            },
+            "inside an event type's parentheses write its schema version, e.g. `OrderPlaced(version = 2)`",
+        ));
+    }
+    let keyword: kw::version = content.parse()?;
+    if !content.peek(Token![=]) {
+        return Err(syn::Error::new(
+            keyword.span,
+            "`version` takes a value: write `version = 2`",
+        ));
+    }
+    content.parse::<Token![=]>()?;
+    let value: LitInt = parse_or(
+        content,
+        "expected the schema version as a whole number, e.g. `version = 2`",
+    )?;
+    if !content.is_empty() {
+        return Err(syn::Error::new(
+            content.span(),
+            "an event type takes only `version = N` in its parentheses",
+        ));
+    }
+    Ok((keyword, value))
+}
+
 impl Parse for EventItem {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let path: Path = input.parse()?;
@@ -66,34 +102,12 @@ impl Parse for EventItem {
         }
         let content;
         let parens = parenthesized!(content in input);
-        if content.is_empty() || !content.peek(kw::version) {
-            return Err(syn::Error::new(
-                if content.is_empty() {
-                    parens.span.join()
-                } else {
-                    content.span()
-                },
-                "inside an event type's parentheses write its schema version, e.g. `OrderPlaced(version = 2)`",
-            ));
+        let version = version_in_parens(&content, &parens);
+        if version.is_err() {
+            // What is left is part of the one error reported, not a second one.
+            content.parse::<proc_macro2::TokenStream>()?;
         }
-        let keyword: kw::version = content.parse()?;
-        if !content.peek(Token![=]) {
-            return Err(syn::Error::new(
-                keyword.span,
-                "`version` takes a value: write `version = 2`",
-            ));
-        }
-        content.parse::<Token![=]>()?;
-        let value: LitInt = parse_or(
-            &content,
-            "expected the schema version as a whole number, e.g. `version = 2`",
-        )?;
-        if !content.is_empty() {
-            return Err(syn::Error::new(
-                content.span(),
-                "an event type takes only `version = N` in its parentheses",
-            ));
-        }
+        let (keyword, value) = version?;
         Ok(Self {
             path,
             version: Some((keyword, value)),

@@ -291,7 +291,7 @@ impl Dispatcher {
                 let upcasted = match upcasters.upcast(&message.event) {
                     Ok(upcasted) => upcasted,
                     Err(error) => {
-                        let error = HandlerError::new(DecodeError::Upcast(error));
+                        let error = HandlerError::new(DecodeError::from(error));
                         dispatched.failures.push(failure(error));
                         continue;
                     }

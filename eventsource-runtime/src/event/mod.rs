@@ -129,9 +129,10 @@ pub enum DecodeError {
         #[source]
         source: serde_json::Error,
     },
-    /// The stored event could not be brought up to its type's current schema version.
+    /// The stored event could not be brought up to its type's current schema version
+    /// (boxed: it is rare, and the errors that carry a `DecodeError` stay small).
     #[error(transparent)]
-    Upcast(#[from] upcast::UpcastError),
+    Upcast(Box<upcast::UpcastError>),
     /// The stored event is several events now (a split): read it with
     /// [`EventEnvelope::decode_all`].
     #[error(
@@ -143,6 +144,12 @@ pub enum DecodeError {
         /// How many events it is now.
         parts: usize,
     },
+}
+
+impl From<upcast::UpcastError> for DecodeError {
+    fn from(error: upcast::UpcastError) -> Self {
+        Self::Upcast(Box::new(error))
+    }
 }
 
 /// Identifies one aggregate's stream: its type and its id.

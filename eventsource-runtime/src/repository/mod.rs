@@ -24,9 +24,9 @@ use crate::store::backend::Outgoing;
 use crate::store::{AppendResult, EventStore, ExpectedVersion};
 use cache::StateCache;
 pub use error::RepositoryError;
+use loaded::{LoadReport, Loaded, replay_one};
 pub use settings::{RepositorySpanNames, RepositoryTelemetry};
 use snapshots::{SnapshotRead, Snapshots};
-use loaded::{LoadReport, Loaded, replay_one};
 use store::Store;
 
 /// How many aggregates a repository caches by default (see [`Repository::with_cache`]).

@@ -271,7 +271,7 @@ fn version_error(envelope: &EventEnvelope, current: u32) -> DecodeError {
         Some(current),
         None,
     );
-    DecodeError::Upcast(UpcastError {
+    DecodeError::from(UpcastError {
         event_id: envelope.event_id,
         event_type,
         from: envelope.schema_version,

@@ -68,7 +68,7 @@ pub enum RunnerError {
         position: u64,
         /// Why it could not be upcast: the event id, its type, both versions and the reason.
         #[source]
-        source: crate::event::upcast::UpcastError,
+        source: Box<crate::event::upcast::UpcastError>,
     },
     /// The runner lost the projection's lease while processing (its database session
     /// ended): it stopped before the next handler call and saved nothing, since another

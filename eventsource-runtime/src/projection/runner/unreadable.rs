@@ -70,7 +70,7 @@ impl Unreadable {
             Self::Upcast { error, .. } => RunnerError::UpcastFailed {
                 projection,
                 position,
-                source: error,
+                source: Box::new(error),
             },
         }
     }

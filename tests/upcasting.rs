@@ -19,10 +19,10 @@ mod pg;
 
 use std::sync::Arc;
 
-use upcasting::{self as suite, Backend};
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::store::InMemoryEventStore;
+use upcasting::{self as suite, Backend};
 
 /// Fresh in-memory stores.
 async fn memory(_test: &str) -> Option<(Backend, Option<pg::TestDb>)> {

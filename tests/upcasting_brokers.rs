@@ -95,7 +95,10 @@ fn v1_message(id: &str, celsius: serde_json::Value) -> EventEnvelope {
 
 /// The older producer's two messages: one the consumer can upcast, one it cannot.
 fn published() -> (EventEnvelope, EventEnvelope) {
-    (v1_message("t-1", json!(21)), v1_message("t-2", json!("warm")))
+    (
+        v1_message("t-1", json!(21)),
+        v1_message("t-2", json!("warm")),
+    )
 }
 
 /// What the failure says of the message: its id, type and both versions.
@@ -139,7 +142,9 @@ fn by_message<'a>(spans: &'a CapturedSpans, name: &str, id: uuid::Uuid) -> Vec<&
     spans
         .all(name)
         .into_iter()
-        .filter(|s| attribute(s, attr::MESSAGING_MESSAGE_ID) == Some(&Value::String(id.clone().into())))
+        .filter(|s| {
+            attribute(s, attr::MESSAGING_MESSAGE_ID) == Some(&Value::String(id.clone().into()))
+        })
         .collect()
 }
 

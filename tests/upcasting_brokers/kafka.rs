@@ -12,8 +12,11 @@ use super::{Seen, address, check, published, until, v2_handler};
 #[tokio::test]
 async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcast() {
     let test = "kafka::upcasting";
-    let Some(brokers) = address(test, "EVENTSOURCE_KAFKA_BROKERS", "EVENTSOURCE_REQUIRE_KAFKA")
-    else {
+    let Some(brokers) = address(
+        test,
+        "EVENTSOURCE_KAFKA_BROKERS",
+        "EVENTSOURCE_REQUIRE_KAFKA",
+    ) else {
         return;
     };
     let capture = capture();
@@ -41,8 +44,14 @@ async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcas
         .await
         .expect("published");
     let dead = group.dead_letters();
-    until("the v1 message is handled", 60, async || !seen.lock().unwrap().is_empty()).await;
-    until("the other is dead-lettered", 60, async || dead.count().await.unwrap() == 1).await;
+    until("the v1 message is handled", 60, async || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    until("the other is dead-lettered", 60, async || {
+        dead.count().await.unwrap() == 1
+    })
+    .await;
     let _ = stop.send(());
     let stopped: Result<(), BusError> = running.await.expect("joined");
     stopped.expect("stopped cleanly");

@@ -43,8 +43,14 @@ async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcas
         .await
         .expect("published");
     let dead = group.dead_letters();
-    until("the v1 message is handled", 10, async || !seen.lock().unwrap().is_empty()).await;
-    until("the other is dead-lettered", 10, async || dead.count().await.unwrap() == 1).await;
+    until("the v1 message is handled", 10, async || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
+    until("the other is dead-lettered", 10, async || {
+        dead.count().await.unwrap() == 1
+    })
+    .await;
     let _ = stop.send(());
     let stopped: Result<(), BusError> = running.await.expect("joined");
     stopped.expect("stopped cleanly");

@@ -82,7 +82,11 @@ fn ints(values: &[i64]) -> Value {
 fn assert_upcasts(span: &SpanData, count: i64, from: &[i64]) {
     if count == 0 {
         assert_eq!(attribute(span, attr::UPCAST_COUNT), None, "{span:?}");
-        assert_eq!(attribute(span, attr::UPCAST_FROM_VERSIONS), None, "{span:?}");
+        assert_eq!(
+            attribute(span, attr::UPCAST_FROM_VERSIONS),
+            None,
+            "{span:?}"
+        );
     } else {
         assert_eq!(
             attribute(span, attr::UPCAST_COUNT),
@@ -256,7 +260,10 @@ pub async fn renamed_and_split_types_keep_stream_versions(b: &Backend) {
     root.record(EmailChanged {
         email: "ada@new.example".into(),
     });
-    let saved = repository.save(&mut root).await.expect("no version conflict");
+    let saved = repository
+        .save(&mut root)
+        .await
+        .expect("no version conflict");
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].version, 4);
 
@@ -368,7 +375,12 @@ pub async fn a_failing_upcaster_fails_the_load(b: &Backend) {
         .unwrap_err();
     let upcast = upcast_error(&error, &stream, 2);
     assert_eq!(
-        (upcast.event_id, upcast.event_type.as_str(), upcast.from, upcast.to),
+        (
+            upcast.event_id,
+            upcast.event_type.as_str(),
+            upcast.from,
+            upcast.to
+        ),
         (stored[1].event_id, "AddressChanged", 1, 3)
     );
     assert!(
@@ -436,7 +448,11 @@ pub async fn a_registration_error_fails_every_load_that_needs_it(b: &Backend) {
             "{:?}",
             upcast.reason
         );
-        assert!(chain(&error).contains("skip version 2"), "{}", chain(&error));
+        assert!(
+            chain(&error).contains("skip version 2"),
+            "{}",
+            chain(&error)
+        );
     }
 }
 
@@ -460,7 +476,12 @@ pub async fn a_newer_stored_version_is_a_typed_error(b: &Backend) {
         ),
     ] {
         let stream = customer(id);
-        let stored = write(b, stream.clone(), vec![address_v3("a", "Paris", "FR"), event]).await;
+        let stored = write(
+            b,
+            stream.clone(),
+            vec![address_v3("a", "Paris", "FR"), event],
+        )
+        .await;
         let error = repository::<Customer>(b).load(id).await.unwrap_err();
         let upcast = upcast_error(&error, &stream, 2);
         assert_eq!(
@@ -528,7 +549,11 @@ pub async fn a_projection_sees_upcast_events(b: &Backend) {
                 (positions[3], "3 Oak St, Berlin, DE".to_owned()),
             ]
         );
-        assert_eq!(seen.versions, [3, 3, 3], "handed over at the current version");
+        assert_eq!(
+            seen.versions,
+            [3, 3, 3],
+            "handed over at the current version"
+        );
         assert_eq!(seen.emails, ["ada@example.com"]);
         assert_eq!(seen.phones, ["+33 1 23"]);
     }
@@ -588,7 +613,12 @@ pub async fn a_failing_upcaster_stops_the_runner(b: &Backend) {
         ("Directory", stored[1].position)
     );
     assert_eq!(
-        (source.event_id, source.event_type.as_str(), source.from, source.to),
+        (
+            source.event_id,
+            source.event_type.as_str(),
+            source.from,
+            source.to
+        ),
         (stored[1].event_id, "AddressChanged", 1, 3)
     );
     assert!(

@@ -22,7 +22,7 @@ async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcas
     let capture = capture();
     let bus = KafkaBus::new(&brokers)
         .expect("a Kafka address")
-        .with_topic_prefix(&format!("es-upcast-{}", uuid::Uuid::now_v7().simple()))
+        .with_topic_prefix(format!("es-upcast-{}", uuid::Uuid::now_v7().simple()))
         .with_delivery_timeout(Duration::from_secs(10));
     // Two deliveries in all.
     let group: ConsumerGroup = bus

@@ -22,7 +22,7 @@ async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcas
     let bus = NatsBus::new(&url)
         .expect("a NATS URL")
         .with_stream(&stream)
-        .with_subject_prefix(&format!("es-test-upcast-{id}"))
+        .with_subject_prefix(format!("es-test-upcast-{id}"))
         .with_ack_timeout(Duration::from_secs(5));
     // Two deliveries in all.
     let group: ConsumerGroup = bus

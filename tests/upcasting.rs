@@ -14,6 +14,9 @@ mod customer;
 #[path = "common/conformance/upcasting.rs"]
 mod upcasting;
 
+#[path = "common/conformance/upcasting_runner.rs"]
+mod upcasting_runner;
+
 #[path = "common/postgres.rs"]
 mod pg;
 
@@ -22,7 +25,13 @@ use std::sync::Arc;
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::store::InMemoryEventStore;
-use upcasting::{self as suite, Backend};
+use upcasting::Backend;
+
+/// Every case, from both halves of the suite.
+mod suite {
+    pub use super::upcasting::*;
+    pub use super::upcasting_runner::*;
+}
 
 /// Fresh in-memory stores.
 async fn memory(_test: &str) -> Option<(Backend, Option<pg::TestDb>)> {

@@ -291,8 +291,15 @@ impl Dispatcher {
                 let upcasted = match upcasters.upcast(&message.event) {
                     Ok(upcasted) => upcasted,
                     Err(error) => {
+                        // The handler's failure: its handle span carries the exception, as
+                        // for a failure of the handler itself.
                         let error = HandlerError::new(DecodeError::from(error));
-                        dispatched.failures.push(failure(error));
+                        let run = std::future::ready(Ok(Err(error)));
+                        if let Err(error) =
+                            instrument::handle(&self.telemetry, name, message, run).await
+                        {
+                            dispatched.failures.push(failure(error));
+                        }
                         continue;
                     }
                 };

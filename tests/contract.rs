@@ -16,6 +16,8 @@
 
 #[path = "../examples/domain/order.rs"]
 mod domain;
+#[path = "contract/upcasting.rs"]
+mod upcasting;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -549,6 +551,7 @@ async fn run_the_flows() {
     assert_eq!(lookup("o-1").await, 300);
 
     park_an_unreadable_event().await;
+    upcasting::run().await;
 }
 
 /// A SQLite store (in memory) holding an unreadable row, parked by a runner.

@@ -46,12 +46,14 @@ use super::shared_text::write_shared;
 pub struct Payload {
     /// Always valid JSON, without surrounding blanks.
     json: Arc<str>,
-    /// The value the JSON was serialized from, when this process recorded it.
+    /// The value the JSON was serialized from, when this process recorded it; or, for a
+    /// payload an upcaster made, an [`UpcastFrom`] (for the spans of the code it is handed
+    /// to), kept in the same slot so that a payload stays two words.
     recorded: Option<Recorded>,
-    /// The stored schema version, when an upcaster made this payload (for the spans of the
-    /// code it is handed to).
-    upcast_from: Option<u32>,
 }
+
+/// The stored schema version a payload was upcast from.
+struct UpcastFrom(u32);
 
 /// `value` as shared JSON text, serialized once (see [`write_shared`]).
 pub(crate) fn to_shared_json<T: Serialize + ?Sized>(
@@ -93,18 +95,18 @@ impl Payload {
         Self {
             json,
             recorded: None,
-            upcast_from: None,
         }
     }
 
     /// The stored schema version, when an upcaster made this payload.
     pub(crate) fn upcast_from(&self) -> Option<u32> {
-        self.upcast_from
+        self.recorded::<UpcastFrom>().map(|from| from.0)
     }
 
-    /// Marks the payload as made by an upcaster from stored version `version`.
+    /// Marks the payload as made by an upcaster from stored version `version` (it holds no
+    /// recorded event: it was made from stored JSON).
     pub(crate) fn set_upcast_from(&mut self, version: u32) {
-        self.upcast_from = Some(version);
+        self.recorded = Some(Arc::new(UpcastFrom(version)));
     }
 
     /// The shared JSON text, for a store to keep.

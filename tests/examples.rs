@@ -1,7 +1,8 @@
 //! The seed examples run as child processes, as a user runs them: `cart` (seed 002) and
 //! `cqrs` (seed 001) export over OTLP/HTTP JSON to a collector on 127.0.0.1, and the
 //! traces, log lines and metrics they send are the ones their docs describe. `cqrs` also
-//! runs without a collector, printing its metrics summary.
+//! runs without a collector, printing its metrics summary. `schema_evolution` reads events
+//! older code stored, and its loads say on their spans what they upcast.
 
 #[path = "common/otlp.rs"]
 mod otlp;
@@ -12,7 +13,7 @@ use std::process::Output;
 
 use eventsource_runtime::telemetry::attributes as attr;
 use otlp::{
-    AttrValue, KIND_CONSUMER, KIND_INTERNAL, STATUS_ERROR, Span, decode, example_binary,
+    AttrValue, KIND_CONSUMER, KIND_INTERNAL, STATUS_ERROR, Span, array, decode, example_binary,
     example_command, tree,
 };
 use otlp_collector::collector;
@@ -213,6 +214,62 @@ fn without_a_collector_the_cqrs_example_prints_its_metrics_at_exit() {
     assert!(summary.contains(
         "cqrs.projection.lag{event.type=OrderPlaced, projection.name=OrderReadModel} count=2"
     ));
+}
+
+#[test]
+fn the_schema_evolution_example_reads_old_events_as_todays() {
+    let (output, spans, metrics) = run("schema_evolution");
+    let dump = tree(&spans);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        // The start-time check names the missing step.
+        "a chain with a gap is refused: the upcasters of `AddressChanged` skip version 2",
+        // Split, rename and both steps applied on load.
+        "loaded c-1 at version 4: Ada lives at 742 Evergreen Terrace, Springfield, US (3 moves)",
+        "moved: c-1 at version 5 lives at 221B Baker St, London, GB (4 moves)",
+        // The runner hands the projection today's events only, the split's two included.
+        "AddressHistory caught up to position 5:",
+        "#1 c-1 registered: Ada",
+        "#1 c-1 address (v3): 1 Main St, Springfield, US",
+        "#2 c-1 address (v3): 12 Elm St, Shelbyville, US",
+        "#3 c-1 address (v3): 7 Oak Ave, Capital City, US",
+        "#5 c-1 address (v3): 221B Baker St, London, GB",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
+    }
+
+    // The loads that read the old events say so on their span; the one that read only
+    // today's event (from the cache) says nothing.
+    let loads = named(&spans, attr::SPAN_REPOSITORY_LOAD);
+    assert_eq!(loads.len(), 3, "{dump}");
+    let upcasting: Vec<&&Span> = loads
+        .iter()
+        .filter(|s| s.attributes.contains_key(attr::UPCAST_COUNT))
+        .collect();
+    assert_eq!(upcasting.len(), 2, "{dump}");
+    for load in upcasting {
+        assert_eq!(load.int(attr::UPCAST_COUNT), 4, "{dump}");
+        assert_eq!(load.int(attr::EVENTS_REPLAYED), 4, "{dump}");
+        // An int array: `{"arrayValue": {"values": [{"intValue": ..}, ..]}}`.
+        let Some(AttrValue::Other(versions)) = load.attributes.get(attr::UPCAST_FROM_VERSIONS)
+        else {
+            panic!("no int array {}\n{dump}", attr::UPCAST_FROM_VERSIONS)
+        };
+        let versions: Vec<String> = array(&versions["arrayValue"]["values"])
+            .iter()
+            .map(|v| v["intValue"].to_string().trim_matches('"').to_owned())
+            .collect();
+        assert_eq!(versions, ["1", "2"], "{dump}");
+    }
+    let command = named(&spans, "command.MoveCustomer");
+    assert_eq!(command.len(), 1, "{dump}");
+
+    let metrics = serde_json::to_string(&metrics).unwrap();
+    assert!(
+        metrics.contains(&format!("\"{}\"", attr::METRIC_EVENTS_UPCAST)),
+        "no {}: {metrics}",
+        attr::METRIC_EVENTS_UPCAST
+    );
 }
 
 /// The README's first command with a store that cannot be used: one line for a person (the

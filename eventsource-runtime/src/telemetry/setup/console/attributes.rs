@@ -10,7 +10,7 @@ use crate::telemetry::attributes as key;
 /// The attributes that tell a span's story, most telling first: the compact view shows the
 /// first [`STORY_ATTRIBUTES`] a span has (after the ones its parent or its name already
 /// say), then the application's own.
-const STORY: [&str; 16] = [
+const STORY: [&str; 17] = [
     key::AGGREGATE_ID,
     key::HANDLER_NAME,
     key::PROJECTION_NAME,
@@ -21,6 +21,7 @@ const STORY: [&str; 16] = [
     key::HANDLER_DUPLICATE,
     key::EVENT_COUNT,
     key::EVENTS_REPLAYED,
+    key::UPCAST_COUNT,
     key::EVENTS_LOADED,
     key::QUERY_RESULT_COUNT,
     key::VERSION,

@@ -14,6 +14,8 @@
 //!
 //! One test function: the metric capture belongs to the whole binary.
 
+#[path = "common/contract_doc.rs"]
+mod contract_doc;
 #[path = "../examples/domain/order.rs"]
 mod domain;
 #[path = "contract/upcasting.rs"]
@@ -24,6 +26,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use contract_doc::{CONTRACT, code_spans, metric_rows, table};
 use domain::{CancelOrder, Order, OrderEvent, OrderReadModel, OrderShipped, ShipOrder};
 use eventsource_runtime::bus::{
     BusMessage, BusTelemetry, Dispatcher, HandlerError, Idempotent, InMemoryProcessedMessages,
@@ -37,8 +40,6 @@ use eventsource_runtime::sqlx;
 use eventsource_runtime::testing::{capture, capture_metrics};
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
-
-const CONTRACT: &str = include_str!("../docs/telemetry.md");
 
 /// Documented items the in-memory flows cannot produce, and the test that shows them.
 const NOT_IN_MEMORY: &[(&str, &str)] = &[(
@@ -61,36 +62,6 @@ struct SpanRow {
     keys: BTreeSet<String>,
 }
 
-/// One row of the metric table.
-#[derive(Debug)]
-struct MetricRow {
-    name: String,
-    unit: String,
-    keys: BTreeSet<String>,
-    /// A histogram's bucket boundaries; none for a counter.
-    boundaries: Option<Vec<f64>>,
-}
-
-/// The table under the heading `heading`, one `Vec` of cells per body row.
-fn table(heading: &str) -> Vec<Vec<String>> {
-    let section = CONTRACT
-        .split("\n## ")
-        .find(|s| s.starts_with(heading))
-        .unwrap_or_else(|| panic!("docs/telemetry.md has no `## {heading}` section"));
-    section
-        .lines()
-        .skip_while(|line| !line.starts_with('|'))
-        .take_while(|line| line.starts_with('|'))
-        .skip(2) // header and separator
-        .map(|line| {
-            line.trim_matches('|')
-                .split('|')
-                .map(|cell| cell.trim().to_owned())
-                .collect()
-        })
-        .collect()
-}
-
 /// The text between the span table and the next heading: paragraphs naming attributes
 /// every store, broker or failed span may add.
 fn span_paragraphs() -> String {
@@ -106,20 +77,6 @@ fn span_paragraphs() -> String {
         .join("\n")
 }
 
-/// The code spans (`...`) of `cell`, each with whether it directly follows `=` (a value).
-fn code_spans(cell: &str) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    let mut rest = cell;
-    while let Some(start) = rest.find('`') {
-        let before = rest[..start].trim_end();
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('`') else { break };
-        out.push((after[..end].to_owned(), before.ends_with('=')));
-        rest = &after[end + 1..];
-    }
-    out
-}
-
 /// An attribute key: dotted lower-case words (`eventsource.aggregate.id`), not a value.
 fn keys_of(cell: &str) -> BTreeSet<String> {
     code_spans(cell)
@@ -132,26 +89,6 @@ fn keys_of(cell: &str) -> BTreeSet<String> {
                     .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
                 && !token.starts_with('.')
         })
-        .map(|(token, _)| token)
-        .collect()
-}
-
-/// A metric's attribute keys: every code span outside parentheses (which hold values).
-fn metric_keys_of(cell: &str) -> BTreeSet<String> {
-    let mut depth = 0usize;
-    let outside: String = cell
-        .chars()
-        .filter(|c| {
-            match c {
-                '(' => depth += 1,
-                ')' => depth = depth.saturating_sub(1),
-                _ => return depth == 0,
-            }
-            false
-        })
-        .collect();
-    code_spans(&outside)
-        .into_iter()
         .map(|(token, _)| token)
         .collect()
 }
@@ -215,32 +152,6 @@ fn span_rows() -> Vec<SpanRow> {
         })
         .collect();
     assert!(rows.len() >= 15, "the span table parsed: {rows:#?}");
-    rows
-}
-
-fn metric_rows() -> Vec<MetricRow> {
-    let rows: Vec<MetricRow> = table("Metrics")
-        .into_iter()
-        .map(|cells| {
-            assert_eq!(cells.len(), 5, "a metric row has five cells: {cells:?}");
-            let code = |cell: &str| {
-                let spans = code_spans(cell);
-                assert_eq!(spans.len(), 1, "one name or unit per cell: `{cell}`");
-                spans[0].0.clone()
-            };
-            MetricRow {
-                name: code(&cells[1]),
-                unit: code(&cells[2]),
-                keys: metric_keys_of(&cells[3]),
-                boundaries: code_spans(&cells[4]).first().map(|(list, _)| {
-                    list.split(',')
-                        .map(|n| n.trim().parse::<f64>().expect("a number"))
-                        .collect()
-                }),
-            }
-        })
-        .collect();
-    assert!(rows.len() >= 12, "the metric table parsed: {rows:#?}");
     rows
 }
 

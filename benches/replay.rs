@@ -216,6 +216,57 @@ mod upcasting {
     }
 }
 
+mod converting {
+    use eventsource_runtime::event::upcast::Upcasters;
+
+    use super::*;
+
+    /// Version 1's shape, as stored.
+    #[derive(Deserialize)]
+    struct CreditedV1 {
+        amount: i64,
+        currency: String,
+        reference: String,
+    }
+
+    /// Version 2: version 1 called `cents` `amount`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Credited {
+        pub cents: i64,
+        pub currency: String,
+        pub reference: String,
+    }
+
+    /// One typed conversion, renaming the field.
+    fn wallet_upcasters() -> Upcasters {
+        Upcasters::new().convert("Credited", 1, |old: CreditedV1| {
+            Ok::<_, &str>(Credited {
+                cents: old.amount,
+                currency: old.currency,
+                reference: old.reference,
+            })
+        })
+    }
+
+    #[derive(Debug, Default, Aggregate)]
+    #[aggregate(
+        type = "Wallet",
+        events(Credited(version = 2)),
+        upcasters = wallet_upcasters
+    )]
+    pub struct Wallet {
+        pub balance: i64,
+        pub credits: u64,
+    }
+
+    impl Apply<Credited> for Wallet {
+        fn apply(&mut self, e: &Credited) {
+            self.balance += e.cents;
+            self.credits += 1;
+        }
+    }
+}
+
 /// A store holding one stream `Wallet-w-1` of [`EVENTS`] `Credited` events written raw at
 /// `version`, the amount under `amount_field`.
 fn wallet_store(
@@ -260,18 +311,24 @@ fn replay_upcast(c: &mut Criterion) {
     // No cache: every load replays the whole stream.
     let current =
         Repository::<plain::Wallet>::new(wallet_store(&runtime, 2, "cents")).with_cache(0);
-    let old =
-        Repository::<upcasting::Wallet>::new(wallet_store(&runtime, 1, "amount")).with_cache(0);
+    let old_store = wallet_store(&runtime, 1, "amount");
+    let old = Repository::<upcasting::Wallet>::new(old_store.clone()).with_cache(0);
+    let converted = Repository::<converting::Wallet>::new(old_store).with_cache(0);
 
     // Sanity: both read the same history, and the old one was upcast.
     let a = runtime.block_on(current.load("w-1")).expect("loaded");
     let b = runtime.block_on(old.load("w-1")).expect("loaded");
+    let c = runtime.block_on(converted.load("w-1")).expect("loaded");
     assert_eq!(
         (a.state().balance, a.state().credits, a.version()),
         (b.state().balance, b.state().credits, b.version())
     );
+    assert_eq!(
+        (a.state().balance, a.state().credits, a.version()),
+        (c.state().balance, c.state().credits, c.version())
+    );
     assert_eq!(b.state().credits, EVENTS as u64);
-    drop((a, b));
+    drop((a, b, c));
 
     let mut group = c.benchmark_group("replay_upcast_1M");
     group.throughput(Throughput::Elements(EVENTS as u64));
@@ -281,6 +338,7 @@ fn replay_upcast(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(15));
     let no_upcaster = Mutex::new(Vec::new());
     let one_step = Mutex::new(Vec::new());
+    let one_conversion = Mutex::new(Vec::new());
     group.bench_function("no_upcaster", |bench| {
         bench.iter_custom(|iterations| {
             let start = Instant::now();
@@ -306,15 +364,35 @@ fn replay_upcast(c: &mut Criterion) {
             elapsed
         });
     });
+    group.bench_function("one_conversion_each", |bench| {
+        bench.iter_custom(|iterations| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                black_box(runtime.block_on(converted.load("w-1")).expect("loaded"));
+            }
+            let elapsed = start.elapsed();
+            one_conversion
+                .lock()
+                .unwrap()
+                .push(elapsed / iterations as u32);
+            elapsed
+        });
+    });
     group.finish();
 
     // The ratio, from the same run (when the filter ran both).
-    if let (Some(plain), Some(upcast)) = (median(&no_upcaster), median(&one_step)) {
-        println!(
-            "replay_upcast_1M: no upcaster {plain:.2?}, one step on every event {upcast:.2?} \
-             (median per load): {:.2}x (goal: at most 1.5x)",
-            upcast.as_secs_f64() / plain.as_secs_f64()
-        );
+    let plain = median(&no_upcaster);
+    for (what, times) in [
+        ("one JSON step (`step`)", &one_step),
+        ("one typed conversion (`convert`)", &one_conversion),
+    ] {
+        if let (Some(plain), Some(upcast)) = (plain, median(times)) {
+            println!(
+                "replay_upcast_1M: no upcaster {plain:.2?}, {what} on every event {upcast:.2?} \
+                 (median per load): {:.2}x (goal: at most 1.5x)",
+                upcast.as_secs_f64() / plain.as_secs_f64()
+            );
+        }
     }
 }
 

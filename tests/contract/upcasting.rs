@@ -2,17 +2,15 @@
 //! consumed message and a parked event that cannot be upcast, so that the contract's
 //! upcasting keys and counter are checked against what is exported.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use eventsource_runtime::bus::{EventBus, HandlerError, InMemoryEventBus, handler_fn};
-use eventsource_runtime::event::NewEvent;
+use eventsource_runtime::bus::{HandlerError, InMemoryEventBus, handler_fn};
 use eventsource_runtime::event::upcast::Upcasters;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::projection::runner::UnreadablePolicy;
-use eventsource_runtime::store::ExpectedVersion;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// Version 2: the title is called a name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,7 +28,9 @@ fn ledger_upcasters() -> Upcasters {
             payload["name"] = payload["title"].take();
             Ok::<_, &str>(())
         })
-        .step("Audited", 1, |_| Err("the audit format of version 1 is unreadable"))
+        .step("Audited", 1, |_| {
+            Err("the audit format of version 1 is unreadable")
+        })
 }
 
 #[derive(Default, Aggregate)]
@@ -88,22 +88,66 @@ impl Projection for LedgerCounter {
     }
 }
 
-fn renamed_v1(title: &str) -> NewEvent {
-    NewEvent::new("Renamed", 1, json!({ "title": title }))
+/// The older code: the same aggregate when `Renamed` and `Audited` were at version 1.
+mod v1 {
+    use eventsource_runtime::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Renamed {
+        pub title: String,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct Audited;
+
+    #[derive(Default, Aggregate)]
+    #[aggregate(type = "Ledger", events(Renamed, Audited), event_enum = LedgerV1Event)]
+    pub struct LedgerV1;
+
+    impl Apply<Renamed> for LedgerV1 {
+        fn apply(&mut self, _: &Renamed) {}
+    }
+
+    impl Apply<Audited> for LedgerV1 {
+        fn apply(&mut self, _: &Audited) {}
+    }
 }
 
-/// Runs every flow that upcasts.
+/// Runs every flow that upcasts: the older code stores and publishes version 1 events,
+/// today's reads them.
 pub(crate) async fn run() {
     LedgerEvent::upcasters().check().unwrap();
     let store = InMemoryEventStore::new();
-    let stream = StreamId::new("Ledger", "l-1");
-    let stored = store
-        .append(&stream, ExpectedVersion::NoStream, vec![renamed_v1("Main")])
+
+    // An older producer's message, consumed by a handler that reads version 2.
+    let bus = InMemoryEventBus::new();
+    bus.subscribe(
+        handler_fn("ledger-names", |event: EventEnvelope| async move {
+            let renamed = event.decode_as::<Renamed>().expect("a Renamed event")?;
+            assert_eq!(renamed.name, "Main");
+            Ok::<(), HandlerError>(())
+        })
+        .upcasting(LedgerEvent::upcasters()),
+    );
+    CommandService::<v1::LedgerV1>::new(store.clone())
+        .with_bus(bus)
+        .execute_with("l-1", |_| {
+            Ok::<_, Infallible>(vec![v1::LedgerV1Event::from(v1::Renamed {
+                title: "Main".into(),
+            })])
+        })
         .await
         .unwrap();
 
-    let ledgers = Repository::<Ledger>::new(store.clone());
-    assert_eq!(ledgers.load("l-1").await.unwrap().state().name, "Main");
+    // Today's command loads the upcast event.
+    CommandService::<Ledger>::new(store.clone())
+        .execute_with("l-1", |ledger: &Ledger| {
+            assert_eq!(ledger.name, "Main");
+            Ok::<_, Infallible>(Vec::new())
+        })
+        .await
+        .unwrap();
 
     let names = ProjectionRunner::new(
         Arc::new(store.clone()),
@@ -121,25 +165,11 @@ pub(crate) async fn run() {
     counter.run_until_caught_up().await.unwrap();
     assert_eq!(counter.projection().lock().await.0, 1);
 
-    // An older producer's message, consumed by a handler that reads version 2.
-    let bus = InMemoryEventBus::new();
-    bus.subscribe(
-        handler_fn("ledger-names", |event: EventEnvelope| async move {
-            let renamed = event.decode_as::<Renamed>().expect("a Renamed event")?;
-            assert_eq!(renamed.name, "Main");
-            Ok::<(), HandlerError>(())
-        })
-        .upcasting(LedgerEvent::upcasters()),
-    );
-    bus.publish(&stored.events).await.unwrap();
-
     // An event no upcaster can read, parked.
-    store
-        .append(
-            &StreamId::new("Ledger", "l-2"),
-            ExpectedVersion::NoStream,
-            vec![NewEvent::new("Audited", 1, json!({}))],
-        )
+    CommandService::<v1::LedgerV1>::new(store.clone())
+        .execute_with("l-2", |_| {
+            Ok::<_, Infallible>(vec![v1::LedgerV1Event::from(v1::Audited)])
+        })
         .await
         .unwrap();
     let parking = ProjectionRunner::new(

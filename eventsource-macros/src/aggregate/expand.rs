@@ -225,6 +225,16 @@ fn event_enum(
                 }
             }
 
+            fn from_typed(
+                event_type: &str,
+                event: ::eventsource_runtime::__private::TypedEvent,
+            ) -> ::core::result::Result<Self, ::eventsource_runtime::__private::TypedEvent> {
+                match event_type {
+                    #(#names => event.downcast::<#paths>().map(|event| Self::#idents(*event)),)*
+                    _ => ::core::result::Result::Err(event),
+                }
+            }
+
             fn into_recorded(self) -> ::eventsource_runtime::__private::Recorded {
                 match self {
                     #(Self::#idents(event) => ::eventsource_runtime::__private::recorded(event),)*

@@ -5,6 +5,9 @@ pub use serde;
 pub use serde_json::Error as JsonError;
 pub use serde_json::Value as JsonValue;
 
+/// An event a typed upcaster made (see `DomainEvent::from_typed`).
+pub type TypedEvent = Box<dyn std::any::Any + Send + Sync>;
+
 pub use crate::event::Payload;
 
 // The runtime items the macros' expansions name, so that generated code reaches the

@@ -82,6 +82,22 @@ pub trait DomainEvent: std::fmt::Debug + Clone + Send + Sync + 'static {
         Self::from_payload(event_type, &Payload::from(payload))
     }
 
+    /// Takes an event a typed upcaster made as the type named `event_type` (see
+    /// [`Upcasters::convert`](upcast::Upcasters::convert)), or gives it back when it is not
+    /// that type. `#[derive(Aggregate)]` implements it; the default gives it back, and the
+    /// event is then written out and read again.
+    ///
+    /// # Errors
+    /// The event, when it is not of the type named.
+    #[doc(hidden)]
+    fn from_typed(
+        event_type: &str,
+        event: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Result<Self, Box<dyn std::any::Any + Send + Sync>> {
+        let _ = event_type;
+        Err(event)
+    }
+
     /// The event as its saved envelope carries it for in-process decoding (see
     /// [`EventEnvelope::decode`]): the event itself. `#[derive(Aggregate)]` hands over the
     /// variant's own event, which its `from_payload` looks for.
@@ -433,7 +449,8 @@ impl EventEnvelope {
             return Ok(vec![event.clone()]);
         }
         let mut events = Vec::with_capacity(1);
-        upcast::door::decode_set::<E>(self, |event| events.push(event))?;
+        let mut counts = upcast::instrument::UpcastCounts::default();
+        upcast::door::decode_set::<E>(self, &mut counts, |event| events.push(event))?;
         Ok(events)
     }
 

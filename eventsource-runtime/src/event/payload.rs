@@ -52,8 +52,12 @@ pub struct Payload {
     recorded: Option<Recorded>,
 }
 
-/// The stored schema version a payload was upcast from.
-struct UpcastFrom(u32);
+/// What an upcaster's payload carries in its `recorded` slot: the stored schema version,
+/// and the event as a typed upcaster made it, if one did.
+struct UpcastMark {
+    from: u32,
+    event: Option<Recorded>,
+}
 
 /// `value` as shared JSON text, serialized once (see [`write_shared`]).
 pub(crate) fn to_shared_json<T: Serialize + ?Sized>(
@@ -100,13 +104,14 @@ impl Payload {
 
     /// The stored schema version, when an upcaster made this payload.
     pub(crate) fn upcast_from(&self) -> Option<u32> {
-        self.recorded::<UpcastFrom>().map(|from| from.0)
+        let recorded = self.recorded.as_deref()?;
+        recorded.downcast_ref::<UpcastMark>().map(|mark| mark.from)
     }
 
-    /// Marks the payload as made by an upcaster from stored version `version` (it holds no
-    /// recorded event: it was made from stored JSON).
-    pub(crate) fn set_upcast_from(&mut self, version: u32) {
-        self.recorded = Some(Arc::new(UpcastFrom(version)));
+    /// Marks the payload as made by an upcaster from stored version `version`, with the
+    /// event a typed upcaster made (decoding it then clones it, as for a recorded one).
+    pub(crate) fn mark_upcast(&mut self, from: u32, event: Option<Recorded>) {
+        self.recorded = Some(Arc::new(UpcastMark { from, event }));
     }
 
     /// The shared JSON text, for a store to keep.
@@ -121,7 +126,15 @@ impl Payload {
 
     /// The value the JSON was serialized from, if this process recorded it as a `T`.
     pub(crate) fn recorded<T: Any>(&self) -> Option<&T> {
-        self.recorded.as_deref()?.downcast_ref()
+        let recorded = self.recorded.as_deref()?;
+        match recorded.downcast_ref::<T>() {
+            Some(event) => Some(event),
+            None => recorded
+                .downcast_ref::<UpcastMark>()?
+                .event
+                .as_deref()?
+                .downcast_ref(),
+        }
     }
 
     /// Takes JSON text, checking that it is JSON.

@@ -4,7 +4,7 @@
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::EventEnvelope;
 use crate::event::upcast::door;
-use crate::event::upcast::instrument::UpcastTally;
+use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
 
 use super::RepositoryError;
 
@@ -48,9 +48,11 @@ pub(super) struct Loaded<A: Aggregate> {
 pub(super) fn replay_one<A: Aggregate>(
     root: &mut AggregateRoot<A>,
     envelope: &EventEnvelope,
+    counts: &mut UpcastCounts,
 ) -> Result<Option<u32>, RepositoryError> {
     root.advance_stored(envelope.version)?;
-    door::decode_set::<A::Event>(envelope, |event| root.apply_part(&event)).map_err(|source| {
+    let apply = |event| root.apply_part(&event);
+    door::decode_set::<A::Event>(envelope, counts, apply).map_err(|source| {
         RepositoryError::Decode {
             stream: envelope.stream.clone(),
             version: envelope.version,

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::aggregate::{Aggregate, AggregateRoot, Home};
-use crate::event::upcast::instrument::UpcastTally;
+use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
 use crate::event::{DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::snapshot::SnapshotStore;
 use crate::store::backend::Outgoing;
@@ -458,8 +458,9 @@ impl<A: Aggregate> Repository<A> {
         let newer = || stored.iter().filter(|e| e.version > restored);
         let replayed = newer().count();
         let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
+        let mut counts = UpcastCounts::default();
         for envelope in newer() {
-            let upcast_from = replay_one(root, envelope)?;
+            let upcast_from = replay_one(root, envelope, &mut counts)?;
             upcasts.add(upcast_from);
         }
         Ok(replayed)

@@ -1,12 +1,14 @@
 //! The one decoding door: a stored (type, schema version, payload) and a registry in, the
 //! events this code reads out, as envelopes or as typed events.
 
+use std::any::Any;
 use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::instrument;
-use super::{MAX_STEPS, Registry, SplitPart, UpcastError, UpcastFailure, Upcasters};
+use super::instrument::UpcastCounts;
+use super::{MAX_STEPS, Registry, SplitPart, Step, UpcastError, UpcastFailure, Upcasters};
+use crate::event::payload::Recorded;
 use crate::event::{DecodeError, DomainEvent, EventEnvelope, EventType, Payload};
 
 /// What the door made of one stored envelope.
@@ -45,18 +47,110 @@ impl Upcasted<'_> {
     }
 }
 
+/// A payload on its way through the steps: still the stored text, a JSON tree, or a typed
+/// value a [`convert`](Upcasters::convert) made.
+pub(crate) enum Body {
+    /// The stored payload, untouched (renames only).
+    Stored,
+    /// A JSON tree.
+    Json(Value),
+    /// A typed value, and how to write it out.
+    Typed(Typed),
+}
+
+/// A value a typed step made.
+pub(crate) struct Typed {
+    value: Box<dyn Any + Send + Sync>,
+    to_json: fn(&(dyn Any + Send + Sync)) -> Result<Value, serde_json::Error>,
+}
+
+/// Why a step failed: the payload did not fit, or the user's function said no.
+pub(crate) enum StepError {
+    Json(serde_json::Error),
+    Upcaster(super::UpcasterFailure),
+}
+
+impl From<serde_json::Error> for StepError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::Json(error)
+    }
+}
+
+/// `value` as JSON, when it is a `T` (what [`Typed::to_json`] holds for a `T`).
+fn typed_to_json<T: serde::Serialize + 'static>(
+    value: &(dyn Any + Send + Sync),
+) -> Result<Value, serde_json::Error> {
+    match value.downcast_ref::<T>() {
+        Some(value) => serde_json::to_value(value),
+        None => Err(serde::ser::Error::custom(
+            "a typed upcaster's value is not of the type it was made as",
+        )),
+    }
+}
+
+impl Body {
+    /// A typed step's result.
+    pub(crate) fn typed<T: serde::Serialize + Send + Sync + 'static>(value: T) -> Self {
+        Self::Typed(Typed {
+            value: Box::new(value),
+            to_json: typed_to_json::<T>,
+        })
+    }
+
+    /// The body as a JSON tree (`stored`: the stored payload's text).
+    fn into_json(self, stored: &str) -> Result<Value, serde_json::Error> {
+        match self {
+            Self::Stored => serde_json::from_str(stored),
+            Self::Json(value) => Ok(value),
+            Self::Typed(typed) => (typed.to_json)(&*typed.value),
+        }
+    }
+
+    /// The body as a `T`: parsed from the stored text straight, or taken as made.
+    pub(crate) fn read<T: serde::de::DeserializeOwned + 'static>(
+        self,
+        stored: &str,
+    ) -> Result<T, serde_json::Error> {
+        match self {
+            Self::Stored => serde_json::from_str(stored),
+            Self::Json(value) => serde_json::from_value(value),
+            Self::Typed(typed) => match typed.value.downcast::<T>() {
+                Ok(value) => Ok(*value),
+                Err(value) => serde_json::from_value((typed.to_json)(&*value)?),
+            },
+        }
+    }
+}
+
+/// A part's type name: the stored one, a rename's, or a split's.
+enum Name<'a> {
+    Stored(&'a str),
+    Static(&'static str),
+    Made(Cow<'static, str>),
+}
+
+impl Name<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Stored(name) => name,
+            Self::Static(name) => name,
+            Self::Made(name) => name,
+        }
+    }
+}
+
+/// One event the door made: its type, version and payload.
+struct Part<'a> {
+    name: Name<'a>,
+    version: u32,
+    body: Body,
+}
+
 /// The id of the event number `index` a split made of the stored event `id`: the stored
 /// id for the first, then the stored id with its last bits changed by the index, so that
 /// idempotent handlers tell the events apart, the same at every read.
 fn part_id(id: uuid::Uuid, index: usize) -> uuid::Uuid {
     uuid::Uuid::from_u128(id.as_u128() ^ u128::try_from(index).unwrap_or(0))
-}
-
-/// One event the door made: its type, version and payload.
-struct Part {
-    event_type: Cow<'static, str>,
-    schema_version: u32,
-    payload: Value,
 }
 
 impl Upcasters {
@@ -69,33 +163,75 @@ impl Upcasters {
     /// failed, none goes from the stored version, the stored version is newer than this
     /// code's, or the registry is misconfigured.
     pub fn upcast<'a>(&self, envelope: &'a EventEnvelope) -> Result<Upcasted<'a>, UpcastError> {
+        self.upcast_counted(envelope, &mut UpcastCounts::default())
+    }
+
+    /// [`upcast`](Self::upcast), counting into `counts` (recorded when they are dropped).
+    pub(crate) fn upcast_counted<'a>(
+        &self,
+        envelope: &'a EventEnvelope,
+        counts: &mut UpcastCounts,
+    ) -> Result<Upcasted<'a>, UpcastError> {
         if self.is_empty() {
             return Ok(Upcasted::Unchanged(envelope));
         }
-        match self.parts(envelope)? {
-            None => Ok(Upcasted::Unchanged(envelope)),
-            Some(parts) => {
-                let mut events = Vec::with_capacity(parts.len());
-                for (index, part) in parts.into_iter().enumerate() {
-                    let mut event = envelope.clone();
-                    event.event_id = part_id(envelope.event_id, index);
-                    event.payload = Payload::from(part.payload);
-                    event.payload.set_upcast_from(envelope.schema_version);
-                    event.event_type = part.event_type;
-                    event.schema_version = part.schema_version;
-                    events.push(event);
+        let Some(parts) = self.parts(envelope, counts)? else {
+            return Ok(Upcasted::Unchanged(envelope));
+        };
+        let from_version = envelope.schema_version;
+        let mut events = Vec::with_capacity(parts.len());
+        for (index, part) in parts.into_iter().enumerate() {
+            let mut event = envelope.clone();
+            event.event_id = part_id(envelope.event_id, index);
+            event.event_type = match part.name {
+                Name::Stored(_) => envelope.event_type.clone(),
+                Name::Static(name) => Cow::Borrowed(name),
+                Name::Made(name) => name,
+            };
+            event.schema_version = part.version;
+            let recorded: Option<Recorded> = match part.body {
+                Body::Stored => None,
+                Body::Json(value) => {
+                    event.payload = Payload::from(value);
+                    None
                 }
-                Ok(Upcasted::Changed {
-                    from_version: envelope.schema_version,
-                    events,
-                })
-            }
+                Body::Typed(typed) => {
+                    let value = (typed.to_json)(&*typed.value)
+                        .map_err(|e| self.failure(envelope, UpcastFailure::Json(e)))?;
+                    event.payload = Payload::from(value);
+                    Some(typed.value.into())
+                }
+            };
+            event.payload.mark_upcast(from_version, recorded);
+            events.push(event);
+        }
+        Ok(Upcasted::Changed {
+            from_version,
+            events,
+        })
+    }
+
+    /// The error for `envelope`, going to its target version, for `reason`.
+    fn failure(&self, envelope: &EventEnvelope, reason: UpcastFailure) -> UpcastError {
+        let to = self.registry.as_ref().map_or(envelope.schema_version, |r| {
+            r.target(&envelope.event_type, envelope.schema_version)
+        });
+        UpcastError {
+            event_id: envelope.event_id,
+            event_type: envelope.event_type.to_string(),
+            from: envelope.schema_version,
+            to,
+            reason,
         }
     }
 
     /// The parts a stored envelope is now, or `None` when it needs nothing (or the registry
     /// is not bound to an event set: nothing is known of its versions).
-    fn parts(&self, envelope: &EventEnvelope) -> Result<Option<Vec<Part>>, UpcastError> {
+    fn parts<'a>(
+        &'a self,
+        envelope: &'a EventEnvelope,
+        counts: &mut UpcastCounts,
+    ) -> Result<Option<Vec<Part<'a>>>, UpcastError> {
         let Some(registry) = &self.registry else {
             return Ok(None);
         };
@@ -118,13 +254,11 @@ impl Upcasters {
             let to = registry.target(stored, envelope.schema_version);
             return Err(fail(to, UpcastFailure::Registration(problem.clone())));
         }
-        let payload: Value = serde_json::from_str(envelope.payload.as_str())
-            .map_err(|e| fail(envelope.schema_version, UpcastFailure::Json(e)))?;
         let parts = registry
-            .walk(envelope, payload)
+            .walk(envelope)
             .map_err(|(to, reason)| fail(to, reason))?;
         if let Some(last) = parts.last() {
-            instrument::upcast(stored, envelope.schema_version, last.schema_version);
+            counts.add(&envelope.event_type, envelope.schema_version, last.version);
         }
         Ok(Some(parts))
     }
@@ -140,10 +274,10 @@ impl Registry {
                 return current;
             }
             match self.rules.get(name) {
-                Some(rules) if rules.rename.is_some() => {
-                    name = rules.rename.as_deref().unwrap_or(name);
-                }
-                Some(rules) => return rules.split.as_ref().map_or(version, |(at, _)| *at),
+                Some(rules) => match (rules.rename, &rules.split) {
+                    (Some(new), _) => name = new,
+                    (None, split) => return split.as_ref().map_or(version, |(at, _)| *at),
+                },
                 None => return version,
             }
         }
@@ -152,86 +286,112 @@ impl Registry {
 
     /// Renames, splits and steps, in order, until every part is at its type's current
     /// version. On failure, the version it was going to and why.
-    fn walk(
-        &self,
-        envelope: &EventEnvelope,
-        payload: Value,
-    ) -> Result<Vec<Part>, (u32, UpcastFailure)> {
+    fn walk<'a>(
+        &'a self,
+        envelope: &'a EventEnvelope,
+    ) -> Result<Vec<Part<'a>>, (u32, UpcastFailure)> {
+        let stored = envelope.payload.as_str();
         let mut done = Vec::with_capacity(1);
-        // Parts still to bring up to date, the next one last.
-        let mut pending = vec![(
-            envelope.event_type.clone(),
-            envelope.schema_version,
-            payload,
-            None::<Cow<'static, str>>,
-        )];
+        // Parts still to bring up to date, the next one last (only a split makes more).
+        let mut pending: Vec<(Part<'a>, Option<&'a str>)> = Vec::new();
+        let mut next = Some((
+            Part {
+                name: Name::Stored(envelope.event_type.as_ref()),
+                version: envelope.schema_version,
+                body: Body::Stored,
+            },
+            None,
+        ));
         let mut steps = 0;
-        while let Some((mut event_type, mut version, mut payload, split_from)) = pending.pop() {
+        while let Some((mut part, split_from)) = next.take().or_else(|| pending.pop()) {
             loop {
                 steps += 1;
                 if steps > MAX_STEPS {
-                    return Err((version, UpcastFailure::TooManySteps(MAX_STEPS)));
+                    return Err((part.version, UpcastFailure::TooManySteps(MAX_STEPS)));
                 }
-                let current = self.current.get(event_type.as_ref()).copied();
-                if current == Some(version) {
-                    done.push(Part {
-                        event_type,
-                        schema_version: version,
-                        payload,
-                    });
+                let name = part.name.as_str();
+                let current = self.current.get(name).copied();
+                if current == Some(part.version) {
+                    done.push(part);
                     break;
                 }
-                let rules = self.rules.get(event_type.as_ref());
-                if let Some(new) = rules.and_then(|r| r.rename.clone()) {
-                    event_type = new;
+                let rules = self.rules.get(name);
+                if let Some(new) = rules.and_then(|r| r.rename) {
+                    part.name = Name::Static(new);
                     continue;
                 }
                 if let Some((at, split)) = rules.and_then(|r| r.split.as_ref())
-                    && *at == version
+                    && *at == part.version
                 {
+                    let from_type: &'a str = self.key(name);
+                    let payload = part
+                        .body
+                        .into_json(stored)
+                        .map_err(|e| (*at, UpcastFailure::Json(e)))?;
                     let made = split(payload).map_err(|source| {
                         (
-                            version,
+                            *at,
                             UpcastFailure::Split {
-                                event_type: event_type.to_string(),
+                                event_type: from_type.to_owned(),
                                 source,
                             },
                         )
                     })?;
                     for SplitPart {
-                        event_type: made_type,
+                        event_type,
                         schema_version,
                         payload,
                     } in made.into_iter().rev()
                     {
-                        pending.push((
-                            made_type,
-                            schema_version,
-                            payload,
-                            Some(event_type.clone()),
-                        ));
+                        let made = Part {
+                            name: Name::Made(event_type),
+                            version: schema_version,
+                            body: Body::Json(payload),
+                        };
+                        pending.push((made, Some(from_type)));
                     }
                     break;
                 }
-                if let Some(step) = rules.and_then(|r| r.steps.get(&version)) {
-                    step(&mut payload).map_err(|source| {
-                        (
-                            version + 1,
-                            UpcastFailure::Step {
-                                event_type: event_type.to_string(),
-                                from: version,
-                                source,
-                            },
-                        )
-                    })?;
-                    version += 1;
+                if let Some(step) = rules.and_then(|r| r.steps.get(&part.version)) {
+                    let from = part.version;
+                    let failed = |reason| (from + 1, reason);
+                    let step_failed = |source| {
+                        failed(UpcastFailure::Step {
+                            event_type: name.to_owned(),
+                            from,
+                            source,
+                        })
+                    };
+                    part.body = match step {
+                        Step::Json(step) => {
+                            let mut payload = part
+                                .body
+                                .into_json(stored)
+                                .map_err(|e| failed(UpcastFailure::Json(e)))?;
+                            step(&mut payload).map_err(step_failed)?;
+                            Body::Json(payload)
+                        }
+                        Step::Typed(step) => step(part.body, stored).map_err(|e| match e {
+                            StepError::Json(e) => failed(UpcastFailure::Json(e)),
+                            StepError::Upcaster(source) => step_failed(source),
+                        })?,
+                    };
+                    part.version += 1;
                     continue;
                 }
-                let to = self.target(&event_type, version);
-                return Err((to, stuck(&event_type, version, to, current, split_from)));
+                let to = self.target(name, part.version);
+                return Err((to, stuck(name, part.version, to, current, split_from)));
             }
         }
         Ok(done)
+    }
+
+    /// The registry's own copy of a type name it has rules for (so that a split's parts
+    /// can name where they came from for as long as the registry lives).
+    fn key(&self, name: &str) -> &str {
+        self.rules
+            .get_key_value(name)
+            .map_or("", |(key, _)| key.as_ref())
     }
 }
 
@@ -241,11 +401,11 @@ fn stuck(
     version: u32,
     to: u32,
     current: Option<u32>,
-    split_from: Option<Cow<'static, str>>,
+    split_from: Option<&str>,
 ) -> UpcastFailure {
     match (current, split_from) {
         (None, Some(from_type)) => UpcastFailure::SplitIntoUnknown {
-            from_type: from_type.into_owned(),
+            from_type: from_type.to_owned(),
             event_type: event_type.to_owned(),
         },
         _ if version > to => UpcastFailure::Newer {
@@ -280,14 +440,36 @@ fn version_error(envelope: &EventEnvelope, current: u32) -> DecodeError {
     })
 }
 
+/// A part as an event of the set `E`: a typed value as made, a tree or the stored text
+/// parsed.
+fn set_event<E: DomainEvent>(part: Part<'_>, envelope: &EventEnvelope) -> Result<E, DecodeError> {
+    let name = part.name.as_str();
+    match part.body {
+        Body::Stored => E::from_payload(name, &envelope.payload),
+        Body::Json(value) => E::from_value(name, value),
+        Body::Typed(typed) => match E::from_typed(name, typed.value) {
+            Ok(event) => Ok(event),
+            Err(value) => {
+                let value = (typed.to_json)(&*value).map_err(|source| DecodeError::Payload {
+                    event_type: name.to_owned(),
+                    source,
+                })?;
+                E::from_value(name, value)
+            }
+        },
+    }
+}
+
 /// The events of the set `E` a stored envelope holds (one, or several after a split),
-/// handed to `each` in order. Returns the stored version when the event was upcast.
+/// handed to `each` in order, the upcasts counted in `counts`. Returns the stored version
+/// when the event was upcast.
 ///
 /// The common case costs one match on the type name more than
 /// [`DomainEvent::from_payload`] alone: an event at its type's current version.
 #[inline]
 pub(crate) fn decode_set<E: DomainEvent>(
     envelope: &EventEnvelope,
+    counts: &mut UpcastCounts,
     mut each: impl FnMut(E),
 ) -> Result<Option<u32>, DecodeError> {
     let current = E::schema_version_of(&envelope.event_type);
@@ -300,10 +482,10 @@ pub(crate) fn decode_set<E: DomainEvent>(
         each(E::from_payload(&envelope.event_type, &envelope.payload)?);
         return Ok(None);
     }
-    match registry.parts(envelope)? {
+    match registry.parts(envelope, counts)? {
         Some(parts) => {
             for part in parts {
-                each(E::from_value(&part.event_type, part.payload)?);
+                each(set_event(part, envelope)?);
             }
             Ok(Some(envelope.schema_version))
         }
@@ -330,16 +512,18 @@ pub(crate) fn decode_type<T: EventType>(
     if !same_type && !registry.renames_or_splits(&envelope.event_type) {
         return None;
     }
-    match registry.parts(envelope) {
+    match registry.parts(envelope, &mut UpcastCounts::default()) {
         Err(error) => Some(Err(error.into())),
         Ok(Some(parts)) => parts
             .into_iter()
-            .find(|part| part.event_type == T::EVENT_TYPE)
+            .find(|part| part.name.as_str() == T::EVENT_TYPE)
             .map(|part| {
-                serde_json::from_value(part.payload).map_err(|source| DecodeError::Payload {
-                    event_type: T::EVENT_TYPE.to_owned(),
-                    source,
-                })
+                part.body
+                    .read::<T>(envelope.payload.as_str())
+                    .map_err(|source| DecodeError::Payload {
+                        event_type: T::EVENT_TYPE.to_owned(),
+                        source,
+                    })
             }),
         Ok(None) if same_type => Some(Err(version_error(envelope, T::SCHEMA_VERSION))),
         Ok(None) => None,

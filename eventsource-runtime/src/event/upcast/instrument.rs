@@ -5,17 +5,42 @@ use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{Span, metrics};
 use crate::telemetry::values::{Attr, Counter};
 
-/// One stored event of `event_type` upcast from version `from` to `to`.
-pub(super) fn upcast(event_type: &str, from: u32, to: u32) {
-    metrics::add(
-        Counter::EventsUpcast,
-        1,
-        [
-            (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(event_type)),
-            (attr::METRIC_ATTR_UPCAST_FROM, Attr::int(from)),
-            (attr::METRIC_ATTR_UPCAST_TO, Attr::int(to)),
-        ],
-    );
+/// The upcasts of a load, a batch or one decode, by stored event type and from/to version:
+/// added to `eventsource.events.upcast` when dropped, once per kind (a replay of a million
+/// upcast events records a few measurements, not a million).
+#[derive(Debug, Default)]
+pub(crate) struct UpcastCounts {
+    kinds: Vec<(Box<str>, u32, u32, u64)>,
+}
+
+impl UpcastCounts {
+    /// One stored event of `event_type` upcast from version `from` to `to`.
+    pub(super) fn add(&mut self, event_type: &str, from: u32, to: u32) {
+        let kind = self
+            .kinds
+            .iter_mut()
+            .find(|(t, f, v, _)| *f == from && *v == to && &**t == event_type);
+        match kind {
+            Some((.., count)) => *count += 1,
+            None => self.kinds.push((event_type.into(), from, to, 1)),
+        }
+    }
+}
+
+impl Drop for UpcastCounts {
+    fn drop(&mut self) {
+        for (event_type, from, to, count) in &self.kinds {
+            metrics::add(
+                Counter::EventsUpcast,
+                *count,
+                [
+                    (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(event_type)),
+                    (attr::METRIC_ATTR_UPCAST_FROM, Attr::int(*from)),
+                    (attr::METRIC_ATTR_UPCAST_TO, Attr::int(*to)),
+                ],
+            );
+        }
+    }
 }
 
 /// The events a span's work upcast: how many, and from which stored versions.

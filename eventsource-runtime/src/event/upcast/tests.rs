@@ -238,3 +238,68 @@ fn registries_merge_once_each() {
     assert!(merged.renames_or_splits("Relocated") && merged.renames_or_splits("CustomerMoved"));
     assert!(Upcasters::merge([Upcasters::none()]).is_empty());
 }
+
+#[derive(serde::Deserialize)]
+struct AddressV1 {
+    address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct AddressV2 {
+    street: String,
+    city: String,
+}
+
+#[test]
+fn a_typed_conversion_hands_over_the_event_it_made() {
+    let upcasters = Upcasters::new()
+        .convert("AddressChanged", 1, |old: AddressV1| {
+            let (street, city) = old.address.split_once(", ").ok_or("no city")?;
+            Ok::<_, &str>(AddressV2 {
+                street: street.into(),
+                city: city.into(),
+            })
+        })
+        .step("AddressChanged", 2, add_field("v3"))
+        .for_event_types(&[("AddressChanged", 3)]);
+    upcasters.check().unwrap();
+    let old = stored(
+        "AddressChanged",
+        1,
+        json!({"address": "1 Main St, Springfield"}),
+    );
+    let upcast = upcasters.upcast(&old).unwrap();
+    assert_eq!(
+        upcast.events()[0].payload,
+        json!({"street": "1 Main St", "city": "Springfield", "v3": true}),
+        "a JSON step after a typed one sees its value written out"
+    );
+
+    let last = Upcasters::new()
+        .convert("AddressChanged", 1, |old: AddressV1| {
+            Ok::<_, &str>(AddressV2 {
+                street: old.address,
+                city: "?".into(),
+            })
+        })
+        .for_event_types(&[("AddressChanged", 2)]);
+    let upcast = last.upcast(&old).unwrap();
+    let event = &upcast.events()[0];
+    assert_eq!(
+        event.payload,
+        json!({"street": "1 Main St, Springfield", "city": "?"})
+    );
+    assert_eq!(
+        event.payload.recorded::<AddressV2>(),
+        Some(&AddressV2 {
+            street: "1 Main St, Springfield".into(),
+            city: "?".into()
+        }),
+        "the event made travels with its payload"
+    );
+    assert_eq!(event.payload.upcast_from(), Some(1));
+
+    let unfit = stored("AddressChanged", 1, json!({"street": 3}));
+    let error = last.upcast(&unfit).unwrap_err();
+    assert!(matches!(error.reason, UpcastFailure::Json(_)), "{error:?}");
+}

@@ -4,6 +4,7 @@
 use super::retry::log_stopped;
 use super::shutdown::Shutdown;
 use super::{Halt, ProjectionRunner, RunnerError};
+use crate::event::upcast::instrument::UpcastCounts;
 use crate::event::upcast::{UpcastError, Upcasted, Upcasters};
 use crate::event::{EventEnvelope, StreamId};
 use crate::projection::checkpoint::{ParkedEvent, ProjectionLease};
@@ -91,8 +92,9 @@ fn upcast_batch(upcasters: &Upcasters, batch: Vec<EventEnvelope>) -> Read {
         return Read::Events(batch);
     }
     let mut events = Vec::with_capacity(batch.len());
+    let mut counts = UpcastCounts::default();
     for event in batch {
-        let made = match upcasters.upcast(&event) {
+        let made = match upcasters.upcast_counted(&event, &mut counts) {
             Ok(Upcasted::Unchanged(_)) => None,
             Ok(Upcasted::Changed { events, .. }) => Some(events),
             Err(error) if events.is_empty() => {

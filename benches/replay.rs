@@ -318,17 +318,17 @@ fn replay_upcast(c: &mut Criterion) {
     // Sanity: both read the same history, and the old one was upcast.
     let a = runtime.block_on(current.load("w-1")).expect("loaded");
     let b = runtime.block_on(old.load("w-1")).expect("loaded");
-    let c = runtime.block_on(converted.load("w-1")).expect("loaded");
+    let d = runtime.block_on(converted.load("w-1")).expect("loaded");
     assert_eq!(
         (a.state().balance, a.state().credits, a.version()),
         (b.state().balance, b.state().credits, b.version())
     );
     assert_eq!(
         (a.state().balance, a.state().credits, a.version()),
-        (c.state().balance, c.state().credits, c.version())
+        (d.state().balance, d.state().credits, d.version())
     );
     assert_eq!(b.state().credits, EVENTS as u64);
-    drop((a, b, c));
+    drop((a, b, d));
 
     let mut group = c.benchmark_group("replay_upcast_1M");
     group.throughput(Throughput::Elements(EVENTS as u64));

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::instrument::UpcastCounts;
-use super::{MAX_STEPS, Registry, SplitPart, Step, UpcastError, UpcastFailure, Upcasters};
+use super::{Entry, MAX_STEPS, Registry, SplitPart, Step, UpcastError, UpcastFailure, Upcasters};
 use crate::event::payload::Recorded;
 use crate::event::{DecodeError, DomainEvent, EventEnvelope, EventType, Payload};
 
@@ -231,15 +231,16 @@ impl Upcasters {
         &'a self,
         envelope: &'a EventEnvelope,
         counts: &mut UpcastCounts,
-    ) -> Result<Option<Vec<Part<'a>>>, UpcastError> {
+    ) -> Result<Option<Parts<'a>>, UpcastError> {
         let Some(registry) = &self.registry else {
             return Ok(None);
         };
         let stored = envelope.event_type.as_ref();
-        let needs_work = match registry.current.get(stored) {
-            Some(&current) => current != envelope.schema_version,
-            None => registry.rules.contains_key(stored),
-        };
+        let entry = registry.index.get(stored);
+        let needs_work = entry.is_some_and(|entry| match entry.current {
+            Some(current) => current != envelope.schema_version,
+            None => !entry.rules.is_empty(),
+        });
         if !needs_work {
             return Ok(None);
         }
@@ -255,11 +256,9 @@ impl Upcasters {
             return Err(fail(to, UpcastFailure::Registration(problem.clone())));
         }
         let parts = registry
-            .walk(envelope)
+            .walk(envelope, entry)
             .map_err(|(to, reason)| fail(to, reason))?;
-        if let Some(last) = parts.last() {
-            counts.add(&envelope.event_type, envelope.schema_version, last.version);
-        }
+        counts.add(stored, envelope.schema_version, parts.last_version());
         Ok(Some(parts))
     }
 }
@@ -270,128 +269,192 @@ impl Registry {
     fn target(&self, event_type: &str, version: u32) -> u32 {
         let mut name = event_type;
         for _ in 0..MAX_STEPS {
-            if let Some(&current) = self.current.get(name) {
+            let Some(entry) = self.index.get(name) else {
+                return version;
+            };
+            if let Some(current) = entry.current {
                 return current;
             }
-            match self.rules.get(name) {
-                Some(rules) => match (rules.rename, &rules.split) {
-                    (Some(new), _) => name = new,
-                    (None, split) => return split.as_ref().map_or(version, |(at, _)| *at),
-                },
-                None => return version,
+            match (entry.rules.rename, &entry.rules.split) {
+                (Some(new), _) => name = new,
+                (None, split) => return split.as_ref().map_or(version, |(at, _)| *at),
             }
         }
         version
     }
 
     /// Renames, splits and steps, in order, until every part is at its type's current
-    /// version. On failure, the version it was going to and why.
+    /// version (`entry`: what the index has for the stored type). On failure, the version
+    /// it was going to and why.
     fn walk<'a>(
         &'a self,
         envelope: &'a EventEnvelope,
-    ) -> Result<Vec<Part<'a>>, (u32, UpcastFailure)> {
+        entry: Option<&'a Entry>,
+    ) -> Result<Parts<'a>, (u32, UpcastFailure)> {
         let stored = envelope.payload.as_str();
-        let mut done = Vec::with_capacity(1);
-        // Parts still to bring up to date, the next one last (only a split makes more).
-        let mut pending: Vec<(Part<'a>, Option<&'a str>)> = Vec::new();
-        let mut next = Some((
-            Part {
-                name: Name::Stored(envelope.event_type.as_ref()),
-                version: envelope.schema_version,
-                body: Body::Stored,
-            },
-            None,
-        ));
+        let first = Part {
+            name: Name::Stored(envelope.event_type.as_ref()),
+            version: envelope.schema_version,
+            body: Body::Stored,
+        };
         let mut steps = 0;
-        while let Some((mut part, split_from)) = next.take().or_else(|| pending.pop()) {
-            loop {
-                steps += 1;
-                if steps > MAX_STEPS {
-                    return Err((part.version, UpcastFailure::TooManySteps(MAX_STEPS)));
+        let (made, from_type) = match self.advance(first, entry, None, stored, &mut steps)? {
+            Advanced::Done(part) => return Ok(Parts::One(part)),
+            Advanced::Split(made, from_type) => (made, from_type),
+        };
+        // Only a split makes more than one part: each goes its own way, in order.
+        let mut done = Vec::with_capacity(made.len());
+        let mut pending: Vec<(SplitPart, &'a str)> = made
+            .into_iter()
+            .rev()
+            .map(|part| (part, from_type))
+            .collect();
+        while let Some((made, from_type)) = pending.pop() {
+            let entry = self.index.get(made.event_type.as_ref());
+            let part = Part {
+                name: Name::Made(made.event_type),
+                version: made.schema_version,
+                body: Body::Json(made.payload),
+            };
+            match self.advance(part, entry, Some(from_type), stored, &mut steps)? {
+                Advanced::Done(part) => done.push(part),
+                Advanced::Split(more, from_type) => {
+                    pending.extend(more.into_iter().rev().map(|part| (part, from_type)));
                 }
-                let name = part.name.as_str();
-                let current = self.current.get(name).copied();
-                if current == Some(part.version) {
-                    done.push(part);
-                    break;
-                }
-                let rules = self.rules.get(name);
-                if let Some(new) = rules.and_then(|r| r.rename) {
-                    part.name = Name::Static(new);
-                    continue;
-                }
-                if let Some((at, split)) = rules.and_then(|r| r.split.as_ref())
-                    && *at == part.version
-                {
-                    let from_type: &'a str = self.key(name);
-                    let payload = part
-                        .body
-                        .into_json(stored)
-                        .map_err(|e| (*at, UpcastFailure::Json(e)))?;
-                    let made = split(payload).map_err(|source| {
-                        (
-                            *at,
-                            UpcastFailure::Split {
-                                event_type: from_type.to_owned(),
-                                source,
-                            },
-                        )
-                    })?;
-                    for SplitPart {
-                        event_type,
-                        schema_version,
-                        payload,
-                    } in made.into_iter().rev()
-                    {
-                        let made = Part {
-                            name: Name::Made(event_type),
-                            version: schema_version,
-                            body: Body::Json(payload),
-                        };
-                        pending.push((made, Some(from_type)));
-                    }
-                    break;
-                }
-                if let Some(step) = rules.and_then(|r| r.steps.get(&part.version)) {
-                    let from = part.version;
-                    let failed = |reason| (from + 1, reason);
-                    let step_failed = |source| {
-                        failed(UpcastFailure::Step {
-                            event_type: name.to_owned(),
-                            from,
-                            source,
-                        })
-                    };
-                    part.body = match step {
-                        Step::Json(step) => {
-                            let mut payload = part
-                                .body
-                                .into_json(stored)
-                                .map_err(|e| failed(UpcastFailure::Json(e)))?;
-                            step(&mut payload).map_err(step_failed)?;
-                            Body::Json(payload)
-                        }
-                        Step::Typed(step) => step(part.body, stored).map_err(|e| match e {
-                            StepError::Json(e) => failed(UpcastFailure::Json(e)),
-                            StepError::Upcaster(source) => step_failed(source),
-                        })?,
-                    };
-                    part.version += 1;
-                    continue;
-                }
-                let to = self.target(name, part.version);
-                return Err((to, stuck(name, part.version, to, current, split_from)));
             }
         }
-        Ok(done)
+        Ok(Parts::Many(done))
+    }
+
+    /// Takes one part through renames and steps until it is current, or until a split
+    /// makes it several (`entry`: what the index has for its name; `split_from`: the stored
+    /// type a split made it of).
+    fn advance<'a>(
+        &'a self,
+        mut part: Part<'a>,
+        mut entry: Option<&'a Entry>,
+        split_from: Option<&'a str>,
+        stored: &str,
+        steps: &mut usize,
+    ) -> Result<Advanced<'a>, (u32, UpcastFailure)> {
+        loop {
+            *steps += 1;
+            if *steps > MAX_STEPS {
+                return Err((part.version, UpcastFailure::TooManySteps(MAX_STEPS)));
+            }
+            let current = entry.and_then(|e| e.current);
+            if current == Some(part.version) {
+                return Ok(Advanced::Done(part));
+            }
+            let name = part.name.as_str();
+            let Some(rules) = entry.map(|e| &e.rules) else {
+                let to = self.target(name, part.version);
+                return Err((to, stuck(name, part.version, to, current, split_from)));
+            };
+            if let Some(new) = rules.rename {
+                part.name = Name::Static(new);
+                entry = self.index.get(new);
+                continue;
+            }
+            if let Some((at, split)) = &rules.split
+                && *at == part.version
+            {
+                let from_type = self.key(name);
+                let payload = part
+                    .body
+                    .into_json(stored)
+                    .map_err(|e| (*at, UpcastFailure::Json(e)))?;
+                let made = split(payload).map_err(|source| {
+                    (
+                        *at,
+                        UpcastFailure::Split {
+                            event_type: from_type.to_owned(),
+                            source,
+                        },
+                    )
+                })?;
+                return Ok(Advanced::Split(made, from_type));
+            }
+            let Some(step) = rules.steps.get(&part.version) else {
+                let to = self.target(name, part.version);
+                return Err((to, stuck(name, part.version, to, current, split_from)));
+            };
+            let from = part.version;
+            let failed = |reason| (from + 1, reason);
+            let step_failed = |source| {
+                failed(UpcastFailure::Step {
+                    event_type: name.to_owned(),
+                    from,
+                    source,
+                })
+            };
+            part.body = match step {
+                Step::Json(step) => {
+                    let mut payload = part
+                        .body
+                        .into_json(stored)
+                        .map_err(|e| failed(UpcastFailure::Json(e)))?;
+                    step(&mut payload).map_err(step_failed)?;
+                    Body::Json(payload)
+                }
+                Step::Typed(step) => step(part.body, stored).map_err(|e| match e {
+                    StepError::Json(e) => failed(UpcastFailure::Json(e)),
+                    StepError::Upcaster(source) => step_failed(source),
+                })?,
+            };
+            part.version += 1;
+        }
     }
 
     /// The registry's own copy of a type name it has rules for (so that a split's parts
     /// can name where they came from for as long as the registry lives).
     fn key(&self, name: &str) -> &str {
-        self.rules
+        self.index
             .get_key_value(name)
             .map_or("", |(key, _)| key.as_ref())
+    }
+}
+
+/// What [`Registry::advance`] made of a part.
+enum Advanced<'a> {
+    /// The part, current.
+    Done(Part<'a>),
+    /// The events a split made of it, and the stored type it was.
+    Split(Vec<SplitPart>, &'a str),
+}
+
+/// The parts a stored event is now: one (without a split, no list is made), or several.
+enum Parts<'a> {
+    One(Part<'a>),
+    Many(Vec<Part<'a>>),
+}
+
+impl Parts<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::One(_) => 1,
+            Self::Many(parts) => parts.len(),
+        }
+    }
+
+    /// The last part's version (what the counter says it was upcast to).
+    fn last_version(&self) -> u32 {
+        match self {
+            Self::One(part) => part.version,
+            Self::Many(parts) => parts.last().map_or(0, |part| part.version),
+        }
+    }
+}
+
+impl<'a> IntoIterator for Parts<'a> {
+    type Item = Part<'a>;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Part<'a>>, std::vec::IntoIter<Part<'a>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Self::One(part) => Some(part).into_iter().chain(Vec::new()),
+            Self::Many(parts) => None.into_iter().chain(parts),
+        }
     }
 }
 

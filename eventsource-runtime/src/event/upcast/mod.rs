@@ -140,6 +140,47 @@ struct Registry {
     current: HashMap<Box<str>, u32>,
     /// The first thing wrong with the registry.
     problem: Option<RegistrationError>,
+    /// What the door looks up, once per name: each type's current version and rules.
+    index: HashMap<Box<str>, Entry>,
+}
+
+/// A type name's current version (if the set has it) and rules (if any).
+#[derive(Clone)]
+struct Entry {
+    current: Option<u32>,
+    rules: TypeRules,
+}
+
+impl TypeRules {
+    fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.rename.is_none() && self.split.is_none()
+    }
+}
+
+impl Registry {
+    /// Builds the door's index from the rules and the current versions.
+    fn reindex(&mut self) {
+        let mut index: HashMap<Box<str>, Entry> = HashMap::with_capacity(self.current.len());
+        for (name, &current) in &self.current {
+            index.insert(
+                name.clone(),
+                Entry {
+                    current: Some(current),
+                    rules: TypeRules::default(),
+                },
+            );
+        }
+        for (name, rules) in &self.rules {
+            index
+                .entry(name.clone())
+                .or_insert(Entry {
+                    current: None,
+                    rules: TypeRules::default(),
+                })
+                .rules = rules.clone();
+        }
+        self.index = index;
+    }
 }
 
 /// An event set's upcasters: how events stored by older code become the events this code
@@ -345,6 +386,7 @@ impl Upcasters {
         if registry.problem.is_none() {
             registry.problem = validate(registry).err();
         }
+        registry.reindex();
         self
     }
 
@@ -379,6 +421,7 @@ impl Upcasters {
                     if let Some(problem) = &registry.problem {
                         target.problem.get_or_insert_with(|| problem.clone());
                     }
+                    target.reindex();
                 }
             }
         }
@@ -400,9 +443,9 @@ impl Upcasters {
     /// split).
     pub(crate) fn renames_or_splits(&self, event_type: &str) -> bool {
         self.registry.as_ref().is_some_and(|r| {
-            r.rules
+            r.index
                 .get(event_type)
-                .is_some_and(|rules| rules.rename.is_some() || rules.split.is_some())
+                .is_some_and(|entry| entry.rules.rename.is_some() || entry.rules.split.is_some())
         })
     }
 }

@@ -278,3 +278,137 @@ impl Handle<SeedPlace> for SeedOrder {
         self.0.place(cmd.0)
     }
 }
+
+// ---- errors on spans say why: a user error's sources, the runtime's, each said once -------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemAdded {
+    pub item: String,
+}
+
+#[derive(Debug, Default, Aggregate)]
+#[aggregate(type = "Cart", events(ItemAdded))]
+pub struct Cart {
+    items: Vec<String>,
+}
+impl Apply<ItemAdded> for Cart {
+    fn apply(&mut self, event: &ItemAdded) {
+        self.items.push(event.item.clone());
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the warehouse is offline")]
+pub struct WarehouseDown;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CartError {
+    #[error("item {0} is not in the cart")]
+    NotInCart(String),
+    /// Names its source in its text and exposes it: said once.
+    #[error("stock unknown: {0}")]
+    StockUnknown(#[source] WarehouseDown),
+    /// Exposes its source only: said after it.
+    #[error("checkout unavailable")]
+    CheckoutUnavailable(#[source] WarehouseDown),
+}
+
+pub struct RemoveItem {
+    pub cart_id: String,
+    pub item: String,
+}
+
+#[command_handler(aggregate_id = cmd.cart_id)]
+impl Handle<RemoveItem> for Cart {
+    type Error = CartError;
+    fn handle(&self, cmd: RemoveItem) -> Result<Vec<CartEvent>, CartError> {
+        match cmd.item.as_str() {
+            "stock" => Err(CartError::StockUnknown(WarehouseDown)),
+            "checkout" => Err(CartError::CheckoutUnavailable(WarehouseDown)),
+            item if !self.items.iter().any(|i| i == item) => Err(CartError::NotInCart(cmd.item)),
+            _ => Ok(vec![]),
+        }
+    }
+}
+
+/// The application's own error, wrapping the runtime's as thiserror users do.
+#[derive(Debug, thiserror::Error)]
+pub enum ShopError {
+    #[error("command failed: {0}")]
+    Command(#[from] CommandError<CartError>),
+}
+
+#[traced(err)]
+async fn remove_from_cart(carts: &CommandService<Cart>, item: &str) -> Result<(), ShopError> {
+    carts
+        .execute(RemoveItem {
+            cart_id: "c-1".into(),
+            item: item.into(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// The span's status description and its one `exception` event's message.
+fn error_texts(span: &opentelemetry_sdk::trace::SpanData) -> (String, String) {
+    let opentelemetry::trace::Status::Error { description } = &span.status else {
+        panic!("{} did not end in error: {:?}", span.name, span.status);
+    };
+    let exceptions = eventsource_runtime::testing::events(span, "exception");
+    assert_eq!(exceptions.len(), 1, "{}", span.name);
+    let message = exceptions[0]
+        .iter()
+        .find(|kv| kv.key.as_str() == "exception.message")
+        .expect("exception.message")
+        .value
+        .as_str()
+        .into_owned();
+    (description.to_string(), message)
+}
+
+#[tokio::test]
+async fn a_user_error_wrapping_a_rejection_records_why_once() {
+    let capture = capture();
+    let carts = CommandService::<Cart>::new(InMemoryEventStore::new());
+    let error = remove_from_cart(&carts, "lamp").await.unwrap_err();
+    assert_eq!(error.to_string(), "command failed: command rejected");
+    let spans = capture.spans();
+
+    let why = "command failed: command rejected: item lamp is not in the cart";
+    let traced = spans.get("remove_from_cart");
+    assert_eq!(error_texts(traced), (why.into(), why.into()));
+    for part in [
+        "command failed",
+        "command rejected",
+        "item lamp is not in the cart",
+    ] {
+        assert_eq!(why.matches(part).count(), 1, "{part}");
+    }
+    // The command's own span says the same, from the rejection down.
+    let command = spans.get("command.RemoveItem");
+    let rejected = "command rejected: item lamp is not in the cart";
+    assert_eq!(error_texts(command), (rejected.into(), rejected.into()));
+}
+
+#[tokio::test]
+async fn the_command_span_of_a_user_error_with_a_source_shows_the_chain() {
+    let capture = capture();
+    let carts = CommandService::<Cart>::new(InMemoryEventStore::new());
+    let remove = |item: &str| RemoveItem {
+        cart_id: "c-2".into(),
+        item: item.into(),
+    };
+    assert!(carts.execute(remove("checkout")).await.is_err());
+    assert!(carts.execute(remove("stock")).await.is_err());
+    let spans = capture.spans();
+    let commands = spans.all("command.RemoveItem");
+    assert_eq!(commands.len(), 2);
+    let texts: Vec<_> = commands.into_iter().map(error_texts).collect();
+    let checkout = "command rejected: checkout unavailable: the warehouse is offline";
+    let stock = "command rejected: stock unknown: the warehouse is offline";
+    assert!(
+        texts.contains(&(checkout.into(), checkout.into())),
+        "{texts:?}"
+    );
+    assert!(texts.contains(&(stock.into(), stock.into())), "{texts:?}");
+}

@@ -505,3 +505,97 @@ async fn async_trait_methods_are_traced_across_await() {
         );
     }
 }
+
+// ---- an error's sources on its span, each said once ---------------------------------------
+
+#[derive(Debug, thiserror::Error)]
+#[error("disk full")]
+pub struct DiskFull;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    /// Names its source in its text and exposes it.
+    #[error("cannot save: {0}")]
+    Named(#[source] DiskFull),
+    /// Exposes its source only.
+    #[error("cannot save")]
+    Exposed(#[source] DiskFull),
+}
+
+/// `Display` but not `std::error::Error`.
+#[derive(Debug)]
+pub struct PlainError(&'static str);
+
+impl Display for PlainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plain: {}", self.0)
+    }
+}
+
+#[traced(err)]
+fn save(named: bool) -> Result<(), SaveError> {
+    Err(if named {
+        SaveError::Named(DiskFull)
+    } else {
+        SaveError::Exposed(DiskFull)
+    })
+}
+
+#[traced(err)]
+fn plain() -> Result<(), PlainError> {
+    Err(PlainError("no source"))
+}
+
+#[traced(err)]
+fn boxed() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    Err(Box::new(SaveError::Exposed(DiskFull)))
+}
+
+/// The span's status description and its one `exception` event's message.
+fn error_texts(span: &opentelemetry_sdk::trace::SpanData) -> (String, String) {
+    let Status::Error { description } = &span.status else {
+        panic!("{} did not end in error: {:?}", span.name, span.status);
+    };
+    let exceptions = events(span, "exception");
+    assert_eq!(exceptions.len(), 1, "{}", span.name);
+    let message = exceptions[0]
+        .iter()
+        .find(|kv| kv.key.as_str() == "exception.message")
+        .expect("exception.message")
+        .value
+        .as_str()
+        .into_owned();
+    (description.to_string(), message)
+}
+
+#[test]
+fn an_err_records_its_sources_once_each() {
+    let capture = capture();
+    assert!(save(true).is_err());
+    assert!(save(false).is_err());
+    assert!(plain().is_err());
+    assert!(boxed().is_err());
+    let spans = capture.spans();
+
+    let saves: Vec<_> = spans.all("save").into_iter().map(error_texts).collect();
+    let named = "cannot save: disk full";
+    let exposed = "cannot save: disk full";
+    assert_eq!(
+        saves,
+        [
+            (named.into(), named.into()),
+            (exposed.into(), exposed.into())
+        ]
+    );
+
+    let plain = "plain: no source";
+    assert_eq!(
+        error_texts(spans.get("plain")),
+        (plain.into(), plain.into())
+    );
+
+    assert_eq!(
+        error_texts(spans.get("boxed")),
+        (exposed.into(), exposed.into())
+    );
+}

@@ -298,9 +298,10 @@ fn outcome(plan: &Plan<'_>) -> TokenStream {
         quote! {
             #[allow(unused_imports)]
             use ::eventsource_runtime::__private::traced::probe::{
-                NotAResult as _, ViaAnyResult as _, ViaDebug as _, ViaDisplay as _,
+                NotAResult as _, ViaAnyResult as _, ViaBoxedError as _, ViaDebug as _,
+                ViaDisplay as _, ViaError as _,
             };
-            (&&&&::eventsource_runtime::__private::traced::probe::Probe(#ret)).traced_outcome(#span);
+            (&&&&&&::eventsource_runtime::__private::traced::probe::Probe(#ret)).traced_outcome(#span);
         }
     });
     let record_ret = plan.ret.map(|keyword| {

@@ -22,6 +22,7 @@ use super::{ACQUIRE_TIMEOUT, to_i64, unavailable};
 use crate::projection::checkpoint::ProjectionLease;
 use crate::store::StoreError;
 use crate::telemetry::otel::log::log_warn;
+use crate::telemetry::values::Chain;
 
 /// What a lease asks of its keeper.
 #[derive(Debug)]
@@ -236,7 +237,7 @@ async fn keep(mut keeper: Keeper) {
                         let _ = reply.send(Err(unavailable(e)));
                     }
                     Err(e) => {
-                        keeper.lost(&e);
+                        keeper.lost(&Chain(&e));
                         let _ = reply.send(Err(StoreError::LeaseLost {
                             projection: keeper.projection.clone(),
                         }));
@@ -262,7 +263,7 @@ async fn keep(mut keeper: Keeper) {
                 break None;
             }
             Woken::Connection(Err(e)) => {
-                keeper.lost(&e);
+                keeper.lost(&Chain(&e));
                 break None;
             }
         }

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use super::ACQUIRE_TIMEOUT;
 use crate::store::AppendSignal;
 use crate::telemetry::otel::log::log_warn;
+use crate::telemetry::values::Chain;
 
 /// The first wait before reconnecting after a failure; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -97,7 +98,7 @@ async fn listen(pool: PgPool, channel: String, newest: Arc<watch::Sender<u64>>) 
             () = pool.close_event() => break,
             error = session(&own, &channel, &newest, &mut backoff) => {
                 log_warn!(
-                    error = %error,
+                    error = %Chain(&error),
                     channel,
                     retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
                     "event store notifications interrupted"

@@ -69,7 +69,7 @@ impl<A: Aggregate> Snapshots<A> {
                 Err(error) => {
                     log_warn!(
                         stream = %stream,
-                        error = %error,
+                        error = %Chain(&error),
                         "ignoring a snapshot that does not deserialize into the aggregate's state (did the state type change?); replaying all events"
                     );
                     SnapshotRead::Unreadable
@@ -93,7 +93,7 @@ impl<A: Aggregate> Snapshots<A> {
             Err(error) => {
                 log_warn!(
                     stream = %root.stream(),
-                    error = %error,
+                    error = %Chain(&error),
                     "cannot serialize the aggregate's state; no snapshot taken"
                 );
                 return;

@@ -258,20 +258,34 @@ macro_rules! span_names {
 
 pub(crate) use span_names;
 
-/// An error with its sources, `outer: inner: innermost`: how the runtime describes its own
-/// errors on spans and in log lines. Each of its error types names its source in its
-/// `Display` or exposes it through `source()`, never both, so nothing is said twice.
+/// An error with its sources, `outer: inner: innermost`: how the runtime describes errors
+/// (its own and its users') on spans and in log lines. A source whose text the description
+/// so far already ends with (an error that names its source in its `Display` and also
+/// exposes it through `source()`, as thiserror's `#[error("failed: {0}")] X(#[from] E)`
+/// does) is not said again; its own sources still are.
 pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'a));
 
 impl Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
+        let Some(mut source) = self.0.source() else {
+            // No source: the error's own text, without a copy.
+            return write!(f, "{}", self.0);
+        };
+        let mut text = self.0.to_string();
+        let mut next = String::new();
+        loop {
+            next.clear();
+            fmt::write(&mut next, format_args!("{source}"))?;
+            if !text.ends_with(next.as_str()) {
+                text.push_str(": ");
+                text.push_str(&next);
+            }
+            match source.source() {
+                Some(deeper) => source = deeper,
+                None => break,
+            }
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 
@@ -287,9 +301,27 @@ mod tests {
     #[error("inner")]
     struct Inner;
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapped: {0}")]
+    struct Repeats(#[source] Outer);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Same(#[source] Inner);
+
     #[test]
     fn a_chain_reads_outer_to_inner() {
         assert_eq!(Chain(&Outer(Inner)).to_string(), "outer: inner");
         assert_eq!(Chain(&Inner).to_string(), "inner");
+    }
+
+    #[test]
+    fn a_source_the_text_already_ends_with_is_not_repeated() {
+        // `wrapped: outer` ends with `outer`; `inner` is still said.
+        assert_eq!(
+            Chain(&Repeats(Outer(Inner))).to_string(),
+            "wrapped: outer: inner"
+        );
+        assert_eq!(Chain(&Same(Inner)).to_string(), "inner");
     }
 }

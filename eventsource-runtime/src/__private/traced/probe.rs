@@ -1,18 +1,82 @@
 //! Picks, at compile time, how to record a return value, with autoref specialization: the
-//! attribute writes `(&&&&Probe(&ret)).traced_outcome(&span)` with every trait below in
+//! attribute writes `(&&&&&&Probe(&ret)).traced_outcome(&span)` with every trait below in
 //! scope, and method resolution takes the first that applies:
-//! 1. [`ViaDisplay`]: `Result<T, E: Display>`: an `Err` ends the span with status ERROR,
-//!    described by the error's `Display`, plus one `exception` event;
-//! 2. [`ViaDebug`]: `Result<T, E: Debug>`: the same with the error's `Debug`;
-//! 3. [`ViaAnyResult`]: any other `Result`: the same with the error's type name;
-//! 4. [`NotAResult`]: anything else (e.g. a struct named `SearchResult`): nothing.
+//! 1. [`ViaError`]: `Result<T, E: Error>`: an `Err` ends the span with status ERROR,
+//!    described by the error and its sources (`outer: inner`, a source the text already
+//!    ends with said once), plus one `exception` event;
+//! 2. [`ViaBoxedError`]: `Result<T, Box<dyn Error (+ Send (+ Sync))>>`: the same (a boxed
+//!    trait object is not itself an `Error`);
+//! 3. [`ViaDisplay`]: `Result<T, E: Display>`: the same with the error's `Display`;
+//! 4. [`ViaDebug`]: `Result<T, E: Debug>`: the same with the error's `Debug`;
+//! 5. [`ViaAnyResult`]: any other `Result`: the same with the error's type name;
+//! 6. [`NotAResult`]: anything else (e.g. a struct named `SearchResult`): nothing.
 //!
 //! The error type recorded as `exception.type` is `std::any::type_name::<E>()`.
 
+use std::error::Error;
+
 use super::{Debug, Display, TracedSpan, type_name};
+use crate::telemetry::values::Chain;
 
 /// The return value, borrowed for the probe.
 pub struct Probe<'a, R: ?Sized>(pub &'a R);
+
+/// Records an `Err` through the error and its sources.
+pub trait ViaError {
+    /// Records the outcome on `span`.
+    fn traced_outcome(&self, span: &TracedSpan);
+}
+
+impl<T, E: Error> ViaError for &&&&&Probe<'_, Result<T, E>> {
+    #[inline]
+    fn traced_outcome(&self, span: &TracedSpan) {
+        if let Err(error) = self.0 {
+            span.record_error(type_name::<E>(), &Chain(error));
+        }
+    }
+}
+
+/// A boxed error trait object, seen as an `Error`.
+pub trait DynError {
+    /// The error.
+    fn as_error(&self) -> &(dyn Error + '_);
+}
+
+impl DynError for dyn Error + '_ {
+    #[inline]
+    fn as_error(&self) -> &(dyn Error + '_) {
+        self
+    }
+}
+
+impl DynError for dyn Error + Send + '_ {
+    #[inline]
+    fn as_error(&self) -> &(dyn Error + '_) {
+        self
+    }
+}
+
+impl DynError for dyn Error + Send + Sync + '_ {
+    #[inline]
+    fn as_error(&self) -> &(dyn Error + '_) {
+        self
+    }
+}
+
+/// Records an `Err(Box<dyn Error ..>)` through the error and its sources.
+pub trait ViaBoxedError {
+    /// Records the outcome on `span`.
+    fn traced_outcome(&self, span: &TracedSpan);
+}
+
+impl<T, E: DynError + ?Sized> ViaBoxedError for &&&&Probe<'_, Result<T, Box<E>>> {
+    #[inline]
+    fn traced_outcome(&self, span: &TracedSpan) {
+        if let Err(error) = self.0 {
+            span.record_error(type_name::<Box<E>>(), &Chain(error.as_error()));
+        }
+    }
+}
 
 /// Records an `Err` through the error's `Display`.
 pub trait ViaDisplay {

@@ -147,7 +147,7 @@ mod settings;
 mod shutdown;
 mod unreadable;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -174,6 +174,11 @@ pub struct ProjectionRunner<P: Projection> {
     store: Arc<dyn EventStore>,
     checkpoints: Arc<dyn CheckpointStore>,
     projection: SharedProjection<P>,
+    /// The projection's [name](Projection::name), read once (when the runner is built, or
+    /// at the first lock of the projection if it was locked then), so that
+    /// [`checkpoint`](Self::checkpoint) and [`parked`](Self::parked) do not wait for the
+    /// projection's lock.
+    name: OnceLock<String>,
     settings: Settings,
 }
 
@@ -222,20 +227,35 @@ impl<P: Projection> ProjectionRunner<P> {
         checkpoints: Arc<dyn CheckpointStore>,
         projection: P,
     ) -> Self {
-        Self::shared(store, checkpoints, Arc::new(Mutex::new(projection)))
+        let name = OnceLock::from(projection.name().to_owned());
+        Self {
+            store,
+            checkpoints,
+            projection: Arc::new(Mutex::new(projection)),
+            name,
+            settings: Settings::default(),
+        }
     }
 
     /// A runner of a projection that is already shared (with the code that queries it).
+    ///
+    /// The projection's [name](Projection::name) is read here, when the projection is not
+    /// locked (else the first time the runner locks it), and kept: it must not change.
     #[must_use]
     pub fn shared(
         store: Arc<dyn EventStore>,
         checkpoints: Arc<dyn CheckpointStore>,
         projection: SharedProjection<P>,
     ) -> Self {
+        let name = OnceLock::new();
+        if let Ok(projection) = projection.try_lock() {
+            let _ = name.set(projection.name().to_owned());
+        }
         Self {
             store,
             checkpoints,
             projection,
+            name,
             settings: Settings::default(),
         }
     }
@@ -309,6 +329,9 @@ impl<P: Projection> ProjectionRunner<P> {
     /// The projection's saved checkpoint: the global position of the last event it handled
     /// (0: none yet).
     ///
+    /// Does not lock the projection: it can be called while holding
+    /// [`projection().lock()`](Self::projection).
+    ///
     /// # Errors
     /// The checkpoint store's.
     pub async fn checkpoint(&self) -> Result<u64, StoreError> {
@@ -317,6 +340,9 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// The events this projection parked ([`UnreadablePolicy::Park`]), by position.
+    ///
+    /// Does not lock the projection: it can be called while holding
+    /// [`projection().lock()`](Self::projection).
     ///
     /// # Errors
     /// The checkpoint store's.
@@ -387,8 +413,15 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
+    /// The projection's name: kept since the runner was built, or read under the
+    /// projection's lock the first time (a [`shared`](Self::shared) projection that was
+    /// locked then).
     async fn name(&self) -> String {
-        self.projection.lock().await.name().to_owned()
+        if let Some(name) = self.name.get() {
+            return name.clone();
+        }
+        let name = self.projection.lock().await.name().to_owned();
+        self.name.get_or_init(|| name).clone()
     }
 
     /// Lease, checkpoint, catch-up and (in `Follow` mode) live follow; after a lost lease,

@@ -104,6 +104,7 @@ pub use opentelemetry_sdk::trace::SpanData;
 
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::command::Handle;
+use crate::event::{DecodeError, EventEnvelope, NewEvent};
 
 /// Starts a scenario: the aggregate has these events in its history (versions 1, 2, ...).
 pub fn given<A: Aggregate>(history: impl IntoIterator<Item = A::Event>) -> Given<A> {
@@ -113,6 +114,64 @@ pub fn given<A: Aggregate>(history: impl IntoIterator<Item = A::Event>) -> Given
     }
     root.take_uncommitted();
     Given { root }
+}
+
+/// Starts a scenario from a history as older code stored it: each event by its type name,
+/// schema version and JSON payload, read through the aggregate's upcasters as a load
+/// would (renamed, split, brought up to date). Tests an event set's upcasters without a
+/// store.
+///
+/// ```
+/// use eventsource_runtime::event::NewEvent;
+/// use eventsource_runtime::event::upcast::Upcasters;
+/// use eventsource_runtime::prelude::*;
+/// use eventsource_runtime::testing::given_stored;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub struct Deposited { cents: i64 }
+///
+/// fn account_upcasters() -> Upcasters {
+///     // Version 1 counted whole euros.
+///     Upcasters::new().step("Deposited", 1, |payload| {
+///         payload["cents"] = (payload["euros"].as_i64().ok_or("no euros")? * 100).into();
+///         Ok::<_, &str>(())
+///     })
+/// }
+///
+/// #[derive(Default, Aggregate)]
+/// #[aggregate(events(Deposited(version = 2)), upcasters = account_upcasters)]
+/// pub struct Account { cents: i64 }
+/// impl Apply<Deposited> for Account {
+///     fn apply(&mut self, event: &Deposited) { self.cents += event.cents; }
+/// }
+///
+/// let scenario = given_stored::<Account>([
+///     NewEvent::new("Deposited", 1, serde_json::json!({ "euros": 2 })),
+///     NewEvent::new("Deposited", 2, serde_json::json!({ "cents": 50 })),
+/// ])?;
+/// assert_eq!(scenario.state().cents, 250);
+/// # Ok::<(), eventsource_runtime::event::DecodeError>(())
+/// ```
+///
+/// # Errors
+/// The first event that cannot be decoded: an unknown type, a payload that does not fit,
+/// or an upcast that fails ([`DecodeError::Upcast`]).
+pub fn given_stored<A: Aggregate>(
+    history: impl IntoIterator<Item = NewEvent>,
+) -> Result<Given<A>, DecodeError> {
+    let mut root = AggregateRoot::<A>::new("given");
+    let stream = root.stream().clone();
+    for (version, event) in (1..).zip(history) {
+        let mut envelope = EventEnvelope::outgoing(event, &stream);
+        envelope.version = version;
+        envelope.position = version;
+        for event in envelope.decode_all::<A::Event>()? {
+            root.record(event);
+        }
+    }
+    root.take_uncommitted();
+    Ok(Given { root })
 }
 
 /// The aggregate's history in a scenario.

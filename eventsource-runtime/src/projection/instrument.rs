@@ -136,29 +136,12 @@ pub(super) fn lease_lost(projection: &str) {
 /// switch (it is rare, and what an operator looks for), unless projection tracing is
 /// switched off for the process.
 pub(super) fn parking(projection: &str, position: u64, error: &StoreError) -> Span {
-    metrics::add(
-        Counter::EventsParked,
-        1,
-        [(attr::METRIC_ATTR_PROJECTION_NAME, Attr::Str(projection))],
-    );
-    let enabled = toggles::projection_enabled(true);
-    let mut span = SpanStart::new(
-        enabled,
-        SpanName::Static(attr::SPAN_PROJECTION_PARK),
-        Kind::Internal,
-    )
-    .root()
-    .str(attr::PROJECTION_NAME, projection)
-    .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)
-    .int(attr::EVENT_POSITION, position);
+    let mut span = park_span(projection, position);
     if let StoreError::Corrupt {
         stream, version, ..
     } = error
     {
-        span = span
-            .str(attr::AGGREGATE_TYPE, stream.aggregate_type())
-            .str(attr::AGGREGATE_ID, stream.aggregate_id())
-            .int(attr::EVENT_SEQUENCE, *version);
+        span = with_stream(span, stream, *version);
     }
     let span = span.start();
     span.record_error("StoreError::Corrupt", &Chain(error));
@@ -174,13 +157,22 @@ pub(super) fn parking_upcast(
     version: u64,
     error: &UpcastError,
 ) -> Span {
+    let span = with_stream(park_span(projection, position), stream, version)
+        .str(attr::EVENT_TYPE, &error.event_type)
+        .start();
+    span.record_error("UpcastError", &Chain(error));
+    span
+}
+
+/// The park span of `projection` at `position`, not yet started, and the counter.
+fn park_span(projection: &str, position: u64) -> SpanStart<'_> {
     metrics::add(
         Counter::EventsParked,
         1,
         [(attr::METRIC_ATTR_PROJECTION_NAME, Attr::Str(projection))],
     );
     let enabled = toggles::projection_enabled(true);
-    let span = SpanStart::new(
+    SpanStart::new(
         enabled,
         SpanName::Static(attr::SPAN_PROJECTION_PARK),
         Kind::Internal,
@@ -189,11 +181,11 @@ pub(super) fn parking_upcast(
     .str(attr::PROJECTION_NAME, projection)
     .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)
     .int(attr::EVENT_POSITION, position)
-    .str(attr::AGGREGATE_TYPE, stream.aggregate_type())
-    .str(attr::AGGREGATE_ID, stream.aggregate_id())
-    .int(attr::EVENT_SEQUENCE, version)
-    .str(attr::EVENT_TYPE, &error.event_type)
-    .start();
-    span.record_error("UpcastError", &Chain(error));
-    span
+}
+
+/// The parked event's stream and its version there.
+fn with_stream<'a>(span: SpanStart<'a>, stream: &'a StreamId, version: u64) -> SpanStart<'a> {
+    span.str(attr::AGGREGATE_TYPE, stream.aggregate_type())
+        .str(attr::AGGREGATE_ID, stream.aggregate_id())
+        .int(attr::EVENT_SEQUENCE, version)
 }

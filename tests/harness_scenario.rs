@@ -262,7 +262,8 @@ async fn a_traced_failure_inside_the_decision() {
     spans.assert_error(
         spans.get("cart.price"),
         std::any::type_name::<CartError>(),
-        "price list unavailable",
+        // The error and its source (issue 29: a span says why, the whole chain once).
+        "price list unavailable: no price list",
     );
     spans.assert_descendant_of("cart.price", "command.AddItem");
     assert!(matches!(

@@ -63,6 +63,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
+mod body;
 pub(crate) mod door;
 mod error;
 pub(crate) mod instrument;
@@ -82,7 +83,7 @@ pub use error::{RegistrationError, UpcastError, UpcastFailure, UpcasterFailure};
 pub const MAX_STEPS: usize = 64;
 
 type JsonStep = Arc<dyn Fn(&mut Value) -> Result<(), UpcasterFailure> + Send + Sync>;
-type TypedStep = Arc<dyn Fn(door::Body, &str) -> Result<door::Body, door::StepError> + Send + Sync>;
+type TypedStep = Arc<dyn Fn(body::Body, &str) -> Result<body::Body, body::StepError> + Send + Sync>;
 type SplitFn = Arc<dyn Fn(Value) -> Result<Vec<SplitPart>, UpcasterFailure> + Send + Sync>;
 
 /// One step of a type's chain.
@@ -295,8 +296,8 @@ impl Upcasters {
     {
         let step: TypedStep = Arc::new(move |body, stored| {
             let old: Old = body.read(stored)?;
-            let new = convert(old).map_err(|e| door::StepError::Upcaster(e.into()))?;
-            Ok(door::Body::typed(new))
+            let new = convert(old).map_err(|e| body::StepError::Upcaster(e.into()))?;
+            Ok(body::Body::typed(new))
         });
         self.add_step(event_type, from, Step::Typed(step))
     }

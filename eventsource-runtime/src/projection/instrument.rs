@@ -46,8 +46,12 @@ fn started(projection: &dyn Projection, event: &EventEnvelope) -> Span {
     span
 }
 
-/// Says on `span` which of `events` were upcast, if any.
+/// Says on `span` which of `events` were upcast, if any (nothing is looked at when the
+/// span is not recorded: projection spans are off by default).
 fn record_upcasts(span: &Span, events: &[EventEnvelope]) {
+    if !span.is_recording() {
+        return;
+    }
     let mut upcasts = UpcastTally::default();
     for event in events {
         upcasts.add(event.payload.upcast_from());

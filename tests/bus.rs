@@ -636,7 +636,7 @@ async fn missing_or_malformed_context_starts_a_new_root_and_is_counted() {
         .execute(place("o-1"))
         .await
         .unwrap();
-    let event = store.read_all(1, 1).await.unwrap().remove(0);
+    let event = store.read_all(1, 1).await.unwrap().into_events().remove(0);
     capture.clear();
 
     let dispatcher = Dispatcher::new("orders", BusTelemetry::new("nats"));
@@ -749,7 +749,7 @@ async fn instrument_publish_puts_the_publish_span_context_in_the_headers() {
         .execute(place("o-1"))
         .await
         .unwrap();
-    let event = store.read_all(1, 1).await.unwrap().remove(0);
+    let event = store.read_all(1, 1).await.unwrap().into_events().remove(0);
     capture.clear();
 
     let sent = async {

@@ -20,7 +20,7 @@ use eventsource_runtime::prelude::*;
 use eventsource_runtime::repository::RepositoryError;
 use eventsource_runtime::snapshot::{InMemorySnapshotStore, SnapshotStore};
 use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{AppendResult, ExpectedVersion, StoreError};
+use eventsource_runtime::store::{AppendResult, ExpectedVersion, ReadBatch, StoreError};
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{attribute, capture};
 use opentelemetry::Value;
@@ -86,11 +86,7 @@ impl<S: EventStore> EventStore for Uncertain<S> {
         events
     }
 
-    async fn read_all(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError> {
         self.inner.read_all(from_position, limit).await
     }
 
@@ -105,7 +101,7 @@ impl<S: EventStore> EventStore for Uncertain<S> {
 
 /// Every stored event, in order.
 async fn all(store: &dyn EventStore) -> Vec<EventEnvelope> {
-    store.read_all(0, 1000).await.unwrap()
+    store.read_all(0, 1000).await.unwrap().into_events()
 }
 
 // ---- in memory ------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::snapshot::SnapshotStore;
 use eventsource_runtime::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use eventsource_runtime::sqlx::{self, PgPool};
-use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError, VersionConflict};
+use eventsource_runtime::store::{
+    BatchEnd, EventStore, ExpectedVersion, StoreError, VersionConflict,
+};
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::telemetry::attributes::{
     SPAN_SNAPSHOT_STORE_GET, SPAN_SNAPSHOT_STORE_SAVE, SPAN_STORE_APPEND, SPAN_STORE_LOAD,
@@ -767,6 +769,15 @@ async fn unreadable_rows_are_corrupt_errors_and_unstorable_values_serialize_erro
     );
     // `read_all` returns the event before the damaged one, then names the damaged one.
     assert_eq!(positions(&store.read_all(0, 10).await.unwrap()), [1]);
+    let batch = store.read_all(0, 10).await.unwrap();
+    assert!(
+        matches!(
+            batch.end(),
+            BatchEnd::Unreadable(StoreError::Corrupt { position: 2, .. })
+        ),
+        "the batch says why it ended: {:?}",
+        batch.end()
+    );
     assert!(matches!(
         store.read_all(2, 10).await,
         Err(StoreError::Corrupt {

@@ -15,7 +15,7 @@ use eventsource_runtime::projection::checkpoint::{
     CheckpointStore, InMemoryCheckpointStore, ParkedEvent, ProjectionLease,
 };
 use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError, UnreadablePolicy};
-use eventsource_runtime::store::{AppendResult, AppendSignal};
+use eventsource_runtime::store::{AppendResult, AppendSignal, ReadBatch};
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::telemetry::propagation;
 use eventsource_runtime::testing::{
@@ -335,7 +335,7 @@ impl EventStore for NoSignal {
     async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
         self.0.load(stream, from).await
     }
-    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn read_all(&self, from: u64, limit: usize) -> Result<ReadBatch, StoreError> {
         self.0.read_all(from, limit).await
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
@@ -565,7 +565,7 @@ impl EventStore for Flaky {
     async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
         self.store.load(stream, from).await
     }
-    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn read_all(&self, from: u64, limit: usize) -> Result<ReadBatch, StoreError> {
         let down = self
             .outages
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -1099,24 +1099,25 @@ impl EventStore for Damaged {
     async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
         self.store.load(stream, from).await
     }
-    async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn read_all(&self, from: u64, limit: usize) -> Result<ReadBatch, StoreError> {
         let unreadable = self.unreadable.lock().unwrap().clone();
         let mut readable = Vec::new();
         for event in self.store.read_all(from, limit).await? {
             if unreadable.contains(&event.position) {
+                let error = StoreError::Corrupt {
+                    stream: event.stream,
+                    version: event.version,
+                    position: event.position,
+                    reason: "schema_version: out of range integral type conversion".into(),
+                };
                 if readable.is_empty() || self.whole_batch {
-                    return Err(StoreError::Corrupt {
-                        stream: event.stream,
-                        version: event.version,
-                        position: event.position,
-                        reason: "schema_version: out of range integral type conversion".into(),
-                    });
+                    return Err(error);
                 }
-                break;
+                return Ok(ReadBatch::unreadable(readable, error));
             }
             readable.push(event);
         }
-        Ok(readable)
+        Ok(ReadBatch::new(readable, limit))
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         self.store.stream_version(stream).await

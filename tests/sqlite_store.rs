@@ -28,7 +28,9 @@ use eventsource_runtime::sqlite::{
     SCHEMA, SqliteCheckpointStore, SqliteEventStore, SqliteProcessedMessages, SqliteSnapshotStore,
 };
 use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError, StoreSpanNames};
+use eventsource_runtime::store::{
+    BatchEnd, EventStore, ExpectedVersion, StoreError, StoreSpanNames,
+};
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::telemetry::attributes::{
     SPAN_SNAPSHOT_STORE_DELETE, SPAN_SNAPSHOT_STORE_EXISTS, SPAN_SNAPSHOT_STORE_GET,
@@ -297,7 +299,7 @@ async fn events_survive_reopening_the_file() {
             )
             .await
             .unwrap();
-        let all = store.read_all(0, 100).await.unwrap();
+        let all = store.read_all(0, 100).await.unwrap().into_events();
         store.close().await;
         all
     };
@@ -349,7 +351,16 @@ async fn a_damaged_row_is_a_typed_error_not_a_panic() {
     assert!(reason.starts_with("payload"), "{reason}");
     // `read_all` returns the event before the damaged one, then names the damaged one.
     assert_eq!(store.read_all(0, 100).await.unwrap().len(), 1);
-    assert_eq!(corrupt(store.read_all(2, 100).await).1, 2);
+    let batch = store.read_all(0, 100).await.unwrap();
+    assert!(
+        matches!(
+            batch.end(),
+            BatchEnd::Unreadable(StoreError::Corrupt { position: 2, .. })
+        ),
+        "the batch says why it ended: {:?}",
+        batch.end()
+    );
+    assert_eq!(corrupt(store.read_all(2, 100).await.map(Vec::from)).1, 2);
     // Reads that do not touch the damaged row work.
     assert_eq!(store.load(&s, 3).await.unwrap().len(), 2);
     assert_eq!(store.read_all(3, 100).await.unwrap().len(), 2);

@@ -9,8 +9,8 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, Metadata, Payload, StreamId};
-use crate::store::StoreError;
-use crate::store::backend::Events;
+use crate::store::backend::ReadAll;
+use crate::store::{ReadBatch, StoreError};
 
 /// One events-table row being decoded.
 pub(crate) struct StoredRow<'r, R> {
@@ -112,19 +112,20 @@ where
     }
 }
 
-/// `read_all`'s rule for unreadable events: the events before the first unreadable one, or
-/// its error when it is the first (so a reader gets everything up to it, then the error
-/// naming its position on the next read).
+/// `read_all`'s rule for unreadable events: the events before the first unreadable one,
+/// with its error as the batch's end, or its error alone when it is the first (so a reader
+/// gets everything up to it, and learns why the batch ended there).
 pub(crate) fn readable_prefix(
     events: impl IntoIterator<Item = Result<EventEnvelope, StoreError>>,
-) -> Events {
+    limit: usize,
+) -> ReadAll {
     let mut readable = Vec::new();
     for event in events {
         match event {
             Ok(event) => readable.push(event),
             Err(error) if readable.is_empty() => return Err(error),
-            Err(_) => break,
+            Err(error) => return Ok(ReadBatch::unreadable(readable, error)),
         }
     }
-    Ok(readable)
+    Ok(ReadBatch::new(readable, limit))
 }

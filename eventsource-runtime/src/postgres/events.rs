@@ -14,7 +14,7 @@ use super::{
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql_row::readable_prefix;
-use crate::store::backend::{Append, Appended, Backend, Events, append_traced};
+use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict,
@@ -427,12 +427,12 @@ impl Backend for PostgresEventStore {
         rows.iter().map(decode).collect()
     }
 
-    async fn read_events(&self, from_position: u64, limit: usize) -> Events {
+    async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
         let query = sqlx::query(&self.sql.read_all)
             .bind(to_i64(from_position))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
-        readable_prefix(rows.iter().map(decode))
+        readable_prefix(rows.iter().map(decode), limit)
     }
 
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {

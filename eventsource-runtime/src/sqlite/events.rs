@@ -14,7 +14,7 @@ use super::{
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql_row::{StoredRow, readable_prefix};
-use crate::store::backend::{Append, Appended, Backend, Events, metadata_json};
+use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, metadata_json};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict,
@@ -224,10 +224,11 @@ async fn read_rows(pool: SqlitePool, query: Bound) -> Events {
     rows.iter().map(decode).collect()
 }
 
-/// Runs `query` and decodes the rows up to the first unreadable one (`read_all`).
-async fn read_readable(pool: SqlitePool, query: Bound) -> Events {
+/// Runs `query` (`limit` rows at most) and decodes the rows up to the first unreadable one
+/// (`read_all`).
+async fn read_readable(pool: SqlitePool, query: Bound, limit: usize) -> ReadAll {
     let rows = query.fetch_all(&pool).await.map_err(unavailable)?;
-    readable_prefix(rows.iter().map(decode))
+    readable_prefix(rows.iter().map(decode), limit)
 }
 
 async fn version_of(pool: SqlitePool, stream: StreamId) -> Result<u64, StoreError> {
@@ -271,11 +272,11 @@ impl Backend for SqliteEventStore {
         detached(read_rows(self.pool.clone(), query)).await
     }
 
-    async fn read_events(&self, from_position: u64, limit: usize) -> Events {
+    async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
         let query = sqlx::query(READ_ALL)
             .bind(to_i64(from_position))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        detached(read_readable(self.pool.clone(), query)).await
+        detached(read_readable(self.pool.clone(), query, limit)).await
     }
 
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {

@@ -5,13 +5,17 @@
 use async_trait::async_trait;
 
 use super::instrument::{self, Operation};
-use super::{AppendResult, AppendSignal, EventStore, ExpectedVersion, StoreError, StoreTelemetry};
+use super::{
+    AppendResult, AppendSignal, EventStore, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry,
+};
 use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
 
 /// What an append returns.
 pub(crate) type Appended = Result<AppendResult, StoreError>;
 /// What a read returns.
 pub(crate) type Events = Result<Vec<EventEnvelope>, StoreError>;
+/// What a read of all streams returns.
+pub(crate) type ReadAll = Result<ReadBatch, StoreError>;
 
 /// An event on its way into a store: as [`EventStore::append`] takes it ([`NewEvent`]), or
 /// already as the envelope it becomes, which a store that answers at once fills in (the
@@ -101,7 +105,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Events> + Send;
 
     /// Reads all streams, as [`EventStore::read_all`].
-    fn read_events(&self, from_position: u64, limit: usize) -> impl Future<Output = Events> + Send;
+    fn read_events(&self, from_position: u64, limit: usize)
+    -> impl Future<Output = ReadAll> + Send;
 
     /// The stream's version, as [`EventStore::stream_version`].
     fn version(&self, stream: &StreamId) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -237,7 +242,7 @@ impl<B: Backend> EventStore for B {
         instrument::load(self.telemetry(), stream, from_version, operation, load).await
     }
 
-    async fn read_all(&self, from_position: u64, limit: usize) -> Events {
+    async fn read_all(&self, from_position: u64, limit: usize) -> ReadAll {
         let operation = operation(self, "read_all");
         let read = self.read_events(from_position, limit);
         instrument::read_all(self.telemetry(), from_position, limit, operation, read).await

@@ -29,7 +29,7 @@
 use std::future::Future;
 
 use super::backend::Outgoing;
-use super::{AppendResult, ExpectedVersion, StoreError, StoreTelemetry};
+use super::{AppendResult, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{self, Span, SpanStart};
@@ -273,9 +273,9 @@ pub async fn read_all<Fut>(
     limit: usize,
     operation: Operation<'_>,
     read_all: Fut,
-) -> Result<Vec<EventEnvelope>, StoreError>
+) -> Result<ReadBatch, StoreError>
 where
-    Fut: Future<Output = Result<Vec<EventEnvelope>, StoreError>>,
+    Fut: Future<Output = Result<ReadBatch, StoreError>>,
 {
     let mut span = client_span(telemetry, telemetry.names.read_all, None)
         .int(attr::EVENT_POSITION, from_position);
@@ -289,7 +289,10 @@ where
 }
 
 /// After a read: how many events came back, or the error.
-fn read_finished(span: &Span, result: &Result<Vec<EventEnvelope>, StoreError>) {
+fn read_finished<E>(span: &Span, result: &Result<E, StoreError>)
+where
+    E: std::ops::Deref<Target = [EventEnvelope]>,
+{
     match result {
         Ok(events) => span.set(attr::EVENTS_LOADED, Attr::int(events.len())),
         Err(error) => record_error(span, error),

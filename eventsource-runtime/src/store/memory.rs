@@ -8,9 +8,11 @@ use indexmap::IndexMap;
 use indexmap::map::Entry;
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, Immediate, Outgoing, check_stream};
+use super::backend::{
+    Append, Appended, Backend, Events, Immediate, Outgoing, ReadAll, check_stream,
+};
 use super::settings::telemetry_builders;
-use super::{AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry};
+use super::{AppendResult, AppendSignal, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
 
 /// An event store in process memory, for tests, demos and single-process tools.
@@ -240,7 +242,7 @@ impl Backend for InMemoryEventStore {
     async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
         self.load_at_once(stream, from_version)
     }
-    async fn read_events(&self, from_position: u64, limit: usize) -> Events {
+    async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
         let log = self.read();
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
         let rows = log.rows.from(start).take(limit);
@@ -249,7 +251,7 @@ impl Backend for InMemoryEventStore {
             Some(row.envelope(stream, i as u64 + 1))
         };
         // Every row's stream index is one of `stream_ids`: nothing is skipped.
-        Ok(rows.filter_map(envelope).collect())
+        Ok(ReadBatch::new(rows.filter_map(envelope).collect(), limit))
     }
 
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {

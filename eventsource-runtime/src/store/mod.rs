@@ -12,6 +12,7 @@
 //! telemetry settings.
 
 pub(crate) mod backend;
+mod batch;
 pub mod instrument;
 mod memory;
 pub(crate) mod settings;
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
+pub use batch::{BatchEnd, ReadBatch};
 pub use memory::InMemoryEventStore;
 
 /// The `limit` of a [`read_all`](EventStore::read_all) that wants every event from its
@@ -209,20 +211,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// in global order ([`UNBOUNDED`] for all of them: the read span then records no
     /// limit).
     ///
-    /// An unreadable stored event ends the batch: the events before it are returned, and
-    /// the next read (starting at it) fails with its [`StoreError::Corrupt`], which names
-    /// its position. A reader thus gets every good event up to a damaged one, and can then
-    /// decide what to do with it (a [projection runner](crate::projection::runner) stops or
-    /// parks it). Every store of this crate follows this rule.
+    /// The batch says why it ended ([`BatchEnd`]): at the limit, at the head of the log,
+    /// or before an unreadable stored event. In the last case the events before it are
+    /// returned with its [`StoreError::Corrupt`], which names its position, and the next
+    /// read (starting at it) fails with that error. A reader thus gets every good event up
+    /// to a damaged one, and can then decide what to do with it (a
+    /// [projection runner](crate::projection::runner) stops or parks it). Every store of
+    /// this crate follows this rule.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] when the first event asked for is unreadable,
     /// [`StoreError::Unavailable`].
-    async fn read_all(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError>;
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError>;
 
     /// The stream's current version (0 when it has no event).
     ///
@@ -263,11 +263,7 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         (**self).load(stream, from_version).await
     }
 
-    async fn read_all(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
+    async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError> {
         (**self).read_all(from_position, limit).await
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use eventsource_runtime::event::{Metadata, NewEvent, StreamId};
-use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError};
+use eventsource_runtime::store::{BatchEnd, EventStore, ExpectedVersion, StoreError};
 use serde_json::json;
 
 fn event(n: u64) -> NewEvent {
@@ -236,6 +236,8 @@ pub async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
             .unwrap();
     }
     let all = store.read_all(0, 100).await.unwrap();
+    assert!(all.reached_head(), "{:?}", all.end());
+    let all = all.into_events();
     assert_eq!(all.len(), 5);
     assert_eq!(
         all.iter()
@@ -249,9 +251,16 @@ pub async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
     loop {
         let page = store.read_all(from, 2).await.unwrap();
         if page.is_empty() {
+            assert!(page.reached_head(), "{:?}", page.end());
             break;
         }
         assert!(page.len() <= 2);
+        // A full page says more may follow; the short last one that the log ended.
+        match page.len() {
+            2 => assert!(matches!(page.end(), BatchEnd::Limit), "{:?}", page.end()),
+            _ => assert!(page.reached_head(), "{:?}", page.end()),
+        }
+        assert_eq!(page.next_position(from), page.last().unwrap().position + 1);
         from = page.last().unwrap().position + 1;
         paged.extend(page);
     }

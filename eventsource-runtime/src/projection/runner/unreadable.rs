@@ -139,7 +139,7 @@ impl<P: Projection> ProjectionRunner<P> {
         self.retrying(name, "read_all", shutdown, || async move {
             match (*self.store).read_all(from, limit).await {
                 Err(error) if unreadable_at(&error).is_some() => Ok(Err(error)),
-                read => read.map(Ok),
+                read => read.map(|batch| Ok(batch.into_events())),
             }
         })
         .await

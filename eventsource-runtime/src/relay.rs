@@ -59,6 +59,7 @@ use async_trait::async_trait;
 
 use crate::bus::EventBus;
 use crate::event::EventEnvelope;
+use crate::health::{ComponentHealth, ComponentKind, Lag, ReportsHealth, Watchable};
 use crate::projection::checkpoint::CheckpointStore;
 use crate::projection::runner::{ProjectionRunner, RunnerError};
 use crate::projection::{BatchFailure, Projection, ProjectionError};
@@ -131,7 +132,9 @@ impl Relay {
             bus,
         };
         Self {
-            runner: ProjectionRunner::new(store, checkpoints, forward).max_attempts(u32::MAX),
+            runner: ProjectionRunner::new(store, checkpoints, forward)
+                .max_attempts(u32::MAX)
+                .as_component(ComponentKind::Relay, DEFAULT_NAME.to_owned()),
         }
     }
 
@@ -142,12 +145,16 @@ impl Relay {
     /// When the relay is running (the name is read under the projection's lock).
     #[must_use]
     pub fn named(self, name: impl Into<String>) -> Self {
+        let name = name.into();
         self.runner
             .projection()
             .try_lock()
             .expect("a relay is named before it runs")
-            .name = name.into();
-        self
+            .name
+            .clone_from(&name);
+        Self {
+            runner: self.runner.as_component(ComponentKind::Relay, name),
+        }
     }
 
     /// Builder: how many events one `read_all` asks for (default 256).
@@ -184,6 +191,21 @@ impl Relay {
         self.runner.checkpoint().await
     }
 
+    /// How far behind the relay is: the events stored after its checkpoint and the age of
+    /// the first of them (see [`ProjectionRunner::lag`]).
+    ///
+    /// # Errors
+    /// The event store's or the checkpoint store's.
+    pub async fn lag(&self) -> Result<Lag, StoreError> {
+        self.runner.lag().await
+    }
+
+    /// The relay's health (kind `relay`): state, lease, lag, last error (see
+    /// [`health`](crate::health)).
+    pub async fn health(&self) -> ComponentHealth {
+        self.runner.health().await
+    }
+
     /// Publishes from the checkpoint on, then follows new events, until `shutdown`
     /// completes (the event being published is finished and confirmed first).
     ///
@@ -203,5 +225,11 @@ impl Relay {
     /// As [`run`](Self::run).
     pub async fn run_until_caught_up(&self) -> Result<u64, RunnerError> {
         self.runner.run_until_caught_up().await
+    }
+}
+
+impl Watchable for Relay {
+    fn health_reporter(&self) -> Arc<dyn ReportsHealth> {
+        self.runner.health_reporter()
     }
 }

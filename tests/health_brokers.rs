@@ -15,7 +15,7 @@ use eventsource_runtime::health::{
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{MetricCapture, capture_metrics};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 static METRICS: LazyLock<MetricCapture> = LazyLock::new(capture_metrics);
 
@@ -31,11 +31,19 @@ fn address(test: &str, variable: &str) -> Option<String> {
     }
 }
 
-/// `n` stored `Order` events.
+/// How old the test's events are.
+const AGE: Duration = Duration::from_secs(3600);
+
+/// `n` stored `Order` events, recorded [`AGE`] ago.
 async fn stored(n: usize) -> Vec<EventEnvelope> {
     let store = InMemoryEventStore::new();
+    let recorded_at = chrono::Utc::now() - chrono::Duration::from_std(AGE).unwrap();
     let events = (0..n)
-        .map(|i| NewEvent::new("OrderPlaced", 1, serde_json::json!({ "n": i })))
+        .map(|i| {
+            let mut event = NewEvent::new("OrderPlaced", 1, serde_json::json!({ "n": i }));
+            event.timestamp = recorded_at;
+            event
+        })
         .collect();
     store
         .append(&StreamId::new("Order", "o-1"), ExpectedVersion::Any, events)
@@ -55,8 +63,40 @@ async fn until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F
     panic!("timed out waiting for {what}");
 }
 
+/// The test's handler: counts the messages it starts and handles, and holds each until the
+/// test opens the gate.
+#[derive(Clone)]
+struct Handler {
+    started: Arc<AtomicUsize>,
+    handled: Arc<AtomicUsize>,
+    gate: Arc<Semaphore>,
+}
+
+impl Default for Handler {
+    fn default() -> Self {
+        Self {
+            started: Arc::default(),
+            handled: Arc::default(),
+            gate: Arc::new(Semaphore::new(0)),
+        }
+    }
+}
+
+impl Handler {
+    fn handle(&self) -> impl Future<Output = Result<(), HandlerError>> + Send + use<> {
+        let this = self.clone();
+        async move {
+            this.started.fetch_add(1, Ordering::SeqCst);
+            this.gate.acquire().await.unwrap().forget();
+            this.handled.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+}
+
 /// What every broker's group is put through: what a test needs of it.
 trait Group: Watchable + Clone + Send + Sync + 'static {
+    fn subscribe_handler(&self, handler: Handler);
     fn lag(&self) -> impl Future<Output = Result<Lag, BusError>> + Send;
     fn health(&self) -> impl Future<Output = ComponentHealth> + Send;
     fn run_until(
@@ -68,6 +108,9 @@ trait Group: Watchable + Clone + Send + Sync + 'static {
 macro_rules! group {
     ($group:ty) => {
         impl Group for $group {
+            fn subscribe_handler(&self, handler: Handler) {
+                self.subscribe_fn("count", move |_| handler.handle());
+            }
             async fn lag(&self) -> Result<Lag, BusError> {
                 <$group>::lag(self).await
             }
@@ -87,13 +130,14 @@ group!(eventsource_runtime::rabbitmq::ConsumerGroup);
 group!(eventsource_runtime::nats::ConsumerGroup);
 group!(eventsource_runtime::kafka::ConsumerGroup);
 
-/// The group (declared, its handler counting into `handled`) has `published` messages
-/// waiting: counted; then it runs, consumes them, and reports 0.
+/// The group (declared, with the test's handler) has `published` messages waiting: counted;
+/// then it runs, the message in hand is as old as the events, and once it consumed them
+/// all it reports 0.
 async fn lag_then_none<G: Group>(
     system: &str,
     name: &str,
     group: G,
-    handled: Arc<AtomicUsize>,
+    handler: Handler,
     published: usize,
 ) {
     LazyLock::force(&METRICS);
@@ -122,8 +166,18 @@ async fn lag_then_none<G: Group>(
         let group = group.clone();
         async move { group.run_until(stopped).await }
     });
+    until("the first message to be in hand", || async {
+        handler.started.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let in_hand = group.lag().await.unwrap();
+    assert!(
+        in_hand.events >= 1 && in_hand.oldest_age >= AGE,
+        "{name} on {system}: {in_hand}"
+    );
+    handler.gate.add_permits(published);
     until("every message to be handled", || async {
-        handled.load(Ordering::SeqCst) >= published
+        handler.handled.load(Ordering::SeqCst) >= published
     })
     .await;
     until("the lag to be 0", || async {
@@ -151,15 +205,6 @@ async fn lag_then_none<G: Group>(
     assert_eq!(group.health().await.state, ComponentState::Stopped);
 }
 
-fn counter() -> (Arc<AtomicUsize>, impl Fn() -> Arc<AtomicUsize>) {
-    let handled = Arc::new(AtomicUsize::new(0));
-    let handler = {
-        let handled = Arc::clone(&handled);
-        move || Arc::clone(&handled)
-    };
-    (handled, handler)
-}
-
 #[tokio::test]
 async fn a_rabbitmq_group_reports_its_lag() {
     let test = "a_rabbitmq_group_reports_its_lag";
@@ -173,20 +218,31 @@ async fn a_rabbitmq_group_reports_its_lag() {
     let group = bus
         .consumer_group("lagging")
         .bind("Order.*")
+        .retry_delays([])
         .lag_interval(Duration::from_millis(50));
-    let (handled, handler) = counter();
-    let count = handler();
-    group.subscribe_fn("count", move |_| {
-        let count = Arc::clone(&count);
-        async move {
-            count.fetch_add(1, Ordering::SeqCst);
-            Ok::<(), HandlerError>(())
-        }
-    });
+    let handler = Handler::default();
+    group.subscribe_handler(handler.clone());
     group.declare().await.unwrap();
     bus.publish(&stored(3).await).await.unwrap();
-    lag_then_none("rabbitmq", "lagging", group.clone(), handled, 3).await;
+    lag_then_none("rabbitmq", "lagging", group.clone(), handler, 3).await;
     assert_eq!(group.health().await.parked, 0);
+
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for queue in [group.queue(), group.dead_letters().queue()] {
+        let _ = channel
+            .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = channel
+        .exchange_delete(
+            exchange.as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await;
+    let _ = connection.close(200, "clean".into()).await;
 }
 
 #[tokio::test]
@@ -204,24 +260,16 @@ async fn a_nats_group_reports_its_lag_and_age() {
         .consumer_group("lagging")
         .bind("Order.*")
         .lag_interval(Duration::from_millis(50));
-    let (handled, handler) = counter();
-    let count = handler();
-    group.subscribe_fn("count", move |_| {
-        let count = Arc::clone(&count);
-        async move {
-            count.fetch_add(1, Ordering::SeqCst);
-            Ok::<(), HandlerError>(())
-        }
-    });
+    let handler = Handler::default();
+    group.subscribe_handler(handler.clone());
     group.declare().await.unwrap();
     let events = stored(2).await;
     bus.publish(&events).await.unwrap();
-    // The age of the first message after the acknowledgement floor: the first event's.
+    // Not running: aged by the first message after the acknowledgement floor.
     let lag = group.lag().await.unwrap();
     assert_eq!(lag.events, 2);
-    let age = (chrono::Utc::now() - events[0].timestamp).to_std().unwrap();
-    assert!(lag.oldest_age >= age, "{lag} vs {age:?}");
-    lag_then_none("nats", "lagging", group, handled, 2).await;
+    assert!(lag.oldest_age >= AGE, "{lag}");
+    lag_then_none("nats", "lagging", group, handler, 2).await;
     let js = eventsource_runtime::nats::async_nats::jetstream::new(
         eventsource_runtime::nats::async_nats::connect(&url)
             .await
@@ -249,16 +297,9 @@ async fn a_kafka_group_reports_its_lag() {
         .consumer_group("lagging")
         .bind("Order.*")
         .lag_interval(Duration::from_millis(50));
-    let (handled, handler) = counter();
-    let count = handler();
-    group.subscribe_fn("count", move |_| {
-        let count = Arc::clone(&count);
-        async move {
-            count.fetch_add(1, Ordering::SeqCst);
-            Ok::<(), HandlerError>(())
-        }
-    });
+    let handler = Handler::default();
+    group.subscribe_handler(handler.clone());
     group.declare().await.unwrap();
     bus.publish(&stored(4).await).await.unwrap();
-    lag_then_none("kafka", "lagging", group, handled, 4).await;
+    lag_then_none("kafka", "lagging", group, handler, 4).await;
 }

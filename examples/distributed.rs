@@ -59,11 +59,11 @@ use domain::{Order, OrderPlaced, OrderShipped, ShipOrder, sample_order};
 use eventsource_runtime::bus::{
     EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, ProcessedMessages, handler_fn,
 };
+use eventsource_runtime::health::Health;
 #[cfg(feature = "kafka")]
 use eventsource_runtime::kafka::{self, KafkaBus};
 #[cfg(feature = "nats")]
 use eventsource_runtime::nats::{self, NatsBus};
-use eventsource_runtime::health::Health;
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheckpointStore};

@@ -246,7 +246,15 @@ fn the_schema_evolution_example_reads_old_events_as_todays() {
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
         cells,
-        ["projection", "AddressHistory", "caught_up", "not_held", "0", "0.000", "0"],
+        [
+            "projection",
+            "AddressHistory",
+            "caught_up",
+            "not_held",
+            "0",
+            "0.000",
+            "0"
+        ],
         "{stdout}"
     );
 

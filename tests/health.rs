@@ -15,7 +15,8 @@ use chrono::Utc;
 use eventsource_runtime::bus::InMemoryEventBus;
 use eventsource_runtime::event::NewEvent;
 use eventsource_runtime::health::{
-    ComponentKind, ComponentState, Health, Lag, LeaseState, ReportsHealth, Watchable,
+    ComponentHealth, ComponentKind, ComponentState, Health, Lag, LeaseState, ReportsHealth,
+    Watchable,
 };
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::{
@@ -50,6 +51,11 @@ async fn append_old(store: &dyn EventStore, n: usize) {
         .unwrap();
 }
 
+/// What the first handler call saw: the runner's health and the events gauge.
+type Seen = Arc<StdMutex<Vec<(ComponentHealth, Option<f64>)>>>;
+/// Run at the first handler call.
+type OnFirst = Arc<StdMutex<Option<Box<dyn FnOnce() + Send>>>>;
+
 /// A projection that counts, may fail, and may look at its own runner's health.
 #[derive(Clone, Default)]
 struct Counter {
@@ -57,8 +63,8 @@ struct Counter {
     fail: bool,
     /// Asked on the first event: the runner's health and the gauges then.
     probe: Arc<StdMutex<Option<Arc<dyn ReportsHealth>>>>,
-    seen: Arc<StdMutex<Vec<(eventsource_runtime::health::ComponentHealth, Option<f64>)>>>,
-    on_first: Arc<StdMutex<Option<Box<dyn FnOnce() + Send>>>>,
+    seen: Seen,
+    on_first: OnFirst,
 }
 
 impl Counter {
@@ -119,7 +125,11 @@ async fn until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F
 }
 
 /// Lag before and after catching up, the gauges on the way, on one store.
-async fn lag_is_counted_and_aged(store: Arc<dyn EventStore>, checkpoints: Arc<dyn CheckpointStore>, name: &'static str) {
+async fn lag_is_counted_and_aged(
+    store: Arc<dyn EventStore>,
+    checkpoints: Arc<dyn CheckpointStore>,
+    name: &'static str,
+) {
     LazyLock::force(&METRICS);
     append_old(&*store, 5).await;
     let counter = Counter::named(name);
@@ -132,7 +142,11 @@ async fn lag_is_counted_and_aged(store: Arc<dyn EventStore>, checkpoints: Arc<dy
     let health = runner.health().await;
     assert_eq!(
         (health.kind, health.state, health.lease),
-        (ComponentKind::Projection, ComponentState::Starting, LeaseState::NotHeld)
+        (
+            ComponentKind::Projection,
+            ComponentState::Starting,
+            LeaseState::NotHeld
+        )
     );
     assert_eq!(health.name, name);
 
@@ -144,7 +158,11 @@ async fn lag_is_counted_and_aged(store: Arc<dyn EventStore>, checkpoints: Arc<dy
     let (during, gauge) = &seen[0];
     assert_eq!(during.state, ComponentState::CatchingUp, "{name}");
     assert_eq!(during.lease, LeaseState::Held, "{name}");
-    assert_eq!(during.lag.unwrap().events, 5, "{name}: no checkpoint saved yet");
+    assert_eq!(
+        during.lag.unwrap().events,
+        5,
+        "{name}: no checkpoint saved yet"
+    );
     assert_eq!(*gauge, Some(5.0), "{name}: the gauge after the first read");
 
     assert_eq!(runner.lag().await.unwrap(), Lag::ZERO, "{name}");
@@ -161,14 +179,29 @@ async fn lag_is_counted_and_aged(store: Arc<dyn EventStore>, checkpoints: Arc<dy
         (attr::METRIC_ATTR_COMPONENT_NAME, name),
     ];
     assert_eq!(METRICS.gauge(attr::METRIC_LAG_EVENTS, &having), Some(0.0));
-    assert_eq!(METRICS.gauge(attr::METRIC_LAG_OLDEST_AGE, &having), Some(0.0));
-    assert_eq!(METRICS.unit(attr::METRIC_LAG_EVENTS).as_deref(), Some("{event}"));
-    assert_eq!(METRICS.unit(attr::METRIC_LAG_OLDEST_AGE).as_deref(), Some("s"));
+    assert_eq!(
+        METRICS.gauge(attr::METRIC_LAG_OLDEST_AGE, &having),
+        Some(0.0)
+    );
+    assert_eq!(
+        METRICS.unit(attr::METRIC_LAG_EVENTS).as_deref(),
+        Some("{event}")
+    );
+    assert_eq!(
+        METRICS.unit(attr::METRIC_LAG_OLDEST_AGE).as_deref(),
+        Some("s")
+    );
     for point in METRICS.data_point_attributes(attr::METRIC_LAG_OLDEST_AGE) {
         if point.iter().any(|kv| kv.value.as_str() == name) {
             let mut keys: Vec<String> = point.iter().map(|kv| kv.key.to_string()).collect();
             keys.sort();
-            assert_eq!(keys, [attr::METRIC_ATTR_COMPONENT_KIND, attr::METRIC_ATTR_COMPONENT_NAME]);
+            assert_eq!(
+                keys,
+                [
+                    attr::METRIC_ATTR_COMPONENT_KIND,
+                    attr::METRIC_ATTR_COMPONENT_NAME
+                ]
+            );
         }
     }
 }
@@ -253,7 +286,11 @@ async fn a_following_runner_is_following_holds_its_lease_and_stops() {
 async fn a_standby_waits_for_the_lease_and_is_ready() {
     let store = InMemoryEventStore::new();
     let checkpoints = InMemoryCheckpointStore::new();
-    let held = checkpoints.try_acquire("Standby").await.unwrap().expect("free");
+    let held = checkpoints
+        .try_acquire("Standby")
+        .await
+        .unwrap()
+        .expect("free");
     let runner = Arc::new(runner(
         Arc::new(store),
         Arc::new(checkpoints),
@@ -350,9 +387,16 @@ async fn a_runner_that_lost_its_lease_says_so() {
     assert_eq!(health.state, ComponentState::LeaseLost);
     assert_eq!(health.lease, LeaseState::NotHeld);
     let last = health.last_error.expect("the loss");
-    assert_eq!(last.message, "projection `LosingLease` stopped: its lease was lost");
+    assert_eq!(
+        last.message,
+        "projection `LosingLease` stopped: its lease was lost"
+    );
     assert!(last.at >= before && last.at <= SystemTime::now());
-    assert_eq!(health.lag.unwrap().events, 4, "nothing saved after the loss");
+    assert_eq!(
+        health.lag.unwrap().events,
+        4,
+        "nothing saved after the loss"
+    );
 }
 
 // ---- parked events, errors ------------------------------------------------------------------
@@ -402,7 +446,10 @@ async fn a_failed_runner_keeps_its_last_error_with_the_whole_chain() {
     let before = SystemTime::now();
 
     let error = runner.run_until_caught_up().await.unwrap_err();
-    assert!(matches!(error, RunnerError::HandlerFailed { .. }), "{error:?}");
+    assert!(
+        matches!(error, RunnerError::HandlerFailed { .. }),
+        "{error:?}"
+    );
     let report = health.report().await;
     assert!(!report.is_ready());
     let failed = report.component("Failing").expect("watched");
@@ -419,7 +466,10 @@ async fn a_failed_runner_keeps_its_last_error_with_the_whole_chain() {
     assert!(last.at >= before && last.at <= SystemTime::now());
     assert_eq!(failed.lag.unwrap().events, 2);
     let text = report.to_string();
-    assert!(text.contains("order o-1 is unknown") && text.contains("not ready"), "{text}");
+    assert!(
+        text.contains("order o-1 is unknown") && text.contains("not ready"),
+        "{text}"
+    );
 }
 
 // ---- the relay, the report ------------------------------------------------------------------
@@ -449,7 +499,11 @@ async fn a_relay_reports_its_lag_and_the_report_lists_every_component() {
     assert_eq!(lag.events, 3);
     assert!(lag.oldest_age >= AGE);
     assert_eq!(relay.run_until_caught_up().await.unwrap(), 3);
-    assert_eq!(checkpoints.load("orders-relay").await.unwrap(), 3, "its own name");
+    assert_eq!(
+        checkpoints.load("orders-relay").await.unwrap(),
+        3,
+        "its own name"
+    );
     assert_eq!(relay.lag().await.unwrap(), Lag::ZERO);
     let having = [
         (attr::METRIC_ATTR_COMPONENT_KIND, "relay"),
@@ -479,6 +533,12 @@ async fn a_relay_reports_its_lag_and_the_report_lists_every_component() {
 
     let text = report.to_string();
     assert!(text.starts_with("health: not ready\n"), "{text}");
-    assert!(text.contains("orders-relay") && text.contains("caught_up"), "{text}");
-    assert!(text.contains("ReportedOrders") && text.contains("starting"), "{text}");
+    assert!(
+        text.contains("orders-relay") && text.contains("caught_up"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ReportedOrders") && text.contains("starting"),
+        "{text}"
+    );
 }

@@ -134,7 +134,7 @@ impl Relay {
         Self {
             runner: ProjectionRunner::new(store, checkpoints, forward)
                 .max_attempts(u32::MAX)
-                .as_component(ComponentKind::Relay, DEFAULT_NAME.to_owned()),
+                .reported_as(ComponentKind::Relay, DEFAULT_NAME.to_owned()),
         }
     }
 
@@ -153,7 +153,7 @@ impl Relay {
             .name
             .clone_from(&name);
         Self {
-            runner: self.runner.as_component(ComponentKind::Relay, name),
+            runner: self.runner.reported_as(ComponentKind::Relay, name),
         }
     }
 

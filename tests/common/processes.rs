@@ -276,7 +276,11 @@ impl Consumer {
                 .find(|l| l.starts_with("consumer_group ") && l.contains(group))
                 .unwrap_or_else(|| panic!("no health row of {group} in {:?}", self.seen));
             let cells: Vec<&str> = row.split_whitespace().collect();
-            assert_eq!(cells[..4], ["consumer_group", group, "stopped", "n/a"], "{row}");
+            assert_eq!(
+                cells[..4],
+                ["consumer_group", group, "stopped", "n/a"],
+                "{row}"
+            );
         }
         self.seen
     }
@@ -519,7 +523,15 @@ pub fn a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_
         .unwrap_or_else(|| panic!("no relay health row in {relayed}"));
     assert_eq!(
         row.split_whitespace().collect::<Vec<_>>(),
-        ["relay", "eventsource.relay", "caught_up", "not_held", "0", "0.000", "0"],
+        [
+            "relay",
+            "eventsource.relay",
+            "caught_up",
+            "not_held",
+            "0",
+            "0.000",
+            "0"
+        ],
         "{relayed}"
     );
     consumer.wait_for(

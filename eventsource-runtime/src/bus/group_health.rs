@@ -11,8 +11,8 @@ use super::BusError;
 use crate::event::EventEnvelope;
 use crate::health::instrument::record_group_lag;
 use crate::health::{
-    ComponentHealth, ComponentKind, ComponentState, DEFAULT_LAG_INTERVAL, Holding, Lag,
-    LeaseState, Status,
+    ComponentHealth, ComponentKind, ComponentState, DEFAULT_LAG_INTERVAL, Holding, Lag, LeaseState,
+    Status,
 };
 
 /// A consumer group's status and lag sampling interval, shared by its clones.

@@ -12,7 +12,10 @@ pub(crate) fn record_lag(kind: ComponentKind, name: &str, lag: Lag) {
         lag.events,
         lag.oldest_age,
         [
-            (attr::METRIC_ATTR_COMPONENT_KIND, Attr::Static(kind.as_str())),
+            (
+                attr::METRIC_ATTR_COMPONENT_KIND,
+                Attr::Static(kind.as_str()),
+            ),
             (attr::METRIC_ATTR_COMPONENT_NAME, Attr::Str(name)),
         ],
     );

@@ -85,9 +85,9 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 pub use report::{Health, HealthReport};
-pub(crate) use status::Status;
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 pub(crate) use status::Holding;
+pub(crate) use status::Status;
 
 /// How often a running consumer group records its lag gauges, unless told otherwise
 /// (`lag_interval` on each broker's group).

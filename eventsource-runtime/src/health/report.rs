@@ -132,7 +132,11 @@ impl fmt::Display for HealthReport {
         writeln!(
             f,
             "health: {}",
-            if self.is_ready() { "ready" } else { "not ready" }
+            if self.is_ready() {
+                "ready"
+            } else {
+                "not ready"
+            }
         )?;
         let width = self
             .components

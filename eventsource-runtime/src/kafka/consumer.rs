@@ -17,10 +17,10 @@ use super::settle::{more, wait_until_due};
 use super::topology::{GroupTopics, Topics, matches};
 use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
-use crate::health::ComponentState;
 use crate::bus::reconnect::Backoff;
 use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
+use crate::health::ComponentState;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
 

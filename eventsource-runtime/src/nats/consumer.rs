@@ -18,9 +18,9 @@ use super::settle::{gather, give_back};
 use super::topology::{self, GroupNames};
 use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
-use crate::health::ComponentState;
 use crate::bus::reconnect::Backoff;
 use crate::bus::{BusError, Dispatcher};
+use crate::health::ComponentState;
 use crate::telemetry::otel::log::log_info;
 
 /// How many unacknowledged messages JetStream hands a group's consumer at once, by default

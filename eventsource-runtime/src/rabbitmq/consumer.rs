@@ -18,10 +18,10 @@ use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
 use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
-use crate::health::ComponentState;
 use crate::bus::reconnect::Backoff;
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher};
+use crate::health::ComponentState;
 use crate::telemetry::attributes::{
     MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
 };

@@ -64,7 +64,10 @@ impl Probe {
             return Ok(Lag::ZERO);
         };
         let head = self.store.head_position().await?.unwrap_or(first.position);
-        Ok(Lag::since(head.saturating_sub(checkpoint).max(1), first.timestamp))
+        Ok(Lag::since(
+            head.saturating_sub(checkpoint).max(1),
+            first.timestamp,
+        ))
     }
 
     /// The health now: the running loop's state, the lag and parked events asked now.

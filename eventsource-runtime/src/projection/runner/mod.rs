@@ -279,7 +279,7 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// The runner as a `kind` named `name` (a relay's), before it is watched or run.
-    pub(crate) fn as_component(mut self, kind: ComponentKind, name: String) -> Self {
+    pub(crate) fn reported_as(mut self, kind: ComponentKind, name: String) -> Self {
         let name = OnceLock::from(name);
         self.probe = Self::probe(kind, name, &self.store, &self.checkpoints);
         self

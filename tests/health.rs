@@ -60,7 +60,7 @@ type OnFirst = Arc<StdMutex<Option<Box<dyn FnOnce() + Send>>>>;
 #[derive(Clone, Default)]
 struct Counter {
     name: &'static str,
-    fail: bool,
+    fail: Arc<AtomicBool>,
     /// Asked on the first event: the runner's health and the gauges then.
     probe: Arc<StdMutex<Option<Arc<dyn ReportsHealth>>>>,
     seen: Seen,
@@ -95,7 +95,7 @@ impl Projection for Counter {
             );
             self.seen.lock().unwrap().push((health, gauge));
         }
-        if self.fail {
+        if self.fail.load(Ordering::SeqCst) {
             return Err(ProjectionError::handler("order o-1 is unknown"));
         }
         Ok(())
@@ -433,8 +433,8 @@ async fn parked_events_are_counted() {
 async fn a_failed_runner_keeps_its_last_error_with_the_whole_chain() {
     let store = InMemoryEventStore::new();
     append_old(&store, 2).await;
-    let mut failing = Counter::named("Failing");
-    failing.fail = true;
+    let failing = Counter::named("Failing");
+    failing.fail.store(true, Ordering::SeqCst);
     let runner = runner(
         Arc::new(store),
         Arc::new(InMemoryCheckpointStore::new()),
@@ -470,6 +470,51 @@ async fn a_failed_runner_keeps_its_last_error_with_the_whole_chain() {
         text.contains("order o-1 is unknown") && text.contains("not ready"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_retrying_runner_says_why_then_follows_again() {
+    let store = InMemoryEventStore::new();
+    append_old(&store, 1).await;
+    let counter = Counter::named("Retrying");
+    counter.fail.store(true, Ordering::SeqCst);
+    let runner = Arc::new(
+        runner(
+            Arc::new(store),
+            Arc::new(InMemoryCheckpointStore::new()),
+            counter.clone(),
+        )
+        .max_attempts(u32::MAX),
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let runner = Arc::clone(&runner);
+        async move { runner.run(stopped).await }
+    });
+    until("the runner to retry", || async {
+        runner.health().await.state == ComponentState::Retrying
+    })
+    .await;
+    let health = Health::new();
+    health.watch(&*runner);
+    let report = health.report().await;
+    let retrying = &report.components()[0];
+    assert!(!report.is_ready(), "a runner that cannot get on is not ready");
+    assert_eq!(retrying.lease, LeaseState::Held);
+    assert_eq!(retrying.lag.unwrap().events, 1);
+    let why = retrying.last_error.as_ref().expect("why it retries");
+    assert!(why.message.ends_with("order o-1 is unknown"), "{}", why.message);
+
+    counter.fail.store(false, Ordering::SeqCst);
+    until("the runner to follow again", || async {
+        runner.health().await.state == ComponentState::Following
+    })
+    .await;
+    let following = runner.health().await;
+    assert_eq!(following.lag, Some(Lag::ZERO));
+    assert!(following.last_error.is_some(), "the last error stays, with its time");
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
 }
 
 // ---- the relay, the report ------------------------------------------------------------------

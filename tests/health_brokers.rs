@@ -205,6 +205,42 @@ async fn lag_then_none<G: Group>(
     assert_eq!(group.health().await.state, ComponentState::Stopped);
 }
 
+/// A group whose broker does not answer: retrying, saying why, its lag unknown, not ready.
+async fn unreachable<G: Group>(group: G) {
+    let (stop, stopped) = oneshot::channel();
+    let running = tokio::spawn({
+        let group = group.clone();
+        async move { group.run_until(stopped).await }
+    });
+    until("the group to retry", || async {
+        group.health().await.state == ComponentState::Retrying
+    })
+    .await;
+    let health = Health::new();
+    health.watch(&group);
+    let report = health.report().await;
+    let retrying = &report.components()[0];
+    assert_eq!(retrying.lag, None, "the broker cannot be asked");
+    let why = retrying.last_error.as_ref().expect("why");
+    assert!(why.message.contains("127.0.0.1:1"), "{}", why.message);
+    assert!(!report.is_ready());
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert_eq!(group.health().await.state, ComponentState::Stopped);
+}
+
+#[tokio::test]
+async fn a_group_whose_broker_is_down_is_retrying() {
+    let rabbitmq = eventsource_runtime::rabbitmq::RabbitMqBus::new("amqp://127.0.0.1:1/%2f")
+        .unwrap()
+        .consumer_group("unreachable");
+    unreachable(rabbitmq).await;
+    let nats = eventsource_runtime::nats::NatsBus::new("nats://127.0.0.1:1")
+        .unwrap()
+        .consumer_group("unreachable");
+    unreachable(nats).await;
+}
+
 #[tokio::test]
 async fn a_rabbitmq_group_reports_its_lag() {
     let test = "a_rabbitmq_group_reports_its_lag";
@@ -270,6 +306,55 @@ async fn a_nats_group_reports_its_lag_and_age() {
     assert_eq!(lag.events, 2);
     assert!(lag.oldest_age >= AGE, "{lag}");
     lag_then_none("nats", "lagging", group, handler, 2).await;
+    let js = eventsource_runtime::nats::async_nats::jetstream::new(
+        eventsource_runtime::nats::async_nats::connect(&url)
+            .await
+            .unwrap(),
+    );
+    for suffix in ["", "_RETRY", "_DEAD"] {
+        let _ = js
+            .delete_stream(format!("ES_TEST_HEALTH_{id}{suffix}"))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_the_groups_last_error_and_its_message_parked() {
+    let test = "a_failing_handler_is_the_groups_last_error_and_its_message_parked";
+    let Some(url) = address(test, "EVENTSOURCE_NATS_URL") else {
+        return;
+    };
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let bus = eventsource_runtime::nats::NatsBus::new(&url)
+        .unwrap()
+        .with_stream(format!("ES_TEST_HEALTH_{id}"))
+        .with_subject_prefix(format!("es-test-health-{id}"));
+    let group = bus.consumer_group("failing").retry_delays([]);
+    group.subscribe_fn("refuse", |_| async {
+        Err::<(), HandlerError>(HandlerError::new("the warehouse is closed"))
+    });
+    group.declare().await.unwrap();
+    bus.publish(&stored(1).await).await.unwrap();
+    let (stop, stopped) = oneshot::channel();
+    let running = tokio::spawn({
+        let group = group.clone();
+        async move { group.run_until(stopped).await }
+    });
+    until("the message to be dead-lettered", || async {
+        group.health().await.parked == 1
+    })
+    .await;
+    let health = group.health().await;
+    assert_eq!(health.state, ComponentState::Following, "a failed message is not a failed group");
+    let why = health.last_error.expect("the handler's failure");
+    assert!(
+        why.message.starts_with("handler `refuse` failed on message")
+            && why.message.ends_with("the warehouse is closed"),
+        "{}",
+        why.message
+    );
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
     let js = eventsource_runtime::nats::async_nats::jetstream::new(
         eventsource_runtime::nats::async_nats::connect(&url)
             .await

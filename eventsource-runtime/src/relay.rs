@@ -21,7 +21,10 @@
 //! continue the command's trace. The relay's lag (from the event's timestamp to its
 //! publishing) is `cqrs.projection.lag` with `projection.name` = the relay's
 //! [name](Relay::named) (default [`DEFAULT_NAME`]); the relay's own projection span is off
-//! unless `telemetry::toggles::set_projection_tracing(Some(true))`.
+//! unless `telemetry::toggles::set_projection_tracing(Some(true))`. How far behind the relay
+//! is (the events stored and not published yet, and the age of the oldest) comes from
+//! [`lag`](Relay::lag) and [`health`](Relay::health), and as the `eventsource.lag.*` gauges
+//! with `eventsource.component.kind` = `relay` (see [`health`](crate::health)).
 //!
 //! ```
 //! use std::sync::Arc;

@@ -86,6 +86,10 @@
 //! `enable_tracing(false)` to leave idle polls untraced. Retries and stops are logged as
 //! `tracing` warnings and errors; a lost lease and a parked event are logged as errors and
 //! counted (`eventsource.projection.lease_lost`, `eventsource.projection.events_parked`).
+//! After each batch it reads, the runner records its lag, `eventsource.lag.events` and
+//! `eventsource.lag.oldest_age` (one query for the store's newest position per batch, none
+//! on an idle poll); [`lag`](ProjectionRunner::lag) and [`health`](ProjectionRunner::health)
+//! tell the same and more on demand (see [`health`](crate::health)).
 //!
 //! ```
 //! use std::sync::Arc;

@@ -499,11 +499,18 @@ async fn a_retrying_runner_says_why_then_follows_again() {
     health.watch(&*runner);
     let report = health.report().await;
     let retrying = &report.components()[0];
-    assert!(!report.is_ready(), "a runner that cannot get on is not ready");
+    assert!(
+        !report.is_ready(),
+        "a runner that cannot get on is not ready"
+    );
     assert_eq!(retrying.lease, LeaseState::Held);
     assert_eq!(retrying.lag.unwrap().events, 1);
     let why = retrying.last_error.as_ref().expect("why it retries");
-    assert!(why.message.ends_with("order o-1 is unknown"), "{}", why.message);
+    assert!(
+        why.message.ends_with("order o-1 is unknown"),
+        "{}",
+        why.message
+    );
 
     counter.fail.store(false, Ordering::SeqCst);
     until("the runner to follow again", || async {
@@ -512,7 +519,10 @@ async fn a_retrying_runner_says_why_then_follows_again() {
     .await;
     let following = runner.health().await;
     assert_eq!(following.lag, Some(Lag::ZERO));
-    assert!(following.last_error.is_some(), "the last error stays, with its time");
+    assert!(
+        following.last_error.is_some(),
+        "the last error stays, with its time"
+    );
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
 }

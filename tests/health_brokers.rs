@@ -345,10 +345,15 @@ async fn a_failing_handler_is_the_groups_last_error_and_its_message_parked() {
     })
     .await;
     let health = group.health().await;
-    assert_eq!(health.state, ComponentState::Following, "a failed message is not a failed group");
+    assert_eq!(
+        health.state,
+        ComponentState::Following,
+        "a failed message is not a failed group"
+    );
     let why = health.last_error.expect("the handler's failure");
     assert!(
-        why.message.starts_with("handler `refuse` failed on message")
+        why.message
+            .starts_with("handler `refuse` failed on message")
             && why.message.ends_with("the warehouse is closed"),
         "{}",
         why.message

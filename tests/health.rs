@@ -597,3 +597,37 @@ async fn a_relay_reports_its_lag_and_the_report_lists_every_component() {
         "{text}"
     );
 }
+
+#[test]
+fn a_registry_and_its_report_go_anywhere() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Health>();
+    shareable::<eventsource_runtime::health::HealthReport>();
+    let health = Health::new();
+    let clone = health.clone();
+    clone.register(Arc::new(Fixed));
+    let report = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(health.report());
+    assert_eq!(report.components().len(), 1, "clones share the list");
+    assert_eq!(report.components()[0].name, "cache-warmer");
+    assert!(report.is_ready());
+}
+
+/// A component of the application's own, in the same report.
+struct Fixed;
+
+#[eventsource_runtime::async_trait]
+impl ReportsHealth for Fixed {
+    async fn health(&self) -> ComponentHealth {
+        let mut health = ComponentHealth::new(
+            ComponentKind::Projection,
+            "cache-warmer",
+            ComponentState::Following,
+            LeaseState::NotApplicable,
+        );
+        health.lag = Some(Lag::ZERO);
+        health
+    }
+}

@@ -289,8 +289,10 @@ pub struct ComponentHealth {
     pub lag: Option<Lag>,
     /// Whether it holds its lease.
     pub lease: LeaseState,
-    /// Events it set aside: a runner's parked events (unreadable), a consumer group's
-    /// dead letters where the broker counts them cheaply (RabbitMQ), else 0.
+    /// Events it set aside: a runner's parked events (unreadable, see
+    /// [`UnreadablePolicy::Park`](crate::projection::runner::UnreadablePolicy::Park)), a
+    /// consumer group's dead letters (its `dead_letters().count()`; 0 when the broker
+    /// cannot be asked).
     pub parked: u64,
     /// The last error it met, if any.
     pub last_error: Option<LastError>,

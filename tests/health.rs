@@ -4,6 +4,8 @@
 //! events, its last error, and the report of several components (table and JSON).
 //! Consumer groups: tests/health_brokers.rs.
 
+#[path = "health/losable.rs"]
+mod losable;
 #[path = "common/postgres.rs"]
 mod postgres;
 
@@ -19,14 +21,13 @@ use eventsource_runtime::health::{
     Watchable,
 };
 use eventsource_runtime::prelude::*;
-use eventsource_runtime::projection::checkpoint::{
-    CheckpointStore, InMemoryCheckpointStore, ParkedEvent, ProjectionLease,
-};
+use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
 use eventsource_runtime::projection::runner::{RunnerError, UnreadablePolicy};
 use eventsource_runtime::relay::Relay;
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{MetricCapture, capture_metrics};
+use losable::Losable;
 use serde_json::Value as Json;
 use tokio::sync::oneshot;
 
@@ -321,54 +322,6 @@ async fn a_standby_waits_for_the_lease_and_is_ready() {
 }
 
 // ---- a lease lost -------------------------------------------------------------------------
-
-/// An in-memory checkpoint store whose lease the test takes away (as a PostgreSQL session
-/// that ends takes its lock).
-#[derive(Clone, Default)]
-struct Losable {
-    inner: InMemoryCheckpointStore,
-    lost: Arc<AtomicBool>,
-}
-
-struct LosableLease(Arc<AtomicBool>, Box<dyn ProjectionLease>);
-
-#[eventsource_runtime::async_trait]
-impl ProjectionLease for LosableLease {
-    fn is_held(&self) -> bool {
-        !self.0.load(Ordering::SeqCst)
-    }
-    async fn release(self: Box<Self>) {
-        self.1.release().await;
-    }
-}
-
-#[eventsource_runtime::async_trait]
-impl CheckpointStore for Losable {
-    async fn load(&self, projection: &str) -> Result<u64, StoreError> {
-        self.inner.load(projection).await
-    }
-    async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError> {
-        self.inner.save(projection, position).await
-    }
-    async fn try_acquire(
-        &self,
-        projection: &str,
-    ) -> Result<Option<Box<dyn ProjectionLease>>, StoreError> {
-        let lease = self.inner.try_acquire(projection).await?;
-        Ok(lease.map(|inner| {
-            Box::new(LosableLease(Arc::clone(&self.lost), inner)) as Box<dyn ProjectionLease>
-        }))
-    }
-    async fn park(&self, projection: &str, event: &ParkedEvent) -> Result<(), StoreError> {
-        self.inner.park(projection, event).await
-    }
-    async fn parked(&self, projection: &str) -> Result<Vec<ParkedEvent>, StoreError> {
-        self.inner.parked(projection).await
-    }
-    async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
-        self.inner.unpark(projection, position).await
-    }
-}
 
 #[tokio::test]
 async fn a_runner_that_lost_its_lease_says_so() {

@@ -59,6 +59,7 @@ use domain::{Order, OrderPlaced, OrderShipped, ShipOrder, sample_order};
 use eventsource_runtime::bus::{
     EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, ProcessedMessages, handler_fn,
 };
+use eventsource_runtime::health::Health;
 #[cfg(feature = "kafka")]
 use eventsource_runtime::kafka::{self, KafkaBus};
 #[cfg(feature = "nats")]
@@ -302,6 +303,19 @@ impl Group {
         }
     }
 
+    /// Puts the group in `health`'s report.
+    fn watch(&self, health: &Health) {
+        match self {
+            Self::Without(never) => match *never {},
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq(group) => health.watch(group),
+            #[cfg(feature = "kafka")]
+            Self::Kafka(group) => health.watch(group),
+            #[cfg(feature = "nats")]
+            Self::Nats(group) => health.watch(group),
+        }
+    }
+
     async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send,
@@ -487,8 +501,11 @@ async fn produce(options: &Options, bus: Arc<dyn EventBus>) -> Result<(), AnyErr
         return Ok(());
     }
     let relay = Relay::new(store, checkpoints, bus);
+    let health = Health::new();
+    health.watch(&relay);
     let position = relay.run_until_caught_up().await?;
     println!("published every stored event, up to position {position}");
+    println!("{}", health.report().await);
     Ok(())
 }
 
@@ -562,6 +579,10 @@ async fn consume(
 ) -> Result<(), AnyError> {
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut running = Vec::new();
+    let health = Health::new();
+    for group in &groups {
+        group.watch(&health);
+    }
     for group in groups {
         let mut stopped = stop.subscribe();
         running.push(tokio::spawn(async move {
@@ -579,6 +600,7 @@ async fn consume(
         group.await??;
     }
     println!("consumer stopped");
+    println!("{}", health.report().await);
     Ok(())
 }
 

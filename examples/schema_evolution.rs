@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use eventsource_runtime::event::NewEvent;
 use eventsource_runtime::event::upcast::{SplitPart, Upcasters};
+use eventsource_runtime::health::Health;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::store::UNBOUNDED;
@@ -271,10 +272,15 @@ async fn run() -> Result<(), Box<dyn Error>> {
         Arc::new(InMemoryCheckpointStore::new()),
         AddressHistory::default(),
     );
+    let health = Health::new();
+    health.watch(&runner);
     let position = runner.run_until_caught_up().await?;
     println!("\nAddressHistory caught up to position {position}:");
     for line in &runner.projection().lock().await.lines {
         println!("  {line}");
     }
+    // What a readiness endpoint would serve: each component's state, lease, lag, parked
+    // events and last error.
+    println!("\n{}", health.report().await);
     Ok(())
 }

@@ -237,6 +237,26 @@ fn the_schema_evolution_example_reads_old_events_as_todays() {
     ] {
         assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
     }
+    // The health report at the end: the runner caught up, nothing waiting, nothing parked.
+    assert!(stdout.contains("\nhealth: ready\n"), "{stdout}");
+    let row = stdout
+        .lines()
+        .find(|line| line.starts_with("projection ") && line.contains("AddressHistory"))
+        .unwrap_or_else(|| panic!("no AddressHistory row in\n{stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "projection",
+            "AddressHistory",
+            "caught_up",
+            "not_held",
+            "0",
+            "0.000",
+            "0"
+        ],
+        "{stdout}"
+    );
 
     // The loads that read the old events say so on their span; the one that read only
     // today's event (from the cache) says nothing.

@@ -98,6 +98,7 @@ pub mod aggregate;
 pub mod bus;
 pub mod command;
 pub mod event;
+pub mod health;
 #[cfg(feature = "kafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
 pub mod kafka;

@@ -21,7 +21,10 @@
 //! continue the command's trace. The relay's lag (from the event's timestamp to its
 //! publishing) is `cqrs.projection.lag` with `projection.name` = the relay's
 //! [name](Relay::named) (default [`DEFAULT_NAME`]); the relay's own projection span is off
-//! unless `telemetry::toggles::set_projection_tracing(Some(true))`.
+//! unless `telemetry::toggles::set_projection_tracing(Some(true))`. How far behind the relay
+//! is (the events stored and not published yet, and the age of the oldest) comes from
+//! [`lag`](Relay::lag) and [`health`](Relay::health), and as the `eventsource.lag.*` gauges
+//! with `eventsource.component.kind` = `relay` (see [`health`](crate::health)).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -59,6 +62,7 @@ use async_trait::async_trait;
 
 use crate::bus::EventBus;
 use crate::event::EventEnvelope;
+use crate::health::{ComponentHealth, ComponentKind, Lag, ReportsHealth, Watchable};
 use crate::projection::checkpoint::CheckpointStore;
 use crate::projection::runner::{ProjectionRunner, RunnerError};
 use crate::projection::{BatchFailure, Projection, ProjectionError};
@@ -131,7 +135,9 @@ impl Relay {
             bus,
         };
         Self {
-            runner: ProjectionRunner::new(store, checkpoints, forward).max_attempts(u32::MAX),
+            runner: ProjectionRunner::new(store, checkpoints, forward)
+                .max_attempts(u32::MAX)
+                .reported_as(ComponentKind::Relay, DEFAULT_NAME.to_owned()),
         }
     }
 
@@ -142,12 +148,16 @@ impl Relay {
     /// When the relay is running (the name is read under the projection's lock).
     #[must_use]
     pub fn named(self, name: impl Into<String>) -> Self {
+        let name = name.into();
         self.runner
             .projection()
             .try_lock()
             .expect("a relay is named before it runs")
-            .name = name.into();
-        self
+            .name
+            .clone_from(&name);
+        Self {
+            runner: self.runner.reported_as(ComponentKind::Relay, name),
+        }
     }
 
     /// Builder: how many events one `read_all` asks for (default 256).
@@ -184,6 +194,21 @@ impl Relay {
         self.runner.checkpoint().await
     }
 
+    /// How far behind the relay is: the events stored after its checkpoint and the age of
+    /// the first of them (see [`ProjectionRunner::lag`]).
+    ///
+    /// # Errors
+    /// The event store's or the checkpoint store's.
+    pub async fn lag(&self) -> Result<Lag, StoreError> {
+        self.runner.lag().await
+    }
+
+    /// The relay's health (kind `relay`): state, lease, lag, last error (see
+    /// [`health`](crate::health)).
+    pub async fn health(&self) -> ComponentHealth {
+        self.runner.health().await
+    }
+
     /// Publishes from the checkpoint on, then follows new events, until `shutdown`
     /// completes (the event being published is finished and confirmed first).
     ///
@@ -203,5 +228,11 @@ impl Relay {
     /// As [`run`](Self::run).
     pub async fn run_until_caught_up(&self) -> Result<u64, RunnerError> {
         self.runner.run_until_caught_up().await
+    }
+}
+
+impl Watchable for Relay {
+    fn health_reporter(&self) -> Arc<dyn ReportsHealth> {
+        self.runner.health_reporter()
     }
 }

@@ -15,7 +15,10 @@ pub struct MetricRow {
     pub name: String,
     pub unit: String,
     pub keys: BTreeSet<String>,
-    /// A histogram's bucket boundaries; none for a counter.
+    /// Those of `keys` only some data points carry: a key followed by a parenthesis saying
+    /// `only` (`messaging.system` (consumer groups only)).
+    pub optional_keys: BTreeSet<String>,
+    /// A histogram's bucket boundaries; none for a counter or a gauge.
     pub boundaries: Option<Vec<f64>>,
 }
 
@@ -73,6 +76,24 @@ pub fn metric_keys_of(cell: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The keys of `cell` followed by a parenthesis that says `only`: carried by some data
+/// points only.
+pub fn optional_keys_of(cell: &str) -> BTreeSet<String> {
+    metric_keys_of(cell)
+        .into_iter()
+        .filter(|key| {
+            let Some(at) = cell.find(&format!("`{key}`")) else {
+                return false;
+            };
+            let after = cell[at + key.len() + 2..].trim_start();
+            after.starts_with('(')
+                && after
+                    .split_once(')')
+                    .is_some_and(|(inside, _)| inside.contains("only"))
+        })
+        .collect()
+}
+
 pub fn metric_rows() -> Vec<MetricRow> {
     let rows: Vec<MetricRow> = table("Metrics")
         .into_iter()
@@ -88,6 +109,7 @@ pub fn metric_rows() -> Vec<MetricRow> {
                 name: code(&cells[1]),
                 unit: code(&cells[2]),
                 keys: metric_keys_of(&cells[3]),
+                optional_keys: optional_keys_of(&cells[3]),
                 boundaries: code_spans(&cells[4]).first().map(|(list, _)| {
                     list.split(',')
                         .map(|n| n.trim().parse::<f64>().expect("a number"))

@@ -268,6 +268,20 @@ impl Consumer {
             self.seen
         );
         assert!(self.seen.iter().any(|l| l == "consumer stopped"));
+        // The health report printed last: both groups, stopped as asked.
+        for group in ["confirmations", "shipping"] {
+            let row = self
+                .seen
+                .iter()
+                .find(|l| l.starts_with("consumer_group ") && l.contains(group))
+                .unwrap_or_else(|| panic!("no health row of {group} in {:?}", self.seen));
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            assert_eq!(
+                cells[..4],
+                ["consumer_group", group, "stopped", "n/a"],
+                "{row}"
+            );
+        }
         self.seen
     }
 
@@ -502,6 +516,24 @@ pub fn a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_
     // The next start of the producer's relay publishes what the store holds.
     let relayed = setup.produce(&["--store", &store, "--relay-only"]);
     assert!(relayed.contains("up to position 5"), "{relayed}");
+    // The relay's health report: caught up, nothing waiting, its lease released.
+    let row = relayed
+        .lines()
+        .find(|l| l.starts_with("relay "))
+        .unwrap_or_else(|| panic!("no relay health row in {relayed}"));
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        [
+            "relay",
+            "eventsource.relay",
+            "caught_up",
+            "not_held",
+            "0",
+            "0.000",
+            "0"
+        ],
+        "{relayed}"
+    );
     consumer.wait_for(
         |seen| {
             seen.iter()

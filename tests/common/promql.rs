@@ -25,12 +25,14 @@ use super::contract_doc;
 pub enum Instrument {
     Counter,
     Histogram,
+    Gauge,
 }
 
 pub fn instrument(cell: &str) -> Instrument {
     match cell {
         "counter" => Instrument::Counter,
         "histogram" => Instrument::Histogram,
+        "gauge" => Instrument::Gauge,
         other => panic!("docs/telemetry.md: an instrument tests/deploy.rs does not name: {other}"),
     }
 }
@@ -156,7 +158,7 @@ pub fn contract_series() -> BTreeMap<String, Series> {
         let base = prometheus_name(&row.name, &row.unit, kind);
         let labels: BTreeSet<String> = row.keys.iter().map(|k| prometheus_label(k)).collect();
         let suffixes: &[&str] = match kind {
-            Instrument::Counter => &[""],
+            Instrument::Counter | Instrument::Gauge => &[""],
             Instrument::Histogram => &["_bucket", "_sum", "_count"],
         };
         for suffix in suffixes {

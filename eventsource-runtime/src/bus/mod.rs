@@ -60,6 +60,8 @@
 pub(crate) mod broker;
 mod dead_letter;
 mod dispatcher;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) mod group_health;
 mod handler;
 mod idempotent;
 pub mod instrument;

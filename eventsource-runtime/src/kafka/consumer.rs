@@ -16,9 +16,11 @@ use super::offsets::ResumePoints;
 use super::settle::{more, wait_until_due};
 use super::topology::{GroupTopics, Topics, matches};
 use crate::bus::broker;
+use crate::bus::group_health::GroupHealth;
 use crate::bus::reconnect::Backoff;
 use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
+use crate::health::ComponentState;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
 
@@ -47,6 +49,7 @@ pub struct ConsumerGroup {
     pub(super) batch: Option<usize>,
     pub(super) topics: GroupTopics,
     pub(super) dispatcher: Dispatcher,
+    pub(super) health: GroupHealth,
 }
 
 impl std::fmt::Debug for ConsumerGroup {
@@ -85,6 +88,7 @@ impl ConsumerGroup {
             batch: None,
             topics,
             bus,
+            health: GroupHealth::new(),
         }
     }
 
@@ -191,7 +195,13 @@ impl ConsumerGroup {
             shutdown.await;
             let _ = stop.send(true);
         };
-        let ((), _) = tokio::join!(signal, futures_util::future::join_all(loops));
+        let consume = async {
+            let ((), _) = tokio::join!(signal, futures_util::future::join_all(loops));
+        };
+        let system = self.bus.telemetry().system;
+        self.health
+            .running(system, &self.name, consume, || self.lag())
+            .await;
         Ok(())
     }
 
@@ -207,6 +217,7 @@ impl ConsumerGroup {
                 Ok(()) => return,
                 Err(error) => error,
             };
+            self.health.retrying(&error);
             let stop = std::pin::pin!(async {
                 let _ = stopped.wait_for(|stop| *stop).await;
             });
@@ -275,6 +286,9 @@ impl ConsumerGroup {
     ) -> Result<(), BusError> {
         self.declare().await?;
         let consumer = self.consumer(source)?;
+        if matches!(source, Source::Live) {
+            self.health.status().set(ComponentState::Following);
+        }
         let mut resumed = ResumePoints::default();
         let outcome = loop {
             let record = tokio::select! {

@@ -89,6 +89,7 @@ mod consumer;
 mod context;
 mod dead_letters;
 mod error;
+mod lag;
 mod offsets;
 mod producer;
 mod publish;

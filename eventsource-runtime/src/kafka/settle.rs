@@ -59,7 +59,13 @@ impl ConsumerGroup {
         if redelivered {
             state = state.redelivered();
         }
-        let failures = self.dispatcher.receive(&message, &state).await;
+        let failures = {
+            let _in_hand = self.health.handling(&message.event);
+            self.dispatcher.receive(&message, &state).await
+        };
+        if let Some(failure) = failures.first() {
+            self.health.status().error(failure);
+        }
         self.after(&message, &state, &failures).await?;
         commit(consumer, record);
         Ok(())
@@ -91,7 +97,13 @@ impl ConsumerGroup {
             }
             handled.insert(partition, record.offset());
         }
-        let failures = self.dispatcher.deliver_batch(&messages).await;
+        let failures = {
+            let _in_hand = messages.first().map(|m| self.health.handling(&m.event));
+            self.dispatcher.deliver_batch(&messages).await
+        };
+        if let Some(failure) = failures.first() {
+            self.health.status().error(failure);
+        }
         for message in &messages {
             let own: Vec<HandlerFailure> = failures
                 .iter()

@@ -17,8 +17,10 @@ use super::error::unavailable;
 use super::settle::{gather, give_back};
 use super::topology::{self, GroupNames};
 use crate::bus::broker;
+use crate::bus::group_health::GroupHealth;
 use crate::bus::reconnect::Backoff;
 use crate::bus::{BusError, Dispatcher};
+use crate::health::ComponentState;
 use crate::telemetry::otel::log::log_info;
 
 /// How many unacknowledged messages JetStream hands a group's consumer at once, by default
@@ -67,6 +69,7 @@ pub struct ConsumerGroup {
     pub(super) batch: Option<u16>,
     pub(super) names: GroupNames,
     pub(super) dispatcher: Dispatcher,
+    pub(super) health: GroupHealth,
 }
 
 impl std::fmt::Debug for ConsumerGroup {
@@ -109,6 +112,7 @@ impl ConsumerGroup {
             batch: None,
             names,
             bus,
+            health: GroupHealth::new(),
         }
     }
 
@@ -290,17 +294,24 @@ impl ConsumerGroup {
         let mut shutdown = pin!(async move {
             shutdown.await;
         });
-        let mut backoff = Backoff::new();
-        loop {
-            match self.session(shutdown.as_mut()).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    if !backoff.wait(&self.name, &error, shutdown.as_mut()).await {
-                        return Ok(());
+        let consume = async {
+            let mut backoff = Backoff::new();
+            loop {
+                match self.session(shutdown.as_mut()).await {
+                    Ok(()) => return Ok(()),
+                    Err(error) => {
+                        self.health.retrying(&error);
+                        if !backoff.wait(&self.name, &error, shutdown.as_mut()).await {
+                            return Ok(());
+                        }
                     }
                 }
             }
-        }
+        };
+        let system = self.bus.telemetry().system;
+        self.health
+            .running(system, &self.name, consume, || self.lag())
+            .await
     }
 
     /// One session's worth of consuming: `Ok` on shutdown, the error that ended it
@@ -318,6 +329,7 @@ impl ConsumerGroup {
             consumer = self.names.durable.as_str(),
             "consuming"
         );
+        self.health.status().set(ComponentState::Following);
         loop {
             tokio::select! {
                 biased;

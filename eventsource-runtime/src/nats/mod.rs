@@ -82,6 +82,7 @@ mod codec;
 mod consumer;
 mod dead_letters;
 mod error;
+mod lag;
 mod settle;
 mod tls;
 mod topology;

@@ -31,7 +31,13 @@ impl ConsumerGroup {
         else {
             return Ok(());
         };
-        let failures = self.dispatcher.receive(&message, &state).await;
+        let failures = {
+            let _in_hand = (source == Source::Live).then(|| self.health.handling(&message.event));
+            self.dispatcher.receive(&message, &state).await
+        };
+        if let Some(failure) = failures.first() {
+            self.health.status().error(failure);
+        }
         self.finish(context, &delivery, &message, &state, &failures)
             .await
     }
@@ -51,7 +57,13 @@ impl ConsumerGroup {
             }
         }
         let messages: Vec<BusMessage> = prepared.iter().map(|(_, m, _)| m.clone()).collect();
-        let mut failures = self.dispatcher.deliver_batch(&messages).await;
+        let mut failures = {
+            let _in_hand = messages.first().map(|m| self.health.handling(&m.event));
+            self.dispatcher.deliver_batch(&messages).await
+        };
+        if let Some(failure) = failures.first() {
+            self.health.status().error(failure);
+        }
         for (delivery, message, state) in &prepared {
             let (own, others): (Vec<_>, Vec<_>) = failures
                 .into_iter()

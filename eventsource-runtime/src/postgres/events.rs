@@ -448,4 +448,12 @@ impl Backend for PostgresEventStore {
     fn signal(&self) -> Option<AppendSignal> {
         Some(self.signal.subscribe(&self.pool))
     }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        let newest: i64 = sqlx::query_scalar(&self.sql.max_position)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::try_from(newest).unwrap_or(0))
+    }
 }

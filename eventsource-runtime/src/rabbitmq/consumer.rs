@@ -17,9 +17,11 @@ use super::error::unavailable;
 use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
 use crate::bus::broker;
+use crate::bus::group_health::GroupHealth;
 use crate::bus::reconnect::Backoff;
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher};
+use crate::health::ComponentState;
 use crate::telemetry::attributes::{
     MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
 };
@@ -53,14 +55,15 @@ pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = broker::DEFAULT_RETRY_DELAYS;
 /// The builder methods configure the group before it is shared; clones share the handlers.
 #[derive(Clone)]
 pub struct ConsumerGroup {
-    bus: RabbitMqBus,
-    name: Arc<str>,
+    pub(super) bus: RabbitMqBus,
+    pub(super) name: Arc<str>,
     patterns: Vec<String>,
     prefetch: u16,
     drain: Duration,
     delays: Vec<Duration>,
-    queues: GroupQueues,
+    pub(super) queues: GroupQueues,
     dispatcher: Dispatcher,
+    pub(super) health: GroupHealth,
 }
 
 impl std::fmt::Debug for ConsumerGroup {
@@ -91,6 +94,7 @@ impl ConsumerGroup {
             delays,
             queues,
             bus,
+            health: GroupHealth::new(),
         }
     }
 
@@ -197,17 +201,24 @@ impl ConsumerGroup {
         let mut shutdown = pin!(async move {
             shutdown.await;
         });
-        let mut backoff = Backoff::new();
-        loop {
-            match self.session(shutdown.as_mut()).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    if !backoff.wait(&self.name, &error, shutdown.as_mut()).await {
-                        return Ok(());
+        let consume = async {
+            let mut backoff = Backoff::new();
+            loop {
+                match self.session(shutdown.as_mut()).await {
+                    Ok(()) => return Ok(()),
+                    Err(error) => {
+                        self.health.retrying(&error);
+                        if !backoff.wait(&self.name, &error, shutdown.as_mut()).await {
+                            return Ok(());
+                        }
                     }
                 }
             }
-        }
+        };
+        let system = self.bus.telemetry().system;
+        self.health
+            .running(system, &self.name, consume, || self.lag())
+            .await
     }
 
     /// One connection's worth of consuming: `Ok` on shutdown, the error that ended it
@@ -244,6 +255,7 @@ impl ConsumerGroup {
             queue = self.queues.live.as_str(),
             "consuming"
         );
+        self.health.status().set(ComponentState::Following);
         loop {
             let delivery = tokio::select! {
                 biased;
@@ -328,7 +340,13 @@ impl ConsumerGroup {
                 MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
                 delivery.delivery_tag,
             );
-        let failures = self.dispatcher.receive(&message, &state).await;
+        let failures = {
+            let _in_hand = self.health.handling(&message.event);
+            self.dispatcher.receive(&message, &state).await
+        };
+        if let Some(failure) = failures.first() {
+            self.health.status().error(failure);
+        }
         match state.after(&failures, self.max_deliveries()) {
             Settle::Ack => {}
             Settle::Retry(next) => {

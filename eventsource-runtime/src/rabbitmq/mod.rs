@@ -73,6 +73,7 @@ mod codec;
 mod consumer;
 mod dead_letters;
 mod error;
+mod lag;
 mod tls;
 mod topology;
 

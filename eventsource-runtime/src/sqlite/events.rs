@@ -286,6 +286,18 @@ impl Backend for SqliteEventStore {
     fn signal(&self) -> Option<AppendSignal> {
         Some(self.shared.appended.subscribe())
     }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let newest: i64 = sqlx::query_scalar(MAX_POSITION)
+                .fetch_one(&pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(u64::try_from(newest).unwrap_or(0))
+        })
+        .await
+    }
 }
 
 impl SqliteEventStore {

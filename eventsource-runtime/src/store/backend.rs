@@ -113,6 +113,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// As [`EventStore::appended_signal`].
     fn signal(&self) -> Option<AppendSignal>;
+
+    /// The newest event's global position (0: none), as [`EventStore::head_position`].
+    fn head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// The operation `name` as `backend`'s span describes it.
@@ -259,6 +262,10 @@ impl<B: Backend> EventStore for B {
 
     fn appended_signal(&self) -> Option<AppendSignal> {
         self.signal()
+    }
+
+    async fn head_position(&self) -> Result<Option<u64>, StoreError> {
+        self.head().await.map(Some)
     }
 }
 

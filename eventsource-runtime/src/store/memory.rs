@@ -271,6 +271,11 @@ impl Backend for InMemoryEventStore {
             .send_if_modified(|position| advance(position, log.rows.len()));
         Some(self.appended.subscribe())
     }
+
+    /// Positions are the rows' places in the log, from 1.
+    async fn head(&self) -> Result<u64, StoreError> {
+        Ok(self.read().rows.len() as u64)
+    }
 }
 
 impl Immediate for InMemoryEventStore {

@@ -233,6 +233,17 @@ pub trait EventStore: Send + Sync + 'static {
     /// The store's database system, as in OpenTelemetry's `db.system.name` (e.g. `"sqlite"`).
     fn system_name(&self) -> &'static str;
 
+    /// The global position of the newest stored event (0: none), for the lag of
+    /// [projection runners](crate::projection::runner) and [relays](crate::relay): one
+    /// cheap query, made at most once per batch a runner reads. `None` (the default) when
+    /// the store cannot tell cheaply; a runner then counts as lag only the events it read.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    async fn head_position(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// A signal that events were appended (its value: the newest global position the store
     /// knows of), so followers such as projection runners wake before their next poll.
     /// `None` when the store cannot tell; followers then only poll.
@@ -273,6 +284,10 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
 
     fn system_name(&self) -> &'static str {
         (**self).system_name()
+    }
+
+    async fn head_position(&self) -> Result<Option<u64>, StoreError> {
+        (**self).head_position().await
     }
 
     fn appended_signal(&self) -> Option<AppendSignal> {

@@ -234,6 +234,12 @@ pub const METRIC_PROJECTION_EVENTS_PARKED: &str = "eventsource.projection.events
 /// event type and from/to version): when it stops counting an upcaster's versions, the
 /// upcaster may be deleted.
 pub const METRIC_EVENTS_UPCAST: &str = "eventsource.events.upcast";
+/// Gauge of the events a projection runner, relay or consumer group has not handled yet
+/// (see [`health`](crate::health)).
+pub const METRIC_LAG_EVENTS: &str = "eventsource.lag.events";
+/// Gauge of the age, in seconds, of the oldest event a projection runner, relay or consumer
+/// group has not handled yet (0 when none waits).
+pub const METRIC_LAG_OLDEST_AGE: &str = "eventsource.lag.oldest_age";
 
 /// Metric attribute: command type.
 pub const METRIC_ATTR_COMMAND_TYPE: &str = "command.type";
@@ -255,6 +261,10 @@ pub const METRIC_ATTR_QUERY_TYPE: &str = "query.type";
 pub const METRIC_ATTR_QUERY_STATUS: &str = "query.status";
 /// Metric attribute of [`METRIC_TRACE_CONTEXT_INVALID`]: `missing` or `malformed`.
 pub const METRIC_ATTR_REASON: &str = "reason";
+/// Metric attribute of the lag gauges: `projection`, `relay` or `consumer_group`.
+pub const METRIC_ATTR_COMPONENT_KIND: &str = "eventsource.component.kind";
+/// Metric attribute of the lag gauges: the projection's, relay's or consumer group's name.
+pub const METRIC_ATTR_COMPONENT_NAME: &str = "eventsource.component.name";
 /// [`METRIC_ATTR_COMMAND_STATUS`] value.
 pub const STATUS_SUCCESS: &str = "success";
 /// [`METRIC_ATTR_COMMAND_STATUS`] value.

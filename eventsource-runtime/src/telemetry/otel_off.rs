@@ -154,6 +154,14 @@ pub(crate) mod metrics {
 
     #[inline(always)]
     pub(crate) fn record_result_size<const N: usize>(_: u64, _: [(&'static str, Attr<'_>); N]) {}
+
+    #[inline(always)]
+    pub(crate) fn record_lag<const N: usize>(
+        _: u64,
+        _: Duration,
+        _: [(&'static str, Attr<'_>); N],
+    ) {
+    }
 }
 
 pub(crate) mod log {

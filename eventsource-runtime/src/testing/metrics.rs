@@ -142,6 +142,38 @@ impl MetricCapture {
         total
     }
 
+    /// The last value gauge `name` (`f64` or `u64`) recorded on the data point having every
+    /// attribute in `having`; `None` if none did (or several data points match).
+    #[must_use]
+    pub fn gauge(&self, name: &str, having: &[(&str, &str)]) -> Option<f64> {
+        let latest = self.latest_export();
+        let matches = |attrs: &mut dyn Iterator<Item = &KeyValue>| {
+            let attrs: Vec<&KeyValue> = attrs.collect();
+            has_all(&attrs, having)
+        };
+        #[allow(clippy::cast_precision_loss)] // test values, far below 2^53
+        let values: Vec<f64> = metrics_of(latest.as_ref())
+            .filter(|m| m.name() == name)
+            .flat_map(|m| match m.data() {
+                AggregatedMetrics::F64(MetricData::Gauge(g)) => g
+                    .data_points()
+                    .filter(|p| matches(&mut p.attributes()))
+                    .map(|p| p.value())
+                    .collect::<Vec<_>>(),
+                AggregatedMetrics::U64(MetricData::Gauge(g)) => g
+                    .data_points()
+                    .filter(|p| matches(&mut p.attributes()))
+                    .map(|p| p.value() as f64)
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        match values.as_slice() {
+            [value] => Some(*value),
+            _ => None,
+        }
+    }
+
     /// The unit of metric `name`, if it was recorded.
     #[must_use]
     pub fn unit(&self, name: &str) -> Option<String> {

@@ -86,6 +86,10 @@
 //! `enable_tracing(false)` to leave idle polls untraced. Retries and stops are logged as
 //! `tracing` warnings and errors; a lost lease and a parked event are logged as errors and
 //! counted (`eventsource.projection.lease_lost`, `eventsource.projection.events_parked`).
+//! After each batch it reads, the runner records its lag, `eventsource.lag.events` and
+//! `eventsource.lag.oldest_age` (one query for the store's newest position per batch, none
+//! on an idle poll); [`lag`](ProjectionRunner::lag) and [`health`](ProjectionRunner::health)
+//! tell the same and more on demand (see [`health`](crate::health)).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -141,6 +145,7 @@
 //! ```
 
 mod error;
+mod health;
 mod retry;
 mod session;
 mod settings;
@@ -148,12 +153,15 @@ mod shutdown;
 mod unreadable;
 
 use std::sync::{Arc, OnceLock};
+
+use health::Probe;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use super::checkpoint::{CheckpointStore, ParkedEvent};
 use super::{Projection, SharedProjection, instrument};
+use crate::health::{ComponentKind, ComponentState, LeaseState};
 use crate::store::{EventStore, StoreError};
 use settings::Settings;
 use shutdown::Shutdown;
@@ -174,11 +182,8 @@ pub struct ProjectionRunner<P: Projection> {
     store: Arc<dyn EventStore>,
     checkpoints: Arc<dyn CheckpointStore>,
     projection: SharedProjection<P>,
-    /// The projection's [name](Projection::name), read once (when the runner is built, or
-    /// at the first lock of the projection if it was locked then), so that
-    /// [`checkpoint`](Self::checkpoint) and [`parked`](Self::parked) do not wait for the
-    /// projection's lock.
-    name: OnceLock<String>,
+    /// The name, the stores again and the status, shared with health reporters.
+    probe: Arc<Probe>,
     settings: Settings,
 }
 
@@ -229,10 +234,10 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Self {
         let name = OnceLock::from(projection.name().to_owned());
         Self {
+            probe: Self::probe(ComponentKind::Projection, name, &store, &checkpoints),
             store,
             checkpoints,
             projection: Arc::new(Mutex::new(projection)),
-            name,
             settings: Settings::default(),
         }
     }
@@ -252,12 +257,36 @@ impl<P: Projection> ProjectionRunner<P> {
             let _ = name.set(projection.name().to_owned());
         }
         Self {
+            probe: Self::probe(ComponentKind::Projection, name, &store, &checkpoints),
             store,
             checkpoints,
             projection,
-            name,
             settings: Settings::default(),
         }
+    }
+
+    fn probe(
+        kind: ComponentKind,
+        name: OnceLock<String>,
+        store: &Arc<dyn EventStore>,
+        checkpoints: &Arc<dyn CheckpointStore>,
+    ) -> Arc<Probe> {
+        let type_name = std::any::type_name::<P>();
+        let type_name = type_name.rsplit("::").next().unwrap_or(type_name);
+        Arc::new(Probe::new(
+            kind,
+            name,
+            type_name,
+            Arc::clone(store),
+            Arc::clone(checkpoints),
+        ))
+    }
+
+    /// The runner as a `kind` named `name` (a relay's), before it is watched or run.
+    pub(crate) fn reported_as(mut self, kind: ComponentKind, name: String) -> Self {
+        let name = OnceLock::from(name);
+        self.probe = Self::probe(kind, name, &self.store, &self.checkpoints);
+        self
     }
 
     /// How many events one `read_all` asks for (default [`DEFAULT_BATCH_SIZE`]; at least
@@ -417,27 +446,53 @@ impl<P: Projection> ProjectionRunner<P> {
     /// projection's lock the first time (a [`shared`](Self::shared) projection that was
     /// locked then).
     async fn name(&self) -> String {
-        if let Some(name) = self.name.get() {
+        if let Some(name) = self.probe.name.get() {
             return name.clone();
         }
         let name = self.projection.lock().await.name().to_owned();
-        self.name.get_or_init(|| name).clone()
+        self.probe.name.get_or_init(|| name).clone()
     }
 
     /// Lease, checkpoint, catch-up and (in `Follow` mode) live follow; after a lost lease,
     /// the lease again (`Follow`) or [`RunnerError::LeaseLost`].
     async fn session(&self, mode: Mode, shutdown: &mut Shutdown<'_>) -> Result<u64, Halt> {
+        let result = self.sessions(mode, shutdown).await;
+        let status = &self.probe.status;
+        match &result {
+            Ok(_) => status.set_with_lease(ComponentState::CaughtUp, LeaseState::NotHeld),
+            Err(Halt::Shutdown) => {
+                status.set_with_lease(ComponentState::Stopped, LeaseState::NotHeld);
+            }
+            Err(Halt::Failed(RunnerError::LeaseLost { .. })) => {}
+            Err(Halt::Failed(error)) => {
+                status.set_after(ComponentState::Failed, error);
+                status.set_with_lease(ComponentState::Failed, LeaseState::NotHeld);
+            }
+            Err(Halt::LeaseLost) => {}
+        }
+        result
+    }
+
+    /// [`session`](Self::session)'s work, until it ends.
+    async fn sessions(&self, mode: Mode, shutdown: &mut Shutdown<'_>) -> Result<u64, Halt> {
         let name = self.name().await;
         loop {
             let lease = self.acquire(&name, shutdown).await?;
+            let status = &self.probe.status;
+            status.set_with_lease(ComponentState::CatchingUp, LeaseState::Held);
             let result = self.hold(&name, mode, &*lease, shutdown).await;
             lease.release().await;
+            status.set_with_lease(status.state(), LeaseState::NotHeld);
             if !matches!(result, Err(Halt::LeaseLost)) {
                 return result;
             }
             instrument::lease_lost(&name);
+            let lost = RunnerError::LeaseLost {
+                projection: name.clone(),
+            };
+            status.set_after(ComponentState::LeaseLost, &lost);
             if mode != Mode::Follow {
-                return Err(RunnerError::LeaseLost { projection: name }.into());
+                return Err(lost.into());
             }
             // A runner waiting for the lease gets the first chance to take it.
             shutdown

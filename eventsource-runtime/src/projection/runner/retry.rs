@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::shutdown::Shutdown;
 use super::{Halt, ProjectionRunner, RunnerError};
+use crate::health::ComponentState;
 use crate::projection::Projection;
 use crate::store::StoreError;
 use crate::telemetry::otel::log::{log_error, log_warn};
@@ -27,9 +28,15 @@ impl<P: Projection> ProjectionRunner<P> {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let mut attempt = 1;
+        let mut before_retrying = None;
         loop {
             let error = match attempt_once().await {
-                Ok(value) => return Ok(value),
+                Ok(value) => {
+                    if let Some(state) = before_retrying {
+                        self.probe.status.set(state);
+                    }
+                    return Ok(value);
+                }
                 Err(StoreError::LeaseLost { .. }) => return Err(Halt::LeaseLost),
                 Err(error) => error,
             };
@@ -47,6 +54,9 @@ impl<P: Projection> ProjectionRunner<P> {
                 log_stopped(&error);
                 return Err(error.into());
             }
+            let status = &self.probe.status;
+            before_retrying.get_or_insert_with(|| status.state());
+            status.set_after(ComponentState::Retrying, &error);
             let delay = self.settings.backoff(attempt);
             log_retry(name, operation, 0, attempt, delay, &Chain(&error));
             shutdown

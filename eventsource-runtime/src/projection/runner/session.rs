@@ -7,6 +7,7 @@ use super::shutdown::Shutdown;
 use super::unreadable::Read;
 use super::{Halt, Mode, ProjectionRunner, RunnerError};
 use crate::event::EventEnvelope;
+use crate::health::ComponentState;
 use crate::projection::checkpoint::ProjectionLease;
 use crate::projection::{Projection, ProjectionError, handle_many, handle_one};
 use crate::store::AppendSignal;
@@ -63,6 +64,8 @@ impl<P: Projection> ProjectionRunner<P> {
                 }
             };
             let checkpoint = position;
+            let following = mode == Mode::Follow && batch.len() < self.settings.batch_size;
+            let head = self.probe.after_read(checkpoint, &batch, following).await;
             let handled = self
                 .handle_batch(name, lease, &batch, &mut position, shutdown)
                 .await;
@@ -75,6 +78,7 @@ impl<P: Projection> ProjectionRunner<P> {
                     .await?;
             }
             handled?;
+            self.probe.after_batch(position, head, following);
             if batch.len() >= self.settings.batch_size {
                 continue;
             }
@@ -126,6 +130,10 @@ impl<P: Projection> ProjectionRunner<P> {
                 return Ok(lease);
             }
             if !waiting {
+                let status = &self.probe.status;
+                if status.state() != ComponentState::LeaseLost {
+                    status.set(ComponentState::WaitingForLease);
+                }
                 log_info!(
                     projection = name,
                     "another runner holds the projection; waiting for it"
@@ -293,6 +301,9 @@ impl<P: Projection> ProjectionRunner<P> {
             log_stopped(&error);
             return Err(error.into());
         }
+        self.probe
+            .status
+            .set_after(ComponentState::Retrying, &error);
         let delay = self.settings.backoff(attempt);
         let position = event.position;
         log_retry(name, "handler", position, attempt, delay, &Chain(&error));

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter as OtelCounter, Histogram};
+use opentelemetry::metrics::{Counter as OtelCounter, Gauge, Histogram};
 
 use super::value::otel_value;
 use crate::telemetry::attributes as attr;
@@ -24,6 +24,8 @@ struct Instruments {
     counters: [OtelCounter<u64>; Counter::ALL.len()],
     timings: [Histogram<f64>; Timing::ALL.len()],
     query_result_size: Histogram<u64>,
+    lag_events: Gauge<u64>,
+    lag_oldest_age: Gauge<f64>,
 }
 
 static INSTRUMENTS: ArcSwapOption<Instruments> = ArcSwapOption::const_empty();
@@ -54,6 +56,16 @@ impl Instruments {
                 .with_unit("{item}")
                 .with_description("Items returned by collection queries")
                 .with_boundaries(RESULT_SIZE_BOUNDARIES.to_vec())
+                .build(),
+            lag_events: meter
+                .u64_gauge(attr::METRIC_LAG_EVENTS)
+                .with_unit("{event}")
+                .with_description("Events a projection runner, relay or consumer group has not handled yet")
+                .build(),
+            lag_oldest_age: meter
+                .f64_gauge(attr::METRIC_LAG_OLDEST_AGE)
+                .with_unit("s")
+                .with_description("Age of the oldest event a projection runner, relay or consumer group has not handled yet")
                 .build(),
         }
     }
@@ -113,6 +125,21 @@ pub(crate) fn record_result_size<const N: usize>(
     attributes: [(&'static str, Attr<'_>); N],
 ) {
     with_instruments(|i| i.query_result_size.record(size, &key_values(attributes)));
+}
+
+/// Records a component's lag in `eventsource.lag.events` and `eventsource.lag.oldest_age`.
+#[inline]
+pub(crate) fn record_lag<const N: usize>(
+    events: u64,
+    oldest_age: Duration,
+    attributes: [(&'static str, Attr<'_>); N],
+) {
+    with_instruments(|i| {
+        let attributes = key_values(attributes);
+        i.lag_events.record(events, &attributes);
+        i.lag_oldest_age
+            .record(oldest_age.as_secs_f64(), &attributes);
+    });
 }
 
 /// Makes the instruments again from the current global meter provider (after

@@ -1,0 +1,173 @@
+//! A runner's lag and health: measured on demand ([`ProjectionRunner::lag`],
+//! [`ProjectionRunner::health`]) and, while it runs, recorded after each batch it reads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+
+use super::ProjectionRunner;
+use crate::event::EventEnvelope;
+use crate::health::{
+    ComponentHealth, ComponentKind, ComponentState, Lag, LeaseState, ReportsHealth, Status,
+    Watchable, instrument,
+};
+use crate::projection::Projection;
+use crate::projection::checkpoint::CheckpointStore;
+use crate::store::{EventStore, StoreError};
+
+/// What a runner shares with its health reporters: its stores, its name and its status.
+pub(super) struct Probe {
+    pub(super) kind: ComponentKind,
+    /// The projection's [name](Projection::name), read once (when the runner is built, or
+    /// at the first lock of the projection if it was locked then), so that the runner's
+    /// `checkpoint`, `parked`, `lag` and `health` do not wait for the projection's lock.
+    pub(super) name: OnceLock<String>,
+    /// The name reported before the projection's own is known: its type's.
+    pub(super) type_name: &'static str,
+    pub(super) store: Arc<dyn EventStore>,
+    pub(super) checkpoints: Arc<dyn CheckpointStore>,
+    pub(super) status: Status,
+    /// Whether the gauges last said "nothing waits" (an idle poll need not say it again).
+    idle: AtomicBool,
+}
+
+impl Probe {
+    pub(super) fn new(
+        kind: ComponentKind,
+        name: OnceLock<String>,
+        type_name: &'static str,
+        store: Arc<dyn EventStore>,
+        checkpoints: Arc<dyn CheckpointStore>,
+    ) -> Self {
+        Self {
+            kind,
+            name,
+            type_name,
+            store,
+            checkpoints,
+            status: Status::new(LeaseState::NotHeld),
+            idle: AtomicBool::new(false),
+        }
+    }
+
+    fn reported_name(&self) -> &str {
+        self.name.get().map_or(self.type_name, String::as_str)
+    }
+
+    /// The lag from the saved checkpoint: the newest position minus it, and the age of the
+    /// first event after it.
+    pub(super) async fn lag(&self) -> Result<Lag, StoreError> {
+        let checkpoint = self.checkpoints.load(self.reported_name()).await?;
+        let next = self.store.read_all(checkpoint + 1, 1).await?;
+        let Some(first) = next.first() else {
+            return Ok(Lag::ZERO);
+        };
+        let head = self.store.head_position().await?.unwrap_or(first.position);
+        Ok(Lag::since(
+            head.saturating_sub(checkpoint).max(1),
+            first.timestamp,
+        ))
+    }
+
+    /// The health now: the running loop's state, the lag and parked events asked now.
+    pub(super) async fn health(&self) -> ComponentHealth {
+        let now = self.status.now();
+        let name = self.reported_name();
+        let mut health = ComponentHealth::new(self.kind, name, now.state, now.lease);
+        health.last_error = now.last_error;
+        health.lag = self.lag().await.ok();
+        health.parked = self
+            .checkpoints
+            .parked(name)
+            .await
+            .map_or(0, |parked| parked.len() as u64);
+        health
+    }
+
+    /// After a read from `checkpoint` returned `batch`: the state (`following` once a
+    /// follower read less than a full batch) and the gauges (one query for the store's
+    /// newest position when there are events). The newest position, when asked.
+    pub(super) async fn after_read(
+        &self,
+        checkpoint: u64,
+        batch: &[EventEnvelope],
+        following: bool,
+    ) -> Option<u64> {
+        self.status.set(if following {
+            ComponentState::Following
+        } else {
+            ComponentState::CatchingUp
+        });
+        let Some(first) = batch.first() else {
+            self.idle_now();
+            return None;
+        };
+        self.idle.store(false, Ordering::Relaxed);
+        let head = self.store.head_position().await.ok().flatten();
+        let read = batch
+            .last()
+            .map_or(0, |last| last.position)
+            .saturating_sub(checkpoint);
+        let events = head.map_or(read, |head| head.saturating_sub(checkpoint).max(read));
+        instrument::record_lag(
+            self.kind,
+            self.reported_name(),
+            Lag::since(events, first.timestamp),
+        );
+        head
+    }
+
+    /// After a batch was handled up to `position`: nothing waits if that reached `head`
+    /// (the newest position when the batch was read), else the next read says how much.
+    pub(super) fn after_batch(&self, position: u64, head: Option<u64>, following: bool) {
+        if following {
+            self.status.set(ComponentState::Following);
+        }
+        if head.is_some_and(|head| position >= head) {
+            self.idle_now();
+        }
+    }
+
+    /// Nothing waits: the gauges say so once.
+    fn idle_now(&self) {
+        if !self.idle.swap(true, Ordering::Relaxed) {
+            instrument::record_lag(self.kind, self.reported_name(), Lag::ZERO);
+        }
+    }
+}
+
+#[async_trait]
+impl ReportsHealth for Probe {
+    async fn health(&self) -> ComponentHealth {
+        Probe::health(self).await
+    }
+}
+
+impl<P: Projection> Watchable for ProjectionRunner<P> {
+    fn health_reporter(&self) -> Arc<dyn ReportsHealth> {
+        self.probe.clone()
+    }
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// How far behind the projection is: the events stored after its saved checkpoint
+    /// (the store's newest position minus the checkpoint) and the age of the first of them
+    /// (now minus the time it was recorded); [`Lag::ZERO`] when caught up. Two or three
+    /// cheap queries; does not lock the projection.
+    ///
+    /// # Errors
+    /// The event store's or the checkpoint store's.
+    pub async fn lag(&self) -> Result<Lag, StoreError> {
+        self.name().await;
+        self.probe.lag().await
+    }
+
+    /// The runner's health: its state (as its running loop last set it), its lease, its
+    /// lag and parked events (asked now), and its last error. See
+    /// [`health`](crate::health) for a report of several components.
+    pub async fn health(&self) -> ComponentHealth {
+        self.name().await;
+        self.probe.health().await
+    }
+}

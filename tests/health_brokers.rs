@@ -1,0 +1,395 @@
+//! The lag and health of consumer groups on the real brokers (RabbitMQ, NATS JetStream,
+//! Kafka): messages published and not consumed yet are counted, then 0 once the running group
+//! consumed them; the gauges carry `messaging.system`; the group's state follows its run.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use eventsource_runtime::bus::{BusError, EventBus, HandlerError};
+use eventsource_runtime::event::NewEvent;
+use eventsource_runtime::health::{
+    ComponentHealth, ComponentKind, ComponentState, Health, Lag, LeaseState, Watchable,
+};
+use eventsource_runtime::prelude::*;
+use eventsource_runtime::telemetry::attributes as attr;
+use eventsource_runtime::testing::{MetricCapture, capture_metrics};
+use tokio::sync::{Semaphore, oneshot};
+
+static METRICS: LazyLock<MetricCapture> = LazyLock::new(capture_metrics);
+
+/// The broker's address from `variable`, or `None` (with a visible message).
+fn address(test: &str, variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            let line = format!("{test}: skipped: {variable} not set\n");
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
+/// How old the test's events are.
+const AGE: Duration = Duration::from_secs(3600);
+
+/// `n` stored `Order` events, recorded [`AGE`] ago.
+async fn stored(n: usize) -> Vec<EventEnvelope> {
+    let store = InMemoryEventStore::new();
+    let recorded_at = chrono::Utc::now() - chrono::Duration::from_std(AGE).unwrap();
+    let events = (0..n)
+        .map(|i| {
+            let mut event = NewEvent::new("OrderPlaced", 1, serde_json::json!({ "n": i }));
+            event.timestamp = recorded_at;
+            event
+        })
+        .collect();
+    store
+        .append(&StreamId::new("Order", "o-1"), ExpectedVersion::Any, events)
+        .await
+        .unwrap()
+        .events
+}
+
+/// Waits (up to 30 s) until `done` holds.
+async fn until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    for _ in 0..1500 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The test's handler: counts the messages it starts and handles, and holds each until the
+/// test opens the gate.
+#[derive(Clone)]
+struct Handler {
+    started: Arc<AtomicUsize>,
+    handled: Arc<AtomicUsize>,
+    gate: Arc<Semaphore>,
+}
+
+impl Default for Handler {
+    fn default() -> Self {
+        Self {
+            started: Arc::default(),
+            handled: Arc::default(),
+            gate: Arc::new(Semaphore::new(0)),
+        }
+    }
+}
+
+impl Handler {
+    fn handle(&self) -> impl Future<Output = Result<(), HandlerError>> + Send + use<> {
+        let this = self.clone();
+        async move {
+            this.started.fetch_add(1, Ordering::SeqCst);
+            this.gate.acquire().await.unwrap().forget();
+            this.handled.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+}
+
+/// What every broker's group is put through: what a test needs of it.
+trait Group: Watchable + Clone + Send + Sync + 'static {
+    fn subscribe_handler(&self, handler: Handler);
+    fn lag(&self) -> impl Future<Output = Result<Lag, BusError>> + Send;
+    fn health(&self) -> impl Future<Output = ComponentHealth> + Send;
+    fn run_until(
+        &self,
+        stop: oneshot::Receiver<()>,
+    ) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+macro_rules! group {
+    ($group:ty) => {
+        impl Group for $group {
+            fn subscribe_handler(&self, handler: Handler) {
+                self.subscribe_fn("count", move |_| handler.handle());
+            }
+            async fn lag(&self) -> Result<Lag, BusError> {
+                <$group>::lag(self).await
+            }
+            async fn health(&self) -> ComponentHealth {
+                <$group>::health(self).await
+            }
+            async fn run_until(&self, stop: oneshot::Receiver<()>) -> Result<(), BusError> {
+                self.run(async move {
+                    let _ = stop.await;
+                })
+                .await
+            }
+        }
+    };
+}
+group!(eventsource_runtime::rabbitmq::ConsumerGroup);
+group!(eventsource_runtime::nats::ConsumerGroup);
+group!(eventsource_runtime::kafka::ConsumerGroup);
+
+/// The group (declared, with the test's handler) has `published` messages waiting: counted;
+/// then it runs, the message in hand is as old as the events, and once it consumed them
+/// all it reports 0.
+async fn lag_then_none<G: Group>(
+    system: &str,
+    name: &str,
+    group: G,
+    handler: Handler,
+    published: usize,
+) {
+    LazyLock::force(&METRICS);
+    until("the published messages to be counted", || async {
+        group.lag().await.map(|lag| lag.events).ok() == Some(published as u64)
+    })
+    .await;
+    let health = Health::new();
+    health.watch(&group);
+    let report = health.report().await;
+    let before = &report.components()[0];
+    assert_eq!(
+        (before.kind, before.state, before.lease),
+        (
+            ComponentKind::ConsumerGroup,
+            ComponentState::Starting,
+            LeaseState::NotApplicable
+        )
+    );
+    assert_eq!(before.name, name);
+    assert_eq!(before.lag.unwrap().events, published as u64);
+    assert!(!report.is_ready(), "not started");
+
+    let (stop, stopped) = oneshot::channel();
+    let running = tokio::spawn({
+        let group = group.clone();
+        async move { group.run_until(stopped).await }
+    });
+    until("the first message to be in hand", || async {
+        handler.started.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let in_hand = group.lag().await.unwrap();
+    assert!(
+        in_hand.events >= 1 && in_hand.oldest_age >= AGE,
+        "{name} on {system}: {in_hand}"
+    );
+    handler.gate.add_permits(published);
+    until("every message to be handled", || async {
+        handler.handled.load(Ordering::SeqCst) >= published
+    })
+    .await;
+    until("the lag to be 0", || async {
+        group.lag().await.ok() == Some(Lag::ZERO)
+    })
+    .await;
+    let having = [
+        (attr::METRIC_ATTR_COMPONENT_KIND, "consumer_group"),
+        (attr::METRIC_ATTR_COMPONENT_NAME, name),
+        (attr::MESSAGING_SYSTEM, system),
+    ];
+    until("the gauges to say 0", || async {
+        METRICS.gauge(attr::METRIC_LAG_EVENTS, &having) == Some(0.0)
+            && METRICS.gauge(attr::METRIC_LAG_OLDEST_AGE, &having) == Some(0.0)
+    })
+    .await;
+    let report = health.report().await;
+    let following = &report.components()[0];
+    assert_eq!(following.state, ComponentState::Following);
+    assert_eq!(following.lag, Some(Lag::ZERO));
+    assert!(report.is_ready());
+
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert_eq!(group.health().await.state, ComponentState::Stopped);
+}
+
+/// A group whose broker does not answer: retrying, saying why, its lag unknown, not ready.
+async fn unreachable<G: Group>(group: G) {
+    let (stop, stopped) = oneshot::channel();
+    let running = tokio::spawn({
+        let group = group.clone();
+        async move { group.run_until(stopped).await }
+    });
+    until("the group to retry", || async {
+        group.health().await.state == ComponentState::Retrying
+    })
+    .await;
+    let health = Health::new();
+    health.watch(&group);
+    let report = health.report().await;
+    let retrying = &report.components()[0];
+    assert_eq!(retrying.lag, None, "the broker cannot be asked");
+    let why = retrying.last_error.as_ref().expect("why");
+    assert!(why.message.contains("127.0.0.1:1"), "{}", why.message);
+    assert!(!report.is_ready());
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert_eq!(group.health().await.state, ComponentState::Stopped);
+}
+
+#[tokio::test]
+async fn a_group_whose_broker_is_down_is_retrying() {
+    let rabbitmq = eventsource_runtime::rabbitmq::RabbitMqBus::new("amqp://127.0.0.1:1/%2f")
+        .unwrap()
+        .consumer_group("unreachable");
+    unreachable(rabbitmq).await;
+    let nats = eventsource_runtime::nats::NatsBus::new("nats://127.0.0.1:1")
+        .unwrap()
+        .consumer_group("unreachable");
+    unreachable(nats).await;
+}
+
+#[tokio::test]
+async fn a_rabbitmq_group_reports_its_lag() {
+    let test = "a_rabbitmq_group_reports_its_lag";
+    let Some(url) = address(test, "EVENTSOURCE_AMQP_URL") else {
+        return;
+    };
+    let exchange = format!("es-test-health-{}", uuid::Uuid::now_v7().simple());
+    let bus = eventsource_runtime::rabbitmq::RabbitMqBus::new(&url)
+        .unwrap()
+        .with_exchange(&exchange);
+    let group = bus
+        .consumer_group("lagging")
+        .bind("Order.*")
+        .retry_delays([])
+        .lag_interval(Duration::from_millis(50));
+    let handler = Handler::default();
+    group.subscribe_handler(handler.clone());
+    group.declare().await.unwrap();
+    bus.publish(&stored(3).await).await.unwrap();
+    lag_then_none("rabbitmq", "lagging", group.clone(), handler, 3).await;
+    assert_eq!(group.health().await.parked, 0);
+
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    for queue in [group.queue(), group.dead_letters().queue()] {
+        let _ = channel
+            .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = channel
+        .exchange_delete(
+            exchange.as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await;
+    let _ = connection.close(200, "clean".into()).await;
+}
+
+#[tokio::test]
+async fn a_nats_group_reports_its_lag_and_age() {
+    let test = "a_nats_group_reports_its_lag_and_age";
+    let Some(url) = address(test, "EVENTSOURCE_NATS_URL") else {
+        return;
+    };
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let bus = eventsource_runtime::nats::NatsBus::new(&url)
+        .unwrap()
+        .with_stream(format!("ES_TEST_HEALTH_{id}"))
+        .with_subject_prefix(format!("es-test-health-{id}"));
+    let group = bus
+        .consumer_group("lagging")
+        .bind("Order.*")
+        .lag_interval(Duration::from_millis(50));
+    let handler = Handler::default();
+    group.subscribe_handler(handler.clone());
+    group.declare().await.unwrap();
+    let events = stored(2).await;
+    bus.publish(&events).await.unwrap();
+    // Not running: aged by the first message after the acknowledgement floor.
+    let lag = group.lag().await.unwrap();
+    assert_eq!(lag.events, 2);
+    assert!(lag.oldest_age >= AGE, "{lag}");
+    lag_then_none("nats", "lagging", group, handler, 2).await;
+    let js = eventsource_runtime::nats::async_nats::jetstream::new(
+        eventsource_runtime::nats::async_nats::connect(&url)
+            .await
+            .unwrap(),
+    );
+    for suffix in ["", "_RETRY", "_DEAD"] {
+        let _ = js
+            .delete_stream(format!("ES_TEST_HEALTH_{id}{suffix}"))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_handler_is_the_groups_last_error_and_its_message_parked() {
+    let test = "a_failing_handler_is_the_groups_last_error_and_its_message_parked";
+    let Some(url) = address(test, "EVENTSOURCE_NATS_URL") else {
+        return;
+    };
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let bus = eventsource_runtime::nats::NatsBus::new(&url)
+        .unwrap()
+        .with_stream(format!("ES_TEST_HEALTH_{id}"))
+        .with_subject_prefix(format!("es-test-health-{id}"));
+    let group = bus.consumer_group("failing").retry_delays([]);
+    group.subscribe_fn("refuse", |_| async {
+        Err::<(), HandlerError>(HandlerError::new("the warehouse is closed"))
+    });
+    group.declare().await.unwrap();
+    bus.publish(&stored(1).await).await.unwrap();
+    let (stop, stopped) = oneshot::channel();
+    let running = tokio::spawn({
+        let group = group.clone();
+        async move { group.run_until(stopped).await }
+    });
+    until("the message to be dead-lettered", || async {
+        group.health().await.parked == 1
+    })
+    .await;
+    let health = group.health().await;
+    assert_eq!(
+        health.state,
+        ComponentState::Following,
+        "a failed message is not a failed group"
+    );
+    let why = health.last_error.expect("the handler's failure");
+    assert!(
+        why.message
+            .starts_with("handler `refuse` failed on message")
+            && why.message.ends_with("the warehouse is closed"),
+        "{}",
+        why.message
+    );
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    let js = eventsource_runtime::nats::async_nats::jetstream::new(
+        eventsource_runtime::nats::async_nats::connect(&url)
+            .await
+            .unwrap(),
+    );
+    for suffix in ["", "_RETRY", "_DEAD"] {
+        let _ = js
+            .delete_stream(format!("ES_TEST_HEALTH_{id}{suffix}"))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_kafka_group_reports_its_lag() {
+    let test = "a_kafka_group_reports_its_lag";
+    let Some(url) = address(test, "EVENTSOURCE_KAFKA_BROKERS") else {
+        return;
+    };
+    let prefix = format!("es-health-{}", uuid::Uuid::now_v7().simple());
+    let bus = eventsource_runtime::kafka::KafkaBus::new(&url)
+        .unwrap()
+        .with_topic_prefix(&prefix)
+        .with_delivery_timeout(Duration::from_secs(10));
+    let group = bus
+        .consumer_group("lagging")
+        .bind("Order.*")
+        .lag_interval(Duration::from_millis(50));
+    let handler = Handler::default();
+    group.subscribe_handler(handler.clone());
+    group.declare().await.unwrap();
+    bus.publish(&stored(4).await).await.unwrap();
+    lag_then_none("kafka", "lagging", group, handler, 4).await;
+}

@@ -842,6 +842,33 @@ async fn the_bus_metrics_have_the_contract_names_units_and_attributes() {
     }
     assert_eq!(
         metrics.attribute_keys(attr::METRIC_BUS_HANDLER_DURATION),
-        [attr::METRIC_ATTR_EVENT_TYPE, attr::METRIC_ATTR_HANDLER_NAME]
+        [
+            attr::METRIC_ATTR_EVENT_TYPE,
+            attr::METRIC_ATTR_HANDLER_NAME,
+            attr::METRIC_ATTR_HANDLER_STATUS
+        ]
+    );
+    // The flaky handler failed both deliveries: two errors, then the dead letters.
+    let failed = [
+        (attr::METRIC_ATTR_HANDLER_NAME, "metrics-flaky"),
+        (attr::METRIC_ATTR_HANDLER_STATUS, "error"),
+    ];
+    assert_eq!(metrics.total(attr::METRIC_BUS_HANDLER_DURATION, &failed), 2);
+    let audited = [
+        (attr::METRIC_ATTR_HANDLER_NAME, "metrics-audit"),
+        (attr::METRIC_ATTR_HANDLER_STATUS, "success"),
+    ];
+    assert_eq!(
+        metrics.total(attr::METRIC_BUS_HANDLER_DURATION, &audited),
+        1
+    );
+    let dead = [
+        (attr::MESSAGING_DESTINATION_NAME, "metrics-orders"),
+        (attr::MESSAGING_SYSTEM, "in_memory"),
+        (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced"),
+    ];
+    assert_eq!(
+        metrics.total(attr::METRIC_BUS_MESSAGES_DEAD_LETTERED, &dead),
+        1
     );
 }

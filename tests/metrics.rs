@@ -440,6 +440,8 @@ async fn no_metric_carries_an_unbounded_attribute() {
         attr::METRIC_ATTR_QUERY_TYPE,
         attr::METRIC_ATTR_QUERY_STATUS,
         "handler.name",
+        attr::METRIC_ATTR_HANDLER_STATUS,
+        attr::ERROR_TYPE,
         attr::MESSAGING_SYSTEM,
         attr::MESSAGING_DESTINATION_NAME,
     ];

@@ -430,6 +430,7 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved
     let Some(server) = Server::open("dead_letters") else {
         return;
     };
+    LazyLock::force(&METRICS);
     let capture = capture();
     let bus = server.bus();
     // Three deliveries in all; the first three calls fail.
@@ -457,6 +458,15 @@ async fn a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved
     assert_eq!(letters[0].handler, "send-confirmation");
     assert_eq!(letters[0].attempts, 3);
     assert!(letters[0].error.contains("call 2"), "{}", letters[0].error);
+    // Counted once the broker took it (other tests of this binary may dead-letter too).
+    let dead_lettered = [
+        (attr::MESSAGING_SYSTEM, "nats"),
+        (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced"),
+    ];
+    until("the dead letter counted", || {
+        METRICS.total(attr::METRIC_BUS_MESSAGES_DEAD_LETTERED, &dead_lettered) >= 1
+    })
+    .await;
     assert_eq!(dead.count().await.unwrap(), 1, "listing leaves them there");
 
     // Moved back: the handler (now working) gets it, alone, and nothing is left.

@@ -72,13 +72,16 @@ impl DeadLetterEntry {
 }
 
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
-/// The warning a dead-lettered message gets: why, after how many deliveries.
-pub(crate) fn log_dead_letter(
+/// After `system`'s consumer group `group` moved `message` to its dead letters: the
+/// warning (why, after how many deliveries) and the count.
+pub(crate) fn dead_lettered(
+    system: &'static str,
     group: &str,
     message: &BusMessage,
     state: &super::wire::DeliveryState,
 ) {
     use crate::telemetry::otel::log::log_warn;
+    super::instrument::dead_lettered(system, message);
     log_warn!(
         group = group,
         message_id = %message.message_id,

@@ -160,6 +160,22 @@ impl Publishing {
                     BusError::Unconfirmed { .. } => "BusError::Unconfirmed",
                 };
                 recorded.span.record_error(error_type, &Chain(error));
+                metrics::add(
+                    Counter::BusPublishFailures,
+                    1,
+                    [
+                        (attr::MESSAGING_SYSTEM, Attr::Static(recorded.system)),
+                        (
+                            attr::MESSAGING_DESTINATION_NAME,
+                            Attr::Str(&recorded.destination),
+                        ),
+                        (
+                            attr::METRIC_ATTR_EVENT_TYPE,
+                            Attr::Str(&recorded.event_type),
+                        ),
+                        (attr::ERROR_TYPE, Attr::Static(error_type)),
+                    ],
+                );
             }
         }
     }
@@ -216,6 +232,17 @@ fn count_message(counter: Counter, system: &'static str, destination: &str, even
             (attr::MESSAGING_DESTINATION_NAME, Attr::Str(destination)),
             (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(event_type)),
         ],
+    );
+}
+
+/// Counts one message `system`'s consumer group (or the in-memory bus) moved to its dead
+/// letters.
+pub(crate) fn dead_lettered(system: &'static str, message: &BusMessage) {
+    count_message(
+        Counter::BusDeadLettered,
+        system,
+        &message.destination,
+        &message.event.event_type,
     );
 }
 
@@ -308,12 +335,17 @@ where
     .start();
     let timer = Stopwatch::start();
     let outcome = span.run(run).await;
+    let status = match outcome {
+        Ok(Ok(_)) => attr::STATUS_SUCCESS,
+        Ok(Err(_)) | Err(_) => attr::STATUS_ERROR,
+    };
     metrics::record_seconds(
         Timing::BusHandler,
         timer.elapsed(),
         [
             (attr::METRIC_ATTR_HANDLER_NAME, Attr::Str(handler)),
             (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(event_type)),
+            (attr::METRIC_ATTR_HANDLER_STATUS, Attr::Static(status)),
         ],
     );
     match outcome {

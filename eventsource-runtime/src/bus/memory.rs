@@ -206,6 +206,7 @@ impl InMemoryEventBus {
             }
             if let Some(error) = last_error {
                 let [handler] = handler;
+                instrument::dead_lettered(MESSAGING_SYSTEM_IN_MEMORY, message);
                 dead.push(DeadLetter {
                     message: message.clone(),
                     handler,

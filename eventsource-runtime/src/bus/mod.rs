@@ -85,7 +85,7 @@ use crate::telemetry::otel::in_stored_context;
 use crate::telemetry::values::span_names;
 
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
-pub(crate) use dead_letter::log_dead_letter;
+pub(crate) use dead_letter::dead_lettered;
 pub use dead_letter::{DeadLetter, DeadLetterEntry, UndecodableLetter};
 pub use dispatcher::Dispatcher;
 pub(crate) use dispatcher::dispatcher_methods;

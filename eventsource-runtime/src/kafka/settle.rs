@@ -159,16 +159,24 @@ impl ConsumerGroup {
     ) -> Result<(), BusError> {
         match state.after(failures, self.max_deliveries()) {
             Settle::Ack => Ok(()),
-            Settle::Retry(next) => {
-                let topic = self.topics.retry_after(state.attempt);
-                let topic = topic.unwrap_or(self.topics.dead.as_str());
-                self.bus.forward(topic, message, &next).await
-            }
-            Settle::DeadLetter(next) => {
-                crate::bus::log_dead_letter(&self.name, message, &next);
-                self.bus.forward(&self.topics.dead, message, &next).await
-            }
+            Settle::Retry(next) => match self.topics.retry_after(state.attempt) {
+                Some(topic) => self.bus.forward(topic, message, &next).await,
+                // No retry topic (no delay configured) means no retry: the dead letters.
+                None => self.dead_letter(message, &next).await,
+            },
+            Settle::DeadLetter(next) => self.dead_letter(message, &next).await,
         }
+    }
+
+    /// Moves `message` to the dead letters with `state`, then warns and counts it.
+    async fn dead_letter(
+        &self,
+        message: &BusMessage,
+        state: &DeliveryState,
+    ) -> Result<(), BusError> {
+        self.bus.forward(&self.topics.dead, message, state).await?;
+        crate::bus::dead_lettered(super::SYSTEM, &self.name, message, state);
+        Ok(())
     }
 
     /// A record whose value is not a stored event: to the dead letters as it came, with the

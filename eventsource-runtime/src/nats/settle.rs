@@ -146,9 +146,9 @@ impl ConsumerGroup {
                 self.forward(context, subject, message, &next).await?;
             }
             Settle::Retry(next) | Settle::DeadLetter(next) => {
-                crate::bus::log_dead_letter(&self.name, message, &next);
                 let subject = &self.names.dead_subject;
                 self.forward(context, subject, message, &next).await?;
+                crate::bus::dead_lettered(super::SYSTEM, &self.name, message, &next);
             }
         }
         ack(delivery).await

@@ -349,17 +349,12 @@ impl ConsumerGroup {
         }
         match state.after(&failures, self.max_deliveries()) {
             Settle::Ack => {}
-            Settle::Retry(next) => {
+            Settle::Retry(next) => match self.queues.retry_after(state.attempt) {
+                Some(queue) => self.forward(channel, queue, &message, &next).await?,
                 // No retry queue (no delay configured) means no retry: the dead letters.
-                let queue = self.queues.retry_after(state.attempt);
-                let queue = queue.unwrap_or(self.queues.dead.as_str());
-                self.forward(channel, queue, &message, &next).await?;
-            }
-            Settle::DeadLetter(next) => {
-                crate::bus::log_dead_letter(&self.name, &message, &next);
-                self.forward(channel, &self.queues.dead, &message, &next)
-                    .await?;
-            }
+                None => self.dead_letter(channel, &message, &next).await?,
+            },
+            Settle::DeadLetter(next) => self.dead_letter(channel, &message, &next).await?,
         }
         delivery
             .ack(BasicAckOptions::default())
@@ -370,6 +365,19 @@ impl ConsumerGroup {
 
     /// Sends a copy of `message` with `state` to `queue` (through the default exchange),
     /// confirmed.
+    /// Moves `message` to the dead letters with `state`, then warns and counts it.
+    async fn dead_letter(
+        &self,
+        channel: &Channel,
+        message: &BusMessage,
+        state: &DeliveryState,
+    ) -> Result<(), BusError> {
+        self.forward(channel, &self.queues.dead, message, state)
+            .await?;
+        crate::bus::dead_lettered(super::SYSTEM, &self.name, message, state);
+        Ok(())
+    }
+
     async fn forward(
         &self,
         channel: &Channel,

@@ -226,6 +226,12 @@ pub const METRIC_BUS_MESSAGES_PUBLISHED: &str = "eventsource.bus.messages.publis
 pub const METRIC_BUS_MESSAGES_CONSUMED: &str = "eventsource.bus.messages.consumed";
 /// Histogram of event handler durations, seconds.
 pub const METRIC_BUS_HANDLER_DURATION: &str = "eventsource.bus.handler.duration";
+/// Counter of messages a broker's consumer group moved to its dead letters (after its
+/// handlers failed every delivery allowed).
+pub const METRIC_BUS_MESSAGES_DEAD_LETTERED: &str = "eventsource.bus.messages.dead_lettered";
+/// Counter of messages an event bus failed to publish (refused, unconfirmed or
+/// unreachable broker), by `error.type`.
+pub const METRIC_BUS_PUBLISH_FAILURES: &str = "eventsource.bus.publish.failures";
 /// Counter of leases projection runners lost while processing (their session ended).
 pub const METRIC_PROJECTION_LEASE_LOST: &str = "eventsource.projection.lease_lost";
 /// Counter of unreadable events projection runners parked.
@@ -255,6 +261,9 @@ pub const METRIC_ATTR_UPCAST_FROM: &str = "upcast.from_version";
 pub const METRIC_ATTR_UPCAST_TO: &str = "upcast.to_version";
 /// Metric attribute: event handler name.
 pub const METRIC_ATTR_HANDLER_NAME: &str = "handler.name";
+/// Metric attribute: [`STATUS_SUCCESS`] or [`STATUS_ERROR`] (a handler that failed or
+/// panicked).
+pub const METRIC_ATTR_HANDLER_STATUS: &str = "handler.status";
 /// Metric attribute: the query type.
 pub const METRIC_ATTR_QUERY_TYPE: &str = "query.type";
 /// Metric attribute: [`STATUS_SUCCESS`] or [`STATUS_ERROR`].

@@ -99,11 +99,15 @@ pub(crate) enum Counter {
     EventsParked,
     /// `eventsource.events.upcast`.
     EventsUpcast,
+    /// `eventsource.bus.messages.dead_lettered`.
+    BusDeadLettered,
+    /// `eventsource.bus.publish.failures`.
+    BusPublishFailures,
 }
 
 impl Counter {
     /// Every counter, in declaration order (their index).
-    pub(crate) const ALL: [Self; 9] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::Commands,
         Self::EventsProduced,
         Self::Queries,
@@ -113,6 +117,8 @@ impl Counter {
         Self::LeaseLost,
         Self::EventsParked,
         Self::EventsUpcast,
+        Self::BusDeadLettered,
+        Self::BusPublishFailures,
     ];
 
     /// The counter's name, unit and description.
@@ -154,6 +160,16 @@ impl Counter {
                 attr::METRIC_EVENTS_UPCAST,
                 "{event}",
                 "Stored events brought up to their type's current schema version",
+            ),
+            Self::BusDeadLettered => (
+                attr::METRIC_BUS_MESSAGES_DEAD_LETTERED,
+                "{message}",
+                "Messages moved to a consumer group's dead letters",
+            ),
+            Self::BusPublishFailures => (
+                attr::METRIC_BUS_PUBLISH_FAILURES,
+                "{message}",
+                "Messages an event bus failed to publish",
             ),
         }
     }

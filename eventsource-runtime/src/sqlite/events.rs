@@ -36,6 +36,10 @@ const LOAD: &str = "SELECT position, stream_type, stream_id, version, event_id, 
 const READ_ALL: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
      schema_version, timestamp, payload, metadata FROM events \
      WHERE position >= ?1 ORDER BY position LIMIT ?2";
+/// Through the index of schema version 5 (`events_correlation_id`).
+const BY_CORRELATION: &str = "SELECT position, stream_type, stream_id, version, event_id, \
+     event_type, schema_version, timestamp, payload, metadata FROM events \
+     WHERE correlation_id = ?1 ORDER BY position";
 const MAX_POSITION: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 
 /// An [`EventStore`](crate::store::EventStore) in a SQLite database.
@@ -250,6 +254,7 @@ impl Backend for SqliteEventStore {
             "append" => Some(APPEND_QUERY_TEXT),
             "load" => Some(LOAD),
             "read_all" => Some(READ_ALL),
+            "events_by_correlation" => Some(BY_CORRELATION),
             _ => None,
         }
     }
@@ -276,6 +281,11 @@ impl Backend for SqliteEventStore {
             .bind(to_i64(from_position))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         detached(read_readable(self.pool.clone(), query)).await
+    }
+
+    async fn correlated_events(&self, correlation_id: &str) -> Events {
+        let query = sqlx::query(BY_CORRELATION).bind(correlation_id.to_owned());
+        detached(read_rows(self.pool.clone(), query)).await
     }
 
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {

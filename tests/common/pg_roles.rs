@@ -13,7 +13,7 @@ use eventsource_runtime::bus::{
     BusMessage, BusTelemetry, Dispatcher, EventHandler, HandlerError, Idempotent, InMemoryEventBus,
     ProcessedMessages,
 };
-use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::event::{EventEnvelope, Metadata, NewEvent, StreamId};
 use eventsource_runtime::postgres::{
     MigrationRefused, PostgresEventStore, RUNTIME_GRANTS, TransactionalHandler,
     TransactionalIdempotent,
@@ -449,6 +449,16 @@ pub async fn the_runtime_role_runs_everything_the_runtime_does(roles: &Roles) {
         .await
         .unwrap();
     assert_eq!(rows, 1);
+
+    // Version 8's index: the runtime role lists one correlation id's events (its SELECT on
+    // `events` is enough).
+    let correlated = counted(4).with_metadata(Metadata::new().with(Metadata::CORRELATION_ID, "c-roles"));
+    store
+        .append(&StreamId::new("Order", "o-3"), ExpectedVersion::Any, vec![correlated])
+        .await
+        .unwrap();
+    let listed = store.events_by_correlation("c-roles").await.unwrap();
+    assert_eq!(listed.len(), 1);
     pool.close().await;
 }
 

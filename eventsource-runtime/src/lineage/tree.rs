@@ -60,6 +60,8 @@ use crate::store::{EventStore, StoreError};
 /// let text = tree.to_string();
 /// assert!(text.contains("└─ cause req-1"), "{text}");
 /// let json = serde_json::to_value(&tree).unwrap();
+/// assert_eq!(json["roots"][0]["kind"], "cause");
+/// assert_eq!(json["roots"][0]["children"][0]["children"][0]["kind"], "event");
 /// assert_eq!(json["roots"][0]["children"][0]["children"][0]["version"], 2);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,7 +78,8 @@ pub struct CausationTree {
 
 /// A node of a [`CausationTree`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+// Each kind of node names itself (`"kind"`), here and as a child.
+#[serde(untagged)]
 #[non_exhaustive]
 pub enum Node {
     /// A cause that is not one of the events: a command's id, or an event not listed.
@@ -87,6 +90,7 @@ pub enum Node {
 
 /// A cause that is not one of the tree's events, and the events it caused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename = "cause")]
 #[non_exhaustive]
 pub struct Cause {
     /// Its id: the causation id of its children.
@@ -97,6 +101,7 @@ pub struct Cause {
 
 /// An event of a [`CausationTree`], and the events it caused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename = "event")]
 #[non_exhaustive]
 pub struct EventNode {
     /// The event's id.

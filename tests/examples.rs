@@ -147,8 +147,8 @@ fn the_cart_example_traces_its_services_projection_and_logs() {
         attr::SPAN_BUS_CONSUME,
         attr::SPAN_BUS_HANDLE,
     ] {
-        let carrying: Vec<&&Span> = named(&spans, name)
-            .iter()
+        let carrying: Vec<&Span> = named(&spans, name)
+            .into_iter()
             .filter(|s| {
                 matches!(s.attributes.get(attr::CORRELATION_ID),
                     Some(AttrValue::Str(id)) if id == correlation_id)

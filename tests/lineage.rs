@@ -191,7 +191,13 @@ async fn listing_keeps_global_order(store: impl EventStore + Clone) {
     let positions: Vec<u64> = listed.iter().map(|e| e.position).collect();
     assert_eq!(positions, expected);
     assert!(listed.iter().all(|e| correlation_of(e) == "order-x"));
-    assert!(store.events_by_correlation("nobody").await.unwrap().is_empty());
+    assert!(
+        store
+            .events_by_correlation("nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 // ---- spans ----------------------------------------------------------------------------------
@@ -224,10 +230,7 @@ fn the_spans_carry_it(spans: &CapturedSpans, correlation_id: &str) {
     // The crate's stores list under their own span (a store of one's own reads through
     // `read_all`).
     for span in spans.all(attr::SPAN_STORE_EVENTS_BY_CORRELATION) {
-        assert_eq!(
-            correlation_attribute(span).as_deref(),
-            Some(correlation_id)
-        );
+        assert_eq!(correlation_attribute(span).as_deref(), Some(correlation_id));
         assert!(attribute(span, attr::EVENTS_LOADED).is_some());
         assert!(matches!(
             attribute(span, attr::DB_OPERATION_NAME),
@@ -261,7 +264,10 @@ async fn the_tree_spans_both_services(
     let [Node::Cause(command)] = tree.roots.as_slice() else {
         panic!("one command: {tree}");
     };
-    assert_eq!(command.id, correlation_id, "a command alone: its id is the correlation's");
+    assert_eq!(
+        command.id, correlation_id,
+        "a command alone: its id is the correlation's"
+    );
     let checkout = &command.children[0];
     assert_eq!(checkout.id, checked_out.event_id);
     let text = tree.to_string();
@@ -305,10 +311,7 @@ async fn the_tree_spans_both_services(
 }
 
 /// The whole story on one kind of store: stamping, two services, spans, the tree.
-async fn the_story(
-    carts_store: impl EventStore + Clone,
-    shipments_store: impl EventStore + Clone,
-) {
+async fn the_story(carts_store: impl EventStore + Clone, shipments_store: impl EventStore + Clone) {
     commands_stamp_their_lineage(carts_store.clone()).await;
     let capture = capture();
     let checked_out = two_services(carts_store.clone(), shipments_store.clone()).await;
@@ -464,7 +467,8 @@ async fn a_store_of_ones_own_lists_a_correlation_through_read_all() {
     let inner = InMemoryEventStore::new();
     let store = OnlyRequired(inner.clone());
     let event = |n: u64| {
-        let metadata = Metadata::new().with(Metadata::CORRELATION_ID, ["odd", "even"][(n % 2) as usize]);
+        let metadata =
+            Metadata::new().with(Metadata::CORRELATION_ID, ["odd", "even"][(n % 2) as usize]);
         NewEvent::new("Counted", 1, serde_json::json!({ "n": n })).with_metadata(metadata)
     };
     for chunk in 0..5_u64 {

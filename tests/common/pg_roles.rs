@@ -452,9 +452,14 @@ pub async fn the_runtime_role_runs_everything_the_runtime_does(roles: &Roles) {
 
     // Version 8's index: the runtime role lists one correlation id's events (its SELECT on
     // `events` is enough).
-    let correlated = counted(4).with_metadata(Metadata::new().with(Metadata::CORRELATION_ID, "c-roles"));
+    let correlated =
+        counted(4).with_metadata(Metadata::new().with(Metadata::CORRELATION_ID, "c-roles"));
     store
-        .append(&StreamId::new("Order", "o-3"), ExpectedVersion::Any, vec![correlated])
+        .append(
+            &StreamId::new("Order", "o-3"),
+            ExpectedVersion::Any,
+            vec![correlated],
+        )
         .await
         .unwrap();
     let listed = store.events_by_correlation("c-roles").await.unwrap();

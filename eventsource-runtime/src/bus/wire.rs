@@ -402,7 +402,10 @@ mod tests {
         assert_eq!(id, Some(message.message_id));
         let correlation = headers.iter().find(|(k, _)| *k == HEADER_CORRELATION_ID);
         assert_eq!(correlation.map(|(_, v)| v.as_str()), Some("c-1"));
-        assert!(!headers.iter().any(|(k, _)| *k == HEADER_CAUSATION_ID), "absent: none");
+        assert!(
+            !headers.iter().any(|(k, _)| *k == HEADER_CAUSATION_ID),
+            "absent: none"
+        );
         assert_eq!(
             decode(&encode(&message.event).unwrap()).unwrap(),
             message.event

@@ -362,7 +362,9 @@ fn event_id(millis: u64) -> Uuid {
 pub(crate) fn new_id() -> Uuid {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
     event_id(millis)
 }
 

@@ -159,9 +159,8 @@ struct Stamp<'a> {
 pub(crate) fn stamp(metadata: &mut Metadata) -> Lineage {
     let ambient = Lineage::current();
     let mut fresh: Option<Arc<str>> = None;
-    let mut fresh_id = || {
-        Arc::clone(fresh.get_or_insert_with(|| Arc::from(crate::event::new_id().to_string())))
-    };
+    let mut fresh_id =
+        || Arc::clone(fresh.get_or_insert_with(|| Arc::from(crate::event::new_id().to_string())));
     let given_correlation = metadata.correlation_id().map(Arc::<str>::from);
     let given_causation = metadata.causation_id().map(Arc::<str>::from);
     let correlation_id = match (&given_correlation, &ambient) {

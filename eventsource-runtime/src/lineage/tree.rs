@@ -376,7 +376,11 @@ impl EventNode {
         let trace = self.trace_id.as_deref().unwrap_or("none");
         format!(
             "{} {}/{} v{} @{} trace {}",
-            self.event_type, self.aggregate_type, self.aggregate_id, self.version, self.position,
+            self.event_type,
+            self.aggregate_type,
+            self.aggregate_id,
+            self.version,
+            self.position,
             trace
         )
     }
@@ -454,7 +458,11 @@ mod tests {
         drop(tree);
         let events = (1..=500).map(|i| event(i, (i > 1).then(|| i - 1)));
         let text = CausationTree::from_events("c", events).to_string();
-        assert_eq!(text.lines().count(), 501, "the correlation, then 500 events");
+        assert_eq!(
+            text.lines().count(),
+            501,
+            "the correlation, then 500 events"
+        );
     }
 
     #[test]

@@ -110,8 +110,8 @@ impl Statements {
 /// tell apart).
 ///
 /// Spans: the contract's CLIENT spans with `db.system.name` = `postgresql`,
-/// `db.collection.name` = `events`, `db.operation.name` = `append`, `load` or `read_all`,
-/// `server.address` and `server.port`; `db.query.text` only after
+/// `db.collection.name` = `events`, `db.operation.name` = `append`, `load`, `read_all` or
+/// `events_by_correlation`, `server.address` and `server.port`; `db.query.text` only after
 /// [`record_query_text(true)`](Self::record_query_text).
 ///
 /// ```no_run

@@ -54,8 +54,9 @@ const MAX_POSITION: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 /// file), and starts at the newest position found by [`migrate`](Self::migrate).
 ///
 /// Spans: the contract's CLIENT spans with `db.system.name` = `sqlite`,
-/// `db.collection.name` = `events` and `db.operation.name` = `append`, `load` or
-/// `read_all`; `db.query.text` only after [`record_query_text(true)`](Self::record_query_text).
+/// `db.collection.name` = `events` and `db.operation.name` = `append`, `load`, `read_all`
+/// or `events_by_correlation`; `db.query.text` only after
+/// [`record_query_text(true)`](Self::record_query_text).
 ///
 /// ```
 /// use eventsource_runtime::sqlite::SqliteEventStore;

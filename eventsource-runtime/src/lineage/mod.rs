@@ -29,7 +29,8 @@
 //! A [`Dispatcher`](crate::bus::Dispatcher) runs each handler inside the lineage of the
 //! message it hands over, so a handler that runs a command passes the ids on with nothing to
 //! write. The lineage is a task-local value: a handler that spawns a task to run its command
-//! passes it on with [`Lineage::scope`].
+//! passes it on with [`Lineage::scope`]. A projection runner sets none: a projection that
+//! runs commands (a process manager) runs them inside `Lineage::of_event(event).scope(..)`.
 //!
 //! Where the ids leave the process they take the names of the CloudEvents extensions
 //! (`correlationid`, `causationid`): the wire headers `eventsource-correlationid` and

@@ -15,7 +15,13 @@
 //! - `CartSummary`: a projection whose spans are on (`#[projection(enable_tracing = true)]`),
 //!   each a new root linked to the append that stored the event;
 //! - `tracing::info!` lines inside the spans: `telemetry::init()` prints them with their
-//!   `trace_id` and `span_id`.
+//!   `trace_id` and `span_id`;
+//! - a second service, `FulfilmentService`, with its own store: the cart service publishes
+//!   its events on an in-memory bus, and the fulfilment service's handler prepares a
+//!   shipment for each checkout. Its events carry the checkout's correlation id (the
+//!   dispatcher hands the handler the message's lineage), so both services' command,
+//!   publish, consume and handle spans show the same `eventsource.correlation.id`, and the
+//!   causation tree of the checkout, printed at the end, spans both stores.
 
 #[path = "support/exit.rs"]
 mod support;
@@ -23,7 +29,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use eventsource_runtime::lineage::CausationTree;
 use eventsource_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -146,6 +154,95 @@ impl Handle<CheckOut> for Cart {
     }
 }
 
+// ---- Fulfilment, the second service: a shipment per checked-out cart. -------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShipmentPrepared {
+    pub cart_id: String,
+    pub items: u32,
+}
+
+#[derive(Debug, Default, Aggregate)]
+#[aggregate(type = "Shipment", events(ShipmentPrepared))]
+pub struct Shipment {
+    prepared: bool,
+}
+
+impl Apply<ShipmentPrepared> for Shipment {
+    fn apply(&mut self, _: &ShipmentPrepared) {
+        self.prepared = true;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the shipment was prepared already")]
+pub struct AlreadyPrepared;
+
+pub struct PrepareShipment {
+    pub cart_id: String,
+    pub items: u32,
+}
+
+#[command_handler(aggregate_id = cmd.cart_id)]
+impl Handle<PrepareShipment> for Shipment {
+    type Error = AlreadyPrepared;
+    fn handle(&self, cmd: PrepareShipment) -> Result<Vec<ShipmentEvent>, AlreadyPrepared> {
+        if self.prepared {
+            return Err(AlreadyPrepared);
+        }
+        let prepared = ShipmentPrepared {
+            cart_id: cmd.cart_id,
+            items: cmd.items,
+        };
+        Ok(vec![prepared.into()])
+    }
+}
+
+/// The fulfilment service: reacts to checkouts published by the cart service.
+pub struct FulfilmentService {
+    shipments: CommandService<Shipment>,
+}
+
+impl FulfilmentService {
+    /// Runs inside the bus's handle span, so inside the checkout message's lineage: the
+    /// shipment's event carries the checkout's correlation id, and the checkout event as its
+    /// cause, with nothing passed by hand.
+    #[traced(
+        name = "fulfilment_service.prepare_shipment",
+        attributes("service" = "fulfilment"),
+        fields(cart.id = cart_id),
+    )]
+    async fn prepare_shipment(
+        &self,
+        cart_id: &str,
+        items: u32,
+    ) -> Result<(), CommandError<AlreadyPrepared>> {
+        let command = PrepareShipment {
+            cart_id: cart_id.to_owned(),
+            items,
+        };
+        self.shipments.execute(command).await?;
+        tracing::info!(cart_id, items, "shipment prepared");
+        Ok(())
+    }
+
+    /// The bus handler: decodes a checkout and prepares its shipment.
+    fn on_checkout(self: Arc<Self>) -> impl EventHandler {
+        handler_fn("fulfilment", move |event: EventEnvelope| {
+            let service = Arc::clone(&self);
+            async move {
+                let Some(checked_out) = event.decode_as::<CheckedOut>() else {
+                    return Ok(());
+                };
+                let items = checked_out?.items;
+                let prepared = service.prepare_shipment(event.aggregate_id(), items);
+                prepared.await.map_err(HandlerError::new)
+            }
+        })
+        .only(["CheckedOut"])
+    }
+}
+
 // ---- The read side: a projection with its spans on. -----------------------------------------
 
 /// Items per cart, and the carts checked out.
@@ -236,18 +333,21 @@ impl CartService {
         fields(cart.id = cart_id, customer = customer),
         enabled = self.tracing,
     )]
+    /// Checks the cart out; returns the correlation id its events carry (the checkout's
+    /// id: nothing came before it).
     async fn check_out(
         &self,
         cart_id: &str,
         customer: &str,
-    ) -> Result<(), CommandError<CartError>> {
+    ) -> Result<String, CommandError<CartError>> {
         let command = CheckOut {
             cart_id: cart_id.to_owned(),
         };
-        self.carts.execute(command).await?;
+        let outcome = self.carts.execute(command).await?;
         let subject = format!("your cart {cart_id} is on its way");
         self.notifications.send_email(customer, &subject).await;
-        Ok(())
+        let correlation_id = outcome.events[0].metadata.correlation_id();
+        Ok(correlation_id.unwrap_or_default().to_owned())
     }
 }
 
@@ -260,8 +360,17 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
+    // The fulfilment service, with its own store, listening on the bus.
+    let shipments_store = InMemoryEventStore::new();
+    let fulfilment = Arc::new(FulfilmentService {
+        shipments: CommandService::new(shipments_store.clone()),
+    });
+    let bus = InMemoryEventBus::new().with_destination("carts");
+    bus.subscribe(fulfilment.on_checkout());
+
+    // The cart service publishes what it stores on the bus.
     let store = InMemoryEventStore::new();
-    let carts = CommandService::<Cart>::new(store.clone());
+    let carts = CommandService::<Cart>::new(store.clone()).with_bus(bus);
     let summary = carts.register(CartSummary::default());
 
     // The shop's service, traced.
@@ -273,8 +382,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
     shop.add_item("cart-1", "book", 2).await?;
     shop.add_item("cart-1", "mug", 1).await?;
     shop.remove_item("cart-1", "mug").await?;
-    shop.check_out("cart-1", "ada@example.com").await?;
-    println!("cart-1 checked out");
+    let checkout = shop.check_out("cart-1", "ada@example.com").await?;
+    println!("cart-1 checked out (correlation id {checkout})");
 
     // A second checkout is refused: the command span and the service span end with ERROR.
     match shop.check_out("cart-1", "ada@example.com").await {
@@ -296,5 +405,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
         println!("summary: {cart} holds {items} item(s) added");
     }
     println!("summary: checked out {:?}", summary.checked_out);
+
+    // Everything the checkout caused, in both services' stores, with each event's trace id.
+    let carts = store.events_by_correlation(&checkout).await?;
+    let shipments = shipments_store.events_by_correlation(&checkout).await?;
+    let tree = CausationTree::from_events(&checkout, carts.into_iter().chain(shipments));
+    println!("causation tree of the checkout:\n{tree}");
     Ok(())
 }

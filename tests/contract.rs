@@ -3,7 +3,7 @@
 //! while the order flow and the bus flows run (commands, a rejected command, a retried
 //! command, snapshots, replays, live and redelivered and replayed and batched deliveries,
 //! an idempotent handler's duplicate, projections one event and a batch at a time, a parked
-//! unreadable event, queries, a `#[traced]` function).
+//! unreadable event, queries, a `#[traced]` function, a correlation id's events).
 //!
 //! Both ways: every span the runtime made has a documented name, the documented kind and
 //! relation, and only documented attribute keys; every documented span and attribute key
@@ -417,6 +417,10 @@ async fn run_the_flows() {
 
     // The bus: a replay of everything stored (the idempotent handler's duplicates).
     let stored = store.read_all(1, 100).await.unwrap();
+    // Lineage: the events of the first command's correlation id.
+    let correlation_id = stored[0].metadata.correlation_id().unwrap().to_owned();
+    let correlated = store.events_by_correlation(&correlation_id).await.unwrap();
+    assert_eq!(correlated.len(), 1);
     assert!(bus.replay(&stored).await.is_empty());
 
     // A batch delivery.

@@ -125,6 +125,71 @@ fn the_cart_example_traces_its_services_projection_and_logs() {
         );
     }
 
+    // Two services, one correlation id: the fulfilment service's handler ran its command
+    // inside the checkout's lineage, so its spans carry the checkout's correlation id.
+    let checkout = named(&spans, "command.CheckOut")
+        .into_iter()
+        .find(|s| s.status_code != STATUS_ERROR)
+        .unwrap_or_else(|| panic!("the checkout's command span\n{dump}"));
+    let correlation_id = checkout.str(attr::CORRELATION_ID);
+    assert!(
+        stdout.contains(&format!(
+            "cart-1 checked out (correlation id {correlation_id})"
+        )),
+        "{stdout}\n{dump}"
+    );
+    let shipment = named(&spans, "command.PrepareShipment");
+    assert_eq!(shipment.len(), 1, "{dump}");
+    assert_eq!(
+        shipment[0].str(attr::CORRELATION_ID),
+        correlation_id,
+        "{dump}"
+    );
+    let fulfilment = parent(&spans, shipment[0]).expect("the fulfilment service's span");
+    assert_eq!(fulfilment.name, "fulfilment_service.prepare_shipment");
+    assert_eq!(fulfilment.str("service"), "fulfilment");
+    for name in [
+        attr::SPAN_BUS_PUBLISH,
+        attr::SPAN_BUS_CONSUME,
+        attr::SPAN_BUS_HANDLE,
+    ] {
+        let carrying: Vec<&Span> = named(&spans, name)
+            .into_iter()
+            .filter(|s| {
+                matches!(s.attributes.get(attr::CORRELATION_ID),
+                    Some(AttrValue::Str(id)) if id == correlation_id)
+            })
+            .collect();
+        assert!(
+            !carrying.is_empty(),
+            "no {name} span with the checkout's id\n{dump}"
+        );
+    }
+    // The checkout's causation tree, across both services' stores, with the trace id.
+    let tree = stdout
+        .split("causation tree of the checkout:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a causation tree\n{stdout}"));
+    let trace = &checkout.trace_id;
+    assert!(
+        tree.contains(&format!("correlation {correlation_id}")),
+        "{tree}"
+    );
+    assert!(
+        tree.contains(&format!("└─ cause {correlation_id}")),
+        "{tree}"
+    );
+    assert!(
+        tree.contains(&format!("   └─ CheckedOut Cart/cart-1 v4 @4 trace {trace}")),
+        "{tree}"
+    );
+    assert!(
+        tree.contains(&format!(
+            "      └─ ShipmentPrepared Shipment/cart-1 v1 @1 trace {trace}"
+        )),
+        "{tree}"
+    );
+
     // Log lines inside the spans carry their trace id.
     let stderr = String::from_utf8_lossy(&output.stderr);
     let added = stderr

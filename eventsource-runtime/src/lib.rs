@@ -26,6 +26,8 @@
 //! - [`bus`]: [`EventBus`](bus::EventBus), [`EventHandler`](bus::EventHandler) and the
 //!   [`InMemoryEventBus`](bus::InMemoryEventBus) that publish stored events to handlers, and
 //!   the [`Dispatcher`](bus::Dispatcher) any transport consumes through;
+//! - [`lineage`]: correlation and causation ids stamped on every command's events, carried
+//!   across buses, listed by the stores and drawn as a [`CausationTree`](lineage::CausationTree);
 //! - [`relay`]: the store as the outbox: every stored event published on a bus, at least
 //!   once;
 //! - [`query`]: the read side, run through [`query::run`] for the contract's query span and
@@ -102,6 +104,7 @@ pub mod health;
 #[cfg(feature = "kafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
 pub mod kafka;
+pub mod lineage;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;

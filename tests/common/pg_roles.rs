@@ -13,7 +13,7 @@ use eventsource_runtime::bus::{
     BusMessage, BusTelemetry, Dispatcher, EventHandler, HandlerError, Idempotent, InMemoryEventBus,
     ProcessedMessages,
 };
-use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::event::{EventEnvelope, Metadata, NewEvent, StreamId};
 use eventsource_runtime::postgres::{
     MigrationRefused, PostgresEventStore, RUNTIME_GRANTS, TransactionalHandler,
     TransactionalIdempotent,
@@ -219,7 +219,7 @@ pub async fn the_runtime_role_migrates_nothing_and_is_told_why_it_cannot(roles: 
         .downcast_ref::<MigrationRefused>()
         .unwrap_or_else(|| panic!("a MigrationRefused, got {source:?}"));
     assert_eq!(refused.role, roles.runtime);
-    assert_eq!(refused.pending, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(refused.pending, [1, 2, 3, 4, 5, 6, 7, 8]);
     let line = chain(&error);
     assert!(
         line.contains(&format!("role {} cannot migrate", roles.runtime))
@@ -449,6 +449,21 @@ pub async fn the_runtime_role_runs_everything_the_runtime_does(roles: &Roles) {
         .await
         .unwrap();
     assert_eq!(rows, 1);
+
+    // Version 8's index: the runtime role lists one correlation id's events (its SELECT on
+    // `events` is enough).
+    let correlated =
+        counted(4).with_metadata(Metadata::new().with(Metadata::CORRELATION_ID, "c-roles"));
+    store
+        .append(
+            &StreamId::new("Order", "o-3"),
+            ExpectedVersion::Any,
+            vec![correlated],
+        )
+        .await
+        .unwrap();
+    let listed = store.events_by_correlation("c-roles").await.unwrap();
+    assert_eq!(listed.len(), 1);
     pool.close().await;
 }
 

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::event::upcast::instrument::UpcastTally;
 use crate::event::{DecodeError, EventEnvelope};
+use crate::lineage::Lineage;
 use crate::panic::CatchUnwind;
 
 /// Hands messages to handlers: the consuming side every transport shares.
@@ -23,7 +24,8 @@ use crate::panic::CatchUnwind;
 /// [`deliver_batch`](Self::deliver_batch) for several messages at once, and
 /// [`replay`](Self::replay) for stored events read back from a store (those three start a
 /// new trace linked to each source message). Each interested handler runs in a handle span
-/// under the consume span; handlers run one after the other, in subscription order, and a
+/// under the consume span, inside the message's [`Lineage`] (a command it runs carries the
+/// message's correlation id on, with the message as its cause); handlers run one after the other, in subscription order, and a
 /// failing (or panicking) handler does not keep the others from the message. A message no
 /// handler is interested in is left alone: no consume span, not counted as consumed.
 ///
@@ -279,6 +281,9 @@ impl Dispatcher {
         let mut dispatched = Dispatched::default();
         for message in messages {
             let mut upcast_from = None;
+            // What a command run by the handlers passes on: the message's correlation id,
+            // the message as the cause.
+            let lineage = Lineage::of_event(&message.event);
             for handler in self.interested(message, only) {
                 let name = handler.name();
                 let failure = |error| HandlerFailure {
@@ -308,7 +313,8 @@ impl Dispatcher {
                     if !handler.handles(&event.event_type) {
                         continue;
                     }
-                    let run = CatchUnwind(pin!(handler.process(event)));
+                    let process = lineage.clone().scope(handler.process(event));
+                    let run = CatchUnwind(pin!(process));
                     if let Err(error) =
                         instrument::handle(&self.telemetry, name, message, run).await
                     {

@@ -331,8 +331,8 @@ where
     .attr(
         attr::MESSAGING_MESSAGE_ID,
         Attr::Display(&message.message_id),
-    )
-    .start();
+    );
+    let span = with_correlation(span, message).start();
     let timer = Stopwatch::start();
     let outcome = span.run(run).await;
     let status = match outcome {
@@ -456,6 +456,7 @@ fn describe_message<'a>(
         .str(attr::EVENT_TYPE, &message.event.event_type)
         .str(attr::AGGREGATE_TYPE, message.event.aggregate_type())
         .str(attr::AGGREGATE_ID, message.event.aggregate_id());
+    span = with_correlation(span, message);
     for (key, value) in &message.attributes {
         let value = match value {
             AttributeValue::String(s) => Attr::Str(s),
@@ -464,6 +465,18 @@ fn describe_message<'a>(
         span = span.attr(key, value);
     }
     span
+}
+
+/// `eventsource.correlation.id`, when the message's event carries one (its metadata is
+/// not read for a span that records nothing).
+fn with_correlation<'a>(span: SpanStart<'a>, message: &BusMessage) -> SpanStart<'a> {
+    if span.is_inert() {
+        return span;
+    }
+    match message.event.metadata.correlation_id() {
+        Some(correlation_id) => span.str(attr::CORRELATION_ID, correlation_id),
+        None => span,
+    }
 }
 
 /// Links the span to a source message's context (in `carrier`), naming the message on the

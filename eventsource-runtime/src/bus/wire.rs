@@ -19,6 +19,7 @@
 //! | [`HEADER_EVENT_TYPE`], [`HEADER_SCHEMA_VERSION`] | the event's type and schema version |
 //! | [`HEADER_AGGREGATE_TYPE`], [`HEADER_AGGREGATE_ID`] | its stream |
 //! | [`HEADER_VERSION`], [`HEADER_POSITION`] | its version in the stream, its position in the store |
+//! | [`HEADER_CORRELATION_ID`], [`HEADER_CAUSATION_ID`] | its correlation and causation ids (see [`lineage`](crate::lineage)), when it has them |
 //! | [`HEADER_ATTEMPT`] | which delivery this is, 1 for the first |
 //! | [`HEADER_HANDLERS`] | the handlers a retried message is for (those that failed) |
 //! | [`HEADER_ERROR`] | the last failure, on a retried or dead-lettered message |
@@ -74,6 +75,14 @@ pub const HEADER_AGGREGATE_ID: &str = "eventsource-aggregate-id";
 pub const HEADER_VERSION: &str = "eventsource-version";
 /// Header: the event's global position in its store (integer).
 pub const HEADER_POSITION: &str = "eventsource-position";
+/// Header: the event's correlation id (its metadata's `correlation_id`; the CloudEvents
+/// extension's name, `correlationid`), when it has one. A copy of what the body carries, so
+/// that a broker's console or the dead letters show it without decoding the body; a
+/// message without it (from an older producer) is consumed all the same.
+pub const HEADER_CORRELATION_ID: &str = "eventsource-correlationid";
+/// Header: the event's causation id (its metadata's `causation_id`; CloudEvents'
+/// `causationid`), when it has one, as [`HEADER_CORRELATION_ID`].
+pub const HEADER_CAUSATION_ID: &str = "eventsource-causationid";
 /// Header: which delivery of the message this is, 1 for the first (integer).
 pub const HEADER_ATTEMPT: &str = "x-eventsource-attempt";
 /// Header: the handlers a retried message is for (the ones that failed; a list of names).
@@ -244,8 +253,19 @@ impl DeliveryState {
     }
 }
 
+/// The lineage headers of `event` ([`HEADER_CORRELATION_ID`], [`HEADER_CAUSATION_ID`]),
+/// those it has.
+pub fn lineage_headers(event: &EventEnvelope) -> impl Iterator<Item = (&'static str, &str)> {
+    let ids = [
+        (HEADER_CORRELATION_ID, event.metadata.correlation_id()),
+        (HEADER_CAUSATION_ID, event.metadata.causation_id()),
+    ];
+    ids.into_iter()
+        .filter_map(|(header, id)| Some((header, id?)))
+}
+
 /// The headers of `message` as text, for brokers whose header values are bytes (Kafka,
-/// NATS): the message id, the event's identity, the trace context in
+/// NATS): the message id, the event's identity and lineage, the trace context in
 /// [`BusMessage::headers`], and `state` (its handler list as a JSON array; the attempt
 /// always, the handlers and the error when there are any).
 #[must_use]
@@ -261,6 +281,9 @@ pub fn text_headers(message: &BusMessage, state: &DeliveryState) -> Vec<(&'stati
         (HEADER_POSITION, event.position.to_string()),
         (HEADER_ATTEMPT, state.attempt.max(1).to_string()),
     ];
+    for (header, id) in lineage_headers(event) {
+        headers.push((header, id.to_owned()));
+    }
     for key in TRACE_HEADERS {
         if let Some(value) = message.headers.get(key) {
             headers.push((key, value.to_owned()));
@@ -377,6 +400,12 @@ mod tests {
         assert_eq!(trace, message.headers);
         let id = read_message_id(headers.iter().map(|(k, v)| (*k, v.as_bytes())));
         assert_eq!(id, Some(message.message_id));
+        let correlation = headers.iter().find(|(k, _)| *k == HEADER_CORRELATION_ID);
+        assert_eq!(correlation.map(|(_, v)| v.as_str()), Some("c-1"));
+        assert!(
+            !headers.iter().any(|(k, _)| *k == HEADER_CAUSATION_ID),
+            "absent: none"
+        );
         assert_eq!(
             decode(&encode(&message.event).unwrap()).unwrap(),
             message.event

@@ -3,6 +3,7 @@
 
 use super::{CommandError, HandlerTelemetry};
 use crate::event::{DomainEvent, StreamId};
+use crate::lineage::Lineage;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{self, metrics};
 use crate::telemetry::otel::{Span, SpanStart, Stopwatch};
@@ -16,13 +17,15 @@ pub(super) struct CommandSpan {
 }
 
 /// Starts the command's span (unless its handler's switch or the process switch is off)
-/// and timer; with `eventsource.command.id` when the command has one.
+/// and timer; with `eventsource.command.id` when the command has one, and its correlation
+/// id.
 #[inline]
 pub(super) fn start(
     settings: HandlerTelemetry,
     command_type: &'static str,
     stream: &StreamId,
     command_id: Option<&str>,
+    lineage: &Lineage,
 ) -> CommandSpan {
     // With the process switch off: no span, no timer, no call.
     if !otel::enabled() {
@@ -32,7 +35,7 @@ pub(super) fn start(
             timer: Stopwatch::start(),
         };
     }
-    started(settings, command_type, stream, command_id)
+    started(settings, command_type, stream, command_id, lineage)
 }
 
 /// [`start`] with the process switch on.
@@ -42,6 +45,7 @@ fn started(
     command_type: &'static str,
     stream: &StreamId,
     command_id: Option<&str>,
+    lineage: &Lineage,
 ) -> CommandSpan {
     let name = match settings.span_name {
         Some(name) => SpanName::Static(name),
@@ -50,7 +54,8 @@ fn started(
     let mut span = SpanStart::new(settings.enabled, name, Kind::Internal)
         .static_str(attr::COMMAND_TYPE, command_type)
         .stream(stream)
-        .static_str(attr::CQRS_SIDE, attr::SIDE_WRITE);
+        .static_str(attr::CQRS_SIDE, attr::SIDE_WRITE)
+        .str(attr::CORRELATION_ID, lineage.correlation_id());
     if let Some(command_id) = command_id {
         span = span.str(attr::COMMAND_ID, command_id);
     }

@@ -37,12 +37,14 @@ impl<A: Aggregate> CommandService<A> {
             command_type,
             settings,
             id,
-            metadata,
+            mut metadata,
         } = run;
+        // The correlation and causation ids every event of the command carries.
+        let lineage = crate::lineage::stamp(&mut metadata);
         let command_id = metadata.command_id();
         // The aggregate id, shared from here on by the spans, the root and its envelopes.
         let stream = StreamId::from_shared(A::TYPE, id);
-        let command = instrument::start(settings, command_type, &stream, command_id);
+        let command = instrument::start(settings, command_type, &stream, command_id, &lineage);
         let saved = match self.repository.in_memory() {
             // A store that answers at once: no future until the delivery.
             Some(store) if command_id.is_none() => command.span.in_scope(|| {

@@ -213,6 +213,36 @@ impl Metadata {
         })))
     }
 
+    /// Appends `traceparent` to metadata kept as its stored JSON object (a command's stamped
+    /// lineage, see [`lineage`](crate::lineage)), as text: a traced append then builds no
+    /// entries, and an SQL store serializes nothing. `false`, unchanged, for other metadata
+    /// or one that names a `traceparent` already.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn append_traceparent(&mut self, traceparent: &[u8; TRACEPARENT_LEN]) -> bool {
+        let Some(Entries {
+            stored: Stored::Json(json),
+            ..
+        }) = self.0.as_deref()
+        else {
+            return false;
+        };
+        let Ok(traceparent) = std::str::from_utf8(traceparent) else {
+            return false;
+        };
+        if json.contains(r#""traceparent""#) {
+            return false;
+        }
+        let Some(body) = json.trim_end().strip_suffix('}') else {
+            return false;
+        };
+        let body = body.trim_end();
+        // Before the closing brace: the opening one (no entry) or the end of a value.
+        let separator = if body.ends_with('{') { "" } else { "," };
+        let json = format!(r#"{body}{separator}"traceparent":"{traceparent}"}}"#);
+        *self = Self::from_checked(Arc::from(json));
+        true
+    }
+
     /// The JSON object the entries are read from, while no change has made it stale: what
     /// an SQL store keeps as it is instead of serializing the entries again.
     #[cfg_attr(
@@ -399,6 +429,29 @@ mod tests {
         );
         assert!(Metadata::from_json("[1]".to_owned()).is_err());
         assert!(Metadata::from_json("{".to_owned()).is_err());
+    }
+
+    #[test]
+    fn a_traceparent_is_appended_to_stored_text_once() {
+        let traceparent = *b"00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
+        let mut stamped = Metadata::from_checked(Arc::from(r#"{"causation_id":"k"}"#));
+        assert!(stamped.append_traceparent(&traceparent));
+        assert_eq!(
+            stamped.stored_json().as_deref(),
+            Some(
+                r#"{"causation_id":"k","traceparent":"00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"}"#
+            )
+        );
+        assert_eq!(stamped.causation_id(), Some("k"));
+        assert!(!stamped.append_traceparent(&traceparent), "one is enough");
+        let mut empty = Metadata::from_checked(Arc::from(" { } "));
+        assert!(empty.append_traceparent(&traceparent));
+        assert_eq!(empty.keys().collect::<Vec<_>>(), ["traceparent"]);
+        let mut entries = Metadata::new().with("a", "1");
+        assert!(
+            !entries.append_traceparent(&traceparent),
+            "entries take an insert"
+        );
     }
 
     #[test]

@@ -357,6 +357,17 @@ fn event_id(millis: u64) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
+/// A new UUID v7, made as event ids are (no system call but the clock's): a command's id
+/// when it was given none (see [`lineage`](crate::lineage)).
+pub(crate) fn new_id() -> Uuid {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    event_id(millis)
+}
+
 /// A stored event as read back from a store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventEnvelope {

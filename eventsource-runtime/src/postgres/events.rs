@@ -29,6 +29,7 @@ struct Statements {
     append: String,
     load: String,
     read_all: String,
+    by_correlation: String,
     version: String,
     max_position: String,
 }
@@ -67,6 +68,14 @@ impl Statements {
                 &format!("SELECT {COLUMNS} FROM __schema__.eventsource_read_all($1, $2)"),
                 schema,
             ),
+            // Through the index of schema version 8 (`events_correlation_id`).
+            by_correlation: qualify(
+                &format!(
+                    "SELECT {COLUMNS} FROM __schema__.events \
+                     WHERE (metadata ->> 'correlation_id') = $1 ORDER BY position"
+                ),
+                schema,
+            ),
             version: qualify(
                 // The newest index entry, not max(version), which a plan made with stale
                 // statistics computes by reading the whole stream (see schema_v4.sql).
@@ -101,8 +110,8 @@ impl Statements {
 /// tell apart).
 ///
 /// Spans: the contract's CLIENT spans with `db.system.name` = `postgresql`,
-/// `db.collection.name` = `events`, `db.operation.name` = `append`, `load` or `read_all`,
-/// `server.address` and `server.port`; `db.query.text` only after
+/// `db.collection.name` = `events`, `db.operation.name` = `append`, `load`, `read_all` or
+/// `events_by_correlation`, `server.address` and `server.port`; `db.query.text` only after
 /// [`record_query_text(true)`](Self::record_query_text).
 ///
 /// ```no_run
@@ -409,6 +418,7 @@ impl Backend for PostgresEventStore {
             "append" => Some(&self.sql.append),
             "load" => Some(&self.sql.load),
             "read_all" => Some(&self.sql.read_all),
+            "events_by_correlation" => Some(&self.sql.by_correlation),
             _ => None,
         }
     }
@@ -433,6 +443,12 @@ impl Backend for PostgresEventStore {
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
         readable_prefix(rows.iter().map(decode), limit)
+    }
+
+    async fn correlated_events(&self, correlation_id: &str) -> Events {
+        let query = sqlx::query(&self.sql.by_correlation).bind(correlation_id);
+        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+        rows.iter().map(decode).collect()
     }
 
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {

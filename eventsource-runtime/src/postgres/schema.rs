@@ -42,6 +42,10 @@ pub const SCHEMA_V6: &str = include_str!("schema_v6.sql");
 /// by `migrate()` after [`SCHEMA_V6`].
 pub const SCHEMA_V7: &str = include_str!("schema_v7.sql");
 
+/// Version 8 of the schema: the index of the events by their metadata's `correlation_id`,
+/// for `events_by_correlation`, applied by `migrate()` after [`SCHEMA_V7`].
+pub const SCHEMA_V8: &str = include_str!("schema_v8.sql");
+
 /// The privileges the runtime role needs on a schema the owner role has migrated, with
 /// `__schema__` standing for the quoted schema name and `__role__` for the quoted role:
 /// `USAGE` on the schema, `SELECT, INSERT` on `events` (no `UPDATE`, no `DELETE`), `USAGE,
@@ -58,6 +62,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, SCHEMA_V5), // appends take their positions as one range
     (6, SCHEMA_V6), // stored events are never rewritten
     (7, SCHEMA_V7), // snapshots' schema version
+    (8, SCHEMA_V8), // events by correlation id
 ];
 
 /// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.

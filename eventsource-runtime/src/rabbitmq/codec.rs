@@ -46,6 +46,9 @@ pub(super) fn properties(
     text(HEADER_EVENT_TYPE, &event.event_type);
     text(HEADER_AGGREGATE_TYPE, event.aggregate_type());
     text(HEADER_AGGREGATE_ID, event.aggregate_id());
+    for (header, id) in wire::lineage_headers(event) {
+        text(header, id);
+    }
     for key in TRACE_HEADERS {
         if let Some(value) = message.headers.get(key) {
             text(key, value);
@@ -157,6 +160,14 @@ mod tests {
         let (trace, read) = read_headers(properties.headers().as_ref());
         assert_eq!(read, state);
         assert_eq!(trace, message.headers);
+        let correlation = properties
+            .headers()
+            .as_ref()
+            .into_iter()
+            .flatten()
+            .find(|(key, _)| key.as_str() == wire::HEADER_CORRELATION_ID)
+            .and_then(|(_, value)| as_text(value));
+        assert_eq!(correlation.as_deref(), Some("c-1"));
         assert_eq!(
             properties.message_id().as_ref().map(ShortString::as_str),
             Some(message.message_id.to_string().as_str())

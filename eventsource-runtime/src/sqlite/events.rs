@@ -36,6 +36,10 @@ const LOAD: &str = "SELECT position, stream_type, stream_id, version, event_id, 
 const READ_ALL: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
      schema_version, timestamp, payload, metadata FROM events \
      WHERE position >= ?1 ORDER BY position LIMIT ?2";
+/// Through the index of schema version 5 (`events_correlation_id`).
+const BY_CORRELATION: &str = "SELECT position, stream_type, stream_id, version, event_id, \
+     event_type, schema_version, timestamp, payload, metadata FROM events \
+     WHERE correlation_id = ?1 ORDER BY position";
 const MAX_POSITION: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 
 /// An [`EventStore`](crate::store::EventStore) in a SQLite database.
@@ -50,8 +54,9 @@ const MAX_POSITION: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 /// file), and starts at the newest position found by [`migrate`](Self::migrate).
 ///
 /// Spans: the contract's CLIENT spans with `db.system.name` = `sqlite`,
-/// `db.collection.name` = `events` and `db.operation.name` = `append`, `load` or
-/// `read_all`; `db.query.text` only after [`record_query_text(true)`](Self::record_query_text).
+/// `db.collection.name` = `events` and `db.operation.name` = `append`, `load`, `read_all`
+/// or `events_by_correlation`; `db.query.text` only after
+/// [`record_query_text(true)`](Self::record_query_text).
 ///
 /// ```
 /// use eventsource_runtime::sqlite::SqliteEventStore;
@@ -251,6 +256,7 @@ impl Backend for SqliteEventStore {
             "append" => Some(APPEND_QUERY_TEXT),
             "load" => Some(LOAD),
             "read_all" => Some(READ_ALL),
+            "events_by_correlation" => Some(BY_CORRELATION),
             _ => None,
         }
     }
@@ -277,6 +283,11 @@ impl Backend for SqliteEventStore {
             .bind(to_i64(from_position))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         detached(read_readable(self.pool.clone(), query, limit)).await
+    }
+
+    async fn correlated_events(&self, correlation_id: &str) -> Events {
+        let query = sqlx::query(BY_CORRELATION).bind(correlation_id.to_owned());
+        detached(read_rows(self.pool.clone(), query)).await
     }
 
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {

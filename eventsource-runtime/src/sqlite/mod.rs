@@ -100,12 +100,17 @@ pub const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 /// by `migrate()` after [`SCHEMA_V3`].
 pub const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 
+/// Version 5 of the schema: the virtual column `events.correlation_id` (the metadata's)
+/// and its index, for `events_by_correlation`, applied by `migrate()` after [`SCHEMA_V4`].
+pub const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA),
     (2, SCHEMA_V2), // parked events
     (3, SCHEMA_V3), // idempotent handlers' processed messages
     (4, SCHEMA_V4), // snapshots' schema version
+    (5, SCHEMA_V5), // events by correlation id
 ];
 
 /// `db.system.name` of the SQLite stores.

@@ -88,7 +88,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// up settles which it is. Otherwise every read and append checks first.
     const CHECKS_NEW_STREAMS: bool = false;
 
-    /// The statement `operation` (`append`, `load`, `read_all`) runs, for `db.query.text`.
+    /// The statement `operation` (`append`, `load`, `read_all`, `events_by_correlation`)
+    /// runs, for `db.query.text`.
     fn query_text(&self, operation: &'static str) -> Option<&str> {
         let _ = operation;
         None
@@ -107,6 +108,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Reads all streams, as [`EventStore::read_all`].
     fn read_events(&self, from_position: u64, limit: usize)
     -> impl Future<Output = ReadAll> + Send;
+
+    /// The events of one correlation id, as [`EventStore::events_by_correlation`].
+    fn correlated_events(&self, correlation_id: &str) -> impl Future<Output = Events> + Send;
 
     /// The stream's version, as [`EventStore::stream_version`].
     fn version(&self, stream: &StreamId) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -254,6 +258,12 @@ impl<B: Backend> EventStore for B {
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         check_stream_unless_backend_does::<B>(stream)?;
         self.version(stream).await
+    }
+
+    async fn events_by_correlation(&self, correlation_id: &str) -> Events {
+        let operation = operation(self, "events_by_correlation");
+        let read = self.correlated_events(correlation_id);
+        instrument::events_by_correlation(self.telemetry(), correlation_id, operation, read).await
     }
 
     fn system_name(&self) -> &'static str {

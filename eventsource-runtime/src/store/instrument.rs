@@ -288,6 +288,28 @@ where
     result
 }
 
+/// Runs the listing of one correlation id's events: the span (with
+/// `eventsource.correlation.id`), how many events came back, the status.
+///
+/// # Errors
+/// Whatever `read` returns.
+pub async fn events_by_correlation<Fut>(
+    telemetry: &StoreTelemetry,
+    correlation_id: &str,
+    operation: Operation<'_>,
+    read: Fut,
+) -> Result<Vec<EventEnvelope>, StoreError>
+where
+    Fut: Future<Output = Result<Vec<EventEnvelope>, StoreError>>,
+{
+    let span = client_span(telemetry, telemetry.names.events_by_correlation, None)
+        .str(attr::CORRELATION_ID, correlation_id);
+    let span = start(span, telemetry, operation);
+    let result = span.run(read).await;
+    read_finished(&span, &result);
+    result
+}
+
 /// After a read: how many events came back, or the error.
 fn read_finished<E>(span: &Span, result: &Result<E, StoreError>)
 where

@@ -254,6 +254,20 @@ impl Backend for InMemoryEventStore {
         Ok(ReadBatch::new(rows.filter_map(envelope).collect(), limit))
     }
 
+    /// A scan: the store is in memory, and an index would cost every append.
+    async fn correlated_events(&self, correlation_id: &str) -> Events {
+        let log = self.read();
+        let envelope = |(i, row): (usize, &StoredRow)| {
+            let (stream, _) = log.streams.get_index(row.stream as usize)?;
+            Some(row.envelope(stream, i as u64 + 1))
+        };
+        let matching = log
+            .rows
+            .from(0)
+            .filter(|(_, row)| row.metadata.correlation_id() == Some(correlation_id));
+        Ok(matching.filter_map(envelope).collect())
+    }
+
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let log = self.read();
         match log.streams.get(stream) {

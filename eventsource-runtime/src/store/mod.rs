@@ -230,6 +230,45 @@ pub trait EventStore: Send + Sync + 'static {
     /// [`StoreError::InvalidStreamId`], [`StoreError::Unavailable`].
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError>;
 
+    /// The events whose correlation id ([`Metadata::CORRELATION_ID`]) is `correlation_id`,
+    /// in global order: everything one request caused that this store holds (see
+    /// [`lineage`](crate::lineage), which draws them as a tree).
+    ///
+    /// The stores of this crate answer from an index (SQLite and PostgreSQL: on the
+    /// metadata's `correlation_id`), under the span `eventsource.event_store.events_by_correlation`.
+    /// This default, for a store of your own, reads the whole store through
+    /// [`read_all`](Self::read_all), a page at a time, and keeps the matching events.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] for an unreadable stored event (the default reads every
+    /// one), [`StoreError::Unavailable`].
+    ///
+    /// [`Metadata::CORRELATION_ID`]: crate::event::Metadata::CORRELATION_ID
+    async fn events_by_correlation(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let mut found = Vec::new();
+        let mut from = 1;
+        loop {
+            let page = self.read_all(from, CORRELATION_SCAN_PAGE).await?;
+            let Some(last) = page.last() else {
+                return Ok(found);
+            };
+            // A store whose positions went back would loop forever: stop there instead.
+            let next = last.position.saturating_add(1);
+            let done = next <= from || page.reached_head();
+            from = next;
+            let matching = page
+                .into_iter()
+                .filter(|event| event.metadata.correlation_id() == Some(correlation_id));
+            found.extend(matching);
+            if done {
+                return Ok(found);
+            }
+        }
+    }
+
     /// The store's database system, as in OpenTelemetry's `db.system.name` (e.g. `"sqlite"`).
     fn system_name(&self) -> &'static str;
 
@@ -251,6 +290,9 @@ pub trait EventStore: Send + Sync + 'static {
         None
     }
 }
+
+/// How many events [`EventStore::events_by_correlation`]'s default reads at a time.
+const CORRELATION_SCAN_PAGE: usize = 1024;
 
 /// See [`EventStore::appended_signal`].
 pub type AppendSignal = tokio::sync::watch::Receiver<u64>;
@@ -280,6 +322,13 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         (**self).stream_version(stream).await
+    }
+
+    async fn events_by_correlation(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        (**self).events_by_correlation(correlation_id).await
     }
 
     fn system_name(&self) -> &'static str {

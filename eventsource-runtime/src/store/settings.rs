@@ -1,7 +1,9 @@
 //! The telemetry settings every store embeds (event stores and snapshot stores alike), and
 //! the builder methods over them, written once.
 
-use crate::telemetry::attributes::{SPAN_STORE_APPEND, SPAN_STORE_LOAD, SPAN_STORE_READ_ALL};
+use crate::telemetry::attributes::{
+    SPAN_STORE_APPEND, SPAN_STORE_EVENTS_BY_CORRELATION, SPAN_STORE_LOAD, SPAN_STORE_READ_ALL,
+};
 use crate::telemetry::values::span_names;
 
 span_names! {
@@ -13,6 +15,8 @@ span_names! {
         append = SPAN_STORE_APPEND,
         /// Reading all streams.
         read_all = SPAN_STORE_READ_ALL,
+        /// Listing the events of one correlation id.
+        events_by_correlation = SPAN_STORE_EVENTS_BY_CORRELATION,
     }
 }
 

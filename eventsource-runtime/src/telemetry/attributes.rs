@@ -76,6 +76,10 @@ pub const COMMAND_ID: &str = "eventsource.command.id";
 /// execution stored were returned, nothing was decided or appended (bool; absent
 /// otherwise).
 pub const COMMAND_DUPLICATE: &str = "eventsource.command.duplicate";
+/// The correlation id shared by everything one request caused (see
+/// [`lineage`](crate::lineage)): on command spans, and on publish, consume and handle spans
+/// of a message whose event carries one.
+pub const CORRELATION_ID: &str = "eventsource.correlation.id";
 /// The aggregate's type name (`Order`).
 pub const AGGREGATE_TYPE: &str = "eventsource.aggregate.type";
 /// The aggregate's id.
@@ -168,6 +172,9 @@ pub const SPAN_STORE_LOAD: &str = "eventsource.event_store.load";
 pub const SPAN_STORE_APPEND: &str = "eventsource.event_store.append";
 /// Default span name of an event store global read.
 pub const SPAN_STORE_READ_ALL: &str = "eventsource.event_store.read_all";
+/// Default span name of an event store listing the events of one correlation id
+/// ([`EventStore::events_by_correlation`](crate::store::EventStore::events_by_correlation)).
+pub const SPAN_STORE_EVENTS_BY_CORRELATION: &str = "eventsource.event_store.events_by_correlation";
 /// Span name of a snapshot store save.
 pub const SPAN_SNAPSHOT_STORE_SAVE: &str = "eventsource.snapshot_store.save";
 /// Span name of a snapshot store read.

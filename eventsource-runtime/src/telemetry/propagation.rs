@@ -71,11 +71,17 @@ pub fn inject(cx: &Context, metadata: &mut Metadata) {
     let traceparent = traceparent(span_context);
     // What `TraceContextPropagator` writes (an empty tracestate is left out, as `set` does).
     let trace_state = span_context.trace_state().header();
-    if trace_state.is_empty() && cx.baggage().is_empty() && metadata.is_empty() {
-        // The common case, an event with no metadata of its own: its stored form is written
-        // at once, and stores keep it as it is instead of building entries to serialize.
-        *metadata = Metadata::from_traceparent(traceparent);
-        return;
+    if trace_state.is_empty() && cx.baggage().is_empty() {
+        // The common cases, an event with no metadata of its own, or only the lineage its
+        // command stamped: its stored form is written at once, and stores keep it as it is
+        // instead of building entries to serialize.
+        if metadata.is_empty() {
+            *metadata = Metadata::from_traceparent(traceparent);
+            return;
+        }
+        if metadata.append_traceparent(&traceparent) {
+            return;
+        }
     }
     // Hex digits and dashes: ASCII, so this never falls back to the empty string.
     let text = std::str::from_utf8(&traceparent).unwrap_or_default();

@@ -10,8 +10,11 @@ use crate::telemetry::attributes as key;
 /// The attributes that tell a span's story, most telling first: the compact view shows the
 /// first [`STORY_ATTRIBUTES`] a span has (after the ones its parent or its name already
 /// say), then the application's own.
-const STORY: [&str; 17] = [
+const STORY: [&str; 18] = [
     key::AGGREGATE_ID,
+    // Shown where a request's spans begin (below, every span repeats it): a command, a
+    // service's consumed message.
+    key::CORRELATION_ID,
     key::HANDLER_NAME,
     key::PROJECTION_NAME,
     key::EVENT_TYPE,

@@ -197,9 +197,7 @@ impl Database {
                         .fetch_all(store.pool())
                         .await
                         .expect("raw page");
-                    rows.iter()
-                        .map(|row| read_row(row, &mut totals))
-                        .last()
+                    rows.iter().map(|row| read_row(row, &mut totals)).last()
                 }
                 Self::Sqlite { store, .. } => {
                     let sql = format!(
@@ -212,9 +210,7 @@ impl Database {
                         .fetch_all(store.pool())
                         .await
                         .expect("raw page");
-                    rows.iter()
-                        .map(|row| read_row(row, &mut totals))
-                        .last()
+                    rows.iter().map(|row| read_row(row, &mut totals)).last()
                 }
             };
             match page {

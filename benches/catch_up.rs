@@ -22,7 +22,9 @@
 //! `/proc/self/clear_refs`).
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench catch_up`
-//! (`CATCH_UP_1M=1` for 1M events, `CATCH_UP_ONLY=postgres` or `sqlite` for one database).
+//! (`CATCH_UP_1M=1` for 1M events, `CATCH_UP_ONLY=postgres` or `sqlite` for one database,
+//! `CATCH_UP_CHECKPOINT_EVERY=<events>` for the runners' `checkpoint_every`,
+//! `CATCH_UP_ROUNDS=<n>` for more rounds than 10).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -302,6 +304,22 @@ impl Case {
     }
 }
 
+/// `CATCH_UP_ROUNDS`: criterion's samples, one round each (default 10, at least 10).
+fn sample_size() -> usize {
+    std::env::var("CATCH_UP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+        .max(10)
+}
+
+/// `CATCH_UP_CHECKPOINT_EVERY`: the runners' `checkpoint_every` (default: theirs).
+fn checkpoint_every() -> Option<usize> {
+    std::env::var("CATCH_UP_CHECKPOINT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
 /// The peak resident set size so far, in KiB (`VmHWM`).
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -326,8 +344,11 @@ async fn run_case(db: &Database, case: Case, expected: &Totals) -> (Duration, u6
     let totals = match case {
         Case::Raw => db.raw().await,
         _ => {
-            let runner =
+            let mut runner =
                 ProjectionRunner::new(db.store(), db.checkpoints(), TotalsProjection::default());
+            if let Some(events) = checkpoint_every() {
+                runner = runner.checkpoint_every(events);
+            }
             runner.rebuild().await.expect("rebuild");
             let totals = runner.projection().lock().await.0.clone();
             totals
@@ -405,7 +426,7 @@ fn bench_database(c: &mut Criterion, rt: &Runtime, db: &Database, total: u64) ->
     let mut group = c.benchmark_group(format!("catch_up_{}k", total / 1000));
     group
         .sampling_mode(SamplingMode::Flat)
-        .sample_size(10)
+        .sample_size(sample_size())
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_secs(1));
     let mut round = 0_usize;

@@ -85,12 +85,14 @@ where
                 None
             }
         };
-        let stream_type = text(STREAM_TYPE).unwrap_or("?").to_owned();
-        let stream_id =
-            text(STREAM_ID).map_or_else(|| format!("?@{}", position.unwrap_or(0)), str::to_owned);
+        let stream_type = text(STREAM_TYPE).unwrap_or("?");
+        let stream = match text(STREAM_ID) {
+            Some(id) => StreamId::from_stored(stream_type, id),
+            None => StreamId::from_stored(stream_type, &format!("?@{}", position.unwrap_or(0))),
+        };
         Self {
             row,
-            stream: StreamId::new(stream_type, stream_id),
+            stream,
             version: version.unwrap_or(0),
             position: position.unwrap_or(0),
             unreadable,
@@ -117,15 +119,15 @@ where
             .map_err(|e| self.corrupt(column.1, &e))
     }
 
-    /// The JSON text of `column`, as shared text: checked first when the column may hold
-    /// anything. Blanks around it are left out.
-    fn json(&self, column: Column, kind: JsonColumns) -> Result<Arc<str>, StoreError> {
+    /// The JSON text of `column`, checked first when the column may hold anything. Blanks
+    /// around it are left out.
+    fn json(&self, column: Column, kind: JsonColumns) -> Result<&'r str, StoreError> {
         let text = self.get::<&str>(column)?.trim();
         if kind == JsonColumns::Unchecked {
             // Borrowed: the check builds nothing.
             serde_json::from_str::<&RawValue>(text).map_err(|e| self.corrupt(column.1, &e))?;
         }
-        Ok(Arc::from(text))
+        Ok(text)
     }
 
     /// The envelope, from the columns both stores share plus the event id and timestamp,
@@ -145,11 +147,17 @@ where
         let schema_version = self.get::<i64>(SCHEMA_VERSION)?;
         let schema_version =
             u32::try_from(schema_version).map_err(|e| self.corrupt(SCHEMA_VERSION.1, &e))?;
-        let payload = Payload::from_checked(self.json(payload, kind)?);
+        let payload = Payload::from_checked(Arc::from(self.json(payload, kind)?));
         let metadata_text = self.json(metadata, kind)?;
         if !metadata_text.starts_with('{') {
             return Err(self.corrupt(metadata.1, &"metadata is not a JSON object"));
         }
+        // Empty metadata holds nothing (no text kept for every event without any).
+        let metadata = if metadata_text == "{}" {
+            Metadata::default()
+        } else {
+            Metadata::from_checked(Arc::from(metadata_text))
+        };
         Ok(EventEnvelope {
             event_id,
             stream: self.stream,
@@ -159,7 +167,7 @@ where
             schema_version,
             timestamp,
             payload,
-            metadata: Metadata::from_checked(metadata_text),
+            metadata,
         })
     }
 }

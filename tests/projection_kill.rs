@@ -3,8 +3,8 @@
 //! rebuilds a projection that records every event it handles in the database, and is killed
 //! with `SIGKILL` halfway; a second runner then catches up from the checkpoint the first one
 //! left. Every event is counted: handled once, except those after that checkpoint up to the
-//! last the child handled, handled twice, and fewer of them than
-//! `checkpoint_every` + 2 × `batch_size`. On PostgreSQL (`DATABASE_URL`, skipped without
+//! last the child handled, handled twice, and fewer of them than the documented window,
+//! `max_unsaved_events` (here equal to `checkpoint_every`) + 2 × `batch_size`. On PostgreSQL (`DATABASE_URL`, skipped without
 //! it) and on SQLite (a file).
 
 #[path = "common/postgres.rs"]
@@ -151,6 +151,7 @@ fn runner(
     ProjectionRunner::new(store, checkpoints, projection)
         .batch_size(BATCH)
         .checkpoint_every(CHECKPOINT_EVERY)
+        .max_unsaved_events(CHECKPOINT_EVERY)
         .checkpoint_interval(Duration::from_secs(3600))
         .lease_retry_interval(Duration::from_millis(50))
 }

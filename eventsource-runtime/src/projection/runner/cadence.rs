@@ -57,10 +57,12 @@ impl<'a> Cadence<'a> {
     }
 
     /// Whether handling `events` more must wait for the save in flight: the events a kill
-    /// would hand over again stay fewer than `checkpoint_every` plus two batches.
+    /// would hand over again stay fewer than the larger of `max_unsaved_events` and
+    /// `checkpoint_every`, plus two batches.
     pub(super) fn must_settle(&self, events: usize, settings: &Settings) -> bool {
         let window = settings
-            .checkpoint_every
+            .max_unsaved
+            .max(settings.checkpoint_every)
             .saturating_add(settings.batch_size.saturating_mul(2));
         self.in_flight.is_some() && self.since_saved.saturating_add(events) >= window
     }

@@ -61,10 +61,13 @@
 //! - **At least once**: the checkpoint is the position of the last event whose handler
 //!   succeeded. It is saved after each batch by default
 //!   ([`checkpoint_every`](ProjectionRunner::checkpoint_every) and
-//!   [`checkpoint_interval`](ProjectionRunner::checkpoint_interval) save less often), a full
-//!   batch's while the next batch is handled, and always after a batch that was not full,
-//!   and before the runner stops, whatever the reason (unless its lease is lost). A crash delivers the events since the last completed save again
-//!   (fewer than `checkpoint_every` plus two batches), so handlers should be idempotent.
+//!   [`checkpoint_interval`](ProjectionRunner::checkpoint_interval) save less often): a
+//!   full batch's in the background, one save at a time, while the next batches are
+//!   handled; a batch that was not full at once; and before the runner stops, whatever the
+//!   reason (unless its lease is lost). A crash delivers the events since the last
+//!   completed save again: fewer than
+//!   [`max_unsaved_events`](ProjectionRunner::max_unsaved_events) (4096 by default, or
+//!   `checkpoint_every` if larger) plus two batches. Handlers should be idempotent.
 //! - **Nothing skipped**: a failing handler is retried with exponential backoff
 //!   ([`backoff`](ProjectionRunner::backoff)); after
 //!   [`max_attempts`](ProjectionRunner::max_attempts) failures on one event the runner stops
@@ -176,7 +179,7 @@ pub use error::RunnerError;
 pub use settings::{
     DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL,
     DEFAULT_INITIAL_BACKOFF, DEFAULT_LEASE_RETRY_INTERVAL, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_BACKOFF, DEFAULT_POLL_INTERVAL,
+    DEFAULT_MAX_BACKOFF, DEFAULT_MAX_UNSAVED_EVENTS, DEFAULT_POLL_INTERVAL,
 };
 pub use unreadable::UnreadablePolicy;
 

@@ -19,6 +19,8 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub const DEFAULT_LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Default [`ProjectionRunner::checkpoint_every`]: after every batch.
 pub const DEFAULT_CHECKPOINT_EVERY: usize = 1;
+/// Default [`ProjectionRunner::max_unsaved_events`].
+pub const DEFAULT_MAX_UNSAVED_EVENTS: usize = 4096;
 /// Default [`ProjectionRunner::checkpoint_interval`].
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -34,6 +36,7 @@ pub(super) struct Settings {
     pub(super) on_unreadable: UnreadablePolicy,
     pub(super) checkpoint_every: usize,
     pub(super) checkpoint_interval: Duration,
+    pub(super) max_unsaved: usize,
 }
 
 impl Default for Settings {
@@ -49,6 +52,7 @@ impl Default for Settings {
             on_unreadable: UnreadablePolicy::Stop,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            max_unsaved: DEFAULT_MAX_UNSAVED_EVENTS,
         }
     }
 }
@@ -71,14 +75,28 @@ impl<P: Projection> ProjectionRunner<P> {
     /// save, and always after a batch that was not full (it caught up) and before it
     /// stops, whatever the reason (unless its lease is lost).
     ///
-    /// A full batch's checkpoint is saved while the next batch is handled. A runner killed
-    /// without a chance to save (a crash, `SIGKILL`) hands over again, next time, the
-    /// events handled since its last completed save: fewer than `checkpoint_every` plus
-    /// two [batches](Self::batch_size). Saving less often costs a database store one write
-    /// less per batch; the price is that window.
+    /// A full batch's checkpoint is saved in the background, one save at a time, while the
+    /// next batches are handled; see [`max_unsaved_events`](Self::max_unsaved_events) for
+    /// how far the runner goes meanwhile. Saving less often spares a database store a write
+    /// per batch.
     #[must_use]
     pub fn checkpoint_every(mut self, events: usize) -> Self {
         self.settings.checkpoint_every = events.max(1);
+        self
+    }
+
+    /// How many events a runner catching up hands over past its last completed checkpoint
+    /// save before it waits for the save in flight (default
+    /// [`DEFAULT_MAX_UNSAVED_EVENTS`]; at least 1): a save that takes long (a database
+    /// waiting for its disk) holds the runner back only past that many events.
+    ///
+    /// A runner killed without a chance to save (a crash, `SIGKILL`) hands over again, next
+    /// time, the events handled since its last completed save: fewer than the larger of
+    /// this and [`checkpoint_every`](Self::checkpoint_every), plus two
+    /// [batches](Self::batch_size). That is the window its handlers' idempotence covers.
+    #[must_use]
+    pub fn max_unsaved_events(mut self, events: usize) -> Self {
+        self.settings.max_unsaved = events.max(1);
         self
     }
 

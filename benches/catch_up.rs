@@ -350,8 +350,7 @@ async fn run_case(db: &Database, case: Case, expected: &Totals) -> (Duration, u6
                 runner = runner.checkpoint_every(events);
             }
             runner.rebuild().await.expect("rebuild");
-            let totals = runner.projection().lock().await.0.clone();
-            totals
+            runner.projection().lock().await.0.clone()
         }
     };
     let elapsed = started.elapsed();

@@ -168,3 +168,79 @@ pub(super) async fn alongside<A: Future, B: Future>(first: A, second: B) -> (A::
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn settings(checkpoint_every: usize, max_unsaved: usize, batch_size: usize) -> Settings {
+        Settings {
+            checkpoint_every,
+            max_unsaved,
+            batch_size,
+            checkpoint_interval: Duration::from_secs(3600),
+            ..Settings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_save_in_flight_is_waited_for_only_past_the_window() {
+        // The window: 10 events, plus two batches of 4.
+        let settings = settings(1, 10, 4);
+        let mut cadence = Cadence::since(0);
+        cadence.handled(4);
+        let (saved, landed) = tokio::sync::oneshot::channel::<()>();
+        cadence.start_if_due(4, &settings, || {
+            Box::pin(async move {
+                let _ = landed.await;
+                Ok(())
+            })
+        });
+        let mut second = false;
+        cadence.start_if_due(4, &settings, || {
+            second = true;
+            Box::pin(async { Ok(()) })
+        });
+        assert!(!second, "one save at a time");
+        cadence.handled(4);
+        cadence.handled(4);
+        assert!(
+            !cadence.must_settle(4, &settings),
+            "16 events: within the window"
+        );
+        assert!(cadence.must_settle(8, &settings), "20 events: past it");
+        saved.send(()).unwrap();
+        assert!(cadence.settle().await.is_ok());
+        assert_eq!(cadence.saved_at(), 4);
+        assert!(!cadence.must_settle(100, &settings), "nothing in flight");
+    }
+
+    #[tokio::test]
+    async fn a_failed_save_is_due_again_and_a_lost_lease_stops() {
+        let settings = settings(8, 8, 4);
+        let mut cadence = Cadence::since(0);
+        cadence.handled(4);
+        let mut started = false;
+        cadence.start_if_due(4, &settings, || {
+            started = true;
+            Box::pin(async { Ok(()) })
+        });
+        assert!(!started, "4 events: not due before 8");
+        cadence.handled(4);
+        cadence.start_if_due(8, &settings, || {
+            Box::pin(async { Err(StoreError::Unavailable("down".into())) })
+        });
+        assert!(cadence.settle().await.is_ok());
+        assert_eq!(cadence.saved_at(), 0, "not saved");
+        cadence.start_if_due(8, &settings, || {
+            Box::pin(async {
+                Err(StoreError::LeaseLost {
+                    projection: "p".to_owned(),
+                })
+            })
+        });
+        assert!(matches!(cadence.settle().await, Err(Halt::LeaseLost)));
+    }
+}

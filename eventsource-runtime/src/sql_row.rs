@@ -34,9 +34,11 @@ pub(crate) const SCHEMA_VERSION: Column = Column(6, "schema_version");
 pub(crate) enum JsonColumns {
     /// The database's JSON type written out as text (PostgreSQL's `jsonb`): valid JSON by
     /// construction, taken as it is. The projection's own parse is the only one.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Valid,
     /// Plain text (SQLite), which a damaged row may hold: checked once, without building
     /// a value, so an unreadable event is found at the read.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Unchecked,
 }
 

@@ -3,8 +3,10 @@
 //! (as far as they can be read), never a panic.
 
 use std::fmt::Display;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 use uuid::Uuid;
 
@@ -12,45 +14,90 @@ use crate::event::{EventEnvelope, Metadata, Payload, StreamId};
 use crate::store::backend::ReadAll;
 use crate::store::{ReadBatch, StoreError};
 
-/// One events-table row being decoded.
+/// A column of the stores' `SELECT`s of events: where it is in the row, and its name for
+/// errors. Read by index: a lookup by name hashes the name, for every column of every row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Column(pub(crate) usize, pub(crate) &'static str);
+
+/// The columns both stores select first, in this order (see their `SELECT`s); each store's
+/// own columns follow.
+pub(crate) const POSITION: Column = Column(0, "position");
+pub(crate) const STREAM_TYPE: Column = Column(1, "stream_type");
+pub(crate) const STREAM_ID: Column = Column(2, "stream_id");
+pub(crate) const VERSION: Column = Column(3, "version");
+pub(crate) const EVENT_ID: Column = Column(4, "event_id");
+pub(crate) const EVENT_TYPE: Column = Column(5, "event_type");
+pub(crate) const SCHEMA_VERSION: Column = Column(6, "schema_version");
+
+/// What a store's payload and metadata columns hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JsonColumns {
+    /// The database's JSON type written out as text (PostgreSQL's `jsonb`): valid JSON by
+    /// construction, taken as it is. The projection's own parse is the only one.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Valid,
+    /// Plain text (SQLite), which a damaged row may hold: checked once, without building
+    /// a value, so an unreadable event is found at the read.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    Unchecked,
+}
+
+/// One events-table row being decoded: each column read once, text borrowed from the row
+/// and copied once, into the envelope.
 pub(crate) struct StoredRow<'r, R> {
     row: &'r R,
     stream: StreamId,
     version: u64,
     position: u64,
+    /// The first of the columns read up front that could not be: its name and why.
+    unreadable: Option<(&'static str, String)>,
 }
 
 impl<'r, R> StoredRow<'r, R>
 where
     R: Row,
-    for<'c> &'c str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
+    usize: ColumnIndex<R>,
+    &'r str: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
 {
-    /// Starts decoding `row`; the stream and version its errors name are read best-effort.
+    /// Starts decoding `row`: the stream, version and position its errors name, read
+    /// best-effort (an unreadable one is the envelope's error).
     pub(crate) fn new(row: &'r R) -> Self {
-        let id = row.try_get::<String, _>("stream_id").unwrap_or_else(|_| {
-            let position = row.try_get::<i64, _>("position").unwrap_or(0);
-            format!("?@{position}")
-        });
-        let stream_type = row
-            .try_get::<String, _>("stream_type")
-            .unwrap_or_else(|_| "?".to_owned());
-        let version = row
-            .try_get::<i64, _>("version")
-            .ok()
-            .and_then(|v| u64::try_from(v).ok())
-            .unwrap_or(0);
-        let position = row
-            .try_get::<i64, _>("position")
-            .ok()
-            .and_then(|p| u64::try_from(p).ok())
-            .unwrap_or(0);
+        let mut unreadable = None;
+        let mut note = |column: Column, error: &dyn Display| {
+            unreadable.get_or_insert_with(|| (column.1, error.to_string()));
+        };
+        let mut count = |column: Column| match row.try_get::<i64, _>(column.0).map(u64::try_from) {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                note(column, &error);
+                None
+            }
+            Err(error) => {
+                note(column, &error);
+                None
+            }
+        };
+        let position = count(POSITION);
+        let version = count(VERSION);
+        let mut text = |column: Column| match row.try_get::<&str, _>(column.0) {
+            Ok(text) => Some(text),
+            Err(error) => {
+                note(column, &error);
+                None
+            }
+        };
+        let stream_type = text(STREAM_TYPE).unwrap_or("?");
+        let stream = match text(STREAM_ID) {
+            Some(id) => StreamId::from_stored(stream_type, id),
+            None => StreamId::from_stored(stream_type, &format!("?@{}", position.unwrap_or(0))),
+        };
         Self {
             row,
-            stream: StreamId::new(stream_type, id),
-            version,
-            position,
+            stream,
+            version: version.unwrap_or(0),
+            position: position.unwrap_or(0),
+            unreadable,
         }
     }
 
@@ -65,44 +112,59 @@ where
     }
 
     /// The value of `column`.
-    pub(crate) fn get<T>(&self, column: &str) -> Result<T, StoreError>
+    pub(crate) fn get<T>(&self, column: Column) -> Result<T, StoreError>
     where
         T: Decode<'r, R::Database> + Type<R::Database>,
     {
         self.row
-            .try_get::<T, _>(column)
-            .map_err(|e| self.corrupt(column, &e))
+            .try_get::<T, _>(column.0)
+            .map_err(|e| self.corrupt(column.1, &e))
     }
 
-    fn count(&self, column: &str) -> Result<u64, StoreError> {
-        let value = self.get::<i64>(column)?;
-        u64::try_from(value).map_err(|e| self.corrupt(column, &e))
+    /// The JSON text of `column`, checked first when the column may hold anything. Blanks
+    /// around it are left out.
+    fn json(&self, column: Column, kind: JsonColumns) -> Result<&'r str, StoreError> {
+        let text = self.get::<&str>(column)?.trim();
+        if kind == JsonColumns::Unchecked {
+            // Borrowed: the check builds nothing.
+            serde_json::from_str::<&RawValue>(text).map_err(|e| self.corrupt(column.1, &e))?;
+        }
+        Ok(text)
     }
 
     /// The envelope, from the columns both stores share plus the event id and timestamp,
-    /// which each store keeps in its own way (`stored` reads those).
+    /// which each store keeps in its own way (`stored` reads those), the payload and the
+    /// metadata from the columns `payload` and `metadata`.
     pub(crate) fn envelope(
         self,
+        [payload, metadata]: [Column; 2],
+        kind: JsonColumns,
         stored: impl FnOnce(&Self) -> Result<(Uuid, DateTime<Utc>), StoreError>,
     ) -> Result<EventEnvelope, StoreError> {
-        self.get::<String>("stream_type")?;
-        self.get::<String>("stream_id")?;
-        let version = self.count("version")?;
-        let position = self.count("position")?;
+        if let Some((column, reason)) = &self.unreadable {
+            return Err(self.corrupt(column, reason));
+        }
         let (event_id, timestamp) = stored(&self)?;
-        let event_type = self.get::<String>("event_type")?;
-        let schema_version = self.get::<i64>("schema_version")?;
+        let event_type = self.get::<&str>(EVENT_TYPE)?.to_owned();
+        let schema_version = self.get::<i64>(SCHEMA_VERSION)?;
         let schema_version =
-            u32::try_from(schema_version).map_err(|e| self.corrupt("schema_version", &e))?;
-        let payload = self.get::<String>("payload")?;
-        let payload = Payload::from_json(payload).map_err(|e| self.corrupt("payload", &e))?;
-        let metadata = self.get::<String>("metadata")?;
-        let metadata = Metadata::from_json(metadata).map_err(|e| self.corrupt("metadata", &e))?;
+            u32::try_from(schema_version).map_err(|e| self.corrupt(SCHEMA_VERSION.1, &e))?;
+        let payload = Payload::from_checked(Arc::from(self.json(payload, kind)?));
+        let metadata_text = self.json(metadata, kind)?;
+        if !metadata_text.starts_with('{') {
+            return Err(self.corrupt(metadata.1, &"metadata is not a JSON object"));
+        }
+        // Empty metadata holds nothing (no text kept for every event without any).
+        let metadata = if metadata_text == "{}" {
+            Metadata::default()
+        } else {
+            Metadata::from_checked(Arc::from(metadata_text))
+        };
         Ok(EventEnvelope {
             event_id,
             stream: self.stream,
-            version,
-            position,
+            version: self.version,
+            position: self.position,
             event_type: event_type.into(),
             schema_version,
             timestamp,

@@ -224,6 +224,15 @@ impl StreamId {
         }
     }
 
+    /// The stream of a stored row: each part copied once.
+    #[cfg(feature = "sql")]
+    pub(crate) fn from_stored(aggregate_type: &str, aggregate_id: &str) -> Self {
+        Self {
+            aggregate_type: Cow::Owned(aggregate_type.to_owned()),
+            aggregate_id: Arc::from(aggregate_id),
+        }
+    }
+
     /// The aggregate type, e.g. `"Order"`.
     #[must_use]
     pub fn aggregate_type(&self) -> &str {

@@ -2,6 +2,7 @@
 //! high-water mark, notifications.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{PgExecutor, Row};
@@ -30,6 +31,9 @@ struct Statements {
     load: String,
     read_all: String,
     by_correlation: String,
+    /// `read_all` below a high-water mark already known: a plain keyset read.
+    read_below: String,
+    high_water_mark: String,
     version: String,
     max_position: String,
 }
@@ -76,6 +80,14 @@ impl Statements {
                 ),
                 schema,
             ),
+            read_below: qualify(
+                &format!(
+                    "SELECT {COLUMNS} FROM __schema__.events \
+                     WHERE position >= $1 AND position < $2 ORDER BY position LIMIT $3"
+                ),
+                schema,
+            ),
+            high_water_mark: qualify("SELECT __schema__.eventsource_high_water_mark()", schema),
             version: qualify(
                 // The newest index entry, not max(version), which a plan made with stale
                 // statistics computes by reading the whole stream (see schema_v4.sql).
@@ -132,6 +144,10 @@ impl Statements {
 pub struct PostgresEventStore {
     pool: PgPool,
     sql: Arc<Statements>,
+    /// The highest high-water mark this store (or a clone) computed: every position below
+    /// it is committed or never will be, for good, so a read entirely below it needs no
+    /// new mark (0: none known).
+    known_mark: Arc<AtomicU64>,
     telemetry: Arc<StoreTelemetry>,
     signal: Arc<listen::Signal>,
 }
@@ -171,6 +187,7 @@ impl PostgresEventStore {
         let sql = Statements::new(DEFAULT_SCHEMA);
         Self {
             signal: Arc::new(listen::Signal::new(sql.channel.clone())),
+            known_mark: Arc::new(AtomicU64::new(0)),
             sql: Arc::new(sql),
             pool,
             telemetry: Arc::new(telemetry),
@@ -190,6 +207,7 @@ impl PostgresEventStore {
         Arc::make_mut(&mut self.telemetry).namespace =
             Some(namespace_of(&self.pool.connect_options(), &schema));
         self.signal = Arc::new(listen::Signal::new(sql.channel.clone()));
+        self.known_mark = Arc::new(AtomicU64::new(0));
         self.sql = Arc::new(sql);
         Ok(self)
     }
@@ -295,6 +313,18 @@ impl PostgresEventStore {
             self.append_now(Some(connection), stream, expected, events)
         })
         .await
+    }
+
+    /// Computes the high-water mark now and keeps it if it is the highest known (a failure
+    /// only leaves the next reads to the function).
+    async fn learn_mark(&self) {
+        let mark: Result<i64, _> = sqlx::query_scalar(&self.sql.high_water_mark)
+            .fetch_one(&self.pool)
+            .await;
+        if let Ok(mark) = mark {
+            self.known_mark
+                .fetch_max(u64::try_from(mark).unwrap_or(0), Ordering::AcqRel);
+        }
     }
 
     async fn call_append<'e>(
@@ -438,10 +468,34 @@ impl Backend for PostgresEventStore {
     }
 
     async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
-        let query = sqlx::query(&self.sql.read_all)
+        let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let known_mark = self.known_mark.load(Ordering::Acquire);
+        let below_known = u64::try_from(limit)
+            .ok()
+            .and_then(|limit| from_position.checked_add(limit))
+            .is_some_and(|end| end <= known_mark);
+        if below_known {
+            // A reader catching up: no new mark, no function call, a plain keyset read.
+            let rows = sqlx::query(&self.sql.read_below)
+                .bind(to_i64(from_position))
+                .bind(to_i64(known_mark))
+                .bind(sql_limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            return readable_prefix(rows.iter().map(decode), limit);
+        }
+        let rows = sqlx::query(&self.sql.read_all)
             .bind(to_i64(from_position))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+            .bind(sql_limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if rows.len() >= limit && limit > 1 {
+            // A full batch: the reader is catching up; the batches that follow can be read
+            // below the mark as it is now.
+            self.learn_mark().await;
+        }
         readable_prefix(rows.iter().map(decode), limit)
     }
 

@@ -73,7 +73,10 @@
 //!
 //! Every position below the mark belongs to a transaction that had finished when the mark
 //! was computed, so the later snapshot sees it, unless it aborted (a gap that never
-//! fills). Only appends to the same `events` table delay a reader, and only while they are
+//! fills). What is below a mark stays final, so a store remembers the highest mark it
+//! computed: a `read_all` entirely below it is a plain keyset `SELECT` (`position >= from AND
+//! position < mark`), and a reader catching up (a full batch read through the function)
+//! has the mark computed once more for the batches that follow. Only appends to the same `events` table delay a reader, and only while they are
 //! in flight: unrelated transactions (long reports, other schemas) do not.
 //!
 //! (A common shortcut, storing each row's transaction id and returning only rows whose id

@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql_row::StoredRow;
+use crate::sql_row::{Column, EVENT_ID, JsonColumns, StoredRow};
 use crate::store::StoreError;
 use crate::store::backend::{check_stream, metadata_json};
 
@@ -103,14 +103,22 @@ pub(super) fn is_version_taken(error: &sqlx::Error) -> bool {
         if e.is_unique_violation() && e.constraint() == Some("events_stream_version_key"))
 }
 
+/// PostgreSQL's own columns of the store's `SELECT` (`COLUMNS` in `events.rs`), after the
+/// shared ones.
+const RECORDED_AT: Column = Column(7, "recorded_at");
+const RECORDED_AT_NANOS: Column = Column(8, "recorded_at_nanos");
+const PAYLOAD: Column = Column(9, "payload");
+const METADATA: Column = Column(10, "metadata");
+
 /// Reads one stored event; anything unreadable is [`StoreError::Corrupt`], never a panic.
+/// Payload and metadata come from `jsonb`, valid JSON by construction: taken as they are.
 pub(super) fn decode(row: &PgRow) -> Result<EventEnvelope, StoreError> {
-    StoredRow::new(row).envelope(|stored| {
-        let event_id = stored.get::<Uuid>("event_id")?;
-        let micros = stored.get::<DateTime<Utc>>("recorded_at")?;
-        let nanos = stored.get::<i32>("recorded_at_nanos")?;
+    StoredRow::new(row).envelope([PAYLOAD, METADATA], JsonColumns::Valid, |stored| {
+        let event_id = stored.get::<Uuid>(EVENT_ID)?;
+        let micros = stored.get::<DateTime<Utc>>(RECORDED_AT)?;
+        let nanos = stored.get::<i32>(RECORDED_AT_NANOS)?;
         let timestamp = join_timestamp(micros, nanos)
-            .ok_or_else(|| stored.corrupt("recorded_at_nanos", &nanos))?;
+            .ok_or_else(|| stored.corrupt(RECORDED_AT_NANOS.1, &nanos))?;
         Ok((event_id, timestamp))
     })
 }

@@ -13,7 +13,7 @@ use super::{
     detached, format_timestamp, migrate, open_pool, parse_timestamp, to_i64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql_row::{StoredRow, readable_prefix};
+use crate::sql_row::{Column, EVENT_ID, JsonColumns, StoredRow, readable_prefix};
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, metadata_json};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
@@ -209,13 +209,19 @@ async fn current_version(
     Ok(u64::try_from(version).unwrap_or(0))
 }
 
+/// SQLite's own columns of the store's `SELECT`s (`LOAD`, `READ_ALL`), after the shared ones.
+const TIMESTAMP: Column = Column(7, "timestamp");
+const PAYLOAD: Column = Column(8, "payload");
+const METADATA: Column = Column(9, "metadata");
+
 /// Reads one stored event; anything unreadable is [`StoreError::Corrupt`], never a panic.
+/// Payload and metadata are plain text here: checked once.
 fn decode(row: &SqliteRow) -> Result<EventEnvelope, StoreError> {
-    StoredRow::new(row).envelope(|stored| {
-        let event_id = stored.get::<String>("event_id")?;
-        let event_id = Uuid::parse_str(&event_id).map_err(|e| stored.corrupt("event_id", &e))?;
-        let timestamp = stored.get::<String>("timestamp")?;
-        let timestamp = parse_timestamp(&timestamp).map_err(|e| stored.corrupt("timestamp", &e))?;
+    StoredRow::new(row).envelope([PAYLOAD, METADATA], JsonColumns::Unchecked, |stored| {
+        let event_id = stored.get::<&str>(EVENT_ID)?;
+        let event_id = Uuid::parse_str(event_id).map_err(|e| stored.corrupt(EVENT_ID.1, &e))?;
+        let timestamp = stored.get::<&str>(TIMESTAMP)?;
+        let timestamp = parse_timestamp(timestamp).map_err(|e| stored.corrupt(TIMESTAMP.1, &e))?;
         Ok((event_id, timestamp))
     })
 }

@@ -2,7 +2,8 @@
 //! [`ProjectionRunner::health`]) and, while it runs, recorded after each batch it reads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -30,7 +31,15 @@ pub(super) struct Probe {
     pub(super) status: Status,
     /// Whether the gauges last said "nothing waits" (an idle poll need not say it again).
     idle: AtomicBool,
+    /// The store's newest position as last asked, and when: a runner catching up reads
+    /// many batches below it, and asks again only once past it or once it is
+    /// [`HEAD_MAX_AGE`] old (not one query per batch).
+    head: Mutex<Option<(u64, Instant)>>,
 }
+
+/// How long the store's newest position, once asked, stands for the lag of the batches
+/// read below it.
+const HEAD_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Probe {
     pub(super) fn new(
@@ -48,6 +57,7 @@ impl Probe {
             checkpoints,
             status: Status::new(LeaseState::NotHeld),
             idle: AtomicBool::new(false),
+            head: Mutex::new(None),
         }
     }
 
@@ -86,8 +96,9 @@ impl Probe {
     }
 
     /// After a read from `checkpoint` returned `batch`: the state (`following` once a
-    /// follower read less than a full batch) and the gauges (one query for the store's
-    /// newest position when there are events). The newest position, when asked.
+    /// follower read less than a full batch) and the gauges (when there are events, the
+    /// store's newest position: asked again once the batch passes the one last asked, or
+    /// that one is a second old). The newest position, when known.
     pub(super) async fn after_read(
         &self,
         checkpoint: u64,
@@ -104,17 +115,34 @@ impl Probe {
             return None;
         };
         self.idle.store(false, Ordering::Relaxed);
-        let head = self.store.head_position().await.ok().flatten();
-        let read = batch
-            .last()
-            .map_or(0, |last| last.position)
-            .saturating_sub(checkpoint);
+        let last = batch.last().map_or(0, |last| last.position);
+        let head = match self.known_head(last) {
+            Some(head) => Some(head),
+            None => self.ask_head().await,
+        };
+        let read = last.saturating_sub(checkpoint);
         let events = head.map_or(read, |head| head.saturating_sub(checkpoint).max(read));
         instrument::record_lag(
             self.kind,
             self.reported_name(),
             Lag::since(events, first.timestamp),
         );
+        head
+    }
+
+    /// The newest position last asked, if it is at or past `last` and recent enough.
+    fn known_head(&self, last: u64) -> Option<u64> {
+        let known = *self.head.lock().unwrap_or_else(PoisonError::into_inner);
+        known
+            .filter(|&(head, asked)| head >= last && asked.elapsed() < HEAD_MAX_AGE)
+            .map(|(head, _)| head)
+    }
+
+    /// The store's newest position, asked now (one query), and kept.
+    async fn ask_head(&self) -> Option<u64> {
+        let asked = Instant::now();
+        let head = self.store.head_position().await.ok().flatten();
+        *self.head.lock().unwrap_or_else(PoisonError::into_inner) = head.map(|head| (head, asked));
         head
     }
 

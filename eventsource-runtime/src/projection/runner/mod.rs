@@ -8,7 +8,9 @@
 //!    process one projection at once);
 //! 2. loads the projection's **checkpoint** and **catches up** with
 //!    [`read_all`](EventStore::read_all) from the position after it, a
-//!    [batch](ProjectionRunner::batch_size) at a time;
+//!    [batch](ProjectionRunner::batch_size) at a time: the next batch is read while the
+//!    projection handles one (at most one batch ahead), so the database works while the
+//!    projection does;
 //! 3. then **follows** new events ([`run`](ProjectionRunner::run) only): it reads again every
 //!    [poll interval](ProjectionRunner::poll_interval), and at once when the store's
 //!    [`appended_signal`](EventStore::appended_signal) says events were appended.
@@ -57,9 +59,15 @@
 //! - **In order**: events are handed over one at a time in global order (so each stream's
 //!   in version order); the next one only after the previous one succeeded.
 //! - **At least once**: the checkpoint is the position of the last event whose handler
-//!   succeeded, and is saved after each batch (and before the runner stops, whatever the
-//!   reason). A crash between a handler's success and that save delivers the events since
-//!   the last save again, so handlers should be idempotent.
+//!   succeeded. It is saved after each batch by default
+//!   ([`checkpoint_every`](ProjectionRunner::checkpoint_every) and
+//!   [`checkpoint_interval`](ProjectionRunner::checkpoint_interval) save less often): a
+//!   full batch's in the background, one save at a time, while the next batches are
+//!   handled; a batch that was not full at once; and before the runner stops, whatever the
+//!   reason (unless its lease is lost). A crash delivers the events since the last
+//!   completed save again: fewer than
+//!   [`max_unsaved_events`](ProjectionRunner::max_unsaved_events) (4096 by default, or
+//!   `checkpoint_every` if larger) plus two batches. Handlers should be idempotent.
 //! - **Nothing skipped**: a failing handler is retried with exponential backoff
 //!   ([`backoff`](ProjectionRunner::backoff)); after
 //!   [`max_attempts`](ProjectionRunner::max_attempts) failures on one event the runner stops
@@ -87,8 +95,8 @@
 //! `tracing` warnings and errors; a lost lease and a parked event are logged as errors and
 //! counted (`eventsource.projection.lease_lost`, `eventsource.projection.events_parked`).
 //! After each batch it reads, the runner records its lag, `eventsource.lag.events` and
-//! `eventsource.lag.oldest_age` (one query for the store's newest position per batch, none
-//! on an idle poll); [`lag`](ProjectionRunner::lag) and [`health`](ProjectionRunner::health)
+//! `eventsource.lag.oldest_age` (the store's newest position asked again once a batch passes
+//! the one last asked or that one is a second old, none on an idle poll); [`lag`](ProjectionRunner::lag) and [`health`](ProjectionRunner::health)
 //! tell the same and more on demand (see [`health`](crate::health)).
 //!
 //! ```
@@ -144,6 +152,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
+mod cadence;
 mod error;
 mod health;
 mod retry;
@@ -168,8 +177,9 @@ use shutdown::Shutdown;
 
 pub use error::RunnerError;
 pub use settings::{
-    DEFAULT_BATCH_SIZE, DEFAULT_INITIAL_BACKOFF, DEFAULT_LEASE_RETRY_INTERVAL,
-    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_POLL_INTERVAL,
+    DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_INITIAL_BACKOFF, DEFAULT_LEASE_RETRY_INTERVAL, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BACKOFF, DEFAULT_MAX_UNSAVED_EVENTS, DEFAULT_POLL_INTERVAL,
 };
 pub use unreadable::UnreadablePolicy;
 
@@ -290,7 +300,8 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// How many events one `read_all` asks for (default [`DEFAULT_BATCH_SIZE`]; at least
-    /// 1). The checkpoint is saved after each batch.
+    /// 1). The checkpoint is saved after each batch unless
+    /// [`checkpoint_every`](Self::checkpoint_every) says otherwise.
     #[must_use]
     pub fn batch_size(mut self, events: usize) -> Self {
         self.settings.batch_size = events.max(1);

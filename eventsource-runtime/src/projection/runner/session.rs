@@ -2,15 +2,16 @@
 //! their events over one at a time, save the checkpoint, wait for new events; and how it
 //! gets the lease.
 
+use super::cadence::{Cadence, alongside};
 use super::retry::{log_retry, log_stopped};
 use super::shutdown::Shutdown;
-use super::unreadable::Read;
+use super::unreadable::{Read, upcast_batch};
 use super::{Halt, Mode, ProjectionRunner, RunnerError};
 use crate::event::EventEnvelope;
 use crate::health::ComponentState;
 use crate::projection::checkpoint::ProjectionLease;
 use crate::projection::{Projection, ProjectionError, handle_many, handle_one};
-use crate::store::AppendSignal;
+use crate::store::{AppendSignal, ReadBatch, StoreError};
 use crate::telemetry::otel::log::log_info;
 use crate::telemetry::values::Chain;
 
@@ -45,41 +46,90 @@ impl<P: Projection> ProjectionRunner<P> {
             Mode::Follow => self.store.appended_signal(),
             Mode::CatchUp | Mode::Rebuild => None,
         };
+        let mut cadence = Cadence::since(position);
+        // The next batch, read while the last one was handled.
+        let mut ahead: Option<Result<ReadBatch, StoreError>> = None;
         loop {
             if let Some(signal) = &mut signal {
                 // Seen: a later append wakes the wait below, even one made during the read.
                 signal.borrow_and_update();
             }
-            let batch = match self.read(name, position + 1, &upcasters, shutdown).await? {
+            let read = match ahead.take() {
+                Some(Ok(batch)) => upcast_batch(&upcasters, batch.into_events()),
+                // Read again, with the retries and the rules for unreadable events.
+                Some(Err(_)) | None => {
+                    match self.read(name, position + 1, &upcasters, shutdown).await {
+                        Ok(read) => read,
+                        Err(halt) => {
+                            return Err(self
+                                .saved_before(halt, name, lease, position, &mut cadence, shutdown)
+                                .await);
+                        }
+                    }
+                }
+            };
+            let batch = match read {
                 Read::Events(batch) => batch,
                 Read::Unreadable {
                     position: at,
                     error,
                 } => {
-                    self.unreadable(name, lease, at, error, shutdown).await?;
+                    if let Err(halt) = self.unreadable(name, lease, at, error, shutdown).await {
+                        return Err(self
+                            .saved_before(halt, name, lease, position, &mut cadence, shutdown)
+                            .await);
+                    }
+                    cadence.settle().await?;
                     position = at;
                     self.save_checkpoint(name, lease, position, shutdown)
                         .await?;
+                    cadence.saved(position);
                     continue;
                 }
             };
             let checkpoint = position;
-            let following = mode == Mode::Follow && batch.len() < self.settings.batch_size;
+            let full = batch.len() >= self.settings.batch_size;
+            let following = mode == Mode::Follow && !full;
             let head = self.probe.after_read(checkpoint, &batch, following).await;
-            let handled = self
-                .handle_batch(name, lease, &batch, &mut position, shutdown)
-                .await;
+            // The checkpoint is saved in the background, and the next batch read, while this
+            // batch is handled.
+            if cadence.must_settle(batch.len(), &self.settings) {
+                cadence.settle().await?;
+            }
+            cadence.start_if_due(checkpoint, &self.settings, || {
+                self.checkpoints.save_leased(lease, name, checkpoint)
+            });
+            let next_from = batch.last().filter(|_| full).map(|last| last.position + 1);
+            let limit = self.settings.batch_size;
+            let read_next = async {
+                match next_from {
+                    Some(from) => Some((from, self.store.read_all(from, limit).await)),
+                    None => None,
+                }
+            };
+            let handle = self.handle_batch(name, lease, &batch, &mut position, shutdown);
+            let ((next, handled), saved) = cadence.while_saving(alongside(read_next, handle)).await;
+            saved?;
+            cadence.handled(batch.len());
             if handled.is_err() {
                 position = before_unfinished_split(&batch, position, checkpoint);
             }
-            if position > checkpoint && !matches!(handled, Err(Halt::LeaseLost)) {
-                // Saved whatever stopped the batch: the failing event stays the next one.
-                self.save_checkpoint(name, lease, position, shutdown)
-                    .await?;
+            // A full batch's checkpoint is saved in the background; any other batch's at
+            // once, and whatever stopped the batch (the failing event stays the next one).
+            if (handled.is_err() || !full) && !matches!(handled, Err(Halt::LeaseLost)) {
+                cadence.settle().await?;
+                if position > cadence.saved_at() {
+                    self.save_checkpoint(name, lease, position, shutdown)
+                        .await?;
+                    cadence.saved(position);
+                }
             }
             handled?;
             self.probe.after_batch(position, head, following);
-            if batch.len() >= self.settings.batch_size {
+            if full {
+                ahead = next
+                    .filter(|(from, _)| *from == position + 1)
+                    .map(|(_, read)| read);
                 continue;
             }
             if mode != Mode::Follow {
@@ -90,6 +140,32 @@ impl<P: Projection> ProjectionRunner<P> {
                 continue;
             }
             self.wait_for_events(&mut signal, lease, shutdown).await?;
+        }
+    }
+
+    /// `halt`, once the checkpoint is saved at `position` if it is not yet (a runner stops
+    /// with its checkpoint saved, unless its lease is lost).
+    async fn saved_before(
+        &self,
+        halt: Halt,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        position: u64,
+        cadence: &mut Cadence<'_>,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Halt {
+        if matches!(halt, Halt::LeaseLost) {
+            return halt;
+        }
+        if let Err(lost) = cadence.settle().await {
+            return lost;
+        }
+        if position <= cadence.saved_at() {
+            return halt;
+        }
+        match self.save_checkpoint(name, lease, position, shutdown).await {
+            Ok(()) => halt,
+            Err(failed) => failed,
         }
     }
 

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::UnreadablePolicy;
+use super::{ProjectionRunner, UnreadablePolicy};
+use crate::projection::Projection;
 
 /// Default [`ProjectionRunner::batch_size`](super::ProjectionRunner::batch_size).
 pub const DEFAULT_BATCH_SIZE: usize = 256;
@@ -16,6 +17,12 @@ pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Default [`ProjectionRunner::lease_retry_interval`](super::ProjectionRunner::lease_retry_interval).
 pub const DEFAULT_LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Default [`ProjectionRunner::checkpoint_every`]: after every batch.
+pub const DEFAULT_CHECKPOINT_EVERY: usize = 1;
+/// Default [`ProjectionRunner::max_unsaved_events`].
+pub const DEFAULT_MAX_UNSAVED_EVENTS: usize = 4096;
+/// Default [`ProjectionRunner::checkpoint_interval`].
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Settings {
@@ -27,6 +34,9 @@ pub(super) struct Settings {
     pub(super) lease_retry_interval: Duration,
     pub(super) max_store_attempts: Option<u32>,
     pub(super) on_unreadable: UnreadablePolicy,
+    pub(super) checkpoint_every: usize,
+    pub(super) checkpoint_interval: Duration,
+    pub(super) max_unsaved: usize,
 }
 
 impl Default for Settings {
@@ -40,6 +50,9 @@ impl Default for Settings {
             lease_retry_interval: DEFAULT_LEASE_RETRY_INTERVAL,
             max_store_attempts: None,
             on_unreadable: UnreadablePolicy::Stop,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            max_unsaved: DEFAULT_MAX_UNSAVED_EVENTS,
         }
     }
 }
@@ -52,6 +65,49 @@ impl Settings {
         self.initial_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)
+    }
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// How many events, at least, a runner catching up hands over between two checkpoint
+    /// saves (default [`DEFAULT_CHECKPOINT_EVERY`]: after every batch; at least 1). It also
+    /// saves once [`checkpoint_interval`](Self::checkpoint_interval) passed since the last
+    /// save, and always after a batch that was not full (it caught up) and before it
+    /// stops, whatever the reason (unless its lease is lost).
+    ///
+    /// A full batch's checkpoint is saved in the background, one save at a time, while the
+    /// next batches are handled; see [`max_unsaved_events`](Self::max_unsaved_events) for
+    /// how far the runner goes meanwhile. Saving less often spares a database store a write
+    /// per batch.
+    #[must_use]
+    pub fn checkpoint_every(mut self, events: usize) -> Self {
+        self.settings.checkpoint_every = events.max(1);
+        self
+    }
+
+    /// How many events a runner catching up hands over past its last completed checkpoint
+    /// save before it waits for the save in flight (default
+    /// [`DEFAULT_MAX_UNSAVED_EVENTS`]; at least 1): a save that takes long (a database
+    /// waiting for its disk) holds the runner back only past that many events.
+    ///
+    /// A runner killed without a chance to save (a crash, `SIGKILL`) hands over again, next
+    /// time, the events handled since its last completed save: fewer than the larger of
+    /// this and [`checkpoint_every`](Self::checkpoint_every), plus two
+    /// [batches](Self::batch_size). That is the window its handlers' idempotence covers.
+    #[must_use]
+    pub fn max_unsaved_events(mut self, events: usize) -> Self {
+        self.settings.max_unsaved = events.max(1);
+        self
+    }
+
+    /// How long, at most, a runner catching up goes without saving its checkpoint when
+    /// [`checkpoint_every`](Self::checkpoint_every) lets it save less often than every
+    /// batch (default [`DEFAULT_CHECKPOINT_INTERVAL`]): a slow projection's window stays
+    /// short in time too.
+    #[must_use]
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.settings.checkpoint_interval = interval;
+        self
     }
 }
 

@@ -87,7 +87,7 @@ impl Unreadable {
 
 /// `batch` upcast by `upcasters`, up to the first event that cannot be: when that is the
 /// first, it is what the read gives.
-fn upcast_batch(upcasters: &Upcasters, batch: Vec<EventEnvelope>) -> Read {
+pub(super) fn upcast_batch(upcasters: &Upcasters, batch: Vec<EventEnvelope>) -> Read {
     if upcasters.is_empty() {
         return Read::Events(batch);
     }

@@ -28,6 +28,7 @@ struct Statements {
     channel: String,
     append: String,
     load: String,
+    load_page: String,
     read_all: String,
     version: String,
     max_position: String,
@@ -60,6 +61,14 @@ impl Statements {
                 &format!(
                     "SELECT {COLUMNS} FROM __schema__.events \
                      WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 ORDER BY version"
+                ),
+                schema,
+            ),
+            load_page: qualify(
+                &format!(
+                    "SELECT {COLUMNS} FROM __schema__.events \
+                     WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 \
+                     ORDER BY version LIMIT $4"
                 ),
                 schema,
             ),
@@ -423,6 +432,16 @@ impl Backend for PostgresEventStore {
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
             .bind(to_i64(from_version));
+        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
+        let query = sqlx::query(&self.sql.load_page)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(to_i64(from_version))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
         rows.iter().map(decode).collect()
     }

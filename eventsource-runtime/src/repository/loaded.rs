@@ -5,9 +5,7 @@ use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::upcast::door;
 use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
 use crate::event::EventEnvelope;
-use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::Span;
-use crate::telemetry::values::Attr;
 
 use super::{RepositoryError, RepositoryTelemetry, instrument};
 
@@ -103,7 +101,7 @@ impl<'a, A: Aggregate> PagedReplay<'a, A> {
         let restored = self.restored;
         let newer = page.iter().filter(|e| e.version > restored).count();
         if newer > 0 && self.span.is_none() {
-            self.span = Some(instrument::replay(telemetry, self.root.stream(), newer));
+            self.span = Some(instrument::paged_replay(telemetry, self.root.stream()));
         }
         for envelope in page.iter().filter(|e| e.version > restored) {
             let upcast_from = replay_one(&mut self.root, envelope, &mut self.counts)?;
@@ -120,7 +118,7 @@ impl<'a, A: Aggregate> PagedReplay<'a, A> {
 
     pub(super) fn finish(self, snapshot_used: bool) -> Loaded<A> {
         if let Some(span) = &self.span {
-            span.set(attr::EVENTS_REPLAYED, Attr::int(self.replayed));
+            instrument::replayed(span, self.replayed);
         }
         Loaded {
             root: self.root,

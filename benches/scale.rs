@@ -7,7 +7,8 @@
 //!   multi-row `INSERT`s; PostgreSQL: one `INSERT ... SELECT FROM unnest(...)`);
 //! - `load_stream`: a repository load, without snapshot, of a stream of 100,000 events
 //!   (1,000,000 with `SCALE_EVENTS=1000000`), against a raw read of the same rows (every
-//!   column, streamed) with each payload decoded into the event type and applied.
+//!   column, streamed) with each payload decoded into the event type and applied; beside
+//!   them `EventStore::load` of the whole stream (the store's decoding, no paging).
 //!
 //! `SCALE_ONLY=append` or `SCALE_ONLY=load` runs one of the two.
 //!
@@ -81,7 +82,11 @@ fn ratios(rt: &Runtime, dbs: &[Db], events: u64) {
         let stream = rt.block_on(db.fill(events));
         let (mut repo, mut raw, mut repo_peak, mut raw_peak) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut whole, mut whole_peak) = (Vec::new(), Vec::new());
         for _ in 0..rounds.min(5) {
+            let base = reset_peak();
+            whole.push(rt.block_on(db.load_store(&stream, events)));
+            whole_peak.push(peak_above(base));
             let base = reset_peak();
             raw.push(rt.block_on(db.load_raw(&stream, events)));
             raw_peak.push(peak_above(base));
@@ -89,19 +94,22 @@ fn ratios(rt: &Runtime, dbs: &[Db], events: u64) {
             repo.push(rt.block_on(db.load_repository(&stream, events)));
             repo_peak.push(peak_above(base));
         }
-        let (repo, raw) = (median(repo), median(raw));
+        let (repo, raw, whole) = (median(repo), median(raw), median(whole));
         repo_peak.sort_unstable();
         raw_peak.sort_unstable();
+        whole_peak.sort_unstable();
         println!(
             "scale: load_stream {} of {events}: raw read+decode/repository {:.2}x \
              ({:.2} us/event repository, {:.2} raw); peak RSS above the start: \
-             repository {} KiB, raw {} KiB",
+             repository {} KiB, raw {} KiB; EventStore::load whole {:.2} us/event, {} KiB",
             db.name(),
             raw.as_secs_f64() / repo.as_secs_f64(),
             repo.as_secs_f64() * 1e6 / events as f64,
             raw.as_secs_f64() * 1e6 / events as f64,
             repo_peak[repo_peak.len() / 2],
             raw_peak[raw_peak.len() / 2],
+            whole.as_secs_f64() * 1e6 / events as f64,
+            whole_peak[whole_peak.len() / 2],
         );
         // Right after the full load: the snapshot load of part 3's SQLite oddity.
         let snapshot_load = rt.block_on(db.snapshot_load_after_full(&stream));
@@ -131,7 +139,11 @@ fn scale(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     for db in dbs.iter().filter(|_| runs("append")) {
         group.bench_function(format!("{}/plain_sql", db.name()), |b| {
-            b.iter_custom(|n| (0..n).map(|_| rt.block_on(db.append_plain(APPEND_EVENTS))).sum())
+            b.iter_custom(|n| {
+                (0..n)
+                    .map(|_| rt.block_on(db.append_plain(APPEND_EVENTS)))
+                    .sum()
+            })
         });
         group.bench_function(format!("{}/store_tracing_off", db.name()), |b| {
             b.iter_custom(|n| {

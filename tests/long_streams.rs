@@ -41,7 +41,10 @@ impl Apply<Deposited> for Account {
     fn apply(&mut self, event: &Deposited) {
         self.deposits += 1;
         self.total += event.amount;
-        self.checksum = self.checksum.wrapping_mul(31).wrapping_add(event.amount as u64);
+        self.checksum = self
+            .checksum
+            .wrapping_mul(31)
+            .wrapping_add(event.amount as u64);
     }
 }
 
@@ -82,7 +85,11 @@ async fn fill(store: &dyn EventStore, stream: &StreamId, n: u64) {
     for first in (0..n).step_by(700) {
         let len = (n - first).min(700);
         store
-            .append(stream, ExpectedVersion::Exact(first), stored(first..first + len))
+            .append(
+                stream,
+                ExpectedVersion::Exact(first),
+                stored(first..first + len),
+            )
             .await
             .unwrap();
     }
@@ -173,8 +180,7 @@ async fn a_store_without_pages_loads_whole() {
             &self,
             stream: &StreamId,
             from_version: u64,
-        ) -> Result<Vec<EventEnvelope>, eventsource_runtime::store::StoreError>
-        {
+        ) -> Result<Vec<EventEnvelope>, eventsource_runtime::store::StoreError> {
             self.0.load(stream, from_version).await
         }
         async fn read_all(
@@ -199,8 +205,15 @@ async fn a_store_without_pages_loads_whole() {
     let store = Unpaged(InMemoryEventStore::new());
     let n = LOAD_PAGE_EVENTS as u64 + 10;
     fill(&store, &StreamId::new("Account", "a-2"), n).await;
-    let whole = store.load_page(&StreamId::new("Account", "a-2"), 1, 10).await.unwrap();
-    assert_eq!(whole.len() as u64, n, "the provided method returns the rest");
+    let whole = store
+        .load_page(&StreamId::new("Account", "a-2"), 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        whole.len() as u64,
+        n,
+        "the provided method returns the rest"
+    );
     let account = Repository::<Account>::new(store)
         .with_cache(0)
         .load("a-2")

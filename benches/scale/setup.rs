@@ -141,7 +141,9 @@ impl Db {
 
     /// `None`, with a note, when `DATABASE_URL` is unset.
     pub async fn postgres() -> Option<Self> {
-        let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.trim().is_empty())
+        let Some(url) = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| !url.trim().is_empty())
         else {
             eprintln!("scale bench: PostgreSQL skipped: DATABASE_URL not set");
             return None;
@@ -247,6 +249,18 @@ impl Db {
         let root = repository.load(id).await.expect("load");
         let elapsed = start.elapsed();
         assert_eq!((root.version(), root.state().deposits), (n, n));
+        elapsed
+    }
+
+    /// `EventStore::load` of the whole stream: the store's read and decoding, without the
+    /// repository's paging and applying.
+    pub async fn load_store(&self, id: &str, n: u64) -> Duration {
+        let store = self.store(false);
+        let stream = StreamId::new("BenchAccount", id.to_owned());
+        let start = Instant::now();
+        let loaded = store.load(&stream, 1).await.expect("load");
+        let elapsed = start.elapsed();
+        assert_eq!(loaded.len() as u64, n);
         elapsed
     }
 

@@ -2,9 +2,9 @@
 //! event through the decoding door.
 
 use crate::aggregate::{Aggregate, AggregateRoot};
+use crate::event::EventEnvelope;
 use crate::event::upcast::door;
 use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
-use crate::event::EventEnvelope;
 use crate::telemetry::otel::Span;
 
 use super::{RepositoryError, RepositoryTelemetry, instrument};
@@ -110,8 +110,7 @@ impl<'a, A: Aggregate> PagedReplay<'a, A> {
         self.replayed += newer;
         if let Some(command_id) = self.command_id {
             let carries = |e: &EventEnvelope| e.metadata.command_id() == Some(command_id);
-            self.command_events
-                .extend(page.into_iter().filter(carries));
+            self.command_events.extend(page.into_iter().filter(carries));
         }
         Ok(())
     }

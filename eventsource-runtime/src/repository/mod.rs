@@ -409,7 +409,10 @@ impl<A: Aggregate> Repository<A> {
         let mut replay = PagedReplay::new(root, command_id);
         let mut next = from;
         loop {
-            let page = self.store.load_page(&stream, next, LOAD_PAGE_EVENTS).await?;
+            let page = self
+                .store
+                .load_page(&stream, next, LOAD_PAGE_EVENTS)
+                .await?;
             let len = page.len();
             let Some(last) = page.last() else { break };
             next = last.version + 1;

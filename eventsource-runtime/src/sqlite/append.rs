@@ -88,7 +88,11 @@ pub(super) async fn insert_rows(
         }
         let last = query.execute(&mut **tx).await?.last_insert_rowid();
         let last = u64::try_from(last).unwrap_or(0);
-        positions.extend((0..size as u64).rev().map(|before| last.saturating_sub(before)));
+        positions.extend(
+            (0..size as u64)
+                .rev()
+                .map(|before| last.saturating_sub(before)),
+        );
         done += size;
     }
     Ok(positions)

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures_util::TryStreamExt as _;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, watch};
@@ -221,10 +222,15 @@ fn decode(row: &SqliteRow) -> Result<EventEnvelope, StoreError> {
 /// A query with its parameters bound.
 type Bound = sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>>;
 
-/// Runs `query` and decodes every row (`load`: any unreadable row is the error).
+/// Runs `query` and decodes every row as it arrives, so that the rows are never held all
+/// at once beside their events (`load`: any unreadable row is the error).
 async fn read_rows(pool: SqlitePool, query: Bound) -> Events {
-    let rows = query.fetch_all(&pool).await.map_err(unavailable)?;
-    rows.iter().map(decode).collect()
+    let mut rows = query.fetch(&pool);
+    let mut events = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(unavailable)? {
+        events.push(decode(&row)?);
+    }
+    Ok(events)
 }
 
 /// Runs `query` (`limit` rows at most) and decodes the rows up to the first unreadable one

@@ -311,7 +311,9 @@ impl InMemoryEventStore {
         }
         // Newest first: past the events after the page, then the page.
         let count = held.version - from_version.max(1) + 1;
-        let after_page = usize::try_from(count).unwrap_or(usize::MAX).saturating_sub(limit);
+        let after_page = usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(limit);
         let rows = log.stream_rows(held, from_version).skip(after_page);
         let mut events: Vec<EventEnvelope> = rows
             .filter_map(|i| {

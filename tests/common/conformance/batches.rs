@@ -40,7 +40,11 @@ pub async fn a_thousand_events_in_one_append(store: Arc<dyn EventStore>) {
     assert_eq!(appended.events.len(), 1_000);
     let loaded = store.load(&stream, 1).await.unwrap();
     assert_eq!(loaded.len(), 1_007);
-    assert_eq!(&loaded[7..], &appended.events[..], "as returned by the append");
+    assert_eq!(
+        &loaded[7..],
+        &appended.events[..],
+        "as returned by the append"
+    );
     for (version, event) in (1..).zip(&loaded) {
         assert_eq!(event.version, version);
     }
@@ -51,7 +55,10 @@ pub async fn a_thousand_events_in_one_append(store: Arc<dyn EventStore>) {
     for (stored, sent) in loaded[7..].iter().zip(&sent) {
         assert_eq!(stored.event_id, sent.event_id);
         assert_eq!(stored.payload.to_value(), sent.payload.to_value());
-        assert_eq!(stored.metadata.correlation_id(), sent.metadata.correlation_id());
+        assert_eq!(
+            stored.metadata.correlation_id(),
+            sent.metadata.correlation_id()
+        );
         assert_eq!(stored.timestamp, sent.timestamp);
     }
     let all = store.read_all(1, 2_000).await.unwrap();
@@ -84,7 +91,11 @@ pub async fn paged_loads_equal_the_whole_load(store: Arc<dyn EventStore>) {
     let stream = StreamId::new("Batch", "b-3");
     for first in (0..2_500).step_by(500) {
         store
-            .append(&stream, ExpectedVersion::Exact(first), events(first..first + 500))
+            .append(
+                &stream,
+                ExpectedVersion::Exact(first),
+                events(first..first + 500),
+            )
             .await
             .unwrap();
     }
@@ -107,7 +118,13 @@ pub async fn paged_loads_equal_the_whole_load(store: Arc<dyn EventStore>) {
     }
     let tail = store.load_page(&stream, 2_400, 1_000).await.unwrap();
     assert_eq!(tail[..], whole[2_399..]);
-    assert!(store.load_page(&stream, 2_501, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .load_page(&stream, 2_501, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let none = StreamId::new("Batch", "none");
     assert!(store.load_page(&none, 1, 10).await.unwrap().is_empty());
 }

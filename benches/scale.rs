@@ -14,7 +14,8 @@
 //!
 //! Before criterion's own groups, an interleaved pass (`SCALE_ROUNDS`, default 9, rounds of
 //! every variant in turn) prints the median ratios, and for the loads the peak resident
-//! memory above the process's before the load (VmHWM, reset through `/proc/self/clear_refs`).
+//! memory above the process's before the load (VmHWM, reset through `/proc/self/clear_refs`
+//! after glibc's `malloc_trim` has returned the memory earlier work freed).
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/eventsource_test cargo bench --bench scale`
 //! (PostgreSQL is skipped with a note when `DATABASE_URL` is unset.)
@@ -85,14 +86,14 @@ fn ratios(rt: &Runtime, dbs: &[Db], events: u64) {
         let (mut whole, mut whole_peak) = (Vec::new(), Vec::new());
         for _ in 0..rounds.min(5) {
             let base = reset_peak();
-            whole.push(rt.block_on(db.load_store(&stream, events)));
-            whole_peak.push(peak_above(base));
-            let base = reset_peak();
             raw.push(rt.block_on(db.load_raw(&stream, events)));
             raw_peak.push(peak_above(base));
             let base = reset_peak();
             repo.push(rt.block_on(db.load_repository(&stream, events)));
             repo_peak.push(peak_above(base));
+            let base = reset_peak();
+            whole.push(rt.block_on(db.load_store(&stream, events)));
+            whole_peak.push(peak_above(base));
         }
         let (repo, raw, whole) = (median(repo), median(raw), median(whole));
         repo_peak.sort_unstable();

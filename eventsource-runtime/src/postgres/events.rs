@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures_util::TryStreamExt as _;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{PgExecutor, Row};
 
@@ -29,6 +30,7 @@ struct Statements {
     channel: String,
     append: String,
     load: String,
+    load_page: String,
     read_all: String,
     by_correlation: String,
     /// `read_all` below a high-water mark already known: a plain keyset read.
@@ -65,6 +67,14 @@ impl Statements {
                 &format!(
                     "SELECT {COLUMNS} FROM __schema__.events \
                      WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 ORDER BY version"
+                ),
+                schema,
+            ),
+            load_page: qualify(
+                &format!(
+                    "SELECT {COLUMNS} FROM __schema__.events \
+                     WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 \
+                     ORDER BY version LIMIT $4"
                 ),
                 schema,
             ),
@@ -438,6 +448,20 @@ impl PostgresEventStore {
     }
 }
 
+/// Runs a stream read and decodes every row as it arrives, so that the rows are never held
+/// all at once beside their events (any unreadable row is the error).
+async fn read_rows(
+    pool: &PgPool,
+    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Events {
+    let mut rows = query.fetch(pool);
+    let mut events = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(unavailable)? {
+        events.push(decode(&row)?);
+    }
+    Ok(events)
+}
+
 impl Backend for PostgresEventStore {
     fn telemetry(&self) -> &StoreTelemetry {
         &self.telemetry
@@ -463,8 +487,16 @@ impl Backend for PostgresEventStore {
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
             .bind(to_i64(from_version));
-        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
-        rows.iter().map(decode).collect()
+        read_rows(&self.pool, query).await
+    }
+
+    async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
+        let query = sqlx::query(&self.sql.load_page)
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(to_i64(from_version))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        read_rows(&self.pool, query).await
     }
 
     async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {

@@ -63,6 +63,21 @@ pub(super) fn replay(telemetry: &RepositoryTelemetry, stream: &StreamId, events:
         .start()
 }
 
+/// The opt-in replay span of a replay read page by page: its count is set when it ends
+/// ([`replayed`]), as the pages are not all read when it starts.
+pub(super) fn paged_replay(telemetry: &RepositoryTelemetry, stream: &StreamId) -> Span {
+    let enabled = telemetry.enabled && telemetry.replay_span;
+    if !(enabled && otel::enabled()) {
+        return Span::none();
+    }
+    span(enabled, attr::SPAN_AGGREGATE_REPLAY, stream).start()
+}
+
+/// A paged replay's count of events.
+pub(super) fn replayed(span: &Span, events: usize) {
+    span.set(attr::EVENTS_REPLAYED, Attr::int(events));
+}
+
 /// Runs an existence check inside its span.
 pub(super) async fn exists<Fut>(
     telemetry: &RepositoryTelemetry,

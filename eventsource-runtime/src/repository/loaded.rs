@@ -5,8 +5,9 @@ use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::EventEnvelope;
 use crate::event::upcast::door;
 use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
+use crate::telemetry::otel::Span;
 
-use super::RepositoryError;
+use super::{RepositoryError, RepositoryTelemetry, instrument};
 
 impl<A: Aggregate> Loaded<A> {
     /// What the load span says of the load.
@@ -59,4 +60,71 @@ pub(super) fn replay_one<A: Aggregate>(
             source,
         }
     })
+}
+
+/// A replay read page by page: each page is applied before the next is read, so a long
+/// stream is never held whole; one opt-in replay span for all of them.
+pub(super) struct PagedReplay<'a, A: Aggregate> {
+    root: AggregateRoot<A>,
+    /// The root's version before the replay: events up to it (read to find a command's
+    /// events after a snapshot) are not applied.
+    restored: u64,
+    command_id: Option<&'a str>,
+    command_events: Vec<EventEnvelope>,
+    replayed: usize,
+    counts: UpcastCounts,
+    upcasts: UpcastTally,
+    span: Option<Span>,
+}
+
+impl<'a, A: Aggregate> PagedReplay<'a, A> {
+    pub(super) fn new(root: AggregateRoot<A>, command_id: Option<&'a str>) -> Self {
+        Self {
+            restored: root.version(),
+            root,
+            command_id,
+            command_events: Vec::new(),
+            replayed: 0,
+            counts: UpcastCounts::default(),
+            upcasts: UpcastTally::default(),
+            span: None,
+        }
+    }
+
+    /// Applies the page's events after the restored version, and keeps those carrying the
+    /// command id looked for.
+    pub(super) fn apply(
+        &mut self,
+        telemetry: &RepositoryTelemetry,
+        page: Vec<EventEnvelope>,
+    ) -> Result<(), RepositoryError> {
+        let restored = self.restored;
+        let newer = page.iter().filter(|e| e.version > restored).count();
+        if newer > 0 && self.span.is_none() {
+            self.span = Some(instrument::paged_replay(telemetry, self.root.stream()));
+        }
+        for envelope in page.iter().filter(|e| e.version > restored) {
+            let upcast_from = replay_one(&mut self.root, envelope, &mut self.counts)?;
+            self.upcasts.add(upcast_from);
+        }
+        self.replayed += newer;
+        if let Some(command_id) = self.command_id {
+            let carries = |e: &EventEnvelope| e.metadata.command_id() == Some(command_id);
+            self.command_events.extend(page.into_iter().filter(carries));
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self, snapshot_used: bool) -> Loaded<A> {
+        if let Some(span) = &self.span {
+            instrument::replayed(span, self.replayed);
+        }
+        Loaded {
+            root: self.root,
+            replayed: self.replayed,
+            snapshot_used,
+            command_events: self.command_events,
+            upcasts: self.upcasts,
+        }
+    }
 }

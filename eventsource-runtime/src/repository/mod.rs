@@ -24,10 +24,14 @@ use crate::store::backend::Outgoing;
 use crate::store::{AppendResult, EventStore, ExpectedVersion};
 use cache::StateCache;
 pub use error::RepositoryError;
-use loaded::{LoadReport, Loaded, replay_one};
+use loaded::{LoadReport, Loaded, PagedReplay, replay_one};
 pub use settings::{RepositorySpanNames, RepositoryTelemetry};
 use snapshots::{SnapshotRead, Snapshots};
 use store::Store;
+
+/// How many events a load reads and applies at a time: a long stream is never held whole,
+/// only a page of it (see [`EventStore::load_page`]).
+pub const LOAD_PAGE_EVENTS: usize = 1_000;
 
 /// How many aggregates a repository caches by default (see [`Repository::with_cache`]).
 pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
@@ -401,8 +405,24 @@ impl<A: Aggregate> Repository<A> {
             (Some(_), Some(every)) => (restored + 1).saturating_sub(every).max(1),
             _ => restored + 1,
         };
-        let stored = self.store.load(root.stream(), from).await?;
-        let mut loaded = self.apply_stored(root, stored, snapshot_every, command_id)?;
+        let stream = root.stream().clone();
+        let mut replay = PagedReplay::new(root, command_id);
+        let mut next = from;
+        loop {
+            let page = self
+                .store
+                .load_page(&stream, next, LOAD_PAGE_EVENTS)
+                .await?;
+            let len = page.len();
+            let Some(last) = page.last() else { break };
+            next = last.version + 1;
+            replay.apply(&self.telemetry, page)?;
+            // Shorter than asked: the stream's end; longer: a store that read all the rest.
+            if len != LOAD_PAGE_EVENTS {
+                break;
+            }
+        }
+        let mut loaded = replay.finish(snapshot_every.is_some());
         if let Some(command_id) = command_id {
             let from_first = loaded
                 .command_events
@@ -416,31 +436,6 @@ impl<A: Aggregate> Repository<A> {
             }
         }
         Ok(loaded)
-    }
-
-    /// Applies `stored`, the events read after the root's version (and up to `every`
-    /// before it, to find `command_id`'s), and collects those carrying `command_id`.
-    fn apply_stored(
-        &self,
-        mut root: AggregateRoot<A>,
-        stored: Vec<EventEnvelope>,
-        snapshot_every: Option<u64>,
-        command_id: Option<&str>,
-    ) -> Result<Loaded<A>, RepositoryError> {
-        let mut upcasts = UpcastTally::default();
-        let replayed = self.replay(&mut root, &stored, &mut upcasts)?;
-        let mut command_events = Vec::new();
-        if let Some(command_id) = command_id {
-            let carries = |e: &EventEnvelope| e.metadata.command_id() == Some(command_id);
-            command_events.extend(stored.into_iter().filter(carries));
-        }
-        Ok(Loaded {
-            root,
-            replayed,
-            snapshot_used: snapshot_every.is_some(),
-            command_events,
-            upcasts,
-        })
     }
 
     /// Applies the events of `stored` after the root's version; how many.

@@ -62,6 +62,20 @@ impl Store {
         }
     }
 
+    /// As [`EventStore::load_page`]; the in-memory store's whole rest of the stream, which
+    /// it holds anyway.
+    pub(super) async fn load_page(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        match &self.in_memory {
+            Some(store) => backend::load_at_once(store, stream, from_version),
+            None => self.as_dyn().load_page(stream, from_version, limit).await,
+        }
+    }
+
     /// As [`EventStore::append`].
     pub(super) async fn append(
         &self,

@@ -3,14 +3,16 @@
 
 use std::sync::Arc;
 
+use futures_util::TryStreamExt as _;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
+use super::append::insert_rows;
 use super::{
     EVENTS_TABLE, SYSTEM, SqliteCheckpointStore, SqliteProcessedMessages, SqliteSnapshotStore,
-    detached, format_timestamp, migrate, open_pool, parse_timestamp, to_i64, unavailable,
+    detached, migrate, open_pool, parse_timestamp, to_i64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql_row::{Column, EVENT_ID, JsonColumns, StoredRow, readable_prefix};
@@ -22,17 +24,19 @@ use crate::store::{
 
 const SELECT_VERSION: &str =
     "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_type = ?1 AND stream_id = ?2";
-const INSERT_EVENT: &str = "INSERT INTO events \
-     (stream_type, stream_id, version, event_id, event_type, schema_version, timestamp, payload, metadata) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+/// The append's statements, as its span shows them: a multi-event append repeats the row of
+/// its `INSERT` (up to 256 rows a statement).
 const APPEND_QUERY_TEXT: &str = "BEGIN IMMEDIATE; \
      SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_type = ?1 AND stream_id = ?2; \
      INSERT INTO events \
      (stream_type, stream_id, version, event_id, event_type, schema_version, timestamp, payload, metadata) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9); COMMIT";
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?); COMMIT";
 const LOAD: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
      schema_version, timestamp, payload, metadata FROM events \
      WHERE stream_type = ?1 AND stream_id = ?2 AND version >= ?3 ORDER BY version";
+const LOAD_PAGE: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
+     schema_version, timestamp, payload, metadata FROM events \
+     WHERE stream_type = ?1 AND stream_id = ?2 AND version >= ?3 ORDER BY version LIMIT ?4";
 const READ_ALL: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
      schema_version, timestamp, payload, metadata FROM events \
      WHERE position >= ?1 ORDER BY position LIMIT ?2";
@@ -229,10 +233,15 @@ fn decode(row: &SqliteRow) -> Result<EventEnvelope, StoreError> {
 /// A query with its parameters bound.
 type Bound = sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>>;
 
-/// Runs `query` and decodes every row (`load`: any unreadable row is the error).
+/// Runs `query` and decodes every row as it arrives, so that the rows are never held all
+/// at once beside their events (`load`: any unreadable row is the error).
 async fn read_rows(pool: SqlitePool, query: Bound) -> Events {
-    let rows = query.fetch_all(&pool).await.map_err(unavailable)?;
-    rows.iter().map(decode).collect()
+    let mut rows = query.fetch(&pool);
+    let mut events = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(unavailable)? {
+        events.push(decode(&row)?);
+    }
+    Ok(events)
 }
 
 /// Runs `query` (`limit` rows at most) and decodes the rows up to the first unreadable one
@@ -281,6 +290,15 @@ impl Backend for SqliteEventStore {
             .bind(stream.aggregate_type().to_owned())
             .bind(stream.aggregate_id().to_owned())
             .bind(to_i64(from_version));
+        detached(read_rows(self.pool.clone(), query)).await
+    }
+
+    async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
+        let query = sqlx::query(LOAD_PAGE)
+            .bind(stream.aggregate_type().to_owned())
+            .bind(stream.aggregate_id().to_owned())
+            .bind(to_i64(from_version))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         detached(read_rows(self.pool.clone(), query)).await
     }
 
@@ -341,49 +359,38 @@ impl SqliteEventStore {
         let actual = current_version(&mut tx, stream).await?;
         expected.check(stream, actual)?;
 
-        let mut appended = Vec::with_capacity(events.len());
-        for (offset, (event, metadata)) in events.into_iter().zip(metadata).enumerate() {
-            let version = actual + offset as u64 + 1;
-            let inserted = sqlx::query(INSERT_EVENT)
-                .bind(stream.aggregate_type())
-                .bind(stream.aggregate_id())
-                .bind(to_i64(version))
-                .bind(event.event_id.to_string())
-                .bind(event.event_type.as_ref())
-                .bind(i64::from(event.schema_version))
-                .bind(format_timestamp(event.timestamp))
-                .bind(event.payload.as_str())
-                .bind(metadata)
-                .execute(&mut *tx)
-                .await;
-            let position = match inserted {
-                Ok(done) => u64::try_from(done.last_insert_rowid()).unwrap_or(0),
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    // Another writer (outside this process's write queue and without
-                    // BEGIN IMMEDIATE) got there first: report the version it left.
-                    drop(tx);
-                    let actual = version_of(self.pool.clone(), stream.clone()).await?;
-                    return Err(VersionConflict {
-                        stream: stream.clone(),
-                        expected,
-                        actual,
-                    }
-                    .into());
+        let positions = match insert_rows(&mut tx, stream, actual + 1, &events, &metadata).await {
+            Ok(positions) => positions,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                // Another writer (outside this process's write queue and without
+                // BEGIN IMMEDIATE) got there first: report the version it left.
+                drop(tx);
+                let actual = version_of(self.pool.clone(), stream.clone()).await?;
+                return Err(VersionConflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
                 }
-                Err(e) => return Err(unavailable(e)),
-            };
-            appended.push(EventEnvelope {
+                .into());
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let appended: Vec<EventEnvelope> = events
+            .into_iter()
+            .zip(positions)
+            .enumerate()
+            .map(|(offset, (event, position))| EventEnvelope {
                 event_id: event.event_id,
                 stream: stream.clone(),
-                version,
+                version: actual + offset as u64 + 1,
                 position,
                 event_type: event.event_type,
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
                 payload: event.payload,
                 metadata: event.metadata,
-            });
-        }
+            })
+            .collect();
         tx.commit().await.map_err(unavailable)?;
         if let Some(last) = appended.last() {
             self.signal(last.position);

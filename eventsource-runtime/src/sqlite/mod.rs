@@ -61,6 +61,7 @@
 //! # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
 //! ```
 
+mod append;
 mod checkpoints;
 mod events;
 mod processed;

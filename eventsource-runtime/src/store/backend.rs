@@ -105,6 +105,14 @@ pub(crate) trait Backend: Send + Sync + 'static {
         from_version: u64,
     ) -> impl Future<Output = Events> + Send;
 
+    /// Reads one page of a stream, as [`EventStore::load_page`].
+    fn load_events_page(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> impl Future<Output = Events> + Send;
+
     /// Reads all streams, as [`EventStore::read_all`].
     fn read_events(&self, from_position: u64, limit: usize)
     -> impl Future<Output = ReadAll> + Send;
@@ -245,6 +253,15 @@ impl<B: Backend> EventStore for B {
         let load = async {
             check_stream_unless_backend_does::<B>(stream)?;
             self.load_events(stream, from_version).await
+        };
+        instrument::load(self.telemetry(), stream, from_version, operation, load).await
+    }
+
+    async fn load_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
+        let operation = operation(self, "load");
+        let load = async {
+            check_stream_unless_backend_does::<B>(stream)?;
+            self.load_events_page(stream, from_version, limit).await
         };
         instrument::load(self.telemetry(), stream, from_version, operation, load).await
     }

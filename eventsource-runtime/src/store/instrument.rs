@@ -118,9 +118,17 @@ pub(crate) fn record_error(span: &Span, error: &StoreError) {
     span.record_error(error_type, &Chain(error));
 }
 
+/// How many stored events of one append get an `event_persisted` span event: the first
+/// 128, as many as the OpenTelemetry SDK's default span limits keep. A larger append's
+/// span still counts all of its events (`eventsource.event.count`) and ends at the
+/// stream's new version (`eventsource.version`); recording the rest would cost time for
+/// span events the SDK drops.
+pub const MAX_PERSISTED_SPAN_EVENTS: usize = 128;
+
 /// Runs an append (`append` receives the events to store): the span, the W3C context into
 /// each event's metadata (unless the caller put one there), one `event_persisted` span
-/// event per stored event, the new version, the status.
+/// event per stored event (the first [`MAX_PERSISTED_SPAN_EVENTS`]), the new version, the
+/// status.
 ///
 /// # Errors
 /// Whatever `append` returns.
@@ -189,8 +197,8 @@ fn append_started<E: Outgoing>(
     (span, events)
 }
 
-/// After an append: the new version and one `event_persisted` span event per stored event,
-/// or the error.
+/// After an append: the new version and one `event_persisted` span event per stored event
+/// (up to [`MAX_PERSISTED_SPAN_EVENTS`]), or the error.
 fn appended(span: &Span, result: &Result<AppendResult, StoreError>) {
     if !span.is_recording() {
         return;
@@ -198,7 +206,7 @@ fn appended(span: &Span, result: &Result<AppendResult, StoreError>) {
     match result {
         Ok(appended) => {
             span.set(attr::VERSION, Attr::int(appended.version));
-            for event in &appended.events {
+            for event in appended.events.iter().take(MAX_PERSISTED_SPAN_EVENTS) {
                 span.add_event(
                     attr::SPAN_EVENT_EVENT_PERSISTED,
                     &[

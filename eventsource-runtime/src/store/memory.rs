@@ -242,6 +242,10 @@ impl Backend for InMemoryEventStore {
     async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
         self.load_at_once(stream, from_version)
     }
+    async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
+        self.load_range(stream, from_version, limit)
+    }
+
     async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
         let log = self.read();
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -303,6 +307,13 @@ impl Immediate for InMemoryEventStore {
     }
 
     fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events {
+        self.load_range(stream, from_version, usize::MAX)
+    }
+}
+
+impl InMemoryEventStore {
+    /// Up to `limit` events of `stream` from `from_version` on, in version order.
+    fn load_range(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
         let log = self.read();
         let Some((stream, &held)) = log.streams.get_key_value(stream) else {
             check_stream(stream)?;
@@ -312,7 +323,12 @@ impl Immediate for InMemoryEventStore {
             // Nothing newer: the common answer to a load from a cached version.
             return Ok(Vec::new());
         }
-        let rows = log.stream_rows(held, from_version);
+        // Newest first: past the events after the page, then the page.
+        let count = held.version - from_version.max(1) + 1;
+        let after_page = usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(limit);
+        let rows = log.stream_rows(held, from_version).skip(after_page);
         let mut events: Vec<EventEnvelope> = rows
             .filter_map(|i| {
                 log.rows
@@ -323,9 +339,7 @@ impl Immediate for InMemoryEventStore {
         events.reverse();
         Ok(events)
     }
-}
 
-impl InMemoryEventStore {
     /// Stores `events` (envelopes of `stream`), setting their versions and positions.
     fn append_now(
         &self,

@@ -207,6 +207,26 @@ pub trait EventStore: Send + Sync + 'static {
         from_version: u64,
     ) -> Result<Vec<EventEnvelope>, StoreError>;
 
+    /// One page of [`load`](Self::load): up to `limit` events of `stream` whose version is
+    /// `from_version` or later, in version order, so that a long stream is read (and
+    /// applied) a page at a time instead of whole. The next page starts at the version after
+    /// the last event's; the stream ends at a page shorter than `limit`. A page longer than
+    /// `limit` holds the rest of the stream: the provided method, for a store that does not
+    /// read by pages, returns [`load`](Self::load)'s events, all of them. The crate's stores
+    /// read `limit` events at most.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    async fn load_page(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let _ = limit;
+        self.load(stream, from_version).await
+    }
+
     /// Up to `limit` events of all streams whose global position is `from_position` or later,
     /// in global order ([`UNBOUNDED`] for all of them: the read span then records no
     /// limit).
@@ -314,6 +334,15 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         from_version: u64,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
         (**self).load(stream, from_version).await
+    }
+
+    async fn load_page(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        (**self).load_page(stream, from_version, limit).await
     }
 
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError> {

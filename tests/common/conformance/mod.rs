@@ -3,7 +3,7 @@
 //! (`tests/in_memory_store.rs`, `tests/sqlite_store.rs`, `tests/postgres_store.rs`). A new
 //! store passes them all by calling each suite with its stores:
 //!
-//! - [`events`], for `store::EventStore`;
+//! - [`events`], for `store::EventStore`, with [`batches`] (large appends, paged loads);
 //! - [`snapshots`], for `snapshot::SnapshotStore`;
 //! - [`checkpoints`], for `projection::checkpoint::CheckpointStore`, with its leases and
 //!   parked events;
@@ -15,6 +15,7 @@
 //! Included with `#[path = "common/conformance/mod.rs"] mod conformance;`.
 #![allow(dead_code)]
 
+pub mod batches;
 pub mod checkpoints;
 pub mod events;
 pub mod processed;

@@ -1,0 +1,251 @@
+//! Long streams and large appends through a repository (issue 36): a stream longer than a
+//! page loads page by page into the same state as event by event, upcasting included, on
+//! every store; a large append records `event_persisted` for its first 128 events only.
+
+#[path = "common/postgres.rs"]
+mod pg;
+
+use std::sync::Arc;
+
+use eventsource_runtime::event::upcast::Upcasters;
+use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::prelude::*;
+use eventsource_runtime::repository::LOAD_PAGE_EVENTS;
+use eventsource_runtime::sqlite::SqliteEventStore;
+use eventsource_runtime::store::instrument::MAX_PERSISTED_SPAN_EVENTS;
+use eventsource_runtime::telemetry::attributes as attr;
+use eventsource_runtime::testing::{attribute, capture, events};
+use opentelemetry::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deposited {
+    amount: i64,
+}
+
+#[derive(Debug, Default, Aggregate)]
+#[aggregate(
+    type = "Account",
+    events(Deposited(version = 2)),
+    upcasters = account_upcasters
+)]
+pub struct Account {
+    deposits: u64,
+    total: i64,
+    /// Every amount, in order: the state tells whether events were applied in order.
+    checksum: u64,
+}
+
+impl Apply<Deposited> for Account {
+    fn apply(&mut self, event: &Deposited) {
+        self.deposits += 1;
+        self.total += event.amount;
+        self.checksum = self
+            .checksum
+            .wrapping_mul(31)
+            .wrapping_add(event.amount as u64);
+    }
+}
+
+/// `amount` at schema version 2; version 1 stored it in cents as `cents`.
+fn account_upcasters() -> Upcasters {
+    Upcasters::new().step("Deposited", 1, |payload: &mut serde_json::Value| {
+        let cents = payload["cents"].as_i64().ok_or("no cents")?;
+        *payload = json!({ "amount": cents / 100 });
+        Ok::<_, String>(())
+    })
+}
+
+/// Events 0..n, every third one stored at schema version 1.
+fn stored(range: std::ops::Range<u64>) -> Vec<NewEvent> {
+    range
+        .map(|n| {
+            let amount = (n % 97) as i64;
+            if n % 3 == 0 {
+                NewEvent::new("Deposited", 1, json!({ "cents": amount * 100 }))
+            } else {
+                NewEvent::new("Deposited", 2, json!({ "amount": amount }))
+            }
+        })
+        .collect()
+}
+
+fn expected(n: u64) -> Account {
+    let mut account = Account::default();
+    for i in 0..n {
+        account.apply(&Deposited {
+            amount: (i % 97) as i64,
+        });
+    }
+    account
+}
+
+async fn fill(store: &dyn EventStore, stream: &StreamId, n: u64) {
+    for first in (0..n).step_by(700) {
+        let len = (n - first).min(700);
+        store
+            .append(
+                stream,
+                ExpectedVersion::Exact(first),
+                stored(first..first + len),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn a_long_stream_loads_page_by_page(store: Arc<dyn EventStore>) {
+    let n = 2 * LOAD_PAGE_EVENTS as u64 + 345;
+    let stream = StreamId::new("Account", "a-1");
+    fill(&*store, &stream, n).await;
+    let capture = capture();
+    let account = Repository::<Account>::from_arc(store.clone())
+        .with_cache(0)
+        .trace_replay(true)
+        .load("a-1")
+        .await
+        .unwrap();
+    let want = expected(n);
+    assert_eq!(account.version(), n);
+    let state = account.state();
+    assert_eq!(
+        (state.deposits, state.total, state.checksum),
+        (want.deposits, want.total, want.checksum)
+    );
+    let spans = capture.spans();
+    let load = spans.get("eventsource.repository.load");
+    assert_eq!(
+        attribute(load, attr::EVENTS_REPLAYED),
+        Some(&Value::I64(n as i64))
+    );
+    assert_eq!(
+        attribute(load, attr::UPCAST_COUNT),
+        Some(&Value::I64(n.div_ceil(3) as i64))
+    );
+    let replays = spans.all(attr::SPAN_AGGREGATE_REPLAY);
+    assert_eq!(replays.len(), 1, "one replay span for every page");
+    assert_eq!(
+        attribute(replays[0], attr::EVENTS_REPLAYED),
+        Some(&Value::I64(n as i64))
+    );
+    assert_eq!(
+        spans.all("eventsource.event_store.load").len(),
+        3,
+        "three pages of at most {LOAD_PAGE_EVENTS}"
+    );
+}
+
+#[tokio::test]
+async fn in_memory_a_long_stream_loads_page_by_page() {
+    a_long_stream_loads_page_by_page(Arc::new(InMemoryEventStore::new())).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_long_stream_loads_page_by_page() {
+    let store = SqliteEventStore::connect(":memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    a_long_stream_loads_page_by_page(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn postgres_a_long_stream_loads_page_by_page() {
+    let Some(db) = pg::TestDb::open("long_streams").await else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    a_long_stream_loads_page_by_page(Arc::new(store)).await;
+    db.cleanup().await;
+}
+
+/// A store of its own that only implements `load`: the provided `load_page` returns the
+/// whole rest, and a repository loads from it all the same.
+#[tokio::test]
+async fn a_store_without_pages_loads_whole() {
+    struct Unpaged(InMemoryEventStore);
+
+    #[eventsource_runtime::async_trait]
+    impl EventStore for Unpaged {
+        async fn append(
+            &self,
+            stream: &StreamId,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+        ) -> Result<eventsource_runtime::store::AppendResult, eventsource_runtime::store::StoreError>
+        {
+            self.0.append(stream, expected, events).await
+        }
+        async fn load(
+            &self,
+            stream: &StreamId,
+            from_version: u64,
+        ) -> Result<Vec<EventEnvelope>, eventsource_runtime::store::StoreError> {
+            self.0.load(stream, from_version).await
+        }
+        async fn read_all(
+            &self,
+            from_position: u64,
+            limit: usize,
+        ) -> Result<eventsource_runtime::store::ReadBatch, eventsource_runtime::store::StoreError>
+        {
+            self.0.read_all(from_position, limit).await
+        }
+        async fn stream_version(
+            &self,
+            stream: &StreamId,
+        ) -> Result<u64, eventsource_runtime::store::StoreError> {
+            self.0.stream_version(stream).await
+        }
+        fn system_name(&self) -> &'static str {
+            "unpaged"
+        }
+    }
+
+    let store = Unpaged(InMemoryEventStore::new());
+    let n = LOAD_PAGE_EVENTS as u64 + 10;
+    fill(&store, &StreamId::new("Account", "a-2"), n).await;
+    let whole = store
+        .load_page(&StreamId::new("Account", "a-2"), 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        whole.len() as u64,
+        n,
+        "the provided method returns the rest"
+    );
+    let account = Repository::<Account>::new(store)
+        .with_cache(0)
+        .load("a-2")
+        .await
+        .unwrap();
+    assert_eq!(account.version(), n);
+    assert_eq!(account.state().total, expected(n).total);
+}
+
+/// An append of more than 128 events: `event_persisted` for the first 128, the count of all.
+#[tokio::test]
+async fn a_large_append_records_its_first_128_persisted_events() {
+    let store = SqliteEventStore::connect(":memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let capture = capture();
+    store
+        .append(
+            &StreamId::new("Account", "a-3"),
+            ExpectedVersion::NoStream,
+            stored(0..300),
+        )
+        .await
+        .unwrap();
+    let spans = capture.spans();
+    let append = spans.get("eventsource.event_store.append");
+    assert_eq!(attribute(append, attr::EVENT_COUNT), Some(&Value::I64(300)));
+    assert_eq!(attribute(append, attr::VERSION), Some(&Value::I64(300)));
+    let persisted = events(append, attr::SPAN_EVENT_EVENT_PERSISTED);
+    assert_eq!(persisted.len(), MAX_PERSISTED_SPAN_EVENTS);
+    let last = persisted.last().unwrap();
+    assert!(
+        last.iter()
+            .any(|kv| kv.key.as_str() == attr::EVENT_SEQUENCE && kv.value == Value::I64(128))
+    );
+}

@@ -39,9 +39,16 @@ impl<A: Aggregate> CommandService<A> {
             id,
             mut metadata,
         } = run;
+        // Asked before the stamp: read after it, the stamped metadata would be parsed into
+        // entries, which every stored event would then keep beside its JSON text.
+        let has_command_id = metadata.command_id().is_some();
         // The correlation and causation ids every event of the command carries.
         let lineage = crate::lineage::stamp(&mut metadata);
-        let command_id = metadata.command_id();
+        let command_id = if has_command_id {
+            metadata.command_id()
+        } else {
+            None
+        };
         // The aggregate id, shared from here on by the spans, the root and its envelopes.
         let stream = StreamId::from_shared(A::TYPE, id);
         let command = instrument::start(settings, command_type, &stream, command_id, &lineage);

@@ -160,8 +160,13 @@ struct Stamp<'a> {
 pub(crate) fn stamp(metadata: &mut Metadata) -> Lineage {
     let ambient = Lineage::current();
     let mut fresh: Option<Arc<str>> = None;
-    let mut fresh_id =
-        || Arc::clone(fresh.get_or_insert_with(|| Arc::from(crate::event::new_id().to_string())));
+    let mut fresh_id = || {
+        let new_id = || {
+            let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+            Arc::from(&*crate::event::new_id().hyphenated().encode_lower(&mut text))
+        };
+        Arc::clone(fresh.get_or_insert_with(new_id))
+    };
     let given_correlation = metadata.correlation_id().map(Arc::<str>::from);
     let given_causation = metadata.causation_id().map(Arc::<str>::from);
     let correlation_id = match (&given_correlation, &ambient) {
@@ -179,6 +184,22 @@ pub(crate) fn stamp(metadata: &mut Metadata) -> Lineage {
         correlation_id,
         causation_id,
     };
+    let only_new_id = fresh.as_ref().is_some_and(|id| {
+        Arc::ptr_eq(id, &lineage.correlation_id) && Arc::ptr_eq(id, &lineage.causation_id)
+    });
+    if metadata.is_empty() && only_new_id {
+        // A command of its own (the common case): one new id, which needs no escaping.
+        let id = &*lineage.correlation_id;
+        let json = [
+            r#"{"causation_id":""#,
+            id,
+            r#"","correlation_id":""#,
+            id,
+            r#""}"#,
+        ];
+        *metadata = Metadata::from_checked(Arc::from(json.concat()));
+        return lineage;
+    }
     if metadata.is_empty() {
         let stamp = Stamp {
             causation_id: &lineage.causation_id,

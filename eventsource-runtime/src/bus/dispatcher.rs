@@ -282,8 +282,9 @@ impl Dispatcher {
         for message in messages {
             let mut upcast_from = None;
             // What a command run by the handlers passes on: the message's correlation id,
-            // the message as the cause.
-            let lineage = Lineage::of_event(&message.event);
+            // the message as the cause. Read once a handler runs (a message no handler wants
+            // leaves its metadata unread).
+            let lineage = std::cell::OnceCell::new();
             for handler in self.interested(message, only) {
                 let name = handler.name();
                 let failure = |error| HandlerFailure {
@@ -313,6 +314,7 @@ impl Dispatcher {
                     if !handler.handles(&event.event_type) {
                         continue;
                     }
+                    let lineage = lineage.get_or_init(|| Lineage::of_event(&message.event));
                     let process = lineage.clone().scope(handler.process(event));
                     let run = CatchUnwind(pin!(process));
                     if let Err(error) =

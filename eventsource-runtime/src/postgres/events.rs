@@ -8,6 +8,7 @@ use futures_util::TryStreamExt as _;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{PgExecutor, Row};
 
+use super::batches::StreamedReader;
 use super::rows::{Batch, decode, is_version_taken};
 use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
 use super::{
@@ -19,7 +20,8 @@ use crate::sql_row::readable_prefix;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
-    AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict,
+    AppendResult, AppendSignal, BatchReader, ExpectedVersion, StoreError, StoreTelemetry,
+    VersionConflict,
 };
 
 /// The event store's statements, for one schema.
@@ -325,6 +327,16 @@ impl PostgresEventStore {
         .await
     }
 
+    /// The highest high-water mark known (0: none): every position below it is final.
+    pub(super) fn known_mark(&self) -> u64 {
+        self.known_mark.load(Ordering::Acquire)
+    }
+
+    /// The keyset read below a known mark: `position >= $1 AND position < $2`, `LIMIT $3`.
+    pub(super) fn read_below_query(&self) -> &str {
+        &self.sql.read_below
+    }
+
     /// Computes the high-water mark now and keeps it if it is the highest known (a failure
     /// only leaves the next reads to the function).
     async fn learn_mark(&self) {
@@ -557,5 +569,17 @@ impl Backend for PostgresEventStore {
             .await
             .map_err(unavailable)?;
         Ok(u64::try_from(newest).unwrap_or(0))
+    }
+
+    fn batch_reader(
+        &self,
+        from_position: u64,
+        batch_size: usize,
+    ) -> Option<Box<dyn BatchReader + '_>> {
+        Some(Box::new(StreamedReader::new(
+            self,
+            from_position,
+            batch_size,
+        )))
     }
 }

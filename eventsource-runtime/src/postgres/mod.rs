@@ -9,7 +9,8 @@
 //! - [`PostgresProcessedMessages`], the messages [idempotent handlers](crate::bus::Idempotent)
 //!   handled (`processed`), and [`TransactionalIdempotent`], a handler writing in the
 //!   transaction that records its message (`transactional`);
-//! - the schema and its migration (`schema`), the rows' encoding and decoding (`rows`).
+//! - the schema and its migration (`schema`), the rows' encoding and decoding (`rows`), the
+//!   streamed reads of a reader catching up (`batches`).
 //!
 //! # Schema
 //!
@@ -76,7 +77,11 @@
 //! fills). What is below a mark stays final, so a store remembers the highest mark it
 //! computed: a `read_all` entirely below it is a plain keyset `SELECT` (`position >= from AND
 //! position < mark`), and a reader catching up (a full batch read through the function)
-//! has the mark computed once more for the batches that follow. Only appends to the same `events` table delay a reader, and only while they are
+//! has the mark computed once more for the batches that follow. A reader catching up through
+//! [`read_all_batches`](crate::store::EventStore::read_all_batches) (a projection runner)
+//! streams its batches from one such `SELECT` below the mark instead of one query per batch
+//! (16 batches a query, decoded as they arrive; never on a pool's last free connection), and
+//! reads past the mark as `read_all` does. Only appends to the same `events` table delay a reader, and only while they are
 //! in flight: unrelated transactions (long reports, other schemas) do not.
 //!
 //! (A common shortcut, storing each row's transaction id and returning only rows whose id
@@ -118,6 +123,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batches;
 mod checkpoints;
 mod connect;
 mod events;

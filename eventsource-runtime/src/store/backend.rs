@@ -8,6 +8,7 @@ use super::instrument::{self, Operation};
 use super::{
     AppendResult, AppendSignal, EventStore, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry,
 };
+use super::{BatchReader, PagedReader};
 use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
 
 /// What an append returns.
@@ -128,6 +129,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// The newest event's global position (0: none), as [`EventStore::head_position`].
     fn head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The backend's own reader of batches, as [`EventStore::read_all_batches`] (`None`:
+    /// one `read_all` per batch).
+    fn batch_reader(
+        &self,
+        from_position: u64,
+        batch_size: usize,
+    ) -> Option<Box<dyn BatchReader + '_>> {
+        let _ = (from_position, batch_size);
+        None
+    }
 }
 
 /// The operation `name` as `backend`'s span describes it.
@@ -293,6 +305,11 @@ impl<B: Backend> EventStore for B {
 
     async fn head_position(&self) -> Result<Option<u64>, StoreError> {
         self.head().await.map(Some)
+    }
+
+    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn BatchReader + '_> {
+        self.batch_reader(from_position, batch_size)
+            .unwrap_or_else(|| Box::new(PagedReader::new(self, from_position, batch_size)))
     }
 }
 

@@ -15,6 +15,7 @@ pub(crate) mod backend;
 mod batch;
 pub mod instrument;
 mod memory;
+mod reader;
 pub(crate) mod settings;
 
 use std::fmt;
@@ -26,6 +27,7 @@ use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 pub use batch::{BatchEnd, ReadBatch};
 pub use memory::InMemoryEventStore;
+pub use reader::{BatchReader, PagedReader};
 
 /// The `limit` of a [`read_all`](EventStore::read_all) that wants every event from its
 /// position on: `store.read_all(1, store::UNBOUNDED)`. Its span records no
@@ -309,6 +311,46 @@ pub trait EventStore: Send + Sync + 'static {
     fn appended_signal(&self) -> Option<AppendSignal> {
         None
     }
+
+    /// Reads the global log from `from_position` on, `batch_size` events at a time (at
+    /// least 1): each [`next_batch`](BatchReader::next_batch) returns what
+    /// [`read_all`](Self::read_all) from the position after the previous batch would, in the
+    /// same span. For a reader going through much of the log, such as a
+    /// [projection runner](crate::projection::runner) catching up.
+    ///
+    /// This default reads each batch with [`read_all`](Self::read_all)
+    /// ([`PagedReader`]). The PostgreSQL store streams the batches from one query below its
+    /// high-water mark instead, saving a query per batch; its reader holds a connection of
+    /// the store's pool while it lives.
+    ///
+    /// ```
+    /// use eventsource_runtime::event::{NewEvent, StreamId};
+    /// use eventsource_runtime::store::{BatchEnd, EventStore, ExpectedVersion, InMemoryEventStore};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryEventStore::new();
+    /// let events = (0..10).map(|n| NewEvent::new("Counted", 1, serde_json::json!({ "n": n })));
+    /// let stream = StreamId::new("Counter", "c-1");
+    /// store.append(&stream, ExpectedVersion::NoStream, events.collect()).await?;
+    ///
+    /// let mut reader = store.read_all_batches(1, 4);
+    /// let mut read = 0;
+    /// loop {
+    ///     let batch = reader.next_batch().await?;
+    ///     read += batch.len();
+    ///     match batch.end() {
+    ///         BatchEnd::Limit => continue,
+    ///         BatchEnd::Head => break,
+    ///         BatchEnd::Unreadable(error) => panic!("a damaged event: {error}"),
+    ///         _ => unreachable!("a future end of batch"),
+    ///     }
+    /// }
+    /// assert_eq!(read, 10);
+    /// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
+    /// ```
+    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn BatchReader + '_> {
+        Box::new(PagedReader::new(self, from_position, batch_size))
+    }
 }
 
 /// How many events [`EventStore::events_by_correlation`]'s default reads at a time.
@@ -370,5 +412,9 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
 
     fn appended_signal(&self) -> Option<AppendSignal> {
         (**self).appended_signal()
+    }
+
+    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn BatchReader + '_> {
+        (**self).read_all_batches(from_position, batch_size)
     }
 }

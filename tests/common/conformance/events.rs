@@ -435,5 +435,6 @@ where
     concurrent_writers_on_one_stream(fresh().await, 16, 20).await;
     concurrent_writers_on_many_streams(fresh().await, 16, 25).await;
     nul_in_stream_ids_is_invalid(fresh().await).await;
+    super::reader::batches_follow_read_all(fresh().await).await;
     super::batches::run_all(fresh).await;
 }

@@ -3,7 +3,8 @@
 //! (`tests/in_memory_store.rs`, `tests/sqlite_store.rs`, `tests/postgres_store.rs`). A new
 //! store passes them all by calling each suite with its stores:
 //!
-//! - [`events`], for `store::EventStore`, with [`batches`] (large appends, paged loads);
+//! - [`events`], for `store::EventStore`, with [`batches`] (large appends, paged loads)
+//!   and [`reader`] (`read_all_batches`);
 //! - [`snapshots`], for `snapshot::SnapshotStore`;
 //! - [`checkpoints`], for `projection::checkpoint::CheckpointStore`, with its leases and
 //!   parked events;
@@ -19,6 +20,7 @@ pub mod batches;
 pub mod checkpoints;
 pub mod events;
 pub mod processed;
+pub mod reader;
 pub mod snapshots;
 
 use std::time::Duration;

@@ -11,7 +11,7 @@ use crate::event::EventEnvelope;
 use crate::health::ComponentState;
 use crate::projection::checkpoint::ProjectionLease;
 use crate::projection::{Projection, ProjectionError, handle_many, handle_one};
-use crate::store::{AppendSignal, ReadBatch, StoreError};
+use crate::store::{AppendSignal, BatchReader, ReadBatch, StoreError};
 use crate::telemetry::otel::log::log_info;
 use crate::telemetry::values::Chain;
 
@@ -49,6 +49,9 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut cadence = Cadence::since(position);
         // The next batch, read while the last one was handled.
         let mut ahead: Option<Result<ReadBatch, StoreError>> = None;
+        // What reads the batches ahead while the runner catches up (full batches follow one
+        // another), and where its next batch starts.
+        let mut reader: Option<(u64, Box<dyn BatchReader + '_>)> = None;
         loop {
             if let Some(signal) = &mut signal {
                 // Seen: a later append wakes the wait below, even one made during the read.
@@ -101,11 +104,15 @@ impl<P: Projection> ProjectionRunner<P> {
             });
             let next_from = batch.last().filter(|_| full).map(|last| last.position + 1);
             let limit = self.settings.batch_size;
+            let reading = reader.take();
             let read_next = async {
-                match next_from {
-                    Some(from) => Some((from, self.store.read_all(from, limit).await)),
-                    None => None,
-                }
+                let from = next_from?;
+                let mut reader = match reading {
+                    Some((at, reader)) if at == from => reader,
+                    _ => self.store.read_all_batches(from, limit),
+                };
+                let read = reader.next_batch().await;
+                Some((from, read, reader))
             };
             let handle = self.handle_batch(name, lease, &batch, &mut position, shutdown);
             let ((next, handled), saved) = cadence.while_saving(alongside(read_next, handle)).await;
@@ -127,9 +134,15 @@ impl<P: Projection> ProjectionRunner<P> {
             handled?;
             self.probe.after_batch(position, head, following);
             if full {
-                ahead = next
-                    .filter(|(from, _)| *from == position + 1)
-                    .map(|(_, read)| read);
+                ahead = match next {
+                    Some((from, read, next_reader)) if from == position + 1 => {
+                        if let Ok(batch) = &read {
+                            reader = Some((batch.next_position(from), next_reader));
+                        }
+                        Some(read)
+                    }
+                    _ => None,
+                };
                 continue;
             }
             if mode != Mode::Follow {

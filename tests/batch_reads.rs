@@ -1,0 +1,336 @@
+//! `EventStore::read_all_batches` on the SQL stores: a damaged row stops the batches where
+//! `read_all` stops (SQLite and PostgreSQL); on PostgreSQL, whose reader streams its batches
+//! from queries below the high-water mark, an append that commits late is never passed
+//! over, a reader dropped in the middle of a query leaves its connection usable, a reader
+//! never takes a pool's last connection, each batch has its `read_all` span, and a
+//! projection rebuilt over the streamed batches sees every event once, in order.
+//!
+//! PostgreSQL from `DATABASE_URL` (skipped without it, unless
+//! `EVENTSOURCE_REQUIRE_POSTGRES=1`).
+
+#[path = "common/conformance/mod.rs"]
+mod conformance;
+#[path = "common/postgres.rs"]
+mod postgres;
+
+use std::sync::{Arc, Mutex};
+
+use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::postgres::PostgresEventStore;
+use eventsource_runtime::projection::runner::ProjectionRunner;
+use eventsource_runtime::projection::{Projection, ProjectionError};
+use eventsource_runtime::sqlite::SqliteEventStore;
+use eventsource_runtime::sqlx;
+use eventsource_runtime::store::{BatchReader, EventStore, ExpectedVersion, UNBOUNDED};
+use eventsource_runtime::telemetry::attributes as attr;
+use eventsource_runtime::telemetry::attributes::SPAN_STORE_READ_ALL;
+use eventsource_runtime::testing::{attribute, capture};
+use opentelemetry::Value;
+use postgres::TestDb;
+use serde_json::json;
+
+fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
+    range
+        .map(|n| NewEvent::new("Counted", 1, json!({ "n": n })))
+        .collect()
+}
+
+fn positions(events: &[EventEnvelope]) -> Vec<u64> {
+    events.iter().map(|e| e.position).collect()
+}
+
+/// `count` events in streams of 50.
+async fn fill(store: &dyn EventStore, count: u64) {
+    for first in (0..count).step_by(50) {
+        store
+            .append(
+                &StreamId::new("Fill", format!("f-{first}")),
+                ExpectedVersion::NoStream,
+                events(first..(first + 50).min(count)),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Reads batches until one reaches the head; their events.
+async fn to_head(reader: &mut dyn BatchReader) -> Vec<EventEnvelope> {
+    let mut read = Vec::new();
+    loop {
+        let batch = reader.next_batch().await.unwrap();
+        let head = batch.reached_head();
+        read.extend(batch);
+        if head {
+            return read;
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqlite_batches_stop_at_an_unreadable_event() {
+    let store = SqliteEventStore::connect(":memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let pool = store.pool().clone();
+    conformance::reader::batches_stop_at_an_unreadable_event(Arc::new(store), async |position| {
+        sqlx::query("UPDATE events SET payload = '{not json' WHERE position = ?1")
+            .bind(i64::try_from(position).unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_batches_stop_at_an_unreadable_event() {
+    let Some(db) = TestDb::open("postgres_batches_stop_at_an_unreadable_event").await else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    let table = format!("\"{}\".events", store.schema());
+    conformance::reader::batches_stop_at_an_unreadable_event(Arc::new(store), async |position| {
+        sqlx::query(&format!(
+            "UPDATE {table} SET metadata = '[1, 2]' WHERE position = $1"
+        ))
+        .bind(i64::try_from(position).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    })
+    .await;
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// The reader streams below the mark it knows and pages past it: an append holding lower
+/// positions while a later one commits stops the batches below it, and both come in
+/// position order once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_read_never_passes_over_an_event_that_commits_late() {
+    let Some(db) =
+        TestDb::open("a_streamed_read_never_passes_over_an_event_that_commits_late").await
+    else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    fill(&store, 1_000).await;
+    let mut reader = store.read_all_batches(1, 64);
+    // The first batch learns the high-water mark; the next ones stream below it.
+    let first = reader.next_batch().await.unwrap();
+    assert_eq!(positions(&first), (1..=64).collect::<Vec<_>>());
+
+    let mut late = pool.begin().await.unwrap();
+    let held = store
+        .append_in_transaction(
+            &mut late,
+            &StreamId::new("S", "late"),
+            ExpectedVersion::NoStream,
+            events(0..2),
+        )
+        .await
+        .unwrap();
+    let later = store
+        .append(
+            &StreamId::new("S", "later"),
+            ExpectedVersion::NoStream,
+            events(2..5),
+        )
+        .await
+        .unwrap();
+    assert!(held.events[0].position < later.events[0].position);
+
+    let below = to_head(&mut *reader).await;
+    assert_eq!(positions(&below), (65..=1_000).collect::<Vec<_>>());
+    assert!(reader.next_batch().await.unwrap().is_empty(), "still held");
+
+    late.commit().await.unwrap();
+    let rest = to_head(&mut *reader).await;
+    let expected: Vec<u64> = held
+        .events
+        .iter()
+        .chain(&later.events)
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(positions(&rest), expected, "both, in position order");
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// A reader dropped while its query still has rows leaves the connection to the pool, which
+/// reads the rest before its next statement; a reader on a pool of one connection never
+/// holds it between batches (it pages), so other work goes on beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_leave_the_pool_usable() {
+    let Some(db) = TestDb::open("readers_leave_the_pool_usable").await else {
+        return;
+    };
+    let pool = db.pool(3).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    fill(&store, 2_000).await;
+    let whole = store.read_all(1, UNBOUNDED).await.unwrap().into_events();
+    for _ in 0..3 {
+        let mut reader = store.read_all_batches(1, 100);
+        for _ in 0..3 {
+            assert_eq!(reader.next_batch().await.unwrap().len(), 100);
+        }
+        drop(reader);
+        // Every connection again, each with a statement of its own.
+        let reads = (0..3).map(|_| store.read_all(1, UNBOUNDED));
+        for read in futures_util::future::join_all(reads).await {
+            assert_eq!(read.unwrap().into_events(), whole);
+        }
+    }
+
+    let single = db.pool(1).await;
+    let store = PostgresEventStore::from_pool(single.clone())
+        .with_schema(store.schema())
+        .unwrap();
+    let mut reader = store.read_all_batches(1, 100);
+    let mut read = Vec::new();
+    for n in 0..20 {
+        read.extend(reader.next_batch().await.unwrap());
+        // With the only connection held by the reader, this would wait for it.
+        store
+            .append(
+                &StreamId::new("Beside", "b-1"),
+                ExpectedVersion::Any,
+                events(n..n + 1),
+            )
+            .await
+            .unwrap();
+    }
+    read.extend(to_head(&mut *reader).await);
+    assert_eq!(read[..2_000], whole[..]);
+    assert_eq!(read.len(), 2_020);
+    single.close().await;
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// Each batch of a streamed read is in its own `read_all` span, as the `read_all` it stands
+/// for: its first position, the limit, the events loaded.
+#[tokio::test]
+async fn each_streamed_batch_has_its_read_all_span() {
+    let Some(db) = TestDb::open("each_streamed_batch_has_its_read_all_span").await else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    fill(&store, 300).await;
+    let capture = capture();
+    let mut reader = store.read_all_batches(1, 64);
+    let read = to_head(&mut *reader).await;
+    assert_eq!(read.len(), 300);
+    let spans = capture.spans();
+    let spans = spans.all(SPAN_STORE_READ_ALL);
+    let int = |span, key| match attribute(span, key) {
+        Some(Value::I64(n)) => *n,
+        other => panic!("{key}: {other:?}"),
+    };
+    let described: Vec<(i64, i64, i64)> = spans
+        .iter()
+        .map(|span| {
+            (
+                int(span, attr::EVENT_POSITION),
+                int(span, attr::READ_LIMIT),
+                int(span, attr::EVENTS_LOADED),
+            )
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            (1, 64, 64),
+            (65, 64, 64),
+            (129, 64, 64),
+            (193, 64, 64),
+            (257, 64, 44)
+        ]
+    );
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// Records the positions it handles.
+struct Positions {
+    seen: Arc<Mutex<Vec<u64>>>,
+}
+
+#[eventsource_runtime::async_trait]
+impl Projection for Positions {
+    fn name(&self) -> &str {
+        "Positions"
+    }
+
+    async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
+        self.seen.lock().unwrap().push(event.position);
+        Ok(())
+    }
+
+    async fn reset(&mut self) -> Result<(), ProjectionError> {
+        self.seen.lock().unwrap().clear();
+        Ok(())
+    }
+}
+
+/// A rebuild reads ahead through the streamed batches: every event once, in order, stopping
+/// below an append in flight and going on from there once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_over_streamed_batches_sees_every_event_once_in_order() {
+    let Some(db) =
+        TestDb::open("a_rebuild_over_streamed_batches_sees_every_event_once_in_order").await
+    else {
+        return;
+    };
+    let pool = db.pool(6).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    fill(&store, 3_000).await;
+    let mut late = pool.begin().await.unwrap();
+    let held = store
+        .append_in_transaction(
+            &mut late,
+            &StreamId::new("S", "late"),
+            ExpectedVersion::NoStream,
+            events(0..2),
+        )
+        .await
+        .unwrap();
+    fill_after(&store, 500).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runner = ProjectionRunner::new(
+        Arc::new(store.clone()),
+        Arc::new(store.checkpoint_store()),
+        Positions {
+            seen: Arc::clone(&seen),
+        },
+    )
+    .batch_size(50);
+    assert_eq!(runner.rebuild().await.unwrap(), 3_000);
+    assert_eq!(*seen.lock().unwrap(), (1..=3_000).collect::<Vec<_>>());
+
+    late.commit().await.unwrap();
+    let end = runner.run_until_caught_up().await.unwrap();
+    let all = positions(&store.read_all(1, UNBOUNDED).await.unwrap());
+    assert_eq!(end, *all.last().unwrap());
+    assert_eq!(*seen.lock().unwrap(), all, "every event once, in order");
+    assert_eq!(all.len(), 3_502);
+    assert_eq!(all[3_000], held.events[0].position);
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// `count` events appended after the others, in streams of 50.
+async fn fill_after(store: &dyn EventStore, count: u64) {
+    for first in (0..count).step_by(50) {
+        store
+            .append(
+                &StreamId::new("After", format!("a-{first}")),
+                ExpectedVersion::NoStream,
+                events(first..(first + 50).min(count)),
+            )
+            .await
+            .unwrap();
+    }
+}

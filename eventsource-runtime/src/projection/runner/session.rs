@@ -2,6 +2,8 @@
 //! their events over one at a time, save the checkpoint, wait for new events; and how it
 //! gets the lease.
 
+use tokio::sync::MutexGuard;
+
 use super::cadence::{Cadence, alongside};
 use super::retry::{log_retry, log_stopped};
 use super::shutdown::Shutdown;
@@ -279,7 +281,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 return Err(Halt::Shutdown);
             }
             let run = {
-                let projection = self.projection.lock().await;
+                let projection = self.locked().await;
                 rest.iter()
                     .take(max_batch)
                     .take_while(|event| projection.handles(&event.event_type))
@@ -312,7 +314,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut attempt = 1;
         while !events.is_empty() {
             let result = {
-                let mut projection = self.projection.lock().await;
+                let mut projection = self.locked().await;
                 if !lease.is_held() {
                     return Err(Halt::LeaseLost);
                 }
@@ -350,7 +352,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut attempt = 1;
         loop {
             let result = {
-                let mut projection = self.projection.lock().await;
+                let mut projection = self.locked().await;
                 if !projection.handles(&event.event_type) {
                     return Ok(());
                 }
@@ -366,6 +368,15 @@ impl<P: Projection> ProjectionRunner<P> {
             self.retry_or_stop(name, event, attempt, error, shutdown)
                 .await?;
             attempt += 1;
+        }
+    }
+
+    /// The projection, locked: at once when no one holds it (the usual case: once per event
+    /// while catching up), without making and polling a lock future.
+    async fn locked(&self) -> MutexGuard<'_, P> {
+        match self.projection.try_lock() {
+            Ok(projection) => projection,
+            Err(_) => self.projection.lock().await,
         }
     }
 

@@ -327,7 +327,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// use eventsource_runtime::event::{NewEvent, StreamId};
     /// use eventsource_runtime::store::{BatchEnd, EventStore, ExpectedVersion, InMemoryEventStore};
     ///
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let store = InMemoryEventStore::new();
     /// let events = (0..10).map(|n| NewEvent::new("Counted", 1, serde_json::json!({ "n": n })));
     /// let stream = StreamId::new("Counter", "c-1");
@@ -341,12 +342,13 @@ pub trait EventStore: Send + Sync + 'static {
     ///     match batch.end() {
     ///         BatchEnd::Limit => continue,
     ///         BatchEnd::Head => break,
-    ///         BatchEnd::Unreadable(error) => panic!("a damaged event: {error}"),
+    ///         BatchEnd::Unreadable(error) => return Err(format!("stopped early: {error}").into()),
     ///         _ => unreachable!("a future end of batch"),
     ///     }
     /// }
     /// assert_eq!(read, 10);
-    /// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
+    /// # Ok(())
+    /// # }
     /// ```
     fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn BatchReader + '_> {
         Box::new(PagedReader::new(self, from_position, batch_size))

@@ -331,10 +331,6 @@ impl InMemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let mut events: Vec<EventEnvelope> = events
-            .into_iter()
-            .map(|event| EventEnvelope::outgoing(event, stream))
-            .collect();
         let mut log = self.write();
         let log = &mut *log;
         // One lookup for the check and the append (the key costs a reference count).
@@ -352,7 +348,9 @@ impl InMemoryEventStore {
         let index = u32::try_from(slot.index())
             .map_err(|_| StoreError::Unavailable("the in-memory store is full".into()))?;
         let mut previous = held.map(|held| held.last);
-        for (version, event) in (actual + 1..).zip(&mut events) {
+        let mut stored = Vec::with_capacity(events.len());
+        for (version, event) in (actual + 1..).zip(events) {
+            let mut event = EventEnvelope::outgoing(event, stream);
             let row = log.rows.len();
             log.rows.push(StoredRow {
                 event_id: event.event_id,
@@ -368,7 +366,9 @@ impl InMemoryEventStore {
             previous = Some(row);
             event.version = version;
             event.position = row as u64 + 1;
+            stored.push(event);
         }
+        let events = stored;
         if let Some(last) = previous {
             let version = actual + events.len() as u64;
             let stream = Stream { version, last };

@@ -322,7 +322,7 @@ impl PostgresEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         append_traced(self, stream, expected, events, |events| {
-            self.append_now(Some(connection), stream, expected, events)
+            self.append_rows(Some(connection), stream, expected, events)
         })
         .await
     }
@@ -377,7 +377,7 @@ impl PostgresEventStore {
         ))
     }
 
-    async fn append_now(
+    async fn append_rows(
         &self,
         mut connection: Option<&mut PgConnection>,
         stream: &StreamId,
@@ -490,7 +490,7 @@ impl Backend for PostgresEventStore {
     }
 
     async fn append_events(&self, append: Append<'_>) -> Appended {
-        self.append_now(None, append.stream, append.expected, append.events)
+        self.append_rows(None, append.stream, append.expected, append.events)
             .await
     }
 

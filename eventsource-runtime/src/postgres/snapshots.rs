@@ -138,7 +138,7 @@ impl PostgresSnapshotStore {
         &self.pool
     }
 
-    async fn get_now(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+    async fn read_row(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         check_stream(stream)?;
         let Some(row) = sqlx::query(&self.sql.get)
             .bind(stream.aggregate_type())
@@ -222,7 +222,7 @@ impl SnapshotStore for PostgresSnapshotStore {
             SnapshotOperation::Get.with_query_text(&self.sql.get),
             stream,
             None,
-            self.get_now(stream),
+            self.read_row(stream),
         )
         .await
     }

@@ -282,7 +282,7 @@ impl Backend for SqliteEventStore {
             expected,
             events,
         } = append;
-        detached(self.clone().append_now(stream.clone(), expected, events)).await
+        detached(self.clone().append_rows(stream.clone(), expected, events)).await
     }
 
     async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
@@ -336,7 +336,7 @@ impl Backend for SqliteEventStore {
 }
 
 impl SqliteEventStore {
-    async fn append_now(
+    async fn append_rows(
         self,
         stream: StreamId,
         expected: ExpectedVersion,

@@ -250,10 +250,10 @@ pub(crate) async fn open_pool(target: &str) -> Result<SqlitePool, StoreError> {
 
 /// Applies the schema's missing versions, in one `BEGIN IMMEDIATE` transaction.
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    detached(migrate_now(pool.clone())).await
+    detached(apply_migrations(pool.clone())).await
 }
 
-async fn migrate_now(pool: SqlitePool) -> Result<(), StoreError> {
+async fn apply_migrations(pool: SqlitePool) -> Result<(), StoreError> {
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await

@@ -110,7 +110,7 @@ impl SqliteSnapshotStore {
 }
 
 /// The stored snapshot of `stream`, or why it cannot be read.
-async fn get_now(
+async fn read_row(
     pool: SqlitePool,
     stream: StreamId,
 ) -> Result<Option<Result<Snapshot, String>>, StoreError> {
@@ -147,7 +147,7 @@ async fn get_now(
     Ok(Some(read()))
 }
 
-async fn save_now(pool: SqlitePool, snapshot: Snapshot) -> Result<(), StoreError> {
+async fn write_row(pool: SqlitePool, snapshot: Snapshot) -> Result<(), StoreError> {
     check_stream(&snapshot.stream)?;
     let state = serde_json::to_string(&snapshot.state).map_err(|source| StoreError::Serialize {
         event_type: format!("snapshot of {}", snapshot.stream.aggregate_type()),
@@ -166,7 +166,7 @@ async fn save_now(pool: SqlitePool, snapshot: Snapshot) -> Result<(), StoreError
     Ok(())
 }
 
-async fn delete_now(pool: SqlitePool, stream: StreamId) -> Result<(), StoreError> {
+async fn delete_row(pool: SqlitePool, stream: StreamId) -> Result<(), StoreError> {
     check_stream(&stream)?;
     sqlx::query(DELETE)
         .bind(stream.aggregate_type())
@@ -177,7 +177,7 @@ async fn delete_now(pool: SqlitePool, stream: StreamId) -> Result<(), StoreError
     Ok(())
 }
 
-async fn exists_now(pool: SqlitePool, stream: StreamId) -> Result<bool, StoreError> {
+async fn row_exists(pool: SqlitePool, stream: StreamId) -> Result<bool, StoreError> {
     check_stream(&stream)?;
     sqlx::query_scalar::<_, bool>(EXISTS)
         .bind(stream.aggregate_type())
@@ -192,14 +192,14 @@ impl SnapshotStore for SqliteSnapshotStore {
     async fn save(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let stream = snapshot.stream.clone();
         let version = Some(snapshot.version);
-        let work = detached(save_now(self.pool.clone(), snapshot));
+        let work = detached(write_row(self.pool.clone(), snapshot));
         let operation = SnapshotOperation::Save.with_query_text(SAVE);
         run(&self.telemetry, operation, &stream, version, work).await
     }
 
     async fn get(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         let work = async {
-            match detached(get_now(self.pool.clone(), stream.clone())).await? {
+            match detached(read_row(self.pool.clone(), stream.clone())).await? {
                 None => Ok(None),
                 Some(Ok(snapshot)) => Ok(Some(snapshot)),
                 Some(Err(reason)) => {
@@ -217,13 +217,13 @@ impl SnapshotStore for SqliteSnapshotStore {
     }
 
     async fn delete(&self, stream: &StreamId) -> Result<(), StoreError> {
-        let work = detached(delete_now(self.pool.clone(), stream.clone()));
+        let work = detached(delete_row(self.pool.clone(), stream.clone()));
         let operation = SnapshotOperation::Delete.with_query_text(DELETE);
         run(&self.telemetry, operation, stream, None, work).await
     }
 
     async fn exists(&self, stream: &StreamId) -> Result<bool, StoreError> {
-        let work = detached(exists_now(self.pool.clone(), stream.clone()));
+        let work = detached(row_exists(self.pool.clone(), stream.clone()));
         let operation = SnapshotOperation::Exists.with_query_text(EXISTS);
         run(&self.telemetry, operation, stream, None, work).await
     }

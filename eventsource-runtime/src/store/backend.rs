@@ -9,7 +9,7 @@ use super::{
     AppendResult, AppendSignal, EventStore, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry,
 };
 use super::{BatchReader, PagedReader};
-use crate::event::{EventEnvelope, Metadata, NewEvent, StreamId};
+use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 /// What an append returns.
 pub(crate) type Appended = Result<AppendResult, StoreError>;
@@ -17,56 +17,6 @@ pub(crate) type Appended = Result<AppendResult, StoreError>;
 pub(crate) type Events = Result<Vec<EventEnvelope>, StoreError>;
 /// What a read of all streams returns.
 pub(crate) type ReadAll = Result<ReadBatch, StoreError>;
-
-/// An event on its way into a store: as [`EventStore::append`] takes it ([`NewEvent`]), or
-/// already as the envelope it becomes, which a store that answers at once fills in (the
-/// repository's in-memory save: no second list of the same events).
-pub(crate) trait Outgoing: Sized {
-    /// `event`, for `stream`.
-    fn outgoing(event: NewEvent, stream: &StreamId) -> Self;
-
-    /// Its metadata, for the trace context.
-    fn metadata_mut(&mut self) -> &mut Metadata;
-
-    /// The events as envelopes of `stream`, their versions and positions not yet set.
-    fn into_envelopes(events: Vec<Self>, stream: &StreamId) -> Vec<EventEnvelope>;
-}
-
-impl Outgoing for NewEvent {
-    #[inline]
-    fn outgoing(event: NewEvent, _: &StreamId) -> Self {
-        event
-    }
-
-    #[inline]
-    fn metadata_mut(&mut self) -> &mut Metadata {
-        &mut self.metadata
-    }
-
-    fn into_envelopes(events: Vec<Self>, stream: &StreamId) -> Vec<EventEnvelope> {
-        events
-            .into_iter()
-            .map(|event| EventEnvelope::outgoing(event, stream))
-            .collect()
-    }
-}
-
-impl Outgoing for EventEnvelope {
-    #[inline]
-    fn outgoing(event: NewEvent, stream: &StreamId) -> Self {
-        Self::outgoing(event, stream)
-    }
-
-    #[inline]
-    fn metadata_mut(&mut self) -> &mut Metadata {
-        &mut self.metadata
-    }
-
-    #[inline]
-    fn into_envelopes(events: Vec<Self>, _: &StreamId) -> Vec<EventEnvelope> {
-        events
-    }
-}
 
 /// One append's arguments, with the trace context already in each event's metadata.
 pub(crate) struct Append<'a> {
@@ -182,53 +132,6 @@ where
         },
     )
     .await
-}
-
-/// A backend that answers at once (the in-memory store): its append and load as plain
-/// calls, so that a caller who knows its type runs them without a future at every layer.
-pub(crate) trait Immediate: Backend {
-    /// As [`Backend::append_events`], the events given as the envelopes they become (see
-    /// [`Outgoing`]): the store sets their versions and positions.
-    fn append_envelopes(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<EventEnvelope>,
-    ) -> Appended;
-
-    /// As [`Backend::load_events`].
-    fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events;
-}
-
-/// [`EventStore::append`] of a backend that answers at once: the same checks and spans, no
-/// future.
-pub(crate) fn append_at_once<B: Immediate, E: Outgoing>(
-    backend: &B,
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: Vec<E>,
-) -> Appended {
-    let operation = operation(backend, "append");
-    let telemetry = backend.telemetry();
-    instrument::append_now(telemetry, stream, expected, events, operation, |events| {
-        check_stream_unless_backend_does::<B>(stream)?;
-        let envelopes = E::into_envelopes(events, stream);
-        backend.append_envelopes(stream, expected, envelopes)
-    })
-}
-
-/// [`EventStore::load`] of a backend that answers at once: the same checks and spans, no
-/// future.
-pub(crate) fn load_at_once<B: Immediate>(
-    backend: &B,
-    stream: &StreamId,
-    from_version: u64,
-) -> Events {
-    let operation = operation(backend, "load");
-    instrument::load_now(backend.telemetry(), stream, from_version, operation, || {
-        check_stream_unless_backend_does::<B>(stream)?;
-        backend.load_at_once(stream, from_version)
-    })
 }
 
 /// [`check_stream`], unless the backend applies it itself ([`Backend::CHECKS_NEW_STREAMS`]).

@@ -5,13 +5,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use std::pin::pin;
 
-use super::instrument::{self, Delivery};
+use super::instrument::{self, Delivery, Dispatched};
 use super::wire::DeliveryState;
 use super::{
     BusMessage, BusSpanNames, BusTelemetry, EventHandler, HandlerError, HandlerFailure,
     UnknownHandler,
 };
-use crate::event::upcast::instrument::UpcastTally;
 use crate::event::{DecodeError, EventEnvelope};
 use crate::lineage::Lineage;
 use crate::panic::CatchUnwind;
@@ -330,14 +329,6 @@ impl Dispatcher {
         }
         dispatched
     }
-}
-
-/// What a delivery did: the handlers' failures, and the messages it upcast (for the consume
-/// span).
-#[derive(Default)]
-pub(crate) struct Dispatched {
-    pub(crate) failures: Vec<HandlerFailure>,
-    pub(crate) upcasts: UpcastTally,
 }
 
 /// The methods of a type that hands the messages it receives to its `dispatcher` field:

@@ -9,10 +9,10 @@
 
 use std::future::Future;
 
-use super::dispatcher::Dispatched;
 use super::{
     AttributeValue, BusError, BusMessage, BusTelemetry, HandlerError, HandlerFailure, Handling,
 };
+use crate::event::upcast::instrument::UpcastTally;
 use crate::panic;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{self, Span, SpanStart, Stopwatch, metrics};
@@ -244,6 +244,14 @@ pub(crate) fn dead_lettered(system: &'static str, message: &BusMessage) {
         &message.destination,
         &message.event.event_type,
     );
+}
+
+/// What a delivery did: the handlers' failures, and the messages it upcast (for the consume
+/// span).
+#[derive(Default)]
+pub(crate) struct Dispatched {
+    pub(crate) failures: Vec<HandlerFailure>,
+    pub(crate) upcasts: UpcastTally,
 }
 
 /// How messages reach the handlers; decides the consume span's parent and links.

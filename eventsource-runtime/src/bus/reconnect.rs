@@ -1,11 +1,14 @@
 //! What every broker's consumer group does when its connection is lost: log why, wait
-//! (doubling the wait up to a bound), connect again, until it is told to stop.
+//! (doubling the wait up to a bound), connect again, until it is told to stop; and the run
+//! of a group made of such sessions, its lag sampled meanwhile.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::time::Duration;
 
 use super::BusError;
+use super::group_health::GroupHealth;
+use crate::health::Lag;
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
 
@@ -16,16 +19,16 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The wait before the next connection of a consumer group.
-pub(crate) struct Backoff(Duration);
+struct Backoff(Duration);
 
 impl Backoff {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         Self(MIN_BACKOFF)
     }
 
     /// After a session of `group` ended in `error`: logs it, then waits out the backoff
     /// (doubled for next time). `false` when `shutdown` completed first: stop.
-    pub(crate) async fn wait<S: Future<Output = ()>>(
+    async fn wait<S: Future<Output = ()>>(
         &mut self,
         group: &str,
         error: &BusError,
@@ -45,4 +48,57 @@ impl Backoff {
             () = tokio::time::sleep(wait) => true,
         }
     }
+}
+
+/// A consumer group's sessions: each connects and consumes until `shutdown` completes or
+/// the connection fails; [`reconnecting`] starts the next after a failure.
+///
+/// A trait rather than a closure: the session future borrows `shutdown` anew each time,
+/// and the futures of an `AsyncFnMut` doing so cannot be shown `Send` (a spawned group's
+/// run must be).
+pub(crate) trait Sessions {
+    /// One session: `Ok` once `shutdown` completed, the error that ended it otherwise.
+    fn session<'a, S: Future<Output = ()> + Send>(
+        &'a mut self,
+        shutdown: Pin<&'a mut S>,
+    ) -> impl Future<Output = Result<(), BusError>> + Send + 'a;
+}
+
+/// Runs the `sessions` of the consumer group `group`, one after the other, until one ends
+/// because `shutdown` completed, or `shutdown` completes during a backoff: a session that
+/// ends in an error marks the group retrying in `health`, is logged, and is followed by a
+/// new one after the backoff.
+pub(crate) async fn reconnecting<S: Future<Output = ()> + Send>(
+    group: &str,
+    health: &GroupHealth,
+    mut shutdown: Pin<&mut S>,
+    mut sessions: impl Sessions,
+) {
+    let mut backoff = Backoff::new();
+    while let Err(error) = sessions.session(shutdown.as_mut()).await {
+        health.retrying(&error);
+        if !backoff.wait(group, &error, shutdown.as_mut()).await {
+            return;
+        }
+    }
+}
+
+/// Runs the consumer group `group` until `shutdown` completes: its `sessions`, again after
+/// each failure ([`reconnecting`]), while its lag (measured by `lag`) is recorded on
+/// `system` ([`GroupHealth::running`]).
+pub(crate) async fn keep_running<L>(
+    system: &'static str,
+    group: &str,
+    health: &GroupHealth,
+    shutdown: impl Future + Send,
+    sessions: impl Sessions,
+    lag: impl Fn() -> L,
+) where
+    L: Future<Output = Result<Lag, BusError>>,
+{
+    let shutdown = pin!(async move {
+        shutdown.await;
+    });
+    let consume = reconnecting(group, health, shutdown, sessions);
+    health.running(system, group, consume, lag).await;
 }

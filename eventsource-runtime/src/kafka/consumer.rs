@@ -4,20 +4,21 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use tokio::sync::watch;
 
 use super::KafkaBus;
 use super::error::unavailable;
 use super::offsets::ResumePoints;
-use super::settle::{more, wait_until_due};
 use super::topology::{GroupTopics, Topics, matches};
 use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
-use crate::bus::reconnect::Backoff;
+use crate::bus::reconnect::{Sessions, reconnecting};
 use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
 use crate::health::ComponentState;
@@ -206,25 +207,18 @@ impl ConsumerGroup {
     }
 
     /// One source's loop: sessions, again after each failure, until stopped.
-    async fn keep_consuming(&self, source: Source, mut stopped: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new();
-        let mut handled = HashMap::new();
-        loop {
-            if *stopped.borrow() {
-                return;
-            }
-            let error = match self.session(&source, &mut stopped, &mut handled).await {
-                Ok(()) => return,
-                Err(error) => error,
-            };
-            self.health.retrying(&error);
-            let stop = std::pin::pin!(async {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            });
-            if !backoff.wait(&self.name, &error, stop).await {
-                return;
-            }
-        }
+    async fn keep_consuming(&self, source: Source, stopped: watch::Receiver<bool>) {
+        let mut signal = stopped.clone();
+        let shutdown = pin!(async move {
+            let _ = signal.wait_for(|stop| *stop).await;
+        });
+        let sessions = SourceSessions {
+            group: self,
+            source,
+            stopped,
+            handled: HashMap::new(),
+        };
+        reconnecting(&self.name, &self.health, shutdown, sessions).await;
     }
 
     /// A consumer for `source`, subscribed.
@@ -281,7 +275,7 @@ impl ConsumerGroup {
     async fn session(
         &self,
         source: &Source,
-        stopped: &mut watch::Receiver<bool>,
+        mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
         handled: &mut HashMap<(String, i32), i64>,
     ) -> Result<(), BusError> {
         self.declare().await?;
@@ -293,7 +287,7 @@ impl ConsumerGroup {
         let outcome = loop {
             let record = tokio::select! {
                 biased;
-                _ = stopped.wait_for(|stop| *stop) => break Ok(()),
+                () = shutdown.as_mut() => break Ok(()),
                 record = consumer.recv() => record,
             };
             let record = match record {
@@ -306,7 +300,7 @@ impl ConsumerGroup {
             let settled = match source {
                 Source::Live => match self.batch {
                     Some(max) => {
-                        let batch = more(&consumer, record, max).await;
+                        let batch = gather(&consumer, record, max).await;
                         self.settle_batch(&consumer, batch, handled, &mut resumed)
                             .await
                     }
@@ -316,7 +310,7 @@ impl ConsumerGroup {
                     }
                 },
                 Source::Delayed { delay, .. } => {
-                    if !wait_until_due(&record, *delay, stopped).await {
+                    if !wait_until_due(&record, *delay, shutdown.as_mut()).await {
                         break Ok(());
                     }
                     self.settle(&consumer, &record, false).await
@@ -334,6 +328,70 @@ impl ConsumerGroup {
         })
         .await;
         outcome
+    }
+}
+
+/// The sessions of one source's loop, and the offsets they handled: a record received again
+/// after a reconnection is a redelivery.
+struct SourceSessions<'g> {
+    group: &'g ConsumerGroup,
+    source: Source,
+    stopped: watch::Receiver<bool>,
+    handled: HashMap<(String, i32), i64>,
+}
+
+impl Sessions for SourceSessions<'_> {
+    async fn session<S: Future<Output = ()> + Send>(
+        &mut self,
+        shutdown: Pin<&mut S>,
+    ) -> Result<(), BusError> {
+        // Stopped before it connects: no session.
+        if *self.stopped.borrow() {
+            return Ok(());
+        }
+        self.group
+            .session(&self.source, shutdown, &mut self.handled)
+            .await
+    }
+}
+
+/// `first` and the records that are ready right after it, up to `max`.
+async fn gather<'c>(
+    consumer: &'c StreamConsumer,
+    first: BorrowedMessage<'c>,
+    max: usize,
+) -> Vec<BorrowedMessage<'c>> {
+    let mut records = vec![first];
+    while records.len() < max {
+        match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
+            Ok(Ok(record)) => records.push(record),
+            _ => break,
+        }
+    }
+    records
+}
+
+/// Waits until `record`'s delay has passed since it was written; `false` when `shutdown`
+/// completed first (the record stays uncommitted, for the next consumer).
+async fn wait_until_due(
+    record: &BorrowedMessage<'_>,
+    delay: Duration,
+    shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
+) -> bool {
+    let written = record.timestamp().to_millis().unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let wait = written.saturating_add(delay_ms).saturating_sub(now);
+    if wait <= 0 {
+        return true;
+    }
+    let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+    tokio::select! {
+        biased;
+        () = shutdown => false,
+        () = tokio::time::sleep(wait) => true,
     }
 }
 

@@ -4,12 +4,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::Offset;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{BorrowedMessage, Message as _};
-use tokio::sync::watch;
 
 use super::codec;
 use super::consumer::ConsumerGroup;
@@ -226,45 +224,5 @@ pub(super) fn copy_failure(failure: &HandlerFailure) -> HandlerFailure {
         } else {
             HandlerError::new(Chain(&failure.error).to_string())
         },
-    }
-}
-
-/// `first` and the records that are ready right after it, up to `max`.
-pub(super) async fn more<'c>(
-    consumer: &'c StreamConsumer,
-    first: BorrowedMessage<'c>,
-    max: usize,
-) -> Vec<BorrowedMessage<'c>> {
-    let mut records = vec![first];
-    while records.len() < max {
-        match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
-            Ok(Ok(record)) => records.push(record),
-            _ => break,
-        }
-    }
-    records
-}
-
-/// Waits until `record`'s delay has passed since it was written; `false` when stopped
-/// first (the record stays uncommitted, for the next consumer).
-pub(super) async fn wait_until_due(
-    record: &BorrowedMessage<'_>,
-    delay: Duration,
-    stopped: &mut watch::Receiver<bool>,
-) -> bool {
-    let written = record.timestamp().to_millis().unwrap_or(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-    let wait = written.saturating_add(delay_ms).saturating_sub(now);
-    if wait <= 0 {
-        return true;
-    }
-    let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
-    tokio::select! {
-        biased;
-        _ = stopped.wait_for(|stop| *stop) => false,
-        () = tokio::time::sleep(wait) => true,
     }
 }

@@ -3,22 +3,21 @@
 //! dead-lettered).
 
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::Context;
 use async_nats::jetstream::consumer::Consumer;
 use async_nats::jetstream::consumer::pull::{Batch, Config as PullConfig};
+use async_nats::jetstream::{AckKind, Context, Message};
 use futures_util::StreamExt as _;
 
 use super::NatsBus;
 use super::error::unavailable;
-use super::settle::{gather, give_back};
 use super::topology::{self, GroupNames};
 use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
-use crate::bus::reconnect::Backoff;
+use crate::bus::reconnect::{Sessions, keep_running};
 use crate::bus::{BusError, Dispatcher};
 use crate::health::ComponentState;
 use crate::telemetry::otel::log::log_info;
@@ -41,7 +40,7 @@ pub const DEFAULT_DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
 /// How long one pull request waits for messages; also the longest a shutdown waits for the
 /// messages of its open pull requests.
-pub(super) const PULL_EXPIRES: Duration = Duration::from_secs(2);
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
 /// A consumer group on a [`NatsBus`]: one durable pull consumer of the events, one of its
 /// retry copies, the handlers that consume them, and its dead letters (see the
@@ -291,34 +290,57 @@ impl ConsumerGroup {
     where
         F: Future + Send,
     {
-        let mut shutdown = pin!(async move {
-            shutdown.await;
-        });
-        let consume = async {
-            let mut backoff = Backoff::new();
-            loop {
-                match self.session(shutdown.as_mut()).await {
-                    Ok(()) => return Ok(()),
-                    Err(error) => {
-                        self.health.retrying(&error);
-                        if !backoff.wait(&self.name, &error, shutdown.as_mut()).await {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-        };
         let system = self.bus.telemetry().system;
-        self.health
-            .running(system, &self.name, consume, || self.lag())
-            .await
+        let lag = || self.lag();
+        keep_running(system, &self.name, &self.health, shutdown, self, lag).await;
+        Ok(())
     }
 
+    /// A pull request for up to a prefetch of messages, open for [`PULL_EXPIRES`].
+    async fn pull(&self, consumer: &Consumer<PullConfig>) -> Result<Batch, BusError> {
+        consumer
+            .batch()
+            .max_messages(usize::from(self.prefetch))
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// How long batch mode waits for more messages after the first of a batch.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
+
+/// `first` and the messages of `pull` that follow it within [`BATCH_LINGER`] of each
+/// other, up to `max` in all. A message that arrives with an error ends the batch (the pull
+/// reports it next).
+pub(super) async fn gather(pull: &mut Batch, first: Message, max: usize) -> Vec<Message> {
+    let mut messages = vec![first];
+    while messages.len() < max {
+        match tokio::time::timeout(BATCH_LINGER, pull.next()).await {
+            Ok(Some(Ok(message))) => messages.push(message),
+            _ => break,
+        }
+    }
+    messages
+}
+
+/// Gives back every message an open pull request still brings in (it ends within
+/// [`PULL_EXPIRES`]). A message given back goes to the next pull, not this one: it is held
+/// back for as long as this request may still be open.
+pub(super) async fn give_back(mut batch: Batch) {
+    let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_millis(500);
+    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, batch.next()).await {
+        let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
+    }
+}
+
+impl Sessions for &ConsumerGroup {
     /// One session's worth of consuming: `Ok` on shutdown, the error that ended it
     /// otherwise.
-    async fn session(
-        &self,
-        mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
+    async fn session<S: Future<Output = ()> + Send>(
+        &mut self,
+        mut shutdown: Pin<&mut S>,
     ) -> Result<(), BusError> {
         let context = self.bus.context().await?;
         let (live_consumer, retry_consumer) = self.consumers(&context).await?;
@@ -355,17 +377,6 @@ impl ConsumerGroup {
                 },
             }
         }
-    }
-
-    /// A pull request for up to a prefetch of messages, open for [`PULL_EXPIRES`].
-    async fn pull(&self, consumer: &Consumer<PullConfig>) -> Result<Batch, BusError> {
-        consumer
-            .batch()
-            .max_messages(usize::from(self.prefetch))
-            .expires(PULL_EXPIRES)
-            .messages()
-            .await
-            .map_err(unavailable)
     }
 }
 

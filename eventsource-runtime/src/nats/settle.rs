@@ -9,7 +9,7 @@ use async_nats::jetstream::{AckKind, Context, Message};
 use futures_util::StreamExt as _;
 
 use super::codec;
-use super::consumer::{ConsumerGroup, PULL_EXPIRES, Source};
+use super::consumer::{ConsumerGroup, Source, gather, give_back};
 use super::error::unavailable;
 use super::{publish_copy, subject};
 use crate::bus::wire::{self, DeliveryState, Settle};
@@ -235,23 +235,6 @@ impl ConsumerGroup {
     }
 }
 
-/// How long batch mode waits for more messages after the first of a batch.
-const BATCH_LINGER: Duration = Duration::from_millis(20);
-
-/// `first` and the messages of `pull` that follow it within [`BATCH_LINGER`] of each
-/// other, up to `max` in all. A message that arrives with an error ends the batch (the pull
-/// reports it next).
-pub(super) async fn gather(pull: &mut Batch, first: Message, max: usize) -> Vec<Message> {
-    let mut messages = vec![first];
-    while messages.len() < max {
-        match tokio::time::timeout(BATCH_LINGER, pull.next()).await {
-            Ok(Some(Ok(message))) => messages.push(message),
-            _ => break,
-        }
-    }
-    messages
-}
-
 /// Acknowledges `delivery` and waits for JetStream to confirm it.
 pub(super) async fn ack(delivery: &Message) -> Result<(), BusError> {
     delivery.double_ack().await.map_err(BusError::Unavailable)
@@ -264,14 +247,4 @@ pub(super) async fn nak(delivery: &Message, delay: Option<Duration>) -> Result<(
         .ack_with(AckKind::Nak(delay))
         .await
         .map_err(BusError::Unavailable)
-}
-
-/// Gives back every message an open pull request still brings in (it ends within
-/// [`PULL_EXPIRES`]). A message given back goes to the next pull, not this one: it is held
-/// back for as long as this request may still be open.
-pub(super) async fn give_back(mut batch: Batch) {
-    let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_millis(500);
-    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, batch.next()).await {
-        let _ = nak(&message, Some(PULL_EXPIRES)).await;
-    }
 }

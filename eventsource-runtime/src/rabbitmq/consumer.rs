@@ -18,7 +18,7 @@ use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
 use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
-use crate::bus::reconnect::Backoff;
+use crate::bus::reconnect::{Sessions, keep_running};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher};
 use crate::health::ComponentState;
@@ -198,97 +198,10 @@ impl ConsumerGroup {
     where
         F: Future + Send,
     {
-        let mut shutdown = pin!(async move {
-            shutdown.await;
-        });
-        let consume = async {
-            let mut backoff = Backoff::new();
-            loop {
-                match self.session(shutdown.as_mut()).await {
-                    Ok(()) => return Ok(()),
-                    Err(error) => {
-                        self.health.retrying(&error);
-                        if !backoff.wait(&self.name, &error, shutdown.as_mut()).await {
-                            return Ok(());
-                        }
-                    }
-                }
-            }
-        };
         let system = self.bus.telemetry().system;
-        self.health
-            .running(system, &self.name, consume, || self.lag())
-            .await
-    }
-
-    /// One connection's worth of consuming: `Ok` on shutdown, the error that ended it
-    /// otherwise.
-    async fn session(
-        &self,
-        mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
-    ) -> Result<(), BusError> {
-        let connection = self.bus.connect().await?;
-        let channel = confirming_channel(&connection).await?;
-        topology::declare_group(
-            &channel,
-            self.bus.exchange(),
-            &self.queues,
-            &self.patterns(),
-        )
-        .await?;
-        channel
-            .basic_qos(self.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(unavailable)?;
-        let tag: ShortString = format!("{}-{}", self.name, uuid::Uuid::now_v7()).into();
-        let mut consumer = channel
-            .basic_consume(
-                self.queues.live.as_str().into(),
-                tag.clone(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
-        log_info!(
-            group = &*self.name,
-            queue = self.queues.live.as_str(),
-            "consuming"
-        );
-        self.health.status().set(ComponentState::Following);
-        loop {
-            let delivery = tokio::select! {
-                biased;
-                () = shutdown.as_mut() => {
-                    cancel(&channel, tag).await;
-                    self.drain(&channel, &mut consumer).await;
-                    close(&connection, &channel).await;
-                    return Ok(());
-                }
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => delivery,
-                    Some(Err(error)) => return Err(unavailable(error)),
-                    None => return Err(BusError::unavailable("the broker cancelled the consumer")),
-                },
-            };
-            let mut in_hand = pin!(self.settle(&channel, delivery));
-            tokio::select! {
-                biased;
-                settled = in_hand.as_mut() => settled?,
-                () = shutdown.as_mut() => {
-                    // Cancelled while the message is in its handler, before its ack frees a
-                    // place in the prefetch: the broker hands over nothing more.
-                    let ((), settled) = tokio::join!(cancel(&channel, tag), in_hand);
-                    if let Err(error) = settled {
-                        self.stop_failed(&error);
-                    } else {
-                        self.drain(&channel, &mut consumer).await;
-                    }
-                    close(&connection, &channel).await;
-                    return Ok(());
-                }
-            }
-        }
+        let lag = || self.lag();
+        keep_running(system, &self.name, &self.health, shutdown, self, lag).await;
+        Ok(())
     }
 
     /// After a shutdown, once the consumer is cancelled: handles the deliveries the broker
@@ -363,8 +276,6 @@ impl ConsumerGroup {
             .map_err(unavailable)
     }
 
-    /// Sends a copy of `message` with `state` to `queue` (through the default exchange),
-    /// confirmed.
     /// Moves `message` to the dead letters with `state`, then warns and counts it.
     async fn dead_letter(
         &self,
@@ -378,6 +289,8 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// Sends a copy of `message` with `state` to `queue` (through the default exchange),
+    /// confirmed.
     async fn forward(
         &self,
         channel: &Channel,
@@ -426,6 +339,78 @@ impl ConsumerGroup {
             .await
             .map(drop)
             .map_err(unavailable)
+    }
+}
+
+impl Sessions for &ConsumerGroup {
+    /// One connection's worth of consuming: `Ok` on shutdown, the error that ended it
+    /// otherwise.
+    async fn session<S: Future<Output = ()> + Send>(
+        &mut self,
+        mut shutdown: Pin<&mut S>,
+    ) -> Result<(), BusError> {
+        let connection = self.bus.connect().await?;
+        let channel = confirming_channel(&connection).await?;
+        topology::declare_group(
+            &channel,
+            self.bus.exchange(),
+            &self.queues,
+            &self.patterns(),
+        )
+        .await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let tag: ShortString = format!("{}-{}", self.name, uuid::Uuid::now_v7()).into();
+        let mut consumer = channel
+            .basic_consume(
+                self.queues.live.as_str().into(),
+                tag.clone(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        log_info!(
+            group = &*self.name,
+            queue = self.queues.live.as_str(),
+            "consuming"
+        );
+        self.health.status().set(ComponentState::Following);
+        loop {
+            let delivery = tokio::select! {
+                biased;
+                () = shutdown.as_mut() => {
+                    cancel(&channel, tag).await;
+                    self.drain(&channel, &mut consumer).await;
+                    close(&connection, &channel).await;
+                    return Ok(());
+                }
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => delivery,
+                    Some(Err(error)) => return Err(unavailable(error)),
+                    None => return Err(BusError::unavailable("the broker cancelled the consumer")),
+                },
+            };
+            let mut in_hand = pin!(self.settle(&channel, delivery));
+            tokio::select! {
+                biased;
+                settled = in_hand.as_mut() => settled?,
+                () = shutdown.as_mut() => {
+                    // Cancelled while the message is in its handler, before its ack frees a
+                    // place in the prefetch: the broker hands over nothing more.
+                    let ((), settled) = tokio::join!(cancel(&channel, tag), in_hand);
+                    if let Err(error) = settled {
+                        self.stop_failed(&error);
+                    } else {
+                        self.drain(&channel, &mut consumer).await;
+                    }
+                    close(&connection, &channel).await;
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
 
 use super::ExpectedValue as _;
-use super::spans::{CapturedSpans, kind_name, show_value};
+use super::spans::{CapturedSpans, show_value};
+use crate::telemetry::otel::kind_name;
 
 /// One line of an expected shape.
 #[derive(Debug)]

@@ -15,7 +15,7 @@ mod value;
 
 pub use span::Span;
 pub(crate) use span::{Stopwatch, in_stored_context};
-pub(crate) use start::SpanStart;
+pub(crate) use start::{SpanStart, kind_name};
 
 /// Whether the process switch lets telemetry through (for work that only feeds it).
 #[inline]

@@ -274,12 +274,7 @@ fn start_tracing(
     attributes: Vec<KeyValue>,
     links: Vec<Link>,
 ) -> Span {
-    let kind = match kind {
-        Kind::Internal => "internal",
-        Kind::Client => "client",
-        Kind::Producer => "producer",
-        Kind::Consumer => "consumer",
-    };
+    let kind = kind_name(&span_kind(kind));
     let span = match parent {
         Parent::Current => {
             tracing::info_span!(target: TARGET, "eventsource", otel.name = name, otel.kind = kind)
@@ -309,5 +304,17 @@ fn span_kind(kind: Kind) -> SpanKind {
         Kind::Client => SpanKind::Client,
         Kind::Producer => SpanKind::Producer,
         Kind::Consumer => SpanKind::Consumer,
+    }
+}
+
+/// A span kind as OpenTelemetry spells it in text (`otel.kind`): what `tracing-opentelemetry`
+/// reads, and what the console and the captured span trees print.
+pub(crate) fn kind_name(kind: &SpanKind) -> &'static str {
+    match kind {
+        SpanKind::Client => "client",
+        SpanKind::Server => "server",
+        SpanKind::Producer => "producer",
+        SpanKind::Consumer => "consumer",
+        SpanKind::Internal => "internal",
     }
 }

@@ -8,7 +8,7 @@ use opentelemetry_sdk::trace::SpanData;
 mod assert;
 mod render;
 
-pub(super) use render::{kind_name, show_value};
+pub(super) use render::show_value;
 
 /// A span of the test's traces that had not ended when the spans were read.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,11 +2,12 @@
 
 use std::fmt::Write as _;
 
-use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::trace::Status;
 use opentelemetry::{Array, KeyValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 
 use super::CapturedSpans;
+use crate::telemetry::otel::kind_name;
 
 impl CapturedSpans {
     /// The spans as an indented tree (roots in the order they started), with kinds,
@@ -99,17 +100,6 @@ impl CapturedSpans {
             );
         }
         out
-    }
-}
-
-/// A kind as the tree and shapes spell it.
-pub(in crate::testing) fn kind_name(kind: &SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Client => "client",
-        SpanKind::Server => "server",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Internal => "internal",
     }
 }
 

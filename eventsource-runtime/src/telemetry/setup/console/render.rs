@@ -6,11 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, Status, TraceId};
 use opentelemetry_sdk::trace::SpanData;
 
 use super::attributes;
 use super::{ATTRIBUTES_PER_LINE, ConsoleDetail};
+use crate::telemetry::otel::kind_name;
 
 /// What the renderer asks about spans outside the ones it renders.
 pub(super) trait SeenSpans {
@@ -125,14 +126,15 @@ impl Node<'_> {
             format!("{prefix}│  ")
         };
         let kids = self.children.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+        let lead = format!("{prefix}{connector}");
         match self.detail {
-            ConsoleDetail::Compact => self.write_line(out, span, parent, prefix, connector),
+            ConsoleDetail::Compact => self.write_line(out, span, parent, &lead),
             ConsoleDetail::Full => {
                 let detail = format!(
                     "{child_prefix}{}",
                     if kids.is_empty() { "   " } else { "│  " }
                 );
-                self.write_lines(out, span, parent, &format!("{prefix}{connector}"), &detail);
+                self.write_lines(out, span, parent, &lead, &detail);
             }
         }
         for (i, kid) in kids.iter().enumerate() {
@@ -151,16 +153,9 @@ impl Node<'_> {
     }
 
     /// The compact view: `span` on one line, with the attributes that tell its story, its
-    /// links and its error.
-    fn write_line(
-        &self,
-        out: &mut String,
-        span: &SpanData,
-        parent: Option<&SpanData>,
-        prefix: &str,
-        connector: &str,
-    ) {
-        let _ = write!(out, "{prefix}{connector}{}  {}", span.name, duration(span));
+    /// links and its error. `lead` starts the line.
+    fn write_line(&self, out: &mut String, span: &SpanData, parent: Option<&SpanData>, lead: &str) {
+        let _ = write!(out, "{lead}{}  {}", span.name, duration(span));
         let story = attributes::story(span, parent);
         if !story.is_empty() {
             let _ = write!(out, "  {}", story.join(" "));
@@ -194,7 +189,7 @@ impl Node<'_> {
             out,
             "{lead}{}  {}  {}",
             span.name,
-            kind(&span.span_kind),
+            kind_name(&span.span_kind),
             duration(span),
         );
         let all = attributes::all(span, parent);
@@ -252,16 +247,6 @@ fn error_text(span: &SpanData, description: &str) -> String {
         let _ = write!(text, " [{ty}]");
     }
     text
-}
-
-fn kind(kind: &SpanKind) -> &'static str {
-    match kind {
-        SpanKind::Client => "client",
-        SpanKind::Server => "server",
-        SpanKind::Producer => "producer",
-        SpanKind::Consumer => "consumer",
-        SpanKind::Internal => "internal",
-    }
 }
 
 fn duration(span: &SpanData) -> String {

@@ -19,6 +19,7 @@ pub(super) struct CommandSpan {
 /// Starts the command's span (unless its handler's switch or the process switch is off)
 /// and timer; with `eventsource.command.id` when the command has one, and its correlation
 /// id.
+#[inline]
 pub(super) fn start(
     settings: HandlerTelemetry,
     command_type: &'static str,
@@ -26,7 +27,7 @@ pub(super) fn start(
     command_id: Option<&str>,
     lineage: &Lineage,
 ) -> CommandSpan {
-    // With the process switch off: no span, and no attribute looked at.
+    // With the process switch off: no span, no timer, no call.
     if !otel::enabled() {
         return CommandSpan {
             span: Span::none(),
@@ -34,6 +35,18 @@ pub(super) fn start(
             timer: Stopwatch::start(),
         };
     }
+    started(settings, command_type, stream, command_id, lineage)
+}
+
+/// [`start`] with the process switch on.
+#[inline(never)]
+fn started(
+    settings: HandlerTelemetry,
+    command_type: &'static str,
+    stream: &StreamId,
+    command_id: Option<&str>,
+    lineage: &Lineage,
+) -> CommandSpan {
     let name = match settings.span_name {
         Some(name) => SpanName::Static(name),
         None => SpanName::PrefixedStatic(attr::SPAN_COMMAND_PREFIX, command_type),

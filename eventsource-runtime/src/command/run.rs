@@ -52,16 +52,29 @@ impl<A: Aggregate> CommandService<A> {
         // The aggregate id, shared from here on by the spans, the root and its envelopes.
         let stream = StreamId::from_shared(A::TYPE, id);
         let command = instrument::start(settings, command_type, &stream, command_id, &lineage);
-        let work = async {
-            let aggregate = match self.load(&stream, command_id, &command).await? {
-                Recall::First(outcome) => return Ok(Saved::Before(outcome)),
-                Recall::New(aggregate) => aggregate,
-            };
-            let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
-            let saved = self.save(aggregate, decided, &metadata, command_id, &command);
-            Ok(saved.await?)
+        let saved = match self.repository.in_memory() {
+            // A store that answers at once: no future until the delivery.
+            Some(store) if command_id.is_none() => command.span.in_scope(|| {
+                let mut aggregate = self.repository.load_now(store, &stream)?;
+                let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
+                command.decided(&decided);
+                aggregate.record_decided(decided);
+                let events = self.repository.save_now(store, &mut aggregate, &metadata)?;
+                Ok(Saved::Stored(aggregate, events))
+            }),
+            _ => {
+                let work = async {
+                    let aggregate = match self.load(&stream, command_id, &command).await? {
+                        Recall::First(outcome) => return Ok(Saved::Before(outcome)),
+                        Recall::New(aggregate) => aggregate,
+                    };
+                    let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
+                    let saved = self.save(aggregate, decided, &metadata, command_id, &command);
+                    Ok(saved.await?)
+                };
+                command.span.run(OutOfLine { work }).await
+            }
         };
-        let saved = command.span.run(work).await;
         let result = match saved {
             Ok(Saved::Stored(aggregate, events)) => {
                 let (delivery_failures, publish) = command.span.run(self.deliver(&events)).await;
@@ -144,6 +157,28 @@ impl<A: Aggregate> CommandService<A> {
             _ => None,
         };
         (delivery_failures, publish)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled out of line: its code stays out of the function that awaits it. The
+    /// path through a store that waits is compiled into every command's own future, beside
+    /// the in-memory path, which then spread over more of the instruction cache.
+    struct OutOfLine<F> {
+        #[pin]
+        work: F,
+    }
+}
+
+impl<F: Future> Future for OutOfLine<F> {
+    type Output = F::Output;
+
+    #[inline(never)]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        self.project().work.poll(cx)
     }
 }
 

@@ -101,7 +101,7 @@ impl<'a, A: Aggregate> PagedReplay<'a, A> {
         let restored = self.restored;
         let newer = page.iter().filter(|e| e.version > restored).count();
         if newer > 0 && self.span.is_none() {
-            self.span = Some(instrument::replay(telemetry, self.root.stream()));
+            self.span = Some(instrument::paged_replay(telemetry, self.root.stream()));
         }
         for envelope in page.iter().filter(|e| e.version > restored) {
             let upcast_from = replay_one(&mut self.root, envelope, &mut self.counts)?;

@@ -1,6 +1,7 @@
 //! Repositories: load an aggregate from its stream (or from its newest snapshot and the
 //! later events), save its new events.
 
+mod at_once;
 mod cache;
 mod error;
 mod instrument;
@@ -16,12 +17,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::aggregate::{Aggregate, AggregateRoot, Home};
+use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
 use crate::event::{DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::snapshot::SnapshotStore;
+use crate::store::outgoing::Outgoing;
 use crate::store::{AppendResult, EventStore, ExpectedVersion};
 use cache::StateCache;
 pub use error::RepositoryError;
-use loaded::{LoadReport, Loaded, PagedReplay};
+use loaded::{LoadReport, Loaded, PagedReplay, replay_one};
 pub use settings::{RepositorySpanNames, RepositoryTelemetry};
 use snapshots::{SnapshotRead, Snapshots};
 use store::Store;
@@ -70,6 +73,10 @@ impl<A> std::fmt::Debug for Repository<A> {
 
 impl<A: Aggregate> Repository<A> {
     /// A repository over `store` (any [`EventStore`], or an `Arc<dyn EventStore>`).
+    ///
+    /// An [`InMemoryEventStore`](crate::store::InMemoryEventStore) given here is called
+    /// directly, without the boxed future of a `dyn EventStore` call (same code, same
+    /// spans); given through [`from_arc`](Self::from_arc), it is called as any store.
     pub fn new(store: impl EventStore) -> Self {
         Self::with_store(Store::new(store))
     }
@@ -296,6 +303,9 @@ impl<A: Aggregate> Repository<A> {
         &self,
         stream: StreamId,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
+        if let Some(store) = self.in_memory() {
+            return self.load_now(store, &stream);
+        }
         let span = instrument::load(&self.telemetry, &stream);
         let loaded = span.run(self.load_root(&stream, None)).await;
         instrument::loaded(&span, loaded.as_ref().map(Loaded::report));
@@ -401,7 +411,6 @@ impl<A: Aggregate> Repository<A> {
         loop {
             let page = self
                 .store
-                .as_dyn()
                 .load_page(&stream, next, LOAD_PAGE_EVENTS)
                 .await?;
             let len = page.len();
@@ -421,12 +430,35 @@ impl<A: Aggregate> Repository<A> {
                 .is_some_and(|e| e.version == from);
             if from > 1 && from_first {
                 let carries = |e: &EventEnvelope| e.metadata.command_id() == Some(command_id);
-                let earlier = self.store.as_dyn().load(loaded.root.stream(), 1).await?;
+                let earlier = self.store.load(loaded.root.stream(), 1).await?;
                 let earlier = earlier.into_iter().filter(|e| e.version < from);
                 loaded.command_events.splice(0..0, earlier.filter(carries));
             }
         }
         Ok(loaded)
+    }
+
+    /// Applies the events of `stored` after the root's version; how many.
+    fn replay(
+        &self,
+        root: &mut AggregateRoot<A>,
+        stored: &[EventEnvelope],
+        upcasts: &mut UpcastTally,
+    ) -> Result<usize, RepositoryError> {
+        if stored.is_empty() {
+            // Nothing newer: the common answer to a load from a cached version.
+            return Ok(0);
+        }
+        let restored = root.version();
+        let newer = || stored.iter().filter(|e| e.version > restored);
+        let replayed = newer().count();
+        let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
+        let mut counts = UpcastCounts::default();
+        for envelope in newer() {
+            let upcast_from = replay_one(root, envelope, &mut counts)?;
+            upcasts.add(upcast_from);
+        }
+        Ok(replayed)
     }
 
     /// Whether the aggregate `id` has at least one event.
@@ -468,12 +500,15 @@ impl<A: Aggregate> Repository<A> {
         if root.uncommitted().is_empty() {
             return Ok(Vec::new());
         }
-        let events = new_events(root, metadata)?;
+        if let Some(store) = self.in_memory() {
+            return self.save_now(store, root, metadata);
+        }
+        let events = new_events::<A, NewEvent>(root, metadata)?;
         let previous = root.persisted_version();
         let expected = ExpectedVersion::from_version(previous);
         let span = instrument::save(&self.telemetry, root.stream(), expected, events.len());
         let appended = span
-            .run(self.store.as_dyn().append(root.stream(), expected, events))
+            .run(self.store.append(root.stream(), expected, events))
             .await;
         instrument::appended(&span, &appended);
         let events = self.committed(root, appended?);
@@ -502,11 +537,12 @@ impl<A: Aggregate> Repository<A> {
     }
 }
 
-/// The root's uncommitted events, serialized, each with `metadata`.
-fn new_events<A: Aggregate>(
+/// The root's uncommitted events, serialized, each with `metadata`: as [`NewEvent`]s, or
+/// already as the envelopes the in-memory store fills in (see [`Outgoing`]).
+fn new_events<A: Aggregate, E: Outgoing>(
     root: &AggregateRoot<A>,
     metadata: &Metadata,
-) -> Result<Vec<NewEvent>, RepositoryError> {
+) -> Result<Vec<E>, RepositoryError> {
     // Sized to the events (collecting through `Result` would start at four).
     let mut events = Vec::with_capacity(root.uncommitted().len());
     for event in root.uncommitted() {
@@ -515,7 +551,10 @@ fn new_events<A: Aggregate>(
             event_type: event.event_type(),
             source,
         })?;
-        events.push(new.with_metadata(metadata.clone()));
+        events.push(E::outgoing(
+            new.with_metadata(metadata.clone()),
+            root.stream(),
+        ));
     }
     Ok(events)
 }

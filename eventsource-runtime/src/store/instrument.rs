@@ -28,6 +28,7 @@
 
 use std::future::Future;
 
+use super::outgoing::Outgoing;
 use super::{AppendResult, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::telemetry::attributes as attr;
@@ -149,14 +150,37 @@ where
     result
 }
 
-/// The append span, started, and the events with its trace context.
-fn append_started(
+/// [`append`] for a store that appends without waiting (the in-memory store): no future,
+/// and the span is not made current: that work is the runtime's own, which starts no span
+/// and reads no context, so attaching it would only cost time.
+#[inline]
+pub(crate) fn append_now<E: Outgoing>(
     telemetry: &StoreTelemetry,
     stream: &StreamId,
     expected: ExpectedVersion,
-    mut events: Vec<NewEvent>,
+    events: Vec<E>,
     operation: Operation<'_>,
-) -> (Span, Vec<NewEvent>) {
+    append: impl FnOnce(Vec<E>) -> Result<AppendResult, StoreError>,
+) -> Result<AppendResult, StoreError> {
+    // With the process switch off there is no span and no context to write.
+    if !otel::enabled() {
+        return append(events);
+    }
+    let (span, events) = append_started(telemetry, stream, expected, events, operation);
+    let result = append(events);
+    appended(&span, &result);
+    result
+}
+
+/// The append span, started, and the events with its trace context.
+#[inline(never)]
+fn append_started<E: Outgoing>(
+    telemetry: &StoreTelemetry,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    mut events: Vec<E>,
+    operation: Operation<'_>,
+) -> (Span, Vec<E>) {
     let span = client_span(telemetry, telemetry.names.append, Some(stream))
         .int(attr::EXPECTED_VERSION, expected.as_i64())
         .int(attr::EVENT_COUNT, events.len());
@@ -164,8 +188,9 @@ fn append_started(
     // With the process switch off no context is written: the events are not looked at.
     if otel::enabled() {
         for event in &mut events {
-            if event.metadata.traceparent().is_none() {
-                span.inject(&mut event.metadata);
+            let metadata = event.metadata_mut();
+            if metadata.traceparent().is_none() {
+                span.inject(metadata);
             }
         }
     }
@@ -215,6 +240,26 @@ where
     result
 }
 
+/// [`load`] for a store that reads without waiting (the in-memory store): no future, and
+/// the span is not made current (as in [`append_now`]).
+#[inline]
+pub(crate) fn load_now(
+    telemetry: &StoreTelemetry,
+    stream: &StreamId,
+    from_version: u64,
+    operation: Operation<'_>,
+    load: impl FnOnce() -> Result<Vec<EventEnvelope>, StoreError>,
+) -> Result<Vec<EventEnvelope>, StoreError> {
+    if !otel::enabled() {
+        return load();
+    }
+    let span = load_started(telemetry, stream, from_version, operation);
+    let result = load();
+    read_finished(&span, &result);
+    result
+}
+
+#[inline(never)]
 fn load_started(
     telemetry: &StoreTelemetry,
     stream: &StreamId,

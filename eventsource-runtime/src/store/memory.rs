@@ -8,7 +8,8 @@ use indexmap::IndexMap;
 use indexmap::map::Entry;
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, ReadAll, check_stream};
+use super::backend::{Append, Appended, Backend, Events, Immediate, ReadAll, check_stream};
+use super::outgoing::Outgoing;
 use super::settings::telemetry_builders;
 use super::{AppendResult, AppendSignal, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry};
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
@@ -233,13 +234,13 @@ impl Backend for InMemoryEventStore {
     const CHECKS_NEW_STREAMS: bool = true;
 
     async fn append_events(&self, append: Append<'_>) -> Appended {
-        self.store_events(append.stream, append.expected, append.events)
+        let envelopes = NewEvent::into_envelopes(append.events, append.stream);
+        self.append_envelopes(append.stream, append.expected, envelopes)
     }
 
     async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
-        self.load_range(stream, from_version, usize::MAX)
+        self.load_at_once(stream, from_version)
     }
-
     async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
         self.load_range(stream, from_version, limit)
     }
@@ -294,6 +295,21 @@ impl Backend for InMemoryEventStore {
     }
 }
 
+impl Immediate for InMemoryEventStore {
+    fn append_envelopes(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventEnvelope>,
+    ) -> Appended {
+        self.append_now(stream, expected, events)
+    }
+
+    fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events {
+        self.load_range(stream, from_version, usize::MAX)
+    }
+}
+
 impl InMemoryEventStore {
     /// Up to `limit` events of `stream` from `from_version` on, in version order.
     fn load_range(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
@@ -323,13 +339,12 @@ impl InMemoryEventStore {
         Ok(events)
     }
 
-    /// Stores `events` in `stream`: they come back as envelopes with their versions and
-    /// positions.
-    fn store_events(
+    /// Stores `events` (envelopes of `stream`), setting their versions and positions.
+    fn append_now(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<EventEnvelope>,
     ) -> Result<AppendResult, StoreError> {
         let mut log = self.write();
         let log = &mut *log;
@@ -348,9 +363,7 @@ impl InMemoryEventStore {
         let index = u32::try_from(slot.index())
             .map_err(|_| StoreError::Unavailable("the in-memory store is full".into()))?;
         let mut previous = held.map(|held| held.last);
-        let mut stored = Vec::with_capacity(events.len());
-        for (version, event) in (actual + 1..).zip(events) {
-            let mut event = EventEnvelope::outgoing(event, stream);
+        for (version, event) in (actual + 1..).zip(&mut events) {
             let row = log.rows.len();
             log.rows.push(StoredRow {
                 event_id: event.event_id,
@@ -366,9 +379,7 @@ impl InMemoryEventStore {
             previous = Some(row);
             event.version = version;
             event.position = row as u64 + 1;
-            stored.push(event);
         }
-        let events = stored;
         if let Some(last) = previous {
             let version = actual + events.len() as u64;
             let stream = Stream { version, last };

@@ -15,6 +15,7 @@ pub(crate) mod backend;
 mod batch;
 pub mod instrument;
 mod memory;
+pub(crate) mod outgoing;
 mod reader;
 pub(crate) mod settings;
 

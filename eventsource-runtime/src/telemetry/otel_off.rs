@@ -104,6 +104,11 @@ impl Span {
     pub(crate) fn run<F: Future>(&self, work: F) -> F {
         work
     }
+
+    #[inline(always)]
+    pub(crate) fn in_scope<R>(&self, work: impl FnOnce() -> R) -> R {
+        work()
+    }
 }
 
 #[inline(always)]

@@ -207,6 +207,14 @@ impl Span {
         InSpan { span: self, work }
     }
 
+    /// Runs `work` (which does not wait) inside the span: [`run`](Self::run) without a
+    /// future.
+    #[inline]
+    pub(crate) fn in_scope<R>(&self, work: impl FnOnce() -> R) -> R {
+        let _entered = self.enter();
+        work()
+    }
+
     /// Makes the span current until the guard is dropped.
     #[inline]
     pub(crate) fn enter(&self) -> Entered<'_> {

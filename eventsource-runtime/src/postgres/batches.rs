@@ -84,11 +84,9 @@ impl<'a> StreamedReader<'a> {
     /// `read_all` reads it.
     async fn read(&mut self) -> ReadAll {
         let limit = self.batch_size;
-        let mut events = Vec::with_capacity(limit.min(1024));
+        let mut events: Vec<EventEnvelope> = Vec::with_capacity(limit.min(1024));
         loop {
-            let from = events
-                .last()
-                .map_or(self.next, |last: &EventEnvelope| last.position + 1);
+            let from = after(&events, self.next);
             let fresh = self.rows.is_none();
             if fresh && !self.open(from) {
                 break;
@@ -116,12 +114,15 @@ impl<'a> StreamedReader<'a> {
                 }
             }
         }
-        let from = events
-            .last()
-            .map_or(self.next, |last: &EventEnvelope| last.position + 1);
+        let from = after(&events, self.next);
         let rest = self.store.read_events(from, limit - events.len()).await;
         joined(events, rest, limit)
     }
+}
+
+/// The position after the last of `events`, or `next` while there is none.
+fn after(events: &[EventEnvelope], next: u64) -> u64 {
+    events.last().map_or(next, |last| last.position + 1)
 }
 
 /// Moves rows from `rows` into `events`, decoded, until `limit` events or the end.

@@ -81,8 +81,9 @@
 //! [`read_all_batches`](crate::store::EventStore::read_all_batches) (a projection runner)
 //! streams its batches from one such `SELECT` below the mark instead of one query per batch
 //! (16 batches a query, decoded as they arrive; never on a pool's last free connection), and
-//! reads past the mark as `read_all` does. Only appends to the same `events` table delay a reader, and only while they are
-//! in flight: unrelated transactions (long reports, other schemas) do not.
+//! reads past the mark as `read_all` does. Only appends to the same `events` table delay a
+//! reader, and only while they are in flight: unrelated transactions (long reports, other
+//! schemas) do not.
 //!
 //! (A common shortcut, storing each row's transaction id and returning only rows whose id
 //! is below `pg_snapshot_xmin(pg_current_snapshot())`, is not enough on its own: a

@@ -12,7 +12,8 @@ fn event(n: u64) -> NewEvent {
     NewEvent::new("Counted", 1, json!({ "n": n }))
 }
 
-fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
+/// Events `Counted` numbered by `range` (also the reader suite's).
+pub(super) fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
     range.map(event).collect()
 }
 

@@ -3,15 +3,10 @@
 
 use std::sync::Arc;
 
-use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::event::{EventEnvelope, StreamId};
 use eventsource_runtime::store::{BatchEnd, EventStore, ExpectedVersion, StoreError, UNBOUNDED};
-use serde_json::json;
 
-fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
-    range
-        .map(|n| NewEvent::new("Counted", 1, json!({ "n": n })))
-        .collect()
-}
+use super::events::events;
 
 fn positions(events: &[EventEnvelope]) -> Vec<u64> {
     events.iter().map(|e| e.position).collect()

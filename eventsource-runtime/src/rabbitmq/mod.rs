@@ -70,6 +70,7 @@
 //! ```
 
 mod codec;
+mod confirm;
 mod consumer;
 mod dead_letters;
 mod error;
@@ -83,7 +84,7 @@ use std::time::Duration;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 use lapin::uri::AMQPUri;
-use lapin::{Channel, Confirmation, Connection, PublisherConfirm};
+use lapin::{Channel, Connection, PublisherConfirm};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -98,6 +99,7 @@ use crate::bus::{
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
 use crate::telemetry::otel::log::log_warn;
+use confirm::{Confirmed, Returns, confirmed};
 use error::unavailable;
 
 pub use consumer::{ConsumerGroup, DEFAULT_DRAIN_ON_STOP, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS};
@@ -148,6 +150,8 @@ struct Shared {
     telemetry: BusTelemetry,
     /// The publishing connection and its channel (confirms on), once connected.
     publisher: Mutex<Option<(Connection, Channel)>>,
+    /// Returned messages whose return came with another publish's confirm.
+    returns: Returns,
 }
 
 impl std::fmt::Debug for RabbitMqBus {
@@ -189,6 +193,7 @@ impl RabbitMqBus {
                 tls: None,
                 telemetry,
                 publisher: Mutex::new(None),
+                returns: Returns::default(),
             }),
         })
     }
@@ -249,6 +254,7 @@ impl RabbitMqBus {
             tls: shared.tls.clone(),
             telemetry: shared.telemetry.clone(),
             publisher: Mutex::new(None),
+            returns: Returns::default(),
         };
         Self {
             shared: configured(self.shared, fresh, change),
@@ -357,9 +363,10 @@ async fn publish_confirmed(
 ) -> Result<(), BusError> {
     let confirm = send(channel, exchange, routing_key, message, state).await?;
     let deadline = Instant::now() + timeout;
+    // Alone in flight on its channel, a message is the one any return names.
     match confirmed(confirm, message.message_id, deadline, timeout).await? {
         Confirmed::Routed => Ok(()),
-        Confirmed::Returned(reason) => Err(BusError::Rejected {
+        Confirmed::Returned { reason, .. } => Err(BusError::Rejected {
             message_id: message.message_id,
             reason,
         }),
@@ -385,39 +392,6 @@ async fn send(
         .basic_publish(exchange.into(), routing_key, options, &body, properties)
         .await
         .map_err(unavailable)
-}
-
-/// What the broker did with a message it confirmed.
-enum Confirmed {
-    /// Routed to at least one queue.
-    Routed,
-    /// No queue is bound for it: returned (with this reason), then confirmed.
-    Returned(String),
-}
-
-/// Waits until `deadline` for the broker's confirmation of the message `message_id`.
-async fn confirmed(
-    confirm: PublisherConfirm,
-    message_id: Uuid,
-    deadline: Instant,
-    timeout: Duration,
-) -> Result<Confirmed, BusError> {
-    match tokio::time::timeout_at(deadline, confirm).await {
-        Err(_) => Err(BusError::Unconfirmed {
-            message_id,
-            waited: timeout,
-        }),
-        Ok(Err(error)) => Err(unavailable(error)),
-        Ok(Ok(Confirmation::Ack(None) | Confirmation::NotRequested)) => Ok(Confirmed::Routed),
-        Ok(Ok(Confirmation::Ack(Some(returned)))) => Ok(Confirmed::Returned(format!(
-            "returned by the broker: {} {}",
-            returned.reply_code, returned.reply_text
-        ))),
-        Ok(Ok(Confirmation::Nack(_))) => Err(BusError::Rejected {
-            message_id,
-            reason: "nacked by the broker".to_owned(),
-        }),
-    }
 }
 
 /// The routing key of an event: `{aggregate_type}.{event_type}`.
@@ -465,15 +439,31 @@ impl RabbitMqBus {
             };
             in_flight.push(sent);
         }
+        // Every confirmation first: a return can come with another message's confirm
+        // (see [`Returns`]), so a message is known to be routed only once all are in.
+        let timeout = shared.confirm_timeout;
+        let mut confirmations = Vec::with_capacity(in_flight.len());
         for sent in in_flight {
-            let timeout = shared.confirm_timeout;
-            let confirmation = confirmed(sent.pending, sent.message_id, sent.deadline, timeout);
-            let outcome = match confirmation.await {
-                Ok(Confirmed::Routed) => Ok(()),
-                Ok(Confirmed::Returned(reason)) => self.unroutable(sent.message_id, reason),
+            let InFlight {
+                message_id,
+                publishing,
+                pending,
+                deadline,
+            } = sent;
+            let confirmation = confirmed(pending, message_id, deadline, timeout).await;
+            let confirmation = shared.returns.sort(message_id, confirmation);
+            confirmations.push((message_id, publishing, confirmation));
+        }
+        for (message_id, publishing, confirmation) in confirmations {
+            let outcome = match confirmation {
+                Ok(Confirmed::Routed) => match shared.returns.take(message_id) {
+                    Some(reason) => self.unroutable(message_id, reason),
+                    None => Ok(()),
+                },
+                Ok(Confirmed::Returned { reason, .. }) => self.unroutable(message_id, reason),
                 Err(error) => Err(error),
             };
-            outcomes.record(sent.message_id, sent.publishing, outcome);
+            outcomes.record(message_id, publishing, outcome);
         }
         if outcomes.unavailable() {
             self.reset().await;

@@ -165,36 +165,6 @@ fn current_context_and_stored_context_see_the_traced_span() {
     );
 }
 
-/// A filter on the subscriber (`RUST_LOG` style) drops `#[traced]` spans on the direct path
-/// too. (A per-layer filter is consulted through the callsite's interest, which a test
-/// binary with many subscribers alive at once blurs; `telemetry::init()` has one.)
-#[test]
-fn a_subscriber_filter_applies_to_the_direct_path() {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new(
-            "info,traced_nesting=off",
-        ))
-        .with(telemetry::layer(provider.tracer("filtered")));
-    tracing::subscriber::with_default(subscriber, || {
-        assert!(eventsource_runtime::__private::traced::has_direct());
-        reserve("o-9", &[1]);
-    });
-    let names: Vec<_> = exporter
-        .get_finished_spans()
-        .expect("spans")
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
-    assert!(
-        names.is_empty(),
-        "`traced_nesting=off` drops them: {names:?}"
-    );
-}
-
 // ---- the runtime's own spans under a `#[traced]` caller ------------------------------------
 
 mod ledger {

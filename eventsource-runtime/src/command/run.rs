@@ -52,14 +52,16 @@ impl<A: Aggregate> CommandService<A> {
         // The aggregate id, shared from here on by the spans, the root and its envelopes.
         let stream = StreamId::from_shared(A::TYPE, id);
         let command = instrument::start(settings, command_type, &stream, command_id, &lineage);
-        let saved = match self.repository.in_memory() {
+        let saved = match self.repository.at_once() {
             // A store that answers at once: no future until the delivery.
             Some(store) if command_id.is_none() => command.span.in_scope(|| {
-                let mut aggregate = self.repository.load_now(store, &stream)?;
+                let mut aggregate = self.repository.load_at_once(store, &stream)?;
                 let decided = decide(aggregate.state()).map_err(CommandError::Rejected)?;
                 command.decided(&decided);
                 aggregate.record_decided(decided);
-                let events = self.repository.save_now(store, &mut aggregate, &metadata)?;
+                let events = self
+                    .repository
+                    .save_at_once(store, &mut aggregate, &metadata)?;
                 Ok(Saved::Stored(aggregate, events))
             }),
             _ => {

@@ -50,22 +50,9 @@ fn record_loaded(span: &Span, result: Result<LoadReport, &RepositoryError>) {
     }
 }
 
-/// The opt-in span around one aggregate replay; ended when dropped.
-#[inline]
-pub(super) fn replay(telemetry: &RepositoryTelemetry, stream: &StreamId, events: usize) -> Span {
-    let enabled = telemetry.enabled && telemetry.replay_span;
-    if !(enabled && otel::enabled()) {
-        return Span::none();
-    }
-    let name = attr::SPAN_AGGREGATE_REPLAY;
-    span(enabled, name, stream)
-        .int(attr::EVENTS_REPLAYED, events)
-        .start()
-}
-
-/// The opt-in replay span of a replay read page by page: its count is set when it ends
-/// ([`replayed`]), as the pages are not all read when it starts.
-pub(super) fn paged_replay(telemetry: &RepositoryTelemetry, stream: &StreamId) -> Span {
+/// The opt-in span around one aggregate replay, read page by page: its count is set when
+/// it ends ([`replayed`]), as the pages are not all read when it starts.
+pub(super) fn replay(telemetry: &RepositoryTelemetry, stream: &StreamId) -> Span {
     let enabled = telemetry.enabled && telemetry.replay_span;
     if !(enabled && otel::enabled()) {
         return Span::none();
@@ -73,7 +60,7 @@ pub(super) fn paged_replay(telemetry: &RepositoryTelemetry, stream: &StreamId) -
     span(enabled, attr::SPAN_AGGREGATE_REPLAY, stream).start()
 }
 
-/// A paged replay's count of events.
+/// A replay's count of events.
 pub(super) fn replayed(span: &Span, events: usize) {
     span.set(attr::EVENTS_REPLAYED, Attr::int(events));
 }

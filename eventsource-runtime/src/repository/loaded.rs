@@ -2,12 +2,12 @@
 //! event through the decoding door.
 
 use crate::aggregate::{Aggregate, AggregateRoot};
-use crate::event::EventEnvelope;
 use crate::event::upcast::door;
 use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
+use crate::event::{EventEnvelope, StreamId};
 use crate::telemetry::otel::Span;
 
-use super::{RepositoryError, RepositoryTelemetry, instrument};
+use super::{LOAD_PAGE_EVENTS, RepositoryError, RepositoryTelemetry, instrument};
 
 impl<A: Aggregate> Loaded<A> {
     /// What the load span says of the load.
@@ -64,8 +64,15 @@ pub(super) fn replay_one<A: Aggregate>(
 
 /// A replay read page by page: each page is applied before the next is read, so a long
 /// stream is never held whole; one opt-in replay span for all of them.
+///
+/// It does no I/O: the caller reads the page [`next_page`](Self::next_page) asks for and
+/// hands it to [`apply`](Self::apply), awaiting a store's future or calling a store that
+/// answers at once, so every load runs these same steps.
 pub(super) struct PagedReplay<'a, A: Aggregate> {
-    root: AggregateRoot<A>,
+    /// Borrowed, not moved in and out: a root is large, and every command loads one.
+    root: &'a mut AggregateRoot<A>,
+    /// The version the next page starts at; `None` once the stream's end was read.
+    next: Option<u64>,
     /// The root's version before the replay: events up to it (read to find a command's
     /// events after a snapshot) are not applied.
     restored: u64,
@@ -78,8 +85,15 @@ pub(super) struct PagedReplay<'a, A: Aggregate> {
 }
 
 impl<'a, A: Aggregate> PagedReplay<'a, A> {
-    pub(super) fn new(root: AggregateRoot<A>, command_id: Option<&'a str>) -> Self {
+    /// The replay onto `root` of its stream's events from version `from` on.
+    #[inline]
+    pub(super) fn new(
+        root: &'a mut AggregateRoot<A>,
+        from: u64,
+        command_id: Option<&'a str>,
+    ) -> Self {
         Self {
+            next: Some(from),
             restored: root.version(),
             root,
             command_id,
@@ -91,20 +105,36 @@ impl<'a, A: Aggregate> PagedReplay<'a, A> {
         }
     }
 
+    /// The version the next page to read starts at; `None`: the replay has read them all.
+    #[inline]
+    pub(super) fn next_page(&self) -> Option<u64> {
+        self.next
+    }
+
+    /// The root's stream.
+    pub(super) fn stream(&self) -> &StreamId {
+        self.root.stream()
+    }
+
     /// Applies the page's events after the restored version, and keeps those carrying the
-    /// command id looked for.
+    /// command id looked for. A page shorter than [`LOAD_PAGE_EVENTS`] is the stream's end;
+    /// a longer one, the whole rest of it (a store that held it anyway).
     pub(super) fn apply(
         &mut self,
         telemetry: &RepositoryTelemetry,
         page: Vec<EventEnvelope>,
     ) -> Result<(), RepositoryError> {
+        self.next = match page.last() {
+            Some(last) if page.len() == LOAD_PAGE_EVENTS => Some(last.version + 1),
+            _ => None,
+        };
         let restored = self.restored;
         let newer = page.iter().filter(|e| e.version > restored).count();
         if newer > 0 && self.span.is_none() {
-            self.span = Some(instrument::paged_replay(telemetry, self.root.stream()));
+            self.span = Some(instrument::replay(telemetry, self.root.stream()));
         }
         for envelope in page.iter().filter(|e| e.version > restored) {
-            let upcast_from = replay_one(&mut self.root, envelope, &mut self.counts)?;
+            let upcast_from = replay_one(self.root, envelope, &mut self.counts)?;
             self.upcasts.add(upcast_from);
         }
         self.replayed += newer;
@@ -115,16 +145,38 @@ impl<'a, A: Aggregate> PagedReplay<'a, A> {
         Ok(())
     }
 
-    pub(super) fn finish(self, snapshot_used: bool) -> Loaded<A> {
+    /// Ends the replay: what it did, for the [`Loaded`] of the root.
+    #[inline]
+    pub(super) fn finish(self) -> Replayed {
         if let Some(span) = &self.span {
             instrument::replayed(span, self.replayed);
         }
-        Loaded {
-            root: self.root,
+        Replayed {
             replayed: self.replayed,
-            snapshot_used,
             command_events: self.command_events,
             upcasts: self.upcasts,
+        }
+    }
+}
+
+/// What a [`PagedReplay`] did (by default: nothing).
+#[derive(Default)]
+pub(super) struct Replayed {
+    replayed: usize,
+    command_events: Vec<EventEnvelope>,
+    upcasts: UpcastTally,
+}
+
+impl<A: Aggregate> Loaded<A> {
+    /// `root`, replayed as `replayed` says, from a snapshot if `snapshot_used`.
+    #[inline]
+    pub(super) fn new(root: AggregateRoot<A>, replayed: Replayed, snapshot_used: bool) -> Self {
+        Self {
+            root,
+            replayed: replayed.replayed,
+            snapshot_used,
+            command_events: replayed.command_events,
+            upcasts: replayed.upcasts,
         }
     }
 }

@@ -17,14 +17,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::aggregate::{Aggregate, AggregateRoot, Home};
-use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
 use crate::event::{DomainEvent, EventEnvelope, Metadata, NewEvent, StreamId};
 use crate::snapshot::SnapshotStore;
 use crate::store::outgoing::Outgoing;
-use crate::store::{AppendResult, EventStore, ExpectedVersion};
+use crate::store::{AppendResult, EventStore, ExpectedVersion, StoreError};
+use crate::telemetry::otel::Span;
 use cache::StateCache;
 pub use error::RepositoryError;
-use loaded::{LoadReport, Loaded, PagedReplay, replay_one};
+use loaded::{LoadReport, Loaded, PagedReplay};
 pub use settings::{RepositorySpanNames, RepositoryTelemetry};
 use snapshots::{SnapshotRead, Snapshots};
 use store::Store;
@@ -74,9 +74,11 @@ impl<A> std::fmt::Debug for Repository<A> {
 impl<A: Aggregate> Repository<A> {
     /// A repository over `store` (any [`EventStore`], or an `Arc<dyn EventStore>`).
     ///
-    /// An [`InMemoryEventStore`](crate::store::InMemoryEventStore) given here is called
-    /// directly, without the boxed future of a `dyn EventStore` call (same code, same
-    /// spans); given through [`from_arc`](Self::from_arc), it is called as any store.
+    /// A store that answers at once, as the
+    /// [`InMemoryEventStore`](crate::store::InMemoryEventStore) does, is called directly
+    /// when given here: the same steps and spans, without the boxed future of a
+    /// `dyn EventStore` call. Given through [`from_arc`](Self::from_arc), every store is
+    /// called through its trait object.
     pub fn new(store: impl EventStore) -> Self {
         Self::with_store(Store::new(store))
     }
@@ -303,8 +305,8 @@ impl<A: Aggregate> Repository<A> {
         &self,
         stream: StreamId,
     ) -> Result<AggregateRoot<A>, RepositoryError> {
-        if let Some(store) = self.in_memory() {
-            return self.load_now(store, &stream);
+        if let Some(store) = self.at_once() {
+            return self.load_at_once(store, &stream);
         }
         let span = instrument::load(&self.telemetry, &stream);
         let loaded = span.run(self.load_root(&stream, None)).await;
@@ -335,14 +337,12 @@ impl<A: Aggregate> Repository<A> {
         stream: &StreamId,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
-        let cached = match (&self.cache, command_id) {
-            (Some(cache), None) => cache.take(stream.aggregate_id()),
-            // The command id is searched in the stream's events: read them all.
-            _ => None,
-        };
         // One replay below for the cached and the fresh root alike: the load's future (in
         // every command's) holds one replay's state, not one per way of loading.
-        let root = match (cached, self.snapshots.as_deref()) {
+        let root = match (
+            self.take_cached(stream, command_id),
+            self.snapshots.as_deref(),
+        ) {
             (Some(root), _) => root,
             (None, None) => AggregateRoot::restore(stream.clone(), 0, A::default()),
             (None, Some(snapshots)) => {
@@ -356,6 +356,16 @@ impl<A: Aggregate> Repository<A> {
         let mut loaded = self.replay_stream(root, None, command_id).await?;
         self.set_cache_home(&mut loaded.root);
         Ok(loaded)
+    }
+
+    /// The cached root of `stream`, taken out of the cache, if there is one (none for a
+    /// load that looks for a command id: it searches the stream's events, so reads them
+    /// all).
+    fn take_cached(&self, stream: &StreamId, command_id: Option<&str>) -> Option<AggregateRoot<A>> {
+        match (&self.cache, command_id) {
+            (Some(cache), None) => cache.take(stream.aggregate_id()),
+            _ => None,
+        }
     }
 
     /// A loaded root goes back to this repository's cache when dropped, if it has one.
@@ -396,7 +406,7 @@ impl<A: Aggregate> Repository<A> {
     /// `command_id`: after a snapshot, the read starts up to `every` events before it.
     async fn replay_stream(
         &self,
-        root: AggregateRoot<A>,
+        mut root: AggregateRoot<A>,
         snapshot_every: Option<u64>,
         command_id: Option<&str>,
     ) -> Result<Loaded<A>, RepositoryError> {
@@ -405,24 +415,14 @@ impl<A: Aggregate> Repository<A> {
             (Some(_), Some(every)) => (restored + 1).saturating_sub(every).max(1),
             _ => restored + 1,
         };
-        let stream = root.stream().clone();
-        let mut replay = PagedReplay::new(root, command_id);
-        let mut next = from;
-        loop {
-            let page = self
-                .store
-                .load_page(&stream, next, LOAD_PAGE_EVENTS)
-                .await?;
-            let len = page.len();
-            let Some(last) = page.last() else { break };
-            next = last.version + 1;
+        let mut replay = PagedReplay::new(&mut root, from, command_id);
+        while let Some(next) = replay.next_page() {
+            let stream = replay.stream();
+            let page = self.store.load_page(stream, next, LOAD_PAGE_EVENTS).await?;
             replay.apply(&self.telemetry, page)?;
-            // Shorter than asked: the stream's end; longer: a store that read all the rest.
-            if len != LOAD_PAGE_EVENTS {
-                break;
-            }
         }
-        let mut loaded = replay.finish(snapshot_every.is_some());
+        let replayed = replay.finish();
+        let mut loaded = Loaded::new(root, replayed, snapshot_every.is_some());
         if let Some(command_id) = command_id {
             let from_first = loaded
                 .command_events
@@ -436,29 +436,6 @@ impl<A: Aggregate> Repository<A> {
             }
         }
         Ok(loaded)
-    }
-
-    /// Applies the events of `stored` after the root's version; how many.
-    fn replay(
-        &self,
-        root: &mut AggregateRoot<A>,
-        stored: &[EventEnvelope],
-        upcasts: &mut UpcastTally,
-    ) -> Result<usize, RepositoryError> {
-        if stored.is_empty() {
-            // Nothing newer: the common answer to a load from a cached version.
-            return Ok(0);
-        }
-        let restored = root.version();
-        let newer = || stored.iter().filter(|e| e.version > restored);
-        let replayed = newer().count();
-        let _replay = instrument::replay(&self.telemetry, root.stream(), replayed);
-        let mut counts = UpcastCounts::default();
-        for envelope in newer() {
-            let upcast_from = replay_one(root, envelope, &mut counts)?;
-            upcasts.add(upcast_from);
-        }
-        Ok(replayed)
     }
 
     /// Whether the aggregate `id` has at least one event.
@@ -500,18 +477,16 @@ impl<A: Aggregate> Repository<A> {
         if root.uncommitted().is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(store) = self.in_memory() {
-            return self.save_now(store, root, metadata);
+        if let Some(store) = self.at_once() {
+            return self.save_at_once(store, root, metadata);
         }
-        let events = new_events::<A, NewEvent>(root, metadata)?;
         let previous = root.persisted_version();
-        let expected = ExpectedVersion::from_version(previous);
+        let (events, expected) = self.begin_save::<NewEvent>(root, metadata)?;
         let span = instrument::save(&self.telemetry, root.stream(), expected, events.len());
         let appended = span
             .run(self.store.append(root.stream(), expected, events))
             .await;
-        instrument::appended(&span, &appended);
-        let events = self.committed(root, appended?);
+        let events = self.end_save(root, &span, appended)?;
         if let Some(snapshots) = self.snapshots.as_deref() {
             // A snapshot when the save crossed a multiple of `every`.
             if root.version() / snapshots.every > previous / snapshots.every {
@@ -519,6 +494,34 @@ impl<A: Aggregate> Repository<A> {
             }
         }
         Ok(events)
+    }
+
+    /// A save's first step: the root's new events, serialized with `metadata`, and the
+    /// version the stream must be at.
+    #[inline]
+    fn begin_save<E: Outgoing>(
+        &self,
+        root: &AggregateRoot<A>,
+        metadata: &Metadata,
+    ) -> Result<(Vec<E>, ExpectedVersion), RepositoryError> {
+        let events = new_events::<A, E>(root, metadata)?;
+        Ok((
+            events,
+            ExpectedVersion::from_version(root.persisted_version()),
+        ))
+    }
+
+    /// A save's last step: the append's outcome on the save span and, once stored, the
+    /// root's events committed (see [`committed`](Self::committed)).
+    #[inline]
+    fn end_save(
+        &self,
+        root: &mut AggregateRoot<A>,
+        span: &Span,
+        appended: Result<AppendResult, StoreError>,
+    ) -> Result<Vec<EventEnvelope>, RepositoryError> {
+        instrument::appended(span, &appended);
+        Ok(self.committed(root, appended?))
     }
 
     /// After the append: the root's events are stored; they are returned as stored.

@@ -1,30 +1,27 @@
 //! The event store as a repository calls it.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::store::backend;
-use crate::store::{AppendResult, EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
+use crate::store::at_once::AtOnce;
+use crate::store::{AppendResult, EventStore, ExpectedVersion, StoreError};
 
-/// A repository's event store. Through `dyn EventStore` every call boxes its future; the
-/// in-memory store, whose calls are over in a few hundred instructions and never wait, is
-/// called directly instead, without a future (the same code, with the same spans).
+/// A repository's event store. Through `dyn EventStore` every call boxes its future; a
+/// store that answers at once ([`AtOnce`]) is called directly instead, without a future
+/// (the same steps, with the same spans).
 #[derive(Clone)]
 pub(super) struct Store {
     shared: Arc<dyn EventStore>,
-    in_memory: Option<InMemoryEventStore>,
+    at_once: Option<AtOnce>,
 }
 
 impl Store {
-    /// `store`, called directly if it is an [`InMemoryEventStore`].
+    /// `store`, called directly if it answers at once.
     pub(super) fn new<S: EventStore>(store: S) -> Self {
-        let in_memory = (&store as &dyn Any)
-            .downcast_ref::<InMemoryEventStore>()
-            .cloned();
+        let at_once = AtOnce::of(&store);
         Self {
             shared: Arc::new(store),
-            in_memory,
+            at_once,
         }
     }
 
@@ -32,12 +29,13 @@ impl Store {
     pub(super) fn from_arc(shared: Arc<dyn EventStore>) -> Self {
         Self {
             shared,
-            in_memory: None,
+            at_once: None,
         }
     }
 
-    pub(super) fn in_memory(&self) -> Option<&InMemoryEventStore> {
-        self.in_memory.as_ref()
+    /// The store, if it answers at once.
+    pub(super) fn at_once(&self) -> Option<&AtOnce> {
+        self.at_once.as_ref()
     }
 
     pub(super) fn shared(&self) -> &Arc<dyn EventStore> {
@@ -56,22 +54,22 @@ impl Store {
         stream: &StreamId,
         from_version: u64,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
-        match &self.in_memory {
-            Some(store) => backend::load_at_once(store, stream, from_version),
+        match &self.at_once {
+            Some(store) => store.load(stream, from_version),
             None => self.as_dyn().load(stream, from_version).await,
         }
     }
 
-    /// As [`EventStore::load_page`]; the in-memory store's whole rest of the stream, which
-    /// it holds anyway.
+    /// As [`EventStore::load_page`]; from a store that answers at once, the whole rest of
+    /// the stream, which it holds anyway.
     pub(super) async fn load_page(
         &self,
         stream: &StreamId,
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
-        match &self.in_memory {
-            Some(store) => backend::load_at_once(store, stream, from_version),
+        match &self.at_once {
+            Some(store) => store.load(stream, from_version),
             None => self.as_dyn().load_page(stream, from_version, limit).await,
         }
     }
@@ -83,8 +81,8 @@ impl Store {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        match &self.in_memory {
-            Some(store) => backend::append_at_once(store, stream, expected, events),
+        match &self.at_once {
+            Some(store) => store.append(stream, expected, events),
             None => self.as_dyn().append(stream, expected, events).await,
         }
     }

@@ -5,7 +5,6 @@
 use async_trait::async_trait;
 
 use super::instrument::{self, Operation};
-use super::outgoing::Outgoing;
 use super::{
     AppendResult, AppendSignal, EventStore, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry,
 };
@@ -135,55 +134,8 @@ where
     .await
 }
 
-/// A backend that answers at once (the in-memory store): its append and load as plain
-/// calls, so that a caller who knows its type runs them without a future at every layer.
-pub(crate) trait Immediate: Backend {
-    /// As [`Backend::append_events`], the events given as the envelopes they become (see
-    /// [`Outgoing`]): the store sets their versions and positions.
-    fn append_envelopes(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<EventEnvelope>,
-    ) -> Appended;
-
-    /// As [`Backend::load_events`].
-    fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events;
-}
-
-/// [`EventStore::append`] of a backend that answers at once: the same checks and spans, no
-/// future.
-pub(crate) fn append_at_once<B: Immediate, E: Outgoing>(
-    backend: &B,
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: Vec<E>,
-) -> Appended {
-    let operation = operation(backend, "append");
-    let telemetry = backend.telemetry();
-    instrument::append_now(telemetry, stream, expected, events, operation, |events| {
-        check_stream_unless_backend_does::<B>(stream)?;
-        let envelopes = E::into_envelopes(events, stream);
-        backend.append_envelopes(stream, expected, envelopes)
-    })
-}
-
-/// [`EventStore::load`] of a backend that answers at once: the same checks and spans, no
-/// future.
-pub(crate) fn load_at_once<B: Immediate>(
-    backend: &B,
-    stream: &StreamId,
-    from_version: u64,
-) -> Events {
-    let operation = operation(backend, "load");
-    instrument::load_now(backend.telemetry(), stream, from_version, operation, || {
-        check_stream_unless_backend_does::<B>(stream)?;
-        backend.load_at_once(stream, from_version)
-    })
-}
-
 /// [`check_stream`], unless the backend applies it itself ([`Backend::CHECKS_NEW_STREAMS`]).
-fn check_stream_unless_backend_does<B: Backend + ?Sized>(
+pub(super) fn check_stream_unless_backend_does<B: Backend + ?Sized>(
     stream: &StreamId,
 ) -> Result<(), StoreError> {
     if B::CHECKS_NEW_STREAMS {

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use indexmap::map::Entry;
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, Immediate, ReadAll, check_stream};
+use super::backend::{Append, Appended, Backend, Events, ReadAll, check_stream};
 use super::outgoing::Outgoing;
 use super::settings::telemetry_builders;
 use super::{AppendResult, AppendSignal, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry};
@@ -235,11 +235,11 @@ impl Backend for InMemoryEventStore {
 
     async fn append_events(&self, append: Append<'_>) -> Appended {
         let envelopes = NewEvent::into_envelopes(append.events, append.stream);
-        self.append_envelopes(append.stream, append.expected, envelopes)
+        self.store_envelopes(append.stream, append.expected, envelopes)
     }
 
     async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
-        self.load_at_once(stream, from_version)
+        self.load_range(stream, from_version, usize::MAX)
     }
     async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
         self.load_range(stream, from_version, limit)
@@ -295,24 +295,9 @@ impl Backend for InMemoryEventStore {
     }
 }
 
-impl Immediate for InMemoryEventStore {
-    fn append_envelopes(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<EventEnvelope>,
-    ) -> Appended {
-        self.append_now(stream, expected, events)
-    }
-
-    fn load_at_once(&self, stream: &StreamId, from_version: u64) -> Events {
-        self.load_range(stream, from_version, usize::MAX)
-    }
-}
-
 impl InMemoryEventStore {
     /// Up to `limit` events of `stream` from `from_version` on, in version order.
-    fn load_range(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
+    pub(super) fn load_range(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
         let log = self.read();
         let Some((stream, &held)) = log.streams.get_key_value(stream) else {
             check_stream(stream)?;
@@ -340,7 +325,7 @@ impl InMemoryEventStore {
     }
 
     /// Stores `events` (envelopes of `stream`), setting their versions and positions.
-    fn append_now(
+    pub(super) fn store_envelopes(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,

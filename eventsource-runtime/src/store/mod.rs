@@ -11,6 +11,7 @@
 //! [`instrument`] gives any store the contract's spans, [`StoreTelemetry`] holds its
 //! telemetry settings.
 
+pub(crate) mod at_once;
 pub(crate) mod backend;
 mod batch;
 pub mod instrument;

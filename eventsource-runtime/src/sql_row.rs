@@ -61,8 +61,9 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     /// Starts decoding `row`: the stream, version and position its errors name, read
-    /// best-effort (an unreadable one is the envelope's error).
-    pub(crate) fn new(row: &'r R) -> Self {
+    /// best-effort (an unreadable one is the envelope's error). A row of `known`, the
+    /// stream a load reads, shares its id instead of copying the row's text.
+    pub(crate) fn new(row: &'r R, known: Option<&StreamId>) -> Self {
         let mut unreadable = None;
         let mut note = |column: Column, error: &dyn Display| {
             unreadable.get_or_insert_with(|| (column.1, error.to_string()));
@@ -88,9 +89,16 @@ where
             }
         };
         let stream_type = text(STREAM_TYPE).unwrap_or("?");
-        let stream = match text(STREAM_ID) {
-            Some(id) => StreamId::from_stored(stream_type, id),
-            None => StreamId::from_stored(stream_type, &format!("?@{}", position.unwrap_or(0))),
+        let stream = match (text(STREAM_ID), known) {
+            (Some(id), Some(known))
+                if known.aggregate_id() == id && known.aggregate_type() == stream_type =>
+            {
+                known.clone()
+            }
+            (Some(id), _) => StreamId::from_stored(stream_type, id),
+            (None, _) => {
+                StreamId::from_stored(stream_type, &format!("?@{}", position.unwrap_or(0)))
+            }
         };
         Self {
             row,

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{PgExecutor, Row};
 
 use super::batches::StreamedReader;
-use super::rows::{Batch, decode, is_version_taken};
+use super::rows::{Batch, decode, decode_of, is_version_taken};
 use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
 use super::{
     DEFAULT_SCHEMA, EVENTS_TABLE, PostgresCheckpointStore, PostgresProcessedMessages,
@@ -465,11 +465,12 @@ impl PostgresEventStore {
 async fn read_rows(
     pool: &PgPool,
     query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    known: Option<&StreamId>,
 ) -> Events {
     let mut rows = query.fetch(pool);
     let mut events = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(unavailable)? {
-        events.push(decode(&row)?);
+        events.push(decode_of(&row, known)?);
     }
     Ok(events)
 }
@@ -499,7 +500,7 @@ impl Backend for PostgresEventStore {
             .bind(stream.aggregate_type())
             .bind(stream.aggregate_id())
             .bind(to_i64(from_version));
-        read_rows(&self.pool, query).await
+        read_rows(&self.pool, query, Some(stream)).await
     }
 
     async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
@@ -508,7 +509,7 @@ impl Backend for PostgresEventStore {
             .bind(stream.aggregate_id())
             .bind(to_i64(from_version))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        read_rows(&self.pool, query).await
+        read_rows(&self.pool, query, Some(stream)).await
     }
 
     async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {

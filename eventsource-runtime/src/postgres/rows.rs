@@ -113,7 +113,15 @@ const METADATA: Column = Column(10, "metadata");
 /// Reads one stored event; anything unreadable is [`StoreError::Corrupt`], never a panic.
 /// Payload and metadata come from `jsonb`, valid JSON by construction: taken as they are.
 pub(super) fn decode(row: &PgRow) -> Result<EventEnvelope, StoreError> {
-    StoredRow::new(row).envelope([PAYLOAD, METADATA], JsonColumns::Valid, |stored| {
+    decode_of(row, None)
+}
+
+/// [`decode`] of a row of the stream `known` (a load's), sharing its id.
+pub(super) fn decode_of(
+    row: &PgRow,
+    known: Option<&StreamId>,
+) -> Result<EventEnvelope, StoreError> {
+    StoredRow::new(row, known).envelope([PAYLOAD, METADATA], JsonColumns::Valid, |stored| {
         let event_id = stored.get::<Uuid>(EVENT_ID)?;
         let micros = stored.get::<DateTime<Utc>>(RECORDED_AT)?;
         let nanos = stored.get::<i32>(RECORDED_AT_NANOS)?;

@@ -221,7 +221,12 @@ const METADATA: Column = Column(9, "metadata");
 /// Reads one stored event; anything unreadable is [`StoreError::Corrupt`], never a panic.
 /// Payload and metadata are plain text here: checked once.
 fn decode(row: &SqliteRow) -> Result<EventEnvelope, StoreError> {
-    StoredRow::new(row).envelope([PAYLOAD, METADATA], JsonColumns::Unchecked, |stored| {
+    decode_of(row, None)
+}
+
+/// [`decode`] of a row of the stream `known` (a load's), sharing its id.
+fn decode_of(row: &SqliteRow, known: Option<&StreamId>) -> Result<EventEnvelope, StoreError> {
+    StoredRow::new(row, known).envelope([PAYLOAD, METADATA], JsonColumns::Unchecked, |stored| {
         let event_id = stored.get::<&str>(EVENT_ID)?;
         let event_id = Uuid::parse_str(event_id).map_err(|e| stored.corrupt(EVENT_ID.1, &e))?;
         let timestamp = stored.get::<&str>(TIMESTAMP)?;
@@ -234,12 +239,13 @@ fn decode(row: &SqliteRow) -> Result<EventEnvelope, StoreError> {
 type Bound = sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>>;
 
 /// Runs `query` and decodes every row as it arrives, so that the rows are never held all
-/// at once beside their events (`load`: any unreadable row is the error).
-async fn read_rows(pool: SqlitePool, query: Bound) -> Events {
+/// at once beside their events (`load`: any unreadable row is the error). The rows of
+/// `known` (a load's stream) share its id.
+async fn read_rows(pool: SqlitePool, query: Bound, known: Option<StreamId>) -> Events {
     let mut rows = query.fetch(&pool);
     let mut events = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(unavailable)? {
-        events.push(decode(&row)?);
+        events.push(decode_of(&row, known.as_ref())?);
     }
     Ok(events)
 }
@@ -290,7 +296,7 @@ impl Backend for SqliteEventStore {
             .bind(stream.aggregate_type().to_owned())
             .bind(stream.aggregate_id().to_owned())
             .bind(to_i64(from_version));
-        detached(read_rows(self.pool.clone(), query)).await
+        detached(read_rows(self.pool.clone(), query, Some(stream.clone()))).await
     }
 
     async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
@@ -299,7 +305,7 @@ impl Backend for SqliteEventStore {
             .bind(stream.aggregate_id().to_owned())
             .bind(to_i64(from_version))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        detached(read_rows(self.pool.clone(), query)).await
+        detached(read_rows(self.pool.clone(), query, Some(stream.clone()))).await
     }
 
     async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
@@ -311,7 +317,7 @@ impl Backend for SqliteEventStore {
 
     async fn correlated_events(&self, correlation_id: &str) -> Events {
         let query = sqlx::query(BY_CORRELATION).bind(correlation_id.to_owned());
-        detached(read_rows(self.pool.clone(), query)).await
+        detached(read_rows(self.pool.clone(), query, None)).await
     }
 
     async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {

@@ -33,6 +33,14 @@
 //! [`RunnerError::LeaseLost`]. A handler already running when the lease is lost is not
 //! interrupted: it finishes (keep handlers short), and the runner stops before the next.
 //!
+//! The lease learns of its loss from its connection: at once when the database ends the
+//! session (a terminated backend, a restart), within the operating system's TCP timeouts
+//! when the network goes silent. Meanwhile another runner can take the lock and start, so a
+//! handler call of the old runner (one, or more if its process was stalled) can overlap the
+//! new runner's first ones. The checkpoint is fenced (the old runner's saves fail); a read
+//! model that must never see two writers at once needs a fence of its own, such as writing
+//! the model and the checkpoint in one transaction.
+//!
 //! # Unreadable events
 //! An event the store cannot read back (a damaged row:
 //! [`StoreError::Corrupt`], naming its position) never holds back the events before it:

@@ -29,23 +29,27 @@ pub(crate) const EVENT_ID: Column = Column(4, "event_id");
 pub(crate) const EVENT_TYPE: Column = Column(5, "event_type");
 pub(crate) const SCHEMA_VERSION: Column = Column(6, "schema_version");
 
-/// What a store's payload and metadata columns hold.
+/// What a store's columns hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JsonColumns {
-    /// The database's JSON type written out as text (PostgreSQL's `jsonb`): valid JSON by
-    /// construction, taken as it is. The projection's own parse is the only one.
+pub(crate) enum Columns {
+    /// Their declared types, which the database enforces (PostgreSQL): read without sqlx's
+    /// check of each value's type, which costs a type comparison per column of every row;
+    /// JSON (`jsonb` written out as text) valid by construction, taken as it is. The
+    /// projection's own parse is the only one.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    Valid,
-    /// Plain text (SQLite), which a damaged row may hold: checked once, without building
-    /// a value, so an unreadable event is found at the read.
+    Typed,
+    /// Whatever was written (SQLite), which a damaged row may hold: each value's type is
+    /// checked, and the JSON text once, without building a value, so an unreadable event
+    /// is found at the read.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-    Unchecked,
+    Untyped,
 }
 
 /// One events-table row being decoded: each column read once, text borrowed from the row
 /// and copied once, into the envelope.
 pub(crate) struct StoredRow<'r, R> {
     row: &'r R,
+    columns: Columns,
     stream: StreamId,
     version: u64,
     position: u64,
@@ -61,47 +65,51 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     /// Starts decoding `row`: the stream, version and position its errors name, read
-    /// best-effort (an unreadable one is the envelope's error). A row of `known`, the
-    /// stream a load reads, shares its id instead of copying the row's text.
-    pub(crate) fn new(row: &'r R, known: Option<&StreamId>) -> Self {
+    /// best-effort (an unreadable one is the envelope's error). The rows of a load, all of
+    /// the stream `known`, share its id instead of copying the row's text.
+    pub(crate) fn new(row: &'r R, columns: Columns, known: Option<&StreamId>) -> Self {
         let mut unreadable = None;
         let mut note = |column: Column, error: &dyn Display| {
             unreadable.get_or_insert_with(|| (column.1, error.to_string()));
         };
-        let mut count = |column: Column| match row.try_get::<i64, _>(column.0).map(u64::try_from) {
-            Ok(Ok(value)) => Some(value),
-            Ok(Err(error)) => {
-                note(column, &error);
-                None
-            }
-            Err(error) => {
-                note(column, &error);
-                None
-            }
-        };
+        let mut count =
+            |column: Column| match read::<i64, R>(row, columns, column).map(u64::try_from) {
+                Ok(Ok(value)) => Some(value),
+                Ok(Err(error)) => {
+                    note(column, &error);
+                    None
+                }
+                Err(error) => {
+                    note(column, &error);
+                    None
+                }
+            };
         let position = count(POSITION);
         let version = count(VERSION);
-        let mut text = |column: Column| match row.try_get::<&str, _>(column.0) {
+        let mut text = |column: Column| match read::<&str, R>(row, columns, column) {
             Ok(text) => Some(text),
             Err(error) => {
                 note(column, &error);
                 None
             }
         };
-        let stream_type = text(STREAM_TYPE).unwrap_or("?");
-        let stream = match (text(STREAM_ID), known) {
-            (Some(id), Some(known))
-                if known.aggregate_id() == id && known.aggregate_type() == stream_type =>
-            {
-                known.clone()
-            }
-            (Some(id), _) => StreamId::from_stored(stream_type, id),
-            (None, _) => {
-                StreamId::from_stored(stream_type, &format!("?@{}", position.unwrap_or(0)))
+        // A load's rows are its stream's (its `WHERE` says so): their stream columns are
+        // not read again.
+        let stream = match known {
+            Some(known) => known.clone(),
+            None => {
+                let stream_type = text(STREAM_TYPE).unwrap_or("?");
+                match text(STREAM_ID) {
+                    Some(id) => StreamId::from_stored(stream_type, id),
+                    None => {
+                        StreamId::from_stored(stream_type, &format!("?@{}", position.unwrap_or(0)))
+                    }
+                }
             }
         };
         Self {
             row,
+            columns,
             stream,
             version: version.unwrap_or(0),
             position: position.unwrap_or(0),
@@ -124,16 +132,14 @@ where
     where
         T: Decode<'r, R::Database> + Type<R::Database>,
     {
-        self.row
-            .try_get::<T, _>(column.0)
-            .map_err(|e| self.corrupt(column.1, &e))
+        read(self.row, self.columns, column).map_err(|e| self.corrupt(column.1, &e))
     }
 
     /// The JSON text of `column`, checked first when the column may hold anything. Blanks
     /// around it are left out.
-    fn json(&self, column: Column, kind: JsonColumns) -> Result<&'r str, StoreError> {
+    fn json(&self, column: Column) -> Result<&'r str, StoreError> {
         let text = self.get::<&str>(column)?.trim();
-        if kind == JsonColumns::Unchecked {
+        if self.columns == Columns::Untyped {
             // Borrowed: the check builds nothing.
             serde_json::from_str::<&RawValue>(text).map_err(|e| self.corrupt(column.1, &e))?;
         }
@@ -146,7 +152,6 @@ where
     pub(crate) fn envelope(
         self,
         [payload, metadata]: [Column; 2],
-        kind: JsonColumns,
         stored: impl FnOnce(&Self) -> Result<(Uuid, DateTime<Utc>), StoreError>,
     ) -> Result<EventEnvelope, StoreError> {
         if let Some((column, reason)) = &self.unreadable {
@@ -157,8 +162,8 @@ where
         let schema_version = self.get::<i64>(SCHEMA_VERSION)?;
         let schema_version =
             u32::try_from(schema_version).map_err(|e| self.corrupt(SCHEMA_VERSION.1, &e))?;
-        let payload = Payload::from_checked(Arc::from(self.json(payload, kind)?));
-        let metadata_text = self.json(metadata, kind)?;
+        let payload = Payload::from_checked(Arc::from(self.json(payload)?));
+        let metadata_text = self.json(metadata)?;
         if !metadata_text.starts_with('{') {
             return Err(self.corrupt(metadata.1, &"metadata is not a JSON object"));
         }
@@ -179,6 +184,19 @@ where
             payload,
             metadata,
         })
+    }
+}
+
+/// The value of `column` in `row`, its type checked unless the database enforces it.
+fn read<'r, T, R>(row: &'r R, columns: Columns, column: Column) -> Result<T, sqlx::Error>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    match columns {
+        Columns::Typed => row.try_get_unchecked(column.0),
+        Columns::Untyped => row.try_get(column.0),
     }
 }
 

@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql_row::{Column, EVENT_ID, JsonColumns, StoredRow};
+use crate::sql_row::{Column, Columns, EVENT_ID, StoredRow};
 use crate::store::StoreError;
 use crate::store::backend::{check_stream, metadata_json};
 
@@ -121,7 +121,7 @@ pub(super) fn decode_of(
     row: &PgRow,
     known: Option<&StreamId>,
 ) -> Result<EventEnvelope, StoreError> {
-    StoredRow::new(row, known).envelope([PAYLOAD, METADATA], JsonColumns::Valid, |stored| {
+    StoredRow::new(row, Columns::Typed, known).envelope([PAYLOAD, METADATA], |stored| {
         let event_id = stored.get::<Uuid>(EVENT_ID)?;
         let micros = stored.get::<DateTime<Utc>>(RECORDED_AT)?;
         let nanos = stored.get::<i32>(RECORDED_AT_NANOS)?;

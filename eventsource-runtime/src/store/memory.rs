@@ -241,6 +241,7 @@ impl Backend for InMemoryEventStore {
     async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
         self.load_range(stream, from_version, usize::MAX)
     }
+
     async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
         self.load_range(stream, from_version, limit)
     }

@@ -541,7 +541,7 @@ impl<A: Aggregate> Repository<A> {
 }
 
 /// The root's uncommitted events, serialized, each with `metadata`: as [`NewEvent`]s, or
-/// already as the envelopes the in-memory store fills in (see [`Outgoing`]).
+/// already as the envelopes a store that answers at once fills in (see [`Outgoing`]).
 fn new_events<A: Aggregate, E: Outgoing>(
     root: &AggregateRoot<A>,
     metadata: &Metadata,

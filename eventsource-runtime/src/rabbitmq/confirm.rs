@@ -71,8 +71,9 @@ const KEPT_RETURNS: usize = 256;
 ///
 /// Within one publish call, every confirmation is in before any message is called routed,
 /// so the return of any of its messages has been seen. Across publish calls sharing the
-/// channel, the call holding the other confirm sorts it as soon as that confirm resolves,
-/// which the same ack frame does for both.
+/// channel, the return is kept when the call holding the other confirm sorts it; the same
+/// ack frame resolves both confirms, but a call that takes its outcomes before the other
+/// sorts would call its message routed (a window of a task switch, not closed here).
 #[derive(Default)]
 pub(super) struct Returns {
     kept: Mutex<VecDeque<(Uuid, String)>>,

@@ -84,7 +84,7 @@ fn ratios(rt: &Runtime, dbs: &[Db], events: u64) {
         let (mut repo, mut raw, mut repo_peak, mut raw_peak) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut whole, mut whole_peak) = (Vec::new(), Vec::new());
-        for _ in 0..rounds.min(5) {
+        for _ in 0..rounds.min(9) {
             let base = reset_peak();
             raw.push(rt.block_on(db.load_raw(&stream, events)));
             raw_peak.push(peak_above(base));

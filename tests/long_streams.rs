@@ -1,6 +1,11 @@
 //! Long streams and large appends through a repository (issue 36): a stream longer than a
 //! page loads page by page into the same state as event by event, upcasting included, on
-//! every store; a large append records `event_persisted` for its first 128 events only.
+//! every store; a large append records `event_persisted` for its first 128 events only. On
+//! PostgreSQL, whose pages stream from one query: each page has its `load` span, a damaged
+//! row fails its page, and readers leave the pool usable.
+//!
+//! PostgreSQL from `DATABASE_URL` (skipped without it, unless
+//! `EVENTSOURCE_REQUIRE_POSTGRES=1`).
 
 #[path = "common/postgres.rs"]
 mod pg;
@@ -9,9 +14,12 @@ use std::sync::Arc;
 
 use eventsource_runtime::event::upcast::Upcasters;
 use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::repository::LOAD_PAGE_EVENTS;
 use eventsource_runtime::sqlite::SqliteEventStore;
+use eventsource_runtime::sqlx;
+use eventsource_runtime::store::StoreError;
 use eventsource_runtime::store::instrument::MAX_PERSISTED_SPAN_EVENTS;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{attribute, capture, events};
@@ -248,4 +256,135 @@ async fn a_large_append_records_its_first_128_persisted_events() {
         last.iter()
             .any(|kv| kv.key.as_str() == attr::EVENT_SEQUENCE && kv.value == Value::I64(128))
     );
+}
+
+/// PostgreSQL streams a stream's pages from one query: each page is still what `load_page`
+/// returns, in a `load` span of its own (its first version, the events loaded), and the
+/// repository's replay over them is the replay event by event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_streamed_pages_are_load_pages_each_in_its_load_span() {
+    let Some(db) = pg::TestDb::open("postgres_streamed_pages").await else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    let stream = StreamId::new("Account", "a-4");
+    fill(&store, &stream, 2_345).await;
+    let capture = capture();
+    let mut pages = store.load_pages(&stream, 1, 1_000);
+    let mut read = Vec::new();
+    for want in [1_000, 1_000, 345, 0] {
+        let page = pages.next_page().await.unwrap();
+        assert_eq!(page.len(), want);
+        read.extend(page);
+    }
+    drop(pages);
+    let spans = capture.spans();
+    let described: Vec<(Option<&Value>, Option<&Value>)> = spans
+        .all("eventsource.event_store.load")
+        .into_iter()
+        .map(|span| {
+            (
+                attribute(span, attr::FROM_VERSION),
+                attribute(span, attr::EVENTS_LOADED),
+            )
+        })
+        .collect();
+    let int = |n: i64| Some(Value::I64(n));
+    let want = [(1, 1_000), (1_001, 1_000), (2_001, 345)];
+    let want: Vec<_> = want.iter().map(|&(from, n)| (int(from), int(n))).collect();
+    let described: Vec<_> = described
+        .into_iter()
+        .map(|(from, n)| (from.cloned(), n.cloned()))
+        .collect();
+    assert_eq!(described, want, "one load span per page read");
+    assert_eq!(read, store.load(&stream, 1).await.unwrap());
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// A damaged row fails the page it falls in with its `Corrupt` error, as `load_page` does,
+/// every time that page is asked for again; the pages before it were read whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_damaged_row_fails_its_streamed_page() {
+    let Some(db) = pg::TestDb::open("postgres_damaged_streamed_page").await else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    let stream = StreamId::new("Account", "a-5");
+    fill(&store, &stream, 2_500).await;
+    let damaged = store.load_page(&stream, 1_500, 1).await.unwrap()[0].position;
+    let table = format!("\"{}\".events", store.schema());
+    sqlx::query(&format!(
+        "UPDATE {table} SET metadata = '[1, 2]' WHERE position = $1"
+    ))
+    .bind(i64::try_from(damaged).unwrap())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let is_damaged = |error: &StoreError| matches!(error, StoreError::Corrupt { position, .. } if *position == damaged);
+    let mut pages = store.load_pages(&stream, 1, 1_000);
+    assert_eq!(pages.next_page().await.unwrap().len(), 1_000);
+    for _ in 0..2 {
+        let error = pages.next_page().await.unwrap_err();
+        assert!(is_damaged(&error), "{error:?}");
+    }
+    let paged = store.load_page(&stream, 1_001, 1_000).await.unwrap_err();
+    assert!(is_damaged(&paged), "as load_page: {paged:?}");
+    let mut after = store.load_pages(&stream, 1_501, 1_000);
+    assert_eq!(after.next_page().await.unwrap().len(), 1_000);
+    let loaded = Repository::<Account>::from_arc(Arc::new(store.clone()))
+        .with_cache(0)
+        .load("a-5")
+        .await;
+    assert!(loaded.is_err(), "a load through the damaged row fails");
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// A page reader dropped in the middle of its query leaves the connection to the pool; on a
+/// pool of one connection a reader never holds it between pages (it reads page by page),
+/// so other work goes on beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_page_readers_leave_the_pool_usable() {
+    let Some(db) = pg::TestDb::open("postgres_page_readers_pool").await else {
+        return;
+    };
+    let pool = db.pool(3).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    let stream = StreamId::new("Account", "a-6");
+    fill(&store, &stream, 2_000).await;
+    let whole = store.load(&stream, 1).await.unwrap();
+    for _ in 0..3 {
+        let mut pages = store.load_pages(&stream, 1, 100);
+        assert_eq!(pages.next_page().await.unwrap().len(), 100);
+        drop(pages);
+        // Every connection again, each with a statement of its own.
+        let loads = (0..3).map(|_| store.load(&stream, 1));
+        for load in futures_util::future::join_all(loads).await {
+            assert_eq!(load.unwrap(), whole);
+        }
+    }
+
+    let single = db.pool(1).await;
+    let store = PostgresEventStore::from_pool(single.clone())
+        .with_schema(store.schema())
+        .unwrap();
+    let beside = StreamId::new("Account", "a-7");
+    let mut pages = store.load_pages(&stream, 1, 100);
+    let mut read = Vec::new();
+    for n in 0..20 {
+        read.extend(pages.next_page().await.unwrap());
+        // With the only connection held by the reader, this would wait for it.
+        store
+            .append(&beside, ExpectedVersion::Any, stored(n..n + 1))
+            .await
+            .unwrap();
+    }
+    assert!(pages.next_page().await.unwrap().is_empty());
+    assert_eq!(read, whole);
+    single.close().await;
+    pool.close().await;
+    db.cleanup().await;
 }

@@ -251,6 +251,15 @@ impl Db {
                 .await
                 .expect("fill the long stream");
         }
+        if let Self::Postgres { store } = self {
+            // Vacuumed and analyzed now, so autovacuum does not start on the new rows in
+            // the middle of the timed loads.
+            let settle = format!("VACUUM ANALYZE \"{}\".events", store.schema());
+            sqlx::raw_sql(&settle)
+                .execute(store.pool())
+                .await
+                .expect("vacuum the filled table");
+        }
         id
     }
 

@@ -5,7 +5,7 @@
 use std::pin::Pin;
 
 use futures_util::{Stream, TryStreamExt as _};
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgPool, PgRow};
 
 use super::rows::decode;
 use super::{PostgresEventStore, to_i64, unavailable};
@@ -19,7 +19,7 @@ use crate::store::{BatchEnd, BatchReader, ReadBatch, StoreError, instrument};
 const WINDOW_BATCHES: usize = 16;
 
 /// The rows of a streamed query, decoded as they arrive.
-type Rows<'a> = Pin<Box<dyn Stream<Item = Result<PgRow, sqlx::Error>> + Send + 'a>>;
+pub(super) type Rows<'a> = Pin<Box<dyn Stream<Item = Result<PgRow, sqlx::Error>> + Send + 'a>>;
 
 /// See the [module](self).
 pub(super) struct StreamedReader<'a> {
@@ -65,9 +65,7 @@ impl<'a> StreamedReader<'a> {
         let mark = self.store.known_mark();
         let batch = u64::try_from(self.batch_size).unwrap_or(u64::MAX);
         let pool = self.store.pool();
-        let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX);
-        let spare = max.saturating_sub(pool.size() as usize) + pool.num_idle();
-        if mark <= from.saturating_add(batch) || spare < 2 {
+        if mark <= from.saturating_add(batch) || !has_spare_connection(pool) {
             return false;
         }
         let window = self.batch_size.saturating_mul(WINDOW_BATCHES);
@@ -118,6 +116,14 @@ impl<'a> StreamedReader<'a> {
         let rest = self.store.read_events(from, limit - events.len()).await;
         joined(events, rest, limit)
     }
+}
+
+/// Whether `pool` has a connection to spare beside the one a streamed query would take:
+/// two free (idle, or not yet opened) at least.
+pub(super) fn has_spare_connection(pool: &PgPool) -> bool {
+    let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX);
+    let free = max.saturating_sub(pool.size() as usize) + pool.num_idle();
+    free >= 2
 }
 
 /// The position after the last of `events`, or `next` while there is none.

@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{PgExecutor, Row};
 
 use super::batches::StreamedReader;
+use super::pages::StreamedPages;
 use super::rows::{Batch, decode, decode_of, is_version_taken};
 use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
 use super::{
@@ -20,8 +21,8 @@ use crate::sql_row::readable_prefix;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
-    AppendResult, AppendSignal, BatchReader, ExpectedVersion, StoreError, StoreTelemetry,
-    VersionConflict,
+    AppendResult, AppendSignal, BatchReader, ExpectedVersion, PageReader, StoreError,
+    StoreTelemetry, VersionConflict,
 };
 
 /// The event store's statements, for one schema.
@@ -332,6 +333,12 @@ impl PostgresEventStore {
         self.known_mark.load(Ordering::Acquire)
     }
 
+    /// A page of one stream: `stream_type = $1 AND stream_id = $2 AND version >= $3`,
+    /// `LIMIT $4`.
+    pub(super) fn load_page_query(&self) -> &str {
+        &self.sql.load_page
+    }
+
     /// The keyset read below a known mark: `position >= $1 AND position < $2`, `LIMIT $3`.
     pub(super) fn read_below_query(&self) -> &str {
         &self.sql.read_below
@@ -570,6 +577,16 @@ impl Backend for PostgresEventStore {
             .await
             .map_err(unavailable)?;
         Ok(u64::try_from(newest).unwrap_or(0))
+    }
+
+    fn page_reader(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        page_size: usize,
+    ) -> Option<Box<dyn PageReader + '_>> {
+        let pages = StreamedPages::new(self, stream, from_version, page_size);
+        Some(Box::new(pages))
     }
 
     fn batch_reader(

@@ -130,6 +130,7 @@ mod connect;
 mod events;
 mod lease;
 mod listen;
+mod pages;
 mod processed;
 mod rows;
 mod schema;

@@ -5,6 +5,7 @@ use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::upcast::door;
 use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
 use crate::event::{EventEnvelope, StreamId};
+use crate::store::pages::page_after;
 use crate::telemetry::otel::Span;
 
 use super::{LOAD_PAGE_EVENTS, RepositoryError, RepositoryTelemetry, instrument};
@@ -124,10 +125,7 @@ impl<'a, A: Aggregate> PagedReplay<'a, A> {
         telemetry: &RepositoryTelemetry,
         page: Vec<EventEnvelope>,
     ) -> Result<(), RepositoryError> {
-        self.next = match page.last() {
-            Some(last) if page.len() == LOAD_PAGE_EVENTS => Some(last.version + 1),
-            _ => None,
-        };
+        self.next = page_after(&page, LOAD_PAGE_EVENTS);
         let restored = self.restored;
         let newer = page.iter().filter(|e| e.version > restored).count();
         if newer > 0 && self.span.is_none() {

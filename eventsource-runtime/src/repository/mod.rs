@@ -416,10 +416,20 @@ impl<A: Aggregate> Repository<A> {
             _ => restored + 1,
         };
         let mut replay = PagedReplay::new(&mut root, from, command_id);
-        while let Some(next) = replay.next_page() {
-            let stream = replay.stream();
-            let page = self.store.load_page(stream, next, LOAD_PAGE_EVENTS).await?;
-            replay.apply(&self.telemetry, page)?;
+        match self.store.at_once() {
+            // The whole rest, which it holds anyway.
+            Some(store) => {
+                let rest = store.load(replay.stream(), from)?;
+                replay.apply(&self.telemetry, rest)?;
+            }
+            None => {
+                // Dropped with this block, before the read below: it may hold a connection.
+                let store = self.store.as_dyn();
+                let mut pages = store.load_pages(replay.stream(), from, LOAD_PAGE_EVENTS);
+                while replay.next_page().is_some() {
+                    replay.apply(&self.telemetry, pages.next_page().await?)?;
+                }
+            }
         }
         let replayed = replay.finish();
         let mut loaded = Loaded::new(root, replayed, snapshot_every.is_some());

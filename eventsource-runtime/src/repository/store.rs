@@ -60,20 +60,6 @@ impl Store {
         }
     }
 
-    /// As [`EventStore::load_page`]; from a store that answers at once, the whole rest of
-    /// the stream, which it holds anyway.
-    pub(super) async fn load_page(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        match &self.at_once {
-            Some(store) => store.load(stream, from_version),
-            None => self.as_dyn().load_page(stream, from_version, limit).await,
-        }
-    }
-
     /// As [`EventStore::append`].
     pub(super) async fn append(
         &self,

@@ -8,7 +8,7 @@ use super::instrument::{self, Operation};
 use super::{
     AppendResult, AppendSignal, EventStore, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry,
 };
-use super::{BatchReader, PagedReader};
+use super::{BatchReader, PageReader, PagedReader, PagedStreamReader};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 /// What an append returns.
@@ -80,6 +80,18 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// The newest event's global position (0: none), as [`EventStore::head_position`].
     fn head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// The backend's own reader of a stream's pages, as [`EventStore::load_pages`]
+    /// (`None`: one `load_page` per page).
+    fn page_reader(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        page_size: usize,
+    ) -> Option<Box<dyn PageReader + '_>> {
+        let _ = (stream, from_version, page_size);
+        None
+    }
+
     /// The backend's own reader of batches, as [`EventStore::read_all_batches`] (`None`:
     /// one `read_all` per batch).
     fn batch_reader(
@@ -135,7 +147,7 @@ where
 }
 
 /// [`check_stream`], unless the backend applies it itself ([`Backend::CHECKS_NEW_STREAMS`]).
-pub(super) fn check_stream_unless_backend_does<B: Backend + ?Sized>(
+pub(crate) fn check_stream_unless_backend_does<B: Backend + ?Sized>(
     stream: &StreamId,
 ) -> Result<(), StoreError> {
     if B::CHECKS_NEW_STREAMS {
@@ -179,6 +191,23 @@ impl<B: Backend> EventStore for B {
             self.load_events_page(stream, from_version, limit).await
         };
         instrument::load(self.telemetry(), stream, from_version, operation, load).await
+    }
+
+    fn load_pages(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        page_size: usize,
+    ) -> Box<dyn PageReader + '_> {
+        self.page_reader(stream, from_version, page_size)
+            .unwrap_or_else(|| {
+                Box::new(PagedStreamReader::new(
+                    self,
+                    stream,
+                    from_version,
+                    page_size,
+                ))
+            })
     }
 
     async fn read_all(&self, from_position: u64, limit: usize) -> ReadAll {

@@ -17,6 +17,7 @@ mod batch;
 pub mod instrument;
 mod memory;
 pub(crate) mod outgoing;
+pub(crate) mod pages;
 mod reader;
 pub(crate) mod settings;
 
@@ -29,6 +30,7 @@ use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 pub use batch::{BatchEnd, ReadBatch};
 pub use memory::InMemoryEventStore;
+pub use pages::{PageReader, PagedStreamReader};
 pub use reader::{BatchReader, PagedReader};
 
 /// The `limit` of a [`read_all`](EventStore::read_all) that wants every event from its
@@ -231,6 +233,53 @@ pub trait EventStore: Send + Sync + 'static {
         self.load(stream, from_version).await
     }
 
+    /// Reads `stream` from `from_version` on a page of `page_size` events at a time: each
+    /// page what [`load_page`](Self::load_page) returns from the version after the last
+    /// page's (see [`PageReader`]). A repository replays a stream this way, applying a page
+    /// while the next is read.
+    ///
+    /// The provided method calls [`load_page`](Self::load_page) for each page
+    /// ([`PagedStreamReader`]); the PostgreSQL store streams the pages from one query, so
+    /// the next page's rows arrive while the last one is applied.
+    ///
+    /// ```
+    /// use eventsource_runtime::event::{NewEvent, StreamId};
+    /// use eventsource_runtime::store::{EventStore, ExpectedVersion, InMemoryEventStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = InMemoryEventStore::new();
+    /// let events = (0..10).map(|n| NewEvent::new("Counted", 1, serde_json::json!({ "n": n })));
+    /// let stream = StreamId::new("Counter", "c-1");
+    /// store.append(&stream, ExpectedVersion::NoStream, events.collect()).await?;
+    ///
+    /// let mut pages = store.load_pages(&stream, 1, 4);
+    /// let mut sizes = Vec::new();
+    /// loop {
+    ///     let page = pages.next_page().await?;
+    ///     sizes.push(page.len());
+    ///     if page.len() < 4 {
+    ///         break; // the stream's end
+    ///     }
+    /// }
+    /// assert_eq!(sizes, [4, 4, 2]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn load_pages(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        page_size: usize,
+    ) -> Box<dyn PageReader + '_> {
+        Box::new(PagedStreamReader::new(
+            self,
+            stream,
+            from_version,
+            page_size,
+        ))
+    }
+
     /// Up to `limit` events of all streams whose global position is `from_position` or later,
     /// in global order ([`UNBOUNDED`] for all of them: the read span then records no
     /// limit).
@@ -389,6 +438,15 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
         (**self).load_page(stream, from_version, limit).await
+    }
+
+    fn load_pages(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        page_size: usize,
+    ) -> Box<dyn PageReader + '_> {
+        (**self).load_pages(stream, from_version, page_size)
     }
 
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError> {

@@ -1,6 +1,7 @@
 //! Large appends and paged loads, which every `EventStore` must get right: a batch of
 //! 1,000 events reads back exactly, a conflict appends none of it, and a stream read page
-//! by page (`EventStore::load_page`) is the stream read whole.
+//! by page (`EventStore::load_page`) is the stream read whole, and so is one read through
+//! `EventStore::load_pages`.
 
 use std::sync::Arc;
 
@@ -129,6 +130,61 @@ pub async fn paged_loads_equal_the_whole_load(store: Arc<dyn EventStore>) {
     assert!(store.load_page(&none, 1, 10).await.unwrap().is_empty());
 }
 
+/// A stream read through `load_pages` is, page for page, the stream read by consecutive
+/// `load_page`s: full pages of the size asked for, then a shorter last one, then empty
+/// pages; from the middle too, and for a stream that does not exist.
+pub async fn load_pages_follow_load_page(store: Arc<dyn EventStore>) {
+    let stream = StreamId::new("Batch", "b-4");
+    for first in (0..2_500).step_by(500) {
+        store
+            .append(
+                &stream,
+                ExpectedVersion::Exact(first),
+                events(first..first + 500),
+            )
+            .await
+            .unwrap();
+    }
+    let whole = store.load(&stream, 1).await.unwrap();
+    for (size, from) in [
+        (1, 2_490),
+        (7, 1),
+        (100, 1),
+        (1_000, 1),
+        (1_000, 1_201),
+        (2_500, 1),
+        (5_000, 1),
+    ] {
+        let mut pages = store.load_pages(&stream, from, size);
+        let mut read = Vec::new();
+        let mut next = from;
+        loop {
+            let page = pages.next_page().await.unwrap();
+            let paged = store.load_page(&stream, next, size).await.unwrap();
+            assert_eq!(
+                page, paged,
+                "pages of {size} from {from}: the page from {next}"
+            );
+            let Some(last) = page.last() else { break };
+            next = last.version + 1;
+            let full = page.len() == size;
+            read.extend(page);
+            if !full {
+                break;
+            }
+        }
+        let want = usize::try_from(from - 1).unwrap();
+        assert_eq!(read, whole[want..], "pages of {size} from {from}");
+        for _ in 0..2 {
+            assert!(pages.next_page().await.unwrap().is_empty(), "past the end");
+        }
+    }
+    let none = StreamId::new("Batch", "none");
+    let mut pages = store.load_pages(&none, 1, 10);
+    assert!(pages.next_page().await.unwrap().is_empty());
+    assert!(pages.next_page().await.unwrap().is_empty());
+}
+
 /// Runs every check, each on a fresh store from `fresh`.
 pub async fn run_all<F, Fut>(fresh: F)
 where
@@ -138,4 +194,5 @@ where
     a_thousand_events_in_one_append(fresh().await).await;
     a_conflicting_large_batch_appends_nothing(fresh().await).await;
     paged_loads_equal_the_whole_load(fresh().await).await;
+    load_pages_follow_load_page(fresh().await).await;
 }

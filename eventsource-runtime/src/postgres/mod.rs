@@ -10,7 +10,8 @@
 //!   handled (`processed`), and [`TransactionalIdempotent`], a handler writing in the
 //!   transaction that records its message (`transactional`);
 //! - the schema and its migration (`schema`), the rows' encoding and decoding (`rows`), the
-//!   streamed reads of a reader catching up (`batches`).
+//!   streamed reads of a reader catching up (`batches`) and of a long stream's pages
+//!   (`pages`).
 //!
 //! # Schema
 //!

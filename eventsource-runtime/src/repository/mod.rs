@@ -30,7 +30,7 @@ use snapshots::{SnapshotRead, Snapshots};
 use store::Store;
 
 /// How many events a load reads and applies at a time: a long stream is never held whole,
-/// only a page of it (see [`EventStore::load_page`]).
+/// only a page of it (see [`EventStore::load_pages`]); the next may be read meanwhile.
 pub const LOAD_PAGE_EVENTS: usize = 1_000;
 
 /// How many aggregates a repository caches by default (see [`Repository::with_cache`]).

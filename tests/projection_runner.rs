@@ -728,6 +728,45 @@ async fn shutdown_while_waiting_for_the_lease_returns() {
         .unwrap();
 }
 
+/// A runner that waited for the lease waits its takeover grace after taking it before its
+/// first handler call; one that takes a free lease starts at once.
+#[tokio::test]
+async fn a_runner_taking_over_waits_its_grace_before_the_first_event() {
+    let store = InMemoryEventStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    append(&store, "o-1", 2).await;
+    let grace = Duration::from_secs(1);
+
+    let free = Recorder::new("Free");
+    let started = Instant::now();
+    runner(&store, &checkpoints, free.clone())
+        .takeover_grace(grace)
+        .run_until_caught_up()
+        .await
+        .unwrap();
+    assert_eq!(free.handled(), positions(1..=2));
+    assert!(started.elapsed() < grace, "a free lease: no wait");
+
+    let held = checkpoints
+        .try_acquire("Orders")
+        .await
+        .unwrap()
+        .expect("free");
+    let recorder = Recorder::new("Orders");
+    let waiting = runner(&store, &checkpoints, recorder.clone()).takeover_grace(grace);
+    let task = tokio::spawn(async move { waiting.run_until_caught_up().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    held.release().await;
+    let released = Instant::now();
+    eventually("the events, once taken over", || recorder.handled().len() == 2).await;
+    assert!(
+        released.elapsed() >= grace,
+        "handled {:?} after the release",
+        released.elapsed()
+    );
+    task.await.unwrap().unwrap();
+}
+
 // ---- Telemetry. ----------------------------------------------------------------------------
 
 /// Runs the scenario below once, under a span capture of its own thread, before the test

@@ -187,12 +187,7 @@ fn append_started<E: Outgoing>(
     let span = start(span, telemetry, operation);
     // With the process switch off no context is written: the events are not looked at.
     if otel::enabled() {
-        for event in &mut events {
-            let metadata = event.metadata_mut();
-            if metadata.traceparent().is_none() {
-                span.inject(metadata);
-            }
-        }
+        span.inject_each(events.iter_mut().map(Outgoing::metadata_mut));
     }
     (span, events)
 }

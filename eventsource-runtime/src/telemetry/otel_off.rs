@@ -101,6 +101,9 @@ impl Span {
     pub(crate) fn inject(&self, _: &mut Metadata) {}
 
     #[inline(always)]
+    pub(crate) fn inject_each<'m>(&self, _: impl Iterator<Item = &'m mut Metadata>) {}
+
+    #[inline(always)]
     pub(crate) fn run<F: Future>(&self, work: F) -> F {
         work
     }

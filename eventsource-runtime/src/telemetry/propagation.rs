@@ -92,6 +92,28 @@ pub fn inject(cx: &Context, metadata: &mut Metadata) {
     BaggagePropagator::new().inject_context(cx, metadata);
 }
 
+/// [`inject`] into each of `carriers` that has no `traceparent` of its own: the context is
+/// read once, and metadata with nothing else in it all share one stored form (an append's
+/// events, each of which would otherwise format and allocate the same text).
+pub(crate) fn inject_each<'m>(cx: &Context, carriers: impl Iterator<Item = &'m mut Metadata>) {
+    let span = cx.span();
+    let span_context = span.span_context();
+    if !span_context.is_valid() {
+        return;
+    }
+    let plain = span_context.trace_state().header().is_empty() && cx.baggage().is_empty();
+    let mut shared: Option<Metadata> = None;
+    for metadata in carriers.filter(|metadata| metadata.traceparent().is_none()) {
+        if plain && metadata.is_empty() {
+            let only_context =
+                shared.get_or_insert_with(|| Metadata::from_traceparent(traceparent(span_context)));
+            *metadata = only_context.clone();
+        } else {
+            inject(cx, metadata);
+        }
+    }
+}
+
 /// The W3C `traceparent` of a valid span context: version 00, trace id, span id and the
 /// sampled flag, in lower-case hex (`00-{32}-{16}-{2}`), as `TraceContextPropagator` writes it.
 fn traceparent(span_context: &SpanContext) -> [u8; TRACEPARENT_LEN] {
@@ -266,5 +288,42 @@ mod tests {
         assert!(own.stored_json().is_none());
         assert_eq!(own.correlation_id(), Some("c-1"));
         assert_eq!(own.traceparent(), Some(theirs["traceparent"].as_str()));
+    }
+
+    #[test]
+    fn injecting_into_each_writes_what_inject_writes_and_keeps_a_traceparent_of_its_own() {
+        let span_context = SpanContext::new(
+            TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c),
+            SpanId::from(0x00f0_67aa_0ba9_02b7),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let cx = Context::new().with_remote_span_context(span_context);
+        let own_context = "00-11111111111111111111111111111111-2222222222222222-01";
+        let carriers = || {
+            vec![
+                Metadata::new(),
+                Metadata::new().with(Metadata::CORRELATION_ID, "c-1"),
+                Metadata::new(),
+                Metadata::new().with(Metadata::TRACEPARENT, own_context),
+            ]
+        };
+        let with_baggage = cx.with_baggage([KeyValue::new("tenant", "t 1")]);
+        for cx in [cx, with_baggage] {
+            let mut each = carriers();
+            inject_each(&cx, each.iter_mut());
+            let mut one_by_one = carriers();
+            for metadata in &mut one_by_one[..3] {
+                inject(&cx, metadata);
+            }
+            assert_eq!(each, one_by_one);
+            assert_eq!(each[0].stored_json(), one_by_one[0].stored_json());
+            assert_eq!(each[3].traceparent(), Some(own_context), "its own, kept");
+        }
+        // No valid span: nothing written.
+        let mut untouched = carriers();
+        inject_each(&Context::new(), untouched.iter_mut());
+        assert_eq!(untouched, carriers());
     }
 }

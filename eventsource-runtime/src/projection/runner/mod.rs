@@ -35,11 +35,15 @@
 //!
 //! The lease learns of its loss from its connection: at once when the database ends the
 //! session (a terminated backend, a restart), within the operating system's TCP timeouts
-//! when the network goes silent. Meanwhile another runner can take the lock and start, so a
-//! handler call of the old runner (one, or more if its process was stalled) can overlap the
-//! new runner's first ones. The checkpoint is fenced (the old runner's saves fail); a read
-//! model that must never see two writers at once needs a fence of its own, such as writing
-//! the model and the checkpoint in one transaction.
+//! when the network goes silent. Meanwhile another runner can take the lock, so a runner
+//! that waited for the lease waits a
+//! [`takeover_grace`](ProjectionRunner::takeover_grace) (250 ms by default) after taking
+//! it before its first handler call: long enough for the old runner to learn of its loss
+//! and finish the call it was in. An old runner whose process stalls longer than that, or
+//! whose network went silent, can still overlap the new runner's first calls. The
+//! checkpoint is fenced (the old runner's saves fail); a read model that must never see two
+//! writers at once needs a fence of its own, such as writing the model and the checkpoint
+//! in one transaction.
 //!
 //! # Unreadable events
 //! An event the store cannot read back (a damaged row:
@@ -189,7 +193,7 @@ pub use error::RunnerError;
 pub use settings::{
     DEFAULT_BATCH_SIZE, DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL,
     DEFAULT_INITIAL_BACKOFF, DEFAULT_LEASE_RETRY_INTERVAL, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_BACKOFF, DEFAULT_MAX_UNSAVED_EVENTS, DEFAULT_POLL_INTERVAL,
+    DEFAULT_MAX_BACKOFF, DEFAULT_MAX_UNSAVED_EVENTS, DEFAULT_POLL_INTERVAL, DEFAULT_TAKEOVER_GRACE,
 };
 pub use unreadable::UnreadablePolicy;
 
@@ -349,6 +353,17 @@ impl<P: Projection> ProjectionRunner<P> {
     #[must_use]
     pub fn lease_retry_interval(mut self, interval: Duration) -> Self {
         self.settings.lease_retry_interval = interval;
+        self
+    }
+
+    /// How long a runner that waited for the projection's lease waits after taking it,
+    /// before it hands over its first event (default [`DEFAULT_TAKEOVER_GRACE`]): the
+    /// runner it takes over from may have lost the lease a moment ago, and needs that long
+    /// to learn of it and stop (see [One runner at a time](self#one-runner-at-a-time-even-when-a-lease-is-lost)).
+    /// A runner that takes a free lease at once does not wait. `Duration::ZERO`: no wait.
+    #[must_use]
+    pub fn takeover_grace(mut self, grace: Duration) -> Self {
+        self.settings.takeover_grace = grace;
         self
     }
 

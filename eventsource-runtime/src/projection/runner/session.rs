@@ -217,6 +217,14 @@ impl<P: Projection> ProjectionRunner<P> {
                         projection = name,
                         "lease acquired; taking over the projection"
                     );
+                    // The runner it takes over from may not know yet that its lease is gone.
+                    let grace = self.settings.takeover_grace;
+                    if !grace.is_zero() {
+                        shutdown
+                            .or(tokio::time::sleep(grace))
+                            .await
+                            .ok_or(Halt::Shutdown)?;
+                    }
                 }
                 return Ok(lease);
             }

@@ -17,6 +17,8 @@ pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Default [`ProjectionRunner::lease_retry_interval`](super::ProjectionRunner::lease_retry_interval).
 pub const DEFAULT_LEASE_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Default [`ProjectionRunner::takeover_grace`](super::ProjectionRunner::takeover_grace).
+pub const DEFAULT_TAKEOVER_GRACE: Duration = Duration::from_millis(250);
 /// Default [`ProjectionRunner::checkpoint_every`]: after every batch.
 pub const DEFAULT_CHECKPOINT_EVERY: usize = 1;
 /// Default [`ProjectionRunner::max_unsaved_events`].
@@ -32,6 +34,7 @@ pub(super) struct Settings {
     pub(super) initial_backoff: Duration,
     pub(super) max_backoff: Duration,
     pub(super) lease_retry_interval: Duration,
+    pub(super) takeover_grace: Duration,
     pub(super) max_store_attempts: Option<u32>,
     pub(super) on_unreadable: UnreadablePolicy,
     pub(super) checkpoint_every: usize,
@@ -48,6 +51,7 @@ impl Default for Settings {
             initial_backoff: DEFAULT_INITIAL_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
             lease_retry_interval: DEFAULT_LEASE_RETRY_INTERVAL,
+            takeover_grace: DEFAULT_TAKEOVER_GRACE,
             max_store_attempts: None,
             on_unreadable: UnreadablePolicy::Stop,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,

@@ -201,6 +201,19 @@ impl Span {
         }
     }
 
+    /// [`inject`](Self::inject) into each of `carriers` that has no `traceparent` of its
+    /// own, the context read once for all of them.
+    pub(crate) fn inject_each<'m>(&self, carriers: impl Iterator<Item = &'m mut Metadata>) {
+        match &self.0 {
+            Inner::Off if toggles::is_enabled() => {
+                propagation::inject_each(&crate::telemetry::current_context(), carriers);
+            }
+            Inner::Off => {}
+            Inner::Direct(direct) => propagation::inject_each(&direct.cx, carriers),
+            Inner::Tracing(span) => propagation::inject_each(&span.context(), carriers),
+        }
+    }
+
     /// Runs `work` inside the span: the span is current whenever `work` is polled.
     #[inline]
     pub(crate) fn run<F: Future>(&self, work: F) -> InSpan<'_, F> {

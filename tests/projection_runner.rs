@@ -758,7 +758,10 @@ async fn a_runner_taking_over_waits_its_grace_before_the_first_event() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     held.release().await;
     let released = Instant::now();
-    eventually("the events, once taken over", || recorder.handled().len() == 2).await;
+    eventually("the events, once taken over", || {
+        recorder.handled().len() == 2
+    })
+    .await;
     assert!(
         released.elapsed() >= grace,
         "handled {:?} after the release",

@@ -225,6 +225,18 @@ mod tests {
             .collect()
     }
 
+    /// A context whose span is a sampled remote one, with no trace state or baggage.
+    fn sampled_remote_context() -> Context {
+        let span_context = SpanContext::new(
+            TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c),
+            SpanId::from(0x00f0_67aa_0ba9_02b7),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        Context::new().with_remote_span_context(span_context)
+    }
+
     #[test]
     fn the_injected_context_is_what_opentelemetrys_propagators_write() {
         let state = TraceState::from_key_value([("vendor", "a1"), ("other", "b2")]).unwrap();
@@ -267,14 +279,7 @@ mod tests {
 
     #[test]
     fn a_context_alone_is_written_in_the_form_stores_keep() {
-        let span_context = SpanContext::new(
-            TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c),
-            SpanId::from(0x00f0_67aa_0ba9_02b7),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::default(),
-        );
-        let cx = Context::new().with_remote_span_context(span_context);
+        let cx = sampled_remote_context();
         let theirs = written_by_opentelemetry(&cx);
 
         let mut metadata = Metadata::new();
@@ -292,14 +297,7 @@ mod tests {
 
     #[test]
     fn injecting_into_each_writes_what_inject_writes_and_keeps_a_traceparent_of_its_own() {
-        let span_context = SpanContext::new(
-            TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c),
-            SpanId::from(0x00f0_67aa_0ba9_02b7),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::default(),
-        );
-        let cx = Context::new().with_remote_span_context(span_context);
+        let cx = sampled_remote_context();
         let own_context = "00-11111111111111111111111111111111-2222222222222222-01";
         let carriers = || {
             vec![

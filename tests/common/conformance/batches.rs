@@ -86,20 +86,25 @@ pub async fn a_conflicting_large_batch_appends_nothing(store: Arc<dyn EventStore
     assert_eq!(store.read_all(1, 2_000).await.unwrap().len(), 5);
 }
 
-/// A stream read page by page, each from the version after the last page's, is the stream
-/// read whole; the last page is shorter than the limit (empty past the end).
-pub async fn paged_loads_equal_the_whole_load(store: Arc<dyn EventStore>) {
-    let stream = StreamId::new("Batch", "b-3");
+/// Appends 2,500 events to `stream`, 500 at a time.
+async fn fill(store: &dyn EventStore, stream: &StreamId) {
     for first in (0..2_500).step_by(500) {
         store
             .append(
-                &stream,
+                stream,
                 ExpectedVersion::Exact(first),
                 events(first..first + 500),
             )
             .await
             .unwrap();
     }
+}
+
+/// A stream read page by page, each from the version after the last page's, is the stream
+/// read whole; the last page is shorter than the limit (empty past the end).
+pub async fn paged_loads_equal_the_whole_load(store: Arc<dyn EventStore>) {
+    let stream = StreamId::new("Batch", "b-3");
+    fill(&*store, &stream).await;
     let whole = store.load(&stream, 1).await.unwrap();
     for limit in [1, 7, 1_000, 2_500, 5_000] {
         let mut paged = Vec::new();
@@ -135,16 +140,7 @@ pub async fn paged_loads_equal_the_whole_load(store: Arc<dyn EventStore>) {
 /// pages; from the middle too, and for a stream that does not exist.
 pub async fn load_pages_follow_load_page(store: Arc<dyn EventStore>) {
     let stream = StreamId::new("Batch", "b-4");
-    for first in (0..2_500).step_by(500) {
-        store
-            .append(
-                &stream,
-                ExpectedVersion::Exact(first),
-                events(first..first + 500),
-            )
-            .await
-            .unwrap();
-    }
+    fill(&*store, &stream).await;
     let whole = store.load(&stream, 1).await.unwrap();
     for (size, from) in [
         (1, 2_490),

@@ -96,7 +96,7 @@ impl<'a> StreamedPages<'a> {
                     }
                 };
                 let Some(row) = row else { break };
-                self.window_left -= 1;
+                self.window_left = self.window_left.saturating_sub(1);
                 match decode_of(&row, Some(&self.stream)) {
                     Ok(event) => events.push(event),
                     Err(error) => {

@@ -235,8 +235,8 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Reads `stream` from `from_version` on a page of `page_size` events at a time: each
     /// page what [`load_page`](Self::load_page) returns from the version after the last
-    /// page's (see [`PageReader`]). A repository replays a stream this way, applying a page
-    /// while the next is read.
+    /// page's (see [`PageReader`]). A repository replays a stream longer than a page this
+    /// way.
     ///
     /// The provided method calls [`load_page`](Self::load_page) for each page
     /// ([`PagedStreamReader`]); the PostgreSQL store streams the pages from one query, so

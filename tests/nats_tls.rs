@@ -50,42 +50,56 @@ impl TlsServer {
             return None;
         };
         let pki = Pki::new(&format!("nats-{test}"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let store = std::env::temp_dir().join(format!("es-nats-tls-{port}"));
-        let child = std::process::Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(&store)
-            .args(["--user", "es", "--pass", SECRET])
-            .args(["--tls", "--tlsverify", "--tlscert"])
-            .arg(pki.path("server.pem"))
-            .arg("--tlskey")
-            .arg(pki.path("server-key.pem"))
-            .arg("--tlscacert")
-            .arg(pki.path("ca.pem"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = Self {
-            child,
-            port,
-            store,
-            pki,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if std::time::Instant::now() > deadline {
-                skip(test, "the TLS nats-server did not start");
-                return None;
+        // A port found free may be taken again before the server binds it (tests here
+        // start servers in parallel): then this server exits and another one answers on
+        // the port. So wait for this server's own "ready" line, on a new port if it exits.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let store = std::env::temp_dir().join(format!("es-nats-tls-{port}"));
+            let mut child = std::process::Command::new(binary)
+                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+                .arg(&store)
+                .args(["--user", "es", "--pass", SECRET])
+                .args(["--tls", "--tlsverify", "--tlscert"])
+                .arg(pki.path("server.pem"))
+                .arg("--tlskey")
+                .arg(pki.path("server-key.pem"))
+                .arg("--tlscacert")
+                .arg(pki.path("ca.pem"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .ok()?;
+            let log = child.stderr.take()?;
+            match ready_line(log).recv_timeout(Duration::from_secs(10)) {
+                Ok(()) => {
+                    return Some(Self {
+                        child,
+                        port,
+                        store,
+                        pki,
+                    });
+                }
+                // It exited before it was ready (its port was taken): another port.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = child.wait();
+                    let _ = std::fs::remove_dir_all(&store);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = std::fs::remove_dir_all(&store);
+                    break;
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        Some(server)
+        skip(test, "the TLS nats-server did not start");
+        None
     }
 
     fn url(&self, scheme: &str, host: &str) -> String {
@@ -98,6 +112,26 @@ impl TlsServer {
             .with_ca_file(self.pki.path("ca.pem"))
             .with_client_certificate(self.pki.path("client.pem"), self.pki.path("client-key.pem"))
     }
+}
+
+/// Reads a `nats-server`'s log on a thread of its own (to its end, so the server never
+/// blocks on a full pipe); the receiver gets `()` at its "Server is ready" line, and is
+/// disconnected without it when the log ends first (the server exited).
+fn ready_line(log: std::process::ChildStderr) -> std::sync::mpsc::Receiver<()> {
+    use std::io::BufRead as _;
+    let (ready, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut ready = Some(ready);
+        for line in std::io::BufReader::new(log).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("Server is ready")
+                && let Some(ready) = ready.take()
+            {
+                let _ = ready.send(());
+            }
+        }
+    });
+    receiver
 }
 
 impl Drop for TlsServer {

@@ -11,7 +11,8 @@ use sqlx::{PgExecutor, Row};
 use super::batches::StreamedReader;
 use super::pages::StreamedPages;
 use super::rows::{Batch, decode, decode_of, is_version_taken};
-use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
+use super::schema::{InvalidSchemaName, check_schema, migrate};
+use super::statements::Statements;
 use super::{
     DEFAULT_SCHEMA, EVENTS_TABLE, PostgresCheckpointStore, PostgresProcessedMessages,
     PostgresSnapshotStore, listen, namespace_of, open_pool, store_telemetry, to_i64, unavailable,
@@ -24,99 +25,6 @@ use crate::store::{
     AppendResult, AppendSignal, BatchReader, ExpectedVersion, PageReader, StoreError,
     StoreTelemetry, VersionConflict,
 };
-
-/// The event store's statements, for one schema.
-#[derive(Debug)]
-struct Statements {
-    schema: String,
-    /// The `NOTIFY` channel of the schema's appends.
-    channel: String,
-    append: String,
-    load: String,
-    load_page: String,
-    read_all: String,
-    by_correlation: String,
-    /// `read_all` below a high-water mark already known: a plain keyset read.
-    read_below: String,
-    high_water_mark: String,
-    version: String,
-    max_position: String,
-}
-
-const COLUMNS: &str = "position, stream_type, stream_id, version, event_id, event_type, \
-     schema_version, recorded_at, recorded_at_nanos, payload::text AS payload, \
-     metadata::text AS metadata";
-
-impl Statements {
-    fn new(schema: &str) -> Self {
-        let channel = format!("eventsource_{schema}");
-        let channel = if channel.len() < 64 {
-            channel
-        } else {
-            format!(
-                "eventsource_{:016x}",
-                u64::from_ne_bytes(lock_key(&[schema]).to_ne_bytes())
-            )
-        };
-        Self {
-            schema: schema.to_owned(),
-            channel,
-            append: qualify(
-                "SELECT actual, conflict, positions FROM __schema__.eventsource_append(\
-                     $1, $2, $3, $4, $5, $6, $7, $8, $9::text[]::jsonb[], $10::text[]::jsonb[], $11)",
-                schema,
-            ),
-            load: qualify(
-                &format!(
-                    "SELECT {COLUMNS} FROM __schema__.events \
-                     WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 ORDER BY version"
-                ),
-                schema,
-            ),
-            load_page: qualify(
-                &format!(
-                    "SELECT {COLUMNS} FROM __schema__.events \
-                     WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 \
-                     ORDER BY version LIMIT $4"
-                ),
-                schema,
-            ),
-            read_all: qualify(
-                &format!("SELECT {COLUMNS} FROM __schema__.eventsource_read_all($1, $2)"),
-                schema,
-            ),
-            // Through the index of schema version 8 (`events_correlation_id`).
-            by_correlation: qualify(
-                &format!(
-                    "SELECT {COLUMNS} FROM __schema__.events \
-                     WHERE (metadata ->> 'correlation_id') = $1 ORDER BY position"
-                ),
-                schema,
-            ),
-            read_below: qualify(
-                &format!(
-                    "SELECT {COLUMNS} FROM __schema__.events \
-                     WHERE position >= $1 AND position < $2 ORDER BY position LIMIT $3"
-                ),
-                schema,
-            ),
-            high_water_mark: qualify("SELECT __schema__.eventsource_high_water_mark()", schema),
-            version: qualify(
-                // The newest index entry, not max(version), which a plan made with stale
-                // statistics computes by reading the whole stream (see schema_v4.sql).
-                "SELECT coalesce((SELECT version FROM __schema__.events \
-                 WHERE stream_type = $1 AND stream_id = $2 \
-                 ORDER BY version DESC LIMIT 1), 0)",
-                schema,
-            ),
-            max_position: qualify(
-                "SELECT coalesce((SELECT position FROM __schema__.events \
-                 ORDER BY position DESC LIMIT 1), 0)",
-                schema,
-            ),
-        }
-    }
-}
 
 /// An [`EventStore`](crate::store::EventStore) in a PostgreSQL database, shared by as many processes as you like.
 ///

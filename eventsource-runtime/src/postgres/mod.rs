@@ -9,9 +9,9 @@
 //! - [`PostgresProcessedMessages`], the messages [idempotent handlers](crate::bus::Idempotent)
 //!   handled (`processed`), and [`TransactionalIdempotent`], a handler writing in the
 //!   transaction that records its message (`transactional`);
-//! - the schema and its migration (`schema`), the rows' encoding and decoding (`rows`), the
-//!   streamed reads of a reader catching up (`batches`) and of a long stream's pages
-//!   (`pages`).
+//! - the schema and its migration (`schema`), the statements run on it (`statements`), the
+//!   rows' encoding and decoding (`rows`), the streamed reads of a reader catching up
+//!   (`batches`) and of a long stream's pages (`pages`).
 //!
 //! # Schema
 //!
@@ -136,6 +136,7 @@ mod processed;
 mod rows;
 mod schema;
 mod snapshots;
+mod statements;
 mod transactional;
 
 use std::time::Duration;

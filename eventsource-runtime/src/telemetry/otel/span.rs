@@ -194,23 +194,23 @@ impl Span {
     /// Writes this span's W3C context (and baggage) into `carrier`; with no span of its own,
     /// the current span's, so that consumers still join the caller's trace.
     pub(crate) fn inject(&self, carrier: &mut Metadata) {
-        match &self.0 {
-            Inner::Off => inject_current(carrier),
-            Inner::Direct(direct) => propagation::inject(&direct.cx, carrier),
-            Inner::Tracing(span) => propagation::inject(&span.context(), carrier),
-        }
+        self.with_propagated_context(|cx| propagation::inject(cx, carrier));
     }
 
     /// [`inject`](Self::inject) into each of `carriers` that has no `traceparent` of its
     /// own, the context read once for all of them.
     pub(crate) fn inject_each<'m>(&self, carriers: impl Iterator<Item = &'m mut Metadata>) {
+        self.with_propagated_context(|cx| propagation::inject_each(cx, carriers));
+    }
+
+    /// Hands `write` the context to propagate: the span's own, or, with no span of its own,
+    /// the current one (nothing when the process switch is off).
+    fn with_propagated_context(&self, write: impl FnOnce(&Context)) {
         match &self.0 {
-            Inner::Off if toggles::is_enabled() => {
-                propagation::inject_each(&crate::telemetry::current_context(), carriers);
-            }
+            Inner::Off if toggles::is_enabled() => write(&crate::telemetry::current_context()),
             Inner::Off => {}
-            Inner::Direct(direct) => propagation::inject_each(&direct.cx, carriers),
-            Inner::Tracing(span) => propagation::inject_each(&span.context(), carriers),
+            Inner::Direct(direct) => write(&direct.cx),
+            Inner::Tracing(span) => write(&span.context()),
         }
     }
 
@@ -269,13 +269,6 @@ impl<F: Future> Future for InSpan<'_, F> {
         let this = self.project();
         let _entered = this.span.enter();
         this.work.poll(cx)
-    }
-}
-
-/// Writes the current span's W3C context into `carrier`, when the process switch is on.
-fn inject_current(carrier: &mut Metadata) {
-    if toggles::is_enabled() {
-        propagation::inject_current(carrier);
     }
 }
 

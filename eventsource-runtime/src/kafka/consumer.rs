@@ -14,7 +14,8 @@ use tokio::sync::watch;
 
 use super::KafkaBus;
 use super::error::unavailable;
-use super::offsets::ResumePoints;
+use super::group_context::{GroupContext, STATISTICS_INTERVAL_MS};
+use super::offsets::{Commits, Partition, ResumePoints};
 use super::topology::{GroupTopics, Topics, matches};
 use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
@@ -24,6 +25,17 @@ use crate::event::EventEnvelope;
 use crate::health::ComponentState;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
+
+/// How often a group commits the offsets of the records it settled, by default (see
+/// [`ConsumerGroup::commit_interval`]).
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the broker waits for a group consumer's heartbeat before it hands the
+/// consumer's partitions to the others (`session.timeout.ms`), by default.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A group's consumer, with the context that keeps its view of the group.
+pub(super) type GroupConsumer = StreamConsumer<GroupContext>;
 
 /// The waits before the redeliveries of a failed record, by default: 1 s, 5 s, 30 s (four
 /// deliveries in all, then the dead letters).
@@ -48,6 +60,8 @@ pub struct ConsumerGroup {
     pub(super) patterns: Vec<String>,
     pub(super) delays: Vec<Duration>,
     pub(super) batch: Option<usize>,
+    pub(super) commit_interval: Duration,
+    pub(super) session_timeout: Duration,
     pub(super) topics: GroupTopics,
     pub(super) dispatcher: Dispatcher,
     pub(super) health: GroupHealth,
@@ -87,6 +101,8 @@ impl ConsumerGroup {
             patterns: Vec::new(),
             delays,
             batch: None,
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
             topics,
             bus,
             health: GroupHealth::new(),
@@ -119,6 +135,31 @@ impl ConsumerGroup {
     #[must_use]
     pub fn batch(mut self, max: usize) -> Self {
         self.batch = (max > 1).then_some(max);
+        self
+    }
+
+    /// Builder: how often the offsets of settled records are committed (default
+    /// [`DEFAULT_COMMIT_INTERVAL`]), in one request for every partition, and whenever
+    /// partitions are taken away or the group stops. A record in hand at a commit is
+    /// committed with the mark `eventsource:started` (a consumer that resumes there counts
+    /// it as a redelivery). After a consumer dies, the records it settled since its last
+    /// commit are handed over again, as first deliveries: a shorter interval re-handles
+    /// fewer, at the cost of more requests to the group coordinator.
+    #[must_use]
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Builder: how long the broker waits for a consumer's heartbeat before it hands its
+    /// partitions to the group's other consumers (`session.timeout.ms`, default
+    /// [`DEFAULT_SESSION_TIMEOUT`]; heartbeats are sent every tenth of it, at least every
+    /// 3 s). This bounds how long a dead consumer's partitions wait: a consumer that stops
+    /// gracefully leaves the group at once. Brokers refuse a timeout outside their
+    /// `group.min.session.timeout.ms` (6 s by default) and `group.max.session.timeout.ms`.
+    #[must_use]
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
         self
     }
 
@@ -222,7 +263,7 @@ impl ConsumerGroup {
     }
 
     /// A consumer for `source`, subscribed.
-    fn consumer(&self, source: &Source) -> Result<Arc<StreamConsumer>, BusError> {
+    fn consumer(&self, source: &Source) -> Result<Arc<GroupConsumer>, BusError> {
         let mut config = rdkafka::ClientConfig::new();
         let group_id = match source {
             Source::Live => self.topics.group_id.clone(),
@@ -236,10 +277,14 @@ impl ConsumerGroup {
             // when the group stops, a record whose retry could not be written).
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            // A consumer that died hands its partitions on after 6 s (Kafka's smallest
-            // allowed session by default), not 45.
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "2000")
+            .set("session.timeout.ms", self.session_timeout.as_millis().to_string())
+            .set("heartbeat.interval.ms", heartbeat_interval(self.session_timeout))
+            // An eager assignor (range, then round robin), named alike by every member:
+            // a cooperative one puts the partitions a member owns into its join request,
+            // which changes it and rebalances again on brokers that compare them.
+            .set("partition.assignment.strategy", "range,roundrobin")
+            // The consumer's view of its group, for the group's health.
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
             .set("topic.metadata.refresh.interval.ms", "5000");
         if let Source::Delayed { delay, .. } = source {
             // A record waiting out its delay is not a stuck consumer.
@@ -249,7 +294,10 @@ impl ConsumerGroup {
         for (key, value) in self.bus.client_config().config_map() {
             config.set(key, value);
         }
-        let consumer: StreamConsumer = config.create().map_err(|e| self.bus.creation_failed(e))?;
+        let context = GroupContext::new(&self.name, self.bus.shared.last_error.clone());
+        let consumer: GroupConsumer = config
+            .create_with_context(context)
+            .map_err(|e| self.bus.creation_failed(e))?;
         let prefix = regex_escape(self.bus.topic_prefix());
         let subscription: Vec<String> = match (source, &self.bus.shared.topics) {
             (Source::Delayed { topic, .. }, _) => vec![topic.clone()],
@@ -276,7 +324,7 @@ impl ConsumerGroup {
         &self,
         source: &Source,
         mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
-        handled: &mut HashMap<(String, i32), i64>,
+        handled: &mut HashMap<Partition, i64>,
     ) -> Result<(), BusError> {
         self.declare().await?;
         let consumer = self.consumer(source)?;
@@ -284,10 +332,16 @@ impl ConsumerGroup {
             self.health.status().set(ComponentState::Following);
         }
         let mut resumed = ResumePoints::default();
+        let mut commits = Commits::new(self.commit_interval, matches!(source, Source::Live));
         let outcome = loop {
+            let commit_due = commits.due();
             let record = tokio::select! {
                 biased;
                 () = shutdown.as_mut() => break Ok(()),
+                () = sleep_until(commit_due) => {
+                    commits.commit(consumer.as_ref());
+                    continue;
+                }
                 record = consumer.recv() => record,
             };
             let record = match record {
@@ -301,24 +355,49 @@ impl ConsumerGroup {
                 Source::Live => match self.batch {
                     Some(max) => {
                         let batch = gather(&consumer, record, max).await;
-                        self.settle_batch(&consumer, batch, handled, &mut resumed)
-                            .await
+                        let mut redelivered = Vec::with_capacity(batch.len());
+                        for record in &batch {
+                            redelivered.push(
+                                Self::redelivered(&consumer, record, handled, &mut resumed).await,
+                            );
+                            commits.start(record);
+                        }
+                        let work = self.settle_batch(&batch, &redelivered);
+                        let settled = commits.during(consumer.as_ref(), work).await;
+                        if settled.is_ok() {
+                            for record in &batch {
+                                commits.settled(consumer.as_ref(), record);
+                            }
+                        }
+                        settled
                     }
                     None => {
-                        self.settle_live(&consumer, &record, handled, &mut resumed)
-                            .await
+                        let redelivered =
+                            Self::redelivered(&consumer, &record, handled, &mut resumed).await;
+                        commits.start(&record);
+                        let work = self.settle(&record, redelivered);
+                        let settled = commits.during(consumer.as_ref(), work).await;
+                        if settled.is_ok() {
+                            commits.settled(consumer.as_ref(), &record);
+                        }
+                        settled
                     }
                 },
                 Source::Delayed { delay, .. } => {
                     if !wait_until_due(&record, *delay, shutdown.as_mut()).await {
                         break Ok(());
                     }
-                    self.settle(&consumer, &record, false).await
+                    let settled = self.settle(&record, false).await;
+                    if settled.is_ok() {
+                        commits.settled(consumer.as_ref(), &record);
+                    }
+                    settled
                 }
             };
             if let Err(error) = settled {
                 break Err(error);
             }
+            commits.commit_if_due(consumer.as_ref());
         };
         // Whatever was settled is committed before the group is left.
         let closing = Arc::clone(&consumer);
@@ -331,13 +410,21 @@ impl ConsumerGroup {
     }
 }
 
+/// Sleeps until `due`, or for ever when nothing is due.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The sessions of one source's loop, and the offsets they handled: a record received again
 /// after a reconnection is a redelivery.
 struct SourceSessions<'g> {
     group: &'g ConsumerGroup,
     source: Source,
     stopped: watch::Receiver<bool>,
-    handled: HashMap<(String, i32), i64>,
+    handled: HashMap<Partition, i64>,
 }
 
 impl Sessions for SourceSessions<'_> {
@@ -355,9 +442,17 @@ impl Sessions for SourceSessions<'_> {
     }
 }
 
+/// The heartbeat interval for `session`: a tenth of it, at most 3 s (Kafka's default).
+fn heartbeat_interval(session: Duration) -> String {
+    (session / 10)
+        .clamp(Duration::from_millis(100), Duration::from_secs(3))
+        .as_millis()
+        .to_string()
+}
+
 /// `first` and the records that are ready right after it, up to `max`.
 async fn gather<'c>(
-    consumer: &'c StreamConsumer,
+    consumer: &'c GroupConsumer,
     first: BorrowedMessage<'c>,
     max: usize,
 ) -> Vec<BorrowedMessage<'c>> {

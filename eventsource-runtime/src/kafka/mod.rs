@@ -89,6 +89,7 @@ mod consumer;
 mod context;
 mod dead_letters;
 mod error;
+mod group_context;
 mod lag;
 mod offsets;
 mod producer;
@@ -107,7 +108,9 @@ use crate::bus::broker::configured;
 use crate::bus::{BusError, BusTelemetry};
 use producer::ProducerSlot;
 
-pub use consumer::{ConsumerGroup, DEFAULT_RETRY_DELAYS};
+pub use consumer::{
+    ConsumerGroup, DEFAULT_COMMIT_INTERVAL, DEFAULT_RETRY_DELAYS, DEFAULT_SESSION_TIMEOUT,
+};
 pub use dead_letters::DeadLetters;
 /// The Kafka client this module is built on, for settings and tools of your own (and so
 /// that they match its version).

@@ -1,14 +1,26 @@
-//! The group's offsets: commits past settled records, the `started` mark on the record in
-//! hand, and reading that mark back when a consumer resumes a partition.
+//! The group's offsets: what a session settled, committed on a cadence (never once per
+//! record), the `started` mark on the record in hand at a commit, and reading that mark back
+//! when a consumer resumes a partition.
+//!
+//! Why a cadence: every commit is a request on the connection to the group coordinator,
+//! which also carries the group's heartbeats, joins and syncs. Two commits per record (the
+//! mark, then the settle) put hundreds of requests a second per group ahead of them; on
+//! tansu 0.6, whose coordinator answers one request of a connection at a time and writes
+//! each commit in two transactions through one storage task, the heartbeats came late,
+//! members were expired mid-rebalance and groups never formed again (`docs/brokers.md`).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::time::Instant;
 
+use super::consumer::GroupConsumer;
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
 
@@ -18,34 +30,121 @@ pub(super) const STARTED: &str = "eventsource:started";
 /// How long a blocking broker call (committed offsets, a final commit) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Commits past `record` (asynchronously: commits are sent in order) and stores that
-/// offset for the session's last, synchronous commit.
-pub(super) fn commit(consumer: &StreamConsumer, record: &BorrowedMessage<'_>) {
-    mark(consumer, record, Offset::Offset(record.offset() + 1), "");
-    // Fails only when the partition was revoked meanwhile: its next owner starts from
-    // what was committed.
-    let _ = consumer.store_offset_from_message(record);
+/// A partition: its topic and number.
+pub(super) type Partition = (String, i32);
+
+/// What a session settled and has not committed yet, and the record in hand; committed
+/// together, at most once per interval, in one asynchronous request.
+pub(super) struct Commits {
+    interval: Duration,
+    /// Whether the record in hand is committed with the [`STARTED`] mark (live records
+    /// only: a retry is a redelivery whatever the mark says).
+    mark: bool,
+    /// The next offset of each partition with settled records not committed yet.
+    settled: HashMap<Partition, i64>,
+    /// The records being handled (one per partition at most: a batch may hold several),
+    /// and whether each one's mark was committed already.
+    in_hand: Vec<(Partition, i64, bool)>,
+    last: Instant,
 }
 
-/// Commits `offset` of `record`'s partition with `metadata`.
-pub(super) fn mark(
-    consumer: &StreamConsumer,
-    record: &BorrowedMessage<'_>,
-    offset: Offset,
-    metadata: &str,
-) {
-    let mut list = TopicPartitionList::new();
-    if list
-        .add_partition_offset(record.topic(), record.partition(), offset)
-        .is_err()
-    {
-        return;
+impl Commits {
+    /// Commits at most once per `interval`; `mark`: the record in hand is marked.
+    pub(super) fn new(interval: Duration, mark: bool) -> Self {
+        Self {
+            interval: interval.max(Duration::from_millis(1)),
+            mark,
+            settled: HashMap::new(),
+            in_hand: Vec::new(),
+            last: Instant::now(),
+        }
     }
-    if let Some(mut entry) = list.find_partition(record.topic(), record.partition()) {
-        entry.set_metadata(metadata);
+
+    /// `record` goes to the handlers now (the first of its partition in hand is the one
+    /// marked).
+    pub(super) fn start(&mut self, record: &BorrowedMessage<'_>) {
+        let partition = (record.topic().to_owned(), record.partition());
+        if !self.in_hand.iter().any(|(p, _, _)| *p == partition) {
+            self.in_hand.push((partition, record.offset(), false));
+        }
     }
-    if let Err(error) = consumer.commit(&list, CommitMode::Async) {
-        log_warn!(error = %Chain(&error), "kafka commit failed; the record may come again");
+
+    /// `record` is settled: its partition's position moves past it (stored for the
+    /// session's last, synchronous commit too).
+    pub(super) fn settled(&mut self, consumer: &GroupConsumer, record: &BorrowedMessage<'_>) {
+        let partition = (record.topic().to_owned(), record.partition());
+        self.in_hand.retain(|(p, _, _)| *p != partition);
+        let next = record.offset() + 1;
+        let position = self.settled.entry(partition).or_insert(next);
+        *position = (*position).max(next);
+        // Fails only when the partition was revoked meanwhile: its next owner starts from
+        // what was committed.
+        let _ = consumer.store_offset_from_message(record);
+    }
+
+    /// When the next commit is due: an interval after the last one, while anything waits
+    /// to be committed (settled records, or a record in hand not marked yet).
+    pub(super) fn due(&self) -> Option<Instant> {
+        let unmarked = self.mark && self.in_hand.iter().any(|(_, _, marked)| !marked);
+        (!self.settled.is_empty() || unmarked).then(|| self.last + self.interval)
+    }
+
+    /// Commits what is due now, if anything is.
+    pub(super) fn commit_if_due(&mut self, consumer: &GroupConsumer) {
+        if self.due().is_some_and(|due| due <= Instant::now()) {
+            self.commit(consumer);
+        }
+    }
+
+    /// Commits every settled position and the records in hand (marked), in one request.
+    pub(super) fn commit(&mut self, consumer: &GroupConsumer) {
+        self.last = Instant::now();
+        let mut positions: HashMap<Partition, (i64, &str)> = self
+            .settled
+            .drain()
+            .map(|(partition, next)| (partition, (next, "")))
+            .collect();
+        if self.mark {
+            // A record in hand is its partition's first unsettled one: the mark goes at its
+            // own offset, over the position the records before it settled.
+            for (partition, offset, marked) in &mut self.in_hand {
+                positions.insert(partition.clone(), (*offset, STARTED));
+                *marked = true;
+            }
+        }
+        if positions.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), (offset, metadata)) in positions {
+            if list
+                .add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .is_ok()
+                && let Some(mut entry) = list.find_partition(&topic, partition)
+            {
+                entry.set_metadata(metadata);
+            }
+        }
+        if let Err(error) = consumer.commit(&list, CommitMode::Async) {
+            log_warn!(error = %Chain(&error), "kafka commit failed; records may come again");
+        }
+    }
+
+    /// Runs `work` (a record's handling), committing whenever a commit falls due
+    /// meanwhile: a slow handler's record is marked as started, and what was settled
+    /// before it is committed on time.
+    pub(super) async fn during<F: Future>(&mut self, consumer: &GroupConsumer, work: F) -> F::Output {
+        let mut work = pin!(work);
+        loop {
+            let Some(due) = self.due() else {
+                return work.await;
+            };
+            tokio::select! {
+                biased;
+                output = &mut work => return output,
+                () = tokio::time::sleep_until(due) => self.commit(consumer),
+            }
+        }
     }
 }
 
@@ -53,25 +152,23 @@ pub(super) fn mark(
 /// from it: the offset a consumer had started and not finished.
 #[derive(Default)]
 pub(super) struct ResumePoints {
-    checked: HashMap<(String, i32), Option<i64>>,
+    checked: HashMap<Partition, Option<i64>>,
 }
 
 impl ResumePoints {
     /// Whether `offset` of `partition` was started by a consumer that never settled it.
     ///
-    /// The first time, it asks for every partition assigned then, in one call: the broker
-    /// answers a committed-offsets request only after the commits this consumer sent
-    /// before it on the same connection (two per record), so asking once per partition,
-    /// as each one's first record came, waited behind every commit of the partitions read
-    /// before it (0.6 s per partition for 700 records on tansu).
+    /// The first time, it asks for every partition assigned then, in one call: asking once
+    /// per partition, as each one's first record came, waited behind the commits of the
+    /// partitions read before it on the same connection.
     pub(super) async fn started_at(
         &mut self,
-        consumer: &Arc<StreamConsumer>,
-        partition: &(String, i32),
+        consumer: &Arc<GroupConsumer>,
+        partition: &Partition,
         offset: i64,
     ) -> bool {
         if !self.checked.contains_key(partition) {
-            let mut wanted = assigned(consumer);
+            let mut wanted = assigned(consumer.as_ref());
             wanted.push(partition.clone());
             wanted.retain(|p| !self.checked.contains_key(p));
             wanted.sort();
@@ -87,7 +184,7 @@ impl ResumePoints {
 }
 
 /// The partitions assigned to `consumer` now (none when it cannot say).
-pub(super) fn assigned(consumer: &StreamConsumer) -> Vec<(String, i32)> {
+pub(super) fn assigned(consumer: &GroupConsumer) -> Vec<Partition> {
     consumer
         .assignment()
         .map(|list| {
@@ -102,9 +199,9 @@ pub(super) fn assigned(consumer: &StreamConsumer) -> Vec<(String, i32)> {
 /// The offsets committed for `partitions` with the [`STARTED`] mark, by partition (those
 /// without the mark, or that could not be read, left out).
 pub(super) async fn started_offsets(
-    consumer: &Arc<StreamConsumer>,
-    partitions: Vec<(String, i32)>,
-) -> HashMap<(String, i32), i64> {
+    consumer: &Arc<GroupConsumer>,
+    partitions: Vec<Partition>,
+) -> HashMap<Partition, i64> {
     let consumer = Arc::clone(consumer);
     tokio::task::spawn_blocking(move || {
         let mut list = TopicPartitionList::new();

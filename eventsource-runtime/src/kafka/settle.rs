@@ -5,14 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rdkafka::Offset;
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{BorrowedMessage, Message as _};
 
 use super::codec;
-use super::consumer::ConsumerGroup;
+use super::consumer::{ConsumerGroup, GroupConsumer};
 use super::error::unavailable;
-use super::offsets::{ResumePoints, STARTED, commit, mark};
+use super::offsets::{Partition, ResumePoints};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, HandlerError, HandlerFailure};
 use crate::telemetry::attributes::{
@@ -22,35 +20,31 @@ use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
 
 impl ConsumerGroup {
-    /// A live record: a redelivery if this process handled its offset before, or if the
-    /// group's commit says a consumer started it and never finished.
-    pub(super) async fn settle_live(
-        &self,
-        consumer: &Arc<StreamConsumer>,
+    /// Whether a live record is a redelivery: this process handled its offset before, or
+    /// the group's commit says a consumer started it and never finished. Asked before the
+    /// record is started, so that the mark read back is never this consumer's own.
+    pub(super) async fn redelivered(
+        consumer: &Arc<GroupConsumer>,
         record: &BorrowedMessage<'_>,
-        handled: &mut HashMap<(String, i32), i64>,
+        handled: &mut HashMap<Partition, i64>,
         resumed: &mut ResumePoints,
-    ) -> Result<(), BusError> {
+    ) -> bool {
         let partition = (record.topic().to_owned(), record.partition());
         let offset = record.offset();
         let seen = handled.get(&partition).is_some_and(|last| offset <= *last);
         let started = resumed.started_at(consumer, &partition, offset).await;
-        mark(consumer, record, Offset::Offset(offset), STARTED);
-        let settled = self.settle(consumer, record, seen || started).await;
         handled.insert(partition, offset);
-        settled
+        seen || started
     }
 
-    /// Reads `record`, hands it to the handlers (as a redelivery if `redelivered`),
-    /// forwards it if they failed, and commits past it.
+    /// Reads `record`, hands it to the handlers (as a redelivery if `redelivered`), and
+    /// forwards it if they failed. The caller commits past it.
     pub(super) async fn settle(
         &self,
-        consumer: &StreamConsumer,
         record: &BorrowedMessage<'_>,
         redelivered: bool,
     ) -> Result<(), BusError> {
         let Some(message) = self.message(record).await? else {
-            commit(consumer, record);
             return Ok(());
         };
         let (_, mut state) = codec::read(record);
@@ -64,36 +58,25 @@ impl ConsumerGroup {
         if let Some(failure) = failures.first() {
             self.health.status().error(failure);
         }
-        self.after(&message, &state, &failures).await?;
-        commit(consumer, record);
-        Ok(())
+        self.after(&message, &state, &failures).await
     }
 
-    /// Several live records in one consume span; each failed one settled alone.
+    /// Several live records in one consume span (`redelivered`: which of them are
+    /// redeliveries, each handled alone with its own span); each failed one settled alone.
+    /// The caller commits past them.
     pub(super) async fn settle_batch(
         &self,
-        consumer: &Arc<StreamConsumer>,
-        records: Vec<BorrowedMessage<'_>>,
-        handled: &mut HashMap<(String, i32), i64>,
-        resumed: &mut ResumePoints,
+        records: &[BorrowedMessage<'_>],
+        redelivered: &[bool],
     ) -> Result<(), BusError> {
         let mut messages = Vec::with_capacity(records.len());
-        for record in &records {
-            let partition = (record.topic().to_owned(), record.partition());
-            let seen = handled
-                .get(&partition)
-                .is_some_and(|last| record.offset() <= *last);
-            let started = resumed
-                .started_at(consumer, &partition, record.offset())
-                .await;
-            mark(consumer, record, Offset::Offset(record.offset()), STARTED);
-            if seen || started {
+        for (record, redelivered) in records.iter().zip(redelivered) {
+            if *redelivered {
                 // A redelivery keeps its own span: linked, with its attempt.
-                self.settle(consumer, record, true).await?;
+                self.settle(record, true).await?;
             } else if let Some(message) = self.message(record).await? {
                 messages.push(message);
             }
-            handled.insert(partition, record.offset());
         }
         let failures = {
             let _in_hand = messages.first().map(|m| self.health.handling(&m.event));
@@ -109,9 +92,6 @@ impl ConsumerGroup {
                 .map(copy_failure)
                 .collect();
             self.after(message, &DeliveryState::first(), &own).await?;
-        }
-        for record in &records {
-            commit(consumer, record);
         }
         Ok(())
     }

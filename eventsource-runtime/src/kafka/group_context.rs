@@ -1,0 +1,110 @@
+//! The context of a group's consumer: what librdkafka says of its membership (the join
+//! state, the rebalances, the partitions assigned, from its statistics), kept for the
+//! group's health; settled offsets committed before partitions are taken away; and its
+//! connection errors, recorded as the bus's other clients record them.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::ConsumerGroup as GroupStatistics;
+
+use super::context::LastError;
+use crate::telemetry::otel::log::log_info;
+
+/// How often librdkafka reports a consumer's statistics (its view of the group), in ms.
+pub(super) const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// A group consumer's context; clones share what it keeps.
+#[derive(Clone, Default)]
+pub(super) struct GroupContext {
+    errors: LastError,
+    membership: Arc<Mutex<Option<GroupStatistics>>>,
+    group: Arc<str>,
+}
+
+impl GroupContext {
+    /// The context of a consumer of the group `group`, recording errors in `errors`.
+    pub(super) fn new(group: &str, errors: LastError) -> Self {
+        Self {
+            errors,
+            membership: Arc::default(),
+            group: group.into(),
+        }
+    }
+
+    /// What librdkafka last said of this consumer's membership, as one line:
+    /// `join state wait-sync, 44 rebalances (last: ...), 0 partitions assigned`; `None`
+    /// before its first statistics.
+    pub(super) fn membership(&self) -> Option<String> {
+        let membership = self
+            .membership
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let group = membership.as_ref()?;
+        let mut line = format!(
+            "this consumer: state {}, join state {} (for {} ms), {} rebalances",
+            group.state, group.join_state, group.stateage, group.rebalance_cnt
+        );
+        if !group.rebalance_reason.is_empty() {
+            line.push_str(&format!(" (last: {})", group.rebalance_reason));
+        }
+        line.push_str(&format!(
+            ", {} partitions assigned",
+            group.assignment_size
+        ));
+        Some(line)
+    }
+}
+
+/// Only the group's part of librdkafka's statistics is read.
+#[derive(serde::Deserialize)]
+struct Statistics {
+    cgrp: Option<GroupStatistics>,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.errors.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.error(error, reason);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Ok(Statistics { cgrp: Some(group) }) = serde_json::from_slice(statistics) {
+            *self
+                .membership
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(group);
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                // Offsets are committed on a cadence: what was settled since the last
+                // commit is committed now, or the partitions' next owner handles it again.
+                let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                log_info!(
+                    group = &*self.group,
+                    partitions = partitions.count(),
+                    "kafka partitions revoked"
+                );
+            }
+            Rebalance::Assign(partitions) => {
+                log_info!(
+                    group = &*self.group,
+                    partitions = partitions.count(),
+                    "kafka partitions assigned"
+                );
+            }
+            Rebalance::Error(_) => {}
+        }
+    }
+}

@@ -1,33 +1,103 @@
 //! What every broker's consumer group shares for its health: a status its running loop
-//! updates, its lag gauges sampled on an interval while it runs, and the `health()` made
-//! of the broker's own `lag()`.
+//! updates, its lag gauges sampled on an interval while it runs, the watch that says when
+//! it stalls, and the `health()` made of the broker's own `lag()`.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::BusError;
 use crate::event::EventEnvelope;
-use crate::health::instrument::record_group_lag;
+use crate::health::instrument::{group_resumed, group_stalled, record_group_lag};
 use crate::health::{
     ComponentHealth, ComponentKind, ComponentState, DEFAULT_LAG_INTERVAL, Holding, Lag, LeaseState,
     Status,
 };
 
-/// A consumer group's status and lag sampling interval, shared by its clones.
+/// How long a consumer group may have events waiting and handle none before it reports
+/// itself stalled, unless told otherwise (`stall_after` on each broker's group).
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30);
+
+/// A consumer group had events waiting and handled none for its stall bound: the last
+/// error of its [`health`](crate::health::ComponentHealth) while it is
+/// [`Stalled`](crate::health::ComponentState::Stalled).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "consumer group `{group}` stalled: {waiting} events waiting and none handled for {} s ({broker})",
+    idle.as_secs()
+)]
+#[non_exhaustive]
+pub struct GroupStalled {
+    /// The group's name.
+    pub group: String,
+    /// The events waiting (its lag).
+    pub waiting: u64,
+    /// How long it handled none.
+    pub idle: Duration,
+    /// What the broker and the group's consumer say of the group: its state, its members,
+    /// the partitions assigned (Kafka), the messages pending (NATS, RabbitMQ).
+    pub broker: String,
+}
+
+/// A consumer group's status, lag sampling interval and stall watch, shared by its clones.
 #[derive(Clone, Debug)]
 pub(crate) struct GroupHealth {
     status: Arc<Status>,
     pub(crate) interval: Duration,
+    pub(crate) stall_after: Duration,
+    progress: Arc<Progress>,
+}
+
+/// What the stall watch reads: how many messages the group started handling in this
+/// process, and where the broker says the whole group is (Kafka: its committed offsets),
+/// counted as steps; and the wake-up of a session asked to start again.
+#[derive(Debug, Default)]
+struct Progress {
+    steps: AtomicU64,
+    position: AtomicU64,
+    restart: Notify,
 }
 
 impl GroupHealth {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(stall_after: Duration) -> Self {
         Self {
             status: Arc::new(Status::new(LeaseState::NotApplicable)),
             interval: DEFAULT_LAG_INTERVAL,
+            stall_after,
+            progress: Arc::default(),
         }
+    }
+
+    /// The broker says the group as a whole is at `position` (a sum of committed offsets,
+    /// say): a change is progress, whichever process made it.
+    pub(crate) fn observed_position(&self, position: u64) {
+        if self.progress.position.swap(position, Ordering::Relaxed) != position {
+            self.progress.steps.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A session is connected and consuming: the group follows, unless it is stalled (a
+    /// session started again after a stall says so only once it moves).
+    pub(crate) fn connected(&self) {
+        if self.status.state() != ComponentState::Stalled {
+            self.status.set(ComponentState::Following);
+        }
+    }
+
+    /// The error that ends a session the stall watch asked to start again.
+    pub(crate) fn restart_error(&self) -> BusError {
+        BusError::unavailable(RestartAfterStall)
+    }
+
+    /// Completes when the stall watch asks the group's session to start again (a new
+    /// connection, a new member of the broker's group).
+    pub(crate) async fn restart_requested(&self) {
+        self.progress.restart.notified().await;
     }
 
     /// The status the running loop updates.
@@ -38,6 +108,7 @@ impl GroupHealth {
     /// Holds `event` as the one being handled (its age is the group's oldest) until the
     /// guard is dropped.
     pub(crate) fn handling(&self, event: &EventEnvelope) -> Holding<'_> {
+        self.progress.steps.fetch_add(1, Ordering::Relaxed);
         self.status.in_hand().hold(event.timestamp)
     }
 
@@ -54,44 +125,89 @@ impl GroupHealth {
 
     /// A session ended in `error`: retrying after a backoff.
     pub(crate) fn retrying(&self, error: &BusError) {
+        if is_restart(error) {
+            return;
+        }
         self.status.set_after(ComponentState::Retrying, error);
     }
 
     /// `consume` (a group's whole run), its lag recorded meanwhile on `system` every
-    /// interval (the first at once): `sample` measures it. The group is `stopped` after.
-    pub(crate) async fn running<T, L>(
+    /// interval (the first at once) and watched for a stall: `sample` measures it,
+    /// `describe` says what the broker says of the group when it stalls. The group is
+    /// `stopped` after.
+    pub(crate) async fn running<T, L, D>(
         &self,
         system: &'static str,
         name: &str,
         consume: impl Future<Output = T>,
         sample: impl Fn() -> L,
+        describe: impl Fn() -> D,
     ) -> T
     where
         L: Future<Output = Result<Lag, BusError>>,
+        D: Future<Output = String>,
     {
         let output = tokio::select! {
             output = consume => output,
-            never = self.sample_forever(system, name, sample) => match never {},
+            never = self.watch_forever(system, name, sample, describe) => match never {},
         };
         self.status.set(ComponentState::Stopped);
         output
     }
 
-    async fn sample_forever<L>(
+    async fn watch_forever<L, D>(
         &self,
         system: &'static str,
         name: &str,
         sample: impl Fn() -> L,
+        describe: impl Fn() -> D,
     ) -> Infallible
     where
         L: Future<Output = Result<Lag, BusError>>,
+        D: Future<Output = String>,
     {
-        let mut ticks = tokio::time::interval(self.interval.max(Duration::from_millis(1)));
+        let interval = self.interval.max(Duration::from_millis(1));
+        let tick = interval
+            .min(self.stall_after / 4)
+            .max(Duration::from_millis(1));
+        let mut ticks = tokio::time::interval(tick);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recorded: Option<Instant> = None;
+        let mut watch = StallWatch::default();
         loop {
             ticks.tick().await;
-            if let Ok(lag) = sample().await {
+            let Ok(lag) = sample().await else {
+                continue;
+            };
+            let now = Instant::now();
+            if recorded.is_none_or(|at| now.duration_since(at) >= interval) {
                 record_group_lag(system, name, lag);
+                recorded = Some(now);
+            }
+            let steps = self.progress.steps.load(Ordering::Relaxed);
+            match watch.observe(lag.events, steps, now, self.stall_after) {
+                Verdict::Moving => {}
+                Verdict::Stalled { idle, first } => {
+                    let stalled = GroupStalled {
+                        group: name.to_owned(),
+                        waiting: lag.events,
+                        idle,
+                        broker: describe().await,
+                    };
+                    if first {
+                        group_stalled(system, &stalled);
+                    }
+                    self.status.set_after(ComponentState::Stalled, &stalled);
+                    // A new session: a new connection, and on Kafka a new member of the
+                    // group, which makes the broker form the group again.
+                    self.progress.restart.notify_waiters();
+                }
+                Verdict::Resumed { after } => {
+                    if self.status.state() == ComponentState::Stalled {
+                        self.status.set(ComponentState::Following);
+                    }
+                    group_resumed(system, name, after);
+                }
             }
         }
     }
@@ -117,6 +233,69 @@ impl GroupHealth {
     }
 }
 
+/// Why a session ended: the stall watch asked for a new one (not a failure: no backoff, no
+/// second log line; the stall was reported).
+#[derive(Debug, thiserror::Error)]
+#[error("started again after a stall")]
+pub(crate) struct RestartAfterStall;
+
+/// Whether a session ended because the stall watch asked for a new one.
+pub(crate) fn is_restart(error: &BusError) -> bool {
+    matches!(error, BusError::Unavailable(source) if source.is::<RestartAfterStall>())
+}
+
+/// When a group with events waiting stopped moving: it is stalled once it has had events
+/// waiting and made no progress for the bound, and again every bound after that while it
+/// still makes none.
+#[derive(Debug, Default)]
+struct StallWatch {
+    /// The progress seen last, and since when it has not changed while events waited.
+    still_since: Option<(u64, Instant)>,
+    /// When the current stall was reported first, and last.
+    stalled: Option<(Instant, Instant)>,
+}
+
+/// What a stall watch concluded from one sample.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing waits, or it moved, or not for long enough to tell.
+    Moving,
+    /// Nothing moved for `idle` with events waiting (`first`: the stall is new).
+    Stalled { idle: Duration, first: bool },
+    /// A stall ended after `after`.
+    Resumed { after: Duration },
+}
+
+impl StallWatch {
+    fn observe(&mut self, waiting: u64, steps: u64, now: Instant, bound: Duration) -> Verdict {
+        let moved = waiting == 0 || self.still_since.is_none_or(|(seen, _)| seen != steps);
+        if moved {
+            self.still_since = (waiting > 0).then_some((steps, now));
+            return match self.stalled.take() {
+                Some((since, _)) => Verdict::Resumed {
+                    after: now.duration_since(since),
+                },
+                None => Verdict::Moving,
+            };
+        }
+        let Some((_, since)) = self.still_since else {
+            return Verdict::Moving;
+        };
+        let idle = now.duration_since(since);
+        match &mut self.stalled {
+            None if idle >= bound => {
+                self.stalled = Some((now, now));
+                Verdict::Stalled { idle, first: true }
+            }
+            Some((_, last)) if now.duration_since(*last) >= bound => {
+                *last = now;
+                Verdict::Stalled { idle, first: false }
+            }
+            _ => Verdict::Moving,
+        }
+    }
+}
+
 /// A consumer group's `lag_interval` builder, `health()`, and its [`ReportsHealth`] and
 /// [`Watchable`] impls, for a group type with a `health: GroupHealth` field, a `name`, an
 /// `async fn lag(&self) -> Result<Lag, BusError>` and `dead_letters().count()`.
@@ -133,6 +312,23 @@ macro_rules! group_health {
             #[must_use]
             pub fn lag_interval(mut self, interval: std::time::Duration) -> Self {
                 self.health.interval = interval;
+                self
+            }
+
+            /// Builder: how long the group may have events waiting and handle none before
+            /// it reports itself stalled (default
+            /// [`DEFAULT_STALL_AFTER`](crate::bus::DEFAULT_STALL_AFTER), 30 s; at least a
+            /// second). A stalled group's [`health`](Self::health) says
+            /// [`Stalled`](crate::health::ComponentState::Stalled) with a
+            /// [`GroupStalled`](crate::bus::GroupStalled) as its last error (what the
+            /// broker says of the group), one WARN line is written and
+            /// `eventsource.bus.consumer_group.stalls` counts it; the group then connects
+            /// again, as after a lost connection, and once more every such bound while it
+            /// stays stalled. Set it above the slowest handler's time: a handler that takes
+            /// longer looks like a stall.
+            #[must_use]
+            pub fn stall_after(mut self, bound: std::time::Duration) -> Self {
+                self.health.stall_after = bound.max(std::time::Duration::from_secs(1));
                 self
             }
 

@@ -91,6 +91,8 @@ pub use dispatcher::Dispatcher;
 pub(crate) use dispatcher::dispatcher_methods;
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 pub(crate) use dispatcher::group_methods;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub use group_health::{DEFAULT_STALL_AFTER, GroupStalled};
 pub use handler::{
     EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, UnknownHandler, handler_fn,
 };

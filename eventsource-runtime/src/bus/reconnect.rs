@@ -7,7 +7,7 @@ use std::pin::{Pin, pin};
 use std::time::Duration;
 
 use super::BusError;
-use super::group_health::GroupHealth;
+use super::group_health::{GroupHealth, is_restart};
 use crate::health::Lag;
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
@@ -76,6 +76,12 @@ pub(crate) async fn reconnecting<S: Future<Output = ()> + Send>(
 ) {
     let mut backoff = Backoff::new();
     while let Err(error) = sessions.session(shutdown.as_mut()).await {
+        if is_restart(&error) {
+            // Asked for by the stall watch, which said so: at once, and a failure after
+            // it waits the shortest backoff again.
+            backoff = Backoff::new();
+            continue;
+        }
         health.retrying(&error);
         if !backoff.wait(group, &error, shutdown.as_mut()).await {
             return;
@@ -85,20 +91,23 @@ pub(crate) async fn reconnecting<S: Future<Output = ()> + Send>(
 
 /// Runs the consumer group `group` until `shutdown` completes: its `sessions`, again after
 /// each failure ([`reconnecting`]), while its lag (measured by `lag`) is recorded on
-/// `system` ([`GroupHealth::running`]).
-pub(crate) async fn keep_running<L>(
+/// `system` and watched for a stall (`describe` says what the broker says of the group)
+/// ([`GroupHealth::running`]).
+pub(crate) async fn keep_running<L, D>(
     system: &'static str,
     group: &str,
     health: &GroupHealth,
     shutdown: impl Future + Send,
     sessions: impl Sessions,
     lag: impl Fn() -> L,
+    describe: impl Fn() -> D,
 ) where
     L: Future<Output = Result<Lag, BusError>>,
+    D: Future<Output = String>,
 {
     let shutdown = pin!(async move {
         shutdown.await;
     });
     let consume = reconnecting(group, health, shutdown, sessions);
-    health.running(system, group, consume, lag).await;
+    health.running(system, group, consume, lag, describe).await;
 }

@@ -183,6 +183,9 @@ pub enum ComponentState {
     /// Waiting out a backoff: a handler failed, or the store or broker is unavailable
     /// (see the last error).
     Retrying,
+    /// A consumer group that has had events waiting and handled none for its stall bound
+    /// (see the last error: what the broker says of the group); it connects again.
+    Stalled,
     /// It stopped as asked (its shutdown future completed).
     Stopped,
     /// It stopped on an error it cannot work around (see the last error).
@@ -191,7 +194,8 @@ pub enum ComponentState {
 
 impl ComponentState {
     /// The state as the report writes it: `starting`, `catching_up`, `following`,
-    /// `caught_up`, `waiting_for_lease`, `lease_lost`, `retrying`, `stopped`, `failed`.
+    /// `caught_up`, `waiting_for_lease`, `lease_lost`, `retrying`, `stalled`, `stopped`,
+    /// `failed`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -202,13 +206,14 @@ impl ComponentState {
             Self::WaitingForLease => "waiting_for_lease",
             Self::LeaseLost => "lease_lost",
             Self::Retrying => "retrying",
+            Self::Stalled => "stalled",
             Self::Stopped => "stopped",
             Self::Failed => "failed",
         }
     }
 
     /// Whether a process with a component in this state is ready to serve: not while one
-    /// is starting, catching up, retrying or failed. A standby (waiting for the lease, or
+    /// is starting, catching up, retrying, stalled or failed. A standby (waiting for the lease, or
     /// having lost it to another replica) is ready: the other replica does the work.
     #[must_use]
     pub const fn is_ready(self) -> bool {

@@ -22,7 +22,6 @@ use crate::bus::group_health::GroupHealth;
 use crate::bus::reconnect::{Sessions, reconnecting};
 use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
-use crate::health::ComponentState;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
 
@@ -65,6 +64,8 @@ pub struct ConsumerGroup {
     pub(super) topics: GroupTopics,
     pub(super) dispatcher: Dispatcher,
     pub(super) health: GroupHealth,
+    /// The live consumer's context (its view of the group), while a session runs.
+    pub(super) membership: Arc<std::sync::Mutex<Option<GroupContext>>>,
 }
 
 impl std::fmt::Debug for ConsumerGroup {
@@ -105,7 +106,8 @@ impl ConsumerGroup {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             topics,
             bus,
-            health: GroupHealth::new(),
+            health: GroupHealth::new(crate::bus::DEFAULT_STALL_AFTER),
+            membership: Arc::default(),
         }
     }
 
@@ -242,7 +244,13 @@ impl ConsumerGroup {
         };
         let system = self.bus.telemetry().system;
         self.health
-            .running(system, &self.name, consume, || self.lag())
+            .running(
+                system,
+                &self.name,
+                consume,
+                || self.lag(),
+                || self.broker_view(),
+            )
             .await;
         Ok(())
     }
@@ -277,8 +285,14 @@ impl ConsumerGroup {
             // when the group stops, a record whose retry could not be written).
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", self.session_timeout.as_millis().to_string())
-            .set("heartbeat.interval.ms", heartbeat_interval(self.session_timeout))
+            .set(
+                "session.timeout.ms",
+                self.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                heartbeat_interval(self.session_timeout),
+            )
             // An eager assignor (range, then round robin), named alike by every member:
             // a cooperative one puts the partitions a member owns into its join request,
             // which changes it and rebalances again on brokers that compare them.
@@ -295,6 +309,12 @@ impl ConsumerGroup {
             config.set(key, value);
         }
         let context = GroupContext::new(&self.name, self.bus.shared.last_error.clone());
+        if matches!(source, Source::Live) {
+            *self
+                .membership
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(context.clone());
+        }
         let consumer: GroupConsumer = config
             .create_with_context(context)
             .map_err(|e| self.bus.creation_failed(e))?;
@@ -329,7 +349,7 @@ impl ConsumerGroup {
         self.declare().await?;
         let consumer = self.consumer(source)?;
         if matches!(source, Source::Live) {
-            self.health.status().set(ComponentState::Following);
+            self.health.connected();
         }
         let mut resumed = ResumePoints::default();
         let mut commits = Commits::new(self.commit_interval, matches!(source, Source::Live));
@@ -338,6 +358,9 @@ impl ConsumerGroup {
             let record = tokio::select! {
                 biased;
                 () = shutdown.as_mut() => break Ok(()),
+                () = self.health.restart_requested(), if matches!(source, Source::Live) => {
+                    break Err(self.health.restart_error());
+                }
                 () = sleep_until(commit_due) => {
                     commits.commit(consumer.as_ref());
                     continue;

@@ -12,7 +12,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::ConsumerGroup as GroupStatistics;
 
 use super::context::LastError;
-use crate::telemetry::otel::log::log_info;
+use crate::telemetry::otel::log::{log_info, log_warn};
+use crate::telemetry::values::Chain;
 
 /// How often librdkafka reports a consumer's statistics (its view of the group), in ms.
 pub(super) const STATISTICS_INTERVAL_MS: &str = "5000";
@@ -51,10 +52,7 @@ impl GroupContext {
         if !group.rebalance_reason.is_empty() {
             line.push_str(&format!(" (last: {})", group.rebalance_reason));
         }
-        line.push_str(&format!(
-            ", {} partitions assigned",
-            group.assignment_size
-        ));
+        line.push_str(&format!(", {} partitions assigned", group.assignment_size));
         Some(line)
     }
 }
@@ -104,7 +102,9 @@ impl ConsumerContext for GroupContext {
                     "kafka partitions assigned"
                 );
             }
-            Rebalance::Error(_) => {}
+            Rebalance::Error(error) => {
+                log_warn!(group = &*self.group, error = %Chain(error), "kafka rebalance failed");
+            }
         }
     }
 }

@@ -31,14 +31,72 @@ impl ConsumerGroup {
     /// [`BusError::Unavailable`] when the brokers cannot be reached in time.
     pub async fn lag(&self) -> Result<Lag, BusError> {
         let group = self.clone();
-        let behind = tokio::task::spawn_blocking(move || group.records_behind())
+        let (behind, committed) = tokio::task::spawn_blocking(move || group.records_behind())
             .await
             .map_err(BusError::unavailable)??;
+        // Where the whole group is: a commit by any of its consumers is progress.
+        self.health.observed_position(committed);
         Ok(self.health.lag_with(behind))
     }
 
-    /// The records after the group's committed offsets (blocking).
-    fn records_behind(&self) -> Result<u64, BusError> {
+    /// What the broker and this process's consumer say of the group, for a stall report:
+    /// the group's state and members with the partitions assigned to each (as the broker
+    /// describes it), and the consumer's join state and rebalances (from its statistics).
+    pub(super) async fn broker_view(&self) -> String {
+        let group = self.clone();
+        let described = tokio::task::spawn_blocking(move || group.describe())
+            .await
+            .unwrap_or_else(|error| format!("the group could not be described: {error}"));
+        let membership = self
+            .membership
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(super::group_context::GroupContext::membership);
+        match membership {
+            Some(membership) => format!("{described}; {membership}"),
+            None => format!("{described}; this consumer has no statistics yet"),
+        }
+    }
+
+    /// The broker's description of the group (blocking).
+    fn describe(&self) -> String {
+        let consumer: Result<BaseConsumer, _> = self.bus.client_config().create();
+        let described = consumer.map_err(|e| e.to_string()).and_then(|consumer| {
+            consumer
+                .fetch_group_list(Some(&self.topics.group_id), REQUEST_TIMEOUT)
+                .map_err(|e| e.to_string())
+        });
+        let list = match described {
+            Ok(list) => list,
+            Err(error) => return format!("the broker did not describe the group: {error}"),
+        };
+        let Some(group) = list.groups().first() else {
+            return "the broker does not know the group".to_owned();
+        };
+        let members: Vec<String> = group
+            .members()
+            .iter()
+            .map(|member| {
+                let partitions = member
+                    .assignment()
+                    .and_then(assigned_partitions)
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string());
+                format!("{} ({partitions} partitions)", member.id())
+            })
+            .collect();
+        format!(
+            "group state {}, protocol {}, {} members: {}",
+            group.state(),
+            group.protocol(),
+            members.len(),
+            members.join(", ")
+        )
+    }
+
+    /// The records after the group's committed offsets, and the sum of those offsets
+    /// (blocking).
+    fn records_behind(&self) -> Result<(u64, u64), BusError> {
         let mut config = self.bus.client_config();
         config
             .set("group.id", &self.topics.group_id)
@@ -54,13 +112,17 @@ impl ConsumerGroup {
             }
         }
         if partitions.count() == 0 {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let committed = consumer
             .committed_offsets(partitions, REQUEST_TIMEOUT)
             .map_err(unavailable)?;
         let mut behind = 0u64;
+        let mut position = 0u64;
         for partition in committed.elements() {
+            if let Offset::Offset(committed) = partition.offset() {
+                position = position.wrapping_add(u64::try_from(committed).unwrap_or(0));
+            }
             let (low, high) = consumer
                 .fetch_watermarks(partition.topic(), partition.partition(), REQUEST_TIMEOUT)
                 .map_err(unavailable)?;
@@ -70,7 +132,7 @@ impl ConsumerGroup {
             };
             behind += u64::try_from(high - from).unwrap_or(0);
         }
-        Ok(behind)
+        Ok((behind, position))
     }
 
     /// Whether the group's live consumer reads `topic`.
@@ -91,5 +153,51 @@ impl ConsumerGroup {
                             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                 }),
         }
+    }
+}
+
+/// How many partitions a member's assignment (Kafka's consumer protocol: a version, then
+/// each topic's name and partitions) names; `None` when it cannot be read.
+fn assigned_partitions(assignment: &[u8]) -> Option<usize> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (bytes.get(..n)?, bytes.get(n..)?);
+        *bytes = rest;
+        Some(head)
+    }
+    fn int(bytes: &mut &[u8]) -> Option<usize> {
+        let raw = take(bytes, 4)?;
+        usize::try_from(i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]])).ok()
+    }
+    let mut bytes = assignment;
+    if bytes.is_empty() {
+        return Some(0);
+    }
+    take(&mut bytes, 2)?;
+    let mut partitions = 0usize;
+    for _ in 0..int(&mut bytes)? {
+        let raw = take(&mut bytes, 2)?;
+        let name = usize::try_from(i16::from_be_bytes([raw[0], raw[1]])).ok()?;
+        take(&mut bytes, name)?;
+        let count = int(&mut bytes)?;
+        take(&mut bytes, count.checked_mul(4)?)?;
+        partitions = partitions.checked_add(count)?;
+    }
+    Some(partitions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assigned_partitions;
+
+    #[test]
+    fn a_members_assignment_is_read_without_trusting_its_lengths() {
+        // Version 0, one topic `ab` with partitions 0 and 2, no user data.
+        let assignment = [
+            0, 0, 0, 0, 0, 1, 0, 2, b'a', b'b', 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 2,
+        ];
+        assert_eq!(assigned_partitions(&assignment), Some(2));
+        assert_eq!(assigned_partitions(&[]), Some(0));
+        assert_eq!(assigned_partitions(&assignment[..9]), None);
+        assert_eq!(assigned_partitions(&[0, 0, 0x7f, 0xff, 0xff, 0xff]), None);
     }
 }

@@ -133,7 +133,11 @@ impl Commits {
     /// Runs `work` (a record's handling), committing whenever a commit falls due
     /// meanwhile: a slow handler's record is marked as started, and what was settled
     /// before it is committed on time.
-    pub(super) async fn during<F: Future>(&mut self, consumer: &GroupConsumer, work: F) -> F::Output {
+    pub(super) async fn during<F: Future>(
+        &mut self,
+        consumer: &GroupConsumer,
+        work: F,
+    ) -> F::Output {
         let mut work = pin!(work);
         loop {
             let Some(due) = self.due() else {

@@ -19,7 +19,6 @@ use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
 use crate::bus::reconnect::{Sessions, keep_running};
 use crate::bus::{BusError, Dispatcher};
-use crate::health::ComponentState;
 use crate::telemetry::otel::log::log_info;
 
 /// How many unacknowledged messages JetStream hands a group's consumer at once, by default
@@ -111,7 +110,7 @@ impl ConsumerGroup {
             batch: None,
             names,
             bus,
-            health: GroupHealth::new(),
+            health: GroupHealth::new(crate::bus::DEFAULT_STALL_AFTER),
         }
     }
 
@@ -292,7 +291,17 @@ impl ConsumerGroup {
     {
         let system = self.bus.telemetry().system;
         let lag = || self.lag();
-        keep_running(system, &self.name, &self.health, shutdown, self, lag).await;
+        let describe = || self.broker_view();
+        keep_running(
+            system,
+            &self.name,
+            &self.health,
+            shutdown,
+            self,
+            lag,
+            describe,
+        )
+        .await;
         Ok(())
     }
 
@@ -351,13 +360,17 @@ impl Sessions for &ConsumerGroup {
             consumer = self.names.durable.as_str(),
             "consuming"
         );
-        self.health.status().set(ComponentState::Following);
+        self.health.connected();
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.as_mut() => {
                     tokio::join!(self.drain(&context, live), give_back(retry));
                     return Ok(());
+                }
+                () = self.health.restart_requested() => {
+                    tokio::join!(give_back(live), give_back(retry));
+                    return Err(self.health.restart_error());
                 }
                 next = live.next() => match next {
                     Some(Ok(message)) => match self.batch {

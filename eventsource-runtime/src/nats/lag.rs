@@ -48,4 +48,41 @@ impl ConsumerGroup {
             None => self.health.lag_with(events),
         })
     }
+
+    /// What the server says of the group's durable consumer, for a stall report: its
+    /// pending, unacknowledged and redelivered messages, its waiting pull requests, and
+    /// its acknowledgement floor.
+    pub(super) async fn broker_view(&self) -> String {
+        let info = async {
+            let context = self.bus.context().await?;
+            let stream = context
+                .get_stream(&self.bus.shared.streams.live)
+                .await
+                .map_err(unavailable)?;
+            stream
+                .consumer_info(&self.names.durable)
+                .await
+                .map_err(unavailable)
+                .map(|info| info.clone())
+        }
+        .await;
+        match info {
+            Ok(info) => format!(
+                "consumer {}: {} pending, {} unacknowledged (max {}), {} redelivered, \
+                 {} pull requests waiting, acknowledged up to stream sequence {}",
+                self.names.durable,
+                info.num_pending,
+                info.num_ack_pending,
+                info.config.max_ack_pending,
+                info.num_redelivered,
+                info.num_waiting,
+                info.ack_floor.stream_sequence
+            ),
+            Err(error) => format!(
+                "the server did not describe consumer {}: {}",
+                self.names.durable,
+                crate::telemetry::values::Chain(&error)
+            ),
+        }
+    }
 }

@@ -21,7 +21,6 @@ use crate::bus::group_health::GroupHealth;
 use crate::bus::reconnect::{Sessions, keep_running};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher};
-use crate::health::ComponentState;
 use crate::telemetry::attributes::{
     MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
 };
@@ -94,7 +93,7 @@ impl ConsumerGroup {
             delays,
             queues,
             bus,
-            health: GroupHealth::new(),
+            health: GroupHealth::new(crate::bus::DEFAULT_STALL_AFTER),
         }
     }
 
@@ -200,7 +199,17 @@ impl ConsumerGroup {
     {
         let system = self.bus.telemetry().system;
         let lag = || self.lag();
-        keep_running(system, &self.name, &self.health, shutdown, self, lag).await;
+        let describe = || self.broker_view();
+        keep_running(
+            system,
+            &self.name,
+            &self.health,
+            shutdown,
+            self,
+            lag,
+            describe,
+        )
+        .await;
         Ok(())
     }
 
@@ -377,7 +386,7 @@ impl Sessions for &ConsumerGroup {
             queue = self.queues.live.as_str(),
             "consuming"
         );
-        self.health.status().set(ComponentState::Following);
+        self.health.connected();
         loop {
             let delivery = tokio::select! {
                 biased;
@@ -386,6 +395,11 @@ impl Sessions for &ConsumerGroup {
                     self.drain(&channel, &mut consumer).await;
                     close(&connection, &channel).await;
                     return Ok(());
+                }
+                () = self.health.restart_requested() => {
+                    cancel(&channel, tag).await;
+                    close(&connection, &channel).await;
+                    return Err(self.health.restart_error());
                 }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => delivery,

@@ -24,6 +24,32 @@ impl ConsumerGroup {
     /// [`BusError::Unavailable`] when the broker cannot be reached or the group's queue is
     /// not declared yet.
     pub async fn lag(&self) -> Result<Lag, BusError> {
+        let declared = self.declared_queue().await?;
+        let ready = u64::from(declared.message_count());
+        let in_hand = u64::from(self.health.status().in_hand().recorded_at().is_some());
+        Ok(self.health.lag_with(ready + in_hand))
+    }
+
+    /// What the broker says of the group's queue, for a stall report: its ready messages
+    /// and its consumers.
+    pub(super) async fn broker_view(&self) -> String {
+        match self.declared_queue().await {
+            Ok(queue) => format!(
+                "queue {}: {} messages ready, {} consumers",
+                self.queues.live,
+                queue.message_count(),
+                queue.consumer_count()
+            ),
+            Err(error) => format!(
+                "the broker did not describe queue {}: {}",
+                self.queues.live,
+                crate::telemetry::values::Chain(&error)
+            ),
+        }
+    }
+
+    /// The group's queue, declared passively on a connection of its own.
+    async fn declared_queue(&self) -> Result<lapin::Queue, BusError> {
         let connection = self.bus.connect().await?;
         let declared = async {
             let channel = connection.create_channel().await.map_err(unavailable)?;
@@ -41,8 +67,6 @@ impl ConsumerGroup {
         }
         .await;
         let _ = connection.close(200, "lag measured".into()).await;
-        let ready = u64::from(declared?.message_count());
-        let in_hand = u64::from(self.health.status().in_hand().recorded_at().is_some());
-        Ok(self.health.lag_with(ready + in_hand))
+        declared
     }
 }

@@ -239,6 +239,16 @@ pub const METRIC_BUS_MESSAGES_DEAD_LETTERED: &str = "eventsource.bus.messages.de
 /// Counter of messages an event bus failed to publish (refused, unconfirmed or
 /// unreachable broker), by `error.type`.
 pub const METRIC_BUS_PUBLISH_FAILURES: &str = "eventsource.bus.publish.failures";
+/// Counter of the times a broker's consumer group had events waiting and handled none for
+/// its stall bound (`stall_after`), by `messaging.system` and `eventsource.component.name`.
+pub const METRIC_BUS_CONSUMER_GROUP_STALLS: &str = "eventsource.bus.consumer_group.stalls";
+/// Counter of messages a broker's consumer group settled without handing them to a
+/// handler, by `messaging.system`, `messaging.destination.name` and `reason`
+/// (`not_bound`: an event no binding of the group names; `misrouted`: an event whose
+/// aggregate type is not the one its topic or subject is for).
+pub const METRIC_BUS_MESSAGES_SKIPPED: &str = "eventsource.bus.messages.skipped";
+/// Metric attribute of `eventsource.bus.messages.skipped`: why.
+pub const METRIC_ATTR_SKIP_REASON: &str = "reason";
 /// Counter of leases projection runners lost while processing (their session ended).
 pub const METRIC_PROJECTION_LEASE_LOST: &str = "eventsource.projection.lease_lost";
 /// Counter of unreadable events projection runners parked.

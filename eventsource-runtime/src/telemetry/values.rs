@@ -103,11 +103,15 @@ pub(crate) enum Counter {
     BusDeadLettered,
     /// `eventsource.bus.publish.failures`.
     BusPublishFailures,
+    /// `eventsource.bus.consumer_group.stalls`.
+    GroupStalls,
+    /// `eventsource.bus.messages.skipped`.
+    BusSkipped,
 }
 
 impl Counter {
     /// Every counter, in declaration order (their index).
-    pub(crate) const ALL: [Self; 11] = [
+    pub(crate) const ALL: [Self; 13] = [
         Self::Commands,
         Self::EventsProduced,
         Self::Queries,
@@ -119,6 +123,8 @@ impl Counter {
         Self::EventsUpcast,
         Self::BusDeadLettered,
         Self::BusPublishFailures,
+        Self::GroupStalls,
+        Self::BusSkipped,
     ];
 
     /// The counter's name, unit and description.
@@ -170,6 +176,16 @@ impl Counter {
                 attr::METRIC_BUS_PUBLISH_FAILURES,
                 "{message}",
                 "Messages an event bus failed to publish",
+            ),
+            Self::GroupStalls => (
+                attr::METRIC_BUS_CONSUMER_GROUP_STALLS,
+                "{stall}",
+                "Times a consumer group had events waiting and handled none for its stall bound",
+            ),
+            Self::BusSkipped => (
+                attr::METRIC_BUS_MESSAGES_SKIPPED,
+                "{message}",
+                "Messages a consumer group settled without handing them to a handler",
             ),
         }
     }

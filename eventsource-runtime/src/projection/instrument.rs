@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use super::runner::RunnerError;
 use super::{Projection, ProjectionError};
 use crate::event::upcast::UpcastError;
 use crate::event::upcast::instrument::UpcastTally;
@@ -168,6 +169,31 @@ pub(super) fn parking_upcast(
     span
 }
 
+/// The span of a runner stopping at the event at `position` it cannot read (`stream`
+/// and `version` when the store could tell them) or upcast (`event_type`): a root, status
+/// ERROR from `error` (the runner's, as it returns it), recorded as the park span is.
+pub(super) fn stopping(
+    projection: &str,
+    position: u64,
+    stream: Option<(&StreamId, u64)>,
+    event_type: Option<&str>,
+    error: &RunnerError,
+) {
+    let mut span = unreadable_span(attr::SPAN_PROJECTION_STOP, projection, position);
+    if let Some((stream, version)) = stream {
+        span = with_stream(span, stream, version);
+    }
+    if let Some(event_type) = event_type {
+        span = span.str(attr::EVENT_TYPE, event_type);
+    }
+    let span = span.start();
+    let kind = match error {
+        RunnerError::UpcastFailed { .. } => "RunnerError::UpcastFailed",
+        _ => "RunnerError::UnreadableEvent",
+    };
+    span.record_error(kind, &Chain(error));
+}
+
 /// The park span of `projection` at `position`, not yet started, and the counter.
 fn park_span(projection: &str, position: u64) -> SpanStart<'_> {
     metrics::add(
@@ -175,12 +201,14 @@ fn park_span(projection: &str, position: u64) -> SpanStart<'_> {
         1,
         [(attr::METRIC_ATTR_PROJECTION_NAME, Attr::Str(projection))],
     );
+    unreadable_span(attr::SPAN_PROJECTION_PARK, projection, position)
+}
+
+/// A span `name` of `projection` about the unreadable event at `position`, not yet
+/// started: recorded whatever the projection's own switch.
+fn unreadable_span<'a>(name: &'static str, projection: &'a str, position: u64) -> SpanStart<'a> {
     let enabled = toggles::projection_enabled(true);
-    SpanStart::new(
-        enabled,
-        SpanName::Static(attr::SPAN_PROJECTION_PARK),
-        Kind::Internal,
-    )
+    SpanStart::new(enabled, SpanName::Static(name), Kind::Internal)
     .root()
     .str(attr::PROJECTION_NAME, projection)
     .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)

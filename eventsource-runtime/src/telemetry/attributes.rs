@@ -192,6 +192,9 @@ pub const SPAN_BUS_HANDLE: &str = "eventsource.event_bus.handle";
 /// Span name of a projection runner parking an event it could not read (INTERNAL, a root,
 /// status ERROR).
 pub const SPAN_PROJECTION_PARK: &str = "eventsource.projection.park";
+/// Span: a projection runner stopping at an event it cannot read or upcast
+/// (`UnreadablePolicy::Stop`).
+pub const SPAN_PROJECTION_STOP: &str = "eventsource.projection.stop";
 
 // ---- span event names -----------------------------------------------------------------------
 

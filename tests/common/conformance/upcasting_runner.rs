@@ -107,11 +107,27 @@ async fn with_atlantis(b: &Backend) -> Vec<EventEnvelope> {
 }
 
 /// A failing upcaster with `UnreadablePolicy::Stop`: a typed stop, the checkpoint just
-/// before the event.
+/// before the event, and a stop span with status ERROR naming the event.
 pub async fn a_failing_upcaster_stops_the_runner(b: &Backend) {
+    let capture = capture();
     let stored = with_atlantis(b).await;
     let runner = runner(b, UnreadablePolicy::Stop);
     let error = runner.run_until_caught_up().await.unwrap_err();
+    let spans = capture.spans();
+    let stop = spans.get(attr::SPAN_PROJECTION_STOP);
+    assert_one_exception(
+        stop,
+        "RunnerError::UpcastFailed",
+        &[&names(&stored[1], 1, 3), "no country known for Atlantis"],
+    );
+    assert_eq!(
+        attribute(stop, attr::EVENT_POSITION),
+        Some(&Value::I64(i64::try_from(stored[1].position).unwrap()))
+    );
+    assert_eq!(
+        attribute(stop, attr::EVENT_TYPE),
+        Some(&Value::String("AddressChanged".into()))
+    );
     let RunnerError::UpcastFailed {
         projection,
         position,

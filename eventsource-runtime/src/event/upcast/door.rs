@@ -178,9 +178,11 @@ impl Upcasters {
             let to = registry.target(stored, envelope.schema_version);
             return Err(fail(to, UpcastFailure::Registration(problem.clone())));
         }
-        let parts = registry
-            .walk(envelope, entry)
-            .map_err(|(to, reason)| fail(to, reason))?;
+        // The error names the version this code reads, not the step that failed (its
+        // reason does).
+        let parts = registry.walk(envelope, entry).map_err(|(_, reason)| {
+            fail(registry.target(stored, envelope.schema_version), reason)
+        })?;
         counts.add(stored, envelope.schema_version, parts.last_version());
         Ok(Some(parts))
     }

@@ -192,12 +192,17 @@ fn failures_name_the_event_its_type_and_versions() {
     );
     let old = stored("AddressChanged", 1, json!({}));
     let error = upcasters.upcast(&old).unwrap_err();
-    assert_eq!((error.from, error.to), (1, 2));
+    // `to` is the version this code reads (3), not the failed step's target (2).
+    assert_eq!((error.from, error.to), (1, 3));
     assert_eq!(error.event_id, old.event_id);
     let chain = crate::telemetry::values::Chain(&error).to_string();
     assert!(chain.contains(&old.event_id.to_string()), "{chain}");
     assert!(
-        chain.contains("`AddressChanged` from version 1 to 2"),
+        chain.contains("`AddressChanged` from version 1 to 3"),
+        "{chain}"
+    );
+    assert!(
+        chain.contains("the upcaster of `AddressChanged` from version 1 failed"),
         "{chain}"
     );
     assert!(chain.ends_with("no city in the address"), "{chain}");

@@ -216,7 +216,23 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     fn stop_at(&self, name: &str, position: u64, error: Unreadable) -> Halt {
+        let (stream, event_type) = match &error {
+            Unreadable::Row(StoreError::Corrupt {
+                stream, version, ..
+            }) => (Some((stream.clone(), *version)), None),
+            Unreadable::Row(_) => (None, None),
+            Unreadable::Upcast {
+                stream,
+                version,
+                error,
+            } => (
+                Some((stream.clone(), *version)),
+                Some(error.event_type.clone()),
+            ),
+        };
         let error = error.stop(name, position);
+        let stream = stream.as_ref().map(|(stream, version)| (stream, *version));
+        instrument::stopping(name, position, stream, event_type.as_deref(), &error);
         log_stopped(&error);
         error.into()
     }

@@ -393,3 +393,115 @@ async fn a_kafka_group_reports_its_lag() {
     bus.publish(&stored(4).await).await.unwrap();
     lag_then_none("kafka", "lagging", group, handler, 4).await;
 }
+
+/// A group whose handler holds its first message past the stall bound: stalled (not
+/// ready), with what the broker says of the group as its last error, counted once; then
+/// the handler lets go, the group moves again and follows.
+async fn stalls_then_moves<G: Group>(system: &str, name: &str, group: G, handler: Handler) {
+    LazyLock::force(&METRICS);
+    let (stop, stopped) = oneshot::channel();
+    let running = tokio::spawn({
+        let group = group.clone();
+        async move { group.run_until(stopped).await }
+    });
+    until("the first message to be in hand", || async {
+        handler.started.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    until("the group to say it stalled", || async {
+        group.health().await.state == ComponentState::Stalled
+    })
+    .await;
+    let health = Health::new();
+    health.watch(&group);
+    let report = health.report().await;
+    assert!(!report.is_ready(), "a stalled group is not ready");
+    let why = report.components()[0].last_error.clone().expect("why");
+    assert!(
+        why.message
+            .starts_with(&format!("consumer group `{name}` stalled: "))
+            && why.message.contains("events waiting and none handled for"),
+        "{}",
+        why.message
+    );
+    let stalls = [
+        (attr::MESSAGING_SYSTEM, system),
+        (attr::METRIC_ATTR_COMPONENT_NAME, name),
+    ];
+    assert_eq!(
+        METRICS.total(attr::METRIC_BUS_CONSUMER_GROUP_STALLS, &stalls),
+        1,
+        "counted once, however long it lasts"
+    );
+    handler.gate.add_permits(100);
+    until("the group to follow again", || async {
+        group.health().await.state == ComponentState::Following
+    })
+    .await;
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_group_that_handles_nothing_for_its_bound_says_it_stalled_on_every_broker() {
+    let test = "a_group_that_handles_nothing_for_its_bound_says_it_stalled_on_every_broker";
+    let bound = Duration::from_secs(1);
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    if let Some(url) = address(test, "EVENTSOURCE_KAFKA_BROKERS") {
+        let bus = eventsource_runtime::kafka::KafkaBus::new(&url)
+            .unwrap()
+            .with_topic_prefix(format!("es-stall-{id}"));
+        let group = bus
+            .consumer_group("stalling")
+            .bind("Order.*")
+            .stall_after(bound)
+            .lag_interval(Duration::from_millis(50));
+        let handler = Handler::default();
+        group.subscribe_handler(handler.clone());
+        group.declare().await.unwrap();
+        bus.publish(&stored(2).await).await.unwrap();
+        stalls_then_moves("kafka", "stalling", group, handler).await;
+    }
+    if let Some(url) = address(test, "EVENTSOURCE_NATS_URL") {
+        let bus = eventsource_runtime::nats::NatsBus::new(&url)
+            .unwrap()
+            .with_stream(format!("ES_TEST_STALL_{id}"))
+            .with_subject_prefix(format!("es-test-stall-{id}"));
+        let group = bus
+            .consumer_group("stalling")
+            .bind("Order.*")
+            .stall_after(bound)
+            .lag_interval(Duration::from_millis(50));
+        let handler = Handler::default();
+        group.subscribe_handler(handler.clone());
+        group.declare().await.unwrap();
+        bus.publish(&stored(2).await).await.unwrap();
+        stalls_then_moves("nats", "stalling", group, handler).await;
+        let js = eventsource_runtime::nats::async_nats::jetstream::new(
+            eventsource_runtime::nats::async_nats::connect(&url)
+                .await
+                .unwrap(),
+        );
+        for suffix in ["", "_RETRY", "_DEAD"] {
+            let _ = js
+                .delete_stream(format!("ES_TEST_STALL_{id}{suffix}"))
+                .await;
+        }
+    }
+    if let Some(url) = address(test, "EVENTSOURCE_AMQP_URL") {
+        let bus = eventsource_runtime::rabbitmq::RabbitMqBus::new(&url)
+            .unwrap()
+            .with_exchange(format!("es-test-stall-{id}"));
+        let group = bus
+            .consumer_group("stalling")
+            .bind("Order.*")
+            .retry_delays([])
+            .stall_after(bound)
+            .lag_interval(Duration::from_millis(50));
+        let handler = Handler::default();
+        group.subscribe_handler(handler.clone());
+        group.declare().await.unwrap();
+        bus.publish(&stored(2).await).await.unwrap();
+        stalls_then_moves("rabbitmq", "stalling", group, handler).await;
+    }
+}

@@ -929,3 +929,59 @@ async fn the_kafka_spans_carry_the_documented_keys_and_no_other() {
         assert!(seen.contains(key), "`{key}` seen on the Kafka spans");
     }
 }
+
+/// A record on the group's own topic whose event belongs to another aggregate type (a
+/// producer of another kind wrote it there) is skipped, counted with `reason=misrouted`
+/// and logged, as NATS skips a message on another event's subject; the record after it
+/// is handled. An event the group does not bind is counted with `reason=not_bound`.
+#[tokio::test]
+async fn a_record_of_another_aggregate_type_on_the_groups_topic_is_skipped_and_counted() {
+    let Some(broker) = Broker::open("misrouted") else {
+        return;
+    };
+    let bus = broker.bus().with_partitions(1);
+    let group = bus
+        .consumer_group("mailer")
+        .bind("Order.OrderPlaced")
+        .retry_delays([Duration::from_millis(50)]);
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&handled);
+    group.subscribe_fn("send-confirmation", move |event| {
+        seen.lock().unwrap().push(event.event_id);
+        async { Ok::<(), HandlerError>(()) }
+    });
+    let running = Running::start(&group).await;
+    bus.declare(["Order"]).await.unwrap();
+    let mut misrouted = stored_event("c-1");
+    misrouted.stream = StreamId::new("Customer", "c-1");
+    misrouted.event_type = "CustomerRegistered".into();
+    raw(&bus, "c-1", &[], &wire::encode(&misrouted).unwrap()).await;
+    let mut shipped = stored_event("o-1");
+    shipped.event_type = "OrderShipped".into();
+    raw(&bus, "o-1", &[], &wire::encode(&shipped).unwrap()).await;
+    let placed = stored_event("o-1");
+    raw(&bus, "o-1", &[], &wire::encode(&placed).unwrap()).await;
+    until("the record after them handled", || {
+        !handled.lock().unwrap().is_empty()
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(
+        *handled.lock().unwrap(),
+        [placed.event_id],
+        "only the bound one"
+    );
+    let topic = bus.topic_of("Order");
+    let skipped = |reason: &'static str| {
+        METRICS.total(
+            attr::METRIC_BUS_MESSAGES_SKIPPED,
+            &[
+                (attr::MESSAGING_SYSTEM, "kafka"),
+                (attr::MESSAGING_DESTINATION_NAME, topic.as_str()),
+                (attr::METRIC_ATTR_SKIP_REASON, reason),
+            ],
+        )
+    };
+    assert_eq!(skipped("misrouted"), 1);
+    assert_eq!(skipped("not_bound"), 1);
+}

@@ -1289,3 +1289,60 @@ async fn the_nats_spans_carry_the_documented_keys_and_no_other() {
     }
     server.clean().await;
 }
+
+/// A message on an `Order` subject whose event belongs to another aggregate type (a
+/// producer of another kind published it there) is skipped, counted with
+/// `reason=misrouted` and logged, as Kafka skips such a record on its topic; the message
+/// after it is handled.
+#[tokio::test]
+async fn a_message_of_another_aggregate_type_on_an_events_subject_is_skipped_and_counted() {
+    let Some(server) = Server::open("misrouted") else {
+        return;
+    };
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&handled);
+    group.subscribe_fn("send-confirmation", move |event| {
+        seen.lock().unwrap().push(event.event_id);
+        async { Ok::<(), HandlerError>(()) }
+    });
+    let running = Running::start(&group).await;
+    let mut misrouted = order_placed();
+    misrouted.stream = StreamId::new("Customer", "c-1");
+    misrouted.event_type = "CustomerRegistered".into();
+    let subject = server.subject("OrderPlaced");
+    raw(
+        &server,
+        subject.clone(),
+        HeaderMap::new(),
+        wire::encode(&misrouted).unwrap(),
+    )
+    .await;
+    let placed = order_placed();
+    raw(
+        &server,
+        subject.clone(),
+        HeaderMap::new(),
+        wire::encode(&placed).unwrap(),
+    )
+    .await;
+    until("the message after it handled", || {
+        !handled.lock().unwrap().is_empty()
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(*handled.lock().unwrap(), [placed.event_id]);
+    assert_eq!(
+        METRICS.total(
+            attr::METRIC_BUS_MESSAGES_SKIPPED,
+            &[
+                (attr::MESSAGING_SYSTEM, "nats"),
+                (attr::MESSAGING_DESTINATION_NAME, subject.as_str()),
+                (attr::METRIC_ATTR_SKIP_REASON, "misrouted"),
+            ],
+        ),
+        1
+    );
+    server.clean().await;
+}

@@ -246,6 +246,61 @@ pub(crate) fn dead_lettered(system: &'static str, message: &BusMessage) {
     );
 }
 
+/// Why a consumer group settled a message without handing it to a handler.
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Skipped {
+    /// No binding of the group names the event (routine where a topic carries more
+    /// events than the group binds): counted, logged at DEBUG.
+    NotBound,
+    /// The event's aggregate type is not the one its topic or subject is for (a producer
+    /// of another kind wrote it there): counted, logged at WARN.
+    Misrouted,
+}
+
+/// `system`'s consumer group `group` settled the message from `destination` carrying an
+/// event of `event_type` (`aggregate_type`) without handing it over: the count and a line.
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub(crate) fn skipped(
+    system: &'static str,
+    group: &str,
+    destination: &str,
+    aggregate_type: &str,
+    event_type: &str,
+    why: Skipped,
+) {
+    let reason = match why {
+        Skipped::NotBound => "not_bound",
+        Skipped::Misrouted => "misrouted",
+    };
+    metrics::add(
+        Counter::BusSkipped,
+        1,
+        [
+            (attr::MESSAGING_SYSTEM, Attr::Static(system)),
+            (attr::MESSAGING_DESTINATION_NAME, Attr::Str(destination)),
+            (attr::METRIC_ATTR_SKIP_REASON, Attr::Static(reason)),
+        ],
+    );
+    match why {
+        Skipped::NotBound => tracing::debug!(
+            target: crate::telemetry::TARGET,
+            group,
+            destination,
+            aggregate_type,
+            event_type,
+            "message skipped: no binding of the group names its event"
+        ),
+        Skipped::Misrouted => crate::telemetry::otel::log::log_warn!(
+            group,
+            destination,
+            aggregate_type,
+            event_type,
+            "message skipped: its event's aggregate type is not the one its destination is for"
+        ),
+    }
+}
+
 /// What a delivery did: the handlers' failures, and the messages it upcast (for the consume
 /// span).
 #[derive(Default)]

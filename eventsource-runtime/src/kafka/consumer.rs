@@ -191,6 +191,22 @@ impl ConsumerGroup {
             .collect()
     }
 
+    /// Whether `event` belongs on `topic`, where the group found it: a topic of one
+    /// aggregate type carries that type's events only (a retry, requeue or shared topic
+    /// carries any).
+    pub(super) fn routed_here(&self, topic: &str, event: &EventEnvelope) -> bool {
+        let Topics::PerAggregateType = &self.bus.shared.topics else {
+            return true;
+        };
+        let own = topic
+            .strip_prefix(self.topics.group_id.as_str())
+            .is_some_and(|rest| rest.starts_with('.'));
+        if own {
+            return true;
+        }
+        self.bus.topic_of(event.aggregate_type()) == topic
+    }
+
     /// Whether the group wants `event`.
     pub(super) fn wants(&self, event: &EventEnvelope) -> bool {
         let key = format!("{}.{}", event.aggregate_type(), event.event_type);

@@ -11,6 +11,7 @@ use super::codec;
 use super::consumer::{ConsumerGroup, GroupConsumer};
 use super::error::unavailable;
 use super::offsets::{Partition, ResumePoints};
+use crate::bus::instrument::{Skipped, skipped as skipped_message};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, HandlerError, HandlerFailure};
 use crate::telemetry::attributes::{
@@ -96,9 +97,9 @@ impl ConsumerGroup {
         Ok(())
     }
 
-    /// The message a record carries, or `None` when there is nothing to hand over: not an
-    /// event the group wants, or not a stored event at all (then dead-lettered with the
-    /// reason).
+    /// The message a record carries, or `None` when there is nothing to hand over: an event
+    /// the group does not bind, or whose aggregate type is not its topic's (skipped, counted
+    /// and logged), or not a stored event at all (dead-lettered with the reason).
     pub(super) async fn message(
         &self,
         record: &BorrowedMessage<'_>,
@@ -111,7 +112,23 @@ impl ConsumerGroup {
                 return Ok(None);
             }
         };
-        if !self.wants(&event) {
+        let skipped = if !self.routed_here(record.topic(), &event) {
+            Some(Skipped::Misrouted)
+        } else if !self.wants(&event) {
+            Some(Skipped::NotBound)
+        } else {
+            None
+        };
+        if let Some(why) = skipped {
+            let aggregate_type = event.aggregate_type();
+            skipped_message(
+                super::SYSTEM,
+                &self.name,
+                record.topic(),
+                aggregate_type,
+                &event.event_type,
+                why,
+            );
             return Ok(None);
         }
         let (trace, _) = codec::read(record);

@@ -12,6 +12,7 @@ use super::codec;
 use super::consumer::{ConsumerGroup, Source, gather, give_back};
 use super::error::unavailable;
 use super::{publish_copy, subject};
+use crate::bus::instrument::{Skipped, skipped};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, HandlerFailure};
 use crate::telemetry::otel::log::log_warn;
@@ -91,6 +92,7 @@ impl ConsumerGroup {
         match source {
             Source::Live => {
                 if !self.wants(delivery.subject.as_str()) {
+                    self.skip(&delivery, Skipped::NotBound);
                     return ack(&delivery).await.map(|()| None);
                 }
                 if delivered > 1 {
@@ -124,9 +126,43 @@ impl ConsumerGroup {
                     .map(|()| None);
             }
         };
-        let message =
-            BusMessage::new(subject(self.bus.subject_prefix(), &event), event).with_headers(trace);
+        let destination = subject(self.bus.subject_prefix(), &event);
+        if matches!(source, Source::Live) && destination != delivery.subject.as_str() {
+            // Published on another event's subject: skipped, as Kafka skips a record on
+            // another aggregate type's topic.
+            skipped(
+                super::SYSTEM,
+                &self.name,
+                delivery.subject.as_str(),
+                event.aggregate_type(),
+                &event.event_type,
+                Skipped::Misrouted,
+            );
+            return ack(&delivery).await.map(|()| None);
+        }
+        let message = BusMessage::new(destination, event).with_headers(trace);
         Ok(Some((delivery, message, state)))
+    }
+
+    /// Counts and logs a live delivery settled without its handlers (its body unread: the
+    /// subject names its event).
+    fn skip(&self, delivery: &Message, why: Skipped) {
+        let subject = delivery.subject.as_str();
+        let mut names = subject
+            .strip_prefix(self.bus.subject_prefix())
+            .unwrap_or(subject)
+            .trim_start_matches('.')
+            .splitn(2, '.');
+        let aggregate_type = names.next().unwrap_or_default();
+        let event_type = names.next().unwrap_or_default();
+        skipped(
+            super::SYSTEM,
+            &self.name,
+            subject,
+            aggregate_type,
+            event_type,
+            why,
+        );
     }
 
     /// Settles a delivery its handlers ended with `failures`: acknowledged, or a copy to the

@@ -209,10 +209,10 @@ fn park_span(projection: &str, position: u64) -> SpanStart<'_> {
 fn unreadable_span<'a>(name: &'static str, projection: &'a str, position: u64) -> SpanStart<'a> {
     let enabled = toggles::projection_enabled(true);
     SpanStart::new(enabled, SpanName::Static(name), Kind::Internal)
-    .root()
-    .str(attr::PROJECTION_NAME, projection)
-    .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)
-    .int(attr::EVENT_POSITION, position)
+        .root()
+        .str(attr::PROJECTION_NAME, projection)
+        .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)
+        .int(attr::EVENT_POSITION, position)
 }
 
 /// The parked event's stream and its version there.

@@ -43,10 +43,20 @@ use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 
 /// Documented items the in-memory flows cannot produce, and the test that shows them.
-const NOT_IN_MEMORY: &[(&str, &str)] = &[(
-    "eventsource.projection.lease_lost",
-    "a PostgreSQL lease's session must end: tests/postgres_store.rs",
-)];
+const NOT_IN_MEMORY: &[(&str, &str)] = &[
+    (
+        "eventsource.projection.lease_lost",
+        "a PostgreSQL lease's session must end: tests/postgres_store.rs",
+    ),
+    (
+        "eventsource.bus.messages.skipped",
+        "a broker's consumer group skips: tests/kafka.rs, tests/nats.rs",
+    ),
+    (
+        "eventsource.bus.consumer_group.stalls",
+        "a broker's running consumer group stalls: tests/health_brokers.rs",
+    ),
+];
 
 /// Spans of this test's own `#[traced]` functions (the contract's `#[traced]` row).
 const TRACED_SPANS: &[&str] = &["contract.lookup", "price"];

@@ -173,11 +173,19 @@ pub(crate) async fn run() {
         .await
         .unwrap();
     let parking = ProjectionRunner::new(
-        Arc::new(store),
+        Arc::new(store.clone()),
         Arc::new(InMemoryCheckpointStore::new()),
         LedgerCounter::default(),
     )
     .on_unreadable(UnreadablePolicy::Park);
     parking.run_until_caught_up().await.unwrap();
     assert_eq!(parking.parked().await.unwrap().len(), 1);
+
+    // The same event under the default policy: the runner stops there, with a stop span.
+    let stopping = ProjectionRunner::new(
+        Arc::new(store),
+        Arc::new(InMemoryCheckpointStore::new()),
+        LedgerCounter::default(),
+    );
+    assert!(stopping.run_until_caught_up().await.is_err());
 }

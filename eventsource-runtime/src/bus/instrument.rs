@@ -283,8 +283,7 @@ pub(crate) fn skipped(
         ],
     );
     match why {
-        Skipped::NotBound => tracing::debug!(
-            target: crate::telemetry::TARGET,
+        Skipped::NotBound => crate::telemetry::otel::log::log_debug!(
             group,
             destination,
             aggregate_type,

@@ -53,7 +53,7 @@ pub(crate) fn group_stalled(system: &'static str, stalled: &crate::bus::GroupSta
     );
     log_warn!(
         group = stalled.group.as_str(),
-        messaging.system = system,
+        system,
         waiting = stalled.waiting,
         idle_s = stalled.idle.as_secs(),
         broker = stalled.broker.as_str(),
@@ -67,7 +67,7 @@ pub(crate) fn group_resumed(system: &'static str, group: &str, after: std::time:
     use crate::telemetry::otel::log::log_info;
     log_info!(
         group,
-        messaging.system = system,
+        system,
         stalled_s = after.as_secs(),
         "consumer group moves again"
     );

@@ -63,7 +63,6 @@ impl ConsumerGroup {
                 .consumer_info(&self.names.durable)
                 .await
                 .map_err(unavailable)
-                .map(|info| info.clone())
         }
         .await;
         match info {

@@ -193,5 +193,9 @@ pub(crate) mod log {
         ($($arg:tt)+) => { $crate::telemetry::otel::log::consume!($($arg)+) };
     }
 
-    pub(crate) use {consume, log_error, log_info, log_warn};
+    macro_rules! log_debug {
+        ($($arg:tt)+) => { $crate::telemetry::otel::log::consume!($($arg)+) };
+    }
+
+    pub(crate) use {consume, log_debug, log_error, log_info, log_warn};
 }

@@ -7,6 +7,11 @@ macro_rules! log_info {
     ($($arg:tt)+) => { ::tracing::info!(target: $crate::telemetry::TARGET, $($arg)+) };
 }
 
+/// A DEBUG line.
+macro_rules! log_debug {
+    ($($arg:tt)+) => { ::tracing::debug!(target: $crate::telemetry::TARGET, $($arg)+) };
+}
+
 /// A WARN line.
 macro_rules! log_warn {
     ($($arg:tt)+) => { ::tracing::warn!(target: $crate::telemetry::TARGET, $($arg)+) };
@@ -17,4 +22,4 @@ macro_rules! log_error {
     ($($arg:tt)+) => { ::tracing::error!(target: $crate::telemetry::TARGET, $($arg)+) };
 }
 
-pub(crate) use {log_error, log_info, log_warn};
+pub(crate) use {log_debug, log_error, log_info, log_warn};

@@ -106,7 +106,7 @@ impl ConsumerGroup {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             topics,
             bus,
-            health: GroupHealth::new(crate::bus::DEFAULT_STALL_AFTER),
+            health: GroupHealth::new(),
             membership: Arc::default(),
         }
     }
@@ -370,6 +370,7 @@ impl ConsumerGroup {
         let mut resumed = ResumePoints::default();
         let mut commits = Commits::new(self.commit_interval, matches!(source, Source::Live));
         let outcome = loop {
+            // Polled before the next record: a commit due is sent before more work.
             let commit_due = commits.due();
             let record = tokio::select! {
                 biased;
@@ -399,44 +400,30 @@ impl ConsumerGroup {
                             redelivered.push(
                                 Self::redelivered(&consumer, record, handled, &mut resumed).await,
                             );
-                            commits.start(record);
                         }
                         let work = self.settle_batch(&batch, &redelivered);
-                        let settled = commits.during(consumer.as_ref(), work).await;
-                        if settled.is_ok() {
-                            for record in &batch {
-                                commits.settled(consumer.as_ref(), record);
-                            }
-                        }
-                        settled
+                        commits.settle(consumer.as_ref(), &batch, work).await
                     }
                     None => {
                         let redelivered =
                             Self::redelivered(&consumer, &record, handled, &mut resumed).await;
-                        commits.start(&record);
                         let work = self.settle(&record, redelivered);
-                        let settled = commits.during(consumer.as_ref(), work).await;
-                        if settled.is_ok() {
-                            commits.settled(consumer.as_ref(), &record);
-                        }
-                        settled
+                        let records = std::slice::from_ref(&record);
+                        commits.settle(consumer.as_ref(), records, work).await
                     }
                 },
                 Source::Delayed { delay, .. } => {
                     if !wait_until_due(&record, *delay, shutdown.as_mut()).await {
                         break Ok(());
                     }
-                    let settled = self.settle(&record, false).await;
-                    if settled.is_ok() {
-                        commits.settled(consumer.as_ref(), &record);
-                    }
-                    settled
+                    let work = self.settle(&record, false);
+                    let records = std::slice::from_ref(&record);
+                    commits.settle(consumer.as_ref(), records, work).await
                 }
             };
             if let Err(error) = settled {
                 break Err(error);
             }
-            commits.commit_if_due(consumer.as_ref());
         };
         // Whatever was settled is committed before the group is left.
         let closing = Arc::clone(&consumer);

@@ -60,9 +60,27 @@ impl Commits {
         }
     }
 
+    /// Runs `work`, the handling of `records`, as [`during`](Self::during) does, the
+    /// records in hand meanwhile; once it succeeded, their partitions move past them.
+    pub(super) async fn settle<T>(
+        &mut self,
+        consumer: &GroupConsumer,
+        records: &[BorrowedMessage<'_>],
+        work: impl Future<Output = Result<(), T>>,
+    ) -> Result<(), T> {
+        for record in records {
+            self.start(record);
+        }
+        self.during(consumer, work).await?;
+        for record in records {
+            self.settled(consumer, record);
+        }
+        Ok(())
+    }
+
     /// `record` goes to the handlers now (the first of its partition in hand is the one
     /// marked).
-    pub(super) fn start(&mut self, record: &BorrowedMessage<'_>) {
+    fn start(&mut self, record: &BorrowedMessage<'_>) {
         let partition = (record.topic().to_owned(), record.partition());
         if !self.in_hand.iter().any(|(p, _, _)| *p == partition) {
             self.in_hand.push((partition, record.offset(), false));
@@ -71,7 +89,7 @@ impl Commits {
 
     /// `record` is settled: its partition's position moves past it (stored for the
     /// session's last, synchronous commit too).
-    pub(super) fn settled(&mut self, consumer: &GroupConsumer, record: &BorrowedMessage<'_>) {
+    fn settled(&mut self, consumer: &GroupConsumer, record: &BorrowedMessage<'_>) {
         let partition = (record.topic().to_owned(), record.partition());
         self.in_hand.retain(|(p, _, _)| *p != partition);
         let next = record.offset() + 1;
@@ -87,13 +105,6 @@ impl Commits {
     pub(super) fn due(&self) -> Option<Instant> {
         let unmarked = self.mark && self.in_hand.iter().any(|(_, _, marked)| !marked);
         (!self.settled.is_empty() || unmarked).then(|| self.last + self.interval)
-    }
-
-    /// Commits what is due now, if anything is.
-    pub(super) fn commit_if_due(&mut self, consumer: &GroupConsumer) {
-        if self.due().is_some_and(|due| due <= Instant::now()) {
-            self.commit(consumer);
-        }
     }
 
     /// Commits every settled position and the records in hand (marked), in one request.
@@ -133,11 +144,7 @@ impl Commits {
     /// Runs `work` (a record's handling), committing whenever a commit falls due
     /// meanwhile: a slow handler's record is marked as started, and what was settled
     /// before it is committed on time.
-    pub(super) async fn during<F: Future>(
-        &mut self,
-        consumer: &GroupConsumer,
-        work: F,
-    ) -> F::Output {
+    async fn during<F: Future>(&mut self, consumer: &GroupConsumer, work: F) -> F::Output {
         let mut work = pin!(work);
         loop {
             let Some(due) = self.due() else {

@@ -64,11 +64,11 @@ struct Progress {
 }
 
 impl GroupHealth {
-    pub(crate) fn new(stall_after: Duration) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             status: Arc::new(Status::new(LeaseState::NotApplicable)),
             interval: DEFAULT_LAG_INTERVAL,
-            stall_after,
+            stall_after: DEFAULT_STALL_AFTER,
             progress: Arc::default(),
         }
     }
@@ -125,9 +125,6 @@ impl GroupHealth {
 
     /// A session ended in `error`: retrying after a backoff.
     pub(crate) fn retrying(&self, error: &BusError) {
-        if is_restart(error) {
-            return;
-        }
         self.status.set_after(ComponentState::Retrying, error);
     }
 
@@ -357,3 +354,49 @@ macro_rules! group_health {
     };
 }
 pub(crate) use group_health;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_is_stalled_after_the_bound_again_every_bound_and_resumes_when_it_moves() {
+        let bound = Duration::from_secs(10);
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut watch = StallWatch::default();
+        // Nothing waits: never stalled, however long nothing moves.
+        assert_eq!(watch.observe(0, 0, at(0), bound), Verdict::Moving);
+        assert_eq!(watch.observe(0, 0, at(30), bound), Verdict::Moving);
+        // Events wait from 30 s on, nothing moves.
+        assert_eq!(watch.observe(5, 0, at(30), bound), Verdict::Moving);
+        assert_eq!(watch.observe(5, 0, at(39), bound), Verdict::Moving);
+        let idle = Duration::from_secs(10);
+        assert_eq!(
+            watch.observe(5, 0, at(40), bound),
+            Verdict::Stalled { idle, first: true }
+        );
+        assert_eq!(watch.observe(5, 0, at(45), bound), Verdict::Moving);
+        let idle = Duration::from_secs(20);
+        assert_eq!(
+            watch.observe(5, 0, at(50), bound),
+            Verdict::Stalled { idle, first: false }
+        );
+        // A step of progress ends it; the clock starts again from there.
+        let after = Duration::from_secs(12);
+        assert_eq!(
+            watch.observe(5, 1, at(52), bound),
+            Verdict::Resumed { after }
+        );
+        assert_eq!(watch.observe(5, 1, at(61), bound), Verdict::Moving);
+        assert!(matches!(
+            watch.observe(5, 1, at(62), bound),
+            Verdict::Stalled { first: true, .. }
+        ));
+        // Caught up ends it too.
+        assert!(matches!(
+            watch.observe(0, 1, at(63), bound),
+            Verdict::Resumed { .. }
+        ));
+    }
+}

@@ -110,7 +110,7 @@ impl ConsumerGroup {
             batch: None,
             names,
             bus,
-            health: GroupHealth::new(crate::bus::DEFAULT_STALL_AFTER),
+            health: GroupHealth::new(),
         }
     }
 

@@ -93,7 +93,7 @@ impl ConsumerGroup {
             delays,
             queues,
             bus,
-            health: GroupHealth::new(crate::bus::DEFAULT_STALL_AFTER),
+            health: GroupHealth::new(),
         }
     }
 

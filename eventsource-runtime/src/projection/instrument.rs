@@ -169,16 +169,15 @@ pub(super) fn parking_upcast(
     span
 }
 
-/// The span of a runner stopping at the event at `position` it cannot read (`stream`
-/// and `version` when the store could tell them) or upcast (`event_type`): a root, status
-/// ERROR from `error` (the runner's, as it returns it), recorded as the park span is.
+/// The span of a runner stopping at the event at `position` it cannot read (`stream` and
+/// `version` when the store could tell them) or upcast (`event_type`): a root, recorded as
+/// the park span is; [`stopped`] ends it with the runner's error.
 pub(super) fn stopping(
     projection: &str,
     position: u64,
     stream: Option<(&StreamId, u64)>,
     event_type: Option<&str>,
-    error: &RunnerError,
-) {
+) -> Span {
     let mut span = unreadable_span(attr::SPAN_PROJECTION_STOP, projection, position);
     if let Some((stream, version)) = stream {
         span = with_stream(span, stream, version);
@@ -186,7 +185,11 @@ pub(super) fn stopping(
     if let Some(event_type) = event_type {
         span = span.str(attr::EVENT_TYPE, event_type);
     }
-    let span = span.start();
+    span.start()
+}
+
+/// The stop span's status ERROR with one exception: the runner's `error`.
+pub(super) fn stopped(span: &Span, error: &RunnerError) {
     let kind = match error {
         RunnerError::UpcastFailed { .. } => "RunnerError::UpcastFailed",
         _ => "RunnerError::UnreadableEvent",

@@ -216,23 +216,24 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     fn stop_at(&self, name: &str, position: u64, error: Unreadable) -> Halt {
-        let (stream, event_type) = match &error {
+        let span = match &error {
             Unreadable::Row(StoreError::Corrupt {
                 stream, version, ..
-            }) => (Some((stream.clone(), *version)), None),
-            Unreadable::Row(_) => (None, None),
+            }) => instrument::stopping(name, position, Some((stream, *version)), None),
+            Unreadable::Row(_) => instrument::stopping(name, position, None, None),
             Unreadable::Upcast {
                 stream,
                 version,
                 error,
-            } => (
-                Some((stream.clone(), *version)),
-                Some(error.event_type.clone()),
+            } => instrument::stopping(
+                name,
+                position,
+                Some((stream, *version)),
+                Some(&error.event_type),
             ),
         };
         let error = error.stop(name, position);
-        let stream = stream.as_ref().map(|(stream, version)| (stream, *version));
-        instrument::stopping(name, position, stream, event_type.as_deref(), &error);
+        instrument::stopped(&span, &error);
         log_stopped(&error);
         error.into()
     }

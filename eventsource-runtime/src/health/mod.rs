@@ -213,8 +213,9 @@ impl ComponentState {
     }
 
     /// Whether a process with a component in this state is ready to serve: not while one
-    /// is starting, catching up, retrying, stalled or failed. A standby (waiting for the lease, or
-    /// having lost it to another replica) is ready: the other replica does the work.
+    /// is starting, catching up, retrying, stalled or failed. A standby (waiting for the
+    /// lease, or having lost it to another replica) is ready: the other replica does the
+    /// work.
     #[must_use]
     pub const fn is_ready(self) -> bool {
         matches!(

@@ -3,6 +3,7 @@
 //! group's health; settled offsets committed before partitions are taken away; and its
 //! connection errors, recorded as the bus's other clients record them.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rdkafka::client::ClientContext;
@@ -50,9 +51,9 @@ impl GroupContext {
             group.state, group.join_state, group.stateage, group.rebalance_cnt
         );
         if !group.rebalance_reason.is_empty() {
-            line.push_str(&format!(" (last: {})", group.rebalance_reason));
+            let _ = write!(line, " (last: {})", group.rebalance_reason);
         }
-        line.push_str(&format!(", {} partitions assigned", group.assignment_size));
+        let _ = write!(line, ", {} partitions assigned", group.assignment_size);
         Some(line)
     }
 }

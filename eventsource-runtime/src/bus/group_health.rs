@@ -53,13 +53,12 @@ pub(crate) struct GroupHealth {
     progress: Arc<Progress>,
 }
 
-/// What the stall watch reads: how many messages the group started handling in this
-/// process, and where the broker says the whole group is (Kafka: its committed offsets),
-/// counted as steps; and the wake-up of a session asked to start again.
+/// What the stall watch reads: how many steps of progress the group made (messages this
+/// process started handling, and on Kafka moves of the group's committed offsets); and the
+/// wake-up of a session asked to start again.
 #[derive(Debug, Default)]
 struct Progress {
     steps: AtomicU64,
-    position: AtomicU64,
     restart: Notify,
 }
 
@@ -73,12 +72,9 @@ impl GroupHealth {
         }
     }
 
-    /// The broker says the group as a whole is at `position` (a sum of committed offsets,
-    /// say): a change is progress, whichever process made it.
-    pub(crate) fn observed_position(&self, position: u64) {
-        if self.progress.position.swap(position, Ordering::Relaxed) != position {
-            self.progress.steps.fetch_add(1, Ordering::Relaxed);
-        }
+    /// The group made progress this process did not see start (another member's commit).
+    pub(crate) fn progressed(&self) {
+        self.progress.steps.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A session is connected and consuming: the group follows, unless it is stalled (a
@@ -108,7 +104,7 @@ impl GroupHealth {
     /// Holds `event` as the one being handled (its age is the group's oldest) until the
     /// guard is dropped.
     pub(crate) fn handling(&self, event: &EventEnvelope) -> Holding<'_> {
-        self.progress.steps.fetch_add(1, Ordering::Relaxed);
+        self.progressed();
         self.status.in_hand().hold(event.timestamp)
     }
 

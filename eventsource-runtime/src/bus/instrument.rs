@@ -246,8 +246,9 @@ pub(crate) fn dead_lettered(system: &'static str, message: &BusMessage) {
     );
 }
 
-/// Why a consumer group settled a message without handing it to a handler.
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+/// Why a consumer group settled a message without handing it to a handler (the Kafka and
+/// NATS groups skip; RabbitMQ's bindings leave nothing to skip).
+#[cfg(any(feature = "kafka", feature = "nats"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Skipped {
     /// No binding of the group names the event (routine where a topic carries more
@@ -260,7 +261,7 @@ pub(crate) enum Skipped {
 
 /// `system`'s consumer group `group` settled the message from `destination` carrying an
 /// event of `event_type` (`aggregate_type`) without handing it over: the count and a line.
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(any(feature = "kafka", feature = "nats"))]
 pub(crate) fn skipped(
     system: &'static str,
     group: &str,

@@ -93,6 +93,8 @@ pub(crate) async fn reconnecting<S: Future<Output = ()> + Send>(
 /// each failure ([`reconnecting`]), while its lag (measured by `lag`) is recorded on
 /// `system` and watched for a stall (`describe` says what the broker says of the group)
 /// ([`GroupHealth::running`]).
+// Kafka runs its loops itself (one per source), through `GroupHealth::running`.
+#[cfg_attr(not(any(feature = "rabbitmq", feature = "nats")), allow(dead_code))]
 pub(crate) async fn keep_running<L, D>(
     system: &'static str,
     group: &str,

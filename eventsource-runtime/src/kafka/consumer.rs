@@ -66,6 +66,8 @@ pub struct ConsumerGroup {
     pub(super) health: GroupHealth,
     /// The live consumer's context (its view of the group), while a session runs.
     pub(super) membership: Arc<std::sync::Mutex<Option<GroupContext>>>,
+    /// The sum of the group's committed offsets when its lag was last measured.
+    pub(super) committed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for ConsumerGroup {
@@ -108,6 +110,7 @@ impl ConsumerGroup {
             bus,
             health: GroupHealth::new(),
             membership: Arc::default(),
+            committed: Arc::default(),
         }
     }
 

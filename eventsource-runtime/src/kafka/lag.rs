@@ -1,6 +1,7 @@
 //! A consumer group's lag on Kafka: over the partitions of the topics it reads, the high
 //! watermark minus the group's committed offset.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -35,7 +36,9 @@ impl ConsumerGroup {
             .await
             .map_err(BusError::unavailable)??;
         // Where the whole group is: a commit by any of its consumers is progress.
-        self.health.observed_position(committed);
+        if self.committed.swap(committed, Ordering::Relaxed) != committed {
+            self.health.progressed();
+        }
         Ok(self.health.lag_with(behind))
     }
 

@@ -193,9 +193,12 @@ pub(crate) mod log {
         ($($arg:tt)+) => { $crate::telemetry::otel::log::consume!($($arg)+) };
     }
 
+    #[cfg(any(feature = "kafka", feature = "nats"))]
     macro_rules! log_debug {
         ($($arg:tt)+) => { $crate::telemetry::otel::log::consume!($($arg)+) };
     }
 
-    pub(crate) use {consume, log_debug, log_error, log_info, log_warn};
+    #[cfg(any(feature = "kafka", feature = "nats"))]
+    pub(crate) use log_debug;
+    pub(crate) use {consume, log_error, log_info, log_warn};
 }

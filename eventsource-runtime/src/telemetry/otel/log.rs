@@ -7,7 +7,8 @@ macro_rules! log_info {
     ($($arg:tt)+) => { ::tracing::info!(target: $crate::telemetry::TARGET, $($arg)+) };
 }
 
-/// A DEBUG line.
+/// A DEBUG line (only the Kafka and NATS groups write one: a message skipped).
+#[cfg(any(feature = "kafka", feature = "nats"))]
 macro_rules! log_debug {
     ($($arg:tt)+) => { ::tracing::debug!(target: $crate::telemetry::TARGET, $($arg)+) };
 }
@@ -22,4 +23,6 @@ macro_rules! log_error {
     ($($arg:tt)+) => { ::tracing::error!(target: $crate::telemetry::TARGET, $($arg)+) };
 }
 
-pub(crate) use {log_debug, log_error, log_info, log_warn};
+#[cfg(any(feature = "kafka", feature = "nats"))]
+pub(crate) use log_debug;
+pub(crate) use {log_error, log_info, log_warn};

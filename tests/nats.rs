@@ -1346,3 +1346,139 @@ async fn a_message_of_another_aggregate_type_on_an_events_subject_is_skipped_and
     );
     server.clean().await;
 }
+
+// ---- recovery: bounded by the ack wait, not by the handlers --------------------------------
+
+/// Publishes `count` `OrderPlaced` events with ids of their own; returns the ids.
+async fn publish_orders(bus: &NatsBus, count: usize) -> Vec<uuid::Uuid> {
+    let events: Vec<EventEnvelope> = (0..count).map(|_| order_placed()).collect();
+    bus.publish(&events).await.expect("published");
+    events.iter().map(|event| event.event_id).collect()
+}
+
+/// A handler that records each event id it is called with, after `work(call)`.
+fn recording(
+    group: &ConsumerGroup,
+    work: impl Fn(usize) -> Duration + Send + Sync + 'static,
+) -> Arc<std::sync::Mutex<Vec<uuid::Uuid>>> {
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&handled);
+    let calls = Arc::new(AtomicUsize::new(0));
+    group.subscribe_fn("send-confirmation", move |event| {
+        let takes = work(calls.fetch_add(1, Ordering::SeqCst));
+        let seen = Arc::clone(&seen);
+        let id = event.event_id;
+        async move {
+            tokio::time::sleep(takes).await;
+            seen.lock().unwrap().push(id);
+            Ok::<(), HandlerError>(())
+        }
+    });
+    handled
+}
+
+/// Whether every id of `expected` was handled, each once.
+fn each_once(handled: &[uuid::Uuid], expected: &[uuid::Uuid]) -> bool {
+    let mut handled = handled.to_vec();
+    let mut expected = expected.to_vec();
+    handled.sort_unstable();
+    expected.sort_unstable();
+    handled == expected
+}
+
+#[tokio::test]
+async fn a_dead_consumers_messages_reach_the_others_within_seconds_by_default() {
+    let Some(server) = Server::open("dead_consumer") else {
+        return;
+    };
+    let bus = server.bus();
+    let group = server.group(&bus, "mailer", &[50]);
+    let handled = recording(&group, |_| Duration::ZERO);
+    group.declare().await.unwrap();
+    let ids = publish_orders(&bus, 24).await;
+
+    // A consumer of the group takes a prefetch of messages and dies without a word: until
+    // JetStream hands them on, the group may have no more than that unacknowledged.
+    let js = server.jetstream().await;
+    let stream = js.get_stream(&server.stream).await.unwrap();
+    let consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer(group.consumer_name()).await.unwrap();
+    let prefetch = usize::from(eventsource_runtime::nats::DEFAULT_PREFETCH);
+    let mut batch = consumer
+        .fetch()
+        .max_messages(prefetch)
+        .messages()
+        .await
+        .unwrap();
+    let mut taken = 0;
+    while let Some(message) = batch.next().await {
+        message.unwrap();
+        taken += 1;
+    }
+    assert_eq!(taken, prefetch);
+    drop(batch);
+    let died = std::time::Instant::now();
+
+    let running = Running::start(&group).await;
+    // The default ack wait and a pull request's expiry, with room for a loaded machine.
+    let bound = Duration::from_secs(10);
+    while handled.lock().unwrap().len() < ids.len() && died.elapsed() < bound {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recovered_in = died.elapsed();
+    running.stop().await;
+    assert!(
+        each_once(&handled.lock().unwrap(), &ids),
+        "every message handled once within {bound:?} of the consumer's death \
+         ({} of {} after {recovered_in:?})",
+        handled.lock().unwrap().len(),
+        ids.len()
+    );
+    server.clean().await;
+}
+
+#[tokio::test]
+async fn handlers_slower_than_the_ack_wait_keep_their_messages_and_those_waiting() {
+    let Some(server) = Server::open("slow_handlers") else {
+        return;
+    };
+    let bus = server.bus();
+    let ack_wait = Duration::from_millis(600);
+    let group = server
+        .group(&bus, "mailer", &[50])
+        .ack_wait(ack_wait)
+        .prefetch(4);
+    // The first handling takes twice the ack wait; the others wait their turn longer still.
+    let handled = recording(&group, move |call| {
+        if call == 0 {
+            ack_wait * 2
+        } else {
+            ack_wait / 2
+        }
+    });
+    group.declare().await.unwrap();
+    let ids = publish_orders(&bus, 4).await;
+    let running = Running::start(&group).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while handled.lock().unwrap().len() < ids.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await;
+
+    assert!(
+        each_once(&handled.lock().unwrap(), &ids),
+        "each handled once: {:?} of {ids:?}",
+        handled.lock().unwrap()
+    );
+    let js = server.jetstream().await;
+    let stream = js.get_stream(&server.stream).await.unwrap();
+    let mut consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer(group.consumer_name()).await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        (info.num_redelivered, info.num_ack_pending),
+        (0, 0),
+        "nothing was handed on or left unacknowledged"
+    );
+    server.clean().await;
+}

@@ -1,7 +1,8 @@
 //! The NATS server killed (SIGKILL) and started again in the middle of a run: publishes
-//! fail with typed errors meanwhile, the relay waits and resumes, the consumer group
-//! connects again by itself, and every stored event is handled (at least once; duplicates
-//! are counted and reported).
+//! fail with typed errors meanwhile (one in flight when it died, as soon as the connection
+//! is made again), the relay waits and resumes, the consumer group connects again by
+//! itself, and every stored event is handled (at least once; duplicates are counted and
+//! reported).
 //!
 //! A test binary of its own (test binaries run one after the other), so that killing the
 //! server disturbs no other test of this crate. Needs `EVENTSOURCE_NATS_URL` and a local
@@ -43,6 +44,9 @@ const BUDGET: Duration = Duration::from_secs(85);
 const DOWN_FOR: Duration = Duration::from_secs(3);
 /// The bus's acknowledgement timeout.
 const ACK_TIMEOUT: Duration = Duration::from_secs(1);
+/// The acknowledgement timeout of a publish in flight when the server dies: far longer
+/// than the outage, so that waiting it out would show.
+const PATIENT_ACK_TIMEOUT: Duration = Duration::from_secs(40);
 /// How long JetStream waits for a group's acknowledgement before delivering again (one
 /// lost with the connection comes back after this).
 const ACK_WAIT: Duration = Duration::from_secs(5);
@@ -217,8 +221,30 @@ async fn scenario(url: String, nats: ServerProcess) {
     }
     wait_for(10, Duration::from_secs(20)).await;
 
-    // During: the server is killed; commands go on (the store is not the server).
+    // A publish in flight when the server dies: sent to a frozen server, unacknowledged
+    // when it is killed. It fails once the connection is made again (the acknowledgement
+    // is lost with the old one), not after its long timeout.
+    let patient = NatsBus::new(&url)
+        .unwrap()
+        .with_stream(&stream)
+        .with_subject_prefix(format!("es-restart-{run}"))
+        .with_ack_timeout(PATIENT_ACK_TIMEOUT);
+    patient.declare().await.expect("connected");
     let mut guard = StartAgainOnDrop(nats.clone());
+    nats.pause().expect("nats-server is paused");
+    let in_flight = store.read_all(1, 1).await.unwrap();
+    let mut in_flight = Box::pin(async move { patient.publish(&in_flight).await });
+    let unanswered = tokio::time::timeout(Duration::from_millis(300), &mut in_flight).await;
+    assert!(
+        unanswered.is_err(),
+        "a frozen server acknowledged: {unanswered:?}"
+    );
+    let in_flight = tokio::spawn(async move {
+        let outcome = in_flight.await;
+        (outcome, Instant::now())
+    });
+
+    // During: the server is killed; commands go on (the store is not the server).
     let killing = nats.clone();
     tokio::task::spawn_blocking(move || killing.kill())
         .await
@@ -258,12 +284,28 @@ async fn scenario(url: String, nats: ServerProcess) {
     .await
     .unwrap()
     .expect("nats-server starts again");
+    let restarted_at = Instant::now();
     // Started: the guard now watches the new process.
     guard.0 = restarted;
     eprintln!(
         "nats restart: server down for {:?}, now pid {}",
         down_since.elapsed(),
         guard.0.pid
+    );
+
+    let (outcome, failed_at) = in_flight.await.unwrap();
+    let waited_after_restart = failed_at.saturating_duration_since(restarted_at);
+    eprintln!(
+        "nats restart: the publish in flight: {:?}, {waited_after_restart:?} after the restart",
+        outcome.as_ref().err()
+    );
+    assert!(
+        matches!(outcome, Err(BusError::Unavailable(_))),
+        "the publish in flight is unavailable: {outcome:?}"
+    );
+    assert!(
+        waited_after_restart < PATIENT_ACK_TIMEOUT / 4,
+        "the publish in flight failed {waited_after_restart:?} after the restart"
     );
 
     // After: more commands; everything arrives.

@@ -170,6 +170,19 @@ impl ServerProcess {
         }
     }
 
+    /// SIGSTOP: the process keeps its connections and answers nothing, until killed.
+    pub fn pause(&self) -> Result<(), String> {
+        let stopped = Command::new("kill")
+            .args(["-STOP", &self.pid.to_string()])
+            .status()
+            .map_err(|e| format!("kill: {e}"))?;
+        if stopped.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -STOP {} failed: {stopped}", self.pid))
+        }
+    }
+
     /// SIGKILL, then waits until the process is gone and the port closed.
     pub fn kill(&self) -> Result<(), String> {
         let killed = Command::new("kill")

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::Consumer;
 use async_nats::jetstream::consumer::pull::{Batch, Config as PullConfig};
-use async_nats::jetstream::{AckKind, Context, Message};
-use futures_util::StreamExt as _;
+use async_nats::jetstream::{Context, Message};
 
 use super::NatsBus;
 use super::error::unavailable;
+use super::inbox::{Inbox, KeepAlive, reply};
 use super::topology::{self, GroupNames};
 use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
@@ -29,9 +29,10 @@ pub const DEFAULT_PREFETCH: u16 = 16;
 /// (four deliveries in all, then the dead letters).
 pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = broker::DEFAULT_RETRY_DELAYS;
 
-/// How long JetStream waits for a delivered message's acknowledgement, by default, before
-/// it delivers the message again (the consumer is presumed dead).
-pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long JetStream waits without a word from a group's consumer, by default, before it
+/// delivers the consumer's unacknowledged messages to another (the consumer is presumed
+/// dead): see [`ConsumerGroup::ack_wait`].
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a graceful stop keeps handling the messages its open pull request brings in
 /// (after the message in hand), by default: see [`ConsumerGroup::drain_on_stop`].
@@ -39,7 +40,7 @@ pub const DEFAULT_DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
 /// How long one pull request waits for messages; also the longest a shutdown waits for the
 /// messages of its open pull requests.
-const PULL_EXPIRES: Duration = Duration::from_secs(2);
+pub(super) const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
 /// A consumer group on a [`NatsBus`]: one durable pull consumer of the events, one of its
 /// retry copies, the handlers that consume them, and its dead letters (see the
@@ -134,9 +135,18 @@ impl ConsumerGroup {
         self
     }
 
-    /// Builder: how long JetStream waits for a message's acknowledgement before it
-    /// delivers the message again (default [`DEFAULT_ACK_WAIT`]): longer than the slowest
-    /// handling of a message, or the message is handled twice.
+    /// Builder: how long JetStream waits without a word from this group's consumer
+    /// before it delivers the consumer's unacknowledged messages to another (default
+    /// [`DEFAULT_ACK_WAIT`]).
+    ///
+    /// It bounds recovery: the messages a consumer that died had pulled (up to the
+    /// [`prefetch`](Self::prefetch)) go to the others this long after it stopped
+    /// answering; until then the group's other consumers get nothing, as JetStream hands
+    /// out no more than `max_ack_pending` at once. It does not bound the handlers: while a
+    /// message is handled, or waits its turn in this process, the group tells JetStream
+    /// every third of this that it is still at work on it (`+WPI`), so a handler may take
+    /// longer. Raise it when the connection to the server may be lost for longer without
+    /// the consumer being gone (a message is then handled twice).
     #[must_use]
     pub fn ack_wait(mut self, wait: Duration) -> Self {
         self.ack_wait = wait;
@@ -320,28 +330,18 @@ impl ConsumerGroup {
 /// How long batch mode waits for more messages after the first of a batch.
 const BATCH_LINGER: Duration = Duration::from_millis(20);
 
-/// `first` and the messages of `pull` that follow it within [`BATCH_LINGER`] of each
+/// `first` and the messages of `inbox` that follow it within [`BATCH_LINGER`] of each
 /// other, up to `max` in all. A message that arrives with an error ends the batch (the pull
 /// reports it next).
-pub(super) async fn gather(pull: &mut Batch, first: Message, max: usize) -> Vec<Message> {
+async fn gather(inbox: &mut Inbox, first: Message, max: usize) -> Vec<Message> {
     let mut messages = vec![first];
     while messages.len() < max {
-        match tokio::time::timeout(BATCH_LINGER, pull.next()).await {
+        match tokio::time::timeout(BATCH_LINGER, inbox.next()).await {
             Ok(Some(Ok(message))) => messages.push(message),
             _ => break,
         }
     }
     messages
-}
-
-/// Gives back every message an open pull request still brings in (it ends within
-/// [`PULL_EXPIRES`]). A message given back goes to the next pull, not this one: it is held
-/// back for as long as this request may still be open.
-pub(super) async fn give_back(mut batch: Batch) {
-    let until = tokio::time::Instant::now() + PULL_EXPIRES + Duration::from_millis(500);
-    while let Ok(Some(Ok(message))) = tokio::time::timeout_at(until, batch.next()).await {
-        let _ = message.ack_with(AckKind::Nak(Some(PULL_EXPIRES))).await;
-    }
 }
 
 impl Sessions for &ConsumerGroup {
@@ -353,8 +353,9 @@ impl Sessions for &ConsumerGroup {
     ) -> Result<(), BusError> {
         let context = self.bus.context().await?;
         let (live_consumer, retry_consumer) = self.consumers(&context).await?;
-        let mut live = self.pull(&live_consumer).await?;
-        let mut retry = self.pull(&retry_consumer).await?;
+        let mut live = Inbox::new(self.pull(&live_consumer).await?);
+        let mut retry = Inbox::new(self.pull(&retry_consumer).await?);
+        let keep_alive = KeepAlive::new(context.client(), self.ack_wait);
         log_info!(
             group = &*self.name,
             consumer = self.names.durable.as_str(),
@@ -365,29 +366,58 @@ impl Sessions for &ConsumerGroup {
             tokio::select! {
                 biased;
                 () = shutdown.as_mut() => {
-                    tokio::join!(self.drain(&context, live), give_back(retry));
+                    tokio::join!(self.drain(&context, &keep_alive, live), retry.give_back());
                     return Ok(());
                 }
                 () = self.health.restart_requested() => {
-                    tokio::join!(give_back(live), give_back(retry));
+                    tokio::join!(live.give_back(), retry.give_back());
                     return Err(self.health.restart_error());
                 }
                 next = live.next() => match next {
-                    Some(Ok(message)) => match self.batch {
-                        None => self.settle(&context, Source::Live, message).await?,
-                        Some(max) => {
-                            let messages = gather(&mut live, message, usize::from(max)).await;
-                            self.settle_batch(&context, messages).await?;
-                        }
-                    },
+                    Some(Ok(message)) => {
+                        self.settle_live(&context, &keep_alive, message, &mut [&mut live, &mut retry])
+                            .await?;
+                    }
                     Some(Err(error)) => return Err(BusError::Unavailable(error)),
-                    None => live = self.pull(&live_consumer).await?,
+                    None => live = Inbox::new(self.pull(&live_consumer).await?),
                 },
                 next = retry.next() => match next {
-                    Some(Ok(message)) => self.settle(&context, Source::Retry, message).await?,
+                    Some(Ok(message)) => {
+                        let in_hand = [reply(&message)];
+                        let settling = self.settle(&context, Source::Retry, message);
+                        keep_alive
+                            .during(settling, &in_hand, &mut [&mut live, &mut retry])
+                            .await?;
+                    }
                     Some(Err(error)) => return Err(BusError::Unavailable(error)),
-                    None => retry = self.pull(&retry_consumer).await?,
+                    None => retry = Inbox::new(self.pull(&retry_consumer).await?),
                 },
+            }
+        }
+    }
+}
+
+impl ConsumerGroup {
+    /// Settles a live message, with those that follow it in batch mode, kept alive
+    /// meanwhile with everything waiting in `inboxes` (the first of which it comes from).
+    pub(super) async fn settle_live(
+        &self,
+        context: &Context,
+        keep_alive: &KeepAlive,
+        first: Message,
+        inboxes: &mut [&mut Inbox],
+    ) -> Result<(), BusError> {
+        match (self.batch, inboxes.first_mut()) {
+            (Some(max), Some(live)) => {
+                let messages = gather(live, first, usize::from(max)).await;
+                let in_hand: Vec<_> = messages.iter().map(reply).collect();
+                let settling = self.settle_batch(context, messages);
+                keep_alive.during(settling, &in_hand, inboxes).await
+            }
+            _ => {
+                let in_hand = [reply(&first)];
+                let settling = self.settle(context, Source::Live, first);
+                keep_alive.during(settling, &in_hand, inboxes).await
             }
         }
     }

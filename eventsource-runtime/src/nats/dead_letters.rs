@@ -178,7 +178,6 @@ impl DeadLetters {
         stream: &Stream,
         reader: &Consumer<PullConfig>,
     ) -> Result<usize, BusError> {
-        let timeout = self.bus.shared.ack_timeout;
         let mut moved = 0;
         loop {
             let page = Self::read(reader, PAGE).await?;
@@ -203,7 +202,7 @@ impl DeadLetters {
                     error: None,
                 };
                 let retry = &self.names.retry_subject;
-                publish_copy(context, retry, &message, &fresh, timeout).await?;
+                publish_copy(&self.bus, context, retry, &message, &fresh).await?;
                 stream.delete_message(sequence).await.map_err(unavailable)?;
                 moved += 1;
             }

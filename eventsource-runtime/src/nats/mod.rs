@@ -82,6 +82,7 @@ mod codec;
 mod consumer;
 mod dead_letters;
 mod error;
+mod inbox;
 mod lag;
 mod settle;
 mod tls;
@@ -89,13 +90,14 @@ mod topology;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::Context;
 use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::{Client, ConnectOptions, ServerAddr};
-use tokio::sync::Mutex;
+use async_nats::{Client, ConnectOptions, Event, ServerAddr};
+use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -158,6 +160,9 @@ struct Shared {
     telemetry: BusTelemetry,
     /// The connection and its JetStream context, once connected.
     connection: Mutex<Option<(Client, Context)>>,
+    /// How many times the connection was made again after it was lost: a publish sent
+    /// before waits no longer for its acknowledgement (none comes on the new connection).
+    connections: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for NatsBus {
@@ -199,6 +204,7 @@ impl NatsBus {
                 tls: None,
                 telemetry,
                 connection: Mutex::new(None),
+                connections: watch::Sender::new(0),
             }),
         })
     }
@@ -237,6 +243,7 @@ impl NatsBus {
             tls: shared.tls.clone(),
             telemetry: shared.telemetry.clone(),
             connection: Mutex::new(None),
+            connections: watch::Sender::new(0),
         };
         Self {
             shared: configured(self.shared, fresh, change),
@@ -297,7 +304,21 @@ impl NatsBus {
             };
         }
         let server = self.server();
-        let options = credentials(&self.shared.addr, ConnectOptions::new());
+        let connections = self.shared.connections.clone();
+        // Only a connection made after one was lost counts (the first one is reported too,
+        // possibly after a publish on it was sent).
+        let lost = AtomicBool::new(false);
+        let options = ConnectOptions::new().event_callback(move |event| {
+            match event {
+                Event::Disconnected => lost.store(true, Ordering::SeqCst),
+                Event::Connected if lost.swap(false, Ordering::SeqCst) => {
+                    connections.send_modify(|made| *made += 1);
+                }
+                _ => {}
+            }
+            std::future::ready(())
+        });
+        let options = credentials(&self.shared.addr, options);
         let client = tls::apply(self.shared.tls.as_ref(), options, &server)?
             .connection_timeout(CONNECT_TIMEOUT)
             .connect(without_credentials(&self.shared.addr))
@@ -388,51 +409,74 @@ fn subject(prefix: &str, event: &EventEnvelope) -> String {
     format!("{prefix}.{}.{}", event.aggregate_type(), event.event_type)
 }
 
+/// A message sent, its acknowledgement not yet in.
+struct Sent {
+    ack: PublishAckFuture,
+    /// Changes when the connection is made again: the acknowledgement is then lost.
+    connections: watch::Receiver<u64>,
+}
+
 /// Sends `message` with `state` to `subject` (`Nats-Msg-Id` set when `dedup`); the
 /// acknowledgement is awaited by [`acknowledged`].
 async fn send(
+    bus: &Shared,
     context: &Context,
     subject: &str,
     message: &BusMessage,
     state: &DeliveryState,
     dedup: bool,
-) -> Result<PublishAckFuture, BusError> {
+) -> Result<Sent, BusError> {
     let body = codec::body(message)?;
     let headers = codec::headers(message, state, dedup);
-    context
+    let connections = bus.connections.subscribe();
+    let ack = context
         .publish_with_headers(subject.to_owned(), headers, body.into())
         .await
-        .map_err(|error| publish_error(message.message_id, error, Duration::ZERO))
+        .map_err(|error| publish_error(message.message_id, error, Duration::ZERO))?;
+    Ok(Sent { ack, connections })
 }
 
-/// Waits until `deadline` for JetStream's acknowledgement of the message `message_id`.
+/// Waits until `deadline` for JetStream's acknowledgement of the message `message_id`, or
+/// until the connection is made again (the acknowledgement is lost with the old one).
 async fn acknowledged(
-    ack: PublishAckFuture,
+    sent: Sent,
     message_id: Uuid,
     deadline: Instant,
     timeout: Duration,
 ) -> Result<(), BusError> {
-    match tokio::time::timeout_at(deadline, ack.into_future()).await {
-        Err(_) => Err(BusError::Unconfirmed {
-            message_id,
-            waited: timeout,
-        }),
-        Ok(Err(error)) => Err(publish_error(message_id, error, timeout)),
-        Ok(Ok(_)) => Ok(()),
+    let Sent {
+        ack,
+        mut connections,
+    } = sent;
+    tokio::select! {
+        outcome = tokio::time::timeout_at(deadline, ack.into_future()) => match outcome {
+            Err(_) => Err(BusError::Unconfirmed {
+                message_id,
+                waited: timeout,
+            }),
+            Ok(Err(error)) => Err(publish_error(message_id, error, timeout)),
+            Ok(Ok(_)) => Ok(()),
+        },
+        Ok(()) = connections.changed() => Err(BusError::unavailable(
+            "the connection to the NATS server was lost, and made again, before the \
+             acknowledgement: the message may be stored or not (publishing it again is \
+             safe: `Nats-Msg-Id` deduplicates)",
+        )),
     }
 }
 
 /// Publishes a copy of `message` with `state` to `subject` (no `Nats-Msg-Id`: a retry or
 /// a dead letter is a copy of its own) and waits for JetStream's acknowledgement.
 async fn publish_copy(
+    bus: &NatsBus,
     context: &Context,
     subject: &str,
     message: &BusMessage,
     state: &DeliveryState,
-    timeout: Duration,
 ) -> Result<(), BusError> {
-    let ack = send(context, subject, message, state, false).await?;
-    acknowledged(ack, message.message_id, Instant::now() + timeout, timeout).await
+    let timeout = bus.shared.ack_timeout;
+    let sent = send(&bus.shared, context, subject, message, state, false).await?;
+    acknowledged(sent, message.message_id, Instant::now() + timeout, timeout).await
 }
 
 impl NatsBus {
@@ -451,7 +495,7 @@ impl NatsBus {
             .await
             .map_err(|error| PublishFailure::new(PublishReport::default(), error))?;
         let shared = &self.shared;
-        let mut in_flight: VecDeque<InFlight<PublishAckFuture>> =
+        let mut in_flight: VecDeque<InFlight<Sent>> =
             VecDeque::with_capacity(events.len().min(MAX_IN_FLIGHT));
         let mut outcomes = Outcomes::with_capacity(events.len());
         for event in events {
@@ -463,7 +507,7 @@ impl NatsBus {
                 let mut message = BusMessage::new(subject.as_str(), event.clone());
                 let publishing = instrument::start_publish(&shared.telemetry, &mut message);
                 let state = DeliveryState::default();
-                let sending = send(context, &subject, &message, &state, true);
+                let sending = send(shared, context, &subject, &message, &state, true);
                 let sent = publishing.run(sending).await;
                 (message.message_id, publishing, sent)
             };
@@ -484,7 +528,7 @@ impl NatsBus {
     }
 
     /// Waits for the acknowledgement of a message sent and records its outcome.
-    async fn settle(&self, sent: InFlight<PublishAckFuture>, outcomes: &mut Outcomes) {
+    async fn settle(&self, sent: InFlight<Sent>, outcomes: &mut Outcomes) {
         let timeout = self.shared.ack_timeout;
         let mut outcome = acknowledged(sent.pending, sent.message_id, sent.deadline, timeout).await;
         if let Err(BusError::Unconfirmed { message_id, .. }) = outcome {

@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::Batch;
 use async_nats::jetstream::{AckKind, Context, Message};
-use futures_util::StreamExt as _;
 
 use super::codec;
-use super::consumer::{ConsumerGroup, Source, gather, give_back};
+use super::consumer::{ConsumerGroup, Source};
 use super::error::unavailable;
+use super::inbox::{Inbox, KeepAlive};
 use super::{publish_copy, subject};
 use crate::bus::instrument::{Skipped, skipped};
 use crate::bus::wire::{self, DeliveryState, Settle};
@@ -198,8 +197,7 @@ impl ConsumerGroup {
         message: &BusMessage,
         state: &DeliveryState,
     ) -> Result<(), BusError> {
-        let timeout = self.bus.shared.ack_timeout;
-        publish_copy(context, subject, message, state, timeout).await
+        publish_copy(&self.bus, context, subject, message, state).await
     }
 
     /// A message whose body is not a stored event: straight to the dead letters, as it
@@ -238,9 +236,9 @@ impl ConsumerGroup {
         ack(delivery).await
     }
 
-    /// After a shutdown: handles the live messages the open pull request `live` brings in,
-    /// while the drain window lasts, then gives back the rest.
-    pub(super) async fn drain(&self, context: &Context, mut live: Batch) {
+    /// After a shutdown: handles the live messages waiting in `live` and those its open
+    /// pull request brings in, while the drain window lasts, then gives back the rest.
+    pub(super) async fn drain(&self, context: &Context, keep_alive: &KeepAlive, mut live: Inbox) {
         let until = tokio::time::Instant::now() + self.drain;
         while tokio::time::Instant::now() < until {
             let message = match tokio::time::timeout_at(until, live.next()).await {
@@ -250,13 +248,9 @@ impl ConsumerGroup {
                 // The pull request ended (or failed): nothing more comes.
                 Ok(_) => return,
             };
-            let settled = match self.batch {
-                None => self.settle(context, Source::Live, message).await,
-                Some(max) => {
-                    let messages = gather(&mut live, message, usize::from(max)).await;
-                    self.settle_batch(context, messages).await
-                }
-            };
+            let settled = self
+                .settle_live(context, keep_alive, message, &mut [&mut live])
+                .await;
             if let Err(error) = settled {
                 // JetStream delivers what was not acknowledged again after its ack wait.
                 log_warn!(
@@ -267,7 +261,7 @@ impl ConsumerGroup {
                 return;
             }
         }
-        give_back(live).await;
+        live.give_back().await;
     }
 }
 

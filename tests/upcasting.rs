@@ -98,6 +98,7 @@ macro_rules! every_case {
                 a_registration_error_fails_every_load_that_needs_it,
                 a_newer_stored_version_is_a_typed_error,
                 a_projection_sees_upcast_events,
+                an_untraced_projections_reads_say_what_they_upcast,
                 a_failing_upcaster_stops_the_runner,
                 a_failing_upcaster_is_parked,
             );

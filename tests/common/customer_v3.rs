@@ -231,3 +231,18 @@ impl Directory {
         self.phones.push(event.phone.clone());
     }
 }
+
+/// The same addresses, by a projection whose spans are off (the default).
+#[derive(Debug, Default)]
+pub struct Addresses {
+    pub count: usize,
+}
+
+#[projection(projection_name = "Addresses")]
+impl Addresses {
+    fn address(&mut self, _event: &AddressChanged) {
+        self.count += 1;
+    }
+
+    fn email(&mut self, _event: &EmailChanged) {}
+}

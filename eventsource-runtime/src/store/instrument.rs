@@ -288,6 +288,9 @@ where
     let span = start(span, telemetry, operation);
     let result = span.run(read_all).await;
     read_finished(&span, &result);
+    if let Ok(batch) = &result {
+        crate::event::upcast::instrument::record_read(&span, batch);
+    }
     result
 }
 

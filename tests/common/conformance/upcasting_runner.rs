@@ -92,6 +92,51 @@ pub async fn a_projection_sees_upcast_events(b: &Backend) {
     assert_eq!(upcast, 4, "{}", spans.tree_with_attributes());
 }
 
+/// A projection whose own spans are off: the runner's reads say what it upcast.
+pub async fn an_untraced_projections_reads_say_what_they_upcast(b: &Backend) {
+    let capture = capture();
+    write(
+        b,
+        customer("c-u"),
+        vec![
+            address_v1("1 Main St", "Paris"),
+            contact_v1("ada@example.com", "+33 1 23"),
+            relocated_v1("2 Elm St", "Springfield"),
+            address_v3("3 Oak St", "Berlin", "DE"),
+        ],
+    )
+    .await;
+    let runner = ProjectionRunner::new(
+        Arc::clone(&b.events),
+        Arc::clone(&b.checkpoints),
+        Addresses::default(),
+    )
+    .batch_size(3);
+    runner.run_until_caught_up().await.unwrap();
+    assert_eq!(runner.projection().lock().await.count, 3);
+
+    let spans = capture.spans();
+    assert!(
+        spans
+            .with_attribute(attr::PROJECTION_NAME, "Addresses")
+            .is_empty(),
+        "the projection's own spans are off"
+    );
+    // Three stored events are upcast (the split's one, before it is split), from version 1.
+    let reads = spans.all(attr::SPAN_STORE_READ_ALL);
+    let mut upcast = 0;
+    for read in &reads {
+        if let Some(Value::I64(n)) = attribute(read, attr::UPCAST_COUNT) {
+            upcast += n;
+            assert_eq!(
+                attribute(read, attr::UPCAST_FROM_VERSIONS),
+                Some(&ints(&[1]))
+            );
+        }
+    }
+    assert_eq!(upcast, 3, "{}", spans.tree_with_attributes());
+}
+
 /// The events of a test of the unreadable policy: the second cannot be upcast.
 async fn with_atlantis(b: &Backend) -> Vec<EventEnvelope> {
     write(

@@ -134,6 +134,14 @@ impl Upcasters {
         })
     }
 
+    /// Whether an event stored as (`event_type`, `version`) is upcast when read (or fails
+    /// to be): a lookup, nothing is run.
+    pub(crate) fn upcasts(&self, event_type: &str, version: u32) -> bool {
+        self.registry
+            .as_ref()
+            .is_some_and(|registry| needs_work(registry.index.get(event_type), version))
+    }
+
     /// The error for `envelope`, going to its target version, for `reason`.
     fn failure(&self, envelope: &EventEnvelope, reason: UpcastFailure) -> UpcastError {
         let to = self.registry.as_ref().map_or(envelope.schema_version, |r| {
@@ -160,11 +168,7 @@ impl Upcasters {
         };
         let stored = envelope.event_type.as_ref();
         let entry = registry.index.get(stored);
-        let needs_work = entry.is_some_and(|entry| match entry.current {
-            Some(current) => current != envelope.schema_version,
-            None => !entry.rules.is_empty(),
-        });
-        if !needs_work {
+        if !needs_work(entry, envelope.schema_version) {
             return Ok(None);
         }
         let fail = |to: u32, reason: UpcastFailure| UpcastError {
@@ -526,4 +530,13 @@ fn parse<T: EventType>(payload: &Payload) -> Result<T, DecodeError> {
             event_type: T::EVENT_TYPE.to_owned(),
             source,
         })
+}
+
+/// Whether an event of a type with this index `entry`, stored at `version`, must be
+/// upcast: an older version than the type's current one, or a type renamed or split.
+fn needs_work(entry: Option<&Entry>, version: u32) -> bool {
+    entry.is_some_and(|entry| match entry.current {
+        Some(current) => current != version,
+        None => !entry.rules.is_empty(),
+    })
 }

@@ -1,6 +1,10 @@
 //! Upcasting's telemetry: the `eventsource.events.upcast` counter, and what a load, a
-//! runner's batch or a consumed message says on its span of the events it upcast.
+//! runner's batch or read, or a consumed message says on its span of the events it upcast.
 
+use std::future::Future;
+
+use super::Upcasters;
+use crate::event::EventEnvelope;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{Span, metrics};
 use crate::telemetry::values::{Attr, Counter};
@@ -71,4 +75,39 @@ impl UpcastTally {
             span.set(attr::UPCAST_FROM_VERSIONS, Attr::Ints(&self.from_versions));
         }
     }
+}
+
+tokio::task_local! {
+    /// The upcasters of the reader whose reads run in this task (a projection runner's).
+    static READER: Upcasters;
+}
+
+/// Runs `reads` as a reader whose events `upcasters` upcast once read: the store's read
+/// spans within say how many of the events they read will be (as a load's span does of
+/// the events it replayed), so that a projection whose own spans are off still tells.
+pub(crate) async fn reading_for<F: Future>(upcasters: Upcasters, reads: F) -> F::Output {
+    if upcasters.is_empty() {
+        return reads.await;
+    }
+    READER.scope(upcasters, reads).await
+}
+
+/// Says on `span`, a read's, how many of `events` its reader upcasts, and from which
+/// versions (nothing outside [`reading_for`], or when nothing is upcast).
+pub(crate) fn record_read(span: &Span, events: &[EventEnvelope]) {
+    if !span.is_recording() {
+        return;
+    }
+    let _ = READER.try_with(|upcasters| {
+        let mut upcasts = UpcastTally::default();
+        for event in events {
+            let version = event.schema_version;
+            upcasts.add(
+                upcasters
+                    .upcasts(&event.event_type, version)
+                    .then_some(version),
+            );
+        }
+        upcasts.record(span);
+    });
 }

@@ -184,6 +184,7 @@ use tokio::sync::Mutex;
 
 use super::checkpoint::{CheckpointStore, ParkedEvent};
 use super::{Projection, SharedProjection, instrument};
+use crate::event::upcast::instrument::reading_for;
 use crate::health::{ComponentKind, ComponentState, LeaseState};
 use crate::store::{EventStore, StoreError};
 use settings::Settings;
@@ -492,7 +493,8 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Lease, checkpoint, catch-up and (in `Follow` mode) live follow; after a lost lease,
     /// the lease again (`Follow`) or [`RunnerError::LeaseLost`].
     async fn session(&self, mode: Mode, shutdown: &mut Shutdown<'_>) -> Result<u64, Halt> {
-        let result = self.sessions(mode, shutdown).await;
+        let upcasters = self.projection.lock().await.upcasters();
+        let result = reading_for(upcasters, self.sessions(mode, shutdown)).await;
         let status = &self.probe.status;
         match &result {
             Ok(_) => status.set_with_lease(ComponentState::CaughtUp, LeaseState::NotHeld),

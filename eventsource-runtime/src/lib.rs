@@ -6,46 +6,63 @@
 //! `macros` feature) generate the repetitive parts; the code they generate calls this
 //! crate.
 //!
-//! The map of the crate follows the domain, with the ground floor at the bottom:
-//! - [`event`]: [`DomainEvent`](event::DomainEvent), the stored
-//!   [`EventEnvelope`](event::EventEnvelope) and its [`Metadata`](event::Metadata); [`event::upcast`]:
-//!   events that change shape (versions, upcasters, renames, splits);
-//! - [`aggregate`]: [`Aggregate`](aggregate::Aggregate), [`Apply`](aggregate::Apply),
-//!   [`AggregateRoot`](aggregate::AggregateRoot);
-//! - [`store`]: [`EventStore`](store::EventStore) and the
-//!   [`InMemoryEventStore`](store::InMemoryEventStore);
-//! - [`snapshot`]: [`SnapshotStore`](snapshot::SnapshotStore) and the in-memory one;
-//! - [`repository`]: [`Repository`](repository::Repository) loads and saves aggregates,
-//!   optionally from snapshots;
+//! The map of the crate, from the adapters at the top to the ground floor at the bottom.
+//! Each module imports only modules below it (two exceptions, named); a component that
+//! records spans builds them in its own `instrument` module; each public type has one path
+//! (plus the [`prelude`]):
+//!
+//! - `sqlite` and `postgres` (features of those names): everything each database does:
+//!   events, snapshots, checkpoints, leases and parked events, idempotent handlers'
+//!   processed messages, its schema and SQL (uses `store`, `snapshot`, `projection`, `bus`,
+//!   `event`, `telemetry`);
+//! - `rabbitmq`, `kafka` and `nats` (features of those names): the event bus over each
+//!   broker: publisher, consumer groups, retries, dead letters, lag (uses `bus`, `health`,
+//!   `event`, `telemetry`);
+//! - `testing` (feature `testing`): given/when/then for aggregates, span and metric capture
+//!   (uses `command`, `aggregate`, `event`, `telemetry`);
 //! - [`command`]: [`Command`](command::Command), [`Handle`](command::Handle) and the
 //!   [`CommandService`](command::CommandService) that runs
-//!   load -> decide -> record -> save -> deliver;
+//!   load -> decide -> record -> save -> deliver (uses `repository`, `projection`, `bus`,
+//!   `lineage`, `store`, `aggregate`, `event`, `telemetry`);
+//! - [`relay`]: the store as the outbox: every stored event published on a bus, at least
+//!   once; it runs as a projection under a `ProjectionRunner`, with its checkpoint and
+//!   lease (uses `projection`, `bus`, `health`, `store`, `event`);
+//! - [`query`]: the read side, run through [`query::run`] for the contract's query span and
+//!   metrics (uses `telemetry`);
+//! - [`bus`]: [`EventBus`](bus::EventBus), [`EventHandler`](bus::EventHandler), the
+//!   [`InMemoryEventBus`](bus::InMemoryEventBus), the [`Dispatcher`](bus::Dispatcher) any
+//!   transport consumes through, the wire format and what the brokers share (uses `health`,
+//!   `lineage`, `store`, `event`, `telemetry`);
 //! - [`projection`](mod@projection): [`Projection`](projection::Projection), in-process
 //!   delivery, and the checkpointed [`ProjectionRunner`](projection::runner::ProjectionRunner)
-//!   that feeds a projection from a store;
-//! - [`bus`]: [`EventBus`](bus::EventBus), [`EventHandler`](bus::EventHandler) and the
-//!   [`InMemoryEventBus`](bus::InMemoryEventBus) that publish stored events to handlers, and
-//!   the [`Dispatcher`](bus::Dispatcher) any transport consumes through;
+//!   that feeds a projection from a store (uses `health`, `store`, `event`, `telemetry`);
+//! - [`repository`]: [`Repository`](repository::Repository) loads and saves aggregates,
+//!   optionally from snapshots, through its cache (uses `snapshot`, `store`, `aggregate`,
+//!   `event`, `telemetry`);
+//! - [`snapshot`]: [`SnapshotStore`](snapshot::SnapshotStore) and the in-memory one (uses
+//!   `store`, `event`, `telemetry`);
 //! - [`lineage`]: correlation and causation ids stamped on every command's events, carried
-//!   across buses, listed by the stores and drawn as a [`CausationTree`](lineage::CausationTree);
-//! - [`relay`]: the store as the outbox: every stored event published on a bus, at least
-//!   once;
-//! - [`query`]: the read side, run through [`query::run`] for the contract's query span and
-//!   metrics;
-//! - `sqlite` and `postgres` (features of those names): everything each database does
-//!   (events, snapshots, checkpoints, leases and parked events, idempotent handlers'
-//!   processed messages, its schema and SQL);
-//! - `rabbitmq` (feature of that name): the event bus over RabbitMQ (publisher, consumer
-//!   groups, retries, dead letters);
-//! - `nats` (feature of that name): the event bus over NATS JetStream (publisher, consumer
-//!   groups, retries, dead letters);
-//! - [`telemetry`]: the ground floor every component records with (keys, switches,
-//!   propagation, application setup); each component builds its own spans in its own
-//!   `instrument` module;
-//! - `testing` (feature `testing`): given/when/then for aggregates, span and metric capture.
+//!   across buses, listed by the stores and drawn as a
+//!   [`CausationTree`](lineage::CausationTree) (uses `store`, `event`);
+//! - [`health`]: [`Lag`](health::Lag) and the [`Health`](health::Health) report of runners,
+//!   relays and consumer groups (uses `telemetry`; its stall log line reads a
+//!   `bus::GroupStalled`, one arrow up);
+//! - [`store`]: [`EventStore`](store::EventStore) and the
+//!   [`InMemoryEventStore`](store::InMemoryEventStore) (uses `event`, `telemetry`);
+//! - [`aggregate`]: [`Aggregate`](aggregate::Aggregate), [`Apply`](aggregate::Apply),
+//!   [`AggregateRoot`](aggregate::AggregateRoot) (uses `event`);
+//! - [`event`]: [`DomainEvent`](event::DomainEvent), the stored
+//!   [`EventEnvelope`](event::EventEnvelope) and its [`Metadata`](event::Metadata);
+//!   [`event::upcast`]: events that change shape (versions, upcasters, renames, splits)
+//!   (uses `telemetry`);
+//! - [`telemetry`]: the ground floor every component records with: attribute keys,
+//!   switches, W3C propagation, application setup (`init`, `layer`), hidden secrets (uses
+//!   `event`'s `Metadata`, the trace context's carrier, and `StreamId`: one arrow up).
 //!
-//! Each type has one path (plus the [`prelude`]). The telemetry contract the spans and
-//! metrics follow is `docs/telemetry.md` in the repository.
+//! Not drawn: the private helpers `panic` (a panic's message) and `sql_row`, `sql_schema`
+//! (what the two SQL stores share). The telemetry contract the spans and metrics follow is
+//! `docs/telemetry.md` in the repository; the guide (`docs/guide/`) and the README say how
+//! to use each part.
 //!
 //! ```
 //! use eventsource_runtime::prelude::*;
@@ -279,10 +296,33 @@ pub use eventsource_macros::Aggregate;
 #[cfg(feature = "macros")]
 pub use eventsource_macros::projection;
 
-// The README's examples compile and run as doctests.
+// The Rust snippets of the README and of the guide (`docs/guide/`) compile and run as
+// doctests, one item per file. A page with Rust snippets gets an item here.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/domain.md")]
+struct GuideDomainDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/stores.md")]
+struct GuideStoresDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/schema-evolution.md")]
+struct GuideSchemaEvolutionDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/annotations.md")]
+struct GuideAnnotationsDoctests;
+// Span and metric capture: the `testing` feature with `tracing`.
+#[cfg(all(doctest, feature = "testing", feature = "tracing"))]
+#[doc = include_str!("../../docs/guide/testing.md")]
+struct GuideTestingDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/scaling-out.md")]
+struct GuideScalingOutDoctests;
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/operating.md")]
+struct GuideOperatingDoctests;
 
 /// Marks a command handler, so its command span carries the handler's settings.
 ///

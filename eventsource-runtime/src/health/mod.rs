@@ -14,7 +14,7 @@
 //! A [`Health`] registry watches several of them and makes one [`HealthReport`] of them
 //! all: printed, it is a table; serialized (serde), JSON; [`is_ready`](HealthReport::is_ready)
 //! answers a readiness probe. The runtime serves nothing itself: an application answers its
-//! own readiness endpoint with it (see the README's "Operating it").
+//! own readiness endpoint with it (`docs/guide/operating.md` in the repository shows one).
 //!
 //! How each kind measures its lag:
 //! - a **projection runner** or **relay**: events = the store's newest position minus the

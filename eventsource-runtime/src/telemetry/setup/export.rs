@@ -8,7 +8,7 @@ use std::time::Duration;
 use opentelemetry_otlp::{Protocol, WithExportConfig as _, WithHttpConfig as _};
 
 use super::InitError;
-use super::health::{Signal, Target, TransportCause};
+use super::export_failures::{Signal, Target, TransportCause};
 use super::settings::{OtlpProtocol, TlsFiles};
 use super::tls::TlsMaterial;
 

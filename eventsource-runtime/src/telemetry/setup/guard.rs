@@ -10,7 +10,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use super::ConsoleExporter;
-use super::health::ExportHealth;
+use super::export_failures::ExportHealth;
 
 /// Keeps telemetry running; dropping it flushes what is buffered (console traces, OTLP
 /// batches, metrics) and shuts the providers down.

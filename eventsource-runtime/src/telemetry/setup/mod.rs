@@ -27,8 +27,8 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use console::SharedWriter;
+use export_failures::ExportHealth;
 use guard::Installed;
-use health::ExportHealth;
 use logs::{LineFormat, log_filter, span_filter};
 use pipelines::Exporting;
 use settings::{Options, Settings};
@@ -40,8 +40,8 @@ pub use layer::{OtelLayer, layer};
 mod console;
 #[cfg(feature = "otlp")]
 mod export;
+mod export_failures;
 mod guard;
-mod health;
 mod layer;
 mod logs;
 mod pipelines;

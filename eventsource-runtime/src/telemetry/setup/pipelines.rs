@@ -14,11 +14,11 @@ use super::console::ConsoleExporter;
 use super::console::SharedWriter;
 #[cfg(feature = "otlp")]
 use super::export;
-use super::health::{ExportHealth, SpanCounter};
+use super::export_failures::{ExportHealth, SpanCounter};
 use super::settings::Settings;
 #[cfg(feature = "otlp")]
 use super::{
-    health,
+    export_failures,
     settings::{HistogramAggregation, OtlpProtocol, TlsFiles},
     warn,
 };
@@ -52,7 +52,7 @@ impl Exporting<'_> {
         #[cfg(feature = "otlp")]
         if let Some(protocol) = settings.traces_otlp {
             let exporter = self.watched(
-                health::Signal::Spans,
+                export_failures::Signal::Spans,
                 protocol,
                 &settings.traces_tls,
                 |setup, warnings| setup.span_exporter(warnings),
@@ -78,7 +78,7 @@ impl Exporting<'_> {
             return Ok(None);
         };
         let exporter = self.watched(
-            health::Signal::Metrics,
+            export_failures::Signal::Metrics,
             protocol,
             &settings.metrics_tls,
             |setup, warnings| setup.metric_exporter(warnings),
@@ -109,11 +109,11 @@ impl Exporting<'_> {
     #[cfg(feature = "otlp")]
     fn watched<E>(
         &mut self,
-        signal: health::Signal,
+        signal: export_failures::Signal,
         protocol: OtlpProtocol,
         tls: &TlsFiles,
         build: impl FnOnce(&export::ExporterSetup<'_>, &mut Vec<String>) -> Result<E, InitError>,
-    ) -> Result<health::Watched<E>, InitError> {
+    ) -> Result<export_failures::Watched<E>, InitError> {
         let target = export::target(protocol, signal, tls);
         let cause = Arc::default();
         let mut warnings = Vec::new();
@@ -129,7 +129,7 @@ impl Exporting<'_> {
         for warning in &warnings {
             warn(&mut self.out, warning);
         }
-        Ok(health::Watched {
+        Ok(export_failures::Watched {
             inner: built?,
             health: Arc::clone(self.health),
             target,

@@ -470,7 +470,7 @@ impl EventEnvelope {
         }
         let mut events = Vec::with_capacity(1);
         let mut counts = upcast::instrument::UpcastCounts::default();
-        upcast::door::decode_set::<E>(self, &mut counts, |event| events.push(event))?;
+        upcast::decode::decode_set::<E>(self, &mut counts, |event| events.push(event))?;
         Ok(events)
     }
 
@@ -483,7 +483,7 @@ impl EventEnvelope {
     /// [`DecodeError::Payload`] when the type name matches but the payload does not fit,
     /// [`DecodeError::Upcast`] when upcasting fails.
     pub fn decode_as<T: EventType>(&self) -> Option<Result<T, DecodeError>> {
-        upcast::door::decode_type::<T>(self)
+        upcast::decode::decode_type::<T>(self)
     }
 }
 

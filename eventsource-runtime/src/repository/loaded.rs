@@ -2,7 +2,7 @@
 //! event through the decoding door.
 
 use crate::aggregate::{Aggregate, AggregateRoot};
-use crate::event::upcast::door;
+use crate::event::upcast::decode;
 use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
 use crate::event::{EventEnvelope, StreamId};
 use crate::store::pages::page_after;
@@ -54,7 +54,7 @@ pub(super) fn replay_one<A: Aggregate>(
 ) -> Result<Option<u32>, RepositoryError> {
     root.advance_stored(envelope.version)?;
     let apply = |event| root.apply_part(&event);
-    door::decode_set::<A::Event>(envelope, counts, apply).map_err(|source| {
+    decode::decode_set::<A::Event>(envelope, counts, apply).map_err(|source| {
         RepositoryError::Decode {
             stream: envelope.stream.clone(),
             version: envelope.version,

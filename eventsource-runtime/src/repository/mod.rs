@@ -1,7 +1,7 @@
 //! Repositories: load an aggregate from its stream (or from its newest snapshot and the
 //! later events), save its new events.
 
-mod at_once;
+mod sync_steps;
 mod cache;
 mod error;
 mod instrument;

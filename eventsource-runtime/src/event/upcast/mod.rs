@@ -64,7 +64,7 @@
 //! ```
 
 mod body;
-pub(crate) mod door;
+pub(crate) mod decode;
 mod error;
 pub(crate) mod instrument;
 
@@ -75,7 +75,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use door::Upcasted;
+pub use decode::Upcasted;
 pub use error::{RegistrationError, UpcastError, UpcastFailure, UpcasterFailure};
 
 /// The most steps (upcasters, renames and splits) one stored event may go through, and the

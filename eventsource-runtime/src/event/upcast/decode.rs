@@ -1,5 +1,6 @@
-//! The one decoding door: a stored (type, schema version, payload) and a registry in, the
-//! events this code reads out, as envelopes or as typed events.
+//! Decoding through the upcasters, the one path every stored event takes: a stored (type,
+//! schema version, payload) and a registry in, the events this code reads out, as
+//! envelopes or as typed events.
 
 use std::borrow::Cow;
 

@@ -132,6 +132,10 @@ struct Options {
     /// How long the CRM update (the confirmation group's second handler) takes, in ms.
     #[arg(long, default_value_t = 0)]
     slow_ms: u64,
+    /// How many stored events the relay reads and publishes at a time (its checkpoint is
+    /// saved after each batch).
+    #[arg(long, default_value_t = 256)]
+    relay_batch: usize,
 }
 
 impl Options {
@@ -328,7 +332,7 @@ async fn produce(options: &Options, bus: Arc<dyn EventBus>) -> Result<(), AnyErr
     if options.no_relay {
         return Ok(());
     }
-    let relay = Relay::new(store, checkpoints, bus);
+    let relay = Relay::new(store, checkpoints, bus).batch_size(options.relay_batch);
     let health = Health::new();
     health.watch(&relay);
     let position = relay.run_until_caught_up().await?;

@@ -149,6 +149,9 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz;
 #[doc(hidden)]
 pub mod __private;
 

@@ -45,10 +45,61 @@ pub(crate) enum Columns {
     Untyped,
 }
 
+/// The cells of one row as the decoding reads them, each by its type: an sqlx row (any
+/// database whose driver decodes these types), or, for the fuzz targets, values given one
+/// by one (`__fuzz::sql`). Every failure is sqlx's error, which the decoding turns into
+/// [`StoreError::Corrupt`].
+pub(crate) trait Cells<'r> {
+    /// An integer column (`bigint`, SQLite's `INTEGER`).
+    fn int(&self, columns: Columns, column: Column) -> Result<i64, sqlx::Error>;
+    /// A text column, borrowed from the row.
+    fn text(&self, columns: Columns, column: Column) -> Result<&'r str, sqlx::Error>;
+    /// A 32-bit integer column (PostgreSQL's `integer`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn int4(&self, columns: Columns, column: Column) -> Result<i32, sqlx::Error>;
+    /// A UUID column (PostgreSQL's `uuid`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn uuid(&self, columns: Columns, column: Column) -> Result<Uuid, sqlx::Error>;
+    /// A timestamp column (PostgreSQL's `timestamptz`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn timestamp(&self, columns: Columns, column: Column) -> Result<DateTime<Utc>, sqlx::Error>;
+}
+
+impl<'r, R> Cells<'r> for &'r R
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    i32: Decode<'r, R::Database> + Type<R::Database>,
+    Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    DateTime<Utc>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn int(&self, columns: Columns, column: Column) -> Result<i64, sqlx::Error> {
+        read(*self, columns, column)
+    }
+
+    fn text(&self, columns: Columns, column: Column) -> Result<&'r str, sqlx::Error> {
+        read(*self, columns, column)
+    }
+
+    fn int4(&self, columns: Columns, column: Column) -> Result<i32, sqlx::Error> {
+        read(*self, columns, column)
+    }
+
+    fn uuid(&self, columns: Columns, column: Column) -> Result<Uuid, sqlx::Error> {
+        read(*self, columns, column)
+    }
+
+    fn timestamp(&self, columns: Columns, column: Column) -> Result<DateTime<Utc>, sqlx::Error> {
+        read(*self, columns, column)
+    }
+}
+
 /// One events-table row being decoded: each column read once, text borrowed from the row
 /// and copied once, into the envelope.
-pub(crate) struct StoredRow<'r, R> {
-    row: &'r R,
+pub(crate) struct StoredRow<C> {
+    cells: C,
     columns: Columns,
     stream: StreamId,
     version: u64,
@@ -57,36 +108,29 @@ pub(crate) struct StoredRow<'r, R> {
     unreadable: Option<(&'static str, String)>,
 }
 
-impl<'r, R> StoredRow<'r, R>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    &'r str: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    /// Starts decoding `row`: the stream, version and position its errors name, read
-    /// best-effort (an unreadable one is the envelope's error). The rows of a load, all of
-    /// the stream `known`, share its id instead of copying the row's text.
-    pub(crate) fn new(row: &'r R, columns: Columns, known: Option<&StreamId>) -> Self {
+impl<'r, C: Cells<'r>> StoredRow<C> {
+    /// Starts decoding `cells` (a row): the stream, version and position its errors name,
+    /// read best-effort (an unreadable one is the envelope's error). The rows of a load,
+    /// all of the stream `known`, share its id instead of copying the row's text.
+    pub(crate) fn new(cells: C, columns: Columns, known: Option<&StreamId>) -> Self {
         let mut unreadable = None;
         let mut note = |column: Column, error: &dyn Display| {
             unreadable.get_or_insert_with(|| (column.1, error.to_string()));
         };
-        let mut count =
-            |column: Column| match read::<i64, R>(row, columns, column).map(u64::try_from) {
-                Ok(Ok(value)) => Some(value),
-                Ok(Err(error)) => {
-                    note(column, &error);
-                    None
-                }
-                Err(error) => {
-                    note(column, &error);
-                    None
-                }
-            };
+        let mut count = |column: Column| match cells.int(columns, column).map(u64::try_from) {
+            Ok(Ok(value)) => Some(value),
+            Ok(Err(error)) => {
+                note(column, &error);
+                None
+            }
+            Err(error) => {
+                note(column, &error);
+                None
+            }
+        };
         let position = count(POSITION);
         let version = count(VERSION);
-        let mut text = |column: Column| match read::<&str, R>(row, columns, column) {
+        let mut text = |column: Column| match cells.text(columns, column) {
             Ok(text) => Some(text),
             Err(error) => {
                 note(column, &error);
@@ -108,7 +152,7 @@ where
             }
         };
         Self {
-            row,
+            cells,
             columns,
             stream,
             version: version.unwrap_or(0),
@@ -127,18 +171,47 @@ where
         }
     }
 
-    /// The value of `column`.
-    pub(crate) fn get<T>(&self, column: Column) -> Result<T, StoreError>
-    where
-        T: Decode<'r, R::Database> + Type<R::Database>,
-    {
-        read(self.row, self.columns, column).map_err(|e| self.corrupt(column.1, &e))
+    /// The value of `column`, read by `get`, its failure [`StoreError::Corrupt`].
+    fn cell<T>(
+        &self,
+        column: Column,
+        get: impl FnOnce(&C, Columns, Column) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        get(&self.cells, self.columns, column).map_err(|e| self.corrupt(column.1, &e))
+    }
+
+    /// The integer in `column`.
+    pub(crate) fn int(&self, column: Column) -> Result<i64, StoreError> {
+        self.cell(column, C::int)
+    }
+
+    /// The text in `column`.
+    pub(crate) fn text(&self, column: Column) -> Result<&'r str, StoreError> {
+        self.cell(column, C::text)
+    }
+
+    /// The 32-bit integer in `column`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn int4(&self, column: Column) -> Result<i32, StoreError> {
+        self.cell(column, C::int4)
+    }
+
+    /// The UUID in `column`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn uuid(&self, column: Column) -> Result<Uuid, StoreError> {
+        self.cell(column, C::uuid)
+    }
+
+    /// The timestamp in `column`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn timestamp(&self, column: Column) -> Result<DateTime<Utc>, StoreError> {
+        self.cell(column, C::timestamp)
     }
 
     /// The JSON text of `column`, checked first when the column may hold anything. Blanks
     /// around it are left out.
     fn json(&self, column: Column) -> Result<&'r str, StoreError> {
-        let text = self.get::<&str>(column)?.trim();
+        let text = self.text(column)?.trim();
         if self.columns == Columns::Untyped {
             // Borrowed: the check builds nothing.
             serde_json::from_str::<&RawValue>(text).map_err(|e| self.corrupt(column.1, &e))?;
@@ -158,8 +231,8 @@ where
             return Err(self.corrupt(column, reason));
         }
         let (event_id, timestamp) = stored(&self)?;
-        let event_type = self.get::<&str>(EVENT_TYPE)?.to_owned();
-        let schema_version = self.get::<i64>(SCHEMA_VERSION)?;
+        let event_type = self.text(EVENT_TYPE)?.to_owned();
+        let schema_version = self.int(SCHEMA_VERSION)?;
         let schema_version =
             u32::try_from(schema_version).map_err(|e| self.corrupt(SCHEMA_VERSION.1, &e))?;
         let payload = Payload::from_checked(Arc::from(self.json(payload)?));

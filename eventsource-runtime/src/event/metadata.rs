@@ -216,7 +216,8 @@ impl Metadata {
     /// Appends `traceparent` to metadata kept as its stored JSON object (a command's stamped
     /// lineage, see [`lineage`](crate::lineage)), as text: a traced append then builds no
     /// entries, and an SQL store serializes nothing. `false`, unchanged, for other metadata
-    /// or one that names a `traceparent` already.
+    /// or one that names a `traceparent` or a `tracestate` already (or escapes a character,
+    /// which might spell one), which the caller replaces by entries.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn append_traceparent(&mut self, traceparent: &[u8; TRACEPARENT_LEN]) -> bool {
         let Some(Entries {
@@ -229,7 +230,10 @@ impl Metadata {
         let Ok(traceparent) = std::str::from_utf8(traceparent) else {
             return false;
         };
-        if json.contains(r#""traceparent""#) {
+        if json.contains(r#""traceparent""#)
+            || json.contains(r#""tracestate""#)
+            || json.contains('\\')
+        {
             return false;
         }
         let Some(body) = json.trim_end().strip_suffix('}') else {
@@ -447,6 +451,13 @@ mod tests {
         let mut empty = Metadata::from_checked(Arc::from(" { } "));
         assert!(empty.append_traceparent(&traceparent));
         assert_eq!(empty.keys().collect::<Vec<_>>(), ["traceparent"]);
+        for names in [
+            r#"{"tracestate":"vendor=a1"}"#,
+            r#"{"trace\u0070arent":"00-1-2-01"}"#,
+        ] {
+            let mut named = Metadata::from_checked(Arc::from(names));
+            assert!(!named.append_traceparent(&traceparent), "{names}");
+        }
         let mut entries = Metadata::new().with("a", "1");
         assert!(
             !entries.append_traceparent(&traceparent),

@@ -151,6 +151,8 @@ pub use connect::{ConnectFailure, DatabaseUnreachable};
 pub use events::PostgresEventStore;
 pub use lease::PostgresLease;
 pub use processed::PostgresProcessedMessages;
+#[cfg(feature = "fuzzing")]
+pub(crate) use rows::decode_of as decode_row;
 pub use schema::{
     InvalidSchemaName, MigrationRefused, RUNTIME_GRANTS, SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
     SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,

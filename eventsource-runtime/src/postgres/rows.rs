@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql_row::{Column, Columns, EVENT_ID, StoredRow};
+use crate::sql_row::{Cells, Column, Columns, EVENT_ID, StoredRow};
 use crate::store::StoreError;
 use crate::store::backend::{check_stream, metadata_json};
 
@@ -116,15 +116,16 @@ pub(super) fn decode(row: &PgRow) -> Result<EventEnvelope, StoreError> {
     decode_of(row, None)
 }
 
-/// [`decode`] of a row of the stream `known` (a load's), sharing its id.
-pub(super) fn decode_of(
-    row: &PgRow,
+/// [`decode`] of a row of the stream `known` (a load's), sharing its id. (Any [`Cells`]: the
+/// fuzz targets give it values of their own.)
+pub(crate) fn decode_of<'r>(
+    row: impl Cells<'r>,
     known: Option<&StreamId>,
 ) -> Result<EventEnvelope, StoreError> {
     StoredRow::new(row, Columns::Typed, known).envelope([PAYLOAD, METADATA], |stored| {
-        let event_id = stored.get::<Uuid>(EVENT_ID)?;
-        let micros = stored.get::<DateTime<Utc>>(RECORDED_AT)?;
-        let nanos = stored.get::<i32>(RECORDED_AT_NANOS)?;
+        let event_id = stored.uuid(EVENT_ID)?;
+        let micros = stored.timestamp(RECORDED_AT)?;
+        let nanos = stored.int4(RECORDED_AT_NANOS)?;
         let timestamp = join_timestamp(micros, nanos)
             .ok_or_else(|| stored.corrupt(RECORDED_AT_NANOS.1, &nanos))?;
         Ok((event_id, timestamp))

@@ -93,7 +93,7 @@ pub(super) fn properties(
 
 /// The trace headers and the delivery state of a received message's headers. Anything
 /// missing or of another type reads as absent (a first delivery, no trace context).
-pub(super) fn read_headers(headers: Option<&FieldTable>) -> (Metadata, DeliveryState) {
+pub(crate) fn read_headers(headers: Option<&FieldTable>) -> (Metadata, DeliveryState) {
     let mut trace = Metadata::new();
     let mut state = DeliveryState::first();
     let Some(headers) = headers else {

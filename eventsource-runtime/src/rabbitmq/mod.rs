@@ -102,6 +102,8 @@ use crate::telemetry::otel::log::log_warn;
 use confirm::{Confirmed, Returns, confirmed};
 use error::unavailable;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use codec::read_headers;
 pub use consumer::{ConsumerGroup, DEFAULT_DRAIN_ON_STOP, DEFAULT_PREFETCH, DEFAULT_RETRY_DELAYS};
 pub use dead_letters::DeadLetters;
 

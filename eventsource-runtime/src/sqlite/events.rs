@@ -15,7 +15,7 @@ use super::{
     detached, migrate, open_pool, parse_timestamp, to_i64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql_row::{Column, Columns, EVENT_ID, StoredRow, readable_prefix};
+use crate::sql_row::{Cells, Column, Columns, EVENT_ID, StoredRow, readable_prefix};
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, metadata_json};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
@@ -224,12 +224,16 @@ fn decode(row: &SqliteRow) -> Result<EventEnvelope, StoreError> {
     decode_of(row, None)
 }
 
-/// [`decode`] of a row of the stream `known` (a load's), sharing its id.
-fn decode_of(row: &SqliteRow, known: Option<&StreamId>) -> Result<EventEnvelope, StoreError> {
+/// [`decode`] of a row of the stream `known` (a load's), sharing its id. (Any [`Cells`]: the
+/// fuzz targets give it values of their own.)
+pub(crate) fn decode_of<'r>(
+    row: impl Cells<'r>,
+    known: Option<&StreamId>,
+) -> Result<EventEnvelope, StoreError> {
     StoredRow::new(row, Columns::Untyped, known).envelope([PAYLOAD, METADATA], |stored| {
-        let event_id = stored.get::<&str>(EVENT_ID)?;
+        let event_id = stored.text(EVENT_ID)?;
         let event_id = Uuid::parse_str(event_id).map_err(|e| stored.corrupt(EVENT_ID.1, &e))?;
-        let timestamp = stored.get::<&str>(TIMESTAMP)?;
+        let timestamp = stored.text(TIMESTAMP)?;
         let timestamp = parse_timestamp(timestamp).map_err(|e| stored.corrupt(TIMESTAMP.1, &e))?;
         Ok((event_id, timestamp))
     })

@@ -80,6 +80,8 @@ use crate::store::StoreError;
 
 pub use checkpoints::{SqliteCheckpointStore, SqliteLease};
 pub use events::SqliteEventStore;
+#[cfg(feature = "fuzzing")]
+pub(crate) use events::decode_of as decode_row;
 pub use processed::SqliteProcessedMessages;
 pub use snapshots::SqliteSnapshotStore;
 

@@ -61,7 +61,7 @@ impl Extractor for Metadata {
 }
 
 /// Writes `cx`'s trace context and baggage into `metadata` (nothing when `cx` has no valid
-/// span).
+/// span), replacing the trace context it had (a `tracestate` without `cx`'s is removed).
 pub fn inject(cx: &Context, metadata: &mut Metadata) {
     let span = cx.span();
     let span_context = span.span_context();
@@ -86,7 +86,11 @@ pub fn inject(cx: &Context, metadata: &mut Metadata) {
     // Hex digits and dashes: ASCII, so this never falls back to the empty string.
     let text = std::str::from_utf8(&traceparent).unwrap_or_default();
     metadata.insert(Metadata::TRACEPARENT, text);
-    if !trace_state.is_empty() {
+    // The trace state belongs to its `traceparent`: one the metadata had, of another
+    // context, goes with it.
+    if trace_state.is_empty() {
+        metadata.remove(Metadata::TRACESTATE);
+    } else {
         metadata.insert(Metadata::TRACESTATE, trace_state);
     }
     BaggagePropagator::new().inject_context(cx, metadata);
@@ -293,6 +297,31 @@ mod tests {
         assert!(own.stored_json().is_none());
         assert_eq!(own.correlation_id(), Some("c-1"));
         assert_eq!(own.traceparent(), Some(theirs["traceparent"].as_str()));
+    }
+
+    #[test]
+    fn a_context_written_over_another_replaces_its_trace_state() {
+        let other = "00-11111111111111111111111111111111-2222222222222222-01";
+        let cx = sampled_remote_context();
+        let theirs = written_by_opentelemetry(&cx);
+        let entries = Metadata::new()
+            .with(Metadata::TRACEPARENT, other)
+            .with(Metadata::TRACESTATE, "vendor=a1")
+            .with(Metadata::CORRELATION_ID, "c-1");
+        // Entries, stored text naming the keys, stored text with a key escaped.
+        let stored = |json: &str| Metadata::from_json(json).unwrap();
+        for mut metadata in [
+            entries,
+            stored(r#"{"tracestate":"vendor=a1","correlation_id":"c-1"}"#),
+            stored(r#"{"trace\u0073tate":"vendor=a1","correlation_id":"c-1"}"#),
+        ] {
+            inject(&cx, &mut metadata);
+            assert_eq!(metadata.traceparent(), Some(theirs["traceparent"].as_str()));
+            assert_eq!(metadata.get(Metadata::TRACESTATE), None, "{metadata:?}");
+            assert_eq!(metadata.correlation_id(), Some("c-1"));
+            let extracted = extract(&metadata);
+            assert_eq!(extracted.span().span_context(), cx.span().span_context());
+        }
     }
 
     #[test]

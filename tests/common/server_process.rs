@@ -171,7 +171,10 @@ impl ServerProcess {
     }
 
     /// SIGSTOP: the process keeps its connections and answers nothing, until killed.
-    #[allow(dead_code, reason = "a restart test that freezes its server first uses it")]
+    #[allow(
+        dead_code,
+        reason = "a restart test that freezes its server first uses it"
+    )]
     pub fn pause(&self) -> Result<(), String> {
         let stopped = Command::new("kill")
             .args(["-STOP", &self.pid.to_string()])

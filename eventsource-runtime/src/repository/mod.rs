@@ -1,7 +1,6 @@
 //! Repositories: load an aggregate from its stream (or from its newest snapshot and the
 //! later events), save its new events.
 
-mod sync_steps;
 mod cache;
 mod error;
 mod instrument;
@@ -9,6 +8,7 @@ mod loaded;
 mod settings;
 mod snapshots;
 mod store;
+mod sync_steps;
 
 use std::marker::PhantomData;
 use std::sync::Arc;

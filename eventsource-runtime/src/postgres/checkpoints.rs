@@ -116,6 +116,27 @@ impl PostgresCheckpointStore {
         migrate(&self.pool, &self.sql.schema).await
     }
 
+    /// Saves the checkpoint on `connection` (inside the caller's transaction).
+    pub(super) async fn save_on(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        projection: &str,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.save)
+            .bind(projection)
+            .bind(to_i64(position))
+            .execute(connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// The PostgreSQL schema its tables are in.
+    pub(super) fn schema(&self) -> &str {
+        &self.sql.schema
+    }
+
     /// The connection pool.
     #[must_use]
     pub fn pool(&self) -> &PgPool {

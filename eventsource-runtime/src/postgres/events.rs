@@ -22,7 +22,7 @@ use crate::sql_row::readable_prefix;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
-    AppendResult, AppendSignal, BatchReader, ExpectedVersion, PageReader, StoreError,
+    AppendResult, AppendSignal, BatchReader, ExpectedVersion, PageReader, Segment, StoreError,
     StoreTelemetry, VersionConflict,
 };
 
@@ -457,6 +457,43 @@ impl Backend for PostgresEventStore {
             self.learn_mark().await;
         }
         readable_prefix(rows.iter().map(decode), limit)
+    }
+
+    const READS_SEGMENTS: bool = true;
+
+    async fn read_segment_events(
+        &self,
+        segment: Segment,
+        from_position: u64,
+        limit: usize,
+    ) -> ReadAll {
+        // The mark first; the rows then, with a later snapshot (READ COMMITTED): every
+        // event below the mark that committed is in it, as for `read_all`.
+        let mark: i64 = sqlx::query_scalar(&self.sql.high_water_mark)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let index = i32::try_from(segment.index()).unwrap_or(i32::MAX);
+        let rows = sqlx::query(&self.segment_read_sql(segment.count()))
+            .bind(index)
+            .bind(to_i64(from_position))
+            .bind(mark)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        readable_prefix(rows.iter().map(decode), limit)
+    }
+
+    async fn prepare_segment_reads(&self, count: u32) -> Result<(), StoreError> {
+        if count <= 1 {
+            return Ok(());
+        }
+        sqlx::query(&self.segment_index_sql(count))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn correlated_events(&self, correlation_id: &str) -> Events {

@@ -9,4 +9,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON __schema__.snapshots TO __role__;
 GRANT SELECT, INSERT, UPDATE ON __schema__.checkpoints TO __role__;
 GRANT SELECT, INSERT, UPDATE, DELETE ON __schema__.parked_events TO __role__;
 GRANT SELECT, INSERT ON __schema__.processed_messages TO __role__;
+GRANT SELECT, INSERT, UPDATE, DELETE ON __schema__.projection_segments TO __role__;
+GRANT SELECT, INSERT, UPDATE, DELETE ON __schema__.projection_workers TO __role__;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA __schema__ TO __role__;

@@ -28,6 +28,8 @@
 //! | `checkpoints` | `projection` | each projection's checkpoint |
 //! | `parked_events` | `(projection, position)` | the events each projection parked, with the error (version 2, [`SCHEMA_V2`]) |
 //! | `processed_messages` | `(handler, message_id uuid)` | the messages each idempotent handler handled, `handled_at` (version 3, [`SCHEMA_V3`]) |
+//! | `projection_segments` | `(projection, segment)` | the segments of each split projection: owner, fencing `epoch`, `renewed_at` (version 9, [`SCHEMA_V9`]) |
+//! | `projection_workers` | `(projection, worker)` | the workers of each split projection, `seen_at` (version 9) |
 //!
 //! Applied versions are recorded in `eventsource_schema_migrations`. The schema also holds
 //! three functions: `eventsource_append` (an append, in one statement),
@@ -129,12 +131,14 @@ mod batches;
 mod checkpoints;
 mod connect;
 mod events;
+mod fenced;
 mod lease;
 mod listen;
 mod pages;
 mod processed;
 mod rows;
 mod schema;
+mod segments;
 mod snapshots;
 mod statements;
 mod transactional;
@@ -149,13 +153,16 @@ pub use checkpoints::PostgresCheckpointStore;
 pub(crate) use connect::open_pool;
 pub use connect::{ConnectFailure, DatabaseUnreachable};
 pub use events::PostgresEventStore;
+pub use fenced::{
+    DEFAULT_FENCED_BATCH, DEFAULT_IDLE_TRANSACTION_TIMEOUT, Fenced, FencedProjection,
+};
 pub use lease::PostgresLease;
 pub use processed::PostgresProcessedMessages;
 #[cfg(feature = "fuzzing")]
 pub(crate) use rows::decode_of as decode_row;
 pub use schema::{
     InvalidSchemaName, MigrationRefused, RUNTIME_GRANTS, SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
-    SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
+    SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V9,
 };
 pub use snapshots::PostgresSnapshotStore;
 pub use transactional::{TransactionalHandler, TransactionalIdempotent};

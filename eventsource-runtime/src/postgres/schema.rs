@@ -46,6 +46,11 @@ pub const SCHEMA_V7: &str = include_str!("schema_v7.sql");
 /// for `events_by_correlation`, applied by `migrate()` after [`SCHEMA_V7`].
 pub const SCHEMA_V8: &str = include_str!("schema_v8.sql");
 
+/// Version 9 of the schema: projections split into segments (the function
+/// `eventsource_segment`, the tables `projection_segments` and `projection_workers`),
+/// applied by `migrate()` after [`SCHEMA_V8`].
+pub const SCHEMA_V9: &str = include_str!("schema_v9.sql");
+
 /// The privileges the runtime role needs on a schema the owner role has migrated, with
 /// `__schema__` standing for the quoted schema name and `__role__` for the quoted role:
 /// `USAGE` on the schema, `SELECT, INSERT` on `events` (no `UPDATE`, no `DELETE`), `USAGE,
@@ -63,6 +68,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, SCHEMA_V6), // stored events are never rewritten
     (7, SCHEMA_V7), // snapshots' schema version
     (8, SCHEMA_V8), // events by correlation id
+    (9, SCHEMA_V9), // projections split into segments
 ];
 
 /// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.

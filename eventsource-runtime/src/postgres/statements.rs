@@ -20,7 +20,7 @@ pub(super) struct Statements {
     pub(super) max_position: String,
 }
 
-const COLUMNS: &str = "position, stream_type, stream_id, version, event_id, event_type, \
+pub(super) const COLUMNS: &str = "position, stream_type, stream_id, version, event_id, event_type, \
      schema_version, recorded_at, recorded_at_nanos, payload::text AS payload, \
      metadata::text AS metadata";
 

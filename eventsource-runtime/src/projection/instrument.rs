@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::runner::RunnerError;
+use super::segments::Fence;
 use super::{Projection, ProjectionError};
 use crate::event::upcast::UpcastError;
 use crate::event::upcast::instrument::UpcastTally;
@@ -89,10 +90,14 @@ fn start(projection: &dyn Projection) -> SpanStart<'_> {
         None => SpanName::Prefixed(attr::SPAN_PROJECTION_PREFIX, projection_name),
     };
     let enabled = toggles::projection_enabled(projection.tracing_enabled());
-    SpanStart::new(enabled, name, Kind::Consumer)
+    let span = SpanStart::new(enabled, name, Kind::Consumer)
         .root()
         .str(attr::PROJECTION_NAME, projection_name)
-        .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)
+        .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION);
+    match Fence::current_segment() {
+        Some(segment) if enabled => span.attr(attr::PROJECTION_SEGMENT, Attr::Display(&segment)),
+        _ => span,
+    }
 }
 
 /// Records how long ago `event` was stored, as `cqrs.projection.lag`; returns it.

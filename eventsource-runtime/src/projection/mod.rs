@@ -4,6 +4,7 @@
 pub mod checkpoint;
 mod instrument;
 pub mod runner;
+pub mod segments;
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -22,6 +23,16 @@ pub enum ProjectionError {
     /// The projection's own failure (its read store is down, ...).
     #[error(transparent)]
     Handler(Box<dyn std::error::Error + Send + Sync>),
+    /// A write conditional on the segment's claim was refused: another worker took the
+    /// segment over ([`Fence::fenced`](segments::Fence::fenced) was called). The runner
+    /// stops handling the segment without retrying.
+    #[error("segment {segment} of projection `{projection}` was taken over (fenced)")]
+    Fenced {
+        /// The projection.
+        projection: String,
+        /// The segment, `{index}/{count}`.
+        segment: String,
+    },
 }
 
 impl ProjectionError {

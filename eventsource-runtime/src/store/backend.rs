@@ -6,7 +6,8 @@ use async_trait::async_trait;
 
 use super::instrument::{self, Operation};
 use super::{
-    AppendResult, AppendSignal, EventStore, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry,
+    AppendResult, AppendSignal, EventStore, ExpectedVersion, ReadBatch, Segment, StoreError,
+    StoreTelemetry, segment,
 };
 use super::{BatchReader, PageReader, PagedReader, PagedStreamReader};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
@@ -67,6 +68,34 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Reads all streams, as [`EventStore::read_all`].
     fn read_events(&self, from_position: u64, limit: usize)
     -> impl Future<Output = ReadAll> + Send;
+
+    /// Whether the backend reads a segment's events itself
+    /// ([`read_segment_events`](Self::read_segment_events)); otherwise a segment is read by
+    /// filtering the whole log.
+    const READS_SEGMENTS: bool = false;
+
+    /// Reads one segment (not the whole log), as [`EventStore::read_segment`], when
+    /// [`READS_SEGMENTS`](Self::READS_SEGMENTS).
+    fn read_segment_events(
+        &self,
+        segment: Segment,
+        from_position: u64,
+        limit: usize,
+    ) -> impl Future<Output = ReadAll> + Send
+    where
+        Self: Sized,
+    {
+        segment::filtered(self, segment, from_position, limit)
+    }
+
+    /// Prepares segment reads, as [`EventStore::prepare_segments`].
+    fn prepare_segment_reads(
+        &self,
+        count: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = count;
+        async { Ok(()) }
+    }
 
     /// The events of one correlation id, as [`EventStore::events_by_correlation`].
     fn correlated_events(&self, correlation_id: &str) -> impl Future<Output = Events> + Send;
@@ -214,6 +243,19 @@ impl<B: Backend> EventStore for B {
         let operation = operation(self, "read_all");
         let read = self.read_events(from_position, limit);
         instrument::read_all(self.telemetry(), from_position, limit, operation, read).await
+    }
+
+    async fn read_segment(&self, segment: Segment, from_position: u64, limit: usize) -> ReadAll {
+        if segment.is_whole() || !B::READS_SEGMENTS {
+            return segment::filtered(self, segment, from_position, limit).await;
+        }
+        let operation = operation(self, "read_all");
+        let read = self.read_segment_events(segment, from_position, limit);
+        instrument::read_all(self.telemetry(), from_position, limit, operation, read).await
+    }
+
+    async fn prepare_segments(&self, count: u32) -> Result<(), StoreError> {
+        self.prepare_segment_reads(count).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

@@ -19,6 +19,7 @@ mod memory;
 pub(crate) mod outgoing;
 pub(crate) mod pages;
 mod reader;
+mod segment;
 pub(crate) mod settings;
 
 use std::fmt;
@@ -32,6 +33,7 @@ pub use batch::{BatchEnd, ReadBatch};
 pub use memory::InMemoryEventStore;
 pub use pages::{PageReader, PagedStreamReader};
 pub use reader::{BatchReader, PagedReader};
+pub use segment::Segment;
 
 /// The `limit` of a [`read_all`](EventStore::read_all) that wants every event from its
 /// position on: `store.read_all(1, store::UNBOUNDED)`. Its span records no
@@ -297,6 +299,44 @@ pub trait EventStore: Send + Sync + 'static {
     /// [`StoreError::Unavailable`].
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError>;
 
+    /// Up to `limit` events of `segment` (the streams it holds, see [`Segment`]) whose
+    /// global position is `from_position` or later, in global order, as
+    /// [`read_all`](Self::read_all) reads the whole log: the same rules for the end of a
+    /// batch and for unreadable events, the same span. For a projection split into
+    /// segments ([`SegmentedRunner`](crate::projection::segments::SegmentedRunner)).
+    ///
+    /// [`Segment::WHOLE`] reads [`read_all`](Self::read_all). For other segments this
+    /// default, for a store of your own and the in-memory and SQLite stores, reads the log
+    /// a batch of `limit` at a time and keeps the segment's events ([`Segment::holds`]);
+    /// an unreadable event ends the batch in every segment, since its stream is unknown.
+    /// The PostgreSQL store reads only the segment's rows, through an index
+    /// ([`prepare_segments`](Self::prepare_segments)).
+    ///
+    /// # Errors
+    /// As [`read_all`](Self::read_all).
+    async fn read_segment(
+        &self,
+        segment: Segment,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<ReadBatch, StoreError> {
+        segment::filtered(self, segment, from_position, limit).await
+    }
+
+    /// Makes [`read_segment`](Self::read_segment) for logs split into `count` segments
+    /// fast, where the store can: the PostgreSQL store creates an index for that count
+    /// (`events_segments_{count}`, once, on a large table at the cost of building it).
+    /// This default does nothing. A [`SegmentedRunner`](crate::projection::segments::SegmentedRunner)
+    /// calls it as it starts.
+    ///
+    /// # Errors
+    /// The store's, such as [`StoreError::Unavailable`] for a role without the privilege
+    /// (a runner then logs a warning and reads without the index).
+    async fn prepare_segments(&self, count: u32) -> Result<(), StoreError> {
+        let _ = count;
+        Ok(())
+    }
+
     /// The stream's current version (0 when it has no event).
     ///
     /// # Errors
@@ -451,6 +491,19 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
 
     async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError> {
         (**self).read_all(from_position, limit).await
+    }
+
+    async fn read_segment(
+        &self,
+        segment: Segment,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<ReadBatch, StoreError> {
+        (**self).read_segment(segment, from_position, limit).await
+    }
+
+    async fn prepare_segments(&self, count: u32) -> Result<(), StoreError> {
+        (**self).prepare_segments(count).await
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

@@ -254,6 +254,16 @@ pub const METRIC_BUS_MESSAGES_SKIPPED: &str = "eventsource.bus.messages.skipped"
 pub const METRIC_ATTR_SKIP_REASON: &str = "reason";
 /// Counter of leases projection runners lost while processing (their session ended).
 pub const METRIC_PROJECTION_LEASE_LOST: &str = "eventsource.projection.lease_lost";
+/// Counter of the changes of hands of split projections' segments, by
+/// [`METRIC_ATTR_SEGMENT_CHANGE`]: `claimed` (a free segment), `taken_over` (from a worker
+/// whose claim expired), `released` (given up: a graceful stop, or a share to a worker
+/// that joined), `lost` (found taken over at renewal), `fenced` (a save refused under an
+/// old epoch).
+pub const METRIC_PROJECTION_SEGMENT_CHANGES: &str = "eventsource.projection.segment.changes";
+/// Metric attribute of [`METRIC_PROJECTION_SEGMENT_CHANGES`]: what happened.
+pub const METRIC_ATTR_SEGMENT_CHANGE: &str = "change";
+/// Metric and span attribute: the segment of a split projection, `{index}/{count}`.
+pub const PROJECTION_SEGMENT: &str = "eventsource.projection.segment";
 /// Counter of unreadable events projection runners parked.
 pub const METRIC_PROJECTION_EVENTS_PARKED: &str = "eventsource.projection.events_parked";
 /// Counter of stored events brought up to their type's current schema version (by stored

@@ -107,11 +107,13 @@ pub(crate) enum Counter {
     GroupStalls,
     /// `eventsource.bus.messages.skipped`.
     BusSkipped,
+    /// `eventsource.projection.segment.changes`.
+    SegmentChanges,
 }
 
 impl Counter {
     /// Every counter, in declaration order (their index).
-    pub(crate) const ALL: [Self; 13] = [
+    pub(crate) const ALL: [Self; 14] = [
         Self::Commands,
         Self::EventsProduced,
         Self::Queries,
@@ -125,6 +127,7 @@ impl Counter {
         Self::BusPublishFailures,
         Self::GroupStalls,
         Self::BusSkipped,
+        Self::SegmentChanges,
     ];
 
     /// The counter's name, unit and description.
@@ -186,6 +189,11 @@ impl Counter {
                 attr::METRIC_BUS_MESSAGES_SKIPPED,
                 "{message}",
                 "Messages a consumer group settled without handing them to a handler",
+            ),
+            Self::SegmentChanges => (
+                attr::METRIC_PROJECTION_SEGMENT_CHANGES,
+                "{segment}",
+                "Segments of split projections claimed, taken over, released, lost or fenced",
             ),
         }
     }

@@ -90,4 +90,20 @@ pub enum RunnerError {
         #[source]
         source: ProjectionError,
     },
+    /// A split projection's workers disagree on how many segments it has: the count
+    /// asked for is not the one recorded. Changing it would hand events to other segments
+    /// than those whose checkpoints hold them; rebuild the projection into a new name
+    /// instead (see [`SegmentedRunner`](crate::projection::segments::SegmentedRunner)).
+    #[error(
+        "projection `{projection}` is split into {recorded} segments, not {asked}: to \
+         change the count, rebuild it under a new name"
+    )]
+    SegmentCountChanged {
+        /// The projection.
+        projection: String,
+        /// The count recorded by its first worker.
+        recorded: u32,
+        /// The count this worker was given.
+        asked: u32,
+    },
 }

@@ -13,7 +13,7 @@ use crate::event::EventEnvelope;
 use crate::health::ComponentState;
 use crate::projection::checkpoint::ProjectionLease;
 use crate::projection::{Projection, ProjectionError, handle_many, handle_one};
-use crate::store::{AppendSignal, BatchReader, ReadBatch, StoreError};
+use crate::store::{AppendSignal, BatchReader, EventStore, ReadBatch, Segment, StoreError};
 use crate::telemetry::otel::log::log_info;
 use crate::telemetry::values::Chain;
 
@@ -111,7 +111,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 let from = next_from?;
                 let mut reader = match reading {
                     Some((at, reader)) if at == from => reader,
-                    _ => self.store.read_all_batches(from, limit),
+                    _ => self.batches(from, limit),
                 };
                 let read = reader.next_batch().await;
                 Some((from, read, reader))
@@ -341,6 +341,10 @@ impl<P: Projection> ProjectionRunner<P> {
                 events = &events[handled..];
                 attempt = 1;
             }
+            if !lease.is_held() {
+                // Fenced, or the claim expired while the handler ran: no retry.
+                return Err(Halt::LeaseLost);
+            }
             self.retry_or_stop(name, &events[0], attempt, failure.error, shutdown)
                 .await?;
             attempt += 1;
@@ -373,6 +377,9 @@ impl<P: Projection> ProjectionRunner<P> {
             let Err(error) = result else {
                 return Ok(());
             };
+            if !lease.is_held() {
+                return Err(Halt::LeaseLost);
+            }
             self.retry_or_stop(name, event, attempt, error, shutdown)
                 .await?;
             attempt += 1;
@@ -455,6 +462,43 @@ impl<P: Projection> ProjectionRunner<P> {
             return Err(Halt::LeaseLost);
         }
         Ok(())
+    }
+}
+
+impl<P: Projection> ProjectionRunner<P> {
+    /// Reads the runner's part of the log from `from` on, a batch at a time: the store's
+    /// own reader for the whole log, one [`EventStore::read_segment`] per batch for a
+    /// segment.
+    fn batches(&self, from: u64, limit: usize) -> Box<dyn BatchReader + '_> {
+        if self.segment.is_whole() {
+            return self.store.read_all_batches(from, limit);
+        }
+        Box::new(SegmentPages {
+            store: &*self.store,
+            segment: self.segment,
+            next: from,
+            limit,
+        })
+    }
+}
+
+/// A segment's batches, one [`EventStore::read_segment`] each.
+struct SegmentPages<'a> {
+    store: &'a dyn EventStore,
+    segment: Segment,
+    next: u64,
+    limit: usize,
+}
+
+#[async_trait::async_trait]
+impl BatchReader for SegmentPages<'_> {
+    async fn next_batch(&mut self) -> Result<ReadBatch, StoreError> {
+        let batch = self
+            .store
+            .read_segment(self.segment, self.next, self.limit)
+            .await?;
+        self.next = batch.next_position(self.next);
+        Ok(batch)
     }
 }
 

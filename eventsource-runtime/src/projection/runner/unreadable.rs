@@ -137,7 +137,7 @@ impl<P: Projection> ProjectionRunner<P> {
         shutdown: &mut Shutdown<'_>,
     ) -> Result<Result<Vec<EventEnvelope>, StoreError>, Halt> {
         self.retrying(name, "read_all", shutdown, || async move {
-            match (*self.store).read_all(from, limit).await {
+            match (*self.store).read_segment(self.segment, from, limit).await {
                 Err(error) if unreadable_at(&error).is_some() => Ok(Err(error)),
                 read => read.map(|batch| Ok(batch.into_events())),
             }

@@ -1,0 +1,321 @@
+//! Split projections on PostgreSQL: the segments' claims (`projection_segments`), the
+//! workers alive (`projection_workers`), fenced checkpoint saves, and the event store's
+//! segment reads through an index per segment count.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+
+use super::checkpoints::PostgresCheckpointStore;
+use super::events::PostgresEventStore;
+use super::schema::qualify;
+use super::{to_i64, unavailable};
+use crate::projection::checkpoint::CheckpointStore;
+use crate::projection::segments::{Claim, Claimed, Fence, SegmentClaims, SegmentOwner};
+use crate::store::{Segment, StoreError};
+
+// Records the split once: rows are added only when the projection has none.
+const SPLIT: &str = "INSERT INTO __schema__.projection_segments (projection, segment, segments) \
+     SELECT $1, g, $2 FROM generate_series(0, $2 - 1) AS g \
+     WHERE NOT EXISTS (SELECT 1 FROM __schema__.projection_segments WHERE projection = $1) \
+     ON CONFLICT DO NOTHING";
+const RECORDED: &str =
+    "SELECT max(segments) FROM __schema__.projection_segments WHERE projection = $1";
+const SEEN: &str = "INSERT INTO __schema__.projection_workers (projection, worker, seen_at) \
+     VALUES ($1, $2, now()) ON CONFLICT (projection, worker) DO UPDATE SET seen_at = now()";
+const FORGET_SILENT: &str = "DELETE FROM __schema__.projection_workers \
+     WHERE projection = $1 AND seen_at < now() - make_interval(secs => $2)";
+const LIVE: &str = "SELECT count(*) FROM __schema__.projection_workers WHERE projection = $1";
+const RENEW: &str = "UPDATE __schema__.projection_segments s SET renewed_at = now() \
+     FROM unnest($3::int4[], $4::int8[]) AS c(segment, epoch) \
+     WHERE s.projection = $1 AND s.owner = $2 AND s.segment = c.segment AND s.epoch = c.epoch \
+     RETURNING s.segment, s.segments, s.epoch";
+// Free segments, or claims not renewed for the timeout; rows another worker is claiming
+// right now are skipped, not waited for.
+const CLAIM: &str = "WITH picked AS ( \
+         SELECT segment, owner FROM __schema__.projection_segments \
+          WHERE projection = $1 \
+            AND (owner IS NULL OR renewed_at IS NULL \
+                 OR renewed_at < now() - make_interval(secs => $4)) \
+          ORDER BY segment LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     UPDATE __schema__.projection_segments s \
+        SET owner = $2, epoch = s.epoch + 1, renewed_at = now() \
+       FROM picked WHERE s.projection = $1 AND s.segment = picked.segment \
+     RETURNING s.segment, s.segments, s.epoch, picked.owner";
+const RELEASE: &str = "UPDATE __schema__.projection_segments s \
+        SET owner = NULL, renewed_at = NULL \
+       FROM unnest($3::int4[], $4::int8[]) AS c(segment, epoch) \
+      WHERE s.projection = $1 AND s.owner = $2 AND s.segment = c.segment AND s.epoch = c.epoch";
+const LEAVE: &str =
+    "DELETE FROM __schema__.projection_workers WHERE projection = $1 AND worker = $2";
+// The claim's row is locked (FOR SHARE) until the end of the transaction: a worker taking
+// the segment over waits for this save, then sees its position; a save after the takeover
+// finds no row at its epoch and saves nothing.
+const SAVE_FENCED: &str = "WITH claim AS ( \
+         SELECT 1 FROM __schema__.projection_segments \
+          WHERE projection = $1 AND segment = $2 AND owner = $3 AND epoch = $4 FOR SHARE) \
+     INSERT INTO __schema__.checkpoints (projection, position) SELECT $5, $6 FROM claim \
+     ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = now()";
+const OWNERS: &str = "SELECT segment, segments, owner, epoch, \
+            (owner IS NOT NULL AND (renewed_at IS NULL OR renewed_at < now() - make_interval(secs => $2))) \
+       FROM __schema__.projection_segments WHERE projection = $1 ORDER BY segment";
+
+fn segment_of(index: i32, count: i32) -> Option<Segment> {
+    Segment::new(u32::try_from(index).ok()?, u32::try_from(count).ok()?)
+}
+
+fn epoch_of(epoch: i64) -> u64 {
+    u64::try_from(epoch).unwrap_or(0)
+}
+
+fn claims_columns(claims: &[Claim]) -> (Vec<i32>, Vec<i64>) {
+    claims
+        .iter()
+        .map(|claim| {
+            let index = i32::try_from(claim.segment.index()).unwrap_or(i32::MAX);
+            (index, to_i64(claim.epoch))
+        })
+        .unzip()
+}
+
+impl PostgresCheckpointStore {
+    fn segments_sql(&self, template: &str) -> String {
+        qualify(template, self.schema())
+    }
+
+    /// Saves `position` as the checkpoint of `fence`'s segment on `connection` (inside the
+    /// caller's transaction), if the fence's claim still holds: `false` (nothing saved)
+    /// once another worker took the segment over. Locks the claim's row until the
+    /// transaction ends, so a takeover waits for the commit.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn save_fenced_on(
+        &self,
+        connection: &mut PgConnection,
+        fence: &Fence,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        let claim = fence.claim();
+        let done = sqlx::query(&self.segments_sql(SAVE_FENCED))
+            .bind(fence.projection())
+            .bind(i32::try_from(claim.segment.index()).unwrap_or(i32::MAX))
+            .bind(fence.worker())
+            .bind(to_i64(claim.epoch))
+            .bind(fence.checkpoint())
+            .bind(to_i64(position))
+            .execute(connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl SegmentClaims for PostgresCheckpointStore {
+    async fn split(&self, projection: &str, count: u32) -> Result<(u32, bool), StoreError> {
+        let count = i32::try_from(count.clamp(1, Segment::MAX_COUNT)).unwrap_or(1);
+        let done = sqlx::query(&self.segments_sql(SPLIT))
+            .bind(projection)
+            .bind(count)
+            .execute(self.pool())
+            .await
+            .map_err(unavailable)?;
+        let recorded: Option<i32> = sqlx::query_scalar(&self.segments_sql(RECORDED))
+            .bind(projection)
+            .fetch_one(self.pool())
+            .await
+            .map_err(unavailable)?;
+        let recorded = u32::try_from(recorded.unwrap_or(count)).unwrap_or(0);
+        Ok((recorded, done.rows_affected() > 0))
+    }
+
+    async fn heartbeat(
+        &self,
+        projection: &str,
+        worker: &str,
+        timeout: Duration,
+    ) -> Result<u32, StoreError> {
+        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        sqlx::query(&self.segments_sql(SEEN))
+            .bind(projection)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query(&self.segments_sql(FORGET_SILENT))
+            .bind(projection)
+            .bind(timeout.as_secs_f64())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let live: i64 = sqlx::query_scalar(&self.segments_sql(LIVE))
+            .bind(projection)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(u32::try_from(live).unwrap_or(u32::MAX))
+    }
+
+    async fn renew(
+        &self,
+        projection: &str,
+        worker: &str,
+        claims: &[Claim],
+    ) -> Result<Vec<Claim>, StoreError> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (segments, epochs) = claims_columns(claims);
+        let rows: Vec<(i32, i32, i64)> = sqlx::query_as(&self.segments_sql(RENEW))
+            .bind(projection)
+            .bind(worker)
+            .bind(segments)
+            .bind(epochs)
+            .fetch_all(self.pool())
+            .await
+            .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(index, count, epoch)| {
+                Some(Claim::new(segment_of(index, count)?, epoch_of(epoch)))
+            })
+            .collect())
+    }
+
+    async fn claim(
+        &self,
+        projection: &str,
+        worker: &str,
+        most: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if most == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(i32, i32, i64, Option<String>)> = sqlx::query_as(&self.segments_sql(CLAIM))
+            .bind(projection)
+            .bind(worker)
+            .bind(i64::try_from(most).unwrap_or(i64::MAX))
+            .bind(timeout.as_secs_f64())
+            .fetch_all(self.pool())
+            .await
+            .map_err(unavailable)?;
+        let mut claimed: Vec<Claimed> = rows
+            .into_iter()
+            .filter_map(|(index, count, epoch, from)| {
+                let claim = Claim::new(segment_of(index, count)?, epoch_of(epoch));
+                Some(Claimed::new(claim, from))
+            })
+            .collect();
+        claimed.sort_unstable_by_key(|taken| taken.claim.segment);
+        Ok(claimed)
+    }
+
+    async fn release(
+        &self,
+        projection: &str,
+        worker: &str,
+        claims: &[Claim],
+    ) -> Result<(), StoreError> {
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let (segments, epochs) = claims_columns(claims);
+        sqlx::query(&self.segments_sql(RELEASE))
+            .bind(projection)
+            .bind(worker)
+            .bind(segments)
+            .bind(epochs)
+            .execute(self.pool())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn leave(&self, projection: &str, worker: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.segments_sql(LEAVE))
+            .bind(projection)
+            .bind(worker)
+            .execute(self.pool())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn save_fenced(
+        &self,
+        projection: &str,
+        worker: &str,
+        claim: Claim,
+        _checkpoints: &dyn CheckpointStore,
+        checkpoint: &str,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.segments_sql(SAVE_FENCED))
+            .bind(projection)
+            .bind(i32::try_from(claim.segment.index()).unwrap_or(i32::MAX))
+            .bind(worker)
+            .bind(to_i64(claim.epoch))
+            .bind(checkpoint)
+            .bind(to_i64(position))
+            .execute(self.pool())
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError> {
+        // Expiry as the workers see it: the default timeout (a worker's own may differ).
+        let timeout = crate::projection::segments::DEFAULT_CLAIM_TIMEOUT;
+        let rows: Vec<(i32, i32, Option<String>, i64, bool)> =
+            sqlx::query_as(&self.segments_sql(OWNERS))
+                .bind(projection)
+                .bind(timeout.as_secs_f64())
+                .fetch_all(self.pool())
+                .await
+                .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(index, count, owner, epoch, expired)| {
+                Some(SegmentOwner {
+                    segment: segment_of(index, count)?,
+                    owner,
+                    epoch: epoch_of(epoch),
+                    expired,
+                })
+            })
+            .collect())
+    }
+}
+
+impl PostgresEventStore {
+    /// The statement reading one segment of a log split in `count`, below a mark: through
+    /// the index `events_segments_{count}` when [`prepare_segments`] made it.
+    ///
+    /// [`prepare_segments`]: crate::store::EventStore::prepare_segments
+    pub(super) fn segment_read_sql(&self, count: u32) -> String {
+        qualify(
+            &format!(
+                "SELECT {} FROM __schema__.events \
+                 WHERE __schema__.eventsource_segment(stream_type, stream_id, {count}) = $1 \
+                   AND position >= $2 AND position < $3 ORDER BY position LIMIT $4",
+                super::statements::COLUMNS
+            ),
+            self.schema(),
+        )
+    }
+
+    /// The index serving the reads of a log split in `count`.
+    pub(super) fn segment_index_sql(&self, count: u32) -> String {
+        qualify(
+            &format!(
+                "CREATE INDEX IF NOT EXISTS events_segments_{count} ON __schema__.events \
+                 (__schema__.eventsource_segment(stream_type, stream_id, {count}), position)"
+            ),
+            self.schema(),
+        )
+    }
+}

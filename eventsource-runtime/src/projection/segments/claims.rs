@@ -1,0 +1,374 @@
+//! Where workers claim a projection's segments: the [`SegmentClaims`] trait, what a claim
+//! is, and the claims of one process ([`InMemorySegmentClaims`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::projection::checkpoint::CheckpointStore;
+use crate::store::{Segment, StoreError};
+
+/// A worker's claim on one segment: the segment and its **epoch**, the fencing token that
+/// grows by one with every new claim of the segment (by any worker). A save made under an
+/// older epoch is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Claim {
+    /// The segment claimed.
+    pub segment: Segment,
+    /// The claim's fencing token.
+    pub epoch: u64,
+}
+
+impl Claim {
+    /// A claim of `segment` at `epoch`.
+    #[must_use]
+    pub fn new(segment: Segment, epoch: u64) -> Self {
+        Self { segment, epoch }
+    }
+}
+
+/// A claim just taken, and from whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claimed {
+    /// The claim.
+    pub claim: Claim,
+    /// The worker whose claim had expired (a takeover), `None` for a free segment.
+    pub from: Option<String>,
+}
+
+impl Claimed {
+    /// `claim`, taken over from `from` (`None`: the segment was free).
+    #[must_use]
+    pub fn new(claim: Claim, from: Option<String>) -> Self {
+        Self { claim, from }
+    }
+}
+
+/// Who holds a segment, as the claims store sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentOwner {
+    /// The segment.
+    pub segment: Segment,
+    /// The worker holding it (`None`: free).
+    pub owner: Option<String>,
+    /// Its epoch (0: never claimed).
+    pub epoch: u64,
+    /// Whether the owner's claim has expired (it no longer renews it; any worker may take
+    /// the segment).
+    pub expired: bool,
+}
+
+/// Where the workers of split projections claim their segments
+/// ([`SegmentedRunner`](super::SegmentedRunner)): the PostgreSQL checkpoint store across
+/// processes, [`InMemorySegmentClaims`] within one process (the in-memory and SQLite
+/// stores).
+///
+/// Time (when a claim or a worker expires) is the store's: the database's clock for
+/// PostgreSQL, so the workers' clocks need not agree.
+#[async_trait]
+pub trait SegmentClaims: Send + Sync + 'static {
+    /// Records `projection` as split into `count` segments, unless it is recorded already:
+    /// the count it is recorded with (`count`, or another one, which the caller must not
+    /// override), and whether this call recorded it.
+    ///
+    /// # Errors
+    /// The backend's.
+    async fn split(&self, projection: &str, count: u32) -> Result<(u32, bool), StoreError>;
+
+    /// Says that `worker` is alive, forgets the workers silent for longer than `timeout`,
+    /// and returns how many are alive (`worker` included).
+    ///
+    /// # Errors
+    /// The backend's.
+    async fn heartbeat(
+        &self,
+        projection: &str,
+        worker: &str,
+        timeout: Duration,
+    ) -> Result<u32, StoreError>;
+
+    /// Renews `worker`'s `claims` (their expiry starts again); returns those it still
+    /// holds, at the same epoch. A claim missing from the answer was taken over.
+    ///
+    /// # Errors
+    /// The backend's.
+    async fn renew(
+        &self,
+        projection: &str,
+        worker: &str,
+        claims: &[Claim],
+    ) -> Result<Vec<Claim>, StoreError>;
+
+    /// Claims for `worker` up to `most` segments that are free or whose claim expired
+    /// (not renewed for `timeout`), each at a new epoch.
+    ///
+    /// # Errors
+    /// The backend's.
+    async fn claim(
+        &self,
+        projection: &str,
+        worker: &str,
+        most: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Gives `claims` up (those `worker` still holds), for other workers to take at once.
+    ///
+    /// # Errors
+    /// The backend's.
+    async fn release(
+        &self,
+        projection: &str,
+        worker: &str,
+        claims: &[Claim],
+    ) -> Result<(), StoreError>;
+
+    /// Forgets `worker` (a graceful stop), so that the others count it out at once.
+    ///
+    /// # Errors
+    /// The backend's.
+    async fn leave(&self, projection: &str, worker: &str) -> Result<(), StoreError>;
+
+    /// Saves `position` as the checkpoint `checkpoint` (the segment's, in `checkpoints`)
+    /// if `worker` still holds `claim` at its epoch: `true` when saved, `false` when the
+    /// claim was taken over (the save is **fenced**). The PostgreSQL store checks and saves
+    /// in one statement, and ignores `checkpoints` (its own table is the one).
+    ///
+    /// # Errors
+    /// The backend's.
+    async fn save_fenced(
+        &self,
+        projection: &str,
+        worker: &str,
+        claim: Claim,
+        checkpoints: &dyn CheckpointStore,
+        checkpoint: &str,
+        position: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Every segment of `projection`, by index, with its owner (none when the projection
+    /// was never split).
+    ///
+    /// # Errors
+    /// The backend's.
+    async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError>;
+}
+
+/// One segment's row.
+#[derive(Debug, Clone, Default)]
+struct Row {
+    owner: Option<String>,
+    epoch: u64,
+    renewed: Option<Instant>,
+}
+
+impl Row {
+    fn expired(&self, timeout: Duration) -> bool {
+        self.renewed.is_none_or(|at| at.elapsed() > timeout)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Split {
+    rows: Vec<Row>,
+    workers: HashMap<String, Instant>,
+    /// The timeout last given, for [`SegmentOwner::expired`].
+    timeout: Duration,
+}
+
+/// The segment claims of one process: for the in-memory and SQLite stores, whose
+/// projections run in one process (share one value between the runners of a process).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use eventsource_runtime::projection::segments::{InMemorySegmentClaims, SegmentClaims};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let claims = InMemorySegmentClaims::new();
+/// let timeout = Duration::from_secs(10);
+/// assert_eq!(claims.split("orders", 4).await?, (4, true));
+/// let mine = claims.claim("orders", "worker-a", 3, timeout).await?;
+/// let theirs = claims.claim("orders", "worker-b", 3, timeout).await?;
+/// assert_eq!((mine.len(), theirs.len()), (3, 1));
+/// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct InMemorySegmentClaims {
+    splits: Arc<Mutex<HashMap<String, Split>>>,
+}
+
+impl InMemorySegmentClaims {
+    /// No projection split yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, projection: &str, f: impl FnOnce(&mut Split) -> T) -> T {
+        // Nothing panics while the lock is held: a poisoned map is still consistent.
+        let mut splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
+        f(splits.entry(projection.to_owned()).or_default())
+    }
+
+    fn holds(&self, projection: &str, worker: &str, claim: Claim) -> bool {
+        self.with(projection, |split| {
+            split
+                .rows
+                .get(claim.segment.index() as usize)
+                .is_some_and(|row| row.owner.as_deref() == Some(worker) && row.epoch == claim.epoch)
+        })
+    }
+}
+
+fn count_of(split: &Split) -> u32 {
+    u32::try_from(split.rows.len()).unwrap_or(Segment::MAX_COUNT)
+}
+
+#[async_trait]
+impl SegmentClaims for InMemorySegmentClaims {
+    async fn split(&self, projection: &str, count: u32) -> Result<(u32, bool), StoreError> {
+        Ok(self.with(projection, |split| {
+            if split.rows.is_empty() {
+                split.rows = vec![Row::default(); count.clamp(1, Segment::MAX_COUNT) as usize];
+                (count_of(split), true)
+            } else {
+                (count_of(split), false)
+            }
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        projection: &str,
+        worker: &str,
+        timeout: Duration,
+    ) -> Result<u32, StoreError> {
+        Ok(self.with(projection, |split| {
+            split.timeout = timeout;
+            split.workers.insert(worker.to_owned(), Instant::now());
+            split.workers.retain(|_, seen| seen.elapsed() <= timeout);
+            u32::try_from(split.workers.len()).unwrap_or(u32::MAX)
+        }))
+    }
+
+    async fn renew(
+        &self,
+        projection: &str,
+        worker: &str,
+        claims: &[Claim],
+    ) -> Result<Vec<Claim>, StoreError> {
+        Ok(self.with(projection, |split| {
+            let mut kept = Vec::new();
+            for claim in claims {
+                if let Some(row) = split.rows.get_mut(claim.segment.index() as usize)
+                    && row.owner.as_deref() == Some(worker)
+                    && row.epoch == claim.epoch
+                {
+                    row.renewed = Some(Instant::now());
+                    kept.push(*claim);
+                }
+            }
+            kept
+        }))
+    }
+
+    async fn claim(
+        &self,
+        projection: &str,
+        worker: &str,
+        most: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        Ok(self.with(projection, |split| {
+            let count = count_of(split);
+            let mut taken = Vec::new();
+            for (index, row) in split.rows.iter_mut().enumerate() {
+                if taken.len() >= most {
+                    break;
+                }
+                if row.owner.is_some() && !row.expired(timeout) {
+                    continue;
+                }
+                let from = row.owner.take();
+                row.owner = Some(worker.to_owned());
+                row.epoch += 1;
+                row.renewed = Some(Instant::now());
+                let index = u32::try_from(index).unwrap_or(0);
+                if let Some(segment) = Segment::new(index, count) {
+                    taken.push(Claimed::new(Claim::new(segment, row.epoch), from));
+                }
+            }
+            taken
+        }))
+    }
+
+    async fn release(
+        &self,
+        projection: &str,
+        worker: &str,
+        claims: &[Claim],
+    ) -> Result<(), StoreError> {
+        self.with(projection, |split| {
+            for claim in claims {
+                if let Some(row) = split.rows.get_mut(claim.segment.index() as usize)
+                    && row.owner.as_deref() == Some(worker)
+                    && row.epoch == claim.epoch
+                {
+                    row.owner = None;
+                    row.renewed = None;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn leave(&self, projection: &str, worker: &str) -> Result<(), StoreError> {
+        self.with(projection, |split| split.workers.remove(worker));
+        Ok(())
+    }
+
+    async fn save_fenced(
+        &self,
+        projection: &str,
+        worker: &str,
+        claim: Claim,
+        checkpoints: &dyn CheckpointStore,
+        checkpoint: &str,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        // One process: a claim is only taken over by a worker of this process, which
+        // claims after this check or waits for the save's outcome.
+        if !self.holds(projection, worker, claim) {
+            return Ok(false);
+        }
+        checkpoints.save(checkpoint, position).await?;
+        Ok(true)
+    }
+
+    async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError> {
+        Ok(self.with(projection, |split| {
+            let count = count_of(split);
+            let timeout = split.timeout;
+            split
+                .rows
+                .iter()
+                .enumerate()
+                .filter_map(|(index, row)| {
+                    let segment = Segment::new(u32::try_from(index).ok()?, count)?;
+                    Some(SegmentOwner {
+                        segment,
+                        owner: row.owner.clone(),
+                        epoch: row.epoch,
+                        expired: row.owner.is_some() && row.expired(timeout),
+                    })
+                })
+                .collect()
+        }))
+    }
+}

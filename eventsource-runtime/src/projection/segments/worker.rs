@@ -1,0 +1,367 @@
+//! A worker's loop: split the projection, then every rebalance interval say it is alive,
+//! renew its claims, give up or claim segments toward its fair share; each claimed segment
+//! runs in a task of its own until it is given up, lost or the worker stops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+use super::claims::Claim;
+use super::lease::{ClaimLease, ClaimState, Fence};
+use super::{SegmentedRunner, instrument};
+use crate::projection::Projection;
+use crate::projection::runner::RunnerError;
+use crate::store::{Segment, StoreError};
+use crate::telemetry::otel::log::log_warn;
+use crate::telemetry::values::Chain;
+
+/// A segment this worker runs.
+struct Running {
+    claim: Claim,
+    state: Arc<ClaimState>,
+    /// Stops the segment's runner (it saves its checkpoint first); `None` once sent.
+    stop: Option<oneshot::Sender<()>>,
+    /// Stopped to be given up (its claim released once its runner returns).
+    releasing: bool,
+}
+
+/// What a segment's task returns.
+type Finished = (Claim, Result<(), RunnerError>);
+
+impl<P: Projection> SegmentedRunner<P> {
+    /// Runs this worker until `shutdown` completes (returning `Ok`, its segments' runners
+    /// stopped, their checkpoints saved, its claims released) or a segment's runner fails
+    /// (its error, once the other segments stopped).
+    ///
+    /// A claims store that cannot be reached is retried every rebalance interval; the
+    /// segments whose claims then expire stop on their own and are claimed again once the
+    /// store answers.
+    ///
+    /// # Errors
+    /// [`RunnerError::SegmentCountChanged`] when the projection was split into another
+    /// count; otherwise as [`ProjectionRunner::run`](crate::projection::runner::ProjectionRunner::run).
+    pub async fn run<F>(&self, shutdown: F) -> Result<(), RunnerError>
+    where
+        F: Future + Send,
+    {
+        let name = self.template.projection_name().await;
+        let mut shutdown = std::pin::pin!(shutdown);
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            prepared = self.prepared(&name) => prepared?,
+        }
+        let mut running: HashMap<Segment, Running> = HashMap::new();
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
+        let mut tick = tokio::time::interval(self.interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outcome = loop {
+            tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                Some(finished) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Err(error) = self.finished(&name, &mut running, finished).await {
+                        break Err(error);
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Err(error) = self.rebalance(&name, &mut running, &mut tasks).await {
+                        log_warn!(
+                            projection = name.as_str(),
+                            worker = self.worker.as_str(),
+                            error = %Chain(&error),
+                            "could not rebalance the projection's segments; trying again"
+                        );
+                    }
+                }
+            }
+        };
+        self.stop_all(&name, &mut running, &mut tasks).await;
+        if let Err(error) = self.claims.leave(&name, &self.worker).await {
+            log_warn!(
+                projection = name.as_str(),
+                error = %Chain(&error),
+                "could not say the worker left: the others count it out after the claim timeout"
+            );
+        }
+        outcome
+    }
+
+    /// [`prepare`](Self::prepare), tried again every rebalance interval while a store is
+    /// unavailable.
+    async fn prepared(&self, name: &str) -> Result<(), RunnerError> {
+        loop {
+            match self.prepare(name).await {
+                Err(RunnerError::Store {
+                    source: StoreError::Unavailable(error),
+                    ..
+                }) => {
+                    log_warn!(
+                        projection = name,
+                        error = %Chain(&*error),
+                        "could not split the projection: the store is unavailable; trying again"
+                    );
+                    tokio::time::sleep(self.interval()).await;
+                }
+                prepared => return prepared,
+            }
+        }
+    }
+
+    /// Records the split (or checks it), creates the store's segment index, and starts the
+    /// segments of a projection split for the first time from its whole-log checkpoint.
+    async fn prepare(&self, name: &str) -> Result<(), RunnerError> {
+        let store_error = |operation: &'static str| {
+            move |source: StoreError| RunnerError::Store {
+                projection: name.to_owned(),
+                operation,
+                source,
+            }
+        };
+        if let Err(error) = self.template.store.prepare_segments(self.count).await {
+            log_warn!(
+                projection = name,
+                error = %Chain(&error),
+                "could not prepare the store's segment reads (an index): reading without it"
+            );
+        }
+        let first = self
+            .claims
+            .owners(name)
+            .await
+            .map_err(store_error("read segments"))?
+            .is_empty();
+        if first {
+            // Split for the first time: every segment has handled what the whole did.
+            let checkpoints = &self.template.checkpoints;
+            let whole = checkpoints
+                .load(name)
+                .await
+                .map_err(store_error("load checkpoint"))?;
+            for segment in Segment::all(self.count) {
+                let segment_name = segment.checkpoint_name(name);
+                let load = checkpoints.load(&segment_name).await;
+                if whole > 0 && load.map_err(store_error("load checkpoint"))? == 0 {
+                    checkpoints
+                        .save(&segment_name, whole)
+                        .await
+                        .map_err(store_error("save checkpoint"))?;
+                }
+            }
+        }
+        let (recorded, _) = self
+            .claims
+            .split(name, self.count)
+            .await
+            .map_err(store_error("split"))?;
+        if recorded != self.count {
+            return Err(RunnerError::SegmentCountChanged {
+                projection: name.to_owned(),
+                recorded,
+                asked: self.count,
+            });
+        }
+        Ok(())
+    }
+
+    /// One rebalance: heartbeat, renewals, then toward the fair share.
+    async fn rebalance(
+        &self,
+        name: &str,
+        running: &mut HashMap<Segment, Running>,
+        tasks: &mut JoinSet<Finished>,
+    ) -> Result<(), StoreError> {
+        let timeout = self.claim_timeout;
+        let live = self.claims.heartbeat(name, &self.worker, timeout).await?;
+        let mine: Vec<Claim> = running
+            .values()
+            .filter(|segment| !segment.releasing && segment.state.is_held())
+            .map(|segment| segment.claim)
+            .collect();
+        let sent = Instant::now();
+        let kept = self.claims.renew(name, &self.worker, &mine).await?;
+        for segment in running.values_mut() {
+            if !mine.contains(&segment.claim) {
+                continue;
+            }
+            if kept.contains(&segment.claim) {
+                segment.state.extend(deadline(sent, timeout));
+            } else {
+                segment.state.revoke();
+                instrument::lost(name, &self.worker, segment.claim);
+            }
+        }
+        let active: Vec<Segment> = running
+            .values()
+            .filter(|segment| !segment.releasing && segment.state.is_held())
+            .map(|segment| segment.claim.segment)
+            .collect();
+        let fair = self.count.div_ceil(live.max(1)) as usize;
+        if active.len() > fair {
+            let mut surplus = active;
+            surplus.sort_unstable();
+            for segment in surplus.split_off(fair) {
+                if let Some(running) = running.get_mut(&segment) {
+                    running.releasing = true;
+                    if let Some(stop) = running.stop.take() {
+                        let _ = stop.send(());
+                    }
+                }
+            }
+        } else if active.len() < fair {
+            let sent = Instant::now();
+            let claimed = self
+                .claims
+                .claim(name, &self.worker, fair - active.len(), timeout)
+                .await?;
+            for taken in claimed {
+                instrument::claimed(name, &self.worker, taken.claim, taken.from.as_deref());
+                self.start(name, taken.claim, deadline(sent, timeout), running, tasks);
+            }
+        }
+        self.record_held(running);
+        Ok(())
+    }
+
+    /// Starts the runner of a segment just claimed.
+    fn start(
+        &self,
+        name: &str,
+        claim: Claim,
+        valid_until: Instant,
+        running: &mut HashMap<Segment, Running>,
+        tasks: &mut JoinSet<Finished>,
+    ) {
+        let state = ClaimState::until(valid_until);
+        let segment = claim.segment;
+        let checkpoint = segment.checkpoint_name(name);
+        let fence = Fence {
+            projection: Arc::from(name),
+            worker: Arc::from(self.worker.as_str()),
+            claim,
+            checkpoint: Arc::from(checkpoint.as_str()),
+            state: Arc::clone(&state),
+        };
+        let lease = ClaimLease {
+            fence: fence.clone(),
+            claims: Arc::clone(&self.claims),
+            checkpoints: Arc::clone(&self.template.checkpoints),
+        };
+        let runner = self.template.for_segment(segment, name);
+        let (stop, stopped) = oneshot::channel::<()>();
+        tasks.spawn(fence.scope(async move {
+            let result = runner.run_claimed(&lease, stopped).await;
+            (claim, result)
+        }));
+        // A claim of this segment still winding down (lost, then claimed again) is replaced:
+        // its runner stops at its next check (its state is revoked or expired).
+        if let Some(previous) = running.insert(
+            segment,
+            Running {
+                claim,
+                state,
+                stop: Some(stop),
+                releasing: false,
+            },
+        ) {
+            previous.state.revoke();
+        }
+    }
+
+    /// A segment's runner returned: give its claim up if asked to, forget it if lost; a
+    /// failure stops the worker.
+    async fn finished(
+        &self,
+        name: &str,
+        running: &mut HashMap<Segment, Running>,
+        finished: Result<Finished, tokio::task::JoinError>,
+    ) -> Result<(), RunnerError> {
+        let (claim, result) = match finished {
+            Ok(finished) => finished,
+            // A handler panicked: as out of a whole-log runner, the panic goes on.
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            // Not aborted but by the worker itself: nothing to do.
+            Err(_) => return Ok(()),
+        };
+        let current = running
+            .get(&claim.segment)
+            .is_some_and(|segment| segment.claim == claim);
+        let entry = if current {
+            running.remove(&claim.segment)
+        } else {
+            None
+        };
+        match result {
+            Ok(()) => {
+                if let Some(entry) = entry.filter(|entry| entry.releasing) {
+                    self.give_up(name, entry.claim).await;
+                }
+                self.record_held(running);
+                Ok(())
+            }
+            // Lost or fenced: counted where it was learnt; claimed again as a newcomer.
+            Err(RunnerError::LeaseLost { .. }) => {
+                self.record_held(running);
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Releases `claim` in the store (counted).
+    async fn give_up(&self, name: &str, claim: Claim) {
+        match self.claims.release(name, &self.worker, &[claim]).await {
+            Ok(()) => instrument::released(name, &self.worker, claim),
+            Err(error) => log_warn!(
+                projection = name,
+                segment = claim.segment.to_string(),
+                error = %Chain(&error),
+                "could not release the segment: it is taken over after the claim timeout"
+            ),
+        }
+    }
+
+    /// Stops every segment (each saves its checkpoint) and releases the claims.
+    async fn stop_all(
+        &self,
+        name: &str,
+        running: &mut HashMap<Segment, Running>,
+        tasks: &mut JoinSet<Finished>,
+    ) {
+        for segment in running.values_mut() {
+            segment.releasing = true;
+            if let Some(stop) = segment.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        while let Some(finished) = tasks.join_next().await {
+            if let Ok((claim, _)) = finished
+                && running
+                    .get(&claim.segment)
+                    .is_some_and(|segment| segment.claim == claim)
+            {
+                running.remove(&claim.segment);
+                self.give_up(name, claim).await;
+            }
+        }
+        running.clear();
+        self.record_held(running);
+    }
+
+    fn record_held(&self, running: &HashMap<Segment, Running>) {
+        let mut held: Vec<Claim> = running
+            .values()
+            .filter(|segment| !segment.releasing && segment.state.is_held())
+            .map(|segment| segment.claim)
+            .collect();
+        held.sort_unstable_by_key(|claim| claim.segment);
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = held;
+    }
+}
+
+/// Until when a claim renewed (or taken) at `sent` counts as held by its worker: nine tenths
+/// of the timeout, so it stops before the store lets another worker take it.
+fn deadline(sent: Instant, timeout: Duration) -> Instant {
+    sent + timeout.mul_f64(0.9)
+}

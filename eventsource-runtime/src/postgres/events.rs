@@ -489,11 +489,23 @@ impl Backend for PostgresEventStore {
         if count <= 1 {
             return Ok(());
         }
-        sqlx::query(&self.segment_index_sql(count))
+        match sqlx::query(&self.segment_index_sql(count))
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            // Another worker made it at the same moment (`IF NOT EXISTS` does not cover a
+            // concurrent creation): it is there.
+            Err(error)
+                if error
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .is_some_and(|code| code == "23505" || code == "42P07") =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(unavailable(error)),
+        }
     }
 
     async fn correlated_events(&self, correlation_id: &str) -> Events {

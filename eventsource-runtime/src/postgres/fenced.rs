@@ -13,6 +13,7 @@ use crate::event::EventEnvelope;
 use crate::event::upcast::Upcasters;
 use crate::projection::segments::Fence;
 use crate::projection::{BatchFailure, Projection, ProjectionError};
+use crate::store::StoreError;
 
 /// A projection whose read model lives in the event store's PostgreSQL database: each call
 /// writes through the transaction that also saves the checkpoint. Wrap it in [`Fenced`]
@@ -143,8 +144,14 @@ impl<P: FencedProjection> Fenced<P> {
         &self.projection
     }
 
-    /// One transaction: the events, then the checkpoint, on condition of the claim.
+    /// [`apply_once`](Self::apply_once), a lost connection reported as the store being
+    /// unavailable (the runner then retries without limit).
     async fn apply(&mut self, events: &[EventEnvelope]) -> Result<(), ProjectionError> {
+        self.apply_once(events).await.map_err(unavailable_if_lost)
+    }
+
+    /// One transaction: the events, then the checkpoint, on condition of the claim.
+    async fn apply_once(&mut self, events: &[EventEnvelope]) -> Result<(), ProjectionError> {
         let Some(last) = events.last() else {
             return Ok(());
         };
@@ -190,6 +197,45 @@ impl<P: FencedProjection> Fenced<P> {
             }
         }
         tx.commit().await.map_err(handler)
+    }
+}
+
+/// `error` as [`ProjectionError::Unavailable`] when it is the database's connection failing
+/// (lost, refused, the server shutting down or terminating the session, the pool out of
+/// connections), whether the runner's statements or the handler's own met it.
+fn unavailable_if_lost(error: ProjectionError) -> ProjectionError {
+    let lost = match &error {
+        ProjectionError::Handler(source) => match source.downcast_ref::<sqlx::Error>() {
+            Some(error) => is_connection_lost(error),
+            None => source
+                .downcast_ref::<StoreError>()
+                .is_some_and(|e| matches!(e, StoreError::Unavailable(_))),
+        },
+        _ => false,
+    };
+    match error {
+        ProjectionError::Handler(source) if lost => {
+            ProjectionError::Unavailable(StoreError::Unavailable(source))
+        }
+        other => other,
+    }
+}
+
+/// Whether `error` is the connection failing rather than the statement.
+fn is_connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01-57P03: the server shutting down, crashed,
+        // or not accepting connections yet (an administrator's termination is 57P01).
+        sqlx::Error::Database(database) => database
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }
 

@@ -23,6 +23,12 @@ pub enum ProjectionError {
     /// The projection's own failure (its read store is down, ...).
     #[error(transparent)]
     Handler(Box<dyn std::error::Error + Send + Sync>),
+    /// The store the projection writes its model to is unavailable (a lost connection, a
+    /// database restarting): the runner retries without limit, as it does for its own
+    /// stores ([`max_store_attempts`](runner::ProjectionRunner::max_store_attempts)), not
+    /// [`max_attempts`](runner::ProjectionRunner::max_attempts) times.
+    #[error(transparent)]
+    Unavailable(crate::store::StoreError),
     /// A write conditional on the segment's claim was refused: another worker took the
     /// segment over ([`Fence::fenced`](segments::Fence::fenced) was called). The runner
     /// stops handling the segment without retrying.

@@ -405,7 +405,13 @@ impl<P: Projection> ProjectionRunner<P> {
         error: ProjectionError,
         shutdown: &mut Shutdown<'_>,
     ) -> Result<(), Halt> {
-        if attempt >= self.settings.max_attempts {
+        // A store the handler writes to that is unavailable is waited for as the runner's
+        // own stores are: without limit unless `max_store_attempts` says otherwise.
+        let limit = match error {
+            ProjectionError::Unavailable(_) => self.settings.max_store_attempts,
+            _ => Some(self.settings.max_attempts),
+        };
+        if limit.is_some_and(|limit| attempt >= limit) {
             let error = RunnerError::HandlerFailed {
                 projection: name.to_owned(),
                 position: event.position,

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use contract_doc::{CONTRACT, code_spans, metric_rows, table};
 use domain::{CancelOrder, Order, OrderEvent, OrderReadModel, OrderShipped, ShipOrder};
@@ -35,6 +36,7 @@ use eventsource_runtime::bus::{
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::projection::runner::UnreadablePolicy;
+use eventsource_runtime::projection::segments::InMemorySegmentClaims;
 use eventsource_runtime::snapshot::SnapshotStore;
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::sqlx;
@@ -335,6 +337,51 @@ impl Projection for EventCounter {
     }
 }
 
+/// Runs `projection` split into two segments on one worker until it handled `events`.
+async fn split_in_two<P: Projection>(
+    store: &InMemoryEventStore,
+    projection: P,
+    events: u64,
+    handled: impl Fn(&P) -> usize,
+) {
+    let split = ProjectionRunner::new(
+        Arc::new(store.clone()),
+        Arc::new(InMemoryCheckpointStore::new()),
+        projection,
+    )
+    .segmented(Arc::new(InMemorySegmentClaims::new()), 2)
+    .rebalance_interval(Duration::from_millis(10));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let all_handled = async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while handled(&*split.projection().lock().await) < usize::try_from(events).unwrap() {
+            assert!(Instant::now() < deadline, "the split projection catches up");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.send(()).unwrap();
+    };
+    let (outcome, ()) = tokio::join!(split.run(stopped), all_handled);
+    outcome.unwrap();
+}
+
+/// A projection taking one event per call, split into segments.
+#[derive(Default)]
+struct OneAtATime(usize);
+
+#[eventsource_runtime::async_trait]
+impl Projection for OneAtATime {
+    fn name(&self) -> &str {
+        "OneAtATime"
+    }
+    fn tracing_enabled(&self) -> bool {
+        true
+    }
+    async fn handle(&mut self, _: &EventEnvelope) -> Result<(), ProjectionError> {
+        self.0 += 1;
+        Ok(())
+    }
+}
+
 #[traced(name = "contract.lookup", fields(order = %id), ret)]
 async fn lookup(id: &str) -> usize {
     price(id.len())
@@ -506,7 +553,12 @@ async fn run_the_flows() {
         Arc::new(InMemoryCheckpointStore::new()),
         EventCounter::default(),
     );
-    assert!(runner.run_until_caught_up().await.unwrap() > 0);
+    let handled = runner.run_until_caught_up().await.unwrap();
+    assert!(handled > 0);
+
+    // Projections split into two segments, on one worker (one event a call, and batches).
+    split_in_two(&store, OneAtATime::default(), handled, |p| p.0).await;
+    split_in_two(&store, EventCounter::default(), handled, |p| p.0).await;
 
     // Queries.
     let one = eventsource_runtime::query::run("OrderById", async { Ok::<_, Infallible>(1) });

@@ -507,3 +507,68 @@ async fn handled_by(worker: &SegmentedRunner<Versions>) -> usize {
         .map(Vec::len)
         .sum()
 }
+
+/// Records each published event's stream and version, in publishing order.
+#[derive(Clone, Default)]
+struct Recording {
+    published: Arc<std::sync::Mutex<Vec<(String, u64, u64)>>>,
+}
+
+#[eventsource_runtime::async_trait]
+impl eventsource_runtime::bus::EventBus for Recording {
+    async fn publish(
+        &self,
+        events: &[EventEnvelope],
+    ) -> Result<eventsource_runtime::bus::PublishReport, eventsource_runtime::bus::BusError> {
+        let mut published = self.published.lock().unwrap();
+        for event in events {
+            let order = event.stream.aggregate_id().to_owned();
+            published.push((order, event.version, event.position));
+        }
+        Ok(eventsource_runtime::bus::PublishReport::default())
+    }
+}
+
+#[tokio::test]
+async fn a_relay_split_over_two_workers_publishes_every_event_each_stream_in_order() {
+    use eventsource_runtime::relay::Relay;
+
+    let store = InMemoryEventStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    let claims = InMemorySegmentClaims::new();
+    let bus = Recording::default();
+    seed(&store, 20, 5).await;
+    let relay = |name: &str| {
+        Relay::new(
+            Arc::new(store.clone()),
+            Arc::new(checkpoints.clone()),
+            Arc::new(bus.clone()),
+        )
+        .segmented(Arc::new(claims.clone()), 4)
+        .rebalance_interval(Duration::from_millis(20))
+        .worker_name(name)
+    };
+    let (a, b) = (relay("a"), relay("b"));
+    let (stop_a, a_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_b, b_stopped) = tokio::sync::oneshot::channel::<()>();
+    let watched = async {
+        let published = async || bus.published.lock().unwrap().len() >= 100;
+        wait_for("every event published", Duration::from_secs(10), published).await;
+        let shared = async || !a.held().is_empty() && !b.held().is_empty();
+        wait_for("both relays publish", Duration::from_secs(10), shared).await;
+        stop_a.send(()).unwrap();
+        stop_b.send(()).unwrap();
+    };
+    let (ran_a, ran_b, ()) = tokio::join!(a.run(a_stopped), b.run(b_stopped), watched);
+    ran_a.unwrap();
+    ran_b.unwrap();
+
+    let published = bus.published.lock().unwrap().clone();
+    let positions: BTreeSet<u64> = published.iter().map(|(_, _, p)| *p).collect();
+    assert_eq!(positions.len(), 100, "every event published");
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for (order, version, _) in &published {
+        let previous = last.insert(order, *version).unwrap_or(0);
+        assert!(*version > previous, "{order}: version {version} after {previous}");
+    }
+}

@@ -65,6 +65,7 @@ use crate::event::EventEnvelope;
 use crate::health::{ComponentHealth, ComponentKind, Lag, ReportsHealth, Watchable};
 use crate::projection::checkpoint::CheckpointStore;
 use crate::projection::runner::{ProjectionRunner, RunnerError};
+use crate::projection::segments::{Claim, SegmentClaims, SegmentStatus, SegmentedRunner};
 use crate::projection::{BatchFailure, Projection, ProjectionError};
 use crate::store::{EventStore, StoreError};
 
@@ -228,6 +229,77 @@ impl Relay {
     /// As [`run`](Self::run).
     pub async fn run_until_caught_up(&self) -> Result<u64, RunnerError> {
         self.runner.run_until_caught_up().await
+    }
+}
+
+impl Relay {
+    /// This relay as one worker of a relay split into `segments` segments, claimed in
+    /// `claims` (see [`segments`](crate::projection::segments)): several relay processes
+    /// publish the store together, each segment by one of them at a time. Every event of a
+    /// stream is in one segment, so each aggregate's events are still published in version
+    /// order; events of different segments are published side by side.
+    #[must_use]
+    pub fn segmented(self, claims: Arc<dyn SegmentClaims>, segments: u32) -> SegmentedRelay {
+        SegmentedRelay {
+            worker: self.runner.segmented(claims, segments),
+        }
+    }
+}
+
+/// One worker of a relay split into segments ([`Relay::segmented`]).
+#[derive(Debug)]
+pub struct SegmentedRelay {
+    worker: SegmentedRunner<Forward>,
+}
+
+impl SegmentedRelay {
+    /// As [`SegmentedRunner::claim_timeout`].
+    #[must_use]
+    pub fn claim_timeout(self, timeout: Duration) -> Self {
+        Self {
+            worker: self.worker.claim_timeout(timeout),
+        }
+    }
+
+    /// As [`SegmentedRunner::rebalance_interval`].
+    #[must_use]
+    pub fn rebalance_interval(self, interval: Duration) -> Self {
+        Self {
+            worker: self.worker.rebalance_interval(interval),
+        }
+    }
+
+    /// As [`SegmentedRunner::worker_name`].
+    #[must_use]
+    pub fn worker_name(self, name: impl Into<String>) -> Self {
+        Self {
+            worker: self.worker.worker_name(name),
+        }
+    }
+
+    /// The claims this worker holds, as of its last rebalance.
+    #[must_use]
+    pub fn held(&self) -> Vec<Claim> {
+        self.worker.held()
+    }
+
+    /// Every segment: who holds it, its epoch and checkpoint.
+    ///
+    /// # Errors
+    /// The claims or checkpoint store's.
+    pub async fn segments(&self) -> Result<Vec<SegmentStatus>, StoreError> {
+        self.worker.segments().await
+    }
+
+    /// Publishes its segments until `shutdown` completes, as [`SegmentedRunner::run`].
+    ///
+    /// # Errors
+    /// As [`SegmentedRunner::run`].
+    pub async fn run<F>(&self, shutdown: F) -> Result<(), RunnerError>
+    where
+        F: Future + Send,
+    {
+        self.worker.run(shutdown).await
     }
 }
 

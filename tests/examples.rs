@@ -2,7 +2,8 @@
 //! `cqrs` (seed 001) export over OTLP/HTTP JSON to a collector on 127.0.0.1, and the
 //! traces, log lines and metrics they send are the ones their docs describe. `cqrs` also
 //! runs without a collector, printing its metrics summary. `schema_evolution` reads events
-//! older code stored, and its loads say on their spans what they upcast.
+//! older code stored, and its loads say on their spans what they upcast. `scale_out` splits
+//! a projection over three workers and stops one half way.
 
 #[path = "common/otlp.rs"]
 mod otlp;
@@ -389,4 +390,29 @@ fn an_example_that_fails_says_why_in_one_line() {
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_scale_out_example_shares_the_segments_and_hands_them_over() {
+    let (output, _spans, metrics) = run("scale_out");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("seeded 200 events"), "{stdout}");
+    // The three workers each held segments, and the one stopped half way held none after.
+    for worker in ["worker-0", "worker-1", "worker-2"] {
+        let held = stdout
+            .lines()
+            .filter(|l| l.starts_with(&format!("{worker} holding [")))
+            .any(|l| !l.ends_with("[]"));
+        assert!(held, "{worker} held segments:\n{stdout}");
+    }
+    assert!(stdout.contains("stopping worker-0 half way"), "{stdout}");
+    assert!(
+        stdout.contains("every one of the 200 events handled once, each order's in version order"),
+        "{stdout}"
+    );
+    let changes = metrics.iter().any(|body| {
+        body.to_string()
+            .contains("eventsource.projection.segment.changes")
+    });
+    assert!(changes, "the changes of hands counted");
 }

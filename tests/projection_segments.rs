@@ -569,6 +569,9 @@ async fn a_relay_split_over_two_workers_publishes_every_event_each_stream_in_ord
     let mut last: BTreeMap<&str, u64> = BTreeMap::new();
     for (order, version, _) in &published {
         let previous = last.insert(order, *version).unwrap_or(0);
-        assert!(*version > previous, "{order}: version {version} after {previous}");
+        assert!(
+            *version > previous,
+            "{order}: version {version} after {previous}"
+        );
     }
 }

@@ -35,7 +35,9 @@
 //!   `lineage`, `store`, `event`, `telemetry`);
 //! - [`projection`](mod@projection): [`Projection`](projection::Projection), in-process
 //!   delivery, and the checkpointed [`ProjectionRunner`](projection::runner::ProjectionRunner)
-//!   that feeds a projection from a store (uses `health`, `store`, `event`, `telemetry`);
+//!   that feeds a projection from a store, alone or split into
+//!   [`segments`](projection::segments) over many workers (uses `health`, `store`, `event`,
+//!   `telemetry`);
 //! - [`repository`]: [`Repository`](repository::Repository) loads and saves aggregates,
 //!   optionally from snapshots, through its cache (uses `snapshot`, `store`, `aggregate`,
 //!   `event`, `telemetry`);

@@ -467,21 +467,41 @@ impl Backend for PostgresEventStore {
         from_position: u64,
         limit: usize,
     ) -> ReadAll {
-        // The mark first; the rows then, with a later snapshot (READ COMMITTED): every
-        // event below the mark that committed is in it, as for `read_all`.
+        let sql = self.segment_read_sql(segment.count());
+        let index = i32::try_from(segment.index()).unwrap_or(i32::MAX);
+        let read = |from: u64, mark: u64, limit: usize| {
+            sqlx::query(&sql)
+                .bind(index)
+                .bind(to_i64(from))
+                .bind(to_i64(mark))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+        };
+        // Below a mark already known every event is final: a reader catching up reads
+        // there first, and a full batch needs no new mark.
+        let known = self.known_mark.load(Ordering::Acquire);
+        let mut rows = Vec::new();
+        if from_position < known {
+            rows = read(from_position, known, limit)
+                .await
+                .map_err(unavailable)?;
+            if rows.len() >= limit {
+                return readable_prefix(rows.iter().map(decode), limit);
+            }
+        }
+        // The mark first; the rows past it then, with a later snapshot (READ COMMITTED):
+        // every event below the mark that committed is in it, as for `read_all`.
         let mark: i64 = sqlx::query_scalar(&self.sql.high_water_mark)
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;
-        let index = i32::try_from(segment.index()).unwrap_or(i32::MAX);
-        let rows = sqlx::query(&self.segment_read_sql(segment.count()))
-            .bind(index)
-            .bind(to_i64(from_position))
-            .bind(mark)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let mark = u64::try_from(mark).unwrap_or(0);
+        self.known_mark.fetch_max(mark, Ordering::AcqRel);
+        let from = from_position.max(known);
+        if from < mark {
+            let more = read(from, mark, limit - rows.len()).await;
+            rows.extend(more.map_err(unavailable)?);
+        }
         readable_prefix(rows.iter().map(decode), limit)
     }
 

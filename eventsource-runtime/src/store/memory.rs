@@ -11,7 +11,9 @@ use uuid::Uuid;
 use super::backend::{Append, Appended, Backend, Events, ReadAll, check_stream};
 use super::outgoing::Outgoing;
 use super::settings::telemetry_builders;
-use super::{AppendResult, AppendSignal, ExpectedVersion, ReadBatch, StoreError, StoreTelemetry};
+use super::{
+    AppendResult, AppendSignal, ExpectedVersion, ReadBatch, Segment, StoreError, StoreTelemetry,
+};
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
 
 /// An event store in process memory, for tests, demos and single-process tools.
@@ -256,6 +258,38 @@ impl Backend for InMemoryEventStore {
         };
         // Every row's stream index is one of `stream_ids`: nothing is skipped.
         Ok(ReadBatch::new(rows.filter_map(envelope).collect(), limit))
+    }
+
+    const READS_SEGMENTS: bool = true;
+
+    /// A scan from the position on, keeping the segment's rows: no event of another
+    /// segment is copied.
+    async fn read_segment_events(
+        &self,
+        segment: Segment,
+        from_position: u64,
+        limit: usize,
+    ) -> ReadAll {
+        let log = self.read();
+        let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
+        let mut events = Vec::new();
+        // Each stream hashed once per read, not once per row.
+        let mut held: foldhash::HashMap<u32, bool> = foldhash::HashMap::default();
+        for (i, row) in log.rows.from(start) {
+            if events.len() >= limit {
+                break;
+            }
+            let Some((stream, _)) = log.streams.get_index(row.stream as usize) else {
+                continue;
+            };
+            if *held
+                .entry(row.stream)
+                .or_insert_with(|| segment.holds(stream))
+            {
+                events.push(row.envelope(stream, i as u64 + 1));
+            }
+        }
+        Ok(ReadBatch::new(events, limit))
     }
 
     /// A scan: the store is in memory, and an index would cost every append.

@@ -306,10 +306,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// segments ([`SegmentedRunner`](crate::projection::segments::SegmentedRunner)).
     ///
     /// [`Segment::WHOLE`] reads [`read_all`](Self::read_all). For other segments this
-    /// default, for a store of your own and the in-memory and SQLite stores, reads the log
-    /// a batch of `limit` at a time and keeps the segment's events ([`Segment::holds`]);
-    /// an unreadable event ends the batch in every segment, since its stream is unknown.
-    /// The PostgreSQL store reads only the segment's rows, through an index
+    /// default, for a store of your own and the SQLite store, reads the log a batch of
+    /// `limit` at a time and keeps the segment's events ([`Segment::holds`]); an
+    /// unreadable event ends the batch in every segment, since its stream is unknown. The
+    /// in-memory store scans its rows without copying the other segments' events; the
+    /// PostgreSQL store reads only the segment's rows, through an index
     /// ([`prepare_segments`](Self::prepare_segments)).
     ///
     /// # Errors

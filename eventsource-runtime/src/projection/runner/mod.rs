@@ -42,8 +42,11 @@
 //! and finish the call it was in. An old runner whose process stalls longer than that, or
 //! whose network went silent, can still overlap the new runner's first calls. The
 //! checkpoint is fenced (the old runner's saves fail); a read model that must never see two
-//! writers at once needs a fence of its own, such as writing the model and the checkpoint
-//! in one transaction.
+//! writers at once needs a fence of its own: run the projection
+//! [split into segments](super::segments) (one segment will do), whose claims carry an
+//! epoch, with its model written in the checkpoint's transaction on condition of the claim
+//! (`postgres::FencedProjection` on PostgreSQL). To share the work
+//! of one projection among several runners rather than keep standbys, split it too.
 //!
 //! # Unreadable events
 //! An event the store cannot read back (a damaged row:

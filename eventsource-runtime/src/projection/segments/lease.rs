@@ -53,7 +53,7 @@ impl ClaimState {
 
 /// The claim a segment's handlers run under: what a handler that writes its read model in
 /// the checkpoint's transaction needs to make that write conditional on the claim (as
-/// [`FencedProjection`](crate::postgres::FencedProjection)s do).
+/// `postgres::FencedProjection`s do).
 #[derive(Debug, Clone)]
 pub struct Fence {
     pub(super) projection: Arc<str>,

@@ -27,7 +27,7 @@
 //!   since the last saved checkpoint of the segment come again).
 //! - The checkpoint is fenced. A read model written in the **same transaction** as the
 //!   checkpoint, conditional on the claim
-//!   ([`FencedProjection`](crate::postgres::FencedProjection) on PostgreSQL), never takes
+//!   (`postgres::FencedProjection` on PostgreSQL), never takes
 //!   a write from a stale worker, however long it stalled. A read model written
 //!   elsewhere (another database, a call to another service) can still take the one write
 //!   a stalled worker had in flight when it stalled: make that write idempotent, or

@@ -1,13 +1,14 @@
 //! A worker's loop: split the projection, then every rebalance interval say it is alive,
-//! renew its claims, give up or claim segments toward its fair share; each claimed segment
-//! runs in a task of its own until it is given up, lost or the worker stops.
+//! renew its claims, give up or claim segments toward its fair share; each claimed segment's
+//! runner runs (in the worker's task) until it is given up, lost or the worker stops.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 
 use super::claims::Claim;
 use super::lease::{ClaimLease, ClaimState, Fence};
@@ -28,8 +29,12 @@ struct Running {
     releasing: bool,
 }
 
-/// What a segment's task returns.
+/// What a segment's runner returns.
 type Finished = (Claim, Result<(), RunnerError>);
+
+/// The segments' runners, polled in the worker's own task: a projection shared by the
+/// segments passes its lock from one to the next without waking another thread.
+type Segments = FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = Finished> + Send>>>;
 
 impl<P: Projection> SegmentedRunner<P> {
     /// Runs this worker until `shutdown` completes (returning `Ok`, its segments' runners
@@ -54,18 +59,25 @@ impl<P: Projection> SegmentedRunner<P> {
             prepared = self.prepared(&name) => prepared?,
         }
         let mut running: HashMap<Segment, Running> = HashMap::new();
-        let mut tasks: JoinSet<Finished> = JoinSet::new();
+        let mut tasks: Segments = FuturesUnordered::new();
         let mut tick = tokio::time::interval(self.interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first rebalance only says the worker is alive: workers started together then
+        // see each other before they claim, and share from the start.
+        let mut joined = false;
         let outcome = loop {
             tokio::select! {
                 _ = &mut shutdown => break Ok(()),
-                Some(finished) = tasks.join_next(), if !tasks.is_empty() => {
+                Some(finished) = tasks.next(), if !tasks.is_empty() => {
                     if let Err(error) = self.finished(&name, &mut running, finished).await {
                         break Err(error);
                     }
                 }
                 _ = tick.tick() => {
+                    if !joined {
+                        joined = self.claims.heartbeat(&name, &self.worker, self.claim_timeout).await.is_ok();
+                        continue;
+                    }
                     if let Err(error) = self.rebalance(&name, &mut running, &mut tasks).await {
                         log_warn!(
                             projection = name.as_str(),
@@ -170,13 +182,14 @@ impl<P: Projection> SegmentedRunner<P> {
         &self,
         name: &str,
         running: &mut HashMap<Segment, Running>,
-        tasks: &mut JoinSet<Finished>,
+        tasks: &mut Segments,
     ) -> Result<(), StoreError> {
         let timeout = self.claim_timeout;
         let live = self.claims.heartbeat(name, &self.worker, timeout).await?;
+        // Those being given up too: their runners save their checkpoints under the claim.
         let mine: Vec<Claim> = running
             .values()
-            .filter(|segment| !segment.releasing && segment.state.is_held())
+            .filter(|segment| segment.state.is_held())
             .map(|segment| segment.claim)
             .collect();
         let sent = Instant::now();
@@ -231,7 +244,7 @@ impl<P: Projection> SegmentedRunner<P> {
         claim: Claim,
         valid_until: Instant,
         running: &mut HashMap<Segment, Running>,
-        tasks: &mut JoinSet<Finished>,
+        tasks: &mut Segments,
     ) {
         let state = ClaimState::until(valid_until);
         let segment = claim.segment;
@@ -250,10 +263,10 @@ impl<P: Projection> SegmentedRunner<P> {
         };
         let runner = self.template.for_segment(segment, name);
         let (stop, stopped) = oneshot::channel::<()>();
-        tasks.spawn(fence.scope(async move {
+        tasks.push(Box::pin(fence.scope(async move {
             let result = runner.run_claimed(&lease, stopped).await;
             (claim, result)
-        }));
+        })));
         // A claim of this segment still winding down (lost, then claimed again) is replaced:
         // its runner stops at its next check (its state is revoked or expired).
         if let Some(previous) = running.insert(
@@ -275,15 +288,8 @@ impl<P: Projection> SegmentedRunner<P> {
         &self,
         name: &str,
         running: &mut HashMap<Segment, Running>,
-        finished: Result<Finished, tokio::task::JoinError>,
+        (claim, result): Finished,
     ) -> Result<(), RunnerError> {
-        let (claim, result) = match finished {
-            Ok(finished) => finished,
-            // A handler panicked: as out of a whole-log runner, the panic goes on.
-            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-            // Not aborted but by the worker itself: nothing to do.
-            Err(_) => return Ok(()),
-        };
         let current = running
             .get(&claim.segment)
             .is_some_and(|segment| segment.claim == claim);
@@ -327,7 +333,7 @@ impl<P: Projection> SegmentedRunner<P> {
         &self,
         name: &str,
         running: &mut HashMap<Segment, Running>,
-        tasks: &mut JoinSet<Finished>,
+        tasks: &mut Segments,
     ) {
         for segment in running.values_mut() {
             segment.releasing = true;
@@ -335,11 +341,10 @@ impl<P: Projection> SegmentedRunner<P> {
                 let _ = stop.send(());
             }
         }
-        while let Some(finished) = tasks.join_next().await {
-            if let Ok((claim, _)) = finished
-                && running
-                    .get(&claim.segment)
-                    .is_some_and(|segment| segment.claim == claim)
+        while let Some((claim, _)) = tasks.next().await {
+            if running
+                .get(&claim.segment)
+                .is_some_and(|segment| segment.claim == claim)
             {
                 running.remove(&claim.segment);
                 self.give_up(name, claim).await;

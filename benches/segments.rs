@@ -143,15 +143,20 @@ async fn run_once(
     start.elapsed()
 }
 
+/// What a group's runs handle: the store's events, each taking `delay`.
+struct Workload {
+    store: Arc<dyn EventStore>,
+    events: usize,
+    delay: Duration,
+}
+
 /// Criterion's loop over `run_once`, and each case's median kept for the ratios.
 fn case(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     runtime: &Runtime,
     id: &str,
-    store: &Arc<dyn EventStore>,
+    work: &Workload,
     split: Split,
-    events: usize,
-    delay: Duration,
     medians: &mut Vec<(String, f64)>,
 ) {
     let mut times = Vec::new();
@@ -159,7 +164,8 @@ fn case(
         b.iter_custom(|iterations| {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
-                let took = runtime.block_on(run_once(Arc::clone(store), split, events, delay));
+                let store = Arc::clone(&work.store);
+                let took = runtime.block_on(run_once(store, split, work.events, work.delay));
                 times.push(took.as_secs_f64());
                 total += took;
             }
@@ -205,19 +211,15 @@ fn segments(c: &mut Criterion) {
     let mut group = c.benchmark_group("segments/io_bound");
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
     let mut medians = Vec::new();
+    let work = Workload {
+        store: memory,
+        events: 2_000,
+        delay: Duration::from_millis(1),
+    };
     for workers in [1, 2, 4] {
         let split = Split::Segments { count: 16, workers };
         let id = format!("{workers}_workers");
-        case(
-            &mut group,
-            &runtime,
-            &id,
-            &memory,
-            split,
-            2_000,
-            Duration::from_millis(1),
-            &mut medians,
-        );
+        case(&mut group, &runtime, &id, &work, split, &mut medians);
     }
     group.finish();
     report("io_bound (1 ms per event, 16 segments)", &medians, 2_000);
@@ -277,17 +279,13 @@ fn cpu_light(c: &mut Criterion, runtime: &Runtime, database: &str, store: &Arc<d
             },
         ),
     ];
+    let work = Workload {
+        store: Arc::clone(store),
+        events: 20_000,
+        delay: Duration::ZERO,
+    };
     for (id, split) in cases {
-        case(
-            &mut group,
-            runtime,
-            id,
-            store,
-            split,
-            20_000,
-            Duration::ZERO,
-            &mut medians,
-        );
+        case(&mut group, runtime, id, &work, split, &mut medians);
     }
     group.finish();
     report(

@@ -68,7 +68,7 @@ struct Options {
     role: Role,
     /// The event store, checkpoints and claims: `memory` (role `both` only) or
     /// `postgres://...`.
-    #[arg(long, env = "DATABASE_URL", default_value = "memory")]
+    #[arg(long, default_value = "memory")]
     store: String,
     /// The PostgreSQL schema of the store and the read model.
     #[arg(long, default_value = "public")]

@@ -16,11 +16,11 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use eventsource_runtime::sqlx::{self, PgPool};
 use postgres::TestDb;
+use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
 const AGGREGATES: usize = 40;
@@ -29,10 +29,9 @@ const EVENTS: usize = AGGREGATES * VERSIONS as usize;
 
 /// The scenarios run one after the other: their bounds hold without another scenario's
 /// processes on the same cores.
-fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+async fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
 }
 
 fn example() -> PathBuf {
@@ -314,7 +313,7 @@ async fn open(test: &str) -> Option<(TestDb, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_segments_are_taken_over_within_the_claim_timeout() {
-    let _one = one_at_a_time();
+    let _one = one_at_a_time().await;
     let Some((db, url)) = open("a_killed_workers_segments_are_taken_over").await else {
         return;
     };
@@ -374,7 +373,7 @@ async fn a_killed_workers_segments_are_taken_over_within_the_claim_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_worker_is_fenced_when_it_wakes_and_the_model_stays_exact() {
-    let _one = one_at_a_time();
+    let _one = one_at_a_time().await;
     let Some((db, url)) = open("a_paused_worker_is_fenced").await else {
         return;
     };
@@ -457,7 +456,7 @@ async fn a_paused_worker_is_fenced_when_it_wakes_and_the_model_stays_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_rebalance_as_workers_join_and_a_graceful_stop_hands_over_at_once() {
-    let _one = one_at_a_time();
+    let _one = one_at_a_time().await;
     let Some((db, url)) = open("shares_rebalance").await else {
         return;
     };
@@ -530,7 +529,7 @@ async fn shares_rebalance_as_workers_join_and_a_graceful_stop_hands_over_at_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workers_terminated_sessions_leave_no_segment_unowned() {
-    let _one = one_at_a_time();
+    let _one = one_at_a_time().await;
     let Some((db, url)) = open("a_workers_terminated_sessions").await else {
         return;
     };

@@ -214,9 +214,7 @@ fn unavailable_if_lost(error: ProjectionError) -> ProjectionError {
         _ => false,
     };
     match error {
-        ProjectionError::Handler(source) if lost => {
-            ProjectionError::Unavailable(StoreError::Unavailable(source))
-        }
+        ProjectionError::Handler(source) if lost => ProjectionError::Unavailable(source),
         other => other,
     }
 }
@@ -241,8 +239,7 @@ fn is_connection_lost(error: &sqlx::Error) -> bool {
 
 fn fenced(fence: &Fence) -> ProjectionError {
     ProjectionError::Fenced {
-        projection: fence.projection().to_owned(),
-        segment: fence.claim().segment.to_string(),
+        segment: fence.claim().segment,
     }
 }
 

@@ -24,8 +24,12 @@ const RECORDED: &str =
     "SELECT max(segments) FROM __schema__.projection_segments WHERE projection = $1";
 const SEEN: &str = "INSERT INTO __schema__.projection_workers (projection, worker, seen_at) \
      VALUES ($1, $2, now()) ON CONFLICT (projection, worker) DO UPDATE SET seen_at = now()";
+// Rows another worker is writing right now are left for the next heartbeat.
 const FORGET_SILENT: &str = "DELETE FROM __schema__.projection_workers \
-     WHERE projection = $1 AND seen_at < now() - make_interval(secs => $2)";
+     WHERE (projection, worker) IN ( \
+         SELECT projection, worker FROM __schema__.projection_workers \
+          WHERE projection = $1 AND seen_at < now() - make_interval(secs => $2) \
+          FOR UPDATE SKIP LOCKED)";
 const LIVE: &str = "SELECT count(*) FROM __schema__.projection_workers WHERE projection = $1";
 const RENEW: &str = "UPDATE __schema__.projection_segments s SET renewed_at = now() \
      FROM unnest($3::int4[], $4::int8[]) AS c(segment, epoch) \
@@ -137,25 +141,25 @@ impl SegmentClaims for PostgresCheckpointStore {
         worker: &str,
         timeout: Duration,
     ) -> Result<u32, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(unavailable)?;
+        // Three statements, no transaction: a worker paused in the middle of one would hold
+        // its locks, and the others' heartbeats would wait for it.
         sqlx::query(&self.segments_sql(SEEN))
             .bind(projection)
             .bind(worker)
-            .execute(&mut *tx)
+            .execute(self.pool())
             .await
             .map_err(unavailable)?;
         sqlx::query(&self.segments_sql(FORGET_SILENT))
             .bind(projection)
             .bind(timeout.as_secs_f64())
-            .execute(&mut *tx)
+            .execute(self.pool())
             .await
             .map_err(unavailable)?;
         let live: i64 = sqlx::query_scalar(&self.segments_sql(LIVE))
             .bind(projection)
-            .fetch_one(&mut *tx)
+            .fetch_one(self.pool())
             .await
             .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
         Ok(u32::try_from(live).unwrap_or(u32::MAX))
     }
 

@@ -28,16 +28,14 @@ pub enum ProjectionError {
     /// stores ([`max_store_attempts`](runner::ProjectionRunner::max_store_attempts)), not
     /// [`max_attempts`](runner::ProjectionRunner::max_attempts) times.
     #[error(transparent)]
-    Unavailable(crate::store::StoreError),
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// A write conditional on the segment's claim was refused: another worker took the
     /// segment over ([`Fence::fenced`](segments::Fence::fenced) was called). The runner
     /// stops handling the segment without retrying.
-    #[error("segment {segment} of projection `{projection}` was taken over (fenced)")]
+    #[error("segment {segment} was taken over by another worker (fenced)")]
     Fenced {
-        /// The projection.
-        projection: String,
-        /// The segment, `{index}/{count}`.
-        segment: String,
+        /// The segment.
+        segment: crate::store::Segment,
     },
 }
 

@@ -1,5 +1,5 @@
 //! One projection over many workers: the log split into segments
-//! ([`Segment`](crate::store::Segment), by a hash of each event's stream), each segment
+//! ([`Segment`]s, by a hash of each event's stream), each segment
 //! claimed by one worker at a time, its checkpoint saved only under its claim.
 //!
 //! A [`SegmentedRunner`] (from [`ProjectionRunner::segmented`]) is one **worker**. Start

@@ -35,6 +35,16 @@
 //! Consumers that replace each other must share the database named by `--processed` to
 //! recognise what another one handled.
 //!
+//! A third group, `history` (`--groups history`), keeps every event of every aggregate in
+//! the table `event_history` of the `--processed` database, which must then be PostgreSQL:
+//! each row is written in the transaction that records the message as handled
+//! (`postgres::TransactionalIdempotent`), so each event gets exactly one row, however often
+//! the broker delivers it; `history-seen` prints every delivery, redeliveries included.
+//! Several consumer processes of the group share the work; on Kafka, records are keyed by
+//! aggregate id, so with `--partitions N` an aggregate's events stay in one of N partitions,
+//! handled in version order by whichever process holds it (see docs/brokers.md, "Order per
+//! aggregate with several consumers").
+//!
 //! Each process calls `telemetry::init()`: `OTEL_SERVICE_NAME` (default
 //! `distributed-{role}`) and `OTEL_EXPORTER_OTLP_*` apply.
 
@@ -62,12 +72,16 @@ use domain::{Order, OrderPlaced, OrderShipped, ShipOrder, sample_order};
 use eventsource_runtime::bus::{
     EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, ProcessedMessages, handler_fn,
 };
+use eventsource_runtime::event::EventEnvelope;
 use eventsource_runtime::health::Health;
-use eventsource_runtime::postgres::PostgresEventStore;
+use eventsource_runtime::postgres::{
+    PostgresEventStore, PostgresProcessedMessages, TransactionalHandler, TransactionalIdempotent,
+};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
 use eventsource_runtime::relay::Relay;
 use eventsource_runtime::sqlite::SqliteEventStore;
+use eventsource_runtime::sqlx::{self, PgConnection};
 use eventsource_runtime::telemetry::Telemetry;
 use eventsource_runtime::telemetry::secrets::redact_url;
 
@@ -83,6 +97,18 @@ enum Role {
     Consumer,
     /// Both in one process, until every event was handled.
     Both,
+}
+
+/// The consumer groups a process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GroupName {
+    /// Each OrderPlaced: the order confirmation (idempotent), then the CRM update.
+    Confirmations,
+    /// Each OrderShipped: the shipping notice.
+    Shipping,
+    /// Every event of every aggregate: a row in `event_history` (exactly once, needs
+    /// `--processed postgres://...`), and a line per delivery.
+    History,
 }
 
 /// Orders placed in one process, confirmed and shipped in another: one trace across them.
@@ -129,9 +155,26 @@ struct Options {
     /// The producer only publishes what is stored.
     #[arg(long)]
     relay_only: bool,
-    /// How long the CRM update (the confirmation group's second handler) takes, in ms.
+    /// How long the CRM update (the confirmation group's second handler) and the history's
+    /// `history-seen` handler take, in ms.
     #[arg(long, default_value_t = 0)]
     slow_ms: u64,
+    /// The consumer groups this process runs (consumer) or declares (producer), comma
+    /// separated. `history` needs `--processed postgres://...`; `--role both` runs the
+    /// default two only.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "confirmations,shipping"
+    )]
+    groups: Vec<GroupName>,
+    /// Kafka only: how many partitions each topic gets when this process creates it
+    /// (default: the broker's `num.partitions`; a topic that exists keeps its own). Records
+    /// are keyed by aggregate id: an aggregate's events stay in one partition, in order,
+    /// and a group's consumer processes share the partitions.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    partitions: Option<u16>,
     /// How many stored events the relay reads and publishes at a time (its checkpoint is
     /// saved after each batch).
     #[arg(long, default_value_t = 256)]
@@ -176,10 +219,18 @@ async fn run(options: &Options) -> Result<(), AnyError> {
         println!("no broker asked for (--broker memory): running on the in-memory bus");
         return in_memory(options).await;
     }
+    let defaults = [GroupName::Confirmations, GroupName::Shipping];
+    if options.role == Role::Both && options.groups != defaults {
+        return Err(
+            "--role both runs the groups confirmations and shipping only: \
+                    run the others with --role consumer"
+                .into(),
+        );
+    }
     let broker = Broker::connect(options).await?;
     let handled = Arc::new(AtomicUsize::new(0));
     let processed = processed_messages(&options.processed).await?;
-    let groups = consumer_groups(&broker, &handled, &processed, options.slow());
+    let groups = consumer_groups(&broker, options, &handled, &processed).await?;
     for group in &groups {
         // Declared by the producer too: nothing it publishes before a consumer starts is
         // lost to it.
@@ -212,21 +263,140 @@ fn expected_messages(orders: usize) -> usize {
     orders + orders.div_ceil(2)
 }
 
-/// The two consumer groups and their handlers; each handled message counts in `handled`.
-fn consumer_groups(
+/// The consumer groups of `--groups` and their handlers; each message handled by the
+/// first two counts in `handled`.
+async fn consumer_groups(
     broker: &Broker,
+    options: &Options,
     handled: &Arc<AtomicUsize>,
-    processed: &Arc<dyn ProcessedMessages>,
-    slow: Duration,
-) -> [Group; 2] {
-    let confirmations = broker.consumer_group("confirmations", "Order.OrderPlaced");
-    // In this order: the message is acknowledged once both succeeded.
-    let confirmation = confirmation_handler(handled);
-    confirmations.subscribe(Idempotent::new(confirmation, Arc::clone(processed)));
-    confirmations.subscribe(crm_handler(slow));
-    let shipping = broker.consumer_group("shipping", "Order.OrderShipped");
-    shipping.subscribe(shipping_handler(handled));
-    [confirmations, shipping]
+    processed: &Processed,
+) -> Result<Vec<Group>, AnyError> {
+    let slow = options.slow();
+    let mut groups = Vec::new();
+    for name in &options.groups {
+        groups.push(match name {
+            GroupName::Confirmations => {
+                let group = broker.consumer_group("confirmations", "Order.OrderPlaced");
+                // In this order: the message is acknowledged once both succeeded.
+                let confirmation = confirmation_handler(handled);
+                group.subscribe(Idempotent::new(confirmation, Arc::clone(&processed.any)));
+                group.subscribe(crm_handler(slow));
+                group
+            }
+            GroupName::Shipping => {
+                let group = broker.consumer_group("shipping", "Order.OrderShipped");
+                group.subscribe(shipping_handler(handled));
+                group
+            }
+            GroupName::History => {
+                let Some(postgres) = &processed.postgres else {
+                    return Err(format!(
+                        "--groups history writes to PostgreSQL: it needs \
+                         --processed postgres://..., not {}",
+                        redact_url(&options.processed)
+                    )
+                    .into());
+                };
+                create_history_table(postgres).await?;
+                let group = broker.consumer_group("history", "#");
+                // The row first, exactly once; then the line of every delivery.
+                group.subscribe(TransactionalIdempotent::new(
+                    RecordHistory,
+                    postgres.clone(),
+                ));
+                group.subscribe(history_seen_handler(slow));
+                group
+            }
+        });
+    }
+    Ok(groups)
+}
+
+/// The history's table, in the `--processed` database: a row per event, in the order the
+/// rows were written (`seq`), with the process that wrote it.
+const HISTORY_TABLE: &str = "CREATE TABLE IF NOT EXISTS event_history (
+    seq BIGSERIAL PRIMARY KEY,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    event_id UUID NOT NULL,
+    pid INTEGER NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)";
+
+/// Creates `event_history` where missing; consumers starting together take turns (two
+/// concurrent `CREATE TABLE IF NOT EXISTS` can collide in PostgreSQL's catalog).
+async fn create_history_table(processed: &PostgresProcessedMessages) -> Result<(), AnyError> {
+    let failed = |error: sqlx::Error| -> AnyError {
+        format!("--groups history: cannot create the table event_history: {error}").into()
+    };
+    let mut transaction = processed.pool().begin().await.map_err(failed)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('event_history'))")
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed)?;
+    sqlx::query(HISTORY_TABLE)
+        .execute(&mut *transaction)
+        .await
+        .map_err(failed)?;
+    transaction.commit().await.map_err(failed)?;
+    Ok(())
+}
+
+/// Writes an event's row in `event_history`, in the transaction that records the message
+/// (run by `TransactionalIdempotent`: exactly once per event).
+struct RecordHistory;
+
+#[eventsource_runtime::async_trait]
+impl TransactionalHandler for RecordHistory {
+    fn name(&self) -> &str {
+        "record-history"
+    }
+
+    async fn handle(
+        &self,
+        event: &EventEnvelope,
+        transaction: &mut PgConnection,
+    ) -> Result<(), HandlerError> {
+        let version = i64::try_from(event.version).map_err(HandlerError::new)?;
+        let pid = i32::try_from(std::process::id()).map_err(HandlerError::new)?;
+        sqlx::query(
+            "INSERT INTO event_history (aggregate_type, aggregate_id, version, event_id, pid) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(event.aggregate_type())
+        .bind(event.aggregate_id())
+        .bind(version)
+        .bind(event.event_id)
+        .bind(pid)
+        .execute(transaction)
+        .await
+        .map_err(HandlerError::new)?;
+        // Printed before the commit: a process killed right after it prints it again
+        // with its next owner, and its row was rolled back.
+        println!(
+            "history recorded {} v{} [message {}]",
+            event.aggregate_id(),
+            event.version,
+            event.event_id
+        );
+        Ok(())
+    }
+}
+
+/// Prints every delivery of the history's events (at least once: a redelivery too);
+/// takes `slow`.
+fn history_seen_handler(slow: Duration) -> impl EventHandler {
+    handler_fn("history-seen", move |event| async move {
+        tokio::time::sleep(slow).await;
+        println!(
+            "history seen {} v{} [message {}]",
+            event.aggregate_id(),
+            event.version,
+            event.event_id
+        );
+        Ok::<(), HandlerError>(())
+    })
 }
 
 /// Sends the order confirmation (run once per message: wrapped in `Idempotent`).
@@ -394,19 +564,38 @@ async fn stores(spec: &str) -> Result<(Arc<dyn EventStore>, Arc<dyn CheckpointSt
     })
 }
 
-/// Where the consumer records the messages its idempotent handler handled, from
+/// Where the consumer records the messages its idempotent handlers handled.
+struct Processed {
+    any: Arc<dyn ProcessedMessages>,
+    /// The same, when it is PostgreSQL (for the history's transactions).
+    postgres: Option<PostgresProcessedMessages>,
+}
+
+/// Where the consumer records the messages its idempotent handlers handled, from
 /// `--processed`.
-async fn processed_messages(spec: &str) -> Result<Arc<dyn ProcessedMessages>, AnyError> {
+async fn processed_messages(spec: &str) -> Result<Processed, AnyError> {
     Ok(match Database::open("--processed", spec).await? {
-        Database::Memory => Arc::new(InMemoryProcessedMessages::new()),
-        Database::Sqlite(store) => Arc::new(store.processed_messages()),
-        Database::Postgres(store) => Arc::new(store.processed_messages()),
+        Database::Memory => Processed {
+            any: Arc::new(InMemoryProcessedMessages::new()),
+            postgres: None,
+        },
+        Database::Sqlite(store) => Processed {
+            any: Arc::new(store.processed_messages()),
+            postgres: None,
+        },
+        Database::Postgres(store) => {
+            let processed = store.processed_messages();
+            Processed {
+                any: Arc::new(processed.clone()),
+                postgres: Some(processed),
+            }
+        }
     })
 }
 
 /// Runs the groups until `shutdown`, each stopping gracefully.
 async fn consume(
-    groups: [Group; 2],
+    groups: Vec<Group>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AnyError> {
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);

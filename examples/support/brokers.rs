@@ -66,9 +66,12 @@ impl Broker {
             }
             #[cfg(feature = "kafka")]
             "kafka" => {
-                let bus = KafkaBus::new(url)
+                let mut bus = KafkaBus::new(url)
                     .map_err(|e| failed(e.into()))?
                     .with_topic_prefix(&options.prefix);
+                if let Some(partitions) = options.partitions {
+                    bus = bus.with_partitions(partitions);
+                }
                 bus.declare(["Order"]).await.map_err(|e| failed(e.into()))?;
                 Ok(Self::Kafka(bus))
             }

@@ -379,6 +379,11 @@ impl Process {
         self.status
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Killed by SIGKILL (rather than exited by itself).
     pub fn was_killed(&self) -> bool {
         self.status.and_then(|s| s.signal()) == Some(9)

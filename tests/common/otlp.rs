@@ -30,6 +30,25 @@ pub fn example_binary(name: &str, features: &[&str]) -> PathBuf {
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let mut build = Command::new(env!("CARGO"));
+    // What cargo sets for the running test (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...) must
+    // not reach this build: build scripts that watch one of them (ring's watches
+    // `CARGO_MANIFEST_DIR`) would run again, and everything above them be rebuilt, here and
+    // again by the next `cargo test`.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        let set_for_tests = key == "OUT_DIR"
+            || key == "CARGO_MANIFEST_DIR"
+            || key == "CARGO_MANIFEST_PATH"
+            || key == "CARGO_CRATE_NAME"
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "CARGO_TARGET_TMPDIR"
+            || key == "CARGO_RUSTC_CURRENT_DIR"
+            || key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_");
+        if set_for_tests {
+            build.env_remove(key);
+        }
+    }
     build
         .args(["build", "--quiet", "--example", name, "--profile"])
         .arg(&profile)

@@ -65,7 +65,7 @@ impl<P: Projection> SegmentedRunner<P> {
         // The first rebalance only says the worker is alive: workers started together then
         // see each other before they claim, and share from the start.
         let mut joined = false;
-        let outcome = loop {
+        let outcome = 'worker: loop {
             tokio::select! {
                 _ = &mut shutdown => break Ok(()),
                 Some(finished) = tasks.next(), if !tasks.is_empty() => {
@@ -78,13 +78,31 @@ impl<P: Projection> SegmentedRunner<P> {
                         joined = self.claims.heartbeat(&name, &self.worker, self.claim_timeout).await.is_ok();
                         continue;
                     }
-                    if let Err(error) = self.rebalance(&name, &mut running, &mut tasks).await {
-                        log_warn!(
+                    // The segments go on while the worker talks to the claims store: the
+                    // runners that end meanwhile are dealt with after.
+                    let mut ended = Vec::new();
+                    let rebalanced = {
+                        let rebalance = std::pin::pin!(self.rebalance(&name, &mut running));
+                        drive_alongside(rebalance, &mut tasks, &mut ended).await
+                    };
+                    match rebalanced {
+                        Ok(claimed) => {
+                            for (claim, valid_until) in claimed {
+                                self.start(&name, claim, valid_until, &mut running, &mut tasks);
+                            }
+                            self.record_held(&running);
+                        }
+                        Err(error) => log_warn!(
                             projection = name.as_str(),
                             worker = self.worker.as_str(),
                             error = %Chain(&error),
                             "could not rebalance the projection's segments; trying again"
-                        );
+                        ),
+                    }
+                    for finished in ended {
+                        if let Err(error) = self.finished(&name, &mut running, finished).await {
+                            break 'worker Err(error);
+                        }
                     }
                 }
             }
@@ -177,13 +195,13 @@ impl<P: Projection> SegmentedRunner<P> {
         Ok(())
     }
 
-    /// One rebalance: heartbeat, renewals, then toward the fair share.
+    /// One rebalance: heartbeat, renewals, then toward the fair share; the claims just
+    /// taken, with the deadline of each, for the caller to start.
     async fn rebalance(
         &self,
         name: &str,
         running: &mut HashMap<Segment, Running>,
-        tasks: &mut Segments,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<(Claim, Instant)>, StoreError> {
         let timeout = self.claim_timeout;
         let live = self.claims.heartbeat(name, &self.worker, timeout).await?;
         // Those being given up too: their runners save their checkpoints under the claim.
@@ -228,13 +246,14 @@ impl<P: Projection> SegmentedRunner<P> {
                 .claims
                 .claim(name, &self.worker, fair - active.len(), timeout)
                 .await?;
+            let mut started = Vec::new();
             for taken in claimed {
                 instrument::claimed(name, &self.worker, taken.claim, taken.from.as_deref());
-                self.start(name, taken.claim, deadline(sent, timeout), running, tasks);
+                started.push((taken.claim, deadline(sent, timeout)));
             }
+            return Ok(started);
         }
-        self.record_held(running);
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// Starts the runner of a segment just claimed.
@@ -362,6 +381,21 @@ impl<P: Projection> SegmentedRunner<P> {
             .collect();
         held.sort_unstable_by_key(|claim| claim.segment);
         *self.held.lock().unwrap_or_else(PoisonError::into_inner) = held;
+    }
+}
+
+/// `work`'s output, the segments' runners polled meanwhile; those that end are kept in
+/// `ended`.
+async fn drive_alongside<W: Future>(
+    mut work: std::pin::Pin<&mut W>,
+    tasks: &mut Segments,
+    ended: &mut Vec<Finished>,
+) -> W::Output {
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            Some(finished) = tasks.next(), if !tasks.is_empty() => ended.push(finished),
+        }
     }
 }
 

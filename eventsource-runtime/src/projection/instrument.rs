@@ -94,10 +94,11 @@ fn start(projection: &dyn Projection) -> SpanStart<'_> {
         .root()
         .str(attr::PROJECTION_NAME, projection_name)
         .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION);
-    match Fence::current_segment() {
-        Some(segment) if enabled => span.attr(attr::PROJECTION_SEGMENT, Attr::Display(&segment)),
-        _ => span,
+    // Looked up only for a span that is recorded: projection spans are off by default.
+    if enabled && let Some(segment) = Fence::current_segment() {
+        return span.attr(attr::PROJECTION_SEGMENT, Attr::Display(&segment));
     }
+    span
 }
 
 /// Records how long ago `event` was stored, as `cqrs.projection.lag`; returns it.

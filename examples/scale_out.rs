@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_runtime::event::NewEvent;
+use eventsource_runtime::health::Health;
 use eventsource_runtime::postgres::{
     Fenced, FencedProjection, PostgresCheckpointStore, PostgresEventStore,
 };
@@ -433,6 +434,8 @@ async fn run_workers<P: Projection>(
         tasks.push(tokio::spawn(async move { running.run(stopped).await }));
         tokio::spawn(print_holdings(Arc::clone(worker)));
     }
+    let health = Health::new();
+    health.watch(&*workers[workers.len() - 1]);
     let first = &workers[0];
     let mut stopped_one = workers.len() < 2;
     loop {
@@ -450,6 +453,8 @@ async fn run_workers<P: Projection>(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The last worker's health, every segment in it, before the workers stop.
+    println!("{}", health.report().await);
     for stop in stops.iter_mut().filter_map(Option::take) {
         let _ = stop.send(());
     }

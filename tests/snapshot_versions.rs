@@ -309,7 +309,11 @@ async fn postgres_a_snapshot_from_schema_v6_reads_as_version_1() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9], "every later version applied once");
+    assert_eq!(
+        applied,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+        "every later version applied once"
+    );
     let old = snapshots
         .get(&StreamId::new("Tally", "t-old"))
         .await

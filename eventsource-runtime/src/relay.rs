@@ -291,6 +291,11 @@ impl SegmentedRelay {
         self.worker.segments().await
     }
 
+    /// The worker's health and every segment's, as [`SegmentedRunner::health`].
+    pub async fn health(&self) -> ComponentHealth {
+        self.worker.health().await
+    }
+
     /// Publishes its segments until `shutdown` completes, as [`SegmentedRunner::run`].
     ///
     /// # Errors
@@ -306,5 +311,11 @@ impl SegmentedRelay {
 impl Watchable for Relay {
     fn health_reporter(&self) -> Arc<dyn ReportsHealth> {
         self.runner.health_reporter()
+    }
+}
+
+impl Watchable for SegmentedRelay {
+    fn health_reporter(&self) -> Arc<dyn ReportsHealth> {
+        self.worker.health_reporter()
     }
 }

@@ -11,6 +11,10 @@
 //! - reports its [`ComponentHealth`] through `health()`: its [state](ComponentState), its
 //!   lag, whether it holds its lease, its parked events and its last error.
 //!
+//! A worker of a projection or relay [split into segments](crate::projection::segments)
+//! reports as one component too, listing every segment of the projection
+//! ([`SegmentHealth`]: owner, epoch, checkpoint, lag, parked events).
+//!
 //! A [`Health`] registry watches several of them and makes one [`HealthReport`] of them
 //! all: printed, it is a table; serialized (serde), JSON; [`is_ready`](HealthReport::is_ready)
 //! answers a readiness probe. The runtime serves nothing itself: an application answers its
@@ -20,6 +24,9 @@
 //! - a **projection runner** or **relay**: events = the store's newest position minus the
 //!   checkpoint; age = now minus the time the first event after the checkpoint was
 //!   recorded;
+//! - a **segment** of a split projection: the same, from the segment's checkpoint, when one
+//!   of the segment's own events waits (zero otherwise); its worker's lag is that of its
+//!   furthest-behind segment;
 //! - a **RabbitMQ** group: events = the messages ready in its queue, plus the one being
 //!   handled (messages the broker already handed to the consumer, up to its prefetch, are
 //!   not counted: RabbitMQ does not say how many); age = that of the event being handled,
@@ -302,6 +309,35 @@ pub struct ComponentHealth {
     pub parked: u64,
     /// The last error it met, if any.
     pub last_error: Option<LastError>,
+    /// A projection or relay split into segments: each segment, who holds it, how far it
+    /// got (one line each in the printed report); empty otherwise (and left out of the
+    /// JSON).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentHealth>,
+}
+
+/// One segment of a projection or relay split into segments, in its worker's
+/// [`ComponentHealth`]: as every worker of the projection sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SegmentHealth {
+    /// The segment, as `index/count` (`3/16`).
+    pub segment: String,
+    /// The worker holding it; `None` when free.
+    pub owner: Option<String>,
+    /// The epoch of its current claim (it grows with each new owner; 0: never claimed).
+    pub epoch: u64,
+    /// Whether its owner stopped renewing the claim in time: any worker may take it over.
+    pub expired: bool,
+    /// The last position of the log it saved as handled.
+    pub checkpoint: u64,
+    /// How far behind it is: when one of its events waits, the positions of the log after
+    /// its checkpoint (the store's newest position minus it) and the age of its first
+    /// waiting event; [`Lag::ZERO`] when none waits. `None` when the store could not be
+    /// asked.
+    pub lag: Option<Lag>,
+    /// Its parked events.
+    pub parked: u64,
 }
 
 impl ComponentHealth {
@@ -321,6 +357,7 @@ impl ComponentHealth {
             lease,
             parked: 0,
             last_error: None,
+            segments: Vec::new(),
         }
     }
 }

@@ -122,11 +122,16 @@ impl Serialize for HealthReport {
 }
 
 impl fmt::Display for HealthReport {
-    /// One line per component under a header, then the last errors:
+    /// One line per component under a header, then each split component's segments, then
+    /// the last errors:
     ///
     /// ```text
     /// kind            name           state              lease     lag (events)  oldest (s)  parked
     /// projection      OrderList      following          held                 0       0.000       0
+    /// projection      Shipments      following          held                 3       0.020       0
+    /// projection `Shipments` segments:
+    ///   0/2     owner web-1 epoch 1 checkpoint 120 lag 0 events, oldest 0.000 s parked 0
+    ///   1/2     owner web-2 epoch 3 checkpoint 117 lag 3 events, oldest 0.020 s parked 0
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -169,6 +174,23 @@ impl fmt::Display for HealthReport {
                 age,
                 c.parked
             )?;
+        }
+        for c in self.components.iter().filter(|c| !c.segments.is_empty()) {
+            writeln!(f, "{} `{}` segments:", c.kind, c.name)?;
+            for s in &c.segments {
+                let lag = s.lag.map_or_else(|| "?".to_owned(), |lag| lag.to_string());
+                writeln!(
+                    f,
+                    "  {:<7} owner {}{} epoch {} checkpoint {} lag {} parked {}",
+                    s.segment,
+                    s.owner.as_deref().unwrap_or("-"),
+                    if s.expired { " (expired)" } else { "" },
+                    s.epoch,
+                    s.checkpoint,
+                    lag,
+                    s.parked
+                )?;
+            }
         }
         for c in &self.components {
             if let Some(error) = &c.last_error {

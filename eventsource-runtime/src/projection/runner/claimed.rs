@@ -17,7 +17,13 @@ impl<P: Projection> ProjectionRunner<P> {
     pub(in crate::projection) fn for_segment(&self, segment: Segment, projection: &str) -> Self {
         let name = OnceLock::from(segment.checkpoint_name(projection));
         Self {
-            probe: Self::probe(self.probe.kind, name, &self.store, &self.checkpoints),
+            probe: Self::probe(
+                self.probe.kind,
+                name,
+                segment,
+                &self.store,
+                &self.checkpoints,
+            ),
             store: Arc::clone(&self.store),
             checkpoints: Arc::clone(&self.checkpoints),
             projection: Arc::clone(&self.projection),

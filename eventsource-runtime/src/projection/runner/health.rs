@@ -15,26 +15,55 @@ use crate::health::{
 };
 use crate::projection::Projection;
 use crate::projection::checkpoint::CheckpointStore;
-use crate::store::{EventStore, StoreError};
+use crate::store::{EventStore, Segment, StoreError};
 
 /// What a runner shares with its health reporters: its stores, its name and its status.
-pub(super) struct Probe {
-    pub(super) kind: ComponentKind,
+pub(in crate::projection) struct Probe {
+    pub(in crate::projection) kind: ComponentKind,
     /// The projection's [name](Projection::name), read once (when the runner is built, or
     /// at the first lock of the projection if it was locked then), so that the runner's
     /// `checkpoint`, `parked`, `lag` and `health` do not wait for the projection's lock.
     pub(super) name: OnceLock<String>,
     /// The name reported before the projection's own is known: its type's.
     pub(super) type_name: &'static str,
-    pub(super) store: Arc<dyn EventStore>,
-    pub(super) checkpoints: Arc<dyn CheckpointStore>,
-    pub(super) status: Status,
+    /// The part of the log the runner reads (its lag is that part's).
+    segment: Segment,
+    pub(in crate::projection) store: Arc<dyn EventStore>,
+    pub(in crate::projection) checkpoints: Arc<dyn CheckpointStore>,
+    pub(in crate::projection) status: Status,
     /// Whether the gauges last said "nothing waits" (an idle poll need not say it again).
     idle: AtomicBool,
     /// The store's newest position as last asked, and when: a runner catching up reads
     /// many batches below it, and asks again only once past it or once it is
     /// [`HEAD_MAX_AGE`] old (not one query per batch).
     head: Mutex<Option<(u64, Instant)>>,
+}
+
+/// The lag of `segment` of the log (the whole log: [`Segment::WHOLE`]) handled up to
+/// `checkpoint`: when one of its events waits, the store's newest position (`head`, or asked
+/// now) minus the checkpoint, and the age of that event; [`Lag::ZERO`] when none waits.
+pub(in crate::projection) async fn lag_after(
+    store: &dyn EventStore,
+    segment: Segment,
+    checkpoint: u64,
+    head: Option<u64>,
+) -> Result<Lag, StoreError> {
+    let next = if segment == Segment::WHOLE {
+        store.read_all(checkpoint + 1, 1).await?
+    } else {
+        store.read_segment(segment, checkpoint + 1, 1).await?
+    };
+    let Some(first) = next.first() else {
+        return Ok(Lag::ZERO);
+    };
+    let head = match head {
+        Some(head) => head,
+        None => store.head_position().await?.unwrap_or(first.position),
+    };
+    Ok(Lag::since(
+        head.max(first.position).saturating_sub(checkpoint),
+        first.timestamp,
+    ))
 }
 
 /// How long the store's newest position, once asked, stands for the lag of the batches
@@ -46,6 +75,7 @@ impl Probe {
         kind: ComponentKind,
         name: OnceLock<String>,
         type_name: &'static str,
+        segment: Segment,
         store: Arc<dyn EventStore>,
         checkpoints: Arc<dyn CheckpointStore>,
     ) -> Self {
@@ -53,6 +83,7 @@ impl Probe {
             kind,
             name,
             type_name,
+            segment,
             store,
             checkpoints,
             status: Status::new(LeaseState::NotHeld),
@@ -61,7 +92,8 @@ impl Probe {
         }
     }
 
-    fn reported_name(&self) -> &str {
+    /// The projection's name, or its type's before the projection's is known.
+    pub(in crate::projection) fn reported_name(&self) -> &str {
         self.name.get().map_or(self.type_name, String::as_str)
     }
 
@@ -69,15 +101,7 @@ impl Probe {
     /// first event after it.
     pub(super) async fn lag(&self) -> Result<Lag, StoreError> {
         let checkpoint = self.checkpoints.load(self.reported_name()).await?;
-        let next = self.store.read_all(checkpoint + 1, 1).await?;
-        let Some(first) = next.first() else {
-            return Ok(Lag::ZERO);
-        };
-        let head = self.store.head_position().await?.unwrap_or(first.position);
-        Ok(Lag::since(
-            head.saturating_sub(checkpoint).max(1),
-            first.timestamp,
-        ))
+        lag_after(&*self.store, self.segment, checkpoint, None).await
     }
 
     /// The health now: the running loop's state, the lag and parked events asked now.

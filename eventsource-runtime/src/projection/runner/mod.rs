@@ -181,7 +181,7 @@ mod unreadable;
 
 use std::sync::{Arc, OnceLock};
 
-use health::Probe;
+pub(in crate::projection) use health::{Probe, lag_after};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -266,7 +266,13 @@ impl<P: Projection> ProjectionRunner<P> {
     ) -> Self {
         let name = OnceLock::from(projection.name().to_owned());
         Self {
-            probe: Self::probe(ComponentKind::Projection, name, &store, &checkpoints),
+            probe: Self::probe(
+                ComponentKind::Projection,
+                name,
+                Segment::WHOLE,
+                &store,
+                &checkpoints,
+            ),
             store,
             checkpoints,
             projection: Arc::new(Mutex::new(projection)),
@@ -290,7 +296,13 @@ impl<P: Projection> ProjectionRunner<P> {
             let _ = name.set(projection.name().to_owned());
         }
         Self {
-            probe: Self::probe(ComponentKind::Projection, name, &store, &checkpoints),
+            probe: Self::probe(
+                ComponentKind::Projection,
+                name,
+                Segment::WHOLE,
+                &store,
+                &checkpoints,
+            ),
             store,
             checkpoints,
             projection,
@@ -302,6 +314,7 @@ impl<P: Projection> ProjectionRunner<P> {
     fn probe(
         kind: ComponentKind,
         name: OnceLock<String>,
+        segment: Segment,
         store: &Arc<dyn EventStore>,
         checkpoints: &Arc<dyn CheckpointStore>,
     ) -> Arc<Probe> {
@@ -311,9 +324,15 @@ impl<P: Projection> ProjectionRunner<P> {
             kind,
             name,
             type_name,
+            segment,
             Arc::clone(store),
             Arc::clone(checkpoints),
         ))
+    }
+
+    /// What the runner's health reporters share with it.
+    pub(in crate::projection) fn health_probe(&self) -> &Arc<Probe> {
+        &self.probe
     }
 
     /// The name the runner reports (the projection's), read as [`name`](Self::name) does.
@@ -324,7 +343,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// The runner as a `kind` named `name` (a relay's), before it is watched or run.
     pub(crate) fn reported_as(mut self, kind: ComponentKind, name: String) -> Self {
         let name = OnceLock::from(name);
-        self.probe = Self::probe(kind, name, &self.store, &self.checkpoints);
+        self.probe = Self::probe(kind, name, self.segment, &self.store, &self.checkpoints);
         self
     }
 

@@ -93,11 +93,12 @@
 //! ```
 
 mod claims;
+mod health;
 mod instrument;
 mod lease;
 mod worker;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use claims::{Claim, Claimed, InMemorySegmentClaims, SegmentClaims, SegmentOwner};
@@ -105,7 +106,9 @@ pub use lease::Fence;
 
 use super::runner::ProjectionRunner;
 use super::{Projection, SharedProjection};
+use crate::health::{ComponentHealth, LeaseState, ReportsHealth, Status, Watchable};
 use crate::store::{Segment, StoreError};
+use health::WorkerProbe;
 
 /// Default [`SegmentedRunner::claim_timeout`].
 pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,8 +121,8 @@ pub struct SegmentedRunner<P: Projection> {
     worker: String,
     claim_timeout: Duration,
     rebalance_interval: Option<Duration>,
-    /// The claims this worker holds, as of its last rebalance.
-    held: Arc<Mutex<Vec<Claim>>>,
+    /// Its state and the segments it runs, shared with its health reporters.
+    probe: Arc<WorkerProbe>,
 }
 
 impl<P: Projection> std::fmt::Debug for SegmentedRunner<P> {
@@ -141,6 +144,12 @@ impl<P: Projection> ProjectionRunner<P> {
     /// ([`Segment::checkpoint_name`]).
     #[must_use]
     pub fn segmented(self, claims: Arc<dyn SegmentClaims>, segments: u32) -> SegmentedRunner<P> {
+        let probe = Arc::new(WorkerProbe {
+            runner: Arc::clone(self.health_probe()),
+            claims: Arc::clone(&claims),
+            status: Status::new(LeaseState::NotHeld),
+            held: Mutex::default(),
+        });
         SegmentedRunner {
             template: self,
             claims,
@@ -148,7 +157,7 @@ impl<P: Projection> ProjectionRunner<P> {
             worker: default_worker_name(),
             claim_timeout: DEFAULT_CLAIM_TIMEOUT,
             rebalance_interval: None,
-            held: Arc::default(),
+            probe,
         }
     }
 }
@@ -226,10 +235,22 @@ impl<P: Projection> SegmentedRunner<P> {
     /// The claims this worker holds, as of its last rebalance.
     #[must_use]
     pub fn held(&self) -> Vec<Claim> {
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.probe
+            .held()
+            .into_iter()
+            .map(|segment| segment.claim)
+            .collect()
+    }
+
+    /// The worker's health: its state (catching up while one of its segments is; waiting
+    /// for the lease while it holds none), whether it holds segments, the projection's lag
+    /// (its furthest-behind segment's) and parked events, and every segment of the
+    /// projection (who holds it, its epoch, checkpoint, lag and parked events), asked now:
+    /// a few queries per segment. [`Health::watch`](crate::health::Health::watch) takes the
+    /// worker as it takes a runner.
+    pub async fn health(&self) -> ComponentHealth {
+        self.template.projection_name().await;
+        self.probe.health().await
     }
 
     /// Every segment of the projection, from the claims store and the checkpoints: who holds
@@ -258,5 +279,11 @@ impl<P: Projection> SegmentedRunner<P> {
         self.rebalance_interval
             .map_or(third, |interval| interval.min(third))
             .max(Duration::from_millis(10))
+    }
+}
+
+impl<P: Projection> Watchable for SegmentedRunner<P> {
+    fn health_reporter(&self) -> Arc<dyn ReportsHealth> {
+        self.probe.clone()
     }
 }

@@ -11,10 +11,12 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::oneshot;
 
 use super::claims::Claim;
+use super::health::HeldSegment;
 use super::lease::{ClaimLease, ClaimState, Fence};
 use super::{SegmentedRunner, instrument};
+use crate::health::{ComponentState, LeaseState};
 use crate::projection::Projection;
-use crate::projection::runner::RunnerError;
+use crate::projection::runner::{Probe, RunnerError};
 use crate::store::{Segment, StoreError};
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
@@ -22,6 +24,8 @@ use crate::telemetry::values::Chain;
 /// A segment this worker runs.
 struct Running {
     claim: Claim,
+    /// Its runner's: its state and last error, for the worker's health.
+    probe: Arc<Probe>,
     state: Arc<ClaimState>,
     /// Stops the segment's runner (it saves its checkpoint first); `None` once sent.
     stop: Option<oneshot::Sender<()>>,
@@ -53,11 +57,20 @@ impl<P: Projection> SegmentedRunner<P> {
         F: Future + Send,
     {
         let name = self.template.projection_name().await;
+        let status = &self.probe.status;
+        status.set(ComponentState::Starting);
         let mut shutdown = std::pin::pin!(shutdown);
         tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            prepared = self.prepared(&name) => prepared?,
+            _ = &mut shutdown => {
+                status.set(ComponentState::Stopped);
+                return Ok(());
+            }
+            prepared = self.prepared(&name) => if let Err(error) = prepared {
+                status.set_after(ComponentState::Failed, &error);
+                return Err(error);
+            },
         }
+        status.set(ComponentState::Following);
         let mut running: HashMap<Segment, Running> = HashMap::new();
         let mut tasks: Segments = FuturesUnordered::new();
         let mut tick = tokio::time::interval(self.interval());
@@ -91,13 +104,17 @@ impl<P: Projection> SegmentedRunner<P> {
                                 self.start(&name, claim, valid_until, &mut running, &mut tasks);
                             }
                             self.record_held(&running);
+                            status.set(ComponentState::Following);
                         }
-                        Err(error) => log_warn!(
-                            projection = name.as_str(),
-                            worker = self.worker.as_str(),
-                            error = %Chain(&error),
-                            "could not rebalance the projection's segments; trying again"
-                        ),
+                        Err(error) => {
+                            status.set_after(ComponentState::Retrying, &error);
+                            log_warn!(
+                                projection = name.as_str(),
+                                worker = self.worker.as_str(),
+                                error = %Chain(&error),
+                                "could not rebalance the projection's segments; trying again"
+                            );
+                        }
                     }
                     for finished in ended {
                         if let Err(error) = self.finished(&name, &mut running, finished).await {
@@ -108,6 +125,10 @@ impl<P: Projection> SegmentedRunner<P> {
             }
         };
         self.stop_all(&name, &mut running, &mut tasks).await;
+        match &outcome {
+            Ok(()) => status.set_with_lease(ComponentState::Stopped, LeaseState::NotHeld),
+            Err(error) => status.set_after(ComponentState::Failed, error),
+        }
         if let Err(error) = self.claims.leave(&name, &self.worker).await {
             log_warn!(
                 projection = name.as_str(),
@@ -127,6 +148,9 @@ impl<P: Projection> SegmentedRunner<P> {
                     source: StoreError::Unavailable(error),
                     ..
                 }) => {
+                    self.probe
+                        .status
+                        .set_after(ComponentState::Retrying, &*error);
                     log_warn!(
                         projection = name,
                         error = %Chain(&*error),
@@ -281,6 +305,7 @@ impl<P: Projection> SegmentedRunner<P> {
             checkpoints: Arc::clone(&self.template.checkpoints),
         };
         let runner = self.template.for_segment(segment, name);
+        let probe = Arc::clone(runner.health_probe());
         let (stop, stopped) = oneshot::channel::<()>();
         tasks.push(Box::pin(fence.scope(async move {
             let result = runner.run_claimed(&lease, stopped).await;
@@ -292,6 +317,7 @@ impl<P: Projection> SegmentedRunner<P> {
             segment,
             Running {
                 claim,
+                probe,
                 state,
                 stop: Some(stop),
                 releasing: false,
@@ -374,13 +400,20 @@ impl<P: Projection> SegmentedRunner<P> {
     }
 
     fn record_held(&self, running: &HashMap<Segment, Running>) {
-        let mut held: Vec<Claim> = running
+        let mut held: Vec<HeldSegment> = running
             .values()
             .filter(|segment| !segment.releasing && segment.state.is_held())
-            .map(|segment| segment.claim)
+            .map(|segment| HeldSegment {
+                claim: segment.claim,
+                probe: Arc::clone(&segment.probe),
+            })
             .collect();
-        held.sort_unstable_by_key(|claim| claim.segment);
-        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = held;
+        held.sort_unstable_by_key(|held| held.claim.segment);
+        *self
+            .probe
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = held;
     }
 }
 

@@ -1,27 +1,30 @@
 //! One projection split into segments over worker processes (the `scale_out` example, one
 //! worker per process) on a real PostgreSQL, with faults: a worker killed (SIGKILL), a
 //! worker paused (SIGSTOP) past its claim timeout and woken, a worker joining and one
-//! stopped gracefully, a worker's database sessions terminated. Whatever happens, every
+//! stopped gracefully, a worker's database sessions terminated, the database gone for longer
+//! than the claim timeout and back (`segments_processes/outage.rs`). Whatever happens, every
 //! stored event ends up in the fenced read model exactly once (counted by event id), each
 //! order's events applied in version order. Every wait polls the database with a bound.
 
 #[path = "common/otlp.rs"]
 mod otlp;
+#[path = "segments_processes/outage.rs"]
+mod outage;
 #[path = "common/postgres.rs"]
 mod postgres;
+#[path = "segments_processes/worker.rs"]
+mod worker;
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use eventsource_runtime::sqlx::{self, PgPool};
 use postgres::TestDb;
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
+use worker::Worker;
 
 const AGGREGATES: usize = 40;
 const VERSIONS: u64 = 10;
@@ -36,140 +39,6 @@ async fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 fn example() -> PathBuf {
     otlp::example_binary("scale_out", &[])
-}
-
-/// A worker process, its output lines kept.
-struct Worker {
-    name: String,
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    stderr: PathBuf,
-}
-
-impl Worker {
-    fn start(scenario: &Scenario, name: &str, extra: &[&str]) -> Self {
-        let stderr = std::env::temp_dir().join(format!("{}-{name}.stderr", scenario.schema));
-        let url = with_application_name(&scenario.url, name);
-        let mut command = Command::new(&scenario.binary);
-        command
-            .args([
-                "--role",
-                "worker",
-                "--store",
-                &url,
-                "--schema",
-                &scenario.schema,
-            ])
-            .args(["--worker-name", name])
-            .args(scenario.worker_args.iter().map(String::as_str))
-            .args(extra)
-            .env_remove("DATABASE_URL")
-            .env("OTEL_SDK_DISABLED", "true")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(File::create(&stderr).unwrap());
-        let mut child = command.spawn().expect("the worker starts");
-        let (send, lines) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Self {
-            name: name.to_owned(),
-            child,
-            lines,
-            seen: Vec::new(),
-            stderr,
-        }
-    }
-
-    fn pump(&mut self) {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal} {}", self.name);
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then its exit within `within`.
-    fn terminate(&mut self, within: Duration) {
-        self.signal("-TERM");
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log = self.log();
-                assert!(
-                    status.success(),
-                    "{} exits cleanly: {status}{log}",
-                    self.name
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} stops within {within:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Its standard output and error so far.
-    fn log(&mut self) -> String {
-        self.pump();
-        let errors = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!(
-            "\n--- {} stdout:\n{}\n--- stderr:\n{}",
-            self.name,
-            self.seen.join("\n"),
-            errors
-        )
-    }
-
-    /// How many lines of its output (either stream) contain `needle`.
-    fn said(&mut self, needle: &str) -> usize {
-        self.pump();
-        let errors = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        self.seen
-            .iter()
-            .map(String::as_str)
-            .chain(errors.lines())
-            .filter(|line| line.contains(needle))
-            .count()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        self.kill();
-    }
-}
-
-/// `url` with `application_name` set, so the test can find a worker's sessions.
-fn with_application_name(url: &str, name: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}application_name={name}")
 }
 
 /// One scenario: its schema, seeded; the example; the database to poll.

@@ -1,20 +1,23 @@
 //! The in-memory event store: real semantics, no persistence.
 
+mod segments;
+
 use std::borrow::Cow;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use indexmap::map::Entry;
 use uuid::Uuid;
 
-use super::backend::{Append, Appended, Backend, Events, ReadAll, check_stream};
-use super::outgoing::Outgoing;
-use super::settings::telemetry_builders;
-use super::{
+use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
+use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, check_stream};
+use crate::store::outgoing::Outgoing;
+use crate::store::settings::telemetry_builders;
+use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, ReadBatch, Segment, StoreError, StoreTelemetry,
 };
-use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
+use segments::SegmentIndex;
 
 /// An event store in process memory, for tests, demos and single-process tools.
 ///
@@ -50,6 +53,8 @@ pub struct InMemoryEventStore {
     telemetry: Arc<StoreTelemetry>,
     /// The newest global position, for [`EventStore::appended_signal`].
     appended: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Each segment's rows, for [`EventStore::read_segment`].
+    segments: Arc<Mutex<SegmentIndex>>,
 }
 
 impl Default for InMemoryEventStore {
@@ -58,6 +63,7 @@ impl Default for InMemoryEventStore {
             log: Arc::default(),
             telemetry: Arc::new(StoreTelemetry::new(SYSTEM)),
             appended: Arc::new(tokio::sync::watch::channel(0).0),
+            segments: Arc::default(),
         }
     }
 }
@@ -262,8 +268,8 @@ impl Backend for InMemoryEventStore {
 
     const READS_SEGMENTS: bool = true;
 
-    /// A scan from the position on, keeping the segment's rows: no event of another
-    /// segment is copied.
+    /// The segment's rows from the position on, through the segment index (brought up to
+    /// the log first): no row of another segment is read again.
     async fn read_segment_events(
         &self,
         segment: Segment,
@@ -272,24 +278,20 @@ impl Backend for InMemoryEventStore {
     ) -> ReadAll {
         let log = self.read();
         let start = usize::try_from(from_position.saturating_sub(1)).unwrap_or(usize::MAX);
-        let mut events = Vec::new();
-        // Each stream hashed once per read, not once per row.
-        let mut held: foldhash::HashMap<u32, bool> = foldhash::HashMap::default();
-        for (i, row) in log.rows.from(start) {
-            if events.len() >= limit {
-                break;
-            }
-            let Some((stream, _)) = log.streams.get_index(row.stream as usize) else {
-                continue;
-            };
-            if *held
-                .entry(row.stream)
-                .or_insert_with(|| segment.holds(stream))
-            {
-                events.push(row.envelope(stream, i as u64 + 1));
-            }
-        }
-        Ok(ReadBatch::new(events, limit))
+        let rows = self
+            .segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rows(&log, segment, start, limit);
+        let envelope = |at: usize| {
+            let row = log.rows.get(at)?;
+            let (stream, _) = log.streams.get_index(row.stream as usize)?;
+            Some(row.envelope(stream, at as u64 + 1))
+        };
+        Ok(ReadBatch::new(
+            rows.into_iter().filter_map(envelope).collect(),
+            limit,
+        ))
     }
 
     /// A scan: the store is in memory, and an index would cost every append.

@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::Value as Json;
 
 pub const KIND_INTERNAL: i64 = 1;
+pub const KIND_SERVER: i64 = 2;
 pub const KIND_CLIENT: i64 = 3;
 pub const KIND_PRODUCER: i64 = 4;
 pub const KIND_CONSUMER: i64 = 5;
@@ -123,6 +124,8 @@ pub struct Span {
     pub status_message: String,
     /// The `service.name` of the resource that exported it.
     pub service: String,
+    /// The name and version of its instrumentation scope.
+    pub scope: (String, String),
 }
 
 impl Span {
@@ -222,6 +225,8 @@ pub fn decode(bodies: &[Json]) -> Vec<Span> {
                 _ => String::new(),
             };
             for scope_spans in array(&resource_spans["scopeSpans"]) {
+                let scope = &scope_spans["scope"];
+                let scope = (text(&scope["name"]), text(&scope["version"]));
                 for span in array(&scope_spans["spans"]) {
                     let status = &span["status"];
                     spans.push(Span {
@@ -247,6 +252,7 @@ pub fn decode(bodies: &[Json]) -> Vec<Span> {
                         },
                         status_message: text(&status["message"]),
                         service: service.clone(),
+                        scope: scope.clone(),
                     });
                 }
             }

@@ -37,7 +37,7 @@ pub use current::{current_context, set_attribute};
 #[cfg(feature = "tracing")]
 pub use setup::{
     ConsoleDetail, ConsoleExporter, InitError, OtelLayer, Telemetry, TelemetryBuilder,
-    TelemetryGuard, init, layer,
+    TelemetryGuard, init, instrumentation_scope, layer,
 };
 pub use toggles::{is_enabled, set_enabled};
 

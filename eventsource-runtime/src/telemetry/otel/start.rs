@@ -39,6 +39,21 @@ static META: tracing::Metadata<'static> = tracing::Metadata::new(
     CallsiteKind::SPAN,
 );
 
+/// The callsite of the `tracing` spans standing for runtime spans under another layer than
+/// eventsource's: no file, line or module, so that no backend shows the runtime's internals
+/// as the code that made the span.
+static TRACING_CALLSITE: DefaultCallsite = DefaultCallsite::new(&TRACING_META);
+static TRACING_META: tracing::Metadata<'static> = tracing::Metadata::new(
+    "eventsource",
+    TARGET,
+    Level::INFO,
+    None,
+    None,
+    None,
+    FieldSet::new(&["otel.name", "otel.kind"], Identifier(&TRACING_CALLSITE)),
+    CallsiteKind::SPAN,
+);
+
 /// How a span will be made, decided before its attributes are.
 enum Mode {
     /// On the SDK, through the direct tracer of this subscriber (held, so the span starts
@@ -275,17 +290,9 @@ fn start_tracing(
     links: Vec<Link>,
 ) -> Span {
     let kind = kind_name(&span_kind(kind));
-    let span = match parent {
-        Parent::Current => {
-            tracing::info_span!(target: TARGET, "eventsource", otel.name = name, otel.kind = kind)
-        }
-        Parent::Root | Parent::Remote(_) => tracing::info_span!(
-            target: TARGET, parent: None, "eventsource", otel.name = name, otel.kind = kind
-        ),
-    };
-    if span.is_disabled() {
+    let Some(span) = tracing_span(name, kind, matches!(parent, Parent::Current)) else {
         return Span::none();
-    }
+    };
     if let Parent::Remote(cx) = parent {
         let _ = span.set_parent(cx);
     }
@@ -317,4 +324,29 @@ pub(crate) fn kind_name(kind: &SpanKind) -> &'static str {
         SpanKind::Consumer => "consumer",
         SpanKind::Internal => "internal",
     }
+}
+
+/// A `tracing` span at [`TRACING_CALLSITE`] (a child of the current span, or a root), as
+/// `info_span!` would make it; `None` when the subscriber does not record it.
+fn tracing_span(name: &str, kind: &str, contextual: bool) -> Option<tracing::Span> {
+    let meta = &TRACING_META;
+    let interest = TRACING_CALLSITE.interest();
+    let enabled = !interest.is_never()
+        && (interest.is_always() || tracing::dispatcher::get_default(|d| d.enabled(meta)));
+    if !enabled {
+        return None;
+    }
+    let mut fields = meta.fields().iter();
+    let (Some(name_field), Some(kind_field)) = (fields.next(), fields.next()) else {
+        return None;
+    };
+    let values: [(&tracing::field::Field, Option<&dyn tracing::Value>); 2] =
+        [(&name_field, Some(&name)), (&kind_field, Some(&kind))];
+    let values = meta.fields().value_set(&values);
+    let span = if contextual {
+        tracing::Span::new(meta, &values)
+    } else {
+        tracing::Span::new_root(meta, &values)
+    };
+    (!span.is_disabled()).then_some(span)
 }

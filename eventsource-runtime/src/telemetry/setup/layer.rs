@@ -66,6 +66,33 @@ where
             direct: DirectTracer::new(tracer),
         }
     }
+
+    /// Starts the runtime's own spans (its components' and `#[traced]`'s) on `tracer`
+    /// instead of the layer's: give it the library's
+    /// [instrumentation scope](crate::telemetry::instrumentation_scope), and keep the
+    /// layer's tracer for the application's `tracing` spans. (`telemetry::init()` does.)
+    ///
+    /// ```
+    /// use opentelemetry::trace::TracerProvider as _;
+    /// use eventsource_runtime::telemetry;
+    /// use tracing_subscriber::layer::SubscriberExt as _;
+    ///
+    /// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    /// let layer = telemetry::layer(provider.tracer("my-app"))
+    ///     .with_library_tracer(provider.tracer_with_scope(telemetry::instrumentation_scope()));
+    /// let _subscriber = tracing_subscriber::registry().with(layer);
+    /// ```
+    #[must_use]
+    pub fn with_library_tracer<L>(self, tracer: L) -> Self
+    where
+        L: opentelemetry::trace::Tracer + Send + Sync + 'static,
+        L::Span: Send + Sync + 'static,
+    {
+        Self {
+            inner: self.inner,
+            direct: DirectTracer::new(tracer),
+        }
+    }
 }
 
 /// Records a `tracing` event on the current direct span as `tracing-opentelemetry` would

@@ -9,27 +9,46 @@
 use std::fmt;
 
 use opentelemetry::trace::TraceContextExt as _;
-use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Subscriber};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime as _;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{self, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
-/// Targets whose spans are never exported: the exporters' own HTTP/gRPC stack (exporting
-/// them would feed the exporter with its own work), OpenTelemetry's internal logs, and the
-/// AMQP client's connection loop (one long span per connection, not the application's).
-const UNTRACED_TARGETS: [&str; 8] = [
-    "opentelemetry",
+/// Crates whose spans are never exported, matched by crate (`tower` and `tower::buffer`, not
+/// `tower_http`): the exporters' own HTTP and gRPC stack (exporting them would feed the
+/// exporter with its own work) and the AMQP client (one long span per connection, its
+/// connection loop's, not the application's). Every OpenTelemetry crate's own spans too
+/// ([`untraced`]).
+pub(crate) const UNTRACED_CRATES: [&str; 7] = [
+    "ureq",
+    "tonic",
     "h2",
     "hyper",
-    "tonic",
     "tower",
-    "ureq",
     "lapin",
     "amq_protocol",
 ];
+
+/// The target of the spans made for OpenTelemetry on purpose (`axum-tracing-opentelemetry`'s
+/// and `tracing-opentelemetry-instrumentation-sdk`'s, at `TRACE`): recorded whatever the
+/// level, unless `RUST_LOG` names it.
+pub(crate) const OTEL_SPANS_TARGET: &str = "otel::tracing";
+
+/// Whether spans of `target` are never exported: one of [`UNTRACED_CRATES`] or an
+/// OpenTelemetry crate (`opentelemetry`, `opentelemetry_sdk`, ...).
+fn untraced(target: &str) -> bool {
+    target.starts_with("opentelemetry")
+        || UNTRACED_CRATES.iter().any(|krate| {
+            target
+                .strip_prefix(krate)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
 
 /// `RUST_LOG`'s directives, parsed; the error says what is wrong with the first bad one.
 pub(super) fn parse_directives(directives: &str) -> Result<Targets, String> {
@@ -79,17 +98,48 @@ pub(super) fn log_filter(directives: &str) -> Targets {
         })
 }
 
-/// The spans' filter: [`span_directives`], never the exporters' own stack.
-pub(super) fn span_filter(log_directives: &str) -> Targets {
-    UNTRACED_TARGETS.iter().fold(
-        targets(&span_directives(log_directives)),
-        |filter, target| filter.with_target(*target, LevelFilter::OFF),
-    )
+/// The spans' filter: [`span_directives`], never the exporters' own stack ([`untraced`]).
+pub(super) fn span_filter(log_directives: &str) -> SpanFilter {
+    SpanFilter {
+        targets: targets(&span_directives(log_directives)),
+    }
+}
+
+/// Which spans are exported: [`span_directives`]' targets, less the [`untraced`] crates.
+pub(super) struct SpanFilter {
+    targets: Targets,
+}
+
+impl SpanFilter {
+    /// Whether a span of `target` at `level` is exported.
+    #[cfg(test)]
+    fn would_enable(&self, target: &str, level: &tracing::Level) -> bool {
+        !untraced(target) && self.targets.would_enable(target, level)
+    }
+}
+
+impl<S: Subscriber> Filter<S> for SpanFilter {
+    fn enabled(&self, meta: &Metadata<'_>, cx: &layer::Context<'_, S>) -> bool {
+        !untraced(meta.target()) && Filter::<S>::enabled(&self.targets, meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if untraced(meta.target()) {
+            Interest::never()
+        } else {
+            Filter::<S>::callsite_enabled(&self.targets, meta)
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::<S>::max_level_hint(&self.targets)
+    }
 }
 
 /// The spans' directives: `RUST_LOG`'s, with the default level at least `info`, so that
-/// `RUST_LOG=warn` quiets the log lines without dropping the (info-level) spans. Directives
-/// naming a target are kept as they are.
+/// `RUST_LOG=warn` quiets the log lines without dropping the (info-level) spans, and the
+/// spans made for OpenTelemetry ([`OTEL_SPANS_TARGET`]) at every level unless a directive
+/// names an `otel` target. Directives naming a target are kept as they are.
 fn span_directives(log_directives: &str) -> String {
     use std::str::FromStr as _;
 
@@ -105,8 +155,13 @@ fn span_directives(log_directives: &str) -> String {
             Err(_) => targeted.push(directive),
         }
     }
+    let otel_named = targeted
+        .iter()
+        .any(|directive| directive.starts_with("otel"));
+    let otel_spans = (!otel_named).then(|| format!("{OTEL_SPANS_TARGET}=trace"));
     std::iter::once(default.to_string().to_ascii_lowercase())
         .chain(targeted.into_iter().map(str::to_owned))
+        .chain(otel_spans)
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -173,16 +228,32 @@ mod tests {
 
     #[test]
     fn spans_are_recorded_at_info_at_least() {
-        assert_eq!(span_directives("info"), "info");
-        assert_eq!(span_directives("warn"), "info");
-        assert_eq!(span_directives("off"), "info");
-        assert_eq!(span_directives("debug"), "debug");
-        assert_eq!(span_directives("warn,sqlx=off"), "info,sqlx=off");
+        let otel = ",otel::tracing=trace";
+        assert_eq!(span_directives("info"), format!("info{otel}"));
+        assert_eq!(span_directives("warn"), format!("info{otel}"));
+        assert_eq!(span_directives("off"), format!("info{otel}"));
+        assert_eq!(span_directives("debug"), format!("debug{otel}"));
+        assert_eq!(
+            span_directives("warn,sqlx=off"),
+            format!("info,sqlx=off{otel}")
+        );
         assert_eq!(
             span_directives("eventsource=debug"),
-            "info,eventsource=debug"
+            format!("info,eventsource=debug{otel}")
         );
-        assert_eq!(span_directives("trace, hyper=info"), "trace,hyper=info");
+        assert_eq!(
+            span_directives("trace, hyper=info"),
+            format!("trace,hyper=info{otel}")
+        );
+        assert_eq!(span_directives("otel=off"), "info,otel=off");
+    }
+
+    #[test]
+    fn spans_made_for_opentelemetry_are_recorded_at_every_level() {
+        let filter = span_filter("");
+        assert!(filter.would_enable("otel::tracing", &tracing::Level::TRACE));
+        assert!(!filter.would_enable("my_app", &tracing::Level::TRACE));
+        assert!(!span_filter("otel=off").would_enable("otel::tracing", &tracing::Level::ERROR));
     }
 
     #[test]
@@ -200,14 +271,23 @@ mod tests {
     #[test]
     fn the_exporters_own_stack_is_never_traced() {
         let filter = span_filter("trace");
-        assert_eq!(filter.default_level(), Some(LevelFilter::TRACE));
-        for target in UNTRACED_TARGETS {
-            assert!(
-                !filter.would_enable(target, &tracing::Level::ERROR),
-                "{target}"
-            );
+        for target in UNTRACED_CRATES {
+            for target in [target.to_owned(), format!("{target}::inner")] {
+                let level = &tracing::Level::ERROR;
+                assert!(!filter.would_enable(&target, level), "{target}");
+            }
         }
+        assert!(!filter.would_enable("opentelemetry_sdk", &tracing::Level::ERROR));
         assert!(filter.would_enable("eventsource", &tracing::Level::TRACE));
+        // Crates named alike are the application's: matched by crate, not by prefix.
+        let info = &tracing::Level::INFO;
+        for target in [
+            "tower_http::trace::on_request",
+            "hyper_util::client",
+            "tonic_web",
+        ] {
+            assert!(span_filter("").would_enable(target, info), "{target}");
+        }
         assert!(!log_filter("debug").would_enable("opentelemetry_sdk", &tracing::Level::WARN));
         assert!(
             log_filter("opentelemetry_sdk=warn")

@@ -49,8 +49,25 @@ mod settings;
 #[cfg(feature = "otlp")]
 mod tls;
 
-/// The instrumentation scope of the spans recorded through the `tracing` layer.
-const SCOPE: &str = "eventsource";
+/// The instrumentation scope of the runtime's own spans: its components' and `#[traced]`'s,
+/// named `eventsource`, with the crate's version. `telemetry::init()` gives it to them; with
+/// a provider of your own, give it to [`OtelLayer::with_library_tracer`].
+///
+/// ```
+/// use opentelemetry::trace::TracerProvider as _;
+///
+/// let scope = eventsource_runtime::telemetry::instrumentation_scope();
+/// assert_eq!(scope.name(), "eventsource");
+/// assert_eq!(scope.version(), Some(env!("CARGO_PKG_VERSION")));
+/// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+/// let _library = provider.tracer_with_scope(scope);
+/// ```
+#[must_use]
+pub fn instrumentation_scope() -> InstrumentationScope {
+    InstrumentationScope::builder("eventsource")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
 
 /// Sets up telemetry for the whole process and returns the guard that flushes it.
 ///
@@ -80,7 +97,7 @@ const SCOPE: &str = "eventsource";
 /// | `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION`, … | read by the exporters themselves |
 /// | `EVENTSOURCE_CONSOLE` | how much of each span the console shows: `compact` (the default: one line per span, at most three attributes) or `full` (every attribute, the kind, links and errors on lines of their own); [`TelemetryBuilder::console_detail`] in code |
 /// | `EVENTSOURCE_TELEMETRY_SHUTDOWN_TIMEOUT` | milliseconds dropping the guard waits, at most, for the last export (default 2000; [`TelemetryBuilder::shutdown_timeout`] in code) |
-/// | `RUST_LOG` | the log lines, default `info`: `level`, `target` and `target=level` directives, comma-separated (span and field filters are not read; an invalid value is one warning and `info`). The log lines of OpenTelemetry's own targets and of the AMQP client (`lapin`, `amq_protocol`: the RabbitMQ adapter reports its failures itself) are off unless named. Passwords the process was given are written as `***` ([`secrets`](super::secrets)). Spans are recorded at `info` and above whatever its default level says (more when it is more verbose); its per-target directives apply to spans too |
+/// | `RUST_LOG` | the log lines, default `info`: `level`, `target` and `target=level` directives, comma-separated (span and field filters are not read; an invalid value is one warning and `info`). The log lines of OpenTelemetry's own targets and of the AMQP client (`lapin`, `amq_protocol`: the RabbitMQ adapter reports its failures itself) are off unless named. Passwords the process was given are written as `***` ([`secrets`](super::secrets)). Spans are recorded at `info` and above whatever its default level says (more when it is more verbose), and spans made for OpenTelemetry on purpose (target `otel::tracing`, as `axum-tracing-opentelemetry`'s server spans, made at `TRACE`) at every level unless a directive names an `otel` target; its per-target directives apply to spans too. Never recorded: the spans of the exporters' own stack and of the AMQP client's connection loop, by crate (`ureq`, `tonic`, `h2`, `hyper`, `tower`, `lapin`, `amq_protocol`, and OpenTelemetry's own crates; `tower_http`, `hyper_util` and other crates named alike are recorded) |
 ///
 /// HTTPS needs the `tls` feature (on by default) for `http/protobuf` and `http/json`: rustls
 /// with *ring*; gRPC's TLS comes with the `otlp-grpc` feature. A TLS file that cannot be read
@@ -362,6 +379,11 @@ fn install(
         resource = resource.with_service_name(name.clone());
     }
     let resource = resource.build();
+    // The runtime's spans under its own scope; the others (the application's, its HTTP
+    // server's) under one named after the service.
+    let service = resource
+        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .map_or_else(|| "unknown_service".to_owned(), |name| name.to_string());
 
     #[cfg(feature = "otlp")]
     let runtime = if settings.traces_otlp == Some(settings::OtlpProtocol::Grpc)
@@ -393,10 +415,9 @@ fn install(
         }
     };
 
-    let scope = InstrumentationScope::builder(SCOPE)
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build();
-    let otel_layer = layer(tracer_provider.tracer_with_scope(scope))
+    let application = InstrumentationScope::builder(service).build();
+    let otel_layer = layer(tracer_provider.tracer_with_scope(application))
+        .with_library_tracer(tracer_provider.tracer_with_scope(instrumentation_scope()))
         .with_filter(span_filter(&settings.log_directives));
     let fmt_layer = tracing_subscriber::fmt::layer()
         .event_format(LineFormat)

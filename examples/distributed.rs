@@ -12,12 +12,25 @@
 //! cargo run --example distributed --features kafka -- --role producer --broker kafka://127.0.0.1:9092
 //! cargo run --example distributed --features nats -- --role consumer --broker nats://127.0.0.1:4222 &
 //! cargo run --example distributed --features nats -- --role producer --broker nats://127.0.0.1:4222
+//! # The relay split into 16 segments, one worker per process (the store on PostgreSQL):
+//! cargo run --example distributed --features rabbitmq -- --role producer --broker amqp://... --store postgres://postgres@127.0.0.1/app --no-relay
+//! cargo run --example distributed --features rabbitmq -- --role producer --broker amqp://... --store postgres://postgres@127.0.0.1/app --relay-only --relay-segments 16 &
 //! ```
 //!
 //! `--help` lists every option with its default and the environment variables that matter.
 //!
 //! - `producer` runs the commands on its store, then relays every stored event to the broker
-//!   and exits once the broker confirmed them all.
+//!   and exits once the broker confirmed them all (`--no-relay`: it only stores;
+//!   `--relay-only`: it only publishes; `--follow`: its relay goes on until SIGTERM or SIGINT).
+//! - With `--relay-segments N` the producer's relay is one worker of a relay split into N
+//!   segments claimed in the `--store` database (PostgreSQL; `--store-schema`): start one per
+//!   process, same N, each named by `--worker-name`; the others take a dead one's segments
+//!   over after `--claim-timeout-ms`. Each prints its segments as they change (`relay holding
+//!   [0/16@1 5/16@1]`: segment@epoch) and exits once every segment, whoever holds it,
+//!   published what was stored when it started (`published every stored event, up to
+//!   position N`; with `--follow`, at SIGTERM or SIGINT). An aggregate's events are in one
+//!   segment, published in version order; a killed worker's segments are published again from
+//!   their checkpoints (at least once).
 //! - `consumer` consumes until SIGTERM or SIGINT, then shuts down gracefully (the message
 //!   being handled finishes and is settled).
 //! - `both` does both in one process and stops once every event was handled; with
@@ -57,8 +70,12 @@
 
 #[path = "support/brokers.rs"]
 mod brokers;
+#[path = "support/databases.rs"]
+mod databases;
 #[path = "domain/order.rs"]
 mod domain;
+#[path = "support/relay.rs"]
+mod relaying;
 #[path = "support/exit.rs"]
 mod support;
 
@@ -68,19 +85,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use brokers::{Broker, Group};
+use databases::{Processed, processed_messages};
 use domain::{Order, OrderPlaced, OrderShipped, ShipOrder, sample_order};
 use eventsource_runtime::bus::{
-    EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, ProcessedMessages, handler_fn,
+    EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, handler_fn,
 };
 use eventsource_runtime::event::EventEnvelope;
 use eventsource_runtime::health::Health;
 use eventsource_runtime::postgres::{
-    PostgresEventStore, PostgresProcessedMessages, TransactionalHandler, TransactionalIdempotent,
+    PostgresProcessedMessages, TransactionalHandler, TransactionalIdempotent,
 };
 use eventsource_runtime::prelude::*;
-use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
-use eventsource_runtime::relay::Relay;
-use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::sqlx::{self, PgConnection};
 use eventsource_runtime::telemetry::Telemetry;
 use eventsource_runtime::telemetry::secrets::redact_url;
@@ -179,6 +194,23 @@ struct Options {
     /// saved after each batch).
     #[arg(long, default_value_t = 256)]
     relay_batch: usize,
+    /// The PostgreSQL schema of `--store` (its events, checkpoints, claims; default `public`).
+    #[arg(long)]
+    store_schema: Option<String>,
+    /// The relay runs until SIGTERM or SIGINT (default: until it published what was stored).
+    #[arg(long)]
+    follow: bool,
+    /// Split the relay into N segments claimed in the `--store` database (PostgreSQL only):
+    /// this process is one worker of it. Start one per process, each with the same N.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    relay_segments: Option<u32>,
+    /// A segmented relay's worker: its name in the claims (default: host, pid, random).
+    #[arg(long)]
+    worker_name: Option<String>,
+    /// How long a segmented relay's worker may go without renewing its claims before the
+    /// others take its segments over, in ms (default 10,000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(100..))]
+    claim_timeout_ms: Option<u64>,
 }
 
 impl Options {
@@ -208,6 +240,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(options: &Options) -> Result<(), AnyError> {
+    relaying::check(options)?;
     if options.broker == "memory" {
         if options.role != Role::Both {
             return Err(
@@ -465,9 +498,9 @@ fn shipping_handler(handled: &Arc<AtomicUsize>) -> impl EventHandler {
 
 /// Runs the commands on the store, then relays what is stored to `bus`.
 async fn produce(options: &Options, bus: Arc<dyn EventBus>) -> Result<(), AnyError> {
-    let (store, checkpoints) = stores(&options.store).await?;
+    let stores = databases::stores(&options.store, options.store_schema.as_deref()).await?;
     if !options.relay_only {
-        let orders = CommandService::<Order>::new(Arc::clone(&store));
+        let orders = CommandService::<Order>::new(Arc::clone(&stores.events));
         let (mut placed, mut new, mut repeated) = (0, 0, 0);
         let mut count = |duplicate: bool| {
             if duplicate {
@@ -502,95 +535,7 @@ async fn produce(options: &Options, bus: Arc<dyn EventBus>) -> Result<(), AnyErr
     if options.no_relay {
         return Ok(());
     }
-    let relay = Relay::new(store, checkpoints, bus).batch_size(options.relay_batch);
-    let health = Health::new();
-    health.watch(&relay);
-    let position = relay.run_until_caught_up().await?;
-    println!("published every stored event, up to position {position}");
-    println!("{}", health.report().await);
-    Ok(())
-}
-
-/// A database named on the command line (`--store`, `--processed`).
-enum Database {
-    Memory,
-    Sqlite(SqliteEventStore),
-    Postgres(PostgresEventStore),
-}
-
-impl Database {
-    /// `memory`, `sqlite:PATH` or `postgres://...`, opened and migrated.
-    /// Fails with one line naming the option and the database (its password as `***`).
-    async fn open(option: &str, spec: &str) -> Result<Self, AnyError> {
-        let failed = |error: eventsource_runtime::store::StoreError| -> AnyError {
-            format!("{option} {}: {}", redact_url(spec), support::chain(&error)).into()
-        };
-        if spec == "memory" {
-            return Ok(Self::Memory);
-        }
-        if spec.starts_with("sqlite:") {
-            let store = SqliteEventStore::connect(spec).await.map_err(failed)?;
-            store.migrate().await.map_err(failed)?;
-            return Ok(Self::Sqlite(store));
-        }
-        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            let store = PostgresEventStore::connect(spec).await.map_err(failed)?;
-            store.migrate().await.map_err(failed)?;
-            return Ok(Self::Postgres(store));
-        }
-        Err(format!(
-            "{option} {}: expected `memory`, `sqlite:PATH` or `postgres://...`",
-            redact_url(spec)
-        )
-        .into())
-    }
-}
-
-/// The producer's event store and the relay's checkpoints, from `--store`.
-async fn stores(spec: &str) -> Result<(Arc<dyn EventStore>, Arc<dyn CheckpointStore>), AnyError> {
-    Ok(match Database::open("--store", spec).await? {
-        Database::Memory => (
-            Arc::new(InMemoryEventStore::new()),
-            Arc::new(InMemoryCheckpointStore::new()),
-        ),
-        Database::Sqlite(store) => {
-            let checkpoints = store.checkpoint_store();
-            (Arc::new(store), Arc::new(checkpoints))
-        }
-        Database::Postgres(store) => {
-            let checkpoints = store.checkpoint_store();
-            (Arc::new(store), Arc::new(checkpoints))
-        }
-    })
-}
-
-/// Where the consumer records the messages its idempotent handlers handled.
-struct Processed {
-    any: Arc<dyn ProcessedMessages>,
-    /// The same, when it is PostgreSQL (for the history's transactions).
-    postgres: Option<PostgresProcessedMessages>,
-}
-
-/// Where the consumer records the messages its idempotent handlers handled, from
-/// `--processed`.
-async fn processed_messages(spec: &str) -> Result<Processed, AnyError> {
-    Ok(match Database::open("--processed", spec).await? {
-        Database::Memory => Processed {
-            any: Arc::new(InMemoryProcessedMessages::new()),
-            postgres: None,
-        },
-        Database::Sqlite(store) => Processed {
-            any: Arc::new(store.processed_messages()),
-            postgres: None,
-        },
-        Database::Postgres(store) => {
-            let processed = store.processed_messages();
-            Processed {
-                any: Arc::new(processed.clone()),
-                postgres: Some(processed),
-            }
-        }
-    })
+    relaying::relay(options, stores, bus).await
 }
 
 /// Runs the groups until `shutdown`, each stopping gracefully.

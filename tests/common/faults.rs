@@ -570,6 +570,14 @@ impl<'a> Consumers<'a> {
         self.all.iter().map(Process::errors).collect()
     }
 
+    /// Every line the consumers printed so far, each consumer's (numbered from 1) in order.
+    pub fn lines(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.all
+            .iter()
+            .enumerate()
+            .flat_map(|(n, consumer)| consumer.seen.iter().map(move |line| (n + 1, line.as_str())))
+    }
+
     /// How many lines of every consumer's standard error contain `needle`.
     pub fn errors_with(&self, needle: &str) -> usize {
         self.all.iter().map(|c| c.errors_with(needle)).sum()

@@ -173,7 +173,7 @@ impl Setup {
                 .await
                 .expect("the broker");
             let channel = connection.create_channel().await.expect("a channel");
-            for group in ["confirmations", "shipping"] {
+            for group in ["confirmations", "shipping", "history"] {
                 for suffix in [
                     "",
                     ".dead",

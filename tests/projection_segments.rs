@@ -497,6 +497,15 @@ async fn each_projection_span_names_its_segment_and_the_changes_of_hands_are_cou
     };
     assert_eq!(counted("claimed") - claimed_before, 3);
     assert!(counted("released") >= 3);
+    // Each segment's lag gauge: the projection's name, and the segment.
+    for segment in ["0/3", "1/3", "2/3"] {
+        let having = [
+            ("eventsource.component.name", "TracedVersions"),
+            ("eventsource.projection.segment", segment),
+        ];
+        let lag = METRICS.gauge("eventsource.lag.events", &having);
+        assert_eq!(lag, Some(0.0), "{segment}: caught up");
+    }
 }
 
 async fn handled_by(worker: &SegmentedRunner<Versions>) -> usize {

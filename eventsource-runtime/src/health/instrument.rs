@@ -6,19 +6,21 @@ use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::metrics;
 use crate::telemetry::values::Attr;
 
-/// Records the lag of a runner or relay (`kind`) named `name`.
-pub(crate) fn record_lag(kind: ComponentKind, name: &str, lag: Lag) {
-    metrics::record_lag(
-        lag.events,
-        lag.oldest_age,
-        [
-            (
-                attr::METRIC_ATTR_COMPONENT_KIND,
-                Attr::Static(kind.as_str()),
-            ),
-            (attr::METRIC_ATTR_COMPONENT_NAME, Attr::Str(name)),
-        ],
+/// Records the lag of a runner or relay (`kind`) named `name`; of one segment of it when it
+/// is split (`segment`: `3/16`).
+pub(crate) fn record_lag(kind: ComponentKind, name: &str, segment: Option<&str>, lag: Lag) {
+    let kind = (
+        attr::METRIC_ATTR_COMPONENT_KIND,
+        Attr::Static(kind.as_str()),
     );
+    let name = (attr::METRIC_ATTR_COMPONENT_NAME, Attr::Str(name));
+    match segment {
+        None => metrics::record_lag(lag.events, lag.oldest_age, [kind, name]),
+        Some(segment) => {
+            let segment = (attr::PROJECTION_SEGMENT, Attr::Str(segment));
+            metrics::record_lag(lag.events, lag.oldest_age, [kind, name, segment]);
+        }
+    }
 }
 
 #[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]

@@ -28,6 +28,9 @@ pub(in crate::projection) struct Probe {
     pub(super) type_name: &'static str,
     /// The part of the log the runner reads (its lag is that part's).
     segment: Segment,
+    /// A segment's runner: the projection's name and the segment (`3/16`), as its lag
+    /// gauges say them.
+    segment_gauge: Option<(String, String)>,
     pub(in crate::projection) store: Arc<dyn EventStore>,
     pub(in crate::projection) checkpoints: Arc<dyn CheckpointStore>,
     pub(in crate::projection) status: Status,
@@ -79,11 +82,19 @@ impl Probe {
         store: Arc<dyn EventStore>,
         checkpoints: Arc<dyn CheckpointStore>,
     ) -> Self {
+        let segment_gauge = (!segment.is_whole())
+            .then(|| {
+                let suffix = format!("[{segment}]");
+                let projection = name.get()?.strip_suffix(&suffix)?;
+                Some((projection.to_owned(), segment.to_string()))
+            })
+            .flatten();
         Self {
             kind,
             name,
             type_name,
             segment,
+            segment_gauge,
             store,
             checkpoints,
             status: Status::new(LeaseState::NotHeld),
@@ -146,11 +157,7 @@ impl Probe {
         };
         let read = last.saturating_sub(checkpoint);
         let events = head.map_or(read, |head| head.saturating_sub(checkpoint).max(read));
-        instrument::record_lag(
-            self.kind,
-            self.reported_name(),
-            Lag::since(events, first.timestamp),
-        );
+        self.record_lag(Lag::since(events, first.timestamp));
         head
     }
 
@@ -171,20 +178,33 @@ impl Probe {
     }
 
     /// After a batch was handled up to `position`: nothing waits if that reached `head`
-    /// (the newest position when the batch was read), else the next read says how much.
+    /// (the newest position when the batch was read), or, for a segment, if the batch was
+    /// the last of its events then (a follower's partial batch: the segment's last event is
+    /// rarely the log's); else the next read says how much.
     pub(super) fn after_batch(&self, position: u64, head: Option<u64>, following: bool) {
         if following {
             self.status.set(ComponentState::Following);
         }
-        if head.is_some_and(|head| position >= head) {
+        let segment_done = following && !self.segment.is_whole();
+        if segment_done || head.is_some_and(|head| position >= head) {
             self.idle_now();
+        }
+    }
+
+    /// The lag gauges: the runner's, or its segment's.
+    fn record_lag(&self, lag: Lag) {
+        match &self.segment_gauge {
+            Some((projection, segment)) => {
+                instrument::record_lag(self.kind, projection, Some(segment), lag);
+            }
+            None => instrument::record_lag(self.kind, self.reported_name(), None, lag),
         }
     }
 
     /// Nothing waits: the gauges say so once.
     fn idle_now(&self) {
         if !self.idle.swap(true, Ordering::Relaxed) {
-            instrument::record_lag(self.kind, self.reported_name(), Lag::ZERO);
+            self.record_lag(Lag::ZERO);
         }
     }
 }

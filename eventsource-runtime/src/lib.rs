@@ -328,6 +328,9 @@ struct GuideScalingOutDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/guide/operating.md")]
 struct GuideOperatingDoctests;
+#[cfg(all(doctest, feature = "tracing"))]
+#[doc = include_str!("../../docs/guide/http-services.md")]
+struct GuideHttpServicesDoctests;
 
 /// Marks a command handler, so its command span carries the handler's settings.
 ///

@@ -1,4 +1,4 @@
-//! Seed 002's tutorial (observability with OpenTelemetry), as a shopping cart: traced
+//! Observability with OpenTelemetry, as a shopping cart: traced
 //! application services with static attributes and a per-instance switch, the runtime's own
 //! spans under them, a projection with its spans switched on, and log lines that carry the
 //! trace id.
@@ -6,12 +6,12 @@
 //! `cargo run --example cart` prints each trace as a tree on stderr;
 //! `OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318` sends them to a collector instead.
 //!
-//! - `CartService` (seed 002's `TracingMixin` service): one span per call
+//! - `CartService` (a service traced as a whole, switchable per instance): one span per call
 //!   (`cart_service.add_item`, ...), with the service's static attribute and the call's
 //!   fields; its `tracing` switch is read per instance (the importer below runs with it off:
 //!   the repository and store spans stay, its own do not);
-//! - `NotificationService` (seed 002's `@traced(name, attributes={"channel": ...})`):
-//!   `notification_service.send_email` with `channel=email`;
+//! - `NotificationService` (one method traced under a name of its own, with a static
+//!   attribute): `notification_service.send_email` with `channel=email`;
 //! - `CartSummary`: a projection whose spans are on (`#[projection(enable_tracing = true)]`),
 //!   each a new root linked to the append that stored the event;
 //! - `tracing::info!` lines inside the spans: `telemetry::init()` prints them with their

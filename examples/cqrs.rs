@@ -1,4 +1,4 @@
-//! Seed 001 (CQRS read and write paths, each with its own visibility), as an application:
+//! CQRS read and write paths, each with its own visibility, as an application:
 //! the write path is commands through a `CommandService` (`command.*` spans,
 //! `cqrs.side=write`), the read path is queries through a small query bus over the
 //! projection's read model (`query.*` spans, `cqrs.side=read`), and the projection between

@@ -1,4 +1,4 @@
-//! Schema evolution (issue 28): one event that changed shape over the years, read by
+//! Schema evolution: one event that changed shape over the years, read by
 //! today's code from a store that every older version of the code wrote to.
 //!
 //! The story of a customer's address:

@@ -3,7 +3,7 @@
 //!
 //! One TLS stack for RabbitMQ and NATS: rustls with *ring* (lapin with the `tls` feature,
 //! async-nats always). Kafka's client, librdkafka, brings its own (OpenSSL, the
-//! `kafka-ssl` feature): [`KafkaBus::with_tls`](crate::kafka::KafkaBus::with_tls) hands the
+//! `kafka-ssl` feature): `kafka::KafkaBus::with_tls` hands the
 //! same files to it as `ssl.*` settings.
 
 use std::path::{Path, PathBuf};

@@ -135,8 +135,8 @@ impl ConsumerGroup {
     }
 
     /// Builder: hands up to `max` records that are ready at once to the handlers in one
-    /// consume span (a new root with a link per record and `messaging.batch.message_count`,
-    /// seed 003's batch consumer); a failed record of a batch is retried alone.
+    /// consume span (a new root with a link per record and `messaging.batch.message_count`);
+    /// a failed record of a batch is retried alone.
     #[must_use]
     pub fn batch(mut self, max: usize) -> Self {
         self.batch = (max > 1).then_some(max);

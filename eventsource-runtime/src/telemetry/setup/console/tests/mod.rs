@@ -426,7 +426,7 @@ fn shutdown_prints_what_is_buffered() {
     assert!(!text.contains("never-ends  internal"), "{text}");
 }
 
-/// Issue 12: attributes after the 8th were hidden behind "(+2 more)"; they are the user's
+/// Attributes after the 8th were hidden behind "(+2 more)"; they are the user's
 /// own dynamic fields, so they wrap onto a line of their own, under the span.
 #[test]
 fn every_attribute_is_shown_wrapping_after_eight() {

@@ -278,10 +278,12 @@ async fn a_command_reaches_the_handlers_through_kafka_as_one_trace() {
         attribute(consume, attr::MESSAGING_OPERATION_TYPE),
         Some(&string("process"))
     );
+    // The group as the broker knows it (`group.id`), not the name given to `consumer_group`.
     assert_eq!(
         attribute(consume, attr::MESSAGING_CONSUMER_GROUP_NAME),
-        Some(&string("mailer"))
+        Some(&string(&format!("{}.mailer", broker.prefix)))
     );
+    assert_eq!(group.group_id(), format!("{}.mailer", broker.prefix));
     assert!(matches!(
         attribute(consume, attr::MESSAGING_DESTINATION_PARTITION_ID),
         Some(Value::String(_))

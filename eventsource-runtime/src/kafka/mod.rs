@@ -48,13 +48,15 @@
 //!
 //! # Telemetry
 //!
-//! The bus's spans are the contract's (`docs/telemetry.md`) with `messaging.system` =
-//! `kafka`, `server.address`/`server.port` (the first bootstrap server),
-//! `messaging.destination.name` = the topic, `messaging.kafka.message.key`, and on consume
-//! spans `messaging.destination.partition.id`, `messaging.kafka.offset` and
-//! `messaging.consumer.group.name`. A first delivery's consume span continues the producer's
-//! trace; a retry or a redelivery is a new root linked to the producer's span; a batch
-//! ([`ConsumerGroup::batch`]) is one new root with a link per record.
+//! The bus's spans are the contract's (`docs/telemetry.md`) with `messaging.system` = `kafka`,
+//! `server.address`/`server.port` (the first bootstrap server), `messaging.operation.name` =
+//! `send` or `process`, `messaging.destination.name` = the topic,
+//! `messaging.kafka.message.key`, and on consume spans `messaging.destination.partition.id`,
+//! `messaging.kafka.offset` and `messaging.consumer.group.name` = the `group.id` of the
+//! consumer that read the record ([`ConsumerGroup::group_id`], or a retry or requeue topic's
+//! own group). A first delivery's consume span continues the producer's trace; a retry or a
+//! redelivery is a new root linked to the producer's span; a batch ([`ConsumerGroup::batch`])
+//! is one new root with a link per record.
 //!
 //! ```no_run
 //! use std::time::Duration;

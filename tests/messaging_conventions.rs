@@ -3,7 +3,8 @@
 //! Kafka `group.id`, the NATS durable consumer, the RabbitMQ queue), a retry included;
 //! `messaging.operation.name` is on every publish and consume span, agreeing with
 //! `messaging.operation.type`; a NATS consume span names the subject the message arrived
-//! on.
+//! on; a Kafka port that refuses the connection is `ConnectionRefused` at once, while a
+//! broker that takes the connection and answers slowly is still waited for.
 //!
 //! The brokers come from `EVENTSOURCE_AMQP_URL`, `EVENTSOURCE_NATS_URL` and
 //! `EVENTSOURCE_KAFKA_BROKERS`; without one, its test prints `skipped: ... not set` and
@@ -16,10 +17,10 @@ mod domain;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use domain::{Order, sample_order};
-use eventsource_runtime::bus::{BusError, EventBus, HandlerError};
+use eventsource_runtime::bus::{BusError, EventBus, HandlerError, UnavailableReason};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{CapturedSpans, attribute, capture};
@@ -358,4 +359,90 @@ async fn kafka_spans_name_the_group_id_of_the_consumer_that_read_the_record() {
     );
     problems.operations(&spans, "send", "process");
     problems.assert_none(&spans);
+}
+
+/// `error` and its sources, `outer: inner`.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut said = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        said.push_str(": ");
+        said.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    said
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test]
+async fn a_refused_kafka_port_is_connection_refused_at_once() {
+    use eventsource_runtime::kafka::KafkaBus;
+
+    // The default delivery timeout (10 s): a refusal must not wait for it.
+    let bus = KafkaBus::new("kafka://127.0.0.1:1").unwrap();
+    for attempt in ["declare", "declare again", "publish", "a group's declare"] {
+        let started = Instant::now();
+        let error = match attempt {
+            "publish" => bus.publish(&[stored_order()]).await.unwrap_err(),
+            "a group's declare" => bus.consumer_group("mailer").declare().await.unwrap_err(),
+            _ => bus.declare(["Order"]).await.unwrap_err(),
+        };
+        let took = started.elapsed();
+        assert_eq!(
+            error.unavailable_reason(),
+            Some(UnavailableReason::ConnectionRefused),
+            "{attempt}: {} after {took:?}",
+            chain(&error)
+        );
+        assert!(took < Duration::from_secs(5), "{attempt}: took {took:?}");
+        let said = chain(&error);
+        assert!(
+            said.contains("connection refused at 127.0.0.1:1"),
+            "{attempt}: {said}"
+        );
+        assert!(said.contains("Connection refused"), "{attempt}: {said}");
+    }
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test]
+async fn a_kafka_broker_that_takes_the_connection_and_answers_slowly_is_waited_for() {
+    use eventsource_runtime::kafka::KafkaBus;
+
+    // Takes every connection and never answers (the thread ends with the test binary).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<std::net::TcpStream> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    let timeout = Duration::from_secs(2);
+    let bus = KafkaBus::new(&format!("kafka://127.0.0.1:{port}"))
+        .unwrap()
+        .with_delivery_timeout(timeout);
+    let started = Instant::now();
+    let error = bus.declare(["Order"]).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        error.unavailable_reason(),
+        Some(UnavailableReason::TimedOut),
+        "{} after {took:?}",
+        chain(&error)
+    );
+    assert!(took >= timeout, "waited for the broker: {took:?}");
+}
+
+/// An order placed, as stored (for a publish without a command).
+fn stored_order() -> EventEnvelope {
+    EventEnvelope {
+        event_id: uuid::Uuid::now_v7(),
+        stream: StreamId::new("Order", "o-1"),
+        version: 1,
+        position: 1,
+        event_type: "OrderPlaced".into(),
+        schema_version: 1,
+        timestamp: chrono::Utc::now(),
+        payload: serde_json::json!({}).into(),
+        metadata: Metadata::new(),
+    }
 }

@@ -151,6 +151,10 @@ async fn a_command_publishes_and_the_handler_consumes_in_the_same_trace() {
         Some(&string("send"))
     );
     assert_eq!(
+        attribute(publish, attr::MESSAGING_OPERATION_NAME),
+        Some(&string("send"))
+    );
+    assert_eq!(
         attribute(publish, attr::MESSAGING_MESSAGE_ID),
         Some(&string(&event.event_id.to_string()))
     );
@@ -174,6 +178,7 @@ async fn a_command_publishes_and_the_handler_consumes_in_the_same_trace() {
         (attr::MESSAGING_SYSTEM, "in_memory"),
         (attr::MESSAGING_DESTINATION_NAME, "orders"),
         (attr::MESSAGING_OPERATION_TYPE, "process"),
+        (attr::MESSAGING_OPERATION_NAME, "process"),
         (attr::EVENT_TYPE, "OrderPlaced"),
         (attr::DELIVERY_MODE, "live"),
     ] {

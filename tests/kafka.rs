@@ -278,10 +278,12 @@ async fn a_command_reaches_the_handlers_through_kafka_as_one_trace() {
         attribute(consume, attr::MESSAGING_OPERATION_TYPE),
         Some(&string("process"))
     );
+    // The group as the broker knows it (`group.id`), not the name given to `consumer_group`.
     assert_eq!(
         attribute(consume, attr::MESSAGING_CONSUMER_GROUP_NAME),
-        Some(&string("mailer"))
+        Some(&string(&format!("{}.mailer", broker.prefix)))
     );
+    assert_eq!(group.group_id(), format!("{}.mailer", broker.prefix));
     assert!(matches!(
         attribute(consume, attr::MESSAGING_DESTINATION_PARTITION_ID),
         Some(Value::String(_))
@@ -816,10 +818,12 @@ async fn a_broker_that_does_not_answer_is_a_typed_error() {
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+    // Nothing listens there: refused (at once, `tests/messaging_conventions.rs`), not timed
+    // out.
     let said = bus.declare(["Order"]).await.unwrap_err();
     assert_eq!(
         said.unavailable_reason(),
-        Some(eventsource_runtime::bus::UnavailableReason::TimedOut),
+        Some(eventsource_runtime::bus::UnavailableReason::ConnectionRefused),
         "{said:?}"
     );
     assert!(

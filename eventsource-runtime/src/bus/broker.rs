@@ -14,10 +14,12 @@ pub(crate) const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
     Duration::from_secs(30),
 ];
 
-/// The telemetry of the consumer group `name`: its bus's, naming the group.
-pub(crate) fn group_telemetry(bus: &BusTelemetry, name: &str) -> BusTelemetry {
+/// The telemetry of a consumer group: its bus's, naming the group by `id`, the name the
+/// broker knows it by (`messaging.consumer.group.name`: Kafka's `group.id`, the NATS
+/// durable consumer, the RabbitMQ queue), not the short name the application gave it.
+pub(crate) fn group_telemetry(bus: &BusTelemetry, id: &str) -> BusTelemetry {
     let mut telemetry = bus.clone();
-    telemetry.consumer_group = Some(name.to_owned());
+    telemetry.consumer_group = Some(id.to_owned());
     telemetry
 }
 

@@ -92,6 +92,20 @@ impl Dispatcher {
         self
     }
 
+    /// A dispatcher with this one's handlers (shared: a handler subscribed to either is
+    /// subscribed to both) whose consume spans name `group` as their consumer group: a
+    /// broker group's retry consumer, which the broker knows by a name of its own.
+    #[cfg(any(feature = "kafka", feature = "nats"))]
+    pub(crate) fn for_consumer_group(&self, group: &str) -> Self {
+        let mut telemetry = BusTelemetry::clone(&self.telemetry);
+        telemetry.consumer_group = Some(group.to_owned());
+        Self {
+            handlers: Arc::clone(&self.handlers),
+            destination: Arc::clone(&self.destination),
+            telemetry: Arc::new(telemetry),
+        }
+    }
+
     /// Builder: the destination named on replayed events' spans.
     #[must_use]
     pub fn with_destination(mut self, destination: impl Into<Arc<str>>) -> Self {

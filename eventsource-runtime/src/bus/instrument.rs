@@ -96,7 +96,8 @@ pub fn start_publish(telemetry: &BusTelemetry, message: &mut BusMessage) -> Publ
     }
     let name = SpanName::Static(telemetry.names.publish);
     let span = SpanStart::new(telemetry.enabled, name, Kind::Producer);
-    let span = describe(span, telemetry, message, attr::MESSAGING_OPERATION_SEND).start();
+    let operation = (attr::MESSAGING_OPERATION_SEND, telemetry.publish_operation);
+    let span = describe(span, telemetry, message, operation).start();
     span.inject(&mut message.headers);
     Publishing {
         recorded: Some(Recorded {
@@ -444,11 +445,11 @@ fn consume_span(telemetry: &BusTelemetry, delivery: Delivery<'_>) -> Span {
             if let Some(first) = messages.first() {
                 span = span.str(attr::MESSAGING_DESTINATION_NAME, &first.destination);
             }
-            span = span
-                .static_str(
-                    attr::MESSAGING_OPERATION_TYPE,
-                    attr::MESSAGING_OPERATION_PROCESS,
-                )
+            let operation = (
+                attr::MESSAGING_OPERATION_PROCESS,
+                telemetry.consume_operation,
+            );
+            span = with_operation(span, operation)
                 .int(attr::MESSAGING_BATCH_MESSAGE_COUNT, messages.len())
                 .static_str(attr::DELIVERY_MODE, attr::DELIVERY_BATCH);
             for message in messages {
@@ -466,7 +467,11 @@ fn consume_span(telemetry: &BusTelemetry, delivery: Delivery<'_>) -> Span {
         Delivery::Live(_) => span.remote_parent(&message.headers),
         _ => span.root(),
     };
-    let span = describe_message(span, message, attr::MESSAGING_OPERATION_PROCESS);
+    let operation = (
+        attr::MESSAGING_OPERATION_PROCESS,
+        telemetry.consume_operation,
+    );
+    let span = describe_message(span, message, operation);
     let span = match delivery {
         Delivery::Redelivery(_, attempt) => {
             let span = span
@@ -494,27 +499,35 @@ fn with_bus<'a>(span: SpanStart<'a>, telemetry: &BusTelemetry) -> SpanStart<'a> 
     }
 }
 
+/// A messaging operation: its `messaging.operation.type` and `messaging.operation.name`.
+type Operation = (&'static str, &'static str);
+
+/// `messaging.operation.type` and `messaging.operation.name`.
+fn with_operation(span: SpanStart<'_>, (kind, name): Operation) -> SpanStart<'_> {
+    span.static_str(attr::MESSAGING_OPERATION_TYPE, kind)
+        .static_str(attr::MESSAGING_OPERATION_NAME, name)
+}
+
 /// The attributes of a publish span: the bus's, then the message's.
 fn describe<'a>(
     span: SpanStart<'a>,
     telemetry: &BusTelemetry,
     message: &BusMessage,
-    operation: &'static str,
+    operation: Operation,
 ) -> SpanStart<'a> {
     describe_message(with_bus(span, telemetry), message, operation)
 }
 
-/// The attributes of a span about one message: destination, operation, message id, event
-/// type, aggregate type and id, and the transport's own.
+/// The attributes of a span about one message: destination, operation (type and name),
+/// message id, event type, aggregate type and id, and the transport's own.
 fn describe_message<'a>(
     span: SpanStart<'a>,
     message: &BusMessage,
-    operation: &'static str,
+    operation: Operation,
 ) -> SpanStart<'a> {
     let id = Attr::Display(&message.message_id);
-    let mut span = span
-        .str(attr::MESSAGING_DESTINATION_NAME, &message.destination)
-        .static_str(attr::MESSAGING_OPERATION_TYPE, operation)
+    let span = span.str(attr::MESSAGING_DESTINATION_NAME, &message.destination);
+    let mut span = with_operation(span, operation)
         .attr(attr::MESSAGING_MESSAGE_ID, id)
         .str(attr::EVENT_TYPE, &message.event.event_type)
         .str(attr::AGGREGATE_TYPE, message.event.aggregate_type())

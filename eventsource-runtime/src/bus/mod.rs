@@ -480,22 +480,46 @@ pub struct BusTelemetry {
     pub system: &'static str,
     /// `server.address` and `server.port` of a networked broker, on every span.
     pub server: Option<(String, u16)>,
-    /// `messaging.consumer.group.name`, on consume spans.
+    /// `messaging.consumer.group.name`, on consume spans: the group as the broker knows it
+    /// (a broker adapter's consumer groups set their id, durable consumer or queue).
     pub consumer_group: Option<String>,
+    /// `messaging.operation.name` of the publish spans (`messaging.operation.type` =
+    /// `send`): the system's own name for the operation, `publish` on RabbitMQ and NATS,
+    /// `send` on Kafka and any other system.
+    pub publish_operation: &'static str,
+    /// `messaging.operation.name` of the consume spans (`messaging.operation.type` =
+    /// `process`): `consume` on RabbitMQ, `process` on any other system.
+    pub consume_operation: &'static str,
     /// Span names.
     pub names: BusSpanNames,
 }
 
 impl BusTelemetry {
-    /// Spans on, for a bus of `system`, with the default names.
+    /// Spans on, for a bus of `system`, with the default names and `system`'s operation
+    /// names (see [`publish_operation`](Self::publish_operation)).
     #[must_use]
     pub fn new(system: &'static str) -> Self {
+        let (publish_operation, consume_operation) = operation_names(system);
         Self {
             enabled: true,
             system,
             server: None,
             consumer_group: None,
+            publish_operation,
+            consume_operation,
             names: BusSpanNames::default(),
         }
+    }
+}
+
+/// The `messaging.operation.name` of a publish and of a consume span on `system`: the names
+/// the OpenTelemetry conventions' examples give RabbitMQ (AMQP's `basic.publish` and
+/// `basic.consume`) and Kafka; NATS publishes (`PUB`, JetStream's `publish`) and has no name
+/// of its own for handing a pulled message over; otherwise the operation types' own names.
+fn operation_names(system: &str) -> (&'static str, &'static str) {
+    match system {
+        "rabbitmq" => ("publish", "consume"),
+        "nats" => ("publish", "process"),
+        _ => ("send", "process"),
     }
 }

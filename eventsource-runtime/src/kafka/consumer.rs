@@ -95,9 +95,9 @@ enum Source {
 
 impl ConsumerGroup {
     pub(super) fn new(bus: KafkaBus, name: &str) -> Self {
-        let telemetry = broker::group_telemetry(bus.telemetry(), name);
         let delays = DEFAULT_RETRY_DELAYS.to_vec();
         let topics = GroupTopics::new(bus.topic_prefix(), name, &delays);
+        let telemetry = broker::group_telemetry(bus.telemetry(), &topics.group_id);
         Self {
             dispatcher: Dispatcher::new(topics.group_id.as_str(), telemetry),
             name: name.into(),
@@ -367,6 +367,13 @@ impl ConsumerGroup {
     ) -> Result<(), BusError> {
         self.declare().await?;
         let consumer = self.consumer(source)?;
+        // A delayed source's consumer is a group of its own on the broker (`group.id` = its
+        // topic): its consume spans name it.
+        let delayed = match source {
+            Source::Live => None,
+            Source::Delayed { topic, .. } => Some(self.dispatcher.for_consumer_group(topic)),
+        };
+        let dispatcher = delayed.as_ref().unwrap_or(&self.dispatcher);
         if matches!(source, Source::Live) {
             self.health.connected();
         }
@@ -410,7 +417,7 @@ impl ConsumerGroup {
                     None => {
                         let redelivered =
                             Self::redelivered(&consumer, &record, handled, &mut resumed).await;
-                        let work = self.settle(&record, redelivered);
+                        let work = self.settle(dispatcher, &record, redelivered);
                         let records = std::slice::from_ref(&record);
                         commits.settle(consumer.as_ref(), records, work).await
                     }
@@ -419,7 +426,7 @@ impl ConsumerGroup {
                     if !wait_until_due(&record, *delay, shutdown.as_mut()).await {
                         break Ok(());
                     }
-                    let work = self.settle(&record, false);
+                    let work = self.settle(dispatcher, &record, false);
                     let records = std::slice::from_ref(&record);
                     commits.settle(consumer.as_ref(), records, work).await
                 }

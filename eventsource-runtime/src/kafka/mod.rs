@@ -48,13 +48,15 @@
 //!
 //! # Telemetry
 //!
-//! The bus's spans are the contract's (`docs/telemetry.md`) with `messaging.system` =
-//! `kafka`, `server.address`/`server.port` (the first bootstrap server),
-//! `messaging.destination.name` = the topic, `messaging.kafka.message.key`, and on consume
-//! spans `messaging.destination.partition.id`, `messaging.kafka.offset` and
-//! `messaging.consumer.group.name`. A first delivery's consume span continues the producer's
-//! trace; a retry or a redelivery is a new root linked to the producer's span; a batch
-//! ([`ConsumerGroup::batch`]) is one new root with a link per record.
+//! The bus's spans are the contract's (`docs/telemetry.md`) with `messaging.system` = `kafka`,
+//! `server.address`/`server.port` (the first bootstrap server), `messaging.operation.name` =
+//! `send` or `process`, `messaging.destination.name` = the topic,
+//! `messaging.kafka.message.key`, and on consume spans `messaging.destination.partition.id`,
+//! `messaging.kafka.offset` and `messaging.consumer.group.name` = the `group.id` of the
+//! consumer that read the record ([`ConsumerGroup::group_id`], or a retry or requeue topic's
+//! own group). A first delivery's consume span continues the producer's trace; a retry or a
+//! redelivery is a new root linked to the producer's span; a batch ([`ConsumerGroup::batch`])
+//! is one new root with a link per record.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -428,21 +430,33 @@ impl KafkaBus {
             return Ok(());
         }
         // The producer, made now if it was not: its polling thread hears why librdkafka
-        // cannot connect, which the admin client keeps to itself.
-        let _producer = self.producer()?;
+        // cannot connect, which the admin client keeps to itself. Waited for from before
+        // it is made: a new producer's brokers all refusing the connection end the wait.
+        let why = &self.shared.last_error;
+        let refused = why.refusals();
+        let producer = self.producer()?;
         let admin = self.admin()?;
         let timeout = self.shared.delivery_timeout;
         let server = self.server();
-        let why = &self.shared.last_error;
-        topology::create(
+        let partitions = self.shared.partitions;
+        let created = topology::create(
             &admin,
             &missing,
-            self.shared.partitions,
+            partitions,
             timeout,
             &server,
-            why,
+            (why, refused),
         )
-        .await?;
+        .await;
+        if let Err(error) = &created
+            && error.unavailable_reason() == Some(crate::bus::UnavailableReason::ConnectionRefused)
+        {
+            // Forgotten, so that the next try makes another producer, whose reports end
+            // that wait at once too (this one's brokers are down already: it reports
+            // nothing new).
+            self.reset(&producer);
+        }
+        created?;
         self.shared
             .created
             .lock()

@@ -22,9 +22,10 @@ impl KafkaBus {
         parent: SpanParent,
     ) -> Result<PublishReport, PublishFailure> {
         let fail = |error| PublishFailure::new(PublishReport::default(), error);
-        let producer = self.producer().map_err(fail)?;
+        // The topics first: a producer made there is heard refusing from its start.
         let topics = events.iter().map(|e| self.topic_of(e.aggregate_type()));
         self.ensure_topics(topics.collect()).await.map_err(fail)?;
+        let producer = self.producer().map_err(fail)?;
         let telemetry = &self.shared.telemetry;
         let mut in_flight: Vec<InFlight<DeliveryFuture>> = Vec::with_capacity(events.len());
         let mut outcomes = Outcomes::with_capacity(events.len());

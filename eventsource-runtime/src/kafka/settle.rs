@@ -13,7 +13,7 @@ use super::error::unavailable;
 use super::offsets::{Partition, ResumePoints};
 use crate::bus::instrument::{Skipped, skipped as skipped_message};
 use crate::bus::wire::{self, DeliveryState, Settle};
-use crate::bus::{BusError, BusMessage, HandlerError, HandlerFailure};
+use crate::bus::{BusError, BusMessage, Dispatcher, HandlerError, HandlerFailure};
 use crate::telemetry::attributes::{
     MESSAGING_DESTINATION_PARTITION_ID, MESSAGING_KAFKA_MESSAGE_KEY, MESSAGING_KAFKA_OFFSET,
 };
@@ -38,10 +38,12 @@ impl ConsumerGroup {
         seen || started
     }
 
-    /// Reads `record`, hands it to the handlers (as a redelivery if `redelivered`), and
-    /// forwards it if they failed. The caller commits past it.
+    /// Reads `record`, hands it to the handlers through `dispatcher` (the group's, or that
+    /// of the retry or requeue topic's own consumer group) as a redelivery if
+    /// `redelivered`, and forwards it if they failed. The caller commits past it.
     pub(super) async fn settle(
         &self,
+        dispatcher: &Dispatcher,
         record: &BorrowedMessage<'_>,
         redelivered: bool,
     ) -> Result<(), BusError> {
@@ -54,7 +56,7 @@ impl ConsumerGroup {
         }
         let failures = {
             let _in_hand = self.health.handling(&message.event);
-            self.dispatcher.receive(&message, &state).await
+            dispatcher.receive(&message, &state).await
         };
         if let Some(failure) = failures.first() {
             self.health.status().error(failure);
@@ -74,7 +76,7 @@ impl ConsumerGroup {
         for (record, redelivered) in records.iter().zip(redelivered) {
             if *redelivered {
                 // A redelivery keeps its own span: linked, with its attempt.
-                self.settle(record, true).await?;
+                self.settle(&self.dispatcher, record, true).await?;
             } else if let Some(message) = self.message(record).await? {
                 messages.push(message);
             }

@@ -1,6 +1,7 @@
 //! Topic names: where an event is published, which topics a consumer group reads, its retry,
 //! requeue and dead-letter topics; and their creation, idempotent.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -120,14 +121,16 @@ pub(super) fn matches(pattern: &str, key: &str) -> bool {
 }
 
 /// Creates `topics` unless they exist, with the broker's default partition count and
-/// replication (`-1` for both, KIP-464) unless `partitions` says otherwise.
+/// replication (`-1` for both, KIP-464) unless `partitions` says otherwise. Fails at once
+/// with [`UnavailableReason::ConnectionRefused`] when `refused` completes first (every
+/// broker refused the connection: see [`LastError::refusals`]).
 pub(super) async fn create(
     admin: &AdminClient<LastError>,
     topics: &[String],
     partitions: i32,
     timeout: Duration,
     server: &str,
-    why: &LastError,
+    (why, refused): (&LastError, impl Future<Output = String>),
 ) -> Result<(), BusError> {
     if topics.is_empty() {
         return Ok(());
@@ -139,24 +142,25 @@ pub(super) async fn create(
     let options = AdminOptions::new()
         .operation_timeout(Some(timeout))
         .request_timeout(Some(timeout));
-    let results = admin
-        .create_topics(&new, &options)
-        .await
-        .map_err(|error| match error {
-            // No broker answered: what librdkafka said of the connection (a refused
-            // connection, a failed TLS handshake), else a wrong address or a broker down.
-            KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)
-            | KafkaError::AdminOp(RDKafkaErrorCode::MessageTimedOut) => {
-                BusError::unavailable(why.unreachable(server).unwrap_or_else(|| {
-                    BrokerUnreachable::new(
-                        UnavailableReason::TimedOut,
-                        server,
-                        Some(Box::new(error)),
-                    )
-                }))
-            }
-            _ => unavailable(error),
-        })?;
+    let created = tokio::select! {
+        created = admin.create_topics(&new, &options) => created,
+        words = refused => {
+            let reason = UnavailableReason::ConnectionRefused;
+            let unreachable = BrokerUnreachable::new(reason, server, Some(words.into()));
+            return Err(BusError::unavailable(unreachable));
+        }
+    };
+    let results = created.map_err(|error| match error {
+        // No broker answered: what librdkafka said of the connection (a refused
+        // connection, a failed TLS handshake), else a wrong address or a broker down.
+        KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)
+        | KafkaError::AdminOp(RDKafkaErrorCode::MessageTimedOut) => {
+            BusError::unavailable(why.unreachable(server).unwrap_or_else(|| {
+                BrokerUnreachable::new(UnavailableReason::TimedOut, server, Some(Box::new(error)))
+            }))
+        }
+        _ => unavailable(error),
+    })?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

@@ -68,6 +68,9 @@ pub struct ConsumerGroup {
     pub(super) batch: Option<u16>,
     pub(super) names: GroupNames,
     pub(super) dispatcher: Dispatcher,
+    /// The dispatcher's handlers, for the retry copies: their consume spans name the retry
+    /// consumer, which delivers them.
+    pub(super) retry_dispatcher: Dispatcher,
     pub(super) health: GroupHealth,
 }
 
@@ -98,11 +101,13 @@ pub(super) enum Source {
 
 impl ConsumerGroup {
     pub(super) fn new(bus: NatsBus, name: &str) -> Self {
-        let telemetry = broker::group_telemetry(bus.telemetry(), name);
         let names = GroupNames::new(bus.subject_prefix(), name, &DEFAULT_RETRY_DELAYS);
+        let telemetry = broker::group_telemetry(bus.telemetry(), &names.durable);
         let destination = format!("{}.>", bus.subject_prefix());
+        let dispatcher = Dispatcher::new(destination, telemetry);
         Self {
-            dispatcher: Dispatcher::new(destination, telemetry),
+            retry_dispatcher: dispatcher.for_consumer_group(&names.retry_durable),
+            dispatcher,
             name: name.into(),
             patterns: Vec::new(),
             prefetch: DEFAULT_PREFETCH,

@@ -41,12 +41,16 @@
 //!
 //! # Telemetry
 //!
-//! The bus's spans are the contract's (`docs/telemetry.md`) with `messaging.system` =
-//! `nats` ([`SYSTEM`]), `server.address`/`server.port`, `messaging.destination.name` = the
-//! subject (`{prefix}.{aggregate_type}.{event_type}`, on a retry too), and on consume spans
-//! `messaging.consumer.group.name`. A first delivery's consume span continues the
-//! producer's trace; a retry, or a message JetStream delivered again (its consumer died or
-//! stopped before acknowledging it), is a new root linked to the producer's span.
+//! The bus's spans are the contract's (`docs/telemetry.md`) with `messaging.system` = `nats`
+//! ([`SYSTEM`]), `server.address`/`server.port`, `messaging.operation.name` = `publish` or
+//! `process`, `messaging.destination.name` = the subject
+//! (`{prefix}.{aggregate_type}.{event_type}`; on a consume span the subject the message arrived
+//! on, the group's retry subject for a retry copy), and on consume spans
+//! `messaging.consumer.group.name` = the durable consumer that delivered it
+//! ([`ConsumerGroup::consumer_name`], or its retry consumer's). A first delivery's consume span
+//! continues the producer's trace; a retry, or a message JetStream delivered again (its
+//! consumer died or stopped before acknowledging it), is a new root linked to the producer's
+//! span.
 //!
 //! ```no_run
 //! use std::time::Duration;

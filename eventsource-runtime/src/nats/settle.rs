@@ -31,9 +31,13 @@ impl ConsumerGroup {
         else {
             return Ok(());
         };
+        let dispatcher = match source {
+            Source::Live => &self.dispatcher,
+            Source::Retry => &self.retry_dispatcher,
+        };
         let failures = {
             let _in_hand = (source == Source::Live).then(|| self.health.handling(&message.event));
-            self.dispatcher.receive(&message, &state).await
+            dispatcher.receive(&message, &state).await
         };
         if let Some(failure) = failures.first() {
             self.health.status().error(failure);
@@ -125,8 +129,9 @@ impl ConsumerGroup {
                     .map(|()| None);
             }
         };
-        let destination = subject(self.bus.subject_prefix(), &event);
-        if matches!(source, Source::Live) && destination != delivery.subject.as_str() {
+        if matches!(source, Source::Live)
+            && subject(self.bus.subject_prefix(), &event) != delivery.subject.as_str()
+        {
             // Published on another event's subject: skipped, as Kafka skips a record on
             // another aggregate type's topic.
             skipped(
@@ -139,7 +144,9 @@ impl ConsumerGroup {
             );
             return ack(&delivery).await.map(|()| None);
         }
-        let message = BusMessage::new(destination, event).with_headers(trace);
+        // Named by the subject it arrived on (a retry copy's is the group's retry subject),
+        // not by its body.
+        let message = BusMessage::new(delivery.subject.as_str(), event).with_headers(trace);
         Ok(Some((delivery, message, state)))
     }
 

@@ -81,9 +81,11 @@ impl std::fmt::Debug for ConsumerGroup {
 
 impl ConsumerGroup {
     pub(super) fn new(bus: RabbitMqBus, name: &str) -> Self {
-        let telemetry = broker::group_telemetry(bus.telemetry(), name);
         let delays = DEFAULT_RETRY_DELAYS.to_vec();
         let queues = GroupQueues::new(bus.exchange(), name, &delays);
+        // RabbitMQ has no consumer groups; the conventions say nothing of
+        // `messaging.consumer.group.name` for it: the queue the group consumes stands in.
+        let telemetry = broker::group_telemetry(bus.telemetry(), &queues.live);
         Self {
             dispatcher: Dispatcher::new(queues.live.as_str(), telemetry),
             name: name.into(),

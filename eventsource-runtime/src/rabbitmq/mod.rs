@@ -34,12 +34,14 @@
 //! # Telemetry
 //!
 //! The bus's spans are the contract's (`docs/telemetry.md`) with `messaging.system` =
-//! `rabbitmq`, `server.address`/`server.port`, `messaging.destination.name` =
-//! `{exchange}:{routing_key}` when sending and `{exchange}:{routing_key}:{queue}` when
-//! processing, `messaging.rabbitmq.destination.routing_key`, and on consume spans
-//! `messaging.rabbitmq.message.delivery_tag` and `messaging.consumer.group.name`. A first
-//! delivery's consume span continues the producer's trace; a retry, or a message the broker
-//! redelivered (its consumer died), is a new root linked to the producer's span.
+//! `rabbitmq`, `server.address`/`server.port`, `messaging.operation.name` = `publish` or
+//! `consume`, `messaging.destination.name` = `{exchange}:{routing_key}` when sending and
+//! `{exchange}:{routing_key}:{queue}` when processing,
+//! `messaging.rabbitmq.destination.routing_key`, and on consume spans
+//! `messaging.rabbitmq.message.delivery_tag` and `messaging.consumer.group.name` = the group's
+//! queue ([`ConsumerGroup::queue`]). A first delivery's consume span continues the producer's
+//! trace; a retry, or a message the broker redelivered (its consumer died), is a new root
+//! linked to the producer's span.
 //!
 //! ```no_run
 //! use std::time::Duration;

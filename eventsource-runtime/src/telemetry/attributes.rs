@@ -40,6 +40,10 @@ pub const MESSAGING_KAFKA_MESSAGE_KEY: &str = "messaging.kafka.message.key";
 pub const MESSAGING_KAFKA_OFFSET: &str = "messaging.kafka.offset";
 /// `messaging.message.id`: a message's id (the event id).
 pub const MESSAGING_MESSAGE_ID: &str = "messaging.message.id";
+/// `messaging.operation.name`: the system's own name for what a publish or consume span
+/// does (`publish`, `send`, `consume`, `process`; see
+/// [`BusTelemetry::publish_operation`](crate::bus::BusTelemetry::publish_operation)).
+pub const MESSAGING_OPERATION_NAME: &str = "messaging.operation.name";
 /// `messaging.operation.type`: [`MESSAGING_OPERATION_SEND`] or
 /// [`MESSAGING_OPERATION_PROCESS`].
 pub const MESSAGING_OPERATION_TYPE: &str = "messaging.operation.type";
@@ -346,6 +350,7 @@ mod tests {
             MESSAGING_KAFKA_MESSAGE_KEY,
             MESSAGING_KAFKA_OFFSET,
             MESSAGING_MESSAGE_ID,
+            MESSAGING_OPERATION_NAME,
             MESSAGING_OPERATION_TYPE,
             MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
             MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,

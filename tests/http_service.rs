@@ -113,6 +113,14 @@ fn under_init_the_request_is_one_trace_from_the_server_span_to_the_append() {
 
 // ---- A team's own provider: in this process, spans read back from memory. -----------------------
 
+/// The in-process tests run one at a time: each installs its subscriber on its own thread,
+/// and `tracing` caches a callsite's interest for the whole process (a span of the HTTP
+/// stack first met while another thread has no subscriber could be cached as never wanted).
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// Serves the example's routes on a free port of this (current-thread) runtime, sends the
 /// two POSTs in the caller's trace, and returns every span ended.
 async fn one_request_each(exporter: &InMemorySpanExporter) -> Vec<SpanData> {
@@ -204,6 +212,7 @@ fn provider() -> (SdkTracerProvider, InMemorySpanExporter) {
 
 #[tokio::test]
 async fn a_users_provider_under_eventsources_layer_gives_the_runtimes_spans_their_scope() {
+    let _one = one_at_a_time().await;
     let (provider, exporter) = provider();
     let layer = telemetry::layer(provider.tracer("carts"))
         .with_library_tracer(provider.tracer_with_scope(telemetry::instrumentation_scope()));
@@ -226,6 +235,7 @@ async fn a_users_provider_under_eventsources_layer_gives_the_runtimes_spans_thei
 
 #[tokio::test]
 async fn a_users_own_tracing_opentelemetry_layer_gets_no_location_inside_the_runtime() {
+    let _one = one_at_a_time().await;
     let (provider, exporter) = provider();
     // `tracing-opentelemetry`'s defaults: each span's code location recorded.
     let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("carts"));
@@ -253,4 +263,85 @@ async fn a_users_own_tracing_opentelemetry_layer_gets_no_location_inside_the_run
             );
         }
     }
+}
+
+// ---- Errors as status codes. -------------------------------------------------------------------
+
+/// A store where another request always changes the cart first: every append conflicts.
+struct Contended(InMemoryEventStore);
+
+#[eventsource_runtime::async_trait]
+impl EventStore for Contended {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<eventsource_runtime::event::NewEvent>,
+    ) -> Result<eventsource_runtime::store::AppendResult, eventsource_runtime::store::StoreError>
+    {
+        let other = serde_json::json!({"product": "mug", "quantity": 1, "unit_price_cents": 300});
+        let other = eventsource_runtime::event::NewEvent::new("ItemAdded", 1, other);
+        self.0
+            .append(stream, ExpectedVersion::Any, vec![other])
+            .await?;
+        self.0.append(stream, expected, events).await
+    }
+
+    async fn load(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<EventEnvelope>, eventsource_runtime::store::StoreError> {
+        self.0.load(stream, from_version).await
+    }
+
+    async fn read_all(
+        &self,
+        from_position: u64,
+        limit: usize,
+    ) -> Result<eventsource_runtime::store::ReadBatch, eventsource_runtime::store::StoreError> {
+        self.0.read_all(from_position, limit).await
+    }
+
+    async fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> Result<u64, eventsource_runtime::store::StoreError> {
+        self.0.stream_version(stream).await
+    }
+
+    fn system_name(&self) -> &'static str {
+        self.0.system_name()
+    }
+}
+
+#[tokio::test]
+async fn a_refused_command_is_a_422_and_a_conflict_a_409_each_with_its_reason() {
+    let _one = one_at_a_time().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let contended = app::router(app::App::new(
+        Contended(InMemoryEventStore::new()),
+        base.as_str(),
+    ));
+    let server = tokio::spawn(async move { axum::serve(listener, contended).await });
+    let client = reqwest::Client::new();
+    let post = async |body: &str| {
+        let response = client
+            .post(format!("{base}/carts/c-9/items"))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Json>().await.unwrap())
+    };
+    let (status, body) = post(r#"{"product":"pen","quantity":0}"#).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "the quantity must be at least 1");
+    let (status, body) = post(r#"{"product":"book","quantity":1}"#).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "the cart changed: try again");
+    server.abort();
 }

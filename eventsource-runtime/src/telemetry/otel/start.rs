@@ -327,13 +327,13 @@ pub(crate) fn kind_name(kind: &SpanKind) -> &'static str {
 }
 
 /// A `tracing` span at [`TRACING_CALLSITE`] (a child of the current span, or a root), as
-/// `info_span!` would make it; `None` when the subscriber does not record it.
+/// `info_span!` would make it; `None` when the subscriber does not record it. The
+/// subscriber is asked each time, as for [`META`], not through the callsite's cached
+/// interest.
 fn tracing_span(name: &str, kind: &str, contextual: bool) -> Option<tracing::Span> {
     let meta = &TRACING_META;
-    let interest = TRACING_CALLSITE.interest();
-    let enabled = !interest.is_never()
-        && (interest.is_always() || tracing::dispatcher::get_default(|d| d.enabled(meta)));
-    if !enabled {
+    let _ = TRACING_CALLSITE.interest(); // registered once, for filters that look it up
+    if !tracing::dispatcher::get_default(|d| d.enabled(meta)) {
         return None;
     }
     let mut fields = meta.fields().iter();

@@ -71,7 +71,7 @@ impl DeadLetterEntry {
     }
 }
 
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 /// After `system`'s consumer group `group` moved `message` to its dead letters: the
 /// warning (why, after how many deliveries) and the count.
 pub(crate) fn dead_lettered(

@@ -381,7 +381,7 @@ pub(crate) use dispatcher_methods;
 /// its retry delays (the field path given) and its `dispatcher`: `bind` (with the
 /// documentation given: what a pattern matches is the broker's), `name`, `max_deliveries`
 /// (of a `$what`, a message or a record), `dispatcher`, `subscribe` and `subscribe_fn`.
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 macro_rules! group_methods {
     ($what:literal, delays: $($delays:ident).+; $(#[$bind:meta])* fn bind;) => {
         $(#[$bind])*
@@ -417,5 +417,5 @@ macro_rules! group_methods {
         }
     };
 }
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub(crate) use group_methods;

@@ -56,21 +56,21 @@
 //! # });
 //! ```
 
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub(crate) mod broker;
 mod dead_letter;
 mod dispatcher;
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub(crate) mod group_health;
 mod handler;
 mod idempotent;
 pub mod instrument;
 mod memory;
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub(crate) mod publish;
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub(crate) mod reconnect;
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub(crate) mod tls;
 pub mod wire;
 
@@ -84,14 +84,14 @@ use crate::telemetry::attributes::{SPAN_BUS_CONSUME, SPAN_BUS_HANDLE, SPAN_BUS_P
 use crate::telemetry::otel::in_stored_context;
 use crate::telemetry::values::span_names;
 
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub(crate) use dead_letter::dead_lettered;
 pub use dead_letter::{DeadLetter, DeadLetterEntry, UndecodableLetter};
 pub use dispatcher::Dispatcher;
 pub(crate) use dispatcher::dispatcher_methods;
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub(crate) use dispatcher::group_methods;
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub use group_health::{DEFAULT_STALL_AFTER, GroupStalled};
 pub use handler::{
     EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, UnknownHandler, handler_fn,
@@ -105,7 +105,7 @@ pub use idempotent::{
     IdempotencyError, Idempotent, InMemoryProcessedMessages, MessageClaim, ProcessedMessages,
 };
 pub use memory::{DEFAULT_MAX_DELIVERIES, InMemoryEventBus};
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub use tls::{BrokerTls, TlsFailure};
 
 /// The destination an [`InMemoryEventBus`] publishes to unless told otherwise.

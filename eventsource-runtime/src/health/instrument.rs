@@ -23,7 +23,7 @@ pub(crate) fn record_lag(kind: ComponentKind, name: &str, segment: Option<&str>,
     }
 }
 
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 /// Records the lag of the consumer group `name` on `system` (`rabbitmq`, `kafka`, `nats`).
 pub(crate) fn record_group_lag(system: &'static str, name: &str, lag: Lag) {
     metrics::record_lag(
@@ -40,7 +40,7 @@ pub(crate) fn record_group_lag(system: &'static str, name: &str, lag: Lag) {
     );
 }
 
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 /// A consumer group on `system` stalled: the WARN line and the counter.
 pub(crate) fn group_stalled(system: &'static str, stalled: &crate::bus::GroupStalled) {
     use crate::telemetry::otel::log::log_warn;
@@ -63,7 +63,7 @@ pub(crate) fn group_stalled(system: &'static str, stalled: &crate::bus::GroupSta
     );
 }
 
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 /// A stalled consumer group moves again: one INFO line.
 pub(crate) fn group_resumed(system: &'static str, group: &str, after: std::time::Duration) {
     use crate::telemetry::otel::log::log_info;

@@ -92,7 +92,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 pub use report::{Health, HealthReport};
-#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+#[cfg(feature = "broker")]
 pub(crate) use status::Holding;
 pub(crate) use status::Status;
 

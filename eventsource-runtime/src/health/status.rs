@@ -1,10 +1,7 @@
 //! The small shared status a running component updates (per batch or per state change, not
 //! per event) and its health report reads.
 // The message in hand and the errors a group deals with itself are the broker groups'.
-#![cfg_attr(
-    not(any(feature = "rabbitmq", feature = "kafka", feature = "nats")),
-    allow(dead_code)
-)]
+#![cfg_attr(not(feature = "broker"), allow(dead_code))]
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};

@@ -2,6 +2,8 @@
 //! updates, its lag gauges sampled on an interval while it runs, the watch that says when
 //! it stalls, and the `health()` made of the broker's own `lag()`.
 
+mod instrument;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -13,11 +15,12 @@ use tokio::time::Instant;
 
 use super::BusError;
 use crate::event::EventEnvelope;
-use crate::health::instrument::{group_resumed, group_stalled, record_group_lag};
+use crate::health::instrument::record_group_lag;
 use crate::health::{
     ComponentHealth, ComponentKind, ComponentState, DEFAULT_LAG_INTERVAL, Holding, Lag, LeaseState,
     Status,
 };
+use instrument::{group_resumed, group_stalled};
 
 /// How long a consumer group may have events waiting and handle none before it reports
 /// itself stalled, unless told otherwise (`stall_after` on each broker's group).

@@ -18,6 +18,8 @@ use uuid::Uuid;
 mod metadata;
 pub(crate) mod payload;
 pub(crate) mod shared_text;
+#[cfg(feature = "tracing")]
+mod trace_context;
 pub mod upcast;
 
 pub use metadata::Metadata;
@@ -250,13 +252,25 @@ impl StreamId {
         &self.aggregate_id
     }
 
-    /// The aggregate type, when it was given as a `&'static str` (for span attributes: unused
-    /// without the `tracing` feature).
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    /// The aggregate type, when it was given as a `&'static str` (for span attributes).
     pub(crate) fn static_aggregate_type(&self) -> Option<&'static str> {
         match self.aggregate_type {
             Cow::Borrowed(aggregate_type) => Some(aggregate_type),
             Cow::Owned(_) => None,
+        }
+    }
+}
+
+impl crate::telemetry::values::SpanAggregate for StreamId {
+    fn shared_aggregate_id(&self) -> &Arc<str> {
+        &self.aggregate_id
+    }
+
+    fn aggregate_type_attr(&self) -> crate::telemetry::values::Attr<'_> {
+        use crate::telemetry::values::Attr;
+        match self.static_aggregate_type() {
+            Some(aggregate_type) => Attr::Static(aggregate_type),
+            None => Attr::Str(&self.aggregate_type),
         }
     }
 }

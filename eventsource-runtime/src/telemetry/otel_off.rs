@@ -5,7 +5,6 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::event::Metadata;
 use crate::telemetry::values::{Attr, Kind, SpanName};
 
 /// Stands for a span about to start.
@@ -23,12 +22,12 @@ impl<'a> SpanStart<'a> {
     }
 
     #[inline(always)]
-    pub(crate) fn remote_parent(self, _: &Metadata) -> Self {
+    pub(crate) fn remote_parent<M: ?Sized>(self, _: &M) -> Self {
         self
     }
 
     #[inline(always)]
-    pub(crate) fn link(self, _: &Metadata, _: &[(&'static str, Attr<'_>)]) -> Self {
+    pub(crate) fn link<M: ?Sized>(self, _: &M, _: &[(&'static str, Attr<'_>)]) -> Self {
         self
     }
 
@@ -48,7 +47,7 @@ impl<'a> SpanStart<'a> {
     }
 
     #[inline(always)]
-    pub(crate) fn stream(self, _: &crate::event::StreamId) -> Self {
+    pub(crate) fn stream<S>(self, _: &S) -> Self {
         self
     }
 
@@ -98,10 +97,10 @@ impl Span {
     pub(crate) fn set_error(&self, _: &(impl std::fmt::Display + ?Sized)) {}
 
     #[inline(always)]
-    pub(crate) fn inject(&self, _: &mut Metadata) {}
+    pub(crate) fn inject<M>(&self, _: &mut M) {}
 
     #[inline(always)]
-    pub(crate) fn inject_each<'m>(&self, _: impl Iterator<Item = &'m mut Metadata>) {}
+    pub(crate) fn inject_each<'m, M: 'm>(&self, _: impl Iterator<Item = &'m mut M>) {}
 
     #[inline(always)]
     pub(crate) fn run<F: Future>(&self, work: F) -> F {
@@ -120,7 +119,7 @@ pub(crate) fn enabled() -> bool {
 }
 
 #[inline(always)]
-pub(crate) async fn in_stored_context<F: Future>(_: &Metadata, work: F) -> F::Output {
+pub(crate) async fn in_stored_context<M: ?Sized, F: Future>(_: &M, work: F) -> F::Output {
     work.await
 }
 

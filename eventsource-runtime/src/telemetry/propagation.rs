@@ -1,33 +1,31 @@
-//! W3C trace context (`traceparent`, `tracestate`) and `baggage` in event metadata.
+//! W3C trace context (`traceparent`, `tracestate`) and `baggage` in what events and
+//! messages carry.
 //!
-//! At append time the current span's context is written into each event's [`Metadata`];
+//! At append time the current span's context is written into each event's metadata;
 //! whoever consumes the event later (a projection, a bus consumer, after a restart) links to
-//! it. The format is OpenTelemetry's own propagators'. Reading it and writing `baggage` go
-//! through them; the `traceparent` is written here, the same text (tested) for a twentieth
-//! of the cost: the SDK's `format!` of it was a tenth of a traced command. An event with no
-//! metadata of its own gets the context as the JSON object stores keep, so that no store
-//! builds and serializes entries for it. Missing or malformed context is no error: the
-//! consumer starts a new root and the `eventsource.trace_context.invalid` counter goes up.
+//! it. The format is OpenTelemetry's own propagators'. A carrier the runtime writes into is
+//! a [`ContextCarrier`] (an event's metadata is one: it writes the common case in the form
+//! the stores keep); one it reads from is any [`Extractor`]. Missing or malformed context
+//! is no error: the consumer starts a new root and the `eventsource.trace_context.invalid`
+//! counter goes up.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use opentelemetry::Context;
-use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags};
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use super::attributes as attr;
 use super::otel::metrics;
 use super::values::{Attr, Counter};
-use crate::event::{Metadata, TRACEPARENT_LEN};
 
 // Our own propagator, not the global one: the global default is a no-op until an
 // application installs one, and stored context must not depend on that.
-static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(w3c);
+pub(crate) static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(w3c);
 
 /// The W3C propagators, trace context and baggage: what the runtime stores and sends, and
 /// what `telemetry::init()` installs as the global propagator.
@@ -41,133 +39,79 @@ pub(crate) fn w3c() -> TextMapCompositePropagator {
 static MISSING: AtomicU64 = AtomicU64::new(0);
 static MALFORMED: AtomicU64 = AtomicU64::new(0);
 
-impl Injector for Metadata {
-    fn set(&mut self, key: &str, value: String) {
-        // An empty tracestate/baggage carries nothing; keep the stored metadata lean.
-        if !value.is_empty() {
-            self.insert(key, value);
+/// What the runtime writes a span's context into: an event's metadata (`event::Metadata`).
+pub trait ContextCarrier: Injector + Sized {
+    /// Writes `cx`'s trace context and baggage (nothing when `cx` has no valid span),
+    /// replacing the trace context the carrier had (a `tracestate` without `cx`'s is
+    /// removed). The default writes what OpenTelemetry's propagators write.
+    fn inject_context(&mut self, cx: &Context) {
+        if cx.span().span_context().is_valid() {
+            PROPAGATOR.inject_context(cx, self);
+        }
+    }
+
+    /// [`inject_context`](Self::inject_context) into each of `carriers` that has no trace
+    /// context of its own (an append's events); the default writes into each.
+    fn inject_each<'m>(cx: &Context, carriers: impl Iterator<Item = &'m mut Self>)
+    where
+        Self: 'm,
+    {
+        for carrier in carriers {
+            carrier.inject_context(cx);
         }
     }
 }
 
-impl Extractor for Metadata {
-    fn get(&self, key: &str) -> Option<&str> {
-        Metadata::get(self, key)
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        Metadata::keys(self).collect()
-    }
+/// Writes `cx`'s trace context and baggage into `carrier` (an event's metadata): see
+/// [`ContextCarrier::inject_context`].
+pub fn inject(cx: &Context, carrier: &mut impl ContextCarrier) {
+    carrier.inject_context(cx);
 }
 
-/// Writes `cx`'s trace context and baggage into `metadata` (nothing when `cx` has no valid
-/// span), replacing the trace context it had (a `tracestate` without `cx`'s is removed).
-pub fn inject(cx: &Context, metadata: &mut Metadata) {
-    let span = cx.span();
-    let span_context = span.span_context();
-    if !span_context.is_valid() {
-        return;
-    }
-    let traceparent = traceparent(span_context);
-    // What `TraceContextPropagator` writes (an empty tracestate is left out, as `set` does).
-    let trace_state = span_context.trace_state().header();
-    if trace_state.is_empty() && cx.baggage().is_empty() {
-        // The common cases, an event with no metadata of its own, or only the lineage its
-        // command stamped: its stored form is written at once, and stores keep it as it is
-        // instead of building entries to serialize.
-        if metadata.is_empty() {
-            *metadata = Metadata::from_traceparent(traceparent);
-            return;
-        }
-        if metadata.append_traceparent(&traceparent) {
-            return;
-        }
-    }
-    // Hex digits and dashes: ASCII, so this never falls back to the empty string.
-    let text = std::str::from_utf8(&traceparent).unwrap_or_default();
-    metadata.insert(Metadata::TRACEPARENT, text);
-    // The trace state belongs to its `traceparent`: one the metadata had, of another
-    // context, goes with it.
-    if trace_state.is_empty() {
-        metadata.remove(Metadata::TRACESTATE);
-    } else {
-        metadata.insert(Metadata::TRACESTATE, trace_state);
-    }
-    BaggagePropagator::new().inject_context(cx, metadata);
+/// [`inject`] into each of `carriers` that has no trace context of its own.
+pub(crate) fn inject_each<'m, C: ContextCarrier + 'm>(
+    cx: &Context,
+    carriers: impl Iterator<Item = &'m mut C>,
+) {
+    C::inject_each(cx, carriers);
 }
 
-/// [`inject`] into each of `carriers` that has no `traceparent` of its own: the context is
-/// read once, and metadata with nothing else in it all share one stored form (an append's
-/// events, each of which would otherwise format and allocate the same text).
-pub(crate) fn inject_each<'m>(cx: &Context, carriers: impl Iterator<Item = &'m mut Metadata>) {
-    let span = cx.span();
-    let span_context = span.span_context();
-    if !span_context.is_valid() {
-        return;
-    }
-    let plain = span_context.trace_state().header().is_empty() && cx.baggage().is_empty();
-    let mut shared: Option<Metadata> = None;
-    for metadata in carriers.filter(|metadata| metadata.traceparent().is_none()) {
-        if plain && metadata.is_empty() {
-            let only_context =
-                shared.get_or_insert_with(|| Metadata::from_traceparent(traceparent(span_context)));
-            *metadata = only_context.clone();
-        } else {
-            inject(cx, metadata);
-        }
-    }
-}
-
-/// The W3C `traceparent` of a valid span context: version 00, trace id, span id and the
-/// sampled flag, in lower-case hex (`00-{32}-{16}-{2}`), as `TraceContextPropagator` writes it.
-fn traceparent(span_context: &SpanContext) -> [u8; TRACEPARENT_LEN] {
-    let flags = span_context.trace_flags() & TraceFlags::SAMPLED;
-    let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    write_hex(&mut text[3..35], &span_context.trace_id().to_bytes());
-    write_hex(&mut text[36..52], &span_context.span_id().to_bytes());
-    write_hex(&mut text[53..55], &[flags.to_u8()]);
-    text
-}
-
-/// Writes `bytes` as lower-case hex into `out` (two digits a byte).
-fn write_hex(out: &mut [u8], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, &byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
-    }
-}
-
-/// Writes the current span's context into `metadata` (the innermost `tracing` or
+/// Writes the current span's context into `carrier` (the innermost `tracing` or
 /// `#[traced]` span, see [`current_context`](super::current_context)).
-pub fn inject_current(metadata: &mut Metadata) {
-    inject(&super::current_context(), metadata);
+pub fn inject_current(carrier: &mut impl ContextCarrier) {
+    inject(&super::current_context(), carrier);
 }
 
-/// The context stored in `metadata`, as a remote parent (empty when there is none).
+/// The W3C `baggage` of `cx`, written into `carrier`.
+pub(crate) fn inject_baggage(cx: &Context, carrier: &mut dyn Injector) {
+    BaggagePropagator::new().inject_context(cx, carrier);
+}
+
+/// The context stored in `carrier` (an event's metadata, a message's headers), as a remote
+/// parent (empty when there is none).
 ///
 /// Never falls back to the caller's current context: a bad header must not silently
 /// become "my own span".
 #[must_use]
-pub fn extract(metadata: &Metadata) -> Context {
-    PROPAGATOR.extract_with_context(&Context::new(), metadata)
+pub fn extract(carrier: &dyn Extractor) -> Context {
+    PROPAGATOR.extract_with_context(&Context::new(), carrier)
 }
 
-/// The span context stored in `metadata`, to link to; `None` (and the counter goes up) when
+/// The span context stored in `carrier`, to link to; `None` (and the counter goes up) when
 /// it is missing or malformed.
 #[must_use]
-pub fn stored_span_context(metadata: &Metadata) -> Option<SpanContext> {
-    stored_context(metadata).map(|cx| cx.span().span_context().clone())
+pub fn stored_span_context(carrier: &dyn Extractor) -> Option<SpanContext> {
+    stored_context(carrier).map(|cx| cx.span().span_context().clone())
 }
 
-/// The context stored in `metadata` (its span context and baggage), extracted once; `None`
+/// The context stored in `carrier` (its span context and baggage), extracted once; `None`
 /// (and the counter goes up) when the trace context is missing or malformed.
-pub(crate) fn stored_context(metadata: &Metadata) -> Option<Context> {
-    let Some(raw) = metadata.traceparent() else {
+pub(crate) fn stored_context(carrier: &dyn Extractor) -> Option<Context> {
+    let Some(raw) = carrier.get("traceparent") else {
         count_invalid(&MISSING, "missing");
         return None;
     };
-    let cx = extract(metadata);
+    let cx = extract(carrier);
     if cx.span().span_context().is_valid() {
         Some(cx)
     } else {
@@ -200,157 +144,4 @@ pub fn missing_context_count() -> u64 {
 #[must_use]
 pub fn malformed_context_count() -> u64 {
     MALFORMED.load(Ordering::Relaxed)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use opentelemetry::KeyValue;
-    use opentelemetry::baggage::BaggageExt as _;
-    use opentelemetry::trace::{SpanId, TraceId, TraceState};
-
-    use super::*;
-
-    /// What OpenTelemetry's own propagators write for `cx`, empty values left out.
-    fn written_by_opentelemetry(cx: &Context) -> HashMap<String, String> {
-        let mut headers = HashMap::new();
-        PROPAGATOR.inject_context(cx, &mut headers);
-        headers.retain(|_, value| !value.is_empty());
-        headers
-    }
-
-    fn written_here(cx: &Context) -> HashMap<String, String> {
-        let mut metadata = Metadata::new();
-        inject(cx, &mut metadata);
-        metadata
-            .iter()
-            .map(|(key, value)| (key.to_owned(), value.to_owned()))
-            .collect()
-    }
-
-    /// A context whose span is a sampled remote one, with no trace state or baggage.
-    fn sampled_remote_context() -> Context {
-        let span_context = SpanContext::new(
-            TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c),
-            SpanId::from(0x00f0_67aa_0ba9_02b7),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::default(),
-        );
-        Context::new().with_remote_span_context(span_context)
-    }
-
-    #[test]
-    fn the_injected_context_is_what_opentelemetrys_propagators_write() {
-        let state = TraceState::from_key_value([("vendor", "a1"), ("other", "b2")]).unwrap();
-        let ids = [
-            (
-                0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c,
-                0x00f0_67aa_0ba9_02b7,
-            ),
-            (1, u64::MAX),
-            (u128::MAX, 1),
-        ];
-        for (trace_id, span_id) in ids {
-            for flags in [
-                TraceFlags::SAMPLED,
-                TraceFlags::NOT_SAMPLED,
-                TraceFlags::new(0xff),
-            ] {
-                for state in [TraceState::default(), state.clone()] {
-                    let span_context = SpanContext::new(
-                        TraceId::from(trace_id),
-                        SpanId::from(span_id),
-                        flags,
-                        true,
-                        state,
-                    );
-                    let cx = Context::new().with_remote_span_context(span_context);
-                    let with_baggage = cx.with_baggage([KeyValue::new("tenant", "t 1")]);
-                    for cx in [cx, with_baggage] {
-                        let written = written_here(&cx);
-                        assert_eq!(written, written_by_opentelemetry(&cx));
-                        assert_eq!(written["traceparent"].len(), 55);
-                    }
-                }
-            }
-        }
-        // No valid span: nothing, as theirs.
-        assert!(written_here(&Context::new()).is_empty());
-        assert!(written_by_opentelemetry(&Context::new()).is_empty());
-    }
-
-    #[test]
-    fn a_context_alone_is_written_in_the_form_stores_keep() {
-        let cx = sampled_remote_context();
-        let theirs = written_by_opentelemetry(&cx);
-
-        let mut metadata = Metadata::new();
-        inject(&cx, &mut metadata);
-        let stored = metadata.stored_json().expect("the stored form").to_string();
-        assert_eq!(stored, serde_json::to_string(&theirs).unwrap());
-
-        // Metadata of the event's own keeps its entries and gains the context.
-        let mut own = Metadata::new().with(Metadata::CORRELATION_ID, "c-1");
-        inject(&cx, &mut own);
-        assert!(own.stored_json().is_none());
-        assert_eq!(own.correlation_id(), Some("c-1"));
-        assert_eq!(own.traceparent(), Some(theirs["traceparent"].as_str()));
-    }
-
-    #[test]
-    fn a_context_written_over_another_replaces_its_trace_state() {
-        let other = "00-11111111111111111111111111111111-2222222222222222-01";
-        let cx = sampled_remote_context();
-        let theirs = written_by_opentelemetry(&cx);
-        let entries = Metadata::new()
-            .with(Metadata::TRACEPARENT, other)
-            .with(Metadata::TRACESTATE, "vendor=a1")
-            .with(Metadata::CORRELATION_ID, "c-1");
-        // Entries, stored text naming the keys, stored text with a key escaped.
-        let stored = |json: &str| Metadata::from_json(json).unwrap();
-        for mut metadata in [
-            entries,
-            stored(r#"{"tracestate":"vendor=a1","correlation_id":"c-1"}"#),
-            stored(r#"{"trace\u0073tate":"vendor=a1","correlation_id":"c-1"}"#),
-        ] {
-            inject(&cx, &mut metadata);
-            assert_eq!(metadata.traceparent(), Some(theirs["traceparent"].as_str()));
-            assert_eq!(metadata.get(Metadata::TRACESTATE), None, "{metadata:?}");
-            assert_eq!(metadata.correlation_id(), Some("c-1"));
-            let extracted = extract(&metadata);
-            assert_eq!(extracted.span().span_context(), cx.span().span_context());
-        }
-    }
-
-    #[test]
-    fn injecting_into_each_writes_what_inject_writes_and_keeps_a_traceparent_of_its_own() {
-        let cx = sampled_remote_context();
-        let own_context = "00-11111111111111111111111111111111-2222222222222222-01";
-        let carriers = || {
-            vec![
-                Metadata::new(),
-                Metadata::new().with(Metadata::CORRELATION_ID, "c-1"),
-                Metadata::new(),
-                Metadata::new().with(Metadata::TRACEPARENT, own_context),
-            ]
-        };
-        let with_baggage = cx.with_baggage([KeyValue::new("tenant", "t 1")]);
-        for cx in [cx, with_baggage] {
-            let mut each = carriers();
-            inject_each(&cx, each.iter_mut());
-            let mut one_by_one = carriers();
-            for metadata in &mut one_by_one[..3] {
-                inject(&cx, metadata);
-            }
-            assert_eq!(each, one_by_one);
-            assert_eq!(each[0].stored_json(), one_by_one[0].stored_json());
-            assert_eq!(each[3].traceparent(), Some(own_context), "its own, kept");
-        }
-        // No valid span: nothing written.
-        let mut untouched = carriers();
-        inject_each(&Context::new(), untouched.iter_mut());
-        assert_eq!(untouched, carriers());
-    }
 }

@@ -10,6 +10,16 @@ use std::fmt::{self, Display};
 
 use super::attributes as attr;
 
+/// What a span says of the aggregate it is about (`eventsource.aggregate.id`,
+/// `eventsource.aggregate.type`): an event stream's id, asked only for a span that is
+/// recorded.
+pub(crate) trait SpanAggregate {
+    /// The aggregate id, shared (not copied).
+    fn shared_aggregate_id(&self) -> &std::sync::Arc<str>;
+    /// The aggregate type; static when it is.
+    fn aggregate_type_attr(&self) -> Attr<'_>;
+}
+
 /// An attribute value, borrowed until a span or a metric records it (then converted).
 #[derive(Clone, Copy)]
 pub(crate) enum Attr<'a> {

@@ -25,7 +25,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::direct::{Attached, DirectTracer, Parent, Started};
 use super::value::{key_values, otel_value};
-use crate::event::Metadata;
+use opentelemetry::propagation::Extractor;
+
+use crate::telemetry::propagation::ContextCarrier;
 use crate::telemetry::values::Attr;
 use crate::telemetry::{attributes as attr, propagation, toggles};
 
@@ -193,13 +195,16 @@ impl Span {
 
     /// Writes this span's W3C context (and baggage) into `carrier`; with no span of its own,
     /// the current span's, so that consumers still join the caller's trace.
-    pub(crate) fn inject(&self, carrier: &mut Metadata) {
+    pub(crate) fn inject(&self, carrier: &mut impl ContextCarrier) {
         self.with_propagated_context(|cx| propagation::inject(cx, carrier));
     }
 
     /// [`inject`](Self::inject) into each of `carriers` that has no `traceparent` of its
     /// own, the context read once for all of them.
-    pub(crate) fn inject_each<'m>(&self, carriers: impl Iterator<Item = &'m mut Metadata>) {
+    pub(crate) fn inject_each<'m, C: ContextCarrier + 'm>(
+        &self,
+        carriers: impl Iterator<Item = &'m mut C>,
+    ) {
         self.with_propagated_context(|cx| propagation::inject_each(cx, carriers));
     }
 
@@ -293,7 +298,10 @@ impl Stopwatch {
 /// current context, so the spans it starts continue that trace: a relay publishing a stored
 /// event continues the command that stored it. Without a valid stored context, or with the
 /// process switch off, `work` simply runs.
-pub(crate) async fn in_stored_context<F: Future>(carrier: &Metadata, work: F) -> F::Output {
+pub(crate) async fn in_stored_context<F: Future>(
+    carrier: &(dyn Extractor + Sync),
+    work: F,
+) -> F::Output {
     if !toggles::is_enabled() {
         return work.await;
     }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, PoisonError, RwLock};
 
 use opentelemetry::KeyValue;
+use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{Link, SpanKind};
 use tracing::callsite::{DefaultCallsite, Identifier};
 use tracing::field::FieldSet;
@@ -19,8 +20,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use super::direct::{DirectTracer, Parent};
 use super::span::Span;
 use super::value::{key_values, otel_value};
-use crate::event::{Metadata, StreamId};
-use crate::telemetry::values::{Attr, Kind, SpanName};
+use crate::telemetry::values::{Attr, Kind, SpanAggregate, SpanName};
 use crate::telemetry::{TARGET, attributes as attr, propagation, toggles};
 
 /// What the subscriber's filter is asked about before a span is started on the direct
@@ -147,7 +147,7 @@ impl<'a> SpanStart<'a> {
 
     /// A child of the trace context in `carrier` (a message's headers), with its baggage; a
     /// new trace when the context is missing or malformed (counted, never an error).
-    pub(crate) fn remote_parent(mut self, carrier: &Metadata) -> Self {
+    pub(crate) fn remote_parent(mut self, carrier: &dyn Extractor) -> Self {
         if let Some(pending) = &mut self.pending {
             pending.parent = match propagation::stored_context(carrier) {
                 Some(cx) => Parent::Remote(cx),
@@ -162,7 +162,7 @@ impl<'a> SpanStart<'a> {
     /// malformed (counted, never an error).
     pub(crate) fn link(
         mut self,
-        carrier: &Metadata,
+        carrier: &dyn Extractor,
         attributes: &[(&'static str, Attr<'_>)],
     ) -> Self {
         if let Some(pending) = &mut self.pending
@@ -195,18 +195,17 @@ impl<'a> SpanStart<'a> {
     /// The stream's aggregate id and type (`aggregate.id`, `aggregate.type`), shared or
     /// static, not copied.
     #[inline]
-    pub(crate) fn stream(mut self, stream: &'a StreamId) -> Self {
+    pub(crate) fn stream(mut self, stream: &'a impl SpanAggregate) -> Self {
         if let Some(pending) = &mut self.pending {
-            let aggregate_type = match stream.static_aggregate_type() {
-                Some(aggregate_type) => Attr::Static(aggregate_type),
-                None => Attr::Str(stream.aggregate_type()),
-            };
             pending.attributes.extend([
                 KeyValue::new(
                     attr::AGGREGATE_ID,
-                    otel_value(Attr::Shared(stream.shared_id())),
+                    otel_value(Attr::Shared(stream.shared_aggregate_id())),
                 ),
-                KeyValue::new(attr::AGGREGATE_TYPE, otel_value(aggregate_type)),
+                KeyValue::new(
+                    attr::AGGREGATE_TYPE,
+                    otel_value(stream.aggregate_type_attr()),
+                ),
             ]);
         }
         self

@@ -486,7 +486,12 @@ fn check_traces(
         let consumed: BTreeSet<(Uuid, &str)> = spans
             .iter()
             .filter(|s| s.name == attr::SPAN_BUS_CONSUME)
-            .filter_map(|s| Some((message(s)?, s.str(attr::MESSAGING_CONSUMER_GROUP_NAME))))
+            // The broker's name of the group (`{prefix}.confirmations`: Kafka's group id,
+            // RabbitMQ's queue), by its short name.
+            .filter_map(|s| {
+                let group = s.str(attr::MESSAGING_CONSUMER_GROUP_NAME);
+                Some((message(s)?, group.rsplit('.').next()?))
+            })
             .collect();
         let complete = log.events.iter().all(|(id, event)| {
             groups(event)

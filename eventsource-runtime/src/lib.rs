@@ -58,11 +58,11 @@
 //!   [`event::upcast`]: events that change shape (versions, upcasters, renames, splits)
 //!   (uses `telemetry`);
 //! - [`telemetry`]: the ground floor every component records with: attribute keys,
-//!   switches, W3C propagation, application setup (`init`, `layer`), hidden secrets (uses
-//!   `event`'s `Metadata`, the trace context's carrier, and `StreamId`: one arrow up).
+//!   switches, W3C propagation, application setup (`init`, `layer`), hidden secrets (it
+//!   uses no component: `event` makes its `Metadata` a carrier of the trace context).
 //!
-//! Not drawn: the private helpers `panic` (a panic's message) and `sql_row`, `sql_schema`
-//! (what the two SQL stores share). The telemetry contract the spans and metrics follow is
+//! Not drawn: the private helpers `panic` (a panic's message) and `sql` (what the two SQL
+//! stores share: row decoding, schema versions). The telemetry contract the spans and metrics follow is
 //! `docs/telemetry.md` in the repository; the guide (`docs/guide/`) and the README say how
 //! to use each part.
 //!
@@ -140,9 +140,7 @@ pub mod relay;
 pub mod repository;
 pub mod snapshot;
 #[cfg(feature = "sql")]
-mod sql_row;
-#[cfg(feature = "sql")]
-mod sql_schema;
+mod sql;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, StreamId};
-use crate::sql_row::{Cells, Column, Columns};
+use crate::sql::row::{Cells, Column, Columns};
 use crate::store::StoreError;
 
 /// One cell of a row as the database's driver reads it. A cell read as another type than

@@ -18,7 +18,7 @@ use super::{
     PostgresSnapshotStore, listen, namespace_of, open_pool, store_telemetry, to_i64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql_row::readable_prefix;
+use crate::sql::row::readable_prefix;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
 use crate::store::settings::telemetry_builders;
 use crate::store::{

@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql_row::{Cells, Column, Columns, EVENT_ID, StoredRow};
+use crate::sql::row::{Cells, Column, Columns, EVENT_ID, StoredRow};
 use crate::store::StoreError;
 use crate::store::backend::{check_stream, metadata_json};
 

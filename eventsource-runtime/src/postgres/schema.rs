@@ -5,7 +5,7 @@ use sqlx::Executor as _;
 use sqlx::postgres::PgPool;
 
 use super::unavailable;
-use crate::sql_schema::pending;
+use crate::sql::schema::pending;
 use crate::store::StoreError;
 
 /// The schema of the PostgreSQL stores (tables `events`, `snapshots`, `checkpoints` and

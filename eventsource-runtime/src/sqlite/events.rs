@@ -15,7 +15,7 @@ use super::{
     detached, migrate, open_pool, parse_timestamp, to_i64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql_row::{Cells, Column, Columns, EVENT_ID, StoredRow, readable_prefix};
+use crate::sql::row::{Cells, Column, Columns, EVENT_ID, StoredRow, readable_prefix};
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, metadata_json};
 use crate::store::settings::telemetry_builders;
 use crate::store::{

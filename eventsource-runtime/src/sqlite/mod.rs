@@ -75,7 +75,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::sql_schema::pending;
+use crate::sql::schema::pending;
 use crate::store::StoreError;
 
 pub use checkpoints::{SqliteCheckpointStore, SqliteLease};

@@ -218,7 +218,14 @@ async fn unreachable<G: Group>(group: G) {
     .await;
     let health = Health::new();
     health.watch(&group);
+    // Not asked again while it retries: a readiness probe answers at once.
+    let asked = std::time::Instant::now();
     let report = health.report().await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
     let retrying = &report.components()[0];
     assert_eq!(retrying.lag, None, "the broker cannot be asked");
     let why = retrying.last_error.as_ref().expect("why");
@@ -239,6 +246,11 @@ async fn a_group_whose_broker_is_down_is_retrying() {
         .unwrap()
         .consumer_group("unreachable");
     unreachable(nats).await;
+    let kafka = eventsource_runtime::kafka::KafkaBus::new("127.0.0.1:1")
+        .unwrap()
+        .consumer_group("unreachable")
+        .bind("Order.*");
+    unreachable(kafka).await;
 }
 
 #[tokio::test]

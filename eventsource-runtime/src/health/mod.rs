@@ -298,7 +298,8 @@ pub struct ComponentHealth {
     pub name: String,
     /// What it is doing.
     pub state: ComponentState,
-    /// How far behind it is; `None` when the store or broker could not be asked.
+    /// How far behind it is; `None` when the store or broker could not be asked (a consumer
+    /// group retrying its connection does not ask it again: its report comes at once).
     pub lag: Option<Lag>,
     /// Whether it holds its lease.
     pub lease: LeaseState,

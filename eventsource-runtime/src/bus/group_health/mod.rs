@@ -209,12 +209,27 @@ impl GroupHealth {
     }
 
     /// The group's health from its status, `lag` and dead letters (`parked`).
+    /// The report of a group retrying its connection, without asking the broker (lag
+    /// unknown, nothing parked as far as it can tell); `None` when it is not retrying.
+    ///
+    /// A broker that refuses or does not answer makes each of its calls wait out a timeout
+    /// (Kafka's lag and dead-letter queries, 10 s each): a readiness probe would wait with
+    /// them for figures the report could not give anyway.
+    pub(crate) fn while_retrying(&self, name: &str) -> Option<ComponentHealth> {
+        let retrying = self.status.state() == ComponentState::Retrying;
+        retrying.then(|| self.health_with(name, None, 0))
+    }
+
     pub(crate) fn report(
         &self,
         name: &str,
         lag: Result<Lag, BusError>,
         parked: Result<u64, BusError>,
     ) -> ComponentHealth {
+        self.health_with(name, lag.ok(), parked.unwrap_or(0))
+    }
+
+    fn health_with(&self, name: &str, lag: Option<Lag>, parked: u64) -> ComponentHealth {
         let now = self.status.now();
         let mut health = ComponentHealth::new(
             ComponentKind::ConsumerGroup,
@@ -223,8 +238,8 @@ impl GroupHealth {
             LeaseState::NotApplicable,
         );
         health.last_error = now.last_error;
-        health.lag = lag.ok();
-        health.parked = parked.unwrap_or(0);
+        health.lag = lag;
+        health.parked = parked;
         health
     }
 }
@@ -332,6 +347,9 @@ macro_rules! group_health {
             /// (asked now, see [`lag`](Self::lag)), its dead letters as parked events, and
             /// its last error (a lost connection, a failed handler).
             pub async fn health(&self) -> $crate::health::ComponentHealth {
+                if let Some(retrying) = self.health.while_retrying(&self.name) {
+                    return retrying;
+                }
                 let lag = self.lag().await;
                 let parked = self.dead_letters().count().await.map(u64::from);
                 self.health.report(&self.name, lag, parked)

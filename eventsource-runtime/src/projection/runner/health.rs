@@ -51,11 +51,8 @@ pub(in crate::projection) async fn lag_after(
     checkpoint: u64,
     head: Option<u64>,
 ) -> Result<Lag, StoreError> {
-    let next = if segment == Segment::WHOLE {
-        store.read_all(checkpoint + 1, 1).await?
-    } else {
-        store.read_segment(segment, checkpoint + 1, 1).await?
-    };
+    // The whole log's "segment" is read as the whole log (`read_segment`'s rule).
+    let next = store.read_segment(segment, checkpoint + 1, 1).await?;
     let Some(first) = next.first() else {
         return Ok(Lag::ZERO);
     };

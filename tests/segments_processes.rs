@@ -141,6 +141,18 @@ impl Scenario {
         start.elapsed()
     }
 
+    /// Waits until two workers own every segment between them and have applied 20 events.
+    async fn wait_for_both_to_work(&self, a: &mut Worker, b: &mut Worker) {
+        let both_work = async |s: &Scenario| {
+            let owners = s.owners().await;
+            let distinct: BTreeSet<_> = owners.iter().flatten().collect();
+            distinct.len() == 2 && owners.iter().all(Option::is_some) && s.applied().await >= 20
+        };
+        let within = Duration::from_secs(30);
+        self.wait_for("both work", within, &mut [a, b], both_work)
+            .await;
+    }
+
     /// Every stored event applied exactly once, each order's in version order.
     async fn assert_model_exact(&self) {
         let schema = &self.schema;
@@ -417,19 +429,7 @@ async fn a_workers_terminated_sessions_leave_no_segment_unowned() {
     let scenario = Scenario::new(&db, &url, &args).await;
     let mut a = Worker::start(&scenario, "w-a", &[]);
     let mut b = Worker::start(&scenario, "w-b", &[]);
-    let both_work = async |s: &Scenario| {
-        let owners = s.owners().await;
-        let distinct: BTreeSet<_> = owners.iter().flatten().collect();
-        distinct.len() == 2 && owners.iter().all(Option::is_some) && s.applied().await >= 20
-    };
-    scenario
-        .wait_for(
-            "both work",
-            Duration::from_secs(30),
-            &mut [&mut a, &mut b],
-            both_work,
-        )
-        .await;
+    scenario.wait_for_both_to_work(&mut a, &mut b).await;
 
     let bound = scenario.claim_timeout() + Duration::from_secs(10);
     for _ in 0..3 {

@@ -3,7 +3,6 @@
 //! workers reach PostgreSQL through a proxy in the test (the server is shared with the other
 //! tests, so it is not restarted itself); the test polls the database directly.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -114,19 +113,7 @@ async fn the_database_gone_and_back_leaves_no_segment_unowned_and_loses_nothing(
     scenario.url = proxy.url(&url);
     let mut a = Worker::start(&scenario, "w-a", &[]);
     let mut b = Worker::start(&scenario, "w-b", &[]);
-    let both_work = async |s: &Scenario| {
-        let owners = s.owners().await;
-        let distinct: BTreeSet<_> = owners.iter().flatten().collect();
-        distinct.len() == 2 && owners.iter().all(Option::is_some) && s.applied().await >= 20
-    };
-    scenario
-        .wait_for(
-            "both work",
-            Duration::from_secs(30),
-            &mut [&mut a, &mut b],
-            both_work,
-        )
-        .await;
+    scenario.wait_for_both_to_work(&mut a, &mut b).await;
 
     // Gone for longer than the claim timeout: every claim expires meanwhile.
     proxy.cut().await;

@@ -44,6 +44,11 @@ impl UndecodableLetter {
 /// One entry of a broker's dead letters, as a `DeadLetters::list` returns it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "entries are listed for an operator, a few at a time; boxing the common one \
+              would make every caller write through a box"
+)]
 pub enum DeadLetterEntry {
     /// A stored event a handler failed on at every allowed delivery.
     Failed(DeadLetter),

@@ -2,8 +2,7 @@
 //! span, enclosing load, decide, save and delivery) and the `cqrs.command.*` metrics.
 
 use super::{CommandError, HandlerTelemetry};
-use crate::event::{DomainEvent, StreamId};
-use crate::lineage::Lineage;
+use crate::event::{DomainEvent, Metadata, StreamId};
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{self, metrics};
 use crate::telemetry::otel::{Span, SpanStart, Stopwatch};
@@ -25,7 +24,7 @@ pub(super) fn start(
     command_type: &'static str,
     stream: &StreamId,
     command_id: Option<&str>,
-    lineage: &Lineage,
+    stamped: &Metadata,
 ) -> CommandSpan {
     // With the process switch off: no span, no timer, no call.
     if !otel::enabled() {
@@ -35,7 +34,7 @@ pub(super) fn start(
             timer: Stopwatch::start(),
         };
     }
-    started(settings, command_type, stream, command_id, lineage)
+    started(settings, command_type, stream, command_id, stamped)
 }
 
 /// [`start`] with the process switch on.
@@ -45,7 +44,7 @@ fn started(
     command_type: &'static str,
     stream: &StreamId,
     command_id: Option<&str>,
-    lineage: &Lineage,
+    stamped: &Metadata,
 ) -> CommandSpan {
     let name = match settings.span_name {
         Some(name) => SpanName::Static(name),
@@ -55,7 +54,10 @@ fn started(
         .static_str(attr::COMMAND_TYPE, command_type)
         .stream(stream)
         .static_str(attr::CQRS_SIDE, attr::SIDE_WRITE)
-        .str(attr::CORRELATION_ID, lineage.correlation_id());
+        .str(
+            attr::CORRELATION_ID,
+            stamped.correlation_id().unwrap_or_default(),
+        );
     if let Some(command_id) = command_id {
         span = span.str(attr::COMMAND_ID, command_id);
     }

@@ -43,7 +43,7 @@ impl<A: Aggregate> CommandService<A> {
         // entries, which every stored event would then keep beside its JSON text.
         let has_command_id = metadata.command_id().is_some();
         // The correlation and causation ids every event of the command carries.
-        let lineage = crate::lineage::stamp(&mut metadata);
+        crate::lineage::stamp(&mut metadata);
         let command_id = if has_command_id {
             metadata.command_id()
         } else {
@@ -51,7 +51,7 @@ impl<A: Aggregate> CommandService<A> {
         };
         // The aggregate id, shared from here on by the spans, the root and its envelopes.
         let stream = StreamId::from_shared(A::TYPE, id);
-        let command = instrument::start(settings, command_type, &stream, command_id, &lineage);
+        let command = instrument::start(settings, command_type, &stream, command_id, &metadata);
         let saved = match self.repository.at_once() {
             // A store that answers at once: no future until the delivery.
             Some(store) if command_id.is_none() => command.span.in_scope(|| {

@@ -32,12 +32,29 @@ use serde_json::value::RawValue;
 /// Metadata read from a store keeps its JSON text and reads it into entries on first use:
 /// loading a stream does not pay for metadata nobody looks at.
 ///
-/// Cheap to clone: clones share the entries until one of them changes.
+/// Cheap to clone: clones share the entries until one of them changes. The lineage a
+/// command stamps for itself (one new id, its correlation and causation id) is kept inline,
+/// as the id's text, with nothing allocated.
 #[derive(Clone, Default)]
-pub struct Metadata(Option<Arc<Entries>>);
+pub struct Metadata(Repr);
 
-/// What non-empty metadata holds. (Empty metadata holds nothing: every event of a command
-/// without metadata carries and clones one null pointer.)
+/// What metadata holds.
+#[derive(Clone, Default)]
+enum Repr {
+    /// Nothing: every event of a command without metadata carries and clones a tag.
+    #[default]
+    Empty,
+    /// A command's own lineage: `correlation_id` and `causation_id` both this new id's text.
+    /// The most common metadata of all, so kept without entries, text or an allocation.
+    Lineage(IdText),
+    /// Anything else, shared by clones.
+    Shared(Arc<Entries>),
+}
+
+/// A UUID's hyphenated, lower-case text.
+pub(crate) type IdText = [u8; uuid::fmt::Hyphenated::LENGTH];
+
+/// What metadata other than [`Repr::Empty`] and [`Repr::Lineage`] holds.
 #[derive(Clone, Default)]
 struct Entries {
     /// The entries, once read (from `stored`, or given); sorted by key.
@@ -104,19 +121,19 @@ fn read_entries<'de, D: serde::Deserializer<'de>>(
 
 impl Serialize for Metadata {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.0.as_deref() {
-            Some(Entries { read, stored }) if read.get().is_none() => match stored.json() {
+        match &self.0 {
+            Repr::Shared(entries) if entries.read.get().is_none() => match entries.stored.json() {
                 Some(json) => super::payload::serialize_raw(&json, serializer),
-                None => self.entries().serialize(serializer),
+                None => serializer.collect_map(self.iter()),
             },
-            _ => self.entries().serialize(serializer),
+            _ => serializer.collect_map(self.iter()),
         }
     }
 }
 
 impl PartialEq for Metadata {
     fn eq(&self, other: &Self) -> bool {
-        self.entries() == other.entries()
+        self.iter().eq(other.iter())
     }
 }
 
@@ -124,7 +141,13 @@ impl Eq for Metadata {}
 
 impl fmt::Debug for Metadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Metadata").field(self.entries()).finish()
+        struct Entries<'a>(&'a Metadata);
+        impl fmt::Debug for Entries<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map().entries(self.0.iter()).finish()
+            }
+        }
+        f.debug_tuple("Metadata").field(&Entries(self)).finish()
     }
 }
 
@@ -163,7 +186,7 @@ impl Metadata {
         if entries.is_empty() {
             return Self::new();
         }
-        Self(Some(Arc::new(Entries {
+        Self(Repr::Shared(Arc::new(Entries {
             read: OnceLock::from(entries),
             stored: Stored::Nothing,
         })))
@@ -207,10 +230,36 @@ impl Metadata {
     }
 
     fn stored(stored: Stored) -> Self {
-        Self(Some(Arc::new(Entries {
+        Self(Repr::Shared(Arc::new(Entries {
             read: OnceLock::new(),
             stored,
         })))
+    }
+
+    /// A command's own lineage: `id` (a new UUID's text, see [`lineage`](crate::lineage))
+    /// as both its correlation and its causation id.
+    pub(crate) fn from_lineage(id: IdText) -> Self {
+        Self(Repr::Lineage(id))
+    }
+
+    /// Whether `self` is `other` or a clone of it (not merely equal to it).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn is_same(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Empty, Repr::Empty) => true,
+            (Repr::Lineage(one), Repr::Lineage(other)) => one == other,
+            (Repr::Shared(one), Repr::Shared(other)) => Arc::ptr_eq(one, other),
+            _ => false,
+        }
+    }
+
+    /// The id of [`from_lineage`](Self::from_lineage) metadata.
+    fn lineage_id(&self) -> Option<&str> {
+        match &self.0 {
+            // A UUID's text is ASCII: this never falls back to `None`.
+            Repr::Lineage(id) => std::str::from_utf8(id).ok(),
+            _ => None,
+        }
     }
 
     /// Appends `traceparent` to metadata kept as its stored JSON object (a command's stamped
@@ -220,14 +269,27 @@ impl Metadata {
     /// which might spell one), which the caller replaces by entries.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn append_traceparent(&mut self, traceparent: &[u8; TRACEPARENT_LEN]) -> bool {
-        let Some(Entries {
-            stored: Stored::Json(json),
-            ..
-        }) = self.0.as_deref()
-        else {
+        let Ok(traceparent) = std::str::from_utf8(traceparent) else {
             return false;
         };
-        let Ok(traceparent) = std::str::from_utf8(traceparent) else {
+        if let Some(id) = self.lineage_id() {
+            // Keys in order, as entries serialize; neither text needs escaping.
+            let json = [
+                r#"{"causation_id":""#,
+                id,
+                r#"","correlation_id":""#,
+                id,
+                r#"","traceparent":""#,
+                traceparent,
+                r#""}"#,
+            ];
+            *self = Self::from_checked(Arc::from(json.concat()));
+            return true;
+        }
+        let Repr::Shared(entries) = &self.0 else {
+            return false;
+        };
+        let Stored::Json(json) = &entries.stored else {
             return false;
         };
         if json.contains(r#""traceparent""#)
@@ -254,30 +316,45 @@ impl Metadata {
         allow(dead_code)
     )]
     pub(crate) fn stored_json(&self) -> Option<Cow<'_, str>> {
-        self.0.as_deref()?.stored.json()
+        match &self.0 {
+            Repr::Empty => None,
+            Repr::Lineage(_) => serde_json::to_string(self).ok().map(Cow::Owned),
+            Repr::Shared(entries) => entries.stored.json(),
+        }
     }
 
-    /// The entries, read from the stored text on first use.
+    /// The entries held apart from a [`Repr::Lineage`] id, read from the stored text on
+    /// first use.
     fn entries(&self) -> &BTreeMap<String, String> {
         static NONE: BTreeMap<String, String> = BTreeMap::new();
-        match self.0.as_deref() {
-            None => &NONE,
-            Some(entries) => entries.read.get_or_init(|| entries.read_stored()),
+        match &self.0 {
+            Repr::Empty | Repr::Lineage(_) => &NONE,
+            Repr::Shared(entries) => entries.read.get_or_init(|| entries.read_stored()),
         }
     }
 
     /// Changes the entries: the stored text no longer says what they are. (Shared entries
     /// are copied first; metadata left empty holds nothing again.)
     fn change<R>(&mut self, change: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> R {
-        let entries = Arc::make_mut(self.0.get_or_insert_default());
-        let mut read = entries.read.take().unwrap_or_else(|| entries.read_stored());
-        entries.stored = Stored::Nothing;
+        let mut read = match std::mem::take(&mut self.0) {
+            Repr::Empty => BTreeMap::new(),
+            Repr::Lineage(id) => {
+                let id = String::from_utf8_lossy(&id).into_owned();
+                BTreeMap::from([
+                    (Self::CAUSATION_ID.to_owned(), id.clone()),
+                    (Self::CORRELATION_ID.to_owned(), id),
+                ])
+            }
+            Repr::Shared(entries) => match Arc::try_unwrap(entries) {
+                Ok(mut entries) => entries.read.take().unwrap_or_else(|| entries.read_stored()),
+                Err(shared) => match shared.read.get() {
+                    Some(read) => read.clone(),
+                    None => shared.read_stored(),
+                },
+            },
+        };
         let changed = change(&mut read);
-        if read.is_empty() {
-            self.0 = None;
-        } else {
-            entries.read = OnceLock::from(read);
-        }
+        *self = Self::from_entries(read);
         changed
     }
 
@@ -285,9 +362,16 @@ impl Metadata {
     #[must_use]
     #[inline]
     pub fn get(&self, key: &str) -> Option<&str> {
-        // Empty metadata (every event's of a command without any) answers at once.
-        self.0.as_ref()?;
-        self.entries().get(key).map(String::as_str)
+        match &self.0 {
+            // Empty metadata (every event's of a command without any) answers at once, and
+            // a command's own lineage without entries.
+            Repr::Empty => None,
+            Repr::Lineage(_) if key == Self::CORRELATION_ID || key == Self::CAUSATION_ID => {
+                self.lineage_id()
+            }
+            Repr::Lineage(_) => None,
+            Repr::Shared(_) => self.entries().get(key).map(String::as_str),
+        }
     }
 
     /// Stores `value` under `key`, returning the value it replaces.
@@ -299,7 +383,9 @@ impl Metadata {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         // Nothing to remove from empty metadata (and nothing to copy).
-        self.0.as_ref()?;
+        if let Repr::Empty = self.0 {
+            return None;
+        }
         self.change(|entries| entries.remove(key))
     }
 
@@ -330,20 +416,31 @@ impl Metadata {
 
     /// All entries, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries().iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        let lineage = self
+            .lineage_id()
+            .map(|id| [(Self::CAUSATION_ID, id), (Self::CORRELATION_ID, id)]);
+        let entries = self.entries().iter();
+        lineage
+            .into_iter()
+            .flatten()
+            .chain(entries.map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
     /// All keys, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries().keys().map(String::as_str)
+        self.iter().map(|(key, _)| key)
     }
 
     /// Whether there is no entry.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        match self.0.as_deref() {
-            None => true,
-            Some(Entries { read, stored }) if read.get().is_none() => match stored {
+        let entries = match &self.0 {
+            Repr::Empty => return true,
+            Repr::Lineage(_) => return false,
+            Repr::Shared(entries) => entries,
+        };
+        match &**entries {
+            Entries { read, stored } if read.get().is_none() => match stored {
                 Stored::Nothing => true,
                 // A stored object is empty when nothing but blanks stands between its
                 // braces (JSON's blanks are ASCII).
@@ -354,7 +451,7 @@ impl Metadata {
                     .is_some_and(|inner| inner.trim_ascii().is_empty()),
                 Stored::Traceparent(_) => false,
             },
-            Some(_) => self.entries().is_empty(),
+            _ => self.entries().is_empty(),
         }
     }
 
@@ -402,7 +499,10 @@ mod tests {
     fn stored_metadata_is_read_on_first_use_and_changes_drop_the_stored_text() {
         let stored = r#"{"b": "2", "a": 7, "c": {"x": [1]}}"#;
         let mut metadata = Metadata::from_json(stored.to_owned()).unwrap();
-        let unread = |metadata: &Metadata| metadata.0.as_ref().unwrap().read.get().is_none();
+        let unread = |metadata: &Metadata| match &metadata.0 {
+            Repr::Shared(entries) => entries.read.get().is_none(),
+            _ => false,
+        };
         assert!(unread(&metadata), "not read yet");
         assert!(!metadata.is_empty());
         assert_eq!(
@@ -489,6 +589,9 @@ mod tests {
         changed.remove(Metadata::CORRELATION_ID);
         changed.remove(Metadata::TRACEPARENT);
         assert!(changed.is_empty());
-        assert!(changed.0.is_none(), "empty again holds nothing");
+        assert!(
+            matches!(changed.0, Repr::Empty),
+            "empty again holds nothing"
+        );
     }
 }

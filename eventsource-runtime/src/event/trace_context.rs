@@ -81,13 +81,22 @@ impl ContextCarrier for Metadata {
         }
         let plain = span_context.trace_state().header().is_empty() && cx.baggage().is_empty();
         let mut shared: Option<Metadata> = None;
+        // The metadata last written, and what it became: a command's events share theirs.
+        let mut last: Option<(Metadata, Metadata)> = None;
         for metadata in carriers.filter(|metadata| metadata.traceparent().is_none()) {
             if plain && metadata.is_empty() {
                 let only_context = shared
                     .get_or_insert_with(|| Metadata::from_traceparent(traceparent(span_context)));
                 *metadata = only_context.clone();
+            } else if let Some((before, after)) = &last
+                && plain
+                && metadata.is_same(before)
+            {
+                *metadata = after.clone();
             } else {
+                let before = metadata.clone();
                 metadata.inject_context(cx);
+                last = Some((before, metadata.clone()));
             }
         }
     }
@@ -265,5 +274,25 @@ mod tests {
         let mut untouched = carriers();
         inject_each(&Context::new(), untouched.iter_mut());
         assert_eq!(untouched, carriers());
+    }
+
+    #[test]
+    fn a_commands_events_share_their_stamped_lineage_with_its_context() {
+        let cx = sampled_remote_context();
+        let stamped = Metadata::from_lineage(*b"0190c3a5-7e1f-7c3b-9d2a-5b6c7d8e9f00");
+        let mut each = vec![stamped.clone(), stamped.clone(), stamped];
+        inject_each(&cx, each.iter_mut());
+        let mut one = Metadata::from_lineage(*b"0190c3a5-7e1f-7c3b-9d2a-5b6c7d8e9f00");
+        inject(&cx, &mut one);
+        assert!(each.iter().all(|metadata| *metadata == one), "{each:?}");
+        assert_eq!(each[2].stored_json(), one.stored_json());
+        assert!(
+            each[0].is_same(&each[1]) && each[1].is_same(&each[2]),
+            "one text, shared"
+        );
+        assert_eq!(
+            one.correlation_id(),
+            Some("0190c3a5-7e1f-7c3b-9d2a-5b6c7d8e9f00")
+        );
     }
 }

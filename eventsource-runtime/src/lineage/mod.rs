@@ -73,8 +73,6 @@ mod tree;
 use std::future::Future;
 use std::sync::Arc;
 
-use serde::Serialize;
-
 use crate::event::{EventEnvelope, Metadata};
 
 pub use tree::{CausationTree, Cause, EventNode, Node};
@@ -146,78 +144,42 @@ impl Lineage {
     }
 }
 
-/// The metadata written for a command without metadata of its own: one JSON object, shared
-/// by the command's events and kept as it is by the stores.
-#[derive(Serialize)]
-struct Stamp<'a> {
-    // In key order, as entries serialize.
-    causation_id: &'a str,
-    correlation_id: &'a str,
-}
-
 /// Stamps a command's lineage on the `metadata` its events will carry (see the
-/// [module](self)'s table) and returns it.
-pub(crate) fn stamp(metadata: &mut Metadata) -> Lineage {
+/// [module](self)'s table), which then answers its
+/// [`correlation_id`](Metadata::correlation_id) and [`causation_id`](Metadata::causation_id).
+pub(crate) fn stamp(metadata: &mut Metadata) {
     let ambient = Lineage::current();
-    let mut fresh: Option<Arc<str>> = None;
+    if metadata.is_empty() && ambient.is_none() {
+        // A command of its own (the common case): one new id, kept as its text alone until
+        // a store writes it.
+        let mut id = [0; uuid::fmt::Hyphenated::LENGTH];
+        crate::event::new_id().hyphenated().encode_lower(&mut id);
+        *metadata = Metadata::from_lineage(id);
+        return;
+    }
+    let mut fresh: Option<String> = None;
     let mut fresh_id = || {
-        let new_id = || {
-            let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
-            Arc::from(&*crate::event::new_id().hyphenated().encode_lower(&mut text))
-        };
-        Arc::clone(fresh.get_or_insert_with(new_id))
+        fresh
+            .get_or_insert_with(|| crate::event::new_id().to_string())
+            .clone()
     };
-    let given_correlation = metadata.correlation_id().map(Arc::<str>::from);
-    let given_causation = metadata.causation_id().map(Arc::<str>::from);
-    let correlation_id = match (&given_correlation, &ambient) {
-        (Some(given), _) => Arc::clone(given),
-        (None, Some(ambient)) => Arc::clone(&ambient.correlation_id),
-        (None, None) => fresh_id(),
+    let correlation_id = match (metadata.correlation_id(), &ambient) {
+        (Some(_), _) => None,
+        (None, Some(ambient)) => Some(ambient.correlation_id().to_owned()),
+        (None, None) => Some(fresh_id()),
     };
-    let causation_id = match (&given_causation, &ambient, metadata.command_id()) {
-        (Some(given), _, _) => Arc::clone(given),
-        (None, Some(ambient), _) => Arc::clone(&ambient.causation_id),
-        (None, None, Some(command_id)) => Arc::from(command_id),
-        (None, None, None) => fresh_id(),
+    let causation_id = match (metadata.causation_id(), &ambient, metadata.command_id()) {
+        (Some(_), _, _) => None,
+        (None, Some(ambient), _) => Some(ambient.causation_id().to_owned()),
+        (None, None, Some(command_id)) => Some(command_id.to_owned()),
+        (None, None, None) => Some(fresh_id()),
     };
-    let lineage = Lineage {
-        correlation_id,
-        causation_id,
-    };
-    let only_new_id = fresh.as_ref().is_some_and(|id| {
-        Arc::ptr_eq(id, &lineage.correlation_id) && Arc::ptr_eq(id, &lineage.causation_id)
-    });
-    if metadata.is_empty() && only_new_id {
-        // A command of its own (the common case): one new id, which needs no escaping.
-        let id = &*lineage.correlation_id;
-        let json = [
-            r#"{"causation_id":""#,
-            id,
-            r#"","correlation_id":""#,
-            id,
-            r#""}"#,
-        ];
-        *metadata = Metadata::from_checked(Arc::from(json.concat()));
-        return lineage;
+    if let Some(correlation_id) = correlation_id {
+        metadata.insert(Metadata::CORRELATION_ID, correlation_id);
     }
-    if metadata.is_empty() {
-        let stamp = Stamp {
-            causation_id: &lineage.causation_id,
-            correlation_id: &lineage.correlation_id,
-        };
-        // Two strings always serialize; the entries below are the fallback all the same.
-        if let Ok(json) = serde_json::to_string(&stamp) {
-            *metadata = Metadata::from_checked(Arc::from(json));
-            return lineage;
-        }
+    if let Some(causation_id) = causation_id {
+        metadata.insert(Metadata::CAUSATION_ID, causation_id);
     }
-    if given_correlation.is_none() {
-        metadata.insert(Metadata::CORRELATION_ID, &*lineage.correlation_id);
-    }
-    if given_causation.is_none() {
-        metadata.insert(Metadata::CAUSATION_ID, &*lineage.causation_id);
-    }
-    lineage
 }
 
 #[cfg(test)]
@@ -231,10 +193,19 @@ mod tests {
             .block_on(work)
     }
 
+    /// Stamps `metadata`: the lineage it then carries.
+    fn stamped(metadata: &mut Metadata) -> Lineage {
+        stamp(metadata);
+        Lineage::new(
+            metadata.correlation_id().unwrap(),
+            metadata.causation_id().unwrap(),
+        )
+    }
+
     #[test]
     fn a_command_alone_starts_a_correlation_named_after_itself() {
         let mut metadata = Metadata::new();
-        let lineage = stamp(&mut metadata);
+        let lineage = stamped(&mut metadata);
         assert_eq!(lineage.correlation_id(), lineage.causation_id());
         assert!(lineage.correlation_id().parse::<uuid::Uuid>().is_ok());
         assert_eq!(metadata.correlation_id(), Some(lineage.correlation_id()));
@@ -246,7 +217,7 @@ mod tests {
     #[test]
     fn a_command_id_is_the_causation_and_the_caller_wins() {
         let mut once = Metadata::new().with(Metadata::COMMAND_ID, "req-7");
-        let lineage = stamp(&mut once);
+        let lineage = stamped(&mut once);
         assert_eq!(lineage.causation_id(), "req-7");
         assert_ne!(lineage.correlation_id(), "req-7");
         assert_eq!(once.keys().count(), 3);
@@ -255,7 +226,7 @@ mod tests {
             .with(Metadata::CORRELATION_ID, "c-1")
             .with(Metadata::CAUSATION_ID, "k-1");
         let ambient = Lineage::new("c-other", "k-other");
-        let lineage = run(ambient.scope(async { stamp(&mut given) }));
+        let lineage = run(ambient.scope(async { stamped(&mut given) }));
         assert_eq!(lineage, Lineage::new("c-1", "k-1"));
         assert_eq!(given.correlation_id(), Some("c-1"));
     }
@@ -264,7 +235,7 @@ mod tests {
     fn inside_a_handler_the_message_is_the_cause() {
         let lineage = run(Lineage::new("c-9", "event-3").scope(async {
             let mut metadata = Metadata::new().with(Metadata::CORRELATION_ID, "mine");
-            let lineage = stamp(&mut metadata);
+            let lineage = stamped(&mut metadata);
             assert_eq!(metadata.causation_id(), Some("event-3"));
             lineage
         }));

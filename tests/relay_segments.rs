@@ -238,7 +238,7 @@ fn ever_held(relay: &Process) -> BTreeSet<u32> {
 
 /// Every delivery to the `history` group, in order: `history seen {aggregate} v{version}
 /// [message {id}]`.
-fn history_seen(consumers: &Consumers) -> Vec<(String, u64, Uuid)> {
+fn history_seen(consumers: &Consumers<'_>) -> Vec<(String, u64, Uuid)> {
     let parse = |line: &str| {
         let rest = line.strip_prefix("history seen ")?;
         let (aggregate, rest) = rest.split_once(" v")?;
@@ -373,7 +373,7 @@ fn segmented_relays_one_killed_mid_publish(kind: BrokerKind, orders: usize, boun
         |tally| tally.handled(&stored) == total,
     );
     let history_deadline = killed_at + bounds.recovery;
-    let seen = |consumers: &Consumers| {
+    let seen = |consumers: &Consumers<'_>| {
         let ids: BTreeSet<Uuid> = history_seen(consumers).iter().map(|d| d.2).collect();
         ids.len()
     };

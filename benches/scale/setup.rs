@@ -99,6 +99,7 @@ pub fn reset_peak() -> u64 {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code, reason = "glibc's malloc_trim, which no crate wraps")]
 fn release_free_memory() {
     unsafe extern "C" {
         /// glibc: returns the free memory at the top of the heap and in free pages to the

@@ -30,7 +30,7 @@ pub(super) fn load(telemetry: &RepositoryTelemetry, stream: &StreamId) -> Span {
 /// After a load: how many events were replayed, the resulting version and whether a
 /// snapshot was used; or the error.
 #[inline]
-pub(super) fn loaded(span: &Span, result: Result<LoadReport, &RepositoryError>) {
+pub(super) fn loaded(span: &Span, result: Result<LoadReport<'_>, &RepositoryError>) {
     if span.is_recording() {
         record_loaded(span, result);
     }
@@ -38,7 +38,7 @@ pub(super) fn loaded(span: &Span, result: Result<LoadReport, &RepositoryError>) 
 
 /// [`loaded`], on a recording span.
 #[inline(never)]
-fn record_loaded(span: &Span, result: Result<LoadReport, &RepositoryError>) {
+fn record_loaded(span: &Span, result: Result<LoadReport<'_>, &RepositoryError>) {
     match result {
         Ok(loaded) => {
             span.set(attr::EVENTS_REPLAYED, Attr::int(loaded.replayed));

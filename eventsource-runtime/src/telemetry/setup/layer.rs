@@ -223,6 +223,10 @@ where
         self.inner.on_id_change(old, new, ctx);
     }
 
+    #[allow(
+        unsafe_code,
+        reason = "the trait's own method: how tracing-opentelemetry finds its layer"
+    )]
     unsafe fn downcast_raw(&self, id: TypeId) -> Option<*const ()> {
         if id == TypeId::of::<Self>() {
             Some(std::ptr::from_ref(self).cast())

@@ -1,5 +1,5 @@
 //! `docs/telemetry.md`, parsed: its tables and the metric rows. Shared by `tests/contract.rs`
-//! (which compares the contract with what the runtime exports) and `tests/deploy.rs` (which
+//! (which compares the contract with what the runtime exports) and `tests/docs/deploy.rs` (which
 //! checks the dashboards' queries against it), so there is one parser of the contract.
 #![allow(dead_code)]
 

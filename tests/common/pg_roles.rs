@@ -29,8 +29,6 @@ use eventsource_runtime::sqlx::{self, PgConnection, PgPool};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError};
 use serde_json::json;
 
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
 /// One test's roles and schemas on one server.
 pub struct Roles {
     /// The server's connection options (TLS settings included), as a superuser.
@@ -56,11 +54,7 @@ impl Roles {
             .connect_with(base.clone())
             .await
             .unwrap_or_else(|e| panic!("cannot connect as the administrator: {e}"));
-        let id = format!(
-            "{}_{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = format!("{}_{}", std::process::id(), uuid::Uuid::now_v7().simple());
         let password = format!("pw-{id}-{}", uuid::Uuid::now_v7().simple());
         let (owner, runtime, mistaken) = (
             format!("es_owner_{id}"),
@@ -108,7 +102,7 @@ impl Roles {
         let schema = format!(
             "es_lp_{}_{}",
             std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
+            uuid::Uuid::now_v7().simple()
         );
         self.schemas.lock().unwrap().push(schema.clone());
         sqlx::raw_sql(&format!(

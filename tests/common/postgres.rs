@@ -5,7 +5,6 @@
 
 use std::io::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use eventsource_runtime::postgres::PostgresEventStore;
@@ -17,8 +16,6 @@ pub struct TestDb {
     admin: PgPool,
     schemas: Mutex<Vec<String>>,
 }
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl TestDb {
     /// The test database, or `None` (with a visible message) when there is none and none
@@ -50,12 +47,13 @@ impl TestDb {
         })
     }
 
-    /// A new schema name, dropped at the end.
+    /// A new schema name, dropped at the end. (Unique by a UUID, not a counter: a test
+    /// binary holds a copy of this file per test module, each with its own statics.)
     pub fn schema(&self) -> String {
         let name = format!(
             "es_once_{}_{}",
             std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
+            uuid::Uuid::now_v7().simple()
         );
         self.schemas.lock().unwrap().push(name.clone());
         name

@@ -1,5 +1,5 @@
 //! The Prometheus names of the contract's OTLP metrics, and a PromQL scanner that checks a
-//! query against them: what `tests/deploy.rs` holds the Grafana dashboards to.
+//! query against them: what `tests/docs/deploy.rs` holds the Grafana dashboards to.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,7 +33,9 @@ pub fn instrument(cell: &str) -> Instrument {
         "counter" => Instrument::Counter,
         "histogram" => Instrument::Histogram,
         "gauge" => Instrument::Gauge,
-        other => panic!("docs/telemetry.md: an instrument tests/deploy.rs does not name: {other}"),
+        other => {
+            panic!("docs/telemetry.md: an instrument tests/docs/deploy.rs does not name: {other}")
+        }
     }
 }
 

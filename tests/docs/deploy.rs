@@ -5,9 +5,9 @@
 //! names only components of the collector's core distribution; the compose stack's pieces
 //! (images, mounted files, ports, data source uids) fit together. No service, no feature.
 
-#[path = "common/contract_doc.rs"]
+#[path = "../common/contract_doc.rs"]
 mod contract_doc;
-#[path = "common/promql.rs"]
+#[path = "../common/promql.rs"]
 mod promql;
 
 use std::collections::BTreeSet;

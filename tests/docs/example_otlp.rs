@@ -3,13 +3,11 @@
 //! telemetry contract's trace shape, with the right OTLP value types.
 //!
 //! The example binary is (re)built with `cargo build --example orders` (a no-op when it is
-//! up to date; `cargo test --test example_otlp` does not build examples by itself) and run
+//! up to date; `cargo test --test docs example_otlp` does not build examples by itself) and run
 //! from `target/<profile>/examples/`, next to this test's executable.
 
-#[path = "common/otlp.rs"]
-mod otlp;
-#[path = "common/otlp_collector.rs"]
-mod otlp_collector;
+use crate::otlp;
+use crate::otlp_collector;
 
 use otlp::{
     AttrValue, KIND_CLIENT, KIND_CONSUMER, KIND_INTERNAL, KIND_PRODUCER, STATUS_ERROR,

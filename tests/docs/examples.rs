@@ -5,10 +5,8 @@
 //! older code stored, and its loads say on their spans what they upcast. `scale_out` splits
 //! a projection over three workers and stops one half way.
 
-#[path = "common/otlp.rs"]
-mod otlp;
-#[path = "common/otlp_collector.rs"]
-mod otlp_collector;
+use crate::otlp;
+use crate::otlp_collector;
 
 use std::process::Output;
 

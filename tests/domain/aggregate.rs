@@ -1,7 +1,6 @@
 //! Aggregates: derived event application, replay, versions, decode errors, concurrency.
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
+use crate::domain;
 
 use std::sync::Arc;
 

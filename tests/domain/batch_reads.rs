@@ -8,10 +8,8 @@
 //! PostgreSQL from `DATABASE_URL` (skipped without it, unless
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1`).
 
-#[path = "common/conformance/mod.rs"]
-mod conformance;
-#[path = "common/postgres.rs"]
-mod postgres;
+use crate::conformance;
+use crate::postgres;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,8 +1,7 @@
 //! `#[command_handler]`: span names and switches, the decision-function form, and seed 000's
 //! six-span trace reproduced with name overrides.
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
+use crate::domain;
 
 use domain::{OrderReadModel, sample_order};
 use eventsource_runtime::prelude::*;

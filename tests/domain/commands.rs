@@ -1,7 +1,6 @@
 //! Command handling end to end: load -> decide -> record -> save -> deliver.
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
+use crate::domain;
 
 use domain::{
     CancelOrder, Order, OrderError, OrderReadModel, OrderStatus, ShipOrder, sample_order,

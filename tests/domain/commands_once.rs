@@ -5,10 +5,8 @@
 //!
 //! PostgreSQL comes from `DATABASE_URL` (see `tests/common/postgres.rs`).
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
-#[path = "common/postgres.rs"]
-mod postgres;
+use crate::domain;
+use crate::postgres;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,8 +6,7 @@
 //!
 //! PostgreSQL comes from `DATABASE_URL` (see `tests/common/postgres.rs`).
 
-#[path = "common/postgres.rs"]
-mod postgres;
+use crate::postgres;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,8 +1,7 @@
 //! The in-memory stores pass the conformance suites: events, snapshots, checkpoints (with
 //! leases and parked events) and processed messages.
 
-#[path = "common/conformance/mod.rs"]
-mod conformance;
+use crate::conformance;
 
 use std::sync::Arc;
 

@@ -8,10 +8,9 @@
 //! PostgreSQL comes from `DATABASE_URL` (skipped visibly without it, unless
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1`).
 
-#[path = "common/lineage_domain.rs"]
+#[path = "../common/lineage_domain.rs"]
 mod domain;
-#[path = "common/postgres.rs"]
-mod postgres;
+use crate::postgres;
 
 use domain::{Cart, CheckOut, fulfilment};
 use eventsource_runtime::bus::{BusMessage, BusTelemetry, Dispatcher};

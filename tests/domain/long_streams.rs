@@ -7,8 +7,7 @@
 //! PostgreSQL from `DATABASE_URL` (skipped without it, unless
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1`).
 
-#[path = "common/postgres.rs"]
-mod pg;
+use crate::postgres as pg;
 
 use std::sync::Arc;
 

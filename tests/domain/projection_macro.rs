@@ -2,8 +2,7 @@
 //! projection spans (off by default, switched on per projection or per instance, named,
 //! linked to the span that appended the event).
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
+use crate::domain;
 
 use std::collections::BTreeMap;
 

@@ -2,8 +2,7 @@
 //! in the trace of the command that stored it, and picks up after a crash where the bus
 //! last confirmed.
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
+use crate::domain;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,8 +5,7 @@
 //! through caches of their own meet version conflicts and retry, and the stream comes out
 //! gapless, each event deciding on the one before.
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
+use crate::domain;
 
 use std::sync::Arc;
 

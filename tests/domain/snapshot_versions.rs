@@ -6,10 +6,8 @@
 //!
 //! PostgreSQL comes from `DATABASE_URL` (see `tests/common/postgres.rs`).
 
-#[path = "common/conformance/mod.rs"]
-mod conformance;
-#[path = "common/postgres.rs"]
-mod postgres;
+use crate::conformance;
+use crate::postgres;
 
 use std::sync::Arc;
 

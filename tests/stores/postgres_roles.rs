@@ -8,10 +8,7 @@
 //! Without `DATABASE_URL` each test prints `skipped: DATABASE_URL not set` and passes,
 //! unless `EVENTSOURCE_REQUIRE_POSTGRES=1`.
 
-#[path = "common/conformance/mod.rs"]
-mod conformance;
-#[path = "common/pg_roles.rs"]
-mod pg_roles;
+use crate::pg_roles;
 
 use std::io::Write as _;
 

@@ -13,10 +13,8 @@
 //! `EVENTSOURCE_PG_TLS_CLIENT_KEY` and `EVENTSOURCE_PG_TLS_CERT_USER`. Without it each test
 //! prints `skipped: ...` and passes, unless `EVENTSOURCE_REQUIRE_TLS_SERVERS=1` (CI).
 
-#[path = "common/conformance/mod.rs"]
-mod conformance;
-#[path = "common/pg_roles.rs"]
-mod pg_roles;
+use crate::conformance;
+use crate::pg_roles;
 
 use std::io::Write as _;
 use std::sync::Arc;

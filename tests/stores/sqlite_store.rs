@@ -2,10 +2,9 @@
 //! databases), the snapshot and checkpoint stores (leases, parked events) and processed
 //! messages; migrations, durability, damaged rows, concurrency stress, faults and spans.
 
-#[path = "common/conformance/mod.rs"]
-mod conformance;
+use crate::conformance;
 
-#[path = "../examples/domain/order.rs"]
+#[path = "../../examples/domain/order.rs"]
 mod domain;
 
 use std::collections::HashSet;

@@ -1,7 +1,7 @@
 //! The behaviour every `ProcessedMessages` store must have: a message is claimed per
 //! handler, recorded only by its claim's `record`, seen recorded by every handle on the same
 //! data; a released or dropped claim records nothing; a second claim of the same pair waits
-//! for the first. (`tests/idempotent_handlers.rs` runs the `Idempotent` handler over each
+//! for the first. (`tests/domain/idempotent_handlers.rs` runs the `Idempotent` handler over each
 //! store.)
 
 use std::sync::Arc;

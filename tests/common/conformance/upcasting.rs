@@ -1,6 +1,6 @@
 //! Schema evolution on every store: events written by older code (raw `NewEvent`s at old
 //! schema versions, old names, types since split) read by code at the newest versions, the
-//! same whatever the store (`tests/upcasting.rs` runs each case on the in-memory, SQLite
+//! same whatever the store (`tests/domain/upcasting.rs` runs each case on the in-memory, SQLite
 //! and PostgreSQL stores).
 //!
 //! Repository loads (state, stream versions, a save after the load, the load span's

@@ -1,5 +1,5 @@
 //! Schema evolution through the projection runner, on every store (the second half of
-//! `upcasting.rs`, run by `tests/upcasting.rs`): upcast events handed to a `#[projection]`
+//! `upcasting.rs`, run by `tests/domain/upcasting.rs`): upcast events handed to a `#[projection]`
 //! of the current types, and a failing upcaster stopped at or parked.
 
 use std::sync::Arc;

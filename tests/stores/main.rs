@@ -1,0 +1,16 @@
+//! The SQL stores: SQLite, PostgreSQL (its roles, TLS), and a projection's segments shared
+//! by processes on PostgreSQL.
+//!
+//! One test binary for the area (each file a module), so the suite links a few binaries
+//! rather than one per file.
+
+mod postgres_roles;
+mod postgres_tls;
+mod segments_processes;
+mod sqlite_store;
+
+// Helpers shared by the modules below, declared once.
+#[path = "../common/conformance/mod.rs"]
+mod conformance;
+#[path = "../common/pg_roles.rs"]
+mod pg_roles;

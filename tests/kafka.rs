@@ -818,7 +818,7 @@ async fn a_broker_that_does_not_answer_is_a_typed_error() {
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(30), "bounded");
-    // Nothing listens there: refused (at once, `tests/messaging_conventions.rs`), not timed
+    // Nothing listens there: refused (at once, `tests/brokers/messaging_conventions.rs`), not timed
     // out.
     let said = bus.declare(["Order"]).await.unwrap_err();
     assert_eq!(

@@ -1,5 +1,5 @@
-//! The graceful-stop scenarios, run by each broker's test (`tests/rabbitmq_stop.rs`,
-//! `tests/nats_stop.rs`) on its own consumer groups: five messages published before any
+//! The graceful-stop scenarios, run by each broker's test (`tests/brokers/rabbitmq_stop.rs`,
+//! `tests/brokers/nats_stop.rs`) on its own consumer groups: five messages published before any
 //! consumer runs, a group with a prefetch of three stopped while its first message is held
 //! in the handler, a new group for the rest, and the spans read back afterwards.
 

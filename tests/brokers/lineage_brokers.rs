@@ -9,7 +9,7 @@
 //! passes, unless `EVENTSOURCE_REQUIRE_RABBITMQ=1` / `EVENTSOURCE_REQUIRE_NATS=1` /
 //! `EVENTSOURCE_REQUIRE_KAFKA=1`. Every test works on destinations of its own.
 
-#[path = "common/lineage_domain.rs"]
+#[path = "../common/lineage_domain.rs"]
 mod domain;
 
 use std::io::Write as _;

@@ -7,8 +7,7 @@
 //! whatever they say (docs/brokers.md), so the handshake itself is not tested against a
 //! server.
 
-#[path = "common/pki.rs"]
-mod pki;
+use crate::pki;
 
 use std::time::Duration;
 

@@ -11,10 +11,8 @@
 //! it once rather than each test. Without them each test prints `skipped: ...` and passes,
 //! unless `EVENTSOURCE_REQUIRE_TLS_SERVERS=1`.
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
-#[path = "common/pki.rs"]
-mod pki;
+use crate::domain;
+use crate::pki;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -5,10 +5,7 @@
 //! The server comes from `EVENTSOURCE_NATS_URL`; without it each test prints `skipped` and
 //! passes, unless `EVENTSOURCE_REQUIRE_NATS=1`.
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
-#[path = "common/graceful_stop.rs"]
-mod graceful_stop;
+use crate::graceful_stop;
 
 use std::io::Write as _;
 use std::time::Duration;

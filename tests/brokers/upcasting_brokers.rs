@@ -42,6 +42,10 @@ fn thermostat_upcasters() -> Upcasters {
 }
 
 #[derive(Debug, Default, Aggregate)]
+#[allow(
+    dead_code,
+    reason = "declares the event enum; the consumers here decode events, never load one"
+)]
 #[aggregate(
     type = "Thermostat",
     events(TargetSet(version = 2)),

@@ -6,10 +6,8 @@
 //! Needs a `nats-server` binary (on the `PATH` or in `/usr/sbin`); without one each test
 //! prints `skipped: ...` and passes, unless `EVENTSOURCE_REQUIRE_TLS_SERVERS=1`.
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
-#[path = "common/pki.rs"]
-mod pki;
+use crate::domain;
+use crate::pki;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

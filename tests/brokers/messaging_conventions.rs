@@ -11,8 +11,7 @@
 //! passes, unless `EVENTSOURCE_REQUIRE_RABBITMQ=1` / `EVENTSOURCE_REQUIRE_NATS=1` /
 //! `EVENTSOURCE_REQUIRE_KAFKA=1`. Every test works on destinations of its own.
 
-#[path = "../examples/domain/order.rs"]
-mod domain;
+use crate::domain;
 
 use std::io::Write as _;
 use std::sync::Arc;

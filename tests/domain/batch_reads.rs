@@ -19,7 +19,7 @@ use eventsource_runtime::projection::runner::ProjectionRunner;
 use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{BatchReader, EventStore, ExpectedVersion, UNBOUNDED};
+use eventsource_runtime::store::{EventStore, ExpectedVersion, LogReader, UNBOUNDED};
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::telemetry::attributes::SPAN_STORE_READ_ALL;
 use eventsource_runtime::testing::{attribute, capture};
@@ -52,7 +52,7 @@ async fn fill(store: &dyn EventStore, count: u64) {
 }
 
 /// Reads batches until one reaches the head; their events.
-async fn to_head(reader: &mut dyn BatchReader) -> Vec<EventEnvelope> {
+async fn to_head(reader: &mut dyn LogReader) -> Vec<EventEnvelope> {
     let mut read = Vec::new();
     loop {
         let batch = reader.next_batch().await.unwrap();

@@ -1,4 +1,4 @@
-//! The PostgreSQL store's [`BatchReader`]: a reader catching up streams its batches from one
+//! The PostgreSQL store's [`LogReader`]: a reader catching up streams its batches from one
 //! query below the store's known high-water mark, a window of batches at a time, instead of
 //! sending one query per batch. Past the mark it reads as `read_all` does.
 
@@ -11,7 +11,7 @@ use super::rows::decode;
 use super::{PostgresEventStore, to_i64, unavailable};
 use crate::event::EventEnvelope;
 use crate::store::backend::{Backend, ReadAll, operation};
-use crate::store::{BatchEnd, BatchReader, ReadBatch, StoreError, instrument};
+use crate::store::{BatchEnd, LogReader, ReadBatch, StoreError, instrument};
 
 /// How many batches one streamed query reads at most: enough that its own cost (about one
 /// page's) is spread thin, few enough that a reader dropped in the middle of one leaves
@@ -176,7 +176,7 @@ fn joined(mut events: Vec<EventEnvelope>, rest: ReadAll, limit: usize) -> ReadAl
 }
 
 #[async_trait::async_trait]
-impl BatchReader for StreamedReader<'_> {
+impl LogReader for StreamedReader<'_> {
     async fn next_batch(&mut self) -> Result<ReadBatch, StoreError> {
         let (store, from, limit) = (self.store, self.next, self.batch_size);
         let operation = operation(store, "read_all");

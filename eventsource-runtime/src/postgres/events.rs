@@ -22,8 +22,8 @@ use crate::sql::row::readable_prefix;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
-    AppendResult, AppendSignal, BatchReader, ExpectedVersion, PageReader, Segment, StoreError,
-    StoreTelemetry, VersionConflict,
+    AppendResult, AppendSignal, ExpectedVersion, LogReader, Segment, StoreError, StoreTelemetry,
+    StreamReader, VersionConflict,
 };
 
 /// An [`EventStore`](crate::store::EventStore) in a PostgreSQL database, shared by as many processes as you like.
@@ -561,7 +561,7 @@ impl Backend for PostgresEventStore {
         stream: &StreamId,
         from_version: u64,
         page_size: usize,
-    ) -> Option<Box<dyn PageReader + '_>> {
+    ) -> Option<Box<dyn StreamReader + '_>> {
         let pages = StreamedPages::new(self, stream, from_version, page_size);
         Some(Box::new(pages))
     }
@@ -570,7 +570,7 @@ impl Backend for PostgresEventStore {
         &self,
         from_position: u64,
         batch_size: usize,
-    ) -> Option<Box<dyn BatchReader + '_>> {
+    ) -> Option<Box<dyn LogReader + '_>> {
         Some(Box::new(StreamedReader::new(
             self,
             from_position,

@@ -1,4 +1,4 @@
-//! The PostgreSQL store's [`PageReader`]: a stream's pages streamed from one query, a window
+//! The PostgreSQL store's [`StreamReader`]: a stream's pages streamed from one query, a window
 //! of pages at a time, instead of one query per page. The rows of the next page arrive
 //! while the caller applies the last one, and no page waits for a query of its own.
 
@@ -9,8 +9,8 @@ use super::rows::decode_of;
 use super::{PostgresEventStore, to_i64, unavailable};
 use crate::event::{EventEnvelope, StreamId};
 use crate::store::backend::{Backend, Events, check_stream_unless_backend_does, operation};
-use crate::store::pages::page_after;
-use crate::store::{PageReader, StoreError, instrument};
+use crate::store::stream_reader::page_after;
+use crate::store::{StoreError, StreamReader, instrument};
 
 /// How many pages one streamed query reads at most, as for batches: its own cost is spread
 /// thin, and a reader dropped in the middle of one leaves little for its connection to
@@ -118,7 +118,7 @@ impl<'a> StreamedPages<'a> {
 }
 
 #[async_trait::async_trait]
-impl PageReader for StreamedPages<'_> {
+impl StreamReader for StreamedPages<'_> {
     async fn next_page(&mut self) -> Result<Vec<EventEnvelope>, StoreError> {
         let Some(from) = self.next else {
             return Ok(Vec::new());

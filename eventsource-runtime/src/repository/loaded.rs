@@ -5,7 +5,7 @@ use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::upcast::decode;
 use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
 use crate::event::{EventEnvelope, StreamId};
-use crate::store::pages::page_after;
+use crate::store::stream_reader::page_after;
 use crate::telemetry::otel::Span;
 
 use super::{LOAD_PAGE_EVENTS, RepositoryError, RepositoryTelemetry, instrument};

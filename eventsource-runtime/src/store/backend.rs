@@ -9,7 +9,7 @@ use super::{
     AppendResult, AppendSignal, EventStore, ExpectedVersion, ReadBatch, Segment, StoreError,
     StoreTelemetry, segment,
 };
-use super::{BatchReader, PageReader, PagedReader, PagedStreamReader};
+use super::{LoadStreamReader, LogReader, ReadAllLogReader, StreamReader};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 /// What an append returns.
@@ -116,7 +116,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
         stream: &StreamId,
         from_version: u64,
         page_size: usize,
-    ) -> Option<Box<dyn PageReader + '_>> {
+    ) -> Option<Box<dyn StreamReader + '_>> {
         let _ = (stream, from_version, page_size);
         None
     }
@@ -127,7 +127,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
         &self,
         from_position: u64,
         batch_size: usize,
-    ) -> Option<Box<dyn BatchReader + '_>> {
+    ) -> Option<Box<dyn LogReader + '_>> {
         let _ = (from_position, batch_size);
         None
     }
@@ -227,15 +227,10 @@ impl<B: Backend> EventStore for B {
         stream: &StreamId,
         from_version: u64,
         page_size: usize,
-    ) -> Box<dyn PageReader + '_> {
+    ) -> Box<dyn StreamReader + '_> {
         self.page_reader(stream, from_version, page_size)
             .unwrap_or_else(|| {
-                Box::new(PagedStreamReader::new(
-                    self,
-                    stream,
-                    from_version,
-                    page_size,
-                ))
+                Box::new(LoadStreamReader::new(self, stream, from_version, page_size))
             })
     }
 
@@ -281,9 +276,9 @@ impl<B: Backend> EventStore for B {
         self.head().await.map(Some)
     }
 
-    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn BatchReader + '_> {
+    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn LogReader + '_> {
         self.batch_reader(from_position, batch_size)
-            .unwrap_or_else(|| Box::new(PagedReader::new(self, from_position, batch_size)))
+            .unwrap_or_else(|| Box::new(ReadAllLogReader::new(self, from_position, batch_size)))
     }
 }
 

@@ -15,12 +15,12 @@ pub(crate) mod at_once;
 pub(crate) mod backend;
 mod batch;
 pub mod instrument;
+mod log_reader;
 mod memory;
 pub(crate) mod outgoing;
-pub(crate) mod pages;
-mod reader;
 mod segment;
 pub(crate) mod settings;
+pub(crate) mod stream_reader;
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,10 +30,10 @@ use async_trait::async_trait;
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 pub use batch::{BatchEnd, ReadBatch};
+pub use log_reader::{LogReader, ReadAllLogReader};
 pub use memory::InMemoryEventStore;
-pub use pages::{PageReader, PagedStreamReader};
-pub use reader::{BatchReader, PagedReader};
 pub use segment::Segment;
+pub use stream_reader::{LoadStreamReader, StreamReader};
 
 /// The `limit` of a [`read_all`](EventStore::read_all) that wants every event from its
 /// position on: `store.read_all(1, store::UNBOUNDED)`. Its span records no
@@ -237,11 +237,11 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Reads `stream` from `from_version` on a page of `page_size` events at a time: each
     /// page what [`load_page`](Self::load_page) returns from the version after the last
-    /// page's (see [`PageReader`]). A repository replays a stream longer than a page this
+    /// page's (see [`StreamReader`]). A repository replays a stream longer than a page this
     /// way.
     ///
     /// The provided method calls [`load_page`](Self::load_page) for each page
-    /// ([`PagedStreamReader`]); the PostgreSQL store streams the pages from one query, so
+    /// ([`LoadStreamReader`]); the PostgreSQL store streams the pages from one query, so
     /// the next page's rows arrive while the last one is applied.
     ///
     /// ```
@@ -273,13 +273,8 @@ pub trait EventStore: Send + Sync + 'static {
         stream: &StreamId,
         from_version: u64,
         page_size: usize,
-    ) -> Box<dyn PageReader + '_> {
-        Box::new(PagedStreamReader::new(
-            self,
-            stream,
-            from_version,
-            page_size,
-        ))
+    ) -> Box<dyn StreamReader + '_> {
+        Box::new(LoadStreamReader::new(self, stream, from_version, page_size))
     }
 
     /// Up to `limit` events of all streams whose global position is `from_position` or later,
@@ -405,13 +400,13 @@ pub trait EventStore: Send + Sync + 'static {
     }
 
     /// Reads the global log from `from_position` on, `batch_size` events at a time (at
-    /// least 1): each [`next_batch`](BatchReader::next_batch) returns what
+    /// least 1): each [`next_batch`](LogReader::next_batch) returns what
     /// [`read_all`](Self::read_all) from the position after the previous batch would, in the
     /// same span. For a reader going through much of the log, such as a
     /// [projection runner](crate::projection::runner) catching up.
     ///
     /// This default reads each batch with [`read_all`](Self::read_all)
-    /// ([`PagedReader`]). The PostgreSQL store streams the batches from one query below its
+    /// ([`ReadAllLogReader`]). The PostgreSQL store streams the batches from one query below its
     /// high-water mark instead, saving a query per batch; its reader holds a connection of
     /// the store's pool while it lives.
     ///
@@ -442,8 +437,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// # Ok(())
     /// # }
     /// ```
-    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn BatchReader + '_> {
-        Box::new(PagedReader::new(self, from_position, batch_size))
+    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn LogReader + '_> {
+        Box::new(ReadAllLogReader::new(self, from_position, batch_size))
     }
 }
 
@@ -486,7 +481,7 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         stream: &StreamId,
         from_version: u64,
         page_size: usize,
-    ) -> Box<dyn PageReader + '_> {
+    ) -> Box<dyn StreamReader + '_> {
         (**self).load_pages(stream, from_version, page_size)
     }
 
@@ -530,7 +525,7 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         (**self).appended_signal()
     }
 
-    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn BatchReader + '_> {
+    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn LogReader + '_> {
         (**self).read_all_batches(from_position, batch_size)
     }
 }

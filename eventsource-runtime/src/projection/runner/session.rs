@@ -13,7 +13,7 @@ use crate::event::EventEnvelope;
 use crate::health::ComponentState;
 use crate::projection::checkpoint::ProjectionLease;
 use crate::projection::{Projection, ProjectionError, handle_many, handle_one};
-use crate::store::{AppendSignal, BatchReader, EventStore, ReadBatch, Segment, StoreError};
+use crate::store::{AppendSignal, EventStore, LogReader, ReadBatch, Segment, StoreError};
 use crate::telemetry::otel::log::log_info;
 use crate::telemetry::values::Chain;
 
@@ -53,7 +53,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut ahead: Option<Result<ReadBatch, StoreError>> = None;
         // What reads the batches ahead while the runner catches up (full batches follow one
         // another), and where its next batch starts.
-        let mut reader: Option<(u64, Box<dyn BatchReader + '_>)> = None;
+        let mut reader: Option<(u64, Box<dyn LogReader + '_>)> = None;
         loop {
             if let Some(signal) = &mut signal {
                 // Seen: a later append wakes the wait below, even one made during the read.
@@ -475,7 +475,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Reads the runner's part of the log from `from` on, a batch at a time: the store's
     /// own reader for the whole log, one [`EventStore::read_segment`] per batch for a
     /// segment.
-    fn batches(&self, from: u64, limit: usize) -> Box<dyn BatchReader + '_> {
+    fn batches(&self, from: u64, limit: usize) -> Box<dyn LogReader + '_> {
         if self.segment.is_whole() {
             return self.store.read_all_batches(from, limit);
         }
@@ -497,7 +497,7 @@ struct SegmentPages<'a> {
 }
 
 #[async_trait::async_trait]
-impl BatchReader for SegmentPages<'_> {
+impl LogReader for SegmentPages<'_> {
     async fn next_batch(&mut self) -> Result<ReadBatch, StoreError> {
         let batch = self
             .store

@@ -1,4 +1,4 @@
-//! [`BatchReader`]: the global log read a batch at a time, for a reader going through much
+//! [`LogReader`]: the global log read a batch at a time, for a reader going through much
 //! of it (a projection catching up).
 
 use async_trait::async_trait;
@@ -21,7 +21,7 @@ use super::{EventStore, ReadBatch, StoreError};
 ///
 /// [`BatchEnd`]: super::BatchEnd
 #[async_trait]
-pub trait BatchReader: Send {
+pub trait LogReader: Send {
     /// The next batch.
     ///
     /// # Errors
@@ -29,13 +29,13 @@ pub trait BatchReader: Send {
     async fn next_batch(&mut self) -> Result<ReadBatch, StoreError>;
 }
 
-/// The [`BatchReader`] of [`EventStore::read_all_batches`]'s provided method: one
+/// The [`LogReader`] of [`EventStore::read_all_batches`]'s provided method: one
 /// [`read_all`](EventStore::read_all) per batch.
 ///
 /// ```
 /// use eventsource_runtime::event::{NewEvent, StreamId};
 /// use eventsource_runtime::store::{
-///     BatchReader, EventStore, ExpectedVersion, InMemoryEventStore, PagedReader,
+///     LogReader, EventStore, ExpectedVersion, InMemoryEventStore, ReadAllLogReader,
 /// };
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -44,7 +44,7 @@ pub trait BatchReader: Send {
 /// let stream = StreamId::new("Counter", "c-1");
 /// store.append(&stream, ExpectedVersion::NoStream, events.collect()).await?;
 ///
-/// let mut reader = PagedReader::new(&store, 2, 2);
+/// let mut reader = ReadAllLogReader::new(&store, 2, 2);
 /// let positions = |batch: eventsource_runtime::store::ReadBatch| {
 ///     batch.iter().map(|event| event.position).collect::<Vec<_>>()
 /// };
@@ -54,13 +54,13 @@ pub trait BatchReader: Send {
 /// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
 /// ```
 #[derive(Debug)]
-pub struct PagedReader<'a, S: ?Sized> {
+pub struct ReadAllLogReader<'a, S: ?Sized> {
     store: &'a S,
     next: u64,
     batch_size: usize,
 }
 
-impl<'a, S: EventStore + ?Sized> PagedReader<'a, S> {
+impl<'a, S: EventStore + ?Sized> ReadAllLogReader<'a, S> {
     /// Reads `store` from `from_position` on, `batch_size` events at a time (at least 1).
     #[must_use]
     pub fn new(store: &'a S, from_position: u64, batch_size: usize) -> Self {
@@ -73,7 +73,7 @@ impl<'a, S: EventStore + ?Sized> PagedReader<'a, S> {
 }
 
 #[async_trait]
-impl<S: EventStore + ?Sized> BatchReader for PagedReader<'_, S> {
+impl<S: EventStore + ?Sized> LogReader for ReadAllLogReader<'_, S> {
     async fn next_batch(&mut self) -> Result<ReadBatch, StoreError> {
         let batch = self.store.read_all(self.next, self.batch_size).await?;
         self.next = batch.next_position(self.next);

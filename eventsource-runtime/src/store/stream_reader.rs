@@ -1,4 +1,4 @@
-//! [`PageReader`]: one stream read a page at a time, for a reader going through all of it
+//! [`StreamReader`]: one stream read a page at a time, for a reader going through all of it
 //! (a repository replaying a long stream).
 
 use async_trait::async_trait;
@@ -18,7 +18,7 @@ use crate::event::{EventEnvelope, StreamId};
 /// A store may read ahead (the PostgreSQL store streams the pages from one query), so a
 /// reader may keep a database connection while it lives: drop it once read.
 #[async_trait]
-pub trait PageReader: Send {
+pub trait StreamReader: Send {
     /// The next page.
     ///
     /// # Errors
@@ -26,13 +26,13 @@ pub trait PageReader: Send {
     async fn next_page(&mut self) -> Result<Vec<EventEnvelope>, StoreError>;
 }
 
-/// The [`PageReader`] of [`EventStore::load_pages`]'s provided method: one
+/// The [`StreamReader`] of [`EventStore::load_pages`]'s provided method: one
 /// [`load_page`](EventStore::load_page) per page.
 ///
 /// ```
 /// use eventsource_runtime::event::{NewEvent, StreamId};
 /// use eventsource_runtime::store::{
-///     EventStore, ExpectedVersion, InMemoryEventStore, PageReader, PagedStreamReader,
+///     EventStore, ExpectedVersion, InMemoryEventStore, StreamReader, LoadStreamReader,
 /// };
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -41,7 +41,7 @@ pub trait PageReader: Send {
 /// let stream = StreamId::new("Counter", "c-1");
 /// store.append(&stream, ExpectedVersion::NoStream, events.collect()).await?;
 ///
-/// let mut reader = PagedStreamReader::new(&store, &stream, 2, 2);
+/// let mut reader = LoadStreamReader::new(&store, &stream, 2, 2);
 /// let versions = |page: Vec<eventsource_runtime::event::EventEnvelope>| {
 ///     page.iter().map(|event| event.version).collect::<Vec<_>>()
 /// };
@@ -51,7 +51,7 @@ pub trait PageReader: Send {
 /// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
 /// ```
 #[derive(Debug)]
-pub struct PagedStreamReader<'a, S: ?Sized> {
+pub struct LoadStreamReader<'a, S: ?Sized> {
     store: &'a S,
     stream: StreamId,
     /// The version the next page starts at; `None` once the stream's end was read.
@@ -59,7 +59,7 @@ pub struct PagedStreamReader<'a, S: ?Sized> {
     page_size: usize,
 }
 
-impl<'a, S: EventStore + ?Sized> PagedStreamReader<'a, S> {
+impl<'a, S: EventStore + ?Sized> LoadStreamReader<'a, S> {
     /// Reads `stream` of `store` from `from_version` on, `page_size` events at a time (at
     /// least 1).
     #[must_use]
@@ -74,7 +74,7 @@ impl<'a, S: EventStore + ?Sized> PagedStreamReader<'a, S> {
 }
 
 #[async_trait]
-impl<S: EventStore + ?Sized> PageReader for PagedStreamReader<'_, S> {
+impl<S: EventStore + ?Sized> StreamReader for LoadStreamReader<'_, S> {
     async fn next_page(&mut self) -> Result<Vec<EventEnvelope>, StoreError> {
         let Some(from) = self.next else {
             return Ok(Vec::new());

@@ -91,7 +91,7 @@ use eventsource_runtime::bus::{
     EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, handler_fn,
 };
 use eventsource_runtime::event::EventEnvelope;
-use eventsource_runtime::health::Health;
+use eventsource_runtime::health::HealthRegistry;
 use eventsource_runtime::postgres::{
     PostgresProcessedMessages, TransactionalHandler, TransactionalIdempotent,
 };
@@ -545,7 +545,7 @@ async fn consume(
 ) -> Result<(), AnyError> {
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut running = Vec::new();
-    let health = Health::new();
+    let health = HealthRegistry::new();
     for group in &groups {
         group.watch(&health);
     }

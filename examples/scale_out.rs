@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_runtime::event::NewEvent;
-use eventsource_runtime::health::Health;
+use eventsource_runtime::health::HealthRegistry;
 use eventsource_runtime::postgres::{
     Fenced, FencedProjection, PostgresCheckpointStore, PostgresEventStore,
 };
@@ -434,7 +434,7 @@ async fn run_workers<P: Projection>(
         tasks.push(tokio::spawn(async move { running.run(stopped).await }));
         tokio::spawn(print_holdings(Arc::clone(worker)));
     }
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&*workers[workers.len() - 1]);
     let first = &workers[0];
     let mut stopped_one = workers.len() < 2;

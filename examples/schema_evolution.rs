@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use eventsource_runtime::event::NewEvent;
 use eventsource_runtime::event::upcast::{SplitPart, Upcasters};
-use eventsource_runtime::health::Health;
+use eventsource_runtime::health::HealthRegistry;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::store::UNBOUNDED;
@@ -272,7 +272,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         Arc::new(InMemoryCheckpointStore::new()),
         AddressHistory::default(),
     );
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&runner);
     let position = runner.run_until_caught_up().await?;
     println!("\nAddressHistory caught up to position {position}:");

@@ -17,7 +17,7 @@ use chrono::Utc;
 use eventsource_runtime::bus::InMemoryEventBus;
 use eventsource_runtime::event::NewEvent;
 use eventsource_runtime::health::{
-    ComponentHealth, ComponentKind, ComponentState, Health, Lag, LeaseState, ReportsHealth,
+    ComponentHealth, ComponentKind, ComponentState, HealthRegistry, Lag, LeaseState, ReportsHealth,
     Watchable,
 };
 use eventsource_runtime::prelude::*;
@@ -249,7 +249,7 @@ async fn a_following_runner_is_following_holds_its_lease_and_stops() {
         Arc::new(InMemoryCheckpointStore::new()),
         Counter::named("Follower"),
     ));
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&*runner);
     assert!(!health.report().await.is_ready(), "starting");
 
@@ -306,7 +306,7 @@ async fn a_standby_waits_for_the_lease_and_is_ready() {
         runner.health().await.state == ComponentState::WaitingForLease
     })
     .await;
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&*runner);
     let report = health.report().await;
     assert_eq!(report.components()[0].lease, LeaseState::NotHeld);
@@ -394,7 +394,7 @@ async fn a_failed_runner_keeps_its_last_error_with_the_whole_chain() {
         failing,
     )
     .max_attempts(2);
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&runner);
     let before = SystemTime::now();
 
@@ -448,7 +448,7 @@ async fn a_retrying_runner_says_why_then_follows_again() {
         runner.health().await.state == ComponentState::Retrying
     })
     .await;
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&*runner);
     let report = health.report().await;
     let retrying = &report.components()[0];
@@ -499,7 +499,7 @@ async fn a_relay_reports_its_lag_and_the_report_lists_every_component() {
         Arc::new(checkpoints.clone()),
         Counter::named("ReportedOrders"),
     );
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&relay);
     health.watch(&runner);
 
@@ -554,9 +554,9 @@ async fn a_relay_reports_its_lag_and_the_report_lists_every_component() {
 #[test]
 fn a_registry_and_its_report_go_anywhere() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
-    shareable::<Health>();
+    shareable::<HealthRegistry>();
     shareable::<eventsource_runtime::health::HealthReport>();
-    let health = Health::new();
+    let health = HealthRegistry::new();
     let clone = health.clone();
     clone.register(Arc::new(Fixed));
     let report = tokio::runtime::Builder::new_current_thread()

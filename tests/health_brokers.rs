@@ -10,7 +10,7 @@ use std::time::Duration;
 use eventsource_runtime::bus::{BusError, EventBus, HandlerError};
 use eventsource_runtime::event::NewEvent;
 use eventsource_runtime::health::{
-    ComponentHealth, ComponentKind, ComponentState, Health, Lag, LeaseState, Watchable,
+    ComponentHealth, ComponentKind, ComponentState, HealthRegistry, Lag, LeaseState, Watchable,
 };
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
@@ -145,7 +145,7 @@ async fn lag_then_none<G: Group>(
         group.lag().await.map(|lag| lag.events).ok() == Some(published as u64)
     })
     .await;
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&group);
     let report = health.report().await;
     let before = &report.components()[0];
@@ -216,7 +216,7 @@ async fn unreachable<G: Group>(group: G) {
         group.health().await.state == ComponentState::Retrying
     })
     .await;
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&group);
     // Not asked again while it retries: a readiness probe answers at once.
     let asked = std::time::Instant::now();
@@ -424,7 +424,7 @@ async fn stalls_then_moves<G: Group>(system: &str, name: &str, group: G, handler
         group.health().await.state == ComponentState::Stalled
     })
     .await;
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&group);
     let report = health.report().await;
     assert!(!report.is_ready(), "a stalled group is not ready");

@@ -46,7 +46,7 @@
 //! - [`lineage`]: correlation and causation ids stamped on every command's events, carried
 //!   across buses, listed by the stores and drawn as a
 //!   [`CausationTree`](lineage::CausationTree) (uses `store`, `event`);
-//! - [`health`]: [`Lag`](health::Lag) and the [`Health`](health::Health) report of runners,
+//! - [`health`]: [`Lag`](health::Lag) and the [`HealthRegistry`](health::HealthRegistry) of runners,
 //!   relays and consumer groups (uses `telemetry`; its stall log line reads a
 //!   `bus::GroupStalled`, one arrow up);
 //! - [`store`]: [`EventStore`](store::EventStore) and the

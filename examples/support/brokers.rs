@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use eventsource_runtime::bus::{EventBus, EventHandler};
-use eventsource_runtime::health::Health;
+use eventsource_runtime::health::HealthRegistry;
 #[cfg(feature = "kafka")]
 use eventsource_runtime::kafka::{self, KafkaBus};
 #[cfg(feature = "nats")]
@@ -159,7 +159,7 @@ impl Group {
     }
 
     /// Puts the group in `health`'s report.
-    pub(crate) fn watch(&self, health: &Health) {
+    pub(crate) fn watch(&self, health: &HealthRegistry) {
         match self {
             Self::Without(never) => match *never {},
             #[cfg(feature = "rabbitmq")]

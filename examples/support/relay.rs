@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use eventsource_runtime::bus::EventBus;
-use eventsource_runtime::health::Health;
+use eventsource_runtime::health::HealthRegistry;
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::projection::segments::{Claim, DEFAULT_CLAIM_TIMEOUT, SegmentClaims};
 use eventsource_runtime::relay::{Relay, SegmentedRelay};
@@ -62,7 +62,7 @@ pub(crate) async fn relay(
 /// One relay over the whole store (one at a time: the checkpoint store's lease).
 async fn whole(options: &Options, stores: Stores, bus: Arc<dyn EventBus>) -> Result<(), AnyError> {
     let relay = Relay::new(stores.events, stores.checkpoints, bus).batch_size(options.relay_batch);
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&relay);
     if options.follow {
         println!("relaying until SIGTERM or SIGINT");

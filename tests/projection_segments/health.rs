@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_runtime::event::NewEvent;
-use eventsource_runtime::health::{ComponentHealth, ComponentState, Health, Lag, LeaseState};
+use eventsource_runtime::health::{
+    ComponentHealth, ComponentState, HealthRegistry, Lag, LeaseState,
+};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::projection::segments::InMemorySegmentClaims;
@@ -25,7 +27,7 @@ async fn the_report_lists_every_segment_with_its_owner_epoch_checkpoint_and_lag(
     seed(&store, 20, 3).await;
     let a = worker(&store, &checkpoints, &claims, "a", 4);
     let b = worker(&store, &checkpoints, &claims, "b", 4);
-    let health = Health::new();
+    let health = HealthRegistry::new();
     health.watch(&*a);
     health.watch(&*b);
 

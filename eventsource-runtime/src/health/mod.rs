@@ -15,7 +15,7 @@
 //! reports as one component too, listing every segment of the projection
 //! ([`SegmentHealth`]: owner, epoch, checkpoint, lag, parked events).
 //!
-//! A [`Health`] registry watches several of them and makes one [`HealthReport`] of them
+//! A [`HealthRegistry`] watches several of them and makes one [`HealthReport`] of them
 //! all: printed, it is a table; serialized (serde), JSON; [`is_ready`](HealthReport::is_ready)
 //! answers a readiness probe. The runtime serves nothing itself: an application answers its
 //! own readiness endpoint with it (`docs/guide/operating.md` in the repository shows one).
@@ -45,7 +45,7 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use eventsource_runtime::health::{ComponentState, Health};
+//! use eventsource_runtime::health::{ComponentState, HealthRegistry};
 //! use eventsource_runtime::prelude::*;
 //! use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 //!
@@ -67,7 +67,7 @@
 //!     Arc::new(InMemoryCheckpointStore::new()),
 //!     Counter,
 //! );
-//! let health = Health::new();
+//! let health = HealthRegistry::new();
 //! health.watch(&runner);
 //! assert_eq!(runner.lag().await?.events, 1, "not handled yet");
 //!
@@ -91,7 +91,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde::Serialize;
 
-pub use report::{Health, HealthReport};
+pub use report::{HealthRegistry, HealthReport};
 #[cfg(feature = "broker")]
 pub(crate) use status::Holding;
 pub(crate) use status::Status;
@@ -363,7 +363,7 @@ impl ComponentHealth {
     }
 }
 
-/// A component that reports its health: what a [`Health`] registry asks. Implemented by
+/// A component that reports its health: what a [`HealthRegistry`] asks. Implemented by
 /// the runtime's runners, relay and consumer groups; implement it for a component of your
 /// own to put it in the same report.
 #[async_trait]
@@ -372,7 +372,7 @@ pub trait ReportsHealth: Send + Sync + 'static {
     async fn health(&self) -> ComponentHealth;
 }
 
-/// A component a [`Health`] registry can [watch](Health::watch): it hands out a reporter
+/// A component a [`HealthRegistry`] can [watch](HealthRegistry::watch): it hands out a reporter
 /// sharing its state, so the registry needs no borrow of it.
 pub trait Watchable {
     /// A reporter of this component's health, alive as long as the registry keeps it.

@@ -11,24 +11,24 @@ use super::{ComponentHealth, ReportsHealth, Watchable};
 /// The components whose health one report gathers. Cheap to clone (clones share the list);
 /// `Send + Sync`, so a readiness endpoint's task can keep one.
 #[derive(Clone, Default)]
-pub struct Health {
+pub struct HealthRegistry {
     components: Arc<RwLock<Vec<Arc<dyn ReportsHealth>>>>,
 }
 
-impl fmt::Debug for Health {
+impl fmt::Debug for HealthRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self
             .components
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len();
-        f.debug_struct("Health")
+        f.debug_struct("HealthRegistry")
             .field("components", &count)
             .finish()
     }
 }
 
-impl Health {
+impl HealthRegistry {
     /// A registry watching nothing yet.
     #[must_use]
     pub fn new() -> Self {

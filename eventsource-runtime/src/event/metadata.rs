@@ -243,7 +243,7 @@ impl Metadata {
     }
 
     /// Whether `self` is `other` or a clone of it (not merely equal to it).
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "tracing", feature = "postgres")), allow(dead_code))]
     pub(crate) fn is_same(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             (Repr::Empty, Repr::Empty) => true,

@@ -53,6 +53,7 @@ pub(super) struct Batch {
     pub(super) recorded_at: Vec<DateTime<Utc>>,
     pub(super) nanos: Vec<i32>,
     pub(super) payloads: Vec<String>,
+    /// One text a row, or one for every row when they all share their metadata.
     pub(super) metadata: Vec<String>,
 }
 
@@ -71,7 +72,13 @@ impl Batch {
         // Also checked before every append's span starts; kept here, next to the other
         // values PostgreSQL cannot hold.
         check_stream(stream)?;
-        for event in events {
+        // Events that share their metadata (a command's lineage, a traced append's context)
+        // send it once: the server reads that one text into `jsonb` and gives it to every
+        // row (see the append statement), instead of reading the same text a row at a time.
+        let shared = events
+            .windows(2)
+            .all(|pair| pair[0].metadata.is_same(&pair[1].metadata));
+        for (index, event) in events.iter().enumerate() {
             let event_type = event.event_type.as_ref();
             if event_type.contains('\0') {
                 return Err(unstorable(event_type, "the event type"));
@@ -79,10 +86,13 @@ impl Batch {
             if has_nul(event.payload.as_str()) {
                 return Err(unstorable(event_type, "the payload"));
             }
-            // The text sent, which may be the metadata's stored form rather than its entries.
-            let metadata = metadata_json(event)?;
-            if has_nul(&metadata) {
-                return Err(unstorable(event_type, "the metadata"));
+            if index == 0 || !shared {
+                // The text sent, which may be the metadata's stored form, not its entries.
+                let metadata = metadata_json(event)?;
+                if has_nul(&metadata) {
+                    return Err(unstorable(event_type, "the metadata"));
+                }
+                batch.metadata.push(metadata);
             }
             let (micros, nanos) = split_timestamp(event.timestamp);
             batch.ids.push(event.event_id);
@@ -91,7 +101,6 @@ impl Batch {
             batch.recorded_at.push(micros);
             batch.nanos.push(nanos);
             batch.payloads.push(event.payload.as_str().to_owned());
-            batch.metadata.push(metadata);
         }
         Ok(batch)
     }

@@ -38,9 +38,16 @@ impl Statements {
         Self {
             schema: schema.to_owned(),
             channel,
+            // `$10` holds one metadata text a row, or one for all rows (`rows::Batch`): read
+            // into `jsonb` once, then given to each.
             append: qualify(
                 "SELECT actual, conflict, positions FROM __schema__.eventsource_append(\
-                     $1, $2, $3, $4, $5, $6, $7, $8, $9::text[]::jsonb[], $10::text[]::jsonb[], $11)",
+                     $1, $2, $3, $4, $5, $6, $7, $8, $9::text[]::jsonb[], \
+                     CASE WHEN cardinality($10::text[]) = 1 \
+                          THEN array_fill((($10::text[])[1])::jsonb, \
+                                          ARRAY[cardinality($4::uuid[])]) \
+                          ELSE $10::text[]::jsonb[] END, \
+                     $11)",
                 schema,
             ),
             load: qualify(

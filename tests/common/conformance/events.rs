@@ -225,6 +225,47 @@ pub async fn round_trip(store: Arc<dyn EventStore>) {
     );
 }
 
+/// Events that share one metadata (clones of it, as a command's events share its lineage)
+/// each come back with it, as do the events of an append that mixes it with others.
+pub async fn shared_metadata_reaches_every_event(store: Arc<dyn EventStore>) {
+    let s = StreamId::new("Order", "shared");
+    let shared = Metadata::new()
+        .with(Metadata::CORRELATION_ID, "corr-shared")
+        .with(Metadata::CAUSATION_ID, "cause-shared");
+    let sent: Vec<NewEvent> = events(0..3)
+        .into_iter()
+        .map(|event| event.with_metadata(shared.clone()))
+        .collect();
+    store
+        .append(&s, ExpectedVersion::NoStream, sent)
+        .await
+        .unwrap();
+    let mut mixed: Vec<NewEvent> = events(3..5)
+        .into_iter()
+        .map(|event| event.with_metadata(shared.clone()))
+        .collect();
+    mixed.push(events(5..6).remove(0));
+    store
+        .append(&s, ExpectedVersion::Exact(3), mixed)
+        .await
+        .unwrap();
+    let loaded = store.load(&s, 1).await.unwrap();
+    let correlations: Vec<Option<&str>> = loaded
+        .iter()
+        .map(|event| event.metadata.correlation_id())
+        .collect();
+    let shared_id = Some("corr-shared");
+    assert_eq!(
+        correlations,
+        [shared_id, shared_id, shared_id, shared_id, shared_id, None]
+    );
+    // (A traced store adds its `traceparent` to each.)
+    for event in &loaded[..5] {
+        assert_eq!(event.metadata.causation_id(), Some("cause-shared"));
+    }
+    assert_eq!(loaded[5].metadata.causation_id(), None);
+}
+
 /// `read_all` returns all streams in global order, from a position, in pages.
 pub async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
     let a = StreamId::new("Counter", "ra-a");
@@ -432,6 +473,7 @@ where
     expected_versions(fresh().await).await;
     streams_are_typed(fresh().await).await;
     round_trip(fresh().await).await;
+    shared_metadata_reaches_every_event(fresh().await).await;
     read_all_in_global_order(fresh().await).await;
     concurrent_writers_on_one_stream(fresh().await, 16, 20).await;
     concurrent_writers_on_many_streams(fresh().await, 16, 25).await;

@@ -328,8 +328,8 @@ impl Dispatcher {
                         continue;
                     }
                     let lineage = lineage.get_or_init(|| Lineage::of_event(&message.event));
-                    let process = lineage.clone().scope(handler.process(event));
-                    let run = CatchUnwind(pin!(process));
+                    let process = pin!(lineage.clone().scope(handler.process(event)));
+                    let run = CatchUnwind(process);
                     if let Err(error) =
                         instrument::handle(&self.telemetry, name, message, run).await
                     {

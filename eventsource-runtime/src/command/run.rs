@@ -136,17 +136,14 @@ impl<A: Aggregate> CommandService<A> {
             .repository
             .save_with_metadata(&mut aggregate, metadata)
             .await;
-        match saved {
-            Ok(events) => Ok(Saved::Stored(aggregate, events)),
-            Err(error)
-                if let Some(command_id) = command_id
-                    && error.as_conflict().is_some() =>
-            {
+        match (saved, command_id) {
+            (Ok(events), _) => Ok(Saved::Stored(aggregate, events)),
+            (Err(error), Some(command_id)) if error.as_conflict().is_some() => {
                 let id = aggregate.stream().aggregate_id();
                 let first = Box::pin(self.after_conflict(id, command_id, error, command));
                 Ok(Saved::Before(first.await?))
             }
-            Err(error) => Err(error),
+            (Err(error), _) => Err(error),
         }
     }
 

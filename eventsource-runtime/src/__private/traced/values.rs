@@ -154,7 +154,7 @@ impl<T: FieldValue> FieldValue for Option<T> {
 
     #[inline]
     fn field_value(&self) -> Self::Out<'_> {
-        self.as_ref().map(FieldValue::field_value)
+        self.as_ref().map(|value| value.field_value())
     }
 
     #[inline]

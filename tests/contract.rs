@@ -48,7 +48,7 @@ use opentelemetry_sdk::trace::SpanData;
 const NOT_IN_MEMORY: &[(&str, &str)] = &[
     (
         "eventsource.projection.lease_lost",
-        "a PostgreSQL lease's session must end: tests/postgres_store.rs",
+        "a PostgreSQL lease's session must end: tests/postgres_store/lost_leases.rs",
     ),
     (
         "eventsource.bus.messages.skipped",

@@ -1,6 +1,6 @@
 //! The behaviour every implementation of a store trait must have: one suite per trait,
 //! each run by every implementation (in memory, SQLite, PostgreSQL) from its own test file
-//! (`tests/domain/in_memory_store.rs`, `tests/stores/sqlite_store.rs`, `tests/postgres_store.rs`). A new
+//! (`tests/domain/in_memory_store.rs`, `tests/stores/sqlite_store.rs`, `tests/postgres_store/`). A new
 //! store passes them all by calling each suite with its stores:
 //!
 //! - [`events`], for `store::EventStore`, with [`batches`] (large appends, paged loads)

@@ -1,0 +1,116 @@
+//! The PostgreSQL stores: checkpoints and leases.
+
+use super::*;
+
+#[tokio::test]
+async fn checkpoint_store_saves_positions_and_leases_exclude_other_pools() {
+    let Some(db) = db!("checkpoint_store_saves_positions_and_leases_exclude_other_pools") else {
+        return;
+    };
+    let schema = db.schema();
+    // Two "processes": two pools (each of one connection: leases use their own).
+    let (pool_a, pool_b) = (db.pool(1).await, db.pool(1).await);
+    let a = PostgresCheckpointStore::from_pool(pool_a.clone())
+        .with_schema(&schema)
+        .unwrap();
+    let b = PostgresCheckpointStore::from_pool(pool_b.clone())
+        .with_schema(&schema)
+        .unwrap();
+    a.migrate().await.unwrap();
+    // The same projection name in another schema is another store's.
+    let elsewhere = PostgresCheckpointStore::from_pool(pool_b.clone())
+        .with_schema(&db.schema())
+        .unwrap();
+    elsewhere.migrate().await.unwrap();
+
+    conformance::checkpoints::saves_and_loads_positions(Arc::new(a.clone()), Arc::new(b.clone()))
+        .await;
+    // A dropped lease is freed once its session ends.
+    conformance::checkpoints::leases_exclude_other_runners(
+        Arc::new(a.clone()),
+        Arc::new(b.clone()),
+        Arc::new(elsewhere.clone()),
+        DroppedLease::FreeSoon,
+    )
+    .await;
+    conformance::checkpoints::one_winner_among_concurrent_takers(Arc::new(a.clone())).await;
+
+    let here = a.try_acquire_lease("orders").await.unwrap().expect("free");
+    let there = elsewhere.try_acquire("orders").await.unwrap();
+    assert!(there.is_some(), "schemas do not share leases");
+
+    // A lease whose session dies is lost, and says so (without a query); another runner
+    // can take over.
+    assert!(here.is_held());
+    assert_eq!(here.projection(), "orders");
+    db.terminate_backends().await;
+    eventually("the lease to notice its session ended", async || {
+        !here.is_held()
+    })
+    .await;
+    eventually("the dead lease to be taken over", async || {
+        b.try_acquire("orders").await.ok().flatten().is_some()
+    })
+    .await;
+    drop(there);
+
+    // Closed pool: typed error.
+    pool_a.close().await;
+    assert!(matches!(
+        a.try_acquire("x").await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(a.load("x").await, Err(StoreError::Unavailable(_))));
+    pool_b.close().await;
+    db.cleanup().await;
+}
+
+/// Leases exclude runners in the sense that matters: of many racing for one projection,
+/// each on a pool of its own, exactly one wins at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_lease_at_a_time_among_racing_runners() {
+    let Some(db) = db!("one_lease_at_a_time_among_racing_runners") else {
+        return;
+    };
+    let schema = db.schema();
+    let mut pools = Vec::new();
+    let mut racers: Vec<Arc<dyn CheckpointStore>> = Vec::new();
+    for _ in 0..6 {
+        let pool = db.pool(2).await;
+        let store = PostgresCheckpointStore::from_pool(pool.clone())
+            .with_schema(&schema)
+            .unwrap();
+        store.migrate().await.unwrap();
+        racers.push(Arc::new(store));
+        pools.push(pool);
+    }
+    conformance::checkpoints::one_lease_at_a_time_among_racing_runners(racers).await;
+    for pool in pools {
+        pool.close().await;
+    }
+    db.cleanup().await;
+}
+
+/// Parked events per projection (the suite's), read back through another pool.
+#[tokio::test]
+async fn parked_events_are_kept_per_projection() {
+    let Some(db) = db!("parked_events_are_kept_per_projection") else {
+        return;
+    };
+    let schema = db.schema();
+    let (pool_a, pool_b) = (db.pool(2).await, db.pool(2).await);
+    let a = PostgresCheckpointStore::from_pool(pool_a.clone())
+        .with_schema(&schema)
+        .unwrap();
+    a.migrate().await.unwrap();
+    let b = PostgresCheckpointStore::from_pool(pool_b.clone())
+        .with_schema(&schema)
+        .unwrap();
+    conformance::checkpoints::parked_events_are_kept_per_projection(Arc::new(a), async |_| {
+        Arc::new(b) as Arc<dyn CheckpointStore>
+    })
+    .await;
+    pool_a.close().await;
+    pool_b.close().await;
+    db.cleanup().await;
+}

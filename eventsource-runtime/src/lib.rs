@@ -307,7 +307,8 @@ struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/guide/domain.md")]
 struct GuideDomainDoctests;
-#[cfg(doctest)]
+// Its store of your own runs a conformance suite: the `testing` feature.
+#[cfg(all(doctest, feature = "testing"))]
 #[doc = include_str!("../../docs/guide/stores.md")]
 struct GuideStoresDoctests;
 #[cfg(doctest)]

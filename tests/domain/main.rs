@@ -23,8 +23,7 @@ mod snapshot_versions;
 mod upcasting;
 
 // Helpers shared by the modules below, declared once.
-#[path = "../common/conformance/mod.rs"]
-mod conformance;
+use eventsource_runtime::testing::conformance;
 #[path = "../../examples/domain/order.rs"]
 mod domain;
 #[path = "../common/postgres.rs"]

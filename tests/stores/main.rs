@@ -10,7 +10,6 @@ mod segments_processes;
 mod sqlite_store;
 
 // Helpers shared by the modules below, declared once.
-#[path = "../common/conformance/mod.rs"]
-mod conformance;
+use eventsource_runtime::testing::conformance;
 #[path = "../common/pg_roles.rs"]
 mod pg_roles;

@@ -1,7 +1,7 @@
 //! Event stores: append-only logs of streams with optimistic concurrency.
 //!
-//! Every store implements [`EventStore`] with the same semantics (checked by one
-//! conformance suite in the workspace tests):
+//! Every store implements [`EventStore`] with the same semantics (checked by the suite
+//! `testing::conformance::events`, feature `testing`, which a store of your own can run):
 //! - each stream's versions start at 1 and have no gap;
 //! - an append states the version it expects the stream to be at and is all-or-nothing;
 //! - the global position increases with every appended event, across all streams.

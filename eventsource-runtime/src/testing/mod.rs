@@ -38,6 +38,7 @@ use std::fmt::Debug;
 
 #[cfg(feature = "tracing")]
 mod capture;
+pub mod conformance;
 #[cfg(feature = "tracing")]
 mod metrics;
 #[cfg(feature = "tracing")]

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
+use crate::event::StreamId;
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::store::StoreError;
 use chrono::{DateTime, Utc};
-use eventsource_runtime::event::StreamId;
-use eventsource_runtime::snapshot::{Snapshot, SnapshotStore};
-use eventsource_runtime::store::StoreError;
 use serde_json::json;
 
 /// A snapshot of `stream` at `version` (schema version 1), taken at a time with nanoseconds

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use eventsource_runtime::event::{Metadata, NewEvent, StreamId};
-use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError};
+use crate::event::{Metadata, NewEvent, StreamId};
+use crate::store::{EventStore, ExpectedVersion, StoreError};
 use serde_json::json;
 
 fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use eventsource_runtime::event::{EventEnvelope, StreamId};
-use eventsource_runtime::store::{BatchEnd, EventStore, ExpectedVersion, StoreError, UNBOUNDED};
+use crate::event::{EventEnvelope, StreamId};
+use crate::store::{BatchEnd, EventStore, ExpectedVersion, StoreError, UNBOUNDED};
 
 use super::events::events;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
+use crate::projection::checkpoint::{CheckpointStore, ParkedEvent};
 
 /// How soon a dropped lease is free again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use eventsource_runtime::event::{Metadata, NewEvent, StreamId};
-use eventsource_runtime::store::{BatchEnd, EventStore, ExpectedVersion, StoreError};
+use crate::event::{Metadata, NewEvent, StreamId};
+use crate::store::{BatchEnd, EventStore, ExpectedVersion, StoreError};
 use serde_json::json;
 
 fn event(n: u64) -> NewEvent {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_runtime::bus::ProcessedMessages;
+use crate::bus::ProcessedMessages;
 use uuid::Uuid;
 
 /// Claims and records per handler, through `first`, seen through `second` (another handle

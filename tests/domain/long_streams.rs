@@ -338,6 +338,9 @@ async fn postgres_a_damaged_row_fails_its_streamed_page() {
         .load("a-5")
         .await;
     assert!(loaded.is_err(), "a load through the damaged row fails");
+    // A streaming reader keeps its connection while it lives (`StreamReader`'s contract),
+    // and `close` waits for every connection: the readers go first.
+    drop((pages, after));
     pool.close().await;
     db.cleanup().await;
 }

@@ -262,28 +262,18 @@ impl Metadata {
         }
     }
 
-    /// Appends `traceparent` to metadata kept as its stored JSON object (a command's stamped
-    /// lineage, see [`lineage`](crate::lineage)), as text: a traced append then builds no
-    /// entries, and an SQL store serializes nothing. `false`, unchanged, for other metadata
-    /// or one that names a `traceparent` or a `tracestate` already (or escapes a character,
-    /// which might spell one), which the caller replaces by entries.
+    /// Appends `traceparent` to metadata kept as a JSON object (read from a store, or a
+    /// command's own lineage, see [`lineage`](crate::lineage)), as text: a traced append
+    /// then builds no entries, and an SQL store serializes nothing. `false`, unchanged, for
+    /// other metadata or one that names a `traceparent` or a `tracestate` already (or
+    /// escapes a character, which might spell one), which the caller replaces by entries.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn append_traceparent(&mut self, traceparent: &[u8; TRACEPARENT_LEN]) -> bool {
         let Ok(traceparent) = std::str::from_utf8(traceparent) else {
             return false;
         };
         if let Some(id) = self.lineage_id() {
-            // Keys in order, as entries serialize; neither text needs escaping.
-            let json = [
-                r#"{"causation_id":""#,
-                id,
-                r#"","correlation_id":""#,
-                id,
-                r#"","traceparent":""#,
-                traceparent,
-                r#""}"#,
-            ];
-            *self = Self::from_checked(Arc::from(json.concat()));
+            *self = Self::from_checked(Arc::from(lineage_json(id, Some(traceparent))));
             return true;
         }
         let Repr::Shared(entries) = &self.0 else {
@@ -318,7 +308,9 @@ impl Metadata {
     pub(crate) fn stored_json(&self) -> Option<Cow<'_, str>> {
         match &self.0 {
             Repr::Empty => None,
-            Repr::Lineage(_) => serde_json::to_string(self).ok().map(Cow::Owned),
+            Repr::Lineage(_) => self
+                .lineage_id()
+                .map(|id| Cow::Owned(lineage_json(id, None))),
             Repr::Shared(entries) => entries.stored.json(),
         }
     }
@@ -464,6 +456,29 @@ impl Metadata {
     }
 }
 
+/// The JSON object of a command's own lineage, `id` as both ids, with `traceparent` if
+/// given: the keys in order, as entries serialize. Neither text needs escaping.
+fn lineage_json(id: &str, traceparent: Option<&str>) -> String {
+    // Room for both ids and a `traceparent`: one allocation.
+    let mut json = String::with_capacity(64 + 2 * id.len() + TRACEPARENT_LEN);
+    for part in [
+        r#"{"causation_id":""#,
+        id,
+        r#"","correlation_id":""#,
+        id,
+        "\"",
+    ] {
+        json.push_str(part);
+    }
+    if let Some(traceparent) = traceparent {
+        json.push_str(r#","traceparent":""#);
+        json.push_str(traceparent);
+        json.push('"');
+    }
+    json.push('}');
+    json
+}
+
 impl Entries {
     /// The stored text's entries. That text is a JSON object (checked when it was read from
     /// the store, or written by this crate), so reading it cannot fail.
@@ -593,5 +608,27 @@ mod tests {
             matches!(changed.0, Repr::Empty),
             "empty again holds nothing"
         );
+    }
+
+    #[test]
+    fn a_commands_own_lineage_writes_the_json_its_entries_would() {
+        let id = "0190c3a5-7e1f-7c3b-9d2a-5b6c7d8e9f00";
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        text.copy_from_slice(id.as_bytes());
+        let stamped = Metadata::from_lineage(text);
+        let entries = Metadata::new()
+            .with(Metadata::CORRELATION_ID, id)
+            .with(Metadata::CAUSATION_ID, id);
+        assert_eq!(stamped, entries);
+        let json = serde_json::to_string(&entries).unwrap();
+        assert_eq!(stamped.stored_json().as_deref(), Some(json.as_str()));
+        assert_eq!(serde_json::to_string(&stamped).unwrap(), json);
+        let mut changed = stamped.clone().with("tenant", "t-1");
+        assert_eq!(
+            changed.keys().collect::<Vec<_>>(),
+            ["causation_id", "correlation_id", "tenant"]
+        );
+        assert_eq!(changed.remove("tenant").as_deref(), Some("t-1"));
+        assert_eq!(changed, stamped);
     }
 }

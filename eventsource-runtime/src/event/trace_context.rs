@@ -68,8 +68,8 @@ impl ContextCarrier for Metadata {
         propagation::inject_baggage(cx, metadata);
     }
 
-    /// Metadata with nothing else in it all share one stored form (an append's events, each
-    /// of which would otherwise format and allocate the same text).
+    /// Clones of one metadata, one after the other, share one written form (an append's
+    /// events, each of which would otherwise format and allocate the same text).
     fn inject_each<'m>(cx: &Context, carriers: impl Iterator<Item = &'m mut Self>)
     where
         Self: 'm,
@@ -79,24 +79,17 @@ impl ContextCarrier for Metadata {
         if !span_context.is_valid() {
             return;
         }
-        let plain = span_context.trace_state().header().is_empty() && cx.baggage().is_empty();
-        let mut shared: Option<Metadata> = None;
-        // The metadata last written, and what it became: a command's events share theirs.
+        // The metadata last written, and what it became: clones of one metadata (a
+        // command's events, an append's events without metadata of their own) share it.
         let mut last: Option<(Metadata, Metadata)> = None;
         for metadata in carriers.filter(|metadata| metadata.traceparent().is_none()) {
-            if plain && metadata.is_empty() {
-                let only_context = shared
-                    .get_or_insert_with(|| Metadata::from_traceparent(traceparent(span_context)));
-                *metadata = only_context.clone();
-            } else if let Some((before, after)) = &last
-                && plain
-                && metadata.is_same(before)
-            {
-                *metadata = after.clone();
-            } else {
-                let before = metadata.clone();
-                metadata.inject_context(cx);
-                last = Some((before, metadata.clone()));
+            match &last {
+                Some((before, after)) if metadata.is_same(before) => *metadata = after.clone(),
+                _ => {
+                    let before = metadata.clone();
+                    metadata.inject_context(cx);
+                    last = Some((before, metadata.clone()));
+                }
             }
         }
     }

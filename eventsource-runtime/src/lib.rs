@@ -46,8 +46,8 @@
 //! - [`lineage`]: correlation and causation ids stamped on every command's events, carried
 //!   across buses, listed by the stores and drawn as a
 //!   [`CausationTree`](lineage::CausationTree) (uses `store`, `event`);
-//! - [`health`]: [`Lag`](health::Lag) and the [`HealthRegistry`](health::HealthRegistry) of runners,
-//!   relays and consumer groups (uses `telemetry`; its stall log line reads a
+//! - [`health`]: [`Lag`](health::Lag) and the [`HealthRegistry`](health::HealthRegistry)
+//!   of runners, relays and consumer groups (uses `telemetry`; its stall log line reads a
 //!   `bus::GroupStalled`, one arrow up);
 //! - [`store`]: [`EventStore`](store::EventStore) and the
 //!   [`InMemoryEventStore`](store::InMemoryEventStore) (uses `event`, `telemetry`);

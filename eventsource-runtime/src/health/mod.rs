@@ -372,8 +372,8 @@ pub trait ReportsHealth: Send + Sync + 'static {
     async fn health(&self) -> ComponentHealth;
 }
 
-/// A component a [`HealthRegistry`] can [watch](HealthRegistry::watch): it hands out a reporter
-/// sharing its state, so the registry needs no borrow of it.
+/// A component a [`HealthRegistry`] can [watch](HealthRegistry::watch): it hands out a
+/// reporter sharing its state, so the registry needs no borrow of it.
 pub trait Watchable {
     /// A reporter of this component's health, alive as long as the registry keeps it.
     fn health_reporter(&self) -> Arc<dyn ReportsHealth>;

@@ -35,7 +35,7 @@ pub trait LogReader: Send {
 /// ```
 /// use eventsource_runtime::event::{NewEvent, StreamId};
 /// use eventsource_runtime::store::{
-///     LogReader, EventStore, ExpectedVersion, InMemoryEventStore, ReadAllLogReader,
+///     EventStore, ExpectedVersion, InMemoryEventStore, LogReader, ReadAllLogReader,
 /// };
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

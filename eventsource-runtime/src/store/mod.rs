@@ -406,9 +406,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// [projection runner](crate::projection::runner) catching up.
     ///
     /// This default reads each batch with [`read_all`](Self::read_all)
-    /// ([`ReadAllLogReader`]). The PostgreSQL store streams the batches from one query below its
-    /// high-water mark instead, saving a query per batch; its reader holds a connection of
-    /// the store's pool while it lives.
+    /// ([`ReadAllLogReader`]). The PostgreSQL store streams the batches from one query below
+    /// its high-water mark instead, saving a query per batch; its reader holds a connection
+    /// of the store's pool while it lives.
     ///
     /// ```
     /// use eventsource_runtime::event::{NewEvent, StreamId};

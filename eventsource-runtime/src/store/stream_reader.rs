@@ -32,7 +32,7 @@ pub trait StreamReader: Send {
 /// ```
 /// use eventsource_runtime::event::{NewEvent, StreamId};
 /// use eventsource_runtime::store::{
-///     EventStore, ExpectedVersion, InMemoryEventStore, StreamReader, LoadStreamReader,
+///     EventStore, ExpectedVersion, InMemoryEventStore, LoadStreamReader, StreamReader,
 /// };
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

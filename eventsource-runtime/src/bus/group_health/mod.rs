@@ -208,7 +208,6 @@ impl GroupHealth {
         }
     }
 
-    /// The group's health from its status, `lag` and dead letters (`parked`).
     /// The report of a group retrying its connection, without asking the broker (lag
     /// unknown, nothing parked as far as it can tell); `None` when it is not retrying.
     ///
@@ -220,6 +219,7 @@ impl GroupHealth {
         retrying.then(|| self.health_with(name, None, 0))
     }
 
+    /// The group's health from its status, `lag` and dead letters (`parked`).
     pub(crate) fn report(
         &self,
         name: &str,
@@ -229,6 +229,7 @@ impl GroupHealth {
         self.health_with(name, lag.ok(), parked.unwrap_or(0))
     }
 
+    /// The group's health from its status, with these figures.
     fn health_with(&self, name: &str, lag: Option<Lag>, parked: u64) -> ComponentHealth {
         let now = self.status.now();
         let mut health = ComponentHealth::new(

@@ -246,8 +246,8 @@ impl<P: Projection> SegmentedRunner<P> {
     /// for the lease while it holds none), whether it holds segments, the projection's lag
     /// (its furthest-behind segment's) and parked events, and every segment of the
     /// projection (who holds it, its epoch, checkpoint, lag and parked events), asked now:
-    /// a few queries per segment. [`HealthRegistry::watch`](crate::health::HealthRegistry::watch) takes the
-    /// worker as it takes a runner.
+    /// a few queries per segment. [`HealthRegistry::watch`](crate::health::HealthRegistry::watch)
+    /// takes the worker as it takes a runner.
     pub async fn health(&self) -> ComponentHealth {
         self.template.projection_name().await;
         self.probe.health().await

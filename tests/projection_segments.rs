@@ -2,7 +2,7 @@
 //! segment reads (in memory and on PostgreSQL, through its index), the claims stores' rules
 //! (shares, expiry, epochs, fenced saves), workers sharing and handing over segments, and
 //! what they record (the segment on each projection span, the changes of hands counted).
-//! Workers in separate processes, killed and paused: `tests/stores/segments_processes.rs`.
+//! Workers in separate processes, killed and paused: `tests/segments_processes.rs`.
 
 #[path = "projection_segments/health.rs"]
 mod health;

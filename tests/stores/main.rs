@@ -1,12 +1,10 @@
-//! The SQL stores: SQLite, PostgreSQL (its roles, TLS), and a projection's segments shared
-//! by processes on PostgreSQL.
+//! The SQL stores: SQLite, and PostgreSQL's roles and TLS.
 //!
 //! One test binary for the area (each file a module), so the suite links a few binaries
 //! rather than one per file.
 
 mod postgres_roles;
 mod postgres_tls;
-mod segments_processes;
 mod sqlite_store;
 
 // Helpers shared by the modules below, declared once.

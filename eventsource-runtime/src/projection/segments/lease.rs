@@ -41,6 +41,17 @@ impl ClaimState {
         self.revoked.store(true, Ordering::Release);
     }
 
+    /// Revokes the claim if its deadline passed unrenewed (the worker stalled past it):
+    /// whether it was counted as held until now, so that its loss is told once.
+    pub(super) fn expire(&self) -> bool {
+        let expired = Instant::now()
+            >= *self
+                .valid_until
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+        expired && !self.revoked.swap(true, Ordering::AcqRel)
+    }
+
     pub(super) fn is_held(&self) -> bool {
         !self.revoked.load(Ordering::Acquire)
             && Instant::now()

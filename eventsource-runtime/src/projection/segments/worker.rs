@@ -228,6 +228,13 @@ impl<P: Projection> SegmentedRunner<P> {
     ) -> Result<Vec<(Claim, Instant)>, StoreError> {
         let timeout = self.claim_timeout;
         let live = self.claims.heartbeat(name, &self.worker, timeout).await?;
+        // A claim whose deadline passed unrenewed (the worker stalled past it) is lost as
+        // surely as one a renewal finds taken: said so, not dropped without a word.
+        for segment in running.values() {
+            if segment.state.expire() {
+                instrument::lost(name, &self.worker, segment.claim);
+            }
+        }
         // Those being given up too: their runners save their checkpoints under the claim.
         let mine: Vec<Claim> = running
             .values()

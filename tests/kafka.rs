@@ -1,7 +1,9 @@
-//! The Kafka bus against a real Kafka-API broker: one trace from the command to the handlers,
-//! fan-out to two groups, retries through retry topics then dead letters (listed, moved
-//! back, purged), a batch with a link per record, a consumer that died mid-record, a
-//! graceful stop, bad trace context, undecodable records, unknown handlers, the relay.
+//! The Kafka bus against a real Kafka-API broker: the broker conformance suite
+//! (`testing::conformance::broker`: one trace from the publisher to the handlers, fan-out,
+//! retries through retry topics then dead letters, bad trace context, undecodable records,
+//! unknown handlers, graceful stop, the relay's trace) and what only Kafka does: its span
+//! attributes, a poison record that does not block its partition, a batch with a link per
+//! record, a consumer that died mid-record, a stop while a retry waits.
 //!
 //! The broker comes from `EVENTSOURCE_KAFKA_BROKERS` (e.g. `127.0.0.1:9092`). Without it
 //! each test prints `skipped: EVENTSOURCE_KAFKA_BROKERS not set` and passes, unless
@@ -16,17 +18,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use domain::{Order, ShipOrder, sample_order};
-use eventsource_runtime::bus::{BusError, EventBus, HandlerError, wire};
+use domain::{Order, sample_order};
+use eventsource_runtime::bus::{
+    BusError, DeadLetterEntry, Dispatcher, EventBus, HandlerError, wire,
+};
 use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
 use eventsource_runtime::kafka::{ConsumerGroup, KafkaBus};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
+use eventsource_runtime::testing::conformance::broker::{
+    self, BoxFuture, BrokerFixture, RawMessage,
+};
 use eventsource_runtime::testing::{
-    CapturedSpans, MetricCapture, attribute, capture, capture_metrics, kind,
+    CapturedSpans, MetricCapture, attribute, capture, capture_metrics,
 };
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::trace::SpanId;
 use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::oneshot;
 
@@ -121,18 +128,6 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-/// Waits (up to 60 s) until the group has `n` dead letters.
-async fn dead_letters(group: &ConsumerGroup, n: u64) {
-    let dead = group.dead_letters();
-    for _ in 0..600 {
-        if dead.count().await.unwrap() == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {n} dead letter(s)");
-}
-
 /// A handler that counts its calls and fails the first `failures` of them.
 fn counting(group: &ConsumerGroup, name: &'static str, failures: usize) -> Arc<AtomicUsize> {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -213,48 +208,140 @@ const PUBLISH: &str = attr::SPAN_BUS_PUBLISH;
 const CONSUME: &str = attr::SPAN_BUS_CONSUME;
 const HANDLE: &str = attr::SPAN_BUS_HANDLE;
 
-// ---- the trace across the broker -----------------------------------------------------------
+// ---- the broker conformance suite ------------------------------------------------------------
 
+#[eventsource_runtime::async_trait]
+impl BrokerFixture for Broker {
+    type Bus = KafkaBus;
+    type Group = ConsumerGroup;
+
+    fn system(&self) -> &'static str {
+        "kafka"
+    }
+
+    /// A group's first join takes seconds.
+    fn patience(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    fn bus(&self) -> KafkaBus {
+        Broker::bus(self)
+    }
+
+    fn group(&self, bus: &KafkaBus, name: &str, retry_delays: &[Duration]) -> ConsumerGroup {
+        let delays: Vec<u64> = retry_delays
+            .iter()
+            .map(|d| u64::try_from(d.as_millis()).unwrap())
+            .collect();
+        Broker::group(self, bus, name, &delays)
+    }
+
+    fn dispatcher<'g>(&self, group: &'g ConsumerGroup) -> &'g Dispatcher {
+        group.dispatcher()
+    }
+
+    /// The group as the broker knows it (`group.id`), not the name given to
+    /// `consumer_group`.
+    fn consumer_group_name(&self, group: &ConsumerGroup) -> String {
+        group.group_id().to_owned()
+    }
+
+    async fn declare(&self, group: &ConsumerGroup) -> Result<(), BusError> {
+        group.declare().await
+    }
+
+    fn run(group: ConsumerGroup, stop: BoxFuture<()>) -> BoxFuture<Result<(), BusError>> {
+        Box::pin(async move { group.run(stop).await })
+    }
+
+    async fn dead_letter_count(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
+        group.dead_letters().count().await
+    }
+
+    async fn dead_letters(
+        &self,
+        group: &ConsumerGroup,
+        max: usize,
+    ) -> Result<Vec<DeadLetterEntry>, BusError> {
+        group.dead_letters().list(max).await
+    }
+
+    async fn requeue_dead_letters(&self, group: &ConsumerGroup) -> Result<usize, BusError> {
+        group.dead_letters().requeue().await
+    }
+
+    async fn purge_dead_letters(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
+        group.dead_letters().purge().await
+    }
+
+    /// Writes the record to the aggregate type's topic (a retry too: the group takes a
+    /// retry's headers wherever it reads them).
+    async fn send_raw(&self, bus: &KafkaBus, _group: &ConsumerGroup, message: RawMessage<'_>) {
+        bus.declare([message.aggregate_type]).await.unwrap();
+        let attempt = message.retry.map(|r| r.attempt.to_string());
+        let handlers = message
+            .retry
+            .map(|r| serde_json::to_vec(r.handlers).unwrap());
+        let mut headers: Vec<(&str, &[u8])> = Vec::new();
+        if let Some(traceparent) = message.traceparent {
+            headers.push((Metadata::TRACEPARENT, traceparent.as_bytes()));
+        }
+        if let (Some(attempt), Some(handlers)) = (&attempt, &handlers) {
+            headers.push((wire::HEADER_ATTEMPT, attempt.as_bytes()));
+            headers.push((wire::HEADER_HANDLERS, handlers));
+        }
+        raw(bus, message.aggregate_id, &headers, message.body).await;
+    }
+}
+
+/// One test of the suite: a topic prefix of its own.
+macro_rules! conformance {
+    ($($test:ident => $scenario:path $(, $metrics:expr)?;)*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let Some(broker) = Broker::open(stringify!($test)) else {
+                    return;
+                };
+                $scenario(&broker $(, $metrics)?).await;
+            }
+        )*
+    };
+}
+
+conformance! {
+    fan_out_to_two_groups_shows_as_two_branches_of_one_trace =>
+        broker::trace::fan_out;
+    a_malformed_traceparent_starts_a_new_root_and_the_record_is_handled =>
+        broker::trace::malformed_traceparent_starts_a_new_root;
+    the_relay_carries_the_stored_trace_through_kafka =>
+        broker::trace::relay_continues_the_stored_trace;
+    a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved_back =>
+        broker::failures::retried_then_dead_lettered_then_moved_back, &METRICS;
+    purge_empties_the_dead_letters =>
+        broker::failures::purge_empties_the_dead_letters;
+    an_undecodable_record_goes_to_the_dead_letters_with_the_reason =>
+        broker::failures::undecodable_message_is_dead_lettered_with_the_reason;
+    a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason =>
+        broker::failures::retry_for_an_unknown_handler_is_dead_lettered;
+    a_graceful_stop_lets_the_handler_in_flight_finish_and_settles_its_record =>
+        broker::failures::graceful_stop_finishes_the_handler_in_flight;
+}
+
+/// The suite's trace, and what only Kafka's spans and metrics say: the topic, the record's
+/// key, partition and offset, the group id.
 #[tokio::test]
-async fn a_command_reaches_the_handlers_through_kafka_as_one_trace() {
+async fn a_message_reaches_the_handlers_through_kafka_as_one_trace() {
     let Some(broker) = Broker::open("one_trace") else {
         return;
     };
-    LazyLock::force(&METRICS);
-    let capture = capture();
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
-    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    assert!(outcome.publish_error().is_none(), "{:?}", outcome.publish);
-    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
-    running.stop().await;
-
-    let spans = capture.spans();
-    let command = spans.get("command.PlaceOrder");
+    let seen = broker::trace::one_trace(&broker, &METRICS).await;
+    let (spans, group) = (&seen.spans, &seen.group);
     let publish = spans.get(PUBLISH);
     let consume = spans.get(CONSUME);
-    let handle = spans.get(HANDLE);
-    spans.assert_child_of(PUBLISH, "command.PlaceOrder");
-    spans.assert_child_of(CONSUME, PUBLISH);
-    spans.assert_child_of(HANDLE, CONSUME);
-    assert_eq!(
-        consume.span_context.trace_id(),
-        command.span_context.trace_id()
-    );
-    assert_eq!(kind(publish), SpanKind::Producer);
-    assert_eq!(kind(consume), SpanKind::Consumer);
-
-    let topic = bus.topic_of("Order");
+    let topic = broker.bus().topic_of("Order");
     assert_eq!(topic, format!("{}.Order", broker.prefix));
     for span in [publish, consume] {
-        assert_eq!(
-            attribute(span, attr::MESSAGING_SYSTEM),
-            Some(&string("kafka"))
-        );
         assert_eq!(
             attribute(span, attr::MESSAGING_DESTINATION_NAME),
             Some(&string(&topic))
@@ -264,25 +351,8 @@ async fn a_command_reaches_the_handlers_through_kafka_as_one_trace() {
             Some(&string("o-1")),
             "the key is the aggregate id"
         );
-        assert_eq!(
-            attribute(span, attr::MESSAGING_MESSAGE_ID),
-            Some(&string(&outcome.events[0].event_id.to_string()))
-        );
         assert_eq!(attribute(span, attr::SERVER_PORT), Some(&Value::I64(9092)));
     }
-    assert_eq!(
-        attribute(publish, attr::MESSAGING_OPERATION_TYPE),
-        Some(&string("send"))
-    );
-    assert_eq!(
-        attribute(consume, attr::MESSAGING_OPERATION_TYPE),
-        Some(&string("process"))
-    );
-    // The group as the broker knows it (`group.id`), not the name given to `consumer_group`.
-    assert_eq!(
-        attribute(consume, attr::MESSAGING_CONSUMER_GROUP_NAME),
-        Some(&string(&format!("{}.mailer", broker.prefix)))
-    );
     assert_eq!(group.group_id(), format!("{}.mailer", broker.prefix));
     assert!(matches!(
         attribute(consume, attr::MESSAGING_DESTINATION_PARTITION_ID),
@@ -292,17 +362,10 @@ async fn a_command_reaches_the_handlers_through_kafka_as_one_trace() {
         attribute(consume, attr::MESSAGING_KAFKA_OFFSET),
         Some(&Value::I64(0))
     );
-    assert_eq!(
-        attribute(handle, attr::HANDLER_NAME),
-        Some(&string("send-confirmation"))
-    );
-
-    let system = (attr::MESSAGING_SYSTEM, "kafka");
-    let event_type = (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced");
     let labels = [
         (attr::MESSAGING_DESTINATION_NAME, topic.as_str()),
-        system,
-        event_type,
+        (attr::MESSAGING_SYSTEM, "kafka"),
+        (attr::METRIC_ATTR_EVENT_TYPE, &*seen.event.event_type),
     ];
     assert_eq!(
         METRICS.total(attr::METRIC_BUS_MESSAGES_PUBLISHED, &labels),
@@ -314,108 +377,7 @@ async fn a_command_reaches_the_handlers_through_kafka_as_one_trace() {
     );
 }
 
-#[tokio::test]
-async fn fan_out_to_two_groups_shows_as_two_branches_of_one_trace() {
-    let Some(broker) = Broker::open("fan_out") else {
-        return;
-    };
-    let capture = capture();
-    let bus = broker.bus();
-    let mailer = broker.group(&bus, "mailer", &[50]);
-    let shipping = broker.group(&bus, "shipping", &[50]);
-    let mails = counting(&mailer, "send-confirmation", 0);
-    let shipments = counting(&shipping, "notify-shipping", 0);
-    let first = Running::start(&mailer).await;
-    let second = Running::start(&shipping).await;
-
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    until("both groups handled it", || {
-        mails.load(Ordering::SeqCst) == 1 && shipments.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    first.stop().await;
-    second.stop().await;
-
-    let spans = capture.spans();
-    let publish = spans.get(PUBLISH);
-    let consumes = named(&spans, CONSUME);
-    assert_eq!(consumes.len(), 2, "{}", spans.tree());
-    for consume in consumes {
-        assert_eq!(consume.parent_span_id, publish.span_context.span_id());
-    }
-}
-
 // ---- failures ------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved_back() {
-    let Some(broker) = Broker::open("dead_letters") else {
-        return;
-    };
-    LazyLock::force(&METRICS);
-    let capture = capture();
-    let bus = broker.bus();
-    // Three deliveries in all; the first three calls fail.
-    let group = broker.group(&bus, "mailer", &[100, 200]);
-    let mails = counting(&group, "send-confirmation", 3);
-    let steady = counting(&group, "audit", 0);
-    let running = Running::start(&group).await;
-
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
-    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    until("three deliveries", || mails.load(Ordering::SeqCst) == 3).await;
-    dead_letters(&group, 1).await;
-    assert_eq!(
-        steady.load(Ordering::SeqCst),
-        1,
-        "only the failed handler again"
-    );
-
-    let dead = group.dead_letters();
-    let listed = dead.list(10).await.unwrap();
-    assert_eq!(listed.len(), 1);
-    let letter = listed[0].as_failed().expect("a failed letter");
-    assert_eq!(letter.message.message_id, outcome.events[0].event_id);
-    assert_eq!(letter.handler, "send-confirmation");
-    assert_eq!(letter.attempts, 3);
-    assert!(letter.error.contains("call 2"), "{}", letter.error);
-    // Counted once the broker took it (other tests of this binary may dead-letter too).
-    let dead_lettered = [
-        (attr::MESSAGING_SYSTEM, "kafka"),
-        (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced"),
-    ];
-    until("the dead letter counted", || {
-        METRICS.total(attr::METRIC_BUS_MESSAGES_DEAD_LETTERED, &dead_lettered) >= 1
-    })
-    .await;
-    assert_eq!(dead.count().await.unwrap(), 1, "listing leaves them there");
-
-    // Moved back: the handler (now working) gets it, alone, and nothing is left.
-    assert_eq!(dead.requeue().await.unwrap(), 1);
-    assert_eq!(dead.count().await.unwrap(), 0);
-    until("the fourth call", || mails.load(Ordering::SeqCst) == 4).await;
-    running.stop().await;
-    assert_eq!(steady.load(Ordering::SeqCst), 1);
-
-    // The retries are new roots linked to the publish span.
-    let spans = capture.spans();
-    let publish = spans.get(PUBLISH);
-    let consumes = named(&spans, CONSUME);
-    assert_eq!(consumes.len(), 4, "{}", spans.tree());
-    let retries: Vec<_> = consumes
-        .iter()
-        .filter(|c| c.parent_span_id == SpanId::INVALID)
-        .collect();
-    assert_eq!(retries.len(), 3);
-    for retry in retries {
-        assert!(linked_to(retry, publish), "linked to the publish span");
-        assert_eq!(
-            attribute(retry, attr::DELIVERY_MODE),
-            Some(&string(attr::DELIVERY_REDELIVERY))
-        );
-    }
-}
 
 #[tokio::test]
 async fn a_poison_record_does_not_block_its_partition() {
@@ -448,124 +410,6 @@ async fn a_poison_record_does_not_block_its_partition() {
     .await;
     running.stop().await;
     assert_eq!(*handled.lock().unwrap(), ["a", "b"]);
-}
-
-#[tokio::test]
-async fn purge_empties_the_dead_letters() {
-    let Some(broker) = Broker::open("purge") else {
-        return;
-    };
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[]);
-    let _calls = counting(&group, "always-fails", usize::MAX);
-    let running = Running::start(&group).await;
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    orders.execute(sample_order("o-2", "bob")).await.unwrap();
-    dead_letters(&group, 2).await;
-    running.stop().await;
-    let dead = group.dead_letters();
-    assert_eq!(dead.purge().await.unwrap(), 2);
-    assert_eq!(dead.count().await.unwrap(), 0);
-    assert!(dead.list(10).await.unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn an_undecodable_record_goes_to_the_dead_letters_with_the_reason() {
-    let Some(broker) = Broker::open("undecodable") else {
-        return;
-    };
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-    bus.declare(["Order"]).await.unwrap();
-    raw(&bus, "o-1", &[], b"{ not an event").await;
-    dead_letters(&group, 1).await;
-    running.stop().await;
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
-    let listed = group.dead_letters().list(10).await.unwrap();
-    assert_eq!(listed.len(), 1, "listed, with its reason");
-    let letter = listed[0].as_undecodable().expect("an undecodable letter");
-    assert_eq!(letter.body, b"{ not an event");
-    assert!(
-        letter.reason.contains("undecodable message body"),
-        "{}",
-        letter.reason
-    );
-}
-
-#[tokio::test]
-async fn a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason() {
-    let Some(broker) = Broker::open("unknown_handler") else {
-        return;
-    };
-    let capture = capture();
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-    let event = stored_event("o-1");
-    let body = wire::encode(&event).unwrap();
-    bus.declare(["Order"]).await.unwrap();
-    raw(
-        &bus,
-        "o-1",
-        &[
-            (wire::HEADER_ATTEMPT, b"2"),
-            (wire::HEADER_HANDLERS, br#"["send-mail"]"#),
-        ],
-        &body,
-    )
-    .await;
-    dead_letters(&group, 1).await;
-    running.stop().await;
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "no other handler ran");
-    let listed = group.dead_letters().list(10).await.unwrap();
-    let letter = listed[0].as_failed().expect("a failed letter");
-    assert_eq!(letter.message.message_id, event.event_id);
-    assert_eq!(letter.handler, "send-mail");
-    assert!(
-        letter.error.contains("no handler named `send-mail`"),
-        "{}",
-        letter.error
-    );
-    let spans = capture.spans();
-    let consume = spans.get(CONSUME);
-    assert!(
-        matches!(&consume.status, Status::Error { description } if description.contains("send-mail")),
-        "{:?}",
-        consume.status
-    );
-}
-
-#[tokio::test]
-async fn a_malformed_traceparent_starts_a_new_root_and_the_record_is_handled() {
-    let Some(broker) = Broker::open("bad_context") else {
-        return;
-    };
-    let capture = capture();
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-    bus.declare(["Order"]).await.unwrap();
-    let body = wire::encode(&stored_event("o-1")).unwrap();
-    raw(
-        &bus,
-        "o-1",
-        &[(Metadata::TRACEPARENT, b"00-zzzz-not-a-context")],
-        &body,
-    )
-    .await;
-    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
-    running.stop().await;
-    let spans = capture.spans();
-    assert_eq!(
-        spans.get(CONSUME).parent_span_id,
-        SpanId::INVALID,
-        "a new root"
-    );
 }
 
 // ---- batches, crashes, stops -----------------------------------------------------------------
@@ -836,48 +680,6 @@ async fn a_broker_that_does_not_answer_is_a_typed_error() {
         Some(eventsource_runtime::bus::UnavailableReason::InvalidUrl)
     );
     assert!(!format!("{invalid:?}").contains("s3cret"));
-}
-
-#[tokio::test]
-async fn the_relay_carries_the_commands_trace_through_kafka() {
-    use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
-    use eventsource_runtime::relay::Relay;
-    let Some(broker) = Broker::open("relay") else {
-        return;
-    };
-    let capture = capture();
-    let bus = broker.bus();
-    let group = broker.group(&bus, "shipping", &[50]);
-    let calls = counting(&group, "notify", 0);
-    let running = Running::start(&group).await;
-
-    let store = InMemoryEventStore::new();
-    let orders = CommandService::<Order>::new(store.clone());
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    orders
-        .execute(ShipOrder {
-            order_id: "o-1".into(),
-            carrier: "dhl".into(),
-        })
-        .await
-        .unwrap();
-    let relay = Relay::new(
-        Arc::new(store),
-        Arc::new(InMemoryCheckpointStore::new()),
-        Arc::new(bus),
-    );
-    assert_eq!(relay.run_until_caught_up().await.unwrap(), 2);
-    until("both handled", || calls.load(Ordering::SeqCst) == 2).await;
-    running.stop().await;
-
-    let spans = capture.spans();
-    for command in ["command.PlaceOrder", "command.ShipOrder"] {
-        let command = spans.get(command);
-        let consume = named(&spans, CONSUME)
-            .into_iter()
-            .find(|c| c.span_context.trace_id() == command.span_context.trace_id());
-        assert!(consume.is_some(), "{}", spans.tree());
-    }
 }
 
 // ---- the contract ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-//! The NATS JetStream bus against a real server: one trace from the command to the
-//! handlers, fan-out to two groups, retries then dead letters (listed, moved back, purged),
-//! a message not acknowledged in time, typed publish errors, bad trace context, undecodable
-//! messages, graceful shutdown, the relay.
+//! The NATS JetStream bus against a real server: the broker conformance suite
+//! (`testing::conformance::broker`: one trace from the publisher to the handlers, fan-out,
+//! retries then dead letters, bad trace context, undecodable messages, graceful stop, the
+//! relay's trace) and what only NATS does: subjects and patterns, batch mode, a message not
+//! acknowledged in time, typed publish errors, recovery bounded by the ack wait.
 //!
 //! The server comes from `EVENTSOURCE_NATS_URL` (e.g. `nats://127.0.0.1:4222`, JetStream
 //! on). Without it each test prints `skipped: EVENTSOURCE_NATS_URL not set` and passes,
@@ -18,8 +19,8 @@ use std::time::Duration;
 
 use domain::{Order, ShipOrder, sample_order};
 use eventsource_runtime::bus::{
-    BusError, EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, UnavailableReason,
-    handler_fn, wire,
+    BusError, DeadLetterEntry, Dispatcher, EventBus, HandlerError, Idempotent,
+    InMemoryProcessedMessages, UnavailableReason, handler_fn, wire,
 };
 use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
 use eventsource_runtime::nats::async_nats::HeaderMap;
@@ -27,13 +28,15 @@ use eventsource_runtime::nats::async_nats::jetstream::{self, Context};
 use eventsource_runtime::nats::{ConsumerGroup, NatsBus};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
-use eventsource_runtime::telemetry::propagation;
+use eventsource_runtime::testing::conformance::broker::{
+    self, BoxFuture, BrokerFixture, RawMessage,
+};
 use eventsource_runtime::testing::{
-    CapturedSpans, MetricCapture, attribute, capture, capture_metrics, kind,
+    CapturedSpans, MetricCapture, attribute, capture, capture_metrics,
 };
 use futures_util::StreamExt as _;
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::trace::{SpanId, Status};
 use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::oneshot;
 
@@ -148,17 +151,6 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting until {what}");
 }
 
-/// Waits (up to 10 s) until `group` has `count` dead letters.
-async fn dead_count(group: &ConsumerGroup, count: u32) {
-    let dead = group.dead_letters();
-    for _ in 0..500 {
-        if dead.count().await.unwrap() == count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A handler that counts its calls and fails the first `failures` of them.
 fn counting(group: &ConsumerGroup, name: &'static str, failures: usize) -> Arc<AtomicUsize> {
     let calls = Arc::new(AtomicUsize::new(0));
@@ -215,94 +207,143 @@ const PUBLISH: &str = attr::SPAN_BUS_PUBLISH;
 const CONSUME: &str = attr::SPAN_BUS_CONSUME;
 const HANDLE: &str = attr::SPAN_BUS_HANDLE;
 
-// ---- the trace across the server -----------------------------------------------------------
+// ---- the broker conformance suite ------------------------------------------------------------
 
+#[eventsource_runtime::async_trait]
+impl BrokerFixture for Server {
+    type Bus = NatsBus;
+    type Group = ConsumerGroup;
+
+    fn system(&self) -> &'static str {
+        "nats"
+    }
+
+    fn bus(&self) -> NatsBus {
+        Server::bus(self)
+    }
+
+    fn group(&self, bus: &NatsBus, name: &str, retry_delays: &[Duration]) -> ConsumerGroup {
+        let delays: Vec<u64> = retry_delays
+            .iter()
+            .map(|d| u64::try_from(d.as_millis()).unwrap())
+            .collect();
+        Server::group(self, bus, name, &delays)
+    }
+
+    fn dispatcher<'g>(&self, group: &'g ConsumerGroup) -> &'g Dispatcher {
+        group.dispatcher()
+    }
+
+    /// The durable consumer, not the name given to `consumer_group`.
+    fn consumer_group_name(&self, group: &ConsumerGroup) -> String {
+        group.consumer_name().to_owned()
+    }
+
+    async fn declare(&self, group: &ConsumerGroup) -> Result<(), BusError> {
+        group.declare().await
+    }
+
+    fn run(group: ConsumerGroup, stop: BoxFuture<()>) -> BoxFuture<Result<(), BusError>> {
+        Box::pin(async move { group.run(stop).await })
+    }
+
+    async fn dead_letter_count(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
+        group.dead_letters().count().await.map(u64::from)
+    }
+
+    async fn dead_letters(
+        &self,
+        group: &ConsumerGroup,
+        max: usize,
+    ) -> Result<Vec<DeadLetterEntry>, BusError> {
+        group.dead_letters().list(max).await
+    }
+
+    async fn requeue_dead_letters(&self, group: &ConsumerGroup) -> Result<usize, BusError> {
+        group.dead_letters().requeue().await
+    }
+
+    async fn purge_dead_letters(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
+        group.dead_letters().purge().await.map(u64::from)
+    }
+
+    /// Publishes to the event's live subject, or a retry to the group's retry subject.
+    async fn send_raw(&self, _bus: &NatsBus, group: &ConsumerGroup, message: RawMessage<'_>) {
+        let mut headers = HeaderMap::new();
+        if let Some(traceparent) = message.traceparent {
+            headers.insert(Metadata::TRACEPARENT, traceparent);
+        }
+        let subject = match message.retry {
+            Some(retry) => {
+                headers.insert(wire::HEADER_ATTEMPT, retry.attempt.to_string().as_str());
+                let handlers = serde_json::to_string(retry.handlers).unwrap();
+                headers.insert(wire::HEADER_HANDLERS, handlers.as_str());
+                group.retry_subject().to_owned()
+            }
+            None => format!(
+                "{}.{}.{}",
+                self.prefix, message.aggregate_type, message.event_type
+            ),
+        };
+        raw(self, subject, headers, message.body.to_vec()).await;
+    }
+}
+
+/// One test of the suite: streams of its own, deleted when the scenario passes.
+macro_rules! conformance {
+    ($($test:ident => $scenario:path $(, $metrics:expr)?;)*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let Some(server) = Server::open(stringify!($test)) else {
+                    return;
+                };
+                $scenario(&server $(, $metrics)?).await;
+                server.clean().await;
+            }
+        )*
+    };
+}
+
+conformance! {
+    fan_out_to_two_groups_shows_as_two_branches_of_one_trace =>
+        broker::trace::fan_out;
+    a_malformed_traceparent_starts_a_new_root_and_the_message_is_handled =>
+        broker::trace::malformed_traceparent_starts_a_new_root;
+    the_relay_carries_the_stored_trace_through_jetstream =>
+        broker::trace::relay_continues_the_stored_trace;
+    a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved_back =>
+        broker::failures::retried_then_dead_lettered_then_moved_back, &METRICS;
+    purge_empties_the_dead_letters =>
+        broker::failures::purge_empties_the_dead_letters;
+    an_undecodable_message_goes_to_the_dead_letters_with_the_reason =>
+        broker::failures::undecodable_message_is_dead_lettered_with_the_reason;
+    a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason =>
+        broker::failures::retry_for_an_unknown_handler_is_dead_lettered;
+    shutdown_lets_the_handler_in_flight_finish_and_settles_it =>
+        broker::failures::graceful_stop_finishes_the_handler_in_flight;
+}
+
+/// The suite's trace, and what only NATS' spans and metrics say: the subject on both
+/// sides.
 #[tokio::test]
-async fn a_command_reaches_the_handlers_through_jetstream_as_one_trace() {
+async fn a_message_reaches_the_handlers_through_jetstream_as_one_trace() {
     let Some(server) = Server::open("one_trace") else {
         return;
     };
-    LazyLock::force(&METRICS);
-    let capture = capture();
-    let bus = server.bus();
-    let group = server.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
-    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    assert!(outcome.publish_error().is_none(), "{:?}", outcome.publish);
-    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
-    running.stop().await;
-
-    let spans = capture.spans();
-    let command = spans.get("command.PlaceOrder");
-    let publish = spans.get(PUBLISH);
-    let consume = spans.get(CONSUME);
-    let handle = spans.get(HANDLE);
-    spans.assert_child_of(PUBLISH, "command.PlaceOrder");
-    spans.assert_child_of(CONSUME, PUBLISH);
-    spans.assert_child_of(HANDLE, CONSUME);
-    assert_eq!(
-        consume.span_context.trace_id(),
-        command.span_context.trace_id()
-    );
-    assert_eq!(kind(publish), SpanKind::Producer);
-    assert_eq!(kind(consume), SpanKind::Consumer);
-
-    // The messaging conventions.
-    let subject = server.subject("OrderPlaced");
-    assert_eq!(
-        attribute(publish, attr::MESSAGING_SYSTEM),
-        Some(&string("nats"))
-    );
-    assert_eq!(
-        attribute(publish, attr::MESSAGING_OPERATION_TYPE),
-        Some(&string("send"))
-    );
-    assert_eq!(
-        attribute(publish, attr::MESSAGING_DESTINATION_NAME),
-        Some(&string(&subject))
-    );
-    assert_eq!(
-        attribute(publish, attr::MESSAGING_MESSAGE_ID),
-        Some(&string(&outcome.events[0].event_id.to_string()))
-    );
-    assert!(attribute(publish, attr::SERVER_ADDRESS).is_some());
-    assert!(matches!(
-        attribute(publish, attr::SERVER_PORT),
-        Some(Value::I64(_))
-    ));
-    assert_eq!(
-        attribute(consume, attr::MESSAGING_SYSTEM),
-        Some(&string("nats"))
-    );
-    assert_eq!(
-        attribute(consume, attr::MESSAGING_OPERATION_TYPE),
-        Some(&string("process"))
-    );
-    assert_eq!(
-        attribute(consume, attr::MESSAGING_DESTINATION_NAME),
-        Some(&string(&subject))
-    );
-    // The durable consumer, not the name given to `consumer_group`.
-    assert_eq!(
-        attribute(consume, attr::MESSAGING_CONSUMER_GROUP_NAME),
-        Some(&string(group.consumer_name()))
-    );
-    assert_eq!(
-        attribute(handle, attr::HANDLER_NAME),
-        Some(&string("send-confirmation"))
-    );
-
-    // The contract's bus metrics, with `messaging.system` = `nats` (the destination is this
-    // test's own).
-    let system = (attr::MESSAGING_SYSTEM, "nats");
-    let event_type = (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced");
+    let seen = broker::trace::one_trace(&server, &METRICS).await;
+    let spans = &seen.spans;
+    let subject = server.subject(&seen.event.event_type);
+    for span in [spans.get(PUBLISH), spans.get(CONSUME)] {
+        assert_eq!(
+            attribute(span, attr::MESSAGING_DESTINATION_NAME),
+            Some(&string(&subject))
+        );
+    }
     let destination = [
         (attr::MESSAGING_DESTINATION_NAME, subject.as_str()),
-        system,
-        event_type,
+        (attr::MESSAGING_SYSTEM, "nats"),
+        (attr::METRIC_ATTR_EVENT_TYPE, &*seen.event.event_type),
     ];
     assert_eq!(
         METRICS.total(attr::METRIC_BUS_MESSAGES_PUBLISHED, &destination),
@@ -312,53 +353,6 @@ async fn a_command_reaches_the_handlers_through_jetstream_as_one_trace() {
         METRICS.total(attr::METRIC_BUS_MESSAGES_CONSUMED, &destination),
         1
     );
-    server.clean().await;
-}
-
-#[tokio::test]
-async fn fan_out_to_two_groups_shows_as_two_branches_of_one_trace() {
-    let Some(server) = Server::open("fan_out") else {
-        return;
-    };
-    let capture = capture();
-    let bus = server.bus();
-    let mailer = server.group(&bus, "mailer", &[50]);
-    let shipping = server.group(&bus, "shipping", &[50]).bind("Order.*");
-    let mails = counting(&mailer, "send-confirmation", 0);
-    let notes = counting(&shipping, "notify-shipping", 0);
-    let running = [
-        Running::start(&mailer).await,
-        Running::start(&shipping).await,
-    ];
-
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    until("both groups handled it", || {
-        mails.load(Ordering::SeqCst) == 1 && notes.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    for group in running {
-        group.stop().await;
-    }
-
-    let spans = capture.spans();
-    let publish = spans.get(PUBLISH);
-    let consumes = named(&spans, CONSUME);
-    assert_eq!(consumes.len(), 2, "{}", spans.tree());
-    for consume in &consumes {
-        assert_eq!(consume.parent_span_id, publish.span_context.span_id());
-        assert_eq!(
-            consume.span_context.trace_id(),
-            publish.span_context.trace_id()
-        );
-    }
-    let mut groups: Vec<String> = consumes
-        .iter()
-        .filter_map(|c| attribute(c, attr::MESSAGING_CONSUMER_GROUP_NAME))
-        .map(|v| v.as_str().into_owned())
-        .collect();
-    groups.sort();
-    assert_eq!(groups, [mailer.consumer_name(), shipping.consumer_name()]);
     server.clean().await;
 }
 
@@ -426,87 +420,7 @@ async fn a_group_declared_again_with_other_patterns_takes_them() {
 
 // ---- failures: retries, dead letters -------------------------------------------------------
 
-#[tokio::test]
-async fn a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved_back() {
-    let Some(server) = Server::open("dead_letters") else {
-        return;
-    };
-    LazyLock::force(&METRICS);
-    let capture = capture();
-    let bus = server.bus();
-    // Three deliveries in all; the first three calls fail.
-    let group = server.group(&bus, "mailer", &[30, 60]);
-    let mails = counting(&group, "send-confirmation", 3);
-    let steady = counting(&group, "audit", 0);
-    let running = Running::start(&group).await;
-
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
-    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    let dead = group.dead_letters();
-    until("three deliveries", || mails.load(Ordering::SeqCst) == 3).await;
-    dead_count(&group, 1).await;
-    assert_eq!(dead.count().await.unwrap(), 1);
-    assert_eq!(
-        steady.load(Ordering::SeqCst),
-        1,
-        "only the failed handler again"
-    );
-
-    let letters: Vec<_> = dead.list(10).await.unwrap();
-    let letters: Vec<_> = letters.iter().filter_map(|e| e.as_failed()).collect();
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].message.message_id, outcome.events[0].event_id);
-    assert_eq!(letters[0].handler, "send-confirmation");
-    assert_eq!(letters[0].attempts, 3);
-    assert!(letters[0].error.contains("call 2"), "{}", letters[0].error);
-    // Counted once the broker took it (other tests of this binary may dead-letter too).
-    let dead_lettered = [
-        (attr::MESSAGING_SYSTEM, "nats"),
-        (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced"),
-    ];
-    until("the dead letter counted", || {
-        METRICS.total(attr::METRIC_BUS_MESSAGES_DEAD_LETTERED, &dead_lettered) >= 1
-    })
-    .await;
-    assert_eq!(dead.count().await.unwrap(), 1, "listing leaves them there");
-
-    // Moved back: the handler (now working) gets it, alone, and nothing is left.
-    assert_eq!(dead.requeue().await.unwrap(), 1);
-    until("the fourth call", || mails.load(Ordering::SeqCst) == 4).await;
-    running.stop().await;
-    assert_eq!(dead.count().await.unwrap(), 0);
-    assert_eq!(steady.load(Ordering::SeqCst), 1);
-
-    // The retries are new roots linked to the publish span.
-    let spans = capture.spans();
-    let publish = spans.get(PUBLISH);
-    let consumes = named(&spans, CONSUME);
-    assert_eq!(consumes.len(), 4, "{}", spans.tree());
-    let live: Vec<_> = consumes
-        .iter()
-        .filter(|c| c.parent_span_id == publish.span_context.span_id())
-        .collect();
-    assert_eq!(live.len(), 1, "one live delivery");
-    let retries: Vec<_> = consumes
-        .iter()
-        .filter(|c| c.parent_span_id == SpanId::INVALID)
-        .collect();
-    assert_eq!(retries.len(), 3);
-    for retry in retries {
-        assert!(
-            retry
-                .links
-                .iter()
-                .any(|l| l.span_context.span_id() == publish.span_context.span_id()),
-            "linked to the publish span"
-        );
-        assert_eq!(
-            attribute(retry, attr::DELIVERY_MODE),
-            Some(&string(attr::DELIVERY_REDELIVERY))
-        );
-    }
-    server.clean().await;
-}
+// ---- failures: retries, dead letters -------------------------------------------------------
 
 #[tokio::test]
 async fn a_failed_handler_is_retried_alone_by_a_group_started_again() {
@@ -536,26 +450,6 @@ async fn a_failed_handler_is_retried_alone_by_a_group_started_again() {
         0,
         "only the failed handler"
     );
-    server.clean().await;
-}
-
-#[tokio::test]
-async fn purge_empties_the_dead_letters() {
-    let Some(server) = Server::open("purge") else {
-        return;
-    };
-    let bus = server.bus();
-    let group = server.group(&bus, "mailer", &[]);
-    let _always = counting(&group, "broken", usize::MAX);
-    let running = Running::start(&group).await;
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    orders.execute(sample_order("o-2", "bob")).await.unwrap();
-    dead_count(&group, 2).await;
-    running.stop().await;
-    let dead = group.dead_letters();
-    assert_eq!(dead.purge().await.unwrap(), 2);
-    assert_eq!(dead.count().await.unwrap(), 0);
     server.clean().await;
 }
 
@@ -1025,211 +919,6 @@ async fn refused_credentials_are_told_apart_and_the_password_is_never_shown() {
         .events;
     let report = right.publish(&events).await.expect("published");
     assert_eq!(report.message_ids.len(), events.len());
-}
-
-// ---- foreign and damaged messages ----------------------------------------------------------
-
-#[tokio::test]
-async fn a_malformed_traceparent_starts_a_new_root_and_the_message_is_handled() {
-    let Some(server) = Server::open("bad_context") else {
-        return;
-    };
-    let capture = capture();
-    let bus = server.bus();
-    let group = server.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-
-    let mut headers = HeaderMap::new();
-    headers.insert(Metadata::TRACEPARENT, "00-not-a-trace-01");
-    let before = propagation::malformed_context_count();
-    let body = wire::encode(&order_placed()).unwrap();
-    raw(&server, server.subject("OrderPlaced"), headers, body).await;
-    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
-    running.stop().await;
-
-    assert!(propagation::malformed_context_count() > before, "counted");
-    let spans = capture.spans();
-    let consume = spans.get(CONSUME);
-    assert_eq!(consume.parent_span_id, SpanId::INVALID, "a new root");
-    server.clean().await;
-}
-
-#[tokio::test]
-async fn an_undecodable_message_goes_to_the_dead_letters_with_the_reason() {
-    let Some(server) = Server::open("undecodable") else {
-        return;
-    };
-    let bus = server.bus();
-    let group = server.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", "garbage-1");
-    let body = b"{ not an event".to_vec();
-    raw(&server, server.subject("OrderPlaced"), headers, body).await;
-    dead_count(&group, 1).await;
-    running.stop().await;
-    let dead = group.dead_letters();
-    assert_eq!(dead.count().await.unwrap(), 1);
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
-    let listed = dead.list(10).await.unwrap();
-    assert_eq!(listed.len(), 1, "listed, with its reason");
-    let letter = listed[0].as_undecodable().expect("an undecodable letter");
-    assert_eq!(letter.body, b"{ not an event");
-    assert_eq!(letter.message_id.as_deref(), Some("garbage-1"));
-    assert!(
-        letter.reason.contains("undecodable message body"),
-        "{}",
-        letter.reason
-    );
-    assert_eq!(dead.count().await.unwrap(), 1, "listing leaves it there");
-    assert_eq!(dead.requeue().await.unwrap(), 0, "it is not moved back");
-    assert_eq!(dead.count().await.unwrap(), 1);
-    server.clean().await;
-}
-
-#[tokio::test]
-async fn a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason() {
-    let Some(server) = Server::open("unknown_handler") else {
-        return;
-    };
-    let capture = capture();
-    let bus = server.bus();
-    let group = server.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-    // A retry written before a deploy renamed the handler `send-mail`.
-    let event = order_placed();
-    let mut headers = HeaderMap::new();
-    headers.insert(wire::HEADER_ATTEMPT, "2");
-    headers.insert(wire::HEADER_HANDLERS, r#"["send-mail"]"#);
-    let body = wire::encode(&event).unwrap();
-    raw(&server, group.retry_subject().to_owned(), headers, body).await;
-    dead_count(&group, 1).await;
-    running.stop().await;
-    let dead = group.dead_letters();
-    assert_eq!(
-        dead.count().await.unwrap(),
-        1,
-        "dead-lettered, not acknowledged"
-    );
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "no other handler ran");
-    let listed = dead.list(10).await.unwrap();
-    let letter = listed[0].as_failed().expect("a failed letter");
-    assert_eq!(letter.message.message_id, event.event_id);
-    assert_eq!(letter.handler, "send-mail");
-    assert!(
-        letter.error.contains("no handler named `send-mail`"),
-        "{}",
-        letter.error
-    );
-    let spans = capture.spans();
-    let consume = spans.get(CONSUME);
-    assert!(
-        matches!(&consume.status, Status::Error { description } if description.contains("send-mail")),
-        "{:?}",
-        consume.status
-    );
-    server.clean().await;
-}
-
-// ---- shutdown ---------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn shutdown_lets_the_handler_in_flight_finish_and_settles_it() {
-    let Some(server) = Server::open("shutdown") else {
-        return;
-    };
-    let bus = server.bus();
-    let group = server.group(&bus, "mailer", &[50]);
-    let started = Arc::new(tokio::sync::Notify::new());
-    let finished = Arc::new(AtomicUsize::new(0));
-    {
-        let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
-        group.subscribe_fn("slow", move |_event| {
-            let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
-            async move {
-                started.notify_one();
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                finished.fetch_add(1, Ordering::SeqCst);
-                Ok::<(), HandlerError>(())
-            }
-        });
-    }
-    let running = Running::start(&group).await;
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    started.notified().await;
-    running.stop().await;
-    assert_eq!(
-        finished.load(Ordering::SeqCst),
-        1,
-        "finished before stopping"
-    );
-
-    // Settled: a new consumer of the group gets nothing more.
-    let again = server.group(&bus, "mailer", &[50]);
-    let calls = counting(&again, "count", 0);
-    let running = Running::start(&again).await;
-    orders
-        .execute(ShipOrder {
-            order_id: "o-1".into(),
-            carrier: "dhl".into(),
-        })
-        .await
-        .unwrap();
-    until("the next message", || calls.load(Ordering::SeqCst) >= 1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    running.stop().await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "only the new message");
-    server.clean().await;
-}
-
-// ---- the relay --------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn the_relay_carries_the_commands_trace_through_jetstream() {
-    use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
-    use eventsource_runtime::relay::Relay;
-
-    let Some(server) = Server::open("relay") else {
-        return;
-    };
-    let capture = capture();
-    let bus = server.bus();
-    let group = server.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-
-    // The command only stores; the relay publishes.
-    let store = InMemoryEventStore::new();
-    let orders = CommandService::<Order>::new(store.clone());
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    orders.execute(sample_order("o-2", "bob")).await.unwrap();
-    let relay = Relay::new(
-        Arc::new(store),
-        Arc::new(InMemoryCheckpointStore::new()),
-        Arc::new(bus),
-    );
-    assert_eq!(relay.run_until_caught_up().await.unwrap(), 2);
-    until("both handled", || calls.load(Ordering::SeqCst) == 2).await;
-    running.stop().await;
-
-    let spans = capture.spans();
-    for command in spans.all("command.PlaceOrder") {
-        let trace = command.span_context.trace_id();
-        let in_trace: Vec<&str> = spans
-            .0
-            .iter()
-            .filter(|s| s.span_context.trace_id() == trace)
-            .map(|s| s.name.as_ref())
-            .collect();
-        for name in [attr::SPAN_STORE_APPEND, PUBLISH, CONSUME, HANDLE] {
-            assert!(in_trace.contains(&name), "{name} in {in_trace:?}");
-        }
-    }
-    server.clean().await;
 }
 
 // ---- the contract ------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-//! The RabbitMQ bus against a real broker: one trace from the command to the handlers,
-//! fan-out to two groups, retries then dead letters (listed, moved back, purged), typed
-//! publish errors, bad trace context, undecodable messages, graceful shutdown.
+//! The RabbitMQ bus against a real broker: the broker conformance suite
+//! (`testing::conformance::broker`: one trace from the publisher to the handlers, fan-out,
+//! retries then dead letters, bad trace context, undecodable messages, graceful stop, the
+//! relay's trace) and what only RabbitMQ does: its span attributes and metric destinations,
+//! typed publish errors (unroutable, unavailable, refused credentials).
 //!
 //! The broker comes from `EVENTSOURCE_AMQP_URL` (e.g.
 //! `amqp://guest:guest@127.0.0.1:5672/%2f`). Without it each test prints `skipped:
@@ -17,20 +19,24 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use domain::{Order, ShipOrder, sample_order};
-use eventsource_runtime::bus::{BusError, EventBus, HandlerError, UnavailableReason, wire};
+use eventsource_runtime::bus::{
+    BusError, DeadLetterEntry, Dispatcher, EventBus, HandlerError, UnavailableReason, wire,
+};
 use eventsource_runtime::event::Metadata;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::rabbitmq::{ConsumerGroup, RabbitMqBus, Unroutable};
 use eventsource_runtime::telemetry::attributes as attr;
-use eventsource_runtime::telemetry::propagation;
+use eventsource_runtime::testing::conformance::broker::{
+    self, BoxFuture, BrokerFixture, RawMessage,
+};
 use eventsource_runtime::testing::{
-    CapturedSpans, MetricCapture, attribute, capture, capture_metrics, kind,
+    CapturedSpans, MetricCapture, attribute, capture, capture_metrics,
 };
 use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::trace::Status;
 use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::oneshot;
 
@@ -186,102 +192,176 @@ static METRICS: LazyLock<MetricCapture> = LazyLock::new(capture_metrics);
 
 const PUBLISH: &str = attr::SPAN_BUS_PUBLISH;
 const CONSUME: &str = attr::SPAN_BUS_CONSUME;
-const HANDLE: &str = attr::SPAN_BUS_HANDLE;
 
-// ---- the trace across the broker -----------------------------------------------------------
+// ---- the broker conformance suite ------------------------------------------------------------
 
+#[eventsource_runtime::async_trait]
+impl BrokerFixture for Broker {
+    type Bus = RabbitMqBus;
+    type Group = ConsumerGroup;
+
+    fn system(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    fn bus(&self) -> RabbitMqBus {
+        Broker::bus(self)
+    }
+
+    fn group(&self, bus: &RabbitMqBus, name: &str, retry_delays: &[Duration]) -> ConsumerGroup {
+        let delays: Vec<u64> = retry_delays
+            .iter()
+            .map(|d| u64::try_from(d.as_millis()).unwrap())
+            .collect();
+        Broker::group(self, bus, name, &delays)
+    }
+
+    fn dispatcher<'g>(&self, group: &'g ConsumerGroup) -> &'g Dispatcher {
+        group.dispatcher()
+    }
+
+    /// RabbitMQ has no consumer groups: the group's queue stands in.
+    fn consumer_group_name(&self, group: &ConsumerGroup) -> String {
+        group.queue().to_owned()
+    }
+
+    async fn declare(&self, group: &ConsumerGroup) -> Result<(), BusError> {
+        group.declare().await
+    }
+
+    fn run(group: ConsumerGroup, stop: BoxFuture<()>) -> BoxFuture<Result<(), BusError>> {
+        Box::pin(async move { group.run(stop).await })
+    }
+
+    async fn dead_letter_count(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
+        group.dead_letters().count().await.map(u64::from)
+    }
+
+    async fn dead_letters(
+        &self,
+        group: &ConsumerGroup,
+        max: usize,
+    ) -> Result<Vec<DeadLetterEntry>, BusError> {
+        group.dead_letters().list(max).await
+    }
+
+    async fn requeue_dead_letters(&self, group: &ConsumerGroup) -> Result<usize, BusError> {
+        group.dead_letters().requeue().await
+    }
+
+    async fn purge_dead_letters(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
+        group.dead_letters().purge().await.map(u64::from)
+    }
+
+    /// Publishes straight to the group's queue, through the default exchange.
+    async fn send_raw(&self, _bus: &RabbitMqBus, group: &ConsumerGroup, message: RawMessage<'_>) {
+        let mut headers = FieldTable::default();
+        if let Some(traceparent) = message.traceparent {
+            headers.insert(
+                Metadata::TRACEPARENT.into(),
+                AMQPValue::LongString(LongString::from(traceparent)),
+            );
+        }
+        if let Some(retry) = message.retry {
+            headers.insert(
+                wire::HEADER_ATTEMPT.into(),
+                AMQPValue::LongLongInt(i64::from(retry.attempt)),
+            );
+            let handlers = retry
+                .handlers
+                .iter()
+                .map(|h| AMQPValue::LongString(LongString::from(*h)))
+                .collect::<Vec<_>>();
+            headers.insert(
+                wire::HEADER_HANDLERS.into(),
+                AMQPValue::FieldArray(handlers.into()),
+            );
+        }
+        let connection = self.connection().await;
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .basic_publish(
+                "".into(),
+                group.queue().into(),
+                BasicPublishOptions::default(),
+                message.body,
+                BasicProperties::default().with_headers(headers),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let _ = connection.close(200, "sent".into()).await;
+    }
+}
+
+/// One test of the suite: a broker of its own, cleaned when the scenario passes.
+macro_rules! conformance {
+    ($($test:ident => $scenario:path $(, $metrics:expr)?;)*) => {
+        $(
+            #[tokio::test]
+            async fn $test() {
+                let Some(broker) = Broker::open(stringify!($test)) else {
+                    return;
+                };
+                $scenario(&broker $(, $metrics)?).await;
+                broker.clean().await;
+            }
+        )*
+    };
+}
+
+conformance! {
+    fan_out_to_two_groups_shows_as_two_branches_of_one_trace =>
+        broker::trace::fan_out;
+    a_malformed_traceparent_starts_a_new_root_and_the_message_is_handled =>
+        broker::trace::malformed_traceparent_starts_a_new_root;
+    the_relay_carries_the_stored_trace_through_the_broker =>
+        broker::trace::relay_continues_the_stored_trace;
+    a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved_back =>
+        broker::failures::retried_then_dead_lettered_then_moved_back, &METRICS;
+    purge_empties_the_dead_letters =>
+        broker::failures::purge_empties_the_dead_letters;
+    an_undecodable_message_goes_to_the_dead_letters_with_the_reason =>
+        broker::failures::undecodable_message_is_dead_lettered_with_the_reason;
+    a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason =>
+        broker::failures::retry_for_an_unknown_handler_is_dead_lettered;
+    shutdown_lets_the_handler_in_flight_finish_and_settles_it =>
+        broker::failures::graceful_stop_finishes_the_handler_in_flight;
+}
+
+/// The suite's trace, and what only RabbitMQ's spans and metrics say: the exchange and
+/// routing key, the queue, the delivery tag.
 #[tokio::test]
-async fn a_command_reaches_the_handlers_through_the_broker_as_one_trace() {
+async fn a_message_reaches_the_handlers_through_the_broker_as_one_trace() {
     let Some(broker) = Broker::open("one_trace") else {
         return;
     };
-    LazyLock::force(&METRICS);
-    let capture = capture();
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
-    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    assert!(outcome.publish_error().is_none(), "{:?}", outcome.publish);
-    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
-    running.stop().await;
-
-    let spans = capture.spans();
-    let command = spans.get("command.PlaceOrder");
+    let seen = broker::trace::one_trace(&broker, &METRICS).await;
+    let (spans, group) = (&seen.spans, &seen.group);
     let publish = spans.get(PUBLISH);
     let consume = spans.get(CONSUME);
-    let handle = spans.get(HANDLE);
-    spans.assert_child_of(PUBLISH, "command.PlaceOrder");
-    spans.assert_child_of(CONSUME, PUBLISH);
-    spans.assert_child_of(HANDLE, CONSUME);
-    assert_eq!(
-        consume.span_context.trace_id(),
-        command.span_context.trace_id()
-    );
-    assert_eq!(kind(publish), SpanKind::Producer);
-    assert_eq!(kind(consume), SpanKind::Consumer);
-
-    // The messaging conventions.
-    let key = "Order.OrderPlaced";
-    assert_eq!(
-        attribute(publish, attr::MESSAGING_SYSTEM),
-        Some(&string("rabbitmq"))
-    );
-    assert_eq!(
-        attribute(publish, attr::MESSAGING_OPERATION_TYPE),
-        Some(&string("send"))
-    );
+    let key = format!("Order.{}", seen.event.event_type);
+    let sent = format!("{}:{key}", broker.exchange);
+    let processed = format!("{sent}:{}", group.queue());
     assert_eq!(
         attribute(publish, attr::MESSAGING_DESTINATION_NAME),
-        Some(&string(&format!("{}:{key}", broker.exchange)))
+        Some(&string(&sent))
     );
     assert_eq!(
         attribute(publish, attr::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY),
-        Some(&string(key))
-    );
-    assert_eq!(
-        attribute(publish, attr::MESSAGING_MESSAGE_ID),
-        Some(&string(&outcome.events[0].event_id.to_string()))
-    );
-    assert!(attribute(publish, attr::SERVER_ADDRESS).is_some());
-    assert!(matches!(
-        attribute(publish, attr::SERVER_PORT),
-        Some(Value::I64(_))
-    ));
-    assert_eq!(
-        attribute(consume, attr::MESSAGING_OPERATION_TYPE),
-        Some(&string("process"))
+        Some(&string(&key))
     );
     assert_eq!(
         attribute(consume, attr::MESSAGING_DESTINATION_NAME),
-        Some(&string(&format!(
-            "{}:{key}:{}",
-            broker.exchange,
-            group.queue()
-        )))
-    );
-    // RabbitMQ has no consumer groups: the group's queue stands in.
-    assert_eq!(
-        attribute(consume, attr::MESSAGING_CONSUMER_GROUP_NAME),
-        Some(&string(group.queue()))
+        Some(&string(&processed))
     );
     assert!(matches!(
         attribute(consume, attr::MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG),
         Some(Value::I64(_))
     ));
-    assert_eq!(
-        attribute(handle, attr::HANDLER_NAME),
-        Some(&string("send-confirmation"))
-    );
-
-    // The contract's bus metrics, with `messaging.system` = `rabbitmq` (the destination is
-    // this test's own).
-    let sent = format!("{}:{key}", broker.exchange);
-    let processed = format!("{sent}:{}", group.queue());
     let system = (attr::MESSAGING_SYSTEM, "rabbitmq");
-    let event_type = (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced");
+    let event_type = (attr::METRIC_ATTR_EVENT_TYPE, &*seen.event.event_type);
     let published = [
         (attr::MESSAGING_DESTINATION_NAME, sent.as_str()),
         system,
@@ -300,172 +380,6 @@ async fn a_command_reaches_the_handlers_through_the_broker_as_one_trace() {
         METRICS.total(attr::METRIC_BUS_MESSAGES_CONSUMED, &consumed),
         1
     );
-    let handler = [
-        (attr::METRIC_ATTR_HANDLER_NAME, "send-confirmation"),
-        event_type,
-    ];
-    assert!(METRICS.total(attr::METRIC_BUS_HANDLER_DURATION, &handler) >= 1);
-    broker.clean().await;
-}
-
-#[tokio::test]
-async fn fan_out_to_two_groups_shows_as_two_branches_of_one_trace() {
-    let Some(broker) = Broker::open("fan_out") else {
-        return;
-    };
-    let capture = capture();
-    let bus = broker.bus();
-    let mailer = broker.group(&bus, "mailer", &[50]);
-    let shipping = broker.group(&bus, "shipping", &[50]).bind("Order.*");
-    let mails = counting(&mailer, "send-confirmation", 0);
-    let notes = counting(&shipping, "notify-shipping", 0);
-    let running = [
-        Running::start(&mailer).await,
-        Running::start(&shipping).await,
-    ];
-
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    until("both groups handled it", || {
-        mails.load(Ordering::SeqCst) == 1 && notes.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    for group in running {
-        group.stop().await;
-    }
-
-    let spans = capture.spans();
-    let publish = spans.get(PUBLISH);
-    let consumes = named(&spans, CONSUME);
-    assert_eq!(consumes.len(), 2, "{}", spans.tree());
-    for consume in &consumes {
-        assert_eq!(consume.parent_span_id, publish.span_context.span_id());
-        assert_eq!(
-            consume.span_context.trace_id(),
-            publish.span_context.trace_id()
-        );
-    }
-    let mut groups: Vec<String> = consumes
-        .iter()
-        .filter_map(|c| attribute(c, attr::MESSAGING_CONSUMER_GROUP_NAME))
-        .map(|v| v.as_str().into_owned())
-        .collect();
-    groups.sort();
-    assert_eq!(groups, [mailer.queue(), shipping.queue()]);
-    broker.clean().await;
-}
-
-// ---- failures: retries, dead letters -------------------------------------------------------
-
-#[tokio::test]
-async fn a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved_back() {
-    let Some(broker) = Broker::open("dead_letters") else {
-        return;
-    };
-    LazyLock::force(&METRICS);
-    let capture = capture();
-    let bus = broker.bus();
-    // Three deliveries in all; the first three calls fail.
-    let group = broker.group(&bus, "mailer", &[30, 60]);
-    let mails = counting(&group, "send-confirmation", 3);
-    let steady = counting(&group, "audit", 0);
-    let running = Running::start(&group).await;
-
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
-    let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    let dead = group.dead_letters();
-    until("three deliveries", || mails.load(Ordering::SeqCst) == 3).await;
-    for _ in 0..500 {
-        if dead.count().await.unwrap() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(dead.count().await.unwrap(), 1);
-    assert_eq!(
-        steady.load(Ordering::SeqCst),
-        1,
-        "only the failed handler again"
-    );
-
-    let letters: Vec<_> = dead.list(10).await.unwrap();
-    let letters: Vec<_> = letters.iter().filter_map(|e| e.as_failed()).collect();
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].message.message_id, outcome.events[0].event_id);
-    assert_eq!(letters[0].handler, "send-confirmation");
-    assert_eq!(letters[0].attempts, 3);
-    assert!(letters[0].error.contains("call 2"), "{}", letters[0].error);
-    // Counted once the broker took it (other tests of this binary may dead-letter too).
-    let dead_lettered = [
-        (attr::MESSAGING_SYSTEM, "rabbitmq"),
-        (attr::METRIC_ATTR_EVENT_TYPE, "OrderPlaced"),
-    ];
-    until("the dead letter counted", || {
-        METRICS.total(attr::METRIC_BUS_MESSAGES_DEAD_LETTERED, &dead_lettered) >= 1
-    })
-    .await;
-    assert_eq!(dead.count().await.unwrap(), 1, "listing leaves them there");
-
-    // Moved back: the handler (now working) gets it, alone, and nothing is left.
-    assert_eq!(dead.requeue().await.unwrap(), 1);
-    until("the fourth call", || mails.load(Ordering::SeqCst) == 4).await;
-    running.stop().await;
-    assert_eq!(dead.count().await.unwrap(), 0);
-    assert_eq!(steady.load(Ordering::SeqCst), 1);
-
-    // The retries are new roots linked to the publish span.
-    let spans = capture.spans();
-    let publish = spans.get(PUBLISH);
-    let consumes = named(&spans, CONSUME);
-    assert_eq!(consumes.len(), 4, "{}", spans.tree());
-    let live: Vec<_> = consumes
-        .iter()
-        .filter(|c| c.parent_span_id == publish.span_context.span_id())
-        .collect();
-    assert_eq!(live.len(), 1, "one live delivery");
-    let retries: Vec<_> = consumes
-        .iter()
-        .filter(|c| c.parent_span_id == SpanId::INVALID)
-        .collect();
-    assert_eq!(retries.len(), 3);
-    for retry in retries {
-        assert!(
-            retry
-                .links
-                .iter()
-                .any(|l| l.span_context.span_id() == publish.span_context.span_id()),
-            "linked to the publish span"
-        );
-        assert_eq!(
-            attribute(retry, attr::DELIVERY_MODE),
-            Some(&string(attr::DELIVERY_REDELIVERY))
-        );
-    }
-    broker.clean().await;
-}
-
-#[tokio::test]
-async fn purge_empties_the_dead_letters() {
-    let Some(broker) = Broker::open("purge") else {
-        return;
-    };
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[]);
-    let _always = counting(&group, "broken", usize::MAX);
-    let running = Running::start(&group).await;
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    orders.execute(sample_order("o-2", "bob")).await.unwrap();
-    let dead = group.dead_letters();
-    for _ in 0..500 {
-        if dead.count().await.unwrap() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    running.stop().await;
-    assert_eq!(dead.purge().await.unwrap(), 2);
-    assert_eq!(dead.count().await.unwrap(), 0);
     broker.clean().await;
 }
 
@@ -628,260 +542,4 @@ async fn refused_credentials_are_told_apart_and_the_password_is_never_shown() {
     for shown in [chain(&invalid), format!("{invalid:?}")] {
         assert!(!shown.contains(secret), "{shown}");
     }
-}
-
-// ---- foreign and damaged messages ----------------------------------------------------------
-
-/// Publishes a raw message with `headers` and `body` straight to the group's queue.
-async fn raw(broker: &Broker, group: &ConsumerGroup, headers: FieldTable, body: &[u8]) {
-    let connection = broker.connection().await;
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .basic_publish(
-            "".into(),
-            group.queue().into(),
-            BasicPublishOptions::default(),
-            body,
-            BasicProperties::default().with_headers(headers),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let _ = connection.close(200, "sent".into()).await;
-}
-
-#[tokio::test]
-async fn a_malformed_traceparent_starts_a_new_root_and_the_message_is_handled() {
-    let Some(broker) = Broker::open("bad_context") else {
-        return;
-    };
-    let capture = capture();
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-
-    // A well-formed message as our publisher would send it, its traceparent garbled.
-    let store = InMemoryEventStore::new();
-    let event = CommandService::<Order>::new(store)
-        .execute(sample_order("o-1", "ada"))
-        .await
-        .unwrap()
-        .events
-        .remove(0);
-    let body = serde_json::json!({
-        "event_id": event.event_id, "stream": event.stream, "version": event.version,
-        "position": event.position, "event_type": event.event_type,
-        "schema_version": event.schema_version, "timestamp": event.timestamp,
-        "payload": event.payload, "metadata": Metadata::new(),
-    });
-    let mut headers = FieldTable::default();
-    headers.insert(
-        Metadata::TRACEPARENT.into(),
-        AMQPValue::LongString(LongString::from("00-not-a-trace-01")),
-    );
-    let before = propagation::malformed_context_count();
-    raw(&broker, &group, headers, body.to_string().as_bytes()).await;
-    until("the handler ran", || calls.load(Ordering::SeqCst) == 1).await;
-    running.stop().await;
-
-    assert!(propagation::malformed_context_count() > before, "counted");
-    let spans = capture.spans();
-    let consume = spans.get(CONSUME);
-    assert_eq!(consume.parent_span_id, SpanId::INVALID, "a new root");
-    broker.clean().await;
-}
-
-#[tokio::test]
-async fn an_undecodable_message_goes_to_the_dead_letters_with_the_reason() {
-    let Some(broker) = Broker::open("undecodable") else {
-        return;
-    };
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-    raw(&broker, &group, FieldTable::default(), b"{ not an event").await;
-    let dead = group.dead_letters();
-    for _ in 0..500 {
-        if dead.count().await.unwrap() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    running.stop().await;
-    assert_eq!(dead.count().await.unwrap(), 1);
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
-    let listed = dead.list(10).await.unwrap();
-    assert_eq!(listed.len(), 1, "listed, with its reason");
-    let letter = listed[0].as_undecodable().expect("an undecodable letter");
-    assert_eq!(letter.body, b"{ not an event");
-    assert!(
-        letter.reason.contains("undecodable message body"),
-        "{}",
-        letter.reason
-    );
-    assert_eq!(dead.count().await.unwrap(), 1, "listing leaves it there");
-    broker.clean().await;
-}
-
-#[tokio::test]
-async fn a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason() {
-    let Some(broker) = Broker::open("unknown_handler") else {
-        return;
-    };
-    let capture = capture();
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-    // A retry written before a deploy renamed the handler `send-mail`.
-    let event = eventsource_runtime::event::EventEnvelope {
-        event_id: uuid::Uuid::now_v7(),
-        stream: eventsource_runtime::event::StreamId::new("Order", "o-1"),
-        version: 1,
-        position: 1,
-        event_type: "OrderPlaced".into(),
-        schema_version: 1,
-        timestamp: chrono::Utc::now(),
-        payload: serde_json::json!({}).into(),
-        metadata: Metadata::new(),
-    };
-    let body = wire::encode(&event).unwrap();
-    let mut headers = FieldTable::default();
-    headers.insert(wire::HEADER_ATTEMPT.into(), AMQPValue::LongLongInt(2));
-    headers.insert(
-        wire::HEADER_HANDLERS.into(),
-        AMQPValue::FieldArray(vec![AMQPValue::LongString(LongString::from("send-mail"))].into()),
-    );
-    raw(&broker, &group, headers, &body).await;
-    let dead = group.dead_letters();
-    for _ in 0..500 {
-        if dead.count().await.unwrap() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    running.stop().await;
-    assert_eq!(
-        dead.count().await.unwrap(),
-        1,
-        "dead-lettered, not acknowledged"
-    );
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "no other handler ran");
-    let listed = dead.list(10).await.unwrap();
-    let letter = listed[0].as_failed().expect("a failed letter");
-    assert_eq!(letter.message.message_id, event.event_id);
-    assert_eq!(letter.handler, "send-mail");
-    assert!(
-        letter.error.contains("no handler named `send-mail`"),
-        "{}",
-        letter.error
-    );
-    let spans = capture.spans();
-    let consume = spans.get(CONSUME);
-    assert!(
-        matches!(&consume.status, Status::Error { description } if description.contains("send-mail")),
-        "{:?}",
-        consume.status
-    );
-    broker.clean().await;
-}
-
-// ---- shutdown ---------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn shutdown_lets_the_handler_in_flight_finish_and_settles_it() {
-    let Some(broker) = Broker::open("shutdown") else {
-        return;
-    };
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let started = Arc::new(tokio::sync::Notify::new());
-    let finished = Arc::new(AtomicUsize::new(0));
-    {
-        let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
-        group.subscribe_fn("slow", move |_event| {
-            let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
-            async move {
-                started.notify_one();
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                finished.fetch_add(1, Ordering::SeqCst);
-                Ok::<(), HandlerError>(())
-            }
-        });
-    }
-    let running = Running::start(&group).await;
-    let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus.clone());
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    started.notified().await;
-    running.stop().await;
-    assert_eq!(
-        finished.load(Ordering::SeqCst),
-        1,
-        "finished before stopping"
-    );
-
-    // Settled: a new consumer of the group gets nothing more.
-    let again = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&again, "count", 0);
-    let running = Running::start(&again).await;
-    orders
-        .execute(ShipOrder {
-            order_id: "o-1".into(),
-            carrier: "dhl".into(),
-        })
-        .await
-        .unwrap();
-    until("the next message", || calls.load(Ordering::SeqCst) >= 1).await;
-    running.stop().await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "only the new message");
-    broker.clean().await;
-}
-
-// ---- the relay --------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn the_relay_carries_the_commands_trace_through_the_broker() {
-    use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
-    use eventsource_runtime::relay::Relay;
-
-    let Some(broker) = Broker::open("relay") else {
-        return;
-    };
-    let capture = capture();
-    let bus = broker.bus();
-    let group = broker.group(&bus, "mailer", &[50]);
-    let calls = counting(&group, "send-confirmation", 0);
-    let running = Running::start(&group).await;
-
-    // The command only stores; the relay publishes.
-    let store = InMemoryEventStore::new();
-    let orders = CommandService::<Order>::new(store.clone());
-    orders.execute(sample_order("o-1", "ada")).await.unwrap();
-    orders.execute(sample_order("o-2", "bob")).await.unwrap();
-    let relay = Relay::new(
-        Arc::new(store),
-        Arc::new(InMemoryCheckpointStore::new()),
-        Arc::new(bus),
-    );
-    assert_eq!(relay.run_until_caught_up().await.unwrap(), 2);
-    until("both handled", || calls.load(Ordering::SeqCst) == 2).await;
-    running.stop().await;
-
-    let spans = capture.spans();
-    for command in spans.all("command.PlaceOrder") {
-        let trace = command.span_context.trace_id();
-        let in_trace: Vec<&str> = spans
-            .0
-            .iter()
-            .filter(|s| s.span_context.trace_id() == trace)
-            .map(|s| s.name.as_ref())
-            .collect();
-        for name in [attr::SPAN_STORE_APPEND, PUBLISH, CONSUME, HANDLE] {
-            assert!(in_trace.contains(&name), "{name} in {in_trace:?}");
-        }
-    }
-    broker.clean().await;
 }

@@ -5,7 +5,7 @@
 
 mod postgres_roles;
 mod postgres_tls;
-mod sqlite_store;
+mod sqlite;
 
 // Helpers shared by the modules below, declared once.
 use eventsource_runtime::testing::conformance;

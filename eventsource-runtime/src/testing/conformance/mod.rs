@@ -7,7 +7,10 @@
 //! - [`snapshots`], for [`SnapshotStore`](crate::snapshot::SnapshotStore);
 //! - [`checkpoints`], for [`CheckpointStore`](crate::projection::checkpoint::CheckpointStore),
 //!   with its leases and parked events;
-//! - [`processed`], for [`ProcessedMessages`](crate::bus::ProcessedMessages), with its claims.
+//! - [`processed`], for [`ProcessedMessages`](crate::bus::ProcessedMessages), with its claims;
+//! - `broker` (with the `tracing` feature), for a broker adapter: an
+//!   [`EventBus`](crate::bus::EventBus) and its consumer groups, over a fixture the
+//!   adapter's test implements.
 //!
 //! Each suite's `run_all` takes a function that makes a fresh, empty store (each check
 //! starts from one); a check that needs what only the backend can do (damage a row, reopen
@@ -28,6 +31,8 @@
 //! ```
 
 pub mod batches;
+#[cfg(feature = "tracing")]
+pub mod broker;
 pub mod checkpoints;
 pub mod events;
 pub mod processed;

@@ -1,0 +1,234 @@
+//! The behaviour every broker adapter must have, for an adapter of your own to run: the
+//! runtime's RabbitMQ, Kafka and NATS adapters run this suite in their own tests.
+//!
+//! A [`BrokerFixture`] gives the suite what only the broker can: a bus and consumer groups
+//! of the test's own, the groups' dead letters, and a way to send a message as a foreign
+//! client would (raw headers and body). Each scenario is a function taking the fixture;
+//! give each its own fixture (its own exchange, topics or stream), as the scenarios start
+//! and stop consumer groups of fixed names. A failed check panics, as a test's assertion
+//! does.
+//!
+//! - [`trace`]: one trace from the publisher to the handlers, fan-out to two groups, a
+//!   malformed trace context, the relay's trace;
+//! - [`failures`]: retries then dead letters then a move back, purge, an undecodable
+//!   message, a retry for a handler the group no longer has, a graceful stop.
+//!
+//! The scenarios read spans through [`capture`](crate::testing::capture) and metrics
+//! through the [`MetricCapture`](crate::testing::MetricCapture) they are given (metrics are
+//! process-wide: share one capture in a `static LazyLock`, as each scenario tells its own
+//! apart by an event type of its own).
+
+pub mod failures;
+pub mod trace;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::bus::{BusError, DeadLetterEntry, Dispatcher, EventBus, HandlerError, handler_fn};
+use crate::event::{EventEnvelope, Metadata, StreamId};
+
+/// A future the suite hands to, or takes from, a fixture.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What the suite needs from a broker: implemented by a test of the adapter, over one
+/// test's own part of the broker (an exchange, a topic prefix, a stream of its own).
+#[async_trait]
+pub trait BrokerFixture: Send + Sync {
+    /// The adapter's bus.
+    type Bus: EventBus + Clone;
+    /// The adapter's consumer group.
+    type Group: Clone + Send + Sync + 'static;
+
+    /// The broker's `messaging.system` (`rabbitmq`, `kafka`, `nats`).
+    fn system(&self) -> &'static str;
+
+    /// How long a scenario waits for the broker to deliver (a Kafka group's first join takes
+    /// seconds). Ten seconds unless told otherwise.
+    fn patience(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    /// A bus publishing to this test's part of the broker.
+    fn bus(&self) -> Self::Bus;
+
+    /// A consumer group named `name` receiving every event of the aggregate type `Order`
+    /// published on `bus`, retrying a failed handler after each of `retry_delays` (then
+    /// dead-lettering).
+    fn group(&self, bus: &Self::Bus, name: &str, retry_delays: &[Duration]) -> Self::Group;
+
+    /// The group's dispatcher, where the suite adds its handlers.
+    fn dispatcher<'g>(&self, group: &'g Self::Group) -> &'g Dispatcher;
+
+    /// The group's `messaging.consumer.group.name` on its consume spans.
+    fn consumer_group_name(&self, group: &Self::Group) -> String;
+
+    /// Declares what the group needs on the broker (queues, topics, consumers).
+    async fn declare(&self, group: &Self::Group) -> Result<(), BusError>;
+
+    /// Runs the group until `stop` completes, then stops it gracefully.
+    fn run(group: Self::Group, stop: BoxFuture<()>) -> BoxFuture<Result<(), BusError>>;
+
+    /// How many dead letters the group holds.
+    async fn dead_letter_count(&self, group: &Self::Group) -> Result<u64, BusError>;
+
+    /// Up to `max` of the group's dead letters, left where they are.
+    async fn dead_letters(
+        &self,
+        group: &Self::Group,
+        max: usize,
+    ) -> Result<Vec<DeadLetterEntry>, BusError>;
+
+    /// Moves the group's dead letters back for their handlers; how many.
+    async fn requeue_dead_letters(&self, group: &Self::Group) -> Result<usize, BusError>;
+
+    /// Deletes the group's dead letters; how many.
+    async fn purge_dead_letters(&self, group: &Self::Group) -> Result<u64, BusError>;
+
+    /// Sends `message` as a client other than the adapter would, where `group` takes it (a
+    /// retry where the group's retries arrive), and waits until the broker holds it.
+    ///
+    /// # Panics
+    /// When the broker does not take it.
+    async fn send_raw(&self, bus: &Self::Bus, group: &Self::Group, message: RawMessage<'_>);
+}
+
+/// A message written by hand, with the headers a scenario names in the broker's own form
+/// (an AMQP field, a Kafka header's bytes, a NATS header's text).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RawMessage<'a> {
+    /// The aggregate type of its event (`Order`).
+    pub aggregate_type: &'a str,
+    /// The aggregate id (a Kafka record's key).
+    pub aggregate_id: &'a str,
+    /// The event type (part of a routing key or subject).
+    pub event_type: &'a str,
+    /// The body, as it is.
+    pub body: &'a [u8],
+    /// A `traceparent` header, when given.
+    pub traceparent: Option<&'a str>,
+    /// A retry's headers ([`wire::HEADER_ATTEMPT`](crate::bus::wire::HEADER_ATTEMPT) and
+    /// [`wire::HEADER_HANDLERS`](crate::bus::wire::HEADER_HANDLERS)), when it is one.
+    pub retry: Option<RawRetry<'a>>,
+}
+
+/// The headers of a retry written by hand.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RawRetry<'a> {
+    /// The delivery attempt it is (2 for a first retry).
+    pub attempt: u32,
+    /// The handlers it is for.
+    pub handlers: &'a [&'a str],
+}
+
+/// A consumer group running in a task of its own, stopped gracefully by [`Running::stop`].
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), BusError>>,
+}
+
+impl Running {
+    async fn start<F: BrokerFixture>(fixture: &F, group: &F::Group) -> Self {
+        fixture.declare(group).await.expect("the group's topology");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(F::run(
+            group.clone(),
+            Box::pin(async move {
+                let _ = stopped.await;
+            }),
+        ));
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("the group's task")
+            .expect("the group stops cleanly");
+    }
+}
+
+/// Waits, up to the fixture's patience, until `done` holds.
+async fn until<F: BrokerFixture>(fixture: &F, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + fixture.patience();
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits, up to the fixture's patience, until the group holds `count` dead letters.
+async fn dead_letters_reach<F: BrokerFixture>(fixture: &F, group: &F::Group, count: u64) {
+    let deadline = tokio::time::Instant::now() + fixture.patience();
+    loop {
+        let now = fixture
+            .dead_letter_count(group)
+            .await
+            .expect("the dead letters' count");
+        if now == count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {count} dead letter(s) (the group holds {now})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A handler of `group` that counts its calls and fails the first `failures` of them.
+fn counting<F: BrokerFixture>(
+    fixture: &F,
+    group: &F::Group,
+    name: &'static str,
+    failures: usize,
+) -> Arc<AtomicUsize> {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    fixture
+        .dispatcher(group)
+        .subscribe(handler_fn(name, move |_event| {
+            let call = seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if call < failures {
+                    Err(HandlerError::new(format!("{name} failed (call {call})")))
+                } else {
+                    Ok(())
+                }
+            }
+        }));
+    calls
+}
+
+/// An event type of the scenario's own (`Placed` and a fresh id), so that the process-wide
+/// metrics tell its messages apart from every other test's.
+fn event_type() -> String {
+    format!("Placed{}", Uuid::now_v7().simple())
+}
+
+/// A stored `Order` event of type `event_type`, as a bus publishes it.
+fn stored_event(aggregate_id: &str, event_type: &str) -> EventEnvelope {
+    EventEnvelope {
+        event_id: Uuid::now_v7(),
+        stream: StreamId::new("Order", aggregate_id),
+        version: 1,
+        position: 1,
+        event_type: event_type.to_owned().into(),
+        schema_version: 1,
+        timestamp: chrono::Utc::now(),
+        payload: serde_json::json!({ "customer": "ada" }).into(),
+        metadata: Metadata::new(),
+    }
+}

@@ -1,0 +1,218 @@
+//! Failures: retries, the typed stop, shutdown during backoff, a store in trouble.
+
+use super::*;
+
+// ---- Failures: retries, the typed stop, shutdown during backoff. ---------------------------
+
+#[tokio::test]
+async fn a_handler_failing_twice_then_succeeding_is_retried_in_order() {
+    let store = InMemoryEventStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    append(&store, "o-1", 4).await;
+    let seen = Arc::new(StdMutex::new(Vec::new()));
+    let mut recorder =
+        Recorder::new("Orders").failing(|e, attempt| e.position == 2 && attempt <= 2);
+    recorder.checkpoints = Some((checkpoints.clone(), Arc::clone(&seen)));
+
+    let reached = runner(&store, &checkpoints, recorder.clone())
+        .batch_size(1) // a checkpoint per event, to watch it
+        .max_attempts(3)
+        .run_until_caught_up()
+        .await
+        .unwrap();
+    assert_eq!(reached, 4);
+    assert_eq!(
+        recorder.handled(),
+        positions(1..=4),
+        "in order, none skipped"
+    );
+    assert_eq!(
+        *recorder.calls.lock().unwrap(),
+        [(1, 1), (2, 1), (2, 2), (2, 3), (3, 1), (4, 1)]
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [1, 1],
+        "while event 2 failed, the checkpoint stayed before it"
+    );
+    assert_eq!(checkpoints.load("Orders").await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn after_max_attempts_the_runner_stops_with_a_typed_error_before_the_event() {
+    let store = InMemoryEventStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    append(&store, "o-1", 5).await;
+    let recorder = Recorder::new("Orders").failing(|e, _| e.position == 3);
+
+    let error = runner(&store, &checkpoints, recorder.clone())
+        .max_attempts(4)
+        .run_until_caught_up()
+        .await
+        .unwrap_err();
+    let RunnerError::HandlerFailed {
+        projection,
+        position,
+        event_type,
+        attempts,
+        source,
+    } = &error
+    else {
+        panic!("unexpected error {error:?}");
+    };
+    assert_eq!(projection, "Orders");
+    assert_eq!(*position, 3);
+    assert_eq!(event_type, "OrderPlaced");
+    assert_eq!(*attempts, 4);
+    assert_eq!(source.to_string(), "read model unavailable (attempt 4)");
+    assert!(error.to_string().contains("failed 4 times"), "{error}");
+    assert_eq!(
+        recorder.handled(),
+        [1, 2],
+        "nothing after the failing event"
+    );
+    assert_eq!(
+        checkpoints.load("Orders").await.unwrap(),
+        2,
+        "the checkpoint points before the failing event"
+    );
+
+    // `run` stops with the same error instead of following.
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let error = tokio::time::timeout(
+        Duration::from_secs(5),
+        runner(&store, &checkpoints, recorder.instance())
+            .max_attempts(2)
+            .run(stopped),
+    )
+    .await
+    .expect("stops by itself")
+    .unwrap_err();
+    assert!(matches!(
+        error,
+        RunnerError::HandlerFailed {
+            position: 3,
+            attempts: 2,
+            ..
+        }
+    ));
+
+    // Fixed, the next run starts with the failing event.
+    let fixed = Recorder::new("Orders");
+    runner(&store, &checkpoints, fixed.clone())
+        .run_until_caught_up()
+        .await
+        .unwrap();
+    assert_eq!(fixed.handled(), positions(3..=5));
+}
+
+#[tokio::test]
+async fn shutdown_interrupts_a_backoff_wait() {
+    let store = InMemoryEventStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    append(&store, "o-1", 3).await;
+    let recorder = Recorder::new("Orders").failing(|e, _| e.position == 2);
+    let running = runner(&store, &checkpoints, recorder.clone())
+        .max_attempts(100)
+        .backoff(Duration::from_secs(30), Duration::from_secs(30));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move { running.run(stopped).await });
+    eventually("the first failure", || {
+        recorder.calls.lock().unwrap().len() == 2
+    })
+    .await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("not waiting out the 30 s backoff")
+        .unwrap()
+        .unwrap();
+    assert_eq!(checkpoints.load("Orders").await.unwrap(), 1);
+}
+
+// ---- Store trouble. ------------------------------------------------------------------------
+
+/// The in-memory store, unavailable for the first `outages` reads.
+#[derive(Debug, Clone)]
+struct Flaky {
+    store: InMemoryEventStore,
+    outages: Arc<AtomicUsize>,
+}
+
+#[eventsource_runtime::async_trait]
+impl EventStore for Flaky {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.store.append(stream, expected, events).await
+    }
+    async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.store.load(stream, from).await
+    }
+    async fn read_all(&self, from: u64, limit: usize) -> Result<ReadBatch, StoreError> {
+        let down = self
+            .outages
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if down {
+            return Err(StoreError::Unavailable("connection refused".into()));
+        }
+        self.store.read_all(from, limit).await
+    }
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.store.stream_version(stream).await
+    }
+    fn system_name(&self) -> &'static str {
+        "in_memory"
+    }
+}
+
+#[tokio::test]
+async fn an_unavailable_store_is_waited_for_unless_told_otherwise() {
+    let store = InMemoryEventStore::new();
+    append(&store, "o-1", 3).await;
+    let checkpoints = InMemoryCheckpointStore::new();
+    let flaky = |outages| Flaky {
+        store: store.clone(),
+        outages: Arc::new(AtomicUsize::new(outages)),
+    };
+    let flaky_runner = |outages, recorder: Recorder| {
+        ProjectionRunner::new(
+            Arc::new(flaky(outages)),
+            Arc::new(checkpoints.clone()),
+            recorder,
+        )
+        .backoff(Duration::from_millis(1), Duration::from_millis(2))
+    };
+
+    // Three outages in a row, limited to three attempts: a typed stop.
+    let recorder = Recorder::new("Orders");
+    let error = flaky_runner(3, recorder.clone())
+        .max_store_attempts(3)
+        .run_until_caught_up()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            RunnerError::Store {
+                operation: "read_all",
+                source: StoreError::Unavailable(_),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(recorder.handled().is_empty());
+
+    // By default the runner waits for the store to come back.
+    let reached = flaky_runner(10, recorder.clone())
+        .run_until_caught_up()
+        .await
+        .unwrap();
+    assert_eq!(reached, 3);
+    assert_eq!(recorder.handled(), positions(1..=3));
+}

@@ -1,0 +1,209 @@
+//! Unreadable events: stopped at, or parked.
+
+use super::*;
+
+// ---- Unreadable events. --------------------------------------------------------------------
+
+/// The in-memory store with events the test declares unreadable (as damaged rows are).
+/// `read_all` follows the stores' rule (the events before an unreadable one; its error when
+/// it comes first), or, `whole_batch`, fails any batch holding one, as a store written
+/// before the rule might.
+#[derive(Clone, Default)]
+struct Damaged {
+    store: InMemoryEventStore,
+    unreadable: Arc<StdMutex<Vec<u64>>>,
+    whole_batch: bool,
+}
+
+impl Damaged {
+    fn damage(&self, position: u64) {
+        self.unreadable.lock().unwrap().push(position);
+    }
+    fn repair(&self, position: u64) {
+        self.unreadable.lock().unwrap().retain(|p| *p != position);
+    }
+}
+
+#[eventsource_runtime::async_trait]
+impl EventStore for Damaged {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.store.append(stream, expected, events).await
+    }
+    async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.store.load(stream, from).await
+    }
+    async fn read_all(&self, from: u64, limit: usize) -> Result<ReadBatch, StoreError> {
+        let unreadable = self.unreadable.lock().unwrap().clone();
+        let mut readable = Vec::new();
+        for event in self.store.read_all(from, limit).await? {
+            if unreadable.contains(&event.position) {
+                let error = StoreError::Corrupt {
+                    stream: event.stream,
+                    version: event.version,
+                    position: event.position,
+                    reason: "schema_version: out of range integral type conversion".into(),
+                };
+                if readable.is_empty() || self.whole_batch {
+                    return Err(error);
+                }
+                return Ok(ReadBatch::unreadable(readable, error));
+            }
+            readable.push(event);
+        }
+        Ok(ReadBatch::new(readable, limit))
+    }
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.store.stream_version(stream).await
+    }
+    fn system_name(&self) -> &'static str {
+        "in_memory"
+    }
+}
+
+fn damaged_runner(
+    store: &Damaged,
+    checkpoints: &InMemoryCheckpointStore,
+    projection: Recorder,
+) -> ProjectionRunner<Recorder> {
+    ProjectionRunner::new(
+        Arc::new(store.clone()),
+        Arc::new(checkpoints.clone()),
+        projection,
+    )
+    .batch_size(4)
+    .poll_interval(Duration::from_millis(10))
+    .backoff(Duration::from_millis(1), Duration::from_millis(4))
+}
+
+#[tokio::test]
+async fn an_unreadable_event_stops_the_runner_after_the_events_before_it() {
+    for whole_batch in [false, true] {
+        let damaged = Damaged {
+            whole_batch,
+            ..Damaged::default()
+        };
+        append(&damaged.store, "o-1", 12).await;
+        damaged.damage(10);
+        let checkpoints = InMemoryCheckpointStore::new();
+        let recorder = Recorder::new("Stopped");
+
+        let error = damaged_runner(&damaged, &checkpoints, recorder.clone())
+            .run_until_caught_up()
+            .await
+            .unwrap_err();
+        let RunnerError::UnreadableEvent {
+            projection,
+            position,
+            source,
+        } = &error
+        else {
+            panic!("unexpected error {error:?}");
+        };
+        assert_eq!((projection.as_str(), *position), ("Stopped", 10));
+        assert!(
+            matches!(source, StoreError::Corrupt { position: 10, reason, .. } if reason.starts_with("schema_version")),
+            "{source:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "projection `Stopped` stopped: the stored event at position 10 is unreadable"
+        );
+        assert_eq!(
+            recorder.handled(),
+            positions(1..=9),
+            "every event before the unreadable one (whole batch failing: {whole_batch})"
+        );
+        assert_eq!(checkpoints.load("Stopped").await.unwrap(), 9);
+        assert!(checkpoints.parked("Stopped").await.unwrap().is_empty());
+
+        // `run` stops the same way instead of following.
+        let (_stop, stopped) = oneshot::channel::<()>();
+        let again = tokio::time::timeout(
+            Duration::from_secs(5),
+            damaged_runner(&damaged, &checkpoints, recorder.instance()).run(stopped),
+        )
+        .await
+        .expect("stops by itself")
+        .unwrap_err();
+        assert!(
+            matches!(again, RunnerError::UnreadableEvent { position: 10, .. }),
+            "{again:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_parked_event_is_listed_and_retried_and_the_rest_is_handled() {
+    LazyLock::force(&METRICS);
+    register_callsites();
+    let capture = capture();
+    let damaged = Damaged::default();
+    append(&damaged.store, "o-1", 12).await;
+    damaged.damage(10);
+    let checkpoints = InMemoryCheckpointStore::new();
+    let recorder = Recorder::new("Parking");
+    let runner = damaged_runner(&damaged, &checkpoints, recorder.clone())
+        .on_unreadable(UnreadablePolicy::Park);
+
+    assert_eq!(runner.run_until_caught_up().await.unwrap(), 12);
+    assert_eq!(recorder.handled(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12]);
+    let parked = runner.parked().await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].position, 10);
+    assert!(
+        parked[0].error.contains("position 10")
+            && parked[0].error.contains("schema_version: out of range"),
+        "{}",
+        parked[0].error
+    );
+    assert_eq!(checkpoints.load("Parking").await.unwrap(), 12);
+    assert_eq!(
+        METRICS.total(
+            attr::METRIC_PROJECTION_EVENTS_PARKED,
+            &[(attr::METRIC_ATTR_PROJECTION_NAME, "Parking")]
+        ),
+        1
+    );
+
+    // An ERROR span, a root, says which event and why (projection spans being off).
+    let spans = capture.spans();
+    let park = spans.get(attr::SPAN_PROJECTION_PARK);
+    assert!(spans.is_root(park), "{}", spans.tree());
+    assert_eq!(kind(park), SpanKind::Internal);
+    assert!(
+        matches!(&park.status, Status::Error { description } if description.contains("position 10")),
+        "{:?}",
+        park.status
+    );
+    assert_eq!(attribute(park, attr::EVENT_POSITION), Some(&Value::I64(10)));
+    assert_eq!(
+        attribute(park, attr::PROJECTION_NAME),
+        Some(&Value::String("Parking".into()))
+    );
+    assert_eq!(attribute(park, attr::EVENT_SEQUENCE), Some(&Value::I64(10)));
+    assert_eq!(events(park, attr::SPAN_EVENT_EXCEPTION).len(), 1);
+
+    // Still unreadable: a retry keeps it parked.
+    let still = runner.retry_parked().await.unwrap();
+    assert_eq!(still.iter().map(|p| p.position).collect::<Vec<_>>(), [10]);
+    assert!(!recorder.handled().contains(&10));
+
+    // Repaired: the retry hands it over and unparks it; the checkpoint stays.
+    damaged.repair(10);
+    assert!(runner.retry_parked().await.unwrap().is_empty());
+    assert_eq!(recorder.handled().last(), Some(&10));
+    assert!(runner.parked().await.unwrap().is_empty());
+    assert_eq!(checkpoints.load("Parking").await.unwrap(), 12);
+
+    // A parked event that is gone from the store is simply unparked.
+    checkpoints
+        .park("Parking", &ParkedEvent::new(99, "lost"))
+        .await
+        .unwrap();
+    assert!(runner.retry_parked().await.unwrap().is_empty());
+}

@@ -20,7 +20,7 @@ pgbench_table() {
     {
         echo "DROP SCHEMA IF EXISTS pgbench_events CASCADE; CREATE SCHEMA pgbench_events;"
         sed -n '/^CREATE TABLE IF NOT EXISTS __schema__.events (/,/^);/p' \
-            eventsource-runtime/src/postgres/schema.sql | sed 's/__schema__/pgbench_events/g'
+            eventsource-runtime/src/postgres/schema/full.sql | sed 's/__schema__/pgbench_events/g'
         echo "CREATE SEQUENCE pgbench_events.versions;"
     } | psql -q -v ON_ERROR_STOP=1 "$DATABASE_URL" >/dev/null 2>&1
 }

@@ -17,7 +17,11 @@
 //!
 //! A [`HealthRegistry`] watches several of them and makes one [`HealthReport`] of them
 //! all: printed, it is a table; serialized (serde), JSON; [`is_ready`](HealthReport::is_ready)
-//! answers a readiness probe. The runtime serves nothing itself: an application answers its
+//! answers a readiness probe. The report holds one [`ComponentHealth`] per component. What
+//! the registry keeps of a component is a [`ReportsHealth`], the reporter that answers for
+//! it; a runner, relay or group is [`Watchable`]: it hands out a reporter sharing its
+//! state, so the registry needs no borrow of it (a component of your own implements
+//! `ReportsHealth` and is [registered](HealthRegistry::register)). The runtime serves nothing itself: an application answers its
 //! own readiness endpoint with it (`docs/guide/operating.md` in the repository shows one).
 //!
 //! How each kind measures its lag:

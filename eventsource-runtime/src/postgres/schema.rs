@@ -11,52 +11,52 @@ use crate::store::StoreError;
 /// The schema of the PostgreSQL stores (tables `events`, `snapshots`, `checkpoints` and
 /// the functions appends and reads go through), version 1, as applied by `migrate()`, with
 /// `__schema__` standing for the quoted schema name.
-pub const SCHEMA: &str = include_str!("schema.sql");
+pub const SCHEMA: &str = include_str!("schema/full.sql");
 
 /// Version 2 of the schema: the `parked_events` table, applied by `migrate()` after
 /// [`SCHEMA`].
-pub const SCHEMA_V2: &str = include_str!("schema_v2.sql");
+pub const SCHEMA_V2: &str = include_str!("schema/v2.sql");
 
 /// Version 3 of the schema: the table `processed_messages` of
 /// [`PostgresProcessedMessages`](super::PostgresProcessedMessages), applied by
 /// `migrate()` after [`SCHEMA_V2`].
-pub const SCHEMA_V3: &str = include_str!("schema_v3.sql");
+pub const SCHEMA_V3: &str = include_str!("schema/v3.sql");
 
 /// Version 4 of the schema: `eventsource_append` reads the stream's version from the newest
 /// index entry (version 1's `max(version)` could read the whole stream under a plan made
 /// with stale statistics), applied by `migrate()` after [`SCHEMA_V3`].
-pub const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+pub const SCHEMA_V4: &str = include_str!("schema/v4.sql");
 
 /// Version 5 of the schema: `eventsource_append` takes a batch's positions from the
 /// sequence as one range instead of one value per row read back through `RETURNING`,
 /// applied by `migrate()` after [`SCHEMA_V4`].
-pub const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+pub const SCHEMA_V5: &str = include_str!("schema/v5.sql");
 
 /// Version 6 of the schema: a trigger refuses `UPDATE`, `DELETE` and `TRUNCATE` of stored
 /// events to every role but the events table's owner (history nobody rewrites), applied by
 /// `migrate()` after [`SCHEMA_V5`].
-pub const SCHEMA_V6: &str = include_str!("schema_v6.sql");
+pub const SCHEMA_V6: &str = include_str!("schema/v6.sql");
 
 /// Version 7 of the schema: the column `snapshots.schema_version` (the aggregate's
 /// `SNAPSHOT_VERSION` a snapshot was taken at; 1 for the snapshots stored before), applied
 /// by `migrate()` after [`SCHEMA_V6`].
-pub const SCHEMA_V7: &str = include_str!("schema_v7.sql");
+pub const SCHEMA_V7: &str = include_str!("schema/v7.sql");
 
 /// Version 8 of the schema: the index of the events by their metadata's `correlation_id`,
 /// for `events_by_correlation`, applied by `migrate()` after [`SCHEMA_V7`].
-pub const SCHEMA_V8: &str = include_str!("schema_v8.sql");
+pub const SCHEMA_V8: &str = include_str!("schema/v8.sql");
 
 /// Version 9 of the schema: projections split into segments (the function
 /// `eventsource_segment`, the tables `projection_segments` and `projection_workers`),
 /// applied by `migrate()` after [`SCHEMA_V8`].
-pub const SCHEMA_V9: &str = include_str!("schema_v9.sql");
+pub const SCHEMA_V9: &str = include_str!("schema/v9.sql");
 
 /// The privileges the runtime role needs on a schema the owner role has migrated, with
 /// `__schema__` standing for the quoted schema name and `__role__` for the quoted role:
 /// `USAGE` on the schema, `SELECT, INSERT` on `events` (no `UPDATE`, no `DELETE`), `USAGE,
 /// UPDATE` on its position sequence, what the other tables need, `EXECUTE` on the
 /// functions. See the PostgreSQL guide (`docs/postgres.md`).
-pub const RUNTIME_GRANTS: &str = include_str!("grants.sql");
+pub const RUNTIME_GRANTS: &str = include_str!("schema/grants.sql");
 
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[

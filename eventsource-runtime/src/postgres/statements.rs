@@ -87,7 +87,7 @@ impl Statements {
             high_water_mark: qualify("SELECT __schema__.eventsource_high_water_mark()", schema),
             version: qualify(
                 // The newest index entry, not max(version), which a plan made with stale
-                // statistics computes by reading the whole stream (see schema_v4.sql).
+                // statistics computes by reading the whole stream (see schema/v4.sql).
                 "SELECT coalesce((SELECT version FROM __schema__.events \
                  WHERE stream_type = $1 AND stream_id = $2 \
                  ORDER BY version DESC LIMIT 1), 0)",

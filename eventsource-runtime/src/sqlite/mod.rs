@@ -88,24 +88,24 @@ pub use snapshots::SqliteSnapshotStore;
 /// The schema of the SQLite stores (tables `events`, `snapshots`, `checkpoints`), version
 /// 1, as applied by `migrate()`. Every statement is idempotent (`CREATE ... IF NOT
 /// EXISTS`).
-pub const SCHEMA: &str = include_str!("schema.sql");
+pub const SCHEMA: &str = include_str!("schema/full.sql");
 
 /// Version 2 of the schema: the `parked_events` table, applied by `migrate()` after
 /// [`SCHEMA`].
-pub const SCHEMA_V2: &str = include_str!("schema_v2.sql");
+pub const SCHEMA_V2: &str = include_str!("schema/v2.sql");
 
 /// Version 3 of the schema: the table `processed_messages` of
 /// [`SqliteProcessedMessages`], applied by `migrate()` after [`SCHEMA_V2`].
-pub const SCHEMA_V3: &str = include_str!("schema_v3.sql");
+pub const SCHEMA_V3: &str = include_str!("schema/v3.sql");
 
 /// Version 4 of the schema: the column `snapshots.schema_version` (the aggregate's
 /// `SNAPSHOT_VERSION` a snapshot was taken at; 1 for the snapshots stored before), applied
 /// by `migrate()` after [`SCHEMA_V3`].
-pub const SCHEMA_V4: &str = include_str!("schema_v4.sql");
+pub const SCHEMA_V4: &str = include_str!("schema/v4.sql");
 
 /// Version 5 of the schema: the virtual column `events.correlation_id` (the metadata's)
 /// and its index, for `events_by_correlation`, applied by `migrate()` after [`SCHEMA_V4`].
-pub const SCHEMA_V5: &str = include_str!("schema_v5.sql");
+pub const SCHEMA_V5: &str = include_str!("schema/v5.sql");
 
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[

@@ -33,9 +33,10 @@ fn causation_of(event: &EventEnvelope) -> &str {
     event.metadata.causation_id().expect("a causation id")
 }
 
-/// A SQLite store in a file of its own, migrated.
+/// A SQLite store in a file of its own (in cargo's temporary directory for tests, under
+/// `target/`), migrated.
 async fn sqlite(name: &str) -> SqliteEventStore {
-    let dir = std::env::temp_dir().join(format!(
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "eventsource-lineage-{}-{}",
         std::process::id(),
         uuid::Uuid::now_v7().simple()

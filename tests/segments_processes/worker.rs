@@ -21,7 +21,9 @@ pub(crate) struct Worker {
 
 impl Worker {
     pub(crate) fn start(scenario: &Scenario, name: &str, extra: &[&str]) -> Self {
-        let stderr = std::env::temp_dir().join(format!("{}-{name}.stderr", scenario.schema));
+        // In cargo's temporary directory for tests (under `target/`), not the system's.
+        let stderr = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("{}-{name}.stderr", scenario.schema));
         let url = with_application_name(&scenario.url, name);
         let mut command = Command::new(&scenario.binary);
         command

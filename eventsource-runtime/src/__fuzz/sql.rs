@@ -112,6 +112,25 @@ pub fn sqlite_row(cells: &[Cell], known: Option<&StreamId>) -> Result<EventEnvel
     crate::sqlite::decode_row(Given(cells), known)
 }
 
+/// The event the SQLite store's `read_all` takes from a row of `cells` when it reads the row
+/// within a page (`sqlite/page.rs`: the cells as SQLite's `json_array` writes them), or
+/// `None` when that read leaves the row to the row-by-row one ([`sqlite_row`]), which then
+/// must read the same event.
+#[cfg(feature = "sqlite")]
+pub fn sqlite_page_row(cells: &[Cell]) -> Option<EventEnvelope> {
+    let cells = cells
+        .iter()
+        .map(|cell| match cell {
+            Cell::Null => Some("null".to_owned()),
+            Cell::Int(value) => Some(value.to_string()),
+            Cell::Text(text) => serde_json::to_string(text).ok(),
+            // Not values SQLite holds.
+            Cell::Int4(_) | Cell::Uuid(_) | Cell::Timestamp(_) => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    crate::sqlite::decode_page(&format!("[[{}]]", cells.join(",")))?.pop()
+}
+
 /// The event the PostgreSQL store reads from a row of `cells` (of the stream `known`, as a
 /// load's rows, or `None`, as `read_all`'s). The database enforces the columns' types, so
 /// the payload and metadata are taken as valid JSON (`jsonb`'s), unchecked, as the store
@@ -168,8 +187,12 @@ mod tests {
         let event = sqlite_row(&cells, None).unwrap();
         check(&event);
         assert_eq!(event.timestamp.timestamp_subsec_nanos(), 123_456_789);
+        // Within a page, the same event.
+        let paged = sqlite_page_row(&cells).expect("read within a page");
+        assert_eq!(format!("{paged:?}"), format!("{event:?}"));
 
         cells[8] = Cell::Text("{".into());
+        assert!(sqlite_page_row(&cells).is_none(), "left to the rows");
         let Err(StoreError::Corrupt {
             reason, position, ..
         }) = sqlite_row(&cells, None)
@@ -183,6 +206,7 @@ mod tests {
             sqlite_row(&cells, None),
             Err(StoreError::Corrupt { .. })
         ));
+        assert!(sqlite_page_row(&cells).is_none());
     }
 
     #[cfg(feature = "postgres")]

@@ -2,6 +2,7 @@
 //! every unreadable column is [`StoreError::Corrupt`] naming the stream, version and position
 //! (as far as they can be read), never a panic.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::sync::Arc;
 
@@ -32,11 +33,11 @@ pub(crate) const SCHEMA_VERSION: Column = Column(6, "schema_version");
 /// What a store's columns hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Columns {
-    /// Their declared types, which the database enforces (PostgreSQL): read without sqlx's
-    /// check of each value's type, which costs a type comparison per column of every row;
-    /// JSON (`jsonb` written out as text) valid by construction, taken as it is. The
-    /// projection's own parse is the only one.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    /// Their declared types, which the database enforces (PostgreSQL) or the cells check
+    /// as they are read (a SQLite page read as JSON): read without sqlx's check of each
+    /// value's type, which costs a type comparison per column of every row; JSON (`jsonb`
+    /// written out as text, or parsed with the page) valid by construction, taken as it is.
+    /// The projection's own parse is the only one.
     Typed,
     /// Whatever was written (SQLite), which a damaged row may hold: each value's type is
     /// checked, and the JSON text once, without building a value, so an unreadable event
@@ -54,6 +55,11 @@ pub(crate) trait Cells<'r> {
     fn int(&self, columns: Columns, column: Column) -> Result<i64, sqlx::Error>;
     /// A text column, borrowed from the row.
     fn text(&self, columns: Columns, column: Column) -> Result<&'r str, sqlx::Error>;
+    /// A column of JSON text: its text, borrowed from the row when the row holds it as it
+    /// is.
+    fn json(&self, columns: Columns, column: Column) -> Result<Cow<'r, str>, sqlx::Error> {
+        self.text(columns, column).map(Cow::Borrowed)
+    }
     /// A 32-bit integer column (PostgreSQL's `integer`).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     fn int4(&self, columns: Columns, column: Column) -> Result<i32, sqlx::Error>;
@@ -210,11 +216,15 @@ impl<'r, C: Cells<'r>> StoredRow<C> {
 
     /// The JSON text of `column`, checked first when the column may hold anything. Blanks
     /// around it are left out.
-    fn json(&self, column: Column) -> Result<&'r str, StoreError> {
-        let text = self.text(column)?.trim();
+    fn json(&self, column: Column) -> Result<Cow<'r, str>, StoreError> {
+        let text = match self.cell(column, C::json)? {
+            Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+            Cow::Owned(text) if text.trim().len() == text.len() => Cow::Owned(text),
+            Cow::Owned(text) => Cow::Owned(text.trim().to_owned()),
+        };
         if self.columns == Columns::Untyped {
             // Borrowed: the check builds nothing.
-            serde_json::from_str::<&RawValue>(text).map_err(|e| self.corrupt(column.1, &e))?;
+            serde_json::from_str::<&RawValue>(&text).map_err(|e| self.corrupt(column.1, &e))?;
         }
         Ok(text)
     }
@@ -235,7 +245,7 @@ impl<'r, C: Cells<'r>> StoredRow<C> {
         let schema_version = self.int(SCHEMA_VERSION)?;
         let schema_version =
             u32::try_from(schema_version).map_err(|e| self.corrupt(SCHEMA_VERSION.1, &e))?;
-        let payload = Payload::from_checked(Arc::from(self.json(payload)?));
+        let payload = Payload::from_checked(Arc::from(&*self.json(payload)?));
         let metadata_text = self.json(metadata)?;
         if !metadata_text.starts_with('{') {
             return Err(self.corrupt(metadata.1, &"metadata is not a JSON object"));
@@ -244,7 +254,7 @@ impl<'r, C: Cells<'r>> StoredRow<C> {
         let metadata = if metadata_text == "{}" {
             Metadata::default()
         } else {
-            Metadata::from_checked(Arc::from(metadata_text))
+            Metadata::from_checked(Arc::from(&*metadata_text))
         };
         Ok(EventEnvelope {
             event_id,

@@ -37,7 +37,7 @@ const LOAD: &str = "SELECT position, stream_type, stream_id, version, event_id, 
 const LOAD_PAGE: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
      schema_version, timestamp, payload, metadata FROM events \
      WHERE stream_type = ?1 AND stream_id = ?2 AND version >= ?3 ORDER BY version LIMIT ?4";
-const READ_ALL: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
+pub(super) const READ_ALL: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
      schema_version, timestamp, payload, metadata FROM events \
      WHERE position >= ?1 ORDER BY position LIMIT ?2";
 /// Through the index of schema version 5 (`events_correlation_id`).
@@ -217,6 +217,8 @@ async fn current_version(
 const TIMESTAMP: Column = Column(7, "timestamp");
 const PAYLOAD: Column = Column(8, "payload");
 const METADATA: Column = Column(9, "metadata");
+/// How many columns the `SELECT`s read.
+pub(super) const COLUMNS: usize = 10;
 
 /// Reads one stored event; anything unreadable is [`StoreError::Corrupt`], never a panic.
 /// Payload and metadata are plain text here: checked once.
@@ -230,7 +232,16 @@ pub(crate) fn decode_of<'r>(
     row: impl Cells<'r>,
     known: Option<&StreamId>,
 ) -> Result<EventEnvelope, StoreError> {
-    StoredRow::new(row, Columns::Untyped, known).envelope([PAYLOAD, METADATA], |stored| {
+    decode_with(row, Columns::Untyped, known)
+}
+
+/// [`decode_of`] of cells whose types are checked as `columns` says.
+pub(super) fn decode_with<'r>(
+    row: impl Cells<'r>,
+    columns: Columns,
+    known: Option<&StreamId>,
+) -> Result<EventEnvelope, StoreError> {
+    StoredRow::new(row, columns, known).envelope([PAYLOAD, METADATA], |stored| {
         let event_id = stored.text(EVENT_ID)?;
         let event_id = Uuid::parse_str(event_id).map_err(|e| stored.corrupt(EVENT_ID.1, &e))?;
         let timestamp = stored.text(TIMESTAMP)?;
@@ -256,7 +267,7 @@ async fn read_rows(pool: SqlitePool, query: Bound, known: Option<StreamId>) -> E
 
 /// Runs `query` (`limit` rows at most) and decodes the rows up to the first unreadable one
 /// (`read_all`).
-async fn read_readable(pool: SqlitePool, query: Bound, limit: usize) -> ReadAll {
+pub(super) async fn read_readable(pool: SqlitePool, query: Bound, limit: usize) -> ReadAll {
     let rows = query.fetch_all(&pool).await.map_err(unavailable)?;
     readable_prefix(rows.iter().map(decode), limit)
 }
@@ -280,7 +291,7 @@ impl Backend for SqliteEventStore {
         match operation {
             "append" => Some(APPEND_QUERY_TEXT),
             "load" => Some(LOAD),
-            "read_all" => Some(READ_ALL),
+            "read_all" => Some(super::page::READ_ALL_AS_JSON),
             "events_by_correlation" => Some(BY_CORRELATION),
             _ => None,
         }
@@ -313,10 +324,12 @@ impl Backend for SqliteEventStore {
     }
 
     async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
-        let query = sqlx::query(READ_ALL)
-            .bind(to_i64(from_position))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        detached(read_readable(self.pool.clone(), query, limit)).await
+        detached(super::page::read_page(
+            self.pool.clone(),
+            from_position,
+            limit,
+        ))
+        .await
     }
 
     async fn correlated_events(&self, correlation_id: &str) -> Events {

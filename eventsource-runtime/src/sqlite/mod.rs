@@ -64,6 +64,7 @@
 mod append;
 mod checkpoints;
 mod events;
+mod page;
 mod processed;
 mod snapshots;
 
@@ -82,6 +83,8 @@ pub use checkpoints::{SqliteCheckpointStore, SqliteLease};
 pub use events::SqliteEventStore;
 #[cfg(feature = "fuzzing")]
 pub(crate) use events::decode_of as decode_row;
+#[cfg(feature = "fuzzing")]
+pub(crate) use page::decode_page;
 pub use processed::SqliteProcessedMessages;
 pub use snapshots::SqliteSnapshotStore;
 

@@ -33,11 +33,11 @@ pub(crate) const SCHEMA_VERSION: Column = Column(6, "schema_version");
 /// What a store's columns hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Columns {
-    /// Their declared types, which the database enforces (PostgreSQL) or the cells check
-    /// as they are read (a SQLite page read as JSON): read without sqlx's check of each
-    /// value's type, which costs a type comparison per column of every row; JSON (`jsonb`
-    /// written out as text, or parsed with the page) valid by construction, taken as it is.
-    /// The projection's own parse is the only one.
+    /// Their declared types, which the database enforces (PostgreSQL): read without sqlx's
+    /// check of each value's type, which costs a type comparison per column of every row;
+    /// JSON (`jsonb` written out as text) valid by construction, taken as it is. The
+    /// projection's own parse is the only one.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Typed,
     /// Whatever was written (SQLite), which a damaged row may hold: each value's type is
     /// checked, and the JSON text once, without building a value, so an unreadable event

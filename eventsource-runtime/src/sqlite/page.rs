@@ -4,7 +4,8 @@
 //! each value of each row into an allocation of its own: reading the ten columns of an
 //! envelope cost a catch-up twice what a loop reading three columns costs. Here SQLite
 //! writes the whole page as one JSON array of rows (in C, in one statement), sqlx hands
-//! over one value, and the page is parsed once, borrowing every cell from its text.
+//! over one value, and the page is parsed once, borrowing from its text every cell that
+//! holds no escaped character.
 //!
 //! The payload and the metadata come as JSON strings holding their text, checked as the
 //! row-by-row read checks them (SQLite's own `json()` would accept JSON5 and rewrite the

@@ -232,16 +232,7 @@ pub(crate) fn decode_of<'r>(
     row: impl Cells<'r>,
     known: Option<&StreamId>,
 ) -> Result<EventEnvelope, StoreError> {
-    decode_with(row, Columns::Untyped, known)
-}
-
-/// [`decode_of`] of cells whose types are checked as `columns` says.
-pub(super) fn decode_with<'r>(
-    row: impl Cells<'r>,
-    columns: Columns,
-    known: Option<&StreamId>,
-) -> Result<EventEnvelope, StoreError> {
-    StoredRow::new(row, columns, known).envelope([PAYLOAD, METADATA], |stored| {
+    StoredRow::new(row, Columns::Untyped, known).envelope([PAYLOAD, METADATA], |stored| {
         let event_id = stored.text(EVENT_ID)?;
         let event_id = Uuid::parse_str(event_id).map_err(|e| stored.corrupt(EVENT_ID.1, &e))?;
         let timestamp = stored.text(TIMESTAMP)?;

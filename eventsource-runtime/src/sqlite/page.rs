@@ -24,8 +24,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sqlx::sqlite::SqlitePool;
 
-use super::events::{COLUMNS, decode_with, read_readable};
+use super::events::{COLUMNS, decode_of, read_readable};
 use super::{to_i64, unavailable};
+use crate::event::EventEnvelope;
 use crate::sql::row::{Cells, Column, Columns};
 use crate::store::ReadBatch;
 use crate::store::backend::ReadAll;
@@ -71,12 +72,12 @@ pub(super) async fn read_page(pool: SqlitePool, from_position: u64, limit: usize
 
 /// The envelopes of a page, or `None` when a row of it is not one this path reads exactly
 /// as the row-by-row read does.
-pub(crate) fn decode_page(page: &str) -> Option<Vec<crate::event::EventEnvelope>> {
+pub(crate) fn decode_page(page: &str) -> Option<Vec<EventEnvelope>> {
     let rows: Vec<PageRow<'_>> = serde_json::from_str(page).ok()?;
     let mut previous = None;
     rows.into_iter()
         .map(|row| {
-            let envelope = decode_with(row, Columns::Untyped, None).ok()?;
+            let envelope = decode_of(row, None).ok()?;
             // In the order of positions, as the `SELECT` gives them.
             if previous.is_some_and(|previous| previous >= envelope.position) {
                 return None;

@@ -20,8 +20,10 @@
 //!
 //! Every case checks its totals against the raw loop's. Criterion times one round (all four
 //! cases); the bench prints each case's median, its ratio to the raw loop's median (higher is
-//! faster: raw time / case time) and to the lean loop's, and its peak RSS (`VmHWM`, reset before each case through
-//! `/proc/self/clear_refs`).
+//! faster: raw time / case time) and to the lean loop's, its median CPU time (all the
+//! process's threads; for SQLite the whole work, which a busy machine's wall times hide;
+//! PostgreSQL's server is another process) against the lean loop's, and its peak RSS
+//! (`VmHWM`, reset before each case through `/proc/self/clear_refs`).
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench catch_up`
 //! (`CATCH_UP_1M=1` for 1M events, `CATCH_UP_ONLY=postgres` or `sqlite` for one database,
@@ -352,11 +354,36 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Runs `case` once; its time and peak RSS.
-async fn run_case(db: &Database, case: Case, expected: &Totals) -> (Duration, u64) {
+/// The CPU time this process has used so far, all its threads (`utime` + `stime` of
+/// `/proc/self/stat`, in ticks of 10 ms): for SQLite the whole work of a case, on a machine
+/// too busy for its wall time to compare; PostgreSQL's server is another process.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which ends with the last `)`.
+    let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = fields
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// What one run of a case measured.
+#[derive(Default)]
+struct Measured {
+    wall: Vec<Duration>,
+    cpu: Vec<Duration>,
+    peak_kib: u64,
+}
+
+/// Runs `case` once; its time, CPU time and peak RSS.
+async fn run_case(db: &Database, case: Case, expected: &Totals) -> (Duration, Duration, u64) {
     toggles::set_enabled(case != Case::Off);
     toggles::set_projection_tracing((case == Case::Span).then_some(true));
     reset_peak_rss();
+    let cpu = process_cpu();
     let started = Instant::now();
     let totals = match case {
         Case::Raw => db.raw().await,
@@ -372,11 +399,12 @@ async fn run_case(db: &Database, case: Case, expected: &Totals) -> (Duration, u6
         }
     };
     let elapsed = started.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu);
     let peak = peak_rss_kib();
     assert_eq!(&totals, expected, "{} computed other totals", case.label());
     toggles::set_enabled(true);
     toggles::set_projection_tracing(None);
-    (elapsed, peak)
+    (elapsed, cpu, peak)
 }
 
 fn median(values: &mut [Duration]) -> Duration {
@@ -439,7 +467,7 @@ fn catch_up(c: &mut Criterion) {
 fn bench_database(c: &mut Criterion, rt: &Runtime, db: &Database, total: u64) -> Vec<String> {
     rt.block_on(db.fill(total));
     let expected = rt.block_on(db.raw());
-    let times: Mutex<HashMap<Case, (Vec<Duration>, u64)>> = Mutex::new(HashMap::new());
+    let times: Mutex<HashMap<Case, Measured>> = Mutex::new(HashMap::new());
     let mut group = c.benchmark_group(format!("catch_up_{}k", total / 1000));
     group
         .sampling_mode(SamplingMode::Flat)
@@ -454,12 +482,13 @@ fn bench_database(c: &mut Criterion, rt: &Runtime, db: &Database, total: u64) ->
                 round += 1;
                 for k in 0..CASES.len() {
                     let case = CASES[(round + k) % CASES.len()];
-                    let (elapsed, peak) = rt.block_on(run_case(db, case, &expected));
+                    let (elapsed, cpu, peak) = rt.block_on(run_case(db, case, &expected));
                     spent += elapsed;
                     let mut times = times.lock().unwrap();
                     let entry = times.entry(case).or_default();
-                    entry.0.push(elapsed);
-                    entry.1 = entry.1.max(peak);
+                    entry.wall.push(elapsed);
+                    entry.cpu.push(cpu);
+                    entry.peak_kib = entry.peak_kib.max(peak);
                 }
             }
             spent
@@ -467,23 +496,27 @@ fn bench_database(c: &mut Criterion, rt: &Runtime, db: &Database, total: u64) ->
     });
     group.finish();
     let mut times = times.into_inner().unwrap();
-    let raw = median(&mut times.get_mut(&Case::Raw).expect("raw timed").0);
-    let lean = median(&mut times.get_mut(&Case::Lean).expect("lean timed").0);
+    let raw = median(&mut times.get_mut(&Case::Raw).expect("raw timed").wall);
+    let lean = times.get_mut(&Case::Lean).expect("lean timed");
+    let (lean, lean_cpu) = (median(&mut lean.wall), median(&mut lean.cpu));
     CASES
         .iter()
         .map(|case| {
-            let (runs, peak) = times.get_mut(case).expect("every case timed");
-            let rounds = runs.len();
-            let median = median(runs);
+            let measured = times.get_mut(case).expect("every case timed");
+            let rounds = measured.wall.len();
+            let wall = median(&mut measured.wall);
+            let cpu = median(&mut measured.cpu);
             format!(
                 "  {:<9} {:<32} median {:>9.1?} ({rounds} runs)  ratio {:.2}x, {:.2}x the lean \
-                 loop  peak RSS {} MiB",
+                 loop  CPU {:>7.1?}, {:.2}x the lean loop's  peak RSS {} MiB",
                 db.label(),
                 case.label(),
-                median,
-                raw.as_secs_f64() / median.as_secs_f64(),
-                lean.as_secs_f64() / median.as_secs_f64(),
-                *peak / 1024,
+                wall,
+                raw.as_secs_f64() / wall.as_secs_f64(),
+                lean.as_secs_f64() / wall.as_secs_f64(),
+                cpu,
+                lean_cpu.as_secs_f64() / cpu.as_secs_f64().max(1e-9),
+                measured.peak_kib / 1024,
             )
         })
         .collect()

@@ -113,22 +113,48 @@ pub fn sqlite_row(cells: &[Cell], known: Option<&StreamId>) -> Result<EventEnvel
 }
 
 /// The event the SQLite store's `read_all` takes from a row of `cells` when it reads the row
-/// within a page (`sqlite/page.rs`: the cells as SQLite's `json_array` writes them), or
-/// `None` when that read leaves the row to the row-by-row one ([`sqlite_row`]), which then
-/// must read the same event.
+/// within a page (`sqlite/page.rs`: the cells as its `concat` writes them), or `None` when
+/// that read leaves the row to the row-by-row one ([`sqlite_row`]), which then must read
+/// the same event.
 #[cfg(feature = "sqlite")]
 pub fn sqlite_page_row(cells: &[Cell]) -> Option<EventEnvelope> {
-    let cells = cells
-        .iter()
-        .map(|cell| match cell {
-            Cell::Null => Some("null".to_owned()),
-            Cell::Int(value) => Some(value.to_string()),
-            Cell::Text(text) => serde_json::to_string(text).ok(),
-            // Not values SQLite holds.
-            Cell::Int4(_) | Cell::Uuid(_) | Cell::Timestamp(_) => None,
-        })
-        .collect::<Option<Vec<_>>>()?;
-    crate::sqlite::decode_page(&format!("[[{}]]", cells.join(",")))?.pop()
+    /// The columns holding integers (position, version, schema version); the others hold
+    /// text.
+    const INTEGERS: [usize; 3] = [0, 3, 6];
+    const TEXTS: [usize; 7] = [1, 2, 4, 5, 7, 8, 9];
+    let typed = cells.len() == INTEGERS.len() + TEXTS.len()
+        && cells.iter().enumerate().all(|(column, cell)| match cell {
+            Cell::Int(_) => INTEGERS.contains(&column),
+            Cell::Text(_) => TEXTS.contains(&column),
+            _ => false,
+        });
+    // What `concat` writes of a cell: an integer in decimal, text as it is, nothing for
+    // NULL or a missing column.
+    let written = |column: usize| match cells.get(column) {
+        None | Some(Cell::Null) => Some(String::new()),
+        Some(Cell::Int(value)) => Some(value.to_string()),
+        Some(Cell::Text(text)) => Some(text.clone()),
+        // Not values SQLite holds.
+        Some(Cell::Int4(_) | Cell::Uuid(_) | Cell::Timestamp(_)) => None,
+    };
+    let mut page = String::from(if typed { "1" } else { "0" });
+    for column in INTEGERS {
+        page.push(',');
+        page.push_str(&written(column)?);
+    }
+    let mut texts = String::new();
+    for column in TEXTS {
+        let text = written(column)?;
+        page.push(',');
+        // `octet_length` of NULL is NULL, which `concat` leaves out.
+        if matches!(cells.get(column), Some(Cell::Int(_) | Cell::Text(_))) {
+            page.push_str(&text.len().to_string());
+        }
+        texts.push_str(&text);
+    }
+    page.push(';');
+    page.push_str(&texts);
+    crate::sqlite::decode_page(&page)?.pop()
 }
 
 /// The event the PostgreSQL store reads from a row of `cells` (of the stream `known`, as a

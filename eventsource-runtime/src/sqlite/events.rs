@@ -214,9 +214,9 @@ async fn current_version(
 }
 
 /// SQLite's own columns of the store's `SELECT`s (`LOAD`, `READ_ALL`), after the shared ones.
-const TIMESTAMP: Column = Column(7, "timestamp");
-const PAYLOAD: Column = Column(8, "payload");
-const METADATA: Column = Column(9, "metadata");
+pub(super) const TIMESTAMP: Column = Column(7, "timestamp");
+pub(super) const PAYLOAD: Column = Column(8, "payload");
+pub(super) const METADATA: Column = Column(9, "metadata");
 /// How many columns the `SELECT`s read.
 pub(super) const COLUMNS: usize = 10;
 
@@ -282,7 +282,7 @@ impl Backend for SqliteEventStore {
         match operation {
             "append" => Some(APPEND_QUERY_TEXT),
             "load" => Some(LOAD),
-            "read_all" => Some(super::page::READ_ALL_AS_JSON),
+            "read_all" => Some(super::page::READ_ALL_AS_PAGE),
             "events_by_correlation" => Some(BY_CORRELATION),
             _ => None,
         }

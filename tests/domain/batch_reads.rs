@@ -3,7 +3,10 @@
 //! from queries below the high-water mark, an append that commits late is never passed
 //! over, a reader dropped in the middle of a query leaves its connection usable, a reader
 //! never takes a pool's last connection, each batch has its `read_all` span, and a
-//! projection rebuilt over the streamed batches sees every event once, in order.
+//! projection rebuilt over the streamed batches sees every event once, in order. On SQLite,
+//! whose reader has the next page written while the one before is decoded, the same: each
+//! batch in its `read_all` span, every event once and in order (on one connection and on
+//! several), past a parked event too.
 //!
 //! PostgreSQL from `DATABASE_URL` (skipped without it, unless
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1`).
@@ -15,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
 use eventsource_runtime::postgres::PostgresEventStore;
-use eventsource_runtime::projection::runner::ProjectionRunner;
+use eventsource_runtime::projection::runner::{ProjectionRunner, UnreadablePolicy};
 use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::sqlx;
@@ -331,4 +334,116 @@ async fn fill_after(store: &dyn EventStore, count: u64) {
             .await
             .unwrap();
     }
+}
+
+/// A SQLite store's batches come from pages read ahead (SQLite writes the next page while
+/// the one before is decoded): each in its own `read_all` span, as the `read_all` it stands
+/// for, on a database of one connection too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_sqlite_batch_read_ahead_has_its_read_all_span() {
+    let store = SqliteEventStore::connect(":memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    fill(&store, 300).await;
+    let capture = capture();
+    let mut reader = store.read_all_batches(1, 64);
+    let read = to_head(&mut *reader).await;
+    assert_eq!(positions(&read), (1..=300).collect::<Vec<_>>());
+    let spans = capture.spans();
+    let spans = spans.all(SPAN_STORE_READ_ALL);
+    let int = |span, key| match attribute(span, key) {
+        Some(Value::I64(n)) => *n,
+        other => panic!("{key}: {other:?}"),
+    };
+    let described: Vec<(i64, i64, i64)> = spans
+        .iter()
+        .map(|span| {
+            (
+                int(span, attr::EVENT_POSITION),
+                int(span, attr::READ_LIMIT),
+                int(span, attr::EVENTS_LOADED),
+            )
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            (1, 64, 64),
+            (65, 64, 64),
+            (129, 64, 64),
+            (193, 64, 64),
+            (257, 64, 44)
+        ]
+    );
+    // Caught up, the reader reads again from where it stopped, and finds what came since.
+    fill_after(&store, 70).await;
+    let more = to_head(&mut *reader).await;
+    assert_eq!(positions(&more), (301..=370).collect::<Vec<_>>());
+}
+
+/// A rebuild on SQLite over pages read ahead sees every event once, in order, on a file
+/// database (a pool of several connections) as on one in memory (one connection), and
+/// goes on with the events appended after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_rebuild_over_pages_read_ahead_sees_every_event_once_in_order() {
+    let dir = std::env::temp_dir().join(format!(
+        "eventsource_pages_ahead_{}_{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("events.db");
+    for location in [":memory:", file.to_str().unwrap()] {
+        let store = SqliteEventStore::connect(location).await.unwrap();
+        store.migrate().await.unwrap();
+        fill(&store, 3_000).await;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let runner = ProjectionRunner::new(
+            Arc::new(store.clone()),
+            Arc::new(store.checkpoint_store()),
+            Positions {
+                seen: Arc::clone(&seen),
+            },
+        )
+        .batch_size(50);
+        assert_eq!(runner.rebuild().await.unwrap(), 3_000, "{location}");
+        assert_eq!(*seen.lock().unwrap(), (1..=3_000).collect::<Vec<_>>());
+
+        fill_after(&store, 520).await;
+        assert_eq!(runner.run_until_caught_up().await.unwrap(), 3_520);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            (1..=3_520).collect::<Vec<_>>(),
+            "{location}: every event once, in order"
+        );
+        store.close().await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// An unreadable event in a page read ahead: the rebuild parks it and goes on, the pages
+/// after it read ahead again from the event after it: every other event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_rebuild_goes_on_past_a_parked_event_in_a_page_read_ahead() {
+    let store = SqliteEventStore::connect(":memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    fill(&store, 500).await;
+    sqlx::query("UPDATE events SET event_type = CAST('Counted' AS BLOB) WHERE position = 130")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let runner = ProjectionRunner::new(
+        Arc::new(store.clone()),
+        Arc::new(store.checkpoint_store()),
+        Positions {
+            seen: Arc::clone(&seen),
+        },
+    )
+    .batch_size(64)
+    .on_unreadable(UnreadablePolicy::Park);
+    runner.rebuild().await.unwrap();
+    let expected: Vec<u64> = (1..=500).filter(|&p| p != 130).collect();
+    assert_eq!(*seen.lock().unwrap(), expected);
+    let parked = runner.parked().await.unwrap();
+    assert_eq!(parked.iter().map(|p| p.position).collect::<Vec<_>>(), [130]);
 }

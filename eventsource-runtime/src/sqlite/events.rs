@@ -10,6 +10,7 @@ use tokio::sync::{Mutex, watch};
 use uuid::Uuid;
 
 use super::append::insert_rows;
+use super::batches::PagedReader;
 use super::{
     EVENTS_TABLE, SYSTEM, SqliteCheckpointStore, SqliteProcessedMessages, SqliteSnapshotStore,
     detached, migrate, open_pool, parse_timestamp, to_i64, unavailable,
@@ -19,7 +20,8 @@ use crate::sql::row::{Cells, Column, Columns, EVENT_ID, StoredRow, readable_pref
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, metadata_json};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
-    AppendResult, AppendSignal, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict,
+    AppendResult, AppendSignal, ExpectedVersion, LogReader, StoreError, StoreTelemetry,
+    VersionConflict,
 };
 
 const SELECT_VERSION: &str =
@@ -321,6 +323,14 @@ impl Backend for SqliteEventStore {
             limit,
         ))
         .await
+    }
+
+    fn batch_reader(
+        &self,
+        from_position: u64,
+        batch_size: usize,
+    ) -> Option<Box<dyn LogReader + '_>> {
+        Some(Box::new(PagedReader::new(self, from_position, batch_size)))
     }
 
     async fn correlated_events(&self, correlation_id: &str) -> Events {

@@ -62,6 +62,7 @@
 //! ```
 
 mod append;
+mod batches;
 mod checkpoints;
 mod events;
 mod page;

@@ -37,8 +37,8 @@ use crate::store::ReadBatch;
 use crate::store::backend::ReadAll;
 
 /// The events from `?1` on, at most `?2`, as one text: per row, in the order of positions,
-/// `{types},{position},{version},{schema_version},{bytes},...;{texts}` (see the module).
-/// `NULL` when there is no such event.
+/// `{types},{position},{version},{schema_version},{bytes},...;{texts}` (see the module),
+/// `NULL` when there is no such event; then the last position and the number of rows.
 pub(super) const READ_ALL_AS_PAGE: &str = "SELECT group_concat(concat(\
      typeof(position) = 'integer' AND typeof(version) = 'integer' \
      AND typeof(schema_version) = 'integer' AND typeof(stream_type) = 'text' \
@@ -50,7 +50,8 @@ pub(super) const READ_ALL_AS_PAGE: &str = "SELECT group_concat(concat(\
      ',', octet_length(event_id), ',', octet_length(event_type), \
      ',', octet_length(timestamp), ',', octet_length(payload), \
      ',', octet_length(metadata), ';', \
-     stream_type, stream_id, event_id, event_type, timestamp, payload, metadata), '') \
+     stream_type, stream_id, event_id, event_type, timestamp, payload, metadata), ''), \
+     max(position), count(*) \
      FROM (SELECT * FROM events WHERE position >= ?1 ORDER BY position LIMIT ?2)";
 
 /// The integer cells of a row, in the order its header gives them.
@@ -66,18 +67,55 @@ const TEXTS: [Column; 7] = [
     METADATA,
 ];
 
+/// A page as SQLite wrote it: its text, its last position and how many rows it holds.
+pub(super) struct Written {
+    text: Option<String>,
+    last: Option<i64>,
+    rows: i64,
+}
+
+impl Written {
+    /// Where the page after this one starts, when this one is full (`limit` rows).
+    pub(super) fn next_after_full(&self, limit: usize) -> Option<u64> {
+        let full = usize::try_from(self.rows).is_ok_and(|rows| rows >= limit);
+        let last = u64::try_from(self.last?).ok()?;
+        full.then(|| last.saturating_add(1))
+    }
+}
+
 /// Reads up to `limit` events from `from_position` on as one page, or row by row when the
 /// page holds a row this path does not read exactly as that one would.
 pub(super) async fn read_page(pool: SqlitePool, from_position: u64, limit: usize) -> ReadAll {
-    let limit_i64 = i64::try_from(limit).unwrap_or(i64::MAX);
-    let page: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(READ_ALL_AS_PAGE)
+    let written = write_page(&pool, from_position, limit).await;
+    read_written(pool, written, from_position, limit).await
+}
+
+/// Has SQLite write the page of up to `limit` events from `from_position` on.
+pub(super) async fn write_page(
+    pool: &SqlitePool,
+    from_position: u64,
+    limit: usize,
+) -> Result<Written, sqlx::Error> {
+    let (text, last, rows) = sqlx::query_as(READ_ALL_AS_PAGE)
         .bind(to_i64(from_position))
-        .bind(limit_i64)
-        .fetch_one(&pool)
-        .await;
-    match page {
-        Ok(page) => {
-            if let Some(events) = decode_page(page.as_deref().unwrap_or_default()) {
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_one(pool)
+        .await?;
+    Ok(Written { text, last, rows })
+}
+
+/// The events of a page SQLite wrote (`written`, from `from_position`, `limit` at most),
+/// or of the rows, read again one by one, when the page holds a row this path does not
+/// read exactly as the row-by-row read would.
+pub(super) async fn read_written(
+    pool: SqlitePool,
+    written: Result<Written, sqlx::Error>,
+    from_position: u64,
+    limit: usize,
+) -> ReadAll {
+    match written {
+        Ok(written) => {
+            if let Some(events) = decode_page(written.text.as_deref().unwrap_or_default()) {
                 return Ok(ReadBatch::new(events, limit));
             }
         }
@@ -90,7 +128,7 @@ pub(super) async fn read_page(pool: SqlitePool, from_position: u64, limit: usize
     }
     let query = sqlx::query(super::events::READ_ALL)
         .bind(to_i64(from_position))
-        .bind(limit_i64);
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
     read_readable(pool, query, limit).await
 }
 
@@ -254,13 +292,8 @@ mod tests {
 
     /// The page SQLite builds, as text (`None` when it refuses to build it).
     async fn page_text(store: &SqliteEventStore) -> Option<String> {
-        sqlx::query_scalar::<_, Option<String>>(READ_ALL_AS_PAGE)
-            .bind(0_i64)
-            .bind(100_i64)
-            .fetch_one(store.pool())
-            .await
-            .ok()
-            .flatten()
+        let written = write_page(store.pool(), 0, 100).await.ok()?;
+        written.text
     }
 
     /// What the row-by-row read gives.

@@ -28,10 +28,14 @@ pub(super) struct PagedReader<'a> {
     ahead: Option<Ahead>,
 }
 
-/// The pages read ahead: the task having SQLite write them, and each page's start and its
-/// read (decoded by a task of its own), in order.
+/// The pages read ahead: each page's start and its read (decoded by a task of its own), in
+/// order, from a task having SQLite write them.
+///
+/// Dropped, it lets the task finish the page it is writing: the task ends when it finds no
+/// one to hand the page to. Never aborted in the middle of a statement: sqlx can lose a
+/// pool's connection to a future cancelled while it acquires one (launchbadge/sqlx#1869),
+/// and with it a database held in memory.
 struct Ahead {
-    writer: JoinHandle<()>,
     pages: mpsc::Receiver<(u64, JoinHandle<ReadAll>)>,
 }
 
@@ -40,9 +44,9 @@ impl Ahead {
     fn start(store: &SqliteEventStore, from: u64, limit: usize) -> Self {
         let pool = store.pool().clone();
         let (sender, pages) = mpsc::channel(1);
-        let writer = tokio::spawn(async move {
+        tokio::spawn(async move {
             let mut from = from;
-            loop {
+            while !sender.is_closed() {
                 let written = write_page(&pool, from, limit).await;
                 let next = written
                     .as_ref()
@@ -58,13 +62,7 @@ impl Ahead {
                 }
             }
         });
-        Self { writer, pages }
-    }
-}
-
-impl Drop for Ahead {
-    fn drop(&mut self) {
-        self.writer.abort();
+        Self { pages }
     }
 }
 

@@ -408,7 +408,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// This default reads each batch with [`read_all`](Self::read_all)
     /// ([`ReadAllLogReader`]). The PostgreSQL store streams the batches from one query below
     /// its high-water mark instead, saving a query per batch; its reader holds a connection
-    /// of the store's pool while it lives.
+    /// of the store's pool while it lives. The SQLite store has the next batch's page
+    /// written while the batch before is decoded (two pages ahead at most, each on a pool
+    /// connection only while SQLite writes it); its reader needs a Tokio runtime.
     ///
     /// ```
     /// use eventsource_runtime::event::{NewEvent, StreamId};

@@ -12,7 +12,8 @@
 //!    projection handles one (at most one batch ahead), so the database works while the
 //!    projection does; while full batches follow one another they come from one
 //!    [`read_all_batches`](EventStore::read_all_batches) reader (the PostgreSQL store
-//!    streams them from one query), the same events in the same `read_all` spans;
+//!    streams them from one query, the SQLite store has the next page written while one is
+//!    decoded), the same events in the same `read_all` spans;
 //! 3. then **follows** new events ([`run`](ProjectionRunner::run) only): it reads again every
 //!    [poll interval](ProjectionRunner::poll_interval), and at once when the store's
 //!    [`appended_signal`](EventStore::appended_signal) says events were appended.

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
 use eventsource_runtime::postgres::PostgresEventStore;
+use eventsource_runtime::projection::checkpoint::CheckpointStore;
 use eventsource_runtime::projection::runner::{ProjectionRunner, UnreadablePolicy};
 use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::sqlite::SqliteEventStore;
@@ -25,7 +26,7 @@ use eventsource_runtime::sqlx;
 use eventsource_runtime::store::{EventStore, ExpectedVersion, LogReader, UNBOUNDED};
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::telemetry::attributes::SPAN_STORE_READ_ALL;
-use eventsource_runtime::testing::{attribute, capture};
+use eventsource_runtime::testing::{SpanCapture, attribute, capture};
 use opentelemetry::Value;
 use postgres::TestDb;
 use serde_json::json;
@@ -65,6 +66,47 @@ async fn to_head(reader: &mut dyn LogReader) -> Vec<EventEnvelope> {
             return read;
         }
     }
+}
+
+/// Fills `store` with 300 events and reads them in batches of 64 to the head, each batch in
+/// its `read_all` span (its first position, the limit, the events loaded); the reader.
+async fn read_300_in_spans(store: &dyn EventStore) -> Box<dyn LogReader + '_> {
+    fill(store, 300).await;
+    let capture = capture();
+    let mut reader = store.read_all_batches(1, 64);
+    let read = to_head(&mut *reader).await;
+    assert_eq!(positions(&read), (1..=300).collect::<Vec<_>>());
+    assert_eq!(
+        read_all_spans(&capture),
+        [
+            (1, 64, 64),
+            (65, 64, 64),
+            (129, 64, 64),
+            (193, 64, 64),
+            (257, 64, 44)
+        ]
+    );
+    reader
+}
+
+/// Each `read_all` span captured: its first position, limit and events loaded.
+fn read_all_spans(capture: &SpanCapture) -> Vec<(i64, i64, i64)> {
+    let spans = capture.spans();
+    let int = |span, key| match attribute(span, key) {
+        Some(Value::I64(n)) => *n,
+        other => panic!("{key}: {other:?}"),
+    };
+    spans
+        .all(SPAN_STORE_READ_ALL)
+        .iter()
+        .map(|span| {
+            (
+                int(span, attr::EVENT_POSITION),
+                int(span, attr::READ_LIMIT),
+                int(span, attr::EVENTS_LOADED),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -219,37 +261,7 @@ async fn each_streamed_batch_has_its_read_all_span() {
     };
     let pool = db.pool(4).await;
     let store = db.store_in(&pool, &db.schema()).await;
-    fill(&store, 300).await;
-    let capture = capture();
-    let mut reader = store.read_all_batches(1, 64);
-    let read = to_head(&mut *reader).await;
-    assert_eq!(read.len(), 300);
-    let spans = capture.spans();
-    let spans = spans.all(SPAN_STORE_READ_ALL);
-    let int = |span, key| match attribute(span, key) {
-        Some(Value::I64(n)) => *n,
-        other => panic!("{key}: {other:?}"),
-    };
-    let described: Vec<(i64, i64, i64)> = spans
-        .iter()
-        .map(|span| {
-            (
-                int(span, attr::EVENT_POSITION),
-                int(span, attr::READ_LIMIT),
-                int(span, attr::EVENTS_LOADED),
-            )
-        })
-        .collect();
-    assert_eq!(
-        described,
-        [
-            (1, 64, 64),
-            (65, 64, 64),
-            (129, 64, 64),
-            (193, 64, 64),
-            (257, 64, 44)
-        ]
-    );
+    read_300_in_spans(&store).await;
     pool.close().await;
     db.cleanup().await;
 }
@@ -276,6 +288,21 @@ impl Projection for Positions {
     }
 }
 
+/// A runner of [`Positions`] over `store` and `checkpoints`, `batch_size` events a batch;
+/// the positions it handles.
+fn positions_runner(
+    store: Arc<dyn EventStore>,
+    checkpoints: Arc<dyn CheckpointStore>,
+    batch_size: usize,
+) -> (ProjectionRunner<Positions>, Arc<Mutex<Vec<u64>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let positions = Positions {
+        seen: Arc::clone(&seen),
+    };
+    let runner = ProjectionRunner::new(store, checkpoints, positions).batch_size(batch_size);
+    (runner, seen)
+}
+
 /// A rebuild reads ahead through the streamed batches: every event once, in order, stopping
 /// below an append in flight and going on from there once it commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,15 +326,11 @@ async fn a_rebuild_over_streamed_batches_sees_every_event_once_in_order() {
         .await
         .unwrap();
     fill_after(&store, 500).await;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let runner = ProjectionRunner::new(
+    let (runner, seen) = positions_runner(
         Arc::new(store.clone()),
         Arc::new(store.checkpoint_store()),
-        Positions {
-            seen: Arc::clone(&seen),
-        },
-    )
-    .batch_size(50);
+        50,
+    );
     assert_eq!(runner.rebuild().await.unwrap(), 3_000);
     assert_eq!(*seen.lock().unwrap(), (1..=3_000).collect::<Vec<_>>());
 
@@ -343,37 +366,7 @@ async fn fill_after(store: &dyn EventStore, count: u64) {
 async fn each_sqlite_batch_read_ahead_has_its_read_all_span() {
     let store = SqliteEventStore::connect(":memory:").await.unwrap();
     store.migrate().await.unwrap();
-    fill(&store, 300).await;
-    let capture = capture();
-    let mut reader = store.read_all_batches(1, 64);
-    let read = to_head(&mut *reader).await;
-    assert_eq!(positions(&read), (1..=300).collect::<Vec<_>>());
-    let spans = capture.spans();
-    let spans = spans.all(SPAN_STORE_READ_ALL);
-    let int = |span, key| match attribute(span, key) {
-        Some(Value::I64(n)) => *n,
-        other => panic!("{key}: {other:?}"),
-    };
-    let described: Vec<(i64, i64, i64)> = spans
-        .iter()
-        .map(|span| {
-            (
-                int(span, attr::EVENT_POSITION),
-                int(span, attr::READ_LIMIT),
-                int(span, attr::EVENTS_LOADED),
-            )
-        })
-        .collect();
-    assert_eq!(
-        described,
-        [
-            (1, 64, 64),
-            (65, 64, 64),
-            (129, 64, 64),
-            (193, 64, 64),
-            (257, 64, 44)
-        ]
-    );
+    let mut reader = read_300_in_spans(&store).await;
     // Caught up, the reader reads again from where it stopped, and finds what came since.
     fill_after(&store, 70).await;
     let more = to_head(&mut *reader).await;
@@ -396,15 +389,11 @@ async fn a_sqlite_rebuild_over_pages_read_ahead_sees_every_event_once_in_order()
         let store = SqliteEventStore::connect(location).await.unwrap();
         store.migrate().await.unwrap();
         fill(&store, 3_000).await;
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let runner = ProjectionRunner::new(
+        let (runner, seen) = positions_runner(
             Arc::new(store.clone()),
             Arc::new(store.checkpoint_store()),
-            Positions {
-                seen: Arc::clone(&seen),
-            },
-        )
-        .batch_size(50);
+            50,
+        );
         assert_eq!(runner.rebuild().await.unwrap(), 3_000, "{location}");
         assert_eq!(*seen.lock().unwrap(), (1..=3_000).collect::<Vec<_>>());
 
@@ -431,16 +420,12 @@ async fn a_sqlite_rebuild_goes_on_past_a_parked_event_in_a_page_read_ahead() {
         .execute(store.pool())
         .await
         .unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let runner = ProjectionRunner::new(
+    let (runner, seen) = positions_runner(
         Arc::new(store.clone()),
         Arc::new(store.checkpoint_store()),
-        Positions {
-            seen: Arc::clone(&seen),
-        },
-    )
-    .batch_size(64)
-    .on_unreadable(UnreadablePolicy::Park);
+        64,
+    );
+    let runner = runner.on_unreadable(UnreadablePolicy::Park);
     runner.rebuild().await.unwrap();
     let expected: Vec<u64> = (1..=500).filter(|&p| p != 130).collect();
     assert_eq!(*seen.lock().unwrap(), expected);

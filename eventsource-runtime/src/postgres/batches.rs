@@ -10,8 +10,8 @@ use sqlx::postgres::{PgPool, PgRow};
 use super::rows::decode;
 use super::{PostgresEventStore, to_i64, unavailable};
 use crate::event::EventEnvelope;
-use crate::store::backend::{Backend, ReadAll, operation};
-use crate::store::{BatchEnd, LogReader, ReadBatch, StoreError, instrument};
+use crate::store::backend::{Backend as _, ReadAll, read_all_traced};
+use crate::store::{BatchEnd, LogReader, ReadBatch, StoreError};
 
 /// How many batches one streamed query reads at most: enough that its own cost (about one
 /// page's) is spread thin, few enough that a reader dropped in the middle of one leaves
@@ -179,9 +179,7 @@ fn joined(mut events: Vec<EventEnvelope>, rest: ReadAll, limit: usize) -> ReadAl
 impl LogReader for StreamedReader<'_> {
     async fn next_batch(&mut self) -> Result<ReadBatch, StoreError> {
         let (store, from, limit) = (self.store, self.next, self.batch_size);
-        let operation = operation(store, "read_all");
-        let read = self.read();
-        let batch = instrument::read_all(store.telemetry(), from, limit, operation, read).await;
+        let batch = read_all_traced(store, from, limit, self.read()).await;
         match &batch {
             Ok(batch) => self.next = batch.next_position(from),
             Err(_) => self.rows = None,

@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 
 use super::SqliteEventStore;
 use super::page::{read_written, write_page};
-use crate::store::backend::{Backend, ReadAll, operation};
-use crate::store::{LogReader, ReadBatch, StoreError, instrument};
+use crate::store::backend::{ReadAll, read_all_traced};
+use crate::store::{LogReader, ReadBatch, StoreError};
 
 /// See the [module](self).
 pub(super) struct PagedReader<'a> {
@@ -109,9 +109,7 @@ impl<'a> PagedReader<'a> {
 impl LogReader for PagedReader<'_> {
     async fn next_batch(&mut self) -> Result<ReadBatch, StoreError> {
         let (store, from, limit) = (self.store, self.next, self.batch_size);
-        let operation = operation(store, "read_all");
-        let read = self.read();
-        let batch = instrument::read_all(store.telemetry(), from, limit, operation, read).await;
+        let batch = read_all_traced(store, from, limit, self.read()).await;
         match &batch {
             Ok(batch) => self.next = batch.next_position(from),
             Err(_) => self.ahead = None,

@@ -145,6 +145,21 @@ where
     }
 }
 
+/// A read of `backend`'s from `from_position` on, `limit` events at most (`read`), in the
+/// contract's `read_all` span: `read_all` itself, a segment's, a batch of its own reader's.
+pub(crate) async fn read_all_traced<B>(
+    backend: &B,
+    from_position: u64,
+    limit: usize,
+    read: impl Future<Output = ReadAll>,
+) -> ReadAll
+where
+    B: Backend + ?Sized,
+{
+    let operation = operation(backend, "read_all");
+    instrument::read_all(backend.telemetry(), from_position, limit, operation, read).await
+}
+
 /// An append of `backend`'s in the contract's span: the trace context goes into each
 /// event's metadata, a stream id no store takes is refused, then `work` stores the events.
 pub(crate) async fn append_traced<B, F, Fut>(
@@ -235,18 +250,16 @@ impl<B: Backend> EventStore for B {
     }
 
     async fn read_all(&self, from_position: u64, limit: usize) -> ReadAll {
-        let operation = operation(self, "read_all");
         let read = self.read_events(from_position, limit);
-        instrument::read_all(self.telemetry(), from_position, limit, operation, read).await
+        read_all_traced(self, from_position, limit, read).await
     }
 
     async fn read_segment(&self, segment: Segment, from_position: u64, limit: usize) -> ReadAll {
         if segment.is_whole() || !B::READS_SEGMENTS {
             return segment::filtered(self, segment, from_position, limit).await;
         }
-        let operation = operation(self, "read_all");
         let read = self.read_segment_events(segment, from_position, limit);
-        instrument::read_all(self.telemetry(), from_position, limit, operation, read).await
+        read_all_traced(self, from_position, limit, read).await
     }
 
     async fn prepare_segments(&self, count: u32) -> Result<(), StoreError> {

@@ -13,8 +13,8 @@
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::SqliteEventStore;
 use super::page::{read_written, write_page};
+use super::{SqliteEventStore, joined};
 use crate::store::backend::{ReadAll, read_all_traced};
 use crate::store::{LogReader, ReadBatch, StoreError};
 
@@ -97,11 +97,7 @@ impl<'a> PagedReader<'a> {
                 }
             }
         };
-        match read.await {
-            Ok(batch) => batch,
-            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-            Err(error) => Err(StoreError::Unavailable(Box::new(error))),
-        }
+        joined(read).await
     }
 }
 

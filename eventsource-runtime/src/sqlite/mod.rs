@@ -306,7 +306,14 @@ where
     F: Future<Output = Result<T, StoreError>> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::spawn(work).await {
+    joined(tokio::spawn(work)).await
+}
+
+/// What the task `handle` returned; its panic goes on in the caller.
+pub(crate) async fn joined<T>(
+    handle: tokio::task::JoinHandle<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match handle.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(StoreError::Unavailable(Box::new(e))),

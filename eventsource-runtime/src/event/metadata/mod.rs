@@ -71,23 +71,34 @@ enum Stored {
     Nothing,
     /// A JSON object (read from a store).
     Json(Arc<str>),
-    /// A W3C `traceparent` alone: what a traced append writes into an event with no
-    /// metadata of its own, kept inline (no text to allocate for every traced event).
-    Traceparent([u8; TRACEPARENT_LEN]),
+    /// A W3C `traceparent`, alone or beside a command's own lineage (its one id as both
+    /// ids): what a traced append writes into an event with no metadata of its own, or with
+    /// only the lineage its command stamped, kept inline (no text to allocate for every
+    /// traced event).
+    Traceparent {
+        lineage: Option<IdText>,
+        traceparent: [u8; TRACEPARENT_LEN],
+    },
 }
 
 /// The length of a version-00 `traceparent` (`00-{32}-{16}-{2}`).
 pub(crate) const TRACEPARENT_LEN: usize = 55;
 
 impl Stored {
-    /// The JSON object, if any. (A `traceparent` needs no escaping.)
+    /// The JSON object, if any. (Neither a `traceparent` nor an id needs escaping.)
     fn json(&self) -> Option<Cow<'_, str>> {
         match self {
             Self::Nothing => None,
             Self::Json(json) => Some(Cow::Borrowed(json)),
-            Self::Traceparent(traceparent) => {
-                let traceparent = std::str::from_utf8(traceparent).unwrap_or_default();
-                Some(Cow::Owned(format!(r#"{{"traceparent":"{traceparent}"}}"#)))
+            Self::Traceparent {
+                lineage,
+                traceparent,
+            } => {
+                let traceparent = ascii(traceparent);
+                Some(Cow::Owned(match lineage {
+                    Some(id) => lineage_json(ascii(id), Some(traceparent)),
+                    None => format!(r#"{{"traceparent":"{traceparent}"}}"#),
+                }))
             }
         }
     }
@@ -226,7 +237,10 @@ impl Metadata {
     /// Metadata holding only `traceparent` (a valid one, written by this crate).
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn from_traceparent(traceparent: [u8; TRACEPARENT_LEN]) -> Self {
-        Self::stored(Stored::Traceparent(traceparent))
+        Self::stored(Stored::Traceparent {
+            lineage: None,
+            traceparent,
+        })
     }
 
     fn stored(stored: Stored) -> Self {
@@ -262,20 +276,23 @@ impl Metadata {
         }
     }
 
-    /// Appends `traceparent` to metadata kept as a JSON object (read from a store, or a
-    /// command's own lineage, see [`lineage`](crate::lineage)), as text: a traced append
-    /// then builds no entries, and an SQL store serializes nothing. `false`, unchanged, for
+    /// Appends `traceparent` to a command's own lineage (see [`lineage`](crate::lineage)),
+    /// kept inline beside its id, or to metadata kept as a JSON object (read from a store),
+    /// as text: a traced append then builds no entries, and an SQL store serializes nothing. `false`, unchanged, for
     /// other metadata or one that names a `traceparent` or a `tracestate` already (or
     /// escapes a character, which might spell one), which the caller replaces by entries.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn append_traceparent(&mut self, traceparent: &[u8; TRACEPARENT_LEN]) -> bool {
+        if let Repr::Lineage(id) = self.0 {
+            *self = Self::stored(Stored::Traceparent {
+                lineage: Some(id),
+                traceparent: *traceparent,
+            });
+            return true;
+        }
         let Ok(traceparent) = std::str::from_utf8(traceparent) else {
             return false;
         };
-        if let Some(id) = self.lineage_id() {
-            *self = Self::from_checked(Arc::from(lineage_json(id, Some(traceparent))));
-            return true;
-        }
         let Repr::Shared(entries) = &self.0 else {
             return false;
         };
@@ -362,7 +379,20 @@ impl Metadata {
                 self.lineage_id()
             }
             Repr::Lineage(_) => None,
-            Repr::Shared(_) => self.entries().get(key).map(String::as_str),
+            Repr::Shared(entries) => match &entries.stored {
+                // A traced command's events: answered from what is kept inline, unread.
+                Stored::Traceparent {
+                    lineage,
+                    traceparent,
+                } => match key {
+                    Self::TRACEPARENT => Some(ascii(traceparent)),
+                    Self::CORRELATION_ID | Self::CAUSATION_ID => {
+                        lineage.as_ref().map(|id| ascii(id))
+                    }
+                    _ => None,
+                },
+                _ => self.entries().get(key).map(String::as_str),
+            },
         }
     }
 
@@ -441,7 +471,7 @@ impl Metadata {
                     .strip_prefix('{')
                     .and_then(|inner| inner.strip_suffix('}'))
                     .is_some_and(|inner| inner.trim_ascii().is_empty()),
-                Stored::Traceparent(_) => false,
+                Stored::Traceparent { .. } => false,
             },
             _ => self.entries().is_empty(),
         }
@@ -479,6 +509,11 @@ fn lineage_json(id: &str, traceparent: Option<&str>) -> String {
     json
 }
 
+/// Text this crate wrote as ASCII (a UUID's, a `traceparent`'s): never the empty fallback.
+fn ascii(text: &[u8]) -> &str {
+    std::str::from_utf8(text).unwrap_or_default()
+}
+
 impl Entries {
     /// The stored text's entries. That text is a JSON object (checked when it was read from
     /// the store, or written by this crate), so reading it cannot fail.
@@ -488,9 +523,20 @@ impl Entries {
             Stored::Json(json) => {
                 read_entries(&mut serde_json::Deserializer::from_str(json)).unwrap_or_default()
             }
-            Stored::Traceparent(traceparent) => {
-                let traceparent = String::from_utf8_lossy(traceparent).into_owned();
-                BTreeMap::from([(Metadata::TRACEPARENT.to_owned(), traceparent)])
+            Stored::Traceparent {
+                lineage,
+                traceparent,
+            } => {
+                let mut entries = BTreeMap::from([(
+                    Metadata::TRACEPARENT.to_owned(),
+                    ascii(traceparent).to_owned(),
+                )]);
+                if let Some(id) = lineage {
+                    let id = ascii(id);
+                    entries.insert(Metadata::CAUSATION_ID.to_owned(), id.to_owned());
+                    entries.insert(Metadata::CORRELATION_ID.to_owned(), id.to_owned());
+                }
+                entries
             }
         }
     }

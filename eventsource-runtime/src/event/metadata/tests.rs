@@ -123,3 +123,49 @@ fn a_commands_own_lineage_writes_the_json_its_entries_would() {
     assert_eq!(changed.remove("tenant").as_deref(), Some("t-1"));
     assert_eq!(changed, stamped);
 }
+
+#[test]
+fn a_traced_commands_lineage_reads_writes_and_changes_as_its_entries() {
+    let id = "0190c3a5-7e1f-7c3b-9d2a-5b6c7d8e9f00";
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
+    let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+    text.copy_from_slice(id.as_bytes());
+    let mut bytes = [0; TRACEPARENT_LEN];
+    bytes.copy_from_slice(traceparent.as_bytes());
+    let mut traced = Metadata::from_lineage(text);
+    assert!(traced.append_traceparent(&bytes));
+    assert!(
+        matches!(&traced.0, Repr::Shared(entries) if matches!(entries.stored, Stored::Traceparent { lineage: Some(_), .. })),
+        "kept inline, no text written"
+    );
+
+    let entries = Metadata::new()
+        .with(Metadata::CORRELATION_ID, id)
+        .with(Metadata::CAUSATION_ID, id)
+        .with(Metadata::TRACEPARENT, traceparent);
+    let json = serde_json::to_string(&entries).unwrap();
+    assert_eq!(traced.stored_json().as_deref(), Some(json.as_str()));
+    assert_eq!(serde_json::to_string(&traced).unwrap(), json);
+    assert_eq!(traced, entries);
+    assert_eq!(traced, Metadata::from_json(json.clone()).unwrap());
+    assert!(!traced.is_empty());
+    assert_eq!(traced.correlation_id(), Some(id));
+    assert_eq!(traced.causation_id(), Some(id));
+    assert_eq!(traced.traceparent(), Some(traceparent));
+    assert_eq!(traced.get("tenant"), None);
+    assert!(
+        !traced.append_traceparent(&bytes),
+        "one traceparent is enough: the next goes through entries"
+    );
+
+    // A change copies the entries; the original keeps its stored form.
+    let mut changed = traced.clone().with("tenant", "t-1");
+    assert_eq!(
+        changed.keys().collect::<Vec<_>>(),
+        ["causation_id", "correlation_id", "tenant", "traceparent"]
+    );
+    assert!(changed.stored_json().is_none());
+    assert_eq!(traced.stored_json().as_deref(), Some(json.as_str()));
+    assert_eq!(changed.remove("tenant").as_deref(), Some("t-1"));
+    assert_eq!(changed, traced);
+}

@@ -310,7 +310,7 @@ where
 }
 
 /// What the task `handle` returned; its panic goes on in the caller.
-pub(crate) async fn joined<T>(
+async fn joined<T>(
     handle: tokio::task::JoinHandle<Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
     match handle.await {

@@ -270,17 +270,17 @@ impl Metadata {
     /// The id of [`from_lineage`](Self::from_lineage) metadata.
     fn lineage_id(&self) -> Option<&str> {
         match &self.0 {
-            // A UUID's text is ASCII: this never falls back to `None`.
-            Repr::Lineage(id) => std::str::from_utf8(id).ok(),
+            Repr::Lineage(id) => Some(ascii(id)),
             _ => None,
         }
     }
 
     /// Appends `traceparent` to a command's own lineage (see [`lineage`](crate::lineage)),
     /// kept inline beside its id, or to metadata kept as a JSON object (read from a store),
-    /// as text: a traced append then builds no entries, and an SQL store serializes nothing. `false`, unchanged, for
-    /// other metadata or one that names a `traceparent` or a `tracestate` already (or
-    /// escapes a character, which might spell one), which the caller replaces by entries.
+    /// as text: a traced append then builds no entries, and an SQL store serializes
+    /// nothing. `false`, unchanged, for other metadata or one that names a `traceparent` or
+    /// a `tracestate` already (or escapes a character, which might spell one), which the
+    /// caller replaces by entries.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn append_traceparent(&mut self, traceparent: &[u8; TRACEPARENT_LEN]) -> bool {
         if let Repr::Lineage(id) = self.0 {

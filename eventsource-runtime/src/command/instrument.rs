@@ -1,6 +1,8 @@
 //! A command's telemetry: the span `command.{CommandType}` (INTERNAL, child of the current
 //! span, enclosing load, decide, save and delivery) and the `cqrs.command.*` metrics.
 
+use opentelemetry::{Array, Value};
+
 use super::{CommandError, HandlerTelemetry};
 use crate::event::{DomainEvent, Metadata, StreamId};
 use crate::telemetry::attributes as attr;
@@ -82,13 +84,18 @@ impl CommandSpan {
     /// [`decided`](Self::decided), on a recording span.
     #[inline(never)]
     fn record_decided<E: DomainEvent>(&self, events: &[E]) {
-        let types: Vec<&'static str> = events.iter().map(DomainEvent::event_type).collect();
-        self.span.set(attr::EVENT_COUNT, Attr::int(types.len()));
-        self.span.set(attr::EVENT_TYPES, Attr::Strs(&types));
-        for &event_type in &types {
+        self.span.set(attr::EVENT_COUNT, Attr::int(events.len()));
+        // The array built straight from the events: no list of their types in between.
+        let types = events
+            .iter()
+            .map(|event| event.event_type().into())
+            .collect();
+        self.span
+            .set_value(attr::EVENT_TYPES, Value::Array(Array::String(types)));
+        for event in events {
             self.span.add_event(
                 attr::SPAN_EVENT_DOMAIN_EVENT_PRODUCED,
-                &[(attr::EVENT_TYPE, Attr::Static(event_type))],
+                &[(attr::EVENT_TYPE, Attr::Static(event.event_type()))],
             );
         }
     }
@@ -126,22 +133,21 @@ impl CommandSpan {
         } else {
             attr::STATUS_ERROR
         };
-        let attributes = [
-            (
-                attr::METRIC_ATTR_COMMAND_TYPE,
-                Attr::Static(self.command_type),
-            ),
-            (attr::METRIC_ATTR_COMMAND_STATUS, Attr::Static(status)),
-        ];
-        metrics::record_seconds(Timing::Command, self.timer.elapsed(), attributes);
-        metrics::add(Counter::Commands, 1, attributes);
-        if produced > 0 {
-            let command_type = [(
-                attr::METRIC_ATTR_COMMAND_TYPE,
-                Attr::Static(self.command_type),
-            )];
-            metrics::add(Counter::EventsProduced, produced as u64, command_type);
-        }
+        metrics::record(|metrics| {
+            // The command type first: `cqrs.events.produced` takes it alone.
+            let outcome = metrics::key_values([
+                (
+                    attr::METRIC_ATTR_COMMAND_TYPE,
+                    Attr::Static(self.command_type),
+                ),
+                (attr::METRIC_ATTR_COMMAND_STATUS, Attr::Static(status)),
+            ]);
+            metrics.seconds(Timing::Command, self.timer.elapsed(), &outcome);
+            metrics.add(Counter::Commands, 1, &outcome);
+            if produced > 0 {
+                metrics.add(Counter::EventsProduced, produced as u64, &outcome[..1]);
+            }
+        });
         match result {
             Ok(_) => {}
             // The domain's error is the rejection's source; `E` need not be `'static`.

@@ -33,8 +33,6 @@ pub(crate) enum Attr<'a> {
     Int(i64),
     /// A flag.
     Bool(bool),
-    /// A string array.
-    Strs(&'a [&'static str]),
     /// An integer array.
     Ints(&'a [i64]),
     /// Anything `Display`, formatted when recorded.

@@ -34,15 +34,15 @@ pub fn start_direct<const N: usize>(
         }
     }
     let mut start = Some((kind, kept));
-    tracing::dispatcher::get_default(|dispatch| match start.take() {
-        Some((kind, kept)) => TracedSpan::start_direct(
-            dispatch,
+    DirectTracer::with_current(|direct| match (direct, start.take()) {
+        (Some(direct), Some((kind, kept))) => TracedSpan::start_direct(
+            direct,
             Cow::Borrowed(name),
             kind,
             kept,
             Vec::new(),
             &Parent::Current,
         ),
-        None => TracedSpan::none(),
+        _ => TracedSpan::none(),
     })
 }

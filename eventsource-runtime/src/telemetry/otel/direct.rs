@@ -11,13 +11,16 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::sync::Arc;
 
 use opentelemetry::trace::{SpanBuilder, SpanId, SpanKind, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 
-/// Starts spans on the tracer the layer exports through.
+/// Starts spans on the tracer the layer exports through. Cloned (a reference count) by a
+/// span being gathered, so that starting it needs no second look at the subscriber.
+#[derive(Clone)]
 pub(crate) struct DirectTracer {
-    tracer: Box<dyn StartSpan>,
+    tracer: Arc<dyn StartSpan>,
 }
 
 /// A tracer with its span type erased.
@@ -69,7 +72,7 @@ impl DirectTracer {
         T::Span: Send + Sync + 'static,
     {
         Self {
-            tracer: Box::new(tracer),
+            tracer: Arc::new(tracer),
         }
     }
 

@@ -90,9 +90,11 @@ fn with_instruments(record: impl FnOnce(&Instruments)) {
     }
 }
 
-/// The attributes of one measurement.
+/// The attributes of one measurement, or of several sharing them ([`record`]).
 #[inline]
-fn key_values<const N: usize>(attributes: [(&'static str, Attr<'_>); N]) -> [KeyValue; N] {
+pub(crate) fn key_values<const N: usize>(
+    attributes: [(&'static str, Attr<'_>); N],
+) -> [KeyValue; N] {
     attributes.map(|(key, value)| KeyValue::new(key, otel_value(value)))
 }
 
@@ -140,6 +142,30 @@ pub(crate) fn record_lag<const N: usize>(
         i.lag_oldest_age
             .record(oldest_age.as_secs_f64(), &attributes);
     });
+}
+
+/// Records several measurements with the instruments looked up once (nothing when the
+/// process switch is off): what one outcome records in more than one instrument.
+#[inline]
+pub(crate) fn record(measure: impl FnOnce(Recorder<'_>)) {
+    with_instruments(|instruments| measure(Recorder(instruments)));
+}
+
+/// The instruments, lent to [`record`]'s closure.
+pub(crate) struct Recorder<'a>(&'a Instruments);
+
+impl Recorder<'_> {
+    /// Adds `n` to `counter`.
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64, attributes: &[KeyValue]) {
+        self.0.counters[counter as usize].add(n, attributes);
+    }
+
+    /// Records a duration in `timing` (seconds).
+    #[inline]
+    pub(crate) fn seconds(&self, timing: Timing, elapsed: Duration, attributes: &[KeyValue]) {
+        self.0.timings[timing as usize].record(elapsed.as_secs_f64(), attributes);
+    }
 }
 
 /// Makes the instruments again from the current global meter provider (after

@@ -73,24 +73,18 @@ impl Span {
         Self(Inner::Off)
     }
 
-    /// Starts a span on the direct tracer of `dispatch` (nothing if it has none).
+    /// Starts a span on `direct`.
     #[inline]
     pub(crate) fn start_direct(
-        dispatch: &tracing::Dispatch,
+        direct: &DirectTracer,
         name: Cow<'static, str>,
         kind: SpanKind,
         attributes: Vec<KeyValue>,
         links: Vec<Link>,
         parent: &Parent,
     ) -> Self {
-        match dispatch.downcast_ref::<DirectTracer>() {
-            Some(direct) => {
-                let Started { cx, id, recording } =
-                    direct.start(name, kind, attributes, links, parent);
-                Self(Inner::Direct(DirectSpan { cx, id, recording }))
-            }
-            None => Self::none(),
-        }
+        let Started { cx, id, recording } = direct.start(name, kind, attributes, links, parent);
+        Self(Inner::Direct(DirectSpan { cx, id, recording }))
     }
 
     /// Whether nothing is recorded: no span, or a disabled `tracing` span.

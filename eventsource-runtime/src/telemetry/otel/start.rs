@@ -10,11 +10,11 @@ use std::sync::{LazyLock, PoisonError, RwLock};
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{Link, SpanKind};
+use tracing::Level;
 use tracing::callsite::{DefaultCallsite, Identifier};
 use tracing::field::FieldSet;
 use tracing::level_filters::LevelFilter;
 use tracing::metadata::Kind as CallsiteKind;
-use tracing::{Dispatch, Level};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::direct::{DirectTracer, Parent};
@@ -58,7 +58,7 @@ static TRACING_META: tracing::Metadata<'static> = tracing::Metadata::new(
 enum Mode {
     /// On the SDK, through the direct tracer of this subscriber (held, so the span starts
     /// without looking the subscriber up again).
-    Direct(Dispatch),
+    Direct(DirectTracer),
     Tracing,
 }
 
@@ -68,13 +68,13 @@ fn mode() -> Option<Mode> {
         return None;
     }
     let direct = tracing::dispatcher::get_default(|dispatch| {
-        dispatch.downcast_ref::<DirectTracer>().map(|_| {
+        dispatch.downcast_ref::<DirectTracer>().map(|direct| {
             let _ = CALLSITE.interest(); // registered once, for filters that look it up
-            dispatch.enabled(&META).then(|| dispatch.clone())
+            dispatch.enabled(&META).then(|| direct.clone())
         })
     });
     match direct {
-        Some(Some(dispatch)) => Some(Mode::Direct(dispatch)),
+        Some(Some(direct)) => Some(Mode::Direct(direct)),
         Some(None) => None,
         None => tracing::span_enabled!(target: TARGET, Level::INFO).then_some(Mode::Tracing),
     }
@@ -244,8 +244,8 @@ impl Pending<'_> {
             SpanName::PrefixedStatic(prefix, name) => Cow::Borrowed(joined(prefix, name)),
         };
         match self.mode {
-            Mode::Direct(dispatch) => Span::start_direct(
-                &dispatch,
+            Mode::Direct(direct) => Span::start_direct(
+                &direct,
                 name,
                 span_kind(self.kind),
                 self.attributes,

@@ -83,11 +83,12 @@ fn mode() -> Option<Mode> {
 /// A span about to start: its name, kind, parent, attributes and links. Inert (every
 /// method a no-op) when the span will not be recorded.
 ///
-/// What is gathered is boxed: an inert span is then one null pointer, however its builder
-/// calls are inlined, where the gathered fields inline would be copied through each of them.
+/// What is gathered is kept inline, not boxed: the builder calls are inlined where spans
+/// are made, so it is written in place, and a box cost an allocation, a copy and a free
+/// per span. Components reach this only with the process switch on (`otel::enabled()`).
 #[must_use = "a span starts with `start()`"]
 pub(crate) struct SpanStart<'a> {
-    pending: Option<Box<Pending<'a>>>,
+    pending: Option<Pending<'a>>,
 }
 
 struct Pending<'a> {
@@ -123,21 +124,19 @@ impl<'a> SpanStart<'a> {
     #[inline(never)]
     fn gather(name: SpanName<'a>, kind: Kind) -> Self {
         Self {
-            pending: mode().map(|mode| {
-                Box::new(Pending {
-                    mode,
-                    name,
-                    kind,
-                    parent: Parent::Current,
-                    attributes: Vec::with_capacity(8),
-                    links: Vec::new(),
-                })
+            pending: mode().map(|mode| Pending {
+                mode,
+                name,
+                kind,
+                parent: Parent::Current,
+                attributes: Vec::with_capacity(8),
+                links: Vec::new(),
             }),
         }
     }
 
     /// A new trace instead of a child of the current span.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn root(mut self) -> Self {
         if let Some(pending) = &mut self.pending {
             pending.parent = Parent::Root;
@@ -176,7 +175,7 @@ impl<'a> SpanStart<'a> {
     }
 
     /// An attribute.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn attr(mut self, key: &'static str, value: Attr<'_>) -> Self {
         if let Some(pending) = &mut self.pending {
             pending
@@ -187,14 +186,14 @@ impl<'a> SpanStart<'a> {
     }
 
     /// A string attribute (copied).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn str(self, key: &'static str, value: &str) -> Self {
         self.attr(key, Attr::Str(value))
     }
 
     /// The stream's aggregate id and type (`aggregate.id`, `aggregate.type`), shared or
     /// static, not copied.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn stream(mut self, stream: &'a impl SpanAggregate) -> Self {
         if let Some(pending) = &mut self.pending {
             pending.attributes.extend([
@@ -212,23 +211,23 @@ impl<'a> SpanStart<'a> {
     }
 
     /// A string attribute that lives for the whole program (not copied).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn static_str(self, key: &'static str, value: &'static str) -> Self {
         self.attr(key, Attr::Static(value))
     }
 
     /// An integer attribute (a count, version or position).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn int(self, key: &'static str, value: impl TryInto<i64>) -> Self {
         self.attr(key, Attr::int(value))
     }
 
     /// Starts the span (nothing when inert).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(self) -> Span {
         match self.pending {
             None => Span::none(),
-            Some(pending) => (*pending).start(),
+            Some(pending) => pending.start(),
         }
     }
 }

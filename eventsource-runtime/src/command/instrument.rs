@@ -1,8 +1,6 @@
 //! A command's telemetry: the span `command.{CommandType}` (INTERNAL, child of the current
 //! span, enclosing load, decide, save and delivery) and the `cqrs.command.*` metrics.
 
-use opentelemetry::{Array, Value};
-
 use super::{CommandError, HandlerTelemetry};
 use crate::event::{DomainEvent, Metadata, StreamId};
 use crate::telemetry::attributes as attr;
@@ -85,13 +83,10 @@ impl CommandSpan {
     #[inline(never)]
     fn record_decided<E: DomainEvent>(&self, events: &[E]) {
         self.span.set(attr::EVENT_COUNT, Attr::int(events.len()));
-        // The array built straight from the events: no list of their types in between.
-        let types = events
-            .iter()
-            .map(|event| event.event_type().into())
-            .collect();
-        self.span
-            .set_value(attr::EVENT_TYPES, Value::Array(Array::String(types)));
+        self.span.set_str_array(
+            attr::EVENT_TYPES,
+            events.iter().map(DomainEvent::event_type),
+        );
         for event in events {
             self.span.add_event(
                 attr::SPAN_EVENT_DOMAIN_EVENT_PRODUCED,
@@ -133,19 +128,19 @@ impl CommandSpan {
         } else {
             attr::STATUS_ERROR
         };
-        metrics::record(|metrics| {
-            // The command type first: `cqrs.events.produced` takes it alone.
-            let outcome = metrics::key_values([
-                (
-                    attr::METRIC_ATTR_COMMAND_TYPE,
-                    Attr::Static(self.command_type),
-                ),
-                (attr::METRIC_ATTR_COMMAND_STATUS, Attr::Static(status)),
-            ]);
-            metrics.seconds(Timing::Command, self.timer.elapsed(), &outcome);
-            metrics.add(Counter::Commands, 1, &outcome);
+        // The command type first: `cqrs.events.produced` takes it alone.
+        let outcome = [
+            (
+                attr::METRIC_ATTR_COMMAND_TYPE,
+                Attr::Static(self.command_type),
+            ),
+            (attr::METRIC_ATTR_COMMAND_STATUS, Attr::Static(status)),
+        ];
+        metrics::record(outcome, |metrics| {
+            metrics.seconds(Timing::Command, self.timer.elapsed());
+            metrics.add(Counter::Commands, 1, 2);
             if produced > 0 {
-                metrics.add(Counter::EventsProduced, produced as u64, &outcome[..1]);
+                metrics.add(Counter::EventsProduced, produced as u64, 1);
             }
         });
         match result {

@@ -85,6 +85,10 @@ impl Span {
     pub(crate) fn set(&self, _: &'static str, _: Attr<'_>) {}
 
     #[inline(always)]
+    pub(crate) fn set_str_array(&self, _: &'static str, _: impl IntoIterator<Item = &'static str>) {
+    }
+
+    #[inline(always)]
     pub(crate) fn add_event(&self, _: &'static str, _: &[(&'static str, Attr<'_>)]) {}
 
     #[inline(always)]
@@ -152,6 +156,24 @@ pub(crate) mod metrics {
         _: Duration,
         _: [(&'static str, Attr<'_>); N],
     ) {
+    }
+
+    #[inline(always)]
+    pub(crate) fn record<const N: usize>(
+        _: [(&'static str, Attr<'_>); N],
+        _: impl FnOnce(&Recorder<N>),
+    ) {
+    }
+
+    /// Stands for the instruments and attributes of several measurements.
+    pub(crate) struct Recorder<const N: usize>;
+
+    impl<const N: usize> Recorder<N> {
+        #[inline(always)]
+        pub(crate) fn add(&self, _: Counter, _: u64, _: usize) {}
+
+        #[inline(always)]
+        pub(crate) fn seconds(&self, _: Timing, _: Duration) {}
     }
 
     #[inline(always)]

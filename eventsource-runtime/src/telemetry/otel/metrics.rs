@@ -90,11 +90,9 @@ fn with_instruments(record: impl FnOnce(&Instruments)) {
     }
 }
 
-/// The attributes of one measurement, or of several sharing them ([`record`]).
+/// The attributes of one measurement.
 #[inline]
-pub(crate) fn key_values<const N: usize>(
-    attributes: [(&'static str, Attr<'_>); N],
-) -> [KeyValue; N] {
+fn key_values<const N: usize>(attributes: [(&'static str, Attr<'_>); N]) -> [KeyValue; N] {
     attributes.map(|(key, value)| KeyValue::new(key, otel_value(value)))
 }
 
@@ -144,27 +142,40 @@ pub(crate) fn record_lag<const N: usize>(
     });
 }
 
-/// Records several measurements with the instruments looked up once (nothing when the
-/// process switch is off): what one outcome records in more than one instrument.
+/// Records several measurements sharing `attributes`, with the instruments looked up and
+/// the attributes converted once (nothing when the process switch is off): what one outcome
+/// records in more than one instrument.
 #[inline]
-pub(crate) fn record(measure: impl FnOnce(Recorder<'_>)) {
-    with_instruments(|instruments| measure(Recorder(instruments)));
+pub(crate) fn record<const N: usize>(
+    attributes: [(&'static str, Attr<'_>); N],
+    measure: impl FnOnce(&Recorder<'_, N>),
+) {
+    with_instruments(|instruments| {
+        measure(&Recorder {
+            instruments,
+            attributes: key_values(attributes),
+        });
+    });
 }
 
-/// The instruments, lent to [`record`]'s closure.
-pub(crate) struct Recorder<'a>(&'a Instruments);
+/// The instruments and the shared attributes, lent to [`record`]'s closure.
+pub(crate) struct Recorder<'a, const N: usize> {
+    instruments: &'a Instruments,
+    attributes: [KeyValue; N],
+}
 
-impl Recorder<'_> {
-    /// Adds `n` to `counter`.
+impl<const N: usize> Recorder<'_, N> {
+    /// Adds `n` to `counter`, with the first `len` of the attributes.
     #[inline]
-    pub(crate) fn add(&self, counter: Counter, n: u64, attributes: &[KeyValue]) {
-        self.0.counters[counter as usize].add(n, attributes);
+    pub(crate) fn add(&self, counter: Counter, n: u64, len: usize) {
+        let attributes = &self.attributes[..len.min(N)];
+        self.instruments.counters[counter as usize].add(n, attributes);
     }
 
-    /// Records a duration in `timing` (seconds).
+    /// Records a duration in `timing` (seconds), with all the attributes.
     #[inline]
-    pub(crate) fn seconds(&self, timing: Timing, elapsed: Duration, attributes: &[KeyValue]) {
-        self.0.timings[timing as usize].record(elapsed.as_secs_f64(), attributes);
+    pub(crate) fn seconds(&self, timing: Timing, elapsed: Duration) {
+        self.instruments.timings[timing as usize].record(elapsed.as_secs_f64(), &self.attributes);
     }
 }
 

@@ -135,6 +135,18 @@ impl Span {
         }
     }
 
+    /// Sets a string array attribute, built straight from `items` (no list in between).
+    pub(crate) fn set_str_array(
+        &self,
+        key: &'static str,
+        items: impl IntoIterator<Item = &'static str>,
+    ) {
+        if self.is_recording() {
+            let items = items.into_iter().map(Into::into).collect();
+            self.set_value(key, Value::Array(opentelemetry::Array::String(items)));
+        }
+    }
+
     /// Adds a span event.
     pub(crate) fn add_event(&self, name: &'static str, attributes: &[(&'static str, Attr<'_>)]) {
         if !self.is_recording() {

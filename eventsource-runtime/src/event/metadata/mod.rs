@@ -347,13 +347,7 @@ impl Metadata {
     fn change<R>(&mut self, change: impl FnOnce(&mut BTreeMap<String, String>) -> R) -> R {
         let mut read = match std::mem::take(&mut self.0) {
             Repr::Empty => BTreeMap::new(),
-            Repr::Lineage(id) => {
-                let id = String::from_utf8_lossy(&id).into_owned();
-                BTreeMap::from([
-                    (Self::CAUSATION_ID.to_owned(), id.clone()),
-                    (Self::CORRELATION_ID.to_owned(), id),
-                ])
-            }
+            Repr::Lineage(id) => lineage_entries(ascii(&id)),
             Repr::Shared(entries) => match Arc::try_unwrap(entries) {
                 Ok(mut entries) => entries.read.take().unwrap_or_else(|| entries.read_stored()),
                 Err(shared) => match shared.read.get() {
@@ -509,6 +503,14 @@ fn lineage_json(id: &str, traceparent: Option<&str>) -> String {
     json
 }
 
+/// The entries of a command's own lineage: `id` as both ids.
+fn lineage_entries(id: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (Metadata::CAUSATION_ID.to_owned(), id.to_owned()),
+        (Metadata::CORRELATION_ID.to_owned(), id.to_owned()),
+    ])
+}
+
 /// Text this crate wrote as ASCII (a UUID's, a `traceparent`'s): never the empty fallback.
 fn ascii(text: &[u8]) -> &str {
     std::str::from_utf8(text).unwrap_or_default()
@@ -527,15 +529,12 @@ impl Entries {
                 lineage,
                 traceparent,
             } => {
-                let mut entries = BTreeMap::from([(
-                    Metadata::TRACEPARENT.to_owned(),
-                    ascii(traceparent).to_owned(),
-                )]);
-                if let Some(id) = lineage {
-                    let id = ascii(id);
-                    entries.insert(Metadata::CAUSATION_ID.to_owned(), id.to_owned());
-                    entries.insert(Metadata::CORRELATION_ID.to_owned(), id.to_owned());
-                }
+                let mut entries = lineage
+                    .as_ref()
+                    .map(|id| lineage_entries(ascii(id)))
+                    .unwrap_or_default();
+                let traceparent = ascii(traceparent).to_owned();
+                entries.insert(Metadata::TRACEPARENT.to_owned(), traceparent);
                 entries
             }
         }

@@ -138,9 +138,9 @@ impl CommandSpan {
         ];
         metrics::record(outcome, |metrics| {
             metrics.seconds(Timing::Command, self.timer.elapsed());
-            metrics.add(Counter::Commands, 1, 2);
+            metrics.add(Counter::Commands, 1);
             if produced > 0 {
-                metrics.add(Counter::EventsProduced, produced as u64, 1);
+                metrics.add_with_first(Counter::EventsProduced, produced as u64, 1);
             }
         });
         match result {

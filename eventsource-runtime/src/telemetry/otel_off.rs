@@ -170,7 +170,10 @@ pub(crate) mod metrics {
 
     impl<const N: usize> Recorder<N> {
         #[inline(always)]
-        pub(crate) fn add(&self, _: Counter, _: u64, _: usize) {}
+        pub(crate) fn add(&self, _: Counter, _: u64) {}
+
+        #[inline(always)]
+        pub(crate) fn add_with_first(&self, _: Counter, _: u64, _: usize) {}
 
         #[inline(always)]
         pub(crate) fn seconds(&self, _: Timing, _: Duration) {}

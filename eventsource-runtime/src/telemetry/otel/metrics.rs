@@ -165,9 +165,15 @@ pub(crate) struct Recorder<'a, const N: usize> {
 }
 
 impl<const N: usize> Recorder<'_, N> {
-    /// Adds `n` to `counter`, with the first `len` of the attributes.
+    /// Adds `n` to `counter`, with all the attributes.
     #[inline]
-    pub(crate) fn add(&self, counter: Counter, n: u64, len: usize) {
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.add_with_first(counter, n, N);
+    }
+
+    /// Adds `n` to `counter`, with only the first `len` of the attributes.
+    #[inline]
+    pub(crate) fn add_with_first(&self, counter: Counter, n: u64, len: usize) {
         let attributes = &self.attributes[..len.min(N)];
         self.instruments.counters[counter as usize].add(n, attributes);
     }

@@ -20,7 +20,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{Link, SpanId, SpanKind, Status, TraceContextExt as _};
-use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry::{Array, Context, KeyValue, Value};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::direct::{Attached, DirectTracer, Parent, Started};
@@ -143,7 +143,7 @@ impl Span {
     ) {
         if self.is_recording() {
             let items = items.into_iter().map(Into::into).collect();
-            self.set_value(key, Value::Array(opentelemetry::Array::String(items)));
+            self.set_value(key, Value::Array(Array::String(items)));
         }
     }
 

@@ -95,9 +95,10 @@ pub fn start_publish(telemetry: &BusTelemetry, message: &mut BusMessage) -> Publ
         return Publishing { recorded: None };
     }
     let name = SpanName::Static(telemetry.names.publish);
-    let span = SpanStart::new(telemetry.enabled, name, Kind::Producer);
+    let mut span = SpanStart::new(telemetry.enabled, name, Kind::Producer);
     let operation = (attr::MESSAGING_OPERATION_SEND, telemetry.publish_operation);
-    let span = describe(span, telemetry, message, operation).start();
+    describe(&mut span, telemetry, message, operation);
+    let span = span.start();
     span.inject(&mut message.headers);
     Publishing {
         recorded: Some(Recorded {
@@ -385,18 +386,19 @@ where
     Fut: Future<Output = Result<Result<Handling, HandlerError>, panic::Payload>>,
 {
     let event_type = &message.event.event_type;
-    let span = SpanStart::new(
+    let mut span = SpanStart::new(
         telemetry.enabled,
         SpanName::Static(telemetry.names.handle),
         Kind::Internal,
-    )
-    .str(attr::HANDLER_NAME, handler)
-    .str(attr::EVENT_TYPE, event_type)
-    .attr(
-        attr::MESSAGING_MESSAGE_ID,
-        Attr::Display(&message.message_id),
     );
-    let span = with_correlation(span, message).start();
+    span.str(attr::HANDLER_NAME, handler)
+        .str(attr::EVENT_TYPE, event_type)
+        .attr(
+            attr::MESSAGING_MESSAGE_ID,
+            Attr::Display(&message.message_id),
+        );
+    with_correlation(&mut span, message);
+    let span = span.start();
     let timer = Stopwatch::start();
     let outcome = span.run(run).await;
     let status = match outcome {
@@ -432,28 +434,26 @@ where
 /// `eventsource.event_bus.consume`, CONSUMER; its parent or links by delivery.
 fn consume_span(telemetry: &BusTelemetry, delivery: Delivery<'_>) -> Span {
     let name = SpanName::Static(telemetry.names.consume);
-    let mut span = with_bus(
-        SpanStart::new(telemetry.enabled, name, Kind::Consumer),
-        telemetry,
-    );
+    let mut span = SpanStart::new(telemetry.enabled, name, Kind::Consumer);
+    with_bus(&mut span, telemetry);
     if let Some(group) = &telemetry.consumer_group {
-        span = span.str(attr::MESSAGING_CONSUMER_GROUP_NAME, group);
+        span.str(attr::MESSAGING_CONSUMER_GROUP_NAME, group);
     }
     let message = match delivery {
         Delivery::Batch(messages) => {
-            let mut span = span.root();
+            span.root();
             if let Some(first) = messages.first() {
-                span = span.str(attr::MESSAGING_DESTINATION_NAME, &first.destination);
+                span.str(attr::MESSAGING_DESTINATION_NAME, &first.destination);
             }
             let operation = (
                 attr::MESSAGING_OPERATION_PROCESS,
                 telemetry.consume_operation,
             );
-            span = with_operation(span, operation)
+            with_operation(&mut span, operation)
                 .int(attr::MESSAGING_BATCH_MESSAGE_COUNT, messages.len())
                 .static_str(attr::DELIVERY_MODE, attr::DELIVERY_BATCH);
             for message in messages {
-                span = link(span, &message.headers, message);
+                link(&mut span, &message.headers, message);
             }
             return span.start();
         }
@@ -461,7 +461,7 @@ fn consume_span(telemetry: &BusTelemetry, delivery: Delivery<'_>) -> Span {
             message
         }
     };
-    let span = match delivery {
+    match delivery {
         // Validated (and counted when missing or malformed), then extracted whole, baggage
         // included, as the parent.
         Delivery::Live(_) => span.remote_parent(&message.headers),
@@ -471,31 +471,30 @@ fn consume_span(telemetry: &BusTelemetry, delivery: Delivery<'_>) -> Span {
         attr::MESSAGING_OPERATION_PROCESS,
         telemetry.consume_operation,
     );
-    let span = describe_message(span, message, operation);
-    let span = match delivery {
+    describe_message(&mut span, message, operation);
+    match delivery {
         Delivery::Redelivery(_, attempt) => {
-            let span = span
-                .static_str(attr::DELIVERY_MODE, attr::DELIVERY_REDELIVERY)
+            span.static_str(attr::DELIVERY_MODE, attr::DELIVERY_REDELIVERY)
                 .int(attr::DELIVERY_ATTEMPT, attempt);
-            link(span, &message.headers, message)
+            link(&mut span, &message.headers, message);
         }
         Delivery::Replay(_) => {
-            let span = span.static_str(attr::DELIVERY_MODE, attr::DELIVERY_REPLAY);
-            link(span, &message.event.metadata, message)
+            span.static_str(attr::DELIVERY_MODE, attr::DELIVERY_REPLAY);
+            link(&mut span, &message.event.metadata, message);
         }
-        _ => span.static_str(attr::DELIVERY_MODE, attr::DELIVERY_LIVE),
-    };
+        _ => {
+            span.static_str(attr::DELIVERY_MODE, attr::DELIVERY_LIVE);
+        }
+    }
     span.start()
 }
 
 /// The bus's own attributes: `messaging.system` and the broker's `server.*`.
-fn with_bus<'a>(span: SpanStart<'a>, telemetry: &BusTelemetry) -> SpanStart<'a> {
-    let span = span.static_str(attr::MESSAGING_SYSTEM, telemetry.system);
-    match &telemetry.server {
-        Some((address, port)) => span
-            .str(attr::SERVER_ADDRESS, address)
-            .int(attr::SERVER_PORT, *port),
-        None => span,
+fn with_bus(span: &mut SpanStart<'_>, telemetry: &BusTelemetry) {
+    span.static_str(attr::MESSAGING_SYSTEM, telemetry.system);
+    if let Some((address, port)) = &telemetry.server {
+        span.str(attr::SERVER_ADDRESS, address)
+            .int(attr::SERVER_PORT, *port);
     }
 }
 
@@ -503,65 +502,59 @@ fn with_bus<'a>(span: SpanStart<'a>, telemetry: &BusTelemetry) -> SpanStart<'a> 
 type Operation = (&'static str, &'static str);
 
 /// `messaging.operation.type` and `messaging.operation.name`.
-fn with_operation(span: SpanStart<'_>, (kind, name): Operation) -> SpanStart<'_> {
+fn with_operation<'s, 'a>(
+    span: &'s mut SpanStart<'a>,
+    (kind, name): Operation,
+) -> &'s mut SpanStart<'a> {
     span.static_str(attr::MESSAGING_OPERATION_TYPE, kind)
         .static_str(attr::MESSAGING_OPERATION_NAME, name)
 }
 
 /// The attributes of a publish span: the bus's, then the message's.
-fn describe<'a>(
-    span: SpanStart<'a>,
+fn describe(
+    span: &mut SpanStart<'_>,
     telemetry: &BusTelemetry,
     message: &BusMessage,
     operation: Operation,
-) -> SpanStart<'a> {
-    describe_message(with_bus(span, telemetry), message, operation)
+) {
+    with_bus(span, telemetry);
+    describe_message(span, message, operation);
 }
 
 /// The attributes of a span about one message: destination, operation (type and name),
 /// message id, event type, aggregate type and id, and the transport's own.
-fn describe_message<'a>(
-    span: SpanStart<'a>,
-    message: &BusMessage,
-    operation: Operation,
-) -> SpanStart<'a> {
+fn describe_message(span: &mut SpanStart<'_>, message: &BusMessage, operation: Operation) {
     let id = Attr::Display(&message.message_id);
-    let span = span.str(attr::MESSAGING_DESTINATION_NAME, &message.destination);
-    let mut span = with_operation(span, operation)
+    span.str(attr::MESSAGING_DESTINATION_NAME, &message.destination);
+    with_operation(span, operation)
         .attr(attr::MESSAGING_MESSAGE_ID, id)
         .str(attr::EVENT_TYPE, &message.event.event_type)
         .str(attr::AGGREGATE_TYPE, message.event.aggregate_type())
         .str(attr::AGGREGATE_ID, message.event.aggregate_id());
-    span = with_correlation(span, message);
+    with_correlation(span, message);
     for (key, value) in &message.attributes {
         let value = match value {
             AttributeValue::String(s) => Attr::Str(s),
             AttributeValue::Int(n) => Attr::Int(*n),
         };
-        span = span.attr(key, value);
+        span.attr(key, value);
     }
-    span
 }
 
 /// `eventsource.correlation.id`, when the message's event carries one (its metadata is
 /// not read for a span that records nothing).
-fn with_correlation<'a>(span: SpanStart<'a>, message: &BusMessage) -> SpanStart<'a> {
+fn with_correlation(span: &mut SpanStart<'_>, message: &BusMessage) {
     if span.is_inert() {
-        return span;
+        return;
     }
-    match message.event.metadata.correlation_id() {
-        Some(correlation_id) => span.str(attr::CORRELATION_ID, correlation_id),
-        None => span,
+    if let Some(correlation_id) = message.event.metadata.correlation_id() {
+        span.str(attr::CORRELATION_ID, correlation_id);
     }
 }
 
 /// Links the span to a source message's context (in `carrier`), naming the message on the
 /// link.
-fn link<'a>(
-    span: SpanStart<'a>,
-    carrier: &crate::event::Metadata,
-    message: &BusMessage,
-) -> SpanStart<'a> {
+fn link(span: &mut SpanStart<'_>, carrier: &crate::event::Metadata, message: &BusMessage) {
     let id = Attr::Display(&message.message_id);
-    span.link(carrier, &[(attr::MESSAGING_MESSAGE_ID, id)])
+    span.link(carrier, &[(attr::MESSAGING_MESSAGE_ID, id)]);
 }

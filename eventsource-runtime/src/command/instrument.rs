@@ -50,8 +50,8 @@ fn started(
         Some(name) => SpanName::Static(name),
         None => SpanName::PrefixedStatic(attr::SPAN_COMMAND_PREFIX, command_type),
     };
-    let mut span = SpanStart::new(settings.enabled, name, Kind::Internal)
-        .static_str(attr::COMMAND_TYPE, command_type)
+    let mut span = SpanStart::new(settings.enabled, name, Kind::Internal);
+    span.static_str(attr::COMMAND_TYPE, command_type)
         .stream(stream)
         .static_str(attr::CQRS_SIDE, attr::SIDE_WRITE)
         .str(
@@ -59,7 +59,7 @@ fn started(
             stamped.correlation_id().unwrap_or_default(),
         );
     if let Some(command_id) = command_id {
-        span = span.str(attr::COMMAND_ID, command_id);
+        span.str(attr::COMMAND_ID, command_id);
     }
     let span = span.start();
     CommandSpan {

@@ -68,13 +68,14 @@ pub(super) fn batch_span(projection: &dyn Projection, events: &[EventEnvelope]) 
     if !otel::enabled() {
         return Span::none();
     }
-    let mut span = start(projection).int(attr::EVENT_COUNT, events.len());
+    let mut span = start(projection);
+    span.int(attr::EVENT_COUNT, events.len());
     if let Some(first) = events.first() {
-        span = span.int(attr::EVENT_POSITION, first.position);
+        span.int(attr::EVENT_POSITION, first.position);
     }
     for event in events {
         record_lag(projection.name(), event);
-        span = span.link(&event.metadata, &[]);
+        span.link(&event.metadata, &[]);
     }
     let span = span.start();
     record_upcasts(&span, events);
@@ -90,13 +91,13 @@ fn start(projection: &dyn Projection) -> SpanStart<'_> {
         None => SpanName::Prefixed(attr::SPAN_PROJECTION_PREFIX, projection_name),
     };
     let enabled = toggles::projection_enabled(projection.tracing_enabled());
-    let span = SpanStart::new(enabled, name, Kind::Consumer)
-        .root()
+    let mut span = SpanStart::new(enabled, name, Kind::Consumer);
+    span.root()
         .str(attr::PROJECTION_NAME, projection_name)
         .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION);
     // Looked up only for a span that is recorded: projection spans are off by default.
     if enabled && let Some(segment) = Fence::current_segment() {
-        return span.attr(attr::PROJECTION_SEGMENT, Attr::Display(&segment));
+        span.attr(attr::PROJECTION_SEGMENT, Attr::Display(&segment));
     }
     span
 }
@@ -152,7 +153,7 @@ pub(super) fn parking(projection: &str, position: u64, error: &StoreError) -> Sp
         stream, version, ..
     } = error
     {
-        span = with_stream(span, stream, *version);
+        with_stream(&mut span, stream, *version);
     }
     let span = span.start();
     span.record_error("StoreError::Corrupt", &Chain(error));
@@ -168,7 +169,8 @@ pub(super) fn parking_upcast(
     version: u64,
     error: &UpcastError,
 ) -> Span {
-    let span = with_stream(park_span(projection, position), stream, version)
+    let mut span = park_span(projection, position);
+    let span = with_stream(&mut span, stream, version)
         .str(attr::EVENT_TYPE, &error.event_type)
         .start();
     span.record_error("UpcastError", &Chain(error));
@@ -186,10 +188,10 @@ pub(super) fn stopping(
 ) -> Span {
     let mut span = unreadable_span(attr::SPAN_PROJECTION_STOP, projection, position);
     if let Some((stream, version)) = stream {
-        span = with_stream(span, stream, version);
+        with_stream(&mut span, stream, version);
     }
     if let Some(event_type) = event_type {
-        span = span.str(attr::EVENT_TYPE, event_type);
+        span.str(attr::EVENT_TYPE, event_type);
     }
     span.start()
 }
@@ -217,15 +219,20 @@ fn park_span(projection: &str, position: u64) -> SpanStart<'_> {
 /// started: recorded whatever the projection's own switch.
 fn unreadable_span<'a>(name: &'static str, projection: &'a str, position: u64) -> SpanStart<'a> {
     let enabled = toggles::projection_enabled(true);
-    SpanStart::new(enabled, SpanName::Static(name), Kind::Internal)
-        .root()
+    let mut span = SpanStart::new(enabled, SpanName::Static(name), Kind::Internal);
+    span.root()
         .str(attr::PROJECTION_NAME, projection)
         .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION)
-        .int(attr::EVENT_POSITION, position)
+        .int(attr::EVENT_POSITION, position);
+    span
 }
 
 /// The parked event's stream and its version there.
-fn with_stream<'a>(span: SpanStart<'a>, stream: &'a StreamId, version: u64) -> SpanStart<'a> {
+fn with_stream<'s, 'a>(
+    span: &'s mut SpanStart<'a>,
+    stream: &'a StreamId,
+    version: u64,
+) -> &'s mut SpanStart<'a> {
     span.str(attr::AGGREGATE_TYPE, stream.aggregate_type())
         .str(attr::AGGREGATE_ID, stream.aggregate_id())
         .int(attr::EVENT_SEQUENCE, version)

@@ -15,7 +15,9 @@ const ERROR_TYPE: &str = "RepositoryError";
 
 /// An INTERNAL span named `name` about the aggregate of `stream`.
 fn span<'a>(enabled: bool, name: &'static str, stream: &'a StreamId) -> SpanStart<'a> {
-    SpanStart::new(enabled, SpanName::Static(name), Kind::Internal).stream(stream)
+    let mut span = SpanStart::new(enabled, SpanName::Static(name), Kind::Internal);
+    span.stream(stream);
+    span
 }
 
 /// The load span of the aggregate of `stream`.
@@ -75,8 +77,7 @@ where
     Fut: Future<Output = Result<bool, RepositoryError>>,
 {
     let name = telemetry.names.exists;
-    let span = span(telemetry.enabled, name, stream);
-    let span = span.start();
+    let span = span(telemetry.enabled, name, stream).start();
     let result = span.run(check).await;
     if let Err(error) = &result {
         span.record_error(ERROR_TYPE, &Chain(error));

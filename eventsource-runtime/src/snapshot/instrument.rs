@@ -151,12 +151,12 @@ where
         operation,
         query_text,
     } = operation.into();
-    let span = client_span(telemetry, operation.span_name(), Some(stream));
+    let mut span = client_span(telemetry, operation.span_name(), Some(stream));
     let mut database = Operation::new(operation.as_str());
     if let Some(text) = query_text {
         database = database.with_query_text(text);
     }
-    let span = start(span, telemetry, database);
+    let span = start(&mut span, telemetry, database);
     if let Some(version) = version {
         span.set(VERSION, Attr::int(version));
     }

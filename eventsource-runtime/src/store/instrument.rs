@@ -67,40 +67,38 @@ pub(crate) fn client_span<'a>(
     name: &'static str,
     stream: Option<&'a StreamId>,
 ) -> SpanStart<'a> {
-    let span = SpanStart::new(telemetry.enabled, SpanName::Static(name), Kind::Client);
-    match stream {
-        Some(stream) => span.stream(stream),
-        None => span,
+    let mut span = SpanStart::new(telemetry.enabled, SpanName::Static(name), Kind::Client);
+    if let Some(stream) = stream {
+        span.stream(stream);
     }
+    span
 }
 
 /// Adds the database attributes and starts the span.
 pub(crate) fn start(
-    span: SpanStart<'_>,
+    span: &mut SpanStart<'_>,
     telemetry: &StoreTelemetry,
     operation: Operation<'_>,
 ) -> Span {
     if span.is_inert() {
         return Span::none();
     }
-    let mut span = span
-        .static_str(attr::DB_SYSTEM_NAME, telemetry.system)
+    span.static_str(attr::DB_SYSTEM_NAME, telemetry.system)
         .static_str(attr::DB_OPERATION_NAME, operation.name);
     if let Some(collection) = telemetry.collection {
-        span = span.static_str(attr::DB_COLLECTION_NAME, collection);
+        span.static_str(attr::DB_COLLECTION_NAME, collection);
     }
     if let Some(namespace) = &telemetry.namespace {
-        span = span.str(attr::DB_NAMESPACE, namespace);
+        span.str(attr::DB_NAMESPACE, namespace);
     }
     if let Some((address, port)) = &telemetry.server {
-        span = span
-            .str(attr::SERVER_ADDRESS, address)
+        span.str(attr::SERVER_ADDRESS, address)
             .int(attr::SERVER_PORT, *port);
     }
     if telemetry.query_text
         && let Some(text) = operation.query_text
     {
-        span = span.str(attr::DB_QUERY_TEXT, text);
+        span.str(attr::DB_QUERY_TEXT, text);
     }
     span.start()
 }
@@ -181,10 +179,10 @@ fn append_started<E: Outgoing>(
     mut events: Vec<E>,
     operation: Operation<'_>,
 ) -> (Span, Vec<E>) {
-    let span = client_span(telemetry, telemetry.names.append, Some(stream))
-        .int(attr::EXPECTED_VERSION, expected.as_i64())
+    let mut span = client_span(telemetry, telemetry.names.append, Some(stream));
+    span.int(attr::EXPECTED_VERSION, expected.as_i64())
         .int(attr::EVENT_COUNT, events.len());
-    let span = start(span, telemetry, operation);
+    let span = start(&mut span, telemetry, operation);
     // With the process switch off no context is written: the events are not looked at.
     if otel::enabled() {
         span.inject_each(events.iter_mut().map(Outgoing::metadata_mut));
@@ -261,9 +259,9 @@ fn load_started(
     from_version: u64,
     operation: Operation<'_>,
 ) -> Span {
-    let span = client_span(telemetry, telemetry.names.load, Some(stream))
-        .int(attr::FROM_VERSION, from_version);
-    start(span, telemetry, operation)
+    let mut span = client_span(telemetry, telemetry.names.load, Some(stream));
+    span.int(attr::FROM_VERSION, from_version);
+    start(&mut span, telemetry, operation)
 }
 
 /// Runs a global read: the span, how many events came back, the status.
@@ -280,12 +278,12 @@ pub async fn read_all<Fut>(
 where
     Fut: Future<Output = Result<ReadBatch, StoreError>>,
 {
-    let mut span = client_span(telemetry, telemetry.names.read_all, None)
-        .int(attr::EVENT_POSITION, from_position);
+    let mut span = client_span(telemetry, telemetry.names.read_all, None);
+    span.int(attr::EVENT_POSITION, from_position);
     if limit != super::UNBOUNDED {
-        span = span.int(attr::READ_LIMIT, limit);
+        span.int(attr::READ_LIMIT, limit);
     }
-    let span = start(span, telemetry, operation);
+    let span = start(&mut span, telemetry, operation);
     let result = span.run(read_all).await;
     read_finished(&span, &result);
     if let Ok(batch) = &result {
@@ -308,9 +306,9 @@ pub async fn events_by_correlation<Fut>(
 where
     Fut: Future<Output = Result<Vec<EventEnvelope>, StoreError>>,
 {
-    let span = client_span(telemetry, telemetry.names.events_by_correlation, None)
-        .str(attr::CORRELATION_ID, correlation_id);
-    let span = start(span, telemetry, operation);
+    let mut span = client_span(telemetry, telemetry.names.events_by_correlation, None);
+    span.str(attr::CORRELATION_ID, correlation_id);
+    let span = start(&mut span, telemetry, operation);
     let result = span.run(read).await;
     read_finished(&span, &result);
     result

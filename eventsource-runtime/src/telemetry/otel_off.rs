@@ -17,42 +17,42 @@ impl<'a> SpanStart<'a> {
     }
 
     #[inline(always)]
-    pub(crate) fn root(self) -> Self {
+    pub(crate) fn root(&mut self) -> &mut Self {
         self
     }
 
     #[inline(always)]
-    pub(crate) fn remote_parent<M: ?Sized>(self, _: &M) -> Self {
+    pub(crate) fn remote_parent<M: ?Sized>(&mut self, _: &M) -> &mut Self {
         self
     }
 
     #[inline(always)]
-    pub(crate) fn link<M: ?Sized>(self, _: &M, _: &[(&'static str, Attr<'_>)]) -> Self {
+    pub(crate) fn link<M: ?Sized>(&mut self, _: &M, _: &[(&'static str, Attr<'_>)]) -> &mut Self {
         self
     }
 
     #[inline(always)]
-    pub(crate) fn attr(self, _: &'static str, _: Attr<'_>) -> Self {
+    pub(crate) fn attr(&mut self, _: &'static str, _: Attr<'_>) -> &mut Self {
         self
     }
 
     #[inline(always)]
-    pub(crate) fn str(self, _: &'static str, _: &str) -> Self {
+    pub(crate) fn str(&mut self, _: &'static str, _: &str) -> &mut Self {
         self
     }
 
     #[inline(always)]
-    pub(crate) fn static_str(self, _: &'static str, _: &'static str) -> Self {
+    pub(crate) fn static_str(&mut self, _: &'static str, _: &'static str) -> &mut Self {
         self
     }
 
     #[inline(always)]
-    pub(crate) fn stream<S>(self, _: &S) -> Self {
+    pub(crate) fn stream<S>(&mut self, _: &S) -> &mut Self {
         self
     }
 
     #[inline(always)]
-    pub(crate) fn int(self, _: &'static str, _: impl TryInto<i64>) -> Self {
+    pub(crate) fn int(&mut self, _: &'static str, _: impl TryInto<i64>) -> &mut Self {
         self
     }
 
@@ -62,7 +62,7 @@ impl<'a> SpanStart<'a> {
     }
 
     #[inline(always)]
-    pub(crate) fn start(self) -> Span {
+    pub(crate) fn start(&mut self) -> Span {
         Span
     }
 }

@@ -1,5 +1,29 @@
-//! What the fuzz targets share: the text forms their inputs are written in, so that a
-//! corpus file reads as what it stands for (a message's headers, a row's cells).
+//! The fuzz targets' checks, one module a target, and the text forms their inputs are
+//! written in, so that a corpus file reads as what it stands for (a message's headers, a
+//! row's cells).
+//!
+//! The targets in `fuzz_targets/` (cargo-fuzz, nightly) only hand each input to their
+//! module's `check`. The same checks replay every committed input of `corpus/<target>/`
+//! under a plain `cargo test` on stable (`src/corpora.rs`), so each input found once is
+//! a regression test wherever the tests run.
+
+#[cfg(test)]
+mod corpora;
+pub mod sql_row;
+pub mod trace_context;
+pub mod upcast_decode;
+pub mod wire_decode;
+
+/// A target's checks: they panic on an input that fails one.
+pub type Check = fn(&[u8]);
+
+/// Every target: its name (its folder under `corpus/`) and its checks.
+pub const TARGETS: [(&str, Check); 4] = [
+    ("sql_row", sql_row::check),
+    ("trace_context", trace_context::check),
+    ("upcast_decode", upcast_decode::check),
+    ("wire_decode", wire_decode::check),
+];
 
 /// The header lines at the start of `data`, `key: value` each (the value's bytes as they
 /// are, not necessarily UTF-8; a line without `": "` is a key with an empty value), up to

@@ -21,6 +21,11 @@ async fn in_memory_store_conforms() {
 }
 
 #[tokio::test]
+async fn baggage_survives_three_appends_in_memory() {
+    conformance::baggage::survives_three_appends(fresh().await).await;
+}
+
+#[tokio::test]
 async fn clones_share_one_log() {
     let store = InMemoryEventStore::new();
     let clone = store.clone();

@@ -310,6 +310,8 @@ macro_rules! conformance {
 }
 
 conformance! {
+    baggage_values_reach_the_handlers_of_three_hops_unchanged_through_nats =>
+        broker::baggage::baggage_survives_three_hops;
     fan_out_to_two_groups_shows_as_two_branches_of_one_trace =>
         broker::trace::fan_out;
     a_malformed_traceparent_starts_a_new_root_and_the_message_is_handled =>

@@ -17,6 +17,17 @@ async fn postgres_store_conforms() {
     db.cleanup().await;
 }
 
+#[tokio::test]
+async fn baggage_survives_three_appends_on_postgres() {
+    let Some(db) = db!("baggage_survives_three_appends_on_postgres") else {
+        return;
+    };
+    let pool = db.pool(2).await;
+    conformance::baggage::survives_three_appends(Arc::new(db.store_on(&pool).await)).await;
+    pool.close().await;
+    db.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
     let Some(db) = db!("migrate_is_idempotent_and_safe_to_run_concurrently") else {

@@ -16,6 +16,13 @@ async fn file_store_conforms() {
     .await;
 }
 
+#[tokio::test]
+async fn baggage_survives_three_appends_on_sqlite() {
+    let dir = TempDir::new("baggage");
+    let store = open(&dir.file("baggage.db")).await;
+    conformance::baggage::survives_three_appends(Arc::new(store)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_conforms() {
     conformance::events::run_all(|| async {

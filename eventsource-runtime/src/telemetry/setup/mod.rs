@@ -437,7 +437,7 @@ fn install(
     }
 
     opentelemetry::global::set_tracer_provider(tracer_provider.clone());
-    opentelemetry::global::set_text_map_propagator(crate::telemetry::propagation::w3c());
+    opentelemetry::global::set_text_map_propagator(crate::telemetry::propagation::propagator());
     if let Some(meters) = &meter_provider {
         opentelemetry::global::set_meter_provider(meters.clone());
     }

@@ -8,6 +8,7 @@
 //! - [`checkpoints`], for [`CheckpointStore`](crate::projection::checkpoint::CheckpointStore),
 //!   with its leases and parked events;
 //! - [`processed`], for [`ProcessedMessages`](crate::bus::ProcessedMessages), with its claims;
+//! - `baggage` (with the `tracing` feature): W3C baggage through a store, three hops;
 //! - `broker` (with the `tracing` feature), for a broker adapter: an
 //!   [`EventBus`](crate::bus::EventBus) and its consumer groups, over a fixture the
 //!   adapter's test implements.
@@ -30,6 +31,8 @@
 //! # });
 //! ```
 
+#[cfg(feature = "tracing")]
+pub mod baggage;
 pub mod batches;
 #[cfg(feature = "tracing")]
 pub mod broker;

@@ -10,6 +10,7 @@
 //!
 //! - [`trace`]: one trace from the publisher to the handlers, fan-out to two groups, a
 //!   malformed trace context, the relay's trace;
+//! - [`baggage`]: baggage values reaching the handlers of three hops unchanged;
 //! - [`failures`]: retries then dead letters then a move back, purge, an undecodable
 //!   message, a retry for a handler the group no longer has, a graceful stop.
 //!
@@ -18,6 +19,7 @@
 //! process-wide: share one capture in a `static LazyLock`, as each scenario tells its own
 //! apart by an event type of its own).
 
+pub mod baggage;
 pub mod failures;
 pub mod trace;
 

@@ -3,7 +3,9 @@
 //!
 //! At append time the current span's context is written into each event's metadata;
 //! whoever consumes the event later (a projection, a bus consumer, after a restart) links to
-//! it. The format is OpenTelemetry's own propagators'. A carrier the runtime writes into is
+//! it. The trace context is written as OpenTelemetry's `TraceContextPropagator` writes it;
+//! the baggage by [`W3cBaggagePropagator`], which encodes values so that they read back
+//! unchanged after any number of hops (OpenTelemetry's leaves `%` bare). A carrier the runtime writes into is
 //! a [`ContextCarrier`] (an event's metadata is one: it writes the common case in the form
 //! the stores keep); one it reads from is any [`Extractor`]. Missing or malformed context
 //! is no error: the consumer starts a new root and the `eventsource.trace_context.invalid`
@@ -17,22 +19,35 @@ use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
 use opentelemetry::trace::{SpanContext, TraceContextExt};
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 use super::attributes as attr;
 use super::otel::metrics;
 use super::values::{Attr, Counter};
 
+mod baggage;
+
+pub use baggage::W3cBaggagePropagator;
+
 // Our own propagator, not the global one: the global default is a no-op until an
 // application installs one, and stored context must not depend on that.
-pub(crate) static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(w3c);
+pub(crate) static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(propagator);
 
-/// The W3C propagators, trace context and baggage: what the runtime stores and sends, and
-/// what `telemetry::init()` installs as the global propagator.
-pub(crate) fn w3c() -> TextMapCompositePropagator {
+/// The W3C propagators, trace context and baggage ([`W3cBaggagePropagator`]): what the
+/// runtime stores and sends, and what `telemetry::init()` installs as the global
+/// propagator. With an OpenTelemetry set-up of your own, install it yourself, so that what
+/// your HTTP layer reads and writes carries baggage values as the runtime does:
+///
+/// ```
+/// opentelemetry::global::set_text_map_propagator(
+///     eventsource_runtime::telemetry::propagation::propagator(),
+/// );
+/// ```
+#[must_use]
+pub fn propagator() -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
-        Box::new(BaggagePropagator::new()),
+        Box::new(W3cBaggagePropagator::new()),
     ])
 }
 
@@ -84,7 +99,7 @@ pub fn inject_current(carrier: &mut impl ContextCarrier) {
 
 /// The W3C `baggage` of `cx`, written into `carrier`.
 pub(crate) fn inject_baggage(cx: &Context, carrier: &mut dyn Injector) {
-    BaggagePropagator::new().inject_context(cx, carrier);
+    W3cBaggagePropagator::new().inject_context(cx, carrier);
 }
 
 /// The context stored in `carrier` (an event's metadata, a message's headers), as a remote

@@ -6,11 +6,11 @@
 //! (their duplicates reported).
 //!
 //! A test binary of its own (test binaries run one after the other), so that killing the
-//! broker disturbs no other test. Needs `EVENTSOURCE_KAFKA_BROKERS` and a local `tansu`
-//! broker process listening on its port that this test may kill and start again (same
-//! argv, same working directory, output appended to `tansu.log` there; a guard starts it
-//! again if the test fails while it is down). Skipped visibly otherwise, unless
-//! `EVENTSOURCE_REQUIRE_KAFKA=1`: then it fails.
+//! broker disturbs no other test. Needs `EVENTSOURCE_KAFKA_BROKERS` and a local Apache Kafka
+//! node listening on its port (`java ... kafka.Kafka <server.properties>`, as `.ci/run`
+//! starts it) that this test may kill and start again (same argv, same working directory,
+//! output appended to `kafka.log` there; a guard starts it again if the test fails while it
+//! is down). Skipped visibly otherwise, unless `EVENTSOURCE_REQUIRE_KAFKA=1`: then it fails.
 
 mod common {
     #[path = "../common/faults.rs"]

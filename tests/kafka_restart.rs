@@ -3,10 +3,11 @@
 //! connects again by itself, and every stored event is handled (at least once).
 //!
 //! A test binary of its own (test binaries run one after the other), so that killing the
-//! broker disturbs no other test. Needs `EVENTSOURCE_KAFKA_BROKERS` and a local `tansu`
-//! broker process listening on its port that this test may kill and start again (same
-//! argv, same working directory, output appended to `tansu.log` there). Skipped visibly
-//! otherwise, unless `EVENTSOURCE_REQUIRE_KAFKA=1`: then it fails.
+//! broker disturbs no other test. Needs `EVENTSOURCE_KAFKA_BROKERS` and a local Apache Kafka
+//! node listening on its port (`java ... kafka.Kafka <server.properties>`, as `.ci/run`
+//! starts it) that this test may kill and start again (same argv, same working directory,
+//! output appended to `kafka.log` there). Skipped visibly otherwise, unless
+//! `EVENTSOURCE_REQUIRE_KAFKA=1`: then it fails.
 
 #[path = "../examples/domain/order.rs"]
 mod domain;
@@ -36,10 +37,10 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
 
 // ---- the broker process -----------------------------------------------------------------
 
-/// Whether `argv` is a tansu broker's.
-fn is_tansu_broker(argv: &[String]) -> bool {
+/// Whether `argv` is an Apache Kafka node's (`java ... kafka.Kafka <server.properties>`).
+fn is_kafka_broker(argv: &[String]) -> bool {
     let program = argv[0].rsplit('/').next().unwrap_or_default();
-    program == "tansu" && argv.iter().skip(1).any(|a| a == "broker")
+    program == "java" && argv.iter().skip(1).any(|a| a == "kafka.Kafka")
 }
 
 /// The first `host:port` of `EVENTSOURCE_KAFKA_BROKERS`, resolved.
@@ -73,8 +74,9 @@ fn broker() -> Option<(String, ServerProcess)> {
         skip(format!("nothing listens on {addr}"));
         return None;
     }
-    match ServerProcess::find("tansu", is_tansu_broker, addr, None) {
-        Ok(tansu) => Some((brokers, tansu)),
+    // Apache Kafka as `.ci/run` starts it writes its log in its working directory.
+    match ServerProcess::find("kafka", is_kafka_broker, addr, None) {
+        Ok(kafka) => Some((brokers, kafka)),
         Err(why) => {
             skip(why);
             None
@@ -84,18 +86,18 @@ fn broker() -> Option<(String, ServerProcess)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_and_restarted_loses_nothing_and_the_relay_resumes() {
-    let Some((brokers, tansu)) = broker() else {
+    let Some((brokers, kafka)) = broker() else {
         return;
     };
     let started = Instant::now();
-    let scenario = tokio::time::timeout(BUDGET, scenario(brokers, tansu));
+    let scenario = tokio::time::timeout(BUDGET, scenario(brokers, kafka));
     match scenario.await {
         Ok(()) => eprintln!("kafka restart: done in {:?}", started.elapsed()),
         Err(_) => panic!("the scenario took longer than {BUDGET:?}"),
     }
 }
 
-async fn scenario(brokers: String, tansu: ServerProcess) {
+async fn scenario(brokers: String, kafka: ServerProcess) {
     let prefix = format!("es-restart-{}", uuid::Uuid::now_v7().simple());
     let bus = KafkaBus::new(&brokers)
         .unwrap()
@@ -183,12 +185,12 @@ async fn scenario(brokers: String, tansu: ServerProcess) {
     wait_for(10, Duration::from_secs(30)).await;
 
     // During: the broker is killed; commands go on (the store is not the broker).
-    let mut guard = StartAgainOnDrop(tansu.clone());
-    let killing = tansu.clone();
+    let mut guard = StartAgainOnDrop(kafka.clone());
+    let killing = kafka.clone();
     tokio::task::spawn_blocking(move || killing.kill())
         .await
         .unwrap()
-        .expect("tansu is killed");
+        .expect("the broker is killed");
     let down_since = Instant::now();
     for i in 10..20 {
         orders
@@ -215,14 +217,14 @@ async fn scenario(brokers: String, tansu: ServerProcess) {
     if let Some(rest) = DOWN_FOR.checked_sub(down_since.elapsed()) {
         tokio::time::sleep(rest).await;
     }
-    let restarting = tansu.clone();
+    let restarting = kafka.clone();
     let restarted = tokio::task::spawn_blocking(move || {
-        let mut tansu = restarting;
-        tansu.start().map(|()| tansu)
+        let mut kafka = restarting;
+        kafka.start().map(|()| kafka)
     })
     .await
     .unwrap()
-    .expect("tansu starts again");
+    .expect("the broker starts again");
     // Started: the guard now watches the new process.
     guard.0 = restarted;
     eprintln!(

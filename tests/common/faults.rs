@@ -1065,8 +1065,8 @@ pub fn local_broker(test: &str, kind: BrokerKind) -> Option<ServerProcess> {
         return None;
     }
     let found = match kind {
-        // tansu writes its log in its working directory.
-        BrokerKind::Kafka => ServerProcess::find("tansu", is_tansu_broker, addr, None),
+        // Apache Kafka as `.ci/run` starts it writes its log in its working directory.
+        BrokerKind::Kafka => ServerProcess::find("kafka", is_kafka_broker, addr, None),
         _ => ServerProcess::find(
             "nats-server",
             is_nats_server,
@@ -1083,9 +1083,10 @@ pub fn local_broker(test: &str, kind: BrokerKind) -> Option<ServerProcess> {
     }
 }
 
-fn is_tansu_broker(argv: &[String]) -> bool {
+/// Whether `argv` is an Apache Kafka node's (`java ... kafka.Kafka <server.properties>`).
+fn is_kafka_broker(argv: &[String]) -> bool {
     let program = argv[0].rsplit('/').next().unwrap_or_default();
-    program == "tansu" && argv.iter().skip(1).any(|a| a == "broker")
+    program == "java" && argv.iter().skip(1).any(|a| a == "kafka.Kafka")
 }
 
 fn is_nats_server(argv: &[String]) -> bool {

@@ -16,7 +16,7 @@ use eventsource_runtime::event::EventEnvelope;
 /// was.
 #[derive(Debug, Clone)]
 pub struct ServerProcess {
-    /// What it is, for messages (`tansu`, `nats-server`).
+    /// What it is, for messages (`kafka`, `nats-server`).
     name: &'static str,
     /// Where its output goes when started again.
     log: PathBuf,

@@ -25,9 +25,7 @@
 //! `EVENTSOURCE_KAFKA_BROKERS=127.0.0.1:9092 cargo bench --bench bus_kafka --features kafka`
 //! (about two to three minutes here). Without `EVENTSOURCE_KAFKA_BROKERS` it says so and
 //! measures nothing. Each run works under a topic prefix of its own (`es-bench-{uuid}`) and
-//! leaves its topics (about 70,000 records) on the broker: deleting them on tansu 0.6 makes
-//! SQLite look up every record's headers in a table without an index on them (see
-//! `docs/performance.md`, which says how to add one).
+//! leaves its topics (about 70,000 records) on the broker, for retention to remove.
 
 mod common;
 #[path = "../examples/domain/order.rs"]
@@ -420,7 +418,7 @@ fn bus_kafka(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    // The consumers first: on tansu a fetch costs more as the broker holds more records.
+    // The consumers first, on a broker that holds the fewest records.
     consumer_throughput(c, &runtime, &broker);
     relay_throughput(c, &runtime, &broker);
 }

@@ -48,8 +48,7 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
 }
 
 /// How long a scenario may wait for each of its states (per broker: a Kafka group hands a
-/// dead member's partitions on only after its session timed out, and on tansu a group may
-/// stay stuck until the stall watch makes it join again).
+/// dead member's partitions on only after its session timed out).
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
     /// From a consumer's start until it handled its share (the first join included).

@@ -13,6 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::ConsumerGroup as GroupStatistics;
 
 use super::context::LastError;
+use super::protocol::GroupProtocol;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
 
@@ -25,16 +26,24 @@ pub(super) struct GroupContext {
     errors: LastError,
     membership: Arc<Mutex<Option<GroupStatistics>>>,
     group: Arc<str>,
+    protocol: GroupProtocol,
 }
 
 impl GroupContext {
-    /// The context of a consumer of the group `group`, recording errors in `errors`.
-    pub(super) fn new(group: &str, errors: LastError) -> Self {
+    /// The context of a consumer of the group `group` joining with `protocol`, recording
+    /// errors in `errors`.
+    pub(super) fn new(group: &str, protocol: GroupProtocol, errors: LastError) -> Self {
         Self {
             errors,
             membership: Arc::default(),
             group: group.into(),
+            protocol,
         }
+    }
+
+    /// The protocol the consumer joins with.
+    pub(super) fn protocol(&self) -> GroupProtocol {
+        self.protocol
     }
 
     /// What librdkafka last said of this consumer's membership, as one line:
@@ -47,8 +56,8 @@ impl GroupContext {
             .unwrap_or_else(PoisonError::into_inner);
         let group = membership.as_ref()?;
         let mut line = format!(
-            "this consumer: state {}, join state {} (for {} ms), {} rebalances",
-            group.state, group.join_state, group.stateage, group.rebalance_cnt
+            "this consumer ({} protocol): state {}, join state {} (for {} ms), {} rebalances",
+            self.protocol, group.state, group.join_state, group.stateage, group.rebalance_cnt
         );
         if !group.rebalance_reason.is_empty() {
             let _ = write!(line, " (last: {})", group.rebalance_reason);

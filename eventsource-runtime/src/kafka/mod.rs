@@ -95,6 +95,7 @@ mod group_context;
 mod lag;
 mod offsets;
 mod producer;
+mod protocol;
 mod publish;
 mod settle;
 mod topology;
@@ -114,6 +115,7 @@ pub use consumer::{
     ConsumerGroup, DEFAULT_COMMIT_INTERVAL, DEFAULT_RETRY_DELAYS, DEFAULT_SESSION_TIMEOUT,
 };
 pub use dead_letters::DeadLetters;
+pub use protocol::{GROUP_PROTOCOL_VARIABLE, GroupProtocol};
 /// The Kafka client this module is built on, for settings and tools of your own (and so
 /// that they match its version).
 pub use rdkafka;

@@ -74,8 +74,8 @@ pub struct ConsumerGroup {
     pub(super) topics: GroupTopics,
     pub(super) dispatcher: Dispatcher,
     pub(super) health: GroupHealth,
-    /// The live consumer's context (its view of the group), while a session runs.
-    pub(super) membership: Arc<std::sync::Mutex<Option<GroupContext>>>,
+    /// The consumer of the events' topics, while a session runs (its view of the group).
+    pub(super) live: Arc<std::sync::Mutex<std::sync::Weak<GroupConsumer>>>,
     /// The sum of the group's committed offsets when its lag was last measured.
     pub(super) committed: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -122,7 +122,7 @@ impl ConsumerGroup {
             topics,
             bus,
             health: GroupHealth::new(),
-            membership: Arc::default(),
+            live: Arc::default(),
             committed: Arc::default(),
         }
     }
@@ -365,12 +365,6 @@ impl ConsumerGroup {
         let left_out = protocol::configure(&mut config, protocol, session_timeout);
         self.tell_left_out(protocol, &left_out);
         let context = GroupContext::new(&self.name, protocol, self.bus.shared.last_error.clone());
-        if matches!(source, Source::Live) {
-            *self
-                .membership
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(context.clone());
-        }
         let consumer: GroupConsumer = config
             .create_with_context(context)
             .map_err(|e| self.bus.creation_failed(e))?;
@@ -391,7 +385,14 @@ impl ConsumerGroup {
             group_id = group_id.as_str(),
             "consuming"
         );
-        Ok(Arc::new(consumer))
+        let consumer = Arc::new(consumer);
+        if matches!(source, Source::Live) {
+            *self
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::downgrade(&consumer);
+        }
+        Ok(consumer)
     }
 
     /// One consumer's worth of consuming: `Ok` once stopped, the error that ended it

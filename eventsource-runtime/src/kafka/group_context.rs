@@ -47,8 +47,8 @@ impl GroupContext {
     }
 
     /// What librdkafka last said of this consumer's membership, as one line:
-    /// `join state wait-sync, 44 rebalances (last: ...), 0 partitions assigned`; `None`
-    /// before its first statistics.
+    /// `state up, join state steady (for 812 ms), 2 rebalances (last: ...)`; `None` before
+    /// its first statistics.
     pub(super) fn membership(&self) -> Option<String> {
         let membership = self
             .membership
@@ -56,13 +56,12 @@ impl GroupContext {
             .unwrap_or_else(PoisonError::into_inner);
         let group = membership.as_ref()?;
         let mut line = format!(
-            "this consumer ({} protocol): state {}, join state {} (for {} ms), {} rebalances",
-            self.protocol, group.state, group.join_state, group.stateage, group.rebalance_cnt
+            "state {}, join state {} (for {} ms), {} rebalances",
+            group.state, group.join_state, group.stateage, group.rebalance_cnt
         );
         if !group.rebalance_reason.is_empty() {
             let _ = write!(line, " (last: {})", group.rebalance_reason);
         }
-        let _ = write!(line, ", {} partitions assigned", group.assignment_size);
         Some(line)
     }
 }

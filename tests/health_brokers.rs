@@ -488,7 +488,7 @@ async fn a_group_that_handles_nothing_for_its_bound_says_it_stalled_on_every_bro
         // rdkafka does not send, which the report says. The consumer's own view either way.
         match protocol {
             eventsource_runtime::kafka::GroupProtocol::Classic => assert!(
-                said.contains("group state Stable, protocol cooperative-sticky, 1 members: ")
+                said.contains("group state Stable, protocol range, 1 members: ")
                     && said.contains("(1 partitions)"),
                 "{said}"
             ),

@@ -364,7 +364,12 @@ impl ConsumerGroup {
         let session_timeout = self.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
         let left_out = protocol::configure(&mut config, protocol, session_timeout);
         self.tell_left_out(protocol, &left_out);
-        let context = GroupContext::new(&self.name, protocol, self.bus.shared.last_error.clone());
+        let context = GroupContext::new(
+            &self.name,
+            &group_id,
+            protocol,
+            self.bus.shared.last_error.clone(),
+        );
         let consumer: GroupConsumer = config
             .create_with_context(context)
             .map_err(|e| self.bus.creation_failed(e))?;

@@ -26,17 +26,25 @@ pub(super) struct GroupContext {
     errors: LastError,
     membership: Arc<Mutex<Option<GroupStatistics>>>,
     group: Arc<str>,
+    /// The consumer's `group.id` (the group's, or a retry topic's own).
+    group_id: Arc<str>,
     protocol: GroupProtocol,
 }
 
 impl GroupContext {
-    /// The context of a consumer of the group `group` joining with `protocol`, recording
-    /// errors in `errors`.
-    pub(super) fn new(group: &str, protocol: GroupProtocol, errors: LastError) -> Self {
+    /// The context of a consumer of the group `group` (its `group.id`: `group_id`) joining
+    /// with `protocol`, recording errors in `errors`.
+    pub(super) fn new(
+        group: &str,
+        group_id: &str,
+        protocol: GroupProtocol,
+        errors: LastError,
+    ) -> Self {
         Self {
             errors,
             membership: Arc::default(),
             group: group.into(),
+            group_id: group_id.into(),
             protocol,
         }
     }
@@ -100,6 +108,7 @@ impl ConsumerContext for GroupContext {
                 let _ = consumer.commit_consumer_state(CommitMode::Sync);
                 log_info!(
                     group = &*self.group,
+                    group_id = &*self.group_id,
                     partitions = partitions.count(),
                     "kafka partitions revoked"
                 );
@@ -107,12 +116,18 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(partitions) => {
                 log_info!(
                     group = &*self.group,
+                    group_id = &*self.group_id,
                     partitions = partitions.count(),
                     "kafka partitions assigned"
                 );
             }
             Rebalance::Error(error) => {
-                log_warn!(group = &*self.group, error = %Chain(error), "kafka rebalance failed");
+                log_warn!(
+                    group = &*self.group,
+                    group_id = &*self.group_id,
+                    error = %Chain(error),
+                    "kafka rebalance failed"
+                );
             }
         }
     }

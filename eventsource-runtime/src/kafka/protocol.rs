@@ -25,8 +25,8 @@ use crate::telemetry::otel::log::log_warn;
 /// | | [`Consumer`](Self::Consumer) (default) | [`Classic`](Self::Classic) |
 /// |---|---|---|
 /// | brokers | Apache Kafka 4.0 and later | every Kafka-API broker |
-/// | who assigns partitions | the broker (`group.remote.assignor`: `uniform` or `range`) | the members (`cooperative-sticky`) |
-/// | a member joins or leaves | only the partitions that change hands stop, each member on its own | only the partitions that change hands stop, after every member rejoined |
+/// | who assigns partitions | the broker (`group.remote.assignor=range`: a share of each topic) | the members (`range,roundrobin`: a share of each topic) |
+/// | a member joins or leaves | only the partitions that change hands stop, each member on its own | every member's partitions stop until the group formed again |
 /// | a dead member's partitions move after | the broker's `group.consumer.session.timeout.ms` (45 s unless set; the group's own `consumer.session.timeout.ms` when an operator set one) | [`session_timeout`](super::ConsumerGroup::session_timeout) (10 s) |
 ///
 /// A broker that does not speak the consumer protocol (older than 4.0, or one that turned
@@ -120,9 +120,16 @@ const CLASSIC_ONLY: [(&str, &str); 4] = [
     ),
 ];
 
-/// The assignor of the classic protocol: only the partitions that change hands stop at a
-/// rebalance (an eager one stops every partition of every member).
-const CLASSIC_ASSIGNOR: &str = "cooperative-sticky";
+/// The assignors, classic and the broker's: `range` gives each member a share of **each**
+/// topic. A group that reads several topics (one per aggregate type, `bind("#")`) of
+/// different volumes stays balanced; one that balances all partitions together
+/// (`cooperative-sticky`, the broker's `uniform`) can give a member only the partitions of
+/// a quiet topic, and measured so (one of three consumers held the six partitions of an
+/// empty topic and handled nothing). Under the classic protocol `range` is eager (a
+/// rebalance stops every member's partitions); under the consumer protocol every assignor
+/// moves only what must move.
+const CLASSIC_ASSIGNOR: &str = "range,roundrobin";
+const REMOTE_ASSIGNOR: &str = "range";
 
 /// The protocol a group joins with: a `group.protocol` the user set on the bus wins over
 /// `chosen`; `fallen_back` (the broker refused the consumer protocol) makes it classic.
@@ -178,15 +185,20 @@ pub(super) fn configure(
             }
             Vec::new()
         }
-        GroupProtocol::Consumer => CLASSIC_ONLY
-            .iter()
-            .filter(|(key, _)| {
-                let set = config.get(key).is_some();
-                config.remove(key);
-                set
-            })
-            .map(|&(key, instead)| LeftOut { key, instead })
-            .collect(),
+        GroupProtocol::Consumer => {
+            if config.get("group.remote.assignor").is_none() {
+                config.set("group.remote.assignor", REMOTE_ASSIGNOR);
+            }
+            CLASSIC_ONLY
+                .iter()
+                .filter(|(key, _)| {
+                    let set = config.get(key).is_some();
+                    config.remove(key);
+                    set
+                })
+                .map(|&(key, instead)| LeftOut { key, instead })
+                .collect()
+        }
     }
 }
 
@@ -300,7 +312,7 @@ mod tests {
         );
         assert_eq!(
             config.get("partition.assignment.strategy"),
-            Some("cooperative-sticky")
+            Some("range,roundrobin")
         );
     }
 
@@ -323,6 +335,7 @@ mod tests {
         );
         assert!(left_out[1].instead.contains("group.remote.assignor"));
         assert_eq!(config.get("group.protocol"), Some("consumer"));
+        assert_eq!(config.get("group.remote.assignor"), Some("range"));
         for (key, _) in CLASSIC_ONLY {
             assert_eq!(config.get(key), None, "{key}");
         }

@@ -180,12 +180,12 @@ impl ServerProcess {
             Ok(())
         } else {
             Err(format!(
-                "{variable} names {}, but the {} listening on {} (pid {}) runs {}",
-                wanted.display(),
+                "the {} listening on {} (pid {}) runs {}, not the {} that {variable} names",
                 self.name,
                 self.addr,
                 self.pid,
-                running.display()
+                running.display(),
+                wanted.display()
             ))
         }
     }

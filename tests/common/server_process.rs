@@ -256,7 +256,9 @@ impl ServerProcess {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", self.exe.display()))?;
         self.pid = child.id();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // A bound, not a wait: Apache Kafka recovers every partition's log after a SIGKILL
+        // before it listens, which took up to 26 s on a loaded machine here.
+        let deadline = Instant::now() + Duration::from_secs(90);
         while !listening(self.addr) {
             if Instant::now() > deadline {
                 return Err(format!(

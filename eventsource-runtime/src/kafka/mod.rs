@@ -166,8 +166,33 @@ impl std::fmt::Debug for KafkaBus {
             .field("prefix", &self.shared.prefix)
             .field("topics", &self.shared.topics)
             .field("delivery_timeout", &self.shared.delivery_timeout)
+            .field("settings", &Settings(&self.shared.settings))
             .finish_non_exhaustive()
     }
+}
+
+/// The user's librdkafka settings, for `Debug`: the value of a setting whose name says
+/// `password` or `secret` shown as `***`.
+struct Settings<'a>(&'a [(String, String)]);
+
+impl std::fmt::Debug for Settings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.0.iter().map(|(key, value)| {
+            let value = if secret(key) {
+                crate::telemetry::secrets::HIDDEN
+            } else {
+                value.as_str()
+            };
+            (key, value)
+        });
+        f.debug_map().entries(shown).finish()
+    }
+}
+
+/// Whether the value of the librdkafka setting `key` is a secret (`sasl.password`,
+/// `ssl.key.password`, `sasl.oauthbearer.client.secret`, ...).
+fn secret(key: &str) -> bool {
+    key.contains("password") || key.contains("secret")
 }
 
 /// The bootstrap servers of `url`: `kafka://host:port[,host:port...]` or the list alone.
@@ -264,13 +289,14 @@ impl KafkaBus {
     /// `session.timeout.ms`, ... Settings the bus relies on (`enable.idempotence`, `acks`,
     /// `enable.auto.commit`) can be overridden too, at the cost of its guarantees. The value
     /// of a setting whose name says `password` or `secret` is hidden from every log line
-    /// (see [`telemetry::secrets`](crate::telemetry::secrets)).
+    /// (see [`telemetry::secrets`](crate::telemetry::secrets)), and shown as `***` by the
+    /// bus's `Debug`, which lists the settings given.
     #[must_use]
     pub fn with_setting(self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let (key, value) = (key.into(), value.into());
         // `sasl.password`, `ssl.key.password`, `sasl.oauthbearer.client.secret`: out of every
         // log line `telemetry::init()` writes.
-        if key.contains("password") || key.contains("secret") {
+        if secret(&key) {
             crate::telemetry::secrets::hide(&value);
         }
         self.configure(|shared| shared.settings.push((key, value)))
@@ -389,14 +415,23 @@ impl KafkaBus {
     /// The settings every client of this bus starts from.
     fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+        self.apply_settings(&mut config);
+        config
+    }
+
+    /// Sets the bootstrap servers, the client id and the user's settings on `config`, over
+    /// what it holds: for a client with settings of its own (the producer, the consumers).
+    /// Not copied from another `ClientConfig`'s `config_map`, which shows the values of
+    /// `sasl.password` and the other secrets as `[sanitized for safety]`: a client given
+    /// those signs in with that text (the broker refuses it).
+    fn apply_settings(&self, config: &mut ClientConfig) {
         config
             .set("bootstrap.servers", &self.shared.bootstrap)
-            .set("client.id", "eventsource")
-            .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+            .set("client.id", "eventsource");
         for (key, value) in &self.shared.settings {
             config.set(key, value);
         }
-        config
     }
 
     /// A client that could not be created: a TLS setting in a build without OpenSSL is named
@@ -485,5 +520,31 @@ mod tests {
         let refused = bootstrap("kafka://user:secret@k1:9092").unwrap_err();
         assert!(!refused.to_string().contains("secret"));
         assert!(!format!("{refused:?}").contains("secret"));
+    }
+
+    #[test]
+    fn every_client_is_given_the_secrets_themselves_and_debug_hides_them() {
+        let bus = KafkaBus::new("kafka://k1:9095")
+            .unwrap()
+            .with_setting("security.protocol", "sasl_ssl")
+            .with_setting("sasl.username", "orders")
+            .with_setting("sasl.password", "s3cret-4711");
+        // What the producer and the consumers start from, over settings of their own.
+        let mut config = ClientConfig::new();
+        config.set("acks", "all");
+        bus.apply_settings(&mut config);
+        assert_eq!(config.get("sasl.password"), Some("s3cret-4711"));
+        assert_eq!(config.get("bootstrap.servers"), Some("k1:9095"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(
+            bus.client_config().get("sasl.password"),
+            Some("s3cret-4711")
+        );
+        let shown = format!("{bus:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains(r#"settings: {"security.protocol": "sasl_ssl", "sasl.username": "orders", "sasl.password": "***"}"#),
+            "{shown}"
+        );
     }
 }

@@ -92,6 +92,7 @@ mod context;
 mod dead_letters;
 mod error;
 mod group_context;
+mod host_name;
 mod lag;
 mod offsets;
 mod producer;
@@ -468,13 +469,14 @@ impl KafkaBus {
         }
         // The producer, made now if it was not: its polling thread hears why librdkafka
         // cannot connect, which the admin client keeps to itself. Waited for from before
-        // it is made: a new producer's brokers all refusing the connection end the wait.
+        // it is made: a new producer's brokers all turning it away (refusing the
+        // connection, the TLS handshake or the credentials) end the wait.
         let why = &self.shared.last_error;
-        let refused = why.refusals();
+        let server = self.server();
+        let turned_away = why.turned_away(&server);
         let producer = self.producer()?;
         let admin = self.admin()?;
         let timeout = self.shared.delivery_timeout;
-        let server = self.server();
         let partitions = self.shared.partitions;
         let created = topology::create(
             &admin,
@@ -482,18 +484,21 @@ impl KafkaBus {
             partitions,
             timeout,
             &server,
-            (why, refused),
+            (why, turned_away),
         )
         .await;
-        if let Err(error) = &created
-            && error.unavailable_reason() == Some(crate::bus::UnavailableReason::ConnectionRefused)
-        {
-            // Forgotten, so that the next try makes another producer, whose reports end
-            // that wait at once too (this one's brokers are down already: it reports
-            // nothing new).
-            self.reset(&producer);
+        if let Err(error) = created {
+            use crate::bus::UnavailableReason as Reason;
+            if let Some(Reason::ConnectionRefused | Reason::Tls | Reason::AuthenticationFailed) =
+                error.unavailable_reason()
+            {
+                // Forgotten, so that the next try makes another producer, whose reports
+                // end that wait at once too (this one's brokers are down already: it
+                // reports nothing new).
+                self.reset(&producer);
+            }
+            return Err(self.told_apart(error).await);
         }
-        created?;
         self.shared
             .created
             .lock()

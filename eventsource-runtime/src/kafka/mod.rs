@@ -172,20 +172,25 @@ impl std::fmt::Debug for KafkaBus {
     }
 }
 
-/// The user's librdkafka settings, for `Debug`: the value of a setting whose name says
+/// The user's librdkafka settings, for `Debug`: each one's last value (the one librdkafka
+/// is given), in the order they were first given; the value of a setting whose name says
 /// `password` or `secret` shown as `***`.
 struct Settings<'a>(&'a [(String, String)]);
 
 impl std::fmt::Debug for Settings<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = self.0.iter().map(|(key, value)| {
+        let mut shown: Vec<(&str, &str)> = Vec::with_capacity(self.0.len());
+        for (key, value) in self.0 {
             let value = if secret(key) {
                 crate::telemetry::secrets::HIDDEN
             } else {
                 value.as_str()
             };
-            (key, value)
-        });
+            match shown.iter_mut().find(|(known, _)| known == key) {
+                Some(given) => given.1 = value,
+                None => shown.push((key, value)),
+            }
+        }
         f.debug_map().entries(shown).finish()
     }
 }
@@ -312,6 +317,16 @@ impl KafkaBus {
     /// `ssl.*` setting goes through [`with_setting`](Self::with_setting) too. Without
     /// `kafka-ssl`, connecting fails with
     /// [`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls) naming the feature.
+    ///
+    /// A handshake every broker fails, or credentials every broker refuses, end the
+    /// operation that connects (`declare`, a group's `declare`, the dead-letter tools, a
+    /// publish to a topic not created yet) at once rather than at the delivery timeout:
+    /// [`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls) with a
+    /// [`TlsFailure`](crate::bus::TlsFailure) (`UntrustedCertificate`, or
+    /// `HostNameMismatch`, told apart by one more handshake without the host-name check
+    /// and without SASL), or
+    /// [`UnavailableReason::AuthenticationFailed`](crate::bus::UnavailableReason::AuthenticationFailed),
+    /// naming the first bootstrap server's `host:port`.
     ///
     /// ```no_run
     /// use eventsource_runtime::bus::BrokerTls;
@@ -531,6 +546,7 @@ mod tests {
     fn every_client_is_given_the_secrets_themselves_and_debug_hides_them() {
         let bus = KafkaBus::new("kafka://k1:9095")
             .unwrap()
+            .with_setting("security.protocol", "ssl")
             .with_setting("security.protocol", "sasl_ssl")
             .with_setting("sasl.username", "orders")
             .with_setting("sasl.password", "s3cret-4711");

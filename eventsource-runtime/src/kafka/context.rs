@@ -53,8 +53,8 @@ struct Kept {
 
 impl ClientContext for LastError {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        // A failed handshake or sign-in is logged with its words, before its event (and
-        // only logged by a client whose main queue nobody serves, the admin client's).
+        // A failed handshake or sign-in is logged with its words just before its event
+        // (both come through the client's main queue): either one is kept.
         let code = if log_message.contains("SSL handshake failed")
             || log_message.contains("certificate verify failed")
         {

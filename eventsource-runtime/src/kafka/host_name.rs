@@ -32,7 +32,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 const VERIFIED: &str = "Broker SSL certificate verified";
 
 /// The second handshake's context: says, once, whether its log tells of a verified
-/// certificate or a failed handshake. Logs nothing itself.
+/// certificate or of a failed handshake (not of a refused connection: librdkafka goes on
+/// to the host's next address). Logs nothing itself.
 struct Verdict(Mutex<Option<mpsc::Sender<bool>>>);
 
 impl ClientContext for Verdict {
@@ -144,5 +145,62 @@ impl KafkaBus {
         }
         // The thread waits for the handshake no longer than that.
         verified.await.unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::UnavailableReason;
+
+    fn untrusted(server: &str) -> BusError {
+        let failure = TlsFailure::UntrustedCertificate {
+            detail: "SSL handshake failed: certificate verify failed".to_owned(),
+        };
+        BusError::unavailable(BrokerUnreachable::new(
+            UnavailableReason::Tls,
+            server,
+            Some(Box::new(failure)),
+        ))
+    }
+
+    fn failure_of(error: &BusError) -> Option<&TlsFailure> {
+        let BusError::Unavailable(source) = error else {
+            return None;
+        };
+        source
+            .downcast_ref::<BrokerUnreachable>()?
+            .source
+            .as_deref()?
+            .downcast_ref::<TlsFailure>()
+    }
+
+    #[tokio::test]
+    async fn only_an_untrusted_certificate_with_host_names_checked_is_looked_at_again() {
+        // Host names not checked: nothing to tell apart, and no handshake is made (one
+        // to a port nothing listens on would wait for its verdict until
+        // `HANDSHAKE_TIMEOUT`).
+        let unchecked = KafkaBus::new("kafka://localhost:1")
+            .unwrap()
+            .with_setting("ssl.endpoint.identification.algorithm", "none");
+        let started = std::time::Instant::now();
+        let error = unchecked.told_apart(untrusted("localhost:1")).await;
+        assert!(started.elapsed() < HANDSHAKE_TIMEOUT / 2);
+        assert!(matches!(
+            failure_of(&error),
+            Some(TlsFailure::UntrustedCertificate { .. })
+        ));
+        // Any other error comes back as it was.
+        let bus = KafkaBus::new("kafka://localhost:1").unwrap();
+        let refused = BusError::unavailable(BrokerUnreachable::new(
+            UnavailableReason::ConnectionRefused,
+            "localhost:1",
+            None,
+        ));
+        let error = bus.told_apart(refused).await;
+        assert_eq!(
+            error.unavailable_reason(),
+            Some(UnavailableReason::ConnectionRefused)
+        );
     }
 }

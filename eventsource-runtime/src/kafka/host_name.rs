@@ -28,8 +28,11 @@ use crate::bus::{BrokerUnreachable, BusError, TlsFailure};
 /// How long the second handshake may take (the broker answered the first one).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What librdkafka logs once a broker's certificate is verified (`debug=security`).
-const VERIFIED: &str = "Broker SSL certificate verified";
+/// What librdkafka logs when a broker's TLS handshake ends (`debug=broker`): any next
+/// state but `DOWN` means it passed, the certificate verified. (The `debug=security` line
+/// `Broker SSL certificate verified` is not logged for every connection: not for a
+/// bootstrap server's, seen here with librdkafka 2.12.)
+const HANDSHAKE_OVER: &str = "Broker changed state SSL_HANDSHAKE -> ";
 
 /// The second handshake's context: says, once, whether its log tells of a verified
 /// certificate or of a failed handshake (not of a refused connection: librdkafka goes on
@@ -38,9 +41,13 @@ struct Verdict(Mutex<Option<mpsc::Sender<bool>>>);
 
 impl ClientContext for Verdict {
     fn log(&self, _level: RDKafkaLogLevel, _fac: &str, said: &str) {
-        let verified = if said.contains(VERIFIED) {
+        let verified = if said.contains(HANDSHAKE_OVER) && !said.ends_with("-> DOWN") {
             true
-        } else if said.contains("SSL handshake failed") {
+        } else if said.contains("SSL handshake failed")
+            || said.contains("certificate verify failed")
+        {
+            // OpenSSL's words may come on a line of their own, before the `SSL handshake
+            // failed` of a retry a second later.
             false
         } else {
             return;
@@ -116,7 +123,7 @@ impl KafkaBus {
             .set("client.id", "eventsource-host-name-check")
             .set("security.protocol", "ssl")
             .set("ssl.endpoint.identification.algorithm", "none")
-            .set("debug", "security");
+            .set("debug", "broker");
         let (answer, verified) = oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name("eventsource-kafka-tls-check".to_owned())

@@ -358,9 +358,7 @@ impl ConsumerGroup {
             let interval = delay.saturating_add(Duration::from_secs(300)).as_millis();
             config.set("max.poll.interval.ms", interval.to_string());
         }
-        for (key, value) in self.bus.client_config().config_map() {
-            config.set(key, value);
-        }
+        self.bus.apply_settings(&mut config);
         let session_timeout = self.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
         let left_out = protocol::configure(&mut config, protocol, session_timeout);
         self.tell_left_out(protocol, &left_out);

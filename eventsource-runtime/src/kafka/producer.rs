@@ -79,9 +79,7 @@ impl KafkaBus {
             .set("acks", "all")
             .set("message.timeout.ms", &timeout)
             .set("linger.ms", "1");
-        for (key, value) in self.client_config().config_map() {
-            config.set(key, value);
-        }
+        self.apply_settings(&mut config);
         // Its polling thread serves the main queue, where librdkafka reports why it cannot
         // connect: the bus's `LastError` keeps that.
         let created: FutureProducer<LastError> = config

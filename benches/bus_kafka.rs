@@ -58,7 +58,7 @@ use tokio::runtime::Runtime;
 use tracing::Dispatch;
 
 /// Stored events per iteration: published by the relay, consumed by a group.
-const EVENTS: usize = 2_000;
+const EVENTS: usize = 20_000;
 
 /// The relay's batch size: the window rdkafka keeps in flight too.
 const BATCH: usize = 256;

@@ -4,6 +4,8 @@
 //! what they record (the segment on each projection span, the changes of hands counted).
 //! Workers in separate processes, killed and paused: `tests/segments_processes.rs`.
 
+#[path = "projection_segments/expiry.rs"]
+mod expiry;
 #[path = "projection_segments/health.rs"]
 mod health;
 #[path = "common/postgres.rs"]

@@ -35,16 +35,18 @@ const RENEW: &str = "UPDATE __schema__.projection_segments s SET renewed_at = no
      FROM unnest($3::int4[], $4::int8[]) AS c(segment, epoch) \
      WHERE s.projection = $1 AND s.owner = $2 AND s.segment = c.segment AND s.epoch = c.epoch \
      RETURNING s.segment, s.segments, s.epoch";
-// Free segments, or claims not renewed for the timeout; rows another worker is claiming
-// right now are skipped, not waited for.
+// Free segments, or claims their owners did not renew within their own timeout (the default
+// for a claim that recorded none); rows another worker is claiming right now are skipped,
+// not waited for. The claim records the claimer's timeout.
 const CLAIM: &str = "WITH picked AS ( \
          SELECT segment, owner FROM __schema__.projection_segments \
           WHERE projection = $1 \
             AND (owner IS NULL OR renewed_at IS NULL \
-                 OR renewed_at < now() - make_interval(secs => $4)) \
+                 OR renewed_at + coalesce(claim_timeout, make_interval(secs => $5)) < now()) \
           ORDER BY segment LIMIT $3 FOR UPDATE SKIP LOCKED) \
      UPDATE __schema__.projection_segments s \
-        SET owner = $2, epoch = s.epoch + 1, renewed_at = now() \
+        SET owner = $2, epoch = s.epoch + 1, renewed_at = now(), \
+            claim_timeout = make_interval(secs => $4) \
        FROM picked WHERE s.projection = $1 AND s.segment = picked.segment \
      RETURNING s.segment, s.segments, s.epoch, picked.owner";
 const RELEASE: &str = "UPDATE __schema__.projection_segments s \
@@ -61,9 +63,17 @@ const SAVE_FENCED: &str = "WITH claim AS ( \
           WHERE projection = $1 AND segment = $2 AND owner = $3 AND epoch = $4 FOR SHARE) \
      INSERT INTO __schema__.checkpoints (projection, position) SELECT $5, $6 FROM claim \
      ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = now()";
+// Expired: not renewed within the owner's own timeout (the default for a claim without one).
 const OWNERS: &str = "SELECT segment, segments, owner, epoch, \
-            (owner IS NOT NULL AND (renewed_at IS NULL OR renewed_at < now() - make_interval(secs => $2))) \
+            (owner IS NOT NULL AND (renewed_at IS NULL \
+             OR renewed_at + coalesce(claim_timeout, make_interval(secs => $2)) < now())) \
        FROM __schema__.projection_segments WHERE projection = $1 ORDER BY segment";
+
+/// The timeout of a claim that recorded none (made before schema version 10, or by an
+/// earlier release's worker), in seconds.
+fn unrecorded_timeout() -> f64 {
+    crate::projection::segments::DEFAULT_CLAIM_TIMEOUT.as_secs_f64()
+}
 
 fn segment_of(index: i32, count: i32) -> Option<Segment> {
     Segment::new(u32::try_from(index).ok()?, u32::try_from(count).ok()?)
@@ -204,6 +214,7 @@ impl SegmentClaims for PostgresCheckpointStore {
             .bind(worker)
             .bind(i64::try_from(most).unwrap_or(i64::MAX))
             .bind(timeout.as_secs_f64())
+            .bind(unrecorded_timeout())
             .fetch_all(self.pool())
             .await
             .map_err(unavailable)?;
@@ -272,12 +283,10 @@ impl SegmentClaims for PostgresCheckpointStore {
     }
 
     async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError> {
-        // Expiry as the workers see it: the default timeout (a worker's own may differ).
-        let timeout = crate::projection::segments::DEFAULT_CLAIM_TIMEOUT;
         let rows: Vec<(i32, i32, Option<String>, i64, bool)> =
             sqlx::query_as(&self.segments_sql(OWNERS))
                 .bind(projection)
-                .bind(timeout.as_secs_f64())
+                .bind(unrecorded_timeout())
                 .fetch_all(self.pool())
                 .await
                 .map_err(unavailable)?;

@@ -172,6 +172,11 @@ async fn claims_follow_the_rules(claims: &dyn SegmentClaims, checkpoints: &dyn C
     let saved = claims.save_fenced(p, "a", taken[0].claim, checkpoints, &name, 7);
     assert!(saved.await.unwrap());
     assert_eq!(checkpoints.load(&name).await.unwrap(), 7);
+    // A late save under the claim (a background save overtaken, a retry) is accepted but
+    // never moves the checkpoint back.
+    let late = claims.save_fenced(p, "a", taken[0].claim, checkpoints, &name, 5);
+    assert!(late.await.unwrap(), "still the claim's");
+    assert_eq!(checkpoints.load(&name).await.unwrap(), 7, "not moved back");
 
     // A release frees at once; b, silent, is counted out.
     claims.release(p, "a", &[taken[0].claim]).await.unwrap();

@@ -57,12 +57,14 @@ const LEAVE: &str =
     "DELETE FROM __schema__.projection_workers WHERE projection = $1 AND worker = $2";
 // The claim's row is locked (FOR SHARE) until the end of the transaction: a worker taking
 // the segment over waits for this save, then sees its position; a save after the takeover
-// finds no row at its epoch and saves nothing.
+// finds no row at its epoch and saves nothing. Never back, as every save: a late save under
+// the claim (a background save overtaken, a retry) leaves a further checkpoint as it is.
 const SAVE_FENCED: &str = "WITH claim AS ( \
          SELECT 1 FROM __schema__.projection_segments \
           WHERE projection = $1 AND segment = $2 AND owner = $3 AND epoch = $4 FOR SHARE) \
      INSERT INTO __schema__.checkpoints (projection, position) SELECT $5, $6 FROM claim \
-     ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = now()";
+     ON CONFLICT (projection) DO UPDATE \
+     SET position = GREATEST(checkpoints.position, excluded.position), updated_at = now()";
 // Expired: not renewed within the owner's own timeout (the default for a claim without one).
 const OWNERS: &str = "SELECT segment, segments, owner, epoch, \
             (owner IS NOT NULL AND (renewed_at IS NULL \

@@ -429,20 +429,36 @@ impl Backend for PostgresEventStore {
 
     async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if self.known_mark.load(Ordering::Acquire) == 0 {
+            // This store's first read: the mark first (no table read), so that a reader far
+            // behind reads only the positions it needs, as below; the function would read
+            // every row up to the mark on a table without statistics (`batches::range_end`).
+            self.learn_mark().await;
+        }
         let known_mark = self.known_mark.load(Ordering::Acquire);
         let below_known = u64::try_from(limit)
             .ok()
             .and_then(|limit| from_position.checked_add(limit))
             .is_some_and(|end| end <= known_mark);
         if below_known {
-            // A reader catching up: no new mark, no function call, a plain keyset read.
-            let rows = sqlx::query(&self.sql.read_below)
-                .bind(to_i64(from_position))
-                .bind(to_i64(known_mark))
-                .bind(sql_limit)
-                .fetch_all(&self.pool)
+            // A reader catching up: no new mark, no function call, a plain keyset read of
+            // the positions it needs (`batches::range_end`), then of the rest below the mark
+            // when some were missing.
+            let read_below = |from: u64, until: u64, limit: usize| {
+                sqlx::query(&self.sql.read_below)
+                    .bind(to_i64(from))
+                    .bind(to_i64(until))
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool)
+            };
+            let until = super::batches::range_end(from_position, limit, known_mark);
+            let mut rows = read_below(from_position, until, limit)
                 .await
                 .map_err(unavailable)?;
+            if rows.len() < limit && until < known_mark {
+                let rest = read_below(until, known_mark, limit - rows.len()).await;
+                rows.extend(rest.map_err(unavailable)?);
+            }
             return readable_prefix(rows.iter().map(decode), limit);
         }
         let rows = sqlx::query(&self.sql.read_all)

@@ -99,8 +99,6 @@ async fn a_dead_workers_segments_read_expired_after_its_timeout(
         async || worker.held().len() == 4,
     )
     .await;
-    let statuses = worker.segments().await.unwrap();
-    assert!(statuses.iter().all(|s| !s.expired), "{statuses:?}");
 
     running.abort();
     let _ = running.await;

@@ -1,5 +1,6 @@
 //! The stores' segment reads: each event in exactly one segment, in memory and on
-//! PostgreSQL (through its index).
+//! PostgreSQL (through its index), and the segment each store says holds a stream
+//! (`EventStore::segment_of`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,3 +94,55 @@ async fn postgres_segments_partition_the_log_through_an_index() {
     db.cleanup().await;
 }
 
+/// For each of `streams` orders, the segment of `count` the store says holds it is the one
+/// whose `read_segment` returns its events; how many of them the hash in Rust
+/// (`Segment::of`) puts elsewhere.
+async fn assert_segment_of_names_the_segment_read(
+    store: &dyn EventStore,
+    streams: usize,
+    count: u32,
+) -> usize {
+    let mut read_in: BTreeMap<String, Segment> = BTreeMap::new();
+    for segment in Segment::all(count) {
+        let batch = store.read_segment(segment, 1, 10_000).await.unwrap();
+        for event in batch.iter() {
+            read_in.insert(event.stream.aggregate_id().to_owned(), segment);
+        }
+    }
+    assert_eq!(read_in.len(), streams, "every order read");
+    let mut elsewhere_in_rust = 0;
+    for n in 0..streams {
+        let stream = StreamId::new("Order", format!("o-{n}"));
+        let said = store.segment_of(&stream, count).await.unwrap();
+        assert_eq!(said.count(), count);
+        assert_eq!(Some(&said), read_in.get(stream.aggregate_id()), "{stream}");
+        #[allow(deprecated)]
+        let hashed_in_rust = Segment::of(&stream, count);
+        elsewhere_in_rust += usize::from(hashed_in_rust != said);
+    }
+    elsewhere_in_rust
+}
+
+#[tokio::test]
+async fn in_memory_segment_of_names_the_segment_read() {
+    let store = InMemoryEventStore::new();
+    seed(&store, 30, 1).await;
+    let elsewhere = assert_segment_of_names_the_segment_read(&store, 30, 8).await;
+    assert_eq!(elsewhere, 0, "the in-memory store hashes in Rust");
+}
+
+#[tokio::test]
+async fn postgres_segment_of_names_the_segment_read() {
+    let Some(db) = TestDb::open("postgres_segment_of_names_the_segment_read").await else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    seed(&store, 30, 1).await;
+    store.prepare_segments(8).await.unwrap();
+    let elsewhere = assert_segment_of_names_the_segment_read(&store, 30, 8).await;
+    // The reason to ask the store: PostgreSQL hashes in SQL, not as `Segment::of` does.
+    assert!(elsewhere > 0, "every stream where Segment::of says");
+    pool.close().await;
+    db.cleanup().await;
+}

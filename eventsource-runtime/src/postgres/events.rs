@@ -521,6 +521,23 @@ impl Backend for PostgresEventStore {
         readable_prefix(rows.iter().map(decode), limit)
     }
 
+    async fn stream_segment(&self, stream: &StreamId, count: u32) -> Result<Segment, StoreError> {
+        let count = count.clamp(1, Segment::MAX_COUNT);
+        let index: i32 = sqlx::query_scalar(&self.segment_of_sql())
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(i32::try_from(count).unwrap_or(1))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let index = u32::try_from(index).unwrap_or(0);
+        Segment::new(index, count).ok_or_else(|| {
+            unavailable(sqlx::Error::Protocol(format!(
+                "eventsource_segment answered {index} for a count of {count}"
+            )))
+        })
+    }
+
     async fn prepare_segment_reads(&self, count: u32) -> Result<(), StoreError> {
         if count <= 1 {
             return Ok(());

@@ -323,6 +323,14 @@ impl PostgresEventStore {
         )
     }
 
+    /// The statement naming the segment of a stream (`$1`, `$2`) in a log split in `$3`.
+    pub(super) fn segment_of_sql(&self) -> String {
+        qualify(
+            "SELECT __schema__.eventsource_segment($1, $2, $3)",
+            self.schema(),
+        )
+    }
+
     /// The index serving the reads of a log split in `count`.
     pub(super) fn segment_index_sql(&self, count: u32) -> String {
         qualify(

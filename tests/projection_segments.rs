@@ -5,6 +5,8 @@
 //! health report: `health`).
 //! Workers in separate processes, killed and paused: `tests/segments_processes.rs`.
 
+#[path = "projection_segments/caught_up.rs"]
+mod caught_up;
 #[path = "projection_segments/claims.rs"]
 mod claims;
 #[path = "projection_segments/expiry.rs"]

@@ -105,6 +105,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
+mod caught_up;
 mod claims;
 mod health;
 mod instrument;

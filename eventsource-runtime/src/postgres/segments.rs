@@ -9,10 +9,14 @@ use sqlx::PgConnection;
 
 use super::checkpoints::PostgresCheckpointStore;
 use super::events::PostgresEventStore;
+use super::rows::decode;
 use super::schema::qualify;
 use super::{to_i64, unavailable};
+use crate::event::StreamId;
 use crate::projection::checkpoint::CheckpointStore;
 use crate::projection::segments::{Claim, Claimed, Fence, SegmentClaims, SegmentOwner};
+use crate::sql::row::readable_prefix;
+use crate::store::backend::ReadAll;
 use crate::store::{Segment, StoreError};
 
 // Records the split once: rows are added only when the projection has none.
@@ -307,6 +311,93 @@ impl SegmentClaims for PostgresCheckpointStore {
 }
 
 impl PostgresEventStore {
+    /// One segment's events from `from_position` on, as `read_all` reads the whole log:
+    /// below the known high-water mark first, then below a new one.
+    pub(super) async fn segment_events(
+        &self,
+        segment: Segment,
+        from_position: u64,
+        limit: usize,
+    ) -> ReadAll {
+        let sql = self.segment_read_sql(segment.count());
+        let index = i32::try_from(segment.index()).unwrap_or(i32::MAX);
+        let read = |from: u64, mark: u64, limit: usize| {
+            sqlx::query(&sql)
+                .bind(index)
+                .bind(to_i64(from))
+                .bind(to_i64(mark))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(self.pool())
+        };
+        // Below a mark already known every event is final: a reader catching up reads
+        // there first, and a full batch needs no new mark.
+        let known = self.known_mark();
+        let mut rows = Vec::new();
+        if from_position < known {
+            rows = read(from_position, known, limit)
+                .await
+                .map_err(unavailable)?;
+            if rows.len() >= limit {
+                return readable_prefix(rows.iter().map(decode), limit);
+            }
+        }
+        // The mark first; the rows past it then, with a later snapshot (READ COMMITTED):
+        // every event below the mark that committed is in it, as for `read_all`.
+        let mark = self.current_mark().await?;
+        let from = from_position.max(known);
+        if from < mark {
+            let more = read(from, mark, limit - rows.len()).await;
+            rows.extend(more.map_err(unavailable)?);
+        }
+        readable_prefix(rows.iter().map(decode), limit)
+    }
+
+    /// The segment of a log split in `count` holding `stream`, as the database hashes it.
+    pub(super) async fn segment_holding(
+        &self,
+        stream: &StreamId,
+        count: u32,
+    ) -> Result<Segment, StoreError> {
+        let count = count.clamp(1, Segment::MAX_COUNT);
+        let index: i32 = sqlx::query_scalar(&self.segment_of_sql())
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(i32::try_from(count).unwrap_or(1))
+            .fetch_one(self.pool())
+            .await
+            .map_err(unavailable)?;
+        let index = u32::try_from(index).unwrap_or(0);
+        Segment::new(index, count).ok_or_else(|| {
+            unavailable(sqlx::Error::Protocol(format!(
+                "eventsource_segment answered {index} for a count of {count}"
+            )))
+        })
+    }
+
+    /// Creates the index serving the reads of a log split in `count` (none for one).
+    pub(super) async fn create_segment_index(&self, count: u32) -> Result<(), StoreError> {
+        if count <= 1 {
+            return Ok(());
+        }
+        match sqlx::query(&self.segment_index_sql(count))
+            .execute(self.pool())
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Another worker made it at the same moment (`IF NOT EXISTS` does not cover a
+            // concurrent creation): it is there.
+            Err(error)
+                if error
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .is_some_and(|code| code == "23505" || code == "42P07") =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
     /// The statement reading one segment of a log split in `count`, below a mark: through
     /// the index `events_segments_{count}` when [`prepare_segments`] made it.
     ///

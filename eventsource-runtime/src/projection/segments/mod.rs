@@ -194,7 +194,8 @@ pub struct SegmentStatus {
     pub owner: Option<String>,
     /// The epoch of its current claim.
     pub epoch: u64,
-    /// Whether its owner's claim expired (another worker may take it over).
+    /// Whether its owner's claim expired: not renewed within the claim timeout it was made
+    /// with (another worker may take it over).
     pub expired: bool,
     /// The last position of the log it saved as handled.
     pub checkpoint: u64,

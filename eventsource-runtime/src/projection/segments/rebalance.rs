@@ -43,6 +43,27 @@ struct NoAnswer {
     within: Duration,
 }
 
+/// `work`'s output, unless it takes longer than `budget` of the time this process runs:
+/// counted in ticks of a tenth of it, so that a stall (a paused process, whose timers are
+/// all due when it wakes) counts as one tick, not as its length. Bounded by the clock, an
+/// answer already waiting when a paused worker wakes could lose the race with the bound,
+/// and the stall pass for a database that did not answer.
+async fn within_running_time<F: Future>(budget: Duration, work: F) -> Option<F::Output> {
+    const TICKS: u32 = 10;
+    let mut ticks = tokio::time::interval((budget / TICKS).max(Duration::from_millis(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut work = std::pin::pin!(work);
+    // The first tick is at once: TICKS more are the budget.
+    for _ in 0..=TICKS {
+        tokio::select! {
+            biased;
+            output = &mut work => return Some(output),
+            _ = ticks.tick() => {}
+        }
+    }
+    None
+}
+
 /// A claim renewed, with how long past its deadline it was when the renewal went out (zero:
 /// still held).
 struct Renewing {
@@ -90,13 +111,10 @@ impl<P: Projection> SegmentedRunner<P> {
             let kept = self.claims.renew(name, &self.worker, &claims).await?;
             Ok::<_, StoreError>((live, kept))
         };
-        let (live, kept) = tokio::time::timeout(timeout, answer)
+        let no_answer = || StoreError::Unavailable(Box::new(NoAnswer { within: timeout }));
+        let (live, kept) = within_running_time(timeout, answer)
             .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(Box::new(NoAnswer {
-                    within: timeout,
-                })))
-            })?;
+            .unwrap_or_else(|| Err(no_answer()))?;
         let mut taken = Vec::new();
         for renewing in mine {
             let Some(segment) = running.get_mut(&renewing.claim.segment) else {

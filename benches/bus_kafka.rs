@@ -23,11 +23,10 @@
 //! consuming (and one when the group stops), for the group and for rdkafka alike.
 //!
 //! `EVENTSOURCE_KAFKA_BROKERS=127.0.0.1:9092 cargo bench --bench bus_kafka --features kafka`
-//! (about two to three minutes here). Without `EVENTSOURCE_KAFKA_BROKERS` it says so and
+//! (about two to three minutes here); the consumers join with the group protocol of
+//! `EVENTSOURCE_KAFKA_GROUP_PROTOCOL` (`consumer` unless set), the group and rdkafka alike. Without `EVENTSOURCE_KAFKA_BROKERS` it says so and
 //! measures nothing. Each run works under a topic prefix of its own (`es-bench-{uuid}`) and
-//! leaves its topics (about 70,000 records) on the broker: deleting them on tansu 0.6 makes
-//! SQLite look up every record's headers in a table without an index on them (see
-//! `docs/performance.md`, which says how to add one).
+//! leaves its topics (about 70,000 records) on the broker, for retention to remove.
 
 mod common;
 #[path = "../examples/domain/order.rs"]
@@ -47,7 +46,7 @@ use domain::{Order, sample_order};
 use eventsource_runtime::bus::wire::{self, DeliveryState};
 use eventsource_runtime::bus::{BusMessage, HandlerError};
 use eventsource_runtime::event::EventEnvelope;
-use eventsource_runtime::kafka::KafkaBus;
+use eventsource_runtime::kafka::{GroupProtocol, KafkaBus};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::relay::Relay;
@@ -111,18 +110,22 @@ impl Broker {
     }
 
     /// rdkafka's consumer in a group of its own, subscribed to `topic`: at least once,
-    /// offsets stored by hand once a record is handled and committed every second.
+    /// offsets stored by hand once a record is handled and committed every second; joining
+    /// with the group protocol the bus's groups join with (`EVENTSOURCE_KAFKA_GROUP_PROTOCOL`).
     fn consumer(&self, group: &str, topic: &str) -> StreamConsumer {
-        let consumer: StreamConsumer = self
-            .config()
+        let protocol = GroupProtocol::from_environment();
+        let mut config = self.config();
+        config
             .set("group.id", group)
+            .set("group.protocol", protocol.as_str())
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .create()
-            .expect("a consumer");
+            .set("auto.offset.reset", "earliest");
+        if protocol == GroupProtocol::Classic {
+            config.set("session.timeout.ms", "10000");
+        }
+        let consumer: StreamConsumer = config.create().expect("a consumer");
         consumer.subscribe(&[topic]).expect("subscribed");
         consumer
     }
@@ -420,7 +423,7 @@ fn bus_kafka(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    // The consumers first: on tansu a fetch costs more as the broker holds more records.
+    // The consumers first, on a broker that holds the fewest records.
     consumer_throughput(c, &runtime, &broker);
     relay_throughput(c, &runtime, &broker);
 }

@@ -37,8 +37,7 @@ fn a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_it_l
     );
 }
 
-/// Whether the broker returns the mark the killed consumer committed on the record it had
-/// started (tansu 0.6 keeps commit metadata but does not return it).
+/// Whether the group's committed offset carries the mark of the record its consumer started.
 fn started_mark_kept(setup: &Setup) -> bool {
     let brokers = setup.broker.trim_start_matches("kafka://");
     let consumer: BaseConsumer = eventsource_runtime::kafka::rdkafka::ClientConfig::new()

@@ -7,8 +7,8 @@
 //!
 //! Needs `EVENTSOURCE_KAFKA_BROKERS` (skipped visibly without it, unless
 //! `EVENTSOURCE_REQUIRE_KAFKA=1`). The bounds leave room for a dead member's session
-//! (10 s) and, on tansu, for the stall watch (30 s) to make a stuck group join again
-//! (docs/brokers.md, "What holds on Apache Kafka, and what was only seen on tansu").
+//! (10 s, under either group protocol: `EVENTSOURCE_KAFKA_GROUP_PROTOCOL` picks it, and CI
+//! runs both).
 
 mod common {
     #[path = "../common/faults.rs"]

@@ -409,7 +409,15 @@ async fn a_kafka_group_reports_its_lag() {
 /// A group whose handler holds its first message past the stall bound: stalled (not
 /// ready), with what the broker says of the group as its last error, counted once; then
 /// the handler lets go, the group moves again and follows.
-async fn stalls_then_moves<G: Group>(system: &str, name: &str, group: G, handler: Handler) {
+/// Runs `group` until its handler holds a message for longer than the stall bound: the group
+/// says it stalled (health, a counted stall), then follows again once the handler goes on.
+/// What the stall report said, for the broker's own checks.
+async fn stalls_then_moves<G: Group>(
+    system: &str,
+    name: &str,
+    group: G,
+    handler: Handler,
+) -> String {
     LazyLock::force(&METRICS);
     let (stop, stopped) = oneshot::channel();
     let running = tokio::spawn({
@@ -452,6 +460,7 @@ async fn stalls_then_moves<G: Group>(system: &str, name: &str, group: G, handler
     .await;
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
+    why.message
 }
 
 #[tokio::test]
@@ -472,7 +481,28 @@ async fn a_group_that_handles_nothing_for_its_bound_says_it_stalled_on_every_bro
         group.subscribe_handler(handler.clone());
         group.declare().await.unwrap();
         bus.publish(&stored(2).await).await.unwrap();
-        stalls_then_moves("kafka", "stalling", group, handler).await;
+        let protocol = group.group_protocol();
+        let said = stalls_then_moves("kafka", "stalling", group.clone(), handler).await;
+        // What the broker says of the group: DescribeGroups under the classic protocol (its
+        // state, assignor and members); a consumer-protocol group is described by an API
+        // rdkafka does not send, which the report says. The consumer's own view either way.
+        match protocol {
+            eventsource_runtime::kafka::GroupProtocol::Classic => assert!(
+                said.contains("group state Stable, protocol range, 1 members: ")
+                    && said.contains("(1 partitions)"),
+                "{said}"
+            ),
+            _ => assert!(
+                said.contains("(ConsumerGroupDescribe) is not available through this client"),
+                "{said}"
+            ),
+        }
+        assert!(
+            said.contains(&format!(
+                "this consumer ({protocol} protocol) holds 1 partitions (es-stall-{id}.Order[0])"
+            )),
+            "{said}"
+        );
     }
     if let Some(url) = address(test, "EVENTSOURCE_NATS_URL") {
         let bus = eventsource_runtime::nats::NatsBus::new(&url)

@@ -8,7 +8,8 @@
 //! server disturbs no other test of this crate. Needs `EVENTSOURCE_NATS_URL` and a local
 //! `nats-server` process listening on its port that this test may kill and start again
 //! (same argv, same working directory, in a process group of its own, its output appended
-//! to `eventsource-nats-restart.log` in the temporary directory). Skipped visibly
+//! to `eventsource-nats-restart.log` in the temporary directory; when
+//! `EVENTSOURCE_NATS_SERVER` names a binary, the process must run that one). Skipped visibly
 //! otherwise, unless `EVENTSOURCE_REQUIRE_NATS=1`: then it fails. The server is down for
 //! about three seconds; if the test fails meanwhile, a guard starts it again.
 //!
@@ -109,7 +110,11 @@ fn server() -> Option<(String, ServerProcess)> {
         is_nats_server,
         addr,
         Some(std::env::temp_dir().join(LOG)),
-    ) {
+    )
+    .and_then(|server| {
+        server.runs_binary_named_by("EVENTSOURCE_NATS_SERVER")?;
+        Ok(server)
+    }) {
         Ok(server) => Some((url, server)),
         Err(why) => {
             skip(why);

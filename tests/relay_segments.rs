@@ -586,7 +586,7 @@ fn relay_processes_over_segments_one_killed_mid_publish_lose_nothing_rabbitmq() 
     segmented_relays_one_killed_mid_publish(BrokerKind::RabbitMq, 400, RABBITMQ);
 }
 
-/// Kafka: a consumer group's first join, and on tansu the stall watch, take longer.
+/// Kafka: a consumer group's first join, and a dead member's session, take longer.
 const KAFKA: Bounds = Bounds {
     progress: Duration::from_secs(75),
     recovery: Duration::from_secs(90),

@@ -39,6 +39,9 @@ fn server(test: &str, variable: &str, required: &str) -> Option<String> {
     }
 }
 
+/// The role that signs in with `SECRET`.
+const SECRET_ROLE: &str = "es_secrets_test";
+
 /// `url` with `SECRET` as its password (`scheme://user@host` or `scheme://user:pw@host`).
 fn with_secret(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("a URL");
@@ -47,6 +50,47 @@ fn with_secret(url: &str) -> String {
         .split_once(':')
         .map_or(user_info, |(user, _)| user);
     format!("{scheme}://{user}:{SECRET}@{host}")
+}
+
+/// `url` (a PostgreSQL superuser's) for a role of the test's own that signs in with `SECRET`
+/// as its password, made (or its password set again) through `url`, with the privileges of
+/// `url`'s user (it owns the stores' tables): whatever the server asks of a password (trust,
+/// SCRAM), the planted one is the one sent, and accepted.
+fn database_with_secret(url: &str) -> String {
+    use eventsource_runtime::sqlx::{Connection as _, Executor as _, PgConnection};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let mut admin = PgConnection::connect(url)
+            .await
+            .expect("DATABASE_URL answers");
+        let exists: bool = eventsource_runtime::sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+        )
+        .bind(SECRET_ROLE)
+        .fetch_one(&mut admin)
+        .await
+        .expect("the roles");
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        admin
+            .execute(format!("{verb} ROLE {SECRET_ROLE} LOGIN PASSWORD '{SECRET}'").as_str())
+            .await
+            .expect("the test's role");
+        // What the example reads and makes: the tables `url`'s user owns, and its own.
+        let owner: String = eventsource_runtime::sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(&mut admin)
+            .await
+            .expect("the user");
+        admin
+            .execute(format!("GRANT \"{owner}\" TO {SECRET_ROLE}").as_str())
+            .await
+            .expect("the role takes the owner's privileges");
+    });
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (_, host) = rest.split_once('@').expect("a URL with a user");
+    format!("{scheme}://{SECRET_ROLE}:{SECRET}@{host}")
 }
 
 /// The `host:port` of `url`.
@@ -123,9 +167,9 @@ fn a_normal_run_at_trace_prints_and_exports_no_password() {
     ) else {
         return;
     };
-    // A server without users takes any password: NATS and PostgreSQL (trust) here.
+    // A NATS server without users takes any password; PostgreSQL gets a role of its own.
     let nats = format!("nats://orders:{SECRET}@{}", host_port(&nats));
-    let database = with_secret(&database);
+    let database = database_with_secret(&database);
     let prefix = format!("es-test-secrets-{}", std::process::id());
     let (output, printed) = run(
         test,

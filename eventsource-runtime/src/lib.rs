@@ -7,9 +7,8 @@
 //! crate.
 //!
 //! The map of the crate, from the adapters at the top to the ground floor at the bottom.
-//! Each module imports only modules below it (two exceptions, named); a component that
-//! records spans builds them in its own `instrument` module; each public type has one path
-//! (plus the [`prelude`]):
+//! Each module imports only modules below it; a component that records spans builds them in
+//! its own `instrument` module; each public type has one path (plus the [`prelude`]):
 //!
 //! - `sqlite` and `postgres` (features of those names): everything each database does:
 //!   events, snapshots, checkpoints, leases and parked events, idempotent handlers'
@@ -18,8 +17,9 @@
 //! - `rabbitmq`, `kafka` and `nats` (features of those names): the event bus over each
 //!   broker: publisher, consumer groups, retries, dead letters, lag (uses `bus`, `health`,
 //!   `event`, `telemetry`);
-//! - `testing` (feature `testing`): given/when/then for aggregates, span and metric capture
-//!   (uses `command`, `aggregate`, `event`, `telemetry`);
+//! - `testing` (feature `testing`): given/when/then for aggregates, span and metric capture,
+//!   the conformance suites of stores and brokers (uses `command`, `relay`, `bus`,
+//!   `projection`, `snapshot`, `store`, `aggregate`, `event`, `telemetry`);
 //! - [`command`]: [`Command`](command::Command), [`Handle`](command::Handle) and the
 //!   [`CommandService`](command::CommandService) that runs
 //!   load -> decide -> record -> save -> deliver (uses `repository`, `projection`, `bus`,
@@ -47,8 +47,7 @@
 //!   across buses, listed by the stores and drawn as a
 //!   [`CausationTree`](lineage::CausationTree) (uses `store`, `event`);
 //! - [`health`]: [`Lag`](health::Lag) and the [`HealthRegistry`](health::HealthRegistry)
-//!   of runners, relays and consumer groups (uses `telemetry`; its stall log line reads a
-//!   `bus::GroupStalled`, one arrow up);
+//!   of runners, relays and consumer groups (uses `telemetry`);
 //! - [`store`]: [`EventStore`](store::EventStore) and the
 //!   [`InMemoryEventStore`](store::InMemoryEventStore) (uses `event`, `telemetry`);
 //! - [`aggregate`]: [`Aggregate`](aggregate::Aggregate), [`Apply`](aggregate::Apply),

@@ -3,8 +3,9 @@
 //! the test): publish -> consume through a consumer group, and each way a TLS connection
 //! fails, told apart in one line naming `host:port`, never the password.
 //!
-//! Needs a `nats-server` binary (on the `PATH` or in `/usr/sbin`); without one each test
-//! prints `skipped: ...` and passes, unless `EVENTSOURCE_REQUIRE_TLS_SERVERS=1`.
+//! Needs a `nats-server` binary: the one `EVENTSOURCE_NATS_SERVER` names, else one on the
+//! `PATH` or in `/usr/sbin`; without one each test prints `skipped: ...` and passes, unless
+//! `EVENTSOURCE_REQUIRE_TLS_SERVERS=1`.
 
 use crate::domain;
 use crate::pki;
@@ -32,20 +33,35 @@ struct TlsServer {
 
 impl TlsServer {
     fn start(test: &str) -> Option<Self> {
-        let Some(binary) = [
-            "nats-server",
-            "/usr/sbin/nats-server",
-            "/usr/bin/nats-server",
-        ]
-        .into_iter()
-        .find(|binary| {
+        let runs = |binary: &str| {
             std::process::Command::new(binary)
                 .arg("--version")
                 .output()
                 .is_ok_and(|out| out.status.success())
-        }) else {
-            skip(test, "no nats-server binary to start a TLS server with");
-            return None;
+        };
+        // The binary `EVENTSOURCE_NATS_SERVER` names (`.ci/run`'s version matrix: the
+        // version under test, not the one on the PATH), else the first one found.
+        let binary = match std::env::var("EVENTSOURCE_NATS_SERVER") {
+            Ok(named) if !named.trim().is_empty() => {
+                assert!(
+                    runs(&named),
+                    "{test}: EVENTSOURCE_NATS_SERVER={named} does not run (`--version` failed)"
+                );
+                named
+            }
+            _ => {
+                let Some(found) = [
+                    "nats-server",
+                    "/usr/sbin/nats-server",
+                    "/usr/bin/nats-server",
+                ]
+                .into_iter()
+                .find(|binary| runs(binary)) else {
+                    skip(test, "no nats-server binary to start a TLS server with");
+                    return None;
+                };
+                found.to_owned()
+            }
         };
         let pki = Pki::new(&format!("nats-{test}"));
         // A port found free may be taken again before the server binds it (tests here
@@ -58,7 +74,7 @@ impl TlsServer {
                 .unwrap()
                 .port();
             let store = std::env::temp_dir().join(format!("es-nats-tls-{port}"));
-            let mut child = std::process::Command::new(binary)
+            let mut child = std::process::Command::new(&binary)
                 .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
                 .arg(&store)
                 .args(["--user", "es", "--pass", SECRET])

@@ -48,8 +48,7 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
 }
 
 /// How long a scenario may wait for each of its states (per broker: a Kafka group hands a
-/// dead member's partitions on only after its session timed out, and on tansu a group may
-/// stay stuck until the stall watch makes it join again).
+/// dead member's partitions on only after its session timed out).
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
     /// From a consumer's start until it handled its share (the first join included).
@@ -1067,12 +1066,17 @@ pub fn local_broker(test: &str, kind: BrokerKind) -> Option<ServerProcess> {
     let found = match kind {
         // Apache Kafka as `.ci/run` starts it writes its log in its working directory.
         BrokerKind::Kafka => ServerProcess::find("kafka", is_kafka_broker, addr, None),
+        // The binary of `EVENTSOURCE_NATS_SERVER`, when set (the version matrix's).
         _ => ServerProcess::find(
             "nats-server",
             is_nats_server,
             addr,
             Some(std::env::temp_dir().join("eventsource-nats-restart.log")),
-        ),
+        )
+        .and_then(|broker| {
+            broker.runs_binary_named_by("EVENTSOURCE_NATS_SERVER")?;
+            Ok(broker)
+        }),
     };
     match found {
         Ok(broker) => Some(broker),

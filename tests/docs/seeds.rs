@@ -1,6 +1,10 @@
-//! The reference documents' traces (`seeds/001_*`, `seeds/002_*` in the project's shared
-//! folder), written the way a user of this workspace writes them: with `#[command_handler]`,
-//! `#[projection]` and `#[traced]` instead of hand-made spans.
+//! The traces of two reference documents (the project's seeds), written the way a user of
+//! this workspace writes them: with `#[command_handler]`, `#[projection]` and
+//! `#[traced]` instead of hand-made spans. The documents are not in this repository (they
+//! are kept beside it, in the project's `../shared/seeds/`, and neither CI nor these tests
+//! read them): seed 001 is an article on tracing a CQRS system's write and read paths
+//! separately with OpenTelemetry, seed 002 a Python event-sourcing library's tutorial on
+//! OpenTelemetry. What each traces is below, and the tests hold the code to it:
 //!
 //! - seed 001: the write path (`command.{CommandType}`, `cqrs.side = write`, the event
 //!   count and types, one `domain_event_produced` per event, errors), the projection

@@ -10,6 +10,7 @@ mod batch_reads;
 mod command_handler;
 mod commands;
 mod commands_once;
+mod concurrent_commands;
 mod idempotent_handlers;
 mod in_memory_store;
 mod lineage;

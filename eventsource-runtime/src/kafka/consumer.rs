@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use tokio::sync::watch;
 
@@ -16,6 +18,7 @@ use super::KafkaBus;
 use super::error::unavailable;
 use super::group_context::{GroupContext, STATISTICS_INTERVAL_MS};
 use super::offsets::{Commits, Partition, ResumePoints};
+use super::protocol::{self, GroupProtocol};
 use super::topology::{GroupTopics, Topics, matches};
 use crate::bus::broker;
 use crate::bus::group_health::GroupHealth;
@@ -30,7 +33,8 @@ use crate::telemetry::values::Chain;
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the broker waits for a group consumer's heartbeat before it hands the
-/// consumer's partitions to the others (`session.timeout.ms`), by default.
+/// consumer's partitions to the others (`session.timeout.ms`), by default, under the
+/// classic protocol (under the consumer protocol the broker sets it).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A group's consumer, with the context that keeps its view of the group.
@@ -60,12 +64,18 @@ pub struct ConsumerGroup {
     pub(super) delays: Vec<Duration>,
     pub(super) batch: Option<usize>,
     pub(super) commit_interval: Duration,
-    pub(super) session_timeout: Duration,
+    pub(super) protocol: GroupProtocol,
+    /// Set by [`session_timeout`](Self::session_timeout); [`DEFAULT_SESSION_TIMEOUT`] when not.
+    pub(super) session_timeout: Option<Duration>,
+    /// The broker refused the consumer protocol: the group joins with the classic one.
+    pub(super) fallen_back: Arc<AtomicBool>,
+    /// Whether the group said which of its settings its protocol does not take.
+    pub(super) told_left_out: Arc<AtomicBool>,
     pub(super) topics: GroupTopics,
     pub(super) dispatcher: Dispatcher,
     pub(super) health: GroupHealth,
-    /// The live consumer's context (its view of the group), while a session runs.
-    pub(super) membership: Arc<std::sync::Mutex<Option<GroupContext>>>,
+    /// The consumer of the events' topics, while a session runs (its view of the group).
+    pub(super) live: Arc<std::sync::Mutex<std::sync::Weak<GroupConsumer>>>,
     /// The sum of the group's committed offsets when its lag was last measured.
     pub(super) committed: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -105,11 +115,14 @@ impl ConsumerGroup {
             delays,
             batch: None,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
-            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            protocol: GroupProtocol::from_environment(),
+            session_timeout: None,
+            fallen_back: Arc::default(),
+            told_left_out: Arc::default(),
             topics,
             bus,
             health: GroupHealth::new(),
-            membership: Arc::default(),
+            live: Arc::default(),
             committed: Arc::default(),
         }
     }
@@ -156,15 +169,33 @@ impl ConsumerGroup {
         self
     }
 
-    /// Builder: how long the broker waits for a consumer's heartbeat before it hands its
-    /// partitions to the group's other consumers (`session.timeout.ms`, default
-    /// [`DEFAULT_SESSION_TIMEOUT`]; heartbeats are sent every tenth of it, at least every
-    /// 3 s). This bounds how long a dead consumer's partitions wait: a consumer that stops
-    /// gracefully leaves the group at once. Brokers refuse a timeout outside their
+    /// Builder: how the group joins its group on the broker (default: the process's
+    /// `EVENTSOURCE_KAFKA_GROUP_PROTOCOL`, else [`GroupProtocol::Consumer`], KIP-848; see
+    /// [`GroupProtocol`] for what each does). A `group.protocol` given to the bus's
+    /// [`with_setting`](KafkaBus::with_setting) wins.
+    #[must_use]
+    pub fn protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// Builder, **classic protocol**: how long the broker waits for a consumer's heartbeat
+    /// before it hands its partitions to the group's other consumers (`session.timeout.ms`,
+    /// default [`DEFAULT_SESSION_TIMEOUT`]; heartbeats are sent every tenth of it, at least
+    /// every 3 s). This bounds how long a dead consumer's partitions wait: a consumer that
+    /// stops gracefully leaves the group at once. Brokers refuse a timeout outside their
     /// `group.min.session.timeout.ms` (6 s by default) and `group.max.session.timeout.ms`.
+    ///
+    /// Under the consumer protocol liveness is the broker's: the group leaves this setting
+    /// out (librdkafka would refuse the consumer) and says so once in a WARN line; the
+    /// bound there is the broker's `group.consumer.session.timeout.ms` (45 s by default,
+    /// within `group.consumer.min.session.timeout.ms` and `..max..`), or the group's own
+    /// `consumer.session.timeout.ms`, which an operator sets with
+    /// `kafka-configs.sh --alter --entity-type groups --entity-name {group_id}
+    /// --add-config consumer.session.timeout.ms=...`.
     #[must_use]
     pub fn session_timeout(mut self, timeout: Duration) -> Self {
-        self.session_timeout = timeout;
+        self.session_timeout = Some(timeout);
         self
     }
 
@@ -172,6 +203,17 @@ impl ConsumerGroup {
     #[must_use]
     pub fn group_id(&self) -> &str {
         &self.topics.group_id
+    }
+
+    /// The protocol the group joins with now: the one asked for (or set on the bus), or the
+    /// classic one once the broker refused the consumer protocol.
+    #[must_use]
+    pub fn group_protocol(&self) -> GroupProtocol {
+        protocol::effective(
+            &self.bus.shared.settings,
+            self.protocol,
+            self.fallen_back.load(Ordering::Relaxed),
+        )
     }
 
     /// The group's dead letters.
@@ -289,8 +331,12 @@ impl ConsumerGroup {
         reconnecting(&self.name, &self.health, shutdown, sessions).await;
     }
 
-    /// A consumer for `source`, subscribed.
-    fn consumer(&self, source: &Source) -> Result<Arc<GroupConsumer>, BusError> {
+    /// A consumer for `source`, subscribed, joining with `protocol`.
+    fn consumer(
+        &self,
+        source: &Source,
+        protocol: GroupProtocol,
+    ) -> Result<Arc<GroupConsumer>, BusError> {
         let mut config = rdkafka::ClientConfig::new();
         let group_id = match source {
             Source::Live => self.topics.group_id.clone(),
@@ -304,18 +350,6 @@ impl ConsumerGroup {
             // when the group stops, a record whose retry could not be written).
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                self.session_timeout.as_millis().to_string(),
-            )
-            .set(
-                "heartbeat.interval.ms",
-                heartbeat_interval(self.session_timeout),
-            )
-            // An eager assignor (range, then round robin), named alike by every member:
-            // a cooperative one puts the partitions a member owns into its join request,
-            // which changes it and rebalances again on brokers that compare them.
-            .set("partition.assignment.strategy", "range,roundrobin")
             // The consumer's view of its group, for the group's health.
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
             .set("topic.metadata.refresh.interval.ms", "5000");
@@ -324,16 +358,16 @@ impl ConsumerGroup {
             let interval = delay.saturating_add(Duration::from_secs(300)).as_millis();
             config.set("max.poll.interval.ms", interval.to_string());
         }
-        for (key, value) in self.bus.client_config().config_map() {
-            config.set(key, value);
-        }
-        let context = GroupContext::new(&self.name, self.bus.shared.last_error.clone());
-        if matches!(source, Source::Live) {
-            *self
-                .membership
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(context.clone());
-        }
+        self.bus.apply_settings(&mut config);
+        let session_timeout = self.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
+        let left_out = protocol::configure(&mut config, protocol, session_timeout);
+        self.tell_left_out(protocol, &left_out);
+        let context = GroupContext::new(
+            &self.name,
+            &group_id,
+            protocol,
+            self.bus.shared.last_error.clone(),
+        );
         let consumer: GroupConsumer = config
             .create_with_context(context)
             .map_err(|e| self.bus.creation_failed(e))?;
@@ -354,7 +388,14 @@ impl ConsumerGroup {
             group_id = group_id.as_str(),
             "consuming"
         );
-        Ok(Arc::new(consumer))
+        let consumer = Arc::new(consumer);
+        if matches!(source, Source::Live) {
+            *self
+                .live
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::downgrade(&consumer);
+        }
+        Ok(consumer)
     }
 
     /// One consumer's worth of consuming: `Ok` once stopped, the error that ended it
@@ -366,7 +407,8 @@ impl ConsumerGroup {
         handled: &mut HashMap<Partition, i64>,
     ) -> Result<(), BusError> {
         self.declare().await?;
-        let consumer = self.consumer(source)?;
+        let protocol = self.group_protocol();
+        let consumer = self.consumer(source, protocol)?;
         // A delayed source's consumer is a group of its own on the broker (`group.id` = its
         // topic): its consume spans name it.
         let delayed = match source {
@@ -396,6 +438,9 @@ impl ConsumerGroup {
             };
             let record = match record {
                 Ok(record) => record,
+                Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
+                    break Err(self.failed_for_good(&consumer, protocol, error));
+                }
                 Err(error) => {
                     log_warn!(group = &*self.name, error = %Chain(&error), "kafka consumer error");
                     continue;
@@ -476,14 +521,6 @@ impl Sessions for SourceSessions<'_> {
             .session(&self.source, shutdown, &mut self.handled)
             .await
     }
-}
-
-/// The heartbeat interval for `session`: a tenth of it, at most 3 s (Kafka's default).
-fn heartbeat_interval(session: Duration) -> String {
-    (session / 10)
-        .clamp(Duration::from_millis(100), Duration::from_secs(3))
-        .as_millis()
-        .to_string()
 }
 
 /// `first` and the records that are ready right after it, up to `max`.

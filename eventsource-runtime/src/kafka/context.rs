@@ -1,10 +1,12 @@
 //! librdkafka's own reports of a failed connection, kept for the adapter's errors: a TLS
-//! handshake that fails or a broker that refuses the connection surfaces only as an error
-//! event and a log line on the client's main queue, while the operation itself just times
-//! out. The bus's clients share one [`LastError`] (the producer's polling thread serves its
-//! queue), and a timed-out `declare` says what it was. When every broker refused the
-//! connection, the operations waiting on the brokers hear it at once
-//! ([`LastError::refusals`]) rather than time out.
+//! handshake that fails, credentials the broker refuses or a broker that refuses the
+//! connection surface only as an error event and a log line on the client's main queue,
+//! while the operation itself just times out. The bus's clients share one [`LastError`]
+//! (the producer's polling thread serves its queue), and a timed-out `declare` says what it
+//! was. When every broker turned the client away so (a refused connection, a failed
+//! handshake, refused credentials: none of which passes by waiting), the operations
+//! waiting on the brokers hear it at once ([`LastError::turned_away`]) rather than time
+//! out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,36 +22,56 @@ use crate::bus::{BrokerUnreachable, TlsFailure, UnavailableReason};
 /// What librdkafka says of a connection the other end refused.
 const REFUSED: &str = "Connection refused";
 
+/// What librdkafka says of credentials the broker refused.
+const SASL_REFUSED: &str = "SASL authentication error";
+
 /// A client context recording librdkafka's last connection error; clones share it. What
 /// it is told goes on to the `log` crate, as rdkafka's default context does.
 #[derive(Debug, Clone, Default)]
 pub(super) struct LastError(Arc<Reports>);
 
+/// A failure and librdkafka's words for it.
+type Failure = (RDKafkaErrorCode, String);
+
 #[derive(Debug, Default)]
 struct Reports {
     kept: Mutex<Kept>,
-    /// librdkafka's words, each time every broker was down, each having refused the
-    /// connection last.
-    refusals: watch::Sender<Option<String>>,
+    /// Why the brokers turned the client away, each time every broker was down, each
+    /// having been refused the connection, the handshake or the credentials last.
+    turned_away: watch::Sender<Option<Failure>>,
 }
 
 #[derive(Debug, Default)]
 struct Kept {
     /// The last failure worth naming: its code and librdkafka's words.
-    last: Option<(RDKafkaErrorCode, String)>,
-    /// Each broker's last transport failure (by librdkafka's name for it,
-    /// `host:port/bootstrap` or `host:port/{id}`): what it said when it was a refused
-    /// connection, `None` for any other.
-    brokers: HashMap<String, Option<String>>,
+    last: Option<Failure>,
+    /// Each broker's last failure (by librdkafka's name for it, `host:port/bootstrap` or
+    /// `ssl://host:port/{id}`): a refused connection, a failed TLS handshake or refused
+    /// credentials, `None` for any other transport failure.
+    brokers: HashMap<String, Option<Failure>>,
 }
 
 impl ClientContext for LastError {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        // A failed handshake is logged with OpenSSL's words, sometimes before its event.
-        if log_message.contains("SSL handshake failed")
+        // A failed handshake or sign-in is logged with its words just before its event
+        // (both come through the client's main queue): either one is kept.
+        let code = if log_message.contains("SSL handshake failed")
             || log_message.contains("certificate verify failed")
         {
-            self.record(RDKafkaErrorCode::SSL, log_message);
+            Some(RDKafkaErrorCode::SSL)
+        } else if log_message.contains(SASL_REFUSED) {
+            Some(RDKafkaErrorCode::Authentication)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            // `[thrd:ssl://host:9094/bootstrap]: ssl://host:9094/bootstrap: SSL ...`: as
+            // the event says it.
+            let said = log_message
+                .strip_prefix("[thrd:")
+                .and_then(|rest| rest.split_once("]: "))
+                .map_or(log_message, |(_, said)| said);
+            self.record(code, said);
         }
         DefaultClientContext.log(level, fac, log_message);
     }
@@ -66,30 +88,33 @@ impl LastError {
     /// Keeps `code` and what was `said`, unless a TLS or authentication failure is kept
     /// already and this is the transport failure or the "brokers are down" that follows it;
     /// "brokers are down" (which names no cause) never replaces what is kept. A broker's
-    /// transport failure is also kept as that broker's last; "brokers are down" when each
-    /// one's last was a refused connection wakes the [`refusals`](Self::refusals) waiting.
+    /// transport, TLS or authentication failure is also kept as that broker's last;
+    /// "brokers are down" when each one's last turned the client away (refused the
+    /// connection, the handshake or the credentials) wakes the
+    /// [`turned_away`](Self::turned_away) waiting.
     fn record(&self, code: RDKafkaErrorCode, said: &str) {
         let mut kept = self.0.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        match code {
-            RDKafkaErrorCode::BrokerTransportFailure => {
-                // `{broker}: Connect to ipv4#127.0.0.1:1 failed: Connection refused (...)`
-                let broker = said.split_once(": ").map_or(said, |(broker, _)| broker);
-                let refused = said.contains(REFUSED).then(|| said.to_owned());
-                kept.brokers.insert(broker.to_owned(), refused);
+        let turned_away = match code {
+            RDKafkaErrorCode::BrokerTransportFailure => Some(said.contains(REFUSED)),
+            RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication => Some(true),
+            _ => None,
+        };
+        if let Some(turned_away) = turned_away {
+            // `{broker}: Connect to ipv4#127.0.0.1:1 failed: Connection refused (...)`
+            let broker = said.split_once(": ").map_or(said, |(broker, _)| broker);
+            let failure = turned_away.then(|| (code, said.to_owned()));
+            kept.brokers.insert(broker.to_owned(), failure);
+        }
+        if code == RDKafkaErrorCode::AllBrokersDown {
+            let failures: Option<Vec<&Failure>> =
+                kept.brokers.values().map(Option::as_ref).collect();
+            if let Some(failures) = failures.filter(|f| !f.is_empty()) {
+                let why = why_turned_away(said, failures);
+                self.0.turned_away.send_replace(Some(why));
             }
-            RDKafkaErrorCode::AllBrokersDown => {
-                let refusals: Option<Vec<&str>> =
-                    kept.brokers.values().map(Option::as_deref).collect();
-                if let Some(mut refusals) = refusals.filter(|r| !r.is_empty()) {
-                    refusals.sort_unstable();
-                    let words = format!("{said}: {}", refusals.join("; "));
-                    self.0.refusals.send_replace(Some(words));
-                }
-                if kept.last.is_some() {
-                    return;
-                }
+            if kept.last.is_some() {
+                return;
             }
-            _ => {}
         }
         let specific = |code: &RDKafkaErrorCode| {
             matches!(
@@ -107,18 +132,24 @@ impl LastError {
     }
 
     /// Completes when, from now on, librdkafka reports every broker down, each having
-    /// refused the connection (a broker that takes the connection and answers slowly never
-    /// does), with librdkafka's words; never otherwise. Made before the client whose
+    /// turned the client away (refused the connection, failed the TLS handshake, refused
+    /// the credentials; a broker that takes the connection and answers slowly never does):
+    /// why, for the brokers at `server`. Never otherwise. Made before the client whose
     /// reports it waits for connects.
-    pub(super) fn refusals(&self) -> impl std::future::Future<Output = String> + Send + 'static {
-        let mut refusals = self.0.refusals.subscribe();
+    pub(super) fn turned_away(
+        &self,
+        server: &str,
+    ) -> impl std::future::Future<Output = BrokerUnreachable> + Send + 'static {
+        let mut turned_away = self.0.turned_away.subscribe();
+        let server = server.to_owned();
         async move {
             loop {
-                if refusals.changed().await.is_err() {
+                if turned_away.changed().await.is_err() {
                     return std::future::pending().await;
                 }
-                if let Some(words) = refusals.borrow_and_update().clone() {
-                    return words;
+                let why = turned_away.borrow_and_update().clone();
+                if let Some(why) = why.and_then(|(code, said)| unreachable(code, &said, &server)) {
+                    return why;
                 }
             }
         }
@@ -134,21 +165,78 @@ impl LastError {
             .unwrap_or_else(PoisonError::into_inner)
             .last
             .clone()?;
-        let (reason, source): (UnavailableReason, Box<dyn std::error::Error + Send + Sync>) =
-            match code {
-                RDKafkaErrorCode::SSL => (UnavailableReason::Tls, Box::new(tls_failure(&said))),
-                RDKafkaErrorCode::Authentication => {
-                    (UnavailableReason::AuthenticationFailed, said.into())
-                }
-                RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
-                    if said.contains(REFUSED) =>
-                {
-                    (UnavailableReason::ConnectionRefused, said.into())
-                }
-                _ => return None,
-            };
-        Some(BrokerUnreachable::new(reason, server, Some(source)))
+        unreachable(code, &said, server)
     }
+}
+
+/// Why every broker turned the client away, from the failures each one had last: refused
+/// credentials, else a failed handshake (what that broker said), else the refused
+/// connections (`said`, "N/N brokers are down", with each one's words).
+fn why_turned_away(said: &str, failures: Vec<&Failure>) -> Failure {
+    let first = |wanted: RDKafkaErrorCode| {
+        failures
+            .iter()
+            .filter(|(code, _)| *code == wanted)
+            .min_by(|a, b| a.1.cmp(&b.1))
+    };
+    if let Some(failure) =
+        first(RDKafkaErrorCode::Authentication).or_else(|| first(RDKafkaErrorCode::SSL))
+    {
+        return (*failure).clone();
+    }
+    let mut refusals: Vec<&str> = failures.iter().map(|(_, said)| said.as_str()).collect();
+    refusals.sort_unstable();
+    (
+        RDKafkaErrorCode::AllBrokersDown,
+        format!("{said}: {}", refusals.join("; ")),
+    )
+}
+
+/// What librdkafka `said` with `code` means for the brokers at `server`, if it names a
+/// reason.
+fn unreachable(code: RDKafkaErrorCode, said: &str, server: &str) -> Option<BrokerUnreachable> {
+    let (reason, source): (UnavailableReason, Box<dyn std::error::Error + Send + Sync>) = match code
+    {
+        RDKafkaErrorCode::SSL => (
+            UnavailableReason::Tls,
+            Box::new(tls_failure(&words(said, server))),
+        ),
+        RDKafkaErrorCode::Authentication => (
+            UnavailableReason::AuthenticationFailed,
+            words(said, server).into(),
+        ),
+        RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+            if said.contains(REFUSED) =>
+        {
+            (UnavailableReason::ConnectionRefused, said.into())
+        }
+        _ => return None,
+    };
+    Some(BrokerUnreachable::new(reason, server, Some(source)))
+}
+
+/// What librdkafka said of one broker, for a line that names `server` already: without
+/// the broker's name when it is `server`, the time in the state it failed in, nor the
+/// advice to check `ssl.ca.location` (a [`TlsFailure`] gives its own).
+/// `ssl://localhost:9094/bootstrap: SSL handshake failed: ...: broker certificate could not
+/// be verified, verify that ... (after 2ms in state SSL_HANDSHAKE)` reads
+/// `SSL handshake failed: ...`.
+fn words(said: &str, server: &str) -> String {
+    let mut words = said;
+    if let Some((broker, rest)) = said.split_once(": ")
+        && broker.contains(&format!("://{server}/"))
+    {
+        words = rest;
+    }
+    if let Some((before, _)) = words.rsplit_once(" (after ")
+        && words.ends_with(')')
+    {
+        words = before;
+    }
+    if let Some((before, _)) = words.split_once(": broker certificate could not be verified") {
+        words = before;
+    }
+    words.to_owned()
 }
 
 /// What OpenSSL said of a handshake, as a [`TlsFailure`].
@@ -219,6 +307,30 @@ mod tests {
         assert!(other.unreachable("h:1").is_none());
     }
 
+    /// What librdkafka's producer reports, in this order, when the broker's certificate is
+    /// signed by a CA not trusted here (OpenSSL 3.0, librdkafka 2.12).
+    const UNTRUSTED: &str = "ssl://localhost:9094/bootstrap: SSL handshake failed: \
+                             error:0A000086:SSL routines::certificate verify failed: broker \
+                             certificate could not be verified, verify that ssl.ca.location \
+                             is correctly configured or root CA certificates are installed \
+                             (install ca-certificates package) (after 2ms in state \
+                             SSL_HANDSHAKE)";
+
+    /// Likewise, for a wrong password.
+    const WRONG_PASSWORD: &str = "sasl_ssl://localhost:9095/bootstrap: SASL authentication \
+                                  error: Authentication failed during authentication due to \
+                                  invalid credentials with SASL mechanism SCRAM-SHA-512 (after \
+                                  311ms in state AUTH_REQ, 1 identical error(s) suppressed)";
+
+    /// Reports `said` with `code`, then "all brokers are down", as a producer's queue does.
+    fn down_after(context: &LastError, code: RDKafkaErrorCode, said: &str) {
+        context.error(KafkaError::Global(code), said);
+        context.error(
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+    }
+
     #[test]
     fn every_broker_refusing_wakes_the_waiting_and_nothing_else_does() {
         use futures_util::FutureExt as _;
@@ -239,7 +351,7 @@ mod tests {
         // Reported before the wait began: not heard.
         transport(REFUSED_AT_1);
         down();
-        let mut waiting = Box::pin(context.refusals());
+        let mut waiting = Box::pin(context.turned_away("127.0.0.1:1"));
         assert!(waiting.as_mut().now_or_never().is_none());
         // One broker refused, the other took the connection and dropped it (or is slow).
         transport(
@@ -258,11 +370,77 @@ mod tests {
             "not all down yet"
         );
         down();
-        let words = waiting.as_mut().now_or_never().expect("heard");
+        let heard = waiting.as_mut().now_or_never().expect("heard");
+        assert_eq!(heard.reason, UnavailableReason::ConnectionRefused);
+        assert_eq!(heard.server, "127.0.0.1:1");
+        let words = heard.source.unwrap().to_string();
         assert!(words.starts_with("2/2 brokers are down: 127.0.0.1:1/bootstrap: "));
         assert!(
             words.contains("; 127.0.0.1:2/bootstrap: Connect to"),
             "{words}"
         );
+    }
+
+    #[test]
+    fn a_failed_handshake_wakes_the_waiting_in_a_few_words() {
+        use futures_util::FutureExt as _;
+
+        let context = LastError::default();
+        let mut waiting = Box::pin(context.turned_away("localhost:9094"));
+        // Logged first (by every client), then the event (the producer's).
+        context.log(
+            RDKafkaLogLevel::Error,
+            "FAIL",
+            &format!("[thrd:ssl://localhost:9094/bootstrap]: {UNTRUSTED}"),
+        );
+        assert!(waiting.as_mut().now_or_never().is_none());
+        down_after(&context, RDKafkaErrorCode::SSL, UNTRUSTED);
+        let heard = waiting.as_mut().now_or_never().expect("heard at once");
+        assert_eq!(heard.reason, UnavailableReason::Tls);
+        let failure = heard.source.as_ref().unwrap().downcast_ref::<TlsFailure>();
+        let Some(TlsFailure::UntrustedCertificate { detail }) = failure else {
+            panic!("{failure:?}")
+        };
+        assert_eq!(
+            detail,
+            "SSL handshake failed: error:0A000086:SSL routines::certificate verify failed"
+        );
+        // One broker in all: the log line's is the event's.
+        assert_eq!(context.0.kept.lock().unwrap().brokers.len(), 1);
+    }
+
+    #[test]
+    fn refused_credentials_wake_the_waiting_and_win_over_a_refused_connection() {
+        use futures_util::FutureExt as _;
+
+        let context = LastError::default();
+        let mut waiting = Box::pin(context.turned_away("localhost:9095"));
+        context.error(
+            KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+            "sasl_ssl://localhost:9096/bootstrap: Connect to ipv4#127.0.0.1:9096 failed: \
+             Connection refused (after 0ms in state CONNECT)",
+        );
+        down_after(&context, RDKafkaErrorCode::Authentication, WRONG_PASSWORD);
+        let heard = waiting.as_mut().now_or_never().expect("heard at once");
+        assert_eq!(heard.reason, UnavailableReason::AuthenticationFailed);
+        assert_eq!(
+            heard.source.unwrap().to_string(),
+            "SASL authentication error: Authentication failed during authentication due to \
+             invalid credentials with SASL mechanism SCRAM-SHA-512"
+        );
+        // Once the brokers are down, the time-out says the same.
+        let kept = context.unreachable("localhost:9095").unwrap();
+        assert_eq!(kept.reason, UnavailableReason::AuthenticationFailed);
+    }
+
+    #[test]
+    fn the_words_name_another_broker_than_the_one_said() {
+        assert_eq!(
+            words(WRONG_PASSWORD, "k1:9095"),
+            "sasl_ssl://localhost:9095/bootstrap: SASL authentication error: Authentication \
+             failed during authentication due to invalid credentials with SASL mechanism \
+             SCRAM-SHA-512"
+        );
+        assert_eq!(words("no broker named", "h:1"), "no broker named");
     }
 }

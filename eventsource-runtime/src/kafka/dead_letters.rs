@@ -173,9 +173,7 @@ impl DeadLetters {
             .set("group.id", format!("{}.dead-letters", self.topics.group_id))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest");
-        for (key, value) in self.bus.client_config().config_map() {
-            config.set(key, value);
-        }
+        self.bus.apply_settings(&mut config);
         let created = config.create().map_err(|e| self.bus.creation_failed(e))?;
         let consumer: Arc<StreamConsumer> = Arc::new(created);
         let topic = self.topics.dead.clone();

@@ -57,3 +57,23 @@ pub(super) fn undelivered(error: KafkaError, message_id: Uuid) -> BusError {
         _ => unavailable(error),
     }
 }
+
+/// A group's consumer that librdkafka gave up on (a fatal error): the group makes another.
+#[derive(Debug, thiserror::Error)]
+#[error("the group's consumer failed for good: {reason}")]
+pub(super) struct ConsumerFailed {
+    /// What librdkafka said.
+    pub(super) reason: String,
+}
+
+/// The broker refused the consumer group protocol: the group joins again with the classic
+/// one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the broker does not speak the consumer group protocol (KIP-848, Apache Kafka 4.0 and \
+     later; it said: {reason}): the group joins with the classic protocol"
+)]
+pub(super) struct ProtocolRefused {
+    /// What librdkafka said.
+    pub(super) reason: String,
+}

@@ -13,6 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::ConsumerGroup as GroupStatistics;
 
 use super::context::LastError;
+use super::protocol::GroupProtocol;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
 
@@ -25,21 +26,37 @@ pub(super) struct GroupContext {
     errors: LastError,
     membership: Arc<Mutex<Option<GroupStatistics>>>,
     group: Arc<str>,
+    /// The consumer's `group.id` (the group's, or a retry topic's own).
+    group_id: Arc<str>,
+    protocol: GroupProtocol,
 }
 
 impl GroupContext {
-    /// The context of a consumer of the group `group`, recording errors in `errors`.
-    pub(super) fn new(group: &str, errors: LastError) -> Self {
+    /// The context of a consumer of the group `group` (its `group.id`: `group_id`) joining
+    /// with `protocol`, recording errors in `errors`.
+    pub(super) fn new(
+        group: &str,
+        group_id: &str,
+        protocol: GroupProtocol,
+        errors: LastError,
+    ) -> Self {
         Self {
             errors,
             membership: Arc::default(),
             group: group.into(),
+            group_id: group_id.into(),
+            protocol,
         }
     }
 
+    /// The protocol the consumer joins with.
+    pub(super) fn protocol(&self) -> GroupProtocol {
+        self.protocol
+    }
+
     /// What librdkafka last said of this consumer's membership, as one line:
-    /// `join state wait-sync, 44 rebalances (last: ...), 0 partitions assigned`; `None`
-    /// before its first statistics.
+    /// `state up, join state steady (for 812 ms), 2 rebalances (last: ...)`; `None` before
+    /// its first statistics.
     pub(super) fn membership(&self) -> Option<String> {
         let membership = self
             .membership
@@ -47,13 +64,12 @@ impl GroupContext {
             .unwrap_or_else(PoisonError::into_inner);
         let group = membership.as_ref()?;
         let mut line = format!(
-            "this consumer: state {}, join state {} (for {} ms), {} rebalances",
+            "state {}, join state {} (for {} ms), {} rebalances",
             group.state, group.join_state, group.stateage, group.rebalance_cnt
         );
         if !group.rebalance_reason.is_empty() {
             let _ = write!(line, " (last: {})", group.rebalance_reason);
         }
-        let _ = write!(line, ", {} partitions assigned", group.assignment_size);
         Some(line)
     }
 }
@@ -92,6 +108,7 @@ impl ConsumerContext for GroupContext {
                 let _ = consumer.commit_consumer_state(CommitMode::Sync);
                 log_info!(
                     group = &*self.group,
+                    group_id = &*self.group_id,
                     partitions = partitions.count(),
                     "kafka partitions revoked"
                 );
@@ -99,12 +116,18 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(partitions) => {
                 log_info!(
                     group = &*self.group,
+                    group_id = &*self.group_id,
                     partitions = partitions.count(),
                     "kafka partitions assigned"
                 );
             }
             Rebalance::Error(error) => {
-                log_warn!(group = &*self.group, error = %Chain(error), "kafka rebalance failed");
+                log_warn!(
+                    group = &*self.group,
+                    group_id = &*self.group_id,
+                    error = %Chain(error),
+                    "kafka rebalance failed"
+                );
             }
         }
     }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::ConsumerGroup;
 use super::error::unavailable;
+use super::offsets::assigned;
 use super::topology::Topics;
+use super::{ConsumerGroup, GroupProtocol};
 use crate::bus::BusError;
 use crate::bus::group_health::group_health;
 use crate::health::Lag;
@@ -44,22 +45,46 @@ impl ConsumerGroup {
 
     /// What the broker and this process's consumer say of the group, for a stall report:
     /// the group's state and members with the partitions assigned to each (as the broker
-    /// describes it), and the consumer's join state and rebalances (from its statistics).
+    /// describes it), the partitions the consumer holds now, and its join state and
+    /// rebalances (from its statistics).
+    ///
+    /// A group of the consumer protocol is described by `ConsumerGroupDescribe`, which
+    /// rdkafka does not send (its `DescribeGroups` answer for such a group is "Dead, no
+    /// members"): the report then says so and gives the consumer's own view.
     pub(super) async fn broker_view(&self) -> String {
-        let group = self.clone();
-        let described = tokio::task::spawn_blocking(move || group.describe())
-            .await
-            .unwrap_or_else(|error| format!("the group could not be described: {error}"));
-        let membership = self
-            .membership
+        let consumer = self
+            .live
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .and_then(super::group_context::GroupContext::membership);
-        match membership {
-            Some(membership) => format!("{described}; {membership}"),
-            None => format!("{described}; this consumer has no statistics yet"),
-        }
+            .upgrade();
+        let speaking = consumer.as_ref().map(|c| c.context().protocol());
+        let described = if speaking == Some(GroupProtocol::Consumer) {
+            "the broker's description of a consumer-protocol group (ConsumerGroupDescribe) \
+             is not available through this client"
+                .to_owned()
+        } else {
+            let group = self.clone();
+            tokio::task::spawn_blocking(move || group.describe())
+                .await
+                .unwrap_or_else(|error| format!("the group could not be described: {error}"))
+        };
+        let Some(consumer) = consumer else {
+            return format!("{described}; this process has no consumer in the group now");
+        };
+        let held: Vec<String> = assigned(&consumer)
+            .iter()
+            .map(|(topic, partition)| format!("{topic}[{partition}]"))
+            .collect();
+        let statistics = consumer
+            .context()
+            .membership()
+            .unwrap_or_else(|| "no statistics from librdkafka yet".to_owned());
+        format!(
+            "{described}; this consumer ({} protocol) holds {} partitions ({}), {statistics}",
+            consumer.context().protocol(),
+            held.len(),
+            held.join(", ")
+        )
     }
 
     /// The broker's description of the group (blocking).

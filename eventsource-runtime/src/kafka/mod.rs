@@ -92,9 +92,11 @@ mod context;
 mod dead_letters;
 mod error;
 mod group_context;
+mod host_name;
 mod lag;
 mod offsets;
 mod producer;
+mod protocol;
 mod publish;
 mod settle;
 mod topology;
@@ -114,6 +116,7 @@ pub use consumer::{
     ConsumerGroup, DEFAULT_COMMIT_INTERVAL, DEFAULT_RETRY_DELAYS, DEFAULT_SESSION_TIMEOUT,
 };
 pub use dead_letters::DeadLetters;
+pub use protocol::{GROUP_PROTOCOL_VARIABLE, GroupProtocol};
 /// The Kafka client this module is built on, for settings and tools of your own (and so
 /// that they match its version).
 pub use rdkafka;
@@ -164,8 +167,38 @@ impl std::fmt::Debug for KafkaBus {
             .field("prefix", &self.shared.prefix)
             .field("topics", &self.shared.topics)
             .field("delivery_timeout", &self.shared.delivery_timeout)
+            .field("settings", &Settings(&self.shared.settings))
             .finish_non_exhaustive()
     }
+}
+
+/// The user's librdkafka settings, for `Debug`: each one's last value (the one librdkafka
+/// is given), in the order they were first given; the value of a setting whose name says
+/// `password` or `secret` shown as `***`.
+struct Settings<'a>(&'a [(String, String)]);
+
+impl std::fmt::Debug for Settings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown: Vec<(&str, &str)> = Vec::with_capacity(self.0.len());
+        for (key, value) in self.0 {
+            let value = if secret(key) {
+                crate::telemetry::secrets::HIDDEN
+            } else {
+                value.as_str()
+            };
+            match shown.iter_mut().find(|(known, _)| known == key) {
+                Some(given) => given.1 = value,
+                None => shown.push((key, value)),
+            }
+        }
+        f.debug_map().entries(shown).finish()
+    }
+}
+
+/// Whether the value of the librdkafka setting `key` is a secret (`sasl.password`,
+/// `ssl.key.password`, `sasl.oauthbearer.client.secret`, ...).
+fn secret(key: &str) -> bool {
+    key.contains("password") || key.contains("secret")
 }
 
 /// The bootstrap servers of `url`: `kafka://host:port[,host:port...]` or the list alone.
@@ -262,13 +295,14 @@ impl KafkaBus {
     /// `session.timeout.ms`, ... Settings the bus relies on (`enable.idempotence`, `acks`,
     /// `enable.auto.commit`) can be overridden too, at the cost of its guarantees. The value
     /// of a setting whose name says `password` or `secret` is hidden from every log line
-    /// (see [`telemetry::secrets`](crate::telemetry::secrets)).
+    /// (see [`telemetry::secrets`](crate::telemetry::secrets)), and shown as `***` by the
+    /// bus's `Debug`, which lists the settings given.
     #[must_use]
     pub fn with_setting(self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let (key, value) = (key.into(), value.into());
         // `sasl.password`, `ssl.key.password`, `sasl.oauthbearer.client.secret`: out of every
         // log line `telemetry::init()` writes.
-        if key.contains("password") || key.contains("secret") {
+        if secret(&key) {
             crate::telemetry::secrets::hide(&value);
         }
         self.configure(|shared| shared.settings.push((key, value)))
@@ -283,6 +317,16 @@ impl KafkaBus {
     /// `ssl.*` setting goes through [`with_setting`](Self::with_setting) too. Without
     /// `kafka-ssl`, connecting fails with
     /// [`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls) naming the feature.
+    ///
+    /// A handshake every broker fails, or credentials every broker refuses, end the
+    /// operation that connects (`declare`, a group's `declare`, the dead-letter tools, a
+    /// publish to a topic not created yet) at once rather than at the delivery timeout:
+    /// [`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls) with a
+    /// [`TlsFailure`](crate::bus::TlsFailure) (`UntrustedCertificate`, or
+    /// `HostNameMismatch`, told apart by one more handshake without the host-name check
+    /// and without SASL), or
+    /// [`UnavailableReason::AuthenticationFailed`](crate::bus::UnavailableReason::AuthenticationFailed),
+    /// naming the first bootstrap server's `host:port`.
     ///
     /// ```no_run
     /// use eventsource_runtime::bus::BrokerTls;
@@ -387,14 +431,23 @@ impl KafkaBus {
     /// The settings every client of this bus starts from.
     fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+        self.apply_settings(&mut config);
+        config
+    }
+
+    /// Sets the bootstrap servers, the client id and the user's settings on `config`, over
+    /// what it holds: for a client with settings of its own (the producer, the consumers).
+    /// Not copied from another `ClientConfig`'s `config_map`, which shows the values of
+    /// `sasl.password` and the other secrets as `[sanitized for safety]`: a client given
+    /// those signs in with that text (the broker refuses it).
+    fn apply_settings(&self, config: &mut ClientConfig) {
         config
             .set("bootstrap.servers", &self.shared.bootstrap)
-            .set("client.id", "eventsource")
-            .set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+            .set("client.id", "eventsource");
         for (key, value) in &self.shared.settings {
             config.set(key, value);
         }
-        config
     }
 
     /// A client that could not be created: a TLS setting in a build without OpenSSL is named
@@ -431,13 +484,14 @@ impl KafkaBus {
         }
         // The producer, made now if it was not: its polling thread hears why librdkafka
         // cannot connect, which the admin client keeps to itself. Waited for from before
-        // it is made: a new producer's brokers all refusing the connection end the wait.
+        // it is made: a new producer's brokers all turning it away (refusing the
+        // connection, the TLS handshake or the credentials) end the wait.
         let why = &self.shared.last_error;
-        let refused = why.refusals();
+        let server = self.server();
+        let turned_away = why.turned_away(&server);
         let producer = self.producer()?;
         let admin = self.admin()?;
         let timeout = self.shared.delivery_timeout;
-        let server = self.server();
         let partitions = self.shared.partitions;
         let created = topology::create(
             &admin,
@@ -445,18 +499,21 @@ impl KafkaBus {
             partitions,
             timeout,
             &server,
-            (why, refused),
+            (why, turned_away),
         )
         .await;
-        if let Err(error) = &created
-            && error.unavailable_reason() == Some(crate::bus::UnavailableReason::ConnectionRefused)
-        {
-            // Forgotten, so that the next try makes another producer, whose reports end
-            // that wait at once too (this one's brokers are down already: it reports
-            // nothing new).
-            self.reset(&producer);
+        if let Err(error) = created {
+            use crate::bus::UnavailableReason as Reason;
+            if let Some(Reason::ConnectionRefused | Reason::Tls | Reason::AuthenticationFailed) =
+                error.unavailable_reason()
+            {
+                // Forgotten, so that the next try makes another producer, whose reports
+                // end that wait at once too (this one's brokers are down already: it
+                // reports nothing new).
+                self.reset(&producer);
+            }
+            return Err(self.told_apart(error).await);
         }
-        created?;
         self.shared
             .created
             .lock()
@@ -483,5 +540,32 @@ mod tests {
         let refused = bootstrap("kafka://user:secret@k1:9092").unwrap_err();
         assert!(!refused.to_string().contains("secret"));
         assert!(!format!("{refused:?}").contains("secret"));
+    }
+
+    #[test]
+    fn every_client_is_given_the_secrets_themselves_and_debug_hides_them() {
+        let bus = KafkaBus::new("kafka://k1:9095")
+            .unwrap()
+            .with_setting("security.protocol", "ssl")
+            .with_setting("security.protocol", "sasl_ssl")
+            .with_setting("sasl.username", "orders")
+            .with_setting("sasl.password", "s3cret-4711");
+        // What the producer and the consumers start from, over settings of their own.
+        let mut config = ClientConfig::new();
+        config.set("acks", "all");
+        bus.apply_settings(&mut config);
+        assert_eq!(config.get("sasl.password"), Some("s3cret-4711"));
+        assert_eq!(config.get("bootstrap.servers"), Some("k1:9095"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(
+            bus.client_config().get("sasl.password"),
+            Some("s3cret-4711")
+        );
+        let shown = format!("{bus:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains(r#"settings: {"security.protocol": "sasl_ssl", "sasl.username": "orders", "sasl.password": "***"}"#),
+            "{shown}"
+        );
     }
 }

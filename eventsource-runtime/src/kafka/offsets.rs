@@ -3,11 +3,12 @@
 //! when a consumer resumes a partition.
 //!
 //! Why a cadence: every commit is a request on the connection to the group coordinator,
-//! which also carries the group's heartbeats, joins and syncs. Two commits per record (the
-//! mark, then the settle) put hundreds of requests a second per group ahead of them; on
-//! tansu 0.6, whose coordinator answers one request of a connection at a time and writes
-//! each commit in two transactions through one storage task, the heartbeats came late,
-//! members were expired mid-rebalance and groups never formed again (`docs/brokers.md`).
+//! which also carries the group's heartbeats (and, under the classic protocol, its joins and
+//! syncs). Two commits per record (the mark, then the settle) put hundreds of requests a
+//! second per group ahead of them, and a commit a second re-handles at most a second's work
+//! after a kill (`docs/brokers.md`). (On tansu 0.6, the broker CI ran before, whose
+//! coordinator answered one request of a connection at a time, commits per record made
+//! heartbeats late and groups never formed again.)
 
 use std::collections::HashMap;
 use std::future::Future;

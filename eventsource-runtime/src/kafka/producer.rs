@@ -79,9 +79,7 @@ impl KafkaBus {
             .set("acks", "all")
             .set("message.timeout.ms", &timeout)
             .set("linger.ms", "1");
-        for (key, value) in self.client_config().config_map() {
-            config.set(key, value);
-        }
+        self.apply_settings(&mut config);
         // Its polling thread serves the main queue, where librdkafka reports why it cannot
         // connect: the bus's `LastError` keeps that.
         let created: FutureProducer<LastError> = config
@@ -102,9 +100,9 @@ impl KafkaBus {
     ///
     /// After a record timed out, librdkafka's idempotent producer bumps its epoch by itself
     /// (legal in Kafka, KIP-360) and goes on with that epoch. Some Kafka-API brokers never
-    /// issued it and fail on it (tansu 0.6 panics, and its storage stops answering anything
-    /// until it is restarted): a new producer asks the broker for a fresh id and epoch
-    /// instead. So a producer is forgotten after any delivery that failed or was not
+    /// issued it and fail on it (tansu 0.6, the broker CI ran before Apache Kafka, panicked,
+    /// and its storage stopped answering anything until it was restarted): a new producer
+    /// asks the broker for a fresh id and epoch instead, which costs one request. So a producer is forgotten after any delivery that failed or was not
     /// confirmed in time, never reused.
     pub(super) fn reset(&self, producer: &Producer) {
         let forgotten = {

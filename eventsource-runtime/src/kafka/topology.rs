@@ -122,15 +122,15 @@ pub(super) fn matches(pattern: &str, key: &str) -> bool {
 
 /// Creates `topics` unless they exist, with the broker's default partition count and
 /// replication (`-1` for both, KIP-464) unless `partitions` says otherwise. Fails at once
-/// with [`UnavailableReason::ConnectionRefused`] when `refused` completes first (every
-/// broker refused the connection: see [`LastError::refusals`]).
+/// with what `turned_away` says when it completes first (every broker refused the
+/// connection, the TLS handshake or the credentials: see [`LastError::turned_away`]).
 pub(super) async fn create(
     admin: &AdminClient<LastError>,
     topics: &[String],
     partitions: i32,
     timeout: Duration,
     server: &str,
-    (why, refused): (&LastError, impl Future<Output = String>),
+    (why, turned_away): (&LastError, impl Future<Output = BrokerUnreachable>),
 ) -> Result<(), BusError> {
     if topics.is_empty() {
         return Ok(());
@@ -144,11 +144,7 @@ pub(super) async fn create(
         .request_timeout(Some(timeout));
     let created = tokio::select! {
         created = admin.create_topics(&new, &options) => created,
-        words = refused => {
-            let reason = UnavailableReason::ConnectionRefused;
-            let unreachable = BrokerUnreachable::new(reason, server, Some(words.into()));
-            return Err(BusError::unavailable(unreachable));
-        }
+        unreachable = turned_away => return Err(BusError::unavailable(unreachable)),
     };
     let results = created.map_err(|error| match error {
         // No broker answered: what librdkafka said of the connection (a refused

@@ -22,7 +22,8 @@
 //! the statement, and every page is read row by row.
 //!
 //! Measured with `cargo bench --bench catch_up` (a rebuild of 100k events); see
-//! `docs/performance.md`.
+//! `docs/performance.md` and, for the sessions behind it, "SQLite catch-up" in
+//! `docs/history/performance-journal.md`.
 
 use sqlx::sqlite::SqlitePool;
 

@@ -435,23 +435,28 @@ async fn run_workers<P: Projection>(
         tokio::spawn(print_holdings(Arc::clone(worker)));
     }
     let health = HealthRegistry::new();
-    health.watch(&*workers[workers.len() - 1]);
+    let last = &workers[workers.len() - 1];
+    health.watch(&**last);
     let first = &workers[0];
-    let mut stopped_one = workers.len() < 2;
-    loop {
-        let segments = first.segments().await?;
-        let past_half = segments.iter().filter(|s| s.checkpoint >= head / 2).count();
-        if !stopped_one && past_half * 2 >= segments.len() && !segments.is_empty() {
-            println!("stopping {} half way", first.worker());
-            if let Some(stop) = stops[0].take() {
+    let mut stop_first = stops[0].take().filter(|_| workers.len() >= 2);
+    let half_way = async {
+        while let Some(stop) = stop_first.take() {
+            let segments = first.segments().await.unwrap_or_default();
+            let past_half = segments.iter().filter(|s| s.checkpoint >= head / 2).count();
+            if !segments.is_empty() && past_half * 2 >= segments.len() {
+                println!("stopping {} half way", first.worker());
                 let _ = stop.send(());
+            } else {
+                stop_first = Some(stop);
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            stopped_one = true;
         }
-        if !segments.is_empty() && segments_all_handled(store, &segments, head).await? {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::future::pending::<()>().await;
+    };
+    // Until every segment, whoever holds it, has handled what was stored when they started.
+    tokio::select! {
+        _ = last.caught_up() => {}
+        () = half_way => {}
     }
     // The last worker's health, every segment in it, before the workers stop.
     println!("{}", health.report().await);
@@ -462,21 +467,4 @@ async fn run_workers<P: Projection>(
         task.await??;
     }
     Ok(workers)
-}
-
-/// Whether every segment has handled its last event at or below `head`.
-async fn segments_all_handled(
-    store: &dyn EventStore,
-    segments: &[eventsource_runtime::projection::segments::SegmentStatus],
-    head: u64,
-) -> Result<bool, AnyError> {
-    for status in segments {
-        let rest = store
-            .read_segment(status.segment, status.checkpoint + 1, 1)
-            .await?;
-        if rest.first().is_some_and(|event| event.position <= head) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }

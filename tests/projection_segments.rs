@@ -1,13 +1,24 @@
 //! A projection split into segments over several workers, within one process: the store's
-//! segment reads (in memory and on PostgreSQL, through its index), the claims stores' rules
-//! (shares, expiry, epochs, fenced saves), workers sharing and handing over segments, and
-//! what they record (the segment on each projection span, the changes of hands counted).
+//! segment reads (`reads`), the claims stores' rules (`claims`, `expiry`), workers sharing
+//! and handing over segments, stalling or cut from their claims store (`stalls`), and what
+//! they record (the segment on each projection span, the changes of hands counted, the
+//! health report: `health`).
 //! Workers in separate processes, killed and paused: `tests/segments_processes.rs`.
 
+#[path = "projection_segments/caught_up.rs"]
+mod caught_up;
+#[path = "projection_segments/claims.rs"]
+mod claims;
+#[path = "projection_segments/expiry.rs"]
+mod expiry;
 #[path = "projection_segments/health.rs"]
 mod health;
 #[path = "common/postgres.rs"]
 mod postgres;
+#[path = "projection_segments/reads.rs"]
+mod reads;
+#[path = "projection_segments/stalls.rs"]
+mod stalls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,17 +26,12 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use eventsource_runtime::event::NewEvent;
-use eventsource_runtime::postgres::PostgresCheckpointStore;
 use eventsource_runtime::prelude::*;
-use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheckpointStore};
+use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError};
-use eventsource_runtime::projection::segments::{
-    InMemorySegmentClaims, SegmentClaims, SegmentedRunner,
-};
-use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{EventStore, Segment};
+use eventsource_runtime::projection::segments::{InMemorySegmentClaims, SegmentedRunner};
+use eventsource_runtime::store::EventStore;
 use eventsource_runtime::testing::{MetricCapture, attribute, capture, capture_metrics};
-use postgres::TestDb;
 
 static METRICS: LazyLock<MetricCapture> = LazyLock::new(capture_metrics);
 
@@ -40,171 +46,6 @@ async fn seed(store: &dyn EventStore, streams: usize, versions: u64) {
             store.append(&stream, expected, vec![event]).await.unwrap();
         }
     }
-}
-
-/// Every segment of `count` read through `read_segment`, 7 at a time: each event in exactly
-/// one segment, each segment in global order, each stream in one segment.
-async fn assert_segments_partition(store: &dyn EventStore, count: u32, total: usize) {
-    let mut seen = BTreeSet::new();
-    let mut stream_segment: BTreeMap<String, u32> = BTreeMap::new();
-    for segment in Segment::all(count) {
-        let mut from = 1;
-        let mut last = 0;
-        loop {
-            let batch = store.read_segment(segment, from, 7).await.unwrap();
-            for event in batch.iter() {
-                assert!(event.position > last, "{segment}: in global order");
-                last = event.position;
-                assert!(seen.insert(event.position), "{segment}: read once");
-                let id = event.stream.aggregate_id().to_owned();
-                let previous = stream_segment.insert(id, segment.index());
-                assert!(
-                    previous.is_none_or(|p| p == segment.index()),
-                    "a stream in one segment"
-                );
-            }
-            from = batch.next_position(from);
-            if batch.reached_head() {
-                break;
-            }
-        }
-    }
-    assert_eq!(seen.len(), total, "every event in a segment");
-    let used: BTreeSet<u32> = stream_segment.values().copied().collect();
-    assert!(count == 1 || used.len() > 1, "the streams spread: {used:?}");
-}
-
-#[tokio::test]
-async fn in_memory_segments_partition_the_log() {
-    let store = InMemoryEventStore::new();
-    seed(&store, 30, 4).await;
-    assert_segments_partition(&store, 4, 120).await;
-    assert_segments_partition(&store, 1, 120).await;
-}
-
-#[tokio::test]
-async fn postgres_segments_partition_the_log_through_an_index() {
-    let Some(db) = TestDb::open("postgres_segments_partition_the_log_through_an_index").await
-    else {
-        return;
-    };
-    let pool = db.pool(4).await;
-    let schema = db.schema();
-    let store = db.store_in(&pool, &schema).await;
-    seed(&store, 30, 4).await;
-    store.prepare_segments(4).await.unwrap();
-    store.prepare_segments(4).await.unwrap(); // again: already there
-    assert_segments_partition(&store, 4, 120).await;
-
-    // The read of one segment goes through the index of its count, in position order.
-    sqlx::query(&format!("SET search_path TO \"{schema}\""))
-        .execute(db.admin())
-        .await
-        .unwrap();
-    let mut admin = db.admin().acquire().await.unwrap();
-    sqlx::query(&format!("SET search_path TO \"{schema}\""))
-        .execute(&mut *admin)
-        .await
-        .unwrap();
-    sqlx::query("SET enable_seqscan = off")
-        .execute(&mut *admin)
-        .await
-        .unwrap();
-    let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN SELECT position FROM events \
-         WHERE eventsource_segment(stream_type, stream_id, 4) = 1 \
-           AND position >= 1 AND position < 1000 ORDER BY position LIMIT 7",
-    )
-    .fetch_all(&mut *admin)
-    .await
-    .unwrap();
-    let plan = plan.join("\n");
-    assert!(plan.contains("events_segments_4"), "{plan}");
-    drop(admin);
-    pool.close().await;
-    db.cleanup().await;
-}
-
-/// The rules every claims store follows, with a short timeout.
-async fn claims_follow_the_rules(claims: &dyn SegmentClaims, checkpoints: &dyn CheckpointStore) {
-    let timeout = Duration::from_millis(300);
-    let p = "Totals";
-    assert_eq!(claims.split(p, 4).await.unwrap(), (4, true));
-    assert_eq!(claims.split(p, 4).await.unwrap(), (4, false));
-    assert_eq!(claims.split(p, 8).await.unwrap().0, 4, "the recorded count");
-
-    assert_eq!(claims.heartbeat(p, "a", timeout).await.unwrap(), 1);
-    assert_eq!(claims.heartbeat(p, "b", timeout).await.unwrap(), 2);
-    let a = claims.claim(p, "a", 3, timeout).await.unwrap();
-    let b = claims.claim(p, "b", 3, timeout).await.unwrap();
-    assert_eq!((a.len(), b.len()), (3, 1), "one owner per segment");
-    assert!(
-        a.iter()
-            .chain(&b)
-            .all(|c| c.from.is_none() && c.claim.epoch == 1)
-    );
-
-    // b stops renewing; a renews, and then takes b's segment over at a new epoch.
-    let a_claims: Vec<_> = a.iter().map(|c| c.claim).collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let taken = loop {
-        assert_eq!(claims.renew(p, "a", &a_claims).await.unwrap(), a_claims);
-        let taken = claims.claim(p, "a", 1, timeout).await.unwrap();
-        if !taken.is_empty() {
-            break taken;
-        }
-        assert!(Instant::now() < deadline, "b's claim expires");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let stale = b[0].claim;
-    assert_eq!(taken[0].claim.segment, stale.segment);
-    assert_eq!(taken[0].claim.epoch, stale.epoch + 1, "a new epoch");
-    assert_eq!(taken[0].from.as_deref(), Some("b"));
-    assert!(claims.renew(p, "b", &[stale]).await.unwrap().is_empty());
-
-    // Fenced: b's save under its old epoch is refused, a's lands.
-    let name = stale.segment.checkpoint_name(p);
-    let saved = claims.save_fenced(p, "b", stale, checkpoints, &name, 9);
-    assert!(!saved.await.unwrap(), "a stale save is fenced");
-    assert_eq!(checkpoints.load(&name).await.unwrap(), 0);
-    let saved = claims.save_fenced(p, "a", taken[0].claim, checkpoints, &name, 7);
-    assert!(saved.await.unwrap());
-    assert_eq!(checkpoints.load(&name).await.unwrap(), 7);
-
-    // A release frees at once; b, silent, is counted out.
-    claims.release(p, "a", &[taken[0].claim]).await.unwrap();
-    let again = claims.claim(p, "b", 4, timeout).await.unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].claim.epoch, stale.epoch + 2);
-    assert_eq!(claims.heartbeat(p, "a", timeout).await.unwrap(), 1);
-    let owners = claims.owners(p).await.unwrap();
-    assert_eq!(owners.len(), 4);
-    assert_eq!(
-        owners[stale.segment.index() as usize].owner.as_deref(),
-        Some("b")
-    );
-    claims.leave(p, "a").await.unwrap();
-    assert_eq!(claims.heartbeat(p, "b", timeout).await.unwrap(), 1);
-}
-
-#[tokio::test]
-async fn in_memory_claims_follow_the_rules() {
-    let claims = InMemorySegmentClaims::new();
-    claims_follow_the_rules(&claims, &InMemoryCheckpointStore::new()).await;
-}
-
-#[tokio::test]
-async fn postgres_claims_follow_the_rules() {
-    let Some(db) = TestDb::open("postgres_claims_follow_the_rules").await else {
-        return;
-    };
-    let pool = db.pool(4).await;
-    let schema = db.schema();
-    let store = db.store_in(&pool, &schema).await;
-    let checkpoints: PostgresCheckpointStore = store.checkpoint_store();
-    claims_follow_the_rules(&checkpoints, &checkpoints).await;
-    pool.close().await;
-    db.cleanup().await;
 }
 
 /// Each order's versions as handled, by the worker that handled them.

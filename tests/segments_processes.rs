@@ -316,10 +316,13 @@ async fn a_paused_worker_is_fenced_when_it_wakes_and_the_model_stays_exact() {
             all,
         )
         .await;
-    // Woken, `a` learnt it had lost its segments (a renewal refused, or a save fenced),
-    // said so, and claimed its share again as a newcomer.
-    let stopped = a.said("segment claim lost") + a.said("(fenced)");
-    assert!(stopped >= 1, "w-a says it lost its segments{}", a.log());
+    // Woken, `a` learnt that its segments were taken over while it stalled (its renewal
+    // refused: fenced, with who holds each now), said so, and claimed its share again as a
+    // newcomer; it never took its stall for a lost database.
+    let fenced = a.said("taken over while this worker stalled") + a.said("(fenced)");
+    assert!(fenced >= 1, "w-a says its segments were fenced{}", a.log());
+    let lost = a.said("did not answer its renewals");
+    assert_eq!(lost, 0, "w-a took its stall for a lost database{}", a.log());
     let rejoined =
         async |s: &Scenario| s.owners().await.iter().any(|o| o.as_deref() == Some("w-a"));
     scenario

@@ -32,9 +32,25 @@ fn child() {
             let _ = telemetry::init();
             work();
         }
+        "dropped_at_once_runtime_spans" => {
+            #[allow(let_underscore_drop, clippy::let_underscore_must_use)]
+            let _ = telemetry::init();
+            traced_work();
+            traced_work();
+        }
+        "kept_until_an_early_error" => {
+            // A program that holds its guard and stops on an error at once (its database
+            // cannot be reached), the guard dropped as `main` returns.
+            let _telemetry = telemetry::init();
+            tracing::error!("cannot reach the database");
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
+
+/// A runtime span (`#[traced]` starts its spans on the SDK directly, not as `tracing` spans).
+#[eventsource_runtime::traced]
+fn traced_work() {}
 
 fn work() {
     tracing::info_span!("outer").in_scope(|| tracing::info_span!("inner").in_scope(|| {}));
@@ -177,6 +193,35 @@ fn a_guard_dropped_at_once_says_so() {
     assert_eq!(lines.len(), 1, "{text}");
     assert!(
         lines[0].contains("let _telemetry = telemetry::init();"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_guard_dropped_at_once_says_so_for_the_runtime_s_own_spans_too() {
+    let (output, _) = run_child(
+        "dropped_at_once_runtime_spans",
+        &[("OTEL_TRACES_EXPORTER", "none")],
+    );
+    let text = stderr(&output);
+    let lines = lines_with(&text, "dropped right after init");
+    assert_eq!(lines.len(), 1, "{text}");
+}
+
+#[test]
+fn a_guard_kept_until_an_error_at_the_start_says_nothing_of_a_drop() {
+    let (output, _) = run_child(
+        "kept_until_an_early_error",
+        &[("OTEL_TRACES_EXPORTER", "none")],
+    );
+    let text = stderr(&output);
+    assert!(
+        lines_with(&text, "dropped right after init").is_empty(),
+        "{text}"
+    );
+    assert_eq!(
+        lines_with(&text, "cannot reach the database").len(),
+        1,
         "{text}"
     );
 }

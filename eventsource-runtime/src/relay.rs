@@ -296,6 +296,22 @@ impl SegmentedRelay {
         self.worker.health().await
     }
 
+    /// Publishes its segments until every segment, whichever worker holds it, published
+    /// what was stored when this was called, then stops as on shutdown and returns that
+    /// position, as [`SegmentedRunner::run_until_caught_up`].
+    ///
+    /// # Errors
+    /// As [`SegmentedRunner::run`].
+    pub async fn run_until_caught_up(&self) -> Result<u64, RunnerError> {
+        self.worker.run_until_caught_up().await
+    }
+
+    /// Completes once every segment published what was stored when this was called, as
+    /// [`SegmentedRunner::caught_up`]: for [`run`](Self::run)'s shutdown beside a signal.
+    pub async fn caught_up(&self) -> u64 {
+        self.worker.caught_up().await
+    }
+
     /// Publishes its segments until `shutdown` completes, as [`SegmentedRunner::run`].
     ///
     /// # Errors

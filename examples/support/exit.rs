@@ -1,6 +1,6 @@
-//! How the examples end: telemetry shut down on purpose (exported, and no "guard dropped
-//! right after init" warning when the program stops early), and an error printed for a
-//! person: one line, `error: outer: inner: ...`, each cause once.
+//! How the examples end: telemetry shut down on purpose (what is buffered exported, and its
+//! lines written, before the error), and an error printed for a person: one line,
+//! `error: outer: inner: ...`, each cause once.
 
 use std::error::Error;
 use std::process::ExitCode;

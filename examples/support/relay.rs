@@ -4,8 +4,7 @@
 //! or (`--follow`) until SIGTERM or SIGINT.
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use eventsource_runtime::bus::EventBus;
@@ -13,7 +12,6 @@ use eventsource_runtime::health::HealthRegistry;
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::projection::segments::{Claim, DEFAULT_CLAIM_TIMEOUT, SegmentClaims};
 use eventsource_runtime::relay::{Relay, SegmentedRelay};
-use eventsource_runtime::store::{EventStore, StoreError};
 use eventsource_runtime::telemetry::secrets::redact_url;
 
 use super::databases::Stores;
@@ -99,61 +97,32 @@ async fn segmented(
     if let Some(name) = &options.worker_name {
         worker = worker.worker_name(name.clone());
     }
-    let head = store.head_position().await?.unwrap_or(0);
     println!(
         "relay worker started: {count} segments, claim timeout {} ms",
         timeout.as_millis()
     );
-    let caught_up = AtomicBool::new(false);
+    // The position every segment published up to, once caught up.
+    let reached = OnceLock::new();
     let stop = async {
         if options.follow {
             return shutdown_signal().await;
         }
         tokio::select! {
             () = shutdown_signal() => {}
-            () = published_up_to(&worker, &store, head) => caught_up.store(true, Ordering::SeqCst),
+            head = worker.caught_up() => {
+                let _ = reached.set(head);
+            }
         }
     };
     tokio::select! {
         outcome = worker.run(stop) => outcome?,
         never = print_holdings(&worker) => match never {},
     }
-    if caught_up.load(Ordering::SeqCst) {
-        println!("published every stored event, up to position {head}");
-    } else {
-        println!("relay worker stopped");
+    match reached.get() {
+        Some(head) => println!("published every stored event, up to position {head}"),
+        None => println!("relay worker stopped"),
     }
     Ok(())
-}
-
-/// Returns once every segment published the events stored up to `head`.
-async fn published_up_to(worker: &SegmentedRelay, store: &dyn EventStore, head: u64) {
-    // A store that fails now is retried by the worker's runners as by this check.
-    while !all_published(worker, store, head).await.unwrap_or(false) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Whether no segment has an event at or below `head` after its checkpoint (none before
-/// the first worker split the relay).
-async fn all_published(
-    worker: &SegmentedRelay,
-    store: &dyn EventStore,
-    head: u64,
-) -> Result<bool, StoreError> {
-    let segments = worker.segments().await?;
-    if segments.is_empty() {
-        return Ok(false);
-    }
-    for status in segments {
-        let next = store
-            .read_segment(status.segment, status.checkpoint + 1, 1)
-            .await?;
-        if next.first().is_some_and(|event| event.position <= head) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 /// Prints the segments this worker holds each time they change (`segment@epoch`).

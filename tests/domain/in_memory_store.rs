@@ -50,6 +50,12 @@ fn checkpoint_store() -> (Arc<dyn CheckpointStore>, Arc<dyn CheckpointStore>) {
     (Arc::new(store.clone()), Arc::new(store))
 }
 
+#[tokio::test]
+async fn in_memory_checkpoints_never_move_back() {
+    let (first, second) = checkpoint_store();
+    conformance::checkpoints::a_save_never_moves_a_checkpoint_back(first, second).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_memory_checkpoint_store_conforms() {
     use conformance::checkpoints as suite;

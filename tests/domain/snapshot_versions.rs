@@ -309,7 +309,7 @@ async fn postgres_a_snapshot_from_schema_v6_reads_as_version_1() {
     .unwrap();
     assert_eq!(
         applied,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "every later version applied once"
     );
     let old = snapshots

@@ -38,6 +38,9 @@ impl CheckpointStore for Losable {
     async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError> {
         self.inner.save(projection, position).await
     }
+    async fn reset(&self, projection: &str, position: u64) -> Result<(), StoreError> {
+        self.inner.reset(projection, position).await
+    }
     async fn try_acquire(
         &self,
         projection: &str,

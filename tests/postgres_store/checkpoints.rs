@@ -3,6 +3,26 @@
 use super::*;
 
 #[tokio::test]
+async fn a_save_never_moves_a_checkpoint_back() {
+    let Some(db) = db!("a_save_never_moves_a_checkpoint_back") else {
+        return;
+    };
+    let schema = db.schema();
+    let (pool_a, pool_b) = (db.pool(1).await, db.pool(1).await);
+    let a = PostgresCheckpointStore::from_pool(pool_a.clone())
+        .with_schema(&schema)
+        .unwrap();
+    let b = PostgresCheckpointStore::from_pool(pool_b.clone())
+        .with_schema(&schema)
+        .unwrap();
+    a.migrate().await.unwrap();
+    conformance::checkpoints::a_save_never_moves_a_checkpoint_back(Arc::new(a), Arc::new(b)).await;
+    pool_a.close().await;
+    pool_b.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
 async fn checkpoint_store_saves_positions_and_leases_exclude_other_pools() {
     let Some(db) = db!("checkpoint_store_saves_positions_and_leases_exclude_other_pools") else {
         return;

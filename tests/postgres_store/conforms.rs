@@ -72,7 +72,11 @@ async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8, 9], "each version once");
+    assert_eq!(
+        applied,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        "each version once"
+    );
     pool.close().await;
     db.cleanup().await;
 }

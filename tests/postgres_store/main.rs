@@ -224,6 +224,7 @@ mod checkpoints;
 mod conflicts;
 mod conforms;
 mod faults;
+mod first_catch_up;
 mod high_water_mark;
 mod lost_leases;
 mod notifications;

@@ -199,6 +199,9 @@ impl CheckpointStore for Losable {
         self.saves.lock().unwrap().push(position);
         self.inner.save(projection, position).await
     }
+    async fn reset(&self, projection: &str, position: u64) -> Result<(), StoreError> {
+        self.inner.reset(projection, position).await
+    }
     async fn try_acquire(
         &self,
         projection: &str,

@@ -11,7 +11,6 @@ use eventsource_runtime::health::{
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::projection::segments::InMemorySegmentClaims;
-use eventsource_runtime::store::Segment;
 
 use super::{seed, wait_for, worker};
 
@@ -120,7 +119,7 @@ async fn the_report_lists_every_segment_with_its_owner_epoch_checkpoint_and_lag(
         .append(&stream, ExpectedVersion::NoStream, vec![late])
         .await
         .unwrap();
-    let waiting = Segment::of(&stream, 4).to_string();
+    let waiting = store.segment_of(&stream, 4).await.unwrap().to_string();
     let report = health.report().await;
     let a_now = &report.components()[0];
     assert_eq!(a_now.state, ComponentState::Stopped);

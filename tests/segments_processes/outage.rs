@@ -158,6 +158,23 @@ async fn the_database_gone_and_back_leaves_no_segment_unowned_and_loses_nothing(
         "work went on after {:?}",
         back.elapsed()
     );
+    // The workers took the outage for what it was: their claims lapsed while the database
+    // did not answer (lost), not taken over while they stalled (fenced).
+    for worker in [&mut a, &mut b] {
+        let lost = worker.said("did not answer its renewals");
+        assert!(
+            lost >= 1,
+            "a worker says its claims were lost{}",
+            worker.log()
+        );
+        let stalled = worker.said("taken over while this worker stalled");
+        assert_eq!(
+            stalled,
+            0,
+            "a worker took the outage for a stall{}",
+            worker.log()
+        );
+    }
     scenario.assert_model_exact().await;
     a.terminate(Duration::from_secs(10));
     b.terminate(Duration::from_secs(10));

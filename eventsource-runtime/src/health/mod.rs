@@ -332,7 +332,8 @@ pub struct SegmentHealth {
     pub owner: Option<String>,
     /// The epoch of its current claim (it grows with each new owner; 0: never claimed).
     pub epoch: u64,
-    /// Whether its owner stopped renewing the claim in time: any worker may take it over.
+    /// Whether its owner stopped renewing the claim within its own claim timeout (the one
+    /// the claim was made with): any worker may take it over.
     pub expired: bool,
     /// The last position of the log it saved as handled.
     pub checkpoint: u64,

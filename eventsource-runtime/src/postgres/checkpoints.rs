@@ -8,14 +8,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 
-use super::lease::PostgresLease;
+use super::lease::{LeaseStatements, PostgresLease};
 use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
 use super::{pool_store, to_i64, unavailable};
 use crate::projection::checkpoint::{CheckpointStore, ParkedEvent, ProjectionLease};
 use crate::store::StoreError;
 
 const LOAD: &str = "SELECT position FROM __schema__.checkpoints WHERE projection = $1";
+// Never back: a save that comes late leaves a further checkpoint as it is.
 const SAVE: &str = "INSERT INTO __schema__.checkpoints (projection, position) VALUES ($1, $2) \
+     ON CONFLICT (projection) DO UPDATE \
+     SET position = GREATEST(checkpoints.position, excluded.position), updated_at = now()";
+const RESET: &str = "INSERT INTO __schema__.checkpoints (projection, position) VALUES ($1, $2) \
      ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = now()";
 const PARK: &str = "INSERT INTO __schema__.parked_events (projection, position, error, parked_at) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (projection, position) \
@@ -29,6 +33,7 @@ struct Statements {
     schema: String,
     load: String,
     save: String,
+    reset: String,
     park: String,
     parked: String,
     unpark: String,
@@ -40,6 +45,7 @@ impl Statements {
             schema: schema.to_owned(),
             load: qualify(LOAD, schema),
             save: qualify(SAVE, schema),
+            reset: qualify(RESET, schema),
             park: qualify(PARK, schema),
             parked: qualify(PARKED, schema),
             unpark: qualify(UNPARK, schema),
@@ -50,8 +56,9 @@ impl Statements {
 /// A [`CheckpointStore`] in the PostgreSQL `checkpoints` table, whose leases exclude the
 /// runners of **every process** on the database.
 ///
-/// [`save`](CheckpointStore::save) overwrites (a checkpoint may move back, as when a
-/// projection is rebuilt). [`try_acquire`](CheckpointStore::try_acquire) opens a connection
+/// [`save`](CheckpointStore::save) never moves a checkpoint back (`GREATEST` of the saved
+/// and the new position, in one statement); [`reset`](CheckpointStore::reset) does, as a
+/// rebuild. [`try_acquire`](CheckpointStore::try_acquire) opens a connection
 /// of its own (outside the pool) and takes a session-level advisory lock keyed by the
 /// schema and the projection's name (`pg_try_advisory_lock`, 64-bit FNV-1a of both); the
 /// returned [`PostgresLease`] keeps that connection, and the lock, until it is released or
@@ -157,7 +164,11 @@ impl PostgresCheckpointStore {
         }
         let options = (*self.pool.connect_options()).clone();
         let key = self.lease_key(projection);
-        PostgresLease::try_take(options, projection, key, self.sql.save.clone()).await
+        let statements = LeaseStatements {
+            save: self.sql.save.clone(),
+            reset: self.sql.reset.clone(),
+        };
+        PostgresLease::try_take(options, projection, key, statements).await
     }
 
     /// The advisory lock key of `projection`'s lease.
@@ -179,6 +190,16 @@ impl CheckpointStore for PostgresCheckpointStore {
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError> {
         sqlx::query(&self.sql.save)
+            .bind(projection)
+            .bind(to_i64(position))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn reset(&self, projection: &str, position: u64) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.reset)
             .bind(projection)
             .bind(to_i64(position))
             .execute(&self.pool)

@@ -252,16 +252,21 @@ impl PostgresEventStore {
         &self.sql.read_below
     }
 
+    /// Computes the high-water mark now, keeps it if it is the highest known, and returns it.
+    pub(super) async fn current_mark(&self) -> Result<u64, StoreError> {
+        let mark: i64 = sqlx::query_scalar(&self.sql.high_water_mark)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let mark = u64::try_from(mark).unwrap_or(0);
+        self.known_mark.fetch_max(mark, Ordering::AcqRel);
+        Ok(mark)
+    }
+
     /// Computes the high-water mark now and keeps it if it is the highest known (a failure
     /// only leaves the next reads to the function).
     async fn learn_mark(&self) {
-        let mark: Result<i64, _> = sqlx::query_scalar(&self.sql.high_water_mark)
-            .fetch_one(&self.pool)
-            .await;
-        if let Ok(mark) = mark {
-            self.known_mark
-                .fetch_max(u64::try_from(mark).unwrap_or(0), Ordering::AcqRel);
-        }
+        let _ = self.current_mark().await;
     }
 
     async fn call_append<'e>(
@@ -429,20 +434,36 @@ impl Backend for PostgresEventStore {
 
     async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if self.known_mark.load(Ordering::Acquire) == 0 {
+            // This store's first read: the mark first (no table read), so that a reader far
+            // behind reads only the positions it needs, as below; the function would read
+            // every row up to the mark on a table without statistics (`batches::range_end`).
+            self.learn_mark().await;
+        }
         let known_mark = self.known_mark.load(Ordering::Acquire);
         let below_known = u64::try_from(limit)
             .ok()
             .and_then(|limit| from_position.checked_add(limit))
             .is_some_and(|end| end <= known_mark);
         if below_known {
-            // A reader catching up: no new mark, no function call, a plain keyset read.
-            let rows = sqlx::query(&self.sql.read_below)
-                .bind(to_i64(from_position))
-                .bind(to_i64(known_mark))
-                .bind(sql_limit)
-                .fetch_all(&self.pool)
+            // A reader catching up: no new mark, no function call, a plain keyset read of
+            // the positions it needs (`batches::range_end`), then of the rest below the mark
+            // when some were missing.
+            let read_below = |from: u64, until: u64, limit: usize| {
+                sqlx::query(&self.sql.read_below)
+                    .bind(to_i64(from))
+                    .bind(to_i64(until))
+                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .fetch_all(&self.pool)
+            };
+            let until = super::batches::range_end(from_position, limit, known_mark);
+            let mut rows = read_below(from_position, until, limit)
                 .await
                 .map_err(unavailable)?;
+            if rows.len() < limit && until < known_mark {
+                let rest = read_below(until, known_mark, limit - rows.len()).await;
+                rows.extend(rest.map_err(unavailable)?);
+            }
             return readable_prefix(rows.iter().map(decode), limit);
         }
         let rows = sqlx::query(&self.sql.read_all)
@@ -467,65 +488,15 @@ impl Backend for PostgresEventStore {
         from_position: u64,
         limit: usize,
     ) -> ReadAll {
-        let sql = self.segment_read_sql(segment.count());
-        let index = i32::try_from(segment.index()).unwrap_or(i32::MAX);
-        let read = |from: u64, mark: u64, limit: usize| {
-            sqlx::query(&sql)
-                .bind(index)
-                .bind(to_i64(from))
-                .bind(to_i64(mark))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-        };
-        // Below a mark already known every event is final: a reader catching up reads
-        // there first, and a full batch needs no new mark.
-        let known = self.known_mark.load(Ordering::Acquire);
-        let mut rows = Vec::new();
-        if from_position < known {
-            rows = read(from_position, known, limit)
-                .await
-                .map_err(unavailable)?;
-            if rows.len() >= limit {
-                return readable_prefix(rows.iter().map(decode), limit);
-            }
-        }
-        // The mark first; the rows past it then, with a later snapshot (READ COMMITTED):
-        // every event below the mark that committed is in it, as for `read_all`.
-        let mark: i64 = sqlx::query_scalar(&self.sql.high_water_mark)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        let mark = u64::try_from(mark).unwrap_or(0);
-        self.known_mark.fetch_max(mark, Ordering::AcqRel);
-        let from = from_position.max(known);
-        if from < mark {
-            let more = read(from, mark, limit - rows.len()).await;
-            rows.extend(more.map_err(unavailable)?);
-        }
-        readable_prefix(rows.iter().map(decode), limit)
+        self.segment_events(segment, from_position, limit).await
+    }
+
+    async fn stream_segment(&self, stream: &StreamId, count: u32) -> Result<Segment, StoreError> {
+        self.segment_holding(stream, count).await
     }
 
     async fn prepare_segment_reads(&self, count: u32) -> Result<(), StoreError> {
-        if count <= 1 {
-            return Ok(());
-        }
-        match sqlx::query(&self.segment_index_sql(count))
-            .execute(&self.pool)
-            .await
-        {
-            Ok(_) => Ok(()),
-            // Another worker made it at the same moment (`IF NOT EXISTS` does not cover a
-            // concurrent creation): it is there.
-            Err(error)
-                if error
-                    .as_database_error()
-                    .and_then(|e| e.code())
-                    .is_some_and(|code| code == "23505" || code == "42P07") =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(unavailable(error)),
-        }
+        self.create_segment_index(count).await
     }
 
     async fn correlated_events(&self, correlation_id: &str) -> Events {

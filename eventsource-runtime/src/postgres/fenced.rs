@@ -156,6 +156,7 @@ impl<P: FencedProjection> Fenced<P> {
             return Ok(());
         };
         let fence = Fence::current();
+        // Lapsed (or taken over): nothing written; the worker tells how it was lost.
         if let Some(fence) = &fence
             && !fence.is_held()
         {

@@ -24,13 +24,23 @@ use crate::store::StoreError;
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
 
+/// The statements a lease runs on its session, each binding the projection and a position.
+#[derive(Debug, Clone)]
+pub(super) struct LeaseStatements {
+    /// Saves the checkpoint (never back).
+    pub(super) save: String,
+    /// Resets it (back as well).
+    pub(super) reset: String,
+}
+
 /// What a lease asks of its keeper.
 #[derive(Debug)]
 enum Request {
-    /// Runs the checkpoint save, binding the projection and the position, on the lease's
-    /// session.
+    /// Runs the checkpoint save (or, `reset`, the reset), binding the projection and the
+    /// position, on the lease's session.
     Save {
         position: u64,
+        reset: bool,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Unlocks, closes the connection, then answers.
@@ -59,12 +69,12 @@ pub struct PostgresLease {
 
 impl PostgresLease {
     /// Takes the lock `key` on a new connection (with `options`), or `None` when another
-    /// session holds it; `save` is the statement saving the projection's checkpoint.
+    /// session holds it; `statements` save and reset the projection's checkpoint.
     pub(super) async fn try_take(
         options: PgConnectOptions,
         projection: &str,
         key: i64,
-        save: String,
+        statements: LeaseStatements,
     ) -> Result<Option<Self>, StoreError> {
         // A pool of its own with one connection: never one of the store's, and nothing to
         // reconnect to silently.
@@ -91,7 +101,7 @@ impl PostgresLease {
             listener,
             own,
             key,
-            save,
+            statements,
             projection: projection.to_owned(),
             held: Arc::clone(&held),
             requests: received,
@@ -109,8 +119,8 @@ impl PostgresLease {
         &self.projection
     }
 
-    /// Saves the checkpoint `position` on the lease's session.
-    async fn save(&self, position: u64) -> Result<(), StoreError> {
+    /// Saves (or, `reset`, resets) the checkpoint `position` on the lease's session.
+    async fn save(&self, position: u64, reset: bool) -> Result<(), StoreError> {
         let lost = || StoreError::LeaseLost {
             projection: self.projection.clone(),
         };
@@ -120,7 +130,11 @@ impl PostgresLease {
         let (reply, answer) = oneshot::channel();
         if self
             .requests
-            .send(Request::Save { position, reply })
+            .send(Request::Save {
+                position,
+                reset,
+                reply,
+            })
             .await
             .is_err()
         {
@@ -145,7 +159,19 @@ impl ProjectionLease for PostgresLease {
         if projection != self.projection {
             return None;
         }
-        Some(self.save(position).await)
+        Some(self.save(position, false).await)
+    }
+
+    /// Resets on the lease's own session: never once the lock is gone.
+    async fn reset_checkpoint(
+        &self,
+        projection: &str,
+        position: u64,
+    ) -> Option<Result<(), StoreError>> {
+        if projection != self.projection {
+            return None;
+        }
+        Some(self.save(position, true).await)
     }
 
     async fn release(self: Box<Self>) {
@@ -181,8 +207,8 @@ struct Keeper {
     listener: PgListener,
     own: PgPool,
     key: i64,
-    /// The statement saving the projection's checkpoint.
-    save: String,
+    /// The statements saving and resetting the projection's checkpoint.
+    statements: LeaseStatements,
     projection: String,
     held: Arc<AtomicBool>,
     requests: mpsc::Receiver<Request>,
@@ -223,8 +249,17 @@ async fn keep(mut keeper: Keeper) {
             }
         };
         match woken {
-            Woken::Request(Some(Request::Save { position, reply })) => {
-                let saved = sqlx::query(&keeper.save)
+            Woken::Request(Some(Request::Save {
+                position,
+                reset,
+                reply,
+            })) => {
+                let statement = if reset {
+                    &keeper.statements.reset
+                } else {
+                    &keeper.statements.save
+                };
+                let saved = sqlx::query(statement)
                     .bind(&keeper.projection)
                     .bind(to_i64(position))
                     .execute(&mut keeper.listener)

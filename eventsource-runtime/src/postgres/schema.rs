@@ -51,6 +51,11 @@ pub const SCHEMA_V8: &str = include_str!("schema/v8.sql");
 /// applied by `migrate()` after [`SCHEMA_V8`].
 pub const SCHEMA_V9: &str = include_str!("schema/v9.sql");
 
+/// Version 10 of the schema: each segment claim records its owner's claim timeout
+/// (`projection_segments.claim_timeout`), by which it expires, applied by `migrate()` after
+/// [`SCHEMA_V9`].
+pub const SCHEMA_V10: &str = include_str!("schema/v10.sql");
+
 /// The privileges the runtime role needs on a schema the owner role has migrated, with
 /// `__schema__` standing for the quoted schema name and `__role__` for the quoted role:
 /// `USAGE` on the schema, `SELECT, INSERT` on `events` (no `UPDATE`, no `DELETE`), `USAGE,
@@ -61,14 +66,15 @@ pub const RUNTIME_GRANTS: &str = include_str!("schema/grants.sql");
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA),
-    (2, SCHEMA_V2), // parked events
-    (3, SCHEMA_V3), // idempotent handlers' processed messages
-    (4, SCHEMA_V4), // appends read the stream's version from its newest index entry
-    (5, SCHEMA_V5), // appends take their positions as one range
-    (6, SCHEMA_V6), // stored events are never rewritten
-    (7, SCHEMA_V7), // snapshots' schema version
-    (8, SCHEMA_V8), // events by correlation id
-    (9, SCHEMA_V9), // projections split into segments
+    (2, SCHEMA_V2),   // parked events
+    (3, SCHEMA_V3),   // idempotent handlers' processed messages
+    (4, SCHEMA_V4),   // appends read the stream's version from its newest index entry
+    (5, SCHEMA_V5),   // appends take their positions as one range
+    (6, SCHEMA_V6),   // stored events are never rewritten
+    (7, SCHEMA_V7),   // snapshots' schema version
+    (8, SCHEMA_V8),   // events by correlation id
+    (9, SCHEMA_V9),   // projections split into segments
+    (10, SCHEMA_V10), // each segment claim expires by its owner's timeout
 ];
 
 /// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.

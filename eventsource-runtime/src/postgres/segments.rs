@@ -9,10 +9,14 @@ use sqlx::PgConnection;
 
 use super::checkpoints::PostgresCheckpointStore;
 use super::events::PostgresEventStore;
+use super::rows::decode;
 use super::schema::qualify;
 use super::{to_i64, unavailable};
+use crate::event::StreamId;
 use crate::projection::checkpoint::CheckpointStore;
 use crate::projection::segments::{Claim, Claimed, Fence, SegmentClaims, SegmentOwner};
+use crate::sql::row::readable_prefix;
+use crate::store::backend::ReadAll;
 use crate::store::{Segment, StoreError};
 
 // Records the split once: rows are added only when the projection has none.
@@ -35,16 +39,18 @@ const RENEW: &str = "UPDATE __schema__.projection_segments s SET renewed_at = no
      FROM unnest($3::int4[], $4::int8[]) AS c(segment, epoch) \
      WHERE s.projection = $1 AND s.owner = $2 AND s.segment = c.segment AND s.epoch = c.epoch \
      RETURNING s.segment, s.segments, s.epoch";
-// Free segments, or claims not renewed for the timeout; rows another worker is claiming
-// right now are skipped, not waited for.
+// Free segments, or claims their owners did not renew within their own timeout (the default
+// for a claim that recorded none); rows another worker is claiming right now are skipped,
+// not waited for. The claim records the claimer's timeout.
 const CLAIM: &str = "WITH picked AS ( \
          SELECT segment, owner FROM __schema__.projection_segments \
           WHERE projection = $1 \
             AND (owner IS NULL OR renewed_at IS NULL \
-                 OR renewed_at < now() - make_interval(secs => $4)) \
+                 OR renewed_at + coalesce(claim_timeout, make_interval(secs => $5)) < now()) \
           ORDER BY segment LIMIT $3 FOR UPDATE SKIP LOCKED) \
      UPDATE __schema__.projection_segments s \
-        SET owner = $2, epoch = s.epoch + 1, renewed_at = now() \
+        SET owner = $2, epoch = s.epoch + 1, renewed_at = now(), \
+            claim_timeout = make_interval(secs => $4) \
        FROM picked WHERE s.projection = $1 AND s.segment = picked.segment \
      RETURNING s.segment, s.segments, s.epoch, picked.owner";
 const RELEASE: &str = "UPDATE __schema__.projection_segments s \
@@ -55,15 +61,25 @@ const LEAVE: &str =
     "DELETE FROM __schema__.projection_workers WHERE projection = $1 AND worker = $2";
 // The claim's row is locked (FOR SHARE) until the end of the transaction: a worker taking
 // the segment over waits for this save, then sees its position; a save after the takeover
-// finds no row at its epoch and saves nothing.
+// finds no row at its epoch and saves nothing. Never back, as every save: a late save under
+// the claim (a background save overtaken, a retry) leaves a further checkpoint as it is.
 const SAVE_FENCED: &str = "WITH claim AS ( \
          SELECT 1 FROM __schema__.projection_segments \
           WHERE projection = $1 AND segment = $2 AND owner = $3 AND epoch = $4 FOR SHARE) \
      INSERT INTO __schema__.checkpoints (projection, position) SELECT $5, $6 FROM claim \
-     ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = now()";
+     ON CONFLICT (projection) DO UPDATE \
+     SET position = GREATEST(checkpoints.position, excluded.position), updated_at = now()";
+// Expired: not renewed within the owner's own timeout (the default for a claim without one).
 const OWNERS: &str = "SELECT segment, segments, owner, epoch, \
-            (owner IS NOT NULL AND (renewed_at IS NULL OR renewed_at < now() - make_interval(secs => $2))) \
+            (owner IS NOT NULL AND (renewed_at IS NULL \
+             OR renewed_at + coalesce(claim_timeout, make_interval(secs => $2)) < now())) \
        FROM __schema__.projection_segments WHERE projection = $1 ORDER BY segment";
+
+/// The timeout of a claim that recorded none (made before schema version 10, or by an
+/// earlier release's worker), in seconds.
+fn unrecorded_timeout() -> f64 {
+    crate::projection::segments::DEFAULT_CLAIM_TIMEOUT.as_secs_f64()
+}
 
 fn segment_of(index: i32, count: i32) -> Option<Segment> {
     Segment::new(u32::try_from(index).ok()?, u32::try_from(count).ok()?)
@@ -204,6 +220,7 @@ impl SegmentClaims for PostgresCheckpointStore {
             .bind(worker)
             .bind(i64::try_from(most).unwrap_or(i64::MAX))
             .bind(timeout.as_secs_f64())
+            .bind(unrecorded_timeout())
             .fetch_all(self.pool())
             .await
             .map_err(unavailable)?;
@@ -272,12 +289,10 @@ impl SegmentClaims for PostgresCheckpointStore {
     }
 
     async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError> {
-        // Expiry as the workers see it: the default timeout (a worker's own may differ).
-        let timeout = crate::projection::segments::DEFAULT_CLAIM_TIMEOUT;
         let rows: Vec<(i32, i32, Option<String>, i64, bool)> =
             sqlx::query_as(&self.segments_sql(OWNERS))
                 .bind(projection)
-                .bind(timeout.as_secs_f64())
+                .bind(unrecorded_timeout())
                 .fetch_all(self.pool())
                 .await
                 .map_err(unavailable)?;
@@ -296,6 +311,93 @@ impl SegmentClaims for PostgresCheckpointStore {
 }
 
 impl PostgresEventStore {
+    /// One segment's events from `from_position` on, as `read_all` reads the whole log:
+    /// below the known high-water mark first, then below a new one.
+    pub(super) async fn segment_events(
+        &self,
+        segment: Segment,
+        from_position: u64,
+        limit: usize,
+    ) -> ReadAll {
+        let sql = self.segment_read_sql(segment.count());
+        let index = i32::try_from(segment.index()).unwrap_or(i32::MAX);
+        let read = |from: u64, mark: u64, limit: usize| {
+            sqlx::query(&sql)
+                .bind(index)
+                .bind(to_i64(from))
+                .bind(to_i64(mark))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(self.pool())
+        };
+        // Below a mark already known every event is final: a reader catching up reads
+        // there first, and a full batch needs no new mark.
+        let known = self.known_mark();
+        let mut rows = Vec::new();
+        if from_position < known {
+            rows = read(from_position, known, limit)
+                .await
+                .map_err(unavailable)?;
+            if rows.len() >= limit {
+                return readable_prefix(rows.iter().map(decode), limit);
+            }
+        }
+        // The mark first; the rows past it then, with a later snapshot (READ COMMITTED):
+        // every event below the mark that committed is in it, as for `read_all`.
+        let mark = self.current_mark().await?;
+        let from = from_position.max(known);
+        if from < mark {
+            let more = read(from, mark, limit - rows.len()).await;
+            rows.extend(more.map_err(unavailable)?);
+        }
+        readable_prefix(rows.iter().map(decode), limit)
+    }
+
+    /// The segment of a log split in `count` holding `stream`, as the database hashes it.
+    pub(super) async fn segment_holding(
+        &self,
+        stream: &StreamId,
+        count: u32,
+    ) -> Result<Segment, StoreError> {
+        let count = count.clamp(1, Segment::MAX_COUNT);
+        let index: i32 = sqlx::query_scalar(&self.segment_of_sql())
+            .bind(stream.aggregate_type())
+            .bind(stream.aggregate_id())
+            .bind(i32::try_from(count).unwrap_or(1))
+            .fetch_one(self.pool())
+            .await
+            .map_err(unavailable)?;
+        let index = u32::try_from(index).unwrap_or(0);
+        Segment::new(index, count).ok_or_else(|| {
+            unavailable(sqlx::Error::Protocol(format!(
+                "eventsource_segment answered {index} for a count of {count}"
+            )))
+        })
+    }
+
+    /// Creates the index serving the reads of a log split in `count` (none for one).
+    pub(super) async fn create_segment_index(&self, count: u32) -> Result<(), StoreError> {
+        if count <= 1 {
+            return Ok(());
+        }
+        match sqlx::query(&self.segment_index_sql(count))
+            .execute(self.pool())
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Another worker made it at the same moment (`IF NOT EXISTS` does not cover a
+            // concurrent creation): it is there.
+            Err(error)
+                if error
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .is_some_and(|code| code == "23505" || code == "42P07") =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
     /// The statement reading one segment of a log split in `count`, below a mark: through
     /// the index `events_segments_{count}` when [`prepare_segments`] made it.
     ///
@@ -308,6 +410,14 @@ impl PostgresEventStore {
                    AND position >= $2 AND position < $3 ORDER BY position LIMIT $4",
                 super::statements::COLUMNS
             ),
+            self.schema(),
+        )
+    }
+
+    /// The statement naming the segment of a stream (`$1`, `$2`) in a log split in `$3`.
+    pub(super) fn segment_of_sql(&self) -> String {
+        qualify(
+            "SELECT __schema__.eventsource_segment($1, $2, $3)",
             self.schema(),
         )
     }

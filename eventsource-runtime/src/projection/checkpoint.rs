@@ -38,6 +38,19 @@ pub trait ProjectionLease: Send + Sync {
         None
     }
 
+    /// Resets the projection's checkpoint to `position` through the lease itself, as
+    /// [`save_checkpoint`](Self::save_checkpoint) saves it, but back as well as forward
+    /// ([`CheckpointStore::reset`]). `None` (the default) when it cannot: the checkpoint
+    /// store resets then ([`CheckpointStore::reset_leased`]).
+    async fn reset_checkpoint(
+        &self,
+        projection: &str,
+        position: u64,
+    ) -> Option<Result<(), StoreError>> {
+        let _ = (projection, position);
+        None
+    }
+
     /// Gives the projection up now (instead of on drop).
     async fn release(self: Box<Self>);
 }
@@ -86,7 +99,10 @@ impl ParkedEvent {
 /// Where projection runners keep their checkpoints, and the events they parked.
 ///
 /// A checkpoint is the global position of the last event a projection has handled
-/// successfully (0: none yet); the runner resumes after it.
+/// successfully (0: none yet); the runner resumes after it. A [`save`](Self::save) never
+/// moves it back: a save that comes late (a background save overtaken by a later one, a
+/// retry, a stalled worker's) cannot undo progress. Moving it back is a deliberate act of
+/// its own, [`reset`](Self::reset) (a rebuild from 0, a replay from an older position).
 #[async_trait]
 pub trait CheckpointStore: Send + Sync + 'static {
     /// The projection's checkpoint (0 when it has none).
@@ -95,11 +111,46 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// The backend's errors.
     async fn load(&self, projection: &str) -> Result<u64, StoreError>;
 
-    /// Records that the projection handled everything up to `position`.
+    /// Records that the projection handled everything up to `position`: the checkpoint
+    /// becomes `position` unless it is further already (a save never moves it back; see
+    /// [`reset`](Self::reset)).
     ///
     /// # Errors
     /// The backend's errors.
     async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError>;
+
+    /// Sets the projection's checkpoint to `position`, back as well as forward: the runner
+    /// hands over every event after it again. For a rebuild (0) or a replay from an older
+    /// position, while no runner runs the projection (a running one would save its own
+    /// position again; [`ProjectionRunner::rebuild`](super::runner::ProjectionRunner::rebuild)
+    /// resets as the lease's holder, [`reset_leased`](Self::reset_leased)).
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn reset(&self, projection: &str, position: u64) -> Result<(), StoreError>;
+
+    /// [`reset`](Self::reset) as the holder of `lease`, as [`save_leased`](Self::save_leased)
+    /// saves: through the lease when it can ([`ProjectionLease::reset_checkpoint`]),
+    /// otherwise after checking [`ProjectionLease::is_held`].
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when the lease is lost, else as [`reset`](Self::reset).
+    async fn reset_leased(
+        &self,
+        lease: &dyn ProjectionLease,
+        projection: &str,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(reset) = lease.reset_checkpoint(projection, position).await {
+            return reset;
+        }
+        if !lease.is_held() {
+            return Err(StoreError::LeaseLost {
+                projection: projection.to_owned(),
+            });
+        }
+        self.reset(projection, position).await
+    }
 
     /// Records the checkpoint as [`save`](Self::save) does, as the holder of `lease`: once
     /// the lease is lost nothing is saved. Runners save this way, so a runner that lost
@@ -169,6 +220,10 @@ pub trait CheckpointStore: Send + Sync + 'static {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let checkpoints = InMemoryCheckpointStore::new();
 /// checkpoints.save("orders", 9).await?;
+/// checkpoints.save("orders", 7).await?; // late: never moves it back
+/// assert_eq!(checkpoints.load("orders").await?, 9);
+/// checkpoints.reset("orders", 0).await?; // a rebuild does
+/// assert_eq!(checkpoints.load("orders").await?, 0);
 /// checkpoints.park("orders", &ParkedEvent::new(10, "unreadable")).await?;
 /// assert_eq!(checkpoints.parked("orders").await?[0].position, 10);
 /// assert!(checkpoints.unpark("orders", 10).await?);
@@ -208,6 +263,16 @@ impl CheckpointStore for InMemoryCheckpointStore {
     }
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError> {
+        let mut positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let saved = positions.entry(projection.to_owned()).or_default();
+        *saved = (*saved).max(position);
+        Ok(())
+    }
+
+    async fn reset(&self, projection: &str, position: u64) -> Result<(), StoreError> {
         self.positions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

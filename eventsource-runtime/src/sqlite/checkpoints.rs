@@ -16,7 +16,11 @@ use crate::projection::checkpoint::{CheckpointStore, ParkedEvent, ProjectionLeas
 use crate::store::StoreError;
 
 const LOAD: &str = "SELECT position FROM checkpoints WHERE projection = ?1";
+// Never back: a save that comes late leaves a further checkpoint as it is.
 const SAVE: &str = "INSERT INTO checkpoints (projection, position, updated_at) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (projection) DO UPDATE \
+     SET position = max(checkpoints.position, excluded.position), updated_at = excluded.updated_at";
+const RESET: &str = "INSERT INTO checkpoints (projection, position, updated_at) VALUES (?1, ?2, ?3) \
      ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at";
 const PARK: &str = "INSERT INTO parked_events (projection, position, error, parked_at) \
      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (projection, position) \
@@ -35,8 +39,8 @@ fn held() -> std::sync::MutexGuard<'static, HashSet<(PathBuf, String)>> {
 
 /// A [`CheckpointStore`] in the SQLite `checkpoints` table.
 ///
-/// [`save`](CheckpointStore::save) overwrites (a checkpoint may move back, as when a
-/// projection is rebuilt). Leases are **in-process**: SQLite serves one process, so
+/// [`save`](CheckpointStore::save) never moves a checkpoint back;
+/// [`reset`](CheckpointStore::reset) does, as a rebuild. Leases are **in-process**: SQLite serves one process, so
 /// [`try_acquire`](CheckpointStore::try_acquire) excludes the other runners of this
 /// process on the same database file (whichever store or pool they use), not runners of
 /// another process. Run the projections of one SQLite database in one process.
@@ -66,6 +70,29 @@ pub struct SqliteCheckpointStore {
 
 pool_store!(SqliteCheckpointStore, "checkpoint store");
 
+impl SqliteCheckpointStore {
+    /// Runs `statement` (a save or a reset) for `projection` at `position`.
+    async fn write(
+        &self,
+        statement: &'static str,
+        projection: &str,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        let (pool, projection) = (self.pool.clone(), projection.to_owned());
+        detached(async move {
+            sqlx::query(statement)
+                .bind(projection)
+                .bind(to_i64(position))
+                .bind(format_timestamp(Utc::now()))
+                .execute(&pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl CheckpointStore for SqliteCheckpointStore {
     async fn load(&self, projection: &str) -> Result<u64, StoreError> {
@@ -82,18 +109,11 @@ impl CheckpointStore for SqliteCheckpointStore {
     }
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError> {
-        let (pool, projection) = (self.pool.clone(), projection.to_owned());
-        detached(async move {
-            sqlx::query(SAVE)
-                .bind(projection)
-                .bind(to_i64(position))
-                .bind(format_timestamp(Utc::now()))
-                .execute(&pool)
-                .await
-                .map_err(unavailable)?;
-            Ok(())
-        })
-        .await
+        self.write(SAVE, projection, position).await
+    }
+
+    async fn reset(&self, projection: &str, position: u64) -> Result<(), StoreError> {
+        self.write(RESET, projection, position).await
     }
 
     async fn try_acquire(

@@ -88,6 +88,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
         segment::filtered(self, segment, from_position, limit)
     }
 
+    /// The segment holding `stream`, as [`EventStore::segment_of`]: by the hash in Rust
+    /// unless the backend reads segments its own way.
+    fn stream_segment(
+        &self,
+        stream: &StreamId,
+        count: u32,
+    ) -> impl Future<Output = Result<Segment, StoreError>> + Send {
+        let segment = Segment::hashed(stream, count);
+        async move { Ok(segment) }
+    }
+
     /// Prepares segment reads, as [`EventStore::prepare_segments`].
     fn prepare_segment_reads(
         &self,
@@ -260,6 +271,10 @@ impl<B: Backend> EventStore for B {
         }
         let read = self.read_segment_events(segment, from_position, limit);
         read_all_traced(self, from_position, limit, read).await
+    }
+
+    async fn segment_of(&self, stream: &StreamId, count: u32) -> Result<Segment, StoreError> {
+        self.stream_segment(stream, count).await
     }
 
     async fn prepare_segments(&self, count: u32) -> Result<(), StoreError> {

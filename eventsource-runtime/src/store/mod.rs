@@ -302,7 +302,8 @@ pub trait EventStore: Send + Sync + 'static {
     ///
     /// [`Segment::WHOLE`] reads [`read_all`](Self::read_all). For other segments this
     /// default, for a store of your own and the SQLite store, reads the log a batch of
-    /// `limit` at a time and keeps the segment's events ([`Segment::holds`]); an
+    /// `limit` at a time and keeps the segment's events (those of the streams the default
+    /// [`segment_of`](Self::segment_of) puts in it: override both or neither); an
     /// unreadable event ends the batch in every segment, since its stream is unknown. The
     /// in-memory store scans its rows without copying the other segments' events; the
     /// PostgreSQL store reads only the segment's rows, through an index
@@ -317,6 +318,20 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<ReadBatch, StoreError> {
         segment::filtered(self, segment, from_position, limit).await
+    }
+
+    /// The segment of a log split into `count` segments (1 to [`Segment::MAX_COUNT`]) that
+    /// holds `stream`'s events, as this store assigns streams: the segment whose
+    /// [`read_segment`](Self::read_segment) returns them. The PostgreSQL store asks the
+    /// database (its `eventsource_segment` function, a hash in SQL); this default, which the
+    /// in-memory and SQLite stores use, hashes in Rust (64-bit FNV-1a of the stream's type
+    /// and id), as the default `read_segment` filters. The two hashes differ: ask the store
+    /// that holds the events.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database cannot be asked.
+    async fn segment_of(&self, stream: &StreamId, count: u32) -> Result<Segment, StoreError> {
+        Ok(Segment::hashed(stream, count))
     }
 
     /// Makes [`read_segment`](Self::read_segment) for logs split into `count` segments
@@ -498,6 +513,10 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         limit: usize,
     ) -> Result<ReadBatch, StoreError> {
         (**self).read_segment(segment, from_position, limit).await
+    }
+
+    async fn segment_of(&self, stream: &StreamId, count: u32) -> Result<Segment, StoreError> {
+        (**self).segment_of(stream, count).await
     }
 
     async fn prepare_segments(&self, count: u32) -> Result<(), StoreError> {

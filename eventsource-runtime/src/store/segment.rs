@@ -13,22 +13,28 @@ use crate::event::StreamId;
 /// of one) is the whole log.
 ///
 /// Which streams a segment holds is the store's choice, stable for that store: the
-/// in-memory and SQLite stores hash the stream in Rust ([`Segment::of`]), the PostgreSQL
-/// store in SQL (`hashtextextended`, stable across PostgreSQL versions on one platform), so
-/// an index serves each segment's reads.
+/// in-memory and SQLite stores hash the stream in Rust, the PostgreSQL store in SQL
+/// (`hashtextextended`, stable across PostgreSQL versions on one platform), so an index
+/// serves each segment's reads. Ask the store which segment holds a stream:
+/// [`EventStore::segment_of`](super::EventStore::segment_of).
 ///
 /// ```
-/// use eventsource_runtime::event::StreamId;
+/// use eventsource_runtime::event::{NewEvent, StreamId};
+/// use eventsource_runtime::prelude::*;
 /// use eventsource_runtime::store::Segment;
 ///
 /// let third = Segment::new(2, 4).expect("index below count");
 /// assert_eq!(third.to_string(), "2/4");
 /// assert!(Segment::new(4, 4).is_none());
 ///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryEventStore::new();
 /// let stream = StreamId::new("Order", "o-1");
-/// let segments = Segment::all(4);
-/// assert_eq!(segments.iter().filter(|segment| segment.holds(&stream)).count(), 1);
-/// assert!(Segment::WHOLE.holds(&stream));
+/// let placed = NewEvent::new("OrderPlaced", 1, serde_json::json!({}));
+/// store.append(&stream, ExpectedVersion::NoStream, vec![placed]).await?;
+/// let segment = store.segment_of(&stream, 4).await?;
+/// assert_eq!(store.read_segment(segment, 1, 10).await?.len(), 1);
+/// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Segment {
@@ -78,17 +84,40 @@ impl Segment {
     /// The segment of `count` that holds `stream` in the stores that hash in Rust (the
     /// in-memory and SQLite stores): 64-bit FNV-1a of the stream's type and id.
     #[must_use]
+    #[deprecated(
+        since = "0.1.0",
+        note = "the PostgreSQL store assigns streams otherwise: ask the store, \
+                `EventStore::segment_of`"
+    )]
     pub fn of(stream: &StreamId, count: u32) -> Self {
+        Self::hashed(stream, count)
+    }
+
+    /// Whether `stream`'s events are in this segment in the stores that hash in Rust (as
+    /// [`of`](Self::of) says).
+    #[must_use]
+    #[deprecated(
+        since = "0.1.0",
+        note = "the PostgreSQL store assigns streams otherwise: compare with the store's \
+                `EventStore::segment_of`"
+    )]
+    pub fn holds(self, stream: &StreamId) -> bool {
+        self.holds_hashed(stream)
+    }
+
+    /// The segment of `count` holding `stream` by the hash in Rust: 64-bit FNV-1a of the
+    /// stream's type and id (the in-memory and SQLite stores', and the default
+    /// [`EventStore::segment_of`](super::EventStore::segment_of)'s).
+    pub(crate) fn hashed(stream: &StreamId, count: u32) -> Self {
         let count = count.clamp(1, Self::MAX_COUNT);
         let hash = fnv1a(&[stream.aggregate_type(), stream.aggregate_id()]);
         let index = u32::try_from(hash % u64::from(count)).unwrap_or(0);
         Self { index, count }
     }
 
-    /// Whether `stream`'s events are in this segment (as [`of`](Self::of) says).
-    #[must_use]
-    pub fn holds(self, stream: &StreamId) -> bool {
-        self.is_whole() || Self::of(stream, self.count) == self
+    /// Whether `stream`'s events are in this segment by the hash in Rust.
+    pub(crate) fn holds_hashed(self, stream: &StreamId) -> bool {
+        self.is_whole() || Self::hashed(stream, self.count) == self
     }
 
     /// The name a projection's checkpoint has for this segment: the projection's own for
@@ -127,7 +156,11 @@ pub(crate) async fn filtered<S: EventStore + ?Sized>(
         let page = store.read_all(from, limit).await?;
         let next = page.next_position(from);
         let (events, end) = page.into_parts();
-        found.extend(events.into_iter().filter(|e| segment.holds(&e.stream)));
+        found.extend(
+            events
+                .into_iter()
+                .filter(|e| segment.holds_hashed(&e.stream)),
+        );
         match end {
             BatchEnd::Unreadable(error) => return Ok(ReadBatch::unreadable(found, error)),
             // A store whose positions went back would loop forever: stop there.
@@ -167,7 +200,7 @@ mod tests {
             let stream = StreamId::new("Order", format!("o-{n}"));
             let holding: Vec<_> = Segment::all(8)
                 .into_iter()
-                .filter(|segment| segment.holds(&stream))
+                .filter(|segment| segment.holds_hashed(&stream))
                 .collect();
             assert_eq!(holding.len(), 1);
             sizes[holding[0].index() as usize] += 1;

@@ -115,6 +115,22 @@ async fn snapshot_spans() {
 // ---- checkpoints -----------------------------------------------------------------------------
 
 #[tokio::test]
+async fn a_save_never_moves_a_checkpoint_back() {
+    let dir = TempDir::new("monotonic_checkpoints");
+    let path = dir.file("events.db");
+    let checkpoints = SqliteCheckpointStore::connect(&path).await.unwrap();
+    checkpoints.migrate().await.unwrap();
+    let second = SqliteCheckpointStore::connect(&path).await.unwrap();
+    conformance::checkpoints::a_save_never_moves_a_checkpoint_back(
+        Arc::new(checkpoints.clone()),
+        Arc::new(second.clone()),
+    )
+    .await;
+    second.pool().close().await;
+    checkpoints.pool().close().await;
+}
+
+#[tokio::test]
 async fn checkpoints_load_and_save() {
     let dir = TempDir::new("checkpoints");
     let path = dir.file("events.db");

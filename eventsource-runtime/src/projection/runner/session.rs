@@ -27,7 +27,11 @@ impl<P: Projection> ProjectionRunner<P> {
         shutdown: &mut Shutdown<'_>,
     ) -> Result<u64, Halt> {
         if mode == Mode::Rebuild {
-            self.save_checkpoint(name, lease, 0, shutdown).await?;
+            // Back to 0: a reset, which a save never does.
+            self.retrying(name, "reset checkpoint", shutdown, || {
+                self.checkpoints.reset_leased(lease, name, 0)
+            })
+            .await?;
             self.projection
                 .lock()
                 .await

@@ -58,8 +58,8 @@ pub struct SegmentOwner {
     pub owner: Option<String>,
     /// Its epoch (0: never claimed).
     pub epoch: u64,
-    /// Whether the owner's claim has expired (it no longer renews it; any worker may take
-    /// the segment).
+    /// Whether the owner's claim has expired: its owner did not renew it within the claim
+    /// timeout it claimed it with (any worker may take the segment).
     pub expired: bool,
 }
 
@@ -92,8 +92,10 @@ pub trait SegmentClaims: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<u32, StoreError>;
 
-    /// Renews `worker`'s `claims` (their expiry starts again); returns those it still
-    /// holds, at the same epoch. A claim missing from the answer was taken over.
+    /// Renews `worker`'s `claims` (their expiry starts again, with the timeout each was
+    /// claimed with); returns those it still holds, at the same epoch. A claim that expired
+    /// but that no other worker took is renewed too (its epoch is unchanged: no one else
+    /// wrote under another). A claim missing from the answer was taken over.
     ///
     /// # Errors
     /// The backend's.
@@ -104,8 +106,10 @@ pub trait SegmentClaims: Send + Sync + 'static {
         claims: &[Claim],
     ) -> Result<Vec<Claim>, StoreError>;
 
-    /// Claims for `worker` up to `most` segments that are free or whose claim expired
-    /// (not renewed for `timeout`), each at a new epoch.
+    /// Claims for `worker` up to `most` segments that are free or whose claim expired (its
+    /// owner did not renew it within the timeout that owner claimed it with), each at a new
+    /// epoch, recording `timeout` as the new claim's: it expires when `worker` does not
+    /// renew it for that long.
     ///
     /// # Errors
     /// The backend's.
@@ -165,11 +169,14 @@ struct Row {
     owner: Option<String>,
     epoch: u64,
     renewed: Option<Instant>,
+    /// The claim timeout its owner claimed it with.
+    timeout: Duration,
 }
 
 impl Row {
-    fn expired(&self, timeout: Duration) -> bool {
-        self.renewed.is_none_or(|at| at.elapsed() > timeout)
+    /// Whether its owner did not renew it within its own timeout.
+    fn expired(&self) -> bool {
+        self.renewed.is_none_or(|at| at.elapsed() > self.timeout)
     }
 }
 
@@ -177,8 +184,6 @@ impl Row {
 struct Split {
     rows: Vec<Row>,
     workers: HashMap<String, Instant>,
-    /// The timeout last given, for [`SegmentOwner::expired`].
-    timeout: Duration,
 }
 
 /// The segment claims of one process: for the in-memory and SQLite stores, whose
@@ -250,7 +255,6 @@ impl SegmentClaims for InMemorySegmentClaims {
         timeout: Duration,
     ) -> Result<u32, StoreError> {
         Ok(self.with(projection, |split| {
-            split.timeout = timeout;
             split.workers.insert(worker.to_owned(), Instant::now());
             split.workers.retain(|_, seen| seen.elapsed() <= timeout);
             u32::try_from(split.workers.len()).unwrap_or(u32::MAX)
@@ -292,13 +296,14 @@ impl SegmentClaims for InMemorySegmentClaims {
                 if taken.len() >= most {
                     break;
                 }
-                if row.owner.is_some() && !row.expired(timeout) {
+                if row.owner.is_some() && !row.expired() {
                     continue;
                 }
                 let from = row.owner.take();
                 row.owner = Some(worker.to_owned());
                 row.epoch += 1;
                 row.renewed = Some(Instant::now());
+                row.timeout = timeout;
                 let index = u32::try_from(index).unwrap_or(0);
                 if let Some(segment) = Segment::new(index, count) {
                     taken.push(Claimed::new(Claim::new(segment, row.epoch), from));
@@ -354,7 +359,6 @@ impl SegmentClaims for InMemorySegmentClaims {
     async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError> {
         Ok(self.with(projection, |split| {
             let count = count_of(split);
-            let timeout = split.timeout;
             split
                 .rows
                 .iter()
@@ -365,7 +369,7 @@ impl SegmentClaims for InMemorySegmentClaims {
                         segment,
                         owner: row.owner.clone(),
                         epoch: row.epoch,
-                        expired: row.owner.is_some() && row.expired(timeout),
+                        expired: row.owner.is_some() && row.expired(),
                     })
                 })
                 .collect()

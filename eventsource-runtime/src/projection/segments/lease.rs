@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -14,11 +14,16 @@ use crate::projection::checkpoint::{CheckpointStore, ProjectionLease};
 use crate::store::StoreError;
 
 /// Whether a claim still holds, as its worker knows it: until a deadline that each renewal
-/// moves (short of the store's expiry), unless it was found taken over.
+/// moves (short of the store's expiry), unless it was found taken over. Its loss, when it
+/// comes, is told once (counted and logged), by whoever learns it first.
 #[derive(Debug)]
 pub(super) struct ClaimState {
     valid_until: Mutex<Instant>,
+    /// Found taken over (a renewal, a save or a fenced write refused its epoch) or replaced:
+    /// never held again.
     revoked: AtomicBool,
+    /// Its loss was told (`lost` or `fenced`).
+    told: AtomicBool,
 }
 
 impl ClaimState {
@@ -26,7 +31,15 @@ impl ClaimState {
         Arc::new(Self {
             valid_until: Mutex::new(deadline),
             revoked: AtomicBool::new(false),
+            told: AtomicBool::new(false),
         })
+    }
+
+    fn deadline(&self) -> Instant {
+        *self
+            .valid_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(super) fn extend(&self, deadline: Instant) {
@@ -41,24 +54,38 @@ impl ClaimState {
         self.revoked.store(true, Ordering::Release);
     }
 
-    /// Revokes the claim if its deadline passed unrenewed (the worker stalled past it):
-    /// whether it was counted as held until now, so that its loss is told once.
-    pub(super) fn expire(&self) -> bool {
-        let expired = Instant::now()
-            >= *self
-                .valid_until
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-        expired && !self.revoked.swap(true, Ordering::AcqRel)
+    pub(super) fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// Not renewed in time (its deadline passed), though not known to be taken over: the
+    /// worker stopped handling it and waits for the store's word.
+    pub(super) fn is_lapsed(&self) -> bool {
+        !self.is_revoked() && Instant::now() >= self.deadline()
+    }
+
+    /// How long ago its deadline passed (zero before it).
+    pub(super) fn lapsed_for(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.deadline())
     }
 
     pub(super) fn is_held(&self) -> bool {
-        !self.revoked.load(Ordering::Acquire)
-            && Instant::now()
-                < *self
-                    .valid_until
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
+        !self.is_revoked() && Instant::now() < self.deadline()
+    }
+
+    /// Whether this call is the first to tell its loss (the caller counts and logs it).
+    pub(super) fn tell(&self) -> bool {
+        !self.told.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether its loss was told.
+    pub(super) fn was_told(&self) -> bool {
+        self.told.load(Ordering::Acquire)
+    }
+
+    /// Held again (renewed after it lapsed): a later loss is told anew.
+    pub(super) fn untell(&self) {
+        self.told.store(false, Ordering::Release);
     }
 }
 
@@ -123,10 +150,12 @@ impl Fence {
     }
 
     /// Records that a conditional write found the claim taken over: the segment stops at
-    /// once (its runner sees the lease lost), and the fenced save is counted.
+    /// once (its runner sees the lease lost), and the fenced write is counted (`fenced`),
+    /// unless the claim's loss was told already.
     pub fn fenced(&self) {
-        if !self.state.revoked.swap(true, Ordering::AcqRel) {
-            instrument::fenced(&self.projection, self.claim);
+        self.state.revoke();
+        if self.state.tell() {
+            instrument::fenced(&self.projection, &self.worker, self.claim);
         }
     }
 

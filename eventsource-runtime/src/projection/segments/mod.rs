@@ -16,10 +16,23 @@
 //! - **Fencing.** Each claim carries its epoch. A segment's checkpoint is saved only if the
 //!   worker still holds the segment at that epoch (on PostgreSQL in one statement with the
 //!   check): a worker that stalled past its timeout and wakes up cannot move the checkpoint
-//!   of the worker that took over. It stops handling that segment at once, counts it
-//!   (`eventsource.projection.segment.changes`, `change` = `fenced`), logs it, and claims
-//!   again as a newcomer. A worker also stops on its own once its last renewal is older
-//!   than nine tenths of the timeout, before the others may take over.
+//!   of the worker that took over. A worker stops handling a segment on its own once its
+//!   last renewal is older than nine tenths of the timeout (the claim *lapses*), before the
+//!   others may take it over.
+//! - **Losses, told once.** How a claim was lost is counted
+//!   (`eventsource.projection.segment.changes`) and logged by what its worker saw:
+//!   - its renewals were failing when the claim lapsed (the claims store did not answer:
+//!     the worker lost the database): `change` = `lost`, as soon as it lapses;
+//!   - they were not (the worker did not run in time: a stall, swapping, a paused
+//!     container): its first renewal after the lapse asks the store. The store still has the
+//!     claim at its epoch (no other worker took it): the segment is resumed at once. It does
+//!     not: `fenced`, logged with the worker holding the segment now; the stalled worker
+//!     claims again as a newcomer;
+//!   - a checkpoint save or a fenced read model's write refused under an old epoch:
+//!     `fenced`.
+//!
+//!   A claim lost while the database was out of reach and still the worker's when it
+//!   answers again is resumed too (counted `claimed`).
 //!
 //! # What each kind of projection gets
 //! - Each stream's events are handled in version order, by one worker at a time per
@@ -92,10 +105,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
+mod caught_up;
 mod claims;
 mod health;
 mod instrument;
 mod lease;
+mod rebalance;
 mod worker;
 
 use std::sync::{Arc, Mutex};
@@ -179,7 +194,8 @@ pub struct SegmentStatus {
     pub owner: Option<String>,
     /// The epoch of its current claim.
     pub epoch: u64,
-    /// Whether its owner's claim expired (another worker may take it over).
+    /// Whether its owner's claim expired: not renewed within the claim timeout it was made
+    /// with (another worker may take it over).
     pub expired: bool,
     /// The last position of the log it saved as handled.
     pub checkpoint: u64,
@@ -191,7 +207,10 @@ impl<P: Projection> SegmentedRunner<P> {
     /// wait less, and each worker writes more often (one renewal and one heartbeat per
     /// [`rebalance_interval`](Self::rebalance_interval), a third of this by default). A
     /// worker whose renewals are late by more than this (a long pause: swapping, a stopped
-    /// container) loses its segments although it lives: keep it well above such pauses.
+    /// container) loses its segments although it lives, when another worker took them over
+    /// meanwhile (counted `fenced`; it resumes those nobody took): keep it well above such
+    /// pauses. Each claim records the timeout it was made with, and expires by it, whoever
+    /// asks (the other workers, [`segments`](Self::segments), the health report).
     #[must_use]
     pub fn claim_timeout(mut self, timeout: Duration) -> Self {
         self.claim_timeout = timeout.max(Duration::from_millis(100));

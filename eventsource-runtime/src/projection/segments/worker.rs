@@ -1,10 +1,11 @@
 //! A worker's loop: split the projection, then every rebalance interval say it is alive,
-//! renew its claims, give up or claim segments toward its fair share; each claimed segment's
-//! runner runs (in the worker's task) until it is given up, lost or the worker stops.
+//! renew its claims, give up or claim segments toward its fair share (`rebalance`); each
+//! claimed segment's runner runs (in the worker's task) until it is given up, lost or the
+//! worker stops.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -13,6 +14,7 @@ use tokio::sync::oneshot;
 use super::claims::Claim;
 use super::health::HeldSegment;
 use super::lease::{ClaimLease, ClaimState, Fence};
+use super::rebalance::Outage;
 use super::{SegmentedRunner, instrument};
 use crate::health::{ComponentState, LeaseState};
 use crate::projection::Projection;
@@ -21,24 +23,32 @@ use crate::store::{Segment, StoreError};
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
 
-/// A segment this worker runs.
-struct Running {
-    claim: Claim,
+/// A segment this worker claimed.
+pub(super) struct Running {
+    pub(super) claim: Claim,
     /// Its runner's: its state and last error, for the worker's health.
-    probe: Arc<Probe>,
-    state: Arc<ClaimState>,
-    /// Stops the segment's runner (it saves its checkpoint first); `None` once sent.
-    stop: Option<oneshot::Sender<()>>,
+    pub(super) probe: Arc<Probe>,
+    pub(super) state: Arc<ClaimState>,
+    /// Stops the segment's runner (it saves its checkpoint first); `None` once sent, or
+    /// once the runner returned.
+    pub(super) stop: Option<oneshot::Sender<()>>,
     /// Stopped to be given up (its claim released once its runner returns).
-    releasing: bool,
+    pub(super) releasing: bool,
+    /// Whether its runner runs: `false` once it returned because the claim lapsed, while the
+    /// claim waits for the store's word (resumed when the store still has it).
+    pub(super) active: bool,
 }
+
+/// The segments this worker claimed, by segment.
+pub(super) type Claims = HashMap<Segment, Running>;
 
 /// What a segment's runner returns.
 type Finished = (Claim, Result<(), RunnerError>);
 
 /// The segments' runners, polled in the worker's own task: a projection shared by the
 /// segments passes its lock from one to the next without waking another thread.
-type Segments = FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = Finished> + Send>>>;
+pub(super) type Segments =
+    FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = Finished> + Send>>>;
 
 impl<P: Projection> SegmentedRunner<P> {
     /// Runs this worker until `shutdown` completes (returning `Ok`, its segments' runners
@@ -46,8 +56,8 @@ impl<P: Projection> SegmentedRunner<P> {
     /// (its error, once the other segments stopped).
     ///
     /// A claims store that cannot be reached is retried every rebalance interval; the
-    /// segments whose claims then expire stop on their own and are claimed again once the
-    /// store answers.
+    /// segments whose claims then lapse stop on their own (counted `lost`), and are resumed
+    /// or claimed again once the store answers.
     ///
     /// # Errors
     /// [`RunnerError::SegmentCountChanged`] when the projection was split into another
@@ -71,8 +81,9 @@ impl<P: Projection> SegmentedRunner<P> {
             },
         }
         status.set(ComponentState::Following);
-        let mut running: HashMap<Segment, Running> = HashMap::new();
+        let mut running = Claims::new();
         let mut tasks: Segments = FuturesUnordered::new();
+        let mut outage = Outage::default();
         let mut tick = tokio::time::interval(self.interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first rebalance only says the worker is alive: workers started together then
@@ -82,7 +93,8 @@ impl<P: Projection> SegmentedRunner<P> {
             tokio::select! {
                 _ = &mut shutdown => break Ok(()),
                 Some(finished) = tasks.next(), if !tasks.is_empty() => {
-                    if let Err(error) = self.finished(&name, &mut running, finished).await {
+                    let finished = self.finished(&name, &mut running, &mut tasks, &outage, finished);
+                    if let Err(error) = finished.await {
                         break Err(error);
                     }
                 }
@@ -91,6 +103,7 @@ impl<P: Projection> SegmentedRunner<P> {
                         joined = self.claims.heartbeat(&name, &self.worker, self.claim_timeout).await.is_ok();
                         continue;
                     }
+                    self.tell_lost(&name, &running, &outage);
                     // The segments go on while the worker talks to the claims store: the
                     // runners that end meanwhile are dealt with after.
                     let mut ended = Vec::new();
@@ -100,13 +113,19 @@ impl<P: Projection> SegmentedRunner<P> {
                     };
                     match rebalanced {
                         Ok(claimed) => {
+                            outage = Outage::default();
                             for (claim, valid_until) in claimed {
-                                self.start(&name, claim, valid_until, &mut running, &mut tasks);
+                                let state = ClaimState::until(valid_until);
+                                self.start(&name, claim, state, &mut running, &mut tasks);
                             }
+                            self.resume_held(&name, &mut running, &mut tasks);
                             self.record_held(&running);
                             status.set(ComponentState::Following);
                         }
                         Err(error) => {
+                            outage.failed();
+                            self.tell_lost(&name, &running, &outage);
+                            self.record_held(&running);
                             status.set_after(ComponentState::Retrying, &error);
                             log_warn!(
                                 projection = name.as_str(),
@@ -117,7 +136,8 @@ impl<P: Projection> SegmentedRunner<P> {
                         }
                     }
                     for finished in ended {
-                        if let Err(error) = self.finished(&name, &mut running, finished).await {
+                        let finished = self.finished(&name, &mut running, &mut tasks, &outage, finished);
+                        if let Err(error) = finished.await {
                             break 'worker Err(error);
                         }
                     }
@@ -219,84 +239,15 @@ impl<P: Projection> SegmentedRunner<P> {
         Ok(())
     }
 
-    /// One rebalance: heartbeat, renewals, then toward the fair share; the claims just
-    /// taken, with the deadline of each, for the caller to start.
-    async fn rebalance(
-        &self,
-        name: &str,
-        running: &mut HashMap<Segment, Running>,
-    ) -> Result<Vec<(Claim, Instant)>, StoreError> {
-        let timeout = self.claim_timeout;
-        let live = self.claims.heartbeat(name, &self.worker, timeout).await?;
-        // A claim whose deadline passed unrenewed (the worker stalled past it) is lost as
-        // surely as one a renewal finds taken: said so, not dropped without a word.
-        for segment in running.values() {
-            if segment.state.expire() {
-                instrument::lost(name, &self.worker, segment.claim);
-            }
-        }
-        // Those being given up too: their runners save their checkpoints under the claim.
-        let mine: Vec<Claim> = running
-            .values()
-            .filter(|segment| segment.state.is_held())
-            .map(|segment| segment.claim)
-            .collect();
-        let sent = Instant::now();
-        let kept = self.claims.renew(name, &self.worker, &mine).await?;
-        for segment in running.values_mut() {
-            if !mine.contains(&segment.claim) {
-                continue;
-            }
-            if kept.contains(&segment.claim) {
-                segment.state.extend(deadline(sent, timeout));
-            } else {
-                segment.state.revoke();
-                instrument::lost(name, &self.worker, segment.claim);
-            }
-        }
-        let active: Vec<Segment> = running
-            .values()
-            .filter(|segment| !segment.releasing && segment.state.is_held())
-            .map(|segment| segment.claim.segment)
-            .collect();
-        let fair = self.count.div_ceil(live.max(1)) as usize;
-        if active.len() > fair {
-            let mut surplus = active;
-            surplus.sort_unstable();
-            for segment in surplus.split_off(fair) {
-                if let Some(running) = running.get_mut(&segment) {
-                    running.releasing = true;
-                    if let Some(stop) = running.stop.take() {
-                        let _ = stop.send(());
-                    }
-                }
-            }
-        } else if active.len() < fair {
-            let sent = Instant::now();
-            let claimed = self
-                .claims
-                .claim(name, &self.worker, fair - active.len(), timeout)
-                .await?;
-            let mut started = Vec::new();
-            for taken in claimed {
-                instrument::claimed(name, &self.worker, taken.claim, taken.from.as_deref());
-                started.push((taken.claim, deadline(sent, timeout)));
-            }
-            return Ok(started);
-        }
-        Ok(Vec::new())
-    }
-
-    /// Starts the runner of a segment just claimed.
+    /// Starts the runner of `claim` (just claimed, or resumed with its `state`).
     fn start(
         &self,
         name: &str,
         claim: Claim,
-        valid_until: Instant,
-        running: &mut HashMap<Segment, Running>,
+        state: Arc<ClaimState>,
+        running: &mut Claims,
         tasks: &mut Segments,
     ) {
-        let state = ClaimState::until(valid_until);
         let segment = claim.segment;
         let checkpoint = segment.checkpoint_name(name);
         let fence = Fence {
@@ -318,57 +269,96 @@ impl<P: Projection> SegmentedRunner<P> {
             let result = runner.run_claimed(&lease, stopped).await;
             (claim, result)
         })));
-        // A claim of this segment still winding down (lost, then claimed again) is replaced:
-        // its runner stops at its next check (its state is revoked or expired).
-        if let Some(previous) = running.insert(
-            segment,
-            Running {
-                claim,
-                probe,
-                state,
-                stop: Some(stop),
-                releasing: false,
-            },
-        ) {
+        let entry = Running {
+            claim,
+            probe,
+            state,
+            stop: Some(stop),
+            releasing: false,
+            active: true,
+        };
+        // A claim of this segment still winding down (taken over, then claimed again) is
+        // replaced: its runner stops at its next check (its state is revoked).
+        if let Some(previous) = running.insert(segment, entry)
+            && previous.claim != claim
+        {
             previous.state.revoke();
         }
     }
 
-    /// A segment's runner returned: give its claim up if asked to, forget it if lost; a
+    /// Starts again the runners of the claims that lapsed and are held again (renewed, the
+    /// store still having them at their epoch); gives up those being given up.
+    fn resume_held(&self, name: &str, running: &mut Claims, tasks: &mut Segments) {
+        let resumed: Vec<(Claim, Arc<ClaimState>)> = running
+            .values()
+            .filter(|segment| !segment.active && !segment.releasing && segment.state.is_held())
+            .map(|segment| (segment.claim, Arc::clone(&segment.state)))
+            .collect();
+        for (claim, state) in resumed {
+            self.start(name, claim, state, running, tasks);
+        }
+    }
+
+    /// A segment's runner returned: give its claim up if asked to, forget it if taken over,
+    /// keep it (its runner stopped) while its lapsed claim waits for the store's word; a
     /// failure stops the worker.
     async fn finished(
         &self,
         name: &str,
-        running: &mut HashMap<Segment, Running>,
+        running: &mut Claims,
+        tasks: &mut Segments,
+        outage: &Outage,
         (claim, result): Finished,
     ) -> Result<(), RunnerError> {
         let current = running
             .get(&claim.segment)
             .is_some_and(|segment| segment.claim == claim);
-        let entry = if current {
-            running.remove(&claim.segment)
-        } else {
-            None
-        };
+        if !current {
+            // A replaced claim's runner: nothing of it is kept.
+            return match result {
+                Ok(()) | Err(RunnerError::LeaseLost { .. }) => Ok(()),
+                Err(error) => Err(error),
+            };
+        }
         match result {
             Ok(()) => {
-                if let Some(entry) = entry.filter(|entry| entry.releasing) {
+                if let Some(entry) = running.remove(&claim.segment)
+                    && entry.releasing
+                {
                     self.give_up(name, entry.claim).await;
                 }
-                self.record_held(running);
-                Ok(())
             }
-            // Lost or fenced: counted where it was learnt; claimed again as a newcomer.
             Err(RunnerError::LeaseLost { .. }) => {
-                self.record_held(running);
-                Ok(())
+                let Some(entry) = running.get_mut(&claim.segment) else {
+                    return Ok(());
+                };
+                entry.active = false;
+                entry.stop = None;
+                let state = Arc::clone(&entry.state);
+                if state.is_revoked() {
+                    // Taken over: told where it was learnt.
+                    running.remove(&claim.segment);
+                } else if state.is_held() && !entry.releasing {
+                    // Renewed since its runner saw it lapse.
+                    self.start(name, claim, state, running, tasks);
+                } else {
+                    // Lapsed: lost now if the store is not answering, else the next
+                    // renewal says whether another worker took it.
+                    self.tell_lost(name, running, outage);
+                }
             }
-            Err(error) => Err(error),
+            Err(error) => {
+                running.remove(&claim.segment);
+                self.record_held(running);
+                return Err(error);
+            }
         }
+        self.record_held(running);
+        Ok(())
     }
 
     /// Releases `claim` in the store (counted).
-    async fn give_up(&self, name: &str, claim: Claim) {
+    pub(super) async fn give_up(&self, name: &str, claim: Claim) {
         match self.claims.release(name, &self.worker, &[claim]).await {
             Ok(()) => instrument::released(name, &self.worker, claim),
             Err(error) => log_warn!(
@@ -380,17 +370,26 @@ impl<P: Projection> SegmentedRunner<P> {
         }
     }
 
-    /// Stops every segment (each saves its checkpoint) and releases the claims.
-    async fn stop_all(
-        &self,
-        name: &str,
-        running: &mut HashMap<Segment, Running>,
-        tasks: &mut Segments,
-    ) {
+    /// Stops every segment (each saves its checkpoint) and releases the claims, those whose
+    /// runner stopped already (a lapsed claim) too: the store refuses a release under an
+    /// epoch another worker took over.
+    async fn stop_all(&self, name: &str, running: &mut Claims, tasks: &mut Segments) {
         for segment in running.values_mut() {
             segment.releasing = true;
             if let Some(stop) = segment.stop.take() {
                 let _ = stop.send(());
+            }
+        }
+        let idle: Vec<Segment> = running
+            .values()
+            .filter(|segment| !segment.active)
+            .map(|segment| segment.claim.segment)
+            .collect();
+        for segment in idle {
+            if let Some(entry) = running.remove(&segment)
+                && !entry.state.is_revoked()
+            {
+                self.give_up(name, entry.claim).await;
             }
         }
         while let Some((claim, _)) = tasks.next().await {
@@ -406,7 +405,7 @@ impl<P: Projection> SegmentedRunner<P> {
         self.record_held(running);
     }
 
-    fn record_held(&self, running: &HashMap<Segment, Running>) {
+    pub(super) fn record_held(&self, running: &Claims) {
         let mut held: Vec<HeldSegment> = running
             .values()
             .filter(|segment| !segment.releasing && segment.state.is_held())
@@ -441,6 +440,6 @@ async fn drive_alongside<W: Future>(
 
 /// Until when a claim renewed (or taken) at `sent` counts as held by its worker: nine tenths
 /// of the timeout, so it stops before the store lets another worker take it.
-fn deadline(sent: Instant, timeout: Duration) -> Instant {
+pub(super) fn deadline(sent: Instant, timeout: std::time::Duration) -> Instant {
     sent + timeout.mul_f64(0.9)
 }

@@ -68,7 +68,7 @@ impl CountIndex {
                 let Some((id, _)) = log.streams.get_index(stream) else {
                     continue;
                 };
-                *known = Segment::of(id, count).index();
+                *known = Segment::hashed(id, count).index();
             }
             if let Some(rows) = self.rows.get_mut(*known as usize) {
                 rows.push(at);

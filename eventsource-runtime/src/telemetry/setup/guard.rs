@@ -10,6 +10,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 use super::ConsoleExporter;
+use super::dropped_guard::DropWatch;
 use super::export_failures::ExportHealth;
 
 /// Keeps telemetry running; dropping it flushes what is buffered (console traces, OTLP
@@ -33,6 +34,8 @@ pub(super) struct Installed {
     pub(super) meter_provider: Option<SdkMeterProvider>,
     pub(super) console: Option<ConsoleExporter>,
     pub(super) health: Arc<ExportHealth>,
+    /// Says so when spans start after the guard was dropped right after `init`.
+    pub(super) drop_watch: Arc<DropWatch>,
     pub(super) shutdown_timeout: Duration,
     pub(super) installed_at: Instant,
     #[cfg(feature = "otlp")]
@@ -89,9 +92,8 @@ impl TelemetryGuard {
 
 impl TelemetryGuard {
     /// Exports what is left and shuts telemetry down now, on purpose: what dropping the
-    /// guard does, without the warning a guard dropped right after `init` gets (a program
-    /// that stops early, on a bad argument or an unreachable server, says so by calling
-    /// this).
+    /// guard does, without ever taking it for a guard dropped by mistake right after `init`
+    /// (whose warning comes only if spans start after it anyway).
     ///
     /// ```
     /// let guard = eventsource_runtime::telemetry::Telemetry::builder()
@@ -115,21 +117,18 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// A guard dropped this soon after `init`, before any span ended, was most likely never
-/// kept (`let _ = telemetry::init();`).
+/// A guard dropped this soon after `init`, before any span ended, may never have been kept
+/// (`let _ = telemetry::init();`), or the program ended at once (an error at its start):
+/// which one, the spans that start after it tell ([`DropWatch`]).
 const DROPPED_AT_ONCE: Duration = Duration::from_secs(1);
 
 impl Installed {
-    /// Shuts every exporter down; `dropped`: by the guard's drop, which warns when it came
-    /// right after `init`.
+    /// Shuts every exporter down; `dropped`: by the guard's drop, which may have come right
+    /// after `init` by mistake.
     fn shutdown(self, dropped: bool) {
         let health = Arc::clone(&self.health);
         if dropped && health.spans_ended() == 0 && self.installed_at.elapsed() < DROPPED_AT_ONCE {
-            health.line(
-                "the telemetry guard was dropped right after init, before any span ended, so \
-                 telemetry is off from here on: `let _ = telemetry::init();` drops it at once; \
-                 keep it for the life of the program (`let _telemetry = telemetry::init();`)",
-            );
+            self.drop_watch.dropped_early();
         }
         // The batch processor and the periodic reader export from their own threads and
         // the gRPC transport runs on its own runtime, so this is safe on any thread, async

@@ -10,10 +10,12 @@
 //! - `layer`: eventsource's `tracing` layer ([`OtelLayer`]), also for custom subscribers;
 //! - `console`: finished traces printed as trees ([`ConsoleExporter`]);
 //! - `guard`: the guard [`init`] returns, and the bounded shutdown it runs when dropped;
+//! - `dropped_guard`: the warning for a guard dropped right after `init` while spans go on;
 //! - `export` (with the `otlp` feature): the OTLP exporters and the runtime they run on.
 
 use std::fmt;
 use std::io::{IsTerminal as _, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opentelemetry::InstrumentationScope;
@@ -27,6 +29,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use console::SharedWriter;
+use dropped_guard::{DropWatch, WatchedTracer};
 use export_failures::ExportHealth;
 use guard::Installed;
 use logs::{LineFormat, log_filter, span_filter};
@@ -38,6 +41,7 @@ pub use guard::TelemetryGuard;
 pub use layer::{OtelLayer, layer};
 
 mod console;
+mod dropped_guard;
 #[cfg(feature = "otlp")]
 mod export;
 mod export_failures;
@@ -114,7 +118,8 @@ pub fn instrumentation_scope() -> InstrumentationScope {
 /// Keep the guard alive for the life of the program: dropping it flushes the spans still
 /// buffered and shuts the exporters down, waiting at most the shutdown timeout (2 s by
 /// default). A guard dropped right after `init`, before any span ended (`let _ =
-/// telemetry::init();`), prints a warning saying so.
+/// telemetry::init();`), prints a warning saying so when spans start afterwards, which
+/// nothing exports (a program that simply ends, on an error at its start, gets none).
 ///
 /// Export failures are never silent: the first failure of each cause is one WARN line on the
 /// writer naming the collector's endpoint and the cause (a collector that refuses the TLS
@@ -416,8 +421,10 @@ fn install(
     };
 
     let application = InstrumentationScope::builder(service).build();
-    let otel_layer = layer(tracer_provider.tracer_with_scope(application))
-        .with_library_tracer(tracer_provider.tracer_with_scope(instrumentation_scope()))
+    let drop_watch = DropWatch::new(Arc::clone(&health));
+    let watched = |scope| WatchedTracer::new(tracer_provider.tracer_with_scope(scope), &drop_watch);
+    let otel_layer = layer(watched(application))
+        .with_library_tracer(watched(instrumentation_scope()))
         .with_filter(span_filter(&settings.log_directives));
     let fmt_layer = tracing_subscriber::fmt::layer()
         .event_format(LineFormat)
@@ -449,6 +456,7 @@ fn install(
             meter_provider,
             console,
             health,
+            drop_watch,
             shutdown_timeout: settings.shutdown_timeout,
             installed_at: Instant::now(),
             #[cfg(feature = "otlp")]

@@ -1,8 +1,9 @@
 //! The behaviour every `CheckpointStore` must have: checkpoints per projection, shared by
-//! every handle on the same data (a rebuild moves one back); leases that exclude every
-//! other runner on the same data, one at a time among racing ones, and no runner on other
-//! data; parked events per projection, replaced at the same position, listed by position,
-//! removed one by one.
+//! every handle on the same data, never moved back by a save (a late one, a retry, one
+//! through a lease) but reset back on purpose (a rebuild); leases that exclude every other
+//! runner on the same data, one at a time among racing ones, and no runner on other data;
+//! parked events per projection, replaced at the same position, listed by position, removed
+//! one by one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +20,8 @@ pub enum DroppedLease {
     FreeSoon,
 }
 
-/// Checkpoints per projection (0 before the first save), the latest save wins, seen by
-/// `second`, a handle on the same checkpoints; a rebuild moves one back.
+/// Checkpoints per projection (0 before the first save), the furthest save wins, seen by
+/// `second`, a handle on the same checkpoints; a reset (a rebuild) moves one back.
 pub async fn saves_and_loads_positions(
     first: Arc<dyn CheckpointStore>,
     second: Arc<dyn CheckpointStore>,
@@ -32,12 +33,57 @@ pub async fn saves_and_loads_positions(
     assert_eq!(first.load("orders").await.unwrap(), 42);
     assert_eq!(second.load("orders").await.unwrap(), 42);
     assert_eq!(second.load("invoices").await.unwrap(), 3);
-    // A rebuild moves a checkpoint back.
-    second.save("orders", 0).await.unwrap();
+    // A rebuild resets a checkpoint back.
+    second.reset("orders", 0).await.unwrap();
     assert_eq!(first.load("orders").await.unwrap(), 0);
     assert_eq!(first.load("invoices").await.unwrap(), 3);
-    second.save("invoices", 0).await.unwrap();
+    second.reset("invoices", 0).await.unwrap();
     assert_eq!(first.load("invoices").await.unwrap(), 0);
+    // A reset forward, and onto a projection never saved.
+    first.save("refunds", 3).await.unwrap();
+    first.reset("refunds", 17).await.unwrap();
+    assert_eq!(second.load("refunds").await.unwrap(), 17);
+    first.reset("shipments", 4).await.unwrap();
+    assert_eq!(second.load("shipments").await.unwrap(), 4);
+}
+
+/// A save never moves a checkpoint back, whether it comes late from the same handle (a
+/// background save overtaken by a later one), from another handle (a retry, another
+/// process), or through a lease ([`CheckpointStore::save_leased`]); a reset does, directly
+/// or through a lease ([`CheckpointStore::reset_leased`]), and saves go on from there.
+pub async fn a_save_never_moves_a_checkpoint_back(
+    first: Arc<dyn CheckpointStore>,
+    second: Arc<dyn CheckpointStore>,
+) {
+    first.save("ledger", 40).await.unwrap();
+    first.save("ledger", 12).await.unwrap();
+    assert_eq!(second.load("ledger").await.unwrap(), 40, "a late save");
+    second.save("ledger", 39).await.unwrap();
+    assert_eq!(first.load("ledger").await.unwrap(), 40, "another handle's");
+    second.save("ledger", 40).await.unwrap();
+    assert_eq!(first.load("ledger").await.unwrap(), 40, "the same again");
+
+    let lease = first.try_acquire("ledger").await.unwrap().expect("free");
+    first.save_leased(&*lease, "ledger", 50).await.unwrap();
+    first.save_leased(&*lease, "ledger", 45).await.unwrap();
+    assert_eq!(
+        second.load("ledger").await.unwrap(),
+        50,
+        "a late leased save"
+    );
+    first.reset_leased(&*lease, "ledger", 8).await.unwrap();
+    assert_eq!(second.load("ledger").await.unwrap(), 8, "a leased reset");
+    first.save_leased(&*lease, "ledger", 9).await.unwrap();
+    assert_eq!(
+        second.load("ledger").await.unwrap(),
+        9,
+        "saves go on after it"
+    );
+    lease.release().await;
+
+    second.reset("ledger", 2).await.unwrap();
+    first.save("ledger", 1).await.unwrap();
+    assert_eq!(first.load("ledger").await.unwrap(), 2);
 }
 
 /// A lease excludes every runner on the same checkpoints (`first`, `second`: two handles,

@@ -8,6 +8,7 @@ mod compile_time_switch;
 mod deploy;
 mod example_otlp;
 mod examples;
+mod layers;
 mod seeds;
 
 // Helpers shared by the modules below, declared once.

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message as _};
 use tokio::sync::watch;
 
 use super::KafkaBus;
 use super::error::unavailable;
-use super::group_context::{GroupContext, STATISTICS_INTERVAL_MS};
+use super::group_context::{GroupConsumer, GroupContext, STATISTICS_INTERVAL_MS};
 use super::offsets::{Commits, Partition, ResumePoints};
 use super::protocol::{self, GroupProtocol};
 use super::topology::{GroupTopics, Topics, matches};
@@ -36,9 +36,6 @@ pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// consumer's partitions to the others (`session.timeout.ms`), by default, under the
 /// classic protocol (under the consumer protocol the broker sets it).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A group's consumer, with the context that keeps its view of the group.
-pub(super) type GroupConsumer = StreamConsumer<GroupContext>;
 
 /// The waits before the redeliveries of a failed record, by default: 1 s, 5 s, 30 s (four
 /// deliveries in all, then the dead letters).
@@ -439,7 +436,8 @@ impl ConsumerGroup {
             let record = match record {
                 Ok(record) => record,
                 Err(error @ KafkaError::MessageConsumptionFatal(_)) => {
-                    break Err(self.failed_for_good(&consumer, protocol, error));
+                    let fatal = consumer.client().fatal_error();
+                    break Err(self.failed_for_good(fatal, protocol, error));
                 }
                 Err(error) => {
                     log_warn!(group = &*self.name, error = %Chain(&error), "kafka consumer error");

@@ -17,6 +17,9 @@ use super::protocol::GroupProtocol;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
 
+/// A group's consumer, with the context that keeps its view of the group.
+pub(super) type GroupConsumer = rdkafka::consumer::StreamConsumer<GroupContext>;
+
 /// How often librdkafka reports a consumer's statistics (its view of the group), in ms.
 pub(super) const STATISTICS_INTERVAL_MS: &str = "5000";
 

@@ -93,6 +93,7 @@ mod dead_letters;
 mod error;
 mod group_context;
 mod host_name;
+mod joining;
 mod lag;
 mod offsets;
 mod producer;

@@ -21,7 +21,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-use super::consumer::GroupConsumer;
+use super::group_context::GroupConsumer;
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
 

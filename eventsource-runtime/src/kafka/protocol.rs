@@ -7,13 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::Consumer as _;
-use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::consumer::{ConsumerGroup, GroupConsumer};
-use super::error::{ConsumerFailed, ProtocolRefused};
-use crate::bus::BusError;
 use crate::telemetry::otel::log::log_warn;
 
 /// How a [`ConsumerGroup`](super::ConsumerGroup) joins its group on the broker: what its
@@ -99,7 +94,7 @@ impl fmt::Display for GroupProtocol {
 
 /// The settings of the classic protocol that librdkafka refuses under the consumer
 /// protocol, each with what takes its place there.
-const CLASSIC_ONLY: [(&str, &str); 4] = [
+pub(super) const CLASSIC_ONLY: [(&str, &str); 4] = [
     (
         "session.timeout.ms",
         "the broker's `group.consumer.session.timeout.ms`, or the group's own \
@@ -218,55 +213,6 @@ pub(super) fn refused_by_broker(code: RDKafkaErrorCode) -> bool {
         code,
         RDKafkaErrorCode::UnsupportedVersion | RDKafkaErrorCode::UnsupportedFeature
     )
-}
-
-impl ConsumerGroup {
-    /// Says once, in a WARN line, which settings the group's consumer left out because
-    /// `protocol` does not take them, and what applies instead.
-    pub(super) fn tell_left_out(&self, protocol: GroupProtocol, left_out: &[LeftOut]) {
-        let mut lines: Vec<String> = left_out
-            .iter()
-            .map(|left| format!("`{}` (instead: {})", left.key, left.instead))
-            .collect();
-        if protocol == GroupProtocol::Consumer && self.session_timeout.is_some() {
-            lines.push(format!(
-                "`session_timeout` (instead: {})",
-                CLASSIC_ONLY[0].1
-            ));
-        }
-        if lines.is_empty() || self.told_left_out.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        log_warn!(
-            group = &*self.name,
-            protocol = protocol.as_str(),
-            left_out = lines.join("; "),
-            "settings of the classic group protocol left out: the group joins with the consumer \
-             protocol (KIP-848), where the broker assigns partitions and tells who is alive"
-        );
-    }
-
-    /// The error that ends a session whose consumer librdkafka gave up on (`error`, a fatal
-    /// one): under the consumer protocol a broker that does not speak it makes the group
-    /// join with the classic protocol from the next session on.
-    pub(super) fn failed_for_good(
-        &self,
-        consumer: &GroupConsumer,
-        protocol: GroupProtocol,
-        error: KafkaError,
-    ) -> BusError {
-        let (code, reason) = consumer.client().fatal_error().unwrap_or_else(|| {
-            let code = error
-                .rdkafka_error_code()
-                .unwrap_or(RDKafkaErrorCode::Fatal);
-            (code, error.to_string())
-        });
-        if protocol == GroupProtocol::Consumer && refused_by_broker(code) {
-            self.fallen_back.store(true, Ordering::Relaxed);
-            return BusError::unavailable(ProtocolRefused { reason });
-        }
-        BusError::unavailable(ConsumerFailed { reason })
-    }
 }
 
 #[cfg(test)]

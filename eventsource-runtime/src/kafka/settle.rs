@@ -8,8 +8,9 @@ use std::sync::Arc;
 use rdkafka::message::{BorrowedMessage, Message as _};
 
 use super::codec;
-use super::consumer::{ConsumerGroup, GroupConsumer};
+use super::consumer::ConsumerGroup;
 use super::error::unavailable;
+use super::group_context::GroupConsumer;
 use super::offsets::{Partition, ResumePoints};
 use crate::bus::instrument::{Skipped, skipped as skipped_message};
 use crate::bus::wire::{self, DeliveryState, Settle};

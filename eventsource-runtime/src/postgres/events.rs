@@ -8,11 +8,11 @@ use futures_util::TryStreamExt as _;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{PgExecutor, Row};
 
-use super::batches::StreamedReader;
-use super::pages::StreamedPages;
+use super::log_reader::PostgresLogReader;
 use super::rows::{Batch, decode, decode_of, is_version_taken};
 use super::schema::{InvalidSchemaName, check_schema, migrate};
 use super::statements::Statements;
+use super::stream_reader::PostgresStreamReader;
 use super::{
     DEFAULT_SCHEMA, EVENTS_TABLE, PostgresCheckpointStore, PostgresProcessedMessages,
     PostgresSnapshotStore, listen, namespace_of, open_pool, store_telemetry, to_i64, unavailable,
@@ -437,7 +437,7 @@ impl Backend for PostgresEventStore {
         if self.known_mark.load(Ordering::Acquire) == 0 {
             // This store's first read: the mark first (no table read), so that a reader far
             // behind reads only the positions it needs, as below; the function would read
-            // every row up to the mark on a table without statistics (`batches::range_end`).
+            // every row up to the mark on a table without statistics (`window::range_end`).
             self.learn_mark().await;
         }
         let known_mark = self.known_mark.load(Ordering::Acquire);
@@ -447,7 +447,7 @@ impl Backend for PostgresEventStore {
             .is_some_and(|end| end <= known_mark);
         if below_known {
             // A reader catching up: no new mark, no function call, a plain keyset read of
-            // the positions it needs (`batches::range_end`), then of the rest below the mark
+            // the positions it needs (`window::range_end`), then of the rest below the mark
             // when some were missing.
             let read_below = |from: u64, until: u64, limit: usize| {
                 sqlx::query(&self.sql.read_below)
@@ -456,7 +456,7 @@ impl Backend for PostgresEventStore {
                     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                     .fetch_all(&self.pool)
             };
-            let until = super::batches::range_end(from_position, limit, known_mark);
+            let until = super::window::range_end(from_position, limit, known_mark);
             let mut rows = read_below(from_position, until, limit)
                 .await
                 .map_err(unavailable)?;
@@ -533,7 +533,7 @@ impl Backend for PostgresEventStore {
         from_version: u64,
         page_size: usize,
     ) -> Option<Box<dyn StreamReader + '_>> {
-        let pages = StreamedPages::new(self, stream, from_version, page_size);
+        let pages = PostgresStreamReader::new(self, stream, from_version, page_size);
         Some(Box::new(pages))
     }
 
@@ -542,7 +542,7 @@ impl Backend for PostgresEventStore {
         from_position: u64,
         batch_size: usize,
     ) -> Option<Box<dyn LogReader + '_>> {
-        Some(Box::new(StreamedReader::new(
+        Some(Box::new(PostgresLogReader::new(
             self,
             from_position,
             batch_size,

@@ -10,8 +10,9 @@
 //!   handled (`processed`), and [`TransactionalIdempotent`], a handler writing in the
 //!   transaction that records its message (`transactional`);
 //! - the schema and its migration (`schema`), the statements run on it (`statements`), the
-//!   rows' encoding and decoding (`rows`), the streamed reads of a reader catching up
-//!   (`batches`) and of a long stream's pages (`pages`).
+//!   rows' encoding and decoding (`rows`), and the two readers, each reading windows of
+//!   rows from one query (`window`): the log's batches for a reader catching up
+//!   (`log_reader`) and a long stream's pages (`stream_reader`).
 //!
 //! # Schema
 //!
@@ -127,21 +128,22 @@
 //! # Ok(()) }
 //! ```
 
-mod batches;
 mod checkpoints;
 mod connect;
 mod events;
 mod fenced;
 mod lease;
 mod listen;
-mod pages;
+mod log_reader;
 mod processed;
 mod rows;
 mod schema;
 mod segments;
 mod snapshots;
 mod statements;
+mod stream_reader;
 mod transactional;
+mod window;
 
 use std::time::Duration;
 

@@ -4,20 +4,30 @@
 //! the `eventsource.projection.events_parked` and `eventsource.projection.lease_lost`
 //! counters.
 
+use std::future::Future;
 use std::time::Duration;
 
-use super::runner::RunnerError;
-use super::segments::Fence;
 use super::{Projection, ProjectionError};
 use crate::event::upcast::UpcastError;
 use crate::event::upcast::instrument::UpcastTally;
 use crate::event::{EventEnvelope, StreamId};
-use crate::store::StoreError;
+use crate::store::{Segment, StoreError};
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::log_error;
 use crate::telemetry::otel::{self, Span, SpanStart, metrics};
 use crate::telemetry::toggles;
 use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
+
+tokio::task_local! {
+    /// The segment a [`SegmentedRunner`](super::SegmentedRunner)'s task handles, which its
+    /// projection spans name (`eventsource.projection.segment`).
+    static SEGMENT: Segment;
+}
+
+/// Runs `work` with the projection spans it starts marked as `segment`'s.
+pub(super) async fn in_segment<F: Future>(segment: Segment, work: F) -> F::Output {
+    SEGMENT.scope(segment, work).await
+}
 
 /// The span of `projection` handling `event`, and its lag recorded.
 ///
@@ -96,7 +106,7 @@ fn start(projection: &dyn Projection) -> SpanStart<'_> {
         .str(attr::PROJECTION_NAME, projection_name)
         .static_str(attr::CQRS_SIDE, attr::SIDE_PROJECTION);
     // Looked up only for a span that is recorded: projection spans are off by default.
-    if enabled && let Some(segment) = Fence::current_segment() {
+    if enabled && let Ok(segment) = SEGMENT.try_with(|segment| *segment) {
         span.attr(attr::PROJECTION_SEGMENT, Attr::Display(&segment));
     }
     span
@@ -196,12 +206,9 @@ pub(super) fn stopping(
     span.start()
 }
 
-/// The stop span's status ERROR with one exception: the runner's `error`.
-pub(super) fn stopped(span: &Span, error: &RunnerError) {
-    let kind = match error {
-        RunnerError::UpcastFailed { .. } => "RunnerError::UpcastFailed",
-        _ => "RunnerError::UnreadableEvent",
-    };
+/// The stop span's status ERROR with one exception: the runner's `error`, of the type
+/// `kind` names.
+pub(super) fn stopped(span: &Span, kind: &'static str, error: &(dyn std::error::Error + 'static)) {
     span.record_error(kind, &Chain(error));
 }
 

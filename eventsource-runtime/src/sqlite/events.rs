@@ -3,20 +3,18 @@
 
 use std::sync::Arc;
 
-use futures_util::TryStreamExt as _;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::{Mutex, watch};
-use uuid::Uuid;
 
 use super::append::insert_rows;
-use super::batches::PagedReader;
+use super::log_reader::SqliteLogReader;
+use super::rows::read_rows;
 use super::{
     EVENTS_TABLE, SYSTEM, SqliteCheckpointStore, SqliteProcessedMessages, SqliteSnapshotStore,
-    detached, migrate, open_pool, parse_timestamp, to_i64, unavailable,
+    detached, migrate, open_pool, to_i64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql::row::{Cells, Column, Columns, EVENT_ID, StoredRow, readable_prefix};
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, metadata_json};
 use crate::store::settings::telemetry_builders;
 use crate::store::{
@@ -39,9 +37,6 @@ const LOAD: &str = "SELECT position, stream_type, stream_id, version, event_id, 
 const LOAD_PAGE: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
      schema_version, timestamp, payload, metadata FROM events \
      WHERE stream_type = ?1 AND stream_id = ?2 AND version >= ?3 ORDER BY version LIMIT ?4";
-pub(super) const READ_ALL: &str = "SELECT position, stream_type, stream_id, version, event_id, event_type, \
-     schema_version, timestamp, payload, metadata FROM events \
-     WHERE position >= ?1 ORDER BY position LIMIT ?2";
 /// Through the index of schema version 5 (`events_correlation_id`).
 const BY_CORRELATION: &str = "SELECT position, stream_type, stream_id, version, event_id, \
      event_type, schema_version, timestamp, payload, metadata FROM events \
@@ -215,56 +210,6 @@ async fn current_version(
     Ok(u64::try_from(version).unwrap_or(0))
 }
 
-/// SQLite's own columns of the store's `SELECT`s (`LOAD`, `READ_ALL`), after the shared ones.
-pub(super) const TIMESTAMP: Column = Column(7, "timestamp");
-pub(super) const PAYLOAD: Column = Column(8, "payload");
-pub(super) const METADATA: Column = Column(9, "metadata");
-/// How many columns the `SELECT`s read.
-pub(super) const COLUMNS: usize = 10;
-
-/// Reads one stored event; anything unreadable is [`StoreError::Corrupt`], never a panic.
-/// Payload and metadata are plain text here: checked once.
-fn decode(row: &SqliteRow) -> Result<EventEnvelope, StoreError> {
-    decode_of(row, None)
-}
-
-/// [`decode`] of a row of the stream `known` (a load's), sharing its id. (Any [`Cells`]: the
-/// fuzz targets give it values of their own.)
-pub(crate) fn decode_of<'r>(
-    row: impl Cells<'r>,
-    known: Option<&StreamId>,
-) -> Result<EventEnvelope, StoreError> {
-    StoredRow::new(row, Columns::Untyped, known).envelope([PAYLOAD, METADATA], |stored| {
-        let event_id = stored.text(EVENT_ID)?;
-        let event_id = Uuid::parse_str(event_id).map_err(|e| stored.corrupt(EVENT_ID.1, &e))?;
-        let timestamp = stored.text(TIMESTAMP)?;
-        let timestamp = parse_timestamp(timestamp).map_err(|e| stored.corrupt(TIMESTAMP.1, &e))?;
-        Ok((event_id, timestamp))
-    })
-}
-
-/// A query with its parameters bound.
-type Bound = sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments<'static>>;
-
-/// Runs `query` and decodes every row as it arrives, so that the rows are never held all
-/// at once beside their events (`load`: any unreadable row is the error). The rows of
-/// `known` (a load's stream) share its id.
-async fn read_rows(pool: SqlitePool, query: Bound, known: Option<StreamId>) -> Events {
-    let mut rows = query.fetch(&pool);
-    let mut events = Vec::new();
-    while let Some(row) = rows.try_next().await.map_err(unavailable)? {
-        events.push(decode_of(&row, known.as_ref())?);
-    }
-    Ok(events)
-}
-
-/// Runs `query` (`limit` rows at most) and decodes the rows up to the first unreadable one
-/// (`read_all`).
-pub(super) async fn read_readable(pool: SqlitePool, query: Bound, limit: usize) -> ReadAll {
-    let rows = query.fetch_all(&pool).await.map_err(unavailable)?;
-    readable_prefix(rows.iter().map(decode), limit)
-}
-
 async fn version_of(pool: SqlitePool, stream: StreamId) -> Result<u64, StoreError> {
     let version: i64 = sqlx::query_scalar(SELECT_VERSION)
         .bind(stream.aggregate_type())
@@ -284,7 +229,7 @@ impl Backend for SqliteEventStore {
         match operation {
             "append" => Some(APPEND_QUERY_TEXT),
             "load" => Some(LOAD),
-            "read_all" => Some(super::page::READ_ALL_AS_PAGE),
+            "read_all" => Some(super::log_page::READ_ALL_AS_PAGE),
             "events_by_correlation" => Some(BY_CORRELATION),
             _ => None,
         }
@@ -317,7 +262,7 @@ impl Backend for SqliteEventStore {
     }
 
     async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
-        detached(super::page::read_page(
+        detached(super::log_page::read_page(
             self.pool.clone(),
             from_position,
             limit,
@@ -330,7 +275,11 @@ impl Backend for SqliteEventStore {
         from_position: u64,
         batch_size: usize,
     ) -> Option<Box<dyn LogReader + '_>> {
-        Some(Box::new(PagedReader::new(self, from_position, batch_size)))
+        Some(Box::new(SqliteLogReader::new(
+            self,
+            from_position,
+            batch_size,
+        )))
     }
 
     async fn correlated_events(&self, correlation_id: &str) -> Events {

@@ -3,7 +3,9 @@
 //! [sqlx](https://docs.rs/sqlx) with runtime queries (re-exported as
 //! `eventsource_runtime::sqlx`):
 //!
-//! - [`SqliteEventStore`] (`events`);
+//! - [`SqliteEventStore`] (`events`), its rows read back (`rows`), and its
+//!   [`LogReader`](crate::store::LogReader) for a reader catching up (`log_reader`), which
+//!   has SQLite write each page of the log as one text (`log_page`);
 //! - [`SqliteSnapshotStore`] (`snapshots`);
 //! - [`SqliteCheckpointStore`] and its in-process [`SqliteLease`] (`checkpoints`);
 //! - [`SqliteProcessedMessages`], the messages [idempotent handlers](crate::bus::Idempotent)
@@ -62,11 +64,12 @@
 //! ```
 
 mod append;
-mod batches;
 mod checkpoints;
 mod events;
-mod page;
+mod log_page;
+mod log_reader;
 mod processed;
+mod rows;
 mod snapshots;
 
 use std::future::Future;
@@ -83,10 +86,10 @@ use crate::store::StoreError;
 pub use checkpoints::{SqliteCheckpointStore, SqliteLease};
 pub use events::SqliteEventStore;
 #[cfg(feature = "fuzzing")]
-pub(crate) use events::decode_of as decode_row;
-#[cfg(feature = "fuzzing")]
-pub(crate) use page::decode_page;
+pub(crate) use log_page::decode_page;
 pub use processed::SqliteProcessedMessages;
+#[cfg(feature = "fuzzing")]
+pub(crate) use rows::decode_of as decode_row;
 pub use snapshots::SqliteSnapshotStore;
 
 /// The schema of the SQLite stores (tables `events`, `snapshots`, `checkpoints`), version

@@ -10,6 +10,12 @@
 //! databases' modules (`eventsource_runtime::sqlite`, `eventsource_runtime::postgres`).
 //! [`instrument`] gives any store the contract's spans, [`StoreTelemetry`] holds its
 //! telemetry settings.
+//!
+//! Two readers, one word each: the global *log* is read in *batches* by a [`LogReader`]
+//! ([`EventStore::read_all_batches`]), one aggregate's *stream* in *pages* by a
+//! [`StreamReader`] ([`EventStore::load_pages`]). A store with faster readers of its own
+//! keeps them in `log_reader.rs` and `stream_reader.rs` of its module, as the PostgreSQL
+//! and SQLite stores do.
 
 pub(crate) mod at_once;
 pub(crate) mod backend;
@@ -241,7 +247,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// way.
     ///
     /// The provided method calls [`load_page`](Self::load_page) for each page
-    /// ([`LoadStreamReader`]); the PostgreSQL store streams the pages from one query, so
+    /// ([`LoadStreamReader`]); the PostgreSQL store reads the pages from one query, so
     /// the next page's rows arrive while the last one is applied.
     ///
     /// ```
@@ -421,7 +427,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// [projection runner](crate::projection::runner) catching up.
     ///
     /// This default reads each batch with [`read_all`](Self::read_all)
-    /// ([`ReadAllLogReader`]). The PostgreSQL store streams the batches from one query below
+    /// ([`ReadAllLogReader`]). The PostgreSQL store reads the batches from one query below
     /// its high-water mark instead, saving a query per batch; its reader holds a connection
     /// of the store's pool while it lives. The SQLite store has the next batch's page
     /// written while the batch before is decoded (two pages ahead at most, each on a pool

@@ -233,7 +233,11 @@ impl<P: Projection> ProjectionRunner<P> {
             ),
         };
         let error = error.stop(name, position);
-        instrument::stopped(&span, &error);
+        let kind = match error {
+            RunnerError::UpcastFailed { .. } => "RunnerError::UpcastFailed",
+            _ => "RunnerError::UnreadableEvent",
+        };
+        instrument::stopped(&span, kind, &error);
         log_stopped(&error);
         error.into()
     }

@@ -113,11 +113,6 @@ impl Fence {
         FENCE.try_with(Clone::clone).ok()
     }
 
-    /// The segment whose handler is running in this task, without copying the fence.
-    pub(crate) fn current_segment() -> Option<crate::store::Segment> {
-        FENCE.try_with(|fence| fence.claim.segment).ok()
-    }
-
     /// The projection's name.
     #[must_use]
     pub fn projection(&self) -> &str {
@@ -159,9 +154,11 @@ impl Fence {
         }
     }
 
-    /// Runs `work` with this fence as [`current`](Self::current).
+    /// Runs `work` with this fence as [`current`](Self::current), its projection spans
+    /// naming the segment.
     pub(super) async fn scope<F: Future>(self, work: F) -> F::Output {
-        FENCE.scope(self, work).await
+        let segment = self.claim.segment;
+        crate::projection::instrument::in_segment(segment, FENCE.scope(self, work)).await
     }
 }
 

@@ -1,28 +1,23 @@
-//! The PostgreSQL store's [`LogReader`]: a reader catching up streams its batches from one
+//! The PostgreSQL store's [`LogReader`]: a reader catching up reads its batches from one
 //! query below the store's known high-water mark, a window of batches at a time, instead of
 //! sending one query per batch. Past the mark it reads as `read_all` does.
 
-use std::pin::Pin;
-
-use futures_util::{Stream, TryStreamExt as _};
-use sqlx::postgres::{PgPool, PgRow};
+use futures_util::TryStreamExt as _;
 
 use super::rows::decode;
+use super::window::{Rows, has_spare_connection, range_end};
 use super::{PostgresEventStore, to_i64, unavailable};
 use crate::event::EventEnvelope;
 use crate::store::backend::{Backend as _, ReadAll, read_all_traced};
 use crate::store::{BatchEnd, LogReader, ReadBatch, StoreError};
 
-/// How many batches one streamed query reads at most: enough that its own cost (about one
+/// How many batches one windowed query reads at most: enough that its own cost (about one
 /// page's) is spread thin, few enough that a reader dropped in the middle of one leaves
 /// little for its connection to drain (sqlx reads the rest when the connection is next used).
 const WINDOW_BATCHES: usize = 16;
 
-/// The rows of a streamed query, decoded as they arrive.
-pub(super) type Rows<'a> = Pin<Box<dyn Stream<Item = Result<PgRow, sqlx::Error>> + Send + 'a>>;
-
 /// See the [module](self).
-pub(super) struct StreamedReader<'a> {
+pub(super) struct PostgresLogReader<'a> {
     store: &'a PostgresEventStore,
     /// Where the next batch starts.
     next: u64,
@@ -31,7 +26,7 @@ pub(super) struct StreamedReader<'a> {
     rows: Option<Rows<'a>>,
 }
 
-/// How pulling rows from a streamed query ended.
+/// How pulling rows from a windowed query ended.
 enum Pulled {
     /// The batch is full; the query may have more.
     Full,
@@ -43,7 +38,7 @@ enum Pulled {
     Failed(StoreError),
 }
 
-impl<'a> StreamedReader<'a> {
+impl<'a> PostgresLogReader<'a> {
     pub(super) fn new(
         store: &'a PostgresEventStore,
         from_position: u64,
@@ -78,7 +73,7 @@ impl<'a> StreamedReader<'a> {
         true
     }
 
-    /// The next batch: from streamed queries while the known mark is ahead, the rest as
+    /// The next batch: from windowed queries while the known mark is ahead, the rest as
     /// `read_all` reads it.
     async fn read(&mut self) -> ReadAll {
         let limit = self.batch_size;
@@ -116,27 +111,6 @@ impl<'a> StreamedReader<'a> {
         let rest = self.store.read_events(from, limit - events.len()).await;
         joined(events, rest, limit)
     }
-}
-
-/// Where a read of `count` events from `from` stops, below `mark`: the positions it needs if
-/// none is missing, and no further. PostgreSQL has no statistics of a table filled since it
-/// was last analyzed (a new log, a bulk load: until autovacuum comes by); it then takes a
-/// range for 0.5% of the table, reads every row of it (a bitmap scan) and sorts them for the
-/// first few executions of each connection. Bounded at the mark, each of those read the rest
-/// of the log: a first catch-up paid a second per 100,000 events. Bounded so, it reads what
-/// it returns. A range that falls short (positions missing: an aborted append) is followed
-/// by the next.
-pub(super) fn range_end(from: u64, count: usize, mark: u64) -> u64 {
-    let count = u64::try_from(count).unwrap_or(u64::MAX);
-    from.saturating_add(count).min(mark)
-}
-
-/// Whether `pool` has a connection to spare beside the one a streamed query would take:
-/// two free (idle, or not yet opened) at least.
-pub(super) fn has_spare_connection(pool: &PgPool) -> bool {
-    let max = usize::try_from(pool.options().get_max_connections()).unwrap_or(usize::MAX);
-    let free = max.saturating_sub(pool.size() as usize) + pool.num_idle();
-    free >= 2
 }
 
 /// The position after the last of `events`, or `next` while there is none.
@@ -189,7 +163,7 @@ fn joined(mut events: Vec<EventEnvelope>, rest: ReadAll, limit: usize) -> ReadAl
 }
 
 #[async_trait::async_trait]
-impl LogReader for StreamedReader<'_> {
+impl LogReader for PostgresLogReader<'_> {
     async fn next_batch(&mut self) -> Result<ReadBatch, StoreError> {
         let (store, from, limit) = (self.store, self.next, self.batch_size);
         let batch = read_all_traced(store, from, limit, self.read()).await;

@@ -27,7 +27,7 @@
 
 use sqlx::sqlite::SqlitePool;
 
-use super::events::{COLUMNS, METADATA, PAYLOAD, TIMESTAMP, decode_of, read_readable};
+use super::rows::{COLUMNS, METADATA, PAYLOAD, READ_ALL, TIMESTAMP, decode_of, read_readable};
 use super::{to_i64, unavailable};
 use crate::event::EventEnvelope;
 use crate::sql::row::{
@@ -128,7 +128,7 @@ pub(super) async fn read_written(
         ) => {}
         Err(error) => return Err(unavailable(error)),
     }
-    let query = sqlx::query(super::events::READ_ALL)
+    let query = sqlx::query(READ_ALL)
         .bind(to_i64(from_position))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX));
     read_readable(pool, query, limit).await
@@ -300,7 +300,7 @@ mod tests {
 
     /// What the row-by-row read gives.
     async fn by_rows(store: &SqliteEventStore) -> ReadAll {
-        let query = sqlx::query(crate::sqlite::events::READ_ALL)
+        let query = sqlx::query(crate::sqlite::rows::READ_ALL)
             .bind(0_i64)
             .bind(100_i64);
         read_readable(store.pool().clone(), query, 100).await

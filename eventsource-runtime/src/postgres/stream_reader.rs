@@ -1,24 +1,24 @@
-//! The PostgreSQL store's [`StreamReader`]: a stream's pages streamed from one query, a window
+//! The PostgreSQL store's [`StreamReader`]: a stream's pages read from one query, a window
 //! of pages at a time, instead of one query per page. The rows of the next page arrive
 //! while the caller applies the last one, and no page waits for a query of its own.
 
 use futures_util::TryStreamExt as _;
 
-use super::batches::{Rows, has_spare_connection};
 use super::rows::decode_of;
+use super::window::{Rows, has_spare_connection};
 use super::{PostgresEventStore, to_i64, unavailable};
 use crate::event::{EventEnvelope, StreamId};
 use crate::store::backend::{Backend, Events, check_stream_unless_backend_does, operation};
 use crate::store::stream_reader::page_after;
 use crate::store::{StoreError, StreamReader, instrument};
 
-/// How many pages one streamed query reads at most, as for batches: its own cost is spread
+/// How many pages one windowed query reads at most, as for batches: its own cost is spread
 /// thin, and a reader dropped in the middle of one leaves little for its connection to
 /// drain.
 const WINDOW_PAGES: usize = 16;
 
 /// See the [module](self).
-pub(super) struct StreamedPages<'a> {
+pub(super) struct PostgresStreamReader<'a> {
     store: &'a PostgresEventStore,
     stream: StreamId,
     /// Where the next page starts; `None` once the stream's end was read.
@@ -30,7 +30,7 @@ pub(super) struct StreamedPages<'a> {
     window_left: usize,
 }
 
-impl<'a> StreamedPages<'a> {
+impl<'a> PostgresStreamReader<'a> {
     pub(super) fn new(
         store: &'a PostgresEventStore,
         stream: &StreamId,
@@ -66,7 +66,7 @@ impl<'a> StreamedPages<'a> {
         true
     }
 
-    /// The page from version `from` on: from streamed queries while the pool has a
+    /// The page from version `from` on: from windowed queries while the pool has a
     /// connection to spare, else as `load_page` reads it.
     async fn read(&mut self, from: u64) -> Events {
         check_stream_unless_backend_does::<PostgresEventStore>(&self.stream)?;
@@ -118,7 +118,7 @@ impl<'a> StreamedPages<'a> {
 }
 
 #[async_trait::async_trait]
-impl StreamReader for StreamedPages<'_> {
+impl StreamReader for PostgresStreamReader<'_> {
     async fn next_page(&mut self) -> Result<Vec<EventEnvelope>, StoreError> {
         let Some(from) = self.next else {
             return Ok(Vec::new());

@@ -2,7 +2,7 @@
 //! while the page before it is decoded.
 //!
 //! A page is read in two steps, one after the other: SQLite writes it (on sqlx's worker
-//! thread), then it is decoded (`page.rs`). Read one `read_all` at a time, the two steps of
+//! thread), then it is decoded (`log_page.rs`). Read one `read_all` at a time, the two steps of
 //! each page follow those of the page before; here a task has SQLite write the pages one
 //! after the other, starting each as soon as the one before is written, and each page is
 //! decoded by a task of its own meanwhile. One page waits written or decoded at most, so a
@@ -13,13 +13,13 @@
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::page::{read_written, write_page};
+use super::log_page::{read_written, write_page};
 use super::{SqliteEventStore, joined};
 use crate::store::backend::{ReadAll, read_all_traced};
 use crate::store::{LogReader, ReadBatch, StoreError};
 
 /// See the [module](self).
-pub(super) struct PagedReader<'a> {
+pub(super) struct SqliteLogReader<'a> {
     store: &'a SqliteEventStore,
     /// Where the next batch starts.
     next: u64,
@@ -66,7 +66,7 @@ impl Ahead {
     }
 }
 
-impl<'a> PagedReader<'a> {
+impl<'a> SqliteLogReader<'a> {
     pub(super) fn new(store: &'a SqliteEventStore, from_position: u64, batch_size: usize) -> Self {
         Self {
             store,
@@ -102,7 +102,7 @@ impl<'a> PagedReader<'a> {
 }
 
 #[async_trait::async_trait]
-impl LogReader for PagedReader<'_> {
+impl LogReader for SqliteLogReader<'_> {
     async fn next_batch(&mut self) -> Result<ReadBatch, StoreError> {
         let (store, from, limit) = (self.store, self.next, self.batch_size);
         let batch = read_all_traced(store, from, limit, self.read()).await;

@@ -15,7 +15,10 @@
 //!   processed messages, its schema and SQL (uses `store`, `snapshot`, `projection`, `bus`,
 //!   `event`, `telemetry`);
 //! - `rabbitmq`, `kafka` and `nats` (features of those names): the event bus over each
-//!   broker: publisher, consumer groups, retries, dead letters, lag (uses `bus`, `health`,
+//!   broker: publisher, consumer groups, retries, dead letters, lag (uses `adapter`, `bus`,
+//!   `health`, `event`, `telemetry`);
+//! - `adapter` (with any broker's feature): what the broker adapters are built from: TLS,
+//!   publishing, reconnection, a group's health and stall watch (uses `bus`, `health`,
 //!   `event`, `telemetry`);
 //! - `testing` (feature `testing`): given/when/then for aggregates, span and metric capture,
 //!   the conformance suites of stores and brokers (uses `command`, `relay`, `bus`,
@@ -31,7 +34,7 @@
 //!   metrics (uses `telemetry`);
 //! - [`bus`]: [`EventBus`](bus::EventBus), [`EventHandler`](bus::EventHandler), the
 //!   [`InMemoryEventBus`](bus::InMemoryEventBus), the [`Dispatcher`](bus::Dispatcher) any
-//!   transport consumes through, the wire format and what the brokers share (uses `health`,
+//!   transport consumes through, and the wire format every broker speaks (uses `health`,
 //!   `lineage`, `store`, `event`, `telemetry`);
 //! - [`projection`](mod@projection): [`Projection`](projection::Projection), in-process
 //!   delivery, and the checkpointed [`ProjectionRunner`](projection::runner::ProjectionRunner)
@@ -114,6 +117,12 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "broker")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats")))
+)]
+pub mod adapter;
 pub mod aggregate;
 pub mod bus;
 pub mod command;

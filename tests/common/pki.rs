@@ -10,7 +10,8 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use eventsource_runtime::bus::{BrokerUnreachable, BusError, TlsFailure, UnavailableReason};
+use eventsource_runtime::adapter::TlsFailure;
+use eventsource_runtime::bus::{BrokerUnreachable, BusError, UnavailableReason};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };

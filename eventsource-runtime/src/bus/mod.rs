@@ -56,22 +56,12 @@
 //! # });
 //! ```
 
-#[cfg(feature = "broker")]
-pub(crate) mod broker;
 mod dead_letter;
 mod dispatcher;
-#[cfg(feature = "broker")]
-pub(crate) mod group_health;
 mod handler;
 mod idempotent;
 pub mod instrument;
 mod memory;
-#[cfg(feature = "broker")]
-pub(crate) mod publish;
-#[cfg(feature = "broker")]
-pub(crate) mod reconnect;
-#[cfg(feature = "broker")]
-pub(crate) mod tls;
 pub mod wire;
 
 use std::sync::Arc;
@@ -89,10 +79,6 @@ pub(crate) use dead_letter::dead_lettered;
 pub use dead_letter::{DeadLetter, DeadLetterEntry, UndecodableLetter};
 pub use dispatcher::Dispatcher;
 pub(crate) use dispatcher::dispatcher_methods;
-#[cfg(feature = "broker")]
-pub(crate) use dispatcher::group_methods;
-#[cfg(feature = "broker")]
-pub use group_health::{DEFAULT_STALL_AFTER, GroupStalled};
 pub use handler::{
     EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, UnknownHandler, handler_fn,
 };
@@ -105,8 +91,6 @@ pub use idempotent::{
     IdempotencyError, Idempotent, InMemoryProcessedMessages, MessageClaim, ProcessedMessages,
 };
 pub use memory::{DEFAULT_MAX_DELIVERIES, InMemoryEventBus};
-#[cfg(feature = "broker")]
-pub use tls::{BrokerTls, TlsFailure};
 
 /// The destination an [`InMemoryEventBus`] publishes to unless told otherwise.
 pub const DEFAULT_DESTINATION: &str = "events";
@@ -260,7 +244,7 @@ pub enum UnavailableReason {
     AuthenticationFailed,
     /// The TLS connection failed (`TLS connection failed at host:port`): an untrusted certificate, a host-name mismatch, a client
     /// certificate wanted or refused, a plain connection to a TLS-only server; the
-    /// [`BrokerUnreachable`]'s source is then a `bus::TlsFailure` saying which, when the adapter
+    /// [`BrokerUnreachable`]'s source is then a `adapter::TlsFailure` saying which, when the adapter
     /// could tell (with a broker adapter's feature).
     Tls,
     /// The broker did not answer in time.

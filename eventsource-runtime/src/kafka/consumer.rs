@@ -20,9 +20,9 @@ use super::group_context::{GroupConsumer, GroupContext, STATISTICS_INTERVAL_MS};
 use super::offsets::{Commits, Partition, ResumePoints};
 use super::protocol::{self, GroupProtocol};
 use super::topology::{GroupTopics, Topics, matches};
-use crate::bus::broker;
-use crate::bus::group_health::GroupHealth;
-use crate::bus::reconnect::{Sessions, reconnecting};
+use crate::adapter::group_health::GroupHealth;
+use crate::adapter::reconnect::{Sessions, reconnecting};
+use crate::adapter::settings as broker;
 use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::{log_info, log_warn};
@@ -124,7 +124,7 @@ impl ConsumerGroup {
         }
     }
 
-    crate::bus::group_methods! {
+    crate::adapter::group_methods! {
         "record", delays: delays;
         /// Builder: the events the group wants, as a topic-exchange pattern over
         /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Records of other

@@ -17,7 +17,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::watch;
 
-use crate::bus::{BrokerUnreachable, TlsFailure, UnavailableReason};
+use crate::adapter::TlsFailure;
+use crate::bus::{BrokerUnreachable, UnavailableReason};
 
 /// What librdkafka says of a connection the other end refused.
 const REFUSED: &str = "Connection refused";

@@ -4,7 +4,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use uuid::Uuid;
 
-use crate::bus::{BrokerUnreachable, BusError, TlsFailure, UnavailableReason};
+use crate::adapter::TlsFailure;
+use crate::bus::{BrokerUnreachable, BusError, UnavailableReason};
 
 /// The broker (or the connection to it) failed.
 pub(super) fn unavailable(error: KafkaError) -> BusError {

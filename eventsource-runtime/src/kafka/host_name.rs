@@ -23,7 +23,8 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 use tokio::sync::oneshot;
 
 use super::KafkaBus;
-use crate::bus::{BrokerUnreachable, BusError, TlsFailure};
+use crate::adapter::TlsFailure;
+use crate::bus::{BrokerUnreachable, BusError};
 
 /// How long the second handshake may take (the broker answered the first one).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);

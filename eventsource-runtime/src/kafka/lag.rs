@@ -11,8 +11,8 @@ use super::error::unavailable;
 use super::offsets::assigned;
 use super::topology::Topics;
 use super::{ConsumerGroup, GroupProtocol};
+use crate::adapter::group_health::group_health;
 use crate::bus::BusError;
-use crate::bus::group_health::group_health;
 use crate::health::Lag;
 
 group_health!(ConsumerGroup);

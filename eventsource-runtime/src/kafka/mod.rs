@@ -109,7 +109,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 
-use crate::bus::broker::configured;
+use crate::adapter::settings::configured;
 use crate::bus::{BusError, BusTelemetry};
 use producer::ProducerSlot;
 
@@ -323,14 +323,14 @@ impl KafkaBus {
     /// operation that connects (`declare`, a group's `declare`, the dead-letter tools, a
     /// publish to a topic not created yet) at once rather than at the delivery timeout:
     /// [`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls) with a
-    /// [`TlsFailure`](crate::bus::TlsFailure) (`UntrustedCertificate`, or
+    /// [`TlsFailure`](crate::adapter::TlsFailure) (`UntrustedCertificate`, or
     /// `HostNameMismatch`, told apart by one more handshake without the host-name check
     /// and without SASL), or
     /// [`UnavailableReason::AuthenticationFailed`](crate::bus::UnavailableReason::AuthenticationFailed),
     /// naming the first bootstrap server's `host:port`.
     ///
     /// ```no_run
-    /// use eventsource_runtime::bus::BrokerTls;
+    /// use eventsource_runtime::adapter::BrokerTls;
     /// use eventsource_runtime::kafka::KafkaBus;
     ///
     /// # fn run() -> Result<(), eventsource_runtime::bus::BusError> {
@@ -342,7 +342,7 @@ impl KafkaBus {
     /// # drop(bus); Ok(()) }
     /// ```
     #[must_use]
-    pub fn with_tls(self, tls: crate::bus::BrokerTls) -> Self {
+    pub fn with_tls(self, tls: crate::adapter::BrokerTls) -> Self {
         let path = |p: &std::path::Path| p.display().to_string();
         let mut bus = self.with_setting("security.protocol", "ssl");
         if let Some(ca) = tls.ca_file() {
@@ -356,7 +356,7 @@ impl KafkaBus {
         bus
     }
 
-    crate::bus::broker::telemetry_builders!();
+    crate::adapter::settings::telemetry_builders!();
 
     /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {

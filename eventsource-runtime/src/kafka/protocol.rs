@@ -40,7 +40,7 @@ pub enum GroupProtocol {
 }
 
 /// The environment variable that sets the protocol of a process's groups unless their code
-/// does ([`ConsumerGroup::protocol`]): `consumer` or `classic`.
+/// does ([`ConsumerGroup::protocol`](super::ConsumerGroup::protocol)): `consumer` or `classic`.
 pub const GROUP_PROTOCOL_VARIABLE: &str = "EVENTSOURCE_KAFKA_GROUP_PROTOCOL";
 
 /// Whether an unreadable [`GROUP_PROTOCOL_VARIABLE`] was logged yet (once a process).

@@ -4,8 +4,8 @@
 use rdkafka::producer::DeliveryFuture;
 
 use super::KafkaBus;
+use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::bus::instrument;
-use crate::bus::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::bus::wire::DeliveryState;
 use crate::bus::{BusMessage, PublishFailure, PublishReport};
 use crate::event::EventEnvelope;

@@ -15,9 +15,9 @@ use super::NatsBus;
 use super::error::unavailable;
 use super::inbox::{Inbox, KeepAlive, reply};
 use super::topology::{self, GroupNames};
-use crate::bus::broker;
-use crate::bus::group_health::GroupHealth;
-use crate::bus::reconnect::{Sessions, keep_running};
+use crate::adapter::group_health::GroupHealth;
+use crate::adapter::reconnect::{Sessions, keep_running};
+use crate::adapter::settings as broker;
 use crate::bus::{BusError, Dispatcher};
 use crate::telemetry::otel::log::log_info;
 
@@ -120,7 +120,7 @@ impl ConsumerGroup {
         }
     }
 
-    crate::bus::group_methods! {
+    crate::adapter::group_methods! {
         "message", delays: names.delays;
         /// Builder: the group consumes the events whose `{aggregate_type}.{event_type}` match
         /// this NATS subject pattern (`Order.*`, `*.OrderPlaced`, `>`); the consumer's filter is

@@ -22,7 +22,7 @@ pub(super) fn unavailable(error: impl std::error::Error + Send + Sync + 'static)
 pub(super) fn connect_failed(
     error: ConnectError,
     server: &str,
-    tls: Option<crate::bus::TlsFailure>,
+    tls: Option<crate::adapter::TlsFailure>,
 ) -> BusError {
     if let Some(failure) = tls {
         return BusError::unavailable(BrokerUnreachable::new(

@@ -105,9 +105,9 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::bus::broker::configured;
+use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
+use crate::adapter::settings::configured;
 use crate::bus::instrument;
-use crate::bus::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::bus::wire::DeliveryState;
 use crate::bus::{BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport};
 use crate::event::EventEnvelope;
@@ -160,7 +160,7 @@ struct Shared {
     streams: Streams,
     ack_timeout: Duration,
     /// TLS settings (async-nats's defaults when `None`).
-    tls: Option<crate::bus::BrokerTls>,
+    tls: Option<crate::adapter::BrokerTls>,
     telemetry: BusTelemetry,
     /// The connection and its JetStream context, once connected.
     connection: Mutex<Option<(Client, Context)>>,
@@ -236,7 +236,7 @@ impl NatsBus {
         self.configure(|shared| shared.ack_timeout = timeout)
     }
 
-    crate::bus::broker::telemetry_builders!();
+    crate::adapter::settings::telemetry_builders!();
 
     /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {

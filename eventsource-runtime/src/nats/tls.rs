@@ -5,8 +5,9 @@
 use async_nats::{ConnectError, ConnectOptions};
 
 use super::NatsBus;
-use crate::bus::tls::find_in_chain;
-use crate::bus::{BrokerTls, BrokerUnreachable, BusError, TlsFailure, UnavailableReason};
+use crate::adapter::tls::find_in_chain;
+use crate::adapter::{BrokerTls, TlsFailure};
+use crate::bus::{BrokerUnreachable, BusError, UnavailableReason};
 
 impl NatsBus {
     /// Builder: TLS to the server, required (a server that does not offer it is refused):
@@ -16,7 +17,7 @@ impl NatsBus {
     /// and no client certificate.
     ///
     /// ```no_run
-    /// use eventsource_runtime::bus::BrokerTls;
+    /// use eventsource_runtime::adapter::BrokerTls;
     /// use eventsource_runtime::nats::NatsBus;
     ///
     /// # fn run() -> Result<(), eventsource_runtime::bus::BusError> {
@@ -42,7 +43,7 @@ pub(super) fn apply(
     let Some(tls) = tls else {
         return Ok(options);
     };
-    let config = crate::bus::tls::client_config(tls).map_err(|failure| {
+    let config = crate::adapter::tls::client_config(tls).map_err(|failure| {
         BusError::unavailable(BrokerUnreachable::new(
             UnavailableReason::Tls,
             server,
@@ -59,5 +60,9 @@ pub(super) fn failure(
     client_certificate: bool,
 ) -> Option<TlsFailure> {
     let found = find_in_chain::<async_nats::rustls::Error>(error)?;
-    Some(crate::bus::tls::classify(found, host, client_certificate))
+    Some(crate::adapter::tls::classify(
+        found,
+        host,
+        client_certificate,
+    ))
 }

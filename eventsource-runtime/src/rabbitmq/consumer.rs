@@ -16,9 +16,9 @@ use super::codec;
 use super::error::unavailable;
 use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
-use crate::bus::broker;
-use crate::bus::group_health::GroupHealth;
-use crate::bus::reconnect::{Sessions, keep_running};
+use crate::adapter::group_health::GroupHealth;
+use crate::adapter::reconnect::{Sessions, keep_running};
+use crate::adapter::settings as broker;
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher};
 use crate::telemetry::attributes::{
@@ -99,7 +99,7 @@ impl ConsumerGroup {
         }
     }
 
-    crate::bus::group_methods! {
+    crate::adapter::group_methods! {
         "message", delays: delays;
         /// Builder: binds the group's queue with a topic pattern over the routing keys
         /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Without any,

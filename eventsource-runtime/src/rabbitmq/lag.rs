@@ -6,8 +6,8 @@ use lapin::types::FieldTable;
 
 use super::ConsumerGroup;
 use super::error::unavailable;
+use crate::adapter::group_health::group_health;
 use crate::bus::BusError;
-use crate::bus::group_health::group_health;
 use crate::health::Lag;
 
 group_health!(ConsumerGroup);

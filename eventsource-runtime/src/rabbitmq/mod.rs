@@ -91,12 +91,13 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::bus::broker::configured;
+use crate::adapter::BrokerTls;
+use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
+use crate::adapter::settings::configured;
 use crate::bus::instrument;
-use crate::bus::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
-    BrokerTls, BrokerUnreachable, BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport,
+    BrokerUnreachable, BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
@@ -230,7 +231,7 @@ impl RabbitMqBus {
     /// rather than connect in plain. Needs the `tls` feature (on by default).
     ///
     /// ```no_run
-    /// use eventsource_runtime::bus::BrokerTls;
+    /// use eventsource_runtime::adapter::BrokerTls;
     /// use eventsource_runtime::rabbitmq::RabbitMqBus;
     ///
     /// # fn run() -> Result<(), eventsource_runtime::bus::BusError> {
@@ -246,7 +247,7 @@ impl RabbitMqBus {
         self.configure(|shared| shared.tls = Some(tls))
     }
 
-    crate::bus::broker::telemetry_builders!();
+    crate::adapter::settings::telemetry_builders!();
 
     /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {

@@ -265,21 +265,7 @@ impl<P: Projection> ProjectionRunner<P> {
         checkpoints: Arc<dyn CheckpointStore>,
         projection: P,
     ) -> Self {
-        let name = OnceLock::from(projection.name().to_owned());
-        Self {
-            probe: Self::probe(
-                ComponentKind::Projection,
-                name,
-                Segment::WHOLE,
-                &store,
-                &checkpoints,
-            ),
-            store,
-            checkpoints,
-            projection: Arc::new(Mutex::new(projection)),
-            settings: Settings::default(),
-            segment: Segment::WHOLE,
-        }
+        Self::shared(store, checkpoints, Arc::new(Mutex::new(projection)))
     }
 
     /// A runner of a projection that is already shared (with the code that queries it).

@@ -2,15 +2,15 @@
 //! not yet acknowledged, the outcomes of one call gathered in order, and the [`EventBus`]
 //! implementation over a bus's `publish_all`.
 //!
-//! [`EventBus`]: super::EventBus
+//! [`EventBus`]: crate::bus::EventBus
 
 use std::future::Future;
 
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::instrument::{self, Publishing};
-use super::{BusError, PublishFailure, PublishReport};
+use crate::bus::instrument::{self, Publishing};
+use crate::bus::{BusError, PublishFailure, PublishReport};
 use crate::event::EventEnvelope;
 
 /// Whose child a message's publish span is.
@@ -135,7 +135,7 @@ macro_rules! event_bus_by_publish_all {
                 &self,
                 events: &[$crate::event::EventEnvelope],
             ) -> Result<$crate::bus::PublishReport, $crate::bus::BusError> {
-                let parent = $crate::bus::publish::SpanParent::Current;
+                let parent = $crate::adapter::publish::SpanParent::Current;
                 let published = self.publish_all(events, parent).await;
                 published.map_err(|failure| failure.error)
             }
@@ -146,7 +146,7 @@ macro_rules! event_bus_by_publish_all {
                 &self,
                 events: &[$crate::event::EventEnvelope],
             ) -> Result<$crate::bus::PublishReport, $crate::bus::PublishFailure> {
-                let parent = $crate::bus::publish::SpanParent::Stored;
+                let parent = $crate::adapter::publish::SpanParent::Stored;
                 self.publish_all(events, parent).await
             }
         }

@@ -74,8 +74,8 @@ impl BrokerTls {
 }
 
 /// Why a TLS connection to a broker failed: the source of a
-/// [`BrokerUnreachable`](super::BrokerUnreachable) whose reason is
-/// [`UnavailableReason::Tls`](super::UnavailableReason::Tls). Its text is one line, for a
+/// [`BrokerUnreachable`](crate::bus::BrokerUnreachable) whose reason is
+/// [`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls). Its text is one line, for a
 /// person; it never holds key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -388,7 +388,7 @@ mod stack {
             ));
             let io = std::io::Error::new(std::io::ErrorKind::InvalidData, wanted.clone());
             assert_eq!(
-                crate::bus::tls::find_in_chain::<rustls::Error>(&io),
+                crate::adapter::tls::find_in_chain::<rustls::Error>(&io),
                 Some(&wanted)
             );
         }

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::time::Duration;
 
-use super::BusError;
 use super::group_health::{GroupHealth, is_restart};
+use crate::bus::BusError;
 use crate::health::Lag;
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::BusError;
+use crate::bus::BusError;
 use crate::event::EventEnvelope;
 use crate::health::instrument::record_group_lag;
 use crate::health::{
@@ -329,10 +329,10 @@ macro_rules! group_health {
 
             /// Builder: how long the group may have events waiting and handle none before
             /// it reports itself stalled (default
-            /// [`DEFAULT_STALL_AFTER`](crate::bus::DEFAULT_STALL_AFTER), 30 s; at least a
+            /// [`DEFAULT_STALL_AFTER`](crate::adapter::DEFAULT_STALL_AFTER), 30 s; at least a
             /// second). A stalled group's [`health`](Self::health) says
             /// [`Stalled`](crate::health::ComponentState::Stalled) with a
-            /// [`GroupStalled`](crate::bus::GroupStalled) as its last error (what the
+            /// [`GroupStalled`](crate::adapter::GroupStalled) as its last error (what the
             /// broker says of the group), one WARN line is written and
             /// `eventsource.bus.consumer_group.stalls` counts it; the group then connects
             /// again, as after a lost connection, and once more every such bound while it

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::BusTelemetry;
+use crate::bus::BusTelemetry;
 
 /// The waits before the redeliveries of a failed message every broker's consumer groups
 /// start with: 1 s, 5 s, 30 s (four deliveries in all, then the dead letters).

@@ -12,6 +12,9 @@ mod common {
     pub mod processes;
 }
 
+#[path = "common/servers.rs"]
+mod servers;
+
 use std::time::Duration;
 
 use common::processes::{self, BrokerKind, Setup};

@@ -12,6 +12,9 @@ mod common {
     pub mod processes;
 }
 
+#[path = "common/servers.rs"]
+mod servers;
+
 use common::processes::{self, BrokerKind};
 
 #[test]

@@ -24,6 +24,9 @@ mod common {
     pub mod server_process;
 }
 
+#[path = "common/servers.rs"]
+mod servers;
+
 use std::time::Duration;
 
 use common::faults::{self, Bounds};

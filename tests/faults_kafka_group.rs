@@ -40,6 +40,10 @@ mod common {
     pub mod server_process;
 }
 
+#[path = "common/servers.rs"]
+mod servers;
+
+use servers::Server;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -231,19 +235,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// `DATABASE_URL`, or `None` (said so) when it is not set and not required.
+/// The Postgres server, or `None` (with a visible `skipped:` line).
 fn database_url(test: &str) -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("EVENTSOURCE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "{test}: EVENTSOURCE_REQUIRE_POSTGRES=1 but DATABASE_URL is not set"
-            );
-            eprintln!("{test}: skipped: DATABASE_URL not set");
-            None
-        }
-    }
+    Server::Postgres.address(test)
 }
 
 /// How many partitions `topic` has, as the broker tells.

@@ -8,6 +8,8 @@
 mod losable;
 #[path = "common/postgres.rs"]
 mod postgres;
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex as StdMutex};

@@ -2,7 +2,10 @@
 //! Kafka): messages published and not consumed yet are counted, then 0 once the running group
 //! consumed them; the gauges carry `messaging.system`; the group's state follows its run.
 
-use std::io::Write as _;
+#[path = "common/servers.rs"]
+mod servers;
+
+use servers::Server;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -18,18 +21,6 @@ use eventsource_runtime::testing::{MetricCapture, capture_metrics};
 use tokio::sync::{Semaphore, oneshot};
 
 static METRICS: LazyLock<MetricCapture> = LazyLock::new(capture_metrics);
-
-/// The broker's address from `variable`, or `None` (with a visible message).
-fn address(test: &str, variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            let line = format!("{test}: skipped: {variable} not set\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
-}
 
 /// How old the test's events are.
 const AGE: Duration = Duration::from_secs(3600);
@@ -256,7 +247,7 @@ async fn a_group_whose_broker_is_down_is_retrying() {
 #[tokio::test]
 async fn a_rabbitmq_group_reports_its_lag() {
     let test = "a_rabbitmq_group_reports_its_lag";
-    let Some(url) = address(test, "EVENTSOURCE_AMQP_URL") else {
+    let Some(url) = Server::RabbitMq.address(test) else {
         return;
     };
     let exchange = format!("es-test-health-{}", uuid::Uuid::now_v7().simple());
@@ -296,7 +287,7 @@ async fn a_rabbitmq_group_reports_its_lag() {
 #[tokio::test]
 async fn a_nats_group_reports_its_lag_and_age() {
     let test = "a_nats_group_reports_its_lag_and_age";
-    let Some(url) = address(test, "EVENTSOURCE_NATS_URL") else {
+    let Some(url) = Server::Nats.address(test) else {
         return;
     };
     let id = uuid::Uuid::now_v7().simple().to_string();
@@ -333,7 +324,7 @@ async fn a_nats_group_reports_its_lag_and_age() {
 #[tokio::test]
 async fn a_failing_handler_is_the_groups_last_error_and_its_message_parked() {
     let test = "a_failing_handler_is_the_groups_last_error_and_its_message_parked";
-    let Some(url) = address(test, "EVENTSOURCE_NATS_URL") else {
+    let Some(url) = Server::Nats.address(test) else {
         return;
     };
     let id = uuid::Uuid::now_v7().simple().to_string();
@@ -387,7 +378,7 @@ async fn a_failing_handler_is_the_groups_last_error_and_its_message_parked() {
 #[tokio::test]
 async fn a_kafka_group_reports_its_lag() {
     let test = "a_kafka_group_reports_its_lag";
-    let Some(url) = address(test, "EVENTSOURCE_KAFKA_BROKERS") else {
+    let Some(url) = Server::Kafka.address(test) else {
         return;
     };
     let prefix = format!("es-health-{}", uuid::Uuid::now_v7().simple());
@@ -468,7 +459,7 @@ async fn a_group_that_handles_nothing_for_its_bound_says_it_stalled_on_every_bro
     let test = "a_group_that_handles_nothing_for_its_bound_says_it_stalled_on_every_broker";
     let bound = Duration::from_secs(1);
     let id = uuid::Uuid::now_v7().simple().to_string();
-    if let Some(url) = address(test, "EVENTSOURCE_KAFKA_BROKERS") {
+    if let Some(url) = Server::Kafka.address(test) {
         let bus = eventsource_runtime::kafka::KafkaBus::new(&url)
             .unwrap()
             .with_topic_prefix(format!("es-stall-{id}"));
@@ -504,7 +495,7 @@ async fn a_group_that_handles_nothing_for_its_bound_says_it_stalled_on_every_bro
             "{said}"
         );
     }
-    if let Some(url) = address(test, "EVENTSOURCE_NATS_URL") {
+    if let Some(url) = Server::Nats.address(test) {
         let bus = eventsource_runtime::nats::NatsBus::new(&url)
             .unwrap()
             .with_stream(format!("ES_TEST_STALL_{id}"))
@@ -530,7 +521,7 @@ async fn a_group_that_handles_nothing_for_its_bound_says_it_stalled_on_every_bro
                 .await;
         }
     }
-    if let Some(url) = address(test, "EVENTSOURCE_AMQP_URL") {
+    if let Some(url) = Server::RabbitMq.address(test) {
         let bus = eventsource_runtime::rabbitmq::RabbitMqBus::new(&url)
             .unwrap()
             .with_exchange(format!("es-test-stall-{id}"));

@@ -12,8 +12,10 @@
 
 #[path = "../examples/domain/order.rs"]
 mod domain;
+#[path = "common/servers.rs"]
+mod servers;
 
-use std::io::Write as _;
+use servers::Server;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -39,21 +41,9 @@ use tokio::sync::oneshot;
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// The broker, or `None` (with a visible message) when there is none and none is required.
+/// The Kafka server, or `None` (with a visible `skipped:` line).
 fn brokers(test: &str) -> Option<String> {
-    match std::env::var("EVENTSOURCE_KAFKA_BROKERS") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("EVENTSOURCE_REQUIRE_KAFKA").as_deref() != Ok("1"),
-                "{test}: EVENTSOURCE_REQUIRE_KAFKA=1 but EVENTSOURCE_KAFKA_BROKERS is not set; \
-                 the Kafka tests must run"
-            );
-            let line = format!("{test}: skipped: EVENTSOURCE_KAFKA_BROKERS not set\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
+    Server::Kafka.address(test)
 }
 
 /// One test's broker: a topic prefix of its own.

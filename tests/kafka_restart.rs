@@ -13,7 +13,10 @@
 mod domain;
 #[path = "common/server_process.rs"]
 mod server_process;
+#[path = "common/servers.rs"]
+mod servers;
 
+use servers::Server;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::sync::{Arc, Mutex};
@@ -54,18 +57,8 @@ fn broker_addr(brokers: &str) -> Option<SocketAddr> {
 /// The broker to restart, or `None` (with a visible message) when there is none and none
 /// is required.
 fn broker() -> Option<(String, ServerProcess)> {
-    let required = std::env::var("EVENTSOURCE_REQUIRE_KAFKA").as_deref() == Ok("1");
-    let skip = |why: String| {
-        assert!(!required, "EVENTSOURCE_REQUIRE_KAFKA=1 but {why}");
-        eprintln!("kafka restart: skipped: {why}");
-    };
-    let brokers = match std::env::var("EVENTSOURCE_KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.trim().is_empty() => brokers,
-        _ => {
-            skip("EVENTSOURCE_KAFKA_BROKERS not set".to_owned());
-            return None;
-        }
-    };
+    let skip = |why: String| Server::Kafka.skip("kafka restart", &why);
+    let brokers = Server::Kafka.address("kafka restart")?;
     let Some(addr) = broker_addr(&brokers) else {
         skip(format!("`{brokers}` is not a host:port"));
         return None;

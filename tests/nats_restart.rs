@@ -23,8 +23,11 @@
 mod domain;
 #[path = "common/server_process.rs"]
 mod server_process;
+#[path = "common/servers.rs"]
+mod servers;
 
 use eventsource_runtime::nats::async_nats;
+use servers::Server;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::sync::{Arc, Mutex};
@@ -85,18 +88,8 @@ const LOG: &str = "eventsource-nats-restart.log";
 /// The server to restart, or `None` (with a visible message) when there is none and none
 /// is required.
 fn server() -> Option<(String, ServerProcess)> {
-    let required = std::env::var("EVENTSOURCE_REQUIRE_NATS").as_deref() == Ok("1");
-    let skip = |why: String| {
-        assert!(!required, "EVENTSOURCE_REQUIRE_NATS=1 but {why}");
-        eprintln!("nats restart: skipped: {why}");
-    };
-    let url = match std::env::var("EVENTSOURCE_NATS_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            skip("EVENTSOURCE_NATS_URL not set".to_owned());
-            return None;
-        }
-    };
+    let skip = |why: String| Server::Nats.skip("nats restart", &why);
+    let url = Server::Nats.address("nats restart")?;
     let Some(addr) = server_addr(&url) else {
         skip("EVENTSOURCE_NATS_URL has no host:port".to_owned());
         return None;

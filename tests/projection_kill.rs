@@ -9,6 +9,8 @@
 
 #[path = "common/postgres.rs"]
 mod postgres;
+#[path = "common/servers.rs"]
+mod servers;
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Child, Command};

@@ -17,6 +17,8 @@ mod health;
 mod postgres;
 #[path = "projection_segments/reads.rs"]
 mod reads;
+#[path = "common/servers.rs"]
+mod servers;
 #[path = "projection_segments/stalls.rs"]
 mod stalls;
 

@@ -12,8 +12,10 @@
 
 #[path = "../examples/domain/order.rs"]
 mod domain;
+#[path = "common/servers.rs"]
+mod servers;
 
-use std::io::Write as _;
+use servers::Server;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -42,21 +44,9 @@ use tokio::sync::oneshot;
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// The broker, or `None` (with a visible message) when there is none and none is required.
+/// The RabbitMq server, or `None` (with a visible `skipped:` line).
 fn broker_url(test: &str) -> Option<String> {
-    match std::env::var("EVENTSOURCE_AMQP_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("EVENTSOURCE_REQUIRE_RABBITMQ").as_deref() != Ok("1"),
-                "{test}: EVENTSOURCE_REQUIRE_RABBITMQ=1 but EVENTSOURCE_AMQP_URL is not set; \
-                 the RabbitMQ tests must run"
-            );
-            let line = format!("{test}: skipped: EVENTSOURCE_AMQP_URL not set\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
+    Server::RabbitMq.address(test)
 }
 
 /// One test's broker: an exchange of its own, deleted with its queues on success.

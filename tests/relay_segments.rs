@@ -42,6 +42,9 @@ mod common {
     pub mod server_process;
 }
 
+#[path = "common/servers.rs"]
+mod servers;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -15,6 +15,10 @@ mod common {
     pub mod otlp_collector;
 }
 
+#[path = "common/servers.rs"]
+mod servers;
+
+use servers::Server;
 use std::process::Output;
 
 use common::otlp::{example_binary, example_command};
@@ -22,22 +26,6 @@ use common::otlp_collector::collector;
 
 /// The password planted everywhere.
 const SECRET: &str = "pl4nted-s3cret-4711";
-
-/// The server named by `variable`, or `None` (with a visible message) when it is not set and
-/// `required` does not say it must be.
-fn server(test: &str, variable: &str, required: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var(required).as_deref() != Ok("1"),
-                "{test}: {required}=1 but {variable} is not set"
-            );
-            eprintln!("{test}: skipped: {variable} not set");
-            None
-        }
-    }
-}
 
 /// The role that signs in with `SECRET`.
 const SECRET_ROLE: &str = "es_secrets_test";
@@ -161,10 +149,8 @@ fn fails(test: &str, args: &[&str], what: &str, server: &str) {
 #[test]
 fn a_normal_run_at_trace_prints_and_exports_no_password() {
     let test = "normal_run";
-    let (Some(nats), Some(database)) = (
-        server(test, "EVENTSOURCE_NATS_URL", "EVENTSOURCE_REQUIRE_NATS"),
-        server(test, "DATABASE_URL", "EVENTSOURCE_REQUIRE_POSTGRES"),
-    ) else {
+    let (Some(nats), Some(database)) = (Server::Nats.address(test), Server::Postgres.address(test))
+    else {
         return;
     };
     // A NATS server without users takes any password; PostgreSQL gets a role of its own.
@@ -198,7 +184,7 @@ fn a_normal_run_at_trace_prints_and_exports_no_password() {
 #[test]
 fn failing_connections_say_what_and_where_in_one_line_without_the_password() {
     let test = "failing_connections";
-    if let Some(amqp) = server(test, "EVENTSOURCE_AMQP_URL", "EVENTSOURCE_REQUIRE_RABBITMQ") {
+    if let Some(amqp) = Server::RabbitMq.address(test) {
         let wrong = with_secret(&amqp);
         let at = host_port(&amqp);
         fails(
@@ -237,7 +223,7 @@ fn failing_connections_say_what_and_where_in_one_line_without_the_password() {
         "cannot connect to PostgreSQL",
         "127.0.0.1:1",
     );
-    if let Some(database) = server(test, "DATABASE_URL", "EVENTSOURCE_REQUIRE_POSTGRES") {
+    if let Some(database) = Server::Postgres.address(test) {
         let (_, rest) = with_secret(&database)
             .split_once("://")
             .map(|(s, r)| (s.to_owned(), r.to_owned()))

@@ -12,6 +12,8 @@ mod otlp;
 mod outage;
 #[path = "common/postgres.rs"]
 mod postgres;
+#[path = "common/servers.rs"]
+mod servers;
 #[path = "segments_processes/worker.rs"]
 mod worker;
 

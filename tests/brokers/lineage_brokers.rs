@@ -12,7 +12,7 @@
 #[path = "../common/lineage_domain.rs"]
 mod domain;
 
-use std::io::Write as _;
+use crate::servers::Server;
 use std::time::Duration;
 
 use domain::{Cart, CheckOut, Shipment, fulfilment};
@@ -21,23 +21,6 @@ use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{CapturedSpans, attribute, capture};
 use tokio::sync::oneshot;
-
-/// The broker's address, or `None` (with a visible message) when there is none and none
-/// is required.
-fn address(test: &str, var: &str, require: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var(require).as_deref() != Ok("1"),
-                "{test}: {require}=1 but {var} is not set"
-            );
-            let line = format!("{test}: skipped: {var} not set\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
-}
 
 /// Waits (up to `secs`) until service B stored its shipment.
 async fn until_shipped(shipments: &InMemoryEventStore, secs: u64) -> Vec<EventEnvelope> {
@@ -119,7 +102,7 @@ async fn rabbitmq_carries_the_correlation_to_the_next_service() {
     use lapin::{Connection, ConnectionProperties};
 
     let test = "lineage::rabbitmq";
-    let Some(url) = address(test, "EVENTSOURCE_AMQP_URL", "EVENTSOURCE_REQUIRE_RABBITMQ") else {
+    let Some(url) = Server::RabbitMq.address(test) else {
         return;
     };
     let exchange = format!("es-test-lineage-{}", uuid::Uuid::now_v7().simple());
@@ -210,7 +193,7 @@ async fn nats_carries_the_correlation_to_the_next_service() {
     use eventsource_runtime::nats::async_nats::jetstream;
 
     let test = "lineage::nats";
-    let Some(url) = address(test, "EVENTSOURCE_NATS_URL", "EVENTSOURCE_REQUIRE_NATS") else {
+    let Some(url) = Server::Nats.address(test) else {
         return;
     };
     let id = uuid::Uuid::now_v7().simple().to_string();
@@ -261,11 +244,7 @@ async fn kafka_carries_the_correlation_to_the_next_service() {
     use eventsource_runtime::kafka::KafkaBus;
 
     let test = "lineage::kafka";
-    let Some(brokers) = address(
-        test,
-        "EVENTSOURCE_KAFKA_BROKERS",
-        "EVENTSOURCE_REQUIRE_KAFKA",
-    ) else {
+    let Some(brokers) = Server::Kafka.address(test) else {
         return;
     };
     let capture = capture();

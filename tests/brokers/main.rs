@@ -21,3 +21,5 @@ mod domain;
 mod graceful_stop;
 #[path = "../common/pki.rs"]
 mod pki;
+#[path = "../common/servers.rs"]
+mod servers;

@@ -12,8 +12,8 @@
 //! `EVENTSOURCE_REQUIRE_KAFKA=1`. Every test works on destinations of its own.
 
 use crate::domain;
+use crate::servers::Server;
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,23 +25,6 @@ use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{CapturedSpans, attribute, capture};
 use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::oneshot;
-
-/// The broker's address, or `None` (with a visible message) when there is none and none
-/// is required.
-fn address(test: &str, var: &str, require: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var(require).as_deref() != Ok("1"),
-                "{test}: {require}=1 but {var} is not set"
-            );
-            let line = format!("{test}: skipped: {var} not set\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
-}
 
 /// A consumer group running in a task of its own until [`Running::stop`].
 struct Running {
@@ -183,7 +166,7 @@ async fn rabbitmq_spans_name_the_groups_queue_and_their_operations() {
     use lapin::{Connection, ConnectionProperties};
 
     let test = "messaging_conventions::rabbitmq";
-    let Some(url) = address(test, "EVENTSOURCE_AMQP_URL", "EVENTSOURCE_REQUIRE_RABBITMQ") else {
+    let Some(url) = Server::RabbitMq.address(test) else {
         return;
     };
     let exchange = format!("es-test-conventions-{}", uuid::Uuid::now_v7().simple());
@@ -240,7 +223,7 @@ async fn nats_spans_name_the_delivering_consumer_and_the_subject_the_message_arr
     use eventsource_runtime::nats::async_nats::jetstream;
 
     let test = "messaging_conventions::nats";
-    let Some(url) = address(test, "EVENTSOURCE_NATS_URL", "EVENTSOURCE_REQUIRE_NATS") else {
+    let Some(url) = Server::Nats.address(test) else {
         return;
     };
     let id = uuid::Uuid::now_v7().simple().to_string();
@@ -310,11 +293,7 @@ async fn kafka_spans_name_the_group_id_of_the_consumer_that_read_the_record() {
     use eventsource_runtime::kafka::KafkaBus;
 
     let test = "messaging_conventions::kafka";
-    let Some(brokers) = address(
-        test,
-        "EVENTSOURCE_KAFKA_BROKERS",
-        "EVENTSOURCE_REQUIRE_KAFKA",
-    ) else {
+    let Some(brokers) = Server::Kafka.address(test) else {
         return;
     };
     let prefix = format!("es-conventions-{}", uuid::Uuid::now_v7().simple());

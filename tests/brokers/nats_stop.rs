@@ -7,7 +7,6 @@
 
 use crate::graceful_stop;
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use eventsource_runtime::bus::BusError;
@@ -26,18 +25,7 @@ struct Server {
 
 impl Server {
     fn open(test: &str) -> Option<Self> {
-        let url = match std::env::var("EVENTSOURCE_NATS_URL") {
-            Ok(url) if !url.trim().is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var("EVENTSOURCE_REQUIRE_NATS").as_deref() != Ok("1"),
-                    "{test}: EVENTSOURCE_REQUIRE_NATS=1 but EVENTSOURCE_NATS_URL is not set"
-                );
-                let line = format!("{test}: skipped: EVENTSOURCE_NATS_URL not set\n");
-                let _ = std::io::stderr().write_all(line.as_bytes());
-                return None;
-            }
-        };
+        let url = crate::servers::Server::Nats.address(test)?;
         let id = Uuid::now_v7().simple().to_string();
         Some(Self {
             url,

@@ -7,7 +7,6 @@
 
 use crate::graceful_stop;
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use eventsource_runtime::bus::BusError;
@@ -26,18 +25,7 @@ struct Broker {
 
 impl Broker {
     fn open(test: &str) -> Option<Self> {
-        let url = match std::env::var("EVENTSOURCE_AMQP_URL") {
-            Ok(url) if !url.trim().is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var("EVENTSOURCE_REQUIRE_RABBITMQ").as_deref() != Ok("1"),
-                    "{test}: EVENTSOURCE_REQUIRE_RABBITMQ=1 but EVENTSOURCE_AMQP_URL is not set"
-                );
-                let line = format!("{test}: skipped: EVENTSOURCE_AMQP_URL not set\n");
-                let _ = std::io::stderr().write_all(line.as_bytes());
-                return None;
-            }
-        };
+        let url = crate::servers::Server::RabbitMq.address(test)?;
         let exchange = format!("es-test-{test}-{}", Uuid::now_v7().simple());
         Some(Self { url, exchange })
     }

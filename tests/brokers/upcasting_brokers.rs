@@ -9,7 +9,6 @@
 //! passes, unless `EVENTSOURCE_REQUIRE_RABBITMQ=1` / `EVENTSOURCE_REQUIRE_NATS=1` /
 //! `EVENTSOURCE_REQUIRE_KAFKA=1`. Every test works on destinations of its own.
 
-use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -111,23 +110,6 @@ fn names(event: &EventEnvelope) -> String {
         "cannot upcast event {} `TargetSet` from version 1 to 2",
         event.event_id
     )
-}
-
-/// The broker's address, or `None` (with a visible message) when there is none and none
-/// is required.
-fn address(test: &str, var: &str, require: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var(require).as_deref() != Ok("1"),
-                "{test}: {require}=1 but {var} is not set"
-            );
-            let line = format!("{test}: skipped: {var} not set\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
 }
 
 /// Waits (up to `secs`) until `done` holds.

@@ -1038,23 +1038,13 @@ pub fn a_broker_killed_mid_stream_loses_nothing(
 /// (with a visible message) when there is none and none is required
 /// (`EVENTSOURCE_REQUIRE_KAFKA=1`, `EVENTSOURCE_REQUIRE_NATS=1`: then it fails).
 pub fn local_broker(test: &str, kind: BrokerKind) -> Option<ServerProcess> {
-    let (variable, required) = match kind {
-        BrokerKind::Kafka => ("EVENTSOURCE_KAFKA_BROKERS", "EVENTSOURCE_REQUIRE_KAFKA"),
-        BrokerKind::Nats => ("EVENTSOURCE_NATS_URL", "EVENTSOURCE_REQUIRE_NATS"),
-        BrokerKind::RabbitMq => panic!("{test}: no RabbitMQ node is killed here"),
-    };
-    let required = std::env::var(required).as_deref() == Ok("1");
-    let skip = |why: String| {
-        assert!(!required, "{test}: {variable} required but {why}");
-        eprintln!("{test}: skipped: {why}");
-    };
-    let url = match std::env::var(variable) {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            skip(format!("{variable} not set"));
-            return None;
-        }
-    };
+    if kind == BrokerKind::RabbitMq {
+        panic!("{test}: no RabbitMQ node is killed here");
+    }
+    let server = kind.server();
+    let variable = server.variable();
+    let skip = |why: String| server.skip(test, &why);
+    let url = server.address(test)?;
     let Some(addr) = first_addr(&url, kind) else {
         skip(format!("{variable} has no host:port"));
         return None;

@@ -3,7 +3,6 @@
 //! `skipped: DATABASE_URL not set` and passes, unless `EVENTSOURCE_REQUIRE_POSTGRES=1`.
 #![allow(dead_code)]
 
-use std::io::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -21,20 +20,7 @@ impl TestDb {
     /// The test database, or `None` (with a visible message) when there is none and none
     /// is required.
     pub async fn open(test: &str) -> Option<Self> {
-        let url = match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.trim().is_empty() => url,
-            _ => {
-                assert!(
-                    std::env::var("EVENTSOURCE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                    "{test}: EVENTSOURCE_REQUIRE_POSTGRES=1 but DATABASE_URL is not set"
-                );
-                let line = format!(
-                    "{test}: skipped: DATABASE_URL not set (PostgreSQL tests need a server)\n"
-                );
-                let _ = std::io::stderr().write_all(line.as_bytes());
-                return None;
-            }
-        };
+        let url = crate::servers::Server::Postgres.address(test)?;
         let admin = PgPoolOptions::new()
             .max_connections(2)
             .connect(&url)

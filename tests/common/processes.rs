@@ -36,24 +36,19 @@ impl BrokerKind {
     /// The `--broker` URL, or `None` (with a visible message) when there is none and none is
     /// required.
     fn url(self, test: &str) -> Option<String> {
-        let (variable, required) = match self {
-            Self::RabbitMq => ("EVENTSOURCE_AMQP_URL", "EVENTSOURCE_REQUIRE_RABBITMQ"),
-            Self::Kafka => ("EVENTSOURCE_KAFKA_BROKERS", "EVENTSOURCE_REQUIRE_KAFKA"),
-            Self::Nats => ("EVENTSOURCE_NATS_URL", "EVENTSOURCE_REQUIRE_NATS"),
-        };
-        match std::env::var(variable) {
-            Ok(url) if !url.trim().is_empty() => Some(match self {
-                Self::RabbitMq | Self::Nats => url,
-                Self::Kafka => format!("kafka://{}", url.trim_start_matches("kafka://")),
-            }),
-            _ => {
-                assert!(
-                    std::env::var(required).as_deref() != Ok("1"),
-                    "{test}: {required}=1 but {variable} is not set"
-                );
-                eprintln!("{test}: skipped: {variable} not set");
-                None
-            }
+        let url = self.server().address(test)?;
+        Some(match self {
+            Self::RabbitMq | Self::Nats => url,
+            Self::Kafka => format!("kafka://{}", url.trim_start_matches("kafka://")),
+        })
+    }
+
+    /// The server this kind of broker is.
+    pub fn server(self) -> crate::servers::Server {
+        match self {
+            Self::RabbitMq => crate::servers::Server::RabbitMq,
+            Self::Kafka => crate::servers::Server::Kafka,
+            Self::Nats => crate::servers::Server::Nats,
         }
     }
 }

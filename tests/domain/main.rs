@@ -29,3 +29,5 @@ use eventsource_runtime::testing::conformance;
 mod domain;
 #[path = "../common/postgres.rs"]
 mod postgres;
+#[path = "../common/servers.rs"]
+mod servers;

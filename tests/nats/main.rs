@@ -11,6 +11,8 @@
 
 #[path = "../../examples/domain/order.rs"]
 mod domain;
+#[path = "../common/servers.rs"]
+mod servers;
 
 mod delivery;
 mod publishing;
@@ -46,21 +48,9 @@ use tokio::sync::oneshot;
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// The server, or `None` (with a visible message) when there is none and none is required.
+/// The Nats server, or `None` (with a visible `skipped:` line).
 fn server_url(test: &str) -> Option<String> {
-    match std::env::var("EVENTSOURCE_NATS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("EVENTSOURCE_REQUIRE_NATS").as_deref() != Ok("1"),
-                "{test}: EVENTSOURCE_REQUIRE_NATS=1 but EVENTSOURCE_NATS_URL is not set; \
-                 the NATS tests must run"
-            );
-            let line = format!("{test}: skipped: EVENTSOURCE_NATS_URL not set\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
+    servers::Server::Nats.address(test)
 }
 
 /// One test's server: streams and a subject prefix of its own, deleted on success.

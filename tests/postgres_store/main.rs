@@ -9,7 +9,11 @@
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1` (CI sets it): then each one fails. Every store lives in
 //! a fresh schema of its own, dropped when the test succeeds.
 
+#[path = "../common/servers.rs"]
+mod servers;
+
 use eventsource_runtime::testing::conformance;
+use servers::Server;
 
 use conformance::checkpoints::DroppedLease;
 use conformance::eventually;
@@ -47,26 +51,9 @@ use tokio::sync::oneshot;
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// The test database, or `None` (with a visible message) when there is none and none is
-/// required.
+/// The Postgres server, or `None` (with a visible `skipped:` line).
 fn database_url(test: &str) -> Option<String> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            if std::env::var("EVENTSOURCE_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                panic!(
-                    "{test}: EVENTSOURCE_REQUIRE_POSTGRES=1 but DATABASE_URL is not set; \
-                     the PostgreSQL tests must run"
-                );
-            }
-            // Straight to the process's stderr, past the test harness's capture, in one
-            // write so that parallel tests do not interleave.
-            let line =
-                format!("{test}: skipped: DATABASE_URL not set (PostgreSQL tests need a server)\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            None
-        }
-    }
+    Server::Postgres.address(test)
 }
 
 /// One test's database access: unique schemas and an application name of its own (so a

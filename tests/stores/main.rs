@@ -11,3 +11,5 @@ mod sqlite;
 use eventsource_runtime::testing::conformance;
 #[path = "../common/pg_roles.rs"]
 mod pg_roles;
+#[path = "../common/servers.rs"]
+mod servers;

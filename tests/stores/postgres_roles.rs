@@ -10,26 +10,12 @@
 
 use crate::pg_roles;
 
-use std::io::Write as _;
-
 use eventsource_runtime::sqlx::postgres::PgConnectOptions;
 use pg_roles::Roles;
 
 /// The roles of one test on `DATABASE_URL`'s server, or `None` (with a visible message).
 async fn roles(test: &str) -> Option<Roles> {
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var("EVENTSOURCE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "{test}: EVENTSOURCE_REQUIRE_POSTGRES=1 but DATABASE_URL is not set"
-            );
-            let line =
-                format!("{test}: skipped: DATABASE_URL not set (PostgreSQL tests need a server)\n");
-            let _ = std::io::stderr().write_all(line.as_bytes());
-            return None;
-        }
-    };
+    let url = crate::servers::Server::Postgres.address(test)?;
     let options: PgConnectOptions = url.parse().unwrap();
     Some(Roles::create(options).await)
 }

@@ -1,5 +1,6 @@
 //! Kafka: topics under a prefix of the test's own.
 
+use crate::servers::Server;
 use std::time::Duration;
 
 use eventsource_runtime::bus::{BusError, EventBus};
@@ -7,16 +8,12 @@ use eventsource_runtime::kafka::{ConsumerGroup, KafkaBus};
 use eventsource_runtime::testing::capture;
 use tokio::sync::oneshot;
 
-use super::{Seen, address, check, published, until, v2_handler};
+use super::{Seen, check, published, until, v2_handler};
 
 #[tokio::test]
 async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcast() {
     let test = "kafka::upcasting";
-    let Some(brokers) = address(
-        test,
-        "EVENTSOURCE_KAFKA_BROKERS",
-        "EVENTSOURCE_REQUIRE_KAFKA",
-    ) else {
+    let Some(brokers) = Server::Kafka.address(test) else {
         return;
     };
     let capture = capture();

@@ -1,5 +1,6 @@
 //! NATS JetStream: streams and a subject prefix of the test's own, deleted when it passes.
 
+use crate::servers::Server;
 use std::time::Duration;
 
 use eventsource_runtime::bus::{BusError, EventBus};
@@ -8,12 +9,12 @@ use eventsource_runtime::nats::{ConsumerGroup, NatsBus};
 use eventsource_runtime::testing::capture;
 use tokio::sync::oneshot;
 
-use super::{Seen, address, check, published, until, v2_handler};
+use super::{Seen, check, published, until, v2_handler};
 
 #[tokio::test]
 async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcast() {
     let test = "nats::upcasting";
-    let Some(url) = address(test, "EVENTSOURCE_NATS_URL", "EVENTSOURCE_REQUIRE_NATS") else {
+    let Some(url) = Server::Nats.address(test) else {
         return;
     };
     let id = uuid::Uuid::now_v7().simple().to_string();

@@ -1,5 +1,6 @@
 //! RabbitMQ: an exchange and queues of the test's own, deleted when it passes.
 
+use crate::servers::Server;
 use std::time::Duration;
 
 use eventsource_runtime::bus::{BusError, EventBus};
@@ -9,12 +10,12 @@ use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::oneshot;
 
-use super::{Seen, address, check, published, until, v2_handler};
+use super::{Seen, check, published, until, v2_handler};
 
 #[tokio::test]
 async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcast() {
     let test = "rabbitmq::upcasting";
-    let Some(url) = address(test, "EVENTSOURCE_AMQP_URL", "EVENTSOURCE_REQUIRE_RABBITMQ") else {
+    let Some(url) = Server::RabbitMq.address(test) else {
         return;
     };
     let exchange = format!("es-test-upcast-{}", uuid::Uuid::now_v7().simple());

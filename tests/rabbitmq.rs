@@ -301,26 +301,7 @@ macro_rules! conformance {
     };
 }
 
-conformance! {
-    baggage_values_reach_the_handlers_of_three_hops_unchanged_through_rabbitmq =>
-        broker::baggage::baggage_survives_three_hops;
-    fan_out_to_two_groups_shows_as_two_branches_of_one_trace =>
-        broker::trace::fan_out;
-    a_malformed_traceparent_starts_a_new_root_and_the_message_is_handled =>
-        broker::trace::malformed_traceparent_starts_a_new_root;
-    the_relay_carries_the_stored_trace_through_the_broker =>
-        broker::trace::relay_continues_the_stored_trace;
-    a_failing_handler_is_retried_then_dead_lettered_and_succeeds_once_moved_back =>
-        broker::failures::retried_then_dead_lettered_then_moved_back, &METRICS;
-    purge_empties_the_dead_letters =>
-        broker::failures::purge_empties_the_dead_letters;
-    an_undecodable_message_goes_to_the_dead_letters_with_the_reason =>
-        broker::failures::undecodable_message_is_dead_lettered_with_the_reason;
-    a_retry_for_a_handler_the_group_no_longer_has_is_dead_lettered_with_the_reason =>
-        broker::failures::retry_for_an_unknown_handler_is_dead_lettered;
-    shutdown_lets_the_handler_in_flight_finish_and_settles_it =>
-        broker::failures::graceful_stop_finishes_the_handler_in_flight;
-}
+eventsource_runtime::broker_scenarios!(conformance, &METRICS);
 
 /// The suite's trace, and what only RabbitMQ's spans and metrics say: the exchange and
 /// routing key, the queue, the delivery tag.

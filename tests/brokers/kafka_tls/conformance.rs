@@ -183,14 +183,6 @@ macro_rules! conformance {
 
 conformance! {
     one_trace => broker::trace::one_trace, &METRICS;
-    baggage => broker::baggage::baggage_survives_three_hops;
-    fan_out => broker::trace::fan_out;
-    malformed_traceparent => broker::trace::malformed_traceparent_starts_a_new_root;
-    relay_trace => broker::trace::relay_continues_the_stored_trace;
-    retried_dead_lettered_moved_back =>
-        broker::failures::retried_then_dead_lettered_then_moved_back, &METRICS;
-    purge => broker::failures::purge_empties_the_dead_letters;
-    undecodable => broker::failures::undecodable_message_is_dead_lettered_with_the_reason;
-    unknown_handler => broker::failures::retry_for_an_unknown_handler_is_dead_lettered;
-    graceful_stop => broker::failures::graceful_stop_finishes_the_handler_in_flight;
 }
+
+eventsource_runtime::broker_scenarios!(conformance, &METRICS);

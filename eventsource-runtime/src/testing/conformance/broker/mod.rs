@@ -18,6 +18,10 @@
 //! through the [`MetricCapture`](crate::testing::MetricCapture) they are given (metrics are
 //! process-wide: share one capture in a `static LazyLock`, as each scenario tells its own
 //! apart by an event type of its own).
+//!
+//! [`broker_scenarios!`](crate::broker_scenarios) lists every scenario but
+//! [`trace::one_trace`] (which hands its spans back for the adapter's own checks), so that
+//! an adapter's tests run a scenario added later without a change of theirs.
 
 pub mod baggage;
 pub mod failures;
@@ -233,4 +237,51 @@ fn stored_event(aggregate_id: &str, event_type: &str) -> EventEnvelope {
         payload: serde_json::json!({ "customer": "ada" }).into(),
         metadata: Metadata::new(),
     }
+}
+
+/// Every scenario of the broker suite but [`trace::one_trace`], handed to a macro of the
+/// caller's: `$run! { name => scenario; ...; name => scenario, $metrics; ... }`, each
+/// scenario a path to its function, followed by `$metrics` (a
+/// `&`[`MetricCapture`](crate::testing::MetricCapture)) when it reads metrics. The caller's
+/// macro makes one test of each, with a fixture of the test's own:
+///
+/// ```ignore
+/// macro_rules! conformance {
+///     ($($test:ident => $scenario:path $(, $metrics:expr)?;)*) => {
+///         $(
+///             #[tokio::test]
+///             async fn $test() {
+///                 let fixture = MyBrokerFixture::new(stringify!($test)).await;
+///                 $scenario(&fixture $(, $metrics)?).await;
+///             }
+///         )*
+///     };
+/// }
+///
+/// eventsource_runtime::broker_scenarios!(conformance, &METRICS);
+/// ```
+#[macro_export]
+macro_rules! broker_scenarios {
+    ($run:ident, $metrics:expr) => {
+        $run! {
+            baggage_survives_three_hops =>
+                $crate::testing::conformance::broker::baggage::baggage_survives_three_hops;
+            fan_out => $crate::testing::conformance::broker::trace::fan_out;
+            malformed_traceparent_starts_a_new_root =>
+                $crate::testing::conformance::broker::trace::malformed_traceparent_starts_a_new_root;
+            relay_continues_the_stored_trace =>
+                $crate::testing::conformance::broker::trace::relay_continues_the_stored_trace;
+            retried_then_dead_lettered_then_moved_back =>
+                $crate::testing::conformance::broker::failures::retried_then_dead_lettered_then_moved_back,
+                $metrics;
+            purge_empties_the_dead_letters =>
+                $crate::testing::conformance::broker::failures::purge_empties_the_dead_letters;
+            undecodable_message_is_dead_lettered_with_the_reason =>
+                $crate::testing::conformance::broker::failures::undecodable_message_is_dead_lettered_with_the_reason;
+            retry_for_an_unknown_handler_is_dead_lettered =>
+                $crate::testing::conformance::broker::failures::retry_for_an_unknown_handler_is_dead_lettered;
+            graceful_stop_finishes_the_handler_in_flight =>
+                $crate::testing::conformance::broker::failures::graceful_stop_finishes_the_handler_in_flight;
+        }
+    };
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::postgres::PgPool;
 
 use super::rows::{has_nul, join_timestamp, split_timestamp, unstorable};
@@ -13,6 +12,7 @@ use super::{DEFAULT_SCHEMA, namespace_of, pool_store, store_telemetry, to_i64, u
 use crate::event::StreamId;
 use crate::snapshot::instrument::{SnapshotOperation, run};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::sql::snapshot_row::{column, snapshot_of};
 use crate::store::backend::check_stream;
 use crate::store::settings::telemetry_builders;
 use crate::store::{StoreError, StoreTelemetry};
@@ -149,25 +149,11 @@ impl PostgresSnapshotStore {
         else {
             return Ok(None);
         };
-        let read = || -> Result<Snapshot, String> {
-            let version: i64 = row.try_get("version").map_err(|e| e.to_string())?;
-            let state: String = row.try_get("state").map_err(|e| e.to_string())?;
-            let taken_at: DateTime<Utc> = row.try_get("taken_at").map_err(|e| e.to_string())?;
-            let nanos: i32 = row.try_get("taken_at_nanos").map_err(|e| e.to_string())?;
-            let schema_version: i64 = row
-                .try_get("schema_version")
-                .map_err(|e| format!("schema_version: {e}"))?;
-            Ok(Snapshot {
-                stream: stream.clone(),
-                version: u64::try_from(version).map_err(|e| format!("version: {e}"))?,
-                state: serde_json::from_str(&state).map_err(|e| format!("state: {e}"))?,
-                schema_version: u32::try_from(schema_version)
-                    .map_err(|e| format!("schema_version: {e}"))?,
-                taken_at: join_timestamp(taken_at, nanos)
-                    .ok_or_else(|| format!("taken_at_nanos: {nanos}"))?,
-            })
-        };
-        match read() {
+        let taken_at = column::<_, DateTime<Utc>>(&row, "taken_at").and_then(|micros| {
+            let nanos: i32 = column(&row, "taken_at_nanos")?;
+            join_timestamp(micros, nanos).ok_or_else(|| format!("taken_at_nanos: {nanos}"))
+        });
+        match snapshot_of(&row, stream, taken_at) {
             Ok(snapshot) => Ok(Some(snapshot)),
             Err(reason) => {
                 log_warn!(stream = %stream, reason, "ignoring an unreadable snapshot");

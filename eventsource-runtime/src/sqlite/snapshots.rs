@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::SqlitePool;
 
 use super::{detached, format_timestamp, migrate, open_pool, parse_timestamp, to_i64, unavailable};
 use crate::event::StreamId;
 use crate::snapshot::instrument::{SnapshotOperation, run};
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::sql::snapshot_row::{column, snapshot_of};
 use crate::store::backend::check_stream;
 use crate::store::settings::telemetry_builders;
 use crate::store::{StoreError, StoreTelemetry};
@@ -124,27 +124,9 @@ async fn read_row(
     else {
         return Ok(None);
     };
-    let read = || -> Result<Snapshot, String> {
-        let version: i64 = row
-            .try_get("version")
-            .map_err(|e| format!("version: {e}"))?;
-        let state: String = row.try_get("state").map_err(|e| format!("state: {e}"))?;
-        let taken_at: String = row
-            .try_get("taken_at")
-            .map_err(|e| format!("taken_at: {e}"))?;
-        let schema_version: i64 = row
-            .try_get("schema_version")
-            .map_err(|e| format!("schema_version: {e}"))?;
-        Ok(Snapshot {
-            stream: stream.clone(),
-            version: u64::try_from(version).map_err(|e| format!("version: {e}"))?,
-            state: serde_json::from_str(&state).map_err(|e| format!("state: {e}"))?,
-            schema_version: u32::try_from(schema_version)
-                .map_err(|e| format!("schema_version: {e}"))?,
-            taken_at: parse_timestamp(&taken_at).map_err(|e| format!("taken_at: {e}"))?,
-        })
-    };
-    Ok(Some(read()))
+    let taken_at = column::<_, String>(&row, "taken_at")
+        .and_then(|text| parse_timestamp(&text).map_err(|e| format!("taken_at: {e}")));
+    Ok(Some(snapshot_of(&row, &stream, taken_at)))
 }
 
 async fn write_row(pool: SqlitePool, snapshot: Snapshot) -> Result<(), StoreError> {

@@ -1,5 +1,6 @@
 //! A broker process a restart test kills and starts again, and a bus that remembers its
-//! failures: what `tests/kafka_restart.rs` and `tests/nats_restart.rs` share.
+//! failures: what the restart tests (`common/broker_restart.rs`) and the fault tests share.
+#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpStream};

@@ -1,7 +1,7 @@
 //! The cart service behind HTTP, as teams build one with axum: commands and queries behind
 //! routes, server spans from `axum-tracing-opentelemetry` (the caller's `traceparent`
 //! continued), a call to another service carrying `traceparent`, and errors as status
-//! codes. Shared by `examples/http_service.rs` and `tests/http_service.rs`.
+//! codes. Shared by `examples/http_service.rs` and `tests/telemetry/alone/http_service.rs`.
 //!
 //! - `POST /carts/{id}/items` `{"product": "book", "quantity": 2}`: asks the price service
 //!   for the unit price (`GET {prices}/prices/{product}`, in a CLIENT span whose context

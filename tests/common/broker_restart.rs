@@ -1,5 +1,5 @@
-//! The broker restart scenario, written once for every broker (`tests/kafka_restart.rs`,
-//! `tests/nats_restart.rs`, `tests/rabbitmq_restart.rs` say how each broker goes down and
+//! The broker restart scenario, written once for every broker (`tests/processes/kafka_restart.rs`,
+//! `tests/processes/nats_restart.rs`, `tests/processes/rabbitmq_restart.rs` say how each broker goes down and
 //! comes back): a consumer group and the relay run while commands store events; the broker
 //! goes down after the first ten are handled; commands go on, a publish meanwhile is a typed
 //! error and the relay's failures are typed too; the broker comes back; every stored event

@@ -159,7 +159,7 @@ async fn a_snapshot_of_another_version_is_replayed_and_replaced(
 
 #[tokio::test]
 async fn in_memory_a_snapshot_of_another_version_is_replayed_and_replaced() {
-    // Every test here captures before its first span (see the note in tests/snapshots.rs).
+    // Every test here captures before its first span (see the note in tests/domain/alone/snapshots.rs).
     let capture = capture();
     a_snapshot_of_another_version_is_replayed_and_replaced(
         &capture,

@@ -1,0 +1,37 @@
+//! Across processes through RabbitMQ: the scenarios of `tests/common/processes.rs`.
+//!
+//! Needs `EVENTSOURCE_AMQP_URL` (skipped visibly without it, unless
+//! `EVENTSOURCE_REQUIRE_RABBITMQ=1`).
+
+#[path = "../common/otlp.rs"]
+mod otlp;
+#[path = "../common/otlp_collector.rs"]
+mod otlp_collector;
+#[path = "../common/processes.rs"]
+mod processes;
+
+#[path = "../common/servers.rs"]
+mod servers;
+
+use crate::processes::BrokerKind;
+
+#[test]
+fn a_producer_and_a_consumer_process_form_one_trace() {
+    processes::a_producer_and_a_consumer_process_form_one_trace(BrokerKind::RabbitMq);
+}
+
+#[test]
+fn a_consumer_killed_mid_handler_hands_the_message_to_the_next_one_as_a_redelivery() {
+    // RabbitMQ flags a message it hands over again.
+    processes::a_consumer_killed_mid_handler_hands_the_message_to_the_next_one_as_a_redelivery(
+        BrokerKind::RabbitMq,
+        |_| true,
+    );
+}
+
+#[test]
+fn a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_it_later() {
+    processes::a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_it_later(
+        BrokerKind::RabbitMq,
+    );
+}

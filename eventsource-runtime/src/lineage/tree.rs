@@ -322,7 +322,7 @@ impl Drop for EventNode {
 }
 
 /// The trace id of a W3C `traceparent` (`00-{trace id}-{span id}-{flags}`), if valid.
-fn trace_id(traceparent: &str) -> Option<String> {
+pub(crate) fn trace_id(traceparent: &str) -> Option<String> {
     let id = traceparent.split('-').nth(1)?;
     let valid = id.len() == 32
         && id.bytes().all(|b| b.is_ascii_hexdigit())

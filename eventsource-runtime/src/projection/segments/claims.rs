@@ -1,7 +1,7 @@
 //! Where workers claim a projection's segments: the [`SegmentClaims`] trait, what a claim
 //! is, and the claims of one process ([`InMemorySegmentClaims`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -161,6 +161,18 @@ pub trait SegmentClaims: Send + Sync + 'static {
     /// # Errors
     /// The backend's.
     async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError>;
+
+    /// Every split projection the store knows, with its segment count: what an operator's
+    /// tool lists (the `eventsource status` command). The default, for a claims store of
+    /// your own, fails with [`StoreError::Unsupported`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`], the backend's errors.
+    async fn split_projections(&self) -> Result<BTreeMap<String, u32>, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "list split projections",
+        })
+    }
 }
 
 /// One segment's row.
@@ -201,6 +213,7 @@ struct Split {
 /// let mine = claims.claim("orders", "worker-a", 3, timeout).await?;
 /// let theirs = claims.claim("orders", "worker-b", 3, timeout).await?;
 /// assert_eq!((mine.len(), theirs.len()), (3, 1));
+/// assert_eq!(claims.split_projections().await?.get("orders"), Some(&4));
 /// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -374,5 +387,14 @@ impl SegmentClaims for InMemorySegmentClaims {
                 })
                 .collect()
         }))
+    }
+
+    async fn split_projections(&self) -> Result<BTreeMap<String, u32>, StoreError> {
+        let splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(splits
+            .iter()
+            .filter(|(_, split)| !split.rows.is_empty())
+            .map(|(name, split)| (name.clone(), count_of(split)))
+            .collect())
     }
 }

@@ -1,0 +1,158 @@
+//! The command line on a SQLite file.
+
+use std::path::PathBuf;
+
+use eventsource_runtime::projection::checkpoint::CheckpointStore;
+use eventsource_runtime::sqlite::SqliteEventStore;
+
+use crate::{common_checks, eventsource, seed};
+
+/// A fresh directory under the target's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "eventsource-cli-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_resets_a_sqlite_store() {
+    let dir = TempDir::new("sqlite");
+    let file = dir.0.join("events.db");
+    let store = SqliteEventStore::connect(file.to_str().unwrap())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let checkpoints = store.checkpoint_store();
+    seed(&store, &checkpoints).await;
+    let target = format!("sqlite:{}", file.display());
+
+    common_checks(&["--store", &target], &checkpoints).await;
+
+    // The store from the environment, as a service's own setting.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_eventsource"))
+        .args(["status", "--json"])
+        .env("EVENTSOURCE_STORE", &target)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(status["store"], "sqlite");
+
+    // A split projection's segments, from their checkpoints' names (SQLite keeps no claims
+    // across processes), reset together.
+    checkpoints.save("totals[0/2]", 3).await.unwrap();
+    checkpoints.save("totals[1/2]", 6).await.unwrap();
+    let status = eventsource(&["--store", &target, "status", "--json"])
+        .expect(0)
+        .json();
+    let totals = crate::projection(&status, "totals");
+    assert_eq!(
+        (totals["kind"].as_str(), totals["checkpoint"].as_u64()),
+        (Some("split"), Some(3))
+    );
+    assert_eq!(
+        totals["segments"].as_array().unwrap().len(),
+        2,
+        "{totals:#}"
+    );
+    assert_eq!(totals["segments"][1]["checkpoint"], 6);
+    let reset = eventsource(&[
+        "--store",
+        &target,
+        "projection",
+        "reset",
+        "totals",
+        "--to",
+        "0",
+    ])
+    .expect(0);
+    assert!(
+        reset
+            .stderr
+            .contains("keeps segment claims in the service's process"),
+        "{}",
+        reset.stderr
+    );
+    assert_eq!(checkpoints.load("totals[0/2]").await.unwrap(), 0);
+    assert_eq!(checkpoints.load("totals[1/2]").await.unwrap(), 0);
+    store.pool().close().await;
+}
+
+#[tokio::test]
+async fn bad_stores_fail_in_one_line_and_create_nothing() {
+    let dir = TempDir::new("missing");
+    let missing = dir.0.join("typo.db");
+    let target = format!("sqlite:{}", missing.display());
+    let run = eventsource(&["--store", &target, "status"]).expect(3);
+    assert!(
+        run.stderr
+            .starts_with("eventsource: error: no SQLite database at"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(!missing.exists(), "no empty database made");
+
+    let run = eventsource(&["status"]).expect(2);
+    assert!(run.stderr.contains("no store"), "{}", run.stderr);
+    let run = eventsource(&["--store", "mysql://root:secret@db/x", "status"]).expect(2);
+    assert!(
+        run.stderr.contains("unknown store `mysql:`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("secret"), "{}", run.stderr);
+
+    // Nothing listens on port 1: the store cannot be reached, and the password is not told.
+    let run = eventsource(&[
+        "--store",
+        "postgres://postgres:secret@127.0.0.1:1/x",
+        "status",
+    ])
+    .expect(1);
+    assert!(
+        run.stderr
+            .starts_with("eventsource: error: cannot open the PostgreSQL store"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(!run.stderr.contains("secret"), "{}", run.stderr);
+}
+
+/// A file that holds no store yet: an error naming what failed, then `migrate` makes it one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmigrated_file_is_an_error_not_a_panic() {
+    let dir = TempDir::new("empty");
+    let file = dir.0.join("empty.db");
+    std::fs::write(&file, b"").unwrap();
+    let target = format!("sqlite:{}", file.display());
+    let run = eventsource(&["--store", &target, "status"]).expect(1);
+    assert!(run.stderr.contains("cannot"), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let run = eventsource(&["--store", &target, "migrate"]).expect(0);
+    assert_eq!(run.stdout, "schema up to date\n");
+    let status = eventsource(&["--store", &target, "status", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(status["head"], 0);
+    assert_eq!(status["projections"], serde_json::json!([]));
+}

@@ -165,7 +165,7 @@ async fn checkpoint_store_lists_what_it_keeps() {
     let lease_sessions: Vec<i32> = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_try_advisory_lock%'",
     )
-    .fetch_all(db.admin())
+    .fetch_all(&db.admin)
     .await
     .unwrap();
     let pid = holder.process_id.and_then(|pid| i32::try_from(pid).ok());

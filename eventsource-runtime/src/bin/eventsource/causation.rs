@@ -64,7 +64,7 @@ fn drawn(tree: &CausationTree, trace_url: Option<&str>) -> Vec<Drawn> {
             nodes.push(Drawn {
                 id: id.clone(),
                 label: format!(
-                    "{} {}/{} v{} #{}",
+                    "{} {}/{} v{} @{}",
                     event.event_type,
                     event.aggregate_type,
                     event.aggregate_id,

@@ -16,6 +16,7 @@ pub async fn migrate(stores: &Stores) -> Result<(), CliError> {
 }
 
 /// A PostgreSQL identifier, quoted.
+#[cfg(feature = "postgres")]
 fn quoted(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }

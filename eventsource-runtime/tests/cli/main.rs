@@ -297,6 +297,11 @@ pub async fn common_checks(target: &[&str], checkpoints: &dyn CheckpointStore) {
         ),
         (&["events"], 2, "give --stream"),
         (
+            &["events", "--from", "1", "--limit", "0"],
+            2,
+            "invalid value '0'",
+        ),
+        (
             &["causation", "req-404"],
             3,
             "no event has the correlation id `req-404`",

@@ -87,7 +87,7 @@ async fn reads_and_resets_a_sqlite_store() {
     assert!(
         reset
             .stderr
-            .contains("keeps segment claims in the service's process"),
+            .contains("keeps leases and segment claims in the service's process"),
         "{}",
         reset.stderr
     );

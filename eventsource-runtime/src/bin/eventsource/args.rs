@@ -69,9 +69,9 @@ pub struct EventsQuery {
     /// Every event of this correlation id.
     #[arg(long)]
     pub correlation: Option<String>,
-    /// At most this many events.
-    #[arg(long, default_value_t = 100)]
-    pub limit: usize,
+    /// At most this many events (1 or more).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
     /// A trace link per event: `{trace_id}` is replaced (e.g.
     /// `http://localhost:16686/trace/{trace_id}`).
     #[arg(long, env = "EVENTSOURCE_TRACE_URL")]

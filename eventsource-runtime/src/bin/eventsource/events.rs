@@ -102,14 +102,15 @@ pub fn stream_of(text: &str) -> Result<StreamId, CliError> {
 
 pub async fn run(stores: &Stores, query: &EventsQuery, json: bool) -> Result<(), CliError> {
     let store = &*stores.events;
+    let limit = query.limit as usize;
     let (events, unreadable) = if let Some(text) = &query.stream {
         let stream = stream_of(text)?;
         let from = query.from.unwrap_or(1);
         let mut events = store
-            .load_page(&stream, from, query.limit)
+            .load_page(&stream, from, limit)
             .await
             .map_err(CliError::store(format!("cannot read stream `{text}`")))?;
-        events.truncate(query.limit);
+        events.truncate(limit);
         (events, None)
     } else if let Some(correlation) = &query.correlation {
         let mut events =
@@ -119,11 +120,11 @@ pub async fn run(stores: &Stores, query: &EventsQuery, json: bool) -> Result<(),
                 .map_err(CliError::store(format!(
                     "cannot read the events of correlation {correlation}"
                 )))?;
-        events.truncate(query.limit);
+        events.truncate(limit);
         (events, None)
     } else if let Some(from) = query.from {
         let batch = store
-            .read_all(from, query.limit)
+            .read_all(from, limit)
             .await
             .map_err(CliError::store(format!("cannot read the log from {from}")))?;
         let (events, end) = batch.into_parts();

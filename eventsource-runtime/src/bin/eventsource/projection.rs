@@ -109,9 +109,21 @@ async fn reset(stores: &Stores, args: &ResetArgs) -> Result<Reset, CliError> {
     })
 }
 
+/// Says that the store's leases and claims live in the service's process (SQLite), where
+/// nothing here can see them.
+fn warn_unseen_workers(name: &str) {
+    eprintln!(
+        "eventsource: note: this store keeps leases and segment claims in the service's \
+         process: make sure no worker of `{name}` runs"
+    );
+}
+
 /// Resets a projection that runs whole, holding its lease.
 async fn reset_whole(stores: &Stores, name: &str, to: u64) -> Result<(), CliError> {
     let checkpoints = &*stores.checkpoints;
+    if !stores.leases_shared {
+        warn_unseen_workers(name);
+    }
     let lease = checkpoints
         .try_acquire(name)
         .await
@@ -145,11 +157,7 @@ async fn reset_split(
 ) -> Result<Vec<Moved>, CliError> {
     let segments: Vec<Segment> = (0..count).filter_map(|i| Segment::new(i, count)).collect();
     let Some(claims) = &stores.claims else {
-        // SQLite keeps claims in the service's process: nothing here can see them.
-        eprintln!(
-            "eventsource: note: this store keeps segment claims in the service's process: \
-             make sure no worker of `{name}` runs"
-        );
+        warn_unseen_workers(name);
         return reset_checkpoints(stores, name, &segments, to, position_of).await;
     };
     let held = claims

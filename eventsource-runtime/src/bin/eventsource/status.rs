@@ -148,8 +148,11 @@ pub async fn gather(stores: &Stores) -> Result<Report, CliError> {
 
     let mut projections = Vec::new();
     for record in &records {
-        if segment_of_name(&record.projection).is_some() {
-            continue; // listed under its projection
+        if segment_of_name(&record.projection).is_some() || splits.contains_key(&record.projection)
+        {
+            // A segment is listed under its projection; a split projection's checkpoint from
+            // before its split no longer counts (its segments started from it).
+            continue;
         }
         let name = record.projection.clone();
         let holder = checkpoints

@@ -18,6 +18,10 @@ pub struct Stores {
     /// Where split projections' segments are claimed, when the store keeps them across
     /// processes (PostgreSQL; SQLite's claims live in the service's process).
     pub claims: Option<Arc<dyn SegmentClaims>>,
+    /// Whether the store's leases and claims are seen by every process (PostgreSQL), or
+    /// only in the process holding them (SQLite: the command line sees none of the
+    /// service's).
+    pub leases_shared: bool,
     /// The store's schema, for `migrate`.
     pub schema: Arc<dyn Migrate>,
 }
@@ -111,6 +115,7 @@ async fn open_postgres(url: &str, schema: &str) -> Result<Stores, CliError> {
         events: Arc::new(store.clone()),
         claims: Some(checkpoints.clone()),
         checkpoints,
+        leases_shared: true,
         schema: Arc::new(store),
     })
 }
@@ -140,6 +145,7 @@ async fn open_sqlite(file: &str, target: &str) -> Result<Stores, CliError> {
         events: Arc::new(store.clone()),
         checkpoints: Arc::new(store.checkpoint_store()),
         claims: None,
+        leases_shared: false,
         schema: Arc::new(store),
     })
 }

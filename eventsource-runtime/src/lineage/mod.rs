@@ -75,7 +75,6 @@ use std::sync::Arc;
 
 use crate::event::{EventEnvelope, Metadata};
 
-pub(crate) use tree::trace_id;
 pub use tree::{CausationTree, Cause, EventNode, Node};
 
 tokio::task_local! {

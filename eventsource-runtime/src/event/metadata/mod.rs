@@ -446,7 +446,12 @@ impl Metadata {
     /// ```
     #[must_use]
     pub fn trace_id(&self) -> Option<String> {
-        crate::lineage::trace_id(self.traceparent()?)
+        // `00-{trace id}-{span id}-{flags}`; an all-zero trace id is invalid.
+        let id = self.traceparent()?.split('-').nth(1)?;
+        let valid = id.len() == 32
+            && id.bytes().all(|b| b.is_ascii_hexdigit())
+            && id.bytes().any(|b| b != b'0');
+        valid.then(|| id.to_ascii_lowercase())
     }
 
     /// All entries, sorted by key.

@@ -67,7 +67,12 @@ fn traceparent(trace: &str) -> String {
     format!("00-{trace}-00f067aa0ba902b7-01")
 }
 
-fn event(kind: &str, correlation: Option<&str>, causation: Option<&str>, trace: &str) -> NewEvent {
+pub fn event(
+    kind: &str,
+    correlation: Option<&str>,
+    causation: Option<&str>,
+    trace: &str,
+) -> NewEvent {
     let mut metadata = Metadata::new().with(Metadata::TRACEPARENT, traceparent(trace));
     if let Some(correlation) = correlation {
         metadata.insert(Metadata::CORRELATION_ID, correlation);

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use eventsource_runtime::event::StreamId;
 use eventsource_runtime::projection::checkpoint::CheckpointStore;
 use eventsource_runtime::sqlite::SqliteEventStore;
+use eventsource_runtime::store::{EventStore, ExpectedVersion};
 
 use crate::{common_checks, eventsource, seed};
 
@@ -55,6 +57,52 @@ async fn reads_and_resets_a_sqlite_store() {
     );
     let status: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(status["store"], "sqlite");
+
+    // Another service's store: its events of the same request join the tree, under the
+    // event whose handler caused them.
+    let other_file = dir.0.join("billing.db");
+    let billing = SqliteEventStore::connect(other_file.to_str().unwrap())
+        .await
+        .unwrap();
+    billing.migrate().await.unwrap();
+    let ours = store.events_by_correlation("req-1").await.unwrap();
+    let shipment = ours
+        .iter()
+        .find(|e| e.event_type == "ShipmentRequested")
+        .unwrap();
+    let invoiced = crate::event(
+        "InvoiceIssued",
+        Some("req-1"),
+        Some(&shipment.event_id.to_string()),
+        crate::TRACE_SHIPPING,
+    );
+    let invoice = StreamId::new("Invoice", "i-1");
+    billing
+        .append(&invoice, ExpectedVersion::NoStream, vec![invoiced])
+        .await
+        .unwrap();
+    let other = format!("sqlite:{}", other_file.display());
+    let args = [
+        "--store",
+        &target,
+        "causation",
+        "req-1",
+        "--also-store",
+        &other,
+        "--json",
+    ];
+    let tree = eventsource(&args).expect(0).json();
+    let shipment = &tree["roots"][0]["children"][0]["children"][0]["children"][0];
+    assert_eq!(shipment["type"], "ShipmentRequested", "{tree:#}");
+    assert_eq!(shipment["children"][0]["type"], "InvoiceIssued", "{tree:#}");
+    let alone = eventsource(&["--store", &target, "causation", "req-1", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        alone["roots"][0]["children"][0]["children"][0]["children"][0]["children"],
+        serde_json::json!([])
+    );
+    billing.pool().close().await;
 
     // A split projection's segments, from their checkpoints' names (SQLite keeps no claims
     // across processes), reset together.

@@ -88,6 +88,10 @@ pub struct CausationQuery {
     /// A trace link per event (Mermaid `click`, DOT `URL`): `{trace_id}` is replaced.
     #[arg(long, env = "EVENTSOURCE_TRACE_URL")]
     pub trace_url: Option<String>,
+    /// Another service's store to take the correlation's events from too (repeatable;
+    /// PostgreSQL ones in the same `--schema`): one tree across services.
+    #[arg(long = "also-store", value_name = "STORE")]
+    pub also_stores: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

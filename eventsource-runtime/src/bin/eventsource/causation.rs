@@ -8,13 +8,33 @@ use crate::exit::CliError;
 use crate::output;
 use crate::store::Stores;
 
-pub async fn run(stores: &Stores, query: &CausationQuery, json: bool) -> Result<(), CliError> {
+pub async fn run(
+    stores: &Stores,
+    schema: &str,
+    query: &CausationQuery,
+    json: bool,
+) -> Result<(), CliError> {
     let correlation = &query.correlation;
-    let tree = CausationTree::load(&*stores.events, correlation)
-        .await
-        .map_err(CliError::store(format!(
+    let failed = || {
+        CliError::store(format!(
             "cannot read the events of correlation {correlation}"
-        )))?;
+        ))
+    };
+    let mut events = stores
+        .events
+        .events_by_correlation(correlation)
+        .await
+        .map_err(failed())?;
+    if !query.also_stores.is_empty() {
+        for target in &query.also_stores {
+            let other = Stores::open_target(target, schema).await?;
+            let more = other.events.events_by_correlation(correlation).await;
+            events.extend(more.map_err(failed())?);
+        }
+        // Each store's events are in its own order; across stores, time orders them.
+        events.sort_by_key(|event| event.timestamp);
+    }
+    let tree = CausationTree::from_events(correlation.as_str(), events);
     if tree.is_empty() {
         return Err(CliError::NotFound(format!(
             "no event has the correlation id `{correlation}`"

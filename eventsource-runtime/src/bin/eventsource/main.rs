@@ -50,7 +50,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Status => status::run(&stores, json).await,
         Command::Events(query) => events::run(&stores, &query, json).await,
-        Command::Causation(query) => causation::run(&stores, &query, json).await,
+        Command::Causation(query) => causation::run(&stores, &cli.store.schema, &query, json).await,
         Command::Projection(command) => projection::run(&stores, command, json).await,
         Command::Parked(command) => parked::run(&stores, command, json).await,
         Command::Migrate => schema::migrate(&stores).await,

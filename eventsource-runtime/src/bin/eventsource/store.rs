@@ -93,9 +93,13 @@ fn parse(target: &str) -> Result<Target<'_>, CliError> {
 
 impl Stores {
     pub async fn open(args: &StoreArgs) -> Result<Self, CliError> {
-        let target = target_of(args)?;
-        match parse(&target)? {
-            Target::Postgres(url) => open_postgres(url, &args.schema).await,
+        Self::open_target(&target_of(args)?, &args.schema).await
+    }
+
+    /// The store at `target` (a PostgreSQL one in `schema`).
+    pub async fn open_target(target: &str, schema: &str) -> Result<Self, CliError> {
+        match parse(target)? {
+            Target::Postgres(url) => open_postgres(url, schema).await,
             Target::Sqlite { file, target } => open_sqlite(file, target).await,
         }
     }

@@ -159,6 +159,16 @@ async fn reads_and_resets_a_postgres_store() {
     );
     let run = eventsource(&["--store", &url, "--schema", "Bad-Name", "status"]).expect(2);
     assert!(run.stderr.contains("Bad-Name"), "{}", run.stderr);
+    // A schema the service never migrated: the database's error, said once, on one line.
+    let never = format!("{schema}_never");
+    let run = eventsource(&["--store", &url, "--schema", &never, "status"]).expect(1);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert_eq!(
+        run.stderr.matches("does not exist").count(),
+        1,
+        "{}",
+        run.stderr
+    );
 
     drop_schema(store.pool(), &schema).await;
     store.pool().close().await;

@@ -67,7 +67,12 @@ pub fn report(error: &CliError) -> ExitCode {
     let mut line = format!("eventsource: error: {error}");
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        let _ = write!(line, ": {cause}");
+        // A source whose text its error already ended with (sqlx's database errors) is
+        // said once.
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            let _ = write!(line, ": {text}");
+        }
         source = cause.source();
     }
     // A database's message may span lines: the report stays one.

@@ -204,3 +204,112 @@ async fn an_unmigrated_file_is_an_error_not_a_panic() {
     assert_eq!(status["head"], 0);
     assert_eq!(status["projections"], serde_json::json!([]));
 }
+
+/// A projection that handles nothing, to have a runner to watch.
+struct Orders;
+
+#[eventsource_runtime::async_trait]
+impl eventsource_runtime::projection::Projection for Orders {
+    fn name(&self) -> &str {
+        "orders"
+    }
+
+    async fn handle(
+        &mut self,
+        _: &eventsource_runtime::event::EventEnvelope,
+    ) -> Result<(), eventsource_runtime::projection::ProjectionError> {
+        Ok(())
+    }
+}
+
+/// Answers `answers` requests on a loopback port with `body` as a readiness endpoint does
+/// (503 while not ready); returns the port.
+fn serve_health(body: String, answers: usize) -> u16 {
+    use std::io::{Read as _, Write as _};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().take(answers).flatten() {
+            let _ = client.read(&mut [0; 4096]);
+            let _ = write!(
+                client,
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// `status --health-url`: the service's own report beside the store's view, as served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_running_services_own_report() {
+    use std::sync::Arc;
+
+    use eventsource_runtime::health::HealthRegistry;
+    use eventsource_runtime::projection::runner::ProjectionRunner;
+
+    let dir = TempDir::new("health");
+    let file = dir.0.join("events.db");
+    let store = SqliteEventStore::connect(file.to_str().unwrap())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let checkpoints = store.checkpoint_store();
+    seed(&store, &checkpoints).await;
+    let runner = ProjectionRunner::new(Arc::new(store.clone()), Arc::new(checkpoints), Orders);
+    let registry = HealthRegistry::new();
+    registry.watch(&runner);
+    let report = serde_json::to_value(registry.report().await).unwrap();
+    assert_eq!(report["components"][0]["name"], "orders", "{report:#}");
+    let port = serve_health(report.to_string(), 2);
+    let url = format!("http://127.0.0.1:{port}/ready");
+    let target = format!("sqlite:{}", file.display());
+
+    let status = ["--store", &target, "status", "--health-url", &url];
+    let served = eventsource(&[&status[..], &["--json"]].concat())
+        .expect(0)
+        .json();
+    assert_eq!(served["service"], report);
+    assert_eq!(crate::projection(&served, "orders")["checkpoint"], 2);
+    let text = eventsource(&status).expect(0).stdout;
+    assert!(
+        text.contains(&format!("service {url}: not ready")),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("projection "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let state = report["components"][0]["state"].as_str().unwrap();
+    assert!(row.contains(" orders ") && row.contains(state), "{text}");
+
+    // Nothing listens there any more: exit 1, one line.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}/ready", gone.local_addr().unwrap());
+    drop(gone);
+    let run = eventsource(&["--store", &target, "status", "--health-url", &closed]).expect(1);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "eventsource: error: cannot reach the service at {closed}"
+        )),
+        "{}",
+        run.stderr
+    );
+    let run = eventsource(&[
+        "--store",
+        &target,
+        "status",
+        "--health-url",
+        "https://x/ready",
+    ])
+    .expect(2);
+    assert!(
+        run.stderr.contains("give http://host:port/path"),
+        "{}",
+        run.stderr
+    );
+    store.pool().close().await;
+}

@@ -40,7 +40,7 @@ pub struct StoreArgs {
 pub enum Command {
     /// Every projection, relay and split projection the store knows: checkpoint, lag, lease
     /// or segment owners, parked events.
-    Status,
+    Status(StatusArgs),
     /// Events: a stream's, the log's from a position, or a correlation's.
     Events(EventsQuery),
     /// The causation tree of a correlation id.
@@ -55,6 +55,14 @@ pub enum Command {
     Migrate,
     /// Print the SQL granting ROLE what the runtime needs on the schema (PostgreSQL).
     Grants(GrantsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Also a running service's own health report, from its readiness endpoint
+    /// (`http://host:port/path`, serving `HealthReport` as JSON).
+    #[arg(long, env = "EVENTSOURCE_HEALTH_URL")]
+    pub health_url: Option<String>,
 }
 
 /// One of `--stream`, `--from` (alone) or `--correlation`.

@@ -30,6 +30,13 @@ pub enum CliError {
     /// No tokio runtime could be started.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The service's health endpoint did not answer.
+    #[error("cannot reach the service at {url}")]
+    Service {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// An argument's value is not acceptable.
     #[error("{0}")]
     Usage(String),
@@ -53,7 +60,9 @@ impl CliError {
 
     pub fn code(&self) -> u8 {
         match self {
-            Self::Store { .. } | Self::Runtime(_) | Self::Output(_) => FAILED,
+            Self::Store { .. } | Self::Service { .. } | Self::Runtime(_) | Self::Output(_) => {
+                FAILED
+            }
             Self::Usage(_) => USAGE,
             Self::NotFound(_) => NOT_FOUND,
             Self::Refused(_) => REFUSED,

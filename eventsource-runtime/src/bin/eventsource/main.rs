@@ -14,6 +14,7 @@ mod output;
 mod parked;
 mod projection;
 mod schema;
+mod service_health;
 mod status;
 mod store;
 
@@ -48,7 +49,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let stores = store::Stores::open(&cli.store).await?;
     let json = cli.json;
     match cli.command {
-        Command::Status => status::run(&stores, json).await,
+        Command::Status(args) => status::run(&stores, &args, json).await,
         Command::Events(query) => events::run(&stores, &query, json).await,
         Command::Causation(query) => causation::run(&stores, &cli.store.schema, &query, json).await,
         Command::Projection(command) => projection::run(&stores, command, json).await,

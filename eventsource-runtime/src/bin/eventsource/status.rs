@@ -9,9 +9,10 @@ use eventsource_runtime::projection::segments::SegmentOwner;
 use eventsource_runtime::store::{BatchEnd, EventStore, Segment};
 use serde::Serialize;
 
+use crate::args::StatusArgs;
 use crate::exit::CliError;
-use crate::output;
 use crate::store::Stores;
+use crate::{output, service_health};
 
 /// What `status` prints.
 #[derive(Debug, Serialize)]
@@ -21,6 +22,9 @@ pub struct Report {
     /// The newest stored event's position (0: none).
     pub head: u64,
     pub projections: Vec<ProjectionStatus>,
+    /// The running service's own report (`--health-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,13 +86,20 @@ impl From<LeaseHolder> for Lease {
     }
 }
 
-pub async fn run(stores: &Stores, json: bool) -> Result<(), CliError> {
-    let report = gather(stores).await?;
-    if json {
-        output::json(&report)
-    } else {
-        output::text(&as_text(&report))
+pub async fn run(stores: &Stores, args: &StatusArgs, json: bool) -> Result<(), CliError> {
+    let mut report = gather(stores).await?;
+    if let Some(url) = &args.health_url {
+        report.service = Some(service_health::fetch(url).await?);
     }
+    if json {
+        return output::json(&report);
+    }
+    let mut text = as_text(&report);
+    if let (Some(url), Some(service)) = (&args.health_url, &report.service) {
+        text.push('\n');
+        text.push_str(&service_health::as_text(url, service));
+    }
+    output::text(&text)
 }
 
 /// A split projection's segment's checkpoint name, `{projection}[{index}/{count}]`, read
@@ -205,6 +216,7 @@ pub async fn gather(stores: &Stores) -> Result<Report, CliError> {
         store: events.system_name(),
         head,
         projections,
+        service: None,
     })
 }
 

@@ -7,12 +7,17 @@ use chrono::{DateTime, Utc};
 use eventsource_runtime::projection::checkpoint::{CheckpointRecord, LeaseHolder};
 use eventsource_runtime::projection::segments::SegmentOwner;
 use eventsource_runtime::store::{BatchEnd, EventStore, Segment};
+use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 
 use crate::args::StatusArgs;
 use crate::exit::CliError;
 use crate::store::Stores;
 use crate::{output, service_health};
+
+/// How many of status's queries run at once: round trips overlap, and a PostgreSQL pool of
+/// ten connections keeps room for the rest.
+const CONCURRENT_QUERIES: usize = 4;
 
 /// What `status` prints.
 #[derive(Debug, Serialize)]
@@ -157,58 +162,67 @@ pub async fn gather(stores: &Stores) -> Result<Report, CliError> {
         .collect();
     let parked_of = |name: &str| parked.get(name).copied().unwrap_or(0);
 
-    let mut projections = Vec::new();
-    for record in &records {
-        if segment_of_name(&record.projection).is_some() || splits.contains_key(&record.projection)
-        {
-            // A segment is listed under its projection; a split projection's checkpoint from
-            // before its split no longer counts (its segments started from it).
-            continue;
-        }
-        let name = record.projection.clone();
-        let holder = checkpoints
-            .lease_holder(&name)
-            .await
-            .map_err(CliError::store(format!("cannot ask who holds `{name}`")))?;
-        let kind = if name.starts_with(eventsource_runtime::relay::DEFAULT_NAME) {
-            "relay"
-        } else {
-            "projection"
-        };
-        projections.push(ProjectionStatus {
-            lag: lag_of(events, Segment::WHOLE, record.position, head).await,
-            kind,
-            checkpoint: record.position,
-            updated_at: record.updated_at,
-            lease: holder.map(Lease::from),
-            parked: parked_of(&name),
-            segments: Vec::new(),
-            name,
-        });
-    }
+    // One or two queries per checkpoint: asked a few at a time (the pool has ten
+    // connections), in order.
+    let whole = records.iter().filter(|record| {
+        // A segment is listed under its projection; a split projection's checkpoint from
+        // before its split no longer counts (its segments started from it).
+        segment_of_name(&record.projection).is_none() && !splits.contains_key(&record.projection)
+    });
+    let mut projections: Vec<ProjectionStatus> = stream::iter(whole)
+        .map(|record| async move {
+            let name = record.projection.clone();
+            let holder = checkpoints
+                .lease_holder(&name)
+                .await
+                .map_err(CliError::store(format!("cannot ask who holds `{name}`")))?;
+            let kind = if name.starts_with(eventsource_runtime::relay::DEFAULT_NAME) {
+                "relay"
+            } else {
+                "projection"
+            };
+            Ok(ProjectionStatus {
+                lag: lag_of(events, Segment::WHOLE, record.position, head).await,
+                kind,
+                checkpoint: record.position,
+                updated_at: record.updated_at,
+                lease: holder.map(Lease::from),
+                parked: parked_of(&name),
+                segments: Vec::new(),
+                name,
+            })
+        })
+        .buffered(CONCURRENT_QUERIES)
+        .collect::<Vec<Result<_, CliError>>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     for (name, count) in &splits {
         let owners = owners_of(stores, name).await?;
-        let mut segments = Vec::new();
-        for index in 0..*count {
-            let Some(segment) = Segment::new(index, *count) else {
-                continue;
-            };
-            let checkpoint_name = segment.checkpoint_name(name);
-            let checkpoint = by_name
-                .get(checkpoint_name.as_str())
-                .map_or(0, |r| r.position);
-            let owner = owners.get(&index);
-            segments.push(SegmentStatus {
-                segment: segment.to_string(),
-                lag: lag_of(events, segment, checkpoint, head).await,
-                checkpoint,
-                owner: owner.and_then(|o| o.owner.clone()),
-                epoch: owner.map_or(0, |o| o.epoch),
-                expired: owner.is_some_and(|o| o.expired),
-                parked: parked_of(&checkpoint_name),
-                checkpoint_name,
-            });
-        }
+        let segments = (0..*count).filter_map(|index| Segment::new(index, *count));
+        let segments: Vec<SegmentStatus> = stream::iter(segments)
+            .map(|segment| {
+                let checkpoint_name = segment.checkpoint_name(name);
+                let checkpoint = by_name
+                    .get(checkpoint_name.as_str())
+                    .map_or(0, |r| r.position);
+                let owner = owners.get(&segment.index());
+                async move {
+                    SegmentStatus {
+                        segment: segment.to_string(),
+                        lag: lag_of(events, segment, checkpoint, head).await,
+                        checkpoint,
+                        owner: owner.and_then(|o| o.owner.clone()),
+                        epoch: owner.map_or(0, |o| o.epoch),
+                        expired: owner.is_some_and(|o| o.expired),
+                        parked: parked_of(&checkpoint_name),
+                        checkpoint_name,
+                    }
+                }
+            })
+            .buffered(CONCURRENT_QUERIES)
+            .collect()
+            .await;
         projections.push(split_status(name, segments, &by_name));
     }
     projections.sort_by(|a, b| a.name.cmp(&b.name));

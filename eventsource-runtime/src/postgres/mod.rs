@@ -136,6 +136,7 @@ mod lease;
 mod listen;
 mod pages;
 mod processed;
+mod resplit;
 mod rows;
 mod schema;
 mod segments;

@@ -15,7 +15,7 @@ use super::schema::qualify;
 use super::{to_i64, unavailable};
 use crate::event::StreamId;
 use crate::projection::checkpoint::CheckpointStore;
-use crate::projection::segments::{Claim, Claimed, Fence, SegmentClaims, SegmentOwner};
+use crate::projection::segments::{Claim, Claimed, Fence, Resplit, SegmentClaims, SegmentOwner};
 use crate::sql::row::readable_prefix;
 use crate::store::backend::ReadAll;
 use crate::store::{Segment, StoreError};
@@ -311,6 +311,10 @@ impl SegmentClaims for PostgresCheckpointStore {
                 })
             })
             .collect())
+    }
+
+    async fn resplit(&self, projection: &str, count: u32) -> Result<Resplit, StoreError> {
+        self.resplit_segments(projection, count).await
     }
 
     async fn split_projections(&self) -> Result<BTreeMap<String, u32>, StoreError> {

@@ -5,10 +5,12 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use eventsource_runtime::postgres::PostgresEventStore;
-use eventsource_runtime::projection::checkpoint::CheckpointStore;
+use eventsource_runtime::event::StreamId;
+use eventsource_runtime::postgres::{PostgresCheckpointStore, PostgresEventStore};
+use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
 use eventsource_runtime::projection::segments::SegmentClaims;
 use eventsource_runtime::sqlx::{self, PgPool};
+use eventsource_runtime::store::EventStore;
 
 use crate::{common_checks, eventsource, projection, seed};
 
@@ -147,6 +149,8 @@ async fn reads_and_resets_a_postgres_store() {
     let owners = checkpoints.owners("totals").await.unwrap();
     assert!(owners.iter().all(|o| o.owner.is_none()), "{owners:?}");
 
+    split_again(&with, &store, &checkpoints).await;
+
     // The runtime role's grants, for this schema.
     let grants = eventsource(&with(&["grants", "app_runtime"]))
         .expect(0)
@@ -172,4 +176,117 @@ async fn reads_and_resets_a_postgres_store() {
 
     drop_schema(store.pool(), &schema).await;
     store.pool().close().await;
+}
+
+/// `projection split`: `totals`, in 2 segments (checkpoints 3 and 5, an event parked by
+/// one, a stalled worker's expired claim), split into 4: each new segment from its old
+/// segment's checkpoint, the parked event under its new segment, the stalled worker
+/// fenced; refused, changing nothing, while a worker holds a segment or for a count that is
+/// no multiple.
+async fn split_again(
+    with: &dyn Fn(&[&str]) -> Vec<String>,
+    store: &PostgresEventStore,
+    checkpoints: &PostgresCheckpointStore,
+) {
+    checkpoints.save("totals[0/2]", 3).await.unwrap();
+    checkpoints.save("totals[1/2]", 5).await.unwrap();
+    let shipment = StreamId::new("Shipment", "s-1"); // position 3
+    let old_segment = store.segment_of(&shipment, 2).await.unwrap();
+    let parked_under = old_segment.checkpoint_name("totals");
+    checkpoints
+        .park(&parked_under, &ParkedEvent::new(3, "unreadable"))
+        .await
+        .unwrap();
+
+    let refused = eventsource(&with(&["projection", "split", "totals", "--into", "3"])).expect(2);
+    assert!(
+        refused.stderr.contains("give a multiple of 2"),
+        "{}",
+        refused.stderr
+    );
+    let refused = eventsource(&with(&["projection", "split", "orders", "--into", "4"])).expect(3);
+    assert!(refused.stderr.contains("not split"), "{}", refused.stderr);
+    let timeout = Duration::from_secs(30);
+    let live = checkpoints
+        .claim("totals", "worker-b", 1, timeout)
+        .await
+        .unwrap();
+    let refused = eventsource(&with(&["projection", "split", "totals", "--into", "4"])).expect(4);
+    assert!(refused.stderr.contains("by worker-b"), "{}", refused.stderr);
+    assert_eq!(
+        checkpoints.split_projections().await.unwrap()["totals"],
+        2,
+        "unchanged"
+    );
+    let live: Vec<_> = live.iter().map(|c| c.claim).collect();
+    checkpoints
+        .release("totals", "worker-b", &live)
+        .await
+        .unwrap();
+
+    // A worker that stalled past its claim's timeout does not hold the segment any more.
+    let stalled = checkpoints
+        .claim("totals", "worker-c", 1, Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let old_epochs = checkpoints.owners("totals").await.unwrap();
+    let highest = old_epochs.iter().map(|o| o.epoch).max().unwrap();
+
+    let split = eventsource(&with(&[
+        "projection",
+        "split",
+        "totals",
+        "--into",
+        "4",
+        "--json",
+    ]))
+    .expect(0)
+    .json();
+    assert_eq!(
+        (split["from"].as_u64(), split["to"].as_u64()),
+        (Some(2), Some(4)),
+        "{split:#}"
+    );
+    for index in 0..4 {
+        let position = checkpoints
+            .load(&format!("totals[{index}/4]"))
+            .await
+            .unwrap();
+        assert_eq!(
+            position,
+            [3, 5][index % 2],
+            "segment {index}/4 from {}/2",
+            index % 2
+        );
+    }
+    let new_segment = store.segment_of(&shipment, 4).await.unwrap();
+    let parked = checkpoints
+        .parked(&new_segment.checkpoint_name("totals"))
+        .await
+        .unwrap();
+    assert_eq!(parked.len(), 1, "the parked event follows its stream");
+    assert!(checkpoints.parked(&parked_under).await.unwrap().is_empty());
+    let owners = checkpoints.owners("totals").await.unwrap();
+    assert_eq!(owners.len(), 4);
+    assert!(
+        owners
+            .iter()
+            .all(|o| o.owner.is_none() && o.epoch >= highest),
+        "{owners:?}"
+    );
+    let claim = stalled[0].claim;
+    let saved = checkpoints
+        .save_fenced("totals", "worker-c", claim, checkpoints, "totals[0/2]", 6)
+        .await
+        .unwrap();
+    assert!(!saved, "the stalled worker is fenced");
+    let status = eventsource(&with(&["status", "--json"])).expect(0).json();
+    let totals = projection(&status, "totals");
+    assert_eq!(
+        totals["segments"].as_array().unwrap().len(),
+        4,
+        "{totals:#}"
+    );
+    assert_eq!(totals["parked"], 1);
 }

@@ -115,6 +115,19 @@ pub enum ProjectionCommand {
     /// Move a projection's checkpoint (back for a replay, 0 for a rebuild in place), as
     /// the holder of its lease or of all its segments: refused while a worker holds one.
     Reset(ResetArgs),
+    /// Split a split projection's segments again, into a multiple of their count, without a
+    /// rebuild: each new segment starts from the checkpoint of the one that held its
+    /// streams. Refused while a worker holds a segment (PostgreSQL).
+    Split(SplitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    /// The split projection.
+    pub name: String,
+    /// The new segment count: a multiple of the current one (e.g. twice it).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+    pub into: u32,
 }
 
 #[derive(Debug, Args)]

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use eventsource_runtime::projection::segments::{Claim, SegmentClaims};
+use eventsource_runtime::projection::segments::{Claim, Resplit, SegmentClaims};
 use eventsource_runtime::store::Segment;
+use eventsource_runtime::store::StoreError;
 use serde::Serialize;
 
-use crate::args::{ProjectionCommand, ResetArgs};
+use crate::args::{ProjectionCommand, ResetArgs, SplitArgs};
 use crate::exit::CliError;
 use crate::output;
 use crate::status::{segment_of_name, split_projections};
@@ -37,6 +38,7 @@ struct Moved {
 
 pub async fn run(stores: &Stores, command: ProjectionCommand, json: bool) -> Result<(), CliError> {
     match command {
+        ProjectionCommand::Split(args) => split(stores, &args, json).await,
         ProjectionCommand::Reset(args) => {
             let reset = reset(stores, &args).await?;
             if json {
@@ -225,4 +227,91 @@ async fn release(claims: &dyn SegmentClaims, name: &str, mine: &[Claim]) {
     // A claim not given back expires after CLI_CLAIM_TIMEOUT: nothing more to do on error.
     let _ = claims.release(name, CLI_WORKER, mine).await;
     let _ = claims.leave(name, CLI_WORKER).await;
+}
+
+/// What a split did.
+#[derive(Debug, Serialize)]
+struct Split {
+    projection: String,
+    from: u32,
+    to: u32,
+    /// Each new segment's checkpoint.
+    checkpoints: Vec<Moved>,
+}
+
+/// `projection split NAME --into COUNT`.
+async fn split(stores: &Stores, args: &SplitArgs, json: bool) -> Result<(), CliError> {
+    let (name, count) = (args.name.as_str(), args.into);
+    let Some(claims) = &stores.claims else {
+        return Err(CliError::Usage(format!(
+            "this store keeps segment claims in the service's process: rebuild `{name}` under \
+             a new name with {count} segments instead"
+        )));
+    };
+    let outcome = match claims.resplit(name, count).await {
+        Err(StoreError::Unsupported { .. }) => {
+            return Err(CliError::Usage(format!(
+                "this store cannot split `{name}` again: rebuild it under a new name instead"
+            )));
+        }
+        outcome => outcome.map_err(CliError::store(format!("cannot split `{name}`")))?,
+    };
+    let from = match outcome {
+        Resplit::Done { from } => from,
+        Resplit::Held(owners) => {
+            let held: Vec<String> = owners
+                .iter()
+                .map(|o| {
+                    let owner = o.owner.as_deref().unwrap_or("?");
+                    format!("{} by {owner} (epoch {})", o.segment, o.epoch)
+                })
+                .collect();
+            return Err(CliError::Refused(format!(
+                "projection `{name}` is held by its workers ({}): stop them first; nothing changed",
+                held.join(", ")
+            )));
+        }
+        Resplit::NotSplit => {
+            return Err(CliError::NotFound(format!(
+                "`{name}` is not split into segments in this store"
+            )));
+        }
+        Resplit::NotAMultiple { recorded } => {
+            return Err(CliError::Usage(format!(
+                "`{name}` has {recorded} segments: give a multiple of {recorded} above it; \
+                 nothing changed"
+            )));
+        }
+        _ => return Err(CliError::Usage(format!("`{name}` was not split again"))),
+    };
+    let mut checkpoints = Vec::new();
+    for index in 0..count {
+        let Some(segment) = Segment::new(index, count) else {
+            continue;
+        };
+        let checkpoint = segment.checkpoint_name(name);
+        let from = stores
+            .checkpoints
+            .load(&checkpoint)
+            .await
+            .map_err(CliError::store(format!("cannot read `{checkpoint}`")))?;
+        checkpoints.push(Moved {
+            name: checkpoint,
+            from,
+        });
+    }
+    let split = Split {
+        projection: name.to_owned(),
+        from,
+        to: count,
+        checkpoints,
+    };
+    if json {
+        return output::json(&split);
+    }
+    let mut text = format!("{name}: {from} -> {count} segments (start its workers with {count})\n");
+    for checkpoint in &split.checkpoints {
+        text.push_str(&format!("  {} from {}\n", checkpoint.name, checkpoint.from));
+    }
+    output::text(&text)
 }

@@ -63,6 +63,27 @@ pub struct SegmentOwner {
     pub expired: bool,
 }
 
+/// What [`SegmentClaims::resplit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resplit {
+    /// The projection is split into the new count now; it was split into `from`.
+    Done {
+        /// The count it had.
+        from: u32,
+    },
+    /// Workers hold these segments (their claims not expired): nothing changed.
+    Held(Vec<SegmentOwner>),
+    /// The projection was never split: nothing changed.
+    NotSplit,
+    /// The new count is not a multiple of the recorded one (larger than it), so a
+    /// segment's streams would not all come from one old segment: nothing changed.
+    NotAMultiple {
+        /// The count recorded.
+        recorded: u32,
+    },
+}
+
 /// Where the workers of split projections claim their segments
 /// ([`SegmentedRunner`](super::SegmentedRunner)): the PostgreSQL checkpoint store across
 /// processes, [`InMemorySegmentClaims`] within one process (the in-memory and SQLite
@@ -171,6 +192,27 @@ pub trait SegmentClaims: Send + Sync + 'static {
     async fn split_projections(&self) -> Result<BTreeMap<String, u32>, StoreError> {
         Err(StoreError::Unsupported {
             operation: "list split projections",
+        })
+    }
+
+    /// Splits `projection` again, into `count` segments, a multiple of its recorded count,
+    /// without a rebuild (Axon's split): a stream's segment of `count` lies within its
+    /// segment of the old count, so each new segment `j` starts from the checkpoint of the
+    /// old segment `j % old` and takes over the events that segment parked. Only while no
+    /// worker holds a segment (every claim free or expired), all in one transaction; the
+    /// new segments are free, at an epoch above every old claim's, so a stalled worker's
+    /// save is fenced. Workers still running with the old count stop with
+    /// [`RunnerError::SegmentCountChanged`](crate::projection::runner::RunnerError::SegmentCountChanged):
+    /// start them with `count`. The default fails with [`StoreError::Unsupported`] (the
+    /// in-process claims are made anew at each start: start the workers with the new count
+    /// after a rebuild instead).
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`], the backend's.
+    async fn resplit(&self, projection: &str, count: u32) -> Result<Resplit, StoreError> {
+        let _ = (projection, count);
+        Err(StoreError::Unsupported {
+            operation: "split a projection's segments again",
         })
     }
 }

@@ -116,7 +116,7 @@ mod worker;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use claims::{Claim, Claimed, InMemorySegmentClaims, SegmentClaims, SegmentOwner};
+pub use claims::{Claim, Claimed, InMemorySegmentClaims, Resplit, SegmentClaims, SegmentOwner};
 pub use lease::Fence;
 
 use super::runner::ProjectionRunner;

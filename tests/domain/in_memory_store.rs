@@ -104,3 +104,11 @@ async fn an_unbounded_read_records_no_limit_and_a_bounded_one_its_limit() {
         "the bounded read: {limits:?}"
     );
 }
+
+#[tokio::test]
+async fn in_memory_checkpoint_store_lists_what_it_keeps() {
+    conformance::checkpoints::lists_checkpoints_parked_counts_and_lease_holders(
+        checkpoint_store().0,
+    )
+    .await;
+}

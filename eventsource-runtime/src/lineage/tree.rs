@@ -305,7 +305,7 @@ impl EventNode {
             position: event.position,
             recorded_at: event.timestamp,
             causation_id: event.metadata.causation_id().map(str::to_owned),
-            trace_id: event.metadata.traceparent().and_then(trace_id),
+            trace_id: event.metadata.trace_id(),
             children: Vec::new(),
         }
     }
@@ -319,15 +319,6 @@ impl Drop for EventNode {
             below.append(&mut node.children);
         }
     }
-}
-
-/// The trace id of a W3C `traceparent` (`00-{trace id}-{span id}-{flags}`), if valid.
-fn trace_id(traceparent: &str) -> Option<String> {
-    let id = traceparent.split('-').nth(1)?;
-    let valid = id.len() == 32
-        && id.bytes().all(|b| b.is_ascii_hexdigit())
-        && id.bytes().any(|b| b != b'0');
-    valid.then(|| id.to_ascii_lowercase())
 }
 
 /// Indented text, one line per node (`└─`, `├─`), each event with its stream, version,
@@ -467,6 +458,11 @@ mod tests {
 
     #[test]
     fn trace_ids_come_from_valid_traceparents_only() {
+        let trace_id = |traceparent: &str| {
+            crate::event::Metadata::new()
+                .with(crate::event::Metadata::TRACEPARENT, traceparent)
+                .trace_id()
+        };
         assert_eq!(
             trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")

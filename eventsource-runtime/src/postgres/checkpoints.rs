@@ -2,6 +2,7 @@
 //! runners of every process (session-level advisory locks, see [`PostgresLease`]), and the
 //! events projections parked (`parked_events`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,7 +12,9 @@ use sqlx::postgres::PgPool;
 use super::lease::{LeaseStatements, PostgresLease};
 use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
 use super::{pool_store, to_i64, unavailable};
-use crate::projection::checkpoint::{CheckpointStore, ParkedEvent, ProjectionLease};
+use crate::projection::checkpoint::{
+    CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease,
+};
 use crate::store::StoreError;
 
 const LOAD: &str = "SELECT position FROM __schema__.checkpoints WHERE projection = $1";
@@ -27,6 +30,18 @@ const PARK: &str = "INSERT INTO __schema__.parked_events (projection, position, 
 const PARKED: &str = "SELECT position, error, parked_at FROM __schema__.parked_events \
      WHERE projection = $1 ORDER BY position";
 const UNPARK: &str = "DELETE FROM __schema__.parked_events WHERE projection = $1 AND position = $2";
+const CHECKPOINTS: &str = "SELECT projection, position, updated_at FROM __schema__.checkpoints \
+     ORDER BY projection";
+const PARKED_COUNTS: &str = "SELECT projection, count(*) FROM __schema__.parked_events \
+     GROUP BY projection ORDER BY projection";
+// A session-level advisory lock on one bigint key shows in pg_locks as its high and low 32
+// bits (classid, objid) with objsubid 1; the session holding it, in pg_stat_activity.
+const LEASE_HOLDER: &str = "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start \
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+        AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()) \
+        AND l.classid::bigint = $1 AND l.objid::bigint = $2 \
+      LIMIT 1";
 
 #[derive(Debug)]
 struct Statements {
@@ -37,6 +52,8 @@ struct Statements {
     park: String,
     parked: String,
     unpark: String,
+    checkpoints: String,
+    parked_counts: String,
 }
 
 impl Statements {
@@ -49,6 +66,8 @@ impl Statements {
             park: qualify(PARK, schema),
             parked: qualify(PARKED, schema),
             unpark: qualify(UNPARK, schema),
+            checkpoints: qualify(CHECKPOINTS, schema),
+            parked_counts: qualify(PARKED_COUNTS, schema),
         }
     }
 }
@@ -250,5 +269,45 @@ impl CheckpointStore for PostgresCheckpointStore {
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(&self.sql.checkpoints)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let records = rows.into_iter().map(|(name, position, at)| {
+            CheckpointRecord::new(name, u64::try_from(position).unwrap_or(0), Some(at))
+        });
+        Ok(records.collect())
+    }
+
+    async fn parked_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&self.sql.parked_counts)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let counts = rows
+            .into_iter()
+            .map(|(name, count)| (name, u64::try_from(count).unwrap_or(0)));
+        Ok(counts.collect())
+    }
+
+    /// The session holding the lease's advisory lock, from `pg_locks` and
+    /// `pg_stat_activity` (a role without `pg_read_all_stats` sees the other roles'
+    /// sessions without their application and address).
+    async fn lease_holder(&self, projection: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let key = u64::from_ne_bytes(self.lease_key(projection).to_ne_bytes());
+        let (high, low) = (to_i64(key >> 32), to_i64(key & 0xffff_ffff));
+        let row: Option<(i32, Option<String>, Option<String>, Option<DateTime<Utc>>)> =
+            sqlx::query_as(LEASE_HOLDER)
+                .bind(high)
+                .bind(low)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(row.map(|(pid, application, client, since)| {
+            LeaseHolder::session(u32::try_from(pid).ok(), application, client, since)
+        }))
     }
 }

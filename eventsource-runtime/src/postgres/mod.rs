@@ -136,6 +136,7 @@ mod lease;
 mod listen;
 mod log_reader;
 mod processed;
+mod resplit;
 mod rows;
 mod schema;
 mod segments;

@@ -2,6 +2,7 @@
 //! workers alive (`projection_workers`), fenced checkpoint saves, and the event store's
 //! segment reads through an index per segment count.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +15,7 @@ use super::schema::qualify;
 use super::{to_i64, unavailable};
 use crate::event::StreamId;
 use crate::projection::checkpoint::CheckpointStore;
-use crate::projection::segments::{Claim, Claimed, Fence, SegmentClaims, SegmentOwner};
+use crate::projection::segments::{Claim, Claimed, Fence, Resplit, SegmentClaims, SegmentOwner};
 use crate::sql::row::readable_prefix;
 use crate::store::backend::ReadAll;
 use crate::store::{Segment, StoreError};
@@ -74,6 +75,9 @@ const OWNERS: &str = "SELECT segment, segments, owner, epoch, \
             (owner IS NOT NULL AND (renewed_at IS NULL \
              OR renewed_at + coalesce(claim_timeout, make_interval(secs => $2)) < now())) \
        FROM __schema__.projection_segments WHERE projection = $1 ORDER BY segment";
+
+const SPLITS: &str = "SELECT projection, max(segments) FROM __schema__.projection_segments \
+     GROUP BY projection ORDER BY projection";
 
 /// The timeout of a claim that recorded none (made before schema version 10, or by an
 /// earlier release's worker), in seconds.
@@ -307,6 +311,21 @@ impl SegmentClaims for PostgresCheckpointStore {
                 })
             })
             .collect())
+    }
+
+    async fn resplit(&self, projection: &str, count: u32) -> Result<Resplit, StoreError> {
+        self.resplit_segments(projection, count).await
+    }
+
+    async fn split_projections(&self) -> Result<BTreeMap<String, u32>, StoreError> {
+        let rows: Vec<(String, i32)> = sqlx::query_as(&self.segments_sql(SPLITS))
+            .fetch_all(self.pool())
+            .await
+            .map_err(unavailable)?;
+        let splits = rows
+            .into_iter()
+            .map(|(name, count)| (name, u32::try_from(count).unwrap_or(0)));
+        Ok(splits.collect())
     }
 }
 

@@ -96,6 +96,107 @@ impl ParkedEvent {
     }
 }
 
+/// A checkpoint as its store keeps it ([`CheckpointStore::checkpoints`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckpointRecord {
+    /// Its name: a projection's or a relay's, `{projection}[{index}/{count}]` for a
+    /// segment of a split one ([`Segment::checkpoint_name`](crate::store::Segment::checkpoint_name)).
+    pub projection: String,
+    /// The global position of the last event handled.
+    pub position: u64,
+    /// When it was last saved or reset, where the store records it (the SQL stores).
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl CheckpointRecord {
+    /// The checkpoint `projection` at `position`, saved at `updated_at`.
+    #[must_use]
+    pub fn new(
+        projection: impl Into<String>,
+        position: u64,
+        updated_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            projection: projection.into(),
+            position,
+            updated_at,
+        }
+    }
+}
+
+/// Who holds a projection's lease, as far as its store can tell
+/// ([`CheckpointStore::lease_holder`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseHolder {
+    /// The holder's process id: the database session's server process on PostgreSQL
+    /// (`pg_stat_activity.pid`), this process for the in-process leases.
+    pub process_id: Option<u32>,
+    /// The application name its connection gave (PostgreSQL's `application_name`), if any.
+    pub application: Option<String>,
+    /// The address it connects from (PostgreSQL's `client_addr`), if any.
+    pub client: Option<String>,
+    /// Since when its session exists (PostgreSQL's `backend_start`), if known.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl LeaseHolder {
+    /// The holder of an in-process lease: this process.
+    #[must_use]
+    pub fn this_process() -> Self {
+        Self {
+            process_id: Some(std::process::id()),
+            application: None,
+            client: None,
+            since: None,
+        }
+    }
+
+    /// A holder described by what the database tells of its session.
+    #[must_use]
+    pub fn session(
+        process_id: Option<u32>,
+        application: Option<String>,
+        client: Option<String>,
+        since: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            process_id,
+            application,
+            client,
+            since,
+        }
+    }
+}
+
+/// `pid 4242 (application "orders-service", client 10.0.0.7, since 2026-11-27T10:00:00Z)`.
+impl std::fmt::Display for LeaseHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.process_id {
+            Some(pid) => write!(f, "pid {pid}")?,
+            None => f.write_str("an unknown process")?,
+        }
+        let mut details = Vec::new();
+        if let Some(application) = self.application.as_deref().filter(|a| !a.is_empty()) {
+            details.push(format!("application {application:?}"));
+        }
+        if let Some(client) = &self.client {
+            details.push(format!("client {client}"));
+        }
+        if let Some(since) = self.since {
+            details.push(format!(
+                "since {}",
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+        }
+        if !details.is_empty() {
+            write!(f, " ({})", details.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// Where projection runners keep their checkpoints, and the events they parked.
 ///
 /// A checkpoint is the global position of the last event a projection has handled
@@ -207,6 +308,41 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// # Errors
     /// The backend's errors.
     async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError>;
+
+    /// Every checkpoint the store keeps, by name: what an operator's tool lists (the
+    /// `eventsource status` command). The default, for a store of your own, fails with
+    /// [`StoreError::Unsupported`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`], the backend's errors.
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "list checkpoints",
+        })
+    }
+
+    /// How many events each projection has parked, for the projections that parked any
+    /// (one query, where [`parked`](Self::parked) asks per projection). The default fails
+    /// with [`StoreError::Unsupported`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`], the backend's errors.
+    async fn parked_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "count parked events",
+        })
+    }
+
+    /// Who holds the projection's lease: `None` when it is free, or when the store
+    /// cannot tell (the default; the SQLite and in-memory stores see only the leases of
+    /// their own process). PostgreSQL names the database session holding the lock.
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn lease_holder(&self, projection: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let _ = projection;
+        Ok(None)
+    }
 }
 
 /// Checkpoints and parked events in process memory; leases exclude runners of this
@@ -316,6 +452,33 @@ impl CheckpointStore for InMemoryCheckpointStore {
             .get_mut(projection)
             .and_then(|events| events.remove(&position))
             .is_some())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut records: Vec<CheckpointRecord> = positions
+            .iter()
+            .map(|(name, &position)| CheckpointRecord::new(name.clone(), position, None))
+            .collect();
+        records.sort_by(|a, b| a.projection.cmp(&b.projection));
+        Ok(records)
+    }
+
+    async fn parked_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let parked = self.parked_events();
+        Ok(parked
+            .iter()
+            .filter(|(_, events)| !events.is_empty())
+            .map(|(name, events)| (name.clone(), events.len() as u64))
+            .collect())
+    }
+
+    async fn lease_holder(&self, projection: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(held.contains(projection).then(LeaseHolder::this_process))
     }
 }
 

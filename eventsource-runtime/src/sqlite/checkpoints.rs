@@ -1,7 +1,7 @@
 //! Projection checkpoints in the SQLite `checkpoints` table, with in-process leases, and
 //! the events projections parked (`parked_events`).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex, PoisonError};
 
@@ -12,7 +12,9 @@ use sqlx::sqlite::SqlitePool;
 use super::{
     database_file, detached, format_timestamp, parse_timestamp, pool_store, to_i64, unavailable,
 };
-use crate::projection::checkpoint::{CheckpointStore, ParkedEvent, ProjectionLease};
+use crate::projection::checkpoint::{
+    CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease,
+};
 use crate::store::StoreError;
 
 const LOAD: &str = "SELECT position FROM checkpoints WHERE projection = ?1";
@@ -28,6 +30,10 @@ const PARK: &str = "INSERT INTO parked_events (projection, position, error, park
 const PARKED: &str = "SELECT position, error, parked_at FROM parked_events \
      WHERE projection = ?1 ORDER BY position";
 const UNPARK: &str = "DELETE FROM parked_events WHERE projection = ?1 AND position = ?2";
+const CHECKPOINTS: &str =
+    "SELECT projection, position, updated_at FROM checkpoints ORDER BY projection";
+const PARKED_COUNTS: &str =
+    "SELECT projection, count(*) FROM parked_events GROUP BY projection ORDER BY projection";
 
 /// The projections held in this process, per database file.
 static HELD: LazyLock<Mutex<HashSet<(PathBuf, String)>>> = LazyLock::new(Mutex::default);
@@ -172,6 +178,44 @@ impl CheckpointStore for SqliteCheckpointStore {
             Ok(done.rows_affected() > 0)
         })
         .await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(CHECKPOINTS)
+                .fetch_all(&pool)
+                .await
+                .map_err(unavailable)?;
+            let records = rows.into_iter().map(|(name, position, at)| {
+                let at = at.and_then(|at| parse_timestamp(&at).ok());
+                CheckpointRecord::new(name, u64::try_from(position).unwrap_or(0), at)
+            });
+            Ok(records.collect())
+        })
+        .await
+    }
+
+    async fn parked_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let pool = self.pool.clone();
+        detached(async move {
+            let rows: Vec<(String, i64)> = sqlx::query_as(PARKED_COUNTS)
+                .fetch_all(&pool)
+                .await
+                .map_err(unavailable)?;
+            let counts = rows
+                .into_iter()
+                .map(|(name, count)| (name, u64::try_from(count).unwrap_or(0)));
+            Ok(counts.collect())
+        })
+        .await
+    }
+
+    /// The holder when this process holds the lease; another process's is not seen (the
+    /// leases are in-process).
+    async fn lease_holder(&self, projection: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let key = (database_file(&self.pool), projection.to_owned());
+        Ok(held().contains(&key).then(LeaseHolder::this_process))
     }
 }
 

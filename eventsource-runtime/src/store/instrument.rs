@@ -112,6 +112,7 @@ pub(crate) fn record_error(span: &Span, error: &StoreError) {
         StoreError::Unavailable(_) => "StoreError::Unavailable",
         StoreError::InvalidStreamId { .. } => "StoreError::InvalidStreamId",
         StoreError::LeaseLost { .. } => "StoreError::LeaseLost",
+        StoreError::Unsupported { .. } => "StoreError::Unsupported",
     };
     span.record_error(error_type, &Chain(error));
 }

@@ -177,6 +177,13 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// The store cannot do what was asked (a store of your own that does not implement an
+    /// optional operation, such as listing every checkpoint); nothing was read or written.
+    #[error("this store cannot {operation}")]
+    Unsupported {
+        /// What was asked, e.g. `list checkpoints`.
+        operation: &'static str,
+    },
     /// The backend failed (connection lost, disk full, ...); nothing was appended.
     #[error("event store unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

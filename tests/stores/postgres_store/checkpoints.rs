@@ -134,3 +134,58 @@ async fn parked_events_are_kept_per_projection() {
     pool_b.close().await;
     db.cleanup().await;
 }
+
+/// What an operator lists (the suite's), then across pools: a lease held through one pool
+/// is named, by its session, through another; split projections with their counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_store_lists_what_it_keeps() {
+    use eventsource_runtime::projection::segments::SegmentClaims;
+
+    let Some(db) = db!("checkpoint_store_lists_what_it_keeps") else {
+        return;
+    };
+    let schema = db.schema();
+    let (pool_a, pool_b) = (db.pool(2).await, db.pool(2).await);
+    let a = PostgresCheckpointStore::from_pool(pool_a.clone())
+        .with_schema(&schema)
+        .unwrap();
+    let b = PostgresCheckpointStore::from_pool(pool_b.clone())
+        .with_schema(&schema)
+        .unwrap();
+    a.migrate().await.unwrap();
+    conformance::checkpoints::lists_checkpoints_parked_counts_and_lease_holders(Arc::new(
+        a.clone(),
+    ))
+    .await;
+
+    let lease = a.try_acquire_lease("orders").await.unwrap().expect("free");
+    let holder = b.lease_holder("orders").await.unwrap().expect("held");
+    // The holder is a lease's session (one whose last statement took the lock), not one
+    // of the pools' connections.
+    let lease_sessions: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_try_advisory_lock%'",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .unwrap();
+    let pid = holder.process_id.and_then(|pid| i32::try_from(pid).ok());
+    assert!(
+        pid.is_some_and(|pid| lease_sessions.contains(&pid)),
+        "{holder}"
+    );
+    assert!(holder.since.is_some(), "{holder}");
+    Box::new(lease).release().await;
+    eventually("the released lease to have no holder", async || {
+        b.lease_holder("orders").await.unwrap().is_none()
+    })
+    .await;
+
+    assert!(b.split_projections().await.unwrap().is_empty());
+    assert_eq!(a.split("totals", 4).await.unwrap(), (4, true));
+    let splits: Vec<(String, u32)> = b.split_projections().await.unwrap().into_iter().collect();
+    assert_eq!(splits, [("totals".to_owned(), 4)]);
+
+    pool_a.close().await;
+    pool_b.close().await;
+    db.cleanup().await;
+}

@@ -209,3 +209,13 @@ async fn processed_messages_conform() {
     first.pool().close().await;
     second.pool().close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_store_lists_what_it_keeps() {
+    let dir = TempDir::new("listing");
+    let checkpoints = open(&dir.file("events.db")).await.checkpoint_store();
+    conformance::checkpoints::lists_checkpoints_parked_counts_and_lease_holders(Arc::new(
+        checkpoints,
+    ))
+    .await;
+}

@@ -430,6 +430,30 @@ impl Metadata {
         self.get(Self::TRACEPARENT)
     }
 
+    /// The trace id of the stored `traceparent` (32 lowercase hex digits), if it is a
+    /// valid one: the trace of the span that stored the event, to look it up in a tracing
+    /// backend.
+    ///
+    /// ```
+    /// use eventsource_runtime::event::Metadata;
+    ///
+    /// let metadata = Metadata::new().with(
+    ///     Metadata::TRACEPARENT,
+    ///     "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+    /// );
+    /// assert_eq!(metadata.trace_id().as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    /// assert_eq!(Metadata::new().trace_id(), None);
+    /// ```
+    #[must_use]
+    pub fn trace_id(&self) -> Option<String> {
+        // `00-{trace id}-{span id}-{flags}`; an all-zero trace id is invalid.
+        let id = self.traceparent()?.split('-').nth(1)?;
+        let valid = id.len() == 32
+            && id.bytes().all(|b| b.is_ascii_hexdigit())
+            && id.bytes().any(|b| b != b'0');
+        valid.then(|| id.to_ascii_lowercase())
+    }
+
     /// All entries, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         let lineage = self

@@ -1,7 +1,7 @@
 //! Where workers claim a projection's segments: the [`SegmentClaims`] trait, what a claim
 //! is, and the claims of one process ([`InMemorySegmentClaims`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,27 @@ pub struct SegmentOwner {
     /// Whether the owner's claim has expired: its owner did not renew it within the claim
     /// timeout it claimed it with (any worker may take the segment).
     pub expired: bool,
+}
+
+/// What [`SegmentClaims::resplit`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resplit {
+    /// The projection is split into the new count now; it was split into `from`.
+    Done {
+        /// The count it had.
+        from: u32,
+    },
+    /// Workers hold these segments (their claims not expired): nothing changed.
+    Held(Vec<SegmentOwner>),
+    /// The projection was never split: nothing changed.
+    NotSplit,
+    /// The new count is not a multiple of the recorded one (larger than it), so a
+    /// segment's streams would not all come from one old segment: nothing changed.
+    NotAMultiple {
+        /// The count recorded.
+        recorded: u32,
+    },
 }
 
 /// Where the workers of split projections claim their segments
@@ -161,6 +182,39 @@ pub trait SegmentClaims: Send + Sync + 'static {
     /// # Errors
     /// The backend's.
     async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError>;
+
+    /// Every split projection the store knows, with its segment count: what an operator's
+    /// tool lists (the `eventsource status` command). The default, for a claims store of
+    /// your own, fails with [`StoreError::Unsupported`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`], the backend's errors.
+    async fn split_projections(&self) -> Result<BTreeMap<String, u32>, StoreError> {
+        Err(StoreError::Unsupported {
+            operation: "list split projections",
+        })
+    }
+
+    /// Splits `projection` again, into `count` segments, a multiple of its recorded count,
+    /// without a rebuild (Axon's split): a stream's segment of `count` lies within its
+    /// segment of the old count, so each new segment `j` starts from the checkpoint of the
+    /// old segment `j % old` and takes over the events that segment parked. Only while no
+    /// worker holds a segment (every claim free or expired), all in one transaction; the
+    /// new segments are free, at an epoch above every old claim's, so a stalled worker's
+    /// save is fenced. Workers still running with the old count stop with
+    /// [`RunnerError::SegmentCountChanged`](crate::projection::runner::RunnerError::SegmentCountChanged):
+    /// start them with `count`. The default fails with [`StoreError::Unsupported`] (the
+    /// in-process claims are made anew at each start: start the workers with the new count
+    /// after a rebuild instead).
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`], the backend's.
+    async fn resplit(&self, projection: &str, count: u32) -> Result<Resplit, StoreError> {
+        let _ = (projection, count);
+        Err(StoreError::Unsupported {
+            operation: "split a projection's segments again",
+        })
+    }
 }
 
 /// One segment's row.
@@ -201,6 +255,7 @@ struct Split {
 /// let mine = claims.claim("orders", "worker-a", 3, timeout).await?;
 /// let theirs = claims.claim("orders", "worker-b", 3, timeout).await?;
 /// assert_eq!((mine.len(), theirs.len()), (3, 1));
+/// assert_eq!(claims.split_projections().await?.get("orders"), Some(&4));
 /// # Ok::<(), eventsource_runtime::store::StoreError>(()) }).unwrap();
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -374,5 +429,14 @@ impl SegmentClaims for InMemorySegmentClaims {
                 })
                 .collect()
         }))
+    }
+
+    async fn split_projections(&self) -> Result<BTreeMap<String, u32>, StoreError> {
+        let splits = self.splits.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(splits
+            .iter()
+            .filter(|(_, split)| !split.rows.is_empty())
+            .map(|(name, split)| (name.clone(), count_of(split)))
+            .collect())
     }
 }

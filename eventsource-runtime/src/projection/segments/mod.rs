@@ -50,7 +50,9 @@
 //! The count is recorded by the first worker; a worker given another one stops with
 //! [`RunnerError::SegmentCountChanged`](super::runner::RunnerError::SegmentCountChanged).
 //! To change it, rebuild the projection under a new
-//! name (its read model beside the old one), then switch readers over. A projection that
+//! name (its read model beside the old one), then switch readers over; or, to a multiple
+//! of the count while no worker runs, split it again ([`SegmentClaims::resplit`]: each new
+//! segment starts from the checkpoint of the old one holding its streams). A projection that
 //! ran whole ([`ProjectionRunner`]) and is split for the first time starts every segment
 //! from its checkpoint: nothing is handled twice.
 //!
@@ -116,7 +118,7 @@ mod worker;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use claims::{Claim, Claimed, InMemorySegmentClaims, SegmentClaims, SegmentOwner};
+pub use claims::{Claim, Claimed, InMemorySegmentClaims, Resplit, SegmentClaims, SegmentOwner};
 pub use lease::Fence;
 
 use super::runner::ProjectionRunner;

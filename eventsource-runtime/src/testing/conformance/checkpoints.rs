@@ -230,3 +230,48 @@ pub async fn parked_events_are_kept_per_projection(
     assert!(checkpoints.parked("c").await.unwrap().is_empty());
     assert!(!checkpoints.unpark("c", 3).await.unwrap());
 }
+
+/// What an operator lists: every checkpoint by name with its position (a reset one at its
+/// new position), the parked counts of the projections that parked any, and who holds a
+/// lease while it is held (nobody once it is released). `checkpoints` must hold no
+/// checkpoint and no parked event yet.
+pub async fn lists_checkpoints_parked_counts_and_lease_holders(
+    checkpoints: Arc<dyn CheckpointStore>,
+) {
+    assert!(checkpoints.checkpoints().await.unwrap().is_empty());
+    assert!(checkpoints.parked_counts().await.unwrap().is_empty());
+    checkpoints.save("b", 5).await.unwrap();
+    checkpoints.save("a", 9).await.unwrap();
+    checkpoints.reset("b", 2).await.unwrap();
+    let listed: Vec<(String, u64)> = checkpoints
+        .checkpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| (record.projection, record.position))
+        .collect();
+    assert_eq!(listed, [("a".to_owned(), 9), ("b".to_owned(), 2)]);
+
+    for (projection, position) in [("a", 3), ("a", 4), ("c", 1)] {
+        let parked = ParkedEvent::new(position, "unreadable");
+        checkpoints.park(projection, &parked).await.unwrap();
+    }
+    let counts: Vec<(String, u64)> = checkpoints
+        .parked_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(counts, [("a".to_owned(), 2), ("c".to_owned(), 1)]);
+
+    assert_eq!(checkpoints.lease_holder("a").await.unwrap(), None);
+    let lease = checkpoints.try_acquire("a").await.unwrap().expect("free");
+    let holder = checkpoints.lease_holder("a").await.unwrap().expect("held");
+    assert!(holder.process_id.is_some(), "{holder}");
+    assert_eq!(checkpoints.lease_holder("b").await.unwrap(), None);
+    lease.release().await;
+    super::eventually("the released lease to have no holder", async || {
+        checkpoints.lease_holder("a").await.unwrap().is_none()
+    })
+    .await;
+}

@@ -1,0 +1,163 @@
+//! The command line's arguments (clap).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Operate an eventsource service's store: projections, events, causation trees.
+///
+/// Exit codes: 0 done; 1 the store failed or cannot be reached; 2 usage (bad arguments or
+/// values, a position past the head); 3 not found (an unknown projection, no such event);
+/// 4 refused (a worker holds what the command would change).
+#[derive(Debug, Parser)]
+#[command(name = "eventsource", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print JSON instead of text (every read).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which store to open.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The store: `postgres://user:password@host:5432/database` or `sqlite:path/to/file.db`
+    /// (else `EVENTSOURCE_STORE`, else `DATABASE_URL`).
+    #[arg(long, global = true, env = "EVENTSOURCE_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// The PostgreSQL schema the service's tables are in.
+    #[arg(
+        long,
+        global = true,
+        env = "EVENTSOURCE_SCHEMA",
+        default_value = "public"
+    )]
+    pub schema: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Every projection, relay and split projection the store knows: checkpoint, lag, lease
+    /// or segment owners, parked events.
+    Status(StatusArgs),
+    /// Events: a stream's, the log's from a position, or a correlation's.
+    Events(EventsQuery),
+    /// The causation tree of a correlation id.
+    Causation(CausationQuery),
+    /// Change a projection's checkpoint.
+    #[command(subcommand)]
+    Projection(ProjectionCommand),
+    /// A projection's parked events.
+    #[command(subcommand)]
+    Parked(ParkedCommand),
+    /// Create or upgrade the store's schema (run as the owner role).
+    Migrate,
+    /// Print the SQL granting ROLE what the runtime needs on the schema (PostgreSQL).
+    Grants(GrantsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Also a running service's own health report, from its readiness endpoint
+    /// (`http://host:port/path`, serving `HealthReport` as JSON).
+    #[arg(long, env = "EVENTSOURCE_HEALTH_URL")]
+    pub health_url: Option<String>,
+}
+
+/// One of `--stream`, `--from` (alone) or `--correlation`.
+#[derive(Debug, Args)]
+pub struct EventsQuery {
+    /// A stream, `TYPE/ID` (e.g. `Order/o-1`).
+    #[arg(long, conflicts_with = "correlation")]
+    pub stream: Option<String>,
+    /// The log from this global position on (with `--stream`: from this version on).
+    #[arg(long, conflicts_with = "correlation")]
+    pub from: Option<u64>,
+    /// Every event of this correlation id.
+    #[arg(long)]
+    pub correlation: Option<String>,
+    /// At most this many events (1 or more).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    /// A trace link per event: `{trace_id}` is replaced (e.g.
+    /// `http://localhost:16686/trace/{trace_id}`).
+    #[arg(long, env = "EVENTSOURCE_TRACE_URL")]
+    pub trace_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CausationQuery {
+    /// The correlation id.
+    pub correlation: String,
+    /// How to print the tree (`--json` is `--format json`).
+    #[arg(long, value_enum, default_value_t = TreeFormat::Text)]
+    pub format: TreeFormat,
+    /// A trace link per event (Mermaid `click`, DOT `URL`): `{trace_id}` is replaced.
+    #[arg(long, env = "EVENTSOURCE_TRACE_URL")]
+    pub trace_url: Option<String>,
+    /// Another service's store to take the correlation's events from too (repeatable;
+    /// PostgreSQL ones in the same `--schema`): one tree across services.
+    #[arg(long = "also-store", value_name = "STORE")]
+    pub also_stores: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TreeFormat {
+    Text,
+    Json,
+    Mermaid,
+    Dot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionCommand {
+    /// Move a projection's checkpoint (back for a replay, 0 for a rebuild in place), as
+    /// the holder of its lease or of all its segments: refused while a worker holds one.
+    Reset(ResetArgs),
+    /// Split a split projection's segments again, into a multiple of their count, without a
+    /// rebuild: each new segment starts from the checkpoint of the one that held its
+    /// streams. Refused while a worker holds a segment (PostgreSQL).
+    Split(SplitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    /// The split projection.
+    pub name: String,
+    /// The new segment count: a multiple of the current one (e.g. twice it).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+    pub into: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// The projection (or relay).
+    pub name: String,
+    /// The new checkpoint: the runner resumes after this position.
+    #[arg(long)]
+    pub to: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ParkedCommand {
+    /// The projection's parked events.
+    List {
+        /// The projection (a segment's checkpoint name, `NAME[i/n]`, for a split one).
+        name: String,
+    },
+    /// Forget a parked event: the projection will not see it.
+    Skip {
+        /// The projection.
+        name: String,
+        /// The parked event's position.
+        #[arg(long)]
+        position: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsArgs {
+    /// The runtime role.
+    pub role: String,
+}

@@ -192,3 +192,30 @@ pub async fn broker_restart<O: Outage>(mut outage: O) {
     relaying.await.unwrap().unwrap();
     outage.finish(&deliveries).await;
 }
+
+/// `group`'s handler `count`, recording each delivery in `handled`; the group declared, then
+/// run until `stopped` says stop. The same code for each broker's group, whose types share
+/// their builder methods, not a trait.
+macro_rules! count_and_run {
+    ($group:expr, $handled:expr, $stopped:expr) => {{
+        let group = $group;
+        let handled: $crate::broker_restart::Handled = $handled;
+        let mut stopped: ::tokio::sync::watch::Receiver<bool> = $stopped;
+        group.subscribe_fn("count", move |event| {
+            let handled = handled.clone();
+            async move {
+                *handled.lock().unwrap().entry(event.event_id).or_default() += 1;
+                Ok::<(), ::eventsource_runtime::bus::HandlerError>(())
+            }
+        });
+        group.declare().await.unwrap();
+        ::tokio::spawn(async move {
+            group
+                .run(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        })
+    }};
+}
+pub(crate) use count_and_run;

@@ -23,8 +23,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::time::{Duration, Instant};
 
-use broker_restart::{Consuming, Handled, Outage, broker_restart};
-use eventsource_runtime::bus::HandlerError;
+use broker_restart::{Consuming, Handled, Outage, broker_restart, count_and_run};
 use eventsource_runtime::kafka::KafkaBus;
 use eventsource_runtime::prelude::*;
 use server_process::{ServerProcess, StartAgainOnDrop, listening};
@@ -105,27 +104,13 @@ impl Outage for Kafka {
         &self,
         bus: &KafkaBus,
         handled: Handled,
-        mut stopped: watch::Receiver<bool>,
+        stopped: watch::Receiver<bool>,
     ) -> Consuming {
         let group = bus
             .consumer_group("mailer")
             .bind("Order.*")
             .retry_delays([Duration::from_millis(50)]);
-        group.subscribe_fn("count", move |event| {
-            let handled = handled.clone();
-            async move {
-                *handled.lock().unwrap().entry(event.event_id).or_default() += 1;
-                Ok::<(), HandlerError>(())
-            }
-        });
-        group.declare().await.unwrap();
-        tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        })
+        count_and_run!(group, handled, stopped)
     }
 
     async fn take_down(&mut self, _: &InMemoryEventStore) {

@@ -35,8 +35,8 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::time::{Duration, Instant};
 
-use broker_restart::{Consuming, Handled, Outage, broker_restart};
-use eventsource_runtime::bus::{BusError, EventBus as _, HandlerError, PublishReport};
+use broker_restart::{Consuming, Handled, Outage, broker_restart, count_and_run};
+use eventsource_runtime::bus::{BusError, EventBus as _, PublishReport};
 use eventsource_runtime::nats::{NatsBus, async_nats};
 use eventsource_runtime::prelude::*;
 use server_process::{ServerProcess, StartAgainOnDrop, listening};
@@ -156,28 +156,14 @@ impl Outage for Nats {
         &self,
         bus: &NatsBus,
         handled: Handled,
-        mut stopped: watch::Receiver<bool>,
+        stopped: watch::Receiver<bool>,
     ) -> Consuming {
         let group = bus
             .consumer_group("mailer")
             .bind("Order.*")
             .ack_wait(ACK_WAIT)
             .retry_delays([Duration::from_millis(50)]);
-        group.subscribe_fn("count", move |event| {
-            let handled = handled.clone();
-            async move {
-                *handled.lock().unwrap().entry(event.event_id).or_default() += 1;
-                Ok::<(), HandlerError>(())
-            }
-        });
-        group.declare().await.unwrap();
-        tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        })
+        count_and_run!(group, handled, stopped)
     }
 
     async fn take_down(&mut self, store: &InMemoryEventStore) {

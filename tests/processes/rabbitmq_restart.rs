@@ -23,8 +23,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use broker_restart::{Consuming, Handled, Outage, broker_restart};
-use eventsource_runtime::bus::HandlerError;
+use broker_restart::{Consuming, Handled, Outage, broker_restart, count_and_run};
 use eventsource_runtime::rabbitmq::RabbitMqBus;
 use servers::Server;
 use tokio::sync::watch;
@@ -74,26 +73,12 @@ impl Outage for RabbitMq {
         &self,
         bus: &RabbitMqBus,
         handled: Handled,
-        mut stopped: watch::Receiver<bool>,
+        stopped: watch::Receiver<bool>,
     ) -> Consuming {
         let group = bus
             .consumer_group("mailer")
             .retry_delays([Duration::from_millis(50)]);
-        group.subscribe_fn("count", move |event| {
-            let handled = handled.clone();
-            async move {
-                *handled.lock().unwrap().entry(event.event_id).or_default() += 1;
-                Ok::<(), HandlerError>(())
-            }
-        });
-        group.declare().await.unwrap();
-        tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        })
+        count_and_run!(group, handled, stopped)
     }
 
     async fn take_down(&mut self, _: &eventsource_runtime::store::InMemoryEventStore) {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// renewed certificate is picked up at the next reconnection. Its `Debug` shows the paths.
 ///
 /// ```
-/// use eventsource_runtime::bus::BrokerTls;
+/// use eventsource_runtime::adapter::BrokerTls;
 ///
 /// let tls = BrokerTls::new()
 ///     .with_ca_file("/etc/ssl/broker/ca.pem")

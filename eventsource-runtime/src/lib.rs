@@ -113,6 +113,9 @@
 //! ```
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The internal features (`sql`, `broker`) come with the user features that need them: the
+// badges name those (`doc(cfg(...))` where an item is behind an internal one).
+#![cfg_attr(docsrs, doc(auto_cfg(hide(feature = "sql", feature = "broker"))))]
 
 pub mod aggregate;
 pub mod bus;
@@ -161,6 +164,8 @@ pub use async_trait::async_trait;
 /// The sqlx the SQL stores are built on, to make pools and transactions with the same
 /// version (`PostgresEventStore::from_pool`, `append_in_transaction`, ...).
 #[cfg(feature = "sql")]
+// The badge names the features a user turns on, not the internal `sql` they bring.
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sqlx;
 
 /// Derives [`Aggregate`](aggregate::Aggregate) for an aggregate's state struct and generates

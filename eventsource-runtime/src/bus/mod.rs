@@ -92,6 +92,10 @@ pub(crate) use dispatcher::dispatcher_methods;
 #[cfg(feature = "broker")]
 pub(crate) use dispatcher::group_methods;
 #[cfg(feature = "broker")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats")))
+)]
 pub use group_health::{DEFAULT_STALL_AFTER, GroupStalled};
 pub use handler::{
     EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, UnknownHandler, handler_fn,
@@ -106,6 +110,10 @@ pub use idempotent::{
 };
 pub use memory::{DEFAULT_MAX_DELIVERIES, InMemoryEventBus};
 #[cfg(feature = "broker")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats")))
+)]
 pub use tls::{BrokerTls, TlsFailure};
 
 /// The destination an [`InMemoryEventBus`] publishes to unless told otherwise.

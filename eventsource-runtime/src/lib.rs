@@ -8,7 +8,8 @@
 //!
 //! The map of the crate, from the adapters at the top to the ground floor at the bottom.
 //! Each module imports only modules below it; a component that records spans builds them in
-//! its own `instrument` module; each public type has one path (plus the [`prelude`]):
+//! its own `instrument` module, and declares its metrics there (a new counter is a `static`
+//! beside the code that counts); each public type has one path (plus the [`prelude`]):
 //!
 //! - `sqlite` and `postgres` (features of those names): everything each database does:
 //!   events, snapshots, checkpoints, leases and parked events, idempotent handlers'

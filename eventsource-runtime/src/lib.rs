@@ -8,7 +8,8 @@
 //!
 //! The map of the crate, from the adapters at the top to the ground floor at the bottom.
 //! Each module imports only modules below it; a component that records spans builds them in
-//! its own `instrument` module; each public type has one path (plus the [`prelude`]):
+//! its own `instrument` module, and declares its metrics there (a new counter is a `static`
+//! beside the code that counts); each public type has one path (plus the [`prelude`]):
 //!
 //! - `sqlite` and `postgres` (features of those names): everything each database does:
 //!   events, snapshots, checkpoints, leases and parked events, idempotent handlers'
@@ -116,6 +117,9 @@
 //! ```
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The internal features (`sql`, `broker`) come with the user features that need them: the
+// badges name those (`doc(cfg(...))` where an item is behind an internal one).
+#![cfg_attr(docsrs, doc(auto_cfg(hide(feature = "sql", feature = "broker"))))]
 
 #[cfg(feature = "broker")]
 #[cfg_attr(
@@ -170,6 +174,8 @@ pub use async_trait::async_trait;
 /// The sqlx the SQL stores are built on, to make pools and transactions with the same
 /// version (`PostgresEventStore::from_pool`, `append_in_transaction`, ...).
 #[cfg(feature = "sql")]
+// The badge names the features a user turns on, not the internal `sql` they bring.
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use sqlx;
 
 /// Derives [`Aggregate`](aggregate::Aggregate) for an aggregate's state struct and generates

@@ -12,11 +12,48 @@ use std::future::Future;
 use super::{
     AttributeValue, BusError, BusMessage, BusTelemetry, HandlerError, HandlerFailure, Handling,
 };
-use crate::event::upcast::instrument::UpcastTally;
+use crate::event::upcast::UpcastTally;
 use crate::panic;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{self, Span, SpanStart, Stopwatch, metrics};
-use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
+use crate::telemetry::values::{Attr, Chain, DURATION_BOUNDARIES, Kind, SpanName};
+
+static PUBLISHED: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_BUS_MESSAGES_PUBLISHED,
+    "{message}",
+    "Messages published on an event bus",
+);
+
+static PUBLISH_FAILURES: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_BUS_PUBLISH_FAILURES,
+    "{message}",
+    "Messages an event bus failed to publish",
+);
+
+static CONSUMED: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_BUS_MESSAGES_CONSUMED,
+    "{message}",
+    "Messages an event bus delivered to its handlers",
+);
+
+static DEAD_LETTERED: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_BUS_MESSAGES_DEAD_LETTERED,
+    "{message}",
+    "Messages moved to a consumer group's dead letters",
+);
+
+#[cfg(any(feature = "kafka", feature = "nats"))]
+static SKIPPED: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_BUS_MESSAGES_SKIPPED,
+    "{message}",
+    "Messages a consumer group settled without handing them to a handler",
+);
+
+static HANDLER_DURATION: metrics::DurationHistogram = metrics::DurationHistogram::new(
+    attr::METRIC_BUS_HANDLER_DURATION,
+    "Duration of one event handler handling one message",
+    &DURATION_BOUNDARIES,
+);
 
 /// Publishes one message: runs `send` (the transport's enqueue) inside the PRODUCER span
 /// `eventsource.event_bus.publish`, a child of the current span, after writing **that
@@ -150,7 +187,7 @@ impl Publishing {
         };
         match outcome {
             Ok(_) => count_message(
-                Counter::BusPublished,
+                &PUBLISHED,
                 recorded.system,
                 &recorded.destination,
                 &recorded.event_type,
@@ -162,8 +199,7 @@ impl Publishing {
                     BusError::Unconfirmed { .. } => "BusError::Unconfirmed",
                 };
                 recorded.span.record_error(error_type, &Chain(error));
-                metrics::add(
-                    Counter::BusPublishFailures,
+                PUBLISH_FAILURES.add(
                     1,
                     [
                         (attr::MESSAGING_SYSTEM, Attr::Static(recorded.system)),
@@ -220,14 +256,23 @@ pub async fn in_stored_context<F: Future>(
 }
 
 /// Counts one message on a bus counter.
-fn count(counter: Counter, telemetry: &BusTelemetry, destination: &str, event_type: &str) {
+fn count(
+    counter: &'static metrics::Counter,
+    telemetry: &BusTelemetry,
+    destination: &str,
+    event_type: &str,
+) {
     count_message(counter, telemetry.system, destination, event_type);
 }
 
 /// Counts one message of `system` on a bus counter.
-fn count_message(counter: Counter, system: &'static str, destination: &str, event_type: &str) {
-    metrics::add(
-        counter,
+fn count_message(
+    counter: &'static metrics::Counter,
+    system: &'static str,
+    destination: &str,
+    event_type: &str,
+) {
+    counter.add(
         1,
         [
             (attr::MESSAGING_SYSTEM, Attr::Static(system)),
@@ -241,7 +286,7 @@ fn count_message(counter: Counter, system: &'static str, destination: &str, even
 /// letters.
 pub(crate) fn dead_lettered(system: &'static str, message: &BusMessage) {
     count_message(
-        Counter::BusDeadLettered,
+        &DEAD_LETTERED,
         system,
         &message.destination,
         &message.event.event_type,
@@ -276,8 +321,7 @@ pub(crate) fn skipped(
         Skipped::NotBound => "not_bound",
         Skipped::Misrouted => "misrouted",
     };
-    metrics::add(
-        Counter::BusSkipped,
+    SKIPPED.add(
         1,
         [
             (attr::MESSAGING_SYSTEM, Attr::Static(system)),
@@ -350,12 +394,7 @@ where
     }
     for message in delivery.messages() {
         let event_type = &message.event.event_type;
-        count(
-            Counter::BusConsumed,
-            telemetry,
-            &message.destination,
-            event_type,
-        );
+        count(&CONSUMED, telemetry, &message.destination, event_type);
     }
     let span = consume_span(telemetry, delivery);
     let Dispatched { failures, upcasts } = span.run(work).await;
@@ -405,8 +444,7 @@ where
         Ok(Ok(_)) => attr::STATUS_SUCCESS,
         Ok(Err(_)) | Err(_) => attr::STATUS_ERROR,
     };
-    metrics::record_seconds(
-        Timing::BusHandler,
+    HANDLER_DURATION.record(
         timer.elapsed(),
         [
             (attr::METRIC_ATTR_HANDLER_NAME, Attr::Str(handler)),

@@ -6,7 +6,22 @@ use crate::event::{DomainEvent, Metadata, StreamId};
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{self, metrics};
 use crate::telemetry::otel::{Span, SpanStart, Stopwatch};
-use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
+use crate::telemetry::values::{Attr, Chain, DURATION_BOUNDARIES, Kind, SpanName};
+
+static DURATION: metrics::DurationHistogram = metrics::DurationHistogram::new(
+    attr::METRIC_COMMAND_DURATION,
+    "Duration of command handling: load, decide, save, deliver",
+    &DURATION_BOUNDARIES,
+);
+
+static COMMANDS: metrics::Counter =
+    metrics::Counter::new(attr::METRIC_COMMAND_TOTAL, "{command}", "Commands handled");
+
+static EVENTS_PRODUCED: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_EVENTS_PRODUCED,
+    "{event}",
+    "Events produced by commands",
+);
 
 /// One command's span and timer.
 pub(super) struct CommandSpan {
@@ -137,10 +152,10 @@ impl CommandSpan {
             (attr::METRIC_ATTR_COMMAND_STATUS, Attr::Static(status)),
         ];
         metrics::record(outcome, |metrics| {
-            metrics.seconds(Timing::Command, self.timer.elapsed());
-            metrics.add(Counter::Commands, 1);
+            metrics.duration(&DURATION, self.timer.elapsed());
+            metrics.add(&COMMANDS, 1);
             if produced > 0 {
-                metrics.add_with_first(Counter::EventsProduced, produced as u64, 1);
+                metrics.add_with_first(&EVENTS_PRODUCED, produced as u64, 1);
             }
         });
         match result {

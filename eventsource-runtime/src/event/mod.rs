@@ -483,7 +483,7 @@ impl EventEnvelope {
             return Ok(vec![event.clone()]);
         }
         let mut events = Vec::with_capacity(1);
-        let mut counts = upcast::instrument::UpcastCounts::default();
+        let mut counts = upcast::UpcastCounts::default();
         upcast::decode::decode_set::<E>(self, &mut counts, |event| events.push(event))?;
         Ok(events)
     }

@@ -6,6 +6,25 @@ use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::metrics;
 use crate::telemetry::values::Attr;
 
+static LAG_EVENTS: metrics::Gauge = metrics::Gauge::new(
+    attr::METRIC_LAG_EVENTS,
+    "{event}",
+    "Events a projection runner, relay or consumer group has not handled yet",
+);
+
+static LAG_OLDEST_AGE: metrics::DurationGauge = metrics::DurationGauge::new(
+    attr::METRIC_LAG_OLDEST_AGE,
+    "Age of the oldest event a projection runner, relay or consumer group has not handled yet",
+);
+
+/// Records `lag` in both gauges, with `attributes` (converted once).
+fn record<const N: usize>(lag: Lag, attributes: [(&'static str, Attr<'_>); N]) {
+    metrics::record(attributes, |metrics| {
+        metrics.gauge(&LAG_EVENTS, lag.events);
+        metrics.duration_gauge(&LAG_OLDEST_AGE, lag.oldest_age);
+    });
+}
+
 /// Records the lag of a runner or relay (`kind`) named `name`; of one segment of it when it
 /// is split (`segment`: `3/16`).
 pub(crate) fn record_lag(kind: ComponentKind, name: &str, segment: Option<&str>, lag: Lag) {
@@ -15,10 +34,10 @@ pub(crate) fn record_lag(kind: ComponentKind, name: &str, segment: Option<&str>,
     );
     let name = (attr::METRIC_ATTR_COMPONENT_NAME, Attr::Str(name));
     match segment {
-        None => metrics::record_lag(lag.events, lag.oldest_age, [kind, name]),
+        None => record(lag, [kind, name]),
         Some(segment) => {
             let segment = (attr::PROJECTION_SEGMENT, Attr::Str(segment));
-            metrics::record_lag(lag.events, lag.oldest_age, [kind, name, segment]);
+            record(lag, [kind, name, segment]);
         }
     }
 }
@@ -26,9 +45,8 @@ pub(crate) fn record_lag(kind: ComponentKind, name: &str, segment: Option<&str>,
 #[cfg(feature = "broker")]
 /// Records the lag of the consumer group `name` on `system` (`rabbitmq`, `kafka`, `nats`).
 pub(crate) fn record_group_lag(system: &'static str, name: &str, lag: Lag) {
-    metrics::record_lag(
-        lag.events,
-        lag.oldest_age,
+    record(
+        lag,
         [
             (
                 attr::METRIC_ATTR_COMPONENT_KIND,

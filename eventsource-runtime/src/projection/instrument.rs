@@ -9,14 +9,37 @@ use std::time::Duration;
 
 use super::{Projection, ProjectionError};
 use crate::event::upcast::UpcastError;
-use crate::event::upcast::instrument::UpcastTally;
+use crate::event::upcast::UpcastTally;
 use crate::event::{EventEnvelope, StreamId};
 use crate::store::{Segment, StoreError};
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::log_error;
 use crate::telemetry::otel::{self, Span, SpanStart, metrics};
 use crate::telemetry::toggles;
-use crate::telemetry::values::{Attr, Chain, Counter, Kind, SpanName, Timing};
+use crate::telemetry::values::{Attr, Chain, Kind, SpanName};
+
+/// `cqrs.projection.lag`, with buckets from a millisecond (in step) to hours (a runner
+/// catching up after a deploy).
+static LAG: metrics::DurationHistogram = metrics::DurationHistogram::new(
+    attr::METRIC_PROJECTION_LAG,
+    "Time from an event's timestamp to its projection",
+    &[
+        0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0, 300.0, 600.0, 1_800.0, 3_600.0, 7_200.0, 14_400.0,
+    ],
+);
+
+static LEASES_LOST: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_PROJECTION_LEASE_LOST,
+    "{lease}",
+    "Leases projection runners lost while processing",
+);
+
+static EVENTS_PARKED: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_PROJECTION_EVENTS_PARKED,
+    "{event}",
+    "Unreadable events projection runners parked",
+);
 
 tokio::task_local! {
     /// The segment a [`SegmentedRunner`](super::SegmentedRunner)'s task handles, which its
@@ -118,8 +141,7 @@ fn record_lag(projection_name: &str, event: &EventEnvelope) -> Duration {
         .signed_duration_since(event.timestamp)
         .to_std()
         .unwrap_or(Duration::ZERO);
-    metrics::record_seconds(
-        Timing::ProjectionLag,
+    LAG.record(
         lag,
         [
             (
@@ -141,8 +163,7 @@ pub(super) fn handled(span: &Span, result: &Result<(), &ProjectionError>) {
 
 /// A runner lost the projection's lease while processing: the counter and a log line.
 pub(super) fn lease_lost(projection: &str) {
-    metrics::add(
-        Counter::LeaseLost,
+    LEASES_LOST.add(
         1,
         [(attr::METRIC_ATTR_PROJECTION_NAME, Attr::Str(projection))],
     );
@@ -214,8 +235,7 @@ pub(super) fn stopped(span: &Span, kind: &'static str, error: &(dyn std::error::
 
 /// The park span of `projection` at `position`, not yet started, and the counter.
 fn park_span(projection: &str, position: u64) -> SpanStart<'_> {
-    metrics::add(
-        Counter::EventsParked,
+    EVENTS_PARKED.add(
         1,
         [(attr::METRIC_ATTR_PROJECTION_NAME, Attr::Str(projection))],
     );

@@ -6,7 +6,27 @@ use std::future::Future;
 
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{SpanStart, Stopwatch, metrics};
-use crate::telemetry::values::{Attr, Counter, Kind, SpanName, Timing};
+use crate::telemetry::values::{Attr, DURATION_BOUNDARIES, Kind, SpanName};
+
+static DURATION: metrics::DurationHistogram = metrics::DurationHistogram::new(
+    attr::METRIC_QUERY_DURATION,
+    "Duration of queries",
+    &DURATION_BOUNDARIES,
+);
+
+static QUERIES: metrics::Counter =
+    metrics::Counter::new(attr::METRIC_QUERY_TOTAL, "{query}", "Queries run");
+
+/// `cqrs.query.result_size`, in items.
+static RESULT_SIZE: metrics::Histogram = metrics::Histogram::new(
+    attr::METRIC_QUERY_RESULT_SIZE,
+    "{item}",
+    "Items returned by collection queries",
+    &[
+        0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1_000.0, 2_000.0, 5_000.0,
+        10_000.0, 20_000.0, 50_000.0,
+    ],
+);
 
 /// Runs `query` inside its span; records its duration, its outcome and, when
 /// `result_size` tells one, its result's size.
@@ -30,7 +50,7 @@ where
     if let Some(size) = size {
         span.set(attr::QUERY_RESULT_COUNT, Attr::int(size));
         let query_type = [(attr::METRIC_ATTR_QUERY_TYPE, Attr::Static(query_type))];
-        metrics::record_result_size(size as u64, query_type);
+        RESULT_SIZE.record(size as u64, query_type);
     }
     if let Err(error) = &result {
         span.record_error(std::any::type_name::<E>(), error);
@@ -44,7 +64,7 @@ where
         (attr::METRIC_ATTR_QUERY_TYPE, Attr::Static(query_type)),
         (attr::METRIC_ATTR_QUERY_STATUS, Attr::Static(status)),
     ];
-    metrics::record_seconds(Timing::Query, timer.elapsed(), attributes);
-    metrics::add(Counter::Queries, 1, attributes);
+    DURATION.record(timer.elapsed(), attributes);
+    QUERIES.add(1, attributes);
     result
 }

@@ -3,7 +3,7 @@
 
 use crate::aggregate::{Aggregate, AggregateRoot};
 use crate::event::upcast::decode;
-use crate::event::upcast::instrument::{UpcastCounts, UpcastTally};
+use crate::event::upcast::{UpcastCounts, UpcastTally};
 use crate::event::{EventEnvelope, StreamId};
 use crate::store::stream_reader::page_after;
 use crate::telemetry::otel::Span;

@@ -34,7 +34,7 @@ use std::future::Future;
 
 use super::Snapshot;
 use crate::event::StreamId;
-use crate::store::instrument::{Operation, client_span, record_error, start};
+use crate::store::instrument::{Operation, record_store_error, start_database_span};
 use crate::store::{StoreError, StoreTelemetry};
 use crate::telemetry::attributes::{
     SPAN_SNAPSHOT_STORE_DELETE, SPAN_SNAPSHOT_STORE_EXISTS, SPAN_SNAPSHOT_STORE_GET,
@@ -151,12 +151,11 @@ where
         operation,
         query_text,
     } = operation.into();
-    let mut span = client_span(telemetry, operation.span_name(), Some(stream));
     let mut database = Operation::new(operation.as_str());
     if let Some(text) = query_text {
         database = database.with_query_text(text);
     }
-    let span = start(&mut span, telemetry, database);
+    let span = start_database_span(telemetry, operation.span_name(), Some(stream), database);
     if let Some(version) = version {
         span.set(VERSION, Attr::int(version));
     }
@@ -167,7 +166,7 @@ where
                 span.set(VERSION, Attr::int(found));
             }
         }
-        Err(error) => record_error(&span, error),
+        Err(error) => record_store_error(&span, error),
     }
     result
 }

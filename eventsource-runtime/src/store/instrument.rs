@@ -61,8 +61,22 @@ impl<'a> Operation<'a> {
     }
 }
 
+/// The CLIENT span of one database operation named `name`, started, with what every store
+/// operation's span says of its database (`db.*`, `server.*`) and of `stream`. Shared on
+/// purpose with the snapshot stores ([`snapshot::instrument`](crate::snapshot::instrument)):
+/// a snapshot store's span describes its database as the event store's does.
+pub(crate) fn start_database_span(
+    telemetry: &StoreTelemetry,
+    name: &'static str,
+    stream: Option<&StreamId>,
+    operation: Operation<'_>,
+) -> Span {
+    let mut span = client_span(telemetry, name, stream);
+    start(&mut span, telemetry, operation)
+}
+
 /// A CLIENT span named `name`, with the stream's id and type.
-pub(crate) fn client_span<'a>(
+fn client_span<'a>(
     telemetry: &StoreTelemetry,
     name: &'static str,
     stream: Option<&'a StreamId>,
@@ -75,11 +89,7 @@ pub(crate) fn client_span<'a>(
 }
 
 /// Adds the database attributes and starts the span.
-pub(crate) fn start(
-    span: &mut SpanStart<'_>,
-    telemetry: &StoreTelemetry,
-    operation: Operation<'_>,
-) -> Span {
+fn start(span: &mut SpanStart<'_>, telemetry: &StoreTelemetry, operation: Operation<'_>) -> Span {
     if span.is_inert() {
         return Span::none();
     }
@@ -103,8 +113,10 @@ pub(crate) fn start(
     span.start()
 }
 
-/// Ends `span` with status ERROR and one `exception` event for a store's error.
-pub(crate) fn record_error(span: &Span, error: &StoreError) {
+/// Ends `span` with status ERROR and one `exception` event for a store's error. Shared on
+/// purpose with the snapshot stores (as [`start_database_span`]): a [`StoreError`] reads
+/// the same on every store's span.
+pub(crate) fn record_store_error(span: &Span, error: &StoreError) {
     let error_type = match error {
         StoreError::Conflict(_) => "VersionConflict",
         StoreError::Corrupt { .. } => "StoreError::Corrupt",
@@ -210,7 +222,7 @@ fn appended(span: &Span, result: &Result<AppendResult, StoreError>) {
                 );
             }
         }
-        Err(error) => record_error(span, error),
+        Err(error) => record_store_error(span, error),
     }
 }
 
@@ -288,7 +300,7 @@ where
     let result = span.run(read_all).await;
     read_finished(&span, &result);
     if let Ok(batch) = &result {
-        crate::event::upcast::instrument::record_read(&span, batch);
+        crate::event::upcast::record_read_upcasts(&span, batch);
     }
     result
 }
@@ -322,6 +334,6 @@ where
 {
     match result {
         Ok(events) => span.set(attr::EVENTS_LOADED, Attr::int(events.len())),
-        Err(error) => record_error(span, error),
+        Err(error) => record_store_error(span, error),
     }
 }

@@ -12,9 +12,12 @@
 //! How the components record (crate-private): each builds its own spans in its own
 //! `instrument` module, through one way to start a span that goes to the OpenTelemetry SDK
 //! directly under eventsource's layer and makes an ordinary `tracing` span under any other
-//! subscriber; the metric instruments are made once and read without a lock. Without the
-//! `tracing` feature only [`attributes`] and [`toggles`] remain, and the components'
-//! telemetry compiles to nothing.
+//! subscriber. Each component declares its metric instruments (name, unit, description,
+//! buckets) as `static`s in that same module, with the kinds `otel::metrics` provides, and
+//! records them there; the instruments are made on first use and read without a lock. So a
+//! new counter is one `static` beside the code that counts, and nothing here changes.
+//! Without the `tracing` feature only [`attributes`] and [`toggles`] remain, and the
+//! components' telemetry compiles to nothing.
 
 pub mod attributes;
 pub mod secrets;

@@ -143,19 +143,81 @@ impl Stopwatch {
 }
 
 pub(crate) mod metrics {
+    //! The declarations of `otel/metrics.rs`, holding nothing, and their records, doing
+    //! nothing.
+
     use std::time::Duration;
 
-    use crate::telemetry::values::{Attr, Counter, Timing};
+    use crate::telemetry::values::Attr;
 
-    #[inline(always)]
-    pub(crate) fn add<const N: usize>(_: Counter, _: u64, _: [(&'static str, Attr<'_>); N]) {}
+    /// Stands for a counter.
+    pub(crate) struct Counter;
 
-    #[inline(always)]
-    pub(crate) fn record_seconds<const N: usize>(
-        _: Timing,
-        _: Duration,
-        _: [(&'static str, Attr<'_>); N],
-    ) {
+    impl Counter {
+        pub(crate) const fn new(_: &'static str, _: &'static str, _: &'static str) -> Self {
+            Self
+        }
+
+        #[inline(always)]
+        pub(crate) fn add<const N: usize>(&'static self, _: u64, _: [(&'static str, Attr<'_>); N]) {
+        }
+    }
+
+    /// Stands for a histogram.
+    pub(crate) struct Histogram;
+
+    impl Histogram {
+        pub(crate) const fn new(
+            _: &'static str,
+            _: &'static str,
+            _: &'static str,
+            _: &'static [f64],
+        ) -> Self {
+            Self
+        }
+
+        #[inline(always)]
+        pub(crate) fn record<const N: usize>(
+            &'static self,
+            _: u64,
+            _: [(&'static str, Attr<'_>); N],
+        ) {
+        }
+    }
+
+    /// Stands for a histogram of durations.
+    pub(crate) struct DurationHistogram;
+
+    impl DurationHistogram {
+        pub(crate) const fn new(_: &'static str, _: &'static str, _: &'static [f64]) -> Self {
+            Self
+        }
+
+        #[inline(always)]
+        pub(crate) fn record<const N: usize>(
+            &'static self,
+            _: Duration,
+            _: [(&'static str, Attr<'_>); N],
+        ) {
+        }
+    }
+
+    /// Stands for a gauge.
+    pub(crate) struct Gauge;
+
+    impl Gauge {
+        pub(crate) const fn new(_: &'static str, _: &'static str, _: &'static str) -> Self {
+            Self
+        }
+    }
+
+    /// Stands for a gauge of durations.
+    pub(crate) struct DurationGauge;
+
+    impl DurationGauge {
+        pub(crate) const fn new(_: &'static str, _: &'static str) -> Self {
+            Self
+        }
     }
 
     #[inline(always)]
@@ -170,24 +232,19 @@ pub(crate) mod metrics {
 
     impl<const N: usize> Recorder<N> {
         #[inline(always)]
-        pub(crate) fn add(&self, _: Counter, _: u64) {}
+        pub(crate) fn add(&self, _: &'static Counter, _: u64) {}
 
         #[inline(always)]
-        pub(crate) fn add_with_first(&self, _: Counter, _: u64, _: usize) {}
+        pub(crate) fn add_with_first(&self, _: &'static Counter, _: u64, _: usize) {}
 
         #[inline(always)]
-        pub(crate) fn seconds(&self, _: Timing, _: Duration) {}
-    }
+        pub(crate) fn duration(&self, _: &'static DurationHistogram, _: Duration) {}
 
-    #[inline(always)]
-    pub(crate) fn record_result_size<const N: usize>(_: u64, _: [(&'static str, Attr<'_>); N]) {}
+        #[inline(always)]
+        pub(crate) fn gauge(&self, _: &'static Gauge, _: u64) {}
 
-    #[inline(always)]
-    pub(crate) fn record_lag<const N: usize>(
-        _: u64,
-        _: Duration,
-        _: [(&'static str, Attr<'_>); N],
-    ) {
+        #[inline(always)]
+        pub(crate) fn duration_gauge(&self, _: &'static DurationGauge, _: Duration) {}
     }
 }
 

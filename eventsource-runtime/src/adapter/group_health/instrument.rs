@@ -5,12 +5,16 @@ use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::metrics;
 use crate::telemetry::values::Attr;
 
+static STALLS: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_BUS_CONSUMER_GROUP_STALLS,
+    "{stall}",
+    "Times a consumer group had events waiting and handled none for its stall bound",
+);
+
 /// A consumer group on `system` stalled: the WARN line and the counter.
 pub(crate) fn group_stalled(system: &'static str, stalled: &GroupStalled) {
     use crate::telemetry::otel::log::log_warn;
-    use crate::telemetry::values::Counter;
-    metrics::add(
-        Counter::GroupStalls,
+    STALLS.add(
         1,
         [
             (attr::MESSAGING_SYSTEM, Attr::Static(system)),

@@ -7,7 +7,13 @@ use super::Upcasters;
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::{Span, metrics};
-use crate::telemetry::values::{Attr, Counter};
+use crate::telemetry::values::Attr;
+
+static EVENTS_UPCAST: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_EVENTS_UPCAST,
+    "{event}",
+    "Stored events brought up to their type's current schema version",
+);
 
 /// The upcasts of a load, a batch or one decode, by stored event type and from/to version:
 /// added to `eventsource.events.upcast` when dropped, once per kind (a replay of a million
@@ -34,8 +40,7 @@ impl UpcastCounts {
 impl Drop for UpcastCounts {
     fn drop(&mut self) {
         for (event_type, from, to, count) in &self.kinds {
-            metrics::add(
-                Counter::EventsUpcast,
+            EVENTS_UPCAST.add(
                 *count,
                 [
                     (attr::METRIC_ATTR_EVENT_TYPE, Attr::Str(event_type)),
@@ -94,7 +99,7 @@ pub(crate) async fn reading_for<F: Future>(upcasters: Upcasters, reads: F) -> F:
 
 /// Says on `span`, a read's, how many of `events` its reader upcasts, and from which
 /// versions (nothing outside [`reading_for`], or when nothing is upcast).
-pub(crate) fn record_read(span: &Span, events: &[EventEnvelope]) {
+pub(crate) fn record_read_upcasts(span: &Span, events: &[EventEnvelope]) {
     if !span.is_recording() {
         return;
     }

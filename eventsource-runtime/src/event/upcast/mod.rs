@@ -66,7 +66,7 @@
 mod body;
 pub(crate) mod decode;
 mod error;
-pub(crate) mod instrument;
+mod instrument;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -77,6 +77,17 @@ use serde_json::Value;
 
 pub use decode::Upcasted;
 pub use error::{RegistrationError, UpcastError, UpcastFailure, UpcasterFailure};
+/// Upcasting's telemetry, shared on purpose with the components whose work upcasts: what
+/// they count and what their spans say of the events they upcast.
+/// - [`UpcastCounts`]: the `eventsource.events.upcast` counter, added to once per kind of
+///   upcast when a load (`repository`), a runner's decode (`projection`) or one event's
+///   decode (`EventEnvelope::decode_all`) is done;
+/// - [`UpcastTally`]: `eventsource.upcast.*` on a span (a load's in `repository`, a
+///   projection's, a bus consumer's);
+/// - [`reading_for`] and [`record_read_upcasts`]: a projection runner's reads upcast by its
+///   own upcasters (the runner scopes its reads; `store::instrument` says so on each read
+///   span).
+pub(crate) use instrument::{UpcastCounts, UpcastTally, reading_for, record_read_upcasts};
 
 /// The most steps (upcasters, renames and splits) one stored event may go through, and the
 /// longest chain a type may register.

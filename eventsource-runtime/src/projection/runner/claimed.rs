@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::shutdown::Shutdown;
 use super::{Halt, Mode, ProjectionRunner, RunnerError};
-use crate::event::upcast::instrument::reading_for;
+use crate::event::upcast::reading_for;
 use crate::health::{ComponentState, LeaseState};
 use crate::projection::Projection;
 use crate::projection::checkpoint::ProjectionLease;

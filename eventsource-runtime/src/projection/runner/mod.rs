@@ -189,7 +189,7 @@ use tokio::sync::Mutex;
 
 use super::checkpoint::{CheckpointStore, ParkedEvent};
 use super::{Projection, SharedProjection, instrument};
-use crate::event::upcast::instrument::reading_for;
+use crate::event::upcast::reading_for;
 use crate::health::{ComponentKind, ComponentState, LeaseState};
 use crate::store::{EventStore, Segment, StoreError};
 use settings::Settings;

@@ -4,7 +4,7 @@
 use super::retry::log_stopped;
 use super::shutdown::Shutdown;
 use super::{Halt, ProjectionRunner, RunnerError};
-use crate::event::upcast::instrument::UpcastCounts;
+use crate::event::upcast::UpcastCounts;
 use crate::event::upcast::{UpcastError, Upcasted, Upcasters};
 use crate::event::{EventEnvelope, StreamId};
 use crate::projection::checkpoint::{ParkedEvent, ProjectionLease};

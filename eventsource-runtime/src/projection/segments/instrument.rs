@@ -8,7 +8,13 @@ use crate::store::Segment;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::{log_error, log_info, log_warn};
 use crate::telemetry::otel::metrics;
-use crate::telemetry::values::{Attr, Counter};
+use crate::telemetry::values::Attr;
+
+static CHANGES: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_PROJECTION_SEGMENT_CHANGES,
+    "{segment}",
+    "Segments of split projections claimed, taken over, released, lost or fenced",
+);
 
 /// How a segment changed hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +40,7 @@ impl Change {
 
 fn count(projection: &str, segment: Segment, change: Change) {
     let segment = segment.to_string();
-    metrics::add(
-        Counter::SegmentChanges,
+    CHANGES.add(
         1,
         [
             (attr::METRIC_ATTR_PROJECTION_NAME, Attr::Str(projection)),

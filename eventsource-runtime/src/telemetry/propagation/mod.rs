@@ -23,7 +23,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 
 use super::attributes as attr;
 use super::otel::metrics;
-use super::values::{Attr, Counter};
+use super::values::Attr;
 
 mod baggage;
 
@@ -140,13 +140,15 @@ pub(crate) fn stored_context(carrier: &dyn Extractor) -> Option<Context> {
     }
 }
 
+static INVALID: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_TRACE_CONTEXT_INVALID,
+    "{event}",
+    "Consumed events whose stored trace context was missing or malformed",
+);
+
 fn count_invalid(counter: &AtomicU64, reason: &'static str) {
     counter.fetch_add(1, Ordering::Relaxed);
-    metrics::add(
-        Counter::TraceContextInvalid,
-        1,
-        [(attr::METRIC_ATTR_REASON, Attr::Static(reason))],
-    );
+    INVALID.add(1, [(attr::METRIC_ATTR_REASON, Attr::Static(reason))]);
 }
 
 /// How many consumed events had no stored trace context, since the process started.

@@ -10,7 +10,7 @@
 //! (10 s, under either group protocol: `EVENTSOURCE_KAFKA_GROUP_PROTOCOL` picks it, and CI
 //! runs both).
 
-#[path = "../common/faults.rs"]
+#[path = "../common/faults/mod.rs"]
 mod faults;
 #[path = "../common/otlp.rs"]
 mod otlp;

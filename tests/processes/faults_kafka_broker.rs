@@ -12,7 +12,7 @@
 //! output appended to `kafka.log` there; a guard starts it again if the test fails while it
 //! is down). Skipped visibly otherwise, unless `EVENTSOURCE_REQUIRE_KAFKA=1`: then it fails.
 
-#[path = "../common/faults.rs"]
+#[path = "../common/faults/mod.rs"]
 mod faults;
 #[path = "../common/otlp.rs"]
 mod otlp;

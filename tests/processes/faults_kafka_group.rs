@@ -26,7 +26,7 @@
 //! dead member's session (10 s), under either group protocol
 //! (`EVENTSOURCE_KAFKA_GROUP_PROTOCOL`; CI runs both).
 
-#[path = "../common/faults.rs"]
+#[path = "../common/faults/mod.rs"]
 mod faults;
 #[path = "../common/otlp.rs"]
 mod otlp;

@@ -10,7 +10,7 @@
 //! `EVENTSOURCE_REQUIRE_NATS=1`). The messages a killed consumer had pulled come back after
 //! the group's `ack_wait`: the bounds leave room for it.
 
-#[path = "../common/faults.rs"]
+#[path = "../common/faults/mod.rs"]
 mod faults;
 #[path = "../common/otlp.rs"]
 mod otlp;

@@ -14,7 +14,7 @@
 //! the test fails while it is down). Skipped visibly otherwise, unless
 //! `EVENTSOURCE_REQUIRE_NATS=1`: then it fails.
 
-#[path = "../common/faults.rs"]
+#[path = "../common/faults/mod.rs"]
 mod faults;
 #[path = "../common/otlp.rs"]
 mod otlp;

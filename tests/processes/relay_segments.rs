@@ -26,7 +26,7 @@
 //! case); skipped visibly without them, unless the matching `EVENTSOURCE_REQUIRE_*=1`. Every
 //! wait polls the processes' output, the database or the collector with a bound.
 
-#[path = "../common/faults.rs"]
+#[path = "../common/faults/mod.rs"]
 mod faults;
 #[path = "../common/otlp.rs"]
 mod otlp;

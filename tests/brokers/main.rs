@@ -19,7 +19,5 @@ mod upcasting_brokers;
 mod domain;
 #[path = "../common/graceful_stop.rs"]
 mod graceful_stop;
-#[path = "../common/pki.rs"]
-mod pki;
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::pki;
+use eventsource_test_support::servers;

@@ -196,6 +196,7 @@ pub async fn broker_restart<O: Outage>(mut outage: O) {
 /// `group`'s handler `count`, recording each delivery in `handled`; the group declared, then
 /// run until `stopped` says stop. The same code for each broker's group, whose types share
 /// their builder methods, not a trait.
+#[macro_export]
 macro_rules! count_and_run {
     ($group:expr, $handled:expr, $stopped:expr) => {{
         let group = $group;
@@ -218,4 +219,3 @@ macro_rules! count_and_run {
         })
     }};
 }
-pub(crate) use count_and_run;

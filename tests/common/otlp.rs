@@ -54,7 +54,8 @@ pub fn example_binary(name: &str, features: &[&str]) -> PathBuf {
         .args(["build", "--quiet", "--example", name, "--profile"])
         .arg(&profile)
         .arg("--manifest-path")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        // The examples are the root package's (this crate is `tests/common/`).
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml"))
         .arg("--target-dir")
         .arg(target_dir);
     // The collector here decodes OTLP/JSON, which the runtime exports with `otlp-json`.

@@ -5,10 +5,8 @@
 //! names only components of the collector's core distribution; the compose stack's pieces
 //! (images, mounted files, ports, data source uids) fit together. No service, no feature.
 
-#[path = "../common/contract_doc.rs"]
-mod contract_doc;
-#[path = "../common/promql.rs"]
-mod promql;
+use eventsource_test_support::contract_doc;
+use eventsource_test_support::promql;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

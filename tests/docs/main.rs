@@ -12,7 +12,5 @@ mod layers;
 mod seeds;
 
 // Helpers shared by the modules below, declared once.
-#[path = "../common/otlp.rs"]
-mod otlp;
-#[path = "../common/otlp_collector.rs"]
-mod otlp_collector;
+use eventsource_test_support::otlp;
+use eventsource_test_support::otlp_collector;

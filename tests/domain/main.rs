@@ -27,7 +27,4 @@ mod upcasting;
 use eventsource_runtime::testing::conformance;
 #[path = "../../examples/domain/order.rs"]
 mod domain;
-#[path = "../common/postgres.rs"]
-mod postgres;
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::postgres;

@@ -6,10 +6,7 @@
 
 #[path = "losable.rs"]
 mod losable;
-#[path = "../common/postgres.rs"]
-mod postgres;
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::postgres;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex as StdMutex};

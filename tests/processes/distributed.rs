@@ -3,15 +3,7 @@
 //! Needs `EVENTSOURCE_AMQP_URL` (skipped visibly without it, unless
 //! `EVENTSOURCE_REQUIRE_RABBITMQ=1`).
 
-#[path = "../common/otlp.rs"]
-mod otlp;
-#[path = "../common/otlp_collector.rs"]
-mod otlp_collector;
-#[path = "../common/processes.rs"]
-mod processes;
-
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::processes;
 
 use crate::processes::BrokerKind;
 

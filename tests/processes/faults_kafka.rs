@@ -1,4 +1,4 @@
-//! Faults with real processes through Kafka (`tests/common/faults.rs`): the `distributed`
+//! Faults with real processes through Kafka (`tests/common/faults/`): the `distributed`
 //! example's consumer process killed (SIGKILL) three times in the middle of the stream and
 //! replaced each time, its relay process killed twice while it publishes; every stored
 //! event is handled, counted by event id, within a bound after the last fault; the
@@ -10,19 +10,8 @@
 //! (10 s, under either group protocol: `EVENTSOURCE_KAFKA_GROUP_PROTOCOL` picks it, and CI
 //! runs both).
 
-#[path = "../common/faults/mod.rs"]
-mod faults;
-#[path = "../common/otlp.rs"]
-mod otlp;
-#[path = "../common/otlp_collector.rs"]
-mod otlp_collector;
-#[path = "../common/processes.rs"]
-mod processes;
-#[path = "../common/server_process.rs"]
-mod server_process;
-
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::faults;
+use eventsource_test_support::processes;
 
 use std::time::Duration;
 

@@ -26,19 +26,10 @@
 //! dead member's session (10 s), under either group protocol
 //! (`EVENTSOURCE_KAFKA_GROUP_PROTOCOL`; CI runs both).
 
-#[path = "../common/faults/mod.rs"]
-mod faults;
-#[path = "../common/otlp.rs"]
-mod otlp;
-#[path = "../common/otlp_collector.rs"]
-mod otlp_collector;
-#[path = "../common/processes.rs"]
-mod processes;
-#[path = "../common/server_process.rs"]
-mod server_process;
+use eventsource_test_support::faults;
+use eventsource_test_support::processes;
 
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::servers;
 
 use servers::Server;
 use std::collections::{BTreeMap, BTreeSet};

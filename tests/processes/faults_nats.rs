@@ -1,4 +1,4 @@
-//! Faults with real processes through NATS JetStream (`tests/common/faults.rs`): the
+//! Faults with real processes through NATS JetStream (`tests/common/faults/`): the
 //! `distributed` example's consumer process killed (SIGKILL) four times in the middle of
 //! the stream and replaced each time, its relay process killed twice while it publishes;
 //! every stored event is handled, counted by event id, within a bound after the last fault;
@@ -10,19 +10,8 @@
 //! `EVENTSOURCE_REQUIRE_NATS=1`). The messages a killed consumer had pulled come back after
 //! the group's `ack_wait`: the bounds leave room for it.
 
-#[path = "../common/faults/mod.rs"]
-mod faults;
-#[path = "../common/otlp.rs"]
-mod otlp;
-#[path = "../common/otlp_collector.rs"]
-mod otlp_collector;
-#[path = "../common/processes.rs"]
-mod processes;
-#[path = "../common/server_process.rs"]
-mod server_process;
-
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::faults;
+use eventsource_test_support::processes;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The NATS server process killed (SIGKILL) and started again while the `distributed`
 //! example's consumer process handles the stream and its relay process publishes it
-//! (`tests/common/faults.rs`): neither is restarted, both carry on by themselves, every
+//! (`tests/common/faults/`): neither is restarted, both carry on by themselves, every
 //! stored event is handled, counted by event id, within a bound after the restart; the
 //! idempotent confirmation runs once, the CRM update and the shipping notice at least once.
 //! The server forgets the acknowledgements of the seconds before the kill
@@ -14,19 +14,8 @@
 //! the test fails while it is down). Skipped visibly otherwise, unless
 //! `EVENTSOURCE_REQUIRE_NATS=1`: then it fails.
 
-#[path = "../common/faults/mod.rs"]
-mod faults;
-#[path = "../common/otlp.rs"]
-mod otlp;
-#[path = "../common/otlp_collector.rs"]
-mod otlp_collector;
-#[path = "../common/processes.rs"]
-mod processes;
-#[path = "../common/server_process.rs"]
-mod server_process;
-
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::faults;
+use eventsource_test_support::processes;
 
 use std::time::Duration;
 

@@ -22,23 +22,21 @@
 //! The scenario is `common/broker_restart.rs`, the same for every broker; here is how the
 //! NATS server goes down and comes back, with a publish in flight when it dies.
 
-#[path = "../common/broker_restart.rs"]
-mod broker_restart;
+use eventsource_test_support::broker_restart;
 #[path = "../../examples/domain/order.rs"]
 mod domain;
-#[path = "../common/server_process.rs"]
-mod server_process;
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::server_process;
+use eventsource_test_support::servers;
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::time::{Duration, Instant};
 
-use broker_restart::{Consuming, Handled, Outage, broker_restart, count_and_run};
+use broker_restart::{Consuming, Handled, Outage, broker_restart};
 use eventsource_runtime::bus::{BusError, EventBus as _, PublishReport};
 use eventsource_runtime::nats::{NatsBus, async_nats};
 use eventsource_runtime::prelude::*;
+use eventsource_test_support::count_and_run;
 use server_process::{ServerProcess, StartAgainOnDrop, listening};
 use servers::Server;
 use tokio::sync::watch;

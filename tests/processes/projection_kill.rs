@@ -7,10 +7,7 @@
 //! `max_unsaved_events` (here equal to `checkpoint_every`) + 2 × `batch_size`. On PostgreSQL (`DATABASE_URL`, skipped without
 //! it) and on SQLite (a file).
 
-#[path = "../common/postgres.rs"]
-mod postgres;
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::postgres;
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Child, Command};

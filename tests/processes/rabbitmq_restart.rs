@@ -10,21 +10,18 @@
 //! The scenario is `common/broker_restart.rs`, the same for every broker; here is how
 //! RabbitMQ goes down and comes back.
 
-#[path = "../common/broker_restart.rs"]
-mod broker_restart;
+use eventsource_test_support::broker_restart;
 #[path = "../../examples/domain/order.rs"]
 mod domain;
-#[path = "../common/server_process.rs"]
-mod server_process;
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::servers;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use broker_restart::{Consuming, Handled, Outage, broker_restart, count_and_run};
+use broker_restart::{Consuming, Handled, Outage, broker_restart};
 use eventsource_runtime::rabbitmq::RabbitMqBus;
+use eventsource_test_support::count_and_run;
 use servers::Server;
 use tokio::sync::watch;
 

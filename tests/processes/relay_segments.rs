@@ -9,7 +9,7 @@
 //! every segment is published. Counted by event id from what the consumer printed and
 //! exported:
 //!
-//! - none lost: every stored event handled by each of its groups (`tests/common/faults.rs`'s
+//! - none lost: every stored event handled by each of its groups (`tests/common/faults/`'s
 //!   tally; the idempotent confirmation once), and seen by `history-seen`;
 //! - at least once, only where the kill allows it: an event delivered more than once is one
 //!   of the killed relay's segments, after the checkpoint that segment had saved at the
@@ -26,21 +26,10 @@
 //! case); skipped visibly without them, unless the matching `EVENTSOURCE_REQUIRE_*=1`. Every
 //! wait polls the processes' output, the database or the collector with a bound.
 
-#[path = "../common/faults/mod.rs"]
-mod faults;
-#[path = "../common/otlp.rs"]
-mod otlp;
-#[path = "../common/otlp_collector.rs"]
-mod otlp_collector;
-#[path = "../common/postgres.rs"]
-mod postgres;
-#[path = "../common/processes.rs"]
-mod processes;
-#[path = "../common/server_process.rs"]
-mod server_process;
-
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::faults;
+use eventsource_test_support::otlp;
+use eventsource_test_support::postgres;
+use eventsource_test_support::processes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -143,7 +132,7 @@ impl<'r> Log<'r> {
         })
     }
 
-    /// What `tests/common/faults.rs` tallies against.
+    /// What `tests/common/faults/` tallies against.
     fn stored(&self) -> Stored {
         let of = |kind: &str| -> BTreeSet<Uuid> {
             let events = self.events.iter();

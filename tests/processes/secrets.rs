@@ -8,13 +8,10 @@
 //! `DATABASE_URL`); a scenario whose server is not named is skipped visibly, unless CI's
 //! `EVENTSOURCE_REQUIRE_*` says it must run.
 
-#[path = "../common/otlp.rs"]
-mod otlp;
-#[path = "../common/otlp_collector.rs"]
-mod otlp_collector;
+use eventsource_test_support::otlp;
+use eventsource_test_support::otlp_collector;
 
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::servers;
 
 use servers::Server;
 use std::process::Output;

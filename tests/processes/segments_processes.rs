@@ -6,14 +6,10 @@
 //! stored event ends up in the fenced read model exactly once (counted by event id), each
 //! order's events applied in version order. Every wait polls the database with a bound.
 
-#[path = "../common/otlp.rs"]
-mod otlp;
+use eventsource_test_support::otlp;
 #[path = "segments_processes/outage.rs"]
 mod outage;
-#[path = "../common/postgres.rs"]
-mod postgres;
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::postgres;
 #[path = "segments_processes/worker.rs"]
 mod worker;
 

@@ -13,12 +13,9 @@ mod claims;
 mod expiry;
 #[path = "projection_segments/health.rs"]
 mod health;
-#[path = "../common/postgres.rs"]
-mod postgres;
+use eventsource_test_support::postgres;
 #[path = "projection_segments/reads.rs"]
 mod reads;
-#[path = "../common/servers.rs"]
-mod servers;
 #[path = "projection_segments/stalls.rs"]
 mod stalls;
 

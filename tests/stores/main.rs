@@ -9,7 +9,5 @@ mod sqlite;
 
 // Helpers shared by the modules below, declared once.
 use eventsource_runtime::testing::conformance;
-#[path = "../common/pg_roles.rs"]
-mod pg_roles;
-#[path = "../common/servers.rs"]
-mod servers;
+use eventsource_test_support::pg_roles;
+use eventsource_test_support::servers;

@@ -12,8 +12,7 @@
 
 #[path = "../../../examples/domain/order.rs"]
 mod domain;
-#[path = "../../common/servers.rs"]
-mod servers;
+use eventsource_test_support::servers;
 
 use servers::Server;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -154,8 +154,14 @@ pub struct Stored {
 }
 
 impl Stored {
+    /// How many events were stored.
     pub fn len(&self) -> usize {
         self.placed.len() + self.shipped.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Reads the producer's SQLite store (`sqlite:PATH`).

@@ -2,8 +2,7 @@
 //! Kafka): messages published and not consumed yet are counted, then 0 once the running group
 //! consumed them; the gauges carry `messaging.system`; the group's state follows its run.
 
-#[path = "../../common/servers.rs"]
-mod servers;
+use eventsource_test_support::servers;
 
 use servers::Server;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -9,8 +9,7 @@
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1` (CI sets it): then each one fails. Every store lives in
 //! a fresh schema of its own, dropped when the test succeeds.
 
-#[path = "../../common/servers.rs"]
-mod servers;
+use eventsource_test_support::servers;
 
 use eventsource_runtime::testing::conformance;
 use servers::Server;

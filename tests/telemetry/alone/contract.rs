@@ -14,8 +14,7 @@
 //!
 //! One test function: the metric capture belongs to the whole binary.
 
-#[path = "../../common/contract_doc.rs"]
-mod contract_doc;
+use eventsource_test_support::contract_doc;
 #[path = "../../../examples/domain/order.rs"]
 mod domain;
 #[path = "contract/upcasting.rs"]

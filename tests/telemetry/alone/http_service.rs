@@ -14,10 +14,8 @@
 
 #[path = "../../../examples/http/app.rs"]
 mod app;
-#[path = "../../common/otlp.rs"]
-mod otlp;
-#[path = "../../common/otlp_collector.rs"]
-mod otlp_collector;
+use eventsource_test_support::otlp;
+use eventsource_test_support::otlp_collector;
 
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry;

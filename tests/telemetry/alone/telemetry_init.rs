@@ -5,8 +5,7 @@
 //! scenario; the parent sets the child's environment (never its own) and reads what the child
 //! printed, or what it sent to a tiny HTTP collector the parent runs.
 
-#[path = "../../common/otlp_collector.rs"]
-mod otlp_collector;
+use eventsource_test_support::otlp_collector;
 
 use std::io::Write;
 use std::process::{Command, Output};

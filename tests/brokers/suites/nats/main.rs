@@ -11,8 +11,7 @@
 
 #[path = "../../../../examples/domain/order.rs"]
 mod domain;
-#[path = "../../../common/servers.rs"]
-mod servers;
+use eventsource_test_support::servers;
 
 mod delivery;
 mod publishing;

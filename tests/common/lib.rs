@@ -1,0 +1,32 @@
+//! What the workspace's test binaries share, compiled once: the servers a test asks for
+//! (`servers`), a test's PostgreSQL schema (`postgres`), least-privilege roles (`pg_roles`),
+//! throwaway certificates (`pki`), the example's processes and their faults (`processes`,
+//! `faults`, `server_process`), the broker restart scenario (`broker_restart`), an OTLP
+//! collector and its spans (`otlp_collector`, `otlp`), the telemetry contract's text and its
+//! PromQL (`contract_doc`, `promql`), and the examples' order domain (`domain`).
+//!
+//! The domain fixtures a binary builds its own tests on (`customer_v3.rs`,
+//! `lineage_domain.rs`, `conformance/`) and `graceful_stop.rs` (whose trait each binary
+//! implements for the runtime's consumer groups, which the orphan rule allows only there)
+//! are included by path where they are used.
+
+// What `pg_roles` runs the store suites with.
+use eventsource_runtime::testing::conformance;
+
+pub mod broker_restart;
+pub mod contract_doc;
+#[path = "../../examples/domain/order.rs"]
+pub mod domain;
+#[cfg(all(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub mod faults;
+pub mod otlp;
+pub mod otlp_collector;
+pub mod pg_roles;
+#[cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub mod pki;
+pub mod postgres;
+#[cfg(all(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
+pub mod processes;
+pub mod promql;
+pub mod server_process;
+pub mod servers;

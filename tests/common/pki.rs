@@ -7,7 +7,6 @@
 
 #![allow(dead_code)]
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use eventsource_runtime::adapter::TlsFailure;
@@ -16,15 +15,10 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
 
-/// `None` (with a visible `skipped:` line) when a TLS server is missing, or a failure
-/// when `EVENTSOURCE_REQUIRE_TLS_SERVERS=1` (CI sets it).
+/// Says `test` is skipped because a TLS server is missing (`why`), or fails it when
+/// `EVENTSOURCE_REQUIRE_TLS_SERVERS=1` (CI sets it).
 pub fn skip(test: &str, why: &str) {
-    assert!(
-        std::env::var("EVENTSOURCE_REQUIRE_TLS_SERVERS").as_deref() != Ok("1"),
-        "{test}: EVENTSOURCE_REQUIRE_TLS_SERVERS=1 but {why}; the TLS tests must run"
-    );
-    let line = format!("{test}: skipped: {why}\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
+    crate::servers::skip(test, why, "EVENTSOURCE_REQUIRE_TLS_SERVERS");
 }
 
 /// An error and its sources, as one line.

@@ -7,19 +7,16 @@
 //! - [`GroupStalled`], what a stalled consumer group reports, and [`DEFAULT_STALL_AFTER`].
 //!
 //! Inside the crate, each in its own file: the buses' settings behind one `Arc` and their
-//! telemetry builders (`settings`), what every publish shares and the
+//! shared defaults (`settings`), what every publish shares and the
 //! [`EventBus`](crate::bus::EventBus) implementation over a bus's `publish_all`
-//! (`publish`), the reconnecting sessions of a consumer group (`reconnect`), a group's
-//! health, lag gauges and stall watch (`group_health`) and the builder and accessors every
-//! group has alike (`group`).
+//! (`publish`), the reconnecting sessions of a consumer group (`reconnect`), and a group's
+//! health, lag gauges and stall watch (`group_health`).
 
-pub(crate) mod group;
 pub(crate) mod group_health;
 pub(crate) mod publish;
 pub(crate) mod reconnect;
 pub(crate) mod settings;
 pub(crate) mod tls;
 
-pub(crate) use group::group_methods;
 pub use group_health::{DEFAULT_STALL_AFTER, GroupStalled};
 pub use tls::{BrokerTls, TlsFailure};

@@ -78,7 +78,6 @@ use crate::telemetry::values::span_names;
 pub(crate) use dead_letter::dead_lettered;
 pub use dead_letter::{DeadLetter, DeadLetterEntry, UndecodableLetter};
 pub use dispatcher::Dispatcher;
-pub(crate) use dispatcher::dispatcher_methods;
 pub use handler::{
     EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, UnknownHandler, handler_fn,
 };

@@ -51,6 +51,10 @@ pub enum Command {
     /// A projection's parked events.
     #[command(subcommand)]
     Parked(ParkedCommand),
+    /// A consumer group's dead letters on a broker (RabbitMQ, Kafka, NATS): list, move
+    /// back, purge. Needs no store.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
     /// Create or upgrade the store's schema (run as the owner role).
     Migrate,
     /// Print the SQL granting ROLE what the runtime needs on the schema (PostgreSQL).
@@ -160,4 +164,47 @@ pub enum ParkedCommand {
 pub struct GrantsArgs {
     /// The runtime role.
     pub role: String,
+}
+
+/// Which consumer group's dead letters, on which broker.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The broker: `amqp://user:password@host:5672/%2f` (or `amqps://`), `kafka://host:9092`
+    /// (query parameters are librdkafka settings: `?security.protocol=sasl_ssl&sasl.username=..`),
+    /// `nats://host:4222` (or `tls://`).
+    #[arg(long, env = "EVENTSOURCE_BROKER", hide_env_values = true)]
+    pub broker: String,
+    /// The consumer group, as the service names it (`bus.consumer_group("NAME")`).
+    #[arg(long)]
+    pub group: String,
+    /// The bus's prefix, when the service set one: the RabbitMQ exchange, the Kafka topic
+    /// prefix, the NATS subject prefix.
+    #[arg(long, env = "EVENTSOURCE_BUS_PREFIX")]
+    pub prefix: Option<String>,
+    /// The NATS stream, when the service set one.
+    #[arg(long, env = "EVENTSOURCE_NATS_STREAM")]
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// The group's dead letters, oldest first, left in place.
+    List {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// At most this many (1 or more).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
+    /// Move every dead letter back to the group, for the handlers that failed on it, with a
+    /// fresh budget of deliveries.
+    Requeue {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Delete every dead letter of the group.
+    Purge {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
 }

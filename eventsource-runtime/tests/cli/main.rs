@@ -5,6 +5,7 @@
 //! PostgreSQL comes from `DATABASE_URL`; without it those tests print `skipped: ...` and
 //! pass, unless `EVENTSOURCE_REQUIRE_POSTGRES=1`.
 
+mod parked_retry;
 mod postgres;
 mod sqlite;
 

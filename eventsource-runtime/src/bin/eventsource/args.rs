@@ -150,6 +150,16 @@ pub enum ParkedCommand {
         /// The projection (a segment's checkpoint name, `NAME[i/n]`, for a split one).
         name: String,
     },
+    /// Ask the projection's running runner to retry a parked event (every one without
+    /// --position) on its next poll: once the row is repaired or the handler mended, it
+    /// hands the event over again and unparks it, or parks it again with the new error.
+    Retry {
+        /// The projection (a segment's checkpoint name, `NAME[i/n]`, for a split one).
+        name: String,
+        /// The parked event's position (else every parked event of the projection).
+        #[arg(long)]
+        position: Option<u64>,
+    },
     /// Forget a parked event: the projection will not see it.
     Skip {
         /// The projection.

@@ -7,6 +7,7 @@
 
 mod parked_retry;
 mod postgres;
+mod rebuild;
 mod sqlite;
 
 use std::process::Command;

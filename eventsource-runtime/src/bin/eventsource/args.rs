@@ -119,6 +119,10 @@ pub enum ProjectionCommand {
     /// Move a projection's checkpoint (back for a replay, 0 for a rebuild in place), as
     /// the holder of its lease or of all its segments: refused while a worker holds one.
     Reset(ResetArgs),
+    /// Start a rebuild beside the running projection: a new name whose checkpoint is 0, for
+    /// the projection's handler deployed under that name to replay the store while the old
+    /// one keeps serving. Refused if NEW exists or a worker already holds it.
+    Rebuild(RebuildArgs),
     /// Split a split projection's segments again, into a multiple of their count, without a
     /// rebuild: each new segment starts from the checkpoint of the one that held its
     /// streams. Refused while a worker holds a segment (PostgreSQL).
@@ -132,6 +136,15 @@ pub struct SplitArgs {
     /// The new segment count: a multiple of the current one (e.g. twice it).
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
     pub into: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The projection (or relay) to rebuild.
+    pub name: String,
+    /// The new projection's name (e.g. `orders-v2`).
+    #[arg(long = "as", value_name = "NEW")]
+    pub new_name: String,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ mod exit;
 mod output;
 mod parked;
 mod projection;
+mod rebuild;
 mod schema;
 mod service_health;
 mod status;

@@ -323,6 +323,25 @@ pub async fn common_checks(target: &[&str], checkpoints: &dyn CheckpointStore) {
         .expect(0)
         .json();
     assert_eq!(parked[0]["position"], 1, "{parked:#}");
+    assert_eq!(parked[0]["retry_requested"], false, "{parked:#}");
+    // A retry asked (no runner runs here to honour it): listed as asked.
+    let asked = eventsource(&with(&["parked", "retry", "orders", "--json"]))
+        .expect(0)
+        .json();
+    assert_eq!(asked["retry_requested"], json!([1]), "{asked:#}");
+    assert_eq!(checkpoints.retry_requests("orders").await.unwrap(), [1]);
+    let parked = eventsource(&with(&["parked", "list", "orders"]))
+        .expect(0)
+        .stdout;
+    assert!(
+        parked.starts_with("POSITION  PARKED AT             RETRY      ERROR\n"),
+        "{parked}"
+    );
+    assert!(
+        parked.contains("  requested  metadata: invalid type"),
+        "{parked}"
+    );
+    eventsource(&with(&["parked", "retry", "orders", "--position", "2"])).expect(3);
     eventsource(&with(&["parked", "skip", "orders", "--position", "4"])).expect(3);
     eventsource(&with(&["parked", "skip", "orders", "--position", "1"])).expect(0);
     assert!(checkpoints.parked("orders").await.unwrap().is_empty());

@@ -245,7 +245,8 @@ impl fmt::Debug for DeadLetterAddress {
 }
 
 /// The `key=value` pairs of a URL's query, percent-decoded (`+` is a plus: librdkafka's
-/// values are not form-encoded).
+/// values are not form-encoded). Kafka's settings only.
+#[cfg(any(feature = "kafka", test))]
 fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query
         .split('&')

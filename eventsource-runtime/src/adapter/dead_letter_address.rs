@@ -316,6 +316,26 @@ mod tests {
     }
 
     #[test]
+    fn a_broker_not_built_in_is_named_with_its_feature() {
+        let brokers = [
+            ("amqp://h:5672/%2f", "rabbitmq", cfg!(feature = "rabbitmq")),
+            ("kafka://h:9092", "kafka", cfg!(feature = "kafka")),
+            ("nats://h:4222", "nats", cfg!(feature = "nats")),
+        ];
+        for (url, feature, built_in) in brokers {
+            let opened = DeadLetterAddress::new(url, "g").open();
+            match opened {
+                Ok(queue) => assert!(built_in, "{url}: {queue:?}"),
+                Err(DeadLetterAddressError::NotBuiltIn { feature: named, .. }) => {
+                    assert!(!built_in, "{url}");
+                    assert_eq!(named, feature);
+                }
+                Err(other) => panic!("{url}: {other}"),
+            }
+        }
+    }
+
+    #[test]
     fn query_values_are_percent_decoded() {
         let pairs: Vec<_> = query_pairs("sasl.password=p%26w+x&security.protocol=ssl").collect();
         assert_eq!(

@@ -245,7 +245,8 @@ impl fmt::Debug for DeadLetterAddress {
 }
 
 /// The `key=value` pairs of a URL's query, percent-decoded (`+` is a plus: librdkafka's
-/// values are not form-encoded).
+/// values are not form-encoded). Kafka's settings only.
+#[cfg(any(feature = "kafka", test))]
 fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query
         .split('&')
@@ -312,6 +313,26 @@ mod tests {
             DeadLetterAddress::new("nats://h:4222", " ").open(),
             Err(DeadLetterAddressError::EmptyGroup)
         ));
+    }
+
+    #[test]
+    fn a_broker_not_built_in_is_named_with_its_feature() {
+        let brokers = [
+            ("amqp://h:5672/%2f", "rabbitmq", cfg!(feature = "rabbitmq")),
+            ("kafka://h:9092", "kafka", cfg!(feature = "kafka")),
+            ("nats://h:4222", "nats", cfg!(feature = "nats")),
+        ];
+        for (url, feature, built_in) in brokers {
+            let opened = DeadLetterAddress::new(url, "g").open();
+            match opened {
+                Ok(queue) => assert!(built_in, "{url}: {queue:?}"),
+                Err(DeadLetterAddressError::NotBuiltIn { feature: named, .. }) => {
+                    assert!(!built_in, "{url}");
+                    assert_eq!(named, feature);
+                }
+                Err(other) => panic!("{url}: {other}"),
+            }
+        }
     }
 
     #[test]

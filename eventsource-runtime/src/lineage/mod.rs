@@ -39,7 +39,9 @@
 //!
 //! Stores list the events of one correlation id in global order
 //! ([`EventStore::events_by_correlation`](crate::store::EventStore::events_by_correlation),
-//! indexed on SQLite and PostgreSQL), and a [`CausationTree`] draws them.
+//! indexed on SQLite and PostgreSQL), and a [`CausationTree`] draws them. Asked about one
+//! event, [`find_event`] finds it by its id (a binary search of the log by the time its UUID
+//! v7 carries), and [`CausationTree::with_marked`] marks it in its correlation's tree.
 //!
 //! ```
 //! use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
@@ -68,6 +70,7 @@
 //! [`execute_once`]: crate::command::CommandService::execute_once
 //! [`Repository`]: crate::repository::Repository
 
+mod find;
 mod tree;
 
 use std::future::Future;
@@ -75,6 +78,7 @@ use std::sync::Arc;
 
 use crate::event::{EventEnvelope, Metadata};
 
+pub use find::find_event;
 pub use tree::{CausationTree, Cause, EventNode, Node};
 
 tokio::task_local! {

@@ -74,6 +74,10 @@ pub struct CausationTree {
     pub roots: Vec<Node>,
     /// What had to be mended to draw a tree (a cycle broken); empty as a rule.
     pub notes: Vec<String>,
+    /// The event the tree was asked for, when it was asked for by an event's id
+    /// ([`with_marked`](Self::with_marked)): its line ends with `◀` in the text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marked: Option<Uuid>,
 }
 
 /// A node of a [`CausationTree`].
@@ -157,6 +161,16 @@ impl CausationTree {
             .filter(|event| seen.insert(event.event_id))
             .collect();
         Links::of(&events).tree(correlation_id.into(), &events)
+    }
+
+    /// The tree with the event `event_id` marked (the one a person asked about), if it
+    /// holds it; as it was otherwise.
+    #[must_use]
+    pub fn with_marked(mut self, event_id: Uuid) -> Self {
+        if self.events().any(|event| event.id == event_id) {
+            self.marked = Some(event_id);
+        }
+        self
     }
 
     /// How many events the tree holds.
@@ -260,6 +274,7 @@ impl Links {
             correlation_id,
             roots,
             notes,
+            marked: None,
         }
     }
 
@@ -339,6 +354,9 @@ impl fmt::Display for CausationTree {
         while let Some((line, prefix)) = stack.pop() {
             let (head, children) = match line {
                 Line::Cause(cause) => (format!("cause {}", cause.id), &cause.children),
+                Line::Event(event) if Some(event.id) == self.marked => {
+                    (format!("{} ◀", event.describe()), &event.children)
+                }
                 Line::Event(event) => (event.describe(), &event.children),
             };
             writeln!(f, "{prefix}{head}")?;

@@ -268,11 +268,80 @@ pub async fn common_checks(target: &[&str], checkpoints: &dyn CheckpointStore) {
     assert!(dot.starts_with("digraph causation {"), "{dot}");
     assert_eq!(dot.matches(" -> ").count(), 3, "{dot}");
 
+    // Asked by an event's id: its correlation's tree, that event marked.
+    let paid_id = listed[1]["event_id"].as_str().unwrap().to_owned();
+    let tree = eventsource(&with(&["causation", &paid_id]))
+        .expect(0)
+        .stdout;
+    assert!(tree.starts_with("correlation req-1\n"), "{tree}");
+    let marked: Vec<&str> = tree.lines().filter(|l| l.ends_with(" ◀")).collect();
+    assert_eq!(marked.len(), 1, "{tree}");
+    assert!(marked[0].contains("OrderPaid Order/o-1 v2 @2"), "{tree}");
+    let json_tree = eventsource(&with(&["causation", "--event", &paid_id, "--json"]))
+        .expect(0)
+        .json();
+    assert_eq!(json_tree["marked"], paid_id.as_str(), "{json_tree:#}");
+    assert_eq!(json_tree["correlationid"], "req-1");
+    let mermaid = eventsource(&with(&["causation", &paid_id, "--format", "mermaid"]))
+        .expect(0)
+        .stdout;
+    assert_eq!(mermaid.matches("stroke-width:4px").count(), 1, "{mermaid}");
+    let dot = eventsource(&with(&["causation", &paid_id, "--format", "dot"]))
+        .expect(0)
+        .stdout;
+    let bold = dot
+        .lines()
+        .find(|l| l.contains("penwidth=3"))
+        .unwrap_or_default();
+    assert!(bold.contains("OrderPaid"), "{dot}");
+    // An event without a correlation id: drawn alone.
+    let lone = eventsource(&with(&["events", "--from", "6", "--json"]))
+        .expect(0)
+        .json();
+    let lone_id = lone[0]["event_id"].as_str().unwrap().to_owned();
+    let tree = eventsource(&with(&["causation", &lone_id]))
+        .expect(0)
+        .stdout;
+    assert_eq!(
+        tree.lines().filter(|l| l.ends_with(" ◀")).count(),
+        1,
+        "{tree}"
+    );
+    assert!(tree.contains("OrderPlaced Order/o-3 v1 @6"), "{tree}");
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let run = eventsource(&with(&["causation", &unknown])).expect(3);
+    assert!(
+        run.stderr
+            .contains("no event has the id or the correlation id"),
+        "{}",
+        run.stderr
+    );
+    eventsource(&with(&["causation", "--event", "req-1"])).expect(2);
+
     // Parked events.
     let parked = eventsource(&with(&["parked", "list", "orders", "--json"]))
         .expect(0)
         .json();
     assert_eq!(parked[0]["position"], 1, "{parked:#}");
+    assert_eq!(parked[0]["retry_requested"], false, "{parked:#}");
+    // A retry asked (no runner runs here to honour it): listed as asked.
+    let asked = eventsource(&with(&["parked", "retry", "orders", "--json"]))
+        .expect(0)
+        .json();
+    assert_eq!(asked["retry_requested"], json!([1]), "{asked:#}");
+    assert_eq!(checkpoints.retry_requests("orders").await.unwrap(), [1]);
+    let parked = eventsource(&with(&["parked", "list", "orders"]))
+        .expect(0)
+        .stdout;
+    assert!(
+        parked.starts_with("POSITION  PARKED AT             RETRY      ERROR\n"),
+        "{parked}"
+    );
+    assert!(
+        parked.contains("  requested  metadata: invalid type"),
+        "{parked}"
+    );
+    eventsource(&with(&["parked", "retry", "orders", "--position", "2"])).expect(3);
     eventsource(&with(&["parked", "skip", "orders", "--position", "4"])).expect(3);
     eventsource(&with(&["parked", "skip", "orders", "--position", "1"])).expect(0);
     assert!(checkpoints.parked("orders").await.unwrap().is_empty());

@@ -48,7 +48,7 @@ async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_parked_event_is_retried_by_the_running_projection_on_request() {
+async fn a_parked_event_is_retried_by_the_running_projection_on_request_sqlite() {
     let dir = std::env::temp_dir().join(format!("eventsource-cli-retry-{}", Uuid::now_v7()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("events.db");
@@ -57,6 +57,53 @@ async fn a_parked_event_is_retried_by_the_running_projection_on_request() {
         .unwrap();
     store.migrate().await.unwrap();
     let target = format!("sqlite:{}", file.display());
+    let pool = store.pool().clone();
+    let set_metadata = async |position: u64, metadata: &str| {
+        let update =
+            format!("UPDATE events SET metadata = '{metadata}' WHERE position = {position}");
+        sqlx::raw_sql(&update).execute(&pool).await.unwrap();
+    };
+    let checkpoints = Arc::new(store.checkpoint_store());
+    retried_on_request(
+        &["--store", &target],
+        Arc::new(store.clone()),
+        checkpoints,
+        set_metadata,
+    )
+    .await;
+    store.pool().close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_is_retried_by_the_running_projection_on_request_postgres() {
+    let test = "a_parked_event_is_retried_by_the_running_projection_on_request_postgres";
+    let Some(url) = crate::postgres::database_url(test) else {
+        return;
+    };
+    let (store, schema) = crate::postgres::store_in_new_schema(&url).await;
+    let pool = store.pool().clone();
+    let events = format!("\"{schema}\".events");
+    let set_metadata = async |position: u64, metadata: &str| {
+        let update =
+            format!("UPDATE {events} SET metadata = '{metadata}' WHERE position = {position}");
+        sqlx::raw_sql(&update).execute(&pool).await.unwrap();
+    };
+    let checkpoints = Arc::new(store.checkpoint_store());
+    let target = ["--store", url.as_str(), "--schema", schema.as_str()];
+    retried_on_request(&target, Arc::new(store.clone()), checkpoints, set_metadata).await;
+    crate::postgres::drop_schema(store.pool(), &schema).await;
+}
+
+/// Three orders, the second's row damaged (`set_metadata` writes a stored event's metadata
+/// as it is: an array cannot be read): parked by a following runner, repaired, its retry asked through the binary (on
+/// `target`), handled by that runner.
+async fn retried_on_request(
+    target: &[&str],
+    store: Arc<dyn EventStore>,
+    checkpoints: Arc<dyn CheckpointStore>,
+    set_metadata: impl AsyncFn(u64, &str),
+) {
     let placed = |bad: bool| NewEvent::new("OrderPlaced", 1, json!({ "bad": bad }));
     let appended = store
         .append(
@@ -68,23 +115,11 @@ async fn a_parked_event_is_retried_by_the_running_projection_on_request() {
         .unwrap();
     let ids: Vec<Uuid> = appended.events.iter().map(|e| e.event_id).collect();
     let bad_position = appended.events[1].position;
-
-    let row = |payload: &str| {
-        format!("UPDATE events SET payload = '{payload}' WHERE position = {bad_position}")
-    };
-    sqlx::raw_sql(&row("{not json"))
-        .execute(store.pool())
-        .await
-        .unwrap();
+    set_metadata(bad_position, "[1]").await;
     let seen = Seen::default();
-    let checkpoints = store.checkpoint_store();
-    let runner = ProjectionRunner::new(
-        Arc::new(store.clone()),
-        Arc::new(checkpoints.clone()),
-        seen.clone(),
-    )
-    .on_unreadable(UnreadablePolicy::Park)
-    .poll_interval(Duration::from_millis(50));
+    let runner = ProjectionRunner::new(Arc::clone(&store), Arc::clone(&checkpoints), seen.clone())
+        .on_unreadable(UnreadablePolicy::Park)
+        .poll_interval(Duration::from_millis(50));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(async move {
         runner
@@ -100,34 +135,37 @@ async fn a_parked_event_is_retried_by_the_running_projection_on_request() {
     })
     .await;
     assert_eq!(*seen.handled.lock().unwrap(), [ids[0], ids[2]]);
-    let listed = eventsource(&["--store", &target, "parked", "list", "seen", "--json"])
-        .expect(0)
-        .json();
+    let listed = eventsource(&crate::joined(
+        target,
+        &["parked", "list", "seen", "--json"],
+    ))
+    .expect(0)
+    .json();
     assert_eq!(listed[0]["position"], bad_position, "{listed:#}");
     assert!(
-        listed[0]["error"].as_str().unwrap().contains("payload"),
+        listed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("metadata is not a JSON object"),
         "{listed:#}"
     );
 
     // Nothing parked there, or no such projection: not found, nothing asked.
     let position = bad_position.to_string();
     let other = (bad_position + 1).to_string();
-    let args = ["--store", &target, "parked", "retry", "seen", "--position"];
-    let run = eventsource(&[&args[..], &[other.as_str()]].concat()).expect(3);
+    let args = crate::joined(target, &["parked", "retry", "seen", "--position"]);
+    let run = eventsource(&[&args[..], std::slice::from_ref(&other)].concat()).expect(3);
     assert!(
         run.stderr.contains("no event parked at position"),
         "{}",
         run.stderr
     );
-    eventsource(&["--store", &target, "parked", "retry", "nosuch"]).expect(3);
+    eventsource(&crate::joined(target, &["parked", "retry", "nosuch"])).expect(3);
     assert!(checkpoints.retry_requests("seen").await.unwrap().is_empty());
 
     // Repaired; asked from another process; retried by the running runner.
-    sqlx::raw_sql(&row("{\"bad\":true}"))
-        .execute(store.pool())
-        .await
-        .unwrap();
-    let run = eventsource(&[&args[..], &[position.as_str()]].concat()).expect(0);
+    set_metadata(bad_position, "{}").await;
+    let run = eventsource(&[&args[..], std::slice::from_ref(&position)].concat()).expect(0);
     assert!(
         run.stdout
             .contains("requested; the running projection retries it on its next poll"),
@@ -144,10 +182,8 @@ async fn a_parked_event_is_retried_by_the_running_projection_on_request() {
     })
     .await;
     assert!(checkpoints.retry_requests("seen").await.unwrap().is_empty());
-    eventsource(&[&args[..], &[position.as_str()]].concat()).expect(3);
+    eventsource(&[&args[..], std::slice::from_ref(&position)].concat()).expect(3);
 
     let _ = stop.send(());
     running.await.unwrap().unwrap();
-    store.pool().close().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

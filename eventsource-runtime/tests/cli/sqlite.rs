@@ -186,6 +186,29 @@ async fn bad_stores_fail_in_one_line_and_create_nothing() {
     assert!(!run.stderr.contains("secret"), "{}", run.stderr);
 }
 
+/// A broker this build lacks: a usage error naming the feature, before anything connects.
+#[test]
+fn a_broker_not_built_in_is_a_usage_error_naming_its_feature() {
+    let args = [
+        "dead-letters",
+        "list",
+        "--broker",
+        "nats://127.0.0.1:1",
+        "--group",
+        "g",
+    ];
+    let run = eventsource(&args);
+    if cfg!(feature = "nats") {
+        assert_eq!(run.code, 1, "nothing listens on port 1: {}", run.stderr);
+    } else if cfg!(feature = "broker") {
+        let said = run.expect(2).stderr;
+        assert!(said.contains("`nats` feature"), "{said}");
+    } else {
+        let said = run.expect(2).stderr;
+        assert!(said.contains("built without a broker"), "{said}");
+    }
+}
+
 /// A file that holds no store yet: an error naming what failed, then `migrate` makes it one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmigrated_file_is_an_error_not_a_panic() {

@@ -207,3 +207,95 @@ async fn a_parked_event_is_listed_and_retried_and_the_rest_is_handled() {
         .unwrap();
     assert!(runner.retry_parked().await.unwrap().is_empty());
 }
+
+/// The error `projection` has parked event `position` with, if it is parked.
+async fn parked_error(
+    checkpoints: &InMemoryCheckpointStore,
+    projection: &str,
+    position: u64,
+) -> Option<String> {
+    let parked = checkpoints.parked(projection).await.unwrap();
+    parked
+        .into_iter()
+        .find(|p| p.position == position)
+        .map(|p| p.error)
+}
+
+/// Polls `done` (an async check) until it holds, for up to 5 s.
+async fn eventually_async(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A retry asked of a following runner (`CheckpointStore::request_retry`, what `eventsource
+/// parked retry` writes) is taken up on a poll: a handler that keeps failing on the event
+/// parks it again with the handler's error and the runner goes on with new events; mended
+/// and asked again, the event is handled and unparked. Nothing is retried unasked.
+#[tokio::test]
+async fn a_requested_retry_is_taken_up_by_the_following_runner() {
+    let store = InMemoryEventStore::new();
+    append(&store, "o-1", 3).await;
+    let checkpoints = InMemoryCheckpointStore::new();
+    // Event 2 was parked while its row was damaged; the row is repaired since.
+    let parked = ParkedEvent::new(2, "metadata: invalid type");
+    checkpoints.park("Orders", &parked).await.unwrap();
+    checkpoints.save("Orders", 3).await.unwrap();
+    let mended = Arc::new(AtomicBool::new(false));
+    let fixed = Arc::clone(&mended);
+    let projection = Recorder::new("Orders")
+        .failing(move |event, _| event.position == 2 && !fixed.load(Ordering::SeqCst));
+    let running = runner(&store, &checkpoints, projection.clone())
+        .on_unreadable(UnreadablePolicy::Park)
+        .max_attempts(2);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move { running.run(stopped).await });
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        projection.calls.lock().unwrap().is_empty(),
+        "not retried unasked"
+    );
+
+    assert!(checkpoints.request_retry("Orders", 2).await.unwrap());
+    eventually_async("parked again with the handler's error", async || {
+        parked_error(&checkpoints, "Orders", 2)
+            .await
+            .is_some_and(|error| error.contains("read model unavailable"))
+    })
+    .await;
+    assert_eq!(*projection.calls.lock().unwrap(), [(2, 1), (2, 2)]);
+    assert!(
+        checkpoints
+            .retry_requests("Orders")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    append(&store, "o-2", 1).await;
+    eventually("the runner goes on with a new event", || {
+        projection.handled() == [4]
+    })
+    .await;
+
+    mended.store(true, Ordering::SeqCst);
+    assert!(checkpoints.request_retry("Orders", 2).await.unwrap());
+    eventually("the mended handler handles it", || {
+        projection.handled() == [4, 2]
+    })
+    .await;
+    eventually_async("it is unparked", async || {
+        parked_error(&checkpoints, "Orders", 2).await.is_none()
+    })
+    .await;
+    assert!(!task.is_finished());
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        checkpoints.load("Orders").await.unwrap(),
+        4,
+        "the checkpoint does not move back"
+    );
+}

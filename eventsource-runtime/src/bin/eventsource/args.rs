@@ -43,7 +43,7 @@ pub enum Command {
     Status(StatusArgs),
     /// Events: a stream's, the log's from a position, or a correlation's.
     Events(EventsQuery),
-    /// The causation tree of a correlation id.
+    /// The causation tree of a correlation id, or of the correlation of an event (marked).
     Causation(CausationQuery),
     /// Change a projection's checkpoint.
     #[command(subcommand)]
@@ -92,8 +92,12 @@ pub struct EventsQuery {
 
 #[derive(Debug, Args)]
 pub struct CausationQuery {
-    /// The correlation id.
+    /// A correlation id, or an event's id (UUID): that event's correlation, the event marked.
+    #[arg(value_name = "ID")]
     pub correlation: String,
+    /// ID is an event's id (not tried as a correlation id first).
+    #[arg(long)]
+    pub event: bool,
     /// How to print the tree (`--json` is `--format json`).
     #[arg(long, value_enum, default_value_t = TreeFormat::Text)]
     pub format: TreeFormat,

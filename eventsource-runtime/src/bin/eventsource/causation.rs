@@ -1,5 +1,6 @@
-//! `eventsource causation ID`: the causation tree of a correlation id as text, JSON,
-//! Mermaid or DOT, each event linked to its trace.
+//! `eventsource causation ID`: the causation tree of a correlation id, or of an event's
+//! correlation with the event marked (`asked.rs` tells which), as text, JSON, Mermaid or DOT,
+//! each event linked to its trace.
 
 use eventsource_runtime::lineage::{CausationTree, EventNode, Node};
 
@@ -14,17 +15,13 @@ pub async fn run(
     query: &CausationQuery,
     json: bool,
 ) -> Result<(), CliError> {
-    let correlation = &query.correlation;
+    let (correlation, marked, mut events) = crate::asked::events_of(stores, query).await?;
+    let correlation = &correlation;
     let failed = || {
         CliError::store(format!(
             "cannot read the events of correlation {correlation}"
         ))
     };
-    let mut events = stores
-        .events
-        .events_by_correlation(correlation)
-        .await
-        .map_err(failed())?;
     if !query.also_stores.is_empty() {
         for target in &query.also_stores {
             let other = Stores::open_target(target, schema).await?;
@@ -35,6 +32,10 @@ pub async fn run(
         events.sort_by_key(|event| event.timestamp);
     }
     let tree = CausationTree::from_events(correlation.as_str(), events);
+    let tree = match marked {
+        Some(event_id) => tree.with_marked(event_id),
+        None => tree,
+    };
     if tree.is_empty() {
         return Err(CliError::NotFound(format!(
             "no event has the correlation id `{correlation}`"
@@ -55,6 +56,8 @@ struct Drawn {
     label: String,
     /// Whether it is a cause outside the events (a command).
     cause: bool,
+    /// Whether it is the event asked about.
+    marked: bool,
     link: Option<String>,
     parent: Option<String>,
 }
@@ -71,6 +74,7 @@ fn drawn(tree: &CausationTree, trace_url: Option<&str>) -> Vec<Drawn> {
                     id: id.clone(),
                     label: format!("cause {}", cause.id),
                     cause: true,
+                    marked: false,
                     link: None,
                     parent: None,
                 });
@@ -92,6 +96,7 @@ fn drawn(tree: &CausationTree, trace_url: Option<&str>) -> Vec<Drawn> {
                     event.position
                 ),
                 cause: false,
+                marked: Some(event.id) == tree.marked,
                 link: output::trace_link(trace_url, event.trace_id.as_deref()),
                 parent,
             });
@@ -116,6 +121,9 @@ pub fn mermaid(tree: &CausationTree, trace_url: Option<&str>) -> String {
         if let Some(parent) = &node.parent {
             out.push_str(&format!("    {parent} --> {}\n", node.id));
         }
+        if node.marked {
+            out.push_str(&format!("    style {} stroke-width:4px\n", node.id));
+        }
         if let Some(link) = &node.link {
             out.push_str(&format!(
                 "    click {} \"{}\" _blank\n",
@@ -137,6 +145,9 @@ pub fn dot(tree: &CausationTree, trace_url: Option<&str>) -> String {
     for node in drawn(tree, trace_url) {
         let shape = if node.cause { "ellipse" } else { "box" };
         let mut attributes = format!("label=\"{}\", shape={shape}", quoted(&node.label));
+        if node.marked {
+            attributes.push_str(", penwidth=3");
+        }
         if let Some(link) = &node.link {
             attributes.push_str(&format!(", URL=\"{}\"", quoted(link)));
         }

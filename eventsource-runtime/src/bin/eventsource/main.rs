@@ -8,6 +8,7 @@
 //! arguments or values), 3 not found, 4 refused (a worker holds what it would change).
 
 mod args;
+mod asked;
 mod causation;
 mod dead_letters;
 mod events;

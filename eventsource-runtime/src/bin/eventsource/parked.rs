@@ -18,6 +18,8 @@ struct Parked {
     position: u64,
     error: String,
     parked_at: DateTime<Utc>,
+    /// `parked retry` asked for it; the running runner has not retried it yet.
+    retry_requested: bool,
 }
 
 pub async fn run(stores: &Stores, command: ParkedCommand, json: bool) -> Result<(), CliError> {
@@ -52,6 +54,13 @@ async fn known(stores: &Stores, name: &str) -> Result<(), CliError> {
 
 async fn list(stores: &Stores, name: &str, json: bool) -> Result<(), CliError> {
     known(stores, name).await?;
+    let requested = stores
+        .checkpoints
+        .retry_requests(name)
+        .await
+        .map_err(CliError::store(format!(
+            "cannot list the retries asked of `{name}`"
+        )))?;
     let parked: Vec<Parked> = stores
         .checkpoints
         .parked(name)
@@ -61,6 +70,7 @@ async fn list(stores: &Stores, name: &str, json: bool) -> Result<(), CliError> {
         )))?
         .into_iter()
         .map(|p| Parked {
+            retry_requested: requested.contains(&p.position),
             position: p.position,
             error: p.error,
             parked_at: p.parked_at,
@@ -75,6 +85,7 @@ async fn list(stores: &Stores, name: &str, json: bool) -> Result<(), CliError> {
             vec![
                 p.position.to_string(),
                 p.parked_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                if p.retry_requested { "requested" } else { "-" }.to_owned(),
                 p.error.replace('\n', " "),
             ]
         })
@@ -82,7 +93,10 @@ async fn list(stores: &Stores, name: &str, json: bool) -> Result<(), CliError> {
     if rows.is_empty() {
         return output::text(&format!("{name}: no parked events\n"));
     }
-    output::text(&output::table(&["POSITION", "PARKED AT", "ERROR"], &rows))
+    output::text(&output::table(
+        &["POSITION", "PARKED AT", "RETRY", "ERROR"],
+        &rows,
+    ))
 }
 
 async fn retry(

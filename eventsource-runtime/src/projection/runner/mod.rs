@@ -64,7 +64,10 @@
 //!   `eventsource.projection.events_parked` counter, logs an error, and goes on with the
 //!   next event. [`parked`](ProjectionRunner::parked) lists the parked events and
 //!   [`retry_parked`](ProjectionRunner::retry_parked) hands those that can now be read to
-//!   the projection (late, out of order).
+//!   the projection (late, out of order). A running runner that has caught up also retries,
+//!   once per poll interval, those an operator asked it to
+//!   ([`CheckpointStore::request_retry`], `eventsource parked retry`); a handler that keeps failing on one parks it again with
+//!   the handler's error instead of stopping the runner.
 //!
 //! An event that cannot be brought up to its type's current schema version (see
 //! [`upcast`](crate::event::upcast): the runner upcasts every event it reads with

@@ -1,4 +1,4 @@
-//! `docs/telemetry.md`, parsed: its tables and the metric rows. Shared by `tests/telemetry/alone/contract.rs`
+//! `docs/telemetry.md`, parsed: its tables and the metric rows. Shared by `tests/telemetry/alone/contract/`
 //! (which compares the contract with what the runtime exports) and `tests/docs/deploy.rs` (which
 //! checks the dashboards' queries against it), so there is one parser of the contract.
 #![allow(dead_code)]

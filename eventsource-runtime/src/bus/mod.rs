@@ -365,6 +365,7 @@ impl PublishReport {
 ///
 /// [`CommandService::with_bus`]: crate::command::CommandService::with_bus
 #[async_trait]
+#[auto_impl::auto_impl(Arc)]
 pub trait EventBus: Send + Sync + 'static {
     /// Publishes `events` (stored events, in order), one message each.
     ///
@@ -422,20 +423,6 @@ impl PublishFailure {
     #[must_use]
     pub fn new(published: PublishReport, error: BusError) -> Self {
         Self { published, error }
-    }
-}
-
-#[async_trait]
-impl<B: EventBus + ?Sized> EventBus for Arc<B> {
-    async fn publish(&self, events: &[EventEnvelope]) -> Result<PublishReport, BusError> {
-        (**self).publish(events).await
-    }
-
-    async fn publish_stored(
-        &self,
-        events: &[EventEnvelope],
-    ) -> Result<PublishReport, PublishFailure> {
-        (**self).publish_stored(events).await
     }
 }
 

@@ -30,37 +30,43 @@ pub(super) struct CommandSpan {
     timer: Stopwatch,
 }
 
+/// What a command's span is started from.
+pub(super) struct CommandStart<'a> {
+    pub(super) settings: HandlerTelemetry,
+    pub(super) command_type: &'static str,
+    pub(super) stream: &'a StreamId,
+    pub(super) command_id: Option<&'a str>,
+    pub(super) stamped: &'a Metadata,
+}
+
 /// Starts the command's span (unless its handler's switch or the process switch is off)
 /// and timer; with `eventsource.command.id` when the command has one, and its correlation
 /// id.
 #[inline]
-pub(super) fn start(
-    settings: HandlerTelemetry,
-    command_type: &'static str,
-    stream: &StreamId,
-    command_id: Option<&str>,
-    stamped: &Metadata,
-) -> CommandSpan {
-    // With the process switch off: no span, no timer, no call.
-    if !otel::enabled() {
-        return CommandSpan {
-            span: Span::none(),
-            command_type,
-            timer: Stopwatch::start(),
-        };
+pub(super) fn start(command: &CommandStart<'_>) -> CommandSpan {
+    // With the process switch off: no span, no call.
+    let span = if otel::enabled() {
+        started(command)
+    } else {
+        Span::none()
+    };
+    CommandSpan {
+        span,
+        command_type: command.command_type,
+        timer: Stopwatch::start(),
     }
-    started(settings, command_type, stream, command_id, stamped)
 }
 
-/// [`start`] with the process switch on.
+/// [`start`]'s span, with the process switch on.
 #[inline(never)]
-fn started(
-    settings: HandlerTelemetry,
-    command_type: &'static str,
-    stream: &StreamId,
-    command_id: Option<&str>,
-    stamped: &Metadata,
-) -> CommandSpan {
+fn started(command: &CommandStart<'_>) -> Span {
+    let CommandStart {
+        settings,
+        command_type,
+        stream,
+        command_id,
+        stamped,
+    } = *command;
     let name = match settings.span_name {
         Some(name) => SpanName::Static(name),
         None => SpanName::PrefixedStatic(attr::SPAN_COMMAND_PREFIX, command_type),
@@ -76,12 +82,7 @@ fn started(
     if let Some(command_id) = command_id {
         span.str(attr::COMMAND_ID, command_id);
     }
-    let span = span.start();
-    CommandSpan {
-        span,
-        command_type,
-        timer: Stopwatch::start(),
-    }
+    span.start()
 }
 
 impl CommandSpan {

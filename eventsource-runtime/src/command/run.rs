@@ -51,7 +51,13 @@ impl<A: Aggregate> CommandService<A> {
         };
         // The aggregate id, shared from here on by the spans, the root and its envelopes.
         let stream = StreamId::from_shared(A::TYPE, id);
-        let command = instrument::start(settings, command_type, &stream, command_id, &metadata);
+        let command = instrument::start(&instrument::CommandStart {
+            settings,
+            command_type,
+            stream: &stream,
+            command_id,
+            stamped: &metadata,
+        });
         let saved = match self.repository.at_once() {
             // A store that answers at once: no future until the delivery.
             Some(store) if command_id.is_none() => command.span.in_scope(|| {

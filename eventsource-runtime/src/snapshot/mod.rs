@@ -14,8 +14,6 @@
 pub mod instrument;
 mod memory;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -43,6 +41,7 @@ pub struct Snapshot {
 
 /// Where snapshots are kept: at most one (the newest) per stream.
 #[async_trait]
+#[auto_impl::auto_impl(Arc)]
 pub trait SnapshotStore: Send + Sync + 'static {
     /// Stores `snapshot`, replacing an older one of the same stream (a snapshot older than
     /// the one stored is ignored).
@@ -69,24 +68,5 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// The backend's errors.
     async fn exists(&self, stream: &StreamId) -> Result<bool, StoreError> {
         Ok(self.get(stream).await?.is_some())
-    }
-}
-
-#[async_trait]
-impl<S: SnapshotStore + ?Sized> SnapshotStore for Arc<S> {
-    async fn save(&self, snapshot: Snapshot) -> Result<(), StoreError> {
-        (**self).save(snapshot).await
-    }
-
-    async fn get(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        (**self).get(stream).await
-    }
-
-    async fn delete(&self, stream: &StreamId) -> Result<(), StoreError> {
-        (**self).delete(stream).await
-    }
-
-    async fn exists(&self, stream: &StreamId) -> Result<bool, StoreError> {
-        (**self).exists(stream).await
     }
 }

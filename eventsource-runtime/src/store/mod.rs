@@ -29,7 +29,6 @@ pub(crate) mod settings;
 pub(crate) mod stream_reader;
 
 use std::fmt;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -200,6 +199,7 @@ pub struct AppendResult {
 
 /// An append-only event store. Object safe: use it as `Arc<dyn EventStore>`.
 #[async_trait]
+#[auto_impl::auto_impl(Arc)]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` if it is at the `expected` version, all or nothing.
     ///
@@ -477,89 +477,3 @@ const CORRELATION_SCAN_PAGE: usize = 1024;
 
 /// See [`EventStore::appended_signal`].
 pub type AppendSignal = tokio::sync::watch::Receiver<u64>;
-
-#[async_trait]
-impl<S: EventStore + ?Sized> EventStore for Arc<S> {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        (**self).append(stream, expected, events).await
-    }
-
-    async fn load(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        (**self).load(stream, from_version).await
-    }
-
-    async fn load_page(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        limit: usize,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        (**self).load_page(stream, from_version, limit).await
-    }
-
-    fn load_pages(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        page_size: usize,
-    ) -> Box<dyn StreamReader + '_> {
-        (**self).load_pages(stream, from_version, page_size)
-    }
-
-    async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError> {
-        (**self).read_all(from_position, limit).await
-    }
-
-    async fn read_segment(
-        &self,
-        segment: Segment,
-        from_position: u64,
-        limit: usize,
-    ) -> Result<ReadBatch, StoreError> {
-        (**self).read_segment(segment, from_position, limit).await
-    }
-
-    async fn segment_of(&self, stream: &StreamId, count: u32) -> Result<Segment, StoreError> {
-        (**self).segment_of(stream, count).await
-    }
-
-    async fn prepare_segments(&self, count: u32) -> Result<(), StoreError> {
-        (**self).prepare_segments(count).await
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        (**self).stream_version(stream).await
-    }
-
-    async fn events_by_correlation(
-        &self,
-        correlation_id: &str,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        (**self).events_by_correlation(correlation_id).await
-    }
-
-    fn system_name(&self) -> &'static str {
-        (**self).system_name()
-    }
-
-    async fn head_position(&self) -> Result<Option<u64>, StoreError> {
-        (**self).head_position().await
-    }
-
-    fn appended_signal(&self) -> Option<AppendSignal> {
-        (**self).appended_signal()
-    }
-
-    fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn LogReader + '_> {
-        (**self).read_all_batches(from_position, batch_size)
-    }
-}

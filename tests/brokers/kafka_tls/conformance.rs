@@ -1,5 +1,5 @@
 //! The broker conformance suite (`testing::conformance::broker`) over the TLS listener and
-//! over the SASL_SSL listener: the same scenarios `tests/brokers/suites/kafka.rs` runs in plain, each
+//! over the SASL_SSL listener: the same scenarios `tests/brokers/suites/kafka/` runs in plain, each
 //! under a topic prefix of its own, with a fixture whose buses (and raw producer) connect
 //! as [`KafkaTls::bus`] does.
 
@@ -119,7 +119,7 @@ impl BrokerFixture for Fixture {
         group.dead_letters().purge().await
     }
 
-    /// Writes the record to the aggregate type's topic, as `tests/brokers/suites/kafka.rs` does.
+    /// Writes the record to the aggregate type's topic, as `tests/brokers/suites/kafka/main.rs` does.
     async fn send_raw(&self, bus: &KafkaBus, _group: &ConsumerGroup, message: RawMessage<'_>) {
         bus.declare([message.aggregate_type]).await.unwrap();
         let attempt = message.retry.map(|r| r.attempt.to_string());

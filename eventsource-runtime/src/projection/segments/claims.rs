@@ -240,6 +240,15 @@ struct Split {
     workers: HashMap<String, Instant>,
 }
 
+impl Split {
+    /// The row of `claim`'s segment while `worker` holds it at the claim's epoch.
+    fn held(&mut self, worker: &str, claim: &Claim) -> Option<&mut Row> {
+        self.rows
+            .get_mut(claim.segment.index() as usize)
+            .filter(|row| row.owner.as_deref() == Some(worker) && row.epoch == claim.epoch)
+    }
+}
+
 /// The segment claims of one process: for the in-memory and SQLite stores, whose
 /// projections run in one process (share one value between the runners of a process).
 ///
@@ -277,12 +286,7 @@ impl InMemorySegmentClaims {
     }
 
     fn holds(&self, projection: &str, worker: &str, claim: Claim) -> bool {
-        self.with(projection, |split| {
-            split
-                .rows
-                .get(claim.segment.index() as usize)
-                .is_some_and(|row| row.owner.as_deref() == Some(worker) && row.epoch == claim.epoch)
-        })
+        self.with(projection, |split| split.held(worker, &claim).is_some())
     }
 }
 
@@ -325,10 +329,7 @@ impl SegmentClaims for InMemorySegmentClaims {
         Ok(self.with(projection, |split| {
             let mut kept = Vec::new();
             for claim in claims {
-                if let Some(row) = split.rows.get_mut(claim.segment.index() as usize)
-                    && row.owner.as_deref() == Some(worker)
-                    && row.epoch == claim.epoch
-                {
+                if let Some(row) = split.held(worker, claim) {
                     row.renewed = Some(Instant::now());
                     kept.push(*claim);
                 }
@@ -376,10 +377,7 @@ impl SegmentClaims for InMemorySegmentClaims {
     ) -> Result<(), StoreError> {
         self.with(projection, |split| {
             for claim in claims {
-                if let Some(row) = split.rows.get_mut(claim.segment.index() as usize)
-                    && row.owner.as_deref() == Some(worker)
-                    && row.epoch == claim.epoch
-                {
+                if let Some(row) = split.held(worker, claim) {
                     row.owner = None;
                     row.renewed = None;
                 }

@@ -12,8 +12,8 @@ use tracing::Instrument as _;
 
 use super::trace::PARENT;
 use super::{
-    BrokerFixture, RawMessage, RawRetry, Running, counting, dead_letters_reach, event_type,
-    stored_event, until,
+    BrokerFixture, Mailer, RawMessage, RawRetry, Running, counting, dead_letters_reach, event_type,
+    order_message, stored_event, until,
 };
 use crate::bus::{EventBus as _, HandlerError, handler_fn, wire};
 use crate::telemetry::attributes as attr;
@@ -145,29 +145,16 @@ pub async fn purge_empties_the_dead_letters<F: BrokerFixture>(fixture: &F) {
 /// A message whose body is not an event goes to the dead letters with the reason and its
 /// body as it was; no handler runs.
 pub async fn undecodable_message_is_dead_lettered_with_the_reason<F: BrokerFixture>(fixture: &F) {
-    let bus = fixture.bus();
-    let group = fixture.group(&bus, "mailer", &[Duration::from_millis(50)]);
-    let calls = counting(fixture, &group, "send-confirmation", 0);
-    let running = Running::start(fixture, &group).await;
+    let (bus, mailer) = Mailer::start(fixture).await;
+    let group = &mailer.group;
     let event_type = event_type();
     fixture
-        .send_raw(
-            &bus,
-            &group,
-            RawMessage {
-                aggregate_type: "Order",
-                aggregate_id: "o-1",
-                event_type: &event_type,
-                body: b"{ not an event",
-                traceparent: None,
-                retry: None,
-            },
-        )
+        .send_raw(&bus, group, order_message(&event_type, b"{ not an event"))
         .await;
-    dead_letters_reach(fixture, &group, 1).await;
-    running.stop().await;
-    assert_eq!(calls.load(Ordering::SeqCst), 0);
-    let listed = fixture.dead_letters(&group, 10).await.expect("listed");
+    dead_letters_reach(fixture, group, 1).await;
+    mailer.running.stop().await;
+    assert_eq!(mailer.calls.load(Ordering::SeqCst), 0);
+    let listed = fixture.dead_letters(group, 10).await.expect("listed");
     assert_eq!(listed.len(), 1, "listed, with its reason");
     let letter = listed[0].as_undecodable().expect("an undecodable letter");
     assert_eq!(letter.body, b"{ not an event");
@@ -177,7 +164,7 @@ pub async fn undecodable_message_is_dead_lettered_with_the_reason<F: BrokerFixtu
         letter.reason
     );
     assert_eq!(
-        fixture.dead_letter_count(&group).await.expect("counted"),
+        fixture.dead_letter_count(group).await.expect("counted"),
         1,
         "listing leaves it there"
     );
@@ -187,10 +174,8 @@ pub async fn undecodable_message_is_dead_lettered_with_the_reason<F: BrokerFixtu
 /// naming it, not acknowledged; no other handler runs, and the consume span says why.
 pub async fn retry_for_an_unknown_handler_is_dead_lettered<F: BrokerFixture>(fixture: &F) {
     let capture = capture();
-    let bus = fixture.bus();
-    let group = fixture.group(&bus, "mailer", &[Duration::from_millis(50)]);
-    let calls = counting(fixture, &group, "send-confirmation", 0);
-    let running = Running::start(fixture, &group).await;
+    let (bus, mailer) = Mailer::start(fixture).await;
+    let group = &mailer.group;
     // A retry written before a deploy renamed the handler `send-mail`.
     let event_type = event_type();
     let event = stored_event("o-1", &event_type);
@@ -198,29 +183,29 @@ pub async fn retry_for_an_unknown_handler_is_dead_lettered<F: BrokerFixture>(fix
     fixture
         .send_raw(
             &bus,
-            &group,
+            group,
             RawMessage {
-                aggregate_type: "Order",
-                aggregate_id: "o-1",
-                event_type: &event_type,
-                body: &body,
-                traceparent: None,
                 retry: Some(RawRetry {
                     attempt: 2,
                     handlers: &["send-mail"],
                 }),
+                ..order_message(&event_type, &body)
             },
         )
         .await;
-    dead_letters_reach(fixture, &group, 1).await;
-    running.stop().await;
+    dead_letters_reach(fixture, group, 1).await;
+    mailer.running.stop().await;
     assert_eq!(
-        fixture.dead_letter_count(&group).await.expect("counted"),
+        fixture.dead_letter_count(group).await.expect("counted"),
         1,
         "dead-lettered, not acknowledged"
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "no other handler ran");
-    let listed = fixture.dead_letters(&group, 10).await.expect("listed");
+    assert_eq!(
+        mailer.calls.load(Ordering::SeqCst),
+        0,
+        "no other handler ran"
+    );
+    let listed = fixture.dead_letters(group, 10).await.expect("listed");
     let letter = listed[0].as_failed().expect("a failed letter");
     assert_eq!(letter.message.message_id, event.event_id);
     assert_eq!(letter.handler, "send-mail");

@@ -163,6 +163,54 @@ impl Running {
     }
 }
 
+/// The scenarios' usual consumer group, running: `mailer`, one retry after 50 ms, and
+/// its handler `send-confirmation`, which counts its calls and never fails.
+struct Mailer<G> {
+    group: G,
+    calls: Arc<AtomicUsize>,
+    running: Running,
+}
+
+impl<G> Mailer<G> {
+    /// A bus of the fixture's and the group running on it.
+    async fn start<F: BrokerFixture<Group = G>>(fixture: &F) -> (F::Bus, Self) {
+        let bus = fixture.bus();
+        let group = fixture.group(&bus, "mailer", &[Duration::from_millis(50)]);
+        let calls = counting(fixture, &group, "send-confirmation", 0);
+        let running = Running::start(fixture, &group).await;
+        (
+            bus,
+            Self {
+                group,
+                calls,
+                running,
+            },
+        )
+    }
+
+    /// Waits until the handler ran `calls` times, then stops the group; the group.
+    async fn stop_once_handled<F: BrokerFixture>(self, fixture: &F, calls: usize) -> G {
+        until(fixture, &format!("the handler ran {calls} time(s)"), || {
+            self.calls.load(Ordering::SeqCst) == calls
+        })
+        .await;
+        self.running.stop().await;
+        self.group
+    }
+}
+
+/// A message of order `o-1`'s, of `event_type`, with `body` and no other header.
+fn order_message<'a>(event_type: &'a str, body: &'a [u8]) -> RawMessage<'a> {
+    RawMessage {
+        aggregate_type: "Order",
+        aggregate_id: "o-1",
+        event_type,
+        body,
+        traceparent: None,
+        retry: None,
+    }
+}
+
 /// Waits, up to the fixture's patience, until `done` holds.
 async fn until<F: BrokerFixture>(fixture: &F, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + fixture.patience();

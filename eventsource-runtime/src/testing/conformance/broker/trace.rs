@@ -8,7 +8,10 @@ use std::sync::atomic::Ordering;
 use opentelemetry::trace::{SpanId, SpanKind};
 use tracing::Instrument as _;
 
-use super::{BrokerFixture, RawMessage, Running, counting, event_type, stored_event, until};
+use super::{
+    BrokerFixture, Mailer, RawMessage, Running, counting, event_type, order_message, stored_event,
+    until,
+};
 use crate::bus::{EventBus as _, wire};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::projection::checkpoint::InMemoryCheckpointStore;
@@ -42,10 +45,7 @@ pub async fn one_trace<F: BrokerFixture>(
     metrics: &MetricCapture,
 ) -> OneTrace<F::Group> {
     let capture = capture();
-    let bus = fixture.bus();
-    let group = fixture.group(&bus, "mailer", &[std::time::Duration::from_millis(50)]);
-    let calls = counting(fixture, &group, "send-confirmation", 0);
-    let running = Running::start(fixture, &group).await;
+    let (bus, mailer) = Mailer::start(fixture).await;
 
     let event_type = event_type();
     let event = stored_event("o-1", &event_type);
@@ -55,11 +55,7 @@ pub async fn one_trace<F: BrokerFixture>(
         .await
         .expect("published");
     assert_eq!(report.message_ids, [event.event_id]);
-    until(fixture, "the handler ran", || {
-        calls.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    running.stop().await;
+    let group = mailer.stop_once_handled(fixture, 1).await;
 
     let spans = capture.spans();
     let parent = spans.get(PARENT);
@@ -190,10 +186,7 @@ pub async fn fan_out<F: BrokerFixture>(fixture: &F) {
 /// A message whose `traceparent` cannot be read is handled, in a new trace, and counted.
 pub async fn malformed_traceparent_starts_a_new_root<F: BrokerFixture>(fixture: &F) {
     let capture = capture();
-    let bus = fixture.bus();
-    let group = fixture.group(&bus, "mailer", &[std::time::Duration::from_millis(50)]);
-    let calls = counting(fixture, &group, "send-confirmation", 0);
-    let running = Running::start(fixture, &group).await;
+    let (bus, mailer) = Mailer::start(fixture).await;
 
     // A well-formed message as the adapter would send it, its traceparent garbled.
     let event_type = event_type();
@@ -202,22 +195,14 @@ pub async fn malformed_traceparent_starts_a_new_root<F: BrokerFixture>(fixture: 
     fixture
         .send_raw(
             &bus,
-            &group,
+            &mailer.group,
             RawMessage {
-                aggregate_type: "Order",
-                aggregate_id: "o-1",
-                event_type: &event_type,
-                body: &body,
                 traceparent: Some("00-zzzz-not-a-context"),
-                retry: None,
+                ..order_message(&event_type, &body)
             },
         )
         .await;
-    until(fixture, "the handler ran", || {
-        calls.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    running.stop().await;
+    mailer.stop_once_handled(fixture, 1).await;
 
     assert!(propagation::malformed_context_count() > before, "counted");
     let spans = capture.spans();
@@ -230,10 +215,7 @@ pub async fn malformed_traceparent_starts_a_new_root<F: BrokerFixture>(fixture: 
 /// under.
 pub async fn relay_continues_the_stored_trace<F: BrokerFixture>(fixture: &F) {
     let capture = capture();
-    let bus = fixture.bus();
-    let group = fixture.group(&bus, "mailer", &[std::time::Duration::from_millis(50)]);
-    let calls = counting(fixture, &group, "send-confirmation", 0);
-    let running = Running::start(fixture, &group).await;
+    let (bus, mailer) = Mailer::start(fixture).await;
 
     // Two appends, each under a span of its own; the relay publishes.
     let store = InMemoryEventStore::new();
@@ -256,11 +238,7 @@ pub async fn relay_continues_the_stored_trace<F: BrokerFixture>(fixture: &F) {
         Arc::new(bus),
     );
     assert_eq!(relay.run_until_caught_up().await.expect("relayed"), 2);
-    until(fixture, "both handled", || {
-        calls.load(Ordering::SeqCst) == 2
-    })
-    .await;
-    running.stop().await;
+    mailer.stop_once_handled(fixture, 2).await;
 
     let spans = capture.spans();
     let parents = spans.all(PARENT);

@@ -26,6 +26,9 @@
 //! dead member's session (10 s), under either group protocol
 //! (`EVENTSOURCE_KAFKA_GROUP_PROTOCOL`; CI runs both).
 
+mod group;
+mod records;
+
 use eventsource_test_support::faults;
 use eventsource_test_support::processes;
 
@@ -44,6 +47,8 @@ use eventsource_runtime::kafka::rdkafka::consumer::{BaseConsumer, Consumer as _}
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::sqlx::{self, PgPool, Row as _};
 use eventsource_runtime::store::{EventStore as _, ExpectedVersion};
+use group::{Group, partitions_of};
+use records::{History, Kind, Line, Stored};
 use uuid::Uuid;
 
 /// The aggregates, each with `VERSIONS` events (versions 1..=VERSIONS), stored version by
@@ -63,159 +68,6 @@ const RECOVERY: Duration = Duration::from_secs(120);
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the example's history group takes: one aggregate type of this test's own.
 const AGGREGATE_TYPE: &str = "Account";
-
-/// A line of a consumer: `history seen|recorded {aggregate} v{version} [message {id}]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// `history-seen` ran (every delivery).
-    Seen,
-    /// `record-history` ran, before its transaction committed.
-    Recorded,
-}
-
-#[derive(Debug, Clone)]
-struct Line {
-    kind: Kind,
-    aggregate: String,
-    version: u64,
-    id: Uuid,
-}
-
-impl Line {
-    fn parse(line: &str) -> Option<Self> {
-        let (kind, rest) = if let Some(rest) = line.strip_prefix("history seen ") {
-            (Kind::Seen, rest)
-        } else {
-            (Kind::Recorded, line.strip_prefix("history recorded ")?)
-        };
-        let (aggregate, rest) = rest.split_once(" v")?;
-        let (version, rest) = rest.split_once(" [message ")?;
-        Some(Self {
-            kind,
-            aggregate: aggregate.to_owned(),
-            version: version.parse().ok()?,
-            id: Uuid::parse_str(rest.strip_suffix(']')?).ok()?,
-        })
-    }
-}
-
-/// The events the test stored: id -> (aggregate, version).
-struct Stored {
-    events: BTreeMap<Uuid, (String, u64)>,
-}
-
-impl Stored {
-    /// Appends the events to the SQLite store `url`, version by version.
-    fn write(url: &str) -> Self {
-        runtime().block_on(async {
-            let store = SqliteEventStore::connect(url).await.expect("the store");
-            store.migrate().await.expect("migrated");
-            let mut events = BTreeMap::new();
-            for version in 1..=VERSIONS {
-                for n in 1..=AGGREGATES {
-                    let aggregate = format!("acct-{n}");
-                    let payload = serde_json::json!({ "amount": version * 100 });
-                    let event = NewEvent::new("Deposited", 1, payload);
-                    events.insert(event.event_id, (aggregate.clone(), version));
-                    store
-                        .append(
-                            &StreamId::new(AGGREGATE_TYPE, aggregate),
-                            ExpectedVersion::Exact(version - 1),
-                            vec![event],
-                        )
-                        .await
-                        .expect("appended");
-                }
-            }
-            Self { events }
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    fn ids(&self) -> Vec<Uuid> {
-        self.events.keys().copied().collect()
-    }
-}
-
-/// A row of `event_history`.
-#[derive(Debug)]
-struct Row {
-    aggregate: String,
-    version: u64,
-    id: Uuid,
-    pid: u32,
-}
-
-/// The history table, read through a pool of the test's own (on a runtime of its own: a
-/// pool lives on the runtime that made it).
-struct History {
-    runtime: tokio::runtime::Runtime,
-    pool: PgPool,
-    ids: Vec<Uuid>,
-}
-
-impl History {
-    fn new(url: &str, stored: &Stored) -> Self {
-        let runtime = runtime();
-        let pool = runtime.block_on(async {
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(url)
-                .await
-                .expect("DATABASE_URL answers")
-        });
-        Self {
-            runtime,
-            pool,
-            ids: stored.ids(),
-        }
-    }
-
-    /// This test's rows (by event id), in the order they were written.
-    fn rows(&self) -> Vec<Row> {
-        self.runtime.block_on(async {
-            let exists: bool =
-                sqlx::query_scalar("SELECT to_regclass('event_history') IS NOT NULL")
-                    .fetch_one(&self.pool)
-                    .await
-                    .expect("the catalog");
-            if !exists {
-                return Vec::new();
-            }
-            sqlx::query(
-                "SELECT aggregate_id, version, event_id, pid FROM event_history \
-                 WHERE event_id = ANY($1) ORDER BY seq",
-            )
-            .bind(&self.ids)
-            .fetch_all(&self.pool)
-            .await
-            .expect("the history")
-            .into_iter()
-            .map(|row| Row {
-                aggregate: row.get(0),
-                version: u64::try_from(row.get::<i64, _>(1)).expect("a version"),
-                id: row.get(2),
-                pid: u32::try_from(row.get::<i32, _>(3)).expect("a pid"),
-            })
-            .collect()
-        })
-    }
-
-    /// Deletes this test's rows.
-    fn clean(&self) {
-        self.runtime.block_on(async {
-            sqlx::query("DELETE FROM event_history WHERE event_id = ANY($1)")
-                .bind(&self.ids)
-                .execute(&self.pool)
-                .await
-                .expect("deleted");
-        });
-    }
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -229,150 +81,6 @@ fn database_url(test: &str) -> Option<String> {
 }
 
 /// How many partitions `topic` has, as the broker tells.
-fn partitions_of(brokers: &str, topic: &str) -> usize {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers.trim_start_matches("kafka://"))
-        .create()
-        .expect("a client");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("the topic's metadata");
-    metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len())
-}
-
-/// The consumer processes of the group, several running at once, and what they printed.
-struct Group<'a> {
-    setup: &'a Setup,
-    dir: PathBuf,
-    args: Vec<String>,
-    /// Every consumer started (number = index + 1).
-    all: Vec<Process>,
-    /// What each printed, in its order.
-    lines: Vec<Vec<Line>>,
-    killed: BTreeSet<usize>,
-}
-
-impl<'a> Group<'a> {
-    /// Starts the next consumer and waits until it consumes; its number.
-    fn start(&mut self) -> usize {
-        let number = self.all.len() + 1;
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let command = self
-            .setup
-            .command("consumer", &format!("group-consumer-{number}"), &args);
-        self.all.push(Process::spawn(
-            command,
-            &format!("consumer-{number}"),
-            &self.dir,
-        ));
-        self.lines.push(Vec::new());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.all[number - 1].seen.iter().any(|l| l == "consuming") {
-            let consumer = &mut self.all[number - 1];
-            assert!(
-                consumer.running() && Instant::now() < deadline,
-                "consumer {number} never printed `consuming`: {:?}{}",
-                consumer.seen,
-                consumer.errors()
-            );
-            self.pump();
-        }
-        number
-    }
-
-    /// Reads what every running consumer printed (up to 20 ms of waiting each).
-    fn pump(&mut self) {
-        for (index, consumer) in self.all.iter_mut().enumerate() {
-            if consumer.running() {
-                let new = consumer.read(Duration::from_millis(20));
-                self.lines[index].extend(new.iter().filter_map(|l| Line::parse(l)));
-            }
-        }
-    }
-
-    /// The distinct events seen (by `history-seen`) so far, and by each consumer.
-    fn seen(&self) -> (BTreeSet<Uuid>, Vec<usize>) {
-        let mut all = BTreeSet::new();
-        let mut each = Vec::new();
-        for lines in &self.lines {
-            let mine: BTreeSet<Uuid> = lines
-                .iter()
-                .filter(|l| l.kind == Kind::Seen)
-                .map(|l| l.id)
-                .collect();
-            each.push(mine.len());
-            all.extend(mine);
-        }
-        (all, each)
-    }
-
-    /// Polls until `done` holds, for up to `within`; how long it took. Fails with what was
-    /// handled and the consumers' errors otherwise, or when a consumer not killed exits.
-    fn wait_until(
-        &mut self,
-        what: &str,
-        within: Duration,
-        done: impl Fn(&Self) -> bool,
-    ) -> Duration {
-        let started = Instant::now();
-        while !done(self) {
-            let exited: Vec<usize> = (1..=self.all.len())
-                .filter(|n| !self.killed.contains(n) && !self.all[n - 1].running())
-                .collect();
-            if started.elapsed() > within || !exited.is_empty() {
-                panic!(
-                    "{what}: not within {within:?} (exited: {exited:?}); {}{}",
-                    self.progress(),
-                    self.errors()
-                );
-            }
-            self.pump();
-        }
-        started.elapsed()
-    }
-
-    fn kill(&mut self, number: usize) {
-        let new = self.all[number - 1].kill();
-        self.lines[number - 1].extend(new.iter().filter_map(|l| Line::parse(l)));
-        self.killed.insert(number);
-    }
-
-    /// SIGTERM to every consumer still running: each stops gracefully.
-    fn stop(&mut self) {
-        for (index, consumer) in self.all.iter_mut().enumerate() {
-            if !consumer.running() {
-                continue;
-            }
-            let new = consumer.terminate(Duration::from_secs(30));
-            self.lines[index].extend(new.iter().filter_map(|l| Line::parse(l)));
-            let status = consumer.status().expect("exited");
-            assert!(
-                status.success() && consumer.seen.iter().any(|l| l == "consumer stopped"),
-                "consumer {}: a graceful stop, not {status}{}",
-                index + 1,
-                consumer.errors()
-            );
-        }
-    }
-
-    fn progress(&self) -> String {
-        let (all, each) = self.seen();
-        format!("{} events seen, by consumer: {each:?}", all.len())
-    }
-
-    fn errors(&self) -> String {
-        self.all.iter().map(Process::errors).collect()
-    }
-
-    fn errors_with(&self, needle: &str) -> usize {
-        self.all.iter().map(|c| c.errors_with(needle)).sum()
-    }
-}
-
 #[test]
 fn three_consumer_processes_one_killed_one_added_keep_each_aggregates_order() {
     let _one = faults::one_at_a_time();

@@ -8,6 +8,7 @@
 
 mod args;
 mod causation;
+mod console;
 mod events;
 mod exit;
 mod output;
@@ -55,6 +56,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Projection(command) => projection::run(&stores, command, json).await,
         Command::Parked(command) => parked::run(&stores, command, json).await,
         Command::Migrate => schema::migrate(&stores).await,
+        Command::Console(args) => console::run(&stores, &args).await,
         Command::Grants(_) => Ok(()),
     }
 }

@@ -15,7 +15,7 @@
 //!   (403); with no token configured, or [`read_only`](Console::read_only), there are no
 //!   actions (no buttons; the endpoints answer 403). Each action is logged (who: the
 //!   client's address and the token's label; what) and traced: one span
-//!   `eventsource.console.{action}` (`docs/telemetry.md`, "The console's spans"). Bad
+//!   `eventsource.console.{action}` (`docs/telemetry.md`, "The operator console's spans"). Bad
 //!   input is a 4xx with `{"error": ...}` and changes nothing. Tokens and store URLs are
 //!   never shown.
 //!

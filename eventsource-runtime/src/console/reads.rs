@@ -209,20 +209,19 @@ pub(super) async fn events(
         .filter(|text| !text.trim().is_empty());
     let asked = match (stream, correlation, from) {
         (Some(text), None, from) => {
-            let stream = operate::parse_stream(text.trim())?;
+            let text = text.trim();
+            let stream = operate::parse_stream(text)?;
             let version = store
                 .stream_version(&stream)
                 .await
-                .map_err(ConsoleError::store(format!(
-                    "cannot read stream `{stream}`"
-                )))?;
+                .map_err(ConsoleError::store(format!("cannot read stream `{text}`")))?;
             if version == 0 {
-                return Err(ConsoleError::NotFound(format!("no stream `{stream}`")));
+                return Err(ConsoleError::NotFound(format!("no stream `{text}`")));
             }
             let from_version = from.unwrap_or(1).max(1);
             if from_version > version {
                 return Err(ConsoleError::BadRequest(format!(
-                    "version {from_version} is past stream `{stream}`'s last ({version})"
+                    "version {from_version} is past stream `{text}`'s last ({version})"
                 )));
             }
             EventQuery::Stream {

@@ -145,7 +145,9 @@ pub async fn read_events(
                 .load_page(stream, *from_version, limit)
                 .await
                 .map_err(OperateError::store(format!(
-                    "cannot read stream `{stream}`"
+                    "cannot read stream `{}/{}`",
+                    stream.aggregate_type(),
+                    stream.aggregate_id()
                 )))?;
             (events, None)
         }

@@ -128,7 +128,7 @@ fn letter_view(entry: &DeadLetterEntry) -> Value {
         return json!({
             "message_id": letter.message.message_id.to_string(),
             "event_type": event.event_type.to_string(),
-            "stream": event.stream.to_string(),
+            "stream": format!("{}/{}", event.stream.aggregate_type(), event.stream.aggregate_id()),
             "position": event.position,
             "correlation_id": event.metadata.correlation_id(),
             "trace_id": event.metadata.trace_id(),

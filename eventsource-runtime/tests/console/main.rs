@@ -3,6 +3,7 @@
 //! page in a real browser over SQLite and RabbitMQ (`browser.rs`).
 
 mod api;
+mod browser;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -213,7 +213,7 @@ pub async fn the_runtime_role_migrates_nothing_and_is_told_why_it_cannot(roles: 
         .downcast_ref::<MigrationRefused>()
         .unwrap_or_else(|| panic!("a MigrationRefused, got {source:?}"));
     assert_eq!(refused.role, roles.runtime);
-    assert_eq!(refused.pending, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(refused.pending, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     let line = chain(&error);
     assert!(
         line.contains(&format!("role {} cannot migrate", roles.runtime))

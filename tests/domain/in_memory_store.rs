@@ -72,6 +72,7 @@ async fn in_memory_checkpoint_store_conforms() {
     suite::one_lease_at_a_time_among_racing_runners(racers).await;
     let (first, second) = checkpoint_store();
     suite::parked_events_are_kept_per_projection(first, async |_| second).await;
+    suite::retry_requests_are_kept_with_the_parked_event(checkpoint_store().0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

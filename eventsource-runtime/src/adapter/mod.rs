@@ -4,22 +4,23 @@
 //! Public, for configuring and watching an adapter's groups:
 //! - [`BrokerTls`] (what to trust, which client certificate to present) and
 //!   [`TlsFailure`] (why a TLS connection failed);
-//! - [`GroupStalled`], what a stalled consumer group reports, and [`DEFAULT_STALL_AFTER`].
+//! - [`GroupStalled`], what a stalled consumer group reports, and [`DEFAULT_STALL_AFTER`];
+//! - [`DeadLetterAddress`]: a consumer group's dead letters opened from a broker URL and the
+//!   group's name, whichever broker (what the `eventsource` command line acts on).
 //!
 //! Inside the crate, each in its own file: the buses' settings behind one `Arc` and their
-//! telemetry builders (`settings`), what every publish shares and the
+//! shared defaults (`settings`), what every publish shares and the
 //! [`EventBus`](crate::bus::EventBus) implementation over a bus's `publish_all`
-//! (`publish`), the reconnecting sessions of a consumer group (`reconnect`), a group's
-//! health, lag gauges and stall watch (`group_health`) and the builder and accessors every
-//! group has alike (`group`).
+//! (`publish`), the reconnecting sessions of a consumer group (`reconnect`), and a group's
+//! health, lag gauges and stall watch (`group_health`).
 
-pub(crate) mod group;
+mod dead_letter_address;
 pub(crate) mod group_health;
 pub(crate) mod publish;
 pub(crate) mod reconnect;
 pub(crate) mod settings;
 pub(crate) mod tls;
 
-pub(crate) use group::group_methods;
+pub use dead_letter_address::{DeadLetterAddress, DeadLetterAddressError};
 pub use group_health::{DEFAULT_STALL_AFTER, GroupStalled};
 pub use tls::{BrokerTls, TlsFailure};

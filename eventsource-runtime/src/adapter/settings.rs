@@ -1,5 +1,5 @@
 //! What the broker buses' builders share: their settings behind one `Arc`, copied when a
-//! clone of the bus holds them too, and the telemetry switches.
+//! clone of the bus holds them too, and the defaults of their groups.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,14 @@ pub(crate) const DEFAULT_RETRY_DELAYS: [Duration; 3] = [
     Duration::from_secs(5),
     Duration::from_secs(30),
 ];
+
+/// How many times a consumer group with these retry `delays` delivers a message to a
+/// failing handler before it is dead-lettered: once more than there are delays.
+pub(crate) fn max_deliveries(delays: &[Duration]) -> u32 {
+    u32::try_from(delays.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(1)
+}
 
 /// The telemetry of a consumer group: its bus's, naming the group by `id`, the name the
 /// broker knows it by (`messaging.consumer.group.name`: Kafka's `group.id`, the NATS
@@ -34,23 +42,3 @@ pub(crate) fn configured<S>(
     change(&mut shared);
     Arc::new(shared)
 }
-
-/// The telemetry builders of a broker bus whose `configure` changes a `Shared` with a
-/// `telemetry` field: `enable_tracing` and `with_span_names`.
-macro_rules! telemetry_builders {
-    () => {
-        /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
-        /// or off (on by default). The bus metrics follow the process switch only.
-        #[must_use]
-        pub fn enable_tracing(self, enabled: bool) -> Self {
-            self.configure(|shared| shared.telemetry.enabled = enabled)
-        }
-
-        /// Builder: overrides the span names.
-        #[must_use]
-        pub fn with_span_names(self, names: $crate::bus::BusSpanNames) -> Self {
-            self.configure(|shared| shared.telemetry.names = names)
-        }
-    };
-}
-pub(crate) use telemetry_builders;

@@ -1,7 +1,9 @@
 //! Dead letters: messages set aside because a handler kept failing on them, or because
 //! they could not be read at all.
 
-use super::BusMessage;
+use async_trait::async_trait;
+
+use super::{BusError, BusMessage};
 
 /// A message one handler kept failing on, set aside after the last allowed delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +76,55 @@ impl DeadLetterEntry {
             Self::Failed(_) => None,
         }
     }
+}
+
+/// One consumer group's dead letters on a broker, whichever broker: what the command line and
+/// the console list, move back and purge. Each broker's `DeadLetters` implements it
+/// (`rabbitmq::DeadLetters`, `kafka::DeadLetters`, `nats::DeadLetters`); open one from a URL
+/// and a group name with `adapter::DeadLetterAddress`.
+///
+/// Counts are `u64` whatever the broker counts in.
+#[async_trait]
+pub trait DeadLetterQueue: Send + Sync + std::fmt::Debug {
+    /// The broker's name (`messaging.system`: `rabbitmq`, `kafka`, `nats`).
+    fn system(&self) -> &'static str;
+
+    /// Where the dead letters are kept, for a person: `queue shop.mailer.dead`,
+    /// `topic shop.mailer.dead`, `subject shop-dead.mailer`.
+    fn location(&self) -> String;
+
+    /// Whether the broker knows the consumer group (its queue, dead-letter topic or durable
+    /// consumer exists), asked without creating anything: a misspelt group is not made.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the broker cannot be reached.
+    async fn group_exists(&self) -> Result<bool, BusError>;
+
+    /// How many messages are dead-lettered.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the broker cannot be reached.
+    async fn count(&self) -> Result<u64, BusError>;
+
+    /// The first `max` dead letters, oldest first, left in place.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the broker cannot be reached.
+    async fn list(&self, max: usize) -> Result<Vec<DeadLetterEntry>, BusError>;
+
+    /// Moves every dead letter that is a stored event back to the group, for the handlers
+    /// that failed on it, with a fresh budget of deliveries; returns how many moved.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the broker cannot be reached; the messages moved
+    /// before the failure stay moved.
+    async fn requeue(&self) -> Result<u64, BusError>;
+
+    /// Deletes every dead letter; returns how many there were.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when the broker cannot be reached.
+    async fn purge(&self) -> Result<u64, BusError>;
 }
 
 #[cfg(feature = "broker")]

@@ -344,35 +344,3 @@ impl Dispatcher {
         dispatched
     }
 }
-
-/// The methods of a type that hands the messages it receives to its `dispatcher` field:
-/// `dispatcher`, `subscribe` and `subscribe_fn`, each with the documentation given.
-macro_rules! dispatcher_methods {
-    (
-        $(#[$dispatcher:meta])* fn dispatcher;
-        $(#[$subscribe:meta])* fn subscribe;
-        $(#[$subscribe_fn:meta])* fn subscribe_fn;
-    ) => {
-        $(#[$dispatcher])*
-        #[must_use]
-        pub fn dispatcher(&self) -> &$crate::bus::Dispatcher {
-            &self.dispatcher
-        }
-
-        $(#[$subscribe])*
-        pub fn subscribe(&self, handler: impl $crate::bus::EventHandler) {
-            self.dispatcher.subscribe(handler);
-        }
-
-        $(#[$subscribe_fn])*
-        pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-        where
-            F: Fn($crate::event::EventEnvelope) -> Fut + Send + Sync + 'static,
-            Fut: ::std::future::Future<Output = Result<(), E>> + Send + 'static,
-            E: Into<$crate::bus::HandlerError>,
-        {
-            self.dispatcher.subscribe($crate::bus::handler_fn(name, handle));
-        }
-    };
-}
-pub(crate) use dispatcher_methods;

@@ -1,12 +1,13 @@
 //! The in-process event bus: publish, then deliver inline to the subscribed handlers.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
 use super::{
     BusError, BusMessage, BusSpanNames, BusTelemetry, DEFAULT_DESTINATION, DeadLetter, Dispatcher,
-    EventBus, HandlerFailure, PublishReport, instrument,
+    EventBus, EventHandler, HandlerError, HandlerFailure, PublishReport, handler_fn, instrument,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_SYSTEM_IN_MEMORY;
@@ -145,14 +146,26 @@ impl InMemoryEventBus {
         self.dispatcher.destination()
     }
 
-    super::dispatcher_methods! {
-        /// The consuming side: handlers, telemetry settings.
-        fn dispatcher;
-        /// Adds a handler; it receives the messages published from now on.
-        fn subscribe;
-        /// Adds a handler made of a name and an async closure receiving each event (see
-        /// [`handler_fn`](crate::bus::handler_fn)).
-        fn subscribe_fn;
+    /// The consuming side: handlers, telemetry settings.
+    #[must_use]
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Adds a handler; it receives the messages published from now on.
+    pub fn subscribe(&self, handler: impl EventHandler) {
+        self.dispatcher.subscribe(handler);
+    }
+
+    /// Adds a handler made of a name and an async closure receiving each event (see
+    /// [`handler_fn`](crate::bus::handler_fn)).
+    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
+    where
+        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError>,
+    {
+        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// The messages set aside so far, oldest first.

@@ -76,9 +76,8 @@ use crate::telemetry::values::span_names;
 
 #[cfg(feature = "broker")]
 pub(crate) use dead_letter::dead_lettered;
-pub use dead_letter::{DeadLetter, DeadLetterEntry, UndecodableLetter};
+pub use dead_letter::{DeadLetter, DeadLetterEntry, DeadLetterQueue, UndecodableLetter};
 pub use dispatcher::Dispatcher;
-pub(crate) use dispatcher::dispatcher_methods;
 pub use handler::{
     EventHandler, FnHandler, HandlerError, HandlerFailure, Handling, UnknownHandler, handler_fn,
 };

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{self, Remote};
-use super::{ConsoleError, DeadLetterQueue, State};
+use super::{ConsoleError, State};
+use crate::bus::DeadLetterQueue;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::otel::{Span, SpanStart};
@@ -28,6 +29,7 @@ pub(super) struct ActionBody {
 /// The actions, by the name in their path.
 #[derive(Debug, Clone, Copy)]
 enum Action {
+    RetryParked,
     SkipParked,
     RequeueDeadLetters,
     PurgeDeadLetters,
@@ -36,6 +38,7 @@ enum Action {
 impl Action {
     fn named(name: &str) -> Option<Self> {
         match name {
+            "retry-parked" => Some(Self::RetryParked),
             "skip-parked" => Some(Self::SkipParked),
             "requeue-dead-letters" => Some(Self::RequeueDeadLetters),
             "purge-dead-letters" => Some(Self::PurgeDeadLetters),
@@ -46,6 +49,7 @@ impl Action {
     /// Its name in its span's, `eventsource.console.{name}`, and in the log.
     fn name(self) -> &'static str {
         match self {
+            Self::RetryParked => "retry_parked",
             Self::SkipParked => "skip_parked",
             Self::RequeueDeadLetters => "requeue_dead_letters",
             Self::PurgeDeadLetters => "purge_dead_letters",
@@ -61,7 +65,7 @@ pub(super) fn queue_named<'s>(
     state
         .queues
         .iter()
-        .find(|queue| queue.name() == name)
+        .find(|queue| queue.location() == name)
         .map(|queue| &**queue)
         .ok_or_else(|| ConsoleError::NotFound(format!("no dead-letter queue `{name}` here")))
 }
@@ -93,7 +97,8 @@ pub(super) async fn act(
 ) -> Result<Json<Value>, ConsoleError> {
     let Some(action) = Action::named(&name) else {
         return Err(ConsoleError::NotFound(format!(
-            "no action `{name}`: skip-parked, requeue-dead-letters or purge-dead-letters"
+            "no action `{name}`: retry-parked, skip-parked, requeue-dead-letters or \
+             purge-dead-letters"
         )));
     };
     let client = remote.map(|address| address.ip().to_string());
@@ -159,7 +164,7 @@ async fn run(
     span: &Span,
 ) -> Result<(String, u64), ConsoleError> {
     match action {
-        Action::SkipParked => {
+        Action::RetryParked | Action::SkipParked => {
             let (Some(projection), Some(position)) = (&body.projection, body.position) else {
                 return Err(ConsoleError::BadRequest(
                     "give `projection` and `position`; nothing changed".to_owned(),
@@ -168,20 +173,26 @@ async fn run(
             span.set(attr::PROJECTION_NAME, Attr::Str(projection));
             span.set(attr::EVENT_POSITION, Attr::Int(position as i64));
             super::reads::known_projection(state, projection).await?;
-            let removed = state
-                .stores
-                .checkpoints
-                .unpark(projection, position)
-                .await
-                .map_err(ConsoleError::store(format!(
-                    "cannot unpark event {position} of `{projection}`"
-                )))?;
-            if !removed {
+            let checkpoints = &state.stores.checkpoints;
+            let (found, done) = if let Action::RetryParked = action {
+                let asked = checkpoints.request_retry(projection, position).await;
+                let what =
+                    format!("cannot request the retry of event {position} of `{projection}`");
+                (
+                    asked.map_err(ConsoleError::store(what))?,
+                    "retry requested (the running runner retries it on its next poll)",
+                )
+            } else {
+                let removed = checkpoints.unpark(projection, position).await;
+                let what = format!("cannot unpark event {position} of `{projection}`");
+                (removed.map_err(ConsoleError::store(what))?, "skipped")
+            };
+            if !found {
                 return Err(ConsoleError::NotFound(format!(
                     "`{projection}` has no event parked at position {position}; nothing changed"
                 )));
             }
-            Ok((format!("{projection}: event {position} skipped"), 1))
+            Ok((format!("{projection}: event {position} {done}"), 1))
         }
         Action::RequeueDeadLetters | Action::PurgeDeadLetters => {
             let Some(name) = &body.queue else {

@@ -1,7 +1,8 @@
 //! The operator's console: a page a service mounts (an axum [`Router`]) or the command
 //! line serves (`eventsource console`), showing what [`operate`](crate::operate) reads,
-//! refreshing, with the actions an operator takes at 3 a.m.: skip (or retry) a parked
-//! event, requeue or purge a consumer group's dead letters.
+//! refreshing, with the actions an operator takes at 3 a.m.: retry or skip a parked
+//! event, requeue or purge a consumer group's dead letters
+//! ([`bus::DeadLetterQueue`](crate::bus::DeadLetterQueue), any broker's).
 //!
 //! - **Views**: projections, relays and split projections with checkpoint, lag (events and
 //!   seconds), owners, epochs and parked events (the page polls `api/status`); parked
@@ -40,7 +41,6 @@
 
 mod actions;
 mod auth;
-mod dead_letters;
 mod error;
 mod reads;
 mod svg;
@@ -52,9 +52,9 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-pub use dead_letters::DeadLetterQueue;
 pub use error::ConsoleError;
 
+use crate::bus::DeadLetterQueue;
 use crate::operate::Stores;
 use auth::AdminToken;
 
@@ -70,7 +70,7 @@ pub struct Console {
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queues: Vec<String> = self.queues.iter().map(|queue| queue.name()).collect();
+        let queues: Vec<String> = self.queues.iter().map(|queue| queue.location()).collect();
         f.debug_struct("Console")
             .field("stores", &self.stores)
             .field("queues", &queues)
@@ -114,10 +114,18 @@ impl Console {
     }
 
     /// Also a consumer group's dead letters (any broker's `DeadLetters`, e.g.
-    /// `group.dead_letters()`).
+    /// `group.dead_letters()`), named on the page by their
+    /// [`location`](DeadLetterQueue::location).
     #[must_use]
-    pub fn dead_letters(mut self, queue: impl DeadLetterQueue + 'static) -> Self {
-        self.queues.push(Arc::new(queue));
+    pub fn dead_letters(self, queue: impl DeadLetterQueue + 'static) -> Self {
+        self.boxed_dead_letters(Box::new(queue))
+    }
+
+    /// Also the dead letters `adapter::DeadLetterAddress::open` found from a broker URL and
+    /// a group name.
+    #[must_use]
+    pub fn boxed_dead_letters(mut self, queue: Box<dyn DeadLetterQueue>) -> Self {
+        self.queues.push(Arc::from(queue));
         self
     }
 

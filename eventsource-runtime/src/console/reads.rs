@@ -37,7 +37,7 @@ pub(super) async fn config(Extract(state): Extract<State>) -> Json<Value> {
     let queues: Vec<Value> = state
         .queues
         .iter()
-        .map(|queue| json!({ "name": queue.name(), "system": queue.system() }))
+        .map(|queue| json!({ "name": queue.location(), "system": queue.system() }))
         .collect();
     Json(json!({
         "store": state.stores.events.system_name(),
@@ -65,6 +65,8 @@ struct ParkedView {
     position: u64,
     error: String,
     parked_at: DateTime<Utc>,
+    /// Its retry was requested: the running runner retries it on its next poll.
+    retry_requested: bool,
 }
 
 /// Fails unless the store knows `name` (a checkpoint, or parked events).
@@ -98,6 +100,14 @@ pub(super) async fn parked(
         .filter(|name| !name.trim().is_empty())
         .ok_or_else(|| ConsoleError::BadRequest("give `projection`".to_owned()))?;
     known_projection(&state, &name).await?;
+    let requested = state
+        .stores
+        .checkpoints
+        .retry_requests(&name)
+        .await
+        .map_err(ConsoleError::store(format!(
+            "cannot list the retries requested of `{name}`"
+        )))?;
     let parked: Vec<ParkedView> = state
         .stores
         .checkpoints
@@ -111,6 +121,7 @@ pub(super) async fn parked(
             position: p.position,
             error: p.error,
             parked_at: p.parked_at,
+            retry_requested: requested.contains(&p.position),
         })
         .collect();
     Ok(Json(json!({ "projection": name, "parked": parked })))
@@ -158,7 +169,7 @@ pub(super) async fn dead_letters(
     }
     let mut queues = Vec::new();
     for queue in &state.queues {
-        let name = queue.name();
+        let name = queue.location();
         if wanted.as_ref().is_some_and(|wanted| *wanted != name) {
             continue;
         }

@@ -7,11 +7,10 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message as _};
 use tokio::sync::watch;
 
 use super::KafkaBus;
@@ -19,11 +18,12 @@ use super::error::unavailable;
 use super::group_context::{GroupConsumer, GroupContext, STATISTICS_INTERVAL_MS};
 use super::offsets::{Commits, Partition, ResumePoints};
 use super::protocol::{self, GroupProtocol};
-use super::topology::{GroupTopics, Topics, matches};
+use super::topology::{GroupTopics, Topics, matches, regex_escape};
+use super::waiting::{gather, sleep_until, wait_until_due};
 use crate::adapter::group_health::GroupHealth;
 use crate::adapter::reconnect::{Sessions, reconnecting};
 use crate::adapter::settings as broker;
-use crate::bus::{BusError, Dispatcher};
+use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
 use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
@@ -124,14 +124,50 @@ impl ConsumerGroup {
         }
     }
 
-    crate::adapter::group_methods! {
-        "record", delays: delays;
-        /// Builder: the events the group wants, as a topic-exchange pattern over
-        /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Records of other
-        /// events are committed without a span. Without any, the group receives every event.
-        /// When every pattern names its aggregate type, the group reads those types' topics
-        /// only; otherwise every topic of the bus's prefix.
-        fn bind;
+    /// Builder: the events the group wants, as a topic-exchange pattern over
+    /// `{aggregate_type}.{event_type}` (`Order.*`, `*.OrderPlaced`, `#`). Records of other
+    /// events are committed without a span. Without any, the group receives every event.
+    /// When every pattern names its aggregate type, the group reads those types' topics
+    /// only; otherwise every topic of the bus's prefix.
+    #[must_use]
+    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.push(pattern.into());
+        self
+    }
+
+    /// The group's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many times a record is delivered to a failing handler before it is
+    /// dead-lettered.
+    #[must_use]
+    pub fn max_deliveries(&self) -> u32 {
+        broker::max_deliveries(&self.delays)
+    }
+
+    /// The handlers' side: subscriptions, telemetry settings.
+    #[must_use]
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Adds a handler.
+    pub fn subscribe(&self, handler: impl EventHandler) {
+        self.dispatcher.subscribe(handler);
+    }
+
+    /// Adds a handler made of a name and an async closure (see
+    /// [`handler_fn`](crate::bus::handler_fn)).
+    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
+    where
+        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError>,
+    {
+        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// Builder: the waits before each redelivery of a failed record (default
@@ -489,14 +525,6 @@ impl ConsumerGroup {
     }
 }
 
-/// Sleeps until `due`, or for ever when nothing is due.
-async fn sleep_until(due: Option<tokio::time::Instant>) {
-    match due {
-        Some(due) => tokio::time::sleep_until(due).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// The sessions of one source's loop, and the offsets they handled: a record received again
 /// after a reconnection is a redelivery.
 struct SourceSessions<'g> {
@@ -518,68 +546,5 @@ impl Sessions for SourceSessions<'_> {
         self.group
             .session(&self.source, shutdown, &mut self.handled)
             .await
-    }
-}
-
-/// `first` and the records that are ready right after it, up to `max`.
-async fn gather<'c>(
-    consumer: &'c GroupConsumer,
-    first: BorrowedMessage<'c>,
-    max: usize,
-) -> Vec<BorrowedMessage<'c>> {
-    let mut records = vec![first];
-    while records.len() < max {
-        match tokio::time::timeout(Duration::from_millis(5), consumer.recv()).await {
-            Ok(Ok(record)) => records.push(record),
-            _ => break,
-        }
-    }
-    records
-}
-
-/// Waits until `record`'s delay has passed since it was written; `false` when `shutdown`
-/// completed first (the record stays uncommitted, for the next consumer).
-async fn wait_until_due(
-    record: &BorrowedMessage<'_>,
-    delay: Duration,
-    shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
-) -> bool {
-    let written = record.timestamp().to_millis().unwrap_or(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-    let wait = written.saturating_add(delay_ms).saturating_sub(now);
-    if wait <= 0 {
-        return true;
-    }
-    let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
-    tokio::select! {
-        biased;
-        () = shutdown => false,
-        () = tokio::time::sleep(wait) => true,
-    }
-}
-
-/// `text` with the characters a regular expression treats specially escaped.
-fn regex_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_are_escaped_for_the_subscription_pattern() {
-        assert_eq!(regex_escape("shop.v1"), "shop\\.v1");
-        assert_eq!(regex_escape("a+b"), "a\\+b");
     }
 }

@@ -309,3 +309,48 @@ async fn move_cursor(
     .await
     .map_err(BusError::unavailable)?
 }
+
+#[async_trait::async_trait]
+impl crate::bus::DeadLetterQueue for DeadLetters {
+    fn system(&self) -> &'static str {
+        super::SYSTEM
+    }
+
+    fn location(&self) -> String {
+        format!("topic {}", self.topics.dead)
+    }
+
+    /// Whether the group's dead-letter topic exists (created by the group's `declare` or
+    /// first run), from the cluster's metadata: nothing is created.
+    async fn group_exists(&self) -> Result<bool, BusError> {
+        let mut config = rdkafka::ClientConfig::new();
+        self.bus.apply_settings(&mut config);
+        let client: rdkafka::consumer::BaseConsumer =
+            config.create().map_err(|e| self.bus.creation_failed(e))?;
+        let dead = self.topics.dead.clone();
+        tokio::task::spawn_blocking(move || {
+            let metadata = client
+                .fetch_metadata(None, CALL_TIMEOUT)
+                .map_err(unavailable)?;
+            Ok(metadata.topics().iter().any(|topic| topic.name() == dead))
+        })
+        .await
+        .map_err(BusError::unavailable)?
+    }
+
+    async fn count(&self) -> Result<u64, BusError> {
+        DeadLetters::count(self).await
+    }
+
+    async fn list(&self, max: usize) -> Result<Vec<DeadLetterEntry>, BusError> {
+        DeadLetters::list(self, max).await
+    }
+
+    async fn requeue(&self) -> Result<u64, BusError> {
+        DeadLetters::requeue(self).await.map(|moved| moved as u64)
+    }
+
+    async fn purge(&self) -> Result<u64, BusError> {
+        DeadLetters::purge(self).await
+    }
+}

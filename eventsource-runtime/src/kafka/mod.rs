@@ -101,6 +101,7 @@ mod protocol;
 mod publish;
 mod settle;
 mod topology;
+mod waiting;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -110,7 +111,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 
 use crate::adapter::settings::configured;
-use crate::bus::{BusError, BusTelemetry};
+use crate::bus::{BusError, BusSpanNames, BusTelemetry};
 use producer::ProducerSlot;
 
 pub use consumer::{
@@ -356,7 +357,18 @@ impl KafkaBus {
         bus
     }
 
-    crate::adapter::settings::telemetry_builders!();
+    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
+    /// or off (on by default). The bus metrics follow the process switch only.
+    #[must_use]
+    pub fn enable_tracing(self, enabled: bool) -> Self {
+        self.configure(|shared| shared.telemetry.enabled = enabled)
+    }
+
+    /// Builder: overrides the span names.
+    #[must_use]
+    pub fn with_span_names(self, names: BusSpanNames) -> Self {
+        self.configure(|shared| shared.telemetry.names = names)
+    }
 
     /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {

@@ -170,6 +170,18 @@ pub(super) async fn create(
     Ok(())
 }
 
+/// `text` with the characters a regular expression treats specially escaped.
+pub(super) fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +214,11 @@ mod tests {
         assert!(!matches("Order.*", "Cart.OrderPlaced"));
         assert!(!matches("Order", "Order.OrderPlaced"));
         assert!(matches("Order.OrderPlaced", "Order.OrderPlaced"));
+    }
+
+    #[test]
+    fn prefixes_are_escaped_for_the_subscription_pattern() {
+        assert_eq!(regex_escape("shop.v1"), "shop\\.v1");
+        assert_eq!(regex_escape("a+b"), "a\\+b");
     }
 }

@@ -18,7 +18,8 @@ use super::topology::{self, GroupNames};
 use crate::adapter::group_health::GroupHealth;
 use crate::adapter::reconnect::{Sessions, keep_running};
 use crate::adapter::settings as broker;
-use crate::bus::{BusError, Dispatcher};
+use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
+use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::log_info;
 
 /// How many unacknowledged messages JetStream hands a group's consumer at once, by default
@@ -120,15 +121,51 @@ impl ConsumerGroup {
         }
     }
 
-    crate::adapter::group_methods! {
-        "message", delays: names.delays;
-        /// Builder: the group consumes the events whose `{aggregate_type}.{event_type}` match
-        /// this NATS subject pattern (`Order.*`, `*.OrderPlaced`, `>`); the consumer's filter is
-        /// `{prefix}.{pattern}`. Without any, the group receives every event. JetStream 2.9
-        /// filters a consumer by one subject: with several patterns the consumer takes every
-        /// event and the group acknowledges, unhandled and without spans, those no pattern
-        /// matches.
-        fn bind;
+    /// Builder: the group consumes the events whose `{aggregate_type}.{event_type}` match
+    /// this NATS subject pattern (`Order.*`, `*.OrderPlaced`, `>`); the consumer's filter is
+    /// `{prefix}.{pattern}`. Without any, the group receives every event. JetStream 2.9
+    /// filters a consumer by one subject: with several patterns the consumer takes every
+    /// event and the group acknowledges, unhandled and without spans, those no pattern
+    /// matches.
+    #[must_use]
+    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
+        self.patterns.push(pattern.into());
+        self
+    }
+
+    /// The group's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many times a message is delivered to a failing handler before it is
+    /// dead-lettered.
+    #[must_use]
+    pub fn max_deliveries(&self) -> u32 {
+        broker::max_deliveries(&self.names.delays)
+    }
+
+    /// The handlers' side: subscriptions, telemetry settings.
+    #[must_use]
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// Adds a handler.
+    pub fn subscribe(&self, handler: impl EventHandler) {
+        self.dispatcher.subscribe(handler);
+    }
+
+    /// Adds a handler made of a name and an async closure (see
+    /// [`handler_fn`](crate::bus::handler_fn)).
+    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
+    where
+        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<HandlerError>,
+    {
+        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// Builder: how many unacknowledged messages JetStream hands over at once

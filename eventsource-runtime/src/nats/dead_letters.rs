@@ -223,3 +223,66 @@ impl DeadLetters {
         Ok(u32::try_from(purged.purged).unwrap_or(u32::MAX))
     }
 }
+
+#[async_trait::async_trait]
+impl crate::bus::DeadLetterQueue for DeadLetters {
+    fn system(&self) -> &'static str {
+        super::SYSTEM
+    }
+
+    fn location(&self) -> String {
+        format!(
+            "subject {} of stream {}",
+            self.names.dead_subject, self.bus.shared.streams.dead
+        )
+    }
+
+    /// Whether the group's durable consumer exists on the live stream: nothing is created.
+    async fn group_exists(&self) -> Result<bool, BusError> {
+        use async_nats::jetstream::ErrorCode;
+        use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
+
+        let context = self.bus.context().await?;
+        let stream = match context.get_stream(&self.bus.shared.streams.live).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                return match error.kind() {
+                    GetStreamErrorKind::JetStream(inner)
+                        if inner.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(false)
+                    }
+                    _ => Err(unavailable(error)),
+                };
+            }
+        };
+        match stream.consumer_info(&self.names.durable).await {
+            Ok(_) => Ok(true),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn count(&self) -> Result<u64, BusError> {
+        DeadLetters::count(self).await.map(u64::from)
+    }
+
+    async fn list(&self, max: usize) -> Result<Vec<DeadLetterEntry>, BusError> {
+        DeadLetters::list(self, max).await
+    }
+
+    async fn requeue(&self) -> Result<u64, BusError> {
+        DeadLetters::requeue(self).await.map(|moved| moved as u64)
+    }
+
+    async fn purge(&self) -> Result<u64, BusError> {
+        DeadLetters::purge(self).await.map(u64::from)
+    }
+}

@@ -109,7 +109,7 @@ use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publi
 use crate::adapter::settings::configured;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
-use crate::bus::{BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport};
+use crate::bus::{BusError, BusMessage, BusSpanNames, BusTelemetry, PublishFailure, PublishReport};
 use crate::event::EventEnvelope;
 use error::{connect_failed, invalid_url, publish_error};
 use topology::Streams;
@@ -236,7 +236,18 @@ impl NatsBus {
         self.configure(|shared| shared.ack_timeout = timeout)
     }
 
-    crate::adapter::settings::telemetry_builders!();
+    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
+    /// or off (on by default). The bus metrics follow the process switch only.
+    #[must_use]
+    pub fn enable_tracing(self, enabled: bool) -> Self {
+        self.configure(|shared| shared.telemetry.enabled = enabled)
+    }
+
+    /// Builder: overrides the span names.
+    #[must_use]
+    pub fn with_span_names(self, names: BusSpanNames) -> Self {
+        self.configure(|shared| shared.telemetry.names = names)
+    }
 
     /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {

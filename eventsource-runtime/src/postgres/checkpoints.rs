@@ -26,7 +26,12 @@ const RESET: &str = "INSERT INTO __schema__.checkpoints (projection, position) V
      ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = now()";
 const PARK: &str = "INSERT INTO __schema__.parked_events (projection, position, error, parked_at) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (projection, position) \
-     DO UPDATE SET error = excluded.error, parked_at = excluded.parked_at";
+     DO UPDATE SET error = excluded.error, parked_at = excluded.parked_at, \
+     retry_requested_at = NULL";
+const REQUEST_RETRY: &str = "UPDATE __schema__.parked_events SET retry_requested_at = now() \
+     WHERE projection = $1 AND position = $2";
+const RETRY_REQUESTS: &str = "SELECT position FROM __schema__.parked_events \
+     WHERE projection = $1 AND retry_requested_at IS NOT NULL ORDER BY position";
 const PARKED: &str = "SELECT position, error, parked_at FROM __schema__.parked_events \
      WHERE projection = $1 ORDER BY position";
 const UNPARK: &str = "DELETE FROM __schema__.parked_events WHERE projection = $1 AND position = $2";
@@ -52,6 +57,8 @@ struct Statements {
     park: String,
     parked: String,
     unpark: String,
+    request_retry: String,
+    retry_requests: String,
     checkpoints: String,
     parked_counts: String,
 }
@@ -66,6 +73,8 @@ impl Statements {
             park: qualify(PARK, schema),
             parked: qualify(PARKED, schema),
             unpark: qualify(UNPARK, schema),
+            request_retry: qualify(REQUEST_RETRY, schema),
+            retry_requests: qualify(RETRY_REQUESTS, schema),
             checkpoints: qualify(CHECKPOINTS, schema),
             parked_counts: qualify(PARKED_COUNTS, schema),
         }
@@ -269,6 +278,28 @@ impl CheckpointStore for PostgresCheckpointStore {
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn request_retry(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
+        let done = sqlx::query(&self.sql.request_retry)
+            .bind(projection)
+            .bind(to_i64(position))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn retry_requests(&self, projection: &str) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(&self.sql.retry_requests)
+            .bind(projection)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|p| u64::try_from(p).unwrap_or(0))
+            .collect())
     }
 
     async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {

@@ -20,10 +20,9 @@ use super::{
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql::row::readable_prefix;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
-use crate::store::settings::telemetry_builders;
 use crate::store::{
-    AppendResult, AppendSignal, ExpectedVersion, LogReader, Segment, StoreError, StoreTelemetry,
-    StreamReader, VersionConflict,
+    AppendResult, AppendSignal, ExpectedVersion, LogReader, Segment, StoreError, StoreSpanNames,
+    StoreTelemetry, StreamReader, VersionConflict,
 };
 
 /// An [`EventStore`](crate::store::EventStore) in a PostgreSQL database, shared by as many processes as you like.
@@ -149,7 +148,29 @@ impl PostgresEventStore {
         Ok(())
     }
 
-    telemetry_builders!(enable_tracing, span_names, query_text);
+    /// The component switch: `false` stops this store's spans (this clone's; other
+    /// clones keep their own setting).
+    #[must_use]
+    pub fn enable_tracing(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.telemetry).enabled = enabled;
+        self
+    }
+
+    /// Overrides the span names (e.g. `event_store.load` / `event_store.append`).
+    #[must_use]
+    pub fn with_span_names(mut self, names: StoreSpanNames) -> Self {
+        Arc::make_mut(&mut self.telemetry).names = names;
+        self
+    }
+
+    /// Opt-in: record the SQL of each operation as `db.query.text` on its span (off by
+    /// default). Only the statement with its placeholders is recorded, never the bound
+    /// values.
+    #[must_use]
+    pub fn record_query_text(mut self, record: bool) -> Self {
+        Arc::make_mut(&mut self.telemetry).query_text = record;
+        self
+    }
 
     /// The connection pool, e.g. to share it with other stores or close it.
     #[must_use]

@@ -56,6 +56,11 @@ pub const SCHEMA_V9: &str = include_str!("schema/v9.sql");
 /// [`SCHEMA_V9`].
 pub const SCHEMA_V10: &str = include_str!("schema/v10.sql");
 
+/// Version 11 of the schema: the column `parked_events.retry_requested_at` (an operator's
+/// request that the running runner retry the parked event), applied by `migrate()` after
+/// [`SCHEMA_V10`].
+pub const SCHEMA_V11: &str = include_str!("schema/v11.sql");
+
 /// The privileges the runtime role needs on a schema the owner role has migrated, with
 /// `__schema__` standing for the quoted schema name and `__role__` for the quoted role:
 /// `USAGE` on the schema, `SELECT, INSERT` on `events` (no `UPDATE`, no `DELETE`), `USAGE,
@@ -75,6 +80,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, SCHEMA_V8),   // events by correlation id
     (9, SCHEMA_V9),   // projections split into segments
     (10, SCHEMA_V10), // each segment claim expires by its owner's timeout
+    (11, SCHEMA_V11), // retry requests of parked events
 ];
 
 /// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.

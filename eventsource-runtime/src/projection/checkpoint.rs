@@ -309,6 +309,32 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// The backend's errors.
     async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError>;
 
+    /// Asks the projection's running runner to retry the event parked at `position` on its
+    /// next poll (what `eventsource parked retry` does: the tool has no handler, the runner
+    /// has); whether an event is parked there. The request is kept with the parked event:
+    /// [`unpark`](Self::unpark) removes it, [`park`](Self::park) again clears it. The
+    /// default fails with [`StoreError::Unsupported`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`], the backend's errors.
+    async fn request_retry(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
+        let _ = (projection, position);
+        Err(StoreError::Unsupported {
+            operation: "request a parked event's retry",
+        })
+    }
+
+    /// The positions of the projection's parked events whose retry was requested
+    /// ([`request_retry`](Self::request_retry)), in order: what a following runner retries
+    /// on its next poll. The default: none.
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn retry_requests(&self, projection: &str) -> Result<Vec<u64>, StoreError> {
+        let _ = projection;
+        Ok(Vec::new())
+    }
+
     /// Every checkpoint the store keeps, by name: what an operator's tool lists (the
     /// `eventsource status` command). The default, for a store of your own, fails with
     /// [`StoreError::Unsupported`].
@@ -371,6 +397,8 @@ pub struct InMemoryCheckpointStore {
     positions: Arc<Mutex<HashMap<String, u64>>>,
     held: Arc<Mutex<HashSet<String>>>,
     parked: Arc<Mutex<HashMap<String, BTreeMap<u64, ParkedEvent>>>>,
+    /// The parked events whose retry was requested: (projection, position).
+    retry_requested: Arc<Mutex<HashSet<(String, u64)>>>,
 }
 
 impl InMemoryCheckpointStore {
@@ -385,6 +413,12 @@ impl InMemoryCheckpointStore {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<u64, ParkedEvent>>> {
         self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn requested(&self) -> std::sync::MutexGuard<'_, HashSet<(String, u64)>> {
+        self.retry_requested
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -435,6 +469,8 @@ impl CheckpointStore for InMemoryCheckpointStore {
             .entry(projection.to_owned())
             .or_default()
             .insert(event.position, event.clone());
+        self.requested()
+            .remove(&(projection.to_owned(), event.position));
         Ok(())
     }
 
@@ -447,11 +483,34 @@ impl CheckpointStore for InMemoryCheckpointStore {
     }
 
     async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
+        self.requested().remove(&(projection.to_owned(), position));
         let mut parked = self.parked_events();
         Ok(parked
             .get_mut(projection)
             .and_then(|events| events.remove(&position))
             .is_some())
+    }
+
+    async fn request_retry(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
+        let parked = self
+            .parked_events()
+            .get(projection)
+            .is_some_and(|events| events.contains_key(&position));
+        if parked {
+            self.requested().insert((projection.to_owned(), position));
+        }
+        Ok(parked)
+    }
+
+    async fn retry_requests(&self, projection: &str) -> Result<Vec<u64>, StoreError> {
+        let mut positions: Vec<u64> = self
+            .requested()
+            .iter()
+            .filter(|(name, _)| name == projection)
+            .map(|(_, position)| *position)
+            .collect();
+        positions.sort_unstable();
+        Ok(positions)
     }
 
     async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {

@@ -194,3 +194,61 @@ impl DeadLetters {
         Ok(purged)
     }
 }
+
+/// AMQP's `NOT_FOUND` reply code: a passive declare of a queue that does not exist.
+const NOT_FOUND: u16 = 404;
+
+#[async_trait::async_trait]
+impl crate::bus::DeadLetterQueue for DeadLetters {
+    fn system(&self) -> &'static str {
+        super::SYSTEM
+    }
+
+    fn location(&self) -> String {
+        format!("queue {}", self.queues.dead)
+    }
+
+    /// Whether the group's queue exists (a passive declare: nothing is created).
+    async fn group_exists(&self) -> Result<bool, BusError> {
+        let connection = self.bus.connect().await?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..lapin::options::QueueDeclareOptions::default()
+        };
+        let declared = channel
+            .queue_declare(
+                self.queues.live.as_str().into(),
+                options,
+                FieldTable::default(),
+            )
+            .await;
+        let _ = connection.close(200, "asked".into()).await;
+        match declared {
+            Ok(_) => Ok(true),
+            Err(error)
+                if matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp)
+                    if amqp.get_id() == NOT_FOUND) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn count(&self) -> Result<u64, BusError> {
+        DeadLetters::count(self).await.map(u64::from)
+    }
+
+    async fn list(&self, max: usize) -> Result<Vec<DeadLetterEntry>, BusError> {
+        DeadLetters::list(self, max).await
+    }
+
+    async fn requeue(&self) -> Result<u64, BusError> {
+        DeadLetters::requeue(self).await.map(|moved| moved as u64)
+    }
+
+    async fn purge(&self) -> Result<u64, BusError> {
+        DeadLetters::purge(self).await.map(u64::from)
+    }
+}

@@ -97,7 +97,8 @@ use crate::adapter::settings::configured;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
-    BrokerUnreachable, BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport,
+    BrokerUnreachable, BusError, BusMessage, BusSpanNames, BusTelemetry, PublishFailure,
+    PublishReport,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
@@ -247,7 +248,18 @@ impl RabbitMqBus {
         self.configure(|shared| shared.tls = Some(tls))
     }
 
-    crate::adapter::settings::telemetry_builders!();
+    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
+    /// or off (on by default). The bus metrics follow the process switch only.
+    #[must_use]
+    pub fn enable_tracing(self, enabled: bool) -> Self {
+        self.configure(|shared| shared.telemetry.enabled = enabled)
+    }
+
+    /// Builder: overrides the span names.
+    #[must_use]
+    pub fn with_span_names(self, names: BusSpanNames) -> Self {
+        self.configure(|shared| shared.telemetry.names = names)
+    }
 
     /// The bus with its settings changed by `change` (copied first if a clone holds them).
     fn configure(self, change: impl FnOnce(&mut Shared)) -> Self {

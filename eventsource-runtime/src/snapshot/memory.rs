@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use super::instrument::{self, SnapshotOperation};
 use super::{Snapshot, SnapshotStore};
 use crate::event::StreamId;
-use crate::store::settings::telemetry_builders;
 use crate::store::{StoreError, StoreTelemetry};
 
 /// `db.system.name` of the in-memory snapshot store.
@@ -64,7 +63,13 @@ impl InMemorySnapshotStore {
         Self::default()
     }
 
-    telemetry_builders!(enable_tracing);
+    /// The component switch: `false` stops this store's spans (this clone's; other
+    /// clones keep their own setting).
+    #[must_use]
+    pub fn enable_tracing(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.telemetry).enabled = enabled;
+        self
+    }
 
     /// How many snapshots the store holds.
     #[must_use]

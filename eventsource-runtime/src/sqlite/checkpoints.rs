@@ -26,7 +26,12 @@ const RESET: &str = "INSERT INTO checkpoints (projection, position, updated_at) 
      ON CONFLICT (projection) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at";
 const PARK: &str = "INSERT INTO parked_events (projection, position, error, parked_at) \
      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (projection, position) \
-     DO UPDATE SET error = excluded.error, parked_at = excluded.parked_at";
+     DO UPDATE SET error = excluded.error, parked_at = excluded.parked_at, \
+     retry_requested_at = NULL";
+const REQUEST_RETRY: &str = "UPDATE parked_events SET retry_requested_at = ?3 \
+     WHERE projection = ?1 AND position = ?2";
+const RETRY_REQUESTS: &str = "SELECT position FROM parked_events \
+     WHERE projection = ?1 AND retry_requested_at IS NOT NULL ORDER BY position";
 const PARKED: &str = "SELECT position, error, parked_at FROM parked_events \
      WHERE projection = ?1 ORDER BY position";
 const UNPARK: &str = "DELETE FROM parked_events WHERE projection = ?1 AND position = ?2";
@@ -176,6 +181,35 @@ impl CheckpointStore for SqliteCheckpointStore {
         detached(async move {
             let done = query.execute(&pool).await.map_err(unavailable)?;
             Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn request_retry(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
+        let query = sqlx::query(REQUEST_RETRY)
+            .bind(projection.to_owned())
+            .bind(to_i64(position))
+            .bind(format_timestamp(Utc::now()));
+        let pool = self.pool.clone();
+        detached(async move {
+            let done = query.execute(&pool).await.map_err(unavailable)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn retry_requests(&self, projection: &str) -> Result<Vec<u64>, StoreError> {
+        let (pool, projection) = (self.pool.clone(), projection.to_owned());
+        detached(async move {
+            let rows: Vec<i64> = sqlx::query_scalar(RETRY_REQUESTS)
+                .bind(projection)
+                .fetch_all(&pool)
+                .await
+                .map_err(unavailable)?;
+            Ok(rows
+                .into_iter()
+                .map(|p| u64::try_from(p).unwrap_or(0))
+                .collect())
         })
         .await
     }

@@ -22,7 +22,7 @@
 //! | `events` | `position INTEGER PRIMARY KEY AUTOINCREMENT`, `UNIQUE (stream_type, stream_id, version)` | event id, event type, schema version, timestamp (RFC 3339 text), JSON payload and metadata |
 //! | `snapshots` | `(stream_type, stream_id)` | the newest snapshot per stream, with its `schema_version` (version 4, [`SCHEMA_V4`]) |
 //! | `checkpoints` | `projection` | each projection's checkpoint |
-//! | `parked_events` | `(projection, position)` | the events each projection parked, with the error (version 2, [`SCHEMA_V2`]) |
+//! | `parked_events` | `(projection, position)` | the events each projection parked, with the error (version 2, [`SCHEMA_V2`]), and when an operator asked to retry one, `retry_requested_at` (version 6, [`SCHEMA_V6`]) |
 //! | `processed_messages` | `(handler, message_id)` | the messages each idempotent handler handled (version 3, [`SCHEMA_V3`]) |
 //!
 //! Applied versions are recorded in `eventsource_schema_migrations`.
@@ -114,6 +114,11 @@ pub const SCHEMA_V4: &str = include_str!("schema/v4.sql");
 /// and its index, for `events_by_correlation`, applied by `migrate()` after [`SCHEMA_V4`].
 pub const SCHEMA_V5: &str = include_str!("schema/v5.sql");
 
+/// Version 6 of the schema: the column `parked_events.retry_requested_at` (an operator's
+/// request that the running runner retry the parked event), applied by `migrate()` after
+/// [`SCHEMA_V5`].
+pub const SCHEMA_V6: &str = include_str!("schema/v6.sql");
+
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA),
@@ -121,6 +126,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3), // idempotent handlers' processed messages
     (4, SCHEMA_V4), // snapshots' schema version
     (5, SCHEMA_V5), // events by correlation id
+    (6, SCHEMA_V6), // retry requests of parked events
 ];
 
 /// `db.system.name` of the SQLite stores.

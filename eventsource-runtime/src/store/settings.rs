@@ -1,5 +1,4 @@
-//! The telemetry settings every store embeds (event stores and snapshot stores alike), and
-//! the builder methods over them, written once.
+//! The telemetry settings every store embeds (event stores and snapshot stores alike).
 
 use crate::telemetry::attributes::{
     SPAN_STORE_APPEND, SPAN_STORE_EVENTS_BY_CORRELATION, SPAN_STORE_LOAD, SPAN_STORE_READ_ALL,
@@ -65,44 +64,3 @@ impl StoreTelemetry {
         }
     }
 }
-
-/// Writes a store's telemetry builder methods over its `telemetry: Arc<StoreTelemetry>`
-/// field: `telemetry_builders!(enable_tracing, span_names, query_text)`, any of the three.
-macro_rules! telemetry_builders {
-    ($($option:ident),+ $(,)?) => {
-        $($crate::store::settings::telemetry_builder!($option);)+
-    };
-}
-
-/// One builder method of [`telemetry_builders`].
-macro_rules! telemetry_builder {
-    (enable_tracing) => {
-        /// The component switch: `false` stops this store's spans (this clone's; other
-        /// clones keep their own setting).
-        #[must_use]
-        pub fn enable_tracing(mut self, enabled: bool) -> Self {
-            ::std::sync::Arc::make_mut(&mut self.telemetry).enabled = enabled;
-            self
-        }
-    };
-    (span_names) => {
-        /// Overrides the span names (e.g. `event_store.load` / `event_store.append`).
-        #[must_use]
-        pub fn with_span_names(mut self, names: $crate::store::StoreSpanNames) -> Self {
-            ::std::sync::Arc::make_mut(&mut self.telemetry).names = names;
-            self
-        }
-    };
-    (query_text) => {
-        /// Opt-in: record the SQL of each operation as `db.query.text` on its span (off by
-        /// default). Only the statement with its placeholders is recorded, never the bound
-        /// values.
-        #[must_use]
-        pub fn record_query_text(mut self, record: bool) -> Self {
-            ::std::sync::Arc::make_mut(&mut self.telemetry).query_text = record;
-            self
-        }
-    };
-}
-
-pub(crate) use {telemetry_builder, telemetry_builders};

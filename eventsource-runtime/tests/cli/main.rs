@@ -5,7 +5,9 @@
 //! PostgreSQL comes from `DATABASE_URL`; without it those tests print `skipped: ...` and
 //! pass, unless `EVENTSOURCE_REQUIRE_POSTGRES=1`.
 
+mod parked_retry;
 mod postgres;
+mod rebuild;
 mod sqlite;
 
 use std::process::Command;

@@ -16,7 +16,7 @@ use crate::{common_checks, eventsource, projection, seed};
 
 /// The server from `DATABASE_URL`, or `None` (said on stderr) when there is none and none
 /// is required.
-fn database_url(test: &str) -> Option<String> {
+pub fn database_url(test: &str) -> Option<String> {
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => Some(url),
         _ => {
@@ -33,7 +33,7 @@ fn database_url(test: &str) -> Option<String> {
 }
 
 /// A migrated store in a schema of its own.
-async fn store_in_new_schema(url: &str) -> (PostgresEventStore, String) {
+pub async fn store_in_new_schema(url: &str) -> (PostgresEventStore, String) {
     let schema = format!(
         "es_cli_{}_{}",
         std::process::id(),
@@ -48,7 +48,7 @@ async fn store_in_new_schema(url: &str) -> (PostgresEventStore, String) {
     (store, schema)
 }
 
-async fn drop_schema(pool: &PgPool, schema: &str) {
+pub async fn drop_schema(pool: &PgPool, schema: &str) {
     sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
         .execute(pool)
         .await

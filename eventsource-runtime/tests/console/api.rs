@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use eventsource_runtime::async_trait;
-use eventsource_runtime::bus::{BusError, DeadLetterEntry};
-use eventsource_runtime::console::{Console, DeadLetterQueue};
+use eventsource_runtime::bus::{BusError, DeadLetterEntry, DeadLetterQueue};
+use eventsource_runtime::console::Console;
 use eventsource_runtime::testing::{Status, attribute, capture};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -22,7 +22,7 @@ const TRACE_URL: &str = "http://jaeger.test:16686/trace/{trace_id}";
 const CLIENT: &str = "192.0.2.7:40000";
 
 /// A dead-letter queue in memory: how many letters it holds.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 struct CountedQueue(Arc<AtomicU64>);
 
 #[async_trait]
@@ -31,8 +31,16 @@ impl DeadLetterQueue for CountedQueue {
         "rabbitmq"
     }
 
-    fn name(&self) -> String {
+    fn location(&self) -> String {
         "billing.dead".to_owned()
+    }
+
+    async fn group_exists(&self) -> Result<bool, BusError> {
+        Ok(true)
+    }
+
+    async fn count(&self) -> Result<u64, BusError> {
+        Ok(self.0.load(Ordering::SeqCst))
     }
 
     async fn list(&self, _: usize) -> Result<Vec<DeadLetterEntry>, BusError> {
@@ -371,6 +379,15 @@ async fn actions_need_the_token_from_this_site_and_each_is_traced() {
         ("origin", "http://127.0.0.1:8080"),
         ("sec-fetch-site", "same-origin"),
     ];
+    let retried = post(&router, "retry-parked", SKIP, &same_site).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    assert_eq!(checkpoints.retry_requests("orders").await.unwrap(), [1]);
+    let listed = get(&router, "/api/parked?projection=orders").await;
+    assert_eq!(
+        listed.body["parked"][0]["retry_requested"], true,
+        "{}",
+        listed.text
+    );
     let skipped = post(&router, "skip-parked", SKIP, &same_site).await;
     assert_eq!(skipped.status, StatusCode::OK, "{}", skipped.text);
     assert_eq!(skipped.body["affected"], 1);
@@ -405,6 +422,9 @@ async fn actions_need_the_token_from_this_site_and_each_is_traced() {
     spans.assert_attribute(done, "eventsource.projection.name", "orders");
     spans.assert_attribute(done, "eventsource.event.position", 1);
     spans.assert_attribute(done, "eventsource.console.affected", 1);
+    let retry = spans.get("eventsource.console.retry_parked");
+    spans.assert_attribute(retry, "eventsource.console.actor", "on-call");
+    spans.assert_attribute(retry, "eventsource.event.position", 1);
     let unauthorized = skips
         .iter()
         .find(|span| {
@@ -471,10 +491,14 @@ fn contract_rows() -> Vec<(Vec<String>, Vec<String>)> {
         .map(|line| {
             let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
             let names = code_spans(cells[1]);
-            let keys = code_spans(cells[4])
-                .into_iter()
-                .filter(|k| k.contains('.') && !k.starts_with("ConsoleError"))
-                .collect();
+            // An attribute key: dotted lower-case words (`eventsource.console.actor`).
+            let is_key = |span: &String| {
+                span.contains('.')
+                    && span
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
+            };
+            let keys = code_spans(cells[4]).into_iter().filter(is_key).collect();
             (names, keys)
         })
         .collect()

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::Path as UrlPath;
 use axum::response::Html;
 use axum::routing::get;
-use eventsource_runtime::bus::{EventBus as _, HandlerError};
+use eventsource_runtime::bus::{DeadLetterQueue, EventBus as _, HandlerError};
 use eventsource_runtime::console::Console;
 use eventsource_runtime::rabbitmq::RabbitMqBus;
 use eventsource_runtime::store::EventStore as _;
@@ -153,7 +153,7 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_and_follows_a_trace() {
         dead.count().await.unwrap_or(0) == 1
     })
     .await;
-    let queue = dead.queue().to_owned();
+    let queue = DeadLetterQueue::location(&dead);
 
     // The console, and a stand-in trace viewer at /trace/{trace_id}.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

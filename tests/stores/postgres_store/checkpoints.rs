@@ -111,6 +111,23 @@ async fn one_lease_at_a_time_among_racing_runners() {
     db.cleanup().await;
 }
 
+/// An operator's retry requests (the suite's), in a migrated schema.
+#[tokio::test]
+async fn retry_requests_are_kept_with_the_parked_event() {
+    let Some(db) = db!("retry_requests_are_kept_with_the_parked_event") else {
+        return;
+    };
+    let pool = db.pool(2).await;
+    let checkpoints = PostgresCheckpointStore::from_pool(pool.clone())
+        .with_schema(&db.schema())
+        .unwrap();
+    checkpoints.migrate().await.unwrap();
+    conformance::checkpoints::retry_requests_are_kept_with_the_parked_event(Arc::new(checkpoints))
+        .await;
+    pool.close().await;
+    db.cleanup().await;
+}
+
 /// Parked events per projection (the suite's), read back through another pool.
 #[tokio::test]
 async fn parked_events_are_kept_per_projection() {

@@ -273,6 +273,15 @@ async fn parked_events_are_kept_per_projection() {
     .await;
 }
 
+/// An operator's retry requests (the suite's), in the migrated file.
+#[tokio::test]
+async fn retry_requests_are_kept_with_the_parked_event() {
+    let dir = TempDir::new("retry-requests");
+    let checkpoints = open(&dir.file("events.db")).await.checkpoint_store();
+    conformance::checkpoints::retry_requests_are_kept_with_the_parked_event(Arc::new(checkpoints))
+        .await;
+}
+
 /// A NUL character in a stream id is the same typed error for the snapshot store as for
 /// the event store (the conformance suite checks the event store).
 #[tokio::test]

@@ -51,6 +51,10 @@ pub enum Command {
     /// A projection's parked events.
     #[command(subcommand)]
     Parked(ParkedCommand),
+    /// A consumer group's dead letters on a broker (RabbitMQ, Kafka, NATS): list, move
+    /// back, purge. Needs no store.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
     /// Create or upgrade the store's schema (run as the owner role).
     Migrate,
     /// Print the SQL granting ROLE what the runtime needs on the schema (PostgreSQL).
@@ -117,6 +121,10 @@ pub enum ProjectionCommand {
     /// Move a projection's checkpoint (back for a replay, 0 for a rebuild in place), as
     /// the holder of its lease or of all its segments: refused while a worker holds one.
     Reset(ResetArgs),
+    /// Start a rebuild beside the running projection: a new name whose checkpoint is 0, for
+    /// the projection's handler deployed under that name to replay the store while the old
+    /// one keeps serving. Refused if NEW exists or a worker already holds it.
+    Rebuild(RebuildArgs),
     /// Split a split projection's segments again, into a multiple of their count, without a
     /// rebuild: each new segment starts from the checkpoint of the one that held its
     /// streams. Refused while a worker holds a segment (PostgreSQL).
@@ -130,6 +138,15 @@ pub struct SplitArgs {
     /// The new segment count: a multiple of the current one (e.g. twice it).
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
     pub into: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The projection (or relay) to rebuild.
+    pub name: String,
+    /// The new projection's name (e.g. `orders-v2`).
+    #[arg(long = "as", value_name = "NEW")]
+    pub new_name: String,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +165,16 @@ pub enum ParkedCommand {
         /// The projection (a segment's checkpoint name, `NAME[i/n]`, for a split one).
         name: String,
     },
+    /// Ask the projection's running runner to retry a parked event (every one without
+    /// --position) on its next poll: once the row is repaired or the handler mended, it
+    /// hands the event over again and unparks it, or parks it again with the new error.
+    Retry {
+        /// The projection (a segment's checkpoint name, `NAME[i/n]`, for a split one).
+        name: String,
+        /// The parked event's position (else every parked event of the projection).
+        #[arg(long)]
+        position: Option<u64>,
+    },
     /// Forget a parked event: the projection will not see it.
     Skip {
         /// The projection.
@@ -162,4 +189,47 @@ pub enum ParkedCommand {
 pub struct GrantsArgs {
     /// The runtime role.
     pub role: String,
+}
+
+/// Which consumer group's dead letters, on which broker.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// The broker: `amqp://user:password@host:5672/%2f` (or `amqps://`), `kafka://host:9092`
+    /// (query parameters are librdkafka settings: `?security.protocol=sasl_ssl&sasl.username=..`),
+    /// `nats://host:4222` (or `tls://`).
+    #[arg(long, env = "EVENTSOURCE_BROKER", hide_env_values = true)]
+    pub broker: String,
+    /// The consumer group, as the service names it (`bus.consumer_group("NAME")`).
+    #[arg(long)]
+    pub group: String,
+    /// The bus's prefix, when the service set one: the RabbitMQ exchange, the Kafka topic
+    /// prefix, the NATS subject prefix.
+    #[arg(long, env = "EVENTSOURCE_BUS_PREFIX")]
+    pub prefix: Option<String>,
+    /// The NATS stream, when the service set one.
+    #[arg(long, env = "EVENTSOURCE_NATS_STREAM")]
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    /// The group's dead letters, oldest first, left in place.
+    List {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// At most this many (1 or more).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+    },
+    /// Move every dead letter back to the group, for the handlers that failed on it, with a
+    /// fresh budget of deliveries.
+    Requeue {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
+    /// Delete every dead letter of the group.
+    Purge {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    },
 }

@@ -1,6 +1,6 @@
 //! `eventsource console`: the operator's page (`eventsource_runtime::console`) served on
-//! loopback, over the store `--store` names and, with the `rabbitmq` feature, consumer
-//! groups' dead letters.
+//! loopback, over the store `--store` names and, with a broker's feature, consumer groups'
+//! dead letters (`--broker URL --group NAME`).
 
 use std::net::SocketAddr;
 
@@ -33,13 +33,21 @@ pub struct ConsoleArgs {
     /// `http://localhost:16686/trace/{trace_id}`).
     #[arg(long, env = "EVENTSOURCE_TRACE_URL")]
     pub trace_url: Option<String>,
-    /// The RabbitMQ broker of `--dead-letter-group` (`amqp://user:password@host/vhost`).
-    #[arg(long, env = "EVENTSOURCE_AMQP_URL", hide_env_values = true)]
-    pub dead_letter_broker: Option<String>,
-    /// A consumer group whose dead letters the page lists, requeues and purges
-    /// (repeatable; needs `--dead-letter-broker`).
-    #[arg(long = "dead-letter-group", value_name = "GROUP")]
-    pub dead_letter_groups: Vec<String>,
+    /// The broker of `--group` (`amqp://...`, `kafka://...`, `nats://...`, as
+    /// `eventsource dead-letters` takes it).
+    #[arg(long, env = "EVENTSOURCE_BROKER", hide_env_values = true)]
+    pub broker: Option<String>,
+    /// A consumer group whose dead letters the page lists, requeues and purges (repeatable;
+    /// needs `--broker`).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// The bus's prefix, when the service set one (RabbitMQ exchange, Kafka topic prefix,
+    /// NATS subject prefix).
+    #[arg(long, env = "EVENTSOURCE_BUS_PREFIX")]
+    pub prefix: Option<String>,
+    /// The NATS stream, when the service set one.
+    #[arg(long, env = "EVENTSOURCE_NATS_STREAM")]
+    pub stream: Option<String>,
 }
 
 pub async fn run(stores: &Stores, args: &ConsoleArgs) -> Result<(), CliError> {
@@ -83,10 +91,10 @@ pub async fn run(stores: &Stores, args: &ConsoleArgs) -> Result<(), CliError> {
         .map_err(|error| CliError::Usage(format!("the console stopped: {error}")))
 }
 
-/// Consumer groups' dead letters on RabbitMQ.
-#[cfg(feature = "rabbitmq")]
+/// Consumer groups' dead letters, on the broker `--broker` names.
+#[cfg(feature = "broker")]
 mod brokers {
-    use eventsource_runtime::rabbitmq::RabbitMqBus;
+    use eventsource_runtime::adapter::DeadLetterAddress;
 
     use super::{CliError, Console, ConsoleArgs};
 
@@ -94,33 +102,42 @@ mod brokers {
         mut console: Console,
         args: &ConsoleArgs,
     ) -> Result<Console, CliError> {
-        if args.dead_letter_groups.is_empty() {
+        if args.groups.is_empty() {
             return Ok(console);
         }
-        let Some(url) = &args.dead_letter_broker else {
+        let Some(url) = &args.broker else {
             return Err(CliError::Usage(
-                "--dead-letter-group needs --dead-letter-broker amqp://...".to_owned(),
+                "--group needs --broker (or EVENTSOURCE_BROKER)".to_owned(),
             ));
         };
-        let bus = RabbitMqBus::new(url).map_err(|error| CliError::Usage(error.to_string()))?;
-        for group in &args.dead_letter_groups {
-            console = console.dead_letters(bus.consumer_group(group).dead_letters());
+        for group in &args.groups {
+            let mut address = DeadLetterAddress::new(url.as_str(), group.as_str());
+            if let Some(prefix) = &args.prefix {
+                address = address.with_prefix(prefix.as_str());
+            }
+            if let Some(stream) = &args.stream {
+                address = address.with_stream(stream.as_str());
+            }
+            let queue = address
+                .open()
+                .map_err(|error| CliError::Usage(error.to_string()))?;
+            console = console.boxed_dead_letters(queue);
         }
         Ok(console)
     }
 }
 
-#[cfg(not(feature = "rabbitmq"))]
+#[cfg(not(feature = "broker"))]
 mod brokers {
     use super::{CliError, Console, ConsoleArgs};
 
     pub fn with_dead_letters(console: Console, args: &ConsoleArgs) -> Result<Console, CliError> {
-        if args.dead_letter_groups.is_empty() {
+        if args.groups.is_empty() {
             return Ok(console);
         }
         Err(CliError::Usage(
-            "this eventsource was built without RabbitMQ: install it with --features \
-             cli,rabbitmq for --dead-letter-group"
+            "this eventsource was built without a broker: install it with --features \
+             cli,rabbitmq (or kafka, or nats) for --group"
                 .to_owned(),
         ))
     }

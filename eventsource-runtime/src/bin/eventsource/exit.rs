@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use eventsource_runtime::store::StoreError;
 
-/// The store failed or cannot be reached.
+/// The store or the broker failed or cannot be reached.
 pub const FAILED: u8 = 1;
 /// Bad arguments or values (clap's own usage errors exit with 2 too).
 pub const USAGE: u8 = 2;
@@ -26,6 +26,15 @@ pub enum CliError {
         what: String,
         #[source]
         source: StoreError,
+    },
+    /// The broker failed.
+    #[cfg(feature = "broker")]
+    #[error("{what}")]
+    Broker {
+        /// What the command was doing.
+        what: String,
+        #[source]
+        source: eventsource_runtime::bus::BusError,
     },
     /// No tokio runtime could be started.
     #[error("cannot start the async runtime")]
@@ -63,6 +72,8 @@ impl CliError {
             Self::Store { .. } | Self::Service { .. } | Self::Runtime(_) | Self::Output(_) => {
                 FAILED
             }
+            #[cfg(feature = "broker")]
+            Self::Broker { .. } => FAILED,
             Self::Usage(_) => USAGE,
             Self::NotFound(_) => NOT_FOUND,
             Self::Refused(_) => REFUSED,

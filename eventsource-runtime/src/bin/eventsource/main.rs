@@ -1,19 +1,22 @@
 //! `eventsource`: the operator's command line. It reads and changes what a service keeps in
 //! its store (PostgreSQL or SQLite) through the runtime's public API only: the projections'
 //! checkpoints, leases, segment claims and parked events, the events and their causation
-//! trees. See `docs/guide/operating.md`.
+//! trees; and its consumer groups' dead letters on its broker. See
+//! `docs/guide/operating.md`.
 //!
-//! Exit codes (`exit.rs`): 0 done, 1 the store failed or cannot be reached, 2 usage (bad
+//! Exit codes (`exit.rs`): 0 done, 1 the store or broker failed or cannot be reached, 2 usage (bad
 //! arguments or values), 3 not found, 4 refused (a worker holds what it would change).
 
 mod args;
 mod causation;
 mod console;
+mod dead_letters;
 mod events;
 mod exit;
 mod output;
 mod parked;
 mod projection;
+mod rebuild;
 mod schema;
 mod service_health;
 mod status;
@@ -47,6 +50,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         // Prints SQL only: no connection needed.
         return schema::grants(&cli.store, grants);
     }
+    if let Command::DeadLetters(command) = cli.command {
+        // A broker's: no store needed.
+        return dead_letters::run(command, cli.json).await;
+    }
     let stores = store::Stores::open(&cli.store).await?;
     let json = cli.json;
     match cli.command {
@@ -57,6 +64,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Parked(command) => parked::run(&stores, command, json).await,
         Command::Migrate => schema::migrate(&stores).await,
         Command::Console(args) => console::run(&stores, &args).await,
-        Command::Grants(_) => Ok(()),
+        Command::Grants(_) | Command::DeadLetters(_) => Ok(()),
     }
 }

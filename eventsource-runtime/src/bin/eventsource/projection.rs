@@ -1,6 +1,8 @@
 //! `eventsource projection reset NAME --to POSITION`: moves a projection's checkpoint as the
 //! holder of its lease (or of every segment of a split one), refusing while a worker holds
-//! it; a position past the head, or an unknown projection, changes nothing.
+//! it; a position past the head, or an unknown projection, changes nothing. `projection
+//! split` splits a split projection's segments again; `projection rebuild` is in
+//! `rebuild.rs`.
 
 use std::time::Duration;
 
@@ -39,6 +41,7 @@ struct Moved {
 pub async fn run(stores: &Stores, command: ProjectionCommand, json: bool) -> Result<(), CliError> {
     match command {
         ProjectionCommand::Split(args) => split(stores, &args, json).await,
+        ProjectionCommand::Rebuild(args) => crate::rebuild::run(stores, &args, json).await,
         ProjectionCommand::Reset(args) => {
             let reset = reset(stores, &args).await?;
             if json {

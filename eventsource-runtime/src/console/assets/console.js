@@ -125,11 +125,19 @@
         row.dataset.position = p.position;
         const actions = document.createElement('td');
         if (config.actions) {
-          actions.append(actionButton('Skip', async () => {
-            if (await act('skip-parked', { projection, position: p.position })) listParked(projection);
-          }, true));
+          actions.append(
+            actionButton('Retry', async () => {
+              if (await act('retry-parked', { projection, position: p.position })) listParked(projection);
+            }),
+            document.createTextNode(' '),
+            actionButton('Skip', async () => {
+              if (confirm('Skip event ' + p.position + ' of ' + projection + '? The projection will never see it.')
+                && await act('skip-parked', { projection, position: p.position })) listParked(projection);
+            }, true),
+          );
         }
-        row.append(cell(p.position, 'num'), cell(p.parked_at), cell(p.error), actions);
+        const state = p.retry_requested ? 'retry requested' : '';
+        row.append(cell(p.position, 'num'), cell(p.parked_at), cell(p.error), cell(state, 'retry-state'), actions);
         return row;
       });
       body.replaceChildren(...rows);

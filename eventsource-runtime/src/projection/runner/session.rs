@@ -7,7 +7,7 @@ use tokio::sync::MutexGuard;
 use super::cadence::{Cadence, alongside};
 use super::retry::{log_retry, log_stopped};
 use super::shutdown::Shutdown;
-use super::unreadable::{Read, upcast_batch};
+use super::unreadable::{Read, RetryRequests, upcast_batch};
 use super::{Halt, Mode, ProjectionRunner, RunnerError};
 use crate::event::EventEnvelope;
 use crate::health::ComponentState;
@@ -58,6 +58,8 @@ impl<P: Projection> ProjectionRunner<P> {
         // What reads the batches ahead while the runner catches up (full batches follow one
         // another), and where its next batch starts.
         let mut reader: Option<(u64, Box<dyn LogReader + '_>)> = None;
+        // Parked events an operator asked to retry are looked for when caught up.
+        let mut retry_requests = RetryRequests::default();
         loop {
             if let Some(signal) = &mut signal {
                 // Seen: a later append wakes the wait below, even one made during the read.
@@ -157,6 +159,10 @@ impl<P: Projection> ProjectionRunner<P> {
                 }
                 // A short batch may have stopped before an unreadable event: read on.
                 continue;
+            }
+            if retry_requests.due(self.settings.poll_interval) {
+                self.retry_requested(name, lease, &upcasters, shutdown)
+                    .await?;
             }
             self.wait_for_events(&mut signal, lease, shutdown).await?;
         }

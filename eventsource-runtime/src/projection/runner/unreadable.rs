@@ -10,7 +10,7 @@ use crate::event::{EventEnvelope, StreamId};
 use crate::projection::checkpoint::{ParkedEvent, ProjectionLease};
 use crate::projection::{Projection, instrument};
 use crate::store::StoreError;
-use crate::telemetry::otel::log::log_error;
+use crate::telemetry::otel::log::{log_error, log_info, log_warn};
 use crate::telemetry::values::Chain;
 
 /// What a [`ProjectionRunner`] does with an event the store cannot read back (a damaged
@@ -326,41 +326,134 @@ impl<P: Projection> ProjectionRunner<P> {
             .await?;
         let upcasters = self.projection.lock().await.upcasters();
         for parked in parked {
-            let at = parked.position;
-            let read = match self.read_some(name, at, 1, shutdown).await? {
-                Ok(events) => upcast_batch(&upcasters, events),
-                Err(error) if unreadable_at(&error) == Some(at) => Read::Unreadable {
-                    position: at,
-                    error: Unreadable::Row(error),
-                },
-                // Another event is unreadable: this one is gone.
-                Err(_) => Read::Events(Vec::new()),
-            };
-            match read {
-                Read::Events(events) => {
-                    for event in events.iter().filter(|e| e.position == at) {
-                        self.deliver(name, lease, event, shutdown).await?;
-                    }
-                    // Handled, or no longer in the store: nothing left to retry.
-                }
-                Read::Unreadable { position, error } if position == at => {
-                    let again = ParkedEvent::new(at, error.reason());
-                    self.retrying(name, "park event", shutdown, || {
-                        self.checkpoints.park(name, &again)
-                    })
-                    .await?;
-                    continue;
-                }
-                Read::Unreadable { .. } => {}
-            }
-            self.retrying(name, "unpark event", shutdown, || {
-                self.checkpoints.unpark(name, at)
-            })
-            .await?;
+            self.retry_one(name, lease, parked.position, &upcasters, shutdown)
+                .await?;
         }
         self.retrying(name, "list parked events", shutdown, || {
             self.checkpoints.parked(name)
         })
         .await
+    }
+
+    /// Retries the event parked at `at`: handed to the projection and unparked when it can
+    /// now be read (unparked too when it is no longer in the store), parked again with its
+    /// latest error when it cannot.
+    async fn retry_one(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        at: u64,
+        upcasters: &Upcasters,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<Retried, Halt> {
+        let read = match self.read_some(name, at, 1, shutdown).await? {
+            Ok(events) => upcast_batch(upcasters, events),
+            Err(error) if unreadable_at(&error) == Some(at) => Read::Unreadable {
+                position: at,
+                error: Unreadable::Row(error),
+            },
+            // Another event is unreadable: this one is gone.
+            Err(_) => Read::Events(Vec::new()),
+        };
+        match read {
+            Read::Events(events) => {
+                for event in events.iter().filter(|e| e.position == at) {
+                    self.deliver(name, lease, event, shutdown).await?;
+                }
+                // Handled, or no longer in the store: nothing left to retry.
+            }
+            Read::Unreadable { position, error } if position == at => {
+                let again = ParkedEvent::new(at, error.reason());
+                self.retrying(name, "park event", shutdown, || {
+                    self.checkpoints.park(name, &again)
+                })
+                .await?;
+                return Ok(Retried::ParkedAgain(again.error));
+            }
+            Read::Unreadable { .. } => {}
+        }
+        self.retrying(name, "unpark event", shutdown, || {
+            self.checkpoints.unpark(name, at)
+        })
+        .await?;
+        Ok(Retried::Handled)
+    }
+
+    /// Retries the parked events an operator asked to retry
+    /// ([`CheckpointStore::request_retry`](crate::projection::checkpoint::CheckpointStore::request_retry)),
+    /// as [`retry_parked`](Self::retry_parked) does, while the runner follows the log. A
+    /// handler that keeps failing on one leaves it parked with the handler's error (the
+    /// request cleared) instead of stopping the runner.
+    pub(super) async fn retry_requested(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        upcasters: &Upcasters,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<(), Halt> {
+        let requested = self
+            .retrying(name, "list retry requests", shutdown, || {
+                self.checkpoints.retry_requests(name)
+            })
+            .await?;
+        for at in requested {
+            match self.retry_one(name, lease, at, upcasters, shutdown).await {
+                Ok(Retried::Handled) => log_info!(
+                    projection = name,
+                    position = at,
+                    "projection runner retried a parked event on request: handled"
+                ),
+                Ok(Retried::ParkedAgain(reason)) => log_warn!(
+                    projection = name,
+                    position = at,
+                    error = %reason,
+                    "projection runner retried a parked event on request: still unreadable, parked again"
+                ),
+                Err(Halt::Failed(failed @ RunnerError::HandlerFailed { .. })) => {
+                    let again = ParkedEvent::new(at, Chain(&failed).to_string());
+                    self.retrying(name, "park event", shutdown, || {
+                        self.checkpoints.park(name, &again)
+                    })
+                    .await?;
+                    log_warn!(
+                        projection = name,
+                        position = at,
+                        error = %again.error,
+                        "projection runner retried a parked event on request: the handler failed, parked again"
+                    );
+                }
+                Err(halt) => return Err(halt),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What retrying one parked event gave.
+enum Retried {
+    /// Handled (or gone from the store): no longer parked.
+    Handled,
+    /// Still unreadable: parked again with this error.
+    ParkedAgain(String),
+}
+
+/// When a following runner last asked for retry requests: at most once per poll interval.
+#[derive(Debug, Default)]
+pub(super) struct RetryRequests {
+    asked_at: Option<std::time::Instant>,
+}
+
+impl RetryRequests {
+    /// Whether to ask now (and, if so, remembers that it did).
+    pub(super) fn due(&mut self, interval: std::time::Duration) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .asked_at
+            .is_some_and(|at| now.duration_since(at) < interval)
+        {
+            return false;
+        }
+        self.asked_at = Some(now);
+        true
     }
 }

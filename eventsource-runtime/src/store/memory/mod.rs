@@ -13,9 +13,9 @@ use uuid::Uuid;
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, check_stream};
 use crate::store::outgoing::Outgoing;
-use crate::store::settings::telemetry_builders;
 use crate::store::{
-    AppendResult, AppendSignal, ExpectedVersion, ReadBatch, Segment, StoreError, StoreTelemetry,
+    AppendResult, AppendSignal, ExpectedVersion, ReadBatch, Segment, StoreError, StoreSpanNames,
+    StoreTelemetry,
 };
 use segments::SegmentIndex;
 
@@ -209,7 +209,20 @@ impl InMemoryEventStore {
         Self::default()
     }
 
-    telemetry_builders!(enable_tracing, span_names);
+    /// The component switch: `false` stops this store's spans (this clone's; other
+    /// clones keep their own setting).
+    #[must_use]
+    pub fn enable_tracing(mut self, enabled: bool) -> Self {
+        Arc::make_mut(&mut self.telemetry).enabled = enabled;
+        self
+    }
+
+    /// Overrides the span names (e.g. `event_store.load` / `event_store.append`).
+    #[must_use]
+    pub fn with_span_names(mut self, names: StoreSpanNames) -> Self {
+        Arc::make_mut(&mut self.telemetry).names = names;
+        self
+    }
 
     /// How many events the store holds, all streams together.
     #[must_use]

@@ -3,7 +3,7 @@
 //! through a lease) but reset back on purpose (a rebuild); leases that exclude every other
 //! runner on the same data, one at a time among racing ones, and no runner on other data;
 //! parked events per projection, replaced at the same position, listed by position, removed
-//! one by one.
+//! one by one; an operator's retry requests kept with the parked event they name.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -229,6 +229,44 @@ pub async fn parked_events_are_kept_per_projection(
     assert_eq!(checkpoints.parked("b").await.unwrap()[0].error, "b's");
     assert!(checkpoints.parked("c").await.unwrap().is_empty());
     assert!(!checkpoints.unpark("c", 3).await.unwrap());
+}
+
+/// An operator's retry requests ([`CheckpointStore::request_retry`]): only a parked event
+/// takes one; the requested positions list in order, per projection; parking the event again
+/// clears its request, unparking it removes it. `checkpoints` must hold no parked event yet.
+pub async fn retry_requests_are_kept_with_the_parked_event(checkpoints: Arc<dyn CheckpointStore>) {
+    assert!(
+        !checkpoints.request_retry("a", 7).await.unwrap(),
+        "nothing parked"
+    );
+    assert!(checkpoints.retry_requests("a").await.unwrap().is_empty());
+    for (projection, position) in [("a", 7), ("a", 3), ("a", 9), ("b", 7)] {
+        let parked = ParkedEvent::new(position, "unreadable");
+        checkpoints.park(projection, &parked).await.unwrap();
+    }
+    assert!(checkpoints.request_retry("a", 9).await.unwrap());
+    assert!(checkpoints.request_retry("a", 3).await.unwrap());
+    assert!(
+        checkpoints.request_retry("a", 3).await.unwrap(),
+        "asked twice"
+    );
+    assert!(!checkpoints.request_retry("a", 8).await.unwrap());
+    assert_eq!(checkpoints.retry_requests("a").await.unwrap(), [3, 9]);
+    assert!(checkpoints.retry_requests("b").await.unwrap().is_empty());
+
+    let again = ParkedEvent::new(9, "still unreadable");
+    checkpoints.park("a", &again).await.unwrap();
+    assert_eq!(checkpoints.retry_requests("a").await.unwrap(), [3]);
+    assert!(checkpoints.unpark("a", 3).await.unwrap());
+    assert!(checkpoints.retry_requests("a").await.unwrap().is_empty());
+    let left: Vec<u64> = checkpoints
+        .parked("a")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.position)
+        .collect();
+    assert_eq!(left, [7, 9], "a request changes no parked event");
 }
 
 /// What an operator lists: every checkpoint by name with its position (a reset one at its

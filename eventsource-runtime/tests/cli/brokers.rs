@@ -1,0 +1,479 @@
+//! `eventsource dead-letters` as users run it: the built binary against RabbitMQ, Kafka and
+//! NATS. Each test runs a real consumer group whose handler fails, so that an event becomes
+//! a dead letter through the bus itself; then `list` shows it by id, `requeue` moves it back
+//! and the mended handler handles it (by id), and `purge` deletes another one, read back
+//! through the library.
+//!
+//! The servers come from `EVENTSOURCE_AMQP_URL`, `EVENTSOURCE_KAFKA_BROKERS` and
+//! `EVENTSOURCE_NATS_URL`; without one its test prints `skipped: ...` and passes, unless
+//! `EVENTSOURCE_REQUIRE_<BROKER>=1`. Each test works under names of its own (an exchange,
+//! a topic prefix, a stream); the NATS test deletes its streams, the others leave their
+//! (empty) queues and topics behind.
+
+use std::io::Write as _;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventsource_runtime::bus::{BusError, DeadLetterQueue, EventBus, HandlerError};
+use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::store::{EventStore, ExpectedVersion, InMemoryEventStore};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// The handler's name on every group.
+const HANDLER: &str = "mailer";
+
+/// What one run of the binary gave.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs `eventsource` with `args`, none of the broker variables of the test's environment.
+fn eventsource<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_eventsource"))
+        .args(args)
+        .env_remove("EVENTSOURCE_BROKER")
+        .env_remove("EVENTSOURCE_BUS_PREFIX")
+        .env_remove("EVENTSOURCE_NATS_STREAM")
+        .output()
+        .expect("the eventsource binary runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The server in `variable`, or `None` after a `skipped:` line (a failure when `required`
+/// is `1`).
+fn server(test: &str, variable: &str, required: &str) -> Option<String> {
+    if let Ok(address) = std::env::var(variable)
+        && !address.trim().is_empty()
+    {
+        return Some(address);
+    }
+    assert!(
+        std::env::var(required).as_deref() != Ok("1"),
+        "{test}: {required}=1 but {variable} is not set; the test must run"
+    );
+    let line = format!("{test}: skipped: {variable} not set\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    None
+}
+
+/// The group's handler: fails while `broken`, and keeps the ids it handled.
+#[derive(Default)]
+struct Mailer {
+    broken: AtomicBool,
+    handled: Mutex<Vec<Uuid>>,
+}
+
+impl Mailer {
+    fn handle(
+        self: &Arc<Self>,
+    ) -> impl Fn(EventEnvelope) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static
+    {
+        let mailer = Arc::clone(self);
+        move |event| {
+            std::future::ready(if mailer.broken.load(Ordering::SeqCst) {
+                Err(HandlerError::new("the mail server is down"))
+            } else {
+                mailer.handled.lock().unwrap().push(event.event_id);
+                Ok(())
+            })
+        }
+    }
+
+    fn handled(&self, id: Uuid) -> bool {
+        self.handled.lock().unwrap().contains(&id)
+    }
+}
+
+/// One broker's running group, as the test drives it.
+struct Fixture {
+    /// `--broker URL --group NAME` and the bus's names.
+    cli: Vec<String>,
+    bus: Arc<dyn EventBus>,
+    /// The same dead letters, through the library, to read back what the binary did.
+    dead: Box<dyn DeadLetterQueue>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), BusError>>,
+}
+
+impl Fixture {
+    fn with(&self, args: &[&str]) -> Vec<String> {
+        args.iter()
+            .map(|arg| (*arg).to_owned())
+            .chain(self.cli.iter().cloned())
+            .collect()
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("joined").expect("stopped cleanly");
+    }
+}
+
+/// One stored event of a new order stream.
+async fn stored_event() -> EventEnvelope {
+    let store = InMemoryEventStore::new();
+    let stream = StreamId::new("Order", format!("o-{}", Uuid::now_v7().simple()));
+    let event = NewEvent::new("OrderPlaced".to_owned(), 1, json!({ "total": 42 }));
+    let appended = store
+        .append(&stream, ExpectedVersion::NoStream, vec![event])
+        .await
+        .unwrap();
+    appended.events.into_iter().next().unwrap()
+}
+
+/// Polls `done` every 100 ms for up to a minute (a Kafka group's first join takes seconds).
+async fn until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+async fn dead_count(fixture: &Fixture) -> u64 {
+    fixture.dead.count().await.unwrap()
+}
+
+/// The scenario every broker passes.
+async fn list_requeue_purge(fixture: Fixture, mailer: Arc<Mailer>) {
+    // A dead letter, made by the bus: the handler fails on both deliveries.
+    mailer.broken.store(true, Ordering::SeqCst);
+    let first = stored_event().await;
+    fixture
+        .bus
+        .publish(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    until("the event is dead-lettered", || async {
+        dead_count(&fixture).await == 1
+    })
+    .await;
+
+    let listed = eventsource(&fixture.with(&["dead-letters", "list", "--json"]))
+        .expect(0)
+        .json();
+    let letters = listed.as_array().expect("a list");
+    assert_eq!(letters.len(), 1, "{listed:#}");
+    let letter = &letters[0];
+    assert_eq!(letter["id"], first.event_id.to_string(), "{listed:#}");
+    assert_eq!(letter["kind"], "failed");
+    assert_eq!(letter["event_type"], "OrderPlaced");
+    assert_eq!(letter["stream"], format!("Order/{}", first.aggregate_id()));
+    assert_eq!(letter["handler"], HANDLER);
+    assert!(letter["attempts"].as_u64().unwrap() >= 2, "{listed:#}");
+    assert!(
+        letter["error"]
+            .as_str()
+            .unwrap()
+            .contains("the mail server is down"),
+        "{listed:#}"
+    );
+    let text = eventsource(&fixture.with(&["dead-letters", "list"]))
+        .expect(0)
+        .stdout;
+    assert!(text.starts_with("ID "), "{text}");
+    assert!(text.contains(&first.event_id.to_string()), "{text}");
+    // Listing left it in place.
+    assert_eq!(dead_count(&fixture).await, 1);
+
+    // Mended, moved back: the handler handles that very event.
+    mailer.broken.store(false, Ordering::SeqCst);
+    let requeued = eventsource(&fixture.with(&["dead-letters", "requeue", "--json"]))
+        .expect(0)
+        .json();
+    assert_eq!(requeued["requeued"], 1, "{requeued:#}");
+    until("the requeued event is handled", || async {
+        mailer.handled(first.event_id)
+    })
+    .await;
+    assert_eq!(dead_count(&fixture).await, 0);
+
+    // Another one, purged: gone, and never handled.
+    mailer.broken.store(true, Ordering::SeqCst);
+    let second = stored_event().await;
+    fixture
+        .bus
+        .publish(std::slice::from_ref(&second))
+        .await
+        .unwrap();
+    until("the second event is dead-lettered", || async {
+        dead_count(&fixture).await == 1
+    })
+    .await;
+    let purged = eventsource(&fixture.with(&["dead-letters", "purge"]))
+        .expect(0)
+        .stdout;
+    assert!(purged.contains("1 dead letter(s) deleted"), "{purged}");
+    assert_eq!(dead_count(&fixture).await, 0);
+    let listed = eventsource(&fixture.with(&["dead-letters", "list", "--json"]))
+        .expect(0)
+        .json();
+    assert_eq!(listed, json!([]));
+    assert!(!mailer.handled(second.event_id));
+
+    // A group the broker does not know: not found, and not created.
+    let mut unknown = fixture.with(&["dead-letters", "list"]);
+    let group = unknown.iter().position(|arg| arg == "--group").unwrap() + 1;
+    unknown[group] = format!("nosuch-{}", Uuid::now_v7().simple());
+    let said = eventsource(&unknown).expect(3).stderr;
+    assert!(said.contains("no consumer group"), "{said}");
+    let missing = eventsource(&unknown).expect(3);
+    assert!(missing.stdout.is_empty());
+
+    fixture.stop().await;
+}
+
+#[cfg(test)]
+mod rabbitmq {
+    use super::*;
+    use eventsource_runtime::rabbitmq::RabbitMqBus;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_letters_are_listed_requeued_and_purged_on_rabbitmq() {
+        let test = "dead_letters_are_listed_requeued_and_purged_on_rabbitmq";
+        let Some(url) = server(test, "EVENTSOURCE_AMQP_URL", "EVENTSOURCE_REQUIRE_RABBITMQ") else {
+            return;
+        };
+        let exchange = format!("es-cli-{}", Uuid::now_v7().simple());
+        let bus = RabbitMqBus::new(&url).unwrap().with_exchange(&exchange);
+        let group = bus
+            .consumer_group("mail")
+            .retry_delays([Duration::from_millis(50)]);
+        let mailer = Arc::new(Mailer::default());
+        group.subscribe_fn(HANDLER, mailer.handle());
+        group.declare().await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = group.clone();
+        let task = tokio::spawn(async move {
+            running
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let fixture = Fixture {
+            cli: vec![
+                "--broker".into(),
+                url.clone(),
+                "--group".into(),
+                "mail".into(),
+                "--prefix".into(),
+                exchange,
+            ],
+            bus: Arc::new(bus),
+            dead: Box::new(group.dead_letters()),
+            stop,
+            task,
+        };
+        list_requeue_purge(fixture, mailer).await;
+    }
+}
+
+#[cfg(test)]
+mod kafka {
+    use super::*;
+    use eventsource_runtime::kafka::KafkaBus;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_letters_are_listed_requeued_and_purged_on_kafka() {
+        let test = "dead_letters_are_listed_requeued_and_purged_on_kafka";
+        let Some(brokers) = server(
+            test,
+            "EVENTSOURCE_KAFKA_BROKERS",
+            "EVENTSOURCE_REQUIRE_KAFKA",
+        ) else {
+            return;
+        };
+        let url = if brokers.starts_with("kafka://") {
+            brokers
+        } else {
+            format!("kafka://{brokers}")
+        };
+        let prefix = format!("es-cli-{}", Uuid::now_v7().simple());
+        let bus = KafkaBus::new(&url).unwrap().with_topic_prefix(&prefix);
+        let group = bus
+            .consumer_group("mail")
+            .bind("Order.*")
+            .retry_delays([Duration::from_millis(50)]);
+        let mailer = Arc::new(Mailer::default());
+        group.subscribe_fn(HANDLER, mailer.handle());
+        bus.declare(["Order"]).await.unwrap();
+        group.declare().await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = group.clone();
+        let task = tokio::spawn(async move {
+            running
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let fixture = Fixture {
+            cli: vec![
+                "--broker".into(),
+                url,
+                "--group".into(),
+                "mail".into(),
+                "--prefix".into(),
+                prefix,
+            ],
+            bus: Arc::new(bus),
+            dead: Box::new(group.dead_letters()),
+            stop,
+            task,
+        };
+        list_requeue_purge(fixture, mailer).await;
+    }
+}
+
+#[cfg(test)]
+mod nats {
+    use super::*;
+    use eventsource_runtime::nats::NatsBus;
+    use eventsource_runtime::nats::async_nats::jetstream;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_letters_are_listed_requeued_and_purged_on_nats() {
+        let test = "dead_letters_are_listed_requeued_and_purged_on_nats";
+        let Some(url) = server(test, "EVENTSOURCE_NATS_URL", "EVENTSOURCE_REQUIRE_NATS") else {
+            return;
+        };
+        let id = Uuid::now_v7().simple().to_string();
+        let (stream, prefix) = (format!("ES_CLI_{id}"), format!("es-cli-{id}"));
+        let bus = NatsBus::new(&url)
+            .unwrap()
+            .with_stream(&stream)
+            .with_subject_prefix(&prefix);
+        let group = bus
+            .consumer_group("mail")
+            .retry_delays([Duration::from_millis(50)]);
+        let mailer = Arc::new(Mailer::default());
+        group.subscribe_fn(HANDLER, mailer.handle());
+        group.declare().await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = group.clone();
+        let task = tokio::spawn(async move {
+            running
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let fixture = Fixture {
+            cli: vec![
+                "--broker".into(),
+                url.clone(),
+                "--group".into(),
+                "mail".into(),
+                "--prefix".into(),
+                prefix,
+                "--stream".into(),
+                stream.clone(),
+            ],
+            bus: Arc::new(bus),
+            dead: Box::new(group.dead_letters()),
+            stop,
+            task,
+        };
+        list_requeue_purge(fixture, mailer).await;
+
+        let client = eventsource_runtime::nats::async_nats::connect(&url)
+            .await
+            .unwrap();
+        let js = jetstream::new(client);
+        for suffix in ["", "_RETRY", "_DEAD"] {
+            let _ = js.delete_stream(format!("{stream}{suffix}")).await;
+        }
+    }
+}
+
+/// Bad input needs no server: an unknown scheme is usage (2), an unreachable broker a
+/// failure (1), and neither says the password.
+#[test]
+fn bad_broker_urls_are_told_apart_without_showing_the_password() {
+    let unknown = eventsource(&[
+        "dead-letters",
+        "list",
+        "--broker",
+        "redis://ops:hunter2hunter@127.0.0.1:6379",
+        "--group",
+        "mail",
+    ])
+    .expect(2);
+    assert!(
+        unknown.stderr.contains("unknown broker URL `redis:`"),
+        "{}",
+        unknown.stderr
+    );
+    assert!(!unknown.stderr.contains("hunter2hunter"));
+
+    // Port 1: nothing listens there.
+    let unreachable = eventsource(&[
+        "dead-letters",
+        "purge",
+        "--broker",
+        "amqp://ops:hunter2hunter@127.0.0.1:1/%2f",
+        "--group",
+        "mail",
+    ])
+    .expect(1);
+    assert!(
+        unreachable
+            .stderr
+            .contains("amqp://ops:***@127.0.0.1:1/%2f"),
+        "{}",
+        unreachable.stderr
+    );
+    assert!(!unreachable.stderr.contains("hunter2hunter"));
+
+    let kafka_secret = eventsource(&[
+        "dead-letters",
+        "list",
+        "--broker",
+        "kafka://?sasl.password=hunter2hunter",
+        "--group",
+        "mail",
+    ])
+    .expect(2);
+    assert!(
+        !kafka_secret.stderr.contains("hunter2hunter"),
+        "{}",
+        kafka_secret.stderr
+    );
+
+    let no_group = eventsource(&["dead-letters", "list", "--broker", "nats://127.0.0.1:1"]);
+    assert_eq!(no_group.code, 2, "clap's usage error: {}", no_group.stderr);
+}

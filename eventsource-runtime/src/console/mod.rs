@@ -21,14 +21,23 @@
 //!   never shown.
 //!
 //! ```no_run
-//! # async fn run(store: eventsource_runtime::postgres::PostgresEventStore) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
 //! use eventsource_runtime::console::Console;
 //! use eventsource_runtime::operate::Stores;
+//! use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
+//! use eventsource_runtime::store::InMemoryEventStore;
 //!
-//! let console = Console::new(Stores::postgres(&store))
+//! // The service's stores (`Stores::postgres(&store)`, `Stores::sqlite(&store)`).
+//! let stores = Stores::new(
+//!     Arc::new(InMemoryEventStore::new()),
+//!     Arc::new(InMemoryCheckpointStore::new()),
+//! );
+//! let console = Console::new(stores)
 //!     .trace_url("http://localhost:16686/trace/{trace_id}")?
 //!     .admin_token("on-call", std::env::var("CONSOLE_TOKEN")?)?;
-//! // Open it at http://host:port/ops/ (with the slash).
+//! // Open it at http://127.0.0.1:8080/ops/ (with the slash).
 //! let app = axum::Router::new().nest("/ops", console.router());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(

@@ -7,17 +7,24 @@
 //! It reads through the stores' public traits only ([`EventStore`],
 //! [`CheckpointStore`], [`SegmentClaims`]), so it works on any store, and changes nothing.
 //!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use eventsource_runtime::operate::{self, Stores};
-//! use eventsource_runtime::sqlite::SqliteEventStore;
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use std::sync::Arc;
 //!
-//! let store = SqliteEventStore::connect("sqlite:service.db").await?;
-//! let report = operate::status(&Stores::sqlite(&store)).await?;
+//! use eventsource_runtime::operate::{self, Stores};
+//! use eventsource_runtime::projection::checkpoint::{CheckpointStore as _, InMemoryCheckpointStore};
+//! use eventsource_runtime::store::InMemoryEventStore;
+//!
+//! // A service's stores: `Stores::postgres(&store)`, `Stores::sqlite(&store)`.
+//! let checkpoints = InMemoryCheckpointStore::new();
+//! checkpoints.save("orders", 0).await?;
+//! let stores = Stores::new(Arc::new(InMemoryEventStore::new()), Arc::new(checkpoints));
+//! let report = operate::status(&stores).await?;
 //! for projection in &report.projections {
 //!     println!("{} is {} events behind", projection.name, projection.lag.events);
 //! }
-//! # Ok(()) }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
 //! ```
 
 mod causation;

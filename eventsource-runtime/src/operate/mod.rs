@@ -1,6 +1,6 @@
 //! What an operator reads from a service's store, computed once for the `eventsource`
-//! command line and the [`console`](crate::console) page (each formats it its own way):
-//! every projection's [status](status) (checkpoint, lag, owners, parked events), the
+//! command line and the `console` page (each formats it its own way):
+//! every projection's [`status`] (checkpoint, lag, owners, parked events), the
 //! [events](read_events) of a stream, of the log or of a correlation, and a correlation's
 //! [causation tree](causation_tree) laid out for drawing.
 //!

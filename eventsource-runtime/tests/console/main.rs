@@ -1,9 +1,11 @@
 //! The console as users meet it: its router called directly (`api.rs`: reads, bad input,
-//! the admin token, cross-site requests, the action spans against the contract), and the
-//! page in a real browser over SQLite and RabbitMQ (`browser.rs`).
+//! the admin token, cross-site requests, the action spans against the contract), the page
+//! in a real browser over SQLite and RabbitMQ (`browser.rs`), and `eventsource console`
+//! started as an operator starts it (`command.rs`).
 
 mod api;
 mod browser;
+mod command;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +27,13 @@ pub const TOKEN: &str = "test-admin-token-7f3a";
 pub struct Seeded {
     pub store: SqliteEventStore,
     dir: PathBuf,
+}
+
+impl Seeded {
+    /// The SQLite file.
+    pub fn file(&self) -> PathBuf {
+        self.dir.join("events.db")
+    }
 }
 
 impl Drop for Seeded {

@@ -7,6 +7,9 @@
 //!   parked events, as JSON. Goal: under 300 ms.
 //! - `console/operate_status`: the same report through `operate::status`, as
 //!   `eventsource status` computes it. Goal: under 1 s.
+//! - `console/causation_1000`: `GET /api/causation` of a correlation of 1,000 events (each
+//!   caused by the one before: a chain 1,000 deep), its tree read, laid out and drawn as
+//!   SVG. Goal: under 1 s.
 //!
 //! The store is seeded once, in the schema `eventsource_console_bench` (a few
 //! `INSERT ... SELECT generate_series` statements, then the segments' index), and reused by
@@ -52,9 +55,14 @@ async fn seeded(url: &str) -> PostgresEventStore {
         }
     };
     let events = count("SELECT count(*) FROM eventsource_console_bench.events").await;
+    let chain = count(
+        "SELECT count(*) FROM eventsource_console_bench.events \
+         WHERE metadata->>'correlation_id' = 'req-0'",
+    )
+    .await;
     let segments =
         count("SELECT count(*) FROM eventsource_console_bench.projection_segments").await;
-    if events == EVENTS && segments == PROJECTIONS * SEGMENTS {
+    if events == EVENTS && segments == PROJECTIONS * SEGMENTS && chain == 1000 {
         return store;
     }
     eprintln!("seeding {SCHEMA}: {EVENTS} events, {PROJECTIONS} projections x {SEGMENTS} segments");
@@ -68,14 +76,18 @@ async fn seeded(url: &str) -> PostgresEventStore {
         .unwrap();
     store.migrate().await.unwrap();
     let statements = [
-        // Stream i % STREAMS at version i / STREAMS + 1; an hour of events up to now.
+        // Stream i % STREAMS at version i / STREAMS + 1; an hour of events up to now; a
+        // correlation of every 1,000, each event caused by the one before (ids from i).
         format!(
             "INSERT INTO {SCHEMA}.events (stream_type, stream_id, version, event_id, event_type, \
              schema_version, recorded_at, payload, metadata) \
-             SELECT 'Order', 'o-' || (i % {STREAMS}), i / {STREAMS} + 1, gen_random_uuid(), \
+             SELECT 'Order', 'o-' || (i % {STREAMS}), i / {STREAMS} + 1, md5(i::text)::uuid, \
                     'OrderPlaced', 1, now() - ({EVENTS} - i) * interval '3.6 milliseconds', \
                     jsonb_build_object('n', i), \
-                    jsonb_build_object('correlation_id', 'req-' || (i / 10)) \
+                    jsonb_build_object('correlation_id', 'req-' || (i / 1000), \
+                                       'causation_id', CASE WHEN i % 1000 = 0 \
+                                           THEN 'cause-' || i \
+                                           ELSE md5((i - 1)::text)::uuid::text END) \
              FROM generate_series(0, {EVENTS} - 1) AS i"
         ),
         // Projection p behind by p * 100 events plus a little per segment.
@@ -96,7 +108,7 @@ async fn seeded(url: &str) -> PostgresEventStore {
             "INSERT INTO {SCHEMA}.checkpoints (projection, position) \
              VALUES ('eventsource.relay', {EVENTS} - 5)"
         ),
-        format!("ANALYZE {SCHEMA}.events"),
+        format!("VACUUM ANALYZE {SCHEMA}.events"),
     ];
     for statement in &statements {
         sqlx::query(statement).execute(&pool).await.unwrap();
@@ -137,6 +149,22 @@ fn console(c: &mut Criterion) {
     });
     group.bench_function("operate_status", |b| {
         b.iter(|| runtime.block_on(operate::status(&stores)).unwrap());
+    });
+    let tree = runtime.block_on(operate::causation_tree(&[&store], "req-0"));
+    assert_eq!(tree.unwrap().len(), 1000);
+    group.bench_function("causation_1000", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let request = Request::get("/api/causation?correlation=req-0")
+                    .body(Body::empty())
+                    .unwrap();
+                let response = router.clone().oneshot(request).await.unwrap();
+                assert!(response.status().is_success());
+                axum::body::to_bytes(response.into_body(), 1 << 24)
+                    .await
+                    .unwrap()
+            })
+        });
     });
     group.finish();
 }

@@ -21,6 +21,12 @@
 //! - `adapter` (with any broker's feature): what the broker adapters are built from: TLS,
 //!   publishing, reconnection, a group's health and stall watch (uses `bus`, `health`,
 //!   `event`, `telemetry`);
+//! - `console` (feature `console`): the operator's page as an axum `Router`: what `operate`
+//!   reads, drawn and refreshing, and the actions (parked events, dead letters) behind an
+//!   admin token (uses `operate`, `bus`, the brokers' dead letters, `telemetry`);
+//! - `operate` (feature `operate`): what an operator reads from a store, computed once for
+//!   the command line and the console: status and lag, events, causation trees laid out
+//!   (uses `projection`, `lineage`, `relay`, `store`, `event`);
 //! - `testing` (feature `testing`): given/when/then for aggregates, span and metric capture,
 //!   the conformance suites of stores and brokers (uses `command`, `relay`, `bus`,
 //!   `projection`, `snapshot`, `store`, `aggregate`, `event`, `telemetry`);
@@ -130,6 +136,9 @@ pub mod adapter;
 pub mod aggregate;
 pub mod bus;
 pub mod command;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub mod console;
 pub mod event;
 pub mod health;
 #[cfg(feature = "kafka")]
@@ -139,6 +148,9 @@ pub mod lineage;
 #[cfg(feature = "nats")]
 #[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
+#[cfg(feature = "operate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "operate")))]
+pub mod operate;
 mod panic;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

@@ -58,6 +58,8 @@ pub const MESSAGING_SYSTEM: &str = "messaging.system";
 pub const SERVER_ADDRESS: &str = "server.address";
 /// `server.port`: a networked store's port (integer).
 pub const SERVER_PORT: &str = "server.port";
+/// `client.address`: the address an operator's console request came from.
+pub const CLIENT_ADDRESS: &str = "client.address";
 
 /// [`MESSAGING_OPERATION_TYPE`] of a publish span (the current conventions dropped
 /// `publish` for `send`).
@@ -199,6 +201,13 @@ pub const SPAN_PROJECTION_PARK: &str = "eventsource.projection.park";
 /// Span: a projection runner stopping at an event it cannot read or upcast
 /// (`UnreadablePolicy::Stop`).
 pub const SPAN_PROJECTION_STOP: &str = "eventsource.projection.stop";
+/// Span name prefix of an operator's console action (INTERNAL): `eventsource.console.`
+/// then the action (`skip_parked`, `requeue_dead_letters`, `purge_dead_letters`).
+pub const SPAN_CONSOLE_ACTION_PREFIX: &str = "eventsource.console.";
+/// The label of the admin token a console action was allowed with (never the token).
+pub const CONSOLE_ACTOR: &str = "eventsource.console.actor";
+/// What a console action changed: the events unparked, the dead letters moved or deleted.
+pub const CONSOLE_AFFECTED: &str = "eventsource.console.affected";
 
 // ---- span event names -----------------------------------------------------------------------
 
@@ -335,6 +344,7 @@ mod tests {
     #[test]
     fn semantic_convention_keys_match_opentelemetry() {
         match_semconv!(
+            CLIENT_ADDRESS,
             DB_COLLECTION_NAME,
             DB_NAMESPACE,
             DB_OPERATION_NAME,

@@ -59,6 +59,8 @@ pub enum Command {
     Migrate,
     /// Print the SQL granting ROLE what the runtime needs on the schema (PostgreSQL).
     Grants(GrantsArgs),
+    /// Serve the console page (loopback; actions need --admin-token).
+    Console(crate::console::ConsoleArgs),
 }
 
 #[derive(Debug, Args)]

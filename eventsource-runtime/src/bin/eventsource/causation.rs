@@ -1,8 +1,11 @@
 //! `eventsource causation ID`: the causation tree of a correlation id, or of an event's
-//! correlation with the event marked (`asked.rs` tells which), as text, JSON, Mermaid or DOT,
-//! each event linked to its trace.
+//! correlation with the event marked (`asked.rs` tells which), as text, JSON, Mermaid or
+//! DOT, each event linked to its trace (the tree read and laid out by
+//! `eventsource_runtime::operate`, which the console shares).
 
-use eventsource_runtime::lineage::{CausationTree, EventNode, Node};
+use eventsource_runtime::lineage::CausationTree;
+use eventsource_runtime::operate;
+use eventsource_runtime::store::EventStore;
 
 use crate::args::{CausationQuery, TreeFormat};
 use crate::exit::CliError;
@@ -15,32 +18,17 @@ pub async fn run(
     query: &CausationQuery,
     json: bool,
 ) -> Result<(), CliError> {
-    let (correlation, marked, mut events) = crate::asked::events_of(stores, query).await?;
-    let correlation = &correlation;
-    let failed = || {
-        CliError::store(format!(
-            "cannot read the events of correlation {correlation}"
-        ))
-    };
-    if !query.also_stores.is_empty() {
-        for target in &query.also_stores {
-            let other = Stores::open_target(target, schema).await?;
-            let more = other.events.events_by_correlation(correlation).await;
-            events.extend(more.map_err(failed())?);
-        }
-        // Each store's events are in its own order; across stores, time orders them.
-        events.sort_by_key(|event| event.timestamp);
+    let (correlation, marked, events) = crate::asked::events_of(stores, query).await?;
+    let mut others = Vec::new();
+    for target in &query.also_stores {
+        others.push(Stores::open_target(target, schema).await?);
     }
-    let tree = CausationTree::from_events(correlation.as_str(), events);
+    let others: Vec<&dyn EventStore> = others.iter().map(|other| &*other.events).collect();
+    let tree = operate::causation_tree_with(events, &others, &correlation).await?;
     let tree = match marked {
         Some(event_id) => tree.with_marked(event_id),
         None => tree,
     };
-    if tree.is_empty() {
-        return Err(CliError::NotFound(format!(
-            "no event has the correlation id `{correlation}`"
-        )));
-    }
     let trace_url = query.trace_url.as_deref();
     match if json { TreeFormat::Json } else { query.format } {
         TreeFormat::Text => output::text(&tree.to_string()),
@@ -50,68 +38,12 @@ pub async fn run(
     }
 }
 
-/// A node of the drawing: its id, label, trace link, and the id of its parent.
-struct Drawn {
-    id: String,
-    label: String,
-    /// Whether it is a cause outside the events (a command).
-    cause: bool,
-    /// Whether it is the event asked about.
-    marked: bool,
-    link: Option<String>,
-    parent: Option<String>,
-}
-
-/// Every node, depth first, with its parent, numbered `n0`, `n1`, ...
-fn drawn(tree: &CausationTree, trace_url: Option<&str>) -> Vec<Drawn> {
-    let mut nodes = Vec::new();
-    let mut stack: Vec<(&EventNode, Option<String>)> = Vec::new();
-    for root in &tree.roots {
-        match root {
-            Node::Cause(cause) => {
-                let id = format!("n{}", nodes.len());
-                nodes.push(Drawn {
-                    id: id.clone(),
-                    label: format!("cause {}", cause.id),
-                    cause: true,
-                    marked: false,
-                    link: None,
-                    parent: None,
-                });
-                stack.extend(cause.children.iter().rev().map(|e| (e, Some(id.clone()))));
-            }
-            Node::Event(event) => stack.push((event, None)),
-            _ => {}
-        }
-        while let Some((event, parent)) = stack.pop() {
-            let id = format!("n{}", nodes.len());
-            nodes.push(Drawn {
-                id: id.clone(),
-                label: format!(
-                    "{} {}/{} v{} @{}",
-                    event.event_type,
-                    event.aggregate_type,
-                    event.aggregate_id,
-                    event.version,
-                    event.position
-                ),
-                cause: false,
-                marked: Some(event.id) == tree.marked,
-                link: output::trace_link(trace_url, event.trace_id.as_deref()),
-                parent,
-            });
-            stack.extend(event.children.iter().rev().map(|e| (e, Some(id.clone()))));
-        }
-    }
-    nodes
-}
-
 /// A Mermaid flowchart: causes as rounded boxes, events as boxes, `click` to each trace.
 pub fn mermaid(tree: &CausationTree, trace_url: Option<&str>) -> String {
     // Mermaid labels are quoted: a quote inside is its HTML entity.
     let quoted = |text: &str| text.replace('"', "#quot;");
     let mut out = String::from("flowchart TD\n");
-    for node in drawn(tree, trace_url) {
+    for node in operate::drawn_nodes(tree, trace_url) {
         let label = quoted(&node.label);
         if node.cause {
             out.push_str(&format!("    {}([\"{label}\"])\n", node.id));
@@ -142,7 +74,7 @@ pub fn dot(tree: &CausationTree, trace_url: Option<&str>) -> String {
         "digraph causation {{\n    label=\"correlation {}\";\n    node [fontname=\"sans-serif\"];\n",
         quoted(&tree.correlation_id)
     );
-    for node in drawn(tree, trace_url) {
+    for node in operate::drawn_nodes(tree, trace_url) {
         let shape = if node.cause { "ellipse" } else { "box" };
         let mut attributes = format!("label=\"{}\", shape={shape}", quoted(&node.label));
         if node.marked {

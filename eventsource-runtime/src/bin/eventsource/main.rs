@@ -10,6 +10,7 @@
 mod args;
 mod asked;
 mod causation;
+mod console;
 mod dead_letters;
 mod events;
 mod exit;
@@ -63,6 +64,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Projection(command) => projection::run(&stores, command, json).await,
         Command::Parked(command) => parked::run(&stores, command, json).await,
         Command::Migrate => schema::migrate(&stores).await,
+        Command::Console(args) => console::run(&stores, &args).await,
         Command::Grants(_) | Command::DeadLetters(_) => Ok(()),
     }
 }

@@ -74,11 +74,6 @@ pub fn age(seconds: f64) -> String {
     }
 }
 
-/// `template` with `{trace_id}` replaced, when both are given.
-pub fn trace_link(template: Option<&str>, trace_id: Option<&str>) -> Option<String> {
-    Some(template?.replace("{trace_id}", trace_id?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

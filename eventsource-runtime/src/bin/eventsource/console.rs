@@ -1,0 +1,168 @@
+//! `eventsource console`: the operator's page (`eventsource_runtime::console`) served on
+//! loopback, over the store `--store` names and, with a broker's feature, consumer groups'
+//! dead letters (`--broker URL --group NAME`).
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use eventsource_runtime::console::Console;
+
+use crate::exit::CliError;
+use crate::status::operated;
+use crate::store::Stores;
+
+/// Serve the console page: status and lag refreshing, parked events, dead letters, a
+/// stream browser, causation trees linked to their traces.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Where to listen: loopback unless `--allow-remote` (port 0: any free port, printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Allow a `--listen` address other than loopback (put TLS in front: the admin token
+    /// travels in a header).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// The token the page's actions need (`Authorization: Bearer`); without it the console
+    /// has no actions.
+    #[arg(long, env = "EVENTSOURCE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// No actions at all, even with a token.
+    #[arg(long)]
+    pub read_only: bool,
+    /// A trace link per event: `{trace_id}` is replaced (e.g.
+    /// `http://localhost:16686/trace/{trace_id}`).
+    #[arg(long, env = "EVENTSOURCE_TRACE_URL")]
+    pub trace_url: Option<String>,
+    /// The broker of `--group` (`amqp://...`, `kafka://...`, `nats://...`, as
+    /// `eventsource dead-letters` takes it).
+    #[arg(long, env = "EVENTSOURCE_BROKER", hide_env_values = true)]
+    pub broker: Option<String>,
+    /// A consumer group whose dead letters the page lists, requeues and purges (repeatable;
+    /// needs `--broker`).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// The bus's prefix, when the service set one (RabbitMQ exchange, Kafka topic prefix,
+    /// NATS subject prefix).
+    #[arg(long, env = "EVENTSOURCE_BUS_PREFIX")]
+    pub prefix: Option<String>,
+    /// The NATS stream, when the service set one.
+    #[arg(long, env = "EVENTSOURCE_NATS_STREAM")]
+    pub stream: Option<String>,
+}
+
+pub async fn run(stores: &Stores, args: &ConsoleArgs) -> Result<(), CliError> {
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        return Err(CliError::Usage(format!(
+            "{} is not a loopback address: other machines could reach the console. Give \
+             --allow-remote to mean it (with TLS in front), or listen on 127.0.0.1",
+            args.listen
+        )));
+    }
+    let setting =
+        |error: eventsource_runtime::console::ConsoleError| CliError::Usage(error.to_string());
+    let mut console = Console::new(operated(stores)).read_only(args.read_only);
+    if let Some(template) = &args.trace_url {
+        console = console.trace_url(template.as_str()).map_err(setting)?;
+    }
+    if let Some(token) = &args.admin_token {
+        console = console
+            .admin_token("admin", token.as_str())
+            .map_err(setting)?;
+    }
+    console = brokers::with_dead_letters(console, args)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|error| CliError::Usage(format!("cannot listen on {}: {error}", args.listen)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|error| CliError::Usage(format!("cannot listen on {}: {error}", args.listen)))?;
+    let mode = match (&args.admin_token, args.read_only) {
+        (_, true) => "read-only",
+        (None, false) => "read-only: no admin token",
+        (Some(_), false) => "actions need the admin token",
+    };
+    eprintln!("eventsource console on http://{address}/ ({mode})");
+    logs::init();
+    let app = console
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .await
+        .map_err(|error| CliError::Usage(format!("the console stopped: {error}")))
+}
+
+/// Consumer groups' dead letters, on the broker `--broker` names.
+#[cfg(feature = "broker")]
+mod brokers {
+    use eventsource_runtime::adapter::DeadLetterAddress;
+
+    use super::{CliError, Console, ConsoleArgs};
+
+    pub fn with_dead_letters(
+        mut console: Console,
+        args: &ConsoleArgs,
+    ) -> Result<Console, CliError> {
+        if args.groups.is_empty() {
+            return Ok(console);
+        }
+        let Some(url) = &args.broker else {
+            return Err(CliError::Usage(
+                "--group needs --broker (or EVENTSOURCE_BROKER)".to_owned(),
+            ));
+        };
+        for group in &args.groups {
+            let mut address = DeadLetterAddress::new(url.as_str(), group.as_str());
+            if let Some(prefix) = &args.prefix {
+                address = address.with_prefix(prefix.as_str());
+            }
+            if let Some(stream) = &args.stream {
+                address = address.with_stream(stream.as_str());
+            }
+            let queue = address
+                .open()
+                .map_err(|error| CliError::Usage(error.to_string()))?;
+            console = console.boxed_dead_letters(queue);
+        }
+        Ok(console)
+    }
+}
+
+#[cfg(not(feature = "broker"))]
+mod brokers {
+    use super::{CliError, Console, ConsoleArgs};
+
+    pub fn with_dead_letters(console: Console, args: &ConsoleArgs) -> Result<Console, CliError> {
+        if args.groups.is_empty() {
+            return Ok(console);
+        }
+        Err(CliError::Usage(
+            "this eventsource was built without a broker: install it with --features \
+             cli,rabbitmq (or kafka, or nats) for --group"
+                .to_owned(),
+        ))
+    }
+}
+
+/// Each action's log line on stderr (`eventsource` targets only).
+#[cfg(feature = "tracing")]
+mod logs {
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    pub fn init() {
+        let only_ours = tracing_subscriber::filter::filter_fn(|metadata| {
+            metadata.target().starts_with("eventsource")
+                && *metadata.level() <= tracing::Level::INFO
+        });
+        let lines = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(only_ours);
+        let _ = tracing_subscriber::registry().with(lines).try_init();
+    }
+}
+
+#[cfg(not(feature = "tracing"))]
+mod logs {
+    pub fn init() {}
+}

@@ -1,0 +1,219 @@
+//! The console's actions: each a `POST /api/actions/{action}` with a JSON body, allowed by
+//! the admin token only, logged with who and what, and traced (one span
+//! `eventsource.console.{action}`).
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State as Extract};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{self, Remote};
+use super::{ConsoleError, State};
+use crate::bus::DeadLetterQueue;
+use crate::telemetry::attributes as attr;
+use crate::telemetry::otel::log::{log_info, log_warn};
+use crate::telemetry::otel::{Span, SpanStart};
+use crate::telemetry::values::{Attr, Chain, Kind, SpanName};
+
+/// What an action may be given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActionBody {
+    projection: Option<String>,
+    position: Option<u64>,
+    queue: Option<String>,
+}
+
+/// The actions, by the name in their path.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    RetryParked,
+    SkipParked,
+    RequeueDeadLetters,
+    PurgeDeadLetters,
+}
+
+impl Action {
+    fn named(name: &str) -> Option<Self> {
+        match name {
+            "retry-parked" => Some(Self::RetryParked),
+            "skip-parked" => Some(Self::SkipParked),
+            "requeue-dead-letters" => Some(Self::RequeueDeadLetters),
+            "purge-dead-letters" => Some(Self::PurgeDeadLetters),
+            _ => None,
+        }
+    }
+
+    /// Its name in its span's, `eventsource.console.{name}`, and in the log.
+    fn name(self) -> &'static str {
+        match self {
+            Self::RetryParked => "retry_parked",
+            Self::SkipParked => "skip_parked",
+            Self::RequeueDeadLetters => "requeue_dead_letters",
+            Self::PurgeDeadLetters => "purge_dead_letters",
+        }
+    }
+}
+
+/// The dead-letter queue named `name`.
+pub(super) fn queue_named<'s>(
+    state: &'s State,
+    name: &str,
+) -> Result<&'s dyn DeadLetterQueue, ConsoleError> {
+    state
+        .queues
+        .iter()
+        .find(|queue| queue.location() == name)
+        .map(|queue| &**queue)
+        .ok_or_else(|| ConsoleError::NotFound(format!("no dead-letter queue `{name}` here")))
+}
+
+/// The holder's label, if this request may act.
+fn authorize<'s>(state: &'s State, headers: &HeaderMap) -> Result<&'s str, ConsoleError> {
+    if state.read_only {
+        return Err(ConsoleError::Forbidden(
+            "the console is read-only: actions are off; nothing changed".to_owned(),
+        ));
+    }
+    if state.tokens.is_empty() {
+        return Err(ConsoleError::Forbidden(
+            "no admin token is configured (--admin-token or EVENTSOURCE_ADMIN_TOKEN): \
+             actions are off; nothing changed"
+                .to_owned(),
+        ));
+    }
+    auth::same_origin(headers)?;
+    auth::holder_of(&state.tokens, headers)
+}
+
+pub(super) async fn act(
+    Extract(state): Extract<State>,
+    Path(name): Path<String>,
+    Remote(remote): Remote,
+    headers: HeaderMap,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Json<Value>, ConsoleError> {
+    let Some(action) = Action::named(&name) else {
+        return Err(ConsoleError::NotFound(format!(
+            "no action `{name}`: retry-parked, skip-parked, requeue-dead-letters or \
+             purge-dead-letters"
+        )));
+    };
+    let client = remote.map(|address| address.ip().to_string());
+    let mut start = SpanStart::new(
+        true,
+        SpanName::PrefixedStatic(attr::SPAN_CONSOLE_ACTION_PREFIX, action.name()),
+        Kind::Internal,
+    );
+    if let Some(client) = &client {
+        start.str(attr::CLIENT_ADDRESS, client);
+    }
+    let span = start.start();
+    let client = client.as_deref().unwrap_or("unknown");
+    let mut actor = None;
+    let outcome = span
+        .run(async {
+            let holder = authorize(&state, &headers)?;
+            actor = Some(holder);
+            span.set(attr::CONSOLE_ACTOR, Attr::Str(holder));
+            let Json(body) = body.map_err(|rejection| {
+                ConsoleError::BadRequest(format!(
+                    "the action takes a JSON body ({rejection}); nothing changed"
+                ))
+            })?;
+            run(action, &state, &body, &span).await
+        })
+        .await;
+    let actor = actor.unwrap_or("-");
+    match outcome {
+        Ok((what, affected)) => {
+            span.set(attr::CONSOLE_AFFECTED, Attr::Int(affected as i64));
+            log_info!(
+                action = action.name(),
+                actor,
+                client,
+                what = what.as_str(),
+                affected,
+                "console action done"
+            );
+            Ok(Json(
+                json!({ "action": action.name(), "what": what, "affected": affected }),
+            ))
+        }
+        Err(error) => {
+            span.record_error(error.kind(), &Chain(&error));
+            log_warn!(
+                action = action.name(),
+                actor,
+                client,
+                error = %Chain(&error),
+                "console action refused or failed"
+            );
+            Err(error)
+        }
+    }
+}
+
+/// Does `action`; returns what it did and how many things it changed.
+async fn run(
+    action: Action,
+    state: &State,
+    body: &ActionBody,
+    span: &Span,
+) -> Result<(String, u64), ConsoleError> {
+    match action {
+        Action::RetryParked | Action::SkipParked => {
+            let (Some(projection), Some(position)) = (&body.projection, body.position) else {
+                return Err(ConsoleError::BadRequest(
+                    "give `projection` and `position`; nothing changed".to_owned(),
+                ));
+            };
+            span.set(attr::PROJECTION_NAME, Attr::Str(projection));
+            span.set(attr::EVENT_POSITION, Attr::Int(position as i64));
+            super::reads::known_projection(state, projection).await?;
+            let checkpoints = &state.stores.checkpoints;
+            let (found, done) = if let Action::RetryParked = action {
+                let asked = checkpoints.request_retry(projection, position).await;
+                let what =
+                    format!("cannot request the retry of event {position} of `{projection}`");
+                (
+                    asked.map_err(ConsoleError::store(what))?,
+                    "retry requested (the running runner retries it on its next poll)",
+                )
+            } else {
+                let removed = checkpoints.unpark(projection, position).await;
+                let what = format!("cannot unpark event {position} of `{projection}`");
+                (removed.map_err(ConsoleError::store(what))?, "skipped")
+            };
+            if !found {
+                return Err(ConsoleError::NotFound(format!(
+                    "`{projection}` has no event parked at position {position}; nothing changed"
+                )));
+            }
+            Ok((format!("{projection}: event {position} {done}"), 1))
+        }
+        Action::RequeueDeadLetters | Action::PurgeDeadLetters => {
+            let Some(name) = &body.queue else {
+                return Err(ConsoleError::BadRequest(
+                    "give `queue`; nothing changed".to_owned(),
+                ));
+            };
+            let queue = queue_named(state, name)?;
+            span.set(attr::MESSAGING_SYSTEM, Attr::Static(queue.system()));
+            span.set(attr::MESSAGING_DESTINATION_NAME, Attr::Str(name));
+            if let Action::RequeueDeadLetters = action {
+                let moved = queue.requeue().await.map_err(ConsoleError::broker(format!(
+                    "cannot requeue the dead letters of `{name}`"
+                )))?;
+                Ok((format!("{name}: {moved} dead letters requeued"), moved))
+            } else {
+                let purged = queue.purge().await.map_err(ConsoleError::broker(format!(
+                    "cannot purge the dead letters of `{name}`"
+                )))?;
+                Ok((format!("{name}: {purged} dead letters purged"), purged))
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+// The eventsource console: plain JavaScript, no framework. Reads the JSON endpoints under
+// api/ (relative to the page, so the console can be mounted under any path), and sends
+// actions as POSTs with the admin token in an Authorization header. The token is kept in
+// this tab's sessionStorage only, never in the page.
+'use strict';
+(function () {
+  const base = new URL('..', document.currentScript.src);
+  const TOKEN_KEY = 'eventsource-console-token';
+  let config = { actions: false };
+  let statusTimer = null;
+
+  const $ = (selector) => document.querySelector(selector);
+  const cell = (text, className) => {
+    const td = document.createElement('td');
+    td.textContent = text === null || text === undefined ? '' : String(text);
+    if (className) td.className = className;
+    return td;
+  };
+  const age = (seconds) => {
+    if (seconds === null || seconds === undefined) return '?';
+    const whole = Math.max(0, Math.floor(seconds));
+    if (whole >= 86400) return Math.floor(whole / 86400) + 'd' + String(Math.floor(whole / 3600) % 24).padStart(2, '0') + 'h';
+    if (whole >= 3600) return Math.floor(whole / 3600) + 'h' + String(Math.floor(whole / 60) % 60).padStart(2, '0') + 'm';
+    if (whole >= 60) return Math.floor(whole / 60) + 'm' + String(whole % 60).padStart(2, '0') + 's';
+    return whole + 's';
+  };
+
+  function say(text, kind) {
+    const box = $('#message');
+    box.textContent = text;
+    box.className = kind || '';
+  }
+
+  async function api(path, options) {
+    const response = await fetch(new URL(path, base), options);
+    let body = null;
+    try { body = await response.json(); } catch (_) { body = null; }
+    if (!response.ok) {
+      const reason = body && body.error ? body.error : response.statusText;
+      const error = new Error(response.status + ': ' + reason);
+      error.status = response.status;
+      throw error;
+    }
+    return body;
+  }
+
+  async function act(action, body) {
+    const headers = { 'Content-Type': 'application/json' };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = 'Bearer ' + token;
+    try {
+      const done = await api('api/actions/' + action, { method: 'POST', headers, body: JSON.stringify(body) });
+      say(done.what, 'ok');
+      return done;
+    } catch (error) {
+      say('refused: ' + error.message, 'error');
+      return null;
+    }
+  }
+
+  function actionButton(label, onClick, danger) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.textContent = label;
+    if (danger) button.className = 'danger';
+    button.addEventListener('click', onClick);
+    return button;
+  }
+
+  // ---- projections -----------------------------------------------------------------------
+  function statusRow(name, kind, entry, who, epoch, className) {
+    const row = document.createElement('tr');
+    row.dataset.projection = name;
+    if (className) row.className = className;
+    if (entry.lag.events > 0) row.classList.add('behind');
+    row.append(
+      cell(kind === 'segment' ? entry.segment : name),
+      cell(kind),
+      cell(entry.checkpoint, 'num checkpoint'),
+      cell(entry.lag.events, 'num lag-events'),
+      cell(age(entry.lag.oldest_age_seconds), 'num lag-age'),
+      cell(entry.parked, 'num parked'),
+      cell(who, 'owner'),
+      cell(epoch, 'num epoch'),
+    );
+    return row;
+  }
+
+  async function refreshStatus() {
+    try {
+      const report = await api('api/status');
+      $('#head').textContent = report.head;
+      const body = $('#status-table tbody');
+      const rows = [];
+      const names = $('#projection-names');
+      names.replaceChildren();
+      for (const p of report.projections) {
+        const who = p.lease ? p.lease.holder : (p.segments.length ? p.segments.length + ' segments' : '-');
+        rows.push(statusRow(p.name, p.kind, p, who, '', ''));
+        const option = document.createElement('option');
+        option.value = p.name;
+        names.append(option);
+        for (const s of p.segments) {
+          const owner = s.owner ? s.owner + (s.expired ? ' (expired)' : '') : '-';
+          rows.push(statusRow(s.checkpoint_name, 'segment', s, owner, s.epoch, 'segment'));
+          const segmentOption = document.createElement('option');
+          segmentOption.value = s.checkpoint_name;
+          names.append(segmentOption);
+        }
+      }
+      body.replaceChildren(...rows);
+      $('#refreshed').textContent = new Date().toLocaleTimeString();
+    } catch (error) {
+      say('status: ' + error.message, 'error');
+    }
+  }
+
+  // ---- parked events ---------------------------------------------------------------------
+  async function listParked(projection) {
+    const body = $('#parked-table tbody');
+    try {
+      const list = await api('api/parked?projection=' + encodeURIComponent(projection));
+      const rows = list.parked.map((p) => {
+        const row = document.createElement('tr');
+        row.dataset.position = p.position;
+        const actions = document.createElement('td');
+        if (config.actions) {
+          actions.append(
+            actionButton('Retry', async () => {
+              if (await act('retry-parked', { projection, position: p.position })) listParked(projection);
+            }),
+            document.createTextNode(' '),
+            actionButton('Skip', async () => {
+              if (confirm('Skip event ' + p.position + ' of ' + projection + '? The projection will never see it.')
+                && await act('skip-parked', { projection, position: p.position })) listParked(projection);
+            }, true),
+          );
+        }
+        const state = p.retry_requested ? 'retry requested' : '';
+        row.append(cell(p.position, 'num'), cell(p.parked_at), cell(p.error), cell(state, 'retry-state'), actions);
+        return row;
+      });
+      body.replaceChildren(...rows);
+      if (!rows.length) say(projection + ': no parked events', 'ok');
+    } catch (error) {
+      body.replaceChildren();
+      say(error.message, 'error');
+    }
+  }
+
+  // ---- dead letters ----------------------------------------------------------------------
+  async function refreshDeadLetters() {
+    const box = $('#queues');
+    try {
+      const listed = await api('api/dead-letters');
+      const parts = listed.queues.map((queue) => {
+        const part = document.createElement('div');
+        part.className = 'queue';
+        part.dataset.queue = queue.queue;
+        const title = document.createElement('h3');
+        title.textContent = queue.queue + ' (' + queue.system + '): ';
+        const count = document.createElement('span');
+        count.className = 'letter-count';
+        count.textContent = String(queue.letters.length);
+        title.append(count, document.createTextNode(' dead letters '));
+        part.append(title);
+        if (config.actions) {
+          part.append(
+            actionButton('Requeue all', async () => {
+              if (await act('requeue-dead-letters', { queue: queue.queue })) refreshDeadLetters();
+            }),
+            document.createTextNode(' '),
+            actionButton('Purge all', async () => {
+              if (confirm('Delete every dead letter of ' + queue.queue + '?')
+                && await act('purge-dead-letters', { queue: queue.queue })) refreshDeadLetters();
+            }, true),
+          );
+        }
+        const table = document.createElement('table');
+        table.innerHTML = '<thead><tr><th>Message</th><th>Event</th><th>Handler</th><th>Attempts</th><th>Error</th></tr></thead>';
+        const body = document.createElement('tbody');
+        for (const letter of queue.letters) {
+          const row = document.createElement('tr');
+          row.dataset.messageId = letter.message_id || '';
+          const event = letter.undecodable ? 'undecodable (' + letter.bytes + ' bytes)' : letter.event_type + ' ' + letter.stream + ' @' + letter.position;
+          row.append(cell(letter.message_id), cell(event), cell(letter.handler), cell(letter.attempts, 'num'), cell(letter.error));
+          body.append(row);
+        }
+        table.append(body);
+        part.append(table);
+        return part;
+      });
+      if (!parts.length) {
+        const none = document.createElement('p');
+        none.className = 'muted';
+        none.textContent = 'No dead-letter queue is configured.';
+        parts.push(none);
+      }
+      box.replaceChildren(...parts);
+    } catch (error) {
+      say('dead letters: ' + error.message, 'error');
+    }
+  }
+
+  // ---- events ----------------------------------------------------------------------------
+  async function readEvents() {
+    const stream = $('#events-stream').value.trim();
+    const from = $('#events-from').value.trim();
+    const query = new URLSearchParams();
+    if (stream) query.set('stream', stream);
+    if (from) query.set('from', from);
+    const body = $('#events-table tbody');
+    try {
+      const page = await api('api/events?' + query);
+      body.replaceChildren(...page.events.map((e) => {
+        const row = document.createElement('tr');
+        row.dataset.position = e.position;
+        const trace = document.createElement('td');
+        if (e.trace_url) {
+          const link = document.createElement('a');
+          link.href = e.trace_url;
+          link.textContent = e.trace_id;
+          trace.append(link);
+        } else {
+          trace.textContent = e.trace_id || '';
+        }
+        const correlation = document.createElement('td');
+        if (e.correlation_id) {
+          const link = document.createElement('a');
+          link.href = '#causation';
+          link.textContent = e.correlation_id;
+          link.addEventListener('click', () => { $('#causation-id').value = e.correlation_id; drawCausation(); });
+          correlation.append(link);
+        }
+        row.append(cell(e.position, 'num'), cell(e.aggregate_type + '/' + e.aggregate_id), cell(e.version, 'num'),
+          cell(e.event_type), cell(e.recorded_at), correlation, trace);
+        return row;
+      }));
+      say(page.events.length + ' events' + (page.unreadable ? '; then an unreadable one: ' + page.unreadable : ''), page.unreadable ? 'error' : 'ok');
+    } catch (error) {
+      body.replaceChildren();
+      say(error.message, 'error');
+    }
+  }
+
+  // ---- causation -------------------------------------------------------------------------
+  async function drawCausation() {
+    const id = $('#causation-id').value.trim();
+    const box = $('#causation-drawing');
+    try {
+      const tree = await api('api/causation?correlation=' + encodeURIComponent(id));
+      // The SVG is built by the server with every label and link escaped.
+      box.innerHTML = tree.svg;
+      say(tree.events + ' events in ' + tree.correlation + (tree.notes.length ? '; ' + tree.notes.join('; ') : ''), 'ok');
+    } catch (error) {
+      box.replaceChildren();
+      say(error.message, 'error');
+    }
+  }
+
+  // ---- page ------------------------------------------------------------------------------
+  function show(view) {
+    const known = ['status', 'parked', 'dead-letters', 'events', 'causation'];
+    if (!known.includes(view)) view = 'status';
+    for (const name of known) $('#view-' + name).hidden = name !== view;
+    for (const link of document.querySelectorAll('nav a')) link.classList.toggle('current', link.dataset.view === view);
+    clearInterval(statusTimer);
+    if (view === 'status') {
+      refreshStatus();
+      statusTimer = setInterval(refreshStatus, 2000);
+    }
+    if (view === 'dead-letters') refreshDeadLetters();
+  }
+
+  async function start() {
+    try {
+      config = await api('api/config');
+    } catch (error) {
+      say('cannot reach the console: ' + error.message, 'error');
+      return;
+    }
+    $('#store').textContent = 'store: ' + config.store;
+    $('#mode').textContent = config.actions ? 'actions need the admin token' : (config.read_only ? 'read-only' : 'read-only (no admin token configured)');
+    document.body.dataset.actions = String(config.actions);
+    const form = $('#token-form');
+    form.hidden = !config.actions;
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, $('#token').value);
+      $('#token').value = '';
+      say('token kept for this tab', 'ok');
+    });
+    $('#token-forget').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); say('token forgotten', 'ok'); });
+    $('#parked-form').addEventListener('submit', (event) => { event.preventDefault(); listParked($('#parked-projection').value.trim()); });
+    $('#events-form').addEventListener('submit', (event) => { event.preventDefault(); readEvents(); });
+    $('#causation-form').addEventListener('submit', (event) => { event.preventDefault(); drawCausation(); });
+    window.addEventListener('hashchange', () => show(location.hash.slice(1)));
+    show(location.hash.slice(1));
+  }
+
+  start();
+})();

@@ -1,0 +1,131 @@
+//! A correlation's causation tree, read from one store or from several services' stores,
+//! and laid out as a list of nodes for drawing (Mermaid, DOT, SVG).
+
+use serde::Serialize;
+
+use super::{OperateError, trace_link};
+use crate::event::EventEnvelope;
+use crate::lineage::{CausationTree, EventNode, Node};
+use crate::store::EventStore;
+
+/// The causation tree of `correlation` across `stores` (each service's own): each event
+/// under the one whose handler caused it.
+///
+/// # Errors
+/// [`OperateError::NotFound`] when no store has an event of the correlation;
+/// [`OperateError::Store`] when one fails.
+pub async fn causation_tree(
+    stores: &[&dyn EventStore],
+    correlation: &str,
+) -> Result<CausationTree, OperateError> {
+    causation_tree_with(Vec::new(), stores, correlation).await
+}
+
+/// [`causation_tree`] starting from `known`, the events of `correlation` already read from
+/// a store not in `stores` (as the command line reads them while it finds out whether it
+/// was given an event's id or a correlation's).
+///
+/// # Errors
+/// As [`causation_tree`].
+pub async fn causation_tree_with(
+    known: Vec<EventEnvelope>,
+    stores: &[&dyn EventStore],
+    correlation: &str,
+) -> Result<CausationTree, OperateError> {
+    let several = stores.len() + usize::from(!known.is_empty()) > 1;
+    let mut events = known;
+    for store in stores {
+        let more = store
+            .events_by_correlation(correlation)
+            .await
+            .map_err(OperateError::store(format!(
+                "cannot read the events of correlation {correlation}"
+            )))?;
+        events.extend(more);
+    }
+    if several {
+        // Each store's events are in its own order; across stores, time orders them.
+        events.sort_by_key(|event| event.timestamp);
+    }
+    let tree = CausationTree::from_events(correlation, events);
+    if tree.is_empty() {
+        return Err(OperateError::NotFound(format!(
+            "no event has the correlation id `{correlation}`"
+        )));
+    }
+    Ok(tree)
+}
+
+/// One node of a drawn tree: a cause outside the events (a command) or an event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct DrawnNode {
+    /// Its id in the drawing: `n0`, `n1`, ... depth first.
+    pub id: String,
+    /// Its label: `cause ID`, or `TYPE AGGREGATE/ID vVERSION @POSITION`.
+    pub label: String,
+    /// Whether it is a cause outside the events (a command).
+    pub cause: bool,
+    /// Whether it is the event the tree was asked about
+    /// ([`CausationTree::with_marked`]).
+    pub marked: bool,
+    /// How deep it is (0: a root).
+    pub depth: usize,
+    /// An event's trace id.
+    pub trace_id: Option<String>,
+    /// An event's trace link, from the template given.
+    pub link: Option<String>,
+    /// The id of its parent.
+    pub parent: Option<String>,
+}
+
+/// Every node of `tree`, depth first, with its parent, numbered `n0`, `n1`, ..., each
+/// event linked to its trace through `trace_url` (a template with `{trace_id}`).
+#[must_use]
+pub fn drawn_nodes(tree: &CausationTree, trace_url: Option<&str>) -> Vec<DrawnNode> {
+    let mut nodes = Vec::new();
+    let mut stack: Vec<(&EventNode, Option<String>, usize)> = Vec::new();
+    for root in &tree.roots {
+        match root {
+            Node::Cause(cause) => {
+                let id = format!("n{}", nodes.len());
+                nodes.push(DrawnNode {
+                    id: id.clone(),
+                    label: format!("cause {}", cause.id),
+                    cause: true,
+                    marked: false,
+                    depth: 0,
+                    trace_id: None,
+                    link: None,
+                    parent: None,
+                });
+                let children = cause.children.iter().rev();
+                stack.extend(children.map(|e| (e, Some(id.clone()), 1)));
+            }
+            Node::Event(event) => stack.push((event, None, 0)),
+        }
+        while let Some((event, parent, depth)) = stack.pop() {
+            let id = format!("n{}", nodes.len());
+            nodes.push(DrawnNode {
+                id: id.clone(),
+                label: format!(
+                    "{} {}/{} v{} @{}",
+                    event.event_type,
+                    event.aggregate_type,
+                    event.aggregate_id,
+                    event.version,
+                    event.position
+                ),
+                cause: false,
+                marked: Some(event.id) == tree.marked,
+                depth,
+                link: trace_link(trace_url, event.trace_id.as_deref()),
+                trace_id: event.trace_id.clone(),
+                parent,
+            });
+            let children = event.children.iter().rev();
+            stack.extend(children.map(|e| (e, Some(id.clone()), depth + 1)));
+        }
+    }
+    nodes
+}

@@ -1,0 +1,505 @@
+//! The console's router called directly: what it reads, what it refuses, what each action
+//! changes, logs and traces.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode, header};
+use eventsource_runtime::async_trait;
+use eventsource_runtime::bus::{BusError, DeadLetterEntry, DeadLetterQueue};
+use eventsource_runtime::console::Console;
+use eventsource_runtime::testing::{Status, attribute, capture};
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use crate::{TOKEN, TRACE_ORDERS, TRACE_SHIPPING, parked_positions, seeded};
+
+const TRACE_URL: &str = "http://jaeger.test:16686/trace/{trace_id}";
+const CLIENT: &str = "192.0.2.7:40000";
+
+/// A dead-letter queue in memory: how many letters it holds.
+#[derive(Debug, Clone, Default)]
+struct CountedQueue(Arc<AtomicU64>);
+
+#[async_trait]
+impl DeadLetterQueue for CountedQueue {
+    fn system(&self) -> &'static str {
+        "rabbitmq"
+    }
+
+    fn location(&self) -> String {
+        "billing.dead".to_owned()
+    }
+
+    async fn group_exists(&self) -> Result<bool, BusError> {
+        Ok(true)
+    }
+
+    async fn count(&self) -> Result<u64, BusError> {
+        Ok(self.0.load(Ordering::SeqCst))
+    }
+
+    async fn list(&self, _: usize) -> Result<Vec<DeadLetterEntry>, BusError> {
+        Ok(Vec::new())
+    }
+
+    async fn requeue(&self) -> Result<u64, BusError> {
+        Ok(self.0.swap(0, Ordering::SeqCst))
+    }
+
+    async fn purge(&self) -> Result<u64, BusError> {
+        Ok(self.0.swap(0, Ordering::SeqCst))
+    }
+}
+
+/// One answer: its status and JSON body.
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+    text: String,
+}
+
+async fn send(router: &Router, request: Request<Body>) -> Answer {
+    let mut request = request;
+    let client: SocketAddr = CLIENT.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(client));
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+async fn get(router: &Router, path: &str) -> Answer {
+    let request = Request::get(path).body(Body::empty()).unwrap();
+    send(router, request).await
+}
+
+/// A POST of `body` to action `action`, with `headers`.
+async fn post(router: &Router, action: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::post(format!("/api/actions/{action}"))
+        .header(header::HOST, "127.0.0.1:8080")
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(router, request.body(Body::from(body.to_owned())).unwrap()).await
+}
+
+const BEARER: &str = "Bearer test-admin-token-7f3a";
+const SKIP: &str = r#"{"projection":"orders","position":1}"#;
+
+#[tokio::test]
+async fn reads_answer_what_the_store_holds_and_show_no_secret() {
+    let seeded = seeded("reads").await;
+    let router = Console::new(seeded.stores())
+        .trace_url(TRACE_URL)
+        .unwrap()
+        .admin_token("on-call", TOKEN)
+        .unwrap()
+        .router();
+
+    let status = get(&router, "/api/status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    assert_eq!(status.body["head"], 6);
+    let orders = status.body["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "orders")
+        .unwrap_or_else(|| panic!("{}", status.text));
+    assert_eq!(
+        (
+            &orders["checkpoint"],
+            &orders["lag"]["events"],
+            &orders["parked"]
+        ),
+        (&2.into(), &4.into(), &1.into())
+    );
+
+    let stream = get(&router, "/api/events?stream=Order/o-1").await;
+    assert_eq!(stream.status, StatusCode::OK, "{}", stream.text);
+    let events = stream.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[0]["trace_url"],
+        format!("http://jaeger.test:16686/trace/{TRACE_ORDERS}")
+    );
+    let log = get(&router, "/api/events?from=5").await;
+    let positions: Vec<&Value> = log.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["position"])
+        .collect();
+    assert_eq!(
+        positions,
+        [&Value::from(5), &Value::from(6)],
+        "{}",
+        log.text
+    );
+
+    let tree = get(&router, "/api/causation?correlation=req-1").await;
+    assert_eq!(tree.status, StatusCode::OK, "{}", tree.text);
+    assert_eq!(tree.body["events"], 3);
+    let svg = tree.body["svg"].as_str().unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    for trace in [TRACE_ORDERS, TRACE_SHIPPING] {
+        let link = format!("href=\"http://jaeger.test:16686/trace/{trace}\"");
+        assert!(svg.contains(&link), "{link} in {svg}");
+    }
+    // The shipment hangs under the payment, the payment under the placement.
+    let nodes = tree.body["nodes"].as_array().unwrap();
+    let depth_of = |label: &str| {
+        nodes
+            .iter()
+            .find(|n| n["label"].as_str().unwrap().starts_with(label))
+            .map(|n| n["depth"].as_u64().unwrap())
+    };
+    assert_eq!(
+        (
+            depth_of("OrderPlaced"),
+            depth_of("OrderPaid"),
+            depth_of("ShipmentRequested")
+        ),
+        (Some(1), Some(2), Some(3)),
+        "{nodes:#?}"
+    );
+
+    let page = get(&router, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text.contains("eventsource console"));
+    let policy = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+    let config = get(&router, "/api/config").await;
+    assert_eq!(config.body["actions"], true, "{}", config.text);
+    for answer in [&page, &config, &status] {
+        assert!(
+            !answer.text.contains(TOKEN),
+            "the token is shown: {}",
+            answer.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_with_its_reason_and_changes_nothing() {
+    let seeded = seeded("bad-input").await;
+    let checkpoints = seeded.checkpoints();
+    let router = Console::new(seeded.stores())
+        .admin_token("on-call", TOKEN)
+        .unwrap()
+        .router();
+    let reads = [
+        (
+            "/api/events?from=99",
+            StatusCode::BAD_REQUEST,
+            "past the store's head (6)",
+        ),
+        (
+            "/api/events?from=abc",
+            StatusCode::BAD_REQUEST,
+            "whole number",
+        ),
+        (
+            "/api/events?stream=Order",
+            StatusCode::BAD_REQUEST,
+            "malformed stream",
+        ),
+        (
+            "/api/events?stream=Order/o-9",
+            StatusCode::NOT_FOUND,
+            "no stream `Order/o-9`",
+        ),
+        (
+            "/api/events?stream=Order/o-1&from=3",
+            StatusCode::BAD_REQUEST,
+            "past stream",
+        ),
+        ("/api/events", StatusCode::BAD_REQUEST, "give `stream`"),
+        (
+            "/api/events?from=1&limit=0",
+            StatusCode::BAD_REQUEST,
+            "`limit`",
+        ),
+        (
+            "/api/parked?projection=nope",
+            StatusCode::NOT_FOUND,
+            "no projection `nope`",
+        ),
+        (
+            "/api/causation?correlation=req-9",
+            StatusCode::NOT_FOUND,
+            "no event has",
+        ),
+        (
+            "/api/causation?correlation=",
+            StatusCode::BAD_REQUEST,
+            "malformed correlation",
+        ),
+        (
+            "/api/dead-letters?queue=nope",
+            StatusCode::NOT_FOUND,
+            "no dead-letter queue",
+        ),
+        ("/no/such/page", StatusCode::NOT_FOUND, "no such page"),
+    ];
+    for (path, status, reason) in reads {
+        let answer = get(&router, path).await;
+        assert_eq!(answer.status, status, "{path}: {}", answer.text);
+        let error = answer.body["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(reason),
+            "{path}: `{reason}` in {}",
+            answer.text
+        );
+    }
+    let auth = [("authorization", BEARER)];
+    let actions = [
+        (
+            "skip-parked",
+            r#"{"projection":"nope","position":1}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "skip-parked",
+            r#"{"projection":"orders","position":2}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "skip-parked",
+            r#"{"projection":"orders"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "skip-parked",
+            r#"{"projection":"orders","position":-1}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("skip-parked", "not json", StatusCode::BAD_REQUEST),
+        (
+            "requeue-dead-letters",
+            r#"{"queue":"nope"}"#,
+            StatusCode::NOT_FOUND,
+        ),
+        ("reset-everything", "{}", StatusCode::NOT_FOUND),
+    ];
+    for (action, body, status) in actions {
+        let answer = post(&router, action, body, &auth).await;
+        assert_eq!(answer.status, status, "{action} {body}: {}", answer.text);
+        assert!(answer.body["error"].is_string(), "{}", answer.text);
+    }
+    assert_eq!(parked_positions(&*checkpoints, "orders").await, [1]);
+}
+
+#[tokio::test]
+async fn actions_need_the_token_from_this_site_and_each_is_traced() {
+    let capture = capture();
+    let seeded = seeded("actions").await;
+    let checkpoints = seeded.checkpoints();
+    let letters = CountedQueue::default();
+    let console = Console::new(seeded.stores()).dead_letters(letters.clone());
+    let router = console
+        .clone()
+        .admin_token("on-call", TOKEN)
+        .unwrap()
+        .router();
+
+    // Refused, each with its reason, and nothing changed.
+    let refusals = [
+        (vec![], StatusCode::UNAUTHORIZED, "needs the admin token"),
+        (
+            vec![("authorization", "Bearer not-the-token")],
+            StatusCode::UNAUTHORIZED,
+            "not this console's",
+        ),
+        (
+            vec![("authorization", BEARER), ("sec-fetch-site", "cross-site")],
+            StatusCode::FORBIDDEN,
+            "cross-site request refused",
+        ),
+        (
+            vec![("authorization", BEARER), ("origin", "http://evil.test")],
+            StatusCode::FORBIDDEN,
+            "cross-site request refused",
+        ),
+    ];
+    for (headers, status, reason) in &refusals {
+        let answer = post(&router, "skip-parked", SKIP, headers).await;
+        assert_eq!(answer.status, *status, "{headers:?}: {}", answer.text);
+        assert!(answer.text.contains(reason), "{reason}: {}", answer.text);
+    }
+    let challenge = post(&router, "skip-parked", SKIP, &[]).await;
+    assert!(challenge.headers.contains_key(header::WWW_AUTHENTICATE));
+    let read_only = console
+        .clone()
+        .admin_token("on-call", TOKEN)
+        .unwrap()
+        .read_only(true)
+        .router();
+    let no_token = console.clone().router();
+    for (router, reason) in [(&read_only, "read-only"), (&no_token, "no admin token")] {
+        let answer = post(router, "skip-parked", SKIP, &[("authorization", BEARER)]).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text);
+        assert!(answer.text.contains(reason), "{}", answer.text);
+        let config = get(router, "/api/config").await;
+        assert_eq!(config.body["actions"], false, "no buttons: {}", config.text);
+    }
+    assert_eq!(parked_positions(&*checkpoints, "orders").await, [1]);
+    letters.0.store(3, Ordering::SeqCst);
+    let refused = post(
+        &read_only,
+        "requeue-dead-letters",
+        r#"{"queue":"billing.dead"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(letters.0.load(Ordering::SeqCst), 3, "nothing moved");
+
+    // Allowed: from this site, with the token.
+    let same_site = [
+        ("authorization", BEARER),
+        ("origin", "http://127.0.0.1:8080"),
+        ("sec-fetch-site", "same-origin"),
+    ];
+    let retried = post(&router, "retry-parked", SKIP, &same_site).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    assert_eq!(checkpoints.retry_requests("orders").await.unwrap(), [1]);
+    let listed = get(&router, "/api/parked?projection=orders").await;
+    assert_eq!(
+        listed.body["parked"][0]["retry_requested"], true,
+        "{}",
+        listed.text
+    );
+    let skipped = post(&router, "skip-parked", SKIP, &same_site).await;
+    assert_eq!(skipped.status, StatusCode::OK, "{}", skipped.text);
+    assert_eq!(skipped.body["affected"], 1);
+    assert!(parked_positions(&*checkpoints, "orders").await.is_empty());
+    let requeued = post(
+        &router,
+        "requeue-dead-letters",
+        r#"{"queue":"billing.dead"}"#,
+        &same_site,
+    )
+    .await;
+    assert_eq!(requeued.status, StatusCode::OK, "{}", requeued.text);
+    assert_eq!(
+        (
+            requeued.body["affected"].as_u64(),
+            letters.0.load(Ordering::SeqCst)
+        ),
+        (Some(3), 0)
+    );
+
+    // One span per action, as the contract's table says.
+    let spans = capture.spans();
+    let skips = spans.all("eventsource.console.skip_parked");
+    // The refusals, the challenge, read-only, no token, and the one allowed.
+    assert_eq!(skips.len(), refusals.len() + 4, "{}", spans.tree());
+    let done = skips
+        .iter()
+        .find(|span| matches!(span.status, Status::Unset | Status::Ok))
+        .expect("the allowed skip");
+    spans.assert_attribute(done, "eventsource.console.actor", "on-call");
+    spans.assert_attribute(done, "client.address", "192.0.2.7");
+    spans.assert_attribute(done, "eventsource.projection.name", "orders");
+    spans.assert_attribute(done, "eventsource.event.position", 1);
+    spans.assert_attribute(done, "eventsource.console.affected", 1);
+    let retry = spans.get("eventsource.console.retry_parked");
+    spans.assert_attribute(retry, "eventsource.console.actor", "on-call");
+    spans.assert_attribute(retry, "eventsource.event.position", 1);
+    let unauthorized = skips
+        .iter()
+        .find(|span| {
+            attribute(span, "error.type")
+                .is_some_and(|t| t.as_str() == "ConsoleError::Unauthorized")
+        })
+        .expect("a refused skip");
+    assert!(attribute(unauthorized, "eventsource.console.actor").is_none());
+    let requeue = spans
+        .all("eventsource.console.requeue_dead_letters")
+        .into_iter()
+        .find(|span| attribute(span, "eventsource.console.affected").is_some())
+        .expect("the allowed requeue");
+    spans.assert_attribute(requeue, "messaging.system", "rabbitmq");
+    spans.assert_attribute(requeue, "messaging.destination.name", "billing.dead");
+    spans.assert_attribute(requeue, "eventsource.console.affected", 3);
+
+    // Every key on these spans is in the contract's table, and the table's every key seen.
+    let documented = contract_rows();
+    let mut seen = std::collections::BTreeSet::new();
+    for span in spans.matching(|span| span.name.starts_with("eventsource.console.")) {
+        let row = documented
+            .iter()
+            .find(|(names, _)| names.iter().any(|name| *name == span.name))
+            .unwrap_or_else(|| panic!("span `{}` is not in docs/telemetry.md", span.name));
+        for pair in &span.attributes {
+            let key = pair.key.as_str();
+            let shared =
+                key.starts_with("code.") || key == "error.type" || key.starts_with("exception.");
+            assert!(
+                shared || row.1.iter().any(|documented| documented == key),
+                "`{key}` of `{}` is not documented",
+                span.name
+            );
+            seen.insert(key.to_owned());
+        }
+    }
+    for (_, keys) in &documented {
+        for key in keys {
+            assert!(seen.contains(key), "documented `{key}` never seen");
+        }
+    }
+}
+
+/// The rows of docs/telemetry.md's "The operator console's spans" table: the span names of each
+/// row (`eventsource.console.{a,b}` spelled out) and the attribute keys it lists.
+fn contract_rows() -> Vec<(Vec<String>, Vec<String>)> {
+    let contract = include_str!("../../../docs/telemetry.md");
+    let section = contract
+        .split("\n## ")
+        .find(|s| s.starts_with("The operator console's spans"))
+        .expect("docs/telemetry.md has a `## The operator console's spans` section");
+    let code_spans = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    section
+        .lines()
+        .filter(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+            let names = code_spans(cells[1]);
+            // An attribute key: dotted lower-case words (`eventsource.console.actor`).
+            let is_key = |span: &String| {
+                span.contains('.')
+                    && span
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '.' || c == '_')
+            };
+            let keys = code_spans(cells[4]).into_iter().filter(is_key).collect();
+            (names, keys)
+        })
+        .collect()
+}

@@ -1,0 +1,94 @@
+// Drives the console in Debian's chromium through playwright-core (see browser.rs).
+// CONSOLE_PHASE=refused: without the admin token, try to requeue the dead letters and to
+// skip the parked event; report the page's messages. CONSOLE_PHASE=act: read the `orders`
+// projection's lag, give the token, requeue the dead letters, draw req-1's causation tree
+// and follow the link of the node in trace CONSOLE_TRACE_ID. The last stdout line is JSON.
+// EVENTSOURCE_CONSOLE_SCREENSHOTS=DIR: screenshots of each view there.
+'use strict';
+const path = require('path');
+const { chromium } = require(path.join(process.env.EVENTSOURCE_PLAYWRIGHT_DIR, 'node_modules', 'playwright-core'));
+
+const url = process.env.CONSOLE_URL;
+const queue = process.env.CONSOLE_QUEUE;
+const shots = process.env.EVENTSOURCE_CONSOLE_SCREENSHOTS;
+
+// The page's message after an action: the next one that says `refused` or `requeued`.
+async function outcome(page) {
+  await page.waitForFunction(() => /refused|requeued/.test(document.querySelector('#message').textContent), null, { timeout: 10000 });
+  return page.textContent('#message');
+}
+
+async function clearMessage(page) {
+  await page.evaluate(() => { document.querySelector('#message').textContent = ''; });
+}
+
+async function shot(page, name) {
+  if (shots) await page.screenshot({ path: path.join(shots, 'console-' + name + '.png') });
+}
+
+async function refused(page) {
+  await page.goto(url + '#dead-letters');
+  const count = page.locator(`.queue[data-queue="${queue}"] .letter-count`);
+  await count.filter({ hasText: '1' }).waitFor({ timeout: 10000 });
+  await clearMessage(page);
+  await page.locator(`.queue[data-queue="${queue}"] button`, { hasText: 'Requeue all' }).click();
+  const requeue = await outcome(page);
+  await page.goto(url + '#parked');
+  await page.fill('#parked-projection', 'orders');
+  await page.click('#parked-form button[type=submit]');
+  const skipButton = page.locator('#parked-table tr[data-position="1"] button', { hasText: 'Skip' });
+  await skipButton.waitFor({ timeout: 10000 });
+  await clearMessage(page);
+  await skipButton.click();
+  const skip = await outcome(page);
+  return { requeue, skip };
+}
+
+async function act(page) {
+  await page.goto(url + '#status');
+  const lagCell = page.locator('#status-table tr[data-projection="orders"] td.lag-events');
+  await lagCell.waitFor({ timeout: 10000 });
+  const lag = (await lagCell.textContent()).trim();
+  await shot(page, 'status');
+
+  await page.fill('#token', process.env.CONSOLE_TOKEN);
+  await page.click('#token-save');
+  await page.goto(url + '#dead-letters');
+  await page.locator(`.queue[data-queue="${queue}"] .letter-count`).filter({ hasText: '1' }).waitFor({ timeout: 10000 });
+  await shot(page, 'dead-letters');
+  await clearMessage(page);
+  await page.locator(`.queue[data-queue="${queue}"] button`, { hasText: 'Requeue all' }).click();
+  const requeue = await outcome(page);
+
+  await page.goto(url + '#events');
+  await page.fill('#events-stream', 'Order/o-1');
+  await page.click('#events-form button[type=submit]');
+  await page.locator('#events-table tbody tr').first().waitFor({ timeout: 10000 });
+  await shot(page, 'events');
+
+  await page.goto(url + '#causation');
+  await page.fill('#causation-id', 'req-1');
+  await page.click('#causation-form button[type=submit]');
+  const node = page.locator(`svg a.trace-link[data-trace-id="${process.env.CONSOLE_TRACE_ID}"]`);
+  await node.waitFor({ timeout: 10000 });
+  await shot(page, 'causation');
+  await node.click();
+  await page.waitForURL('**/trace/**', { timeout: 10000 });
+  const viewer = (await page.textContent('#trace')).trim();
+  return { lag, requeue, landed: page.url(), viewer };
+}
+
+(async () => {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1100, height: 560 } });
+    page.on('dialog', (dialog) => dialog.accept());
+    const report = process.env.CONSOLE_PHASE === 'refused' ? await refused(page) : await act(page);
+    console.log(JSON.stringify(report));
+  } finally {
+    await browser.close();
+  }
+})().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,81 @@
+//! `eventsource console` as an operator starts it: loopback only unless told, a bad token
+//! refused before anything listens, and the page served with actions on and no secret in it.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::process::{Command, Stdio};
+
+use crate::{TOKEN, seeded};
+
+fn eventsource(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_eventsource"))
+        .args(args)
+        .env_remove("EVENTSOURCE_ADMIN_TOKEN")
+        .env_remove("EVENTSOURCE_BROKER")
+        .output()
+        .expect("the eventsource binary runs")
+}
+
+/// The body of `GET path` from the server at `address`.
+fn get(address: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn the_command_listens_on_loopback_and_hides_its_token() {
+    let seeded = seeded("command").await;
+    let target = format!("sqlite:{}", seeded.file().display());
+    let store = ["--store", target.as_str(), "console"];
+
+    let remote = eventsource(&[&store[..], &["--listen", "0.0.0.0:0"]].concat());
+    assert_eq!(remote.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&remote.stderr);
+    assert!(
+        said.contains("not a loopback address") && said.contains("--allow-remote"),
+        "{said}"
+    );
+    let short = eventsource(
+        &[
+            &store[..],
+            &["--listen", "127.0.0.1:0", "--admin-token", "abc"],
+        ]
+        .concat(),
+    );
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("too short"));
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_eventsource"))
+        .args(store)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("EVENTSOURCE_ADMIN_TOKEN", TOKEN)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    assert!(first.contains("actions need the admin token"), "{first}");
+    let config = get(&address, "/api/config");
+    let page = get(&address, "/");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(config.starts_with("HTTP/1.1 200"), "{config}");
+    assert!(config.contains("\"actions\":true"), "{config}");
+    for answer in [&first, &config, &page] {
+        assert!(!answer.contains(TOKEN), "the token is shown: {answer}");
+    }
+}

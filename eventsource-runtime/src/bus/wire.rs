@@ -307,19 +307,21 @@ pub fn read_text_headers<'a>(
     let mut trace = Metadata::new();
     let mut state = DeliveryState::first();
     for (key, value) in headers {
-        let Ok(value) = std::str::from_utf8(value) else {
+        let wanted = TRACE_HEADERS.contains(&key)
+            || matches!(key, HEADER_ATTEMPT | HEADER_HANDLERS | HEADER_ERROR);
+        // Only what is read is checked as text: a message carries more headers.
+        let Some(value) = wanted.then(|| std::str::from_utf8(value).ok()).flatten() else {
             continue;
         };
         match key {
-            key if TRACE_HEADERS.contains(&key) => {
-                trace.insert(key, value);
-            }
             HEADER_ATTEMPT => state.attempt = value.trim().parse().unwrap_or(1).max(1),
             HEADER_HANDLERS => {
                 state.handlers = serde_json::from_str(value).unwrap_or_default();
             }
             HEADER_ERROR => state.error = Some(value.to_owned()),
-            _ => {}
+            key => {
+                trace.insert(key, value);
+            }
         }
     }
     (trace, state)

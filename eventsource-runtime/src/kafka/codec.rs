@@ -52,7 +52,13 @@ pub(super) fn header_pairs<M: Message>(record: &M) -> Vec<(&str, &[u8])> {
         .unwrap_or_default()
 }
 
-/// The trace context and delivery state of a received record.
+/// The trace context and delivery state of a received record (its headers read in place,
+/// not collected first: this is asked of every record).
 pub(super) fn read<M: Message>(record: &M) -> (Metadata, DeliveryState) {
-    wire::read_text_headers(header_pairs(record))
+    let headers = record.headers();
+    let pairs = headers
+        .iter()
+        .flat_map(|headers| headers.iter())
+        .filter_map(|header| Some((header.key, header.value?)));
+    wire::read_text_headers(pairs)
 }

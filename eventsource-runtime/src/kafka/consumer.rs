@@ -2,7 +2,6 @@
 //! (committed after every handler succeeded; a failure handed to a retry topic, then to the
 //! dead letters).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -16,10 +15,10 @@ use tokio::sync::watch;
 use super::KafkaBus;
 use super::error::unavailable;
 use super::group_context::{GroupConsumer, GroupContext, STATISTICS_INTERVAL_MS};
-use super::offsets::{Commits, Partition, ResumePoints};
+use super::offsets::{Commits, Partitions, ResumePoints};
 use super::protocol::{self, GroupProtocol};
-use super::topology::{GroupTopics, Topics, matches, regex_escape};
-use super::waiting::{gather, sleep_until, wait_until_due};
+use super::topology::{GroupTopics, Topics, matches_event, regex_escape};
+use super::waiting::{gather, wait_until_due};
 use crate::adapter::group_health::GroupHealth;
 use crate::adapter::reconnect::{Sessions, reconnecting};
 use crate::adapter::settings as broker;
@@ -282,13 +281,17 @@ impl ConsumerGroup {
         if own {
             return true;
         }
-        self.bus.topic_of(event.aggregate_type()) == topic
+        let shared = &self.bus.shared;
+        shared
+            .topics
+            .is_topic_of(topic, &shared.prefix, event.aggregate_type())
     }
 
     /// Whether the group wants `event`.
     pub(super) fn wants(&self, event: &EventEnvelope) -> bool {
-        let key = format!("{}.{}", event.aggregate_type(), event.event_type);
-        self.patterns.is_empty() || self.patterns.iter().any(|p| matches(p, &key))
+        let (aggregate_type, event_type) = (event.aggregate_type(), &*event.event_type);
+        self.patterns.is_empty()
+            || (self.patterns.iter()).any(|p| matches_event(p, aggregate_type, event_type))
     }
 
     /// Creates the group's topics and those of the aggregate types its patterns name
@@ -359,7 +362,7 @@ impl ConsumerGroup {
             group: self,
             source,
             stopped,
-            handled: HashMap::new(),
+            handled: Partitions::default(),
         };
         reconnecting(&self.name, &self.health, shutdown, sessions).await;
     }
@@ -437,7 +440,7 @@ impl ConsumerGroup {
         &self,
         source: &Source,
         mut shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
-        handled: &mut HashMap<Partition, i64>,
+        handled: &mut Partitions<Option<i64>>,
     ) -> Result<(), BusError> {
         self.declare().await?;
         let protocol = self.group_protocol();
@@ -454,16 +457,17 @@ impl ConsumerGroup {
         }
         let mut resumed = ResumePoints::default();
         let mut commits = Commits::new(self.commit_interval, matches!(source, Source::Live));
+        // Made once: a restart asked for at any time after this is seen.
+        let mut restart = pin!(self.health.restart_requested());
         let outcome = loop {
-            // Polled before the next record: a commit due is sent before more work.
-            let commit_due = commits.due();
             let record = tokio::select! {
                 biased;
                 () = shutdown.as_mut() => break Ok(()),
-                () = self.health.restart_requested(), if matches!(source, Source::Live) => {
+                () = restart.as_mut(), if matches!(source, Source::Live) => {
                     break Err(self.health.restart_error());
                 }
-                () = sleep_until(commit_due) => {
+                // Polled before the next record: a commit due is sent before more work.
+                () = commits.commit_due() => {
                     commits.commit(consumer.as_ref());
                     continue;
                 }
@@ -531,7 +535,7 @@ struct SourceSessions<'g> {
     group: &'g ConsumerGroup,
     source: Source,
     stopped: watch::Receiver<bool>,
-    handled: HashMap<Partition, i64>,
+    handled: Partitions<Option<i64>>,
 }
 
 impl Sessions for SourceSessions<'_> {

@@ -12,14 +12,17 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::pin;
+use std::hash::BuildHasher as _;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::group_context::GroupConsumer;
 use crate::telemetry::otel::log::log_warn;
@@ -34,30 +37,124 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A partition: its topic and number.
 pub(super) type Partition = (String, i32);
 
-/// What a session settled and has not committed yet, and the record in hand; committed
+/// A partition named by borrowed parts: looks a [`Partition`] up without making one (every
+/// record a session receives is looked up, few of them add a partition).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PartitionOf<'a>(pub(super) &'a str, pub(super) i32);
+
+impl PartitionOf<'_> {
+    /// The partition of `record`.
+    pub(super) fn record<'a>(record: &'a BorrowedMessage<'_>) -> PartitionOf<'a> {
+        PartitionOf(record.topic(), record.partition())
+    }
+
+    fn owned(self) -> Partition {
+        (self.0.to_owned(), self.1)
+    }
+
+    fn is(self, partition: &Partition) -> bool {
+        self.0 == partition.0 && self.1 == partition.1
+    }
+}
+
+/// Something kept per partition, looked up by [`PartitionOf`].
+pub(super) struct Partitions<V> {
+    table: HashTable<(Partition, V)>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl<V> Default for Partitions<V> {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+}
+
+impl<V> Partitions<V> {
+    fn hash(&self, PartitionOf(topic, number): PartitionOf<'_>) -> u64 {
+        self.hasher.hash_one((topic, number))
+    }
+
+    pub(super) fn get(&self, partition: PartitionOf<'_>) -> Option<&V> {
+        let hash = self.hash(partition);
+        self.table
+            .find(hash, |(key, _)| partition.is(key))
+            .map(|(_, value)| value)
+    }
+
+    pub(super) fn contains(&self, partition: PartitionOf<'_>) -> bool {
+        self.get(partition).is_some()
+    }
+
+    /// The value of `partition`, made with `V::default()` the first time.
+    pub(super) fn slot(&mut self, partition: PartitionOf<'_>) -> &mut V
+    where
+        V: Default,
+    {
+        let hash = self.hash(partition);
+        let hasher = &self.hasher;
+        let rehash = |(key, _): &(Partition, V)| hasher.hash_one((key.0.as_str(), key.1));
+        match self.table.entry(hash, |(key, _)| partition.is(key), rehash) {
+            Entry::Occupied(found) => &mut found.into_mut().1,
+            Entry::Vacant(free) => &mut free.insert((partition.owned(), V::default())).into_mut().1,
+        }
+    }
+
+    pub(super) fn insert(&mut self, partition: Partition, value: V)
+    where
+        V: Default,
+    {
+        *self.slot(PartitionOf(&partition.0, partition.1)) = value;
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&Partition, &mut V)> {
+        self.table.iter_mut().map(|(key, value)| (&*key, value))
+    }
+}
+
+/// What a session settled and has not committed yet, and the records in hand; committed
 /// together, at most once per interval, in one asynchronous request.
 pub(super) struct Commits {
     interval: Duration,
     /// Whether the record in hand is committed with the [`STARTED`] mark (live records
     /// only: a retry is a redelivery whatever the mark says).
     mark: bool,
-    /// The next offset of each partition with settled records not committed yet.
-    settled: HashMap<Partition, i64>,
-    /// The records being handled (one per partition at most: a batch may hold several),
-    /// and whether each one's mark was committed already.
-    in_hand: Vec<(Partition, i64, bool)>,
+    /// Each partition this session started or settled records of.
+    partitions: Partitions<Progress>,
+    /// How many partitions have settled records not committed yet.
+    uncommitted: usize,
+    /// How many records in hand were not committed with the mark yet.
+    unmarked: usize,
     last: Instant,
+    /// Fires when the next commit is due; reset only when that moves (one timer for the
+    /// session, not one per record).
+    timer: Pin<Box<Sleep>>,
+}
+
+/// One partition's part of [`Commits`].
+#[derive(Debug, Default)]
+struct Progress {
+    /// The next offset, once records were settled since the last commit.
+    settled: Option<i64>,
+    /// The record being handled (the first of the partition in hand: a batch may hold
+    /// several), and whether its mark was committed already.
+    in_hand: Option<(i64, bool)>,
 }
 
 impl Commits {
     /// Commits at most once per `interval`; `mark`: the record in hand is marked.
     pub(super) fn new(interval: Duration, mark: bool) -> Self {
+        let now = Instant::now();
         Self {
             interval: interval.max(Duration::from_millis(1)),
             mark,
-            settled: HashMap::new(),
-            in_hand: Vec::new(),
-            last: Instant::now(),
+            partitions: Partitions::default(),
+            uncommitted: 0,
+            unmarked: 0,
+            last: now,
+            timer: Box::pin(tokio::time::sleep_until(now)),
         }
     }
 
@@ -82,20 +179,28 @@ impl Commits {
     /// `record` goes to the handlers now (the first of its partition in hand is the one
     /// marked).
     fn start(&mut self, record: &BorrowedMessage<'_>) {
-        let partition = (record.topic().to_owned(), record.partition());
-        if !self.in_hand.iter().any(|(p, _, _)| *p == partition) {
-            self.in_hand.push((partition, record.offset(), false));
+        let progress = self.partitions.slot(PartitionOf::record(record));
+        if progress.in_hand.is_none() {
+            progress.in_hand = Some((record.offset(), false));
+            self.unmarked += 1;
         }
     }
 
     /// `record` is settled: its partition's position moves past it (stored for the
     /// session's last, synchronous commit too).
     fn settled(&mut self, consumer: &GroupConsumer, record: &BorrowedMessage<'_>) {
-        let partition = (record.topic().to_owned(), record.partition());
-        self.in_hand.retain(|(p, _, _)| *p != partition);
+        let progress = self.partitions.slot(PartitionOf::record(record));
+        if let Some((_, false)) = progress.in_hand.take() {
+            self.unmarked -= 1;
+        }
         let next = record.offset() + 1;
-        let position = self.settled.entry(partition).or_insert(next);
-        *position = (*position).max(next);
+        match &mut progress.settled {
+            Some(position) => *position = (*position).max(next),
+            None => {
+                progress.settled = Some(next);
+                self.uncommitted += 1;
+            }
+        }
         // Fails only when the partition was revoked meanwhile: its next owner starts from
         // what was committed.
         let _ = consumer.store_offset_from_message(record);
@@ -103,39 +208,53 @@ impl Commits {
 
     /// When the next commit is due: an interval after the last one, while anything waits
     /// to be committed (settled records, or a record in hand not marked yet).
-    pub(super) fn due(&self) -> Option<Instant> {
-        let unmarked = self.mark && self.in_hand.iter().any(|(_, _, marked)| !marked);
-        (!self.settled.is_empty() || unmarked).then(|| self.last + self.interval)
+    fn due(&self) -> Option<Instant> {
+        let unmarked = self.mark && self.unmarked > 0;
+        (self.uncommitted > 0 || unmarked).then(|| self.last + self.interval)
+    }
+
+    /// Completes when a commit is due (never while nothing waits to be committed).
+    pub(super) async fn commit_due(&mut self) {
+        let Some(due) = self.due() else {
+            return std::future::pending().await;
+        };
+        if self.timer.deadline() != due {
+            self.timer.as_mut().reset(due);
+        }
+        self.timer.as_mut().await;
     }
 
     /// Commits every settled position and the records in hand (marked), in one request.
     pub(super) fn commit(&mut self, consumer: &GroupConsumer) {
         self.last = Instant::now();
-        let mut positions: HashMap<Partition, (i64, &str)> = self
-            .settled
-            .drain()
-            .map(|(partition, next)| (partition, (next, "")))
-            .collect();
-        if self.mark {
+        let mark = self.mark;
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), progress) in self.partitions.iter_mut() {
             // A record in hand is its partition's first unsettled one: the mark goes at its
             // own offset, over the position the records before it settled.
-            for (partition, offset, marked) in &mut self.in_hand {
-                positions.insert(partition.clone(), (*offset, STARTED));
-                *marked = true;
-            }
-        }
-        if positions.is_empty() {
-            return;
-        }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), (offset, metadata)) in positions {
-            if list
-                .add_partition_offset(&topic, partition, Offset::Offset(offset))
-                .is_ok()
-                && let Some(mut entry) = list.find_partition(&topic, partition)
+            let position = match (&mut progress.in_hand, progress.settled.take()) {
+                (Some((offset, marked)), _) if mark => {
+                    *marked = true;
+                    Some((*offset, STARTED))
+                }
+                (_, Some(next)) => Some((next, "")),
+                _ => None,
+            };
+            if let Some((offset, metadata)) = position
+                && list
+                    .add_partition_offset(topic, *partition, Offset::Offset(offset))
+                    .is_ok()
+                && let Some(mut entry) = list.find_partition(topic, *partition)
             {
                 entry.set_metadata(metadata);
             }
+        }
+        self.uncommitted = 0;
+        if mark {
+            self.unmarked = 0;
+        }
+        if list.count() == 0 {
+            return;
         }
         if let Err(error) = consumer.commit(&list, CommitMode::Async) {
             log_warn!(error = %Chain(&error), "kafka commit failed; records may come again");
@@ -148,13 +267,10 @@ impl Commits {
     async fn during<F: Future>(&mut self, consumer: &GroupConsumer, work: F) -> F::Output {
         let mut work = pin!(work);
         loop {
-            let Some(due) = self.due() else {
-                return work.await;
-            };
             tokio::select! {
                 biased;
                 output = &mut work => return output,
-                () = tokio::time::sleep_until(due) => self.commit(consumer),
+                () = self.commit_due() => self.commit(consumer),
             }
         }
     }
@@ -164,7 +280,7 @@ impl Commits {
 /// from it: the offset a consumer had started and not finished.
 #[derive(Default)]
 pub(super) struct ResumePoints {
-    checked: HashMap<Partition, Option<i64>>,
+    checked: Partitions<Option<i64>>,
 }
 
 impl ResumePoints {
@@ -176,13 +292,13 @@ impl ResumePoints {
     pub(super) async fn started_at(
         &mut self,
         consumer: &Arc<GroupConsumer>,
-        partition: &Partition,
+        partition: PartitionOf<'_>,
         offset: i64,
     ) -> bool {
-        if !self.checked.contains_key(partition) {
+        if !self.checked.contains(partition) {
             let mut wanted = assigned(consumer.as_ref());
-            wanted.push(partition.clone());
-            wanted.retain(|p| !self.checked.contains_key(p));
+            wanted.push(partition.owned());
+            wanted.retain(|(topic, number)| !self.checked.contains(PartitionOf(topic, *number)));
             wanted.sort();
             wanted.dedup();
             let mut started = started_offsets(consumer, wanted.clone()).await;

@@ -2,7 +2,6 @@
 //! handlers as a first delivery or a redelivery, then committed, after a copy went to a
 //! retry topic or the dead letters when a handler failed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Message as _};
@@ -11,7 +10,7 @@ use super::codec;
 use super::consumer::ConsumerGroup;
 use super::error::unavailable;
 use super::group_context::GroupConsumer;
-use super::offsets::{Partition, ResumePoints};
+use super::offsets::{PartitionOf, Partitions, ResumePoints};
 use crate::bus::instrument::{Skipped, skipped as skipped_message};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher, HandlerError, HandlerFailure};
@@ -28,14 +27,15 @@ impl ConsumerGroup {
     pub(super) async fn redelivered(
         consumer: &Arc<GroupConsumer>,
         record: &BorrowedMessage<'_>,
-        handled: &mut HashMap<Partition, i64>,
+        handled: &mut Partitions<Option<i64>>,
         resumed: &mut ResumePoints,
     ) -> bool {
-        let partition = (record.topic().to_owned(), record.partition());
+        let partition = PartitionOf::record(record);
         let offset = record.offset();
-        let seen = handled.get(&partition).is_some_and(|last| offset <= *last);
-        let started = resumed.started_at(consumer, &partition, offset).await;
-        handled.insert(partition, offset);
+        let last = handled.slot(partition);
+        let seen = last.is_some_and(|last| offset <= last);
+        *last = Some(offset);
+        let started = resumed.started_at(consumer, partition, offset).await;
         seen || started
     }
 
@@ -48,10 +48,9 @@ impl ConsumerGroup {
         record: &BorrowedMessage<'_>,
         redelivered: bool,
     ) -> Result<(), BusError> {
-        let Some(message) = self.message(record).await? else {
+        let Some((message, mut state)) = self.message(record).await? else {
             return Ok(());
         };
-        let (_, mut state) = codec::read(record);
         if redelivered {
             state = state.redelivered();
         }
@@ -78,7 +77,7 @@ impl ConsumerGroup {
             if *redelivered {
                 // A redelivery keeps its own span: linked, with its attempt.
                 self.settle(&self.dispatcher, record, true).await?;
-            } else if let Some(message) = self.message(record).await? {
+            } else if let Some((message, _)) = self.message(record).await? {
                 messages.push(message);
             }
         }
@@ -100,13 +99,14 @@ impl ConsumerGroup {
         Ok(())
     }
 
-    /// The message a record carries, or `None` when there is nothing to hand over: an event
-    /// the group does not bind, or whose aggregate type is not its topic's (skipped, counted
-    /// and logged), or not a stored event at all (dead-lettered with the reason).
+    /// The message a record carries and its delivery state, or `None` when there is nothing
+    /// to hand over: an event the group does not bind, or whose aggregate type is not its
+    /// topic's (skipped, counted and logged), or not a stored event at all (dead-lettered
+    /// with the reason).
     pub(super) async fn message(
         &self,
         record: &BorrowedMessage<'_>,
-    ) -> Result<Option<BusMessage>, BusError> {
+    ) -> Result<Option<(BusMessage, DeliveryState)>, BusError> {
         let body = record.payload().unwrap_or_default();
         let event = match wire::decode(body) {
             Ok(event) => event,
@@ -134,7 +134,7 @@ impl ConsumerGroup {
             );
             return Ok(None);
         }
-        let (trace, _) = codec::read(record);
+        let (trace, state) = codec::read(record);
         let mut message = BusMessage::new(record.topic(), event)
             .with_headers(trace)
             .with_attribute(
@@ -145,7 +145,7 @@ impl ConsumerGroup {
         if let Some(key) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
             message = message.with_attribute(MESSAGING_KAFKA_MESSAGE_KEY, key);
         }
-        Ok(Some(message))
+        Ok(Some((message, state)))
     }
 
     /// Forwards a message whose handlers failed, as [`DeliveryState::after`] says.

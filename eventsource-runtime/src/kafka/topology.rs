@@ -27,15 +27,16 @@ pub enum Topics {
 /// A name Kafka accepts as (part of) a topic or group name: ASCII letters, digits, `_` and
 /// `-`; anything else (dots included, which separate our names' parts) becomes `_`.
 pub(super) fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    name.chars().map(sanitized).collect()
+}
+
+/// One character of a [`sanitize`]d name.
+fn sanitized(c: char) -> char {
+    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+        c
+    } else {
+        '_'
+    }
 }
 
 impl Topics {
@@ -44,6 +45,18 @@ impl Topics {
         match self {
             Self::PerAggregateType => format!("{prefix}.{}", sanitize(aggregate_type)),
             Self::One(name) => name.clone(),
+        }
+    }
+
+    /// Whether `topic` is [`topic`](Self::topic)`(prefix, aggregate_type)`, without making
+    /// the name: asked of every record a group receives.
+    pub(super) fn is_topic_of(&self, topic: &str, prefix: &str, aggregate_type: &str) -> bool {
+        match self {
+            Self::PerAggregateType => topic
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|name| name.chars().eq(aggregate_type.chars().map(sanitized))),
+            Self::One(name) => name == topic,
         }
     }
 }
@@ -102,22 +115,54 @@ impl GroupTopics {
 }
 
 /// Whether a topic-exchange style `pattern` (`*` one word, `#` zero or more, words
-/// separated by dots) matches `key` (`{aggregate_type}.{event_type}`).
-pub(super) fn matches(pattern: &str, key: &str) -> bool {
-    fn go(pattern: &[&str], key: &[&str]) -> bool {
-        match (pattern.first(), key.first()) {
-            (None, None) => true,
-            (Some(&"#"), _) => {
-                go(&pattern[1..], key) || (!key.is_empty() && go(pattern, &key[1..]))
+/// separated by dots) matches the key `{aggregate_type}.{event_type}` (without making it).
+pub(super) fn matches_event(pattern: &str, aggregate_type: &str, event_type: &str) -> bool {
+    go(Some(pattern), Words(Some(aggregate_type), Some(event_type)))
+}
+
+/// The words left of a key: those of the first part, then those of the second.
+#[derive(Clone, Copy)]
+struct Words<'a>(Option<&'a str>, Option<&'a str>);
+
+impl<'a> Words<'a> {
+    /// The next word and the words after it, if any is left.
+    fn next(self) -> Option<(&'a str, Self)> {
+        match self {
+            Words(Some(words), second) => {
+                let (word, rest) = first(words);
+                Some((word, Words(rest, second)))
             }
-            (Some(&"*"), Some(_)) => go(&pattern[1..], &key[1..]),
-            (Some(word), Some(part)) => word == part && go(&pattern[1..], &key[1..]),
-            _ => false,
+            Words(None, Some(words)) => Words(Some(words), None).next(),
+            Words(None, None) => None,
         }
     }
-    let pattern: Vec<&str> = pattern.split('.').collect();
-    let key: Vec<&str> = key.split('.').collect();
-    go(&pattern, &key)
+
+    fn is_empty(self) -> bool {
+        matches!(self, Words(None, None))
+    }
+}
+
+/// The first word of `words` and the words after it, if any.
+fn first(words: &str) -> (&str, Option<&str>) {
+    match words.split_once('.') {
+        Some((word, rest)) => (word, Some(rest)),
+        None => (words, None),
+    }
+}
+
+/// Word by word over the strings, without splitting them into vectors: asked of every
+/// record a group receives.
+fn go(pattern: Option<&str>, key: Words<'_>) -> bool {
+    let Some(words) = pattern else {
+        return key.is_empty();
+    };
+    let (word, rest) = first(words);
+    match key.next() {
+        _ if word == "#" && go(rest, key) => true,
+        Some((_, key_rest)) if word == "#" => go(pattern, key_rest),
+        Some((part, key_rest)) => (word == "*" || word == part) && go(rest, key_rest),
+        None => false,
+    }
 }
 
 /// Creates `topics` unless they exist, with the broker's default partition count and
@@ -220,5 +265,96 @@ mod tests {
     fn prefixes_are_escaped_for_the_subscription_pattern() {
         assert_eq!(regex_escape("shop.v1"), "shop\\.v1");
         assert_eq!(regex_escape("a+b"), "a\\+b");
+    }
+
+    /// A pattern against a whole key.
+    fn matches(pattern: &str, key: &str) -> bool {
+        go(Some(pattern), Words(Some(key), None))
+    }
+
+    /// The vector-splitting matcher this one replaced, as the reference.
+    fn matches_by_vectors(pattern: &str, key: &str) -> bool {
+        fn go(pattern: &[&str], key: &[&str]) -> bool {
+            match (pattern.first(), key.first()) {
+                (None, None) => true,
+                (Some(&"#"), _) => {
+                    go(&pattern[1..], key) || (!key.is_empty() && go(pattern, &key[1..]))
+                }
+                (Some(&"*"), Some(_)) => go(&pattern[1..], &key[1..]),
+                (Some(word), Some(part)) => word == part && go(&pattern[1..], &key[1..]),
+                _ => false,
+            }
+        }
+        let pattern: Vec<&str> = pattern.split('.').collect();
+        let key: Vec<&str> = key.split('.').collect();
+        go(&pattern, &key)
+    }
+
+    #[test]
+    fn matching_word_by_word_agrees_with_splitting_into_vectors() {
+        let words = ["#", "*", "Order", "OrderPlaced", ""];
+        let mut patterns = Vec::new();
+        for a in words {
+            patterns.push(a.to_owned());
+            for b in words {
+                patterns.push(format!("{a}.{b}"));
+                for c in words {
+                    patterns.push(format!("{a}.{b}.{c}"));
+                }
+            }
+        }
+        let keys = [
+            "Order.OrderPlaced",
+            "Order",
+            "",
+            "Order.",
+            "Cart.OrderPlaced",
+            "Order.v2.OrderPlaced",
+            "a.b.c.d",
+        ];
+        for pattern in &patterns {
+            for key in keys {
+                assert_eq!(
+                    matches(pattern, key),
+                    matches_by_vectors(pattern, key),
+                    "{pattern} against {key}"
+                );
+            }
+            for (aggregate_type, event_type) in [
+                ("Order", "OrderPlaced"),
+                ("Order", ""),
+                ("", "OrderPlaced"),
+                ("Order.v2", "OrderPlaced"),
+                ("Cart", "Order.Placed"),
+            ] {
+                assert_eq!(
+                    matches_event(pattern, aggregate_type, event_type),
+                    matches_by_vectors(pattern, &format!("{aggregate_type}.{event_type}")),
+                    "{pattern} against {aggregate_type} and {event_type}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_topic_is_recognised_as_an_aggregate_types_without_making_its_name() {
+        let topics = Topics::PerAggregateType;
+        for (topic, aggregate_type) in [
+            ("shop.Order", "Order"),
+            ("shop.Order", "Cart"),
+            ("shop.my_Order", "my.Order"),
+            ("shop.Order", "Orde"),
+            ("shopOrder", "Order"),
+            ("shop.", ""),
+        ] {
+            assert_eq!(
+                topics.is_topic_of(topic, "shop", aggregate_type),
+                topics.topic("shop", aggregate_type) == topic,
+                "{topic} of {aggregate_type}"
+            );
+        }
+        let one = Topics::One("all".to_owned());
+        assert!(one.is_topic_of("all", "shop", "Order"));
+        assert!(!one.is_topic_of("shop.Order", "shop", "Order"));
     }
 }

@@ -1,5 +1,5 @@
-//! What a consumer group's session waits for besides its next record: a commit falling
-//! due, the records ready right after the first of a batch, a retry's delay.
+//! What a consumer group's session waits for besides its next record and its commits: the
+//! records ready right after the first of a batch, a retry's delay.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,14 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rdkafka::message::{BorrowedMessage, Message as _};
 
 use super::group_context::GroupConsumer;
-
-/// Sleeps until `due`, or for ever when nothing is due.
-pub(super) async fn sleep_until(due: Option<tokio::time::Instant>) {
-    match due {
-        Some(due) => tokio::time::sleep_until(due).await,
-        None => std::future::pending().await,
-    }
-}
 
 /// `first` and the records that are ready right after it, up to `max`.
 pub(super) async fn gather<'c>(

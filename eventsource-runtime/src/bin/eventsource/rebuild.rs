@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::args::RebuildArgs;
 use crate::exit::CliError;
 use crate::output;
-use crate::status::{segment_of_name, split_projections};
+use crate::projection::Known;
+use crate::status::segment_of_name;
 use crate::store::Stores;
 
 /// What a rebuild beside set up.
@@ -34,29 +35,13 @@ pub async fn run(stores: &Stores, args: &RebuildArgs, json: bool) -> Result<(), 
         )));
     }
     let checkpoints = &*stores.checkpoints;
-    let records = checkpoints
-        .checkpoints()
-        .await
-        .map_err(CliError::store("cannot list the checkpoints"))?;
-    let splits = split_projections(stores, &records).await?;
-    let known = |projection: &str| {
-        records.iter().any(|r| r.projection == projection) || splits.contains_key(projection)
-    };
-    if !known(name) {
-        return Err(CliError::NotFound(format!(
-            "no projection `{name}` in this store (`eventsource status` lists them)"
-        )));
-    }
-    if segment_of_name(name).is_some() {
-        return Err(CliError::Usage(format!(
-            "`{name}` is one segment's checkpoint: rebuild the whole projection"
-        )));
-    }
+    let known = Known::read(stores).await?;
+    known.whole(name, "rebuild")?;
     let parked = checkpoints
         .parked_counts()
         .await
         .map_err(CliError::store("cannot count the parked events"))?;
-    if known(new) || parked.contains_key(new) {
+    if known.has(new) || parked.contains_key(new) {
         return Err(CliError::Refused(format!(
             "`{new}` exists already in this store: choose another name (or `eventsource \
              projection reset {new} --to 0` to rebuild it in place); nothing changed"
@@ -86,7 +71,7 @@ pub async fn run(stores: &Stores, args: &RebuildArgs, json: bool) -> Result<(), 
         rebuilt_as: new.to_owned(),
         checkpoint: 0,
         head,
-        segments: splits.get(name).copied(),
+        segments: known.splits.get(name).copied(),
     };
     if json {
         return output::json(&rebuild);

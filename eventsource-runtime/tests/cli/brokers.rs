@@ -123,6 +123,32 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// The fixture of a group: `run` is the group's `run` given its stop signal, spawned
+    /// here; `cli` the arguments naming the group after `--broker URL --group mail`.
+    fn start<F>(
+        url: &str,
+        cli: &[&str],
+        bus: Arc<dyn EventBus>,
+        dead: Box<dyn DeadLetterQueue>,
+        run: impl FnOnce(oneshot::Receiver<()>) -> F,
+    ) -> Self
+    where
+        F: std::future::Future<Output = Result<(), BusError>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(stopped));
+        let named = ["--broker", url, "--group", "mail"]
+            .into_iter()
+            .chain(cli.iter().copied());
+        Self {
+            cli: named.map(str::to_owned).collect(),
+            bus,
+            dead,
+            stop,
+            task,
+        }
+    }
+
     fn with(&self, args: &[&str]) -> Vec<String> {
         args.iter()
             .map(|arg| (*arg).to_owned())
@@ -275,29 +301,20 @@ mod rabbitmq {
         let mailer = Arc::new(Mailer::default());
         group.subscribe_fn(HANDLER, mailer.handle());
         group.declare().await.unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
         let running = group.clone();
-        let task = tokio::spawn(async move {
-            running
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        let fixture = Fixture {
-            cli: vec![
-                "--broker".into(),
-                url.clone(),
-                "--group".into(),
-                "mail".into(),
-                "--prefix".into(),
-                exchange,
-            ],
-            bus: Arc::new(bus),
-            dead: Box::new(group.dead_letters()),
-            stop,
-            task,
-        };
+        let fixture = Fixture::start(
+            &url,
+            &["--prefix", &exchange],
+            Arc::new(bus),
+            Box::new(group.dead_letters()),
+            move |stopped| async move {
+                running
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            },
+        );
         list_requeue_purge(fixture, mailer).await;
     }
 }
@@ -332,29 +349,20 @@ mod kafka {
         group.subscribe_fn(HANDLER, mailer.handle());
         bus.declare(["Order"]).await.unwrap();
         group.declare().await.unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
         let running = group.clone();
-        let task = tokio::spawn(async move {
-            running
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        let fixture = Fixture {
-            cli: vec![
-                "--broker".into(),
-                url,
-                "--group".into(),
-                "mail".into(),
-                "--prefix".into(),
-                prefix,
-            ],
-            bus: Arc::new(bus),
-            dead: Box::new(group.dead_letters()),
-            stop,
-            task,
-        };
+        let fixture = Fixture::start(
+            &url,
+            &["--prefix", &prefix],
+            Arc::new(bus),
+            Box::new(group.dead_letters()),
+            move |stopped| async move {
+                running
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            },
+        );
         list_requeue_purge(fixture, mailer).await;
     }
 }
@@ -383,31 +391,20 @@ mod nats {
         let mailer = Arc::new(Mailer::default());
         group.subscribe_fn(HANDLER, mailer.handle());
         group.declare().await.unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
         let running = group.clone();
-        let task = tokio::spawn(async move {
-            running
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        let fixture = Fixture {
-            cli: vec![
-                "--broker".into(),
-                url.clone(),
-                "--group".into(),
-                "mail".into(),
-                "--prefix".into(),
-                prefix,
-                "--stream".into(),
-                stream.clone(),
-            ],
-            bus: Arc::new(bus),
-            dead: Box::new(group.dead_letters()),
-            stop,
-            task,
-        };
+        let fixture = Fixture::start(
+            &url,
+            &["--prefix", &prefix, "--stream", &stream],
+            Arc::new(bus),
+            Box::new(group.dead_letters()),
+            move |stopped| async move {
+                running
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            },
+        );
         list_requeue_purge(fixture, mailer).await;
 
         let client = eventsource_runtime::nats::async_nats::connect(&url)

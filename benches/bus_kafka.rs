@@ -52,7 +52,7 @@ use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::relay::Relay;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::runtime::Runtime;
 use tracing::Dispatch;
@@ -332,11 +332,27 @@ async fn consume_with_group(bus: &KafkaBus, name: &str) -> Duration {
 
 /// rdkafka alone in a fresh group: each record decoded, then its offset stored for the
 /// next commit (every second).
-async fn consume_with_rdkafka(broker: &Broker, group: &str, topic: &str) -> Duration {
+/// With `read_headers`, each record's delivery state and trace context are read from its
+/// headers too, as a consumer that honours retries (the attempt, the handlers that failed)
+/// must: librdkafka parses a record's headers when first asked.
+async fn consume_with_rdkafka(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    read_headers: bool,
+) -> Duration {
     let consumer = broker.consumer(group, topic);
     let progress = Progress::default();
     while progress.handled.load(Ordering::SeqCst) < EVENTS {
         let record = consumer.recv().await.expect("a record");
+        if read_headers {
+            let headers = record.headers();
+            let pairs = headers
+                .iter()
+                .flat_map(|headers| headers.iter())
+                .filter_map(|header| Some((header.key, header.value?)));
+            std::hint::black_box(wire::read_text_headers(pairs));
+        }
         let event = wire::decode(record.payload().unwrap_or_default()).expect("a stored event");
         std::hint::black_box(event);
         progress.record();
@@ -399,18 +415,23 @@ fn consumer_throughput(c: &mut Criterion, runtime: &Runtime, broker: &Broker) {
         });
     }
     eventsource_runtime::telemetry::set_enabled(false);
-    bench.bench_function("rdkafka_at_least_once", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let mut took = Duration::ZERO;
-                for _ in 0..iters {
-                    let group = format!("{}-{}", bus.topic_prefix(), fresh("rdkafka"));
-                    took += consume_with_rdkafka(broker, &group, &topic).await;
-                }
-                took
-            })
+    for (name, read_headers) in [
+        ("rdkafka_at_least_once", false),
+        ("rdkafka_at_least_once_reading_headers", true),
+    ] {
+        bench.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut took = Duration::ZERO;
+                    for _ in 0..iters {
+                        let group = format!("{}-{}", bus.topic_prefix(), fresh("rdkafka"));
+                        took += consume_with_rdkafka(broker, &group, &topic, read_headers).await;
+                    }
+                    took
+                })
+            });
         });
-    });
+    }
     bench.finish();
 }
 

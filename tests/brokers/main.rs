@@ -1,6 +1,5 @@
-//! The buses against the real brokers, beyond each broker's own suite: lineage and schema
-//! evolution across a broker, the messaging attributes a backend reads, graceful stops,
-//! TLS.
+//! The buses against the real brokers, beyond each broker's own suite: lineage across a
+//! broker, the messaging attributes a backend reads, graceful stops, TLS.
 //!
 //! One test binary for the area (each file a module), so the suite links a few binaries
 //! rather than one per file.
@@ -12,7 +11,6 @@ mod nats_stop;
 mod nats_tls;
 mod rabbitmq_stop;
 mod rabbitmq_tls;
-mod upcasting_brokers;
 
 // Helpers shared by the modules below, declared once.
 #[path = "../../examples/domain/order.rs"]

@@ -1,8 +1,9 @@
 //! The RabbitMQ bus against a real broker: the broker conformance suite
 //! (`testing::conformance::broker`: one trace from the publisher to the handlers, fan-out,
 //! retries then dead letters, bad trace context, undecodable messages, graceful stop, the
-//! relay's trace) and what only RabbitMQ does: its span attributes and metric destinations,
-//! typed publish errors (unroutable, unavailable, refused credentials).
+//! relay's trace, v1 messages for a v2 consumer) and what only RabbitMQ does: its span
+//! attributes and metric destinations, typed publish errors (unroutable, unavailable,
+//! refused credentials).
 //!
 //! The broker comes from `EVENTSOURCE_AMQP_URL` (e.g.
 //! `amqp://guest:guest@127.0.0.1:5672/%2f`). Without it each test prints `skipped:

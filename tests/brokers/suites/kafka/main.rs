@@ -1,9 +1,10 @@
 //! The Kafka bus against a real Kafka-API broker: the broker conformance suite
 //! (`testing::conformance::broker`: one trace from the publisher to the handlers, fan-out,
 //! retries through retry topics then dead letters, bad trace context, undecodable records,
-//! unknown handlers, graceful stop, the relay's trace) and what only Kafka does: its span
-//! attributes, a poison record that does not block its partition, a batch with a link per
-//! record, a consumer that died mid-record, a stop while a retry waits.
+//! unknown handlers, graceful stop, the relay's trace, v1 messages for a v2 consumer) and
+//! what only Kafka does: its span attributes, a poison record that does not block its
+//! partition, a batch with a link per record, a consumer that died mid-record, a stop while
+//! a retry waits.
 //!
 //! The broker comes from `EVENTSOURCE_KAFKA_BROKERS` (e.g. `127.0.0.1:9092`). Without it
 //! each test prints `skipped: EVENTSOURCE_KAFKA_BROKERS not set` and passes, unless

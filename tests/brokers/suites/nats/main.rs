@@ -1,8 +1,9 @@
 //! The NATS JetStream bus against a real server: the broker conformance suite
 //! (`testing::conformance::broker`: one trace from the publisher to the handlers, fan-out,
 //! retries then dead letters, bad trace context, undecodable messages, graceful stop, the
-//! relay's trace) and what only NATS does: subjects and patterns, batch mode, a message not
-//! acknowledged in time, typed publish errors, recovery bounded by the ack wait.
+//! relay's trace, v1 messages for a v2 consumer) and what only NATS does: subjects and
+//! patterns, batch mode, a message not acknowledged in time, typed publish errors, recovery
+//! bounded by the ack wait.
 //!
 //! The server comes from `EVENTSOURCE_NATS_URL` (e.g. `nats://127.0.0.1:4222`, JetStream
 //! on). Without it each test prints `skipped: EVENTSOURCE_NATS_URL not set` and passes,

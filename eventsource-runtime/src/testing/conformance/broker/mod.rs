@@ -12,7 +12,9 @@
 //!   malformed trace context, the relay's trace;
 //! - [`baggage`]: baggage values reaching the handlers of three hops unchanged;
 //! - [`failures`]: retries then dead letters then a move back, purge, an undecodable
-//!   message, a retry for a handler the group no longer has, a graceful stop.
+//!   message, a retry for a handler the group no longer has, a graceful stop;
+//! - [`upcasting`]: a consumer of a newer schema handling an older producer's messages, and
+//!   dead-lettering what it cannot upcast.
 //!
 //! The scenarios read spans through [`capture`](crate::testing::capture) and metrics
 //! through the [`MetricCapture`](crate::testing::MetricCapture) they are given (metrics are
@@ -26,6 +28,7 @@
 pub mod baggage;
 pub mod failures;
 pub mod trace;
+pub mod upcasting;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -330,6 +333,8 @@ macro_rules! broker_scenarios {
                 $crate::testing::conformance::broker::failures::retry_for_an_unknown_handler_is_dead_lettered;
             graceful_stop_finishes_the_handler_in_flight =>
                 $crate::testing::conformance::broker::failures::graceful_stop_finishes_the_handler_in_flight;
+            a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcast =>
+                $crate::testing::conformance::broker::upcasting::a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcast;
         }
     };
 }

@@ -2,7 +2,8 @@
 //! B's consumer group hands it to a handler that runs a command of B's; B's events carry
 //! A's correlation id and the checkout as their cause, with nothing passed by hand. The
 //! publish, consume and handle spans carry the correlation id, and the message carries it in
-//! its headers too. On RabbitMQ, NATS JetStream and Kafka.
+//! its headers too. On RabbitMQ, NATS JetStream and Kafka: the scenario once, each broker's
+//! test giving it a bus and a group, then reading the headers as the broker keeps them.
 //!
 //! The brokers come from `EVENTSOURCE_AMQP_URL`, `EVENTSOURCE_NATS_URL` and
 //! `EVENTSOURCE_KAFKA_BROKERS`; without one, its test prints `skipped: ... not set` and
@@ -12,27 +13,31 @@
 #[path = "../common/lineage_domain.rs"]
 mod domain;
 
+use crate::any_broker::{Group, Running, delete_nats_streams, delete_rabbitmq};
 use crate::servers::Server;
 use std::time::Duration;
 
 use domain::{Cart, CheckOut, Shipment, fulfilment};
-use eventsource_runtime::bus::{BusError, EventBus, EventHandler};
+use eventsource_runtime::bus::{EventBus, EventHandler};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{CapturedSpans, attribute, capture};
-use tokio::sync::oneshot;
 
-/// Waits (up to `secs`) until service B stored its shipment.
-async fn until_shipped(shipments: &InMemoryEventStore, secs: u64) -> Vec<EventEnvelope> {
+/// Waits (up to `patience`) until service B stored its shipment.
+async fn until_shipped(shipments: &InMemoryEventStore, patience: Duration) -> Vec<EventEnvelope> {
     let stream = StreamId::new("Shipment", "cart-1");
-    for _ in 0..secs * 20 {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
         let events = shipments.load(&stream, 1).await.unwrap();
         if !events.is_empty() {
             return events;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for service B's shipment"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("timed out waiting for service B's shipment");
 }
 
 /// Service B: a store of its own and the fulfilment handler.
@@ -94,11 +99,29 @@ fn check(checkout: &EventEnvelope, shipment: &[EventEnvelope], spans: &CapturedS
     );
 }
 
-#[cfg(feature = "rabbitmq")]
+/// The scenario, on any broker: service B's `group` (on the bus service A publishes to)
+/// hands A's checkout to B's handler, whose shipment continues A's lineage; the checkout,
+/// for the broker's own checks of the message.
+async fn service_b_continues_the_lineage_of_service_a<G: Group>(
+    bus: impl EventBus,
+    group: &G,
+    patience: Duration,
+) -> EventEnvelope {
+    let capture = capture();
+    let (shipments, handler) = service_b();
+    group.subscribe(handler);
+    let running = Running::start(group).await;
+    let checkout = service_a_checks_out(bus).await;
+    let shipment = until_shipped(&shipments, patience).await;
+    running.stop().await;
+    check(&checkout, &shipment, &capture.spans());
+    checkout
+}
+
 #[tokio::test]
 async fn rabbitmq_carries_the_correlation_to_the_next_service() {
     use eventsource_runtime::rabbitmq::RabbitMqBus;
-    use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+    use lapin::options::BasicGetOptions;
     use lapin::{Connection, ConnectionProperties};
 
     let test = "lineage::rabbitmq";
@@ -106,14 +129,12 @@ async fn rabbitmq_carries_the_correlation_to_the_next_service() {
         return;
     };
     let exchange = format!("es-test-lineage-{}", uuid::Uuid::now_v7().simple());
-    let capture = capture();
     let bus = RabbitMqBus::new(&url)
         .expect("an AMQP URL")
         .with_exchange(&exchange)
         .with_confirm_timeout(Duration::from_secs(5));
     let group = bus.consumer_group("fulfilment");
-    let (shipments, handler) = service_b();
-    group.subscribe(handler);
+    // The exchange, for the tap to bind to.
     group.declare().await.expect("the group's queues");
     // A second queue on the exchange, read by hand: the headers as sent.
     let connection = Connection::connect(&url, ConnectionProperties::default())
@@ -135,18 +156,9 @@ async fn rabbitmq_carries_the_correlation_to_the_next_service() {
         )
         .await
         .unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let group = group.clone();
-        async move { group.run(async move { drop(stopped.await) }).await }
-    });
 
-    let checkout = service_a_checks_out(bus.clone()).await;
-    let shipment = until_shipped(&shipments, 10).await;
-    let _ = stop.send(());
-    let stopped: Result<(), BusError> = running.await.expect("joined");
-    stopped.expect("stopped cleanly");
-    check(&checkout, &shipment, &capture.spans());
+    let checkout =
+        service_b_continues_the_lineage_of_service_a(bus, &group, Duration::from_secs(10)).await;
 
     let tapped = channel
         .basic_get(tap.as_str().into(), BasicGetOptions { no_ack: true })
@@ -170,23 +182,16 @@ async fn rabbitmq_carries_the_correlation_to_the_next_service() {
         header("eventsource-causationid").as_deref(),
         checkout.metadata.causation_id()
     );
+    let _ = connection.close(200, "read".into()).await;
 
-    for queue in [
-        group.queue().to_owned(),
-        group.dead_letters().queue().to_owned(),
-        tap,
-    ] {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    let _ = channel
-        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-        .await;
-    let _ = connection.close(200, "clean".into()).await;
+    delete_rabbitmq(
+        &url,
+        &exchange,
+        &[group.queue(), group.dead_letters().queue(), &tap],
+    )
+    .await;
 }
 
-#[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_carries_the_correlation_to_the_next_service() {
     use eventsource_runtime::nats::NatsBus;
@@ -198,47 +203,34 @@ async fn nats_carries_the_correlation_to_the_next_service() {
     };
     let id = uuid::Uuid::now_v7().simple().to_string();
     let stream = format!("ES_TEST_lineage_{id}");
-    let capture = capture();
     let bus = NatsBus::new(&url)
         .expect("a NATS URL")
         .with_stream(&stream)
         .with_subject_prefix(format!("es-test-lineage-{id}"))
         .with_ack_timeout(Duration::from_secs(5));
     let group = bus.consumer_group("fulfilment");
-    let (shipments, handler) = service_b();
-    group.subscribe(handler);
-    group.declare().await.expect("the group's consumers");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let group = group.clone();
-        async move { group.run(async move { drop(stopped.await) }).await }
-    });
 
-    let checkout = service_a_checks_out(bus.clone()).await;
-    let shipment = until_shipped(&shipments, 10).await;
-    let _ = stop.send(());
-    let stopped: Result<(), BusError> = running.await.expect("joined");
-    stopped.expect("stopped cleanly");
-    check(&checkout, &shipment, &capture.spans());
+    let checkout =
+        service_b_continues_the_lineage_of_service_a(bus, &group, Duration::from_secs(10)).await;
 
     // The stored message's headers carry the ids.
     let client = eventsource_runtime::nats::async_nats::connect(&url)
         .await
         .expect("the server");
-    let js = jetstream::new(client);
-    let stored = js.get_stream(&stream).await.expect("the stream");
+    let stored = jetstream::new(client)
+        .get_stream(&stream)
+        .await
+        .expect("the stream");
     let message = stored.get_raw_message(1).await.expect("the checkout");
     let correlation = message
         .headers
         .get("eventsource-correlationid")
         .map(|v| v.as_str().to_owned());
     assert_eq!(correlation.as_deref(), checkout.metadata.correlation_id());
-    for suffix in ["", "_RETRY", "_DEAD"] {
-        let _ = js.delete_stream(format!("{stream}{suffix}")).await;
-    }
+
+    delete_nats_streams(&url, &stream).await;
 }
 
-#[cfg(feature = "kafka")]
 #[tokio::test]
 async fn kafka_carries_the_correlation_to_the_next_service() {
     use eventsource_runtime::kafka::KafkaBus;
@@ -247,26 +239,12 @@ async fn kafka_carries_the_correlation_to_the_next_service() {
     let Some(brokers) = Server::Kafka.address(test) else {
         return;
     };
-    let capture = capture();
     let bus = KafkaBus::new(&brokers)
         .expect("a Kafka address")
         .with_topic_prefix(format!("es-lineage-{}", uuid::Uuid::now_v7().simple()))
         .with_delivery_timeout(Duration::from_secs(10));
     let group = bus.consumer_group("fulfilment").bind("Cart.*");
-    let (shipments, handler) = service_b();
-    group.subscribe(handler);
-    group.declare().await.expect("the group's topics");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn({
-        let group = group.clone();
-        async move { group.run(async move { drop(stopped.await) }).await }
-    });
 
     // A group's first join takes seconds.
-    let checkout = service_a_checks_out(bus.clone()).await;
-    let shipment = until_shipped(&shipments, 60).await;
-    let _ = stop.send(());
-    let stopped: Result<(), BusError> = running.await.expect("joined");
-    stopped.expect("stopped cleanly");
-    check(&checkout, &shipment, &capture.spans());
+    service_b_continues_the_lineage_of_service_a(bus, &group, Duration::from_secs(60)).await;
 }

@@ -13,6 +13,7 @@ mod rabbitmq_stop;
 mod rabbitmq_tls;
 
 // Helpers shared by the modules below, declared once.
+mod any_broker;
 #[path = "../../examples/domain/order.rs"]
 mod domain;
 #[path = "../common/graceful_stop.rs"]

@@ -11,6 +11,7 @@
 //! passes, unless `EVENTSOURCE_REQUIRE_RABBITMQ=1` / `EVENTSOURCE_REQUIRE_NATS=1` /
 //! `EVENTSOURCE_REQUIRE_KAFKA=1`. Every test works on destinations of its own.
 
+use crate::any_broker::{Group, Running, delete_nats_streams, delete_rabbitmq};
 use crate::domain;
 use crate::servers::Server;
 
@@ -19,36 +20,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use domain::{Order, sample_order};
-use eventsource_runtime::bus::{BusError, EventBus, HandlerError, UnavailableReason};
+use eventsource_runtime::bus::{EventBus, HandlerError, UnavailableReason};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{CapturedSpans, attribute, capture};
 use opentelemetry_sdk::trace::SpanData;
-use tokio::sync::oneshot;
-
-/// A consumer group running in a task of its own until [`Running::stop`].
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), BusError>>,
-}
-
-/// Starts `$group` (any broker's `ConsumerGroup`, declared first).
-macro_rules! start {
-    ($group:expr) => {{
-        let group = $group.clone();
-        group.declare().await.expect("the group declared");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move { group.run(async move { drop(stopped.await) }).await });
-        Running { stop, task }
-    }};
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("joined").expect("stopped cleanly");
-    }
-}
 
 /// A handler that fails its first `failures` calls, and its count of calls.
 fn flaky(
@@ -72,18 +48,17 @@ fn flaky(
     (calls, handler)
 }
 
-/// Waits (up to `secs`) until `calls` reaches `n`.
-async fn until_called(calls: &AtomicUsize, n: usize, secs: u64) {
-    for _ in 0..secs * 50 {
-        if calls.load(Ordering::SeqCst) >= n {
-            return;
-        }
+/// Waits (up to `patience`) until `calls` reaches `n`.
+async fn until_called(calls: &AtomicUsize, n: usize, patience: Duration) {
+    let deadline = tokio::time::Instant::now() + patience;
+    while calls.load(Ordering::SeqCst) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler ran {} of {n} times",
+            calls.load(Ordering::SeqCst)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!(
-        "the handler ran {} of {n} times",
-        calls.load(Ordering::SeqCst)
-    );
 }
 
 /// Places order o-1 through `bus`.
@@ -153,24 +128,38 @@ fn consume<'a>(spans: &'a CapturedSpans, mode: &str) -> &'a SpanData {
     found[0]
 }
 
+/// What each broker's test checks the spans of, on any broker: order o-1 placed through
+/// `bus`, `group`'s handler failing its first call, so that the message is consumed live
+/// then as a retry (the group's one retry delay); the spans once the retry was handled.
+async fn delivered_then_retried<G: Group>(
+    bus: impl EventBus,
+    group: &G,
+    patience: Duration,
+) -> CapturedSpans {
+    let capture = capture();
+    let (calls, handler) = flaky(1);
+    group.subscribe(handler);
+    let running = Running::start(group).await;
+    place_order(bus).await;
+    until_called(&calls, 2, patience).await;
+    running.stop().await;
+    capture.spans()
+}
+
 /// The point about consumer groups.
 const GROUP: &str = "messaging.consumer.group.name";
 /// The point about the NATS destination.
 const DESTINATION: &str = "messaging.destination.name";
 
-#[cfg(feature = "rabbitmq")]
 #[tokio::test]
 async fn rabbitmq_spans_name_the_groups_queue_and_their_operations() {
     use eventsource_runtime::rabbitmq::RabbitMqBus;
-    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    use lapin::{Connection, ConnectionProperties};
 
     let test = "messaging_conventions::rabbitmq";
     let Some(url) = Server::RabbitMq.address(test) else {
         return;
     };
     let exchange = format!("es-test-conventions-{}", uuid::Uuid::now_v7().simple());
-    let capture = capture();
     let bus = RabbitMqBus::new(&url)
         .expect("an AMQP URL")
         .with_exchange(&exchange)
@@ -178,14 +167,7 @@ async fn rabbitmq_spans_name_the_groups_queue_and_their_operations() {
     let group = bus
         .consumer_group("confirmations")
         .retry_delays([Duration::from_millis(50)]);
-    let (calls, handler) = flaky(1);
-    group.subscribe(handler);
-    let running = start!(group);
-    place_order(bus.clone()).await;
-    until_called(&calls, 2, 20).await;
-    running.stop().await;
-
-    let spans = capture.spans();
+    let spans = delivered_then_retried(bus, &group, Duration::from_secs(20)).await;
     let queue = format!("{exchange}.confirmations");
     assert_eq!(group.queue(), queue);
     let mut problems = Problems::default();
@@ -197,30 +179,21 @@ async fn rabbitmq_spans_name_the_groups_queue_and_their_operations() {
     problems.operations(&spans, "publish", "consume");
     problems.assert_none(&spans);
 
-    let connection = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .expect("the broker");
-    let channel = connection.create_channel().await.expect("a channel");
-    for queue in [
-        queue.clone(),
-        format!("{queue}.retry.50ms"),
-        format!("{queue}.dead"),
-    ] {
-        let _ = channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    let _ = channel
-        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-        .await;
-    let _ = connection.close(200, "clean".into()).await;
+    delete_rabbitmq(
+        &url,
+        &exchange,
+        &[
+            &queue,
+            &format!("{queue}.retry.50ms"),
+            &format!("{queue}.dead"),
+        ],
+    )
+    .await;
 }
 
-#[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_spans_name_the_delivering_consumer_and_the_subject_the_message_arrived_on() {
     use eventsource_runtime::nats::NatsBus;
-    use eventsource_runtime::nats::async_nats::jetstream;
 
     let test = "messaging_conventions::nats";
     let Some(url) = Server::Nats.address(test) else {
@@ -229,7 +202,6 @@ async fn nats_spans_name_the_delivering_consumer_and_the_subject_the_message_arr
     let id = uuid::Uuid::now_v7().simple().to_string();
     let stream = format!("ES_TEST_conventions_{id}");
     let prefix = format!("es-test-conventions-{id}");
-    let capture = capture();
     let bus = NatsBus::new(&url)
         .expect("a NATS URL")
         .with_stream(&stream)
@@ -238,14 +210,7 @@ async fn nats_spans_name_the_delivering_consumer_and_the_subject_the_message_arr
     let group = bus
         .consumer_group("confirmations")
         .retry_delays([Duration::from_millis(50)]);
-    let (calls, handler) = flaky(1);
-    group.subscribe(handler);
-    let running = start!(group);
-    place_order(bus.clone()).await;
-    until_called(&calls, 2, 20).await;
-    running.stop().await;
-
-    let spans = capture.spans();
+    let spans = delivered_then_retried(bus, &group, Duration::from_secs(20)).await;
     let durable = format!("{prefix}-confirmations");
     assert_eq!(group.consumer_name(), durable);
     let retry_subject = format!("{prefix}-retry.confirmations");
@@ -278,16 +243,9 @@ async fn nats_spans_name_the_delivering_consumer_and_the_subject_the_message_arr
     problems.operations(&spans, "publish", "process");
     problems.assert_none(&spans);
 
-    let client = eventsource_runtime::nats::async_nats::connect(&url)
-        .await
-        .expect("the server");
-    let js = jetstream::new(client);
-    for suffix in ["", "_RETRY", "_DEAD"] {
-        let _ = js.delete_stream(format!("{stream}{suffix}")).await;
-    }
+    delete_nats_streams(&url, &stream).await;
 }
 
-#[cfg(feature = "kafka")]
 #[tokio::test]
 async fn kafka_spans_name_the_group_id_of_the_consumer_that_read_the_record() {
     use eventsource_runtime::kafka::KafkaBus;
@@ -297,7 +255,6 @@ async fn kafka_spans_name_the_group_id_of_the_consumer_that_read_the_record() {
         return;
     };
     let prefix = format!("es-conventions-{}", uuid::Uuid::now_v7().simple());
-    let capture = capture();
     let bus = KafkaBus::new(&brokers)
         .expect("a Kafka address")
         .with_topic_prefix(&prefix)
@@ -306,15 +263,8 @@ async fn kafka_spans_name_the_group_id_of_the_consumer_that_read_the_record() {
         .consumer_group("confirmations")
         .bind("Order.*")
         .retry_delays([Duration::from_millis(100)]);
-    let (calls, handler) = flaky(1);
-    group.subscribe(handler);
-    let running = start!(group);
     // A group's first join takes seconds; its retry topic's group joins too.
-    place_order(bus.clone()).await;
-    until_called(&calls, 2, 60).await;
-    running.stop().await;
-
-    let spans = capture.spans();
+    let spans = delivered_then_retried(bus, &group, Duration::from_secs(60)).await;
     let group_id = format!("{prefix}.confirmations");
     assert_eq!(group.group_id(), group_id);
     let mut problems = Problems::default();
@@ -351,7 +301,6 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     said
 }
 
-#[cfg(feature = "kafka")]
 #[tokio::test]
 async fn a_refused_kafka_port_is_connection_refused_at_once() {
     use eventsource_runtime::kafka::KafkaBus;
@@ -382,7 +331,6 @@ async fn a_refused_kafka_port_is_connection_refused_at_once() {
     }
 }
 
-#[cfg(feature = "kafka")]
 #[tokio::test]
 async fn a_kafka_broker_that_takes_the_connection_and_answers_slowly_is_waited_for() {
     use eventsource_runtime::kafka::KafkaBus;

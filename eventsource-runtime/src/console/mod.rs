@@ -65,12 +65,14 @@ pub use error::ConsoleError;
 
 use crate::bus::DeadLetterQueue;
 use crate::operate::Stores;
+use crate::store::EventStore;
 use auth::AdminToken;
 
 /// The console's settings, turned into a [`Router`] by [`router`](Self::router).
 #[derive(Clone)]
 pub struct Console {
     stores: Stores,
+    other_stores: Vec<Arc<dyn EventStore>>,
     queues: Vec<Arc<dyn DeadLetterQueue>>,
     trace_url: Option<String>,
     tokens: Vec<AdminToken>,
@@ -82,6 +84,7 @@ impl std::fmt::Debug for Console {
         let queues: Vec<String> = self.queues.iter().map(|queue| queue.location()).collect();
         f.debug_struct("Console")
             .field("stores", &self.stores)
+            .field("other_stores", &self.other_stores.len())
             .field("queues", &queues)
             .field("trace_url", &self.trace_url)
             .field("tokens", &self.tokens)
@@ -93,6 +96,8 @@ impl std::fmt::Debug for Console {
 /// What the handlers share.
 struct Shared {
     stores: Stores,
+    /// Other services' event stores, read for causation trees.
+    other_stores: Vec<Arc<dyn EventStore>>,
     queues: Vec<Arc<dyn DeadLetterQueue>>,
     trace_url: Option<String>,
     tokens: Vec<AdminToken>,
@@ -115,11 +120,22 @@ impl Console {
     pub fn new(stores: Stores) -> Self {
         Self {
             stores,
+            other_stores: Vec::new(),
             queues: Vec::new(),
             trace_url: None,
             tokens: Vec::new(),
             read_only: false,
         }
+    }
+
+    /// Also another service's event store, read for causation trees: a correlation's
+    /// tree then follows a request across the services whose stores the console reads (as
+    /// `eventsource causation --also-store` does). The status, the stream browser and the
+    /// actions stay on the console's own stores.
+    #[must_use]
+    pub fn also_store(mut self, store: Arc<dyn EventStore>) -> Self {
+        self.other_stores.push(store);
+        self
     }
 
     /// Also a consumer group's dead letters (any broker's `DeadLetters`, e.g.
@@ -199,6 +215,7 @@ impl Console {
     pub fn router(self) -> Router {
         let state: State = Arc::new(Shared {
             stores: self.stores,
+            other_stores: self.other_stores,
             queues: self.queues,
             trace_url: self.trace_url,
             tokens: self.tokens,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::{ConsoleError, State, svg};
 use crate::bus::DeadLetterEntry;
 use crate::operate::{self, EventQuery, EventView};
+use crate::store::EventStore;
 
 /// At most this many events per page of the stream browser.
 const MAX_EVENTS: usize = 500;
@@ -292,7 +293,9 @@ pub(super) async fn causation(
 ) -> Result<Json<Value>, ConsoleError> {
     let given = query(given)?.correlation.unwrap_or_default();
     let correlation = correlation_id(&given)?;
-    let tree = operate::causation_tree(&[&*state.stores.events], &correlation).await?;
+    let mut stores: Vec<&dyn EventStore> = vec![&*state.stores.events];
+    stores.extend(state.other_stores.iter().map(|store| &**store));
+    let tree = operate::causation_tree(&stores, &correlation).await?;
     let nodes = operate::drawn_nodes(&tree, state.trace_url.as_deref());
     let drawing = svg::draw(&correlation, &nodes);
     Ok(Json(json!({

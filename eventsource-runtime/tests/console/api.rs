@@ -16,7 +16,9 @@ use eventsource_runtime::testing::{Status, attribute, capture};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-use crate::{TOKEN, TRACE_ORDERS, TRACE_SHIPPING, parked_positions, seeded};
+use eventsource_runtime::store::InMemoryEventStore;
+
+use crate::{TOKEN, TRACE_ORDERS, TRACE_SHIPPING, invoice_the_shipment, parked_positions, seeded};
 
 const TRACE_URL: &str = "http://jaeger.test:16686/trace/{trace_id}";
 const CLIENT: &str = "192.0.2.7:40000";
@@ -100,8 +102,53 @@ async fn post(router: &Router, action: &str, body: &str, headers: &[(&str, &str)
     send(router, request.body(Body::from(body.to_owned())).unwrap()).await
 }
 
+/// The depth of the tree's node whose label starts with `label`.
+fn depth_of(tree: &Answer, label: &str) -> Option<u64> {
+    tree.body["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["label"].as_str().is_some_and(|l| l.starts_with(label)))
+        .and_then(|n| n["depth"].as_u64())
+}
+
 const BEARER: &str = "Bearer test-admin-token-7f3a";
 const SKIP: &str = r#"{"projection":"orders","position":1}"#;
+
+#[tokio::test]
+async fn the_causation_tree_follows_the_request_into_other_services_stores() {
+    let seeded = seeded("also-store").await;
+    // Billing, another service with a store of its own, invoiced the shipment of `req-1`.
+    let billing = InMemoryEventStore::new();
+    invoice_the_shipment(&seeded, &billing).await;
+    let alone = Console::new(seeded.stores()).router();
+    let across = Console::new(seeded.stores())
+        .also_store(Arc::new(billing))
+        .router();
+
+    let tree = get(&alone, "/api/causation?correlation=req-1").await;
+    assert_eq!(tree.body["events"], 3, "{}", tree.text);
+    let tree = get(&across, "/api/causation?correlation=req-1").await;
+    assert_eq!(tree.status, StatusCode::OK, "{}", tree.text);
+    assert_eq!(tree.body["events"], 4, "{}", tree.text);
+    // The invoice hangs under the shipment that caused it, in the other store.
+    assert_eq!(
+        (
+            depth_of(&tree, "ShipmentRequested"),
+            depth_of(&tree, "InvoiceIssued")
+        ),
+        (Some(3), Some(4)),
+        "{}",
+        tree.text
+    );
+    assert!(
+        tree.body["svg"].as_str().unwrap().contains("InvoiceIssued"),
+        "{}",
+        tree.text
+    );
+    // The status stays on the console's own store.
+    let status = get(&across, "/api/status").await;
+    assert_eq!(status.body["head"], 6, "{}", status.text);
+}
 
 #[tokio::test]
 async fn reads_answer_what_the_store_holds_and_show_no_secret() {
@@ -163,21 +210,15 @@ async fn reads_answer_what_the_store_holds_and_show_no_secret() {
         assert!(svg.contains(&link), "{link} in {svg}");
     }
     // The shipment hangs under the payment, the payment under the placement.
-    let nodes = tree.body["nodes"].as_array().unwrap();
-    let depth_of = |label: &str| {
-        nodes
-            .iter()
-            .find(|n| n["label"].as_str().unwrap().starts_with(label))
-            .map(|n| n["depth"].as_u64().unwrap())
-    };
     assert_eq!(
         (
-            depth_of("OrderPlaced"),
-            depth_of("OrderPaid"),
-            depth_of("ShipmentRequested")
+            depth_of(&tree, "OrderPlaced"),
+            depth_of(&tree, "OrderPaid"),
+            depth_of(&tree, "ShipmentRequested")
         ),
         (Some(1), Some(2), Some(3)),
-        "{nodes:#?}"
+        "{}",
+        tree.text
     );
 
     let page = get(&router, "/").await;

@@ -121,6 +121,33 @@ pub async fn seeded(name: &str) -> Seeded {
     Seeded { store, dir }
 }
 
+/// Appends to `billing` (another service's store) the invoice of `req-1`'s shipment in
+/// `seeded`: one more event of the request, caused by one in the other store.
+pub async fn invoice_the_shipment(seeded: &Seeded, billing: &dyn EventStore) {
+    let shipment = seeded
+        .store
+        .events_by_correlation("req-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "ShipmentRequested")
+        .unwrap();
+    let cause = shipment.event_id.to_string();
+    billing
+        .append(
+            &StreamId::new("Invoice", "i-1"),
+            ExpectedVersion::NoStream,
+            vec![event(
+                "InvoiceIssued",
+                Some("req-1"),
+                Some(&cause),
+                TRACE_SHIPPING,
+            )],
+        )
+        .await
+        .unwrap();
+}
+
 /// The positions `projection` has parked.
 pub async fn parked_positions(checkpoints: &dyn CheckpointStore, projection: &str) -> Vec<u64> {
     let parked = checkpoints.parked(projection).await.unwrap();

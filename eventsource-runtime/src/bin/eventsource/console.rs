@@ -1,6 +1,7 @@
 //! `eventsource console`: the operator's page (`eventsource_runtime::console`) served on
-//! loopback, over the store `--store` names and, with a broker's feature, consumer groups'
-//! dead letters (`--broker URL --group NAME`).
+//! loopback, over the store `--store` names (and, for causation trees, other services'
+//! stores: `--also-store`) and, with a broker's feature, consumer groups' dead letters
+//! (`--broker URL --group NAME`).
 
 use std::net::SocketAddr;
 
@@ -48,9 +49,13 @@ pub struct ConsoleArgs {
     /// The NATS stream, when the service set one.
     #[arg(long, env = "EVENTSOURCE_NATS_STREAM")]
     pub stream: Option<String>,
+    /// Another service's store whose events causation trees take in too (repeatable;
+    /// PostgreSQL ones in the same `--schema`), as `eventsource causation --also-store`.
+    #[arg(long = "also-store", value_name = "STORE")]
+    pub also_stores: Vec<String>,
 }
 
-pub async fn run(stores: &Stores, args: &ConsoleArgs) -> Result<(), CliError> {
+pub async fn run(stores: &Stores, schema: &str, args: &ConsoleArgs) -> Result<(), CliError> {
     if !args.listen.ip().is_loopback() && !args.allow_remote {
         return Err(CliError::Usage(format!(
             "{} is not a loopback address: other machines could reach the console. Give \
@@ -68,6 +73,9 @@ pub async fn run(stores: &Stores, args: &ConsoleArgs) -> Result<(), CliError> {
         console = console
             .admin_token("admin", token.as_str())
             .map_err(setting)?;
+    }
+    for target in &args.also_stores {
+        console = console.also_store(Stores::open_target(target, schema).await?.events);
     }
     console = brokers::with_dead_letters(console, args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)

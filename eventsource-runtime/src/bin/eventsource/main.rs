@@ -64,7 +64,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Projection(command) => projection::run(&stores, command, json).await,
         Command::Parked(command) => parked::run(&stores, command, json).await,
         Command::Migrate => schema::migrate(&stores).await,
-        Command::Console(args) => console::run(&stores, &args).await,
+        Command::Console(args) => console::run(&stores, &cli.store.schema, &args).await,
         Command::Grants(_) | Command::DeadLetters(_) => Ok(()),
     }
 }

@@ -107,12 +107,7 @@ async fn reset(stores: &Stores, args: &ResetArgs) -> Result<Reset, CliError> {
     let known = Known::read(stores).await?;
     known.whole(name, "reset")?;
     let Known { records, splits } = known;
-    let head = stores
-        .events
-        .head_position()
-        .await
-        .map_err(CliError::store("cannot read the store's head"))?
-        .unwrap_or(0);
+    let head = stores.head().await?;
     if args.to > head {
         return Err(CliError::Usage(format!(
             "position {} is past the store's head ({head}): nothing changed",

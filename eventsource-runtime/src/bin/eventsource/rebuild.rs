@@ -47,12 +47,7 @@ pub async fn run(stores: &Stores, args: &RebuildArgs, json: bool) -> Result<(), 
              projection reset {new} --to 0` to rebuild it in place); nothing changed"
         )));
     }
-    let head = stores
-        .events
-        .head_position()
-        .await
-        .map_err(CliError::store("cannot read the store's head"))?
-        .unwrap_or(0);
+    let head = stores.head().await?;
     // A worker may run NEW already (deployed before this command): its checkpoint is its own.
     let lease = checkpoints
         .try_acquire(new)

@@ -203,6 +203,22 @@ impl PostgresCheckpointStore {
     fn lease_key(&self, projection: &str) -> i64 {
         lock_key(&["eventsource.projection", &self.sql.schema, projection])
     }
+
+    /// Runs `sql` on `projection`'s parked event at `position`: whether there was one.
+    async fn parked_event_changed(
+        &self,
+        sql: &str,
+        projection: &str,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql)
+            .bind(projection)
+            .bind(to_i64(position))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 #[async_trait]
@@ -271,23 +287,13 @@ impl CheckpointStore for PostgresCheckpointStore {
     }
 
     async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
-        let done = sqlx::query(&self.sql.unpark)
-            .bind(projection)
-            .bind(to_i64(position))
-            .execute(&self.pool)
+        self.parked_event_changed(&self.sql.unpark, projection, position)
             .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
     }
 
     async fn request_retry(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
-        let done = sqlx::query(&self.sql.request_retry)
-            .bind(projection)
-            .bind(to_i64(position))
-            .execute(&self.pool)
+        self.parked_event_changed(&self.sql.request_retry, projection, position)
             .await
-            .map_err(unavailable)?;
-        Ok(done.rows_affected() > 0)
     }
 
     async fn retry_requests(&self, projection: &str) -> Result<Vec<u64>, StoreError> {

@@ -9,11 +9,7 @@ use crate::graceful_stop;
 
 use std::time::Duration;
 
-use eventsource_runtime::bus::BusError;
-use eventsource_runtime::nats::async_nats::jetstream;
 use eventsource_runtime::nats::{ConsumerGroup, NatsBus};
-use graceful_stop::Gate;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// One test's server: streams and a subject prefix of its own, deleted at the end.
@@ -51,34 +47,13 @@ impl Server {
 
     /// Deletes the test's streams (their consumers go with them).
     async fn clean(self) {
-        let client = eventsource_runtime::nats::async_nats::connect(&self.url)
-            .await
-            .expect("the server");
-        let js = jetstream::new(client);
-        for suffix in ["", "_RETRY", "_DEAD"] {
-            let _ = js.delete_stream(format!("{}{suffix}", self.stream)).await;
-        }
+        crate::any_broker::delete_nats_streams(&self.url, &self.stream).await;
     }
 }
 
 impl graceful_stop::Group for ConsumerGroup {
-    fn subscribe(&self, gate: &Gate) {
-        self.subscribe_fn("send-confirmation", gate.handler());
-    }
-
     fn without_drain(self) -> Self {
         self.drain_on_stop(Duration::ZERO)
-    }
-
-    async fn declare(&self) -> Result<(), BusError> {
-        ConsumerGroup::declare(self).await
-    }
-
-    async fn run(self, stop: oneshot::Receiver<()>) -> Result<(), BusError> {
-        ConsumerGroup::run(&self, async move {
-            let _ = stop.await;
-        })
-        .await
     }
 }
 

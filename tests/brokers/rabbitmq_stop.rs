@@ -9,12 +9,7 @@ use crate::graceful_stop;
 
 use std::time::Duration;
 
-use eventsource_runtime::bus::BusError;
 use eventsource_runtime::rabbitmq::{ConsumerGroup, RabbitMqBus};
-use graceful_stop::Gate;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// One test's broker: an exchange of its own, deleted with the group's queues at the end.
@@ -45,45 +40,17 @@ impl Broker {
     }
 
     async fn clean(self, group: &ConsumerGroup) {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .expect("the broker");
-        let channel = connection.create_channel().await.expect("a channel");
         let live = group.queue().to_owned();
         let dead = group.dead_letters().queue().to_owned();
-        for queue in [format!("{live}.retry.50ms"), dead, live] {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = channel
-            .exchange_delete(
-                self.exchange.as_str().into(),
-                ExchangeDeleteOptions::default(),
-            )
+        let retry = format!("{live}.retry.50ms");
+        crate::any_broker::delete_rabbitmq(&self.url, &self.exchange, &[&retry, &dead, &live])
             .await;
-        let _ = connection.close(200, "clean".into()).await;
     }
 }
 
 impl graceful_stop::Group for ConsumerGroup {
-    fn subscribe(&self, gate: &Gate) {
-        self.subscribe_fn("send-confirmation", gate.handler());
-    }
-
     fn without_drain(self) -> Self {
         self.drain_on_stop(Duration::ZERO)
-    }
-
-    async fn declare(&self) -> Result<(), BusError> {
-        ConsumerGroup::declare(self).await
-    }
-
-    async fn run(self, stop: oneshot::Receiver<()>) -> Result<(), BusError> {
-        ConsumerGroup::run(&self, async move {
-            let _ = stop.await;
-        })
-        .await
     }
 }
 

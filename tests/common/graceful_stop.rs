@@ -20,19 +20,15 @@ use opentelemetry_sdk::trace::SpanData;
 use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
 
+use crate::any_broker;
 use crate::domain::{Order, sample_order};
 
-/// What the scenarios need of a broker's consumer group (prefetch 3, set by the test).
-pub trait Group: Clone + Send + Sync + 'static {
-    /// Subscribes `gate`'s handler.
-    fn subscribe(&self, gate: &Gate);
+/// What the scenarios need of a broker's consumer group (prefetch 3, set by the test),
+/// beyond what every test drives ([`any_broker::Group`]).
+pub trait Group: any_broker::Group {
     /// The group with no drain window.
     #[must_use]
     fn without_drain(self) -> Self;
-    /// Declares the group's queues or consumers.
-    fn declare(&self) -> impl Future<Output = Result<(), BusError>> + Send;
-    /// Runs the group until `stop` resolves.
-    fn run(self, stop: oneshot::Receiver<()>) -> impl Future<Output = Result<(), BusError>> + Send;
 }
 
 /// The default drain window: the group stopped while its first message is in hand handles
@@ -121,7 +117,7 @@ async fn five_orders(bus: impl EventBus) -> Vec<Uuid> {
 /// messages each group handled.
 async fn stop_then_restart(first: &impl Group, next: &impl Group, rest: usize) -> (Gate, Gate) {
     let held = Gate::held();
-    first.subscribe(&held);
+    first.subscribe(held.subscriber());
     let running = Running::start(first);
     held.entered().await;
     let stopping = running.stop();
@@ -131,7 +127,7 @@ async fn stop_then_restart(first: &impl Group, next: &impl Group, rest: usize) -
     stopping.await.expect("joined").expect("stopped cleanly");
 
     let open = Gate::open();
-    next.subscribe(&open);
+    next.subscribe(open.subscriber());
     let running = Running::start(next);
     until("the rest handled", || open.handled().len() >= rest).await;
     // Time for a duplicate to show up.
@@ -179,8 +175,13 @@ impl Gate {
         }
     }
 
-    /// The handler, for `subscribe_fn`.
-    pub fn handler(&self) -> impl Fn(EventEnvelope) -> Handled + Send + Sync + 'static {
+    /// The handler, `send-confirmation`.
+    fn subscriber(&self) -> impl EventHandler {
+        handler_fn("send-confirmation", self.handler())
+    }
+
+    /// The handler's function.
+    fn handler(&self) -> impl Fn(EventEnvelope) -> Handled + Send + Sync + 'static {
         let gate = self.clone();
         move |event| {
             let gate = gate.clone();

@@ -6,8 +6,9 @@
 //! PromQL (`contract_doc`, `promql`), and the examples' order domain (`domain`).
 //!
 //! The domain fixtures a binary builds its own tests on (`customer_v3.rs`,
-//! `lineage_domain.rs`, `conformance/`) and `graceful_stop.rs` (whose trait each binary
-//! implements for the runtime's consumer groups, which the orphan rule allows only there)
+//! `lineage_domain.rs`, `conformance/`) and `graceful_stop.rs` (whose trait, on top of the
+//! brokers binary's `any_broker::Group`, each broker's test implements for the runtime's
+//! consumer groups, which the orphan rule allows only there)
 //! are included by path where they are used.
 
 // What `pg_roles` runs the store suites with.

@@ -18,6 +18,7 @@
 //! cargo bench --bench relay_segments --features rabbitmq`. Without either variable it says
 //! so and measures nothing.
 
+use eventsource_runtime::store::WithStoreTelemetry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

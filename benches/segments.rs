@@ -19,6 +19,7 @@
 //!
 //! `cargo bench --bench segments` (`DATABASE_URL=postgres://... ` for the PostgreSQL cases).
 
+use eventsource_runtime::store::WithStoreTelemetry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -17,6 +17,7 @@
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench store`
 
+use eventsource_runtime::store::WithStoreTelemetry;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

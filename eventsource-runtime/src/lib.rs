@@ -498,8 +498,13 @@ pub use eventsource_macros::traced;
 pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::Aggregate;
+    #[cfg(feature = "broker")]
+    pub use crate::adapter::BrokerGroup;
     pub use crate::aggregate::{Aggregate, AggregateRoot, Apply};
-    pub use crate::bus::{EventBus, EventHandler, HandlerError, InMemoryEventBus, handler_fn};
+    pub use crate::bus::{
+        EventBus, EventHandler, HandlerError, InMemoryEventBus, Subscribe, WithBusTelemetry,
+        handler_fn,
+    };
     pub use crate::command::{Command, CommandError, CommandOutcome, CommandService, Handle};
     #[cfg(feature = "macros")]
     pub use crate::command_handler;
@@ -508,7 +513,9 @@ pub mod prelude {
     pub use crate::projection::{Projection, ProjectionError, ProjectionRegistry};
     pub use crate::repository::{Repository, RepositoryError};
     pub use crate::snapshot::InMemorySnapshotStore;
-    pub use crate::store::{EventStore, ExpectedVersion, InMemoryEventStore, StoreError};
+    pub use crate::store::{
+        EventStore, ExpectedVersion, InMemoryEventStore, StoreError, WithStoreTelemetry,
+    };
     #[cfg(feature = "macros")]
     pub use crate::traced;
     #[cfg(feature = "macros")]

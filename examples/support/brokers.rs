@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use eventsource_runtime::bus::{EventBus, EventHandler};
+use eventsource_runtime::bus::{Dispatcher, EventBus, Subscribe};
 use eventsource_runtime::health::HealthRegistry;
 #[cfg(feature = "kafka")]
 use eventsource_runtime::kafka::{self, KafkaBus};
@@ -133,19 +133,22 @@ impl Broker {
     }
 }
 
-impl Group {
-    pub(crate) fn subscribe(&self, handler: impl EventHandler) {
+/// Handlers subscribe to the group the broker's own way.
+impl Subscribe for Group {
+    fn dispatcher(&self) -> &Dispatcher {
         match self {
             Self::Without(never) => match *never {},
             #[cfg(feature = "rabbitmq")]
-            Self::RabbitMq(group) => group.subscribe(handler),
+            Self::RabbitMq(group) => group.dispatcher(),
             #[cfg(feature = "kafka")]
-            Self::Kafka(group) => group.subscribe(handler),
+            Self::Kafka(group) => group.dispatcher(),
             #[cfg(feature = "nats")]
-            Self::Nats(group) => group.subscribe(handler),
+            Self::Nats(group) => group.dispatcher(),
         }
     }
+}
 
+impl Group {
     pub(crate) async fn declare(&self) -> Result<(), AnyError> {
         match self {
             Self::Without(never) => match *never {},

@@ -3,6 +3,7 @@
 //! segments (`--relay-segments`, the segments claimed in PostgreSQL); until it caught up,
 //! or (`--follow`) until SIGTERM or SIGINT.
 
+use eventsource_runtime::store::WithStoreTelemetry;
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

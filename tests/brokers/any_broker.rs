@@ -1,21 +1,19 @@
 //! What the tests written once for every broker drive: the runtime's three consumer groups
-//! behind one small trait (the orphan rule allows it in this binary, as it does
+//! behind one small trait over the runtime's [`Subscribe`] (the orphan rule allows it in this binary, as it does
 //! `graceful_stop::Group`), a group running in a task of its own, and the cleanup of the
 //! RabbitMQ and NATS destinations a test made (a Kafka test's topics stay, under a prefix
 //! of its own).
 
 use std::future::Future;
 
-use eventsource_runtime::bus::{BusError, EventHandler};
+use eventsource_runtime::bus::{BusError, Subscribe};
 use eventsource_runtime::nats::async_nats::{self, jetstream};
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use tokio::sync::oneshot;
 
 /// A broker's consumer group, as the shared tests drive it.
-pub trait Group: Clone + Send + Sync + 'static {
-    /// Hands the group's messages to `handler` too.
-    fn subscribe(&self, handler: impl EventHandler);
+pub trait Group: Subscribe + Clone + Send + Sync + 'static {
     /// Declares what the group needs on the broker.
     fn declare(&self) -> impl Future<Output = Result<(), BusError>> + Send;
     /// Runs the group until `stop` resolves, then stops it gracefully.
@@ -25,9 +23,6 @@ pub trait Group: Clone + Send + Sync + 'static {
 macro_rules! group {
     ($group:ty) => {
         impl Group for $group {
-            fn subscribe(&self, handler: impl EventHandler) {
-                <$group>::subscribe(self, handler);
-            }
             async fn declare(&self) -> Result<(), BusError> {
                 <$group>::declare(self).await
             }

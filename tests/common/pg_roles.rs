@@ -5,6 +5,7 @@
 //! Roles and schemas are made per test and dropped at the end.
 #![allow(dead_code)]
 
+use eventsource_runtime::bus::Subscribe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -7,6 +7,7 @@
 //! PostgreSQL comes from `DATABASE_URL` (see `tests/common/postgres.rs`).
 
 use crate::postgres;
+use eventsource_runtime::bus::Subscribe;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

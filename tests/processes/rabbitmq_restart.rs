@@ -10,6 +10,7 @@
 //! The scenario is `common/broker_restart.rs`, the same for every broker; here is how
 //! RabbitMQ goes down and comes back.
 
+use eventsource_runtime::bus::Subscribe;
 use eventsource_test_support::broker_restart;
 #[path = "../../examples/domain/order.rs"]
 mod domain;

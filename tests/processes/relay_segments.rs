@@ -26,6 +26,7 @@
 //! case); skipped visibly without them, unless the matching `EVENTSOURCE_REQUIRE_*=1`. Every
 //! wait polls the processes' output, the database or the collector with a bound.
 
+use eventsource_runtime::store::WithStoreTelemetry;
 use eventsource_test_support::faults;
 use eventsource_test_support::otlp;
 use eventsource_test_support::postgres;

@@ -5,6 +5,8 @@
 //! - [`BrokerTls`] (what to trust, which client certificate to present) and
 //!   [`TlsFailure`] (why a TLS connection failed);
 //! - [`GroupStalled`], what a stalled consumer group reports, and [`DEFAULT_STALL_AFTER`];
+//! - [`BrokerGroup`], what every broker's consumer group answers alike (its name, its
+//!   deliveries);
 //! - [`DeadLetterAddress`]: a consumer group's dead letters opened from a broker URL and the
 //!   group's name, whichever broker (what the `eventsource` command line acts on).
 //!
@@ -15,6 +17,7 @@
 //! health, lag gauges and stall watch (`group_health`).
 
 mod dead_letter_address;
+mod group;
 pub(crate) mod group_health;
 pub(crate) mod publish;
 pub(crate) mod reconnect;
@@ -22,5 +25,7 @@ pub(crate) mod settings;
 pub(crate) mod tls;
 
 pub use dead_letter_address::{DeadLetterAddress, DeadLetterAddressError};
+pub use group::BrokerGroup;
+pub(crate) use group::parts::GroupParts;
 pub use group_health::{DEFAULT_STALL_AFTER, GroupStalled};
 pub use tls::{BrokerTls, TlsFailure};

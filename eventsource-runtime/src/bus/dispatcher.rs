@@ -8,8 +8,8 @@ use std::pin::pin;
 use super::instrument::{self, Delivery, Dispatched};
 use super::wire::DeliveryState;
 use super::{
-    BusMessage, BusSpanNames, BusTelemetry, EventHandler, HandlerError, HandlerFailure,
-    UnknownHandler,
+    BusMessage, BusTelemetry, EventHandler, HandlerError, HandlerFailure, Subscribe,
+    UnknownHandler, WithBusTelemetry,
 };
 use crate::event::{DecodeError, EventEnvelope};
 use crate::lineage::Lineage;
@@ -67,6 +67,21 @@ impl std::fmt::Debug for Dispatcher {
     }
 }
 
+impl WithBusTelemetry for Dispatcher {
+    fn configure_telemetry(mut self, change: impl FnOnce(&mut BusTelemetry)) -> Self {
+        change(Arc::make_mut(&mut self.telemetry));
+        self
+    }
+}
+
+/// A dispatcher is what the others subscribe through; its own
+/// [`subscribe`](Dispatcher::subscribe) is the one they call.
+impl Subscribe for Dispatcher {
+    fn dispatcher(&self) -> &Dispatcher {
+        self
+    }
+}
+
 impl Dispatcher {
     /// A dispatcher with no handler, consuming from `destination` (named on replayed
     /// events' spans; received messages name their own).
@@ -76,20 +91,6 @@ impl Dispatcher {
             destination: destination.into(),
             telemetry: Arc::new(telemetry),
         }
-    }
-
-    /// Switches this dispatcher's spans on or off (on by default).
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).enabled = enabled;
-        self
-    }
-
-    /// Overrides the span names.
-    #[must_use]
-    pub fn with_span_names(mut self, names: BusSpanNames) -> Self {
-        Arc::make_mut(&mut self.telemetry).names = names;
-        self
     }
 
     /// A dispatcher with this one's handlers (shared: a handler subscribed to either is

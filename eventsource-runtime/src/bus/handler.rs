@@ -212,7 +212,7 @@ impl<F> std::fmt::Debug for FnHandler<F> {
 /// (`HandlerError` itself, or a [`DecodeError`]).
 ///
 /// ```
-/// use eventsource_runtime::bus::{HandlerError, InMemoryEventBus, handler_fn};
+/// use eventsource_runtime::bus::{HandlerError, InMemoryEventBus, Subscribe, handler_fn};
 ///
 /// let bus = InMemoryEventBus::new();
 /// bus.subscribe(

@@ -1,13 +1,12 @@
 //! The in-process event bus: publish, then deliver inline to the subscribed handlers.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
 use super::{
-    BusError, BusMessage, BusSpanNames, BusTelemetry, DEFAULT_DESTINATION, DeadLetter, Dispatcher,
-    EventBus, EventHandler, HandlerError, HandlerFailure, PublishReport, handler_fn, instrument,
+    BusError, BusMessage, BusTelemetry, DEFAULT_DESTINATION, DeadLetter, Dispatcher, EventBus,
+    HandlerFailure, PublishReport, Subscribe, WithBusTelemetry, instrument,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_SYSTEM_IN_MEMORY;
@@ -33,7 +32,7 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 3;
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 ///
-/// use eventsource_runtime::bus::{EventBus, HandlerError, InMemoryEventBus};
+/// use eventsource_runtime::bus::{EventBus, HandlerError, InMemoryEventBus, Subscribe};
 /// use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
 ///
 /// # let event = EventEnvelope {
@@ -93,6 +92,19 @@ impl std::fmt::Debug for InMemoryEventBus {
     }
 }
 
+impl WithBusTelemetry for InMemoryEventBus {
+    fn configure_telemetry(mut self, change: impl FnOnce(&mut BusTelemetry)) -> Self {
+        self.dispatcher = self.dispatcher.configure_telemetry(change);
+        self
+    }
+}
+
+impl Subscribe for InMemoryEventBus {
+    fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+}
+
 impl InMemoryEventBus {
     /// A bus with no handler, publishing to [`DEFAULT_DESTINATION`], spans on, up to
     /// [`DEFAULT_MAX_DELIVERIES`] deliveries per message and handler.
@@ -105,21 +117,6 @@ impl InMemoryEventBus {
     #[must_use]
     pub fn with_destination(mut self, destination: impl Into<Arc<str>>) -> Self {
         self.dispatcher = self.dispatcher.with_destination(destination);
-        self
-    }
-
-    /// Builder: switches the bus's spans on or off (on by default). Handlers run either
-    /// way; the bus metrics follow the process switch only.
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        self.dispatcher = self.dispatcher.enable_tracing(enabled);
-        self
-    }
-
-    /// Builder: overrides the span names.
-    #[must_use]
-    pub fn with_span_names(mut self, names: BusSpanNames) -> Self {
-        self.dispatcher = self.dispatcher.with_span_names(names);
         self
     }
 
@@ -144,28 +141,6 @@ impl InMemoryEventBus {
     #[must_use]
     pub fn destination(&self) -> &str {
         self.dispatcher.destination()
-    }
-
-    /// The consuming side: handlers, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler; it receives the messages published from now on.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure receiving each event (see
-    /// [`handler_fn`](crate::bus::handler_fn)).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// The messages set aside so far, oldest first.

@@ -62,6 +62,8 @@ mod handler;
 mod idempotent;
 pub mod instrument;
 mod memory;
+mod settings;
+mod subscribe;
 pub mod wire;
 
 use std::sync::Arc;
@@ -70,9 +72,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, Metadata};
-use crate::telemetry::attributes::{SPAN_BUS_CONSUME, SPAN_BUS_HANDLE, SPAN_BUS_PUBLISH};
 use crate::telemetry::otel::in_stored_context;
-use crate::telemetry::values::span_names;
 
 #[cfg(feature = "broker")]
 pub(crate) use dead_letter::dead_lettered;
@@ -90,6 +90,8 @@ pub use idempotent::{
     IdempotencyError, Idempotent, InMemoryProcessedMessages, MessageClaim, ProcessedMessages,
 };
 pub use memory::{DEFAULT_MAX_DELIVERIES, InMemoryEventBus};
+pub use settings::{BusSpanNames, BusTelemetry, WithBusTelemetry};
+pub use subscribe::Subscribe;
 
 /// The destination an [`InMemoryEventBus`] publishes to unless told otherwise.
 pub const DEFAULT_DESTINATION: &str = "events";
@@ -423,73 +425,5 @@ impl PublishFailure {
     #[must_use]
     pub fn new(published: PublishReport, error: BusError) -> Self {
         Self { published, error }
-    }
-}
-
-span_names! {
-    /// Span names of an event bus's operations.
-    pub struct BusSpanNames {
-        /// Publishing one message (PRODUCER).
-        publish = SPAN_BUS_PUBLISH,
-        /// Delivering messages to the handlers (CONSUMER).
-        consume = SPAN_BUS_CONSUME,
-        /// One handler handling one message (INTERNAL).
-        handle = SPAN_BUS_HANDLE,
-    }
-}
-
-/// An event bus's telemetry settings. The destination is not here: each [`BusMessage`]
-/// names its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BusTelemetry {
-    /// The component switch for the bus's spans (on by default). The bus metrics follow
-    /// the process switch only, like the command metrics.
-    pub enabled: bool,
-    /// `messaging.system` (`in_memory`, `rabbitmq`, `nats`, ...).
-    pub system: &'static str,
-    /// `server.address` and `server.port` of a networked broker, on every span.
-    pub server: Option<(String, u16)>,
-    /// `messaging.consumer.group.name`, on consume spans: the group as the broker knows it
-    /// (a broker adapter's consumer groups set their id, durable consumer or queue).
-    pub consumer_group: Option<String>,
-    /// `messaging.operation.name` of the publish spans (`messaging.operation.type` =
-    /// `send`): the system's own name for the operation, `publish` on RabbitMQ and NATS,
-    /// `send` on Kafka and any other system.
-    pub publish_operation: &'static str,
-    /// `messaging.operation.name` of the consume spans (`messaging.operation.type` =
-    /// `process`): `consume` on RabbitMQ, `process` on any other system.
-    pub consume_operation: &'static str,
-    /// Span names.
-    pub names: BusSpanNames,
-}
-
-impl BusTelemetry {
-    /// Spans on, for a bus of `system`, with the default names and `system`'s operation
-    /// names (see [`publish_operation`](Self::publish_operation)).
-    #[must_use]
-    pub fn new(system: &'static str) -> Self {
-        let (publish_operation, consume_operation) = operation_names(system);
-        Self {
-            enabled: true,
-            system,
-            server: None,
-            consumer_group: None,
-            publish_operation,
-            consume_operation,
-            names: BusSpanNames::default(),
-        }
-    }
-}
-
-/// The `messaging.operation.name` of a publish and of a consume span on `system`: the names
-/// the OpenTelemetry conventions' examples give RabbitMQ (AMQP's `basic.publish` and
-/// `basic.consume`) and Kafka; NATS publishes (`PUB`, JetStream's `publish`) and has no name
-/// of its own for handing a pulled message over; otherwise the operation types' own names.
-fn operation_names(system: &str) -> (&'static str, &'static str) {
-    match system {
-        "rabbitmq" => ("publish", "consume"),
-        "nats" => ("publish", "process"),
-        _ => ("send", "process"),
     }
 }

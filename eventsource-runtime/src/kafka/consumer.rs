@@ -22,7 +22,8 @@ use super::waiting::{gather, wait_until_due};
 use crate::adapter::group_health::GroupHealth;
 use crate::adapter::reconnect::{Sessions, reconnecting};
 use crate::adapter::settings as broker;
-use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
+use crate::adapter::{BrokerGroup, GroupParts};
+use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
@@ -99,6 +100,16 @@ enum Source {
     Delayed { topic: String, delay: Duration },
 }
 
+impl BrokerGroup for ConsumerGroup {
+    fn parts(&self) -> GroupParts<'_> {
+        GroupParts {
+            name: &self.name,
+            delays: &self.delays,
+            dispatcher: &self.dispatcher,
+        }
+    }
+}
+
 impl ConsumerGroup {
     pub(super) fn new(bus: KafkaBus, name: &str) -> Self {
         let delays = DEFAULT_RETRY_DELAYS.to_vec();
@@ -132,41 +143,6 @@ impl ConsumerGroup {
     pub fn bind(mut self, pattern: impl Into<String>) -> Self {
         self.patterns.push(pattern.into());
         self
-    }
-
-    /// The group's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// How many times a record is delivered to a failing handler before it is
-    /// dead-lettered.
-    #[must_use]
-    pub fn max_deliveries(&self) -> u32 {
-        broker::max_deliveries(&self.delays)
-    }
-
-    /// The handlers' side: subscriptions, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure (see
-    /// [`handler_fn`](crate::bus::handler_fn)).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// Builder: the waits before each redelivery of a failed record (default

@@ -61,7 +61,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use eventsource_runtime::bus::{EventBus, HandlerError};
+//! use eventsource_runtime::bus::{EventBus, HandlerError, Subscribe};
 //! use eventsource_runtime::kafka::KafkaBus;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -111,7 +111,8 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 
 use crate::adapter::settings::configured;
-use crate::bus::{BusError, BusSpanNames, BusTelemetry};
+use crate::bus::WithBusTelemetry;
+use crate::bus::{BusError, BusTelemetry};
 use producer::ProducerSlot;
 
 pub use consumer::{
@@ -236,6 +237,12 @@ fn bootstrap(url: &str) -> Result<(String, (String, u16)), BusError> {
     }
 }
 
+impl WithBusTelemetry for KafkaBus {
+    fn configure_telemetry(self, change: impl FnOnce(&mut BusTelemetry)) -> Self {
+        self.configure(|shared| change(&mut shared.telemetry))
+    }
+}
+
 impl KafkaBus {
     /// A bus on the cluster at `url` (`kafka://host:9092`, several servers separated by
     /// commas; `host:9092` alone works too), publishing one topic per aggregate type under
@@ -355,19 +362,6 @@ impl KafkaBus {
                 .with_setting("ssl.key.location", path(key));
         }
         bus
-    }
-
-    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
-    /// or off (on by default). The bus metrics follow the process switch only.
-    #[must_use]
-    pub fn enable_tracing(self, enabled: bool) -> Self {
-        self.configure(|shared| shared.telemetry.enabled = enabled)
-    }
-
-    /// Builder: overrides the span names.
-    #[must_use]
-    pub fn with_span_names(self, names: BusSpanNames) -> Self {
-        self.configure(|shared| shared.telemetry.names = names)
     }
 
     /// The bus with its settings changed by `change` (copied first if a clone holds them).

@@ -2,6 +2,7 @@
 //! handlers as a first delivery or a redelivery, then committed, after a copy went to a
 //! retry topic or the dead letters when a handler failed.
 
+use crate::adapter::BrokerGroup;
 use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Message as _};

@@ -18,8 +18,8 @@ use super::topology::{self, GroupNames};
 use crate::adapter::group_health::GroupHealth;
 use crate::adapter::reconnect::{Sessions, keep_running};
 use crate::adapter::settings as broker;
-use crate::bus::{BusError, Dispatcher, EventHandler, HandlerError, handler_fn};
-use crate::event::EventEnvelope;
+use crate::adapter::{BrokerGroup, GroupParts};
+use crate::bus::{BusError, Dispatcher};
 use crate::telemetry::otel::log::log_info;
 
 /// How many unacknowledged messages JetStream hands a group's consumer at once, by default
@@ -100,6 +100,16 @@ pub(super) enum Source {
     Retry,
 }
 
+impl BrokerGroup for ConsumerGroup {
+    fn parts(&self) -> GroupParts<'_> {
+        GroupParts {
+            name: &self.name,
+            delays: &self.names.delays,
+            dispatcher: &self.dispatcher,
+        }
+    }
+}
+
 impl ConsumerGroup {
     pub(super) fn new(bus: NatsBus, name: &str) -> Self {
         let names = GroupNames::new(bus.subject_prefix(), name, &DEFAULT_RETRY_DELAYS);
@@ -131,41 +141,6 @@ impl ConsumerGroup {
     pub fn bind(mut self, pattern: impl Into<String>) -> Self {
         self.patterns.push(pattern.into());
         self
-    }
-
-    /// The group's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// How many times a message is delivered to a failing handler before it is
-    /// dead-lettered.
-    #[must_use]
-    pub fn max_deliveries(&self) -> u32 {
-        broker::max_deliveries(&self.names.delays)
-    }
-
-    /// The handlers' side: subscriptions, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure (see
-    /// [`handler_fn`](crate::bus::handler_fn)).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// Builder: how many unacknowledged messages JetStream hands over at once

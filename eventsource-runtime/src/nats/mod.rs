@@ -55,7 +55,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use eventsource_runtime::bus::{EventBus, HandlerError};
+//! use eventsource_runtime::bus::{EventBus, HandlerError, Subscribe};
 //! use eventsource_runtime::nats::NatsBus;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -107,9 +107,10 @@ use uuid::Uuid;
 
 use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::adapter::settings::configured;
+use crate::bus::WithBusTelemetry;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
-use crate::bus::{BusError, BusMessage, BusSpanNames, BusTelemetry, PublishFailure, PublishReport};
+use crate::bus::{BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport};
 use crate::event::EventEnvelope;
 use error::{connect_failed, invalid_url, publish_error};
 use topology::Streams;
@@ -180,6 +181,12 @@ impl std::fmt::Debug for NatsBus {
     }
 }
 
+impl WithBusTelemetry for NatsBus {
+    fn configure_telemetry(self, change: impl FnOnce(&mut BusTelemetry)) -> Self {
+        self.configure(|shared| change(&mut shared.telemetry))
+    }
+}
+
 impl NatsBus {
     /// A bus on the server at `url` (`nats://host:4222`, `nats://user:password@host:4222`,
     /// `tls://...`, see [`with_tls`](Self::with_tls)), publishing to [`DEFAULT_STREAM`] under [`DEFAULT_SUBJECT_PREFIX`].
@@ -234,19 +241,6 @@ impl NatsBus {
     #[must_use]
     pub fn with_ack_timeout(self, timeout: Duration) -> Self {
         self.configure(|shared| shared.ack_timeout = timeout)
-    }
-
-    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
-    /// or off (on by default). The bus metrics follow the process switch only.
-    #[must_use]
-    pub fn enable_tracing(self, enabled: bool) -> Self {
-        self.configure(|shared| shared.telemetry.enabled = enabled)
-    }
-
-    /// Builder: overrides the span names.
-    #[must_use]
-    pub fn with_span_names(self, names: BusSpanNames) -> Self {
-        self.configure(|shared| shared.telemetry.names = names)
     }
 
     /// The bus with its settings changed by `change` (copied first if a clone holds them).

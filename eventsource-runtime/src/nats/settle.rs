@@ -2,6 +2,7 @@
 //! handlers, then acknowledged, after a copy went to the retry subject or the dead letters
 //! when a handler failed.
 
+use crate::adapter::BrokerGroup;
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Context, Message};

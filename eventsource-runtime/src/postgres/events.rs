@@ -19,10 +19,11 @@ use super::{
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql::row::readable_prefix;
+use crate::store::WithStoreTelemetry;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
 use crate::store::{
-    AppendResult, AppendSignal, ExpectedVersion, LogReader, Segment, StoreError, StoreSpanNames,
-    StoreTelemetry, StreamReader, VersionConflict,
+    AppendResult, AppendSignal, ExpectedVersion, LogReader, Segment, StoreError, StoreTelemetry,
+    StreamReader, VersionConflict,
 };
 
 /// An [`EventStore`](crate::store::EventStore) in a PostgreSQL database, shared by as many processes as you like.
@@ -49,7 +50,7 @@ use crate::store::{
 /// ```no_run
 /// use eventsource_runtime::postgres::PostgresEventStore;
 /// use eventsource_runtime::sqlx::PgPool;
-/// use eventsource_runtime::store::EventStore;
+/// use eventsource_runtime::store::{EventStore, WithStoreTelemetry};
 ///
 /// # async fn run(pool: PgPool) -> Result<(), Box<dyn std::error::Error>> {
 /// // On a pool you configured, in a schema of its own, with the SQL on the spans.
@@ -146,30 +147,6 @@ impl PostgresEventStore {
             .map_err(unavailable)?;
         self.signal.advance(u64::try_from(newest).unwrap_or(0));
         Ok(())
-    }
-
-    /// The component switch: `false` stops this store's spans (this clone's; other
-    /// clones keep their own setting).
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).enabled = enabled;
-        self
-    }
-
-    /// Overrides the span names (e.g. `event_store.load` / `event_store.append`).
-    #[must_use]
-    pub fn with_span_names(mut self, names: StoreSpanNames) -> Self {
-        Arc::make_mut(&mut self.telemetry).names = names;
-        self
-    }
-
-    /// Opt-in: record the SQL of each operation as `db.query.text` on its span (off by
-    /// default). Only the statement with its placeholders is recorded, never the bound
-    /// values.
-    #[must_use]
-    pub fn record_query_text(mut self, record: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).query_text = record;
-        self
     }
 
     /// The connection pool, e.g. to share it with other stores or close it.
@@ -414,6 +391,13 @@ async fn read_rows(
         events.push(decode_of(&row, known)?);
     }
     Ok(events)
+}
+
+impl WithStoreTelemetry for PostgresEventStore {
+    fn configure_telemetry(mut self, change: impl FnOnce(&mut StoreTelemetry)) -> Self {
+        change(Arc::make_mut(&mut self.telemetry));
+        self
+    }
 }
 
 impl Backend for PostgresEventStore {

@@ -13,6 +13,7 @@ use crate::event::StreamId;
 use crate::snapshot::instrument::{SnapshotOperation, run};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::sql::snapshot_row::{column, snapshot_of};
+use crate::store::WithStoreTelemetry;
 use crate::store::backend::check_stream;
 use crate::store::{StoreError, StoreTelemetry};
 use crate::telemetry::otel::log::log_warn;
@@ -129,23 +130,6 @@ impl PostgresSnapshotStore {
         migrate(&self.pool, &self.sql.schema).await
     }
 
-    /// The component switch: `false` stops this store's spans (this clone's; other
-    /// clones keep their own setting).
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).enabled = enabled;
-        self
-    }
-
-    /// Opt-in: record the SQL of each operation as `db.query.text` on its span (off by
-    /// default). Only the statement with its placeholders is recorded, never the bound
-    /// values.
-    #[must_use]
-    pub fn record_query_text(mut self, record: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).query_text = record;
-        self
-    }
-
     /// The connection pool.
     #[must_use]
     pub fn pool(&self) -> &PgPool {
@@ -174,6 +158,13 @@ impl PostgresSnapshotStore {
                 Ok(None)
             }
         }
+    }
+}
+
+impl WithStoreTelemetry for PostgresSnapshotStore {
+    fn configure_telemetry(mut self, change: impl FnOnce(&mut StoreTelemetry)) -> Self {
+        change(Arc::make_mut(&mut self.telemetry));
+        self
     }
 }
 

@@ -19,9 +19,9 @@ use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
 use crate::adapter::group_health::GroupHealth;
 use crate::adapter::reconnect::{Sessions, keep_running};
 use crate::adapter::settings as broker;
+use crate::adapter::{BrokerGroup, GroupParts};
 use crate::bus::wire::{self, DeliveryState, Settle};
-use crate::bus::{BusError, BusMessage, Dispatcher, EventHandler, HandlerError, handler_fn};
-use crate::event::EventEnvelope;
+use crate::bus::{BusError, BusMessage, Dispatcher};
 use crate::telemetry::attributes::{
     MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
 };
@@ -80,6 +80,16 @@ impl std::fmt::Debug for ConsumerGroup {
     }
 }
 
+impl BrokerGroup for ConsumerGroup {
+    fn parts(&self) -> GroupParts<'_> {
+        GroupParts {
+            name: &self.name,
+            delays: &self.delays,
+            dispatcher: &self.dispatcher,
+        }
+    }
+}
+
 impl ConsumerGroup {
     pub(super) fn new(bus: RabbitMqBus, name: &str) -> Self {
         let delays = DEFAULT_RETRY_DELAYS.to_vec();
@@ -107,41 +117,6 @@ impl ConsumerGroup {
     pub fn bind(mut self, pattern: impl Into<String>) -> Self {
         self.patterns.push(pattern.into());
         self
-    }
-
-    /// The group's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// How many times a message is delivered to a failing handler before it is
-    /// dead-lettered.
-    #[must_use]
-    pub fn max_deliveries(&self) -> u32 {
-        broker::max_deliveries(&self.delays)
-    }
-
-    /// The handlers' side: subscriptions, telemetry settings.
-    #[must_use]
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
-    }
-
-    /// Adds a handler.
-    pub fn subscribe(&self, handler: impl EventHandler) {
-        self.dispatcher.subscribe(handler);
-    }
-
-    /// Adds a handler made of a name and an async closure (see
-    /// [`handler_fn`](crate::bus::handler_fn)).
-    pub fn subscribe_fn<F, Fut, E>(&self, name: &'static str, handle: F)
-    where
-        F: Fn(EventEnvelope) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<HandlerError>,
-    {
-        self.dispatcher.subscribe(handler_fn(name, handle));
     }
 
     /// Builder: how many unacknowledged messages the broker hands over at once (default

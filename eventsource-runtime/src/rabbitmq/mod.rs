@@ -46,7 +46,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use eventsource_runtime::bus::{EventBus, HandlerError};
+//! use eventsource_runtime::bus::{EventBus, HandlerError, Subscribe};
 //! use eventsource_runtime::rabbitmq::RabbitMqBus;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -94,11 +94,11 @@ use uuid::Uuid;
 use crate::adapter::BrokerTls;
 use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::adapter::settings::configured;
+use crate::bus::WithBusTelemetry;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
-    BrokerUnreachable, BusError, BusMessage, BusSpanNames, BusTelemetry, PublishFailure,
-    PublishReport,
+    BrokerUnreachable, BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;
@@ -167,6 +167,12 @@ impl std::fmt::Debug for RabbitMqBus {
             .field("exchange", &self.shared.exchange)
             .field("confirm_timeout", &self.shared.confirm_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+impl WithBusTelemetry for RabbitMqBus {
+    fn configure_telemetry(self, change: impl FnOnce(&mut BusTelemetry)) -> Self {
+        self.configure(|shared| change(&mut shared.telemetry))
     }
 }
 
@@ -246,19 +252,6 @@ impl RabbitMqBus {
     #[must_use]
     pub fn with_tls(self, tls: BrokerTls) -> Self {
         self.configure(|shared| shared.tls = Some(tls))
-    }
-
-    /// Builder: switches the bus's spans (publish, and its groups' consume and handle) on
-    /// or off (on by default). The bus metrics follow the process switch only.
-    #[must_use]
-    pub fn enable_tracing(self, enabled: bool) -> Self {
-        self.configure(|shared| shared.telemetry.enabled = enabled)
-    }
-
-    /// Builder: overrides the span names.
-    #[must_use]
-    pub fn with_span_names(self, names: BusSpanNames) -> Self {
-        self.configure(|shared| shared.telemetry.names = names)
     }
 
     /// The bus with its settings changed by `change` (copied first if a clone holds them).

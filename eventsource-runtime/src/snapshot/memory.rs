@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use super::instrument::{self, SnapshotOperation};
 use super::{Snapshot, SnapshotStore};
 use crate::event::StreamId;
+use crate::store::WithStoreTelemetry;
 use crate::store::{StoreError, StoreTelemetry};
 
 /// `db.system.name` of the in-memory snapshot store.
@@ -63,14 +64,6 @@ impl InMemorySnapshotStore {
         Self::default()
     }
 
-    /// The component switch: `false` stops this store's spans (this clone's; other
-    /// clones keep their own setting).
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).enabled = enabled;
-        self
-    }
-
     /// How many snapshots the store holds.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -94,6 +87,13 @@ impl InMemorySnapshotStore {
         self.snapshots
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl WithStoreTelemetry for InMemorySnapshotStore {
+    fn configure_telemetry(mut self, change: impl FnOnce(&mut StoreTelemetry)) -> Self {
+        change(Arc::make_mut(&mut self.telemetry));
+        self
     }
 }
 

@@ -15,10 +15,11 @@ use super::{
     detached, migrate, open_pool, to_i64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
+use crate::store::WithStoreTelemetry;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, metadata_json};
 use crate::store::{
-    AppendResult, AppendSignal, ExpectedVersion, LogReader, StoreError, StoreSpanNames,
-    StoreTelemetry, VersionConflict,
+    AppendResult, AppendSignal, ExpectedVersion, LogReader, StoreError, StoreTelemetry,
+    VersionConflict,
 };
 
 const SELECT_VERSION: &str =
@@ -60,7 +61,7 @@ const MAX_POSITION: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
 ///
 /// ```
 /// use eventsource_runtime::sqlite::SqliteEventStore;
-/// use eventsource_runtime::store::EventStore;
+/// use eventsource_runtime::store::{EventStore, WithStoreTelemetry};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let dir = std::env::temp_dir().join(format!("eventsource-doc-{}", std::process::id()));
@@ -152,30 +153,6 @@ impl SqliteEventStore {
         Ok(())
     }
 
-    /// The component switch: `false` stops this store's spans (this clone's; other
-    /// clones keep their own setting).
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).enabled = enabled;
-        self
-    }
-
-    /// Overrides the span names (e.g. `event_store.load` / `event_store.append`).
-    #[must_use]
-    pub fn with_span_names(mut self, names: StoreSpanNames) -> Self {
-        Arc::make_mut(&mut self.telemetry).names = names;
-        self
-    }
-
-    /// Opt-in: record the SQL of each operation as `db.query.text` on its span (off by
-    /// default). Only the statement with its placeholders is recorded, never the bound
-    /// values.
-    #[must_use]
-    pub fn record_query_text(mut self, record: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).query_text = record;
-        self
-    }
-
     /// The connection pool, e.g. to share it with other stores or close it.
     #[must_use]
     pub fn pool(&self) -> &SqlitePool {
@@ -239,6 +216,13 @@ async fn version_of(pool: SqlitePool, stream: StreamId) -> Result<u64, StoreErro
         .await
         .map_err(unavailable)?;
     Ok(u64::try_from(version).unwrap_or(0))
+}
+
+impl WithStoreTelemetry for SqliteEventStore {
+    fn configure_telemetry(mut self, change: impl FnOnce(&mut StoreTelemetry)) -> Self {
+        change(Arc::make_mut(&mut self.telemetry));
+        self
+    }
 }
 
 impl Backend for SqliteEventStore {

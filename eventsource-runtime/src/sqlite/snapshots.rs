@@ -10,6 +10,7 @@ use crate::event::StreamId;
 use crate::snapshot::instrument::{SnapshotOperation, run};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::sql::snapshot_row::{column, snapshot_of};
+use crate::store::WithStoreTelemetry;
 use crate::store::backend::check_stream;
 use crate::store::{StoreError, StoreTelemetry};
 use crate::telemetry::otel::log::log_warn;
@@ -99,23 +100,6 @@ impl SqliteSnapshotStore {
         migrate(&self.pool).await
     }
 
-    /// The component switch: `false` stops this store's spans (this clone's; other
-    /// clones keep their own setting).
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).enabled = enabled;
-        self
-    }
-
-    /// Opt-in: record the SQL of each operation as `db.query.text` on its span (off by
-    /// default). Only the statement with its placeholders is recorded, never the bound
-    /// values.
-    #[must_use]
-    pub fn record_query_text(mut self, record: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).query_text = record;
-        self
-    }
-
     /// The connection pool.
     #[must_use]
     pub fn pool(&self) -> &SqlitePool {
@@ -181,6 +165,13 @@ async fn row_exists(pool: SqlitePool, stream: StreamId) -> Result<bool, StoreErr
         .fetch_one(&pool)
         .await
         .map_err(unavailable)
+}
+
+impl WithStoreTelemetry for SqliteSnapshotStore {
+    fn configure_telemetry(mut self, change: impl FnOnce(&mut StoreTelemetry)) -> Self {
+        change(Arc::make_mut(&mut self.telemetry));
+        self
+    }
 }
 
 #[async_trait]

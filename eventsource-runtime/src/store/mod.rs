@@ -44,7 +44,7 @@ pub use stream_reader::{LoadStreamReader, StreamReader};
 /// position on: `store.read_all(1, store::UNBOUNDED)`. Its span records no
 /// `eventsource.limit`.
 pub const UNBOUNDED: usize = usize::MAX;
-pub use settings::{StoreSpanNames, StoreTelemetry};
+pub use settings::{StoreSpanNames, StoreTelemetry, WithStoreTelemetry};
 
 /// The version an append expects the stream to be at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

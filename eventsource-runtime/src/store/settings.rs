@@ -64,3 +64,49 @@ impl StoreTelemetry {
         }
     }
 }
+
+/// The telemetry builders every store shares, event stores and snapshot stores alike
+/// (in memory, PostgreSQL, SQLite). In the [prelude](crate::prelude).
+///
+/// A store implements [`configure_telemetry`](Self::configure_telemetry); the builders
+/// come with it. Each changes this handle's settings: clones made before keep theirs.
+///
+/// ```
+/// use eventsource_runtime::prelude::*;
+/// use eventsource_runtime::store::StoreSpanNames;
+///
+/// let names = StoreSpanNames { append: "orders.append", ..StoreSpanNames::default() };
+/// let quiet = InMemoryEventStore::new().enable_tracing(false).with_span_names(names);
+/// let snapshots = InMemorySnapshotStore::new().enable_tracing(false);
+/// # drop((quiet, snapshots));
+/// ```
+pub trait WithStoreTelemetry: Sized {
+    /// This store with its telemetry settings changed by `change`.
+    #[must_use]
+    fn configure_telemetry(self, change: impl FnOnce(&mut StoreTelemetry)) -> Self;
+
+    /// Builder: the component switch; `false` stops this store's spans (on by default).
+    #[must_use]
+    fn enable_tracing(self, enabled: bool) -> Self {
+        self.configure_telemetry(|telemetry| telemetry.enabled = enabled)
+    }
+
+    /// Builder: overrides the span names of an event store's operations (e.g.
+    /// `event_store.load`, `event_store.append`). Snapshot stores name their spans
+    /// otherwise, so they do not offer it.
+    #[must_use]
+    fn with_span_names(self, names: StoreSpanNames) -> Self
+    where
+        Self: super::EventStore,
+    {
+        self.configure_telemetry(|telemetry| telemetry.names = names)
+    }
+
+    /// Builder, opt-in: record the SQL of each operation as `db.query.text` on its span
+    /// (off by default). Only the statement with its placeholders is recorded, never the
+    /// bound values. A store without SQL (in memory) has none to record.
+    #[must_use]
+    fn record_query_text(self, record: bool) -> Self {
+        self.configure_telemetry(|telemetry| telemetry.query_text = record)
+    }
+}

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventsource_runtime::bus::{BusError, DeadLetterQueue, EventBus, HandlerError};
+use eventsource_runtime::bus::{BusError, DeadLetterQueue, EventBus, HandlerError, Subscribe};
 use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, InMemoryEventStore};
 use serde_json::{Value, json};

@@ -9,6 +9,7 @@
 //! With `EVENTSOURCE_CONSOLE_SCREENSHOTS=DIR` the script saves the page's screenshots
 //! there (`docs/images/console-*.png`).
 
+use eventsource_runtime::bus::Subscribe;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,7 @@
 //! as [`KafkaTls::bus`] does.
 
 use super::listeners::{KafkaTls, Listener};
+use eventsource_runtime::bus::Subscribe;
 
 use std::sync::LazyLock;
 use std::time::Duration;

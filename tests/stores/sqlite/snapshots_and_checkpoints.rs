@@ -1,6 +1,7 @@
 //! Snapshots, checkpoints with their leases, processed messages.
 
 use super::*;
+use eventsource_runtime::store::WithStoreTelemetry;
 
 // ---- snapshots -------------------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ use indexmap::map::Entry;
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
+use crate::store::WithStoreTelemetry;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, check_stream};
 use crate::store::outgoing::Outgoing;
 use crate::store::{
-    AppendResult, AppendSignal, ExpectedVersion, ReadBatch, Segment, StoreError, StoreSpanNames,
-    StoreTelemetry,
+    AppendResult, AppendSignal, ExpectedVersion, ReadBatch, Segment, StoreError, StoreTelemetry,
 };
 use segments::SegmentIndex;
 
@@ -209,21 +209,6 @@ impl InMemoryEventStore {
         Self::default()
     }
 
-    /// The component switch: `false` stops this store's spans (this clone's; other
-    /// clones keep their own setting).
-    #[must_use]
-    pub fn enable_tracing(mut self, enabled: bool) -> Self {
-        Arc::make_mut(&mut self.telemetry).enabled = enabled;
-        self
-    }
-
-    /// Overrides the span names (e.g. `event_store.load` / `event_store.append`).
-    #[must_use]
-    pub fn with_span_names(mut self, names: StoreSpanNames) -> Self {
-        Arc::make_mut(&mut self.telemetry).names = names;
-        self
-    }
-
     /// How many events the store holds, all streams together.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -244,6 +229,13 @@ impl InMemoryEventStore {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
         self.log.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl WithStoreTelemetry for InMemoryEventStore {
+    fn configure_telemetry(mut self, change: impl FnOnce(&mut StoreTelemetry)) -> Self {
+        change(Arc::make_mut(&mut self.telemetry));
+        self
     }
 }
 

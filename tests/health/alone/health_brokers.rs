@@ -85,8 +85,10 @@ impl Handler {
 }
 
 /// What every broker's group is put through: what a test needs of it.
-trait Group: Watchable + Clone + Send + Sync + 'static {
-    fn subscribe_handler(&self, handler: Handler);
+trait Group: Watchable + Subscribe + Clone + Send + Sync + 'static {
+    fn subscribe_handler(&self, handler: Handler) {
+        self.subscribe_fn("count", move |_| handler.handle());
+    }
     fn lag(&self) -> impl Future<Output = Result<Lag, BusError>> + Send;
     fn health(&self) -> impl Future<Output = ComponentHealth> + Send;
     fn run_until(
@@ -98,9 +100,6 @@ trait Group: Watchable + Clone + Send + Sync + 'static {
 macro_rules! group {
     ($group:ty) => {
         impl Group for $group {
-            fn subscribe_handler(&self, handler: Handler) {
-                self.subscribe_fn("count", move |_| handler.handle());
-            }
             async fn lag(&self) -> Result<Lag, BusError> {
                 <$group>::lag(self).await
             }

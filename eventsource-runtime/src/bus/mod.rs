@@ -9,6 +9,9 @@
 //!   handled in a [`ProcessedMessages`] store (in memory, SQLite, PostgreSQL);
 //! - [`Dispatcher`]: the consuming side any transport reuses: it hands received messages to
 //!   the handlers inside the contract's spans (live, redelivery, replay, batch);
+//! - [`Subscribe`] (handlers subscribe to any bus or consumer group the same way) and
+//!   [`WithBusTelemetry`] (a bus's switch and span names, over its [`BusTelemetry`]): the
+//!   builder methods every bus shares, written once, in the prelude;
 //! - [`instrument`]: the producing side's telemetry for transports (the publish span and
 //!   the W3C context in the message headers);
 //! - [`wire`]: the one wire format of every broker adapter (body, headers, delivery state,

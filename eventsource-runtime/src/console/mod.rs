@@ -71,29 +71,31 @@ use auth::AdminToken;
 /// The console's settings, turned into a [`Router`] by [`router`](Self::router).
 #[derive(Clone)]
 pub struct Console {
-    stores: Stores,
-    other_stores: Vec<Arc<dyn EventStore>>,
-    queues: Vec<Arc<dyn DeadLetterQueue>>,
-    trace_url: Option<String>,
-    tokens: Vec<AdminToken>,
-    read_only: bool,
+    /// What the router's handlers will share.
+    settings: Shared,
 }
 
 impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queues: Vec<String> = self.queues.iter().map(|queue| queue.location()).collect();
+        let settings = &self.settings;
+        let queues: Vec<String> = settings
+            .queues
+            .iter()
+            .map(|queue| queue.location())
+            .collect();
         f.debug_struct("Console")
-            .field("stores", &self.stores)
-            .field("other_stores", &self.other_stores.len())
+            .field("stores", &settings.stores)
+            .field("other_stores", &settings.other_stores.len())
             .field("queues", &queues)
-            .field("trace_url", &self.trace_url)
-            .field("tokens", &self.tokens)
-            .field("read_only", &self.read_only)
+            .field("trace_url", &settings.trace_url)
+            .field("tokens", &settings.tokens)
+            .field("read_only", &settings.read_only)
             .finish()
     }
 }
 
-/// What the handlers share.
+/// What the handlers share: the console's settings.
+#[derive(Clone)]
 struct Shared {
     stores: Stores,
     /// Other services' event stores, read for causation trees.
@@ -118,14 +120,15 @@ impl Console {
     /// actions) until given.
     #[must_use]
     pub fn new(stores: Stores) -> Self {
-        Self {
+        let settings = Shared {
             stores,
             other_stores: Vec::new(),
             queues: Vec::new(),
             trace_url: None,
             tokens: Vec::new(),
             read_only: false,
-        }
+        };
+        Self { settings }
     }
 
     /// Also another service's event store, read for causation trees: a correlation's
@@ -134,7 +137,7 @@ impl Console {
     /// actions stay on the console's own stores.
     #[must_use]
     pub fn also_store(mut self, store: Arc<dyn EventStore>) -> Self {
-        self.other_stores.push(store);
+        self.settings.other_stores.push(store);
         self
     }
 
@@ -150,7 +153,7 @@ impl Console {
     /// a group name.
     #[must_use]
     pub fn boxed_dead_letters(mut self, queue: Box<dyn DeadLetterQueue>) -> Self {
-        self.queues.push(Arc::from(queue));
+        self.settings.queues.push(Arc::from(queue));
         self
     }
 
@@ -169,7 +172,7 @@ impl Console {
                  http://localhost:16686/trace/{{trace_id}}"
             )));
         }
-        self.trace_url = Some(template);
+        self.settings.trace_url = Some(template);
         Ok(self)
     }
 
@@ -195,7 +198,7 @@ impl Console {
                 "the admin token's label is empty".to_owned(),
             ));
         }
-        self.tokens.push(AdminToken {
+        self.settings.tokens.push(AdminToken {
             label,
             token: token.trim().to_owned(),
         });
@@ -205,7 +208,7 @@ impl Console {
     /// Without actions: no buttons, and every action's endpoint answers 403.
     #[must_use]
     pub fn read_only(mut self, read_only: bool) -> Self {
-        self.read_only = read_only;
+        self.settings.read_only = read_only;
         self
     }
 
@@ -213,14 +216,7 @@ impl Console {
     /// (`POST /api/actions/{action}`), to serve or to [`nest`](Router::nest) in a
     /// service's router.
     pub fn router(self) -> Router {
-        let state: State = Arc::new(Shared {
-            stores: self.stores,
-            other_stores: self.other_stores,
-            queues: self.queues,
-            trace_url: self.trace_url,
-            tokens: self.tokens,
-            read_only: self.read_only,
-        });
+        let state: State = Arc::new(self.settings);
         Router::new()
             .route("/", get(page))
             .route("/assets/console.js", get(script))

@@ -2,6 +2,7 @@
 //! runners of every process (session-level advisory locks, see [`PostgresLease`]), and the
 //! events projections parked (`parked_events`).
 
+use crate::sql::to_u64;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -219,6 +220,22 @@ impl PostgresCheckpointStore {
             .map_err(unavailable)?;
         Ok(done.rows_affected() > 0)
     }
+
+    /// Runs `sql`, a save or a reset, for `projection` at `position`.
+    async fn write_position(
+        &self,
+        sql: &str,
+        projection: &str,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql)
+            .bind(projection)
+            .bind(to_i64(position))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -229,27 +246,17 @@ impl CheckpointStore for PostgresCheckpointStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        Ok(position.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+        Ok(position.map_or(0, to_u64))
     }
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), StoreError> {
-        sqlx::query(&self.sql.save)
-            .bind(projection)
-            .bind(to_i64(position))
-            .execute(&self.pool)
+        self.write_position(&self.sql.save, projection, position)
             .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn reset(&self, projection: &str, position: u64) -> Result<(), StoreError> {
-        sqlx::query(&self.sql.reset)
-            .bind(projection)
-            .bind(to_i64(position))
-            .execute(&self.pool)
+        self.write_position(&self.sql.reset, projection, position)
             .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     async fn try_acquire(
@@ -302,10 +309,7 @@ impl CheckpointStore for PostgresCheckpointStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        Ok(rows
-            .into_iter()
-            .map(|p| u64::try_from(p).unwrap_or(0))
-            .collect())
+        Ok(rows.into_iter().map(to_u64).collect())
     }
 
     async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
@@ -313,9 +317,9 @@ impl CheckpointStore for PostgresCheckpointStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        let records = rows.into_iter().map(|(name, position, at)| {
-            CheckpointRecord::new(name, u64::try_from(position).unwrap_or(0), Some(at))
-        });
+        let records = rows
+            .into_iter()
+            .map(|(name, position, at)| CheckpointRecord::new(name, to_u64(position), Some(at)));
         Ok(records.collect())
     }
 
@@ -324,9 +328,7 @@ impl CheckpointStore for PostgresCheckpointStore {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        let counts = rows
-            .into_iter()
-            .map(|(name, count)| (name, u64::try_from(count).unwrap_or(0)));
+        let counts = rows.into_iter().map(|(name, count)| (name, to_u64(count)));
         Ok(counts.collect())
     }
 

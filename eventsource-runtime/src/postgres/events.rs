@@ -1,6 +1,7 @@
 //! The PostgreSQL event store: appends through `eventsource_append`, reads below the
 //! high-water mark, notifications.
 
+use crate::sql::to_u64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -145,7 +146,7 @@ impl PostgresEventStore {
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;
-        self.signal.advance(u64::try_from(newest).unwrap_or(0));
+        self.signal.advance(to_u64(newest));
         Ok(())
     }
 
@@ -256,7 +257,7 @@ impl PostgresEventStore {
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;
-        let mark = u64::try_from(mark).unwrap_or(0);
+        let mark = to_u64(mark);
         self.known_mark.fetch_max(mark, Ordering::AcqRel);
         Ok(mark)
     }
@@ -324,7 +325,7 @@ impl PostgresEventStore {
                 }
             };
             match called {
-                Ok((actual, true, _)) => return Err(conflict(u64::try_from(actual).unwrap_or(0))),
+                Ok((actual, true, _)) => return Err(conflict(to_u64(actual))),
                 Ok((actual, false, positions)) => break (actual, positions.unwrap_or_default()),
                 // A writer that went around `eventsource_append` took the version (or the
                 // caller's transaction reads an old snapshot): a conflict, unless no
@@ -339,7 +340,7 @@ impl PostgresEventStore {
                 Err(e) => return Err(unavailable(e)),
             }
         };
-        let actual = u64::try_from(actual).unwrap_or(0);
+        let actual = to_u64(actual);
         if positions.len() != events.len() {
             return Err(StoreError::Unavailable(
                 format!(
@@ -358,7 +359,7 @@ impl PostgresEventStore {
                 event_id: event.event_id,
                 stream: stream.clone(),
                 version: actual + offset as u64 + 1,
-                position: u64::try_from(position).unwrap_or(0),
+                position: to_u64(position),
                 event_type: event.event_type,
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
@@ -517,7 +518,7 @@ impl Backend for PostgresEventStore {
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;
-        Ok(u64::try_from(version).unwrap_or(0))
+        Ok(to_u64(version))
     }
 
     fn signal(&self) -> Option<AppendSignal> {
@@ -529,7 +530,7 @@ impl Backend for PostgresEventStore {
             .fetch_one(&self.pool)
             .await
             .map_err(unavailable)?;
-        Ok(u64::try_from(newest).unwrap_or(0))
+        Ok(to_u64(newest))
     }
 
     fn page_reader(

@@ -119,6 +119,20 @@ impl PostgresLease {
         &self.projection
     }
 
+    /// [`save`](Self::save) for a checkpoint store that asks this lease to write its own
+    /// projection's checkpoint; `None` for another projection's (the store writes it).
+    async fn save_own(
+        &self,
+        projection: &str,
+        position: u64,
+        reset: bool,
+    ) -> Option<Result<(), StoreError>> {
+        if projection != self.projection {
+            return None;
+        }
+        Some(self.save(position, reset).await)
+    }
+
     /// Saves (or, `reset`, resets) the checkpoint `position` on the lease's session.
     async fn save(&self, position: u64, reset: bool) -> Result<(), StoreError> {
         let lost = || StoreError::LeaseLost {
@@ -156,10 +170,7 @@ impl ProjectionLease for PostgresLease {
         projection: &str,
         position: u64,
     ) -> Option<Result<(), StoreError>> {
-        if projection != self.projection {
-            return None;
-        }
-        Some(self.save(position, false).await)
+        self.save_own(projection, position, false).await
     }
 
     /// Resets on the lease's own session: never once the lock is gone.
@@ -168,10 +179,7 @@ impl ProjectionLease for PostgresLease {
         projection: &str,
         position: u64,
     ) -> Option<Result<(), StoreError>> {
-        if projection != self.projection {
-            return None;
-        }
-        Some(self.save(position, true).await)
+        self.save_own(projection, position, true).await
     }
 
     async fn release(self: Box<Self>) {

@@ -150,7 +150,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool};
 
-use crate::store::{StoreError, StoreTelemetry};
+use crate::store::StoreTelemetry;
 
 pub use checkpoints::PostgresCheckpointStore;
 pub(crate) use connect::open_pool;
@@ -224,15 +224,7 @@ macro_rules! pool_store {
 }
 use pool_store;
 
-/// The backend failed.
-pub(crate) fn unavailable(error: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(Box::new(error))
-}
-
-/// A count, version or position as PostgreSQL's bigint (saturating).
-pub(crate) fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::sql::{to_i64, unavailable};
 
 /// The telemetry settings of a store on `pool` keeping its rows in `table` of `schema`.
 pub(crate) fn store_telemetry(pool: &PgPool, table: &'static str, schema: &str) -> StoreTelemetry {

@@ -7,6 +7,7 @@ use super::checkpoints::PostgresCheckpointStore;
 use super::schema::qualify;
 use super::{to_i64, unavailable};
 use crate::projection::segments::{Resplit, SegmentOwner};
+use crate::sql::to_u64;
 use crate::store::{Segment, StoreError};
 
 // The rows locked until the commit: no worker claims or renews meanwhile. Expired as
@@ -67,7 +68,7 @@ impl PostgresCheckpointStore {
                 Some(SegmentOwner {
                     segment,
                     owner: owner.clone(),
-                    epoch: u64::try_from(*epoch).unwrap_or(0),
+                    epoch: to_u64(*epoch),
                     expired: *expired,
                 })
             })
@@ -102,7 +103,7 @@ impl PostgresCheckpointStore {
         sqlx::query(&sql(SPLIT))
             .bind(projection)
             .bind(count_sql)
-            .bind(to_i64(u64::try_from(epoch).unwrap_or(0)))
+            .bind(to_i64(to_u64(epoch)))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;

@@ -2,6 +2,7 @@
 //! workers alive (`projection_workers`), fenced checkpoint saves, and the event store's
 //! segment reads through an index per segment count.
 
+use crate::sql::to_u64;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -90,7 +91,7 @@ fn segment_of(index: i32, count: i32) -> Option<Segment> {
 }
 
 fn epoch_of(epoch: i64) -> u64 {
-    u64::try_from(epoch).unwrap_or(0)
+    to_u64(epoch)
 }
 
 fn claims_columns(claims: &[Claim]) -> (Vec<i32>, Vec<i64>) {

@@ -242,15 +242,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
         projection: &str,
         position: u64,
     ) -> Result<(), StoreError> {
-        if let Some(reset) = lease.reset_checkpoint(projection, position).await {
-            return reset;
-        }
-        if !lease.is_held() {
-            return Err(StoreError::LeaseLost {
-                projection: projection.to_owned(),
-            });
-        }
-        self.reset(projection, position).await
+        write_leased(self, lease, projection, position, Write::Reset).await
     }
 
     /// Records the checkpoint as [`save`](Self::save) does, as the holder of `lease`: once
@@ -270,15 +262,7 @@ pub trait CheckpointStore: Send + Sync + 'static {
         projection: &str,
         position: u64,
     ) -> Result<(), StoreError> {
-        if let Some(saved) = lease.save_checkpoint(projection, position).await {
-            return saved;
-        }
-        if !lease.is_held() {
-            return Err(StoreError::LeaseLost {
-                projection: projection.to_owned(),
-            });
-        }
-        self.save(projection, position).await
+        write_leased(self, lease, projection, position, Write::Save).await
     }
 
     /// Takes the projection for this runner, or `None` when another runner holds it.
@@ -560,4 +544,39 @@ impl Drop for InProcessLease {
 #[async_trait]
 impl ProjectionLease for InProcessLease {
     async fn release(self: Box<Self>) {}
+}
+
+/// A checkpoint's two writes: [`save`](CheckpointStore::save), forward only, and
+/// [`reset`](CheckpointStore::reset), to any position.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    Save,
+    Reset,
+}
+
+/// `write` as the holder of `lease`: through the lease when it can write itself, otherwise
+/// through `store` while the lease is held ([`StoreError::LeaseLost`] once it is not).
+async fn write_leased<S: CheckpointStore + ?Sized>(
+    store: &S,
+    lease: &dyn ProjectionLease,
+    projection: &str,
+    position: u64,
+    write: Write,
+) -> Result<(), StoreError> {
+    let through_lease = match write {
+        Write::Save => lease.save_checkpoint(projection, position).await,
+        Write::Reset => lease.reset_checkpoint(projection, position).await,
+    };
+    if let Some(written) = through_lease {
+        return written;
+    }
+    if !lease.is_held() {
+        return Err(StoreError::LeaseLost {
+            projection: projection.to_owned(),
+        });
+    }
+    match write {
+        Write::Save => store.save(projection, position).await,
+        Write::Reset => store.reset(projection, position).await,
+    }
 }

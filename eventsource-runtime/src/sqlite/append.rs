@@ -2,6 +2,7 @@
 //! sqlx's SQLite worker thread, so a batch goes in as few statements as the parameter
 //! limit allows, each of a size whose statement is prepared once per connection.
 
+use crate::sql::to_u64;
 use std::sync::OnceLock;
 
 use sqlx::{Sqlite, Transaction};
@@ -87,7 +88,7 @@ pub(super) async fn insert_rows(
                 .bind(metadata.as_str());
         }
         let last = query.execute(&mut **tx).await?.last_insert_rowid();
-        let last = u64::try_from(last).unwrap_or(0);
+        let last = to_u64(last);
         positions.extend(
             (0..size as u64)
                 .rev()

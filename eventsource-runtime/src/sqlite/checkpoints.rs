@@ -1,6 +1,7 @@
 //! Projection checkpoints in the SQLite `checkpoints` table, with in-process leases, and
 //! the events projections parked (`parked_events`).
 
+use crate::sql::to_u64;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -114,7 +115,7 @@ impl CheckpointStore for SqliteCheckpointStore {
                 .fetch_optional(&pool)
                 .await
                 .map_err(unavailable)?;
-            Ok(position.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+            Ok(position.map_or(0, to_u64))
         })
         .await
     }
@@ -206,10 +207,7 @@ impl CheckpointStore for SqliteCheckpointStore {
                 .fetch_all(&pool)
                 .await
                 .map_err(unavailable)?;
-            Ok(rows
-                .into_iter()
-                .map(|p| u64::try_from(p).unwrap_or(0))
-                .collect())
+            Ok(rows.into_iter().map(to_u64).collect())
         })
         .await
     }
@@ -223,7 +221,7 @@ impl CheckpointStore for SqliteCheckpointStore {
                 .map_err(unavailable)?;
             let records = rows.into_iter().map(|(name, position, at)| {
                 let at = at.and_then(|at| parse_timestamp(&at).ok());
-                CheckpointRecord::new(name, u64::try_from(position).unwrap_or(0), at)
+                CheckpointRecord::new(name, to_u64(position), at)
             });
             Ok(records.collect())
         })
@@ -237,9 +235,7 @@ impl CheckpointStore for SqliteCheckpointStore {
                 .fetch_all(&pool)
                 .await
                 .map_err(unavailable)?;
-            let counts = rows
-                .into_iter()
-                .map(|(name, count)| (name, u64::try_from(count).unwrap_or(0)));
+            let counts = rows.into_iter().map(|(name, count)| (name, to_u64(count)));
             Ok(counts.collect())
         })
         .await

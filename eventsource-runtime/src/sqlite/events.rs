@@ -1,6 +1,7 @@
 //! The SQLite event store: appends in `BEGIN IMMEDIATE` transactions queued per process,
 //! reads in global order.
 
+use crate::sql::to_u64;
 use std::sync::Arc;
 
 use sqlx::sqlite::SqlitePool;
@@ -146,7 +147,7 @@ impl SqliteEventStore {
                 .fetch_one(&pool)
                 .await
                 .map_err(unavailable)?;
-            Ok(u64::try_from(newest).unwrap_or(0))
+            Ok(to_u64(newest))
         })
         .await?;
         self.signal(newest);
@@ -205,7 +206,7 @@ async fn current_version(
         .fetch_one(&mut **tx)
         .await
         .map_err(unavailable)?;
-    Ok(u64::try_from(version).unwrap_or(0))
+    Ok(to_u64(version))
 }
 
 async fn version_of(pool: SqlitePool, stream: StreamId) -> Result<u64, StoreError> {
@@ -215,7 +216,7 @@ async fn version_of(pool: SqlitePool, stream: StreamId) -> Result<u64, StoreErro
         .fetch_one(&pool)
         .await
         .map_err(unavailable)?;
-    Ok(u64::try_from(version).unwrap_or(0))
+    Ok(to_u64(version))
 }
 
 impl WithStoreTelemetry for SqliteEventStore {
@@ -307,7 +308,7 @@ impl Backend for SqliteEventStore {
                 .fetch_one(&pool)
                 .await
                 .map_err(unavailable)?;
-            Ok(u64::try_from(newest).unwrap_or(0))
+            Ok(to_u64(newest))
         })
         .await
     }

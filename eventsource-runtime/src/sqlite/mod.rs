@@ -180,15 +180,7 @@ macro_rules! pool_store {
 }
 use pool_store;
 
-/// The backend failed.
-pub(crate) fn unavailable(error: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(Box::new(error))
-}
-
-/// A count or version as SQLite's integer (saturating: nothing stored is that large).
-pub(crate) fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
+pub(crate) use crate::sql::{to_i64, unavailable};
 
 /// A timestamp as stored: RFC 3339, UTC, nanoseconds, so text order is time order.
 pub(crate) fn format_timestamp(timestamp: DateTime<Utc>) -> String {

@@ -9,7 +9,8 @@
 //! The [`InMemoryEventStore`] is here; the SQLite and PostgreSQL stores live in their
 //! databases' modules (`eventsource_runtime::sqlite`, `eventsource_runtime::postgres`).
 //! [`instrument`] gives any store the contract's spans, [`StoreTelemetry`] holds its
-//! telemetry settings.
+//! telemetry settings, and [`WithStoreTelemetry`] (in the prelude) gives every store,
+//! snapshot stores too, the same builders over them.
 //!
 //! Two readers, one word each: the global *log* is read in *batches* by a [`LogReader`]
 //! ([`EventStore::read_all_batches`]), one aggregate's *stream* in *pages* by a

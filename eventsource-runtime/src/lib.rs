@@ -19,8 +19,8 @@
 //!   broker: publisher, consumer groups, retries, dead letters, lag (uses `adapter`, `bus`,
 //!   `health`, `event`, `telemetry`);
 //! - `adapter` (with any broker's feature): what the broker adapters are built from: TLS,
-//!   publishing, reconnection, a group's health and stall watch (uses `bus`, `health`,
-//!   `event`, `telemetry`);
+//!   publishing, reconnection, a group's health and stall watch, what every group answers
+//!   alike (`BrokerGroup`) (uses `bus`, `health`, `event`, `telemetry`);
 //! - `console` (feature `console`): the operator's page as an axum `Router`: what `operate`
 //!   reads, drawn and refreshing, and the actions (parked events, dead letters) behind an
 //!   admin token (uses `operate`, `bus`, the brokers' dead letters, `telemetry`);
@@ -41,8 +41,9 @@
 //!   metrics (uses `telemetry`);
 //! - [`bus`]: [`EventBus`](bus::EventBus), [`EventHandler`](bus::EventHandler), the
 //!   [`InMemoryEventBus`](bus::InMemoryEventBus), the [`Dispatcher`](bus::Dispatcher) any
-//!   transport consumes through, and the wire format every broker speaks (uses `health`,
-//!   `lineage`, `store`, `event`, `telemetry`);
+//!   transport consumes through, the builders every bus shares ([`Subscribe`](bus::Subscribe),
+//!   [`WithBusTelemetry`](bus::WithBusTelemetry)), and the wire format every broker speaks
+//!   (uses `health`, `lineage`, `store`, `event`, `telemetry`);
 //! - [`projection`](mod@projection): [`Projection`](projection::Projection), in-process
 //!   delivery, and the checkpointed [`ProjectionRunner`](projection::runner::ProjectionRunner)
 //!   that feeds a projection from a store, alone or split into
@@ -71,8 +72,9 @@
 //!   uses no component: `event` makes its `Metadata` a carrier of the trace context).
 //!
 //! Not drawn: the private helpers `panic` (a panic's message) and `sql` (what the two SQL
-//! stores share: row decoding, schema versions). The telemetry contract the spans and metrics follow is
-//! `docs/telemetry.md` in the repository; the guide (`docs/guide/`) and the README say how
+//! stores share: row decoding, schema versions, integer conversions, the error of a failed
+//! query). The telemetry contract the spans and metrics follow is `docs/telemetry.md` in
+//! the repository; the guide (`docs/guide/`) and the README say how
 //! to use each part.
 //!
 //! ```

@@ -1,5 +1,6 @@
 //! What the SQLite and PostgreSQL stores share (the internal `sql` feature, turned on by
-//! either): reading stored events and snapshots back from rows, and numbered schema versions.
+//! either): reading stored events and snapshots back from rows, numbered schema versions,
+//! and the conversions and error every query shares.
 
 pub(crate) mod row;
 pub(crate) mod schema;

@@ -80,6 +80,16 @@ impl StoreTelemetry {
 /// let snapshots = InMemorySnapshotStore::new().enable_tracing(false);
 /// # drop((quiet, snapshots));
 /// ```
+///
+/// A snapshot store's spans are not an event store's operations: it has no span names to
+/// override.
+///
+/// ```compile_fail,E0277
+/// use eventsource_runtime::prelude::*;
+/// use eventsource_runtime::store::StoreSpanNames;
+///
+/// let snapshots = InMemorySnapshotStore::new().with_span_names(StoreSpanNames::default());
+/// ```
 pub trait WithStoreTelemetry: Sized {
     /// This store with its telemetry settings changed by `change`.
     #[must_use]

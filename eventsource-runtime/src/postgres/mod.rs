@@ -183,7 +183,7 @@ pub const DEFAULT_SCHEMA: &str = "public";
 pub const POOL_SIZE: u32 = 10;
 
 /// How long `connect`'s pool waits for a connection before an operation fails with
-/// [`StoreError::Unavailable`].
+/// [`StoreError::Unavailable`](crate::store::StoreError::Unavailable).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a connection of `connect`'s pool may sit idle before it is pinged on its way
@@ -196,8 +196,9 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// The price: a connection the server drops within this window of its last use (an
 /// administrator's `pg_terminate_backend`, a restart faster than the window) fails the
-/// next operation on it with [`StoreError::Unavailable`], having stored nothing, where a
-/// ping would have replaced it. Pass your own pool to `from_pool` to choose otherwise.
+/// next operation on it with
+/// [`StoreError::Unavailable`](crate::store::StoreError::Unavailable), having stored
+/// nothing, where a ping would have replaced it. Pass your own pool to `from_pool` to choose otherwise.
 pub const PING_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// `connect` and `from_pool` of a store made by `on(pool, schema)` (`$what` names it in

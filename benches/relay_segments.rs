@@ -18,7 +18,6 @@
 //! cargo bench --bench relay_segments --features rabbitmq`. Without either variable it says
 //! so and measures nothing.
 
-use eventsource_runtime::store::WithStoreTelemetry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ use eventsource_runtime::projection::segments::SegmentClaims;
 use eventsource_runtime::rabbitmq::RabbitMqBus;
 use eventsource_runtime::relay::Relay;
 use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{EventStore, ExpectedVersion, Segment};
+use eventsource_runtime::store::{EventStore, ExpectedVersion, Segment, WithStoreTelemetry};
 use eventsource_runtime::telemetry::toggles;
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,

@@ -19,7 +19,6 @@
 //!
 //! `cargo bench --bench segments` (`DATABASE_URL=postgres://... ` for the PostgreSQL cases).
 
-use eventsource_runtime::store::WithStoreTelemetry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -32,7 +31,9 @@ use eventsource_runtime::projection::runner::ProjectionRunner;
 use eventsource_runtime::projection::segments::{InMemorySegmentClaims, SegmentClaims};
 use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{EventStore, ExpectedVersion, InMemoryEventStore};
+use eventsource_runtime::store::{
+    EventStore, ExpectedVersion, InMemoryEventStore, WithStoreTelemetry,
+};
 use eventsource_runtime::telemetry::toggles;
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;

@@ -17,7 +17,6 @@
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench store`
 
-use eventsource_runtime::store::WithStoreTelemetry;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +28,9 @@ use eventsource_runtime::event::{NewEvent, StreamId};
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{EventStore, ExpectedVersion, InMemoryEventStore};
+use eventsource_runtime::store::{
+    EventStore, ExpectedVersion, InMemoryEventStore, WithStoreTelemetry,
+};
 use serde_json::json;
 use tokio::runtime::Runtime;
 

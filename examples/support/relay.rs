@@ -3,7 +3,6 @@
 //! segments (`--relay-segments`, the segments claimed in PostgreSQL); until it caught up,
 //! or (`--follow`) until SIGTERM or SIGINT.
 
-use eventsource_runtime::store::WithStoreTelemetry;
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -13,6 +12,7 @@ use eventsource_runtime::health::HealthRegistry;
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::projection::segments::{Claim, DEFAULT_CLAIM_TIMEOUT, SegmentClaims};
 use eventsource_runtime::relay::{Relay, SegmentedRelay};
+use eventsource_runtime::store::WithStoreTelemetry;
 use eventsource_runtime::telemetry::secrets::redact_url;
 
 use super::databases::Stores;

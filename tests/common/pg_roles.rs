@@ -5,14 +5,13 @@
 //! Roles and schemas are made per test and dropped at the end.
 #![allow(dead_code)]
 
-use eventsource_runtime::bus::Subscribe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventsource_runtime::bus::{
     BusMessage, BusTelemetry, Dispatcher, EventHandler, HandlerError, Idempotent, InMemoryEventBus,
-    ProcessedMessages,
+    ProcessedMessages, Subscribe,
 };
 use eventsource_runtime::event::{EventEnvelope, Metadata, NewEvent, StreamId};
 use eventsource_runtime::postgres::{

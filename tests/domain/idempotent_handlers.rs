@@ -7,7 +7,6 @@
 //! PostgreSQL comes from `DATABASE_URL` (see `tests/common/postgres.rs`).
 
 use crate::postgres;
-use eventsource_runtime::bus::Subscribe;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +14,7 @@ use std::time::Duration;
 
 use eventsource_runtime::bus::{
     BusMessage, BusTelemetry, Dispatcher, EventHandler, HandlerError, Idempotent, InMemoryEventBus,
-    InMemoryProcessedMessages, ProcessedMessages,
+    InMemoryProcessedMessages, ProcessedMessages, Subscribe,
 };
 use eventsource_runtime::event::{EventEnvelope, Metadata, NewEvent, StreamId};
 use eventsource_runtime::postgres::{

@@ -10,7 +10,6 @@
 //! The scenario is `common/broker_restart.rs`, the same for every broker; here is how
 //! RabbitMQ goes down and comes back.
 
-use eventsource_runtime::bus::Subscribe;
 use eventsource_test_support::broker_restart;
 #[path = "../../examples/domain/order.rs"]
 mod domain;
@@ -21,6 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use broker_restart::{Consuming, Handled, Outage, broker_restart};
+use eventsource_runtime::bus::Subscribe;
 use eventsource_runtime::rabbitmq::RabbitMqBus;
 use eventsource_test_support::count_and_run;
 use servers::Server;

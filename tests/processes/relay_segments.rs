@@ -26,7 +26,6 @@
 //! case); skipped visibly without them, unless the matching `EVENTSOURCE_REQUIRE_*=1`. Every
 //! wait polls the processes' output, the database or the collector with a bound.
 
-use eventsource_runtime::store::WithStoreTelemetry;
 use eventsource_test_support::faults;
 use eventsource_test_support::otlp;
 use eventsource_test_support::postgres;
@@ -45,7 +44,7 @@ use eventsource_runtime::projection::checkpoint::CheckpointStore as _;
 use eventsource_runtime::projection::segments::SegmentClaims as _;
 use eventsource_runtime::relay;
 use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{EventStore as _, Segment};
+use eventsource_runtime::store::{EventStore as _, Segment, WithStoreTelemetry};
 use eventsource_runtime::telemetry::attributes as attr;
 use tokio::runtime::Runtime;
 use uuid::Uuid;

@@ -111,8 +111,7 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 
 use crate::adapter::settings::configured;
-use crate::bus::WithBusTelemetry;
-use crate::bus::{BusError, BusTelemetry};
+use crate::bus::{BusError, BusTelemetry, WithBusTelemetry};
 use producer::ProducerSlot;
 
 pub use consumer::{

@@ -2,7 +2,6 @@
 //! handlers as a first delivery or a redelivery, then committed, after a copy went to a
 //! retry topic or the dead letters when a handler failed.
 
-use crate::adapter::BrokerGroup;
 use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Message as _};
@@ -12,6 +11,7 @@ use super::consumer::ConsumerGroup;
 use super::error::unavailable;
 use super::group_context::GroupConsumer;
 use super::offsets::{PartitionOf, Partitions, ResumePoints};
+use crate::adapter::BrokerGroup;
 use crate::bus::instrument::{Skipped, skipped as skipped_message};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher, HandlerError, HandlerFailure};

@@ -107,10 +107,11 @@ use uuid::Uuid;
 
 use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::adapter::settings::configured;
-use crate::bus::WithBusTelemetry;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
-use crate::bus::{BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport};
+use crate::bus::{
+    BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport, WithBusTelemetry,
+};
 use crate::event::EventEnvelope;
 use error::{connect_failed, invalid_url, publish_error};
 use topology::Streams;

@@ -2,7 +2,6 @@
 //! handlers, then acknowledged, after a copy went to the retry subject or the dead letters
 //! when a handler failed.
 
-use crate::adapter::BrokerGroup;
 use std::time::Duration;
 
 use async_nats::jetstream::{AckKind, Context, Message};
@@ -12,6 +11,7 @@ use super::consumer::{ConsumerGroup, Source};
 use super::error::unavailable;
 use super::inbox::{Inbox, KeepAlive};
 use super::{publish_copy, subject};
+use crate::adapter::BrokerGroup;
 use crate::bus::instrument::{Skipped, skipped};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, HandlerFailure};

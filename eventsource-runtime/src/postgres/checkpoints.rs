@@ -2,7 +2,6 @@
 //! runners of every process (session-level advisory locks, see [`PostgresLease`]), and the
 //! events projections parked (`parked_events`).
 
-use crate::sql::to_u64;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use sqlx::postgres::PgPool;
 
 use super::lease::{LeaseStatements, PostgresLease};
 use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
-use super::{pool_store, to_i64, unavailable};
+use super::{pool_store, to_i64, to_u64, unavailable};
 use crate::projection::checkpoint::{
     CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease,
 };

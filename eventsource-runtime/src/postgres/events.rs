@@ -1,7 +1,6 @@
 //! The PostgreSQL event store: appends through `eventsource_append`, reads below the
 //! high-water mark, notifications.
 
-use crate::sql::to_u64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,15 +15,15 @@ use super::statements::Statements;
 use super::stream_reader::PostgresStreamReader;
 use super::{
     DEFAULT_SCHEMA, EVENTS_TABLE, PostgresCheckpointStore, PostgresProcessedMessages,
-    PostgresSnapshotStore, listen, namespace_of, open_pool, store_telemetry, to_i64, unavailable,
+    PostgresSnapshotStore, listen, namespace_of, open_pool, store_telemetry, to_i64, to_u64,
+    unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql::row::readable_prefix;
-use crate::store::WithStoreTelemetry;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
 use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, LogReader, Segment, StoreError, StoreTelemetry,
-    StreamReader, VersionConflict,
+    StreamReader, VersionConflict, WithStoreTelemetry,
 };
 
 /// An [`EventStore`](crate::store::EventStore) in a PostgreSQL database, shared by as many processes as you like.

@@ -225,7 +225,7 @@ macro_rules! pool_store {
 }
 use pool_store;
 
-pub(crate) use crate::sql::{to_i64, unavailable};
+pub(crate) use crate::sql::{to_i64, to_u64, unavailable};
 
 /// The telemetry settings of a store on `pool` keeping its rows in `table` of `schema`.
 pub(crate) fn store_telemetry(pool: &PgPool, table: &'static str, schema: &str) -> StoreTelemetry {

@@ -5,9 +5,8 @@
 
 use super::checkpoints::PostgresCheckpointStore;
 use super::schema::qualify;
-use super::{to_i64, unavailable};
+use super::{to_i64, to_u64, unavailable};
 use crate::projection::segments::{Resplit, SegmentOwner};
-use crate::sql::to_u64;
 use crate::store::{Segment, StoreError};
 
 // The rows locked until the commit: no worker claims or renews meanwhile. Expired as

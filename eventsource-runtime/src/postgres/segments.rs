@@ -2,7 +2,6 @@
 //! workers alive (`projection_workers`), fenced checkpoint saves, and the event store's
 //! segment reads through an index per segment count.
 
-use crate::sql::to_u64;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use super::checkpoints::PostgresCheckpointStore;
 use super::events::PostgresEventStore;
 use super::rows::decode;
 use super::schema::qualify;
-use super::{to_i64, unavailable};
+use super::{to_i64, to_u64, unavailable};
 use crate::event::StreamId;
 use crate::projection::checkpoint::CheckpointStore;
 use crate::projection::segments::{Claim, Claimed, Fence, Resplit, SegmentClaims, SegmentOwner};

@@ -13,9 +13,8 @@ use crate::event::StreamId;
 use crate::snapshot::instrument::{SnapshotOperation, run};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::sql::snapshot_row::{column, snapshot_of};
-use crate::store::WithStoreTelemetry;
 use crate::store::backend::check_stream;
-use crate::store::{StoreError, StoreTelemetry};
+use crate::store::{StoreError, StoreTelemetry, WithStoreTelemetry};
 use crate::telemetry::otel::log::log_warn;
 
 /// `db.collection.name` of the snapshot store.

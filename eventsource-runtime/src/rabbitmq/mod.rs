@@ -94,11 +94,11 @@ use uuid::Uuid;
 use crate::adapter::BrokerTls;
 use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::adapter::settings::configured;
-use crate::bus::WithBusTelemetry;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
     BrokerUnreachable, BusError, BusMessage, BusTelemetry, PublishFailure, PublishReport,
+    WithBusTelemetry,
 };
 use crate::event::EventEnvelope;
 use crate::telemetry::attributes::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY;

@@ -8,8 +8,7 @@ use async_trait::async_trait;
 use super::instrument::{self, SnapshotOperation};
 use super::{Snapshot, SnapshotStore};
 use crate::event::StreamId;
-use crate::store::WithStoreTelemetry;
-use crate::store::{StoreError, StoreTelemetry};
+use crate::store::{StoreError, StoreTelemetry, WithStoreTelemetry};
 
 /// `db.system.name` of the in-memory snapshot store.
 const SYSTEM: &str = "in_memory";

@@ -2,12 +2,11 @@
 //! sqlx's SQLite worker thread, so a batch goes in as few statements as the parameter
 //! limit allows, each of a size whose statement is prepared once per connection.
 
-use crate::sql::to_u64;
 use std::sync::OnceLock;
 
 use sqlx::{Sqlite, Transaction};
 
-use super::{format_timestamp, to_i64};
+use super::{format_timestamp, to_i64, to_u64};
 use crate::event::{NewEvent, StreamId};
 
 /// The most rows one statement inserts: 9 x 256 = 2,304 bound parameters, under SQLite's

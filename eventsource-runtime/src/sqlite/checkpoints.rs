@@ -1,7 +1,6 @@
 //! Projection checkpoints in the SQLite `checkpoints` table, with in-process leases, and
 //! the events projections parked (`parked_events`).
 
-use crate::sql::to_u64;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex, PoisonError};
@@ -11,7 +10,8 @@ use chrono::Utc;
 use sqlx::sqlite::SqlitePool;
 
 use super::{
-    database_file, detached, format_timestamp, parse_timestamp, pool_store, to_i64, unavailable,
+    database_file, detached, format_timestamp, parse_timestamp, pool_store, to_i64, to_u64,
+    unavailable,
 };
 use crate::projection::checkpoint::{
     CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease,

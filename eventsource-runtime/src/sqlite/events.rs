@@ -1,7 +1,6 @@
 //! The SQLite event store: appends in `BEGIN IMMEDIATE` transactions queued per process,
 //! reads in global order.
 
-use crate::sql::to_u64;
 use std::sync::Arc;
 
 use sqlx::sqlite::SqlitePool;
@@ -13,14 +12,13 @@ use super::log_reader::SqliteLogReader;
 use super::rows::read_rows;
 use super::{
     EVENTS_TABLE, SYSTEM, SqliteCheckpointStore, SqliteProcessedMessages, SqliteSnapshotStore,
-    detached, migrate, open_pool, to_i64, unavailable,
+    detached, migrate, open_pool, to_i64, to_u64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::store::WithStoreTelemetry;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, metadata_json};
 use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, LogReader, StoreError, StoreTelemetry,
-    VersionConflict,
+    VersionConflict, WithStoreTelemetry,
 };
 
 const SELECT_VERSION: &str =

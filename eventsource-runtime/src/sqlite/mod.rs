@@ -180,7 +180,7 @@ macro_rules! pool_store {
 }
 use pool_store;
 
-pub(crate) use crate::sql::{to_i64, unavailable};
+pub(crate) use crate::sql::{to_i64, to_u64, unavailable};
 
 /// A timestamp as stored: RFC 3339, UTC, nanoseconds, so text order is time order.
 pub(crate) fn format_timestamp(timestamp: DateTime<Utc>) -> String {

@@ -9,7 +9,6 @@
 //! With `EVENTSOURCE_CONSOLE_SCREENSHOTS=DIR` the script saves the page's screenshots
 //! there (`docs/images/console-*.png`).
 
-use eventsource_runtime::bus::Subscribe;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,7 @@ use axum::Router;
 use axum::extract::Path as UrlPath;
 use axum::response::Html;
 use axum::routing::get;
-use eventsource_runtime::bus::{DeadLetterQueue, EventBus as _, HandlerError};
+use eventsource_runtime::bus::{DeadLetterQueue, EventBus as _, HandlerError, Subscribe};
 use eventsource_runtime::console::Console;
 use eventsource_runtime::rabbitmq::RabbitMqBus;
 use eventsource_runtime::store::EventStore as _;

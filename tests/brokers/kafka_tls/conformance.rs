@@ -4,12 +4,11 @@
 //! as [`KafkaTls::bus`] does.
 
 use super::listeners::{KafkaTls, Listener};
-use eventsource_runtime::bus::Subscribe;
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use eventsource_runtime::bus::{BusError, DeadLetterEntry, Dispatcher, wire};
+use eventsource_runtime::bus::{BusError, DeadLetterEntry, Dispatcher, Subscribe, wire};
 use eventsource_runtime::event::Metadata;
 use eventsource_runtime::kafka::rdkafka::ClientConfig;
 use eventsource_runtime::kafka::rdkafka::message::{Header, OwnedHeaders};

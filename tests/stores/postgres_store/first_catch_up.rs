@@ -6,7 +6,6 @@
 //! a process's first catch-up took a second longer per 100,000 events than the next one.
 
 use super::*;
-use eventsource_runtime::store::WithStoreTelemetry;
 
 const EVENTS: u64 = 20_000;
 

@@ -1,7 +1,6 @@
 //! The PostgreSQL stores: projection runners: lost leases.
 
 use super::*;
-use eventsource_runtime::store::WithStoreTelemetry;
 
 /// What every instance of a [`Tracker`] shares.
 #[derive(Default)]

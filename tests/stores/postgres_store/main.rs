@@ -35,7 +35,7 @@ use eventsource_runtime::snapshot::SnapshotStore;
 use eventsource_runtime::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use eventsource_runtime::sqlx::{self, PgPool};
 use eventsource_runtime::store::{
-    BatchEnd, EventStore, ExpectedVersion, StoreError, VersionConflict,
+    BatchEnd, EventStore, ExpectedVersion, StoreError, VersionConflict, WithStoreTelemetry,
 };
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::telemetry::attributes::{

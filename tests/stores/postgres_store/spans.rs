@@ -1,7 +1,6 @@
 //! The PostgreSQL stores: spans.
 
 use super::*;
-use eventsource_runtime::store::WithStoreTelemetry;
 
 #[tokio::test]
 async fn spans_are_client_spans_with_the_database_attributes() {

@@ -35,7 +35,7 @@ use eventsource_runtime::sqlite::{
 };
 use eventsource_runtime::sqlx;
 use eventsource_runtime::store::{
-    BatchEnd, EventStore, ExpectedVersion, StoreError, StoreSpanNames,
+    BatchEnd, EventStore, ExpectedVersion, StoreError, StoreSpanNames, WithStoreTelemetry,
 };
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::telemetry::attributes::{

@@ -1,7 +1,6 @@
 //! Snapshots, checkpoints with their leases, processed messages.
 
 use super::*;
-use eventsource_runtime::store::WithStoreTelemetry;
 
 // ---- snapshots -------------------------------------------------------------------------------
 

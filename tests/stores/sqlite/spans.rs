@@ -1,7 +1,6 @@
 //! The event store's spans: client spans with the database attributes, query text.
 
 use super::*;
-use eventsource_runtime::store::WithStoreTelemetry;
 
 // ---- spans -----------------------------------------------------------------------------------
 

@@ -11,11 +11,11 @@ use indexmap::map::Entry;
 use uuid::Uuid;
 
 use crate::event::{EventEnvelope, Metadata, NewEvent, Payload, StreamId};
-use crate::store::WithStoreTelemetry;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, check_stream};
 use crate::store::outgoing::Outgoing;
 use crate::store::{
     AppendResult, AppendSignal, ExpectedVersion, ReadBatch, Segment, StoreError, StoreTelemetry,
+    WithStoreTelemetry,
 };
 use segments::SegmentIndex;
 

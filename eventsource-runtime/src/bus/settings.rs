@@ -80,7 +80,7 @@ fn operation_names(system: &str) -> (&'static str, &'static str) {
 /// with it. A bus's settings reach the groups made from it afterwards.
 ///
 /// ```
-/// use eventsource_runtime::bus::{BusSpanNames, WithBusTelemetry};
+/// use eventsource_runtime::bus::BusSpanNames;
 /// use eventsource_runtime::prelude::*;
 ///
 /// let bus = InMemoryEventBus::new().enable_tracing(false);

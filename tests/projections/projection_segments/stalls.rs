@@ -85,6 +85,27 @@ struct Threaded {
     seen: Arc<Mutex<Vec<(String, u64)>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), RunnerError>>>,
+    /// What the worker logged (each event's message), on its thread.
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Keeps the message of every event logged on the thread it is the default of.
+struct Messages(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Messages {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    *self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = String::new();
+        event.record(&mut Message(&mut message));
+        self.0.lock().unwrap().push(message);
+    }
 }
 
 impl Threaded {
@@ -117,7 +138,11 @@ impl Threaded {
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = Arc::clone(&worker);
+        let logs = Arc::<Mutex<Vec<String>>>::default();
+        let kept = Messages(Arc::clone(&logs));
         let thread = std::thread::spawn(move || {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let _logs = tracing::subscriber::set_default(tracing_subscriber::registry().with(kept));
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -130,7 +155,17 @@ impl Threaded {
             seen,
             stop: Some(stop),
             thread: Some(thread),
+            logs,
         }
+    }
+
+    /// The messages the worker logged that contain `text`.
+    fn logged(&self, text: &str) -> Vec<String> {
+        let logs = self.logs.lock().unwrap();
+        logs.iter()
+            .filter(|line| line.contains(text))
+            .cloned()
+            .collect()
     }
 
     fn held(&self) -> Vec<Claim> {
@@ -288,6 +323,125 @@ async fn a_worker_stalled_while_nobody_takes_over_resumes_its_claims_at_once() {
     );
     assert_all_handled(&[&a], 20, 3);
     a.stop().await;
+}
+
+/// A worker paused (its whole thread blocked, as SIGSTOP would) after it saw its claims in
+/// time and sent their renewal, but before the renewal reached the store, while another
+/// worker takes its segments over: when it wakes it says it stalled past its claim timeout,
+/// never that it renewed in time (which of the two it said once depended on where the
+/// pause fell).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_paused_mid_renewal_says_it_stalled_not_that_it_was_in_time() {
+    let name = "PausedMidRenewal";
+    let store = InMemoryEventStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    let inner = InMemorySegmentClaims::new();
+    let pausing = PausedOnRenewal {
+        inner: inner.clone(),
+        pause: Arc::default(),
+    };
+    seed(&store, 20, 2).await;
+    let a = Threaded::start(name, "a", &store, &checkpoints, Arc::new(pausing.clone()));
+    let b = Threaded::start(name, "b", &store, &checkpoints, Arc::new(inner));
+    let shared = async || a.held().len() == 2 && b.held().len() == 2;
+    wait_for("two segments each", Duration::from_secs(10), shared).await;
+    let fenced = changes(name, "fenced");
+
+    pausing.pause.store(true, Ordering::SeqCst);
+    let told = async || changes(name, "fenced") - fenced == 2;
+    wait_for(
+        "a's two segments counted fenced",
+        Duration::from_secs(10),
+        told,
+    )
+    .await;
+    let rejoined = async || a.held().len() == 2 && b.held().len() == 2;
+    wait_for("a rejoins as a newcomer", Duration::from_secs(10), rejoined).await;
+
+    assert_eq!(
+        a.logged("renewed it in time"),
+        Vec::<String>::new(),
+        "a was paused past its timeout, not in time"
+    );
+    assert_eq!(
+        a.logged("stalled past its claim timeout").len(),
+        2,
+        "each segment told as a stall: {:?}",
+        a.logged("segment")
+    );
+    seed_more(&store, 20, 3).await;
+    let all = async || {
+        let mut handled: BTreeSet<(String, u64)> = a.handled().into_iter().collect();
+        handled.extend(b.handled());
+        handled.len() == 60
+    };
+    wait_for("every event handled", Duration::from_secs(10), all).await;
+    assert_all_handled(&[&a, &b], 20, 3);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// In-memory claims whose next renewal, once `pause` is set, blocks the calling thread for
+/// three claim timeouts before it reaches the store.
+#[derive(Clone)]
+struct PausedOnRenewal {
+    inner: InMemorySegmentClaims,
+    pause: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl SegmentClaims for PausedOnRenewal {
+    async fn split(&self, projection: &str, count: u32) -> Result<(u32, bool), StoreError> {
+        self.inner.split(projection, count).await
+    }
+
+    async fn heartbeat(&self, p: &str, worker: &str, timeout: Duration) -> Result<u32, StoreError> {
+        self.inner.heartbeat(p, worker, timeout).await
+    }
+
+    async fn renew(&self, p: &str, w: &str, claims: &[Claim]) -> Result<Vec<Claim>, StoreError> {
+        if self.pause.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(TIMEOUT * 3);
+        }
+        self.inner.renew(p, w, claims).await
+    }
+
+    async fn claim(
+        &self,
+        p: &str,
+        worker: &str,
+        most: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        self.inner.claim(p, worker, most, timeout).await
+    }
+
+    async fn release(&self, p: &str, w: &str, claims: &[Claim]) -> Result<(), StoreError> {
+        self.inner.release(p, w, claims).await
+    }
+
+    async fn leave(&self, projection: &str, worker: &str) -> Result<(), StoreError> {
+        self.inner.leave(projection, worker).await
+    }
+
+    async fn save_fenced(
+        &self,
+        projection: &str,
+        worker: &str,
+        claim: Claim,
+        checkpoints: &dyn CheckpointStore,
+        checkpoint: &str,
+        position: u64,
+    ) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        inner
+            .save_fenced(projection, worker, claim, checkpoints, checkpoint, position)
+            .await
+    }
+
+    async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError> {
+        self.inner.owners(projection).await
+    }
 }
 
 /// In-memory claims that can be cut off: every call fails while `down`.

@@ -64,8 +64,8 @@ async fn within_running_time<F: Future>(budget: Duration, work: F) -> Option<F::
     None
 }
 
-/// A claim renewed, with how long past its deadline it was when the renewal went out (zero:
-/// still held).
+/// A claim renewed, with how long past its deadline it was when the renewal went out or,
+/// later, when the store's word came back (zero: held throughout).
 struct Renewing {
     claim: Claim,
     late_by: Duration,
@@ -123,6 +123,13 @@ impl<P: Projection> SegmentedRunner<P> {
             if segment.claim != renewing.claim {
                 continue;
             }
+            // Late is judged when the store's word is in: a worker paused after it saw its
+            // claims in time, but before its renewal reached the store, was late all the
+            // same.
+            let renewing = Renewing {
+                late_by: renewing.late_by.max(segment.state.lapsed_for()),
+                ..renewing
+            };
             if kept.contains(&renewing.claim) {
                 segment.state.extend(deadline(sent, timeout));
                 if !renewing.late_by.is_zero() {

@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 
-use super::lease::{LeaseStatements, PostgresLease};
+use super::lease::{DEFAULT_LEASE_TIMEOUT, LeaseStatements, PostgresLease};
 use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
 use super::{pool_store, to_i64, to_u64, unavailable};
 use crate::projection::checkpoint::{
@@ -90,8 +91,8 @@ impl Statements {
 /// of its own (outside the pool) and takes a session-level advisory lock keyed by the
 /// schema and the projection's name (`pg_try_advisory_lock`, 64-bit FNV-1a of both); the
 /// returned [`PostgresLease`] keeps that connection, and the lock, until it is released or
-/// dropped. If the connection dies (the server restarts, the backend is terminated), the
-/// lock goes with it: the lease's [`is_held`](ProjectionLease::is_held) turns `false` at
+/// dropped. If the connection dies (the server restarts, the backend is terminated) or goes
+/// silent for the [`lease_timeout`](Self::lease_timeout), the lock goes with it: the lease's [`is_held`](ProjectionLease::is_held) turns `false` at
 /// once, and [`save_leased`](CheckpointStore::save_leased), which runs on the lease's own
 /// session, fails with [`StoreError::LeaseLost`] instead of saving.
 ///
@@ -120,6 +121,7 @@ impl Statements {
 pub struct PostgresCheckpointStore {
     pool: PgPool,
     sql: Arc<Statements>,
+    lease_timeout: Duration,
 }
 
 pool_store!(PostgresCheckpointStore, "checkpoint store");
@@ -129,7 +131,22 @@ impl PostgresCheckpointStore {
         Self {
             pool,
             sql: Arc::new(Statements::new(schema)),
+            lease_timeout: DEFAULT_LEASE_TIMEOUT,
         }
+    }
+
+    /// Builder: how long a lease's session may go silent (a network partition, a host that
+    /// vanished) before the lease is lost, [`DEFAULT_LEASE_TIMEOUT`] (10 s) unless told;
+    /// at least one second. With a timeout `T`, a holder cut off from the database stops
+    /// handling within `3T/4` (it counts the lease as held only that long after the last
+    /// round trip the server answered, sending one every `T/4`), and the server frees the
+    /// lock within `5T/4` for a standby to take (the session's `tcp_user_timeout` and
+    /// keepalives). Shorter: faster takeovers, and a lease given up on a shorter stall of
+    /// the network or the server.
+    #[must_use]
+    pub fn lease_timeout(mut self, timeout: Duration) -> Self {
+        self.lease_timeout = timeout.max(Duration::from_secs(1));
+        self
     }
 
     /// Keeps the checkpoints (and keys the leases) in `schema` instead of `public`.
@@ -196,7 +213,7 @@ impl PostgresCheckpointStore {
             save: self.sql.save.clone(),
             reset: self.sql.reset.clone(),
         };
-        PostgresLease::try_take(options, projection, key, statements).await
+        PostgresLease::try_take(options, projection, key, statements, self.lease_timeout).await
     }
 
     /// The advisory lock key of `projection`'s lease.

@@ -9,6 +9,7 @@ use sqlx::Connection as _;
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 
+use super::liveness::{self, DEFAULT_PEER_TIMEOUT};
 use super::{ACQUIRE_TIMEOUT, PING_AFTER_IDLE, POOL_SIZE, server_of, unavailable};
 use crate::store::StoreError;
 
@@ -141,6 +142,11 @@ pub(crate) async fn open_pool(url: &str) -> Result<PgPool, StoreError> {
         .max_connections(POOL_SIZE)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(false)
+        // A backend whose client went silent (a vanished host, a black hole) ends within a
+        // bound, with whatever it held.
+        .after_connect(|connection, _| {
+            Box::pin(liveness::bound_session(connection, DEFAULT_PEER_TIMEOUT))
+        })
         .before_acquire(|connection, meta| {
             Box::pin(async move {
                 if meta.idle_for >= PING_AFTER_IDLE {

@@ -7,9 +7,19 @@
 //! or the connection breaks, the wait returns and the lease reads as lost. The lock went
 //! with the session, so another runner may hold the projection from then on; the listener
 //! never reconnects.
+//!
+//! A connection can also go silent without breaking (the holder's host vanished, a network
+//! drops every packet). Both sides then bound it by the lease timeout `T`:
+//!
+//! - the server ends the session, and frees the lock, once it has heard nothing from the
+//!   holder for `T` (the session's `tcp_user_timeout` and keepalives, see `liveness`), at
+//!   most `T + T/4` after the last packet it had;
+//! - the holder sends a round trip every `T/4` and counts the lease as held only until
+//!   `3T/4` after it sent the last one answered: it stops at least `T/4` before the server
+//!   can free the lock, so a standby that takes the lock never overlaps it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +27,9 @@ use sqlx::postgres::{
     PgConnectOptions, PgDatabaseError, PgListener, PgPool, PgPoolOptions, PgSeverity,
 };
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
+use super::liveness::{bound_session, server_bound};
 use super::{ACQUIRE_TIMEOUT, to_i64, unavailable};
 use crate::projection::checkpoint::ProjectionLease;
 use crate::store::StoreError;
@@ -58,13 +70,76 @@ enum Request {
 /// ([`CheckpointStore::save_leased`](crate::projection::checkpoint::CheckpointStore::save_leased)),
 /// so none can land after the lock is gone.
 ///
-/// A connection that goes silent without closing (a network partition) is noticed only
-/// when the operating system gives up on it (TCP keepalive, or the next save).
+/// A connection that goes silent without closing (a network partition, a host that
+/// vanished) is bounded by the lease timeout `T`
+/// ([`PostgresCheckpointStore::lease_timeout`](super::PostgresCheckpointStore::lease_timeout),
+/// [`DEFAULT_LEASE_TIMEOUT`] by default): the holder counts the lease as held only until
+/// `3T/4` after the last round trip it sent that the server answered (it sends one every
+/// `T/4`), and the server ends a session it heard nothing from for `T` (at most `T + T/4`
+/// after the holder's last packet), freeing the lock for a standby. The holder stops first.
 #[derive(Debug)]
 pub struct PostgresLease {
     projection: String,
-    held: Arc<AtomicBool>,
+    validity: Arc<Validity>,
     requests: mpsc::Sender<Request>,
+}
+
+/// The lease timeout unless told otherwise: 10 seconds. A holder cut off from the server
+/// stops handling within `3/4` of it; a standby can take the projection within `5/4` of
+/// it (plus its own retry interval).
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the lease holds, as its holder knows it: until the session ends or is given up,
+/// and no longer than `3T/4` after the last round trip the server answered was sent.
+#[derive(Debug)]
+struct Validity {
+    held: AtomicBool,
+    origin: Instant,
+    /// Until when (nanoseconds after `origin`) the lease holds, short of the server's bound.
+    until_nanos: AtomicU64,
+    timeout: Duration,
+}
+
+impl Validity {
+    fn new(timeout: Duration, confirmed_at: Instant) -> Self {
+        let validity = Self {
+            held: AtomicBool::new(true),
+            origin: confirmed_at,
+            until_nanos: AtomicU64::new(0),
+            timeout,
+        };
+        validity.confirm(confirmed_at);
+        validity
+    }
+
+    /// How long after a round trip was sent the lease holds on its strength.
+    fn window(&self) -> Duration {
+        self.timeout * 3 / 4
+    }
+
+    /// How often the keeper asks the server for a word.
+    fn round_trip_every(&self) -> Duration {
+        self.timeout / 4
+    }
+
+    /// A round trip sent at `sent` was answered: the server heard from the holder then.
+    fn confirm(&self, sent: Instant) {
+        let until = sent.saturating_duration_since(self.origin) + self.window();
+        let nanos = u64::try_from(until.as_nanos()).unwrap_or(u64::MAX);
+        self.until_nanos.fetch_max(nanos, Ordering::AcqRel);
+    }
+
+    fn deadline(&self) -> Instant {
+        self.origin + Duration::from_nanos(self.until_nanos.load(Ordering::Acquire))
+    }
+
+    fn end(&self) {
+        self.held.store(false, Ordering::Release);
+    }
+
+    fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire) && Instant::now() < self.deadline()
+    }
 }
 
 impl PostgresLease {
@@ -75,6 +150,7 @@ impl PostgresLease {
         projection: &str,
         key: i64,
         statements: LeaseStatements,
+        timeout: Duration,
     ) -> Result<Option<Self>, StoreError> {
         // A pool of its own with one connection: never one of the store's, and nothing to
         // reconnect to silently.
@@ -83,7 +159,9 @@ impl PostgresLease {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(None)
             .max_lifetime(None)
+            .after_connect(move |connection, _| Box::pin(bound_session(connection, timeout)))
             .connect_lazy_with(options);
+        let sent = Instant::now();
         let listener = match lock(&own, key).await {
             Ok(Some(listener)) => listener,
             Ok(None) => {
@@ -95,7 +173,7 @@ impl PostgresLease {
                 return Err(unavailable(e));
             }
         };
-        let held = Arc::new(AtomicBool::new(true));
+        let validity = Arc::new(Validity::new(timeout, sent));
         let (requests, received) = mpsc::channel(1);
         tokio::spawn(keep(Keeper {
             listener,
@@ -103,12 +181,12 @@ impl PostgresLease {
             key,
             statements,
             projection: projection.to_owned(),
-            held: Arc::clone(&held),
+            validity: Arc::clone(&validity),
             requests: received,
         }));
         Ok(Some(Self {
             projection: projection.to_owned(),
-            held,
+            validity,
             requests,
         }))
     }
@@ -161,7 +239,7 @@ impl PostgresLease {
 #[async_trait]
 impl ProjectionLease for PostgresLease {
     fn is_held(&self) -> bool {
-        self.held.load(Ordering::Acquire)
+        self.validity.is_held()
     }
 
     /// Saves on the lease's own session: never once the lock is gone.
@@ -218,7 +296,7 @@ struct Keeper {
     /// The statements saving and resetting the projection's checkpoint.
     statements: LeaseStatements,
     projection: String,
-    held: Arc<AtomicBool>,
+    validity: Arc<Validity>,
     requests: mpsc::Receiver<Request>,
 }
 
@@ -226,11 +304,22 @@ struct Keeper {
 enum Woken {
     Request(Option<Request>),
     Connection(Result<bool, sqlx::Error>),
+    /// Time to ask the server for a word.
+    RoundTrip,
+}
+
+/// How a statement on the lease's session ended.
+enum Outcome {
+    Done,
+    /// The server reported an error and the session lives on.
+    Refused(sqlx::Error),
+    /// The session ended, or went silent past the lease's validity.
+    Lost,
 }
 
 impl Keeper {
     fn lost(&self, error: &dyn std::fmt::Display) {
-        self.held.store(false, Ordering::Release);
+        self.validity.end();
         log_warn!(
             projection = self.projection.as_str(),
             error = %error,
@@ -238,23 +327,77 @@ impl Keeper {
         );
     }
 
+    /// The server did not answer before the lease's validity ran out: given up, before the
+    /// server can free the lock.
+    fn gone_silent(&self) {
+        self.validity.end();
+        let timeout_ms = u64::try_from(self.validity.timeout.as_millis()).unwrap_or(u64::MAX);
+        let server_frees_within_ms =
+            u64::try_from(server_bound(self.validity.timeout).as_millis()).unwrap_or(u64::MAX);
+        log_warn!(
+            projection = self.projection.as_str(),
+            timeout_ms,
+            server_frees_within_ms,
+            "projection lease given up: PostgreSQL did not answer in time (a network partition \
+             or a vanished server); the server ends the session, and frees the lease for \
+             another runner, once it has heard nothing from this one for the lease timeout"
+        );
+    }
+
+    /// Runs `statement` (binding the projection and `position`, or nothing) on the lease's
+    /// session, bounded by the lease's validity; an answer confirms the lease.
+    async fn run(&mut self, statement: &str, position: Option<u64>) -> Outcome {
+        let sent = Instant::now();
+        let mut query = sqlx::query(statement);
+        if let Some(position) = position {
+            query = query.bind(&self.projection).bind(to_i64(position));
+        }
+        let ran =
+            tokio::time::timeout_at(self.validity.deadline(), query.execute(&mut self.listener))
+                .await;
+        match ran {
+            Ok(Ok(_)) => {
+                self.validity.confirm(sent);
+                Outcome::Done
+            }
+            Ok(Err(e)) if session_survived(&e) => {
+                self.validity.confirm(sent);
+                Outcome::Refused(e)
+            }
+            Ok(Err(e)) => {
+                self.lost(&Chain(&e));
+                Outcome::Lost
+            }
+            Err(_) => {
+                self.gone_silent();
+                Outcome::Lost
+            }
+        }
+    }
+
+    /// Unlocks, unless the server does not answer in time (the session then ends, and the
+    /// lock with it, when the connection is closed or the server's bound runs out).
     async fn unlock(&mut self) {
-        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(self.key)
-            .execute(&mut self.listener)
-            .await;
+            .execute(&mut self.listener);
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, unlock).await;
     }
 }
 
 /// Keeps the session until the lease is released or dropped, or the session ends.
 async fn keep(mut keeper: Keeper) {
+    let every = keeper.validity.round_trip_every();
+    let mut round_trip = tokio::time::interval_at(Instant::now() + every, every);
+    round_trip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let released = loop {
-        // Both waits are cancel-safe: a request does not cost a message on the connection.
+        // The waits are cancel-safe: a request does not cost a message on the connection.
         let woken = tokio::select! {
             request = keeper.requests.recv() => Woken::Request(request),
             received = keeper.listener.try_recv() => {
                 Woken::Connection(received.map(|notification| notification.is_some()))
             }
+            _ = round_trip.tick() => Woken::RoundTrip,
         };
         match woken {
             Woken::Request(Some(Request::Save {
@@ -263,24 +406,18 @@ async fn keep(mut keeper: Keeper) {
                 reply,
             })) => {
                 let statement = if reset {
-                    &keeper.statements.reset
+                    keeper.statements.reset.clone()
                 } else {
-                    &keeper.statements.save
+                    keeper.statements.save.clone()
                 };
-                let saved = sqlx::query(statement)
-                    .bind(&keeper.projection)
-                    .bind(to_i64(position))
-                    .execute(&mut keeper.listener)
-                    .await;
-                match saved {
-                    Ok(_) => {
+                match keeper.run(&statement, Some(position)).await {
+                    Outcome::Done => {
                         let _ = reply.send(Ok(()));
                     }
-                    Err(e) if session_survived(&e) => {
+                    Outcome::Refused(e) => {
                         let _ = reply.send(Err(unavailable(e)));
                     }
-                    Err(e) => {
-                        keeper.lost(&Chain(&e));
+                    Outcome::Lost => {
                         let _ = reply.send(Err(StoreError::LeaseLost {
                             projection: keeper.projection.clone(),
                         }));
@@ -288,14 +425,19 @@ async fn keep(mut keeper: Keeper) {
                     }
                 }
             }
+            Woken::RoundTrip => {
+                if let Outcome::Lost = keeper.run("SELECT 1", None).await {
+                    break None;
+                }
+            }
             Woken::Request(Some(Request::Release { reply })) => {
-                keeper.held.store(false, Ordering::Release);
+                keeper.validity.end();
                 keeper.unlock().await;
                 break Some(reply);
             }
             Woken::Request(None) => {
                 // The lease was dropped.
-                keeper.held.store(false, Ordering::Release);
+                keeper.validity.end();
                 keeper.unlock().await;
                 break None;
             }

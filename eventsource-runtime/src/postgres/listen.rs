@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::ACQUIRE_TIMEOUT;
+use super::liveness::{self, DEFAULT_PEER_TIMEOUT};
 use crate::store::AppendSignal;
 use crate::telemetry::otel::log::log_warn;
 use crate::telemetry::values::Chain;
@@ -91,6 +92,10 @@ async fn listen(pool: PgPool, channel: String, newest: Arc<watch::Sender<u64>>) 
     let own = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A server whose client vanished stops writing notifications to it within a bound.
+        .after_connect(|connection, _| {
+            Box::pin(liveness::bound_session(connection, DEFAULT_PEER_TIMEOUT))
+        })
         .connect_lazy_with((*pool.connect_options()).clone());
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -114,6 +119,20 @@ async fn listen(pool: PgPool, channel: String, newest: Arc<watch::Sender<u64>>) 
     own.close().await;
 }
 
+/// How long the listening connection may stay quiet before it is asked for a word.
+const QUIET_CHECK_AFTER: Duration = Duration::from_secs(5);
+
+/// The error of a listening connection whose server did not answer.
+fn silent() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "the server did not answer within {}s",
+            DEFAULT_PEER_TIMEOUT.as_secs()
+        ),
+    ))
+}
+
 /// One listening session: returns the error that ended it.
 async fn session(
     own: &PgPool,
@@ -131,7 +150,20 @@ async fn session(
     *backoff = MIN_BACKOFF;
     wake(newest);
     loop {
-        match listener.try_recv().await {
+        // A quiet connection is asked for a word now and then: one whose server went
+        // silent (a black hole) is given up and opened anew, not waited on for ever.
+        let received = tokio::select! {
+            received = listener.try_recv() => received,
+            () = tokio::time::sleep(QUIET_CHECK_AFTER) => {
+                let ping = sqlx::query("SELECT 1").execute(&mut listener);
+                match tokio::time::timeout(DEFAULT_PEER_TIMEOUT, ping).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => return e,
+                    Err(_) => return silent(),
+                }
+            }
+        };
+        match received {
             Ok(Some(notification)) => {
                 if let Ok(position) = notification.payload().parse::<u64>() {
                     advance(newest, position);

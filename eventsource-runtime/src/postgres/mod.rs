@@ -6,6 +6,7 @@
 //! - [`PostgresEventStore`] (`events`), with the high-water mark and LISTEN/NOTIFY (`listen`);
 //! - [`PostgresSnapshotStore`] (`snapshots`);
 //! - [`PostgresCheckpointStore`] (`checkpoints`) and its [`PostgresLease`] (`lease`);
+//! - the bound on a silent client every connection asks of the server (`liveness`);
 //! - [`PostgresProcessedMessages`], the messages [idempotent handlers](crate::bus::Idempotent)
 //!   handled (`processed`), and [`TransactionalIdempotent`], a handler writing in the
 //!   transaction that records its message (`transactional`);
@@ -134,6 +135,7 @@ mod events;
 mod fenced;
 mod lease;
 mod listen;
+mod liveness;
 mod log_reader;
 mod processed;
 mod resplit;
@@ -159,7 +161,8 @@ pub use events::PostgresEventStore;
 pub use fenced::{
     DEFAULT_FENCED_BATCH, DEFAULT_IDLE_TRANSACTION_TIMEOUT, Fenced, FencedProjection,
 };
-pub use lease::PostgresLease;
+pub use lease::{DEFAULT_LEASE_TIMEOUT, PostgresLease};
+pub use liveness::DEFAULT_PEER_TIMEOUT;
 pub use processed::PostgresProcessedMessages;
 #[cfg(feature = "fuzzing")]
 pub(crate) use rows::decode_of as decode_row;

@@ -141,27 +141,33 @@ impl<'a> Cadence<'a> {
     }
 }
 
-/// The outputs of `first` and `second`, run at once on this task and polled in that
+/// The outputs of `read_ahead` and `handle`, run at once on this task and polled in that
 /// order: a read's request goes out before the handler runs (a handler that waits for
-/// nothing runs a whole batch in one poll).
-pub(super) async fn alongside<A: Future, B: Future>(first: A, second: B) -> (A::Output, B::Output) {
-    let (mut first, mut second) = (pin!(first), pin!(second));
-    let (mut a, mut b) = (None, None);
+/// nothing runs a whole batch in one poll). A handling that fails (a shutdown, a lost
+/// lease, a failed handler) does not wait for the read: it is dropped, so a read stuck on
+/// a silent network cannot hold a stopping runner.
+pub(super) async fn alongside<R, T, E>(
+    read_ahead: impl Future<Output = Option<R>>,
+    handle: impl Future<Output = Result<T, E>>,
+) -> (Option<R>, Result<T, E>) {
+    let (mut first, mut second) = (pin!(read_ahead), pin!(handle));
+    let (mut read, mut handled) = (None, None);
     std::future::poll_fn(|cx| {
-        if a.is_none()
+        if read.is_none()
             && let Poll::Ready(output) = first.as_mut().poll(cx)
         {
-            a = Some(output);
+            read = Some(output);
         }
-        if b.is_none()
+        if handled.is_none()
             && let Poll::Ready(output) = second.as_mut().poll(cx)
         {
-            b = Some(output);
+            handled = Some(output);
         }
-        match (a.take(), b.take()) {
-            (Some(a), Some(b)) => Poll::Ready((a, b)),
+        match (read.take(), handled.take()) {
+            (_, Some(Err(failed))) => Poll::Ready((None, Err(failed))),
+            (Some(output), Some(Ok(done))) => Poll::Ready((output, Ok(done))),
             (first, second) => {
-                (a, b) = (first, second);
+                (read, handled) = (first, second);
                 Poll::Pending
             }
         }

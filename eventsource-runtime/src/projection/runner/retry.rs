@@ -22,6 +22,38 @@ impl<P: Projection> ProjectionRunner<P> {
         name: &str,
         operation: &'static str,
         shutdown: &mut Shutdown<'_>,
+        attempt_once: impl FnMut() -> Fut,
+    ) -> Result<T, Halt>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        self.attempts(name, operation, shutdown, false, attempt_once)
+            .await
+    }
+
+    /// [`retrying`](Self::retrying) for an operation that changes nothing (a read): cut
+    /// short by shutdown (`Halt::Shutdown`), as is a store that fails it once shutdown was
+    /// asked for, so that a read stuck on a silent network cannot hold a stopping runner.
+    pub(super) async fn reading<T, Fut>(
+        &self,
+        name: &str,
+        operation: &'static str,
+        shutdown: &mut Shutdown<'_>,
+        attempt_once: impl FnMut() -> Fut,
+    ) -> Result<T, Halt>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        self.attempts(name, operation, shutdown, true, attempt_once)
+            .await
+    }
+
+    async fn attempts<T, Fut>(
+        &self,
+        name: &str,
+        operation: &'static str,
+        shutdown: &mut Shutdown<'_>,
+        read: bool,
         mut attempt_once: impl FnMut() -> Fut,
     ) -> Result<T, Halt>
     where
@@ -30,7 +62,12 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut attempt = 1;
         let mut before_retrying = None;
         loop {
-            let error = match attempt_once().await {
+            let attempted = if read {
+                shutdown.or(attempt_once()).await.ok_or(Halt::Shutdown)?
+            } else {
+                attempt_once().await
+            };
+            let error = match attempted {
                 Ok(value) => {
                     if let Some(state) = before_retrying {
                         self.probe.status.set(state);
@@ -41,6 +78,9 @@ impl<P: Projection> ProjectionRunner<P> {
                 Err(error) => error,
             };
             let transient = matches!(error, StoreError::Unavailable(_));
+            if read && transient && shutdown.requested() {
+                return Err(Halt::Shutdown);
+            }
             let exhausted = self
                 .settings
                 .max_store_attempts

@@ -43,7 +43,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 })?;
         }
         let mut position = self
-            .retrying(name, "load checkpoint", shutdown, || {
+            .reading(name, "load checkpoint", shutdown, || {
                 self.checkpoints.load(name)
             })
             .await?;
@@ -217,7 +217,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut waiting = false;
         loop {
             let lease = self
-                .retrying(name, "acquire lease", shutdown, || {
+                .reading(name, "acquire lease", shutdown, || {
                     self.checkpoints.try_acquire(name)
                 })
                 .await?;

@@ -136,7 +136,7 @@ impl<P: Projection> ProjectionRunner<P> {
         limit: usize,
         shutdown: &mut Shutdown<'_>,
     ) -> Result<Result<Vec<EventEnvelope>, StoreError>, Halt> {
-        self.retrying(name, "read_all", shutdown, || async move {
+        self.reading(name, "read_all", shutdown, || async move {
             match (*self.store).read_segment(self.segment, from, limit).await {
                 Err(error) if unreadable_at(&error).is_some() => Ok(Err(error)),
                 read => read.map(|batch| Ok(batch.into_events())),

@@ -1,7 +1,8 @@
 //! What the workspace's test binaries share, compiled once: the servers a test asks for
 //! (`servers`), a test's PostgreSQL schema (`postgres`), least-privilege roles (`pg_roles`),
 //! throwaway certificates (`pki`), the example's processes and their faults (`processes`,
-//! `faults`, `server_process`), the broker restart scenario (`broker_restart`), an OTLP
+//! `faults`, `server_process`), the broker restart scenario (`broker_restart`), the
+//! Jepsen-style histories those processes write and their checker (`history`), an OTLP
 //! collector and its spans (`otlp_collector`, `otlp`), the telemetry contract's text and its
 //! PromQL (`contract_doc`, `promql`), and the examples' order domain (`domain`).
 //!
@@ -20,6 +21,8 @@ pub mod contract_doc;
 pub mod domain;
 #[cfg(all(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 pub mod faults;
+pub mod history;
+pub mod netns;
 pub mod otlp;
 pub mod otlp_collector;
 pub mod pg_roles;

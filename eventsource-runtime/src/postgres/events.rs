@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures_util::TryStreamExt as _;
 use sqlx::postgres::{PgConnection, PgPool};
@@ -14,9 +15,9 @@ use super::schema::{InvalidSchemaName, check_schema, migrate};
 use super::statements::Statements;
 use super::stream_reader::PostgresStreamReader;
 use super::{
-    DEFAULT_SCHEMA, EVENTS_TABLE, PostgresCheckpointStore, PostgresProcessedMessages,
-    PostgresSnapshotStore, listen, namespace_of, open_pool, store_telemetry, to_i64, to_u64,
-    unavailable,
+    DEFAULT_IDLE_TRANSACTION_TIMEOUT, DEFAULT_SCHEMA, EVENTS_TABLE, PostgresCheckpointStore,
+    PostgresProcessedMessages, PostgresSnapshotStore, listen, namespace_of, open_pool,
+    store_telemetry, to_i64, to_u64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql::row::readable_prefix;
@@ -71,6 +72,8 @@ pub struct PostgresEventStore {
     known_mark: Arc<AtomicU64>,
     telemetry: Arc<StoreTelemetry>,
     signal: Arc<listen::Signal>,
+    /// How long a transaction that appended through `append_in_transaction` may sit idle.
+    idle_transaction_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresEventStore {
@@ -112,7 +115,22 @@ impl PostgresEventStore {
             sql: Arc::new(sql),
             pool,
             telemetry: Arc::new(telemetry),
+            idle_transaction_timeout: DEFAULT_IDLE_TRANSACTION_TIMEOUT,
         }
+    }
+
+    /// Builder: how long a transaction that appended through
+    /// [`append_in_transaction`](Self::append_in_transaction) may sit idle before the server
+    /// ends it ([`DEFAULT_IDLE_TRANSACTION_TIMEOUT`], 10 s, unless told; `Duration::ZERO`:
+    /// never). Until it ends, it holds the high-water mark below its events, and every
+    /// reader (projections, the relay) waits: a process paused inside it, or cut off from
+    /// the database, would hold them all. The price: a transaction idle longer than this
+    /// (between two of its statements) is ended by the server, its work rolled back.
+    /// [`mark_holder`](Self::mark_holder) names the session that holds the mark.
+    #[must_use]
+    pub fn idle_transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_transaction_timeout = timeout;
+        self
     }
 
     /// Keeps the tables in `schema` instead of `public` (created by
@@ -218,6 +236,11 @@ impl PostgresEventStore {
     /// # Ok(()) }
     /// ```
     ///
+    /// The transaction is bounded: it sets `idle_in_transaction_session_timeout` (`SET
+    /// LOCAL`, for the rest of the transaction) to the store's
+    /// [`idle_transaction_timeout`](Self::idle_transaction_timeout), so a process that stops
+    /// inside it (paused, cut off) cannot hold every reader for longer.
+    ///
     /// # Errors
     /// As [`EventStore::append`](crate::store::EventStore::append). After an error the transaction is aborted (PostgreSQL
     /// refuses further statements until it is rolled back).
@@ -228,6 +251,13 @@ impl PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
+        if !self.idle_transaction_timeout.is_zero() {
+            sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)")
+                .bind(self.idle_transaction_timeout.as_millis().to_string())
+                .execute(&mut *connection)
+                .await
+                .map_err(unavailable)?;
+        }
         append_traced(self, stream, expected, events, |events| {
             self.append_rows(Some(connection), stream, expected, events)
         })

@@ -3,7 +3,8 @@
 //! processes share, through [sqlx](https://docs.rs/sqlx) with runtime queries (re-exported
 //! as `eventsource_runtime::sqlx`, to make pools and transactions with the same version):
 //!
-//! - [`PostgresEventStore`] (`events`), with the high-water mark and LISTEN/NOTIFY (`listen`);
+//! - [`PostgresEventStore`] (`events`), with the high-water mark and LISTEN/NOTIFY (`listen`),
+//!   and the session that holds the mark back ([`MarkHolder`], `mark_holder`);
 //! - [`PostgresSnapshotStore`] (`snapshots`);
 //! - [`PostgresCheckpointStore`] (`checkpoints`) and its [`PostgresLease`] (`lease`);
 //! - the bound on a silent client every connection asks of the server (`liveness`);
@@ -137,6 +138,7 @@ mod lease;
 mod listen;
 mod liveness;
 mod log_reader;
+mod mark_holder;
 mod processed;
 mod resplit;
 mod rows;
@@ -163,6 +165,7 @@ pub use fenced::{
 };
 pub use lease::{DEFAULT_LEASE_TIMEOUT, PostgresLease};
 pub use liveness::DEFAULT_PEER_TIMEOUT;
+pub use mark_holder::MarkHolder;
 pub use processed::PostgresProcessedMessages;
 #[cfg(feature = "fuzzing")]
 pub(crate) use rows::decode_of as decode_row;

@@ -250,3 +250,71 @@ async fn a_tailing_reader_gets_every_event_once_under_concurrent_writers() {
     pool.close().await;
     db.cleanup().await;
 }
+
+/// A transaction that appended and then stalls (a paused process, a host cut off) holds
+/// every reader below its events: the store names its session (`mark_holder`), and the
+/// server ends it after the store's `idle_transaction_timeout`, which releases the readers.
+#[tokio::test]
+async fn a_stalled_transaction_that_appended_is_named_then_ended() {
+    let Some(db) = db!("a_stalled_transaction_that_appended_is_named_then_ended") else {
+        return;
+    };
+    let pool = db.pool(4).await;
+    let store = db
+        .store_on(&pool)
+        .await
+        .idle_transaction_timeout(Duration::from_secs(1));
+    assert_eq!(
+        store.mark_holder().await.unwrap(),
+        None,
+        "nothing in flight"
+    );
+
+    let mut stalled = pool.begin().await.unwrap();
+    sqlx::query("SET application_name = 'stalled-writer'")
+        .execute(&mut *stalled)
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *stalled)
+        .await
+        .unwrap();
+    let held = store
+        .append_in_transaction(
+            &mut stalled,
+            &StreamId::new("S", "stalled"),
+            ExpectedVersion::NoStream,
+            events(0..1),
+        )
+        .await
+        .unwrap();
+    let committed = store
+        .append(
+            &StreamId::new("S", "committed"),
+            ExpectedVersion::NoStream,
+            events(1..2),
+        )
+        .await
+        .unwrap();
+    assert!(store.read_all(0, 10).await.unwrap().is_empty(), "held back");
+
+    let holder = store.mark_holder().await.unwrap().expect("a holder");
+    assert_eq!(holder.position, held.events[0].position);
+    assert_eq!(holder.process_id, u32::try_from(pid).unwrap());
+    assert_eq!(holder.application.as_deref(), Some("stalled-writer"));
+    assert!(holder.transaction_since.is_some());
+
+    // The server ends the idle transaction; the committed event is readable then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let readable = loop {
+        let read = store.read_all(0, 10).await.unwrap();
+        if !read.is_empty() || std::time::Instant::now() > deadline {
+            break read;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let positions: Vec<u64> = readable.iter().map(|event| event.position).collect();
+    assert_eq!(positions, vec![committed.events[0].position], "released");
+    assert_eq!(store.mark_holder().await.unwrap(), None, "ended");
+    assert!(stalled.commit().await.is_err(), "the server ended it");
+}

@@ -35,8 +35,10 @@
 //! interrupted: it finishes (keep handlers short), and the runner stops before the next.
 //!
 //! The lease learns of its loss from its connection: at once when the database ends the
-//! session (a terminated backend, a restart), within the operating system's TCP timeouts
-//! when the network goes silent. Meanwhile another runner can take the lock, so a runner
+//! session (a terminated backend, a restart); when the network goes silent, a PostgreSQL
+//! lease gives itself up within `3/4` of its lease timeout
+//! (`PostgresCheckpointStore::lease_timeout`), before the server frees the lock (within
+//! `5/4` of it). Meanwhile another runner can take the lock, so a runner
 //! that waited for the lease waits a
 //! [`takeover_grace`](ProjectionRunner::takeover_grace) (250 ms by default) after taking
 //! it before its first handler call: long enough for the old runner to learn of its loss

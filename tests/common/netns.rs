@@ -157,10 +157,18 @@ impl Namespace {
             Fault::DropFromProcess => self.host_rule(&format!("{host} drop")),
             Fault::DropToProcess => self.inner_rule(&format!("{inner} drop")),
             Fault::RejectBoth => {
-                self.host_rule(&format!("{host} meta l4proto tcp reject with tcp reset"));
-                self.host_rule(&format!("{host} drop"));
-                self.inner_rule(&format!("{inner} meta l4proto tcp reject with tcp reset"));
-                self.inner_rule(&format!("{inner} drop"));
+                // The resets themselves pass: each side learns of the other's refusal.
+                for (rule, side) in [
+                    (&host, Self::host_rule as fn(&Self, &str)),
+                    (&inner, Self::inner_rule),
+                ] {
+                    side(self, &format!("{rule} tcp flags & rst == rst accept"));
+                    side(
+                        self,
+                        &format!("{rule} meta l4proto tcp reject with tcp reset"),
+                    );
+                    side(self, &format!("{rule} drop"));
+                }
             }
         }
     }

@@ -141,8 +141,11 @@ impl PostgresCheckpointStore {
     /// handling within `3T/4` (it counts the lease as held only that long after the last
     /// round trip the server answered, sending one every `T/4`), and the server frees the
     /// lock within `5T/4` for a standby to take (the session's `tcp_user_timeout` and
-    /// keepalives). Shorter: faster takeovers, and a lease given up on a shorter stall of
-    /// the network or the server.
+    /// keepalives). A holder paused that long (its kernel still answering for it) has its
+    /// session ended by the next runner that tries to take the lease. Shorter: faster
+    /// takeovers, and a lease given up on a shorter stall of the network or the server.
+    /// Give every runner of a projection the same timeout: a standby with a shorter one
+    /// would end a holder that is only slow.
     #[must_use]
     pub fn lease_timeout(mut self, timeout: Duration) -> Self {
         self.lease_timeout = timeout.max(Duration::from_secs(1));

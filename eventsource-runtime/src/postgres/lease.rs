@@ -17,6 +17,12 @@
 //! - the holder sends a round trip every `T/4` and counts the lease as held only until
 //!   `3T/4` after it sent the last one answered: it stops at least `T/4` before the server
 //!   can free the lock, so a standby that takes the lock never overlaps it.
+//!
+//! A paused holder (SIGSTOP, a frozen VM) is not silent to TCP: its kernel answers for it.
+//! A runner that finds the lock taken ends the holder's session when it has run nothing
+//! for `T` by the server's clock (`pg_stat_activity.state_change`), which a live holder's
+//! round trips move every `T/4`; the paused holder's own deadline passed `T/4` before.
+//! Every runner of a projection must therefore use the same lease timeout.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -77,6 +83,9 @@ enum Request {
 /// `3T/4` after the last round trip it sent that the server answered (it sends one every
 /// `T/4`), and the server ends a session it heard nothing from for `T` (at most `T + T/4`
 /// after the holder's last packet), freeing the lock for a standby. The holder stops first.
+/// A holder that is paused (its kernel still answering) is ended by a standby once it has
+/// run nothing for `T` by the server's clock: give every runner of a projection the same
+/// lease timeout.
 #[derive(Debug)]
 pub struct PostgresLease {
     projection: String,
@@ -162,7 +171,7 @@ impl PostgresLease {
             .after_connect(move |connection, _| Box::pin(bound_session(connection, timeout)))
             .connect_lazy_with(options);
         let sent = Instant::now();
-        let listener = match lock(&own, key).await {
+        let listener = match lock(&own, key, projection, timeout).await {
             Ok(Some(listener)) => listener,
             Ok(None) => {
                 own.close().await;
@@ -269,7 +278,12 @@ impl ProjectionLease for PostgresLease {
 }
 
 /// Takes the advisory lock on a listener's connection; `None` when it is taken.
-async fn lock(own: &PgPool, key: i64) -> Result<Option<PgListener>, sqlx::Error> {
+async fn lock(
+    own: &PgPool,
+    key: i64,
+    projection: &str,
+    timeout: Duration,
+) -> Result<Option<PgListener>, sqlx::Error> {
     let mut listener = PgListener::connect_with(own).await?;
     listener.ignore_pool_close_event(true);
     listener.eager_reconnect(false);
@@ -277,8 +291,61 @@ async fn lock(own: &PgPool, key: i64) -> Result<Option<PgListener>, sqlx::Error>
         .bind(key)
         .fetch_one(&mut listener)
         .await?;
+    if !taken {
+        end_silent_holder(&mut listener, key, projection, timeout).await;
+    }
     Ok(taken.then_some(listener))
 }
+
+/// Ends the session holding `key` when it has sent nothing for `timeout` by the server's
+/// clock (a paused process, whose kernel still answers for it, so that no TCP bound ends
+/// it): its holder counts the lease as held only `3/4` of that after its last round trip,
+/// so it stopped handling before. The lock goes with the session, for the next try to
+/// take. A session this role may not signal (another role's, without `pg_signal_backend`)
+/// is left alone.
+async fn end_silent_holder(
+    listener: &mut PgListener,
+    key: i64,
+    projection: &str,
+    timeout: Duration,
+) {
+    let key = u64::from_ne_bytes(key.to_ne_bytes());
+    let (high, low) = (to_i64(key >> 32), to_i64(key & 0xffff_ffff));
+    let ended: Result<Option<Silent>, _> = sqlx::query_as(END_SILENT_HOLDER)
+        .bind(high)
+        .bind(low)
+        .bind(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX))
+        .fetch_optional(&mut *listener)
+        .await;
+    if let Ok(Some((pid, application, client, silent_ms, true))) = ended {
+        log_warn!(
+            projection,
+            holder_pid = pid,
+            holder_application = application.unwrap_or_default(),
+            holder_client = client.unwrap_or_default(),
+            silent_ms,
+            "projection lease's holder silent past the lease timeout (a paused process?): \
+             its session was ended, and the lease is free for this runner"
+        );
+    }
+}
+
+/// The silent holder's pid, application, address, milliseconds of silence, and whether it
+/// was ended.
+type Silent = (i32, Option<String>, Option<String>, i64, bool);
+
+/// The session holding the lease's lock, ended when idle for longer than `$3` ms.
+const END_SILENT_HOLDER: &str = "\
+SELECT a.pid, a.application_name, host(a.client_addr),
+       (extract(epoch FROM clock_timestamp() - a.state_change) * 1000)::bigint,
+       pg_terminate_backend(a.pid)
+  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+   AND l.classid::bigint = $1 AND l.objid::bigint = $2
+   AND a.state = 'idle'
+   AND clock_timestamp() - a.state_change > $3 * interval '1 millisecond'
+ LIMIT 1";
 
 /// Whether the session survived `error` (an error the server reported without ending it).
 fn session_survived(error: &sqlx::Error) -> bool {

@@ -48,11 +48,42 @@ fn ready() -> Option<String> {
     None
 }
 
+/// What happens to the lease holder.
+#[derive(Debug, Clone, Copy)]
+pub enum Nemesis {
+    /// Its packets dropped or rejected.
+    Net(Fault),
+    /// The process stopped (SIGSTOP), then continued: its kernel answers for it meanwhile.
+    Pause,
+    /// Its packets dropped or rejected, its clock off by `skew` (libfaketime's `FAKETIME`,
+    /// e.g. `+8s`): leases are judged on the server's clock.
+    Skewed(Fault, &'static str),
+}
+
+impl Nemesis {
+    fn name(self) -> String {
+        match self {
+            Self::Net(fault) => fault.name().to_owned(),
+            Self::Pause => "SIGSTOP".to_owned(),
+            Self::Skewed(fault, skew) => format!("{} (clock {skew})", fault.name()),
+        }
+    }
+}
+
+/// A `FAKETIME` offset (`+8s`, `-8s`) in milliseconds.
+fn skew_ms(skew: &str) -> i64 {
+    let seconds: i64 = skew.trim_end_matches('s').parse().unwrap();
+    seconds * 1000
+}
+
+/// libfaketime, from Debian's `faketime` (preloaded into a child whose clock is skewed).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 pub struct Scenario;
 
 impl Scenario {
-    /// Cuts the lease holder off with `fault` for `hold`, then heals, and judges.
-    pub async fn run(index: u8, fault: Fault, hold: Duration) {
+    /// Does `nemesis` to the lease holder for `hold`, then heals, and judges.
+    pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
         let Some(url) = ready() else {
             return;
         };
@@ -63,18 +94,25 @@ impl Scenario {
         let appender = Appender::start(db.store.clone(), Arc::clone(&history));
 
         let inner_url = url.replacen("127.0.0.1", &namespace.host_ip().to_string(), 1);
-        let mut a = Runner::start(Some(&namespace), &inner_url, &db.schema, &dir, "a");
+        let skew = match nemesis {
+            Nemesis::Skewed(_, skew) => Some(skew),
+            _ => None,
+        };
+        let mut a = Runner::start(Some(&namespace), &inner_url, &db.schema, &dir, "a", skew);
         let a_handles = async || db.handled_by("a").await >= 20;
         a.wait_for("a handles events", Duration::from_secs(30), a_handles)
             .await;
-        let mut b = Runner::start(None, &url, &db.schema, &dir, "b");
+        let mut b = Runner::start(None, &url, &db.schema, &dir, "b", None);
         let b_connected = async || db.connected("b").await;
         b.wait_for("b connects", Duration::from_secs(10), b_connected)
             .await;
 
-        let fault_op = history.note_nemesis(fault.name()).unwrap();
+        let fault_op = history.note_nemesis(nemesis.name()).unwrap();
         let cut_at = Instant::now();
-        namespace.cut(fault);
+        match nemesis {
+            Nemesis::Net(fault) | Nemesis::Skewed(fault, _) => namespace.cut(fault),
+            Nemesis::Pause => a.signal("-STOP"),
+        }
         let takeover = if hold >= LEASE_TIMEOUT {
             let b_handles = async || db.handled_by("b").await > 0;
             b.wait_for("b takes over", takeover_bound(), b_handles)
@@ -84,7 +122,10 @@ impl Scenario {
             None
         };
         tokio::time::sleep_until((cut_at + hold).into()).await;
-        namespace.heal();
+        match nemesis {
+            Nemesis::Net(_) | Nemesis::Skewed(..) => namespace.heal(),
+            Nemesis::Pause => a.signal("-CONT"),
+        }
         history.note_nemesis_end(&fault_op).unwrap();
 
         // Events appended after the heal too.
@@ -100,7 +141,15 @@ impl Scenario {
         let a_stop = a.stop();
         let b_stop = b.stop();
 
-        let history = History::read_dir(&dir).unwrap();
+        let mut ops = History::read_dir(&dir).unwrap().ops;
+        if let Some(skew) = skew {
+            // The test knows the clock it gave `a`: its times are put back on the others'.
+            let skew_ms = skew_ms(skew);
+            for op in ops.iter_mut().filter(|op| op.process == "a") {
+                op.at_ms = op.at_ms.saturating_add_signed(-skew_ms);
+            }
+        }
+        let history = History::from_ops(ops);
         let expectations = Expectations::new().handler(
             PROJECTION,
             Delivery::AtLeastOnce {
@@ -118,7 +167,7 @@ impl Scenario {
             "{} held {hold:?} (lease timeout {LEASE_TIMEOUT:?}): {acknowledged} appends \
              acknowledged; b handled {} after the fault began; stopped after SIGTERM in {a_stop:?} \
              (a) and {b_stop:?} (b); longest stall {:?}",
-            fault.name(),
+            nemesis.name(),
             takeover.map_or("only after the heal".to_owned(), |t| format!("{t:?}")),
             report.longest_stall.as_ref().map(|stall| stall.cause()),
         );
@@ -265,6 +314,7 @@ impl Runner {
         schema: &str,
         dir: &Path,
         name: &'static str,
+        skew: Option<&str>,
     ) -> Self {
         let exe = std::env::current_exe().unwrap();
         let mut command = namespace.map_or_else(|| Command::new(&exe), |ns| ns.command(&exe));
@@ -281,6 +331,9 @@ impl Runner {
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
+        if let Some(skew) = skew {
+            command.env("LD_PRELOAD", LIBFAKETIME).env("FAKETIME", skew);
+        }
         Self {
             name,
             child: command.spawn().unwrap(),
@@ -315,6 +368,15 @@ impl Runner {
             self.name,
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         )
+    }
+
+    /// Sends `signal` (`kill`'s spelling, `-STOP`).
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {signal} {}", self.name);
     }
 
     /// SIGTERM, then how long it took to exit (failing past [`STOP_WITHIN`]).

@@ -1,7 +1,8 @@
-//! One scenario's world: the database schema, the namespace, the appender, the two runner
-//! processes, the fault, and the verdict.
+//! What every scenario is made of: the suite's database and a schema of its own, the
+//! namespace the process under test runs in, the appender, the child processes, and what
+//! is done to them (`Nemesis`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,15 +12,11 @@ use eventsource_runtime::event::{NewEvent, StreamId};
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::sqlx::{self, PgPool, postgres::PgPoolOptions};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError};
-use eventsource_test_support::history::{
-    Call, Delivery, Expectations, History, HistoryWriter, check,
-};
+use eventsource_test_support::history::{Call, History, HistoryWriter, Op};
 use eventsource_test_support::netns::{self, Fault, Namespace};
 
-use super::LEASE_TIMEOUT;
-use super::runner::{
-    BATCH, CHECKPOINT_EVERY, CHILD, HISTORY, LEASE_TIMEOUT_MS, NAME, PROJECTION, SCHEMA, URL,
-};
+use super::TIMEOUT;
+use super::child::{CHILD, HISTORY, NAME, SCHEMA, TIMEOUT_MS, URL};
 
 /// The partition suite's database (see `.ci/run --partitions-only`).
 const PG_URL: &str = "EVENTSOURCE_PARTITION_PG_URL";
@@ -29,11 +26,176 @@ const REQUIRE: &str = "EVENTSOURCE_REQUIRE_PARTITIONS";
 /// How long a process may take to stop after SIGTERM: Kubernetes' default grace period.
 const STOP_WITHIN: Duration = Duration::from_secs(30);
 
-/// The longest a standby may take to handle after the holder is cut off: the server ends
-/// the holder's silent session within `5T/4`; the standby's next try (250 ms) and its
-/// takeover grace (250 ms) follow; then the issue's 5 s.
-fn takeover_bound() -> Duration {
-    LEASE_TIMEOUT * 5 / 4 + Duration::from_millis(500) + Duration::from_secs(5)
+/// libfaketime, from Debian's `faketime` (preloaded into a child whose clock is skewed).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// What happens to the process under test.
+#[derive(Debug, Clone, Copy)]
+pub enum Nemesis {
+    /// Its packets dropped or rejected.
+    Net(Fault),
+    /// The process stopped (SIGSTOP), then continued: its kernel answers for it meanwhile.
+    Pause,
+    /// Its packets dropped or rejected, its clock off by a skew (libfaketime's `FAKETIME`,
+    /// e.g. `+8s`): leases and claims are judged on the server's clock.
+    Skewed(Fault, &'static str),
+}
+
+impl Nemesis {
+    pub fn name(self) -> String {
+        match self {
+            Self::Net(fault) => fault.name().to_owned(),
+            Self::Pause => "SIGSTOP".to_owned(),
+            Self::Skewed(fault, skew) => format!("{} (clock {skew})", fault.name()),
+        }
+    }
+
+    fn skew(self) -> Option<&'static str> {
+        match self {
+            Self::Skewed(_, skew) => Some(skew),
+            _ => None,
+        }
+    }
+}
+
+/// One scenario: its schema, its namespace, its histories' folder, the appender.
+pub struct World {
+    pub db: Db,
+    pub namespace: Namespace,
+    url: String,
+    dir: PathBuf,
+    history: Arc<HistoryWriter>,
+    appender: Option<Appender>,
+}
+
+impl World {
+    /// A world for the scenario numbered `index` (its namespace's), appending already; `None`
+    /// (skipped) when the suite cannot run here.
+    pub async fn start(index: u8) -> Option<Self> {
+        let url = ready()?;
+        let namespace = Namespace::create(index);
+        let db = Db::create(&url).await;
+        let dir = std::env::temp_dir().join(format!("eventsource-{}", db.schema));
+        let history = Arc::new(HistoryWriter::create(&dir, "appender").unwrap());
+        let appender = Some(Appender::start(db.store.clone(), Arc::clone(&history)));
+        Some(Self {
+            db,
+            namespace,
+            url,
+            dir,
+            history,
+            appender,
+        })
+    }
+
+    /// Starts child `name` in `role`: inside the namespace (clock skewed as `nemesis` says)
+    /// or on the host.
+    pub fn start_child(
+        &self,
+        role: &str,
+        name: &'static str,
+        inside: bool,
+        nemesis: Nemesis,
+    ) -> Process {
+        let exe = std::env::current_exe().unwrap();
+        let (mut command, url) = if inside {
+            let url = self
+                .url
+                .replacen("127.0.0.1", &self.namespace.host_ip().to_string(), 1);
+            (self.namespace.command(&exe), url)
+        } else {
+            (Command::new(&exe), self.url.clone())
+        };
+        let log = self.dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        command
+            .args(["--exact", "child", "--nocapture", "--test-threads", "1"])
+            .env(CHILD, role)
+            .env(URL, url)
+            .env(SCHEMA, &self.db.schema)
+            .env(HISTORY, &self.dir)
+            .env(NAME, name)
+            .env(TIMEOUT_MS, TIMEOUT.as_millis().to_string())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        if let (true, Some(skew)) = (inside, nemesis.skew()) {
+            command.env("LD_PRELOAD", LIBFAKETIME).env("FAKETIME", skew);
+        }
+        Process {
+            name,
+            child: command.spawn().unwrap(),
+            log,
+        }
+    }
+
+    /// Does `nemesis` to `process` (in the namespace); what `heal` takes to end it.
+    pub fn strike(&self, nemesis: Nemesis, process: &Process) -> Strike {
+        let started = self.history.note_nemesis(nemesis.name()).unwrap();
+        match nemesis {
+            Nemesis::Net(fault) | Nemesis::Skewed(fault, _) => self.namespace.cut(fault),
+            Nemesis::Pause => process.signal("-STOP"),
+        }
+        Strike {
+            nemesis,
+            started,
+            at: Instant::now(),
+        }
+    }
+
+    /// Ends `strike`.
+    pub fn heal(&self, strike: &Strike, process: &Process) {
+        match strike.nemesis {
+            Nemesis::Net(_) | Nemesis::Skewed(..) => self.namespace.heal(),
+            Nemesis::Pause => process.signal("-CONT"),
+        }
+        self.history.note_nemesis_end(&strike.started).unwrap();
+    }
+
+    /// Stops appending, and waits (through `watch`, failing with its log) until every
+    /// acknowledged append was handled: how many were.
+    pub async fn finish_appending(&mut self, watch: &mut Process) -> i64 {
+        // Events appended after the heal too.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let acknowledged = self.appender.take().unwrap().stop().await;
+        let db = &self.db;
+        let all = async || db.distinct_handled().await >= acknowledged;
+        watch
+            .wait_for(
+                "every acknowledged event handled",
+                Duration::from_secs(60),
+                all,
+            )
+            .await;
+        acknowledged
+    }
+
+    /// Every process's history, the times of `skewed` (by `nemesis`'s skew) put back on
+    /// the others' clock (the test knows the clock it gave it), and `extra` ops.
+    pub fn history(&self, skewed: &str, nemesis: Nemesis, extra: Vec<Op>) -> History {
+        let mut ops = History::read_dir(&self.dir).unwrap().ops;
+        if let Some(skew) = nemesis.skew() {
+            let skew_ms: i64 = skew.trim_end_matches('s').parse::<i64>().unwrap() * 1000;
+            for op in ops.iter_mut().filter(|op| op.process == skewed) {
+                op.at_ms = op.at_ms.saturating_add_signed(-skew_ms);
+            }
+        }
+        ops.extend(extra);
+        History::from_ops(ops)
+    }
+
+    pub async fn end(self) {
+        let dir = self.dir.clone();
+        self.db.drop_schema().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A nemesis at work.
+pub struct Strike {
+    nemesis: Nemesis,
+    started: eventsource_test_support::history::OpRef,
+    pub at: Instant,
 }
 
 /// The database URL, or `None` (skipped) when the suite cannot run here.
@@ -48,138 +210,11 @@ fn ready() -> Option<String> {
     None
 }
 
-/// What happens to the lease holder.
-#[derive(Debug, Clone, Copy)]
-pub enum Nemesis {
-    /// Its packets dropped or rejected.
-    Net(Fault),
-    /// The process stopped (SIGSTOP), then continued: its kernel answers for it meanwhile.
-    Pause,
-    /// Its packets dropped or rejected, its clock off by `skew` (libfaketime's `FAKETIME`,
-    /// e.g. `+8s`): leases are judged on the server's clock.
-    Skewed(Fault, &'static str),
-}
-
-impl Nemesis {
-    fn name(self) -> String {
-        match self {
-            Self::Net(fault) => fault.name().to_owned(),
-            Self::Pause => "SIGSTOP".to_owned(),
-            Self::Skewed(fault, skew) => format!("{} (clock {skew})", fault.name()),
-        }
-    }
-}
-
-/// A `FAKETIME` offset (`+8s`, `-8s`) in milliseconds.
-fn skew_ms(skew: &str) -> i64 {
-    let seconds: i64 = skew.trim_end_matches('s').parse().unwrap();
-    seconds * 1000
-}
-
-/// libfaketime, from Debian's `faketime` (preloaded into a child whose clock is skewed).
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-
-pub struct Scenario;
-
-impl Scenario {
-    /// Does `nemesis` to the lease holder for `hold`, then heals, and judges.
-    pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
-        let Some(url) = ready() else {
-            return;
-        };
-        let namespace = Namespace::create(index);
-        let db = Db::create(&url).await;
-        let dir = std::env::temp_dir().join(format!("eventsource-{}", db.schema));
-        let history = Arc::new(HistoryWriter::create(&dir, "appender").unwrap());
-        let appender = Appender::start(db.store.clone(), Arc::clone(&history));
-
-        let inner_url = url.replacen("127.0.0.1", &namespace.host_ip().to_string(), 1);
-        let skew = match nemesis {
-            Nemesis::Skewed(_, skew) => Some(skew),
-            _ => None,
-        };
-        let mut a = Runner::start(Some(&namespace), &inner_url, &db.schema, &dir, "a", skew);
-        let a_handles = async || db.handled_by("a").await >= 20;
-        a.wait_for("a handles events", Duration::from_secs(30), a_handles)
-            .await;
-        let mut b = Runner::start(None, &url, &db.schema, &dir, "b", None);
-        let b_connected = async || db.connected("b").await;
-        b.wait_for("b connects", Duration::from_secs(10), b_connected)
-            .await;
-
-        let fault_op = history.note_nemesis(nemesis.name()).unwrap();
-        let cut_at = Instant::now();
-        match nemesis {
-            Nemesis::Net(fault) | Nemesis::Skewed(fault, _) => namespace.cut(fault),
-            Nemesis::Pause => a.signal("-STOP"),
-        }
-        let takeover = if hold >= LEASE_TIMEOUT {
-            let b_handles = async || db.handled_by("b").await > 0;
-            b.wait_for("b takes over", takeover_bound(), b_handles)
-                .await;
-            Some(cut_at.elapsed())
-        } else {
-            None
-        };
-        tokio::time::sleep_until((cut_at + hold).into()).await;
-        match nemesis {
-            Nemesis::Net(_) | Nemesis::Skewed(..) => namespace.heal(),
-            Nemesis::Pause => a.signal("-CONT"),
-        }
-        history.note_nemesis_end(&fault_op).unwrap();
-
-        // Events appended after the heal too.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let acknowledged = appender.stop().await;
-        let all = async || db.distinct_handled().await >= acknowledged;
-        b.wait_for(
-            "every acknowledged event handled",
-            Duration::from_secs(60),
-            all,
-        )
-        .await;
-        let a_stop = a.stop();
-        let b_stop = b.stop();
-
-        let mut ops = History::read_dir(&dir).unwrap().ops;
-        if let Some(skew) = skew {
-            // The test knows the clock it gave `a`: its times are put back on the others'.
-            let skew_ms = skew_ms(skew);
-            for op in ops.iter_mut().filter(|op| op.process == "a") {
-                op.at_ms = op.at_ms.saturating_add_signed(-skew_ms);
-            }
-        }
-        let history = History::from_ops(ops);
-        let expectations = Expectations::new().handler(
-            PROJECTION,
-            Delivery::AtLeastOnce {
-                window: (CHECKPOINT_EVERY + 2 * BATCH) as u64,
-            },
-        );
-        let report = check(&history, &expectations);
-        report.assert_clean();
-        let overlapping = db.handled_by_a_after_b_began().await;
-        assert_eq!(
-            overlapping, 0,
-            "a handled {overlapping} events after b had begun: two holders at once"
-        );
-        println!(
-            "{} held {hold:?} (lease timeout {LEASE_TIMEOUT:?}): {acknowledged} appends \
-             acknowledged; b handled {} after the fault began; stopped after SIGTERM in {a_stop:?} \
-             (a) and {b_stop:?} (b); longest stall {:?}",
-            nemesis.name(),
-            takeover.map_or("only after the heal".to_owned(), |t| format!("{t:?}")),
-            report.longest_stall.as_ref().map(|stall| stall.cause()),
-        );
-        db.drop_schema().await;
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
-
-/// The scenario's schema on the suite's database.
-struct Db {
+/// The scenario's schema on the suite's database, with `handled`: a row per event a child
+/// handled (committed), by the server's clock.
+pub struct Db {
     pool: PgPool,
-    schema: String,
+    pub schema: String,
     store: PostgresEventStore,
 }
 
@@ -197,7 +232,7 @@ impl Db {
         store.migrate().await.unwrap();
         sqlx::raw_sql(&format!(
             "CREATE TABLE \"{schema}\".handled (event_id uuid NOT NULL, runner text NOT NULL, \
-             at timestamptz NOT NULL DEFAULT clock_timestamp())"
+             segment int, epoch bigint, at timestamptz NOT NULL DEFAULT clock_timestamp())"
         ))
         .execute(&pool)
         .await
@@ -209,14 +244,48 @@ impl Db {
         }
     }
 
-    async fn scalar(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(&sql.replace("__schema__", &self.schema))
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn handled_by(&self, runner: &str) -> i64 {
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let asked = sqlx::query_scalar(&sql.replace("__schema__", &self.schema))
+            .fetch_one(&self.pool)
+            .await;
+        match asked {
+            Ok(value) => value,
+            Err(error) => panic!("{sql}: {error}\n{}", self.activity().await),
+        }
+    }
+
+    /// What every session of the server is doing, on a connection of its own: for the
+    /// message of a query that failed.
+    async fn activity(&self) -> String {
+        let url = std::env::var(PG_URL).unwrap_or_default();
+        let Ok(mut connection) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await
+        else {
+            return "(no connection to say what the server is doing)".to_owned();
+        };
+        let rows: Vec<(
+            i32,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(
+            "SELECT pid, application_name, state, wait_event, left(query, 120) \
+                   FROM pg_stat_activity WHERE datname = current_database()",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .unwrap_or_default();
+        rows.iter()
+            .map(|row| format!("{row:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub async fn handled_by(&self, runner: &str) -> i64 {
         let sql = format!("SELECT count(*) FROM \"__schema__\".handled WHERE runner = '{runner}'");
         self.scalar(&sql).await
     }
@@ -226,16 +295,8 @@ impl Db {
             .await
     }
 
-    async fn handled_by_a_after_b_began(&self) -> i64 {
-        self.scalar(
-            "SELECT count(*) FROM \"__schema__\".handled WHERE runner = 'a' AND at > \
-             (SELECT min(at) FROM \"__schema__\".handled WHERE runner = 'b')",
-        )
-        .await
-    }
-
     /// Whether a session named `name` is connected.
-    async fn connected(&self, name: &str) -> bool {
+    pub async fn connected(&self, name: &str) -> bool {
         let sql = format!(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{name}' \
              AND datname = current_database()"
@@ -300,50 +361,17 @@ impl Appender {
     }
 }
 
-/// A runner process (`runner.rs`), on the host or in a namespace.
-struct Runner {
+/// A child process (`child.rs`), on the host or in the namespace.
+pub struct Process {
     name: &'static str,
     child: Child,
     log: PathBuf,
 }
 
-impl Runner {
-    fn start(
-        namespace: Option<&Namespace>,
-        url: &str,
-        schema: &str,
-        dir: &Path,
-        name: &'static str,
-        skew: Option<&str>,
-    ) -> Self {
-        let exe = std::env::current_exe().unwrap();
-        let mut command = namespace.map_or_else(|| Command::new(&exe), |ns| ns.command(&exe));
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        command
-            .args(["--exact", "child", "--nocapture", "--test-threads", "1"])
-            .env(CHILD, "runner")
-            .env(URL, url)
-            .env(SCHEMA, schema)
-            .env(HISTORY, dir)
-            .env(NAME, name)
-            .env(LEASE_TIMEOUT_MS, LEASE_TIMEOUT.as_millis().to_string())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        if let Some(skew) = skew {
-            command.env("LD_PRELOAD", LIBFAKETIME).env("FAKETIME", skew);
-        }
-        Self {
-            name,
-            child: command.spawn().unwrap(),
-            log,
-        }
-    }
-
-    /// Waits up to `within` for `done`, failing with this runner's log when it does not
-    /// come (or the runner exits first).
-    async fn wait_for(&mut self, what: &str, within: Duration, done: impl AsyncFn() -> bool) {
+impl Process {
+    /// Waits up to `within` for `done`, failing with this process's log when it does not
+    /// come (or the process exits first).
+    pub async fn wait_for(&mut self, what: &str, within: Duration, done: impl AsyncFn() -> bool) {
         let deadline = Instant::now() + within;
         loop {
             if done().await {
@@ -380,11 +408,9 @@ impl Runner {
     }
 
     /// SIGTERM, then how long it took to exit (failing past [`STOP_WITHIN`]).
-    fn stop(mut self) -> Duration {
+    pub fn stop(mut self) -> Duration {
         let sent = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        self.signal("-TERM");
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(
@@ -408,9 +434,13 @@ impl Runner {
     }
 }
 
-impl Drop for Runner {
+impl Drop for Process {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.child.id().to_string()])
+                .stderr(Stdio::null())
+                .status();
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

@@ -1,36 +1,25 @@
-//! The child: a projection runner on PostgreSQL that records, for every event it handles, a
-//! row in `handled` (on the same database, with the server's clock) and its start and
-//! commit in its history. Run as this test binary again, told by the environment.
+//! The `runner` child: a projection runner on PostgreSQL, holding the projection's lease,
+//! that records, for every event it handles, a row in `handled` (on the same database, with
+//! the server's clock) and its start and commit in its history.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_runtime::event::EventEnvelope;
-use eventsource_runtime::postgres::{PostgresCheckpointStore, PostgresEventStore};
+use eventsource_runtime::postgres::PostgresCheckpointStore;
 use eventsource_runtime::projection::runner::ProjectionRunner;
 use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::sqlx::{self, PgPool};
 use eventsource_test_support::history::{Call, Handling, HistoryWriter};
 
-/// Set to `runner` in the child's environment.
-pub const CHILD: &str = "EVENTSOURCE_PARTITION_CHILD";
-/// The database URL the child connects to (the host side of its namespace, or loopback).
-pub const URL: &str = "EVENTSOURCE_PARTITION_CHILD_URL";
-/// The schema its stores and `handled` are in.
-pub const SCHEMA: &str = "EVENTSOURCE_PARTITION_CHILD_SCHEMA";
-/// The folder its history goes to.
-pub const HISTORY: &str = "EVENTSOURCE_PARTITION_CHILD_HISTORY";
-/// Its name: its history's process, its `handled` rows' runner, its `application_name`.
-pub const NAME: &str = "EVENTSOURCE_PARTITION_CHILD_NAME";
-/// The lease timeout, in milliseconds.
-pub const LEASE_TIMEOUT_MS: &str = "EVENTSOURCE_PARTITION_CHILD_LEASE_TIMEOUT_MS";
+use super::{Told, terminated};
 
 /// The projection's name (and the history's handler).
 pub const PROJECTION: &str = "Counted";
 /// Events between checkpoints (and the most unsaved): with the batch, the window an
 /// at-least-once takeover may handle again.
 pub const CHECKPOINT_EVERY: usize = 50;
+/// Events a read brings.
 pub const BATCH: usize = 20;
 
 /// Records each event it handles in `handled` and in its history.
@@ -91,27 +80,19 @@ impl Projection for Recording {
     }
 }
 
-/// The child's side: runs the projection until SIGTERM.
-pub async fn run() {
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .finish();
-    let _logs = tracing::subscriber::set_default(logs);
-    let var = |name| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
-    let (url, schema, name) = (var(URL), var(SCHEMA), var(NAME));
-    let lease_timeout = Duration::from_millis(var(LEASE_TIMEOUT_MS).parse().unwrap());
-    let history = Arc::new(HistoryWriter::create(PathBuf::from(var(HISTORY)), &name).unwrap());
-    let url = format!("{url}?application_name={name}");
-    let store = PostgresEventStore::connect(&url)
-        .await
-        .unwrap()
-        .with_schema(&schema)
-        .unwrap();
+/// Runs the projection until SIGTERM.
+pub async fn run(told: Told) {
+    let Told {
+        schema,
+        name,
+        timeout,
+        history,
+        store,
+    } = told;
     let checkpoints = PostgresCheckpointStore::from_pool(store.pool().clone())
         .with_schema(&schema)
         .unwrap()
-        .lease_timeout(lease_timeout);
+        .lease_timeout(timeout);
     let projection = Recording {
         pool: store.pool().clone(),
         insert: format!("INSERT INTO \"{schema}\".handled (event_id, runner) VALUES ($1, $2)"),
@@ -124,11 +105,6 @@ pub async fn run() {
         .max_unsaved_events(CHECKPOINT_EVERY)
         .poll_interval(Duration::from_millis(50))
         .lease_retry_interval(Duration::from_millis(250));
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-    let stopped = async move {
-        terminate.recv().await;
-    };
-    runner.run(stopped).await.unwrap();
+    runner.run(terminated()).await.unwrap();
     println!("{name} stopped");
 }

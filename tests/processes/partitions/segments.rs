@@ -16,7 +16,7 @@ use eventsource_test_support::history::{
 };
 
 use super::TIMEOUT;
-use super::child::{PROJECTION, SEGMENTS};
+use super::child::PROJECTION;
 use super::world::{Db, Nemesis, World};
 
 /// The longest the other worker may take to write every segment after `a` is cut off:

@@ -1,6 +1,7 @@
 //! What an operator reads from a service's store, computed once for the `eventsource`
 //! command line and the `console` page (each formats it its own way):
-//! every projection's [`status`] (checkpoint, lag, owners, parked events), the
+//! every projection's [`status`] (checkpoint, lag, owners, parked events, and who holds the
+//! store's high-water mark back), the
 //! [events](read_events) of a stream, of the log or of a correlation, and a correlation's
 //! [causation tree](causation_tree) laid out for drawing.
 //!
@@ -32,17 +33,23 @@ mod events;
 mod status;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use causation::{DrawnNode, causation_tree, causation_tree_with, drawn_nodes};
 pub use events::{EventPage, EventQuery, EventView, parse_stream, read_events, trace_link};
 pub use status::{
-    CheckpointLag, LeaseView, ProjectionStatus, SegmentStatus, StatusReport, segment_of_name,
-    split_projections, status,
+    CheckpointLag, LeaseView, MarkHolderView, ProjectionStatus, SegmentStatus, StatusReport,
+    segment_of_name, split_projections, status,
 };
 
 use crate::projection::checkpoint::CheckpointStore;
 use crate::projection::segments::SegmentClaims;
 use crate::store::{EventStore, StoreError};
+
+/// How long a session may hold the store's high-water mark back before the status warns
+/// of it ([`MarkHolderView::warn`]; `WARN` in `eventsource status`, on the console page): an
+/// append's transaction that runs this long holds every projection and relay behind it.
+pub const MARK_HELD_WARN_AFTER: Duration = Duration::from_secs(5);
 
 /// The stores an operator reads: the events, the checkpoints (with leases and parked
 /// events) and, where the store keeps them across processes, split projections' segment

@@ -1,5 +1,6 @@
 //! Every projection, relay and split projection a store knows, with its checkpoint, lag,
-//! lease holder or segment owners, and parked events.
+//! lease holder or segment owners, and parked events; and who holds the store's high-water
+//! mark back, if anyone.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -7,10 +8,10 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 
-use super::{OperateError, Stores};
+use super::{MARK_HELD_WARN_AFTER, OperateError, Stores};
 use crate::projection::checkpoint::{CheckpointRecord, LeaseHolder};
 use crate::projection::segments::SegmentOwner;
-use crate::store::{BatchEnd, EventStore, Segment};
+use crate::store::{BatchEnd, EventStore, MarkHolder, Segment};
 
 /// How many of the status's queries run at once: round trips overlap, and a PostgreSQL
 /// pool of ten connections keeps room for the rest.
@@ -24,8 +25,56 @@ pub struct StatusReport {
     pub store: &'static str,
     /// The newest stored event's position (0: none).
     pub head: u64,
+    /// The session holding the store's high-water mark back (PostgreSQL: an append still
+    /// in flight), `None` when none does, on other stores, or when it could not be read.
+    /// `mark_held_by` in JSON.
+    #[serde(rename = "mark_held_by")]
+    pub mark_holder: Option<MarkHolderView>,
     /// Every projection, relay and split projection, by name.
     pub projections: Vec<ProjectionStatus>,
+}
+
+/// The session holding the store's high-water mark back (see
+/// [`EventStore::mark_holder`]): no projection or relay reads past `position` until its
+/// transaction ends.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct MarkHolderView {
+    /// The first position of its append in flight: the mark.
+    pub position: u64,
+    /// Its server process.
+    pub process_id: u32,
+    /// Its application name, if known.
+    pub application: Option<String>,
+    /// Its client address, if known.
+    pub client: Option<String>,
+    /// Since when its transaction runs, if known.
+    pub transaction_since: Option<DateTime<Utc>>,
+    /// What the session is doing (`active`, `idle in transaction`, ...), if known.
+    pub state: Option<String>,
+    /// How long its transaction has run, in seconds, when known (0 for a start "in the
+    /// future": clocks apart).
+    pub held_seconds: Option<f64>,
+    /// It has held the mark longer than [`MARK_HELD_WARN_AFTER`]: readers wait on it.
+    pub warn: bool,
+}
+
+impl From<MarkHolder> for MarkHolderView {
+    fn from(holder: MarkHolder) -> Self {
+        let held_seconds = holder
+            .transaction_since
+            .map(|since| seconds_since(since).max(0.0));
+        Self {
+            position: holder.position,
+            process_id: holder.process_id,
+            application: holder.application,
+            client: holder.client,
+            transaction_since: holder.transaction_since,
+            state: holder.state,
+            held_seconds,
+            warn: held_seconds.is_some_and(|held| held > MARK_HELD_WARN_AFTER.as_secs_f64()),
+        }
+    }
 }
 
 /// One projection's (or relay's) place in the log.
@@ -159,6 +208,9 @@ pub async fn status(stores: &Stores) -> Result<StatusReport, OperateError> {
         .await
         .map_err(OperateError::store("cannot read the store's head"))?
         .unwrap_or(0);
+    // Informative: a store that cannot tell (a role without the privilege, say) does not
+    // fail the status.
+    let mark_holder = events.mark_holder().await.ok().flatten();
     let records = checkpoints
         .checkpoints()
         .await
@@ -228,6 +280,7 @@ pub async fn status(stores: &Stores) -> Result<StatusReport, OperateError> {
     Ok(StatusReport {
         store: events.system_name(),
         head,
+        mark_holder: mark_holder.map(MarkHolderView::from),
         projections,
     })
 }

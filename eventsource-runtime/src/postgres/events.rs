@@ -23,8 +23,8 @@ use crate::event::{EventEnvelope, NewEvent, StreamId};
 use crate::sql::row::readable_prefix;
 use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
 use crate::store::{
-    AppendResult, AppendSignal, ExpectedVersion, LogReader, Segment, StoreError, StoreTelemetry,
-    StreamReader, VersionConflict, WithStoreTelemetry,
+    AppendResult, AppendSignal, ExpectedVersion, LogReader, MarkHolder, Segment, StoreError,
+    StoreTelemetry, StreamReader, VersionConflict, WithStoreTelemetry,
 };
 
 /// An [`EventStore`](crate::store::EventStore) in a PostgreSQL database, shared by as many processes as you like.
@@ -126,7 +126,8 @@ impl PostgresEventStore {
     /// reader (projections, the relay) waits: a process paused inside it, or cut off from
     /// the database, would hold them all. The price: a transaction idle longer than this
     /// (between two of its statements) is ended by the server, its work rolled back.
-    /// [`mark_holder`](Self::mark_holder) names the session that holds the mark.
+    /// [`EventStore::mark_holder`](crate::store::EventStore::mark_holder) names the session
+    /// that holds the mark.
     #[must_use]
     pub fn idle_transaction_timeout(mut self, timeout: Duration) -> Self {
         self.idle_transaction_timeout = timeout;
@@ -552,6 +553,10 @@ impl Backend for PostgresEventStore {
 
     fn signal(&self) -> Option<AppendSignal> {
         Some(self.signal.subscribe(&self.pool))
+    }
+
+    async fn holder(&self) -> Result<Option<MarkHolder>, StoreError> {
+        self.read_mark_holder().await
     }
 
     async fn head(&self) -> Result<u64, StoreError> {

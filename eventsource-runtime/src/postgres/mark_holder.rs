@@ -5,30 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::schema::qualify;
 use super::{PostgresEventStore, to_u64, unavailable};
-use crate::store::StoreError;
-
-/// The session holding the high-water mark back: its append (at `position`) is in a
-/// transaction that has not ended, and no reader gets past it until it does (see
-/// [`PostgresEventStore::idle_transaction_timeout`] for the bound on one that stalls).
-///
-/// A role without `pg_read_all_stats` sees the other roles' sessions without their
-/// application, address and state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MarkHolder {
-    /// The first position of the append in flight: the mark.
-    pub position: u64,
-    /// The session's server process (`pg_stat_activity.pid`).
-    pub process_id: u32,
-    /// The application name its connection gave, if any.
-    pub application: Option<String>,
-    /// The address it connects from, if any (none over a Unix socket).
-    pub client: Option<String>,
-    /// Since when its transaction runs (`xact_start`), if known.
-    pub transaction_since: Option<DateTime<Utc>>,
-    /// What the session is doing (`active`, `idle in transaction`, ...), if known.
-    pub state: Option<String>,
-}
+use crate::store::{MarkHolder, StoreError};
 
 /// The registration with the lowest first position, restored as the mark function does
 /// (from its low 32 bits, as the highest position at most the sequence's last value).
@@ -57,12 +34,12 @@ type Row = (
 
 impl PostgresEventStore {
     /// The session whose append in flight holds the high-water mark back, `None` when no
-    /// append is in flight. For an operator: a mark that stays put while events wait
-    /// behind it names its holder here (pid, application, address, since when).
+    /// append is in flight: the store's
+    /// [`EventStore::mark_holder`](crate::store::EventStore::mark_holder).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
-    pub async fn mark_holder(&self) -> Result<Option<MarkHolder>, StoreError> {
+    pub(super) async fn read_mark_holder(&self) -> Result<Option<MarkHolder>, StoreError> {
         let row: Option<Row> = sqlx::query_as(&qualify(MARK_HOLDER, self.schema()))
             .fetch_optional(self.pool())
             .await

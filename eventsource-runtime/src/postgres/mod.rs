@@ -4,7 +4,8 @@
 //! as `eventsource_runtime::sqlx`, to make pools and transactions with the same version):
 //!
 //! - [`PostgresEventStore`] (`events`), with the high-water mark and LISTEN/NOTIFY (`listen`),
-//!   and the session that holds the mark back ([`MarkHolder`], `mark_holder`);
+//!   and the session that holds the mark back (`mark_holder`, the store's
+//!   [`EventStore::mark_holder`](crate::store::EventStore::mark_holder));
 //! - [`PostgresSnapshotStore`] (`snapshots`);
 //! - [`PostgresCheckpointStore`] (`checkpoints`) and its [`PostgresLease`] (`lease`);
 //! - the bound on a silent client every connection asks of the server (`liveness`);
@@ -165,7 +166,6 @@ pub use fenced::{
 };
 pub use lease::{DEFAULT_LEASE_TIMEOUT, PostgresLease};
 pub use liveness::DEFAULT_PEER_TIMEOUT;
-pub use mark_holder::MarkHolder;
 pub use processed::PostgresProcessedMessages;
 #[cfg(feature = "fuzzing")]
 pub(crate) use rows::decode_of as decode_row;

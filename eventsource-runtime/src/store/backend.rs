@@ -6,8 +6,8 @@ use async_trait::async_trait;
 
 use super::instrument::{self, Operation};
 use super::{
-    AppendResult, AppendSignal, EventStore, ExpectedVersion, ReadBatch, Segment, StoreError,
-    StoreTelemetry, segment,
+    AppendResult, AppendSignal, EventStore, ExpectedVersion, MarkHolder, ReadBatch, Segment,
+    StoreError, StoreTelemetry, segment,
 };
 use super::{LoadStreamReader, LogReader, ReadAllLogReader, StreamReader};
 use crate::event::{EventEnvelope, NewEvent, StreamId};
@@ -119,6 +119,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
     /// The newest event's global position (0: none), as [`EventStore::head_position`].
     fn head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The session holding the high-water mark back, as [`EventStore::mark_holder`] (none
+    /// unless the backend has a mark: PostgreSQL).
+    fn holder(&self) -> impl Future<Output = Result<Option<MarkHolder>, StoreError>> + Send {
+        async { Ok(None) }
+    }
 
     /// The backend's own reader of a stream's pages, as [`EventStore::load_pages`]
     /// (`None`: one `load_page` per page).
@@ -302,6 +308,10 @@ impl<B: Backend> EventStore for B {
 
     async fn head_position(&self) -> Result<Option<u64>, StoreError> {
         self.head().await.map(Some)
+    }
+
+    async fn mark_holder(&self) -> Result<Option<MarkHolder>, StoreError> {
+        self.holder().await
     }
 
     fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn LogReader + '_> {

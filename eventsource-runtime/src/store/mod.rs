@@ -23,6 +23,7 @@ pub(crate) mod backend;
 mod batch;
 pub mod instrument;
 mod log_reader;
+mod mark_holder;
 mod memory;
 pub(crate) mod outgoing;
 mod segment;
@@ -37,6 +38,7 @@ use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 pub use batch::{BatchEnd, ReadBatch};
 pub use log_reader::{LogReader, ReadAllLogReader};
+pub use mark_holder::MarkHolder;
 pub use memory::InMemoryEventStore;
 pub use segment::Segment;
 pub use stream_reader::{LoadStreamReader, StreamReader};
@@ -418,6 +420,21 @@ pub trait EventStore: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Unavailable`].
     async fn head_position(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// The session holding the high-water mark back, for stores that have one
+    /// (PostgreSQL): the database session whose append is still in flight at the lowest
+    /// position, which no reader ([projection runners](crate::projection::runner),
+    /// [relays](crate::relay)) gets past until its transaction ends. `None` when no append
+    /// is in flight, and on a store without such a mark (this default; the in-memory and
+    /// SQLite stores make appends visible in the order of their positions). For an
+    /// operator: a mark that stays put while events wait behind it names its holder here
+    /// (`operate::status` reads it, for `eventsource status` and the console).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    async fn mark_holder(&self) -> Result<Option<MarkHolder>, StoreError> {
         Ok(None)
     }
 

@@ -1,16 +1,17 @@
 //! The command line on a PostgreSQL schema: what the SQLite file gives, and what only a
 //! database shared by processes shows: who holds a lease, and who holds a split
-//! projection's segments, refusing to reset while they do.
+//! projection's segments, refusing to reset while they do; who holds the high-water mark
+//! back.
 
 use std::io::Write as _;
 use std::time::Duration;
 
-use eventsource_runtime::event::StreamId;
+use eventsource_runtime::event::{NewEvent, StreamId};
 use eventsource_runtime::postgres::{PostgresCheckpointStore, PostgresEventStore};
 use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
 use eventsource_runtime::projection::segments::SegmentClaims;
 use eventsource_runtime::sqlx::{self, PgPool};
-use eventsource_runtime::store::EventStore;
+use eventsource_runtime::store::{EventStore, ExpectedVersion};
 
 use crate::{common_checks, eventsource, projection, seed};
 
@@ -173,6 +174,95 @@ async fn reads_and_resets_a_postgres_store() {
         "{}",
         run.stderr
     );
+
+    drop_schema(store.pool(), &schema).await;
+    store.pool().close().await;
+}
+
+/// A transaction that appended and is still open holds the high-water mark: `status` names
+/// its session (pid, application, client, state, for how long) on the line after the
+/// header, `WARN` once it has held it past `operate::MARK_HELD_WARN_AFTER`; gone once it
+/// commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_session_holding_the_mark_back() {
+    let Some(url) = database_url("status_names_the_session_holding_the_mark_back") else {
+        return;
+    };
+    let (store, schema) = store_in_new_schema(&url).await;
+    // Held past the warning without the server ending it.
+    let store = store.idle_transaction_timeout(Duration::from_secs(60));
+    let target = ["--store", url.as_str(), "--schema", schema.as_str()];
+    let with = |args: &[&str]| crate::joined(&target, args);
+    let status = eventsource(&with(&["status", "--json"])).expect(0).json();
+    assert!(status["mark_held_by"].is_null(), "{status:#}");
+
+    let mut held = store.pool().begin().await.unwrap();
+    sqlx::query("SET application_name = 'stalled-writer'")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *held)
+        .await
+        .unwrap();
+    let event = NewEvent::new("Stalled", 1, serde_json::json!({}));
+    let appended = store
+        .append_in_transaction(
+            &mut held,
+            &StreamId::new("S", "stalled"),
+            ExpectedVersion::NoStream,
+            vec![event],
+        )
+        .await
+        .unwrap();
+    let position = appended.events[0].position;
+    let started = std::time::Instant::now();
+
+    let holder_line = || {
+        let text = eventsource(&with(&["status"])).expect(0).stdout;
+        let mut lines = text.lines();
+        assert!(
+            lines
+                .next()
+                .unwrap_or_default()
+                .starts_with("store postgresql")
+        );
+        let line = lines.next().unwrap_or_default().to_owned();
+        (line, text)
+    };
+    let (line, text) = holder_line();
+    let named = format!("mark held at #{position} by pid {pid} (app stalled-writer, client ");
+    assert!(
+        line.contains(&named),
+        "{named} in
+{text}"
+    );
+    assert!(line.contains(" idle in transaction for "), "{text}");
+    if started.elapsed() < Duration::from_secs(4) {
+        assert!(line.starts_with("mark held"), "not yet a warning: {text}");
+    }
+    let status = eventsource(&with(&["status", "--json"])).expect(0).json();
+    let by = &status["mark_held_by"];
+    assert_eq!(by["position"], position, "{status:#}");
+    assert_eq!(by["process_id"], pid, "{status:#}");
+    assert_eq!(by["application"], "stalled-writer", "{status:#}");
+    assert_eq!(by["state"], "idle in transaction", "{status:#}");
+    assert!(by["held_seconds"].as_f64().is_some(), "{status:#}");
+
+    // Held past the warning's threshold.
+    let threshold = eventsource_runtime::operate::MARK_HELD_WARN_AFTER;
+    tokio::time::sleep((threshold + Duration::from_millis(500)).saturating_sub(started.elapsed()))
+        .await;
+    let (line, text) = holder_line();
+    assert!(line.starts_with(&format!("WARN {named}")), "{text}");
+    let status = eventsource(&with(&["status", "--json"])).expect(0).json();
+    assert_eq!(status["mark_held_by"]["warn"], true, "{status:#}");
+
+    held.commit().await.unwrap();
+    let text = eventsource(&with(&["status"])).expect(0).stdout;
+    assert!(!text.contains("mark held"), "{text}");
+    let status = eventsource(&with(&["status", "--json"])).expect(0).json();
+    assert!(status["mark_held_by"].is_null(), "{status:#}");
 
     drop_schema(store.pool(), &schema).await;
     store.pool().close().await;

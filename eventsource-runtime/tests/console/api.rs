@@ -16,7 +16,13 @@ use eventsource_runtime::testing::{Status, attribute, capture};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-use eventsource_runtime::store::InMemoryEventStore;
+use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::operate::Stores;
+use eventsource_runtime::sqlite::SqliteEventStore;
+use eventsource_runtime::store::{
+    AppendResult, EventStore, ExpectedVersion, InMemoryEventStore, MarkHolder, ReadBatch,
+    StoreError,
+};
 
 use crate::{TOKEN, TRACE_ORDERS, TRACE_SHIPPING, invoice_the_shipment, parked_positions, seeded};
 
@@ -237,6 +243,111 @@ async fn reads_answer_what_the_store_holds_and_show_no_secret() {
             answer.text
         );
     }
+}
+
+/// A store whose high-water mark a session holds (as PostgreSQL's can be), or whose holder
+/// cannot be read: the SQLite store's events otherwise.
+struct MarkHeld {
+    events: SqliteEventStore,
+    holder: Option<MarkHolder>,
+}
+
+#[async_trait]
+impl EventStore for MarkHeld {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.events.append(stream, expected, events).await
+    }
+
+    async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.events.load(stream, from).await
+    }
+
+    async fn read_all(&self, from: u64, limit: usize) -> Result<ReadBatch, StoreError> {
+        self.events.read_all(from, limit).await
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.events.stream_version(stream).await
+    }
+
+    fn system_name(&self) -> &'static str {
+        "postgresql"
+    }
+
+    async fn head_position(&self) -> Result<Option<u64>, StoreError> {
+        self.events.head_position().await
+    }
+
+    async fn mark_holder(&self) -> Result<Option<MarkHolder>, StoreError> {
+        match &self.holder {
+            Some(holder) => Ok(Some(holder.clone())),
+            None => Err(StoreError::Unavailable("no pg_stat_activity here".into())),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_status_names_the_session_holding_the_mark_back() {
+    let seeded = seeded("mark-holder").await;
+    let plain = get(&Console::new(seeded.stores()).router(), "/api/status").await;
+    assert!(plain.body["mark_held_by"].is_null(), "{}", plain.text);
+
+    let mut holder = MarkHolder::new(7, 4711);
+    holder.application = Some("stalled-writer".to_owned());
+    holder.client = Some("10.99.1.2".to_owned());
+    holder.state = Some("idle in transaction".to_owned());
+    holder.transaction_since = Some(chrono::Utc::now() - chrono::Duration::seconds(60));
+    let store = MarkHeld {
+        events: seeded.store.clone(),
+        holder: Some(holder),
+    };
+    let held = Stores::new(Arc::new(store), seeded.checkpoints());
+    let status = get(&Console::new(held).router(), "/api/status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    let by = &status.body["mark_held_by"];
+    assert_eq!(
+        (
+            &by["position"],
+            &by["process_id"],
+            &by["application"],
+            &by["client"],
+            &by["state"],
+            &by["warn"]
+        ),
+        (
+            &7.into(),
+            &4711.into(),
+            &"stalled-writer".into(),
+            &"10.99.1.2".into(),
+            &"idle in transaction".into(),
+            &true.into()
+        ),
+        "{}",
+        status.text
+    );
+    let held_seconds = by["held_seconds"].as_f64().expect("how long");
+    assert!((59.0..600.0).contains(&held_seconds), "{}", status.text);
+    assert!(by["transaction_since"].is_string(), "{}", status.text);
+
+    // A holder that cannot be read is left out; the status still answers.
+    let unreadable = MarkHeld {
+        events: seeded.store.clone(),
+        holder: None,
+    };
+    let stores = Stores::new(Arc::new(unreadable), seeded.checkpoints());
+    let status = get(&Console::new(stores).router(), "/api/status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    assert!(status.body["mark_held_by"].is_null(), "{}", status.text);
+    assert_eq!(status.body["head"], 6, "{}", status.text);
+
+    // The page has the line to show it in.
+    let page = get(&Console::new(seeded.stores()).router(), "/").await;
+    assert!(page.text.contains("id=\"mark-holder\""), "{}", page.text);
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
 //! `eventsource status`: every projection, relay and split projection the store knows, with
-//! its checkpoint, lag, lease holder or segment owners, and parked events (read by
-//! `eventsource_runtime::operate`, which the console shares).
+//! its checkpoint, lag, lease holder or segment owners, and parked events, and who holds the
+//! store's high-water mark back (read by `eventsource_runtime::operate`, which the console
+//! shares).
 
 use std::collections::BTreeMap;
 
 pub use eventsource_runtime::operate::segment_of_name;
-use eventsource_runtime::operate::{self, CheckpointLag, OperateError, StatusReport};
+use eventsource_runtime::operate::{
+    self, CheckpointLag, MarkHolderView, OperateError, StatusReport,
+};
 use eventsource_runtime::projection::checkpoint::CheckpointRecord;
 use serde::Serialize;
 
@@ -100,6 +103,10 @@ fn as_text(report: &StatusReport) -> String {
         "LEASE/OWNER",
     ];
     let mut text = format!("store {}, head {}\n", report.store, report.head);
+    if let Some(holder) = &report.mark_holder {
+        text.push_str(&mark_line(holder));
+        text.push('\n');
+    }
     if rows.is_empty() {
         text.push_str("no checkpoints\n");
     } else {
@@ -107,6 +114,41 @@ fn as_text(report: &StatusReport) -> String {
         text.push_str(&output::table(&headers, &rows));
     }
     text
+}
+
+/// `WARN mark held at #123 by pid 4711 (app stalled-writer, client 10.99.1.2) idle in
+/// transaction for 12s`: `WARN` past `operate::MARK_HELD_WARN_AFTER`, each part only when
+/// known.
+fn mark_line(holder: &MarkHolderView) -> String {
+    let mut line = String::new();
+    if holder.warn {
+        line.push_str("WARN ");
+    }
+    line.push_str(&format!(
+        "mark held at #{} by pid {}",
+        holder.position, holder.process_id
+    ));
+    let known: Vec<String> = [
+        holder.application.as_ref().map(|app| format!("app {app}")),
+        holder
+            .client
+            .as_ref()
+            .map(|client| format!("client {client}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !known.is_empty() {
+        line.push_str(&format!(" ({})", known.join(", ")));
+    }
+    if let Some(state) = &holder.state {
+        line.push(' ');
+        line.push_str(state);
+    }
+    if let Some(held) = holder.held_seconds {
+        line.push_str(&format!(" for {}", output::age(held)));
+    }
+    line
 }
 
 fn row(

@@ -86,10 +86,32 @@
     return row;
   }
 
+  // The session holding the store's high-water mark back (PostgreSQL), as the command line
+  // says it: `WARN mark held at #123 by pid 4711 (app ..., client ...) idle in transaction for 12s`.
+  function showMarkHolder(holder) {
+    const line = $('#mark-holder');
+    if (!holder) {
+      line.hidden = true;
+      line.textContent = '';
+      return;
+    }
+    const known = [];
+    if (holder.application) known.push('app ' + holder.application);
+    if (holder.client) known.push('client ' + holder.client);
+    let text = (holder.warn ? 'WARN ' : '') + 'mark held at #' + holder.position + ' by pid ' + holder.process_id;
+    if (known.length) text += ' (' + known.join(', ') + ')';
+    if (holder.state) text += ' ' + holder.state;
+    if (holder.held_seconds !== null && holder.held_seconds !== undefined) text += ' for ' + age(holder.held_seconds);
+    line.textContent = text;
+    line.className = holder.warn ? 'warn' : 'muted';
+    line.hidden = false;
+  }
+
   async function refreshStatus() {
     try {
       const report = await api('api/status');
       $('#head').textContent = report.head;
+      showMarkHolder(report.mark_held_by);
       const body = $('#status-table tbody');
       const rows = [];
       const names = $('#projection-names');

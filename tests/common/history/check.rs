@@ -27,7 +27,11 @@ pub fn check(history: &History, expectations: &Expectations) -> Report {
     anomalies.extend(duplicates(&commits, expectations));
     anomalies.extend(unexpected_and_aborted_reads(&appends, &commits));
     anomalies.extend(stale_epoch_writes(history, &commits));
-    anomalies.extend(non_monotonic(&commits));
+    anomalies.extend(non_monotonic(&commits).into_iter().filter(|anomaly| {
+        expectations
+            .expectation_of(anomaly.handler())
+            .is_none_or(|expected| expected.ordered)
+    }));
     let stalls = longest_stalls(history, &appends, &commits, expectations);
     Report::new(history, anomalies, stalls)
 }

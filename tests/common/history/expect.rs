@@ -16,6 +16,9 @@ pub struct HandlerExpectation {
     pub handler: String,
     pub delivery: Delivery,
     pub sees: EventFilter,
+    /// Whether it must commit each stream's events in order (a consumer group whose
+    /// broker hands one queue out to several processes does not promise it).
+    pub ordered: bool,
 }
 
 /// How many times a handler may commit one event.
@@ -78,8 +81,18 @@ impl Expectations {
             handler: handler.into(),
             delivery,
             sees,
+            ordered: true,
         });
         self
+    }
+
+    /// `handler` must see every acknowledged event, in no particular order.
+    pub fn unordered_handler(self, handler: impl Into<String>, delivery: Delivery) -> Self {
+        let mut expectations = self.handler(handler, delivery);
+        if let Some(last) = expectations.handlers.last_mut() {
+            last.ordered = false;
+        }
+        expectations
     }
 
     /// How handlers not named may repeat an event.

@@ -263,6 +263,29 @@ fn first_commits_going_back_across_processes_are_non_monotonic() {
 }
 
 #[test]
+fn an_unordered_handler_is_not_held_to_order() {
+    let mut script = Script::default();
+    script.append(
+        "appender-1",
+        10,
+        "order-1",
+        &[event(1), event(2)],
+        OpKind::Ok,
+    );
+    script.commit("worker-1", 20, "projection", event(2), "order-1", 2);
+    script.commit("worker-1", 30, "projection", event(1), "order-1", 1);
+    let unordered = super::super::Expectations::new()
+        .unordered_handler("projection", Delivery::ExactlyOnce);
+
+    let history = script.history();
+    let report = check(&history, &unordered);
+
+    assert!(report.is_clean(), "{report}");
+    let ordered = check(&history, &exactly_once("projection"));
+    assert_eq!(ordered.anomalies_named("NonMonotonic").len(), 1, "{ordered}");
+}
+
+#[test]
 #[should_panic(
     expected = "LostWrite [handler projection]: event 00000000-0000-0000-0000-000000000002"
 )]

@@ -11,13 +11,16 @@
 //!
 //! - `lease`: `a` and `b` are projection runners, `a` holding the projection's lease;
 //! - `segments`: `a` and `b` are workers of a projection split into segments, writing in the
-//!   checkpoint's transaction on condition of their claims.
+//!   checkpoint's transaction on condition of their claims;
+//! - `groups` (feature `nats`): `a` and `b` are members of a NATS JetStream consumer group.
 //!
 //! Needs root, `ip` and `nft`, and a PostgreSQL that takes connections from 10.99.0.0/16
 //! (`EVENTSOURCE_PARTITION_PG_URL`; `.ci/run --partitions-only` starts one): without them
 //! it prints `skipped: ...` and passes, unless `EVENTSOURCE_REQUIRE_PARTITIONS=1`.
 
 mod child;
+#[cfg(feature = "nats")]
+mod groups;
 mod lease;
 mod segments;
 mod world;
@@ -110,4 +113,22 @@ async fn segment_worker_paused_three_timeouts() {
 #[tokio::test]
 async fn segment_worker_clock_ahead_black_holed_three_timeouts() {
     segments::run(16, Nemesis::Skewed(Fault::DropBoth, "+8s"), TIMEOUT * 3).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn nats_member_black_holed_three_timeouts() {
+    groups::run(21, Nemesis::Net(Fault::DropBoth), TIMEOUT * 3).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn nats_member_paused_three_timeouts() {
+    groups::run(22, Nemesis::Pause, TIMEOUT * 3).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn nats_member_rejected_for_the_timeout() {
+    groups::run(23, Nemesis::Net(Fault::RejectBoth), TIMEOUT).await;
 }

@@ -97,6 +97,19 @@ impl World {
         inside: bool,
         nemesis: Nemesis,
     ) -> Process {
+        self.start_child_with(role, name, inside, nemesis, &[])
+    }
+
+    /// [`start_child`](Self::start_child) with more of the environment: each value's
+    /// `{host}` is the address the child reaches the host at.
+    pub fn start_child_with(
+        &self,
+        role: &str,
+        name: &'static str,
+        inside: bool,
+        nemesis: Nemesis,
+        env: &[(&str, &str)],
+    ) -> Process {
         let exe = std::env::current_exe().unwrap();
         let (mut command, url) = if inside {
             let url = self
@@ -119,6 +132,14 @@ impl World {
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
+        let host = if inside {
+            self.namespace.host_ip().to_string()
+        } else {
+            "127.0.0.1".to_owned()
+        };
+        for (name, value) in env {
+            command.env(name, value.replace("{host}", &host));
+        }
         if let (true, Some(skew)) = (inside, nemesis.skew()) {
             command.env("LD_PRELOAD", LIBFAKETIME).env("FAKETIME", skew);
         }
@@ -152,12 +173,27 @@ impl World {
         self.history.note_nemesis_end(&strike.started).unwrap();
     }
 
+    /// The event store the test appends to.
+    pub fn store(&self) -> &PostgresEventStore {
+        &self.db.store
+    }
+
+    /// The folder the histories are in.
+    pub fn history_dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Appends one more second (events after the heal too), then stops: how many appends
+    /// were acknowledged.
+    pub async fn stop_appending(&mut self) -> i64 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.appender.take().unwrap().stop().await
+    }
+
     /// Stops appending, and waits (through `watch`, failing with its log) until every
     /// acknowledged append was handled: how many were.
     pub async fn finish_appending(&mut self, watch: &mut Process) -> i64 {
-        // Events appended after the heal too.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let acknowledged = self.appender.take().unwrap().stop().await;
+        let acknowledged = self.stop_appending().await;
         let db = &self.db;
         let all = async || db.distinct_handled().await >= acknowledged;
         watch

@@ -320,7 +320,7 @@ impl<P: Projection> ProjectionRunner<P> {
         shutdown: &mut Shutdown<'_>,
     ) -> Result<Vec<ParkedEvent>, Halt> {
         let parked = self
-            .retrying(name, "list parked events", shutdown, || {
+            .reading(name, "list parked events", shutdown, || {
                 self.checkpoints.parked(name)
             })
             .await?;
@@ -329,7 +329,7 @@ impl<P: Projection> ProjectionRunner<P> {
             self.retry_one(name, lease, parked.position, &upcasters, shutdown)
                 .await?;
         }
-        self.retrying(name, "list parked events", shutdown, || {
+        self.reading(name, "list parked events", shutdown, || {
             self.checkpoints.parked(name)
         })
         .await
@@ -392,7 +392,7 @@ impl<P: Projection> ProjectionRunner<P> {
         shutdown: &mut Shutdown<'_>,
     ) -> Result<(), Halt> {
         let requested = self
-            .retrying(name, "list retry requests", shutdown, || {
+            .reading(name, "list retry requests", shutdown, || {
                 self.checkpoints.retry_requests(name)
             })
             .await?;

@@ -1,6 +1,9 @@
 //! The children: this test binary run again, told by the environment what to be: a
-//! projection runner holding a lease (`runner`) or a segment worker (`worker`).
+//! projection runner holding a lease (`runner`), a segment worker (`worker`) or a member of
+//! a NATS consumer group (`consumer`).
 
+#[cfg(feature = "nats")]
+pub mod consumer;
 mod runner;
 mod worker;
 
@@ -12,7 +15,6 @@ use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_test_support::history::HistoryWriter;
 
 pub use runner::{BATCH, CHECKPOINT_EVERY, PROJECTION};
-pub use worker::SEGMENTS;
 
 /// What the child is: `runner` or `worker`.
 pub const CHILD: &str = "EVENTSOURCE_PARTITION_CHILD";
@@ -65,6 +67,8 @@ pub async fn run() {
     match role.as_str() {
         "runner" => runner::run(told).await,
         "worker" => worker::run(told).await,
+        #[cfg(feature = "nats")]
+        "consumer" => consumer::run(told).await,
         other => panic!("no child role {other}"),
     }
 }

@@ -32,7 +32,7 @@
 //!   segment, published in version order; a killed worker's segments are published again from
 //!   their checkpoints (at least once).
 //! - `consumer` consumes until SIGTERM or SIGINT, then shuts down gracefully (the message
-//!   being handled finishes and is settled).
+//!   being handled finishes and is settled), within each group's stop timeout (10 s).
 //! - `both` does both in one process and stops once every event was handled; with
 //!   `--broker memory` (the default) on the in-memory bus, without any server.
 //!
@@ -562,27 +562,46 @@ async fn consume(
     println!("consuming");
     shutdown.await;
     let _ = stop.send(());
+    // Each group stops within its stop timeout (10 s), whatever its handlers and broker do.
     for group in running {
         group.await??;
     }
     println!("consumer stopped");
-    println!("{}", health.report().await);
+    // The report asks the broker each group's lag: bounded, so that a broker that does not
+    // answer cannot hold the exit.
+    match tokio::time::timeout(REPORT_WITHIN, health.report()).await {
+        Ok(report) => println!("{report}"),
+        Err(_) => println!(
+            "no health report: the broker did not answer within {} s",
+            REPORT_WITHIN.as_secs()
+        ),
+    }
     Ok(())
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// How long the consumer's last health report may take.
+const REPORT_WITHIN: Duration = Duration::from_secs(5);
+
+/// SIGTERM or SIGINT. The handlers are installed by the call, not when the future is first
+/// awaited: until then the default action of either signal would end the process at once,
+/// without a graceful stop.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Everything in one process, on the in-memory bus.

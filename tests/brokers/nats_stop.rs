@@ -55,6 +55,10 @@ impl graceful_stop::Group for ConsumerGroup {
     fn without_drain(self) -> Self {
         self.drain_on_stop(Duration::ZERO)
     }
+
+    fn stopping_within(self, bound: Duration) -> Self {
+        self.stop_timeout(bound)
+    }
 }
 
 /// The group stopped while the first message is in its handler finishes that one and the
@@ -82,6 +86,22 @@ async fn without_a_drain_window_the_pulled_messages_come_back_as_redeliveries() 
         bus.clone(),
         || server.group(&bus),
     )
+    .await;
+    server.clean().await;
+}
+
+/// A handler that never returns holds the stop no longer than the group's stop timeout;
+/// its message, never acknowledged, comes to the next consumer with the rest once its ack
+/// wait is over.
+#[tokio::test]
+async fn a_handler_that_outlasts_the_stop_timeout_is_given_up_and_its_message_comes_again() {
+    let Some(server) = Server::open("stop_timeout") else {
+        return;
+    };
+    let bus = server.bus();
+    graceful_stop::a_stop_gives_up_a_handler_that_outlasts_the_stop_timeout(bus.clone(), || {
+        server.group(&bus)
+    })
     .await;
     server.clean().await;
 }

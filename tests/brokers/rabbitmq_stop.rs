@@ -52,6 +52,10 @@ impl graceful_stop::Group for ConsumerGroup {
     fn without_drain(self) -> Self {
         self.drain_on_stop(Duration::ZERO)
     }
+
+    fn stopping_within(self, bound: Duration) -> Self {
+        self.stop_timeout(bound)
+    }
 }
 
 /// The group stopped while the first message is in its handler finishes that one and the
@@ -80,6 +84,22 @@ async fn without_a_drain_window_the_prefetched_messages_come_back_as_redeliverie
         bus.clone(),
         || broker.group(&bus),
     )
+    .await;
+    let group = broker.group(&bus);
+    broker.clean(&group).await;
+}
+
+/// A handler that never returns holds the stop no longer than the group's stop timeout;
+/// its message, never acknowledged, comes to the next consumer with the rest.
+#[tokio::test]
+async fn a_handler_that_outlasts_the_stop_timeout_is_given_up_and_its_message_comes_again() {
+    let Some(broker) = Broker::open("stop-timeout") else {
+        return;
+    };
+    let bus = broker.bus();
+    graceful_stop::a_stop_gives_up_a_handler_that_outlasts_the_stop_timeout(bus.clone(), || {
+        broker.group(&bus)
+    })
     .await;
     let group = broker.group(&bus);
     broker.clean(&group).await;

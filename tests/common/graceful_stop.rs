@@ -29,6 +29,10 @@ pub trait Group: any_broker::Group {
     /// The group with no drain window.
     #[must_use]
     fn without_drain(self) -> Self;
+
+    /// The group with a stop timeout of `bound`.
+    #[must_use]
+    fn stopping_within(self, bound: Duration) -> Self;
 }
 
 /// The default drain window: the group stopped while its first message is in hand handles
@@ -79,6 +83,49 @@ pub async fn without_a_drain_window_the_prefetched_come_back_as_redeliveries<G: 
     ];
     let expected: Vec<_> = published.iter().copied().zip(read).collect();
     consume_spans_read(&capture.spans(), &expected);
+}
+
+/// A handler that never returns: the group's stop gives it up once its stop timeout is over
+/// (`run` returns within it), its message unacknowledged; the next group gets all five, the
+/// one given up again, and handles each once.
+pub async fn a_stop_gives_up_a_handler_that_outlasts_the_stop_timeout<G: Group>(
+    bus: impl EventBus + Clone,
+    group: impl Fn() -> G,
+) {
+    let bound = Duration::from_secs(1);
+    let first = group().stopping_within(bound);
+    first.declare().await.expect("the group");
+    let published = five_orders(bus).await;
+    let stuck = Gate::held();
+    first.subscribe(stuck.subscriber());
+    let running = Running::start(&first);
+    stuck.entered().await;
+    let asked = std::time::Instant::now();
+    let stopped = tokio::time::timeout(bound * 5, running.stop()).await;
+    let took = asked.elapsed();
+    stopped
+        .expect("run returned within its stop timeout, and some")
+        .expect("joined")
+        .expect("stopped cleanly");
+    assert!(
+        took >= bound,
+        "it waited for the handler for its stop timeout: {took:?}"
+    );
+    assert!(stuck.handled().is_empty(), "the handler never returned");
+
+    let open = Gate::open();
+    let next = group();
+    next.subscribe(open.subscriber());
+    let running = Running::start(&next);
+    until("the five handled", || open.handled().len() >= 5).await;
+    // Time for a duplicate to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running
+        .stop()
+        .await
+        .expect("joined")
+        .expect("stopped cleanly");
+    each_handled_once(&published, &stuck, &open);
 }
 
 /// A running consumer group.

@@ -5,6 +5,7 @@
 //! - [`BrokerTls`] (what to trust, which client certificate to present) and
 //!   [`TlsFailure`] (why a TLS connection failed);
 //! - [`GroupStalled`], what a stalled consumer group reports, and [`DEFAULT_STALL_AFTER`];
+//! - [`DEFAULT_STOP_TIMEOUT`], how long a consumer group's graceful stop may take;
 //! - [`BrokerGroup`], what every broker's consumer group answers alike (its name, its
 //!   deliveries);
 //! - [`DeadLetterAddress`]: a consumer group's dead letters opened from a broker URL and the
@@ -27,5 +28,5 @@ pub(crate) mod tls;
 pub use dead_letter_address::{DeadLetterAddress, DeadLetterAddressError};
 pub use group::BrokerGroup;
 pub(crate) use group::parts::GroupParts;
-pub use group_health::{DEFAULT_STALL_AFTER, GroupStalled};
+pub use group_health::{DEFAULT_STALL_AFTER, DEFAULT_STOP_TIMEOUT, GroupStalled};
 pub use tls::{BrokerTls, TlsFailure};

@@ -1,10 +1,12 @@
 //! What every broker's consumer group does when its connection is lost: log why, wait
-//! (doubling the wait up to a bound), connect again, until it is told to stop; and the run
-//! of a group made of such sessions, its lag sampled meanwhile.
+//! (doubling the wait up to a bound), connect again, until it is told to stop; the run of
+//! a group made of such sessions, its lag sampled meanwhile; and the bound on its stop.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::group_health::{GroupHealth, is_restart};
 use crate::bus::BusError;
@@ -92,7 +94,8 @@ pub(crate) async fn reconnecting<S: Future<Output = ()> + Send>(
 /// Runs the consumer group `group` until `shutdown` completes: its `sessions`, again after
 /// each failure ([`reconnecting`]), while its lag (measured by `lag`) is recorded on
 /// `system` and watched for a stall (`describe` says what the broker says of the group)
-/// ([`GroupHealth::running`]).
+/// ([`GroupHealth::running`]); their graceful stop bounded by the group's stop timeout
+/// ([`stop_within`]).
 // Kafka runs its loops itself (one per source), through `GroupHealth::running`.
 #[cfg_attr(not(any(feature = "rabbitmq", feature = "nats")), allow(dead_code))]
 pub(crate) async fn keep_running<L, D>(
@@ -107,9 +110,81 @@ pub(crate) async fn keep_running<L, D>(
     L: Future<Output = Result<Lag, BusError>>,
     D: Future<Output = String>,
 {
-    let shutdown = pin!(async move {
+    let (stop, stopped) = watch::channel(false);
+    let asked = pin!(stop_asked(stopped));
+    let consume = reconnecting(group, health, asked, sessions);
+    let bounded = stop_within(group, health.stop_timeout, shutdown, stop, consume);
+    health.running(system, group, bounded, lag, describe).await;
+}
+
+/// Completes once `true` is sent on `stopped` (or its sender is gone).
+pub(crate) async fn stop_asked(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// Runs `consume` (a group's sessions, which stop gracefully once told on `stop`) until it
+/// returns, or until `within` has passed since `shutdown` completed: `consume` is then
+/// dropped where it stands, with the message in its handler and the connection it holds,
+/// and one WARN line says so.
+///
+/// Dropped, a delivery is never settled: the broker hands what was not acknowledged to the
+/// next consumer (RabbitMQ once the connection is gone, NATS after its ack wait; Kafka's
+/// offsets were never committed past it), as after a crash. What it bounds is everything a
+/// graceful stop waits for without a limit of its own: a handler that does not return, the
+/// drain of what the broker had handed over, a broker (or a database) too slow to answer
+/// the cancel, the last acknowledgements or the close.
+pub(crate) async fn stop_within(
+    group: &str,
+    within: Duration,
+    shutdown: impl Future,
+    stop: watch::Sender<bool>,
+    consume: impl Future<Output = ()>,
+) {
+    // `shutdown` is polled here, not by the sessions: the clock starts when it completes,
+    // even while a session is busy with a message or connecting and does not look at it.
+    let deadline = async {
         shutdown.await;
-    });
-    let consume = reconnecting(group, health, shutdown, sessions);
-    health.running(system, group, consume, lag, describe).await;
+        let _ = stop.send(true);
+        tokio::time::sleep(within).await;
+    };
+    tokio::select! {
+        biased;
+        () = consume => {}
+        () = deadline => log_warn!(
+            group = group,
+            stop_timeout_ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX),
+            "consumer group did not stop within its stop timeout; what it had not settled \
+             is left unacknowledged, and the broker delivers it again"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_that_outlasts_its_bound_is_cut_short_once_the_bound_is_over() {
+        let (stop, stopped) = watch::channel(false);
+        let bound = Duration::from_millis(100);
+        let started = Instant::now();
+        // Shut down at once; sessions that never finish their stop.
+        stop_within("g", bound, async {}, stop, std::future::pending()).await;
+        let took = started.elapsed();
+        assert!(took >= bound, "{took:?}");
+        assert!(took < bound * 20, "{took:?}");
+        assert!(*stopped.borrow(), "the sessions were told to stop");
+    }
+
+    #[tokio::test]
+    async fn a_stop_within_its_bound_returns_when_the_sessions_do() {
+        let (stop, stopped) = watch::channel(false);
+        let bound = Duration::from_secs(60);
+        let started = Instant::now();
+        let shutdown = tokio::time::sleep(Duration::from_millis(20));
+        stop_within("g", bound, shutdown, stop, stop_asked(stopped)).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 }

@@ -20,7 +20,7 @@ use super::protocol::{self, GroupProtocol};
 use super::topology::{GroupTopics, Topics, matches_event, regex_escape};
 use super::waiting::{gather, wait_until_due};
 use crate::adapter::group_health::GroupHealth;
-use crate::adapter::reconnect::{Sessions, reconnecting};
+use crate::adapter::reconnect::{Sessions, reconnecting, stop_asked, stop_within};
 use crate::adapter::settings as broker;
 use crate::adapter::{BrokerGroup, GroupParts};
 use crate::bus::{BusError, Dispatcher};
@@ -294,7 +294,11 @@ impl ConsumerGroup {
     ///
     /// On shutdown it stops taking records, lets the record being handled finish and be
     /// settled, commits, and leaves the group: records it had fetched but not started are
-    /// handed to the next consumer as first deliveries.
+    /// handed to the next consumer as first deliveries. It returns within
+    /// [`stop_timeout`](Self::stop_timeout) (default 10 s) of `shutdown` completing, whatever
+    /// the handlers and the cluster do: a record not settled by then was never committed
+    /// past, and comes again to the partition's next owner; the last commit, if still under
+    /// way, goes on in the background.
     ///
     /// # Errors
     /// None so far: every failure is retried; the `Result` leaves room for giving up.
@@ -308,13 +312,16 @@ impl ConsumerGroup {
             let source = Source::Delayed { topic, delay };
             loops.push(self.keep_consuming(source, stopped.clone()));
         }
-        let signal = async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        };
         let consume = async {
-            let ((), _) = tokio::join!(signal, futures_util::future::join_all(loops));
+            futures_util::future::join_all(loops).await;
         };
+        let consume = stop_within(
+            &self.name,
+            self.health.stop_timeout,
+            shutdown,
+            stop,
+            consume,
+        );
         let system = self.bus.telemetry().system;
         self.health
             .running(
@@ -330,10 +337,7 @@ impl ConsumerGroup {
 
     /// One source's loop: sessions, again after each failure, until stopped.
     async fn keep_consuming(&self, source: Source, stopped: watch::Receiver<bool>) {
-        let mut signal = stopped.clone();
-        let shutdown = pin!(async move {
-            let _ = signal.wait_for(|stop| *stop).await;
-        });
+        let shutdown = pin!(stop_asked(stopped.clone()));
         let sessions = SourceSessions {
             group: self,
             source,
@@ -420,7 +424,8 @@ impl ConsumerGroup {
     ) -> Result<(), BusError> {
         self.declare().await?;
         let protocol = self.group_protocol();
-        let consumer = self.consumer(source, protocol)?;
+        let mut closing = ClosedOffThread(Some(self.consumer(source, protocol)?));
+        let consumer = closing.consumer();
         // A delayed source's consumer is a group of its own on the broker (`group.id` = its
         // topic): its consume spans name it.
         let delayed = match source {
@@ -463,11 +468,11 @@ impl ConsumerGroup {
             let settled = match source {
                 Source::Live => match self.batch {
                     Some(max) => {
-                        let batch = gather(&consumer, record, max).await;
+                        let batch = gather(consumer, record, max).await;
                         let mut redelivered = Vec::with_capacity(batch.len());
                         for record in &batch {
                             redelivered.push(
-                                Self::redelivered(&consumer, record, handled, &mut resumed).await,
+                                Self::redelivered(consumer, record, handled, &mut resumed).await,
                             );
                         }
                         let work = self.settle_batch(&batch, &redelivered);
@@ -475,7 +480,7 @@ impl ConsumerGroup {
                     }
                     None => {
                         let redelivered =
-                            Self::redelivered(&consumer, &record, handled, &mut resumed).await;
+                            Self::redelivered(consumer, &record, handled, &mut resumed).await;
                         let work = self.settle(dispatcher, &record, redelivered);
                         let records = std::slice::from_ref(&record);
                         commits.settle(consumer.as_ref(), records, work).await
@@ -494,14 +499,38 @@ impl ConsumerGroup {
                 break Err(error);
             }
         };
-        // Whatever was settled is committed before the group is left.
-        let closing = Arc::clone(&consumer);
+        // Whatever was settled is committed before the group is left; the consumer is
+        // closed there too, off the runtime's threads.
+        let last = closing.0.take();
         let _ = tokio::task::spawn_blocking(move || {
-            let _ = closing.commit_consumer_state(CommitMode::Sync);
-            closing.unsubscribe();
+            if let Some(consumer) = last {
+                let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                consumer.unsubscribe();
+            }
         })
         .await;
         outcome
+    }
+}
+
+/// A session's consumer, closed on a blocking thread when the session is dropped before
+/// its end (its stop cut short by the stop timeout): librdkafka's close, in the drop of its
+/// last handle, leaves the group and waits for the cluster, which must hold neither a thread
+/// of the runtime nor the group's stop.
+struct ClosedOffThread(Option<Arc<GroupConsumer>>);
+
+impl ClosedOffThread {
+    fn consumer(&self) -> &Arc<GroupConsumer> {
+        self.0.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl Drop for ClosedOffThread {
+    fn drop(&mut self) {
+        let consumer = self.0.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn_blocking(move || drop(consumer)));
+        }
     }
 }
 

@@ -175,7 +175,8 @@ impl ConsumerGroup {
     /// hand. Those are then first deliveries, as they are for any consumer; what is not
     /// started by then is given back (`-NAK`), and JetStream hands it to the next consumer
     /// with `delivered` = 2 (a linked root, attempt 2, in the trace). `Duration::ZERO` gives
-    /// every one back at once.
+    /// every one back at once. The whole stop is bounded by
+    /// [`stop_timeout`](Self::stop_timeout), which cuts the window short.
     #[must_use]
     pub fn drain_on_stop(mut self, window: Duration) -> Self {
         self.drain = window;
@@ -302,7 +303,10 @@ impl ConsumerGroup {
     /// then handles the messages its open pull request still brings in (it ends within two
     /// seconds of being sent), for up to [`drain_on_stop`](Self::drain_on_stop); it gives
     /// back (`-NAK`, two seconds' delay) what it did not start by then, and the retry
-    /// copies pulled meanwhile (they carry their own attempt).
+    /// copies pulled meanwhile (they carry their own attempt). It returns within
+    /// [`stop_timeout`](Self::stop_timeout) (default 10 s) of `shutdown` completing, whatever
+    /// the handlers and the server do: a message not settled by then is left
+    /// unacknowledged, and JetStream delivers it again once its ack wait is over.
     ///
     /// Why it does not give those back at once: JetStream counts every delivery of a
     /// message (`delivered`), and a message given back is delivered again, whether it was

@@ -132,7 +132,8 @@ impl ConsumerGroup {
     /// from the end of the message in hand. Those are then first deliveries, as they are for
     /// any consumer; what is not started by then goes back to the queue, and RabbitMQ hands
     /// it to the next consumer as `redelivered` (a linked root, attempt 2, in the trace).
-    /// `Duration::ZERO` hands every one back at once.
+    /// `Duration::ZERO` hands every one back at once. The whole stop is bounded by
+    /// [`stop_timeout`](Self::stop_timeout), which cuts the window short.
     #[must_use]
     pub fn drain_on_stop(mut self, window: Duration) -> Self {
         self.drain = window;
@@ -197,7 +198,11 @@ impl ConsumerGroup {
     /// On shutdown it cancels its consumer at once (the broker hands over nothing more), lets
     /// the message being handled finish and be settled, then handles the messages the broker
     /// had already handed over, for up to [`drain_on_stop`](Self::drain_on_stop), and
-    /// closes its connection: what was not started by then goes back to the queue.
+    /// closes its connection: what was not started by then goes back to the queue. It
+    /// returns within [`stop_timeout`](Self::stop_timeout) (default 10 s) of `shutdown`
+    /// completing, whatever the handlers and the broker do: a message not settled by then
+    /// is left unacknowledged, and RabbitMQ delivers it again once the connection is gone.
+    /// Asked to stop while it connects, it stops at once.
     ///
     /// Why it does not hand those back at once: RabbitMQ (3.10, classic and quorum queues)
     /// marks every message it takes back `redelivered`, whether the consumer cancelled,
@@ -225,6 +230,37 @@ impl ConsumerGroup {
         )
         .await;
         Ok(())
+    }
+
+    /// A connection, its channel and the consumer of the group's queue tagged `tag`, the
+    /// topology declared.
+    async fn start(
+        &self,
+        tag: &ShortString,
+    ) -> Result<(Connection, Channel, lapin::Consumer), BusError> {
+        let connection = self.bus.connect().await?;
+        let channel = confirming_channel(&connection).await?;
+        topology::declare_group(
+            &channel,
+            self.bus.exchange(),
+            &self.queues,
+            &self.patterns(),
+        )
+        .await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let consumer = channel
+            .basic_consume(
+                self.queues.live.as_str().into(),
+                tag.clone(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok((connection, channel, consumer))
     }
 
     /// After a shutdown, once the consumer is cancelled: handles the deliveries the broker
@@ -372,29 +408,14 @@ impl Sessions for &ConsumerGroup {
         &mut self,
         mut shutdown: Pin<&mut S>,
     ) -> Result<(), BusError> {
-        let connection = self.bus.connect().await?;
-        let channel = confirming_channel(&connection).await?;
-        topology::declare_group(
-            &channel,
-            self.bus.exchange(),
-            &self.queues,
-            &self.patterns(),
-        )
-        .await?;
-        channel
-            .basic_qos(self.prefetch, BasicQosOptions::default())
-            .await
-            .map_err(unavailable)?;
         let tag: ShortString = format!("{}-{}", self.name, uuid::Uuid::now_v7()).into();
-        let mut consumer = channel
-            .basic_consume(
-                self.queues.live.as_str().into(),
-                tag.clone(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
+        // Asked to stop while connecting (a broker slow to answer): nothing was handed
+        // over yet, nothing to settle, no reason to wait for the connection.
+        let (connection, channel, mut consumer) = tokio::select! {
+            biased;
+            () = shutdown.as_mut() => return Ok(()),
+            started = self.start(&tag) => started?,
+        };
         log_info!(
             group = &*self.name,
             queue = self.queues.live.as_str(),

@@ -26,6 +26,12 @@ use instrument::{group_resumed, group_stalled};
 /// itself stalled, unless told otherwise (`stall_after` on each broker's group).
 pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(30);
 
+/// How long a consumer group's graceful stop may take, from the moment its `shutdown`
+/// completed, unless told otherwise (`stop_timeout` on each broker's group): a third of
+/// Kubernetes' default grace period (30 s), leaving the process time for the rest of its
+/// exit (telemetry's last export, 2 s by default) however slow the broker or the handlers.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A consumer group had events waiting and handled none for its stall bound: the last
 /// error of its [`health`](crate::health::ComponentHealth) while it is
 /// [`Stalled`](crate::health::ComponentState::Stalled).
@@ -53,6 +59,8 @@ pub(crate) struct GroupHealth {
     status: Arc<Status>,
     pub(crate) interval: Duration,
     pub(crate) stall_after: Duration,
+    /// How long a graceful stop may take (see [`DEFAULT_STOP_TIMEOUT`]).
+    pub(crate) stop_timeout: Duration,
     progress: Arc<Progress>,
 }
 
@@ -71,6 +79,7 @@ impl GroupHealth {
             status: Arc::new(Status::new(LeaseState::NotApplicable)),
             interval: DEFAULT_LAG_INTERVAL,
             stall_after: DEFAULT_STALL_AFTER,
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
             progress: Arc::default(),
         }
     }
@@ -341,6 +350,23 @@ macro_rules! group_health {
             #[must_use]
             pub fn stall_after(mut self, bound: std::time::Duration) -> Self {
                 self.health.stall_after = bound.max(std::time::Duration::from_secs(1));
+                self
+            }
+
+            /// Builder: how long [`run`](Self::run) may take to stop once its `shutdown`
+            /// completed (default
+            /// [`DEFAULT_STOP_TIMEOUT`](crate::adapter::DEFAULT_STOP_TIMEOUT), 10 s): the
+            /// message in hand, what the group still handles before it goes (the
+            /// `drain_on_stop` window of RabbitMQ and NATS, which it cuts short) and its
+            /// goodbyes to the broker (a cancel, a close, the last commit) all fit in it.
+            /// What is not settled by then is left unacknowledged (on Kafka, not committed
+            /// past): the broker delivers it again, as after a crash (at least once), and
+            /// one WARN line says so. A handler, a database or a broker that does not
+            /// answer holds the stop no longer than this: keep it below the grace period
+            /// the process gets (Kubernetes': 30 s), with room for the rest of its exit.
+            #[must_use]
+            pub fn stop_timeout(mut self, bound: std::time::Duration) -> Self {
+                self.health.stop_timeout = bound;
                 self
             }
 

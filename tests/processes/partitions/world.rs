@@ -302,13 +302,7 @@ impl Db {
         else {
             return "(no connection to say what the server is doing)".to_owned();
         };
-        let rows: Vec<(
-            i32,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<Activity> = sqlx::query_as(
             "SELECT pid, application_name, state, wait_event, left(query, 120) \
                    FROM pg_stat_activity WHERE datname = current_database()",
         )
@@ -347,6 +341,15 @@ impl Db {
         self.pool.close().await;
     }
 }
+
+/// A session of the server: pid, application, state, what it waits for, its query.
+type Activity = (
+    i32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// Appends one event every 20 ms, round robin over five streams, recording each append.
 struct Appender {

@@ -274,15 +274,19 @@ fn an_unordered_handler_is_not_held_to_order() {
     );
     script.commit("worker-1", 20, "projection", event(2), "order-1", 2);
     script.commit("worker-1", 30, "projection", event(1), "order-1", 1);
-    let unordered = super::super::Expectations::new()
-        .unordered_handler("projection", Delivery::ExactlyOnce);
+    let unordered =
+        super::super::Expectations::new().unordered_handler("projection", Delivery::ExactlyOnce);
 
     let history = script.history();
     let report = check(&history, &unordered);
 
     assert!(report.is_clean(), "{report}");
     let ordered = check(&history, &exactly_once("projection"));
-    assert_eq!(ordered.anomalies_named("NonMonotonic").len(), 1, "{ordered}");
+    assert_eq!(
+        ordered.anomalies_named("NonMonotonic").len(),
+        1,
+        "{ordered}"
+    );
 }
 
 #[test]

@@ -165,7 +165,7 @@ fn longest_wait(dir: &Path) -> Duration {
 }
 
 /// The events whose append was acknowledged before `before_ms` and that nobody handled yet.
-fn waiting_since(dir: &Path, before_ms: u64) -> HashSet<uuid::Uuid> {
+pub fn waiting_since(dir: &Path, before_ms: u64) -> HashSet<uuid::Uuid> {
     let Ok(history) = History::read_dir(dir) else {
         return HashSet::from([uuid::Uuid::nil()]);
     };
@@ -188,10 +188,10 @@ fn waiting_since(dir: &Path, before_ms: u64) -> HashSet<uuid::Uuid> {
 
 /// A nats-server with JetStream of the scenario's own, on every address (the namespace's
 /// members reach it at the host side of their veth), its store in the scenario's folder.
-struct NatsServer(Child);
+pub struct NatsServer(Child);
 
 impl NatsServer {
-    fn start(port: u16, dir: &Path) -> Self {
+    pub fn start(port: u16, dir: &Path) -> Self {
         let binary = std::env::var("EVENTSOURCE_NATS_SERVER").unwrap_or_else(|_| {
             ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
                 .into_iter()

@@ -12,7 +12,8 @@
 //! - `lease`: `a` and `b` are projection runners, `a` holding the projection's lease;
 //! - `segments`: `a` and `b` are workers of a projection split into segments, writing in the
 //!   checkpoint's transaction on condition of their claims;
-//! - `groups` (feature `nats`): `a` and `b` are members of a NATS JetStream consumer group.
+//! - `groups` (feature `nats`): `a` and `b` are members of a NATS JetStream consumer group;
+//! - `relay` (feature `nats`): `a` and `b` are relays to NATS, `a` holding the relay's lease.
 //!
 //! Needs root, `ip` and `nft`, and a PostgreSQL that takes connections from 10.99.0.0/16
 //! (`EVENTSOURCE_PARTITION_PG_URL`; `.ci/run --partitions-only` starts one): without them
@@ -22,6 +23,8 @@ mod child;
 #[cfg(feature = "nats")]
 mod groups;
 mod lease;
+#[cfg(feature = "nats")]
+mod relay;
 mod segments;
 mod world;
 
@@ -131,4 +134,16 @@ async fn nats_member_paused_three_timeouts() {
 #[tokio::test]
 async fn nats_member_rejected_for_the_timeout() {
     groups::run(23, Nemesis::Net(Fault::RejectBoth), TIMEOUT).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn relay_black_holed_three_timeouts() {
+    relay::run(31, Nemesis::Net(Fault::DropBoth), TIMEOUT * 3).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn relay_paused_three_timeouts() {
+    relay::run(32, Nemesis::Pause, TIMEOUT * 3).await;
 }

@@ -1,9 +1,11 @@
 //! The children: this test binary run again, told by the environment what to be: a
 //! projection runner holding a lease (`runner`), a segment worker (`worker`) or a member of
-//! a NATS consumer group (`consumer`).
+//! a NATS consumer group (`consumer`) or a relay to NATS holding its lease (`relay`).
 
 #[cfg(feature = "nats")]
 pub mod consumer;
+#[cfg(feature = "nats")]
+pub mod relay;
 mod runner;
 mod worker;
 
@@ -69,6 +71,8 @@ pub async fn run() {
         "worker" => worker::run(told).await,
         #[cfg(feature = "nats")]
         "consumer" => consumer::run(told).await,
+        #[cfg(feature = "nats")]
+        "relay" => relay::run(told).await,
         other => panic!("no child role {other}"),
     }
 }

@@ -1,0 +1,36 @@
+//! The `relay` child: the relay from the store to a NATS JetStream stream, holding the
+//! relay's lease on PostgreSQL.
+
+use std::sync::Arc;
+
+use eventsource_runtime::nats::NatsBus;
+use eventsource_runtime::postgres::PostgresCheckpointStore;
+use eventsource_runtime::relay::Relay;
+
+use super::consumer::BROKER;
+use super::{Told, terminated};
+
+/// Events a read of the relay brings: with a takeover, the most it may publish again.
+pub const RELAY_BATCH: usize = 50;
+
+/// Runs the relay until SIGTERM.
+pub async fn run(told: Told) {
+    let Told {
+        schema,
+        name,
+        timeout,
+        store,
+        ..
+    } = told;
+    let bus = NatsBus::new(&std::env::var(BROKER).unwrap()).unwrap();
+    bus.declare().await.unwrap();
+    let checkpoints = PostgresCheckpointStore::from_pool(store.pool().clone())
+        .with_schema(&schema)
+        .unwrap()
+        .lease_timeout(timeout);
+    let relay = Relay::new(Arc::new(store), Arc::new(checkpoints), Arc::new(bus))
+        .batch_size(RELAY_BATCH)
+        .poll_interval(std::time::Duration::from_millis(50));
+    relay.run(terminated()).await.unwrap();
+    println!("{name} stopped");
+}

@@ -35,23 +35,14 @@ pub struct StatusReport {
 }
 
 /// The session holding the store's high-water mark back (see
-/// [`EventStore::mark_holder`]): no projection or relay reads past `position` until its
-/// transaction ends.
+/// [`EventStore::mark_holder`]): no projection or relay reads past its `position` until
+/// its transaction ends. In JSON, the holder's fields, then `held_seconds` and `warn`.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct MarkHolderView {
-    /// The first position of its append in flight: the mark.
-    pub position: u64,
-    /// Its server process.
-    pub process_id: u32,
-    /// Its application name, if known.
-    pub application: Option<String>,
-    /// Its client address, if known.
-    pub client: Option<String>,
-    /// Since when its transaction runs, if known.
-    pub transaction_since: Option<DateTime<Utc>>,
-    /// What the session is doing (`active`, `idle in transaction`, ...), if known.
-    pub state: Option<String>,
+    /// The session, as the store tells it.
+    #[serde(flatten)]
+    pub holder: MarkHolder,
     /// How long its transaction has run, in seconds, when known (0 for a start "in the
     /// future": clocks apart).
     pub held_seconds: Option<f64>,
@@ -65,12 +56,7 @@ impl From<MarkHolder> for MarkHolderView {
             .transaction_since
             .map(|since| seconds_since(since).max(0.0));
         Self {
-            position: holder.position,
-            process_id: holder.process_id,
-            application: holder.application,
-            client: holder.client,
-            transaction_since: holder.transaction_since,
-            state: holder.state,
+            holder,
             held_seconds,
             warn: held_seconds.is_some_and(|held| held > MARK_HELD_WARN_AFTER.as_secs_f64()),
         }

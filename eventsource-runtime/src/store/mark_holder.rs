@@ -1,6 +1,7 @@
 //! Who holds a store's high-water mark back ([`EventStore::mark_holder`](super::EventStore::mark_holder)).
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 /// The database session holding a store's high-water mark back: its append (at
 /// `position`) is in a transaction that has not ended, and no reader (projection, relay)
@@ -10,7 +11,7 @@ use chrono::{DateTime, Utc};
 ///
 /// A role without `pg_read_all_stats` sees the other roles' sessions without their
 /// application, address and state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct MarkHolder {
     /// The first position of the append in flight: the mark.

@@ -119,9 +119,10 @@ fn as_text(report: &StatusReport) -> String {
 /// `WARN mark held at #123 by pid 4711 (app stalled-writer, client 10.99.1.2) idle in
 /// transaction for 12s`: `WARN` past `operate::MARK_HELD_WARN_AFTER`, each part only when
 /// known.
-fn mark_line(holder: &MarkHolderView) -> String {
+fn mark_line(view: &MarkHolderView) -> String {
+    let holder = &view.holder;
     let mut line = String::new();
-    if holder.warn {
+    if view.warn {
         line.push_str("WARN ");
     }
     line.push_str(&format!(
@@ -145,7 +146,7 @@ fn mark_line(holder: &MarkHolderView) -> String {
         line.push(' ');
         line.push_str(state);
     }
-    if let Some(held) = holder.held_seconds {
+    if let Some(held) = view.held_seconds {
         line.push_str(&format!(" for {}", output::age(held)));
     }
     line

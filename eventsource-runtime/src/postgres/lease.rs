@@ -375,6 +375,14 @@ enum Woken {
     RoundTrip,
 }
 
+/// What the keeper runs on the lease's session.
+enum OnSession {
+    /// The checkpoint's save (or, `reset`, its reset) at `position`.
+    Save { position: u64, reset: bool },
+    /// A word with the server, to confirm the lease.
+    RoundTrip,
+}
+
 /// How a statement on the lease's session ended.
 enum Outcome {
     Done,
@@ -411,14 +419,23 @@ impl Keeper {
         );
     }
 
-    /// Runs `statement` (binding the projection and `position`, or nothing) on the lease's
-    /// session, bounded by the lease's validity; an answer confirms the lease.
-    async fn run(&mut self, statement: &str, position: Option<u64>) -> Outcome {
+    /// Runs `what` on the lease's session, bounded by the lease's validity; an answer
+    /// confirms the lease.
+    async fn run(&mut self, what: OnSession) -> Outcome {
         let sent = Instant::now();
-        let mut query = sqlx::query(statement);
-        if let Some(position) = position {
-            query = query.bind(&self.projection).bind(to_i64(position));
-        }
+        let query = match what {
+            OnSession::Save { position, reset } => {
+                let statement = if reset {
+                    &self.statements.reset
+                } else {
+                    &self.statements.save
+                };
+                sqlx::query(statement)
+                    .bind(&self.projection)
+                    .bind(to_i64(position))
+            }
+            OnSession::RoundTrip => sqlx::query("SELECT 1"),
+        };
         let ran =
             tokio::time::timeout_at(self.validity.deadline(), query.execute(&mut self.listener))
                 .await;
@@ -471,29 +488,22 @@ async fn keep(mut keeper: Keeper) {
                 position,
                 reset,
                 reply,
-            })) => {
-                let statement = if reset {
-                    keeper.statements.reset.clone()
-                } else {
-                    keeper.statements.save.clone()
-                };
-                match keeper.run(&statement, Some(position)).await {
-                    Outcome::Done => {
-                        let _ = reply.send(Ok(()));
-                    }
-                    Outcome::Refused(e) => {
-                        let _ = reply.send(Err(unavailable(e)));
-                    }
-                    Outcome::Lost => {
-                        let _ = reply.send(Err(StoreError::LeaseLost {
-                            projection: keeper.projection.clone(),
-                        }));
-                        break None;
-                    }
+            })) => match keeper.run(OnSession::Save { position, reset }).await {
+                Outcome::Done => {
+                    let _ = reply.send(Ok(()));
                 }
-            }
+                Outcome::Refused(e) => {
+                    let _ = reply.send(Err(unavailable(e)));
+                }
+                Outcome::Lost => {
+                    let _ = reply.send(Err(StoreError::LeaseLost {
+                        projection: keeper.projection.clone(),
+                    }));
+                    break None;
+                }
+            },
             Woken::RoundTrip => {
-                if let Outcome::Lost = keeper.run("SELECT 1", None).await {
+                if let Outcome::Lost = keeper.run(OnSession::RoundTrip).await {
                     break None;
                 }
             }

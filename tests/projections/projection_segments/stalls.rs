@@ -336,9 +336,9 @@ async fn a_worker_paused_mid_renewal_says_it_stalled_not_that_it_was_in_time() {
     let store = InMemoryEventStore::new();
     let checkpoints = InMemoryCheckpointStore::new();
     let inner = InMemorySegmentClaims::new();
-    let pausing = PausedOnRenewal {
+    let pausing = Switchable {
         inner: inner.clone(),
-        pause: Arc::default(),
+        ..Switchable::default()
     };
     seed(&store, 20, 2).await;
     let a = Threaded::start(name, "a", &store, &checkpoints, Arc::new(pausing.clone()));
@@ -347,7 +347,7 @@ async fn a_worker_paused_mid_renewal_says_it_stalled_not_that_it_was_in_time() {
     wait_for("two segments each", Duration::from_secs(10), shared).await;
     let fenced = changes(name, "fenced");
 
-    pausing.pause.store(true, Ordering::SeqCst);
+    pausing.pause_next_renewal.store(true, Ordering::SeqCst);
     let told = async || changes(name, "fenced") - fenced == 2;
     wait_for(
         "a's two segments counted fenced",
@@ -381,74 +381,14 @@ async fn a_worker_paused_mid_renewal_says_it_stalled_not_that_it_was_in_time() {
     b.stop().await;
 }
 
-/// In-memory claims whose next renewal, once `pause` is set, blocks the calling thread for
-/// three claim timeouts before it reaches the store.
-#[derive(Clone)]
-struct PausedOnRenewal {
-    inner: InMemorySegmentClaims,
-    pause: Arc<AtomicBool>,
-}
-
-#[async_trait]
-impl SegmentClaims for PausedOnRenewal {
-    async fn split(&self, projection: &str, count: u32) -> Result<(u32, bool), StoreError> {
-        self.inner.split(projection, count).await
-    }
-
-    async fn heartbeat(&self, p: &str, worker: &str, timeout: Duration) -> Result<u32, StoreError> {
-        self.inner.heartbeat(p, worker, timeout).await
-    }
-
-    async fn renew(&self, p: &str, w: &str, claims: &[Claim]) -> Result<Vec<Claim>, StoreError> {
-        if self.pause.swap(false, Ordering::SeqCst) {
-            std::thread::sleep(TIMEOUT * 3);
-        }
-        self.inner.renew(p, w, claims).await
-    }
-
-    async fn claim(
-        &self,
-        p: &str,
-        worker: &str,
-        most: usize,
-        timeout: Duration,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.inner.claim(p, worker, most, timeout).await
-    }
-
-    async fn release(&self, p: &str, w: &str, claims: &[Claim]) -> Result<(), StoreError> {
-        self.inner.release(p, w, claims).await
-    }
-
-    async fn leave(&self, projection: &str, worker: &str) -> Result<(), StoreError> {
-        self.inner.leave(projection, worker).await
-    }
-
-    async fn save_fenced(
-        &self,
-        projection: &str,
-        worker: &str,
-        claim: Claim,
-        checkpoints: &dyn CheckpointStore,
-        checkpoint: &str,
-        position: u64,
-    ) -> Result<bool, StoreError> {
-        let inner = &self.inner;
-        inner
-            .save_fenced(projection, worker, claim, checkpoints, checkpoint, position)
-            .await
-    }
-
-    async fn owners(&self, projection: &str) -> Result<Vec<SegmentOwner>, StoreError> {
-        self.inner.owners(projection).await
-    }
-}
-
-/// In-memory claims that can be cut off: every call fails while `down`.
+/// In-memory claims that can be cut off: every call fails while `down`; and whose next
+/// renewal, once `pause_next_renewal` is set, blocks the calling thread for three claim
+/// timeouts before it reaches the store.
 #[derive(Clone, Default)]
 struct Switchable {
     inner: InMemorySegmentClaims,
     down: Arc<AtomicBool>,
+    pause_next_renewal: Arc<AtomicBool>,
 }
 
 impl Switchable {
@@ -474,6 +414,9 @@ impl SegmentClaims for Switchable {
 
     async fn renew(&self, p: &str, w: &str, claims: &[Claim]) -> Result<Vec<Claim>, StoreError> {
         self.check()?;
+        if self.pause_next_renewal.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(TIMEOUT * 3);
+        }
         self.inner.renew(p, w, claims).await
     }
 

@@ -113,18 +113,7 @@ pub async fn a_stop_gives_up_a_handler_that_outlasts_the_stop_timeout<G: Group>(
     );
     assert!(stuck.handled().is_empty(), "the handler never returned");
 
-    let open = Gate::open();
-    let next = group();
-    next.subscribe(open.subscriber());
-    let running = Running::start(&next);
-    until("the five handled", || open.handled().len() >= 5).await;
-    // Time for a duplicate to show up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    running
-        .stop()
-        .await
-        .expect("joined")
-        .expect("stopped cleanly");
+    let open = handled_by_the_next(&group(), 5).await;
     each_handled_once(&published, &stuck, &open);
 }
 
@@ -173,6 +162,12 @@ async fn stop_then_restart(first: &impl Group, next: &impl Group, rest: usize) -
     held.release();
     stopping.await.expect("joined").expect("stopped cleanly");
 
+    (held, handled_by_the_next(next, rest).await)
+}
+
+/// Runs `next` until it handled `rest` messages (and a moment more, for a duplicate to show
+/// up), then stops it: the messages it handled.
+async fn handled_by_the_next(next: &impl Group, rest: usize) -> Gate {
     let open = Gate::open();
     next.subscribe(open.subscriber());
     let running = Running::start(next);
@@ -184,7 +179,7 @@ async fn stop_then_restart(first: &impl Group, next: &impl Group, rest: usize) -
         .await
         .expect("joined")
         .expect("stopped cleanly");
-    (held, open)
+    open
 }
 
 /// The handler's future.

@@ -9,6 +9,7 @@
 //! {"process":"appender-1","seq":1,"at_ms":1700000000004,"kind":"ok","completes":0,"f":{"type":"append","stream":"order-1","event_ids":["…"],"positions":[17]}}
 //! ```
 
+use eventsource_runtime::event::EventEnvelope;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -96,6 +97,21 @@ pub struct Handling {
     pub segment: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+}
+
+impl Handling {
+    /// `handler`'s handling of `event`, outside any segment.
+    pub fn of(handler: &str, event: &EventEnvelope) -> Self {
+        Self {
+            handler: handler.to_owned(),
+            event_id: event.event_id,
+            stream: event.stream.to_string(),
+            version: event.version,
+            position: event.position,
+            segment: None,
+            epoch: None,
+        }
+    }
 }
 
 impl Call {

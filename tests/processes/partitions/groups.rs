@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventsource_runtime::nats::NatsBus;
-use eventsource_runtime::postgres::PostgresCheckpointStore;
 use eventsource_runtime::relay::Relay;
 use eventsource_test_support::history::{
     Call, Delivery, Expectations, History, OpKind, check, wall_clock_ms,
@@ -26,7 +25,7 @@ use eventsource_test_support::history::{
 use super::TIMEOUT;
 use super::child::PROJECTION;
 use super::child::consumer::{BROKER, PREFETCH};
-use super::world::{Nemesis, World};
+use super::world::{Nemesis, Running, World};
 
 /// The longest the group may take to hand `a`'s messages to `b`: `ack_wait`, a pull, 5 s.
 fn takeover_bound() -> Duration {
@@ -42,22 +41,12 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     let server = NatsServer::start(port, world.history_dir());
     let bus = NatsBus::new(&format!("nats://127.0.0.1:{port}")).unwrap();
     bus.declare().await.unwrap();
-    let checkpoints = PostgresCheckpointStore::from_pool(world.db.pool().clone())
-        .with_schema(&world.db.schema)
-        .unwrap();
     let relay = Relay::new(
         Arc::new(world.store().clone()),
-        Arc::new(checkpoints),
+        Arc::new(world.checkpoints()),
         Arc::new(bus),
     );
-    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let relaying = tokio::spawn(async move {
-        relay
-            .run(async move {
-                let _ = relay_stopped.await;
-            })
-            .await
-    });
+    let relaying = Running::spawn(|stopped| async move { relay.run(stopped).await });
 
     let broker = format!("nats://{{host}}:{port}");
     let env = [(BROKER, broker.as_str())];
@@ -68,22 +57,18 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     b.wait_for("a and b both handle", Duration::from_secs(30), both)
         .await;
 
-    let strike = world.strike(nemesis, &a);
     let struck_ms = wall_clock_ms();
-    let takeover = if hold >= TIMEOUT {
-        let before_all_handled = async || waiting_since(&dir, struck_ms).is_empty();
-        b.wait_for(
-            "every event appended before the fault handled",
+    let before_all_handled = async || waiting_since(&dir, struck_ms).is_empty();
+    let takeover = world
+        .cut_off(
+            nemesis,
+            hold,
+            &a,
+            &mut b,
             takeover_bound(),
             before_all_handled,
         )
         .await;
-        Some(strike.at.elapsed())
-    } else {
-        None
-    };
-    tokio::time::sleep_until((strike.at + hold).into()).await;
-    world.heal(&strike, &a);
 
     let acknowledged = world.stop_appending().await;
     let everything = async || waiting_since(&dir, u64::MAX).is_empty();
@@ -94,8 +79,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     )
     .await;
     let (a_stop, b_stop) = (a.stop(), b.stop());
-    let _ = stop_relay.send(());
-    relaying.await.unwrap().unwrap();
+    relaying.stop().await.unwrap();
     drop(server);
 
     let waited = longest_wait(&dir);

@@ -34,17 +34,10 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     b.wait_for("b connects", Duration::from_secs(10), b_connected)
         .await;
 
-    let strike = world.strike(nemesis, &a);
-    let takeover = if hold >= TIMEOUT {
-        let b_handles = async || db.handled_by("b").await > 0;
-        b.wait_for("b takes over", takeover_bound(), b_handles)
-            .await;
-        Some(strike.at.elapsed())
-    } else {
-        None
-    };
-    tokio::time::sleep_until((strike.at + hold).into()).await;
-    world.heal(&strike, &a);
+    let b_handles = async || db.handled_by("b").await > 0;
+    let takeover = world
+        .cut_off(nemesis, hold, &a, &mut b, takeover_bound(), b_handles)
+        .await;
 
     let acknowledged = world.finish_appending(&mut b).await;
     let (a_stop, b_stop) = (a.stop(), b.stop());

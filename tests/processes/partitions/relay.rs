@@ -11,7 +11,6 @@ use std::time::Duration;
 use eventsource_runtime::bus::{HandlerError, Subscribe as _};
 use eventsource_runtime::event::EventEnvelope;
 use eventsource_runtime::nats::NatsBus;
-use eventsource_runtime::postgres::PostgresCheckpointStore;
 use eventsource_runtime::projection::checkpoint::CheckpointStore as _;
 use eventsource_test_support::history::{
     Call, Delivery, Expectations, Handling, HistoryWriter, check,
@@ -22,7 +21,7 @@ use super::child::PROJECTION;
 use super::child::consumer::BROKER;
 use super::child::relay::RELAY_BATCH;
 use super::groups::NatsServer;
-use super::world::{Nemesis, World};
+use super::world::{Nemesis, Running, World};
 
 /// The relay's name unless told otherwise: its lease's key.
 const RELAY: &str = eventsource_runtime::relay::DEFAULT_NAME;
@@ -46,15 +45,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     group.subscribe_fn(PROJECTION, move |event: EventEnvelope| {
         let history = Arc::clone(&history);
         async move {
-            let handling = Handling {
-                handler: PROJECTION.to_owned(),
-                event_id: event.event_id,
-                stream: event.stream.to_string(),
-                version: event.version,
-                position: event.position,
-                segment: None,
-                epoch: None,
-            };
+            let handling = Handling::of(PROJECTION, &event);
             let started = history
                 .invoke(Call::HandleStart(handling))
                 .map_err(HandlerError::new)?;
@@ -62,20 +53,11 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
             Ok::<(), HandlerError>(())
         }
     });
-    let (stop_group, group_stopped) = tokio::sync::oneshot::channel::<()>();
-    let consuming = tokio::spawn(async move {
-        group
-            .run(async move {
-                let _ = group_stopped.await;
-            })
-            .await
-    });
+    let consuming = Running::spawn(|stopped| async move { group.run(stopped).await });
 
     let broker = format!("nats://{{host}}:{port}");
     let env = [(BROKER, broker.as_str())];
-    let checkpoints = PostgresCheckpointStore::from_pool(world.db.pool().clone())
-        .with_schema(&world.db.schema)
-        .unwrap();
+    let checkpoints = world.checkpoints();
     let holder = async || {
         checkpoints
             .lease_holder(RELAY)
@@ -98,18 +80,10 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     })
     .await;
 
-    let strike = world.strike(nemesis, &a);
-    let takeover = if hold >= TIMEOUT {
-        b.wait_for("b takes the relay's lease", takeover_bound(), async || {
-            holder().await.as_deref() == Some("b")
-        })
+    let b_holds = async || holder().await.as_deref() == Some("b");
+    let takeover = world
+        .cut_off(nemesis, hold, &a, &mut b, takeover_bound(), b_holds)
         .await;
-        Some(strike.at.elapsed())
-    } else {
-        None
-    };
-    tokio::time::sleep_until((strike.at + hold).into()).await;
-    world.heal(&strike, &a);
 
     let acknowledged = world.stop_appending().await;
     let dir = world.history_dir().to_owned();
@@ -120,8 +94,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     )
     .await;
     let (a_stop, b_stop) = (a.stop(), b.stop());
-    let _ = stop_group.send(());
-    consuming.await.unwrap().unwrap();
+    consuming.stop().await.unwrap();
     drop(server);
 
     let expectations = Expectations::new().handler(

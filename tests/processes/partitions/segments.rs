@@ -41,29 +41,22 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     let struck_at = db
         .scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
         .await;
-    let strike = world.strike(nemesis, &a);
-    let takeover = if hold >= TIMEOUT {
-        // The segments `a` held: those whose last row before the strike is its.
-        let taken_over = format!(
-            "WITH before AS (SELECT DISTINCT ON (segment) segment, runner \
-                               FROM \"__schema__\".handled \
-                              WHERE at <= to_timestamp({struck_at} / 1000.0) \
-                              ORDER BY segment, at DESC) \
-             SELECT count(*) FILTER (WHERE NOT EXISTS ( \
-                        SELECT 1 FROM \"__schema__\".handled h WHERE h.runner = 'b' \
-                           AND h.segment = before.segment \
-                           AND h.at > to_timestamp({struck_at} / 1000.0))) \
-               FROM before WHERE runner = 'a'"
-        );
-        let b_has_all = async || db.scalar(&taken_over).await == 0;
-        b.wait_for("b writes every segment a held", takeover_bound(), b_has_all)
-            .await;
-        Some(strike.at.elapsed())
-    } else {
-        None
-    };
-    tokio::time::sleep_until((strike.at + hold).into()).await;
-    world.heal(&strike, &a);
+    // The segments `a` held: those whose last row before the fault is its.
+    let taken_over = format!(
+        "WITH before AS (SELECT DISTINCT ON (segment) segment, runner \
+                           FROM \"__schema__\".handled \
+                          WHERE at <= to_timestamp({struck_at} / 1000.0) \
+                          ORDER BY segment, at DESC) \
+         SELECT count(*) FILTER (WHERE NOT EXISTS ( \
+                    SELECT 1 FROM \"__schema__\".handled h WHERE h.runner = 'b' \
+                       AND h.segment = before.segment \
+                       AND h.at > to_timestamp({struck_at} / 1000.0))) \
+           FROM before WHERE runner = 'a'"
+    );
+    let b_has_all = async || db.scalar(&taken_over).await == 0;
+    let takeover = world
+        .cut_off(nemesis, hold, &a, &mut b, takeover_bound(), b_has_all)
+        .await;
 
     let acknowledged = world.finish_appending(&mut b).await;
     let (a_stop, b_stop) = (a.stop(), b.stop());

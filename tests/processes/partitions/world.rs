@@ -2,18 +2,21 @@
 //! namespace the process under test runs in, the appender, the child processes, and what
 //! is done to them (`Nemesis`).
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use eventsource_runtime::event::{NewEvent, StreamId};
-use eventsource_runtime::postgres::PostgresEventStore;
+use eventsource_runtime::postgres::{PostgresCheckpointStore, PostgresEventStore};
 use eventsource_runtime::sqlx::{self, PgPool, postgres::PgPoolOptions};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError};
 use eventsource_test_support::history::{Call, History, HistoryWriter, Op};
 use eventsource_test_support::netns::{self, Fault, Namespace};
+use tokio::sync::oneshot;
 
 use super::TIMEOUT;
 use super::child::{CHILD, HISTORY, NAME, SCHEMA, TIMEOUT_MS, URL};
@@ -150,32 +153,48 @@ impl World {
         }
     }
 
-    /// Does `nemesis` to `process` (in the namespace); what `heal` takes to end it.
-    pub fn strike(&self, nemesis: Nemesis, process: &Process) -> Strike {
+    /// Does `nemesis` to `a` (in the namespace) for `hold`, then heals it. A fault held at
+    /// least [`TIMEOUT`] is the one the peer `b` must take over from: `taken_over` must come
+    /// within `bound` of the fault's start (waited for through `b`, failing with its log);
+    /// how long it took, `None` for a shorter fault.
+    pub async fn cut_off(
+        &self,
+        nemesis: Nemesis,
+        hold: Duration,
+        a: &Process,
+        b: &mut Process,
+        bound: Duration,
+        taken_over: impl AsyncFn() -> bool,
+    ) -> Option<Duration> {
         let started = self.history.note_nemesis(nemesis.name()).unwrap();
+        let at = Instant::now();
         match nemesis {
             Nemesis::Net(fault) | Nemesis::Skewed(fault, _) => self.namespace.cut(fault),
-            Nemesis::Pause => process.signal("-STOP"),
+            Nemesis::Pause => a.signal("-STOP"),
         }
-        Strike {
-            nemesis,
-            started,
-            at: Instant::now(),
-        }
-    }
-
-    /// Ends `strike`.
-    pub fn heal(&self, strike: &Strike, process: &Process) {
-        match strike.nemesis {
+        let takeover = if hold >= TIMEOUT {
+            b.wait_for("the peer takes over", bound, taken_over).await;
+            Some(at.elapsed())
+        } else {
+            None
+        };
+        tokio::time::sleep_until((at + hold).into()).await;
+        match nemesis {
             Nemesis::Net(_) | Nemesis::Skewed(..) => self.namespace.heal(),
-            Nemesis::Pause => process.signal("-CONT"),
+            Nemesis::Pause => a.signal("-CONT"),
         }
-        self.history.note_nemesis_end(&strike.started).unwrap();
+        self.history.note_nemesis_end(&started).unwrap();
+        takeover
     }
 
     /// The event store the test appends to.
     pub fn store(&self) -> &PostgresEventStore {
         &self.db.store
+    }
+
+    /// The checkpoint store on the scenario's schema.
+    pub fn checkpoints(&self) -> PostgresCheckpointStore {
+        self.db.store.checkpoint_store()
     }
 
     /// The folder the histories are in.
@@ -227,11 +246,31 @@ impl World {
     }
 }
 
-/// A nemesis at work.
-pub struct Strike {
-    nemesis: Nemesis,
-    started: eventsource_test_support::history::OpRef,
-    pub at: Instant,
+/// A task of the test's own (a relay, a consumer group) running until told to stop.
+pub struct Running<T> {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Running<T> {
+    /// Runs what `run` makes of the future that completes when [`stop`](Self::stop) is
+    /// called.
+    pub fn spawn<F>(run: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>) -> F) -> Self
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(Box::pin(async move {
+            let _ = stopped.await;
+        })));
+        Self { stop, task }
+    }
+
+    /// Tells it to stop, and waits for what it returns.
+    pub async fn stop(self) -> T {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
 }
 
 /// The database URL, or `None` (skipped) when the suite cannot run here.

@@ -39,15 +39,7 @@ pub async fn run(told: Told) {
     group.subscribe_fn(PROJECTION, move |event: EventEnvelope| {
         let history = Arc::clone(&recording);
         async move {
-            let handling = Handling {
-                handler: PROJECTION.to_owned(),
-                event_id: event.event_id,
-                stream: event.stream.to_string(),
-                version: event.version,
-                position: event.position,
-                segment: None,
-                epoch: None,
-            };
+            let handling = Handling::of(PROJECTION, &event);
             let started = history
                 .invoke(Call::HandleStart(handling))
                 .map_err(HandlerError::new)?;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use eventsource_runtime::nats::NatsBus;
-use eventsource_runtime::postgres::PostgresCheckpointStore;
 use eventsource_runtime::relay::Relay;
 
 use super::consumer::BROKER;
@@ -16,7 +15,6 @@ pub const RELAY_BATCH: usize = 50;
 /// Runs the relay until SIGTERM.
 pub async fn run(told: Told) {
     let Told {
-        schema,
         name,
         timeout,
         store,
@@ -24,10 +22,7 @@ pub async fn run(told: Told) {
     } = told;
     let bus = NatsBus::new(&std::env::var(BROKER).unwrap()).unwrap();
     bus.declare().await.unwrap();
-    let checkpoints = PostgresCheckpointStore::from_pool(store.pool().clone())
-        .with_schema(&schema)
-        .unwrap()
-        .lease_timeout(timeout);
+    let checkpoints = store.checkpoint_store().lease_timeout(timeout);
     let relay = Relay::new(Arc::new(store), Arc::new(checkpoints), Arc::new(bus))
         .batch_size(RELAY_BATCH)
         .poll_interval(std::time::Duration::from_millis(50));

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_runtime::event::EventEnvelope;
-use eventsource_runtime::postgres::PostgresCheckpointStore;
 use eventsource_runtime::projection::runner::ProjectionRunner;
 use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::sqlx::{self, PgPool};
@@ -37,15 +36,7 @@ impl Projection for Recording {
     }
 
     async fn handle(&mut self, event: &EventEnvelope) -> Result<(), ProjectionError> {
-        let handling = Handling {
-            handler: PROJECTION.to_owned(),
-            event_id: event.event_id,
-            stream: event.stream.to_string(),
-            version: event.version,
-            position: event.position,
-            segment: None,
-            epoch: None,
-        };
+        let handling = Handling::of(PROJECTION, event);
         let started = self
             .history
             .invoke(Call::HandleStart(handling))
@@ -89,10 +80,7 @@ pub async fn run(told: Told) {
         history,
         store,
     } = told;
-    let checkpoints = PostgresCheckpointStore::from_pool(store.pool().clone())
-        .with_schema(&schema)
-        .unwrap()
-        .lease_timeout(timeout);
+    let checkpoints = store.checkpoint_store().lease_timeout(timeout);
     let projection = Recording {
         pool: store.pool().clone(),
         insert: format!("INSERT INTO \"{schema}\".handled (event_id, runner) VALUES ($1, $2)"),

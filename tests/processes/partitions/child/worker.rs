@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_runtime::event::EventEnvelope;
-use eventsource_runtime::postgres::{Fenced, FencedProjection, PostgresCheckpointStore};
+use eventsource_runtime::postgres::{Fenced, FencedProjection};
 use eventsource_runtime::projection::ProjectionError;
 use eventsource_runtime::projection::runner::ProjectionRunner;
 use eventsource_runtime::projection::segments::{Fence, SegmentClaims};
@@ -58,9 +58,7 @@ pub async fn run(told: Told) {
         store,
         ..
     } = told;
-    let checkpoints = PostgresCheckpointStore::from_pool(store.pool().clone())
-        .with_schema(&schema)
-        .unwrap();
+    let checkpoints = store.checkpoint_store();
     let projection = Recording {
         insert: format!(
             "INSERT INTO \"{schema}\".handled (event_id, runner, segment, epoch) \

@@ -91,10 +91,11 @@ impl Statements {
 /// of its own (outside the pool) and takes a session-level advisory lock keyed by the
 /// schema and the projection's name (`pg_try_advisory_lock`, 64-bit FNV-1a of both); the
 /// returned [`PostgresLease`] keeps that connection, and the lock, until it is released or
-/// dropped. If the connection dies (the server restarts, the backend is terminated) or goes
-/// silent for the [`lease_timeout`](Self::lease_timeout), the lock goes with it: the lease's [`is_held`](ProjectionLease::is_held) turns `false` at
-/// once, and [`save_leased`](CheckpointStore::save_leased), which runs on the lease's own
-/// session, fails with [`StoreError::LeaseLost`] instead of saving.
+/// dropped. If the connection dies (the server restarts, the backend is terminated), the
+/// lock goes with it: the lease's [`is_held`](ProjectionLease::is_held) turns `false` at
+/// once (within `3/4` of the [`lease_timeout`](Self::lease_timeout) when the connection
+/// goes silent instead), and [`save_leased`](CheckpointStore::save_leased), which runs on
+/// the lease's own session, fails with [`StoreError::LeaseLost`] instead of saving.
 ///
 /// Parked events are kept in the `parked_events` table (schema version 2).
 ///

@@ -240,7 +240,8 @@ impl PostgresEventStore {
     /// The transaction is bounded: it sets `idle_in_transaction_session_timeout` (`SET
     /// LOCAL`, for the rest of the transaction) to the store's
     /// [`idle_transaction_timeout`](Self::idle_transaction_timeout), so a process that stops
-    /// inside it (paused, cut off) cannot hold every reader for longer.
+    /// inside it (paused, cut off) cannot hold every reader for longer. That costs one
+    /// round trip more per call (none with the timeout at `Duration::ZERO`).
     ///
     /// # Errors
     /// As [`EventStore::append`](crate::store::EventStore::append). After an error the transaction is aborted (PostgreSQL

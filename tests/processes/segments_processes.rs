@@ -433,15 +433,41 @@ async fn a_workers_terminated_sessions_leave_no_segment_unowned() {
     scenario.wait_for_both_to_work(&mut a, &mut b).await;
 
     let bound = scenario.claim_timeout() + Duration::from_secs(10);
+    // PostgreSQL's clock at the last strike: each round strikes a worker at work, one that
+    // reconnected and renewed a claim since (in its own time: its retries back off).
+    let mut struck_at = String::from("-infinity");
     for _ in 0..3 {
-        let terminated: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-              WHERE application_name = 'w-a'",
+        let schema = scenario.schema.clone();
+        let a_at_work = async |_: &Scenario| {
+            sqlx::query_scalar::<_, bool>(&format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+                                 WHERE application_name = 'w-a' AND backend_start > $1::timestamptz) \
+                    AND EXISTS (SELECT 1 FROM \"{schema}\".projection_segments \
+                                 WHERE owner = 'w-a' AND renewed_at > $1::timestamptz)"
+            ))
+            .bind(&struck_at)
+            .fetch_one(db.admin())
+            .await
+            .unwrap()
+        };
+        let back = scenario
+            .wait_for(
+                "w-a reconnects and renews a claim",
+                Duration::from_secs(30),
+                &mut [&mut a, &mut b],
+                a_at_work,
+            )
+            .await;
+        eprintln!("w-a at work again after {back:?}");
+        let (at, terminated): (String, i64) = sqlx::query_as(
+            "SELECT now()::text, count(*) FILTER (WHERE pg_terminate_backend(pid)) \
+               FROM pg_stat_activity WHERE application_name = 'w-a'",
         )
-        .fetch_all(db.admin())
+        .fetch_one(db.admin())
         .await
         .unwrap();
-        assert!(!terminated.is_empty(), "w-a has sessions");
+        assert!(terminated > 0, "w-a's sessions terminated");
+        struck_at = at;
         // The work goes on, and no segment stays unowned longer than the claim timeout
         // and a rebalance or two (sampled every 50 ms meanwhile).
         let before = scenario.applied().await;

@@ -58,7 +58,7 @@
 //!   across buses, listed by the stores and drawn as a
 //!   [`CausationTree`](lineage::CausationTree) (uses `store`, `event`);
 //! - [`health`]: [`Lag`](health::Lag) and the [`HealthRegistry`](health::HealthRegistry)
-//!   of runners, relays and consumer groups (uses `telemetry`);
+//!   of runners, relays and consumer groups (uses `store`, `telemetry`);
 //! - [`store`]: [`EventStore`](store::EventStore) and the
 //!   [`InMemoryEventStore`](store::InMemoryEventStore) (uses `event`, `telemetry`);
 //! - [`aggregate`]: [`Aggregate`](aggregate::Aggregate), [`Apply`](aggregate::Apply),

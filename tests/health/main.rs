@@ -24,6 +24,8 @@ use eventsource_runtime::projection::checkpoint::{CheckpointStore, InMemoryCheck
 use eventsource_runtime::projection::runner::{RunnerError, UnreadablePolicy};
 use eventsource_runtime::relay::Relay;
 use eventsource_runtime::sqlite::SqliteEventStore;
+use eventsource_runtime::sqlx;
+use eventsource_runtime::store::MARK_HELD_WARN_AFTER;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{MetricCapture, capture_metrics};
 use losable::Losable;
@@ -235,6 +237,118 @@ async fn a_runner_reports_its_lag_on_postgres() {
     assert_eq!(store.head_position().await.unwrap(), Some(0));
     lag_is_counted_and_aged(Arc::new(store.clone()), checkpoints, "PostgresLag").await;
     assert_eq!(store.head_position().await.unwrap(), Some(5));
+    pool.close().await;
+    db.cleanup().await;
+}
+
+/// An append whose transaction stalls holds the store's high-water mark back, and with it
+/// every reader: past `MARK_HELD_WARN_AFTER` a runner's and a relay's health name the
+/// session (report, JSON, printed table) and the `eventsource.store.mark_held` gauge says
+/// how long; once the transaction ends, neither does.
+#[tokio::test]
+async fn a_stalled_append_is_named_in_the_health_of_every_reader() {
+    let Some(db) = postgres::TestDb::open("a_stalled_append_is_named_in_health").await else {
+        return;
+    };
+    LazyLock::force(&METRICS);
+    let pool = db.pool(4).await;
+    let store = db.store_in(&pool, &db.schema()).await;
+    let checkpoints = Arc::new(store.checkpoint_store());
+    let relay = Relay::new(
+        Arc::new(store.clone()),
+        checkpoints.clone(),
+        Arc::new(InMemoryEventBus::new()),
+    )
+    .named("held-relay");
+    let runner = runner(
+        Arc::new(store.clone()),
+        checkpoints,
+        Counter::named("HeldOrders"),
+    );
+    let health = HealthRegistry::new();
+    health.watch(&relay);
+    health.watch(&runner);
+    let gauge = |kind: &str, name: &str| {
+        let having = [
+            (attr::METRIC_ATTR_COMPONENT_KIND, kind),
+            (attr::METRIC_ATTR_COMPONENT_NAME, name),
+        ];
+        METRICS.gauge(attr::METRIC_STORE_MARK_HELD, &having)
+    };
+    let report = health.report().await;
+    assert!(report.components().iter().all(|c| c.mark_holder.is_none()));
+    assert_eq!(
+        gauge("projection", "HeldOrders"),
+        Some(0.0),
+        "nothing holds it"
+    );
+
+    let mut stalled = pool.begin().await.unwrap();
+    sqlx::query("SET application_name = 'stalled-writer'")
+        .execute(&mut *stalled)
+        .await
+        .unwrap();
+    let held = store
+        .append_in_transaction(
+            &mut stalled,
+            &StreamId::new("Order", "stalled"),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::new("OrderPlaced", 1, serde_json::json!({}))],
+        )
+        .await
+        .unwrap();
+    append_old(&store, 1).await;
+    let started = std::time::Instant::now();
+    let mut report = health.report().await;
+    assert!(
+        report.components().iter().all(|c| c.mark_holder.is_none()),
+        "not late yet"
+    );
+    while report.components().iter().any(|c| c.mark_holder.is_none()) {
+        assert!(
+            started.elapsed() < MARK_HELD_WARN_AFTER + Duration::from_secs(10),
+            "not named within {MARK_HELD_WARN_AFTER:?} and 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        report = health.report().await;
+    }
+    for component in report.components() {
+        let holder = component.mark_holder.as_ref().unwrap();
+        assert_eq!(
+            holder.position, held.events[0].position,
+            "{}",
+            component.name
+        );
+        assert_eq!(holder.application.as_deref(), Some("stalled-writer"));
+        assert!(holder.held_for().unwrap() > MARK_HELD_WARN_AFTER);
+    }
+    let json: Json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["components"][1]["mark_held_by"]["application"],
+        "stalled-writer"
+    );
+    let text = report.to_string();
+    assert!(
+        text.contains(&format!(
+            "projection `HeldOrders` waits on the high-water mark at position {}: held by \
+             session",
+            held.events[0].position
+        )) && text.contains("(stalled-writer)"),
+        "{text}"
+    );
+    for (kind, name) in [("relay", "held-relay"), ("projection", "HeldOrders")] {
+        let seconds = gauge(kind, name).unwrap();
+        assert!(
+            seconds > MARK_HELD_WARN_AFTER.as_secs_f64(),
+            "{name}: {seconds}"
+        );
+    }
+
+    stalled.rollback().await.unwrap();
+    let report = health.report().await;
+    assert!(report.components().iter().all(|c| c.mark_holder.is_none()));
+    assert_eq!(gauge("relay", "held-relay"), Some(0.0), "released");
+    assert!(!report.to_string().contains("waits on the high-water mark"));
     pool.close().await;
     db.cleanup().await;
 }

@@ -1,5 +1,8 @@
 //! The lag gauges, `eventsource.lag.events` and `eventsource.lag.oldest_age`, as every
-//! runner, relay and consumer group records them.
+//! runner, relay and consumer group records them, and `eventsource.store.mark_held`, as
+//! runners and relays record it with their health.
+
+use std::time::Duration;
 
 use super::{ComponentKind, Lag};
 use crate::telemetry::attributes as attr;
@@ -16,6 +19,27 @@ static LAG_OLDEST_AGE: metrics::DurationGauge = metrics::DurationGauge::new(
     attr::METRIC_LAG_OLDEST_AGE,
     "Age of the oldest event a projection runner, relay or consumer group has not handled yet",
 );
+
+static MARK_HELD: metrics::DurationGauge = metrics::DurationGauge::new(
+    attr::METRIC_STORE_MARK_HELD,
+    "How long the session holding the store's high-water mark back has held it, as a \
+     projection runner or relay reading the store last saw (0: nothing holds it)",
+);
+
+/// Records how long the store's high-water mark has been held, as the runner or relay
+/// (`kind`) named `name` saw it.
+pub(crate) fn record_mark_held(kind: ComponentKind, name: &str, held: Duration) {
+    metrics::record(
+        [
+            (
+                attr::METRIC_ATTR_COMPONENT_KIND,
+                Attr::Static(kind.as_str()),
+            ),
+            (attr::METRIC_ATTR_COMPONENT_NAME, Attr::Str(name)),
+        ],
+        |metrics| metrics.duration_gauge(&MARK_HELD, held),
+    );
+}
 
 /// Records `lag` in both gauges, with `attributes` (converted once).
 fn record<const N: usize>(lag: Lag, attributes: [(&'static str, Attr<'_>); N]) {

@@ -9,7 +9,11 @@
 //!   (see `docs/telemetry.md`): runners and relays after each batch they read, consumer
 //!   groups every `lag_interval` while they run;
 //! - reports its [`ComponentHealth`] through `health()`: its [state](ComponentState), its
-//!   lag, whether it holds its lease, its parked events and its last error.
+//!   lag, whether it holds its lease, its parked events and its last error; a runner or
+//!   relay also names the session holding its store's high-water mark back, when one has
+//!   for longer than [`MARK_HELD_WARN_AFTER`](crate::store::MARK_HELD_WARN_AFTER) (a
+//!   PostgreSQL append whose transaction stalls: nothing after it is readable until it
+//!   ends), logs a WARN line naming it and records the gauge `eventsource.store.mark_held`.
 //!
 //! A worker of a projection or relay [split into segments](crate::projection::segments)
 //! reports as one component too, listing every segment of the projection
@@ -85,6 +89,7 @@
 //! ```
 
 pub(crate) mod instrument;
+mod mark;
 mod report;
 mod status;
 
@@ -95,6 +100,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::store::MarkHolder;
+
+pub(crate) use mark::late_mark_holder;
 pub use report::{HealthRegistry, HealthReport};
 #[cfg(feature = "broker")]
 pub(crate) use status::Holding;
@@ -319,6 +327,13 @@ pub struct ComponentHealth {
     /// JSON).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<SegmentHealth>,
+    /// A runner or relay: the session holding its store's high-water mark back, when one
+    /// has for longer than [`MARK_HELD_WARN_AFTER`](crate::store::MARK_HELD_WARN_AFTER):
+    /// the component reads nothing stored after the mark until that session's transaction
+    /// ends, so its lag understates what waits. `None` otherwise (and left out of the JSON,
+    /// `mark_held_by` there).
+    #[serde(rename = "mark_held_by", skip_serializing_if = "Option::is_none")]
+    pub mark_holder: Option<MarkHolder>,
 }
 
 /// One segment of a projection or relay split into segments, in its worker's
@@ -364,6 +379,7 @@ impl ComponentHealth {
             parked: 0,
             last_error: None,
             segments: Vec::new(),
+            mark_holder: None,
         }
     }
 }

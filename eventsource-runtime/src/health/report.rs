@@ -132,6 +132,7 @@ impl fmt::Display for HealthReport {
     /// projection `Shipments` segments:
     ///   0/2     owner web-1 epoch 1 checkpoint 120 lag 0 events, oldest 0.000 s parked 0
     ///   1/2     owner web-2 epoch 3 checkpoint 117 lag 3 events, oldest 0.020 s parked 0
+    /// projection `OrderList` waits on the high-water mark at position 124: held by session 4242 (billing) from 10.0.0.7 for 7.5 s
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -189,6 +190,27 @@ impl fmt::Display for HealthReport {
                     s.checkpoint,
                     lag,
                     s.parked
+                )?;
+            }
+        }
+        for c in &self.components {
+            if let Some(holder) = &c.mark_holder {
+                writeln!(
+                    f,
+                    "{} `{}` waits on the high-water mark at position {}: held by session {}{}{} for {:.1} s",
+                    c.kind,
+                    c.name,
+                    holder.position,
+                    holder.process_id,
+                    holder
+                        .application
+                        .as_deref()
+                        .map_or_else(String::new, |name| format!(" ({name})")),
+                    holder
+                        .client
+                        .as_deref()
+                        .map_or_else(String::new, |client| format!(" from {client}")),
+                    holder.held_for().unwrap_or_default().as_secs_f64(),
                 )?;
             }
         }

@@ -33,7 +33,6 @@ mod events;
 mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use causation::{DrawnNode, causation_tree, causation_tree_with, drawn_nodes};
 pub use events::{EventPage, EventQuery, EventView, parse_stream, read_events, trace_link};
@@ -45,11 +44,6 @@ pub use status::{
 use crate::projection::checkpoint::CheckpointStore;
 use crate::projection::segments::SegmentClaims;
 use crate::store::{EventStore, StoreError};
-
-/// How long a session may hold the store's high-water mark back before the status warns
-/// of it ([`MarkHolderView::warn`]; `WARN` in `eventsource status`, on the console page): an
-/// append's transaction that runs this long holds every projection and relay behind it.
-pub const MARK_HELD_WARN_AFTER: Duration = Duration::from_secs(5);
 
 /// The stores an operator reads: the events, the checkpoints (with leases and parked
 /// events) and, where the store keeps them across processes, split projections' segment

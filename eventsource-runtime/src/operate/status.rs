@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 
-use super::{MARK_HELD_WARN_AFTER, OperateError, Stores};
+use super::{OperateError, Stores};
 use crate::projection::checkpoint::{CheckpointRecord, LeaseHolder};
 use crate::projection::segments::SegmentOwner;
 use crate::store::{BatchEnd, EventStore, MarkHolder, Segment};
@@ -46,19 +46,17 @@ pub struct MarkHolderView {
     /// How long its transaction has run, in seconds, when known (0 for a start "in the
     /// future": clocks apart).
     pub held_seconds: Option<f64>,
-    /// It has held the mark longer than [`MARK_HELD_WARN_AFTER`]: readers wait on it.
+    /// It has held the mark longer than
+    /// [`MARK_HELD_WARN_AFTER`](crate::store::MARK_HELD_WARN_AFTER): readers wait on it.
     pub warn: bool,
 }
 
 impl From<MarkHolder> for MarkHolderView {
     fn from(holder: MarkHolder) -> Self {
-        let held_seconds = holder
-            .transaction_since
-            .map(|since| seconds_since(since).max(0.0));
         Self {
+            held_seconds: holder.held_for().map(|held| held.as_secs_f64()),
+            warn: holder.is_late(),
             holder,
-            held_seconds,
-            warn: held_seconds.is_some_and(|held| held > MARK_HELD_WARN_AFTER.as_secs_f64()),
         }
     }
 }

@@ -1,7 +1,15 @@
 //! Who holds a store's high-water mark back ([`EventStore::mark_holder`](super::EventStore::mark_holder)).
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+
+/// How long a session may hold the store's high-water mark back before it is reported as
+/// late ([`MarkHolder::is_late`]): `WARN` in `eventsource status` and on the console page,
+/// a WARN line and `mark_held_by` in a runner's or relay's health. An append's transaction
+/// that runs this long holds every projection and relay behind it.
+pub const MARK_HELD_WARN_AFTER: Duration = Duration::from_secs(5);
 
 /// The database session holding a store's high-water mark back: its append (at
 /// `position`) is in a transaction that has not ended, and no reader (projection, relay)
@@ -41,5 +49,20 @@ impl MarkHolder {
             transaction_since: None,
             state: None,
         }
+    }
+
+    /// How long its transaction has run, when known (zero for a start "in the future":
+    /// clocks apart).
+    #[must_use]
+    pub fn held_for(&self) -> Option<Duration> {
+        let since = self.transaction_since?;
+        Some((Utc::now() - since).to_std().unwrap_or_default())
+    }
+
+    /// It has held the mark longer than [`MARK_HELD_WARN_AFTER`]: readers wait on it.
+    #[must_use]
+    pub fn is_late(&self) -> bool {
+        self.held_for()
+            .is_some_and(|held| held > MARK_HELD_WARN_AFTER)
     }
 }

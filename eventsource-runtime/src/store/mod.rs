@@ -38,7 +38,7 @@ use crate::event::{EventEnvelope, NewEvent, StreamId};
 
 pub use batch::{BatchEnd, ReadBatch};
 pub use log_reader::{LogReader, ReadAllLogReader};
-pub use mark_holder::MarkHolder;
+pub use mark_holder::{MARK_HELD_WARN_AFTER, MarkHolder};
 pub use memory::InMemoryEventStore;
 pub use segment::Segment;
 pub use stream_reader::{LoadStreamReader, StreamReader};

@@ -289,6 +289,10 @@ pub const METRIC_LAG_EVENTS: &str = "eventsource.lag.events";
 /// Gauge of the age, in seconds, of the oldest event a projection runner, relay or consumer
 /// group has not handled yet (0 when none waits).
 pub const METRIC_LAG_OLDEST_AGE: &str = "eventsource.lag.oldest_age";
+/// Gauge of how long, in seconds, the session holding the event store's high-water mark
+/// back has held it, as a projection runner or relay saw it when its health was last asked
+/// (0 when nothing holds it; see [`health`](crate::health)).
+pub const METRIC_STORE_MARK_HELD: &str = "eventsource.store.mark_held";
 
 /// Metric attribute: command type.
 pub const METRIC_ATTR_COMMAND_TYPE: &str = "command.type";

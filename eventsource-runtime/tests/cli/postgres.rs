@@ -181,7 +181,7 @@ async fn reads_and_resets_a_postgres_store() {
 
 /// A transaction that appended and is still open holds the high-water mark: `status` names
 /// its session (pid, application, client, state, for how long) on the line after the
-/// header, `WARN` once it has held it past `operate::MARK_HELD_WARN_AFTER`; gone once it
+/// header, `WARN` once it has held it past `store::MARK_HELD_WARN_AFTER`; gone once it
 /// commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_names_the_session_holding_the_mark_back() {
@@ -250,7 +250,7 @@ async fn status_names_the_session_holding_the_mark_back() {
     assert!(by["held_seconds"].as_f64().is_some(), "{status:#}");
 
     // Held past the warning's threshold.
-    let threshold = eventsource_runtime::operate::MARK_HELD_WARN_AFTER;
+    let threshold = eventsource_runtime::store::MARK_HELD_WARN_AFTER;
     tokio::time::sleep((threshold + Duration::from_millis(500)).saturating_sub(started.elapsed()))
         .await;
     let (line, text) = holder_line();

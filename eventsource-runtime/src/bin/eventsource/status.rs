@@ -117,7 +117,7 @@ fn as_text(report: &StatusReport) -> String {
 }
 
 /// `WARN mark held at #123 by pid 4711 (app stalled-writer, client 10.99.1.2) idle in
-/// transaction for 12s`: `WARN` past `operate::MARK_HELD_WARN_AFTER`, each part only when
+/// transaction for 12s`: `WARN` past `store::MARK_HELD_WARN_AFTER`, each part only when
 /// known.
 fn mark_line(view: &MarkHolderView) -> String {
     let holder = &view.holder;

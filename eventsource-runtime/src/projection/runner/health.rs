@@ -11,7 +11,7 @@ use super::ProjectionRunner;
 use crate::event::EventEnvelope;
 use crate::health::{
     ComponentHealth, ComponentKind, ComponentState, Lag, LeaseState, ReportsHealth, Status,
-    Watchable, instrument,
+    Watchable, instrument, late_mark_holder,
 };
 use crate::projection::Projection;
 use crate::projection::checkpoint::CheckpointStore;
@@ -112,7 +112,8 @@ impl Probe {
         lag_after(&*self.store, self.segment, checkpoint, None).await
     }
 
-    /// The health now: the running loop's state, the lag and parked events asked now.
+    /// The health now: the running loop's state, the lag, parked events and a late holder
+    /// of the store's high-water mark asked now.
     pub(super) async fn health(&self) -> ComponentHealth {
         let now = self.status.now();
         let name = self.reported_name();
@@ -124,6 +125,7 @@ impl Probe {
             .parked(name)
             .await
             .map_or(0, |parked| parked.len() as u64);
+        health.mark_holder = late_mark_holder(&*self.store, self.kind, name).await;
         health
     }
 

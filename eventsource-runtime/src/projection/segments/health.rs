@@ -9,7 +9,7 @@ use super::SegmentClaims;
 use super::claims::Claim;
 use crate::health::{
     ComponentHealth, ComponentState, Lag, LastError, LeaseState, ReportsHealth, SegmentHealth,
-    Status,
+    Status, late_mark_holder,
 };
 use crate::projection::runner::{Probe, lag_after};
 
@@ -126,6 +126,7 @@ impl ReportsHealth for WorkerProbe {
             }
             Err(error) => health.last_error = Some(LastError::now(&error)),
         }
+        health.mark_holder = late_mark_holder(&*self.runner.store, self.runner.kind, &name).await;
         health
     }
 }

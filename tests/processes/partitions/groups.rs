@@ -1,13 +1,15 @@
-//! A NATS JetStream consumer group under faults: member `a`, in the namespace, and member
-//! `b`, on the host, pull from one durable consumer of a nats-server of the scenario's own
-//! (listening on the host side of the namespace too); a relay in the test publishes what the
-//! test appends. Judged from the members' histories: every acknowledged append handled,
-//! again only after a takeover and at most a prefetch of them (at least once), in no
-//! particular order (several members of one NATS group do not keep it, docs/brokers.md);
-//! a fault held at least `ack_wait` has every event appended before it handled within
-//! `ack_wait` + a pull (2 s) + 5 s of its start, and no event waits longer than that to
-//! be handled (those handed to `a` as it was cut off come to `b` after `ack_wait`); both
-//! stop within 30 s of SIGTERM.
+//! A consumer group under faults, on NATS JetStream or RabbitMQ: member `a`, in the
+//! namespace, and member `b`, on the host, share one group; a relay in the test publishes
+//! what the test appends. NATS: a nats-server of the scenario's own, listening on the host
+//! side of the namespace too; the group hands `a`'s messages on after `ack_wait` (`T`).
+//! RabbitMQ: the CI's broker, reached through a [`Forwarder`] (its `guest` logs in from
+//! loopback only), the members' heartbeat `T`; the broker hands `a`'s messages on once it
+//! has heard nothing from `a` for two to three heartbeats. Judged from the members'
+//! histories: every acknowledged append handled, again only after a takeover and at most a
+//! prefetch of them (at least once), in no particular order (several members of one group
+//! do not keep it, docs/brokers.md); a fault held at least `T` has every event appended
+//! before it handled within the group's takeover bound of its start, and no event waits
+//! longer than that to be handled; both stop within 30 s of SIGTERM.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -16,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventsource_runtime::bus::EventBus;
 use eventsource_runtime::nats::NatsBus;
 use eventsource_runtime::relay::Relay;
 use eventsource_test_support::history::{
@@ -24,32 +27,109 @@ use eventsource_test_support::history::{
 
 use super::TIMEOUT;
 use super::child::PROJECTION;
-use super::child::consumer::{BROKER, PREFETCH};
+use super::child::consumer::{BROKER, GROUP, PREFETCH};
 use super::world::{Nemesis, Running, World};
 
-/// The longest the group may take to hand `a`'s messages to `b`: `ack_wait`, a pull, 5 s.
-fn takeover_bound() -> Duration {
-    TIMEOUT + Duration::from_secs(2) + Duration::from_secs(5)
+/// The broker the group is on.
+#[derive(Debug, Clone, Copy)]
+pub enum Broker {
+    /// NATS JetStream: a nats-server of the scenario's own.
+    Nats,
+    /// RabbitMQ: the CI's broker (`EVENTSOURCE_AMQP_URL`), through a forwarder.
+    #[cfg(feature = "rabbitmq")]
+    RabbitMq,
 }
 
-/// Does `nemesis` to member `a` for `hold`, then heals, and judges.
-pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
+/// What a scenario's broker is made of: what it keeps alive, the URL its members reach it
+/// at (`{host}`: the address a child reaches the host at), the bus the relay publishes on.
+struct OnBroker {
+    _alive: Box<dyn Send>,
+    member_url: String,
+    bus: Arc<dyn EventBus>,
+    /// The longest the group may take to hand `a`'s messages to `b`.
+    takeover_bound: Duration,
+    /// What the takeover races, for the printed line.
+    races: &'static str,
+}
+
+impl Broker {
+    /// The broker for scenario `index` (its ports), its group and exchange `group`; `None`
+    /// (the test skipped) when the CI's broker is not there.
+    async fn start(self, index: u8, group: &str, dir: &Path) -> Option<OnBroker> {
+        let port = 14_300 + u16::from(index);
+        match self {
+            Self::Nats => {
+                let server = NatsServer::start(port, dir);
+                let bus = NatsBus::new(&format!("nats://127.0.0.1:{port}")).unwrap();
+                bus.declare().await.unwrap();
+                Some(OnBroker {
+                    _alive: Box::new(server),
+                    member_url: format!("nats://{{host}}:{port}"),
+                    bus: Arc::new(bus),
+                    // `ack_wait`, a pull (2 s), 5 s.
+                    takeover_bound: TIMEOUT + Duration::from_secs(2) + Duration::from_secs(5),
+                    races: "ack_wait",
+                })
+            }
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq => {
+                use eventsource_runtime::rabbitmq::RabbitMqBus;
+                let server = eventsource_test_support::servers::Server::RabbitMq;
+                let url = server.address("partitions::rabbitmq")?;
+                let (scheme_and_auth, rest) = url.rsplit_once('@').expect("amqp://user:pass@host");
+                let (address, vhost) = rest.split_once('/').unwrap_or((rest, "%2f"));
+                let upstream: SocketAddr = tokio::net::lookup_host(address)
+                    .await
+                    .unwrap()
+                    .next()
+                    .unwrap();
+                let forwarder = super::forwarder::Forwarder::start(port, upstream);
+                let bus = RabbitMqBus::new(&url).unwrap().with_exchange(group);
+                bus.declare().await.unwrap();
+                let heartbeat = TIMEOUT.as_secs();
+                Some(OnBroker {
+                    _alive: Box::new(forwarder),
+                    member_url: format!(
+                        "{scheme_and_auth}@{{host}}:{port}/{vhost}?heartbeat={heartbeat}"
+                    ),
+                    bus: Arc::new(bus),
+                    // RabbitMQ checks every heartbeat and gives up on the second check
+                    // that found nothing: 2 to 3 heartbeats after the member last spoke.
+                    // Then 5 s.
+                    takeover_bound: TIMEOUT * 3 + Duration::from_secs(5),
+                    races: "heartbeat",
+                })
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Nats => "NATS",
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq => "RabbitMQ",
+        }
+    }
+}
+
+/// Does `nemesis` to member `a` of a group on `broker` for `hold`, then heals, and judges.
+pub async fn run(index: u8, broker: Broker, nemesis: Nemesis, hold: Duration) {
     let Some(mut world) = World::start(index).await else {
         return;
     };
-    let port = 14_300 + u16::from(index);
-    let server = NatsServer::start(port, world.history_dir());
-    let bus = NatsBus::new(&format!("nats://127.0.0.1:{port}")).unwrap();
-    bus.declare().await.unwrap();
+    let group = format!("partition-{index}-{}", std::process::id());
+    let Some(on) = broker.start(index, &group, world.history_dir()).await else {
+        world.end().await;
+        return;
+    };
     let relay = Relay::new(
         Arc::new(world.store().clone()),
         Arc::new(world.checkpoints()),
-        Arc::new(bus),
+        Arc::clone(&on.bus),
     );
     let relaying = Running::spawn(|stopped| async move { relay.run(stopped).await });
 
-    let broker = format!("nats://{{host}}:{port}");
-    let env = [(BROKER, broker.as_str())];
+    let env = [(BROKER, on.member_url.as_str()), (GROUP, group.as_str())];
     let a = world.start_child_with("consumer", "a", true, nemesis, &env);
     let mut b = world.start_child_with("consumer", "b", false, nemesis, &env);
     let dir = world.history_dir().to_owned();
@@ -65,7 +145,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
             hold,
             &a,
             &mut b,
-            takeover_bound(),
+            on.takeover_bound,
             before_all_handled,
         )
         .await;
@@ -80,11 +160,11 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     .await;
     let (a_stop, b_stop) = (a.stop(), b.stop());
     relaying.stop().await.unwrap();
-    drop(server);
+    drop(on._alive);
 
     let waited = longest_wait(&dir);
     assert!(
-        waited <= takeover_bound(),
+        waited <= on.takeover_bound,
         "an event waited {waited:?} to be handled"
     );
     let expectations = Expectations::new().unordered_handler(
@@ -96,10 +176,12 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     let report = check(&world.history("a", nemesis, Vec::new()), &expectations);
     report.assert_clean();
     println!(
-        "NATS group, {} held {hold:?} (ack_wait {TIMEOUT:?}): {acknowledged} appends \
-         acknowledged; what was appended before it handled {} after it began; the longest an \
-         event waited: {waited:?}; stopped after SIGTERM in {a_stop:?} (a) and {b_stop:?} (b)",
+        "{} group, {} held {hold:?} ({} {TIMEOUT:?}): {acknowledged} appends acknowledged; \
+         what was appended before it handled {} after it began; the longest an event \
+         waited: {waited:?}; stopped after SIGTERM in {a_stop:?} (a) and {b_stop:?} (b)",
+        broker.name(),
         nemesis.name(),
+        on.races,
         takeover.map_or("only after the heal".to_owned(), |t| format!("{t:?}")),
     );
     world.end().await;

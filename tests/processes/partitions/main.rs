@@ -12,7 +12,8 @@
 //! - `lease`: `a` and `b` are projection runners, `a` holding the projection's lease;
 //! - `segments`: `a` and `b` are workers of a projection split into segments, writing in the
 //!   checkpoint's transaction on condition of their claims;
-//! - `groups` (feature `nats`): `a` and `b` are members of a NATS JetStream consumer group;
+//! - `groups` (feature `nats`): `a` and `b` are members of a NATS JetStream consumer group,
+//!   or (feature `rabbitmq`) of a RabbitMQ one (reached through a `forwarder`);
 //! - `relay` (feature `nats`): `a` and `b` are relays to NATS, `a` holding the relay's lease.
 //!
 //! Needs root, `ip` and `nft`, and a PostgreSQL that takes connections from 10.99.0.0/16
@@ -20,6 +21,8 @@
 //! it prints `skipped: ...` and passes, unless `EVENTSOURCE_REQUIRE_PARTITIONS=1`.
 
 mod child;
+#[cfg(feature = "rabbitmq")]
+mod forwarder;
 #[cfg(feature = "nats")]
 mod groups;
 mod lease;
@@ -32,6 +35,8 @@ use std::time::Duration;
 
 use eventsource_test_support::netns::Fault;
 
+#[cfg(feature = "nats")]
+use groups::Broker;
 use world::Nemesis;
 
 /// The lease and claim timeout the children use: short, so that the suite is.
@@ -121,19 +126,49 @@ async fn segment_worker_clock_ahead_black_holed_three_timeouts() {
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_member_black_holed_three_timeouts() {
-    groups::run(21, Nemesis::Net(Fault::DropBoth), TIMEOUT * 3).await;
+    groups::run(21, Broker::Nats, Nemesis::Net(Fault::DropBoth), TIMEOUT * 3).await;
 }
 
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_member_paused_three_timeouts() {
-    groups::run(22, Nemesis::Pause, TIMEOUT * 3).await;
+    groups::run(22, Broker::Nats, Nemesis::Pause, TIMEOUT * 3).await;
 }
 
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_member_rejected_for_the_timeout() {
-    groups::run(23, Nemesis::Net(Fault::RejectBoth), TIMEOUT).await;
+    groups::run(23, Broker::Nats, Nemesis::Net(Fault::RejectBoth), TIMEOUT).await;
+}
+
+#[cfg(all(feature = "nats", feature = "rabbitmq"))]
+#[tokio::test]
+async fn rabbitmq_member_black_holed_three_timeouts() {
+    groups::run(
+        24,
+        Broker::RabbitMq,
+        Nemesis::Net(Fault::DropBoth),
+        TIMEOUT * 3,
+    )
+    .await;
+}
+
+#[cfg(all(feature = "nats", feature = "rabbitmq"))]
+#[tokio::test]
+async fn rabbitmq_member_paused_three_timeouts() {
+    groups::run(25, Broker::RabbitMq, Nemesis::Pause, TIMEOUT * 3).await;
+}
+
+#[cfg(all(feature = "nats", feature = "rabbitmq"))]
+#[tokio::test]
+async fn rabbitmq_member_rejected_for_the_timeout() {
+    groups::run(
+        26,
+        Broker::RabbitMq,
+        Nemesis::Net(Fault::RejectBoth),
+        TIMEOUT,
+    )
+    .await;
 }
 
 #[cfg(feature = "nats")]

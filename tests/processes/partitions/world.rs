@@ -242,7 +242,9 @@ impl World {
     pub async fn end(self) {
         let dir = self.dir.clone();
         self.db.drop_schema().await;
-        let _ = std::fs::remove_dir_all(dir);
+        if std::env::var_os("EVENTSOURCE_PARTITION_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -1,24 +1,25 @@
-//! The `consumer` child: a member of a NATS JetStream consumer group, recording in its
-//! history the start and the end of every event it handles (at least once: its effect is
-//! the record itself).
+//! The `consumer` child: a member of a consumer group (NATS JetStream, or RabbitMQ with the
+//! feature), recording in its history the start and the end of every event it handles (at
+//! least once: its effect is the record itself).
 
 use std::sync::Arc;
 
-use eventsource_runtime::bus::{HandlerError, Subscribe as _};
+use eventsource_runtime::bus::{HandlerError, Subscribe};
 use eventsource_runtime::event::EventEnvelope;
 use eventsource_runtime::nats::NatsBus;
-use eventsource_test_support::history::{Call, Handling};
+use eventsource_test_support::history::{Call, Handling, HistoryWriter};
 
 use super::{PROJECTION, Told, terminated};
 
-/// The broker's URL (the host side of the child's namespace, or loopback).
+/// The broker's URL (the host side of the child's namespace, or loopback): `nats://...` or
+/// `amqp://...`.
 pub const BROKER: &str = "EVENTSOURCE_PARTITION_CHILD_BROKER";
+/// The group's name (RabbitMQ: its exchange's too).
+pub const GROUP: &str = "EVENTSOURCE_PARTITION_CHILD_GROUP";
 /// Messages a member takes ahead: with a takeover, the most it may handle again.
 pub const PREFETCH: u16 = 16;
 /// How long handling an event takes.
 const HANDLING: std::time::Duration = std::time::Duration::from_millis(30);
-/// The group's name.
-const GROUP: &str = "partition";
 
 /// Runs the group member until SIGTERM.
 pub async fn run(told: Told) {
@@ -29,15 +30,38 @@ pub async fn run(told: Told) {
         ..
     } = told;
     let url = std::env::var(BROKER).unwrap();
-    let group = NatsBus::new(&url)
-        .unwrap()
-        .consumer_group(GROUP)
-        .prefetch(PREFETCH)
-        .ack_wait(timeout);
-    group.declare().await.unwrap();
-    let recording = Arc::clone(&history);
+    let group_name = std::env::var(GROUP).unwrap();
+    if url.starts_with("amqp://") {
+        #[cfg(feature = "rabbitmq")]
+        {
+            let bus = eventsource_runtime::rabbitmq::RabbitMqBus::new(&url)
+                .unwrap()
+                .with_exchange(&group_name);
+            bus.declare().await.unwrap();
+            let group = bus.consumer_group(&group_name).prefetch(PREFETCH);
+            group.declare().await.unwrap();
+            record_handling(&group, history);
+            group.run(terminated()).await.unwrap();
+        }
+        #[cfg(not(feature = "rabbitmq"))]
+        panic!("a RabbitMQ member needs the `rabbitmq` feature");
+    } else {
+        let group = NatsBus::new(&url)
+            .unwrap()
+            .consumer_group(&group_name)
+            .prefetch(PREFETCH)
+            .ack_wait(timeout);
+        group.declare().await.unwrap();
+        record_handling(&group, history);
+        group.run(terminated()).await.unwrap();
+    }
+    println!("{name} stopped");
+}
+
+/// Subscribes the member's handler: each event's start and end recorded.
+fn record_handling(group: &impl Subscribe, history: Arc<HistoryWriter>) {
     group.subscribe_fn(PROJECTION, move |event: EventEnvelope| {
-        let history = Arc::clone(&recording);
+        let history = Arc::clone(&history);
         async move {
             let handling = Handling::of(PROJECTION, &event);
             let started = history
@@ -50,6 +74,4 @@ pub async fn run(told: Told) {
             Ok::<(), HandlerError>(())
         }
     });
-    group.run(terminated()).await.unwrap();
-    println!("{name} stopped");
 }

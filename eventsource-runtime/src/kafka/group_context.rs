@@ -105,10 +105,31 @@ impl ClientContext for GroupContext {
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
+            Rebalance::Revoke(partitions) if consumer.assignment_lost() => {
+                // The group gave them to another member while this one could not be heard
+                // (its session expired): the next owner has handled past what this one
+                // settled, and a commit now would move the group's offsets back over its
+                // work. What this one settled since its last commit is handled again.
+                log_warn!(
+                    group = &*self.group,
+                    group_id = &*self.group_id,
+                    partitions = partitions.count(),
+                    "kafka partitions lost: the group handed them on while this consumer \
+                     could not reach it; nothing committed for them"
+                );
+            }
             Rebalance::Revoke(partitions) => {
                 // Offsets are committed on a cadence: what was settled since the last
                 // commit is committed now, or the partitions' next owner handles it again.
-                let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    log_warn!(
+                        group = &*self.group,
+                        group_id = &*self.group_id,
+                        error = %Chain(&error),
+                        "kafka commit before partitions were revoked failed; their next \
+                         owner handles again what this consumer settled since its last commit"
+                    );
+                }
                 log_info!(
                     group = &*self.group,
                     group_id = &*self.group_id,
@@ -132,6 +153,24 @@ impl ConsumerContext for GroupContext {
                     "kafka rebalance failed"
                 );
             }
+        }
+    }
+
+    /// A commit's answer: one that failed is said (records settled since the last
+    /// commit that succeeded come again to the partition's next owner).
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &rdkafka::TopicPartitionList,
+    ) {
+        if let Err(error) = result {
+            log_warn!(
+                group = &*self.group,
+                group_id = &*self.group_id,
+                partitions = offsets.count(),
+                error = %Chain(&error),
+                "kafka commit failed; what was settled since the last commit comes again"
+            );
         }
     }
 }

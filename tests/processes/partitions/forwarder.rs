@@ -1,6 +1,8 @@
-//! A TCP forwarder in the test, for a broker a namespace cannot reach as it is: RabbitMQ's
-//! `guest` logs in from loopback only, so the members in a namespace reach the CI's broker
-//! through this forwarder, which the broker sees on loopback. Each connection is forwarded
+//! A TCP forwarder, for a broker a namespace cannot reach as it is: RabbitMQ's `guest` logs
+//! in from loopback only, so the members in a namespace reach the CI's broker through this
+//! forwarder in the test, which the broker sees on loopback; Kafka tells its clients to
+//! come back to `127.0.0.1`, so a member in a namespace forwards its own loopback to the
+//! test's forwarder too (`child::consumer::LOOPBACK`). Each connection is forwarded
 //! byte for byte and ends when either side ends it or fails: a member cut off by a black hole
 //! stays open here until the broker gives up on it (its heartbeat), as it would without
 //! the forwarder; a reset reaching the forwarder ends the broker's side at once, as a reset
@@ -22,10 +24,10 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Listens on every address at `port` and forwards each connection to `upstream`.
-    pub fn start(port: u16, upstream: SocketAddr) -> Self {
-        let listener = std::net::TcpListener::bind(("0.0.0.0", port))
-            .unwrap_or_else(|error| panic!("the forwarder listens on port {port}: {error}"));
+    /// Listens at `listen` and forwards each connection to `upstream`.
+    pub fn start(listen: SocketAddr, upstream: SocketAddr) -> Self {
+        let listener = std::net::TcpListener::bind(listen)
+            .unwrap_or_else(|error| panic!("the forwarder listens on {listen}: {error}"));
         listener.set_nonblocking(true).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -9,7 +9,11 @@
 //! prefetch of them (at least once), in no particular order (several members of one group
 //! do not keep it, docs/brokers.md); a fault held at least `T` has every event appended
 //! before it handled within the group's takeover bound of its start, and no event waits
-//! longer than that to be handled; both stop within 30 s of SIGTERM.
+//! longer than that to be handled; both stop within 30 s of SIGTERM. Kafka: the CI's
+//! broker, `a` reaching it through its own loopback and a forwarder (Kafka names itself
+//! `127.0.0.1`), its session 10 s (`.ci/run`'s and the runtime's default); the group hands
+//! `a`'s partitions on once the session expires, and a member that finds its partitions
+//! lost commits nothing for them.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -28,6 +32,7 @@ use eventsource_test_support::history::{
 use super::TIMEOUT;
 use super::child::PROJECTION;
 use super::child::consumer::{BROKER, GROUP, PREFETCH};
+use super::forwarder::Forwarder;
 use super::world::{Nemesis, Running, World};
 
 /// The broker the group is on.
@@ -38,6 +43,10 @@ pub enum Broker {
     /// RabbitMQ: the CI's broker (`EVENTSOURCE_AMQP_URL`), through a forwarder.
     #[cfg(feature = "rabbitmq")]
     RabbitMq,
+    /// Kafka: the CI's broker (`EVENTSOURCE_KAFKA_BROKERS`), `a` through its own loopback
+    /// and a forwarder.
+    #[cfg(feature = "kafka")]
+    Kafka,
 }
 
 /// What a scenario's broker is made of: what it keeps alive, the URL its members reach it
@@ -45,11 +54,17 @@ pub enum Broker {
 struct OnBroker {
     _alive: Box<dyn Send>,
     member_url: String,
+    /// What `a` is told besides (Kafka: its loopback forwarded).
+    a_env: Vec<(&'static str, String)>,
+    /// The most events a member may have handled and not yet settled with the broker: a
+    /// takeover hands them on, to be handled again.
+    window: u64,
     bus: Arc<dyn EventBus>,
-    /// The longest the group may take to hand `a`'s messages to `b`.
+    /// The longest the group may take to hand `a`'s messages to `b` and have them handled,
+    /// and so the longest any event may wait to be handled.
     takeover_bound: Duration,
     /// What the takeover races, for the printed line.
-    races: &'static str,
+    races: String,
 }
 
 impl Broker {
@@ -65,10 +80,12 @@ impl Broker {
                 Some(OnBroker {
                     _alive: Box::new(server),
                     member_url: format!("nats://{{host}}:{port}"),
+                    a_env: Vec::new(),
+                    window: u64::from(PREFETCH),
                     bus: Arc::new(bus),
                     // `ack_wait`, a pull (2 s), 5 s.
                     takeover_bound: TIMEOUT + Duration::from_secs(2) + Duration::from_secs(5),
-                    races: "ack_wait",
+                    races: format!("ack_wait {TIMEOUT:?}"),
                 })
             }
             #[cfg(feature = "rabbitmq")]
@@ -83,7 +100,7 @@ impl Broker {
                     .unwrap()
                     .next()
                     .unwrap();
-                let forwarder = super::forwarder::Forwarder::start(port, upstream);
+                let forwarder = Forwarder::start(SocketAddr::from(([0, 0, 0, 0], port)), upstream);
                 let bus = RabbitMqBus::new(&url).unwrap().with_exchange(group);
                 bus.declare().await.unwrap();
                 let heartbeat = TIMEOUT.as_secs();
@@ -92,12 +109,50 @@ impl Broker {
                     member_url: format!(
                         "{scheme_and_auth}@{{host}}:{port}/{vhost}?heartbeat={heartbeat}"
                     ),
+                    a_env: Vec::new(),
+                    window: u64::from(PREFETCH),
                     bus: Arc::new(bus),
                     // RabbitMQ checks every heartbeat and gives up on the second check
                     // that found nothing: 2 to 3 heartbeats after the member last spoke.
                     // Then 5 s.
                     takeover_bound: TIMEOUT * 3 + Duration::from_secs(5),
-                    races: "heartbeat",
+                    races: format!("heartbeat {TIMEOUT:?}"),
+                })
+            }
+            #[cfg(feature = "kafka")]
+            Self::Kafka => {
+                use super::child::consumer::{KAFKA_PARTITIONS, LOOPBACK};
+                use eventsource_runtime::kafka::{DEFAULT_COMMIT_INTERVAL, KafkaBus};
+                let server = eventsource_test_support::servers::Server::Kafka;
+                let brokers = server.address("partitions::kafka")?;
+                let address = brokers.trim_start_matches("kafka://");
+                let address = address.split(',').next().unwrap();
+                let upstream: SocketAddr = tokio::net::lookup_host(address)
+                    .await
+                    .unwrap()
+                    .next()
+                    .unwrap();
+                let forwarder = Forwarder::start(SocketAddr::from(([0, 0, 0, 0], port)), upstream);
+                let bus = KafkaBus::new(&brokers)
+                    .unwrap()
+                    .with_topic_prefix(group)
+                    .with_partitions(KAFKA_PARTITIONS);
+                bus.declare(["Counter"]).await.unwrap();
+                // The broker's session: 10 s here (.ci/run's and the runtime's default).
+                let session = eventsource_runtime::kafka::DEFAULT_SESSION_TIMEOUT;
+                // Handled since the last commit: a commit interval's worth, twice over
+                // (a commit under way), at 30 ms an event.
+                let window = 2 * DEFAULT_COMMIT_INTERVAL.as_millis() / 30;
+                Some(OnBroker {
+                    _alive: Box::new(forwarder),
+                    member_url: format!("kafka://{upstream}"),
+                    a_env: vec![(LOOPBACK, format!("{upstream}=>{{host}}:{port}"))],
+                    window: u64::try_from(window).unwrap(),
+                    bus: Arc::new(bus),
+                    // The session, then what piled up on `a`'s partitions meanwhile drained
+                    // at the members' pace (as long again), 1 s, 5 s.
+                    takeover_bound: session * 2 + Duration::from_secs(1) + Duration::from_secs(5),
+                    races: format!("session {session:?}"),
                 })
             }
         }
@@ -108,6 +163,8 @@ impl Broker {
             Self::Nats => "NATS",
             #[cfg(feature = "rabbitmq")]
             Self::RabbitMq => "RabbitMQ",
+            #[cfg(feature = "kafka")]
+            Self::Kafka => "Kafka",
         }
     }
 }
@@ -130,7 +187,10 @@ pub async fn run(index: u8, broker: Broker, nemesis: Nemesis, hold: Duration) {
     let relaying = Running::spawn(|stopped| async move { relay.run(stopped).await });
 
     let env = [(BROKER, on.member_url.as_str()), (GROUP, group.as_str())];
-    let a = world.start_child_with("consumer", "a", true, nemesis, &env);
+    let a_env: Vec<(&str, &str)> = (env.iter().copied())
+        .chain(on.a_env.iter().map(|(name, value)| (*name, value.as_str())))
+        .collect();
+    let a = world.start_child_with("consumer", "a", true, nemesis, &a_env);
     let mut b = world.start_child_with("consumer", "b", false, nemesis, &env);
     let dir = world.history_dir().to_owned();
     let both = async || committed_by(&dir, "a") > 0 && committed_by(&dir, "b") > 0;
@@ -167,16 +227,12 @@ pub async fn run(index: u8, broker: Broker, nemesis: Nemesis, hold: Duration) {
         waited <= on.takeover_bound,
         "an event waited {waited:?} to be handled"
     );
-    let expectations = Expectations::new().unordered_handler(
-        PROJECTION,
-        Delivery::AtLeastOnce {
-            window: u64::from(PREFETCH),
-        },
-    );
+    let expectations = Expectations::new()
+        .unordered_handler(PROJECTION, Delivery::AtLeastOnce { window: on.window });
     let report = check(&world.history("a", nemesis, Vec::new()), &expectations);
     report.assert_clean();
     println!(
-        "{} group, {} held {hold:?} ({} {TIMEOUT:?}): {acknowledged} appends acknowledged; \
+        "{} group, {} held {hold:?} ({}): {acknowledged} appends acknowledged; \
          what was appended before it handled {} after it began; the longest an event \
          waited: {waited:?}; stopped after SIGTERM in {a_stop:?} (a) and {b_stop:?} (b)",
         broker.name(),

@@ -13,7 +13,8 @@
 //! - `segments`: `a` and `b` are workers of a projection split into segments, writing in the
 //!   checkpoint's transaction on condition of their claims;
 //! - `groups` (feature `nats`): `a` and `b` are members of a NATS JetStream consumer group,
-//!   or (feature `rabbitmq`) of a RabbitMQ one (reached through a `forwarder`);
+//!   or (features `rabbitmq`, `kafka`) of a RabbitMQ or Kafka one (reached through a
+//!   `forwarder`);
 //! - `relay` (feature `nats`): `a` and `b` are relays to NATS, `a` holding the relay's lease.
 //!
 //! Needs root, `ip` and `nft`, and a PostgreSQL that takes connections from 10.99.0.0/16
@@ -21,7 +22,7 @@
 //! it prints `skipped: ...` and passes, unless `EVENTSOURCE_REQUIRE_PARTITIONS=1`.
 
 mod child;
-#[cfg(feature = "rabbitmq")]
+#[cfg(feature = "nats")]
 mod forwarder;
 #[cfg(feature = "nats")]
 mod groups;
@@ -169,6 +170,30 @@ async fn rabbitmq_member_rejected_for_the_timeout() {
         TIMEOUT,
     )
     .await;
+}
+
+#[cfg(all(feature = "nats", feature = "kafka"))]
+#[tokio::test]
+async fn kafka_member_black_holed_three_timeouts() {
+    groups::run(
+        27,
+        Broker::Kafka,
+        Nemesis::Net(Fault::DropBoth),
+        TIMEOUT * 3,
+    )
+    .await;
+}
+
+#[cfg(all(feature = "nats", feature = "kafka"))]
+#[tokio::test]
+async fn kafka_member_paused_three_timeouts() {
+    groups::run(28, Broker::Kafka, Nemesis::Pause, TIMEOUT * 3).await;
+}
+
+#[cfg(all(feature = "nats", feature = "kafka"))]
+#[tokio::test]
+async fn kafka_member_rejected_for_the_timeout() {
+    groups::run(29, Broker::Kafka, Nemesis::Net(Fault::RejectBoth), TIMEOUT).await;
 }
 
 #[cfg(feature = "nats")]

@@ -14,8 +14,15 @@ use super::{PROJECTION, Told, terminated};
 /// The broker's URL (the host side of the child's namespace, or loopback): `nats://...` or
 /// `amqp://...`.
 pub const BROKER: &str = "EVENTSOURCE_PARTITION_CHILD_BROKER";
-/// The group's name (RabbitMQ: its exchange's too).
+/// The group's name (RabbitMQ: its exchange's too; Kafka: the prefix of its topics and
+/// group id, the group being `partition`).
 pub const GROUP: &str = "EVENTSOURCE_PARTITION_CHILD_GROUP";
+/// `listen=>upstream`: a forwarder the member runs from `listen` (on its own loopback) to
+/// `upstream` before it connects (a Kafka member in a namespace: the broker names itself
+/// `127.0.0.1`).
+pub const LOOPBACK: &str = "EVENTSOURCE_PARTITION_CHILD_LOOPBACK";
+/// Kafka's topics' partitions: each member of two has some.
+pub const KAFKA_PARTITIONS: u16 = 4;
 /// Messages a member takes ahead: with a takeover, the most it may handle again.
 pub const PREFETCH: u16 = 16;
 /// How long handling an event takes.
@@ -31,7 +38,28 @@ pub async fn run(told: Told) {
     } = told;
     let url = std::env::var(BROKER).unwrap();
     let group_name = std::env::var(GROUP).unwrap();
-    if url.starts_with("amqp://") {
+    let _loopback = std::env::var(LOOPBACK).ok().map(|forward| {
+        let (listen, upstream) = forward.split_once("=>").expect("listen=>upstream");
+        super::super::forwarder::Forwarder::start(
+            listen.parse().unwrap(),
+            upstream.parse().unwrap(),
+        )
+    });
+    if url.starts_with("kafka://") {
+        #[cfg(feature = "kafka")]
+        {
+            let bus = eventsource_runtime::kafka::KafkaBus::new(&url)
+                .unwrap()
+                .with_topic_prefix(&group_name)
+                .with_partitions(KAFKA_PARTITIONS);
+            let group = bus.consumer_group("partition").bind("Counter.*");
+            group.declare().await.unwrap();
+            record_handling(&group, history);
+            group.run(terminated()).await.unwrap();
+        }
+        #[cfg(not(feature = "kafka"))]
+        panic!("a Kafka member needs the `kafka` feature");
+    } else if url.starts_with("amqp://") {
         #[cfg(feature = "rabbitmq")]
         {
             let bus = eventsource_runtime::rabbitmq::RabbitMqBus::new(&url)

@@ -5,27 +5,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::TryStreamExt as _;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{PgExecutor, Row};
 
-use super::log_reader::PostgresLogReader;
-use super::rows::{Batch, decode, decode_of, is_version_taken};
+use super::rows::{Batch, is_version_taken};
 use super::schema::{InvalidSchemaName, check_schema, migrate};
 use super::statements::Statements;
-use super::stream_reader::PostgresStreamReader;
 use super::{
     DEFAULT_IDLE_TRANSACTION_TIMEOUT, DEFAULT_SCHEMA, EVENTS_TABLE, PostgresCheckpointStore,
     PostgresProcessedMessages, PostgresSnapshotStore, listen, namespace_of, open_pool,
-    store_telemetry, to_i64, to_u64, unavailable,
+    store_telemetry, to_u64, unavailable,
 };
 use crate::event::{EventEnvelope, NewEvent, StreamId};
-use crate::sql::row::readable_prefix;
-use crate::store::backend::{Append, Appended, Backend, Events, ReadAll, append_traced};
-use crate::store::{
-    AppendResult, AppendSignal, ExpectedVersion, LogReader, MarkHolder, Segment, StoreError,
-    StoreTelemetry, StreamReader, VersionConflict, WithStoreTelemetry,
-};
+use crate::store::backend::{Backend, append_traced};
+use crate::store::{AppendResult, ExpectedVersion, StoreError, StoreTelemetry, VersionConflict};
 
 /// An [`EventStore`](crate::store::EventStore) in a PostgreSQL database, shared by as many processes as you like.
 ///
@@ -46,7 +39,7 @@ use crate::store::{
 /// Spans: the contract's CLIENT spans with `db.system.name` = `postgresql`,
 /// `db.collection.name` = `events`, `db.operation.name` = `append`, `load`, `read_all` or
 /// `events_by_correlation`, `server.address` and `server.port`; `db.query.text` only after
-/// [`record_query_text(true)`](Self::record_query_text).
+/// [`record_query_text(true)`](crate::store::WithStoreTelemetry::record_query_text).
 ///
 /// ```no_run
 /// use eventsource_runtime::postgres::PostgresEventStore;
@@ -64,16 +57,18 @@ use crate::store::{
 /// ```
 #[derive(Clone)]
 pub struct PostgresEventStore {
-    pool: PgPool,
-    sql: Arc<Statements>,
+    pub(super) pool: PgPool,
+    pub(super) sql: Arc<Statements>,
     /// The highest high-water mark this store (or a clone) computed: every position below
     /// it is committed or never will be, for good, so a read entirely below it needs no
     /// new mark (0: none known).
-    known_mark: Arc<AtomicU64>,
-    telemetry: Arc<StoreTelemetry>,
-    signal: Arc<listen::Signal>,
+    pub(super) known_mark: Arc<AtomicU64>,
+    pub(super) telemetry: Arc<StoreTelemetry>,
+    pub(super) signal: Arc<listen::Signal>,
     /// How long a transaction that appended through `append_in_transaction` may sit idle.
     idle_transaction_timeout: Duration,
+    /// How long a round trip may wait for the server's answer.
+    pub(super) answer_timeout: Duration,
 }
 
 impl std::fmt::Debug for PostgresEventStore {
@@ -116,7 +111,23 @@ impl PostgresEventStore {
             pool,
             telemetry: Arc::new(telemetry),
             idle_transaction_timeout: DEFAULT_IDLE_TRANSACTION_TIMEOUT,
+            answer_timeout: super::DEFAULT_ANSWER_TIMEOUT,
         }
+    }
+
+    /// Builder: how long each of the store's round trips (an append, a load, a read of the
+    /// log, ...) waits for the server's answer before it fails with
+    /// [`StoreError::Unavailable`] ([`DEFAULT_ANSWER_TIMEOUT`](super::DEFAULT_ANSWER_TIMEOUT),
+    /// 30 s, unless told; `Duration::ZERO`: as long as the operating system keeps the
+    /// connection). A server whose host vanished, or a network that drops every packet,
+    /// answers nothing, and the operating system gives up on the connection only after its
+    /// retransmissions (about 15 minutes on Linux). An append cut short this way may have
+    /// committed: its outcome is unknown (load the stream, or append again with the version
+    /// expected, to know). Give it room over your slowest query.
+    #[must_use]
+    pub fn answer_timeout(mut self, timeout: Duration) -> Self {
+        self.answer_timeout = timeout;
+        self
     }
 
     /// Builder: how long a transaction that appended through
@@ -254,14 +265,15 @@ impl PostgresEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         if !self.idle_transaction_timeout.is_zero() {
-            sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)")
-                .bind(self.idle_transaction_timeout.as_millis().to_string())
-                .execute(&mut *connection)
-                .await
-                .map_err(unavailable)?;
+            let bound =
+                sqlx::query("SELECT set_config('idle_in_transaction_session_timeout', $1, true)")
+                    .bind(self.idle_transaction_timeout.as_millis().to_string())
+                    .execute(&mut *connection);
+            self.answered(async { bound.await.map_err(unavailable) })
+                .await?;
         }
         append_traced(self, stream, expected, events, |events| {
-            self.append_rows(Some(connection), stream, expected, events)
+            self.answered(self.append_rows(Some(connection), stream, expected, events))
         })
         .await
     }
@@ -295,7 +307,7 @@ impl PostgresEventStore {
 
     /// Computes the high-water mark now and keeps it if it is the highest known (a failure
     /// only leaves the next reads to the function).
-    async fn learn_mark(&self) {
+    pub(super) async fn learn_mark(&self) {
         let _ = self.current_mark().await;
     }
 
@@ -327,7 +339,7 @@ impl PostgresEventStore {
         ))
     }
 
-    async fn append_rows(
+    pub(super) async fn append_rows(
         &self,
         mut connection: Option<&mut PgConnection>,
         stream: &StreamId,
@@ -407,186 +419,5 @@ impl PostgresEventStore {
             version: actual + appended.len() as u64,
             events: appended,
         })
-    }
-}
-
-/// Runs a stream read and decodes every row as it arrives, so that the rows are never held
-/// all at once beside their events (any unreadable row is the error).
-async fn read_rows(
-    pool: &PgPool,
-    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    known: Option<&StreamId>,
-) -> Events {
-    let mut rows = query.fetch(pool);
-    let mut events = Vec::new();
-    while let Some(row) = rows.try_next().await.map_err(unavailable)? {
-        events.push(decode_of(&row, known)?);
-    }
-    Ok(events)
-}
-
-impl WithStoreTelemetry for PostgresEventStore {
-    fn configure_telemetry(mut self, change: impl FnOnce(&mut StoreTelemetry)) -> Self {
-        change(Arc::make_mut(&mut self.telemetry));
-        self
-    }
-}
-
-impl Backend for PostgresEventStore {
-    fn telemetry(&self) -> &StoreTelemetry {
-        &self.telemetry
-    }
-
-    fn query_text(&self, operation: &'static str) -> Option<&str> {
-        match operation {
-            "append" => Some(&self.sql.append),
-            "load" => Some(&self.sql.load),
-            "read_all" => Some(&self.sql.read_all),
-            "events_by_correlation" => Some(&self.sql.by_correlation),
-            _ => None,
-        }
-    }
-
-    async fn append_events(&self, append: Append<'_>) -> Appended {
-        self.append_rows(None, append.stream, append.expected, append.events)
-            .await
-    }
-
-    async fn load_events(&self, stream: &StreamId, from_version: u64) -> Events {
-        let query = sqlx::query(&self.sql.load)
-            .bind(stream.aggregate_type())
-            .bind(stream.aggregate_id())
-            .bind(to_i64(from_version));
-        read_rows(&self.pool, query, Some(stream)).await
-    }
-
-    async fn load_events_page(&self, stream: &StreamId, from_version: u64, limit: usize) -> Events {
-        let query = sqlx::query(&self.sql.load_page)
-            .bind(stream.aggregate_type())
-            .bind(stream.aggregate_id())
-            .bind(to_i64(from_version))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        read_rows(&self.pool, query, Some(stream)).await
-    }
-
-    async fn read_events(&self, from_position: u64, limit: usize) -> ReadAll {
-        let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        if self.known_mark.load(Ordering::Acquire) == 0 {
-            // This store's first read: the mark first (no table read), so that a reader far
-            // behind reads only the positions it needs, as below; the function would read
-            // every row up to the mark on a table without statistics (`window::range_end`).
-            self.learn_mark().await;
-        }
-        let known_mark = self.known_mark.load(Ordering::Acquire);
-        let below_known = u64::try_from(limit)
-            .ok()
-            .and_then(|limit| from_position.checked_add(limit))
-            .is_some_and(|end| end <= known_mark);
-        if below_known {
-            // A reader catching up: no new mark, no function call, a plain keyset read of
-            // the positions it needs (`window::range_end`), then of the rest below the mark
-            // when some were missing.
-            let read_below = |from: u64, until: u64, limit: usize| {
-                sqlx::query(&self.sql.read_below)
-                    .bind(to_i64(from))
-                    .bind(to_i64(until))
-                    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                    .fetch_all(&self.pool)
-            };
-            let until = super::window::range_end(from_position, limit, known_mark);
-            let mut rows = read_below(from_position, until, limit)
-                .await
-                .map_err(unavailable)?;
-            if rows.len() < limit && until < known_mark {
-                let rest = read_below(until, known_mark, limit - rows.len()).await;
-                rows.extend(rest.map_err(unavailable)?);
-            }
-            return readable_prefix(rows.iter().map(decode), limit);
-        }
-        let rows = sqlx::query(&self.sql.read_all)
-            .bind(to_i64(from_position))
-            .bind(sql_limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        if rows.len() >= limit && limit > 1 {
-            // A full batch: the reader is catching up; the batches that follow can be read
-            // below the mark as it is now.
-            self.learn_mark().await;
-        }
-        readable_prefix(rows.iter().map(decode), limit)
-    }
-
-    const READS_SEGMENTS: bool = true;
-
-    async fn read_segment_events(
-        &self,
-        segment: Segment,
-        from_position: u64,
-        limit: usize,
-    ) -> ReadAll {
-        self.segment_events(segment, from_position, limit).await
-    }
-
-    async fn stream_segment(&self, stream: &StreamId, count: u32) -> Result<Segment, StoreError> {
-        self.segment_holding(stream, count).await
-    }
-
-    async fn prepare_segment_reads(&self, count: u32) -> Result<(), StoreError> {
-        self.create_segment_index(count).await
-    }
-
-    async fn correlated_events(&self, correlation_id: &str) -> Events {
-        let query = sqlx::query(&self.sql.by_correlation).bind(correlation_id);
-        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
-        rows.iter().map(decode).collect()
-    }
-
-    async fn version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        let version: i64 = sqlx::query_scalar(&self.sql.version)
-            .bind(stream.aggregate_type())
-            .bind(stream.aggregate_id())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(to_u64(version))
-    }
-
-    fn signal(&self) -> Option<AppendSignal> {
-        Some(self.signal.subscribe(&self.pool))
-    }
-
-    async fn holder(&self) -> Result<Option<MarkHolder>, StoreError> {
-        self.read_mark_holder().await
-    }
-
-    async fn head(&self) -> Result<u64, StoreError> {
-        let newest: i64 = sqlx::query_scalar(&self.sql.max_position)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(to_u64(newest))
-    }
-
-    fn page_reader(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        page_size: usize,
-    ) -> Option<Box<dyn StreamReader + '_>> {
-        let pages = PostgresStreamReader::new(self, stream, from_version, page_size);
-        Some(Box::new(pages))
-    }
-
-    fn batch_reader(
-        &self,
-        from_position: u64,
-        batch_size: usize,
-    ) -> Option<Box<dyn LogReader + '_>> {
-        Some(Box::new(PostgresLogReader::new(
-            self,
-            from_position,
-            batch_size,
-        )))
     }
 }

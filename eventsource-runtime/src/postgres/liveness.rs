@@ -17,11 +17,44 @@ use std::time::Duration;
 
 use sqlx::PgConnection;
 
+use crate::store::StoreError;
+
 /// The bound the stores' connections ask of the server by default: a backend whose client
 /// has been silent this long (no answer, not even to keepalive probes) ends, and releases
 /// its locks. A lease's session asks for its own,
 /// [`PostgresCheckpointStore::lease_timeout`](super::PostgresCheckpointStore::lease_timeout).
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long each of an event store's round trips waits for the server's answer by default
+/// ([`PostgresEventStore::answer_timeout`](super::PostgresEventStore::answer_timeout)): the
+/// client's side of the same fault, which no socket setting of sqlx's bounds.
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A round trip the server did not answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "PostgreSQL did not answer within {within:?} (its host gone, or the network silent); \
+     an append's outcome is unknown"
+)]
+pub(super) struct NoAnswer {
+    within: Duration,
+}
+
+/// `call`, failing with [`StoreError::Unavailable`] when its answer has not come `within`
+/// (zero: no bound). Dropped unanswered, its connection is checked before it is used again
+/// (sqlx pings a connection given back in the middle of a query, and closes it if that
+/// fails).
+pub(super) async fn answered<T>(
+    within: Duration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    if within.is_zero() {
+        return call.await;
+    }
+    tokio::time::timeout(within, call)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable(Box::new(NoAnswer { within }))))
+}
 
 /// Asks the server to end `connection`'s session once its client has been silent for
 /// `timeout` (at least one second): keepalive probes from a quarter of it on, every quarter

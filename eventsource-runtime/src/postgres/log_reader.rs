@@ -166,7 +166,7 @@ fn joined(mut events: Vec<EventEnvelope>, rest: ReadAll, limit: usize) -> ReadAl
 impl LogReader for PostgresLogReader<'_> {
     async fn next_batch(&mut self) -> Result<ReadBatch, StoreError> {
         let (store, from, limit) = (self.store, self.next, self.batch_size);
-        let batch = read_all_traced(store, from, limit, self.read()).await;
+        let batch = read_all_traced(store, from, limit, store.answered(self.read())).await;
         match &batch {
             Ok(batch) => self.next = batch.next_position(from),
             Err(_) => self.rows = None,

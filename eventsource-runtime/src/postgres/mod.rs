@@ -131,6 +131,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod checkpoints;
 mod connect;
 mod events;
@@ -165,7 +166,7 @@ pub use fenced::{
     DEFAULT_FENCED_BATCH, DEFAULT_IDLE_TRANSACTION_TIMEOUT, Fenced, FencedProjection,
 };
 pub use lease::{DEFAULT_LEASE_TIMEOUT, PostgresLease};
-pub use liveness::DEFAULT_PEER_TIMEOUT;
+pub use liveness::{DEFAULT_ANSWER_TIMEOUT, DEFAULT_PEER_TIMEOUT};
 pub use processed::PostgresProcessedMessages;
 #[cfg(feature = "fuzzing")]
 pub(crate) use rows::decode_of as decode_row;

@@ -126,7 +126,7 @@ impl StreamReader for PostgresStreamReader<'_> {
         let store = self.store;
         let operation = operation(store, "load");
         let stream = self.stream.clone();
-        let read = self.read(from);
+        let read = store.answered(self.read(from));
         let page = instrument::load(store.telemetry(), &stream, from, operation, read).await;
         match &page {
             Ok(page) => {

@@ -120,6 +120,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// The newest event's global position (0: none), as [`EventStore::head_position`].
     fn head(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// `call`, one of the backend's round trips, bounded as the backend bounds a server's
+    /// silence (PostgreSQL: its `answer_timeout`); as it is by default (a backend in the
+    /// process has no server to wait on).
+    fn answered<'a, T: Send + 'a>(
+        &'a self,
+        call: impl Future<Output = Result<T, StoreError>> + Send + 'a,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'a {
+        call
+    }
+
     /// The session holding the high-water mark back, as [`EventStore::mark_holder`] (none
     /// unless the backend has a mark: PostgreSQL).
     fn holder(&self) -> impl Future<Output = Result<Option<MarkHolder>, StoreError>> + Send {
@@ -227,11 +237,11 @@ impl<B: Backend> EventStore for B {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         append_traced(self, stream, expected, events, |events| {
-            self.append_events(Append {
+            self.answered(self.append_events(Append {
                 stream,
                 expected,
                 events,
-            })
+            }))
         })
         .await
     }
@@ -240,7 +250,7 @@ impl<B: Backend> EventStore for B {
         let operation = operation(self, "load");
         let load = async {
             check_stream_unless_backend_does::<B>(stream)?;
-            self.load_events(stream, from_version).await
+            self.answered(self.load_events(stream, from_version)).await
         };
         instrument::load(self.telemetry(), stream, from_version, operation, load).await
     }
@@ -249,7 +259,8 @@ impl<B: Backend> EventStore for B {
         let operation = operation(self, "load");
         let load = async {
             check_stream_unless_backend_does::<B>(stream)?;
-            self.load_events_page(stream, from_version, limit).await
+            self.answered(self.load_events_page(stream, from_version, limit))
+                .await
         };
         instrument::load(self.telemetry(), stream, from_version, operation, load).await
     }
@@ -267,7 +278,7 @@ impl<B: Backend> EventStore for B {
     }
 
     async fn read_all(&self, from_position: u64, limit: usize) -> ReadAll {
-        let read = self.read_events(from_position, limit);
+        let read = self.answered(self.read_events(from_position, limit));
         read_all_traced(self, from_position, limit, read).await
     }
 
@@ -275,12 +286,12 @@ impl<B: Backend> EventStore for B {
         if segment.is_whole() || !B::READS_SEGMENTS {
             return segment::filtered(self, segment, from_position, limit).await;
         }
-        let read = self.read_segment_events(segment, from_position, limit);
+        let read = self.answered(self.read_segment_events(segment, from_position, limit));
         read_all_traced(self, from_position, limit, read).await
     }
 
     async fn segment_of(&self, stream: &StreamId, count: u32) -> Result<Segment, StoreError> {
-        self.stream_segment(stream, count).await
+        self.answered(self.stream_segment(stream, count)).await
     }
 
     async fn prepare_segments(&self, count: u32) -> Result<(), StoreError> {
@@ -289,12 +300,12 @@ impl<B: Backend> EventStore for B {
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         check_stream_unless_backend_does::<B>(stream)?;
-        self.version(stream).await
+        self.answered(self.version(stream)).await
     }
 
     async fn events_by_correlation(&self, correlation_id: &str) -> Events {
         let operation = operation(self, "events_by_correlation");
-        let read = self.correlated_events(correlation_id);
+        let read = self.answered(self.correlated_events(correlation_id));
         instrument::events_by_correlation(self.telemetry(), correlation_id, operation, read).await
     }
 
@@ -307,11 +318,11 @@ impl<B: Backend> EventStore for B {
     }
 
     async fn head_position(&self) -> Result<Option<u64>, StoreError> {
-        self.head().await.map(Some)
+        self.answered(self.head()).await.map(Some)
     }
 
     async fn mark_holder(&self) -> Result<Option<MarkHolder>, StoreError> {
-        self.holder().await
+        self.answered(self.holder()).await
     }
 
     fn read_all_batches(&self, from_position: u64, batch_size: usize) -> Box<dyn LogReader + '_> {

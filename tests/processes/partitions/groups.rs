@@ -15,7 +15,7 @@
 //! `a`'s partitions on once the session expires, and a member that finds its partitions
 //! lost commits nothing for them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -33,7 +33,7 @@ use super::TIMEOUT;
 use super::child::PROJECTION;
 use super::child::consumer::{BROKER, GROUP, PREFETCH};
 use super::forwarder::Forwarder;
-use super::world::{Nemesis, Running, World};
+use super::world::{Nemesis, Running, World, waiting_since};
 
 /// The broker the group is on.
 #[derive(Debug, Clone, Copy)]
@@ -284,28 +284,6 @@ fn longest_wait(dir: &Path) -> Duration {
         .max()
         .unwrap_or(0);
     Duration::from_millis(longest)
-}
-
-/// The events whose append was acknowledged before `before_ms` and that nobody handled yet.
-pub fn waiting_since(dir: &Path, before_ms: u64) -> HashSet<uuid::Uuid> {
-    let Ok(history) = History::read_dir(dir) else {
-        return HashSet::from([uuid::Uuid::nil()]);
-    };
-    let mut waiting = HashSet::new();
-    for op in &history.ops {
-        match &op.f {
-            Call::Append { event_ids, .. } if op.kind == OpKind::Ok && op.at_ms < before_ms => {
-                waiting.extend(event_ids.iter().copied());
-            }
-            _ => {}
-        }
-    }
-    for op in &history.ops {
-        if let (OpKind::Ok, Call::HandleCommit(handling)) = (op.kind, &op.f) {
-            waiting.remove(&handling.event_id);
-        }
-    }
-    waiting
 }
 
 /// A nats-server with JetStream of the scenario's own, on every address (the namespace's

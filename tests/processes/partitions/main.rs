@@ -15,12 +15,15 @@
 //! - `groups` (feature `nats`): `a` and `b` are members of a NATS JetStream consumer group,
 //!   or (features `rabbitmq`, `kafka`) of a RabbitMQ or Kafka one (reached through a
 //!   `forwarder`);
-//! - `relay` (feature `nats`): `a` and `b` are relays to NATS, `a` holding the relay's lease.
+//! - `relay` (feature `nats`): `a` and `b` are relays to NATS, `a` holding the relay's lease;
+//! - `appender`: `a` appends in transactions of its own, `b` is a projection runner held
+//!   back by them.
 //!
 //! Needs root, `ip` and `nft`, and a PostgreSQL that takes connections from 10.99.0.0/16
 //! (`EVENTSOURCE_PARTITION_PG_URL`; `.ci/run --partitions-only` starts one): without them
 //! it prints `skipped: ...` and passes, unless `EVENTSOURCE_REQUIRE_PARTITIONS=1`.
 
+mod appender;
 mod child;
 #[cfg(feature = "nats")]
 mod forwarder;
@@ -206,4 +209,14 @@ async fn relay_black_holed_three_timeouts() {
 #[tokio::test]
 async fn relay_paused_three_timeouts() {
     relay::run(32, Nemesis::Pause, TIMEOUT * 3).await;
+}
+
+#[tokio::test]
+async fn appender_black_holed_three_timeouts() {
+    appender::run(41, Nemesis::Net(Fault::DropBoth), TIMEOUT * 3).await;
+}
+
+#[tokio::test]
+async fn appender_paused_three_timeouts() {
+    appender::run(42, Nemesis::Pause, TIMEOUT * 3).await;
 }

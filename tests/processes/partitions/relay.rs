@@ -90,7 +90,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     b.wait_for(
         "every acknowledged event received",
         Duration::from_secs(60),
-        async || super::groups::waiting_since(&dir, u64::MAX).is_empty(),
+        async || super::world::waiting_since(&dir, u64::MAX).is_empty(),
     )
     .await;
     let (a_stop, b_stop) = (a.stop(), b.stop());

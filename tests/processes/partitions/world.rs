@@ -2,8 +2,9 @@
 //! namespace the process under test runs in, the appender, the child processes, and what
 //! is done to them (`Nemesis`).
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use eventsource_runtime::event::{NewEvent, StreamId};
 use eventsource_runtime::postgres::{PostgresCheckpointStore, PostgresEventStore};
 use eventsource_runtime::sqlx::{self, PgPool, postgres::PgPoolOptions};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError};
-use eventsource_test_support::history::{Call, History, HistoryWriter, Op};
+use eventsource_test_support::history::{Call, History, HistoryWriter, Op, OpKind};
 use eventsource_test_support::netns::{self, Fault, Namespace};
 use tokio::sync::oneshot;
 
@@ -525,4 +526,26 @@ impl Drop for Process {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The events whose append was acknowledged before `before_ms` and that nobody handled yet.
+pub fn waiting_since(dir: &Path, before_ms: u64) -> HashSet<uuid::Uuid> {
+    let Ok(history) = History::read_dir(dir) else {
+        return HashSet::from([uuid::Uuid::nil()]);
+    };
+    let mut waiting = HashSet::new();
+    for op in &history.ops {
+        match &op.f {
+            Call::Append { event_ids, .. } if op.kind == OpKind::Ok && op.at_ms < before_ms => {
+                waiting.extend(event_ids.iter().copied());
+            }
+            _ => {}
+        }
+    }
+    for op in &history.ops {
+        if let (OpKind::Ok, Call::HandleCommit(handling)) = (op.kind, &op.f) {
+            waiting.remove(&handling.event_id);
+        }
+    }
+    waiting
 }

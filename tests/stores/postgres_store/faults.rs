@@ -150,3 +150,133 @@ async fn faults_are_unavailable_errors_and_never_leave_half_a_batch() {
     pool.close().await;
     db.cleanup().await;
 }
+
+/// A server that stops answering (its host gone, a network dropping every packet) leaves
+/// no error for the operating system to report for many minutes: each of the store's round
+/// trips gives up after its `answer_timeout`, with `Unavailable` saying so, and the store
+/// works again once the server answers. The silence is a forwarder in the test that stops
+/// passing bytes on, both ways, without closing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_fails_each_call_after_the_answer_timeout() {
+    let Some(db) = db!("a_silent_server_fails_each_call_after_the_answer_timeout") else {
+        return;
+    };
+    let rest = db.url.split_once('@').map_or("", |(_, rest)| rest);
+    let (address, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let upstream = tokio::net::lookup_host(address)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let silent = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let forwarding = tokio::spawn(forward_until_silent(
+        listener,
+        upstream,
+        Arc::clone(&silent),
+    ));
+    let url = db.url.replacen(address, &format!("127.0.0.1:{port}"), 1);
+    assert!(url.ends_with(path));
+    let within = Duration::from_secs(1);
+    let store = PostgresEventStore::connect(&url)
+        .await
+        .unwrap()
+        .with_schema(&db.schema())
+        .unwrap()
+        .answer_timeout(within);
+    store.migrate().await.unwrap();
+    let s = StreamId::new("Silent", "1");
+    store
+        .append(&s, ExpectedVersion::Exact(0), events(0..1))
+        .await
+        .unwrap();
+
+    silent.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let error = store
+        .append(&s, ExpectedVersion::Exact(1), events(1..2))
+        .await
+        .expect_err("no answer");
+    let took = started.elapsed();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    let source = std::error::Error::source(&error).unwrap().to_string();
+    assert_eq!(
+        source,
+        "PostgreSQL did not answer within 1s (its host gone, or the network silent); an \
+         append's outcome is unknown"
+    );
+    assert!(
+        took >= within && took < within * 3,
+        "gave up after {took:?}"
+    );
+    let load = store.load(&s, 1).await.expect_err("no answer");
+    assert!(matches!(load, StoreError::Unavailable(_)), "{load:?}");
+    let read = store.read_all(0, 10).await.expect_err("no answer");
+    assert!(matches!(read, StoreError::Unavailable(_)), "{read:?}");
+
+    // The server answers again: the connections that went silent are let go, the store
+    // carries on, and the append that gave up either landed or did not.
+    silent.store(false, Ordering::SeqCst);
+    let mut version = None;
+    for _ in 0..100 {
+        if let Ok(events) = store.load(&s, 1).await {
+            version = Some(events.len() as u64);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let version = version.expect("the store answers again within 10 s");
+    assert!((1..=2).contains(&version), "version {version}");
+    store
+        .append(
+            &s,
+            ExpectedVersion::Exact(version),
+            events(version..version + 1),
+        )
+        .await
+        .unwrap();
+    forwarding.abort();
+    db.cleanup().await;
+}
+
+/// Forwards each connection to `upstream`, passing nothing on (and closing nothing) while
+/// `silent` is set.
+async fn forward_until_silent(
+    listener: tokio::net::TcpListener,
+    upstream: std::net::SocketAddr,
+    silent: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    async fn pass(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        silent: Arc<AtomicBool>,
+    ) {
+        let mut buffer = vec![0_u8; 16 * 1024];
+        loop {
+            let Ok(read) = from.read(&mut buffer).await else {
+                return;
+            };
+            if read == 0 {
+                return;
+            }
+            // Held while silent: neither delivered nor refused.
+            while silent.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if to.write_all(&buffer[..read]).await.is_err() {
+                return;
+            }
+        }
+    }
+    while let Ok((client, _)) = listener.accept().await {
+        let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+            continue;
+        };
+        let (client_read, client_write) = client.into_split();
+        let (server_read, server_write) = server.into_split();
+        tokio::spawn(pass(client_read, server_write, Arc::clone(&silent)));
+        tokio::spawn(pass(server_read, client_write, Arc::clone(&silent)));
+    }
+}

@@ -1,7 +1,9 @@
 //! The children: this test binary run again, told by the environment what to be: a
-//! projection runner holding a lease (`runner`), a segment worker (`worker`) or a member of
-//! a NATS consumer group (`consumer`) or a relay to NATS holding its lease (`relay`).
+//! projection runner holding a lease (`runner`), a segment worker (`worker`), a member of a
+//! consumer group (`consumer`), a relay to NATS holding its lease (`relay`) or an
+//! application appending in transactions of its own (`appender`).
 
+mod appender;
 #[cfg(feature = "nats")]
 pub mod consumer;
 #[cfg(feature = "nats")]
@@ -69,6 +71,7 @@ pub async fn run() {
     match role.as_str() {
         "runner" => runner::run(told).await,
         "worker" => worker::run(told).await,
+        "appender" => appender::run(told).await,
         #[cfg(feature = "nats")]
         "consumer" => consumer::run(told).await,
         #[cfg(feature = "nats")]

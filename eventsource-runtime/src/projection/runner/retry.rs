@@ -16,7 +16,8 @@ impl<P: Projection> ProjectionRunner<P> {
     /// `Halt::LeaseLost` when the checkpoint store says the lease is lost.
     ///
     /// The operation itself is never cut short by shutdown (a checkpoint save must land);
-    /// the waits between attempts are.
+    /// the waits between attempts are, and a runner asked to stop tries a failing save
+    /// twice, not until it lands.
     pub(super) async fn retrying<T, Fut>(
         &self,
         name: &str,
@@ -85,6 +86,14 @@ impl<P: Projection> ProjectionRunner<P> {
                 .settings
                 .max_store_attempts
                 .is_some_and(|max| attempt >= max);
+            // A save that fails on its first try while the runner stops is tried once more
+            // at once: the pool hands out a connection the server ended during a fault (it
+            // fails with a reset), and the next try gets a fresh one.
+            let once_more = !read && transient && attempt == 1 && !exhausted;
+            if shutdown.requested() && once_more {
+                attempt += 1;
+                continue;
+            }
             if !transient || exhausted || shutdown.requested() {
                 let error = RunnerError::Store {
                     projection: name.to_owned(),

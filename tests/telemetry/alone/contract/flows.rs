@@ -258,6 +258,8 @@ pub(super) async fn run_the_flows() {
     );
     let handled = runner.run_until_caught_up().await.unwrap();
     assert!(handled > 0);
+    // Its health, asked (as a readiness probe would): the mark-held gauge, 0 here.
+    assert!(runner.health().await.mark_holder.is_none());
 
     // Projections split into two segments, on one worker (one event a call, and batches).
     split_in_two(&store, OneAtATime::default(), handled, |p| p.0).await;

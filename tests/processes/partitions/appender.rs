@@ -19,7 +19,7 @@ use eventsource_test_support::history::{
 
 use super::TIMEOUT;
 use super::child::{BATCH, CHECKPOINT_EVERY, PROJECTION};
-use super::world::{Nemesis, World, waiting_since};
+use super::world::{Nemesis, World, stalled, took, waiting_since};
 
 /// The longest the readers may be held: the server ends the idle transaction after `T`
 /// (its timer's granularity, a second at most); the runner's next poll; then 5 s.
@@ -55,14 +55,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
         .cut_off(nemesis, hold, &a, &mut b, release_bound(), released)
         .await;
 
-    let acknowledged = world.stop_appending().await;
-    let everything = async || waiting_since(&dir, u64::MAX).is_empty();
-    b.wait_for(
-        "every acknowledged event handled",
-        Duration::from_secs(60),
-        everything,
-    )
-    .await;
+    let acknowledged = world.finish_appending_by_history(&mut b).await;
     let (a_stop, b_stop) = (a.stop(), b.stop());
     let expectations = Expectations::new().handler(
         PROJECTION,
@@ -72,14 +65,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
     );
     let report = check(&world.history("a", nemesis, Vec::new()), &expectations);
     report.assert_clean();
-    let stall = report
-        .longest_stall
-        .as_ref()
-        .map_or(0, |stall| stall.duration_ms);
-    assert!(
-        Duration::from_millis(stall) <= release_bound(),
-        "the readers were held {stall} ms"
-    );
+    report.assert_longest_stall_at_most(release_bound());
     let longest_call = longest_call(&dir, "a");
     if !matches!(nemesis, Nemesis::Pause) {
         assert!(
@@ -93,15 +79,8 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
          acknowledged before it handled {} after it began; a's longest call {longest_call:?}; \
          stopped after SIGTERM in {a_stop:?} (a) and {b_stop:?} (b); longest stall: {}",
         nemesis.name(),
-        release.map_or("only after the heal".to_owned(), |t| format!("{t:?}")),
-        report
-            .longest_stall
-            .as_ref()
-            .map_or("none".to_owned(), |stall| format!(
-                "{} ms, {}",
-                stall.duration_ms,
-                stall.cause()
-            )),
+        took(release),
+        stalled(&report),
     );
     world.end().await;
 }

@@ -33,7 +33,7 @@ use super::TIMEOUT;
 use super::child::PROJECTION;
 use super::child::consumer::{BROKER, GROUP, PREFETCH};
 use super::forwarder::Forwarder;
-use super::world::{Nemesis, Running, World, waiting_since};
+use super::world::{Nemesis, Running, World, took, waiting_since};
 
 /// The broker the group is on.
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +52,7 @@ pub enum Broker {
 /// What a scenario's broker is made of: what it keeps alive, the URL its members reach it
 /// at (`{host}`: the address a child reaches the host at), the bus the relay publishes on.
 struct OnBroker {
-    _alive: Box<dyn Send>,
+    alive: Box<dyn Send>,
     member_url: String,
     /// What `a` is told besides (Kafka: its loopback forwarded).
     a_env: Vec<(&'static str, String)>,
@@ -78,7 +78,7 @@ impl Broker {
                 let bus = NatsBus::new(&format!("nats://127.0.0.1:{port}")).unwrap();
                 bus.declare().await.unwrap();
                 Some(OnBroker {
-                    _alive: Box::new(server),
+                    alive: Box::new(server),
                     member_url: format!("nats://{{host}}:{port}"),
                     a_env: Vec::new(),
                     window: u64::from(PREFETCH),
@@ -95,17 +95,13 @@ impl Broker {
                 let url = server.address("partitions::rabbitmq")?;
                 let (scheme_and_auth, rest) = url.rsplit_once('@').expect("amqp://user:pass@host");
                 let (address, vhost) = rest.split_once('/').unwrap_or((rest, "%2f"));
-                let upstream: SocketAddr = tokio::net::lookup_host(address)
-                    .await
-                    .unwrap()
-                    .next()
-                    .unwrap();
+                let upstream = resolved(address).await;
                 let forwarder = Forwarder::start(SocketAddr::from(([0, 0, 0, 0], port)), upstream);
                 let bus = RabbitMqBus::new(&url).unwrap().with_exchange(group);
                 bus.declare().await.unwrap();
                 let heartbeat = TIMEOUT.as_secs();
                 Some(OnBroker {
-                    _alive: Box::new(forwarder),
+                    alive: Box::new(forwarder),
                     member_url: format!(
                         "{scheme_and_auth}@{{host}}:{port}/{vhost}?heartbeat={heartbeat}"
                     ),
@@ -127,11 +123,7 @@ impl Broker {
                 let brokers = server.address("partitions::kafka")?;
                 let address = brokers.trim_start_matches("kafka://");
                 let address = address.split(',').next().unwrap();
-                let upstream: SocketAddr = tokio::net::lookup_host(address)
-                    .await
-                    .unwrap()
-                    .next()
-                    .unwrap();
+                let upstream = resolved(address).await;
                 let forwarder = Forwarder::start(SocketAddr::from(([0, 0, 0, 0], port)), upstream);
                 let bus = KafkaBus::new(&brokers)
                     .unwrap()
@@ -144,7 +136,7 @@ impl Broker {
                 // (a commit under way), at 30 ms an event.
                 let window = 2 * DEFAULT_COMMIT_INTERVAL.as_millis() / 30;
                 Some(OnBroker {
-                    _alive: Box::new(forwarder),
+                    alive: Box::new(forwarder),
                     member_url: format!("kafka://{upstream}"),
                     a_env: vec![(LOOPBACK, format!("{upstream}=>{{host}}:{port}"))],
                     window: u64::try_from(window).unwrap(),
@@ -210,17 +202,10 @@ pub async fn run(index: u8, broker: Broker, nemesis: Nemesis, hold: Duration) {
         )
         .await;
 
-    let acknowledged = world.stop_appending().await;
-    let everything = async || waiting_since(&dir, u64::MAX).is_empty();
-    b.wait_for(
-        "every acknowledged event handled",
-        Duration::from_secs(60),
-        everything,
-    )
-    .await;
+    let acknowledged = world.finish_appending_by_history(&mut b).await;
     let (a_stop, b_stop) = (a.stop(), b.stop());
     relaying.stop().await.unwrap();
-    drop(on._alive);
+    drop(on.alive);
 
     let waited = longest_wait(&dir);
     assert!(
@@ -238,7 +223,7 @@ pub async fn run(index: u8, broker: Broker, nemesis: Nemesis, hold: Duration) {
         broker.name(),
         nemesis.name(),
         on.races,
-        takeover.map_or("only after the heal".to_owned(), |t| format!("{t:?}")),
+        took(takeover),
     );
     world.end().await;
 }
@@ -326,4 +311,14 @@ impl Drop for NatsServer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The first address `host:port` names.
+#[cfg(any(feature = "rabbitmq", feature = "kafka"))]
+async fn resolved(address: &str) -> SocketAddr {
+    tokio::net::lookup_host(address)
+        .await
+        .unwrap_or_else(|error| panic!("{address}: {error}"))
+        .next()
+        .unwrap_or_else(|| panic!("{address} names no address"))
 }

@@ -10,7 +10,7 @@ use eventsource_test_support::history::{Delivery, Expectations, check};
 
 use super::TIMEOUT;
 use super::child::{BATCH, CHECKPOINT_EVERY, PROJECTION};
-use super::world::{Nemesis, World};
+use super::world::{Nemesis, World, stalled, took};
 
 /// The longest a standby may take to handle after the holder is cut off: the server ends
 /// the holder's silent session within `5T/4`; the standby's next try (250 ms) and its
@@ -65,15 +65,8 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
          handled {} after it began; stopped after SIGTERM in {a_stop:?} (a) and {b_stop:?} \
          (b); longest stall: {}",
         nemesis.name(),
-        takeover.map_or("only after the heal".to_owned(), |t| format!("{t:?}")),
-        report
-            .longest_stall
-            .as_ref()
-            .map_or("none".to_owned(), |stall| format!(
-                "{} ms, {}",
-                stall.duration_ms,
-                stall.cause()
-            )),
+        took(takeover),
+        stalled(&report),
     );
     world.end().await;
 }

@@ -21,7 +21,7 @@ use super::child::PROJECTION;
 use super::child::consumer::BROKER;
 use super::child::relay::RELAY_BATCH;
 use super::groups::NatsServer;
-use super::world::{Nemesis, Running, World};
+use super::world::{Nemesis, Running, World, took};
 
 /// The relay's name unless told otherwise: its lease's key.
 const RELAY: &str = eventsource_runtime::relay::DEFAULT_NAME;
@@ -85,14 +85,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
         .cut_off(nemesis, hold, &a, &mut b, takeover_bound(), b_holds)
         .await;
 
-    let acknowledged = world.stop_appending().await;
-    let dir = world.history_dir().to_owned();
-    b.wait_for(
-        "every acknowledged event received",
-        Duration::from_secs(60),
-        async || super::world::waiting_since(&dir, u64::MAX).is_empty(),
-    )
-    .await;
+    let acknowledged = world.finish_appending_by_history(&mut b).await;
     let (a_stop, b_stop) = (a.stop(), b.stop());
     consuming.stop().await.unwrap();
     drop(server);
@@ -110,7 +103,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
          held the lease {} after it began; stopped after SIGTERM in {a_stop:?} (a) and \
          {b_stop:?} (b)",
         nemesis.name(),
-        takeover.map_or("only after the heal".to_owned(), |t| format!("{t:?}")),
+        took(takeover),
     );
     world.end().await;
 }

@@ -17,7 +17,7 @@ use eventsource_test_support::history::{
 
 use super::TIMEOUT;
 use super::child::PROJECTION;
-use super::world::{Db, Nemesis, World};
+use super::world::{Db, Nemesis, World, took};
 
 /// The longest the other worker may take to write every segment after `a` is cut off:
 /// `a`'s claims expire after the claim timeout, `b` claims them at its next rebalance
@@ -69,7 +69,7 @@ pub async fn run(index: u8, nemesis: Nemesis, hold: Duration) {
          acknowledged; b wrote every segment a held {} after it began; stopped after SIGTERM in \
          {a_stop:?} (a) and {b_stop:?} (b)",
         nemesis.name(),
-        takeover.map_or("only after the heal".to_owned(), |t| format!("{t:?}")),
+        took(takeover),
     );
     world.end().await;
 }

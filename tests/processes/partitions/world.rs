@@ -15,7 +15,7 @@ use eventsource_runtime::event::{NewEvent, StreamId};
 use eventsource_runtime::postgres::{PostgresCheckpointStore, PostgresEventStore};
 use eventsource_runtime::sqlx::{self, PgPool, postgres::PgPoolOptions};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError};
-use eventsource_test_support::history::{Call, History, HistoryWriter, Op, OpKind};
+use eventsource_test_support::history::{Call, History, HistoryWriter, Op, OpKind, Report};
 use eventsource_test_support::netns::{self, Fault, Namespace};
 use tokio::sync::oneshot;
 
@@ -208,6 +208,23 @@ impl World {
     pub async fn stop_appending(&mut self) -> i64 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         self.appender.take().unwrap().stop().await
+    }
+
+    /// Stops appending, and waits (through `watch`, failing with its log) until every
+    /// acknowledged append, the test's and the children's, is handled by someone, as the
+    /// histories say: how many of the test's were acknowledged.
+    pub async fn finish_appending_by_history(&mut self, watch: &mut Process) -> i64 {
+        let acknowledged = self.stop_appending().await;
+        let dir = &self.dir;
+        let everything = async || waiting_since(dir, u64::MAX).is_empty();
+        watch
+            .wait_for(
+                "every acknowledged event handled",
+                Duration::from_secs(60),
+                everything,
+            )
+            .await;
+        acknowledged
     }
 
     /// Stops appending, and waits (through `watch`, failing with its log) until every
@@ -526,6 +543,21 @@ impl Drop for Process {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The longest stall the checker found, as the scenarios print it: how long, and why.
+pub fn stalled(report: &Report) -> String {
+    report
+        .longest_stall
+        .as_ref()
+        .map_or("none".to_owned(), |stall| {
+            format!("{} ms, {}", stall.duration_ms, stall.cause())
+        })
+}
+
+/// How long a takeover took after a fault began, as the scenarios print it.
+pub fn took(takeover: Option<Duration>) -> String {
+    takeover.map_or("only after the heal".to_owned(), |took| format!("{took:?}"))
 }
 
 /// The events whose append was acknowledged before `before_ms` and that nobody handled yet.

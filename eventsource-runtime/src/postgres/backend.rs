@@ -166,10 +166,10 @@ impl Backend for PostgresEventStore {
         Some(self.signal.subscribe(&self.pool))
     }
 
-    fn answered<'a, T: Send + 'a>(
-        &'a self,
-        call: impl Future<Output = Result<T, StoreError>> + Send + 'a,
-    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'a {
+    fn answered<T: Send, F: Future<Output = Result<T, StoreError>> + Send>(
+        &self,
+        call: F,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send {
         liveness::answered(self.answer_timeout, call)
     }
 

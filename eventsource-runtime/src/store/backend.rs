@@ -123,10 +123,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// `call`, one of the backend's round trips, bounded as the backend bounds a server's
     /// silence (PostgreSQL: its `answer_timeout`); as it is by default (a backend in the
     /// process has no server to wait on).
-    fn answered<'a, T: Send + 'a>(
-        &'a self,
-        call: impl Future<Output = Result<T, StoreError>> + Send + 'a,
-    ) -> impl Future<Output = Result<T, StoreError>> + Send + 'a {
+    fn answered<T: Send, F: Future<Output = Result<T, StoreError>> + Send>(
+        &self,
+        call: F,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send {
         call
     }
 

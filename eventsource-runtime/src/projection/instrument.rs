@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::{Projection, ProjectionError};
 use crate::event::upcast::UpcastError;
 use crate::event::upcast::UpcastTally;
-use crate::event::{EventEnvelope, StreamId};
+use crate::event::{DecodeError, EventEnvelope, StreamId};
 use crate::store::{Segment, StoreError};
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::log_error;
@@ -205,6 +205,24 @@ pub(super) fn parking_upcast(
         .str(attr::EVENT_TYPE, &error.event_type)
         .start();
     span.record_error("UpcastError", &Chain(error));
+    span
+}
+
+/// The span of a runner parking the event at `position` (`version` of `stream`, stored as
+/// `event_type`) that its handler cannot decode, as [`parking`] does, and the counter.
+pub(super) fn parking_undecodable(
+    projection: &str,
+    position: u64,
+    stream: &StreamId,
+    version: u64,
+    event_type: &str,
+    error: &DecodeError,
+) -> Span {
+    let mut span = park_span(projection, position);
+    let span = with_stream(&mut span, stream, version)
+        .str(attr::EVENT_TYPE, event_type)
+        .start();
+    span.record_error("DecodeError", &Chain(error));
     span
 }
 

@@ -299,3 +299,74 @@ async fn a_requested_retry_is_taken_up_by_the_following_runner() {
         "the checkpoint does not move back"
     );
 }
+
+/// An event written by newer code (its schema version above the one this code knows, as in
+/// a rolling deploy) that a `#[projection]`'s handler cannot decode is parked at its first
+/// failure under `Park`, with why, and the events after it are handled; before, it was
+/// retried and stopped the runner with `HandlerFailed`. Retried by the same code it stays
+/// parked, with the same reason.
+#[tokio::test]
+async fn an_event_from_newer_code_is_parked_and_the_events_after_it_are_handled() {
+    use eventsource_test_support::domain::{LineItem, OrderEvent, OrderPlaced, OrderReadModel};
+
+    let store = InMemoryEventStore::new();
+    let placed = |customer: &str| OrderPlaced {
+        customer_id: customer.to_owned(),
+        items: vec![LineItem {
+            sku: "sku-1".into(),
+            quantity: 1,
+            unit_price_cents: 100,
+        }],
+        shipping_address: "1 Main St".into(),
+        total_cents: 100,
+    };
+    for (order, customer, schema_version) in
+        [("o-1", "c-1", 1), ("o-2", "c-2", 2), ("o-3", "c-3", 1)]
+    {
+        let mut event = NewEvent::from_event(&OrderEvent::from(placed(customer))).unwrap();
+        event.schema_version = schema_version;
+        store
+            .append(
+                &StreamId::new("Order", order),
+                ExpectedVersion::NoStream,
+                vec![event],
+            )
+            .await
+            .unwrap();
+    }
+    let checkpoints = InMemoryCheckpointStore::new();
+    let runner = ProjectionRunner::new(
+        Arc::new(store),
+        Arc::new(checkpoints.clone()),
+        OrderReadModel::default(),
+    )
+    .on_unreadable(UnreadablePolicy::Park);
+
+    let caught_up = tokio::time::timeout(Duration::from_secs(5), runner.run_until_caught_up())
+        .await
+        .expect("parked at once, not retried with backoff")
+        .unwrap();
+    assert_eq!(caught_up, 3);
+    let orders: Vec<String> = (runner.projection().lock().await.orders.keys().cloned()).collect();
+    assert_eq!(orders, ["o-1", "o-3"]);
+    let parked = runner.parked().await.unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].position, 2);
+    assert!(
+        parked[0]
+            .error
+            .contains("version 2 of `OrderPlaced` is newer than this code's version 1"),
+        "{}",
+        parked[0].error
+    );
+    assert_eq!(checkpoints.load("OrderReadModel").await.unwrap(), 3);
+
+    let still = runner.retry_parked().await.unwrap();
+    assert_eq!(still.len(), 1, "{still:?}");
+    assert_eq!(still[0].error, parked[0].error);
+    let orders = runner.projection().lock().await.orders.len();
+    assert_eq!(
+        orders, 2,
+        "the event is not handled by retrying with the same code"
+    );
+}

@@ -7,7 +7,7 @@ use tokio::sync::MutexGuard;
 use super::cadence::{Cadence, alongside};
 use super::retry::{log_retry, log_stopped};
 use super::shutdown::Shutdown;
-use super::unreadable::{Read, RetryRequests, upcast_batch};
+use super::unreadable::{Delivered, Read, RetryRequests, upcast_batch};
 use super::{Halt, Mode, ProjectionRunner, RunnerError};
 use crate::event::EventEnvelope;
 use crate::health::ComponentState;
@@ -355,28 +355,38 @@ impl<P: Projection> ProjectionRunner<P> {
                 // Fenced, or the claim expired while the handler ran: no retry.
                 return Err(Halt::LeaseLost);
             }
-            self.retry_or_stop(name, &events[0], attempt, failure.error, shutdown)
+            let Some(error) = self
+                .park_if_undecodable(name, lease, &events[0], failure.error, shutdown)
+                .await?
+            else {
+                *position = events[0].position;
+                events = &events[1..];
+                attempt = 1;
+                continue;
+            };
+            self.retry_or_stop(name, &events[0], attempt, error, shutdown)
                 .await?;
             attempt += 1;
         }
         Ok(())
     }
 
-    /// One event, retried with backoff until it succeeds or attempts run out; never
-    /// handed over once the lease is lost.
+    /// One event, retried with backoff until it succeeds or attempts run out (parked at
+    /// once when its handler cannot decode it and the policy parks); never handed over
+    /// once the lease is lost.
     pub(super) async fn deliver(
         &self,
         name: &str,
         lease: &dyn ProjectionLease,
         event: &EventEnvelope,
         shutdown: &mut Shutdown<'_>,
-    ) -> Result<(), Halt> {
+    ) -> Result<Delivered, Halt> {
         let mut attempt = 1;
         loop {
             let result = {
                 let mut projection = self.locked().await;
                 if !projection.handles(&event.event_type) {
-                    return Ok(());
+                    return Ok(Delivered::Handled);
                 }
                 // Asked with the projection locked, right before the call.
                 if !lease.is_held() {
@@ -385,11 +395,17 @@ impl<P: Projection> ProjectionRunner<P> {
                 handle_one(&mut *projection, event).await
             };
             let Err(error) = result else {
-                return Ok(());
+                return Ok(Delivered::Handled);
             };
             if !lease.is_held() {
                 return Err(Halt::LeaseLost);
             }
+            let Some(error) = self
+                .park_if_undecodable(name, lease, event, error, shutdown)
+                .await?
+            else {
+                return Ok(Delivered::Parked);
+            };
             self.retry_or_stop(name, event, attempt, error, shutdown)
                 .await?;
             attempt += 1;

@@ -6,15 +6,18 @@ use super::shutdown::Shutdown;
 use super::{Halt, ProjectionRunner, RunnerError};
 use crate::event::upcast::UpcastCounts;
 use crate::event::upcast::{UpcastError, Upcasted, Upcasters};
-use crate::event::{EventEnvelope, StreamId};
+use crate::event::{DecodeError, EventEnvelope, StreamId};
 use crate::projection::checkpoint::{ParkedEvent, ProjectionLease};
-use crate::projection::{Projection, instrument};
+use crate::projection::{Projection, ProjectionError, instrument};
 use crate::store::StoreError;
 use crate::telemetry::otel::log::{log_error, log_info, log_warn};
 use crate::telemetry::values::Chain;
 
-/// What a [`ProjectionRunner`] does with an event the store cannot read back (a damaged
-/// row, [`StoreError::Corrupt`]). The events before it are handled either way.
+/// What a [`ProjectionRunner`] does with an event it cannot read: one the store cannot
+/// read back (a damaged row, [`StoreError::Corrupt`]), one its upcasters cannot bring up to
+/// date, or one its handler cannot decode ([`ProjectionError::Decode`]: a payload that does
+/// not fit its type, a schema version newer than this code knows, as in a rolling deploy).
+/// The events before it are handled either way.
 ///
 /// ```
 /// use eventsource_runtime::projection::runner::UnreadablePolicy;
@@ -32,7 +35,9 @@ pub enum UnreadablePolicy {
     /// Keep the event's position and error in the checkpoint store's parked list
     /// ([`CheckpointStore::park`](crate::projection::checkpoint::CheckpointStore::park)),
     /// record an ERROR span and a counter, and go on with the next event. See
-    /// [`ProjectionRunner::parked`] and [`ProjectionRunner::retry_parked`].
+    /// [`ProjectionRunner::parked`] and [`ProjectionRunner::retry_parked`]. An event its
+    /// handler cannot decode is parked at its first failure (no retry changes what this
+    /// code can read); retried once newer code is deployed, it is handled.
     Park,
 }
 
@@ -56,6 +61,15 @@ pub(super) enum Unreadable {
         version: u64,
         error: UpcastError,
     },
+    /// Its handler cannot decode it.
+    Undecodable {
+        /// Its stream and version there.
+        stream: StreamId,
+        version: u64,
+        /// Its stored type name.
+        event_type: String,
+        error: DecodeError,
+    },
 }
 
 impl Unreadable {
@@ -73,6 +87,15 @@ impl Unreadable {
                 position,
                 source: Box::new(error),
             },
+            Self::Undecodable {
+                event_type, error, ..
+            } => RunnerError::HandlerFailed {
+                projection,
+                position,
+                event_type,
+                attempts: 1,
+                source: ProjectionError::Decode(error),
+            },
         }
     }
 
@@ -81,6 +104,7 @@ impl Unreadable {
         match self {
             Self::Row(error) => Chain(error).to_string(),
             Self::Upcast { error, .. } => Chain(error).to_string(),
+            Self::Undecodable { error, .. } => Chain(error).to_string(),
         }
     }
 }
@@ -207,6 +231,14 @@ impl<P: Projection> ProjectionRunner<P> {
                 version,
                 error,
             } => instrument::parking_upcast(name, position, stream, *version, error),
+            Unreadable::Undecodable {
+                stream,
+                version,
+                event_type,
+                error,
+            } => {
+                instrument::parking_undecodable(name, position, stream, *version, event_type, error)
+            }
         };
         let parked = ParkedEvent::new(position, reason);
         span.run(self.retrying(name, "park event", shutdown, || {
@@ -231,15 +263,52 @@ impl<P: Projection> ProjectionRunner<P> {
                 Some((stream, *version)),
                 Some(&error.event_type),
             ),
+            Unreadable::Undecodable {
+                stream,
+                version,
+                event_type,
+                ..
+            } => instrument::stopping(name, position, Some((stream, *version)), Some(event_type)),
         };
         let error = error.stop(name, position);
         let kind = match error {
             RunnerError::UpcastFailed { .. } => "RunnerError::UpcastFailed",
+            RunnerError::HandlerFailed { .. } => "RunnerError::HandlerFailed",
             _ => "RunnerError::UnreadableEvent",
         };
         instrument::stopped(&span, kind, &error);
         log_stopped(&error);
         error.into()
+    }
+
+    /// Under [`UnreadablePolicy::Park`], parks `event` when its handler could not decode
+    /// it (`error`); `Ok(None)` when parked, the error back otherwise (retried or stopped
+    /// at as any handler's failure).
+    pub(super) async fn park_if_undecodable(
+        &self,
+        name: &str,
+        lease: &dyn ProjectionLease,
+        event: &EventEnvelope,
+        error: ProjectionError,
+        shutdown: &mut Shutdown<'_>,
+    ) -> Result<Option<ProjectionError>, Halt> {
+        let error = match error {
+            ProjectionError::Decode(error)
+                if self.settings.on_unreadable == UnreadablePolicy::Park =>
+            {
+                error
+            }
+            other => return Ok(Some(other)),
+        };
+        let undecodable = Unreadable::Undecodable {
+            stream: event.stream.clone(),
+            version: event.version,
+            event_type: event.event_type.to_string(),
+            error,
+        };
+        self.unreadable(name, lease, event.position, undecodable, shutdown)
+            .await?;
+        Ok(None)
     }
 
     /// Hands the parked events that can now be read (the row was repaired) to the
@@ -358,7 +427,20 @@ impl<P: Projection> ProjectionRunner<P> {
         match read {
             Read::Events(events) => {
                 for event in events.iter().filter(|e| e.position == at) {
-                    self.deliver(name, lease, event, shutdown).await?;
+                    if let Delivered::Parked = self.deliver(name, lease, event, shutdown).await? {
+                        // Its handler still cannot decode it: parked again, with why.
+                        let parked = self
+                            .reading(name, "list parked events", shutdown, || {
+                                self.checkpoints.parked(name)
+                            })
+                            .await?;
+                        let error = parked
+                            .into_iter()
+                            .find(|p| p.position == at)
+                            .map(|p| p.error)
+                            .unwrap_or_default();
+                        return Ok(Retried::ParkedAgain(error));
+                    }
                 }
                 // Handled, or no longer in the store: nothing left to retry.
             }
@@ -427,6 +509,15 @@ impl<P: Projection> ProjectionRunner<P> {
         }
         Ok(())
     }
+}
+
+/// What handing one event to the projection came to.
+pub(super) enum Delivered {
+    /// Handled (or not one the projection handles).
+    Handled,
+    /// Its handler could not decode it, and it was parked
+    /// ([`ProjectionRunner::park_if_undecodable`]).
+    Parked,
 }
 
 /// What retrying one parked event gave.

@@ -66,6 +66,35 @@ fn eventsource<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
     }
 }
 
+/// `eventsource args`, which must end by itself within `bound` (a console that started
+/// serving is killed, and the test fails).
+fn exits_within(args: &[String], bound: Duration) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eventsource"))
+        .args(args)
+        .env_remove("EVENTSOURCE_BROKER")
+        .env_remove("EVENTSOURCE_BUS_PREFIX")
+        .env_remove("EVENTSOURCE_NATS_STREAM")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the eventsource binary runs");
+    let deadline = std::time::Instant::now() + bound;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`eventsource {}` still ran after {bound:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// The server in `variable`, or `None` after a `skipped:` line (a failure when `required`
 /// is `1`).
 fn server(test: &str, variable: &str, required: &str) -> Option<String> {
@@ -278,6 +307,25 @@ async fn list_requeue_purge(fixture: Fixture, mailer: Arc<Mailer>) {
     assert!(said.contains("no consumer group"), "{said}");
     let missing = eventsource(&unknown).expect(3);
     assert!(missing.stdout.is_empty());
+
+    // The console refuses the same typo when it starts, as the command does (it declared
+    // the typo's dead-letter queue on RabbitMQ and showed "0 dead letters"), and creates
+    // nothing: the command still finds no such group afterwards.
+    let file = std::env::temp_dir().join(format!("es-cli-console-{}.db", Uuid::now_v7().simple()));
+    // An empty file is an empty SQLite database (the command makes none of a typo).
+    std::fs::File::create(&file).unwrap();
+    let store = format!("sqlite:{}", file.display());
+    eventsource(&["--store", &store, "migrate"]).expect(0);
+    let mut console = ["--store", &store, "console", "--listen", "127.0.0.1:0"]
+        .map(str::to_owned)
+        .to_vec();
+    console.extend(unknown[2..].iter().cloned());
+    let said = exits_within(&console, Duration::from_secs(30))
+        .expect(3)
+        .stderr;
+    assert!(said.contains("no consumer group"), "{said}");
+    eventsource(&unknown).expect(3);
+    let _ = std::fs::remove_file(file);
 
     fixture.stop().await;
 }

@@ -77,7 +77,7 @@ pub async fn run(stores: &Stores, schema: &str, args: &ConsoleArgs) -> Result<()
     for target in &args.also_stores {
         console = console.also_store(Stores::open_target(target, schema).await?.events);
     }
-    console = brokers::with_dead_letters(console, args)?;
+    console = brokers::with_dead_letters(console, args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|error| CliError::Usage(format!("cannot listen on {}: {error}", args.listen)))?;
@@ -102,11 +102,12 @@ pub async fn run(stores: &Stores, schema: &str, args: &ConsoleArgs) -> Result<()
 /// Consumer groups' dead letters, on the broker `--broker` names.
 #[cfg(feature = "broker")]
 mod brokers {
-    use eventsource_runtime::adapter::DeadLetterAddress;
-
     use super::{CliError, Console, ConsoleArgs};
 
-    pub fn with_dead_letters(
+    /// The console given each `--group`'s dead letters, once the broker said it knows the
+    /// group (a typo is not found, exit 3, as `eventsource dead-letters` says it; nothing
+    /// is declared for it).
+    pub async fn with_dead_letters(
         mut console: Console,
         args: &ConsoleArgs,
     ) -> Result<Console, CliError> {
@@ -119,16 +120,13 @@ mod brokers {
             ));
         };
         for group in &args.groups {
-            let mut address = DeadLetterAddress::new(url.as_str(), group.as_str());
-            if let Some(prefix) = &args.prefix {
-                address = address.with_prefix(prefix.as_str());
-            }
-            if let Some(stream) = &args.stream {
-                address = address.with_stream(stream.as_str());
-            }
-            let queue = address
-                .open()
-                .map_err(|error| CliError::Usage(error.to_string()))?;
+            let (_, queue) = crate::dead_letters::open_group(
+                url,
+                group,
+                args.prefix.as_deref(),
+                args.stream.as_deref(),
+            )
+            .await?;
             console = console.boxed_dead_letters(queue);
         }
         Ok(console)
@@ -139,7 +137,10 @@ mod brokers {
 mod brokers {
     use super::{CliError, Console, ConsoleArgs};
 
-    pub fn with_dead_letters(console: Console, args: &ConsoleArgs) -> Result<Console, CliError> {
+    pub async fn with_dead_letters(
+        console: Console,
+        args: &ConsoleArgs,
+    ) -> Result<Console, CliError> {
         if args.groups.is_empty() {
             return Ok(console);
         }

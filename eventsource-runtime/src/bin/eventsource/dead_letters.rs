@@ -14,7 +14,7 @@ pub async fn run(_: DeadLettersCommand, _: bool) -> Result<(), CliError> {
 }
 
 #[cfg(feature = "broker")]
-pub use with_broker::run;
+pub use with_broker::{open_group, run};
 
 #[cfg(feature = "broker")]
 mod with_broker {
@@ -94,11 +94,29 @@ mod with_broker {
     async fn open(
         args: &BrokerArgs,
     ) -> Result<(DeadLetterAddress, Box<dyn DeadLetterQueue>), CliError> {
-        let mut address = DeadLetterAddress::new(&args.broker, &args.group);
-        if let Some(prefix) = &args.prefix {
+        open_group(
+            &args.broker,
+            &args.group,
+            args.prefix.as_deref(),
+            args.stream.as_deref(),
+        )
+        .await
+    }
+
+    /// The dead letters of group `group` on the broker at `url` (the bus's `prefix` and
+    /// NATS `stream` when the service set them), once the broker said it knows the group:
+    /// a group that is not there is not found (exit 3), and nothing is declared for it.
+    pub async fn open_group(
+        url: &str,
+        group: &str,
+        prefix: Option<&str>,
+        stream: Option<&str>,
+    ) -> Result<(DeadLetterAddress, Box<dyn DeadLetterQueue>), CliError> {
+        let mut address = DeadLetterAddress::new(url, group);
+        if let Some(prefix) = prefix {
             address = address.with_prefix(prefix);
         }
-        if let Some(stream) = &args.stream {
+        if let Some(stream) = stream {
             address = address.with_stream(stream);
         }
         let queue = address.open().map_err(|error| match error {
@@ -113,9 +131,8 @@ mod with_broker {
         ))?;
         if !exists {
             return Err(CliError::NotFound(format!(
-                "no consumer group `{}` on {} (the service declares it when it starts; check \
-                 --group and --prefix)",
-                args.group,
+                "no consumer group `{group}` on {} (the service declares it when it starts; \
+                 check --group and --prefix)",
                 address.redacted_url()
             )));
         }

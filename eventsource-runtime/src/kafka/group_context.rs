@@ -4,6 +4,7 @@
 //! connection errors, recorded as the bus's other clients record them.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rdkafka::client::ClientContext;
@@ -32,6 +33,8 @@ pub(super) struct GroupContext {
     /// The consumer's `group.id` (the group's, or a retry topic's own).
     group_id: Arc<str>,
     protocol: GroupProtocol,
+    /// How many times partitions were taken from the consumer (revoked or lost).
+    revocations: Arc<AtomicU64>,
 }
 
 impl GroupContext {
@@ -49,7 +52,14 @@ impl GroupContext {
             group: group.into(),
             group_id: group_id.into(),
             protocol,
+            revocations: Arc::default(),
         }
+    }
+
+    /// How many times partitions were taken from the consumer so far: what a session
+    /// recorded before the count moved may be of a partition another member owns now.
+    pub(super) fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::Acquire)
     }
 
     /// The protocol the consumer joins with.
@@ -104,6 +114,9 @@ impl ClientContext for GroupContext {
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            self.revocations.fetch_add(1, Ordering::AcqRel);
+        }
         match rebalance {
             Rebalance::Revoke(partitions) if consumer.assignment_lost() => {
                 // The group gave them to another member while this one could not be heard

@@ -128,6 +128,8 @@ pub(super) struct Commits {
     /// How many records in hand were not committed with the mark yet.
     unmarked: usize,
     last: Instant,
+    /// The consumer's revocation count that what is recorded here was recorded under.
+    revocations: u64,
     /// Fires when the next commit is due; reset only when that moves (one timer for the
     /// session, not one per record).
     timer: Pin<Box<Sleep>>,
@@ -154,26 +156,53 @@ impl Commits {
             uncommitted: 0,
             unmarked: 0,
             last: now,
+            revocations: 0,
             timer: Box::pin(tokio::time::sleep_until(now)),
         }
     }
 
     /// Runs `work`, the handling of `records`, as [`during`](Self::during) does, the
-    /// records in hand meanwhile; once it succeeded, their partitions move past them.
+    /// records in hand meanwhile; once it succeeded, their partitions move past them, unless
+    /// partitions were taken from the consumer meanwhile: then nothing is stored or
+    /// committed for them, and whoever owns their partitions now starts from the group's
+    /// committed offset (at least once).
     pub(super) async fn settle<T>(
         &mut self,
         consumer: &GroupConsumer,
         records: &[BorrowedMessage<'_>],
         work: impl Future<Output = Result<(), T>>,
     ) -> Result<(), T> {
+        let started_under = self.assignment(consumer);
         for record in records {
             self.start(record);
         }
         self.during(consumer, work).await?;
-        for record in records {
-            self.settled(consumer, record);
+        if self.assignment(consumer) == started_under {
+            for record in records {
+                self.settled(consumer, record);
+            }
         }
         Ok(())
+    }
+
+    /// The consumer's revocation count ([`GroupContext::revocations`]) now. When it moved
+    /// since this session last looked, what the session recorded is forgotten: a revoke
+    /// committed it already, and after a loss (the group handed the partitions on while the
+    /// consumer could not reach it) a commit would move the group's offsets back over the
+    /// next owner's work, even once the partition comes back to this consumer.
+    ///
+    /// [`GroupContext::revocations`]: super::group_context::GroupContext::revocations
+    fn assignment(&mut self, consumer: &GroupConsumer) -> u64 {
+        let revocations = consumer.context().revocations();
+        if revocations != self.revocations {
+            self.revocations = revocations;
+            for (_, progress) in self.partitions.iter_mut() {
+                *progress = Progress::default();
+            }
+            self.uncommitted = 0;
+            self.unmarked = 0;
+        }
+        revocations
     }
 
     /// `record` goes to the handlers now (the first of its partition in hand is the one
@@ -227,6 +256,7 @@ impl Commits {
     /// Commits every settled position and the records in hand (marked), in one request.
     pub(super) fn commit(&mut self, consumer: &GroupConsumer) {
         self.last = Instant::now();
+        self.assignment(consumer);
         let mark = self.mark;
         let mut list = TopicPartitionList::new();
         for ((topic, partition), progress) in self.partitions.iter_mut() {

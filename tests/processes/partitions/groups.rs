@@ -6,14 +6,17 @@
 //! loopback only), the members' heartbeat `T`; the broker hands `a`'s messages on once it
 //! has heard nothing from `a` for two to three heartbeats. Judged from the members'
 //! histories: every acknowledged append handled, again only after a takeover and at most a
-//! prefetch of them (at least once), in no particular order (several members of one group
+//! prefetch of them (at least once; a member's own change of membership, a new session or
+//! Kafka partitions assigned, revoked or lost, is a takeover too: `child::consumer`'s
+//! `Membership`), in no particular order (several members of one group
 //! do not keep it, docs/brokers.md); a fault held at least `T` has every event appended
 //! before it handled within the group's takeover bound of its start, and no event waits
 //! longer than that to be handled; both stop within 30 s of SIGTERM. Kafka: the CI's
 //! broker, `a` reaching it through its own loopback and a forwarder (Kafka names itself
 //! `127.0.0.1`), its session 10 s (`.ci/run`'s and the runtime's default); the group hands
 //! `a`'s partitions on once the session expires, and a member that finds its partitions
-//! lost commits nothing for them.
+//! lost commits nothing for them: what it handled and never committed is handled again by
+//! the partitions' next owner, which after the heal may be `a` itself.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};

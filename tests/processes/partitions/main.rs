@@ -183,8 +183,6 @@ async fn rabbitmq_member_rejected_for_the_timeout() {
 
 #[cfg(all(feature = "nats", feature = "kafka"))]
 #[tokio::test]
-#[ignore = "open: a Kafka member that rejoins after a partition re-handles work its peer did \
-            meanwhile, past the commit window (docs/guide/faults.md); run with --ignored"]
 async fn kafka_member_black_holed_three_timeouts() {
     groups::run(
         27,
@@ -197,16 +195,12 @@ async fn kafka_member_black_holed_three_timeouts() {
 
 #[cfg(all(feature = "nats", feature = "kafka"))]
 #[tokio::test]
-#[ignore = "open: a Kafka member that rejoins after a partition re-handles work its peer did \
-            meanwhile, past the commit window (docs/guide/faults.md); run with --ignored"]
 async fn kafka_member_paused_three_timeouts() {
     groups::run(28, Broker::Kafka, Nemesis::Pause, TIMEOUT * 3).await;
 }
 
 #[cfg(all(feature = "nats", feature = "kafka"))]
 #[tokio::test]
-#[ignore = "open: a Kafka member that rejoins after a partition re-handles work its peer did \
-            meanwhile, past the commit window (docs/guide/faults.md); run with --ignored"]
 async fn kafka_member_rejected_for_the_timeout() {
     groups::run(29, Broker::Kafka, Nemesis::Net(Fault::RejectBoth), TIMEOUT).await;
 }

@@ -1,8 +1,10 @@
 //! The `consumer` child: a member of a consumer group (NATS JetStream, or RabbitMQ with the
 //! feature), recording in its history the start and the end of every event it handles (at
-//! least once: its effect is the record itself).
+//! least once: its effect is the record itself), each under the member's epoch: how many
+//! times its share of the group changed so far ([`Membership`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use eventsource_runtime::bus::{HandlerError, Subscribe};
 use eventsource_runtime::event::EventEnvelope;
@@ -86,12 +88,14 @@ pub async fn run(told: Told) {
     println!("{name} stopped");
 }
 
-/// Subscribes the member's handler: each event's start and end recorded.
+/// Subscribes the member's handler: each event's start and end recorded, under the
+/// member's epoch.
 fn record_handling(group: &impl Subscribe, history: Arc<HistoryWriter>) {
     group.subscribe_fn(PROJECTION, move |event: EventEnvelope| {
         let history = Arc::clone(&history);
         async move {
-            let handling = Handling::of(PROJECTION, &event);
+            let mut handling = Handling::of(PROJECTION, &event);
+            handling.epoch = Some(Membership::epoch());
             let started = history
                 .invoke(Call::HandleStart(handling))
                 .map_err(HandlerError::new)?;
@@ -102,4 +106,55 @@ fn record_handling(group: &impl Subscribe, history: Arc<HistoryWriter>) {
             Ok::<(), HandlerError>(())
         }
     });
+}
+
+/// How many times this member's share of its group changed, as the library logs it: a
+/// session began (`consuming`), or Kafka partitions were assigned, revoked or lost (its
+/// retry and requeue consumers' aside). What a member handled and had not settled with the
+/// broker comes again after such a change to whoever has that work then, this member
+/// included (a Kafka member cut off past its session gets its partitions back from the
+/// last commit that reached the group): the checker counts a change of epoch as a takeover.
+pub struct Membership;
+
+static MEMBERSHIP_CHANGES: AtomicU64 = AtomicU64::new(0);
+
+impl Membership {
+    fn epoch() -> u64 {
+        MEMBERSHIP_CHANGES.load(Ordering::SeqCst)
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Membership {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = LoggedFields::default();
+        event.record(&mut fields);
+        let live = !fields.group_id.contains(".retry.") && !fields.group_id.ends_with(".requeue");
+        if live && (fields.message == "consuming" || fields.message.starts_with("kafka partitions"))
+        {
+            MEMBERSHIP_CHANGES.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The fields of a library's log line [`Membership`] reads.
+#[derive(Default)]
+struct LoggedFields {
+    message: String,
+    group_id: String,
+}
+
+impl tracing::field::Visit for LoggedFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_owned(),
+            "group_id" => self.group_id = value.to_owned(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        }
+    }
 }

@@ -47,10 +47,15 @@ pub async fn run() {
     let Ok(role) = std::env::var(CHILD) else {
         return;
     };
-    let logs = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .finish();
+        .with_ansi(false);
+    #[cfg(feature = "nats")]
+    let membership = Some(consumer::Membership);
+    #[cfg(not(feature = "nats"))]
+    let membership: Option<tracing_subscriber::layer::Identity> = None;
+    let logs = tracing_subscriber::registry().with(logs).with(membership);
     let _logs = tracing::subscriber::set_default(logs);
     let var = |name| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
     let (url, schema, name) = (var(URL), var(SCHEMA), var(NAME));

@@ -77,27 +77,96 @@ pub(super) fn holder_of<'t>(
     tokens: &'t [AdminToken],
     headers: &HeaderMap,
 ) -> Result<&'t str, ConsoleError> {
+    matching(tokens.iter(), headers).map_err(|refusal| {
+        ConsoleError::Unauthorized(match refusal {
+            Refusal::NoToken => "this action needs the admin token (`Authorization: Bearer \
+                                 TOKEN`; the page asks for it); nothing changed"
+                .to_owned(),
+            Refusal::Unknown => "the admin token is not this console's; nothing changed".to_owned(),
+        })
+    })
+}
+
+/// Checks a read when reads need a token: a reader's or an admin's.
+pub(super) fn may_read(
+    readers: &[AdminToken],
+    admins: &[AdminToken],
+    headers: &HeaderMap,
+) -> Result<(), ConsoleError> {
+    matching(readers.iter().chain(admins), headers)
+        .map(drop)
+        .map_err(|refusal| {
+            ConsoleError::Unauthorized(match refusal {
+                Refusal::NoToken => "this console's reads need a token (`Authorization: \
+                                     Bearer TOKEN`; the page asks for it)"
+                    .to_owned(),
+                Refusal::Unknown => "the token is not one of this console's".to_owned(),
+            })
+        })
+}
+
+/// Why no token matched.
+enum Refusal {
+    NoToken,
+    Unknown,
+}
+
+fn matching<'t>(
+    tokens: impl Iterator<Item = &'t AdminToken>,
+    headers: &HeaderMap,
+) -> Result<&'t str, Refusal> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| {
-            ConsoleError::Unauthorized(
-                "this action needs the admin token (`Authorization: Bearer TOKEN`; the page \
-                 asks for it); nothing changed"
-                    .to_owned(),
-            )
-        })?;
+        .ok_or(Refusal::NoToken)?;
     let mut holder = None;
     for candidate in tokens {
         if bool::from(candidate.token.as_bytes().ct_eq(given.as_bytes())) {
             holder = Some(candidate.label.as_str());
         }
     }
-    holder.ok_or_else(|| {
-        ConsoleError::Unauthorized(
-            "the admin token is not this console's; nothing changed".to_owned(),
-        )
-    })
+    holder.ok_or(Refusal::Unknown)
+}
+
+/// Refuses a request for a name the console does not answer to (its `Host` header, the port
+/// aside): loopback names and addresses always, and those in `allowed`. A page on another
+/// name that resolves to the console's address (DNS rebinding) reads nothing. A request
+/// without `Host` (no browser sends one) is let through.
+pub(super) fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<(), ConsoleError> {
+    let Some(host) = headers.get(header::HOST) else {
+        return Ok(());
+    };
+    let host = host.to_str().unwrap_or_default();
+    let name = host_name(host).to_ascii_lowercase();
+    let loopback = name == "localhost"
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback || allowed.iter().any(|allowed| *allowed == name) {
+        return Ok(());
+    }
+    Err(ConsoleError::Forbidden(format!(
+        "this console does not answer to `{host}`: it answers to localhost and loopback \
+         addresses{} (Console::allowed_hosts; `eventsource console --host NAME`)",
+        if allowed.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", allowed.join(", "))
+        }
+    )))
+}
+
+/// `host` without its port: `[::1]:8080` is `[::1]`, `example.com:8080` is `example.com`.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
 }

@@ -14,7 +14,10 @@
 //!   ([`admin_token`](Console::admin_token); `Authorization: Bearer`, compared in constant
 //!   time), refused without one (401) or with a cross-site `Origin`/`Sec-Fetch-Site`
 //!   (403); with no token configured, or [`read_only`](Console::read_only), there are no
-//!   actions (no buttons; the endpoints answer 403). Each action is logged (who: the
+//!   actions (no buttons; the endpoints answer 403). It answers only to loopback names
+//!   and those given ([`allowed_hosts`](Console::allowed_hosts)): a page on another name
+//!   that resolves to its address (DNS rebinding) gets 403. Reads can need a token too
+//!   ([`read_token`](Console::read_token)). Each action is logged (who: the
 //!   client's address and the token's label; what) and traced: one span
 //!   `eventsource.console.{action}` (`docs/telemetry.md`, "The operator console's spans"). Bad
 //!   input is a 4xx with `{"error": ...}` and changes nothing. Tokens and store URLs are
@@ -90,6 +93,8 @@ impl std::fmt::Debug for Console {
             .field("trace_url", &settings.trace_url)
             .field("tokens", &settings.tokens)
             .field("read_only", &settings.read_only)
+            .field("readers", &settings.readers)
+            .field("hosts", &settings.hosts)
             .finish()
     }
 }
@@ -104,6 +109,10 @@ struct Shared {
     trace_url: Option<String>,
     tokens: Vec<AdminToken>,
     read_only: bool,
+    /// Tokens that may read; when there is one, every read needs a reader's or an admin's.
+    readers: Vec<AdminToken>,
+    /// Host names the console answers to besides loopback ones (lower case, no port).
+    hosts: Vec<String>,
 }
 
 impl Shared {
@@ -127,6 +136,8 @@ impl Console {
             trace_url: None,
             tokens: Vec::new(),
             read_only: false,
+            readers: Vec::new(),
+            hosts: Vec::new(),
         };
         Self { settings }
     }
@@ -187,22 +198,41 @@ impl Console {
         label: impl Into<String>,
         token: impl Into<String>,
     ) -> Result<Self, ConsoleError> {
-        let (label, token) = (label.into(), token.into());
-        if token.trim().chars().count() < 8 {
-            return Err(ConsoleError::Setting(
-                "the admin token is too short: give 8 characters or more".to_owned(),
-            ));
-        }
-        if label.trim().is_empty() {
-            return Err(ConsoleError::Setting(
-                "the admin token's label is empty".to_owned(),
-            ));
-        }
-        self.settings.tokens.push(AdminToken {
-            label,
-            token: token.trim().to_owned(),
-        });
+        let token = checked_token("admin", label.into(), token.into())?;
+        self.settings.tokens.push(token);
         Ok(self)
+    }
+
+    /// A token that may read, its holder known as `label`; once one is given, every read
+    /// (`/api/...` but the actions) needs a reader's or an admin's token (`Authorization:
+    /// Bearer`; the page asks for it), 401 without. The page and its assets stay open: they
+    /// hold no data. Repeatable.
+    ///
+    /// # Errors
+    /// [`ConsoleError::Setting`] when the token is shorter than 8 characters or the label
+    /// is empty.
+    pub fn read_token(
+        mut self,
+        label: impl Into<String>,
+        token: impl Into<String>,
+    ) -> Result<Self, ConsoleError> {
+        let token = checked_token("read", label.into(), token.into())?;
+        self.settings.readers.push(token);
+        Ok(self)
+    }
+
+    /// Host names the console also answers to, as a browser sends them in `Host` (its port
+    /// aside; `console.internal`): it always answers to `localhost` and loopback addresses,
+    /// and refuses others with 403, so that a page on a name that resolves to the console's
+    /// address (DNS rebinding) reads nothing. Give the names a reverse proxy or the
+    /// operators reach it by.
+    #[must_use]
+    pub fn allowed_hosts(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        for name in names {
+            let name: String = name.into();
+            self.settings.hosts.push(name.trim().to_ascii_lowercase());
+        }
+        self
     }
 
     /// Without actions: no buttons, and every action's endpoint answers 403.
@@ -229,9 +259,52 @@ impl Console {
             .route("/api/causation", get(reads::causation))
             .route("/api/actions/{action}", post(actions::act))
             .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                admitted,
+            ))
             .layer(axum::middleware::map_response(guarded))
             .with_state(state)
     }
+}
+
+/// A token checked as [`Console::admin_token`] and [`Console::read_token`] take it.
+fn checked_token(kind: &str, label: String, token: String) -> Result<AdminToken, ConsoleError> {
+    if token.trim().chars().count() < 8 {
+        return Err(ConsoleError::Setting(format!(
+            "the {kind} token is too short: give 8 characters or more"
+        )));
+    }
+    if label.trim().is_empty() {
+        return Err(ConsoleError::Setting(format!(
+            "the {kind} token's label is empty"
+        )));
+    }
+    Ok(AdminToken {
+        label,
+        token: token.trim().to_owned(),
+    })
+}
+
+/// Every request: for a name the console answers to; a read (a `GET` under `api/`) with a
+/// reader's or an admin's token when reads need one. Actions check their own token.
+async fn admitted(
+    axum::extract::State(state): axum::extract::State<State>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(refused) = auth::host_allowed(request.headers(), &state.hosts) {
+        return refused.into_response();
+    }
+    let read =
+        request.method() == axum::http::Method::GET && request.uri().path().starts_with("/api/");
+    if read
+        && !state.readers.is_empty()
+        && let Err(refused) = auth::may_read(&state.readers, &state.tokens, request.headers())
+    {
+        return refused.into_response();
+    }
+    next.run(request).await
 }
 
 const PAGE: &str = include_str!("assets/index.html");

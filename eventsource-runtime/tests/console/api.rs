@@ -655,3 +655,101 @@ fn contract_rows() -> Vec<(Vec<String>, Vec<String>)> {
         })
         .collect()
 }
+
+/// A GET of `path` sent for `host`, with `Authorization: Bearer token` when given.
+async fn get_as(router: &Router, path: &str, host: &str, token: Option<&str>) -> Answer {
+    let mut request = Request::get(path).header(header::HOST, host);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    send(router, request.body(Body::empty()).unwrap()).await
+}
+
+/// The console answers to loopback names and those it was given, and nothing else: a page
+/// on another name that resolves to its address (DNS rebinding) read every event's payload
+/// before (200 for `Host: evil.example:8080`). With a read token, every read needs a
+/// reader's or an admin's token; the page itself stays open, and a read token acts on
+/// nothing.
+#[tokio::test]
+async fn the_console_answers_only_to_its_names_and_reads_need_a_token_once_given_one() {
+    let seeded = seeded("hosts").await;
+    let open = Console::new(seeded.stores()).router();
+    for path in ["/", "/api/status", "/api/events?stream=Order/o-1"] {
+        let refused = get_as(&open, path, "evil.example:8080", None).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            refused.text
+        );
+        assert!(
+            refused.body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("does not answer to `evil.example:8080`")),
+            "{}",
+            refused.text
+        );
+        assert!(!refused.text.contains("OrderPlaced"), "{}", refused.text);
+    }
+    for host in [
+        "localhost:8080",
+        "127.0.0.1:9",
+        "[::1]:8080",
+        "LOCALHOST",
+        "127.0.0.2",
+    ] {
+        let answered = get_as(&open, "/api/status", host, None).await;
+        assert_eq!(answered.status, StatusCode::OK, "{host}: {}", answered.text);
+    }
+    let named = Console::new(seeded.stores())
+        .allowed_hosts(["Console.Internal"])
+        .router();
+    let answered = get_as(&named, "/api/status", "console.internal:443", None).await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.text);
+    let refused = get_as(&named, "/api/status", "console.internal.evil.example", None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+
+    let guarded = Console::new(seeded.stores())
+        .read_token("dashboards", "reader-token-5c1e")
+        .unwrap()
+        .admin_token("on-call", TOKEN)
+        .unwrap()
+        .router();
+    let host = "127.0.0.1:8080";
+    let page = get_as(&guarded, "/", host, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    for path in ["/api/config", "/api/status", "/api/events?stream=Order/o-1"] {
+        let refused = get_as(&guarded, path, host, None).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}: {}",
+            refused.text
+        );
+        assert!(!refused.text.contains("OrderPlaced"), "{}", refused.text);
+        let wrong = get_as(&guarded, path, host, Some("not-the-token")).await;
+        assert_eq!(
+            wrong.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}: {}",
+            wrong.text
+        );
+        for token in ["reader-token-5c1e", TOKEN] {
+            let read = get_as(&guarded, path, host, Some(token)).await;
+            assert_eq!(read.status, StatusCode::OK, "{path}: {}", read.text);
+        }
+    }
+    let acted = post(
+        &guarded,
+        "skip-parked",
+        SKIP,
+        &[("authorization", "Bearer reader-token-5c1e")],
+    )
+    .await;
+    assert_eq!(acted.status, StatusCode::UNAUTHORIZED, "{}", acted.text);
+    assert!(
+        Console::new(seeded.stores())
+            .read_token("short", "1234567")
+            .is_err()
+    );
+}

@@ -103,6 +103,14 @@ async fn the_command_listens_on_loopback_and_hides_its_token() {
         said.contains("not a loopback address") && said.contains("--allow-remote"),
         "{said}"
     );
+    // Reachable from elsewhere, its reads need a token and its names are given.
+    let open = eventsource(&[&store[..], &["--listen", "0.0.0.0:0", "--allow-remote"]].concat());
+    assert_eq!(open.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&open.stderr);
+    assert!(
+        said.contains("--read-token") && said.contains("--host"),
+        "{said}"
+    );
     let short = eventsource(
         &[
             &store[..],
@@ -127,4 +135,38 @@ async fn the_command_listens_on_loopback_and_hides_its_token() {
     for answer in [&first, &config, &page] {
         assert!(!answer.contains(TOKEN), "the token is shown: {answer}");
     }
+
+    // With a read token and a name: reads need the token, and the name is answered.
+    let (mut server, address, _) = serve(
+        &[
+            &store[..],
+            &[
+                "--listen",
+                "0.0.0.0:0",
+                "--allow-remote",
+                "--host",
+                "console.internal",
+                "--read-token",
+                "reader-token-5c1e",
+            ],
+        ]
+        .concat(),
+        None,
+    );
+    let port = address.rsplit_once(':').unwrap().1;
+    let address = format!("127.0.0.1:{port}");
+    let refused = get(&address, "/api/config");
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "GET /api/config HTTP/1.1\r\nhost: console.internal:{port}\r\n\
+         authorization: Bearer reader-token-5c1e\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut read = String::new();
+    stream.read_to_string(&mut read).unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(read.starts_with("HTTP/1.1 200"), "{read}");
 }

@@ -19,10 +19,19 @@ pub struct ConsoleArgs {
     /// Where to listen: loopback unless `--allow-remote` (port 0: any free port, printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Allow a `--listen` address other than loopback (put TLS in front: the admin token
-    /// travels in a header).
+    /// Allow a `--listen` address other than loopback (put TLS in front: the tokens travel
+    /// in a header). Needs `--read-token` and a `--host` for each name it is reached by.
     #[arg(long)]
     pub allow_remote: bool,
+    /// A name or address the console is reached by besides loopback ones (repeatable; the
+    /// `Host` a browser sends, its port aside): others are refused, so that a page on a
+    /// name that resolves to the console (DNS rebinding) reads nothing.
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    /// The token the page's reads need (`Authorization: Bearer`; the admin token reads
+    /// too); without it reads need none. Required with `--allow-remote`.
+    #[arg(long, env = "EVENTSOURCE_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
     /// The token the page's actions need (`Authorization: Bearer`); without it the console
     /// has no actions.
     #[arg(long, env = "EVENTSOURCE_ADMIN_TOKEN", hide_env_values = true)]
@@ -63,9 +72,23 @@ pub async fn run(stores: &Stores, schema: &str, args: &ConsoleArgs) -> Result<()
             args.listen
         )));
     }
+    if args.allow_remote && (args.read_token.is_none() || args.hosts.is_empty()) {
+        return Err(CliError::Usage(
+            "--allow-remote needs --read-token (or EVENTSOURCE_READ_TOKEN: others could read \
+             every event) and --host NAME for each name or address the console is reached by"
+                .to_owned(),
+        ));
+    }
     let setting =
         |error: eventsource_runtime::console::ConsoleError| CliError::Usage(error.to_string());
-    let mut console = Console::new(operated(stores)).read_only(args.read_only);
+    let mut console = Console::new(operated(stores))
+        .read_only(args.read_only)
+        .allowed_hosts(&args.hosts);
+    if let Some(token) = &args.read_token {
+        console = console
+            .read_token("reader", token.as_str())
+            .map_err(setting)?;
+    }
     if let Some(template) = &args.trace_url {
         console = console.trace_url(template.as_str()).map_err(setting)?;
     }

@@ -31,8 +31,13 @@
     box.className = kind || '';
   }
 
+  // Every request carries the token kept for this tab, if any: a console whose reads need
+  // one (a read token) answers 401 without it.
   async function api(path, options) {
-    const response = await fetch(new URL(path, base), options);
+    const request = Object.assign({}, options);
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) request.headers = Object.assign({ Authorization: 'Bearer ' + token }, request.headers);
+    const response = await fetch(new URL(path, base), request);
     let body = null;
     try { body = await response.json(); } catch (_) { body = null; }
     if (!response.ok) {
@@ -46,8 +51,6 @@
 
   async function act(action, body) {
     const headers = { 'Content-Type': 'application/json' };
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    if (token) headers.Authorization = 'Bearer ' + token;
     try {
       const done = await api('api/actions/' + action, { method: 'POST', headers, body: JSON.stringify(body) });
       say(done.what, 'ok');
@@ -295,24 +298,33 @@
   }
 
   async function start() {
+    const form = $('#token-form');
+    let readsRefused = false;
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(TOKEN_KEY, $('#token').value);
+      $('#token').value = '';
+      // A console whose reads were refused is read again with the token.
+      if (readsRefused) location.reload(); else say('token kept for this tab', 'ok');
+    });
+    $('#token-forget').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); say('token forgotten', 'ok'); });
     try {
       config = await api('api/config');
     } catch (error) {
-      say('cannot reach the console: ' + error.message, 'error');
+      if (error.status === 401) {
+        readsRefused = true;
+        form.hidden = false;
+        $('#token').placeholder = 'needed to read';
+        say('this console needs a token to read: ' + error.message, 'error');
+      } else {
+        say('cannot reach the console: ' + error.message, 'error');
+      }
       return;
     }
     $('#store').textContent = 'store: ' + config.store;
     $('#mode').textContent = config.actions ? 'actions need the admin token' : (config.read_only ? 'read-only' : 'read-only (no admin token configured)');
     document.body.dataset.actions = String(config.actions);
-    const form = $('#token-form');
     form.hidden = !config.actions;
-    form.addEventListener('submit', (event) => {
-      event.preventDefault();
-      sessionStorage.setItem(TOKEN_KEY, $('#token').value);
-      $('#token').value = '';
-      say('token kept for this tab', 'ok');
-    });
-    $('#token-forget').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); say('token forgotten', 'ok'); });
     $('#parked-form').addEventListener('submit', (event) => { event.preventDefault(); listParked($('#parked-projection').value.trim()); });
     $('#events-form').addEventListener('submit', (event) => { event.preventDefault(); readEvents(); });
     $('#causation-form').addEventListener('submit', (event) => { event.preventDefault(); drawCausation(); });

@@ -6,11 +6,18 @@
 //! `macros` feature) generate the repetitive parts; the code they generate calls this
 //! crate.
 //!
-//! The map of the crate, from the adapters at the top to the ground floor at the bottom.
+//! The map of the crate, from the operator's wing at the top to the ground floor at the bottom.
 //! Each module imports only modules below it; a component that records spans builds them in
 //! its own `instrument` module, and declares its metrics there (a new counter is a `static`
 //! beside the code that counts); each public type has one path (plus the [`prelude`]):
 //!
+//! - `console` (feature `console`): the operator's page as an axum `Router`: what `operate`
+//!   reads, drawn and refreshing, and the actions (parked events, dead letters) behind an
+//!   admin token (uses `operate`, `bus`, the brokers' dead letters, `telemetry`);
+//! - `operate` (feature `operate`): what an operator reads from a store, computed once for
+//!   the command line and the console: status and lag, events, causation trees laid out
+//!   (uses the databases and the brokers, to open them by URL, and `projection`, `lineage`,
+//!   `relay`, `store`, `event`);
 //! - `sqlite` and `postgres` (features of those names): everything each database does:
 //!   events, snapshots, checkpoints, leases and parked events, idempotent handlers'
 //!   processed messages, its schema and SQL (uses `store`, `snapshot`, `projection`, `bus`,
@@ -21,12 +28,6 @@
 //! - `adapter` (with any broker's feature): what the broker adapters are built from: TLS,
 //!   publishing, reconnection, a group's health and stall watch, what every group answers
 //!   alike (`BrokerGroup`) (uses `bus`, `health`, `event`, `telemetry`);
-//! - `console` (feature `console`): the operator's page as an axum `Router`: what `operate`
-//!   reads, drawn and refreshing, and the actions (parked events, dead letters) behind an
-//!   admin token (uses `operate`, `bus`, the brokers' dead letters, `telemetry`);
-//! - `operate` (feature `operate`): what an operator reads from a store, computed once for
-//!   the command line and the console: status and lag, events, causation trees laid out
-//!   (uses `projection`, `lineage`, `relay`, `store`, `event`);
 //! - `testing` (feature `testing`): given/when/then for aggregates, span and metric capture,
 //!   the conformance suites of stores and brokers (uses `command`, `relay`, `bus`,
 //!   `projection`, `snapshot`, `store`, `aggregate`, `event`, `telemetry`);

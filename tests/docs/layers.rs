@@ -15,6 +15,11 @@ fn source_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("eventsource-runtime/src")
 }
 
+/// The command line's sources: a crate of its own (`crate::` is its `main.rs`).
+fn bin_root() -> PathBuf {
+    source_root().join("bin/eventsource")
+}
+
 /// `sqlite/events.rs` -> `sqlite::events`, `kafka/mod.rs` -> `kafka`.
 fn module_of(file: &Path, root: &Path) -> String {
     let relative = file.strip_prefix(root).expect("a file below the root");
@@ -24,7 +29,7 @@ fn module_of(file: &Path, root: &Path) -> String {
         .collect();
     let last = parts.pop().expect("a file name");
     let stem = last.trim_end_matches(".rs");
-    if stem != "mod" && stem != "lib" {
+    if stem != "mod" && stem != "lib" && stem != "main" {
         parts.push(stem.to_owned());
     }
     parts.join("::")
@@ -94,7 +99,8 @@ fn absolute(path: &str, module: &str) -> Option<String> {
     Some(base.join("::"))
 }
 
-/// The module paths `code` names: its `use` trees and the `crate::` paths in its code.
+/// The module paths `code` names: its `use` trees and the `crate::` and `super::` paths in
+/// its code.
 fn paths_named(code: &str, module: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut rest = code;
@@ -112,7 +118,7 @@ fn paths_named(code: &str, module: &str) -> Vec<String> {
     let words = code.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'));
     found.extend(
         words
-            .filter(|w| w.starts_with("crate::"))
+            .filter(|w| w.starts_with("crate::") || w.starts_with("super::"))
             .filter_map(|w| absolute(w, module)),
     );
     found
@@ -120,7 +126,15 @@ fn paths_named(code: &str, module: &str) -> Vec<String> {
 
 /// The runtime's module graph, tests (`#[cfg(test)]` modules and `tests.rs` files) left out.
 fn graph() -> Graph {
-    let root = source_root();
+    let mut graph = graph_of(&source_root());
+    // The command line is a crate of its own.
+    graph.retain(|module, _| module != "bin" && !module.starts_with("bin::"));
+    graph
+}
+
+/// The module graph of the crate whose root is `root` (`lib.rs` or `main.rs`).
+fn graph_of(root: &Path) -> Graph {
+    let root = root.to_path_buf();
     let mut files = Vec::new();
     rust_files(&root, &mut files);
     let modules: BTreeSet<String> = files.iter().map(|f| module_of(f, &root)).collect();
@@ -286,4 +300,44 @@ fn the_ground_floor_imports_no_component() {
     // The reading finds what it looks for: `use crate::sql::row::{..}` and `use super::..`.
     assert!(graph["sqlite::rows"].contains("sql::row"));
     assert!(graph["sqlite::log_reader"].contains("sqlite::log_page"));
+}
+
+/// Every folder's files (and sub-folders, each one room) import each other one way, in the
+/// runtime and in the command line: no two import each other, directly or round a loop.
+/// A folder's `mod.rs` is its front door, not one of its rooms.
+#[test]
+fn no_two_files_of_a_folder_import_each_other() {
+    let mut circles = Vec::new();
+    for (crate_name, graph) in [
+        ("runtime", graph()),
+        ("eventsource (bin)", graph_of(&bin_root())),
+    ] {
+        let folders: BTreeSet<String> = graph
+            .keys()
+            .filter_map(|module| {
+                module
+                    .rsplit_once("::")
+                    .map(|(parent, _)| parent.to_owned())
+            })
+            .chain(std::iter::once(String::new()))
+            .collect();
+        for folder in folders {
+            let rooms: Vec<&str> = graph
+                .keys()
+                .map(String::as_str)
+                .filter(|module| match module.rsplit_once("::") {
+                    Some((parent, _)) => parent == folder,
+                    None => folder.is_empty() && !module.is_empty(),
+                })
+                .collect();
+            if let Some(cycle) = cycle_among(&graph, &rooms) {
+                circles.push(format!("{crate_name}: {}", cycle.join(" -> ")));
+            }
+        }
+    }
+    assert!(
+        circles.is_empty(),
+        "circles between files:\n{}",
+        circles.join("\n")
+    );
 }

@@ -7,9 +7,10 @@
 //! - [`GroupStalled`], what a stalled consumer group reports, and [`DEFAULT_STALL_AFTER`];
 //! - [`DEFAULT_STOP_TIMEOUT`], how long a consumer group's graceful stop may take;
 //! - [`BrokerGroup`], what every broker's consumer group answers alike (its name, its
-//!   deliveries);
-//! - [`DeadLetterAddress`]: a consumer group's dead letters opened from a broker URL and the
-//!   group's name, whichever broker (what the `eventsource` command line acts on).
+//!   deliveries).
+//!
+//! Nothing here opens a broker: that is above the brokers, in
+//! [`operate::DeadLetterAddress`](crate::operate::DeadLetterAddress) for instance.
 //!
 //! Inside the crate, each in its own file: the buses' settings behind one `Arc` and their
 //! shared defaults (`settings`), what every publish shares and the
@@ -17,7 +18,6 @@
 //! (`publish`), the reconnecting sessions of a consumer group (`reconnect`), and a group's
 //! health, lag gauges and stall watch (`group_health`).
 
-mod dead_letter_address;
 mod group;
 pub(crate) mod group_health;
 pub(crate) mod publish;
@@ -25,7 +25,6 @@ pub(crate) mod reconnect;
 pub(crate) mod settings;
 pub(crate) mod tls;
 
-pub use dead_letter_address::{DeadLetterAddress, DeadLetterAddressError};
 pub use group::BrokerGroup;
 pub(crate) use group::parts::GroupParts;
 pub use group_health::{DEFAULT_STALL_AFTER, DEFAULT_STOP_TIMEOUT, GroupStalled};

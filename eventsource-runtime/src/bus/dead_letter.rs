@@ -81,7 +81,7 @@ impl DeadLetterEntry {
 /// One consumer group's dead letters on a broker, whichever broker: what the command line and
 /// the console list, move back and purge. Each broker's `DeadLetters` implements it
 /// (`rabbitmq::DeadLetters`, `kafka::DeadLetters`, `nats::DeadLetters`); open one from a URL
-/// and a group name with `adapter::DeadLetterAddress`.
+/// and a group name with `operate::DeadLetterAddress`.
 ///
 /// Counts are `u64` whatever the broker counts in.
 #[async_trait]

@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use super::auth::{self, Remote};
 use super::{ConsoleError, State};
-use crate::bus::DeadLetterQueue;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::otel::{Span, SpanStart};
@@ -55,19 +54,6 @@ impl Action {
             Self::PurgeDeadLetters => "purge_dead_letters",
         }
     }
-}
-
-/// The dead-letter queue named `name`.
-pub(super) fn queue_named<'s>(
-    state: &'s State,
-    name: &str,
-) -> Result<&'s dyn DeadLetterQueue, ConsoleError> {
-    state
-        .queues
-        .iter()
-        .find(|queue| queue.location() == name)
-        .map(|queue| &**queue)
-        .ok_or_else(|| ConsoleError::NotFound(format!("no dead-letter queue `{name}` here")))
 }
 
 /// The holder's label, if this request may act.
@@ -200,7 +186,7 @@ async fn run(
                     "give `queue`; nothing changed".to_owned(),
                 ));
             };
-            let queue = queue_named(state, name)?;
+            let queue = super::reads::queue_named(state, name)?;
             span.set(attr::MESSAGING_SYSTEM, Attr::Static(queue.system()));
             span.set(attr::MESSAGING_DESTINATION_NAME, Attr::Str(name));
             if let Action::RequeueDeadLetters = action {

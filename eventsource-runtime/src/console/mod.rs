@@ -160,7 +160,7 @@ impl Console {
         self.boxed_dead_letters(Box::new(queue))
     }
 
-    /// Also the dead letters `adapter::DeadLetterAddress::open` found from a broker URL and
+    /// Also the dead letters [`operate::DeadLetterAddress::open`](crate::operate::DeadLetterAddress::open) found from a broker URL and
     /// a group name.
     #[must_use]
     pub fn boxed_dead_letters(mut self, queue: Box<dyn DeadLetterQueue>) -> Self {

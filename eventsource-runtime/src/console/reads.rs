@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ConsoleError, State, svg};
-use crate::bus::DeadLetterEntry;
+use crate::bus::{DeadLetterEntry, DeadLetterQueue};
 use crate::operate::{self, EventQuery, EventView};
 use crate::store::EventStore;
 
@@ -166,7 +166,7 @@ pub(super) async fn dead_letters(
 ) -> Result<Json<Value>, ConsoleError> {
     let wanted = query(given)?.queue;
     if let Some(name) = &wanted {
-        super::actions::queue_named(&state, name)?;
+        queue_named(&state, name)?;
     }
     let mut queues = Vec::new();
     for queue in &state.queues {
@@ -305,4 +305,17 @@ pub(super) async fn causation(
         "svg": drawing,
         "notes": tree.notes,
     })))
+}
+
+/// The dead-letter queue named `name`.
+pub(super) fn queue_named<'s>(
+    state: &'s State,
+    name: &str,
+) -> Result<&'s dyn DeadLetterQueue, ConsoleError> {
+    state
+        .queues
+        .iter()
+        .find(|queue| queue.location() == name)
+        .map(|queue| &**queue)
+        .ok_or_else(|| ConsoleError::NotFound(format!("no dead-letter queue `{name}` here")))
 }

@@ -13,7 +13,7 @@ use async_nats::jetstream::{Context, Message};
 
 use super::NatsBus;
 use super::error::unavailable;
-use super::inbox::{Inbox, KeepAlive, reply};
+use super::inbox::{Inbox, KeepAlive, PULL_EXPIRES, reply};
 use super::topology::{self, GroupNames};
 use crate::adapter::group_health::GroupHealth;
 use crate::adapter::reconnect::{Sessions, keep_running};
@@ -38,10 +38,6 @@ pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(5);
 /// How long a graceful stop keeps handling the messages its open pull request brings in
 /// (after the message in hand), by default: see [`ConsumerGroup::drain_on_stop`].
 pub const DEFAULT_DRAIN_ON_STOP: Duration = Duration::from_secs(5);
-
-/// How long one pull request waits for messages; also the longest a shutdown waits for the
-/// messages of its open pull requests.
-pub(super) const PULL_EXPIRES: Duration = Duration::from_secs(2);
 
 /// A consumer group on a [`NatsBus`]: one durable pull consumer of the events, one of its
 /// retry copies, the handlers that consume them, and its dead letters (see the

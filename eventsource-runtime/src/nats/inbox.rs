@@ -19,6 +19,10 @@ use async_nats::jetstream::{AckKind, Message};
 use async_nats::{Client, Subject};
 use futures_util::StreamExt as _;
 
+/// How long one pull request waits for messages; also the longest a shutdown waits for the
+/// messages of its open pull requests.
+pub(super) const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
 /// What a pull request yields: a message, or the error that ended it.
 type Pulled = Result<Message, async_nats::Error>;
 
@@ -74,10 +78,10 @@ impl Inbox {
     }
 
     /// Gives back every waiting message and every one the open pull request still brings
-    /// in (it ends within [`PULL_EXPIRES`](super::consumer::PULL_EXPIRES)), each held back
+    /// in (it ends within [`PULL_EXPIRES`]), each held back
     /// for as long as this request may still be open, so that it goes to the next pull.
     pub(super) async fn give_back(mut self) {
-        let held = super::consumer::PULL_EXPIRES;
+        let held = PULL_EXPIRES;
         for message in self.waiting.drain(..) {
             let _ = message.ack_with(AckKind::Nak(Some(held))).await;
         }

@@ -3,7 +3,8 @@
 //! every projection's [`status`] (checkpoint, lag, owners, parked events, and who holds the
 //! store's high-water mark back), the
 //! [events](read_events) of a stream, of the log or of a correlation, and a correlation's
-//! [causation tree](causation_tree) laid out for drawing.
+//! [causation tree](causation_tree) laid out for drawing; with a broker's feature, a consumer
+//! group's dead letters opened from the broker's URL ([`DeadLetterAddress`]).
 //!
 //! It reads through the stores' public traits only ([`EventStore`],
 //! [`CheckpointStore`], [`SegmentClaims`]), so it works on any store, and changes nothing.
@@ -29,12 +30,20 @@
 //! ```
 
 mod causation;
+#[cfg(feature = "broker")]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats")))
+)]
+mod dead_letters;
 mod events;
 mod status;
 
 use std::sync::Arc;
 
 pub use causation::{DrawnNode, causation_tree, causation_tree_with, drawn_nodes};
+#[cfg(feature = "broker")]
+pub use dead_letters::{DeadLetterAddress, DeadLetterAddressError};
 pub use events::{EventPage, EventQuery, EventView, parse_stream, read_events, trace_link};
 pub use status::{
     CheckpointLag, LeaseView, MarkHolderView, ProjectionStatus, SegmentStatus, StatusReport,

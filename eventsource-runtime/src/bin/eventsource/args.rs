@@ -1,5 +1,7 @@
 //! The command line's arguments (clap).
 
+use std::net::SocketAddr;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Operate an eventsource service's store: projections, events, causation trees.
@@ -60,7 +62,7 @@ pub enum Command {
     /// Print the SQL granting ROLE what the runtime needs on the schema (PostgreSQL).
     Grants(GrantsArgs),
     /// Serve the console page (loopback; actions need --admin-token).
-    Console(crate::console::ConsoleArgs),
+    Console(ConsoleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -236,4 +238,56 @@ pub enum DeadLettersCommand {
         #[command(flatten)]
         broker: BrokerArgs,
     },
+}
+
+/// Serve the console page: status and lag refreshing, parked events, dead letters, a
+/// stream browser, causation trees linked to their traces.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// Where to listen: loopback unless `--allow-remote` (port 0: any free port, printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Allow a `--listen` address other than loopback (put TLS in front: the tokens travel
+    /// in a header). Needs `--read-token` and a `--host` for each name it is reached by.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// A name or address the console is reached by besides loopback ones (repeatable; the
+    /// `Host` a browser sends, its port aside): others are refused, so that a page on a
+    /// name that resolves to the console (DNS rebinding) reads nothing.
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    /// The token the page's reads need (`Authorization: Bearer`; the admin token reads
+    /// too); without it reads need none. Required with `--allow-remote`.
+    #[arg(long, env = "EVENTSOURCE_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+    /// The token the page's actions need (`Authorization: Bearer`); without it the console
+    /// has no actions.
+    #[arg(long, env = "EVENTSOURCE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// No actions at all, even with a token.
+    #[arg(long)]
+    pub read_only: bool,
+    /// A trace link per event: `{trace_id}` is replaced (e.g.
+    /// `http://localhost:16686/trace/{trace_id}`).
+    #[arg(long, env = "EVENTSOURCE_TRACE_URL")]
+    pub trace_url: Option<String>,
+    /// The broker of `--group` (`amqp://...`, `kafka://...`, `nats://...`, as
+    /// `eventsource dead-letters` takes it).
+    #[arg(long, env = "EVENTSOURCE_BROKER", hide_env_values = true)]
+    pub broker: Option<String>,
+    /// A consumer group whose dead letters the page lists, requeues and purges (repeatable;
+    /// needs `--broker`).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// The bus's prefix, when the service set one (RabbitMQ exchange, Kafka topic prefix,
+    /// NATS subject prefix).
+    #[arg(long, env = "EVENTSOURCE_BUS_PREFIX")]
+    pub prefix: Option<String>,
+    /// The NATS stream, when the service set one.
+    #[arg(long, env = "EVENTSOURCE_NATS_STREAM")]
+    pub stream: Option<String>,
+    /// Another service's store whose events causation trees take in too (repeatable;
+    /// PostgreSQL ones in the same `--schema`), as `eventsource causation --also-store`.
+    #[arg(long = "also-store", value_name = "STORE")]
+    pub also_stores: Vec<String>,
 }

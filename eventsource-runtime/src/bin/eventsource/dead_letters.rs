@@ -1,5 +1,5 @@
 //! `eventsource dead-letters list|requeue|purge`: a consumer group's dead letters on the
-//! service's broker, through `adapter::DeadLetterAddress` (which broker the URL names).
+//! service's broker, through `operate::DeadLetterAddress` (which broker the URL names).
 
 use crate::args::DeadLettersCommand;
 use crate::exit::CliError;
@@ -18,8 +18,8 @@ pub use with_broker::{open_group, run};
 
 #[cfg(feature = "broker")]
 mod with_broker {
-    use eventsource_runtime::adapter::{DeadLetterAddress, DeadLetterAddressError};
     use eventsource_runtime::bus::{BusError, DeadLetterEntry, DeadLetterQueue};
+    use eventsource_runtime::operate::{DeadLetterAddress, DeadLetterAddressError};
     use serde::Serialize;
 
     use super::{CliError, DeadLettersCommand};

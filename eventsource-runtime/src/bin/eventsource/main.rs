@@ -14,6 +14,7 @@ mod console;
 mod dead_letters;
 mod events;
 mod exit;
+mod known;
 mod output;
 mod parked;
 mod projection;

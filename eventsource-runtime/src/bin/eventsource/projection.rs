@@ -4,10 +4,8 @@
 //! split` splits a split projection's segments again; `projection rebuild` is in
 //! `rebuild.rs`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use eventsource_runtime::projection::checkpoint::CheckpointRecord;
 use eventsource_runtime::projection::segments::{Claim, Resplit, SegmentClaims};
 use eventsource_runtime::store::Segment;
 use eventsource_runtime::store::StoreError;
@@ -15,8 +13,8 @@ use serde::Serialize;
 
 use crate::args::{ProjectionCommand, ResetArgs, SplitArgs};
 use crate::exit::CliError;
+use crate::known::Known;
 use crate::output;
-use crate::status::{segment_of_name, split_projections};
 use crate::store::Stores;
 
 /// The worker name the command line claims segments under.
@@ -24,47 +22,6 @@ const CLI_WORKER: &str = "eventsource-cli";
 
 /// How long the command line's claims last if it dies holding them.
 const CLI_CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The projections a store knows: its checkpoints, and its split projections with their
-/// segment counts.
-pub struct Known {
-    pub records: Vec<CheckpointRecord>,
-    pub splits: BTreeMap<String, u32>,
-}
-
-impl Known {
-    pub async fn read(stores: &Stores) -> Result<Self, CliError> {
-        let records = stores
-            .checkpoints
-            .checkpoints()
-            .await
-            .map_err(CliError::store("cannot list the checkpoints"))?;
-        let splits = split_projections(stores, &records).await?;
-        Ok(Self { records, splits })
-    }
-
-    /// Whether `projection` has a checkpoint or is a split projection.
-    pub fn has(&self, projection: &str) -> bool {
-        self.records.iter().any(|r| r.projection == projection)
-            || self.splits.contains_key(projection)
-    }
-
-    /// `name` as a whole projection the store knows, to `verb`: not found when it does not
-    /// know it, a usage error when it names one segment.
-    pub fn whole(&self, name: &str, verb: &str) -> Result<(), CliError> {
-        if !self.has(name) {
-            return Err(CliError::NotFound(format!(
-                "no projection `{name}` in this store (`eventsource status` lists them)"
-            )));
-        }
-        if segment_of_name(name).is_some() {
-            return Err(CliError::Usage(format!(
-                "`{name}` is one segment's checkpoint: {verb} the whole projection"
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// What a reset did.
 #[derive(Debug, Serialize)]

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::args::RebuildArgs;
 use crate::exit::CliError;
+use crate::known::Known;
 use crate::output;
-use crate::projection::Known;
 use crate::status::segment_of_name;
 use crate::store::Stores;
 

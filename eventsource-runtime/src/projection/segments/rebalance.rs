@@ -14,27 +14,10 @@
 use std::time::{Duration, Instant};
 
 use super::claims::{Claim, SegmentOwner};
-use super::worker::{Claims, deadline};
+use super::worker::{Claims, Outage, deadline};
 use super::{SegmentedRunner, instrument};
 use crate::projection::Projection;
 use crate::store::{Segment, StoreError};
-
-/// Since when the worker's rebalances have been failing (the claims store not answering).
-#[derive(Debug, Default)]
-pub(super) struct Outage {
-    since: Option<Instant>,
-}
-
-impl Outage {
-    /// A rebalance failed.
-    pub(super) fn failed(&mut self) {
-        self.since.get_or_insert_with(Instant::now);
-    }
-
-    fn failing_for(&self) -> Option<Duration> {
-        self.since.map(|since| since.elapsed())
-    }
-}
 
 /// The claims store did not answer a rebalance's heartbeat and renewals in time.
 #[derive(Debug, thiserror::Error)]

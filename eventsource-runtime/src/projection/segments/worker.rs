@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -14,7 +14,6 @@ use tokio::sync::oneshot;
 use super::claims::Claim;
 use super::health::HeldSegment;
 use super::lease::{ClaimLease, ClaimState, Fence};
-use super::rebalance::Outage;
 use super::{SegmentedRunner, instrument};
 use crate::health::{ComponentState, LeaseState};
 use crate::projection::Projection;
@@ -438,8 +437,25 @@ async fn drive_alongside<W: Future>(
     }
 }
 
+/// Since when the worker's rebalances have been failing (the claims store not answering).
+#[derive(Debug, Default)]
+pub(super) struct Outage {
+    since: Option<Instant>,
+}
+
+impl Outage {
+    /// A rebalance failed.
+    pub(super) fn failed(&mut self) {
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    pub(super) fn failing_for(&self) -> Option<Duration> {
+        self.since.map(|since| since.elapsed())
+    }
+}
+
 /// Until when a claim renewed (or taken) at `sent` counts as held by its worker: nine tenths
 /// of the timeout, so it stops before the store lets another worker take it.
-pub(super) fn deadline(sent: Instant, timeout: std::time::Duration) -> Instant {
+pub(super) fn deadline(sent: Instant, timeout: Duration) -> Instant {
     sent + timeout.mul_f64(0.9)
 }

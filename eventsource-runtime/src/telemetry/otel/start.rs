@@ -10,7 +10,7 @@ use std::sync::{LazyLock, PoisonError, RwLock};
 
 use opentelemetry::KeyValue;
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{Link, SpanKind};
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _};
 use tracing::Level;
 use tracing::callsite::{DefaultCallsite, Identifier};
 use tracing::field::FieldSet;
@@ -19,6 +19,7 @@ use tracing::metadata::Kind as CallsiteKind;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::direct::{DirectTracer, Parent};
+use super::metrics;
 use super::span::Span;
 use super::value::{key_values, otel_value};
 use crate::telemetry::values::{Attr, Kind, SpanAggregate, SpanName};
@@ -160,7 +161,7 @@ impl<'a> SpanStart<'a> {
     /// new trace when the context is missing or malformed (counted, never an error).
     pub(crate) fn remote_parent(&mut self, carrier: &dyn Extractor) -> &mut Self {
         if let Some(pending) = &mut self.pending {
-            pending.parent = match propagation::stored_context(carrier) {
+            pending.parent = match counted(propagation::stored_context(carrier)) {
                 Some(cx) => Parent::Remote(cx),
                 None => Parent::Root,
             };
@@ -177,8 +178,9 @@ impl<'a> SpanStart<'a> {
         attributes: &[(&'static str, Attr<'_>)],
     ) -> &mut Self {
         if let Some(pending) = &mut self.pending
-            && let Some(context) = propagation::stored_span_context(carrier)
+            && let Some(cx) = counted(propagation::stored_context(carrier))
         {
+            let context = cx.span().span_context().clone();
             pending
                 .links
                 .push(Link::new(context, key_values(attributes), 0));
@@ -380,4 +382,25 @@ mod tests {
         let size = std::mem::size_of::<SpanStart<'static>>();
         assert!(size <= 128, "SpanStart is {size} bytes");
     }
+}
+
+/// Consumed carriers whose stored trace context was missing or malformed.
+static INVALID: metrics::Counter = metrics::Counter::new(
+    attr::METRIC_TRACE_CONTEXT_INVALID,
+    "{event}",
+    "Consumed events whose stored trace context was missing or malformed",
+);
+
+/// The stored context, or `None` with the invalid one counted.
+fn counted(
+    stored: Result<opentelemetry::Context, propagation::InvalidContext>,
+) -> Option<opentelemetry::Context> {
+    stored
+        .inspect_err(|invalid| {
+            INVALID.add(
+                1,
+                [(attr::METRIC_ATTR_REASON, Attr::Static(invalid.reason()))],
+            );
+        })
+        .ok()
 }

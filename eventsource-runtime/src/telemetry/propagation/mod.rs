@@ -21,10 +21,6 @@ use opentelemetry::propagation::{
 use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 
-use super::attributes as attr;
-use super::otel::metrics;
-use super::values::Attr;
-
 mod baggage;
 
 pub use baggage::W3cBaggagePropagator;
@@ -112,43 +108,52 @@ pub fn extract(carrier: &dyn Extractor) -> Context {
     PROPAGATOR.extract_with_context(&Context::new(), carrier)
 }
 
-/// The span context stored in `carrier`, to link to; `None` (and the counter goes up) when
-/// it is missing or malformed.
+/// The span context stored in `carrier`, to link to; `None` (and
+/// [`missing_context_count`] or [`malformed_context_count`] goes up) when it is missing or
+/// malformed.
 #[must_use]
 pub fn stored_span_context(carrier: &dyn Extractor) -> Option<SpanContext> {
-    stored_context(carrier).map(|cx| cx.span().span_context().clone())
+    stored_context(carrier)
+        .ok()
+        .map(|cx| cx.span().span_context().clone())
 }
 
-/// The context stored in `carrier` (its span context and baggage), extracted once; `None`
-/// (and the counter goes up) when the trace context is missing or malformed.
-pub(crate) fn stored_context(carrier: &dyn Extractor) -> Option<Context> {
+/// Why a carrier held no usable trace context.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum InvalidContext {
+    Missing,
+    Malformed,
+}
+
+impl InvalidContext {
+    /// The `reason` attribute of `eventsource.trace_context.invalid`.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+/// The context stored in `carrier` (its span context and baggage), extracted once, or why
+/// there is none (counted here; the span that consumes the carrier records the metric).
+pub(crate) fn stored_context(carrier: &dyn Extractor) -> Result<Context, InvalidContext> {
     let Some(raw) = carrier.get("traceparent") else {
-        count_invalid(&MISSING, "missing");
-        return None;
+        MISSING.fetch_add(1, Ordering::Relaxed);
+        return Err(InvalidContext::Missing);
     };
     let cx = extract(carrier);
     if cx.span().span_context().is_valid() {
-        Some(cx)
+        Ok(cx)
     } else {
         tracing::debug!(
             target: super::TARGET,
             traceparent = raw,
             "malformed stored trace context; starting a new root"
         );
-        count_invalid(&MALFORMED, "malformed");
-        None
+        MALFORMED.fetch_add(1, Ordering::Relaxed);
+        Err(InvalidContext::Malformed)
     }
-}
-
-static INVALID: metrics::Counter = metrics::Counter::new(
-    attr::METRIC_TRACE_CONTEXT_INVALID,
-    "{event}",
-    "Consumed events whose stored trace context was missing or malformed",
-);
-
-fn count_invalid(counter: &AtomicU64, reason: &'static str) {
-    counter.fetch_add(1, Ordering::Relaxed);
-    INVALID.add(1, [(attr::METRIC_ATTR_REASON, Attr::Static(reason))]);
 }
 
 /// How many consumed events had no stored trace context, since the process started.

@@ -4,18 +4,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::counted_events;
 use crate::event::{Metadata, NewEvent, StreamId};
 use crate::store::{BatchEnd, EventStore, ExpectedVersion, StoreError};
 use serde_json::json;
-
-fn event(n: u64) -> NewEvent {
-    NewEvent::new("Counted", 1, json!({ "n": n }))
-}
-
-/// Events `Counted` numbered by `range` (also the reader suite's).
-pub(super) fn events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
-    range.map(event).collect()
-}
 
 fn conflict(result: Result<impl std::fmt::Debug, StoreError>) -> (ExpectedVersion, u64) {
     match result {
@@ -29,7 +21,7 @@ pub async fn versions_and_positions(store: Arc<dyn EventStore>) {
     let a = StreamId::new("Counter", "a");
     let b = StreamId::new("Counter", "b");
     let first = store
-        .append(&a, ExpectedVersion::NoStream, events(0..3))
+        .append(&a, ExpectedVersion::NoStream, counted_events(0..3))
         .await
         .unwrap();
     assert_eq!(first.version, 3);
@@ -38,11 +30,11 @@ pub async fn versions_and_positions(store: Arc<dyn EventStore>) {
         [1, 2, 3]
     );
     let second = store
-        .append(&b, ExpectedVersion::NoStream, events(0..1))
+        .append(&b, ExpectedVersion::NoStream, counted_events(0..1))
         .await
         .unwrap();
     let third = store
-        .append(&a, ExpectedVersion::Exact(3), events(3..5))
+        .append(&a, ExpectedVersion::Exact(3), counted_events(3..5))
         .await
         .unwrap();
     assert_eq!(third.version, 5);
@@ -89,19 +81,19 @@ pub async fn expected_versions(store: Arc<dyn EventStore>) {
     assert_eq!(
         conflict(
             store
-                .append(&s, ExpectedVersion::Exact(1), events(0..1))
+                .append(&s, ExpectedVersion::Exact(1), counted_events(0..1))
                 .await
         ),
         (ExpectedVersion::Exact(1), 0)
     );
     store
-        .append(&s, ExpectedVersion::NoStream, events(0..2))
+        .append(&s, ExpectedVersion::NoStream, counted_events(0..2))
         .await
         .unwrap();
     assert_eq!(
         conflict(
             store
-                .append(&s, ExpectedVersion::NoStream, events(2..3))
+                .append(&s, ExpectedVersion::NoStream, counted_events(2..3))
                 .await
         ),
         (ExpectedVersion::NoStream, 2)
@@ -109,7 +101,7 @@ pub async fn expected_versions(store: Arc<dyn EventStore>) {
     assert_eq!(
         conflict(
             store
-                .append(&s, ExpectedVersion::Exact(1), events(2..3))
+                .append(&s, ExpectedVersion::Exact(1), counted_events(2..3))
                 .await
         ),
         (ExpectedVersion::Exact(1), 2)
@@ -121,7 +113,7 @@ pub async fn expected_versions(store: Arc<dyn EventStore>) {
     );
     assert_eq!(
         store
-            .append(&s, ExpectedVersion::Any, events(2..3))
+            .append(&s, ExpectedVersion::Any, counted_events(2..3))
             .await
             .unwrap()
             .version,
@@ -129,7 +121,7 @@ pub async fn expected_versions(store: Arc<dyn EventStore>) {
     );
     assert_eq!(
         store
-            .append(&s, ExpectedVersion::Exact(3), events(3..4))
+            .append(&s, ExpectedVersion::Exact(3), counted_events(3..4))
             .await
             .unwrap()
             .version,
@@ -139,7 +131,7 @@ pub async fn expected_versions(store: Arc<dyn EventStore>) {
     let fresh = StreamId::new("Counter", "fresh");
     assert_eq!(
         store
-            .append(&fresh, ExpectedVersion::Exact(0), events(0..1))
+            .append(&fresh, ExpectedVersion::Exact(0), counted_events(0..1))
             .await
             .unwrap()
             .version,
@@ -167,11 +159,11 @@ pub async fn streams_are_typed(store: Arc<dyn EventStore>) {
     let order = StreamId::new("Order", "42");
     let invoice = StreamId::new("Invoice", "42");
     store
-        .append(&order, ExpectedVersion::NoStream, events(0..2))
+        .append(&order, ExpectedVersion::NoStream, counted_events(0..2))
         .await
         .unwrap();
     store
-        .append(&invoice, ExpectedVersion::NoStream, events(0..1))
+        .append(&invoice, ExpectedVersion::NoStream, counted_events(0..1))
         .await
         .unwrap();
     let loaded = store.load(&invoice, 1).await.unwrap();
@@ -189,7 +181,7 @@ pub async fn round_trip(store: Arc<dyn EventStore>) {
             Metadata::TRACEPARENT,
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         );
-    let mut sent = events(0..3);
+    let mut sent = counted_events(0..3);
     sent[1] = NewEvent::new(
         "Renamed",
         7,
@@ -232,7 +224,7 @@ pub async fn shared_metadata_reaches_every_event(store: Arc<dyn EventStore>) {
     let shared = Metadata::new()
         .with(Metadata::CORRELATION_ID, "corr-shared")
         .with(Metadata::CAUSATION_ID, "cause-shared");
-    let sent: Vec<NewEvent> = events(0..3)
+    let sent: Vec<NewEvent> = counted_events(0..3)
         .into_iter()
         .map(|event| event.with_metadata(shared.clone()))
         .collect();
@@ -240,11 +232,11 @@ pub async fn shared_metadata_reaches_every_event(store: Arc<dyn EventStore>) {
         .append(&s, ExpectedVersion::NoStream, sent)
         .await
         .unwrap();
-    let mut mixed: Vec<NewEvent> = events(3..5)
+    let mut mixed: Vec<NewEvent> = counted_events(3..5)
         .into_iter()
         .map(|event| event.with_metadata(shared.clone()))
         .collect();
-    mixed.push(events(5..6).remove(0));
+    mixed.push(counted_events(5..6).remove(0));
     store
         .append(&s, ExpectedVersion::Exact(3), mixed)
         .await
@@ -273,7 +265,7 @@ pub async fn read_all_in_global_order(store: Arc<dyn EventStore>) {
     for i in 0..5 {
         let s = if i % 2 == 0 { &a } else { &b };
         store
-            .append(s, ExpectedVersion::Any, events(i..i + 1))
+            .append(s, ExpectedVersion::Any, counted_events(i..i + 1))
             .await
             .unwrap();
     }
@@ -390,7 +382,7 @@ pub async fn concurrent_writers_on_many_streams(
             let s = StreamId::new("Counter", format!("many-{n}"));
             for v in 0..per_stream {
                 store
-                    .append(&s, ExpectedVersion::Exact(v), events(v..v + 1))
+                    .append(&s, ExpectedVersion::Exact(v), counted_events(v..v + 1))
                     .await
                     .unwrap();
             }
@@ -432,7 +424,7 @@ pub async fn nul_in_stream_ids_is_invalid(store: Arc<dyn EventStore>) {
         StreamId::new("Coun\u{0}ter", "a"),
     ] {
         let appended = store
-            .append(&stream, ExpectedVersion::Any, events(0..1))
+            .append(&stream, ExpectedVersion::Any, counted_events(0..1))
             .await;
         invalid(appended.map(drop), "append");
         let checked = store.append(&stream, ExpectedVersion::Any, vec![]).await;
@@ -457,7 +449,7 @@ pub async fn nul_in_stream_ids_is_invalid(store: Arc<dyn EventStore>) {
         .append(
             &StreamId::new("Counter", "ab"),
             ExpectedVersion::NoStream,
-            events(0..1),
+            counted_events(0..1),
         )
         .await
         .unwrap();

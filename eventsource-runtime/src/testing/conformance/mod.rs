@@ -44,6 +44,18 @@ pub mod snapshots;
 
 use std::time::Duration;
 
+use crate::event::NewEvent;
+
+/// The event `Counted` numbered `n`, as the store suites append it.
+fn counted(n: u64) -> NewEvent {
+    NewEvent::new("Counted", 1, serde_json::json!({ "n": n }))
+}
+
+/// Events `Counted` numbered by `range`.
+fn counted_events(range: std::ops::Range<u64>) -> Vec<NewEvent> {
+    range.map(counted).collect()
+}
+
 /// Waits (up to 5 s) until `check` holds.
 pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     for _ in 0..100 {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::event::{EventEnvelope, StreamId};
 use crate::store::{BatchEnd, EventStore, ExpectedVersion, StoreError, UNBOUNDED};
 
-use super::events::events;
+use super::counted_events;
 
 fn positions(events: &[EventEnvelope]) -> Vec<u64> {
     events.iter().map(|e| e.position).collect()
@@ -22,7 +22,7 @@ async fn interleaved(store: &dyn EventStore, rounds: u64) -> Vec<EventEnvelope> 
                 .append(
                     &StreamId::new("Reader", format!("r-{s}")),
                     ExpectedVersion::Any,
-                    events(first..first + 10),
+                    counted_events(first..first + 10),
                 )
                 .await
                 .unwrap();
@@ -69,7 +69,7 @@ pub async fn batches_follow_read_all(store: Arc<dyn EventStore>) {
             .append(
                 &StreamId::new("Reader", "late"),
                 ExpectedVersion::Any,
-                events(0..3),
+                counted_events(0..3),
             )
             .await
             .unwrap();

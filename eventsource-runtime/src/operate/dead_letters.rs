@@ -24,7 +24,7 @@ use crate::telemetry::secrets::{self, HIDDEN};
 /// query parameter whose name says `password` or `secret`, as `***`.
 ///
 /// ```
-/// use eventsource_runtime::adapter::DeadLetterAddress;
+/// use eventsource_runtime::operate::DeadLetterAddress;
 ///
 /// let address = DeadLetterAddress::new("amqp://ops:s3cret@rabbit:5672/%2f", "mailer");
 /// assert_eq!(address.redacted_url(), "amqp://ops:***@rabbit:5672/%2f");

@@ -14,8 +14,7 @@ mod rabbitmq_tls;
 
 // Helpers shared by the modules below, declared once.
 mod any_broker;
-#[path = "../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 #[path = "../common/graceful_stop.rs"]
 mod graceful_stop;
 use eventsource_test_support::pki;

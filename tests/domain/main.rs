@@ -25,6 +25,5 @@ mod upcasting;
 
 // Helpers shared by the modules below, declared once.
 use eventsource_runtime::testing::conformance;
-#[path = "../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 use eventsource_test_support::postgres;

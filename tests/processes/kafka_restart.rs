@@ -11,8 +11,6 @@
 //! the same for every broker; here is how Kafka goes down and comes back.
 
 use eventsource_test_support::broker_restart;
-#[path = "../../examples/domain/order.rs"]
-mod domain;
 use eventsource_test_support::server_process;
 use eventsource_test_support::servers;
 

@@ -23,8 +23,6 @@
 //! NATS server goes down and comes back, with a publish in flight when it dies.
 
 use eventsource_test_support::broker_restart;
-#[path = "../../examples/domain/order.rs"]
-mod domain;
 use eventsource_test_support::server_process;
 use eventsource_test_support::servers;
 

@@ -11,8 +11,6 @@
 //! RabbitMQ goes down and comes back.
 
 use eventsource_test_support::broker_restart;
-#[path = "../../examples/domain/order.rs"]
-mod domain;
 use eventsource_test_support::servers;
 
 use std::collections::BTreeMap;

@@ -1,8 +1,7 @@
 //! The process-wide projection switch overrides each projection's own `enable_tracing`.
 //! In a test binary of its own: the switch is global.
 
-#[path = "../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 
 use domain::{Order, OrderPlaced, sample_order};
 use eventsource_runtime::prelude::*;

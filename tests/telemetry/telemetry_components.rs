@@ -2,8 +2,7 @@
 //! names, parent/child, kinds, links, status, attributes and span events, as the telemetry
 //! contract specifies them.
 
-#[path = "../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 
 use domain::{Order, OrderReadModel, ShipOrder, sample_order};
 use eventsource_runtime::event::NewEvent;

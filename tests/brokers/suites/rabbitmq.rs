@@ -11,8 +11,7 @@
 //! it): then each one fails. Every test works on an exchange and queues of its own and
 //! deletes them when it passes.
 
-#[path = "../../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 use eventsource_test_support::servers;
 
 use servers::Server;

@@ -5,8 +5,7 @@
 
 use crate::conformance;
 
-#[path = "../../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 
 mod concurrency;
 mod damaged_rows;

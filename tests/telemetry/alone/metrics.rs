@@ -6,8 +6,7 @@
 //! A test binary of its own: the meter provider is global. Its tests run in parallel, so
 //! each one uses command types and projection names no other test here uses.
 
-#[path = "../../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 
 use std::sync::LazyLock;
 use std::time::Duration;

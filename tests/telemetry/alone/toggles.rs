@@ -2,8 +2,7 @@
 //! (`EVENTSOURCE_TRACING=off`, checked in a child process since it is read once).
 //! Every test here flips global state, so they take a lock.
 
-#[path = "../../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 
 use std::process::Command;
 

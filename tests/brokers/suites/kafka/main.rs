@@ -11,8 +11,7 @@
 //! `EVENTSOURCE_REQUIRE_KAFKA=1` (CI sets it): then each one fails. Every test works under a
 //! topic prefix of its own.
 
-#[path = "../../../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 use eventsource_test_support::servers;
 
 mod delivery;

@@ -10,8 +10,7 @@
 //! unless `EVENTSOURCE_REQUIRE_NATS=1` (CI sets it): then each one fails. Every test works
 //! on streams and subjects of its own and deletes them when it passes.
 
-#[path = "../../../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 use eventsource_test_support::servers;
 
 mod delivery;

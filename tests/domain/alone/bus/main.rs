@@ -10,8 +10,7 @@
 //! process switch and the trace-context counters are global: the test flipping the switch
 //! or counting takes `GLOBAL` for writing, every other test for reading.
 
-#[path = "../../../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 
 mod failures;
 mod metrics;

@@ -15,8 +15,7 @@
 //! One test function: the metric capture belongs to the whole binary.
 
 use eventsource_test_support::contract_doc;
-#[path = "../../../../examples/domain/order.rs"]
-mod domain;
+use eventsource_test_support::domain;
 mod upcasting;
 
 mod flows;

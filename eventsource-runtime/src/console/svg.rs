@@ -79,7 +79,7 @@ pub(super) fn draw(correlation: &str, nodes: &[DrawnNode]) -> String {
                 let trace = node.trace_id.as_deref().unwrap_or_default();
                 let _ = write!(
                     svg,
-                    "<a class=\"trace-link\" href=\"{}\" data-trace-id=\"{}\">\
+                    "<a class=\"trace-link\" href=\"{}\" target=\"_blank\" rel=\"noopener noreferrer\" data-trace-id=\"{}\">\
                      <title>trace {}</title>{shape}</a>",
                     escaped(link),
                     escaped(trace),

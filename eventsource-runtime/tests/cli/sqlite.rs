@@ -104,6 +104,25 @@ async fn reads_and_resets_a_sqlite_store() {
     );
     billing.pool().close().await;
 
+    // A store named with `--also-store` that cannot be opened is named in the error.
+    let typo = format!(
+        "sqlite:{}",
+        other_file.with_file_name("bilings.db").display()
+    );
+    let args = [
+        "--store",
+        &target,
+        "causation",
+        "req-1",
+        "--also-store",
+        &typo,
+    ];
+    let said = eventsource(&args).expect(3).stderr;
+    assert!(
+        said.contains(&format!("--also-store {typo}")),
+        "which store failed is not said: {said}"
+    );
+
     // A split projection's segments, from their checkpoints' names (SQLite keeps no claims
     // across processes), reset together.
     checkpoints.save("totals[0/2]", 3).await.unwrap();
@@ -220,7 +239,7 @@ async fn an_unmigrated_file_is_an_error_not_a_panic() {
     assert!(run.stderr.contains("cannot"), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     let run = eventsource(&["--store", &target, "migrate"]).expect(0);
-    assert_eq!(run.stdout, "schema up to date\n");
+    assert_eq!(run.stdout, "migrations applied: the schema is up to date\n");
     let status = eventsource(&["--store", &target, "status", "--json"])
         .expect(0)
         .json();

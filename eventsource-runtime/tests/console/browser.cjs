@@ -72,10 +72,12 @@ async function act(page) {
   const node = page.locator(`svg a.trace-link[data-trace-id="${process.env.CONSOLE_TRACE_ID}"]`);
   await node.waitFor({ timeout: 10000 });
   await shot(page, 'causation');
-  await node.click();
-  await page.waitForURL('**/trace/**', { timeout: 10000 });
-  const viewer = (await page.textContent('#trace')).trim();
-  return { lag, requeue, landed: page.url(), viewer };
+  // The trace opens in a tab of its own; the console stays where it was.
+  const [viewerTab] = await Promise.all([page.context().waitForEvent('page', { timeout: 10000 }), node.click()]);
+  await viewerTab.waitForURL('**/trace/**', { timeout: 10000 });
+  const viewer = (await viewerTab.textContent('#trace')).trim();
+  const stayed = page.url();
+  return { lag, requeue, landed: viewerTab.url(), viewer, stayed };
 }
 
 (async () => {

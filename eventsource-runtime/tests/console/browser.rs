@@ -230,6 +230,13 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_and_follows_a_trace() {
         "{acted:#}"
     );
     assert_eq!(acted["viewer"], TRACE_SHIPPING, "{acted:#}");
+    // The console's own tab kept its place: the trace opened beside it.
+    assert!(
+        acted["stayed"]
+            .as_str()
+            .is_some_and(|url| url.ends_with("#causation")),
+        "{acted:#}"
+    );
 
     let _ = stop.send(());
     running.await.unwrap().unwrap();

@@ -21,7 +21,7 @@ pub async fn run(
     let (correlation, marked, events) = crate::asked::events_of(stores, query).await?;
     let mut others = Vec::new();
     for target in &query.also_stores {
-        others.push(Stores::open_target(target, schema).await?);
+        others.push(Stores::open_also(target, schema).await?);
     }
     let others: Vec<&dyn EventStore> = others.iter().map(|other| &*other.events).collect();
     let tree = operate::causation_tree_with(events, &others, &correlation).await?;

@@ -46,7 +46,7 @@ pub async fn run(stores: &Stores, schema: &str, args: &ConsoleArgs) -> Result<()
             .map_err(setting)?;
     }
     for target in &args.also_stores {
-        console = console.also_store(Stores::open_target(target, schema).await?.events);
+        console = console.also_store(Stores::open_also(target, schema).await?.events);
     }
     console = brokers::with_dead_letters(console, args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

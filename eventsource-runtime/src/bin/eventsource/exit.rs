@@ -61,6 +61,20 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The error said of `subject` (`--also-store sqlite:billing.db`): its message starts
+    /// with it, so that an operator who named several stores knows which one failed.
+    pub fn about(self, subject: &str) -> Self {
+        match self {
+            Self::Store { what, source } => Self::Store {
+                what: format!("{subject}: {what}"),
+                source,
+            },
+            Self::Usage(said) => Self::Usage(format!("{subject}: {said}")),
+            Self::NotFound(said) => Self::NotFound(format!("{subject}: {said}")),
+            other => other,
+        }
+    }
+
     /// A store error met while doing `what`.
     pub fn store(what: impl Into<String>) -> impl FnOnce(StoreError) -> Self {
         let what = what.into();

@@ -12,7 +12,8 @@ pub async fn migrate(stores: &Stores) -> Result<(), CliError> {
         .migrate()
         .await
         .map_err(CliError::store("cannot migrate the schema"))?;
-    output::text("schema up to date\n")
+    // Said alike whether it created every table or found them all there.
+    output::text("migrations applied: the schema is up to date\n")
 }
 
 /// A PostgreSQL identifier, quoted.

@@ -107,6 +107,18 @@ impl Stores {
     }
 
     /// The store at `target` (a PostgreSQL one in `schema`).
+    /// Another service's store, named by `--also-store`: an error says which one (its
+    /// password hidden).
+    pub async fn open_also(target: &str, schema: &str) -> Result<Self, CliError> {
+        let subject = format!(
+            "--also-store {}",
+            eventsource_runtime::telemetry::secrets::redact_url(target)
+        );
+        Self::open_target(target, schema)
+            .await
+            .map_err(|error| error.about(&subject))
+    }
+
     pub async fn open_target(target: &str, schema: &str) -> Result<Self, CliError> {
         match parse(target)? {
             Target::Postgres(url) => open_postgres(url, schema).await,

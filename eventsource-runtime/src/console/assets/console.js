@@ -244,6 +244,9 @@
         if (e.trace_url) {
           const link = document.createElement('a');
           link.href = e.trace_url;
+          // The trace opens beside the console, which keeps its place.
+          link.target = '_blank';
+          link.rel = 'noopener noreferrer';
           link.textContent = e.trace_id;
           trace.append(link);
         } else {

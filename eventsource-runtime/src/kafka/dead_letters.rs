@@ -323,6 +323,9 @@ impl crate::bus::DeadLetterQueue for DeadLetters {
     /// Whether the group's dead-letter topic exists (created by the group's `declare` or
     /// first run), from the cluster's metadata: nothing is created.
     async fn group_exists(&self) -> Result<bool, BusError> {
+        if let Some(refused) = refused_everywhere(&self.bus.shared.bootstrap).await {
+            return Err(BusError::unavailable(refused));
+        }
         let mut config = rdkafka::ClientConfig::new();
         self.bus.apply_settings(&mut config);
         let client: rdkafka::consumer::BaseConsumer =
@@ -353,4 +356,32 @@ impl crate::bus::DeadLetterQueue for DeadLetters {
     async fn purge(&self) -> Result<u64, BusError> {
         DeadLetters::purge(self).await
     }
+}
+/// Why none of the bootstrap servers (`host:port,host:port`) can be used, when every one
+/// refuses a TCP connection (nothing listens there): then the operator's tools say so at
+/// once, naming the server, as RabbitMQ's and NATS's clients do; librdkafka would retry
+/// for its whole timeout and then report a transport failure naming no server. `None`
+/// when one accepts, or one cannot be told (a timeout, a name that does not resolve):
+/// librdkafka has its say then.
+async fn refused_everywhere(bootstrap: &str) -> Option<crate::bus::BrokerUnreachable> {
+    let mut refused = None;
+    for server in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let connect = tokio::net::TcpStream::connect(server);
+        match tokio::time::timeout(Duration::from_secs(2), connect).await {
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                refused.get_or_insert((server.to_owned(), error));
+            }
+            _ => return None,
+        }
+    }
+    let (server, error) = refused?;
+    Some(crate::bus::BrokerUnreachable::new(
+        crate::bus::UnavailableReason::ConnectionRefused,
+        server,
+        Some(Box::new(error)),
+    ))
 }

@@ -504,6 +504,25 @@ fn bad_broker_urls_are_told_apart_without_showing_the_password() {
     );
     assert!(!unreachable.stderr.contains("hunter2hunter"));
 
+    // A broker that is down is said at once, naming where, on each broker (Kafka took 10 s
+    // and said "BrokerTransportFailure", naming nothing).
+    for url in [
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+        "kafka://127.0.0.1:1",
+        "nats://127.0.0.1:1",
+    ] {
+        let started = std::time::Instant::now();
+        let down =
+            eventsource(&["dead-letters", "list", "--broker", url, "--group", "mail"]).expect(1);
+        let took = started.elapsed();
+        assert!(
+            down.stderr.contains("127.0.0.1:1") && down.stderr.contains("refused"),
+            "{url}: {}",
+            down.stderr
+        );
+        assert!(took < Duration::from_secs(5), "{url}: {took:?}");
+    }
+
     let kafka_secret = eventsource(&[
         "dead-letters",
         "list",

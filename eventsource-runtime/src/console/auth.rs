@@ -146,7 +146,7 @@ pub(super) fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<()
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    if loopback || allowed.iter().any(|allowed| *allowed == name) {
+    if loopback || allowed.contains(&name) {
         return Ok(());
     }
     Err(ConsoleError::Forbidden(format!(

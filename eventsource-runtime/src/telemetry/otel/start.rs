@@ -371,19 +371,6 @@ fn tracing_span(name: &str, kind: &str, contextual: bool) -> Option<tracing::Spa
     (!span.is_disabled()).then_some(span)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::SpanStart;
-
-    /// Above 128 bytes, each move of the builder between its calls is a call to `memcpy`
-    /// (measured: about 400 instructions a traced command).
-    #[test]
-    fn a_span_being_gathered_fits_in_128_bytes() {
-        let size = std::mem::size_of::<SpanStart<'static>>();
-        assert!(size <= 128, "SpanStart is {size} bytes");
-    }
-}
-
 /// Consumed carriers whose stored trace context was missing or malformed.
 static INVALID: metrics::Counter = metrics::Counter::new(
     attr::METRIC_TRACE_CONTEXT_INVALID,
@@ -403,4 +390,17 @@ fn counted(
             );
         })
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpanStart;
+
+    /// Above 128 bytes, each move of the builder between its calls is a call to `memcpy`
+    /// (measured: about 400 instructions a traced command).
+    #[test]
+    fn a_span_being_gathered_fits_in_128_bytes() {
+        let size = std::mem::size_of::<SpanStart<'static>>();
+        assert!(size <= 128, "SpanStart is {size} bytes");
+    }
 }

@@ -129,6 +129,36 @@ async fn segment_worker_clock_ahead_black_holed_three_timeouts() {
 
 #[cfg(feature = "nats")]
 #[tokio::test]
+async fn nats_member_black_holed_half_the_timeout() {
+    groups::run(18, Broker::Nats, Nemesis::Net(Fault::DropBoth), TIMEOUT / 2).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn nats_member_deaf_three_timeouts() {
+    groups::run(
+        19,
+        Broker::Nats,
+        Nemesis::Net(Fault::DropToProcess),
+        TIMEOUT * 3,
+    )
+    .await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn nats_member_mute_three_timeouts() {
+    groups::run(
+        20,
+        Broker::Nats,
+        Nemesis::Net(Fault::DropFromProcess),
+        TIMEOUT * 3,
+    )
+    .await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
 async fn nats_member_black_holed_three_timeouts() {
     groups::run(21, Broker::Nats, Nemesis::Net(Fault::DropBoth), TIMEOUT * 3).await;
 }

@@ -228,15 +228,21 @@ fn a_broker_not_built_in_is_a_usage_error_naming_its_feature() {
     }
 }
 
-/// A file that holds no store yet: an error naming what failed, then `migrate` makes it one.
+/// A file that holds no store yet: not found (exit 3), saying what makes one; then `migrate`
+/// makes it one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmigrated_file_is_an_error_not_a_panic() {
     let dir = TempDir::new("empty");
     let file = dir.0.join("empty.db");
     std::fs::write(&file, b"").unwrap();
     let target = format!("sqlite:{}", file.display());
-    let run = eventsource(&["--store", &target, "status"]).expect(1);
-    assert!(run.stderr.contains("cannot"), "{}", run.stderr);
+    let run = eventsource(&["--store", &target, "status"]).expect(3);
+    assert!(
+        run.stderr
+            .contains("no eventsource store in this SQLite database"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     let run = eventsource(&["--store", &target, "migrate"]).expect(0);
     assert_eq!(run.stdout, "migrations applied: the schema is up to date\n");

@@ -57,6 +57,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         return dead_letters::run(command, cli.json).await;
     }
     let stores = store::Stores::open(&cli.store).await?;
+    if !matches!(cli.command, Command::Migrate) {
+        stores.found().await?;
+    }
     let json = cli.json;
     match cli.command {
         Command::Status(args) => status::run(&stores, &args, json).await,

@@ -26,10 +26,17 @@ pub struct Stores {
     pub schema: Arc<dyn Migrate>,
 }
 
-/// A store's `migrate()`.
+/// A store's `migrate()`, and whether it was: every command but `migrate` needs a store
+/// there, and a schema or a file that holds none is not found, in one line.
 #[async_trait]
 pub trait Migrate: Send + Sync {
     async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Where the store is, for a message: `schema `orders`` or `this SQLite database`.
+    fn place(&self) -> String;
+
+    /// Whether the store's events table is there (`None`: the store could not say).
+    async fn is_migrated(&self) -> Option<bool>;
 }
 
 #[cfg(feature = "postgres")]
@@ -38,6 +45,19 @@ impl Migrate for eventsource_runtime::postgres::PostgresEventStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         eventsource_runtime::postgres::PostgresEventStore::migrate(self).await
     }
+
+    fn place(&self) -> String {
+        format!("schema `{}` of this database", self.schema())
+    }
+
+    async fn is_migrated(&self) -> Option<bool> {
+        let table = format!("\"{}\".events", self.schema().replace('"', "\"\""));
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(self.pool())
+            .await
+            .ok()
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -45,6 +65,19 @@ impl Migrate for eventsource_runtime::postgres::PostgresEventStore {
 impl Migrate for eventsource_runtime::sqlite::SqliteEventStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         eventsource_runtime::sqlite::SqliteEventStore::migrate(self).await
+    }
+
+    fn place(&self) -> String {
+        "this SQLite database".to_owned()
+    }
+
+    async fn is_migrated(&self) -> Option<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
+        )
+        .fetch_one(self.pool())
+        .await
+        .ok()
     }
 }
 
@@ -117,6 +150,21 @@ impl Stores {
         Self::open_target(target, schema)
             .await
             .map_err(|error| error.about(&subject))
+    }
+
+    /// `Ok` when the store holds an eventsource store (its events table), not found
+    /// otherwise: a `--schema` typo or a file never migrated says so in one line.
+    pub async fn found(&self) -> Result<(), CliError> {
+        match self.schema.is_migrated().await {
+            Some(false) => Err(CliError::NotFound(format!(
+                "no eventsource store in {} (`eventsource migrate` makes one; check --store \
+                 and --schema)",
+                self.schema.place()
+            ))),
+            // Found, or the store could not say: the commands say what it answers to
+            // their own reads.
+            Some(true) | None => Ok(()),
+        }
     }
 
     pub async fn open_target(target: &str, schema: &str) -> Result<Self, CliError> {

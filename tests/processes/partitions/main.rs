@@ -213,6 +213,42 @@ async fn rabbitmq_member_rejected_for_the_timeout() {
 
 #[cfg(all(feature = "nats", feature = "kafka"))]
 #[tokio::test]
+async fn kafka_member_black_holed_half_the_timeout() {
+    groups::run(
+        33,
+        Broker::Kafka,
+        Nemesis::Net(Fault::DropBoth),
+        TIMEOUT / 2,
+    )
+    .await;
+}
+
+#[cfg(all(feature = "nats", feature = "kafka"))]
+#[tokio::test]
+async fn kafka_member_deaf_three_timeouts() {
+    groups::run(
+        34,
+        Broker::Kafka,
+        Nemesis::Net(Fault::DropToProcess),
+        TIMEOUT * 3,
+    )
+    .await;
+}
+
+#[cfg(all(feature = "nats", feature = "kafka"))]
+#[tokio::test]
+async fn kafka_member_mute_three_timeouts() {
+    groups::run(
+        35,
+        Broker::Kafka,
+        Nemesis::Net(Fault::DropFromProcess),
+        TIMEOUT * 3,
+    )
+    .await;
+}
+
+#[cfg(all(feature = "nats", feature = "kafka"))]
+#[tokio::test]
 async fn kafka_member_black_holed_three_timeouts() {
     groups::run(
         27,

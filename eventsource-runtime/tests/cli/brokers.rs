@@ -325,7 +325,11 @@ async fn list_requeue_purge(fixture: Fixture, mailer: Arc<Mailer>) {
         .stderr;
     assert!(said.contains("no consumer group"), "{said}");
     eventsource(&unknown).expect(3);
-    let _ = std::fs::remove_file(file);
+    for leftover in ["", "-wal", "-shm"] {
+        let mut path = file.clone().into_os_string();
+        path.push(leftover);
+        let _ = std::fs::remove_file(path);
+    }
 
     fixture.stop().await;
 }

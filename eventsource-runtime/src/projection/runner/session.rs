@@ -355,7 +355,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 // Fenced, or the claim expired while the handler ran: no retry.
                 return Err(Halt::LeaseLost);
             }
-            let Some(error) = self
+            let Err(error) = self
                 .park_if_undecodable(name, lease, &events[0], failure.error, shutdown)
                 .await?
             else {
@@ -400,11 +400,12 @@ impl<P: Projection> ProjectionRunner<P> {
             if !lease.is_held() {
                 return Err(Halt::LeaseLost);
             }
-            let Some(error) = self
+            let error = match self
                 .park_if_undecodable(name, lease, event, error, shutdown)
                 .await?
-            else {
-                return Ok(Delivered::Parked);
+            {
+                Ok(reason) => return Ok(Delivered::Parked(reason)),
+                Err(error) => error,
             };
             self.retry_or_stop(name, event, attempt, error, shutdown)
                 .await?;

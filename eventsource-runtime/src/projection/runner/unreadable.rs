@@ -202,7 +202,8 @@ impl<P: Projection> ProjectionRunner<P> {
         }
     }
 
-    /// Stops at the unreadable event at `position`, or parks it, as the policy says.
+    /// Stops at the unreadable event at `position`, or parks it, as the policy says: the
+    /// reason it was parked with.
     pub(super) async fn unreadable(
         &self,
         name: &str,
@@ -210,7 +211,7 @@ impl<P: Projection> ProjectionRunner<P> {
         position: u64,
         error: Unreadable,
         shutdown: &mut Shutdown<'_>,
-    ) -> Result<(), Halt> {
+    ) -> Result<String, Halt> {
         if self.settings.on_unreadable == UnreadablePolicy::Stop {
             return Err(self.stop_at(name, position, error));
         }
@@ -244,7 +245,8 @@ impl<P: Projection> ProjectionRunner<P> {
         span.run(self.retrying(name, "park event", shutdown, || {
             self.checkpoints.park(name, &parked)
         }))
-        .await
+        .await?;
+        Ok(parked.error)
     }
 
     fn stop_at(&self, name: &str, position: u64, error: Unreadable) -> Halt {
@@ -282,7 +284,7 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     /// Under [`UnreadablePolicy::Park`], parks `event` when its handler could not decode
-    /// it (`error`); `Ok(None)` when parked, the error back otherwise (retried or stopped
+    /// it (`error`): `Ok(reason)` when parked, the error back otherwise (retried or stopped
     /// at as any handler's failure).
     pub(super) async fn park_if_undecodable(
         &self,
@@ -291,14 +293,14 @@ impl<P: Projection> ProjectionRunner<P> {
         event: &EventEnvelope,
         error: ProjectionError,
         shutdown: &mut Shutdown<'_>,
-    ) -> Result<Option<ProjectionError>, Halt> {
+    ) -> Result<Result<String, ProjectionError>, Halt> {
         let error = match error {
             ProjectionError::Decode(error)
                 if self.settings.on_unreadable == UnreadablePolicy::Park =>
             {
                 error
             }
-            other => return Ok(Some(other)),
+            other => return Ok(Err(other)),
         };
         let undecodable = Unreadable::Undecodable {
             stream: event.stream.clone(),
@@ -307,8 +309,8 @@ impl<P: Projection> ProjectionRunner<P> {
             error,
         };
         self.unreadable(name, lease, event.position, undecodable, shutdown)
-            .await?;
-        Ok(None)
+            .await
+            .map(Ok)
     }
 
     /// Hands the parked events that can now be read (the row was repaired) to the
@@ -427,19 +429,11 @@ impl<P: Projection> ProjectionRunner<P> {
         match read {
             Read::Events(events) => {
                 for event in events.iter().filter(|e| e.position == at) {
-                    if let Delivered::Parked = self.deliver(name, lease, event, shutdown).await? {
+                    if let Delivered::Parked(reason) =
+                        self.deliver(name, lease, event, shutdown).await?
+                    {
                         // Its handler still cannot decode it: parked again, with why.
-                        let parked = self
-                            .reading(name, "list parked events", shutdown, || {
-                                self.checkpoints.parked(name)
-                            })
-                            .await?;
-                        let error = parked
-                            .into_iter()
-                            .find(|p| p.position == at)
-                            .map(|p| p.error)
-                            .unwrap_or_default();
-                        return Ok(Retried::ParkedAgain(error));
+                        return Ok(Retried::ParkedAgain(reason));
                     }
                 }
                 // Handled, or no longer in the store: nothing left to retry.
@@ -515,9 +509,9 @@ impl<P: Projection> ProjectionRunner<P> {
 pub(super) enum Delivered {
     /// Handled (or not one the projection handles).
     Handled,
-    /// Its handler could not decode it, and it was parked
+    /// Its handler could not decode it, and it was parked with this reason
     /// ([`ProjectionRunner::park_if_undecodable`]).
-    Parked,
+    Parked(String),
 }
 
 /// What retrying one parked event gave.

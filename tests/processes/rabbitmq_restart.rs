@@ -4,8 +4,9 @@
 //!
 //! A test binary of its own (test binaries run one after the other), so that stopping the
 //! broker disturbs no other test. Needs `EVENTSOURCE_AMQP_URL` and a `rabbitmqctl` allowed to
-//! stop and start the broker's application (skipped visibly otherwise, unless
-//! `EVENTSOURCE_REQUIRE_RABBITMQ=1`).
+//! stop and start the broker's application, on the node `RABBITMQ_NODENAME` names when set
+//! (`.ci/run` starts `eventsource@localhost`); skipped visibly otherwise, unless
+//! `EVENTSOURCE_REQUIRE_RABBITMQ=1`.
 //!
 //! The scenario is `common/broker_restart.rs`, the same for every broker; here is how
 //! RabbitMQ goes down and comes back.

@@ -81,8 +81,10 @@ pub enum Anomaly {
 pub enum DuplicateReason {
     /// The handler is exactly once.
     ExactlyOnce,
-    /// At least once, but committed again by the same process at the same epoch.
-    NoTakeover,
+    /// At least once, but committed again by the same process at the same epoch, and the
+    /// relay published the event `published` times (fewer than it was committed: a second
+    /// message would explain a second handling).
+    NoTakeover { published: usize },
     /// At least once, after a takeover that handled `rehandled` events again, more than
     /// the `window` allowed; this event is past the window.
     BeyondWindow {
@@ -190,7 +192,10 @@ impl fmt::Display for Anomaly {
                 )?;
                 match reason {
                     DuplicateReason::ExactlyOnce => {}
-                    DuplicateReason::NoTakeover => write!(f, ", again with no takeover")?,
+                    DuplicateReason::NoTakeover { published } => write!(
+                        f,
+                        ", again with no takeover (published {published} time(s))"
+                    )?,
                     DuplicateReason::BeyondWindow {
                         takeover_process,
                         rehandled,

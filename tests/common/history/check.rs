@@ -5,7 +5,7 @@
 //! A commit is certain (`HandleCommit` `ok`) or maybe (`info`), as Jepsen: a maybe commit
 //! counts as the handler having seen the event, never as a second handling.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -24,7 +24,7 @@ pub fn check(history: &History, expectations: &Expectations) -> Report {
     let appends = AppendedEvents::of(history);
     let commits = commits_of(history);
     let mut anomalies = lost_writes(&appends, &commits, expectations);
-    anomalies.extend(duplicates(&commits, expectations));
+    anomalies.extend(duplicates(&commits, &published(history), expectations));
     anomalies.extend(unexpected_and_aborted_reads(&appends, &commits));
     anomalies.extend(stale_epoch_writes(history, &commits));
     anomalies.extend(non_monotonic(&commits).into_iter().filter(|anomaly| {
@@ -89,6 +89,20 @@ fn commits_of(history: &History) -> Vec<Commit<'_>> {
             _ => None,
         })
         .collect()
+}
+
+/// How many times each event went to the broker: publishes acknowledged (`ok`) or maybe
+/// sent (`info`).
+fn published(history: &History) -> HashMap<Uuid, usize> {
+    let mut times = HashMap::new();
+    for op in &history.ops {
+        if let (Call::Publish { event_ids }, OpKind::Ok | OpKind::Info) = (&op.f, op.kind) {
+            for id in event_ids {
+                *times.entry(*id).or_insert(0) += 1;
+            }
+        }
+    }
+    times
 }
 
 fn lost_writes(

@@ -5,7 +5,8 @@
 //! RabbitMQ: the CI's broker, reached through a [`Forwarder`] (its `guest` logs in from
 //! loopback only), the members' heartbeat `T`; the broker hands `a`'s messages on once it
 //! has heard nothing from `a` for two to three heartbeats. Judged from the members'
-//! histories: every acknowledged append handled, again only after a takeover and at most a
+//! histories and the relay's publishes (`RecordingBus`): every acknowledged append handled,
+//! again only as often as the relay published it, or after a takeover and at most a
 //! prefetch of them (at least once; a member's own change of membership, a new session or
 //! Kafka partitions assigned, revoked or lost, is a takeover too: `child::consumer`'s
 //! `Membership`), in no particular order (several members of one group
@@ -29,7 +30,8 @@ use eventsource_runtime::bus::EventBus;
 use eventsource_runtime::nats::NatsBus;
 use eventsource_runtime::relay::Relay;
 use eventsource_test_support::history::{
-    Call, Delivery, Expectations, History, OpKind, check, wall_clock_ms,
+    Call, Delivery, Expectations, History, HistoryWriter, OpKind, RecordingBus, check,
+    wall_clock_ms,
 };
 
 use super::TIMEOUT;
@@ -174,10 +176,12 @@ pub async fn run(index: u8, broker: Broker, nemesis: Nemesis, hold: Duration) {
         world.end().await;
         return;
     };
+    // Its publishes in the history: a message the relay sent twice may be handled twice.
+    let relay_history = Arc::new(HistoryWriter::create(world.history_dir(), "relay").unwrap());
     let relay = Relay::new(
         Arc::new(world.store().clone()),
         Arc::new(world.checkpoints()),
-        Arc::clone(&on.bus),
+        Arc::new(RecordingBus::new(Arc::clone(&on.bus), relay_history)),
     );
     let relaying = Running::spawn(|stopped| async move { relay.run(stopped).await });
 

@@ -76,7 +76,42 @@ fn an_at_least_once_repeat_without_a_takeover_is_a_duplicate() {
             event_id, reason, ..
         } => assert_eq!(
             (*event_id, reason),
-            (event(1), &DuplicateReason::NoTakeover)
+            (event(1), &DuplicateReason::NoTakeover { published: 0 })
+        ),
+        other => panic!("not a duplicate: {other}"),
+    }
+}
+
+#[test]
+fn an_event_published_twice_may_be_handled_twice_but_not_three_times() {
+    let handled = |times: u64| {
+        let mut script = Script::default();
+        script.append("appender-1", 10, "order-1", &[event(1)], OpKind::Ok);
+        let publish = Call::Publish {
+            event_ids: vec![event(1)],
+        };
+        for at in [12, 14] {
+            let sent = script.op("relay-1", at, OpKind::Invoke, None, publish.clone());
+            script.op("relay-1", at + 1, OpKind::Ok, Some(sent), publish.clone());
+        }
+        for at in 0..times {
+            script.commit("worker-1", 20 + at, "shipping", event(1), "order-1", 1);
+        }
+        script.history()
+    };
+    let expectations =
+        super::Expectations::new().handler("shipping", Delivery::AtLeastOnce { window: 10 });
+    assert!(
+        check(&handled(2), &expectations).is_clean(),
+        "two messages, two handlings"
+    );
+
+    match only_anomaly(&check(&handled(3), &expectations)) {
+        Anomaly::Duplicate {
+            event_id, reason, ..
+        } => assert_eq!(
+            (*event_id, reason),
+            (event(1), &DuplicateReason::NoTakeover { published: 2 })
         ),
         other => panic!("not a duplicate: {other}"),
     }

@@ -4,10 +4,12 @@
 //! store's high-water mark back), the
 //! [events](read_events) of a stream, of the log or of a correlation, and a correlation's
 //! [causation tree](causation_tree) laid out for drawing; with a broker's feature, a consumer
-//! group's dead letters opened from the broker's URL ([`DeadLetterAddress`]).
+//! group's dead letters opened from the broker's URL ([`DeadLetterAddress`]); and what an
+//! operator changes: [`retire`] a projection no runner runs any more.
 //!
-//! It reads through the stores' public traits only ([`EventStore`],
-//! [`CheckpointStore`], [`SegmentClaims`]), so it works on any store, and changes nothing.
+//! It works through the stores' public traits only ([`EventStore`],
+//! [`CheckpointStore`], [`SegmentClaims`]), so it works on any store; only [`retire`]
+//! changes anything.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -37,6 +39,7 @@ mod causation;
 )]
 mod dead_letters;
 mod events;
+mod retire;
 mod status;
 
 use std::sync::Arc;
@@ -45,6 +48,7 @@ pub use causation::{DrawnNode, causation_tree, causation_tree_with, drawn_nodes}
 #[cfg(feature = "broker")]
 pub use dead_letters::{DeadLetterAddress, DeadLetterAddressError};
 pub use events::{EventPage, EventQuery, EventView, parse_stream, read_events, trace_link};
+pub use retire::{Retired, retire};
 pub use status::{
     CheckpointLag, LeaseView, MarkHolderView, ProjectionStatus, SegmentStatus, StatusReport,
     segment_of_name, split_projections, status,
@@ -112,7 +116,8 @@ impl Stores {
     }
 }
 
-/// Why an operator's read failed. A read changes nothing, whatever the error.
+/// Why an operator's read or change failed. A read changes nothing, whatever the error; a
+/// change checks what refuses it before it changes anything.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OperateError {
@@ -131,6 +136,9 @@ pub enum OperateError {
     /// What was named does not exist (an unknown projection, a correlation without events).
     #[error("{0}")]
     NotFound(String),
+    /// A runner or worker holds what the change would touch: nothing changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl OperateError {

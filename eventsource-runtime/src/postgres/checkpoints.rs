@@ -36,6 +36,10 @@ const RETRY_REQUESTS: &str = "SELECT position FROM __schema__.parked_events \
 const PARKED: &str = "SELECT position, error, parked_at FROM __schema__.parked_events \
      WHERE projection = $1 ORDER BY position";
 const UNPARK: &str = "DELETE FROM __schema__.parked_events WHERE projection = $1 AND position = $2";
+// The checkpoint and the parked events in one statement: how many rows went.
+const FORGET: &str = "WITH c AS (DELETE FROM __schema__.checkpoints WHERE projection = $1 RETURNING 1), \
+          p AS (DELETE FROM __schema__.parked_events WHERE projection = $1 RETURNING 1) \
+     SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM p)";
 const CHECKPOINTS: &str = "SELECT projection, position, updated_at FROM __schema__.checkpoints \
      ORDER BY projection";
 const PARKED_COUNTS: &str = "SELECT projection, count(*) FROM __schema__.parked_events \
@@ -58,6 +62,7 @@ struct Statements {
     park: String,
     parked: String,
     unpark: String,
+    forget: String,
     request_retry: String,
     retry_requests: String,
     checkpoints: String,
@@ -74,6 +79,7 @@ impl Statements {
             park: qualify(PARK, schema),
             parked: qualify(PARKED, schema),
             unpark: qualify(UNPARK, schema),
+            forget: qualify(FORGET, schema),
             request_retry: qualify(REQUEST_RETRY, schema),
             retry_requests: qualify(RETRY_REQUESTS, schema),
             checkpoints: qualify(CHECKPOINTS, schema),
@@ -316,6 +322,15 @@ impl CheckpointStore for PostgresCheckpointStore {
     async fn unpark(&self, projection: &str, position: u64) -> Result<bool, StoreError> {
         self.parked_event_changed(&self.sql.unpark, projection, position)
             .await
+    }
+
+    async fn forget(&self, projection: &str) -> Result<bool, StoreError> {
+        let rows: i64 = sqlx::query_scalar(&self.sql.forget)
+            .bind(projection)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(rows > 0)
     }
 
     async fn request_retry(&self, projection: &str, position: u64) -> Result<bool, StoreError> {

@@ -143,6 +143,7 @@ mod log_reader;
 mod mark_holder;
 mod processed;
 mod resplit;
+mod retire;
 mod rows;
 mod schema;
 mod segments;

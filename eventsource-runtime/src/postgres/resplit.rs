@@ -11,7 +11,7 @@ use crate::store::{Segment, StoreError};
 
 // The rows locked until the commit: no worker claims or renews meanwhile. Expired as
 // `OWNERS` says.
-const LOCK: &str = "SELECT segment, segments, owner, epoch, \
+pub(super) const LOCK: &str = "SELECT segment, segments, owner, epoch, \
             (owner IS NOT NULL AND (renewed_at IS NULL \
              OR renewed_at + coalesce(claim_timeout, make_interval(secs => $2)) < now())) \
        FROM __schema__.projection_segments WHERE projection = $1 ORDER BY segment FOR UPDATE";
@@ -41,12 +41,7 @@ impl PostgresCheckpointStore {
         let sql = |template: &str| qualify(template, self.schema());
         let count_sql = i32::try_from(count.min(Segment::MAX_COUNT)).unwrap_or(i32::MAX);
         let mut tx = self.pool().begin().await.map_err(unavailable)?;
-        let rows: Vec<(i32, i32, Option<String>, i64, bool)> = sqlx::query_as(&sql(LOCK))
-            .bind(projection)
-            .bind(crate::projection::segments::DEFAULT_CLAIM_TIMEOUT.as_secs_f64())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let rows = lock_segments(&mut tx, &sql(LOCK), projection).await?;
         let Some(&(_, recorded, ..)) = rows.first() else {
             return Ok(Resplit::NotSplit);
         };
@@ -58,20 +53,7 @@ impl PostgresCheckpointStore {
         {
             return Ok(Resplit::NotAMultiple { recorded });
         }
-        let held: Vec<SegmentOwner> = rows
-            .iter()
-            .filter(|(_, _, owner, _, expired)| owner.is_some() && !expired)
-            .filter_map(|(index, total, owner, epoch, expired)| {
-                let segment =
-                    Segment::new(u32::try_from(*index).ok()?, u32::try_from(*total).ok()?)?;
-                Some(SegmentOwner {
-                    segment,
-                    owner: owner.clone(),
-                    epoch: to_u64(*epoch),
-                    expired: *expired,
-                })
-            })
-            .collect();
+        let held = held_segments(&rows);
         if !held.is_empty() {
             return Ok(Resplit::Held(held));
         }
@@ -109,4 +91,38 @@ impl PostgresCheckpointStore {
         tx.commit().await.map_err(unavailable)?;
         Ok(Resplit::Done { from: recorded })
     }
+}
+
+/// A segment's row, locked: its index, its count, its owner, its epoch, whether its claim
+/// expired.
+pub(super) type LockedSegment = (i32, i32, Option<String>, i64, bool);
+
+/// Locks `projection`'s segment rows (`LOCK`, qualified) until `tx` ends.
+pub(super) async fn lock_segments(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    lock: &str,
+    projection: &str,
+) -> Result<Vec<LockedSegment>, StoreError> {
+    sqlx::query_as(lock)
+        .bind(projection)
+        .bind(crate::projection::segments::DEFAULT_CLAIM_TIMEOUT.as_secs_f64())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(unavailable)
+}
+
+/// The locked segments a worker holds (claimed, not expired).
+pub(super) fn held_segments(rows: &[LockedSegment]) -> Vec<SegmentOwner> {
+    rows.iter()
+        .filter(|(_, _, owner, _, expired)| owner.is_some() && !expired)
+        .filter_map(|(index, total, owner, epoch, expired)| {
+            let segment = Segment::new(u32::try_from(*index).ok()?, u32::try_from(*total).ok()?)?;
+            Some(SegmentOwner {
+                segment,
+                owner: owner.clone(),
+                epoch: to_u64(*epoch),
+                expired: *expired,
+            })
+        })
+        .collect()
 }

@@ -15,7 +15,9 @@ use super::schema::qualify;
 use super::{to_i64, to_u64, unavailable};
 use crate::event::StreamId;
 use crate::projection::checkpoint::CheckpointStore;
-use crate::projection::segments::{Claim, Claimed, Fence, Resplit, SegmentClaims, SegmentOwner};
+use crate::projection::segments::{
+    Claim, Claimed, Fence, Resplit, Retire, SegmentClaims, SegmentOwner,
+};
 use crate::sql::row::readable_prefix;
 use crate::store::backend::ReadAll;
 use crate::store::{Segment, StoreError};
@@ -315,6 +317,10 @@ impl SegmentClaims for PostgresCheckpointStore {
 
     async fn resplit(&self, projection: &str, count: u32) -> Result<Resplit, StoreError> {
         self.resplit_segments(projection, count).await
+    }
+
+    async fn retire(&self, projection: &str) -> Result<Retire, StoreError> {
+        self.retire_segments(projection).await
     }
 
     async fn split_projections(&self) -> Result<BTreeMap<String, u32>, StoreError> {

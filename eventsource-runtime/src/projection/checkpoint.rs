@@ -319,6 +319,23 @@ pub trait CheckpointStore: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Forgets the projection: deletes its checkpoint and its parked events, so that
+    /// operators' tools ([`checkpoints`](Self::checkpoints),
+    /// [`parked_counts`](Self::parked_counts)) stop listing it. For retiring a projection
+    /// no runner runs any more (the old name after a rebuild under a new one; what
+    /// `eventsource projection retire` does, holding its lease); a runner started again
+    /// under the name starts from 0. Whether there was anything to forget. The default
+    /// fails with [`StoreError::Unsupported`].
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`], the backend's errors.
+    async fn forget(&self, projection: &str) -> Result<bool, StoreError> {
+        let _ = projection;
+        Err(StoreError::Unsupported {
+            operation: "forget a projection",
+        })
+    }
+
     /// Every checkpoint the store keeps, by name: what an operator's tool lists (the
     /// `eventsource status` command). The default, for a store of your own, fails with
     /// [`StoreError::Unsupported`].
@@ -495,6 +512,17 @@ impl CheckpointStore for InMemoryCheckpointStore {
             .collect();
         positions.sort_unstable();
         Ok(positions)
+    }
+
+    async fn forget(&self, projection: &str) -> Result<bool, StoreError> {
+        let positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(projection);
+        let parked = self.parked_events().remove(projection);
+        self.requested().retain(|(name, _)| name != projection);
+        Ok(positions.is_some() || parked.is_some_and(|events| !events.is_empty()))
     }
 
     async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {

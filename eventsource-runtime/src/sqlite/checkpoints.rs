@@ -36,6 +36,8 @@ const RETRY_REQUESTS: &str = "SELECT position FROM parked_events \
 const PARKED: &str = "SELECT position, error, parked_at FROM parked_events \
      WHERE projection = ?1 ORDER BY position";
 const UNPARK: &str = "DELETE FROM parked_events WHERE projection = ?1 AND position = ?2";
+const FORGET_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE projection = ?1";
+const FORGET_PARKED: &str = "DELETE FROM parked_events WHERE projection = ?1";
 const CHECKPOINTS: &str =
     "SELECT projection, position, updated_at FROM checkpoints ORDER BY projection";
 const PARKED_COUNTS: &str =
@@ -182,6 +184,26 @@ impl CheckpointStore for SqliteCheckpointStore {
         detached(async move {
             let done = query.execute(&pool).await.map_err(unavailable)?;
             Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn forget(&self, projection: &str) -> Result<bool, StoreError> {
+        let projection = projection.to_owned();
+        let pool = self.pool.clone();
+        detached(async move {
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            let mut rows = 0;
+            for statement in [FORGET_CHECKPOINT, FORGET_PARKED] {
+                let done = sqlx::query(statement)
+                    .bind(&projection)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                rows += done.rows_affected();
+            }
+            tx.commit().await.map_err(unavailable)?;
+            Ok(rows > 0)
         })
         .await
     }

@@ -8,6 +8,7 @@
 mod parked_retry;
 mod postgres;
 mod rebuild;
+mod retire;
 mod sqlite;
 
 use std::process::Command;

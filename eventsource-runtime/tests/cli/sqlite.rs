@@ -10,10 +10,10 @@ use eventsource_runtime::store::{EventStore, ExpectedVersion};
 use crate::{common_checks, eventsource, seed};
 
 /// A fresh directory under the target's temporary directory, removed on drop.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> Self {
+    pub fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "eventsource-cli-{name}-{}-{}",
             std::process::id(),

@@ -135,6 +135,16 @@ pub enum ProjectionCommand {
     /// rebuild: each new segment starts from the checkpoint of the one that held its
     /// streams. Refused while a worker holds a segment (PostgreSQL).
     Split(SplitArgs),
+    /// Retire a projection no runner runs any more (the old name after a rebuild, a name
+    /// given by mistake): delete its checkpoints and parked events, so that `status` and the
+    /// console stop listing it. Refused while a runner or worker holds it.
+    Retire(RetireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The projection (or relay) to retire.
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,8 @@
 //! `eventsource projection reset NAME --to POSITION`: moves a projection's checkpoint as the
 //! holder of its lease (or of every segment of a split one), refusing while a worker holds
 //! it; a position past the head, or an unknown projection, changes nothing. `projection
-//! split` splits a split projection's segments again; `projection rebuild` is in
-//! `rebuild.rs`.
+//! split` splits a split projection's segments again; `projection retire` deletes one no
+//! runner runs any more (`operate::retire`); `projection rebuild` is in `rebuild.rs`.
 
 use std::time::Duration;
 
@@ -11,10 +11,11 @@ use eventsource_runtime::store::Segment;
 use eventsource_runtime::store::StoreError;
 use serde::Serialize;
 
-use crate::args::{ProjectionCommand, ResetArgs, SplitArgs};
+use crate::args::{ProjectionCommand, ResetArgs, RetireArgs, SplitArgs};
 use crate::exit::CliError;
 use crate::known::Known;
 use crate::output;
+use crate::status::operated;
 use crate::store::Stores;
 
 /// The worker name the command line claims segments under.
@@ -42,6 +43,7 @@ pub async fn run(stores: &Stores, command: ProjectionCommand, json: bool) -> Res
     match command {
         ProjectionCommand::Split(args) => split(stores, &args, json).await,
         ProjectionCommand::Rebuild(args) => crate::rebuild::run(stores, &args, json).await,
+        ProjectionCommand::Retire(args) => retire(stores, &args, json).await,
         ProjectionCommand::Reset(args) => {
             let reset = reset(stores, &args).await?;
             if json {
@@ -93,6 +95,25 @@ async fn reset(stores: &Stores, args: &ResetArgs) -> Result<Reset, CliError> {
         checkpoints,
         to: args.to,
     })
+}
+
+/// `projection retire NAME`.
+async fn retire(stores: &Stores, args: &RetireArgs, json: bool) -> Result<(), CliError> {
+    if !stores.leases_shared {
+        warn_unseen_workers(&args.name);
+    }
+    let retired = eventsource_runtime::operate::retire(&operated(stores), &args.name).await?;
+    if json {
+        return output::json(&retired);
+    }
+    let what = match retired.segments {
+        Some(count) => format!("{count} segments"),
+        None => "its checkpoint".to_owned(),
+    };
+    output::text(&format!(
+        "{}: retired ({what} and its parked events deleted)\n",
+        retired.projection
+    ))
 }
 
 /// Says that the store's leases and claims live in the service's process (SQLite), where

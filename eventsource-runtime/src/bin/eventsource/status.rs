@@ -32,6 +32,7 @@ impl From<OperateError> for CliError {
         match error {
             OperateError::Store { what, source } => Self::Store { what, source },
             OperateError::NotFound(what) => Self::NotFound(what),
+            OperateError::Refused(what) => Self::Refused(what),
             other => Self::Usage(other.to_string()),
         }
     }

@@ -84,6 +84,22 @@ pub enum Resplit {
     },
 }
 
+/// What [`SegmentClaims::retire`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retire {
+    /// The projection is gone: its registration, its workers, and every checkpoint and
+    /// parked event of its segments. It was split into `segments`.
+    Done {
+        /// The count it had.
+        segments: u32,
+    },
+    /// Workers hold these segments (their claims not expired): nothing changed.
+    Held(Vec<SegmentOwner>),
+    /// The projection was never split: nothing changed.
+    NotSplit,
+}
+
 /// Where the workers of split projections claim their segments
 /// ([`SegmentedRunner`](super::SegmentedRunner)): the PostgreSQL checkpoint store across
 /// processes, [`InMemorySegmentClaims`] within one process (the in-memory and SQLite
@@ -213,6 +229,24 @@ pub trait SegmentClaims: Send + Sync + 'static {
         let _ = (projection, count);
         Err(StoreError::Unsupported {
             operation: "split a projection's segments again",
+        })
+    }
+
+    /// Retires `projection`, a split projection no worker runs any more (the old name after
+    /// a rebuild under a new one): deletes its segments' registration, its workers, and
+    /// every checkpoint and parked event of its segments, so that operators' tools stop
+    /// listing it. Only while no worker holds a segment (every claim free or expired), all
+    /// in one transaction. A worker started again afterwards starts it anew, from 0. The
+    /// default fails with [`StoreError::Unsupported`] (the in-process claims are gone when
+    /// the process is: forget the segments' checkpoints with
+    /// [`CheckpointStore::forget`](crate::projection::checkpoint::CheckpointStore::forget)).
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`], the backend's.
+    async fn retire(&self, projection: &str) -> Result<Retire, StoreError> {
+        let _ = projection;
+        Err(StoreError::Unsupported {
+            operation: "retire a split projection",
         })
     }
 }

@@ -118,7 +118,9 @@ mod worker;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use claims::{Claim, Claimed, InMemorySegmentClaims, Resplit, SegmentClaims, SegmentOwner};
+pub use claims::{
+    Claim, Claimed, InMemorySegmentClaims, Resplit, Retire, SegmentClaims, SegmentOwner,
+};
 pub use lease::Fence;
 
 use super::runner::ProjectionRunner;

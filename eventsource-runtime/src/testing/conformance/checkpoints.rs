@@ -271,8 +271,8 @@ pub async fn retry_requests_are_kept_with_the_parked_event(checkpoints: Arc<dyn 
 
 /// What an operator lists: every checkpoint by name with its position (a reset one at its
 /// new position), the parked counts of the projections that parked any, and who holds a
-/// lease while it is held (nobody once it is released). `checkpoints` must hold no
-/// checkpoint and no parked event yet.
+/// lease while it is held (nobody once it is released); a projection forgotten leaves both
+/// lists. `checkpoints` must hold no checkpoint and no parked event yet.
 pub async fn lists_checkpoints_parked_counts_and_lease_holders(
     checkpoints: Arc<dyn CheckpointStore>,
 ) {
@@ -312,4 +312,24 @@ pub async fn lists_checkpoints_parked_counts_and_lease_holders(
         checkpoints.lease_holder("a").await.unwrap().is_none()
     })
     .await;
+
+    // Forgotten (a projection retired): gone from both lists; the others kept.
+    assert!(
+        checkpoints.forget("a").await.unwrap(),
+        "a checkpoint, parked events"
+    );
+    assert!(checkpoints.forget("c").await.unwrap(), "parked events only");
+    assert!(!checkpoints.forget("z").await.unwrap(), "nothing to forget");
+    let listed: Vec<String> = (checkpoints.checkpoints().await.unwrap())
+        .into_iter()
+        .map(|record| record.projection)
+        .collect();
+    assert_eq!(listed, ["b"]);
+    assert!(checkpoints.parked_counts().await.unwrap().is_empty());
+    assert!(checkpoints.parked("a").await.unwrap().is_empty());
+    assert_eq!(
+        checkpoints.load("a").await.unwrap(),
+        0,
+        "from the start again"
+    );
 }

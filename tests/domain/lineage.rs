@@ -282,21 +282,21 @@ async fn the_tree_spans_both_services(
     assert_eq!(text, expected);
 
     let json = serde_json::to_value(&tree).unwrap();
-    assert_eq!(json["correlationid"], correlation_id);
+    assert_eq!(json["correlation_id"], correlation_id);
     let root = &json["roots"][0];
     assert_eq!(root["kind"], "cause");
     assert_eq!(root["id"], correlation_id);
     let checkout = &root["children"][0];
     assert_eq!(checkout["kind"], "event");
-    assert_eq!(checkout["type"], "CheckedOut");
-    assert_eq!(checkout["aggregatetype"], "Cart");
-    assert_eq!(checkout["traceid"], trace_id);
-    assert_eq!(checkout["causationid"], correlation_id);
+    assert_eq!(checkout["event_type"], "CheckedOut");
+    assert_eq!(checkout["aggregate_type"], "Cart");
+    assert_eq!(checkout["trace_id"], trace_id);
+    assert_eq!(checkout["causation_id"], correlation_id);
     let shipment = &checkout["children"];
-    assert_eq!(shipment[0]["type"], "ShipmentPrepared");
-    assert_eq!(shipment[1]["type"], "ShipmentPacked");
-    assert_eq!(shipment[1]["traceid"], trace_id);
-    assert_eq!(shipment[1]["causationid"], checked_out.event_id.to_string());
+    assert_eq!(shipment[0]["event_type"], "ShipmentPrepared");
+    assert_eq!(shipment[1]["event_type"], "ShipmentPacked");
+    assert_eq!(shipment[1]["trace_id"], trace_id);
+    assert_eq!(shipment[1]["causation_id"], checked_out.event_id.to_string());
     assert_eq!(shipment[1]["children"], serde_json::json!([]));
 
     // One store alone: the shipment events under the cause they came from elsewhere.

@@ -34,8 +34,7 @@
 //!
 //! Where the ids leave the process they take the names of the CloudEvents extensions
 //! (`correlationid`, `causationid`): the wire headers `eventsource-correlationid` and
-//! `eventsource-causationid` (see [`bus::wire`](crate::bus::wire)) and the JSON of a
-//! [`CausationTree`]. Spans carry the correlation id as `eventsource.correlation.id`.
+//! `eventsource-causationid` (see [`bus::wire`](crate::bus::wire)). Spans carry the correlation id as `eventsource.correlation.id`.
 //!
 //! Stores list the events of one correlation id in global order
 //! ([`EventStore::events_by_correlation`](crate::store::EventStore::events_by_correlation),

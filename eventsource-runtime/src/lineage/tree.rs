@@ -21,19 +21,19 @@ use crate::store::{EventStore, StoreError};
 /// and [`notes`](Self::notes) says so.
 ///
 /// [`Display`](fmt::Display) draws it as text; serialized (serde), it is JSON a tool can
-/// draw: nested nodes, each with a `kind` (`cause` or `event`) and its `children`. The
-/// CloudEvents names are used where they meet (`correlationid`, `causationid`, `id`,
-/// `type`, `time`):
+/// draw: nested nodes, each with a `kind` (`cause` or `event`) and its `children`. An
+/// event's keys are those of every other JSON an operator reads (`eventsource events
+/// --json`, the console's events, dead letters):
 ///
 /// ```json
 /// {
-///   "correlationid": "0197c1de-…",
+///   "correlation_id": "0197c1de-…",
 ///   "roots": [
 ///     { "kind": "cause", "id": "0197c1de-…", "children": [
-///       { "kind": "event", "id": "0197c1de-…", "type": "CheckedOut",
-///         "aggregatetype": "Cart", "aggregateid": "cart-1", "version": 4, "position": 4,
-///         "time": "2025-01-31T12:00:00.123456789Z", "causationid": "0197c1de-…",
-///         "traceid": "4bf92f3577b34da6a3ce929d0e0e4736", "children": [ … ] }
+///       { "kind": "event", "event_id": "0197c1de-…", "event_type": "CheckedOut",
+///         "aggregate_type": "Cart", "aggregate_id": "cart-1", "version": 4, "position": 4,
+///         "recorded_at": "2025-01-31T12:00:00.123456789Z", "causation_id": "0197c1de-…",
+///         "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "children": [ … ] }
 ///     ] }
 ///   ],
 ///   "notes": []
@@ -68,7 +68,6 @@ use crate::store::{EventStore, StoreError};
 #[non_exhaustive]
 pub struct CausationTree {
     /// The correlation id the events share.
-    #[serde(rename = "correlationid")]
     pub correlation_id: String,
     /// What caused the events from outside them, and the events caused by nothing named.
     pub roots: Vec<Node>,
@@ -109,28 +108,23 @@ pub struct Cause {
 #[non_exhaustive]
 pub struct EventNode {
     /// The event's id.
+    #[serde(rename = "event_id")]
     pub id: Uuid,
     /// Its type.
-    #[serde(rename = "type")]
     pub event_type: String,
     /// Its aggregate's type.
-    #[serde(rename = "aggregatetype")]
     pub aggregate_type: String,
     /// Its aggregate's id.
-    #[serde(rename = "aggregateid")]
     pub aggregate_id: String,
     /// Its version in its stream.
     pub version: u64,
     /// Its position in its store.
     pub position: u64,
     /// When it was recorded.
-    #[serde(rename = "time")]
     pub recorded_at: DateTime<Utc>,
     /// Its causation id, if it has one.
-    #[serde(rename = "causationid")]
     pub causation_id: Option<String>,
     /// The trace id of the span that stored it (from its `traceparent`), if any.
-    #[serde(rename = "traceid")]
     pub trace_id: Option<String>,
     /// The events it caused, in the order given.
     pub children: Vec<EventNode>,

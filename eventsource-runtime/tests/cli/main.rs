@@ -241,9 +241,9 @@ pub async fn common_checks(target: &[&str], checkpoints: &dyn CheckpointStore) {
         .expect(0)
         .json();
     let placed = &json_tree["roots"][0]["children"][0];
-    assert_eq!(placed["type"], "OrderPlaced");
+    assert_eq!(placed["event_type"], "OrderPlaced");
     assert_eq!(
-        placed["children"][0]["children"][0]["type"],
+        placed["children"][0]["children"][0]["event_type"],
         "ShipmentRequested"
     );
     let args = [
@@ -282,7 +282,7 @@ pub async fn common_checks(target: &[&str], checkpoints: &dyn CheckpointStore) {
         .expect(0)
         .json();
     assert_eq!(json_tree["marked"], paid_id.as_str(), "{json_tree:#}");
-    assert_eq!(json_tree["correlationid"], "req-1");
+    assert_eq!(json_tree["correlation_id"], "req-1");
     let mermaid = eventsource(&with(&["causation", &paid_id, "--format", "mermaid"]))
         .expect(0)
         .stdout;

@@ -31,8 +31,8 @@ mod with_broker {
     struct Letter {
         /// `failed` (a handler failed on it) or `undecodable` (not a stored event).
         kind: &'static str,
-        /// The message id: the event's id for a stored event.
-        id: Option<String>,
+        /// The message id: the event's id for a stored event (the console's key too).
+        message_id: Option<String>,
         event_type: Option<String>,
         stream: Option<String>,
         position: Option<u64>,
@@ -51,7 +51,7 @@ mod with_broker {
                 let event = &failed.message.event;
                 return Self {
                     kind: "failed",
-                    id: Some(failed.message.message_id.to_string()),
+                    message_id: Some(failed.message.message_id.to_string()),
                     event_type: Some(event.event_type.to_string()),
                     stream: Some(format!(
                         "{}/{}",
@@ -69,7 +69,7 @@ mod with_broker {
             let undecodable = entry.as_undecodable();
             Self {
                 kind: "undecodable",
-                id: undecodable.and_then(|u| u.message_id.clone()),
+                message_id: undecodable.and_then(|u| u.message_id.clone()),
                 event_type: None,
                 stream: None,
                 position: None,
@@ -180,7 +180,7 @@ mod with_broker {
             .iter()
             .map(|l| {
                 vec![
-                    l.id.clone().unwrap_or_else(dash),
+                    l.message_id.clone().unwrap_or_else(dash),
                     l.event_type.clone().unwrap_or_else(|| l.kind.to_owned()),
                     l.stream.clone().unwrap_or_else(dash),
                     l.handler.clone().unwrap_or_else(dash),

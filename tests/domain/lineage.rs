@@ -296,7 +296,10 @@ async fn the_tree_spans_both_services(
     assert_eq!(shipment[0]["event_type"], "ShipmentPrepared");
     assert_eq!(shipment[1]["event_type"], "ShipmentPacked");
     assert_eq!(shipment[1]["trace_id"], trace_id);
-    assert_eq!(shipment[1]["causation_id"], checked_out.event_id.to_string());
+    assert_eq!(
+        shipment[1]["causation_id"],
+        checked_out.event_id.to_string()
+    );
     assert_eq!(shipment[1]["children"], serde_json::json!([]));
 
     // One store alone: the shipment events under the cause they came from elsewhere.

@@ -243,7 +243,11 @@ async fn list_requeue_purge(fixture: Fixture, mailer: Arc<Mailer>) {
     let letters = listed.as_array().expect("a list");
     assert_eq!(letters.len(), 1, "{listed:#}");
     let letter = &letters[0];
-    assert_eq!(letter["message_id"], first.event_id.to_string(), "{listed:#}");
+    assert_eq!(
+        letter["message_id"],
+        first.event_id.to_string(),
+        "{listed:#}"
+    );
     assert_eq!(letter["kind"], "failed");
     assert_eq!(letter["event_type"], "OrderPlaced");
     assert_eq!(letter["stream"], format!("Order/{}", first.aggregate_id()));

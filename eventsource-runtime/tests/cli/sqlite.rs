@@ -94,7 +94,10 @@ async fn reads_and_resets_a_sqlite_store() {
     let tree = eventsource(&args).expect(0).json();
     let shipment = &tree["roots"][0]["children"][0]["children"][0]["children"][0];
     assert_eq!(shipment["event_type"], "ShipmentRequested", "{tree:#}");
-    assert_eq!(shipment["children"][0]["event_type"], "InvoiceIssued", "{tree:#}");
+    assert_eq!(
+        shipment["children"][0]["event_type"], "InvoiceIssued",
+        "{tree:#}"
+    );
     let alone = eventsource(&["--store", &target, "causation", "req-1", "--json"])
         .expect(0)
         .json();

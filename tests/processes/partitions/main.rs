@@ -177,8 +177,6 @@ async fn nats_member_rejected_for_the_timeout() {
 
 #[cfg(all(feature = "nats", feature = "rabbitmq"))]
 #[tokio::test]
-#[ignore = "open: a RabbitMQ member has handled an event twice at start-up, before any fault \
-            (1 run in about 22, docs/guide/faults.md); run with --ignored"]
 async fn rabbitmq_member_black_holed_three_timeouts() {
     groups::run(
         24,
@@ -191,16 +189,12 @@ async fn rabbitmq_member_black_holed_three_timeouts() {
 
 #[cfg(all(feature = "nats", feature = "rabbitmq"))]
 #[tokio::test]
-#[ignore = "open: a RabbitMQ member has handled an event twice at start-up, before any fault \
-            (1 run in about 22, docs/guide/faults.md); run with --ignored"]
 async fn rabbitmq_member_paused_three_timeouts() {
     groups::run(25, Broker::RabbitMq, Nemesis::Pause, TIMEOUT * 3).await;
 }
 
 #[cfg(all(feature = "nats", feature = "rabbitmq"))]
 #[tokio::test]
-#[ignore = "open: a RabbitMQ member has handled an event twice at start-up, before any fault \
-            (1 run in about 22, docs/guide/faults.md); run with --ignored"]
 async fn rabbitmq_member_rejected_for_the_timeout() {
     groups::run(
         26,

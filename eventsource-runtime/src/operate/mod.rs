@@ -5,11 +5,13 @@
 //! [events](read_events) of a stream, of the log or of a correlation, and a correlation's
 //! [causation tree](causation_tree) laid out for drawing; with a broker's feature, a consumer
 //! group's dead letters opened from the broker's URL ([`DeadLetterAddress`]); and what an
-//! operator changes: [`retire`] a projection no runner runs any more.
+//! operator changes, each checked before anything changes and refused while a runner or
+//! worker holds what it would touch: [`reset`] a projection's checkpoint, [`split`] its
+//! segments again, [`rebuild`] it beside itself under a new name, [`retire`] one no runner
+//! runs any more.
 //!
 //! It works through the stores' public traits only ([`EventStore`],
-//! [`CheckpointStore`], [`SegmentClaims`]), so it works on any store; only [`retire`]
-//! changes anything.
+//! [`CheckpointStore`], [`SegmentClaims`]), so it works on any store.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -39,7 +41,11 @@ mod causation;
 )]
 mod dead_letters;
 mod events;
+mod known;
+mod rebuild;
+mod reset;
 mod retire;
+mod split;
 mod status;
 
 use std::sync::Arc;
@@ -48,7 +54,10 @@ pub use causation::{DrawnNode, causation_tree, causation_tree_with, drawn_nodes}
 #[cfg(feature = "broker")]
 pub use dead_letters::{DeadLetterAddress, DeadLetterAddressError};
 pub use events::{EventPage, EventQuery, EventView, parse_stream, read_events, trace_link};
+pub use rebuild::{Rebuild, rebuild};
+pub use reset::{Moved, Reset, reset};
 pub use retire::{Retired, retire};
+pub use split::{Split, split};
 pub use status::{
     CheckpointLag, LeaseView, MarkHolderView, ProjectionStatus, SegmentStatus, StatusReport,
     segment_of_name, split_projections, status,

@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 
-use super::status::{segment_of_name, split_projections};
+use super::known::{Known, held_by_workers};
+use super::reset::held_by_runner;
 use super::{OperateError, Stores};
 use crate::projection::segments::Retire;
 use crate::store::StoreError;
@@ -54,26 +55,11 @@ pub struct Retired {
 /// [`OperateError::Refused`] while a runner or worker holds it (nothing changed),
 /// [`OperateError::Store`] when the store fails.
 pub async fn retire(stores: &Stores, projection: &str) -> Result<Retired, OperateError> {
-    if segment_of_name(projection).is_some() {
-        return Err(OperateError::Invalid(format!(
-            "`{projection}` is one segment's checkpoint: retire the whole projection"
-        )));
-    }
-    let records = (stores.checkpoints.checkpoints().await)
-        .map_err(OperateError::store("cannot list the checkpoints"))?;
-    let splits = split_projections(stores, &records).await?;
-    if let Some(&count) = splits.get(projection) {
-        let checkpoints = records
-            .iter()
-            .filter(|r| segment_of_name(&r.projection).is_some_and(|(of, _)| of == projection))
-            .map(|r| r.projection.clone())
-            .collect();
+    let known = Known::read(stores).await?;
+    known.whole(projection, "retire")?;
+    if let Some(&count) = known.splits.get(projection) {
+        let checkpoints = known.segment_checkpoints(projection);
         return retire_split(stores, projection, count, checkpoints).await;
-    }
-    if !records.iter().any(|r| r.projection == projection) {
-        return Err(OperateError::NotFound(format!(
-            "no projection `{projection}` in this store (`eventsource status` lists them)"
-        )));
     }
     retire_whole(stores, projection).await
 }
@@ -85,11 +71,7 @@ async fn retire_whole(stores: &Stores, projection: &str) -> Result<Retired, Oper
         format!("cannot take the lease on `{projection}`"),
     ))?;
     let Some(lease) = lease else {
-        let holder = (checkpoints.lease_holder(projection).await.ok().flatten())
-            .map_or_else(|| "another runner".to_owned(), |holder| holder.to_string());
-        return Err(OperateError::Refused(format!(
-            "projection `{projection}` is held by {holder}: stop it first; nothing changed"
-        )));
+        return Err(held_by_runner(stores, projection).await);
     };
     let forgotten = checkpoints.forget(projection).await;
     lease.release().await;
@@ -117,20 +99,7 @@ async fn retire_split(
     if let Some(claims) = &stores.claims {
         match claims.retire(projection).await {
             Ok(Retire::Done { segments }) => return Ok(retired(segments)),
-            Ok(Retire::Held(owners)) => {
-                let held: Vec<String> = owners
-                    .iter()
-                    .map(|o| {
-                        let owner = o.owner.as_deref().unwrap_or("?");
-                        format!("{} by {owner} (epoch {})", o.segment, o.epoch)
-                    })
-                    .collect();
-                return Err(OperateError::Refused(format!(
-                    "projection `{projection}` is held by its workers ({}): stop them first; \
-                     nothing changed",
-                    held.join(", ")
-                )));
-            }
+            Ok(Retire::Held(owners)) => return Err(held_by_workers(projection, &owners)),
             // Known from its segments' checkpoint names only: forget those.
             Ok(Retire::NotSplit) | Err(StoreError::Unsupported { .. }) => {}
             Err(error) => {

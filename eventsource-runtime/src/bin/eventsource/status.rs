@@ -3,13 +3,9 @@
 //! store's high-water mark back (read by `eventsource_runtime::operate`, which the console
 //! shares).
 
-use std::collections::BTreeMap;
-
-pub use eventsource_runtime::operate::segment_of_name;
 use eventsource_runtime::operate::{
     self, CheckpointLag, MarkHolderView, OperateError, StatusReport,
 };
-use eventsource_runtime::projection::checkpoint::CheckpointRecord;
 use serde::Serialize;
 
 use crate::args::StatusArgs;
@@ -64,15 +60,6 @@ pub async fn run(stores: &Stores, args: &StatusArgs, json: bool) -> Result<(), C
         text.push_str(&service_health::as_text(url, service));
     }
     output::text(&text)
-}
-
-/// Every split projection: from the claims store where it keeps them, and from the
-/// segments' checkpoint names.
-pub async fn split_projections(
-    stores: &Stores,
-    records: &[CheckpointRecord],
-) -> Result<BTreeMap<String, u32>, CliError> {
-    Ok(operate::split_projections(&operated(stores), records).await?)
 }
 
 fn as_text(report: &StatusReport) -> String {

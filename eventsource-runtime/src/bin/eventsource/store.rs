@@ -125,16 +125,6 @@ fn parse(target: &str) -> Result<Target<'_>, CliError> {
 }
 
 impl Stores {
-    /// The store's head position (0 when empty).
-    pub async fn head(&self) -> Result<u64, CliError> {
-        let head = self
-            .events
-            .head_position()
-            .await
-            .map_err(CliError::store("cannot read the store's head"))?;
-        Ok(head.unwrap_or(0))
-    }
-
     pub async fn open(args: &StoreArgs) -> Result<Self, CliError> {
         Self::open_target(&target_of(args)?, &args.schema).await
     }

@@ -49,6 +49,13 @@ pub async fn store_in_new_schema(url: &str) -> (PostgresEventStore, String) {
     (store, schema)
 }
 
+/// A migrated store in a schema of its own, seeded (`seed`).
+pub async fn seeded_schema(url: &str) -> (PostgresEventStore, String) {
+    let (store, schema) = store_in_new_schema(url).await;
+    seed(&store, &store.checkpoint_store()).await;
+    (store, schema)
+}
+
 pub async fn drop_schema(pool: &PgPool, schema: &str) {
     sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
         .execute(pool)
@@ -61,9 +68,8 @@ async fn reads_and_resets_a_postgres_store() {
     let Some(url) = database_url("reads_and_resets_a_postgres_store") else {
         return;
     };
-    let (store, schema) = store_in_new_schema(&url).await;
+    let (store, schema) = seeded_schema(&url).await;
     let checkpoints = store.checkpoint_store();
-    seed(&store, &checkpoints).await;
     let target = ["--store", url.as_str(), "--schema", schema.as_str()];
     common_checks(&target, &checkpoints).await;
     let with = |args: &[&str]| crate::joined(&target, args);

@@ -4,17 +4,16 @@
 
 use eventsource_runtime::projection::checkpoint::CheckpointStore;
 
-use crate::postgres::{database_url, drop_schema, store_in_new_schema};
-use crate::{eventsource, joined, projection, seed};
+use crate::postgres::{database_url, drop_schema, seeded_schema};
+use crate::{eventsource, joined, projection};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_starts_beside_the_running_projection() {
     let Some(url) = database_url("a_rebuild_starts_beside_the_running_projection") else {
         return;
     };
-    let (store, schema) = store_in_new_schema(&url).await;
+    let (store, schema) = seeded_schema(&url).await;
     let checkpoints = store.checkpoint_store();
-    seed(&store, &checkpoints).await;
     let target = ["--store", url.as_str(), "--schema", schema.as_str()];
     let with = |args: &[&str]| joined(&target, args);
 

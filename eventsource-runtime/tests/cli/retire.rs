@@ -7,11 +7,9 @@ use std::time::Duration;
 use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
 use eventsource_runtime::projection::segments::SegmentClaims;
 
-use eventsource_runtime::sqlite::SqliteEventStore;
-
-use crate::postgres::{database_url, drop_schema, store_in_new_schema};
-use crate::sqlite::TempDir;
-use crate::{eventsource, joined, seed};
+use crate::postgres::{database_url, drop_schema, seeded_schema};
+use crate::sqlite::seeded_file;
+use crate::{eventsource, joined};
 
 /// The projections `status` lists.
 fn listed(with: &dyn Fn(&[&str]) -> Vec<String>) -> Vec<String> {
@@ -29,9 +27,8 @@ async fn a_retired_projection_leaves_status_and_a_held_one_is_refused() {
     let Some(url) = database_url("a_retired_projection_leaves_status") else {
         return;
     };
-    let (store, schema) = store_in_new_schema(&url).await;
+    let (store, schema) = seeded_schema(&url).await;
     let checkpoints = store.checkpoint_store();
-    seed(&store, &checkpoints).await;
     let target = ["--store", url.as_str(), "--schema", schema.as_str()];
     let with = |args: &[&str]| joined(&target, args);
 
@@ -124,15 +121,8 @@ async fn a_retired_projection_leaves_status_and_a_held_one_is_refused() {
 /// SQLite keeps leases in the service's process: the command line says so, then retires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_projection_is_retired_with_a_note() {
-    let dir = TempDir::new("retire");
-    let file = dir.0.join("events.db");
-    let store = SqliteEventStore::connect(file.to_str().unwrap())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (_dir, store, target) = seeded_file("retire").await;
     let checkpoints = store.checkpoint_store();
-    seed(&store, &checkpoints).await;
-    let target = format!("sqlite:{}", file.display());
     let with = |args: &[&str]| joined(&["--store", &target], args);
 
     let run = eventsource(&with(&["projection", "retire", "orders"])).expect(0);

@@ -10,10 +10,10 @@ use eventsource_runtime::store::{EventStore, ExpectedVersion};
 use crate::{common_checks, eventsource, seed};
 
 /// A fresh directory under the target's temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
+pub struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new(name: &str) -> Self {
+    fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "eventsource-cli-{name}-{}-{}",
             std::process::id(),
@@ -24,6 +24,20 @@ impl TempDir {
     }
 }
 
+/// A seeded SQLite store in a file of its own (`seed`): its directory (removed on drop),
+/// the store, and the `--store` value naming it.
+pub async fn seeded_file(name: &str) -> (TempDir, SqliteEventStore, String) {
+    let dir = TempDir::new(name);
+    let file = dir.0.join("events.db");
+    let store = SqliteEventStore::connect(file.to_str().unwrap())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    seed(&store, &store.checkpoint_store()).await;
+    let target = format!("sqlite:{}", file.display());
+    (dir, store, target)
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -32,15 +46,8 @@ impl Drop for TempDir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_resets_a_sqlite_store() {
-    let dir = TempDir::new("sqlite");
-    let file = dir.0.join("events.db");
-    let store = SqliteEventStore::connect(file.to_str().unwrap())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (dir, store, target) = seeded_file("sqlite").await;
     let checkpoints = store.checkpoint_store();
-    seed(&store, &checkpoints).await;
-    let target = format!("sqlite:{}", file.display());
 
     common_checks(&["--store", &target], &checkpoints).await;
 
@@ -302,14 +309,8 @@ async fn status_shows_a_running_services_own_report() {
     use eventsource_runtime::health::HealthRegistry;
     use eventsource_runtime::projection::runner::ProjectionRunner;
 
-    let dir = TempDir::new("health");
-    let file = dir.0.join("events.db");
-    let store = SqliteEventStore::connect(file.to_str().unwrap())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (_dir, store, target) = seeded_file("health").await;
     let checkpoints = store.checkpoint_store();
-    seed(&store, &checkpoints).await;
     let runner = ProjectionRunner::new(Arc::new(store.clone()), Arc::new(checkpoints), Orders);
     let registry = HealthRegistry::new();
     registry.watch(&runner);
@@ -317,7 +318,6 @@ async fn status_shows_a_running_services_own_report() {
     assert_eq!(report["components"][0]["name"], "orders", "{report:#}");
     let port = serve_health(report.to_string(), 2);
     let url = format!("http://127.0.0.1:{port}/ready");
-    let target = format!("sqlite:{}", file.display());
 
     let status = ["--store", &target, "status", "--health-url", &url];
     let served = eventsource(&[&status[..], &["--json"]].concat())

@@ -14,10 +14,11 @@
 //! - `console` (feature `console`): the operator's page as an axum `Router`: what `operate`
 //!   reads, drawn and refreshing, and the actions (parked events, dead letters) behind an
 //!   admin token (uses `operate`, `bus`, the brokers' dead letters, `telemetry`);
-//! - `operate` (feature `operate`): what an operator reads from a store, computed once for
-//!   the command line and the console: status and lag, events, causation trees laid out
-//!   (uses the databases and the brokers, to open them by URL, and `projection`, `lineage`,
-//!   `relay`, `store`, `event`);
+//! - `operate` (feature `operate`): what an operator reads from a store and changes in it,
+//!   done once for the command line and the console: status and lag, events, causation
+//!   trees laid out; reset, split, rebuild and retire a projection (uses the databases
+//!   and the brokers, to open them by URL, and `projection`, `lineage`, `relay`, `store`,
+//!   `event`);
 //! - `sqlite` and `postgres` (features of those names): everything each database does:
 //!   events, snapshots, checkpoints, leases and parked events, idempotent handlers'
 //!   processed messages, its schema and SQL (uses `store`, `snapshot`, `projection`, `bus`,

@@ -81,3 +81,13 @@ pub(super) fn held_by_workers(projection: &str, owners: &[SegmentOwner]) -> Oper
         held_by(owners)
     ))
 }
+
+/// The refusal of a change to `name` while a runner holds its lease, naming it when the
+/// store can tell.
+pub(super) async fn held_by_runner(stores: &Stores, name: &str) -> OperateError {
+    let holder = (stores.checkpoints.lease_holder(name).await.ok().flatten())
+        .map_or_else(|| "another worker".to_owned(), |holder| holder.to_string());
+    OperateError::Refused(format!(
+        "projection `{name}` is held by {holder}: stop it first; nothing changed"
+    ))
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::known::{Known, held_by};
+use super::known::{Known, held_by, held_by_runner};
 use super::{OperateError, Stores};
 use crate::projection::segments::{Claim, SegmentClaims};
 use crate::store::Segment;
@@ -92,16 +92,6 @@ async fn reset_whole(stores: &Stores, name: &str, to: u64) -> Result<(), Operate
     let reset = checkpoints.reset_leased(&*lease, name, to).await;
     lease.release().await;
     reset.map_err(OperateError::store(format!("cannot reset `{name}`")))
-}
-
-/// The refusal of a change to `name` while a runner holds its lease, naming it when the
-/// store can tell.
-pub(super) async fn held_by_runner(stores: &Stores, name: &str) -> OperateError {
-    let holder = (stores.checkpoints.lease_holder(name).await.ok().flatten())
-        .map_or_else(|| "another worker".to_owned(), |holder| holder.to_string());
-    OperateError::Refused(format!(
-        "projection `{name}` is held by {holder}: stop it first; nothing changed"
-    ))
 }
 
 /// Resets every segment of a split projection, holding all of them where the store keeps

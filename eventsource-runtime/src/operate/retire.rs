@@ -5,8 +5,7 @@
 
 use serde::Serialize;
 
-use super::known::{Known, held_by_workers};
-use super::reset::held_by_runner;
+use super::known::{Known, held_by_runner, held_by_workers};
 use super::{OperateError, Stores};
 use crate::projection::segments::Retire;
 use crate::store::StoreError;

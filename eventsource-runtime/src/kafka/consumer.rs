@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::KafkaBus;
 use super::error::unavailable;
 use super::group_context::{GroupConsumer, GroupContext, STATISTICS_INTERVAL_MS};
+use super::membership;
 use super::offsets::{Commits, Partitions, ResumePoints};
 use super::protocol::{self, GroupProtocol};
 use super::topology::{GroupTopics, Topics, matches_event, regex_escape};
@@ -51,6 +52,11 @@ pub const DEFAULT_RETRY_DELAYS: [Duration; 3] = broker::DEFAULT_RETRY_DELAYS;
 /// its delay has passed; after the last allowed delivery it goes to the
 /// [dead letters](Self::dead_letters) with the error. Handlers should be idempotent:
 /// delivery is at least once.
+///
+/// A consumer that lost touch with the cluster (a connection failed) hands nothing more
+/// over until the group coordinator accepted a commit from it that moves nothing: one the
+/// group had fenced meanwhile is refused, and gives up its partitions instead of handling
+/// records their new owner handles.
 ///
 /// The builder methods configure the group before it is shared; clones share the handlers.
 #[derive(Clone)]
@@ -440,6 +446,8 @@ impl ConsumerGroup {
         let mut commits = Commits::new(self.commit_interval, matches!(source, Source::Live));
         // Made once: a restart asked for at any time after this is seen.
         let mut restart = pin!(self.health.restart_requested());
+        // How many times in a row the group refused to count this consumer a member.
+        let mut refused = 0_u32;
         let outcome = loop {
             let record = tokio::select! {
                 biased;
@@ -461,10 +469,30 @@ impl ConsumerGroup {
                     break Err(self.failed_for_good(fatal, protocol, error));
                 }
                 Err(error) => {
+                    if membership::loses_touch(&error) {
+                        consumer.context().doubts().lost_touch();
+                    }
                     log_warn!(group = &*self.name, error = %Chain(&error), "kafka consumer error");
                     continue;
                 }
             };
+            if let Err(error) = membership::confirm(consumer, &record).await {
+                drop(record);
+                if !self
+                    .unconfirmed(&mut refused, &error, shutdown.as_mut())
+                    .await
+                {
+                    break Ok(());
+                }
+                continue;
+            }
+            if refused > 0 {
+                refused = 0;
+                log_info!(
+                    group = &*self.name,
+                    "kafka consumer confirmed as a member of its group again"
+                );
+            }
             let settled = match source {
                 Source::Live => match self.batch {
                     Some(max) => {
@@ -510,6 +538,35 @@ impl ConsumerGroup {
         })
         .await;
         outcome
+    }
+}
+
+impl ConsumerGroup {
+    /// The group did not confirm this consumer as a member (see [`membership`]): said
+    /// once, then waits before the next record, longer each time in a row (0.1 s up to
+    /// 2 s); `false` when `shutdown` completed first.
+    async fn unconfirmed(
+        &self,
+        refused: &mut u32,
+        error: &KafkaError,
+        shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
+    ) -> bool {
+        if *refused == 0 {
+            log_warn!(
+                group = &*self.name,
+                error = %Chain(error),
+                "kafka consumer lost touch with its group and is not confirmed as a member; \
+                 it hands nothing over until it is (the group may have given its partitions \
+                 to another member)"
+            );
+        }
+        let wait = Duration::from_millis(100).saturating_mul(1 << (*refused).min(4));
+        *refused = refused.saturating_add(1);
+        tokio::select! {
+            biased;
+            () = shutdown => false,
+            () = tokio::time::sleep(wait.min(Duration::from_secs(2))) => true,
+        }
     }
 }
 

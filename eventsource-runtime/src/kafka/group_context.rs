@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::ConsumerGroup as GroupStatistics;
 
 use super::context::LastError;
+use super::membership::{self, Doubts};
 use super::protocol::GroupProtocol;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
@@ -35,6 +36,8 @@ pub(super) struct GroupContext {
     protocol: GroupProtocol,
     /// How many times partitions were taken from the consumer (revoked or lost).
     revocations: Arc<AtomicU64>,
+    /// Its connection failures, and which of them a commit answered.
+    doubts: Doubts,
 }
 
 impl GroupContext {
@@ -53,7 +56,14 @@ impl GroupContext {
             group_id: group_id.into(),
             protocol,
             revocations: Arc::default(),
+            doubts: Doubts::default(),
         }
+    }
+
+    /// The consumer's connection failures, and which of them a commit answered: in doubt,
+    /// it confirms it is still a member before it hands more records over.
+    pub(super) fn doubts(&self) -> &Doubts {
+        &self.doubts
     }
 
     /// How many times partitions were taken from the consumer so far: what a session
@@ -99,6 +109,9 @@ impl ClientContext for GroupContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if membership::loses_touch(&error) {
+            self.doubts.lost_touch();
+        }
         self.errors.error(error, reason);
     }
 
@@ -177,6 +190,12 @@ impl ConsumerContext for GroupContext {
         offsets: &rdkafka::TopicPartitionList,
     ) {
         if let Err(error) = result {
+            if !matches!(
+                error,
+                KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)
+            ) {
+                self.doubts.lost_touch();
+            }
             log_warn!(
                 group = &*self.group,
                 group_id = &*self.group_id,

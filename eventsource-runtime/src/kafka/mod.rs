@@ -95,6 +95,7 @@ mod group_context;
 mod host_name;
 mod joining;
 mod lag;
+mod membership;
 mod offsets;
 mod producer;
 mod protocol;

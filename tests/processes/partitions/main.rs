@@ -205,6 +205,42 @@ async fn rabbitmq_member_rejected_for_the_timeout() {
     .await;
 }
 
+#[cfg(all(feature = "nats", feature = "rabbitmq"))]
+#[tokio::test]
+async fn rabbitmq_member_black_holed_half_the_timeout() {
+    groups::run(
+        37,
+        Broker::RabbitMq,
+        Nemesis::Net(Fault::DropBoth),
+        TIMEOUT / 2,
+    )
+    .await;
+}
+
+#[cfg(all(feature = "nats", feature = "rabbitmq"))]
+#[tokio::test]
+async fn rabbitmq_member_deaf_three_timeouts() {
+    groups::run(
+        38,
+        Broker::RabbitMq,
+        Nemesis::Net(Fault::DropToProcess),
+        TIMEOUT * 3,
+    )
+    .await;
+}
+
+#[cfg(all(feature = "nats", feature = "rabbitmq"))]
+#[tokio::test]
+async fn rabbitmq_member_mute_three_timeouts() {
+    groups::run(
+        39,
+        Broker::RabbitMq,
+        Nemesis::Net(Fault::DropFromProcess),
+        TIMEOUT * 3,
+    )
+    .await;
+}
+
 #[cfg(all(feature = "nats", feature = "kafka"))]
 #[tokio::test]
 async fn kafka_member_black_holed_half_the_timeout() {
@@ -261,9 +297,6 @@ async fn kafka_member_paused_three_timeouts() {
 
 #[cfg(all(feature = "nats", feature = "kafka"))]
 #[tokio::test]
-#[ignore = "open: after the resets, a Kafka member whose session expired has handled its old \
-            partitions' records for seconds before it learned it was fenced, past the commit \
-            window (1 run in about 11, docs/guide/faults.md); run with --ignored"]
 async fn kafka_member_rejected_for_the_timeout() {
     groups::run(29, Broker::Kafka, Nemesis::Net(Fault::RejectBoth), TIMEOUT).await;
 }

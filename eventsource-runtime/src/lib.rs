@@ -24,9 +24,9 @@
 //!   processed messages, its schema and SQL (uses `store`, `snapshot`, `projection`, `bus`,
 //!   `event`, `telemetry`);
 //! - `rabbitmq`, `kafka` and `nats` (features of those names): the event bus over each
-//!   broker: publisher, consumer groups, retries, dead letters, lag (uses `adapter`, `bus`,
+//!   broker: publisher, consumer groups, retries, dead letters, lag (uses `broker`, `bus`,
 //!   `health`, `event`, `telemetry`);
-//! - `adapter` (with any broker's feature): what the broker adapters are built from: TLS,
+//! - `broker` (with any broker's feature): what the broker adapters are built from: TLS,
 //!   publishing, reconnection, a group's health and stall watch, what every group answers
 //!   alike (`BrokerGroup`) (uses `bus`, `health`, `event`, `telemetry`);
 //! - `testing` (feature `testing`): given/when/then for aggregates, span and metric capture,
@@ -131,13 +131,13 @@
 // badges name those (`doc(cfg(...))` where an item is behind an internal one).
 #![cfg_attr(docsrs, doc(auto_cfg(hide(feature = "sql", feature = "broker"))))]
 
+pub mod aggregate;
 #[cfg(feature = "broker")]
 #[cfg_attr(
     docsrs,
     doc(cfg(any(feature = "rabbitmq", feature = "kafka", feature = "nats")))
 )]
-pub mod adapter;
-pub mod aggregate;
+pub mod broker;
 pub mod bus;
 pub mod command;
 #[cfg(feature = "console")]
@@ -502,9 +502,9 @@ pub use eventsource_macros::traced;
 pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::Aggregate;
-    #[cfg(feature = "broker")]
-    pub use crate::adapter::BrokerGroup;
     pub use crate::aggregate::{Aggregate, AggregateRoot, Apply};
+    #[cfg(feature = "broker")]
+    pub use crate::broker::BrokerGroup;
     pub use crate::bus::{
         EventBus, EventHandler, HandlerError, InMemoryEventBus, Subscribe, WithBusTelemetry,
         handler_fn,

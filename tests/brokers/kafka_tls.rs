@@ -30,7 +30,7 @@ use crate::pki;
 
 use std::time::Duration;
 
-use eventsource_runtime::adapter::BrokerTls;
+use eventsource_runtime::broker::BrokerTls;
 use eventsource_runtime::kafka::KafkaBus;
 
 /// A bus on a port nothing listens on, with the test PKI's CA and client certificate.
@@ -55,7 +55,7 @@ fn unanswered(pki: &pki::Pki) -> (KafkaBus, String) {
 #[cfg(not(feature = "kafka-ssl"))]
 #[tokio::test]
 async fn tls_settings_without_kafka_ssl_name_the_feature() {
-    use eventsource_runtime::adapter::TlsFailure;
+    use eventsource_runtime::broker::TlsFailure;
     let pki = pki::Pki::new("kafka-no-ssl");
     let (bus, server) = unanswered(&pki);
     let error = bus.declare(["Order"]).await.unwrap_err();

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use domain::{Order, sample_order};
-use eventsource_runtime::adapter::{BrokerTls, TlsFailure};
+use eventsource_runtime::broker::{BrokerTls, TlsFailure};
 use eventsource_runtime::bus::HandlerError;
 use eventsource_runtime::nats::NatsBus;
 use eventsource_runtime::prelude::*;

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use domain::{Order, sample_order};
-use eventsource_runtime::adapter::{BrokerTls, TlsFailure};
+use eventsource_runtime::broker::{BrokerTls, TlsFailure};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::rabbitmq::RabbitMqBus;
 use pki::{Pki, skip};

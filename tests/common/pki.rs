@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use eventsource_runtime::adapter::TlsFailure;
+use eventsource_runtime::broker::TlsFailure;
 use eventsource_runtime::bus::{BrokerUnreachable, BusError, UnavailableReason};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,

@@ -228,7 +228,7 @@ fn cycle_among(graph: &Graph, rooms: &[&str]) -> Option<Vec<String>> {
 fn the_rooms_of_each_component_import_each_other_one_way() {
     let graph = graph();
     let components: [&[&str]; 5] = [
-        &["bus", "adapter"],
+        &["bus", "broker"],
         &[
             "sqlite::events",
             "sqlite::log_reader",

@@ -248,7 +248,7 @@ pub enum UnavailableReason {
     AuthenticationFailed,
     /// The TLS connection failed (`TLS connection failed at host:port`): an untrusted certificate, a host-name mismatch, a client
     /// certificate wanted or refused, a plain connection to a TLS-only server; the
-    /// [`BrokerUnreachable`]'s source is then a `adapter::TlsFailure` saying which, when the adapter
+    /// [`BrokerUnreachable`]'s source is then a `broker::TlsFailure` saying which, when the adapter
     /// could tell (with a broker adapter's feature).
     Tls,
     /// The broker did not answer in time.

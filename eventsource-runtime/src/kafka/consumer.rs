@@ -15,15 +15,15 @@ use tokio::sync::watch;
 use super::KafkaBus;
 use super::error::unavailable;
 use super::group_context::{GroupConsumer, GroupContext, STATISTICS_INTERVAL_MS};
-use super::membership;
 use super::offsets::{Commits, Partitions, ResumePoints};
 use super::protocol::{self, GroupProtocol};
 use super::topology::{GroupTopics, Topics, matches_event, regex_escape};
 use super::waiting::{gather, wait_until_due};
-use crate::adapter::group_health::GroupHealth;
-use crate::adapter::reconnect::{Sessions, reconnecting, stop_asked, stop_within};
-use crate::adapter::settings as broker;
-use crate::adapter::{BrokerGroup, GroupParts};
+use super::{doubts, membership};
+use crate::broker::group_health::GroupHealth;
+use crate::broker::reconnect::{Sessions, reconnecting, stop_asked, stop_within};
+use crate::broker::settings as broker;
+use crate::broker::{BrokerGroup, GroupParts};
 use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
 use crate::telemetry::otel::log::{log_info, log_warn};
@@ -469,7 +469,7 @@ impl ConsumerGroup {
                     break Err(self.failed_for_good(fatal, protocol, error));
                 }
                 Err(error) => {
-                    if membership::loses_touch(&error) {
+                    if doubts::loses_touch(&error) {
                         consumer.context().doubts().lost_touch();
                     }
                     log_warn!(group = &*self.name, error = %Chain(&error), "kafka consumer error");

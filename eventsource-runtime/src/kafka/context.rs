@@ -17,7 +17,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::watch;
 
-use crate::adapter::TlsFailure;
+use crate::broker::TlsFailure;
 use crate::bus::{BrokerUnreachable, UnavailableReason};
 
 /// What librdkafka says of a connection the other end refused.

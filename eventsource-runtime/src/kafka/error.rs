@@ -4,7 +4,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use uuid::Uuid;
 
-use crate::adapter::TlsFailure;
+use crate::broker::TlsFailure;
 use crate::bus::{BrokerUnreachable, BusError, UnavailableReason};
 
 /// The broker (or the connection to it) failed.

@@ -14,7 +14,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::ConsumerGroup as GroupStatistics;
 
 use super::context::LastError;
-use super::membership::{self, Doubts};
+use super::doubts::{self, Doubts};
 use super::protocol::GroupProtocol;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
@@ -109,7 +109,7 @@ impl ClientContext for GroupContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if membership::loses_touch(&error) {
+        if doubts::loses_touch(&error) {
             self.doubts.lost_touch();
         }
         self.errors.error(error, reason);

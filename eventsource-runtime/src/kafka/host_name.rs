@@ -23,7 +23,7 @@ use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 use tokio::sync::oneshot;
 
 use super::KafkaBus;
-use crate::adapter::TlsFailure;
+use crate::broker::TlsFailure;
 use crate::bus::{BrokerUnreachable, BusError};
 
 /// How long the second handshake may take (the broker answered the first one).

@@ -11,7 +11,7 @@ use super::error::unavailable;
 use super::offsets::assigned;
 use super::topology::Topics;
 use super::{ConsumerGroup, GroupProtocol};
-use crate::adapter::group_health::group_health;
+use crate::broker::group_health::group_health;
 use crate::bus::BusError;
 use crate::health::Lag;
 

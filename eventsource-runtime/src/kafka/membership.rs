@@ -15,7 +15,6 @@
 //! partitions away.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer as _};
@@ -28,39 +27,6 @@ use super::group_context::GroupConsumer;
 /// How long the offsets read before the confirming commit may take (the commit itself waits
 /// for the coordinator as librdkafka defers it).
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The connection failures a consumer saw, and how many of them a commit made after them
-/// answered; clones share the counts.
-#[derive(Clone, Default)]
-pub(super) struct Doubts {
-    seen: Arc<AtomicU64>,
-    answered: Arc<AtomicU64>,
-}
-
-impl Doubts {
-    /// A connection of the consumer failed, or a request of its timed out: the group may
-    /// have gone on without it.
-    pub(super) fn lost_touch(&self) {
-        self.seen.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// The failures seen so far, when a commit made after them has not answered them yet.
-    pub(super) fn unanswered(&self) -> Option<u64> {
-        let seen = self.seen.load(Ordering::Acquire);
-        (seen > self.answered.load(Ordering::Acquire)).then_some(seen)
-    }
-
-    /// A commit sent after the first `seen` failures was accepted.
-    fn answered(&self, seen: u64) {
-        self.answered.fetch_max(seen, Ordering::AcqRel);
-    }
-}
-
-/// Whether `error`, from a consumer's queue or its error callback, means it may have lost
-/// touch with its group (a partition's end does not).
-pub(super) fn loses_touch(error: &KafkaError) -> bool {
-    !matches!(error, KafkaError::PartitionEOF(_))
-}
 
 /// Before `record` is handled: `Ok` when the consumer is not in doubt, or a commit showed the
 /// coordinator still counts it a member; otherwise the error, the record put back to be

@@ -90,6 +90,7 @@ mod codec;
 mod consumer;
 mod context;
 mod dead_letters;
+mod doubts;
 mod error;
 mod group_context;
 mod host_name;
@@ -111,7 +112,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 
-use crate::adapter::settings::configured;
+use crate::broker::settings::configured;
 use crate::bus::{BusError, BusTelemetry, WithBusTelemetry};
 use producer::ProducerSlot;
 
@@ -331,14 +332,14 @@ impl KafkaBus {
     /// operation that connects (`declare`, a group's `declare`, the dead-letter tools, a
     /// publish to a topic not created yet) at once rather than at the delivery timeout:
     /// [`UnavailableReason::Tls`](crate::bus::UnavailableReason::Tls) with a
-    /// [`TlsFailure`](crate::adapter::TlsFailure) (`UntrustedCertificate`, or
+    /// [`TlsFailure`](crate::broker::TlsFailure) (`UntrustedCertificate`, or
     /// `HostNameMismatch`, told apart by one more handshake without the host-name check
     /// and without SASL), or
     /// [`UnavailableReason::AuthenticationFailed`](crate::bus::UnavailableReason::AuthenticationFailed),
     /// naming the first bootstrap server's `host:port`.
     ///
     /// ```no_run
-    /// use eventsource_runtime::adapter::BrokerTls;
+    /// use eventsource_runtime::broker::BrokerTls;
     /// use eventsource_runtime::kafka::KafkaBus;
     ///
     /// # fn run() -> Result<(), eventsource_runtime::bus::BusError> {
@@ -350,7 +351,7 @@ impl KafkaBus {
     /// # drop(bus); Ok(()) }
     /// ```
     #[must_use]
-    pub fn with_tls(self, tls: crate::adapter::BrokerTls) -> Self {
+    pub fn with_tls(self, tls: crate::broker::BrokerTls) -> Self {
         let path = |p: &std::path::Path| p.display().to_string();
         let mut bus = self.with_setting("security.protocol", "ssl");
         if let Some(ca) = tls.ca_file() {

@@ -4,7 +4,7 @@
 use rdkafka::producer::DeliveryFuture;
 
 use super::KafkaBus;
-use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
+use crate::broker::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
 use crate::bus::{BusMessage, PublishFailure, PublishReport};

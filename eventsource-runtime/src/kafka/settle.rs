@@ -11,7 +11,7 @@ use super::consumer::ConsumerGroup;
 use super::error::unavailable;
 use super::group_context::GroupConsumer;
 use super::offsets::{PartitionOf, Partitions, ResumePoints};
-use crate::adapter::BrokerGroup;
+use crate::broker::BrokerGroup;
 use crate::bus::instrument::{Skipped, skipped as skipped_message};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher, HandlerError, HandlerFailure};

@@ -15,10 +15,10 @@ use super::NatsBus;
 use super::error::unavailable;
 use super::inbox::{Inbox, KeepAlive, PULL_EXPIRES, reply};
 use super::topology::{self, GroupNames};
-use crate::adapter::group_health::GroupHealth;
-use crate::adapter::reconnect::{Sessions, keep_running};
-use crate::adapter::settings as broker;
-use crate::adapter::{BrokerGroup, GroupParts};
+use crate::broker::group_health::GroupHealth;
+use crate::broker::reconnect::{Sessions, keep_running};
+use crate::broker::settings as broker;
+use crate::broker::{BrokerGroup, GroupParts};
 use crate::bus::{BusError, Dispatcher};
 use crate::telemetry::otel::log::log_info;
 

@@ -22,7 +22,7 @@ pub(super) fn unavailable(error: impl std::error::Error + Send + Sync + 'static)
 pub(super) fn connect_failed(
     error: ConnectError,
     server: &str,
-    tls: Option<crate::adapter::TlsFailure>,
+    tls: Option<crate::broker::TlsFailure>,
 ) -> BusError {
     if let Some(failure) = tls {
         return BusError::unavailable(BrokerUnreachable::new(

@@ -4,7 +4,7 @@
 
 use super::ConsumerGroup;
 use super::error::unavailable;
-use crate::adapter::group_health::group_health;
+use crate::broker::group_health::group_health;
 use crate::bus::{BusError, wire};
 use crate::health::Lag;
 

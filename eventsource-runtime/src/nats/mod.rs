@@ -105,8 +105,8 @@ use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
-use crate::adapter::settings::configured;
+use crate::broker::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
+use crate::broker::settings::configured;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
@@ -162,7 +162,7 @@ struct Shared {
     streams: Streams,
     ack_timeout: Duration,
     /// TLS settings (async-nats's defaults when `None`).
-    tls: Option<crate::adapter::BrokerTls>,
+    tls: Option<crate::broker::BrokerTls>,
     telemetry: BusTelemetry,
     /// The connection and its JetStream context, once connected.
     connection: Mutex<Option<(Client, Context)>>,

@@ -11,7 +11,7 @@ use super::consumer::{ConsumerGroup, Source};
 use super::error::unavailable;
 use super::inbox::{Inbox, KeepAlive};
 use super::{publish_copy, subject};
-use crate::adapter::BrokerGroup;
+use crate::broker::BrokerGroup;
 use crate::bus::instrument::{Skipped, skipped};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, HandlerFailure};

@@ -5,8 +5,8 @@
 use async_nats::{ConnectError, ConnectOptions};
 
 use super::NatsBus;
-use crate::adapter::tls::find_in_chain;
-use crate::adapter::{BrokerTls, TlsFailure};
+use crate::broker::tls::find_in_chain;
+use crate::broker::{BrokerTls, TlsFailure};
 use crate::bus::{BrokerUnreachable, BusError, UnavailableReason};
 
 impl NatsBus {
@@ -17,7 +17,7 @@ impl NatsBus {
     /// and no client certificate.
     ///
     /// ```no_run
-    /// use eventsource_runtime::adapter::BrokerTls;
+    /// use eventsource_runtime::broker::BrokerTls;
     /// use eventsource_runtime::nats::NatsBus;
     ///
     /// # fn run() -> Result<(), eventsource_runtime::bus::BusError> {
@@ -43,7 +43,7 @@ pub(super) fn apply(
     let Some(tls) = tls else {
         return Ok(options);
     };
-    let config = crate::adapter::tls::client_config(tls).map_err(|failure| {
+    let config = crate::broker::tls::client_config(tls).map_err(|failure| {
         BusError::unavailable(BrokerUnreachable::new(
             UnavailableReason::Tls,
             server,
@@ -60,7 +60,7 @@ pub(super) fn failure(
     client_certificate: bool,
 ) -> Option<TlsFailure> {
     let found = find_in_chain::<async_nats::rustls::Error>(error)?;
-    Some(crate::adapter::tls::classify(
+    Some(crate::broker::tls::classify(
         found,
         host,
         client_certificate,

@@ -16,10 +16,10 @@ use super::codec;
 use super::error::unavailable;
 use super::topology::{self, GroupQueues};
 use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
-use crate::adapter::group_health::GroupHealth;
-use crate::adapter::reconnect::{Sessions, keep_running};
-use crate::adapter::settings as broker;
-use crate::adapter::{BrokerGroup, GroupParts};
+use crate::broker::group_health::GroupHealth;
+use crate::broker::reconnect::{Sessions, keep_running};
+use crate::broker::settings as broker;
+use crate::broker::{BrokerGroup, GroupParts};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher};
 use crate::telemetry::attributes::{

@@ -2,8 +2,8 @@
 
 use lapin::ErrorKind;
 
-use crate::adapter::TlsFailure;
-use crate::adapter::tls::find_in_chain;
+use crate::broker::TlsFailure;
+use crate::broker::tls::find_in_chain;
 use crate::bus::{BrokerUnreachable, BusError, UnavailableReason};
 
 /// AMQP's `ACCESS_REFUSED` reply code: RabbitMQ refused the credentials (or the vhost).
@@ -13,7 +13,7 @@ const ACCESS_REFUSED: u16 = 403;
 /// tells it (refused, credentials, TLS, time-out), so that a caller can match on
 /// [`BusError::unavailable_reason`]. `tls` is the host name and whether a client
 /// certificate was presented, for a TLS connection; a TLS failure's source is a
-/// [`TlsFailure`](crate::adapter::TlsFailure) that says why in a person's words.
+/// [`TlsFailure`](crate::broker::TlsFailure) that says why in a person's words.
 pub(super) fn connect_failed(
     error: lapin::Error,
     server: &str,
@@ -61,7 +61,7 @@ fn tls_failure(error: &lapin::Error, tls: Option<(&str, bool)>) -> Option<TlsFai
     }
     #[cfg(feature = "tls")]
     if let Some(found) = find_in_chain::<rustls::Error>(error) {
-        return Some(crate::adapter::tls::classify(found, host, presented));
+        return Some(crate::broker::tls::classify(found, host, presented));
     }
     let _ = host;
     match error.kind() {

@@ -6,7 +6,7 @@ use lapin::types::FieldTable;
 
 use super::ConsumerGroup;
 use super::error::unavailable;
-use crate::adapter::group_health::group_health;
+use crate::broker::group_health::group_health;
 use crate::bus::BusError;
 use crate::health::Lag;
 

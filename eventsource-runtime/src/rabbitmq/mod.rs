@@ -91,9 +91,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::adapter::BrokerTls;
-use crate::adapter::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
-use crate::adapter::settings::configured;
+use crate::broker::BrokerTls;
+use crate::broker::publish::{InFlight, Outcomes, SpanParent, event_bus_by_publish_all};
+use crate::broker::settings::configured;
 use crate::bus::instrument;
 use crate::bus::wire::DeliveryState;
 use crate::bus::{
@@ -238,7 +238,7 @@ impl RabbitMqBus {
     /// rather than connect in plain. Needs the `tls` feature (on by default).
     ///
     /// ```no_run
-    /// use eventsource_runtime::adapter::BrokerTls;
+    /// use eventsource_runtime::broker::BrokerTls;
     /// use eventsource_runtime::rabbitmq::RabbitMqBus;
     ///
     /// # fn run() -> Result<(), eventsource_runtime::bus::BusError> {

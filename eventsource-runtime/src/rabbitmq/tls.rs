@@ -8,7 +8,7 @@
 use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{Connection, ConnectionProperties};
 
-use crate::adapter::{BrokerTls, TlsFailure};
+use crate::broker::{BrokerTls, TlsFailure};
 use crate::bus::{BrokerUnreachable, BusError, UnavailableReason};
 
 /// A failure to connect over TLS to `server`, for `failure`.
@@ -117,7 +117,7 @@ async fn connect_tls(
 
     let default = BrokerTls::new();
     let tls = tls.unwrap_or(&default);
-    let config = crate::adapter::tls::client_config(tls).map_err(|f| tls_failed(server, f))?;
+    let config = crate::broker::tls::client_config(tls).map_err(|f| tls_failed(server, f))?;
     let connector = Arc::new(RustlsConnector::from(config));
     let runtime = lapin::runtime::default_runtime().map_err(super::error::unavailable)?;
     let host = uri.authority.host.clone();
@@ -134,7 +134,7 @@ async fn connect_tls(
             .into_rustls(&connector, &uri.authority.host)
             .await
             .map_err(|io| {
-                if crate::adapter::tls::find_in_chain::<rustls::Error>(&io).is_some() {
+                if crate::broker::tls::find_in_chain::<rustls::Error>(&io).is_some() {
                     return io;
                 }
                 let detail = format!("the connection ended during the TLS handshake: {io}");

@@ -10,7 +10,7 @@ use crate::pki;
 
 use std::time::{Duration, Instant};
 
-use eventsource_runtime::adapter::{BrokerTls, TlsFailure};
+use eventsource_runtime::broker::{BrokerTls, TlsFailure};
 use eventsource_runtime::bus::{BusError, EventBus as _, UnavailableReason};
 use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
 use eventsource_runtime::kafka::KafkaBus;

@@ -6,7 +6,7 @@ use crate::pki;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use eventsource_runtime::adapter::BrokerTls;
+use eventsource_runtime::broker::BrokerTls;
 use eventsource_runtime::kafka::KafkaBus;
 
 /// A password planted where the real one goes: it must never show.

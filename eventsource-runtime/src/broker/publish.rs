@@ -135,7 +135,7 @@ macro_rules! event_bus_by_publish_all {
                 &self,
                 events: &[$crate::event::EventEnvelope],
             ) -> Result<$crate::bus::PublishReport, $crate::bus::BusError> {
-                let parent = $crate::adapter::publish::SpanParent::Current;
+                let parent = $crate::broker::publish::SpanParent::Current;
                 let published = self.publish_all(events, parent).await;
                 published.map_err(|failure| failure.error)
             }
@@ -146,7 +146,7 @@ macro_rules! event_bus_by_publish_all {
                 &self,
                 events: &[$crate::event::EventEnvelope],
             ) -> Result<$crate::bus::PublishReport, $crate::bus::PublishFailure> {
-                let parent = $crate::adapter::publish::SpanParent::Stored;
+                let parent = $crate::broker::publish::SpanParent::Stored;
                 self.publish_all(events, parent).await
             }
         }

@@ -338,10 +338,10 @@ macro_rules! group_health {
 
             /// Builder: how long the group may have events waiting and handle none before
             /// it reports itself stalled (default
-            /// [`DEFAULT_STALL_AFTER`](crate::adapter::DEFAULT_STALL_AFTER), 30 s; at least a
+            /// [`DEFAULT_STALL_AFTER`](crate::broker::DEFAULT_STALL_AFTER), 30 s; at least a
             /// second). A stalled group's [`health`](Self::health) says
             /// [`Stalled`](crate::health::ComponentState::Stalled) with a
-            /// [`GroupStalled`](crate::adapter::GroupStalled) as its last error (what the
+            /// [`GroupStalled`](crate::broker::GroupStalled) as its last error (what the
             /// broker says of the group), one WARN line is written and
             /// `eventsource.bus.consumer_group.stalls` counts it; the group then connects
             /// again, as after a lost connection, and once more every such bound while it
@@ -355,7 +355,7 @@ macro_rules! group_health {
 
             /// Builder: how long [`run`](Self::run) may take to stop once its `shutdown`
             /// completed (default
-            /// [`DEFAULT_STOP_TIMEOUT`](crate::adapter::DEFAULT_STOP_TIMEOUT), 10 s): the
+            /// [`DEFAULT_STOP_TIMEOUT`](crate::broker::DEFAULT_STOP_TIMEOUT), 10 s): the
             /// message in hand, what the group still handles before it goes (the
             /// `drain_on_stop` window of RabbitMQ and NATS, which it cuts short) and its
             /// goodbyes to the broker (a cancel, a close, the last commit) all fit in it.

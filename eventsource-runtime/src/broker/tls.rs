@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// renewed certificate is picked up at the next reconnection. Its `Debug` shows the paths.
 ///
 /// ```
-/// use eventsource_runtime::adapter::BrokerTls;
+/// use eventsource_runtime::broker::BrokerTls;
 ///
 /// let tls = BrokerTls::new()
 ///     .with_ca_file("/etc/ssl/broker/ca.pem")
@@ -388,7 +388,7 @@ mod stack {
             ));
             let io = std::io::Error::new(std::io::ErrorKind::InvalidData, wanted.clone());
             assert_eq!(
-                crate::adapter::tls::find_in_chain::<rustls::Error>(&io),
+                crate::broker::tls::find_in_chain::<rustls::Error>(&io),
                 Some(&wanted)
             );
         }

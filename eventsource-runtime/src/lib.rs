@@ -7,18 +7,20 @@
 //! crate.
 //!
 //! The map of the crate, from the operator's wing at the top to the ground floor at the bottom.
-//! Each module imports only modules below it; a component that records spans builds them in
+//! Each module imports only modules below it, and only those it says it uses (a test of the
+//! repository reads this map and the sources); a component that records spans builds them in
 //! its own `instrument` module, and declares its metrics there (a new counter is a `static`
 //! beside the code that counts); each public type has one path (plus the [`prelude`]):
 //!
 //! - `console` (feature `console`): the operator's page as an axum `Router`: what `operate`
 //!   reads, drawn and refreshing, and the actions (parked events, dead letters) behind an
-//!   admin token (uses `operate`, `bus`, the brokers' dead letters, `telemetry`);
+//!   admin token (uses `operate`, `bus`, `store`, the brokers' dead letters,
+//!   `telemetry`);
 //! - `operate` (feature `operate`): what an operator reads from a store and changes in it,
 //!   done once for the command line and the console: status and lag, events, causation
 //!   trees laid out; reset, split, rebuild and retire a projection (uses the databases
-//!   and the brokers, to open them by URL, and `projection`, `lineage`, `relay`, `store`,
-//!   `event`);
+//!   and the brokers, to open them by URL, and `projection`, `lineage`, `relay`, `bus`,
+//!   `store`, `event`, `telemetry`);
 //! - `sqlite` and `postgres` (features of those names): everything each database does:
 //!   events, snapshots, checkpoints, leases and parked events, idempotent handlers'
 //!   processed messages, its schema and SQL (uses `store`, `snapshot`, `projection`, `bus`,

@@ -1,5 +1,6 @@
 //! The runtime's imports go down: read from its sources, the modules a reader treats as one
-//! room import each other in one direction only, and the ground floor imports no component.
+//! room import each other in one direction only, the ground floor imports no component, and
+//! every module imports only what the map in `lib.rs` says it uses, drawn below it.
 //!
 //! A module's imports are its `use super::..`, `use crate::..` and `crate::..` paths,
 //! resolved to the longest module path they name. Each check collapses the modules below a
@@ -339,5 +340,106 @@ fn no_two_files_of_a_folder_import_each_other() {
         circles.is_empty(),
         "circles between files:\n{}",
         circles.join("\n")
+    );
+}
+
+/// The map at the top of `lib.rs`, read as floors: each module it draws (in its order, the
+/// top first) and the modules it says that one uses. `the databases` and `the brokers` stand
+/// for theirs.
+fn floors_of_the_map() -> Vec<(Vec<String>, BTreeSet<String>)> {
+    let lib = std::fs::read_to_string(source_root().join("lib.rs")).expect("lib.rs");
+    let map: Vec<&str> = lib
+        .lines()
+        .map_while(|line| line.strip_prefix("//!"))
+        .skip_while(|line| !line.trim_start().starts_with("- "))
+        .take_while(|line| !line.contains("Not drawn"))
+        .collect();
+    let mut bullets: Vec<String> = Vec::new();
+    for line in map {
+        match line.trim_start().strip_prefix("- ") {
+            Some(first) => bullets.push(first.to_owned()),
+            None => {
+                if let Some(bullet) = bullets.last_mut() {
+                    bullet.push(' ');
+                    bullet.push_str(line.trim());
+                }
+            }
+        }
+    }
+    let ticked = |text: &str| -> Vec<String> {
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|word| word.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(str::to_owned)
+            .collect()
+    };
+    bullets
+        .iter()
+        .map(|bullet| {
+            let head = bullet.split(": ").next().unwrap_or_default();
+            let mut names = ticked(head);
+            names.dedup();
+            let uses_text = bullet
+                .rsplit_once("(uses ")
+                .map_or("", |(_, uses)| uses.split(')').next().unwrap_or_default());
+            let mut uses: BTreeSet<String> = ticked(uses_text).into_iter().collect();
+            if uses_text.contains("the databases") {
+                uses.extend(["sqlite", "postgres"].map(str::to_owned));
+            }
+            if uses_text.contains("the brokers") {
+                uses.extend(["rabbitmq", "kafka", "nats"].map(str::to_owned));
+            }
+            (names, uses)
+        })
+        .collect()
+}
+
+/// The map in `lib.rs` is true: every module it draws imports only the modules it says that
+/// one uses (the private helpers `panic` and `sql` aside), and each of those is drawn below
+/// it, so no import climbs.
+#[test]
+fn each_module_imports_what_the_map_says_and_nothing_above_it() {
+    let floors = floors_of_the_map();
+    assert!(floors.len() >= 15, "the map is read: {floors:?}");
+    let floor_of = |name: &str| {
+        floors
+            .iter()
+            .position(|(names, _)| names.iter().any(|n| n == name))
+    };
+    let mut wrong = Vec::new();
+    for (floor, (names, uses)) in floors.iter().enumerate() {
+        for used in uses {
+            match floor_of(used) {
+                Some(below) if below > floor => {}
+                _ => wrong.push(format!(
+                    "the map: {names:?} uses `{used}`, not drawn below it"
+                )),
+            }
+        }
+    }
+    let graph = graph();
+    for (module, imports) in &graph {
+        let top = module.split("::").next().unwrap_or_default();
+        let Some(floor) = floor_of(top) else {
+            continue;
+        };
+        let uses = &floors[floor].1;
+        for import in imports {
+            let imported = import.split("::").next().unwrap_or_default();
+            if imported == top || ["panic", "sql"].contains(&imported) {
+                continue;
+            }
+            if !uses.contains(imported) {
+                wrong.push(format!(
+                    "`{module}` imports `{import}`; the map says `{top}` uses {uses:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports the map does not draw:\n{}",
+        wrong.join("\n")
     );
 }

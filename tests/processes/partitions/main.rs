@@ -127,6 +127,11 @@ async fn segment_worker_clock_ahead_black_holed_three_timeouts() {
     segments::run(16, Nemesis::Skewed(Fault::DropBoth, "+8s"), TIMEOUT * 3).await;
 }
 
+#[tokio::test]
+async fn segment_worker_clock_behind_black_holed_three_timeouts() {
+    segments::run(17, Nemesis::Skewed(Fault::DropBoth, "-8s"), TIMEOUT * 3).await;
+}
+
 #[cfg(feature = "nats")]
 #[tokio::test]
 async fn nats_member_black_holed_half_the_timeout() {

@@ -4,7 +4,6 @@
 //! events, its last error, and the report of several components (table and JSON).
 //! Consumer groups: tests/health/alone/health_brokers.rs.
 
-#[path = "losable.rs"]
 mod losable;
 use eventsource_test_support::postgres;
 

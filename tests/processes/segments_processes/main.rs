@@ -7,10 +7,8 @@
 //! order's events applied in version order. Every wait polls the database with a bound.
 
 use eventsource_test_support::otlp;
-#[path = "segments_processes/outage.rs"]
 mod outage;
 use eventsource_test_support::postgres;
-#[path = "segments_processes/worker.rs"]
 mod worker;
 
 use std::collections::BTreeSet;

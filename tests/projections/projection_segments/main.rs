@@ -3,20 +3,14 @@
 //! and handing over segments, stalling or cut from their claims store (`stalls`), and what
 //! they record (the segment on each projection span, the changes of hands counted, the
 //! health report: `health`).
-//! Workers in separate processes, killed and paused: `tests/processes/segments_processes.rs`.
+//! Workers in separate processes, killed and paused: `tests/processes/segments_processes/main.rs`.
 
-#[path = "projection_segments/caught_up.rs"]
 mod caught_up;
-#[path = "projection_segments/claims.rs"]
 mod claims;
-#[path = "projection_segments/expiry.rs"]
 mod expiry;
-#[path = "projection_segments/health.rs"]
 mod health;
 use eventsource_test_support::postgres;
-#[path = "projection_segments/reads.rs"]
 mod reads;
-#[path = "projection_segments/stalls.rs"]
 mod stalls;
 
 use std::collections::{BTreeMap, BTreeSet};

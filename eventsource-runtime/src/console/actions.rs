@@ -6,55 +6,15 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State as Extract};
 use axum::http::HeaderMap;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::action::{ACTIONS, Action, ActionBody};
 use super::auth::{self, Remote};
 use super::{ConsoleError, State};
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::otel::{Span, SpanStart};
 use crate::telemetry::values::{Attr, Chain, Kind, SpanName};
-
-/// What an action may be given.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ActionBody {
-    projection: Option<String>,
-    position: Option<u64>,
-    queue: Option<String>,
-}
-
-/// The actions, by the name in their path.
-#[derive(Debug, Clone, Copy)]
-enum Action {
-    RetryParked,
-    SkipParked,
-    RequeueDeadLetters,
-    PurgeDeadLetters,
-}
-
-impl Action {
-    fn named(name: &str) -> Option<Self> {
-        match name {
-            "retry-parked" => Some(Self::RetryParked),
-            "skip-parked" => Some(Self::SkipParked),
-            "requeue-dead-letters" => Some(Self::RequeueDeadLetters),
-            "purge-dead-letters" => Some(Self::PurgeDeadLetters),
-            _ => None,
-        }
-    }
-
-    /// Its name in its span's, `eventsource.console.{name}`, and in the log.
-    fn name(self) -> &'static str {
-        match self {
-            Self::RetryParked => "retry_parked",
-            Self::SkipParked => "skip_parked",
-            Self::RequeueDeadLetters => "requeue_dead_letters",
-            Self::PurgeDeadLetters => "purge_dead_letters",
-        }
-    }
-}
 
 /// The holder's label, if this request may act.
 fn authorize<'s>(state: &'s State, headers: &HeaderMap) -> Result<&'s str, ConsoleError> {
@@ -83,8 +43,7 @@ pub(super) async fn act(
 ) -> Result<Json<Value>, ConsoleError> {
     let Some(action) = Action::named(&name) else {
         return Err(ConsoleError::NotFound(format!(
-            "no action `{name}`: retry-parked, skip-parked, requeue-dead-letters or \
-             purge-dead-letters"
+            "no action `{name}`: {ACTIONS}"
         )));
     };
     let client = remote.map(|address| address.ip().to_string());
@@ -180,6 +139,10 @@ async fn run(
             }
             Ok((format!("{projection}: event {position} {done}"), 1))
         }
+        Action::ResetProjection
+        | Action::SplitProjection
+        | Action::RebuildProjection
+        | Action::RetireProjection => super::changes::change(action, state, body, span).await,
         Action::RequeueDeadLetters | Action::PurgeDeadLetters => {
             let Some(name) = &body.queue else {
                 return Err(ConsoleError::BadRequest(

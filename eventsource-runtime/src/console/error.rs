@@ -29,6 +29,10 @@ pub enum ConsoleError {
     /// cross-site request): 403.
     #[error("{0}")]
     Forbidden(String),
+    /// A runner or worker holds what the change would touch (the command line's exit 4):
+    /// 409, nothing changed.
+    #[error("{0}")]
+    Conflict(String),
     /// The store failed while doing `what`: 502.
     #[error("{what}")]
     Store {
@@ -62,6 +66,7 @@ impl ConsoleError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Store { .. } | Self::Broker { .. } => StatusCode::BAD_GATEWAY,
             Self::Setting(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -74,6 +79,7 @@ impl ConsoleError {
             Self::NotFound(_) => "ConsoleError::NotFound",
             Self::Unauthorized(_) => "ConsoleError::Unauthorized",
             Self::Forbidden(_) => "ConsoleError::Forbidden",
+            Self::Conflict(_) => "ConsoleError::Conflict",
             Self::Store { .. } => "ConsoleError::Store",
             Self::Broker { .. } => "ConsoleError::Broker",
             Self::Setting(_) => "ConsoleError::Setting",
@@ -98,6 +104,7 @@ impl From<OperateError> for ConsoleError {
         match error {
             OperateError::Store { what, source } => Self::Store { what, source },
             OperateError::NotFound(what) => Self::NotFound(what),
+            OperateError::Refused(why) => Self::Conflict(why),
             other => Self::BadRequest(other.to_string()),
         }
     }

@@ -51,8 +51,10 @@
 //! # Ok(()) }
 //! ```
 
+mod action;
 mod actions;
 mod auth;
+mod changes;
 mod error;
 mod reads;
 mod svg;

@@ -621,6 +621,116 @@ async fn actions_need_the_token_from_this_site_and_each_is_traced() {
     }
 }
 
+#[tokio::test]
+async fn a_change_to_a_projection_needs_its_name_again_and_is_refused_while_held() {
+    let capture = capture();
+    let seeded = seeded("changes").await;
+    let checkpoints = seeded.checkpoints();
+    let router = Console::new(seeded.stores())
+        .admin_token("on-call", TOKEN)
+        .unwrap()
+        .router();
+    let same_site = [("authorization", BEARER), ("sec-fetch-site", "same-origin")];
+
+    // Without the name typed again, or with another, or without the value: 400, unchanged.
+    for body in [
+        r#"{"projection":"orders","position":0}"#,
+        r#"{"projection":"orders","position":0,"confirm":"order"}"#,
+        r#"{"projection":"orders","confirm":"orders"}"#,
+    ] {
+        let refused = post(&router, "reset-projection", body, &same_site).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            refused.text
+        );
+        assert!(refused.text.contains("nothing changed"), "{}", refused.text);
+    }
+    assert_eq!(checkpoints.load("orders").await.unwrap(), 2, "unchanged");
+
+    // Held by a runner: 409, as the command line's exit 4, and unchanged.
+    let lease = checkpoints
+        .try_acquire("orders")
+        .await
+        .unwrap()
+        .expect("free");
+    let held = post(
+        &router,
+        "retire-projection",
+        r#"{"projection":"orders","confirm":"orders"}"#,
+        &same_site,
+    )
+    .await;
+    assert_eq!(held.status, StatusCode::CONFLICT, "{}", held.text);
+    assert!(held.text.contains("nothing changed"), "{}", held.text);
+    lease.release().await;
+    assert_eq!(checkpoints.load("orders").await.unwrap(), 2, "unchanged");
+
+    // Confirmed: done, and said.
+    let reset = post(
+        &router,
+        "reset-projection",
+        r#"{"projection":"orders","position":1,"confirm":"orders"}"#,
+        &same_site,
+    )
+    .await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.text);
+    assert_eq!(reset.body["affected"], 1, "{}", reset.text);
+    assert_eq!(checkpoints.load("orders").await.unwrap(), 1);
+    let rebuilt = post(
+        &router,
+        "rebuild-projection",
+        r#"{"projection":"orders","as":"orders-v2","confirm":"orders"}"#,
+        &same_site,
+    )
+    .await;
+    assert_eq!(rebuilt.status, StatusCode::OK, "{}", rebuilt.text);
+    assert!(
+        rebuilt.text.contains("rebuilt as orders-v2"),
+        "{}",
+        rebuilt.text
+    );
+    let retired = post(
+        &router,
+        "retire-projection",
+        r#"{"projection":"orders","confirm":"orders"}"#,
+        &same_site,
+    )
+    .await;
+    assert_eq!(retired.status, StatusCode::OK, "{}", retired.text);
+    let names: Vec<String> = (checkpoints.checkpoints().await.unwrap().into_iter())
+        .map(|c| c.projection)
+        .collect();
+    assert!(!names.contains(&"orders".to_owned()), "{names:?}");
+    assert!(names.contains(&"orders-v2".to_owned()), "{names:?}");
+
+    let spans = capture.spans();
+    let resets = spans.all("eventsource.console.reset_projection");
+    let done = resets
+        .iter()
+        .find(|span| matches!(span.status, Status::Unset | Status::Ok))
+        .expect("the confirmed reset");
+    spans.assert_attribute(done, "eventsource.console.actor", "on-call");
+    spans.assert_attribute(done, "eventsource.projection.name", "orders");
+    spans.assert_attribute(done, "eventsource.event.position", 1);
+    spans.assert_attribute(done, "eventsource.console.affected", 1);
+    let conflict = spans
+        .all("eventsource.console.retire_projection")
+        .into_iter()
+        .find(|span| attribute(span, "error.type").is_some())
+        .expect("the refused retire");
+    spans.assert_attribute(conflict, "error.type", "ConsoleError::Conflict");
+    let documented = contract_rows();
+    for name in ["reset", "split", "rebuild", "retire"] {
+        let span = format!("eventsource.console.{name}_projection");
+        assert!(
+            documented.iter().any(|(names, _)| names.contains(&span)),
+            "`{span}` is not in docs/telemetry.md"
+        );
+    }
+}
+
 /// The rows of docs/telemetry.md's "The operator console's spans" table: the span names of each
 /// row (`eventsource.console.{a,b}` spelled out) and the attribute keys it lists.
 fn contract_rows() -> Vec<(Vec<String>, Vec<String>)> {

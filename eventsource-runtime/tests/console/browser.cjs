@@ -1,7 +1,8 @@
 // Drives the console in Debian's chromium through playwright-core (see browser.rs).
 // CONSOLE_PHASE=refused: without the admin token, try to requeue the dead letters and to
 // skip the parked event; report the page's messages. CONSOLE_PHASE=act: read the `orders`
-// projection's lag, give the token, requeue the dead letters, draw req-1's causation tree
+// projection's lag, give the token, requeue the dead letters, reset `orders` to 0 and
+// retire `eventsource.relay` (each name typed again when asked), draw req-1's causation tree
 // and follow the link of the node in trace CONSOLE_TRACE_ID. The last stdout line is JSON.
 // EVENTSOURCE_CONSOLE_SCREENSHOTS=DIR: screenshots of each view there.
 'use strict';
@@ -12,10 +13,21 @@ const url = process.env.CONSOLE_URL;
 const queue = process.env.CONSOLE_QUEUE;
 const shots = process.env.EVENTSOURCE_CONSOLE_SCREENSHOTS;
 
-// The page's message after an action: the next one that says `refused` or `requeued`.
-async function outcome(page) {
-  await page.waitForFunction(() => /refused|requeued/.test(document.querySelector('#message').textContent), null, { timeout: 10000 });
+// What the next prompts are answered, in turn (a confirm is accepted).
+const answers = [];
+
+// The page's message after an action: the next one that says `refused` or `done`.
+async function outcome(page, done = 'requeued') {
+  await page.waitForFunction((done) => new RegExp('refused|' + done).test(document.querySelector('#message').textContent), done, { timeout: 10000 });
   return page.textContent('#message');
+}
+
+// Clicks `label` on the status row of `projection`, the prompts answered with `typed`.
+async function change(page, projection, label, done, ...typed) {
+  answers.push(...typed);
+  await clearMessage(page);
+  await page.locator(`#status-table tr[data-projection="${projection}"] td.changes button`, { hasText: label }).click();
+  return outcome(page, done);
 }
 
 async function clearMessage(page) {
@@ -60,6 +72,13 @@ async function act(page) {
   await page.locator(`.queue[data-queue="${queue}"] button`, { hasText: 'Requeue all' }).click();
   const requeue = await outcome(page);
 
+  await page.goto(url + '#status');
+  await page.locator('#status-table tr[data-projection="eventsource.relay"] td.changes button').first().waitFor({ timeout: 10000 });
+  const reset = await change(page, 'orders', 'Reset', 'reset to', '0', 'orders');
+  const retire = await change(page, 'eventsource.relay', 'Retire', 'retired', 'eventsource.relay');
+  await page.locator('#status-table tr[data-projection="eventsource.relay"]').waitFor({ state: 'detached', timeout: 10000 });
+  await shot(page, 'status-changed');
+
   await page.goto(url + '#events');
   await page.fill('#events-stream', 'Order/o-1');
   await page.click('#events-form button[type=submit]');
@@ -77,14 +96,14 @@ async function act(page) {
   await viewerTab.waitForURL('**/trace/**', { timeout: 10000 });
   const viewer = (await viewerTab.textContent('#trace')).trim();
   const stayed = page.url();
-  return { lag, requeue, landed: viewerTab.url(), viewer, stayed };
+  return { lag, requeue, reset, retire, landed: viewerTab.url(), viewer, stayed };
 }
 
 (async () => {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 560 } });
-    page.on('dialog', (dialog) => dialog.accept());
+    page.on('dialog', (dialog) => (dialog.type() === 'prompt' ? dialog.accept(answers.shift()) : dialog.accept()));
     const report = process.env.CONSOLE_PHASE === 'refused' ? await refused(page) : await act(page);
     console.log(JSON.stringify(report));
   } finally {

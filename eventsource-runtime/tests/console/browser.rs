@@ -100,7 +100,7 @@ async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_reads_lag_requeues_a_dead_letter_and_follows_a_trace() {
+async fn an_operator_reads_lag_requeues_a_dead_letter_changes_projections_and_follows_a_trace() {
     let tools = match tools() {
         Ok(tools) => tools,
         Err(why) if std::env::var("EVENTSOURCE_REQUIRE_BROWSER").as_deref() == Ok("1") => {
@@ -218,6 +218,28 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_and_follows_a_trace() {
             .unwrap_or_default()
             .contains("1 dead letters requeued"),
         "{acted:#}"
+    );
+    // The projection changes, each name typed again: `orders` back to 0, the relay's
+    // checkpoint forgotten.
+    assert!(
+        acted["reset"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("orders: reset to position 0"),
+        "{acted:#}"
+    );
+    assert!(
+        acted["retire"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("eventsource.relay: retired"),
+        "{acted:#}"
+    );
+    assert_eq!(checkpoints.load("orders").await.unwrap(), 0);
+    let kept = checkpoints.checkpoints().await.unwrap();
+    assert!(
+        !kept.iter().any(|c| c.projection == "eventsource.relay"),
+        "{kept:?}"
     );
     eventually("the requeued letter handled", async || {
         handled.lock().unwrap().contains(&dead_id)

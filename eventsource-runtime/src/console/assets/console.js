@@ -71,6 +71,43 @@
   }
 
   // ---- projections -----------------------------------------------------------------------
+  // A change to a projection, as the command line makes it: asked for its value (if it
+  // takes one), then for the projection's name typed again; the console checks the name too.
+  const CHANGES = [
+    { label: 'Reset', action: 'reset-projection', key: 'position', number: true, question: 'Position to start again from (0: the start)', initial: '0', warning: 'It handles again every event after that position.' },
+    { label: 'Split', action: 'split-projection', key: 'segments', number: true, question: 'Into how many segments?', initial: '2', warning: 'Its runners must be stopped; workers take the segments.' },
+    { label: 'Rebuild', action: 'rebuild-projection', key: 'as', question: 'The rebuilt projection\'s name', initial: null, warning: 'A new checkpoint at 0 under that name; the old one keeps serving.' },
+    { label: 'Retire', action: 'retire-projection', warning: 'Its checkpoints, segments and parked events are forgotten.', danger: true },
+  ];
+
+  async function changeProjection(change, name) {
+    const body = { projection: name };
+    if (change.key) {
+      const initial = change.initial === null ? name + '-v2' : change.initial;
+      const answer = prompt(change.question + ' (' + name + ')', initial);
+      if (answer === null) return;
+      if (change.number && !/^[0-9]+$/.test(answer.trim())) {
+        say(change.label + ': ' + JSON.stringify(answer) + ' is not a whole number; nothing changed', 'error');
+        return;
+      }
+      body[change.key] = change.number ? Number(answer.trim()) : answer;
+    }
+    const typed = prompt(change.label + ' ' + name + '? ' + change.warning + ' Type its name to go on.', '');
+    if (typed === null) return;
+    body.confirm = typed;
+    if (await act(change.action, body)) refreshStatus();
+  }
+
+  function changeButtons(name) {
+    const td = document.createElement('td');
+    td.className = 'changes';
+    if (!config.actions) return td;
+    for (const change of CHANGES) {
+      td.append(actionButton(change.label + '\u2026', () => changeProjection(change, name), change.danger), document.createTextNode(' '));
+    }
+    return td;
+  }
+
   function statusRow(name, kind, entry, who, epoch, className) {
     const row = document.createElement('tr');
     row.dataset.projection = name;
@@ -85,6 +122,7 @@
       cell(entry.parked, 'num parked'),
       cell(who, 'owner'),
       cell(epoch, 'num epoch'),
+      kind === 'segment' ? cell('') : changeButtons(name),
     );
     return row;
   }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::action::{ACTIONS, Action, ActionBody};
 use super::auth::{self, Remote};
 use super::{ConsoleError, State};
+use crate::operate;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::otel::{Span, SpanStart};
@@ -117,26 +118,14 @@ async fn run(
             };
             span.set(attr::PROJECTION_NAME, Attr::Str(projection));
             span.set(attr::EVENT_POSITION, Attr::Int(position as i64));
-            super::reads::known_projection(state, projection).await?;
-            let checkpoints = &state.stores.checkpoints;
-            let (found, done) = if let Action::RetryParked = action {
-                let asked = checkpoints.request_retry(projection, position).await;
-                let what =
-                    format!("cannot request the retry of event {position} of `{projection}`");
-                (
-                    asked.map_err(ConsoleError::store(what))?,
-                    "retry requested (the running runner retries it on its next poll)",
-                )
+            let stores = &state.stores;
+            let done = if let Action::RetryParked = action {
+                operate::retry_parked(stores, projection, Some(position)).await?;
+                "retry requested (the running runner retries it on its next poll)"
             } else {
-                let removed = checkpoints.unpark(projection, position).await;
-                let what = format!("cannot unpark event {position} of `{projection}`");
-                (removed.map_err(ConsoleError::store(what))?, "skipped")
+                operate::skip_parked(stores, projection, position).await?;
+                "skipped"
             };
-            if !found {
-                return Err(ConsoleError::NotFound(format!(
-                    "`{projection}` has no event parked at position {position}; nothing changed"
-                )));
-            }
             Ok((format!("{projection}: event {position} {done}"), 1))
         }
         Action::ResetProjection

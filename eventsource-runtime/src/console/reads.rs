@@ -5,8 +5,7 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State as Extract};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ConsoleError, State, svg};
@@ -61,37 +60,6 @@ pub(super) struct ProjectionQuery {
     projection: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct ParkedView {
-    position: u64,
-    error: String,
-    parked_at: DateTime<Utc>,
-    /// Its retry was requested: the running runner retries it on its next poll.
-    retry_requested: bool,
-}
-
-/// Fails unless the store knows `name` (a checkpoint, or parked events).
-pub(super) async fn known_projection(state: &State, name: &str) -> Result<(), ConsoleError> {
-    let checkpoints = &*state.stores.checkpoints;
-    let records = checkpoints
-        .checkpoints()
-        .await
-        .map_err(ConsoleError::store("cannot list the checkpoints"))?;
-    if records.iter().any(|record| record.projection == name) {
-        return Ok(());
-    }
-    let parked = checkpoints
-        .parked_counts()
-        .await
-        .map_err(ConsoleError::store("cannot count the parked events"))?;
-    if parked.contains_key(name) {
-        return Ok(());
-    }
-    Err(ConsoleError::NotFound(format!(
-        "no projection `{name}` in this store"
-    )))
-}
-
 pub(super) async fn parked(
     Extract(state): Extract<State>,
     given: Result<Query<ProjectionQuery>, QueryRejection>,
@@ -100,31 +68,7 @@ pub(super) async fn parked(
         .projection
         .filter(|name| !name.trim().is_empty())
         .ok_or_else(|| ConsoleError::BadRequest("give `projection`".to_owned()))?;
-    known_projection(&state, &name).await?;
-    let requested = state
-        .stores
-        .checkpoints
-        .retry_requests(&name)
-        .await
-        .map_err(ConsoleError::store(format!(
-            "cannot list the retries requested of `{name}`"
-        )))?;
-    let parked: Vec<ParkedView> = state
-        .stores
-        .checkpoints
-        .parked(&name)
-        .await
-        .map_err(ConsoleError::store(format!(
-            "cannot list the events `{name}` parked"
-        )))?
-        .into_iter()
-        .map(|p| ParkedView {
-            position: p.position,
-            error: p.error,
-            parked_at: p.parked_at,
-            retry_requested: requested.contains(&p.position),
-        })
-        .collect();
+    let parked = operate::parked_events(&state.stores, &name).await?;
     Ok(Json(json!({ "projection": name, "parked": parked })))
 }
 

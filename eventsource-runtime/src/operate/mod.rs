@@ -42,6 +42,7 @@ mod causation;
 mod dead_letters;
 mod events;
 mod known;
+mod parked;
 mod rebuild;
 mod reset;
 mod retire;
@@ -54,6 +55,7 @@ pub use causation::{DrawnNode, causation_tree, causation_tree_with, drawn_nodes}
 #[cfg(feature = "broker")]
 pub use dead_letters::{DeadLetterAddress, DeadLetterAddressError};
 pub use events::{EventPage, EventQuery, EventView, parse_stream, read_events, trace_link};
+pub use parked::{ParkedView, parked_events, retry_parked, skip_parked};
 pub use rebuild::{Rebuild, rebuild};
 pub use reset::{Moved, Reset, reset};
 pub use retire::{Retired, retire};

@@ -1,26 +1,15 @@
 //! `eventsource parked list|retry|skip`: a projection's parked events (those its runner could
-//! not read and set aside), asking for their retry, and forgetting one.
-//!
-//! Retrying one needs the projection's own handler, which only the service has: `retry`
-//! marks the parked event (`CheckpointStore::request_retry`) and the projection's running
-//! runner retries it on its next poll.
+//! not read and set aside), asking for their retry, and forgetting one (`operate`'s
+//! `parked_events`, `retry_parked` and `skip_parked`, printed).
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use chrono::SecondsFormat;
+use eventsource_runtime::operate;
 
 use crate::args::ParkedCommand;
 use crate::exit::CliError;
 use crate::output;
+use crate::status::operated;
 use crate::store::Stores;
-
-#[derive(Debug, Serialize)]
-struct Parked {
-    position: u64,
-    error: String,
-    parked_at: DateTime<Utc>,
-    /// `parked retry` asked for it; the running runner has not retried it yet.
-    retry_requested: bool,
-}
 
 pub async fn run(stores: &Stores, command: ParkedCommand, json: bool) -> Result<(), CliError> {
     match command {
@@ -30,52 +19,8 @@ pub async fn run(stores: &Stores, command: ParkedCommand, json: bool) -> Result<
     }
 }
 
-/// Fails unless the store knows `name` (a checkpoint, or parked events).
-async fn known(stores: &Stores, name: &str) -> Result<(), CliError> {
-    let checkpoints = &*stores.checkpoints;
-    let records = checkpoints
-        .checkpoints()
-        .await
-        .map_err(CliError::store("cannot list the checkpoints"))?;
-    if records.iter().any(|r| r.projection == name) {
-        return Ok(());
-    }
-    let parked = checkpoints
-        .parked_counts()
-        .await
-        .map_err(CliError::store("cannot count the parked events"))?;
-    if parked.contains_key(name) {
-        return Ok(());
-    }
-    Err(CliError::NotFound(format!(
-        "no projection `{name}` in this store (`eventsource status` lists them)"
-    )))
-}
-
 async fn list(stores: &Stores, name: &str, json: bool) -> Result<(), CliError> {
-    known(stores, name).await?;
-    let requested = stores
-        .checkpoints
-        .retry_requests(name)
-        .await
-        .map_err(CliError::store(format!(
-            "cannot list the retries asked of `{name}`"
-        )))?;
-    let parked: Vec<Parked> = stores
-        .checkpoints
-        .parked(name)
-        .await
-        .map_err(CliError::store(format!(
-            "cannot list the events `{name}` parked"
-        )))?
-        .into_iter()
-        .map(|p| Parked {
-            retry_requested: requested.contains(&p.position),
-            position: p.position,
-            error: p.error,
-            parked_at: p.parked_at,
-        })
-        .collect();
+    let parked = operate::parked_events(&operated(stores), name).await?;
     if json {
         return output::json(&parked);
     }
@@ -105,40 +50,7 @@ async fn retry(
     position: Option<u64>,
     json: bool,
 ) -> Result<(), CliError> {
-    known(stores, name).await?;
-    let checkpoints = &stores.checkpoints;
-    let one = position.is_some();
-    let positions = match position {
-        Some(position) => vec![position],
-        None => checkpoints
-            .parked(name)
-            .await
-            .map_err(CliError::store(format!(
-                "cannot list the events `{name}` parked"
-            )))?
-            .iter()
-            .map(|p| p.position)
-            .collect(),
-    };
-    let mut requested = Vec::with_capacity(positions.len());
-    for position in positions {
-        let marked = checkpoints
-            .request_retry(name, position)
-            .await
-            .map_err(CliError::store(format!(
-                "cannot request the retry of event {position} of `{name}`"
-            )))?;
-        if marked {
-            requested.push(position);
-        } else if one {
-            return Err(CliError::NotFound(format!(
-                "`{name}` has no event parked at position {position}"
-            )));
-        }
-    }
-    if requested.is_empty() {
-        return Err(CliError::NotFound(format!("`{name}` has no parked events")));
-    }
+    let requested = operate::retry_parked(&operated(stores), name, position).await?;
     if json {
         return output::json(&serde_json::json!({
             "projection": name,
@@ -154,19 +66,7 @@ async fn retry(
 }
 
 async fn skip(stores: &Stores, name: &str, position: u64, json: bool) -> Result<(), CliError> {
-    known(stores, name).await?;
-    let removed = stores
-        .checkpoints
-        .unpark(name, position)
-        .await
-        .map_err(CliError::store(format!(
-            "cannot unpark event {position} of `{name}`"
-        )))?;
-    if !removed {
-        return Err(CliError::NotFound(format!(
-            "`{name}` has no event parked at position {position}"
-        )));
-    }
+    operate::skip_parked(&operated(stores), name, position).await?;
     if json {
         return output::json(&serde_json::json!({ "projection": name, "skipped": position }));
     }

@@ -179,6 +179,21 @@ impl PostgresEventStore {
         Ok(())
     }
 
+    /// Whether [`migrate`](Self::migrate) made the store in this schema (its events table is
+    /// there): an operator's tool tells a schema never migrated, or a typo, from an empty
+    /// store.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn is_migrated(&self) -> Result<bool, StoreError> {
+        let table = format!("\"{}\".events", self.sql.schema.replace('"', "\"\""));
+        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
     /// The connection pool, e.g. to share it with other stores or close it.
     #[must_use]
     pub fn pool(&self) -> &PgPool {

@@ -152,6 +152,24 @@ impl SqliteEventStore {
         Ok(())
     }
 
+    /// Whether [`migrate`](Self::migrate) made the store in this database (its events table
+    /// is there): an operator's tool tells a file never migrated from an empty store.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub async fn is_migrated(&self) -> Result<bool, StoreError> {
+        let pool = self.pool.clone();
+        detached(async move {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
+            )
+            .fetch_one(&pool)
+            .await
+            .map_err(unavailable)
+        })
+        .await
+    }
+
     /// The connection pool, e.g. to share it with other stores or close it.
     #[must_use]
     pub fn pool(&self) -> &SqlitePool {

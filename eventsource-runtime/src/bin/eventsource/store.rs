@@ -51,10 +51,7 @@ impl Migrate for eventsource_runtime::postgres::PostgresEventStore {
     }
 
     async fn is_migrated(&self) -> Option<bool> {
-        let table = format!("\"{}\".events", self.schema().replace('"', "\"\""));
-        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(table)
-            .fetch_one(self.pool())
+        eventsource_runtime::postgres::PostgresEventStore::is_migrated(self)
             .await
             .ok()
     }
@@ -72,12 +69,9 @@ impl Migrate for eventsource_runtime::sqlite::SqliteEventStore {
     }
 
     async fn is_migrated(&self) -> Option<bool> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
-        )
-        .fetch_one(self.pool())
-        .await
-        .ok()
+        eventsource_runtime::sqlite::SqliteEventStore::is_migrated(self)
+            .await
+            .ok()
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{ConsoleError, State, svg};
 use crate::bus::{DeadLetterEntry, DeadLetterQueue};
-use crate::operate::{self, EventQuery, EventView};
+use crate::operate::{self, Asked, EventQuery, EventView, OperateError};
 use crate::store::EventStore;
 
 /// At most this many events per page of the stream browser.
@@ -220,7 +220,7 @@ fn correlation_id(text: &str) -> Result<String, ConsoleError> {
     let id = text.trim();
     if id.is_empty() || id.len() > MAX_ID || id.chars().any(char::is_control) {
         return Err(ConsoleError::BadRequest(format!(
-            "malformed correlation id: give 1 to {MAX_ID} printable characters"
+            "malformed correlation or event id: give 1 to {MAX_ID} printable characters"
         )));
     }
     Ok(id.to_owned())
@@ -236,14 +236,28 @@ pub(super) async fn causation(
     given: Result<Query<CausationQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ConsoleError> {
     let given = query(given)?.correlation.unwrap_or_default();
-    let correlation = correlation_id(&given)?;
-    let mut stores: Vec<&dyn EventStore> = vec![&*state.stores.events];
-    stores.extend(state.other_stores.iter().map(|store| &**store));
-    let tree = operate::causation_tree(&stores, &correlation).await?;
+    let id = correlation_id(&given)?;
+    let others: Vec<&dyn EventStore> = state.other_stores.iter().map(|store| &**store).collect();
+    let asked = match operate::events_asked(&*state.stores.events, &id, false).await {
+        // A correlation whose events are all in the other services' stores.
+        Err(OperateError::NotFound(_)) if !others.is_empty() => Asked {
+            correlation: id,
+            marked: None,
+            events: Vec::new(),
+        },
+        asked => asked?,
+    };
+    let tree = operate::causation_tree_with(asked.events, &others, &asked.correlation).await?;
+    let tree = match asked.marked {
+        Some(event_id) => tree.with_marked(event_id),
+        None => tree,
+    };
+    let correlation = asked.correlation;
     let nodes = operate::drawn_nodes(&tree, state.trace_url.as_deref());
     let drawing = svg::draw(&correlation, &nodes);
     Ok(Json(json!({
         "correlation": correlation,
+        "marked": asked.marked,
         "events": tree.len(),
         "nodes": nodes,
         "svg": drawing,

@@ -63,7 +63,11 @@ pub(super) fn draw(correlation: &str, nodes: &[DrawnNode]) -> String {
     }
     for (row, node) in nodes.iter().enumerate() {
         let (x, y) = (x_of(node), y_of(row));
-        let class = if node.cause { "cause" } else { "event" };
+        let class = match (node.cause, node.marked) {
+            (true, _) => "cause",
+            (false, false) => "event",
+            (false, true) => "event marked",
+        };
         let shape = format!(
             "<g class=\"node {class}\" id=\"{id}\"><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" \
              height=\"{BOX}\" rx=\"{r}\"/><text x=\"{tx}\" y=\"{ty}\">{label}</text></g>",

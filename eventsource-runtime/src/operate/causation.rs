@@ -2,10 +2,11 @@
 //! and laid out as a list of nodes for drawing (Mermaid, DOT, SVG).
 
 use serde::Serialize;
+use uuid::Uuid;
 
 use super::{OperateError, trace_link};
 use crate::event::EventEnvelope;
-use crate::lineage::{CausationTree, EventNode, Node};
+use crate::lineage::{CausationTree, EventNode, Node, find_event};
 use crate::store::EventStore;
 
 /// The causation tree of `correlation` across `stores` (each service's own): each event
@@ -19,6 +20,78 @@ pub async fn causation_tree(
     correlation: &str,
 ) -> Result<CausationTree, OperateError> {
     causation_tree_with(Vec::new(), stores, correlation).await
+}
+
+/// What a causation tree was asked for: the correlation to draw, the event to mark in it,
+/// and the correlation's events in the store asked.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Asked {
+    /// The correlation id to draw (an event without one is drawn alone, under its own id).
+    pub correlation: String,
+    /// The event asked about, when the id was an event's.
+    pub marked: Option<Uuid>,
+    /// The correlation's events in the store asked.
+    pub events: Vec<EventEnvelope>,
+}
+
+/// What `id` names in `store`: a correlation id, else (or only, with `event_only`) an
+/// event's id, whose correlation is drawn with the event marked. A command's id is often
+/// the correlation id: an event of that id is marked too.
+///
+/// # Errors
+/// [`OperateError::Invalid`] when `event_only` and `id` is not a UUID,
+/// [`OperateError::NotFound`] when it names neither, [`OperateError::Store`] when the store
+/// fails.
+pub async fn events_asked(
+    store: &dyn EventStore,
+    id: &str,
+    event_only: bool,
+) -> Result<Asked, OperateError> {
+    let id = id.trim();
+    let as_uuid = Uuid::parse_str(id).ok();
+    let of_correlation = async |correlation: &str| {
+        (store.events_by_correlation(correlation).await).map_err(OperateError::store(format!(
+            "cannot read the events of correlation {correlation}"
+        )))
+    };
+    if !event_only {
+        let events = of_correlation(id).await?;
+        if !events.is_empty() {
+            return Ok(Asked {
+                correlation: id.to_owned(),
+                marked: as_uuid,
+                events,
+            });
+        }
+    }
+    let Some(event_id) = as_uuid else {
+        return Err(if event_only {
+            OperateError::Invalid(format!("`{id}` is not an event id (a UUID)"))
+        } else {
+            OperateError::NotFound(format!("no event has the correlation id `{id}`"))
+        });
+    };
+    let found = (find_event(store, event_id).await).map_err(OperateError::store(format!(
+        "cannot look for event {event_id}"
+    )))?;
+    let Some(event) = found else {
+        return Err(OperateError::NotFound(format!(
+            "no event has the id or the correlation id `{id}`"
+        )));
+    };
+    let Some(correlation) = event.metadata.correlation_id().map(str::to_owned) else {
+        return Ok(Asked {
+            correlation: event_id.to_string(),
+            marked: Some(event_id),
+            events: vec![event],
+        });
+    };
+    Ok(Asked {
+        events: of_correlation(&correlation).await?,
+        correlation,
+        marked: Some(event_id),
+    })
 }
 
 /// [`causation_tree`] starting from `known`, the events of `correlation` already read from

@@ -51,7 +51,9 @@ mod status;
 
 use std::sync::Arc;
 
-pub use causation::{DrawnNode, causation_tree, causation_tree_with, drawn_nodes};
+pub use causation::{
+    Asked, DrawnNode, causation_tree, causation_tree_with, drawn_nodes, events_asked,
+};
 #[cfg(feature = "broker")]
 pub use dead_letters::{DeadLetterAddress, DeadLetterAddressError};
 pub use events::{EventPage, EventQuery, EventView, parse_stream, read_events, trace_link};

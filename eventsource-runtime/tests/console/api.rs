@@ -157,6 +157,64 @@ async fn the_causation_tree_follows_the_request_into_other_services_stores() {
 }
 
 #[tokio::test]
+async fn an_event_id_draws_its_requests_tree_with_the_event_marked() {
+    let seeded = seeded("by-event").await;
+    let router = Console::new(seeded.stores()).router();
+    let paid = (seeded
+        .store
+        .events_by_correlation("req-1")
+        .await
+        .unwrap()
+        .into_iter())
+    .find(|e| e.event_type == "OrderPaid")
+    .unwrap();
+    let tree = get(
+        &router,
+        &format!("/api/causation?correlation={}", paid.event_id),
+    )
+    .await;
+    assert_eq!(tree.status, StatusCode::OK, "{}", tree.text);
+    assert_eq!(tree.body["correlation"], "req-1", "{}", tree.text);
+    assert_eq!(
+        tree.body["marked"],
+        paid.event_id.to_string(),
+        "{}",
+        tree.text
+    );
+    assert_eq!(tree.body["events"], 3, "{}", tree.text);
+    let marked: Vec<&Value> = (tree.body["nodes"].as_array().unwrap().iter())
+        .filter(|node| node["marked"] == true)
+        .collect();
+    assert_eq!(marked.len(), 1, "{}", tree.text);
+    assert!(
+        marked[0]["label"]
+            .as_str()
+            .unwrap()
+            .starts_with("OrderPaid")
+    );
+    let svg = tree.body["svg"].as_str().unwrap();
+    assert_eq!(
+        svg.matches("class=\"node event marked\"").count(),
+        1,
+        "{svg}"
+    );
+
+    // A correlation id marks nothing; an id that names nothing is a 404.
+    let by_correlation = get(&router, "/api/causation?correlation=req-1").await;
+    assert!(
+        by_correlation.body["marked"].is_null(),
+        "{}",
+        by_correlation.text
+    );
+    let unknown = get(
+        &router,
+        &format!("/api/causation?correlation={}", uuid::Uuid::now_v7()),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
+}
+
+#[tokio::test]
 async fn reads_answer_what_the_store_holds_and_show_no_secret() {
     let seeded = seeded("reads").await;
     let router = Console::new(seeded.stores())

@@ -2,7 +2,8 @@
 // CONSOLE_PHASE=refused: without the admin token, try to requeue the dead letters and to
 // skip the parked event; report the page's messages. CONSOLE_PHASE=act: read the `orders`
 // projection's lag, give the token, requeue the dead letters, reset `orders` to 0 and
-// retire `eventsource.relay` (each name typed again when asked), draw req-1's causation tree
+// retire `eventsource.relay` (each name typed again when asked), open an event's payload and
+// its request's tree from the events view, draw req-1's causation tree
 // and follow the link of the node in trace CONSOLE_TRACE_ID. The last stdout line is JSON.
 // EVENTSOURCE_CONSOLE_SCREENSHOTS=DIR: screenshots of each view there.
 'use strict';
@@ -82,8 +83,16 @@ async function act(page) {
   await page.goto(url + '#events');
   await page.fill('#events-stream', 'Order/o-1');
   await page.click('#events-form button[type=submit]');
-  await page.locator('#events-table tbody tr').first().waitFor({ timeout: 10000 });
+  const first = page.locator('#events-table tbody tr').first();
+  await first.waitFor({ timeout: 10000 });
+  await first.locator('details summary').click();
   await shot(page, 'events');
+  const payload = await first.locator('pre.event-body').textContent();
+  // Its type opens its request's tree, the event marked.
+  await first.locator('a.event-tree').click();
+  const markedNode = page.locator('#causation-drawing svg g.marked text');
+  await markedNode.waitFor({ timeout: 10000 });
+  const marked = await markedNode.textContent();
 
   await page.goto(url + '#causation');
   await page.fill('#causation-id', 'req-1');
@@ -96,7 +105,7 @@ async function act(page) {
   await viewerTab.waitForURL('**/trace/**', { timeout: 10000 });
   const viewer = (await viewerTab.textContent('#trace')).trim();
   const stayed = page.url();
-  return { lag, requeue, reset, retire, landed: viewerTab.url(), viewer, stayed };
+  return { lag, requeue, reset, retire, payload, marked, landed: viewerTab.url(), viewer, stayed };
 }
 
 (async () => {

@@ -241,6 +241,18 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_changes_projections_and_fo
         !kept.iter().any(|c| c.projection == "eventsource.relay"),
         "{kept:?}"
     );
+    // An event's payload and metadata shown, and its request's tree with it marked.
+    let payload = acted["payload"].as_str().unwrap_or_default();
+    assert!(
+        payload.contains("\"payload\"") && payload.contains("traceparent"),
+        "{acted:#}"
+    );
+    assert!(
+        acted["marked"]
+            .as_str()
+            .is_some_and(|label| label.starts_with("OrderPlaced Order/o-1")),
+        "{acted:#}"
+    );
     eventually("the requeued letter handled", async || {
         handled.lock().unwrap().contains(&dead_id)
     })

@@ -8,7 +8,6 @@
 //! arguments or values), 3 not found, 4 refused (a worker holds what it would change).
 
 mod args;
-mod asked;
 mod causation;
 mod console;
 mod dead_letters;

@@ -298,8 +298,26 @@
           link.addEventListener('click', () => { $('#causation-id').value = e.correlation_id; drawCausation(); });
           correlation.append(link);
         }
+        // The type opens the request's tree with this event marked.
+        const type = document.createElement('td');
+        const tree = document.createElement('a');
+        tree.href = '#causation';
+        tree.className = 'event-tree';
+        tree.textContent = e.event_type;
+        tree.title = 'its request\'s causation tree';
+        tree.addEventListener('click', () => { $('#causation-id').value = e.event_id; drawCausation(); });
+        type.append(tree);
+        const details = document.createElement('td');
+        const shown = document.createElement('details');
+        const summary = document.createElement('summary');
+        summary.textContent = 'v' + e.schema_version + ', ' + e.event_id;
+        const text = document.createElement('pre');
+        text.className = 'event-body';
+        text.textContent = JSON.stringify({ payload: e.payload, metadata: e.metadata }, null, 2);
+        shown.append(summary, text);
+        details.append(shown);
         row.append(cell(e.position, 'num'), cell(e.aggregate_type + '/' + e.aggregate_id), cell(e.version, 'num'),
-          cell(e.event_type), cell(e.recorded_at), correlation, trace);
+          type, cell(e.recorded_at), correlation, trace, details);
         return row;
       }));
       say(page.events.length + ' events' + (page.unreadable ? '; then an unreadable one: ' + page.unreadable : ''), page.unreadable ? 'error' : 'ok');

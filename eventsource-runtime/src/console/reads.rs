@@ -83,6 +83,7 @@ fn letter_view(entry: &DeadLetterEntry) -> Value {
         let event = &letter.message.event;
         return json!({
             "message_id": letter.message.message_id.to_string(),
+            "event_id": event.event_id.to_string(),
             "event_type": event.event_type.to_string(),
             "stream": format!("{}/{}", event.stream.aggregate_type(), event.stream.aggregate_id()),
             "position": event.position,

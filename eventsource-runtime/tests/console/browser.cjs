@@ -1,7 +1,8 @@
 // Drives the console in Debian's chromium through playwright-core (see browser.rs).
 // CONSOLE_PHASE=refused: without the admin token, try to requeue the dead letters and to
 // skip the parked event; report the page's messages. CONSOLE_PHASE=act: read the `orders`
-// projection's lag, give the token, requeue the dead letters, reset `orders` to 0 and
+// projection's lag, give the token, open the dead letter's tree, requeue the dead letters,
+// open the parked event in the log, reset `orders` to 0 and
 // retire `eventsource.relay` (each name typed again when asked), open an event's payload and
 // its request's tree from the events view, draw req-1's causation tree
 // and follow the link of the node in trace CONSOLE_TRACE_ID. The last stdout line is JSON.
@@ -69,9 +70,25 @@ async function act(page) {
   await page.goto(url + '#dead-letters');
   await page.locator(`.queue[data-queue="${queue}"] .letter-count`).filter({ hasText: '1' }).waitFor({ timeout: 10000 });
   await shot(page, 'dead-letters');
+  // A dead letter's event type opens its request's tree, the event marked.
+  await page.locator(`.queue[data-queue="${queue}"] a.event-tree`).first().click();
+  const deadNode = page.locator('#causation-drawing svg g.marked text');
+  await deadNode.waitFor({ timeout: 10000 });
+  const deadTree = await deadNode.textContent();
+  await page.goto(url + '#dead-letters');
+  await page.locator(`.queue[data-queue="${queue}"] .letter-count`).filter({ hasText: '1' }).waitFor({ timeout: 10000 });
   await clearMessage(page);
   await page.locator(`.queue[data-queue="${queue}"] button`, { hasText: 'Requeue all' }).click();
   const requeue = await outcome(page);
+
+  // A parked event's position opens the log there.
+  await page.goto(url + '#parked');
+  await page.fill('#parked-projection', 'orders');
+  await page.click('#parked-form button[type=submit]');
+  await page.locator('#parked-table tr[data-position="1"] a.event-link').click();
+  const parkedRow = page.locator('#events-table tbody tr').first();
+  await parkedRow.waitFor({ timeout: 10000 });
+  const parkedEvent = await parkedRow.getAttribute('data-position');
 
   await page.goto(url + '#status');
   await page.locator('#status-table tr[data-projection="eventsource.relay"] td.changes button').first().waitFor({ timeout: 10000 });
@@ -105,7 +122,7 @@ async function act(page) {
   await viewerTab.waitForURL('**/trace/**', { timeout: 10000 });
   const viewer = (await viewerTab.textContent('#trace')).trim();
   const stayed = page.url();
-  return { lag, requeue, reset, retire, payload, marked, landed: viewerTab.url(), viewer, stayed };
+  return { lag, requeue, deadTree, parkedEvent, reset, retire, payload, marked, landed: viewerTab.url(), viewer, stayed };
 }
 
 (async () => {

@@ -241,6 +241,14 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_changes_projections_and_fo
         !kept.iter().any(|c| c.projection == "eventsource.relay"),
         "{kept:?}"
     );
+    // From a dead letter to its request's tree, from a parked event to the log there.
+    assert!(
+        acted["deadTree"]
+            .as_str()
+            .is_some_and(|label| label.starts_with("OrderPlaced Order/o-2")),
+        "{acted:#}"
+    );
+    assert_eq!(acted["parkedEvent"], "1", "{acted:#}");
     // An event's payload and metadata shown, and its request's tree with it marked.
     let payload = acted["payload"].as_str().unwrap_or_default();
     assert!(

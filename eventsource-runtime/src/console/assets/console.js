@@ -61,6 +61,30 @@
     }
   }
 
+  // A link to another view: `go` fills its form and reads it.
+  function viewLink(text, view, className, go) {
+    const link = document.createElement('a');
+    link.href = '#' + view;
+    link.className = className;
+    link.textContent = text;
+    link.addEventListener('click', go);
+    return link;
+  }
+
+  // The log from `position` in the events view.
+  function logFrom(position) {
+    return viewLink('#' + position, 'events', 'event-link', () => {
+      $('#events-stream').value = '';
+      $('#events-from').value = String(position);
+      readEvents();
+    });
+  }
+
+  // The causation tree of an event's request, the event marked.
+  function treeOf(text, eventId) {
+    return viewLink(text, 'causation', 'event-tree', () => { $('#causation-id').value = eventId; drawCausation(); });
+  }
+
   function actionButton(label, onClick, danger) {
     const button = document.createElement('button');
     button.type = 'button';
@@ -200,7 +224,9 @@
           );
         }
         const state = p.retry_requested ? 'retry requested' : '';
-        row.append(cell(p.position, 'num'), cell(p.parked_at), cell(p.error), cell(state, 'retry-state'), actions);
+        const position = cell('', 'num');
+        position.append(logFrom(p.position));
+        row.append(position, cell(p.parked_at), cell(p.error), cell(state, 'retry-state'), actions);
         return row;
       });
       body.replaceChildren(...rows);
@@ -245,8 +271,12 @@
         for (const letter of queue.letters) {
           const row = document.createElement('tr');
           row.dataset.messageId = letter.message_id || '';
-          const event = letter.undecodable ? 'undecodable (' + letter.bytes + ' bytes)' : letter.event_type + ' ' + letter.stream + ' @' + letter.position;
-          row.append(cell(letter.message_id), cell(event), cell(letter.handler), cell(letter.attempts, 'num'), cell(letter.error));
+          const event = cell(letter.undecodable ? 'undecodable (' + letter.bytes + ' bytes)' : '');
+          if (!letter.undecodable) {
+            // Its type opens its request's tree, its position the log there.
+            event.append(treeOf(letter.event_type, letter.event_id), document.createTextNode(' ' + letter.stream + ' '), logFrom(letter.position));
+          }
+          row.append(cell(letter.message_id), event, cell(letter.handler), cell(letter.attempts, 'num'), cell(letter.error));
           body.append(row);
         }
         table.append(body);
@@ -300,13 +330,7 @@
         }
         // The type opens the request's tree with this event marked.
         const type = document.createElement('td');
-        const tree = document.createElement('a');
-        tree.href = '#causation';
-        tree.className = 'event-tree';
-        tree.textContent = e.event_type;
-        tree.title = 'its request\'s causation tree';
-        tree.addEventListener('click', () => { $('#causation-id').value = e.event_id; drawCausation(); });
-        type.append(tree);
+        type.append(treeOf(e.event_type, e.event_id));
         const details = document.createElement('td');
         const shown = document.createElement('details');
         const summary = document.createElement('summary');

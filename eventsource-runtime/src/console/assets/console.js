@@ -7,7 +7,10 @@
   const base = new URL('..', document.currentScript.src);
   const TOKEN_KEY = 'eventsource-console-token';
   let config = { actions: false };
-  let statusTimer = null;
+  let refreshTimer = null;
+  // What the parked, events and causation views last showed: their refresh reads it again,
+  // never a form half typed.
+  const shown = { parked: null, events: null, causation: null };
 
   const $ = (selector) => document.querySelector(selector);
   const cell = (text, className) => {
@@ -203,7 +206,8 @@
   }
 
   // ---- parked events ---------------------------------------------------------------------
-  async function listParked(projection) {
+  async function listParked(projection, quiet) {
+    shown.parked = projection;
     const body = $('#parked-table tbody');
     try {
       const list = await api('api/parked?projection=' + encodeURIComponent(projection));
@@ -230,7 +234,7 @@
         return row;
       });
       body.replaceChildren(...rows);
-      if (!rows.length) say(projection + ': no parked events', 'ok');
+      if (!rows.length && !quiet) say(projection + ': no parked events', 'ok');
     } catch (error) {
       body.replaceChildren();
       say(error.message, 'error');
@@ -296,13 +300,15 @@
   }
 
   // ---- events ----------------------------------------------------------------------------
-  async function readEvents() {
-    const stream = $('#events-stream').value.trim();
-    const from = $('#events-from').value.trim();
+  async function readEvents(quiet) {
+    if (!quiet) shown.events = { stream: $('#events-stream').value.trim(), from: $('#events-from').value.trim() };
+    const { stream, from } = shown.events;
     const query = new URLSearchParams();
     if (stream) query.set('stream', stream);
     if (from) query.set('from', from);
     const body = $('#events-table tbody');
+    // What the operator unfolded stays unfolded when the page is read again.
+    const unfolded = new Set(Array.from(body.querySelectorAll('details[open]'), (d) => d.dataset.eventId));
     try {
       const page = await api('api/events?' + query);
       body.replaceChildren(...page.events.map((e) => {
@@ -332,19 +338,21 @@
         const type = document.createElement('td');
         type.append(treeOf(e.event_type, e.event_id));
         const details = document.createElement('td');
-        const shown = document.createElement('details');
+        const unfold = document.createElement('details');
+        unfold.dataset.eventId = e.event_id;
+        unfold.open = unfolded.has(e.event_id);
         const summary = document.createElement('summary');
         summary.textContent = 'v' + e.schema_version + ', ' + e.event_id;
         const text = document.createElement('pre');
         text.className = 'event-body';
         text.textContent = JSON.stringify({ payload: e.payload, metadata: e.metadata }, null, 2);
-        shown.append(summary, text);
-        details.append(shown);
+        unfold.append(summary, text);
+        details.append(unfold);
         row.append(cell(e.position, 'num'), cell(e.aggregate_type + '/' + e.aggregate_id), cell(e.version, 'num'),
           type, cell(e.recorded_at), correlation, trace, details);
         return row;
       }));
-      say(page.events.length + ' events' + (page.unreadable ? '; then an unreadable one: ' + page.unreadable : ''), page.unreadable ? 'error' : 'ok');
+      if (!quiet || page.unreadable) say(page.events.length + ' events' + (page.unreadable ? '; then an unreadable one: ' + page.unreadable : ''), page.unreadable ? 'error' : 'ok');
     } catch (error) {
       body.replaceChildren();
       say(error.message, 'error');
@@ -352,14 +360,15 @@
   }
 
   // ---- causation -------------------------------------------------------------------------
-  async function drawCausation() {
-    const id = $('#causation-id').value.trim();
+  async function drawCausation(quiet) {
+    if (!quiet) shown.causation = $('#causation-id').value.trim();
+    const id = shown.causation;
     const box = $('#causation-drawing');
     try {
       const tree = await api('api/causation?correlation=' + encodeURIComponent(id));
       // The SVG is built by the server with every label and link escaped.
       box.innerHTML = tree.svg;
-      say(tree.events + ' events in ' + tree.correlation + (tree.notes.length ? '; ' + tree.notes.join('; ') : ''), 'ok');
+      if (!quiet) say(tree.events + ' events in ' + tree.correlation + (tree.notes.length ? '; ' + tree.notes.join('; ') : ''), 'ok');
     } catch (error) {
       box.replaceChildren();
       say(error.message, 'error');
@@ -372,12 +381,18 @@
     if (!known.includes(view)) view = 'status';
     for (const name of known) $('#view-' + name).hidden = name !== view;
     for (const link of document.querySelectorAll('nav a')) link.classList.toggle('current', link.dataset.view === view);
-    clearInterval(statusTimer);
-    if (view === 'status') {
-      refreshStatus();
-      statusTimer = setInterval(refreshStatus, 2000);
-    }
-    if (view === 'dead-letters') refreshDeadLetters();
+    // Every view is read again while it is shown: the status every 2 s, the others every 5 s.
+    clearInterval(refreshTimer);
+    const refreshers = {
+      status: [refreshStatus, 2000],
+      'dead-letters': [refreshDeadLetters, 5000],
+      parked: [() => shown.parked && listParked(shown.parked, true), 5000],
+      events: [() => shown.events && readEvents(true), 5000],
+      causation: [() => shown.causation && drawCausation(true), 5000],
+    };
+    const [refresh, every] = refreshers[view];
+    if (view === 'status' || view === 'dead-letters') refresh();
+    refreshTimer = setInterval(refresh, every);
   }
 
   async function start() {

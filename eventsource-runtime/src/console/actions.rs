@@ -139,6 +139,7 @@ async fn run(
                 ));
             };
             let queue = super::reads::queue_named(state, name)?;
+            let _turn = state.dead_letter_turn.lock().await;
             span.set(attr::MESSAGING_SYSTEM, Attr::Static(queue.system()));
             span.set(attr::MESSAGING_DESTINATION_NAME, Attr::Str(name));
             if let Action::RequeueDeadLetters = action {

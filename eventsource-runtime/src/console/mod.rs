@@ -108,6 +108,10 @@ struct Shared {
     /// Other services' event stores, read for causation trees.
     other_stores: Vec<Arc<dyn EventStore>>,
     queues: Vec<Arc<dyn DeadLetterQueue>>,
+    /// Taken by each read or change of the dead letters: RabbitMQ's are listed by taking
+    /// them and putting them back, and a requeue or purge meanwhile (the page refreshes)
+    /// would miss those in hand.
+    dead_letter_turn: Arc<tokio::sync::Mutex<()>>,
     trace_url: Option<String>,
     tokens: Vec<AdminToken>,
     read_only: bool,
@@ -135,6 +139,7 @@ impl Console {
             stores,
             other_stores: Vec::new(),
             queues: Vec::new(),
+            dead_letter_turn: Arc::default(),
             trace_url: None,
             tokens: Vec::new(),
             read_only: false,

@@ -114,6 +114,7 @@ pub(super) async fn dead_letters(
         queue_named(&state, name)?;
     }
     let mut queues = Vec::new();
+    let _turn = state.dead_letter_turn.lock().await;
     for queue in &state.queues {
         let name = queue.location();
         if wanted.as_ref().is_some_and(|wanted| *wanted != name) {

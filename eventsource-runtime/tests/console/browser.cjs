@@ -90,6 +90,19 @@ async function act(page) {
   await parkedRow.waitFor({ timeout: 10000 });
   const parkedEvent = await parkedRow.getAttribute('data-position');
 
+  // The log from position 4, then the page before it; a correlation's events.
+  await page.fill('#events-from', '4');
+  await page.click('#events-form button[type=submit]');
+  await page.locator('#events-table tbody tr[data-position="4"]').first().waitFor({ timeout: 10000 });
+  await page.click('#events-earlier');
+  await page.locator('#events-table tbody tr[data-position="1"]').waitFor({ timeout: 10000 });
+  const earlier = await page.locator('#events-table tbody tr').first().getAttribute('data-position');
+  await page.fill('#events-correlation', 'req-2');
+  await page.click('#events-form button[type=submit]');
+  await page.locator('#events-table tbody tr[data-position="1"]').waitFor({ state: 'detached', timeout: 10000 });
+  const correlated = await page.locator('#events-table tbody tr').count();
+  await page.fill('#events-correlation', '');
+
   await page.goto(url + '#status');
   await page.locator('#status-table tr[data-projection="eventsource.relay"] td.changes button').first().waitFor({ timeout: 10000 });
   const reset = await change(page, 'orders', 'Reset', 'reset to', '0', 'orders');
@@ -105,7 +118,9 @@ async function act(page) {
   await first.locator('details summary').click();
   await shot(page, 'events');
   const payload = await first.locator('pre.event-body').textContent();
-  // Its type opens its request's tree, the event marked.
+  // Its type opens its request's tree, the event marked (the dead letter's drawn before
+  // is cleared first, so that only the new one is read).
+  await page.evaluate(() => document.querySelector('#causation-drawing').replaceChildren());
   await first.locator('a.event-tree').click();
   const markedNode = page.locator('#causation-drawing svg g.marked text');
   await markedNode.waitFor({ timeout: 10000 });
@@ -122,7 +137,7 @@ async function act(page) {
   await viewerTab.waitForURL('**/trace/**', { timeout: 10000 });
   const viewer = (await viewerTab.textContent('#trace')).trim();
   const stayed = page.url();
-  return { lag, requeue, deadTree, parkedEvent, reset, retire, payload, marked, landed: viewerTab.url(), viewer, stayed };
+  return { lag, requeue, deadTree, parkedEvent, earlier, correlated, reset, retire, payload, marked, landed: viewerTab.url(), viewer, stayed };
 }
 
 (async () => {

@@ -249,6 +249,9 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_changes_projections_and_fo
         "{acted:#}"
     );
     assert_eq!(acted["parkedEvent"], "1", "{acted:#}");
+    // Paging back through the log, and a correlation's events (req-2: two).
+    assert_eq!(acted["earlier"], "1", "{acted:#}");
+    assert_eq!(acted["correlated"], 2, "{acted:#}");
     // An event's payload and metadata shown, and its request's tree with it marked.
     let payload = acted["payload"].as_str().unwrap_or_default();
     assert!(

@@ -8,6 +8,8 @@
   const TOKEN_KEY = 'eventsource-console-token';
   let config = { actions: false };
   let refreshTimer = null;
+  // How many events a page of the events view holds.
+  const EVENTS_PAGE = 50;
   // What the parked, events and causation views last showed: their refresh reads it again,
   // never a form half typed.
   const shown = { parked: null, events: null, causation: null };
@@ -301,11 +303,22 @@
 
   // ---- events ----------------------------------------------------------------------------
   async function readEvents(quiet) {
-    if (!quiet) shown.events = { stream: $('#events-stream').value.trim(), from: $('#events-from').value.trim() };
-    const { stream, from } = shown.events;
+    if (!quiet) {
+      shown.events = {
+        stream: $('#events-stream').value.trim(),
+        from: $('#events-from').value.trim(),
+        correlation: $('#events-correlation').value.trim(),
+      };
+    }
+    const { stream, from, correlation } = shown.events;
     const query = new URLSearchParams();
-    if (stream) query.set('stream', stream);
-    if (from) query.set('from', from);
+    if (correlation) {
+      query.set('correlation', correlation);
+    } else {
+      if (stream) query.set('stream', stream);
+      if (from) query.set('from', from);
+    }
+    query.set('limit', String(EVENTS_PAGE));
     const body = $('#events-table tbody');
     // What the operator unfolded stays unfolded when the page is read again.
     const unfolded = new Set(Array.from(body.querySelectorAll('details[open]'), (d) => d.dataset.eventId));
@@ -352,11 +365,30 @@
           type, cell(e.recorded_at), correlation, trace, details);
         return row;
       }));
+      pages(page.events, stream, correlation);
       if (!quiet || page.unreadable) say(page.events.length + ' events' + (page.unreadable ? '; then an unreadable one: ' + page.unreadable : ''), page.unreadable ? 'error' : 'ok');
     } catch (error) {
       body.replaceChildren();
       say(error.message, 'error');
     }
+  }
+
+  // The earlier and later pages of a stream (by version) or of the log (by position).
+  function pages(events, stream, correlation) {
+    const earlier = $('#events-earlier');
+    const later = $('#events-later');
+    const key = (e) => (stream ? e.version : e.position);
+    const first = events.length ? key(events[0]) : null;
+    earlier.hidden = Boolean(correlation) || first === null || first <= 1;
+    later.hidden = Boolean(correlation) || events.length < EVENTS_PAGE;
+    const turn = (from) => {
+      $('#events-stream').value = stream;
+      $('#events-correlation').value = '';
+      $('#events-from').value = String(from);
+      readEvents();
+    };
+    earlier.onclick = () => turn(Math.max(1, first - EVENTS_PAGE));
+    later.onclick = () => turn(key(events[events.length - 1]) + 1);
   }
 
   // ---- causation -------------------------------------------------------------------------

@@ -414,3 +414,60 @@ fn the_scale_out_example_shares_the_segments_and_hands_them_over() {
     });
     assert!(changes, "the changes of hands counted");
 }
+
+/// The operator example leaves what the operating guide shows: `revenue` five orders
+/// behind with the event from newer code parked, `shipments` in two segments caught up,
+/// and, with RabbitMQ, a dead letter in `operator-billing`.
+#[tokio::test]
+async fn the_operator_example_leaves_something_for_each_view() {
+    use eventsource_runtime::operate::{self, Stores};
+    use eventsource_runtime::sqlite::SqliteEventStore;
+
+    let dir = std::env::temp_dir().join(format!(
+        "eventsource-operator-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    ));
+    let file = dir.join("operator.db");
+    let amqp = eventsource_test_support::servers::Server::RabbitMq
+        .address("docs::examples::the_operator_example")
+        .filter(|_| cfg!(feature = "rabbitmq"));
+    let features: &[&str] = if amqp.is_some() { &["rabbitmq"] } else { &[] };
+    let (endpoint, _requests) = collector();
+    let mut command = example_command(&example_binary("operator", features), &endpoint);
+    command.args(["--store", &format!("sqlite:{}", file.display())]);
+    if let Some(url) = &amqp {
+        command.args(["--broker", url]);
+    }
+    let output = command.output().expect("the example runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the operator example failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("next: cargo run"), "{stdout}");
+
+    let store = SqliteEventStore::connect(&format!("sqlite:{}", file.display()))
+        .await
+        .unwrap();
+    let report = operate::status(&Stores::sqlite(&store)).await.unwrap();
+    let named = |name: &str| {
+        (report.projections.iter())
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no `{name}` in {:#?}", report.projections))
+    };
+    let revenue = named("revenue");
+    assert_eq!((revenue.lag.events, revenue.parked), (5, 1), "{revenue:#?}");
+    let shipments = named("shipments");
+    assert_eq!(shipments.kind, "split", "{shipments:#?}");
+    assert_eq!(shipments.segments.len(), 2, "{shipments:#?}");
+    assert_eq!(shipments.lag.events, 0, "{shipments:#?}");
+    if amqp.is_some() {
+        assert!(
+            stdout.contains("one more dead letter in `operator-billing`"),
+            "{stdout}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -101,6 +101,7 @@ mod offsets;
 mod producer;
 mod protocol;
 mod publish;
+mod session;
 mod settle;
 mod topology;
 mod waiting;

@@ -10,8 +10,7 @@
 //! passes, unless `EVENTSOURCE_REQUIRE_RABBITMQ=1` / `EVENTSOURCE_REQUIRE_NATS=1` /
 //! `EVENTSOURCE_REQUIRE_KAFKA=1`. Every test works on destinations of its own.
 
-#[path = "../common/lineage_domain.rs"]
-mod domain;
+use eventsource_test_support::lineage_domain as domain;
 
 use crate::any_broker::{Group, Running, delete_nats_streams, delete_rabbitmq};
 use crate::servers::Server;

@@ -4,10 +4,11 @@
 //! `faults`, `server_process`), the broker restart scenario (`broker_restart`), the
 //! Jepsen-style histories those processes write and their checker (`history`), an OTLP
 //! collector and its spans (`otlp_collector`, `otlp`), the telemetry contract's text and its
-//! PromQL (`contract_doc`, `promql`), and the examples' order domain (`domain`).
+//! PromQL (`contract_doc`, `promql`), the examples' order domain (`domain`), and the two
+//! services of the lineage tests (`lineage_domain`).
 //!
-//! The domain fixtures a binary builds its own tests on (`customer_v3.rs`,
-//! `lineage_domain.rs`, `conformance/`) and `graceful_stop.rs` (whose trait, on top of the
+//! The domain fixtures one binary builds its own tests on (`customer_v3.rs`,
+//! `conformance/`) and `graceful_stop.rs` (whose trait, on top of the
 //! brokers binary's `any_broker::Group`, each broker's test implements for the runtime's
 //! consumer groups, which the orphan rule allows only there)
 //! are included by path where they are used.
@@ -22,6 +23,7 @@ pub mod domain;
 #[cfg(all(feature = "rabbitmq", feature = "kafka", feature = "nats"))]
 pub mod faults;
 pub mod history;
+pub mod lineage_domain;
 pub mod netns;
 pub mod otlp;
 pub mod otlp_collector;

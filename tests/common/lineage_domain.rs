@@ -1,7 +1,6 @@
 //! Two services for the lineage tests: a cart service whose checkout is published, and a
 //! fulfilment service whose bus handler prepares a shipment for each checkout (running a
 //! command of its own, in its own store).
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 

@@ -8,9 +8,8 @@
 //! PostgreSQL comes from `DATABASE_URL` (skipped visibly without it, unless
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1`).
 
-#[path = "../common/lineage_domain.rs"]
-mod domain;
 use crate::postgres;
+use eventsource_test_support::lineage_domain as domain;
 
 use domain::{Cart, CheckOut, fulfilment};
 use eventsource_runtime::bus::{BusMessage, BusTelemetry, Dispatcher};

@@ -42,6 +42,7 @@ mod causation;
 mod dead_letters;
 mod events;
 mod known;
+mod open;
 mod parked;
 mod rebuild;
 mod reset;
@@ -57,6 +58,7 @@ pub use causation::{
 #[cfg(feature = "broker")]
 pub use dead_letters::{DeadLetterAddress, DeadLetterAddressError};
 pub use events::{EventPage, EventQuery, EventView, parse_stream, read_events, trace_link};
+pub use open::OpenedStore;
 pub use parked::{ParkedView, parked_events, retry_parked, skip_parked};
 pub use rebuild::{Rebuild, rebuild};
 pub use reset::{Moved, Reset, reset};

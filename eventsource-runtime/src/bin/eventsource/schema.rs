@@ -8,7 +8,7 @@ use crate::store::Stores;
 
 pub async fn migrate(stores: &Stores) -> Result<(), CliError> {
     stores
-        .schema
+        .opened
         .migrate()
         .await
         .map_err(CliError::store("cannot migrate the schema"))?;

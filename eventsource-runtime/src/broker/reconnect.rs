@@ -20,35 +20,46 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest wait between reconnections.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// The wait before the next connection of a consumer group.
-struct Backoff(Duration);
+/// A wait that doubles each time, up to a bound: before a consumer group connects again,
+/// or a Kafka member asks again whether it is one.
+pub(crate) struct Backoff {
+    next: Duration,
+    max: Duration,
+}
 
 impl Backoff {
-    fn new() -> Self {
-        Self(MIN_BACKOFF)
+    /// The first wait `first`, doubling up to `max`.
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
+        Self { next: first, max }
     }
 
-    /// After a session of `group` ended in `error`: logs it, then waits out the backoff
-    /// (doubled for next time). `false` when `shutdown` completed first: stop.
-    async fn wait<S: Future<Output = ()>>(
-        &mut self,
-        group: &str,
-        error: &BusError,
-        shutdown: Pin<&mut S>,
-    ) -> bool {
-        let wait = self.0;
-        log_warn!(
-            group = group,
-            error = %Chain(error),
-            retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-            "consumer group disconnected; connecting again"
-        );
-        self.0 = (wait * 2).min(MAX_BACKOFF);
+    /// Waits the next wait (doubled for next time). `false` when `shutdown` completed
+    /// first: stop.
+    pub(crate) async fn sleep<S: Future<Output = ()>>(&mut self, shutdown: Pin<&mut S>) -> bool {
+        let wait = self.next;
+        self.next = (wait * 2).min(self.max);
         tokio::select! {
             biased;
             () = shutdown => false,
             () = tokio::time::sleep(wait) => true,
         }
+    }
+
+    /// After a session of `group` ended in `error`: logs it, then waits out the backoff.
+    /// `false` when `shutdown` completed first: stop.
+    async fn reconnect<S: Future<Output = ()>>(
+        &mut self,
+        group: &str,
+        error: &BusError,
+        shutdown: Pin<&mut S>,
+    ) -> bool {
+        log_warn!(
+            group = group,
+            error = %Chain(error),
+            retry_in_ms = u64::try_from(self.next.as_millis()).unwrap_or(u64::MAX),
+            "consumer group disconnected; connecting again"
+        );
+        self.sleep(shutdown).await
     }
 }
 
@@ -76,16 +87,16 @@ pub(crate) async fn reconnecting<S: Future<Output = ()> + Send>(
     mut shutdown: Pin<&mut S>,
     mut sessions: impl Sessions,
 ) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     while let Err(error) = sessions.session(shutdown.as_mut()).await {
         if is_restart(&error) {
             // Asked for by the stall watch, which said so: at once, and a failure after
             // it waits the shortest backoff again.
-            backoff = Backoff::new();
+            backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
             continue;
         }
         health.retrying(&error);
-        if !backoff.wait(group, &error, shutdown.as_mut()).await {
+        if !backoff.reconnect(group, &error, shutdown.as_mut()).await {
             return;
         }
     }

@@ -23,6 +23,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::group_context::GroupConsumer;
+use super::offsets::metadata_of;
 
 /// How long the offsets read before the confirming commit may take (the commit itself waits
 /// for the coordinator as librdkafka defers it).
@@ -72,21 +73,15 @@ fn commit_as_held(
     let mut wanted = TopicPartitionList::new();
     wanted.add_partition(topic, partition);
     let held = consumer.committed_offsets(wanted, READ_TIMEOUT)?;
+    // Metadata that is not UTF-8 is committed back as none.
+    let held = held
+        .find_partition(topic, partition)
+        .and_then(|entry| match entry.offset() {
+            Offset::Offset(at) => Some((at, metadata_of(&entry).unwrap_or_default())),
+            _ => None,
+        });
+    let (offset, metadata) = held.unwrap_or((offset, String::new()));
     let mut list = TopicPartitionList::new();
-    let entry = held.find_partition(topic, partition);
-    let (offset, metadata) = match entry.as_ref().map(|e| e.offset()) {
-        Some(Offset::Offset(held_offset)) => {
-            // librdkafka's metadata accessor panics on text that is not UTF-8: another
-            // client may have committed anything; such a partition is committed at its
-            // offset with none.
-            let metadata = entry.as_ref().and_then(|e| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.metadata().to_owned()))
-                    .ok()
-            });
-            (held_offset, metadata.unwrap_or_default())
-        }
-        _ => (offset, String::new()),
-    };
     list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
     if let Some(mut entry) = list.find_partition(topic, partition) {
         entry.set_metadata(metadata);

@@ -21,6 +21,7 @@ use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::topic_partition_list::TopicPartitionListElem;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::{Instant, Sleep};
 
@@ -371,12 +372,7 @@ pub(super) async fn started_offsets(
         };
         let mut started = HashMap::new();
         for entry in committed.elements() {
-            // librdkafka's metadata accessor panics on text that is not UTF-8: another
-            // client may have committed anything.
-            let marked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                entry.metadata() == STARTED
-            }))
-            .unwrap_or(false);
+            let marked = metadata_of(&entry).is_some_and(|metadata| metadata == STARTED);
             if let (true, Offset::Offset(offset)) = (marked, entry.offset()) {
                 started.insert((entry.topic().to_owned(), entry.partition()), offset);
             }
@@ -385,4 +381,10 @@ pub(super) async fn started_offsets(
     })
     .await
     .unwrap_or_default()
+}
+
+/// A committed offset's metadata, `None` when it is not UTF-8: librdkafka's accessor panics
+/// on such text, and another client may have committed anything.
+pub(super) fn metadata_of(entry: &TopicPartitionListElem<'_>) -> Option<String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.metadata().to_owned())).ok()
 }

@@ -19,7 +19,7 @@ use super::protocol::{self, GroupProtocol};
 use super::topology::{Topics, regex_escape};
 use super::waiting::{gather, wait_until_due};
 use super::{doubts, membership};
-use crate::broker::reconnect::{Sessions, reconnecting, stop_asked};
+use crate::broker::reconnect::{Backoff, Sessions, reconnecting, stop_asked};
 use crate::bus::BusError;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
@@ -130,8 +130,9 @@ impl ConsumerGroup {
         let mut commits = Commits::new(self.commit_interval, matches!(source, Source::Live));
         // Made once: a restart asked for at any time after this is seen.
         let mut restart = pin!(self.health.restart_requested());
-        // How many times in a row the group refused to count this consumer a member.
-        let mut refused = 0_u32;
+        // While the group refuses to count this consumer a member: the wait before it asks
+        // again (0.1 s, doubling up to 2 s).
+        let mut refused: Option<Backoff> = None;
         let outcome = loop {
             let record = tokio::select! {
                 biased;
@@ -162,16 +163,22 @@ impl ConsumerGroup {
             };
             if let Err(error) = membership::confirm(consumer, &record).await {
                 drop(record);
-                if !self
-                    .unconfirmed(&mut refused, &error, shutdown.as_mut())
-                    .await
-                {
+                let backoff = refused.get_or_insert_with(|| {
+                    log_warn!(
+                        group = &*self.name,
+                        error = %Chain(&error),
+                        "kafka consumer lost touch with its group and is not confirmed as a \
+                         member; it hands nothing over until it is (the group may have given \
+                         its partitions to another member)"
+                    );
+                    Backoff::new(Duration::from_millis(100), Duration::from_secs(2))
+                });
+                if !backoff.sleep(shutdown.as_mut()).await {
                     break Ok(());
                 }
                 continue;
             }
-            if refused > 0 {
-                refused = 0;
+            if refused.take().is_some() {
                 log_info!(
                     group = &*self.name,
                     "kafka consumer confirmed as a member of its group again"
@@ -222,35 +229,6 @@ impl ConsumerGroup {
         })
         .await;
         outcome
-    }
-}
-
-impl ConsumerGroup {
-    /// The group did not confirm this consumer as a member (see [`membership`]): said
-    /// once, then waits before the next record, longer each time in a row (0.1 s up to
-    /// 2 s); `false` when `shutdown` completed first.
-    async fn unconfirmed(
-        &self,
-        refused: &mut u32,
-        error: &KafkaError,
-        shutdown: Pin<&mut (impl Future<Output = ()> + Send)>,
-    ) -> bool {
-        if *refused == 0 {
-            log_warn!(
-                group = &*self.name,
-                error = %Chain(error),
-                "kafka consumer lost touch with its group and is not confirmed as a member; \
-                 it hands nothing over until it is (the group may have given its partitions \
-                 to another member)"
-            );
-        }
-        let wait = Duration::from_millis(100).saturating_mul(1 << (*refused).min(4));
-        *refused = refused.saturating_add(1);
-        tokio::select! {
-            biased;
-            () = shutdown => false,
-            () = tokio::time::sleep(wait.min(Duration::from_secs(2))) => true,
-        }
     }
 }
 

@@ -27,10 +27,17 @@ pub(super) enum Action {
     SkipParked,
     RequeueDeadLetters,
     PurgeDeadLetters,
-    ResetProjection,
-    SplitProjection,
-    RebuildProjection,
-    RetireProjection,
+    /// A change to a projection, made only with its name typed again.
+    Change(Change),
+}
+
+/// The changes to a projection, as the command line's `projection` verbs make them.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Change {
+    Reset,
+    Split,
+    Rebuild,
+    Retire,
 }
 
 /// Every action's name in its path, for the answer to an unknown one.
@@ -45,10 +52,10 @@ impl Action {
             "skip-parked" => Some(Self::SkipParked),
             "requeue-dead-letters" => Some(Self::RequeueDeadLetters),
             "purge-dead-letters" => Some(Self::PurgeDeadLetters),
-            "reset-projection" => Some(Self::ResetProjection),
-            "split-projection" => Some(Self::SplitProjection),
-            "rebuild-projection" => Some(Self::RebuildProjection),
-            "retire-projection" => Some(Self::RetireProjection),
+            "reset-projection" => Some(Self::Change(Change::Reset)),
+            "split-projection" => Some(Self::Change(Change::Split)),
+            "rebuild-projection" => Some(Self::Change(Change::Rebuild)),
+            "retire-projection" => Some(Self::Change(Change::Retire)),
             _ => None,
         }
     }
@@ -60,10 +67,10 @@ impl Action {
             Self::SkipParked => "skip_parked",
             Self::RequeueDeadLetters => "requeue_dead_letters",
             Self::PurgeDeadLetters => "purge_dead_letters",
-            Self::ResetProjection => "reset_projection",
-            Self::SplitProjection => "split_projection",
-            Self::RebuildProjection => "rebuild_projection",
-            Self::RetireProjection => "retire_projection",
+            Self::Change(Change::Reset) => "reset_projection",
+            Self::Change(Change::Split) => "split_projection",
+            Self::Change(Change::Rebuild) => "rebuild_projection",
+            Self::Change(Change::Retire) => "retire_projection",
         }
     }
 }

@@ -128,10 +128,7 @@ async fn run(
             };
             Ok((format!("{projection}: event {position} {done}"), 1))
         }
-        Action::ResetProjection
-        | Action::SplitProjection
-        | Action::RebuildProjection
-        | Action::RetireProjection => super::changes::change(action, state, body, span).await,
+        Action::Change(change) => super::changes::change(change, state, body, span).await,
         Action::RequeueDeadLetters | Action::PurgeDeadLetters => {
             let Some(name) = &body.queue else {
                 return Err(ConsoleError::BadRequest(

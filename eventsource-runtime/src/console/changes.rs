@@ -4,16 +4,16 @@
 
 use super::ConsoleError;
 use super::State;
-use super::action::{Action, ActionBody};
+use super::action::{ActionBody, Change};
 use crate::operate;
 use crate::telemetry::attributes as attr;
 use crate::telemetry::otel::Span;
 use crate::telemetry::values::Attr;
 
-/// Does `action`, a change to a projection; returns what it did and how many checkpoints
-/// it changed.
+/// Makes `change` to the body's projection; returns what it did and how many checkpoints it
+/// changed.
 pub(super) async fn change(
-    action: Action,
+    change: Change,
     state: &State,
     body: &ActionBody,
     span: &Span,
@@ -31,8 +31,8 @@ pub(super) async fn change(
         )));
     }
     let stores = &state.stores;
-    match action {
-        Action::ResetProjection => {
+    match change {
+        Change::Reset => {
             let Some(position) = body.position else {
                 return Err(ConsoleError::BadRequest(
                     "give `position`, where the projection starts again (0: from the \
@@ -48,7 +48,7 @@ pub(super) async fn change(
                 moved,
             ))
         }
-        Action::SplitProjection => {
+        Change::Split => {
             let Some(segments) = body.segments else {
                 return Err(ConsoleError::BadRequest(
                     "give `segments`, how many; nothing changed".to_owned(),
@@ -64,7 +64,7 @@ pub(super) async fn change(
                 moved,
             ))
         }
-        Action::RebuildProjection => {
+        Change::Rebuild => {
             let Some(new) = &body.rebuilt_as else {
                 return Err(ConsoleError::BadRequest(
                     "give `as`, the rebuilt projection's name; nothing changed".to_owned(),
@@ -80,7 +80,7 @@ pub(super) async fn change(
                 1,
             ))
         }
-        Action::RetireProjection => {
+        Change::Retire => {
             let retired = operate::retire(stores, projection).await?;
             let forgotten = retired.checkpoints.len() as u64;
             Ok((
@@ -88,9 +88,5 @@ pub(super) async fn change(
                 forgotten,
             ))
         }
-        Action::RetryParked
-        | Action::SkipParked
-        | Action::RequeueDeadLetters
-        | Action::PurgeDeadLetters => unreachable!("not a change to a projection"),
     }
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{ConsoleError, State, svg};
 use crate::bus::{DeadLetterEntry, DeadLetterQueue};
-use crate::operate::{self, Asked, EventQuery, EventView, OperateError};
+use crate::operate::{self, EventQuery, EventView};
 use crate::store::EventStore;
 
 /// At most this many events per page of the stream browser.
@@ -240,26 +240,12 @@ pub(super) async fn causation(
     let given = query(given)?.correlation.unwrap_or_default();
     let id = correlation_id(&given)?;
     let others: Vec<&dyn EventStore> = state.other_stores.iter().map(|store| &**store).collect();
-    let asked = match operate::events_asked(&*state.stores.events, &id, false).await {
-        // A correlation whose events are all in the other services' stores.
-        Err(OperateError::NotFound(_)) if !others.is_empty() => Asked {
-            correlation: id,
-            marked: None,
-            events: Vec::new(),
-        },
-        asked => asked?,
-    };
-    let tree = operate::causation_tree_with(asked.events, &others, &asked.correlation).await?;
-    let tree = match asked.marked {
-        Some(event_id) => tree.with_marked(event_id),
-        None => tree,
-    };
-    let correlation = asked.correlation;
+    let tree = operate::causation_tree_of(&*state.stores.events, &others, &id, false).await?;
     let nodes = operate::drawn_nodes(&tree, state.trace_url.as_deref());
-    let drawing = svg::draw(&correlation, &nodes);
+    let drawing = svg::draw(&tree.correlation_id, &nodes);
     Ok(Json(json!({
-        "correlation": correlation,
-        "marked": asked.marked,
+        "correlation": tree.correlation_id,
+        "marked": tree.marked,
         "events": tree.len(),
         "nodes": nodes,
         "svg": drawing,

@@ -22,32 +22,48 @@ pub async fn causation_tree(
     causation_tree_with(Vec::new(), stores, correlation).await
 }
 
-/// What a causation tree was asked for: the correlation to draw, the event to mark in it,
-/// and the correlation's events in the store asked.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Asked {
-    /// The correlation id to draw (an event without one is drawn alone, under its own id).
-    pub correlation: String,
-    /// The event asked about, when the id was an event's.
-    pub marked: Option<Uuid>,
-    /// The correlation's events in the store asked.
-    pub events: Vec<EventEnvelope>,
-}
-
-/// What `id` names in `store`: a correlation id, else (or only, with `event_only`) an
-/// event's id, whose correlation is drawn with the event marked. A command's id is often
-/// the correlation id: an event of that id is marked too.
+/// The causation tree `id` names: a correlation id, else (or only, with `event_only`) an
+/// event's id, whose correlation is drawn with the event marked (a command's id is often
+/// the correlation id: an event of that id is marked too). Read from `store`, then from
+/// `others` (other services' stores), where a correlation's events may all be.
 ///
 /// # Errors
 /// [`OperateError::Invalid`] when `event_only` and `id` is not a UUID,
-/// [`OperateError::NotFound`] when it names neither, [`OperateError::Store`] when the store
-/// fails.
-pub async fn events_asked(
+/// [`OperateError::NotFound`] when no store has what it names, [`OperateError::Store`] when
+/// one fails.
+pub async fn causation_tree_of(
     store: &dyn EventStore,
+    others: &[&dyn EventStore],
     id: &str,
     event_only: bool,
-) -> Result<Asked, OperateError> {
+) -> Result<CausationTree, OperateError> {
+    let asked = match asked(store, id, event_only).await {
+        // A correlation whose events are all in the other services' stores.
+        Err(OperateError::NotFound(_)) if !event_only && !others.is_empty() => Asked {
+            correlation: id.trim().to_owned(),
+            marked: None,
+            events: Vec::new(),
+        },
+        asked => asked?,
+    };
+    let tree = causation_tree_with(asked.events, others, &asked.correlation).await?;
+    Ok(match asked.marked {
+        Some(event_id) => tree.with_marked(event_id),
+        None => tree,
+    })
+}
+
+/// What an id asked for in one store: the correlation to draw, the event to mark in it,
+/// and the correlation's events there.
+struct Asked {
+    /// The correlation id to draw (an event without one is drawn alone, under its own id).
+    correlation: String,
+    marked: Option<Uuid>,
+    events: Vec<EventEnvelope>,
+}
+
+/// What `id` names in `store` (see [`causation_tree_of`]).
+async fn asked(store: &dyn EventStore, id: &str, event_only: bool) -> Result<Asked, OperateError> {
     let id = id.trim();
     let as_uuid = Uuid::parse_str(id).ok();
     let of_correlation = async |correlation: &str| {

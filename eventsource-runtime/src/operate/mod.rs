@@ -53,7 +53,7 @@ mod status;
 use std::sync::Arc;
 
 pub use causation::{
-    Asked, DrawnNode, causation_tree, causation_tree_with, drawn_nodes, events_asked,
+    DrawnNode, causation_tree, causation_tree_of, causation_tree_with, drawn_nodes,
 };
 #[cfg(feature = "broker")]
 pub use dead_letters::{DeadLetterAddress, DeadLetterAddressError};

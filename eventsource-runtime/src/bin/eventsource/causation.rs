@@ -1,5 +1,5 @@
 //! `eventsource causation ID`: the causation tree of a correlation id, or of an event's
-//! correlation with the event marked (`operate::events_asked` tells which), as text, JSON, Mermaid or
+//! correlation with the event marked (`operate::causation_tree_of` tells which), as text, JSON, Mermaid or
 //! DOT, each event linked to its trace (the tree read and laid out by
 //! `eventsource_runtime::operate`, which the console shares).
 
@@ -18,17 +18,14 @@ pub async fn run(
     query: &CausationQuery,
     json: bool,
 ) -> Result<(), CliError> {
-    let asked = operate::events_asked(&*stores.events, &query.correlation, query.event).await?;
     let mut others = Vec::new();
     for target in &query.also_stores {
         others.push(Stores::open_also(target, schema).await?);
     }
     let others: Vec<&dyn EventStore> = others.iter().map(|other| &*other.events).collect();
-    let tree = operate::causation_tree_with(asked.events, &others, &asked.correlation).await?;
-    let tree = match asked.marked {
-        Some(event_id) => tree.with_marked(event_id),
-        None => tree,
-    };
+    let tree =
+        operate::causation_tree_of(&*stores.events, &others, &query.correlation, query.event)
+            .await?;
     let trace_url = query.trace_url.as_deref();
     match if json { TreeFormat::Json } else { query.format } {
         TreeFormat::Text => output::text(&tree.to_string()),

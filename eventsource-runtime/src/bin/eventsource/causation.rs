@@ -10,22 +10,26 @@ use eventsource_runtime::store::EventStore;
 use crate::args::{CausationQuery, TreeFormat};
 use crate::exit::CliError;
 use crate::output;
-use crate::store::Stores;
+use eventsource_runtime::operate::OpenedStore;
 
 pub async fn run(
-    stores: &Stores,
+    store: &OpenedStore,
     schema: &str,
     query: &CausationQuery,
     json: bool,
 ) -> Result<(), CliError> {
     let mut others = Vec::new();
     for target in &query.also_stores {
-        others.push(Stores::open_also(target, schema).await?);
+        others.push(crate::store::open_also(target, schema).await?);
     }
-    let others: Vec<&dyn EventStore> = others.iter().map(|other| &*other.events).collect();
-    let tree =
-        operate::causation_tree_of(&*stores.events, &others, &query.correlation, query.event)
-            .await?;
+    let others: Vec<&dyn EventStore> = others.iter().map(|other| &*other.stores.events).collect();
+    let tree = operate::causation_tree_of(
+        &*store.stores.events,
+        &others,
+        &query.correlation,
+        query.event,
+    )
+    .await?;
     let trace_url = query.trace_url.as_deref();
     match if json { TreeFormat::Json } else { query.format } {
         TreeFormat::Text => output::text(&tree.to_string()),

@@ -9,10 +9,9 @@ use eventsource_runtime::console::Console;
 
 use crate::args::ConsoleArgs;
 use crate::exit::CliError;
-use crate::status::operated;
-use crate::store::Stores;
+use eventsource_runtime::operate::OpenedStore;
 
-pub async fn run(stores: &Stores, schema: &str, args: &ConsoleArgs) -> Result<(), CliError> {
+pub async fn run(store: &OpenedStore, schema: &str, args: &ConsoleArgs) -> Result<(), CliError> {
     if !args.listen.ip().is_loopback() && !args.allow_remote {
         return Err(CliError::Usage(format!(
             "{} is not a loopback address: other machines could reach the console. Give \
@@ -29,7 +28,7 @@ pub async fn run(stores: &Stores, schema: &str, args: &ConsoleArgs) -> Result<()
     }
     let setting =
         |error: eventsource_runtime::console::ConsoleError| CliError::Usage(error.to_string());
-    let mut console = Console::new(operated(stores))
+    let mut console = Console::new(store.stores.clone())
         .read_only(args.read_only)
         .allowed_hosts(&args.hosts);
     if let Some(token) = &args.read_token {
@@ -46,7 +45,7 @@ pub async fn run(stores: &Stores, schema: &str, args: &ConsoleArgs) -> Result<()
             .map_err(setting)?;
     }
     for target in &args.also_stores {
-        console = console.also_store(Stores::open_also(target, schema).await?.events);
+        console = console.also_store(crate::store::open_also(target, schema).await?.stores.events);
     }
     console = brokers::with_dead_letters(console, args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

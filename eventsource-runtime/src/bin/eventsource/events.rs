@@ -8,7 +8,7 @@ use eventsource_runtime::operate::{self, EventQuery, EventView};
 use crate::args::EventsQuery;
 use crate::exit::CliError;
 use crate::output;
-use crate::store::Stores;
+use eventsource_runtime::operate::OpenedStore;
 
 /// `#12  Order/o-1 v3  OrderPlaced  2026-...Z  correlation=... causation=... trace=...`.
 fn line(event: &EventView) -> String {
@@ -61,10 +61,10 @@ fn query_of(query: &EventsQuery) -> Result<EventQuery, CliError> {
     ))
 }
 
-pub async fn run(stores: &Stores, query: &EventsQuery, json: bool) -> Result<(), CliError> {
+pub async fn run(store: &OpenedStore, query: &EventsQuery, json: bool) -> Result<(), CliError> {
     let asked = query_of(query)?;
     let page = operate::read_events(
-        &*stores.events,
+        &*store.stores.events,
         &asked,
         query.limit as usize,
         query.trace_url.as_deref(),

@@ -53,19 +53,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         // A broker's: no store needed.
         return dead_letters::run(command, cli.json).await;
     }
-    let stores = store::Stores::open(&cli.store).await?;
+    let store = store::open(&cli.store).await?;
     if !matches!(cli.command, Command::Migrate) {
-        stores.found().await?;
+        store.found().await?;
     }
     let json = cli.json;
     match cli.command {
-        Command::Status(args) => status::run(&stores, &args, json).await,
-        Command::Events(query) => events::run(&stores, &query, json).await,
-        Command::Causation(query) => causation::run(&stores, &cli.store.schema, &query, json).await,
-        Command::Projection(command) => projection::run(&stores, command, json).await,
-        Command::Parked(command) => parked::run(&stores, command, json).await,
-        Command::Migrate => schema::migrate(&stores).await,
-        Command::Console(args) => console::run(&stores, &cli.store.schema, &args).await,
+        Command::Status(args) => status::run(&store, &args, json).await,
+        Command::Events(query) => events::run(&store, &query, json).await,
+        Command::Causation(query) => causation::run(&store, &cli.store.schema, &query, json).await,
+        Command::Projection(command) => projection::run(&store, command, json).await,
+        Command::Parked(command) => parked::run(&store, command, json).await,
+        Command::Migrate => schema::migrate(&store).await,
+        Command::Console(args) => console::run(&store, &cli.store.schema, &args).await,
         Command::Grants(_) | Command::DeadLetters(_) => Ok(()),
     }
 }

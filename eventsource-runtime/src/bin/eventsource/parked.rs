@@ -8,10 +8,10 @@ use eventsource_runtime::operate;
 use crate::args::ParkedCommand;
 use crate::exit::CliError;
 use crate::output;
-use crate::status::operated;
-use crate::store::Stores;
+use eventsource_runtime::operate::{OpenedStore, Stores};
 
-pub async fn run(stores: &Stores, command: ParkedCommand, json: bool) -> Result<(), CliError> {
+pub async fn run(store: &OpenedStore, command: ParkedCommand, json: bool) -> Result<(), CliError> {
+    let stores = &store.stores;
     match command {
         ParkedCommand::List { name } => list(stores, &name, json).await,
         ParkedCommand::Retry { name, position } => retry(stores, &name, position, json).await,
@@ -20,7 +20,7 @@ pub async fn run(stores: &Stores, command: ParkedCommand, json: bool) -> Result<
 }
 
 async fn list(stores: &Stores, name: &str, json: bool) -> Result<(), CliError> {
-    let parked = operate::parked_events(&operated(stores), name).await?;
+    let parked = operate::parked_events(stores, name).await?;
     if json {
         return output::json(&parked);
     }
@@ -50,7 +50,7 @@ async fn retry(
     position: Option<u64>,
     json: bool,
 ) -> Result<(), CliError> {
-    let requested = operate::retry_parked(&operated(stores), name, position).await?;
+    let requested = operate::retry_parked(stores, name, position).await?;
     if json {
         return output::json(&serde_json::json!({
             "projection": name,
@@ -66,7 +66,7 @@ async fn retry(
 }
 
 async fn skip(stores: &Stores, name: &str, position: u64, json: bool) -> Result<(), CliError> {
-    operate::skip_parked(&operated(stores), name, position).await?;
+    operate::skip_parked(stores, name, position).await?;
     if json {
         return output::json(&serde_json::json!({ "projection": name, "skipped": position }));
     }

@@ -8,21 +8,24 @@ use eventsource_runtime::operate;
 use crate::args::{ProjectionCommand, RebuildArgs, ResetArgs, RetireArgs, SplitArgs};
 use crate::exit::CliError;
 use crate::output;
-use crate::status::operated;
-use crate::store::Stores;
+use eventsource_runtime::operate::OpenedStore;
 
-pub async fn run(stores: &Stores, command: ProjectionCommand, json: bool) -> Result<(), CliError> {
+pub async fn run(
+    store: &OpenedStore,
+    command: ProjectionCommand,
+    json: bool,
+) -> Result<(), CliError> {
     let name = match &command {
         ProjectionCommand::Reset(ResetArgs { name, .. })
         | ProjectionCommand::Retire(RetireArgs { name }) => Some(name),
         ProjectionCommand::Rebuild(_) | ProjectionCommand::Split(_) => None,
     };
     if let Some(name) = name
-        && !stores.leases_shared
+        && !store.leases_shared
     {
         warn_unseen_workers(name);
     }
-    let stores = &operated(stores);
+    let stores = &store.stores;
     match command {
         ProjectionCommand::Reset(args) => reset(stores, &args, json).await,
         ProjectionCommand::Split(args) => split(stores, &args, json).await,

@@ -4,11 +4,10 @@
 use crate::args::{GrantsArgs, StoreArgs};
 use crate::exit::CliError;
 use crate::output;
-use crate::store::Stores;
+use eventsource_runtime::operate::OpenedStore;
 
-pub async fn migrate(stores: &Stores) -> Result<(), CliError> {
-    stores
-        .opened
+pub async fn migrate(store: &OpenedStore) -> Result<(), CliError> {
+    store
         .migrate()
         .await
         .map_err(CliError::store("cannot migrate the schema"))?;

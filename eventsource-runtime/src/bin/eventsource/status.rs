@@ -4,13 +4,12 @@
 //! shares).
 
 use eventsource_runtime::operate::{
-    self, CheckpointLag, MarkHolderView, OperateError, StatusReport,
+    self, CheckpointLag, MarkHolderView, OpenedStore, OperateError, StatusReport,
 };
 use serde::Serialize;
 
 use crate::args::StatusArgs;
 use crate::exit::CliError;
-use crate::store::Stores;
 use crate::{output, service_health};
 
 /// What `status` prints: the library's report, and the service's own.
@@ -34,18 +33,9 @@ impl From<OperateError> for CliError {
     }
 }
 
-/// The stores the library's reads take.
-pub fn operated(stores: &Stores) -> operate::Stores {
-    let mut operated = operate::Stores::new(stores.events.clone(), stores.checkpoints.clone());
-    if let Some(claims) = &stores.claims {
-        operated = operated.with_claims(claims.clone());
-    }
-    operated
-}
-
-pub async fn run(stores: &Stores, args: &StatusArgs, json: bool) -> Result<(), CliError> {
+pub async fn run(store: &OpenedStore, args: &StatusArgs, json: bool) -> Result<(), CliError> {
     let mut report = Report {
-        status: operate::status(&operated(stores)).await?,
+        status: operate::status(&store.stores).await?,
         service: None,
     };
     if let Some(url) = &args.health_url {

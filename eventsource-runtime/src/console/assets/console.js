@@ -341,11 +341,10 @@
         }
         const correlation = document.createElement('td');
         if (e.correlation_id) {
-          const link = document.createElement('a');
-          link.href = '#causation';
-          link.textContent = e.correlation_id;
-          link.addEventListener('click', () => { $('#causation-id').value = e.correlation_id; drawCausation(); });
-          correlation.append(link);
+          correlation.append(viewLink(e.correlation_id, 'causation', 'correlation-link', () => {
+            $('#causation-id').value = e.correlation_id;
+            drawCausation();
+          }));
         }
         // The type opens the request's tree with this event marked.
         const type = document.createElement('td');

@@ -88,7 +88,10 @@ pub(crate) async fn reconnecting<S: Future<Output = ()> + Send>(
     mut sessions: impl Sessions,
 ) {
     let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
-    while let Err(error) = sessions.session(shutdown.as_mut()).await {
+    // Boxed: a session's future is large (the broker client's own), and unboxed it is
+    // copied into every frame that polls it, which overflowed a 2 MiB thread in a debug
+    // build. One allocation per session.
+    while let Err(error) = Box::pin(sessions.session(shutdown.as_mut())).await {
         if is_restart(&error) {
             // Asked for by the stall watch, which said so: at once, and a failure after
             // it waits the shortest backoff again.

@@ -368,10 +368,13 @@ impl Sessions for &ConsumerGroup {
         &mut self,
         mut shutdown: Pin<&mut S>,
     ) -> Result<(), BusError> {
-        let context = self.bus.context().await?;
-        let (live_consumer, retry_consumer) = self.consumers(&context).await?;
-        let mut live = Inbox::new(self.pull(&live_consumer).await?);
-        let mut retry = Inbox::new(self.pull(&retry_consumer).await?);
+        // What happens once a session, or once a pull, is boxed: the client's futures are
+        // large, and a debug build's frame holds each one awaited in place (the group must
+        // run in `testing::conformance::broker::footprint::GROUP_STACK`).
+        let context = Box::pin(self.bus.context()).await?;
+        let (live_consumer, retry_consumer) = Box::pin(self.consumers(&context)).await?;
+        let mut live = Inbox::new(Box::pin(self.pull(&live_consumer)).await?);
+        let mut retry = Inbox::new(Box::pin(self.pull(&retry_consumer)).await?);
         let keep_alive = KeepAlive::new(context.client(), self.ack_wait);
         log_info!(
             group = &*self.name,
@@ -383,7 +386,10 @@ impl Sessions for &ConsumerGroup {
             tokio::select! {
                 biased;
                 () = shutdown.as_mut() => {
-                    tokio::join!(self.drain(&context, &keep_alive, live), retry.give_back());
+                    Box::pin(async {
+                        tokio::join!(self.drain(&context, &keep_alive, live), retry.give_back())
+                    })
+                    .await;
                     return Ok(());
                 }
                 () = self.health.restart_requested() => {
@@ -396,18 +402,17 @@ impl Sessions for &ConsumerGroup {
                             .await?;
                     }
                     Some(Err(error)) => return Err(BusError::Unavailable(error)),
-                    None => live = Inbox::new(self.pull(&live_consumer).await?),
+                    None => live = Inbox::new(Box::pin(self.pull(&live_consumer)).await?),
                 },
                 next = retry.next() => match next {
                     Some(Ok(message)) => {
                         let in_hand = [reply(&message)];
                         let settling = self.settle(&context, Source::Retry, message);
-                        keep_alive
-                            .during(settling, &in_hand, &mut [&mut live, &mut retry])
+                        Box::pin(keep_alive.during(settling, &in_hand, &mut [&mut live, &mut retry]))
                             .await?;
                     }
                     Some(Err(error)) => return Err(BusError::Unavailable(error)),
-                    None => retry = Inbox::new(self.pull(&retry_consumer).await?),
+                    None => retry = Inbox::new(Box::pin(self.pull(&retry_consumer)).await?),
                 },
             }
         }

@@ -291,8 +291,13 @@ impl NatsServer {
                 .unwrap_or("nats-server")
                 .to_owned()
         });
+        // Taken, the port is most likely held by the server of a run that aborted (and so
+        // never dropped it): the members would reach that server, not this one.
+        if let Err(error) = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)) {
+            panic!("port {port} is taken ({error}): a nats-server left by an aborted run?");
+        }
         let store = dir.join("nats");
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .args(["-js", "-a", "0.0.0.0", "-p", &port.to_string(), "-sd"])
             .arg(&store)
             .stdin(Stdio::null())
@@ -309,6 +314,10 @@ impl NatsServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the nats-server on {address} exited"
+        );
         Self(child)
     }
 }

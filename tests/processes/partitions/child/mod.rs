@@ -11,7 +11,9 @@ pub mod relay;
 mod runner;
 mod worker;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,16 +75,19 @@ pub async fn run() {
         history,
         store,
     };
-    match role.as_str() {
-        "runner" => runner::run(told).await,
-        "worker" => worker::run(told).await,
-        "appender" => appender::run(told).await,
+    // Each role boxed: unboxed, this future would hold (and a debug build's frames copy)
+    // every role's state at once, on the 2 MiB test thread.
+    let role: Pin<Box<dyn Future<Output = ()>>> = match role.as_str() {
+        "runner" => Box::pin(runner::run(told)),
+        "worker" => Box::pin(worker::run(told)),
+        "appender" => Box::pin(appender::run(told)),
         #[cfg(feature = "nats")]
-        "consumer" => consumer::run(told).await,
+        "consumer" => Box::pin(consumer::run(told)),
         #[cfg(feature = "nats")]
-        "relay" => relay::run(told).await,
+        "relay" => Box::pin(relay::run(told)),
         other => panic!("no child role {other}"),
-    }
+    };
+    role.await;
 }
 
 /// SIGTERM, received.

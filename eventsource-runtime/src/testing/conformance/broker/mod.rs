@@ -14,7 +14,9 @@
 //! - [`failures`]: retries then dead letters then a move back, purge, an undecodable
 //!   message, a retry for a handler the group no longer has, a graceful stop;
 //! - [`upcasting`]: a consumer of a newer schema handling an older producer's messages, and
-//!   dead-lettering what it cannot upcast.
+//!   dead-lettering what it cannot upcast;
+//! - [`footprint`]: a group running, handling and stopping on a quarter of a tokio worker's
+//!   stack.
 //!
 //! The scenarios read spans through [`capture`](crate::testing::capture) and metrics
 //! through the [`MetricCapture`](crate::testing::MetricCapture) they are given (metrics are
@@ -27,6 +29,7 @@
 
 pub mod baggage;
 pub mod failures;
+pub mod footprint;
 pub mod trace;
 pub mod upcasting;
 
@@ -154,6 +157,32 @@ impl Running {
                 let _ = stopped.await;
             }),
         ));
+        Self { stop, task }
+    }
+
+    /// [`start`](Self::start), the group run by a runtime of its own on a thread of
+    /// `stack` bytes of stack.
+    async fn start_on_stack<F: BrokerFixture>(fixture: &F, group: &F::Group, stack: usize) -> Self {
+        fixture.declare(group).await.expect("the group's topology");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let run = F::run(
+            group.clone(),
+            Box::pin(async move {
+                let _ = stopped.await;
+            }),
+        );
+        let thread = std::thread::Builder::new()
+            .name("small-stack-group".to_owned())
+            .stack_size(stack)
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the group")
+                    .block_on(run)
+            })
+            .expect("a thread for the group");
+        let task = tokio::task::spawn_blocking(move || thread.join().expect("the group's thread"));
         Self { stop, task }
     }
 
@@ -335,6 +364,8 @@ macro_rules! broker_scenarios {
                 $crate::testing::conformance::broker::failures::graceful_stop_finishes_the_handler_in_flight;
             a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcast =>
                 $crate::testing::conformance::broker::upcasting::a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_upcast;
+            a_group_runs_on_a_quarter_of_a_worker_stack =>
+                $crate::testing::conformance::broker::footprint::a_group_runs_on_a_quarter_of_a_worker_stack;
         }
     };
 }

@@ -1,6 +1,7 @@
 //! Something for an operator's tools to show, without writing code: a day of orders in a
 //! store, a projection behind, an event from newer code parked, a projection split into
-//! segments and, with a broker, a dead letter. Then `eventsource status` and the console
+//! segments, a projection whose runner stopped on a failing handler and, with a broker, a
+//! dead letter. Then `eventsource status` and the console
 //! read it (docs/guide/operating.md):
 //!
 //! ```sh
@@ -26,8 +27,11 @@ use std::collections::BTreeMap;
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use domain::{CancelOrder, Order, OrderPlaced, OrderShipped, ShipOrder, sample_order};
+use domain::{
+    CancelOrder, Order, OrderCancelled, OrderPlaced, OrderShipped, ShipOrder, sample_order,
+};
 use eventsource_runtime::event::{NewEvent, Payload};
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
@@ -64,6 +68,22 @@ struct Shipments {
 impl Shipments {
     fn on_shipped(&mut self, shipped: &OrderShipped, _: &EventEnvelope) {
         *self.by_carrier.entry(shipped.carrier.clone()).or_default() += 1;
+    }
+}
+
+/// Refunds per customer, whose handler is written to fail on a cancellation (the refund
+/// service it would call is down): its runner stops and records why.
+#[derive(Debug, Default)]
+struct Refunds;
+
+#[projection(projection_name = "refunds")]
+impl Refunds {
+    fn on_cancelled(
+        &mut self,
+        _: &OrderCancelled,
+        _: &EventEnvelope,
+    ) -> Result<(), Box<dyn Error + Send + Sync>> {
+        Err("the refund service is down (connection refused)".into())
     }
 }
 
@@ -167,6 +187,14 @@ async fn run() -> Result<(), Box<dyn Error>> {
     .segmented(claims, 2);
     shipments.run_until_caught_up().await?;
 
+    // `refunds`: its handler fails on the cancellation, twice; the runner stops and
+    // records why, for `status` and the console.
+    let refunds = ProjectionRunner::new(Arc::clone(&store), Arc::clone(&checkpoints), Refunds)
+        .max_attempts(2)
+        .backoff(Duration::from_millis(10), Duration::from_millis(10));
+    let stopped = refunds.run_until_caught_up().await.err();
+    let stopped = stopped.ok_or("`refunds` was to stop on the cancellation")?;
+
     let dead_letters = match &options.broker {
         Some(url) => broker::dead_letter_a_cancellation(&*store, url).await?,
         None => "no broker given: no dead letters".to_owned(),
@@ -178,7 +206,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     };
     println!(
         "stored: {} events; `revenue` caught up, one event parked, then 5 orders behind; \
-         `shipments` split in 2 segments; {dead_letters}",
+         `shipments` split in 2 segments; `refunds` stopped ({stopped}); {dead_letters}",
         store.head_position().await?.unwrap_or(0)
     );
     println!(

@@ -18,7 +18,7 @@ use eventsource_runtime::postgres::{
     MigrationRefused, PostgresEventStore, RUNTIME_GRANTS, TransactionalHandler,
     TransactionalIdempotent,
 };
-use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
+use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent, RunnerStop};
 use eventsource_runtime::projection::runner::ProjectionRunner;
 use eventsource_runtime::projection::{Projection, ProjectionError};
 use eventsource_runtime::relay::Relay;
@@ -213,7 +213,7 @@ pub async fn the_runtime_role_migrates_nothing_and_is_told_why_it_cannot(roles: 
         .downcast_ref::<MigrationRefused>()
         .unwrap_or_else(|| panic!("a MigrationRefused, got {source:?}"));
     assert_eq!(refused.role, roles.runtime);
-    assert_eq!(refused.pending, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(refused.pending, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     let line = chain(&error);
     assert!(
         line.contains(&format!("role {} cannot migrate", roles.runtime))
@@ -370,6 +370,16 @@ pub async fn the_runtime_role_runs_everything_the_runtime_does(roles: &Roles) {
         "again"
     );
     assert!(checkpoints.unpark("manual", 2).await.unwrap());
+    // Why a runner stopped: recorded, listed, cleared.
+    let stop = RunnerStop::new("handler failed");
+    checkpoints.record_stop("manual", &stop).await.unwrap();
+    let listed = checkpoints.checkpoints().await.unwrap();
+    let manual = listed.iter().find(|r| r.projection == "manual").unwrap();
+    assert_eq!(
+        manual.stopped.as_ref().map(|s| s.error.as_str()),
+        Some("handler failed")
+    );
+    checkpoints.clear_stop("manual").await.unwrap();
 
     // A projection runner (it takes its lease and saves its checkpoint leased).
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -463,6 +463,13 @@ async fn the_operator_example_leaves_something_for_each_view() {
     assert_eq!(shipments.kind, "split", "{shipments:#?}");
     assert_eq!(shipments.segments.len(), 2, "{shipments:#?}");
     assert_eq!(shipments.lag.events, 0, "{shipments:#?}");
+    let refunds = named("refunds");
+    let stop = refunds.stopped.as_ref().expect("why `refunds` stopped");
+    assert!(
+        stop.error
+            .ends_with("the refund service is down (connection refused)"),
+        "{refunds:#?}"
+    );
     if amqp.is_some() {
         assert!(
             stdout.contains("one more dead letter in `operator-billing`"),

@@ -73,6 +73,7 @@ async fn in_memory_checkpoint_store_conforms() {
     let (first, second) = checkpoint_store();
     suite::parked_events_are_kept_per_projection(first, async |_| second).await;
     suite::retry_requests_are_kept_with_the_parked_event(checkpoint_store().0).await;
+    suite::a_runner_stop_is_listed_until_cleared(checkpoint_store().0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -244,7 +244,7 @@ async fn sqlite_a_snapshot_from_schema_v3_reads_as_version_1() {
             .fetch_all(pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
     let snapshots = store.snapshot_store();
     let old = snapshots
         .get(&StreamId::new("Tally", "t-old"))
@@ -309,7 +309,7 @@ async fn postgres_a_snapshot_from_schema_v6_reads_as_version_1() {
     .unwrap();
     assert_eq!(
         applied,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
         "every later version applied once"
     );
     let old = snapshots

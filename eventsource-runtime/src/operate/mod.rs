@@ -66,7 +66,7 @@ pub use retire::{Retired, retire};
 pub use split::{Split, split};
 pub use status::{
     CheckpointLag, LeaseView, MarkHolderView, ProjectionStatus, SegmentStatus, StatusReport,
-    segment_of_name, split_projections, status,
+    StopView, segment_of_name, split_projections, status,
 };
 
 use crate::projection::checkpoint::CheckpointStore;

@@ -9,7 +9,7 @@ use futures_util::stream::{self, StreamExt as _};
 use serde::Serialize;
 
 use super::{OperateError, Stores};
-use crate::projection::checkpoint::{CheckpointRecord, LeaseHolder};
+use crate::projection::checkpoint::{CheckpointRecord, LeaseHolder, RunnerStop};
 use crate::projection::segments::SegmentOwner;
 use crate::store::{BatchEnd, EventStore, MarkHolder, Segment};
 
@@ -79,8 +79,30 @@ pub struct ProjectionStatus {
     pub lease: Option<LeaseView>,
     /// Its parked events (a split one's: its segments').
     pub parked: u64,
+    /// Why its runner stopped, when the last runner to hold it stopped on an error and
+    /// none has taken it since (`null` in JSON otherwise; a split one's: `null`).
+    pub stopped: Option<StopView>,
     /// A split projection's segments, in order (empty otherwise).
     pub segments: Vec<SegmentStatus>,
+}
+
+/// Why a projection's runner stopped ([`RunnerStop`]): `{"at": ..., "error": ...}`.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct StopView {
+    /// When it stopped.
+    pub at: DateTime<Utc>,
+    /// The error it stopped on, with its sources, on one line.
+    pub error: String,
+}
+
+impl From<RunnerStop> for StopView {
+    fn from(stop: RunnerStop) -> Self {
+        Self {
+            at: stop.at,
+            error: stop.error,
+        }
+    }
 }
 
 /// One segment of a split projection.
@@ -296,6 +318,7 @@ async fn whole_status(
         updated_at: record.updated_at,
         lease: holder.map(LeaseView::from),
         parked,
+        stopped: record.stopped.clone().map(StopView::from),
         segments: Vec::new(),
         name,
     })
@@ -348,6 +371,7 @@ fn split_status(
         },
         lease: None,
         parked: segments.iter().map(|s| s.parked).sum(),
+        stopped: None,
         segments,
     }
 }

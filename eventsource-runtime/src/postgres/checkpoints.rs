@@ -14,7 +14,7 @@ use super::lease::{DEFAULT_LEASE_TIMEOUT, LeaseStatements, PostgresLease};
 use super::schema::{InvalidSchemaName, check_schema, lock_key, migrate, qualify};
 use super::{pool_store, to_i64, to_u64, unavailable};
 use crate::projection::checkpoint::{
-    CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease,
+    CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease, RunnerStop,
 };
 use crate::store::StoreError;
 
@@ -40,8 +40,14 @@ const UNPARK: &str = "DELETE FROM __schema__.parked_events WHERE projection = $1
 const FORGET: &str = "WITH c AS (DELETE FROM __schema__.checkpoints WHERE projection = $1 RETURNING 1), \
           p AS (DELETE FROM __schema__.parked_events WHERE projection = $1 RETURNING 1) \
      SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM p)";
-const CHECKPOINTS: &str = "SELECT projection, position, updated_at FROM __schema__.checkpoints \
-     ORDER BY projection";
+const CHECKPOINTS: &str = "SELECT projection, position, updated_at, stopped_at, stop_error \
+     FROM __schema__.checkpoints ORDER BY projection";
+// A projection with no checkpoint yet gets one at 0, so that its stop is listed.
+const RECORD_STOP: &str = "INSERT INTO __schema__.checkpoints (projection, position, stopped_at, stop_error) \
+     VALUES ($1, 0, $2, $3) ON CONFLICT (projection) DO UPDATE \
+     SET stopped_at = excluded.stopped_at, stop_error = excluded.stop_error";
+const CLEAR_STOP: &str = "UPDATE __schema__.checkpoints SET stopped_at = NULL, stop_error = NULL \
+     WHERE projection = $1 AND stopped_at IS NOT NULL";
 const PARKED_COUNTS: &str = "SELECT projection, count(*) FROM __schema__.parked_events \
      GROUP BY projection ORDER BY projection";
 // A session-level advisory lock on one bigint key shows in pg_locks as its high and low 32
@@ -67,6 +73,8 @@ struct Statements {
     retry_requests: String,
     checkpoints: String,
     parked_counts: String,
+    record_stop: String,
+    clear_stop: String,
 }
 
 impl Statements {
@@ -84,6 +92,8 @@ impl Statements {
             retry_requests: qualify(RETRY_REQUESTS, schema),
             checkpoints: qualify(CHECKPOINTS, schema),
             parked_counts: qualify(PARKED_COUNTS, schema),
+            record_stop: qualify(RECORD_STOP, schema),
+            clear_stop: qualify(CLEAR_STOP, schema),
         }
     }
 }
@@ -348,14 +358,44 @@ impl CheckpointStore for PostgresCheckpointStore {
     }
 
     async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
-        let rows: Vec<(String, i64, DateTime<Utc>)> = sqlx::query_as(&self.sql.checkpoints)
+        type Row = (
+            String,
+            i64,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(&self.sql.checkpoints)
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
         let records = rows
             .into_iter()
-            .map(|(name, position, at)| CheckpointRecord::new(name, to_u64(position), Some(at)));
+            .map(|(name, position, at, stopped_at, error)| {
+                let stop = stopped_at.map(|at| RunnerStop::at(at, error.unwrap_or_default()));
+                CheckpointRecord::new(name, to_u64(position), Some(at)).with_stop(stop)
+            });
         Ok(records.collect())
+    }
+
+    async fn record_stop(&self, projection: &str, stop: &RunnerStop) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.record_stop)
+            .bind(projection)
+            .bind(stop.at)
+            .bind(&stop.error)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn clear_stop(&self, projection: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.sql.clear_stop)
+            .bind(projection)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn parked_counts(&self) -> Result<BTreeMap<String, u64>, StoreError> {

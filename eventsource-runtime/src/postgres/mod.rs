@@ -19,7 +19,7 @@
 //!
 //! # Schema
 //!
-//! The stores share one schema ([`SCHEMA`], then [`SCHEMA_V2`] to [`SCHEMA_V11`]), which
+//! The stores share one schema ([`SCHEMA`], then [`SCHEMA_V2`] to [`SCHEMA_V12`]), which
 //! `migrate()` on any of them applies as a whole, in one transaction (idempotent: run it at
 //! every start, from any store and any number of processes at once). Its tables live in a
 //! PostgreSQL schema of your choice (`public` unless you call `with_schema`, which also lets
@@ -29,7 +29,7 @@
 //! |---|---|---|
 //! | `events` | `position bigint GENERATED ALWAYS AS IDENTITY`, `UNIQUE (stream_type, stream_id, version)` | event id (`uuid`), event type, schema version, `recorded_at timestamptz` (+ `recorded_at_nanos`, so timestamps round-trip to the nanosecond), `payload jsonb`, `metadata jsonb` |
 //! | `snapshots` | `(stream_type, stream_id)` | the newest snapshot per stream (`state jsonb`), with its `schema_version` (version 7, [`SCHEMA_V7`]) |
-//! | `checkpoints` | `projection` | each projection's checkpoint |
+//! | `checkpoints` | `projection` | each projection's checkpoint, and why its runner stopped, `stopped_at` and `stop_error` (version 12, [`SCHEMA_V12`]) |
 //! | `parked_events` | `(projection, position)` | the events each projection parked, with the error (version 2, [`SCHEMA_V2`]), and when an operator asked to retry one, `retry_requested_at` (version 11, [`SCHEMA_V11`]) |
 //! | `processed_messages` | `(handler, message_id uuid)` | the messages each idempotent handler handled, `handled_at` (version 3, [`SCHEMA_V3`]) |
 //! | `projection_segments` | `(projection, segment)` | the segments of each split projection: owner, fencing `epoch`, `renewed_at` (version 9, [`SCHEMA_V9`]), the owner's `claim_timeout` (version 10, [`SCHEMA_V10`]) |
@@ -173,7 +173,7 @@ pub use processed::PostgresProcessedMessages;
 pub(crate) use rows::decode_of as decode_row;
 pub use schema::{
     InvalidSchemaName, MigrationRefused, RUNTIME_GRANTS, SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4,
-    SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V9, SCHEMA_V10, SCHEMA_V11,
+    SCHEMA_V5, SCHEMA_V6, SCHEMA_V7, SCHEMA_V8, SCHEMA_V9, SCHEMA_V10, SCHEMA_V11, SCHEMA_V12,
 };
 pub use snapshots::PostgresSnapshotStore;
 pub use transactional::{TransactionalHandler, TransactionalIdempotent};

@@ -61,6 +61,11 @@ pub const SCHEMA_V10: &str = include_str!("schema/v10.sql");
 /// [`SCHEMA_V10`].
 pub const SCHEMA_V11: &str = include_str!("schema/v11.sql");
 
+/// Version 12 of the schema: the columns `checkpoints.stopped_at` and `stop_error` (why a
+/// projection's runner stopped on an error, until a runner takes it again), applied by
+/// `migrate()` after [`SCHEMA_V11`].
+pub const SCHEMA_V12: &str = include_str!("schema/v12.sql");
+
 /// The privileges the runtime role needs on a schema the owner role has migrated, with
 /// `__schema__` standing for the quoted schema name and `__role__` for the quoted role:
 /// `USAGE` on the schema, `SELECT, INSERT` on `events` (no `UPDATE`, no `DELETE`), `USAGE,
@@ -81,6 +86,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, SCHEMA_V9),   // projections split into segments
     (10, SCHEMA_V10), // each segment claim expires by its owner's timeout
     (11, SCHEMA_V11), // retry requests of parked events
+    (12, SCHEMA_V12), // why a runner stopped
 ];
 
 /// The placeholder for the quoted schema name in [`SCHEMA`] and the stores' statements.

@@ -14,7 +14,7 @@ use super::{
     unavailable,
 };
 use crate::projection::checkpoint::{
-    CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease,
+    CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease, RunnerStop,
 };
 use crate::store::StoreError;
 
@@ -38,8 +38,14 @@ const PARKED: &str = "SELECT position, error, parked_at FROM parked_events \
 const UNPARK: &str = "DELETE FROM parked_events WHERE projection = ?1 AND position = ?2";
 const FORGET_CHECKPOINT: &str = "DELETE FROM checkpoints WHERE projection = ?1";
 const FORGET_PARKED: &str = "DELETE FROM parked_events WHERE projection = ?1";
-const CHECKPOINTS: &str =
-    "SELECT projection, position, updated_at FROM checkpoints ORDER BY projection";
+const CHECKPOINTS: &str = "SELECT projection, position, updated_at, stopped_at, stop_error \
+     FROM checkpoints ORDER BY projection";
+// A projection with no checkpoint yet gets one at 0, so that its stop is listed.
+const RECORD_STOP: &str = "INSERT INTO checkpoints (projection, position, updated_at, stopped_at, stop_error) \
+     VALUES (?1, 0, ?2, ?2, ?3) ON CONFLICT (projection) DO UPDATE \
+     SET stopped_at = excluded.stopped_at, stop_error = excluded.stop_error";
+const CLEAR_STOP: &str = "UPDATE checkpoints SET stopped_at = NULL, stop_error = NULL \
+     WHERE projection = ?1 AND stopped_at IS NOT NULL";
 const PARKED_COUNTS: &str =
     "SELECT projection, count(*) FROM parked_events GROUP BY projection ORDER BY projection";
 
@@ -237,15 +243,44 @@ impl CheckpointStore for SqliteCheckpointStore {
     async fn checkpoints(&self) -> Result<Vec<CheckpointRecord>, StoreError> {
         let pool = self.pool.clone();
         detached(async move {
-            let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(CHECKPOINTS)
+            type Row = (String, i64, Option<String>, Option<String>, Option<String>);
+            let rows: Vec<Row> = sqlx::query_as(CHECKPOINTS)
                 .fetch_all(&pool)
                 .await
                 .map_err(unavailable)?;
-            let records = rows.into_iter().map(|(name, position, at)| {
-                let at = at.and_then(|at| parse_timestamp(&at).ok());
-                CheckpointRecord::new(name, to_u64(position), at)
-            });
+            let records = rows
+                .into_iter()
+                .map(|(name, position, at, stopped_at, error)| {
+                    let at = at.and_then(|at| parse_timestamp(&at).ok());
+                    let stop = stopped_at
+                        .and_then(|at| parse_timestamp(&at).ok())
+                        .map(|at| RunnerStop::at(at, error.unwrap_or_default()));
+                    CheckpointRecord::new(name, to_u64(position), at).with_stop(stop)
+                });
             Ok(records.collect())
+        })
+        .await
+    }
+
+    async fn record_stop(&self, projection: &str, stop: &RunnerStop) -> Result<(), StoreError> {
+        let query = sqlx::query(RECORD_STOP)
+            .bind(projection.to_owned())
+            .bind(format_timestamp(stop.at))
+            .bind(stop.error.clone());
+        let pool = self.pool.clone();
+        detached(async move {
+            query.execute(&pool).await.map_err(unavailable)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_stop(&self, projection: &str) -> Result<(), StoreError> {
+        let query = sqlx::query(CLEAR_STOP).bind(projection.to_owned());
+        let pool = self.pool.clone();
+        detached(async move {
+            query.execute(&pool).await.map_err(unavailable)?;
+            Ok(())
         })
         .await
     }

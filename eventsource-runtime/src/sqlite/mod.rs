@@ -13,7 +13,7 @@
 //! - here: opening a database, the schema and its migration.
 //!
 //! SQLite fits when one process on one machine is enough. The stores share one schema
-//! ([`SCHEMA`], then [`SCHEMA_V2`] to [`SCHEMA_V4`]), which `migrate()` on any of them
+//! ([`SCHEMA`], then [`SCHEMA_V2`] to [`SCHEMA_V7`]), which `migrate()` on any of them
 //! applies as a whole (idempotent: run it at every start, from any of the stores, as often
 //! as you like):
 //!
@@ -21,7 +21,7 @@
 //! |---|---|---|
 //! | `events` | `position INTEGER PRIMARY KEY AUTOINCREMENT`, `UNIQUE (stream_type, stream_id, version)` | event id, event type, schema version, timestamp (RFC 3339 text), JSON payload and metadata |
 //! | `snapshots` | `(stream_type, stream_id)` | the newest snapshot per stream, with its `schema_version` (version 4, [`SCHEMA_V4`]) |
-//! | `checkpoints` | `projection` | each projection's checkpoint |
+//! | `checkpoints` | `projection` | each projection's checkpoint, and why its runner stopped, `stopped_at` and `stop_error` (version 7, [`SCHEMA_V7`]) |
 //! | `parked_events` | `(projection, position)` | the events each projection parked, with the error (version 2, [`SCHEMA_V2`]), and when an operator asked to retry one, `retry_requested_at` (version 6, [`SCHEMA_V6`]) |
 //! | `processed_messages` | `(handler, message_id)` | the messages each idempotent handler handled (version 3, [`SCHEMA_V3`]) |
 //!
@@ -119,6 +119,11 @@ pub const SCHEMA_V5: &str = include_str!("schema/v5.sql");
 /// [`SCHEMA_V5`].
 pub const SCHEMA_V6: &str = include_str!("schema/v6.sql");
 
+/// Version 7 of the schema: the columns `checkpoints.stopped_at` and `stop_error` (why a
+/// projection's runner stopped on an error, until a runner takes it again), applied by
+/// `migrate()` after [`SCHEMA_V6`].
+pub const SCHEMA_V7: &str = include_str!("schema/v7.sql");
+
 /// The schema's versions, in order; `migrate()` applies those not yet recorded.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA),
@@ -127,6 +132,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, SCHEMA_V4), // snapshots' schema version
     (5, SCHEMA_V5), // events by correlation id
     (6, SCHEMA_V6), // retry requests of parked events
+    (7, SCHEMA_V7), // why a runner stopped
 ];
 
 /// `db.system.name` of the SQLite stores.

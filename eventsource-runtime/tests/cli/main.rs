@@ -14,7 +14,7 @@ mod sqlite;
 use std::process::Command;
 
 use eventsource_runtime::event::{Metadata, NewEvent, StreamId};
-use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
+use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent, RunnerStop};
 use eventsource_runtime::store::{EventStore, ExpectedVersion};
 use serde_json::{Value, json};
 
@@ -190,6 +190,30 @@ pub async fn common_checks(target: &[&str], checkpoints: &dyn CheckpointStore) {
         .unwrap_or_else(|| panic!("{text}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[..4], ["orders", "projection", "2", "4"], "{text}");
+    assert!(orders["stopped"].is_null(), "{orders:#}");
+
+    // A runner that stopped on an error: why, in JSON and under the table, until cleared.
+    let stop = RunnerStop::new("handler `orders` failed 5 times on event 3: read model down");
+    checkpoints.record_stop("orders", &stop).await.unwrap();
+    let status = eventsource(&with(&["status", "--json"])).expect(0).json();
+    let orders = projection(&status, "orders");
+    assert_eq!(
+        orders["stopped"]["error"],
+        stop.error.as_str(),
+        "{orders:#}"
+    );
+    assert_eq!(orders["checkpoint"], 2, "the checkpoint kept");
+    let text = eventsource(&with(&["status"])).expect(0).stdout;
+    let row = text.lines().find(|l| l.starts_with("orders ")).unwrap();
+    assert!(row.ends_with("- (stopped)"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("STOPPED orders at "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with(&format!("Z: {}", stop.error)), "{line}");
+    checkpoints.clear_stop("orders").await.unwrap();
+    let status = eventsource(&with(&["status", "--json"])).expect(0).json();
+    assert!(projection(&status, "orders")["stopped"].is_null());
 
     // Events: a correlation's, exactly; a stream's; the log from a position.
     let listed = eventsource(&with(&[

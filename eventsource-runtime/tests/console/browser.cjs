@@ -63,6 +63,8 @@ async function act(page) {
   const lagCell = page.locator('#status-table tr[data-projection="orders"] td.lag-events');
   await lagCell.waitFor({ timeout: 10000 });
   const lag = (await lagCell.textContent()).trim();
+  const stopCell = page.locator('#status-table tr.stopped[data-stopped-projection="orders"] td.stop-error');
+  const stopped = (await stopCell.textContent()).trim();
   await shot(page, 'status');
 
   await page.fill('#token', process.env.CONSOLE_TOKEN);
@@ -137,7 +139,7 @@ async function act(page) {
   await viewerTab.waitForURL('**/trace/**', { timeout: 10000 });
   const viewer = (await viewerTab.textContent('#trace')).trim();
   const stayed = page.url();
-  return { lag, requeue, deadTree, parkedEvent, earlier, correlated, reset, retire, payload, marked, landed: viewerTab.url(), viewer, stayed };
+  return { lag, stopped, requeue, deadTree, parkedEvent, earlier, correlated, reset, retire, payload, marked, landed: viewerTab.url(), viewer, stayed };
 }
 
 (async () => {

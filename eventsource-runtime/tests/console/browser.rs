@@ -20,6 +20,7 @@ use axum::response::Html;
 use axum::routing::get;
 use eventsource_runtime::bus::{DeadLetterQueue, EventBus as _, HandlerError, Subscribe};
 use eventsource_runtime::console::Console;
+use eventsource_runtime::projection::checkpoint::RunnerStop;
 use eventsource_runtime::rabbitmq::RabbitMqBus;
 use eventsource_runtime::store::EventStore as _;
 use serde_json::Value;
@@ -113,6 +114,12 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_changes_projections_and_fo
     };
     let seeded = seeded("browser").await;
     let checkpoints = seeded.checkpoints();
+    // A runner stopped on an error whose text looks like markup: shown as text.
+    let runner_stop = RunnerStop::new("handler `orders` failed 5 times on event 3: <b>down</b>");
+    checkpoints
+        .record_stop("orders", &runner_stop)
+        .await
+        .unwrap();
 
     // A group whose handler fails on its first delivery (no retry: straight to the dead
     // letters), then handles what it is given, remembering each event's id.
@@ -211,6 +218,12 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_changes_projections_and_fo
     assert_eq!(
         acted["lag"], "4",
         "the lag the store was seeded with: {acted:#}"
+    );
+    let stopped = acted["stopped"].as_str().unwrap_or_default();
+    assert!(
+        stopped.starts_with("STOPPED orders at ")
+            && stopped.ends_with(&format!(": {}", runner_stop.error)),
+        "why the runner stopped, under its row, as text: {acted:#}"
     );
     assert!(
         acted["requeue"]

@@ -106,6 +106,60 @@ async fn after_max_attempts_the_runner_stops_with_a_typed_error_before_the_event
     assert_eq!(fixed.handled(), positions(3..=5));
 }
 
+/// What an operator's `status` reads of it: the runner that stopped recorded why (with
+/// the error's sources) before letting its lease go; a graceful stop records nothing; the
+/// next runner to take the projection clears it.
+#[tokio::test]
+async fn a_runner_that_stops_on_an_error_records_why_until_the_next_takes_it() {
+    let store = InMemoryEventStore::new();
+    let checkpoints = InMemoryCheckpointStore::new();
+    append(&store, "o-1", 3).await;
+    let stopped_on = async || {
+        let records = checkpoints.checkpoints().await.unwrap();
+        let record = records.into_iter().find(|r| r.projection == "Orders");
+        record.and_then(|record| record.stopped)
+    };
+
+    let failing = Recorder::new("Orders").failing(|e, _| e.position == 2);
+    let error = runner(&store, &checkpoints, failing)
+        .max_attempts(2)
+        .run_until_caught_up()
+        .await
+        .unwrap_err();
+    let stop = stopped_on().await.expect("recorded");
+    assert_eq!(
+        stop.error,
+        format!("{error}: read model unavailable (attempt 2)"),
+        "the error and its source, on one line"
+    );
+    assert!(stop.at <= chrono::Utc::now());
+
+    // A graceful stop of the next runner: it took the projection, so the record is gone,
+    // and stopping on shutdown records nothing.
+    let (stop_it, stopped) = oneshot::channel::<()>();
+    let fixed = Recorder::new("Orders");
+    let running = tokio::spawn({
+        let (store, checkpoints, fixed) = (store.clone(), checkpoints.clone(), fixed.clone());
+        async move { runner(&store, &checkpoints, fixed).run(stopped).await }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while fixed.handled().len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "handled by the next runner"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        stopped_on().await,
+        None,
+        "cleared by the runner that took it"
+    );
+    stop_it.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert_eq!(stopped_on().await, None, "a graceful stop is not recorded");
+}
+
 #[tokio::test]
 async fn shutdown_interrupts_a_backoff_wait() {
     let store = InMemoryEventStore::new();

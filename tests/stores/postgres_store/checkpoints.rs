@@ -128,6 +128,22 @@ async fn retry_requests_are_kept_with_the_parked_event() {
     db.cleanup().await;
 }
 
+/// Why a runner stopped (the suite's), in a migrated schema.
+#[tokio::test]
+async fn a_runner_stop_is_listed_until_cleared() {
+    let Some(db) = db!("a_runner_stop_is_listed_until_cleared") else {
+        return;
+    };
+    let pool = db.pool(2).await;
+    let checkpoints = PostgresCheckpointStore::from_pool(pool.clone())
+        .with_schema(&db.schema())
+        .unwrap();
+    checkpoints.migrate().await.unwrap();
+    conformance::checkpoints::a_runner_stop_is_listed_until_cleared(Arc::new(checkpoints)).await;
+    pool.close().await;
+    db.cleanup().await;
+}
+
 /// Parked events per projection (the suite's), read back through another pool.
 #[tokio::test]
 async fn parked_events_are_kept_per_projection() {

@@ -74,7 +74,7 @@ async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
     .unwrap();
     assert_eq!(
         applied,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
         "each version once"
     );
     pool.close().await;

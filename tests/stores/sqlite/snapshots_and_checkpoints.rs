@@ -210,6 +210,14 @@ async fn processed_messages_conform() {
     second.pool().close().await;
 }
 
+/// Why a runner stopped (the suite's), in the migrated file.
+#[tokio::test]
+async fn a_runner_stop_is_listed_until_cleared() {
+    let dir = TempDir::new("runner-stop");
+    let checkpoints = open(&dir.file("events.db")).await.checkpoint_store();
+    conformance::checkpoints::a_runner_stop_is_listed_until_cleared(Arc::new(checkpoints)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_store_lists_what_it_keeps() {
     let dir = TempDir::new("listing");

@@ -3,6 +3,7 @@
 //! store's high-water mark back (read by `eventsource_runtime::operate`, which the console
 //! shares).
 
+use chrono::SecondsFormat;
 use eventsource_runtime::operate::{
     self, CheckpointLag, MarkHolderView, OpenedStore, OperateError, StatusReport,
 };
@@ -54,12 +55,22 @@ pub async fn run(store: &OpenedStore, args: &StatusArgs, json: bool) -> Result<(
 
 fn as_text(report: &StatusReport) -> String {
     let mut rows = Vec::new();
+    let mut stops = Vec::new();
     for p in &report.projections {
-        let holder = match (&p.lease, p.segments.len()) {
-            (Some(lease), _) => lease.holder.clone(),
-            (None, 0) => "-".to_owned(),
-            (None, n) => format!("{n} segments"),
+        let holder = match (&p.lease, p.segments.len(), &p.stopped) {
+            (Some(lease), _, _) => lease.holder.clone(),
+            (None, 0, Some(_)) => "- (stopped)".to_owned(),
+            (None, 0, None) => "-".to_owned(),
+            (None, n, _) => format!("{n} segments"),
         };
+        if let Some(stop) = &p.stopped {
+            stops.push(format!(
+                "STOPPED {} at {}: {}",
+                p.name,
+                stop.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                stop.error
+            ));
+        }
         rows.push(row(&p.name, p.kind, p.checkpoint, p.lag, p.parked, holder));
         for s in &p.segments {
             let owner = match &s.owner {
@@ -90,6 +101,14 @@ fn as_text(report: &StatusReport) -> String {
     } else {
         text.push('\n');
         text.push_str(&output::table(&headers, &rows));
+    }
+    // Why each stopped runner stopped, under the table: an error is too long for a column.
+    if !stops.is_empty() {
+        text.push('\n');
+    }
+    for line in stops {
+        text.push_str(&line);
+        text.push('\n');
     }
     text
 }

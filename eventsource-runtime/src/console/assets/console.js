@@ -156,6 +156,18 @@
     return row;
   }
 
+  // Why the projection's runner stopped, under its row, as the command line prints it:
+  // `STOPPED orders at 2026-...Z: handler ... failed ...` (text, never markup).
+  function stopRow(name, stop) {
+    const row = document.createElement('tr');
+    row.className = 'stopped';
+    row.dataset.stoppedProjection = name;
+    const td = cell('STOPPED ' + name + ' at ' + stop.at + ': ' + stop.error, 'stop-error');
+    td.colSpan = 9;
+    row.append(td);
+    return row;
+  }
+
   // The session holding the store's high-water mark back (PostgreSQL), as the command line
   // says it: `WARN mark held at #123 by pid 4711 (app ..., client ...) idle in transaction for 12s`.
   function showMarkHolder(holder) {
@@ -187,8 +199,9 @@
       const names = $('#projection-names');
       names.replaceChildren();
       for (const p of report.projections) {
-        const who = p.lease ? p.lease.holder : (p.segments.length ? p.segments.length + ' segments' : '-');
+        const who = p.lease ? p.lease.holder : (p.segments.length ? p.segments.length + ' segments' : (p.stopped ? '- (stopped)' : '-'));
         rows.push(statusRow(p.name, p.kind, p, who, '', ''));
+        if (p.stopped) rows.push(stopRow(p.name, p.stopped));
         const option = document.createElement('option');
         option.value = p.name;
         names.append(option);

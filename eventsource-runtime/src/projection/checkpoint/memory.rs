@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease};
+use super::{
+    CheckpointRecord, CheckpointStore, LeaseHolder, ParkedEvent, ProjectionLease, RunnerStop,
+};
 use crate::store::StoreError;
 
 /// Checkpoints and parked events in process memory; leases exclude runners of this
@@ -37,6 +39,8 @@ pub struct InMemoryCheckpointStore {
     parked: Arc<Mutex<HashMap<String, BTreeMap<u64, ParkedEvent>>>>,
     /// The parked events whose retry was requested: (projection, position).
     retry_requested: Arc<Mutex<HashSet<(String, u64)>>>,
+    /// Why each stopped projection's runner stopped.
+    stops: Arc<Mutex<HashMap<String, RunnerStop>>>,
 }
 
 impl InMemoryCheckpointStore {
@@ -51,6 +55,10 @@ impl InMemoryCheckpointStore {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<u64, ParkedEvent>>> {
         self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stops(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunnerStop>> {
+        self.stops.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn requested(&self) -> std::sync::MutexGuard<'_, HashSet<(String, u64)>> {
@@ -159,6 +167,7 @@ impl CheckpointStore for InMemoryCheckpointStore {
             .remove(projection);
         let parked = self.parked_events().remove(projection);
         self.requested().retain(|(name, _)| name != projection);
+        self.stops().remove(projection);
         Ok(positions.is_some() || parked.is_some_and(|events| !events.is_empty()))
     }
 
@@ -167,9 +176,13 @@ impl CheckpointStore for InMemoryCheckpointStore {
             .positions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let stops = self.stops();
         let mut records: Vec<CheckpointRecord> = positions
             .iter()
-            .map(|(name, &position)| CheckpointRecord::new(name.clone(), position, None))
+            .map(|(name, &position)| {
+                CheckpointRecord::new(name.clone(), position, None)
+                    .with_stop(stops.get(name).cloned())
+            })
             .collect();
         records.sort_by(|a, b| a.projection.cmp(&b.projection));
         Ok(records)
@@ -182,6 +195,22 @@ impl CheckpointStore for InMemoryCheckpointStore {
             .filter(|(_, events)| !events.is_empty())
             .map(|(name, events)| (name.clone(), events.len() as u64))
             .collect())
+    }
+
+    async fn record_stop(&self, projection: &str, stop: &RunnerStop) -> Result<(), StoreError> {
+        // Locked in `checkpoints`' order: positions, then stops.
+        let mut positions = self
+            .positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        positions.entry(projection.to_owned()).or_default();
+        self.stops().insert(projection.to_owned(), stop.clone());
+        Ok(())
+    }
+
+    async fn clear_stop(&self, projection: &str) -> Result<(), StoreError> {
+        self.stops().remove(projection);
+        Ok(())
     }
 
     async fn lease_holder(&self, projection: &str) -> Result<Option<LeaseHolder>, StoreError> {

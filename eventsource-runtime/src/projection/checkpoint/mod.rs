@@ -99,6 +99,40 @@ impl ParkedEvent {
     }
 }
 
+/// Why a projection's runner stopped on an error, as it recorded it
+/// ([`CheckpointStore::record_stop`]) for an operator's tool to show, until a runner
+/// takes the projection again.
+///
+/// ```
+/// use eventsource_runtime::projection::checkpoint::RunnerStop;
+///
+/// let stop = RunnerStop::new("handler `orders` failed 5 times on event 12: timed out");
+/// assert!(stop.error.starts_with("handler"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunnerStop {
+    /// When it stopped (to the store's precision: microseconds on PostgreSQL).
+    pub at: DateTime<Utc>,
+    /// The error it stopped on, with its sources, on one line.
+    pub error: String,
+}
+
+impl RunnerStop {
+    /// A stop now, on `error`.
+    pub fn new(error: impl Into<String>) -> Self {
+        Self::at(Utc::now(), error)
+    }
+
+    /// A stop at `at`, on `error` (as a store read it back).
+    pub fn at(at: DateTime<Utc>, error: impl Into<String>) -> Self {
+        Self {
+            at,
+            error: error.into(),
+        }
+    }
+}
+
 /// A checkpoint as its store keeps it ([`CheckpointStore::checkpoints`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -110,6 +144,9 @@ pub struct CheckpointRecord {
     pub position: u64,
     /// When it was last saved or reset, where the store records it (the SQL stores).
     pub updated_at: Option<DateTime<Utc>>,
+    /// Why its runner stopped, when the last runner to hold it stopped on an error (and
+    /// none has taken it since).
+    pub stopped: Option<RunnerStop>,
 }
 
 impl CheckpointRecord {
@@ -124,7 +161,15 @@ impl CheckpointRecord {
             projection: projection.into(),
             position,
             updated_at,
+            stopped: None,
         }
+    }
+
+    /// The record, its runner stopped as `stopped` says.
+    #[must_use]
+    pub fn with_stop(mut self, stopped: Option<RunnerStop>) -> Self {
+        self.stopped = stopped;
+        self
     }
 }
 
@@ -361,6 +406,30 @@ pub trait CheckpointStore: Send + Sync + 'static {
         Err(StoreError::Unsupported {
             operation: "count parked events",
         })
+    }
+
+    /// Records that the projection's runner stopped on an error, for an operator's tool
+    /// to show ([`checkpoints`](Self::checkpoints) hands it back; a projection with no
+    /// checkpoint yet gets one at 0). The runner records it before it releases the lease,
+    /// and the next runner to take the lease clears it
+    /// ([`clear_stop`](Self::clear_stop)). The default, for a store of your own, records
+    /// nothing.
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn record_stop(&self, projection: &str, stop: &RunnerStop) -> Result<(), StoreError> {
+        let _ = (projection, stop);
+        Ok(())
+    }
+
+    /// Clears what [`record_stop`](Self::record_stop) recorded of the projection, if
+    /// anything. The default does nothing.
+    ///
+    /// # Errors
+    /// The backend's errors.
+    async fn clear_stop(&self, projection: &str) -> Result<(), StoreError> {
+        let _ = projection;
+        Ok(())
     }
 
     /// Who holds the projection's lease: `None` when it is free, or when the store

@@ -183,6 +183,7 @@ mod retry;
 mod session;
 mod settings;
 mod shutdown;
+mod stopped;
 mod unreadable;
 
 use std::sync::{Arc, OnceLock};
@@ -541,9 +542,16 @@ impl<P: Projection> ProjectionRunner<P> {
         let name = self.name().await;
         loop {
             let lease = self.acquire(&name, shutdown).await?;
+            self.clear_stop(&name).await;
             let status = &self.probe.status;
             status.set_with_lease(ComponentState::CatchingUp, LeaseState::Held);
             let result = self.hold(&name, mode, &*lease, shutdown).await;
+            if let Err(Halt::Failed(error)) = &result
+                && !matches!(error, RunnerError::LeaseLost { .. })
+            {
+                // Recorded while the lease is held: no other runner has taken it since.
+                self.record_stop(&name, error).await;
+            }
             lease.release().await;
             status.set_with_lease(status.state(), LeaseState::NotHeld);
             if !matches!(result, Err(Halt::LeaseLost)) {

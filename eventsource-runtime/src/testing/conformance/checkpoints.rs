@@ -3,13 +3,14 @@
 //! through a lease) but reset back on purpose (a rebuild); leases that exclude every other
 //! runner on the same data, one at a time among racing ones, and no runner on other data;
 //! parked events per projection, replaced at the same position, listed by position, removed
-//! one by one; an operator's retry requests kept with the parked event they name.
+//! one by one; an operator's retry requests kept with the parked event they name; why a
+//! runner stopped, listed with its checkpoint until cleared.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::projection::checkpoint::{CheckpointStore, ParkedEvent};
+use crate::projection::checkpoint::{CheckpointStore, ParkedEvent, RunnerStop};
 
 /// How soon a dropped lease is free again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -332,4 +333,59 @@ pub async fn lists_checkpoints_parked_counts_and_lease_holders(
         0,
         "from the start again"
     );
+}
+
+/// Why a runner stopped, listed with its checkpoint: recorded for a projection with no
+/// checkpoint yet (listed at 0) and for one with a checkpoint (kept), kept by a save,
+/// replaced by the next stop, gone once cleared (the checkpoint kept) or forgotten.
+/// `checkpoints` must hold no checkpoint yet.
+pub async fn a_runner_stop_is_listed_until_cleared(checkpoints: Arc<dyn CheckpointStore>) {
+    let stops = async || -> Vec<(String, u64, Option<String>)> {
+        let records = checkpoints.checkpoints().await.unwrap();
+        let listed = records.into_iter().map(|record| {
+            let stopped = record.stopped.map(|stop| stop.error);
+            (record.projection, record.position, stopped)
+        });
+        listed.collect()
+    };
+    let first = RunnerStop::new("handler `mailer` failed 5 times on event 3: timed out");
+    checkpoints.record_stop("fresh", &first).await.unwrap();
+    checkpoints.save("kept", 7).await.unwrap();
+    checkpoints
+        .record_stop("kept", &RunnerStop::new("store unavailable"))
+        .await
+        .unwrap();
+    checkpoints.save("kept", 8).await.unwrap();
+    assert_eq!(
+        stops().await,
+        [
+            ("fresh".to_owned(), 0, Some(first.error.clone())),
+            ("kept".to_owned(), 8, Some("store unavailable".to_owned())),
+        ]
+    );
+    let records = checkpoints.checkpoints().await.unwrap();
+    let at = records[0].stopped.as_ref().expect("stopped").at;
+    let drift = (at - first.at).num_milliseconds().abs();
+    assert!(
+        drift < 1,
+        "kept to the store's precision: {at} for {}",
+        first.at
+    );
+
+    checkpoints
+        .record_stop("kept", &RunnerStop::new("unreadable event 9"))
+        .await
+        .unwrap();
+    checkpoints.clear_stop("fresh").await.unwrap();
+    checkpoints.clear_stop("unknown").await.unwrap();
+    assert_eq!(
+        stops().await,
+        [
+            ("fresh".to_owned(), 0, None),
+            ("kept".to_owned(), 8, Some("unreadable event 9".to_owned())),
+        ],
+        "cleared, the checkpoint kept; the next stop replaces the last; nothing made"
+    );
+    assert!(checkpoints.forget("kept").await.unwrap());
+    assert_eq!(stops().await, [("fresh".to_owned(), 0, None)]);
 }

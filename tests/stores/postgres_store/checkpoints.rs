@@ -111,10 +111,13 @@ async fn one_lease_at_a_time_among_racing_runners() {
     db.cleanup().await;
 }
 
-/// An operator's retry requests (the suite's), in a migrated schema.
-#[tokio::test]
-async fn retry_requests_are_kept_with_the_parked_event() {
-    let Some(db) = db!("retry_requests_are_kept_with_the_parked_event") else {
+/// Runs `scenario` (one of the suite's, given a fresh checkpoint store) on a migrated
+/// schema of the test's own.
+async fn on_a_migrated_schema<F: Future<Output = ()>>(
+    test: &'static str,
+    scenario: impl FnOnce(Arc<dyn CheckpointStore>) -> F,
+) {
+    let Some(db) = TestDb::open(test).await else {
         return;
     };
     let pool = db.pool(2).await;
@@ -122,26 +125,29 @@ async fn retry_requests_are_kept_with_the_parked_event() {
         .with_schema(&db.schema())
         .unwrap();
     checkpoints.migrate().await.unwrap();
-    conformance::checkpoints::retry_requests_are_kept_with_the_parked_event(Arc::new(checkpoints))
-        .await;
+    scenario(Arc::new(checkpoints)).await;
     pool.close().await;
     db.cleanup().await;
+}
+
+/// An operator's retry requests (the suite's), in a migrated schema.
+#[tokio::test]
+async fn retry_requests_are_kept_with_the_parked_event() {
+    on_a_migrated_schema(
+        "retry_requests_are_kept_with_the_parked_event",
+        conformance::checkpoints::retry_requests_are_kept_with_the_parked_event,
+    )
+    .await;
 }
 
 /// Why a runner stopped (the suite's), in a migrated schema.
 #[tokio::test]
 async fn a_runner_stop_is_listed_until_cleared() {
-    let Some(db) = db!("a_runner_stop_is_listed_until_cleared") else {
-        return;
-    };
-    let pool = db.pool(2).await;
-    let checkpoints = PostgresCheckpointStore::from_pool(pool.clone())
-        .with_schema(&db.schema())
-        .unwrap();
-    checkpoints.migrate().await.unwrap();
-    conformance::checkpoints::a_runner_stop_is_listed_until_cleared(Arc::new(checkpoints)).await;
-    pool.close().await;
-    db.cleanup().await;
+    on_a_migrated_schema(
+        "a_runner_stop_is_listed_until_cleared",
+        conformance::checkpoints::a_runner_stop_is_listed_until_cleared,
+    )
+    .await;
 }
 
 /// Parked events per projection (the suite's), read back through another pool.

@@ -15,7 +15,6 @@ mod rabbitmq_tls;
 // Helpers shared by the modules below, declared once.
 mod any_broker;
 use eventsource_test_support::domain;
-#[path = "../common/graceful_stop.rs"]
 mod graceful_stop;
 use eventsource_test_support::pki;
 use eventsource_test_support::servers;

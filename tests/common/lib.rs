@@ -5,13 +5,9 @@
 //! Jepsen-style histories those processes write and their checker (`history`), an OTLP
 //! collector and its spans (`otlp_collector`, `otlp`), the telemetry contract's text and its
 //! PromQL (`contract_doc`, `promql`), the examples' order domain (`domain`), and the two
-//! services of the lineage tests (`lineage_domain`).
-//!
-//! The domain fixtures one binary builds its own tests on (`customer_v3.rs`,
-//! `conformance/`) and `graceful_stop.rs` (whose trait, on top of the
-//! brokers binary's `any_broker::Group`, each broker's test implements for the runtime's
-//! consumer groups, which the orphan rule allows only there)
-//! are included by path where they are used.
+//! services of the lineage tests (`lineage_domain`). What one binary alone uses lives with
+//! that binary (the upcasting domain and cases in `tests/domain/upcasting/`, the graceful
+//! stop scenarios in `tests/brokers/`).
 
 // What `pg_roles` runs the store suites with.
 use eventsource_runtime::testing::conformance;

@@ -9,7 +9,7 @@
 //! typed error, an ERROR span with one exception naming the event), and the projection
 //! runner (upcast events handed over; a failing upcaster stops the runner or is parked).
 //!
-//! The projection runner's cases are in `upcasting_runner.rs`. Uses the domain of `tests/common/customer_v3.rs` (as `super::customer`).
+//! The projection runner's cases are in `upcasting_runner.rs`. Uses the domain of `customer.rs` (as `super::customer`).
 
 use std::sync::{Arc, LazyLock};
 

@@ -1,5 +1,5 @@
 //! A customer whose events changed shape over time, as code at their newest versions reads
-//! them (`tests/common/conformance/upcasting.rs`):
+//! them (`upcasting.rs`):
 //!
 //! - `AddressChanged` is at version 3: v1 was one string (`{"address": "1 Main St,
 //!   Paris"}`), v2 split it (`{"street", "city"}`), v3 added the country, found from the

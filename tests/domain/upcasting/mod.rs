@@ -1,4 +1,4 @@
-//! Schema evolution on every store: the cases of `tests/common/conformance/upcasting.rs`
+//! Schema evolution on every store: the cases of `upcasting.rs` (its runner's in `upcasting_runner.rs`)
 //! (events written by older code read by code at the newest versions: steps, renames,
 //! splits, mixed versions; failures stopped at, parked and reported; the projection
 //! runner; spans and the upcast counter), each on the in-memory, SQLite and PostgreSQL
@@ -8,17 +8,14 @@
 //! PostgreSQL case prints `skipped: DATABASE_URL not set` and passes, unless
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1`.
 
-#[path = "../common/customer_v3.rs"]
 mod customer;
 
-#[path = "../common/conformance/upcasting.rs"]
 #[allow(
     clippy::module_inception,
     reason = "the suite's runner half names it `super::upcasting`"
 )]
 mod upcasting;
 
-#[path = "../common/conformance/upcasting_runner.rs"]
 mod upcasting_runner;
 
 use crate::postgres as pg;

@@ -149,28 +149,17 @@ struct Running {
 
 impl Running {
     async fn start<F: BrokerFixture>(fixture: &F, group: &F::Group) -> Self {
-        fixture.declare(group).await.expect("the group's topology");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(F::run(
-            group.clone(),
-            Box::pin(async move {
-                let _ = stopped.await;
-            }),
-        ));
-        Self { stop, task }
+        let (stop, run) = Self::declared(fixture, group).await;
+        Self {
+            stop,
+            task: tokio::spawn(run),
+        }
     }
 
     /// [`start`](Self::start), the group run by a runtime of its own on a thread of
     /// `stack` bytes of stack.
     async fn start_on_stack<F: BrokerFixture>(fixture: &F, group: &F::Group, stack: usize) -> Self {
-        fixture.declare(group).await.expect("the group's topology");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let run = F::run(
-            group.clone(),
-            Box::pin(async move {
-                let _ = stopped.await;
-            }),
-        );
+        let (stop, run) = Self::declared(fixture, group).await;
         let thread = std::thread::Builder::new()
             .name("small-stack-group".to_owned())
             .stack_size(stack)
@@ -184,6 +173,19 @@ impl Running {
             .expect("a thread for the group");
         let task = tokio::task::spawn_blocking(move || thread.join().expect("the group's thread"));
         Self { stop, task }
+    }
+
+    /// Declares `group`: the sender that stops it, and its run until then.
+    async fn declared<F: BrokerFixture>(
+        fixture: &F,
+        group: &F::Group,
+    ) -> (oneshot::Sender<()>, BoxFuture<Result<(), BusError>>) {
+        fixture.declare(group).await.expect("the group's topology");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let stopped = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        (stop, F::run(group.clone(), stopped))
     }
 
     async fn stop(self) {

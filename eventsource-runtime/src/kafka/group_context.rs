@@ -14,7 +14,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::ConsumerGroup as GroupStatistics;
 
 use super::context::LastError;
-use super::doubts::{self, Doubts};
+use super::doubts::{self, CommitAnswer, Doubts};
 use super::protocol::GroupProtocol;
 use crate::telemetry::otel::log::{log_info, log_warn};
 use crate::telemetry::values::Chain;
@@ -26,7 +26,7 @@ pub(super) type GroupConsumer = rdkafka::consumer::StreamConsumer<GroupContext>;
 pub(super) const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// A group consumer's context; clones share what it keeps.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct GroupContext {
     errors: LastError,
     membership: Arc<Mutex<Option<GroupStatistics>>>,
@@ -42,12 +42,14 @@ pub(super) struct GroupContext {
 
 impl GroupContext {
     /// The context of a consumer of the group `group` (its `group.id`: `group_id`) joining
-    /// with `protocol`, recording errors in `errors`.
+    /// with `protocol`, recording errors in `errors`; it confirms its membership once the
+    /// group was silent for `quiet_limit` ([`Doubts::quiet_limit`]).
     pub(super) fn new(
         group: &str,
         group_id: &str,
         protocol: GroupProtocol,
         errors: LastError,
+        quiet_limit: std::time::Duration,
     ) -> Self {
         Self {
             errors,
@@ -56,12 +58,13 @@ impl GroupContext {
             group_id: group_id.into(),
             protocol,
             revocations: Arc::default(),
-            doubts: Doubts::default(),
+            doubts: Doubts::new(quiet_limit),
         }
     }
 
-    /// The consumer's connection failures, and which of them a commit answered: in doubt,
-    /// it confirms it is still a member before it hands more records over.
+    /// The consumer's connection failures, which of them a commit answered, and when the
+    /// group last answered: in doubt, it confirms it is still a member before it hands more
+    /// records over.
     pub(super) fn doubts(&self) -> &Doubts {
         &self.doubts
     }
@@ -182,20 +185,23 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    /// A commit's answer: one that failed is said (records settled since the last
-    /// commit that succeeded come again to the partition's next owner).
+    /// A commit's answer: the group heard the consumer, or not; one that failed is said
+    /// (records settled since the last commit that succeeded come again to the partition's
+    /// next owner).
     fn commit_callback(
         &self,
         result: rdkafka::error::KafkaResult<()>,
         offsets: &rdkafka::TopicPartitionList,
     ) {
-        if let Err(error) = result {
-            if !matches!(
-                error,
-                KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)
-            ) {
-                self.doubts.lost_touch();
+        let answer = match &result {
+            Ok(()) => CommitAnswer::Accepted,
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                CommitAnswer::NothingToCommit
             }
+            Err(_) => CommitAnswer::Refused,
+        };
+        self.doubts.commit_answered(answer);
+        if let Err(error) = result {
             log_warn!(
                 group = &*self.group,
                 group_id = &*self.group_id,

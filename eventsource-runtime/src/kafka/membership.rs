@@ -7,8 +7,11 @@
 //! each connection backs off on its own (up to `reconnect.backoff.max.ms`): after an outage
 //! longer than the session, the fetches can come back seconds before the heartbeat that
 //! learns the member was fenced, and the member would hand the handlers records of partitions
-//! the group gave to another member, who has handled them already. So a connection failure
-//! puts the member in doubt, and in doubt it hands nothing over until a commit carrying its
+//! the group gave to another member, who has handled them already. A network that drops
+//! packets without a word raises no failure at all before the session runs out, and after
+//! it heals the fetches can again come back first. So a connection failure, or a group that
+//! accepted none of the member's commits for a while (`Doubts::quiet_limit`), puts the
+//! member in doubt, and in doubt it hands nothing over until a commit carrying its
 //! member epoch (or generation) was accepted by the coordinator: the offsets the group holds
 //! for the record's partition, committed back as they are. A member the group fenced is
 //! refused; it puts the record back (a seek to it) and serves its rebalance, which takes the
@@ -37,7 +40,7 @@ pub(super) async fn confirm(
     record: &BorrowedMessage<'_>,
 ) -> KafkaResult<()> {
     let doubts = consumer.context().doubts();
-    let Some(seen) = doubts.unanswered() else {
+    let Some(doubt) = doubts.doubt() else {
         return Ok(());
     };
     let (topic, partition, offset) = (record.topic(), record.partition(), record.offset());
@@ -50,7 +53,7 @@ pub(super) async fn confirm(
     };
     match answer {
         Ok(()) => {
-            doubts.answered(seen);
+            doubts.confirmed(doubt);
             Ok(())
         }
         Err(error) => {

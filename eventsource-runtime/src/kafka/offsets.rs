@@ -287,7 +287,10 @@ impl Commits {
         if list.count() == 0 {
             return;
         }
+        let doubts = consumer.context().doubts();
+        doubts.commit_sent();
         if let Err(error) = consumer.commit(&list, CommitMode::Async) {
+            doubts.commit_not_sent();
             log_warn!(error = %Chain(&error), "kafka commit failed; records may come again");
         }
     }

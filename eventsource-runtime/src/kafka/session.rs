@@ -18,7 +18,8 @@ use super::offsets::{Commits, Partitions, ResumePoints};
 use super::protocol::{self, GroupProtocol};
 use super::topology::{Topics, regex_escape};
 use super::waiting::{gather, wait_until_due};
-use super::{doubts, membership};
+use super::doubts::{self, Doubts};
+use super::membership;
 use crate::broker::reconnect::{Backoff, Sessions, reconnecting, stop_asked};
 use crate::bus::BusError;
 use crate::telemetry::otel::log::{log_info, log_warn};
@@ -73,6 +74,7 @@ impl ConsumerGroup {
             &group_id,
             protocol,
             self.bus.shared.last_error.clone(),
+            Doubts::quiet_limit(self.commit_interval, session_timeout),
         );
         let consumer: GroupConsumer = config
             .create_with_context(context)

@@ -137,8 +137,9 @@ impl Broker {
                 bus.declare(["Counter"]).await.unwrap();
                 // The broker's session: 10 s here (.ci/run's and the runtime's default).
                 let session = eventsource_runtime::kafka::DEFAULT_SESSION_TIMEOUT;
-                // Handled since the last commit: a commit interval's worth, twice over
-                // (a commit under way), at 30 ms an event.
+                // Handled since the send of the last commit the group accepted: a member
+                // the group has not answered for two commit intervals (its quiet limit)
+                // asks before it hands more over. At 30 ms an event.
                 let window = 2 * DEFAULT_COMMIT_INTERVAL.as_millis() / 30;
                 Some(OnBroker {
                     alive: Box::new(forwarder),

@@ -80,7 +80,8 @@ pub struct ProjectionStatus {
     /// Its parked events (a split one's: its segments').
     pub parked: u64,
     /// Why its runner stopped, when the last runner to hold it stopped on an error and
-    /// none has taken it since (`null` in JSON otherwise; a split one's: `null`).
+    /// none has taken it since (`null` in JSON otherwise; a split one's: the latest of its
+    /// segments' stops, whose error names the segment).
     pub stopped: Option<StopView>,
     /// A split projection's segments, in order (empty otherwise).
     pub segments: Vec<SegmentStatus>,
@@ -125,6 +126,9 @@ pub struct SegmentStatus {
     pub expired: bool,
     /// Its parked events.
     pub parked: u64,
+    /// Why the runner that last claimed it stopped, when it stopped on an error and no
+    /// worker has claimed it since (`null` in JSON otherwise).
+    pub stopped: Option<StopView>,
 }
 
 /// How far behind a checkpoint is: the events after it (up to the head), and how old the
@@ -261,20 +265,10 @@ pub async fn status(stores: &Stores) -> Result<StatusReport, OperateError> {
             .filter_map(|index| Segment::new(index, *count))
             .map(|segment| {
                 let checkpoint_name = segment.checkpoint_name(name);
-                let checkpoint = by_name
-                    .get(checkpoint_name.as_str())
-                    .map_or(0, |r| r.position);
+                let record = by_name.get(checkpoint_name.as_str()).copied();
                 let owner = owners.get(&segment.index()).cloned();
                 let parked = parked_of(&checkpoint_name);
-                segment_status(
-                    events,
-                    segment,
-                    checkpoint_name,
-                    checkpoint,
-                    owner,
-                    parked,
-                    head,
-                )
+                segment_status(events, segment, checkpoint_name, record, owner, parked, head)
             });
         let segments: Vec<SegmentStatus> = stream::iter(asked)
             .buffered(CONCURRENT_QUERIES)
@@ -324,17 +318,19 @@ async fn whole_status(
     })
 }
 
-/// A segment's row: its owner and lag.
+/// A segment's row: its owner, lag and stop.
 async fn segment_status(
     events: &dyn EventStore,
     segment: Segment,
     checkpoint_name: String,
-    checkpoint: u64,
+    record: Option<&CheckpointRecord>,
     owner: Option<SegmentOwner>,
     parked: u64,
     head: u64,
 ) -> SegmentStatus {
+    let checkpoint = record.map_or(0, |r| r.position);
     SegmentStatus {
+        stopped: record.and_then(|r| r.stopped.clone()).map(StopView::from),
         segment: segment.to_string(),
         lag: lag_of(events, segment, checkpoint, head).await,
         checkpoint,
@@ -347,7 +343,7 @@ async fn segment_status(
 }
 
 /// A split projection's row: its furthest-behind segment's checkpoint and lag, the
-/// segments' parked events.
+/// segments' parked events, their latest stop.
 fn split_status(
     name: &str,
     segments: Vec<SegmentStatus>,
@@ -371,7 +367,9 @@ fn split_status(
         },
         lease: None,
         parked: segments.iter().map(|s| s.parked).sum(),
-        stopped: None,
+        stopped: (segments.iter())
+            .filter_map(|s| s.stopped.clone())
+            .max_by_key(|stop| stop.at),
         segments,
     }
 }

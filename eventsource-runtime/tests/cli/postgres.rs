@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use eventsource_runtime::event::{NewEvent, StreamId};
 use eventsource_runtime::postgres::{PostgresCheckpointStore, PostgresEventStore};
-use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent};
+use eventsource_runtime::projection::checkpoint::{CheckpointStore, ParkedEvent, RunnerStop};
 use eventsource_runtime::projection::segments::SegmentClaims;
 use eventsource_runtime::sqlx::{self, PgPool};
 use eventsource_runtime::store::{EventStore, ExpectedVersion};
@@ -119,6 +119,26 @@ async fn reads_and_resets_a_postgres_store() {
     assert_eq!(totals["segments"][0]["checkpoint"], 4);
     assert!(totals["segments"][1]["owner"].is_null());
     assert_eq!(totals["checkpoint"], 0, "the furthest-behind segment's");
+    assert!(totals["segments"][1]["stopped"].is_null(), "{totals:#}");
+    // A segment's runner that stopped on an error: under its segment, and the projection's
+    // latest stop.
+    let stop = RunnerStop::new("projection `totals[1/2]` stopped: its handler failed");
+    checkpoints.record_stop("totals[1/2]", &stop).await.unwrap();
+    let status = eventsource(&with(&["status", "--json"])).expect(0).json();
+    let totals = projection(&status, "totals");
+    assert_eq!(totals["segments"][1]["stopped"]["error"], stop.error.as_str());
+    assert!(totals["segments"][0]["stopped"].is_null(), "{totals:#}");
+    assert_eq!(totals["stopped"]["error"], stop.error.as_str(), "{totals:#}");
+    let text = eventsource(&with(&["status"])).expect(0).stdout;
+    let row = text.lines().find(|l| l.starts_with("  1/2 ")).unwrap();
+    assert!(row.ends_with("- (stopped)"), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("STOPPED totals[1/2] at "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.ends_with(&format!("Z: {}", stop.error)), "{line}");
+    assert!(!text.contains("STOPPED totals at"), "once, by segment: {text}");
+    checkpoints.clear_stop("totals[1/2]").await.unwrap();
     let refused = eventsource(&with(&["projection", "reset", "totals", "--to", "1"])).expect(4);
     assert!(
         refused.stderr.contains("0/2 by worker-a (epoch 1)"),

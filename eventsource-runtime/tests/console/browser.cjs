@@ -65,6 +65,8 @@ async function act(page) {
   const lag = (await lagCell.textContent()).trim();
   const stopCell = page.locator('#status-table tr.stopped[data-stopped-projection="orders"] td.stop-error');
   const stopped = (await stopCell.textContent()).trim();
+  const segmentStopCell = page.locator('#status-table tr.stopped[data-stopped-projection="totals[1/2]"] td.stop-error');
+  const segmentStopped = (await segmentStopCell.textContent()).trim();
   await shot(page, 'status');
 
   await page.fill('#token', process.env.CONSOLE_TOKEN);
@@ -139,7 +141,7 @@ async function act(page) {
   await viewerTab.waitForURL('**/trace/**', { timeout: 10000 });
   const viewer = (await viewerTab.textContent('#trace')).trim();
   const stayed = page.url();
-  return { lag, stopped, requeue, deadTree, parkedEvent, earlier, correlated, reset, retire, payload, marked, landed: viewerTab.url(), viewer, stayed };
+  return { lag, stopped, segmentStopped, requeue, deadTree, parkedEvent, earlier, correlated, reset, retire, payload, marked, landed: viewerTab.url(), viewer, stayed };
 }
 
 (async () => {

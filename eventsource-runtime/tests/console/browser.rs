@@ -120,6 +120,12 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_changes_projections_and_fo
         .record_stop("orders", &runner_stop)
         .await
         .unwrap();
+    // A split projection's segment whose runner stopped: under the segment's row.
+    let segment_stop = RunnerStop::new("projection `totals[1/2]` stopped: <i>down</i>");
+    checkpoints
+        .record_stop("totals[1/2]", &segment_stop)
+        .await
+        .unwrap();
 
     // A group whose handler fails on its first delivery (no retry: straight to the dead
     // letters), then handles what it is given, remembering each event's id.
@@ -224,6 +230,12 @@ async fn an_operator_reads_lag_requeues_a_dead_letter_changes_projections_and_fo
         stopped.starts_with("STOPPED orders at ")
             && stopped.ends_with(&format!(": {}", runner_stop.error)),
         "why the runner stopped, under its row, as text: {acted:#}"
+    );
+    let segment_stopped = acted["segmentStopped"].as_str().unwrap_or_default();
+    assert!(
+        segment_stopped.starts_with("STOPPED totals[1/2] at ")
+            && segment_stopped.ends_with(&format!(": {}", segment_stop.error)),
+        "a segment's stop, under the segment's row: {acted:#}"
     );
     assert!(
         acted["requeue"]

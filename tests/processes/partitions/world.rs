@@ -374,6 +374,16 @@ impl Db {
             .join("\n")
     }
 
+    pub async fn event_ids(&self, sql: &str) -> Vec<uuid::Uuid> {
+        let asked = sqlx::query_scalar(&sql.replace("__schema__", &self.schema))
+            .fetch_all(&self.pool)
+            .await;
+        match asked {
+            Ok(ids) => ids,
+            Err(error) => panic!("{sql}: {error}\n{}", self.activity().await),
+        }
+    }
+
     pub async fn handled_by(&self, runner: &str) -> i64 {
         let sql = format!("SELECT count(*) FROM \"__schema__\".handled WHERE runner = '{runner}'");
         self.scalar(&sql).await

@@ -12,6 +12,7 @@ mod health;
 use eventsource_test_support::postgres;
 mod reads;
 mod stalls;
+mod stops;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

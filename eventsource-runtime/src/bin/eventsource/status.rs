@@ -5,7 +5,7 @@
 
 use chrono::SecondsFormat;
 use eventsource_runtime::operate::{
-    self, CheckpointLag, MarkHolderView, OpenedStore, OperateError, StatusReport,
+    self, CheckpointLag, MarkHolderView, OpenedStore, OperateError, StatusReport, StopView,
 };
 use serde::Serialize;
 
@@ -63,21 +63,21 @@ fn as_text(report: &StatusReport) -> String {
             (None, 0, None) => "-".to_owned(),
             (None, n, _) => format!("{n} segments"),
         };
-        if let Some(stop) = &p.stopped {
-            stops.push(format!(
-                "STOPPED {} at {}: {}",
-                p.name,
-                stop.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-                stop.error
-            ));
+        // A split projection's stops are its segments'.
+        if let (Some(stop), true) = (&p.stopped, p.segments.is_empty()) {
+            stops.push(stop_line(&p.name, stop));
         }
         rows.push(row(&p.name, p.kind, p.checkpoint, p.lag, p.parked, holder));
         for s in &p.segments {
-            let owner = match &s.owner {
-                Some(owner) if s.expired => format!("{owner} (expired), epoch {}", s.epoch),
-                Some(owner) => format!("{owner}, epoch {}", s.epoch),
-                None => "-".to_owned(),
+            let owner = match (&s.owner, &s.stopped) {
+                (Some(owner), _) if s.expired => format!("{owner} (expired), epoch {}", s.epoch),
+                (Some(owner), _) => format!("{owner}, epoch {}", s.epoch),
+                (None, Some(_)) => "- (stopped)".to_owned(),
+                (None, None) => "-".to_owned(),
             };
+            if let Some(stop) = &s.stopped {
+                stops.push(stop_line(&s.checkpoint_name, stop));
+            }
             let name = format!("  {}", s.segment);
             rows.push(row(&name, "segment", s.checkpoint, s.lag, s.parked, owner));
         }
@@ -111,6 +111,15 @@ fn as_text(report: &StatusReport) -> String {
         text.push('\n');
     }
     text
+}
+
+/// `STOPPED orders at 2026-11-28T21:04:05Z: projection `orders` stopped: ...`.
+fn stop_line(name: &str, stop: &StopView) -> String {
+    format!(
+        "STOPPED {name} at {}: {}",
+        stop.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        stop.error
+    )
 }
 
 /// `WARN mark held at #123 by pid 4711 (app stalled-writer, client 10.99.1.2) idle in

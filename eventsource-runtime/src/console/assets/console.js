@@ -201,13 +201,15 @@
       for (const p of report.projections) {
         const who = p.lease ? p.lease.holder : (p.segments.length ? p.segments.length + ' segments' : (p.stopped ? '- (stopped)' : '-'));
         rows.push(statusRow(p.name, p.kind, p, who, '', ''));
-        if (p.stopped) rows.push(stopRow(p.name, p.stopped));
+        // A split projection's stops are under its segments' rows.
+        if (p.stopped && !p.segments.length) rows.push(stopRow(p.name, p.stopped));
         const option = document.createElement('option');
         option.value = p.name;
         names.append(option);
         for (const s of p.segments) {
-          const owner = s.owner ? s.owner + (s.expired ? ' (expired)' : '') : '-';
+          const owner = s.owner ? s.owner + (s.expired ? ' (expired)' : '') : (s.stopped ? '- (stopped)' : '-');
           rows.push(statusRow(s.checkpoint_name, 'segment', s, owner, s.epoch, 'segment'));
+          if (s.stopped) rows.push(stopRow(s.checkpoint_name, s.stopped));
           const segmentOption = document.createElement('option');
           segmentOption.value = s.checkpoint_name;
           names.append(segmentOption);

@@ -412,7 +412,9 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// to show ([`checkpoints`](Self::checkpoints) hands it back; a projection with no
     /// checkpoint yet gets one at 0). The runner records it before it releases the lease,
     /// and the next runner to take the lease clears it
-    /// ([`clear_stop`](Self::clear_stop)). The default, for a store of your own, records
+    /// ([`clear_stop`](Self::clear_stop)); a split projection's worker records a segment's
+    /// stop under the segment's checkpoint name before it gives the claim up, and the worker
+    /// that claims the segment next clears it. The default, for a store of your own, records
     /// nothing.
     ///
     /// # Errors

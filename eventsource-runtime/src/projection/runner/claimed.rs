@@ -34,7 +34,9 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// Follows the log (the runner's segment) under `lease`, already held, until `shutdown`
     /// completes: a claimed segment's work. [`RunnerError::LeaseLost`] when the lease is
-    /// lost; no takeover grace (the lease's checkpoint saves are fenced).
+    /// lost; no takeover grace (the lease's checkpoint saves are fenced). An error that
+    /// stops it is recorded on the segment's checkpoint, cleared when a runner claims the
+    /// segment again.
     pub(in crate::projection) async fn run_claimed<F>(
         &self,
         lease: &dyn ProjectionLease,
@@ -48,6 +50,7 @@ impl<P: Projection> ProjectionRunner<P> {
         });
         let mut shutdown = Shutdown::new(shutdown);
         let name = self.name().await;
+        self.clear_stop(&name).await;
         let upcasters = self.projection.lock().await.upcasters();
         let status = &self.probe.status;
         status.set_with_lease(ComponentState::CatchingUp, LeaseState::Held);
@@ -65,6 +68,10 @@ impl<P: Projection> ProjectionRunner<P> {
                 Err(lost)
             }
             Err(Halt::Failed(error)) => {
+                // Recorded under the segment's name, while its claim is still held.
+                if lease.is_held() && !matches!(error, RunnerError::LeaseLost { .. }) {
+                    self.record_stop(&name, &error).await;
+                }
                 status.set_after(ComponentState::Failed, &error);
                 status.set_with_lease(ComponentState::Failed, LeaseState::NotHeld);
                 Err(error)

@@ -52,7 +52,11 @@ pub(super) type Segments =
 impl<P: Projection> SegmentedRunner<P> {
     /// Runs this worker until `shutdown` completes (returning `Ok`, its segments' runners
     /// stopped, their checkpoints saved, its claims released) or a segment's runner fails
-    /// (its error, once the other segments stopped).
+    /// (its error, once the other segments stopped; why it stopped recorded on the
+    /// segment's checkpoint, as [`CheckpointStore::record_stop`] says, and its claim given
+    /// up too).
+    ///
+    /// [`CheckpointStore::record_stop`]: crate::projection::checkpoint::CheckpointStore::record_stop
     ///
     /// A claims store that cannot be reached is retried every rebalance interval; the
     /// segments whose claims then lapse stop on their own (counted `lost`), and are resumed
@@ -300,7 +304,7 @@ impl<P: Projection> SegmentedRunner<P> {
 
     /// A segment's runner returned: give its claim up if asked to, forget it if taken over,
     /// keep it (its runner stopped) while its lapsed claim waits for the store's word; a
-    /// failure stops the worker.
+    /// failure gives it up and stops the worker.
     async fn finished(
         &self,
         name: &str,
@@ -347,7 +351,11 @@ impl<P: Projection> SegmentedRunner<P> {
                 }
             }
             Err(error) => {
-                running.remove(&claim.segment);
+                // Given up as a runner's lease is: its stop is recorded, and the worker
+                // that takes it next need not wait out the claim timeout.
+                if let Some(entry) = running.remove(&claim.segment) {
+                    self.give_up(name, entry.claim).await;
+                }
                 self.record_held(running);
                 return Err(error);
             }

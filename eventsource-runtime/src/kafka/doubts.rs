@@ -136,7 +136,9 @@ impl Doubts {
 
     /// The group accepted a commit sent at `sent`.
     fn heard_at(&self, sent: Instant) {
-        let us = sent.saturating_duration_since(self.heard.origin).as_micros();
+        let us = sent
+            .saturating_duration_since(self.heard.origin)
+            .as_micros();
         let us = u64::try_from(us).unwrap_or(u64::MAX - 1) + 1;
         self.heard.sent_us.fetch_max(us, Ordering::AcqRel);
     }
@@ -200,7 +202,9 @@ mod tests {
         // A second failure while the commit for the first was under way.
         doubts.lost_touch();
         doubts.confirmed(doubt);
-        let still = doubts.doubt_at(now).expect("the later failure is not answered");
+        let still = doubts
+            .doubt_at(now)
+            .expect("the later failure is not answered");
         doubts.clone().confirmed(still);
         assert!(doubts.doubt_at(now).is_none(), "clones share the counts");
     }

@@ -12,14 +12,14 @@ use rdkafka::error::KafkaError;
 use tokio::sync::watch;
 
 use super::consumer::{ConsumerGroup, DEFAULT_SESSION_TIMEOUT, Source};
+use super::doubts::{self, Doubts};
 use super::error::unavailable;
 use super::group_context::{GroupConsumer, GroupContext, STATISTICS_INTERVAL_MS};
+use super::membership;
 use super::offsets::{Commits, Partitions, ResumePoints};
 use super::protocol::{self, GroupProtocol};
 use super::topology::{Topics, regex_escape};
 use super::waiting::{gather, wait_until_due};
-use super::doubts::{self, Doubts};
-use super::membership;
 use crate::broker::reconnect::{Backoff, Sessions, reconnecting, stop_asked};
 use crate::bus::BusError;
 use crate::telemetry::otel::log::{log_info, log_warn};

@@ -268,7 +268,15 @@ pub async fn status(stores: &Stores) -> Result<StatusReport, OperateError> {
                 let record = by_name.get(checkpoint_name.as_str()).copied();
                 let owner = owners.get(&segment.index()).cloned();
                 let parked = parked_of(&checkpoint_name);
-                segment_status(events, segment, checkpoint_name, record, owner, parked, head)
+                segment_status(
+                    events,
+                    segment,
+                    checkpoint_name,
+                    record,
+                    owner,
+                    parked,
+                    head,
+                )
             });
         let segments: Vec<SegmentStatus> = stream::iter(asked)
             .buffered(CONCURRENT_QUERIES)

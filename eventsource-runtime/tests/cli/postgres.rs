@@ -126,9 +126,16 @@ async fn reads_and_resets_a_postgres_store() {
     checkpoints.record_stop("totals[1/2]", &stop).await.unwrap();
     let status = eventsource(&with(&["status", "--json"])).expect(0).json();
     let totals = projection(&status, "totals");
-    assert_eq!(totals["segments"][1]["stopped"]["error"], stop.error.as_str());
+    assert_eq!(
+        totals["segments"][1]["stopped"]["error"],
+        stop.error.as_str()
+    );
     assert!(totals["segments"][0]["stopped"].is_null(), "{totals:#}");
-    assert_eq!(totals["stopped"]["error"], stop.error.as_str(), "{totals:#}");
+    assert_eq!(
+        totals["stopped"]["error"],
+        stop.error.as_str(),
+        "{totals:#}"
+    );
     let text = eventsource(&with(&["status"])).expect(0).stdout;
     let row = text.lines().find(|l| l.starts_with("  1/2 ")).unwrap();
     assert!(row.ends_with("- (stopped)"), "{text}");
@@ -137,7 +144,10 @@ async fn reads_and_resets_a_postgres_store() {
         .find(|l| l.starts_with("STOPPED totals[1/2] at "))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.ends_with(&format!("Z: {}", stop.error)), "{line}");
-    assert!(!text.contains("STOPPED totals at"), "once, by segment: {text}");
+    assert!(
+        !text.contains("STOPPED totals at"),
+        "once, by segment: {text}"
+    );
     checkpoints.clear_stop("totals[1/2]").await.unwrap();
     let refused = eventsource(&with(&["projection", "reset", "totals", "--to", "1"])).expect(4);
     assert!(

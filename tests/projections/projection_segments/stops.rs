@@ -76,7 +76,10 @@ async fn a_segment_that_stops_on_an_error_records_why_until_a_worker_claims_it_a
     let [(segment, stop)] = &stops().await[..] else {
         panic!("one stop, under the segment: {:?}", stops().await);
     };
-    assert!(["Failing[0/2]", "Failing[1/2]"].contains(&segment.as_str()), "{segment}");
+    assert!(
+        ["Failing[0/2]", "Failing[1/2]"].contains(&segment.as_str()),
+        "{segment}"
+    );
     assert_eq!(stop.error, format!("{error}: read model down"));
 
     let fixed = failing_worker(&store, &checkpoints, &claims, false);
@@ -85,9 +88,11 @@ async fn a_segment_that_stops_on_an_error_records_why_until_a_worker_claims_it_a
         let fixed = Arc::clone(&fixed);
         async move { fixed.run(stopped).await }
     });
-    wait_for("the next worker handles", Duration::from_secs(5), async || {
-        fixed.projection().lock().await.handled == 4
-    })
+    wait_for(
+        "the next worker handles",
+        Duration::from_secs(5),
+        async || fixed.projection().lock().await.handled == 4,
+    )
     .await;
     assert_eq!(stops().await, [], "cleared by the worker that claimed it");
     stop_it.send(()).unwrap();

@@ -7,7 +7,7 @@
 //! ```sh
 //! cargo run --features rabbitmq --example operator -- --broker amqp://guest:guest@localhost:5672/%2f
 //! cargo run -p eventsource-runtime --features cli,sqlite,postgres,rabbitmq --bin eventsource -- \
-//!     --store sqlite:target/operator.db console --admin-token secret \
+//!     --store sqlite:target/operator.db console --admin-token operator-secret \
 //!     --broker amqp://guest:guest@localhost:5672/%2f --group operator-billing
 //! ```
 //!
@@ -32,7 +32,7 @@ use std::time::Duration;
 use domain::{
     CancelOrder, Order, OrderCancelled, OrderPlaced, OrderShipped, ShipOrder, sample_order,
 };
-use eventsource_runtime::event::{NewEvent, Payload};
+use eventsource_runtime::event::{Metadata, NewEvent, Payload};
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::CheckpointStore;
@@ -133,18 +133,26 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
     // A morning of orders: twelve placed, eight shipped, one cancelled.
     let orders = CommandService::<Order>::new(Arc::clone(&store));
+    let mut placed = Vec::new();
     for n in 1..=12 {
         let customer = ["ada", "grace", "edsger"][n % 3];
-        orders
+        let outcome = orders
             .execute(sample_order(&format!("o-{n}"), customer))
             .await?;
+        placed.extend(outcome.events.into_iter().next());
     }
-    for n in 1..=8 {
+    // Each shipment in its order's request, caused by the placement (the causation tree).
+    for (n, placement) in (1..=8).zip(&placed) {
         let ship = ShipOrder {
             order_id: format!("o-{n}"),
             carrier: ["DHL", "UPS"][n % 2].to_owned(),
         };
-        orders.execute(ship).await?;
+        let mut metadata =
+            Metadata::new().with(Metadata::CAUSATION_ID, placement.event_id.to_string());
+        if let Some(correlation) = placement.metadata.correlation_id() {
+            metadata.insert(Metadata::CORRELATION_ID, correlation);
+        }
+        orders.execute_with_metadata(ship, metadata).await?;
     }
     let cancel = CancelOrder {
         order_id: "o-12".to_owned(),
@@ -211,7 +219,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     );
     println!(
         "next: cargo run -p eventsource-runtime --features cli,sqlite,postgres,rabbitmq --bin \
-         eventsource -- --store {target} status (or `console --admin-token secret`)"
+         eventsource -- --store {target} status (or `console --admin-token operator-secret`)"
     );
     Ok(())
 }

@@ -476,5 +476,34 @@ async fn the_operator_example_leaves_something_for_each_view() {
             "{stdout}"
         );
     }
+    // A shipment was caused by its order's placement, in its request: a tree to draw.
+    use eventsource_runtime::event::StreamId;
+    use eventsource_runtime::store::EventStore as _;
+    let order = store.load(&StreamId::new("Order", "o-1"), 0).await.unwrap();
+    let (placed, shipped) = (&order[0], &order[1]);
+    assert_eq!(shipped.event_type, "OrderShipped");
+    assert_eq!(
+        shipped.metadata.causation_id(),
+        Some(placed.event_id.to_string().as_str())
+    );
+    assert_eq!(
+        shipped.metadata.correlation_id(),
+        placed.metadata.correlation_id()
+    );
+    // The console command it and the guide give starts: its admin token is long enough.
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide/operating.md"),
+    )
+    .unwrap();
+    for text in [stdout.as_ref(), guide.as_str()] {
+        for token in text.split("--admin-token ").skip(1) {
+            let token = token.split_whitespace().next().unwrap_or_default();
+            let token = token.trim_end_matches(|c: char| !c.is_alphanumeric() && c != '-');
+            // A shell variable is the reader's own.
+            if !token.contains('$') {
+                assert!(token.len() >= 8, "the console refuses `{token}`: too short");
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,14 +6,12 @@
 // retire `eventsource.relay` (each name typed again when asked), open an event's payload and
 // its request's tree from the events view, draw req-1's causation tree
 // and follow the link of the node in trace CONSOLE_TRACE_ID. The last stdout line is JSON.
-// EVENTSOURCE_CONSOLE_SCREENSHOTS=DIR: screenshots of each view there.
 'use strict';
 const path = require('path');
 const { chromium } = require(path.join(process.env.EVENTSOURCE_PLAYWRIGHT_DIR, 'node_modules', 'playwright-core'));
 
 const url = process.env.CONSOLE_URL;
 const queue = process.env.CONSOLE_QUEUE;
-const shots = process.env.EVENTSOURCE_CONSOLE_SCREENSHOTS;
 
 // What the next prompts are answered, in turn (a confirm is accepted).
 const answers = [];
@@ -34,10 +32,6 @@ async function change(page, projection, label, done, ...typed) {
 
 async function clearMessage(page) {
   await page.evaluate(() => { document.querySelector('#message').textContent = ''; });
-}
-
-async function shot(page, name) {
-  if (shots) await page.screenshot({ path: path.join(shots, 'console-' + name + '.png') });
 }
 
 async function refused(page) {
@@ -67,13 +61,11 @@ async function act(page) {
   const stopped = (await stopCell.textContent()).trim();
   const segmentStopCell = page.locator('#status-table tr.stopped[data-stopped-projection="totals[1/2]"] td.stop-error');
   const segmentStopped = (await segmentStopCell.textContent()).trim();
-  await shot(page, 'status');
 
   await page.fill('#token', process.env.CONSOLE_TOKEN);
   await page.click('#token-save');
   await page.goto(url + '#dead-letters');
   await page.locator(`.queue[data-queue="${queue}"] .letter-count`).filter({ hasText: '1' }).waitFor({ timeout: 10000 });
-  await shot(page, 'dead-letters');
   // A dead letter's event type opens its request's tree, the event marked.
   await page.locator(`.queue[data-queue="${queue}"] a.event-tree`).first().click();
   const deadNode = page.locator('#causation-drawing svg g.marked text');
@@ -112,7 +104,6 @@ async function act(page) {
   const reset = await change(page, 'orders', 'Reset', 'reset to', '0', 'orders');
   const retire = await change(page, 'eventsource.relay', 'Retire', 'retired', 'eventsource.relay');
   await page.locator('#status-table tr[data-projection="eventsource.relay"]').waitFor({ state: 'detached', timeout: 10000 });
-  await shot(page, 'status-changed');
 
   await page.goto(url + '#events');
   await page.fill('#events-stream', 'Order/o-1');
@@ -120,7 +111,6 @@ async function act(page) {
   const first = page.locator('#events-table tbody tr').first();
   await first.waitFor({ timeout: 10000 });
   await first.locator('details summary').click();
-  await shot(page, 'events');
   const payload = await first.locator('pre.event-body').textContent();
   // Its type opens its request's tree, the event marked (the dead letter's drawn before
   // is cleared first, so that only the new one is read).
@@ -135,7 +125,6 @@ async function act(page) {
   await page.click('#causation-form button[type=submit]');
   const node = page.locator(`svg a.trace-link[data-trace-id="${process.env.CONSOLE_TRACE_ID}"]`);
   await node.waitFor({ timeout: 10000 });
-  await shot(page, 'causation');
   // The trace opens in a tab of its own; the console stays where it was.
   const [viewerTab] = await Promise.all([page.context().waitForEvent('page', { timeout: 10000 }), node.click()]);
   await viewerTab.waitForURL('**/trace/**', { timeout: 10000 });

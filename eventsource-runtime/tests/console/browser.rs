@@ -6,8 +6,8 @@
 //! `EVENTSOURCE_PLAYWRIGHT_DIR` (default `/var/tmp/eventsource-tools/playwright`; `.ci/run
 //! --browser-only` installs all three) and RabbitMQ at `EVENTSOURCE_AMQP_URL`. Without
 //! them it prints `skipped: ...` and passes, unless `EVENTSOURCE_REQUIRE_BROWSER=1`.
-//! With `EVENTSOURCE_CONSOLE_SCREENSHOTS=DIR` the script saves the page's screenshots
-//! there (`docs/images/console-*.png`).
+//! The guide's screenshots come from the operator example instead (`screenshots.cjs`,
+//! CONTRIBUTING.md).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

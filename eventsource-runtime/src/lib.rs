@@ -508,8 +508,8 @@ pub mod prelude {
     #[cfg(feature = "broker")]
     pub use crate::broker::BrokerGroup;
     pub use crate::bus::{
-        EventBus, EventHandler, HandlerError, InMemoryEventBus, Subscribe, WithBusTelemetry,
-        handler_fn,
+        EventBus, EventHandler, HandlerError, InMemoryEventBus, RunnableGroup, Subscribe,
+        WithBusTelemetry, handler_fn,
     };
     pub use crate::command::{Command, CommandError, CommandOutcome, CommandService, Handle};
     #[cfg(feature = "macros")]

@@ -27,5 +27,6 @@ pub(crate) mod tls;
 
 pub use group::BrokerGroup;
 pub(crate) use group::parts::GroupParts;
+pub(crate) use group::runnable_through_its_own_methods;
 pub use group_health::{DEFAULT_STALL_AFTER, DEFAULT_STOP_TIMEOUT, GroupStalled};
 pub use tls::{BrokerTls, TlsFailure};

@@ -65,6 +65,7 @@ mod handler;
 mod idempotent;
 pub mod instrument;
 mod memory;
+mod runnable;
 mod settings;
 mod subscribe;
 pub mod wire;
@@ -93,6 +94,7 @@ pub use idempotent::{
     IdempotencyError, Idempotent, InMemoryProcessedMessages, MessageClaim, ProcessedMessages,
 };
 pub use memory::{DEFAULT_MAX_DELIVERIES, InMemoryEventBus};
+pub use runnable::RunnableGroup;
 pub use settings::{BusSpanNames, BusTelemetry, WithBusTelemetry};
 pub use subscribe::Subscribe;
 

@@ -15,7 +15,7 @@ use super::topology::{GroupTopics, Topics, matches_event};
 use crate::broker::group_health::GroupHealth;
 use crate::broker::reconnect::stop_within;
 use crate::broker::settings as broker;
-use crate::broker::{BrokerGroup, GroupParts};
+use crate::broker::{BrokerGroup, GroupParts, runnable_through_its_own_methods};
 use crate::bus::{BusError, Dispatcher};
 use crate::event::EventEnvelope;
 
@@ -105,6 +105,8 @@ impl BrokerGroup for ConsumerGroup {
         }
     }
 }
+
+runnable_through_its_own_methods!();
 
 impl ConsumerGroup {
     pub(super) fn new(bus: KafkaBus, name: &str) -> Self {

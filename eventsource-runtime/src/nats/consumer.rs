@@ -18,7 +18,7 @@ use super::topology::{self, GroupNames};
 use crate::broker::group_health::GroupHealth;
 use crate::broker::reconnect::{Sessions, keep_running};
 use crate::broker::settings as broker;
-use crate::broker::{BrokerGroup, GroupParts};
+use crate::broker::{BrokerGroup, GroupParts, runnable_through_its_own_methods};
 use crate::bus::{BusError, Dispatcher};
 use crate::telemetry::otel::log::log_info;
 
@@ -105,6 +105,8 @@ impl BrokerGroup for ConsumerGroup {
         }
     }
 }
+
+runnable_through_its_own_methods!();
 
 impl ConsumerGroup {
     pub(super) fn new(bus: NatsBus, name: &str) -> Self {

@@ -19,7 +19,7 @@ use super::{RabbitMqBus, confirming_channel, publish_confirmed, routing_key};
 use crate::broker::group_health::GroupHealth;
 use crate::broker::reconnect::{Sessions, keep_running};
 use crate::broker::settings as broker;
-use crate::broker::{BrokerGroup, GroupParts};
+use crate::broker::{BrokerGroup, GroupParts, runnable_through_its_own_methods};
 use crate::bus::wire::{self, DeliveryState, Settle};
 use crate::bus::{BusError, BusMessage, Dispatcher};
 use crate::telemetry::attributes::{
@@ -89,6 +89,8 @@ impl BrokerGroup for ConsumerGroup {
         }
     }
 }
+
+runnable_through_its_own_methods!();
 
 impl ConsumerGroup {
     pub(super) fn new(bus: RabbitMqBus, name: &str) -> Self {

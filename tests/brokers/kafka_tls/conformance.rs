@@ -8,7 +8,7 @@ use super::listeners::{KafkaTls, Listener};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use eventsource_runtime::bus::{BusError, DeadLetterEntry, Dispatcher, Subscribe, wire};
+use eventsource_runtime::bus::wire;
 use eventsource_runtime::event::Metadata;
 use eventsource_runtime::kafka::rdkafka::ClientConfig;
 use eventsource_runtime::kafka::rdkafka::message::{Header, OwnedHeaders};
@@ -16,9 +16,7 @@ use eventsource_runtime::kafka::rdkafka::producer::{FutureProducer, FutureRecord
 use eventsource_runtime::kafka::{ConsumerGroup, KafkaBus};
 use eventsource_runtime::testing::MetricCapture;
 use eventsource_runtime::testing::capture_metrics;
-use eventsource_runtime::testing::conformance::broker::{
-    self, BoxFuture, BrokerFixture, RawMessage,
-};
+use eventsource_runtime::testing::conformance::broker::{self, BrokerFixture, RawMessage};
 
 /// The bus metrics, captured for the whole binary (the only capture in it: the scenarios
 /// tell theirs apart by an event type of their own).
@@ -83,40 +81,8 @@ impl BrokerFixture for Fixture {
             .retry_delays(retry_delays.iter().copied())
     }
 
-    fn dispatcher<'g>(&self, group: &'g ConsumerGroup) -> &'g Dispatcher {
-        group.dispatcher()
-    }
-
     fn consumer_group_name(&self, group: &ConsumerGroup) -> String {
         group.group_id().to_owned()
-    }
-
-    async fn declare(&self, group: &ConsumerGroup) -> Result<(), BusError> {
-        group.declare().await
-    }
-
-    fn run(group: ConsumerGroup, stop: BoxFuture<()>) -> BoxFuture<Result<(), BusError>> {
-        Box::pin(async move { group.run(stop).await })
-    }
-
-    async fn dead_letter_count(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
-        group.dead_letters().count().await
-    }
-
-    async fn dead_letters(
-        &self,
-        group: &ConsumerGroup,
-        max: usize,
-    ) -> Result<Vec<DeadLetterEntry>, BusError> {
-        group.dead_letters().list(max).await
-    }
-
-    async fn requeue_dead_letters(&self, group: &ConsumerGroup) -> Result<usize, BusError> {
-        group.dead_letters().requeue().await
-    }
-
-    async fn purge_dead_letters(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
-        group.dead_letters().purge().await
     }
 
     /// Writes the record to the aggregate type's topic, as `tests/brokers/suites/kafka/main.rs` does.

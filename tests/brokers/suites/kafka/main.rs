@@ -25,16 +25,12 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use domain::{Order, sample_order};
-use eventsource_runtime::bus::{
-    BusError, DeadLetterEntry, Dispatcher, EventBus, HandlerError, wire,
-};
+use eventsource_runtime::bus::{BusError, EventBus, HandlerError, wire};
 use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
 use eventsource_runtime::kafka::{ConsumerGroup, KafkaBus};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
-use eventsource_runtime::testing::conformance::broker::{
-    self, BoxFuture, BrokerFixture, RawMessage,
-};
+use eventsource_runtime::testing::conformance::broker::{self, BrokerFixture, RawMessage};
 use eventsource_runtime::testing::{
     CapturedSpans, MetricCapture, attribute, capture, capture_metrics,
 };
@@ -230,42 +226,10 @@ impl BrokerFixture for Broker {
         Broker::group(self, bus, name, &delays)
     }
 
-    fn dispatcher<'g>(&self, group: &'g ConsumerGroup) -> &'g Dispatcher {
-        group.dispatcher()
-    }
-
     /// The group as the broker knows it (`group.id`), not the name given to
     /// `consumer_group`.
     fn consumer_group_name(&self, group: &ConsumerGroup) -> String {
         group.group_id().to_owned()
-    }
-
-    async fn declare(&self, group: &ConsumerGroup) -> Result<(), BusError> {
-        group.declare().await
-    }
-
-    fn run(group: ConsumerGroup, stop: BoxFuture<()>) -> BoxFuture<Result<(), BusError>> {
-        Box::pin(async move { group.run(stop).await })
-    }
-
-    async fn dead_letter_count(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
-        group.dead_letters().count().await
-    }
-
-    async fn dead_letters(
-        &self,
-        group: &ConsumerGroup,
-        max: usize,
-    ) -> Result<Vec<DeadLetterEntry>, BusError> {
-        group.dead_letters().list(max).await
-    }
-
-    async fn requeue_dead_letters(&self, group: &ConsumerGroup) -> Result<usize, BusError> {
-        group.dead_letters().requeue().await
-    }
-
-    async fn purge_dead_letters(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
-        group.dead_letters().purge().await
     }
 
     /// Writes the record to the aggregate type's topic (a retry too: the group takes a

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use domain::{Order, ShipOrder, sample_order};
 use eventsource_runtime::bus::{
-    BusError, DeadLetterEntry, Dispatcher, EventBus, HandlerError, Idempotent,
-    InMemoryProcessedMessages, UnavailableReason, handler_fn, wire,
+    BusError, EventBus, HandlerError, Idempotent, InMemoryProcessedMessages, UnavailableReason,
+    handler_fn, wire,
 };
 use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
 use eventsource_runtime::nats::async_nats::HeaderMap;
@@ -33,9 +33,7 @@ use eventsource_runtime::nats::async_nats::jetstream::{self, Context};
 use eventsource_runtime::nats::{ConsumerGroup, NatsBus};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
-use eventsource_runtime::testing::conformance::broker::{
-    self, BoxFuture, BrokerFixture, RawMessage,
-};
+use eventsource_runtime::testing::conformance::broker::{self, BrokerFixture, RawMessage};
 use eventsource_runtime::testing::{
     CapturedSpans, MetricCapture, attribute, capture, capture_metrics,
 };
@@ -223,41 +221,9 @@ impl BrokerFixture for Server {
         Server::group(self, bus, name, &delays)
     }
 
-    fn dispatcher<'g>(&self, group: &'g ConsumerGroup) -> &'g Dispatcher {
-        group.dispatcher()
-    }
-
     /// The durable consumer, not the name given to `consumer_group`.
     fn consumer_group_name(&self, group: &ConsumerGroup) -> String {
         group.consumer_name().to_owned()
-    }
-
-    async fn declare(&self, group: &ConsumerGroup) -> Result<(), BusError> {
-        group.declare().await
-    }
-
-    fn run(group: ConsumerGroup, stop: BoxFuture<()>) -> BoxFuture<Result<(), BusError>> {
-        Box::pin(async move { group.run(stop).await })
-    }
-
-    async fn dead_letter_count(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
-        group.dead_letters().count().await.map(u64::from)
-    }
-
-    async fn dead_letters(
-        &self,
-        group: &ConsumerGroup,
-        max: usize,
-    ) -> Result<Vec<DeadLetterEntry>, BusError> {
-        group.dead_letters().list(max).await
-    }
-
-    async fn requeue_dead_letters(&self, group: &ConsumerGroup) -> Result<usize, BusError> {
-        group.dead_letters().requeue().await
-    }
-
-    async fn purge_dead_letters(&self, group: &ConsumerGroup) -> Result<u64, BusError> {
-        group.dead_letters().purge().await.map(u64::from)
     }
 
     /// Publishes to the event's live subject, or a retry to the group's retry subject.

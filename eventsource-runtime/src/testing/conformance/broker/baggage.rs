@@ -1,6 +1,7 @@
 //! W3C baggage across the broker: what a flow's first span carries reaches the handler of
 //! every hop as it was, byte for byte, however many services it crosses.
 
+use crate::bus::Subscribe as _;
 use std::sync::{Arc, Mutex};
 
 use opentelemetry::Context;
@@ -26,8 +27,8 @@ pub async fn baggage_survives_three_hops<F: BrokerFixture>(fixture: &F) {
     let seen: Arc<Mutex<Vec<(usize, Entries)>>> = Arc::default();
     {
         let (hops, seen, bus) = (Arc::clone(&hops), Arc::clone(&seen), bus.clone());
-        fixture
-            .dispatcher(&group)
+        group
+            .dispatcher()
             .subscribe(handler_fn("pass-it-on", move |event| {
                 let hop = hops.iter().position(|t| *t == *event.event_type);
                 // Read where the handler starts: its span is the current one.
@@ -48,7 +49,7 @@ pub async fn baggage_survives_three_hops<F: BrokerFixture>(fixture: &F) {
                 }
             }));
     }
-    let running = Running::start(fixture, &group).await;
+    let running = Running::start(&group).await;
 
     let start = tracing::info_span!("conformance.baggage");
     let _ = start.set_parent(flow_context());

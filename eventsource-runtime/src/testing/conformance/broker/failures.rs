@@ -3,6 +3,9 @@
 //! group no longer has, is dead-lettered with the reason; a graceful stop finishes the
 //! handler in flight and settles its message.
 
+use crate::bus::DeadLetterQueue as _;
+use crate::bus::RunnableGroup as _;
+use crate::bus::Subscribe as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,9 +35,9 @@ pub async fn retried_then_dead_lettered_then_moved_back<F: BrokerFixture>(
     // Three deliveries in all; the first three calls fail.
     let delays = [Duration::from_millis(30), Duration::from_millis(60)];
     let group = fixture.group(&bus, "mailer", &delays);
-    let mails = counting(fixture, &group, "send-confirmation", 3);
-    let steady = counting(fixture, &group, "audit", 0);
-    let running = Running::start(fixture, &group).await;
+    let mails = counting(&group, "send-confirmation", 3);
+    let steady = counting(&group, "audit", 0);
+    let running = Running::start(&group).await;
 
     let event_type = event_type();
     let event = stored_event("o-1", &event_type);
@@ -53,7 +56,7 @@ pub async fn retried_then_dead_lettered_then_moved_back<F: BrokerFixture>(
         "only the failed handler again"
     );
 
-    let listed = fixture.dead_letters(&group, 10).await.expect("listed");
+    let listed = group.dead_letters().list(10).await.expect("listed");
     assert_eq!(listed.len(), 1);
     let letter = listed[0].as_failed().expect("a failed letter");
     assert_eq!(letter.message.message_id, event.event_id);
@@ -69,22 +72,19 @@ pub async fn retried_then_dead_lettered_then_moved_back<F: BrokerFixture>(
     })
     .await;
     assert_eq!(
-        fixture.dead_letter_count(&group).await.expect("counted"),
+        group.dead_letters().count().await.expect("counted"),
         1,
         "listing leaves them there"
     );
 
     // Moved back: the handler (now working) gets it, alone, and nothing is left.
-    assert_eq!(
-        fixture.requeue_dead_letters(&group).await.expect("moved"),
-        1
-    );
+    assert_eq!(group.dead_letters().requeue().await.expect("moved"), 1);
     until(fixture, "the fourth call", || {
         mails.load(Ordering::SeqCst) == 4
     })
     .await;
     running.stop().await;
-    assert_eq!(fixture.dead_letter_count(&group).await.expect("counted"), 0);
+    assert_eq!(group.dead_letters().count().await.expect("counted"), 0);
     assert_eq!(steady.load(Ordering::SeqCst), 1);
 
     // The retries are new roots linked to the publish span.
@@ -121,8 +121,8 @@ pub async fn retried_then_dead_lettered_then_moved_back<F: BrokerFixture>(
 pub async fn purge_empties_the_dead_letters<F: BrokerFixture>(fixture: &F) {
     let bus = fixture.bus();
     let group = fixture.group(&bus, "mailer", &[]);
-    let _calls = counting(fixture, &group, "always-fails", usize::MAX);
-    let running = Running::start(fixture, &group).await;
+    let _calls = counting(&group, "always-fails", usize::MAX);
+    let running = Running::start(&group).await;
     let event_type = event_type();
     let events = [
         stored_event("o-1", &event_type),
@@ -131,11 +131,12 @@ pub async fn purge_empties_the_dead_letters<F: BrokerFixture>(fixture: &F) {
     bus.publish(&events).await.expect("published");
     dead_letters_reach(fixture, &group, 2).await;
     running.stop().await;
-    assert_eq!(fixture.purge_dead_letters(&group).await.expect("purged"), 2);
-    assert_eq!(fixture.dead_letter_count(&group).await.expect("counted"), 0);
+    assert_eq!(group.dead_letters().purge().await.expect("purged"), 2);
+    assert_eq!(group.dead_letters().count().await.expect("counted"), 0);
     assert!(
-        fixture
-            .dead_letters(&group, 10)
+        group
+            .dead_letters()
+            .list(10)
             .await
             .expect("listed")
             .is_empty()
@@ -154,7 +155,7 @@ pub async fn undecodable_message_is_dead_lettered_with_the_reason<F: BrokerFixtu
     dead_letters_reach(fixture, group, 1).await;
     mailer.running.stop().await;
     assert_eq!(mailer.calls.load(Ordering::SeqCst), 0);
-    let listed = fixture.dead_letters(group, 10).await.expect("listed");
+    let listed = group.dead_letters().list(10).await.expect("listed");
     assert_eq!(listed.len(), 1, "listed, with its reason");
     let letter = listed[0].as_undecodable().expect("an undecodable letter");
     assert_eq!(letter.body, b"{ not an event");
@@ -164,7 +165,7 @@ pub async fn undecodable_message_is_dead_lettered_with_the_reason<F: BrokerFixtu
         letter.reason
     );
     assert_eq!(
-        fixture.dead_letter_count(group).await.expect("counted"),
+        group.dead_letters().count().await.expect("counted"),
         1,
         "listing leaves it there"
     );
@@ -196,7 +197,7 @@ pub async fn retry_for_an_unknown_handler_is_dead_lettered<F: BrokerFixture>(fix
     dead_letters_reach(fixture, group, 1).await;
     mailer.running.stop().await;
     assert_eq!(
-        fixture.dead_letter_count(group).await.expect("counted"),
+        group.dead_letters().count().await.expect("counted"),
         1,
         "dead-lettered, not acknowledged"
     );
@@ -205,7 +206,7 @@ pub async fn retry_for_an_unknown_handler_is_dead_lettered<F: BrokerFixture>(fix
         0,
         "no other handler ran"
     );
-    let listed = fixture.dead_letters(group, 10).await.expect("listed");
+    let listed = group.dead_letters().list(10).await.expect("listed");
     let letter = listed[0].as_failed().expect("a failed letter");
     assert_eq!(letter.message.message_id, event.event_id);
     assert_eq!(letter.handler, "send-mail");
@@ -232,8 +233,8 @@ pub async fn graceful_stop_finishes_the_handler_in_flight<F: BrokerFixture>(fixt
     let finished = Arc::new(AtomicUsize::new(0));
     {
         let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
-        fixture
-            .dispatcher(&group)
+        group
+            .dispatcher()
             .subscribe(handler_fn("slow", move |_event| {
                 let (started, finished) = (Arc::clone(&started), Arc::clone(&finished));
                 async move {
@@ -244,7 +245,7 @@ pub async fn graceful_stop_finishes_the_handler_in_flight<F: BrokerFixture>(fixt
                 }
             }));
     }
-    let running = Running::start(fixture, &group).await;
+    let running = Running::start(&group).await;
     let event_type = event_type();
     bus.publish(&[stored_event("o-1", &event_type)])
         .await
@@ -261,8 +262,8 @@ pub async fn graceful_stop_finishes_the_handler_in_flight<F: BrokerFixture>(fixt
 
     // Settled: the group started again gets only the next message.
     let again = fixture.group(&bus, "mailer", &[Duration::from_millis(50)]);
-    let calls = counting(fixture, &again, "count", 0);
-    let running = Running::start(fixture, &again).await;
+    let calls = counting(&again, "count", 0);
+    let running = Running::start(&again).await;
     bus.publish(&[stored_event("o-2", &event_type)])
         .await
         .expect("published");

@@ -17,8 +17,8 @@ pub const GROUP_STACK: usize = 512 * 1024;
 pub async fn a_group_runs_on_a_quarter_of_a_worker_stack<F: BrokerFixture>(fixture: &F) {
     let bus = fixture.bus();
     let group = fixture.group(&bus, "mailer", &[Duration::from_millis(50)]);
-    let calls = counting(fixture, &group, "send-confirmation", 0);
-    let running = Running::start_on_stack(fixture, &group, GROUP_STACK).await;
+    let calls = counting(&group, "send-confirmation", 0);
+    let running = Running::start_on_stack(&group, GROUP_STACK).await;
     bus.publish(&[stored_event("o-1", &event_type())])
         .await
         .expect("published");

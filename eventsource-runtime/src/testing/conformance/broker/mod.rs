@@ -43,11 +43,12 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::bus::{BusError, DeadLetterEntry, Dispatcher, EventBus, HandlerError, handler_fn};
+use crate::bus::RunnableGroup;
+use crate::bus::{BusError, DeadLetterQueue as _, EventBus, HandlerError, Subscribe, handler_fn};
 use crate::event::{EventEnvelope, Metadata, StreamId};
 
-/// A future the suite hands to, or takes from, a fixture.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+/// A group's run, boxed: the suite spawns it or runs it on a thread of its own.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// What the suite needs from a broker: implemented by a test of the adapter, over one
 /// test's own part of the broker (an exchange, a topic prefix, a stream of its own).
@@ -55,8 +56,9 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub trait BrokerFixture: Send + Sync {
     /// The adapter's bus.
     type Bus: EventBus + Clone;
-    /// The adapter's consumer group.
-    type Group: Clone + Send + Sync + 'static;
+    /// The adapter's consumer group: the suite declares it, runs it and reads its dead
+    /// letters through [`RunnableGroup`], and adds its handlers through [`Subscribe`].
+    type Group: RunnableGroup + Subscribe + Clone + Send + Sync + 'static;
 
     /// The broker's `messaging.system` (`rabbitmq`, `kafka`, `nats`).
     fn system(&self) -> &'static str;
@@ -75,33 +77,8 @@ pub trait BrokerFixture: Send + Sync {
     /// dead-lettering).
     fn group(&self, bus: &Self::Bus, name: &str, retry_delays: &[Duration]) -> Self::Group;
 
-    /// The group's dispatcher, where the suite adds its handlers.
-    fn dispatcher<'g>(&self, group: &'g Self::Group) -> &'g Dispatcher;
-
     /// The group's `messaging.consumer.group.name` on its consume spans.
     fn consumer_group_name(&self, group: &Self::Group) -> String;
-
-    /// Declares what the group needs on the broker (queues, topics, consumers).
-    async fn declare(&self, group: &Self::Group) -> Result<(), BusError>;
-
-    /// Runs the group until `stop` completes, then stops it gracefully.
-    fn run(group: Self::Group, stop: BoxFuture<()>) -> BoxFuture<Result<(), BusError>>;
-
-    /// How many dead letters the group holds.
-    async fn dead_letter_count(&self, group: &Self::Group) -> Result<u64, BusError>;
-
-    /// Up to `max` of the group's dead letters, left where they are.
-    async fn dead_letters(
-        &self,
-        group: &Self::Group,
-        max: usize,
-    ) -> Result<Vec<DeadLetterEntry>, BusError>;
-
-    /// Moves the group's dead letters back for their handlers; how many.
-    async fn requeue_dead_letters(&self, group: &Self::Group) -> Result<usize, BusError>;
-
-    /// Deletes the group's dead letters; how many.
-    async fn purge_dead_letters(&self, group: &Self::Group) -> Result<u64, BusError>;
 
     /// Sends `message` as a client other than the adapter would, where `group` takes it (a
     /// retry where the group's retries arrive), and waits until the broker holds it.
@@ -148,8 +125,8 @@ struct Running {
 }
 
 impl Running {
-    async fn start<F: BrokerFixture>(fixture: &F, group: &F::Group) -> Self {
-        let (stop, run) = Self::declared(fixture, group).await;
+    async fn start<G: RunnableGroup + Clone + Send + 'static>(group: &G) -> Self {
+        let (stop, run) = Self::declared(group).await;
         Self {
             stop,
             task: tokio::spawn(run),
@@ -158,8 +135,11 @@ impl Running {
 
     /// [`start`](Self::start), the group run by a runtime of its own on a thread of
     /// `stack` bytes of stack.
-    async fn start_on_stack<F: BrokerFixture>(fixture: &F, group: &F::Group, stack: usize) -> Self {
-        let (stop, run) = Self::declared(fixture, group).await;
+    async fn start_on_stack<G: RunnableGroup + Clone + Send + 'static>(
+        group: &G,
+        stack: usize,
+    ) -> Self {
+        let (stop, run) = Self::declared(group).await;
         let thread = std::thread::Builder::new()
             .name("small-stack-group".to_owned())
             .stack_size(stack)
@@ -176,16 +156,16 @@ impl Running {
     }
 
     /// Declares `group`: the sender that stops it, and its run until then.
-    async fn declared<F: BrokerFixture>(
-        fixture: &F,
-        group: &F::Group,
+    async fn declared<G: RunnableGroup + Clone + Send + 'static>(
+        group: &G,
     ) -> (oneshot::Sender<()>, BoxFuture<Result<(), BusError>>) {
-        fixture.declare(group).await.expect("the group's topology");
+        group.declare().await.expect("the group's topology");
         let (stop, stopped) = oneshot::channel::<()>();
         let stopped = Box::pin(async move {
             let _ = stopped.await;
         });
-        (stop, F::run(group.clone(), stopped))
+        let group = group.clone();
+        (stop, Box::pin(async move { group.run(stopped).await }))
     }
 
     async fn stop(self) {
@@ -205,13 +185,13 @@ struct Mailer<G> {
     running: Running,
 }
 
-impl<G> Mailer<G> {
+impl<G: RunnableGroup + Subscribe + Clone + Send + Sync + 'static> Mailer<G> {
     /// A bus of the fixture's and the group running on it.
     async fn start<F: BrokerFixture<Group = G>>(fixture: &F) -> (F::Bus, Self) {
         let bus = fixture.bus();
         let group = fixture.group(&bus, "mailer", &[Duration::from_millis(50)]);
-        let calls = counting(fixture, &group, "send-confirmation", 0);
-        let running = Running::start(fixture, &group).await;
+        let calls = counting(&group, "send-confirmation", 0);
+        let running = Running::start(&group).await;
         (
             bus,
             Self {
@@ -261,8 +241,9 @@ async fn until<F: BrokerFixture>(fixture: &F, what: &str, mut done: impl FnMut()
 async fn dead_letters_reach<F: BrokerFixture>(fixture: &F, group: &F::Group, count: u64) {
     let deadline = tokio::time::Instant::now() + fixture.patience();
     loop {
-        let now = fixture
-            .dead_letter_count(group)
+        let now = group
+            .dead_letters()
+            .count()
             .await
             .expect("the dead letters' count");
         if now == count {
@@ -277,16 +258,11 @@ async fn dead_letters_reach<F: BrokerFixture>(fixture: &F, group: &F::Group, cou
 }
 
 /// A handler of `group` that counts its calls and fails the first `failures` of them.
-fn counting<F: BrokerFixture>(
-    fixture: &F,
-    group: &F::Group,
-    name: &'static str,
-    failures: usize,
-) -> Arc<AtomicUsize> {
+fn counting(group: &impl Subscribe, name: &'static str, failures: usize) -> Arc<AtomicUsize> {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&calls);
-    fixture
-        .dispatcher(group)
+    group
+        .dispatcher()
         .subscribe(handler_fn(name, move |_event| {
             let call = seen.fetch_add(1, Ordering::SeqCst);
             async move {

@@ -138,11 +138,11 @@ pub async fn fan_out<F: BrokerFixture>(fixture: &F) {
     let delays = [std::time::Duration::from_millis(50)];
     let mailer = fixture.group(&bus, "mailer", &delays);
     let shipping = fixture.group(&bus, "shipping", &delays);
-    let mails = counting(fixture, &mailer, "send-confirmation", 0);
-    let notes = counting(fixture, &shipping, "notify-shipping", 0);
+    let mails = counting(&mailer, "send-confirmation", 0);
+    let notes = counting(&shipping, "notify-shipping", 0);
     let running = [
-        Running::start(fixture, &mailer).await,
-        Running::start(fixture, &shipping).await,
+        Running::start(&mailer).await,
+        Running::start(&shipping).await,
     ];
 
     let event = stored_event("o-1", &event_type());

@@ -4,6 +4,9 @@
 //! then dead-lettered, never dropped, each failure an ERROR span with one exception naming
 //! the event.
 
+use crate::bus::DeadLetterQueue as _;
+use crate::bus::RunnableGroup as _;
+use crate::bus::Subscribe as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,11 +116,11 @@ pub async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_u
                 Ok::<(), HandlerError>(())
             }
         });
-        fixture
-            .dispatcher(&group)
+        group
+            .dispatcher()
             .subscribe(handler.upcasting(&upcasters()));
     }
-    let running = Running::start(fixture, &group).await;
+    let running = Running::start(&group).await;
 
     let good = v1_message("o-1", serde_json::json!(21));
     let bad = v1_message("o-2", serde_json::json!("a lot"));
@@ -185,7 +188,7 @@ pub async fn a_v2_consumer_handles_v1_messages_and_dead_letters_what_it_cannot_u
         assert!(message.contains("total is not a number"), "{message}");
     }
 
-    let letters = fixture.dead_letters(&group, 10).await.expect("listed");
+    let letters = group.dead_letters().list(10).await.expect("listed");
     let [letter] = letters.as_slice() else {
         panic!("one dead letter: {letters:?}");
     };

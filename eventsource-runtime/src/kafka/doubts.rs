@@ -18,14 +18,13 @@ use rdkafka::error::KafkaError;
 /// The connection failures a consumer saw, how many of them a commit made after them
 /// answered, and when the group last answered; clones share them.
 #[derive(Clone)]
-pub(super) struct Doubts {
-    seen: Arc<AtomicU64>,
-    answered: Arc<AtomicU64>,
-    heard: Arc<Heard>,
-}
+pub(super) struct Doubts(Arc<Shared>);
 
-/// When the group last accepted a commit of the consumer's, by the time it was sent.
-struct Heard {
+struct Shared {
+    /// Connection failures seen.
+    seen: AtomicU64,
+    /// How many of them a commit made after them answered.
+    answered: AtomicU64,
     origin: Instant,
     /// When the newest commit the group accepted was sent, in µs after `origin` plus one;
     /// 0 while none was.
@@ -61,16 +60,14 @@ impl Doubts {
     /// No doubts yet, none heard yet either: a consumer's first record is confirmed. The
     /// group may be silent for `quiet_limit` before the consumer asks.
     pub(super) fn new(quiet_limit: Duration) -> Self {
-        Self {
-            seen: Arc::default(),
-            answered: Arc::default(),
-            heard: Arc::new(Heard {
-                origin: Instant::now(),
-                sent_us: AtomicU64::new(0),
-                in_flight: Mutex::new(VecDeque::new()),
-                quiet_limit,
-            }),
-        }
+        Self(Arc::new(Shared {
+            seen: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            origin: Instant::now(),
+            sent_us: AtomicU64::new(0),
+            in_flight: Mutex::new(VecDeque::new()),
+            quiet_limit,
+        }))
     }
 
     /// How long the group may be silent before the consumer asks: two commit intervals
@@ -83,7 +80,7 @@ impl Doubts {
     /// A connection of the consumer failed, or a request of its timed out: the group may
     /// have gone on without it.
     pub(super) fn lost_touch(&self) {
-        self.seen.fetch_add(1, Ordering::AcqRel);
+        self.0.seen.fetch_add(1, Ordering::AcqRel);
     }
 
     /// What the consumer doubts now, if anything: failures a commit made after them has
@@ -93,14 +90,14 @@ impl Doubts {
     }
 
     fn doubt_at(&self, at: Instant) -> Option<Doubt> {
-        let seen = self.seen.load(Ordering::Acquire);
-        let failed = seen > self.answered.load(Ordering::Acquire);
+        let seen = self.0.seen.load(Ordering::Acquire);
+        let failed = seen > self.0.answered.load(Ordering::Acquire);
         (failed || self.quiet_since(at)).then_some(Doubt { seen, at })
     }
 
     /// The coordinator accepted a commit sent after `doubt` was taken.
     pub(super) fn confirmed(&self, doubt: Doubt) {
-        self.answered.fetch_max(doubt.seen, Ordering::AcqRel);
+        self.0.answered.fetch_max(doubt.seen, Ordering::AcqRel);
         self.heard_at(doubt.at);
     }
 
@@ -131,26 +128,24 @@ impl Doubts {
     }
 
     fn in_flight(&self) -> std::sync::MutexGuard<'_, VecDeque<Instant>> {
-        (self.heard.in_flight.lock()).unwrap_or_else(PoisonError::into_inner)
+        (self.0.in_flight.lock()).unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The group accepted a commit sent at `sent`.
     fn heard_at(&self, sent: Instant) {
-        let us = sent
-            .saturating_duration_since(self.heard.origin)
-            .as_micros();
+        let us = sent.saturating_duration_since(self.0.origin).as_micros();
         let us = u64::try_from(us).unwrap_or(u64::MAX - 1) + 1;
-        self.heard.sent_us.fetch_max(us, Ordering::AcqRel);
+        self.0.sent_us.fetch_max(us, Ordering::AcqRel);
     }
 
     /// Whether the group has not accepted a commit sent within the quiet limit of `now`.
     fn quiet_since(&self, now: Instant) -> bool {
-        let sent_us = self.heard.sent_us.load(Ordering::Acquire);
+        let sent_us = self.0.sent_us.load(Ordering::Acquire);
         if sent_us == 0 {
             return true;
         }
-        let sent = self.heard.origin + Duration::from_micros(sent_us - 1);
-        now.saturating_duration_since(sent) > self.heard.quiet_limit
+        let sent = self.0.origin + Duration::from_micros(sent_us - 1);
+        now.saturating_duration_since(sent) > self.0.quiet_limit
     }
 }
 
@@ -178,7 +173,7 @@ mod tests {
     }
 
     fn origin(doubts: &Doubts) -> Instant {
-        doubts.heard.origin
+        doubts.0.origin
     }
 
     fn after(doubts: &Doubts, ms: u64) -> Instant {

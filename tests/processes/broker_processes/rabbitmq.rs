@@ -1,29 +1,29 @@
-//! Across processes through NATS JetStream: the scenarios of `tests/common/processes.rs`.
-//!
-//! Needs `EVENTSOURCE_NATS_URL` (skipped visibly without it, unless
-//! `EVENTSOURCE_REQUIRE_NATS=1`).
+//! Through RabbitMQ: the scenarios of `tests/common/processes.rs`.
 
-use eventsource_test_support::processes;
+use eventsource_test_support::processes::{self, BrokerKind};
 
-use crate::processes::BrokerKind;
+use crate::shared;
 
 #[test]
 fn a_producer_and_a_consumer_process_form_one_trace() {
-    processes::a_producer_and_a_consumer_process_form_one_trace(BrokerKind::Nats);
+    let _shared = shared();
+    processes::a_producer_and_a_consumer_process_form_one_trace(BrokerKind::RabbitMq);
 }
 
 #[test]
 fn a_consumer_killed_mid_handler_hands_the_message_to_the_next_one_as_a_redelivery() {
-    // JetStream counts the deliveries of a message it hands over again.
+    let _shared = shared();
+    // RabbitMQ flags a message it hands over again.
     processes::a_consumer_killed_mid_handler_hands_the_message_to_the_next_one_as_a_redelivery(
-        BrokerKind::Nats,
+        BrokerKind::RabbitMq,
         |_| true,
     );
 }
 
 #[test]
 fn a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_it_later() {
+    let _shared = shared();
     processes::a_producer_that_dies_before_publishing_loses_nothing_the_relay_publishes_it_later(
-        BrokerKind::Nats,
+        BrokerKind::RabbitMq,
     );
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventsource_runtime::bus::{BusError, EventBus, HandlerError};
+use eventsource_runtime::bus::{EventBus, HandlerError};
 use eventsource_runtime::event::EventEnvelope;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry::attributes as attr;
@@ -17,11 +17,12 @@ use eventsource_runtime::testing::{CapturedSpans, attribute, capture};
 use opentelemetry::Value;
 use opentelemetry::trace::SpanId;
 use opentelemetry_sdk::trace::SpanData;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::any_broker;
 use crate::domain::{Order, sample_order};
+use eventsource_test_support::groups::Running;
 
 /// What the scenarios need of a broker's consumer group (prefetch 3, set by the test),
 /// beyond what every test drives ([`any_broker::Group`]).
@@ -98,10 +99,10 @@ pub async fn a_stop_gives_up_a_handler_that_outlasts_the_stop_timeout<G: Group>(
     let published = five_orders(bus).await;
     let stuck = Gate::held();
     first.subscribe(stuck.subscriber());
-    let running = Running::start(&first);
+    let running = Running::run(&first);
     stuck.entered().await;
     let asked = std::time::Instant::now();
-    let stopped = tokio::time::timeout(bound * 5, running.stop()).await;
+    let stopped = tokio::time::timeout(bound * 5, running.stopping()).await;
     let took = asked.elapsed();
     stopped
         .expect("run returned within its stop timeout, and some")
@@ -115,26 +116,6 @@ pub async fn a_stop_gives_up_a_handler_that_outlasts_the_stop_timeout<G: Group>(
 
     let open = handled_by_the_next(&group(), 5).await;
     each_handled_once(&published, &stuck, &open);
-}
-
-/// A running consumer group.
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), BusError>>,
-}
-
-impl Running {
-    fn start(group: &impl Group) -> Self {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(group.clone().run(stopped));
-        Self { stop, task }
-    }
-
-    /// Asks for a graceful stop; the returned task ends when the group stopped.
-    fn stop(self) -> tokio::task::JoinHandle<Result<(), BusError>> {
-        let _ = self.stop.send(());
-        self.task
-    }
 }
 
 /// Five orders placed (and published) before any consumer runs: their event ids, in order.
@@ -154,9 +135,9 @@ async fn five_orders(bus: impl EventBus) -> Vec<Uuid> {
 async fn stop_then_restart(first: &impl Group, next: &impl Group, rest: usize) -> (Gate, Gate) {
     let held = Gate::held();
     first.subscribe(held.subscriber());
-    let running = Running::start(first);
+    let running = Running::run(first);
     held.entered().await;
-    let stopping = running.stop();
+    let stopping = running.stopping();
     // The stop reaches the broker while the first message is still in its handler.
     tokio::time::sleep(Duration::from_millis(300)).await;
     held.release();
@@ -170,15 +151,11 @@ async fn stop_then_restart(first: &impl Group, next: &impl Group, rest: usize) -
 async fn handled_by_the_next(next: &impl Group, rest: usize) -> Gate {
     let open = Gate::open();
     next.subscribe(open.subscriber());
-    let running = Running::start(next);
+    let running = Running::run(next);
     until("the rest handled", || open.handled().len() >= rest).await;
     // Time for a duplicate to show up.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    running
-        .stop()
-        .await
-        .expect("joined")
-        .expect("stopped cleanly");
+    running.stop().await;
     open
 }
 
@@ -258,14 +235,8 @@ impl Gate {
 }
 
 /// Waits (up to 20 s) until `done` holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..2000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
+async fn until(what: &str, done: impl FnMut() -> bool) {
+    eventsource_test_support::groups::until(what, Duration::from_secs(20), done).await;
 }
 
 /// Every event of `published` handled exactly once, by one gate or the other.

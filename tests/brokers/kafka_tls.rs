@@ -26,6 +26,7 @@ mod listeners;
 #[cfg(feature = "kafka-ssl")]
 mod round_trip;
 
+use crate::errors;
 use crate::pki;
 
 use std::time::Duration;
@@ -60,7 +61,7 @@ async fn tls_settings_without_kafka_ssl_name_the_feature() {
     let (bus, server) = unanswered(&pki);
     let error = bus.declare(["Order"]).await.unwrap_err();
     let failure = pki::tls_failure_of(&error, &server, None, &format!("{bus:?}"));
-    assert!(pki::chain(&error).contains("`kafka-ssl`"), "{failure}");
+    assert!(errors::chain(&error).contains("`kafka-ssl`"), "{failure}");
     assert!(matches!(failure, TlsFailure::Settings(_)), "{failure:?}");
 }
 
@@ -73,7 +74,7 @@ async fn with_kafka_ssl_librdkafka_takes_the_tls_settings() {
     // Nothing listens: the clients are made (OpenSSL is there, the files are taken) and the
     // wait ends without a broker, not with a refusal of the settings.
     let error = bus.declare(["Order"]).await.unwrap_err();
-    let said = pki::chain(&error);
+    let said = errors::chain(&error);
     assert!(!said.contains("kafka-ssl"), "{said}");
     assert_ne!(
         error.unavailable_reason(),
@@ -84,7 +85,7 @@ async fn with_kafka_ssl_librdkafka_takes_the_tls_settings() {
     let broken = KafkaBus::new("kafka://localhost:9").unwrap().with_tls(
         BrokerTls::new().with_client_certificate(pki.path("client.pem"), "/nonexistent/key.pem"),
     );
-    let said = pki::chain(&broken.declare(["Order"]).await.unwrap_err());
+    let said = errors::chain(&broken.declare(["Order"]).await.unwrap_err());
     assert!(
         said.contains("/nonexistent/key.pem") || said.contains("ssl.key"),
         "{said}"

@@ -12,8 +12,9 @@
 
 use eventsource_test_support::lineage_domain as domain;
 
-use crate::any_broker::{Group, Running, delete_nats_streams, delete_rabbitmq};
+use crate::any_broker::{Group, delete_nats_streams, delete_rabbitmq};
 use crate::servers::Server;
+use eventsource_test_support::groups::Running;
 use std::time::Duration;
 
 use domain::{Cart, CheckOut, Shipment, fulfilment};

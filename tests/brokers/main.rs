@@ -15,6 +15,8 @@ mod rabbitmq_tls;
 // Helpers shared by the modules below, declared once.
 mod any_broker;
 use eventsource_test_support::domain;
+use eventsource_test_support::envelopes;
+use eventsource_test_support::errors;
 mod graceful_stop;
 use eventsource_test_support::pki;
 use eventsource_test_support::servers;

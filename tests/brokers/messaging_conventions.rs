@@ -11,9 +11,12 @@
 //! passes, unless `EVENTSOURCE_REQUIRE_RABBITMQ=1` / `EVENTSOURCE_REQUIRE_NATS=1` /
 //! `EVENTSOURCE_REQUIRE_KAFKA=1`. Every test works on destinations of its own.
 
-use crate::any_broker::{Group, Running, delete_nats_streams, delete_rabbitmq};
+use crate::any_broker::{Group, delete_nats_streams, delete_rabbitmq};
 use crate::domain;
+use crate::envelopes::order_placed;
+use crate::errors::chain;
 use crate::servers::Server;
+use eventsource_test_support::groups::Running;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -289,18 +292,6 @@ async fn kafka_spans_name_the_group_id_of_the_consumer_that_read_the_record() {
     problems.assert_none(&spans);
 }
 
-/// `error` and its sources, `outer: inner`.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut said = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        said.push_str(": ");
-        said.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    said
-}
-
 #[tokio::test]
 async fn a_refused_kafka_port_is_connection_refused_at_once() {
     use eventsource_runtime::kafka::KafkaBus;
@@ -310,7 +301,7 @@ async fn a_refused_kafka_port_is_connection_refused_at_once() {
     for attempt in ["declare", "declare again", "publish", "a group's declare"] {
         let started = Instant::now();
         let error = match attempt {
-            "publish" => bus.publish(&[stored_order()]).await.unwrap_err(),
+            "publish" => bus.publish(&[order_placed("o-1")]).await.unwrap_err(),
             "a group's declare" => bus.consumer_group("mailer").declare().await.unwrap_err(),
             _ => bus.declare(["Order"]).await.unwrap_err(),
         };
@@ -356,19 +347,4 @@ async fn a_kafka_broker_that_takes_the_connection_and_answers_slowly_is_waited_f
         chain(&error)
     );
     assert!(took >= timeout, "waited for the broker: {took:?}");
-}
-
-/// An order placed, as stored (for a publish without a command).
-fn stored_order() -> EventEnvelope {
-    EventEnvelope {
-        event_id: uuid::Uuid::now_v7(),
-        stream: StreamId::new("Order", "o-1"),
-        version: 1,
-        position: 1,
-        event_type: "OrderPlaced".into(),
-        schema_version: 1,
-        timestamp: chrono::Utc::now(),
-        payload: serde_json::json!({}).into(),
-        metadata: Metadata::new(),
-    }
 }

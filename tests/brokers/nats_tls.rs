@@ -9,6 +9,7 @@
 
 use crate::domain;
 use crate::pki;
+use eventsource_test_support::groups::Running;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -185,18 +186,7 @@ async fn events_reach_a_consumer_group_over_tls_with_a_client_certificate() {
         counter.fetch_add(1, Ordering::SeqCst);
         async { Ok::<(), HandlerError>(()) }
     });
-    group.declare().await.expect("the group's consumers");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = {
-        let group = group.clone();
-        tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        })
-    };
+    let running = Running::start(&group).await;
     let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
     let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
     outcome.publish.expect("published").expect("acknowledged");
@@ -207,8 +197,7 @@ async fn events_reach_a_consumer_group_over_tls_with_a_client_certificate() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(seen.load(Ordering::SeqCst), outcome.events.len());
-    let _ = stop.send(());
-    running.await.unwrap().expect("stopped cleanly");
+    running.stop().await;
 }
 
 #[tokio::test]

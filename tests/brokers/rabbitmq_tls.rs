@@ -13,6 +13,7 @@
 
 use crate::domain;
 use crate::pki;
+use eventsource_test_support::groups::Running;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -104,18 +105,7 @@ async fn events_reach_a_consumer_group_over_amqps_with_a_client_certificate() {
         counter.fetch_add(1, Ordering::SeqCst);
         async { Ok::<(), eventsource_runtime::bus::HandlerError>(()) }
     });
-    group.declare().await.expect("declared over TLS");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = {
-        let group = group.clone();
-        tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        })
-    };
+    let running = Running::start(&group).await;
     let orders = CommandService::<Order>::new(InMemoryEventStore::new()).with_bus(bus);
     let outcome = orders.execute(sample_order("o-1", "ada")).await.unwrap();
     let report = outcome.publish.expect("published").expect("confirmed");
@@ -127,8 +117,7 @@ async fn events_reach_a_consumer_group_over_amqps_with_a_client_certificate() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(seen.load(Ordering::SeqCst), outcome.events.len());
-    let _ = stop.send(());
-    running.await.unwrap().expect("stopped cleanly");
+    running.stop().await;
     assert_eq!(group.dead_letters().count().await.unwrap(), 0);
 }
 

@@ -147,13 +147,7 @@ impl Roles {
     /// Drops the schemas and the roles.
     pub async fn cleanup(self) {
         self.owner_pool.close().await;
-        let schemas = std::mem::take(&mut *self.schemas.lock().unwrap());
-        for schema in schemas {
-            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .execute(&self.admin)
-                .await
-                .unwrap();
-        }
+        crate::postgres::drop_schemas(&self.admin, &self.schemas).await;
         for role in [&self.owner, &self.runtime, &self.mistaken] {
             sqlx::raw_sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
                 .execute(&self.admin)
@@ -171,18 +165,6 @@ async fn pool_of(options: PgConnectOptions, size: u32) -> PgPool {
         .connect_with(options)
         .await
         .unwrap_or_else(|e| panic!("cannot connect: {e}"))
-}
-
-/// The error and its sources, on one line.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
 }
 
 fn counted(n: u64) -> NewEvent {
@@ -214,7 +196,7 @@ pub async fn the_runtime_role_migrates_nothing_and_is_told_why_it_cannot(roles: 
         .unwrap_or_else(|| panic!("a MigrationRefused, got {source:?}"));
     assert_eq!(refused.role, roles.runtime);
     assert_eq!(refused.pending, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-    let line = chain(&error);
+    let line = crate::errors::chain(&error);
     assert!(
         line.contains(&format!("role {} cannot migrate", roles.runtime))
             && line.contains("run migrate() as the owner role")

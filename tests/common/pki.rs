@@ -21,17 +21,6 @@ pub fn skip(test: &str, why: &str) {
     crate::servers::skip(test, why, "EVENTSOURCE_REQUIRE_TLS_SERVERS");
 }
 
-/// An error and its sources, as one line.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
-}
-
 /// `error`, a bus's failure to connect to `server`, checked: a TLS failure at `server`, on
 /// one line, in which neither the `secret` planted (if any) nor key material shows, nor in
 /// `bus`, the bus's `Debug`; the [`TlsFailure`] it carries.
@@ -41,7 +30,7 @@ pub fn tls_failure_of(
     secret: Option<&str>,
     bus: &str,
 ) -> TlsFailure {
-    let said = chain(error);
+    let said = crate::errors::chain(error);
     eprintln!("refused as: {said}");
     assert_eq!(
         error.unavailable_reason(),

@@ -70,13 +70,18 @@ impl TestDb {
     }
 
     pub async fn cleanup(self) {
-        let schemas = std::mem::take(&mut *self.schemas.lock().unwrap());
-        for schema in schemas {
-            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .execute(&self.admin)
-                .await
-                .unwrap();
-        }
+        drop_schemas(&self.admin, &self.schemas).await;
         self.admin.close().await;
+    }
+}
+
+/// Drops the schemas a test made (`schemas` is left empty).
+pub async fn drop_schemas(admin: &PgPool, schemas: &Mutex<Vec<String>>) {
+    let schemas = std::mem::take(&mut *schemas.lock().unwrap());
+    for schema in schemas {
+        sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .execute(admin)
+            .await
+            .unwrap();
     }
 }

@@ -18,9 +18,10 @@ use eventsource_runtime::prelude::*;
 use eventsource_runtime::repository::RepositoryError;
 use eventsource_runtime::snapshot::{InMemorySnapshotStore, SnapshotStore};
 use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{AppendResult, ExpectedVersion, ReadBatch, StoreError};
+use eventsource_runtime::store::{AppendResult, ExpectedVersion, StoreError};
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{attribute, capture};
+use eventsource_test_support::stores::{Intercept, Over};
 use opentelemetry::Value;
 use postgres::TestDb;
 use serde::{Deserialize, Serialize};
@@ -43,12 +44,12 @@ struct Uncertain<S> {
 }
 
 impl<S> Uncertain<S> {
-    fn new(inner: S) -> Self {
-        Self {
+    fn new(inner: S, load_delay: Duration) -> Over<Self> {
+        Over(Self {
             inner,
             lose_next_commit: Arc::default(),
-            load_delay: Duration::ZERO,
-        }
+            load_delay,
+        })
     }
 
     fn lose_next_commit(&self) {
@@ -57,7 +58,13 @@ impl<S> Uncertain<S> {
 }
 
 #[eventsource_runtime::async_trait]
-impl<S: EventStore> EventStore for Uncertain<S> {
+impl<S: EventStore> Intercept for Uncertain<S> {
+    type Inner = S;
+
+    fn inner(&self) -> &S {
+        &self.inner
+    }
+
     async fn append(
         &self,
         stream: &StreamId,
@@ -73,27 +80,11 @@ impl<S: EventStore> EventStore for Uncertain<S> {
         Ok(appended)
     }
 
-    async fn load(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        let events = self.inner.load(stream, from_version).await;
+    async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
+        let events = self.inner.load(stream, from).await;
         // Whoever reads at the same time reads the same.
         tokio::time::sleep(self.load_delay).await;
         events
-    }
-
-    async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError> {
-        self.inner.read_all(from_position, limit).await
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-
-    fn system_name(&self) -> &'static str {
-        self.inner.system_name()
     }
 }
 
@@ -166,7 +157,7 @@ async fn retries_return_the_first_outcome(store: impl EventStore + Clone) {
 /// The append was stored but its caller saw an error: the retry answers with the stored
 /// events.
 async fn a_lost_commit_is_answered_with_the_stored_events(store: impl EventStore + Clone) {
-    let uncertain = Uncertain::new(store.clone());
+    let uncertain = Uncertain::new(store.clone(), Duration::ZERO);
     let orders = CommandService::<Order>::new(uncertain.clone());
     uncertain.lose_next_commit();
     let lost = orders
@@ -209,8 +200,7 @@ async fn in_memory_a_lost_commit_is_answered_with_the_stored_events() {
 #[tokio::test]
 async fn a_retry_racing_the_first_attempt_gets_its_events_not_a_conflict() {
     let store = InMemoryEventStore::new();
-    let mut slow = Uncertain::new(store.clone());
-    slow.load_delay = Duration::from_millis(50);
+    let slow = Uncertain::new(store.clone(), Duration::from_millis(50));
     let orders = CommandService::<Order>::new(slow);
     let (a, b) = tokio::join!(
         orders.execute_once("req-1", sample_order("o-1", "ada")),

@@ -7,6 +7,7 @@
 //! PostgreSQL comes from `DATABASE_URL` (see `tests/common/postgres.rs`).
 
 use crate::postgres;
+use eventsource_test_support::envelopes;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,12 +17,12 @@ use eventsource_runtime::bus::{
     BusMessage, BusTelemetry, Dispatcher, EventHandler, HandlerError, Idempotent, InMemoryEventBus,
     InMemoryProcessedMessages, ProcessedMessages, Subscribe,
 };
-use eventsource_runtime::event::{EventEnvelope, Metadata, NewEvent, StreamId};
+use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
 use eventsource_runtime::postgres::{
     PostgresProcessedMessages, TransactionalHandler, TransactionalIdempotent,
 };
 use eventsource_runtime::sqlite::{SqliteEventStore, SqliteProcessedMessages};
-use eventsource_runtime::sqlx::types::{Uuid, chrono};
+use eventsource_runtime::sqlx::types::Uuid;
 use eventsource_runtime::sqlx::{self, PgConnection};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, InMemoryEventStore};
 use eventsource_runtime::telemetry::attributes as attr;
@@ -34,15 +35,8 @@ const HANDLE: &str = attr::SPAN_BUS_HANDLE;
 
 fn envelope(order: &str) -> EventEnvelope {
     EventEnvelope {
-        event_id: Uuid::now_v7(),
-        stream: StreamId::new("Order", order),
-        version: 1,
-        position: 1,
-        event_type: "OrderPlaced".into(),
-        schema_version: 1,
-        timestamp: chrono::Utc::now(),
         payload: serde_json::json!({ "total": 12 }).into(),
-        metadata: Metadata::new(),
+        ..envelopes::order_placed(order)
     }
 }
 

@@ -10,6 +10,7 @@
 
 use crate::postgres;
 use eventsource_test_support::lineage_domain as domain;
+use eventsource_test_support::stores::{Intercept, Over};
 
 use domain::{Cart, CheckOut, fulfilment};
 use eventsource_runtime::bus::{BusMessage, BusTelemetry, Dispatcher};
@@ -18,7 +19,7 @@ use eventsource_runtime::lineage::{CausationTree, Lineage, Node};
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::sqlite::SqliteEventStore;
 use eventsource_runtime::sqlx;
-use eventsource_runtime::store::{AppendResult, ReadBatch, StoreError};
+use eventsource_runtime::store::AppendResult;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{CapturedSpans, SpanData, attribute, capture};
 use opentelemetry::Value;
@@ -417,35 +418,16 @@ async fn postgres_lists_a_correlation_from_its_index() {
 
 // ---- the trait's default --------------------------------------------------------------------
 
-/// A store of a user's own: only the required methods, over an in-memory store.
+/// A store of a user's own: only the required methods (`Over` implements no other), over
+/// an in-memory store.
 #[derive(Clone)]
 struct OnlyRequired(InMemoryEventStore);
 
-#[eventsource_runtime::async_trait]
-impl EventStore for OnlyRequired {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        self.0.append(stream, expected, events).await
-    }
+impl Intercept for OnlyRequired {
+    type Inner = InMemoryEventStore;
 
-    async fn load(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.0.load(stream, from_version).await
-    }
-
-    async fn read_all(&self, from_position: u64, limit: usize) -> Result<ReadBatch, StoreError> {
-        self.0.read_all(from_position, limit).await
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.0.stream_version(stream).await
+    fn inner(&self) -> &InMemoryEventStore {
+        &self.0
     }
 
     fn system_name(&self) -> &'static str {
@@ -456,14 +438,14 @@ impl EventStore for OnlyRequired {
 #[tokio::test]
 async fn a_store_of_ones_own_lists_a_correlation_through_read_all() {
     the_story(
-        OnlyRequired(InMemoryEventStore::new()),
-        OnlyRequired(InMemoryEventStore::new()),
+        Over(OnlyRequired(InMemoryEventStore::new())),
+        Over(OnlyRequired(InMemoryEventStore::new())),
     )
     .await;
 
     // More events than one page of the default's reads: every one is found, in order.
     let inner = InMemoryEventStore::new();
-    let store = OnlyRequired(inner.clone());
+    let store = Over(OnlyRequired(inner.clone()));
     let event = |n: u64| {
         let metadata =
             Metadata::new().with(Metadata::CORRELATION_ID, ["odd", "even"][(n % 2) as usize]);

@@ -12,7 +12,7 @@ use crate::postgres as pg;
 use std::sync::Arc;
 
 use eventsource_runtime::event::upcast::Upcasters;
-use eventsource_runtime::event::{EventEnvelope, NewEvent, StreamId};
+use eventsource_runtime::event::{NewEvent, StreamId};
 use eventsource_runtime::postgres::PostgresEventStore;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::repository::LOAD_PAGE_EVENTS;
@@ -22,6 +22,7 @@ use eventsource_runtime::store::StoreError;
 use eventsource_runtime::store::instrument::MAX_PERSISTED_SPAN_EVENTS;
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{attribute, capture, events};
+use eventsource_test_support::stores::{Intercept, Over};
 use opentelemetry::Value;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -172,44 +173,17 @@ async fn postgres_a_long_stream_loads_page_by_page() {
 async fn a_store_without_pages_loads_whole() {
     struct Unpaged(InMemoryEventStore);
 
-    #[eventsource_runtime::async_trait]
-    impl EventStore for Unpaged {
-        async fn append(
-            &self,
-            stream: &StreamId,
-            expected: ExpectedVersion,
-            events: Vec<NewEvent>,
-        ) -> Result<eventsource_runtime::store::AppendResult, eventsource_runtime::store::StoreError>
-        {
-            self.0.append(stream, expected, events).await
-        }
-        async fn load(
-            &self,
-            stream: &StreamId,
-            from_version: u64,
-        ) -> Result<Vec<EventEnvelope>, eventsource_runtime::store::StoreError> {
-            self.0.load(stream, from_version).await
-        }
-        async fn read_all(
-            &self,
-            from_position: u64,
-            limit: usize,
-        ) -> Result<eventsource_runtime::store::ReadBatch, eventsource_runtime::store::StoreError>
-        {
-            self.0.read_all(from_position, limit).await
-        }
-        async fn stream_version(
-            &self,
-            stream: &StreamId,
-        ) -> Result<u64, eventsource_runtime::store::StoreError> {
-            self.0.stream_version(stream).await
+    impl Intercept for Unpaged {
+        type Inner = InMemoryEventStore;
+        fn inner(&self) -> &InMemoryEventStore {
+            &self.0
         }
         fn system_name(&self) -> &'static str {
             "unpaged"
         }
     }
 
-    let store = Unpaged(InMemoryEventStore::new());
+    let store = Over(Unpaged(InMemoryEventStore::new()));
     let n = LOAD_PAGE_EVENTS as u64 + 10;
     fill(&store, &StreamId::new("Account", "a-2"), n).await;
     let whole = store

@@ -23,7 +23,8 @@ use eventsource_runtime::postgres::{ConnectFailure, DatabaseUnreachable, Postgre
 use eventsource_runtime::sqlx;
 use eventsource_runtime::sqlx::postgres::PgConnectOptions;
 use eventsource_runtime::store::{EventStore, StoreError};
-use pg_roles::{Roles, chain};
+use eventsource_test_support::errors::chain;
+use pg_roles::Roles;
 
 /// The TLS-only server and the files the tests use.
 struct Tls {

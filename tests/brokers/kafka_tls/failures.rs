@@ -6,13 +6,14 @@
 //! `Debug` shows `***` for it.
 
 use super::listeners::{KafkaTls, Listener, SECRET, sasl};
+use crate::envelopes::order_placed;
+use crate::errors;
 use crate::pki;
 
 use std::time::{Duration, Instant};
 
 use eventsource_runtime::broker::{BrokerTls, TlsFailure};
 use eventsource_runtime::bus::{BusError, EventBus as _, UnavailableReason};
-use eventsource_runtime::event::{EventEnvelope, Metadata, StreamId};
 use eventsource_runtime::kafka::KafkaBus;
 
 /// The bound on a failure: the delivery timeout is 10 s, a failure that names its cause
@@ -21,21 +22,6 @@ const AT_ONCE: Duration = Duration::from_secs(5);
 
 /// What connects, in the order tried.
 const OPERATIONS: [&str; 4] = ["declare", "publish", "a group's declare", "dead letters"];
-
-/// An order placed, as stored (a publish without a command).
-fn stored_order() -> EventEnvelope {
-    EventEnvelope {
-        event_id: uuid::Uuid::now_v7(),
-        stream: StreamId::new("Order", "o-1"),
-        version: 1,
-        position: 1,
-        event_type: "OrderPlaced".into(),
-        schema_version: 1,
-        timestamp: chrono::Utc::now(),
-        payload: serde_json::json!({}).into(),
-        metadata: Metadata::new(),
-    }
-}
 
 /// Runs each of [`OPERATIONS`] on `bus` (default delivery timeout, 10 s); each error, after
 /// checking that it came within [`AT_ONCE`], in one line naming `server`, and that none of
@@ -52,7 +38,7 @@ async fn each_operation_fails(
         let attempt = async {
             match operation {
                 "declare" => bus.declare(["Order"]).await,
-                "publish" => bus.publish(&[stored_order()]).await.map(|_| ()),
+                "publish" => bus.publish(&[order_placed("o-1")]).await.map(|_| ()),
                 "a group's declare" => group.declare().await,
                 _ => group.dead_letters().count().await.map(|_| ()),
             }
@@ -62,7 +48,7 @@ async fn each_operation_fails(
             .expect("a bounded wait")
             .expect_err("refused");
         let took = started.elapsed();
-        let said = pki::chain(&error);
+        let said = errors::chain(&error);
         eprintln!("{operation}: failed after {took:?}: {said}");
         assert!(took < AT_ONCE, "{operation}: took {took:?}: {said}");
         assert!(!said.contains('\n'), "{operation}: one line: {said}");
@@ -102,7 +88,7 @@ async fn a_wrong_password_is_named_at_once_and_never_shown() {
     );
     for (operation, error) in each_operation_fails(&bus, &server, &[SECRET, &kafka.password]).await
     {
-        let said = pki::chain(&error);
+        let said = errors::chain(&error);
         assert_eq!(
             error.unavailable_reason(),
             Some(UnavailableReason::AuthenticationFailed),

@@ -14,17 +14,12 @@ use eventsource_runtime::kafka::ConsumerGroup;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::projection::checkpoint::InMemoryCheckpointStore;
 use eventsource_runtime::relay::Relay;
+use eventsource_test_support::groups::Running;
 use uuid::Uuid;
 
 /// Waits (up to 60 s: a group's first join takes seconds) until `done` holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..6000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
+async fn until(what: &str, done: impl FnMut() -> bool) {
+    eventsource_test_support::groups::until(what, Duration::from_secs(60), done).await;
 }
 
 /// Waits until the group's dead letters number `count`.
@@ -81,18 +76,7 @@ async fn relay_group_and_dead_letters(listener: Listener) {
         });
     }
     failing.lock().unwrap().insert("o-2".to_owned());
-    group.declare().await.expect("the group's topics, over TLS");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = {
-        let group = group.clone();
-        tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        })
-    };
+    let running = Running::start(&group).await;
 
     let store = InMemoryEventStore::new();
     let handled_ids = store_orders(&store, &["o-1", "o-3"]).await;
@@ -155,8 +139,7 @@ async fn relay_group_and_dead_letters(listener: Listener) {
         .expect("published over TLS");
     assert_eq!(reached, stored + purged_ids.len() as u64);
     dead_letters_reach(&group, purged_ids.len() as u64).await;
-    let _ = stop.send(());
-    running.await.unwrap().expect("stopped cleanly");
+    running.stop().await;
     let purged = group.dead_letters().purge().await.expect("purged");
     assert_eq!(purged, purged_ids.len() as u64);
     assert_eq!(group.dead_letters().count().await.expect("counted"), 0);

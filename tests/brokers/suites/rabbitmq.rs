@@ -12,15 +12,17 @@
 //! deletes them when it passes.
 
 use eventsource_test_support::domain;
+use eventsource_test_support::errors::chain;
+use eventsource_test_support::groups::{Running, counting};
 use eventsource_test_support::servers;
 
 use servers::Server;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use domain::{Order, ShipOrder, sample_order};
-use eventsource_runtime::bus::{BusError, EventBus, HandlerError, UnavailableReason, wire};
+use eventsource_runtime::bus::{BusError, EventBus, UnavailableReason, wire};
 use eventsource_runtime::event::Metadata;
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::rabbitmq::{ConsumerGroup, RabbitMqBus, Unroutable};
@@ -35,7 +37,6 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use opentelemetry::Value;
 use opentelemetry::trace::Status;
 use opentelemetry_sdk::trace::SpanData;
-use tokio::sync::oneshot;
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -109,59 +110,9 @@ impl Broker {
     }
 }
 
-/// A running consumer group, stopped (gracefully) by [`Running::stop`].
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), BusError>>,
-}
-
-impl Running {
-    async fn start(group: &ConsumerGroup) -> Self {
-        group.declare().await.expect("the group's queues");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let group = group.clone();
-        let task = tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        Self { stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("joined").expect("stopped cleanly");
-    }
-}
-
 /// Waits (up to 10 s) until `done` holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-/// A handler that counts its calls and fails the first `failures` of them.
-fn counting(group: &ConsumerGroup, name: &'static str, failures: usize) -> Arc<AtomicUsize> {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&calls);
-    group.subscribe_fn(name, move |_event| {
-        let call = seen.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if call < failures {
-                Err(HandlerError::new(format!("{name} failed (call {call})")))
-            } else {
-                Ok(())
-            }
-        }
-    });
-    calls
+async fn until(what: &str, done: impl FnMut() -> bool) {
+    eventsource_test_support::groups::until(what, Duration::from_secs(10), done).await;
 }
 
 fn string(v: &str) -> Value {
@@ -441,17 +392,6 @@ async fn a_broker_that_does_not_answer_is_unavailable() {
         invalid.unavailable_reason(),
         Some(UnavailableReason::InvalidUrl)
     );
-}
-
-/// An error and its sources, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[tokio::test]

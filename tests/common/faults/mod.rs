@@ -15,7 +15,8 @@
 //!   and reported, never failed.
 //!
 //! Every wait polls the processes' output or the store with a deadline; a scenario's
-//! bounds come from its per-broker test file.
+//! bounds come from its broker's test module
+//! (`tests/processes/broker_processes/`), which runs each scenario alone.
 
 #![allow(dead_code)]
 

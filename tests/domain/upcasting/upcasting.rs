@@ -22,6 +22,7 @@ use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::testing::{
     CapturedSpans, MetricCapture, SpanData, Status, attribute, capture, capture_metrics, events,
 };
+use eventsource_test_support::errors::chain;
 use opentelemetry::{Array, Value};
 use serde_json::json;
 
@@ -52,18 +53,6 @@ pub fn customer(id: &str) -> StreamId {
 /// A repository of its own (its cache starts empty: every load reads the stream).
 fn repository<A: Aggregate>(b: &Backend) -> Repository<A> {
     Repository::from_arc(Arc::clone(&b.events))
-}
-
-/// The error and its sources, joined by `: `.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(next) = source {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        source = next.source();
-    }
-    text
 }
 
 /// The load span of aggregate `id`.

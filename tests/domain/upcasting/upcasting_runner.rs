@@ -12,7 +12,8 @@ use opentelemetry::Value;
 use serde_json::json;
 
 use super::customer::*;
-use super::upcasting::{Backend, assert_one_exception, chain, customer, ints, names, write};
+use super::upcasting::{Backend, assert_one_exception, customer, ints, names, write};
+use eventsource_test_support::errors::chain;
 
 // ---- the projection runner ----------------------------------------------------------------------
 

@@ -132,34 +132,17 @@ async fn appended_events_are_handled_promptly_thanks_to_the_append_signal() {
 #[derive(Debug, Clone)]
 struct NoSignal(InMemoryEventStore);
 
-#[eventsource_runtime::async_trait]
-impl EventStore for NoSignal {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        self.0.append(stream, expected, events).await
-    }
-    async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.0.load(stream, from).await
-    }
-    async fn read_all(&self, from: u64, limit: usize) -> Result<ReadBatch, StoreError> {
-        self.0.read_all(from, limit).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.0.stream_version(stream).await
-    }
-    fn system_name(&self) -> &'static str {
-        "in_memory"
+impl Intercept for NoSignal {
+    type Inner = InMemoryEventStore;
+    fn inner(&self) -> &InMemoryEventStore {
+        &self.0
     }
 }
 
 #[tokio::test]
 async fn without_a_signal_the_runner_polls() {
     let store = InMemoryEventStore::new();
-    let quiet = NoSignal(store.clone());
+    let quiet = Over(NoSignal(store.clone()));
     assert!(quiet.appended_signal().is_none());
     let _: Option<AppendSignal> = store.appended_signal();
     let checkpoints = InMemoryCheckpointStore::new();

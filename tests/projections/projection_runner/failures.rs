@@ -194,17 +194,10 @@ struct Flaky {
 }
 
 #[eventsource_runtime::async_trait]
-impl EventStore for Flaky {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        self.store.append(stream, expected, events).await
-    }
-    async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.store.load(stream, from).await
+impl Intercept for Flaky {
+    type Inner = InMemoryEventStore;
+    fn inner(&self) -> &InMemoryEventStore {
+        &self.store
     }
     async fn read_all(&self, from: u64, limit: usize) -> Result<ReadBatch, StoreError> {
         let down = self
@@ -216,12 +209,6 @@ impl EventStore for Flaky {
         }
         self.store.read_all(from, limit).await
     }
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.store.stream_version(stream).await
-    }
-    fn system_name(&self) -> &'static str {
-        "in_memory"
-    }
 }
 
 #[tokio::test]
@@ -229,9 +216,11 @@ async fn an_unavailable_store_is_waited_for_unless_told_otherwise() {
     let store = InMemoryEventStore::new();
     append(&store, "o-1", 3).await;
     let checkpoints = InMemoryCheckpointStore::new();
-    let flaky = |outages| Flaky {
-        store: store.clone(),
-        outages: Arc::new(AtomicUsize::new(outages)),
+    let flaky = |outages| {
+        Over(Flaky {
+            store: store.clone(),
+            outages: Arc::new(AtomicUsize::new(outages)),
+        })
     };
     let flaky_runner = |outages, recorder: Recorder| {
         ProjectionRunner::new(

@@ -232,14 +232,8 @@ fn losable_runner(
     checkpoints: &Losable,
     projection: Recorder,
 ) -> ProjectionRunner<Recorder> {
-    ProjectionRunner::new(
-        Arc::new(store.clone()),
-        Arc::new(checkpoints.clone()),
-        projection,
-    )
-    .poll_interval(Duration::from_millis(10))
-    .lease_retry_interval(Duration::from_millis(10))
-    .backoff(Duration::from_millis(1), Duration::from_millis(4))
+    runner_on(store.clone(), checkpoints.clone(), projection)
+        .poll_interval(Duration::from_millis(10))
 }
 
 #[tokio::test]

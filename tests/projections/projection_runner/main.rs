@@ -22,12 +22,13 @@ use eventsource_runtime::projection::checkpoint::{
     CheckpointStore, InMemoryCheckpointStore, ParkedEvent, ProjectionLease,
 };
 use eventsource_runtime::projection::runner::{ProjectionRunner, RunnerError, UnreadablePolicy};
-use eventsource_runtime::store::{AppendResult, AppendSignal, ReadBatch};
+use eventsource_runtime::store::{AppendSignal, ReadBatch};
 use eventsource_runtime::telemetry::attributes as attr;
 use eventsource_runtime::telemetry::propagation;
 use eventsource_runtime::testing::{
     MetricCapture, attribute, capture, capture_metrics, events, kind,
 };
+use eventsource_test_support::stores::{Intercept, Over};
 use opentelemetry::Value;
 use opentelemetry::trace::{SpanKind, Status};
 use tokio::sync::oneshot;
@@ -176,14 +177,19 @@ fn runner(
     checkpoints: &InMemoryCheckpointStore,
     projection: Recorder,
 ) -> ProjectionRunner<Recorder> {
-    ProjectionRunner::new(
-        Arc::new(store.clone()),
-        Arc::new(checkpoints.clone()),
-        projection,
-    )
-    .poll_interval(Duration::from_millis(20))
-    .lease_retry_interval(Duration::from_millis(10))
-    .backoff(Duration::from_millis(1), Duration::from_millis(4))
+    runner_on(store.clone(), checkpoints.clone(), projection)
+}
+
+/// A runner with the tests' short waits, on stores of a test's own.
+fn runner_on(
+    store: impl EventStore,
+    checkpoints: impl CheckpointStore,
+    projection: Recorder,
+) -> ProjectionRunner<Recorder> {
+    ProjectionRunner::new(Arc::new(store), Arc::new(checkpoints), projection)
+        .poll_interval(Duration::from_millis(20))
+        .lease_retry_interval(Duration::from_millis(10))
+        .backoff(Duration::from_millis(1), Duration::from_millis(4))
 }
 
 /// Waits (bounded) until `done` holds.

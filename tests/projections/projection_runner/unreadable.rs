@@ -25,17 +25,10 @@ impl Damaged {
 }
 
 #[eventsource_runtime::async_trait]
-impl EventStore for Damaged {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        self.store.append(stream, expected, events).await
-    }
-    async fn load(&self, stream: &StreamId, from: u64) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.store.load(stream, from).await
+impl Intercept for Damaged {
+    type Inner = InMemoryEventStore;
+    fn inner(&self) -> &InMemoryEventStore {
+        &self.store
     }
     async fn read_all(&self, from: u64, limit: usize) -> Result<ReadBatch, StoreError> {
         let unreadable = self.unreadable.lock().unwrap().clone();
@@ -57,12 +50,6 @@ impl EventStore for Damaged {
         }
         Ok(ReadBatch::new(readable, limit))
     }
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.store.stream_version(stream).await
-    }
-    fn system_name(&self) -> &'static str {
-        "in_memory"
-    }
 }
 
 fn damaged_runner(
@@ -70,14 +57,9 @@ fn damaged_runner(
     checkpoints: &InMemoryCheckpointStore,
     projection: Recorder,
 ) -> ProjectionRunner<Recorder> {
-    ProjectionRunner::new(
-        Arc::new(store.clone()),
-        Arc::new(checkpoints.clone()),
-        projection,
-    )
-    .batch_size(4)
-    .poll_interval(Duration::from_millis(10))
-    .backoff(Duration::from_millis(1), Duration::from_millis(4))
+    runner_on(Over(store.clone()), checkpoints.clone(), projection)
+        .batch_size(4)
+        .poll_interval(Duration::from_millis(10))
 }
 
 #[tokio::test]

@@ -171,13 +171,7 @@ impl TestDb {
     }
 
     async fn cleanup(self) {
-        let schemas = std::mem::take(&mut *self.schemas.lock().unwrap());
-        for schema in schemas {
-            sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                .execute(&self.admin)
-                .await
-                .unwrap();
-        }
+        eventsource_test_support::postgres::drop_schemas(&self.admin, &self.schemas).await;
         self.admin.close().await;
     }
 }

@@ -16,6 +16,7 @@
 mod app;
 use eventsource_test_support::otlp;
 use eventsource_test_support::otlp_collector;
+use eventsource_test_support::stores::{Intercept, Over};
 
 use eventsource_runtime::prelude::*;
 use eventsource_runtime::telemetry;
@@ -269,7 +270,13 @@ async fn a_users_own_tracing_opentelemetry_layer_gets_no_location_inside_the_run
 struct Contended(InMemoryEventStore);
 
 #[eventsource_runtime::async_trait]
-impl EventStore for Contended {
+impl Intercept for Contended {
+    type Inner = InMemoryEventStore;
+
+    fn inner(&self) -> &InMemoryEventStore {
+        &self.0
+    }
+
     async fn append(
         &self,
         stream: &StreamId,
@@ -284,33 +291,6 @@ impl EventStore for Contended {
             .await?;
         self.0.append(stream, expected, events).await
     }
-
-    async fn load(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<EventEnvelope>, eventsource_runtime::store::StoreError> {
-        self.0.load(stream, from_version).await
-    }
-
-    async fn read_all(
-        &self,
-        from_position: u64,
-        limit: usize,
-    ) -> Result<eventsource_runtime::store::ReadBatch, eventsource_runtime::store::StoreError> {
-        self.0.read_all(from_position, limit).await
-    }
-
-    async fn stream_version(
-        &self,
-        stream: &StreamId,
-    ) -> Result<u64, eventsource_runtime::store::StoreError> {
-        self.0.stream_version(stream).await
-    }
-
-    fn system_name(&self) -> &'static str {
-        self.0.system_name()
-    }
 }
 
 #[tokio::test]
@@ -319,7 +299,7 @@ async fn a_refused_command_is_a_422_and_a_conflict_a_409_each_with_its_reason() 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let contended = app::router(app::App::new(
-        Contended(InMemoryEventStore::new()),
+        Over(Contended(InMemoryEventStore::new())),
         base.as_str(),
     ));
     let server = tokio::spawn(async move { axum::serve(listener, contended).await });

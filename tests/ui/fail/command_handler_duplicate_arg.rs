@@ -1,20 +1,5 @@
 use eventsource_runtime::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Opened;
-
-#[derive(Default, Aggregate)]
-#[aggregate(type = "Account", events(Opened))]
-pub struct Account;
-
-impl Apply<Opened> for Account {
-    fn apply(&mut self, _: &Opened) {}
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("refused")]
-pub struct Refused;
+use eventsource_test_support::ui::account::{Account, AccountEvent, Opened, Refused};
 
 pub struct Open {
     pub id: String,
@@ -24,8 +9,7 @@ pub struct Open {
 impl Handle<Open> for Account {
     type Error = Refused;
     fn handle(&self, cmd: Open) -> Result<Vec<AccountEvent>, Refused> {
-        drop(cmd);
-        Ok(vec![Opened.into()])
+        Ok(vec![Opened { id: cmd.id }.into()])
     }
 }
 

@@ -1,4 +1,5 @@
 use eventsource_runtime::prelude::*;
+use eventsource_test_support::ui::account::{Open, Refused};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -10,14 +11,6 @@ pub struct Account;
 
 impl Apply<Opened> for Account {
     fn apply(&mut self, _: &Opened) {}
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("refused")]
-pub struct Refused;
-
-pub struct Open {
-    pub id: String,
 }
 
 #[command_handler]

@@ -1,24 +1,4 @@
 use eventsource_runtime::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Opened;
-
-#[derive(Default, Aggregate)]
-#[aggregate(type = "Account", events(Opened))]
-pub struct Account;
-
-impl Apply<Opened> for Account {
-    fn apply(&mut self, _: &Opened) {}
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("refused")]
-pub struct Refused;
-
-pub struct Open {
-    pub id: String,
-}
 
 #[command_handler]
 pub struct NotAHandler;

@@ -1,20 +1,5 @@
 use eventsource_runtime::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Opened;
-
-#[derive(Default, Aggregate)]
-#[aggregate(type = "Account", events(Opened))]
-pub struct Account;
-
-impl Apply<Opened> for Account {
-    fn apply(&mut self, _: &Opened) {}
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("refused")]
-pub struct Refused;
+use eventsource_test_support::ui::account::{Account, AccountEvent, Opened, Refused};
 
 pub struct Open {
     pub id: String,
@@ -26,8 +11,7 @@ impl Handle<Open> for Account {
     const TELEMETRY: eventsource_runtime::command::HandlerTelemetry =
         eventsource_runtime::command::HandlerTelemetry::DEFAULT;
     fn handle(&self, cmd: Open) -> Result<Vec<AccountEvent>, Refused> {
-        drop(cmd);
-        Ok(vec![Opened.into()])
+        Ok(vec![Opened { id: cmd.id }.into()])
     }
 }
 

@@ -1,29 +1,9 @@
 use eventsource_runtime::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Opened;
-
-#[derive(Default, Aggregate)]
-#[aggregate(type = "Account", events(Opened))]
-pub struct Account;
-
-impl Apply<Opened> for Account {
-    fn apply(&mut self, _: &Opened) {}
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("refused")]
-pub struct Refused;
-
-pub struct Open {
-    pub id: String,
-}
+use eventsource_test_support::ui::account::{AccountEvent, Open, Opened, Refused};
 
 #[command_handler(aggregate_id = cmd.id)]
 fn open(cmd: Open) -> Result<Vec<AccountEvent>, Refused> {
-    drop(cmd);
-    Ok(vec![Opened.into()])
+    Ok(vec![Opened { id: cmd.id }.into()])
 }
 
 fn main() {}

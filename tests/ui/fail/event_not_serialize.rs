@@ -9,9 +9,7 @@ pub struct OrderShipped;
 
 #[derive(Default, Aggregate)]
 #[aggregate(type = "Order", events(OrderPlaced, OrderShipped))]
-pub struct Order {
-    pub placed: bool,
-}
+pub struct Order;
 
 impl Apply<OrderPlaced> for Order {
     fn apply(&mut self, _: &OrderPlaced) {}

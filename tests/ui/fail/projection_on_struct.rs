@@ -1,11 +1,5 @@
 use eventsource_runtime::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize)]
-pub struct OrderPlaced;
-impl EventType for OrderPlaced {
-    const EVENT_TYPE: &'static str = "OrderPlaced";
-}
+use eventsource_test_support::ui::orders::OrderPlaced;
 
 #[projection]
 #[derive(Default)]
@@ -20,7 +14,5 @@ impl OrderList {
 }
 
 fn main() {
-    let registry = ProjectionRegistry::new();
-    let list = registry.register(OrderList::default());
-    let _ = list;
+    let _ = ProjectionRegistry::new().register(OrderList::default());
 }

@@ -20,7 +20,5 @@ impl Projection for OrderList {
 }
 
 fn main() {
-    let registry = ProjectionRegistry::new();
-    let list = registry.register(OrderList::default());
-    let _ = list;
+    let _ = ProjectionRegistry::new().register(OrderList::default());
 }

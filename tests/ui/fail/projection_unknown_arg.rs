@@ -1,11 +1,5 @@
 use eventsource_runtime::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize)]
-pub struct OrderPlaced;
-impl EventType for OrderPlaced {
-    const EVENT_TYPE: &'static str = "OrderPlaced";
-}
+use eventsource_test_support::ui::orders::OrderPlaced;
 
 #[derive(Default)]
 pub struct OrderList {

@@ -246,7 +246,7 @@ async fn a_graceful_stop_while_a_retry_waits_out_its_delay_keeps_the_retry() {
     let first = broker.group(&bus, "mailer", &[6000]);
     let calls = counting(&first, "flaky", 1);
     let running = Running::start(&first).await;
-    bus.publish(&[stored_event("o-1")]).await.unwrap();
+    bus.publish(&[order_placed("o-1")]).await.unwrap();
     until("the first delivery failed", || {
         calls.load(Ordering::SeqCst) == 1
     })

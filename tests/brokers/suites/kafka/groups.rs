@@ -25,14 +25,14 @@ async fn a_record_of_another_aggregate_type_on_the_groups_topic_is_skipped_and_c
     });
     let running = Running::start(&group).await;
     bus.declare(["Order"]).await.unwrap();
-    let mut misrouted = stored_event("c-1");
+    let mut misrouted = order_placed("c-1");
     misrouted.stream = StreamId::new("Customer", "c-1");
     misrouted.event_type = "CustomerRegistered".into();
     raw(&bus, "c-1", &[], &wire::encode(&misrouted).unwrap()).await;
-    let mut shipped = stored_event("o-1");
+    let mut shipped = order_placed("o-1");
     shipped.event_type = "OrderShipped".into();
     raw(&bus, "o-1", &[], &wire::encode(&shipped).unwrap()).await;
-    let placed = stored_event("o-1");
+    let placed = order_placed("o-1");
     raw(&bus, "o-1", &[], &wire::encode(&placed).unwrap()).await;
     until("the record after them handled", || {
         !handled.lock().unwrap().is_empty()

@@ -12,6 +12,8 @@
 //! topic prefix of its own.
 
 use eventsource_test_support::domain;
+use eventsource_test_support::envelopes::order_placed;
+use eventsource_test_support::groups::{Running, counting};
 use eventsource_test_support::servers;
 
 mod delivery;
@@ -37,7 +39,6 @@ use eventsource_runtime::testing::{
 use opentelemetry::Value;
 use opentelemetry::trace::SpanId;
 use opentelemetry_sdk::trace::SpanData;
-use tokio::sync::oneshot;
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -74,65 +75,9 @@ impl Broker {
     }
 }
 
-/// A running consumer group, stopped (gracefully) by [`Running::stop`].
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), BusError>>,
-}
-
-impl Running {
-    async fn start(group: &ConsumerGroup) -> Self {
-        group.declare().await.expect("the group's topics");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let group = group.clone();
-        let task = tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        Self { stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("joined").expect("stopped cleanly");
-    }
-
-    /// Ends the consumer the hard way: no commit, no goodbye to the group.
-    async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-}
-
 /// Waits (up to 60 s: a group's first join takes seconds) until `done` holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..6000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-/// A handler that counts its calls and fails the first `failures` of them.
-fn counting(group: &ConsumerGroup, name: &'static str, failures: usize) -> Arc<AtomicUsize> {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&calls);
-    group.subscribe_fn(name, move |_event| {
-        let call = seen.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if call < failures {
-                Err(HandlerError::new(format!("{name} failed (call {call})")))
-            } else {
-                Ok(())
-            }
-        }
-    });
-    calls
+async fn until(what: &str, done: impl FnMut() -> bool) {
+    eventsource_test_support::groups::until(what, Duration::from_secs(60), done).await;
 }
 
 fn string(v: &str) -> Value {
@@ -147,20 +92,6 @@ fn linked_to(span: &SpanData, target: &SpanData) -> bool {
     span.links
         .iter()
         .any(|l| l.span_context.span_id() == target.span_context.span_id())
-}
-
-fn stored_event(aggregate_id: &str) -> EventEnvelope {
-    EventEnvelope {
-        event_id: uuid::Uuid::now_v7(),
-        stream: StreamId::new("Order", aggregate_id),
-        version: 1,
-        position: 1,
-        event_type: "OrderPlaced".into(),
-        schema_version: 1,
-        timestamp: chrono::Utc::now(),
-        payload: serde_json::json!({}).into(),
-        metadata: Metadata::new(),
-    }
 }
 
 /// Writes a raw record with `headers` and `body` to the orders topic.

@@ -7,7 +7,7 @@ async fn a_broker_that_does_not_answer_is_a_typed_error() {
     let bus = KafkaBus::new("kafka://127.0.0.1:1")
         .unwrap()
         .with_delivery_timeout(Duration::from_secs(2));
-    let event = stored_event("o-1");
+    let event = order_placed("o-1");
     let started = std::time::Instant::now();
     let error = bus.publish(std::slice::from_ref(&event)).await.unwrap_err();
     assert!(

@@ -172,7 +172,7 @@ async fn a_message_not_acknowledged_comes_back_as_a_linked_root_and_is_handled_o
 
 /// Publishes `count` `OrderPlaced` events with ids of their own; returns the ids.
 async fn publish_orders(bus: &NatsBus, count: usize) -> Vec<uuid::Uuid> {
-    let events: Vec<EventEnvelope> = (0..count).map(|_| order_placed()).collect();
+    let events: Vec<EventEnvelope> = (0..count).map(|_| order_placed("o-1")).collect();
     bus.publish(&events).await.expect("published");
     events.iter().map(|event| event.event_id).collect()
 }

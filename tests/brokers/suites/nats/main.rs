@@ -11,6 +11,9 @@
 //! on streams and subjects of its own and deletes them when it passes.
 
 use eventsource_test_support::domain;
+use eventsource_test_support::envelopes::order_placed;
+use eventsource_test_support::errors::chain;
+use eventsource_test_support::groups::{Running, counting};
 use eventsource_test_support::servers;
 
 mod delivery;
@@ -41,7 +44,6 @@ use futures_util::StreamExt as _;
 use opentelemetry::Value;
 use opentelemetry::trace::{SpanId, Status};
 use opentelemetry_sdk::trace::SpanData;
-use tokio::sync::oneshot;
 
 // ---- helpers -------------------------------------------------------------------------------
 
@@ -104,59 +106,9 @@ impl Server {
     }
 }
 
-/// A running consumer group, stopped (gracefully) by [`Running::stop`].
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), BusError>>,
-}
-
-impl Running {
-    async fn start(group: &ConsumerGroup) -> Self {
-        group.declare().await.expect("the group's consumers");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let group = group.clone();
-        let task = tokio::spawn(async move {
-            group
-                .run(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        Self { stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("joined").expect("stopped cleanly");
-    }
-}
-
 /// Waits (up to 10 s) until `done` holds.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
-/// A handler that counts its calls and fails the first `failures` of them.
-fn counting(group: &ConsumerGroup, name: &'static str, failures: usize) -> Arc<AtomicUsize> {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&calls);
-    group.subscribe_fn(name, move |_event| {
-        let call = seen.fetch_add(1, Ordering::SeqCst);
-        async move {
-            if call < failures {
-                Err(HandlerError::new(format!("{name} failed (call {call})")))
-            } else {
-                Ok(())
-            }
-        }
-    });
-    calls
+async fn until(what: &str, done: impl FnMut() -> bool) {
+    eventsource_test_support::groups::until(what, Duration::from_secs(10), done).await;
 }
 
 fn string(v: &str) -> Value {
@@ -165,20 +117,6 @@ fn string(v: &str) -> Value {
 
 fn named<'a>(spans: &'a CapturedSpans, name: &str) -> Vec<&'a SpanData> {
     spans.all(name)
-}
-
-fn order_placed() -> EventEnvelope {
-    EventEnvelope {
-        event_id: uuid::Uuid::now_v7(),
-        stream: StreamId::new("Order", "o-1"),
-        version: 1,
-        position: 1,
-        event_type: "OrderPlaced".into(),
-        schema_version: 1,
-        timestamp: chrono::Utc::now(),
-        payload: serde_json::json!({}).into(),
-        metadata: Metadata::new(),
-    }
 }
 
 /// Publishes a raw message with `headers` and `body` to `subject`, acknowledged.

@@ -102,7 +102,7 @@ async fn a_large_publish_keeps_a_bounded_window_in_flight_and_stores_everything(
     };
     let bus = server.bus().enable_tracing(false);
     bus.declare().await.unwrap();
-    let events: Vec<EventEnvelope> = (0..1500).map(|_| order_placed()).collect();
+    let events: Vec<EventEnvelope> = (0..1500).map(|_| order_placed("o-1")).collect();
     let report = bus.publish(&events).await.unwrap();
     assert_eq!(report.message_ids.len(), 1500);
     assert_eq!(report.message_ids[1499], events[1499].event_id);
@@ -162,17 +162,6 @@ async fn a_server_that_does_not_answer_is_unavailable() {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
-}
-
-/// An error and its sources, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[tokio::test]

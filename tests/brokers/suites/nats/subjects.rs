@@ -142,7 +142,7 @@ async fn a_message_of_another_aggregate_type_on_an_events_subject_is_skipped_and
         async { Ok::<(), HandlerError>(()) }
     });
     let running = Running::start(&group).await;
-    let mut misrouted = order_placed();
+    let mut misrouted = order_placed("o-1");
     misrouted.stream = StreamId::new("Customer", "c-1");
     misrouted.event_type = "CustomerRegistered".into();
     let subject = server.subject("OrderPlaced");
@@ -153,7 +153,7 @@ async fn a_message_of_another_aggregate_type_on_an_events_subject_is_skipped_and
         wire::encode(&misrouted).unwrap(),
     )
     .await;
-    let placed = order_placed();
+    let placed = order_placed("o-1");
     raw(
         &server,
         subject.clone(),

@@ -52,7 +52,7 @@ use crate::panic::CatchUnwind;
 /// ```
 #[derive(Clone)]
 pub struct Dispatcher {
-    handlers: Arc<RwLock<Vec<Arc<dyn EventHandler>>>>,
+    handlers: Arc<RwLock<Handlers>>,
     destination: Arc<str>,
     telemetry: Arc<BusTelemetry>,
 }
@@ -73,6 +73,10 @@ impl WithBusTelemetry for Dispatcher {
         self
     }
 }
+
+/// The subscribed handlers, in subscription order: replaced whole by a subscription (rare),
+/// so that each message takes them with one reference count, not a copy of the list.
+type Handlers = Arc<[Arc<dyn EventHandler>]>;
 
 /// A dispatcher is what the others subscribe through; its own
 /// [`subscribe`](Dispatcher::subscribe) is the one they call.
@@ -133,10 +137,11 @@ impl Dispatcher {
 
     /// Adds a handler that is already shared.
     pub fn subscribe_shared(&self, handler: Arc<dyn EventHandler>) {
-        self.handlers
+        let mut handlers = self
+            .handlers
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(handler);
+            .unwrap_or_else(PoisonError::into_inner);
+        *handlers = handlers.iter().cloned().chain([handler]).collect();
     }
 
     /// The subscribed handlers' names, in subscription order.
@@ -148,21 +153,19 @@ impl Dispatcher {
             .collect()
     }
 
-    fn snapshot(&self) -> Vec<Arc<dyn EventHandler>> {
-        self.handlers
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    fn snapshot(&self) -> Handlers {
+        Arc::clone(&self.handlers.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Delivers a message as received: its consume span continues the producer's trace
     /// (the context in its headers); missing or malformed context starts a new trace and is
     /// counted, never an error. Returns the handlers' failures.
     pub async fn deliver(&self, message: &BusMessage) -> Vec<HandlerFailure> {
-        if self.interested(message, None).is_empty() {
+        if !self.wanted(message, None) {
             return Vec::new();
         }
-        let work = self.dispatch(std::slice::from_ref(message), None);
+        // Pinned where it is made: handed on by reference, not moved by value.
+        let work = pin!(self.dispatch(std::slice::from_ref(message), None));
         instrument::consume(&self.telemetry, Delivery::Live(message), work).await
     }
 
@@ -175,10 +178,10 @@ impl Dispatcher {
         attempt: u32,
         handlers: &[String],
     ) -> Vec<HandlerFailure> {
-        if self.interested(message, Some(handlers)).is_empty() {
+        if !self.wanted(message, Some(handlers)) {
             return Vec::new();
         }
-        let work = self.dispatch(std::slice::from_ref(message), Some(handlers));
+        let work = pin!(self.dispatch(std::slice::from_ref(message), Some(handlers)));
         instrument::consume(
             &self.telemetry,
             Delivery::Redelivery(message, attempt),
@@ -245,7 +248,7 @@ impl Dispatcher {
     pub async fn deliver_batch(&self, messages: &[BusMessage]) -> Vec<HandlerFailure> {
         let wanted: Vec<BusMessage> = messages
             .iter()
-            .filter(|m| !self.interested(m, None).is_empty())
+            .filter(|m| self.wanted(m, None))
             .cloned()
             .collect();
         if wanted.is_empty() {
@@ -262,7 +265,7 @@ impl Dispatcher {
         let mut failures = Vec::new();
         for event in events {
             let message = BusMessage::new(Arc::clone(&self.destination), event.clone());
-            if self.interested(&message, None).is_empty() {
+            if !self.wanted(&message, None) {
                 continue;
             }
             let work = self.dispatch(std::slice::from_ref(&message), None);
@@ -273,20 +276,11 @@ impl Dispatcher {
         failures
     }
 
-    /// The handlers interested in `message` (among those named, if `only`).
-    fn interested(
-        &self,
-        message: &BusMessage,
-        only: Option<&[String]>,
-    ) -> Vec<Arc<dyn EventHandler>> {
+    /// Whether a handler is interested in `message` (among those named, if `only`).
+    fn wanted(&self, message: &BusMessage, only: Option<&[String]>) -> bool {
         self.snapshot()
-            .into_iter()
-            .filter(|handler| {
-                let event_type = &message.event.event_type;
-                (handler.handles(event_type) || handler.upcasters().renames_or_splits(event_type))
-                    && only.is_none_or(|only| only.iter().any(|n| n == handler.name()))
-            })
-            .collect()
+            .iter()
+            .any(|handler| interested(handler.as_ref(), message, only))
     }
 
     /// Runs every interested handler (or only those named) on each message, upcast by the
@@ -299,7 +293,11 @@ impl Dispatcher {
             // the message as the cause. Read once a handler runs (a message no handler wants
             // leaves its metadata unread).
             let lineage = std::cell::OnceCell::new();
-            for handler in self.interested(message, only) {
+            let handlers = self.snapshot();
+            let wanted = handlers
+                .iter()
+                .filter(|handler| interested(handler.as_ref(), message, only));
+            for handler in wanted {
                 let name = handler.name();
                 let failure = |error| HandlerFailure {
                     handler: name.to_owned(),
@@ -344,4 +342,11 @@ impl Dispatcher {
         }
         dispatched
     }
+}
+
+/// Whether `handler` is interested in `message` (and named, if `only`).
+fn interested(handler: &dyn EventHandler, message: &BusMessage, only: Option<&[String]>) -> bool {
+    let event_type = &message.event.event_type;
+    (handler.handles(event_type) || handler.upcasters().renames_or_splits(event_type))
+        && only.is_none_or(|only| only.iter().any(|n| n == handler.name()))
 }

@@ -196,13 +196,14 @@ impl ConsumerGroup {
                                 Self::redelivered(consumer, record, handled, &mut resumed).await,
                             );
                         }
-                        let work = self.settle_batch(&batch, &redelivered);
+                        let work = pin!(self.settle_batch(&batch, &redelivered));
                         commits.settle(consumer.as_ref(), &batch, work).await
                     }
                     None => {
                         let redelivered =
                             Self::redelivered(consumer, &record, handled, &mut resumed).await;
-                        let work = self.settle(dispatcher, &record, redelivered);
+                        // Pinned where it is made: handed on by reference, not moved.
+                        let work = pin!(self.settle(dispatcher, &record, redelivered));
                         let records = std::slice::from_ref(&record);
                         commits.settle(consumer.as_ref(), records, work).await
                     }
@@ -211,7 +212,7 @@ impl ConsumerGroup {
                     if !wait_until_due(&record, *delay, shutdown.as_mut()).await {
                         break Ok(());
                     }
-                    let work = self.settle(dispatcher, &record, false);
+                    let work = pin!(self.settle(dispatcher, &record, false));
                     let records = std::slice::from_ref(&record);
                     commits.settle(consumer.as_ref(), records, work).await
                 }

@@ -116,7 +116,9 @@ impl ConsumerGroup {
                 return Ok(None);
             }
         };
-        let skipped = if !self.routed_here(record.topic(), &event) {
+        // Read once: each read of a record's topic measures and checks its C string.
+        let topic = record.topic();
+        let skipped = if !self.routed_here(topic, &event) {
             Some(Skipped::Misrouted)
         } else if !self.wants(&event) {
             Some(Skipped::NotBound)
@@ -128,7 +130,7 @@ impl ConsumerGroup {
             skipped_message(
                 super::SYSTEM,
                 &self.name,
-                record.topic(),
+                topic,
                 aggregate_type,
                 &event.event_type,
                 why,
@@ -136,7 +138,7 @@ impl ConsumerGroup {
             return Ok(None);
         }
         let (trace, state) = codec::read(record);
-        let mut message = BusMessage::new(record.topic(), event)
+        let mut message = BusMessage::new(topic, event)
             .with_headers(trace)
             .with_attribute(
                 MESSAGING_DESTINATION_PARTITION_ID,

@@ -108,7 +108,9 @@ impl Lineage {
     /// event's id as the causation id.
     #[must_use]
     pub fn of_event(event: &EventEnvelope) -> Self {
-        let id: Arc<str> = Arc::from(event.event_id.to_string());
+        // Written into a buffer on the stack: one allocation (the `Arc`), no formatter.
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let id: Arc<str> = Arc::from(&*event.event_id.hyphenated().encode_lower(&mut buffer));
         let correlation_id = match event.metadata.correlation_id() {
             Some(correlation_id) => Arc::from(correlation_id),
             None => Arc::clone(&id),

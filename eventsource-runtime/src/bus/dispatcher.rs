@@ -287,13 +287,13 @@ impl Dispatcher {
     /// handler's upcasters: a message that cannot be upcast fails for that handler.
     async fn dispatch(&self, messages: &[BusMessage], only: Option<&[String]>) -> Dispatched {
         let mut dispatched = Dispatched::default();
+        let handlers = self.snapshot();
         for message in messages {
             let mut upcast_from = None;
             // What a command run by the handlers passes on: the message's correlation id,
             // the message as the cause. Read once a handler runs (a message no handler wants
             // leaves its metadata unread).
             let lineage = std::cell::OnceCell::new();
-            let handlers = self.snapshot();
             let wanted = handlers
                 .iter()
                 .filter(|handler| interested(handler.as_ref(), message, only));

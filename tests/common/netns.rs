@@ -146,9 +146,23 @@ impl Namespace {
 
     /// Starts `fault` (after healing any fault before it).
     pub fn cut(&self, fault: Fault) {
-        self.heal();
         let host = format!("iifname \"{}\"", self.host_link);
         let inner = format!("iifname \"{}\"", self.inner_link);
+        self.cut_matching(fault, &host, &inner);
+    }
+
+    /// Starts `fault` between the process and one server of the host, the one listening on
+    /// TCP `port`; everything else passes (after healing any fault before it).
+    pub fn cut_port(&self, fault: Fault, port: u16) {
+        let host = format!("iifname \"{}\" tcp dport {port}", self.host_link);
+        let inner = format!("iifname \"{}\" tcp sport {port}", self.inner_link);
+        self.cut_matching(fault, &host, &inner);
+    }
+
+    /// `fault` on the packets `host` matches on the host side (sent by the process) and
+    /// `inner` matches inside (sent to it).
+    fn cut_matching(&self, fault: Fault, host: &str, inner: &str) {
+        self.heal();
         match fault {
             Fault::DropBoth => {
                 self.host_rule(&format!("{host} drop"));
@@ -159,8 +173,8 @@ impl Namespace {
             Fault::RejectBoth => {
                 // The resets themselves pass: each side learns of the other's refusal.
                 for (rule, side) in [
-                    (&host, Self::host_rule as fn(&Self, &str)),
-                    (&inner, Self::inner_rule),
+                    (host, Self::host_rule as fn(&Self, &str)),
+                    (inner, Self::inner_rule),
                 ] {
                     side(self, &format!("{rule} tcp flags & rst == rst accept"));
                     side(

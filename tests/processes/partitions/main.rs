@@ -15,7 +15,8 @@
 //! - `groups` (feature `nats`): `a` and `b` are members of a NATS JetStream consumer group,
 //!   or (features `rabbitmq`, `kafka`) of a RabbitMQ or Kafka one (reached through a
 //!   `forwarder`);
-//! - `relay` (feature `nats`): `a` and `b` are relays to NATS, `a` holding the relay's lease;
+//! - `relay` (feature `nats`): `a` and `b` are relays to NATS, `a` holding the relay's lease,
+//!   cut off from everything or from its broker only;
 //! - `appender`: `a` appends in transactions of its own, `b` is a projection runner held
 //!   back by them.
 //!
@@ -316,6 +317,24 @@ async fn relay_black_holed_three_timeouts() {
 #[tokio::test]
 async fn relay_paused_three_timeouts() {
     relay::run(32, Nemesis::Pause, TIMEOUT * 3).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn relay_cut_from_its_broker_three_timeouts() {
+    relay::run_from_broker(33, Fault::DropBoth, TIMEOUT * 3).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn relay_deaf_to_its_broker_three_timeouts() {
+    relay::run_from_broker(34, Fault::DropToProcess, TIMEOUT * 3).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn relay_rejected_by_its_broker_for_the_timeout() {
+    relay::run_from_broker(35, Fault::RejectBoth, TIMEOUT).await;
 }
 
 #[tokio::test]

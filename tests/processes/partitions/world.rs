@@ -15,7 +15,7 @@ use eventsource_runtime::event::{NewEvent, StreamId};
 use eventsource_runtime::postgres::{PostgresCheckpointStore, PostgresEventStore};
 use eventsource_runtime::sqlx::{self, PgPool, postgres::PgPoolOptions};
 use eventsource_runtime::store::{EventStore, ExpectedVersion, StoreError};
-use eventsource_test_support::history::{Call, History, HistoryWriter, Op, OpKind, Report};
+use eventsource_test_support::history::{Call, History, HistoryWriter, Op, OpKind, OpRef, Report};
 use eventsource_test_support::netns::{self, Fault, Namespace};
 use tokio::sync::oneshot;
 
@@ -38,6 +38,9 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 pub enum Nemesis {
     /// Its packets dropped or rejected.
     Net(Fault),
+    /// Its packets to and from one server of the host (the one on this TCP port) dropped or
+    /// rejected; the others pass.
+    Server(Fault, u16),
     /// The process stopped (SIGSTOP), then continued: its kernel answers for it meanwhile.
     Pause,
     /// Its packets dropped or rejected, its clock off by a skew (libfaketime's `FAKETIME`,
@@ -49,6 +52,7 @@ impl Nemesis {
     pub fn name(self) -> String {
         match self {
             Self::Net(fault) => fault.name().to_owned(),
+            Self::Server(fault, port) => format!("{} (port {port} only)", fault.name()),
             Self::Pause => "SIGSTOP".to_owned(),
             Self::Skewed(fault, skew) => format!("{} (clock {skew})", fault.name()),
         }
@@ -60,6 +64,13 @@ impl Nemesis {
             _ => None,
         }
     }
+}
+
+/// A nemesis begun: what, its note in the history, and when.
+pub struct Struck {
+    nemesis: Nemesis,
+    noted: OpRef,
+    pub at: Instant,
 }
 
 /// One scenario: its schema, its namespace, its histories' folder, the appender.
@@ -167,25 +178,37 @@ impl World {
         bound: Duration,
         taken_over: impl AsyncFn() -> bool,
     ) -> Option<Duration> {
-        let started = self.history.note_nemesis(nemesis.name()).unwrap();
-        let at = Instant::now();
-        match nemesis {
-            Nemesis::Net(fault) | Nemesis::Skewed(fault, _) => self.namespace.cut(fault),
-            Nemesis::Pause => a.signal("-STOP"),
-        }
+        let struck = self.strike(nemesis, a);
         let takeover = if hold >= TIMEOUT {
             b.wait_for("the peer takes over", bound, taken_over).await;
-            Some(at.elapsed())
+            Some(struck.at.elapsed())
         } else {
             None
         };
-        tokio::time::sleep_until((at + hold).into()).await;
+        tokio::time::sleep_until((struck.at + hold).into()).await;
+        self.heal(struck, a);
+        takeover
+    }
+
+    /// Begins `nemesis` on `a`, noted in the test's history.
+    pub fn strike(&self, nemesis: Nemesis, a: &Process) -> Struck {
+        let noted = self.history.note_nemesis(nemesis.name()).unwrap();
+        let at = Instant::now();
         match nemesis {
-            Nemesis::Net(_) | Nemesis::Skewed(..) => self.namespace.heal(),
+            Nemesis::Net(fault) | Nemesis::Skewed(fault, _) => self.namespace.cut(fault),
+            Nemesis::Server(fault, port) => self.namespace.cut_port(fault, port),
+            Nemesis::Pause => a.signal("-STOP"),
+        }
+        Struck { nemesis, noted, at }
+    }
+
+    /// Ends what [`strike`](Self::strike) began.
+    pub fn heal(&self, struck: Struck, a: &Process) {
+        match struck.nemesis {
+            Nemesis::Net(_) | Nemesis::Skewed(..) | Nemesis::Server(..) => self.namespace.heal(),
             Nemesis::Pause => a.signal("-CONT"),
         }
-        self.history.note_nemesis_end(&started).unwrap();
-        takeover
+        self.history.note_nemesis_end(&struck.noted).unwrap();
     }
 
     /// The event store the test appends to.
@@ -494,6 +517,15 @@ impl Process {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits up to `within` for a line of this process's log to contain `text`, failing
+    /// with its log when none does.
+    pub async fn wait_to_say(&mut self, text: &str, within: Duration) {
+        let log = self.log.clone();
+        let said = async || std::fs::read_to_string(&log).is_ok_and(|log| log.contains(text));
+        let what = format!("{} says `{text}`", self.name);
+        self.wait_for(&what, within, said).await;
     }
 
     fn output(&self) -> String {

@@ -2,6 +2,7 @@
 //! relay's lease on PostgreSQL.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use eventsource_runtime::nats::NatsBus;
 use eventsource_runtime::relay::Relay;
@@ -20,12 +21,17 @@ pub async fn run(told: Told) {
         store,
         ..
     } = told;
-    let bus = NatsBus::new(&std::env::var(BROKER).unwrap()).unwrap();
+    // The acknowledgement's wait and the longest backoff scaled as the lease is: 10 s
+    // each by default.
+    let bus = NatsBus::new(&std::env::var(BROKER).unwrap())
+        .unwrap()
+        .with_ack_timeout(timeout);
     bus.declare().await.unwrap();
     let checkpoints = store.checkpoint_store().lease_timeout(timeout);
     let relay = Relay::new(Arc::new(store), Arc::new(checkpoints), Arc::new(bus))
         .batch_size(RELAY_BATCH)
-        .poll_interval(std::time::Duration::from_millis(50));
+        .poll_interval(Duration::from_millis(50))
+        .backoff(Duration::from_millis(100), timeout);
     relay.run(terminated()).await.unwrap();
     println!("{name} stopped");
 }

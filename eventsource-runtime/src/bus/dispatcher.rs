@@ -153,6 +153,12 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Whether a message delivered now would have its consume span recorded: a consumer
+    /// makes the transport's attributes ([`BusMessage::attributes`]) only then.
+    pub(crate) fn records_consume(&self) -> bool {
+        instrument::consume_recorded(&self.telemetry)
+    }
+
     fn snapshot(&self) -> Handlers {
         Arc::clone(&self.handlers.read().unwrap_or_else(PoisonError::into_inner))
     }

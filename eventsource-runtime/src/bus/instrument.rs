@@ -527,6 +527,12 @@ fn consume_span(telemetry: &BusTelemetry, delivery: Delivery<'_>) -> Span {
     span.start()
 }
 
+/// Whether a message's consume span would be recorded now: a transport's own attributes
+/// ([`BusMessage::attributes`]) are made for it alone.
+pub(crate) fn consume_recorded(telemetry: &BusTelemetry) -> bool {
+    SpanStart::would_record(telemetry.enabled)
+}
+
 /// The bus's own attributes: `messaging.system` and the broker's `server.*`.
 fn with_bus(span: &mut SpanStart<'_>, telemetry: &BusTelemetry) {
     span.static_str(attr::MESSAGING_SYSTEM, telemetry.system);

@@ -117,7 +117,8 @@ pub struct BusMessage {
     pub headers: Metadata,
     /// What the transport knows of this message and wants on its spans (a routing key, a
     /// delivery tag, a partition), under the OpenTelemetry key of the transport's own
-    /// conventions.
+    /// conventions. The library's consumers make them only while the message's consume
+    /// span is recorded: with tracing off they are empty.
     pub attributes: Vec<(&'static str, AttributeValue)>,
 }
 

@@ -49,7 +49,7 @@ impl ConsumerGroup {
         record: &BorrowedMessage<'_>,
         redelivered: bool,
     ) -> Result<(), BusError> {
-        let Some((message, mut state)) = self.message(record).await? else {
+        let Some((message, mut state)) = self.message(dispatcher, record).await? else {
             return Ok(());
         };
         if redelivered {
@@ -78,7 +78,7 @@ impl ConsumerGroup {
             if *redelivered {
                 // A redelivery keeps its own span: linked, with its attempt.
                 self.settle(&self.dispatcher, record, true).await?;
-            } else if let Some((message, _)) = self.message(record).await? {
+            } else if let Some((message, _)) = self.message(&self.dispatcher, record).await? {
                 messages.push(message);
             }
         }
@@ -103,9 +103,11 @@ impl ConsumerGroup {
     /// The message a record carries and its delivery state, or `None` when there is nothing
     /// to hand over: an event the group does not bind, or whose aggregate type is not its
     /// topic's (skipped, counted and logged), or not a stored event at all (dead-lettered
-    /// with the reason).
+    /// with the reason). The transport's attributes are made only when `dispatcher` would
+    /// record the message's consume span.
     pub(super) async fn message(
         &self,
+        dispatcher: &Dispatcher,
         record: &BorrowedMessage<'_>,
     ) -> Result<Option<(BusMessage, DeliveryState)>, BusError> {
         let body = record.payload().unwrap_or_default();
@@ -138,15 +140,17 @@ impl ConsumerGroup {
             return Ok(None);
         }
         let (trace, state) = codec::read(record);
-        let mut message = BusMessage::new(topic, event)
-            .with_headers(trace)
-            .with_attribute(
-                MESSAGING_DESTINATION_PARTITION_ID,
-                record.partition().to_string(),
-            )
-            .with_attribute(MESSAGING_KAFKA_OFFSET, record.offset());
-        if let Some(key) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
-            message = message.with_attribute(MESSAGING_KAFKA_MESSAGE_KEY, key);
+        let mut message = BusMessage::new(topic, event).with_headers(trace);
+        if dispatcher.records_consume() {
+            message = message
+                .with_attribute(
+                    MESSAGING_DESTINATION_PARTITION_ID,
+                    record.partition().to_string(),
+                )
+                .with_attribute(MESSAGING_KAFKA_OFFSET, record.offset());
+            if let Some(key) = record.key().and_then(|k| std::str::from_utf8(k).ok()) {
+                message = message.with_attribute(MESSAGING_KAFKA_MESSAGE_KEY, key);
+            }
         }
         Ok(Some((message, state)))
     }

@@ -307,13 +307,15 @@ impl ConsumerGroup {
         };
         let key = routing_key(&event);
         let destination = format!("{}:{key}:{}", self.bus.exchange(), self.queues.live);
-        let message = BusMessage::new(destination, event)
-            .with_headers(trace)
-            .with_attribute(MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, key)
-            .with_attribute(
-                MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
-                delivery.delivery_tag,
-            );
+        let mut message = BusMessage::new(destination, event).with_headers(trace);
+        if self.dispatcher.records_consume() {
+            message = message
+                .with_attribute(MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, key)
+                .with_attribute(
+                    MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG,
+                    delivery.delivery_tag,
+                );
+        }
         let failures = {
             let _in_hand = self.health.handling(&message.event);
             self.dispatcher.receive(&message, &state).await

@@ -126,6 +126,12 @@ impl<'a> SpanStart<'a> {
         }
     }
 
+    /// Whether a span that [`new`](Self::new) would start now with `enabled` would be
+    /// recorded: what only its attributes need can be left unmade when it would not.
+    pub(crate) fn would_record(enabled: bool) -> bool {
+        enabled && toggles::is_enabled() && mode().is_some()
+    }
+
     /// Whether the span will not be recorded (so its attributes need not be worked out).
     #[inline]
     pub(crate) fn is_inert(&self) -> bool {

@@ -155,6 +155,7 @@ impl Dispatcher {
 
     /// Whether a message delivered now would have its consume span recorded: a consumer
     /// makes the transport's attributes ([`BusMessage::attributes`]) only then.
+    #[cfg(any(feature = "kafka", feature = "rabbitmq"))]
     pub(crate) fn records_consume(&self) -> bool {
         instrument::consume_recorded(&self.telemetry)
     }

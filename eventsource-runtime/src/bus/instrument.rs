@@ -529,6 +529,7 @@ fn consume_span(telemetry: &BusTelemetry, delivery: Delivery<'_>) -> Span {
 
 /// Whether a message's consume span would be recorded now: a transport's own attributes
 /// ([`BusMessage::attributes`]) are made for it alone.
+#[cfg(any(feature = "kafka", feature = "rabbitmq"))]
 pub(crate) fn consume_recorded(telemetry: &BusTelemetry) -> bool {
     SpanStart::would_record(telemetry.enabled)
 }

@@ -128,6 +128,7 @@ impl<'a> SpanStart<'a> {
 
     /// Whether a span that [`new`](Self::new) would start now with `enabled` would be
     /// recorded: what only its attributes need can be left unmade when it would not.
+    #[cfg(any(feature = "kafka", feature = "rabbitmq"))]
     pub(crate) fn would_record(enabled: bool) -> bool {
         enabled && toggles::is_enabled() && mode().is_some()
     }

@@ -16,10 +16,26 @@ const queue = process.env.CONSOLE_QUEUE;
 // What the next prompts are answered, in turn (a confirm is accepted).
 const answers = [];
 
-// The page's message after an action: the next one that says `refused` or `done`.
+// Each action's request and how it ended, for the error when a message never comes.
+const actions = [];
+
+// The page's message after an action: the first one since the message box was cleared
+// that says `refused` or `done`. Polled from here, not on the page's animation frames
+// (which a loaded machine starves), over every text the box took (see `clearMessage`), so
+// a message replaced by the next is still seen. On a timeout it says what the page said
+// and which actions were answered.
 async function outcome(page, done = 'requeued') {
-  await page.waitForFunction((done) => new RegExp('refused|' + done).test(document.querySelector('#message').textContent), done, { timeout: 10000 });
-  return page.textContent('#message');
+  const wanted = new RegExp('refused|' + done);
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const said = await page.evaluate(() => window.eventsourceSaid || []);
+    const found = said.find((text) => wanted.test(text));
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) {
+      throw new Error(`no message matching ${wanted} within 10 s; the page said ${JSON.stringify(said)}; actions: ${JSON.stringify(actions)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 // Clicks `label` on the status row of `projection`, the prompts answered with `typed`.
@@ -30,8 +46,17 @@ async function change(page, projection, label, done, ...typed) {
   return outcome(page, done);
 }
 
+// Empties the message box and keeps, from now on, every text it takes.
 async function clearMessage(page) {
-  await page.evaluate(() => { document.querySelector('#message').textContent = ''; });
+  await page.evaluate(() => {
+    const box = document.querySelector('#message');
+    box.textContent = '';
+    window.eventsourceSaid = [];
+    if (!window.eventsourceWatcher) {
+      window.eventsourceWatcher = new MutationObserver(() => window.eventsourceSaid.push(box.textContent));
+      window.eventsourceWatcher.observe(box, { childList: true, characterData: true, subtree: true });
+    }
+  });
 }
 
 async function refused(page) {
@@ -137,6 +162,13 @@ async function act(page) {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
   try {
     const page = await browser.newPage({ viewport: { width: 1100, height: 560 } });
+    const started = Date.now();
+    const seen = (request, how) => {
+      if (request.url().includes('/api/actions/')) actions.push(`${request.url().split('/api/actions/')[1]} ${how} at ${Date.now() - started} ms`);
+    };
+    page.on('request', (request) => seen(request, 'sent'));
+    page.on('requestfinished', (request) => seen(request, 'answered'));
+    page.on('requestfailed', (request) => seen(request, 'failed: ' + (request.failure() || {}).errorText));
     page.on('dialog', (dialog) => (dialog.type() === 'prompt' ? dialog.accept(answers.shift()) : dialog.accept()));
     const report = process.env.CONSOLE_PHASE === 'refused' ? await refused(page) : await act(page);
     console.log(JSON.stringify(report));

@@ -1,13 +1,13 @@
 //! The Kafka bus against a real Kafka-API broker, in one run so the ratios compare like with
 //! like:
 //!
-//! - `kafka_relay_throughput`: [`EVENTS`] stored events published by a [`Relay`] from a
+//! - `kafka_relay_throughput`: 20,000 stored events ([`event_count()`]) published by a [`Relay`] from a
 //!   fresh checkpoint (tracing off, and on: eventsource's layer, a simple processor, an
 //!   exporter that drops the spans), beside rdkafka's `FutureProducer` alone publishing the
 //!   same records (`rdkafka_in_flight`: the same settings as the bus, idempotence and
 //!   `acks=all`, `linger.ms=1`; the same key, body and headers, encoded ahead of time; a
 //!   window of the relay's batch size in flight, each awaited for its delivery report).
-//! - `kafka_consumer_throughput`: [`EVENTS`] records (published once, before) consumed from
+//! - `kafka_consumer_throughput`: as many records (published once, before) consumed from
 //!   the beginning by a fresh [`ConsumerGroup`] per iteration, until its handler saw them
 //!   all (tracing off, and on), beside rdkafka's `StreamConsumer` alone in a fresh group
 //!   with the same guarantees (`rdkafka_at_least_once`: each record's body decoded as a
@@ -57,8 +57,19 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::runtime::Runtime;
 use tracing::Dispatch;
 
-/// Stored events per iteration: published by the relay, consumed by a group.
-const EVENTS: usize = 20_000;
+/// Stored events per iteration: published by the relay, consumed by a group. 20,000 unless
+/// `BUS_KAFKA_EVENTS` says otherwise: counting instructions at two lengths cancels what a
+/// run does once (joining the group, its first lag sample) out of the cost of a record.
+fn event_count() -> usize {
+    static EVENTS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *EVENTS.get_or_init(|| {
+        std::env::var("BUS_KAFKA_EVENTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(20_000)
+    })
+}
 
 /// The relay's batch size: the window rdkafka keeps in flight too.
 const BATCH: usize = 256;
@@ -181,11 +192,11 @@ fn configure(
         .measurement_time(measurement);
 }
 
-/// [`EVENTS`] stored orders, one stream each.
+/// [`event_count()`] stored orders, one stream each.
 async fn stored_orders() -> InMemoryEventStore {
     let store = InMemoryEventStore::new();
     let orders = CommandService::<Order>::new(store.clone());
-    for i in 0..EVENTS {
+    for i in 0..event_count() {
         let order = sample_order(&format!("o-{i}"), "ada");
         orders.execute(order).await.expect("an order");
     }
@@ -202,7 +213,8 @@ fn relay_throughput(c: &mut Criterion, runtime: &Runtime, broker: &Broker) {
     let bus = broker.bus("relay");
     runtime.block_on(bus.declare(["Order"])).expect("the topic");
     let topic = bus.topic_of("Order");
-    let events = runtime.block_on(async { store.read_all(1, EVENTS).await.expect("events") });
+    let events =
+        runtime.block_on(async { store.read_all(1, event_count()).await.expect("events") });
     let records: Vec<Raw> = events.iter().map(|e| raw(&topic, e)).collect();
     let bus = Arc::new(bus);
     let store: Arc<dyn EventStore> = Arc::new(store);
@@ -210,7 +222,7 @@ fn relay_throughput(c: &mut Criterion, runtime: &Runtime, broker: &Broker) {
     let mut bench = c.benchmark_group("kafka_relay_throughput");
     // Ten iterations of a few tenths of a second each: every record stays on the broker.
     configure(&mut bench, Duration::from_secs(1), Duration::from_secs(3));
-    bench.throughput(Throughput::Elements(EVENTS as u64));
+    bench.throughput(Throughput::Elements(event_count() as u64));
     for (name, dispatch) in [
         ("relay_tracing_off", None),
         ("relay_tracing_on", Some(&traced)),
@@ -225,7 +237,7 @@ fn relay_throughput(c: &mut Criterion, runtime: &Runtime, broker: &Broker) {
                         let relay = Relay::new(Arc::clone(&store), checkpoints, bus.clone())
                             .batch_size(BATCH);
                         let published = relay.run_until_caught_up().await.expect("relayed");
-                        assert_eq!(published, EVENTS as u64);
+                        assert_eq!(published, event_count() as u64);
                     }
                     started.elapsed()
                 })
@@ -279,7 +291,7 @@ impl Progress {
         if n == 1 {
             *self.first.lock().expect("first") = Some(now);
         }
-        if n == EVENTS {
+        if n == event_count() {
             *self.last.lock().expect("last") = Some(now);
         }
     }
@@ -295,8 +307,9 @@ impl Progress {
             }
             assert!(
                 Instant::now() < deadline,
-                "only {} of {EVENTS} records handled within a minute",
-                self.handled.load(Ordering::SeqCst)
+                "only {} of {} records handled within a minute",
+                self.handled.load(Ordering::SeqCst),
+                event_count()
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -343,7 +356,7 @@ async fn consume_with_rdkafka(
 ) -> Duration {
     let consumer = broker.consumer(group, topic);
     let progress = Progress::default();
-    while progress.handled.load(Ordering::SeqCst) < EVENTS {
+    while progress.handled.load(Ordering::SeqCst) < event_count() {
         let record = consumer.recv().await.expect("a record");
         if read_headers {
             let headers = record.headers();
@@ -384,7 +397,7 @@ fn consumer_throughput(c: &mut Criterion, runtime: &Runtime, broker: &Broker) {
         let checkpoints = Arc::new(InMemoryCheckpointStore::new());
         let relay = Relay::new(store, checkpoints, Arc::new(bus.clone())).batch_size(BATCH);
         let published = relay.run_until_caught_up().await.expect("relayed");
-        assert_eq!(published, EVENTS as u64);
+        assert_eq!(published, event_count() as u64);
     });
     let groups = AtomicUsize::new(0);
     let fresh = |kind: &str| format!("{kind}-{}", groups.fetch_add(1, Ordering::SeqCst));
@@ -396,7 +409,7 @@ fn consumer_throughput(c: &mut Criterion, runtime: &Runtime, broker: &Broker) {
         Duration::from_millis(1),
         Duration::from_millis(10),
     );
-    bench.throughput(Throughput::Elements(EVENTS as u64));
+    bench.throughput(Throughput::Elements(event_count() as u64));
     for (name, dispatch) in [
         ("group_tracing_off", None),
         ("group_tracing_on", Some(&traced)),

@@ -72,8 +72,9 @@
 mod find;
 mod tree;
 
+use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::event::{EventEnvelope, Metadata};
 
@@ -87,20 +88,35 @@ tokio::task_local! {
 
 /// A correlation id and a causation id: what a command run now passes on to its events.
 ///
-/// Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lineage {
-    correlation_id: Arc<str>,
-    causation_id: Arc<str>,
+/// Cheap to clone. Equal when both ids are.
+#[derive(Clone)]
+pub struct Lineage(Ids);
+
+/// Where a lineage's ids come from.
+#[derive(Clone)]
+enum Ids {
+    /// Given as text.
+    Given {
+        correlation_id: Arc<str>,
+        causation_id: Arc<str>,
+    },
+    /// A message's ([`Lineage::of_event`]): its id and metadata, its id written as text only
+    /// when asked. Every message a handler is handed gets a lineage, and most handlers run
+    /// no command that would read it.
+    Message {
+        event_id: uuid::Uuid,
+        metadata: Metadata,
+        id_text: OnceLock<Arc<str>>,
+    },
 }
 
 impl Lineage {
     /// The lineage with these ids.
     pub fn new(correlation_id: impl Into<Arc<str>>, causation_id: impl Into<Arc<str>>) -> Self {
-        Self {
+        Self(Ids::Given {
             correlation_id: correlation_id.into(),
             causation_id: causation_id.into(),
-        }
+        })
     }
 
     /// What a command run while handling `event` passes on: the event's correlation id (its
@@ -108,29 +124,39 @@ impl Lineage {
     /// event's id as the causation id.
     #[must_use]
     pub fn of_event(event: &EventEnvelope) -> Self {
-        // Written into a buffer on the stack: one allocation (the `Arc`), no formatter.
-        let mut buffer = uuid::Uuid::encode_buffer();
-        let id: Arc<str> = Arc::from(&*event.event_id.hyphenated().encode_lower(&mut buffer));
-        let correlation_id = match event.metadata.correlation_id() {
-            Some(correlation_id) => Arc::from(correlation_id),
-            None => Arc::clone(&id),
-        };
-        Self {
-            correlation_id,
-            causation_id: id,
-        }
+        Self(Ids::Message {
+            event_id: event.event_id,
+            metadata: event.metadata.clone(),
+            id_text: OnceLock::new(),
+        })
     }
 
     /// The correlation id.
     #[must_use]
     pub fn correlation_id(&self) -> &str {
-        &self.correlation_id
+        match &self.0 {
+            Ids::Given { correlation_id, .. } => correlation_id,
+            Ids::Message { metadata, .. } => match metadata.correlation_id() {
+                Some(correlation_id) => correlation_id,
+                None => self.causation_id(),
+            },
+        }
     }
 
     /// The causation id.
     #[must_use]
     pub fn causation_id(&self) -> &str {
-        &self.causation_id
+        match &self.0 {
+            Ids::Given { causation_id, .. } => causation_id,
+            Ids::Message {
+                event_id, id_text, ..
+            } => id_text.get_or_init(|| {
+                // Written into a buffer on the stack: one allocation (the `Arc`), no
+                // formatter.
+                let mut buffer = uuid::Uuid::encode_buffer();
+                Arc::from(&*event_id.hyphenated().encode_lower(&mut buffer))
+            }),
+        }
     }
 
     /// The lineage of the message the current task is handling: set by the
@@ -146,6 +172,24 @@ impl Lineage {
     /// task: `tokio::spawn(Lineage::current().unwrap().scope(work))`.
     pub fn scope<F: Future>(self, work: F) -> impl Future<Output = F::Output> {
         CURRENT.scope(self, work)
+    }
+}
+
+impl PartialEq for Lineage {
+    fn eq(&self, other: &Self) -> bool {
+        self.correlation_id() == other.correlation_id()
+            && self.causation_id() == other.causation_id()
+    }
+}
+
+impl Eq for Lineage {}
+
+impl fmt::Debug for Lineage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lineage")
+            .field("correlation_id", &self.correlation_id())
+            .field("causation_id", &self.causation_id())
+            .finish()
     }
 }
 
@@ -234,6 +278,50 @@ mod tests {
         let lineage = run(ambient.scope(async { stamped(&mut given) }));
         assert_eq!(lineage, Lineage::new("c-1", "k-1"));
         assert_eq!(given.correlation_id(), Some("c-1"));
+    }
+
+    fn message(metadata: Metadata) -> EventEnvelope {
+        EventEnvelope {
+            event_id: uuid::Uuid::now_v7(),
+            stream: crate::event::StreamId::new("Order", "o-1"),
+            version: 1,
+            position: 1,
+            event_type: "OrderPlaced".into(),
+            schema_version: 1,
+            timestamp: chrono::Utc::now(),
+            payload: serde_json::json!({}).into(),
+            metadata,
+        }
+    }
+
+    #[test]
+    fn a_message_passes_on_its_correlation_and_itself_as_the_cause() {
+        let tagged = message(Metadata::new().with(Metadata::CORRELATION_ID, "checkout-7"));
+        let lineage = Lineage::of_event(&tagged);
+        let id = tagged.event_id.to_string();
+        assert_eq!(lineage, Lineage::new("checkout-7", id.as_str()));
+        assert_eq!(
+            lineage.clone().causation_id(),
+            id,
+            "a clone writes the same text"
+        );
+        assert_eq!(
+            format!("{lineage:?}"),
+            format!("Lineage {{ correlation_id: \"checkout-7\", causation_id: \"{id}\" }}")
+        );
+
+        // A producer that stamped nothing: the message's own id is the correlation id too.
+        let bare = message(Metadata::new());
+        let lineage = Lineage::of_event(&bare);
+        let id = bare.event_id.to_string();
+        assert_eq!(lineage.correlation_id(), id);
+        assert_eq!(lineage, Lineage::new(id.as_str(), id.as_str()));
+        assert_ne!(lineage, Lineage::of_event(&tagged));
+
+        let mut metadata = Metadata::new();
+        run(lineage.scope(async { stamp(&mut metadata) }));
+        assert_eq!(metadata.correlation_id(), Some(id.as_str()));
+        assert_eq!(metadata.causation_id(), Some(id.as_str()));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! `EVENTSOURCE_REQUIRE_POSTGRES=1`).
 
 use crate::postgres;
+use eventsource_test_support::envelopes::order_placed;
 use eventsource_test_support::lineage_domain as domain;
 use eventsource_test_support::stores::{Intercept, Over};
 
@@ -465,6 +466,45 @@ async fn a_store_of_ones_own_lists_a_correlation_through_read_all() {
 }
 
 // ---- the ambient lineage --------------------------------------------------------------------
+
+/// A message's lineage: its correlation id (its own id when it carries none) and itself as
+/// the cause, as its ids read, compare, print, and reach a command's events.
+#[tokio::test]
+async fn a_message_passes_on_its_correlation_and_itself_as_the_cause() {
+    let mut tagged = order_placed("o-1");
+    tagged.metadata = Metadata::new().with(Metadata::CORRELATION_ID, "checkout-7");
+    let lineage = Lineage::of_event(&tagged);
+    let id = tagged.event_id.to_string();
+    assert_eq!(lineage, Lineage::new("checkout-7", id.as_str()));
+    assert_eq!(
+        lineage.clone().causation_id(),
+        id,
+        "a clone writes the same text"
+    );
+    assert_eq!(
+        format!("{lineage:?}"),
+        format!("Lineage {{ correlation_id: \"checkout-7\", causation_id: \"{id}\" }}")
+    );
+
+    // A producer that stamped nothing: the message's own id is the correlation id too.
+    let bare = order_placed("o-2");
+    let lineage = Lineage::of_event(&bare);
+    let id = bare.event_id.to_string();
+    assert_eq!(lineage.correlation_id(), id);
+    assert_eq!(lineage, Lineage::new(id.as_str(), id.as_str()));
+    assert_ne!(lineage, Lineage::of_event(&tagged));
+
+    let carts = CommandService::<Cart>::new(InMemoryEventStore::new());
+    let outcome = lineage
+        .scope(carts.execute(CheckOut {
+            cart_id: "c-10".into(),
+            items: 1,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(correlation_of(&outcome.events[0]), id);
+    assert_eq!(causation_of(&outcome.events[0]), id);
+}
 
 #[tokio::test]
 async fn a_spawned_task_carries_the_lineage_it_is_given() {

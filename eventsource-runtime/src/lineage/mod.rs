@@ -280,50 +280,6 @@ mod tests {
         assert_eq!(given.correlation_id(), Some("c-1"));
     }
 
-    fn message(metadata: Metadata) -> EventEnvelope {
-        EventEnvelope {
-            event_id: uuid::Uuid::now_v7(),
-            stream: crate::event::StreamId::new("Order", "o-1"),
-            version: 1,
-            position: 1,
-            event_type: "OrderPlaced".into(),
-            schema_version: 1,
-            timestamp: chrono::Utc::now(),
-            payload: serde_json::json!({}).into(),
-            metadata,
-        }
-    }
-
-    #[test]
-    fn a_message_passes_on_its_correlation_and_itself_as_the_cause() {
-        let tagged = message(Metadata::new().with(Metadata::CORRELATION_ID, "checkout-7"));
-        let lineage = Lineage::of_event(&tagged);
-        let id = tagged.event_id.to_string();
-        assert_eq!(lineage, Lineage::new("checkout-7", id.as_str()));
-        assert_eq!(
-            lineage.clone().causation_id(),
-            id,
-            "a clone writes the same text"
-        );
-        assert_eq!(
-            format!("{lineage:?}"),
-            format!("Lineage {{ correlation_id: \"checkout-7\", causation_id: \"{id}\" }}")
-        );
-
-        // A producer that stamped nothing: the message's own id is the correlation id too.
-        let bare = message(Metadata::new());
-        let lineage = Lineage::of_event(&bare);
-        let id = bare.event_id.to_string();
-        assert_eq!(lineage.correlation_id(), id);
-        assert_eq!(lineage, Lineage::new(id.as_str(), id.as_str()));
-        assert_ne!(lineage, Lineage::of_event(&tagged));
-
-        let mut metadata = Metadata::new();
-        run(lineage.scope(async { stamp(&mut metadata) }));
-        assert_eq!(metadata.correlation_id(), Some(id.as_str()));
-        assert_eq!(metadata.causation_id(), Some(id.as_str()));
-    }
-
     #[test]
     fn inside_a_handler_the_message_is_the_cause() {
         let lineage = run(Lineage::new("c-9", "event-3").scope(async {

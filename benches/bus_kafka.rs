@@ -4,9 +4,10 @@
 //! - `kafka_relay_throughput`: 20,000 stored events ([`event_count()`]) published by a
 //!   [`Relay`] from a fresh checkpoint (tracing off, and on: eventsource's layer, a simple
 //!   processor, an exporter that drops the spans), beside rdkafka's `FutureProducer` alone
-//!   publishing the same records (`rdkafka_in_flight`: the same settings as the bus, idempotence and
-//!   `acks=all`, `linger.ms=1`; the same key, body and headers, encoded ahead of time; a
-//!   window of the relay's batch size in flight, each awaited for its delivery report).
+//!   publishing the same records (`rdkafka_in_flight`: the same settings as the bus,
+//!   idempotence and `acks=all`, `linger.ms=1`; the same key, body and headers, encoded
+//!   ahead of time; a window of the relay's batch size in flight, each awaited for its
+//!   delivery report).
 //! - `kafka_consumer_throughput`: as many records (published once, before) consumed from
 //!   the beginning by a fresh [`ConsumerGroup`] per iteration, until its handler saw them
 //!   all (tracing off, and on), beside rdkafka's `StreamConsumer` alone in a fresh group
